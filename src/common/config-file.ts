@@ -1,0 +1,133 @@
+// Reads a daemon's INI file and validates it against that daemon's JSON Schema (SPEC S3).
+import { readFileSync } from 'node:fs';
+import * as ini from 'ini';
+import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+
+/** A configuration problem, already phrased for the administrator. */
+export class ConfigError extends Error {
+  constructor(readonly file: string, readonly problems: string[]) {
+    super(`${file}: invalid configuration:\n  ${problems.join('\n  ')}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Schema = Record<string, unknown>;
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: true });
+
+/** Compiles a daemon's schema once; the result validates parsed INI objects. */
+export function compileSchema<T>(schema: Schema): ValidateFunction<T> {
+  return ajv.compile<T>(schema);
+}
+
+/** INI booleans are words; the schema wants booleans. Only keys the schema types as boolean are touched. */
+function normaliseBooleans(value: Record<string, unknown>, schema: Schema): void {
+  const props = (schema['properties'] ?? {}) as Record<string, Schema>;
+  const patterns = (schema['patternProperties'] ?? {}) as Record<string, Schema>;
+  for (const [key, v] of Object.entries(value)) {
+    const sub = props[key] ?? Object.entries(patterns).find(([re]) => new RegExp(re).test(key))?.[1];
+    if (!sub) continue;
+    if (sub['type'] === 'boolean' && typeof v === 'string') {
+      const word = v.trim().toLowerCase();
+      if (['yes', 'true', 'on', '1'].includes(word)) value[key] = true;
+      else if (['no', 'false', 'off', '0'].includes(word)) value[key] = false;
+    } else if (sub['type'] === 'object' && v && typeof v === 'object') {
+      normaliseBooleans(v as Record<string, unknown>, sub);
+    }
+  }
+}
+
+/** "/detector/1MF/minpause" -> section "detector.1MF", key "minpause". */
+function locate(err: ErrorObject): { section: string; key: string } {
+  const parts = err.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
+  if (err.keyword === 'additionalProperties') {
+    parts.push(String((err.params as { additionalProperty: string }).additionalProperty));
+  } else if (err.keyword === 'required') {
+    parts.push(String((err.params as { missingProperty: string }).missingProperty));
+  }
+  const key = parts.pop() ?? '';
+  return { section: parts.join('.'), key };
+}
+
+function valueAt(data: unknown, parts: string[]): unknown {
+  return parts.reduce<unknown>((v, k) => (v && typeof v === 'object' ? (v as Record<string, unknown>)[k] : undefined), data);
+}
+
+/** String patterns the schemas use, each with the words an administrator reads when a value misses it. */
+export const Pattern = {
+  absolutePath: '^/',
+  /** Relative, and no '..' component: stays below the directory it is joined to. */
+  relativeBelow: '^(?!/)(?!(.*/)?\\.\\.(/|$)).*$',
+  word: '^[^/\\s]+$',
+} as const;
+
+const PATTERN_WORDS: Record<string, string> = {
+  [Pattern.absolutePath]: 'must be an absolute path (starting with /)',
+  [Pattern.relativeBelow]: "must be a relative path without '..'",
+  [Pattern.word]: 'must be one word without / or spaces',
+};
+
+/** Turns ajv errors into lines naming section, key, the problem and the offending value. */
+export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
+  return errors.map((err) => {
+    const { section, key } = locate(err);
+    const parts = [...(section ? section.split('.') : []), key];
+    const value = valueAt(data, parts);
+    const where = `${section ? `section [${section}]` : 'top level (before any section)'}, key '${key}'`;
+    const got = value === undefined || typeof value === 'object' ? '' : `, got '${String(value)}'`;
+    const params = err.params as Record<string, unknown>;
+    switch (err.keyword) {
+      case 'additionalProperties':
+        if (value && typeof value === 'object') {
+          return `section [${[...parts].join('.')}]: unknown section (if this is not a typo, it is not supported here)`;
+        }
+        return `${where}: unknown key (if this is not a typo, it is not supported here)`;
+      case 'required':
+        return value === undefined && (key === 'detector' || key === 'storage') && !section
+          ? `no [${key}.ID] section: at least one is required`
+          : `${where}: missing, it is required`;
+      case 'enum':
+        return `${where}: must be one of ${(params['allowedValues'] as unknown[]).join(', ')}${got}`;
+      case 'type':
+        return `${where}: must be ${params['type'] === 'boolean' ? 'yes or no' : `${String(params['type'])}`}${got}`;
+      case 'pattern':
+        return `${where}: ${PATTERN_WORDS[String(params['pattern'])] ?? 'has an invalid form'}${got}`;
+      default:
+        return `${where}: ${err.message ?? 'is invalid'}${got}`;
+    }
+  });
+}
+
+/**
+ * Parses INI text and validates it; returns the typed configuration with defaults filled in,
+ * or throws ConfigError naming file, section, key and the problem.
+ */
+export function parseConfig<T>(file: string, text: string, validate: ValidateFunction<T>): T {
+  // ini builds null-prototype objects; ajv and the daemons want plain ones.
+  const raw = JSON.parse(JSON.stringify(ini.parse(text))) as Record<string, unknown>;
+  normaliseBooleans(raw, validate.schema as Schema);
+  const original = JSON.parse(JSON.stringify(raw)) as unknown; // ajv coerces in place; report what the file said
+  if (!validate(raw)) throw new ConfigError(file, describeErrors(validate.errors ?? [], original));
+  return raw as T;
+}
+
+export function loadConfig<T>(file: string, validate: ValidateFunction<T>): T {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(file, [`cannot read the file: ${(e as Error).message}`]);
+  }
+  return parseConfig(file, text, validate);
+}
+
+/** Loads a daemon's config or exits with EX_CONFIG (78) and the problems on stderr: the daemon never starts half-configured. */
+export function loadConfigOrExit<T>(daemon: string, file: string, load: (file: string) => T): T {
+  try {
+    return load(file);
+  } catch (e) {
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`${daemon}: ${e.message}\n`);
+    process.exit(78);
+  }
+}

@@ -1,0 +1,58 @@
+// The './' marker (SPEC F7, G4) and usrdir templating (F4): pure path arithmetic, no I/O.
+import * as path from 'node:path';
+
+/** A file path split at its './' marker: `root` is not replicated, `rel` is. */
+export interface MarkedPath {
+  root: string;
+  rel: string;
+}
+
+const MARKER = '/./';
+
+/** Makes sure a target carries a marker; without one, the marker goes at its end (F7). */
+export function markTarget(target: string): string {
+  if (target.endsWith('/.')) return `${target}/`;
+  if (target.includes(MARKER)) return target;
+  return `${target.replace(/\/+$/, '')}${MARKER}`;
+}
+
+/** The directory a marked target really names (the marker does not change where furkad writes). */
+export function unmark(p: string): string {
+  return path.normalize(p.replace(MARKER, '/'));
+}
+
+/**
+ * Splits an absolute path at its first './' marker. Without a marker only the file name is
+ * replicated, as if the marker stood just before it.
+ */
+export function splitMarked(p: string): MarkedPath {
+  const at = p.indexOf(MARKER);
+  if (at < 0) return { root: path.dirname(p), rel: path.basename(p) };
+  return { root: path.normalize(p.slice(0, at) || '/'), rel: path.normalize(p.slice(at + MARKER.length)) };
+}
+
+/** Where a marked source path is replicated below a storage target (G4). */
+export function replicatedPath(storageTarget: string, rel: string): string {
+  return path.join(storageTarget, rel);
+}
+
+/** The marked path of a file delivered below a marked target and usrdir (what grimseld replicates). */
+export function deliveredPath(markedTarget: string, usrdir: string, rel: string): string {
+  const t = markTarget(markedTarget);
+  const at = t.indexOf(MARKER);
+  const root = path.posix.normalize(t.slice(0, at) || '/').replace(/\/+$/, '');
+  return `${root}${MARKER}${path.posix.join(t.slice(at + MARKER.length), usrdir, rel)}`;
+}
+
+/** A relative path is safe when it stays below its base: no '..', not absolute, not empty. */
+export function isSafeRelative(rel: string): boolean {
+  if (rel === '' || path.isAbsolute(rel)) return false;
+  return !path.normalize(rel).split('/').includes('..');
+}
+
+/** Expands `$UID` / `$GID` (also `${UID}` / `${GID}`) in a usrdir template (F4); '' means none. */
+export function expandUsrdir(template: string, uid: number, gid: number): string {
+  return template
+    .replace(/\$\{UID\}|\$UID/g, String(uid))
+    .replace(/\$\{GID\}|\$GID/g, String(gid));
+}

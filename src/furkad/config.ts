@@ -1,0 +1,81 @@
+// furkad.conf: its JSON Schema (one, compiled once) and its typed form (SPEC S3).
+import { compileSchema, loadConfig, Pattern } from '../common/config-file.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
+
+export interface DetectorConfig {
+  remoteIP: string;
+  port: number;
+  module: string;
+  source: string;
+  target: string;
+  minpause: number;
+  interrun_pause: number;
+  remove_source: boolean;
+}
+
+export interface FurkadConfig {
+  logfile?: string;
+  logfile_max_number: number;
+  logfile_max_size: number;
+  log_level: string;
+  uid: number;
+  gid: number;
+  usrdir: string;
+  licensekey: string;
+  rsync_path: string;
+  rsync_timeout_s: number;
+  detector: Record<string, DetectorConfig>;
+}
+
+const id = { type: 'integer', minimum: 0, maximum: 4294967294 };
+
+const detectorSchema = {
+  type: 'object',
+  title: 'One detector server',
+  additionalProperties: false,
+  required: ['remoteIP', 'target'],
+  properties: {
+    remoteIP: { type: 'string', minLength: 1, description: 'detector server address (rsync daemon host)' },
+    port: { type: 'integer', minimum: 1, maximum: 65535, default: 49371, description: 'rsync daemon port' },
+    module: { type: 'string', pattern: Pattern.word, default: 'ramdisk', description: 'rsync module serving /ramdisk' },
+    source: { type: 'string', default: '/', description: 'directory below the module to pull from' },
+    target: { type: 'string', pattern: Pattern.absolutePath, description: 'absolute PPU directory to write to; may contain ./' },
+    minpause: { type: 'integer', minimum: 0, default: 10, description: 'ms between two runs' },
+    interrun_pause: { type: 'integer', minimum: 0, default: 0, description: 'extra ms after a run that moved files' },
+    remove_source: { type: 'boolean', default: true, description: 'remove copied files from the detector ramdisk' },
+  },
+};
+
+export const furkadSchema = {
+  type: 'object',
+  title: 'furkad configuration',
+  additionalProperties: false,
+  required: ['detector'],
+  properties: {
+    logfile: { type: 'string', pattern: Pattern.absolutePath, description: 'log file; unset = stdout (journal)' },
+    logfile_max_number: { type: 'integer', minimum: 1, default: 10 },
+    logfile_max_size: { type: 'integer', minimum: 1, default: 10485760, description: 'bytes' },
+    log_level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info' },
+    uid: { ...id, default: 1000, description: 'uid of the shift started at process start' },
+    gid: { ...id, default: 1000, description: 'gid of the shift started at process start' },
+    usrdir: { type: 'string', pattern: Pattern.relativeBelow, default: '$UID_$GID', description: 'per-shift directory below each target' },
+    licensekey: { type: 'string', pattern: Pattern.absolutePath, default: '/var/lib/furka/license.key' },
+    rsync_path: { type: 'string', default: 'rsync', description: 'rsync client binary' },
+    rsync_timeout_s: { type: 'integer', minimum: 1, default: 30, description: 'I/O timeout of one run' },
+    detector: {
+      type: 'object',
+      minProperties: 1,
+      additionalProperties: false,
+      patternProperties: { '^[A-Za-z0-9_-]+$': detectorSchema },
+    },
+  },
+} as const;
+
+const validate = compileSchema<FurkadConfig>(furkadSchema as unknown as Record<string, unknown>);
+
+export function loadFurkadConfig(file: string): FurkadConfig {
+  return loadConfig(file, validate);
+}
+
+export { validate as validateFurkadConfig };

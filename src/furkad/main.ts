@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// furkad's service contract: arguments → config → bus name → detector loops → first shift → READY=1 → run → STOPPING=1.
+import { parseDaemonArgs } from '../common/daemon-args.js';
+import { loadConfigOrExit } from '../common/config-file.js';
+import { createLogger } from '../common/logger.js';
+import { Notifier } from '../common/notify.js';
+import { runDaemon, stopRequested } from '../common/service.js';
+import { connectSystemBus, ownName } from '../dbus/bus.js';
+import { FURKA_IFACE, FURKA_NAME, FURKA_PATH } from '../dbus/names.js';
+import { FurkaInterface } from '../dbus/furka-interface.js';
+import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
+import { DetectorLoop } from './detector.js';
+import { Handover } from './handover.js';
+import { ShiftManager } from './shift-manager.js';
+import { planShift } from './shift.js';
+
+function statusLine(shifts: ShiftManager, loops: Map<string, DetectorLoop>, handover: Handover): string {
+  const s = shifts.shift;
+  const dets = [...loops.values()].map((l) => `${l.id} ${l.stats.state} ${l.stats.files} files`).join(', ');
+  return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${dets}; ${handover.pending} awaiting grimseld`;
+}
+
+async function main(): Promise<number> {
+  const args = parseDaemonArgs('furkad', DEFAULT_CONFIG_PATH);
+  const config = loadConfigOrExit('furkad', args.config, loadFurkadConfig);
+  if (args.check) {
+    process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.detector).length} detectors)\n`);
+    return 0;
+  }
+  const log = createLogger('furkad', config);
+  const notifier = new Notifier(log);
+  const stop = new AbortController();
+
+  const bus = connectSystemBus();
+  bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
+  const handover = new Handover(bus, log);
+  const loops = new Map(Object.keys(config.detector).map((id) =>
+    [id, new DetectorLoop(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, handover, log)]));
+  const shifts = new ShiftManager(config, loops, handover, log);
+  const iface = new FurkaInterface(FURKA_IFACE, shifts);
+  shifts.onChange = () => iface.shiftChanged();
+  bus.export(FURKA_PATH, iface);
+  await ownName(bus, FURKA_NAME);
+
+  const running = [handover.run(stop.signal), ...[...loops.values()].map((l) => l.run(stop.signal))];
+  // A process start is a shift start with the configured defaults (F6).
+  await shifts.begin(planShift(config, config.uid, config.gid));
+
+  notifier.ready(statusLine(shifts, loops, handover));
+  log.info({ detectors: [...loops.keys()] }, 'furkad ready');
+  const statusTimer = setInterval(() => notifier.status(statusLine(shifts, loops, handover)), 1000);
+
+  await stopRequested();
+  log.info('stopping');
+  notifier.stopping();
+  clearInterval(statusTimer);
+  stop.abort();
+  await Promise.all(running);
+  bus.disconnect();
+  log.info('stopped');
+  return 0;
+}
+
+runDaemon('furkad', main);

@@ -1,0 +1,113 @@
+// One rsync client run against a detector's rsync daemon: arguments, output parsing, exit-code policy.
+import { spawn } from 'node:child_process';
+
+export interface RsyncRun {
+  rsync: string;
+  host: string;
+  port: number;
+  module: string;
+  source: string;
+  /** Real (unmarked) destination directory, created beforehand. */
+  dest: string;
+  uid: number;
+  gid: number;
+  removeSource: boolean;
+  timeoutS: number;
+}
+
+export interface RsyncResult {
+  code: number;
+  /** Regular files now on the PPU, relative to `dest`: transferred ones and ones already there. */
+  files: string[];
+  /** How many of `files` were transferred in this run, and their bytes. */
+  transferred: number;
+  bytes: number;
+  stderr: string;
+}
+
+/** What to do after an rsync exit code (lsyncd-style policy table). */
+export type Verdict = 'ok' | 'retry' | 'fatal';
+
+const EXIT_POLICY: Record<number, Verdict> = {
+  0: 'ok',
+  1: 'fatal', // syntax or usage error
+  2: 'fatal', // protocol incompatibility
+  3: 'retry', // errors selecting input/output files, dirs (e.g. module path missing)
+  4: 'fatal', // requested action not supported
+  5: 'retry', // error starting client-server protocol (daemon refused, restarting)
+  10: 'retry', // error in socket I/O (connection refused, network down)
+  11: 'retry', // error in file I/O (PPU ramdisk full)
+  12: 'retry', // error in rsync protocol data stream
+  14: 'retry', // error in IPC code
+  20: 'retry', // received SIGUSR1 or SIGINT
+  23: 'retry', // partial transfer due to error (some files not moved; the rest were)
+  24: 'ok', // partial transfer due to vanished source files: nothing to do
+  30: 'retry', // timeout in data send/receive
+  35: 'retry', // timeout waiting for daemon connection
+};
+
+export function classifyExit(code: number): Verdict {
+  return EXIT_POLICY[code] ?? 'retry';
+}
+
+export function rsyncArgs(run: RsyncRun): string[] {
+  const src = [run.module, run.source.replace(/^\/+/, '')].filter(Boolean).join('/').replace(/\/*$/, '/');
+  return [
+    '--recursive', // no --links/--devices/--specials: only regular files are copied (F1)
+    '--times', // mtimes of the source (F3)
+    '--prune-empty-dirs',
+    '--owner', '--group', '--numeric-ids', `--chown=${run.uid}:${run.gid}`, // the shift owns it all (F3)
+    ...(run.removeSource ? ['--remove-source-files'] : []), // rsync keeps a source that changed meanwhile (F2)
+    '--sockopts=TCP_NODELAY',
+    `--contimeout=${Math.min(run.timeoutS, 10)}`,
+    `--timeout=${run.timeoutS}`,
+    // -ii lists unchanged files too: a file left by an earlier, interrupted run is still handed over.
+    '-ii', '--out-format=%i %l %n',
+    `rsync://${run.host.includes(':') ? `[${run.host}]` : run.host}:${run.port}/${src}`,
+    `${run.dest.replace(/\/*$/, '/')}`,
+  ];
+}
+
+/** rsync prints non-printable bytes of names as \#ooo (octal). */
+export function unescapeName(name: string): string {
+  return name.replace(/\\#([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
+}
+
+const ITEM = /^([<>ch.*])f(.{9}) (\d+) (.*)$/;
+
+/** Picks the regular files out of `%i %l %n` lines: `>f+++…` transferred, `.f  …` already there. */
+export function parseOutput(stdout: string): { files: string[]; transferred: number; bytes: number } {
+  const files: string[] = [];
+  let transferred = 0;
+  let bytes = 0;
+  for (const line of stdout.split('\n')) {
+    const m = ITEM.exec(line);
+    if (!m) continue;
+    // rsync names are byte strings; decode escapes into a latin1 string, then read it as UTF-8.
+    files.push(Buffer.from(unescapeName(m[4] ?? ''), 'latin1').toString('utf8'));
+    if (m[1] === '>') {
+      transferred++;
+      bytes += Number(m[3]);
+    }
+  }
+  return { files, transferred, bytes };
+}
+
+/** Runs rsync once; resolves with what it moved. Aborting kills the run (rsync removes its temp file). */
+export function runRsync(run: RsyncRun, signal?: AbortSignal): Promise<RsyncResult> {
+  return new Promise((resolve) => {
+    const child = spawn(run.rsync, rsyncArgs(run), { stdio: ['ignore', 'pipe', 'pipe'], signal });
+    const out: Buffer[] = [];
+    const err: Buffer[] = [];
+    child.stdout.on('data', (b: Buffer) => out.push(b));
+    child.stderr.on('data', (b: Buffer) => err.push(b));
+    child.on('error', (e) => {
+      if ((e as NodeJS.ErrnoException).code === 'ABORT_ERR') return;
+      resolve({ code: 127, files: [], transferred: 0, bytes: 0, stderr: e.message });
+    });
+    child.on('close', (code, sig) => {
+      const parsed = parseOutput(Buffer.concat(out).toString('latin1'));
+      resolve({ code: code ?? (sig ? 20 : 1), ...parsed, stderr: Buffer.concat(err).toString('utf8').trim() });
+    });
+  });
+}

@@ -1,0 +1,63 @@
+// Owns the current shift and changes it: hold every detector, drain the old shift, announce, go (SPEC F6).
+import { DBusError } from 'dbus-next';
+import type { FurkadConfig } from './config.js';
+import type { DetectorLoop } from './detector.js';
+import type { Handover } from './handover.js';
+import { planShift, ShiftRequestError, type Shift } from './shift.js';
+import { ErrorNames } from '../dbus/errors.js';
+import type { FurkaService } from '../dbus/furka-interface.js';
+import type { Logger } from '../common/logger.js';
+
+export class ShiftManager implements FurkaService {
+  #shift: Shift | undefined;
+  /** Shift changes run one after another, never interleaved. */
+  #chain: Promise<void> = Promise.resolve();
+  onChange: () => void = () => {};
+
+  constructor(
+    private readonly config: FurkadConfig,
+    private readonly loops: Map<string, DetectorLoop>,
+    private readonly handover: Handover,
+    private readonly log: Logger,
+  ) {}
+
+  get shift(): Shift | undefined {
+    return this.#shift;
+  }
+
+  currentShift(): { usertime: bigint; uid: number; gid: number } {
+    const s = this.#shift;
+    return s ? { usertime: s.usertime, uid: s.uid, gid: s.gid } : { usertime: 0n, uid: 0, gid: 0 };
+  }
+
+  /** D-Bus StartShift: validate first, so a bad request leaves the running shift untouched. */
+  async startShift(uid: number, gid: number, detectors: Array<[string, string, string]>): Promise<void> {
+    let shift: Shift;
+    try {
+      shift = planShift(this.config, uid, gid, detectors);
+    } catch (e) {
+      if (e instanceof ShiftRequestError) throw new DBusError(ErrorNames[e.reason], e.message);
+      throw e;
+    }
+    await this.begin(shift);
+  }
+
+  /** Switches to `shift`: files written before this call land in the old shift, later ones in the new. */
+  begin(shift: Shift): Promise<void> {
+    const step = this.#chain.then(async () => {
+      const all = [...this.loops.values()];
+      await Promise.all(all.map((l) => l.hold()));
+      if (this.#shift) await Promise.all(all.map((l) => l.drain()));
+      // Announced before any file of the new shift can be handed over (the hand-over is ordered).
+      this.handover.shiftStarted(shift.usertime, shift.uid, shift.gid);
+      for (const loop of all) loop.assign(shift, shift.detectors.find((d) => d.id === loop.id));
+      this.#shift = shift;
+      this.log.info({ usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,
+        detectors: shift.detectors.map((d) => `${d.id}:${d.source}->${d.target}`) }, 'shift started');
+      for (const loop of all) loop.release();
+      this.onChange();
+    });
+    this.#chain = step.catch(() => {});
+    return step;
+  }
+}

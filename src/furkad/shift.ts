@@ -1,0 +1,72 @@
+// A user shift as furkad serves it: who owns the files and which detectors go where (SPEC F4, F6, F7).
+import type { DetectorConfig, FurkadConfig } from './config.js';
+import { expandUsrdir, isSafeRelative, markTarget } from '../common/paths.js';
+
+export interface Assignment {
+  id: string;
+  config: DetectorConfig;
+  /** Directory below the rsync module. */
+  source: string;
+  /** Target with its './' marker. */
+  target: string;
+}
+
+export interface Shift {
+  /** Shift start, µs since the epoch: the shift's identity on the bus and in grimseld. */
+  usertime: bigint;
+  uid: number;
+  gid: number;
+  /** Expanded usrdir ('' = none). */
+  usrdir: string;
+  detectors: Assignment[];
+}
+
+/** A refused shift request; `reason` selects the D-Bus error name. */
+export class ShiftRequestError extends Error {
+  constructor(readonly reason: 'InvalidArgs' | 'UnknownDetector', message: string) {
+    super(message);
+  }
+}
+
+let lastUsertime = 0n;
+
+/** µs since the epoch, strictly increasing within the process so two shifts never share an id. */
+export function newUsertime(): bigint {
+  const now = BigInt(Date.now()) * 1000n;
+  lastUsertime = now > lastUsertime ? now : lastUsertime + 1n;
+  return lastUsertime;
+}
+
+/**
+ * Builds a shift from a StartShift request. An empty list means every configured detector
+ * with its defaults; otherwise exactly the listed detectors are served, empty fields
+ * falling back to the configured ones.
+ */
+export function planShift(
+  config: FurkadConfig,
+  uid: number,
+  gid: number,
+  requested: ReadonlyArray<readonly [string, string, string]> = [],
+): Shift {
+  const ids = Object.keys(config.detector);
+  const wanted = requested.length > 0 ? requested : ids.map((id) => [id, '', ''] as const);
+  const seen = new Set<string>();
+  const detectors = wanted.map(([id, source, target]): Assignment => {
+    const cfg = config.detector[id];
+    if (!cfg) throw new ShiftRequestError('UnknownDetector', `unknown detector '${id}', configured: ${ids.join(', ')}`);
+    if (seen.has(id)) throw new ShiftRequestError('InvalidArgs', `detector '${id}' is listed twice`);
+    seen.add(id);
+    if (target && !target.startsWith('/')) {
+      throw new ShiftRequestError('InvalidArgs', `target of detector '${id}' must be an absolute path, got '${target}'`);
+    }
+    if (source && source.split('/').includes('..')) {
+      throw new ShiftRequestError('InvalidArgs', `source of detector '${id}' must not contain '..', got '${source}'`);
+    }
+    return { id, config: cfg, source: source || cfg.source, target: markTarget(target || cfg.target) };
+  });
+  const usrdir = expandUsrdir(config.usrdir, uid, gid);
+  if (usrdir !== '' && !isSafeRelative(usrdir)) {
+    throw new ShiftRequestError('InvalidArgs', `usrdir '${config.usrdir}' expands to '${usrdir}', which leaves the target`);
+  }
+  return { usertime: newUsertime(), uid, gid, usrdir, detectors };
+}

@@ -1,0 +1,110 @@
+// grimseld.conf: its JSON Schema (one, compiled once), the storage rules a schema cannot say, and its typed form (SPEC S3, G1).
+import { compileSchema, ConfigError, loadConfig, Pattern } from '../common/config-file.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/ppu/grimseld.conf';
+
+export type StorageType = 'INTERNAL' | 'EXTERNAL' | 'OPTIONAL';
+
+export interface StorageConfig {
+  type: StorageType;
+  target: string;
+  mountpoint?: string;
+  n_copy_processes: number;
+}
+
+export interface GrimseldConfig {
+  logfile?: string;
+  logfile_max_number: number;
+  logfile_max_size: number;
+  log_level: string;
+  target: string;
+  ramdisk_mountpoint: string;
+  licensekey: string;
+  create_links: boolean;
+  preserve_uid: boolean;
+  preserve_gid: boolean;
+  status_port: number;
+  status_address: string;
+  message_port: number;
+  message_address: string;
+  history_max_entries: number;
+  fillstate_limit: number;
+  state_dir: string;
+  fifo: string;
+  storage: Record<string, StorageConfig>;
+}
+
+const absolute = { type: 'string', pattern: Pattern.absolutePath };
+
+const storageSchema = {
+  type: 'object',
+  title: 'One storage',
+  additionalProperties: false,
+  required: ['type', 'target'],
+  properties: {
+    type: { type: 'string', enum: ['INTERNAL', 'EXTERNAL', 'OPTIONAL'] },
+    target: { ...absolute, description: 'directory below which files are replicated' },
+    mountpoint: { ...absolute, description: 'must be mounted before anything is written (G13)' },
+    n_copy_processes: { type: 'integer', minimum: 1, maximum: 64, default: 8, description: 'parallel writers' },
+  },
+};
+
+export const grimseldSchema = {
+  type: 'object',
+  title: 'grimseld configuration',
+  additionalProperties: false,
+  required: ['storage'],
+  properties: {
+    logfile: { ...absolute, description: 'log file; unset = stdout (journal)' },
+    logfile_max_number: { type: 'integer', minimum: 1, default: 10 },
+    logfile_max_size: { type: 'integer', minimum: 1, default: 10485760, description: 'bytes' },
+    log_level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info' },
+    target: { ...absolute, default: '/ramdisk', description: 'PPU ramdisk directory files are delivered to' },
+    ramdisk_mountpoint: { ...absolute, default: '/ramdisk' },
+    licensekey: { ...absolute, default: '/var/lib/grimsel/license.key' },
+    create_links: { type: 'boolean', default: true },
+    preserve_uid: { type: 'boolean', default: true },
+    preserve_gid: { type: 'boolean', default: true },
+    status_port: { type: 'integer', minimum: 0, maximum: 65535, default: 47199 },
+    status_address: { type: 'string', default: '127.0.0.1' },
+    message_port: { type: 'integer', minimum: 0, maximum: 65535, default: 47198 },
+    message_address: { type: 'string', default: '127.0.0.1' },
+    history_max_entries: { type: 'integer', minimum: 1, default: 50 },
+    fillstate_limit: { type: 'integer', minimum: 1, maximum: 100, default: 80, description: 'percent' },
+    state_dir: { ...absolute, default: '/var/lib/grimsel' },
+    fifo: { ...absolute, default: '/run/grimseld/files' },
+    storage: {
+      type: 'object',
+      minProperties: 1,
+      additionalProperties: false,
+      patternProperties: { '^[A-Za-z0-9_-]+$': storageSchema },
+    },
+  },
+} as const;
+
+const validate = compileSchema<GrimseldConfig>(grimseldSchema as unknown as Record<string, unknown>);
+
+/** G1: exactly one INTERNAL, at most one EXTERNAL. */
+function checkStorageRules(file: string, config: GrimseldConfig): void {
+  const ofType = (t: StorageType) => Object.entries(config.storage).filter(([, s]) => s.type === t).map(([id]) => id);
+  const problems: string[] = [];
+  const internal = ofType('INTERNAL');
+  if (internal.length !== 1) {
+    problems.push(`key 'type': exactly one storage must be INTERNAL, found ${internal.length}` +
+      (internal.length ? ` ([storage.${internal.join('], [storage.')}])` : ''));
+  }
+  const external = ofType('EXTERNAL');
+  if (external.length > 1) problems.push(`key 'type': at most one storage may be EXTERNAL, found [storage.${external.join('], [storage.')}]`);
+  if (problems.length) throw new ConfigError(file, problems);
+}
+
+export function parseGrimseldConfigObject(file: string, config: GrimseldConfig): GrimseldConfig {
+  checkStorageRules(file, config);
+  return config;
+}
+
+export function loadGrimseldConfig(file: string): GrimseldConfig {
+  return parseGrimseldConfigObject(file, loadConfig(file, validate));
+}
+
+export { validate as validateGrimseldConfig };

@@ -1,0 +1,94 @@
+#!/usr/bin/env node
+// grimseld's service contract: arguments → config → storages → bus name → READY=1 → copy → STOPPING=1.
+import { parseDaemonArgs } from '../common/daemon-args.js';
+import { loadConfigOrExit } from '../common/config-file.js';
+import { createLogger } from '../common/logger.js';
+import { Notifier } from '../common/notify.js';
+import { runDaemon, stopRequested } from '../common/service.js';
+import { connectSystemBus, ownName } from '../dbus/bus.js';
+import { GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
+import { GrimselInterface } from '../dbus/grimsel-interface.js';
+import { IntakeInterface } from '../dbus/intake-interface.js';
+import { invalidArgs } from '../dbus/errors.js';
+import { DEFAULT_CONFIG_PATH, loadGrimseldConfig } from './config.js';
+import { ShiftBook } from './shift-book.js';
+import { Storage, type CopyReport } from './storage.js';
+import { Intake, RejectedPath } from './intake.js';
+
+async function main(): Promise<number> {
+  const args = parseDaemonArgs('grimseld', DEFAULT_CONFIG_PATH);
+  const config = loadConfigOrExit('grimseld', args.config, loadGrimseldConfig);
+  if (args.check) {
+    process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.storage).length} storages)\n`);
+    return 0;
+  }
+  const log = createLogger('grimseld', config);
+  const notifier = new Notifier(log);
+  const stop = new AbortController();
+
+  const writers = Object.values(config.storage).reduce((n, s) => n + s.n_copy_processes, 0);
+  // Copies and fsyncs run on libuv's pool (4 threads by default): give every writer a thread.
+  process.env['UV_THREADPOOL_SIZE'] ??= String(Math.min(writers + 2, 1024));
+
+  const book = new ShiftBook(Object.keys(config.storage), config.history_max_entries);
+  let iface: GrimselInterface | undefined;
+  const onCopy = (r: CopyReport): void => {
+    if (r.outcome instanceof Error) {
+      book.count(r.job.usertime, r.storage.id, 'pending', 'failed');
+      const long = `copy of ${r.job.src} to storage ${r.storage.id} (${r.dest}) failed: ${r.outcome.message}`;
+      log.error({ storage: r.storage.id, src: r.job.src, dest: r.dest }, long);
+      iface?.Message('COPY_ERROR', `${r.job.src}:${r.dest}`, long);
+    } else {
+      book.count(r.job.usertime, r.storage.id, 'pending', 'copied');
+      log.debug({ storage: r.storage.id, dest: r.dest, outcome: r.outcome }, 'copied');
+    }
+  };
+  const storages = Object.entries(config.storage).map(([id, s]) =>
+    new Storage(id, s, s.n_copy_processes, { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid }, onCopy));
+  const intake = new Intake(book, storages, log);
+
+  const bus = connectSystemBus();
+  bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
+  iface = new GrimselInterface(GRIMSEL_IFACE, {
+    queryStatus: (n) => book.query(n),
+    addFile: async (p) => {
+      try {
+        await intake.add(p);
+      } catch (e) {
+        if (e instanceof RejectedPath) {
+          log.warn({ path: p }, `AddFile refused: ${e.message}`);
+          throw invalidArgs(e.message);
+        }
+        throw e;
+      }
+    },
+  });
+  bus.export(GRIMSEL_PATH, iface);
+  bus.export(GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake));
+  const running = storages.map((s) => s.run(stop.signal));
+  await ownName(bus, GRIMSEL_NAME);
+
+  const statusLine = (): string => {
+    const s = book.current;
+    const per = storages.map((st) => {
+      const c = s?.counts.get(st.id);
+      return `${st.id}: ${c?.pending ?? 0} pending, ${c?.copied ?? 0} copied, ${c?.failed ?? 0} failed`;
+    }).join('; ');
+    return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${per}`;
+  };
+  notifier.ready(statusLine());
+  log.info({ storages: storages.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
+  const statusTimer = setInterval(() => notifier.status(statusLine()), 1000);
+
+  await stopRequested();
+  log.info('stopping');
+  notifier.stopping();
+  clearInterval(statusTimer);
+  stop.abort();
+  await Promise.all(running);
+  bus.disconnect();
+  log.info('stopped');
+  return 0;
+}
+
+runDaemon('grimseld', main);

@@ -1,0 +1,70 @@
+// Per shift and storage: pending, copied, failed (SPEC G9). The last history_max_entries shifts are kept.
+
+export interface Counts {
+  pending: number;
+  copied: number;
+  failed: number;
+}
+
+export interface ShiftEntry {
+  usertime: bigint;
+  uid: number;
+  gid: number;
+  counts: Map<string, Counts>;
+}
+
+/** One row of QueryStatus: (t usertime, u uid, u gid, s storage, t pending, t copied, t failed). */
+export type StatusRow = [bigint, number, number, string, bigint, bigint, bigint];
+
+export class ShiftBook {
+  /** Oldest first; the last one is the current shift. */
+  #shifts: ShiftEntry[] = [];
+
+  constructor(private readonly storageIds: string[], private readonly maxEntries: number) {}
+
+  get current(): ShiftEntry | undefined {
+    return this.#shifts[this.#shifts.length - 1];
+  }
+
+  get(usertime: bigint): ShiftEntry | undefined {
+    return this.#shifts.find((s) => s.usertime === usertime);
+  }
+
+  /** Records a shift (idempotent); shifts are ordered by start time whatever order they are learned in. */
+  begin(usertime: bigint, uid: number, gid: number): ShiftEntry {
+    const known = this.get(usertime);
+    if (known) return known;
+    const entry: ShiftEntry = {
+      usertime, uid, gid,
+      counts: new Map(this.storageIds.map((id) => [id, { pending: 0, copied: 0, failed: 0 }])),
+    };
+    this.#shifts.push(entry);
+    this.#shifts.sort((a, b) => (a.usertime < b.usertime ? -1 : a.usertime > b.usertime ? 1 : 0));
+    this.#trim();
+    return entry;
+  }
+
+  /** Moves one file of `usertime` on `storage` between counters (`from` undefined: a new pending file). */
+  count(usertime: bigint, storage: string, from: keyof Counts | undefined, to: keyof Counts): void {
+    const c = this.get(usertime)?.counts.get(storage);
+    if (!c) return;
+    if (from) c[from]--;
+    c[to]++;
+  }
+
+  /** Newest shift first; `n` < 0 means all. */
+  query(n: number): StatusRow[] {
+    const shifts = [...this.#shifts].reverse().slice(0, n < 0 ? undefined : n);
+    return shifts.flatMap((s) => [...s.counts].map(([id, c]): StatusRow =>
+      [s.usertime, s.uid, s.gid, id, BigInt(c.pending), BigInt(c.copied), BigInt(c.failed)]));
+  }
+
+  /** Drops the oldest shifts beyond the limit, but never one with files still pending. */
+  #trim(): void {
+    while (this.#shifts.length > this.maxEntries) {
+      const i = this.#shifts.findIndex((s) => [...s.counts.values()].every((c) => c.pending === 0));
+      if (i < 0 || i === this.#shifts.length - 1) return;
+      this.#shifts.splice(i, 1);
+    }
+  }
+}
