@@ -1,0 +1,43 @@
+// A daemon with a bad configuration refuses to start and says what is wrong (SPEC S3).
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { writeFileSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { FURKAD_BIN, GRIMSELD_BIN, tempDir } from '../fixtures/ppu.js';
+
+function start(bin: string, config: string): Promise<{ code: number; stderr: string }> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [bin, '--config', config], { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: 'unix:path=/nonexistent' }, timeout: 20_000 },
+      (err, _stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, stderr }));
+  });
+}
+
+describe('daemon start with a bad configuration (S3)', function () {
+  this.timeout(30_000);
+  const dir = tempDir('badconf');
+  after(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('furkad exits 78 naming file, section and key of an unknown key and a wrong type', async () => {
+    const file = path.join(dir, 'furkad.conf');
+    writeFileSync(file, '[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = /ramdisk/./1mf\nminpause = soon\nremote_ip = x\n');
+    const r = await start(FURKAD_BIN, file);
+    assert.equal(r.code, 78);
+    assert.ok(r.stderr.includes(`${file}: invalid configuration`), r.stderr);
+    assert.ok(r.stderr.includes("section [detector.1MF], key 'minpause': must be integer, got 'soon'"), r.stderr);
+    assert.ok(r.stderr.includes("section [detector.1MF], key 'remote_ip': unknown key"), r.stderr);
+  });
+
+  it('grimseld exits 78 naming a storage with a wrong type value', async () => {
+    const file = path.join(dir, 'grimseld.conf');
+    writeFileSync(file, '[storage.internal]\ntype = INTERNAL\ntarget = /data\nn_copy_processes = many\n');
+    const r = await start(GRIMSELD_BIN, file);
+    assert.equal(r.code, 78);
+    assert.ok(r.stderr.includes("section [storage.internal], key 'n_copy_processes': must be integer, got 'many'"), r.stderr);
+  });
+
+  it('a missing file is named too', async () => {
+    const r = await start(GRIMSELD_BIN, path.join(dir, 'nope.conf'));
+    assert.equal(r.code, 78);
+    assert.match(r.stderr, /nope\.conf: invalid configuration:\n  cannot read the file: ENOENT/);
+  });
+});

@@ -1,0 +1,133 @@
+// SPEC S3: INI configs validated against one JSON Schema per daemon; errors name file, section, key, problem.
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError, parseConfig } from '../../src/common/config-file.js';
+import { validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { parseGrimseldConfigObject, validateGrimseldConfig, type GrimseldConfig } from '../../src/grimseld/config.js';
+
+const ETC = path.resolve(__dirname, '../../../etc/ppu');
+
+function furkad(text: string): FurkadConfig {
+  return parseConfig('/etc/ppu/furkad.conf', text, validateFurkadConfig);
+}
+function grimseld(text: string): GrimseldConfig {
+  return parseGrimseldConfigObject('/etc/ppu/grimseld.conf', parseConfig('/etc/ppu/grimseld.conf', text, validateGrimseldConfig));
+}
+function problems(fn: () => unknown): string[] {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof ConfigError, `expected ConfigError, got ${String(e)}`);
+    assert.match(e.message, /^\/etc\/ppu\/(furkad|grimseld)\.conf: /, 'message starts with the file');
+    return e.problems;
+  }
+  assert.fail('configuration was accepted');
+}
+
+const DET = '[detector.1MF]\nremoteIP = 10.10.10.11\ntarget = /ramdisk/./1mf\n';
+
+describe('furkad.conf schema (S3)', () => {
+  it('accepts the shipped example and fills in the documented defaults', () => {
+    const c = furkad(readFileSync(path.join(ETC, 'furkad.conf'), 'utf8'));
+    const d = c.detector['1MF']!;
+    assert.equal(d.port, 49371);
+    assert.equal(d.module, 'ramdisk');
+    assert.equal(d.source, '/');
+    assert.equal(d.minpause, 10);
+    assert.equal(d.interrun_pause, 0);
+    assert.equal(d.remove_source, true);
+    assert.equal(c.usrdir, '$UID_$GID');
+    assert.equal(c.licensekey, '/var/lib/furka/license.key');
+  });
+
+  it('reads the SPEC S3 example with inline comments, numbers and several detectors', () => {
+    const c = furkad(`uid = 500\ngid = 500\nusrdir = $UID_$GID\n${DET}port = 49371 ; rsync daemon port\nmodule = ramdisk ; module\nminpause = 20\ninterrun_pause = 500\nremove_source = no\n` +
+      '[detector.2MF]\nremoteIP = 10.10.10.12\ntarget = /ramdisk/2mf\n');
+    assert.equal(c.uid, 500);
+    assert.equal(c.detector['1MF']!.interrun_pause, 500);
+    assert.equal(c.detector['1MF']!.remove_source, false);
+    assert.equal(c.detector['1MF']!.module, 'ramdisk');
+    assert.deepEqual(Object.keys(c.detector), ['1MF', '2MF']);
+  });
+
+  it('names an unknown top-level key', () => {
+    assert.deepEqual(problems(() => furkad(`usrdirr = x\n${DET}`)),
+      ["top level (before any section), key 'usrdirr': unknown key (if this is not a typo, it is not supported here)"]);
+  });
+
+  it('names an unknown key inside a detector section', () => {
+    assert.deepEqual(problems(() => furkad(`${DET}remoteIp = 1.2.3.4\n`)),
+      ["section [detector.1MF], key 'remoteIp': unknown key (if this is not a typo, it is not supported here)"]);
+  });
+
+  it('names an unknown section', () => {
+    assert.match(problems(() => furkad(`${DET}[detectors.X]\nremoteIP = a\n`))[0]!, /^section \[detectors\]: unknown section/);
+  });
+
+  it('names a wrong type with the value the file had', () => {
+    assert.deepEqual(problems(() => furkad(`${DET}minpause = ten\n`)),
+      ["section [detector.1MF], key 'minpause': must be integer, got 'ten'"]);
+  });
+
+  it('names a boolean that is not yes or no', () => {
+    assert.deepEqual(problems(() => furkad(`${DET}remove_source = maybe\n`)),
+      ["section [detector.1MF], key 'remove_source': must be yes or no, got 'maybe'"]);
+  });
+
+  it('refuses a relative target and an out-of-range port, reporting both at once', () => {
+    const p = problems(() => furkad('[detector.1MF]\nremoteIP = a\ntarget = ramdisk\nport = 70000\n'));
+    assert.equal(p.length, 2);
+    assert.ok(p.includes("section [detector.1MF], key 'target': must be an absolute path (starting with /), got 'ramdisk'"));
+    assert.ok(p.some((l) => l.startsWith("section [detector.1MF], key 'port': must be <= 65535")));
+  });
+
+  it('refuses a missing required key and a file without detectors', () => {
+    assert.deepEqual(problems(() => furkad('[detector.1MF]\ntarget = /r\n')),
+      ["section [detector.1MF], key 'remoteIP': missing, it is required"]);
+    assert.deepEqual(problems(() => furkad('uid = 1\n')), ['no [detector.ID] section: at least one is required']);
+  });
+
+  it("refuses a usrdir that would leave the target ('..' or absolute)", () => {
+    assert.match(problems(() => furkad(`usrdir = ../$UID\n${DET}`))[0]!, /key 'usrdir': must be a relative path without '\.\.'/);
+    assert.match(problems(() => furkad(`usrdir = /abs\n${DET}`))[0]!, /key 'usrdir'/);
+    assert.equal(furkad(`usrdir =\n${DET}`).usrdir, '', 'empty usrdir means none');
+    assert.equal(furkad(`usrdir = users/$UID..x\n${DET}`).usrdir, 'users/$UID..x', "'..' inside a name is fine");
+  });
+});
+
+describe('grimseld.conf schema (S3, G1)', () => {
+  const INT = '[storage.internal]\ntype = INTERNAL\ntarget = /data\n';
+
+  it('accepts the shipped example with the SPEC defaults', () => {
+    const c = grimseld(readFileSync(path.join(ETC, 'grimseld.conf'), 'utf8'));
+    assert.equal(c.status_port, 47199);
+    assert.equal(c.message_port, 47198);
+    assert.equal(c.create_links, true);
+    assert.equal(c.fillstate_limit, 80);
+    assert.equal(c.history_max_entries, 50);
+    assert.equal(c.fifo, '/run/grimseld/files');
+    assert.equal(c.storage['internal']!.n_copy_processes, 8);
+  });
+
+  it('reads yes/no booleans', () => {
+    const c = grimseld(`create_links = no\npreserve_uid = no\npreserve_gid = yes\n${INT}`);
+    assert.deepEqual([c.create_links, c.preserve_uid, c.preserve_gid], [false, false, true]);
+  });
+
+  it('refuses an unknown storage type, naming the allowed ones', () => {
+    assert.deepEqual(problems(() => grimseld('[storage.x]\ntype = USB\ntarget = /d\n')),
+      ["section [storage.x], key 'type': must be one of INTERNAL, EXTERNAL, OPTIONAL, got 'USB'"]);
+  });
+
+  it('requires exactly one INTERNAL and at most one EXTERNAL storage (G1)', () => {
+    assert.match(problems(() => grimseld('[storage.a]\ntype = OPTIONAL\ntarget = /a\n'))[0]!, /exactly one storage must be INTERNAL, found 0/);
+    assert.match(problems(() => grimseld(`${INT}[storage.b]\ntype = INTERNAL\ntarget = /b\n`))[0]!, /exactly one storage must be INTERNAL, found 2/);
+    assert.match(problems(() => grimseld(`${INT}[storage.e1]\ntype = EXTERNAL\ntarget = /e1\n[storage.e2]\ntype = EXTERNAL\ntarget = /e2\n`))[0]!,
+      /at most one storage may be EXTERNAL, found \[storage\.e1\], \[storage\.e2\]/);
+  });
+
+  it('refuses a fill-state limit above 100 percent', () => {
+    assert.match(problems(() => grimseld(`fillstate_limit = 120\n${INT}`))[0]!, /top level \(before any section\), key 'fillstate_limit': must be <= 100, got '120'/);
+  });
+});
