@@ -7,6 +7,11 @@ export function connectSystemBus(): MessageBus {
   return dbus.systemBus();
 }
 
+/** Rejects when the connection fails (no bus socket, bus gone): race a client's calls against it. */
+export function busFailure(bus: MessageBus): Promise<never> {
+  return new Promise((_, reject) => bus.on('error', (e: Error) => reject(e)));
+}
+
 /** Owns `name` or throws: a second instance must not run silently queued behind the first. */
 export async function ownName(bus: MessageBus, name: string): Promise<void> {
   const reply = await bus.requestName(name, dbus.NameFlag.DO_NOT_QUEUE);
