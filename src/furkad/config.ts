@@ -12,6 +12,7 @@ export interface DetectorConfig {
   minpause: number;
   interrun_pause: number;
   remove_source: boolean;
+  exclude: string;
 }
 
 export interface FurkadConfig {
@@ -44,6 +45,7 @@ const detectorSchema = {
     minpause: { type: 'integer', minimum: 0, default: 10, description: 'ms between two runs' },
     interrun_pause: { type: 'integer', minimum: 0, default: 0, description: 'extra ms after a run that moved files' },
     remove_source: { type: 'boolean', default: true, description: 'remove copied files from the detector ramdisk' },
+    exclude: { type: 'string', default: '', description: "rsync patterns (space-separated) of files never pulled, e.g. a writer's temp files" },
   },
 };
 

@@ -106,6 +106,7 @@ export class DetectorLoop {
       uid: shift.uid,
       gid: shift.gid,
       removeSource: a.config.remove_source,
+      exclude: a.config.exclude.split(/\s+/).filter(Boolean),
       timeoutS: this.settings.timeoutS,
     });
     // Hand over whatever reached the PPU, even from a run that failed half-way.

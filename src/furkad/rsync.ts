@@ -12,6 +12,8 @@ export interface RsyncRun {
   uid: number;
   gid: number;
   removeSource: boolean;
+  /** rsync patterns of files never pulled (a detector writer's temp files). */
+  exclude: string[];
   timeoutS: number;
 }
 
@@ -58,6 +60,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     '--prune-empty-dirs',
     '--owner', '--group', '--numeric-ids', `--chown=${run.uid}:${run.gid}`, // the shift owns it all (F3)
     ...(run.removeSource ? ['--remove-source-files'] : []), // rsync keeps a source that changed meanwhile (F2)
+    ...run.exclude.map((p) => `--exclude=${p}`),
     '--sockopts=TCP_NODELAY',
     `--contimeout=${Math.min(run.timeoutS, 10)}`,
     `--timeout=${run.timeoutS}`,

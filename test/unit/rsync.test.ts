@@ -4,7 +4,7 @@ import { classifyExit, parseOutput, rsyncArgs } from '../../src/furkad/rsync.js'
 
 describe('rsync client run (F1-F3)', () => {
   const run = { rsync: 'rsync', host: '10.0.0.1', port: 49371, module: 'ramdisk', source: '/', dest: '/ramdisk/1mf/500_501',
-    uid: 500, gid: 501, removeSource: true, timeoutS: 30 };
+    uid: 500, gid: 501, removeSource: true, exclude: [], timeoutS: 30 };
 
   it('pulls the module directory into dest with ownership, times, removal and TCP_NODELAY', () => {
     const a = rsyncArgs(run);
@@ -16,8 +16,9 @@ describe('rsync client run (F1-F3)', () => {
     assert.ok(!a.some((x) => /^--(links|devices|specials)$|^-[a-zA-Z]*a/.test(x)), 'no symlinks or special files (F1)');
   });
 
-  it('joins a source below the module and keeps remove_source = no', () => {
-    const a = rsyncArgs({ ...run, source: '/det1/', removeSource: false, host: 'fe80::1' });
+  it('joins a source below the module, keeps remove_source = no and passes excludes', () => {
+    const a = rsyncArgs({ ...run, source: '/det1/', removeSource: false, host: 'fe80::1', exclude: ['*.tmp', '.*'] });
+    assert.ok(a.includes('--exclude=*.tmp') && a.includes('--exclude=.*'));
     assert.equal(a[a.length - 2], 'rsync://[fe80::1]:49371/ramdisk/det1/');
     assert.ok(!a.includes('--remove-source-files'));
   });

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Sets up a fresh Debian 12 machine (as root) to build, run and test the PPU data movers:
+# system packages, npm dependencies from the lockfile, and the compiled output.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [ "$(id -u)" != 0 ]; then
+  echo "bootstrap: run as root (apt-get, and the daemons set file ownership)" >&2
+  exit 1
+fi
+
+# rsync: transport (client and the detector-side daemon in tests); dbus + dbus-daemon: the bus;
+# systemd: busctl; libsystemd-dev + build tools: the sd-notify native module; attr: xattr tools;
+# systemd-container: systemd-nspawn for the system tier; rpm: rpmbuild; ntpsec-ntpdate: time sync.
+PACKAGES=(rsync dbus dbus-daemon systemd libsystemd-dev systemd-container rpm attr ntpsec-ntpdate
+          python3 make g++ pkg-config)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+  echo "bootstrap: installing ${missing[*]}"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  npm ci --no-audit --no-fund
+fi
+npm run build --silent
+echo "bootstrap: ready"
