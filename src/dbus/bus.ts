@@ -3,8 +3,22 @@ import * as dbus from 'dbus-next';
 
 export type MessageBus = dbus.MessageBus;
 
+const DEFAULT_SYSTEM_BUS = 'unix:path=/var/run/dbus/system_bus_socket';
+
+/**
+ * The system bus, or the one DBUS_SYSTEM_BUS_ADDRESS names. Unix paths are handed to dbus-next as
+ * `socket=`, which makes it use Node's own socket instead of the optional native `usocket`: that one
+ * segfaults when a connection is closed while it connects, and we pass no file descriptors.
+ */
+export function systemBusAddress(env: NodeJS.ProcessEnv = process.env): string {
+  return (env['DBUS_SYSTEM_BUS_ADDRESS'] || DEFAULT_SYSTEM_BUS)
+    .split(';')
+    .map((a) => a.replace(/^unix:(.*?)\bpath=/, 'unix:$1socket='))
+    .join(';');
+}
+
 export function connectSystemBus(): MessageBus {
-  return dbus.systemBus();
+  return dbus.sessionBus({ busAddress: systemBusAddress() });
 }
 
 /** Rejects when the connection fails (no bus socket, bus gone): race a client's calls against it. */
