@@ -14,6 +14,7 @@ import { DEFAULT_CONFIG_PATH, loadGrimseldConfig } from './config.js';
 import { ShiftBook } from './shift-book.js';
 import { Storage, type CopyReport } from './storage.js';
 import { Intake, RejectedPath } from './intake.js';
+import { MessageHub } from './messages.js';
 
 async function main(): Promise<number> {
   const args = parseDaemonArgs('grimseld', DEFAULT_CONFIG_PATH);
@@ -31,13 +32,12 @@ async function main(): Promise<number> {
   process.env['UV_THREADPOOL_SIZE'] ??= String(Math.min(writers + 2, 1024));
 
   const book = new ShiftBook(Object.keys(config.storage), config.history_max_entries);
-  let iface: GrimselInterface | undefined;
+  const messages = new MessageHub(log);
   const onCopy = (r: CopyReport): void => {
     if (r.outcome instanceof Error) {
       book.count(r.job.usertime, r.storage.id, 'pending', 'failed');
-      const long = `copy of ${r.job.src} to storage ${r.storage.id} (${r.dest}) failed: ${r.outcome.message}`;
-      log.error({ storage: r.storage.id, src: r.job.src, dest: r.dest }, long);
-      iface?.Message('COPY_ERROR', `${r.job.src}:${r.dest}`, long);
+      messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`,
+        `copy of ${r.job.src} to storage ${r.storage.id} (${r.dest}) failed: ${r.outcome.message}`);
     } else {
       book.count(r.job.usertime, r.storage.id, 'pending', 'copied');
       log.debug({ storage: r.storage.id, dest: r.dest, outcome: r.outcome }, 'copied');
@@ -49,7 +49,7 @@ async function main(): Promise<number> {
 
   const bus = connectSystemBus();
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
-  iface = new GrimselInterface(GRIMSEL_IFACE, {
+  const iface = new GrimselInterface(GRIMSEL_IFACE, {
     queryStatus: (n) => book.query(n),
     addFile: async (p) => {
       try {
@@ -64,6 +64,7 @@ async function main(): Promise<number> {
     },
   });
   bus.export(GRIMSEL_PATH, iface);
+  messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
   bus.export(GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake));
   const running = storages.map((s) => s.run(stop.signal));
   await ownName(bus, GRIMSEL_NAME);
