@@ -3,8 +3,9 @@ import * as dbus from 'dbus-next';
 import { named } from './errors.js';
 
 export interface IntakeService {
-  shiftStarted(usertime: bigint, uid: number, gid: number): void;
-  delivered(usertime: bigint, uid: number, gid: number, paths: string[]): void;
+  shiftStarted(usertime: bigint, uid: number, gid: number): Promise<void>;
+  /** Resolves once grimseld has journaled the files (G12): only then may furkad forget them. */
+  delivered(usertime: bigint, uid: number, gid: number, paths: string[]): Promise<void>;
 }
 
 export class IntakeInterface extends dbus.interface.Interface {

@@ -1,54 +1,65 @@
-// One faithful, atomic copy (SPEC G3): temp name, data, times, owner, fsync, rename. Never half a file under a final name.
+// One faithful, atomic copy (SPEC G3): temp name, data, owner, mode, mtime, fsync, rename. Never half a file
+// under a final name; never through a symbolic link planted below the storage target.
 import { constants } from 'node:fs';
-import { copyFile, lstat, mkdir, open, rename, stat, unlink, chown } from 'node:fs/promises';
+import { copyFile, open, rename, stat, unlink, lstat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { assertNoLinks, makeDirsNoFollow } from './safe-path.js';
 
 export interface CopyOptions {
   preserveUid: boolean;
   preserveGid: boolean;
 }
 
+/** What the copied file must be: its size and mtime (and, on the ramdisk, its inode). */
+export interface Identity {
+  size: number;
+  mtimeMs: number;
+  ino?: number;
+  dev?: number;
+}
+
 export type CopyOutcome = 'copied' | 'identical';
 
+/** The source no longer is the file that was delivered: copying it again cannot help. */
+export class SourceChanged extends Error {}
+
 /** Same size and same mtime (to the millisecond, what every copy path keeps) count as the same file. */
-export function sameFile(a: Stats, b: Stats): boolean {
+export function sameFile(a: Pick<Stats, 'size' | 'mtimeMs'>, b: Pick<Stats, 'size' | 'mtimeMs'>): boolean {
   return a.size === b.size && Math.floor(a.mtimeMs) === Math.floor(b.mtimeMs);
 }
 
-/** Creates the missing directories of `dir` below `base`, owned like the file they are made for. */
-async function makeParents(base: string, dir: string, src: Stats, opts: CopyOptions): Promise<void> {
-  const first = await mkdir(dir, { recursive: true });
-  if (!first || (!opts.preserveUid && !opts.preserveGid)) return;
-  const uid = opts.preserveUid ? src.uid : -1;
-  const gid = opts.preserveGid ? src.gid : -1;
-  // chown every directory mkdir created, from the first one down to `dir` (never `base` itself).
-  for (let d = dir; d.length >= first.length && d.startsWith(base) && d !== base; d = path.dirname(d)) {
-    await chown(d, uid, gid);
-  }
+function matches(st: Stats, id: Identity): boolean {
+  return sameFile(st, id) && (id.ino === undefined || (st.ino === id.ino && st.dev === id.dev));
 }
 
 /**
- * Copies `src` to `dest`; `base` is the storage target (directories above it are not created).
+ * Copies `src` (which must still be `expect`) to `dest` below the storage target `base`.
  * A destination with the source's size and mtime is left as it is.
  */
-export async function copyAtomic(src: string, dest: string, base: string, opts: CopyOptions): Promise<CopyOutcome> {
-  const s = await lstat(src);
-  if (!s.isFile()) throw new Error(`${src} is not a regular file`);
-  const existing = await stat(dest).catch(() => undefined);
-  if (existing && sameFile(existing, s)) return 'identical';
+export async function copyAtomic(src: string, dest: string, base: string, opts: CopyOptions, expect: Identity): Promise<CopyOutcome> {
+  const s = await stat(src).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT') throw new SourceChanged(`${src} is gone`);
+    throw e;
+  });
+  if (!s.isFile()) throw new SourceChanged(`${src} is not a regular file`);
+  if (!matches(s, expect)) throw new SourceChanged(`${src} is not the delivered file any more (size or mtime changed)`);
 
   const dir = path.dirname(dest);
-  await makeParents(base, dir, s, opts);
+  const owner: [number, number] = [opts.preserveUid ? s.uid : -1, opts.preserveGid ? s.gid : -1];
+  await makeDirsNoFollow(base, dir, owner);
+  const existing = await lstat(dest).catch(() => undefined);
+  if (existing?.isFile() && sameFile(existing, s)) return 'identical';
+
   const tmp = path.join(dir, `.${path.basename(dest)}.grimsel-${randomBytes(4).toString('hex')}`);
   try {
     // copy_file_range / sendfile in the kernel; EXCL so a planted name is never written through.
     await copyFile(src, tmp, constants.COPYFILE_EXCL);
-    const fh = await open(tmp, 'r+');
+    const fh = await open(tmp, constants.O_RDWR | constants.O_NOFOLLOW);
     try {
       if (opts.preserveUid || opts.preserveGid) {
-        await fh.chown(opts.preserveUid ? s.uid : -1, opts.preserveGid ? s.gid : -1);
+        await fh.chown(owner[0], owner[1]);
         await fh.chmod(s.mode & 0o7777); // chown clears set-id bits; keep the source's mode
       }
       await fh.utimes(s.atimeMs / 1000, s.mtimeMs / 1000); // seconds with fraction: sub-ms precision
@@ -56,13 +67,26 @@ export async function copyAtomic(src: string, dest: string, base: string, opts: 
     } finally {
       await fh.close();
     }
-    // The source may have changed while we copied: then this copy is not the file that was delivered.
-    const after = await lstat(src);
-    if (!sameFile(after, s)) throw new Error(`${src} changed while it was copied`);
+    // The source may have changed while we copied: then this copy is not the delivered file.
+    if (!matches(await stat(src), expect)) throw new SourceChanged(`${src} changed while it was copied`);
+    // A directory swapped for a link since makeDirsNoFollow must not redirect the rename.
+    await assertNoLinks(base, dir);
+    const target = await lstat(dest).catch(() => undefined);
+    if (target && !target.isFile()) throw new Error(`${dest} exists and is not a regular file; not replacing it`);
     await rename(tmp, dest);
   } catch (e) {
     await unlink(tmp).catch(() => {});
     throw e;
   }
   return 'copied';
+}
+
+/** fsyncs a directory so that renames into it survive a crash of the machine (before deleting originals). */
+export async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
+  }
 }

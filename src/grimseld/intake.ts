@@ -1,9 +1,11 @@
-// Where files enter grimseld: furkad's deliveries and operators' additions (SPEC G2, G8). Checks first, then queues.
+// Where files enter grimseld: furkad's deliveries and operators' additions (SPEC G2, G8). Checks first,
+// then journals, then queues: when a caller is answered, the files are grimseld's responsibility (G12).
 import { lstat } from 'node:fs/promises';
 import { isSafeRelative, splitMarked, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
+import type { Catalog, NewFile } from './catalog.js';
+import type { Dispatcher } from './dispatcher.js';
 import type { ShiftBook } from './shift-book.js';
-import type { Storage } from './storage.js';
 
 /** A path refused at the door: the message names the path and the reason. */
 export class RejectedPath extends Error {}
@@ -21,47 +23,54 @@ export function checkMarkedPath(p: string): { src: string; rel: string } {
   return { src: unmark(p), rel };
 }
 
+/** A checked path plus what the file is now (lstat: a symbolic link is not a file to copy). */
+async function inspect(p: string): Promise<NewFile> {
+  const { src, rel } = checkMarkedPath(p);
+  const st = await lstat(src).catch(() => undefined);
+  if (!st) throw new RejectedPath(`file '${src}' does not exist`);
+  if (st.isSymbolicLink()) throw new RejectedPath(`'${src}' is a symbolic link, not a regular file`);
+  if (!st.isFile()) throw new RejectedPath(`'${src}' is not a regular file`);
+  return { src, rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
+}
+
 export class Intake {
   constructor(
+    private readonly catalog: Catalog,
     private readonly book: ShiftBook,
-    private readonly storages: Storage[],
+    private readonly dispatcher: Dispatcher,
     private readonly log: Logger,
+    private readonly onShift: (usertime: bigint) => void,
   ) {}
 
-  shiftStarted(usertime: bigint, uid: number, gid: number): void {
+  async shiftStarted(usertime: bigint, uid: number, gid: number): Promise<void> {
     const known = this.book.get(usertime);
-    this.book.begin(usertime, uid, gid);
-    if (!known) this.log.info({ usertime: String(usertime), uid, gid }, 'shift started');
+    await this.catalog.shift(usertime, uid, gid);
+    if (!known) {
+      this.log.info({ usertime: String(usertime), uid, gid }, 'shift started');
+      this.onShift(usertime);
+    }
   }
 
   /** Files furkad has put on the ramdisk; they are queued for every storage (G2). */
-  delivered(usertime: bigint, uid: number, gid: number, paths: string[]): void {
-    this.shiftStarted(usertime, uid, gid);
+  async delivered(usertime: bigint, uid: number, gid: number, paths: string[]): Promise<void> {
+    await this.shiftStarted(usertime, uid, gid);
+    const files: NewFile[] = [];
     for (const p of paths) {
       try {
-        this.#queue(usertime, checkMarkedPath(p));
+        files.push(await inspect(p));
       } catch (e) {
         this.log.error({ path: p }, `delivered file refused: ${(e as Error).message}`);
       }
     }
+    this.dispatcher.submit(await this.catalog.accept(usertime, files));
   }
 
   /** An operator's file (G8): must exist and be a regular file; it joins the current shift. */
   async add(p: string): Promise<void> {
-    const checked = checkMarkedPath(p);
-    const st = await lstat(checked.src).catch(() => undefined);
-    if (!st) throw new RejectedPath(`file '${checked.src}' does not exist`);
-    if (!st.isFile()) throw new RejectedPath(`'${checked.src}' is not a regular file`);
+    const file = await inspect(p);
     const shift = this.book.current;
     if (!shift) throw new RejectedPath('no shift has started yet (start one with furkad first)');
-    this.#queue(shift.usertime, checked);
+    this.dispatcher.submit(await this.catalog.accept(shift.usertime, [file]));
     this.log.info({ path: p }, 'file added');
-  }
-
-  #queue(usertime: bigint, f: { src: string; rel: string }): void {
-    for (const s of this.storages) {
-      this.book.count(usertime, s.id, undefined, 'pending');
-      s.enqueue({ src: f.src, rel: f.rel, usertime });
-    }
   }
 }

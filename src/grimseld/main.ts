@@ -12,7 +12,12 @@ import { IntakeInterface } from '../dbus/intake-interface.js';
 import { invalidArgs } from '../dbus/errors.js';
 import { DEFAULT_CONFIG_PATH, loadGrimseldConfig } from './config.js';
 import { ShiftBook } from './shift-book.js';
-import { Storage, type CopyReport } from './storage.js';
+import { Storage } from './storage.js';
+import { Journal } from './journal.js';
+import { Catalog } from './catalog.js';
+import { Dispatcher } from './dispatcher.js';
+import { Reclaimer } from './reclaimer.js';
+import { FileFifo } from './fifo.js';
 import { Intake, RejectedPath } from './intake.js';
 import { MessageHub } from './messages.js';
 
@@ -33,19 +38,29 @@ async function main(): Promise<number> {
 
   const book = new ShiftBook(Object.keys(config.storage), config.history_max_entries);
   const messages = new MessageHub(log);
-  const onCopy = (r: CopyReport): void => {
-    if (r.outcome instanceof Error) {
-      book.count(r.job.usertime, r.storage.id, 'pending', 'failed');
-      messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`,
-        `copy of ${r.job.src} to storage ${r.storage.id} (${r.dest}) failed: ${r.outcome.message}`);
-    } else {
-      book.count(r.job.usertime, r.storage.id, 'pending', 'copied');
-      log.debug({ storage: r.storage.id, dest: r.dest, outcome: r.outcome }, 'copied');
-    }
-  };
-  const storages = Object.entries(config.storage).map(([id, s]) =>
-    new Storage(id, s, s.n_copy_processes, { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid }, onCopy));
-  const intake = new Intake(book, storages, log);
+  // G12: the journal is replayed before anything else happens; what it holds is redone.
+  const { journal, records } = await Journal.open(config.state_dir);
+  const hasExternal = Object.values(config.storage).some((s) => s.type === 'EXTERNAL');
+  const catalog = new Catalog(journal, book, Object.keys(config.storage), config.target, hasExternal);
+  catalog.replay(records);
+  const storages: Storage[] = [];
+  const dispatcher = new Dispatcher(catalog, storages, messages, log);
+  for (const [id, s] of Object.entries(config.storage)) {
+    storages.push(new Storage(id, s, s.n_copy_processes, { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid }, dispatcher));
+  }
+  const external = storages.find((s) => s.type === 'EXTERNAL');
+  const reclaimer = new Reclaimer(catalog, book, dispatcher.internal, external, {
+    ramdiskRoot: config.target,
+    ramdiskMountpoint: config.ramdisk_mountpoint,
+    createLinks: config.create_links,
+    fillLimitPercent: config.fillstate_limit,
+    intervalMs: 250,
+  }, messages, log);
+  const intake = new Intake(catalog, book, dispatcher, log, () => reclaimer.shiftStarted());
+  dispatcher.submit(catalog.files.values());
+  if (records.length) log.info({ journaled: records.length, live: catalog.files.size }, 'journal replayed; unfinished copies resumed');
+  const fifo = new FileFifo(config.fifo, (p) => intake.add(p), log);
+  await fifo.open();
 
   const bus = connectSystemBus();
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
@@ -66,7 +81,11 @@ async function main(): Promise<number> {
   bus.export(GRIMSEL_PATH, iface);
   messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
   bus.export(GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake));
-  const running = storages.map((s) => s.run(stop.signal));
+  const running = [...storages.map((s) => s.run(stop.signal)), reclaimer.run(stop.signal)];
+  const compaction = setInterval(() => {
+    catalog.pruneSettled();
+    catalog.compactIfWorthIt().catch((e: unknown) => log.error({ err: e }, 'journal compaction failed'));
+  }, 10_000);
   await ownName(bus, GRIMSEL_NAME);
 
   const statusLine = (): string => {
@@ -85,8 +104,12 @@ async function main(): Promise<number> {
   log.info('stopping');
   notifier.stopping();
   clearInterval(statusTimer);
+  clearInterval(compaction);
   stop.abort();
+  dispatcher.stop();
+  await fifo.close();
   await Promise.all(running);
+  await journal.close();
   bus.disconnect();
   log.info('stopped');
   return 0;

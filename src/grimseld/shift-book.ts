@@ -52,6 +52,24 @@ export class ShiftBook {
     c[to]++;
   }
 
+  /** Adds counts wholesale (settled files restored from the journal). */
+  add(usertime: bigint, storage: string, c: Counts): void {
+    const mine = this.get(usertime)?.counts.get(storage);
+    if (!mine) return;
+    mine.pending += c.pending;
+    mine.copied += c.copied;
+    mine.failed += c.failed;
+  }
+
+  get size(): number {
+    return this.#shifts.length;
+  }
+
+  /** [usertime, uid, gid] of every retained shift, oldest first. */
+  shiftsOldestFirst(): Array<[bigint, number, number]> {
+    return this.#shifts.map((s) => [s.usertime, s.uid, s.gid]);
+  }
+
   /** Newest shift first; `n` < 0 means all. */
   query(n: number): StatusRow[] {
     const shifts = [...this.#shifts].reverse().slice(0, n < 0 ? undefined : n);

@@ -1,14 +1,17 @@
-// One storage and its pool of writers (SPEC G1): a slow storage never holds back another.
+// One storage and its pool of writers (SPEC G1, G13): a slow or unmounted storage never holds back another.
 import { replicatedPath } from '../common/paths.js';
-import { copyAtomic, type CopyOptions, type CopyOutcome } from './copier.js';
+import { sleep } from '../common/abort.js';
+import { copyAtomic, type CopyOptions, type CopyOutcome, type Identity } from './copier.js';
+import { isMountPoint } from './mounts.js';
 import type { StorageConfig, StorageType } from './config.js';
 
 export interface CopyJob {
-  /** Real path of the file on the ramdisk (or wherever an operator added it from). */
+  id: number;
+  /** Where to read the file now (ramdisk original, or the internal copy once the original is gone). */
   src: string;
   /** Path replicated below the storage target (G4). */
   rel: string;
-  usertime: bigint;
+  expect: Identity;
 }
 
 export interface CopyReport {
@@ -18,27 +21,45 @@ export interface CopyReport {
   outcome: CopyOutcome | Error;
 }
 
+export interface StorageEvents {
+  /** A copy finished or failed. */
+  report(r: CopyReport): void;
+  /** Result of every mount check of a storage with a mount point. */
+  mountState(storage: Storage, mounted: boolean): void;
+  /** Resolves the job's source at the moment it is copied; undefined drops it (nothing left to do). */
+  resolve(storage: Storage, job: CopyJob): CopyJob | undefined;
+}
+
+const MOUNT_RECHECK_MS = 1000;
+
 export class Storage {
   readonly type: StorageType;
   readonly target: string;
+  readonly mountpoint: string | undefined;
   #queue: CopyJob[] = [];
   #head = 0;
   #wake: Array<() => void> = [];
   #active = 0;
+  #mounted: { ok: boolean; at: number } | undefined;
 
   constructor(
     readonly id: string,
     config: StorageConfig,
     readonly writers: number,
     private readonly options: CopyOptions,
-    private readonly report: (r: CopyReport) => void,
+    private readonly events: StorageEvents,
   ) {
     this.type = config.type;
     this.target = config.target;
+    this.mountpoint = config.mountpoint;
   }
 
   get queued(): number {
     return this.#queue.length - this.#head + this.#active;
+  }
+
+  destOf(rel: string): string {
+    return replicatedPath(this.target, rel);
   }
 
   enqueue(job: CopyJob): void {
@@ -57,28 +78,45 @@ export class Storage {
     return job;
   }
 
+  /** G13: a configured mount point must be mounted before anything is written (checked at most once a second). */
+  async #mountOk(): Promise<boolean> {
+    if (!this.mountpoint) return true;
+    const now = Date.now();
+    if (!this.#mounted || now - this.#mounted.at > MOUNT_RECHECK_MS) {
+      this.#mounted = { ok: await isMountPoint(this.mountpoint), at: now };
+      this.events.mountState(this, this.#mounted.ok);
+    }
+    return this.#mounted.ok;
+  }
+
   /** Runs `writers` workers until `signal` aborts; a copy in flight finishes (or rolls back) first. */
   async run(signal: AbortSignal): Promise<void> {
     const worker = async (): Promise<void> => {
       while (!signal.aborted) {
-        const job = this.#take();
-        if (!job) {
+        if (!(await this.#mountOk())) {
+          await sleep(MOUNT_RECHECK_MS, signal);
+          continue;
+        }
+        const queued = this.#take();
+        if (!queued) {
           await new Promise<void>((r) => {
             this.#wake.push(r);
             signal.addEventListener('abort', () => r(), { once: true });
           });
           continue;
         }
+        const job = this.events.resolve(this, queued);
+        if (!job) continue;
         this.#active++;
-        const dest = replicatedPath(this.target, job.rel);
+        const dest = this.destOf(job.rel);
         let outcome: CopyOutcome | Error;
         try {
-          outcome = await copyAtomic(job.src, dest, this.target, this.options);
+          outcome = await copyAtomic(job.src, dest, this.target, this.options, job.expect);
         } catch (e) {
           outcome = e instanceof Error ? e : new Error(String(e));
         }
         this.#active--;
-        this.report({ storage: this, job, dest, outcome });
+        this.events.report({ storage: this, job, dest, outcome });
       }
     };
     await Promise.all(Array.from({ length: this.writers }, worker));

@@ -1,0 +1,130 @@
+// Hands every file to every storage, records outcomes in the catalog, retries what failed, and says so
+// (SPEC G1, G3, G10, G12, G13).
+import { SourceChanged } from './copier.js';
+import type { Catalog, FileRecord } from './catalog.js';
+import type { MessageHub } from './messages.js';
+import type { CopyJob, CopyReport, Storage, StorageEvents } from './storage.js';
+import type { Logger } from '../common/logger.js';
+
+const RETRY_MIN_MS = 1000;
+const RETRY_MAX_MS = 60_000;
+/** At most one COPY_ERROR per storage this often; the next one says how many were held back. */
+const MESSAGE_INTERVAL_MS = 5000;
+/** While a storage's mount point is missing, the error is repeated this often. */
+const UNMOUNTED_REPEAT_MS = 60_000;
+
+export class Dispatcher implements StorageEvents {
+  #attempts = new Map<string, number>();
+  #lastMessage = new Map<string, { at: number; held: number }>();
+  #unmounted = new Map<string, number>();
+  #timers = new Set<NodeJS.Timeout>();
+
+  constructor(
+    private readonly catalog: Catalog,
+    private readonly storages: Storage[],
+    private readonly messages: MessageHub,
+    private readonly log: Logger,
+  ) {}
+
+  get internal(): Storage {
+    return this.storages.find((s) => s.type === 'INTERNAL')!;
+  }
+
+  /** Queues what is still to be done for each record on each storage. */
+  submit(recs: Iterable<FileRecord>): void {
+    for (const rec of recs) {
+      for (const s of this.storages) {
+        if (rec.states.get(s.id) === 'copied' || rec.permanent.has(s.id)) continue;
+        s.enqueue(this.#job(rec));
+      }
+    }
+  }
+
+  #job(rec: FileRecord): CopyJob {
+    return { id: rec.id, src: rec.src, rel: rec.rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev } };
+  }
+
+  /** Where to read a file now: the original while it is there, else its internal copy (G6 with create_links = no). */
+  resolve(storage: Storage, job: CopyJob): CopyJob | undefined {
+    const rec = this.catalog.files.get(job.id);
+    if (!rec || rec.states.get(storage.id) === 'copied' || rec.permanent.has(storage.id)) return undefined;
+    if (rec.ramdisk === 'present' || storage.type === 'INTERNAL') return this.#job(rec);
+    return { id: rec.id, src: this.internal.destOf(rec.rel), rel: rec.rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs } };
+  }
+
+  report(r: CopyReport): void {
+    void this.#record(r).catch((e: unknown) => {
+      // The journal could not be written: the state stays as it was and the copy is redone after a restart.
+      this.log.error({ err: e }, 'cannot journal a copy result');
+    });
+  }
+
+  async #record(r: CopyReport): Promise<void> {
+    const rec = this.catalog.files.get(r.job.id);
+    if (!rec) return;
+    const key = `${rec.id}:${r.storage.id}`;
+    if (!(r.outcome instanceof Error)) {
+      this.#attempts.delete(key);
+      await this.catalog.setCopy(rec, r.storage.id, 'copied');
+      return;
+    }
+    // A source that changed is hopeless, unless it is our own doing: the original was just replaced
+    // by a link or deleted (G6), and the next attempt reads the internal copy instead.
+    const permanent = r.outcome instanceof SourceChanged && rec.ramdisk === 'present';
+    await this.catalog.setCopy(rec, r.storage.id, 'failed', permanent);
+    this.#copyError(r, permanent);
+    if (permanent) return;
+    const n = (this.#attempts.get(key) ?? 0) + 1;
+    this.#attempts.set(key, n);
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer);
+      const again = this.catalog.files.get(rec.id);
+      if (again && again.states.get(r.storage.id) !== 'copied') r.storage.enqueue(this.#job(again));
+    }, Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS));
+    timer.unref();
+    this.#timers.add(timer);
+  }
+
+  #copyError(r: CopyReport, permanent: boolean): void {
+    const err = r.outcome as Error;
+    const long = `copy of ${r.job.src} to storage ${r.storage.id} (${r.dest}) failed: ${err.message}` +
+      (permanent ? '; not retried' : '; will be retried');
+    const now = Date.now();
+    const last = this.#lastMessage.get(r.storage.id);
+    if (last && now - last.at < MESSAGE_INTERVAL_MS) {
+      last.held++;
+      this.log.debug({ storage: r.storage.id }, long);
+      return;
+    }
+    const held = last?.held ?? 0;
+    this.#lastMessage.set(r.storage.id, { at: now, held: 0 });
+    this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`, held ? `${long} (${held} more errors on this storage since the last message)` : long);
+  }
+
+  mountState(storage: Storage, mounted: boolean): void {
+    const since = this.#unmounted.get(storage.id);
+    if (mounted) {
+      if (since !== undefined) {
+        this.#unmounted.delete(storage.id);
+        this.log.info({ storage: storage.id, mountpoint: storage.mountpoint }, 'storage mounted again; copying resumes');
+      }
+      return;
+    }
+    const now = Date.now();
+    if (since === undefined || now - since >= UNMOUNTED_REPEAT_MS) {
+      this.#unmounted.set(storage.id, now);
+      this.messages.publish('COPY_ERROR', `${storage.mountpoint}:${storage.target}`,
+        `storage ${storage.id}: ${storage.mountpoint} is not mounted; nothing is written to ${storage.target} and its files stay pending until it is mounted`);
+    }
+  }
+
+  /** Is a storage held back by a missing mount point right now? */
+  unmounted(storage: Storage): boolean {
+    return this.#unmounted.has(storage.id);
+  }
+
+  stop(): void {
+    for (const t of this.#timers) clearTimeout(t);
+    this.#timers.clear();
+  }
+}

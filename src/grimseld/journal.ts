@@ -1,0 +1,132 @@
+// grimseld's write-ahead journal (SPEC G12): every accepted file and every state change is appended and
+// fsync'ed before anyone is told, so a SIGKILL at any instant loses nothing. Replayed at start, compacted
+// into a snapshot when it grows.
+import { mkdirSync, readFileSync } from 'node:fs';
+import { open, rename, type FileHandle } from 'node:fs/promises';
+import * as path from 'node:path';
+
+/** One journal line. `u` is a shift start in µs (as a decimal string: JSON has no 64-bit integers). */
+export type JournalRecord =
+  | { t: 'shift'; u: string; uid: number; gid: number; counts?: Record<string, [number, number]> }
+  | { t: 'file'; id: number; u: string; src: string; rel: string; size: number; mtimeMs: number; ino: number; dev: number }
+  | { t: 'copied'; id: number; s: string }
+  | { t: 'failed'; id: number; s: string; permanent: boolean }
+  | { t: 'ramdisk'; id: number; state: 'linked' | 'deleted' | 'gone' }
+  | { t: 'internal'; id: number; state: 'linked' | 'deleted' | 'gone' };
+
+export class Journal {
+  #fh: FileHandle;
+  #buffer: string[] = [];
+  #waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
+  #flushing: Promise<void> | undefined;
+  #compacting = false;
+  #lines: number;
+
+  private constructor(readonly file: string, fh: FileHandle, lines: number) {
+    this.#fh = fh;
+    this.#lines = lines;
+  }
+
+  /** Lines written since the last compaction (replayed lines included). */
+  get lines(): number {
+    return this.#lines;
+  }
+
+  /**
+   * Opens (creating) the journal in `dir` and returns it with the records it holds. A torn last
+   * line (the process died mid-write) is dropped: its writer was never told it was stored.
+   */
+  static async open(dir: string): Promise<{ journal: Journal; records: JournalRecord[] }> {
+    mkdirSync(dir, { recursive: true, mode: 0o750 });
+    const file = path.join(dir, 'journal.jsonl');
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const records: JournalRecord[] = [];
+    const lines = text.split('\n');
+    lines.forEach((line, i) => {
+      if (!line) return;
+      try {
+        records.push(JSON.parse(line) as JournalRecord);
+      } catch (e) {
+        if (i < lines.length - 1 && lines.slice(i + 1).some(Boolean)) {
+          throw new Error(`${file}: line ${i + 1} is corrupt (${(e as Error).message}); refusing to guess. Move the file away to start empty.`);
+        }
+      }
+    });
+    const fh = await open(file, 'a');
+    // A torn tail would glue onto the next record: start on a fresh line.
+    if (text && !text.endsWith('\n')) await fh.write('\n');
+    return { journal: new Journal(file, fh, records.length), records };
+  }
+
+  /** Appends records; resolves once they are on disk (group commit: one fdatasync for all waiting). */
+  append(...records: JournalRecord[]): Promise<void> {
+    for (const r of records) this.#buffer.push(JSON.stringify(r));
+    this.#lines += records.length;
+    const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    this.#flushing ??= this.#flush();
+    return done;
+  }
+
+  async #flush(): Promise<void> {
+    // Let every append of this tick join the batch.
+    await new Promise((r) => setImmediate(r));
+    while (this.#buffer.length > 0 && !this.#compacting) {
+      const text = `${this.#buffer.join('\n')}\n`;
+      const waiters = this.#waiters;
+      this.#buffer = [];
+      this.#waiters = [];
+      try {
+        await this.#fh.write(text);
+        await this.#fh.datasync();
+        for (const w of waiters) w.resolve();
+      } catch (e) {
+        for (const w of waiters) w.reject(e as Error);
+      }
+    }
+    this.#flushing = undefined;
+  }
+
+  /**
+   * Replaces the journal by `snapshot` atomically (temp file, fsync, rename, fsync of the directory).
+   * The snapshot is the caller's in-memory state; records appended meanwhile wait and go to the new
+   * file afterwards (replay is idempotent, so one that is also in the snapshot does no harm).
+   */
+  async compact(snapshot: JournalRecord[]): Promise<void> {
+    this.#compacting = true;
+    try {
+      await this.#flushing;
+      await this.#writeSnapshot(snapshot);
+    } finally {
+      this.#compacting = false;
+      if (this.#buffer.length > 0) this.#flushing ??= this.#flush();
+    }
+  }
+
+  async #writeSnapshot(snapshot: JournalRecord[]): Promise<void> {
+    const tmp = `${this.file}.compact`;
+    const fh = await open(tmp, 'w');
+    try {
+      await fh.write(snapshot.map((r) => JSON.stringify(r)).join('\n') + (snapshot.length ? '\n' : ''));
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await rename(tmp, this.file);
+    const dir = await open(path.dirname(this.file), 'r');
+    await dir.sync().finally(() => dir.close());
+    const old = this.#fh;
+    this.#fh = await open(this.file, 'a');
+    this.#lines = snapshot.length;
+    await old.close();
+  }
+
+  async close(): Promise<void> {
+    await this.#flushing;
+    await this.#fh.close();
+  }
+}

@@ -1,0 +1,33 @@
+// Is a directory a mount point, and how full is it (SPEC G6, G7, G13)?
+import { readFile, statfs, realpath } from 'node:fs/promises';
+
+/** Mount points from /proc/self/mountinfo (field 5, octal escapes decoded). */
+async function mountPoints(): Promise<Set<string>> {
+  const text = await readFile('/proc/self/mountinfo', 'utf8');
+  return new Set(text.split('\n').filter(Boolean).map((line) =>
+    (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
+}
+
+export async function isMountPoint(dir: string): Promise<boolean> {
+  const real = await realpath(dir).catch(() => undefined);
+  if (!real) return false;
+  return (await mountPoints()).has(real);
+}
+
+export interface FillState {
+  /** Percent of the blocks in use (as df shows it: used / (used + available)). */
+  percent: number;
+  totalBytes: number;
+  availableBytes: number;
+}
+
+export async function fillState(dir: string): Promise<FillState> {
+  const s = await statfs(dir);
+  const used = s.blocks - s.bfree;
+  const usable = used + s.bavail;
+  return {
+    percent: usable > 0 ? (used * 100) / usable : 100,
+    totalBytes: s.blocks * s.bsize,
+    availableBytes: s.bavail * s.bsize,
+  };
+}

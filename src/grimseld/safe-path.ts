@@ -1,0 +1,55 @@
+// Paths below a storage target or the ramdisk, walked without following symbolic links: a link planted
+// in a user-owned directory must never make a root daemon write or delete outside (SPEC G3, G5, G6).
+import { lstat, mkdir, chown } from 'node:fs/promises';
+import * as path from 'node:path';
+
+export class UnsafePath extends Error {}
+
+/** The components of `dir` below `base` (both absolute; `dir` must be `base` or below it). */
+function below(base: string, dir: string): string[] {
+  const rel = path.relative(base, dir);
+  if (rel.startsWith('..') || path.isAbsolute(rel)) throw new UnsafePath(`${dir} is not below ${base}`);
+  return rel ? rel.split(path.sep) : [];
+}
+
+/**
+ * Creates `dir` below `base` one component at a time, refusing any component that is a symbolic link
+ * or not a directory. Directories it creates get `owner` (uid, gid; -1 keeps that one).
+ */
+export async function makeDirsNoFollow(base: string, dir: string, owner?: [number, number]): Promise<void> {
+  // The base itself (a storage target) is the administrator's: created as root if missing.
+  await mkdir(base, { recursive: true, mode: 0o755 });
+  let cur = base;
+  for (const part of below(base, dir)) {
+    cur = path.join(cur, part);
+    const st = await lstat(cur).catch((e: NodeJS.ErrnoException) => {
+      if (e.code === 'ENOENT') return undefined;
+      throw e;
+    });
+    if (!st) {
+      try {
+        await mkdir(cur, { mode: 0o755 });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      const made = await lstat(cur);
+      if (!made.isDirectory()) throw new UnsafePath(`${cur} is not a directory (replaced while being created?)`);
+      if (owner && (owner[0] !== -1 || owner[1] !== -1)) await chown(cur, owner[0], owner[1]);
+    } else if (st.isSymbolicLink()) {
+      throw new UnsafePath(`refusing to follow the symbolic link ${cur}`);
+    } else if (!st.isDirectory()) {
+      throw new UnsafePath(`${cur} is not a directory`);
+    }
+  }
+}
+
+/** Throws unless every component of `dir` below `base` is a real directory (no symbolic link). */
+export async function assertNoLinks(base: string, dir: string): Promise<void> {
+  let cur = base;
+  for (const part of below(base, dir)) {
+    cur = path.join(cur, part);
+    const st = await lstat(cur);
+    if (st.isSymbolicLink()) throw new UnsafePath(`refusing to follow the symbolic link ${cur}`);
+    if (!st.isDirectory()) throw new UnsafePath(`${cur} is not a directory`);
+  }
+}
