@@ -11,8 +11,9 @@ fi
 
 # rsync: transport (client and the detector-side daemon in tests); dbus + dbus-daemon: the bus;
 # systemd: busctl; libsystemd-dev + build tools: the sd-notify native module; attr: xattr tools;
-# systemd-container: systemd-nspawn for the system tier; rpm: rpmbuild; ntpsec-ntpdate: time sync.
-PACKAGES=(rsync dbus dbus-daemon systemd libsystemd-dev systemd-container rpm attr ntpsec-ntpdate
+# systemd-container: systemd-nspawn for the system tier; rpm: rpmbuild; rpmlint: checks the RPMs;
+# ntpsec-ntpdate: time sync (the detector package's timer, run in the system tier's container).
+PACKAGES=(rsync dbus dbus-daemon systemd libsystemd-dev systemd-container rpm rpmlint attr ntpsec-ntpdate
           python3 make g++ pkg-config)
 missing=()
 for p in "${PACKAGES[@]}"; do
