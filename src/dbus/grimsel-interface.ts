@@ -7,6 +7,8 @@ export type StatusRow = [bigint, number, number, string, bigint, bigint, bigint]
 export interface GrimselService {
   queryStatus(nusers: number): StatusRow[];
   addFile(path: string): Promise<void>;
+  /** TCP ports actually bound (G9, G10): with port 0 in the config only the daemon knows them. */
+  tcpPorts(): { status: number; message: number };
 }
 
 export class GrimselInterface extends dbus.interface.Interface {
@@ -25,6 +27,14 @@ export class GrimselInterface extends dbus.interface.Interface {
     return named(() => this.service.addFile(path));
   }
 
+  get StatusPort(): number {
+    return this.service.tcpPorts().status;
+  }
+
+  get MessagePort(): number {
+    return this.service.tcpPorts().message;
+  }
+
   /** Emits org.ppu.Grimsel1.Message (G10). */
   Message(errcode: string, shortMessage: string, longMessage: string): [string, string, string] {
     return [errcode, shortMessage, longMessage];
@@ -35,6 +45,11 @@ GrimselInterface.configureMembers({
   methods: {
     QueryStatus: { inSignature: 'i', outSignature: 'a(tuusttt)' },
     AddFile: { inSignature: 's', outSignature: '' },
+  },
+  properties: {
+    // TCP status and message ports actually listened on (0 until listening).
+    StatusPort: { signature: 'q', access: dbus.interface.ACCESS_READ },
+    MessagePort: { signature: 'q', access: dbus.interface.ACCESS_READ },
   },
   signals: {
     Message: { signature: 'sss' },
