@@ -20,6 +20,8 @@ import { Reclaimer } from './reclaimer.js';
 import { FileFifo } from './fifo.js';
 import { Intake, RejectedPath } from './intake.js';
 import { MessageHub } from './messages.js';
+import { StatusServer } from './status-server.js';
+import { MessageServer } from './message-server.js';
 
 async function main(): Promise<number> {
   const args = parseDaemonArgs('grimseld', DEFAULT_CONFIG_PATH);
@@ -38,6 +40,8 @@ async function main(): Promise<number> {
 
   const book = new ShiftBook(Object.keys(config.storage), config.history_max_entries);
   const messages = new MessageHub(log);
+  const statusServer = new StatusServer(book, log);
+  const messageServer = new MessageServer(messages, log);
   // G12: the journal is replayed before anything else happens; what it holds is redone.
   const { journal, records } = await Journal.open(config.state_dir);
   const hasExternal = Object.values(config.storage).some((s) => s.type === 'EXTERNAL');
@@ -66,6 +70,7 @@ async function main(): Promise<number> {
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
   const iface = new GrimselInterface(GRIMSEL_IFACE, {
     queryStatus: (n) => book.query(n),
+    tcpPorts: () => ({ status: statusServer.port, message: messageServer.port }),
     addFile: async (p) => {
       try {
         await intake.add(p);
@@ -86,6 +91,9 @@ async function main(): Promise<number> {
     catalog.pruneSettled();
     catalog.compactIfWorthIt().catch((e: unknown) => log.error({ err: e }, 'journal compaction failed'));
   }, 10_000);
+  // G9, G10: listening before the name appears, so whoever sees the name can read StatusPort/MessagePort.
+  await statusServer.start(config.status_port, config.status_address);
+  await messageServer.start(config.message_port, config.message_address);
   await ownName(bus, GRIMSEL_NAME);
 
   const statusLine = (): string => {
@@ -106,6 +114,7 @@ async function main(): Promise<number> {
   clearInterval(statusTimer);
   clearInterval(compaction);
   stop.abort();
+  await Promise.all([statusServer.stop(), messageServer.stop()]);
   dispatcher.stop();
   await fifo.close();
   await Promise.all(running);
