@@ -1,7 +1,7 @@
 // One faithful, atomic copy (SPEC G3): temp name, data, owner, mode, mtime, fsync, rename. Never half a file
 // under a final name; never through a symbolic link planted below the storage target.
 import { constants } from 'node:fs';
-import { copyFile, open, rename, stat, unlink, lstat } from 'node:fs/promises';
+import { copyFile, open, readdir, rename, stat, unlink, lstat } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -38,7 +38,7 @@ function matches(st: Stats, id: Identity): boolean {
  * Copies `src` (which must still be `expect`) to `dest` below the storage target `base`.
  * A destination with the source's size and mtime is left as it is.
  */
-export async function copyAtomic(src: string, dest: string, base: string, opts: CopyOptions, expect: Identity): Promise<CopyOutcome> {
+export async function copyAtomic(src: string, dest: string, base: string, opts: CopyOptions, expect: Identity, sweep = false): Promise<CopyOutcome> {
   const s = await stat(src).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') throw new SourceChanged(`${src} is gone`);
     throw e;
@@ -51,6 +51,7 @@ export async function copyAtomic(src: string, dest: string, base: string, opts: 
   await makeDirsNoFollow(base, dir, owner);
   const existing = await lstat(dest).catch(() => undefined);
   if (existing?.isFile() && sameFile(existing, s)) return 'identical';
+  if (sweep) await sweepStale(dest);
 
   const tmp = path.join(dir, `.${path.basename(dest)}.grimsel-${randomBytes(4).toString('hex')}`);
   try {
@@ -79,6 +80,13 @@ export async function copyAtomic(src: string, dest: string, base: string, opts: 
     throw e;
   }
   return 'copied';
+}
+
+/** Removes temp files an earlier, killed attempt at `dest` left behind (never a final name). */
+async function sweepStale(dest: string): Promise<void> {
+  const prefix = `.${path.basename(dest)}.grimsel-`;
+  const names = await readdir(path.dirname(dest)).catch(() => [] as string[]);
+  for (const n of names) if (n.startsWith(prefix)) await unlink(path.join(path.dirname(dest), n)).catch(() => {});
 }
 
 /** fsyncs a directory so that renames into it survive a crash of the machine (before deleting originals). */

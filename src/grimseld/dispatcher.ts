@@ -10,8 +10,9 @@ const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 60_000;
 /** At most one COPY_ERROR per storage this often; the next one says how many were held back. */
 const MESSAGE_INTERVAL_MS = 5000;
-/** While a storage's mount point is missing, the error is repeated this often. */
+/** While a storage's mount point is missing, the error is repeated this often (sooner while files wait for it). */
 const UNMOUNTED_REPEAT_MS = 60_000;
+const UNMOUNTED_REPEAT_BUSY_MS = 10_000;
 
 export class Dispatcher implements StorageEvents {
   #attempts = new Map<string, number>();
@@ -30,26 +31,26 @@ export class Dispatcher implements StorageEvents {
     return this.storages.find((s) => s.type === 'INTERNAL')!;
   }
 
-  /** Queues what is still to be done for each record on each storage. */
-  submit(recs: Iterable<FileRecord>): void {
+  /** Queues what is still to be done for each record on each storage (`resumed`: after a restart). */
+  submit(recs: Iterable<FileRecord>, resumed = false): void {
     for (const rec of recs) {
       for (const s of this.storages) {
         if (rec.states.get(s.id) === 'copied' || rec.permanent.has(s.id)) continue;
-        s.enqueue(this.#job(rec));
+        s.enqueue(this.#job(rec, resumed));
       }
     }
   }
 
-  #job(rec: FileRecord): CopyJob {
-    return { id: rec.id, src: rec.src, rel: rec.rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev } };
+  #job(rec: FileRecord, sweep = false): CopyJob {
+    return { id: rec.id, src: rec.src, rel: rec.rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep };
   }
 
   /** Where to read a file now: the original while it is there, else its internal copy (G6 with create_links = no). */
   resolve(storage: Storage, job: CopyJob): CopyJob | undefined {
     const rec = this.catalog.files.get(job.id);
     if (!rec || rec.states.get(storage.id) === 'copied' || rec.permanent.has(storage.id)) return undefined;
-    if (rec.ramdisk === 'present' || storage.type === 'INTERNAL') return this.#job(rec);
-    return { id: rec.id, src: this.internal.destOf(rec.rel), rel: rec.rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs } };
+    if (rec.ramdisk === 'present' || storage.type === 'INTERNAL') return { ...this.#job(rec), sweep: job.sweep ?? false };
+    return { id: rec.id, src: this.internal.destOf(rec.rel), rel: rec.rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep: job.sweep ?? false };
   }
 
   report(r: CopyReport): void {
@@ -79,7 +80,7 @@ export class Dispatcher implements StorageEvents {
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       const again = this.catalog.files.get(rec.id);
-      if (again && again.states.get(r.storage.id) !== 'copied') r.storage.enqueue(this.#job(again));
+      if (again && again.states.get(r.storage.id) !== 'copied') r.storage.enqueue(this.#job(again, true));
     }, Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS));
     timer.unref();
     this.#timers.add(timer);
@@ -111,10 +112,11 @@ export class Dispatcher implements StorageEvents {
       return;
     }
     const now = Date.now();
-    if (since === undefined || now - since >= UNMOUNTED_REPEAT_MS) {
+    const repeat = storage.queued > 0 ? UNMOUNTED_REPEAT_BUSY_MS : UNMOUNTED_REPEAT_MS;
+    if (since === undefined || now - since >= repeat) {
       this.#unmounted.set(storage.id, now);
       this.messages.publish('COPY_ERROR', `${storage.mountpoint}:${storage.target}`,
-        `storage ${storage.id}: ${storage.mountpoint} is not mounted; nothing is written to ${storage.target} and its files stay pending until it is mounted`);
+        `storage ${storage.id}: ${storage.mountpoint} is not mounted; nothing is written to ${storage.target} and its ${storage.queued} files stay pending until it is mounted`);
     }
   }
 

@@ -61,7 +61,7 @@ async function main(): Promise<number> {
     intervalMs: 250,
   }, messages, log);
   const intake = new Intake(catalog, book, dispatcher, log, () => reclaimer.shiftStarted());
-  dispatcher.submit(catalog.files.values());
+  dispatcher.submit(catalog.files.values(), true);
   if (records.length) log.info({ journaled: records.length, live: catalog.files.size }, 'journal replayed; unfinished copies resumed');
   const fifo = new FileFifo(config.fifo, (p) => intake.add(p), log);
   await fifo.open();

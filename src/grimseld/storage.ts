@@ -12,6 +12,8 @@ export interface CopyJob {
   /** Path replicated below the storage target (G4). */
   rel: string;
   expect: Identity;
+  /** An earlier attempt may have died mid-copy (replay, retry): remove its temp file first. */
+  sweep?: boolean;
 }
 
 export interface CopyReport {
@@ -111,7 +113,7 @@ export class Storage {
         const dest = this.destOf(job.rel);
         let outcome: CopyOutcome | Error;
         try {
-          outcome = await copyAtomic(job.src, dest, this.target, this.options, job.expect);
+          outcome = await copyAtomic(job.src, dest, this.target, this.options, job.expect, job.sweep ?? false);
         } catch (e) {
           outcome = e instanceof Error ? e : new Error(String(e));
         }
