@@ -1,0 +1,164 @@
+// Space on the ramdisk and the internal disk (SPEC G5, G6, G7): originals go only once their copy is
+// complete; oldest first; never a file not yet copied.
+import { strict as assert } from 'node:assert';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync } from 'node:fs';
+import * as path from 'node:path';
+import { collectMessages, Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
+import { mountTmpfs } from '../fixtures/tmpfs.js';
+
+const MB = 1024 * 1024;
+
+async function copiedAll(ppu: Ppu, uid: number, n: number, storages: number): Promise<void> {
+  await eventually(async () => {
+    const rows = (await ppu.queryStatus(-1)).filter((r) => r[1] === uid);
+    return rows.length === storages && rows.every((r) => r[5] === BigInt(n) && r[4] === 0n);
+  }, 60_000, `${n} files of shift ${uid} copied to ${storages} storages`);
+}
+
+function stream(ppu: Ppu, prefix: string, n: number, size: number): WrittenFile[] {
+  return Array.from({ length: n }, (_, i) => writeImage(ppu.detectorRamdisks['1MF']!, `${prefix}/f${String(i).padStart(3, '0')}.cbf`, size));
+}
+
+describe('shift change cleanup (G5)', function () {
+  this.timeout(120_000);
+
+  it('deletes ramdisk files of the earlier shift once copied, keeps the new shift\'s and every internal copy', async () => {
+    const ppu = await new Ppu({ prefix: 'ppu-g5' }).start();
+    try {
+      await ppu.startShift(1100, 1101, []);
+      const old = stream(ppu, 'a', 10, 50_000);
+      await copiedAll(ppu, 1100, 10, 1);
+      await ppu.startShift(1200, 1201, []);
+      const fresh = stream(ppu, 'b', 5, 50_000);
+      await copiedAll(ppu, 1200, 5, 1);
+      const oldDir = path.join(ppu.ppuRamdisk, '1mf/1100_1101');
+      await eventually(() => listFiles(oldDir).length === 0, 20_000, 'the earlier shift\'s ramdisk files deleted');
+      for (const f of old) assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'internal/1mf/1100_1101', f.rel))), f.sha256);
+      for (const f of fresh) assert.ok(lstatSync(path.join(ppu.ppuRamdisk, '1mf/1200_1201', f.rel)).isFile(), 'current shift untouched');
+    } finally {
+      await ppu.stop();
+    }
+  });
+
+  it('with an EXTERNAL storage also deletes the earlier shift\'s internal files once their external copy exists', async () => {
+    const ppu = new Ppu({ prefix: 'ppu-g5x' });
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 2 },
+      'storage.external': { type: 'EXTERNAL', target: path.join(ppu.storageRoot, 'external'), n_copy_processes: 2 },
+    };
+    await ppu.start();
+    try {
+      await ppu.startShift(1300, 1301, []);
+      const old = stream(ppu, 'a', 8, 40_000);
+      await copiedAll(ppu, 1300, 8, 2);
+      await ppu.startShift(1400, 1401, []);
+      const fresh = stream(ppu, 'b', 4, 40_000);
+      await copiedAll(ppu, 1400, 4, 2);
+      await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal/1mf/1300_1301')).length === 0 &&
+        listFiles(path.join(ppu.ppuRamdisk, '1mf/1300_1301')).length === 0, 20_000, 'earlier shift gone from ramdisk and internal');
+      for (const f of old) assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'external/1mf/1300_1301', f.rel))), f.sha256, 'external copy kept');
+      for (const f of fresh) assert.ok(existsSync(path.join(ppu.storageRoot, 'internal/1mf/1400_1401', f.rel)), 'current shift internal kept');
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
+
+describe('ramdisk overflow guard (G6) on a real 8 MB tmpfs', function () {
+  this.timeout(180_000);
+
+  for (const createLinks of [true, false]) {
+    it(`above fillstate_limit replaces copied originals ${createLinks ? 'by links to identical copies' : 'by nothing (deletes them)'}, oldest first`, async () => {
+      const ppu = new Ppu({ prefix: 'ppu-g6', ramdiskBytes: 8 * MB, grimseld: { fillstate_limit: 50, create_links: createLinks ? 'yes' : 'no' } });
+      await ppu.start();
+      try {
+        const msgs = await collectMessages(ppu);
+        await ppu.startShift(1500, 1501, []);
+        const files = stream(ppu, 'g6', 12, 512 * 1024); // 6 MB: 75 % of the ramdisk
+        await copiedAll(ppu, 1500, 12, 1);
+        const dir = path.join(ppu.ppuRamdisk, '1mf/1500_1501');
+        const kinds = () => files.map((f) => {
+          const st = lstatSync(path.join(dir, f.rel), { throwIfNoEntry: false });
+          return st ? (st.isSymbolicLink() ? 'link' : 'file') : 'gone';
+        });
+        await eventually(() => kinds().filter((k) => k === 'file').length <= 8, 30_000, 'originals replaced until below the limit');
+        const k = kinds();
+        const replaced = k.filter((x) => x !== 'file').length;
+        assert.ok(replaced >= 4, `at least 4 of 12 originals replaced, got ${k.join(',')}`);
+        assert.ok(k.every((x) => x === (createLinks ? 'link' : 'gone') || x === 'file'), `only ${createLinks ? 'links' : 'deletions'}: ${k.join(',')}`);
+        // Oldest first: the replaced ones are a prefix of the delivery order.
+        assert.deepEqual(k.slice(0, replaced).every((x) => x !== 'file'), true, `oldest first: ${k.join(',')}`);
+        for (const f of files) {
+          const copy = path.join(ppu.storageRoot, 'internal/1mf/1500_1501', f.rel);
+          assert.equal(sha256File(readFileSync(copy)), f.sha256, 'every internal copy intact');
+          const p = path.join(dir, f.rel);
+          if (createLinks && lstatSync(p).isSymbolicLink()) {
+            assert.equal(readlinkSync(p), copy, 'the link points to the internal copy');
+            assert.equal(sha256File(readFileSync(p)), f.sha256, 'reading through the link gives the image');
+            assert.equal(lstatSync(p).uid, 1500, 'the link belongs to the shift');
+          }
+        }
+        await eventually(() => msgs.messages.some((m) => m[0] === 'FILLSTATE_LIMIT' && m[1] === ppu.ppuRamdisk), 10_000, 'FILLSTATE_LIMIT naming the mount point');
+        msgs.stop();
+      } finally {
+        await ppu.stop();
+      }
+    });
+  }
+
+  it('never touches a file that has no internal copy yet, however full the ramdisk', async () => {
+    const ppu = new Ppu({ prefix: 'ppu-g6u', ramdiskBytes: 8 * MB, grimseld: { fillstate_limit: 30 } });
+    const notMounted = path.join(ppu.work, 'not-mounted');
+    mkdirSync(notMounted, { recursive: true });
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(notMounted, 'data'), mountpoint: notMounted, n_copy_processes: 2 },
+    };
+    await ppu.start();
+    try {
+      const msgs = await collectMessages(ppu);
+      await ppu.startShift(1600, 1601, []);
+      const files = stream(ppu, 'u', 10, 512 * 1024);
+      const dir = path.join(ppu.ppuRamdisk, '1mf/1600_1601');
+      await eventually(() => listFiles(dir).length === 10, 30_000, 'all on the ramdisk');
+      await eventually(() => msgs.messages.some((m) => m[0] === 'FILLSTATE_LIMIT'), 10_000, 'the limit is reported');
+      await new Promise((r) => setTimeout(r, 2000)); // several guard rounds
+      for (const f of files) {
+        const st = lstatSync(path.join(dir, f.rel));
+        assert.ok(st.isFile(), `${f.rel} left alone`);
+        assert.equal(sha256File(readFileSync(path.join(dir, f.rel))), f.sha256);
+      }
+      msgs.stop();
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
+
+describe('internal overflow guard with an EXTERNAL storage (G7)', function () {
+  this.timeout(120_000);
+
+  it('replaces internal copies by links to their external copies above the limit', async () => {
+    const ppu = new Ppu({ prefix: 'ppu-g7', grimseld: { fillstate_limit: 50 } });
+    const internalMnt = mountTmpfs(path.join(ppu.work, 'internal-disk'), 8 * MB);
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(internalMnt, 'data'), mountpoint: internalMnt, n_copy_processes: 2 },
+      'storage.external': { type: 'EXTERNAL', target: path.join(ppu.storageRoot, 'external'), n_copy_processes: 2 },
+    };
+    await ppu.start();
+    try {
+      await ppu.startShift(1700, 1701, []);
+      const files = stream(ppu, 'g7', 12, 512 * 1024);
+      await copiedAll(ppu, 1700, 12, 2);
+      const dir = path.join(internalMnt, 'data/1mf/1700_1701');
+      await eventually(() => files.filter((f) => lstatSync(path.join(dir, f.rel)).isSymbolicLink()).length >= 4, 30_000, 'internal copies linked');
+      for (const f of files) {
+        const p = path.join(dir, f.rel);
+        assert.equal(sha256File(readFileSync(p)), f.sha256, 'reading the internal path still gives the image');
+        if (lstatSync(p).isSymbolicLink()) assert.equal(readlinkSync(p), path.join(ppu.storageRoot, 'external/1mf/1700_1701', f.rel));
+      }
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
