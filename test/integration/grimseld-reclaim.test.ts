@@ -65,7 +65,7 @@ describe('shift change cleanup (G5)', function () {
   });
 });
 
-describe('ramdisk overflow guard (G6) on a real 8 MB tmpfs', function () {
+describe('ramdisk overflow guard (G6) on a small real tmpfs', function () {
   this.timeout(180_000);
 
   for (const createLinks of [true, false]) {
@@ -107,8 +107,8 @@ describe('ramdisk overflow guard (G6) on a real 8 MB tmpfs', function () {
     });
   }
 
-  it('never touches a file that has no internal copy yet, however full the ramdisk', async () => {
-    const ppu = new Ppu({ prefix: 'ppu-g6u', ramdiskBytes: 8 * MB, grimseld: { fillstate_limit: 30 } });
+  it('never touches a file that has no internal copy yet, however full the ramdisk, and warns as it fills', async () => {
+    const ppu = new Ppu({ prefix: 'ppu-g6u', ramdiskBytes: 4 * MB, grimseld: { fillstate_limit: 30 } });
     const notMounted = path.join(ppu.work, 'not-mounted');
     mkdirSync(notMounted, { recursive: true });
     ppu.opts.storages = {
@@ -118,10 +118,12 @@ describe('ramdisk overflow guard (G6) on a real 8 MB tmpfs', function () {
     try {
       const msgs = await collectMessages(ppu);
       await ppu.startShift(1600, 1601, []);
-      const files = stream(ppu, 'u', 10, 512 * 1024);
+      const files = stream(ppu, 'u', 31, 128 * 1024); // 3.9 of 4 MB
       const dir = path.join(ppu.ppuRamdisk, '1mf/1600_1601');
-      await eventually(() => listFiles(dir).length === 10, 30_000, 'all on the ramdisk');
-      await eventually(() => msgs.messages.some((m) => m[0] === 'FILLSTATE_LIMIT'), 10_000, 'the limit is reported');
+      await eventually(() => listFiles(dir).length === 31, 30_000, 'all on the ramdisk');
+      await eventually(() => ['FILLSTATE_LIMIT', 'ALMOST_OVERFLOW'].every((c) => msgs.messages.some((m) => m[0] === c && m[1] === ppu.ppuRamdisk)),
+        10_000, 'FILLSTATE_LIMIT and ALMOST_OVERFLOW for the ramdisk');
+      assert.equal(msgs.messages.filter((m) => m[0] === 'FILLSTATE_LIMIT').length, 1, 'once per crossing, not once per check');
       await new Promise((r) => setTimeout(r, 2000)); // several guard rounds
       for (const f of files) {
         const st = lstatSync(path.join(dir, f.rel));
