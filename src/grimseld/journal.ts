@@ -58,8 +58,8 @@ export class Journal {
       }
     });
     const fh = await open(file, 'a');
-    // A torn tail would glue onto the next record: start on a fresh line.
-    if (text && !text.endsWith('\n')) await fh.write('\n');
+    // Cut a torn tail off, so that it neither glues onto the next record nor sits in the middle later.
+    if (text && !text.endsWith('\n')) await fh.truncate(Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)));
     return { journal: new Journal(file, fh, records.length), records };
   }
 
