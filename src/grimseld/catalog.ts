@@ -8,24 +8,7 @@ export type CopyState = 'pending' | 'copied' | 'failed';
 /** What became of a file's original on the ramdisk (or of its internal copy). */
 export type Origin = 'present' | 'linked' | 'deleted' | 'gone';
 
-export interface FileRecord {
-  id: number;
-  usertime: bigint;
-  src: string;
-  rel: string;
-  size: number;
-  mtimeMs: number;
-  ino: number;
-  dev: number;
-  states: Map<string, CopyState>;
-  /** Storages whose copy failed for good (the source is gone): not retried. */
-  permanent: Set<string>;
-  /** Whether `src` lies on the PPU ramdisk (cleanup and the fill guard may touch it). */
-  onRamdisk: boolean;
-  ramdisk: Origin;
-  internal: Origin;
-}
-
+/** A file as grimseld takes it: where it is, what to replicate, and what it must still be when copied. */
 export interface NewFile {
   src: string;
   rel: string;
@@ -33,6 +16,18 @@ export interface NewFile {
   mtimeMs: number;
   ino: number;
   dev: number;
+}
+
+export interface FileRecord extends NewFile {
+  id: number;
+  usertime: bigint;
+  states: Map<string, CopyState>;
+  /** Storages whose copy failed for good (the source is gone): not retried. */
+  permanent: Set<string>;
+  /** Whether `src` lies on the PPU ramdisk (cleanup and the fill guard may touch it). */
+  onRamdisk: boolean;
+  ramdisk: Origin;
+  internal: Origin;
 }
 
 export class Catalog {
