@@ -120,11 +120,6 @@ export class Dispatcher implements StorageEvents {
     }
   }
 
-  /** Is a storage held back by a missing mount point right now? */
-  unmounted(storage: Storage): boolean {
-    return this.#unmounted.has(storage.id);
-  }
-
   stop(): void {
     for (const t of this.#timers) clearTimeout(t);
     this.#timers.clear();
