@@ -1,0 +1,255 @@
+// The RPMs installed in a real systemd container and used as an administrator would: systemctl, busctl,
+// the detector-side rsync daemon unit, shifts, restarts, watchdog, bus policy, timer, upgrade, erase
+// (SPEC S1, S2, S5, S6).
+import { strict as assert } from 'node:assert';
+import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { startProcess } from '../fixtures/processes.js';
+import { iniText, tempDir } from '../fixtures/ppu.js';
+import { eventually, listFiles, sha256File, writeImage, WRITER_TEMP_PATTERN, type WrittenFile } from '../fixtures/files.js';
+import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../../src/dbus/names.js';
+import { Container } from './container.js';
+
+const REPO = path.resolve(__dirname, '../../..');
+const VERSION = (JSON.parse(readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
+const DEFAULT_UID = 2000;
+const DEFAULT_GID = 2000;
+
+/** Builds both RPMs with `release` into `out` through the same script `npm run rpm` runs. */
+async function buildRpms(release: number, out: string): Promise<string[]> {
+  const p = startProcess('bash', ['scripts/build-rpm.sh', '--release', String(release), '--out', out], { cwd: REPO });
+  const code = await p.exited;
+  await p.stop();
+  if (code !== 0) throw new Error(`scripts/build-rpm.sh --release ${release} failed (${code}):\n${p.output().slice(-6000)}`);
+  const rpms = [`ppu-movers-${VERSION}-${release}.x86_64.rpm`, `ppu-movers-detector-${VERSION}-${release}.noarch.rpm`]
+    .map((f) => path.join(out, f));
+  for (const f of rpms) assert.ok(existsSync(f), `build-rpm.sh did not write ${f}`);
+  return rpms;
+}
+
+interface StatusRow { usertime: bigint; uid: number; gid: number; storage: string; pending: number; copied: number; failed: number }
+
+describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
+  this.timeout(300_000);
+  let c: Container;
+  let release1: string[];
+  let release2: string[];
+  const scratch = tempDir('ppu-system');
+
+  const busctl = (args: string[], user?: string) => c.run(['busctl', ...args], user ? { user } : {});
+  const shiftProperty = async (): Promise<string> =>
+    (await c.ok(['busctl', 'get-property', FURKA_NAME, FURKA_PATH, FURKA_IFACE, 'Shift'])).trim();
+  const queryStatus = async (user?: string): Promise<StatusRow[]> => {
+    const out = await c.ok(['busctl', '--json=short', 'call', GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE, 'QueryStatus', 'i', '--', '-1'],
+      user ? { user } : {});
+    const rows = (JSON.parse(out) as { data: [Array<[number, number, number, string, number, number, number]>] }).data[0];
+    return rows.map(([t, uid, gid, storage, pending, copied, failed]) =>
+      ({ usertime: BigInt(t), uid, gid, storage, pending, copied, failed }));
+  };
+  /** The main process of a running unit (never 0: `kill 0` would signal a whole process group). */
+  const mainPid = async (unit: string): Promise<number> => {
+    const pid = Number(await c.unitProperty(unit, 'MainPID'));
+    assert.ok(pid > 0, `${unit} is not running (${await c.unitProperty(unit, 'ActiveState')})`);
+    return pid;
+  };
+  /** Waits until `unit` runs again under a process other than `old`. */
+  const restartedFrom = async (unit: string, old: number, timeoutMs = 60_000): Promise<number> => {
+    let pid = 0;
+    await eventually(async () => {
+      pid = Number(await c.unitProperty(unit, 'MainPID'));
+      return pid !== 0 && pid !== old && await c.unitProperty(unit, 'ActiveState') === 'active';
+    }, timeoutMs, `${unit} to run again (was pid ${old})`);
+    return pid;
+  };
+  /** Waits until every written file is on the internal storage below `dir`, byte-identical and owned by the shift. */
+  const copiedTo = async (dir: string, files: WrittenFile[], uid: number): Promise<void> => {
+    await eventually(() => files.every((f) => existsSync(c.path(path.join(dir, f.rel)))), 60_000,
+      `${files.length} copies below ${dir}`);
+    for (const f of files) {
+      const copy = c.path(path.join(dir, f.rel));
+      assert.equal(sha256File(readFileSync(copy)), f.sha256, `${copy} differs from what the detector wrote`);
+      const st = lstatSync(copy);
+      assert.equal(st.uid, uid, `${copy} owner`);
+      assert.equal(Math.round(st.mtimeMs), Math.round(f.mtimeMs), `${copy} mtime`);
+    }
+  };
+  const detectorDir = (id: '1' | '2'): string => c.path(`/ramdisk/det${id}`);
+
+  before(async function () {
+    this.timeout(600_000);
+    release1 = await buildRpms(1, path.join(REPO, 'build/rpm'));
+    release2 = await buildRpms(2, path.join(scratch, 'rpm-release-2'));
+    c = await Container.boot();
+  });
+
+  afterEach(async function () {
+    if (this.currentTest?.state === 'failed' && c) {
+      const j = await c.run(['journalctl', '--no-pager', '-n', '60', '-u', 'grimseld', '-u', 'furkad', '-u', 'ppu-detector-rsyncd']);
+      process.stderr.write(`--- container journal (last lines) ---\n${j.stdout}\n`);
+    }
+  });
+
+  after(async () => {
+    await c?.destroy();
+    rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('installs both RPMs: operators group, state directories, valid default configs, nothing enabled or started', async () => {
+    // CentOS 7's preset policy ("disable *" for packages without a preset); Debian's would enable everything.
+    mkdirSync(c.path('/etc/systemd/system-preset'), { recursive: true });
+    writeFileSync(c.path('/etc/systemd/system-preset/99-default.preset'), 'disable *\n');
+    for (const f of release1) copyFileSync(f, c.path(`/tmp/${path.basename(f)}`));
+    await c.ok(['rpm', '-ivh', '--nodeps', ...release1.map((f) => `/tmp/${path.basename(f)}`)]);
+
+    assert.match(await c.ok(['getent', 'group', 'ppu-operators']), /^ppu-operators:/);
+    for (const d of ['/var/lib/furka', '/var/lib/grimsel']) assert.ok(lstatSync(c.path(d)).isDirectory(), d);
+    assert.match(await c.ok(['furkad', '--check']), /configuration is valid/);
+    assert.match(await c.ok(['grimseld', '--check']), /configuration is valid/);
+    for (const unit of ['grimseld.service', 'furkad.service', 'ppu-detector-rsyncd.service', 'ppu-timesync.timer']) {
+      assert.equal((await c.run(['systemctl', 'is-enabled', unit])).stdout.trim(), 'disabled', `${unit} enabled by the install`);
+      assert.equal((await c.run(['systemctl', 'is-active', unit])).stdout.trim(), 'inactive', `${unit} started by the install`);
+    }
+  });
+
+  it('runs the detector-side rsync daemon unit on a tmpfs /ramdisk, serving module ramdisk on port 49371', async () => {
+    // One container plays both machines: the detector ramdisk is /ramdisk (as shipped), furkad pulls from
+    // its subdirectories det1/det2 and delivers below /ramdisk/ppu, which no detector source includes.
+    await c.ok(['sh', '-c', 'mkdir -p /ramdisk /data && mount -t tmpfs -o size=256m ppu-ramdisk /ramdisk && ' +
+      'mount -t tmpfs -o size=256m ppu-data /data && mkdir /ramdisk/det1 /ramdisk/det2']);
+    const detector = (id: string) => ({
+      remoteIP: '127.0.0.1', source: `/det${id[0]!}`, target: `/ramdisk/ppu/./${id.toLowerCase()}`, exclude: WRITER_TEMP_PATTERN,
+    });
+    writeFileSync(c.path('/etc/ppu/furkad.conf'), iniText({ uid: DEFAULT_UID, gid: DEFAULT_GID },
+      { 'detector.1MF': detector('1MF'), 'detector.2MF': detector('2MF') }));
+    await c.ok(['systemctl', 'start', 'ppu-detector-rsyncd.service']);
+    await eventually(async () => /^ramdisk\b/m.test((await c.run(['rsync', 'rsync://127.0.0.1:49371/'])).stdout), 30_000,
+      'the rsync daemon to list module ramdisk on port 49371');
+  });
+
+  it('starts grimseld before furkad; both are active only after READY and show their STATUS lines', async () => {
+    await c.ok(['systemctl', 'start', 'furkad.service']);
+    // No waiting here: with Type=notify `systemctl start` returns after READY=1, which the daemons send only
+    // once their bus names are owned. (With Type=simple these calls would race the daemons' start.)
+    assert.match(await shiftProperty(), new RegExp(`^\\(tuu\\) \\d+ ${DEFAULT_UID} ${DEFAULT_GID}$`));
+    await queryStatus();
+    const grimseldUp = Number(await c.unitProperty('grimseld', 'ActiveEnterTimestampMonotonic'));
+    const furkadExec = Number(await c.unitProperty('furkad', 'ExecMainStartTimestampMonotonic'));
+    assert.ok(grimseldUp > 0 && grimseldUp <= furkadExec, `grimseld active at ${grimseldUp} µs, furkad started at ${furkadExec} µs`);
+    assert.equal(await c.unitProperty('furkad', 'Type'), 'notify');
+    await eventually(async () => {
+      const s = (await c.run(['systemctl', 'status', '--no-pager', 'grimseld', 'furkad'])).stdout;
+      return (s.match(/Active: active \(running\)/g) ?? []).length === 2 &&
+        /Status: "shift 2000:2000; internal: \d+ pending, \d+ copied, \d+ failed/.test(s) &&
+        /Status: "shift 2000:2000; 1MF \w+ \d+ files, 2MF \w+ \d+ files; \d+ awaiting grimseld"/.test(s);
+    }, 30_000, 'systemctl status to show both daemons active with their STATUS lines');
+  });
+
+  it('delivers image files from the detector ramdisk to the PPU and copies them to the storage', async () => {
+    const one = [0, 1, 2, 3, 4].map((i) => writeImage(detectorDir('1'), `run1/img_${i}.cbf`, 300_000));
+    const two = [writeImage(detectorDir('2'), 'scan/a/b/img_0.tif', 100_000)];
+    await copiedTo('/data/1mf/2000_2000', one, DEFAULT_UID);
+    await copiedTo('/data/2mf/2000_2000', two, DEFAULT_UID);
+    assert.ok(lstatSync(c.path('/ramdisk/ppu/1mf/2000_2000')).isDirectory(), 'the shift directory on the PPU ramdisk');
+    await eventually(() => listFiles(detectorDir('1')).length + listFiles(detectorDir('2')).length === 0, 30_000,
+      'the detector ramdisk to be emptied');
+  });
+
+  it('changes the shift with the busctl StartShift call of SPEC S2 and uses the new shift directory', async () => {
+    await c.ok(['busctl', 'call', FURKA_NAME, FURKA_PATH, FURKA_IFACE, 'StartShift', 'uua(sss)',
+      '500', '501', '2', '1MF', '', '/ramdisk/1mf', '2MF', '', '/ramdisk/2mf']);
+    assert.match(await shiftProperty(), /^\(tuu\) \d+ 500 501$/);
+    const files = [writeImage(detectorDir('1'), 'run2/img_1mf.cbf', 200_000), writeImage(detectorDir('2'), 'run2/img_2mf.cbf', 200_000)];
+    await copiedTo('/data/500_501', files, 500);
+    assert.ok(lstatSync(c.path('/ramdisk/1mf/500_501')).isDirectory() && lstatSync(c.path('/ramdisk/2mf/500_501')).isDirectory(),
+      'the new targets hold the shift directory');
+    await eventually(async () => {
+      const newest = (await queryStatus())[0];
+      return newest?.uid === 500 && newest.gid === 501 && newest.copied === 2;
+    }, 30_000, 'QueryStatus to list the new shift first with its two copies');
+  });
+
+  it('restarts furkad with its configured default shift when grimseld is restarted', async () => {
+    const furkad = await mainPid('furkad');
+    const grimseld = await mainPid('grimseld');
+    await c.ok(['systemctl', 'restart', 'grimseld.service']);
+    await restartedFrom('grimseld', grimseld);
+    await restartedFrom('furkad', furkad);
+    assert.match(await shiftProperty(), new RegExp(`^\\(tuu\\) \\d+ ${DEFAULT_UID} ${DEFAULT_GID}$`));
+  });
+
+  it('restarts a daemon killed with SIGKILL', async () => {
+    const furkad = await mainPid('furkad');
+    await c.ok(['kill', '-KILL', String(furkad)]);
+    await restartedFrom('furkad', furkad);
+    assert.ok(Number(await c.unitProperty('furkad', 'NRestarts')) >= 1, 'restarted by systemd (NRestarts)');
+  });
+
+  it('restarts a hung daemon (SIGSTOP) through the watchdog, and files flow again', async () => {
+    const grimseld = await mainPid('grimseld');
+    await c.ok(['kill', '-STOP', String(grimseld)]);
+    // WatchdogSec=20s: systemd aborts the stopped process once the pings are overdue.
+    await restartedFrom('grimseld', grimseld, 120_000);
+    assert.match(await c.ok(['journalctl', '--no-pager', '-u', 'grimseld']), /grimseld\.service: Watchdog timeout/);
+    await eventually(async () => await c.unitProperty('furkad', 'ActiveState') === 'active', 60_000, 'furkad active');
+    const after = [writeImage(detectorDir('1'), 'after-watchdog/img.cbf', 100_000)];
+    await copiedTo('/data/1mf/2000_2000', after, DEFAULT_UID);
+  });
+
+  it('lets anyone read status but only root and ppu-operators change state (D-Bus policy)', async () => {
+    await c.ok(['useradd', '--no-create-home', 'visitor']);
+    await c.ok(['useradd', '--no-create-home', '--groups', 'ppu-operators', 'operator1']);
+
+    const denied = await busctl(['call', FURKA_NAME, FURKA_PATH, FURKA_IFACE, 'StartShift', 'uua(sss)', '700', '700', '0'], 'visitor');
+    assert.notEqual(denied.code, 0);
+    assert.match(denied.stderr, /Access denied/);
+    assert.ok((await queryStatus('visitor')).length > 0, 'QueryStatus answers an unprivileged user');
+    assert.equal((await busctl(['get-property', FURKA_NAME, FURKA_PATH, FURKA_IFACE, 'Shift'], 'visitor')).code, 0);
+    assert.match((await busctl(['introspect', GRIMSEL_NAME, GRIMSEL_PATH], 'visitor')).stdout, /\.QueryStatus/);
+    assert.match((await busctl(['call', GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE, 'AddFile', 's', '/tmp/./x'], 'visitor')).stderr,
+      /Access denied/);
+
+    const operator = await busctl(['call', FURKA_NAME, FURKA_PATH, FURKA_IFACE, 'StartShift', 'uua(sss)', '600', '601', '0'], 'operator1');
+    assert.equal(operator.code, 0, operator.stderr);
+    assert.match(await shiftProperty(), /^\(tuu\) \d+ 600 601$/);
+    // The hand-over interface is furkad's alone (root), operators included.
+    assert.match((await busctl(['call', GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE, 'ShiftStarted', 'tuu', '1', '2', '3'], 'operator1')).stderr,
+      /Access denied/);
+  });
+
+  it('lists the time-sync timer in systemctl list-timers once enabled', async () => {
+    writeFileSync(c.path('/etc/ppu/timesync.conf'), 'PPU_ADDRESS=127.0.0.1\n');
+    await c.ok(['systemctl', 'enable', '--now', 'ppu-timesync.timer']);
+    assert.match(await c.ok(['systemctl', 'list-timers', '--all', '--no-pager']), /ppu-timesync\.timer\s+ppu-timesync\.service/);
+  });
+
+  it('upgrades to a new release keeping an edited config, and restarts the running daemons', async () => {
+    const conf = c.path('/etc/ppu/grimseld.conf');
+    writeFileSync(conf, readFileSync(conf, 'utf8').replace('#history_max_entries = 50', 'history_max_entries = 77'));
+    const grimseld = await mainPid('grimseld');
+    for (const f of release2) copyFileSync(f, c.path(`/tmp/${path.basename(f)}`));
+    await c.ok(['rpm', '-Uvh', '--nodeps', ...release2.map((f) => `/tmp/${path.basename(f)}`)]);
+    assert.equal((await c.ok(['rpm', '-q', 'ppu-movers', 'ppu-movers-detector'])).trim().split('\n').join(' '),
+      `ppu-movers-${VERSION}-2.x86_64 ppu-movers-detector-${VERSION}-2.noarch`);
+    assert.match(readFileSync(conf, 'utf8'), /^history_max_entries = 77$/m);
+    await restartedFrom('grimseld', grimseld);
+    await eventually(async () => await c.unitProperty('furkad', 'ActiveState') === 'active', 60_000, 'furkad active after the upgrade');
+  });
+
+  it('erases both RPMs cleanly: daemons stopped, names released, files gone, edited config kept as .rpmsave', async () => {
+    await c.ok(['rpm', '-e', 'ppu-movers', 'ppu-movers-detector']);
+    for (const unit of ['furkad', 'grimseld', 'ppu-detector-rsyncd', 'ppu-timesync.timer']) {
+      assert.notEqual((await c.run(['systemctl', 'is-active', unit])).stdout.trim(), 'active', `${unit} still active`);
+    }
+    for (const name of [FURKA_NAME, GRIMSEL_NAME]) {
+      const owned = await c.ok(['busctl', 'call', 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus',
+        'NameHasOwner', 's', name]);
+      assert.equal(owned.trim(), 'b false', `${name} still owned`);
+    }
+    for (const p of ['/usr/lib64/ppu-movers', '/usr/bin/furkad', '/usr/bin/ppuctl', '/usr/lib/systemd/system/furkad.service',
+      '/usr/lib/systemd/system/ppu-timesync.timer', '/etc/dbus-1/system.d/org.ppu.Furka.conf', '/etc/ppu/rsyncd.conf']) {
+      assert.ok(!existsSync(c.path(p)), `${p} left behind`);
+    }
+    assert.match(readFileSync(c.path('/etc/ppu/grimseld.conf.rpmsave'), 'utf8'), /^history_max_entries = 77$/m);
+    assert.equal((await c.run(['rpm', '-qa'])).stdout.trim(), '');
+  });
+});
