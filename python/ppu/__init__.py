@@ -1,0 +1,1 @@
+"""Clients for the PPU data movers (furkad, grimseld)."""

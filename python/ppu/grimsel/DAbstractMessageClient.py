@@ -1,0 +1,102 @@
+"""grimseld's messages over TCP (SPEC G10): subclass DAbstractMessageClient and implement processMessage().
+
+Protocol: after connecting, grimseld sends one JSON object per line: first a greeting
+``{"hello": "grimseld messages", "version": 1}``, then one ``{"errcode", "shortMessage", "longMessage",
+"time"}`` object per message. The client sends nothing. A client that does not read is disconnected.
+"""
+import json
+import socket
+import threading
+
+DEFAULT_PORT = 47198
+
+#: The ramdisk (short message: its mount point) passed fillstate_limit; old copied files are reclaimed.
+FILLSTATE_LIMIT = 'FILLSTATE_LIMIT'
+#: A mount point is nearly full (short message: the mount point).
+ALMOST_OVERFLOW = 'ALMOST_OVERFLOW'
+#: A mount point is full (short message: the mount point).
+DISK_OVERFLOW = 'DISK_OVERFLOW'
+#: A copy failed (short message: ``src:dest``).
+COPY_ERROR = 'COPY_ERROR'
+#: A ramdisk file could not be replaced by a link (short message: the file).
+LINK_ERROR = 'LINK_ERROR'
+#: A file could not be deleted (short message: the file).
+DEL_ERROR = 'DEL_ERROR'
+
+ERROR_CODES = (FILLSTATE_LIMIT, ALMOST_OVERFLOW, DISK_OVERFLOW, COPY_ERROR, LINK_ERROR, DEL_ERROR)
+
+
+class DAbstractMessageClient(object):
+    """Receives grimseld's messages; subclasses implement processMessage().
+
+    ``timeout``: seconds to wait before reconnecting when the connection fails or ends; 0 means do not
+    reconnect (connect() then returns when the connection ends, or raises if it cannot be made).
+    """
+
+    def __init__(self, host='localhost', port=DEFAULT_PORT, timeout=0):
+        self.host = host
+        self.port = int(port)
+        self.timeout = timeout
+        self._stopped = threading.Event()
+        self._sock = None
+
+    def processMessage(self, errcode, shortMessage, longMessage):
+        """Called once per message; ``errcode`` is one of ERROR_CODES."""
+        raise NotImplementedError('subclasses of DAbstractMessageClient implement processMessage()')
+
+    def onConnect(self):
+        """Called each time grimseld confirms the subscription (messages from then on are received)."""
+
+    def onDisconnect(self, reason):
+        """Called when a connection fails or ends; ``reason`` says why."""
+
+    def connect(self):
+        """Receives messages until stop() is called, or, with timeout 0, until the connection ends."""
+        while not self._stopped.is_set():
+            try:
+                self._receive()
+                reason = 'grimseld closed the connection'
+            except (OSError, ValueError) as e:
+                if not self.timeout and not self._stopped.is_set():
+                    raise
+                reason = str(e)
+            if self._stopped.is_set():
+                return
+            self.onDisconnect(reason)
+            if not self.timeout:
+                return
+            self._stopped.wait(self.timeout)
+
+    def stop(self):
+        """Ends connect(), from another thread or from processMessage()."""
+        self._stopped.set()
+        sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+    def _receive(self):
+        sock = socket.create_connection((self.host, self.port), 10)
+        sock.settimeout(None)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+        self._sock = sock
+        try:
+            if self._stopped.is_set():
+                return
+            reader = sock.makefile('r', encoding='utf-8', newline='\n')
+            try:
+                for line in reader:
+                    if not line.endswith('\n'):
+                        break
+                    obj = json.loads(line)
+                    if 'errcode' in obj:
+                        self.processMessage(obj['errcode'], obj.get('shortMessage', ''), obj.get('longMessage', ''))
+                    elif 'hello' in obj:
+                        self.onConnect()
+            finally:
+                reader.close()
+        finally:
+            self._sock = None
+            sock.close()
