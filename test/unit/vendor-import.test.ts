@@ -1,0 +1,98 @@
+// SPEC S3: the vendor's furka_dectris.conf / grimsel_dectris.conf converted into our INI, nothing silently lost.
+import { strict as assert } from 'node:assert';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { ConfigError, parseConfig } from '../../src/common/config-file.js';
+import { validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { parseGrimseldConfigObject, validateGrimseldConfig, type GrimseldConfig } from '../../src/grimseld/config.js';
+import { importVendorConfig, vendorKind } from '../../src/ppuctl/vendor-import.js';
+
+const VENDOR = path.resolve(__dirname, '../../../test/fixtures/vendor');
+const vendorFile = (name: string): [string, string] => [`/etc/${name}`, readFileSync(path.join(VENDOR, name), 'utf8')];
+const keyLines = (text: string): number => text.split('\n').filter((l) => l.trim() && !l.trim().startsWith('#')).length;
+
+describe('vendor config import (S3)', () => {
+  it('converts a furka_dectris.conf with three detectors: every key mapped, the result valid and equal in meaning', () => {
+    const [file, text] = vendorFile('furka_dectris.conf');
+    const r = importVendorConfig(file, text);
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.kind, 'furkad');
+    assert.equal(r.mapped, keyLines(text) - 3, 'every line but the three detectorID lines is a key carried over');
+    const c = parseConfig<FurkadConfig>('converted', r.ini, validateFurkadConfig);
+    assert.deepEqual([c.uid, c.gid, c.usrdir, c.licensekey, c.logfile, c.logfile_max_number, c.logfile_max_size],
+      [500, 500, '$UID_$GID', '/var/lib/furka/license.key', '/var/log/furka_dectris.log', 5, 20971520]);
+    assert.deepEqual(Object.keys(c.detector), ['1MF', '2MF', '3MF']);
+    assert.deepEqual(c.detector['2MF'], { ...c.detector['2MF'], remoteIP: '10.10.10.12', source: '/', target: '/ramdisk/./2mf', minpause: 20, interrun_pause: 5 });
+    assert.equal(c.detector['3MF']!.source, '/images');
+  });
+
+  it('converts a grimsel_dectris.conf with three storages, booleans and types normalised', () => {
+    const [file, text] = vendorFile('grimsel_dectris.conf');
+    const r = importVendorConfig(file, text);
+    assert.deepEqual(r.problems, []);
+    assert.equal(r.kind, 'grimseld');
+    assert.equal(r.mapped, keyLines(text) - 3);
+    const c = parseGrimseldConfigObject('converted', parseConfig<GrimseldConfig>('converted', r.ini, validateGrimseldConfig));
+    assert.deepEqual([c.create_links, c.preserve_uid, c.preserve_gid], [true, true, false]);
+    assert.deepEqual([c.target, c.ramdisk_mountpoint, c.status_port, c.message_port, c.history_max_entries, c.fillstate_limit],
+      ['/ramdisk', '/ramdisk', 47199, 47198, 100, 75]);
+    assert.deepEqual(Object.entries(c.storage).map(([id, s]) => [id, s.type, s.target, s.mountpoint, s.n_copy_processes]), [
+      ['internal', 'INTERNAL', '/data', '/data', 8],
+      ['beamline', 'EXTERNAL', '/mnt/beamline/data', '/mnt/beamline', 4],
+      ['usb', 'OPTIONAL', '/media/usb/data', '/media/usb', 2],
+    ]);
+    assert.match(r.ini, /^\[storage\.usb\]$/m);
+  });
+
+  it('reports, line by line, what it cannot map, and keeps those lines as comments', () => {
+    const text = [
+      'remoteIP 10.0.0.1          # before any detector',
+      'uid 500',
+      'colour blue',
+      'detectorID 1MF',
+      'remoteIP 10.0.0.2',
+      'target /ramdisk/./1mf',
+      'gid 500',
+      'minpause',
+      'minpause 5',
+      'minpause 7',
+      'detectorID PILATUS 6M',
+      'remoteIP 10.0.0.3',
+      'target /ramdisk/./6m',
+    ].join('\n');
+    const r = importVendorConfig('/etc/furka_dectris.conf', text);
+    assert.deepEqual(r.problems, [
+      "line 1: 'remoteIP 10.0.0.1          # before any detector': 'remoteIP' belongs to a detector but stands before any detectorID line",
+      "line 3: 'colour blue': unknown key 'colour', nothing in furkad.conf corresponds to it",
+      "line 7: 'gid 500': 'gid' is a global setting but stands inside detector '1MF'; move it above the first detectorID",
+      "line 8: 'minpause': 'minpause' has no value",
+      "line 10: 'minpause' is set twice in detector '1MF'; the later value wins",
+      "line 11: detector 'PILATUS 6M' is named 'PILATUS_6M' (section names allow only letters, digits, _ and -)",
+    ]);
+    assert.match(r.ini, /^# not converted \(line 3, unknown key 'colour'.*\): colour blue$/m);
+    const c = parseConfig<FurkadConfig>('converted', r.ini, validateFurkadConfig);
+    assert.equal(c.detector['1MF']!.minpause, 7);
+    assert.equal(c.detector['PILATUS_6M']!.remoteIP, '10.0.0.3');
+  });
+
+  it('rejects values that cannot be converted and reports a result the daemon would refuse', () => {
+    const text = 'create_links maybe\nstorageID a\ntype SPARE\ntarget /a\nstorageID b\ntype EXTERNAL\ntarget relative/path\n';
+    const r = importVendorConfig('/etc/grimsel_dectris.conf', text);
+    assert.deepEqual(r.problems.slice(0, 2), [
+      "line 1: 'create_links maybe': 'maybe' is not a valid value for 'create_links'",
+      "line 3: 'type SPARE': 'SPARE' is not a valid value for 'type'",
+    ]);
+    const invalid = r.problems.slice(2).join('\n');
+    assert.match(invalid, /the converted file is not valid: .*\[storage\.a\], key 'type': missing/);
+    assert.match(invalid, /\[storage\.b\], key 'target': must be an absolute path/);
+  });
+
+  it('tells furka from grimsel files by their sections, else by name, else says it cannot', () => {
+    assert.equal(vendorKind('/tmp/x.conf', 'storageID internal\n'), 'grimseld');
+    assert.equal(vendorKind('/tmp/x.conf', 'detectorID 1MF\n'), 'furkad');
+    assert.equal(vendorKind('/etc/grimsel_dectris.conf', 'target /ramdisk\n'), 'grimseld');
+    assert.throws(() => vendorKind('/tmp/x.conf', 'uid 500\n'), (e: unknown) => e instanceof ConfigError && /furka or a grimsel/.test(e.message));
+    const none = importVendorConfig('/etc/furka_dectris.conf', 'uid 500\n');
+    assert.ok(none.problems.some((p) => /no detectorID section/.test(p)), none.problems.join('\n'));
+  });
+});
