@@ -9,16 +9,26 @@ import { ConfigError } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
 import { formatStatusTable, type StatusRow } from './status-table.js';
+import { importVendorConfig } from './vendor-import.js';
+import { statusRecord } from '../grimseld/status-server.js';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
 const USAGE = `usage: ppuctl COMMAND [options]
 
-  status [-n N] [--json]                   shifts x storages: pending, copied, failed (newest first)
+  status [-n N] [--json] [--watch [--interval S]]
+                                           shifts x storages: pending, copied, failed (newest first);
+                                           --watch refreshes every S seconds (default 2) until Ctrl-C
   shift start -u UID:GID [-d ID:SOURCE:TARGET ...]
                                            start a user shift (empty SOURCE/TARGET = configured default,
                                            no -d = every configured detector)
   shift show [--json]                      the shift furkad serves now
   add FILE...                              copy operator files (mark what to replicate with /./)
-  config check FILE...                     validate furkad.conf / grimseld.conf files
+  messages [-n COUNT] [--json]             follow grimseld's messages (code, short, long) until Ctrl-C
+                                           or COUNT messages
+  config check FILE... [--json]            validate furkad.conf / grimseld.conf files
+  config import VENDOR_FILE [-o OUT] [--json]
+                                           convert furka_dectris.conf / grimsel_dectris.conf to our INI
+                                           (stdout or OUT); lines it cannot map are reported, exit 1
 
 The bus is the system bus, or the one DBUS_SYSTEM_BUS_ADDRESS names.
 `;
@@ -54,6 +64,9 @@ async function run(argv: string[]): Promise<number> {
       json: { type: 'boolean' },
       u: { type: 'string', short: 'u' },
       d: { type: 'string', short: 'd', multiple: true },
+      watch: { type: 'boolean', short: 'w' },
+      interval: { type: 'string' },
+      o: { type: 'string', short: 'o' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -63,19 +76,9 @@ async function run(argv: string[]): Promise<number> {
     return values.help ? 0 : 2;
   }
   if (cmd === 'config') {
-    if (sub !== 'check' || rest.length === 0) usage('config check FILE...');
-    let bad = 0;
-    for (const file of rest) {
-      try {
-        const c = /grimsel/.test(file) ? loadGrimseldConfig(file) : loadFurkadConfig(file);
-        process.stdout.write(`${file}: valid (${'detector' in c ? `${Object.keys(c.detector).length} detectors` : `${Object.keys(c.storage).length} storages`})\n`);
-      } catch (e) {
-        if (!(e instanceof ConfigError)) throw e;
-        process.stdout.write(`${e.message}\n`);
-        bad++;
-      }
-    }
-    return bad ? 1 : 0;
+    if (sub === 'check' && rest.length > 0) return configCheck(rest, !!values.json);
+    if (sub === 'import' && rest.length === 1) return configImport(rest[0]!, values.o, !!values.json);
+    usage('config check FILE... | config import VENDOR_FILE [-o OUT]');
   }
 
   const action = plan(cmd, sub, rest, values);
@@ -87,8 +90,114 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
+function configCheck(files: string[], json: boolean): number {
+  const results = files.map((file) => {
+    try {
+      const c = /grimsel/.test(file) ? loadGrimseldConfig(file) : loadFurkadConfig(file);
+      const what = 'detector' in c ? `${Object.keys(c.detector).length} detectors` : `${Object.keys(c.storage).length} storages`;
+      return { file, valid: true, summary: what, problems: [] as string[] };
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      return { file, valid: false, summary: e.message, problems: e.problems };
+    }
+  });
+  process.stdout.write(json
+    ? `${JSON.stringify(results.map(({ file, valid, problems }) => ({ file, valid, problems })), null, 2)}\n`
+    : results.map((r) => (r.valid ? `${r.file}: valid (${r.summary})\n` : `${r.summary}\n`)).join(''));
+  return results.every((r) => r.valid) ? 0 : 1;
+}
+
+function configImport(file: string, out: string | undefined, json: boolean): number {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    process.stderr.write(`ppuctl: ${file}: cannot read the file: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (e as Error).message}\n`);
+    return 1;
+  }
+  const r = importVendorConfig(file, text);
+  if (out !== undefined) {
+    // Never overwrite: the target is usually a live /etc/ppu file.
+    if (existsSync(out)) usage(`-o ${out}: the file exists; remove it first or name another`);
+    writeFileSync(out, r.ini);
+  }
+  if (json) {
+    process.stdout.write(`${JSON.stringify({ kind: r.kind, mapped: r.mapped, problems: r.problems, ...(out === undefined ? { ini: r.ini } : { written: out }) }, null, 2)}\n`);
+  } else {
+    if (out === undefined) process.stdout.write(r.ini);
+    process.stderr.write(`ppuctl: ${file}: ${r.mapped} settings converted to ${r.kind}.conf${out === undefined ? '' : ` (${out})`}` +
+      (r.problems.length ? `; ${r.problems.length} problems:\n  ${r.problems.join('\n  ')}\n` : ', nothing left out\n'));
+  }
+  return r.problems.length ? 1 : 0;
+}
+
+/** Resolves on Ctrl-C or SIGTERM: following and watching end normally then. */
+function interrupted(): Promise<void> {
+  return new Promise((resolve) => {
+    process.once('SIGINT', () => resolve());
+    process.once('SIGTERM', () => resolve());
+  });
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}
+
+function unreachable(e: unknown): boolean {
+  return e instanceof dbus.DBusError && /ServiceUnknown|NameHasNoOwner|NoReply|Disconnected/.test(e.type);
+}
+
+async function queryStatus(bus: dbus.MessageBus, n: number): Promise<StatusRow[]> {
+  return (await callMethod(await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE), 'QueryStatus', n)) as StatusRow[];
+}
+
+/** Redraws the status every `intervalS` until interrupted; a vanished grimseld is shown, not fatal. */
+async function watchStatus(bus: dbus.MessageBus, n: number, intervalS: number, json: boolean): Promise<number> {
+  const stop = interrupted();
+  let stopped = false;
+  void stop.then(() => { stopped = true; });
+  const tty = process.stdout.isTTY === true;
+  while (!stopped) {
+    let body: string;
+    try {
+      const rows = await queryStatus(bus, n);
+      body = json ? `${JSON.stringify({ time: new Date().toISOString(), status: rows.map(statusRecord) })}\n` : formatStatusTable(rows, { progress: true });
+    } catch (e) {
+      if (!unreachable(e)) throw e;
+      body = json ? `${JSON.stringify({ time: new Date().toISOString(), error: 'grimseld is not running' })}\n` : 'grimseld is not running (or not on this bus); retrying\n';
+    }
+    const head = json ? '' : `ppuctl status, ${new Date().toLocaleTimeString()} (every ${intervalS} s, Ctrl-C ends)\n\n`;
+    process.stdout.write(tty && !json ? `\x1b[H\x1b[2J${head}${body}` : `${head}${body}${json ? '' : '\n'}`);
+    await Promise.race([stop, sleep(intervalS * 1000)]);
+  }
+  return 0;
+}
+
+/** Prints grimseld's Message signals (G10) until interrupted or `count` have arrived. */
+async function followMessages(bus: dbus.MessageBus, count: number, json: boolean): Promise<number> {
+  const grimsel = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE);
+  let seen = 0;
+  const done = new Promise<number>((resolve) => {
+    grimsel.on('Message', (code: string, short: string, long: string) => {
+      const time = new Date();
+      process.stdout.write(json
+        ? `${JSON.stringify({ time: time.toISOString(), errcode: code, shortMessage: short, longMessage: long })}\n`
+        : `${time.toLocaleTimeString()} ${code} ${short}\n    ${long}\n`);
+      if (++seen >= count) resolve(0);
+    });
+    void interrupted().then(() => resolve(0));
+  });
+  // A round trip after subscribing: the bus handles our match rule before this call, so nothing sent from now on is missed.
+  await callMethod(grimsel, 'QueryStatus', 0);
+  process.stderr.write('ppuctl: following grimseld messages (Ctrl-C ends)\n');
+  return done;
+}
+
 type Action = (bus: dbus.MessageBus) => Promise<number>;
-type Values = { n?: string | undefined; json?: boolean | undefined; u?: string | undefined; d?: string[] | undefined };
+type Values = {
+  n?: string | undefined; json?: boolean | undefined; u?: string | undefined; d?: string[] | undefined;
+  watch?: boolean | undefined; interval?: string | undefined;
+};
 
 /** Checks a bus command's arguments and returns what it will do: usage errors never touch the bus. */
 function plan(cmd: string, sub: string | undefined, rest: string[], values: Values): Action {
@@ -96,14 +205,23 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
     case 'status': {
       const n = values.n === undefined ? -1 : Number(values.n);
       if (!Number.isInteger(n) || n < -1) usage(`-n wants a number of shifts, got '${values.n}'`);
+      if (values.watch) {
+        const interval = values.interval === undefined ? 2 : Number(values.interval);
+        if (!(interval >= 0.1)) usage(`--interval wants seconds (0.1 or more), got '${values.interval}'`);
+        return (bus) => watchStatus(bus, n, interval, !!values.json);
+      }
+      if (values.interval !== undefined) usage('--interval goes with --watch');
       return async (bus) => {
-        const rows = (await callMethod(await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE), 'QueryStatus', n)) as StatusRow[];
-        process.stdout.write(values.json
-          ? `${JSON.stringify(rows.map((r) => ({ usertime: Number(r[0]), uid: r[1], gid: r[2], storage: r[3],
-            pending: Number(r[4]), copied: Number(r[5]), failed: Number(r[6]) })), null, 2)}\n`
-          : formatStatusTable(rows));
+        const rows = await queryStatus(bus, n);
+        process.stdout.write(values.json ? `${JSON.stringify(rows.map(statusRecord), null, 2)}\n` : formatStatusTable(rows));
         return 0;
       };
+    }
+    case 'messages': {
+      const count = values.n === undefined ? Infinity : Number(values.n);
+      if (!(Number.isInteger(count) && count > 0) && count !== Infinity) usage(`-n wants a number of messages, got '${values.n}'`);
+      if (sub) usage(`messages takes no arguments, got '${sub}'`);
+      return (bus) => followMessages(bus, count, !!values.json);
     }
     case 'shift':
       if (sub === 'start') {
@@ -155,11 +273,14 @@ run(process.argv.slice(2)).then(
     if (e instanceof UsageError) {
       process.stderr.write(`ppuctl: ${e.message}\n\n${USAGE}`);
       process.exitCode = 2;
+    } else if (e instanceof ConfigError) {
+      process.stderr.write(`ppuctl: ${e.message}\n`);
+      process.exitCode = 1;
     } else if (e instanceof dbus.DBusError) {
-      const unreachable = /ServiceUnknown|NameHasNoOwner|NoReply|Disconnected/.test(e.type);
+      const gone = unreachable(e);
       const denied = /AccessDenied/.test(e.type);
-      process.stderr.write(`ppuctl: ${unreachable ? 'the daemon is not running (or not on this bus)' : denied ? 'access denied (run as root or an operator)' : e.text}\n`);
-      process.exitCode = unreachable ? 3 : 1;
+      process.stderr.write(`ppuctl: ${gone ? 'the daemon is not running (or not on this bus)' : denied ? 'access denied (run as root or an operator)' : e.text}\n`);
+      process.exitCode = gone ? 3 : 1;
     } else {
       const msg = (e as Error).message ?? String(e);
       const unreachable = /ENOENT|ECONNREFUSED/.test(msg);

@@ -1,0 +1,198 @@
+// ppuctl as an operator uses it, against the real daemons on a private bus (SPEC S7, S3, G8, G9, G10).
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { PPUCTL_BIN, Ppu, tempDir } from '../fixtures/ppu.js';
+import { eventually, writeImage } from '../fixtures/files.js';
+import { startProcess } from '../fixtures/processes.js';
+import { startBus } from '../fixtures/bus-daemon.js';
+import { statusRecord } from '../../src/grimseld/status-server.js';
+
+interface Run { code: number; stdout: string; stderr: string }
+
+function ppuctl(args: string[], busAddress: string): Promise<Run> {
+  return new Promise((resolve) => {
+    execFile(process.execPath, [PPUCTL_BIN, ...args], { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: busAddress }, timeout: 60_000 },
+      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? -1) : 0, stdout, stderr }));
+  });
+}
+
+const VENDOR = path.resolve(__dirname, '../../../test/fixtures/vendor');
+const noStack = (r: Run): void => assert.doesNotMatch(r.stderr + r.stdout, /^\s+at /m, 'no stack trace');
+
+describe('ppuctl (S7)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+  let breakable: string;
+  const run = (...args: string[]): Promise<Run> => ppuctl(args, ppu.bus.address);
+  /** ppuctl left running (watch, messages), in its own process group like every test child. */
+  const spawnPpuctl = (...args: string[]) => startProcess(process.execPath, [PPUCTL_BIN, ...args],
+    { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: ppu.bus.address } });
+
+  before(async () => {
+    ppu = new Ppu({ prefix: 'ppu-ctl', detectors: ['1MF', '2MF'] });
+    // 'flaky' works until a test replaces `breakable` by a regular file: a COPY_ERROR on demand.
+    breakable = path.join(ppu.work, 'flaky');
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 2 },
+      'storage.flaky': { type: 'OPTIONAL', target: path.join(breakable, 'data'), n_copy_processes: 1 },
+    };
+    await ppu.start();
+  });
+  after(async () => ppu?.stop());
+
+  it('shift start with the classic -u/-d syntax, then shift show (text and --json)', async () => {
+    const r = await run('shift', 'start', '-u', '800:801', '-d', '1MF::', '-d', `2MF::${ppu.ppuRamdisk}/./2mf-b`);
+    assert.equal(r.code, 0, r.stderr);
+    assert.equal(r.stdout, 'shift 800:801 started\n');
+    const show = await run('shift', 'show');
+    assert.match(show.stdout, /^shift 800:801 since \d{4}-\d\d-\d\dT/);
+    const json = JSON.parse((await run('shift', 'show', '--json')).stdout) as Record<string, unknown>;
+    assert.deepEqual([json['uid'], json['gid']], [800, 801]);
+    assert.equal(typeof json['usertime'], 'number');
+    // The -d target took effect: 2MF delivers below the new target.
+    writeImage(ppu.detectorRamdisks['2MF']!, 'x/one.cbf', 1000);
+    await eventually(() => existsSync(path.join(ppu.ppuRamdisk, '2mf-b/800_801/x/one.cbf')) ||
+      existsSync(path.join(ppu.storageRoot, 'internal/2mf-b/800_801/x/one.cbf')), 30_000, 'the file below the -d target');
+  });
+
+  it('status prints the classic table and --json the rows of QueryStatus', async () => {
+    for (let i = 0; i < 3; i++) writeImage(ppu.detectorRamdisks['1MF']!, `s/img${i}.cbf`, 2000);
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[3] === 'internal' && r[5] === 4n), 30_000, 'copies');
+    const table = await run('status', '-n', '1');
+    assert.equal(table.code, 0, table.stderr);
+    const lines = table.stdout.trimEnd().split('\n');
+    assert.match(lines[0]!, /^User Time\s+\| UID\s*\| GID\s*\| Storage\s*\| Pending \| Copied \| Failed$/);
+    assert.match(lines[1]!, /^-+(-\+-+)+$/);
+    assert.equal(lines.length, 4, 'header, rule, one row per storage');
+    assert.ok(lines.some((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| 800 \| 801 \| internal\s*\|\s+0 \|\s+4 \|\s+0$/.test(l)), table.stdout);
+    const json = await run('status', '--json');
+    assert.deepEqual(JSON.parse(json.stdout), (await ppu.queryStatus(-1)).map(statusRecord));
+  });
+
+  it('status --watch redraws with progress bars until Ctrl-C, and --json gives one object per refresh', async () => {
+    const watch = spawnPpuctl('status', '--watch', '--interval', '0.2', '-n', '1');
+    await eventually(() => (watch.output().match(/^ppuctl status, /gm) ?? []).length >= 3, 30_000, 'three refreshes');
+    watch.kill('SIGINT');
+    assert.equal(await watch.exited, 0, watch.output());
+    assert.match(watch.output(), /\| Progress/);
+    assert.match(watch.output(), /internal\s*\|\s+0 \|\s+4 \|\s+0 \| \[#{20}\] 100%/);
+
+    const json = spawnPpuctl('status', '--watch', '--json', '--interval', '0.2', '-n', '1');
+    await eventually(() => json.output().split('\n').filter((l) => l.startsWith('{')).length >= 2, 30_000, 'two JSON refreshes');
+    json.kill('SIGTERM');
+    assert.equal(await json.exited, 0);
+    const first = JSON.parse(json.output().split('\n')[0]!) as { time: string; status: Array<Record<string, unknown>> };
+    assert.ok(!Number.isNaN(Date.parse(first.time)));
+    assert.deepEqual(first.status.map((r) => r['storage']).sort(), ['flaky', 'internal']);
+  });
+
+  it('add copies operator files and names each one it refuses', async () => {
+    const dir = path.join(ppu.work, 'operator');
+    mkdirSync(path.join(dir, 'notes'), { recursive: true });
+    writeFileSync(path.join(dir, 'notes/log.txt'), 'beam lost at 14:02\n');
+    const ok = await run('add', `${dir}/./notes/log.txt`);
+    assert.equal(ok.code, 0, ok.stderr);
+    await eventually(() => existsSync(path.join(ppu.storageRoot, 'internal/notes/log.txt')), 30_000, 'the added file on internal');
+    const bad = await run('add', `${dir}/./notes/missing.txt`, `${dir}/./notes`);
+    assert.equal(bad.code, 1);
+    assert.match(bad.stderr, /missing\.txt: .*(no such|does not exist|missing)/i);
+    assert.match(bad.stderr, /notes: .*not a regular file/);
+    noStack(bad);
+  });
+
+  it('messages follows the signal: code, short and long message; -n ends after that many; --json', async () => {
+    const text = spawnPpuctl('messages');
+    const json = spawnPpuctl('messages', '-n', '1', '--json');
+    try {
+      await eventually(() => /following grimseld messages/.test(text.output()) && /following grimseld messages/.test(json.output()), 30_000, 'both to subscribe');
+      renameSync(breakable, `${breakable}.away`);
+      writeFileSync(breakable, 'a file where a directory should be\n');
+      writeImage(ppu.detectorRamdisks['1MF']!, 'm/provoke.cbf', 1000);
+      assert.equal(await json.exited, 0, json.output());
+      const line = json.output().split('\n').find((l) => l.startsWith('{'))!;
+      const m = JSON.parse(line) as Record<string, string>;
+      assert.equal(m['errcode'], 'COPY_ERROR');
+      assert.match(m['shortMessage']!, new RegExp(`provoke\\.cbf:${breakable}/data/`));
+      assert.match(m['longMessage']!, /storage flaky .*not a directory/i);
+      await eventually(() => /COPY_ERROR \S+provoke\.cbf:\S+\n {4}copy of \S+ to storage flaky/.test(text.output()), 30_000, `the text form:\n${text.output()}`);
+      text.kill('SIGINT');
+      assert.equal(await text.exited, 0);
+    } finally {
+      await text.stop();
+      await json.stop();
+    }
+  });
+
+  it('config import converts vendor files that config check then accepts; --json reports the same', async () => {
+    const dir = tempDir('ppuctl-import');
+    const furkad = path.join(dir, 'furkad.conf');
+    const grimseld = path.join(dir, 'grimseld.conf');
+    const f = await run('config', 'import', path.join(VENDOR, 'furka_dectris.conf'), '-o', furkad);
+    assert.equal(f.code, 0, f.stderr);
+    assert.match(f.stderr, /22 settings converted to furkad\.conf .*nothing left out/);
+    const g = await run('config', 'import', path.join(VENDOR, 'grimsel_dectris.conf'), '-o', grimseld);
+    assert.equal(g.code, 0, g.stderr);
+    const check = await run('config', 'check', furkad, grimseld);
+    assert.equal(check.code, 0, check.stdout);
+    assert.match(check.stdout, /furkad\.conf: valid \(3 detectors\)\n.*grimseld\.conf: valid \(3 storages\)/);
+    const checkJson = JSON.parse((await run('config', 'check', '--json', furkad)).stdout) as unknown;
+    assert.deepEqual(checkJson, [{ file: furkad, valid: true, problems: [] }]);
+    // Never overwrites: the target is usually a live /etc/ppu file.
+    const again = await run('config', 'import', path.join(VENDOR, 'furka_dectris.conf'), '-o', furkad);
+    assert.equal(again.code, 2);
+    assert.match(again.stderr, /exists/);
+
+    const odd = path.join(dir, 'grimsel_dectris.conf');
+    const vendorText = readFileSync(path.join(VENDOR, 'grimsel_dectris.conf'), 'utf8');
+    writeFileSync(odd, `${vendorText}compress_level 9\n`);
+    const oddLine = vendorText.split('\n').length;
+    const r = await run('config', 'import', '--json', odd);
+    assert.equal(r.code, 1, 'something was left out');
+    const j = JSON.parse(r.stdout) as { kind: string; problems: string[]; ini: string };
+    assert.equal(j.kind, 'grimseld');
+    assert.deepEqual(j.problems, [`line ${oddLine}: 'compress_level 9': unknown key 'compress_level', nothing in grimseld.conf corresponds to it`]);
+    assert.match(j.ini, /^\[storage\.internal\]$/m);
+    const missing = await run('config', 'import', path.join(dir, 'nope.conf'));
+    assert.equal(missing.code, 1);
+    assert.match(missing.stderr, /nope\.conf: cannot read the file: it does not exist\n$/);
+    noStack(missing);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('bad usage exits 2 with the reason and the usage, never a stack trace', async () => {
+    for (const args of [['status', '-n', 'x'], ['frobnicate'], ['messages', '-n', '0'], ['status', '--interval', '1'], ['config', 'import']]) {
+      const r = await run(...args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /^ppuctl: .+\n\nusage: ppuctl/);
+      noStack(r);
+    }
+    const help = await run('--help');
+    assert.equal(help.code, 0);
+    assert.match(help.stdout, /messages \[-n COUNT\] \[--json\]/);
+  });
+});
+
+describe('ppuctl without the daemons (S7)', function () {
+  this.timeout(60_000);
+
+  it('says in plain words that the daemon is not running (exit 3), or that there is no bus', async () => {
+    const dir = tempDir('ppuctl-nobus');
+    const bus = await startBus(dir);
+    try {
+      for (const args of [['status'], ['messages'], ['shift', 'show']]) {
+        const r = await ppuctl(args, bus.address);
+        assert.equal(r.code, 3, `${args.join(' ')}: ${r.stderr}`);
+        assert.equal(r.stderr, 'ppuctl: the daemon is not running (or not on this bus)\n');
+      }
+    } finally {
+      await bus.stop();
+    }
+    rmSync(dir, { recursive: true, force: true });
+    const none = await ppuctl(['status'], `unix:path=${dir}/no-such-bus`);
+    assert.equal(none.code, 3);
+    assert.match(none.stderr, /^ppuctl: cannot reach the bus: .*ENOENT/);
+    noStack(none);
+  });
+});
