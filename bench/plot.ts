@@ -1,0 +1,43 @@
+// The latency plot: one panel per workload, the distribution (CDF) of each puller's latencies, rendered by gnuplot.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { LatencyRow } from './suite-latency.js';
+
+const VENDOR_MS = 200; // the vendor furka's latency (SPEC F9)
+
+export function plotLatency(rows: LatencyRow[], png: string, title: string): void {
+  const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-plot-'));
+  try {
+    const workloads = [...new Set(rows.map((r) => r.workload))];
+    const panels = workloads.map((w) => {
+      const series = rows.filter((r) => r.workload === w).map((r) => {
+        const file = path.join(tmp, `${w}-${r.puller}.dat`.replace(/[^\w.-]+/g, '_'));
+        const s = [...r.samples].sort((a, b) => a - b);
+        writeFileSync(file, s.map((v, i) => `${Math.max(v, 0.1)} ${(i + 1) / s.length}`).join('\n') + '\n');
+        return `'${file}' using 1:2 with steps lw 2 title '${r.puller} (p50 ${r.latency.p50.toFixed(0)}, p99 ${r.latency.p99.toFixed(0)} ms)'`;
+      });
+      return [
+        `set title '${w}'`,
+        `set arrow from ${VENDOR_MS},0 to ${VENDOR_MS},1 nohead dt 2 lc rgb 'gray40'`,
+        `set label 'vendor furka ~${VENDOR_MS} ms' at ${VENDOR_MS * 1.05},0.08 tc rgb 'gray40'`,
+        `plot ${series.join(', ')}`,
+        'unset arrow', 'unset label',
+      ].join('\n');
+    });
+    const script = [
+      `set terminal pngcairo size 1500,520 font 'DejaVu Sans,11'`,
+      `set output '${png}'`,
+      `set multiplot layout 1,${workloads.length} title '${title}'`,
+      'set logscale x', 'set xrange [1:2000]', 'set yrange [0:1]', 'set grid',
+      "set xlabel 'latency: detector file named -> complete on PPU ramdisk (ms, log)'", "set ylabel 'fraction of files'",
+      'set key bottom right', ...panels, 'unset multiplot',
+    ].join('\n');
+    const gp = path.join(tmp, 'latency.gp');
+    writeFileSync(gp, script + '\n');
+    execFileSync('gnuplot', [gp], { stdio: ['ignore', 'ignore', 'pipe'] });
+  } finally {
+    rmSync(tmp, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,128 @@
+// The three ways of getting detector files onto the PPU that the latency benchmark compares:
+// furkad (with grimseld, as deployed), a plain rsync pull loop with furkad's pause, and lsyncd at its lowest delay.
+import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu, tempDir } from '../test/fixtures/ppu.js';
+import { startRsyncDaemon, type RsyncDaemon } from '../test/fixtures/rsync-daemon.js';
+import { startProcess, type Managed } from '../test/fixtures/processes.js';
+import { mountTmpfs, unmount } from '../test/fixtures/tmpfs.js';
+import { eventually, placeImage, WRITER_TEMP_PATTERN } from '../test/fixtures/files.js';
+import { Arrivals } from './arrivals.js';
+
+export type PullerName = 'furkad' | 'rsync-loop' | 'lsyncd';
+
+export interface Puller {
+  name: PullerName;
+  /** Where the detector writes (one entry per detector). */
+  detectorDirs: string[];
+  /** Where complete files appear on the PPU, per detector. */
+  arrivalDirs: string[];
+  /** The processes whose CPU and memory are this puller's cost. */
+  pids: Record<string, number>;
+  stop(): Promise<void>;
+}
+
+/** Same pause as furkad's default `minpause`. */
+export const PAUSE_MS = 10;
+
+export async function startPuller(name: PullerName, ramdiskBytes: number, detectors = 1): Promise<Puller> {
+  const p = name === 'furkad' ? await startFurkad(ramdiskBytes, detectors)
+    : name === 'rsync-loop' ? await startRsyncLoop(ramdiskBytes)
+      : await startLsyncd(ramdiskBytes);
+  await probe(p);
+  return p;
+}
+
+/** A file written on every detector reaches the PPU: the puller is up and its first (full) pass is done. */
+async function probe(p: Puller): Promise<void> {
+  const arrivals = new Arrivals();
+  for (const d of p.arrivalDirs) arrivals.watch(d);
+  try {
+    p.detectorDirs.forEach((d, i) => placeImage(d, `probe-${i}.raw`, new Uint8Array(10)));
+    await eventually(() => arrivals.at.size === p.detectorDirs.length, 30_000, `${p.name} to deliver a probe file from every detector`);
+  } finally {
+    arrivals.close();
+  }
+}
+
+async function startFurkad(ramdiskBytes: number, detectors: number): Promise<Puller> {
+  const ids = Array.from({ length: detectors }, (_, i) => `D${i + 1}`);
+  const ppu = await new Ppu({ prefix: 'bench-furkad', ramdiskBytes, detectors: ids }).start();
+  const arrivalDirs = ids.map((id) => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000'));
+  await eventually(() => arrivalDirs.every((d) => existsSync(d)), 20_000, 'furkad to create its shift directories');
+  return {
+    name: 'furkad',
+    detectorDirs: ids.map((id) => ppu.detectorRamdisks[id]!),
+    arrivalDirs,
+    pids: { furkad: ppu.furkad!.proc.child.pid!, grimseld: ppu.grimseld!.proc.child.pid! },
+    stop: () => ppu.stop(),
+  };
+}
+
+interface Side {
+  work: string;
+  detectorDir: string;
+  ppuDir: string;
+  daemon: RsyncDaemon;
+}
+
+/** A detector dir served by a stock rsync daemon, and a tmpfs PPU ramdisk, as the Ppu fixture builds them. */
+async function detectorAndPpu(prefix: string, ramdiskBytes: number): Promise<Side> {
+  const work = tempDir(prefix);
+  const detectorDir = path.join(work, 'detector', 'ramdisk');
+  mkdirSync(detectorDir, { recursive: true });
+  const ppuDir = mountTmpfs(path.join(work, 'ppu-ramdisk'), ramdiskBytes);
+  return { work, detectorDir, ppuDir, daemon: await startRsyncDaemon(detectorDir, work) };
+}
+
+async function cleanup(side: Side, procs: Managed[]): Promise<void> {
+  for (const p of procs) await p.stop();
+  await side.daemon.stop();
+  unmount(side.ppuDir);
+  rmSync(side.work, { recursive: true, force: true });
+}
+
+/** `rsync -rt --remove-source-files` from the same kind of daemon, then the same pause, forever. */
+async function startRsyncLoop(ramdiskBytes: number): Promise<Puller> {
+  const side = await detectorAndPpu('bench-rsync', ramdiskBytes);
+  // TCP_NODELAY as furkad sets it: without it, Nagle and delayed ACKs add tens of ms and the comparison is unfair.
+  const loop = startProcess('bash', ['-c', `while :; do rsync -rt --remove-source-files --sockopts=TCP_NODELAY --exclude='${WRITER_TEMP_PATTERN}' `
+    + `rsync://127.0.0.1:${side.daemon.port}/ramdisk/ '${side.ppuDir}/'; sleep ${PAUSE_MS / 1000}; done`]);
+  return {
+    name: 'rsync-loop',
+    detectorDirs: [side.detectorDir],
+    arrivalDirs: [side.ppuDir],
+    pids: { 'rsync-loop': loop.child.pid! },
+    stop: () => cleanup(side, [loop]),
+  };
+}
+
+/** lsyncd pushing (inotify on the detector) to an rsync daemon on the PPU, with delay 0: its lowest latency. */
+async function startLsyncd(ramdiskBytes: number): Promise<Puller> {
+  const side = await detectorAndPpu('bench-lsyncd', ramdiskBytes);
+  const ppuDaemon = await startRsyncDaemon(side.ppuDir, path.join(side.work));
+  const conf = path.join(side.work, 'lsyncd.conf.lua');
+  writeFileSync(conf, `settings { nodaemon = true, logfile = "${side.work}/lsyncd.log", insist = true }
+sync {
+  default.rsync,
+  source = "${side.detectorDir}",
+  target = "rsync://127.0.0.1:${ppuDaemon.port}/ramdisk/",
+  delay = 0,
+  delete = false,
+  exclude = { "${WRITER_TEMP_PATTERN}" },
+  rsync = { times = true, perms = false, owner = false, group = false, _extra = { "--sockopts=TCP_NODELAY" } },
+}
+`);
+  const lsyncd = startProcess('lsyncd', [conf]);
+  return {
+    name: 'lsyncd',
+    detectorDirs: [side.detectorDir],
+    arrivalDirs: [side.ppuDir],
+    pids: { lsyncd: lsyncd.child.pid! },
+    stop: async () => {
+      await lsyncd.stop();
+      await ppuDaemon.stop();
+      await cleanup(side, []);
+    },
+  };
+}

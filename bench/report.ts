@@ -1,0 +1,77 @@
+// The summary printed after a run (Markdown tables, pasted into BENCHMARKS.md) and the issue's targets checked against it.
+import type { LatencyRow } from './suite-latency.js';
+import type { ThroughputResult } from './suite-throughput.js';
+import type { PendingResult } from './suite-pending.js';
+import type { ScalingRow } from './suite-scaling.js';
+
+export interface Results {
+  latency?: LatencyRow[];
+  throughput?: ThroughputResult;
+  pending?: PendingResult;
+  scaling?: { workload: string; rows: ScalingRow[] };
+}
+
+const table = (head: string[], rows: Array<Array<string | number>>): string =>
+  [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+const kv = (o: Record<string, number>): string => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ');
+
+export function summary(r: Results): string {
+  const out: string[] = [];
+  if (r.latency) {
+    out.push('### Latency (ms, detector file named -> complete on the PPU ramdisk)', '', table(
+      ['workload', 'puller', 'files', 'p50', 'p90', 'p99', 'max', 'missing', 'furkad/this p50', 'furkad/this p99', 'CPU s per 1000 files', 'peak RSS MB'],
+      r.latency.map((x) => [x.workload, x.puller, x.latency.n, x.latency.p50, x.latency.p90, x.latency.p99, x.latency.max, x.missing,
+        x.furkadRatio?.p50 ?? '', x.furkadRatio?.p99 ?? '', kv(x.cpuSPer1000), kv(x.peakRssMb)]),
+    ), '');
+  }
+  if (r.throughput) {
+    const t = r.throughput;
+    const m = t.median;
+    out.push(`### Throughput (bulk: ${t.bulk.files} x ${t.bulk.fileMB} MB; small: ${t.small.files} x ${t.small.fileKB} kB; copy parallelism ${t.copyParallelism} per storage)`, '', table(
+      ['measure', 'ours', 'baseline', 'ours/baseline'],
+      [
+        ['bulk pull, MB/s', `furkad ${m.furkadMBps}`, `rsync -a ${m.rsyncMBps}`, t.ratios.furkadVsRsync],
+        ['bulk copy to 1 storage, MB/s', `grimseld ${m.grimseld1MBps}`, `cp+fsync x${t.copyParallelism} ${m.cp1MBps}`, t.ratios.grimseld1VsCp],
+        ['bulk copy to 2 storages, MB/s written', `grimseld ${m.grimseld2MBps}`, `2 x cp+fsync x${t.copyParallelism} ${m.cp2MBps}`, t.ratios.grimseld2VsCp],
+        ['small files end to end, files/s', `furkad+grimseld ${m.smallE2eFilesPerS}`, `slower of rsync -a ${m.smallRsyncFilesPerS}, cp+fsync ${m.smallCpFilesPerS}`, t.ratios.smallVsSlowerOfRsyncCp],
+      ],
+    ), '', `Daemon cost during the small-file run: CPU s per 1000 files ${kv(m.cpuSPer1000)}; peak RSS MB ${kv(m.peakRssMb)}.`, '');
+  }
+  if (r.pending) {
+    const p = r.pending;
+    out.push('### grimseld memory with files pending (only storage not mounted)', '', table(
+      ['pending files', 'RSS idle MB', 'RSS pending MB', 'peak RSS MB', 'intake s'],
+      [[p.files, p.rssIdleMb, p.rssPendingMb, p.peakRssMb, p.intakeS]],
+    ), '');
+  }
+  if (r.scaling) {
+    out.push(`### Scaling (${r.scaling.workload}, furkad)`, '', table(
+      ['detectors', 'p50 ms', 'p99 ms', 'max ms', 'missing', 'p50 vs 1', 'p99 vs 1', 'cores busy'],
+      r.scaling.rows.map((x) => [x.detectors, x.latency.p50, x.latency.p99, x.latency.max, x.missing, x.vsOne?.p50 ?? '', x.vsOne?.p99 ?? '', kv(x.cores)]),
+    ), '');
+  }
+  out.push('### Targets', '', table(['target', 'measured', 'met'], targets(r).map((t) => [t.what, t.value, t.met ? 'yes' : '**no**'])));
+  return out.join('\n') + '\n';
+}
+
+export function targets(r: Results): Array<{ what: string; value: string; met: boolean }> {
+  const out: Array<{ what: string; value: string; met: boolean }> = [];
+  for (const w of ['100 Hz x 1 MB', '25 Hz x 6 MB']) {
+    const f = r.latency?.find((x) => x.workload === w && x.puller === 'furkad');
+    const l = r.latency?.find((x) => x.workload === w && x.puller === 'lsyncd');
+    if (!f || !l) continue;
+    out.push({ what: `furkad p50 <= 20 ms, ${w}`, value: `${f.latency.p50} ms`, met: f.latency.p50 <= 20 });
+    out.push({ what: `furkad p99 <= 50 ms, ${w}`, value: `${f.latency.p99} ms`, met: f.latency.p99 <= 50 });
+    out.push({ what: `furkad p50 and p99 below lsyncd's, ${w}`, value: `${f.latency.p50}/${f.latency.p99} vs ${l.latency.p50}/${l.latency.p99} ms`,
+      met: f.latency.p50 < l.latency.p50 && f.latency.p99 < l.latency.p99 });
+  }
+  const t = r.throughput?.ratios;
+  if (t) {
+    out.push({ what: 'furkad bulk >= 0.95 x rsync -a', value: `${t.furkadVsRsync} x`, met: t.furkadVsRsync >= 0.95 });
+    out.push({ what: 'grimseld >= 0.95 x cp (1 storage)', value: `${t.grimseld1VsCp} x`, met: t.grimseld1VsCp >= 0.95 });
+    out.push({ what: 'grimseld >= 0.95 x cp (2 storages)', value: `${t.grimseld2VsCp} x`, met: t.grimseld2VsCp >= 0.95 });
+    out.push({ what: 'small files >= 0.9 x slower of rsync, cp', value: `${t.smallVsSlowerOfRsyncCp} x`, met: t.smallVsSlowerOfRsyncCp >= 0.9 });
+  }
+  if (r.pending) out.push({ what: `grimseld RSS <= 100 MB with ${r.pending.files} pending`, value: `${r.pending.rssPendingMb} MB`, met: r.pending.rssPendingMb <= 100 });
+  return out;
+}

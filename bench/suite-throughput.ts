@@ -1,0 +1,156 @@
+// Bulk throughput (furkad vs rsync -a, grimseld vs cp at equal parallelism) and small files end to end.
+import { mkdirSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu, tempDir } from '../test/fixtures/ppu.js';
+import { startRsyncDaemon } from '../test/fixtures/rsync-daemon.js';
+import { moveInto, whenComplete, writeSet } from './file-sets.js';
+import { parallelCp, rsyncPull } from './baselines.js';
+import { feedFifo } from './grimseld-feed.js';
+import { usage } from './proc-usage.js';
+import { median, ratio } from './stats.js';
+import { MB, round } from './latency.js';
+import type { Mode } from './modes.js';
+
+/** grimseld's writers per storage, and so cp's parallelism per destination. */
+export const COPY_PARALLELISM = 4;
+const TIMEOUT_MS = 600_000;
+
+interface Round {
+  furkadMBps: number;
+  rsyncMBps: number;
+  grimseld1MBps: number;
+  cp1MBps: number;
+  grimseld2MBps: number;
+  cp2MBps: number;
+  smallE2eFilesPerS: number;
+  smallRsyncFilesPerS: number;
+  smallCpFilesPerS: number;
+  /** furkad and grimseld during the small-file run. */
+  cpuSPer1000: Record<string, number>;
+  peakRssMb: Record<string, number>;
+}
+
+export interface ThroughputResult {
+  bulk: { files: number; fileMB: number; totalMB: number };
+  small: { files: number; fileKB: number };
+  copyParallelism: number;
+  rounds: Round[];
+  /** Medians over rounds, and the ratios the targets are about. */
+  median: Round;
+  ratios: { furkadVsRsync: number; grimseld1VsCp: number; grimseld2VsCp: number; smallVsSlowerOfRsyncCp: number };
+}
+
+const mbps = (bytes: number, s: number): number => round(bytes / MB / s);
+
+async function oneRound(mode: Mode): Promise<Round> {
+  const bulkCount = Math.max(1, Math.round(mode.bulkBytes / (6 * MB)));
+  const ppu = await new Ppu({ prefix: 'bench-bulk', ramdiskBytes: mode.ramdiskBytes }).start();
+  const baselineDir = path.join(ppu.work, 'baseline-detector', 'ramdisk');
+  mkdirSync(baselineDir, { recursive: true });
+  const baseline = await startRsyncDaemon(baselineDir, ppu.work);
+  const stage = (name: string, count: number, size: number): { dir: string; bytes: number; names: string[] } => {
+    const dir = path.join(ppu.work, 'stage', name);
+    return { dir, ...writeSet(dir, count, size) };
+  };
+  const shiftDir = (root: string): string => path.join(root, '1mf', '1000_1000');
+  const internal = path.join(ppu.storageRoot, 'internal');
+  try {
+    // furkad draining a scan of 6 MB files, then one rsync -a of the same set from the same kind of daemon.
+    const bulk = stage('bulk', bulkCount, 6 * MB);
+    const t0 = moveInto(bulk.dir, path.join(ppu.detectorRamdisks['1MF']!, 'bulk'));
+    const t1 = await whenComplete(path.join(shiftDir(ppu.ppuRamdisk), 'bulk'), bulkCount, TIMEOUT_MS, 'furkad to drain the bulk set');
+    await whenComplete(path.join(shiftDir(internal), 'bulk'), bulkCount, TIMEOUT_MS, 'grimseld to store the bulk set');
+    const bulk2 = stage('bulk', bulkCount, 6 * MB);
+    moveInto(bulk2.dir, path.join(baselineDir, 'bulk'));
+    const rsyncS = await rsyncPull(baseline.port, 'bulk', path.join(ppu.ppuRamdisk, 'rsync-bulk'));
+
+    // grimseld copying that set (now on the PPU ramdisk) to its one storage, then cp at the same parallelism.
+    const g0 = feedFifo(ppu, 'rsync-bulk', bulk.names);
+    const g1 = await whenComplete(path.join(internal, 'rsync-bulk'), bulkCount, TIMEOUT_MS, 'grimseld to copy the bulk set');
+    const cp1S = await parallelCp(path.join(ppu.ppuRamdisk, 'rsync-bulk'), [path.join(ppu.storageRoot, 'cp-bulk')], COPY_PARALLELISM);
+
+    // Small files end to end (detector -> PPU ramdisk -> internal storage), with the daemons' cost per 1000 files.
+    const small = stage('small', mode.smallFiles, 100_000);
+    const before = { furkad: usage(ppu.furkad!.proc.child.pid!), grimseld: usage(ppu.grimseld!.proc.child.pid!) };
+    const s0 = moveInto(small.dir, path.join(ppu.detectorRamdisks['1MF']!, 'small'));
+    const s1 = await whenComplete(path.join(shiftDir(internal), 'small'), mode.smallFiles, TIMEOUT_MS, 'small files to reach the internal storage');
+    const after = { furkad: usage(ppu.furkad!.proc.child.pid!), grimseld: usage(ppu.grimseld!.proc.child.pid!) };
+    const small2 = stage('small', mode.smallFiles, 100_000);
+    moveInto(small2.dir, path.join(baselineDir, 'small'));
+    const smallRsyncS = await rsyncPull(baseline.port, 'small', path.join(ppu.ppuRamdisk, 'rsync-small'));
+    const smallCpS = await parallelCp(path.join(ppu.ppuRamdisk, 'rsync-small'), [path.join(ppu.storageRoot, 'cp-small')], COPY_PARALLELISM);
+    const per1000 = (k: 'furkad' | 'grimseld'): number => round((after[k].cpuS - before[k].cpuS) * 1000 / mode.smallFiles);
+
+    const two = await twoStorages(mode, bulkCount);
+    return {
+      furkadMBps: mbps(bulk.bytes, (t1 - t0) / 1000),
+      rsyncMBps: mbps(bulk.bytes, rsyncS),
+      grimseld1MBps: mbps(bulk.bytes, (g1 - g0) / 1000),
+      cp1MBps: mbps(bulk.bytes, cp1S),
+      ...two,
+      smallE2eFilesPerS: round(mode.smallFiles / ((s1 - s0) / 1000)),
+      smallRsyncFilesPerS: round(mode.smallFiles / smallRsyncS),
+      smallCpFilesPerS: round(mode.smallFiles / smallCpS),
+      cpuSPer1000: { furkad: per1000('furkad'), grimseld: per1000('grimseld') },
+      peakRssMb: { furkad: round(after.furkad.peakRssMb), grimseld: round(after.grimseld.peakRssMb) },
+    };
+  } finally {
+    await baseline.stop();
+    await ppu.stop();
+  }
+}
+
+/** grimseld with two storages of COPY_PARALLELISM writers each vs two parallel cp pipelines. */
+async function twoStorages(mode: Mode, count: number): Promise<{ grimseld2MBps: number; cp2MBps: number }> {
+  const storages = tempDir('bench-storages');
+  const ppu = new Ppu({
+    prefix: 'bench-2st',
+    ramdiskBytes: mode.ramdiskBytes,
+    storages: {
+      'storage.internal': { type: 'INTERNAL', target: path.join(storages, 'internal'), n_copy_processes: COPY_PARALLELISM },
+      'storage.second': { type: 'OPTIONAL', target: path.join(storages, 'second'), n_copy_processes: COPY_PARALLELISM },
+    },
+  });
+  try {
+    await ppu.start();
+    const set = writeSet(path.join(ppu.ppuRamdisk, 'set'), count, 6 * MB);
+    const t0 = feedFifo(ppu, 'set', set.names);
+    await whenComplete(path.join(storages, 'internal', 'set'), count, TIMEOUT_MS, 'grimseld to fill the internal storage');
+    const t1 = await whenComplete(path.join(storages, 'second', 'set'), count, TIMEOUT_MS, 'grimseld to fill the second storage');
+    const cpS = await parallelCp(path.join(ppu.ppuRamdisk, 'set'), [path.join(storages, 'cp-a'), path.join(storages, 'cp-b')], COPY_PARALLELISM);
+    return { grimseld2MBps: mbps(2 * set.bytes, (t1 - t0) / 1000), cp2MBps: mbps(2 * set.bytes, cpS) };
+  } finally {
+    await ppu.stop();
+    rmSync(storages, { recursive: true, force: true });
+  }
+}
+
+export async function throughputSuite(mode: Mode): Promise<ThroughputResult> {
+  const rounds: Round[] = [];
+  for (let r = 0; r < mode.repeats; r++) {
+    rounds.push(await oneRound(mode));
+    console.error(`  round ${r + 1}: ${JSON.stringify(rounds[r])}`);
+  }
+  const m = (k: keyof Round): number => median(rounds.map((x) => x[k] as number));
+  const rec = (k: 'cpuSPer1000' | 'peakRssMb'): Record<string, number> =>
+    Object.fromEntries(Object.keys(rounds[0]![k]).map((d) => [d, median(rounds.map((x) => x[k][d]!))]));
+  const med: Round = {
+    furkadMBps: m('furkadMBps'), rsyncMBps: m('rsyncMBps'), grimseld1MBps: m('grimseld1MBps'), cp1MBps: m('cp1MBps'),
+    grimseld2MBps: m('grimseld2MBps'), cp2MBps: m('cp2MBps'), smallE2eFilesPerS: m('smallE2eFilesPerS'),
+    smallRsyncFilesPerS: m('smallRsyncFilesPerS'), smallCpFilesPerS: m('smallCpFilesPerS'), cpuSPer1000: rec('cpuSPer1000'), peakRssMb: rec('peakRssMb'),
+  };
+  const bulkCount = Math.max(1, Math.round(mode.bulkBytes / (6 * MB)));
+  return {
+    bulk: { files: bulkCount, fileMB: 6, totalMB: bulkCount * 6 },
+    small: { files: mode.smallFiles, fileKB: 100 },
+    copyParallelism: COPY_PARALLELISM,
+    rounds,
+    median: med,
+    ratios: {
+      furkadVsRsync: ratio(med.furkadMBps, med.rsyncMBps),
+      grimseld1VsCp: ratio(med.grimseld1MBps, med.cp1MBps),
+      grimseld2VsCp: ratio(med.grimseld2MBps, med.cp2MBps),
+      smallVsSlowerOfRsyncCp: ratio(med.smallE2eFilesPerS, Math.min(med.smallRsyncFilesPerS, med.smallCpFilesPerS)),
+    },
+  };
+}
