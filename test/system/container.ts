@@ -32,7 +32,9 @@ export class Container {
     chmodSync(upper, 0o755);
     const proc = markFixture(startProcess('systemd-nspawn', [
       '-D', '/', '--volatile=yes', `--overlay=/usr:${upper}:/usr`, '--boot', '--register=no', '--keep-unit',
-      '--console=read-only', '-M', name, '--', 'systemd.firstboot=off',
+      // Own network namespace (loopback only): the daemons' fixed ports (49371, 47199, 47198) cannot clash
+      // with anything else running on this machine.
+      '--private-network', '--console=read-only', '-M', name, '--', 'systemd.firstboot=off',
     ]));
     let pid1: number | undefined;
     try {
