@@ -1,8 +1,9 @@
 // `npm run bench` (quick) and `npm run bench:full`: every comparison in one process run, results as JSON and a table.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { latencySuite, type LatencyRow } from './suite-latency.js';
+import { latencySuite, type LatencyResult } from './suite-latency.js';
 import { plotLatency } from './plot.js';
 import { summary, type Results } from './report.js';
 import { throughputSuite } from './suite-throughput.js';
@@ -32,13 +33,15 @@ async function main(): Promise<void> {
   const outDir = path.resolve(__dirname, '../../bench/results');
   mkdirSync(outDir, { recursive: true });
   writeFileSync(path.join(outDir, `${modeName}.json`), JSON.stringify(results, null, 1) + '\n');
-  if (results['latency']) plotLatency(results['latency'] as LatencyRow[], path.join(outDir, `latency-${modeName}.png`), `Detector -> PPU latency, ${modeName} run, ${results['startedAt'] as string}`);
+  if (results['latency']) plotLatency((results['latency'] as LatencyResult).rows, path.join(outDir, `latency-${modeName}.png`), `Detector -> PPU latency, ${modeName} run, ${results['startedAt'] as string}`);
   console.log(summary(results as Results));
   console.log(`results: bench/results/${modeName}.json${results['latency'] ? `, plot: bench/results/latency-${modeName}.png` : ''}; ${results['durationS'] as number} s`);
 }
 
 function hostInfo(): Record<string, unknown> {
-  return { cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGb: Math.round(os.totalmem() / 2 ** 30), loadavg: os.loadavg(), node: process.version };
+  // The code measured: furkad and grimseld are being reworked while benchmarks run, so name the exact tree.
+  const git = (...args: string[]): string => { try { return execFileSync('git', args, { encoding: 'utf8' }).trim(); } catch { return '?'; } };
+  return { commit: git('rev-parse', '--short', 'HEAD'), uncommitted: git('status', '--porcelain', '--', 'src').split('\n').filter(Boolean), cpus: os.cpus().length, cpuModel: os.cpus()[0]?.model, memGb: Math.round(os.totalmem() / 2 ** 30), loadavg: os.loadavg(), node: process.version };
 }
 
 main().then(() => process.exit(0), (e: unknown) => {

@@ -21,7 +21,7 @@ export function plotLatency(rows: LatencyRow[], png: string, title: string): voi
       return [
         `set title '${w}'`,
         `set arrow from ${VENDOR_MS},0 to ${VENDOR_MS},1 nohead dt 2 lc rgb 'gray40'`,
-        `set label 'vendor furka ~${VENDOR_MS} ms' at ${VENDOR_MS * 1.05},0.08 tc rgb 'gray40'`,
+        `set label 'vendor furka ~${VENDOR_MS} ms' at ${VENDOR_MS * 1.15},0.5 rotate by 90 center tc rgb 'gray40'`,
         `plot ${series.join(', ')}`,
         'unset arrow', 'unset label',
       ].join('\n');
@@ -30,9 +30,9 @@ export function plotLatency(rows: LatencyRow[], png: string, title: string): voi
       `set terminal pngcairo size 1500,520 font 'DejaVu Sans,11'`,
       `set output '${png}'`,
       `set multiplot layout 1,${workloads.length} title '${title}'`,
-      'set logscale x', 'set xrange [1:2000]', 'set yrange [0:1]', 'set grid',
-      "set xlabel 'latency: detector file named -> complete on PPU ramdisk (ms, log)'", "set ylabel 'fraction of files'",
-      'set key bottom right', ...panels, 'unset multiplot',
+      'set logscale x', 'set xrange [1:1000]', 'set yrange [0:1]', 'set grid',
+      "set xlabel 'ms from detector file named to complete on PPU (log)'", "set ylabel 'fraction of files'",
+      'set key top left box opaque', ...panels, 'unset multiplot',
     ].join('\n');
     const gp = path.join(tmp, 'latency.gp');
     writeFileSync(gp, script + '\n');

@@ -1,11 +1,12 @@
 // The summary printed after a run (Markdown tables, pasted into BENCHMARKS.md) and the issue's targets checked against it.
-import type { LatencyRow } from './suite-latency.js';
+import type { LatencyResult } from './suite-latency.js';
+import { ratio } from './stats.js';
 import type { ThroughputResult } from './suite-throughput.js';
 import type { PendingResult } from './suite-pending.js';
 import type { ScalingRow } from './suite-scaling.js';
 
 export interface Results {
-  latency?: LatencyRow[];
+  latency?: LatencyResult;
   throughput?: ThroughputResult;
   pending?: PendingResult;
   scaling?: { workload: string; rows: ScalingRow[] };
@@ -13,6 +14,8 @@ export interface Results {
 
 const table = (head: string[], rows: Array<Array<string | number>>): string =>
   [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n');
+/** Rate of two stages run one after the other (the first must finish before the second starts). */
+const serial = (a: number, b: number): number => Math.round(100 / (1 / a + 1 / b)) / 100;
 const kv = (o: Record<string, number>): string => Object.entries(o).map(([k, v]) => `${k} ${v}`).join(', ');
 
 export function summary(r: Results): string {
@@ -20,9 +23,10 @@ export function summary(r: Results): string {
   if (r.latency) {
     out.push('### Latency (ms, detector file named -> complete on the PPU ramdisk)', '', table(
       ['workload', 'puller', 'files', 'p50', 'p90', 'p99', 'max', 'missing', 'furkad/this p50', 'furkad/this p99', 'CPU s per 1000 files', 'peak RSS MB'],
-      r.latency.map((x) => [x.workload, x.puller, x.latency.n, x.latency.p50, x.latency.p90, x.latency.p99, x.latency.max, x.missing,
+      r.latency.rows.map((x) => [x.workload, x.puller, x.latency.n, x.latency.p50, x.latency.p90, x.latency.p99, x.latency.max, x.missing,
         x.furkadRatio?.p50 ?? '', x.furkadRatio?.p99 ?? '', kv(x.cpuSPer1000), kv(x.peakRssMb)]),
-    ), '');
+    ), '', `One rsync run with furkad's arguments against an empty detector (the floor of a pull cycle): p50 ${r.latency.emptyRunMs.p50} ms, `
+      + `p90 ${r.latency.emptyRunMs.p90} ms. Cores busy with no files arriving: ${kv(r.latency.idleCores)}.`, '');
   }
   if (r.throughput) {
     const t = r.throughput;
@@ -33,6 +37,9 @@ export function summary(r: Results): string {
         ['bulk pull, MB/s', `furkad ${m.furkadMBps}`, `rsync -a ${m.rsyncMBps}`, t.ratios.furkadVsRsync],
         ['bulk copy to 1 storage, MB/s', `grimseld ${m.grimseld1MBps}`, `cp+fsync x${t.copyParallelism} ${m.cp1MBps}`, t.ratios.grimseld1VsCp],
         ['bulk copy to 2 storages, MB/s written', `grimseld ${m.grimseld2MBps}`, `2 x cp+fsync x${t.copyParallelism} ${m.cp2MBps}`, t.ratios.grimseld2VsCp],
+        ['bulk detector -> internal storage, MB/s', `furkad+grimseld ${m.bulkE2eMBps}`, `rsync -a then cp+fsync (serial) ${serial(m.rsyncMBps, m.cp1MBps)}`, ratio(m.bulkE2eMBps, serial(m.rsyncMBps, m.cp1MBps))],
+        ['small files: pull alone, files/s', `furkad ${m.smallFurkadFilesPerS}`, `rsync -a ${m.smallRsyncFilesPerS}`, ratio(m.smallFurkadFilesPerS, m.smallRsyncFilesPerS)],
+        ['small files: copy alone, files/s', `grimseld ${m.smallGrimseldFilesPerS}`, `cp+fsync x${t.copyParallelism} ${m.smallCpFilesPerS}`, ratio(m.smallGrimseldFilesPerS, m.smallCpFilesPerS)],
         ['small files end to end, files/s', `furkad+grimseld ${m.smallE2eFilesPerS}`, `slower of rsync -a ${m.smallRsyncFilesPerS}, cp+fsync ${m.smallCpFilesPerS}`, t.ratios.smallVsSlowerOfRsyncCp],
       ],
     ), '', `Daemon cost during the small-file run: CPU s per 1000 files ${kv(m.cpuSPer1000)}; peak RSS MB ${kv(m.peakRssMb)}.`, '');
@@ -57,8 +64,8 @@ export function summary(r: Results): string {
 export function targets(r: Results): Array<{ what: string; value: string; met: boolean }> {
   const out: Array<{ what: string; value: string; met: boolean }> = [];
   for (const w of ['100 Hz x 1 MB', '25 Hz x 6 MB']) {
-    const f = r.latency?.find((x) => x.workload === w && x.puller === 'furkad');
-    const l = r.latency?.find((x) => x.workload === w && x.puller === 'lsyncd');
+    const f = r.latency?.rows.find((x) => x.workload === w && x.puller === 'furkad');
+    const l = r.latency?.rows.find((x) => x.workload === w && x.puller === 'lsyncd');
     if (!f || !l) continue;
     out.push({ what: `furkad p50 <= 20 ms, ${w}`, value: `${f.latency.p50} ms`, met: f.latency.p50 <= 20 });
     out.push({ what: `furkad p99 <= 50 ms, ${w}`, value: `${f.latency.p99} ms`, met: f.latency.p99 <= 50 });

@@ -1,7 +1,15 @@
 // Latency of furkad vs a plain rsync loop vs lsyncd at three detector workloads, medians over repeats (F9).
-import { measureLatency, WORKLOADS, type LatencyRun } from './latency.js';
-import { startPuller, type PullerName } from './pullers.js';
-import { median, medianPercentiles, ratio, type Percentiles } from './stats.js';
+import { mkdirSync, rmSync } from 'node:fs';
+import * as path from 'node:path';
+import { measureLatency, round, WORKLOADS, type LatencyRun } from './latency.js';
+import { startPuller, type Puller, type PullerName } from './pullers.js';
+import { median, medianPercentiles, percentiles, ratio, type Percentiles } from './stats.js';
+import { usage } from './proc-usage.js';
+import { timed } from './baselines.js';
+import { tempDir } from '../test/fixtures/ppu.js';
+import { startRsyncDaemon } from '../test/fixtures/rsync-daemon.js';
+import { WRITER_TEMP_PATTERN } from '../test/fixtures/files.js';
+import { rsyncArgs } from '../src/furkad/rsync.js';
 import type { Mode } from './modes.js';
 
 export const PULLERS: PullerName[] = ['furkad', 'rsync-loop', 'lsyncd'];
@@ -18,13 +26,23 @@ export interface LatencyRow {
   samples: number[];
 }
 
-export async function latencySuite(mode: Mode): Promise<LatencyRow[]> {
+export interface LatencyResult {
+  rows: LatencyRow[];
+  /** Wall time of one rsync run with furkad's arguments against an empty module: the floor of a pull cycle. */
+  emptyRunMs: Percentiles;
+  /** Cores busy (CPU s per s) with no files arriving, per process of each puller. */
+  idleCores: Record<string, number>;
+}
+
+export async function latencySuite(mode: Mode): Promise<LatencyResult> {
   const runs = new Map<string, LatencyRun[]>();
+  const idle = new Map<string, number[]>();
   const key = (w: string, p: string): string => `${w}|${p}`;
   for (let r = 0; r < mode.repeats; r++) {
     for (const name of PULLERS) {
       const puller = await startPuller(name, mode.ramdiskBytes);
       try {
+        for (const [k, v] of Object.entries(await idleCores(puller))) idle.set(k, [...(idle.get(k) ?? []), v]);
         for (const w of WORKLOADS) {
           const run = await measureLatency(puller, w, mode.latencySeconds);
           console.error(`  ${name} ${w.label} #${r + 1}: p50 ${run.latency.p50} p99 ${run.latency.p99} max ${run.latency.max} ms (${run.missing} missing)`);
@@ -56,5 +74,34 @@ export async function latencySuite(mode: Mode): Promise<LatencyRow[]> {
       x.furkadRatio = { p50: ratio(f.latency.p50, x.latency.p50), p99: ratio(f.latency.p99, x.latency.p99) };
     }
   }
-  return rows;
+  return { rows, emptyRunMs: await emptyRuns(), idleCores: Object.fromEntries([...idle].map(([k, v]) => [k, median(v)])) };
+}
+
+const IDLE_S = 2;
+
+async function idleCores(puller: Puller): Promise<Record<string, number>> {
+  const before = Object.fromEntries(Object.entries(puller.pids).map(([k, pid]) => [k, usage(pid)]));
+  await new Promise((r) => setTimeout(r, IDLE_S * 1000));
+  return Object.fromEntries(Object.entries(puller.pids).map(([k, pid]) => [k, round((usage(pid).cpuS - before[k]!.cpuS) / IDLE_S)]));
+}
+
+/** 30 rsync runs as furkad makes them (rsyncArgs) against an empty detector: what one poll costs at least. */
+async function emptyRuns(): Promise<Percentiles> {
+  const work = tempDir('bench-empty');
+  const dir = path.join(work, 'ramdisk');
+  const dest = path.join(work, 'ppu');
+  mkdirSync(dir, { recursive: true });
+  mkdirSync(dest, { recursive: true });
+  const daemon = await startRsyncDaemon(dir, work);
+  try {
+    const args = rsyncArgs({ rsync: 'rsync', host: '127.0.0.1', port: daemon.port, module: 'ramdisk', source: '/', dest, uid: 0, gid: 0,
+      removeSource: true, exclude: [WRITER_TEMP_PATTERN], timeoutS: 30 });
+    const ms: number[] = [];
+    for (let i = 0; i < 30; i++) ms.push((await timed('rsync', args)) * 1000);
+    const p = percentiles(ms);
+    return { n: p.n, p50: round(p.p50), p90: round(p.p90), p99: round(p.p99), max: round(p.max) };
+  } finally {
+    await daemon.stop();
+    rmSync(work, { recursive: true, force: true });
+  }
 }

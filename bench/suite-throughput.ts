@@ -1,4 +1,5 @@
 // Bulk throughput (furkad vs rsync -a, grimseld vs cp at equal parallelism) and small files end to end.
+import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu, tempDir } from '../test/fixtures/ppu.js';
@@ -17,12 +18,16 @@ const TIMEOUT_MS = 600_000;
 
 interface Round {
   furkadMBps: number;
+  /** Detector -> internal storage of the bulk set through furkad and grimseld. */
+  bulkE2eMBps: number;
   rsyncMBps: number;
   grimseld1MBps: number;
   cp1MBps: number;
   grimseld2MBps: number;
   cp2MBps: number;
   smallE2eFilesPerS: number;
+  smallFurkadFilesPerS: number;
+  smallGrimseldFilesPerS: number;
   smallRsyncFilesPerS: number;
   smallCpFilesPerS: number;
   /** furkad and grimseld during the small-file run. */
@@ -42,7 +47,7 @@ export interface ThroughputResult {
 
 const mbps = (bytes: number, s: number): number => round(bytes / MB / s);
 
-async function oneRound(mode: Mode): Promise<Round> {
+async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grimseld2MBps' | 'cp2MBps'>> {
   const bulkCount = Math.max(1, Math.round(mode.bulkBytes / (6 * MB)));
   const ppu = await new Ppu({ prefix: 'bench-bulk', ramdiskBytes: mode.ramdiskBytes }).start();
   const baselineDir = path.join(ppu.work, 'baseline-detector', 'ramdisk');
@@ -52,43 +57,62 @@ async function oneRound(mode: Mode): Promise<Round> {
     const dir = path.join(ppu.work, 'stage', name);
     return { dir, ...writeSet(dir, count, size) };
   };
+  // Both copies of each set are written up front and flushed, so that no writeback overlaps a timed phase.
+  const [bulk, bulk2] = [stage('bulk-a', bulkCount, 6 * MB), stage('bulk-b', bulkCount, 6 * MB)];
+  const [small, small2] = [stage('small-a', mode.smallFiles, 100_000), stage('small-b', mode.smallFiles, 100_000)];
+  settle();
   const shiftDir = (root: string): string => path.join(root, '1mf', '1000_1000');
   const internal = path.join(ppu.storageRoot, 'internal');
   try {
-    // furkad draining a scan of 6 MB files, then one rsync -a of the same set from the same kind of daemon.
-    const bulk = stage('bulk', bulkCount, 6 * MB);
+    // furkad draining a scan of 6 MB files, and one rsync -a of the same set from the same kind of daemon
+    // (which goes first alternates between rounds, so that neither always meets a warmer machine).
+    const rsyncBulk = async (): Promise<number> => {
+      moveInto(bulk2.dir, path.join(baselineDir, 'bulk'));
+      const sec = await rsyncPull(baseline.port, 'bulk', path.join(ppu.ppuRamdisk, 'rsync-bulk'));
+      settle();
+      return sec;
+    };
+    const rsyncFirstS = roundNo % 2 === 1 ? await rsyncBulk() : undefined;
     const t0 = moveInto(bulk.dir, path.join(ppu.detectorRamdisks['1MF']!, 'bulk'));
     const t1 = await whenComplete(path.join(shiftDir(ppu.ppuRamdisk), 'bulk'), bulkCount, TIMEOUT_MS, 'furkad to drain the bulk set');
-    await whenComplete(path.join(shiftDir(internal), 'bulk'), bulkCount, TIMEOUT_MS, 'grimseld to store the bulk set');
-    const bulk2 = stage('bulk', bulkCount, 6 * MB);
-    moveInto(bulk2.dir, path.join(baselineDir, 'bulk'));
-    const rsyncS = await rsyncPull(baseline.port, 'bulk', path.join(ppu.ppuRamdisk, 'rsync-bulk'));
+    const t2 = await whenComplete(path.join(shiftDir(internal), 'bulk'), bulkCount, TIMEOUT_MS, 'grimseld to store the bulk set');
+    settle();
+    const rsyncS = rsyncFirstS ?? await rsyncBulk();
 
     // grimseld copying that set (now on the PPU ramdisk) to its one storage, then cp at the same parallelism.
     const g0 = feedFifo(ppu, 'rsync-bulk', bulk.names);
     const g1 = await whenComplete(path.join(internal, 'rsync-bulk'), bulkCount, TIMEOUT_MS, 'grimseld to copy the bulk set');
+    settle();
     const cp1S = await parallelCp(path.join(ppu.ppuRamdisk, 'rsync-bulk'), [path.join(ppu.storageRoot, 'cp-bulk')], COPY_PARALLELISM);
+    settle();
 
     // Small files end to end (detector -> PPU ramdisk -> internal storage), with the daemons' cost per 1000 files.
-    const small = stage('small', mode.smallFiles, 100_000);
     const before = { furkad: usage(ppu.furkad!.proc.child.pid!), grimseld: usage(ppu.grimseld!.proc.child.pid!) };
     const s0 = moveInto(small.dir, path.join(ppu.detectorRamdisks['1MF']!, 'small'));
-    const s1 = await whenComplete(path.join(shiftDir(internal), 'small'), mode.smallFiles, TIMEOUT_MS, 'small files to reach the internal storage');
+    const [sPulled, s1] = await Promise.all([
+      whenComplete(path.join(shiftDir(ppu.ppuRamdisk), 'small'), mode.smallFiles, TIMEOUT_MS, 'small files to reach the PPU ramdisk'),
+      whenComplete(path.join(shiftDir(internal), 'small'), mode.smallFiles, TIMEOUT_MS, 'small files to reach the internal storage'),
+    ]);
     const after = { furkad: usage(ppu.furkad!.proc.child.pid!), grimseld: usage(ppu.grimseld!.proc.child.pid!) };
-    const small2 = stage('small', mode.smallFiles, 100_000);
+    settle();
     moveInto(small2.dir, path.join(baselineDir, 'small'));
     const smallRsyncS = await rsyncPull(baseline.port, 'small', path.join(ppu.ppuRamdisk, 'rsync-small'));
     const smallCpS = await parallelCp(path.join(ppu.ppuRamdisk, 'rsync-small'), [path.join(ppu.storageRoot, 'cp-small')], COPY_PARALLELISM);
+    settle();
+    // Each stage alone, to tell which one bounds the end-to-end rate.
+    const sg0 = feedFifo(ppu, 'rsync-small', small.names);
+    const sg1 = await whenComplete(path.join(internal, 'rsync-small'), mode.smallFiles, TIMEOUT_MS, 'grimseld to copy the small set');
     const per1000 = (k: 'furkad' | 'grimseld'): number => round((after[k].cpuS - before[k].cpuS) * 1000 / mode.smallFiles);
 
-    const two = await twoStorages(mode, bulkCount);
     return {
       furkadMBps: mbps(bulk.bytes, (t1 - t0) / 1000),
+      bulkE2eMBps: mbps(bulk.bytes, (t2 - t0) / 1000),
       rsyncMBps: mbps(bulk.bytes, rsyncS),
       grimseld1MBps: mbps(bulk.bytes, (g1 - g0) / 1000),
       cp1MBps: mbps(bulk.bytes, cp1S),
-      ...two,
       smallE2eFilesPerS: round(mode.smallFiles / ((s1 - s0) / 1000)),
+      smallFurkadFilesPerS: round(mode.smallFiles / ((sPulled - s0) / 1000)),
+      smallGrimseldFilesPerS: round(mode.smallFiles / ((sg1 - sg0) / 1000)),
       smallRsyncFilesPerS: round(mode.smallFiles / smallRsyncS),
       smallCpFilesPerS: round(mode.smallFiles / smallCpS),
       cpuSPer1000: { furkad: per1000('furkad'), grimseld: per1000('grimseld') },
@@ -98,6 +122,11 @@ async function oneRound(mode: Mode): Promise<Round> {
     await baseline.stop();
     await ppu.stop();
   }
+}
+
+/** Writes dirty pages back now (sync(1)), so that a timed phase does not pay for the one before. */
+function settle(): void {
+  execFileSync('sync');
 }
 
 /** grimseld with two storages of COPY_PARALLELISM writers each vs two parallel cp pipelines. */
@@ -114,6 +143,7 @@ async function twoStorages(mode: Mode, count: number): Promise<{ grimseld2MBps: 
   try {
     await ppu.start();
     const set = writeSet(path.join(ppu.ppuRamdisk, 'set'), count, 6 * MB);
+    settle();
     const t0 = feedFifo(ppu, 'set', set.names);
     await whenComplete(path.join(storages, 'internal', 'set'), count, TIMEOUT_MS, 'grimseld to fill the internal storage');
     const t1 = await whenComplete(path.join(storages, 'second', 'set'), count, TIMEOUT_MS, 'grimseld to fill the second storage');
@@ -128,14 +158,15 @@ async function twoStorages(mode: Mode, count: number): Promise<{ grimseld2MBps: 
 export async function throughputSuite(mode: Mode): Promise<ThroughputResult> {
   const rounds: Round[] = [];
   for (let r = 0; r < mode.repeats; r++) {
-    rounds.push(await oneRound(mode));
+    const one = await oneRound(mode, r);
+    rounds.push({ ...one, ...await twoStorages(mode, Math.max(1, Math.round(mode.bulkBytes / (6 * MB)))) });
     console.error(`  round ${r + 1}: ${JSON.stringify(rounds[r])}`);
   }
   const m = (k: keyof Round): number => median(rounds.map((x) => x[k] as number));
   const rec = (k: 'cpuSPer1000' | 'peakRssMb'): Record<string, number> =>
     Object.fromEntries(Object.keys(rounds[0]![k]).map((d) => [d, median(rounds.map((x) => x[k][d]!))]));
   const med: Round = {
-    furkadMBps: m('furkadMBps'), rsyncMBps: m('rsyncMBps'), grimseld1MBps: m('grimseld1MBps'), cp1MBps: m('cp1MBps'),
+    furkadMBps: m('furkadMBps'), bulkE2eMBps: m('bulkE2eMBps'), smallFurkadFilesPerS: m('smallFurkadFilesPerS'), smallGrimseldFilesPerS: m('smallGrimseldFilesPerS'), rsyncMBps: m('rsyncMBps'), grimseld1MBps: m('grimseld1MBps'), cp1MBps: m('cp1MBps'),
     grimseld2MBps: m('grimseld2MBps'), cp2MBps: m('cp2MBps'), smallE2eFilesPerS: m('smallE2eFilesPerS'),
     smallRsyncFilesPerS: m('smallRsyncFilesPerS'), smallCpFilesPerS: m('smallCpFilesPerS'), cpuSPer1000: rec('cpuSPer1000'), peakRssMb: rec('peakRssMb'),
   };
