@@ -6,6 +6,8 @@ import { named } from './errors.js';
 export interface FurkaService {
   startShift(uid: number, gid: number, detectors: Array<[string, string, string]>): Promise<void>;
   currentShift(): { usertime: bigint; uid: number; gid: number };
+  /** The next scheduled shift change, µs since the epoch; 0 or absent = none scheduled. */
+  nextShift?(): bigint;
 }
 
 export class FurkaInterface extends dbus.interface.Interface {
@@ -22,9 +24,17 @@ export class FurkaInterface extends dbus.interface.Interface {
     return [s.usertime, s.uid, s.gid];
   }
 
+  get NextShift(): bigint {
+    return this.service.nextShift?.() ?? 0n;
+  }
+
   /** Tells property watchers (busctl monitor, ppuctl) that the shift changed. */
   shiftChanged(): void {
     dbus.interface.Interface.emitPropertiesChanged(this, { Shift: this.Shift }, []);
+  }
+
+  nextShiftChanged(): void {
+    dbus.interface.Interface.emitPropertiesChanged(this, { NextShift: this.NextShift }, []);
   }
 }
 
@@ -35,5 +45,7 @@ FurkaInterface.configureMembers({
   properties: {
     // Shift start (µs since the epoch), uid, gid.
     Shift: { signature: '(tuu)', access: dbus.interface.ACCESS_READ },
+    // Next scheduled shift change (µs since the epoch), 0 without shift_schedule.
+    NextShift: { signature: 't', access: dbus.interface.ACCESS_READ },
   },
 });

@@ -1,5 +1,6 @@
 // furkad.conf: its JSON Schema (one, compiled once) and its typed form (SPEC S3).
-import { compileSchema, loadConfig, Pattern } from '../common/config-file.js';
+import { compileSchema, ConfigError, loadConfig, Pattern } from '../common/config-file.js';
+import { validSchedule } from './shift-schedule.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
 
@@ -26,6 +27,7 @@ export interface FurkadConfig {
   licensekey: string;
   rsync_path: string;
   rsync_timeout_s: number;
+  shift_schedule?: string;
   detector: Record<string, DetectorConfig>;
 }
 
@@ -65,6 +67,7 @@ export const furkadSchema = {
     licensekey: { type: 'string', pattern: Pattern.absolutePath, default: '/var/lib/furka/license.key' },
     rsync_path: { type: 'string', default: 'rsync', description: 'rsync client binary' },
     rsync_timeout_s: { type: 'integer', minimum: 1, default: 30, description: 'I/O timeout of one run' },
+    shift_schedule: { type: 'string', description: 'cron expression (local time): start a shift with uid/gid at each boundary; unset = never' },
     detector: {
       type: 'object',
       minProperties: 1,
@@ -76,8 +79,17 @@ export const furkadSchema = {
 
 const validate = compileSchema<FurkadConfig>(furkadSchema as unknown as Record<string, unknown>);
 
+/** What the schema cannot say: the schedule must be a cron expression. */
+export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadConfig {
+  if (config.shift_schedule !== undefined && !validSchedule(config.shift_schedule)) {
+    throw new ConfigError(file, [`top level (before any section), key 'shift_schedule': must be a cron expression ` +
+      `('minute hour day-of-month month day-of-week', optionally seconds first), got '${config.shift_schedule}'`]);
+  }
+  return config;
+}
+
 export function loadFurkadConfig(file: string): FurkadConfig {
-  return loadConfig(file, validate);
+  return checkFurkadConfig(file, loadConfig(file, validate));
 }
 
 export { validate as validateFurkadConfig };

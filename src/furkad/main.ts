@@ -13,11 +13,13 @@ import { DetectorLoop } from './detector.js';
 import { Handover } from './handover.js';
 import { ShiftManager } from './shift-manager.js';
 import { planShift } from './shift.js';
+import { ShiftSchedule } from './shift-schedule.js';
 
-function statusLine(shifts: ShiftManager, loops: Map<string, DetectorLoop>, handover: Handover): string {
+function statusLine(shifts: ShiftManager, loops: Map<string, DetectorLoop>, handover: Handover, schedule?: ShiftSchedule): string {
   const s = shifts.shift;
   const dets = [...loops.values()].map((l) => `${l.id} ${l.stats.state} ${l.stats.files} files`).join(', ');
-  return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${dets}; ${handover.pending} awaiting grimseld`;
+  const next = schedule?.next ? `; next shift ${schedule.next.toLocaleString()}` : '';
+  return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${dets}; ${handover.pending} awaiting grimseld${next}`;
 }
 
 async function main(): Promise<number> {
@@ -37,7 +39,15 @@ async function main(): Promise<number> {
   const loops = new Map(Object.keys(config.detector).map((id) =>
     [id, new DetectorLoop(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, handover, log)]));
   const shifts = new ShiftManager(config, loops, handover, log);
-  const iface = new FurkaInterface(FURKA_IFACE, shifts);
+  // Scheduled rotation (issue 6): a shift with the configured defaults at every boundary, like a restart.
+  const schedule = config.shift_schedule === undefined ? undefined
+    : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log);
+  const iface = new FurkaInterface(FURKA_IFACE, {
+    startShift: (uid, gid, detectors) => shifts.startShift(uid, gid, detectors),
+    currentShift: () => shifts.currentShift(),
+    nextShift: () => BigInt(schedule?.next?.getTime() ?? 0) * 1000n,
+  });
+  if (schedule) schedule.onNextChange = () => iface.nextShiftChanged();
   shifts.onChange = () => iface.shiftChanged();
   bus.export(FURKA_PATH, iface);
   await ownName(bus, FURKA_NAME);
@@ -45,15 +55,17 @@ async function main(): Promise<number> {
   const running = [handover.run(stop.signal), ...[...loops.values()].map((l) => l.run(stop.signal))];
   // A process start is a shift start with the configured defaults (F6).
   await shifts.begin(planShift(config, config.uid, config.gid));
+  schedule?.start();
 
   notifier.ready(statusLine(shifts, loops, handover));
   log.info({ detectors: [...loops.keys()] }, 'furkad ready');
-  const statusTimer = setInterval(() => notifier.status(statusLine(shifts, loops, handover)), 1000);
+  const statusTimer = setInterval(() => notifier.status(statusLine(shifts, loops, handover, schedule)), 1000);
 
   await stopRequested();
   log.info('stopping');
   notifier.stopping();
   clearInterval(statusTimer);
+  schedule?.stop();
   stop.abort();
   await Promise.all(running);
   bus.disconnect();

@@ -147,6 +147,22 @@ function unreachable(e: unknown): boolean {
   return e instanceof dbus.DBusError && /ServiceUnknown|NameHasNoOwner|NoReply|Disconnected/.test(e.type);
 }
 
+/** furkad's next scheduled shift change, or undefined (none scheduled, or furkad not there: status is grimseld's). */
+async function nextShiftChange(bus: dbus.MessageBus): Promise<Date | undefined> {
+  try {
+    const props = await iface(bus, FURKA_NAME, FURKA_PATH, 'org.freedesktop.DBus.Properties');
+    const us = ((await callMethod(props, 'Get', FURKA_IFACE, 'NextShift')) as dbus.Variant<bigint>).value;
+    return us > 0n ? new Date(Number(us / 1000n)) : undefined;
+  } catch (e) {
+    if (e instanceof dbus.DBusError) return undefined;
+    throw e;
+  }
+}
+
+function nextShiftLine(next: Date | undefined): string {
+  return next ? `\nnext scheduled shift change: ${next.toLocaleString()}\n` : '';
+}
+
 async function queryStatus(bus: dbus.MessageBus, n: number): Promise<StatusRow[]> {
   return (await callMethod(await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE), 'QueryStatus', n)) as StatusRow[];
 }
@@ -161,7 +177,8 @@ async function watchStatus(bus: dbus.MessageBus, n: number, intervalS: number, j
     let body: string;
     try {
       const rows = await queryStatus(bus, n);
-      body = json ? `${JSON.stringify({ time: new Date().toISOString(), status: rows.map(statusRecord) })}\n` : formatStatusTable(rows, { progress: true });
+      body = json ? `${JSON.stringify({ time: new Date().toISOString(), status: rows.map(statusRecord) })}\n`
+        : formatStatusTable(rows, { progress: true }) + nextShiftLine(await nextShiftChange(bus));
     } catch (e) {
       if (!unreachable(e)) throw e;
       body = json ? `${JSON.stringify({ time: new Date().toISOString(), error: 'grimseld is not running' })}\n` : 'grimseld is not running (or not on this bus); retrying\n';
@@ -213,7 +230,8 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       if (values.interval !== undefined) usage('--interval goes with --watch');
       return async (bus) => {
         const rows = await queryStatus(bus, n);
-        process.stdout.write(values.json ? `${JSON.stringify(rows.map(statusRecord), null, 2)}\n` : formatStatusTable(rows));
+        process.stdout.write(values.json ? `${JSON.stringify(rows.map(statusRecord), null, 2)}\n`
+          : formatStatusTable(rows) + nextShiftLine(await nextShiftChange(bus)));
         return 0;
       };
     }
@@ -239,7 +257,10 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
           const v = (await callMethod(props, 'Get', FURKA_IFACE, 'Shift')) as dbus.Variant<[bigint, number, number]>;
           const [t, uid, gid] = v.value;
           const since = new Date(Number(t / 1000n)).toISOString();
-          process.stdout.write(values.json ? `${JSON.stringify({ usertime: Number(t), uid, gid, since })}\n` : `shift ${uid}:${gid} since ${since}\n`);
+          const next = await nextShiftChange(bus);
+          process.stdout.write(values.json
+            ? `${JSON.stringify({ usertime: Number(t), uid, gid, since, nextShift: next?.toISOString() ?? null })}\n`
+            : `shift ${uid}:${gid} since ${since}${next ? `; next scheduled change ${next.toISOString()}` : ''}\n`);
           return 0;
         };
       }

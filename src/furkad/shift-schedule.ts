@@ -1,0 +1,68 @@
+// Scheduled shift rotation (issue 6): at every `shift_schedule` boundary (cron syntax, local time) a new shift
+// with the configured defaults starts, so nobody has to remember the restart the vendor manual insists on.
+import * as cron from 'node-cron';
+import convertExpression from 'node-cron/src/convert-expression/index.js';
+import type { Logger } from '../common/logger.js';
+
+/** Is `expr` a cron expression node-cron accepts (5 fields, or 6 with seconds first)? */
+export function validSchedule(expr: string): boolean {
+  return cron.validate(expr);
+}
+
+/**
+ * The first boundary strictly after `after`, within a year and a day; undefined if there is none (31 February).
+ * Uses node-cron's own normalisation, so it names the instant node-cron fires at.
+ */
+export function nextBoundary(expr: string, after: Date): Date | undefined {
+  const fields = convertExpression(expr).split(' ').map((f) => f.split(',').map(Number).sort((a, b) => a - b));
+  const [seconds, minutes, hours, days, months, weekdays] = fields as [number[], number[], number[], number[], number[], number[]];
+  const day = new Date(after.getFullYear(), after.getMonth(), after.getDate());
+  for (let i = 0; i <= 367; i++, day.setDate(day.getDate() + 1)) {
+    if (!months.includes(day.getMonth() + 1) || !days.includes(day.getDate()) || !weekdays.includes(day.getDay())) continue;
+    for (const h of hours) {
+      for (const m of minutes) {
+        for (const s of seconds) {
+          const t = new Date(day.getFullYear(), day.getMonth(), day.getDate(), h, m, s);
+          if (t > after) return t;
+        }
+      }
+    }
+  }
+  return undefined;
+}
+
+export class ShiftSchedule {
+  #task: cron.ScheduledTask | undefined;
+  #next: Date | undefined;
+  onNextChange: () => void = () => {};
+
+  constructor(readonly expression: string, private readonly rotate: () => Promise<void>, private readonly log: Logger) {}
+
+  /** The next scheduled shift change. */
+  get next(): Date | undefined {
+    return this.#next;
+  }
+
+  start(): void {
+    this.#task = cron.schedule(this.expression, () => {
+      this.#plan();
+      this.log.info({ schedule: this.expression }, 'scheduled shift change');
+      this.rotate().catch((e: unknown) => this.log.error({ err: e }, 'scheduled shift change failed'));
+    }, { recoverMissedExecutions: true });
+    this.#plan();
+  }
+
+  stop(): void {
+    this.#task?.stop();
+    this.#task = undefined;
+  }
+
+  #plan(): void {
+    // node-cron fires within the matching second: "after now" from inside it must skip that second.
+    const now = new Date();
+    now.setMilliseconds(999);
+    this.#next = nextBoundary(this.expression, now);
+    this.log.info({ next: this.#next?.toISOString() ?? 'never' }, 'next scheduled shift change');
+    this.onNextChange();
+  }
+}

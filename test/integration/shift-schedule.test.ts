@@ -1,0 +1,57 @@
+// Scheduled shift rotation (issue 6): furkad starts a shift with the configured defaults at each boundary of
+// `shift_schedule`, and says when the next one is (D-Bus NextShift, ppuctl).
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { existsSync } from 'node:fs';
+import * as path from 'node:path';
+import type * as dbus from 'dbus-next';
+import { PPUCTL_BIN, Ppu } from '../fixtures/ppu.js';
+import { eventually, writeImage } from '../fixtures/files.js';
+import { callMethod } from '../../src/dbus/bus.js';
+import { FURKA_IFACE, FURKA_NAME, FURKA_PATH } from '../../src/dbus/names.js';
+
+const run = promisify(execFile);
+
+describe('scheduled shift rotation (issue 6)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+  const prop = async <T>(name: string): Promise<T> => {
+    const props = (await ppu.client.getProxyObject(FURKA_NAME, FURKA_PATH)).getInterface('org.freedesktop.DBus.Properties');
+    return ((await callMethod(props, 'Get', FURKA_IFACE, name)) as dbus.Variant<T>).value;
+  };
+
+  before(async () => {
+    // Every 10 s: a boundary is always a few seconds ahead.
+    ppu = await new Ppu({ prefix: 'ppu-schedule', uid: 1200, gid: 1201, furkad: { shift_schedule: '*/10 * * * * *' } }).start();
+  });
+  after(async () => ppu?.stop());
+
+  it('publishes the next boundary, starts a default shift there, and moves on to the following one', async () => {
+    const next = await prop<bigint>('NextShift');
+    assert.ok(next > BigInt(Date.now() - 1000) * 1000n, 'the next change lies ahead');
+    assert.equal(next % 10_000_000n, 0n, 'on a 10 s boundary');
+    // An operator's shift runs until the boundary (started well before one, so the boundary cannot overtake it).
+    await eventually(async () => (await prop<bigint>('NextShift')) - BigInt(Date.now()) * 1000n > 4_000_000n, 30_000, 'a boundary 4 s ahead');
+    await ppu.startShift(900, 901, []);
+    const operator = await prop<[bigint, number, number]>('Shift');
+    assert.deepEqual(operator.slice(1), [900, 901]);
+    const boundary = await prop<bigint>('NextShift');
+    await eventually(async () => (await prop<[bigint, number, number]>('Shift'))[0] >= boundary, 30_000, 'the scheduled shift');
+    const scheduled = await prop<[bigint, number, number]>('Shift');
+    assert.deepEqual(scheduled.slice(1), [1200, 1201], 'the configured defaults');
+    assert.ok((await prop<bigint>('NextShift')) > boundary, 'the next boundary moved on');
+    // Files now go to the scheduled shift's directory.
+    writeImage(ppu.detectorRamdisks['1MF']!, 'after/one.cbf', 1000);
+    await eventually(() => existsSync(path.join(ppu.storageRoot, 'internal/1mf/1200_1201/after/one.cbf')) ||
+      existsSync(path.join(ppu.ppuRamdisk, '1mf/1200_1201/after/one.cbf')), 30_000, 'a file in the scheduled shift');
+  });
+
+  it('ppuctl shift show and status name the next scheduled change', async () => {
+    const env = { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: ppu.bus.address };
+    const show = JSON.parse((await run(process.execPath, [PPUCTL_BIN, 'shift', 'show', '--json'], { env })).stdout) as Record<string, unknown>;
+    assert.ok(Date.parse(String(show['nextShift'])) % 10_000 === 0, `nextShift on a boundary: ${String(show['nextShift'])}`);
+    const status = (await run(process.execPath, [PPUCTL_BIN, 'status', '-n', '1'], { env })).stdout;
+    assert.match(status, /\nnext scheduled shift change: .+\n$/);
+  });
+});

@@ -1,0 +1,39 @@
+// Scheduled shift rotation (issue 6): the next boundary of a cron schedule, and refusing a bad schedule (S3).
+import { strict as assert } from 'node:assert';
+import { ConfigError, parseConfig } from '../../src/common/config-file.js';
+import { checkFurkadConfig, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { nextBoundary, validSchedule } from '../../src/furkad/shift-schedule.js';
+
+const at = (s: string): Date => new Date(s); // local time, as cron schedules are
+const next = (expr: string, after: string): string | undefined => {
+  const d = nextBoundary(expr, at(after));
+  if (!d) return undefined;
+  const p = (n: number) => String(n).padStart(2, '0');
+  return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
+};
+
+describe('shift schedule (issue 6, S3)', () => {
+  it('finds the next beamline shift boundary: later today, tomorrow, next Monday, next year', () => {
+    assert.equal(next('0 8,16,0 * * *', '2026-11-24T14:00:00'), '2026-11-24T16:00:00');
+    assert.equal(next('0 8,16,0 * * *', '2026-11-24T16:00:00'), '2026-11-25T00:00:00', 'strictly after');
+    assert.equal(next('0 8,16,0 * * *', '2026-11-24T23:59:59'), '2026-11-25T00:00:00');
+    assert.equal(next('30 7 * * mon', '2026-11-24T14:00:00'), '2026-11-30T07:30:00', 'Tuesday → next Monday');
+    assert.equal(next('0 6 * * 1-5', '2026-11-27T07:00:00'), '2026-11-30T06:00:00', 'Friday → Monday');
+    assert.equal(next('0 0 1 jan *', '2026-11-24T14:00:00'), '2027-01-01T00:00:00');
+    assert.equal(next('*/15 * * * *', '2026-11-24T14:07:10'), '2026-11-24T14:15:00');
+    assert.equal(next('*/10 * * * * *', '2026-11-24T14:07:10.500'), '2026-11-24T14:07:20', 'six fields: seconds first');
+    assert.equal(next('0 0 31 2 *', '2026-11-24T14:00:00'), undefined, '31 February never comes');
+  });
+
+  it('accepts cron expressions and refuses anything else, naming the key', () => {
+    assert.ok(validSchedule('0 8,16,0 * * *'));
+    assert.ok(!validSchedule('every day at 8'));
+    assert.ok(!validSchedule('61 * * * *'));
+    const text = 'shift_schedule = at dawn\n[detector.1MF]\nremoteIP = 10.0.0.1\ntarget = /ramdisk/./1mf\n';
+    const c = parseConfig<FurkadConfig>('/etc/ppu/furkad.conf', text, validateFurkadConfig);
+    assert.throws(() => checkFurkadConfig('/etc/ppu/furkad.conf', c), (e: unknown) => e instanceof ConfigError &&
+      /\/etc\/ppu\/furkad\.conf: .*key 'shift_schedule': must be a cron expression .*got 'at dawn'/s.test(e.message));
+    const ok = parseConfig<FurkadConfig>('f', text.replace('at dawn', '0 8,16,0 * * *'), validateFurkadConfig);
+    assert.equal(checkFurkadConfig('f', ok).shift_schedule, '0 8,16,0 * * *');
+  });
+});
