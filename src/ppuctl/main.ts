@@ -8,7 +8,7 @@ import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMS
 import { ConfigError } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
-import { formatStatusTable, type StatusRow } from './status-table.js';
+import { formatDetectorTable, formatStatusTable, type DetectorRecord, type StatusRow } from './status-table.js';
 import { importVendorConfig } from './vendor-import.js';
 import { statusRecord } from '../grimseld/status-server.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -16,7 +16,8 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 const USAGE = `usage: ppuctl COMMAND [options]
 
   status [-n N] [--json] [--watch [--interval S]]
-                                           shifts x storages: pending, copied, failed (newest first);
+                                           shifts x storages: pending, copied, failed (newest first),
+                                           furkad's detectors, license, next scheduled shift;
                                            --watch refreshes every S seconds (default 2) until Ctrl-C
   shift start -u UID:GID [-d ID:SOURCE:TARGET ...]
                                            start a user shift (empty SOURCE/TARGET = configured default,
@@ -147,20 +148,45 @@ function unreachable(e: unknown): boolean {
   return e instanceof dbus.DBusError && /ServiceUnknown|NameHasNoOwner|NoReply|Disconnected/.test(e.type);
 }
 
-/** furkad's next scheduled shift change, or undefined (none scheduled, or furkad not there: status is grimseld's). */
-async function nextShiftChange(bus: dbus.MessageBus): Promise<Date | undefined> {
+/** What furkad tells about itself; every part is optional (furkad not running, or older without it). */
+interface FurkadView {
+  detectors?: DetectorRecord[];
+  license?: { licensed: boolean; reason: string };
+  nextShift?: Date;
+}
+
+/** furkad's properties in one call; undefined when furkad is not there: status is grimseld's first. */
+async function furkadView(bus: dbus.MessageBus): Promise<FurkadView | undefined> {
+  let all: Record<string, dbus.Variant>;
   try {
     const props = await iface(bus, FURKA_NAME, FURKA_PATH, 'org.freedesktop.DBus.Properties');
-    const us = ((await callMethod(props, 'Get', FURKA_IFACE, 'NextShift')) as dbus.Variant<bigint>).value;
-    return us > 0n ? new Date(Number(us / 1000n)) : undefined;
+    all = (await callMethod(props, 'GetAll', FURKA_IFACE)) as Record<string, dbus.Variant>;
   } catch (e) {
     if (e instanceof dbus.DBusError) return undefined;
     throw e;
   }
+  const view: FurkadView = {};
+  const dets = all['Detectors']?.value as Array<[string, string, string, bigint, bigint, bigint]> | undefined;
+  if (dets) view.detectors = dets.map(([id, state, lastError, files, bytes, lastRunUs]) => ({ id, state, lastError, files: Number(files), bytes: Number(bytes), lastRunMs: Number(lastRunUs) / 1000 }));
+  const lic = all['License']?.value as [boolean, string] | undefined;
+  if (lic) view.license = { licensed: lic[0], reason: lic[1] };
+  const next = all['NextShift']?.value as bigint | undefined;
+  if (next) view.nextShift = new Date(Number(next / 1000n));
+  return view;
 }
 
-function nextShiftLine(next: Date | undefined): string {
-  return next ? `\nnext scheduled shift change: ${next.toLocaleString()}\n` : '';
+/** The furkad part of `status`: detectors, license, next scheduled shift; `rates` in MB/s when watching. */
+function formatFurkad(view: FurkadView | undefined, rates?: Map<string, number>): string {
+  if (!view) return '\nfurkad: not running (or not on this bus)\n';
+  const parts: string[] = [];
+  if (view.detectors) parts.push(formatDetectorTable(view.detectors, rates));
+  if (view.license) parts.push(`license: ${view.license.licensed ? 'valid' : 'none (one transfer at a time)'}${view.license.reason ? ` - ${view.license.reason}` : ''}\n`);
+  if (view.nextShift) parts.push(`next scheduled shift change: ${view.nextShift.toLocaleString()}\n`);
+  return parts.length ? `\n${parts.join('\n')}` : '';
+}
+
+function statusJson(rows: StatusRow[], view: FurkadView | undefined): Record<string, unknown> {
+  return { status: rows.map(statusRecord), furkad: view ? { ...view, nextShift: view.nextShift?.toISOString() ?? null } : null };
 }
 
 async function queryStatus(bus: dbus.MessageBus, n: number): Promise<StatusRow[]> {
@@ -173,12 +199,22 @@ async function watchStatus(bus: dbus.MessageBus, n: number, intervalS: number, j
   let stopped = false;
   void stop.then(() => { stopped = true; });
   const tty = process.stdout.isTTY === true;
+  let last: { at: number; bytes: Map<string, number> } | undefined;
   while (!stopped) {
     let body: string;
     try {
       const rows = await queryStatus(bus, n);
-      body = json ? `${JSON.stringify({ time: new Date().toISOString(), status: rows.map(statusRecord) })}\n`
-        : formatStatusTable(rows, { progress: true }) + nextShiftLine(await nextShiftChange(bus));
+      const view = await furkadView(bus);
+      // MB/s of each detector since the previous refresh (a new shift restarts its byte count: no rate then).
+      const now = Date.now();
+      const bytes = new Map((view?.detectors ?? []).map((d) => [d.id, d.bytes]));
+      const rates = last && new Map([...bytes].flatMap(([id, b]) => {
+        const before = last!.bytes.get(id);
+        return before === undefined || b < before ? [] : [[id, (b - before) / 1e6 / ((now - last!.at) / 1000)] as [string, number]];
+      }));
+      last = { at: now, bytes };
+      body = json ? `${JSON.stringify({ time: new Date().toISOString(), ...statusJson(rows, view) })}\n`
+        : formatStatusTable(rows, { progress: true }) + formatFurkad(view, rates ?? new Map());
     } catch (e) {
       if (!unreachable(e)) throw e;
       body = json ? `${JSON.stringify({ time: new Date().toISOString(), error: 'grimseld is not running' })}\n` : 'grimseld is not running (or not on this bus); retrying\n';
@@ -230,8 +266,8 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       if (values.interval !== undefined) usage('--interval goes with --watch');
       return async (bus) => {
         const rows = await queryStatus(bus, n);
-        process.stdout.write(values.json ? `${JSON.stringify(rows.map(statusRecord), null, 2)}\n`
-          : formatStatusTable(rows) + nextShiftLine(await nextShiftChange(bus)));
+        const view = await furkadView(bus);
+        process.stdout.write(values.json ? `${JSON.stringify(statusJson(rows, view), null, 2)}\n` : formatStatusTable(rows) + formatFurkad(view));
         return 0;
       };
     }
@@ -257,7 +293,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
           const v = (await callMethod(props, 'Get', FURKA_IFACE, 'Shift')) as dbus.Variant<[bigint, number, number]>;
           const [t, uid, gid] = v.value;
           const since = new Date(Number(t / 1000n)).toISOString();
-          const next = await nextShiftChange(bus);
+          const next = (await furkadView(bus))?.nextShift;
           process.stdout.write(values.json
             ? `${JSON.stringify({ usertime: Number(t), uid, gid, since, nextShift: next?.toISOString() ?? null })}\n`
             : `shift ${uid}:${gid} since ${since}${next ? `; next scheduled change ${next.toISOString()}` : ''}\n`);

@@ -1,4 +1,5 @@
-// The classic status table: User Time | UID | GID | Storage | Pending | Copied | Failed (SPEC G9, S7).
+// The tables of `ppuctl status`: the classic User Time | UID | GID | Storage | Pending | Copied | Failed (SPEC G9, S7),
+// and furkad's detectors.
 
 export type StatusRow = [bigint, number, number, string, bigint, bigint, bigint];
 
@@ -17,11 +18,39 @@ function progress(r: StatusRow, width = 20): string {
   return `[${'#'.repeat(done)}${'.'.repeat(width - done)}] ${String(pct).padStart(3)}%`;
 }
 
+/** One detector as furkad reports it (org.ppu.Furka1.Detectors). */
+export interface DetectorRecord {
+  id: string;
+  state: string;
+  lastError: string;
+  /** Files and bytes transferred in this shift. */
+  files: number;
+  bytes: number;
+  /** Duration of the last run that moved files. */
+  lastRunMs: number;
+}
+
+/** Renders rows under a header, right-aligning the columns in `right`. */
+function table(head: string[], body: string[][], right: (i: number) => boolean): string {
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
+  const line = (cells: string[]) => cells.map((c, i) => (right(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ').trimEnd();
+  return [line(head), widths.map((w) => '-'.repeat(w)).join('-+-'), ...body.map(line)].join('\n') + '\n';
+}
+
+/** Detector | State | Files | MB | (MB/s when watching) | Last run | Last error. */
+export function formatDetectorTable(dets: DetectorRecord[], rates?: Map<string, number>): string {
+  const head = ['Detector', 'State', 'Files', 'MB', ...(rates ? ['MB/s'] : []), 'Last run', 'Last error'];
+  const body = dets.map((d) => {
+    const rate = rates?.get(d.id);
+    return [d.id, d.state, String(d.files), (d.bytes / 1e6).toFixed(1), ...(rates ? [rate === undefined ? '-' : rate.toFixed(1)] : []),
+      d.lastRunMs ? `${(d.lastRunMs / 1000).toFixed(3)} s` : '-', d.lastError];
+  });
+  return table(head, body, (i) => i >= 2 && i < head.length - 1);
+}
+
 export function formatStatusTable(rows: StatusRow[], opts: { progress?: boolean } = {}): string {
   const head = ['User Time', 'UID', 'GID', 'Storage', 'Pending', 'Copied', 'Failed', ...(opts.progress ? ['Progress'] : [])];
   const body = rows.map((r) => [userTime(r[0]), String(r[1]), String(r[2]), r[3], String(r[4]), String(r[5]), String(r[6]),
     ...(opts.progress ? [progress(r)] : [])]);
-  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i >= 4 && i <= 6 ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ').trimEnd();
-  return [line(head), widths.map((w) => '-'.repeat(w)).join('-+-'), ...body.map(line)].join('\n') + '\n';
+  return table(head, body, (i) => i >= 4 && i <= 6);
 }

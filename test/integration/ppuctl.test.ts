@@ -62,13 +62,23 @@ describe('ppuctl (S7)', function () {
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[3] === 'internal' && r[5] === 4n), 30_000, 'copies');
     const table = await run('status', '-n', '1');
     assert.equal(table.code, 0, table.stderr);
-    const lines = table.stdout.trimEnd().split('\n');
+    const [shifts, detectors, license] = table.stdout.split('\n\n');
+    const lines = shifts!.trimEnd().split('\n');
     assert.match(lines[0]!, /^User Time\s+\| UID\s*\| GID\s*\| Storage\s*\| Pending \| Copied \| Failed$/);
     assert.match(lines[1]!, /^-+(-\+-+)+$/);
     assert.equal(lines.length, 4, 'header, rule, one row per storage');
     assert.ok(lines.some((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| 800 \| 801 \| internal\s*\|\s+0 \|\s+4 \|\s+0$/.test(l)), table.stdout);
-    const json = await run('status', '--json');
-    assert.deepEqual(JSON.parse(json.stdout), (await ppu.queryStatus(-1)).map(statusRecord));
+    // furkad's part: its detectors with this shift's files, and the license state.
+    const dets = detectors!.trimEnd().split('\n');
+    assert.match(dets[0]!, /^Detector \| State\s*\| Files \|\s+MB \| Last run \| Last error$/);
+    assert.ok(dets.some((l) => /^1MF\s+\| \w+\s*\|\s+3 \|\s+0\.0 \|\s+\d+\.\d{3} s \|$/.test(l)), detectors);
+    assert.ok(dets.some((l) => /^2MF\s+\| \w+/.test(l)), detectors);
+    assert.match(license!, /^license: none \(one transfer at a time\)/);
+    const json = JSON.parse((await run('status', '--json')).stdout) as { status: unknown; furkad: { detectors: Array<Record<string, unknown>>; license: Record<string, unknown>; nextShift: unknown } };
+    assert.deepEqual(json.status, (await ppu.queryStatus(-1)).map(statusRecord));
+    assert.deepEqual(json.furkad.detectors.map((d) => [d['id'], d['files'], d['bytes']]), [['1MF', 3, 6000], ['2MF', 1, 1000]]);
+    assert.equal(json.furkad.license['licensed'], false);
+    assert.equal(json.furkad.nextShift, null);
   });
 
   it('status --watch redraws with progress bars until Ctrl-C, and --json gives one object per refresh', async () => {
@@ -78,14 +88,18 @@ describe('ppuctl (S7)', function () {
     assert.equal(await watch.exited, 0, watch.output());
     assert.match(watch.output(), /\| Progress/);
     assert.match(watch.output(), /internal\s*\|\s+0 \|\s+4 \|\s+0 \| \[#{20}\] 100%/);
+    // Watching, detectors get a rate column (MB/s since the previous refresh).
+    assert.match(watch.output(), /^Detector \| State\s*\| Files \|\s+MB \| MB\/s \| Last run \| Last error$/m);
+    assert.match(watch.output(), /^1MF\s+\| \w+\s*\|\s+3 \|\s+0\.0 \|\s+0\.0 \|/m);
 
     const json = spawnPpuctl('status', '--watch', '--json', '--interval', '0.2', '-n', '1');
     await eventually(() => json.output().split('\n').filter((l) => l.startsWith('{')).length >= 2, 30_000, 'two JSON refreshes');
     json.kill('SIGTERM');
     assert.equal(await json.exited, 0);
-    const first = JSON.parse(json.output().split('\n')[0]!) as { time: string; status: Array<Record<string, unknown>> };
+    const first = JSON.parse(json.output().split('\n')[0]!) as { time: string; status: Array<Record<string, unknown>>; furkad: Record<string, unknown> };
     assert.ok(!Number.isNaN(Date.parse(first.time)));
     assert.deepEqual(first.status.map((r) => r['storage']).sort(), ['flaky', 'internal']);
+    assert.ok(Array.isArray(first.furkad['detectors']));
   });
 
   it('add copies operator files and names each one it refuses', async () => {
