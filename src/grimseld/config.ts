@@ -27,6 +27,8 @@ export interface GrimseldConfig {
   status_address: string;
   message_port: number;
   message_address: string;
+  metrics_address?: string;
+  metrics_port: number;
   history_max_entries: number;
   fillstate_limit: number;
   state_dir: string;
@@ -69,6 +71,8 @@ export const grimseldSchema = {
     status_address: { type: 'string', default: '127.0.0.1' },
     message_port: { type: 'integer', minimum: 0, maximum: 65535, default: 47198 },
     message_address: { type: 'string', default: '127.0.0.1' },
+    metrics_address: { type: 'string', description: 'listen address of the Prometheus endpoint (GET /metrics); unset = off' },
+    metrics_port: { type: 'integer', minimum: 0, maximum: 65535, default: 47197 },
     history_max_entries: { type: 'integer', minimum: 1, default: 50 },
     fillstate_limit: { type: 'integer', minimum: 1, maximum: 100, default: 80, description: 'percent' },
     state_dir: { ...absolute, default: '/var/lib/grimsel' },

@@ -22,6 +22,8 @@ import { Intake, RejectedPath } from './intake.js';
 import { MessageHub } from './messages.js';
 import { StatusServer } from './status-server.js';
 import { MessageServer } from './message-server.js';
+import { GrimseldMetrics } from './metrics.js';
+import { MetricsServer } from '../common/metrics-server.js';
 
 async function main(): Promise<number> {
   const args = parseDaemonArgs('grimseld', DEFAULT_CONFIG_PATH);
@@ -42,6 +44,12 @@ async function main(): Promise<number> {
   const messages = new MessageHub(log);
   const statusServer = new StatusServer(book, log);
   const messageServer = new MessageServer(messages, log);
+  // Optional Prometheus endpoint (issue 6): it watches the storages' copy reports on their way to the dispatcher.
+  const metrics = config.metrics_address === undefined ? undefined : new GrimseldMetrics(book, messages, () => [
+    { what: 'ramdisk', path: config.ramdisk_mountpoint },
+    ...Object.entries(config.storage).map(([id, s]) => ({ what: `storage ${id}`, path: s.mountpoint ?? s.target })),
+  ]);
+  const metricsServer = metrics && new MetricsServer(metrics.registry, log);
   // G12: the journal is replayed before anything else happens; what it holds is redone.
   const { journal, records } = await Journal.open(config.state_dir);
   const hasExternal = Object.values(config.storage).some((s) => s.type === 'EXTERNAL');
@@ -50,7 +58,8 @@ async function main(): Promise<number> {
   const storages: Storage[] = [];
   const dispatcher = new Dispatcher(catalog, storages, messages, log);
   for (const [id, s] of Object.entries(config.storage)) {
-    storages.push(new Storage(id, s, s.n_copy_processes, { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid }, dispatcher));
+    storages.push(new Storage(id, s, s.n_copy_processes, { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid },
+      metrics ? metrics.observe(dispatcher) : dispatcher));
   }
   const external = storages.find((s) => s.type === 'EXTERNAL');
   const reclaimer = new Reclaimer(catalog, book, dispatcher.internal, external, {
@@ -94,6 +103,7 @@ async function main(): Promise<number> {
   // G9, G10: listening before the name appears, so whoever sees the name can read StatusPort/MessagePort.
   await statusServer.start(config.status_port, config.status_address);
   await messageServer.start(config.message_port, config.message_address);
+  if (metricsServer) await metricsServer.listen(config.metrics_port, config.metrics_address!);
   await ownName(bus, GRIMSEL_NAME);
 
   const statusLine = (): string => {
@@ -114,7 +124,7 @@ async function main(): Promise<number> {
   clearInterval(statusTimer);
   clearInterval(compaction);
   stop.abort();
-  await Promise.all([statusServer.stop(), messageServer.stop()]);
+  await Promise.all([statusServer.stop(), messageServer.stop(), metricsServer?.close()]);
   dispatcher.stop();
   await fifo.close();
   await Promise.all(running);

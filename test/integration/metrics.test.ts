@@ -1,0 +1,74 @@
+// The optional Prometheus endpoint (issue 6): grimseld's per-storage figures as a scraper sees them.
+import { strict as assert } from 'node:assert';
+import { get } from 'node:http';
+import { writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, writeImage } from '../fixtures/files.js';
+import { freePort } from '../fixtures/net.js';
+
+function fetch(url: string): Promise<{ status: number; type: string; body: string }> {
+  return new Promise((resolve, reject) => {
+    get(url, (res) => {
+      let body = '';
+      res.setEncoding('utf8');
+      res.on('data', (c: string) => { body += c; });
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, type: String(res.headers['content-type']), body }));
+    }).on('error', reject);
+  });
+}
+
+/** The value of one sample, e.g. `grimseld_copies_total{storage="internal",outcome="copied"}`; undefined if absent. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+describe('grimseld metrics (issue 6)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+  let url: string;
+
+  before(async () => {
+    const port = await freePort();
+    url = `http://127.0.0.1:${port}/metrics`;
+    ppu = new Ppu({ prefix: 'ppu-metrics', grimseld: { metrics_address: '127.0.0.1', metrics_port: port } });
+    const blocker = path.join(ppu.work, 'not-a-directory');
+    writeFileSync(blocker, 'a file where a directory should be\n');
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 2 },
+      'storage.broken': { type: 'OPTIONAL', target: path.join(blocker, 'data'), n_copy_processes: 1 },
+    };
+    await ppu.start();
+  });
+  after(async () => ppu?.stop());
+
+  it('counts copies, bytes, copy durations, files per state, failures and messages per storage, and the fill state', async () => {
+    await ppu.startShift(950, 951, []);
+    const sizes = [1000, 20_000, 300_000, 5, 4096];
+    sizes.forEach((size, i) => writeImage(ppu.detectorRamdisks['1MF']!, `m/img${i}.cbf`, size));
+    let text = '';
+    await eventually(async () => {
+      text = (await fetch(url)).body;
+      return sample(text, 'grimseld_copies_total{storage="internal",outcome="copied"}') === sizes.length &&
+        (sample(text, 'grimseld_messages_total{errcode="COPY_ERROR"}') ?? 0) >= 1;
+    }, 60_000, 'the copies and a COPY_ERROR in the metrics');
+    assert.equal(sample(text, 'grimseld_copied_bytes_total{storage="internal"}'), sizes.reduce((a, b) => a + b, 0));
+    assert.equal(sample(text, 'grimseld_copy_duration_seconds_count{storage="internal"}'), sizes.length);
+    assert.equal(sample(text, 'grimseld_copy_duration_seconds_bucket{le="+Inf",storage="internal"}'), sizes.length);
+    assert.equal(sample(text, 'grimseld_files{storage="internal",state="copied"}'), sizes.length);
+    assert.ok((sample(text, 'grimseld_copies_total{storage="broken",outcome="failed"}') ?? 0) >= 1, 'failures of the broken storage');
+    assert.equal(sample(text, 'grimseld_copies_total{storage="broken",outcome="copied"}'), undefined);
+    const fill = sample(text, `grimseld_fill_ratio{what="ramdisk",path="${ppu.ppuRamdisk}"}`);
+    assert.ok(fill !== undefined && fill > 0 && fill <= 1, `ramdisk fill ratio ${fill}`);
+    assert.match(text, /^# TYPE grimseld_copy_duration_seconds histogram$/m);
+    assert.match(text, /^grimseld_process_resident_memory_bytes \d+/m, 'process metrics too');
+  });
+
+  it('answers only GET /metrics', async () => {
+    const ok = await fetch(url);
+    assert.equal(ok.status, 200);
+    assert.match(ok.type, /^text\/plain; version=0\.0\.4/);
+    assert.equal((await fetch(url.replace('/metrics', '/'))).status, 404);
+  });
+});
