@@ -6,6 +6,7 @@ export const ErrorNames = {
   UnknownDetector: 'org.ppu.Error.UnknownDetector',
   NoShift: 'org.ppu.Error.NoShift',
   NotFound: 'org.ppu.Error.NotFound',
+  NotAllowed: 'org.ppu.Error.NotAllowed',
   Failed: 'org.ppu.Error.Failed',
 } as const;
 

@@ -1,16 +1,27 @@
-// org.ppu.Furka1: furkad's bus interface, declared once with real types (SPEC S2, F6).
+// org.ppu.Furka1: furkad's bus interface, declared once with real types (SPEC S2, F1, F6, F8).
 import * as dbus from 'dbus-next';
 import { named } from './errors.js';
+
+/** One row of the Detectors property: id, state, last error, files and bytes this shift, last run (µs). */
+export type DetectorRow = [string, string, string, bigint, bigint, bigint];
 
 /** What furkad provides behind the interface. Errors thrown must be DBusErrors to keep their names. */
 export interface FurkaService {
   startShift(uid: number, gid: number, detectors: Array<[string, string, string]>): Promise<void>;
   currentShift(): { usertime: bigint; uid: number; gid: number };
-  /** The next scheduled shift change, µs since the epoch; 0 or absent = none scheduled. */
-  nextShift?(): bigint;
+  /** Next scheduled shift start (µs since the epoch), 0 = none scheduled (issue 6). */
+  nextShift(): bigint;
+  detectors(): DetectorRow[];
+  /** Licensed (parallel detectors) or not (one transfer at a time), and why. */
+  license(): [boolean, string];
 }
 
+/** Detector figures change with every run; watchers get at most one PropertiesChanged per this interval. */
+const DETECTORS_SIGNAL_MS = 250;
+
 export class FurkaInterface extends dbus.interface.Interface {
+  #detectorsTimer: NodeJS.Timeout | undefined;
+
   constructor(name: string, private readonly service: FurkaService) {
     super(name);
   }
@@ -25,7 +36,19 @@ export class FurkaInterface extends dbus.interface.Interface {
   }
 
   get NextShift(): bigint {
-    return this.service.nextShift?.() ?? 0n;
+    return this.service.nextShift();
+  }
+
+  nextShiftChanged(): void {
+    dbus.interface.Interface.emitPropertiesChanged(this, { NextShift: this.NextShift }, []);
+  }
+
+  get Detectors(): DetectorRow[] {
+    return this.service.detectors();
+  }
+
+  get License(): [boolean, string] {
+    return this.service.license();
   }
 
   /** Tells property watchers (busctl monitor, ppuctl) that the shift changed. */
@@ -33,8 +56,19 @@ export class FurkaInterface extends dbus.interface.Interface {
     dbus.interface.Interface.emitPropertiesChanged(this, { Shift: this.Shift }, []);
   }
 
-  nextShiftChanged(): void {
-    dbus.interface.Interface.emitPropertiesChanged(this, { NextShift: this.NextShift }, []);
+  /** A detector's state or figures changed: signalled soon, coalesced, off the transfer path. */
+  detectorsChanged(): void {
+    if (this.#detectorsTimer) return;
+    this.#detectorsTimer = setTimeout(() => {
+      this.#detectorsTimer = undefined;
+      dbus.interface.Interface.emitPropertiesChanged(this, { Detectors: this.Detectors }, []);
+    }, DETECTORS_SIGNAL_MS);
+    this.#detectorsTimer.unref();
+  }
+
+  /** Stops a pending signal (shutdown). */
+  close(): void {
+    if (this.#detectorsTimer) clearTimeout(this.#detectorsTimer);
   }
 }
 
@@ -45,7 +79,12 @@ FurkaInterface.configureMembers({
   properties: {
     // Shift start (µs since the epoch), uid, gid.
     Shift: { signature: '(tuu)', access: dbus.interface.ACCESS_READ },
-    // Next scheduled shift change (µs since the epoch), 0 without shift_schedule.
+    // Next scheduled shift start (µs since the epoch), 0 = none (shift_schedule unset).
     NextShift: { signature: 't', access: dbus.interface.ACCESS_READ },
+    // Per detector: id, state (idle|transferring|retrying|down), last error ('' = none),
+    // files and bytes transferred this shift, duration of the last run that moved files (µs).
+    Detectors: { signature: 'a(sssttt)', access: dbus.interface.ACCESS_READ },
+    // Licensed (detectors in parallel) or not (one transfer at a time), and the reason.
+    License: { signature: '(bs)', access: dbus.interface.ACCESS_READ },
   },
 });

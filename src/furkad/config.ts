@@ -28,6 +28,8 @@ export interface FurkadConfig {
   rsync_path: string;
   rsync_timeout_s: number;
   shift_schedule?: string;
+  metrics_address?: string;
+  metrics_port: number;
   detector: Record<string, DetectorConfig>;
 }
 
@@ -68,6 +70,8 @@ export const furkadSchema = {
     rsync_path: { type: 'string', default: 'rsync', description: 'rsync client binary' },
     rsync_timeout_s: { type: 'integer', minimum: 1, default: 30, description: 'I/O timeout of one run' },
     shift_schedule: { type: 'string', description: 'cron expression (local time): start a shift with uid/gid at each boundary; unset = never' },
+    metrics_address: { type: 'string', description: 'listen address of the Prometheus endpoint (GET /metrics); unset = off' },
+    metrics_port: { type: 'integer', minimum: 0, maximum: 65535, default: 47196 },
     detector: {
       type: 'object',
       minProperties: 1,

@@ -1,27 +1,50 @@
-// One detector's pull loop: rsync run, hand-over, pause; its own back-off, never waiting on another detector (F1, F5, F10).
-import { mkdir, chown } from 'node:fs/promises';
+// One detector's pull loop: rsync run into staging, complete files into place, hand-over, pause; its own
+// back-off, never waiting on another detector (F1, F2, F5, F10).
+import { lstat, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
-import { classifyExit, runRsync } from './rsync.js';
+import { classifyExit, runRsync, type RsyncResult } from './rsync.js';
 import { deliveredPath, unmark } from '../common/paths.js';
 import { sleep } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Handover } from './handover.js';
 import type { Assignment, Shift } from './shift.js';
+import type { TransferGate } from './transfer-gate.js';
+import { ShiftDir } from './shift-dir.js';
+
+/** After each run: transferring = it moved files, idle = nothing new; retrying = backing off after an outage;
+ *  down = a configuration error rsync will not get over by itself (retried at the longest interval). */
+export type DetectorState = 'idle' | 'transferring' | 'retrying' | 'down';
 
 export interface DetectorStats {
-  state: 'idle' | 'transferring' | 'retrying';
+  state: DetectorState;
+  /** Files and bytes transferred in this shift. */
   files: number;
   bytes: number;
   lastError: string;
+  /** Duration of the last run that moved files, rsync start to files in place (µs). */
+  lastRunUs: number;
 }
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 10_000;
 
+/** Next back-off after a failure: doubling from 100 ms, bounded at 10 s; a fatal verdict waits the longest (F10). */
+export function nextBackoff(current: number, verdict: 'retry' | 'fatal'): number {
+  return verdict === 'fatal' ? BACKOFF_MAX_MS : Math.min(Math.max(current * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
+}
+
+/** Where rsync writes first: a root-only directory below the target, so nothing incomplete carries a final name (F2). */
+export function stagingDir(target: string, id: string): string {
+  return path.join(unmark(target), '.furkad-staging', id);
+}
+
 export class DetectorLoop {
-  readonly stats: DetectorStats = { state: 'idle', files: 0, bytes: 0, lastError: '' };
+  readonly stats: DetectorStats = { state: 'idle', files: 0, bytes: 0, lastError: '', lastRunUs: 0 };
+  /** Called when `stats` changed (the bus interface coalesces these). */
+  onChange: () => void = () => {};
   #shift: Shift | undefined;
   #assignment: Assignment | undefined;
+  #dir: ShiftDir | undefined;
   #dirReady = false;
   #held = false;
   #wake: (() => void) | undefined;
@@ -33,6 +56,7 @@ export class DetectorLoop {
     readonly id: string,
     private readonly settings: { rsync: string; timeoutS: number },
     private readonly handover: Handover,
+    private readonly gate: TransferGate,
     private readonly log: Logger,
   ) {}
 
@@ -52,9 +76,11 @@ export class DetectorLoop {
   assign(shift: Shift, assignment: Assignment | undefined): void {
     this.#shift = shift;
     this.#assignment = assignment;
+    this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid);
     this.#dirReady = false;
     this.stats.files = 0;
     this.stats.bytes = 0;
+    this.onChange();
   }
 
   release(): void {
@@ -73,6 +99,7 @@ export class DetectorLoop {
         continue;
       }
       const moved = await this.#exclusive();
+      // F5: minpause after every run, interrun_pause on top after a run that moved files.
       if (this.#backoff > 0) await sleep(this.#backoff, signal);
       else await sleep(a.config.minpause + (moved > 0 ? a.config.interrun_pause : 0), signal);
     }
@@ -84,68 +111,103 @@ export class DetectorLoop {
     return this.#current;
   }
 
+  #setState(state: DetectorState): void {
+    if (this.stats.state === state) return;
+    this.stats.state = state;
+    this.onChange();
+  }
+
   async #runOnce(): Promise<number> {
     const shift = this.#shift;
     const a = this.#assignment;
-    if (!shift || !a) return 0;
-    const dest = path.join(unmark(a.target), shift.usrdir);
+    const dir = this.#dir;
+    if (!shift || !a || !dir) return 0;
+    const staging = stagingDir(a.target, this.id);
     try {
-      if (!this.#dirReady) await this.#prepareDest(unmark(a.target), shift);
+      if (!this.#dirReady) await this.#prepare(dir, a.config.remove_source ? staging : undefined);
     } catch (e) {
-      this.#failed(`cannot create ${dest}: ${(e as Error).message}`, 'retry');
+      this.#failed(`cannot create ${dir.root}: ${(e as Error).message}`, 'retry');
       return 0;
     }
-    this.stats.state = 'transferring';
-    const result = await runRsync({
-      rsync: this.settings.rsync,
-      host: a.config.remoteIP,
-      port: a.config.port,
-      module: a.config.module,
-      source: a.source,
-      dest,
-      uid: shift.uid,
-      gid: shift.gid,
-      removeSource: a.config.remove_source,
-      exclude: a.config.exclude.split(/\s+/).filter(Boolean),
-      timeoutS: this.settings.timeoutS,
-    });
-    // Hand over whatever reached the PPU, even from a run that failed half-way.
-    if (result.files.length > 0) {
-      this.handover.delivered(shift.usertime, shift.uid, shift.gid, result.files.map((f) => deliveredPath(a.target, shift.usrdir, f)));
-      this.stats.files += result.transferred;
-      this.stats.bytes += result.bytes;
+    const release = await this.gate.acquire();
+    const started = performance.now();
+    let result: RsyncResult;
+    try {
+      result = await runRsync({
+        rsync: this.settings.rsync,
+        host: a.config.remoteIP,
+        port: a.config.port,
+        module: a.config.module,
+        source: a.source,
+        // Without remove_source there is no changed-source check to wait for, so no staging either.
+        dest: a.config.remove_source ? staging : dir.root,
+        uid: shift.uid,
+        gid: shift.gid,
+        removeSource: a.config.remove_source,
+        exclude: a.config.exclude.split(/\s+/).filter(Boolean),
+        timeoutS: this.settings.timeoutS,
+      });
+    } finally {
+      release();
     }
-    const verdict = classifyExit(result.code);
+    // Whatever reached the PPU complete is handed over, even from a run that failed half-way.
+    const files = a.config.remove_source ? await this.#promote(staging, dir, result) : result.files;
+    if (files.length > 0) {
+      this.handover.delivered(shift.usertime, shift.uid, shift.gid, files.map((f) => deliveredPath(a.target, shift.usrdir, f)));
+      this.stats.files += files.length;
+      this.stats.bytes += result.bytes;
+      this.stats.lastRunUs = Math.round((performance.now() - started) * 1000);
+      this.onChange();
+    }
+    const verdict = classifyExit(result.code, result.stderr);
     if (verdict === 'ok') {
       if (this.#backoff > 0) this.log.info({ detector: this.id }, 'detector reachable again, transfers resumed');
       this.#backoff = 0;
-      this.stats.state = 'idle';
-      this.stats.lastError = '';
+      if (this.stats.lastError !== '') {
+        this.stats.lastError = '';
+        this.onChange();
+      }
+      this.#setState(result.transferred > 0 ? 'transferring' : 'idle');
     } else {
       this.#failed(`rsync exit ${result.code}: ${result.stderr.split('\n').filter(Boolean).pop() ?? ''}`, verdict);
     }
     return result.transferred;
   }
 
-  /** Logs an outage once when it starts, then backs off exponentially (F10). */
-  #failed(message: string, verdict: 'retry' | 'fatal'): void {
-    if (this.#backoff === 0 || message !== this.stats.lastError) {
-      this.log.error({ detector: this.id, verdict }, message);
+  /**
+   * Renames the files rsync reported complete from staging to their final names; a file whose source
+   * changed while it was sent stays in staging and is taken by a later run, complete (F2).
+   */
+  async #promote(staging: string, dir: ShiftDir, result: RsyncResult): Promise<string[]> {
+    const placed: string[] = [];
+    for (const rel of result.files) {
+      if (result.changed.has(rel)) continue;
+      try {
+        await dir.place(path.join(staging, rel), rel);
+        placed.push(rel);
+      } catch (e) {
+        // Left in staging: the next run lists it again (unchanged) and retries the rename.
+        this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, 'cannot move a transferred file into place');
+      }
     }
-    this.stats.state = 'retrying';
-    this.stats.lastError = message;
-    this.#dirReady = false;
-    this.#backoff = verdict === 'fatal' ? BACKOFF_MAX_MS : Math.min(Math.max(this.#backoff * 2, BACKOFF_MIN_MS), BACKOFF_MAX_MS);
+    return placed;
   }
 
-  /** Creates the target (root's) and the shift's usrdir below it, owned by the shift (F4). */
-  async #prepareDest(target: string, shift: Shift): Promise<void> {
-    await mkdir(target, { recursive: true });
-    let dir = target;
-    for (const part of shift.usrdir.split('/').filter(Boolean)) {
-      dir = path.join(dir, part);
-      await mkdir(dir, { recursive: true });
-      await chown(dir, shift.uid, shift.gid);
+  /** Logs an outage once when it starts (its recovery is logged in #runOnce), then backs off (F10). */
+  #failed(message: string, verdict: 'retry' | 'fatal'): void {
+    if (this.#backoff === 0) this.log.error({ detector: this.id, verdict }, `detector unreachable or failing, retrying with back-off: ${message}`);
+    this.stats.lastError = message;
+    this.#dirReady = false;
+    this.#backoff = nextBackoff(this.#backoff, verdict);
+    this.#setState(verdict === 'fatal' ? 'down' : 'retrying');
+    this.onChange();
+  }
+
+  async #prepare(dir: ShiftDir, staging: string | undefined): Promise<void> {
+    await dir.prepare();
+    if (staging) {
+      await mkdir(staging, { recursive: true, mode: 0o700 });
+      if (!(await lstat(staging)).isDirectory()) throw new Error(`${staging} is not a directory`);
     }
     this.#dirReady = true;
   }

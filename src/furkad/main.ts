@@ -14,6 +14,8 @@ import { Handover } from './handover.js';
 import { ShiftManager } from './shift-manager.js';
 import { planShift } from './shift.js';
 import { ShiftSchedule } from './shift-schedule.js';
+import { FurkadMetrics } from './metrics.js';
+import { MetricsServer } from '../common/metrics-server.js';
 
 function statusLine(shifts: ShiftManager, loops: Map<string, DetectorLoop>, handover: Handover, schedule?: ShiftSchedule): string {
   const s = shifts.shift;
@@ -39,6 +41,9 @@ async function main(): Promise<number> {
   const loops = new Map(Object.keys(config.detector).map((id) =>
     [id, new DetectorLoop(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, handover, log)]));
   const shifts = new ShiftManager(config, loops, handover, log);
+  // Optional Prometheus endpoint (issue 6), read from the detector loops when scraped.
+  const metrics = config.metrics_address === undefined ? undefined : new MetricsServer(new FurkadMetrics(
+    () => [...loops.values()].map((l) => ({ id: l.id, ...l.stats })), () => handover.pending).registry, log);
   // Scheduled rotation (issue 6): a shift with the configured defaults at every boundary, like a restart.
   const schedule = config.shift_schedule === undefined ? undefined
     : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log);
@@ -50,6 +55,7 @@ async function main(): Promise<number> {
   if (schedule) schedule.onNextChange = () => iface.nextShiftChanged();
   shifts.onChange = () => iface.shiftChanged();
   bus.export(FURKA_PATH, iface);
+  if (metrics) await metrics.listen(config.metrics_port, config.metrics_address!);
   await ownName(bus, FURKA_NAME);
 
   const running = [handover.run(stop.signal), ...[...loops.values()].map((l) => l.run(stop.signal))];
@@ -66,6 +72,7 @@ async function main(): Promise<number> {
   notifier.stopping();
   clearInterval(statusTimer);
   schedule?.stop();
+  await metrics?.close();
   stop.abort();
   await Promise.all(running);
   bus.disconnect();

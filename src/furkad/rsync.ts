@@ -24,6 +24,8 @@ export interface RsyncResult {
   /** How many of `files` were transferred in this run, and their bytes. */
   transferred: number;
   bytes: number;
+  /** Files of `files` whose source changed while they were sent: incomplete, kept on the detector (F2). */
+  changed: Set<string>;
   stderr: string;
 }
 
@@ -48,8 +50,32 @@ const EXIT_POLICY: Record<number, Verdict> = {
   35: 'retry', // timeout waiting for daemon connection
 };
 
-export function classifyExit(code: number): Verdict {
+/**
+ * The verdict on a finished run. Exit 23 caused only by sources that changed while being sent is a
+ * normal run: those files are held back and taken again by a later run (F2), not an outage.
+ */
+export function classifyExit(code: number, stderr = ''): Verdict {
+  if (code === 23 && onlyChangedSources(stderr)) return 'ok';
   return EXIT_POLICY[code] ?? 'retry';
+}
+
+/** rsync's sender refuses --remove-source-files for a file whose size or mtime moved during the run. */
+const CHANGED = /^ERROR: Skipping sender remove for changed file: (.*)$/;
+
+function onlyChangedSources(stderr: string): boolean {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+  const errors = lines.filter((l) => !/^rsync error: some files\/attrs were not transferred/.test(l));
+  return errors.length > 0 && errors.every((l) => CHANGED.test(l));
+}
+
+/** Names of the files rsync kept on the detector because they changed while sent (decoded as in parseOutput). */
+export function changedSources(stderr: string): Set<string> {
+  const out = new Set<string>();
+  for (const line of stderr.split('\n')) {
+    const m = CHANGED.exec(line);
+    if (m) out.add(Buffer.from(unescapeName(m[1] ?? ''), 'latin1').toString('utf8'));
+  }
+  return out;
 }
 
 export function rsyncArgs(run: RsyncRun): string[] {
@@ -106,11 +132,13 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal): Promise<RsyncResu
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) => {
       if ((e as NodeJS.ErrnoException).code === 'ABORT_ERR') return;
-      resolve({ code: 127, files: [], transferred: 0, bytes: 0, stderr: e.message });
+      resolve({ code: 127, files: [], transferred: 0, bytes: 0, changed: new Set(), stderr: e.message });
     });
     child.on('close', (code, sig) => {
       const parsed = parseOutput(Buffer.concat(out).toString('latin1'));
-      resolve({ code: code ?? (sig ? 20 : 1), ...parsed, stderr: Buffer.concat(err).toString('utf8').trim() });
+      const stderr = Buffer.concat(err).toString('latin1');
+      resolve({ code: code ?? (sig ? 20 : 1), ...parsed, changed: changedSources(stderr),
+        stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });
   });
 }

@@ -5,10 +5,9 @@ import type { DetectorLoop } from './detector.js';
 import type { Handover } from './handover.js';
 import { planShift, ShiftRequestError, type Shift } from './shift.js';
 import { ErrorNames } from '../dbus/errors.js';
-import type { FurkaService } from '../dbus/furka-interface.js';
 import type { Logger } from '../common/logger.js';
 
-export class ShiftManager implements FurkaService {
+export class ShiftManager {
   #shift: Shift | undefined;
   /** Shift changes run one after another, never interleaved. */
   #chain: Promise<void> = Promise.resolve();

@@ -1,6 +1,8 @@
 // A user shift as furkad serves it: who owns the files and which detectors go where (SPEC F4, F6, F7).
 import type { DetectorConfig, FurkadConfig } from './config.js';
-import { expandUsrdir, isSafeRelative, markTarget } from '../common/paths.js';
+import { statSync } from 'node:fs';
+import * as path from 'node:path';
+import { expandUsrdir, isSafeRelative, markTarget, splitMarked } from '../common/paths.js';
 
 export interface Assignment {
   id: string;
@@ -23,7 +25,7 @@ export interface Shift {
 
 /** A refused shift request; `reason` selects the D-Bus error name. */
 export class ShiftRequestError extends Error {
-  constructor(readonly reason: 'InvalidArgs' | 'UnknownDetector', message: string) {
+  constructor(readonly reason: 'InvalidArgs' | 'UnknownDetector' | 'NotAllowed' | 'NotFound', message: string) {
     super(message);
   }
 }
@@ -49,6 +51,9 @@ export function planShift(
   requested: ReadonlyArray<readonly [string, string, string]> = [],
 ): Shift {
   const ids = Object.keys(config.detector);
+  if ((uid === 0 || gid === 0) && !config.allow_root_shift) {
+    throw new ShiftRequestError('NotAllowed', `uid ${uid} gid ${gid}: a shift owned by root is refused (allow_root_shift = no)`);
+  }
   const wanted = requested.length > 0 ? requested : ids.map((id) => [id, '', ''] as const);
   const seen = new Set<string>();
   const detectors = wanted.map(([id, source, target]): Assignment => {
@@ -58,6 +63,9 @@ export function planShift(
     seen.add(id);
     if (target && !target.startsWith('/')) {
       throw new ShiftRequestError('InvalidArgs', `target of detector '${id}' must be an absolute path, got '${target}'`);
+    }
+    if (target && !isDirectory(existingPart(target))) {
+      throw new ShiftRequestError('NotFound', `target of detector '${id}': ${existingPart(target)} is not an existing directory`);
     }
     if (source && source.split('/').includes('..')) {
       throw new ShiftRequestError('InvalidArgs', `source of detector '${id}' must not contain '..', got '${source}'`);
@@ -69,4 +77,21 @@ export function planShift(
     throw new ShiftRequestError('InvalidArgs', `usrdir '${config.usrdir}' expands to '${usrdir}', which leaves the target`);
   }
   return { usertime: newUsertime(), uid, gid, usrdir, detectors };
+}
+
+/**
+ * What must already exist of a requested target: the part before its './', or its parent without one.
+ * furkad creates the rest; a typo in the existing part (/ramdsik) must not create a tree somewhere.
+ */
+export function existingPart(target: string): string {
+  if (target.includes('/./') || target.endsWith('/.')) return splitMarked(markTarget(target)).root;
+  return path.dirname(target.replace(/\/+$/, '') || '/');
+}
+
+function isDirectory(p: string): boolean {
+  try {
+    return statSync(p).isDirectory();
+  } catch {
+    return false;
+  }
 }

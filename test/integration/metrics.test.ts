@@ -1,4 +1,4 @@
-// The optional Prometheus endpoint (issue 6): grimseld's per-storage figures as a scraper sees them.
+// The optional Prometheus endpoints (issue 6): grimseld's per-storage and furkad's per-detector figures as a scraper sees them.
 import { strict as assert } from 'node:assert';
 import { get } from 'node:http';
 import { writeFileSync } from 'node:fs';
@@ -24,15 +24,19 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-describe('grimseld metrics (issue 6)', function () {
+describe('grimseld and furkad metrics (issue 6)', function () {
   this.timeout(120_000);
   let ppu: Ppu;
   let url: string;
+  let furkadUrl: string;
 
   before(async () => {
     const port = await freePort();
+    const furkadPort = await freePort();
     url = `http://127.0.0.1:${port}/metrics`;
-    ppu = new Ppu({ prefix: 'ppu-metrics', grimseld: { metrics_address: '127.0.0.1', metrics_port: port } });
+    furkadUrl = `http://127.0.0.1:${furkadPort}/metrics`;
+    ppu = new Ppu({ prefix: 'ppu-metrics', grimseld: { metrics_address: '127.0.0.1', metrics_port: port },
+      furkad: { metrics_address: '127.0.0.1', metrics_port: furkadPort } });
     const blocker = path.join(ppu.work, 'not-a-directory');
     writeFileSync(blocker, 'a file where a directory should be\n');
     ppu.opts.storages = {
@@ -65,10 +69,31 @@ describe('grimseld metrics (issue 6)', function () {
     assert.match(text, /^grimseld_process_resident_memory_bytes \d+/m, 'process metrics too');
   });
 
+  it('furkad counts files and bytes per detector across shifts, and shows its state', async () => {
+    // The first test delivered 5 files (325 101 bytes) from 1MF in shift 950.
+    let text = (await fetch(furkadUrl)).body;
+    assert.equal(sample(text, 'furkad_files_total{detector="1MF"}'), 5);
+    assert.equal(sample(text, 'furkad_bytes_total{detector="1MF"}'), 325_101);
+    assert.equal(sample(text, 'furkad_shift_files{detector="1MF"}'), 5);
+    assert.equal(sample(text, 'furkad_detector_failing{detector="1MF"}'), 0);
+    assert.equal(['idle', 'transferring'].map((st) => sample(text, `furkad_detector_state{detector="1MF",state="${st}"}`)).reduce((a, b) => a! + b!), 1);
+    assert.equal(sample(text, 'furkad_awaiting_grimseld'), 0);
+    // A new shift starts its own count; the totals go on.
+    await ppu.startShift(960, 961, []);
+    writeImage(ppu.detectorRamdisks['1MF']!, 'n/one.cbf', 100);
+    await eventually(async () => {
+      text = (await fetch(furkadUrl)).body;
+      return sample(text, 'furkad_shift_files{detector="1MF"}') === 1;
+    }, 30_000, 'the new shift in the metrics');
+    assert.equal(sample(text, 'furkad_files_total{detector="1MF"}'), 6);
+    assert.equal(sample(text, 'furkad_bytes_total{detector="1MF"}'), 325_201);
+  });
+
   it('answers only GET /metrics', async () => {
     const ok = await fetch(url);
     assert.equal(ok.status, 200);
     assert.match(ok.type, /^text\/plain; version=0\.0\.4/);
     assert.equal((await fetch(url.replace('/metrics', '/'))).status, 404);
+    assert.equal((await fetch(furkadUrl)).status, 200);
   });
 });

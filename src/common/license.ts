@@ -1,0 +1,118 @@
+// License keys (SPEC F8, G14): an Ed25519-signed text file bound to a network interface's hardware address.
+import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
+import { readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+
+/**
+ * The project's verification key. Its private half stays with whoever issues keys; a distributor who
+ * issues their own keys replaces this constant. Tests point PPU_LICENSE_PUBLIC_KEY at a test key instead.
+ */
+const BUILT_IN_PUBLIC_KEY = `-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAL9HKFtcGZo4eH2uaphOgnFvnsSwr8pxV9npDhHJyM2M=
+-----END PUBLIC KEY-----
+`;
+
+/** Environment variable naming a PEM public key file that replaces the built-in one (tests, own issuers). */
+export const PUBLIC_KEY_ENV = 'PPU_LICENSE_PUBLIC_KEY';
+
+const FORMAT = 'ppu-license-v1';
+const FIELDS = ['holder', 'mac', 'issued'] as const;
+const MAC = /^[0-9a-f]{2}(:[0-9a-f]{2}){5}$/;
+
+export interface LicenseFields {
+  holder: string;
+  mac: string;
+  /** ISO date-time of issue. */
+  issued: string;
+}
+
+export interface LicenseCheck {
+  valid: boolean;
+  /** Why the key is not valid, or what it is bound to when it is: shown in status lines and logs. */
+  reason: string;
+  fields?: LicenseFields;
+}
+
+export interface CheckOptions {
+  /** PEM public key; default: $PPU_LICENSE_PUBLIC_KEY's file, else the built-in key. */
+  publicKey?: string;
+  /** Where interfaces are listed (default /sys/class/net). */
+  netDir?: string;
+}
+
+/** The signed bytes: fixed order, one `key=value` per line, so that editing any field breaks the signature. */
+function payload(f: LicenseFields): Buffer {
+  return Buffer.from([FORMAT, ...FIELDS.map((k) => `${k}=${f[k]}`)].join('\n') + '\n');
+}
+
+export function normalizeMac(mac: string): string {
+  return mac.trim().toLowerCase().replace(/-/g, ':');
+}
+
+/** Issues a key text for `fields`, signed with a PEM Ed25519 private key. */
+export function issueLicense(privateKeyPem: string, fields: LicenseFields): string {
+  const mac = normalizeMac(fields.mac);
+  if (!MAC.test(mac)) throw new Error(`'${fields.mac}' is not a hardware address (expected six hex pairs, e.g. 02:42:ac:11:00:02)`);
+  if (/[\n=]/.test(fields.holder) || fields.holder.trim() === '') throw new Error('holder must be one non-empty line without "="');
+  const f = { ...fields, mac, holder: fields.holder.trim() };
+  const key = createPrivateKey(privateKeyPem);
+  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`the private key is ${key.asymmetricKeyType ?? 'not asymmetric'}, not Ed25519`);
+  const signature = sign(null, payload(f), key).toString('base64');
+  return [`# PPU data movers license key (${FORMAT}); any edit invalidates the signature`,
+    ...FIELDS.map((k) => `${k} = ${f[k]}`), `signature = ${signature}`, ''].join('\n');
+}
+
+/**
+ * Every hardware address of this machine: current addresses of all interfaces (down ones included,
+ * whatever they are named now) and permanent addresses of bonded ones, whose current address is the bond's.
+ */
+export function hardwareAddresses(netDir = '/sys/class/net'): Set<string> {
+  const found = new Set<string>();
+  let names: string[] = [];
+  try { names = readdirSync(netDir); } catch { return found; }
+  for (const name of names) {
+    for (const file of ['address', 'bonding_slave/perm_hwaddr']) {
+      try {
+        const mac = normalizeMac(readFileSync(path.join(netDir, name, file), 'utf8'));
+        if (MAC.test(mac) && mac !== '00:00:00:00:00:00') found.add(mac);
+      } catch { /* not every interface has both */ }
+    }
+  }
+  return found;
+}
+
+function publicKey(opts: CheckOptions): KeyObject {
+  const file = process.env[PUBLIC_KEY_ENV];
+  const pem = opts.publicKey ?? (file ? readFileSync(file, 'utf8') : BUILT_IN_PUBLIC_KEY);
+  return createPublicKey(pem);
+}
+
+/** Reads and checks a key file; never throws: every problem becomes a `reason`. */
+export function checkLicense(file: string, opts: CheckOptions = {}): LicenseCheck {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { valid: false, reason: code === 'ENOENT' ? `no license key at ${file}` : `cannot read ${file}: ${(e as Error).message}` };
+  }
+  const kv = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const m = /^\s*([a-z]+)\s*=\s*(.*?)\s*$/.exec(line);
+    if (m) kv.set(m[1]!, m[2]!);
+  }
+  const missing = [...FIELDS, 'signature'].filter((k) => !kv.get(k));
+  if (missing.length) return { valid: false, reason: `${file} is not a license key: ${missing.join(', ')} missing` };
+  const fields: LicenseFields = { holder: kv.get('holder')!, mac: normalizeMac(kv.get('mac')!), issued: kv.get('issued')! };
+  let ok = false;
+  try {
+    ok = verify(null, payload(fields), publicKey(opts), Buffer.from(kv.get('signature')!, 'base64'));
+  } catch (e) {
+    return { valid: false, reason: `cannot verify ${file}: ${(e as Error).message}`, fields };
+  }
+  if (!ok) return { valid: false, reason: `${file} has a bad signature (edited, or issued with another key)`, fields };
+  if (!hardwareAddresses(opts.netDir).has(fields.mac)) {
+    return { valid: false, reason: `${file} is bound to ${fields.mac}, which no network interface of this machine has`, fields };
+  }
+  return { valid: true, reason: `licensed to ${fields.holder} (${fields.mac})`, fields };
+}

@@ -1,0 +1,74 @@
+// furkad's Prometheus metrics (issue 6): per detector state, files and bytes, read from the detector loops when
+// scraped, so that measuring never touches the transfer path.
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+
+/** What a detector loop reports about itself (DetectorLoop.stats plus its id). */
+export interface DetectorFigures {
+  id: string;
+  state: string;
+  /** Files and bytes transferred in the current shift (they start again at 0 with every shift). */
+  files: number;
+  bytes: number;
+  lastError: string;
+  /** Duration of the last run that moved files, if the loop measures it. */
+  lastRunUs?: number;
+}
+
+const STATES = ['idle', 'transferring', 'retrying', 'down'];
+
+export class FurkadMetrics {
+  readonly registry = new Registry();
+
+  constructor(detectors: () => DetectorFigures[], awaitingGrimseld: () => number) {
+    const registers = [this.registry];
+    collectDefaultMetrics({ register: this.registry, prefix: 'furkad_' });
+    // Per-shift figures restart at 0 with a shift: the totals add what grew since the last scrape (all of it
+    // after a restart at 0), so only files of a shift that ends between two scrapes, moved after the first, are missed.
+    const seen = new Map<string, { files: number; bytes: number }>();
+    const totals = (): void => {
+      for (const d of detectors()) {
+        const last = seen.get(d.id) ?? { files: 0, bytes: 0 };
+        files.inc({ detector: d.id }, d.files >= last.files ? d.files - last.files : d.files);
+        bytes.inc({ detector: d.id }, d.bytes >= last.bytes ? d.bytes - last.bytes : d.bytes);
+        seen.set(d.id, { files: d.files, bytes: d.bytes });
+      }
+    };
+    // Collected by the first of the two, so both are current when they are written out.
+    const files: Counter<'detector'> = new Counter({ name: 'furkad_files_total', help: 'Files transferred per detector', labelNames: ['detector'], registers, collect: totals });
+    const bytes: Counter<'detector'> = new Counter({ name: 'furkad_bytes_total', help: 'Bytes transferred per detector', labelNames: ['detector'], registers });
+    new Gauge({
+      name: 'furkad_detector_state', help: 'Current state per detector (1 for the state it is in)', labelNames: ['detector', 'state'], registers,
+      collect() {
+        this.reset();
+        for (const d of detectors()) for (const s of new Set([...STATES, d.state])) this.set({ detector: d.id, state: s }, d.state === s ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'furkad_detector_failing', help: '1 while the last run of a detector failed', labelNames: ['detector'], registers,
+      collect() {
+        this.reset();
+        for (const d of detectors()) this.set({ detector: d.id }, d.lastError ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'furkad_shift_files', help: 'Files transferred per detector in the current shift', labelNames: ['detector'], registers,
+      collect() {
+        this.reset();
+        for (const d of detectors()) this.set({ detector: d.id }, d.files);
+      },
+    });
+    new Gauge({
+      name: 'furkad_last_run_seconds', help: 'Duration of the last run that moved files, per detector', labelNames: ['detector'], registers,
+      collect() {
+        this.reset();
+        for (const d of detectors()) if (d.lastRunUs) this.set({ detector: d.id }, d.lastRunUs / 1e6);
+      },
+    });
+    new Gauge({
+      name: 'furkad_awaiting_grimseld', help: 'Delivered files not yet acknowledged by grimseld', registers,
+      collect() {
+        this.set(awaitingGrimseld());
+      },
+    });
+  }
+}

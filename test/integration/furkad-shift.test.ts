@@ -1,0 +1,118 @@
+// furkad's shifts: a change in the middle of a stream, refused requests, planted symlinks, and its log
+// file rotation; runs without a license key, so in single-thread mode (SPEC F4, F6, F8, S4).
+import { strict as assert } from 'node:assert';
+import { existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles, writeImage } from '../fixtures/files.js';
+
+type Row = [string, string, string, bigint, bigint, bigint];
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const furkaProperty = <T>(ppu: Ppu, name: string): Promise<T> => ppu.furkaProperty<T>(name);
+
+describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, F8, S4)', function () {
+  this.timeout(180_000);
+  let ppu: Ppu;
+  let logDir: string;
+
+  before(async () => {
+    ppu = new Ppu({ prefix: 'ppu-shift' });
+    logDir = path.join(ppu.work, 'log');
+    ppu.opts.furkad = { logfile: path.join(logDir, 'furkad.log'), logfile_max_size: 4096, logfile_max_number: 3,
+      licensekey: path.join(ppu.work, 'no-such-license.key') };
+    await ppu.start();
+  });
+  after(async () => {
+    if (process.env["KEEP_TEST_DIRS"]) console.log(ppu?.work);
+    await ppu?.stop();
+  });
+
+  it('shows single-thread mode and its reason when the key is missing (F8)', async () => {
+    const [licensed, reason] = await furkaProperty<[boolean, string]>(ppu, 'License');
+    assert.equal(licensed, false);
+    assert.match(reason, /no license key at .*no-such-license\.key/);
+  });
+
+  it('puts every file written before StartShift in the old shift and every file written after it in the new one (F6)', async () => {
+    await ppu.startShift(500, 501);
+    const det = ppu.detectorRamdisks['1MF']!;
+    let seq = 0;
+    const name = (i: number) => `stream/f_${String(i).padStart(4, '0')}.cbf`;
+    const timer = setInterval(() => { writeImage(det, name(seq), 5000); seq++; }, 15);
+    try {
+      await sleep(1000);
+      const writtenBefore = seq;
+      await ppu.startShift(600, 601);
+      const writtenAfter = seq;
+      await sleep(1000);
+      clearInterval(timer);
+      const total = seq;
+      // grimseld clears the old shift's files from the ramdisk once copied (G5): look at the internal copies.
+      const old = path.join(ppu.storageRoot, 'internal', '1mf', '500_501');
+      const now = path.join(ppu.storageRoot, 'internal', '1mf', '600_601');
+      await eventually(() => listFiles(old).length + listFiles(now).length === total, 30_000, 'every streamed file copied');
+      const inOld = new Set(listFiles(old));
+      const inNew = new Set(listFiles(now));
+      for (let i = 0; i < total; i++) {
+        const f = name(i);
+        assert.ok(inOld.has(f) !== inNew.has(f), `${f} in exactly one shift`);
+        if (i < writtenBefore) assert.ok(inOld.has(f), `${f}, written before the call, in the old shift`);
+        if (i >= writtenAfter) assert.ok(inNew.has(f), `${f}, written after the call, in the new shift`);
+      }
+      assert.ok(writtenBefore > 10 && total - writtenAfter > 10, 'files on both sides of the change');
+    } finally {
+      clearInterval(timer);
+    }
+  });
+
+  it('refuses root, unknown detectors and missing targets by name and keeps the running shift (F6)', async () => {
+    const before = await furkaProperty<[bigint, number, number]>(ppu, 'Shift');
+    const furka = await ppu.furka();
+    const start = (furka as unknown as Record<string, (...a: unknown[]) => Promise<void>>)['StartShift']!.bind(furka);
+    const refused = (p: Promise<void>, name: string, text: RegExp) =>
+      assert.rejects(p, (e: { type?: string; text?: string }) => e.type === name && text.test(e.text ?? ''));
+    await refused(start(0, 501, []), 'org.ppu.Error.NotAllowed', /allow_root_shift = no/);
+    await refused(start(500, 0, []), 'org.ppu.Error.NotAllowed', /owned by root/);
+    await refused(start(700, 701, [['1MF', '', '/no/such/dir/./1mf']]), 'org.ppu.Error.NotFound', /\/no\/such\/dir is not an existing directory/);
+    await refused(start(700, 701, [['1MF', '', 'rel/./1mf']]), 'org.ppu.Error.InvalidArgs', /must be an absolute path/);
+    await refused(start(700, 701, [['9MF', '', '']]), 'org.ppu.Error.UnknownDetector', /unknown detector '9MF'/);
+    assert.deepEqual(await furkaProperty<[bigint, number, number]>(ppu, 'Shift'), before, 'the running shift is untouched');
+    writeImage(ppu.detectorRamdisks['1MF']!, 'still/serving.cbf', 100);
+    await eventually(() => existsSync(path.join(ppu.ppuRamdisk, '1mf', `${before[1]}_${before[2]}`, 'still/serving.cbf')), 20_000,
+      'the running shift still served');
+  });
+
+  it('never writes through a symlink planted in place of the usrdir, and resumes once it is gone (F4)', async () => {
+    const elsewhere = path.join(ppu.work, 'elsewhere');
+    mkdirSync(elsewhere);
+    const usr = path.join(ppu.ppuRamdisk, '1mf', '800_801');
+    symlinkSync(elsewhere, usr);
+    await ppu.startShift(800, 801);
+    writeImage(ppu.detectorRamdisks['1MF']!, 'planted/x.cbf', 1000);
+    await eventually(async () => (await furkaProperty<Row[]>(ppu, 'Detectors')).some((r) => r[0] === '1MF' && /symbolic link/.test(r[2])),
+      20_000, 'the detector to report the planted link');
+    await sleep(500);
+    assert.deepEqual(listFiles(elsewhere), [], 'nothing written through the link');
+    rmSync(usr);
+    await eventually(() => existsSync(path.join(usr, 'planted/x.cbf')), 30_000, 'delivery into a real usrdir once the link is gone');
+    const st = statSync(usr);
+    assert.ok(st.isDirectory());
+    assert.deepEqual([st.uid, st.gid], [800, 801], 'usrdir created owned by the shift');
+    const sub = statSync(path.join(usr, 'planted'));
+    assert.deepEqual([sub.uid, sub.gid], [800, 801], 'subdirectory owned by the shift');
+  });
+
+  it('rotates its log file by logfile_max_size and keeps logfile_max_number files (S4)', async () => {
+    // Each shift start logs a line of a few hundred bytes.
+    for (let i = 0; i < 80; i++) await ppu.startShift(900 + i, 900 + i);
+    await eventually(() => {
+      const files = readdirSync(logDir).filter((f) => /^furkad\.log\.\d+$/.test(f));
+      return files.some((f) => Number(f.split('.').pop()) >= 4);
+    }, 20_000, 'the log to roll over at least three times');
+    const files = readdirSync(logDir).filter((f) => /^furkad\.log\.\d+$/.test(f));
+    assert.ok(files.length <= 3, `at most logfile_max_number files kept: ${files.join(' ')}`);
+    for (const f of files) {
+      assert.ok(statSync(path.join(logDir, f)).size < 4096 + 2048, `${f} near logfile_max_size`);
+    }
+  });
+});
