@@ -9,6 +9,10 @@ export interface GrimselService {
   addFile(path: string): Promise<void>;
   /** TCP ports actually bound (G9, G10): with port 0 in the config only the daemon knows them. */
   tcpPorts(): { status: number; message: number };
+  /** G14: whether the license key is valid, and why (not). */
+  license(): { valid: boolean; reason: string };
+  /** Each storage: id, type, target, writers in use. */
+  storages(): Array<[string, string, string, number]>;
 }
 
 export class GrimselInterface extends dbus.interface.Interface {
@@ -35,6 +39,15 @@ export class GrimselInterface extends dbus.interface.Interface {
     return this.service.tcpPorts().message;
   }
 
+  get License(): [boolean, string] {
+    const l = this.service.license();
+    return [l.valid, l.reason];
+  }
+
+  get Storages(): Array<[string, string, string, number]> {
+    return this.service.storages();
+  }
+
   /** Emits org.ppu.Grimsel1.Message (G10). */
   Message(errcode: string, shortMessage: string, longMessage: string): [string, string, string] {
     return [errcode, shortMessage, longMessage];
@@ -50,6 +63,10 @@ GrimselInterface.configureMembers({
     // TCP status and message ports actually listened on (0 until listening).
     StatusPort: { signature: 'q', access: dbus.interface.ACCESS_READ },
     MessagePort: { signature: 'q', access: dbus.interface.ACCESS_READ },
+    // G14: license valid, and the reason shown to operators.
+    License: { signature: '(bs)', access: dbus.interface.ACCESS_READ },
+    // id, type, target, writers in use (1 each without a valid license).
+    Storages: { signature: 'a(sssu)', access: dbus.interface.ACCESS_READ },
   },
   signals: {
     Message: { signature: 'sss' },

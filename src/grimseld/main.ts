@@ -10,7 +10,8 @@ import { GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus
 import { GrimselInterface } from '../dbus/grimsel-interface.js';
 import { IntakeInterface } from '../dbus/intake-interface.js';
 import { invalidArgs } from '../dbus/errors.js';
-import { DEFAULT_CONFIG_PATH, loadGrimseldConfig } from './config.js';
+import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './config.js';
+import { checkLicense } from '../common/license.js';
 import { ShiftBook } from './shift-book.js';
 import { Storage } from './storage.js';
 import { Journal } from './journal.js';
@@ -36,7 +37,11 @@ async function main(): Promise<number> {
   const notifier = new Notifier(log);
   const stop = new AbortController();
 
-  const writers = Object.values(config.storage).reduce((n, s) => n + s.n_copy_processes, 0);
+  // G14: without a valid license key every storage gets one writer.
+  const license = checkLicense(config.licensekey);
+  if (!license.valid) log.warn({ licensekey: config.licensekey }, `no valid license, one writer per storage: ${license.reason}`);
+  const writersOf = (s: StorageConfig): number => (license.valid ? s.n_copy_processes : 1);
+  const writers = Object.values(config.storage).reduce((n, s) => n + writersOf(s), 0);
   // Copies and fsyncs run on libuv's pool (4 threads by default): give every writer a thread.
   process.env['UV_THREADPOOL_SIZE'] ??= String(Math.min(writers + 2, 1024));
 
@@ -58,7 +63,7 @@ async function main(): Promise<number> {
   const storages: Storage[] = [];
   const dispatcher = new Dispatcher(catalog, storages, messages, log);
   for (const [id, s] of Object.entries(config.storage)) {
-    storages.push(new Storage(id, s, s.n_copy_processes, { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid },
+    storages.push(new Storage(id, s, writersOf(s), { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid },
       metrics ? metrics.observe(dispatcher) : dispatcher));
   }
   const external = storages.find((s) => s.type === 'EXTERNAL');
@@ -80,6 +85,8 @@ async function main(): Promise<number> {
   const iface = new GrimselInterface(GRIMSEL_IFACE, {
     queryStatus: (n) => book.query(n),
     tcpPorts: () => ({ status: statusServer.port, message: messageServer.port }),
+    license: () => license,
+    storages: () => storages.map((st) => [st.id, st.type, st.target, st.writers]),
     addFile: async (p) => {
       try {
         await intake.add(p);
@@ -112,7 +119,7 @@ async function main(): Promise<number> {
       const c = s?.counts.get(st.id);
       return `${st.id}: ${c?.pending ?? 0} pending, ${c?.copied ?? 0} copied, ${c?.failed ?? 0} failed`;
     }).join('; ');
-    return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${per}`;
+    return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${per}${license.valid ? '' : '; unlicensed: one writer per storage'}`;
   };
   notifier.ready(statusLine());
   log.info({ storages: storages.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
