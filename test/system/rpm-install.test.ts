@@ -124,6 +124,12 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     await c.ok(['systemctl', 'start', 'ppu-detector-rsyncd.service']);
     await eventually(async () => /^ramdisk\b/m.test((await c.run(['rsync', 'rsync://127.0.0.1:49371/'])).stdout), 30_000,
       'the rsync daemon to list module ramdisk on port 49371');
+    // A host not in 'hosts allow' (the shipped config allows loopback only): a second address on the
+    // container's private loopback, which rsync then connects from.
+    await c.ok(['ip', 'addr', 'add', '10.250.0.1/32', 'dev', 'lo']);
+    const stranger = await c.run(['rsync', 'rsync://10.250.0.1:49371/ramdisk/']);
+    assert.notEqual(stranger.code, 0);
+    assert.match(stranger.stderr, /access denied to ramdisk from \S+ \(10\.250\.0\.1\)/);
   });
 
   it('starts grimseld before furkad; both are active only after READY and show their STATUS lines', async () => {
@@ -140,7 +146,7 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
       const s = (await c.run(['systemctl', 'status', '--no-pager', 'grimseld', 'furkad'])).stdout;
       return (s.match(/Active: active \(running\)/g) ?? []).length === 2 &&
         /Status: "shift 2000:2000; internal: \d+ pending, \d+ copied, \d+ failed/.test(s) &&
-        /Status: "shift 2000:2000; 1MF \w+ \d+ files, 2MF \w+ \d+ files; \d+ awaiting grimseld"/.test(s);
+        /Status: "shift 2000:2000; 1MF \w+ \d+ files, 2MF \w+ \d+ files; \d+ awaiting grimseld/.test(s);
     }, 30_000, 'systemctl status to show both daemons active with their STATUS lines');
   });
 
