@@ -24,6 +24,7 @@ export interface FurkadConfig {
   uid: number;
   gid: number;
   usrdir: string;
+  allow_root_shift: boolean;
   licensekey: string;
   rsync_path: string;
   rsync_timeout_s: number;
@@ -66,7 +67,8 @@ export const furkadSchema = {
     uid: { ...id, default: 1000, description: 'uid of the shift started at process start' },
     gid: { ...id, default: 1000, description: 'gid of the shift started at process start' },
     usrdir: { type: 'string', pattern: Pattern.relativeBelow, default: '$UID_$GID', description: 'per-shift directory below each target' },
-    licensekey: { type: 'string', pattern: Pattern.absolutePath, default: '/var/lib/furka/license.key' },
+    allow_root_shift: { type: 'boolean', default: false, description: 'accept uid 0 or gid 0 for a shift (files owned by root)' },
+    licensekey: { type: 'string', pattern: Pattern.absolutePath, default: '/var/lib/furka/license.key', description: 'license key file (F8); missing or invalid = one transfer at a time' },
     rsync_path: { type: 'string', default: 'rsync', description: 'rsync client binary' },
     rsync_timeout_s: { type: 'integer', minimum: 1, default: 30, description: 'I/O timeout of one run' },
     shift_schedule: { type: 'string', description: 'cron expression (local time): start a shift with uid/gid at each boundary; unset = never' },

@@ -16,6 +16,8 @@ import { planShift } from './shift.js';
 import { ShiftSchedule } from './shift-schedule.js';
 import { FurkadMetrics } from './metrics.js';
 import { MetricsServer } from '../common/metrics-server.js';
+import { TransferGate } from './transfer-gate.js';
+import { checkLicense } from '../common/license.js';
 
 function statusLine(shifts: ShiftManager, loops: Map<string, DetectorLoop>, handover: Handover, schedule?: ShiftSchedule): string {
   const s = shifts.shift;
@@ -38,8 +40,14 @@ async function main(): Promise<number> {
   const bus = connectSystemBus();
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
   const handover = new Handover(bus, log);
+  // F8: without a valid key every detector loop passes one shared gate, one transfer at a time.
+  const license = checkLicense(config.licensekey);
+  if (license.valid) log.info({ license: license.reason }, 'license valid: detectors are served in parallel');
+  else log.warn({ license: license.reason }, 'no valid license: single-thread mode, one transfer at a time');
+  const licenseNote = license.valid ? '' : `; single-thread mode: ${license.reason}`;
+  const gate = new TransferGate(license.valid ? Infinity : 1);
   const loops = new Map(Object.keys(config.detector).map((id) =>
-    [id, new DetectorLoop(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, handover, log)]));
+    [id, new DetectorLoop(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, handover, gate, log)]));
   const shifts = new ShiftManager(config, loops, handover, log);
   // Optional Prometheus endpoint (issue 6), read from the detector loops when scraped.
   const metrics = config.metrics_address === undefined ? undefined : new MetricsServer(new FurkadMetrics(
@@ -51,7 +59,11 @@ async function main(): Promise<number> {
     startShift: (uid, gid, detectors) => shifts.startShift(uid, gid, detectors),
     currentShift: () => shifts.currentShift(),
     nextShift: () => BigInt(schedule?.next?.getTime() ?? 0) * 1000n,
+    detectors: () => [...loops.values()].map((l) => [l.id, l.stats.state, l.stats.lastError,
+      BigInt(l.stats.files), BigInt(l.stats.bytes), BigInt(l.stats.lastRunUs)]),
+    license: () => [license.valid, license.reason],
   });
+  for (const loop of loops.values()) loop.onChange = () => iface.detectorsChanged();
   if (schedule) schedule.onNextChange = () => iface.nextShiftChanged();
   shifts.onChange = () => iface.shiftChanged();
   bus.export(FURKA_PATH, iface);
@@ -63,9 +75,9 @@ async function main(): Promise<number> {
   await shifts.begin(planShift(config, config.uid, config.gid));
   schedule?.start();
 
-  notifier.ready(statusLine(shifts, loops, handover));
+  notifier.ready(statusLine(shifts, loops, handover) + licenseNote);
   log.info({ detectors: [...loops.keys()] }, 'furkad ready');
-  const statusTimer = setInterval(() => notifier.status(statusLine(shifts, loops, handover, schedule)), 1000);
+  const statusTimer = setInterval(() => notifier.status(statusLine(shifts, loops, handover, schedule) + licenseNote), 1000);
 
   await stopRequested();
   log.info('stopping');
@@ -73,6 +85,7 @@ async function main(): Promise<number> {
   clearInterval(statusTimer);
   schedule?.stop();
   await metrics?.close();
+  iface.close();
   stop.abort();
   await Promise.all(running);
   bus.disconnect();
