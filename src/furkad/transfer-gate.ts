@@ -9,15 +9,16 @@ export class TransferGate {
 
   /** Resolves with the function that lets the next waiting run go. */
   async acquire(): Promise<() => void> {
-    if (this.#active >= this.limit) await new Promise<void>((r) => this.#waiting.push(r));
-    this.#active++;
+    // A released slot passes straight to the longest waiter, so a newcomer cannot slip in between.
+    if (this.#active < this.limit) this.#active++;
+    else await new Promise<void>((r) => this.#waiting.push(r));
     let released = false;
     return () => {
       if (released) return;
       released = true;
-      this.#active--;
-      // FIFO: a detector waiting longest runs next, so none starves in single-thread mode.
-      this.#waiting.shift()?.();
+      const next = this.#waiting.shift();
+      if (next) next();
+      else this.#active--;
     };
   }
 }

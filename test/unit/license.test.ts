@@ -1,0 +1,58 @@
+// License keys (F8, G14): issue, check, and every way a key can be wrong, against this machine's real interfaces.
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { checkLicense, hardwareAddresses, issueLicense } from '../../src/common/license.js';
+import { testIssuer } from '../fixtures/license.js';
+
+describe('license keys (F8)', () => {
+  let dir: string;
+  let issuer: ReturnType<typeof testIssuer>;
+  let publicKey: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'license-'));
+    issuer = testIssuer(dir);
+    publicKey = readFileSync(issuer.publicFile, 'utf8');
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('accepts a key issued for an address this machine has', () => {
+    const file = issuer.issue(path.join(dir, 'k'));
+    const r = checkLicense(file, { publicKey });
+    assert.ok(r.valid, r.reason);
+    assert.match(r.reason, /^licensed to Test Beamline \(([0-9a-f]{2}:){5}[0-9a-f]{2}\)$/);
+  });
+
+  it('refuses a missing file, a tampered field, a foreign signer and another machine, each with its reason', () => {
+    assert.match(checkLicense(path.join(dir, 'none'), { publicKey }).reason, /no license key at/);
+    const file = issuer.issue(path.join(dir, 'k'));
+    writeFileSync(file, readFileSync(file, 'utf8').replace('holder = Test Beamline', 'holder = Other Beamline'));
+    assert.match(checkLicense(file, { publicKey }).reason, /bad signature/);
+    const foreign = testIssuer(mkdtempSync(path.join(dir, 'x-')));
+    foreign.issue(file);
+    assert.match(checkLicense(file, { publicKey }).reason, /bad signature/, 'signed with another private key');
+    issuer.issue(file, '02:00:5e:10:20:30');
+    assert.match(checkLicense(file, { publicKey }).reason, /bound to 02:00:5e:10:20:30, which no network interface/);
+    writeFileSync(file, 'hello\n');
+    assert.match(checkLicense(file, { publicKey }).reason, /not a license key: holder, mac, issued, signature missing/);
+  });
+
+  it('stays valid when the interface is down or renamed: any interface directory with the address counts', () => {
+    const net = path.join(dir, 'net');
+    mkdirSync(path.join(net, 'renamed0'), { recursive: true });
+    writeFileSync(path.join(net, 'renamed0', 'address'), '02:00:5E:10:20:30\n');
+    writeFileSync(path.join(net, 'renamed0', 'operstate'), 'down\n');
+    mkdirSync(path.join(net, 'bond-slave', 'bonding_slave'), { recursive: true });
+    writeFileSync(path.join(net, 'bond-slave', 'address'), '02:00:5e:99:99:99\n');
+    writeFileSync(path.join(net, 'bond-slave', 'bonding_slave', 'perm_hwaddr'), '02:00:5e:aa:bb:cc\n');
+    assert.deepEqual([...hardwareAddresses(net)].sort(), ['02:00:5e:10:20:30', '02:00:5e:99:99:99', '02:00:5e:aa:bb:cc']);
+    issuer.issue(path.join(dir, 'k'), '02-00-5e-aa-bb-cc');
+    assert.ok(checkLicense(path.join(dir, 'k'), { publicKey, netDir: net }).valid, 'permanent address of a bonded interface');
+  });
+
+  it('issues only for a well-formed address and an Ed25519 key', () => {
+    assert.throws(() => issueLicense(issuer.privatePem, { holder: 'x', mac: '02:00', issued: 'now' }), /not a hardware address/);
+    assert.throws(() => issueLicense(issuer.privatePem, { holder: 'a\nb', mac: '02:00:5e:10:20:30', issued: 'now' }), /one non-empty line/);
+  });
+});
