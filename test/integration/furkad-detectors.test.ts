@@ -90,11 +90,14 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     await ppu.startShift(510, 511);
     const src = path.join(ppu.detectorRamdisks['1MF']!, 'slow', 'grow.cbf');
     const dest = path.join(ppu.ppuRamdisk, '1mf', '510_511', 'slow', 'grow.cbf');
-    // A writer that keeps the final name open and appends 4 KiB about every millisecond for 3 s, as a
-    // detector writer without temp names would.
+    // A writer that keeps the final name open, writes 24 MiB and then appends 4 KiB about every millisecond
+    // for 3 s, as a detector writer without temp names would. A run takes longer than the gap between two
+    // appends, so every run sees the file change while it is sent: the case F2 promises to hold back.
+    // (A writer pausing longer than a whole run between appends is beyond what rsync can see; README.)
     const writer = startProcess(process.execPath, ['-e', `
       const fs = require('fs'); fs.mkdirSync(require('path').dirname(process.argv[1]), { recursive: true });
-      const fd = fs.openSync(process.argv[1], 'w'); const b = Buffer.alloc(4096, 7); const end = Date.now() + 3000;
+      const fd = fs.openSync(process.argv[1], 'w'); fs.writeSync(fd, Buffer.alloc(24 << 20, 7));
+      const b = Buffer.alloc(4096, 7); const end = Date.now() + 3000;
       while (Date.now() < end) { fs.writeSync(fd, b); const t = process.hrtime.bigint(); while (process.hrtime.bigint() - t < 1000000n) {} }
       fs.closeSync(fd);`, src]);
     const observed: number[] = [];
@@ -109,7 +112,7 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     await eventually(() => existsSync(dest) && !existsSync(src), 20_000, 'the complete file on the PPU');
     const size = statSync(dest).size;
     assert.ok(final === undefined || final === size, `PPU copy has the final size ${String(final)}`);
-    assert.ok(size > 100 * 4096, `the writer wrote for a while (${size} bytes)`);
+    assert.ok(size > (24 << 20) + 100 * 4096, `the writer wrote for a while (${size} bytes)`);
     assert.deepEqual(observed.filter((s) => s !== size), [], 'never observed shorter than complete under its final name');
     assert.equal(sha256File(readFileSync(dest)), sha256File(Buffer.alloc(size, 7)), 'content complete');
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 510 && r[5] === 1n), 20_000, 'grimseld to copy it');
