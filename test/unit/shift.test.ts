@@ -17,9 +17,10 @@ describe('shift planning (F4, F6)', () => {
   });
 
   it('empty fields fall back to the configuration; given ones override it', () => {
-    const s = planShift(config, 500, 501, [['1MF', '', '/ramdisk/other'], ['2MF', '/sub', '']]);
+    // An override's parent must exist (F6): /tmp does, /ramdisk need not on a test machine.
+    const s = planShift(config, 500, 501, [['1MF', '', '/tmp/other'], ['2MF', '/sub', '']]);
     assert.deepEqual(s.detectors.map((d) => [d.id, d.source, d.target]),
-      [['1MF', '/d1', '/ramdisk/other/./'], ['2MF', '/sub', '/ramdisk/2mf/./']]);
+      [['1MF', '/d1', '/tmp/other/./'], ['2MF', '/sub', '/ramdisk/2mf/./']]);
   });
 
   it('a non-empty list serves only the listed detectors', () => {
@@ -35,6 +36,8 @@ describe('shift planning (F4, F6)', () => {
     assert.match(reason(() => planShift(config, 1, 2, [['1MF', '', ''], ['1MF', '', '']])), /^InvalidArgs: .*listed twice/);
     assert.match(reason(() => planShift(config, 1, 2, [['1MF', '', 'rel/dir']])), /^InvalidArgs: .*absolute/);
     assert.match(reason(() => planShift(config, 1, 2, [['1MF', '../x', '']])), /^InvalidArgs: .*'\.\.'/);
+    assert.match(reason(() => planShift(config, 1, 2, [['1MF', '', '/no/such/./dir']])), /^NotFound: .*\/no\/such is not an existing directory/);
+    assert.match(reason(() => planShift(config, 0, 2, [])), /^NotAllowed: .*allow_root_shift = no/);
   });
 
   it('gives every shift a distinct, increasing start time in µs', () => {
