@@ -1,6 +1,6 @@
 // One storage and its pool of writers (SPEC G1, G13): a slow or unmounted storage never holds back another.
 import { replicatedPath } from '../common/paths.js';
-import { sleep } from '../common/abort.js';
+import { sleep, wakeOrAbort } from '../common/abort.js';
 import { copyAtomic, type CopyOptions, type CopyOutcome, type Identity } from './copier.js';
 import { isMountPoint } from './mounts.js';
 import type { StorageConfig, StorageType } from './config.js';
@@ -101,10 +101,7 @@ export class Storage {
         }
         const queued = this.#take();
         if (!queued) {
-          await new Promise<void>((r) => {
-            this.#wake.push(r);
-            signal.addEventListener('abort', () => r(), { once: true });
-          });
+          await wakeOrAbort((wake) => this.#wake.push(wake), signal);
           continue;
         }
         const job = this.events.resolve(this, queued);
