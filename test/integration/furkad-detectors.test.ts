@@ -90,13 +90,14 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     await ppu.startShift(510, 511);
     const src = path.join(ppu.detectorRamdisks['1MF']!, 'slow', 'grow.cbf');
     const dest = path.join(ppu.ppuRamdisk, '1mf', '510_511', 'slow', 'grow.cbf');
-    // A writer that keeps the final name open, writes 24 MiB and then appends 4 KiB about every millisecond
-    // for 3 s, as a detector writer without temp names would. A run takes longer than the gap between two
-    // appends, so every run sees the file change while it is sent: the case F2 promises to hold back.
-    // (A writer pausing longer than a whole run between appends is beyond what rsync can see; README.)
+    // A writer that puts 24 MiB under the final name and then keeps appending 4 KiB about every millisecond
+    // for 3 s. A run takes longer than the gap between two appends, so every run sees the file change while
+    // it is sent: the case F2 promises to hold back. (A writer pausing longer than a whole run, an empty
+    // file before its first write included, is beyond what rsync can see; see the README.)
     const writer = startProcess(process.execPath, ['-e', `
-      const fs = require('fs'); fs.mkdirSync(require('path').dirname(process.argv[1]), { recursive: true });
-      const fd = fs.openSync(process.argv[1], 'w'); fs.writeSync(fd, Buffer.alloc(24 << 20, 7));
+      const fs = require('fs'); const path = require('path'); fs.mkdirSync(path.dirname(process.argv[1]), { recursive: true });
+      const tmp = path.join(path.dirname(process.argv[1]), '.grow.cbf.writing'); fs.writeFileSync(tmp, Buffer.alloc(24 << 20, 7)); fs.renameSync(tmp, process.argv[1]);
+      const fd = fs.openSync(process.argv[1], 'a');
       const b = Buffer.alloc(4096, 7); const end = Date.now() + 3000;
       while (Date.now() < end) { fs.writeSync(fd, b); const t = process.hrtime.bigint(); while (process.hrtime.bigint() - t < 1000000n) {} }
       fs.closeSync(fd);`, src]);
