@@ -10,6 +10,7 @@ import { loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
 import { formatDetectorTable, formatStatusTable, type DetectorRecord, type StatusRow } from './status-table.js';
 import { importVendorConfig } from './vendor-import.js';
+import { licenseCommand } from './license-command.js';
 import { statusRecord } from '../grimseld/status-server.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 
@@ -30,6 +31,11 @@ const USAGE = `usage: ppuctl COMMAND [options]
   config import VENDOR_FILE [-o OUT] [--json]
                                            convert furka_dectris.conf / grimsel_dectris.conf to our INI
                                            (stdout or OUT); lines it cannot map are reported, exit 1
+  license check [FILE]                     verify a license key here (default /var/lib/furka/license.key);
+                                           exit 0 valid, 1 invalid with the reason
+  license addresses                        hardware addresses a key can be bound to on this machine
+  license issue --private-key PEM --mac ADDRESS --holder NAME [-o OUT]
+                                           sign a key (the issuer's side)
 
 The bus is the system bus, or the one DBUS_SYSTEM_BUS_ADDRESS names.
 `;
@@ -68,6 +74,9 @@ async function run(argv: string[]): Promise<number> {
       watch: { type: 'boolean', short: 'w' },
       interval: { type: 'string' },
       o: { type: 'string', short: 'o' },
+      'private-key': { type: 'string' },
+      mac: { type: 'string' },
+      holder: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -75,6 +84,9 @@ async function run(argv: string[]): Promise<number> {
   if (values.help || !cmd) {
     process.stdout.write(USAGE);
     return values.help ? 0 : 2;
+  }
+  if (cmd === 'license') {
+    return licenseCommand(sub, rest, values) ?? usage('license check [FILE] | license addresses | license issue --private-key PEM --mac ADDRESS --holder NAME [-o OUT]');
   }
   if (cmd === 'config') {
     if (sub === 'check' && rest.length > 0) return configCheck(rest, !!values.json);

@@ -5,6 +5,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkLicense, hardwareAddresses, issueLicense } from '../../src/common/license.js';
 import { testIssuer } from '../fixtures/license.js';
+import { spawnSync } from 'node:child_process';
+import { PPUCTL_BIN } from '../fixtures/ppu.js';
 
 describe('license keys (F8)', () => {
   let dir: string;
@@ -54,5 +56,24 @@ describe('license keys (F8)', () => {
   it('issues only for a well-formed address and an Ed25519 key', () => {
     assert.throws(() => issueLicense(issuer.privatePem, { holder: 'x', mac: '02:00', issued: 'now' }), /not a hardware address/);
     assert.throws(() => issueLicense(issuer.privatePem, { holder: 'a\nb', mac: '02:00:5e:10:20:30', issued: 'now' }), /one non-empty line/);
+  });
+
+  it('ppuctl license issue writes a key that ppuctl license check accepts, and check says why another is refused', () => {
+    const pem = path.join(dir, 'issuer.pem');
+    writeFileSync(pem, issuer.privatePem);
+    const ppuctl = (...args: string[]) => spawnSync(process.execPath, [PPUCTL_BIN, 'license', ...args],
+      { encoding: 'utf8', env: { ...process.env, ...issuer.env } });
+    const mac = [...hardwareAddresses()][0]!;
+    const key = path.join(dir, 'issued.key');
+    const issued = ppuctl('issue', '--private-key', pem, '--mac', mac.toUpperCase(), '--holder', 'ID23-2', '-o', key);
+    assert.equal(issued.status, 0, issued.stderr);
+    const ok = ppuctl('check', key);
+    assert.deepEqual([ok.status, ok.stdout], [0, `valid: licensed to ID23-2 (${mac})\n`]);
+    assert.equal(ppuctl('issue', '--private-key', pem, '--mac', mac, '--holder', 'x', '-o', key).status, 1, 'never overwrites a key');
+    writeFileSync(key, readFileSync(key, 'utf8').replace(mac, '02:00:5e:10:20:30'));
+    const bad = ppuctl('check', key);
+    assert.equal(bad.status, 1);
+    assert.match(bad.stdout, /^invalid: .* bad signature/);
+    assert.ok(ppuctl('addresses').stdout.split('\n').includes(mac));
   });
 });

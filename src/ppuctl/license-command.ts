@@ -1,0 +1,32 @@
+// `ppuctl license`: check a key on this machine, list the addresses a key can bind to, issue one (SPEC F8, G14).
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { checkLicense, hardwareAddresses, issueLicense } from '../common/license.js';
+
+export interface LicenseOptions {
+  'private-key'?: string | undefined;
+  mac?: string | undefined;
+  holder?: string | undefined;
+  o?: string | undefined;
+}
+
+/** Exit code: 0 ok or valid, 1 invalid key; undefined = not a license command this understands (usage error). */
+export function licenseCommand(sub: string | undefined, args: string[], opts: LicenseOptions): number | undefined {
+  if (sub === 'addresses' && args.length === 0) {
+    process.stdout.write([...hardwareAddresses()].map((a) => `${a}\n`).join(''));
+    return 0;
+  }
+  if (sub === 'check' && args.length <= 1) {
+    const r = checkLicense(args[0] ?? '/var/lib/furka/license.key');
+    process.stdout.write(`${r.valid ? 'valid' : 'invalid'}: ${r.reason}\n`);
+    return r.valid ? 0 : 1;
+  }
+  if (sub === 'issue' && args.length === 0 && opts['private-key'] && opts.mac && opts.holder) {
+    const text = issueLicense(readFileSync(opts['private-key'], 'utf8'), { holder: opts.holder, mac: opts.mac, issued: new Date().toISOString() });
+    if (opts.o === undefined) process.stdout.write(text);
+    // Never overwrite: the target is usually a live key.
+    else if (existsSync(opts.o)) throw new Error(`-o ${opts.o}: the file exists; remove it first or name another`);
+    else writeFileSync(opts.o, text, { mode: 0o644 });
+    return 0;
+  }
+  return undefined;
+}
