@@ -2,14 +2,19 @@
 // furkad (with grimseld, as deployed), a plain rsync pull loop with furkad's pause, and lsyncd at its lowest delay.
 import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { Ppu, tempDir } from '../test/fixtures/ppu.js';
+import { tempDir } from '../test/fixtures/ppu.js';
+import { licensedPpu } from './licensed-ppu.js';
 import { startRsyncDaemon, type RsyncDaemon } from '../test/fixtures/rsync-daemon.js';
 import { startProcess, type Managed } from '../test/fixtures/processes.js';
 import { mountTmpfs, unmount } from '../test/fixtures/tmpfs.js';
 import { eventually, placeImage, WRITER_TEMP_PATTERN } from '../test/fixtures/files.js';
 import { Arrivals } from './arrivals.js';
 
-export type PullerName = 'furkad' | 'rsync-loop' | 'lsyncd';
+/**
+ * `furkad-keep-source`: furkad with `remove_source = no`, which pulls straight to the final names without its
+ * staging directory (nothing to check for a changed source): the difference to `furkad` is what staging costs.
+ */
+export type PullerName = 'furkad' | 'furkad-keep-source' | 'rsync-loop' | 'lsyncd';
 
 export interface Puller {
   name: PullerName;
@@ -19,6 +24,8 @@ export interface Puller {
   arrivalDirs: string[];
   /** The processes whose CPU and memory are this puller's cost. */
   pids: Record<string, number>;
+  /** The first detector's rsync daemon log, for pollers: one `connect from` line per pull cycle. */
+  daemonLog?: string;
   stop(): Promise<void>;
 }
 
@@ -26,7 +33,7 @@ export interface Puller {
 export const PAUSE_MS = 10;
 
 export async function startPuller(name: PullerName, ramdiskBytes: number, detectors = 1): Promise<Puller> {
-  const p = name === 'furkad' ? await startFurkad(ramdiskBytes, detectors)
+  const p = name === 'furkad' || name === 'furkad-keep-source' ? await startFurkad(name, ramdiskBytes, detectors)
     : name === 'rsync-loop' ? await startRsyncLoop(ramdiskBytes)
       : await startLsyncd(ramdiskBytes);
   await probe(p);
@@ -45,16 +52,18 @@ async function probe(p: Puller): Promise<void> {
   }
 }
 
-async function startFurkad(ramdiskBytes: number, detectors: number): Promise<Puller> {
+async function startFurkad(name: 'furkad' | 'furkad-keep-source', ramdiskBytes: number, detectors: number): Promise<Puller> {
   const ids = Array.from({ length: detectors }, (_, i) => `D${i + 1}`);
-  const ppu = await new Ppu({ prefix: 'bench-furkad', ramdiskBytes, detectors: ids }).start();
+  const detectorConf = name === 'furkad' ? {} : Object.fromEntries(ids.map((id) => [id, { remove_source: 'no' }]));
+  const ppu = await licensedPpu({ prefix: 'bench-furkad', ramdiskBytes, detectors: ids, detectorConf }).start();
   const arrivalDirs = ids.map((id) => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000'));
   await eventually(() => arrivalDirs.every((d) => existsSync(d)), 20_000, 'furkad to create its shift directories');
   return {
-    name: 'furkad',
+    name,
     detectorDirs: ids.map((id) => ppu.detectorRamdisks[id]!),
     arrivalDirs,
     pids: { furkad: ppu.furkad!.proc.child.pid!, grimseld: ppu.grimseld!.proc.child.pid! },
+    daemonLog: path.join(ppu.work, `rsyncd-${ppu.rsyncd[ids[0]!]!.port}.log`),
     stop: () => ppu.stop(),
   };
 }
@@ -93,6 +102,7 @@ async function startRsyncLoop(ramdiskBytes: number): Promise<Puller> {
     detectorDirs: [side.detectorDir],
     arrivalDirs: [side.ppuDir],
     pids: { 'rsync-loop': loop.child.pid! },
+    daemonLog: path.join(side.work, `rsyncd-${side.daemon.port}.log`),
     stop: () => cleanup(side, [loop]),
   };
 }

@@ -1,5 +1,5 @@
 // Latency of furkad vs a plain rsync loop vs lsyncd at three detector workloads, medians over repeats (F9).
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { measureLatency, round, WORKLOADS, type LatencyRun } from './latency.js';
 import { startPuller, type Puller, type PullerName } from './pullers.js';
@@ -12,7 +12,7 @@ import { WRITER_TEMP_PATTERN } from '../test/fixtures/files.js';
 import { rsyncArgs } from '../src/furkad/rsync.js';
 import type { Mode } from './modes.js';
 
-export const PULLERS: PullerName[] = ['furkad', 'rsync-loop', 'lsyncd'];
+export const PULLERS: PullerName[] = ['furkad', 'furkad-keep-source', 'rsync-loop', 'lsyncd'];
 
 export interface LatencyRow {
   workload: string;
@@ -32,17 +32,22 @@ export interface LatencyResult {
   emptyRunMs: Percentiles;
   /** Cores busy (CPU s per s) with no files arriving, per process of each puller. */
   idleCores: Record<string, number>;
+  /** Pull cycles per second with no files arriving (connections the detector's rsync daemon logged), pollers only. */
+  idleCyclesPerS: Record<string, number>;
 }
 
 export async function latencySuite(mode: Mode): Promise<LatencyResult> {
   const runs = new Map<string, LatencyRun[]>();
   const idle = new Map<string, number[]>();
+  const cycles = new Map<string, number[]>();
   const key = (w: string, p: string): string => `${w}|${p}`;
   for (let r = 0; r < mode.repeats; r++) {
     for (const name of PULLERS) {
       const puller = await startPuller(name, mode.ramdiskBytes);
       try {
-        for (const [k, v] of Object.entries(await idleCores(puller))) idle.set(k, [...(idle.get(k) ?? []), v]);
+        const quiet = await idleCost(puller);
+        for (const [k, v] of Object.entries(quiet.cores)) idle.set(k, [...(idle.get(k) ?? []), v]);
+        if (quiet.cyclesPerS !== undefined) cycles.set(name, [...(cycles.get(name) ?? []), quiet.cyclesPerS]);
         for (const w of WORKLOADS) {
           const run = await measureLatency(puller, w, mode.latencySeconds);
           console.error(`  ${name} ${w.label} #${r + 1}: p50 ${run.latency.p50} p99 ${run.latency.p99} max ${run.latency.max} ms (${run.missing} missing)`);
@@ -74,15 +79,21 @@ export async function latencySuite(mode: Mode): Promise<LatencyResult> {
       x.furkadRatio = { p50: ratio(f.latency.p50, x.latency.p50), p99: ratio(f.latency.p99, x.latency.p99) };
     }
   }
-  return { rows, emptyRunMs: await emptyRuns(), idleCores: Object.fromEntries([...idle].map(([k, v]) => [k, median(v)])) };
+  return { rows, emptyRunMs: await emptyRuns(), idleCores: Object.fromEntries([...idle].map(([k, v]) => [k, median(v)])),
+    idleCyclesPerS: Object.fromEntries([...cycles].map(([k, v]) => [k, median(v)])) };
 }
 
 const IDLE_S = 2;
 
-async function idleCores(puller: Puller): Promise<Record<string, number>> {
+async function idleCost(puller: Puller): Promise<{ cores: Record<string, number>; cyclesPerS?: number }> {
+  const connects = (): number => (puller.daemonLog ? readFileSync(puller.daemonLog, 'utf8').split('connect from').length - 1 : 0);
   const before = Object.fromEntries(Object.entries(puller.pids).map(([k, pid]) => [k, usage(pid)]));
+  const c0 = connects();
+  const t0 = performance.now();
   await new Promise((r) => setTimeout(r, IDLE_S * 1000));
-  return Object.fromEntries(Object.entries(puller.pids).map(([k, pid]) => [k, round((usage(pid).cpuS - before[k]!.cpuS) / IDLE_S)]));
+  const cyclesPerS = round((connects() - c0) / ((performance.now() - t0) / 1000));
+  const cores = Object.fromEntries(Object.entries(puller.pids).map(([k, pid]) => [k, round((usage(pid).cpuS - before[k]!.cpuS) / IDLE_S)]));
+  return puller.daemonLog ? { cores, cyclesPerS } : { cores };
 }
 
 /** 30 rsync runs as furkad makes them (rsyncArgs) against an empty detector: what one poll costs at least. */

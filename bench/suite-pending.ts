@@ -1,6 +1,6 @@
 // grimseld's memory with many files pending: its only storage is not mounted, so nothing can be copied (G13).
 import * as path from 'node:path';
-import { Ppu } from '../test/fixtures/ppu.js';
+import { licensedPpu } from './licensed-ppu.js';
 import { eventually } from '../test/fixtures/files.js';
 import { writeSet } from './file-sets.js';
 import { feedFifo } from './grimseld-feed.js';
@@ -18,7 +18,7 @@ export interface PendingResult {
 }
 
 export async function pendingSuite(mode: Mode): Promise<PendingResult> {
-  const ppu = new Ppu({ prefix: 'bench-pending', ramdiskBytes: 2 * 2 ** 30 });
+  const ppu = licensedPpu({ prefix: 'bench-pending', ramdiskBytes: 2 * 2 ** 30 });
   // A directory that is no mount point: grimseld keeps every file pending for it.
   ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), mountpoint: ppu.storageRoot, n_copy_processes: 8 } };
   await ppu.start();

@@ -2,7 +2,8 @@
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { Ppu, tempDir } from '../test/fixtures/ppu.js';
+import { tempDir } from '../test/fixtures/ppu.js';
+import { licensedPpu } from './licensed-ppu.js';
 import { startRsyncDaemon } from '../test/fixtures/rsync-daemon.js';
 import { moveInto, whenComplete, writeSet } from './file-sets.js';
 import { parallelCp, rsyncPull } from './baselines.js';
@@ -49,7 +50,7 @@ const mbps = (bytes: number, s: number): number => round(bytes / MB / s);
 
 async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grimseld2MBps' | 'cp2MBps'>> {
   const bulkCount = Math.max(1, Math.round(mode.bulkBytes / (6 * MB)));
-  const ppu = await new Ppu({ prefix: 'bench-bulk', ramdiskBytes: mode.ramdiskBytes }).start();
+  const ppu = await licensedPpu({ prefix: 'bench-bulk', ramdiskBytes: mode.ramdiskBytes }).start();
   const baselineDir = path.join(ppu.work, 'baseline-detector', 'ramdisk');
   mkdirSync(baselineDir, { recursive: true });
   const baseline = await startRsyncDaemon(baselineDir, ppu.work);
@@ -132,7 +133,7 @@ function settle(): void {
 /** grimseld with two storages of COPY_PARALLELISM writers each vs two parallel cp pipelines. */
 async function twoStorages(mode: Mode, count: number): Promise<{ grimseld2MBps: number; cp2MBps: number }> {
   const storages = tempDir('bench-storages');
-  const ppu = new Ppu({
+  const ppu = licensedPpu({
     prefix: 'bench-2st',
     ramdiskBytes: mode.ramdiskBytes,
     storages: {
