@@ -1,6 +1,6 @@
 // One detector's pull loop: rsync run into staging, complete files into place, hand-over, pause; its own
 // back-off, never waiting on another detector (F1, F2, F5, F10).
-import { lstat, mkdir } from 'node:fs/promises';
+import { lstat, mkdir, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyExit, runRsync, type RsyncResult } from './rsync.js';
 import { deliveredPath, unmark } from '../common/paths.js';
@@ -51,6 +51,10 @@ export class DetectorLoop {
   /** The run in flight (or a resolved promise): shift changes wait on it. */
   #current: Promise<number> = Promise.resolve(0);
   #backoff = 0;
+  /** Files left in staging because their source was changing; usually none. */
+  #heldBack = new Set<string>();
+  /** Complete files in staging that could not be renamed into place (a planted link, say): retried every run. */
+  #unplaced = new Set<string>();
 
   constructor(
     readonly id: string,
@@ -160,10 +164,11 @@ export class DetectorLoop {
       this.onChange();
     }
     const verdict = classifyExit(result.code, result.stderr);
+    if (verdict === 'ok' && a.config.remove_source) await this.#dropAbandoned(staging, result);
     if (verdict === 'ok') {
       if (this.#backoff > 0) this.log.info({ detector: this.id }, 'detector reachable again, transfers resumed');
       this.#backoff = 0;
-      if (this.stats.lastError !== '') {
+      if (this.stats.lastError !== '' && this.#unplaced.size === 0) {
         this.stats.lastError = '';
         this.onChange();
       }
@@ -180,17 +185,42 @@ export class DetectorLoop {
    */
   async #promote(staging: string, dir: ShiftDir, result: RsyncResult): Promise<string[]> {
     const placed: string[] = [];
-    for (const rel of result.files) {
-      if (result.changed.has(rel)) continue;
+    const complete = this.#unplaced.size === 0 ? result.files : [...new Set([...this.#unplaced, ...result.files])];
+    for (const rel of complete) {
+      if (result.changed.has(rel)) {
+        this.#heldBack.add(rel);
+        continue;
+      }
+      this.#heldBack.delete(rel);
       try {
         await dir.place(path.join(staging, rel), rel);
         placed.push(rel);
+        this.#unplaced.delete(rel);
       } catch (e) {
-        // Left in staging: the next run lists it again (unchanged) and retries the rename.
-        this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, 'cannot move a transferred file into place');
+        // Its source is gone already: it stays in staging and every run tries again.
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+          this.#unplaced.delete(rel); // nothing left in staging to place
+          continue;
+        }
+        if (!this.#unplaced.has(rel)) this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, 'cannot move a transferred file into place; retrying');
+        this.#unplaced.add(rel);
+        this.stats.lastError = `cannot move ${rel} into place: ${(e as Error).message}`;
+        this.onChange();
       }
     }
     return placed;
+  }
+
+  /** A held-back file whose source is gone from the detector (its writer deleted it) would stay in staging for ever. */
+  async #dropAbandoned(staging: string, result: RsyncResult): Promise<void> {
+    if (this.#heldBack.size === 0) return;
+    const listed = new Set(result.files);
+    for (const rel of this.#heldBack) {
+      if (listed.has(rel)) continue;
+      this.#heldBack.delete(rel);
+      await unlink(path.join(staging, rel)).catch(() => undefined);
+      this.log.warn({ detector: this.id, file: rel }, 'a file that was still changing vanished from the detector; its partial copy is dropped');
+    }
   }
 
   /** Logs an outage once when it starts (its recovery is logged in #runOnce), then backs off (F10). */

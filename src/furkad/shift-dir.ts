@@ -3,8 +3,6 @@ import { lchown, lstat, mkdir, rename } from 'node:fs/promises';
 import * as path from 'node:path';
 
 export class ShiftDir {
-  /** Directories checked or created in this shift: one lstat per new directory, not per file. */
-  #known = new Set<string>();
   readonly root: string;
 
   /** `target` is the real (unmarked) directory, `usrdir` the expanded one ('' = none). */
@@ -25,27 +23,29 @@ export class ShiftDir {
   }
 
   /**
-   * Walks `rel` below `base` one component at a time. A missing directory is made and given to the shift
-   * with lchown; an existing one must be a real directory: users own the usrdir and could plant a link
-   * there to make root write elsewhere.
+   * Walks `rel` below `base` one component at a time, for every file: users own the usrdir and can swap
+   * a directory in it for a link at any moment, so nothing is cached. A missing directory is made and
+   * given to the shift with lchown; an existing one must be a real directory. (Node has no renameat, so
+   * a swap between this check and the rename remains possible; the window is a few microseconds.)
    */
   async #ensureBelow(base: string, rel: string): Promise<void> {
     let dir = base;
     for (const part of rel.split('/').filter((p) => p !== '' && p !== '.')) {
       dir = path.join(dir, part);
-      if (this.#known.has(dir)) continue;
+      let st = await lstat(dir).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return undefined; throw e; });
       let made = false;
-      try {
-        await mkdir(dir, { mode: 0o755 });
-        made = true;
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      if (!st) {
+        try {
+          await mkdir(dir, { mode: 0o755 });
+          made = true;
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+        }
+        st = await lstat(dir);
       }
-      const st = await lstat(dir);
       if (!st.isDirectory()) throw new Error(`refusing to write through ${dir}: it is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}`);
-      // A directory this shift made, or the usrdir itself from an earlier shift of the same name, belongs to the shift.
+      // A directory this shift made, or one of an earlier shift of the same name, belongs to the shift.
       if (made || st.uid !== this.uid || st.gid !== this.gid) await lchown(dir, this.uid, this.gid);
-      this.#known.add(dir);
     }
   }
 }

@@ -100,6 +100,16 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
     assert.deepEqual([st.uid, st.gid], [800, 801], 'usrdir created owned by the shift');
     const sub = statSync(path.join(usr, 'planted'));
     assert.deepEqual([sub.uid, sub.gid], [800, 801], 'subdirectory owned by the shift');
+
+    // The user owns the usrdir and may plant a link below it too: the file waits in staging, never follows it.
+    symlinkSync(elsewhere, path.join(usr, 'deeper'));
+    writeImage(ppu.detectorRamdisks['1MF']!, 'deeper/y.cbf', 1000);
+    await eventually(async () => (await furkaProperty<Row[]>(ppu, 'Detectors')).some((r) => r[0] === '1MF' && /deeper\/y\.cbf.*symbolic link/.test(r[2])),
+      20_000, 'the detector to report the link below the usrdir');
+    assert.deepEqual(listFiles(elsewhere), [], 'nothing written through the deeper link');
+    rmSync(path.join(usr, 'deeper'));
+    await eventually(() => existsSync(path.join(usr, 'deeper/y.cbf')), 30_000, 'the held file placed once the link is gone');
+    await eventually(async () => (await furkaProperty<Row[]>(ppu, 'Detectors')).some((r) => r[0] === '1MF' && r[2] === ''), 20_000, 'the error cleared');
   });
 
   it('rotates its log file by logfile_max_size and keeps logfile_max_number files (S4)', async () => {
