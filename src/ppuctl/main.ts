@@ -238,22 +238,33 @@ async function watchStatus(bus: dbus.MessageBus, n: number, intervalS: number, j
   return 0;
 }
 
-/** Prints grimseld's Message signals (G10) until interrupted or `count` have arrived. */
+/**
+ * Prints grimseld's Message signals (G10) until interrupted or `count` have arrived. The match rule names the
+ * bus name, not the connection, so it goes on across grimseld restarts (a proxy's subscription would not).
+ */
 async function followMessages(bus: dbus.MessageBus, count: number, json: boolean): Promise<number> {
-  const grimsel = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE);
+  await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE); // not running: exit 3 now, not silence
+  const daemon = await iface(bus, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus');
   let seen = 0;
   const done = new Promise<number>((resolve) => {
-    grimsel.on('Message', (code: string, short: string, long: string) => {
-      const time = new Date();
-      process.stdout.write(json
-        ? `${JSON.stringify({ time: time.toISOString(), errcode: code, shortMessage: short, longMessage: long })}\n`
-        : `${time.toLocaleTimeString()} ${code} ${short}\n    ${long}\n`);
-      if (++seen >= count) resolve(0);
+    bus.on('message', (msg: dbus.Message) => {
+      if (msg.type !== dbus.MessageType.SIGNAL) return;
+      if (msg.interface === GRIMSEL_IFACE && msg.member === 'Message' && msg.path === GRIMSEL_PATH) {
+        const [code, short, long] = msg.body as [string, string, string];
+        const time = new Date();
+        process.stdout.write(json
+          ? `${JSON.stringify({ time: time.toISOString(), errcode: code, shortMessage: short, longMessage: long })}\n`
+          : `${time.toLocaleTimeString()} ${code} ${short}\n    ${long}\n`);
+        if (++seen >= count) resolve(0);
+      } else if (msg.member === 'NameOwnerChanged' && (msg.body as string[])[0] === GRIMSEL_NAME) {
+        process.stderr.write((msg.body as string[])[2] ? 'ppuctl: grimseld is back\n' : 'ppuctl: grimseld left the bus; waiting for it to come back\n');
+      }
     });
     void interrupted().then(() => resolve(0));
   });
-  // A round trip after subscribing: the bus handles our match rule before this call, so nothing sent from now on is missed.
-  await callMethod(grimsel, 'QueryStatus', 0);
+  // AddMatch returns once the rule is in place: from then on nothing is missed.
+  await callMethod(daemon, 'AddMatch', `type='signal',sender='${GRIMSEL_NAME}',path='${GRIMSEL_PATH}',interface='${GRIMSEL_IFACE}',member='Message'`);
+  await callMethod(daemon, 'AddMatch', `type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${GRIMSEL_NAME}'`);
   process.stderr.write('ppuctl: following grimseld messages (Ctrl-C ends)\n');
   return done;
 }

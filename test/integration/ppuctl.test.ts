@@ -1,7 +1,7 @@
 // ppuctl as an operator uses it, against the real daemons on a private bus (SPEC S7, S3, G8, G9, G10).
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PPUCTL_BIN, Ppu, tempDir } from '../fixtures/ppu.js';
 import { eventually, writeImage } from '../fixtures/files.js';
@@ -136,6 +136,33 @@ describe('ppuctl (S7)', function () {
     } finally {
       await text.stop();
       await json.stop();
+    }
+  });
+
+  it('messages keeps following across a grimseld restart', async () => {
+    const text = spawnPpuctl('messages');
+    try {
+      await eventually(() => /following grimseld messages/.test(text.output()), 30_000, 'subscribed');
+      await ppu.grimseld!.stop();
+      await eventually(() => /grimseld left the bus/.test(text.output()), 30_000, 'ppuctl to notice');
+      await ppu.startGrimseld();
+      await eventually(() => /grimseld is back/.test(text.output()), 30_000, 'ppuctl to see it back');
+      // An operator's file for the broken 'flaky' storage: a COPY_ERROR from the new grimseld.
+      if (lstatSync(breakable).isDirectory()) {
+        renameSync(breakable, `${breakable}.away2`);
+        writeFileSync(breakable, 'a file where a directory should be\n');
+      }
+      const dir = path.join(ppu.work, 'operator-restart');
+      mkdirSync(path.join(dir, 'r'), { recursive: true });
+      writeFileSync(path.join(dir, 'r/after-restart.txt'), 'x');
+      const add = await run('add', `${dir}/./r/after-restart.txt`);
+      assert.equal(add.code, 0, add.stderr);
+      // Messages are rate-limited per storage: the first one may be about an older file still failing there.
+      const back = text.output().indexOf('grimseld is back');
+      await eventually(() => /COPY_ERROR \S+:\S+\n {4}copy of .* to storage flaky/.test(text.output().slice(back)), 60_000,
+        `a message from the new grimseld:\n${text.output()}`);
+    } finally {
+      await text.stop();
     }
   });
 
