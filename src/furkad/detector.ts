@@ -4,7 +4,7 @@ import { lstat, mkdir, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyExit, runRsync, type RsyncResult } from './rsync.js';
 import { deliveredPath, unmark } from '../common/paths.js';
-import { sleep } from '../common/abort.js';
+import { sleep, wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Handover } from './handover.js';
 import type { Assignment, Shift } from './shift.js';
@@ -96,10 +96,7 @@ export class DetectorLoop {
     while (!signal.aborted) {
       const a = this.#assignment;
       if (!a || this.#held) {
-        await new Promise<void>((r) => {
-          this.#wake = r;
-          signal.addEventListener('abort', () => r(), { once: true });
-        });
+        await wakeOrAbort((wake) => { this.#wake = wake; }, signal);
         continue;
       }
       const moved = await this.#exclusive();

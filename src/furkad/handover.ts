@@ -3,7 +3,7 @@
 import type { ClientInterface } from 'dbus-next';
 import { callMethod, type MessageBus } from '../dbus/bus.js';
 import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
-import { sleep } from '../common/abort.js';
+import { sleep, wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 
 export type HandoverEvent =
@@ -64,7 +64,8 @@ export class Handover {
       if (!ev) {
         this.#idle.splice(0).forEach((r) => r());
         if (signal.aborted) return;
-        await new Promise<void>((r) => { this.#wake = r; signal.addEventListener('abort', () => r(), { once: true }); });
+        // One wait per emptied queue, i.e. per run that moved files: the abort listener must not pile up.
+        await wakeOrAbort((wake) => { this.#wake = wake; }, signal);
         this.#wake = undefined;
         continue;
       }

@@ -63,7 +63,7 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     assert.deepEqual(listFiles(usr2), [], 'nothing from 2MF while its daemon is down');
     const during = (await furkaProperty<Row[]>(ppu, 'Detectors')).find((r) => r[0] === '2MF')!;
     assert.equal(during[1], 'retrying', '2MF shows its outage on the bus');
-    assert.match(during[2], /rsync exit (10|5|35)/, 'with the rsync error');
+    assert.match(during[2], /^rsync exit \d+: /, 'with the rsync error');
     assert.ok(seen.some((rows) => rows.some((r) => r[0] === '2MF' && r[1] === 'retrying')), 'PropertiesChanged told watchers');
 
     ppu.rsyncd['2MF'] = await startRsyncDaemon(ppu.detectorRamdisks['2MF']!, ppu.work, port2);
@@ -83,6 +83,8 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     const log = ppu.furkad!.proc.output().split('\n').filter((l) => l.includes('"2MF"'));
     assert.equal(log.filter((l) => l.includes('unreachable or failing')).length, 1, `outage logged once:\n${log.join('\n')}`);
     assert.equal(log.filter((l) => l.includes('reachable again')).length, 1, 'recovery logged once');
+    // Dozens of runs with files: waits must not pile listeners on the stop signal (a leak over months).
+    assert.doesNotMatch(ppu.furkad!.proc.output(), /MaxListenersExceededWarning/);
     props.off('PropertiesChanged', onChange);
   });
 
