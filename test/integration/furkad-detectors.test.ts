@@ -2,6 +2,7 @@
 // per-detector state on the bus (SPEC F1, F2, F10).
 import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import type * as dbus from 'dbus-next';
 import { Ppu, tempDir } from '../fixtures/ppu.js';
@@ -26,7 +27,8 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     keyDir = tempDir('furkad-license');
     const issuer = testIssuer(keyDir);
     const licensekey = issuer.issue(path.join(keyDir, 'license.key'));
-    ppu = await new Ppu({ prefix: 'ppu-detectors', detectors: ['1MF', '2MF'], furkad: { licensekey }, furkadEnv: issuer.env }).start();
+    // rsync_timeout_s = 3: a detector that accepts connections but never answers times out quickly (F10 test).
+    ppu = await new Ppu({ prefix: 'ppu-detectors', detectors: ['1MF', '2MF'], furkad: { licensekey, rsync_timeout_s: 3 }, furkadEnv: issuer.env }).start();
   });
   after(async () => {
     await ppu?.stop();
@@ -122,5 +124,40 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     await sleep(1000);
     const row = (await ppu.queryStatus(1))[0]!;
     assert.deepEqual([row[1], row[4], row[5], row[6]], [510, 0n, 1n, 0n], 'delivered to grimseld exactly once');
+  });
+
+  it('rides out a detector that accepts connections but never answers (network timeout), 1MF unaffected (F10)', async () => {
+    await ppu.startShift(520, 521);
+    const outages = () => ppu.furkad!.proc.output().split('\n').filter((l) => l.includes('"2MF"') && l.includes('unreachable or failing')).length;
+    const before = outages();
+    const port2 = ppu.rsyncd['2MF']!.port;
+    await ppu.rsyncd['2MF']!.stop();
+    // A black hole on 2MF's port: TCP accepts, nothing is ever said (a hung detector server).
+    const sockets: net.Socket[] = [];
+    const hole = net.createServer((s) => { sockets.push(s); s.on('error', () => undefined); });
+    await new Promise<void>((r) => hole.listen(port2, '127.0.0.1', r));
+    const names: string[] = [];
+    try {
+      for (let i = 0; i < 20; i++) {
+        const rel = `hung/img_${String(i).padStart(3, '0')}.cbf`;
+        writeImage(ppu.detectorRamdisks['1MF']!, rel, 10_000);
+        writeImage(ppu.detectorRamdisks['2MF']!, rel, 10_000);
+        names.push(rel);
+        await sleep(250);
+      }
+      const usr1 = path.join(ppu.ppuRamdisk, '1mf', '520_521');
+      await eventually(() => listFiles(usr1).length === names.length, 20_000, "1MF's files while 2MF hangs");
+      await eventually(async () => (await furkaProperty<Row[]>(ppu, 'Detectors')).some((r) => r[0] === '2MF' && r[1] === 'retrying' &&
+        /^rsync exit (30|35): /.test(r[2])), 20_000, '2MF to time out (rsync exit 35 or 30)');
+    } finally {
+      sockets.forEach((s) => s.destroy());
+      await new Promise<void>((r) => hole.close(() => r()));
+    }
+    ppu.rsyncd['2MF'] = await startRsyncDaemon(ppu.detectorRamdisks['2MF']!, ppu.work, port2);
+    markFixture(ppu.rsyncd['2MF'].proc);
+    const usr2 = path.join(ppu.ppuRamdisk, '2mf', '520_521');
+    await eventually(() => listFiles(usr2).length === names.length, 30_000, "2MF's files once it answers again");
+    assert.deepEqual(listFiles(usr2), names, 'nothing lost or duplicated');
+    assert.equal(outages() - before, 1, 'the outage logged once, however many retries it took');
   });
 });
