@@ -5,12 +5,13 @@ import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu, tempDir } from '../fixtures/ppu.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
-import { testIssuer } from '../fixtures/license.js';
+import { overlaps, testIssuer, timedRsync, type timedRsync as TimedRsync } from '../fixtures/license.js';
 
 describe('furkad with an invalid license key (F8)', function () {
   this.timeout(120_000);
   let ppu: Ppu;
   let keyDir: string;
+  let rsync: ReturnType<typeof TimedRsync>;
 
   before(async () => {
     keyDir = tempDir('furkad-license');
@@ -18,7 +19,9 @@ describe('furkad with an invalid license key (F8)', function () {
     const key = issuer.issue(path.join(keyDir, 'license.key'));
     // Someone moved the key to another holder by hand: the signature no longer matches.
     writeFileSync(key, readFileSync(key, 'utf8').replace('holder = Test Beamline', 'holder = Another Beamline'));
-    ppu = await new Ppu({ prefix: 'ppu-license', detectors: ['1MF', '2MF'], furkadEnv: issuer.env, furkad: { licensekey: key } }).start();
+    rsync = timedRsync(keyDir);
+    ppu = await new Ppu({ prefix: 'ppu-license', detectors: ['1MF', '2MF'], furkadEnv: issuer.env,
+      furkad: { licensekey: key, rsync_path: rsync.path } }).start();
   });
   after(async () => {
     await ppu?.stop();
@@ -36,5 +39,8 @@ describe('furkad with an invalid license key (F8)', function () {
     }
     await eventually(() => listFiles(path.join(ppu.ppuRamdisk, '1mf', '1000_1000')).length === 10 &&
       listFiles(path.join(ppu.ppuRamdisk, '2mf', '1000_1000')).length === 10, 20_000, 'both detectors served');
+    await eventually(() => rsync.intervals().length > 40, 20_000, 'a few dozen idle runs of both detectors');
+    const runs = rsync.intervals();
+    assert.equal(overlaps(runs), 0, 'never two rsync runs at the same time');
   });
 });

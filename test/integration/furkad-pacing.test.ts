@@ -4,7 +4,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu, tempDir } from '../fixtures/ppu.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
-import { testIssuer } from '../fixtures/license.js';
+import { overlaps, testIssuer, timedRsync } from '../fixtures/license.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -12,6 +12,7 @@ describe('furkad pacing: minpause and interrun_pause (F5)', function () {
   this.timeout(120_000);
   let ppu: Ppu;
   let keyDir: string;
+  let timed: ReturnType<typeof timedRsync>;
 
   /** Connections the detector's rsync daemon has logged: one per furkad run. */
   const runs = (id: string): number =>
@@ -20,10 +21,11 @@ describe('furkad pacing: minpause and interrun_pause (F5)', function () {
   before(async () => {
     keyDir = tempDir('furkad-license');
     const issuer = testIssuer(keyDir);
+    timed = timedRsync(keyDir);
     // Licensed: detectors run in parallel, so one detector's pace does not shape another's.
     ppu = await new Ppu({
       prefix: 'ppu-pacing', detectors: ['1MF', '2MF', '3MF'], furkadEnv: issuer.env,
-      furkad: { licensekey: issuer.issue(path.join(keyDir, 'license.key')) },
+      furkad: { licensekey: issuer.issue(path.join(keyDir, 'license.key')), rsync_path: timed.path },
       detectorConf: { '2MF': { minpause: 500 }, '3MF': { interrun_pause: 1500 } },
     }).start();
   });
@@ -55,5 +57,6 @@ describe('furkad pacing: minpause and interrun_pause (F5)', function () {
     const usr = (id: string) => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000');
     await eventually(() => listFiles(usr('3MF')).length === names.length && listFiles(usr('1MF')).length === names.length,
       20_000, 'every file of both detectors, the paced one in fewer, larger runs');
+    assert.ok(overlaps(timed.intervals()) > 0, 'licensed: runs of different detectors overlap (F8)');
   });
 });
