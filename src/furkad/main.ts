@@ -50,8 +50,9 @@ async function main(): Promise<number> {
     [id, new DetectorLoop(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, handover, gate, log)]));
   const shifts = new ShiftManager(config, loops, handover, log);
   // Optional Prometheus endpoint (issue 6), read from the detector loops when scraped.
-  const metrics = config.metrics_address === undefined ? undefined : new MetricsServer(new FurkadMetrics(
-    () => [...loops.values()].map((l) => ({ id: l.id, ...l.stats })), () => handover.pending).registry, log);
+  const furkadMetrics = config.metrics_address === undefined ? undefined : new FurkadMetrics(
+    () => [...loops.values()].map((l) => ({ id: l.id, ...l.stats })), () => handover.pending);
+  const metrics = furkadMetrics && new MetricsServer(furkadMetrics.registry, log);
   // Scheduled rotation (issue 6): a shift with the configured defaults at every boundary, like a restart.
   const schedule = config.shift_schedule === undefined ? undefined
     : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log);
@@ -63,7 +64,12 @@ async function main(): Promise<number> {
       BigInt(l.stats.files), BigInt(l.stats.bytes), BigInt(l.stats.lastRunUs)]),
     license: () => [license.valid, license.reason],
   });
-  for (const loop of loops.values()) loop.onChange = () => iface.detectorsChanged();
+  for (const loop of loops.values()) {
+    loop.onChange = () => {
+      iface.detectorsChanged();
+      furkadMetrics?.detectorChanged({ id: loop.id, ...loop.stats });
+    };
+  }
   if (schedule) schedule.onNextChange = () => iface.nextShiftChanged();
   shifts.onChange = () => iface.shiftChanged();
   bus.export(FURKA_PATH, iface);

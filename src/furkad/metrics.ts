@@ -1,6 +1,6 @@
 // furkad's Prometheus metrics (issue 6): per detector state, files and bytes, read from the detector loops when
-// scraped, so that measuring never touches the transfer path.
-import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
+// scraped, and the duration of every run that moved files: measuring never touches the transfer path.
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 /** What a detector loop reports about itself (DetectorLoop.stats plus its id). */
 export interface DetectorFigures {
@@ -18,10 +18,15 @@ const STATES = ['idle', 'transferring', 'retrying', 'down'];
 
 export class FurkadMetrics {
   readonly registry = new Registry();
+  readonly #runs: Histogram<'detector'>;
+  /** Files per detector when last told, to see which changes are runs that moved files. */
+  readonly #files = new Map<string, number>();
 
   constructor(detectors: () => DetectorFigures[], awaitingGrimseld: () => number) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'furkad_' });
+    this.#runs = new Histogram({ name: 'furkad_run_duration_seconds', help: 'Duration of each rsync run that moved files, per detector',
+      labelNames: ['detector'], buckets: [0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1, 2.5, 5, 10, 30, 60], registers });
     // Per-shift figures restart at 0 with a shift: the totals add what grew since the last scrape (all of it
     // after a restart at 0), so only files of a shift that ends between two scrapes, moved after the first, are missed.
     const seen = new Map<string, { files: number; bytes: number }>();
@@ -70,5 +75,12 @@ export class FurkadMetrics {
         this.set(awaitingGrimseld());
       },
     });
+  }
+
+  /** Called on every change of a detector's figures: a change that added files is one run, timed. */
+  detectorChanged(d: DetectorFigures): void {
+    const before = this.#files.get(d.id) ?? 0;
+    this.#files.set(d.id, d.files);
+    if (d.files > before && d.lastRunUs) this.#runs.observe({ detector: d.id }, d.lastRunUs / 1e6);
   }
 }

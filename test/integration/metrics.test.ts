@@ -78,6 +78,10 @@ describe('grimseld and furkad metrics (issue 6)', function () {
     assert.equal(sample(text, 'furkad_detector_failing{detector="1MF"}'), 0);
     assert.equal(['idle', 'transferring'].map((st) => sample(text, `furkad_detector_state{detector="1MF",state="${st}"}`)).reduce((a, b) => a! + b!), 1);
     assert.equal(sample(text, 'furkad_awaiting_grimseld'), 0);
+    // Every run that moved files is timed; the 5 files may have come in one run or several.
+    const runs = sample(text, 'furkad_run_duration_seconds_count{detector="1MF"}') ?? 0;
+    assert.ok(runs >= 1 && runs <= 5, `runs timed: ${runs}`);
+    assert.ok((sample(text, 'furkad_run_duration_seconds_sum{detector="1MF"}') ?? 0) > 0);
     // A new shift starts its own count; the totals go on.
     await ppu.startShift(960, 961, []);
     writeImage(ppu.detectorRamdisks['1MF']!, 'n/one.cbf', 100);
@@ -87,6 +91,7 @@ describe('grimseld and furkad metrics (issue 6)', function () {
     }, 30_000, 'the new shift in the metrics');
     assert.equal(sample(text, 'furkad_files_total{detector="1MF"}'), 6);
     assert.equal(sample(text, 'furkad_bytes_total{detector="1MF"}'), 325_201);
+    assert.equal(sample(text, 'furkad_run_duration_seconds_count{detector="1MF"}'), runs + 1, 'the run of the new shift timed too');
   });
 
   it('answers only GET /metrics', async () => {
