@@ -152,7 +152,8 @@ export class DetectorLoop {
       release();
     }
     // Whatever reached the PPU complete is handed over, even from a run that failed half-way.
-    const files = a.config.remove_source ? await this.#promote(staging, dir, result) : result.files;
+    // Without remove_source every run lists every file still on both sides: only new ones are news for grimseld.
+    const files = a.config.remove_source ? await this.#promote(staging, dir, result) : result.sent;
     if (files.length > 0) {
       this.handover.delivered(shift.usertime, shift.uid, shift.gid, files.map((f) => deliveredPath(a.target, shift.usrdir, f)));
       this.stats.files += files.length;

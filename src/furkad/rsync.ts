@@ -21,7 +21,8 @@ export interface RsyncResult {
   code: number;
   /** Regular files now on the PPU, relative to `dest`: transferred ones and ones already there. */
   files: string[];
-  /** How many of `files` were transferred in this run, and their bytes. */
+  /** The files of `files` transferred in this run, how many, and their bytes. */
+  sent: string[];
   transferred: number;
   bytes: number;
   /** Files of `files` whose source changed while they were sent: incomplete, kept on the detector (F2). */
@@ -105,21 +106,22 @@ export function unescapeName(name: string): string {
 const ITEM = /^([<>ch.*])f(.{9}) (\d+) (.*)$/;
 
 /** Picks the regular files out of `%i %l %n` lines: `>f+++…` transferred, `.f  …` already there. */
-export function parseOutput(stdout: string): { files: string[]; transferred: number; bytes: number } {
+export function parseOutput(stdout: string): { files: string[]; sent: string[]; transferred: number; bytes: number } {
   const files: string[] = [];
-  let transferred = 0;
+  const sent: string[] = [];
   let bytes = 0;
   for (const line of stdout.split('\n')) {
     const m = ITEM.exec(line);
     if (!m) continue;
     // rsync names are byte strings; decode escapes into a latin1 string, then read it as UTF-8.
-    files.push(Buffer.from(unescapeName(m[4] ?? ''), 'latin1').toString('utf8'));
+    const name = Buffer.from(unescapeName(m[4] ?? ''), 'latin1').toString('utf8');
+    files.push(name);
     if (m[1] === '>') {
-      transferred++;
+      sent.push(name);
       bytes += Number(m[3]);
     }
   }
-  return { files, transferred, bytes };
+  return { files, sent, transferred: sent.length, bytes };
 }
 
 /** Runs rsync once; resolves with what it moved. Aborting kills the run (rsync removes its temp file). */
@@ -132,7 +134,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal): Promise<RsyncResu
     child.stderr.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) => {
       if ((e as NodeJS.ErrnoException).code === 'ABORT_ERR') return;
-      resolve({ code: 127, files: [], transferred: 0, bytes: 0, changed: new Set(), stderr: e.message });
+      resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), stderr: e.message });
     });
     child.on('close', (code, sig) => {
       const parsed = parseOutput(Buffer.concat(out).toString('latin1'));

@@ -1,5 +1,5 @@
 // furkad with a tampered license key: single-thread mode, its reason on the bus and in the log, and every
-// detector still served (F8).
+// detector still served (F8); one detector with remove_source = no (F2).
 import { strict as assert } from 'node:assert';
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -21,7 +21,7 @@ describe('furkad with an invalid license key (F8)', function () {
     writeFileSync(key, readFileSync(key, 'utf8').replace('holder = Test Beamline', 'holder = Another Beamline'));
     rsync = timedRsync(keyDir);
     ppu = await new Ppu({ prefix: 'ppu-license', detectors: ['1MF', '2MF'], furkadEnv: issuer.env,
-      furkad: { licensekey: key, rsync_path: rsync.path } }).start();
+      furkad: { licensekey: key, rsync_path: rsync.path }, detectorConf: { '2MF': { remove_source: 'no' } } }).start();
   });
   after(async () => {
     await ppu?.stop();
@@ -42,5 +42,10 @@ describe('furkad with an invalid license key (F8)', function () {
     await eventually(() => rsync.intervals().length > 40, 20_000, 'a few dozen idle runs of both detectors');
     const runs = rsync.intervals();
     assert.equal(overlaps(runs), 0, 'never two rsync runs at the same time');
+
+    // 2MF keeps its sources (remove_source = no): each run lists them again, but only new files are handed over.
+    assert.equal(listFiles(ppu.detectorRamdisks['2MF']!).length, 10, '2MF sources kept');
+    const rows = await ppu.furkaProperty<Array<[string, string, string, bigint, bigint, bigint]>>('Detectors');
+    assert.deepEqual(rows.map((r) => [r[0], r[3]]), [['1MF', 10n], ['2MF', 10n]], 'each file counted once, after dozens of runs');
   });
 });

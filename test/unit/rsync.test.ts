@@ -36,6 +36,7 @@ describe('rsync client run (F1-F3)', () => {
     ].join('\n');
     const r = parseOutput(out);
     assert.deepEqual(r.files, ['a/img_00001.cbf', 'a/we ird\nname.cbf', 'a/left-by-earlier-run.cbf', 'café.tif']);
+    assert.deepEqual(r.sent, ['a/img_00001.cbf', 'a/we ird\nname.cbf', 'café.tif'], 'transferred in this run');
     assert.equal(r.transferred, 3);
     assert.equal(r.bytes, 1023);
   });
