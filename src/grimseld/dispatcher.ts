@@ -8,15 +8,12 @@ import type { Logger } from '../common/logger.js';
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 60_000;
-/** At most one COPY_ERROR per storage this often; the next one says how many were held back. */
-const MESSAGE_INTERVAL_MS = 5000;
 /** While a storage's mount point is missing, the error is repeated this often (sooner while files wait for it). */
 const UNMOUNTED_REPEAT_MS = 60_000;
 const UNMOUNTED_REPEAT_BUSY_MS = 10_000;
 
 export class Dispatcher implements StorageEvents {
   #attempts = new Map<string, number>();
-  #lastMessage = new Map<string, { at: number; held: number }>();
   #unmounted = new Map<string, number>();
   #timers = new Set<NodeJS.Timeout>();
 
@@ -73,10 +70,16 @@ export class Dispatcher implements StorageEvents {
     // by a link or deleted (G6), and the next attempt reads the internal copy instead.
     const permanent = r.outcome instanceof SourceChanged && rec.ramdisk === 'present';
     await this.catalog.setCopy(rec, r.storage.id, 'failed', permanent);
-    this.#copyError(r, permanent);
-    if (permanent) return;
     const n = (this.#attempts.get(key) ?? 0) + 1;
     this.#attempts.set(key, n);
+    // Every file's failure is announced once (its retries are not): a full disk costs one message per
+    // file that could not be written, not one per retry.
+    if (n === 1) this.#copyError(r, permanent);
+    else this.log.debug({ storage: r.storage.id, src: r.job.src, attempt: n }, (r.outcome as Error).message);
+    if (permanent) {
+      this.#attempts.delete(key);
+      return;
+    }
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
       const again = this.catalog.files.get(rec.id);
@@ -87,19 +90,9 @@ export class Dispatcher implements StorageEvents {
   }
 
   #copyError(r: CopyReport, permanent: boolean): void {
-    const err = r.outcome as Error;
-    const long = `copy of ${r.job.src} to storage ${r.storage.id} (${r.dest}) failed: ${err.message}` +
-      (permanent ? '; not retried' : '; will be retried');
-    const now = Date.now();
-    const last = this.#lastMessage.get(r.storage.id);
-    if (last && now - last.at < MESSAGE_INTERVAL_MS) {
-      last.held++;
-      this.log.debug({ storage: r.storage.id }, long);
-      return;
-    }
-    const held = last?.held ?? 0;
-    this.#lastMessage.set(r.storage.id, { at: now, held: 0 });
-    this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`, held ? `${long} (${held} more errors on this storage since the last message)` : long);
+    this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`,
+      `copy of ${r.job.src} to storage ${r.storage.id} (${r.dest}) failed: ${(r.outcome as Error).message}` +
+      (permanent ? '; not retried' : '; retried until it succeeds'));
   }
 
   mountState(storage: Storage, mounted: boolean): void {
