@@ -7,9 +7,10 @@ export async function timed(cmd: string, args: string[], cwd?: string): Promise<
   const t = performance.now();
   const p = startProcess(cmd, args, cwd ? { cwd } : {});
   const code = await p.exited;
+  const seconds = (performance.now() - t) / 1000; // before stop(), whose process-group check takes ms
   await p.stop();
   if (code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited with ${code}: ${p.output()}`);
-  return (performance.now() - t) / 1000;
+  return seconds;
 }
 
 /** One plain `rsync -a` of `dir` from a detector's rsync daemon into `dest`. */

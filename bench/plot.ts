@@ -16,23 +16,23 @@ export function plotLatency(rows: LatencyRow[], png: string, title: string): voi
         const file = path.join(tmp, `${w}-${r.puller}.dat`.replace(/[^\w.-]+/g, '_'));
         const s = [...r.samples].sort((a, b) => a - b);
         writeFileSync(file, s.map((v, i) => `${Math.max(v, 0.1)} ${(i + 1) / s.length}`).join('\n') + '\n');
-        return `'${file}' using 1:2 with steps lw 2 title '${r.puller} (p50 ${r.latency.p50.toFixed(0)}, p99 ${r.latency.p99.toFixed(0)} ms)'`;
+        return `'${file}' using 1:2 with steps lw 2 title '${r.puller} ${r.latency.p50.toFixed(0)}/${r.latency.p99.toFixed(0)}'`;
       });
       return [
         `set title '${w}'`,
         `set arrow from ${VENDOR_MS},0 to ${VENDOR_MS},1 nohead dt 2 lc rgb 'gray40'`,
-        `set label 'vendor furka ~${VENDOR_MS} ms' at ${VENDOR_MS * 1.15},0.5 rotate by 90 center tc rgb 'gray40'`,
+        `set label 'vendor furka' at ${VENDOR_MS * 1.1},0.97 left tc rgb 'gray40'`,
         `plot ${series.join(', ')}`,
         'unset arrow', 'unset label',
       ].join('\n');
     });
     const script = [
-      `set terminal pngcairo size 1500,520 font 'DejaVu Sans,11'`,
+      `set terminal pngcairo size 1500,600 font 'DejaVu Sans,11'`,
       `set output '${png}'`,
-      `set multiplot layout 1,${workloads.length} title '${title}'`,
+      `set multiplot layout 1,${workloads.length} title '${title}: detector file named -> complete file on the PPU ramdisk (CDF)'`,
       'set logscale x', 'set xrange [1:1000]', 'set yrange [0:1]', 'set grid',
-      "set xlabel 'ms from detector file named to complete on PPU (log)'", "set ylabel 'fraction of files'",
-      'set key top left box opaque', ...panels, 'unset multiplot',
+      "set xlabel 'ms (log scale)' offset 0,0.5", "set ylabel 'fraction of files'",
+      "set key below box font ',10' horizontal maxrows 2 title 'p50/p99 ms'", ...panels, 'unset multiplot',
     ].join('\n');
     const gp = path.join(tmp, 'latency.gp');
     writeFileSync(gp, script + '\n');
