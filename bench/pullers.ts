@@ -1,5 +1,5 @@
-// The three ways of getting detector files onto the PPU that the latency benchmark compares:
-// furkad (with grimseld, as deployed), a plain rsync pull loop with furkad's pause, and lsyncd at its lowest delay.
+// The ways of getting detector files onto the PPU that the latency benchmark compares: furkad (with grimseld,
+// as deployed), furkad without staging, a plain rsync pull loop with furkad's pause, and lsyncd at its lowest delay.
 import { existsSync, mkdirSync, writeFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../test/fixtures/ppu.js';
