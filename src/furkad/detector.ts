@@ -1,6 +1,6 @@
 // One detector's pull loop: rsync run into staging, complete files into place, hand-over, pause; its own
 // back-off, never waiting on another detector (F1, F2, F5, F10).
-import { lstat, mkdir, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyExit, runRsync, type RsyncResult } from './rsync.js';
 import { deliveredPath, unmark } from '../common/paths.js';
@@ -34,6 +34,9 @@ export function nextBackoff(current: number, verdict: 'retry' | 'fatal'): number
 }
 
 /** Where rsync writes first: a root-only directory below the target, so nothing incomplete carries a final name (F2). */
+/** rsync's temp names: `.<name>.` plus six random characters. */
+const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
+
 export function stagingDir(target: string, id: string): string {
   return path.join(unmark(target), '.furkad-staging', id);
 }
@@ -236,7 +239,31 @@ export class DetectorLoop {
     if (staging) {
       await mkdir(staging, { recursive: true, mode: 0o700 });
       if (!(await lstat(staging)).isDirectory()) throw new Error(`${staging} is not a directory`);
+      await this.#adoptLeftovers(staging);
     }
     this.#dirReady = true;
+  }
+
+  /**
+   * Files found in staging when it is (re)prepared were transferred by a run whose promotion never
+   * happened (furkad was killed in between, the source already removed on the detector): they are placed
+   * by the next run like any unplaced file, unless that run finds their source still changing (F2).
+   * Without this they would sit in a hidden directory for ever, never copied.
+   */
+  async #adoptLeftovers(staging: string): Promise<void> {
+    const found: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const e of await readdir(dir, { withFileTypes: true })) {
+        const full = path.join(dir, e.name);
+        if (e.isDirectory()) await walk(full);
+        // rsync's own temp files (.name.XXXXXX) are its business: it removes them when it ends.
+        else if (e.isFile() && !RSYNC_TEMP.test(e.name)) found.push(path.relative(staging, full));
+      }
+    };
+    await walk(staging);
+    const fresh = found.filter((rel) => !this.#unplaced.has(rel) && !this.#heldBack.has(rel));
+    if (fresh.length === 0) return;
+    this.log.warn({ detector: this.id, files: fresh.length }, 'complete files from an interrupted run found in staging; they are placed with the next run');
+    for (const rel of fresh) this.#unplaced.add(rel);
   }
 }

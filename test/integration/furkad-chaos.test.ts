@@ -1,0 +1,58 @@
+// furkad SIGKILLed at random moments while files stream in: every image still reaches the internal storage,
+// complete and exactly once, without anybody's help (F2, F10, G12 from furkad's side).
+import { strict as assert } from 'node:assert';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
+
+describe('furkad chaos: SIGKILL during a stream', function () {
+  this.timeout(300_000);
+  let ppu: Ppu;
+  before(async () => {
+    ppu = await new Ppu({ prefix: 'ppu-fchaos' }).start();
+  });
+  after(async () => ppu?.stop());
+
+  it('places complete files an interrupted run left in staging after a restart', async () => {
+    // As if a run had transferred the file and furkad died before renaming it into place.
+    const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF', 'left');
+    mkdirSync(staging, { recursive: true });
+    writeFileSync(path.join(staging, 'over.cbf'), 'transferred before the crash');
+    await ppu.killFurkad();
+    await ppu.startFurkad();
+    const copy = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000', 'left', 'over.cbf');
+    await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal')).includes('1mf/1000_1000/left/over.cbf'), 30_000, 'the leftover placed and copied');
+    assert.equal(readFileSync(copy, 'utf8'), 'transferred before the crash');
+    assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging')), [], 'staging is empty again');
+  });
+
+  it('loses no image and copies none twice through 10 kills', async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const copiedBefore = (await ppu.queryStatus(-1)).reduce((n, r) => n + Number(r[5]), 0);
+    const written: WrittenFile[] = [];
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; i < 300; i++) {
+        written.push(writeImage(detector, `k${i % 3}/img_${String(i).padStart(5, '0')}.cbf`, 10_000 + ((i * 7919) % 200_000)));
+        await new Promise((r) => setTimeout(r, 15));
+      }
+      writing = false;
+    })();
+    let kills = 0;
+    while (kills < 10 || writing) {
+      await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
+      await ppu.killFurkad();
+      kills++;
+      await ppu.startFurkad();
+    }
+    await writer;
+    const root = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000');
+    await eventually(() => written.every((f) => listFiles(root).includes(f.rel)), 120_000, 'every image on the internal storage');
+    for (const f of written) assert.equal(sha256File(readFileSync(path.join(root, f.rel))), f.sha256, `${f.rel} complete`);
+    assert.deepEqual(listFiles(detector), [], 'the detector ramdisk is drained');
+    await eventually(async () => (await ppu.queryStatus(-1)).every((r) => r[4] === 0n), 60_000, 'nothing pending');
+    const copied = (await ppu.queryStatus(-1)).reduce((n, r) => n + Number(r[5]), 0);
+    assert.equal(copied - copiedBefore, written.length, 'each image counted once');
+  });
+});
