@@ -26,6 +26,7 @@ export interface FurkadConfig {
   usrdir: string;
   allow_root_shift: boolean;
   licensekey: string;
+  state_dir: string;
   rsync_path: string;
   rsync_timeout_s: number;
   shift_schedule?: string;
@@ -68,6 +69,7 @@ export const furkadSchema = {
     gid: { ...id, default: 1000, description: 'gid of the shift started at process start' },
     usrdir: { type: 'string', pattern: Pattern.relativeBelow, default: '$UID_$GID', description: 'per-shift directory below each target' },
     allow_root_shift: { type: 'boolean', default: false, description: 'accept uid 0 or gid 0 for a shift (files owned by root)' },
+    state_dir: { type: 'string', pattern: Pattern.absolutePath, default: '/var/lib/furka', description: 'hand-over outbox (outbox.jsonl)' },
     licensekey: { type: 'string', pattern: Pattern.absolutePath, default: '/var/lib/furka/license.key', description: 'license key file (F8); missing or invalid = one transfer at a time' },
     rsync_path: { type: 'string', default: 'rsync', description: 'rsync client binary' },
     rsync_timeout_s: { type: 'integer', minimum: 1, default: 30, description: 'I/O timeout of one run' },

@@ -156,9 +156,13 @@ export class DetectorLoop {
     }
     // Whatever reached the PPU complete is handed over, even from a run that failed half-way.
     // Without remove_source every run lists every file still on both sides: only new ones are news for grimseld.
+    const marked = (rels: Iterable<string>): string[] => [...rels].map((f) => deliveredPath(a.target, shift.usrdir, f));
+    // Noted before anything gets its final name: a furkad killed after placing re-sends them at its next start.
+    const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid,
+      marked(a.config.remove_source ? new Set([...this.#unplaced, ...result.files]) : result.sent));
     const files = a.config.remove_source ? await this.#promote(staging, dir, result) : result.sent;
+    this.handover.delivered(shift.usertime, shift.uid, shift.gid, marked(files), noted);
     if (files.length > 0) {
-      this.handover.delivered(shift.usertime, shift.uid, shift.gid, files.map((f) => deliveredPath(a.target, shift.usrdir, f)));
       this.stats.files += files.length;
       this.stats.bytes += result.bytes;
       this.stats.lastRunUs = Math.round((performance.now() - started) * 1000);

@@ -5,10 +5,11 @@ import { callMethod, type MessageBus } from '../dbus/bus.js';
 import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
+import type { Outbox } from './outbox.js';
 
 export type HandoverEvent =
   | { kind: 'shift'; usertime: bigint; uid: number; gid: number }
-  | { kind: 'files'; usertime: bigint; uid: number; gid: number; paths: string[] };
+  | { kind: 'files'; usertime: bigint; uid: number; gid: number; paths: string[]; ids: number[] };
 
 /** At most this many paths in one call: keeps each D-Bus message well below the bus limits. */
 const MAX_BATCH = 2000;
@@ -21,7 +22,7 @@ export class Handover {
   #idle: Array<() => void> = [];
   #intake: ClientInterface | undefined;
 
-  constructor(private readonly bus: MessageBus, private readonly log: Logger) {}
+  constructor(private readonly bus: MessageBus, private readonly log: Logger, private readonly outbox: Outbox) {}
 
   /** Number of file paths not yet acknowledged by grimseld. */
   get pending(): number {
@@ -32,10 +33,20 @@ export class Handover {
     this.#push({ kind: 'shift', usertime, uid, gid });
   }
 
-  delivered(usertime: bigint, uid: number, gid: number, paths: string[]): void {
-    if (paths.length === 0) return;
+  /** Notes files in the outbox before they are placed under their final names (see Outbox). */
+  intend(usertime: bigint, uid: number, gid: number, paths: string[]): number | undefined {
+    return paths.length > 0 ? this.outbox.note(usertime, uid, gid, paths) : undefined;
+  }
+
+  /** Queues placed files for grimseld; `id` (from intend) is acknowledged once grimseld has them. */
+  delivered(usertime: bigint, uid: number, gid: number, paths: string[], id?: number): void {
+    const ids = id === undefined ? [] : [id];
+    if (paths.length === 0) {
+      this.outbox.ack(ids);
+      return;
+    }
     this.#pending += paths.length;
-    this.#push({ kind: 'files', usertime, uid, gid, paths });
+    this.#push({ kind: 'files', usertime, uid, gid, paths, ids });
   }
 
   /** Resolves once every queued event has been acknowledged. */
@@ -50,6 +61,7 @@ export class Handover {
     if (ev.kind === 'files' && last?.kind === 'files' && last.usertime === ev.usertime &&
         this.#queue.length > 1 && last.paths.length + ev.paths.length <= MAX_BATCH) {
       last.paths.push(...ev.paths);
+      last.ids.push(...ev.ids);
     } else {
       this.#queue.push(ev);
     }
@@ -72,14 +84,17 @@ export class Handover {
       try {
         await this.#send(ev);
         this.#queue.shift();
-        if (ev.kind === 'files') this.#pending -= ev.paths.length;
+        if (ev.kind === 'files') {
+          this.#pending -= ev.paths.length;
+          this.outbox.ack(ev.ids);
+        }
         if (this.#down) this.log.info('grimseld reachable again; hand-over resumed');
         this.#down = false;
         backoff = 100;
       } catch (e) {
         if (!this.#down) this.log.error({ err: (e as Error).message }, 'cannot hand over to grimseld; holding files until it answers');
         this.#down = true;
-        // On shutdown, give up after a short grace: the files stay on the ramdisk, grimseld is told by a later start.
+        // On shutdown, give up after a short grace: the outbox keeps them, the next start re-sends them.
         if (signal.aborted && backoff >= 1600) return;
         await sleep(backoff, signal.aborted ? undefined : signal);
         backoff = Math.min(backoff * 2, 5000);

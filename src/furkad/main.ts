@@ -11,6 +11,7 @@ import { FurkaInterface } from '../dbus/furka-interface.js';
 import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
 import { Handover } from './handover.js';
+import { isPlacedFile, Outbox } from './outbox.js';
 import { ShiftManager } from './shift-manager.js';
 import { planShift } from './shift.js';
 import { ShiftSchedule } from './shift-schedule.js';
@@ -39,7 +40,11 @@ async function main(): Promise<number> {
 
   const bus = connectSystemBus();
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
-  const handover = new Handover(bus, log);
+  // Files an earlier furkad placed but never saw grimseld take go first, in their own (earlier) shift.
+  const { outbox, unacked } = Outbox.open(config.state_dir);
+  const handover = new Handover(bus, log, outbox);
+  for (const u of unacked) handover.delivered(u.usertime, u.uid, u.gid, u.paths.filter(isPlacedFile), u.id);
+  if (unacked.length) log.warn({ batches: unacked.length }, 'handing over files an earlier furkad placed but could not hand over');
   // F8: without a valid key every detector loop passes one shared gate, one transfer at a time.
   const license = checkLicense(config.licensekey);
   if (license.valid) log.info({ license: license.reason }, 'license valid: detectors are served in parallel');
@@ -94,6 +99,7 @@ async function main(): Promise<number> {
   iface.close();
   stop.abort();
   await Promise.all(running);
+  outbox.close();
   bus.disconnect();
   log.info('stopped');
   return 0;

@@ -1,7 +1,7 @@
 // furkad SIGKILLed at random moments while files stream in: every image still reaches the internal storage,
 // complete and exactly once, without anybody's help (F2, F10, G12 from furkad's side).
 import { strict as assert } from 'node:assert';
-import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
@@ -25,6 +25,21 @@ describe('furkad chaos: SIGKILL during a stream', function () {
     await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal')).includes('1mf/1000_1000/left/over.cbf'), 30_000, 'the leftover placed and copied');
     assert.equal(readFileSync(copy, 'utf8'), 'transferred before the crash');
     assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging')), [], 'staging is empty again');
+  });
+
+  it('hands over, at its next start, files it had placed but not yet handed over when killed', async () => {
+    await ppu.killFurkad();
+    // As if furkad had noted and placed a file and died before grimseld acknowledged it.
+    const placed = path.join(ppu.ppuRamdisk, '1mf', '1000_1000', 'noted', 'placed.cbf');
+    mkdirSync(path.dirname(placed), { recursive: true });
+    writeFileSync(placed, 'placed, never handed over');
+    appendFileSync(path.join(ppu.work, 'furkad-state', 'outbox.jsonl'), `${JSON.stringify({ t: 'd', id: 999, u: '1000', uid: 1000, gid: 1000,
+      paths: [`${ppu.ppuRamdisk}/./1mf/1000_1000/noted/placed.cbf`, `${ppu.ppuRamdisk}/./1mf/1000_1000/noted/never-placed.cbf`] })}\n`);
+    await ppu.startFurkad();
+    const copy = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000', 'noted', 'placed.cbf');
+    await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal')).includes('1mf/1000_1000/noted/placed.cbf'), 30_000, 'the noted file copied');
+    assert.equal(readFileSync(copy, 'utf8'), 'placed, never handed over');
+    assert.ok((await ppu.queryStatus(-1)).some((r) => r[0] === 1000n && r[5] === 1n), 'counted in the shift it was noted in');
   });
 
   it('loses no image and copies none twice through 10 kills', async () => {

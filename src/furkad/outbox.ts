@@ -1,0 +1,96 @@
+// furkad's hand-over outbox: files about to be placed are noted here before they get their final names,
+// and acknowledged once grimseld has taken them, so a furkad killed in between re-sends them at its next
+// start instead of leaving them on the ramdisk, never copied (SPEC F6, G12).
+// No fsync: the files themselves live on a tmpfs, so the outbox only has to outlive the process.
+import { closeSync, mkdirSync, openSync, readFileSync, ftruncateSync, writeSync, fstatSync, lstatSync } from 'node:fs';
+import { unmark } from '../common/paths.js';
+import * as path from 'node:path';
+
+export interface Unacked {
+  id: number;
+  usertime: bigint;
+  uid: number;
+  gid: number;
+  /** Marked paths ('./') as handed to grimseld. */
+  paths: string[];
+}
+
+type Line = { t: 'd'; id: number; u: string; uid: number; gid: number; paths: string[] } | { t: 'a'; id: number };
+
+/** Truncate the file once nothing is open and it has grown past this. */
+const COMPACT_BYTES = 1 << 20;
+
+export class Outbox {
+  #fd: number;
+  #open = new Set<number>();
+  #nextId: number;
+
+  private constructor(fd: number, open: Set<number>, nextId: number) {
+    this.#fd = fd;
+    this.#open = open;
+    this.#nextId = nextId;
+  }
+
+  /** Opens `dir/outbox.jsonl` and returns what was noted and never acknowledged. */
+  static open(dir: string): { outbox: Outbox; unacked: Unacked[] } {
+    mkdirSync(dir, { recursive: true, mode: 0o750 });
+    const file = path.join(dir, 'outbox.jsonl');
+    let text = '';
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    }
+    const noted = new Map<number, Unacked>();
+    let maxId = 0;
+    for (const raw of text.split('\n')) {
+      let line: Line;
+      try {
+        line = JSON.parse(raw) as Line;
+      } catch {
+        continue; // a torn last line: its files were not placed yet (noting comes first)
+      }
+      maxId = Math.max(maxId, line.id);
+      if (line.t === 'd') noted.set(line.id, { id: line.id, usertime: BigInt(line.u), uid: line.uid, gid: line.gid, paths: line.paths });
+      else noted.delete(line.id);
+    }
+    const fd = openSync(file, 'a');
+    if (text && !text.endsWith('\n')) ftruncateSync(fd, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)));
+    return { outbox: new Outbox(fd, new Set(noted.keys()), maxId + 1), unacked: [...noted.values()] };
+  }
+
+  /** Notes files about to be placed; returns the id to acknowledge them by. */
+  note(usertime: bigint, uid: number, gid: number, paths: string[]): number {
+    const id = this.#nextId++;
+    this.#write({ t: 'd', id, u: String(usertime), uid, gid, paths });
+    this.#open.add(id);
+    return id;
+  }
+
+  ack(ids: number[]): void {
+    const known = ids.filter((id) => this.#open.delete(id));
+    if (known.length === 0) return;
+    if (this.#open.size === 0 && fstatSync(this.#fd).size > COMPACT_BYTES) {
+      ftruncateSync(this.#fd, 0);
+      return;
+    }
+    for (const id of known) this.#write({ t: 'a', id });
+  }
+
+  #write(line: Line): void {
+    writeSync(this.#fd, `${JSON.stringify(line)}\n`);
+  }
+
+  close(): void {
+    closeSync(this.#fd);
+  }
+}
+
+/** Whether a noted (marked) path was placed: a regular file under its final name. */
+export function isPlacedFile(marked: string): boolean {
+  try {
+    return lstatSync(unmark(marked)).isFile();
+  } catch {
+    return false;
+  }
+}
