@@ -26,6 +26,8 @@ export interface Puller {
   pids: Record<string, number>;
   /** The first detector's rsync daemon log, for pollers: one `connect from` line per pull cycle. */
   daemonLog?: string;
+  /** What the puller's processes printed (for an error). */
+  output(): string;
   stop(): Promise<void>;
 }
 
@@ -36,7 +38,13 @@ export async function startPuller(name: PullerName, ramdiskBytes: number, detect
   const p = name === 'furkad' || name === 'furkad-keep-source' ? await startFurkad(name, ramdiskBytes, detectors)
     : name === 'rsync-loop' ? await startRsyncLoop(ramdiskBytes)
       : await startLsyncd(ramdiskBytes);
-  await probe(p);
+  try {
+    await probe(p);
+  } catch (e) {
+    const output = p.output();
+    await p.stop();
+    throw new Error(`${(e as Error).message}\n${output}`);
+  }
   return p;
 }
 
@@ -64,6 +72,7 @@ async function startFurkad(name: 'furkad' | 'furkad-keep-source', ramdiskBytes: 
     arrivalDirs,
     pids: { furkad: ppu.furkad!.proc.child.pid!, grimseld: ppu.grimseld!.proc.child.pid! },
     daemonLog: path.join(ppu.work, `rsyncd-${ppu.rsyncd[ids[0]!]!.port}.log`),
+    output: () => `furkad:\n${ppu.furkad!.proc.output()}\ngrimseld:\n${ppu.grimseld!.proc.output()}`,
     stop: () => ppu.stop(),
   };
 }
@@ -103,6 +112,7 @@ async function startRsyncLoop(ramdiskBytes: number): Promise<Puller> {
     arrivalDirs: [side.ppuDir],
     pids: { 'rsync-loop': loop.child.pid! },
     daemonLog: path.join(side.work, `rsyncd-${side.daemon.port}.log`),
+    output: () => loop.output(),
     stop: () => cleanup(side, [loop]),
   };
 }
@@ -129,6 +139,7 @@ sync {
     detectorDirs: [side.detectorDir],
     arrivalDirs: [side.ppuDir],
     pids: { lsyncd: lsyncd.child.pid! },
+    output: () => lsyncd.output(),
     stop: async () => {
       await lsyncd.stop();
       await ppuDaemon.stop();
