@@ -61,6 +61,27 @@ export const Pattern = {
   word: '^[^/\\s]+$',
 } as const;
 
+/** Keys both daemons have: logging (S4). */
+export const loggingProperties = {
+  logfile: { type: 'string', pattern: Pattern.absolutePath, description: 'log file; unset = stdout (journal)' },
+  logfile_max_number: { type: 'integer', minimum: 1, default: 10 },
+  logfile_max_size: { type: 'integer', minimum: 1, default: 10485760, description: 'bytes' },
+  log_level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info' },
+} as const;
+
+/** The optional Prometheus endpoint of a daemon, off unless an address is given. */
+export function metricsProperties(defaultPort: number) {
+  return {
+    metrics_address: { type: 'string', description: 'listen address of the Prometheus endpoint (GET /metrics); unset = off' },
+    metrics_port: { type: 'integer', minimum: 0, maximum: 65535, default: defaultPort },
+  } as const;
+}
+
+/** `[name.ID]` sections, each validated by `schema`; at least one. */
+export function sectionsOf(schema: Record<string, unknown>) {
+  return { type: 'object', minProperties: 1, additionalProperties: false, patternProperties: { '^[A-Za-z0-9_-]+$': schema } } as const;
+}
+
 const PATTERN_WORDS: Record<string, string> = {
   [Pattern.absolutePath]: 'must be an absolute path (starting with /)',
   [Pattern.relativeBelow]: "must be a relative path without '..'",

@@ -1,5 +1,5 @@
 // furkad.conf: its JSON Schema (one, compiled once) and its typed form (SPEC S3).
-import { compileSchema, ConfigError, loadConfig, Pattern } from '../common/config-file.js';
+import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 import { validSchedule } from './shift-schedule.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
@@ -61,10 +61,7 @@ export const furkadSchema = {
   additionalProperties: false,
   required: ['detector'],
   properties: {
-    logfile: { type: 'string', pattern: Pattern.absolutePath, description: 'log file; unset = stdout (journal)' },
-    logfile_max_number: { type: 'integer', minimum: 1, default: 10 },
-    logfile_max_size: { type: 'integer', minimum: 1, default: 10485760, description: 'bytes' },
-    log_level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info' },
+    ...loggingProperties,
     uid: { ...id, default: 1000, description: 'uid of the shift started at process start' },
     gid: { ...id, default: 1000, description: 'gid of the shift started at process start' },
     usrdir: { type: 'string', pattern: Pattern.relativeBelow, default: '$UID_$GID', description: 'per-shift directory below each target' },
@@ -74,14 +71,8 @@ export const furkadSchema = {
     rsync_path: { type: 'string', default: 'rsync', description: 'rsync client binary' },
     rsync_timeout_s: { type: 'integer', minimum: 1, default: 30, description: 'I/O timeout of one run' },
     shift_schedule: { type: 'string', description: 'cron expression (local time): start a shift with uid/gid at each boundary; unset = never' },
-    metrics_address: { type: 'string', description: 'listen address of the Prometheus endpoint (GET /metrics); unset = off' },
-    metrics_port: { type: 'integer', minimum: 0, maximum: 65535, default: 47196 },
-    detector: {
-      type: 'object',
-      minProperties: 1,
-      additionalProperties: false,
-      patternProperties: { '^[A-Za-z0-9_-]+$': detectorSchema },
-    },
+    ...metricsProperties(47196),
+    detector: sectionsOf(detectorSchema),
   },
 } as const;
 

@@ -1,5 +1,5 @@
 // grimseld.conf: its JSON Schema (one, compiled once), the storage rules a schema cannot say, and its typed form (SPEC S3, G1).
-import { compileSchema, ConfigError, loadConfig, Pattern } from '../common/config-file.js';
+import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/grimseld.conf';
 
@@ -57,10 +57,7 @@ export const grimseldSchema = {
   additionalProperties: false,
   required: ['storage'],
   properties: {
-    logfile: { ...absolute, description: 'log file; unset = stdout (journal)' },
-    logfile_max_number: { type: 'integer', minimum: 1, default: 10 },
-    logfile_max_size: { type: 'integer', minimum: 1, default: 10485760, description: 'bytes' },
-    log_level: { type: 'string', enum: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], default: 'info' },
+    ...loggingProperties,
     target: { ...absolute, default: '/ramdisk', description: 'PPU ramdisk directory files are delivered to' },
     ramdisk_mountpoint: { ...absolute, default: '/ramdisk' },
     licensekey: { ...absolute, default: '/var/lib/grimsel/license.key' },
@@ -71,18 +68,12 @@ export const grimseldSchema = {
     status_address: { type: 'string', default: '127.0.0.1' },
     message_port: { type: 'integer', minimum: 0, maximum: 65535, default: 47198 },
     message_address: { type: 'string', default: '127.0.0.1' },
-    metrics_address: { type: 'string', description: 'listen address of the Prometheus endpoint (GET /metrics); unset = off' },
-    metrics_port: { type: 'integer', minimum: 0, maximum: 65535, default: 47197 },
+    ...metricsProperties(47197),
     history_max_entries: { type: 'integer', minimum: 1, default: 50 },
     fillstate_limit: { type: 'integer', minimum: 1, maximum: 100, default: 80, description: 'percent' },
     state_dir: { ...absolute, default: '/var/lib/grimsel' },
     fifo: { ...absolute, default: '/run/grimseld/files' },
-    storage: {
-      type: 'object',
-      minProperties: 1,
-      additionalProperties: false,
-      patternProperties: { '^[A-Za-z0-9_-]+$': storageSchema },
-    },
+    storage: sectionsOf(storageSchema),
   },
 } as const;
 
