@@ -2,9 +2,9 @@
 // and acknowledged once grimseld has taken them, so a furkad killed in between re-sends them at its next
 // start instead of leaving them on the ramdisk, never copied (SPEC F6, G12).
 // No fsync: the files themselves live on a tmpfs, so the outbox only has to outlive the process.
-import { closeSync, mkdirSync, openSync, readFileSync, ftruncateSync, writeSync, fstatSync, lstatSync } from 'node:fs';
+import { closeSync, openSync, ftruncateSync, writeSync, fstatSync, lstatSync } from 'node:fs';
+import { readAppendLog } from '../common/append-log.js';
 import { unmark } from '../common/paths.js';
-import * as path from 'node:path';
 
 export interface Unacked {
   id: number;
@@ -33,29 +33,21 @@ export class Outbox {
 
   /** Opens `dir/outbox.jsonl` and returns what was noted and never acknowledged. */
   static open(dir: string): { outbox: Outbox; unacked: Unacked[] } {
-    mkdirSync(dir, { recursive: true, mode: 0o750 });
-    const file = path.join(dir, 'outbox.jsonl');
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
+    const { file, lines } = readAppendLog(dir, 'outbox.jsonl');
     const noted = new Map<number, Unacked>();
     let maxId = 0;
-    for (const raw of text.split('\n')) {
+    for (const raw of lines) {
       let line: Line;
       try {
         line = JSON.parse(raw) as Line;
       } catch {
-        continue; // a torn last line: its files were not placed yet (noting comes first)
+        continue; // a damaged note is skipped, as before; the torn tail is already cut
       }
       maxId = Math.max(maxId, line.id);
       if (line.t === 'd') noted.set(line.id, { id: line.id, usertime: BigInt(line.u), uid: line.uid, gid: line.gid, paths: line.paths });
       else noted.delete(line.id);
     }
     const fd = openSync(file, 'a');
-    if (text && !text.endsWith('\n')) ftruncateSync(fd, Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)));
     return { outbox: new Outbox(fd, new Set(noted.keys()), maxId + 1), unacked: [...noted.values()] };
   }
 

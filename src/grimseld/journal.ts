@@ -1,7 +1,7 @@
 // grimseld's write-ahead journal (SPEC G12): every accepted file and every state change is appended and
 // fsync'ed before anyone is told, so a SIGKILL at any instant loses nothing. Replayed at start, compacted
 // into a snapshot when it grows.
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readAppendLog } from '../common/append-log.js';
 import { open, rename, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 
@@ -37,29 +37,15 @@ export class Journal {
    * line (the process died mid-write) is dropped: its writer was never told it was stored.
    */
   static async open(dir: string): Promise<{ journal: Journal; records: JournalRecord[] }> {
-    mkdirSync(dir, { recursive: true, mode: 0o750 });
-    const file = path.join(dir, 'journal.jsonl');
-    let text = '';
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-    }
-    const records: JournalRecord[] = [];
-    const lines = text.split('\n');
-    lines.forEach((line, i) => {
-      if (!line) return;
+    const { file, lines } = readAppendLog(dir, 'journal.jsonl');
+    const records = lines.map((line, i): JournalRecord => {
       try {
-        records.push(JSON.parse(line) as JournalRecord);
+        return JSON.parse(line) as JournalRecord;
       } catch (e) {
-        if (i < lines.length - 1 && lines.slice(i + 1).some(Boolean)) {
-          throw new Error(`${file}: line ${i + 1} is corrupt (${(e as Error).message}); refusing to guess. Move the file away to start empty.`);
-        }
+        throw new Error(`${file}: line ${i + 1} is corrupt (${(e as Error).message}); refusing to guess. Move the file away to start empty.`);
       }
     });
     const fh = await open(file, 'a');
-    // Cut a torn tail off, so that it neither glues onto the next record nor sits in the middle later.
-    if (text && !text.endsWith('\n')) await fh.truncate(Buffer.byteLength(text.slice(0, text.lastIndexOf('\n') + 1)));
     return { journal: new Journal(file, fh, records.length), records };
   }
 
