@@ -13,6 +13,7 @@ export interface DetectorConfig {
   minpause: number;
   interrun_pause: number;
   remove_source: boolean;
+  settle_ms: number;
   exclude: string;
 }
 
@@ -51,6 +52,7 @@ const detectorSchema = {
     minpause: { type: 'integer', minimum: 0, default: 10, description: 'ms between two runs' },
     interrun_pause: { type: 'integer', minimum: 0, default: 0, description: 'extra ms after a run that moved files' },
     remove_source: { type: 'boolean', default: true, description: 'remove copied files from the detector ramdisk' },
+    settle_ms: { type: 'integer', minimum: 0, maximum: 3600000, default: 0, description: 'take a file only once it has not changed for this long (a writer that pauses mid-file); needs remove_source' },
     exclude: { type: 'string', default: '', description: "rsync patterns (space-separated) of files never pulled, e.g. a writer's temp files" },
   },
 };
@@ -80,6 +82,12 @@ const validate = compileSchema<FurkadConfig>(furkadSchema as unknown as Record<s
 
 /** What the schema cannot say: the schedule must be a cron expression. */
 export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadConfig {
+  for (const [id, d] of Object.entries(config.detector)) {
+    if (d.settle_ms > 0 && !d.remove_source) {
+      throw new ConfigError(file, [`section [detector.${id}], key 'settle_ms': needs remove_source = yes (files are ` +
+        `settled in staging before their source is removed), got settle_ms = ${d.settle_ms} with remove_source = no`]);
+    }
+  }
   if (config.shift_schedule !== undefined && !validSchedule(config.shift_schedule)) {
     throw new ConfigError(file, [`top level (before any section), key 'shift_schedule': must be a cron expression ` +
       `('minute hour day-of-month month day-of-week', optionally seconds first), got '${config.shift_schedule}'`]);

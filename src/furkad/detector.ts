@@ -21,8 +21,9 @@ export interface DetectorStats {
   files: number;
   bytes: number;
   lastError: string;
-  /** Duration of the last run that moved files, rsync start to files in place (µs). */
+  /** Duration of the last run that moved files, rsync start to files in place (µs), and how many such runs. */
   lastRunUs: number;
+  runs: number;
 }
 
 const BACKOFF_MIN_MS = 100;
@@ -42,7 +43,7 @@ export function stagingDir(target: string, id: string): string {
 }
 
 export class DetectorLoop {
-  readonly stats: DetectorStats = { state: 'idle', files: 0, bytes: 0, lastError: '', lastRunUs: 0 };
+  readonly stats: DetectorStats = { state: 'idle', files: 0, bytes: 0, lastError: '', lastRunUs: 0, runs: 0 };
   /** Called when `stats` changed (the bus interface coalesces these). */
   onChange: () => void = () => {};
   #shift: Shift | undefined;
@@ -58,6 +59,11 @@ export class DetectorLoop {
   #heldBack = new Set<string>();
   /** Complete files in staging that could not be renamed into place (a planted link, say): retried every run. */
   #unplaced = new Set<string>();
+  /** settle_ms: when furkad last saw each detector file change (performance.now()). */
+  #unchangedSince = new Map<string, number>();
+  /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
+  #leftovers = new Set<string>();
+  #warnedNoReports = false;
 
   constructor(
     readonly id: string,
@@ -128,44 +134,72 @@ export class DetectorLoop {
     if (!shift || !a || !dir) return 0;
     const staging = stagingDir(a.target, this.id);
     try {
-      if (!this.#dirReady) await this.#prepare(dir, a.config.remove_source ? staging : undefined);
+      if (!this.#dirReady) await this.#prepare(dir, a.config.remove_source ? staging : undefined, a.config.settle_ms > 0);
     } catch (e) {
       this.#failed(`cannot create ${dir.root}: ${(e as Error).message}`, 'retry');
       return 0;
     }
-    const release = await this.gate.acquire();
+    const marked = (rels: Iterable<string>): string[] => [...rels].map((f) => deliveredPath(a.target, shift.usrdir, f));
     const started = performance.now();
+    const runWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => runRsync({
+      rsync: this.settings.rsync,
+      host: a.config.remoteIP,
+      port: a.config.port,
+      module: a.config.module,
+      source: a.source,
+      dest,
+      uid: shift.uid,
+      gid: shift.gid,
+      removeSource,
+      ...(only ? { only } : {}),
+      exclude: a.config.exclude.split(/\s+/).filter(Boolean),
+      timeoutS: this.settings.timeoutS,
+    }, undefined, onRemoved);
+
     let result: RsyncResult;
+    let placed = 0;
+    const release = await this.gate.acquire();
     try {
-      result = await runRsync({
-        rsync: this.settings.rsync,
-        host: a.config.remoteIP,
-        port: a.config.port,
-        module: a.config.module,
-        source: a.source,
-        // Without remove_source there is no changed-source check to wait for, so no staging either.
-        dest: a.config.remove_source ? staging : dir.root,
-        uid: shift.uid,
-        gid: shift.gid,
-        removeSource: a.config.remove_source,
-        exclude: a.config.exclude.split(/\s+/).filter(Boolean),
-        timeoutS: this.settings.timeoutS,
-      });
+      if (!a.config.remove_source) {
+        // Without remove_source there is no changed-source check to wait for, so no staging either: rsync
+        // names each file itself. Every run lists every file still on both sides: only new ones are news.
+        result = await runWith(false, dir.root);
+        const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid, marked(result.sent));
+        this.handover.delivered(shift.usertime, shift.uid, shift.gid, marked(result.sent), noted);
+        placed = result.sent.length;
+        this.stats.files += placed;
+      } else {
+        // Each file the daemon reports removed is complete in staging: it is placed and handed over while
+        // the run goes on (F2, F9). What is left at the end (a daemon that does not report removals, files
+        // an earlier run could not place) is placed then, unless its source changed while it was sent.
+        const streamed = new Set<string>();
+        let placing = Promise.resolve();
+        const place = (rels: string[]): void => {
+          placing = placing.then(async () => {
+            rels.forEach((r) => streamed.add(r));
+            placed += await this.#placeAndHandOver(staging, dir, shift, marked, rels);
+          });
+        };
+        if (a.config.settle_ms > 0) {
+          result = await this.#settledRun(staging, a.config.settle_ms, runWith, place);
+        } else {
+          result = await runWith(true, staging, undefined, place);
+        }
+        await placing;
+        const rest = [...new Set([...this.#unplaced, ...result.files])].filter((r) => !streamed.has(r));
+        const complete = rest.filter((r) => !result.changed.has(r));
+        result.changed.forEach((r) => this.#heldBack.add(r));
+        if (result.removed.size === 0 && result.code === 0 && result.files.some((r) => !result.changed.has(r))) this.#warnNoRemovalReports();
+        place(complete);
+        await placing;
+      }
     } finally {
       release();
     }
-    // Whatever reached the PPU complete is handed over, even from a run that failed half-way.
-    // Without remove_source every run lists every file still on both sides: only new ones are news for grimseld.
-    const marked = (rels: Iterable<string>): string[] => [...rels].map((f) => deliveredPath(a.target, shift.usrdir, f));
-    // Noted before anything gets its final name: a furkad killed after placing re-sends them at its next start.
-    const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid,
-      marked(a.config.remove_source ? new Set([...this.#unplaced, ...result.files]) : result.sent));
-    const files = a.config.remove_source ? await this.#promote(staging, dir, result) : result.sent;
-    this.handover.delivered(shift.usertime, shift.uid, shift.gid, marked(files), noted);
-    if (files.length > 0) {
-      this.stats.files += files.length;
+    if (placed > 0) {
       this.stats.bytes += result.bytes;
       this.stats.lastRunUs = Math.round((performance.now() - started) * 1000);
+      this.stats.runs++;
       this.onChange();
     }
     const verdict = classifyExit(result.code, result.stderr);
@@ -185,17 +219,56 @@ export class DetectorLoop {
   }
 
   /**
-   * Renames the files rsync reported complete from staging to their final names; a file whose source
-   * changed while it was sent stays in staging and is taken by a later run, complete (F2).
+   * settle_ms (F2, for writers that pause in the middle of a file): a first run copies into staging and
+   * removes nothing; a file is taken (removed from the detector, placed) only once furkad has seen it
+   * unchanged for settle_ms, by a second run over just those files. The time is furkad's own, so the two
+   * servers' clocks do not matter.
    */
-  async #promote(staging: string, dir: ShiftDir, result: RsyncResult): Promise<string[]> {
+  async #settledRun(staging: string, settleMs: number,
+    runWith: (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => Promise<RsyncResult>,
+    place: (rels: string[]) => void): Promise<RsyncResult> {
+    const look = await runWith(false, staging);
+    if (classifyExit(look.code, look.stderr) !== 'ok') return look;
+    const now = performance.now();
+    const listed = new Set(look.files);
+    for (const rel of look.sent) this.#unchangedSince.set(rel, now);
+    for (const rel of look.files) if (!this.#unchangedSince.has(rel)) this.#unchangedSince.set(rel, now);
+    for (const rel of this.#unchangedSince.keys()) {
+      if (listed.has(rel)) continue;
+      // Gone from the detector without furkad removing it: its writer deleted or renamed it.
+      this.#unchangedSince.delete(rel);
+      this.#heldBack.add(rel);
+    }
+    // Left in staging by a furkad killed between removal and placing: complete, their source is gone.
+    for (const rel of this.#leftovers) if (!listed.has(rel)) this.#unplaced.add(rel);
+    this.#leftovers.clear();
+    const settled = [...this.#unchangedSince].filter(([, since]) => now - since >= settleMs).map(([rel]) => rel);
+    // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
+    if (settled.length === 0) return { ...look, files: [], sent: [], removed: new Set() };
+    const take = await runWith(true, staging, settled, place);
+    for (const rel of settled) if (!take.changed.has(rel)) this.#unchangedSince.delete(rel);
+    for (const rel of take.changed) this.#unchangedSince.set(rel, performance.now());
+    return { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes };
+  }
+
+  /** Notes files in the outbox, gives them their final names and queues them for grimseld; returns how many. */
+  async #placeAndHandOver(staging: string, dir: ShiftDir, shift: Shift, marked: (rels: Iterable<string>) => string[], rels: string[]): Promise<number> {
+    if (rels.length === 0) return 0;
+    // Noted before anything gets its final name: a furkad killed after placing re-sends them at its next start.
+    const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid, marked(rels));
+    const files = await this.#promote(staging, dir, rels);
+    this.handover.delivered(shift.usertime, shift.uid, shift.gid, marked(files), noted);
+    if (files.length > 0) {
+      this.stats.files += files.length;
+      this.onChange();
+    }
+    return files.length;
+  }
+
+  /** Renames complete files from staging to their final names (F2); one that cannot be placed is retried every run. */
+  async #promote(staging: string, dir: ShiftDir, complete: string[]): Promise<string[]> {
     const placed: string[] = [];
-    const complete = this.#unplaced.size === 0 ? result.files : [...new Set([...this.#unplaced, ...result.files])];
     for (const rel of complete) {
-      if (result.changed.has(rel)) {
-        this.#heldBack.add(rel);
-        continue;
-      }
       this.#heldBack.delete(rel);
       try {
         await dir.place(path.join(staging, rel), rel);
@@ -216,12 +289,20 @@ export class DetectorLoop {
     return placed;
   }
 
+  /** Once per process: the detector's daemon does not say which sources it removed, so files wait for the run's end. */
+  #warnNoRemovalReports(): void {
+    if (this.#warnedNoReports) return;
+    this.#warnedNoReports = true;
+    this.log.warn({ detector: this.id }, "the detector's rsync daemon does not report removed files ('max verbosity = 2' " +
+      'missing in its rsyncd.conf): files get their final names only when each run ends, which adds latency');
+  }
+
   /** A held-back file whose source is gone from the detector (its writer deleted it) would stay in staging for ever. */
   async #dropAbandoned(staging: string, result: RsyncResult): Promise<void> {
     if (this.#heldBack.size === 0) return;
     const listed = new Set(result.files);
     for (const rel of this.#heldBack) {
-      if (listed.has(rel)) continue;
+      if (listed.has(rel) || this.#unchangedSince.has(rel)) continue;
       this.#heldBack.delete(rel);
       await unlink(path.join(staging, rel)).catch(() => undefined);
       this.log.warn({ detector: this.id, file: rel }, 'a file that was still changing vanished from the detector; its partial copy is dropped');
@@ -238,12 +319,12 @@ export class DetectorLoop {
     this.onChange();
   }
 
-  async #prepare(dir: ShiftDir, staging: string | undefined): Promise<void> {
+  async #prepare(dir: ShiftDir, staging: string | undefined, settle: boolean): Promise<void> {
     await dir.prepare();
     if (staging) {
       await mkdir(staging, { recursive: true, mode: 0o700 });
       if (!(await lstat(staging)).isDirectory()) throw new Error(`${staging} is not a directory`);
-      await this.#adoptLeftovers(staging);
+      await this.#adoptLeftovers(staging, settle);
     }
     this.#dirReady = true;
   }
@@ -254,7 +335,7 @@ export class DetectorLoop {
    * by the next run like any unplaced file, unless that run finds their source still changing (F2).
    * Without this they would sit in a hidden directory for ever, never copied.
    */
-  async #adoptLeftovers(staging: string): Promise<void> {
+  async #adoptLeftovers(staging: string, settle: boolean): Promise<void> {
     const found: string[] = [];
     const walk = async (dir: string): Promise<void> => {
       for (const e of await readdir(dir, { withFileTypes: true })) {
@@ -265,8 +346,13 @@ export class DetectorLoop {
       }
     };
     await walk(staging);
-    const fresh = found.filter((rel) => !this.#unplaced.has(rel) && !this.#heldBack.has(rel));
+    const fresh = found.filter((rel) => !this.#unplaced.has(rel) && !this.#heldBack.has(rel) && !this.#unchangedSince.has(rel));
     if (fresh.length === 0) return;
+    // With settle_ms most of staging is files still settling, source present: the next run sorts them out.
+    if (settle) {
+      fresh.forEach((rel) => this.#leftovers.add(rel));
+      return;
+    }
     this.log.warn({ detector: this.id, files: fresh.length }, 'complete files from an interrupted run found in staging; they are placed with the next run');
     for (const rel of fresh) this.#unplaced.add(rel);
   }

@@ -10,8 +10,9 @@ export interface DetectorFigures {
   files: number;
   bytes: number;
   lastError: string;
-  /** Duration of the last run that moved files, if the loop measures it. */
+  /** Duration of the last run that moved files, if the loop measures it, and how many such runs (this process). */
   lastRunUs?: number;
+  runs?: number;
 }
 
 const STATES = ['idle', 'transferring', 'retrying', 'down'];
@@ -19,8 +20,8 @@ const STATES = ['idle', 'transferring', 'retrying', 'down'];
 export class FurkadMetrics {
   readonly registry = new Registry();
   readonly #runs: Histogram<'detector'>;
-  /** Files per detector when last told, to see which changes are runs that moved files. */
-  readonly #files = new Map<string, number>();
+  /** Runs that moved files per detector when last told: a change of it is one more run to time. */
+  readonly #runsSeen = new Map<string, number>();
 
   constructor(detectors: () => DetectorFigures[], awaitingGrimseld: () => number) {
     const registers = [this.registry];
@@ -77,10 +78,11 @@ export class FurkadMetrics {
     });
   }
 
-  /** Called on every change of a detector's figures: a change that added files is one run, timed. */
+  /** Called on every change of a detector's figures: a run that moved files is timed once, when it ended. */
   detectorChanged(d: DetectorFigures): void {
-    const before = this.#files.get(d.id) ?? 0;
-    this.#files.set(d.id, d.files);
-    if (d.files > before && d.lastRunUs) this.#runs.observe({ detector: d.id }, d.lastRunUs / 1e6);
+    const before = this.#runsSeen.get(d.id) ?? 0;
+    if (d.runs === undefined || d.runs === before) return;
+    this.#runsSeen.set(d.id, d.runs);
+    if (d.lastRunUs) this.#runs.observe({ detector: d.id }, d.lastRunUs / 1e6);
   }
 }

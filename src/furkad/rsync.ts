@@ -12,6 +12,8 @@ export interface RsyncRun {
   uid: number;
   gid: number;
   removeSource: boolean;
+  /** Only these files (relative to the source), instead of everything below it: settle mode's removal run. */
+  only?: string[];
   /** rsync patterns of files never pulled (a detector writer's temp files). */
   exclude: string[];
   timeoutS: number;
@@ -27,6 +29,8 @@ export interface RsyncResult {
   bytes: number;
   /** Files of `files` whose source changed while they were sent: incomplete, kept on the detector (F2). */
   changed: Set<string>;
+  /** Files the detector's daemon reported removed (`sender removed`): unchanged while sent, so complete (F2). */
+  removed: Set<string>;
   stderr: string;
 }
 
@@ -74,19 +78,38 @@ export function changedSources(stderr: string): Set<string> {
   const out = new Set<string>();
   for (const line of stderr.split('\n')) {
     const m = CHANGED.exec(line);
-    if (m) out.add(Buffer.from(unescapeName(m[1] ?? ''), 'latin1').toString('utf8'));
+    if (m) out.add(decodeName(m[1] ?? ''));
   }
   return out;
 }
 
+/** The source directory below the module, without slashes at either end ('' for the module itself). */
+function sourceDir(run: RsyncRun): string {
+  return run.source.replace(/^\/+|\/+$/g, '');
+}
+
+/**
+ * The --files-from list of a run limited to `only`: names below the module with rsync's `/./` marker, so
+ * the part after the source directory is what lands in dest. (With the source directory in the URL
+ * instead, rsync 3.x's sender looks for the files in the wrong place and removes none.)
+ */
+export function onlyList(run: RsyncRun): Buffer {
+  const dir = sourceDir(run);
+  return Buffer.concat((run.only ?? []).map((rel) => Buffer.from(`${dir === '' ? '' : `${dir}/./`}${rel}\0`, 'utf8')));
+}
+
 export function rsyncArgs(run: RsyncRun): string[] {
-  const src = [run.module, run.source.replace(/^\/+/, '')].filter(Boolean).join('/').replace(/\/*$/, '/');
+  const src = [run.module, run.only ? '' : sourceDir(run)].filter(Boolean).join('/').replace(/\/*$/, '/');
   return [
     '--recursive', // no --links/--devices/--specials: only regular files are copied (F1)
     '--times', // mtimes of the source (F3)
     '--prune-empty-dirs',
     '--owner', '--group', '--numeric-ids', `--chown=${run.uid}:${run.gid}`, // the shift owns it all (F3)
-    ...(run.removeSource ? ['--remove-source-files'] : []), // rsync keeps a source that changed meanwhile (F2)
+    // rsync keeps a source that changed meanwhile (F2). --info=remove1 has the daemon say 'sender removed
+    // NAME' for each source it removed after checking it unchanged: the moment that file is known complete
+    // (needs 'max verbosity = 2' in the daemon's rsyncd.conf; without it furkad waits for the run's end).
+    ...(run.removeSource ? ['--remove-source-files', '--info=remove1'] : []),
+    ...(run.only ? ['--files-from=-', '--from0'] : []),
     ...run.exclude.map((p) => `--exclude=${p}`),
     '--sockopts=TCP_NODELAY',
     `--contimeout=${Math.min(run.timeoutS, 10)}`,
@@ -104,42 +127,90 @@ export function unescapeName(name: string): string {
 }
 
 const ITEM = /^([<>ch.*])f(.{9}) (\d+) (.*)$/;
+const REMOVED = /^sender removed (.*)$/;
 
-/** Picks the regular files out of `%i %l %n` lines: `>f+++…` transferred, `.f  …` already there. */
-export function parseOutput(stdout: string): { files: string[]; sent: string[]; transferred: number; bytes: number } {
-  const files: string[] = [];
-  const sent: string[] = [];
-  let bytes = 0;
-  for (const line of stdout.split('\n')) {
-    const m = ITEM.exec(line);
-    if (!m) continue;
-    // rsync names are byte strings; decode escapes into a latin1 string, then read it as UTF-8.
-    const name = Buffer.from(unescapeName(m[4] ?? ''), 'latin1').toString('utf8');
-    files.push(name);
-    if (m[1] === '>') {
-      sent.push(name);
-      bytes += Number(m[3]);
-    }
-  }
-  return { files, sent, transferred: sent.length, bytes };
+/** rsync names are byte strings: decode escapes into a latin1 string, then read it as UTF-8. */
+function decodeName(raw: string): string {
+  return Buffer.from(unescapeName(raw), 'latin1').toString('utf8');
 }
 
-/** Runs rsync once; resolves with what it moved. Aborting kills the run (rsync removes its temp file). */
-export function runRsync(run: RsyncRun, signal?: AbortSignal): Promise<RsyncResult> {
+/**
+ * Reads rsync's stdout as it comes: `%i %l %n` lines (`>f+++…` transferred, `.f  …` already there) and the
+ * daemon's `sender removed NAME` lines, which are handed to `onRemoved` a chunk at a time.
+ */
+export class OutputParser {
+  readonly files: string[] = [];
+  readonly sent: string[] = [];
+  readonly removed = new Set<string>();
+  bytes = 0;
+  #rest = '';
+
+  constructor(private readonly onRemoved: (names: string[]) => void = () => {}) {}
+
+  /** Feeds a chunk of output (latin1-decoded); complete lines are parsed now. */
+  push(chunk: string): void {
+    const lines = (this.#rest + chunk).split('\n');
+    this.#rest = lines.pop() ?? '';
+    const removed: string[] = [];
+    for (const line of lines) {
+      const r = REMOVED.exec(line);
+      if (r) {
+        const name = decodeName(r[1] ?? '');
+        this.removed.add(name);
+        removed.push(name);
+        continue;
+      }
+      const m = ITEM.exec(line);
+      if (!m) continue;
+      const name = decodeName(m[4] ?? '');
+      this.files.push(name);
+      if (m[1] === '>') {
+        this.sent.push(name);
+        this.bytes += Number(m[3]);
+      }
+    }
+    if (removed.length > 0) this.onRemoved(removed);
+  }
+
+  /** Parses a last line without its newline. */
+  end(): void {
+    if (this.#rest !== '') this.push('\n');
+  }
+}
+
+/** Picks the regular files out of a whole run's output (see OutputParser). */
+export function parseOutput(stdout: string): { files: string[]; sent: string[]; removed: Set<string>; transferred: number; bytes: number } {
+  const p = new OutputParser();
+  p.push(stdout);
+  p.end();
+  return { files: p.files, sent: p.sent, removed: p.removed, transferred: p.sent.length, bytes: p.bytes };
+}
+
+/**
+ * Runs rsync once; resolves with what it moved. `onRemoved` hears of each file the daemon removed while the
+ * run goes on. Aborting kills the run (rsync removes its temp file).
+ */
+export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names: string[]) => void): Promise<RsyncResult> {
   return new Promise((resolve) => {
-    const child = spawn(run.rsync, rsyncArgs(run), { stdio: ['ignore', 'pipe', 'pipe'], signal });
-    const out: Buffer[] = [];
+    const child = spawn(run.rsync, rsyncArgs(run), { stdio: [run.only ? 'pipe' : 'ignore', 'pipe', 'pipe'], signal });
+    const parser = new OutputParser(onRemoved);
     const err: Buffer[] = [];
-    child.stdout.on('data', (b: Buffer) => out.push(b));
-    child.stderr.on('data', (b: Buffer) => err.push(b));
+    if (run.only) {
+      child.stdin?.on('error', () => undefined); // rsync that failed early: its exit code says why
+      child.stdin?.end(onlyList(run));
+    }
+    child.stdout?.setEncoding('latin1');
+    child.stdout?.on('data', (s: string) => parser.push(s));
+    child.stderr?.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) => {
       if ((e as NodeJS.ErrnoException).code === 'ABORT_ERR') return;
-      resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), stderr: e.message });
+      resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), removed: new Set(), stderr: e.message });
     });
     child.on('close', (code, sig) => {
-      const parsed = parseOutput(Buffer.concat(out).toString('latin1'));
+      parser.end();
       const stderr = Buffer.concat(err).toString('latin1');
-      resolve({ code: code ?? (sig ? 20 : 1), ...parsed, changed: changedSources(stderr),
+      resolve({ code: code ?? (sig ? 20 : 1), files: parser.files, sent: parser.sent, transferred: parser.sent.length,
+        bytes: parser.bytes, removed: parser.removed, changed: changedSources(stderr),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });
   });

@@ -3,13 +3,13 @@ import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
-import { validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { checkFurkadConfig, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
 import { parseGrimseldConfigObject, validateGrimseldConfig, type GrimseldConfig } from '../../src/grimseld/config.js';
 
 const ETC = path.resolve(__dirname, '../../../etc/ppu');
 
 function furkad(text: string): FurkadConfig {
-  return parseConfig('/etc/ppu/furkad.conf', text, validateFurkadConfig);
+  return checkFurkadConfig('/etc/ppu/furkad.conf', parseConfig('/etc/ppu/furkad.conf', text, validateFurkadConfig));
 }
 function grimseld(text: string): GrimseldConfig {
   return parseGrimseldConfigObject('/etc/ppu/grimseld.conf', parseConfig('/etc/ppu/grimseld.conf', text, validateGrimseldConfig));
@@ -73,6 +73,14 @@ describe('furkad.conf schema (S3)', () => {
   it('names a boolean that is not yes or no', () => {
     assert.deepEqual(problems(() => furkad(`${DET}remove_source = maybe\n`)),
       ["section [detector.1MF], key 'remove_source': must be yes or no, got 'maybe'"]);
+  });
+
+  it('takes settle_ms (default 0) and refuses it with remove_source = no, naming both keys (F2)', () => {
+    assert.equal(furkad(DET).detector['1MF']!.settle_ms, 0);
+    assert.equal(furkad(`${DET}settle_ms = 1500\n`).detector['1MF']!.settle_ms, 1500);
+    assert.deepEqual(problems(() => furkad(`${DET}settle_ms = 500\nremove_source = no\n`)),
+      ["section [detector.1MF], key 'settle_ms': needs remove_source = yes (files are settled in staging before their " +
+       'source is removed), got settle_ms = 500 with remove_source = no']);
   });
 
   it('refuses a relative target and an out-of-range port, reporting both at once', () => {

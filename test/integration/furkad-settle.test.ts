@@ -1,0 +1,105 @@
+// furkad against writers rsync's own changed-source check cannot see, and against a detector daemon that
+// does not report removals (SPEC F2, F9).
+import { strict as assert } from 'node:assert';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
+import { startRsyncDaemon } from '../fixtures/rsync-daemon.js';
+import { markFixture, startProcess } from '../fixtures/processes.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * A writer that writes its file in place (no temp name) in 8 pieces of 64 KiB with 300 ms between them:
+ * each pause is ten times longer than a furkad run, so rsync sees an unchanged file every time it looks.
+ */
+function pausingWriter(file: string) {
+  return startProcess(process.execPath, ['-e', `
+    const fs = require('fs'); const path = require('path'); fs.mkdirSync(path.dirname(process.argv[1]), { recursive: true });
+    const fd = fs.openSync(process.argv[1], 'w'); const b = Buffer.alloc(65536, 9);
+    const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    for (let i = 0; i < 8; i++) { fs.writeSync(fd, b); sleep(300); }
+    fs.closeSync(fd);`, file]);
+}
+
+describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+
+  before(async () => {
+    ppu = await new Ppu({ prefix: 'ppu-settle', detectorConf: { '1MF': { settle_ms: 1000 } } }).start();
+  });
+  after(async () => {
+    await ppu?.stop();
+  });
+
+  it('takes the file only once it stopped changing: never truncated under its final name, delivered once', async () => {
+    await ppu.startShift(530, 531);
+    const src = path.join(ppu.detectorRamdisks['1MF']!, 'paused', 'img.cbf');
+    const dest = path.join(ppu.ppuRamdisk, '1mf', '530_531', 'paused', 'img.cbf');
+    const writer = pausingWriter(src);
+    markFixture(writer);
+    const observed: number[] = [];
+    let done = false;
+    void writer.exited.then(() => { done = true; });
+    while (!done) {
+      try { observed.push(statSync(dest).size); } catch { /* not there yet */ }
+      await sleep(2);
+    }
+    assert.equal(await writer.exited, 0, writer.output());
+    await eventually(() => existsSync(dest) && !existsSync(src), 20_000, 'the complete file on the PPU, its source removed');
+    assert.deepEqual(observed, [], 'nothing under the final name while the writer was still at work');
+    assert.equal(sha256File(readFileSync(dest)), sha256File(Buffer.alloc(8 * 65536, 9)), 'all 8 pieces');
+    assert.equal(statSync(dest).uid, 530, 'owned by the shift (F3)');
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 530 && r[5] === 1n), 20_000, 'grimseld to copy it');
+    await sleep(1000);
+    const row = (await ppu.queryStatus(1))[0]!;
+    assert.deepEqual([row[1], row[4], row[5], row[6]], [530, 0n, 1n, 0n], 'delivered to grimseld exactly once');
+  });
+
+  it('still delivers a burst of ordinary files, each once, after settle_ms', async () => {
+    await ppu.startShift(532, 533);
+    const names = Array.from({ length: 30 }, (_, i) => `burst/img_${String(i).padStart(3, '0')}.cbf`);
+    const sums = new Map(names.map((rel) => [rel, writeImage(ppu.detectorRamdisks['1MF']!, rel, 50_000).sha256]));
+    const usr = path.join(ppu.ppuRamdisk, '1mf', '532_533');
+    await eventually(() => listFiles(usr).length === names.length, 20_000, 'all 30 files');
+    for (const [rel, sum] of sums) assert.equal(sha256File(readFileSync(path.join(usr, rel))), sum, rel);
+    assert.deepEqual(listFiles(ppu.detectorRamdisks['1MF']!), [], 'every source removed');
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 532 && r[5] === 30n && r[4] === 0n), 20_000, 'grimseld to copy all 30');
+    assert.ok(!ppu.furkad!.proc.output().includes('does not report removed files'), 'the shipped daemon settings report removals');
+  });
+});
+
+describe("furkad with a detector daemon that does not report removals (F2)", function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+
+  before(async () => {
+    ppu = await new Ppu({ prefix: 'ppu-noreport' }).start();
+    // The daemon restarted with an rsyncd.conf that lacks 'max verbosity = 2' (an older detector package).
+    const port = ppu.rsyncd['1MF']!.port;
+    await ppu.rsyncd['1MF']!.stop();
+    ppu.rsyncd['1MF'] = await startRsyncDaemon(ppu.detectorRamdisks['1MF']!, ppu.work, port, { reportRemovals: false });
+    markFixture(ppu.rsyncd['1MF'].proc);
+  });
+  after(async () => {
+    await ppu?.stop();
+  });
+
+  it('places files when each run ends instead, each once, and says once why that is slower', async () => {
+    await ppu.startShift(540, 541);
+    const names = Array.from({ length: 20 }, (_, i) => `old/img_${String(i).padStart(3, '0')}.cbf`);
+    for (const rel of names) {
+      writeImage(ppu.detectorRamdisks['1MF']!, rel, 30_000);
+      await sleep(50);
+    }
+    const usr = path.join(ppu.ppuRamdisk, '1mf', '540_541');
+    await eventually(() => listFiles(usr).length === names.length, 20_000, 'all 20 files');
+    assert.deepEqual(listFiles(ppu.detectorRamdisks['1MF']!), [], 'every source removed');
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 540 && r[5] === 20n && r[4] === 0n), 20_000, 'grimseld to copy all 20');
+    const warnings = ppu.furkad!.proc.output().split('\n').filter((l) => l.includes('does not report removed files'));
+    assert.equal(warnings.length, 1, 'one warning naming the missing rsyncd.conf setting');
+    assert.match(warnings[0]!, /max verbosity = 2/);
+  });
+});
