@@ -81,8 +81,18 @@ export class DetectorLoop {
 
   /** One more run in the current shift, so that files written before a shift change land in it (F6). */
   async drain(): Promise<void> {
-    if (!this.#assignment || this.#backoff > 0) return;
+    const a = this.#assignment;
+    if (!a || this.#backoff > 0) return;
     await this.#exclusive();
+    // settle_ms: files that were there before the call are taken only once settled: wait for them, but not
+    // for a writer that is still at work (its file is newer than the call) and not beyond settle_ms + 2 s.
+    const settle = a.config.settle_ms;
+    const seenBy = performance.now();
+    while (settle > 0 && this.#backoff === 0 && performance.now() < seenBy + settle + 2000 &&
+      [...this.#unchangedSince.values()].some((since) => since <= seenBy)) {
+      await sleep(Math.max(a.config.minpause, 10));
+      await this.#exclusive();
+    }
   }
 
   /** Serves `assignment` of `shift` from now on (undefined: this detector is idle in that shift). */

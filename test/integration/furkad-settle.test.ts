@@ -69,6 +69,20 @@ describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 532 && r[5] === 30n && r[4] === 0n), 20_000, 'grimseld to copy all 30');
     assert.ok(!ppu.furkad!.proc.output().includes('does not report removed files'), 'the shipped daemon settings report removals');
   });
+
+  it('waits at a shift change for files written before it to settle, so they land in the old shift (F6)', async () => {
+    await ppu.startShift(534, 535);
+    const before = Array.from({ length: 5 }, (_, i) => `change/before_${i}.cbf`);
+    for (const rel of before) writeImage(ppu.detectorRamdisks['1MF']!, rel, 20_000);
+    await ppu.startShift(536, 537);
+    writeImage(ppu.detectorRamdisks['1MF']!, 'change/after.cbf', 20_000);
+    // Earlier shifts' ramdisk files go once copied (G5): the internal storage shows where each landed.
+    const oldDir = path.join(ppu.storageRoot, 'internal', '1mf', '534_535');
+    const newDir = path.join(ppu.storageRoot, 'internal', '1mf', '536_537');
+    await eventually(() => listFiles(newDir).length === 1 && listFiles(oldDir).length === before.length, 20_000, 'all six files copied');
+    assert.deepEqual(listFiles(oldDir), before, 'every file written before StartShift in the old shift');
+    assert.deepEqual(listFiles(newDir), ['change/after.cbf'], 'only the later file in the new shift');
+  });
 });
 
 describe("furkad with a detector daemon that does not report removals (F2)", function () {
