@@ -1,34 +1,13 @@
 // Every file grimseld is responsible for, its copy state per storage and what became of its ramdisk and
 // internal originals (SPEC G2, G5-G7, G9, G12). Changes are journaled before they count; counts are
 // derived from these states, so after a replay they are right by construction.
-import type { Journal, JournalRecord } from './journal.js';
+import { Journal, type JournalRecord } from './journal.js';
 import type { ShiftBook } from './shift-book.js';
+import { FileRecord, type NewFile, type Origin } from './file-record.js';
+import { doneEverywhere, doneOn, failedForGood, stateAt, withState, type CopyState } from './copy-states.js';
 
-export type CopyState = 'pending' | 'copied' | 'failed';
-/** What became of a file's original on the ramdisk (or of its internal copy). */
-export type Origin = 'present' | 'linked' | 'deleted' | 'gone';
-
-/** A file as grimseld takes it: where it is, what to replicate, and what it must still be when copied. */
-export interface NewFile {
-  src: string;
-  rel: string;
-  size: number;
-  mtimeMs: number;
-  ino: number;
-  dev: number;
-}
-
-export interface FileRecord extends NewFile {
-  id: number;
-  usertime: bigint;
-  states: Map<string, CopyState>;
-  /** Storages whose copy failed for good (the source is gone): not retried. */
-  permanent: Set<string>;
-  /** Whether `src` lies on the PPU ramdisk (cleanup and the fill guard may touch it). */
-  onRamdisk: boolean;
-  ramdisk: Origin;
-  internal: Origin;
-}
+export { FileRecord };
+export type { CopyState, NewFile, Origin };
 
 export class Catalog {
   readonly files = new Map<number, FileRecord>();
@@ -37,18 +16,36 @@ export class Catalog {
   /** Counts of records already resolved and dropped, per shift: they live on in the snapshot. */
   #settled = new Map<bigint, Map<string, [number, number]>>();
   #nextId = 1;
+  #index: Map<string, number>;
+  #ramdiskPrefix: string;
 
   constructor(
     private readonly journal: Journal,
     private readonly book: ShiftBook,
     private readonly storageIds: string[],
-    private readonly ramdiskRoot: string,
+    ramdiskRoot: string,
     private readonly hasExternal: boolean,
-  ) {}
+  ) {
+    this.#index = new Map(storageIds.map((s, i) => [s, i]));
+    this.#ramdiskPrefix = `${ramdiskRoot.replace(/\/+$/, '')}/`;
+  }
 
-  /** Rebuilds state from journal records (idempotent: a record seen twice changes nothing). */
-  replay(records: JournalRecord[]): void {
+  /**
+   * Opens the journal in `stateDir` and replays it into a new catalog. The journal's lines are parsed one
+   * at a time and dropped when this returns: a long journal costs memory at start only.
+   */
+  static async open(stateDir: string, book: ShiftBook, storageIds: string[], ramdiskRoot: string, hasExternal: boolean):
+    Promise<{ catalog: Catalog; journal: Journal; replayed: number }> {
+    const { journal, records } = await Journal.open(stateDir);
+    const catalog = new Catalog(journal, book, storageIds, ramdiskRoot, hasExternal);
+    return { catalog, journal, replayed: catalog.replay(records) };
+  }
+
+  /** Rebuilds state from journal records (idempotent: a record seen twice changes nothing); returns how many. */
+  replay(records: Iterable<JournalRecord>): number {
+    let n = 0;
     for (const r of records) {
+      n++;
       switch (r.t) {
         case 'shift': {
           this.book.begin(BigInt(r.u), r.uid, r.gid);
@@ -66,10 +63,9 @@ export class Catalog {
         case 'copied':
         case 'failed': {
           const rec = this.files.get(r.id);
-          if (!rec) break;
-          rec.states.set(r.s, r.t);
-          if (r.t === 'failed' && r.permanent) rec.permanent.add(r.s);
-          if (r.t === 'copied') rec.permanent.delete(r.s);
+          const i = this.#index.get(r.s);
+          if (!rec || i === undefined) break;
+          rec.states = withState(rec.states, i, r.t, r.t === 'failed' && r.permanent);
           break;
         }
         case 'ramdisk': {
@@ -88,20 +84,38 @@ export class Catalog {
       for (const [s, [copied, failed]] of perStorage) this.book.add(u, s, { pending: 0, copied, failed });
     }
     for (const rec of [...this.files.values()]) {
-      for (const [s, st] of rec.states) this.book.count(rec.usertime, s, undefined, st);
+      this.storageIds.forEach((s, i) => this.book.count(rec.usertime, s, undefined, stateAt(rec.states, i)));
       this.#settleIfDone(rec);
     }
+    return n;
   }
 
   #newRecord(id: number, usertime: bigint, f: NewFile): FileRecord {
-    return {
-      id, usertime, src: f.src, rel: f.rel, size: f.size, mtimeMs: f.mtimeMs, ino: f.ino, dev: f.dev,
-      states: new Map(this.storageIds.map((s) => [s, 'pending' as CopyState])),
-      permanent: new Set(),
-      onRamdisk: f.src.startsWith(`${this.ramdiskRoot.replace(/\/+$/, '')}/`),
-      ramdisk: 'present',
-      internal: 'present',
-    };
+    // One bigint per shift, not one per file.
+    const shared = this.book.get(usertime)?.usertime ?? usertime;
+    return new FileRecord(id, shared, f, this.storageIds.length, f.src.startsWith(this.#ramdiskPrefix));
+  }
+
+  /** The file's copy state on `storage` (undefined for a storage grimseld does not have). */
+  stateOn(rec: FileRecord, storage: string): CopyState | undefined {
+    const i = this.#index.get(storage);
+    return i === undefined ? undefined : stateAt(rec.states, i);
+  }
+
+  /** Whether the file is copied to `storage`. */
+  copiedOn(rec: FileRecord, storage: string): boolean {
+    return this.stateOn(rec, storage) === 'copied';
+  }
+
+  /** Copied to `storage`, or failed there for good: nothing more to do. */
+  doneOn(rec: FileRecord, storage: string): boolean {
+    const i = this.#index.get(storage);
+    return i === undefined || doneOn(rec.states, i);
+  }
+
+  /** Whether a record is still the catalog's (not settled and dropped). */
+  isLive(rec: FileRecord): boolean {
+    return this.files.get(rec.id) === rec;
   }
 
   /** Journals a shift start (once). */
@@ -118,29 +132,24 @@ export class Catalog {
   async accept(usertime: bigint, files: NewFile[]): Promise<FileRecord[]> {
     const fresh: FileRecord[] = [];
     for (const f of files) {
-      const known = this.#bySrc.get(f.src);
-      if (known && known.ino === f.ino && known.dev === f.dev && known.size === f.size && known.mtimeMs === f.mtimeMs) continue;
+      if (this.#bySrc.get(f.src)?.sameAs(f)) continue;
       const rec = this.#newRecord(this.#nextId++, usertime, f);
       this.files.set(rec.id, rec);
       this.#bySrc.set(rec.src, rec);
       for (const s of this.storageIds) this.book.count(usertime, s, undefined, 'pending');
       fresh.push(rec);
     }
-    if (fresh.length) {
-      await this.journal.append(...fresh.map((r): JournalRecord => ({ t: 'file', id: r.id, u: String(r.usertime), src: r.src,
-        rel: r.rel, size: r.size, mtimeMs: r.mtimeMs, ino: r.ino, dev: r.dev })));
-    }
+    if (fresh.length) await this.journal.append(...fresh.map(fileLine));
     return fresh;
   }
 
   async setCopy(rec: FileRecord, storage: string, state: 'copied' | 'failed', permanent = false): Promise<void> {
-    const before = rec.states.get(storage);
-    if (before === undefined) return;
+    const i = this.#index.get(storage);
+    if (i === undefined) return;
     await this.journal.append(state === 'copied' ? { t: 'copied', id: rec.id, s: storage } : { t: 'failed', id: rec.id, s: storage, permanent });
+    const before = stateAt(rec.states, i);
     if (before !== state) this.book.count(rec.usertime, storage, before, state);
-    rec.states.set(storage, state);
-    if (permanent) rec.permanent.add(storage);
-    else rec.permanent.delete(storage);
+    rec.states = withState(rec.states, i, state, permanent);
     this.#settleIfDone(rec);
   }
 
@@ -152,46 +161,46 @@ export class Catalog {
 
   /** A record needs nothing more when every storage is done and no original is left to clean up. */
   #settleIfDone(rec: FileRecord): void {
-    const terminal = [...rec.states].every(([s, st]) => st === 'copied' || rec.permanent.has(s));
+    const terminal = doneEverywhere(rec.states, this.storageIds.length);
     const ramdiskDone = !rec.onRamdisk || rec.ramdisk !== 'present';
     const internalDone = !this.hasExternal || rec.internal !== 'present';
-    if (!terminal || !ramdiskDone || !internalDone) return;
+    if (!terminal || !ramdiskDone || !internalDone || !this.isLive(rec)) return;
     let perStorage = this.#settled.get(rec.usertime);
     if (!perStorage) this.#settled.set(rec.usertime, (perStorage = new Map()));
-    for (const [s, st] of rec.states) {
-      const c = perStorage.get(s) ?? [0, 0];
-      if (st === 'copied') c[0]++;
+    this.storageIds.forEach((s, i) => {
+      const c = perStorage!.get(s) ?? [0, 0];
+      if (stateAt(rec.states, i) === 'copied') c[0]++;
       else c[1]++;
-      perStorage.set(s, c);
-    }
+      perStorage!.set(s, c);
+    });
     this.files.delete(rec.id);
     if (this.#bySrc.get(rec.src) === rec) this.#bySrc.delete(rec.src);
   }
 
   /** The journal as it would be written afresh: settled counts per shift, then the live records. */
-  snapshot(): JournalRecord[] {
-    const out: JournalRecord[] = [];
+  *snapshot(): Generator<JournalRecord> {
     for (const [u, uid, gid] of this.book.shiftsOldestFirst()) {
       const perStorage = this.#settled.get(u);
-      out.push({ t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) });
+      yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
     for (const r of this.files.values()) {
-      out.push({ t: 'file', id: r.id, u: String(r.usertime), src: r.src, rel: r.rel, size: r.size, mtimeMs: r.mtimeMs, ino: r.ino, dev: r.dev });
-      for (const [s, st] of r.states) {
-        if (st === 'copied') out.push({ t: 'copied', id: r.id, s });
-        if (st === 'failed') out.push({ t: 'failed', id: r.id, s, permanent: r.permanent.has(s) });
+      yield fileLine(r);
+      for (let i = 0; i < this.storageIds.length; i++) {
+        const s = this.storageIds[i]!;
+        const st = stateAt(r.states, i);
+        if (st === 'copied') yield { t: 'copied', id: r.id, s };
+        if (st === 'failed') yield { t: 'failed', id: r.id, s, permanent: failedForGood(r.states, i) };
       }
-      if (r.ramdisk !== 'present') out.push({ t: 'ramdisk', id: r.id, state: r.ramdisk });
-      if (r.internal !== 'present') out.push({ t: 'internal', id: r.id, state: r.internal });
+      if (r.ramdisk !== 'present') yield { t: 'ramdisk', id: r.id, state: r.ramdisk };
+      if (r.internal !== 'present') yield { t: 'internal', id: r.id, state: r.internal };
     }
-    return out;
   }
 
   /** Rewrites the journal once it holds far more lines than the live state needs. */
   async compactIfWorthIt(): Promise<boolean> {
     const live = this.files.size * (1 + this.storageIds.length) + this.book.size;
     if (this.journal.lines < 10_000 || this.journal.lines < 4 * live) return false;
-    await this.journal.compact(this.snapshot());
+    await this.journal.compact(() => this.snapshot());
     return true;
   }
 
@@ -199,4 +208,8 @@ export class Catalog {
   pruneSettled(): void {
     for (const u of this.#settled.keys()) if (!this.book.get(u)) this.#settled.delete(u);
   }
+}
+
+function fileLine(r: FileRecord): JournalRecord {
+  return { t: 'file', id: r.id, u: String(r.usertime), src: r.src, rel: r.rel, size: r.size, mtimeMs: r.mtimeMs, ino: r.ino, dev: r.dev };
 }

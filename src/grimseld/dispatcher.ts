@@ -31,23 +31,19 @@ export class Dispatcher implements StorageEvents {
   /** Queues what is still to be done for each record on each storage (`resumed`: after a restart). */
   submit(recs: Iterable<FileRecord>, resumed = false): void {
     for (const rec of recs) {
-      for (const s of this.storages) {
-        if (rec.states.get(s.id) === 'copied' || rec.permanent.has(s.id)) continue;
-        s.enqueue(this.#job(rec, resumed));
-      }
+      for (const s of this.storages) if (!this.catalog.doneOn(rec, s.id)) s.enqueue(rec.id, resumed);
     }
   }
 
-  #job(rec: FileRecord, sweep = false): CopyJob {
-    return { id: rec.id, src: rec.src, rel: rec.rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep };
-  }
-
   /** Where to read a file now: the original while it is there, else its internal copy (G6 with create_links = no). */
-  resolve(storage: Storage, job: CopyJob): CopyJob | undefined {
-    const rec = this.catalog.files.get(job.id);
-    if (!rec || rec.states.get(storage.id) === 'copied' || rec.permanent.has(storage.id)) return undefined;
-    if (rec.ramdisk === 'present' || storage.type === 'INTERNAL') return { ...this.#job(rec), sweep: job.sweep ?? false };
-    return { id: rec.id, src: this.internal.destOf(rec.rel), rel: rec.rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep: job.sweep ?? false };
+  resolve(storage: Storage, id: number, sweep: boolean): CopyJob | undefined {
+    const rec = this.catalog.files.get(id);
+    if (!rec || this.catalog.doneOn(rec, storage.id)) return undefined;
+    const rel = rec.rel;
+    if (rec.ramdisk === 'present' || storage.type === 'INTERNAL') {
+      return { id, src: rec.src, rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep };
+    }
+    return { id, src: this.internal.destOf(rel), rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep };
   }
 
   report(r: CopyReport): void {
@@ -82,8 +78,7 @@ export class Dispatcher implements StorageEvents {
     }
     const timer = setTimeout(() => {
       this.#timers.delete(timer);
-      const again = this.catalog.files.get(rec.id);
-      if (again && again.states.get(r.storage.id) !== 'copied') r.storage.enqueue(this.#job(again, true));
+      if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, r.storage.id)) r.storage.enqueue(rec.id, true);
     }, Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS));
     timer.unref();
     this.#timers.add(timer);

@@ -33,20 +33,26 @@ export class Journal {
   }
 
   /**
-   * Opens (creating) the journal in `dir` and returns it with the records it holds. A torn last
-   * line (the process died mid-write) is dropped: its writer was never told it was stored.
+   * Opens (creating) the journal in `dir` and returns it with the records it holds, parsed one at a time
+   * as they are iterated (once). A torn last line (the process died mid-write) is dropped: its writer was
+   * never told it was stored. A corrupt line elsewhere throws, here for the first line and while iterating
+   * for the others.
    */
-  static async open(dir: string): Promise<{ journal: Journal; records: JournalRecord[] }> {
+  static async open(dir: string): Promise<{ journal: Journal; records: Iterable<JournalRecord> }> {
     const { file, lines } = readAppendLog(dir, 'journal.jsonl');
-    const records = lines.map((line, i): JournalRecord => {
+    const parse = (i: number): JournalRecord => {
       try {
-        return JSON.parse(line) as JournalRecord;
+        return JSON.parse(lines[i]!) as JournalRecord;
       } catch (e) {
         throw new Error(`${file}: line ${i + 1} is corrupt (${(e as Error).message}); refusing to guess. Move the file away to start empty.`);
       }
-    });
+    };
+    for (let i = 0; i < lines.length; i++) parse(i); // refuse a corrupt journal before anything is opened
     const fh = await open(file, 'a');
-    return { journal: new Journal(file, fh, records.length), records };
+    function* records(): Generator<JournalRecord> {
+      for (let i = 0; i < lines.length; i++) yield parse(i);
+    }
+    return { journal: new Journal(file, fh, lines.length), records: records() };
   }
 
   /** Appends records; resolves once they are on disk (group commit: one fdatasync for all waiting). */
@@ -78,26 +84,43 @@ export class Journal {
   }
 
   /**
-   * Replaces the journal by `snapshot` atomically (temp file, fsync, rename, fsync of the directory).
-   * The snapshot is the caller's in-memory state; records appended meanwhile wait and go to the new
-   * file afterwards (replay is idempotent, so one that is also in the snapshot does no harm).
+   * Replaces the journal by `snapshot()` atomically (temp file, fsync, rename, fsync of the directory).
+   * The snapshot is the caller's in-memory state, taken once a batch being flushed has been applied
+   * (its lines are in the old file only). Records appended meanwhile wait and go to the new file
+   * afterwards, and what they change in memory waits with them, so the snapshot can be written as it is
+   * iterated; replay is idempotent, so a record that is also in the snapshot does no harm.
    */
-  async compact(snapshot: JournalRecord[]): Promise<void> {
+  async compact(snapshot: () => Iterable<JournalRecord>): Promise<void> {
     this.#compacting = true;
     try {
       await this.#flushing;
-      await this.#writeSnapshot(snapshot);
+      await this.#writeSnapshot(snapshot());
     } finally {
       this.#compacting = false;
       if (this.#buffer.length > 0) this.#flushing ??= this.#flush();
     }
   }
 
-  async #writeSnapshot(snapshot: JournalRecord[]): Promise<void> {
+  async #writeSnapshot(snapshot: Iterable<JournalRecord>): Promise<void> {
     const tmp = `${this.file}.compact`;
     const fh = await open(tmp, 'w');
+    let lines = 0;
     try {
-      await fh.write(snapshot.map((r) => JSON.stringify(r)).join('\n') + (snapshot.length ? '\n' : ''));
+      // In chunks of about a megabyte: 100 000 live files must not become one string.
+      let chunk: string[] = [];
+      let size = 0;
+      for (const r of snapshot) {
+        const line = JSON.stringify(r);
+        chunk.push(line);
+        size += line.length + 1;
+        lines++;
+        if (size >= 1 << 20) {
+          await fh.write(`${chunk.join('\n')}\n`);
+          chunk = [];
+          size = 0;
+        }
+      }
+      if (chunk.length) await fh.write(`${chunk.join('\n')}\n`);
       await fh.sync();
     } finally {
       await fh.close();
@@ -107,7 +130,7 @@ export class Journal {
     await dir.sync().finally(() => dir.close());
     const old = this.#fh;
     this.#fh = await open(this.file, 'a');
-    this.#lines = snapshot.length;
+    this.#lines = lines;
     await old.close();
   }
 

@@ -14,7 +14,6 @@ import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './c
 import { checkLicense } from '../common/license.js';
 import { ShiftBook } from './shift-book.js';
 import { Storage } from './storage.js';
-import { Journal } from './journal.js';
 import { Catalog } from './catalog.js';
 import { Dispatcher } from './dispatcher.js';
 import { Reclaimer } from './reclaimer.js';
@@ -56,10 +55,8 @@ async function main(): Promise<number> {
   ]);
   const metricsServer = metrics && new MetricsServer(metrics.registry, log);
   // G12: the journal is replayed before anything else happens; what it holds is redone.
-  const { journal, records } = await Journal.open(config.state_dir);
   const hasExternal = Object.values(config.storage).some((s) => s.type === 'EXTERNAL');
-  const catalog = new Catalog(journal, book, Object.keys(config.storage), config.target, hasExternal);
-  catalog.replay(records);
+  const { catalog, journal, replayed } = await Catalog.open(config.state_dir, book, Object.keys(config.storage), config.target, hasExternal);
   const storages: Storage[] = [];
   const dispatcher = new Dispatcher(catalog, storages, messages, log);
   for (const [id, s] of Object.entries(config.storage)) {
@@ -76,7 +73,7 @@ async function main(): Promise<number> {
   }, messages, log);
   const intake = new Intake(catalog, book, dispatcher, log, () => reclaimer.shiftStarted());
   dispatcher.submit(catalog.files.values(), true);
-  if (records.length) log.info({ journaled: records.length, live: catalog.files.size }, 'journal replayed; unfinished copies resumed');
+  if (replayed) log.info({ journaled: replayed, live: catalog.files.size }, 'journal replayed; unfinished copies resumed');
   const fifo = new FileFifo(config.fifo, (p) => intake.add(p), log);
   await fifo.open();
 

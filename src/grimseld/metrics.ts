@@ -1,7 +1,7 @@
 // grimseld's Prometheus metrics (issue 6): per storage copies, bytes, failures, pending, copy duration; fill state
 // of the ramdisk and of every storage; messages by code. Counted off the copy path: observing never blocks it.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CopyJob, CopyReport, Storage, StorageEvents } from './storage.js';
+import type { CopyReport, Storage, StorageEvents } from './storage.js';
 import type { ShiftBook } from './shift-book.js';
 import type { MessageHub } from './messages.js';
 import { fillState } from './mounts.js';
@@ -50,9 +50,9 @@ export class GrimseldMetrics {
   /** Wraps the storages' event sink: times each copy from the moment it is resolved to its report. */
   observe(events: StorageEvents): StorageEvents {
     return {
-      resolve: (storage: Storage, job: CopyJob) => {
-        const resolved = events.resolve(storage, job);
-        if (resolved) this.#started.set(`${storage.id}:${job.id}`, performance.now());
+      resolve: (storage: Storage, id: number, sweep: boolean) => {
+        const resolved = events.resolve(storage, id, sweep);
+        if (resolved) this.#started.set(`${storage.id}:${id}`, performance.now());
         return resolved;
       },
       report: (r: CopyReport) => {

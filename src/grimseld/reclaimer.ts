@@ -80,11 +80,11 @@ export class Reclaimer {
     for (const rec of [...this.catalog.files.values()]) {
       if (rec.usertime >= current) continue;
       if (rec.onRamdisk && rec.ramdisk !== 'deleted' && rec.ramdisk !== 'gone') {
-        if (rec.states.get(this.internal.id) === 'copied') await this.#remove(rec, 'ramdisk');
+        if (this.catalog.copiedOn(rec, this.internal.id)) await this.#remove(rec, 'ramdisk');
         else waiting = true;
       }
       if (this.external && rec.internal === 'present' && (!rec.onRamdisk || rec.ramdisk === 'deleted' || rec.ramdisk === 'gone')) {
-        if (rec.states.get(this.external.id) === 'copied' && rec.states.get(this.internal.id) === 'copied') await this.#remove(rec, 'internal');
+        if (this.catalog.copiedOn(rec, this.external.id) && this.catalog.copiedOn(rec, this.internal.id)) await this.#remove(rec, 'internal');
         else waiting = true;
       }
     }
@@ -101,8 +101,8 @@ export class Reclaimer {
     for (const rec of [...this.catalog.files.values()]) {
       const eligible = where === 'ramdisk'
         ? rec.onRamdisk && rec.ramdisk === 'present'
-        : rec.internal === 'present' && rec.states.get(this.internal.id) === 'copied';
-      if (!eligible || rec.states.get(copyHolder.id) !== 'copied') continue;
+        : rec.internal === 'present' && this.catalog.copiedOn(rec, this.internal.id);
+      if (!eligible || !this.catalog.copiedOn(rec, copyHolder.id)) continue;
       // G7 always links (the internal disk is the user's data); G6 as configured.
       const linked = where === 'internal' || this.settings.createLinks ? await this.#link(rec, where, copyHolder) : await this.#remove(rec, where);
       if (!linked) continue;

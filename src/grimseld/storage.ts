@@ -28,8 +28,8 @@ export interface StorageEvents {
   report(r: CopyReport): void;
   /** Result of every mount check of a storage with a mount point. */
   mountState(storage: Storage, mounted: boolean): void;
-  /** Resolves the job's source at the moment it is copied; undefined drops it (nothing left to do). */
-  resolve(storage: Storage, job: CopyJob): CopyJob | undefined;
+  /** Makes the job for file `id` at the moment it is copied (where to read it now); undefined drops it (nothing left to do). */
+  resolve(storage: Storage, id: number, sweep: boolean): CopyJob | undefined;
 }
 
 const MOUNT_RECHECK_MS = 1000;
@@ -38,7 +38,8 @@ export class Storage {
   readonly type: StorageType;
   readonly target: string;
   readonly mountpoint: string | undefined;
-  #queue: CopyJob[] = [];
+  /** File ids, negated when an earlier attempt may have left a temp file: 8 bytes a queued file (issue 7). */
+  #queue: number[] = [];
   #head = 0;
   #wake: Array<() => void> = [];
   #active = 0;
@@ -64,12 +65,13 @@ export class Storage {
     return replicatedPath(this.target, rel);
   }
 
-  enqueue(job: CopyJob): void {
-    this.#queue.push(job);
+  /** Queues file `id` (`sweep`: an earlier attempt may have died mid-copy). */
+  enqueue(id: number, sweep = false): void {
+    this.#queue.push(sweep ? -id : id);
     this.#wake.shift()?.();
   }
 
-  #take(): CopyJob | undefined {
+  #take(): number | undefined {
     if (this.#head >= this.#queue.length) return undefined;
     const job = this.#queue[this.#head++];
     // Compact now and then instead of shift()ing an array of 100 000 jobs.
@@ -100,11 +102,11 @@ export class Storage {
           continue;
         }
         const queued = this.#take();
-        if (!queued) {
+        if (queued === undefined) {
           await wakeOrAbort((wake) => this.#wake.push(wake), signal);
           continue;
         }
-        const job = this.events.resolve(this, queued);
+        const job = this.events.resolve(this, Math.abs(queued), queued < 0);
         if (!job) continue;
         this.#active++;
         const dest = this.destOf(job.rel);

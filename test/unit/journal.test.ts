@@ -78,7 +78,7 @@ describe('journal and catalog (G12)', () => {
     }
     assert.equal(a.catalog.files.size, 5, 'files copied everywhere and not on the ramdisk are settled');
     const before = a.book.query(-1);
-    await a.journal.compact(a.catalog.snapshot());
+    await a.journal.compact(() => a.catalog.snapshot());
     await a.catalog.accept(5n, [file(50)]);
     const after = a.book.query(-1);
     await a.journal.close();
