@@ -7,6 +7,9 @@ import type { Catalog, NewFile } from './catalog.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { ShiftBook } from './shift-book.js';
 
+/** How many added paths are checked at once. */
+const INSPECT_AT_ONCE = 64;
+
 /** A path refused at the door: the message names the path and the reason. */
 export class RejectedPath extends Error {}
 
@@ -67,10 +70,37 @@ export class Intake {
 
   /** An operator's file (G8): must exist and be a regular file; it joins the current shift. */
   async add(p: string): Promise<void> {
-    const file = await inspect(p);
+    const refused = await this.addMany([p]);
+    if (refused[0]) throw new RejectedPath(refused[0].reason);
+  }
+
+  /**
+   * Operators' files (G8) in one batch, as add() takes one: one journal write for all of them. Returns
+   * the paths refused, with the reason.
+   */
+  async addMany(paths: string[]): Promise<Array<{ path: string; reason: string }>> {
+    const refused: Array<{ path: string; reason: string }> = [];
     const shift = this.book.current;
-    if (!shift) throw new RejectedPath('no shift has started yet (start one with furkad first)');
-    this.dispatcher.submit(await this.catalog.accept(shift.usertime, [file]));
-    this.log.info({ path: p }, 'file added');
+    if (!shift) return paths.map((path) => ({ path, reason: 'no shift has started yet (start one with furkad first)' }));
+    const files: NewFile[] = [];
+    const added: string[] = [];
+    // lstat a few at a time: a long list need not wait for each one in turn.
+    for (let i = 0; i < paths.length; i += INSPECT_AT_ONCE) {
+      const part = paths.slice(i, i + INSPECT_AT_ONCE);
+      const seen = await Promise.allSettled(part.map(inspect));
+      seen.forEach((r, j) => {
+        if (r.status === 'fulfilled') {
+          files.push(r.value);
+          added.push(part[j]!);
+        } else {
+          if (!(r.reason instanceof RejectedPath)) throw r.reason;
+          refused.push({ path: part[j]!, reason: r.reason.message });
+        }
+      });
+    }
+    if (files.length) this.dispatcher.submit(await this.catalog.accept(shift.usertime, files));
+    if (added.length === 1) this.log.info({ path: added[0] }, 'file added');
+    else if (added.length > 1) this.log.info({ files: added.length, first: added[0] }, 'files added');
+    return refused;
   }
 }

@@ -74,7 +74,7 @@ async function main(): Promise<number> {
   const intake = new Intake(catalog, book, dispatcher, log, () => reclaimer.shiftStarted());
   dispatcher.submit(catalog.files.values(), true);
   if (replayed) log.info({ journaled: replayed, live: catalog.files.size }, 'journal replayed; unfinished copies resumed');
-  const fifo = new FileFifo(config.fifo, (p) => intake.add(p), log);
+  const fifo = new FileFifo(config.fifo, (paths) => intake.addMany(paths), log);
   await fifo.open();
 
   const bus = connectSystemBus();
