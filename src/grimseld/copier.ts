@@ -5,7 +5,7 @@ import { copyFile, open, readdir, rename, stat, unlink, lstat } from 'node:fs/pr
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { assertNoLinks, makeDirsNoFollow } from './safe-path.js';
+import { assertNoLinks, dirState, makeDirsNoFollow } from './safe-path.js';
 
 export interface CopyOptions {
   preserveUid: boolean;
@@ -34,46 +34,61 @@ function matches(st: Stats, id: Identity): boolean {
   return sameFile(st, id) && (id.ino === undefined || (st.ino === id.ino && st.dev === id.dev));
 }
 
-/**
- * Copies `src` (which must still be `expect`) to `dest` below the storage target `base`.
- * A destination with the source's size and mtime is left as it is.
- */
-export async function copyAtomic(src: string, dest: string, base: string, opts: CopyOptions, expect: Identity, sweep = false): Promise<CopyOutcome> {
-  const s = await stat(src).catch((e: NodeJS.ErrnoException) => {
+/** The source as it is now; a missing one is not the delivered file any more. */
+async function statSource(src: string): Promise<Stats> {
+  return stat(src).catch((e: NodeJS.ErrnoException) => {
     if (e.code === 'ENOENT') throw new SourceChanged(`${src} is gone`);
     throw e;
   });
+}
+
+/**
+ * Copies `src` (which must still be `expect`) to `dest` below the storage target `base`.
+ * A destination with the source's size and mtime is left as it is.
+ *
+ * Look-ups that do not depend on each other run at once (issue 7: a small file's copy is mostly waiting
+ * for one request after another): the source, the directory and the destination before the copy; the
+ * source again while the copy is flushed; the directory and the destination again while it is closed.
+ */
+export async function copyAtomic(src: string, dest: string, base: string, opts: CopyOptions, expect: Identity, sweep = false): Promise<CopyOutcome> {
+  const dir = path.dirname(dest);
+  const [s, where, existing] = await Promise.all([statSource(src), dirState(base, dir), lstat(dest).catch(() => undefined)]);
   if (!s.isFile()) throw new SourceChanged(`${src} is not a regular file`);
   if (!matches(s, expect)) throw new SourceChanged(`${src} is not the delivered file any more (size or mtime changed)`);
 
-  const dir = path.dirname(dest);
   const owner: [number, number] = [opts.preserveUid ? s.uid : -1, opts.preserveGid ? s.gid : -1];
-  await makeDirsNoFollow(base, dir, owner);
-  const existing = await lstat(dest).catch(() => undefined);
-  if (existing?.isFile() && sameFile(existing, s)) return 'identical';
+  // Missing directories are made one at a time, refusing links; an unsafe one makes this throw, naming it.
+  if (where !== 'safe') await makeDirsNoFollow(base, dir, owner);
+  else if (existing?.isFile() && sameFile(existing, s)) return 'identical';
   if (sweep) await sweepStale(dest);
 
   const tmp = path.join(dir, `.${path.basename(dest)}.grimsel-${randomBytes(4).toString('hex')}`);
   try {
     // copy_file_range / sendfile in the kernel; EXCL so a planted name is never written through.
     await copyFile(src, tmp, constants.COPYFILE_EXCL);
-    const fh = await open(tmp, constants.O_RDWR | constants.O_NOFOLLOW);
-    try {
-      if (opts.preserveUid || opts.preserveGid) {
-        await fh.chown(owner[0], owner[1]);
-        await fh.chmod(s.mode & 0o7777); // chown clears set-id bits; keep the source's mode
-      }
-      await fh.utimes(s.atimeMs / 1000, s.mtimeMs / 1000); // seconds with fraction: sub-ms precision
-      await fh.sync();
-    } finally {
-      await fh.close();
-    }
     // The source may have changed while we copied: then this copy is not the delivered file.
-    if (!matches(await stat(src), expect)) throw new SourceChanged(`${src} changed while it was copied`);
-    // A directory swapped for a link since makeDirsNoFollow must not redirect the rename.
-    await assertNoLinks(base, dir);
-    const target = await lstat(dest).catch(() => undefined);
-    if (target && !target.isFile()) throw new Error(`${dest} exists and is not a regular file; not replacing it`);
+    const sourceAfter = stat(src).then((st) => ({ st }), (e: Error) => ({ e }));
+    const fh = await open(tmp, constants.O_RDWR | constants.O_NOFOLLOW);
+    let closing: Promise<void> | undefined;
+    try {
+      const meta = [fh.utimes(s.atimeMs / 1000, s.mtimeMs / 1000)]; // seconds with fraction: sub-ms precision
+      if (opts.preserveUid || opts.preserveGid) {
+        // chown clears set-id bits; copyFile already gave the temp file the source's other mode bits.
+        meta.push(fh.chown(owner[0], owner[1]).then(() => ((s.mode & 0o6000) !== 0 ? fh.chmod(s.mode & 0o7777) : undefined)));
+      }
+      await Promise.all(meta);
+      await fh.sync();
+      closing = fh.close();
+      const [after, whereNow, target] = await Promise.all([sourceAfter, dirState(base, dir), lstat(dest).catch(() => undefined), closing]);
+      if ('e' in after) throw after.e;
+      if (!matches(after.st, expect)) throw new SourceChanged(`${src} changed while it was copied`);
+      // A directory swapped for a link since it was checked must not redirect the rename.
+      if (whereNow !== 'safe') await assertNoLinks(base, dir);
+      if (target && !target.isFile()) throw new Error(`${dest} exists and is not a regular file; not replacing it`);
+    } finally {
+      if (!closing) await fh.close();
+      else await closing.catch(() => {});
+    }
     await rename(tmp, dest);
   } catch (e) {
     await unlink(tmp).catch(() => {});
