@@ -26,7 +26,8 @@ export function summary(r: Results): string {
       r.latency.rows.map((x) => [x.workload, x.puller, x.latency.n, x.latency.p50, x.latency.p90, x.latency.p99, x.latency.max, x.missing,
         x.furkadRatio?.p50 ?? '', x.furkadRatio?.p99 ?? '', kv(x.cpuSPer1000), kv(x.peakRssMb)]),
     ), '', `One rsync run with furkad's arguments against an empty detector (the floor of a pull cycle): p50 ${r.latency.emptyRunMs.p50} ms, `
-      + `p90 ${r.latency.emptyRunMs.p90} ms. With no files arriving: cores busy ${kv(r.latency.idleCores)}; `
+      + `p90 ${r.latency.emptyRunMs.p90} ms` + (r.latency.emptyPushMs ? `; an empty push to the same daemon (no receiver fork to wait for): `
+      + `p50 ${r.latency.emptyPushMs.p50} ms, p90 ${r.latency.emptyPushMs.p90} ms` : '') + `. With no files arriving: cores busy ${kv(r.latency.idleCores)}; `
       + `pull cycles per second ${kv(r.latency.idleCyclesPerS ?? {})}.`, '');
   }
   if (r.throughput) {

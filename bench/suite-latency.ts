@@ -30,6 +30,12 @@ export interface LatencyResult {
   rows: LatencyRow[];
   /** Wall time of one rsync run with furkad's arguments against an empty module: the floor of a pull cycle. */
   emptyRunMs: Percentiles;
+  /**
+   * The same daemon, an empty directory pushed instead of pulled (`rsync -rt --sockopts=TCP_NODELAY DIR/ URL`):
+   * a pulling client forks a receiver and then polls for its exit in 20 ms sleeps (rsync's main.c,
+   * wait_process_with_flush), a pushing one does not. The difference is what every pull cycle pays for that.
+   */
+  emptyPushMs?: Percentiles;
   /** Cores busy (CPU s per s) with no files arriving, per process of each puller. */
   idleCores: Record<string, number>;
   /** Pull cycles per second with no files arriving (connections the detector's rsync daemon logged), pollers only. */
@@ -79,7 +85,8 @@ export async function latencySuite(mode: Mode): Promise<LatencyResult> {
       x.furkadRatio = { p50: ratio(f.latency.p50, x.latency.p50), p99: ratio(f.latency.p99, x.latency.p99) };
     }
   }
-  return { rows, emptyRunMs: await emptyRuns(), idleCores: Object.fromEntries([...idle].map(([k, v]) => [k, median(v)])),
+  const empty = await emptyRuns();
+  return { rows, emptyRunMs: empty.pull, emptyPushMs: empty.push, idleCores: Object.fromEntries([...idle].map(([k, v]) => [k, median(v)])),
     idleCyclesPerS: Object.fromEntries([...cycles].map(([k, v]) => [k, median(v)])) };
 }
 
@@ -96,21 +103,32 @@ async function idleCost(puller: Puller): Promise<{ cores: Record<string, number>
   return puller.daemonLog ? { cores, cyclesPerS } : { cores };
 }
 
-/** 30 rsync runs as furkad makes them (rsyncArgs) against an empty detector: what one poll costs at least. */
-async function emptyRuns(): Promise<Percentiles> {
+/**
+ * 30 rsync runs as furkad makes them (rsyncArgs) against an empty detector: what one poll costs at least; and,
+ * alternating with them, 30 pushes of an empty directory to the same daemon (see emptyPushMs).
+ */
+async function emptyRuns(): Promise<{ pull: Percentiles; push: Percentiles }> {
   const work = tempDir('bench-empty');
   const dir = path.join(work, 'ramdisk');
   const dest = path.join(work, 'ppu');
-  mkdirSync(dir, { recursive: true });
-  mkdirSync(dest, { recursive: true });
+  const nothing = path.join(work, 'nothing');
+  for (const d of [dir, dest, nothing]) mkdirSync(d, { recursive: true });
   const daemon = await startRsyncDaemon(dir, work);
   try {
     const args = rsyncArgs({ rsync: 'rsync', host: '127.0.0.1', port: daemon.port, module: 'ramdisk', source: '/', dest, uid: 0, gid: 0,
       removeSource: true, exclude: [WRITER_TEMP_PATTERN], timeoutS: 30 });
-    const ms: number[] = [];
-    for (let i = 0; i < 30; i++) ms.push((await timed('rsync', args)) * 1000);
-    const p = percentiles(ms);
-    return { n: p.n, p50: round(p.p50), p90: round(p.p90), p99: round(p.p99), max: round(p.max) };
+    const pushArgs = ['-rt', '--sockopts=TCP_NODELAY', `${nothing}/`, `rsync://127.0.0.1:${daemon.port}/ramdisk/`];
+    const pull: number[] = [];
+    const push: number[] = [];
+    for (let i = 0; i < 30; i++) {
+      pull.push((await timed('rsync', args)) * 1000);
+      push.push((await timed('rsync', pushArgs)) * 1000);
+    }
+    const rounded = (ms: number[]): Percentiles => {
+      const p = percentiles(ms);
+      return { n: p.n, p50: round(p.p50), p90: round(p.p90), p99: round(p.p99), max: round(p.max) };
+    };
+    return { pull: rounded(pull), push: rounded(push) };
   } finally {
     await daemon.stop();
     rmSync(work, { recursive: true, force: true });
