@@ -25,6 +25,7 @@ export class Journal {
   /** Some waiter cannot wait for LAZY_MS (set by append(), cleared when its batch is taken). */
   #urgent = false;
   #timer: NodeJS.Timeout | undefined;
+  #lastFlush = -Infinity;
   #compacting = false;
   #lines: number;
 
@@ -67,10 +68,11 @@ export class Journal {
   }
 
   /**
-   * Appends records that may wait up to LAZY_MS for company: copy results, which arrive one per copy and
-   * on whose durability no caller waits (issue 7: with several writers an fdatasync per copy competed with
-   * the copies' own fsyncs). Still on disk before this resolves, so whatever depends on them (a deletion,
-   * G12) still comes after; an append() that must not wait takes them along.
+   * Appends records that may wait for company, up to LAZY_MS after the last flush: copy results, which
+   * arrive one per copy and on whose durability no caller waits (issue 7: with several writers an
+   * fdatasync per copy competed with the copies' own fsyncs). Still on disk before this resolves, so
+   * whatever depends on them (the counts, a deletion, G12) still comes after; an append() that must not
+   * wait takes them along.
    */
   appendSoon(...records: JournalRecord[]): Promise<void> {
     return this.#enqueue(records, false);
@@ -85,10 +87,14 @@ export class Journal {
     return done;
   }
 
-  /** Starts a flush now when something is urgent, else within LAZY_MS (a running flush takes everything along). */
+  /**
+   * Starts a flush now when something is urgent or the journal has been quiet for LAZY_MS, else when it
+   * will have been: lazy records cost at most one fdatasync per LAZY_MS, and wait only while copies stream.
+   */
   #schedule(): void {
     if (this.#flushing || this.#compacting || this.#buffer.length === 0) return;
-    if (this.#urgent) {
+    const wait = this.#urgent ? 0 : this.#lastFlush + LAZY_MS - performance.now();
+    if (wait <= 0) {
       clearTimeout(this.#timer);
       this.#timer = undefined;
       this.#flushing = this.#flush();
@@ -96,7 +102,7 @@ export class Journal {
       this.#timer ??= setTimeout(() => {
         this.#timer = undefined;
         this.#flushing ??= this.#flush();
-      }, LAZY_MS);
+      }, wait);
     }
   }
 
@@ -105,6 +111,7 @@ export class Journal {
     await new Promise((r) => setImmediate(r));
     // Batches follow each other while someone is waiting urgently; lazy records left over wait for the timer.
     do {
+      this.#lastFlush = performance.now();
       const text = `${this.#buffer.join('\n')}\n`;
       const waiters = this.#waiters;
       this.#buffer = [];
