@@ -12,7 +12,7 @@ const run = promisify(execFile);
 /** What the FIFO hands on: paths in the order written; the ones refused come back with the reason. */
 export type AddPaths = (paths: string[]) => Promise<Array<{ path: string; reason: string }>>;
 
-const BATCH_MAX = 1000;
+const BATCH_MAX = 250;
 
 export class FileFifo {
   #socket: Socket | undefined;
@@ -54,7 +54,8 @@ export class FileFifo {
 
   async #takeBatch(): Promise<void> {
     // At most BATCH_MAX at a time: a list of 100 000 paths taken in one go would need them all in memory
-    // at once, several times over (checked files, records, journal lines), and the heap keeps that size.
+    // at once, several times over (checked files, records, journal lines), and the heap keeps that size;
+    // a batch that is in flight long enough to outlive minor collections ends up there too.
     const batch = this.#waiting.splice(0, BATCH_MAX);
     if (this.#waiting.length) this.#chain = this.#chain.then(() => this.#takeBatch());
     try {

@@ -25,14 +25,6 @@ function relIn(src: string, rel: string): number | string {
   return at > 0 && src[at - 1] === '/' && src.endsWith(rel) ? at : rel;
 }
 
-/**
- * A flat copy of a path: one that came through path.normalize is a tree of pieces (and may keep the whole
- * FIFO chunk it was cut from alive); a JSON round trip yields one plain string.
- */
-function flat(s: string): string {
-  return JSON.parse(JSON.stringify(s)) as string;
-}
-
 export class FileRecord implements NewFile {
   readonly src: string;
   readonly size: number;
@@ -47,7 +39,7 @@ export class FileRecord implements NewFile {
   private flags: number;
 
   constructor(readonly id: number, readonly usertime: bigint, f: NewFile, storages: number, onRamdisk: boolean) {
-    this.src = flat(f.src);
+    this.src = f.src;
     this.relAt = relIn(this.src, f.rel);
     this.size = f.size;
     this.mtimeMs = f.mtimeMs;
