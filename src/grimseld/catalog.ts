@@ -146,9 +146,7 @@ export class Catalog {
   async setCopy(rec: FileRecord, storage: string, state: 'copied' | 'failed', permanent = false): Promise<void> {
     const i = this.#index.get(storage);
     if (i === undefined) return;
-    // Durable before it counts (nothing is deleted for a copy the journal may not have), but it may wait a
-    // moment to share an fdatasync with other copies' results.
-    await this.journal.appendSoon(state === 'copied' ? { t: 'copied', id: rec.id, s: storage } : { t: 'failed', id: rec.id, s: storage, permanent });
+    await this.journal.append(state === 'copied' ? { t: 'copied', id: rec.id, s: storage } : { t: 'failed', id: rec.id, s: storage, permanent });
     const before = stateAt(rec.states, i);
     if (before !== state) this.book.count(rec.usertime, storage, before, state);
     rec.states = withState(rec.states, i, state, permanent);

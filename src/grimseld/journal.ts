@@ -14,18 +14,11 @@ export type JournalRecord =
   | { t: 'ramdisk'; id: number; state: 'linked' | 'deleted' | 'gone' }
   | { t: 'internal'; id: number; state: 'linked' | 'deleted' | 'gone' };
 
-/** How long a copy result may wait for others to share its fdatasync. */
-const LAZY_MS = 20;
-
 export class Journal {
   #fh: FileHandle;
   #buffer: string[] = [];
   #waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   #flushing: Promise<void> | undefined;
-  /** Some waiter cannot wait for LAZY_MS (set by append(), cleared when its batch is taken). */
-  #urgent = false;
-  #timer: NodeJS.Timeout | undefined;
-  #lastFlush = -Infinity;
   #compacting = false;
   #lines: number;
 
@@ -64,59 +57,21 @@ export class Journal {
 
   /** Appends records; resolves once they are on disk (group commit: one fdatasync for all waiting). */
   append(...records: JournalRecord[]): Promise<void> {
-    return this.#enqueue(records, true);
-  }
-
-  /**
-   * Appends records that may wait for company, up to LAZY_MS after the last flush: copy results, which
-   * arrive one per copy and on whose durability no caller waits (issue 7: with several writers an
-   * fdatasync per copy competed with the copies' own fsyncs). Still on disk before this resolves, so
-   * whatever depends on them (the counts, a deletion, G12) still comes after; an append() that must not
-   * wait takes them along.
-   */
-  appendSoon(...records: JournalRecord[]): Promise<void> {
-    return this.#enqueue(records, false);
-  }
-
-  #enqueue(records: JournalRecord[], urgent: boolean): Promise<void> {
     for (const r of records) this.#buffer.push(JSON.stringify(r));
     this.#lines += records.length;
     const done = new Promise<void>((resolve, reject) => this.#waiters.push({ resolve, reject }));
-    if (urgent) this.#urgent = true;
-    this.#schedule();
+    this.#flushing ??= this.#flush();
     return done;
-  }
-
-  /**
-   * Starts a flush now when something is urgent or the journal has been quiet for LAZY_MS, else when it
-   * will have been: lazy records cost at most one fdatasync per LAZY_MS, and wait only while copies stream.
-   */
-  #schedule(): void {
-    if (this.#flushing || this.#compacting || this.#buffer.length === 0) return;
-    const wait = this.#urgent ? 0 : this.#lastFlush + LAZY_MS - performance.now();
-    if (wait <= 0) {
-      clearTimeout(this.#timer);
-      this.#timer = undefined;
-      this.#flushing = this.#flush();
-    } else {
-      this.#timer ??= setTimeout(() => {
-        this.#timer = undefined;
-        this.#flushing ??= this.#flush();
-      }, wait);
-    }
   }
 
   async #flush(): Promise<void> {
     // Let every append of this tick join the batch.
     await new Promise((r) => setImmediate(r));
-    // Batches follow each other while someone is waiting urgently; lazy records left over wait for the timer.
-    do {
-      this.#lastFlush = performance.now();
+    while (this.#buffer.length > 0 && !this.#compacting) {
       const text = `${this.#buffer.join('\n')}\n`;
       const waiters = this.#waiters;
       this.#buffer = [];
       this.#waiters = [];
-      this.#urgent = false;
       try {
         await this.#fh.write(text);
         await this.#fh.datasync();
@@ -124,9 +79,8 @@ export class Journal {
       } catch (e) {
         for (const w of waiters) w.reject(e as Error);
       }
-    } while (this.#buffer.length > 0 && this.#urgent && !this.#compacting);
+    }
     this.#flushing = undefined;
-    this.#schedule();
   }
 
   /**
@@ -143,7 +97,7 @@ export class Journal {
       await this.#writeSnapshot(snapshot());
     } finally {
       this.#compacting = false;
-      this.#schedule();
+      if (this.#buffer.length > 0) this.#flushing ??= this.#flush();
     }
   }
 
@@ -182,12 +136,6 @@ export class Journal {
 
   async close(): Promise<void> {
     await this.#flushing;
-    if (this.#buffer.length > 0) {
-      this.#urgent = true;
-      this.#schedule();
-      await this.#flushing;
-    }
-    clearTimeout(this.#timer);
     await this.#fh.close();
   }
 }

@@ -89,29 +89,4 @@ describe('journal and catalog (G12)', () => {
     assert.ok(readFileSync(path.join(dir, 'journal.jsonl'), 'utf8').split('\n').length < 20, 'the snapshot is short');
     await b.journal.close();
   });
-
-  it('puts copy results on disk before they count, sharing one write, and takes them along with an urgent append', async () => {
-    const a = await openCatalog(dir);
-    await a.catalog.shift(5n, 500, 501);
-    const recs = await a.catalog.accept(5n, [file(1), file(2), file(3)]);
-    const j = path.join(dir, 'journal.jsonl');
-    const linesNow = (): number => readFileSync(j, 'utf8').split('\n').filter(Boolean).length;
-    const before = linesNow();
-    const copies = recs.map((r) => a.catalog.setCopy(r, 'internal', 'copied'));
-    assert.equal(a.catalog.stateOn(recs[0]!, 'internal'), 'pending', 'not counted before it is on disk');
-    assert.equal(linesNow(), before, 'waits for company');
-    await Promise.all(copies);
-    assert.equal(linesNow(), before + 3, 'on disk when it counts');
-    assert.deepEqual(recs.map((r) => a.catalog.stateOn(r, 'internal')), ['copied', 'copied', 'copied']);
-    const lazy = a.catalog.setCopy(recs[0]!, 'extra', 'copied');
-    await a.catalog.accept(5n, [file(4)]);
-    assert.equal(linesNow(), before + 5, 'the urgent append took the waiting result along');
-    await lazy;
-    const late = a.catalog.setCopy(recs[1]!, 'extra', 'failed');
-    await a.journal.close();
-    await late;
-    const b = await openCatalog(dir);
-    assert.equal(b.catalog.stateOn(b.catalog.files.get(recs[1]!.id)!, 'extra'), 'failed', 'close writes what waits');
-    await b.journal.close();
-  });
 });
