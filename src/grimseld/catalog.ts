@@ -4,13 +4,14 @@
 import { Journal, type JournalRecord } from './journal.js';
 import type { ShiftBook } from './shift-book.js';
 import { FileRecord, type NewFile, type Origin } from './file-record.js';
+import { IdIndex } from './id-index.js';
 import { doneEverywhere, doneOn, failedForGood, stateAt, withState, type CopyState } from './copy-states.js';
 
 export { FileRecord };
 export type { CopyState, NewFile, Origin };
 
 export class Catalog {
-  readonly files = new Map<number, FileRecord>();
+  readonly files = new IdIndex<FileRecord>();
   /** Live record per source path: a re-sent delivery of the same file is recognised (furkad retries). */
   #bySrc = new Map<string, FileRecord>();
   /** Counts of records already resolved and dropped, per shift: they live on in the snapshot. */
