@@ -1,5 +1,6 @@
 // One rsync client run against a detector's rsync daemon: arguments, output parsing, exit-code policy.
 import { spawn } from 'node:child_process';
+import { watchTail } from './rsync-tail.js';
 
 export interface RsyncRun {
   rsync: string;
@@ -31,6 +32,8 @@ export interface RsyncResult {
   changed: Set<string>;
   /** Files the detector's daemon reported removed (`sender removed`): unchanged while sent, so complete (F2). */
   removed: Set<string>;
+  /** The client was ended in its idle tail (see rsync-tail.ts) rather than waited for. */
+  tailCut?: boolean;
   stderr: string;
 }
 
@@ -206,11 +209,24 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       if ((e as NodeJS.ErrnoException).code === 'ABORT_ERR') return;
       resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), removed: new Set(), stderr: e.message });
     });
+    // A clean run (nothing on stderr) whose receiver has exited has moved and reported everything: its
+    // client is only sleeping before it exits with 0. Cut that short; anything else ends on its own.
+    let cutShort = false;
+    const stopWatching = child.pid === undefined ? () => undefined : watchTail(child.pid, () => {
+      // After the poll phase has read what the receiver wrote before it exited.
+      setImmediate(() => {
+        if (err.length > 0 || child.exitCode !== null || child.signalCode !== null) return;
+        cutShort = true;
+        child.kill('SIGKILL');
+      });
+    });
     child.on('close', (code, sig) => {
+      stopWatching();
+      if (cutShort && sig === 'SIGKILL') code = 0;
       parser.end();
       const stderr = Buffer.concat(err).toString('latin1');
       resolve({ code: code ?? (sig ? 20 : 1), files: parser.files, sent: parser.sent, transferred: parser.sent.length,
-        bytes: parser.bytes, removed: parser.removed, changed: changedSources(stderr),
+        bytes: parser.bytes, removed: parser.removed, changed: changedSources(stderr), tailCut: cutShort && sig === 'SIGKILL',
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });
   });
