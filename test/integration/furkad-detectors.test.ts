@@ -6,7 +6,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import type * as dbus from 'dbus-next';
 import { Ppu, tempDir } from '../fixtures/ppu.js';
-import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
+import { eventually, listFiles, sha256File, sizesWhile, writeImage } from '../fixtures/files.js';
 import { startRsyncDaemon } from '../fixtures/rsync-daemon.js';
 import { markFixture, startProcess } from '../fixtures/processes.js';
 import { testIssuer } from '../fixtures/license.js';
@@ -105,13 +105,7 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
       const b = Buffer.alloc(4096, 7); const end = Date.now() + 3000;
       while (Date.now() < end) { fs.writeSync(fd, b); const t = process.hrtime.bigint(); while (process.hrtime.bigint() - t < 1000000n) {} }
       fs.closeSync(fd);`, src]);
-    const observed: number[] = [];
-    let done = false;
-    void writer.exited.then(() => { done = true; });
-    while (!done) {
-      try { observed.push(statSync(dest).size); } catch { /* not there yet */ }
-      await sleep(2);
-    }
+    const observed = await sizesWhile(dest, writer.exited);
     assert.equal(await writer.exited, 0, writer.output());
     const final = statSync(src, { throwIfNoEntry: false })?.size;
     await eventually(() => existsSync(dest) && !existsSync(src), 20_000, 'the complete file on the PPU');

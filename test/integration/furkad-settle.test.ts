@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
-import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
+import { eventually, listFiles, sha256File, sizesWhile, writeImage } from '../fixtures/files.js';
 import { startRsyncDaemon } from '../fixtures/rsync-daemon.js';
 import { markFixture, startProcess } from '../fixtures/processes.js';
 
@@ -40,13 +40,7 @@ describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
     const dest = path.join(ppu.ppuRamdisk, '1mf', '530_531', 'paused', 'img.cbf');
     const writer = pausingWriter(src);
     markFixture(writer);
-    const observed: number[] = [];
-    let done = false;
-    void writer.exited.then(() => { done = true; });
-    while (!done) {
-      try { observed.push(statSync(dest).size); } catch { /* not there yet */ }
-      await sleep(2);
-    }
+    const observed = await sizesWhile(dest, writer.exited);
     assert.equal(await writer.exited, 0, writer.output());
     await eventually(() => existsSync(dest) && !existsSync(src), 20_000, 'the complete file on the PPU, its source removed');
     assert.deepEqual(observed, [], 'nothing under the final name while the writer was still at work');
