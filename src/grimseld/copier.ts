@@ -72,10 +72,10 @@ export async function copyAtomic(src: string, dest: string, base: string, opts: 
     let closing: Promise<void> | undefined;
     try {
       const meta = [fh.utimes(s.atimeMs / 1000, s.mtimeMs / 1000)]; // seconds with fraction: sub-ms precision
-      if (opts.preserveUid || opts.preserveGid) {
-        // chown clears set-id bits; copyFile already gave the temp file the source's other mode bits.
-        meta.push(fh.chown(owner[0], owner[1]).then(() => ((s.mode & 0o6000) !== 0 ? fh.chmod(s.mode & 0o7777) : undefined)));
-      }
+      if (opts.preserveUid || opts.preserveGid) meta.push(fh.chown(owner[0], owner[1]));
+      // Never a set-id copy: copyFile carries the source's set-id bits over to a file grimseld (root) made,
+      // which would hand a user a root-owned setuid program with preserve_uid = no. Images need none.
+      if ((s.mode & 0o6000) !== 0) meta.push(fh.chmod(s.mode & 0o1777));
       await Promise.all(meta);
       await fh.sync();
       closing = fh.close();
