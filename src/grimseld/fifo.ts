@@ -61,7 +61,8 @@ export class FileFifo {
     try {
       for (const r of await this.add(batch)) this.log.warn({ path: r.path, source: 'fifo' }, `file refused: ${r.reason}`);
     } catch (e) {
-      this.log.warn({ paths: batch.length, source: 'fifo' }, `files not taken: ${(e as Error).message}`);
+      // Each path named: the operator has to add exactly these again.
+      for (const p of batch) this.log.error({ path: p, source: 'fifo' }, `file not taken: ${(e as Error).message}`);
     }
     if (this.#waiting.length < BATCH_MAX && this.#socket?.isPaused()) this.#socket.resume();
   }

@@ -91,6 +91,8 @@ export class Journal {
    * iterated; replay is idempotent, so a record that is also in the snapshot does no harm.
    */
   async compact(snapshot: () => Iterable<JournalRecord>): Promise<void> {
+    // One at a time: a second run would truncate the temp file the first is still writing.
+    if (this.#compacting) return;
     this.#compacting = true;
     try {
       await this.#flushing;
