@@ -27,7 +27,10 @@ interface Round {
   grimseld2MBps: number;
   cp2MBps: number;
   smallE2eFilesPerS: number;
+  /** furkad pulling the small set with grimseld stopped. */
   smallFurkadFilesPerS: number;
+  /** The same stage inside the end-to-end run, sharing the cores with grimseld's copies. */
+  smallFurkadInE2eFilesPerS?: number;
   smallGrimseldFilesPerS: number;
   smallRsyncFilesPerS: number;
   smallCpFilesPerS: number;
@@ -54,13 +57,14 @@ async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grims
   const baselineDir = path.join(ppu.work, 'baseline-detector', 'ramdisk');
   mkdirSync(baselineDir, { recursive: true });
   const baseline = await startRsyncDaemon(baselineDir, ppu.work);
-  const stage = (name: string, count: number, size: number): { dir: string; bytes: number; names: string[] } => {
+  type StagedSet = { dir: string; bytes: number; names: string[] };
+  const stage = (name: string, count: number, size: number): StagedSet => {
     const dir = path.join(ppu.work, 'stage', name);
     return { dir, ...writeSet(dir, count, size) };
   };
   // Both copies of each set are written up front and flushed, so that no writeback overlaps a timed phase.
   const [bulk, bulk2] = [stage('bulk-a', bulkCount, 6 * MB), stage('bulk-b', bulkCount, 6 * MB)];
-  const [small, small2] = [stage('small-a', mode.smallFiles, 100_000), stage('small-b', mode.smallFiles, 100_000)];
+  const [small, small2, small3] = ['small-a', 'small-b', 'small-c'].map((n) => stage(n, mode.smallFiles, 100_000)) as [StagedSet, StagedSet, StagedSet];
   settle();
   const shiftDir = (root: string): string => path.join(root, '1mf', '1000_1000');
   const internal = path.join(ppu.storageRoot, 'internal');
@@ -100,7 +104,21 @@ async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grims
     const smallRsyncS = await rsyncPull(baseline.port, 'small', path.join(ppu.ppuRamdisk, 'rsync-small'));
     const smallCpS = await parallelCp(path.join(ppu.ppuRamdisk, 'rsync-small'), [path.join(ppu.storageRoot, 'cp-small')], COPY_PARALLELISM);
     settle();
-    // Each stage alone, to tell which one bounds the end-to-end rate.
+    // Each stage alone, to tell which one bounds the end-to-end rate. furkad alone: grimseld is stopped
+    // (SIGSTOP) while furkad pulls, so that its copies do not share the two cores with the pull (furkad hands
+    // files over while it pulls; its hand-over waits meanwhile), then let go to catch up, untimed.
+    const grimseldPid = ppu.grimseld!.proc.child.pid!;
+    process.kill(grimseldPid, 'SIGSTOP');
+    let a0: number;
+    let a1: number;
+    try {
+      a0 = moveInto(small3.dir, path.join(ppu.detectorRamdisks['1MF']!, 'small-alone'));
+      a1 = await whenComplete(path.join(shiftDir(ppu.ppuRamdisk), 'small-alone'), mode.smallFiles, TIMEOUT_MS, 'furkad alone to pull the small set');
+    } finally {
+      process.kill(grimseldPid, 'SIGCONT');
+    }
+    await whenComplete(path.join(shiftDir(internal), 'small-alone'), mode.smallFiles, TIMEOUT_MS, 'grimseld to catch up after furkad alone');
+    settle();
     const sg0 = feedFifo(ppu, 'rsync-small', small.names);
     const sg1 = await whenComplete(path.join(internal, 'rsync-small'), mode.smallFiles, TIMEOUT_MS, 'grimseld to copy the small set');
     const per1000 = (k: 'furkad' | 'grimseld'): number => round((after[k].cpuS - before[k].cpuS) * 1000 / mode.smallFiles);
@@ -112,7 +130,8 @@ async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grims
       grimseld1MBps: mbps(bulk.bytes, (g1 - g0) / 1000),
       cp1MBps: mbps(bulk.bytes, cp1S),
       smallE2eFilesPerS: round(mode.smallFiles / ((s1 - s0) / 1000)),
-      smallFurkadFilesPerS: round(mode.smallFiles / ((sPulled - s0) / 1000)),
+      smallFurkadFilesPerS: round(mode.smallFiles / ((a1 - a0) / 1000)),
+      smallFurkadInE2eFilesPerS: round(mode.smallFiles / ((sPulled - s0) / 1000)),
       smallGrimseldFilesPerS: round(mode.smallFiles / ((sg1 - sg0) / 1000)),
       smallRsyncFilesPerS: round(mode.smallFiles / smallRsyncS),
       smallCpFilesPerS: round(mode.smallFiles / smallCpS),
@@ -167,7 +186,7 @@ export async function throughputSuite(mode: Mode): Promise<ThroughputResult> {
   const rec = (k: 'cpuSPer1000' | 'peakRssMb'): Record<string, number> =>
     Object.fromEntries(Object.keys(rounds[0]![k]).map((d) => [d, median(rounds.map((x) => x[k][d]!))]));
   const med: Round = {
-    furkadMBps: m('furkadMBps'), bulkE2eMBps: m('bulkE2eMBps'), smallFurkadFilesPerS: m('smallFurkadFilesPerS'), smallGrimseldFilesPerS: m('smallGrimseldFilesPerS'), rsyncMBps: m('rsyncMBps'), grimseld1MBps: m('grimseld1MBps'), cp1MBps: m('cp1MBps'),
+    furkadMBps: m('furkadMBps'), bulkE2eMBps: m('bulkE2eMBps'), smallFurkadFilesPerS: m('smallFurkadFilesPerS'), smallFurkadInE2eFilesPerS: m('smallFurkadInE2eFilesPerS'), smallGrimseldFilesPerS: m('smallGrimseldFilesPerS'), rsyncMBps: m('rsyncMBps'), grimseld1MBps: m('grimseld1MBps'), cp1MBps: m('cp1MBps'),
     grimseld2MBps: m('grimseld2MBps'), cp2MBps: m('cp2MBps'), smallE2eFilesPerS: m('smallE2eFilesPerS'),
     smallRsyncFilesPerS: m('smallRsyncFilesPerS'), smallCpFilesPerS: m('smallCpFilesPerS'), cpuSPer1000: rec('cpuSPer1000'), peakRssMb: rec('peakRssMb'),
   };
