@@ -183,12 +183,24 @@ export class DetectorLoop {
         // the run goes on (F2, F9). What is left at the end (a daemon that does not report removals, files
         // an earlier run could not place) is placed then, unless its source changed while it was sent.
         const streamed = new Set<string>();
+        // Names reported while a batch is being placed wait and go together as the next one: one outbox line
+        // and one hand-over per batch, not per line of rsync output, and no wait when nothing is in flight.
+        let waiting: string[] = [];
         let placing = Promise.resolve();
+        let busy = false;
+        let failure: unknown;
         const place = (rels: string[]): void => {
-          placing = placing.then(async () => {
-            rels.forEach((r) => streamed.add(r));
-            placed += await this.#placeAndHandOver(staging, dir, shift, marked, rels);
-          });
+          waiting.push(...rels);
+          if (busy) return;
+          busy = true;
+          placing = (async () => {
+            while (waiting.length > 0) {
+              const batch = waiting;
+              waiting = [];
+              batch.forEach((r) => streamed.add(r));
+              placed += await this.#placeAndHandOver(staging, dir, shift, marked, batch);
+            }
+          })().catch((e: unknown) => { failure ??= e; }).finally(() => { busy = false; });
         };
         if (a.config.settle_ms > 0) {
           result = await this.#settledRun(staging, a.config.settle_ms, runWith, place);
@@ -202,6 +214,7 @@ export class DetectorLoop {
         if (result.removed.size === 0 && result.code === 0 && result.files.some((r) => !result.changed.has(r))) this.#warnNoRemovalReports();
         place(complete);
         await placing;
+        if (failure !== undefined) throw failure;
       }
     } finally {
       release();
