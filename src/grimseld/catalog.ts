@@ -132,15 +132,23 @@ export class Catalog {
    */
   async accept(usertime: bigint, files: NewFile[]): Promise<FileRecord[]> {
     const fresh: FileRecord[] = [];
+    let known = false;
     for (const f of files) {
-      if (this.#bySrc.get(f.src)?.sameAs(f)) continue;
+      if (this.#bySrc.get(f.src)?.sameAs(f)) {
+        known = true;
+        continue;
+      }
       const rec = this.#newRecord(this.#nextId++, usertime, f);
       this.files.set(rec.id, rec);
       this.#bySrc.set(rec.src, rec);
       for (const s of this.storageIds) this.book.count(usertime, s, undefined, 'pending');
       fresh.push(rec);
     }
+    // A known file may have been taken a moment ago by a caller still waiting for its record to reach the
+    // disk: this caller is not told "taken" before that either (G12). Batches are written in order, so
+    // waiting for our own records covers it.
     if (fresh.length) await this.journal.append(...fresh.map(fileLine));
+    else if (known) await this.journal.durable();
     return fresh;
   }
 

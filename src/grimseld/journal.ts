@@ -64,6 +64,14 @@ export class Journal {
     return done;
   }
 
+  /** Resolves once every record appended so far is on disk (nothing of its own to write). */
+  durable(): Promise<void> {
+    // Records still in the buffer: wait with them (also across a compaction, which holds them back).
+    if (this.#buffer.length > 0) return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
+    // Otherwise a batch may be on its way to the disk right now.
+    return this.#flushing ?? Promise.resolve();
+  }
+
   async #flush(): Promise<void> {
     // Let every append of this tick join the batch.
     await new Promise((r) => setImmediate(r));

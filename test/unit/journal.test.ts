@@ -24,6 +24,17 @@ describe('journal and catalog (G12)', () => {
   beforeEach(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'journal-')); });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+  it('answers a file delivered twice only once its first record is on disk (G12)', async () => {
+    const a = await openCatalog(dir);
+    await a.catalog.shift(5n, 500, 501);
+    const onDisk = (): boolean => readFileSync(path.join(dir, 'journal.jsonl'), 'utf8').includes('f7.cbf');
+    const first = a.catalog.accept(5n, [file(7)]);
+    const seenBySecond = await a.catalog.accept(5n, [file(7)]).then((fresh) => ({ fresh: fresh.length, onDisk: onDisk() }));
+    assert.deepEqual(seenBySecond, { fresh: 0, onDisk: true }, 'not taken twice, and not answered before the first record is stored');
+    assert.equal((await first).length, 1);
+    await a.journal.close();
+  });
+
   it('replays accepted files and copy states into the same counts', async () => {
     const a = await openCatalog(dir);
     await a.catalog.shift(5n, 500, 501);
