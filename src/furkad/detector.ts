@@ -10,6 +10,7 @@ import type { Handover } from './handover.js';
 import type { Assignment, Shift } from './shift.js';
 import type { TransferGate } from './transfer-gate.js';
 import { ShiftDir } from './shift-dir.js';
+import { Batches } from '../common/batches.js';
 
 /** After each run: transferring = it moved files, idle = nothing new; retrying = backing off after an outage;
  *  down = a configuration error rsync will not get over by itself (retried at the longest interval). */
@@ -37,6 +38,9 @@ export function nextBackoff(current: number, verdict: 'retry' | 'fatal'): number
 /** Where rsync writes first: a root-only directory below the target, so nothing incomplete carries a final name (F2). */
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
+
+/** One rsync run of the current assignment: with or without removal, into `dest`, optionally limited to `only`. */
+type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => Promise<RsyncResult>;
 
 export function stagingDir(target: string, id: string): string {
   return path.join(unmark(target), '.furkad-staging', id);
@@ -151,7 +155,7 @@ export class DetectorLoop {
     }
     const marked = (rels: Iterable<string>): string[] => [...rels].map((f) => deliveredPath(a.target, shift.usrdir, f));
     const started = performance.now();
-    const runWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => runRsync({
+    const runWith: RunWith = (removeSource, dest, only, onRemoved) => runRsync({
       rsync: this.settings.rsync,
       host: a.config.remoteIP,
       port: a.config.port,
@@ -174,46 +178,36 @@ export class DetectorLoop {
         // Without remove_source there is no changed-source check to wait for, so no staging either: rsync
         // names each file itself. Every run lists every file still on both sides: only new ones are news.
         result = await runWith(false, dir.root);
-        const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid, marked(result.sent));
-        this.handover.delivered(shift.usertime, shift.uid, shift.gid, marked(result.sent), noted);
-        placed = result.sent.length;
-        this.stats.files += placed;
+        placed = await this.#handOver(shift, marked, result.sent);
       } else {
         // Each file the daemon reports removed is complete in staging: it is placed and handed over while
         // the run goes on (F2, F9). What is left at the end (a daemon that does not report removals, files
         // an earlier run could not place) is placed then, unless its source changed while it was sent.
         const streamed = new Set<string>();
-        // Names reported while a batch is being placed wait and go together as the next one: one outbox line
-        // and one hand-over per batch, not per line of rsync output, and no wait when nothing is in flight.
-        let waiting: string[] = [];
-        let placing = Promise.resolve();
-        let busy = false;
         let failure: unknown;
-        const place = (rels: string[]): void => {
-          waiting.push(...rels);
-          if (busy) return;
-          busy = true;
-          placing = (async () => {
-            while (waiting.length > 0) {
-              const batch = waiting;
-              waiting = [];
-              batch.forEach((r) => streamed.add(r));
-              placed += await this.#placeAndHandOver(staging, dir, shift, marked, batch);
-            }
-          })().catch((e: unknown) => { failure ??= e; }).finally(() => { busy = false; });
-        };
+        // Names reported while a batch is being placed go together as the next one: one outbox line and one
+        // hand-over per batch, not per line of rsync output. A failure is raised when the run ends.
+        const batches = new Batches<string>(async (batch) => {
+          batch.forEach((r) => streamed.add(r));
+          try {
+            placed += await this.#handOver(shift, marked, batch, (rels) => this.#promote(staging, dir, rels));
+          } catch (e) {
+            failure ??= e;
+          }
+        });
+        const place = (rels: string[]): void => batches.push(...rels);
         if (a.config.settle_ms > 0) {
           result = await this.#settledRun(staging, a.config.settle_ms, runWith, place);
         } else {
           result = await runWith(true, staging, undefined, place);
         }
-        await placing;
+        await batches.drained();
         const rest = [...new Set([...this.#unplaced, ...result.files])].filter((r) => !streamed.has(r));
         const complete = rest.filter((r) => !result.changed.has(r));
         result.changed.forEach((r) => this.#heldBack.add(r));
         if (result.removed.size === 0 && result.code === 0 && result.files.some((r) => !result.changed.has(r))) this.#warnNoRemovalReports();
         place(complete);
-        await placing;
+        await batches.drained();
         if (failure !== undefined) throw failure;
       }
     } finally {
@@ -247,9 +241,7 @@ export class DetectorLoop {
    * unchanged for settle_ms, by a second run over just those files. The time is furkad's own, so the two
    * servers' clocks do not matter.
    */
-  async #settledRun(staging: string, settleMs: number,
-    runWith: (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => Promise<RsyncResult>,
-    place: (rels: string[]) => void): Promise<RsyncResult> {
+  async #settledRun(staging: string, settleMs: number, runWith: RunWith, place: (rels: string[]) => void): Promise<RsyncResult> {
     const look = await runWith(false, staging);
     if (classifyExit(look.code, look.stderr) !== 'ok') return look;
     const now = performance.now();
@@ -274,12 +266,16 @@ export class DetectorLoop {
     return { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes };
   }
 
-  /** Notes files in the outbox, gives them their final names and queues them for grimseld; returns how many. */
-  async #placeAndHandOver(staging: string, dir: ShiftDir, shift: Shift, marked: (rels: Iterable<string>) => string[], rels: string[]): Promise<number> {
+  /**
+   * Notes files in the outbox, gives them their final names (`promote`; without one rsync already did) and
+   * queues the ones in place for grimseld; returns how many.
+   */
+  async #handOver(shift: Shift, marked: (rels: Iterable<string>) => string[], rels: string[],
+    promote?: (rels: string[]) => Promise<string[]>): Promise<number> {
     if (rels.length === 0) return 0;
     // Noted before anything gets its final name: a furkad killed after placing re-sends them at its next start.
     const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid, marked(rels));
-    const files = await this.#promote(staging, dir, rels);
+    const files = promote ? await promote(rels) : rels;
     this.handover.delivered(shift.usertime, shift.uid, shift.gid, marked(files), noted);
     if (files.length > 0) {
       this.stats.files += files.length;

@@ -222,11 +222,11 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
     });
     child.on('close', (code, sig) => {
       stopWatching();
-      if (cutShort && sig === 'SIGKILL') code = 0;
+      const tailCut = cutShort && sig === 'SIGKILL';
       parser.end();
       const stderr = Buffer.concat(err).toString('latin1');
-      resolve({ code: code ?? (sig ? 20 : 1), files: parser.files, sent: parser.sent, transferred: parser.sent.length,
-        bytes: parser.bytes, removed: parser.removed, changed: changedSources(stderr), tailCut: cutShort && sig === 'SIGKILL',
+      resolve({ code: tailCut ? 0 : code ?? (sig ? 20 : 1), files: parser.files, sent: parser.sent, transferred: parser.sent.length,
+        bytes: parser.bytes, removed: parser.removed, changed: changedSources(stderr), tailCut,
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });
   });

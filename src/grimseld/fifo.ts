@@ -6,6 +6,7 @@ import { createInterface } from 'node:readline';
 import { promisify } from 'node:util';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
+import { Batches } from '../common/batches.js';
 
 const run = promisify(execFile);
 
@@ -16,8 +17,10 @@ const BATCH_MAX = 250;
 
 export class FileFifo {
   #socket: Socket | undefined;
-  #chain: Promise<void> = Promise.resolve();
-  #waiting: string[] = [];
+  // At most BATCH_MAX at a time: a list of 100 000 paths taken in one go would need them all in memory
+  // at once, several times over (checked files, records, journal lines), and the heap keeps that size;
+  // a batch that is in flight long enough to outlive minor collections ends up there too.
+  #batches = new Batches<string>((batch) => this.#takeBatch(batch), BATCH_MAX);
 
   constructor(
     readonly file: string,
@@ -45,30 +48,24 @@ export class FileFifo {
       if (!p) return;
       // In the order written; lines that arrive while a batch is taken in form the next batch, so that a
       // burst (`cat list > fifo`) is journaled with one fsync per batch, not one per line (issue 7).
-      const waiting = this.#waiting.push(p);
-      if (waiting === 1) this.#chain = this.#chain.then(() => this.#takeBatch());
+      this.#batches.push(p);
       // A writer faster than the journal waits in its write(2) instead of in grimseld's memory.
-      if (waiting >= 4 * BATCH_MAX) this.#socket?.pause();
+      if (this.#batches.waiting >= 4 * BATCH_MAX) this.#socket?.pause();
     });
   }
 
-  async #takeBatch(): Promise<void> {
-    // At most BATCH_MAX at a time: a list of 100 000 paths taken in one go would need them all in memory
-    // at once, several times over (checked files, records, journal lines), and the heap keeps that size;
-    // a batch that is in flight long enough to outlive minor collections ends up there too.
-    const batch = this.#waiting.splice(0, BATCH_MAX);
-    if (this.#waiting.length) this.#chain = this.#chain.then(() => this.#takeBatch());
+  async #takeBatch(batch: string[]): Promise<void> {
     try {
       for (const r of await this.add(batch)) this.log.warn({ path: r.path, source: 'fifo' }, `file refused: ${r.reason}`);
     } catch (e) {
       // Each path named: the operator has to add exactly these again.
       for (const p of batch) this.log.error({ path: p, source: 'fifo' }, `file not taken: ${(e as Error).message}`);
     }
-    if (this.#waiting.length < BATCH_MAX && this.#socket?.isPaused()) this.#socket.resume();
+    if (this.#batches.waiting < BATCH_MAX && this.#socket?.isPaused()) this.#socket.resume();
   }
 
   async close(): Promise<void> {
     this.#socket?.destroy();
-    await this.#chain;
+    await this.#batches.drained();
   }
 }
