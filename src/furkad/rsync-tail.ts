@@ -6,37 +6,39 @@ import * as path from 'node:path';
 
 /**
  * Watches the rsync client `pid` (only a real rsync binary: a wrapper script given as rsync_path must be left
- * to finish on its own) and calls `onTail` once, when the child it forked has exited. Does nothing where the
- * kernel has no /proc/PID/task/TID/children. Returns a function that stops watching.
+ * to finish on its own) and calls `onTail` once, when the child it forked has exited and been reaped. Does
+ * nothing where the kernel has no /proc/PID/task/TID/children. Returns a function that stops watching.
  */
 export function watchTail(pid: number, onTail: () => void, intervalMs = 1): () => void {
   const children = `/proc/${pid}/task/${pid}/children`;
-  let forked = false;
+  let checked = false;
   const timer = setInterval(() => {
-    let list: string;
     try {
-      list = readFileSync(children, 'latin1');
+      if (!checked && !isRsync(pid)) return stop();
+      checked = true;
+      if (readFileSync(children, 'latin1').trim() !== '') return undefined; // the receiver is still at work
+      // No child now, and one has been reaped: the receiver is done. Judged from the kernel's counters rather
+      // than from having seen the child, which a busy machine may never schedule this timer in time for.
+      if (!reapedChild(pid)) return undefined; // still connecting or listing: the receiver is not forked yet
     } catch {
-      stop(); // gone already, or no such file on this kernel
-      return;
+      return stop(); // gone already, or no such file on this kernel
     }
-    if (list.trim() !== '') {
-      if (!forked && !isRsync(pid)) stop();
-      forked = true;
-      return;
-    }
-    if (!forked) return; // still connecting or listing: the receiver is not forked yet
     stop();
     onTail();
+    return undefined;
   }, intervalMs);
   const stop = (): void => clearInterval(timer);
   return stop;
 }
 
 function isRsync(pid: number): boolean {
-  try {
-    return path.basename(readlinkSync(`/proc/${pid}/exe`)) === 'rsync';
-  } catch {
-    return false;
-  }
+  return path.basename(readlinkSync(`/proc/${pid}/exe`)) === 'rsync';
+}
+
+/** Whether `pid` has waited for a child: cminflt (minor faults of reaped children, proc(5)) is above 0. */
+function reapedChild(pid: number): boolean {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+  // Fields after the command name (which may hold spaces and parentheses): state is field 3, cminflt 11.
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return Number(fields[11 - 3]) > 0;
 }
