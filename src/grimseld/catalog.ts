@@ -4,16 +4,15 @@
 import { Journal, type JournalRecord } from './journal.js';
 import type { ShiftBook } from './shift-book.js';
 import { FileRecord, type NewFile, type Origin } from './file-record.js';
-import { IdIndex } from './id-index.js';
-import { doneEverywhere, doneOn, failedForGood, stateAt, withState, type CopyState } from './copy-states.js';
+import { RecordStore } from './record-store.js';
+import { allPending, doneEverywhere, doneOn, failedForGood, stateAt, withState, type CopyState } from './copy-states.js';
 
 export { FileRecord };
 export type { CopyState, NewFile, Origin };
 
 export class Catalog {
-  readonly files = new IdIndex<FileRecord>();
-  /** Live record per source path: a re-sent delivery of the same file is recognised (furkad retries). */
-  #bySrc = new Map<string, FileRecord>();
+  /** Live records by id, and by source path: a re-sent delivery of the same file is recognised (furkad retries). */
+  readonly files = new RecordStore();
   /** Counts of records already resolved and dropped, per shift: they live on in the snapshot. */
   #settled = new Map<bigint, Map<string, [number, number]>>();
   #nextId = 1;
@@ -55,10 +54,8 @@ export class Catalog {
         }
         case 'file': {
           if (this.files.has(r.id)) break;
-          const rec = this.#newRecord(r.id, BigInt(r.u), r);
+          this.#newRecord(r.id, BigInt(r.u), r);
           this.#nextId = Math.max(this.#nextId, r.id + 1);
-          this.files.set(rec.id, rec);
-          this.#bySrc.set(rec.src, rec);
           break;
         }
         case 'copied':
@@ -84,7 +81,7 @@ export class Catalog {
     for (const [u, perStorage] of this.#settled) {
       for (const [s, [copied, failed]] of perStorage) this.book.add(u, s, { pending: 0, copied, failed });
     }
-    for (const rec of [...this.files.values()]) {
+    for (const rec of this.files.values()) {
       this.storageIds.forEach((s, i) => this.book.count(rec.usertime, s, undefined, stateAt(rec.states, i)));
       this.#settleIfDone(rec);
     }
@@ -94,7 +91,7 @@ export class Catalog {
   #newRecord(id: number, usertime: bigint, f: NewFile): FileRecord {
     // One bigint per shift, not one per file.
     const shared = this.book.get(usertime)?.usertime ?? usertime;
-    return new FileRecord(id, shared, f, this.storageIds.length, f.src.startsWith(this.#ramdiskPrefix));
+    return this.files.add(id, shared, f, allPending(this.storageIds.length), f.src.startsWith(this.#ramdiskPrefix));
   }
 
   /** The file's copy state on `storage` (undefined for a storage grimseld does not have). */
@@ -116,7 +113,7 @@ export class Catalog {
 
   /** Whether a record is still the catalog's (not settled and dropped). */
   isLive(rec: FileRecord): boolean {
-    return this.files.get(rec.id) === rec;
+    return this.files.holds(rec);
   }
 
   /** Journals a shift start (once). */
@@ -134,13 +131,11 @@ export class Catalog {
     const fresh: FileRecord[] = [];
     let known = false;
     for (const f of files) {
-      if (this.#bySrc.get(f.src)?.sameAs(f)) {
+      if (this.files.latestAt(f.src)?.sameAs(f)) {
         known = true;
         continue;
       }
       const rec = this.#newRecord(this.#nextId++, usertime, f);
-      this.files.set(rec.id, rec);
-      this.#bySrc.set(rec.src, rec);
       for (const s of this.storageIds) this.book.count(usertime, s, undefined, 'pending');
       fresh.push(rec);
     }
@@ -156,6 +151,8 @@ export class Catalog {
     const i = this.#index.get(storage);
     if (i === undefined) return;
     await this.journal.append(state === 'copied' ? { t: 'copied', id: rec.id, s: storage } : { t: 'failed', id: rec.id, s: storage, permanent });
+    // Settled meanwhile (a result for a storage it was already done on): nothing left to count.
+    if (!this.isLive(rec)) return;
     const before = stateAt(rec.states, i);
     if (before !== state) this.book.count(rec.usertime, storage, before, state);
     rec.states = withState(rec.states, i, state, permanent);
@@ -164,16 +161,18 @@ export class Catalog {
 
   async setOrigin(rec: FileRecord, where: 'ramdisk' | 'internal', state: Exclude<Origin, 'present'>): Promise<void> {
     await this.journal.append({ t: where, id: rec.id, state });
+    if (!this.isLive(rec)) return; // settled meanwhile: nothing left to clean up
     rec[where] = state;
     this.#settleIfDone(rec);
   }
 
   /** A record needs nothing more when every storage is done and no original is left to clean up. */
   #settleIfDone(rec: FileRecord): void {
+    if (!this.isLive(rec)) return;
     const terminal = doneEverywhere(rec.states, this.storageIds.length);
     const ramdiskDone = !rec.onRamdisk || rec.ramdisk !== 'present';
     const internalDone = !this.hasExternal || rec.internal !== 'present';
-    if (!terminal || !ramdiskDone || !internalDone || !this.isLive(rec)) return;
+    if (!terminal || !ramdiskDone || !internalDone) return;
     let perStorage = this.#settled.get(rec.usertime);
     if (!perStorage) this.#settled.set(rec.usertime, (perStorage = new Map()));
     this.storageIds.forEach((s, i) => {
@@ -182,8 +181,7 @@ export class Catalog {
       else c[1]++;
       perStorage!.set(s, c);
     });
-    this.files.delete(rec.id);
-    if (this.#bySrc.get(rec.src) === rec) this.#bySrc.delete(rec.src);
+    this.files.remove(rec);
   }
 
   /** The journal as it would be written afresh: settled counts per shift, then the live records. */
@@ -192,17 +190,22 @@ export class Catalog {
       const perStorage = this.#settled.get(u);
       yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
-    for (const r of this.files.values()) {
-      yield fileLine(r);
-      for (let i = 0; i < this.storageIds.length; i++) {
-        const s = this.storageIds[i]!;
-        const st = stateAt(r.states, i);
-        if (st === 'copied') yield { t: 'copied', id: r.id, s };
-        if (st === 'failed') yield { t: 'failed', id: r.id, s, permanent: failedForGood(r.states, i) };
-      }
-      if (r.ramdisk !== 'present') yield { t: 'ramdisk', id: r.id, state: r.ramdisk };
-      if (r.internal !== 'present') yield { t: 'internal', id: r.id, state: r.internal };
-    }
+    for (const r of this.files.values()) yield* this.#lines(r);
+  }
+
+  /** A live record's journal lines, read at once (the snapshot is written while it is iterated). */
+  #lines(r: FileRecord): JournalRecord[] {
+    const lines = [fileLine(r)];
+    const states = r.states;
+    this.storageIds.forEach((s, i) => {
+      const st = stateAt(states, i);
+      if (st === 'copied') lines.push({ t: 'copied', id: r.id, s });
+      if (st === 'failed') lines.push({ t: 'failed', id: r.id, s, permanent: failedForGood(states, i) });
+    });
+    const { ramdisk, internal } = r;
+    if (ramdisk !== 'present') lines.push({ t: 'ramdisk', id: r.id, state: ramdisk });
+    if (internal !== 'present') lines.push({ t: 'internal', id: r.id, state: internal });
+    return lines;
   }
 
   /** Rewrites the journal once it holds far more lines than the live state needs. */

@@ -1,11 +1,10 @@
-// One file grimseld is responsible for, kept small (issue 7): 100 000 of them may wait for a storage, so
-// a record is one fixed-shape object, its copy states one integer, its origins a few bits, and the part to
-// replicate an offset into the source path rather than a second string.
-import { allPending, type PackedStates } from './copy-states.js';
+// One file grimseld is responsible for, as its users see it: a handle on a row of the record store
+// (record-store.ts), which keeps 100 000 pending files in columns instead of 100 000 objects (issue 7).
+import type { PackedStates } from './copy-states.js';
+import type { RecordStore } from './record-store.js';
 
 /** What became of a file's original on the ramdisk (or of its internal copy). */
 export type Origin = 'present' | 'linked' | 'deleted' | 'gone';
-const ORIGINS: readonly Origin[] = ['present', 'linked', 'deleted', 'gone'];
 
 /** A file as grimseld takes it: where it is, what to replicate, and what it must still be when copied. */
 export interface NewFile {
@@ -17,62 +16,83 @@ export interface NewFile {
   dev: number;
 }
 
-const ON_RAMDISK = 1 << 4;
-
-/** `rel` as an offset into `src` when it is the end of it after a '/' (always, for checked paths), else the string. */
-function relIn(src: string, rel: string): number | string {
-  const at = src.length - rel.length;
-  return at > 0 && src[at - 1] === '/' && src.endsWith(rel) ? at : rel;
+/** Thrown on reading a record after it was settled: its row may already hold another file. */
+export class RecordGone extends Error {
+  constructor(readonly id: number) {
+    super(`file record ${id} is settled; it is no longer held`);
+  }
 }
 
+/**
+ * A record, by id. Handles are made on demand and are cheap; two handles of one record are the same record
+ * (compare ids). Once the record is settled every read throws RecordGone rather than answer for another file.
+ */
 export class FileRecord implements NewFile {
-  readonly src: string;
-  readonly size: number;
-  readonly mtimeMs: number;
-  readonly ino: number;
-  readonly dev: number;
-  /** Copy state per storage, indexed as the catalog's storage list (copy-states.ts). */
-  states: PackedStates;
-  // Plain (not #private) fields: TypeScript's ES2021 output would keep #fields in a WeakMap per field.
-  private readonly relAt: number | string;
-  /** Bits 0-1: ramdisk origin, 2-3: internal origin, 4: on the ramdisk. */
-  private flags: number;
+  constructor(
+    readonly id: number,
+    /** Where the store last found the record; the store checks it before use. */
+    public row: number,
+    private readonly store: RecordStore,
+  ) {}
 
-  constructor(readonly id: number, readonly usertime: bigint, f: NewFile, storages: number, onRamdisk: boolean) {
-    this.src = f.src;
-    this.relAt = relIn(this.src, f.rel);
-    this.size = f.size;
-    this.mtimeMs = f.mtimeMs;
-    this.ino = f.ino;
-    this.dev = f.dev;
-    this.states = allPending(storages);
-    this.flags = onRamdisk ? ON_RAMDISK : 0;
+  get src(): string {
+    return this.store.src(this);
   }
 
   /** The part of the path replicated below each storage target (SPEC G4). */
   get rel(): string {
-    return typeof this.relAt === 'number' ? this.src.slice(this.relAt) : this.relAt;
+    return this.store.rel(this);
+  }
+
+  get size(): number {
+    return this.store.number(this, 'size');
+  }
+
+  get mtimeMs(): number {
+    return this.store.number(this, 'mtimeMs');
+  }
+
+  get ino(): number {
+    return this.store.number(this, 'ino');
+  }
+
+  get dev(): number {
+    return this.store.number(this, 'dev');
+  }
+
+  /** The shift the file belongs to (its start in µs). */
+  get usertime(): bigint {
+    return this.store.usertime(this);
+  }
+
+  /** Copy state per storage, indexed as the catalog's storage list (copy-states.ts). */
+  get states(): PackedStates {
+    return this.store.states(this);
+  }
+
+  set states(p: PackedStates) {
+    this.store.setStates(this, p);
   }
 
   /** Whether `src` lies on the PPU ramdisk (cleanup and the fill guard may touch it). */
   get onRamdisk(): boolean {
-    return (this.flags & ON_RAMDISK) !== 0;
+    return this.store.onRamdisk(this);
   }
 
   get ramdisk(): Origin {
-    return ORIGINS[this.flags & 3]!;
+    return this.store.origin(this, 'ramdisk');
   }
 
   set ramdisk(o: Origin) {
-    this.flags = (this.flags & ~3) | ORIGINS.indexOf(o);
+    this.store.setOrigin(this, 'ramdisk', o);
   }
 
   get internal(): Origin {
-    return ORIGINS[(this.flags >> 2) & 3]!;
+    return this.store.origin(this, 'internal');
   }
 
   set internal(o: Origin) {
-    this.flags = (this.flags & ~12) | (ORIGINS.indexOf(o) << 2);
+    this.store.setOrigin(this, 'internal', o);
   }
 
   /** Same file as `f`: a delivery re-sent after a crash is not taken twice. */

@@ -15,23 +15,18 @@ export class RejectedPath extends Error {}
 
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
-
-/**
- * A flat copy of a path: path.normalize returns a tree of pieces of its input, and the source path is
- * kept for as long as the file is pending (issue 7); a JSON round trip yields one plain string.
- */
-function flat(s: string): string {
-  return JSON.parse(JSON.stringify(s)) as string;
-}
+/** Half a UTF-16 surrogate pair on its own: no file name, and not storable as UTF-8 (path-table.ts). */
+const LONE_SURROGATE = /\p{Cs}/u;
 
 /** Checks a marked path and returns its real path and the part to replicate. Throws RejectedPath. */
 export function checkMarkedPath(p: string): { src: string; rel: string } {
   if (typeof p !== 'string' || p === '') throw new RejectedPath('empty path');
   if (CONTROL.test(p)) throw new RejectedPath(`path ${JSON.stringify(p)} contains control characters`);
+  if (LONE_SURROGATE.test(p)) throw new RejectedPath(`path ${JSON.stringify(p)} is not valid Unicode`);
   if (!p.startsWith('/')) throw new RejectedPath(`path '${p}' is not absolute`);
   const { rel } = splitMarked(p);
   if (!isSafeRelative(rel)) throw new RejectedPath(`path '${p}': the part after './' must stay below it ('${rel}')`);
-  return { src: flat(unmark(p)), rel };
+  return { src: unmark(p), rel };
 }
 
 /** A checked path plus what the file is now (lstat: a symbolic link is not a file to copy). */

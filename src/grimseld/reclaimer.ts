@@ -77,12 +77,13 @@ export class Reclaimer {
     const current = this.book.current?.usertime;
     if (current === undefined) return;
     let waiting = false;
-    for (const rec of [...this.catalog.files.values()]) {
+    for (const rec of this.catalog.files.values()) {
       if (rec.usertime >= current) continue;
       if (rec.onRamdisk && rec.ramdisk !== 'deleted' && rec.ramdisk !== 'gone') {
         if (this.catalog.copiedOn(rec, this.internal.id)) await this.#remove(rec, 'ramdisk');
         else waiting = true;
       }
+      if (!this.catalog.isLive(rec)) continue; // settled by the removal: nothing left to clean
       if (this.external && rec.internal === 'present' && (!rec.onRamdisk || rec.ramdisk === 'deleted' || rec.ramdisk === 'gone')) {
         if (this.catalog.copiedOn(rec, this.external.id) && this.catalog.copiedOn(rec, this.internal.id)) await this.#remove(rec, 'internal');
         else waiting = true;
@@ -98,15 +99,17 @@ export class Reclaimer {
     if (fill.percent < this.settings.fillLimitPercent) return;
     const copyHolder = where === 'ramdisk' ? this.internal : this.external!;
     let freed = 0;
-    for (const rec of [...this.catalog.files.values()]) {
+    for (const rec of this.catalog.files.values()) {
       const eligible = where === 'ramdisk'
         ? rec.onRamdisk && rec.ramdisk === 'present'
         : rec.internal === 'present' && this.catalog.copiedOn(rec, this.internal.id);
       if (!eligible || !this.catalog.copiedOn(rec, copyHolder.id)) continue;
-      // G7 always links (the internal disk is the user's data); G6 as configured.
+      // G7 always links (the internal disk is the user's data); G6 as configured. Read before: the record
+      // may be settled by it.
+      const size = rec.size;
       const linked = where === 'internal' || this.settings.createLinks ? await this.#link(rec, where, copyHolder) : await this.#remove(rec, where);
       if (!linked) continue;
-      freed += rec.size;
+      freed += size;
       // Re-read the fill state every few MB freed rather than after every file.
       if (freed >= fill.totalBytes / 200) {
         freed = 0;
