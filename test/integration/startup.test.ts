@@ -3,11 +3,12 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { writeFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { FURKAD_BIN, GRIMSELD_BIN, tempDir } from '../fixtures/ppu.js';
+import { FURKAD_BIN, GRIMSELD_BIN, launchOf, tempDir } from '../fixtures/ppu.js';
 
 function start(bin: string, config: string): Promise<{ code: number; stderr: string }> {
+  const launch = launchOf(bin);
   return new Promise((resolve) => {
-    execFile(process.execPath, [bin, '--config', config], { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: 'unix:path=/nonexistent' }, timeout: 20_000 },
+    execFile(process.execPath, [...launch.args, '--config', config], { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: 'unix:path=/nonexistent' }, timeout: 20_000 },
       (err, _stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, stderr }));
   });
 }
