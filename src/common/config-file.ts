@@ -13,11 +13,12 @@ export class ConfigError extends Error {
 
 type Schema = Record<string, unknown>;
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: true });
-
-/** Compiles a daemon's schema once; the result validates parsed INI objects. */
+/**
+ * Compiles a daemon's schema; the result validates parsed INI objects. Each gets an ajv of its own, which
+ * keeps nothing else alive: a daemon that drops the result after start-up drops all of it (issue 7).
+ */
 export function compileSchema<T>(schema: Schema): ValidateFunction<T> {
-  return ajv.compile<T>(schema);
+  return new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: true }).compile<T>(schema);
 }
 
 /** INI booleans are words; the schema wants booleans. Only keys the schema types as boolean are touched. */

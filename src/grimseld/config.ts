@@ -1,4 +1,5 @@
-// grimseld.conf: its JSON Schema (one, compiled once), the storage rules a schema cannot say, and its typed form (SPEC S3, G1).
+// grimseld.conf: its JSON Schema (one, compiled once a run), the storage rules a schema cannot say, and its typed form (SPEC S3, G1).
+import type { ValidateFunction } from 'ajv';
 import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/grimseld.conf';
@@ -77,7 +78,13 @@ export const grimseldSchema = {
   },
 } as const;
 
-const validate = compileSchema<GrimseldConfig>(grimseldSchema as unknown as Record<string, unknown>);
+/**
+ * grimseld's schema, compiled. The daemon reads its file once and lets the compiled schema go: kept, it
+ * would stay resident for the whole run (~1 MB, issue 7).
+ */
+export function grimseldValidator(): ValidateFunction<GrimseldConfig> {
+  return compileSchema<GrimseldConfig>(grimseldSchema as unknown as Record<string, unknown>);
+}
 
 /** G1: exactly one INTERNAL, at most one EXTERNAL. */
 function checkStorageRules(file: string, config: GrimseldConfig): void {
@@ -99,7 +106,5 @@ export function parseGrimseldConfigObject(file: string, config: GrimseldConfig):
 }
 
 export function loadGrimseldConfig(file: string): GrimseldConfig {
-  return parseGrimseldConfigObject(file, loadConfig(file, validate));
+  return parseGrimseldConfigObject(file, loadConfig(file, grimseldValidator()));
 }
-
-export { validate as validateGrimseldConfig };

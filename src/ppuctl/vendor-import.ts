@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../common/config-file.js';
 import { validateFurkadConfig } from '../furkad/config.js';
-import { parseGrimseldConfigObject, validateGrimseldConfig, type GrimseldConfig } from '../grimseld/config.js';
+import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../grimseld/config.js';
 
 export type VendorKind = 'furkad' | 'grimseld';
 
@@ -140,7 +140,7 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
   const label = `${file} (converted)`;
   try {
     if (kind === 'furkad') parseConfig(label, ini, validateFurkadConfig);
-    else parseGrimseldConfigObject(label, parseConfig<GrimseldConfig>(label, ini, validateGrimseldConfig));
+    else parseGrimseldConfigObject(label, parseConfig<GrimseldConfig>(label, ini, grimseldValidator()));
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     problems.push(...e.problems.map((p) => `the converted file is not valid: ${p}`));

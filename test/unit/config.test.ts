@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
 import { checkFurkadConfig, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
-import { parseGrimseldConfigObject, validateGrimseldConfig, type GrimseldConfig } from '../../src/grimseld/config.js';
+import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../../src/grimseld/config.js';
 
 const ETC = path.resolve(__dirname, '../../../etc/ppu');
 
@@ -12,7 +12,7 @@ function furkad(text: string): FurkadConfig {
   return checkFurkadConfig('/etc/ppu/furkad.conf', parseConfig('/etc/ppu/furkad.conf', text, validateFurkadConfig));
 }
 function grimseld(text: string): GrimseldConfig {
-  return parseGrimseldConfigObject('/etc/ppu/grimseld.conf', parseConfig('/etc/ppu/grimseld.conf', text, validateGrimseldConfig));
+  return parseGrimseldConfigObject('/etc/ppu/grimseld.conf', parseConfig('/etc/ppu/grimseld.conf', text, grimseldValidator()));
 }
 function problems(fn: () => unknown): string[] {
   try {

@@ -4,7 +4,7 @@ import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
 import { validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
-import { parseGrimseldConfigObject, validateGrimseldConfig, type GrimseldConfig } from '../../src/grimseld/config.js';
+import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../../src/grimseld/config.js';
 import { importVendorConfig, vendorKind } from '../../src/ppuctl/vendor-import.js';
 
 const VENDOR = path.resolve(__dirname, '../../../test/fixtures/vendor');
@@ -32,7 +32,7 @@ describe('vendor config import (S3)', () => {
     assert.deepEqual(r.problems, []);
     assert.equal(r.kind, 'grimseld');
     assert.equal(r.mapped, keyLines(text) - 3);
-    const c = parseGrimseldConfigObject('converted', parseConfig<GrimseldConfig>('converted', r.ini, validateGrimseldConfig));
+    const c = parseGrimseldConfigObject('converted', parseConfig<GrimseldConfig>('converted', r.ini, grimseldValidator()));
     assert.deepEqual([c.create_links, c.preserve_uid, c.preserve_gid], [true, true, false]);
     assert.deepEqual([c.target, c.ramdisk_mountpoint, c.status_port, c.message_port, c.history_max_entries, c.fillstate_limit],
       ['/ramdisk', '/ramdisk', 47199, 47198, 100, 75]);
