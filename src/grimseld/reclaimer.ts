@@ -1,9 +1,10 @@
 // Frees space without losing a byte (SPEC G5, G6, G7, G12): originals are replaced by links to their copy, or
 // deleted, only once that copy is complete and flushed; oldest first; never through a planted link.
-import { lstat, readlink, rename, symlink, unlink, lchown, stat } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { lstat, open, readlink, rename, symlink, unlink, lchown, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { sameFile, syncDir } from './copier.js';
+import { sameFile } from './copier.js';
 import { assertNoLinks } from './safe-path.js';
 import { fillState } from './mounts.js';
 import { sleep } from '../common/abort.js';
@@ -149,7 +150,7 @@ export class Reclaimer {
    */
   async #verify(rec: FileRecord, where: Where, holder: Storage | undefined): Promise<{ uid: number; gid: number } | undefined> {
     const { file, base } = this.#paths(rec, where);
-    await assertNoLinks(base, path.dirname(file));
+    assertNoLinks(base, path.dirname(file));
     const st = await lstat(file).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return undefined;
       throw e;
@@ -201,7 +202,7 @@ export class Reclaimer {
     const { file, base } = this.#paths(rec, where);
     try {
       if (rec[where] === 'linked') {
-        await assertNoLinks(base, path.dirname(file));
+        assertNoLinks(base, path.dirname(file));
         const target = await readlink(file).catch(() => undefined);
         if (target === undefined) {
           await this.catalog.setOrigin(rec, where, 'gone');
@@ -218,5 +219,15 @@ export class Reclaimer {
       this.messages.publish('DEL_ERROR', file, `cannot delete ${file}: ${(e as Error).message}`);
       return false;
     }
+  }
+}
+
+/** fsyncs a directory so that renames into it survive a crash of the machine (before deleting originals). */
+async function syncDir(dir: string): Promise<void> {
+  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await fh.sync();
+  } finally {
+    await fh.close();
   }
 }

@@ -1,6 +1,8 @@
 // Paths below a storage target or the ramdisk, walked without following symbolic links: a link planted
 // in a user-owned directory must never make a root daemon write or delete outside (SPEC G3, G5, G6).
-import { lstat, mkdir, chown, realpath } from 'node:fs/promises';
+// Synchronous: the copy threads (copy-thread.ts) make a whole copy one blocking call after another, and
+// the reclaimer's checks are a realpath(3) on the ramdisk or the internal disk, microseconds.
+import { lstatSync, mkdirSync, chownSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 
 export class UnsafePath extends Error {}
@@ -16,25 +18,22 @@ function below(base: string, dir: string): string[] {
  * Creates `dir` below `base` one component at a time, refusing any component that is a symbolic link
  * or not a directory. Directories it creates get `owner` (uid, gid; -1 keeps that one).
  */
-export async function makeDirsNoFollow(base: string, dir: string, owner?: [number, number]): Promise<void> {
+export function makeDirsNoFollow(base: string, dir: string, owner?: [number, number]): void {
   // The base itself (a storage target) is the administrator's: created as root if missing.
-  await mkdir(base, { recursive: true, mode: 0o755 });
+  mkdirSync(base, { recursive: true, mode: 0o755 });
   let cur = base;
   for (const part of below(base, dir)) {
     cur = path.join(cur, part);
-    const st = await lstat(cur).catch((e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') return undefined;
-      throw e;
-    });
+    const st = lstatSync(cur, { throwIfNoEntry: false });
     if (!st) {
       try {
-        await mkdir(cur, { mode: 0o755 });
+        mkdirSync(cur, { mode: 0o755 });
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
       }
-      const made = await lstat(cur);
+      const made = lstatSync(cur);
       if (!made.isDirectory()) throw new UnsafePath(`${cur} is not a directory (replaced while being created?)`);
-      if (owner && (owner[0] !== -1 || owner[1] !== -1)) await chown(cur, owner[0], owner[1]);
+      if (owner && (owner[0] !== -1 || owner[1] !== -1)) chownSync(cur, owner[0], owner[1]);
     } else if (st.isSymbolicLink()) {
       throw new UnsafePath(`refusing to follow the symbolic link ${cur}`);
     } else if (!st.isDirectory()) {
@@ -46,29 +45,37 @@ export async function makeDirsNoFollow(base: string, dir: string, owner?: [numbe
 /** What `dir` below `base` is: a real directory reached through real directories only, missing, or not that. */
 export type DirState = 'safe' | 'missing' | 'unsafe';
 
+/** realpath(3) of directory `p`; undefined when missing, '' when a component is a file or a link loop. */
+function resolvedDir(p: string): string | undefined {
+  try {
+    return realpathSync.native(`${p}/.`);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') return undefined;
+    if (code === 'ENOTDIR' || code === 'ELOOP') return '';
+    throw e;
+  }
+}
+
 /**
  * Checks every component of `dir` below `base` in one call (issue 7: one request instead of an lstat per
  * component): realpath(3) resolves every link on the way, so `dir` resolves to the resolved `base` plus
  * the same components exactly when none of them is a link and each is a directory (the trailing '/.'
  * makes the last one count too). The base itself is the administrator's and may be a link.
  */
-export async function dirState(base: string, dir: string): Promise<DirState> {
+export function dirState(base: string, dir: string): DirState {
   const parts = below(base, dir);
-  const resolved = (p: string): Promise<string | undefined> => realpath(`${p}/.`).catch((e: NodeJS.ErrnoException) => {
-    if (e.code === 'ENOENT') return undefined;
-    if (e.code === 'ENOTDIR' || e.code === 'ELOOP') return '';
-    throw e;
-  });
-  const [b, d] = await Promise.all([resolved(base), parts.length ? resolved(dir) : undefined]);
+  const b = resolvedDir(base);
   if (b === undefined) return 'missing';
   if (b === '') return 'unsafe';
   if (!parts.length) return 'safe';
+  const d = resolvedDir(dir);
   if (d === undefined) return 'missing';
   return d === path.join(b, ...parts) ? 'safe' : 'unsafe';
 }
 
 /** Throws unless every component of `dir` below `base` is a real directory (no symbolic link). */
-export async function assertNoLinks(base: string, dir: string): Promise<void> {
-  const state = await dirState(base, dir);
+export function assertNoLinks(base: string, dir: string): void {
+  const state = dirState(base, dir);
   if (state !== 'safe') throw new UnsafePath(`${dir} is not a real directory below ${base} (${state === 'missing' ? 'missing' : 'a symbolic link or a file on the way'})`);
 }

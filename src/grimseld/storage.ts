@@ -1,7 +1,8 @@
 // One storage and its pool of writers (SPEC G1, G13): a slow or unmounted storage never holds back another.
 import { replicatedPath } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
-import { copyAtomic, type CopyOptions, type CopyOutcome, type Identity } from './copier.js';
+import type { CopyOptions, CopyOutcome, Identity } from './copier.js';
+import { CopyThreads } from './copy-threads.js';
 import { isMountPoint } from './mounts.js';
 import type { StorageConfig, StorageType } from './config.js';
 
@@ -44,17 +45,19 @@ export class Storage {
   #wake: Array<() => void> = [];
   #active = 0;
   #mounted: { ok: boolean; at: number } | undefined;
+  readonly #threads: CopyThreads;
 
   constructor(
     readonly id: string,
     config: StorageConfig,
     readonly writers: number,
-    private readonly options: CopyOptions,
+    options: CopyOptions,
     private readonly events: StorageEvents,
   ) {
     this.type = config.type;
     this.target = config.target;
     this.mountpoint = config.mountpoint;
+    this.#threads = new CopyThreads({ base: this.target, options });
   }
 
   get queued(): number {
@@ -112,7 +115,7 @@ export class Storage {
         const dest = this.destOf(job.rel);
         let outcome: CopyOutcome | Error;
         try {
-          outcome = await copyAtomic(job.src, dest, this.target, this.options, job.expect, job.sweep ?? false);
+          outcome = await this.#threads.copy({ src: job.src, dest, expect: job.expect, sweep: job.sweep ?? false });
         } catch (e) {
           outcome = e instanceof Error ? e : new Error(String(e));
         }
@@ -120,6 +123,10 @@ export class Storage {
         this.events.report({ storage: this, job, dest, outcome });
       }
     };
-    await Promise.all(Array.from({ length: this.writers }, worker));
+    try {
+      await Promise.all(Array.from({ length: this.writers }, worker));
+    } finally {
+      await this.#threads.close();
+    }
   }
 }

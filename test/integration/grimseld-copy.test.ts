@@ -1,9 +1,12 @@
-// One copy as grimseld makes it, on the real file system: faithful, and never a set-id program (G3).
+// One copy as grimseld makes it, on the real file system: faithful, and never a set-id program (G3); and the
+// threads that make them (issue 7).
 import { strict as assert } from 'node:assert';
-import { chmodSync, chownSync, mkdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../fixtures/ppu.js';
-import { copyAtomic } from '../../src/grimseld/copier.js';
+import { copyAtomic, SourceChanged } from '../../src/grimseld/copier.js';
+import { CopyThreads } from '../../src/grimseld/copy-threads.js';
+import { UnsafePath } from '../../src/grimseld/safe-path.js';
 
 describe('a copy to a storage (G3)', () => {
   let work: string;
@@ -22,7 +25,7 @@ describe('a copy to a storage (G3)', () => {
       mkdirSync(base);
       const dest = path.join(base, 'u', 'img.cbf');
       const st = statSync(src);
-      const outcome = await copyAtomic(src, dest, base, { preserveUid: preserve, preserveGid: preserve }, { size: st.size, mtimeMs: st.mtimeMs });
+      const outcome = copyAtomic(src, dest, base, { preserveUid: preserve, preserveGid: preserve }, { size: st.size, mtimeMs: st.mtimeMs });
       assert.equal(outcome, 'copied');
       const d = statSync(dest);
       assert.equal(readFileSync(dest, 'utf8'), 'a user file that claims to be a program');
@@ -31,4 +34,69 @@ describe('a copy to a storage (G3)', () => {
       assert.equal(d.uid, preserve ? 4321 : 0);
     });
   }
+});
+
+describe('copy threads (G3, issue 7)', () => {
+  let work: string;
+  let threads: CopyThreads;
+  let base: string;
+  before(() => {
+    work = tempDir('grimseld-threads');
+    base = path.join(work, 'storage');
+    mkdirSync(base);
+  });
+  afterEach(async () => threads.close());
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  const source = (name: string, text: string): { src: string; expect: { size: number; mtimeMs: number } } => {
+    const src = path.join(work, 'ramdisk', name);
+    mkdirSync(path.dirname(src), { recursive: true });
+    writeFileSync(src, text);
+    chownSync(src, 4321, 4322);
+    utimesSync(src, new Date(1_600_000_000_000), new Date(1_600_000_000_123));
+    const st = statSync(src);
+    return { src, expect: { size: st.size, mtimeMs: st.mtimeMs } };
+  };
+
+  it('make the copy, owner and mtime kept, and report a changed source as not worth retrying', async () => {
+    threads = new CopyThreads({ base, options: { preserveUid: true, preserveGid: true } });
+    const { src, expect } = source('a.cbf', 'frame 1');
+    const dest = path.join(base, 'u', 'a.cbf');
+    assert.equal(await threads.copy({ src, dest, expect, sweep: false }), 'copied');
+    const d = statSync(dest);
+    assert.deepEqual([readFileSync(dest, 'utf8'), d.uid, d.gid], ['frame 1', 4321, 4322]);
+    assert.ok(Math.abs(d.mtimeMs - statSync(src).mtimeMs) < 0.001, `mtime ${d.mtimeMs} kept to the microsecond`);
+    assert.equal(await threads.copy({ src, dest, expect, sweep: false }), 'identical');
+    writeFileSync(src, 'frame 1, rewritten');
+    await assert.rejects(threads.copy({ src, dest: path.join(base, 'u', 'b.cbf'), expect, sweep: false }), SourceChanged);
+    assert.equal(readFileSync(dest, 'utf8'), 'frame 1', 'the good copy stays');
+  });
+
+  it('refuse a directory a user replaced by a link, naming it, and write nothing outside', async () => {
+    threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false } });
+    mkdirSync(path.join(work, 'elsewhere'));
+    symlinkSync(path.join(work, 'elsewhere'), path.join(base, 'trap'));
+    const { src, expect } = source('c.cbf', 'frame 3');
+    await assert.rejects(threads.copy({ src, dest: path.join(base, 'trap', 'c.cbf'), expect, sweep: false }),
+      (e: Error) => e instanceof UnsafePath && e.message.includes(path.join(base, 'trap')));
+    assert.deepEqual(readdirSync(path.join(work, 'elsewhere')), []);
+  });
+
+  it('end a thread that has had nothing to do, and start one again for the next copy', async () => {
+    threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false } }, 200);
+    const { src, expect } = source('d.cbf', 'frame 4');
+    await threads.copy({ src, dest: path.join(base, 'v', 'd.cbf'), expect, sweep: false });
+    assert.equal(threads.size, 1);
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(threads.size, 0, 'an idle copy thread costs memory: it must end');
+    assert.equal(await threads.copy({ src, dest: path.join(base, 'v', 'e.cbf'), expect, sweep: false }), 'copied');
+  });
+
+  it('run as many copies at once as it is given', async () => {
+    threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false } });
+    const jobs = Array.from({ length: 4 }, (_, i) => ({ ...source(`p${i}.cbf`, `frame p${i}`), dest: path.join(base, 'w', `p${i}.cbf`), sweep: false }));
+    assert.deepEqual(await Promise.all(jobs.map((j) => threads.copy(j))), ['copied', 'copied', 'copied', 'copied']);
+    assert.equal(threads.size, 4);
+    for (const j of jobs) assert.equal(readFileSync(j.dest, 'utf8'), readFileSync(j.src, 'utf8'));
+  });
 });

@@ -1,0 +1,109 @@
+// The threads a storage copies with (SPEC G1, G3; issue 7). Each makes one whole copy at a time with
+// blocking system calls, as a cp process would, so a small file costs one message each way instead of a
+// dozen trips through libuv's pool. A thread is started when a writer has a copy to make and none is free,
+// and ends after `idleMs` without work: each costs about 7 MB, which an idle grimseld (or one whose
+// storage is not mounted) does not keep.
+import { Worker } from 'node:worker_threads';
+import * as path from 'node:path';
+import { SourceChanged, type CopyOptions, type CopyOutcome, type Identity } from './copier.js';
+import { UnsafePath } from './safe-path.js';
+
+export interface CopyThreadData {
+  base: string;
+  options: CopyOptions;
+}
+
+export interface CopyRequest {
+  src: string;
+  dest: string;
+  expect: Identity;
+  sweep: boolean;
+}
+
+export type CopyResponse =
+  | { outcome: CopyOutcome }
+  | { error: { kind: 'SourceChanged' | 'UnsafePath' | 'Error'; message: string; code: string | undefined } };
+
+const THREAD_SCRIPT = path.join(__dirname, 'copy-thread.js');
+/** A copy thread holds a job and a few paths: a small heap bounds what a fault could make it hold. */
+const LIMITS = { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 };
+
+interface Thread {
+  worker: Worker;
+  /** Settles the copy in hand: its reply, or the thread's death. */
+  settle: ((r: CopyResponse | Error) => void) | undefined;
+  idleTimer?: NodeJS.Timeout | undefined;
+}
+
+export class CopyThreads {
+  #idle: Thread[] = [];
+  #all = new Set<Thread>();
+
+  constructor(private readonly data: CopyThreadData, private readonly idleMs = 10_000) {}
+
+  /** Threads alive now (busy or idle). */
+  get size(): number {
+    return this.#all.size;
+  }
+
+  /** Makes one copy in a free thread (started if none is free). Rejects as copyAtomic would throw. */
+  async copy(job: CopyRequest): Promise<CopyOutcome> {
+    const t = this.#idle.pop() ?? this.#start();
+    clearTimeout(t.idleTimer);
+    t.worker.ref();
+    const reply = await new Promise<CopyResponse | Error>((resolve) => {
+      t.settle = resolve;
+      t.worker.postMessage(job);
+    });
+    t.settle = undefined;
+    if (reply instanceof Error) throw reply; // the thread died; it is gone from the pool
+    this.#release(t);
+    if ('outcome' in reply) return reply.outcome;
+    const { kind, message, code } = reply.error;
+    const err = kind === 'SourceChanged' ? new SourceChanged(message) : kind === 'UnsafePath' ? new UnsafePath(message) : new Error(message);
+    if (code !== undefined) (err as NodeJS.ErrnoException).code = code;
+    throw err;
+  }
+
+  /** Ends every thread; call once no copy is in hand any more. */
+  async close(): Promise<void> {
+    const threads = [...this.#all];
+    this.#all.clear();
+    this.#idle = [];
+    await Promise.all(threads.map((t) => {
+      clearTimeout(t.idleTimer);
+      return t.worker.terminate();
+    }));
+  }
+
+  #start(): Thread {
+    const worker = new Worker(THREAD_SCRIPT, { workerData: this.data, resourceLimits: LIMITS, stdout: false, stderr: false });
+    const t: Thread = { worker, settle: undefined };
+    worker.on('message', (r: CopyResponse) => t.settle?.(r));
+    const died = (why: string): void => {
+      this.#forget(t);
+      t.settle?.(new Error(`copy thread for ${this.data.base} ${why}; the copy is retried`));
+    };
+    worker.on('error', (e) => died(`failed: ${e.message}`));
+    worker.on('exit', (code) => died(`exited with ${code}`));
+    this.#all.add(t);
+    return t;
+  }
+
+  #release(t: Thread): void {
+    if (!this.#all.has(t)) return;
+    this.#idle.push(t);
+    t.worker.unref(); // an idle thread never keeps the process alive
+    t.idleTimer = setTimeout(() => {
+      this.#forget(t);
+      void t.worker.terminate();
+    }, this.idleMs);
+    t.idleTimer.unref();
+  }
+
+  #forget(t: Thread): void {
+    clearTimeout(t.idleTimer);
+    this.#all.delete(t);
+    this.#idle = this.#idle.filter((x) => x !== t);
+  }
+}
