@@ -63,7 +63,7 @@ async function probe(p: Puller): Promise<void> {
 async function startFurkad(name: 'furkad' | 'furkad-keep-source', ramdiskBytes: number, detectors: number): Promise<Puller> {
   const ids = Array.from({ length: detectors }, (_, i) => `D${i + 1}`);
   const detectorConf = name === 'furkad' ? {} : Object.fromEntries(ids.map((id) => [id, { remove_source: 'no' }]));
-  const ppu = await licensedPpu({ prefix: 'bench-furkad', ramdiskBytes, detectors: ids, detectorConf }).start();
+  const ppu = await licensedPpu({ prefix: 'bench-furkad', ramdiskBytes, detectorRamdiskBytes: ramdiskBytes, detectors: ids, detectorConf }).start();
   const arrivalDirs = ids.map((id) => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000'));
   await eventually(() => arrivalDirs.every((d) => existsSync(d)), 20_000, 'furkad to create its shift directories');
   return {
@@ -84,10 +84,10 @@ interface Side {
   daemon: RsyncDaemon;
 }
 
-/** A detector dir served by a stock rsync daemon, and a tmpfs PPU ramdisk, as the Ppu fixture builds them. */
+/** A detector ramdisk served by a stock rsync daemon, and a PPU ramdisk, both tmpfs as the Ppu fixture builds them. */
 async function detectorAndPpu(prefix: string, ramdiskBytes: number): Promise<Side> {
   const work = tempDir(prefix);
-  const detectorDir = path.join(work, 'detector', 'ramdisk');
+  const detectorDir = path.join(mountTmpfs(path.join(work, 'detector'), ramdiskBytes), 'ramdisk');
   mkdirSync(detectorDir, { recursive: true });
   const ppuDir = mountTmpfs(path.join(work, 'ppu-ramdisk'), ramdiskBytes);
   return { work, detectorDir, ppuDir, daemon: await startRsyncDaemon(detectorDir, work) };
@@ -97,6 +97,7 @@ async function cleanup(side: Side, procs: Managed[]): Promise<void> {
   for (const p of procs) await p.stop();
   await side.daemon.stop();
   unmount(side.ppuDir);
+  unmount(path.dirname(side.detectorDir));
   rmSync(side.work, { recursive: true, force: true });
 }
 
