@@ -1,11 +1,11 @@
-// The threads a storage copies with (SPEC G1, G3; issue 7). Each makes one whole copy at a time with
-// blocking system calls, as a cp process would, so a small file costs one message each way instead of a
-// dozen trips through libuv's pool. A thread is started when a writer has a copy to make and none is free,
+// The threads a storage copies with (SPEC G1, G3; issue 7). Each makes whole copies with blocking system
+// calls, as a cp process would, so a small file costs at most one message each way instead of a dozen
+// trips through libuv's pool, and a batch of them one message. A thread is started when a writer has a copy to make and none is free,
 // and ends after `idleMs` without work: each costs about 7 MB, which an idle grimseld (or one whose
 // storage is not mounted) does not keep.
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
-import { SourceChanged, type CopyOptions, type CopyOutcome, type Identity } from './copier.js';
+import { SourceChanged, type CopyJob, type CopyOptions, type CopyOutcome } from './copier.js';
 import { UnsafePath } from './safe-path.js';
 
 export interface CopyThreadData {
@@ -13,14 +13,8 @@ export interface CopyThreadData {
   options: CopyOptions;
 }
 
-export interface CopyRequest {
-  src: string;
-  dest: string;
-  expect: Identity;
-  sweep: boolean;
-}
-
-export type CopyResponse =
+/** What became of one copy, as it crosses from the thread (an Error's class does not cross by itself). */
+export type CopyReply =
   | { outcome: CopyOutcome }
   | { error: { kind: 'SourceChanged' | 'UnsafePath' | 'Error'; message: string; code: string | undefined } };
 
@@ -30,8 +24,8 @@ const LIMITS = { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 };
 
 interface Thread {
   worker: Worker;
-  /** Settles the copy in hand: its reply, or the thread's death. */
-  settle: ((r: CopyResponse | Error) => void) | undefined;
+  /** Settles the batch in hand: its replies, or the thread's death. */
+  settle: ((r: CopyReply[] | Error) => void) | undefined;
   idleTimer?: NodeJS.Timeout | undefined;
 }
 
@@ -47,22 +41,31 @@ export class CopyThreads {
   }
 
   /** Makes one copy in a free thread (started if none is free). Rejects as copyAtomic would throw. */
-  async copy(job: CopyRequest): Promise<CopyOutcome> {
+  async copy(job: CopyJob): Promise<CopyOutcome> {
+    const [r] = await this.copyMany([job]);
+    if (r instanceof Error) throw r;
+    return r!;
+  }
+
+  /** Makes a batch of copies in one free thread (see copyMany); each outcome or error in the jobs' order. */
+  async copyMany(jobs: CopyJob[]): Promise<Array<CopyOutcome | Error>> {
     const t = this.#idle.pop() ?? this.#start();
     clearTimeout(t.idleTimer);
     t.worker.ref();
-    const reply = await new Promise<CopyResponse | Error>((resolve) => {
+    const replies = await new Promise<CopyReply[] | Error>((resolve) => {
       t.settle = resolve;
-      t.worker.postMessage(job);
+      t.worker.postMessage(jobs);
     });
     t.settle = undefined;
-    if (reply instanceof Error) throw reply; // the thread died; it is gone from the pool
+    if (replies instanceof Error) return jobs.map(() => replies); // the thread died; it is gone from the pool
     this.#release(t);
-    if ('outcome' in reply) return reply.outcome;
-    const { kind, message, code } = reply.error;
-    const err = kind === 'SourceChanged' ? new SourceChanged(message) : kind === 'UnsafePath' ? new UnsafePath(message) : new Error(message);
-    if (code !== undefined) (err as NodeJS.ErrnoException).code = code;
-    throw err;
+    return replies.map((r) => {
+      if ('outcome' in r) return r.outcome;
+      const { kind, message, code } = r.error;
+      const err = kind === 'SourceChanged' ? new SourceChanged(message) : kind === 'UnsafePath' ? new UnsafePath(message) : new Error(message);
+      if (code !== undefined) (err as NodeJS.ErrnoException).code = code;
+      return err;
+    });
   }
 
   /** Ends every thread; call once no copy is in hand any more. */
@@ -79,7 +82,7 @@ export class CopyThreads {
   #start(): Thread {
     const worker = new Worker(THREAD_SCRIPT, { workerData: this.data, resourceLimits: LIMITS, stdout: false, stderr: false });
     const t: Thread = { worker, settle: undefined };
-    worker.on('message', (r: CopyResponse) => t.settle?.(r));
+    worker.on('message', (r: CopyReply[]) => t.settle?.(r));
     const died = (why: string): void => {
       this.#forget(t);
       t.settle?.(new Error(`copy thread for ${this.data.base} ${why}; the copy is retried`));

@@ -34,6 +34,13 @@ export interface StorageEvents {
 }
 
 const MOUNT_RECHECK_MS = 1000;
+/**
+ * A writer takes up to this many waiting files, or this many bytes, at once (issue 7): their fsyncs then
+ * share journal commits. Only what waits beyond one file per writer is batched, so a live stream is still
+ * copied a file at a time, each the moment it comes.
+ */
+const BATCH_FILES = 16;
+const BATCH_BYTES = 16 << 20;
 
 export class Storage {
   readonly type: StorageType;
@@ -85,6 +92,24 @@ export class Storage {
     return job;
   }
 
+  /** The next jobs for one writer (see BATCH_FILES); undefined when nothing waits. */
+  #takeBatch(): CopyJob[] | undefined {
+    const first = this.#take();
+    if (first === undefined) return undefined;
+    const share = Math.floor((this.#queue.length - this.#head) / this.writers);
+    const jobs: CopyJob[] = [];
+    let bytes = 0;
+    for (let queued: number | undefined = first; queued !== undefined; queued = this.#take()) {
+      const job = this.events.resolve(this, Math.abs(queued), queued < 0);
+      if (job) {
+        jobs.push(job);
+        bytes += job.expect.size;
+      }
+      if (jobs.length >= Math.min(BATCH_FILES, 1 + share) || bytes >= BATCH_BYTES) break;
+    }
+    return jobs;
+  }
+
   /** G13: a configured mount point must be mounted before anything is written (checked at most once a second). */
   async #mountOk(): Promise<boolean> {
     if (!this.mountpoint) return true;
@@ -104,23 +129,17 @@ export class Storage {
           await sleep(MOUNT_RECHECK_MS, signal);
           continue;
         }
-        const queued = this.#take();
-        if (queued === undefined) {
+        const batch = this.#takeBatch();
+        if (batch === undefined) {
           await wakeOrAbort((wake) => this.#wake.push(wake), signal);
           continue;
         }
-        const job = this.events.resolve(this, Math.abs(queued), queued < 0);
-        if (!job) continue;
-        this.#active++;
-        const dest = this.destOf(job.rel);
-        let outcome: CopyOutcome | Error;
-        try {
-          outcome = await this.#threads.copy({ src: job.src, dest, expect: job.expect, sweep: job.sweep ?? false });
-        } catch (e) {
-          outcome = e instanceof Error ? e : new Error(String(e));
-        }
-        this.#active--;
-        this.events.report({ storage: this, job, dest, outcome });
+        if (batch.length === 0) continue;
+        this.#active += batch.length;
+        const dests = batch.map((job) => this.destOf(job.rel));
+        const outcomes = await this.#threads.copyMany(batch.map((job, i) => ({ src: job.src, dest: dests[i]!, expect: job.expect, sweep: job.sweep ?? false })));
+        this.#active -= batch.length;
+        batch.forEach((job, i) => this.events.report({ storage: this, job, dest: dests[i]!, outcome: outcomes[i]! }));
       }
     };
     try {

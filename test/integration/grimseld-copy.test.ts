@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../fixtures/ppu.js';
-import { copyAtomic, SourceChanged } from '../../src/grimseld/copier.js';
+import { copyAtomic, copyMany, SourceChanged } from '../../src/grimseld/copier.js';
 import { CopyThreads } from '../../src/grimseld/copy-threads.js';
 import { UnsafePath } from '../../src/grimseld/safe-path.js';
 
@@ -98,5 +98,29 @@ describe('copy threads (G3, issue 7)', () => {
     assert.deepEqual(await Promise.all(jobs.map((j) => threads.copy(j))), ['copied', 'copied', 'copied', 'copied']);
     assert.equal(threads.size, 4);
     for (const j of jobs) assert.equal(readFileSync(j.dest, 'utf8'), readFileSync(j.src, 'utf8'));
+  });
+});
+
+describe('a batch of copies (G3, issue 7)', () => {
+  let work: string;
+  before(() => { work = tempDir('grimseld-batch'); });
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  it('copies the good files of a batch, fails only the changed one, and leaves no temp file', () => {
+    const ramdisk = path.join(work, 'ramdisk');
+    const base = path.join(work, 'storage');
+    mkdirSync(ramdisk);
+    const jobs = ['a', 'b', 'c', 'd'].map((n) => {
+      const src = path.join(ramdisk, `${n}.cbf`);
+      writeFileSync(src, `frame ${n}`);
+      const st = statSync(src);
+      return { src, dest: path.join(base, 'u', `${n}.cbf`), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false };
+    });
+    writeFileSync(jobs[2]!.src, 'frame c, rewritten after delivery');
+    const outcomes = copyMany(jobs, base, { preserveUid: false, preserveGid: false });
+    assert.deepEqual(outcomes.map((o) => (o instanceof Error ? o.constructor.name : o)), ['copied', 'copied', 'SourceChanged', 'copied']);
+    assert.deepEqual(readdirSync(path.join(base, 'u')).sort(), ['a.cbf', 'b.cbf', 'd.cbf'], 'no temp name, no copy of the changed file');
+    for (const j of [jobs[0]!, jobs[1]!, jobs[3]!]) assert.equal(readFileSync(j.dest, 'utf8'), readFileSync(j.src, 'utf8'));
+    assert.deepEqual(copyMany(jobs.filter((_, i) => i !== 2), base, { preserveUid: false, preserveGid: false }), ['identical', 'identical', 'identical']);
   });
 });
