@@ -2,7 +2,7 @@
 // back-off, never waiting on another detector (F1, F2, F5, F10).
 import { lstat, mkdir, readdir, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
-import { classifyExit, runRsync, type RsyncResult } from './rsync.js';
+import { classifyExit, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
 import { deliveredPath, unmark } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
@@ -68,6 +68,10 @@ export class DetectorLoop {
   /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
   #leftovers = new Set<string>();
   #warnedNoReports = false;
+  /** The next run's rsync, started during the pause before it (see RsyncLauncher). */
+  #launcher = new RsyncLauncher();
+  /** The last run that took everything (not settle mode's limited one): the next run is most likely the same. */
+  #lastFullRun: RsyncRun | undefined;
 
   constructor(
     readonly id: string,
@@ -119,15 +123,27 @@ export class DetectorLoop {
     while (!signal.aborted) {
       const a = this.#assignment;
       if (!a || this.#held) {
+        this.#launcher.discard();
         await wakeOrAbort((wake) => { this.#wake = wake; }, signal);
         continue;
       }
       const moved = await this.#exclusive();
       // F5: minpause after every run, interrun_pause on top after a run that moved files.
-      if (this.#backoff > 0) await sleep(this.#backoff, signal);
-      else await sleep(a.config.minpause + (moved > 0 ? a.config.interrun_pause : 0), signal);
+      if (this.#backoff > 0) {
+        this.#launcher.discard();
+        await sleep(this.#backoff, signal);
+      } else {
+        if (this.#lastFullRun) this.#launcher.prepare(this.#lastFullRun);
+        await sleep(a.config.minpause + (moved > 0 ? a.config.interrun_pause : 0), signal);
+      }
     }
+    this.#launcher.discard();
     await this.#current;
+  }
+
+  #run(run: RsyncRun, onRemoved?: (names: string[]) => void): Promise<RsyncResult> {
+    if (!run.only) this.#lastFullRun = run;
+    return runRsync(run, undefined, onRemoved, this.#launcher);
   }
 
   #exclusive(): Promise<number> {
@@ -155,7 +171,7 @@ export class DetectorLoop {
     }
     const marked = (rels: Iterable<string>): string[] => [...rels].map((f) => deliveredPath(a.target, shift.usrdir, f));
     const started = performance.now();
-    const runWith: RunWith = (removeSource, dest, only, onRemoved) => runRsync({
+    const runWith: RunWith = (removeSource, dest, only, onRemoved) => this.#run({
       rsync: this.settings.rsync,
       host: a.config.remoteIP,
       port: a.config.port,
@@ -168,7 +184,7 @@ export class DetectorLoop {
       ...(only ? { only } : {}),
       exclude: a.config.exclude.split(/\s+/).filter(Boolean),
       timeoutS: this.settings.timeoutS,
-    }, undefined, onRemoved);
+    }, onRemoved);
 
     let result: RsyncResult;
     let placed = 0;

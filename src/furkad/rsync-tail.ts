@@ -8,14 +8,18 @@ import * as path from 'node:path';
  * Watches the rsync client `pid` (only a real rsync binary: a wrapper script given as rsync_path must be left
  * to finish on its own) and calls `onTail` once, when the child it forked has exited and been reaped. Does
  * nothing where the kernel has no /proc/PID/task/TID/children. Returns a function that stops watching.
+ * `gate`: the `sh -c` script `pid` runs until it execs the client (rsync.ts); meanwhile it is waited for.
  */
-export function watchTail(pid: number, onTail: () => void, intervalMs = 1): () => void {
+export function watchTail(pid: number, onTail: () => void, gate?: string, intervalMs = 1): () => void {
   const children = `/proc/${pid}/task/${pid}/children`;
   let checked = false;
   const timer = setInterval(() => {
     try {
-      if (!checked && !isRsync(pid)) return stop();
-      checked = true;
+      if (!checked) {
+        if (gate !== undefined && stillGated(pid, gate)) return undefined;
+        if (!isRsync(pid)) return stop();
+        checked = true;
+      }
       if (readFileSync(children, 'latin1').trim() !== '') return undefined; // the receiver is still at work
       // No child now, and one has been reaped: the receiver is done. Judged from the kernel's counters rather
       // than from having seen the child, which a busy machine may never schedule this timer in time for.
@@ -29,6 +33,12 @@ export function watchTail(pid: number, onTail: () => void, intervalMs = 1): () =
   }, intervalMs);
   const stop = (): void => clearInterval(timer);
   return stop;
+}
+
+/** Whether `pid` still runs `sh -c gate` (its exec of the client has not happened yet). */
+function stillGated(pid: number, gate: string): boolean {
+  const argv = readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
+  return argv[1] === '-c' && argv[2] === gate;
 }
 
 function isRsync(pid: number): boolean {

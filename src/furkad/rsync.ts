@@ -1,5 +1,5 @@
 // One rsync client run against a detector's rsync daemon: arguments, output parsing, exit-code policy.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { watchTail } from './rsync-tail.js';
 
 export interface RsyncRun {
@@ -190,23 +190,83 @@ export function parseOutput(stdout: string): { files: string[]; sent: string[]; 
 }
 
 /**
- * Runs rsync once; resolves with what it moved. `onRemoved` hears of each file the daemon removed while the
- * run goes on. Aborting kills the run (rsync removes its temp file).
+ * The shell an rsync run starts in: it waits for one line on stdin, then becomes rsync (exec, same pid). A
+ * run can so be started ahead, in the pause before it is due (RsyncLauncher): forking furkad costs
+ * milliseconds that grow with its memory (issue 7), and a run then starts with an exec only.
  */
-export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names: string[]) => void): Promise<RsyncResult> {
+const GATE = 'IFS= read -r _ || exit 0; exec "$0" "$@"';
+
+function gated(run: RsyncRun): ChildProcess {
+  return spawn('/bin/sh', ['-c', GATE, run.rsync, ...rsyncArgs(run)], { stdio: ['pipe', 'pipe', 'pipe'] });
+}
+
+/** One detector's next rsync run, started ahead and held at its gate until it is due. */
+export class RsyncLauncher {
+  #held: { key: string; child: ChildProcess } | undefined;
+
+  /** Starts `run`'s process now and holds it; a held process for another run is let go. */
+  prepare(run: RsyncRun): void {
+    const key = keyOf(run);
+    if (this.#held?.key === key && alive(this.#held.child)) return;
+    this.discard();
+    const child = gated(run);
+    child.on('error', () => undefined); // reported when launched, if it is
+    this.#held = { key, child };
+  }
+
+  /** The process for `run`, released: the held one if it was prepared for this very run, else a new one. */
+  launch(run: RsyncRun): ChildProcess {
+    const held = this.#held;
+    this.#held = undefined;
+    if (held && held.key === keyOf(run) && alive(held.child)) return held.child;
+    if (held) release(held.child, false);
+    return gated(run);
+  }
+
+  /** Lets a held process go without running rsync (its shell reads end of input and exits). */
+  discard(): void {
+    if (this.#held) release(this.#held.child, false);
+    this.#held = undefined;
+  }
+}
+
+function keyOf(run: RsyncRun): string {
+  return JSON.stringify([run.rsync, rsyncArgs(run)]);
+}
+
+function alive(child: ChildProcess): boolean {
+  return child.pid !== undefined && child.exitCode === null && child.signalCode === null;
+}
+
+/** Opens `child`'s gate (go: rsync runs, reading `input` if any) or closes it (the shell exits, nothing runs). */
+function release(child: ChildProcess, go: boolean, input?: Buffer): void {
+  child.stdin?.on('error', () => undefined); // a process that died early: its exit code says why
+  if (!go) {
+    child.stdin?.end();
+    return;
+  }
+  child.stdin?.write('\n');
+  child.stdin?.end(input);
+}
+
+/**
+ * Runs rsync once, through `launcher` (a run it prepared starts at once); resolves with what it moved.
+ * `onRemoved` hears of each file the daemon removed while the run goes on. Aborting kills the run (rsync
+ * removes its temp file).
+ */
+export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names: string[]) => void, launcher = new RsyncLauncher()): Promise<RsyncResult> {
   return new Promise((resolve) => {
-    const child = spawn(run.rsync, rsyncArgs(run), { stdio: [run.only ? 'pipe' : 'ignore', 'pipe', 'pipe'], signal });
+    const child = launcher.launch(run);
+    release(child, true, run.only ? onlyList(run) : undefined);
+    const abort = (): void => { child.kill('SIGTERM'); };
+    signal?.addEventListener('abort', abort, { once: true });
     const parser = new OutputParser(onRemoved);
     const err: Buffer[] = [];
-    if (run.only) {
-      child.stdin?.on('error', () => undefined); // rsync that failed early: its exit code says why
-      child.stdin?.end(onlyList(run));
-    }
     child.stdout?.setEncoding('latin1');
     child.stdout?.on('data', (s: string) => parser.push(s));
     child.stderr?.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) => {
-      if ((e as NodeJS.ErrnoException).code === 'ABORT_ERR') return;
+      signal?.removeEventListener('abort', abort);
       resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), removed: new Set(), stderr: e.message });
     });
     // A clean run (nothing on stderr) whose receiver has exited has moved and reported everything: its
@@ -219,8 +279,9 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
         cutShort = true;
         child.kill('SIGKILL');
       });
-    });
+    }, GATE);
     child.on('close', (code, sig) => {
+      signal?.removeEventListener('abort', abort);
       stopWatching();
       const tailCut = cutShort && sig === 'SIGKILL';
       parser.end();

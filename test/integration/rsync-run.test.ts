@@ -1,13 +1,14 @@
 // One rsync run as furkad makes it, against a real rsync daemon: removals reported per file, and a clean
-// run ended in its idle tail without hiding a failure or cutting a wrapper short (F2, F9, F10).
+// run ended in its idle tail without hiding a failure or cutting a wrapper short (F2, F9, F10); and a run
+// started ahead, held until it is due.
 import { strict as assert } from 'node:assert';
-import { chmodSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../fixtures/ppu.js';
-import { listFiles, writeImage } from '../fixtures/files.js';
+import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { markFixture } from '../fixtures/processes.js';
 import { startRsyncDaemon, type RsyncDaemon } from '../fixtures/rsync-daemon.js';
-import { runRsync, type RsyncRun } from '../../src/furkad/rsync.js';
+import { runRsync, RsyncLauncher, type RsyncRun } from '../../src/furkad/rsync.js';
 
 describe('one rsync run against a real detector daemon (F2, F9)', function () {
   this.timeout(60_000);
@@ -70,5 +71,67 @@ describe('one rsync run against a real detector daemon (F2, F9)', function () {
     assert.equal(r.code, 0, r.stderr);
     assert.notEqual(r.tailCut, true);
     assert.deepEqual(readdirSync(work).filter((f) => f === 'wrapper-done'), ['wrapper-done'], 'the wrapper ran to its end');
+  });
+});
+
+describe('a run started ahead, in the pause before it (F5, F9)', function () {
+  this.timeout(60_000);
+  let work: string;
+  let detector: string;
+  let daemon: RsyncDaemon;
+  let run: RsyncRun;
+  const connections = (): number => (readFileSync(path.join(work, `rsyncd-${daemon.port}.log`), 'utf8').match(/connect from/g) ?? []).length;
+  const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+
+  before(async () => {
+    work = tempDir('rsync-ahead');
+    detector = path.join(work, 'detector');
+    mkdirSync(detector);
+    daemon = await startRsyncDaemon(detector, work);
+    markFixture(daemon.proc);
+  });
+  beforeEach(() => {
+    const dest = path.join(work, `dest-${Date.now()}`);
+    mkdirSync(dest);
+    run = { rsync: 'rsync', host: '127.0.0.1', port: daemon.port, module: 'ramdisk', source: '/', dest, uid: 0, gid: 0,
+      removeSource: true, exclude: [], timeoutS: 10 };
+  });
+  after(async () => {
+    await daemon?.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('connects to the detector only when the run is due, then moves files as a run started then would', async () => {
+    const launcher = new RsyncLauncher();
+    const before = connections();
+    launcher.prepare(run);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(connections(), before, 'a prepared run waits at its gate: no connection yet');
+    writeImage(detector, 'c/img_1.cbf', 100_000);
+    const r = await runRsync(run, undefined, undefined, launcher);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual([...r.removed], ['c/img_1.cbf']);
+    assert.deepEqual(listFiles(run.dest), ['c/img_1.cbf']);
+    assert.equal(connections(), before + 1);
+  });
+
+  it('lets a prepared process go, running nothing, when the run due is another (a new shift) or none', async () => {
+    const launcher = new RsyncLauncher();
+    const before = connections();
+    launcher.prepare(run);
+    writeImage(detector, 'd/img_2.cbf', 1000);
+    const other = { ...run, uid: 4321, gid: 4321, dest: path.join(work, 'dest-other') };
+    mkdirSync(other.dest);
+    const r = await runRsync(other, undefined, undefined, launcher);
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(listFiles(other.dest), ['d/img_2.cbf'], 'the run due ran with its own arguments');
+    assert.deepEqual(listFiles(run.dest), [], 'the prepared one never ran');
+    launcher.prepare(run);
+    launcher.discard();
+    await eventually(() => connections() === before + 1, 5000, 'only the run that was due to connect');
+    await new Promise((r) => setTimeout(r, 200));
+    const gates = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && alive(Number(p)))
+      .filter((p) => { try { return readFileSync(`/proc/${p}/cmdline`, 'latin1').includes('read -r _'); } catch { return false; } });
+    assert.deepEqual(gates, [], 'no held process left behind');
   });
 });
