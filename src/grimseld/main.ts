@@ -47,7 +47,9 @@ async function main(): Promise<number> {
   if (!license.valid) log.warn({ licensekey: config.licensekey }, `no valid license, one writer per storage: ${license.reason}`);
   const writersOf = (s: StorageConfig): number => (license.valid ? s.n_copy_processes : 1);
   const writers = Object.values(config.storage).reduce((n, s) => n + writersOf(s), 0);
-  // Copies and fsyncs run on libuv's pool (4 threads by default): give every writer a thread.
+  // Copies run in their own threads (copy-threads.ts); libuv's pool (4 threads by default) serves intake,
+  // journal and mount checks, and a hung storage can hold one pool thread per writer in a mount check:
+  // enough threads that the journal still gets one.
   process.env['UV_THREADPOOL_SIZE'] ??= String(Math.min(writers + 2, 1024));
 
   const book = new ShiftBook(Object.keys(config.storage), config.history_max_entries);
