@@ -34,6 +34,8 @@ export interface RsyncResult {
   removed: Set<string>;
   /** The client was ended in its idle tail (see rsync-tail.ts) rather than waited for. */
   tailCut?: boolean;
+  /** The client's process id (for logs and tests: a run started ahead keeps its pid). */
+  pid?: number;
   stderr: string;
 }
 
@@ -204,6 +206,11 @@ function gated(run: RsyncRun): ChildProcess {
 export class RsyncLauncher {
   #held: { key: string; child: ChildProcess } | undefined;
 
+  /** The process held for the next run, if any. */
+  get heldPid(): number | undefined {
+    return this.#held?.child.pid;
+  }
+
   /** Starts `run`'s process now and holds it; a held process for another run is let go. */
   prepare(run: RsyncRun): void {
     const key = keyOf(run);
@@ -260,6 +267,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
     release(child, true, run.only ? onlyList(run) : undefined);
     const abort = (): void => { child.kill('SIGTERM'); };
     signal?.addEventListener('abort', abort, { once: true });
+    if (signal?.aborted) abort();
     const parser = new OutputParser(onRemoved);
     const err: Buffer[] = [];
     child.stdout?.setEncoding('latin1');
@@ -287,7 +295,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       parser.end();
       const stderr = Buffer.concat(err).toString('latin1');
       resolve({ code: tailCut ? 0 : code ?? (sig ? 20 : 1), files: parser.files, sent: parser.sent, transferred: parser.sent.length,
-        bytes: parser.bytes, removed: parser.removed, changed: changedSources(stderr), tailCut,
+        bytes: parser.bytes, removed: parser.removed, changed: changedSources(stderr), tailCut, ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });
   });

@@ -49,7 +49,14 @@ export class CopyThreads {
 
   /** Makes a batch of copies in one free thread (see copyMany); each outcome or error in the jobs' order. */
   async copyMany(jobs: CopyJob[]): Promise<Array<CopyOutcome | Error>> {
-    const t = this.#idle.pop() ?? this.#start();
+    let t: Thread;
+    try {
+      t = this.#idle.pop() ?? this.#start();
+    } catch (e) {
+      // No thread to be had (the system refused one): these copies fail and are retried, nothing is lost.
+      const err = new Error(`cannot start a copy thread for ${this.data.base}: ${(e as Error).message}`);
+      return jobs.map(() => err);
+    }
     clearTimeout(t.idleTimer);
     t.worker.ref();
     const replies = await new Promise<CopyReply[] | Error>((resolve) => {

@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../fixtures/ppu.js';
-import { eventually, listFiles, writeImage } from '../fixtures/files.js';
+import { listFiles, writeImage } from '../fixtures/files.js';
 import { markFixture } from '../fixtures/processes.js';
 import { startRsyncDaemon, type RsyncDaemon } from '../fixtures/rsync-daemon.js';
 import { runRsync, RsyncLauncher, type RsyncRun } from '../../src/furkad/rsync.js';
@@ -81,6 +81,7 @@ describe('a run started ahead, in the pause before it (F5, F9)', function () {
   let daemon: RsyncDaemon;
   let run: RsyncRun;
   const connections = (): number => (readFileSync(path.join(work, `rsyncd-${daemon.port}.log`), 'utf8').match(/connect from/g) ?? []).length;
+  const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
   const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
 
   before(async () => {
@@ -105,11 +106,13 @@ describe('a run started ahead, in the pause before it (F5, F9)', function () {
     const launcher = new RsyncLauncher();
     const before = connections();
     launcher.prepare(run);
+    const held = launcher.heldPid;
     await new Promise((r) => setTimeout(r, 300));
     assert.equal(connections(), before, 'a prepared run waits at its gate: no connection yet');
     writeImage(detector, 'c/img_1.cbf', 100_000);
     const r = await runRsync(run, undefined, undefined, launcher);
     assert.equal(r.code, 0, r.stderr);
+    assert.ok(held !== undefined && r.pid === held, `the run was the prepared process ${held}, not a new one (${r.pid})`);
     assert.deepEqual([...r.removed], ['c/img_1.cbf']);
     assert.deepEqual(listFiles(run.dest), ['c/img_1.cbf']);
     assert.equal(connections(), before + 1);
@@ -128,10 +131,15 @@ describe('a run started ahead, in the pause before it (F5, F9)', function () {
     assert.deepEqual(listFiles(run.dest), [], 'the prepared one never ran');
     launcher.prepare(run);
     launcher.discard();
-    await eventually(() => connections() === before + 1, 5000, 'only the run that was due to connect');
-    await new Promise((r) => setTimeout(r, 200));
-    const gates = readdirSync('/proc').filter((p) => /^\d+$/.test(p) && alive(Number(p)))
-      .filter((p) => { try { return readFileSync(`/proc/${p}/cmdline`, 'latin1').includes('read -r _'); } catch { return false; } });
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(connections(), before + 1, 'only the run that was due connected');
+    const gates = readdirSync('/proc').filter((p) => {
+      try {
+        return /^\d+$/.test(p) && alive(Number(p)) && parentOf(Number(p)) === process.pid && readFileSync(`/proc/${p}/cmdline`, 'latin1').includes('read -r _');
+      } catch {
+        return false; // gone meanwhile
+      }
+    });
     assert.deepEqual(gates, [], 'no held process left behind');
   });
 });
