@@ -123,4 +123,24 @@ describe('a batch of copies (G3, issue 7)', () => {
     for (const j of [jobs[0]!, jobs[1]!, jobs[3]!]) assert.equal(readFileSync(j.dest, 'utf8'), readFileSync(j.src, 'utf8'));
     assert.deepEqual(copyMany(jobs.filter((_, i) => i !== 2), base, { preserveUid: false, preserveGid: false }), ['identical', 'identical', 'identical']);
   });
+
+  it('never renames a copy into place when its source changed after it was read (G3)', () => {
+    // Job 1's destination is job 2's source: committing job 1 replaces that source after job 2 has read
+    // it, exactly what a writer rewriting a file while grimseld copies it does.
+    const dir = path.join(work, 'overlap');
+    mkdirSync(dir);
+    const a = path.join(dir, 'a.cbf');
+    const b = path.join(dir, 'b.cbf');
+    writeFileSync(a, 'frame a, longer than b');
+    writeFileSync(b, 'frame b');
+    const id = (f: string): { size: number; mtimeMs: number } => { const st = statSync(f); return { size: st.size, mtimeMs: st.mtimeMs }; };
+    const jobs = [
+      { src: a, dest: b, expect: id(a), sweep: false },
+      { src: b, dest: path.join(dir, 'c.cbf'), expect: id(b), sweep: false },
+    ];
+    const outcomes = copyMany(jobs, dir, { preserveUid: false, preserveGid: false });
+    assert.equal(outcomes[0], 'copied');
+    assert.ok(outcomes[1] instanceof SourceChanged && /changed while it was copied/.test(outcomes[1].message), String(outcomes[1]));
+    assert.deepEqual(readdirSync(dir).sort(), ['a.cbf', 'b.cbf'], 'no c.cbf and no temp file');
+  });
 });
