@@ -67,7 +67,6 @@ async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grims
   const [bulk, bulk2] = [stage('bulk-a', bulkCount, 6 * MB), stage('bulk-b', bulkCount, 6 * MB)];
   const [small, small2, small3] = ['small-a', 'small-b', 'small-c'].map((n) => stage(n, mode.smallFiles, 100_000)) as [StagedSet, StagedSet, StagedSet];
   settle();
-  await afterCleanUp();
   const shiftDir = (root: string): string => path.join(root, '1mf', '1000_1000');
   const internal = path.join(ppu.storageRoot, 'internal');
   try {
@@ -146,16 +145,6 @@ async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grims
   }
 }
 
-/**
- * Waits until ext4 reuses the inodes the previous round's clean-up freed without a penalty: for 5 s after a
- * file is deleted, allocating an inode skips it at the cost of reading its inode block (recently_deleted() in
- * fs/ext4/ialloc.c), which made whichever copier ran first after a clean-up pay for tens of thousands of them.
- */
-async function afterCleanUp(): Promise<void> {
-  settle();
-  await new Promise((r) => setTimeout(r, 6000));
-}
-
 /** Writes dirty pages back now (sync(1)), so that a timed phase does not pay for the one before. */
 function settle(): void {
   execFileSync('sync');
@@ -176,7 +165,6 @@ async function twoStorages(mode: Mode, count: number): Promise<{ grimseld2MBps: 
     await ppu.start();
     const set = writeSet(path.join(ppu.ppuRamdisk, 'set'), count, 6 * MB);
     settle();
-    await afterCleanUp();
     const t0 = feedFifo(ppu, 'set', set.names);
     await whenComplete(path.join(storages, 'internal', 'set'), count, TIMEOUT_MS, 'grimseld to fill the internal storage');
     const t1 = await whenComplete(path.join(storages, 'second', 'set'), count, TIMEOUT_MS, 'grimseld to fill the second storage');

@@ -73,9 +73,9 @@ export function copyAtomic(src: string, dest: string, base: string, opts: CopyOp
 
 /**
  * Makes several copies (each as copyAtomic; a failure is that copy's alone) in three passes: all written to
- * their temp names, all flushed, all renamed. A batch of small files so shares the file system's journal
- * commits among its fsyncs, as `cp` then `sync` of the same files would (issue 7); every file is still
- * flushed before it gets its final name (G3).
+ * their temp names, all flushed, all renamed. A batch of small files so goes to the disk together (and on a
+ * journaled file system shares commits among its fsyncs), as `cp` then `sync` of the same files would
+ * (issue 7); every file is still flushed before it gets its final name (G3).
  */
 export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions): Array<CopyOutcome | Error> {
   const outcomes: Array<CopyOutcome | Error> = [];

@@ -35,8 +35,8 @@ export interface StorageEvents {
 
 const MOUNT_RECHECK_MS = 1000;
 /**
- * A writer takes up to this many waiting files, or this many bytes, at once (issue 7): their fsyncs then
- * share journal commits. Only what waits beyond one file per writer is batched, so a live stream is still
+ * A writer takes up to this many waiting files, or this many bytes, at once (issue 7): they are flushed
+ * together (copyMany). Only what waits beyond one file per writer is batched, so a live stream is still
  * copied a file at a time, each the moment it comes.
  */
 const BATCH_FILES = 16;
