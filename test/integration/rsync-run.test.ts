@@ -10,12 +10,15 @@ import { markFixture } from '../fixtures/processes.js';
 import { startRsyncDaemon, type RsyncDaemon } from '../fixtures/rsync-daemon.js';
 import { runRsync, RsyncLauncher, type RsyncRun } from '../../src/furkad/rsync.js';
 
-describe('one rsync run against a real detector daemon (F2, F9)', function () {
+describe('one rsync run against a real detector daemon (F2, F5, F9)', function () {
   this.timeout(60_000);
   let work: string;
   let detector: string;
   let daemon: RsyncDaemon;
   let run: RsyncRun;
+  const connections = (): number => (readFileSync(path.join(work, `rsyncd-${daemon.port}.log`), 'utf8').match(/connect from/g) ?? []).length;
+  const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
+  const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
 
   before(async () => {
     work = tempDir('rsync-run');
@@ -72,36 +75,8 @@ describe('one rsync run against a real detector daemon (F2, F9)', function () {
     assert.notEqual(r.tailCut, true);
     assert.deepEqual(readdirSync(work).filter((f) => f === 'wrapper-done'), ['wrapper-done'], 'the wrapper ran to its end');
   });
-});
 
-describe('a run started ahead, in the pause before it (F5, F9)', function () {
-  this.timeout(60_000);
-  let work: string;
-  let detector: string;
-  let daemon: RsyncDaemon;
-  let run: RsyncRun;
-  const connections = (): number => (readFileSync(path.join(work, `rsyncd-${daemon.port}.log`), 'utf8').match(/connect from/g) ?? []).length;
-  const parentOf = (pid: number): number => Number(readFileSync(`/proc/${pid}/stat`, 'latin1').split(') ')[1]!.split(' ')[1]);
-  const alive = (pid: number): boolean => existsSync(`/proc/${pid}`) && !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
-
-  before(async () => {
-    work = tempDir('rsync-ahead');
-    detector = path.join(work, 'detector');
-    mkdirSync(detector);
-    daemon = await startRsyncDaemon(detector, work);
-    markFixture(daemon.proc);
-  });
-  beforeEach(() => {
-    const dest = path.join(work, `dest-${Date.now()}`);
-    mkdirSync(dest);
-    run = { rsync: 'rsync', host: '127.0.0.1', port: daemon.port, module: 'ramdisk', source: '/', dest, uid: 0, gid: 0,
-      removeSource: true, exclude: [], timeoutS: 10 };
-  });
-  after(async () => {
-    await daemon?.stop();
-    rmSync(work, { recursive: true, force: true });
-  });
-
+  // A run started ahead, in the pause before it (F5, F9).
   it('connects to the detector only when the run is due, then moves files as a run started then would', async () => {
     const launcher = new RsyncLauncher();
     const before = connections();
