@@ -218,6 +218,7 @@ export class RsyncLauncher {
     this.discard();
     const child = gated(run);
     child.on('error', () => undefined); // reported when launched, if it is
+    keepAlive(child, false); // a process held for later never keeps furkad (or a test) running
     this.#held = { key, child };
   }
 
@@ -225,7 +226,10 @@ export class RsyncLauncher {
   launch(run: RsyncRun): ChildProcess {
     const held = this.#held;
     this.#held = undefined;
-    if (held && held.key === keyOf(run) && alive(held.child)) return held.child;
+    if (held && held.key === keyOf(run) && alive(held.child)) {
+      keepAlive(held.child, true);
+      return held.child;
+    }
     if (held) release(held.child, false);
     return gated(run);
   }
@@ -239,6 +243,14 @@ export class RsyncLauncher {
 
 function keyOf(run: RsyncRun): string {
   return JSON.stringify([run.rsync, rsyncArgs(run)]);
+}
+
+/** Whether `child` and its pipes keep the event loop running (a run does; a held process does not). */
+function keepAlive(child: ChildProcess, yes: boolean): void {
+  for (const s of [child, child.stdin, child.stdout, child.stderr] as Array<{ ref?(): void; unref?(): void } | null>) {
+    if (yes) s?.ref?.();
+    else s?.unref?.();
+  }
 }
 
 function alive(child: ChildProcess): boolean {

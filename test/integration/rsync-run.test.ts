@@ -2,10 +2,11 @@
 // run ended in its idle tail without hiding a failure or cutting a wrapper short (F2, F9, F10); and a run
 // started ahead, held until it is due.
 import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../fixtures/ppu.js';
-import { listFiles, writeImage } from '../fixtures/files.js';
+import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { markFixture } from '../fixtures/processes.js';
 import { startRsyncDaemon, type RsyncDaemon } from '../fixtures/rsync-daemon.js';
 import { runRsync, RsyncLauncher, type RsyncRun } from '../../src/furkad/rsync.js';
@@ -122,5 +123,16 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
       }
     });
     assert.deepEqual(gates, [], 'no held process left behind');
+  });
+
+  it('never keeps a process alive by a held run, and the held shell ends with that process, running nothing', async () => {
+    writeImage(detector, 'f/img_4.cbf', 1000);
+    const script = `const { RsyncLauncher } = require(${JSON.stringify(path.resolve(__dirname, '../../src/furkad/rsync.js'))});
+      const l = new RsyncLauncher(); l.prepare(${JSON.stringify(run)}); console.log(l.heldPid);`;
+    const out = execFileSync(process.execPath, ['-e', script], { timeout: 10_000, encoding: 'utf8' });
+    const pid = Number(out.trim());
+    assert.ok(pid > 0, out);
+    await eventually(() => !existsSync(`/proc/${pid}`) || !alive(pid), 5000, `the held shell ${pid} to end`);
+    assert.deepEqual(listFiles(detector).filter((f) => f.startsWith('f/')), ['f/img_4.cbf'], 'nothing ran: the file is still on the detector');
   });
 });
