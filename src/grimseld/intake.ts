@@ -83,8 +83,7 @@ export class Intake {
    */
   async addMany(paths: string[]): Promise<Array<{ path: string; reason: string }>> {
     const refused: Array<{ path: string; reason: string }> = [];
-    const shift = this.book.current;
-    if (!shift) return paths.map((path) => ({ path, reason: 'no shift has started yet (start one with furkad first)' }));
+    if (!this.book.current) return paths.map((path) => ({ path, reason: 'no shift has started yet (start one with furkad first)' }));
     const files: NewFile[] = [];
     const added: string[] = [];
     // lstat a few at a time: a long list need not wait for each one in turn.
@@ -101,7 +100,8 @@ export class Intake {
         }
       });
     }
-    if (files.length) this.dispatcher.submit(await this.catalog.accept(shift.usertime, files));
+    // The shift current once they are checked: a shift started meanwhile gets them, not the one it ended.
+    if (files.length) this.dispatcher.submit(await this.catalog.accept(this.book.current!.usertime, files));
     if (added.length === 1) this.log.info({ path: added[0] }, 'file added');
     else if (added.length > 1) this.log.info({ files: added.length, first: added[0] }, 'files added');
     return refused;
