@@ -57,6 +57,8 @@ function valueAt(data: unknown, parts: string[]): unknown {
 /** String patterns the schemas use, each with the words an administrator reads when a value misses it. */
 export const Pattern = {
   absolutePath: '^/',
+  /** Absolute, and no '..' component: what is below it can be checked against its real path (safe-path.ts). */
+  absoluteBelow: '^/(?!(.*/)?\\.\\.(/|$)).*$',
   /** Relative, and no '..' component: stays below the directory it is joined to. */
   relativeBelow: '^(?!/)(?!(.*/)?\\.\\.(/|$)).*$',
   word: '^[^/\\s]+$',
@@ -86,6 +88,7 @@ export function sectionsOf(schema: Record<string, unknown>) {
 const PATTERN_WORDS: Record<string, string> = {
   [Pattern.absolutePath]: 'must be an absolute path (starting with /)',
   [Pattern.relativeBelow]: "must be a relative path without '..'",
+  [Pattern.absoluteBelow]: "must be an absolute path without '..' (grimseld compares the real path of every directory below it)",
   [Pattern.word]: 'must be one word without / or spaces',
 };
 

@@ -46,7 +46,7 @@ const storageSchema = {
   required: ['type', 'target'],
   properties: {
     type: { type: 'string', enum: ['INTERNAL', 'EXTERNAL', 'OPTIONAL'] },
-    target: { ...absolute, description: 'directory below which files are replicated' },
+    target: { type: 'string', pattern: Pattern.absoluteBelow, description: 'directory below which files are replicated' },
     mountpoint: { ...absolute, description: 'must be mounted before anything is written (G13)' },
     n_copy_processes: { type: 'integer', minimum: 1, maximum: 64, default: 8, description: 'parallel writers' },
   },

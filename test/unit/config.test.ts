@@ -135,6 +135,12 @@ describe('grimseld.conf schema (S3, G1)', () => {
       /at most one storage may be EXTERNAL, found \[storage\.e1\], \[storage\.e2\]/);
   });
 
+  it("refuses a storage target with '..', which would make every copy look unsafe (G3)", () => {
+    assert.deepEqual(problems(() => grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/link/../x\n')),
+      ["section [storage.internal], key 'target': must be an absolute path without '..' (grimseld compares the real path of every directory below it), got '/data/link/../x'"]);
+    assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/..x/y\n').storage['internal']!.target, '/data/..x/y');
+  });
+
   it('refuses a fill-state limit above 100 percent', () => {
     assert.match(problems(() => grimseld(`fillstate_limit = 120\n${INT}`))[0]!, /top level \(before any section\), key 'fillstate_limit': must be <= 100, got '120'/);
   });
