@@ -5,7 +5,7 @@ import { lstat, open, readlink, rename, symlink, unlink, lchown, stat } from 'no
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { sameFile } from './copier.js';
-import { assertNoLinks } from './safe-path.js';
+import { assertNoLinks, dirState } from './safe-path.js';
 import { fillState } from './mounts.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
@@ -150,7 +150,10 @@ export class Reclaimer {
    */
   async #verify(rec: FileRecord, where: Where, holder: Storage | undefined): Promise<{ uid: number; gid: number } | undefined> {
     const { file, base } = this.#paths(rec, where);
-    assertNoLinks(base, path.dirname(file));
+    if (dirGone(base, file)) {
+      await this.catalog.setOrigin(rec, where, 'gone');
+      return undefined;
+    }
     const st = await lstat(file).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return undefined;
       throw e;
@@ -202,7 +205,10 @@ export class Reclaimer {
     const { file, base } = this.#paths(rec, where);
     try {
       if (rec[where] === 'linked') {
-        assertNoLinks(base, path.dirname(file));
+        if (dirGone(base, file)) {
+          await this.catalog.setOrigin(rec, where, 'gone');
+          return false;
+        }
         const target = await readlink(file).catch(() => undefined);
         if (target === undefined) {
           await this.catalog.setOrigin(rec, where, 'gone');
@@ -220,6 +226,18 @@ export class Reclaimer {
       return false;
     }
   }
+}
+
+/**
+ * Whether the directory of `file` below `base` was removed (by a user, say): then so was the file, and there
+ * is nothing left to clean up. A missing `base` (an unmounted ramdisk) is not that. Throws, naming it, when a
+ * link or a file is on the way.
+ */
+function dirGone(base: string, file: string): boolean {
+  const state = dirState(base, path.dirname(file));
+  if (state === 'missing') return dirState(base, base) === 'safe';
+  if (state !== 'safe') assertNoLinks(base, path.dirname(file));
+  return false;
 }
 
 /** fsyncs a directory so that renames into it survive a crash of the machine (before deleting originals). */

@@ -1,7 +1,7 @@
 // Space on the ramdisk and the internal disk (SPEC G5, G6, G7): originals go only once their copy is
 // complete; oldest first; never a file not yet copied.
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
@@ -36,6 +36,26 @@ describe('shift change cleanup (G5)', function () {
       await eventually(() => listFiles(oldDir).length === 0, 20_000, 'the earlier shift\'s ramdisk files deleted');
       for (const f of old) assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'internal/1mf/1100_1101', f.rel))), f.sha256);
       for (const f of fresh) assert.ok(lstatSync(path.join(ppu.ppuRamdisk, '1mf/1200_1201', f.rel)).isFile(), 'current shift untouched');
+    } finally {
+      await ppu.stop();
+    }
+  });
+
+  it('lets go of files whose ramdisk directory a user removed, instead of a DEL_ERROR for each, again and again', async () => {
+    const ppu = await new Ppu({ prefix: 'ppu-g5gone' }).start();
+    try {
+      const msgs = await collectMessages(ppu);
+      await ppu.startShift(1100, 1101, []);
+      stream(ppu, 'a', 6, 20_000);
+      await copiedAll(ppu, 1100, 6, 1);
+      rmSync(path.join(ppu.ppuRamdisk, '1mf/1100_1101/a'), { recursive: true });
+      await ppu.startShift(1200, 1201, []);
+      stream(ppu, 'b', 2, 20_000);
+      await copiedAll(ppu, 1200, 2, 1);
+      await new Promise((r) => setTimeout(r, 3000)); // twelve rounds of the reclaimer
+      msgs.stop();
+      assert.deepEqual(msgs.messages.filter(([code]) => code === 'DEL_ERROR' || code === 'LINK_ERROR'), []);
+      assert.equal(listFiles(path.join(ppu.storageRoot, 'internal/1mf/1100_1101')).length, 6, 'the copies stay');
     } finally {
       await ppu.stop();
     }
