@@ -133,8 +133,10 @@ export class DetectorLoop {
         this.#launcher.discard();
         await sleep(this.#backoff, signal);
       } else {
+        // The pause runs from now: the next run's process is started during it, not before it.
+        const pause = sleep(a.config.minpause + (moved > 0 ? a.config.interrun_pause : 0), signal);
         if (this.#lastFullRun) this.#launcher.prepare(this.#lastFullRun);
-        await sleep(a.config.minpause + (moved > 0 ? a.config.interrun_pause : 0), signal);
+        await pause;
       }
     }
     this.#launcher.discard();

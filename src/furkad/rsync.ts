@@ -216,7 +216,12 @@ export class RsyncLauncher {
     const key = keyOf(run);
     if (this.#held?.key === key && alive(this.#held.child)) return;
     this.discard();
-    const child = gated(run);
+    let child: ChildProcess;
+    try {
+      child = gated(run);
+    } catch {
+      return; // nothing held: launch() starts the run then, and reports what goes wrong
+    }
     child.on('error', () => undefined); // reported when launched, if it is
     keepAlive(child, false); // a process held for later never keeps furkad (or a test) running
     this.#held = { key, child };
