@@ -234,9 +234,10 @@ export class Reclaimer {
  * link or a file is on the way.
  */
 function dirGone(base: string, file: string): boolean {
-  const state = dirState(base, path.dirname(file));
-  if (state === 'missing') return dirState(base, base) === 'safe';
-  if (state !== 'safe') assertNoLinks(base, path.dirname(file));
+  const dir = path.dirname(file);
+  const state = dirState(base, dir);
+  if (state === 'missing' && dirState(base, base) === 'safe') return true;
+  assertNoLinks(base, dir, state);
   return false;
 }
 

@@ -74,8 +74,7 @@ export function dirState(base: string, dir: string): DirState {
   return d === path.join(b, ...parts) ? 'safe' : 'unsafe';
 }
 
-/** Throws unless every component of `dir` below `base` is a real directory (no symbolic link). */
-export function assertNoLinks(base: string, dir: string): void {
-  const state = dirState(base, dir);
+/** Throws unless every component of `dir` below `base` is a real directory (no symbolic link); `state` if known. */
+export function assertNoLinks(base: string, dir: string, state = dirState(base, dir)): void {
   if (state !== 'safe') throw new UnsafePath(`${dir} is not a real directory below ${base} (${state === 'missing' ? 'missing' : 'a symbolic link or a file on the way'})`);
 }
