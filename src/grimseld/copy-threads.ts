@@ -1,8 +1,8 @@
 // The threads a storage copies with (SPEC G1, G3; issue 7). Each makes whole copies with blocking system
 // calls, as a cp process would, so a small file costs at most one message each way instead of a dozen
-// trips through libuv's pool, and a batch of them one message. A thread is started when a writer has a copy to make and none is free,
-// and ends after `idleMs` without work: each costs about 7 MB, which an idle grimseld (or one whose
-// storage is not mounted) does not keep.
+// trips through libuv's pool, and a batch of them one message. A thread is started when a writer has a
+// copy to make and none is free, and ends after `idleMs` without work: each costs about 7 MB, which an
+// idle grimseld (or one whose storage is not mounted) does not keep.
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { SourceChanged, type CopyJob, type CopyOptions, type CopyOutcome } from './copier.js';
@@ -17,6 +17,21 @@ export interface CopyThreadData {
 export type CopyReply =
   | { outcome: CopyOutcome }
   | { error: { kind: 'SourceChanged' | 'UnsafePath' | 'Error'; message: string; code: string | undefined } };
+
+/** One copy's outcome as the thread sends it (replyOf) and as the storage gets it back (outcomeOf). */
+export function replyOf(r: CopyOutcome | Error): CopyReply {
+  if (!(r instanceof Error)) return { outcome: r };
+  const kind = r instanceof SourceChanged ? 'SourceChanged' : r instanceof UnsafePath ? 'UnsafePath' : 'Error';
+  return { error: { kind, message: r.message, code: (r as NodeJS.ErrnoException).code } };
+}
+
+function outcomeOf(r: CopyReply): CopyOutcome | Error {
+  if ('outcome' in r) return r.outcome;
+  const { kind, message, code } = r.error;
+  const err = kind === 'SourceChanged' ? new SourceChanged(message) : kind === 'UnsafePath' ? new UnsafePath(message) : new Error(message);
+  if (code !== undefined) (err as NodeJS.ErrnoException).code = code;
+  return err;
+}
 
 const THREAD_SCRIPT = path.join(__dirname, 'copy-thread.js');
 /** A copy thread holds a job and a few paths: a small heap bounds what a fault could make it hold. */
@@ -66,13 +81,7 @@ export class CopyThreads {
     t.settle = undefined;
     if (replies instanceof Error) return jobs.map(() => replies); // the thread died; it is gone from the pool
     this.#release(t);
-    return replies.map((r) => {
-      if ('outcome' in r) return r.outcome;
-      const { kind, message, code } = r.error;
-      const err = kind === 'SourceChanged' ? new SourceChanged(message) : kind === 'UnsafePath' ? new UnsafePath(message) : new Error(message);
-      if (code !== undefined) (err as NodeJS.ErrnoException).code = code;
-      return err;
-    });
+    return replies.map(outcomeOf);
   }
 
   /** Ends every thread; call once no copy is in hand any more. */
