@@ -198,8 +198,18 @@ export function parseOutput(stdout: string): { files: string[]; sent: string[]; 
  */
 const GATE = 'IFS= read -r _ || exit 0; exec "$0" "$@"';
 
-function gated(run: RsyncRun): ChildProcess {
-  return spawn('/bin/sh', ['-c', GATE, run.rsync, ...rsyncArgs(run)], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** The client's command line for `run` (what a held process is compared by). */
+function argvOf(run: RsyncRun): string[] {
+  return [run.rsync, ...rsyncArgs(run)];
+}
+
+/** A command line as one string (no argument can hold a NUL). */
+function keyOf(argv: string[]): string {
+  return argv.join('\0');
+}
+
+function gated(argv: string[]): ChildProcess {
+  return spawn('/bin/sh', ['-c', GATE, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
 }
 
 /** One detector's next rsync run, started ahead and held at its gate until it is due. */
@@ -213,12 +223,13 @@ export class RsyncLauncher {
 
   /** Starts `run`'s process now and holds it; a held process for another run is let go. */
   prepare(run: RsyncRun): void {
-    const key = keyOf(run);
+    const argv = argvOf(run);
+    const key = keyOf(argv);
     if (this.#held?.key === key && alive(this.#held.child)) return;
     this.discard();
     let child: ChildProcess;
     try {
-      child = gated(run);
+      child = gated(argv);
     } catch {
       return; // nothing held: launch() starts the run then, and reports what goes wrong
     }
@@ -231,12 +242,13 @@ export class RsyncLauncher {
   launch(run: RsyncRun): ChildProcess {
     const held = this.#held;
     this.#held = undefined;
-    if (held && held.key === keyOf(run) && alive(held.child)) {
+    const argv = argvOf(run);
+    if (held && held.key === keyOf(argv) && alive(held.child)) {
       keepAlive(held.child, true);
       return held.child;
     }
     if (held) release(held.child, false);
-    return gated(run);
+    return gated(argv);
   }
 
   /** Lets a held process go without running rsync (its shell reads end of input and exits). */
@@ -244,10 +256,6 @@ export class RsyncLauncher {
     if (this.#held) release(this.#held.child, false);
     this.#held = undefined;
   }
-}
-
-function keyOf(run: RsyncRun): string {
-  return JSON.stringify([run.rsync, rsyncArgs(run)]);
 }
 
 /** Whether `child` and its pipes keep the event loop running (a run does; a held process does not). */
