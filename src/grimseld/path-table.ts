@@ -99,9 +99,9 @@ export class PathTable {
   }
 }
 
-/** A copy of `a` with room for at least `need` elements (half as many again). */
-function grown(a: Uint32Array, need: number): Uint32Array {
-  const next = new Uint32Array(Math.max(need, Math.ceil(a.length * 1.5)));
+/** A copy of typed array `a` with room for at least `need` elements, and at least half as many again. */
+export function grown<T extends Float64Array | Uint32Array | Uint8Array>(a: T, need: number): T {
+  const next = new (a.constructor as new (n: number) => T)(Math.max(need, Math.ceil(a.length * 1.5)));
   next.set(a);
   return next;
 }

@@ -2,7 +2,7 @@
 // object, four boxed numbers, a path string, a Map entry); here a file is a row: its path's bytes and ~75
 // more. Ids are handed out in order, so rows are appended in id order and found by binary search; rows of
 // settled records are dropped once they outnumber the live ones (all at once when none is left live).
-import { PathTable } from './path-table.js';
+import { grown, PathTable } from './path-table.js';
 import { FileRecord, RecordGone, type NewFile, type Origin } from './file-record.js';
 import type { PackedStates } from './copy-states.js';
 
@@ -252,11 +252,4 @@ export class RecordStore {
     this.#usertimes = usertimes;
     this.#rows = n;
   }
-}
-
-/** A copy of `a` with `length` elements. */
-function grown<T extends Float64Array | Uint32Array | Uint8Array>(a: T, length: number): T {
-  const next = new (a.constructor as new (n: number) => T)(length);
-  next.set(a);
-  return next;
 }
