@@ -46,6 +46,51 @@ export async function waitForName(bus: MessageBus, name: string, timeoutMs: numb
   }
 }
 
+/** A call that got no answer in time: the peer may be stopped, hung or gone without the bus noticing. */
+export class CallTimeout extends Error {}
+
+/**
+ * Settles like `work`, or rejects with CallTimeout after `ms`, or with `signal`'s reason when it aborts:
+ * dbus-next waits for a reply for ever, and a bus need not have a reply timeout of its own.
+ */
+export function within<T>(work: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const done = (): void => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', aborted);
+    };
+    const aborted = (): void => {
+      done();
+      reject(signal?.reason instanceof Error ? signal.reason : new Error(`${what}: given up`));
+    };
+    const timer = setTimeout(() => {
+      done();
+      reject(new CallTimeout(`${what}: no answer within ${ms} ms`));
+    }, ms);
+    if (signal?.aborted) return aborted();
+    signal?.addEventListener('abort', aborted, { once: true });
+    work.then((v) => { done(); resolve(v); }, (e: unknown) => { done(); reject(e); });
+  });
+}
+
+/**
+ * Calls `onOwner(owner)` whenever `name` changes hands ('' = no owner now), from the bus's own
+ * NameOwnerChanged signal; resolves once the match rule is in place, so no change after it is missed.
+ * The rule names the one bus name (arg0): no other name's traffic reaches this process.
+ */
+export async function watchNameOwner(bus: MessageBus, name: string, onOwner: (owner: string) => void, timeoutMs = 10_000): Promise<void> {
+  bus.on('message', (msg: dbus.Message) => {
+    if (msg.type === dbus.MessageType.SIGNAL && msg.sender === 'org.freedesktop.DBus' && msg.member === 'NameOwnerChanged' &&
+        msg.interface === 'org.freedesktop.DBus' && (msg.body as string[])[0] === name) {
+      onOwner((msg.body as string[])[2] ?? '');
+    }
+  });
+  await within(bus.call(new dbus.Message({
+    destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus', member: 'AddMatch',
+    signature: 's', body: [`type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${name}'`],
+  })), timeoutMs, `AddMatch for ${name}`);
+}
+
 /** Calls a method on a proxy interface; a missing member is an error naming it, not a TypeError. */
 export function callMethod(iface: dbus.ClientInterface, member: string, ...args: unknown[]): Promise<unknown> {
   const fn = (iface as unknown as Record<string, ((...a: unknown[]) => Promise<unknown>) | undefined>)[member];

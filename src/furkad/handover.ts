@@ -1,9 +1,10 @@
 // Hands shift starts and delivered files to grimseld, in order, over its intake interface (SPEC F6).
-// Nothing is dropped: while grimseld is away, events wait here and are re-sent when it returns.
+// Nothing is dropped: while grimseld is away, events wait here and are re-sent when it returns. No call waits
+// for ever: each has a deadline, and a change of grimseld's bus owner ends the wait for the old one at once.
 import type { ClientInterface } from 'dbus-next';
-import { callMethod, type MessageBus } from '../dbus/bus.js';
+import { callMethod, within, type MessageBus } from '../dbus/bus.js';
 import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
-import { sleep, wakeOrAbort } from '../common/abort.js';
+import { wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Outbox } from './outbox.js';
 
@@ -13,6 +14,17 @@ export type HandoverEvent =
 
 /** At most this many paths in one call: keeps each D-Bus message well below the bus limits. */
 const MAX_BATCH = 2000;
+/**
+ * How long one call may go unanswered before it is abandoned and sent again. Delivered is answered once
+ * grimseld has journaled the files (one fsync): well under a second normally, seconds on a loaded disk.
+ * A grimseld stopped (SIGSTOP) or hung keeps its bus name, so only a deadline ends such a wait.
+ */
+const CALL_TIMEOUT_MS = 20_000;
+/** Waits between attempts while grimseld is away: short, since an attempt to an absent name costs one bus round trip. */
+const BACKOFF_MIN_MS = 100;
+const BACKOFF_MAX_MS = 1000;
+/** On shutdown, queued events are tried this long more; what is left stays in the outbox for the next start. */
+const STOP_GRACE_MS = 3000;
 
 export class Handover {
   #queue: HandoverEvent[] = [];
@@ -21,8 +33,15 @@ export class Handover {
   #down = false;
   #idle: Array<() => void> = [];
   #intake: ClientInterface | undefined;
+  /** Ends the call in flight (grimseld changed hands: its answer will never come). */
+  #inFlight: AbortController | undefined;
+  /** Ends the pause between two attempts early. */
+  #nudge: (() => void) | undefined;
+  /** Counts grimseld's new owners: one that came while an attempt failed means no pause before the next. */
+  #owners = 0;
 
-  constructor(private readonly bus: MessageBus, private readonly log: Logger, private readonly outbox: Outbox) {}
+  constructor(private readonly bus: MessageBus, private readonly log: Logger, private readonly outbox: Outbox,
+    private readonly callTimeoutMs = CALL_TIMEOUT_MS) {}
 
   /** Number of file paths not yet acknowledged by grimseld. */
   get pending(): number {
@@ -49,6 +68,18 @@ export class Handover {
     this.#push({ kind: 'files', usertime, uid, gid, paths, ids });
   }
 
+  /**
+   * grimseld's bus name changed hands ('' = nobody has it now). The call in flight went to a process that
+   * is gone or going: it is abandoned and, once there is an owner, sent again at once.
+   */
+  grimseldChanged(owner: string): void {
+    this.#intake = undefined;
+    this.#inFlight?.abort(new Error(owner ? 'grimseld restarted' : 'grimseld left the bus'));
+    if (!owner) return;
+    this.#owners++;
+    this.#nudge?.();
+  }
+
   /** Resolves once every queued event has been acknowledged. */
   drained(): Promise<void> {
     if (this.#queue.length === 0) return Promise.resolve();
@@ -70,7 +101,8 @@ export class Handover {
 
   /** Sends queued events one at a time, in order, until `signal` aborts and the queue is empty. */
   async run(signal: AbortSignal): Promise<void> {
-    let backoff = 100;
+    let backoff = BACKOFF_MIN_MS;
+    let giveUpAt = Infinity;
     for (;;) {
       const ev = this.#queue[0];
       if (!ev) {
@@ -81,6 +113,7 @@ export class Handover {
         this.#wake = undefined;
         continue;
       }
+      const owners = this.#owners;
       try {
         await this.#send(ev);
         this.#queue.shift();
@@ -90,27 +123,59 @@ export class Handover {
         }
         if (this.#down) this.log.info('grimseld reachable again; hand-over resumed');
         this.#down = false;
-        backoff = 100;
+        backoff = BACKOFF_MIN_MS;
       } catch (e) {
         if (!this.#down) this.log.error({ err: (e as Error).message }, 'cannot hand over to grimseld; holding files until it answers');
         this.#down = true;
         // On shutdown, give up after a short grace: the outbox keeps them, the next start re-sends them.
-        if (signal.aborted && backoff >= 1600) return;
-        await sleep(backoff, signal.aborted ? undefined : signal);
-        backoff = Math.min(backoff * 2, 5000);
+        if (signal.aborted) {
+          giveUpAt = Math.min(giveUpAt, Date.now() + STOP_GRACE_MS);
+          if (Date.now() >= giveUpAt) return;
+        }
+        if (owners === this.#owners) await this.#pause(backoff, signal);
+        backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
       }
     }
   }
 
+  /** Waits `ms`, or less: until grimseld gets a new owner (grimseldChanged) or `signal` aborts. */
+  #pause(ms: number, signal: AbortSignal): Promise<void> {
+    return new Promise((resolve) => {
+      const done = (): void => {
+        clearTimeout(timer);
+        signal.removeEventListener('abort', done);
+        this.#nudge = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.#nudge = done;
+      if (!signal.aborted) signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
   async #send(ev: HandoverEvent): Promise<void> {
+    const attempt = new AbortController();
+    this.#inFlight = attempt;
     try {
       // The proxy is introspected once and kept: one round trip per call on the hot path.
-      this.#intake ??= (await this.bus.getProxyObject(GRIMSEL_NAME, GRIMSEL_PATH)).getInterface(INTAKE_IFACE);
-      if (ev.kind === 'shift') await callMethod(this.#intake, 'ShiftStarted', ev.usertime, ev.uid, ev.gid);
-      else await callMethod(this.#intake, 'Delivered', ev.usertime, ev.uid, ev.gid, ev.paths);
+      this.#intake ??= await this.#introspect(attempt.signal);
+      const call = ev.kind === 'shift'
+        ? callMethod(this.#intake, 'ShiftStarted', ev.usertime, ev.uid, ev.gid)
+        : callMethod(this.#intake, 'Delivered', ev.usertime, ev.uid, ev.gid, ev.paths);
+      await within(call, this.callTimeoutMs, ev.kind === 'shift' ? 'ShiftStarted' : `Delivered (${ev.paths.length} files)`, attempt.signal);
     } catch (e) {
       this.#intake = undefined;
       throw e;
+    } finally {
+      if (this.#inFlight === attempt) this.#inFlight = undefined;
     }
+  }
+
+  async #introspect(signal: AbortSignal): Promise<ClientInterface> {
+    const proxy = await within(this.bus.getProxyObject(GRIMSEL_NAME, GRIMSEL_PATH), this.callTimeoutMs, 'introspecting grimseld', signal);
+    const intake = proxy.getInterface(INTAKE_IFACE);
+    // A grimseld that owns its name has exported the interface first; anything else is not (yet) grimseld.
+    if (!intake) throw new Error(`${GRIMSEL_NAME} has no ${INTAKE_IFACE} interface`);
+    return intake;
   }
 }

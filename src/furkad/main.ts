@@ -5,8 +5,8 @@ import { loadConfigOrExit } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { runDaemon, stopRequested } from '../common/service.js';
-import { connectSystemBus, ownName } from '../dbus/bus.js';
-import { FURKA_IFACE, FURKA_NAME, FURKA_PATH } from '../dbus/names.js';
+import { connectSystemBus, ownName, watchNameOwner } from '../dbus/bus.js';
+import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_NAME } from '../dbus/names.js';
 import { FurkaInterface } from '../dbus/furka-interface.js';
 import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
@@ -43,6 +43,8 @@ async function main(): Promise<number> {
   // Files an earlier furkad placed but never saw grimseld take go first, in their own (earlier) shift.
   const { outbox, unacked } = Outbox.open(config.state_dir);
   const handover = new Handover(bus, log, outbox);
+  // A grimseld (re)started is handed the waiting files at once, not at the next retry (G12, F10).
+  await watchNameOwner(bus, GRIMSEL_NAME, (owner) => handover.grimseldChanged(owner));
   for (const u of unacked) handover.delivered(u.usertime, u.uid, u.gid, u.paths.filter(isPlacedFile), u.id);
   if (unacked.length) log.warn({ batches: unacked.length }, 'handing over files an earlier furkad placed but could not hand over');
   // F8: without a valid key every detector loop passes one shared gate, one transfer at a time.

@@ -1,0 +1,101 @@
+// furkad's hand-over to grimseld against a fake bus: no call waits for ever, and a grimseld that comes back
+// (a new owner of its bus name) gets the waiting files at once, in order (G12, F10).
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { MessageBus } from '../../src/dbus/bus.js';
+import { Handover } from '../../src/furkad/handover.js';
+import { Outbox } from '../../src/furkad/outbox.js';
+import type { Logger } from '../../src/common/logger.js';
+
+const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as Logger;
+
+/** A grimseld process as furkad's proxy sees it: answers each call, or never (stopped, hung). */
+class FakeGrimseld {
+  calls: string[] = [];
+  constructor(private readonly answers: boolean) {}
+  getInterface(): unknown {
+    const call = (what: string) => (...args: unknown[]): Promise<void> => {
+      this.calls.push(what === 'Delivered' ? `Delivered ${(args[3] as string[]).join(',')}` : what);
+      return this.answers ? Promise.resolve() : new Promise(() => undefined);
+    };
+    return { ShiftStarted: call('ShiftStarted'), Delivered: call('Delivered') };
+  }
+}
+
+function fakeBus(owner: () => FakeGrimseld): MessageBus {
+  return { getProxyObject: () => Promise.resolve(owner()) } as unknown as MessageBus;
+}
+
+const until = async (what: string, ok: () => boolean, ms = 5000): Promise<void> => {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 5));
+  }
+};
+
+describe('hand-over to grimseld (G12, F10)', () => {
+  let dir: string;
+  let outbox: Outbox;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'handover-'));
+    outbox = Outbox.open(dir).outbox;
+  });
+  afterEach(() => {
+    outbox.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('abandons a call to a grimseld that left the bus and sends it to the next one at once', async () => {
+    const hung = new FakeGrimseld(false);
+    const next = new FakeGrimseld(true);
+    let current = hung;
+    // A deadline far beyond the test: only the owner change may end the wait.
+    const handover = new Handover(fakeBus(() => current), quiet, outbox, 3_600_000);
+    const ctl = new AbortController();
+    const running = handover.run(ctl.signal);
+    handover.shiftStarted(1n, 500, 501);
+    handover.delivered(1n, 500, 501, ['/r/./a']);
+    await until('the first call', () => hung.calls.length === 1);
+    handover.grimseldChanged('');
+    current = next;
+    handover.grimseldChanged(':1.9');
+    await until('the queue re-sent to the new grimseld', () => next.calls.length === 2);
+    assert.deepEqual(next.calls, ['ShiftStarted', 'Delivered /r/./a'], 'in order, nothing skipped');
+    await handover.drained();
+    assert.equal(handover.pending, 0);
+    ctl.abort();
+    await running;
+  });
+
+  it('gives up on a call that is never answered and tries again (a stopped grimseld keeps its name)', async () => {
+    const stopped = new FakeGrimseld(false);
+    const handover = new Handover(fakeBus(() => stopped), quiet, outbox, 50);
+    const ctl = new AbortController();
+    const running = handover.run(ctl.signal);
+    handover.delivered(1n, 500, 501, ['/r/./a']);
+    await until('a second attempt', () => stopped.calls.length >= 2);
+    assert.equal(handover.pending, 1, 'still held, not dropped');
+    ctl.abort();
+    await running;
+    assert.equal(handover.pending, 1, 'left for the outbox on shutdown');
+  });
+
+  it('retries a grimseld that is away at least once a second, without being woken', async function () {
+    this.timeout(10_000);
+    let attempts = 0;
+    const bus = { getProxyObject: () => { attempts++; return Promise.reject(new Error('ServiceUnknown')); } } as unknown as MessageBus;
+    const handover = new Handover(bus, quiet, outbox, 1000);
+    const ctl = new AbortController();
+    const running = handover.run(ctl.signal);
+    handover.delivered(1n, 500, 501, ['/r/./a']);
+    await until('five attempts', () => attempts >= 5, 6000);
+    const before = attempts;
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.ok(attempts - before >= 2, `an attempt at least every second (${attempts - before} in 2.5 s)`);
+    ctl.abort();
+    await running;
+  });
+});
