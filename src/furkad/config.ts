@@ -52,7 +52,7 @@ const detectorSchema = {
     minpause: { type: 'integer', minimum: 0, default: 10, description: 'ms between two runs' },
     interrun_pause: { type: 'integer', minimum: 0, default: 0, description: 'extra ms after a run that moved files' },
     remove_source: { type: 'boolean', default: true, description: 'remove copied files from the detector ramdisk' },
-    settle_ms: { type: 'integer', minimum: 0, maximum: 3600000, default: 0, description: 'take a file only once it has not changed for this long (a writer that pauses mid-file); needs remove_source' },
+    settle_ms: { type: 'integer', minimum: 0, maximum: 3600000, description: 'take a file only once it has not changed for this long (a writer that pauses mid-file); default 2000 with remove_source, 0 (off) without; 0 is safe only for writers that rename into place' },
     exclude: { type: 'string', default: '', description: "rsync patterns (space-separated) of files never pulled, e.g. a writer's temp files" },
   },
 };
@@ -78,11 +78,21 @@ export const furkadSchema = {
   },
 } as const;
 
+/**
+ * settle_ms when the file does not say (F2: the default never delivers a truncated file). Over rsync furkad
+ * cannot see whether a writer still holds a file open, only whether it changed: a file is taken once it has
+ * stayed unchanged this long, so a writer's pauses must be shorter. 2 s covers pauses up to 1 s with room for
+ * a slow listing run; a writer that renames into place needs none (settle_ms = 0 plus its temp names in `exclude`).
+ */
+export const DEFAULT_SETTLE_MS = 2000;
+
 const validate = compileSchema<FurkadConfig>(furkadSchema as unknown as Record<string, unknown>);
 
-/** What the schema cannot say: the schedule must be a cron expression. */
+/** What the schema cannot say: settle_ms's default depends on remove_source; the schedule must be a cron expression. */
 export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadConfig {
   for (const [id, d] of Object.entries(config.detector)) {
+    // Without remove_source nothing is removed from under a writer, so nothing waits to settle.
+    if ((d.settle_ms as number | undefined) === undefined) d.settle_ms = d.remove_source ? DEFAULT_SETTLE_MS : 0;
     if (d.settle_ms > 0 && !d.remove_source) {
       throw new ConfigError(file, [`section [detector.${id}], key 'settle_ms': needs remove_source = yes (files are ` +
         `settled in staging before their source is removed), got settle_ms = ${d.settle_ms} with remove_source = no`]);

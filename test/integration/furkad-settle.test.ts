@@ -11,16 +11,19 @@ import { markFixture, startProcess } from '../fixtures/processes.js';
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /**
- * A writer that writes its file in place (no temp name) in 8 pieces of 64 KiB with 300 ms between them:
- * each pause is ten times longer than a furkad run, so rsync sees an unchanged file every time it looks.
+ * A writer that writes its file in place (no temp name) in `pieces` pieces of 64 KiB with `pauseMs` between
+ * them (default 8 x 300 ms: each pause ten times longer than a furkad run, so rsync sees an unchanged file
+ * every time it looks). It exits 3 if its file was removed from under it: what it wrote after that is lost.
  */
-function pausingWriter(file: string) {
+function pausingWriter(file: string, pieces = 8, pauseMs = 300) {
   return startProcess(process.execPath, ['-e', `
     const fs = require('fs'); const path = require('path'); fs.mkdirSync(path.dirname(process.argv[1]), { recursive: true });
     const fd = fs.openSync(process.argv[1], 'w'); const b = Buffer.alloc(65536, 9);
     const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-    for (let i = 0; i < 8; i++) { fs.writeSync(fd, b); sleep(300); }
-    fs.closeSync(fd);`, file]);
+    for (let i = 0; i < ${pieces}; i++) { if (i > 0) sleep(${pauseMs}); fs.writeSync(fd, b); }
+    const unlinked = fs.fstatSync(fd).nlink === 0;
+    fs.closeSync(fd);
+    if (unlinked) { console.error('removed from under its writer'); process.exit(3); }`, file]);
 }
 
 describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
@@ -78,6 +81,39 @@ describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
     await eventually(() => copied(newDir).length === 1 && copied(oldDir).length === before.length, 20_000, 'all six files copied');
     assert.deepEqual(copied(oldDir), before, 'every file written before StartShift in the old shift');
     assert.deepEqual(copied(newDir), ['change/after.cbf'], 'only the later file in the new shift');
+  });
+});
+
+describe('furkad with its default settings: writers that pause mid-file lose nothing (F2)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+
+  before(async () => {
+    ppu = await new Ppu({ prefix: 'ppu-defaults', writerRenames: false }).start();
+  });
+  after(async () => {
+    await ppu?.stop();
+  });
+
+  it('never places a truncated file nor removes a source still being written, for pauses of 50 ms and of 1 s', async () => {
+    await ppu.startShift(520, 521);
+    const writers = [{ name: 'steady.cbf', pieces: 40, pauseMs: 50 }, { name: 'slow.cbf', pieces: 4, pauseMs: 1000 }].map((w) => {
+      const src = path.join(ppu.detectorRamdisks['1MF']!, 'inplace', w.name);
+      const dest = path.join(ppu.ppuRamdisk, '1mf', '520_521', 'inplace', w.name);
+      const proc = pausingWriter(src, w.pieces, w.pauseMs);
+      markFixture(proc);
+      return { ...w, src, dest, proc, observed: sizesWhile(dest, proc.exited) };
+    });
+    await Promise.all(writers.map((w) => w.proc.exited));
+    for (const w of writers) {
+      assert.equal(await w.proc.exited, 0, `${w.name}: ${w.proc.output()}`);
+      assert.deepEqual(await w.observed, [], `${w.name}: nothing under the final name while its writer was at work`);
+    }
+    for (const w of writers) {
+      await eventually(() => existsSync(w.dest) && !existsSync(w.src), 20_000, `${w.name} on the PPU, its source removed`);
+      assert.equal(sha256File(readFileSync(w.dest)), sha256File(Buffer.alloc(w.pieces * 65536, 9)), `${w.name}: all ${w.pieces} pieces`);
+    }
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 520 && r[5] === 2n && r[4] === 0n), 20_000, 'grimseld to copy both');
   });
 });
 

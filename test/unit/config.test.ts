@@ -75,8 +75,10 @@ describe('furkad.conf schema (S3)', () => {
       ["section [detector.1MF], key 'remove_source': must be yes or no, got 'maybe'"]);
   });
 
-  it('takes settle_ms (default 0) and refuses it with remove_source = no, naming both keys (F2)', () => {
-    assert.equal(furkad(DET).detector['1MF']!.settle_ms, 0);
+  it('takes settle_ms (default 2000, the safe one; 0 without remove_source) and refuses it with remove_source = no, naming both keys (F2)', () => {
+    assert.equal(furkad(DET).detector['1MF']!.settle_ms, 2000);
+    assert.equal(furkad(`${DET}remove_source = no\n`).detector['1MF']!.settle_ms, 0, 'nothing is removed, nothing waits');
+    assert.equal(furkad(`${DET}settle_ms = 0\n`).detector['1MF']!.settle_ms, 0, 'a renaming writer trades the wait back');
     assert.equal(furkad(`${DET}settle_ms = 1500\n`).detector['1MF']!.settle_ms, 1500);
     assert.deepEqual(problems(() => furkad(`${DET}settle_ms = 500\nremove_source = no\n`)),
       ["section [detector.1MF], key 'settle_ms': needs remove_source = yes (files are settled in staging before their " +
