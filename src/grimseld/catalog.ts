@@ -41,6 +41,11 @@ export class Catalog {
     return { catalog, journal, replayed: catalog.replay(records) };
   }
 
+  /** Whether `src` lies in grimseld's ramdisk directory (`target`): only such originals are linked or deleted (G5–G7). */
+  isOnRamdisk(src: string): boolean {
+    return src.startsWith(this.#ramdiskPrefix);
+  }
+
   /** Rebuilds state from journal records (idempotent: a record seen twice changes nothing); returns how many. */
   replay(records: Iterable<JournalRecord>): number {
     let n = 0;
@@ -91,7 +96,7 @@ export class Catalog {
   #newRecord(id: number, usertime: bigint, f: NewFile): FileRecord {
     // One bigint per shift, not one per file.
     const shared = this.book.get(usertime)?.usertime ?? usertime;
-    return this.files.add(id, shared, f, allPending(this.storageIds.length), f.src.startsWith(this.#ramdiskPrefix));
+    return this.files.add(id, shared, f, allPending(this.storageIds.length), this.isOnRamdisk(f.src));
   }
 
   /** The file's copy state on `storage` (undefined for a storage grimseld does not have). */

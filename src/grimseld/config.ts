@@ -1,4 +1,5 @@
 // grimseld.conf: its JSON Schema (one, compiled once a run), the storage rules a schema cannot say, and its typed form (SPEC S3, G1).
+import * as path from 'node:path';
 import type { ValidateFunction } from 'ajv';
 import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 
@@ -100,8 +101,27 @@ function checkStorageRules(file: string, config: GrimseldConfig): void {
   if (problems.length) throw new ConfigError(file, problems);
 }
 
+/** Whether `inner` is `outer` or lies below it, as paths (no file system access: ppuctl checks files for other machines too). */
+function atOrBelow(inner: string, outer: string): boolean {
+  const rel = path.posix.relative(path.posix.normalize(outer), path.posix.normalize(inner));
+  return rel === '' || (!rel.startsWith('..') && !path.posix.isAbsolute(rel));
+}
+
+/**
+ * G5, G6: the ramdisk directory must lie on the watched mount. Otherwise the guard sees the mount fill up
+ * while none of the delivered files counts as "on the ramdisk": nothing is ever linked or deleted, and the
+ * shift clean-up does nothing either.
+ */
+function checkRamdiskRules(file: string, config: GrimseldConfig): void {
+  if (atOrBelow(config.target, config.ramdisk_mountpoint)) return;
+  throw new ConfigError(file, [`top level (before any section), key 'target': the ramdisk directory must be ` +
+    `ramdisk_mountpoint or lie below it, got target = '${config.target}' and ramdisk_mountpoint = ` +
+    `'${config.ramdisk_mountpoint}': the fill guard would watch one and clean up the other (one of the two keys is wrong)`]);
+}
+
 export function parseGrimseldConfigObject(file: string, config: GrimseldConfig): GrimseldConfig {
   checkStorageRules(file, config);
+  checkRamdiskRules(file, config);
   return config;
 }
 

@@ -6,6 +6,7 @@ import type { Logger } from '../common/logger.js';
 import type { Catalog, NewFile } from './catalog.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { ShiftBook } from './shift-book.js';
+import type { MessageHub } from './messages.js';
 
 /** How many added paths are checked at once. */
 const INSPECT_AT_ONCE = 64;
@@ -40,10 +41,14 @@ async function inspect(p: string): Promise<NewFile> {
 }
 
 export class Intake {
+  /** Directories outside the ramdisk directory that deliveries came from, reported once per shift each. */
+  #reportedOutside = new Set<string>();
+
   constructor(
     private readonly catalog: Catalog,
     private readonly book: ShiftBook,
     private readonly dispatcher: Dispatcher,
+    private readonly messages: MessageHub,
     private readonly log: Logger,
     private readonly onShift: (usertime: bigint) => void,
   ) {}
@@ -53,6 +58,7 @@ export class Intake {
     await this.catalog.shift(usertime, uid, gid);
     if (!known) {
       this.log.info({ usertime: String(usertime), uid, gid }, 'shift started');
+      this.#reportedOutside.clear();
       this.onShift(usertime);
     }
   }
@@ -68,7 +74,25 @@ export class Intake {
         this.log.error({ path: p }, `delivered file refused: ${(e as Error).message}`);
       }
     }
+    this.#reportOutside(files);
     this.dispatcher.submit(await this.catalog.accept(usertime, files));
+  }
+
+  /**
+   * A delivered file outside the ramdisk directory is copied like any other, but the fill guard and the
+   * shift clean-up never touch it (G5, G6): furkad's target and grimseld's `target` disagree, and the ramdisk
+   * can fill up unguarded. Said once per directory and shift, in the log and to subscribers.
+   */
+  #reportOutside(files: NewFile[]): void {
+    for (const f of files) {
+      if (this.catalog.isOnRamdisk(f.src)) continue;
+      const dir = f.src.slice(0, f.src.length - f.rel.length).replace(/\/+$/, '') || '/';
+      if (this.#reportedOutside.has(dir)) continue;
+      this.#reportedOutside.add(dir);
+      this.messages.publish('DEL_ERROR', f.src, `furkad delivered '${f.src}' outside grimseld's ramdisk directory (key 'target' ` +
+        `in grimseld.conf): it is copied, but never linked or deleted, neither when the ramdisk fills nor after a shift ` +
+        `change. Make furkad's detector targets lie below grimseld's 'target'. Said once per shift for files below '${dir}'.`);
+    }
   }
 
   /** An operator's file (G8): must exist and be a regular file; it joins the current shift. */

@@ -80,7 +80,7 @@ async function main(): Promise<number> {
     fillLimitPercent: config.fillstate_limit,
     intervalMs: 250,
   }, messages, log);
-  const intake = new Intake(catalog, book, dispatcher, log, () => reclaimer.shiftStarted());
+  const intake = new Intake(catalog, book, dispatcher, messages, log, () => reclaimer.shiftStarted());
   dispatcher.submit(catalog.files.values(), true);
   if (replayed) log.info({ journaled: replayed, live: catalog.files.size }, 'journal replayed; unfinished copies resumed');
   const fifo = new FileFifo(config.fifo, (paths) => intake.addMany(paths), log);

@@ -13,6 +13,7 @@ import { importVendorConfig } from './vendor-import.js';
 import { licenseCommand } from './license-command.js';
 import { statusRecord } from '../grimseld/status-server.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
 
 const USAGE = `usage: ppuctl COMMAND [options]
 
@@ -103,10 +104,24 @@ async function run(argv: string[]): Promise<number> {
   }
 }
 
+/**
+ * Which daemon a config file is for: by its sections ([storage.*] is grimseld's, [detector.*] furkad's),
+ * then by its name; a file name alone (g3.conf) says nothing and must not pick the wrong schema.
+ */
+function configKind(file: string): 'grimseld' | 'furkad' {
+  let text = '';
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch { /* the loader names the unreadable file */ }
+  if (/^\s*\[\s*storage\./m.test(text)) return 'grimseld';
+  if (/^\s*\[\s*detector\./m.test(text)) return 'furkad';
+  return /grimsel/.test(path.basename(file)) ? 'grimseld' : 'furkad';
+}
+
 function configCheck(files: string[], json: boolean): number {
   const results = files.map((file) => {
     try {
-      const c = /grimsel/.test(file) ? loadGrimseldConfig(file) : loadFurkadConfig(file);
+      const c = configKind(file) === 'grimseld' ? loadGrimseldConfig(file) : loadFurkadConfig(file);
       const what = 'detector' in c ? `${Object.keys(c.detector).length} detectors` : `${Object.keys(c.storage).length} storages`;
       return { file, valid: true, summary: what, problems: [] as string[] };
     } catch (e) {

@@ -23,6 +23,29 @@ function stream(ppu: Ppu, prefix: string, n: number, size: number): WrittenFile[
 describe('shift change cleanup (G5)', function () {
   this.timeout(120_000);
 
+  it("says once per shift when furkad delivers outside grimseld's ramdisk directory, and still copies (G5, G6)", async () => {
+    // grimseld's 'target' is a directory of the ramdisk that furkad's detector target (<ramdisk>/./1mf) is not in.
+    const ppu = new Ppu({ prefix: 'ppu-outside' });
+    ppu.opts.grimseld = { target: path.join(ppu.ppuRamdisk, 'elsewhere') };
+    await ppu.start();
+    try {
+      const msgs = await collectMessages(ppu);
+      await ppu.startShift(1300, 1301, []);
+      stream(ppu, 'a', 4, 20_000);
+      await copiedAll(ppu, 1300, 4, 1);
+      await ppu.startShift(1400, 1401, []);
+      stream(ppu, 'b', 2, 20_000);
+      await copiedAll(ppu, 1400, 2, 1);
+      const outside = msgs.messages.filter(([code, , long]) => code === 'DEL_ERROR' && long.includes("outside grimseld's ramdisk directory"));
+      assert.equal(outside.length, 2, `one message per shift: ${JSON.stringify(msgs.messages)}`);
+      assert.ok(outside.every(([, short]) => short.startsWith(path.join(ppu.ppuRamdisk, '1mf') + '/')), 'naming a delivered file');
+      assert.match(outside[0]![2], /key 'target'/);
+      msgs.stop();
+    } finally {
+      await ppu.stop();
+    }
+  });
+
   it('deletes ramdisk files of the earlier shift once copied, keeps the new shift\'s and every internal copy', async () => {
     const ppu = await new Ppu({ prefix: 'ppu-g5' }).start();
     try {

@@ -3,13 +3,17 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { writeFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { FURKAD_BIN, GRIMSELD_BIN, launchOf, tempDir } from '../fixtures/ppu.js';
+import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, launchOf, tempDir } from '../fixtures/ppu.js';
 
 function start(bin: string, config: string): Promise<{ code: number; stderr: string }> {
+  return run(bin, '--config', config);
+}
+
+function run(bin: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   const launch = launchOf(bin);
   return new Promise((resolve) => {
-    execFile(process.execPath, [...launch.args, '--config', config], { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: 'unix:path=/nonexistent' }, timeout: 20_000 },
-      (err, _stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, stderr }));
+    execFile(process.execPath, [...launch.args, ...args], { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: 'unix:path=/nonexistent' }, timeout: 20_000 },
+      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr }));
   });
 }
 
@@ -34,6 +38,21 @@ describe('daemon start with a bad configuration (S3)', function () {
     const r = await start(GRIMSELD_BIN, file);
     assert.equal(r.code, 78);
     assert.ok(r.stderr.includes("section [storage.internal], key 'n_copy_processes': must be integer, got 'many'"), r.stderr);
+  });
+
+  it('grimseld and ppuctl config check refuse a ramdisk directory off the watched mount, naming both keys (G5, G6)', async () => {
+    // Named so that nothing in the file name says which daemon it is for.
+    const file = path.join(dir, 'g3.conf');
+    writeFileSync(file, `ramdisk_mountpoint = ${dir}/ramdisk\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\n`);
+    const expected = `key 'target': the ramdisk directory must be ramdisk_mountpoint or lie below it, got target = '/ramdisk' and ` +
+      `ramdisk_mountpoint = '${dir}/ramdisk'`;
+    const r = await start(GRIMSELD_BIN, file);
+    assert.equal(r.code, 78);
+    assert.ok(r.stderr.includes(expected), r.stderr);
+    const check = await run(PPUCTL_BIN, 'config', 'check', file);
+    assert.equal(check.code, 1);
+    assert.deepEqual(check.stdout.split('\n').filter((l) => l.startsWith('  ')).map((l) => l.trim().slice(0, 60)),
+      [`top level (before any section), ${expected}`.slice(0, 60)], `the one problem, nothing from furkad's schema:\n${check.stdout}`);
   });
 
   it('a missing file is named too', async () => {

@@ -143,6 +143,17 @@ describe('grimseld.conf schema (S3, G1)', () => {
     assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/..x/y\n').storage['internal']!.target, '/data/..x/y');
   });
 
+  it('refuses a ramdisk directory that is not on the watched mount, naming both keys (G5, G6)', () => {
+    assert.deepEqual(problems(() => grimseld(`ramdisk_mountpoint = /tmp/x/ramdisk\n${INT}`)),
+      ["top level (before any section), key 'target': the ramdisk directory must be ramdisk_mountpoint or lie below it, " +
+       "got target = '/ramdisk' and ramdisk_mountpoint = '/tmp/x/ramdisk': the fill guard would watch one and clean up the other " +
+       '(one of the two keys is wrong)']);
+    assert.match(problems(() => grimseld(`target = /ramdisk2\n${INT}`))[0]!, /target = '\/ramdisk2' and ramdisk_mountpoint = '\/ramdisk'/,
+      'a sibling with the same prefix is not below it');
+    assert.equal(grimseld(`target = /ramdisk/ppu/\n${INT}`).target, '/ramdisk/ppu/', 'a directory below the mount is fine');
+    assert.equal(grimseld(`ramdisk_mountpoint = /\n${INT}`).ramdisk_mountpoint, '/', 'so is a ramdisk directory on the root file system');
+  });
+
   it('refuses a fill-state limit above 100 percent', () => {
     assert.match(problems(() => grimseld(`fillstate_limit = 120\n${INT}`))[0]!, /top level \(before any section\), key 'fillstate_limit': must be <= 100, got '120'/);
   });

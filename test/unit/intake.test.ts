@@ -9,6 +9,7 @@ import type { Catalog } from '../../src/grimseld/catalog.js';
 import type { Dispatcher } from '../../src/grimseld/dispatcher.js';
 import type { ShiftBook } from '../../src/grimseld/shift-book.js';
 import type { Logger } from '../../src/common/logger.js';
+import type { MessageHub } from '../../src/grimseld/messages.js';
 
 describe('checked paths (G8)', () => {
   it('gives the real path and the part after ./, non-ASCII names included', () => {
@@ -33,7 +34,7 @@ describe('operators\' files and a shift change (G8)', () => {
       const catalog = { accept: async (usertime: bigint, files: unknown[]) => { accepted.push({ usertime, files: files.length }); return []; } };
       const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
       const intake = new Intake(catalog as unknown as Catalog, book as unknown as ShiftBook, { submit: () => undefined } as unknown as Dispatcher,
-        quiet as unknown as Logger, () => undefined);
+        { publish: () => undefined } as unknown as MessageHub, quiet as unknown as Logger, () => undefined);
       const adding = intake.addMany(paths);
       book.current = { usertime: 2n }; // furkad's ShiftStarted arrives while the paths are being checked
       assert.deepEqual(await adding, []);
