@@ -39,7 +39,8 @@ describe('furkad chaos: SIGKILL during a stream', function () {
     const copy = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000', 'noted', 'placed.cbf');
     await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal')).includes('1mf/1000_1000/noted/placed.cbf'), 30_000, 'the noted file copied');
     assert.equal(readFileSync(copy, 'utf8'), 'placed, never handed over');
-    assert.ok((await ppu.queryStatus(-1)).some((r) => r[0] === 1000n && r[5] === 1n), 'counted in the shift it was noted in');
+    // The copy gets its final name before grimseld counts it: wait for the count, not just the file.
+    await eventually(async () => (await ppu.queryStatus(-1)).some((r) => r[0] === 1000n && r[5] === 1n), 10_000, 'counted in the shift it was noted in');
   });
 
   it('loses no image and copies none twice through 10 kills', async () => {

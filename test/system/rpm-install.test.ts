@@ -117,7 +117,7 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     await c.ok(['sh', '-c', 'mkdir -p /ramdisk /data && mount -t tmpfs -o size=256m ppu-ramdisk /ramdisk && ' +
       'mount -t tmpfs -o size=256m ppu-data /data && mkdir /ramdisk/det1 /ramdisk/det2']);
     const detector = (id: string) => ({
-      remoteIP: '127.0.0.1', source: `/det${id[0]!}`, target: `/ramdisk/ppu/./${id.toLowerCase()}`, exclude: WRITER_TEMP_PATTERN,
+      remoteIP: '127.0.0.1', source: `/det${id[0]!}`, target: `/ramdisk/ppu/./${id.toLowerCase()}`, exclude: WRITER_TEMP_PATTERN, settle_ms: 0,
     });
     writeFileSync(c.path('/etc/ppu/furkad.conf'), iniText({ uid: DEFAULT_UID, gid: DEFAULT_GID },
       { 'detector.1MF': detector('1MF'), 'detector.2MF': detector('2MF') }));
