@@ -61,6 +61,8 @@ export const Pattern = {
   absoluteBelow: '^/(?!(.*/)?\\.\\.(/|$)).*$',
   /** Relative, and no '..' component: stays below the directory it is joined to. */
   relativeBelow: '^(?!/)(?!(.*/)?\\.\\.(/|$)).*$',
+  /** Absolute or relative, and no '..' component. */
+  noParent: '^(?!(.*/)?\\.\\.(/|$)).*$',
   word: '^[^/\\s]+$',
 } as const;
 
@@ -88,7 +90,8 @@ export function sectionsOf(schema: Record<string, unknown>) {
 const PATTERN_WORDS: Record<string, string> = {
   [Pattern.absolutePath]: 'must be an absolute path (starting with /)',
   [Pattern.relativeBelow]: "must be a relative path without '..'",
-  [Pattern.absoluteBelow]: "must be an absolute path without '..' (grimseld compares the real path of every directory below it)",
+  [Pattern.absoluteBelow]: "must be an absolute path without '..' (the real path of every directory below it is checked)",
+  [Pattern.noParent]: "must be a path without '..'",
   [Pattern.word]: 'must be one word without / or spaces',
 };
 

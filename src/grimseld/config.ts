@@ -88,7 +88,7 @@ export function grimseldValidator(): ValidateFunction<GrimseldConfig> {
 }
 
 /** G1: exactly one INTERNAL, at most one EXTERNAL. */
-function checkStorageRules(file: string, config: GrimseldConfig): void {
+function checkStorageRules(config: GrimseldConfig): string[] {
   const ofType = (t: StorageType) => Object.entries(config.storage).filter(([, s]) => s.type === t).map(([id]) => id);
   const problems: string[] = [];
   const internal = ofType('INTERNAL');
@@ -98,7 +98,7 @@ function checkStorageRules(file: string, config: GrimseldConfig): void {
   }
   const external = ofType('EXTERNAL');
   if (external.length > 1) problems.push(`key 'type': at most one storage may be EXTERNAL, found [storage.${external.join('], [storage.')}]`);
-  if (problems.length) throw new ConfigError(file, problems);
+  return problems;
 }
 
 /** Whether `inner` is `outer` or lies below it, as paths (no file system access: ppuctl checks files for other machines too). */
@@ -112,16 +112,50 @@ function atOrBelow(inner: string, outer: string): boolean {
  * while none of the delivered files counts as "on the ramdisk": nothing is ever linked or deleted, and the
  * shift clean-up does nothing either.
  */
-function checkRamdiskRules(file: string, config: GrimseldConfig): void {
-  if (atOrBelow(config.target, config.ramdisk_mountpoint)) return;
-  throw new ConfigError(file, [`top level (before any section), key 'target': the ramdisk directory must be ` +
+function checkRamdiskRules(config: GrimseldConfig): string[] {
+  if (atOrBelow(config.target, config.ramdisk_mountpoint)) return [];
+  return [`top level (before any section), key 'target': the ramdisk directory must be ` +
     `ramdisk_mountpoint or lie below it, got target = '${config.target}' and ramdisk_mountpoint = ` +
-    `'${config.ramdisk_mountpoint}': the fill guard would watch one and clean up the other (one of the two keys is wrong)`]);
+    `'${config.ramdisk_mountpoint}': the fill guard would watch one and clean up the other (one of the two keys is wrong)`];
+}
+
+/**
+ * Places that must not share files (G3, G5, G12): a storage whose target is the ramdisk directory, lies in it
+ * or holds it would have originals count as copies (and a shift change delete the only ones); a storage on
+ * the ramdisk's file system fills the ramdisk; two storages on one tree overwrite each other's copies; a
+ * journal on the ramdisk is gone after a reboot, and one in a storage is mixed with the copies.
+ */
+function checkOverlaps(config: GrimseldConfig): string[] {
+  const top = 'top level (before any section)';
+  const places = [
+    ...Object.entries(config.storage).map(([id, s]) => ({ where: `section [storage.${id}], key 'target'`, path: s.target })),
+    { where: `${top}, key 'state_dir'`, path: config.state_dir },
+  ];
+  const problems: string[] = [];
+  const refuse = (a: { where: string; path: string }, how: string, b: { where: string; path: string }): void => {
+    problems.push(`${a.where}: '${a.path}' ${how} ${b.where.replace(`${top}, `, '')} ('${b.path}'): the ramdisk, each storage ` +
+      'and the journal need directory trees of their own (files would be lost or overwritten)');
+  };
+  const relation = (a: string, b: string): string | undefined =>
+    atOrBelow(a, b) ? (path.posix.relative(path.posix.normalize(b), path.posix.normalize(a)) === '' ? 'is the same directory as' : 'lies below')
+      : atOrBelow(b, a) ? 'holds' : undefined;
+  places.forEach((a, i) => {
+    const toRamdisk = relation(a.path, config.target);
+    if (toRamdisk) refuse(a, toRamdisk, { where: `${top}, key 'target'`, path: config.target });
+    else if (config.ramdisk_mountpoint !== '/' && atOrBelow(a.path, config.ramdisk_mountpoint)) {
+      refuse(a, 'lies on the ramdisk, below', { where: `${top}, key 'ramdisk_mountpoint'`, path: config.ramdisk_mountpoint });
+    }
+    for (const b of places.slice(i + 1)) {
+      const how = relation(b.path, a.path);
+      if (how) refuse(b, how, a);
+    }
+  });
+  return problems;
 }
 
 export function parseGrimseldConfigObject(file: string, config: GrimseldConfig): GrimseldConfig {
-  checkStorageRules(file, config);
-  checkRamdiskRules(file, config);
+  const problems = [...checkStorageRules(config), ...checkRamdiskRules(config), ...checkOverlaps(config)];
+  if (problems.length) throw new ConfigError(file, problems);
   return config;
 }
 

@@ -85,10 +85,18 @@ describe('furkad.conf schema (S3)', () => {
        'source is removed), got settle_ms = 500 with remove_source = no']);
   });
 
+  it("refuses '..' in a detector's target and source, which would leave the configured trees", () => {
+    assert.deepEqual(problems(() => furkad('[detector.1MF]\nremoteIP = h\ntarget = /ramdisk/../etc/./x\nsource = run/../../other\n')), [
+      "section [detector.1MF], key 'source': must be a path without '..', got 'run/../../other'",
+      "section [detector.1MF], key 'target': must be an absolute path without '..' (the real path of every directory below it is checked), got '/ramdisk/../etc/./x'",
+    ]);
+    assert.equal(furkad('[detector.1MF]\nremoteIP = h\ntarget = /ramdisk/./1mf..x\nsource = /run..1\n').detector['1MF']!.source, '/run..1');
+  });
+
   it('refuses a relative target and an out-of-range port, reporting both at once', () => {
     const p = problems(() => furkad('[detector.1MF]\nremoteIP = a\ntarget = ramdisk\nport = 70000\n'));
     assert.equal(p.length, 2);
-    assert.ok(p.includes("section [detector.1MF], key 'target': must be an absolute path (starting with /), got 'ramdisk'"));
+    assert.ok(p.includes("section [detector.1MF], key 'target': must be an absolute path without '..' (the real path of every directory below it is checked), got 'ramdisk'"));
     assert.ok(p.some((l) => l.startsWith("section [detector.1MF], key 'port': must be <= 65535")));
   });
 
@@ -139,7 +147,7 @@ describe('grimseld.conf schema (S3, G1)', () => {
 
   it("refuses a storage target with '..', which would make every copy look unsafe (G3)", () => {
     assert.deepEqual(problems(() => grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/link/../x\n')),
-      ["section [storage.internal], key 'target': must be an absolute path without '..' (grimseld compares the real path of every directory below it), got '/data/link/../x'"]);
+      ["section [storage.internal], key 'target': must be an absolute path without '..' (the real path of every directory below it is checked), got '/data/link/../x'"]);
     assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/..x/y\n').storage['internal']!.target, '/data/..x/y');
   });
 
@@ -152,6 +160,26 @@ describe('grimseld.conf schema (S3, G1)', () => {
       'a sibling with the same prefix is not below it');
     assert.equal(grimseld(`target = /ramdisk/ppu/\n${INT}`).target, '/ramdisk/ppu/', 'a directory below the mount is fine');
     assert.equal(grimseld(`ramdisk_mountpoint = /\n${INT}`).ramdisk_mountpoint, '/', 'so is a ramdisk directory on the root file system');
+  });
+
+  it('refuses storages, ramdisk and journal that share a directory tree, naming each pair (G3, G5, G12)', () => {
+    const storage = (id: string, type: string, target: string) => `[storage.${id}]\ntype = ${type}\ntarget = ${target}\n`;
+    const refusedWith = (text: string): string[] => problems(() => grimseld(text)).map((p) => p.replace(/: the ramdisk, each storage.*$/, ''));
+    assert.deepEqual(refusedWith(storage('internal', 'INTERNAL', '/ramdisk')),
+      ["section [storage.internal], key 'target': '/ramdisk' is the same directory as key 'target' ('/ramdisk')"], 'the ramdisk as a storage');
+    assert.deepEqual(refusedWith(storage('internal', 'INTERNAL', '/ramdisk/copies')),
+      ["section [storage.internal], key 'target': '/ramdisk/copies' lies below key 'target' ('/ramdisk')"], 'a storage inside the ramdisk');
+    assert.deepEqual(refusedWith(storage('internal', 'INTERNAL', '/')),
+      ["section [storage.internal], key 'target': '/' holds key 'target' ('/ramdisk')", "top level (before any section), key 'state_dir': " +
+       "'/var/lib/grimsel' lies below section [storage.internal], key 'target' ('/')"], 'storage / holds everything');
+    assert.deepEqual(refusedWith(`target = /ramdisk/ppu\n${storage('internal', 'INTERNAL', '/ramdisk/data')}`),
+      ["section [storage.internal], key 'target': '/ramdisk/data' lies on the ramdisk, below key 'ramdisk_mountpoint' ('/ramdisk')"]);
+    assert.deepEqual(refusedWith(`${storage('internal', 'INTERNAL', '/data')}${storage('x', 'OPTIONAL', '/data/')}`),
+      ["section [storage.x], key 'target': '/data/' is the same directory as section [storage.internal], key 'target' ('/data')"], 'two storages, one target');
+    assert.deepEqual(refusedWith(`state_dir = /ramdisk/state\n${storage('internal', 'INTERNAL', '/data')}`),
+      ["top level (before any section), key 'state_dir': '/ramdisk/state' lies below key 'target' ('/ramdisk')"], 'the journal on the ramdisk');
+    assert.equal(Object.keys(grimseld(`${storage('internal', 'INTERNAL', '/data')}${storage('x', 'OPTIONAL', '/data2')}`).storage).length, 2,
+      'siblings that share a prefix do not overlap');
   });
 
   it('refuses a fill-state limit above 100 percent', () => {
