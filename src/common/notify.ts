@@ -35,14 +35,20 @@ export class Notifier {
     }
   }
 
-  /** READY=1, and from now on pets the watchdog at half the interval systemd asked for. */
-  ready(status: string): void {
+  /**
+   * READY=1, and from now on pets the watchdog at half the interval systemd asked for, as long as `healthy`
+   * says so: a daemon whose event loop runs but whose work is wedged (grimseld's copy threads) stops the
+   * pings, and systemd restarts it as it would a hung one.
+   */
+  ready(status: string, healthy: () => boolean = () => true): void {
     this.status(status);
     this.#call('READY', (sd) => sd.ready());
     this.#call('WATCHDOG', (sd) => {
       const ms = sd.watchdogInterval();
       if (ms > 0) {
-        this.#watchdog = setInterval(() => this.#call('WATCHDOG', (s) => s.watchdog()), Math.max(ms / 2, 100));
+        this.#watchdog = setInterval(() => {
+          if (healthy()) this.#call('WATCHDOG', (s) => s.watchdog());
+        }, Math.max(ms / 2, 100));
         this.#watchdog.unref();
       }
     });

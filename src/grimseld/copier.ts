@@ -5,7 +5,7 @@
 // fsync waits for anything, so one blocking call after another in one thread, as cp makes them, costs half
 // the CPU of a trip through libuv's pool and back to the event loop for each (issue 7). Files waiting in
 // numbers are copied a batch at a time (copyMany).
-import { constants, closeSync, copyFileSync, fchmodSync, fchownSync, fsyncSync, futimesSync, lstatSync, openSync, readdirSync, renameSync, statSync, unlinkSync } from 'node:fs';
+import { constants, closeSync, fchmodSync, fchownSync, fsyncSync, futimesSync, lstatSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -54,6 +54,19 @@ export interface CopyJob {
   sweep: boolean;
 }
 
+/** Called after every step of a copy that moved it on (a chunk written, a file flushed or renamed): see copy-watch.ts. */
+export type Progress = () => void;
+
+const noProgress: Progress = () => undefined;
+
+/**
+ * Bytes read and written at a time: cp's order of size. Enough that the system calls cost little next to
+ * the copying, small enough that a copy reports progress many times a second even on a slow disk.
+ */
+const CHUNK_BYTES = 256 << 10;
+/** One buffer per copy thread (a module is loaded once per thread), made at the first copy. */
+let chunk: Buffer | undefined;
+
 /** A copy under way: its data is in `tmp` (open as `fd`), not yet flushed nor under its final name. */
 interface Written {
   job: CopyJob;
@@ -77,11 +90,11 @@ export function copyAtomic(src: string, dest: string, base: string, opts: CopyOp
  * journaled file system shares commits among its fsyncs), as `cp` then `sync` of the same files would
  * (issue 7); every file is still flushed before it gets its final name (G3).
  */
-export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions): Array<CopyOutcome | Error> {
+export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions, progress: Progress = noProgress): Array<CopyOutcome | Error> {
   const outcomes: Array<CopyOutcome | Error> = [];
   const written: Array<Written | undefined> = jobs.map((job, i) => {
     try {
-      const w = write(job, base, opts);
+      const w = write(job, base, opts, progress);
       if (w === 'identical') outcomes[i] = 'identical';
       return w === 'identical' ? undefined : w;
     } catch (e) {
@@ -93,6 +106,7 @@ export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions): Arra
     if (!w) return;
     try {
       pass(w, i);
+      progress();
     } catch (e) {
       discard(w);
       written[i] = undefined;
@@ -112,7 +126,7 @@ function asError(e: unknown): Error {
 }
 
 /** Checks the source and the directory, and writes the data, owner, mode and mtime to a temp name. */
-function write(job: CopyJob, base: string, opts: CopyOptions): Written | 'identical' {
+function write(job: CopyJob, base: string, opts: CopyOptions, progress: Progress): Written | 'identical' {
   const { src, dest, expect } = job;
   const dir = path.dirname(dest);
   const s = statSource(src);
@@ -127,18 +141,48 @@ function write(job: CopyJob, base: string, opts: CopyOptions): Written | 'identi
 
   const w: Written = { job, tmp: path.join(dir, `.${path.basename(dest)}.grimsel-${randomBytes(4).toString('hex')}`), fd: undefined };
   try {
-    // copy_file_range / sendfile in the kernel; EXCL so a planted name is never written through.
-    copyFileSync(src, w.tmp, constants.COPYFILE_EXCL);
-    w.fd = openSync(w.tmp, constants.O_RDWR | constants.O_NOFOLLOW);
+    // EXCL and NOFOLLOW: a planted name is never written through.
+    w.fd = openSync(w.tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    // The source's mode, but never a set-id copy: that would hand a user a root-owned setuid program made
+    // by grimseld (root) with preserve_uid = no. Images need none.
+    fchmodSync(w.fd, s.mode & 0o1777);
+    copyData(src, w.fd, s.size, progress);
     futimesSync(w.fd, s.atimeMs / 1000, s.mtimeMs / 1000); // seconds with fraction: sub-ms precision
     if (opts.preserveUid || opts.preserveGid) fchownSync(w.fd, owner[0], owner[1]);
-    // Never a set-id copy: copyFile carries the source's set-id bits over to a file grimseld (root) made,
-    // which would hand a user a root-owned setuid program with preserve_uid = no. Images need none.
-    if ((s.mode & 0o6000) !== 0) fchmodSync(w.fd, s.mode & 0o1777);
     return w;
   } catch (e) {
     discard(w);
     throw e;
+  }
+}
+
+/**
+ * Copies exactly the `size` bytes the source had when it was checked into `out`, and ends whatever the source
+ * does meanwhile (G3, G12). fs.copyFileSync did this in the kernel, but libuv's loop around sendfile (Node
+ * 20's libuv 1.46) asks for the bytes still missing until it has them all: a source that shrank, or a /proc or
+ * /sys file whose size is a guess (4096 for /sys/kernel/uevent_seqnum, a few bytes to read), has none, every
+ * call returns 0 and the loop spins at 100 % CPU for ever, holding its copy thread and so every later file of
+ * the storage. Here the end of the data before `size` is a changed source, and no more than `size` bytes are
+ * read, so a growing source cannot keep a copy going either (it then fails the check in commit()).
+ */
+function copyData(src: string, out: number, size: number, progress: Progress): void {
+  chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
+  const buf = chunk;
+  const fd = openSync(src, constants.O_RDONLY | constants.O_NONBLOCK); // NONBLOCK: a FIFO swapped in never blocks us
+  try {
+    for (let at = 0; at < size;) {
+      const got = readSync(fd, buf, 0, Math.min(CHUNK_BYTES, size - at), at);
+      if (got === 0) throw new SourceChanged(`${src} ended after ${at} of its ${size} bytes: it is not the delivered file any more`);
+      for (let done = 0; done < got;) {
+        const n = writeSync(out, buf, done, got - done, at + done);
+        if (n <= 0) throw new Error(`writing a copy of ${src} made no progress`);
+        done += n;
+      }
+      at += got;
+      progress();
+    }
+  } finally {
+    closeSync(fd);
   }
 }
 

@@ -2,15 +2,51 @@
 // calls, as a cp process would, so a small file costs at most one message each way instead of a dozen
 // trips through libuv's pool, and a batch of them one message. A thread is started when a writer has a
 // copy to make and none is free, and ends after `idleMs` without work: each costs about 7 MB, which an
-// idle grimseld (or one whose storage is not mounted) does not keep.
+// idle grimseld (or one whose storage is not mounted) does not keep. Each busy thread is watched for a
+// copy that makes no progress (copy-watch.ts): one that spins stops the watchdog's pings.
+import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { SourceChanged, type CopyJob, type CopyOptions, type CopyOutcome } from './copier.js';
+import { CopyWatch, type CopyVerdict } from './copy-watch.js';
 import { UnsafePath } from './safe-path.js';
 
 export interface CopyThreadData {
   base: string;
   options: CopyOptions;
+}
+
+/** What a thread is started with: its storage's data, and counters it shares with the main thread. */
+export interface ThreadData extends CopyThreadData {
+  /** Int32 counters: COUNTER_PROGRESS (steps done, copier.ts Progress) and COUNTER_TID (its kernel thread id, 0 unknown). */
+  counters: SharedArrayBuffer;
+}
+export const COUNTER_PROGRESS = 0;
+export const COUNTER_TID = 1;
+
+/** A busy thread that has made no progress for a while (see copy-watch.ts). */
+export interface Stall {
+  verdict: Exclude<CopyVerdict, 'moving'>;
+  stalledMs: number;
+  /** First report of this stall with this verdict. */
+  news: boolean;
+}
+
+/** Linux's USER_HZ: /proc reports CPU times in ticks of 10 ms on every architecture Node runs on. */
+const MS_PER_TICK = 10;
+
+/** CPU time (user + system) a thread of this process has used, from /proc; undefined if unknown. */
+function threadCpuMs(tid: number): number | undefined {
+  if (tid <= 0) return undefined;
+  try {
+    const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'latin1');
+    // After the command in parentheses: state (field 3) … utime (14), stime (15).
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ticks = Number(fields[11]) + Number(fields[12]);
+    return Number.isFinite(ticks) ? ticks * MS_PER_TICK : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What became of one copy, as it crosses from the thread (an Error's class does not cross by itself). */
@@ -39,6 +75,8 @@ const LIMITS = { maxOldGenerationSizeMb: 32, maxYoungGenerationSizeMb: 4 };
 
 interface Thread {
   worker: Worker;
+  counters: Int32Array;
+  watch: CopyWatch;
   /** Settles the batch in hand: its replies, or the thread's death. */
   settle: ((r: CopyReply[] | Error) => void) | undefined;
   idleTimer?: NodeJS.Timeout | undefined;
@@ -85,6 +123,24 @@ export class CopyThreads {
   }
 
   /** Ends every thread; call once no copy is in hand any more. */
+  /**
+   * Busy threads that have made no progress for STALL_MS, each with its verdict (copy-watch.ts). Called now
+   * and then (main.ts); a thread stuck in a copy never answers a message, so it is read from the counters.
+   */
+  stalls(now: number): Stall[] {
+    const out: Stall[] = [];
+    for (const t of this.#all) {
+      if (!t.settle) {
+        t.watch.idle();
+        continue;
+      }
+      const { verdict, stalledMs, news } = t.watch.look(now, Atomics.load(t.counters, COUNTER_PROGRESS),
+        threadCpuMs(Atomics.load(t.counters, COUNTER_TID)));
+      if (verdict !== 'moving') out.push({ verdict, stalledMs, news });
+    }
+    return out;
+  }
+
   async close(): Promise<void> {
     const threads = [...this.#all];
     this.#all.clear();
@@ -96,8 +152,10 @@ export class CopyThreads {
   }
 
   #start(): Thread {
-    const worker = new Worker(THREAD_SCRIPT, { workerData: this.data, resourceLimits: LIMITS, stdout: false, stderr: false });
-    const t: Thread = { worker, settle: undefined };
+    const counters = new SharedArrayBuffer(2 * Int32Array.BYTES_PER_ELEMENT);
+    const workerData: ThreadData = { ...this.data, counters };
+    const worker = new Worker(THREAD_SCRIPT, { workerData, resourceLimits: LIMITS, stdout: false, stderr: false });
+    const t: Thread = { worker, counters: new Int32Array(counters), watch: new CopyWatch(), settle: undefined };
     worker.on('message', (r: CopyReply[]) => t.settle?.(r));
     const died = (why: string): void => {
       this.#forget(t);

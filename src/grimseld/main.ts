@@ -127,9 +127,31 @@ async function main(): Promise<number> {
     }).join('; ');
     return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${per}${license.valid ? '' : '; unlicensed: one writer per storage'}`;
   };
-  notifier.ready(statusLine());
+  // S1, G12: a copy thread that spins without copying stops the watchdog's pings, and systemd restarts
+  // grimseld; one waiting in the kernel on a hung storage is reported and left (why: copy-watch.ts).
+  let copiersHealthy = true;
+  const watchCopiers = (): void => {
+    const now = Date.now();
+    let healthy = true;
+    for (const st of storages) {
+      for (const stall of st.stalls(now)) {
+        const seconds = Math.round(stall.stalledMs / 1000);
+        if (stall.verdict === 'spinning') {
+          healthy = false;
+          if (stall.news) log.error({ storage: st.id, seconds }, 'a copy thread is busy but has copied nothing for this long: wedged; the watchdog pings stop so that systemd restarts grimseld');
+        } else if (stall.news) {
+          log.warn({ storage: st.id, seconds }, 'a copy has waited in the kernel this long (a hung storage?); its writer stays blocked until the storage answers, the other storages go on');
+        }
+      }
+    }
+    copiersHealthy = healthy;
+  };
+  notifier.ready(statusLine(), () => copiersHealthy);
   log.info({ storages: storages.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
-  const statusTimer = setInterval(() => notifier.status(statusLine()), 1000);
+  const statusTimer = setInterval(() => {
+    watchCopiers();
+    notifier.status(statusLine());
+  }, 1000);
 
   await stopRequested();
   log.info('stopping');

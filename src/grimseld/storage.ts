@@ -2,7 +2,7 @@
 import { replicatedPath } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
 import type { CopyOptions, CopyOutcome, Identity } from './copier.js';
-import { CopyThreads } from './copy-threads.js';
+import { CopyThreads, type Stall } from './copy-threads.js';
 import { isMountPoint } from './mounts.js';
 import type { StorageConfig, StorageType } from './config.js';
 
@@ -69,6 +69,11 @@ export class Storage {
 
   get queued(): number {
     return this.#queue.length - this.#head + this.#active;
+  }
+
+  /** Copy threads of this storage that have made no progress for a while (copy-watch.ts). */
+  stalls(now: number): Stall[] {
+    return this.#threads.stalls(now);
   }
 
   destOf(rel: string): string {

@@ -1,9 +1,12 @@
-// One copy as grimseld makes it, on the real file system: faithful, and never a set-id program (G3); and the
-// threads that make them (issue 7).
+// One copy as grimseld makes it, on the real file system: faithful, and never a set-id program (G3); the
+// threads that make them (issue 7); and a source that shrinks or grows while it is copied (G3, G12).
 import { strict as assert } from 'node:assert';
-import { chmodSync, chownSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { tempDir } from '../fixtures/ppu.js';
+import { callMethod } from '../../src/dbus/bus.js';
+import { Ppu, tempDir } from '../fixtures/ppu.js';
+import { eventually, listFiles } from '../fixtures/files.js';
+import { mountTmpfs } from '../fixtures/tmpfs.js';
 import { copyAtomic, copyMany, SourceChanged } from '../../src/grimseld/copier.js';
 import { CopyThreads } from '../../src/grimseld/copy-threads.js';
 import { UnsafePath } from '../../src/grimseld/safe-path.js';
@@ -142,5 +145,103 @@ describe('a batch of copies (G3, issue 7)', () => {
     assert.equal(outcomes[0], 'copied');
     assert.ok(outcomes[1] instanceof SourceChanged && /changed while it was copied/.test(outcomes[1].message), String(outcomes[1]));
     assert.deepEqual(readdirSync(dir).sort(), ['a.cbf', 'b.cbf'], 'no c.cbf and no temp file');
+  });
+});
+
+describe('a source that changes size while it is copied (G3, G12)', () => {
+  let work: string;
+  before(() => { work = tempDir('grimseld-resize'); });
+  after(() => rmSync(work, { recursive: true, force: true }));
+  const opts = { preserveUid: false, preserveGid: false };
+  const job = (name: string, bytes: number): { src: string; dest: string; expect: { size: number; mtimeMs: number }; sweep: boolean } => {
+    const src = path.join(work, 'ramdisk', name);
+    mkdirSync(path.dirname(src), { recursive: true });
+    writeFileSync(src, Buffer.alloc(bytes, 1));
+    const st = statSync(src);
+    return { src, dest: path.join(work, 'storage', name), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false };
+  };
+
+  it('ends the copy of a file truncated after its first chunk as a changed source, leaving nothing', () => {
+    const j = job('shrinks.img', 4 << 20);
+    let steps = 0;
+    const [r] = copyMany([j], path.join(work, 'storage'), opts, () => { if (steps++ === 0) truncateSync(j.src, 1000); });
+    assert.ok(r instanceof SourceChanged && /ended after \d+ of its 4194304 bytes/.test(r.message), String(r));
+    assert.deepEqual(readdirSync(path.join(work, 'storage')), [], 'no copy, no temp file');
+  });
+
+  it('copies no more than the delivered size of a file that grows meanwhile, and does not rename it into place', () => {
+    const j = job('grows.img', 4 << 20);
+    let steps = 0;
+    const [r] = copyMany([j], path.join(work, 'storage'), opts, () => {
+      steps++;
+      appendFileSync(j.src, Buffer.alloc(1 << 20, 2)); // a writer faster than the copy: it would never catch up
+    });
+    assert.ok(r instanceof SourceChanged && /changed while it was copied/.test(r.message), String(r));
+    assert.ok(steps <= 20, `${steps} steps: the copy stopped at the delivered 4 MB (16 chunks and a flush)`);
+    assert.ok(!existsSync(j.dest));
+  });
+
+  it('ends the copy of a /sys file that reports more bytes than it has', () => {
+    const st = statSync('/sys/kernel/uevent_seqnum');
+    const r = copyMany([{ src: '/sys/kernel/uevent_seqnum', dest: path.join(work, 'storage', 'seqnum'), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false }],
+      path.join(work, 'storage'), opts)[0];
+    assert.ok(r instanceof SourceChanged, String(r));
+  });
+});
+
+describe('a source that shrinks while grimseld copies it (G3, G12)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+  const internal = (): string => path.join(ppu.storageRoot, 'internal');
+  /** This shift's row for the internal storage: [pending, copied, failed]. */
+  const counts = async (): Promise<bigint[]> => {
+    const row = (await ppu.queryStatus(1)).find((r) => r[3] === 'internal');
+    return row ? [row[4], row[5], row[6]] : [];
+  };
+  before(async () => {
+    // One writer: a copy thread that never comes back would hold every later file of the storage.
+    ppu = new Ppu({ prefix: 'ppu-shrink' });
+    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal(), n_copy_processes: 1 } };
+    await ppu.start();
+  });
+  after(async () => ppu?.stop());
+
+  it('ends the copy of a /sys file that claims more bytes than it has, and of a file truncated mid-copy, then copies the next file', async () => {
+    const grimsel = await ppu.grimsel();
+    const [pending0, copied0, failed0] = await counts();
+    // A 200 MB file on a tmpfs, truncated by its owner once grimseld's copy of it has begun.
+    const big = path.join(mountTmpfs(path.join(ppu.work, 'user-tmpfs'), 256 << 20), 'big.img');
+    writeFileSync(big, Buffer.alloc(200 << 20, 7));
+    await callMethod(grimsel, 'AddFile', `${path.dirname(big)}/./big.img`);
+    const copying = (): boolean => {
+      const tmp = (existsSync(internal()) ? readdirSync(internal()) : []).find((n) => n.startsWith('.big.img.grimsel-'));
+      return tmp !== undefined && (statSync(path.join(internal(), tmp), { throwIfNoEntry: false })?.size ?? 0) > 0;
+    };
+    // Polled without a pause: the copy takes a fraction of a second.
+    for (const end = Date.now() + 20_000; !copying(); await new Promise(setImmediate)) {
+      assert.ok(Date.now() < end, 'the copy of big.img began within 20 s');
+    }
+    truncateSync(big, 1 << 20);
+    // sysfs says 4096 bytes and gives a few: the copy used to wait for the rest, at 100 % CPU, for ever.
+    assert.equal(statSync('/sys/kernel/uevent_seqnum').size, 4096, 'this kernel still reports a sysfs attribute as 4096 bytes');
+    await callMethod(grimsel, 'AddFile', '/sys/kernel/./uevent_seqnum');
+
+    await eventually(async () => {
+      const [pending, , failed] = await counts();
+      return pending === pending0 && failed === failed0! + 2n;
+    }, 30_000, 'both copies to end as failed (the sources are not the delivered files any more)');
+    assert.ok(!existsSync(path.join(internal(), 'uevent_seqnum')) && !existsSync(path.join(internal(), 'big.img')),
+      'no copy of a source that changed under a final name');
+    assert.deepEqual(listFiles(internal()).filter((f) => f.includes('.grimsel-')), [], 'no temp file left');
+    assert.match(ppu.grimseld!.proc.output(), /big\.img ended after \d+ of its 209715200 bytes/, 'big.img shrank mid-copy');
+
+    // A later ordinary file of the same storage (one writer) is copied: nothing is left wedged.
+    const dir = path.join(ppu.work, 'op');
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(path.join(dir, 'after.dat'), 'the next file');
+    await callMethod(grimsel, 'AddFile', `${dir}/./after.dat`);
+    await eventually(() => existsSync(path.join(internal(), 'after.dat')), 20_000, 'the next file copied');
+    assert.equal(readFileSync(path.join(internal(), 'after.dat'), 'utf8'), 'the next file');
+    assert.equal((await counts())[1], copied0! + 1n);
   });
 });
