@@ -38,6 +38,7 @@ export function utf8(bytes: Buffer): string | undefined {
 }
 
 const NOT_UTF8 = 'name is not valid UTF-8';
+const PAST_MAX = 10_000;
 
 export class Catalog {
   /** Keys are the latin1 form of a path's bytes (relative to the root): any name is a key. */
@@ -46,6 +47,11 @@ export class Catalog {
   #refused = new Map<string, string>();
   /** Files being written: created and not yet closed, or found open for writing by a scan. */
   #waiting = new Set<string>();
+  /**
+   * Entries no longer current (their file was rewritten, deleted or acknowledged), the latest PAST_MAX of them:
+   * a late request for such an id is answered 410 / `changed` or `gone`, not as an id never heard of.
+   */
+  #past = new Map<string, FileEntry>();
   readonly #rootBytes: Buffer;
 
   /** Called for every announcement, to be passed to the clients whose source covers it. */
@@ -59,7 +65,7 @@ export class Catalog {
   get waiting(): number { return this.#waiting.size; }
 
   byId(id: string): FileEntry | undefined {
-    return this.#byId.get(id);
+    return this.#byId.get(id) ?? this.#past.get(id);
   }
 
   /** Everything a newly connected client is told first: complete files and refused names. */
@@ -93,6 +99,9 @@ export class Catalog {
     const key = Buffer.from(entry.path).toString('latin1');
     if (this.#byPath.get(key) === entry) this.#byPath.delete(key);
     if (this.#byId.get(entry.id) === entry) this.#byId.delete(entry.id);
+    this.#past.delete(entry.id);
+    this.#past.set(entry.id, entry);
+    if (this.#past.size > PAST_MAX) this.#past.delete(this.#past.keys().next().value as string);
   }
 
   /**
