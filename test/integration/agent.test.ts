@@ -212,4 +212,24 @@ describe('furka-agent (A1–A4)', function () {
     assert.ok(existsSync(bad) && existsSync(later));
     assert.match(agent.proc.output(), /refused: name is not valid UTF-8/);
   });
+
+  it('(i) inotifywait killed: restarted, the root rescanned, a file written meanwhile announced (A2)', async () => {
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const pid = agent.proc.child.pid!;
+    const children = (): number[] => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    const [watcher] = children();
+    assert.ok(watcher && readFileSync(`/proc/${watcher}/cmdline`, 'utf8').startsWith('inotifywait'));
+    process.kill(watcher, 'SIGKILL');
+    writeFileSync(path.join(root, 'while-down.cbf'), 'x');
+    await ev.waitFor(() => ev.files('while-down.cbf').length > 0, 'the file written while inotifywait was down');
+    assert.equal(ev.events.filter((e) => e.t === 'synced').length, 2, 'the rescan ends with synced');
+    const [again] = children();
+    assert.ok(again && again !== watcher);
+    writeFileSync(path.join(root, 'after.cbf'), 'y');
+    await ev.waitFor(() => ev.files('after.cbf').length > 0, 'events flowing again');
+    assert.match(agent.proc.output(), /inotifywait ended; restarting it/);
+  });
 });
