@@ -9,12 +9,13 @@ if [ "$(id -u)" != 0 ]; then
   exit 1
 fi
 
-# rsync: transport (client and the detector-side daemon in tests); dbus + dbus-daemon: the bus;
+# rsync: transport (client and the detector-side daemon in tests); inotify-tools: furka-agent's inotifywait;
+# dbus + dbus-daemon: the bus;
 # systemd: busctl; libsystemd-dev + build tools: the sd-notify native module; attr: xattr tools;
 # systemd-container: systemd-nspawn for the system tier; rpm: rpmbuild; rpmlint: checks the RPMs;
 # ntpsec-ntpdate: time sync (the detector package's timer, run in the system tier's container).
 # lsyncd, gnuplot-nox: the benchmarks' lsyncd baseline and latency plot (npm run bench).
-PACKAGES=(rsync dbus dbus-daemon systemd libsystemd-dev systemd-container rpm rpmlint attr ntpsec-ntpdate
+PACKAGES=(rsync inotify-tools dbus dbus-daemon systemd libsystemd-dev systemd-container rpm rpmlint attr ntpsec-ntpdate
           python3 make g++ pkg-config lsyncd gnuplot-nox)
 missing=()
 for p in "${PACKAGES[@]}"; do

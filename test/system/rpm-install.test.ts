@@ -1,6 +1,6 @@
 // The RPMs installed in a real systemd container and used as an administrator would: systemctl, busctl,
-// the detector-side rsync daemon unit, shifts, restarts, watchdog, bus policy, timer, upgrade, erase
-// (SPEC S1, S2, S5, S6).
+// the detector-side rsync daemon and furka-agent units, shifts, restarts, watchdog, bus policy, timer, upgrade,
+// erase (SPEC S1, S2, S5, S6, A1).
 import { strict as assert } from 'node:assert';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -21,7 +21,7 @@ async function buildRpms(release: number, out: string): Promise<string[]> {
   const code = await p.exited;
   await p.stop();
   if (code !== 0) throw new Error(`scripts/build-rpm.sh --release ${release} failed (${code}):\n${p.output().slice(-6000)}`);
-  const rpms = [`ppu-movers-${VERSION}-${release}.x86_64.rpm`, `ppu-movers-detector-${VERSION}-${release}.noarch.rpm`]
+  const rpms = [`ppu-movers-${VERSION}-${release}.x86_64.rpm`, `ppu-movers-detector-${VERSION}-${release}.x86_64.rpm`]
     .map((f) => path.join(out, f));
   for (const f of rpms) assert.ok(existsSync(f), `build-rpm.sh did not write ${f}`);
   return rpms;
@@ -105,7 +105,8 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     for (const d of ['/var/lib/furka', '/var/lib/grimsel']) assert.ok(lstatSync(c.path(d)).isDirectory(), d);
     assert.match(await c.ok(['furkad', '--check']), /configuration is valid/);
     assert.match(await c.ok(['grimseld', '--check']), /configuration is valid/);
-    for (const unit of ['grimseld.service', 'furkad.service', 'ppu-detector-rsyncd.service', 'ppu-timesync.timer']) {
+    assert.match(await c.ok(['furka-agent', '--check']), /configuration is valid/);
+    for (const unit of ['grimseld.service', 'furkad.service', 'ppu-detector-rsyncd.service', 'ppu-timesync.timer', 'furka-agent.service']) {
       assert.equal((await c.run(['systemctl', 'is-enabled', unit])).stdout.trim(), 'disabled', `${unit} enabled by the install`);
       assert.equal((await c.run(['systemctl', 'is-active', unit])).stdout.trim(), 'inactive', `${unit} started by the install`);
     }
@@ -130,6 +131,21 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     const stranger = await c.run(['rsync', 'rsync://10.250.0.1:49371/ramdisk/']);
     assert.notEqual(stranger.code, 0);
     assert.match(stranger.stderr, /access denied to ramdisk from \S+ \(10\.250\.0\.1\)/);
+  });
+
+  it('runs furka-agent.service on /ramdisk: active after READY with its STATUS line, announcing a file to loopback (A1, S1)', async () => {
+    await c.ok(['sh', '-c', 'mkdir -p /ramdisk/agent-check && echo image > /ramdisk/agent-check/img.cbf']);
+    await c.ok(['systemctl', 'start', 'furka-agent.service']);
+    assert.equal(await c.unitProperty('furka-agent', 'ActiveState'), 'active');
+    await eventually(async () => /files known, \d+ being written; \d+ clients connected/.test(await c.unitProperty('furka-agent', 'StatusText')),
+      10_000, "furka-agent's STATUS line");
+    // The events stream stays open: curl ends it after 2 s (exit 28) with what it was sent.
+    const events = await c.run(['curl', '-sN', '--http2-prior-knowledge', '--max-time', '2',
+      'http://127.0.0.1:49372/v1/events?source=/agent-check']);
+    assert.match(events.stdout, /^\{"t":"hello","agent":"furka-agent","protocol":1,"root":"\/ramdisk","source":"\/agent-check"\}\n\{"t":"file","id":"[0-9:]+","path":"img\.cbf","size":6,/);
+    // Stopped again: the PPU tests below use /ramdisk on their own.
+    await c.ok(['systemctl', 'stop', 'furka-agent.service']);
+    await c.ok(['rm', '-r', '/ramdisk/agent-check']);
   });
 
   it('starts grimseld before furkad; both are active only after READY and show their STATUS lines', async () => {
@@ -240,7 +256,7 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     for (const f of release2) copyFileSync(f, c.path(`/tmp/${path.basename(f)}`));
     await c.ok(['rpm', '-Uvh', '--nodeps', ...release2.map((f) => `/tmp/${path.basename(f)}`)]);
     assert.equal((await c.ok(['rpm', '-q', 'ppu-movers', 'ppu-movers-detector'])).trim().split('\n').join(' '),
-      `ppu-movers-${VERSION}-2.x86_64 ppu-movers-detector-${VERSION}-2.noarch`);
+      `ppu-movers-${VERSION}-2.x86_64 ppu-movers-detector-${VERSION}-2.x86_64`);
     assert.match(readFileSync(conf, 'utf8'), /^history_max_entries = 77$/m);
     await restartedFrom('grimseld', grimseld);
     await eventually(async () => await c.unitProperty('furkad', 'ActiveState') === 'active', 60_000, 'furkad active after the upgrade');
@@ -256,7 +272,7 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
         'NameHasOwner', 's', name]);
       assert.equal(owned.trim(), 'b false', `${name} still owned`);
     }
-    for (const p of ['/usr/lib64/ppu-movers', '/usr/bin/furkad', '/usr/bin/ppuctl', '/usr/lib/systemd/system/furkad.service',
+    for (const p of ['/usr/lib64/ppu-movers', '/usr/bin/furkad', '/usr/bin/ppuctl', '/usr/bin/furka-agent', '/usr/lib/systemd/system/furka-agent.service', '/usr/lib/systemd/system/furkad.service',
       '/usr/lib/systemd/system/ppu-timesync.timer', '/etc/dbus-1/system.d/org.ppu.Furka.conf', '/etc/ppu/rsyncd.conf']) {
       assert.ok(!existsSync(c.path(p)), `${p} left behind`);
     }

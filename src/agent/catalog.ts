@@ -1,0 +1,216 @@
+// The agent's table of complete files: id → path and identity, kept from scans and the watcher's events (SPEC A2, A4).
+import { lstatSync, realpathSync, type BigIntStats } from 'node:fs';
+import * as path from 'node:path';
+import type { Logger } from '../common/logger.js';
+import { NameFilter } from './name-filter.js';
+import { openWriters } from './open-writers.js';
+import { joinRoot, scanFiles, type Found } from './scanner.js';
+import type { WatchEvent } from './watcher.js';
+
+/** One announced file, as it was when announced; `id` is INO:SIZE:MTIME_NS (docs/agent-protocol.md). */
+export interface FileEntry {
+  id: string;
+  /** Relative to the root, '/'-separated, valid UTF-8. */
+  path: string;
+  ino: bigint;
+  size: bigint;
+  mtimeNs: bigint;
+  /** Permission bits (the type is always "regular file"). */
+  mode: number;
+}
+
+export type Announcement =
+  | { t: 'file'; entry: FileEntry }
+  | { t: 'refused'; path: string; reason: string }
+  | { t: 'synced' };
+
+/** Whether a file on disk is still the announced one: `same`, `changed` (or not a plain file any more) or `gone`. */
+export type Sameness = 'same' | 'changed' | 'gone';
+
+export function fileId(stat: BigIntStats): string {
+  return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
+}
+
+/** Decodes a name as UTF-8, or undefined if its bytes are not valid UTF-8 (round-trip check). */
+export function utf8(bytes: Buffer): string | undefined {
+  const text = bytes.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
+}
+
+const NOT_UTF8 = 'name is not valid UTF-8';
+const PAST_MAX = 10_000;
+
+export class Catalog {
+  /** Keys are the latin1 form of a path's bytes (relative to the root): any name is a key. */
+  #byPath = new Map<string, FileEntry>();
+  #byId = new Map<string, FileEntry>();
+  #refused = new Map<string, string>();
+  /** Files being written: created and not yet closed, or found open for writing by a scan. */
+  #waiting = new Set<string>();
+  /**
+   * Entries no longer current (their file was rewritten, deleted or acknowledged), the latest PAST_MAX of them:
+   * a late request for such an id is answered 410 / `changed` or `gone`, not as an id never heard of.
+   */
+  #past = new Map<string, FileEntry>();
+  readonly #rootBytes: Buffer;
+
+  /** Called for every announcement, to be passed to the clients whose source covers it. */
+  onAnnounce: (a: Announcement) => void = () => {};
+
+  constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
+    this.#rootBytes = Buffer.from(root);
+  }
+
+  get known(): number { return this.#byPath.size; }
+  get waiting(): number { return this.#waiting.size; }
+
+  byId(id: string): FileEntry | undefined {
+    return this.#byId.get(id) ?? this.#past.get(id);
+  }
+
+  /** Everything a newly connected client is told first: complete files and refused names. */
+  *listing(): Iterable<Announcement> {
+    for (const entry of this.#byPath.values()) yield { t: 'file', entry };
+    for (const p of this.#refused.values()) yield { t: 'refused', path: p, reason: NOT_UTF8 };
+  }
+
+  fullPath(entry: FileEntry): string {
+    return path.join(this.root, entry.path);
+  }
+
+  /**
+   * Compares the file at an entry's path with the entry: lstat (a link is never followed, and is not the
+   * file), and the directory it is in must be the one below the root, not reached through a link.
+   */
+  sameness(entry: FileEntry): Sameness {
+    const full = this.fullPath(entry);
+    let stat: BigIntStats;
+    try {
+      stat = lstatSync(full, { bigint: true });
+      if (realpathSync.native(path.dirname(full)) !== path.dirname(full)) return 'changed';
+    } catch {
+      return 'gone';
+    }
+    return stat.isFile() && fileId(stat) === entry.id ? 'same' : 'changed';
+  }
+
+  /** Drops an entry whose file was deleted (by an ack) or is known gone. */
+  forget(entry: FileEntry): void {
+    const key = Buffer.from(entry.path).toString('latin1');
+    if (this.#byPath.get(key) === entry) this.#byPath.delete(key);
+    if (this.#byId.get(entry.id) === entry) this.#byId.delete(entry.id);
+    this.#past.delete(entry.id);
+    this.#past.set(entry.id, entry);
+    if (this.#past.size > PAST_MAX) this.#past.delete(this.#past.keys().next().value as string);
+  }
+
+  /**
+   * Full rescan (start, watcher restart, event queue overflow): the table becomes what is on disk now. Every
+   * file no process holds open for writing is announced again, then `synced`. Writers are looked up after
+   * the walk: a file opened during it is skipped (and announced on its close), and one closed during it was
+   * stat'ed at a size it no longer has, so its id will never match (410) and its close announces it again.
+   */
+  rescan(): void {
+    const found = scanFiles(this.#rootBytes, Buffer.alloc(0));
+    const writers = openWriters(this.root);
+    this.#byPath.clear();
+    this.#byId.clear();
+    this.#refused.clear();
+    this.#waiting.clear();
+    for (const f of found) this.#consider(f, writers, true);
+    this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
+    this.onAnnounce({ t: 'synced' });
+  }
+
+  event(e: WatchEvent): void {
+    switch (e.kind) {
+      case 'overflow':
+        this.log.warn('kernel event queue overflowed: rescanning');
+        this.rescan();
+        return;
+      case 'root-gone':
+        this.log.error({ root: this.root }, 'the root was deleted or moved away; waiting for it to be back');
+        this.#byPath.clear();
+        this.#byId.clear();
+        this.#refused.clear();
+        this.#waiting.clear();
+        return;
+      case 'created':
+        if (!this.#skips(e.rel)) this.#waiting.add(e.rel.toString('latin1'));
+        return;
+      case 'complete': {
+        let stat: BigIntStats;
+        try {
+          stat = lstatSync(joinRoot(this.#rootBytes, e.rel), { bigint: true });
+        } catch {
+          this.#drop(e.rel.toString('latin1'));
+          return;
+        }
+        this.#consider({ rel: e.rel, stat }, undefined, false);
+        return;
+      }
+      case 'dir-new': {
+        // Files made in it before inotifywait's watch on it existed have no events: look for them now.
+        const found = scanFiles(this.#rootBytes, e.rel);
+        if (found.length === 0) return;
+        const writers = openWriters(this.root);
+        for (const f of found) this.#consider(f, writers, false);
+        return;
+      }
+      case 'gone':
+        this.#drop(e.rel.toString('latin1'));
+        return;
+      case 'dir-gone': {
+        const prefix = `${e.rel.toString('latin1')}/`;
+        for (const key of [...this.#byPath.keys(), ...this.#refused.keys(), ...this.#waiting]) {
+          if (key.startsWith(prefix)) this.#drop(key);
+        }
+        return;
+      }
+    }
+  }
+
+  #skips(rel: Buffer): boolean {
+    const slash = rel.lastIndexOf(0x2f);
+    return this.filter.skips(rel.subarray(slash + 1).toString('utf8'));
+  }
+
+  #drop(key: string): void {
+    const entry = this.#byPath.get(key);
+    if (entry) this.forget(entry);
+    this.#refused.delete(key);
+    this.#waiting.delete(key);
+  }
+
+  /**
+   * One regular file that may be complete. `writers` (from a scan) leaves out files open for writing;
+   * `again` announces even an id already announced for that path (a rescan re-announces everything).
+   */
+  #consider(f: Found, writers: Set<string> | undefined, again: boolean): void {
+    if (!f.stat.isFile() || this.#skips(f.rel)) return;
+    const key = f.rel.toString('latin1');
+    if (writers?.has(joinRoot(this.#rootBytes, f.rel).toString('latin1'))) {
+      this.#waiting.add(key);
+      return;
+    }
+    this.#waiting.delete(key);
+    const text = utf8(f.rel);
+    if (text === undefined) {
+      const shown = f.rel.toString('utf8');
+      if (!this.#refused.has(key)) this.log.warn({ path: shown, bytes: f.rel.toString('hex') }, `refused: ${NOT_UTF8}; it stays on the detector`);
+      this.#refused.set(key, shown);
+      this.onAnnounce({ t: 'refused', path: shown, reason: NOT_UTF8 });
+      return;
+    }
+    const id = fileId(f.stat);
+    const old = this.#byPath.get(key);
+    if (old?.id === id && !again) return;
+    if (old) this.forget(old);
+    const entry: FileEntry = {
+      id, path: text, ino: f.stat.ino, size: f.stat.size, mtimeNs: f.stat.mtimeNs, mode: Number(f.stat.mode & 0o7777n),
+    };
+    this.#byPath.set(key, entry);
+    this.#byId.set(id, entry);
+    this.onAnnounce({ t: 'file', entry });
+  }
+}

@@ -1,0 +1,53 @@
+// furka-agent.conf: its JSON Schema (one, compiled once) and its typed form (SPEC A1, S3).
+import { compileSchema, ConfigError, loadConfig, loggingProperties, Pattern } from '../common/config-file.js';
+import { AllowList } from './allow.js';
+import { words } from './name-filter.js';
+
+export const DEFAULT_CONFIG_PATH = '/etc/ppu/furka-agent.conf';
+export const DEFAULT_PORT = 49372;
+
+export interface AgentConfig {
+  logfile?: string;
+  logfile_max_number: number;
+  logfile_max_size: number;
+  log_level: string;
+  root: string;
+  address: string;
+  port: number;
+  allow: string;
+  exclude: string;
+}
+
+export const agentSchema = {
+  type: 'object',
+  title: 'furka-agent configuration',
+  additionalProperties: false,
+  properties: {
+    ...loggingProperties,
+    root: { type: 'string', pattern: Pattern.absoluteBelow, default: '/ramdisk', description: "served directory (the detector ramdisk); absolute, no '..'" },
+    address: { type: 'string', minLength: 1, default: '0.0.0.0', description: 'listen address' },
+    port: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'listen port (HTTP/2, cleartext)' },
+    allow: { type: 'string', default: '127.0.0.1 ::1', description: 'space-separated client addresses or CIDR ranges (IPv4, IPv6)' },
+    exclude: { type: 'string', default: '', description: "space-separated globs (*, ?) on base names never announced, e.g. a writer's temp names" },
+  },
+} as const;
+
+const validate = compileSchema<AgentConfig>(agentSchema as unknown as Record<string, unknown>);
+
+/** What the schema cannot say: every `allow` word must be an address or CIDR range. */
+export function checkAgentConfig(file: string, config: AgentConfig): AgentConfig {
+  const problems: string[] = [];
+  for (const w of words(config.allow)) {
+    try {
+      new AllowList([w]);
+    } catch (e) {
+      problems.push(`top level (before any section), key 'allow': ${(e as Error).message}`);
+    }
+  }
+  if (problems.length) throw new ConfigError(file, problems);
+  return config;
+}
+
+export function loadAgentConfig(file: string): AgentConfig {
+  return checkAgentConfig(file, loadConfig(file, validate));
+}

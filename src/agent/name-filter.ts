@@ -1,0 +1,52 @@
+// Which file names the agent never announces: hidden (temp) names and the `exclude` globs, on the base name.
+
+/**
+ * Matches a shell-style glob against a whole name: `*` any run of characters (also none), `?` one
+ * character, everything else literally (no classes, no escapes; Node 16 has no path.matchesGlob).
+ */
+export function globMatch(pattern: string, name: string): boolean {
+  const p = [...pattern];
+  const n = [...name];
+  let pi = 0;
+  let ni = 0;
+  // Where the last `*` was and what it has swallowed so far: on a mismatch it takes one character more.
+  let star = -1;
+  let starAt = 0;
+  while (ni < n.length) {
+    if (pi < p.length && (p[pi] === '?' || (p[pi] !== '*' && p[pi] === n[ni]))) {
+      pi++;
+      ni++;
+    } else if (pi < p.length && p[pi] === '*') {
+      star = pi++;
+      starAt = ni;
+    } else if (star >= 0) {
+      pi = star + 1;
+      ni = ++starAt;
+    } else {
+      return false;
+    }
+  }
+  while (pi < p.length && p[pi] === '*') pi++;
+  return pi === p.length;
+}
+
+/** Splits a space-separated config value into its words. */
+export function words(value: string): string[] {
+  return value.split(/\s+/).filter((w) => w !== '');
+}
+
+export class NameFilter {
+  readonly #patterns: string[];
+
+  constructor(exclude: string) {
+    this.#patterns = words(exclude);
+  }
+
+  /**
+   * True for a base name the agent leaves alone. A name starting with '.' is a writer's temp name (rsync's,
+   * and most writers' that rename into place): the file is announced under its final name, never this one.
+   */
+  skips(baseName: string): boolean {
+    return baseName.startsWith('.') || this.#patterns.some((p) => globMatch(p, baseName));
+  }
+}

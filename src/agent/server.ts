@@ -1,0 +1,284 @@
+// The agent's HTTP/2 server: events, file bodies and acknowledgements, exactly as docs/agent-protocol.md says (SPEC A1, A3, A4).
+import * as http2 from 'node:http2';
+import { closeSync, fstatSync, openSync, unlinkSync, constants as fsc } from 'node:fs';
+import type { Socket } from 'node:net';
+import type { Logger } from '../common/logger.js';
+import type { AllowList } from './allow.js';
+import { fileId, type Announcement, type Catalog, type FileEntry } from './catalog.js';
+
+export const PROTOCOL = 1;
+
+/** Bytes of lines queued for one events client that does not read before it is cut off (it reconnects and is sent the listing). */
+const CLIENT_BACKLOG_MAX = 64 * 1024 * 1024;
+/** Largest /v1/ack body accepted (about 200 000 ids). */
+const ACK_BODY_MAX = 16 * 1024 * 1024;
+
+/** `source` of /v1/events as a path below the root ('' = the root), or undefined if it is not acceptable. */
+export function parseSource(raw: string | null): string | undefined {
+  const value = raw ?? '/';
+  if (value.includes('\0')) return undefined;
+  const parts = value.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) return undefined;
+  return parts.join('/');
+}
+
+/** One `GET /v1/events` stream: its lines are queued while the peer does not read, so no one else waits. */
+class EventsClient {
+  #queue: string[] = [];
+  #queuedBytes = 0;
+  #draining = false;
+
+  constructor(readonly stream: http2.ServerHttp2Stream, readonly source: string, private readonly log: Logger) {}
+
+  /** The path of a root-relative path as this client sees it (relative to its source), or undefined if outside. */
+  relative(p: string): string | undefined {
+    if (this.source === '') return p;
+    return p.startsWith(`${this.source}/`) ? p.slice(this.source.length + 1) : undefined;
+  }
+
+  send(a: Announcement): void {
+    let line: string;
+    if (a.t === 'file') {
+      const rel = this.relative(a.entry.path);
+      if (rel === undefined) return;
+      const e = a.entry;
+      line = JSON.stringify({ t: 'file', id: e.id, path: rel, size: Number(e.size), mtime_ns: String(e.mtimeNs), mode: e.mode });
+    } else if (a.t === 'refused') {
+      const rel = this.relative(a.path);
+      if (rel === undefined) return;
+      line = JSON.stringify({ t: 'refused', path: rel, reason: a.reason });
+    } else {
+      line = JSON.stringify(a);
+    }
+    this.write(`${line}\n`);
+  }
+
+  write(text: string): void {
+    if (this.stream.destroyed || this.stream.closed) return;
+    if (this.#draining) {
+      this.#queue.push(text);
+      this.#queuedBytes += text.length;
+      if (this.#queuedBytes > CLIENT_BACKLOG_MAX) {
+        this.log.warn({ backlogBytes: this.#queuedBytes }, 'an events client does not read: closing its stream (it reconnects and gets the listing)');
+        this.#queue = [];
+        this.stream.close(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+      }
+      return;
+    }
+    if (!this.stream.write(text)) {
+      this.#draining = true;
+      this.stream.once('drain', () => this.#flush());
+    }
+  }
+
+  #flush(): void {
+    this.#draining = false;
+    const text = this.#queue.join('');
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    if (text) this.write(text);
+  }
+}
+
+export class AgentServer {
+  readonly #server = http2.createServer();
+  readonly #sessions = new Set<http2.ServerHttp2Session>();
+  readonly #clients = new Set<EventsClient>();
+  /** Addresses refused so far: each is logged once. */
+  readonly #refusedPeers = new Set<string>();
+
+  constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly log: Logger) {
+    // Checked on the TCP connection, before the HTTP/2 session sends its first frame: a peer not allowed is sent nothing.
+    this.#server.prependListener('connection', (socket: Socket) => {
+      if (!this.#allowed(socket.remoteAddress)) socket.destroy();
+    });
+    this.#server.on('session', (session) => {
+      if (!this.#allowed(session.socket?.remoteAddress)) {
+        session.destroy();
+        return;
+      }
+      this.#sessions.add(session);
+      session.on('close', () => this.#sessions.delete(session));
+      session.on('error', (e) => log.debug({ err: e }, 'session error'));
+    });
+    this.#server.on('stream', (stream, headers) => {
+      stream.on('error', (e) => log.debug({ err: e }, 'stream error'));
+      try {
+        this.#route(stream, headers);
+      } catch (e) {
+        log.error({ err: e }, 'request failed');
+        this.#reply(stream, 500, { error: String((e as Error).message) });
+      }
+    });
+    this.#server.setTimeout(0);
+  }
+
+  get clients(): number { return this.#clients.size; }
+
+  listen(port: number, address: string): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen(port, address, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+  }
+
+  /** Passes an announcement to every events client whose source covers it. */
+  announce(a: Announcement): void {
+    for (const c of this.#clients) c.send(a);
+  }
+
+  close(): Promise<void> {
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      for (const s of this.#sessions) s.destroy();
+    });
+  }
+
+  #allowed(address: string | undefined): boolean {
+    if (this.allow.allows(address)) return true;
+    const who = address ?? '(unknown)';
+    if (!this.#refusedPeers.has(who)) {
+      this.#refusedPeers.add(who);
+      this.log.warn({ peer: who }, 'connection from an address not in allow: closed (logged once per address)');
+    }
+    return false;
+  }
+
+  #reply(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
+    if (stream.destroyed || stream.headersSent) return;
+    stream.respond({ ':status': status, 'content-type': 'application/json' });
+    stream.end(`${JSON.stringify(body)}\n`);
+  }
+
+  #route(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    const method = headers[':method'];
+    const url = new URL(headers[':path'] ?? '/', 'http://agent');
+    const routes: Record<string, [string, () => void]> = {
+      '/v1/events': ['GET', () => this.#events(stream, url)],
+      '/v1/file': ['GET', () => this.#file(stream, url)],
+      '/v1/ack': ['POST', () => this.#ack(stream)],
+    };
+    const route = routes[url.pathname];
+    if (!route) return this.#reply(stream, 404, { error: 'no such resource' });
+    if (method !== route[0]) {
+      stream.respond({ ':status': 405, allow: route[0] });
+      stream.end();
+      return;
+    }
+    route[1]();
+  }
+
+  #events(stream: http2.ServerHttp2Stream, url: URL): void {
+    const source = parseSource(url.searchParams.get('source'));
+    if (source === undefined) return this.#reply(stream, 400, { error: "bad source: a directory below the root, without '..'" });
+    stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
+    const client = new EventsClient(stream, source, this.log);
+    client.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: PROTOCOL, root: this.catalog.root, source: `/${source}` })}\n`);
+    for (const a of this.catalog.listing()) client.send(a);
+    client.send({ t: 'synced' });
+    this.#clients.add(client);
+    stream.on('close', () => this.#clients.delete(client));
+    this.log.info({ source: `/${source}`, clients: this.#clients.size }, 'events client connected');
+  }
+
+  #file(stream: http2.ServerHttp2Stream, url: URL): void {
+    const id = url.searchParams.get('id') ?? '';
+    const entry = this.catalog.byId(id);
+    if (!entry) return this.#reply(stream, 404, { error: 'no such id' });
+    if (this.catalog.sameness(entry) !== 'same') return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
+    let fd: number;
+    try {
+      // O_NOFOLLOW: the path was just seen as a plain file; if a link took its place since, nothing is sent.
+      fd = openSync(this.catalog.fullPath(entry), fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    } catch {
+      return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
+    }
+    const same = (): boolean => {
+      try {
+        return fileId(fstatSync(fd, { bigint: true })) === entry.id && this.catalog.sameness(entry) === 'same';
+      } catch {
+        return false;
+      }
+    };
+    if (!same()) {
+      closeSync(fd);
+      return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
+    }
+    stream.on('close', () => closeSync(fd));
+    stream.on('wantTrailers', () => stream.sendTrailers({ 'x-furka-unchanged': same() ? '1' : '0' }));
+    stream.respondWithFD(fd, {
+      ':status': 200,
+      'content-type': 'application/octet-stream',
+      'x-furka-path': encodeURI(entry.path),
+      'x-furka-size': String(entry.size),
+      'x-furka-mtime-ns': String(entry.mtimeNs),
+      'x-furka-mode': String(entry.mode),
+    }, { waitForTrailers: true, offset: 0, length: Number(entry.size) });
+  }
+
+  #ack(stream: http2.ServerHttp2Stream): void {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    stream.on('data', (b: Buffer) => {
+      size += b.length;
+      if (size > ACK_BODY_MAX) {
+        this.#reply(stream, 413, { error: `body larger than ${ACK_BODY_MAX} bytes` });
+        stream.close();
+        return;
+      }
+      chunks.push(b);
+    });
+    stream.on('end', () => {
+      if (size > ACK_BODY_MAX) return;
+      let ids: unknown;
+      try {
+        ids = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ids?: unknown }).ids;
+      } catch {
+        ids = undefined;
+      }
+      if (!Array.isArray(ids) || !ids.every((i) => typeof i === 'string')) {
+        return this.#reply(stream, 400, { error: 'body must be {"ids":["ID", ...]}' });
+      }
+      this.#reply(stream, 200, this.#delete(ids as string[]));
+    });
+  }
+
+  /** Deletes each acknowledged source that is still the announced file (A4); says why each other one stays. */
+  #delete(ids: string[]): { deleted: string[]; kept: { id: string; reason: string }[] } {
+    const deleted: string[] = [];
+    const kept: { id: string; reason: string }[] = [];
+    for (const id of ids) {
+      const entry: FileEntry | undefined = this.catalog.byId(id);
+      if (!entry) {
+        kept.push({ id, reason: 'unknown' });
+        continue;
+      }
+      const now = this.catalog.sameness(entry);
+      if (now !== 'same') {
+        if (now === 'gone') this.catalog.forget(entry);
+        kept.push({ id, reason: now });
+        continue;
+      }
+      try {
+        unlinkSync(this.catalog.fullPath(entry));
+        this.catalog.forget(entry);
+        deleted.push(id);
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') {
+          this.catalog.forget(entry);
+          kept.push({ id, reason: 'gone' });
+        } else {
+          // Still there and not removable (an immutable file, say): it stays, as a changed file would.
+          this.log.error({ err: e, path: entry.path }, 'cannot delete an acknowledged file');
+          kept.push({ id, reason: 'changed' });
+        }
+      }
+    }
+    this.log.debug({ deleted: deleted.length, kept: kept.length }, 'acknowledged');
+    return { deleted, kept };
+  }
+}

@@ -1,0 +1,235 @@
+// furka-agent as a real process on a tmpfs ramdisk: completeness from the kernel, the protocol, the allow list (SPEC A1–A4).
+import { strict as assert } from 'node:assert';
+import { execFile } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import { AGENT_BIN, AgentClient, startAgent, type Agent } from '../fixtures/agent.js';
+import { launchOf, tempDir } from '../fixtures/ppu.js';
+import { startProcess } from '../fixtures/processes.js';
+import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const KiB = 1024;
+
+/** A writer writing in place (no temp name) in 64 KiB steps with `pauseMs` pauses; waits for `go` before its last step if given. */
+function inPlaceWriter(file: string, pieces: number, pauseMs: number, go?: string) {
+  return startProcess(process.execPath, ['-e', `
+    const fs = require('fs');
+    const fd = fs.openSync(process.argv[1], 'w'); const b = Buffer.alloc(65536, 7);
+    const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    for (let i = 0; i < ${pieces}; i++) {
+      if (i > 0) sleep(${pauseMs});
+      if (i === ${pieces} - 1 && process.argv[2]) { console.log('holding'); while (!fs.existsSync(process.argv[2])) sleep(20); }
+      fs.writeSync(fd, b);
+    }
+    fs.closeSync(fd);`, file, go ?? '']);
+}
+
+describe('furka-agent (A1–A4)', function () {
+  this.timeout(60_000);
+  const dir = tempDir('agent');
+  const root = path.join(dir, 'ramdisk');
+  let agent: Agent | undefined;
+  let client: AgentClient | undefined;
+
+  before(() => { mountTmpfs(root, 256 * 1024 * 1024); });
+  afterEach(async () => {
+    client?.close();
+    client = undefined;
+    await agent?.stop();
+    agent = undefined;
+    for (const f of readdirSync(root)) rmSync(path.join(root, f), { recursive: true, force: true });
+  });
+  after(() => {
+    unmountAll();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('(a) a writer writing in place with pauses is announced once, after its close, with the full size (A2)', async () => {
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const writer = inPlaceWriter(path.join(root, 'img_00001.cbf'), 12, 50);
+    assert.equal(await writer.exited, 0, writer.output());
+    await ev.waitFor(() => ev.files('img_00001.cbf').length > 0, 'the announcement');
+    await sleep(300);
+    const files = ev.files('img_00001.cbf');
+    assert.equal(files.length, 1, JSON.stringify(files));
+    assert.equal(files[0]!.size, 12 * 64 * KiB);
+  });
+
+  it('(b) a writer writing a hidden temp name and renaming it is announced once under the final name (A2)', async () => {
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    for (let i = 0; i < 20; i++) {
+      const tmp = path.join(root, `.img_${i}.cbf.XyZ${i}`);
+      writeFileSync(tmp, randomBytes(100 * KiB));
+      renameSync(tmp, path.join(root, `img_${i}.cbf`));
+    }
+    await ev.waitFor(() => ev.files().length >= 20, '20 announcements');
+    await sleep(300);
+    assert.deepEqual(ev.files().map((f) => f.path).sort(), Array.from({ length: 20 }, (_, i) => `img_${i}.cbf`).sort());
+    assert.ok(ev.files().every((f) => f.size === 100 * KiB));
+  });
+
+  it('(c) files in a new subdirectory, written at once after its creation, are all announced (A2)', async () => {
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events('/run1');
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const expected: string[] = [];
+    for (const sub of ['a', 'b/c/d', 'e']) {
+      mkdirSync(path.join(root, 'run1', sub), { recursive: true });
+      for (let i = 0; i < 10; i++) {
+        writeFileSync(path.join(root, 'run1', sub, `f${i}.cbf`), randomBytes(10 * KiB));
+        expected.push(`${sub}/f${i}.cbf`);
+      }
+    }
+    writeFileSync(path.join(root, 'elsewhere.cbf'), 'not below /run1');
+    await ev.waitFor(() => expected.every((p) => ev.files(p).some((f) => f.size === 10 * KiB)), 'all 30 files with their size');
+    assert.equal(ev.events[0]!['source'], '/run1');
+    assert.ok(!ev.files().some((f) => f.path!.includes('elsewhere')), 'a file outside the source is not announced to it');
+  });
+
+  it('(d) at start existing files are announced; one held open for writing only once it is closed (A2)', async () => {
+    writeFileSync(path.join(root, 'old1.cbf'), 'one');
+    mkdirSync(path.join(root, 'sub'));
+    writeFileSync(path.join(root, 'sub', 'old2.cbf'), 'two');
+    const go = path.join(dir, 'go');
+    const writer = inPlaceWriter(path.join(root, 'held.cbf'), 3, 0, go);
+    while (!writer.output().includes('holding')) await sleep(20);
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    assert.deepEqual(ev.files().map((f) => f.path).sort(), ['old1.cbf', 'sub/old2.cbf']);
+    writeFileSync(go, '');
+    assert.equal(await writer.exited, 0);
+    await ev.waitFor(() => ev.files('held.cbf').length > 0, 'held.cbf after its close');
+    assert.deepEqual(ev.files('held.cbf').map((f) => f.size), [3 * 64 * KiB]);
+    rmSync(go);
+  });
+
+  it('(e) /v1/file sends the bytes with unchanged=1; /v1/ack deletes it, but keeps a file changed since (A3, A4)', async () => {
+    const data = randomBytes(3 * 1024 * KiB + 17);
+    writeFileSync(path.join(root, 'a b,c.cbf'), data);
+    writeFileSync(path.join(root, 'changed.cbf'), 'before');
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const [a] = ev.files('a b,c.cbf');
+    const [c] = ev.files('changed.cbf');
+    assert.ok(a && c);
+    const r = await client.file(a.id!);
+    assert.equal(r.status, 200);
+    assert.ok(r.body.equals(data), 'the bytes');
+    assert.equal(r.trailers['x-furka-unchanged'], '1');
+    assert.equal(decodeURIComponent(String(r.headers['x-furka-path'])), 'a b,c.cbf');
+    assert.equal(r.headers['x-furka-size'], String(data.length));
+    assert.equal(r.headers['x-furka-mtime-ns'], a.mtime_ns);
+    assert.equal((await client.file('1:2:3')).status, 404);
+
+    appendFileSync(path.join(root, 'changed.cbf'), ' and after');
+    assert.equal((await client.file(c.id!)).status, 410, 'a changed file is not sent under its old id');
+    const ack = await client.ack([a.id!, c.id!, '1:2:3']);
+    assert.equal(ack.status, 200);
+    assert.deepEqual(ack.body, { deleted: [a.id], kept: [{ id: c.id, reason: 'changed' }, { id: '1:2:3', reason: 'unknown' }] });
+    assert.ok(!existsSync(path.join(root, 'a b,c.cbf')));
+    assert.equal(readFileSync(path.join(root, 'changed.cbf'), 'utf8'), 'before and after');
+    await ev.waitFor(() => ev.files('changed.cbf').length === 2, 'the changed file announced again');
+    assert.notEqual(ev.files('changed.cbf')[1]!.id, c.id);
+    assert.deepEqual((await client.ack([a.id!])).body.kept, [{ id: a.id, reason: 'gone' }], 'deleted before');
+  });
+
+  it('(e2) after a restart every file still there is announced again under the same id (A4)', async () => {
+    writeFileSync(path.join(root, 'keep.cbf'), 'x');
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    let ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const id = ev.files('keep.cbf')[0]!.id;
+    client.close();
+    await agent.stop();
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    assert.deepEqual(ev.files().map((f) => f.id), [id]);
+    assert.deepEqual((await client.ack([id!])).body.deleted, [id]);
+  });
+
+  it('(f) a client not in allow has its connection closed, is sent nothing and deletes nothing (A1)', async () => {
+    writeFileSync(path.join(root, 'precious.cbf'), 'x');
+    agent = await startAgent({ root, dir, allow: '127.0.0.1 ::1' });
+    const ok = new AgentClient(agent.port);
+    const ev = ok.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const id = ev.files('precious.cbf')[0]!.id!;
+    ok.close();
+    client = new AgentClient(agent.port, '127.0.0.2');
+    const stranger = client.events();
+    await assert.rejects(client.ack([id]));
+    await client.closedByPeer;
+    assert.equal(stranger.events.length, 0);
+    assert.equal(stranger.status, 0, 'no response at all');
+    assert.ok(existsSync(path.join(root, 'precious.cbf')));
+    for (let i = 0; i < 100 && !agent.proc.output().includes('"peer":"127.0.0.2"'); i++) await sleep(20);
+    assert.match(agent.proc.output(), /"peer":"127\.0\.0\.2".*not in allow/);
+  });
+
+  it('(g) an unknown configuration key: exit 78 naming it (S3)', async () => {
+    const config = path.join(dir, 'bad.conf');
+    writeFileSync(config, `root = ${root}\nalow = 10.0.0.1\nallow = 10.0.0.1 ppu-host\n`);
+    const launch = launchOf(AGENT_BIN);
+    const r = await new Promise<{ code: number; stderr: string }>((resolve) => {
+      execFile(process.execPath, [...launch.args, '--config', config], { timeout: 20_000 },
+        (err, _out, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, stderr }));
+    });
+    assert.equal(r.code, 78, r.stderr);
+    assert.ok(r.stderr.includes(`${config}: invalid configuration`), r.stderr);
+    assert.ok(r.stderr.includes("key 'alow': unknown key"), r.stderr);
+  });
+
+  it('(h) a name that is not valid UTF-8 is refused, reported and left on the detector (A2)', async () => {
+    const bad = Buffer.concat([Buffer.from(`${root}/bad`), Buffer.from([0xff, 0xfe]), Buffer.from('.cbf')]);
+    writeFileSync(bad, 'x');
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const refused = ev.events.filter((e) => e.t === 'refused');
+    assert.deepEqual(refused.map((e) => e.path), ['bad\ufffd\ufffd.cbf']);
+    assert.match(refused[0]!.reason!, /UTF-8/);
+    const later = Buffer.concat([Buffer.from(`${root}/later`), Buffer.from([0xc3])]);
+    writeFileSync(later, 'y');
+    await ev.waitFor((e) => e.some((x) => x.t === 'refused' && x.path === 'later\ufffd'), 'the second refusal');
+    assert.equal(ev.files().length, 0);
+    assert.ok(existsSync(bad) && existsSync(later));
+    assert.match(agent.proc.output(), /refused: name is not valid UTF-8/);
+  });
+
+  it('(i) inotifywait killed: restarted, the root rescanned, a file written meanwhile announced (A2)', async () => {
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const pid = agent.proc.child.pid!;
+    const children = (): number[] => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
+    const [watcher] = children();
+    assert.ok(watcher && readFileSync(`/proc/${watcher}/cmdline`, 'utf8').startsWith('inotifywait'));
+    process.kill(watcher, 'SIGKILL');
+    writeFileSync(path.join(root, 'while-down.cbf'), 'x');
+    await ev.waitFor(() => ev.files('while-down.cbf').length > 0, 'the file written while inotifywait was down');
+    assert.equal(ev.events.filter((e) => e.t === 'synced').length, 2, 'the rescan ends with synced');
+    const [again] = children();
+    assert.ok(again && again !== watcher);
+    writeFileSync(path.join(root, 'after.cbf'), 'y');
+    await ev.waitFor(() => ev.files('after.cbf').length > 0, 'events flowing again');
+    assert.match(agent.proc.output(), /inotifywait ended; restarting it/);
+  });
+});

@@ -1,0 +1,120 @@
+// furka-agent's pure parts: the allow list, the exclude glob, inotifywait's CSV and event classes (SPEC A1, A2).
+import { strict as assert } from 'node:assert';
+import { AllowList, addressBits, parseRange } from '../../src/agent/allow.js';
+import { globMatch, NameFilter } from '../../src/agent/name-filter.js';
+import { CsvRecords, parseRecord } from '../../src/agent/csv-records.js';
+import { classify } from '../../src/agent/watcher.js';
+import { parseSource } from '../../src/agent/server.js';
+
+describe('furka-agent allow list (A1)', () => {
+  it('matches IPv4 addresses and CIDR ranges, also in their IPv4-mapped IPv6 spelling', () => {
+    const a = new AllowList(['10.1.0.0/16', '192.168.5.7']);
+    assert.ok(a.allows('10.1.200.3'));
+    assert.ok(a.allows('::ffff:10.1.0.1'), 'a dual-stack socket reports IPv4 peers this way');
+    assert.ok(a.allows('192.168.5.7'));
+    assert.ok(!a.allows('192.168.5.8'));
+    assert.ok(!a.allows('10.2.0.1'));
+    assert.ok(!a.allows('::1'));
+  });
+
+  it('matches IPv6 addresses and ranges, with :: anywhere and zones dropped', () => {
+    const a = new AllowList(['::1', 'fd00:1:2::/48', 'fe80::1']);
+    assert.ok(a.allows('::1'));
+    assert.ok(a.allows('0:0:0:0:0:0:0:1'));
+    assert.ok(a.allows('fd00:1:2:ffff::9'));
+    assert.ok(!a.allows('fd00:1:3::9'));
+    assert.ok(a.allows('fe80::1%eth0'));
+    assert.ok(!a.allows('127.0.0.1'));
+  });
+
+  it('the default allows loopback only; /0 ranges allow a whole family', () => {
+    const d = new AllowList(['127.0.0.1', '::1']);
+    assert.ok(d.allows('127.0.0.1') && d.allows('::ffff:127.0.0.1') && d.allows('::1'));
+    assert.ok(!d.allows('127.0.0.2'));
+    assert.ok(new AllowList(['0.0.0.0/0']).allows('8.8.8.8'));
+    assert.ok(!new AllowList(['0.0.0.0/0']).allows('2001:db8::1'));
+    assert.ok(new AllowList(['::/0']).allows('2001:db8::1'));
+  });
+
+  it('never allows what is not an address, and refuses bad words by name', () => {
+    assert.ok(!new AllowList(['0.0.0.0/0']).allows(undefined));
+    assert.ok(!new AllowList(['0.0.0.0/0']).allows('nonsense'));
+    assert.throws(() => parseRange('10.0.0.0/33'), /prefix length must be 0 to 32/);
+    assert.throws(() => parseRange('ppu.example.org'), /not an IPv4 or IPv6 address/);
+    assert.throws(() => parseRange('10.0.0.1/8/1'), /not an IPv4/);
+    assert.equal(addressBits('::ffff:1.2.3.4'), addressBits('1.2.3.4'));
+  });
+});
+
+describe('furka-agent exclude globs and hidden names (A2)', () => {
+  it('globs: * any run, ? one character, the rest literal, whole name', () => {
+    assert.ok(globMatch('*.tmp', 'a.tmp'));
+    assert.ok(globMatch('*.tmp', '.tmp'));
+    assert.ok(!globMatch('*.tmp', 'a.tmp.cbf'));
+    assert.ok(globMatch('img_??.cbf', 'img_01.cbf'));
+    assert.ok(!globMatch('img_??.cbf', 'img_1.cbf'));
+    assert.ok(globMatch('*a*b*', 'xxaxxbxx'));
+    assert.ok(!globMatch('*a*b', 'xxbxxa'));
+    assert.ok(globMatch('*', ''));
+    assert.ok(globMatch('[x].cbf', '[x].cbf'), 'no character classes: brackets are literal');
+    assert.ok(globMatch('é?', 'éü'), 'characters, not bytes');
+  });
+
+  it('a name starting with "." is always a temp name; exclude adds patterns', () => {
+    const f = new NameFilter('*.part  *~');
+    assert.ok(f.skips('.img.cbf.XyZ12'));
+    assert.ok(f.skips('img.cbf.part'));
+    assert.ok(f.skips('img.cbf~'));
+    assert.ok(!f.skips('img.cbf'));
+    assert.ok(!new NameFilter('').skips('img.cbf'));
+  });
+});
+
+describe("inotifywait's CSV (A2)", () => {
+  const b = (s: string | number[]): Buffer => (typeof s === 'string' ? Buffer.from(s, 'latin1') : Buffer.from(s));
+  it('splits records across chunks, keeping quoted commas, quotes and newlines', () => {
+    const csv = new CsvRecords();
+    const text = '/r/,"CLOSE_WRITE,CLOSE","x,y"\n/r/,CREATE,"q""z"\n/r/,MOVED_TO,"n\nl"\n/r/sub/,"CREATE,ISDIR",d\n';
+    const records: Buffer[][] = [];
+    for (let i = 0; i < text.length; i += 7) records.push(...csv.push(b(text.slice(i, i + 7))));
+    assert.deepEqual(records.map((r) => r.map((f) => f.toString('latin1'))), [
+      ['/r/', 'CLOSE_WRITE,CLOSE', 'x,y'],
+      ['/r/', 'CREATE', 'q"z'],
+      ['/r/', 'MOVED_TO', 'n\nl'],
+      ['/r/sub/', 'CREATE,ISDIR', 'd'],
+    ]);
+  });
+
+  it('keeps names that are not UTF-8 byte for byte, and empty last fields', () => {
+    const rec = parseRecord(Buffer.concat([b('/r/,CLOSE_WRITE,'), b([0x62, 0xff, 0xfe])]));
+    assert.deepEqual([...rec[2]!], [0x62, 0xff, 0xfe]);
+    assert.deepEqual(parseRecord(b(',Q_OVERFLOW,')).map(String), ['', 'Q_OVERFLOW', '']);
+  });
+
+  it('event sets map to what the agent does', () => {
+    const c = (s: string) => classify(new Set(s.split(',')));
+    assert.equal(c('CLOSE_WRITE,CLOSE'), 'complete');
+    assert.equal(c('MOVED_TO'), 'complete');
+    assert.equal(c('CREATE'), 'created');
+    assert.equal(c('CREATE,ISDIR'), 'dir-new');
+    assert.equal(c('MOVED_TO,ISDIR'), 'dir-new');
+    assert.equal(c('DELETE'), 'gone');
+    assert.equal(c('MOVED_FROM'), 'gone');
+    assert.equal(c('DELETE,ISDIR'), 'dir-gone');
+    assert.equal(c('MOVED_FROM,ISDIR'), 'dir-gone');
+    assert.equal(c('Q_OVERFLOW'), 'overflow');
+    assert.equal(c('DELETE_SELF'), 'root-gone');
+    assert.equal(c('IGNORED'), undefined);
+  });
+});
+
+describe('furka-agent events source (protocol)', () => {
+  it("accepts directories below the root and refuses '..'", () => {
+    assert.equal(parseSource(null), '');
+    assert.equal(parseSource('/'), '');
+    assert.equal(parseSource('/run1/'), 'run1');
+    assert.equal(parseSource('run1//a/./b'), 'run1/a/b');
+    assert.equal(parseSource('/run1/../x'), undefined);
+    assert.equal(parseSource('..'), undefined);
+  });
+});
