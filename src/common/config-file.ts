@@ -64,6 +64,8 @@ export const Pattern = {
   /** Absolute or relative, and no '..' component. */
   noParent: '^(?!(.*/)?\\.\\.(/|$)).*$',
   word: '^[^/\\s]+$',
+  /** The ID of a `[name.ID]` section. */
+  sectionId: '^[A-Za-z0-9_-]+$',
 } as const;
 
 /** Keys both daemons have: logging (S4). */
@@ -84,7 +86,7 @@ export function metricsProperties(defaultPort: number) {
 
 /** `[name.ID]` sections, each validated by `schema`; at least one. */
 export function sectionsOf(schema: Record<string, unknown>) {
-  return { type: 'object', minProperties: 1, additionalProperties: false, patternProperties: { '^[A-Za-z0-9_-]+$': schema } } as const;
+  return { type: 'object', minProperties: 1, additionalProperties: false, patternProperties: { [Pattern.sectionId]: schema } } as const;
 }
 
 const PATTERN_WORDS: Record<string, string> = {
@@ -101,7 +103,7 @@ export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
     const { section, key } = locate(err);
     const parts = [...(section ? section.split('.') : []), key];
     const value = valueAt(data, parts);
-    const where = `${section ? `section [${section}]` : 'top level (before any section)'}, key '${key}'`;
+    const where = `${section ? `section [${section}]` : TOP}, key '${key}'`;
     const got = value === undefined || typeof value === 'object' ? '' : `, got '${String(value)}'`;
     const params = err.params as Record<string, unknown>;
     switch (err.keyword) {
@@ -126,11 +128,61 @@ export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
   });
 }
 
+const TOP = 'top level (before any section)';
+
+/**
+ * What `ini.parse` would hide, found on the raw text with ini's own line grammar: a key given twice (ini keeps
+ * the last), a section opened twice (ini merges the two, so a mistake in one is reported as the other's or
+ * not at all) and `__proto__` as a key or section (ini drops it without a word).
+ * Each problem names the section as written, the key and the lines.
+ */
+export function scanIni(text: string): string[] {
+  const problems: string[] = [];
+  // ini's own expression: a header, or a key with an optional '= value'.
+  const re = /^\[([^\]]*)\]\s*$|^([^=]+)(=(.*))?$/;
+  const sections = new Map<string, number>();
+  let section: string | undefined;
+  let keys = new Map<string, number>();
+  const where = () => (section === undefined ? TOP : `section [${section}]`);
+  text.split(/\r\n|\n|\r/).forEach((line, i) => {
+    const n = i + 1;
+    if (!line || /^\s*[;#]/.test(line) || /^\s*$/.test(line)) return;
+    const m = re.exec(line);
+    if (!m) return;
+    if (m[1] !== undefined) {
+      section = ini.unsafe(m[1]);
+      keys = new Map();
+      const first = sections.get(section);
+      if (first !== undefined) {
+        problems.push(`section [${section}]: opened twice, at lines ${first} and ${n} (the two would be merged into one; ` +
+          'write each section once, with its own ID)');
+      } else sections.set(section, n);
+      if (section.split('.').includes('__proto__')) {
+        problems.push(`section [${section}] (line ${n}): the name '__proto__' is reserved and cannot be used`);
+      }
+      return;
+    }
+    const key = ini.unsafe(m[2]!).replace(/\[\]$/, '');
+    if (key === '__proto__') {
+      problems.push(`${where()}, key '__proto__' (line ${n}): the name '__proto__' is reserved and cannot be used`);
+      return;
+    }
+    const first = keys.get(key);
+    if (first !== undefined) {
+      problems.push(`${where()}, key '${key}': given twice, at lines ${first} and ${n} (only one value can count; remove the other)`);
+    } else keys.set(key, n);
+  });
+  return problems;
+}
+
 /**
  * Parses INI text and validates it; returns the typed configuration with defaults filled in,
  * or throws ConfigError naming file, section, key and the problem.
  */
 export function parseConfig<T>(file: string, text: string, validate: ValidateFunction<T>): T {
+  // Before ini.parse: what it merges or drops cannot be seen in its result.
+  const hidden = scanIni(text);
+  if (hidden.length) throw new ConfigError(file, hidden);
   // ini builds null-prototype objects; ajv and the daemons want plain ones.
   const raw = JSON.parse(JSON.stringify(ini.parse(text))) as Record<string, unknown>;
   normaliseBooleans(raw, validate.schema as Schema);
