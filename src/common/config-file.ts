@@ -1,5 +1,6 @@
 // Reads a daemon's INI file and validates it against that daemon's JSON Schema (SPEC S3).
-import { readFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import * as path from 'node:path';
 import * as ini from 'ini';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 
@@ -203,11 +204,52 @@ export function loadConfig<T>(file: string, validate: ValidateFunction<T>): T {
 
 /** Loads a daemon's config or exits with EX_CONFIG (78) and the problems on stderr: the daemon never starts half-configured. */
 export function loadConfigOrExit<T>(daemon: string, file: string, load: (file: string) => T): T {
+  return configOrExit(daemon, () => load(file));
+}
+
+/** Runs `fn`; a ConfigError it throws ends the daemon with EX_CONFIG (78) and the problems on stderr. */
+export function configOrExit<T>(daemon: string, fn: () => T): T {
   try {
-    return load(file);
+    return fn();
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     process.stderr.write(`${daemon}: ${e.message}\n`);
     process.exit(78);
   }
+}
+
+function kindOf(st: Stats): string {
+  return st.isFile() ? 'a regular file' : st.isSymbolicLink() ? 'a symbolic link to no directory' : st.isFIFO() ? 'a FIFO'
+    : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a directory';
+}
+
+/**
+ * Creates a directory a top-level key names (state_dir) unless it exists. One that cannot be (the path or a
+ * parent is a file, no permission) is a configuration error naming the key, not an "EEXIST ... mkdir" from
+ * deep inside the start (exit 1, no key). Run at start only: `--check` and ppuctl check files for other machines.
+ */
+export function prepareDirectory(file: string, key: string, dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o750 });
+    return;
+  } catch (e) {
+    const where = `${TOP}, key '${key}'`;
+    // The first component on the way that exists and is no directory: the one the administrator must fix.
+    const parts = path.resolve(dir).split('/').slice(1);
+    for (let i = 1; i <= parts.length; i++) {
+      const cur = `/${parts.slice(0, i).join('/')}`;
+      let st: Stats;
+      try { st = lstatSync(cur); } catch { break; }
+      if (st.isDirectory() || (st.isSymbolicLink() && isDirectory(cur))) continue;
+      throw new ConfigError(file, [cur === path.resolve(dir)
+        ? `${where}: '${dir}' is ${kindOf(st)}, not a directory`
+        : `${where}: '${dir}' cannot be a directory: '${cur}' is ${kindOf(st)}`]);
+    }
+    throw new ConfigError(file, [`${where}: cannot create '${dir}': ${(e as Error).message}`]);
+  }
+}
+
+/** Whether `p` leads to a directory, following links. */
+function isDirectory(p: string): boolean {
+  try { return statSync(p).isDirectory(); } catch { return false; }
 }

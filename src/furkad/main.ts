@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // furkad's service contract: arguments → config → bus name → detector loops → first shift → READY=1 → run → STOPPING=1.
 import { parseDaemonArgs } from '../common/daemon-args.js';
-import { loadConfigOrExit } from '../common/config-file.js';
+import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { runDaemon, stopRequested } from '../common/service.js';
@@ -34,6 +34,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.detector).length} detectors)\n`);
     return 0;
   }
+  configOrExit('furkad', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   const log = createLogger('furkad', config);
   const notifier = new Notifier(log);
   const stop = new AbortController();

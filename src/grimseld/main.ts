@@ -8,7 +8,7 @@
 // 100 000 files pending, for some more CPU per copy). glibc gives each thread that allocates (writers,
 // GC helpers) an arena of its own that keeps what was freed in it; two arenas: ~4 MB less.
 import { parseDaemonArgs } from '../common/daemon-args.js';
-import { loadConfigOrExit } from '../common/config-file.js';
+import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { runDaemon, stopRequested } from '../common/service.js';
@@ -38,6 +38,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.storage).length} storages)\n`);
     return 0;
   }
+  configOrExit('grimseld', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   const log = createLogger('grimseld', config);
   const notifier = new Notifier(log);
   const stop = new AbortController();
