@@ -134,7 +134,8 @@ const TOP = 'top level (before any section)';
 /**
  * What `ini.parse` would hide, found on the raw text with ini's own line grammar: a key given twice (ini keeps
  * the last), a section opened twice (ini merges the two, so a mistake in one is reported as the other's or
- * not at all) and `__proto__` as a key or section (ini drops it without a word).
+ * not at all), `__proto__` as a key or section (ini drops it without a word) and a section ID that is no
+ * word (reported by the section name as written, not by the nested objects ini makes of its dots).
  * Each problem names the section as written, the key and the lines.
  */
 export function scanIni(text: string): string[] {
@@ -158,8 +159,13 @@ export function scanIni(text: string): string[] {
         problems.push(`section [${section}]: opened twice, at lines ${first} and ${n} (the two would be merged into one; ` +
           'write each section once, with its own ID)');
       } else sections.set(section, n);
+      const dot = section.indexOf('.');
+      const id = dot === -1 ? undefined : section.slice(dot + 1);
       if (section.split('.').includes('__proto__')) {
         problems.push(`section [${section}] (line ${n}): the name '__proto__' is reserved and cannot be used`);
+      } else if (id !== undefined && !new RegExp(Pattern.sectionId).test(id)) {
+        // ini splits the name at every dot into nested objects: [storage.i/../x] would be reported as [storage.i/].
+        problems.push(`section [${section}] (line ${n}): the ID '${id}' may hold only letters, digits, '_' and '-'`);
       }
       return;
     }

@@ -139,6 +139,13 @@ describe('what ini would merge or drop, refused by name (S3)', () => {
       ['section [detector.1MF]: opened twice, at lines 1 and 4 (the two would be merged into one; write each section once, with its own ID)']);
   });
 
+  it('names a section whose ID is no word as written, not as the pieces ini splits it into', () => {
+    assert.deepEqual(problems(() => grimseld(`${INT}\n[storage.i/../x]\ntype = OPTIONAL\ntarget = /d2\n`)),
+      ["section [storage.i/../x] (line 5): the ID 'i/../x' may hold only letters, digits, '_' and '-'"]);
+    assert.deepEqual(problems(() => furkad(`${DET}[detector.a.b]\nremoteIP = 1.2.3.4\ntarget = /r\n`)),
+      ["section [detector.a.b] (line 4): the ID 'a.b' may hold only letters, digits, '_' and '-'"]);
+  });
+
   it("refuses '__proto__' as a key or a section instead of dropping it", () => {
     assert.deepEqual(problems(() => furkad(`__proto__ = 1\n${DET}`)),
       ["top level (before any section), key '__proto__' (line 1): the name '__proto__' is reserved and cannot be used"]);
