@@ -5,9 +5,9 @@ import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/conf
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { runDaemon, stopRequested } from '../common/service.js';
-import { connectSystemBus, ownName, watchNameOwner } from '../dbus/bus.js';
+import { connectSystemBus, exportInterface, ownName, watchNameOwner } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_NAME } from '../dbus/names.js';
-import { FurkaInterface } from '../dbus/furka-interface.js';
+import { FURKA_METHODS, FurkaInterface } from '../dbus/furka-interface.js';
 import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
 import { Handover } from './handover.js';
@@ -80,7 +80,7 @@ async function main(): Promise<number> {
   }
   if (schedule) schedule.onNextChange = () => iface.nextShiftChanged();
   shifts.onChange = () => iface.shiftChanged();
-  bus.export(FURKA_PATH, iface);
+  exportInterface(bus, FURKA_PATH, iface, FURKA_IFACE, FURKA_METHODS);
   if (metrics) await metrics.listen(config.metrics_port, config.metrics_address!);
   await ownName(bus, FURKA_NAME);
 

@@ -12,10 +12,10 @@ import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/conf
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { runDaemon, stopRequested } from '../common/service.js';
-import { connectSystemBus, ownName } from '../dbus/bus.js';
+import { connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
 import { GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
-import { GrimselInterface } from '../dbus/grimsel-interface.js';
-import { IntakeInterface } from '../dbus/intake-interface.js';
+import { GRIMSEL_METHODS, GrimselInterface } from '../dbus/grimsel-interface.js';
+import { INTAKE_METHODS, IntakeInterface } from '../dbus/intake-interface.js';
 import { invalidArgs } from '../dbus/errors.js';
 import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './config.js';
 import { checkLicense } from '../common/license.js';
@@ -106,9 +106,9 @@ async function main(): Promise<number> {
       }
     },
   });
-  bus.export(GRIMSEL_PATH, iface);
+  exportInterface(bus, GRIMSEL_PATH, iface, GRIMSEL_IFACE, GRIMSEL_METHODS);
   messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
-  bus.export(GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake));
+  exportInterface(bus, GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake), INTAKE_IFACE, INTAKE_METHODS);
   const running = [...storages.map((s) => s.run(stop.signal)), reclaimer.run(stop.signal)];
   const compaction = setInterval(() => {
     catalog.pruneSettled();
