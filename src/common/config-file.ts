@@ -1,5 +1,6 @@
 // Reads a daemon's INI file and validates it against that daemon's JSON Schema (SPEC S3).
-import { readFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import * as path from 'node:path';
 import * as ini from 'ini';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
 
@@ -64,6 +65,8 @@ export const Pattern = {
   /** Absolute or relative, and no '..' component. */
   noParent: '^(?!(.*/)?\\.\\.(/|$)).*$',
   word: '^[^/\\s]+$',
+  /** The ID of a `[name.ID]` section. */
+  sectionId: '^[A-Za-z0-9_-]+$',
 } as const;
 
 /** Keys both daemons have: logging (S4). */
@@ -84,7 +87,7 @@ export function metricsProperties(defaultPort: number) {
 
 /** `[name.ID]` sections, each validated by `schema`; at least one. */
 export function sectionsOf(schema: Record<string, unknown>) {
-  return { type: 'object', minProperties: 1, additionalProperties: false, patternProperties: { '^[A-Za-z0-9_-]+$': schema } } as const;
+  return { type: 'object', minProperties: 1, additionalProperties: false, patternProperties: { [Pattern.sectionId]: schema } } as const;
 }
 
 const PATTERN_WORDS: Record<string, string> = {
@@ -101,7 +104,7 @@ export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
     const { section, key } = locate(err);
     const parts = [...(section ? section.split('.') : []), key];
     const value = valueAt(data, parts);
-    const where = `${section ? `section [${section}]` : 'top level (before any section)'}, key '${key}'`;
+    const where = `${section ? `section [${section}]` : TOP}, key '${key}'`;
     const got = value === undefined || typeof value === 'object' ? '' : `, got '${String(value)}'`;
     const params = err.params as Record<string, unknown>;
     switch (err.keyword) {
@@ -126,11 +129,67 @@ export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
   });
 }
 
+const TOP = 'top level (before any section)';
+
+/**
+ * What `ini.parse` would hide, found on the raw text with ini's own line grammar: a key given twice (ini keeps
+ * the last), a section opened twice (ini merges the two, so a mistake in one is reported as the other's or
+ * not at all), `__proto__` as a key or section (ini drops it without a word) and a section ID that is no
+ * word (reported by the section name as written, not by the nested objects ini makes of its dots).
+ * Each problem names the section as written, the key and the lines.
+ */
+export function scanIni(text: string): string[] {
+  const problems: string[] = [];
+  // ini's own expression: a header, or a key with an optional '= value'.
+  const re = /^\[([^\]]*)\]\s*$|^([^=]+)(=(.*))?$/;
+  const sections = new Map<string, number>();
+  let section: string | undefined;
+  let keys = new Map<string, number>();
+  const where = () => (section === undefined ? TOP : `section [${section}]`);
+  text.split(/\r\n|\n|\r/).forEach((line, i) => {
+    const n = i + 1;
+    if (!line || /^\s*[;#]/.test(line) || /^\s*$/.test(line)) return;
+    const m = re.exec(line);
+    if (!m) return;
+    if (m[1] !== undefined) {
+      section = ini.unsafe(m[1]);
+      keys = new Map();
+      const first = sections.get(section);
+      if (first !== undefined) {
+        problems.push(`section [${section}]: opened twice, at lines ${first} and ${n} (the two would be merged into one; ` +
+          'write each section once, with its own ID)');
+      } else sections.set(section, n);
+      const dot = section.indexOf('.');
+      const id = dot === -1 ? undefined : section.slice(dot + 1);
+      if (section.split('.').includes('__proto__')) {
+        problems.push(`section [${section}] (line ${n}): the name '__proto__' is reserved and cannot be used`);
+      } else if (id !== undefined && !new RegExp(Pattern.sectionId).test(id)) {
+        // ini splits the name at every dot into nested objects: [storage.i/../x] would be reported as [storage.i/].
+        problems.push(`section [${section}] (line ${n}): the ID '${id}' may hold only letters, digits, '_' and '-'`);
+      }
+      return;
+    }
+    const key = ini.unsafe(m[2]!).replace(/\[\]$/, '');
+    if (key === '__proto__') {
+      problems.push(`${where()}, key '__proto__' (line ${n}): the name '__proto__' is reserved and cannot be used`);
+      return;
+    }
+    const first = keys.get(key);
+    if (first !== undefined) {
+      problems.push(`${where()}, key '${key}': given twice, at lines ${first} and ${n} (only one value can count; remove the other)`);
+    } else keys.set(key, n);
+  });
+  return problems;
+}
+
 /**
  * Parses INI text and validates it; returns the typed configuration with defaults filled in,
  * or throws ConfigError naming file, section, key and the problem.
  */
 export function parseConfig<T>(file: string, text: string, validate: ValidateFunction<T>): T {
+  // Before ini.parse: what it merges or drops cannot be seen in its result.
+  const hidden = scanIni(text);
+  if (hidden.length) throw new ConfigError(file, hidden);
   // ini builds null-prototype objects; ajv and the daemons want plain ones.
   const raw = JSON.parse(JSON.stringify(ini.parse(text))) as Record<string, unknown>;
   normaliseBooleans(raw, validate.schema as Schema);
@@ -151,11 +210,52 @@ export function loadConfig<T>(file: string, validate: ValidateFunction<T>): T {
 
 /** Loads a daemon's config or exits with EX_CONFIG (78) and the problems on stderr: the daemon never starts half-configured. */
 export function loadConfigOrExit<T>(daemon: string, file: string, load: (file: string) => T): T {
+  return configOrExit(daemon, () => load(file));
+}
+
+/** Runs `fn`; a ConfigError it throws ends the daemon with EX_CONFIG (78) and the problems on stderr. */
+export function configOrExit<T>(daemon: string, fn: () => T): T {
   try {
-    return load(file);
+    return fn();
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     process.stderr.write(`${daemon}: ${e.message}\n`);
     process.exit(78);
   }
+}
+
+function kindOf(st: Stats): string {
+  return st.isFile() ? 'a regular file' : st.isSymbolicLink() ? 'a symbolic link to no directory' : st.isFIFO() ? 'a FIFO'
+    : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a directory';
+}
+
+/**
+ * Creates a directory a top-level key names (state_dir) unless it exists. One that cannot be (the path or a
+ * parent is a file, no permission) is a configuration error naming the key, not an "EEXIST ... mkdir" from
+ * deep inside the start (exit 1, no key). Run at start only: `--check` and ppuctl check files for other machines.
+ */
+export function prepareDirectory(file: string, key: string, dir: string): void {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o750 });
+    return;
+  } catch (e) {
+    const where = `${TOP}, key '${key}'`;
+    // The first component on the way that exists and is no directory: the one the administrator must fix.
+    const parts = path.resolve(dir).split('/').slice(1);
+    for (let i = 1; i <= parts.length; i++) {
+      const cur = `/${parts.slice(0, i).join('/')}`;
+      let st: Stats;
+      try { st = lstatSync(cur); } catch { break; }
+      if (st.isDirectory() || (st.isSymbolicLink() && isDirectory(cur))) continue;
+      throw new ConfigError(file, [cur === path.resolve(dir)
+        ? `${where}: '${dir}' is ${kindOf(st)}, not a directory`
+        : `${where}: '${dir}' cannot be a directory: '${cur}' is ${kindOf(st)}`]);
+    }
+    throw new ConfigError(file, [`${where}: cannot create '${dir}': ${(e as Error).message}`]);
+  }
+}
+
+/** Whether `p` leads to a directory, following links. */
+function isDirectory(p: string): boolean {
+  try { return statSync(p).isDirectory(); } catch { return false; }
 }

@@ -1,6 +1,6 @@
 // License keys (SPEC F8, G14): an Ed25519-signed text file bound to a network interface's hardware address.
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
-import { readdirSync, readFileSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 
 /**
@@ -87,15 +87,58 @@ function publicKey(opts: CheckOptions): KeyObject {
   return createPublicKey(pem);
 }
 
-/** Reads and checks a key file; never throws: every problem becomes a `reason`. */
-export function checkLicense(file: string, opts: CheckOptions = {}): LicenseCheck {
-  let text: string;
+/** A key is a few hundred bytes; anything larger is not one, and reading it whole could exhaust memory. */
+export const MAX_KEY_BYTES = 64 * 1024;
+
+function kindOf(st: Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isSocket()) return 'a socket';
+  return 'not a regular file';
+}
+
+/** Why `st` cannot be a key file, or undefined when it may be one. */
+function refusal(file: string, st: Stats): string | undefined {
+  if (!st.isFile()) return `${file} is ${kindOf(st)}, not a regular file`;
+  if (st.size > MAX_KEY_BYTES) return `${file} is ${st.size} bytes, too large for a license key (at most ${MAX_KEY_BYTES})`;
+  return undefined;
+}
+
+/**
+ * The key's text, or why it cannot be read. Only a regular file of at most MAX_KEY_BYTES is read: a FIFO would
+ * block the daemon's start for ever and /dev/zero would grow its memory until it aborts. A symbolic link is
+ * followed (a key linked into /var/lib is legitimate); what it leads to is checked with stat before opening (so
+ * no device is even opened) and again with fstat on the descriptor, opened O_NONBLOCK, so a file swapped in
+ * between cannot block or flood the read either.
+ */
+function readKey(file: string): { text: string } | { reason: string } {
+  let fd: number | undefined;
   try {
-    text = readFileSync(file, 'utf8');
+    const early = refusal(file, statSync(file));
+    if (early) return { reason: early };
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const late = refusal(file, fstatSync(fd));
+    if (late) return { reason: late };
+    const buf = Buffer.alloc(MAX_KEY_BYTES + 1);
+    let n = 0;
+    for (let got = -1; got !== 0 && n < buf.length;) n += (got = readSync(fd, buf, n, buf.length - n, null));
+    if (n > MAX_KEY_BYTES) return { reason: `${file} grew beyond ${MAX_KEY_BYTES} bytes while read, too large for a license key` };
+    return { text: buf.toString('utf8', 0, n) };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { valid: false, reason: code === 'ENOENT' ? `no license key at ${file}` : `cannot read ${file}: ${(e as Error).message}` };
+    return { reason: code === 'ENOENT' ? `no license key at ${file}` : `cannot read ${file}: ${(e as Error).message}` };
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
+}
+
+/** Reads and checks a key file; never throws and never blocks: every problem becomes a `reason`. */
+export function checkLicense(file: string, opts: CheckOptions = {}): LicenseCheck {
+  const read = readKey(file);
+  if ('reason' in read) return { valid: false, reason: read.reason };
+  const { text } = read;
   const kv = new Map<string, string>();
   for (const line of text.split('\n')) {
     const m = /^\s*([a-z]+)\s*=\s*(.*?)\s*$/.exec(line);

@@ -97,3 +97,25 @@ export function callMethod(iface: dbus.ClientInterface, member: string, ...args:
   if (typeof fn !== 'function') return Promise.reject(new Error(`the bus peer has no method ${member}`));
   return fn.apply(iface, args);
 }
+
+/** The methods of an interface as given to configureMembers: member name → its signatures. */
+export type MethodTable = Record<string, { inSignature?: string; outSignature?: string }>;
+
+/**
+ * Exports `iface` (named `name`) at `path`, and answers a call of one of its methods with the wrong argument
+ * types with org.freedesktop.DBus.Error.InvalidArgs naming the expected signature. dbus-next matches a call by
+ * member *and* signature, so a wrong signature falls through to "Method ... does not exist": a caller who
+ * mistyped one argument was told the method is not there. Its public addMethodHandler runs before that match.
+ */
+export function exportInterface(bus: MessageBus, path: string, iface: dbus.interface.Interface, name: string, methods: MethodTable): void {
+  bus.export(path, iface);
+  bus.addMethodHandler((msg: dbus.Message): boolean => {
+    if (msg.path !== path || msg.interface !== name || !Object.prototype.hasOwnProperty.call(methods, msg.member)) return false;
+    const want = methods[msg.member]!.inSignature ?? '';
+    const got = msg.signature ?? '';
+    if (got === want) return false;
+    bus.send(dbus.Message.newError(msg as unknown as string, 'org.freedesktop.DBus.Error.InvalidArgs',
+      `${name}.${msg.member} takes arguments of signature '${want}', got ${got ? `'${got}'` : 'none'}`));
+    return true;
+  });
+}

@@ -72,10 +72,13 @@ export class FurkaInterface extends dbus.interface.Interface {
   }
 }
 
+/** Its methods, also handed to exportInterface, which refuses a call with other argument types by name. */
+export const FURKA_METHODS = {
+  StartShift: { inSignature: 'uua(sss)', outSignature: '' },
+} as const;
+
 FurkaInterface.configureMembers({
-  methods: {
-    StartShift: { inSignature: 'uua(sss)', outSignature: '' },
-  },
+  methods: FURKA_METHODS,
   properties: {
     // Shift start (µs since the epoch), uid, gid.
     Shift: { signature: '(tuu)', access: dbus.interface.ACCESS_READ },

@@ -54,11 +54,14 @@ export class GrimselInterface extends dbus.interface.Interface {
   }
 }
 
+/** Its methods, also handed to exportInterface, which refuses a call with other argument types by name. */
+export const GRIMSEL_METHODS = {
+  QueryStatus: { inSignature: 'i', outSignature: 'a(tuusttt)' },
+  AddFile: { inSignature: 's', outSignature: '' },
+} as const;
+
 GrimselInterface.configureMembers({
-  methods: {
-    QueryStatus: { inSignature: 'i', outSignature: 'a(tuusttt)' },
-    AddFile: { inSignature: 's', outSignature: '' },
-  },
+  methods: GRIMSEL_METHODS,
   properties: {
     // TCP status and message ports actually listened on (0 until listening).
     StatusPort: { signature: 'q', access: dbus.interface.ACCESS_READ },

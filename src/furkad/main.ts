@@ -1,13 +1,13 @@
 #!/usr/bin/env node
 // furkad's service contract: arguments → config → bus name → detector loops → first shift → READY=1 → run → STOPPING=1.
 import { parseDaemonArgs } from '../common/daemon-args.js';
-import { loadConfigOrExit } from '../common/config-file.js';
+import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { runDaemon, stopRequested } from '../common/service.js';
-import { connectSystemBus, ownName, watchNameOwner } from '../dbus/bus.js';
+import { connectSystemBus, exportInterface, ownName, watchNameOwner } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_NAME } from '../dbus/names.js';
-import { FurkaInterface } from '../dbus/furka-interface.js';
+import { FURKA_METHODS, FurkaInterface } from '../dbus/furka-interface.js';
 import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
 import { Handover } from './handover.js';
@@ -34,6 +34,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.detector).length} detectors)\n`);
     return 0;
   }
+  configOrExit('furkad', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   const log = createLogger('furkad', config);
   const notifier = new Notifier(log);
   const stop = new AbortController();
@@ -79,7 +80,7 @@ async function main(): Promise<number> {
   }
   if (schedule) schedule.onNextChange = () => iface.nextShiftChanged();
   shifts.onChange = () => iface.shiftChanged();
-  bus.export(FURKA_PATH, iface);
+  exportInterface(bus, FURKA_PATH, iface, FURKA_IFACE, FURKA_METHODS);
   if (metrics) await metrics.listen(config.metrics_port, config.metrics_address!);
   await ownName(bus, FURKA_NAME);
 

@@ -35,6 +35,7 @@ export interface GrimseldConfig {
   fillstate_limit: number;
   state_dir: string;
   fifo: string;
+  temp_max_age_s: number;
   storage: Record<string, StorageConfig>;
 }
 
@@ -75,6 +76,8 @@ export const grimseldSchema = {
     fillstate_limit: { type: 'integer', minimum: 1, maximum: 100, default: 80, description: 'percent' },
     state_dir: { ...absolute, default: '/var/lib/grimsel' },
     fifo: { ...absolute, default: '/run/grimseld/files' },
+    // At least 10 s: a copy's temp file is unchanged only while its batch is flushed, which must not outlast this.
+    temp_max_age_s: { type: 'integer', minimum: 10, maximum: 604800, default: 3600, description: 'copy temp files unchanged this long are removed from storage roots and from directories where a copy failed' },
     storage: sectionsOf(storageSchema),
   },
 } as const;

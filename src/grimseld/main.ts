@@ -8,14 +8,14 @@
 // 100 000 files pending, for some more CPU per copy). glibc gives each thread that allocates (writers,
 // GC helpers) an arena of its own that keeps what was freed in it; two arenas: ~4 MB less.
 import { parseDaemonArgs } from '../common/daemon-args.js';
-import { loadConfigOrExit } from '../common/config-file.js';
+import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { runDaemon, stopRequested } from '../common/service.js';
-import { connectSystemBus, ownName } from '../dbus/bus.js';
+import { connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
 import { GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
-import { GrimselInterface } from '../dbus/grimsel-interface.js';
-import { IntakeInterface } from '../dbus/intake-interface.js';
+import { GRIMSEL_METHODS, GrimselInterface } from '../dbus/grimsel-interface.js';
+import { INTAKE_METHODS, IntakeInterface } from '../dbus/intake-interface.js';
 import { invalidArgs } from '../dbus/errors.js';
 import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './config.js';
 import { checkLicense } from '../common/license.js';
@@ -25,6 +25,7 @@ import { Catalog } from './catalog.js';
 import { Dispatcher } from './dispatcher.js';
 import { Reclaimer } from './reclaimer.js';
 import { FileFifo } from './fifo.js';
+import { TempSweeper } from './temp-sweep.js';
 import { Intake, RejectedPath } from './intake.js';
 import { MessageHub } from './messages.js';
 import { StatusServer } from './status-server.js';
@@ -38,6 +39,7 @@ async function main(): Promise<number> {
     process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.storage).length} storages)\n`);
     return 0;
   }
+  configOrExit('grimseld', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   const log = createLogger('grimseld', config);
   const notifier = new Notifier(log);
   const stop = new AbortController();
@@ -49,8 +51,8 @@ async function main(): Promise<number> {
   const writers = Object.values(config.storage).reduce((n, s) => n + writersOf(s), 0);
   // Copies run in their own threads (copy-threads.ts); libuv's pool (4 threads by default) serves intake,
   // journal and mount checks, and a hung storage can hold one pool thread per writer in a mount check:
-  // enough threads that the journal still gets one.
-  process.env['UV_THREADPOOL_SIZE'] ??= String(Math.min(writers + 2, 1024));
+  // enough threads that the journal still gets one, and the temp-file sweep another.
+  process.env['UV_THREADPOOL_SIZE'] ??= String(Math.min(writers + 3, 1024));
 
   const book = new ShiftBook(Object.keys(config.storage), config.history_max_entries);
   const messages = new MessageHub(log);
@@ -68,9 +70,11 @@ async function main(): Promise<number> {
   const { catalog, journal, replayed } = await Catalog.open(config.state_dir, book, Object.keys(config.storage), config.target, hasExternal);
   const storages: Storage[] = [];
   const dispatcher = new Dispatcher(catalog, storages, messages, log);
+  // G3, G12: temp files of copies that will never be renamed are swept from the storages' roots and failed copies' directories.
+  const temps = new TempSweeper(() => storages, config.temp_max_age_s * 1000, log);
   for (const [id, s] of Object.entries(config.storage)) {
     storages.push(new Storage(id, s, writersOf(s), { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid },
-      metrics ? metrics.observe(dispatcher) : dispatcher));
+      temps.observe(metrics ? metrics.observe(dispatcher) : dispatcher)));
   }
   const external = storages.find((s) => s.type === 'EXTERNAL');
   const reclaimer = new Reclaimer(catalog, book, dispatcher.internal, external, {
@@ -105,10 +109,11 @@ async function main(): Promise<number> {
       }
     },
   });
-  bus.export(GRIMSEL_PATH, iface);
+  exportInterface(bus, GRIMSEL_PATH, iface, GRIMSEL_IFACE, GRIMSEL_METHODS);
   messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
-  bus.export(GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake));
-  const running = [...storages.map((s) => s.run(stop.signal)), reclaimer.run(stop.signal)];
+  exportInterface(bus, GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake), INTAKE_IFACE, INTAKE_METHODS);
+  const running = [...storages.map((s) => s.run(stop.signal)), reclaimer.run(stop.signal),
+    temps.run(stop.signal, Math.min(config.temp_max_age_s, 600) * 1000)];
   const compaction = setInterval(() => {
     catalog.pruneSettled();
     catalog.compactIfWorthIt().catch((e: unknown) => log.error({ err: e }, 'journal compaction failed'));

@@ -55,31 +55,41 @@ export class StatusServer {
     if (words[0]!.toUpperCase() !== 'QUERY' || words.length > 2) {
       return { error: `unknown request '${line.trim().slice(0, 80)}': send QUERY <n> (n shifts, newest first; -1 = all)` };
     }
-    const n = words.length === 1 ? -1 : Number(words[1]);
-    if (!Number.isInteger(n) || n < -1) return { error: `QUERY wants a number of shifts (-1 = all), got '${words[1]}'` };
+    // Decimal digits only: Number() would also take '1e3', '0x10', '1.0' and '+5', which scripts must not come to rely on.
+    const n = words.length === 1 ? -1 : /^(?:-1|[0-9]+)$/.test(words[1]!) ? Number(words[1]) : NaN;
+    if (!Number.isSafeInteger(n)) {
+      return { error: `QUERY wants -1 (all) or a number of shifts in decimal digits, got '${words[1]!.slice(0, 80)}'` };
+    }
     return this.book.query(n).map(statusRecord);
   }
 
+  /** Request lines in bytes; one longer than MAX_LINE gets one error naming the limit, and the connection is closed. */
   #serve(socket: Socket): void {
-    socket.setEncoding('utf8');
     socket.setTimeout(IDLE_MS, () => socket.end());
-    let pending = '';
-    socket.on('data', (chunk: string) => {
-      pending += chunk;
+    let pending: Buffer = Buffer.alloc(0);
+    let done = false;
+    const tooLong = (what: string): void => {
+      done = true;
+      socket.end(`${JSON.stringify({ error: `${what}, longer than the limit of ${MAX_LINE} bytes: closing the connection` })}\n`);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      if (done) return;
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
       let nl: number;
-      while ((nl = pending.indexOf('\n')) >= 0) {
-        const line = pending.slice(0, nl);
-        pending = pending.slice(nl + 1);
+      while ((nl = pending.indexOf(10)) >= 0) {
+        if (nl > MAX_LINE) return tooLong(`a request line of ${nl} bytes`);
+        const line = pending.toString('utf8', 0, nl);
+        pending = pending.subarray(nl + 1);
         const reply = this.answer(line);
         if (reply !== undefined && writeLineOrCut(socket, JSON.stringify(reply), this.maxUnread) === 'cut') {
           this.log.warn({ peer: socket.remoteAddress }, 'status client disconnected: it does not read its answers');
+          done = true;
           return;
         }
       }
-      if (pending.length > MAX_LINE) {
-        socket.end(`${JSON.stringify({ error: `request line longer than ${MAX_LINE} bytes` })}\n`);
-        pending = '';
-      }
+      if (pending.length > MAX_LINE) tooLong(`a request line of at least ${pending.length} bytes without a newline`);
+      // Copied: a slice would pin the whole chunk for as long as the line stays incomplete.
+      else pending = Buffer.from(pending);
     });
   }
 }

@@ -84,6 +84,26 @@ describe('D-Bus interfaces through busctl (S2)', function () {
       (e: { type?: string }) => e.type === 'org.ppu.Error.UnknownDetector');
   });
 
+  it('answers a call with the wrong argument types with InvalidArgs naming the expected signature, not "does not exist"', async () => {
+    // dbus-send prints the error's name, busctl only its text.
+    const send = async (dest: string, objectPath: string, member: string, ...args: string[]): Promise<string> => {
+      try {
+        await run('dbus-send', [`--bus=${ppu.bus.address}`, '--print-reply', `--dest=${dest}`, objectPath, member, ...args]);
+      } catch (e) {
+        return String((e as { stderr?: string }).stderr ?? e).trim();
+      }
+      return assert.fail(`${member} with the wrong signature succeeded`);
+    };
+    assert.equal(await send('org.ppu.Grimsel', '/org/ppu/Grimsel', 'org.ppu.Grimsel1.QueryStatus', 'string:x'),
+      "Error org.freedesktop.DBus.Error.InvalidArgs: org.ppu.Grimsel1.QueryStatus takes arguments of signature 'i', got 's'");
+    assert.equal(await send('org.ppu.Grimsel', '/org/ppu/Grimsel', 'org.ppu.Grimsel1.AddFile'),
+      "Error org.freedesktop.DBus.Error.InvalidArgs: org.ppu.Grimsel1.AddFile takes arguments of signature 's', got none");
+    assert.equal(await send('org.ppu.Furka', '/org/ppu/Furka', 'org.ppu.Furka1.StartShift', 'uint32:500', 'uint32:501'),
+      "Error org.freedesktop.DBus.Error.InvalidArgs: org.ppu.Furka1.StartShift takes arguments of signature 'uua(sss)', got 'uu'");
+    assert.match(await send('org.ppu.Furka', '/org/ppu/Furka', 'org.ppu.Furka1.Nonsense'), /UnknownMethod.*Nonsense/, 'a missing method is still one');
+    assert.ok((await ppu.queryStatus(1)).length > 0, 'the right signature still works');
+  });
+
   it('AddFile copies an operator file, replicating the part after ./, and refuses bad paths by name (G8)', async () => {
     const dir = path.join(ppu.work, 'operator', 'keep', 'me');
     mkdirSync(dir, { recursive: true });

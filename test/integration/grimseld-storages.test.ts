@@ -184,3 +184,32 @@ describe('adding files: AddFile and the FIFO (G8)', function () {
     assert.match(ppu.grimseld!.proc.output(), /file refused: path 'relative\/path.dat' is not absolute/);
   });
 });
+
+describe('stale copy temp files on the storages (G3, G12)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+  after(async () => ppu?.stop());
+
+  it('removes temp files in a storage root unchanged for temp_max_age_s, at start and later, and nothing else', async () => {
+    ppu = new Ppu({ prefix: 'ppu-temps', grimseld: { temp_max_age_s: 10 } });
+    const root = path.join(ppu.storageRoot, 'internal');
+    mkdirSync(root, { recursive: true });
+    const old = path.join(root, '.img_0001.cbf.grimsel-0123abcd');
+    writeFileSync(old, 'half a copy from a killed grimseld');
+    // Named like temp files but not ours: a final name, another suffix, a link (never followed).
+    const keep = ['img_0002.cbf', '.img_0003.cbf.grimsel-nothex!', '.notes.txt'].map((n) => path.join(root, n));
+    for (const k of keep) writeFileSync(k, 'keep');
+    const link = path.join(root, '.img_0004.cbf.grimsel-89abcdef');
+    symlinkSync(keep[0]!, link);
+    await new Promise((r) => setTimeout(r, 11_000)); // older than temp_max_age_s by its ctime
+    const fresh = path.join(root, '.img_0005.cbf.grimsel-fedcba98');
+    writeFileSync(fresh, 'a copy in progress');
+    await ppu.start();
+    await eventually(() => !existsSync(old), 10_000, 'the stale temp file removed at start');
+    assert.ok(existsSync(fresh), 'a temp file changed within temp_max_age_s stays (a copy may be writing it)');
+    assert.match(ppu.grimseld!.proc.output(), /removed 1 stale grimseld temp file\(s\) left by copies that never finished/);
+    await eventually(() => !existsSync(fresh), 30_000, 'the other one, once it is as old, by a later sweep');
+    for (const k of keep) assert.ok(existsSync(k), `${k} kept`);
+    assert.ok(lstatSync(link).isSymbolicLink(), 'a link with a temp name is left alone');
+  });
+});

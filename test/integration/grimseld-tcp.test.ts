@@ -83,6 +83,33 @@ describe('grimseld TCP status (G9)', function () {
       client.close();
     }
   });
+
+  it('takes n in decimal digits only: 1e3, 0x10, 1.0 and +1 are errors naming the value', async () => {
+    const client = await LineClient.connect(port);
+    try {
+      for (const n of ['1e3', '0x10', '1.0', '+1', '-0', 'Infinity']) {
+        assert.equal((await client.request(`QUERY ${n}`) as Record<string, unknown>)['error'],
+          `QUERY wants -1 (all) or a number of shifts in decimal digits, got '${n}'`);
+      }
+      assert.ok(Array.isArray(await client.request('QUERY 0')), '0 is a count');
+      assert.ok(Array.isArray(await client.request('QUERY 007')), 'leading zeros are still decimal');
+      assert.ok(!client.closed);
+    } finally {
+      client.close();
+    }
+  });
+
+  it('answers a complete line longer than 1024 bytes with one error naming the limit, then closes (as documented)', async () => {
+    const client = await LineClient.connect(port);
+    try {
+      const answer = await client.request(`QUERY ${'1'.repeat(4994)}`);
+      assert.deepEqual(answer, { error: 'a request line of 5000 bytes, longer than the limit of 1024 bytes: closing the connection' });
+      await eventually(() => client.closed, 20_000, 'the server to hang up after an over-long line');
+      assert.equal(client.lines.length, 1, 'nothing after the error');
+    } finally {
+      client.close();
+    }
+  });
 });
 
 describe('grimseld TCP messages (G10)', function () {

@@ -55,6 +55,23 @@ describe('daemon start with a bad configuration (S3)', function () {
       [`top level (before any section), ${expected}`.slice(0, 60)], `the one problem, nothing from furkad's schema:\n${check.stdout}`);
   });
 
+  it('both daemons exit 78 naming state_dir when it is a regular file or lies below one, not "EEXIST ... mkdir"', async () => {
+    const plain = path.join(dir, 'plain-file');
+    writeFileSync(plain, 'not a directory\n');
+    const furkad = path.join(dir, 'state-furkad.conf');
+    writeFileSync(furkad, `state_dir = ${plain}\nlicensekey = ${dir}/none.key\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/ramdisk/./1mf\n`);
+    const f = await start(FURKAD_BIN, furkad);
+    assert.equal(f.code, 78, f.stderr);
+    assert.ok(f.stderr.includes(`furkad: ${furkad}: invalid configuration:\n  top level (before any section), key 'state_dir': ` +
+      `'${plain}' is a regular file, not a directory`), f.stderr);
+    const grimseld = path.join(dir, 'state-grimseld.conf');
+    writeFileSync(grimseld, `state_dir = ${plain}/journal\nlicensekey = ${dir}/none.key\nfifo = ${dir}/run/files\n` +
+      `[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\n`);
+    const g = await start(GRIMSELD_BIN, grimseld);
+    assert.equal(g.code, 78, g.stderr);
+    assert.ok(g.stderr.includes(`key 'state_dir': '${plain}/journal' cannot be a directory: '${plain}' is a regular file`), g.stderr);
+  });
+
   it('a missing file is named too', async () => {
     const r = await start(GRIMSELD_BIN, path.join(dir, 'nope.conf'));
     assert.equal(r.code, 78);

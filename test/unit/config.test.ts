@@ -114,6 +114,46 @@ describe('furkad.conf schema (S3)', () => {
   });
 });
 
+describe('what ini would merge or drop, refused by name (S3)', () => {
+  const INT = '[storage.internal]\ntype = INTERNAL\ntarget = /data\n';
+
+  it('refuses a pause beyond what a timer can wait, instead of firing after 1 ms', () => {
+    const p = problems(() => furkad(`${DET}minpause = 99999999999\ninterrun_pause = 3600001\n`));
+    assert.deepEqual(p, ["section [detector.1MF], key 'minpause': must be <= 3600000, got '99999999999'",
+      "section [detector.1MF], key 'interrun_pause': must be <= 3600000, got '3600001'"]);
+    assert.deepEqual(problems(() => furkad(`rsync_timeout_s = 3601\n${DET}`)),
+      ["top level (before any section), key 'rsync_timeout_s': must be <= 3600, got '3601'"]);
+    assert.equal(furkad(`${DET}minpause = 3600000\n`).detector['1MF']!.minpause, 3600000);
+  });
+
+  it('refuses a key given twice, at the top level and in a section, naming both lines', () => {
+    assert.deepEqual(problems(() => furkad(`uid = 500\nuid = 501\n${DET}minpause = 10\n; a comment\nminpause = 20\n`)), [
+      "top level (before any section), key 'uid': given twice, at lines 1 and 2 (only one value can count; remove the other)",
+      "section [detector.1MF], key 'minpause': given twice, at lines 6 and 8 (only one value can count; remove the other)"]);
+  });
+
+  it('refuses a section opened twice, which ini merges (a storage, a detector)', () => {
+    assert.deepEqual(problems(() => grimseld(`${INT}[storage.x]\ntype = OPTIONAL\n\n[storage.internal]\nmountpoint = /data\n`)),
+      ['section [storage.internal]: opened twice, at lines 1 and 7 (the two would be merged into one; write each section once, with its own ID)']);
+    assert.deepEqual(problems(() => furkad(`${DET}[detector.1MF]\nminpause = 5\n`)),
+      ['section [detector.1MF]: opened twice, at lines 1 and 4 (the two would be merged into one; write each section once, with its own ID)']);
+  });
+
+  it('names a section whose ID is no word as written, not as the pieces ini splits it into', () => {
+    assert.deepEqual(problems(() => grimseld(`${INT}\n[storage.i/../x]\ntype = OPTIONAL\ntarget = /d2\n`)),
+      ["section [storage.i/../x] (line 5): the ID 'i/../x' may hold only letters, digits, '_' and '-'"]);
+    assert.deepEqual(problems(() => furkad(`${DET}[detector.a.b]\nremoteIP = 1.2.3.4\ntarget = /r\n`)),
+      ["section [detector.a.b] (line 4): the ID 'a.b' may hold only letters, digits, '_' and '-'"]);
+  });
+
+  it("refuses '__proto__' as a key or a section instead of dropping it", () => {
+    assert.deepEqual(problems(() => furkad(`__proto__ = 1\n${DET}`)),
+      ["top level (before any section), key '__proto__' (line 1): the name '__proto__' is reserved and cannot be used"]);
+    assert.deepEqual(problems(() => grimseld(`${INT}[storage.__proto__]\ntype = OPTIONAL\ntarget = /d2\n`)),
+      ["section [storage.__proto__] (line 4): the name '__proto__' is reserved and cannot be used"]);
+  });
+});
+
 describe('grimseld.conf schema (S3, G1)', () => {
   const INT = '[storage.internal]\ntype = INTERNAL\ntarget = /data\n';
 

@@ -1,9 +1,9 @@
 // License keys (F8, G14): issue, check, and every way a key can be wrong, against this machine's real interfaces.
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { checkLicense, hardwareAddresses, issueLicense } from '../../src/common/license.js';
+import { checkLicense, hardwareAddresses, issueLicense, MAX_KEY_BYTES } from '../../src/common/license.js';
 import { testIssuer } from '../fixtures/license.js';
 import { spawnSync } from 'node:child_process';
 import { PPUCTL_BIN } from '../fixtures/ppu.js';
@@ -38,6 +38,29 @@ describe('license keys (F8)', () => {
     assert.match(checkLicense(file, { publicKey }).reason, /bound to 02:00:5e:10:20:30, which no network interface/);
     writeFileSync(file, 'hello\n');
     assert.match(checkLicense(file, { publicKey }).reason, /not a license key: holder, mac, issued, signature missing/);
+  });
+
+  it('reads only a bounded regular file: a FIFO or /dev/zero is refused by name at once, never read (F8, G14)', () => {
+    // In a child with a time limit: before the fix the FIFO blocked the reader for ever and /dev/zero grew it to abort.
+    const fifo = path.join(dir, 'fifo.key');
+    assert.equal(spawnSync('mkfifo', [fifo]).status, 0);
+    const check = (file: string) => spawnSync(process.execPath, [PPUCTL_BIN, 'license', 'check', file],
+      { encoding: 'utf8', timeout: 5000, env: { ...process.env, ...issuer.env } });
+    const f = check(fifo);
+    assert.deepEqual([f.status, f.signal, f.stdout], [1, null, `invalid: ${fifo} is a FIFO, not a regular file\n`]);
+    const z = check('/dev/zero');
+    assert.deepEqual([z.status, z.signal, z.stdout], [1, null, 'invalid: /dev/zero is a character device, not a regular file\n']);
+  });
+
+  it('refuses a directory and a file larger than a key by name, and follows a symbolic link to a real key', () => {
+    assert.equal(checkLicense(dir, { publicKey }).reason, `${dir} is a directory, not a regular file`);
+    const big = path.join(dir, 'big.key');
+    writeFileSync(big, Buffer.alloc(MAX_KEY_BYTES + 1, 0x61));
+    assert.equal(checkLicense(big, { publicKey }).reason,
+      `${big} is ${MAX_KEY_BYTES + 1} bytes, too large for a license key (at most ${MAX_KEY_BYTES})`);
+    const link = path.join(dir, 'linked.key');
+    symlinkSync(issuer.issue(path.join(dir, 'k')), link);
+    assert.ok(checkLicense(link, { publicKey }).valid, 'a key linked into place is legitimate');
   });
 
   it('stays valid when the interface is down or renamed: any interface directory with the address counts', () => {

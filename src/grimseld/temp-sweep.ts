@@ -1,0 +1,109 @@
+// Stale copy temp files on the storages (SPEC G3, G12): `.NAME.grimsel-XXXXXXXX` that no copy will rename any more.
+import { lstat, readdir, unlink } from 'node:fs/promises';
+import * as path from 'node:path';
+import { sleep } from '../common/abort.js';
+import type { Logger } from '../common/logger.js';
+import { isMountPoint } from './mounts.js';
+import type { CopyReport, Storage, StorageEvents } from './storage.js';
+
+/** The copier's temp names: `.` + the final name + `.grimsel-` + 8 hex digits (copier.ts). */
+const TEMP_NAME = /^\..+\.grimsel-[0-9a-f]{8}$/;
+
+export function isCopyTemp(name: string): boolean {
+  return TEMP_NAME.test(name);
+}
+
+/** Directories remembered because a copy failed there; more are not kept (the roots are always swept). */
+const MAX_SUSPECTS = 4096;
+
+/**
+ * The copier removes its own temp file when a copy fails, and one an earlier attempt left when that same file
+ * is copied again; a temp file outlives both when grimseld is killed mid-copy and the file is never copied
+ * again (its source gone: failed for good), or when the removal itself failed. Those stayed
+ * for ever, most visibly in a storage's root (files added without `./` land there). This sweeps, at start and
+ * then periodically, each storage's root and every directory where a copy failed since, removing temp files
+ * nothing has changed for `maxAgeMs`: a copy in progress changes its temp file with every chunk, so only
+ * the flush of a batch (seconds) stands between its last change and its rename. Never recursive: a storage
+ * tree holds every shift's files, and walking it would cost the disks more than any leftover.
+ */
+export class TempSweeper {
+  readonly #suspects = new Set<string>();
+
+  constructor(
+    private readonly storages: () => Storage[],
+    private readonly maxAgeMs: number,
+    private readonly log: Logger,
+    private readonly now: () => number = Date.now,
+  ) {}
+
+  /** Wraps the storages' event sink: notes the directory of every failed copy for the next sweep. */
+  observe(events: StorageEvents): StorageEvents {
+    return {
+      resolve: (storage, id, sweep) => events.resolve(storage, id, sweep),
+      report: (r: CopyReport) => {
+        if (r.outcome instanceof Error && this.#suspects.size < MAX_SUSPECTS) this.#suspects.add(path.dirname(r.dest));
+        events.report(r);
+      },
+      mountState: (storage, mounted) => events.mountState(storage, mounted),
+    };
+  }
+
+  /** One sweep; returns the files removed. A storage whose mount point is not mounted is left alone (G13). */
+  async sweep(): Promise<string[]> {
+    const removed: string[] = [];
+    const dirs = new Set<string>();
+    for (const s of this.storages()) {
+      if (s.mountpoint && !(await isMountPoint(s.mountpoint))) continue;
+      dirs.add(s.target);
+    }
+    const suspects = [...this.#suspects];
+    for (const d of suspects) dirs.add(d);
+    for (const dir of dirs) {
+      const { gone, left } = await this.#sweepDir(dir);
+      removed.push(...gone);
+      // A directory stays suspect while it holds temp files too young to go.
+      if (!left) this.#suspects.delete(dir);
+    }
+    if (removed.length) {
+      this.log.warn({ files: removed.slice(0, 20), count: removed.length },
+        `removed ${removed.length} stale grimseld temp file(s) left by copies that never finished (unchanged for over ${Math.round(this.maxAgeMs / 1000)} s)`);
+    }
+    return removed;
+  }
+
+  async #sweepDir(dir: string): Promise<{ gone: string[]; left: boolean }> {
+    const gone: string[] = [];
+    let left = false;
+    let names: string[];
+    try {
+      names = await readdir(dir);
+    } catch {
+      return { gone, left }; // not made yet, or gone: nothing to sweep
+    }
+    for (const name of names.filter(isCopyTemp)) {
+      const file = path.join(dir, name);
+      try {
+        const st = await lstat(file);
+        if (!st.isFile()) continue; // a link or directory with that name is not ours: never followed, never removed
+        // ctime, not mtime: the copier gives its temp file the source's mtime, however old.
+        if (this.now() - st.ctimeMs < this.maxAgeMs) {
+          left = true;
+          continue;
+        }
+        await unlink(file);
+        gone.push(file);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: e }, 'cannot remove a stale grimseld temp file');
+      }
+    }
+    return { gone, left };
+  }
+
+  /** Sweeps now and then every `intervalMs` until `signal` aborts; a failed sweep is logged, never fatal. */
+  async run(signal: AbortSignal, intervalMs: number): Promise<void> {
+    while (!signal.aborted) {
+      await this.sweep().catch((e: unknown) => this.log.error({ err: e }, 'sweeping stale temp files failed'));
+      await sleep(intervalMs, signal);
+    }
+  }
+}

@@ -1,0 +1,51 @@
+// The operators' FIFO (G8) with a real FIFO in a temp dir: lines longer than PATH_MAX are dropped and reported, never held.
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { writeFile } from 'node:fs/promises';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pino from 'pino';
+import { FileFifo, LINE_MAX, LineSplitter } from '../../src/grimseld/fifo.js';
+
+describe('grimseld FIFO lines (G8)', () => {
+  let dir: string;
+  beforeEach(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'fifo-')); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('discards a 16 MB line without a newline up to its next newline, logs its length and takes the next path', async () => {
+    const added: string[] = [];
+    const logged: Array<{ msg: string; length?: number }> = [];
+    const log = pino({ level: 'info' }, { write: (s: string) => { logged.push(JSON.parse(s) as { msg: string }); } });
+    const fifo = new FileFifo(path.join(dir, 'files'), async (paths) => { added.push(...paths); return []; }, log);
+    await fifo.open();
+    try {
+      const big = 16 * 1024 * 1024;
+      // From the thread pool: the reader is this same event loop.
+      await writeFile(fifo.file, Buffer.concat([Buffer.alloc(big, 0x61), Buffer.from('\n/op/./a.dat\n')]));
+      const deadline = Date.now() + 8000;
+      while (added.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      assert.deepEqual(added, ['/op/./a.dat'], 'only the path after the over-long line');
+      const warn = logged.find((l) => /discarded/.test(l.msg));
+      assert.ok(warn, 'the discarded line is reported');
+      assert.equal(warn.length, big);
+      assert.match(warn.msg, new RegExp(`^FIFO line of ${big} bytes discarded: longer than ${LINE_MAX} bytes`));
+    } finally {
+      await fifo.close();
+    }
+  });
+
+  it('holds at most LINE_MAX bytes of a line in progress, and takes a line of exactly LINE_MAX bytes', () => {
+    const lines: string[] = [];
+    const long: number[] = [];
+    const split = new LineSplitter((l) => lines.push(l), (n) => long.push(n));
+    for (let i = 0; i < 100; i++) {
+      split.push(Buffer.alloc(65536, 0x62));
+      assert.ok(split.buffered <= LINE_MAX, `held ${split.buffered} bytes`);
+    }
+    split.push(Buffer.from('\n/a'));
+    split.push(Buffer.from(`/b\n${'c'.repeat(LINE_MAX)}\n${'d'.repeat(LINE_MAX + 1)}\n`));
+    assert.deepEqual(long, [100 * 65536, LINE_MAX + 1]);
+    assert.deepEqual(lines, ['/a/b', 'c'.repeat(LINE_MAX)]);
+    assert.equal(split.buffered, 0);
+  });
+});
