@@ -10,7 +10,7 @@ import type { Assignment, Shift } from './shift.js';
 import type { TransferGate } from './transfer-gate.js';
 import { ShiftDir } from './shift-dir.js';
 import { Batches } from '../common/batches.js';
-import type { Placed, RunContext, Transport, Verdict } from './transport.js';
+import type { Placed, RunContext, RunOutcome, Transport, Verdict } from './transport.js';
 
 /** After each run: transferring = it moved files, idle = nothing new; retrying = backing off after an outage;
  *  down = a configuration error the transport will not get over by itself (retried at the longest interval). */
@@ -185,7 +185,7 @@ export class DetectorLoop {
     }
     const started = performance.now();
     const release = await this.gate.acquire();
-    let outcome;
+    let outcome: RunOutcome;
     try {
       outcome = await this.transport.run(ctx);
       await batches.drained();
