@@ -10,6 +10,7 @@ import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_NAME } from '../dbus/names
 import { FURKA_METHODS, FurkaInterface } from '../dbus/furka-interface.js';
 import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
+import { RsyncTransport } from './rsync-transport.js';
 import { Handover } from './handover.js';
 import { isPlacedFile, Outbox } from './outbox.js';
 import { ShiftManager } from './shift-manager.js';
@@ -54,8 +55,11 @@ async function main(): Promise<number> {
   else log.warn({ license: license.reason }, 'no valid license: single-thread mode, one transfer at a time');
   const licenseNote = license.valid ? '' : `; single-thread mode: ${license.reason}`;
   const gate = new TransferGate(license.valid ? Infinity : 1);
-  const loops = new Map(Object.keys(config.detector).map((id) =>
-    [id, new DetectorLoop(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, handover, gate, log)]));
+  // Every detector is pulled over rsync for now; the transport is the only part that knows how (F1).
+  const loops = new Map(Object.keys(config.detector).map((id) => {
+    const transport = new RsyncTransport(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, log);
+    return [id, new DetectorLoop(id, transport, handover, gate, log)];
+  }));
   const shifts = new ShiftManager(config, loops, handover, log);
   // Optional Prometheus endpoint (issue 6), read from the detector loops when scraped.
   const furkadMetrics = config.metrics_address === undefined ? undefined : new FurkadMetrics(

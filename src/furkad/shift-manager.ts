@@ -16,7 +16,8 @@ export class ShiftManager {
   constructor(
     private readonly config: FurkadConfig,
     private readonly loops: Map<string, DetectorLoop>,
-    private readonly handover: Handover,
+    /** Only the shift announcement is needed here (a fake in unit tests). */
+    private readonly handover: Pick<Handover, 'shiftStarted'>,
     private readonly log: Logger,
   ) {}
 

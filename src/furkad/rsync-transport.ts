@@ -1,0 +1,205 @@
+// The rsync transport: one stock rsync client run per loop run against the detector's rsync daemon, into
+// staging, complete files offered to the loop the moment the daemon reports their sources removed (F1, F2, F9).
+import { readdir, unlink } from 'node:fs/promises';
+import * as path from 'node:path';
+import { classifyExit, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
+import type { Logger } from '../common/logger.js';
+import type { Assignment } from './shift.js';
+import type { Placed, RunContext, RunOutcome, Transport } from './transport.js';
+
+/** rsync's temp names: `.<name>.` plus six random characters. */
+const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
+
+/** One rsync run of the current assignment: with or without removal, into `dest`, optionally limited to `only`. */
+type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => Promise<RsyncResult>;
+
+export class RsyncTransport implements Transport {
+  /** Files left in staging because their source was changing; usually none. */
+  #heldBack = new Set<string>();
+  /** Complete files in staging that could not be renamed into place (a planted link, say): offered every run. */
+  #unplaced = new Set<string>();
+  /** settle_ms: when furkad last saw each detector file change (performance.now()). */
+  #unchangedSince = new Map<string, number>();
+  /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
+  #leftovers = new Set<string>();
+  #warnedNoReports = false;
+  /** The next run's rsync, started during the pause before it (see RsyncLauncher). */
+  #launcher = new RsyncLauncher();
+  /** The last run that took everything (not settle mode's limited one): the next run is most likely the same. */
+  #lastFullRun: RsyncRun | undefined;
+
+  constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number }, private readonly log: Logger) {}
+
+  async run(ctx: RunContext): Promise<RunOutcome> {
+    const a = ctx.assignment;
+    const runWith: RunWith = (removeSource, dest, only, onRemoved) => this.#run({
+      rsync: this.settings.rsync,
+      host: a.config.remoteIP,
+      port: a.config.port,
+      module: a.config.module,
+      source: a.source,
+      dest,
+      uid: ctx.shift.uid,
+      gid: ctx.shift.gid,
+      removeSource,
+      ...(only ? { only } : {}),
+      exclude: a.config.exclude.split(/\s+/).filter(Boolean),
+      timeoutS: this.settings.timeoutS,
+    }, onRemoved);
+
+    let result: RsyncResult;
+    if (!a.config.remove_source) {
+      // Without remove_source there is no changed-source check to wait for, so no staging either: rsync
+      // names each file itself. Every run lists every file still on both sides: only new ones are news.
+      result = await runWith(false, ctx.dir.root);
+      await ctx.completeInPlace(result.sent);
+    } else {
+      // Each file the daemon reports removed is complete in staging: it is placed and handed over while
+      // the run goes on (F2, F9). What is left at the end (a daemon that does not report removals, files
+      // an earlier run could not place) is placed then, unless its source changed while it was sent.
+      const offered = new Set<string>();
+      const placing: Array<Promise<void>> = [];
+      const place = (rels: string[]): void => {
+        if (rels.length === 0) return;
+        for (const rel of rels) {
+          offered.add(rel);
+          this.#heldBack.delete(rel);
+        }
+        placing.push(ctx.complete(rels).then((p) => this.#placed(p)));
+      };
+      if (a.config.settle_ms > 0) {
+        result = await this.#settledRun(ctx.staging, a.config.settle_ms, runWith, place);
+      } else {
+        result = await runWith(true, ctx.staging, undefined, place);
+      }
+      await Promise.all(placing);
+      const rest = [...new Set([...this.#unplaced, ...result.files])].filter((r) => !offered.has(r));
+      const complete = rest.filter((r) => !result.changed.has(r));
+      result.changed.forEach((r) => this.#heldBack.add(r));
+      if (result.removed.size === 0 && result.code === 0 && result.files.some((r) => !result.changed.has(r))) this.#warnNoRemovalReports();
+      place(complete);
+      await Promise.all(placing);
+    }
+    const verdict = classifyExit(result.code, result.stderr);
+    if (verdict === 'ok' && a.config.remove_source) await this.#dropAbandoned(ctx.staging, result);
+    return {
+      verdict,
+      message: verdict === 'ok' ? '' : `rsync exit ${result.code}: ${result.stderr.split('\n').filter(Boolean).pop() ?? ''}`,
+      transferred: result.transferred,
+      bytes: result.bytes,
+    };
+  }
+
+  /** The pause before the next run: its rsync process is started now, held at its gate until the run is due. */
+  waitForWork(): Promise<void> {
+    if (this.#lastFullRun) this.#launcher.prepare(this.#lastFullRun);
+    return Promise.resolve();
+  }
+
+  /** No run soon (held, backing off, idle): a process held for one is let go without running. */
+  standDown(): void {
+    this.#launcher.discard();
+  }
+
+  close(): Promise<void> {
+    this.#launcher.discard();
+    return Promise.resolve();
+  }
+
+  /** settle_ms: files seen by `since` are still settling; a drain waits for them, but not beyond settle_ms + 2 s. */
+  pendingSince(since: number, a: Assignment): boolean {
+    const settle = a.config.settle_ms;
+    return settle > 0 && performance.now() < since + settle + 2000 && [...this.#unchangedSince.values()].some((t) => t <= since);
+  }
+
+  #run(run: RsyncRun, onRemoved?: (names: string[]) => void): Promise<RsyncResult> {
+    if (!run.only) this.#lastFullRun = run;
+    return runRsync(run, undefined, onRemoved, this.#launcher);
+  }
+
+  /** A file that could not be placed is offered again every run; one placed, or gone from staging, no more. */
+  #placed(p: Placed): void {
+    for (const rel of p.failed) this.#unplaced.add(rel);
+    for (const rel of [...p.placed, ...p.gone]) this.#unplaced.delete(rel);
+  }
+
+  /**
+   * settle_ms (F2, for writers that pause in the middle of a file): a first run copies into staging and
+   * removes nothing; a file is taken (removed from the detector, placed) only once furkad has seen it
+   * unchanged for settle_ms, by a second run over just those files. The time is furkad's own, so the two
+   * servers' clocks do not matter.
+   */
+  async #settledRun(staging: string, settleMs: number, runWith: RunWith, place: (rels: string[]) => void): Promise<RsyncResult> {
+    const look = await runWith(false, staging);
+    if (classifyExit(look.code, look.stderr) !== 'ok') return look;
+    const now = performance.now();
+    const listed = new Set(look.files);
+    for (const rel of look.sent) this.#unchangedSince.set(rel, now);
+    for (const rel of look.files) if (!this.#unchangedSince.has(rel)) this.#unchangedSince.set(rel, now);
+    for (const rel of this.#unchangedSince.keys()) {
+      if (listed.has(rel)) continue;
+      // Gone from the detector without furkad removing it: its writer deleted or renamed it.
+      this.#unchangedSince.delete(rel);
+      this.#heldBack.add(rel);
+    }
+    // Left in staging by a furkad killed between removal and placing: complete, their source is gone.
+    for (const rel of this.#leftovers) if (!listed.has(rel)) this.#unplaced.add(rel);
+    this.#leftovers.clear();
+    const settled = [...this.#unchangedSince].filter(([, since]) => now - since >= settleMs).map(([rel]) => rel);
+    // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
+    if (settled.length === 0) return { ...look, files: [], sent: [], removed: new Set() };
+    const take = await runWith(true, staging, settled, place);
+    for (const rel of settled) if (!take.changed.has(rel)) this.#unchangedSince.delete(rel);
+    for (const rel of take.changed) this.#unchangedSince.set(rel, performance.now());
+    return { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes };
+  }
+
+  /** Once per process: the detector's daemon does not say which sources it removed, so files wait for the run's end. */
+  #warnNoRemovalReports(): void {
+    if (this.#warnedNoReports) return;
+    this.#warnedNoReports = true;
+    this.log.warn({ detector: this.id }, "the detector's rsync daemon does not report removed files ('max verbosity = 2' " +
+      'missing in its rsyncd.conf): files get their final names only when each run ends, which adds latency');
+  }
+
+  /** A held-back file whose source is gone from the detector (its writer deleted it) would stay in staging for ever. */
+  async #dropAbandoned(staging: string, result: RsyncResult): Promise<void> {
+    if (this.#heldBack.size === 0) return;
+    const listed = new Set(result.files);
+    for (const rel of this.#heldBack) {
+      if (listed.has(rel) || this.#unchangedSince.has(rel)) continue;
+      this.#heldBack.delete(rel);
+      await unlink(path.join(staging, rel)).catch(() => undefined);
+      this.log.warn({ detector: this.id, file: rel }, 'a file that was still changing vanished from the detector; its partial copy is dropped');
+    }
+  }
+
+  /**
+   * Files found in staging when it is (re)prepared were transferred by a run whose promotion never
+   * happened (furkad was killed in between, the source already removed on the detector): they are placed
+   * by the next run like any unplaced file, unless that run finds their source still changing (F2).
+   * Without this they would sit in a hidden directory for ever, never copied.
+   */
+  async adoptLeftovers(ctx: RunContext): Promise<void> {
+    const staging = ctx.staging;
+    const found: string[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      for (const e of await readdir(dir, { withFileTypes: true })) {
+        const full = path.join(dir, e.name);
+        if (e.isDirectory()) await walk(full);
+        // rsync's own temp files (.name.XXXXXX) are its business: it removes them when it ends.
+        else if (e.isFile() && !RSYNC_TEMP.test(e.name)) found.push(path.relative(staging, full));
+      }
+    };
+    await walk(staging);
+    const fresh = found.filter((rel) => !this.#unplaced.has(rel) && !this.#heldBack.has(rel) && !this.#unchangedSince.has(rel));
+    if (fresh.length === 0) return;
+    // With settle_ms most of staging is files still settling, source present: the next run sorts them out.
+    if (ctx.assignment.config.settle_ms > 0) {
+      fresh.forEach((rel) => this.#leftovers.add(rel));
+      return;
+    }
+    this.log.warn({ detector: this.id, files: fresh.length }, 'complete files from an interrupted run found in staging; they are placed with the next run');
+    for (const rel of fresh) this.#unplaced.add(rel);
+  }
+}

@@ -1,0 +1,92 @@
+// The seam between a detector loop and the wire: what every transport (rsync, agent) must do, and what the loop
+// does for all of them, so that pacing, back-off, shifts, the license gate and the hand-over exist once (F1, F5, F10).
+import type { Assignment, Shift } from './shift.js';
+import type { ShiftDir } from './shift-dir.js';
+
+/**
+ * A run's verdict (lsyncd's table, one place per transport): `ok` carry on; `retry` an outage, back off
+ * doubling from 100 ms to 10 s; `fatal` a setting the detector will not get over by itself, retried at the
+ * longest interval (F10). The transport maps its own errors (rsync exit codes, HTTP statuses) onto these.
+ */
+export type Verdict = 'ok' | 'retry' | 'fatal';
+
+export interface RunOutcome {
+  verdict: Verdict;
+  /** Why, for the log and the `Detectors` property ('' when ok). */
+  message: string;
+  /** Files and bytes this run moved off the detector. `transferred > 0` earns interrun_pause (F5) and the
+   *  `transferring` state. Files placed are counted by the loop itself, as it places them. */
+  transferred: number;
+  bytes: number;
+}
+
+/** What became of the files offered to `complete()`; a file in none of the lists was not noted (the run fails). */
+export interface Placed {
+  /** Under their final names, noted in the outbox and queued for grimseld. */
+  placed: string[];
+  /** Still in staging, complete, but could not be given their final names (a link planted in the usrdir, say):
+   *  offer them again in a later run. */
+  failed: string[];
+  /** Nothing was left in staging under that name. */
+  gone: string[];
+}
+
+/** One run, as the loop gives it to the transport. Paths are relative to the assignment's source. */
+export interface RunContext {
+  readonly shift: Shift;
+  readonly assignment: Assignment;
+  /** Root-only directory on the target's file system where incomplete files live (exists when remove_source). */
+  readonly staging: string;
+  /** The shift's directory below the target, where files get their final names. */
+  readonly dir: ShiftDir;
+  /** furkad is stopping. A run in flight is waited for; a transport may end it early but must report what it placed. */
+  readonly signal: AbortSignal;
+  /**
+   * These files are complete in `staging`: the loop notes them in the outbox, renames them into `dir` and hands
+   * them to grimseld, batched with whatever else arrives meanwhile, while the run goes on (F2, F9). Resolves
+   * once each has been dealt with.
+   */
+  complete(rels: string[]): Promise<Placed>;
+  /** These files were written under their final names by the transport itself (rsync without remove_source):
+   *  they are only noted and handed over. */
+  completeInPlace(rels: string[]): Promise<void>;
+}
+
+/**
+ * How one detector's files get to the PPU. The loop owns the policy, the transport owns the wire:
+ *
+ * | when (the loop)                                      | the transport                                        |
+ * | ---------------------------------------------------- | ---------------------------------------------------- |
+ * | the loop starts: `prepare(signal)`                   | open what lives as long as the loop (the agent's     |
+ * |                                                      | HTTP/2 session). Must not throw for a detector that  |
+ * |                                                      | is away: a run reports that as `retry`.              |
+ * | shift dir and staging made (first run of a shift,    | `adoptLeftovers(ctx)`: sort out what an interrupted  |
+ * | again after every failed run)                        | run left in staging.                                 |
+ * | license gate passed (F8): `run(ctx)`                 | bring files into `ctx.staging`; call `complete()`    |
+ * |                                                      | for each the moment it is known complete; resolve    |
+ * |                                                      | with counts and a verdict. Never rejects for an      |
+ * |                                                      | outage: that is a verdict.                           |
+ * | `complete()`: outbox note, rename into place,        | `Placed`: keep its own retry list (failed ones).     |
+ * | hand-over to grimseld                                |                                                      |
+ * | placed files noted and handed over: `afterPlaced`    | let their sources go (agent: POST /v1/ack, A4).      |
+ * | verdict ok: the pause (minpause, plus interrun_pause | `waitForWork(signal)`: resolve when there may be     |
+ * | after a run that moved files, F5) and, meanwhile,    | work (agent: a file was announced; rsync: at once,   |
+ * | `waitForWork`; the next run when both are over       | starting its next process ahead). Resolve on abort.  |
+ * | verdict retry or fatal: back-off (F10); held for a   | `standDown()`: let go of anything started ahead for  |
+ * | shift change; no assignment                          | a run that is not coming soon.                       |
+ * | drain at a shift change (F6): one more run, then     | `pendingSince(t, a)`: files it learned of by `t`     |
+ * | more while `pendingSince` says so                    | still to be taken (settle_ms: still settling).       |
+ * | stop: the run in flight waited for, then `close()`   | close connections, end held processes.               |
+ *
+ * Every hook but `run` is optional: a transport without one needs nothing at that point.
+ */
+export interface Transport {
+  run(ctx: RunContext): Promise<RunOutcome>;
+  prepare?(signal: AbortSignal): Promise<void>;
+  adoptLeftovers?(ctx: RunContext): Promise<void>;
+  afterPlaced?(rels: string[]): void;
+  waitForWork?(signal: AbortSignal): Promise<void>;
+  standDown?(): void;
+  pendingSince?(since: number, assignment: Assignment): boolean;
+  close?(): Promise<void>;
+}

@@ -1,0 +1,266 @@
+// The detector loop's policy against a fake transport: pacing (F5), back-off and recovery (F10), shift changes
+// (F6), the license gate (F8) and the hand-over order (F2, A4), with no rsync and no wall-clock assertions.
+import { strict as assert } from 'node:assert';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DetectorLoop, stagingDir, type LoopHandover } from '../../src/furkad/detector.js';
+import { ShiftManager } from '../../src/furkad/shift-manager.js';
+import { TransferGate } from '../../src/furkad/transfer-gate.js';
+import { deliveredPath, unmark } from '../../src/common/paths.js';
+import type { Assignment, Shift } from '../../src/furkad/shift.js';
+import type { FurkadConfig } from '../../src/furkad/config.js';
+import type { Logger } from '../../src/common/logger.js';
+import { sleep } from '../../src/common/abort.js';
+import { FakeTransport } from './fake-transport.js';
+
+const uid = process.getuid?.() ?? 0;
+const gid = process.getgid?.() ?? 0;
+
+/** Records what the loop logs, by message. */
+function recordingLog(): { log: Logger; lines: string[] } {
+  const lines: string[] = [];
+  const at = (level: string) => (_obj: unknown, msg?: string) => { lines.push(`${level} ${msg ?? String(_obj)}`); };
+  return { lines, log: { info: at('info'), warn: at('warn'), error: at('error') } as unknown as Logger };
+}
+
+/** A hand-over that writes down what it is given, in the transport's event list. */
+class FakeHandover implements LoopHandover {
+  delivered_: Array<{ usertime: bigint; paths: string[] }> = [];
+  #id = 0;
+  constructor(readonly events: string[], private readonly finalPath?: (marked: string) => string) {}
+  intend(usertime: bigint, _uid: number, _gid: number, paths: string[]): number | undefined {
+    // Noted before anything has its final name (F2, G12).
+    for (const p of paths) if (this.finalPath && existsSync(this.finalPath(p))) this.events.push(`placed before noted ${p}`);
+    this.events.push(`intend ${usertime} ${paths.length}`);
+    return ++this.#id;
+  }
+  delivered(usertime: bigint, _uid: number, _gid: number, paths: string[]): void {
+    if (paths.length > 0) this.delivered_.push({ usertime, paths });
+    this.events.push(`delivered ${usertime} ${paths.length}`);
+  }
+  shiftStarted(usertime: bigint): void {
+    this.events.push(`shift ${usertime}`);
+  }
+}
+
+/** A sleep that writes the pause down and returns on the next turn of the event loop. */
+function recordingSleep(pauses: number[]): (ms: number) => Promise<void> {
+  return (ms) => {
+    pauses.push(ms);
+    return new Promise((r) => setImmediate(r));
+  };
+}
+
+async function until(what: string, cond: () => boolean, ms = 5000): Promise<void> {
+  const end = Date.now() + ms;
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 1));
+  }
+}
+
+describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)', () => {
+  let root: string;
+  let n = 0;
+  beforeEach(() => { root = mkdtempSync(path.join(os.tmpdir(), 'loop-')); });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  function assignment(settings: { minpause?: number; interrun_pause?: number } = {}, id = '1MF'): Assignment {
+    const target = `${root}/./${id.toLowerCase()}`;
+    return {
+      id, source: '/', target,
+      config: { remoteIP: '127.0.0.1', port: 1, module: 'ramdisk', source: '/', target, minpause: settings.minpause ?? 5,
+        interrun_pause: settings.interrun_pause ?? 0, remove_source: true, settle_ms: 0, exclude: '' },
+    };
+  }
+  function shift(detectors: Assignment[]): Shift {
+    n++;
+    return { usertime: BigInt(n), uid, gid, usrdir: `u${n}`, detectors };
+  }
+
+  it('pauses minpause after every run and interrun_pause on top only after a run that moved files (F5)', async () => {
+    const pauses: number[] = [];
+    const t = new FakeTransport();
+    const stop = new AbortController();
+    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), new TransferGate(Infinity), recordingLog().log, { sleep: recordingSleep(pauses) });
+    const a = assignment({ minpause: 7, interrun_pause: 50 });
+    // Runs 1 and 3 move files, 2 and 4 do not.
+    t.duringRun = () => {
+      if (t.runs === 1 || t.runs === 3) t.incoming.push(`f${t.runs}.cbf`);
+      if (t.runs === 4) stop.abort();
+    };
+    const running = loop.run(stop.signal);
+    loop.assign(shift([a]), a);
+    loop.release();
+    await running;
+    assert.deepEqual(pauses, [57, 7, 57, 7]);
+  });
+
+  it('waits for waitForWork as well as the pause, never less than minpause (F5)', async () => {
+    let endPause: () => void = () => {};
+    const pauses: number[] = [];
+    let work: () => void = () => {};
+    const t = new FakeTransport();
+    t.waitForWork = () => new Promise((r) => { work = r; });
+    const stop = new AbortController();
+    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), new TransferGate(Infinity), recordingLog().log, {
+      sleep: (ms) => { pauses.push(ms); return new Promise((r) => { endPause = r; }); },
+    });
+    const a = assignment({ minpause: 9 });
+    const running = loop.run(stop.signal);
+    loop.assign(shift([a]), a);
+    loop.release();
+    await until('the first run', () => pauses.length === 1);
+    work(); // work is announced at once, but the pause is not over
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(t.runs, 1, 'no run before minpause is over');
+    endPause();
+    await until('the second run', () => pauses.length === 2);
+    await new Promise((r) => setTimeout(r, 20));
+    endPause(); // the pause is over, but no work was announced
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(t.runs, 2, 'no run before waitForWork resolves');
+    stop.abort();
+    work();
+    await running;
+    assert.deepEqual(pauses, [9, 9]);
+  });
+
+  it('backs off doubling to 10 s on retry verdicts, the longest at once on fatal; recovery resets it and is logged once (F10)', async () => {
+    const pauses: number[] = [];
+    const { log, lines } = recordingLog();
+    const t = new FakeTransport();
+    t.verdicts = [...Array<'retry'>(9).fill('retry'), 'ok', 'ok', 'fatal', 'retry', 'ok'];
+    const states: string[] = [];
+    const stop = new AbortController();
+    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), new TransferGate(Infinity), log, { sleep: recordingSleep(pauses) });
+    t.duringRun = () => {
+      states.push(loop.stats.state);
+      if (t.runs === 14) stop.abort();
+    };
+    const a = assignment({ minpause: 5 });
+    const running = loop.run(stop.signal);
+    loop.assign(shift([a]), a);
+    loop.release();
+    await running;
+    assert.deepEqual(pauses, [100, 200, 400, 800, 1600, 3200, 6400, 10_000, 10_000, 5, 5, 10_000, 10_000, 5]);
+    assert.equal(lines.filter((l) => l.includes('retrying with back-off')).length, 2, 'each outage logged once, when it starts');
+    assert.equal(lines.filter((l) => l.includes('reachable again')).length, 2, 'each recovery logged once');
+    assert.deepEqual(states.slice(9, 14), ['retrying', 'idle', 'idle', 'down', 'retrying']);
+    assert.equal(loop.stats.state, 'idle');
+    assert.equal(loop.stats.lastError, '', 'the error is cleared on recovery');
+  });
+
+  it('hands placed files over with their shift, and lets the transport release their sources only once noted (F2, A4)', async () => {
+    const events: string[] = [];
+    const a = assignment();
+    const s = shift([a]);
+    const finalOf = (marked: string): string => unmark(marked);
+    const handover = new FakeHandover(events, finalOf);
+    const t = new FakeTransport(events);
+    const { log, lines } = recordingLog();
+    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), log, { sleep: recordingSleep([]) });
+    const stop = new AbortController();
+    // A link planted where d/ should be: that file cannot be placed, the other can.
+    const usrdir = path.join(unmark(a.target), s.usrdir);
+    t.duringRun = () => {
+      if (t.runs === 1) {
+        mkdirSync(usrdir, { recursive: true });
+        symlinkSync(root, path.join(usrdir, 'd'));
+        t.incoming.push('a.cbf', 'd/b.cbf');
+      }
+      if (t.runs === 2) t.incoming.push('d/b.cbf'); // the transport offers it again: the link is still there
+      if (t.runs === 3) {
+        unlinkSync(path.join(usrdir, 'd'));
+        t.incoming.push('d/b.cbf');
+      }
+      if (t.runs === 4) stop.abort();
+    };
+    const running = loop.run(stop.signal);
+    loop.assign(s, a);
+    loop.release();
+    await running;
+    assert.deepEqual(t.placed, [
+      { placed: ['a.cbf'], failed: ['d/b.cbf'], gone: [] },
+      { placed: [], failed: ['d/b.cbf'], gone: [] },
+      { placed: ['d/b.cbf'], failed: [], gone: [] },
+    ]);
+    assert.equal(lines.filter((l) => l.includes('cannot move')).length, 1, 'a file that cannot be placed is logged once');
+    assert.deepEqual(handover.delivered_, [
+      { usertime: s.usertime, paths: [deliveredPath(a.target, s.usrdir, 'a.cbf')] },
+      { usertime: s.usertime, paths: [deliveredPath(a.target, s.usrdir, 'd/b.cbf')] },
+    ]);
+    assert.deepEqual(events, [
+      'complete a.cbf d/b.cbf', `intend ${s.usertime} 2`, `delivered ${s.usertime} 1`, 'afterPlaced a.cbf',
+      'complete d/b.cbf', `intend ${s.usertime} 1`, `delivered ${s.usertime} 0`,
+      'complete d/b.cbf', `intend ${s.usertime} 1`, `delivered ${s.usertime} 1`, 'afterPlaced d/b.cbf',
+    ]);
+    assert.ok(lstatSync(path.join(usrdir, 'd/b.cbf')).isFile());
+    assert.ok(!existsSync(path.join(stagingDir(a.target, '1MF'), 'a.cbf')), 'nothing left in staging');
+    assert.equal(loop.stats.files, 2);
+    assert.equal(loop.stats.lastError, '', 'cleared once the file is in place');
+  });
+
+  it('puts files completed before a shift change in the old shift and later ones in the new, waiting for what the transport still owes (F6)', async () => {
+    const events: string[] = [];
+    const handover = new FakeHandover(events);
+    const t = new FakeTransport(events);
+    // Real pauses, and a flag saying the loop is in one: a file pushed then is taken by no run already under way.
+    let pausing = false;
+    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), recordingLog().log, {
+      sleep: async (ms, signal) => { pausing = true; await sleep(ms, signal); pausing = false; },
+    });
+    const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, recordingLog().log);
+    // Files that "settle" one per run: the drain must run until none is left from before the change.
+    let owed: string[] = [];
+    t.pendingSince = () => owed.length > 0;
+    t.duringRun = () => { t.incoming.push(...owed.splice(0, 1)); };
+    const stop = new AbortController();
+    const running = loop.run(stop.signal);
+    const a = assignment({ minpause: 2 });
+    const [first, second, third] = [shift([a]), shift([a]), shift([a])];
+    await shifts.begin(first);
+    await until('a pause in the first shift', () => t.runs > 0 && pausing);
+    t.incoming.push('before.cbf');
+    await shifts.begin(second);
+    await until('a pause in the second shift', () => pausing);
+    owed = ['late1.cbf', 'late2.cbf', 'late3.cbf'];
+    await shifts.begin(third);
+    t.incoming.push('after.cbf');
+    await until('the file after the change', () => handover.delivered_.some((d) => d.paths.some((p) => p.endsWith('after.cbf'))));
+    stop.abort();
+    await running;
+    const shiftOf = (rel: string): bigint | undefined => handover.delivered_.find((d) => d.paths.some((p) => p.endsWith(`/${rel}`)))?.usertime;
+    assert.equal(shiftOf('before.cbf'), first.usertime, 'before.cbf in the shift it was written in');
+    for (const rel of ['late1.cbf', 'late2.cbf', 'late3.cbf']) assert.equal(shiftOf(rel), second.usertime, `${rel} waited for in its shift`);
+    assert.equal(shiftOf('after.cbf'), third.usertime, 'after.cbf in the new shift');
+    assert.ok(handover.delivered_.find((d) => d.usertime === third.usertime)!.paths[0]!.includes(`/${third.usrdir}/`));
+    assert.ok(events.indexOf(`shift ${third.usertime}`) < events.indexOf(`delivered ${third.usertime} 1`), 'the new shift announced first');
+  });
+
+  it('never runs two detectors at once through a gate of one, and does without one (F8)', async () => {
+    for (const limit of [1, Infinity]) {
+      const active = { now: 0, most: 0 };
+      const gate = new TransferGate(limit);
+      const stop = new AbortController();
+      const loops = ['1MF', '2MF'].map((id) => {
+        const t = new FakeTransport([], active);
+        // Each run takes a few ms, so that two loops without a gate overlap.
+        t.duringRun = () => new Promise((r) => setTimeout(r, 5));
+        return { t, loop: new DetectorLoop(id, t, new FakeHandover([]), gate, recordingLog().log), a: assignment({ minpause: 0 }, id) };
+      });
+      const running = loops.map(({ loop }) => loop.run(stop.signal));
+      const s = shift(loops.map(({ a }) => a));
+      for (const { loop, a } of loops) {
+        loop.assign(s, a);
+        loop.release();
+      }
+      await until('five runs of each', () => loops.every(({ t }) => t.runs >= 5));
+      stop.abort();
+      await Promise.all(running);
+      if (limit === 1) assert.equal(active.most, 1, 'one transfer at a time without a license');
+      else assert.equal(active.most, 2, 'licensed: both at once (this test can see an overlap)');
+    }
+  });
+});
