@@ -4,7 +4,10 @@ import { validSchedule } from './shift-schedule.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
 
+export type TransportName = 'rsync' | 'agent';
+
 export interface DetectorConfig {
+  transport: TransportName;
   remoteIP: string;
   port: number;
   module: string;
@@ -44,13 +47,14 @@ const detectorSchema = {
   additionalProperties: false,
   required: ['remoteIP', 'target'],
   properties: {
-    remoteIP: { type: 'string', minLength: 1, description: 'detector server address (rsync daemon host)' },
-    port: { type: 'integer', minimum: 1, maximum: 65535, default: 49371, description: 'rsync daemon port' },
-    module: { type: 'string', pattern: Pattern.word, default: 'ramdisk', description: 'rsync module serving /ramdisk' },
+    transport: { type: 'string', enum: ['rsync', 'agent'], default: 'rsync', description: "how files leave the detector server: 'agent' = furka-agent streams each file once the kernel says it is complete; 'rsync' = pull from the stock rsync daemon" },
+    remoteIP: { type: 'string', minLength: 1, description: 'detector server address' },
+    port: { type: 'integer', minimum: 1, maximum: 65535, description: 'port of the furka-agent (default 49372) or of the rsync daemon (default 49371)' },
+    module: { type: 'string', pattern: Pattern.word, default: 'ramdisk', description: 'rsync module serving /ramdisk (rsync transport)' },
     source: { type: 'string', pattern: Pattern.noParent, default: '/', description: "directory below the module to pull from; no '..'" },
     target: { type: 'string', pattern: Pattern.absoluteBelow, description: "absolute PPU directory to write to, no '..'; may contain ./" },
     // Every ms or s key has a maximum: Node's timers take at most 2^31-1 ms and fire after 1 ms beyond that.
-    minpause: { type: 'integer', minimum: 0, maximum: 3600000, default: 10, description: 'ms between two runs' },
+    minpause: { type: 'integer', minimum: 0, maximum: 3600000, description: 'ms between two runs (default 10 over rsync, 0 with the agent, which runs only when a file was announced)' },
     interrun_pause: { type: 'integer', minimum: 0, maximum: 3600000, default: 0, description: 'extra ms after a run that moved files' },
     remove_source: { type: 'boolean', default: true, description: 'remove copied files from the detector ramdisk' },
     settle_ms: { type: 'integer', minimum: 0, maximum: 3600000, description: 'take a file only once it has not changed for this long (a writer that pauses mid-file); default 2000 with remove_source, 0 (off) without; 0 is safe only for writers that rename into place' },
@@ -87,11 +91,27 @@ export const furkadSchema = {
  */
 export const DEFAULT_SETTLE_MS = 2000;
 
+/** Ports of the two detector-side servers when `port` is not set (SPEC F1, A1). */
+const DEFAULT_PORT: Record<TransportName, number> = { rsync: 49371, agent: 49372 };
+const DEFAULT_MINPAUSE: Record<TransportName, number> = { rsync: 10, agent: 0 };
+
 const validate = compileSchema<FurkadConfig>(furkadSchema as unknown as Record<string, unknown>);
 
-/** What the schema cannot say: settle_ms's default depends on remove_source; the schedule must be a cron expression. */
+/** What the schema cannot say: defaults that depend on the transport and remove_source; the schedule must be a cron expression. */
 export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadConfig {
   for (const [id, d] of Object.entries(config.detector)) {
+    const given = (key: keyof DetectorConfig): boolean => (d[key] as unknown) !== undefined;
+    if (d.transport === 'agent') {
+      // The agent learns completeness from the kernel and deletes on acknowledgement: nothing to settle,
+      // nothing to exclude here (the agent has its own exclude), and a source always goes once placed.
+      const problems = (['settle_ms', 'exclude', 'module'] as const).filter((k) => given(k) && !(k === 'module' && d.module === 'ramdisk') && !(k === 'exclude' && d.exclude === ''))
+        .map((k) => `section [detector.${id}], key '${k}': is for transport = rsync; with transport = agent ${k === 'exclude' ? "set 'exclude' in the agent's furka-agent.conf" : 'leave it out'}`);
+      if (!d.remove_source) problems.push(`section [detector.${id}], key 'remove_source': transport = agent always removes a source once placed (the agent deletes it on acknowledgement); leave it out or use transport = rsync`);
+      if (problems.length) throw new ConfigError(file, problems);
+      d.settle_ms = 0;
+    }
+    d.port ??= DEFAULT_PORT[d.transport];
+    d.minpause ??= DEFAULT_MINPAUSE[d.transport];
     // Without remove_source nothing is removed from under a writer, so nothing waits to settle.
     if ((d.settle_ms as number | undefined) === undefined) d.settle_ms = d.remove_source ? DEFAULT_SETTLE_MS : 0;
     if (d.settle_ms > 0 && !d.remove_source) {

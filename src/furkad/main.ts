@@ -11,6 +11,9 @@ import { FURKA_METHODS, FurkaInterface } from '../dbus/furka-interface.js';
 import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
 import { RsyncTransport } from './rsync-transport.js';
+import { AgentTransport } from './agent-transport.js';
+import { AgentPlaced } from './agent-placed.js';
+import type { Transport } from './transport.js';
 import { Handover } from './handover.js';
 import { isPlacedFile, Outbox } from './outbox.js';
 import { ShiftManager } from './shift-manager.js';
@@ -55,9 +58,11 @@ async function main(): Promise<number> {
   else log.warn({ license: license.reason }, 'no valid license: single-thread mode, one transfer at a time');
   const licenseNote = license.valid ? '' : `; single-thread mode: ${license.reason}`;
   const gate = new TransferGate(license.valid ? Infinity : 1);
-  // Every detector is pulled over rsync for now; the transport is the only part that knows how (F1).
-  const loops = new Map(Object.keys(config.detector).map((id) => {
-    const transport = new RsyncTransport(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, log);
+  // Each detector's transport is the only part that knows how its files leave the detector server (F1, A3).
+  const agentPlaced = AgentPlaced.open(config.state_dir);
+  const loops = new Map(Object.entries(config.detector).map(([id, d]) => {
+    const transport: Transport = d.transport === 'agent' ? new AgentTransport(id, agentPlaced, log)
+      : new RsyncTransport(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, log);
     return [id, new DetectorLoop(id, transport, handover, gate, log)];
   }));
   const shifts = new ShiftManager(config, loops, handover, log);
@@ -107,6 +112,7 @@ async function main(): Promise<number> {
   stop.abort();
   await Promise.all(running);
   outbox.close();
+  agentPlaced.close();
   bus.disconnect();
   log.info('stopped');
   return 0;

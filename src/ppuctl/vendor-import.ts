@@ -132,7 +132,8 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
   const ini = [
     `# ${kind}.conf converted by 'ppuctl config import' from ${file}`,
     ...kv(top),
-    ...[...sections].flatMap(([id, keys]) => ['', `[${spec.section}.${id}]`, ...kv(keys)]),
+    // The vendor's detector servers run the stock rsync daemon, not furka-agent.
+    ...[...sections].flatMap(([id, keys]) => ['', `[${spec.section}.${id}]`, ...(kind === 'furkad' ? ['transport = rsync'] : []), ...kv(keys)]),
     ...(unconverted.length ? ['', ...unconverted] : []),
   ].join('\n') + '\n';
 

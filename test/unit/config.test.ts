@@ -85,6 +85,20 @@ describe('furkad.conf schema (S3)', () => {
        'source is removed), got settle_ms = 500 with remove_source = no']);
   });
 
+  it('takes transport = agent with its own defaults (port 49372, minpause 0, nothing to settle) and refuses rsync-only keys by name (A1, A3)', () => {
+    const agent = furkad(`${DET}transport = agent\n`).detector['1MF']!;
+    assert.deepEqual([agent.transport, agent.port, agent.minpause, agent.settle_ms, agent.remove_source], ['agent', 49372, 0, 0, true]);
+    const rsync = furkad(DET).detector['1MF']!;
+    assert.deepEqual([rsync.transport, rsync.port, rsync.minpause, rsync.settle_ms], ['rsync', 49371, 10, 2000]);
+    assert.equal(furkad(`${DET}transport = agent\nport = 5000\nminpause = 3\n`).detector['1MF']!.port, 5000);
+    assert.deepEqual(problems(() => furkad(`${DET}transport = agent\nsettle_ms = 100\nexclude = .*.tmp\nremove_source = no\n`)), [
+      "section [detector.1MF], key 'settle_ms': is for transport = rsync; with transport = agent leave it out",
+      "section [detector.1MF], key 'exclude': is for transport = rsync; with transport = agent set 'exclude' in the agent's furka-agent.conf",
+      "section [detector.1MF], key 'remove_source': transport = agent always removes a source once placed (the agent deletes it on acknowledgement); leave it out or use transport = rsync",
+    ]);
+    assert.match(problems(() => furkad(`${DET}transport = ftp\n`))[0]!, /key 'transport': must be one of rsync, agent, got 'ftp'/);
+  });
+
   it("refuses '..' in a detector's target and source, which would leave the configured trees", () => {
     assert.deepEqual(problems(() => furkad('[detector.1MF]\nremoteIP = h\ntarget = /ramdisk/../etc/./x\nsource = run/../../other\n')), [
       "section [detector.1MF], key 'source': must be a path without '..', got 'run/../../other'",

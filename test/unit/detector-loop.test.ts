@@ -70,7 +70,7 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     const target = `${root}/./${id.toLowerCase()}`;
     return {
       id, source: '/', target,
-      config: { remoteIP: '127.0.0.1', port: 1, module: 'ramdisk', source: '/', target, minpause: settings.minpause ?? 5,
+      config: { transport: 'rsync', remoteIP: '127.0.0.1', port: 1, module: 'ramdisk', source: '/', target, minpause: settings.minpause ?? 5,
         interrun_pause: settings.interrun_pause ?? 0, remove_source: true, settle_ms: 0, exclude: '' },
     };
   }

@@ -24,6 +24,7 @@ describe('vendor config import (S3)', () => {
     assert.deepEqual(Object.keys(c.detector), ['1MF', '2MF', '3MF']);
     assert.deepEqual(c.detector['2MF'], { ...c.detector['2MF'], remoteIP: '10.10.10.12', source: '/', target: '/ramdisk/./2mf', minpause: 20, interrun_pause: 5 });
     assert.equal(c.detector['3MF']!.source, '/images');
+    assert.ok(Object.values(c.detector).every((d) => d.transport === 'rsync'), "the vendor's detector servers have the stock rsync daemon");
   });
 
   it('converts a grimsel_dectris.conf with three storages, booleans and types normalised', () => {

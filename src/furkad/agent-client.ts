@@ -1,0 +1,239 @@
+// furkad's end of one furka-agent connection (docs/agent-protocol.md): the announcements of complete files,
+// fetching one into staging, acknowledging placed ones (SPEC A3, A4). No policy here: the agent transport
+// decides what to fetch when, and what a failure means.
+import * as http2 from 'node:http2';
+import * as net from 'node:net';
+import { createWriteStream } from 'node:fs';
+import { unlink } from 'node:fs/promises';
+import { EventEmitter } from 'node:events';
+
+/** A complete file the agent announced: `path` is relative to the detector's source directory. */
+export interface Announced {
+  id: string;
+  path: string;
+  size: number;
+  mtimeNs: bigint;
+  mode: number;
+}
+
+/** What a fetch brought: `unchanged` is the agent's word that the bytes sent are the announced file's. */
+export interface Fetched {
+  bytes: number;
+  unchanged: boolean;
+}
+
+/** An answer the agent gives that is not a transport failure: the file is gone or changed (404, 410). */
+export class FileGone extends Error {}
+
+/** How long a request may go unanswered, and how often the connection is checked while idle. */
+const REQUEST_TIMEOUT_MS = 30_000;
+const PING_EVERY_MS = 5_000;
+/**
+ * Flow-control windows: HTTP/2's default 64 KiB per stream would hold a 6 MB image to a trickle of round
+ * trips. Large windows let several files stream at full speed on the one connection.
+ */
+const STREAM_WINDOW = 16 << 20;
+const SESSION_WINDOW = 64 << 20;
+
+export interface AgentClientEvents {
+  file: (f: Announced) => void;
+  refused: (path: string, reason: string) => void;
+  synced: () => void;
+  /** The connection or the events stream ended: nothing more is announced until reconnect(). */
+  down: (why: string) => void;
+}
+
+export class AgentClient extends EventEmitter {
+  #session: http2.ClientHttp2Session | undefined;
+  #ping: NodeJS.Timeout | undefined;
+  #isDown = true;
+
+  constructor(readonly url: string, readonly source: string) {
+    super();
+  }
+
+  override on<E extends keyof AgentClientEvents>(event: E, listener: AgentClientEvents[E]): this {
+    return super.on(event, listener);
+  }
+
+  get connected(): boolean {
+    return !this.#isDown;
+  }
+
+  /** Opens the connection and the events stream; resolves once the agent said hello, rejects if it did not. */
+  connect(): Promise<void> {
+    this.close();
+    return new Promise((resolve, reject) => {
+      let settled = false;
+      // Connected, then closed before the agent said hello: the agent refused this PPU (A1).
+      let tcp = false;
+      const fail = (why: string): void => {
+        if (!settled) {
+          settled = true;
+          reject(new Error(tcp ? `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?` : why));
+        }
+        this.#down(why);
+      };
+      // TCP_NODELAY: a small announcement or acknowledgement must not wait for Nagle's timer.
+      const { hostname, port } = new URL(this.url);
+      const session = http2.connect(this.url, {
+        settings: { initialWindowSize: STREAM_WINDOW },
+        createConnection: () => net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port), noDelay: true }),
+      });
+      this.#session = session;
+      session.on('error', (e: Error) => fail(`connection to the agent at ${this.url} failed: ${e.message}`));
+      session.on('close', () => fail(`the agent at ${this.url} closed the connection`));
+      session.on('goaway', () => fail(`the agent at ${this.url} is going away`));
+      session.on('connect', () => {
+        tcp = true;
+        session.setLocalWindowSize(SESSION_WINDOW);
+      });
+      const timer = setTimeout(() => { fail(`no answer from the agent at ${this.url} within ${REQUEST_TIMEOUT_MS} ms`); session.destroy(); }, REQUEST_TIMEOUT_MS);
+      const events = session.request({ ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}` });
+      events.setEncoding('utf8');
+      let buffered = '';
+      events.on('response', (headers) => {
+        const status = headers[':status'];
+        if (status !== 200) {
+          clearTimeout(timer);
+          fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${status}`);
+          session.destroy();
+        }
+      });
+      events.on('data', (chunk: string) => {
+        buffered += chunk;
+        for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          if (line.trim() === '') continue;
+          let ev: Record<string, unknown>;
+          try {
+            ev = JSON.parse(line) as Record<string, unknown>;
+          } catch {
+            fail(`the agent at ${this.url} sent a line that is not JSON: ${line.slice(0, 200)}`);
+            session.destroy();
+            return;
+          }
+          if (ev['t'] === 'hello') {
+            clearTimeout(timer);
+            settled = true;
+            this.#isDown = false;
+            this.#startPings(session);
+            resolve();
+          } else if (ev['t'] === 'file') {
+            this.emit('file', {
+              id: String(ev['id']), path: String(ev['path']), size: Number(ev['size']),
+              mtimeNs: BigInt(String(ev['mtime_ns'])), mode: Number(ev['mode']),
+            } satisfies Announced);
+          } else if (ev['t'] === 'refused') {
+            this.emit('refused', String(ev['path']), String(ev['reason']));
+          } else if (ev['t'] === 'synced') {
+            this.emit('synced');
+          }
+        }
+      });
+      events.on('end', () => fail(`the agent at ${this.url} ended the events stream`));
+      events.on('error', (e: Error) => fail(`events stream from ${this.url}: ${e.message}`));
+    });
+  }
+
+  /** Streams the file `id` into `dest` (created, must not exist). A file the agent no longer has throws FileGone. */
+  fetch(id: string, dest: string): Promise<Fetched> {
+    const session = this.#session;
+    if (!session || this.#isDown) return Promise.reject(new Error(`not connected to the agent at ${this.url}`));
+    return new Promise<Fetched>((resolve, reject) => {
+      const req = session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}` });
+      req.setTimeout(REQUEST_TIMEOUT_MS, () => req.close(http2.constants.NGHTTP2_CANCEL));
+      let bytes = 0;
+      let unchanged = false;
+      let failed: Error | undefined;
+      const out = createWriteStream(dest, { flags: 'wx', mode: 0o600 });
+      const finish = (e?: Error): void => {
+        failed ??= e;
+        if (failed) {
+          out.destroy();
+          void unlink(dest).catch(() => undefined).then(() => reject(failed));
+        }
+      };
+      req.on('response', (headers) => {
+        const status = Number(headers[':status']);
+        if (status === 404 || status === 410) finish(new FileGone(`the agent no longer has ${id} (HTTP ${status})`));
+        else if (status !== 200) finish(new Error(`the agent answered HTTP ${status} for ${id}`));
+      });
+      req.on('trailers', (trailers) => { unchanged = trailers['x-furka-unchanged'] === '1'; });
+      req.on('data', (b: Buffer) => { bytes += b.length; });
+      req.on('error', (e: Error) => finish(e));
+      req.on('close', () => {
+        if (req.rstCode && req.rstCode !== http2.constants.NGHTTP2_NO_ERROR) finish(new Error(`fetching ${id} was cut off (code ${req.rstCode})`));
+      });
+      out.on('error', (e: Error) => finish(e));
+      out.on('finish', () => {
+        if (!failed) resolve({ bytes, unchanged });
+      });
+      req.pipe(out);
+    });
+  }
+
+  /** Acknowledges placed files: the agent deletes each source still unchanged. Returns the ids it deleted. */
+  ack(ids: string[]): Promise<{ deleted: string[]; kept: Array<{ id: string; reason: string }> }> {
+    const session = this.#session;
+    if (!session || this.#isDown) return Promise.reject(new Error(`not connected to the agent at ${this.url}`));
+    return new Promise((resolve, reject) => {
+      const req = session.request({ ':method': 'POST', ':path': '/v1/ack', 'content-type': 'application/json' });
+      req.setTimeout(REQUEST_TIMEOUT_MS, () => req.close(http2.constants.NGHTTP2_CANCEL));
+      let status = 0;
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('response', (h) => { status = Number(h[':status']); });
+      req.on('data', (s: string) => { body += s; });
+      req.on('error', reject);
+      req.on('end', () => {
+        if (status !== 200) return reject(new Error(`the agent answered HTTP ${status} to an acknowledgement: ${body.slice(0, 200)}`));
+        try {
+          resolve(JSON.parse(body) as { deleted: string[]; kept: Array<{ id: string; reason: string }> });
+        } catch {
+          reject(new Error(`the agent's answer to an acknowledgement is not JSON: ${body.slice(0, 200)}`));
+        }
+      });
+      req.end(JSON.stringify({ ids }));
+    });
+  }
+
+  close(): void {
+    if (this.#ping) clearInterval(this.#ping);
+    this.#ping = undefined;
+    const s = this.#session;
+    this.#session = undefined;
+    this.#isDown = true;
+    s?.destroy();
+  }
+
+  /** A connection that stops answering pings is a dead one, even if TCP has not noticed. */
+  #startPings(session: http2.ClientHttp2Session): void {
+    let unanswered = false;
+    this.#ping = setInterval(() => {
+      if (unanswered) {
+        this.#down(`the agent at ${this.url} stopped answering (no ping reply within ${PING_EVERY_MS} ms)`);
+        session.destroy();
+        return;
+      }
+      unanswered = session.ping((err) => {
+        unanswered = false;
+        if (err) {
+          this.#down(`the agent at ${this.url} stopped answering: ${err.message}`);
+          session.destroy();
+        }
+      });
+    }, PING_EVERY_MS);
+    this.#ping.unref();
+  }
+
+  /** Marks the connection down; says so once, and only if it had been up. */
+  #down(why: string): void {
+    const wasUp = !this.#isDown;
+    this.#isDown = true;
+    if (this.#ping) clearInterval(this.#ping);
+    this.#ping = undefined;
+    if (wasUp) this.emit('down', why);
+  }
+}

@@ -1,0 +1,178 @@
+// The agent transport: files the detector's furka-agent announces as complete (the kernel said so) are fetched
+// over one HTTP/2 connection into staging, placed by the loop, and acknowledged so the agent deletes their
+// sources (SPEC A2–A5, docs/agent-protocol.md). No polling: a run starts when something was announced.
+import { chown, mkdir, readdir, rm, unlink, utimes, chmod } from 'node:fs/promises';
+import * as path from 'node:path';
+import { AgentClient, FileGone, type Announced } from './agent-client.js';
+import type { AgentPlaced } from './agent-placed.js';
+import type { Logger } from '../common/logger.js';
+import type { Assignment } from './shift.js';
+import type { RunContext, RunOutcome, Transport } from './transport.js';
+
+/** Files fetched at once on the one connection: enough to keep it busy, few enough to place promptly. */
+const IN_FLIGHT = 8;
+
+/** An announcement waiting to be taken, and when furkad learned of it (A5: that decides its shift). */
+interface Waiting extends Announced {
+  learnedAt: number;
+}
+
+export class AgentTransport implements Transport {
+  #client: AgentClient | undefined;
+  /** Announced, not yet taken, by path: a newer announcement of the same path replaces an older one. */
+  #waiting = new Map<string, Waiting>();
+  /** Placed files' ids by path, until their acknowledgement is sent (afterPlaced). */
+  #placedIds = new Map<string, string>();
+  #wake: (() => void) | undefined;
+  #lastDown = '';
+  #connecting: Promise<void> | undefined;
+
+  constructor(
+    readonly id: string,
+    private readonly placedStore: AgentPlaced,
+    private readonly log: Logger,
+  ) {}
+
+  async prepare(): Promise<void> {
+    // Connecting is the first run's business: an agent that is away is an outage with back-off, not a crash.
+  }
+
+  /** Resolves once something was announced, the connection went down (the next run reconnects) or `signal` aborts. */
+  waitForWork(signal: AbortSignal): Promise<void> {
+    if (this.#waiting.size > 0 || !this.#client?.connected) return Promise.resolve();
+    return new Promise((resolve) => {
+      const done = (): void => {
+        signal.removeEventListener('abort', done);
+        this.#wake = undefined;
+        resolve();
+      };
+      this.#wake = done;
+      signal.addEventListener('abort', done, { once: true });
+    });
+  }
+
+  pendingSince(since: number): boolean {
+    for (const w of this.#waiting.values()) if (w.learnedAt <= since) return true;
+    return false;
+  }
+
+  async run(ctx: RunContext): Promise<RunOutcome> {
+    const a = ctx.assignment;
+    try {
+      await this.#connected(a);
+    } catch (e) {
+      return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0 };
+    }
+    // A5: what was announced before this run started belongs to the shift of this run.
+    const started = performance.now();
+    const batch = [...this.#waiting.values()].filter((w) => w.learnedAt <= started);
+    for (const w of batch) this.#waiting.delete(w.path);
+    const again = batch.filter((w) => this.placedStore.has(this.id, w.id));
+    // Placed before a crash or a lost connection, acknowledgement unanswered: acknowledge, never place twice (A4).
+    if (again.length) void this.#ack(again.map((w) => w.id));
+    let transferred = 0;
+    let bytes = 0;
+    let failure: Error | undefined;
+    const queue = batch.filter((w) => !this.placedStore.has(this.id, w.id));
+    const worker = async (): Promise<void> => {
+      for (let w = queue.shift(); w && !failure && !ctx.signal.aborted; w = queue.shift()) {
+        try {
+          if (await this.#fetchOne(ctx, w)) {
+            transferred++;
+            bytes += w.size;
+            // Known before complete() returns: the loop calls afterPlaced from inside it.
+            this.#placedIds.set(w.path, w.id);
+            const placed = await ctx.complete([w.path]);
+            if (!placed.placed.includes(w.path)) this.#placedIds.delete(w.path);
+          }
+        } catch (e) {
+          failure ??= e as Error;
+          // Not taken: announced again when the agent is reached again.
+        }
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, worker));
+    if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes };
+    return { verdict: 'ok', message: '', transferred, bytes };
+  }
+
+  /** Placed and noted for grimseld: only now may the agent delete their sources (A4). */
+  afterPlaced(rels: string[]): void {
+    const ids = rels.map((r) => this.#placedIds.get(r)).filter((id): id is string => id !== undefined);
+    rels.forEach((r) => this.#placedIds.delete(r));
+    if (ids.length === 0) return;
+    this.placedStore.placed(this.id, ids);
+    void this.#ack(ids);
+  }
+
+  /** Staging of the agent transport holds only fetches cut short: their sources are still there, announced again. */
+  async adoptLeftovers(ctx: RunContext): Promise<void> {
+    for (const e of await readdir(ctx.staging).catch(() => [])) await rm(path.join(ctx.staging, e), { recursive: true, force: true });
+  }
+
+  async close(): Promise<void> {
+    this.#client?.close();
+    this.#client = undefined;
+  }
+
+  /** Connects (or reconnects) for the assignment's source; the agent then announces every file it has. */
+  async #connected(a: Assignment): Promise<void> {
+    const url = `http://${a.config.remoteIP.includes(':') ? `[${a.config.remoteIP}]` : a.config.remoteIP}:${a.config.port}`;
+    if (this.#client?.connected && this.#client.url === url && this.#client.source === a.source) return;
+    this.#connecting ??= (async () => {
+      this.#client?.close();
+      this.#waiting.clear();
+      const client = new AgentClient(url, a.source);
+      client.on('file', (f) => {
+        this.#waiting.set(f.path, { ...f, learnedAt: performance.now() });
+        this.#wake?.();
+      });
+      client.on('refused', (p, reason) => this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector'));
+      client.on('down', (why) => {
+        if (why !== this.#lastDown) this.log.warn({ detector: this.id, why }, 'connection to the agent lost; reconnecting');
+        this.#lastDown = why;
+        this.#wake?.();
+      });
+      this.#client = client;
+      await client.connect();
+      this.#lastDown = '';
+    })().finally(() => { this.#connecting = undefined; });
+    await this.#connecting;
+  }
+
+  /** Fetches one announced file into staging with the shift's owner and the source's mtime; false if it is not to be placed. */
+  async #fetchOne(ctx: RunContext, w: Waiting): Promise<boolean> {
+    const staged = path.join(ctx.staging, w.path);
+    await mkdir(path.dirname(staged), { recursive: true, mode: 0o700 });
+    await unlink(staged).catch(() => undefined);
+    let got;
+    try {
+      got = await this.#client!.fetch(w.id, staged);
+    } catch (e) {
+      if (e instanceof FileGone) return false; // changed or gone: a changed file is announced again when complete
+      throw e;
+    }
+    if (!got.unchanged || got.bytes !== w.size) {
+      // It changed while it was sent (F2): not this file. The agent announces it again once complete.
+      await unlink(staged).catch(() => undefined);
+      return false;
+    }
+    // As rsync without --perms gives a new file: the source's bits less the umask's, never set-id (F3).
+    await chmod(staged, w.mode & 0o755);
+    await chown(staged, ctx.shift.uid, ctx.shift.gid);
+    const seconds = Number(w.mtimeNs / 1000n) / 1e6;
+    await utimes(staged, seconds, seconds);
+    return true;
+  }
+
+  async #ack(ids: string[]): Promise<void> {
+    try {
+      const answer = await this.#client!.ack(ids);
+      this.placedStore.settled(this.id, [...answer.deleted, ...answer.kept.map((k) => k.id)]);
+      for (const k of answer.kept) if (k.reason !== 'gone') this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, 'the agent kept a placed file (it changed after it was sent); it is announced again');
+    } catch (e) {
+      // Kept in the placed store: acknowledged again when the agent announces it after reconnecting.
+      this.log.warn({ detector: this.id, err: (e as Error).message, files: ids.length }, 'acknowledgement to the agent failed; it is repeated after reconnecting');
+    }
+  }
+}

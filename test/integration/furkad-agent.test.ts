@@ -1,0 +1,127 @@
+// furkad over furka-agent (transport = agent): files arrive once, whole, the moment their writers finish them,
+// whatever the writer's pattern; nothing is lost or left behind when the agent or furkad is killed (A2–A5).
+import { strict as assert } from 'node:assert';
+import { existsSync, readFileSync, statSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles, sha256File, sizesWhile, writeImage, type WrittenFile } from '../fixtures/files.js';
+import { markFixture, startProcess } from '../fixtures/processes.js';
+
+const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/** A writer in place (no temp name): `pieces` x 64 KiB with `pauseMs` between them; exits 3 if its file was removed from under it. */
+function inPlaceWriter(file: string, pieces: number, pauseMs: number) {
+  return startProcess(process.execPath, ['-e', `
+    const fs = require('fs'); const path = require('path'); fs.mkdirSync(path.dirname(process.argv[1]), { recursive: true });
+    const fd = fs.openSync(process.argv[1], 'w'); const b = Buffer.alloc(65536, 7);
+    const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+    for (let i = 0; i < ${pieces}; i++) { if (i > 0) sleep(${pauseMs}); fs.writeSync(fd, b); }
+    const unlinked = fs.fstatSync(fd).nlink === 0;
+    fs.closeSync(fd);
+    if (unlinked) { console.error('removed from under its writer'); process.exit(3); }`, file]);
+}
+
+describe('furkad over furka-agent (A2–A5)', function () {
+  this.timeout(300_000);
+  let ppu: Ppu;
+  before(async () => {
+    ppu = await new Ppu({ prefix: 'ppu-agent', transport: 'agent' }).start();
+  });
+  after(async () => ppu?.stop());
+
+  const usr = (uid: number, gid: number) => path.join(ppu.ppuRamdisk, '1mf', `${uid}_${gid}`);
+  const stored = (uid: number, gid: number) => path.join(ppu.storageRoot, 'internal', '1mf', `${uid}_${gid}`);
+
+  it('delivers an in-place writer\'s file once, whole, after its close, and renaming writers\' files under their final names only', async () => {
+    await ppu.startShift(610, 611);
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const dest = path.join(usr(610, 611), 'inplace', 'slow.cbf');
+    const writer = inPlaceWriter(path.join(detector, 'inplace', 'slow.cbf'), 40, 50);
+    markFixture(writer);
+    const renamed: WrittenFile[] = [];
+    for (let i = 0; i < 20; i++) {
+      renamed.push(writeImage(detector, `renamed/new/img_${String(i).padStart(3, '0')}.cbf`, 100_000));
+      await pause(10);
+    }
+    const observed = await sizesWhile(dest, writer.exited);
+    assert.equal(await writer.exited, 0, writer.output());
+    assert.deepEqual(observed, [], 'nothing under the final name while the writer was at work');
+    await eventually(() => existsSync(dest), 20_000, 'the in-place file on the PPU');
+    assert.equal(sha256File(readFileSync(dest)), sha256File(Buffer.alloc(40 * 65536, 7)), 'all 40 pieces');
+    assert.equal(statSync(dest).uid, 610, 'owned by the shift (F3)');
+    await eventually(() => renamed.every((f) => existsSync(path.join(usr(610, 611), f.rel))), 20_000, 'the renamed files');
+    for (const f of renamed) {
+      const placed = path.join(usr(610, 611), f.rel);
+      assert.equal(sha256File(readFileSync(placed)), f.sha256, f.rel);
+      assert.equal(Math.round(statSync(placed).mtimeMs), Math.round(f.mtimeMs), `${f.rel}: the source's mtime (F3)`);
+    }
+    assert.deepEqual(listFiles(usr(610, 611)).filter((f) => path.basename(f).startsWith('.')), [], 'never a temp name on the PPU');
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 610 && r[5] === 21n && r[4] === 0n), 30_000, 'grimseld to copy all 21 once');
+    await eventually(() => listFiles(detector).length === 0, 10_000, 'every source deleted by the agent once placed');
+  });
+
+  it('loses, duplicates and leaves behind nothing when the agent and furkad are killed at random moments', async () => {
+    await ppu.startShift(620, 621);
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const written: WrittenFile[] = [];
+    let writing = true;
+    const writer = (async () => {
+      for (let i = 0; i < 200; i++) {
+        written.push(writeImage(detector, `chaos/d${i % 4}/img_${String(i).padStart(5, '0')}.cbf`, 20_000 + ((i * 7919) % 200_000)));
+        await pause(15);
+      }
+      writing = false;
+    })();
+    let kills = 0;
+    while (kills < 8 || writing) {
+      await pause(150 + Math.random() * 350);
+      if (kills % 2 === 0) {
+        await ppu.killAgent('1MF');
+        await ppu.startAgent('1MF');
+      } else {
+        await ppu.killFurkad();
+        await ppu.startFurkad();
+      }
+      kills++;
+    }
+    await writer;
+    // furkad restarts in its configured default shift: find each file wherever it landed.
+    const copies = () => listFiles(path.join(ppu.storageRoot, 'internal', '1mf'));
+    await eventually(() => written.every((f) => copies().some((c) => c.endsWith(`/${f.rel}`))), 120_000, 'every image on the internal storage');
+    for (const f of written) {
+      const found = copies().filter((c) => c.endsWith(`/${f.rel}`));
+      assert.equal(found.length, 1, `${f.rel} stored once (${found.join(', ')})`);
+      assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'internal', '1mf', found[0]!))), f.sha256, `${f.rel} complete`);
+    }
+    await eventually(() => listFiles(detector).length === 0, 20_000, 'the detector drained');
+    assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging')), [], 'nothing left in staging');
+    assert.deepEqual(copies().filter((c) => path.basename(c).startsWith('.')), [], 'no temp file on the storage');
+    await eventually(async () => (await ppu.queryStatus(-1)).every((r) => r[4] === 0n), 60_000, 'nothing pending');
+  });
+
+  it('shows an agent that refuses furkad as such, and takes nothing while refused', async () => {
+    await ppu.killAgent('1MF');
+    const agent = ppu.agents['1MF']!;
+    // Restarted with an allow list that does not include this PPU.
+    const { writeFileSync, readFileSync: read } = await import('node:fs');
+    writeFileSync(agent.config, read(agent.config, 'utf8').replace(/^allow = .*$/m, 'allow = 10.9.8.7'));
+    const { startProcess: start } = await import('../fixtures/processes.js');
+    const { launchOf } = await import('../fixtures/ppu.js');
+    const { AGENT_BIN } = await import('../fixtures/agent.js');
+    const launch = launchOf(AGENT_BIN);
+    const refusing = start(process.execPath, [...launch.args, '--config', agent.config], { env: { ...process.env, ...launch.env } });
+    try {
+      const f = writeImage(ppu.detectorRamdisks['1MF']!, 'refused/kept.cbf', 10_000);
+      let rows: Array<[string, string, string]> = [];
+      await eventually(async () => {
+        rows = await ppu.furkaProperty<Array<[string, string, string]>>('Detectors');
+        return rows.some((r) => r[0] === '1MF' && r[1] === 'retrying' && /allow/.test(r[2]));
+      }, 30_000, "furkad's Detectors to show the refusal").catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(rows, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`); });
+      assert.ok(existsSync(path.join(ppu.detectorRamdisks['1MF']!, f.rel)), 'the file stays on the detector');
+    } finally {
+      await refusing.stop();
+      await ppu.startAgent('1MF');
+    }
+    await eventually(() => listFiles(ppu.detectorRamdisks['1MF']!).length === 0, 30_000, 'taken once the agent lets furkad in again');
+  });
+});
