@@ -107,7 +107,7 @@ export class DetectorLoop {
   assign(shift: Shift, assignment: Assignment | undefined): void {
     this.#shift = shift;
     this.#assignment = assignment;
-    this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid);
+    this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid, this.log);
     this.#dirReady = false;
     this.stats.files = 0;
     this.stats.bytes = 0;
@@ -308,8 +308,7 @@ export class DetectorLoop {
     for (const rel of complete) {
       this.#heldBack.delete(rel);
       try {
-        await dir.place(path.join(staging, rel), rel);
-        placed.push(rel);
+        placed.push(await dir.place(path.join(staging, rel), rel)); // the name it got: rel, or rel.~N~ beside another file
         this.#unplaced.delete(rel);
       } catch (e) {
         // Its source is gone already: it stays in staging and every run tries again.
