@@ -3,8 +3,9 @@
 // (furkad) or on a storage (grimseld): both are kept, the later one under a numbered name, and it is said
 // (SPEC F2, G3, G5, G12).
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { callMethod } from '../../src/dbus/bus.js';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, sha256File, writeImage } from '../fixtures/files.js';
 
@@ -85,5 +86,20 @@ describe('a different file under a name already taken is kept beside it, never o
     assert.equal(shaOf(path.join(store, 'y_00000.img')), a.sha256, 'the first copy is not replaced');
     await eventually(async () => (await internalCounts())[0] === '0/2/0', 10_000, 'this shift: 2 copied');
     assert.match(ppu.furkad!.proc.output(), /same\/y_00000\.img\.~1~/, "furkad's log names the numbered name");
+  });
+
+  it("AddFile of two users' files with one replicated path, both pending at once: both copied, neither replaces the other (G3, G8)", async () => {
+    const grimsel = await ppu.grimsel();
+    const added = ['alice', 'bob'].map((user) => {
+      const file = path.join(ppu.work, user, 'shared', 'z.img');
+      mkdirSync(path.dirname(file), { recursive: true });
+      writeFileSync(file, `${user}'s z.img`);
+      return file;
+    });
+    await Promise.all(added.map((f) => callMethod(grimsel, 'AddFile', f.replace('/shared/', '/./shared/'))));
+    const copies = path.join(ppu.storageRoot, 'internal', 'shared');
+    await eventually(() => existsSync(path.join(copies, 'z.img')) && existsSync(path.join(copies, 'z.img.~1~')), 20_000, 'both copies');
+    const texts = ['z.img', 'z.img.~1~'].map((f) => readFileSync(path.join(copies, f), 'utf8')).sort();
+    assert.deepEqual(texts, ["alice's z.img", "bob's z.img"]);
   });
 });
