@@ -30,14 +30,16 @@ export class ShiftDir {
    */
   async place(staged: string, rel: string): Promise<string> {
     await this.#ensureBelow(this.root, path.dirname(rel));
-    const st = await lstat(staged);
+    let st: Stats | undefined; // read only when a name is taken: the usual placing is link + unlink (F9)
     for (const name of candidateNames(rel)) {
       const final = path.join(this.root, name);
       if (!(await this.#take(staged, final))) {
         const there = await lstat(final).catch(() => undefined);
         // Gone between the two calls (grimseld cleaned up an earlier shift's file): the name is free again.
         if (!there && await this.#take(staged, final)) return this.#placed(rel, name);
-        if (!there || !sameFile(there, st)) continue;
+        if (!there) continue;
+        st ??= await lstat(staged);
+        if (!sameFile(there, st)) continue;
         await unlink(staged).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
         return name;
       }

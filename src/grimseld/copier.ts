@@ -148,10 +148,11 @@ function write(job: CopyJob, base: string, opts: CopyOptions, progress: Progress
   // Missing directories are made one at a time, refusing links; an unsafe one makes this throw, naming it.
   if (dirState(base, dir) !== 'safe') makeDirsNoFollow(base, dir, owner);
   else {
+    // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
+    if (job.sweep) sweepStale(dest);
     const there = identicalAt(dest, s);
     if (there !== undefined) return { outcome: 'identical', dest: there };
   }
-  if (job.sweep) sweepStale(dest);
 
   const w: Written = { job, tmp: path.join(dir, `.${path.basename(dest)}.grimsel-${randomBytes(4).toString('hex')}`), fd: undefined };
   try {

@@ -1,7 +1,7 @@
 // One copy as grimseld makes it, on the real file system: faithful, and never a set-id program (G3); the
 // threads that make them (issue 7); and a source that shrinks or grows while it is copied (G3, G12).
 import { strict as assert } from 'node:assert';
-import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { callMethod } from '../../src/dbus/bus.js';
 import { Ppu, tempDir } from '../fixtures/ppu.js';
@@ -167,8 +167,11 @@ describe('a batch of copies (G3, issue 7)', () => {
     const opts = { preserveUid: false, preserveGid: false };
     assert.deepEqual(copyMany([b], path.join(dir, 'storage'), opts), [{ outcome: 'copied', dest: `${dest}.~1~` }]);
     assert.deepEqual([readFileSync(dest, 'utf8'), readFileSync(`${dest}.~1~`, 'utf8')], ['shift A: frame 0', 'shift B: frame 0']);
-    // Copied again (killed before its result was journaled): found beside the other file, not copied a third time.
+    // Copied again (killed after linking it into place, before its temp name was removed and its result
+    // journaled): found beside the other file, not copied a third time, and the temp name swept.
+    linkSync(`${dest}.~1~`, path.join(copies, '.x_00000.img.grimsel-0badc0de'));
     assert.deepEqual(copyMany([{ ...b, sweep: true }], path.join(dir, 'storage'), opts), [{ outcome: 'identical', dest: `${dest}.~1~` }]);
+    assert.deepEqual(readdirSync(copies).sort(), ['x_00000.img', 'x_00000.img.~1~']);
     // Two pending files of one destination in one batch: both written, the second takes the next name.
     const c = { ...frame('c', 'shift C: frame 0', 1_700_000_002_000), dest, sweep: false };
     const d = { ...frame('d', 'shift D: frame 0, longer', 1_700_000_003_000), dest, sweep: false };
