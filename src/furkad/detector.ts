@@ -103,7 +103,7 @@ export class DetectorLoop {
   assign(shift: Shift, assignment: Assignment | undefined): void {
     this.#shift = shift;
     this.#assignment = assignment;
-    this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid);
+    this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid, this.log);
     this.#dirReady = false;
     this.stats.files = 0;
     this.stats.bytes = 0;
@@ -223,9 +223,10 @@ export class DetectorLoop {
     const marked = (rels: string[]): string[] => rels.map((f) => deliveredPath(a.target, shift.usrdir, f));
     // Noted before anything gets its final name: a furkad killed after placing re-sends them at its next start.
     const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid, marked(offers.map((o) => o.rel)));
-    const outcomes = staging && dir ? await this.#promote(staging, dir, offers) : offers.map(() => 'placed' as const);
+    const names = new Map<string, string>();
+    const outcomes = staging && dir ? await this.#promote(staging, dir, offers, names) : offers.map(() => 'placed' as const);
     const files = offers.filter((_, i) => outcomes[i] === 'placed').map((o) => o.rel);
-    this.handover.delivered(shift.usertime, shift.uid, shift.gid, marked(files), noted);
+    this.handover.delivered(shift.usertime, shift.uid, shift.gid, marked(files.map((f) => names.get(f) ?? f)), noted);
     if (files.length > 0) {
       this.stats.files += files.length;
       this.onChange();
@@ -236,11 +237,12 @@ export class DetectorLoop {
   }
 
   /** Renames complete files from staging to their final names (F2); one that cannot be placed is the transport's to offer again. */
-  async #promote(staging: string, dir: ShiftDir, offers: Offer[]): Promise<Array<keyof Placed>> {
+  async #promote(staging: string, dir: ShiftDir, offers: Offer[], names: Map<string, string>): Promise<Array<keyof Placed>> {
     const outcomes: Array<keyof Placed> = [];
     for (const { rel } of offers) {
       try {
-        await dir.place(path.join(staging, rel), rel);
+        // The name it got: rel, or rel.~N~ beside a different file of that name (never replaced).
+        names.set(rel, await dir.place(path.join(staging, rel), rel));
         outcomes.push('placed');
         this.#failing.delete(rel);
       } catch (e) {

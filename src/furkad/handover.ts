@@ -7,6 +7,7 @@ import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
 import { wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Outbox } from './outbox.js';
+import { isNumberedName } from '../common/numbered-name.js';
 
 export type HandoverEvent =
   | { kind: 'shift'; usertime: bigint; uid: number; gid: number }
@@ -60,6 +61,8 @@ export class Handover {
   /** Queues placed files for grimseld; `id` (from intend) is acknowledged once grimseld has them. */
   delivered(usertime: bigint, uid: number, gid: number, paths: string[], id?: number): void {
     const ids = id === undefined ? [] : [id];
+    // A file placed beside another under a numbered name: the note must name it, not the other file.
+    if (id !== undefined && paths.some((p) => isNumberedName(p))) this.outbox.placed(id, usertime, uid, gid, paths);
     if (paths.length === 0) {
       this.outbox.ack(ids);
       return;

@@ -15,7 +15,7 @@ import { AgentTransport } from './agent-transport.js';
 import { AgentPlaced } from './agent-placed.js';
 import type { Transport } from './transport.js';
 import { Handover } from './handover.js';
-import { isPlacedFile, Outbox } from './outbox.js';
+import { Outbox, placedFiles } from './outbox.js';
 import { ShiftManager } from './shift-manager.js';
 import { planShift } from './shift.js';
 import { ShiftSchedule } from './shift-schedule.js';
@@ -50,7 +50,7 @@ async function main(): Promise<number> {
   const handover = new Handover(bus, log, outbox);
   // A grimseld (re)started is handed the waiting files at once, not at the next retry (G12, F10).
   await watchNameOwner(bus, GRIMSEL_NAME, (owner) => handover.grimseldChanged(owner));
-  for (const u of unacked) handover.delivered(u.usertime, u.uid, u.gid, u.paths.filter(isPlacedFile), u.id);
+  for (const u of unacked) handover.delivered(u.usertime, u.uid, u.gid, placedFiles(u), u.id);
   if (unacked.length) log.warn({ batches: unacked.length }, 'handing over files an earlier furkad placed but could not hand over');
   // F8: without a valid key every detector loop passes one shared gate, one transfer at a time.
   const license = checkLicense(config.licensekey);

@@ -5,6 +5,7 @@
 import { closeSync, openSync, ftruncateSync, writeSync, fstatSync, lstatSync } from 'node:fs';
 import { readAppendLog } from '../common/append-log.js';
 import { unmark } from '../common/paths.js';
+import { numberedName, MAX_NUMBERED } from '../common/numbered-name.js';
 
 export interface Unacked {
   id: number;
@@ -13,9 +14,12 @@ export interface Unacked {
   gid: number;
   /** Marked paths ('./') as handed to grimseld. */
   paths: string[];
+  /** `paths` are the names the files were placed under (not only the names they were to get). */
+  placed: boolean;
 }
 
-type Line = { t: 'd'; id: number; u: string; uid: number; gid: number; paths: string[] } | { t: 'a'; id: number };
+/** 'd': noted (`p`: as placed, replacing the note of the same id); 'a': acknowledged. */
+type Line = { t: 'd'; id: number; u: string; uid: number; gid: number; paths: string[]; p?: true } | { t: 'a'; id: number };
 
 /** Truncate the file once nothing is open and it has grown past this. */
 const COMPACT_BYTES = 1 << 20;
@@ -44,7 +48,7 @@ export class Outbox {
         continue; // a damaged note is skipped, as before; the torn tail is already cut
       }
       maxId = Math.max(maxId, line.id);
-      if (line.t === 'd') noted.set(line.id, { id: line.id, usertime: BigInt(line.u), uid: line.uid, gid: line.gid, paths: line.paths });
+      if (line.t === 'd') noted.set(line.id, { id: line.id, usertime: BigInt(line.u), uid: line.uid, gid: line.gid, paths: line.paths, placed: line.p === true });
       else noted.delete(line.id);
     }
     const fd = openSync(file, 'a');
@@ -57,6 +61,15 @@ export class Outbox {
     this.#write({ t: 'd', id, u: String(usertime), uid, gid, paths });
     this.#open.add(id);
     return id;
+  }
+
+  /**
+   * Replaces the note `id` by the names its files were placed under, when some got a numbered name beside
+   * another file (shift-dir.ts): a furkad killed before grimseld took them hands over those, not the names
+   * that hold the other files.
+   */
+  placed(id: number, usertime: bigint, uid: number, gid: number, paths: string[]): void {
+    if (this.#open.has(id)) this.#write({ t: 'd', id, u: String(usertime), uid, gid, paths, p: true });
   }
 
   ack(ids: number[]): void {
@@ -76,6 +89,21 @@ export class Outbox {
   close(): void {
     closeSync(this.#fd);
   }
+}
+
+/**
+ * The files of a note that an earlier furkad placed, to hand over again. A note made before placing names
+ * the files as they were to be named: one killed between placing a file under a numbered name and writing
+ * that name down (Outbox.placed) left it as `NAME.~N~`, so those that exist are handed over too. grimseld
+ * takes a file it already has once (same inode, size, mtime).
+ */
+export function placedFiles(note: Unacked): string[] {
+  const found = note.paths.filter(isPlacedFile);
+  if (note.placed) return found;
+  for (const p of note.paths) {
+    for (let n = 1; n <= MAX_NUMBERED && isPlacedFile(numberedName(p, n)); n++) found.push(numberedName(p, n));
+  }
+  return [...new Set(found)];
 }
 
 /** Whether a noted (marked) path was placed: a regular file under its final name. */

@@ -1,12 +1,15 @@
 // A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink.
-import { lchown, lstat, mkdir, rename } from 'node:fs/promises';
+import { lchown, link, lstat, mkdir, rename, unlink } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
 import * as path from 'node:path';
+import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
+import type { Logger } from '../common/logger.js';
 
 export class ShiftDir {
   readonly root: string;
 
   /** `target` is the real (unmarked) directory, `usrdir` the expanded one ('' = none). */
-  constructor(readonly target: string, usrdir: string, readonly uid: number, readonly gid: number) {
+  constructor(readonly target: string, usrdir: string, readonly uid: number, readonly gid: number, private readonly log?: Logger) {
     this.root = path.join(target, usrdir);
   }
 
@@ -16,10 +19,59 @@ export class ShiftDir {
     await this.#ensureBelow(this.target, path.relative(this.target, this.root));
   }
 
-  /** Moves a complete file from staging to `rel` below the shift's directory, creating its parents (F2, F3). */
-  async place(staged: string, rel: string): Promise<void> {
+  /**
+   * Moves a complete file from staging to `rel` below the shift's directory, creating its parents (F2, F3),
+   * and returns the name it has there. A different file already under `rel` (an earlier shift's of the same
+   * usrdir, a detector that restarted its numbering) is never replaced: the new one goes beside it as
+   * `rel.~1~` (or the next free number, numbered-name.ts), with a warning naming both. A file there with the
+   * staged one's size and mtime is the same file placed again (furkad was killed after placing it): the
+   * staged copy is dropped and that name returned. link() takes a name only when it is free, atomically, and
+   * never writes through a link planted under it, as rename() would.
+   */
+  async place(staged: string, rel: string): Promise<string> {
     await this.#ensureBelow(this.root, path.dirname(rel));
-    await rename(staged, path.join(this.root, rel));
+    let st: Stats | undefined; // read only when a name is taken: the usual placing is link + unlink (F9)
+    for (const name of candidateNames(rel)) {
+      const final = path.join(this.root, name);
+      if (!(await this.#take(staged, final))) {
+        const there = await lstat(final).catch(() => undefined);
+        // Gone between the two calls (grimseld cleaned up an earlier shift's file): the name is free again.
+        if (!there && await this.#take(staged, final)) return this.#placed(rel, name);
+        if (!there) continue;
+        st ??= await lstat(staged);
+        if (!sameFile(there, st)) continue;
+        await unlink(staged).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
+        return name;
+      }
+      return this.#placed(rel, name);
+    }
+    throw new Error(`cannot place ${rel}: it and all its numbered names are taken`);
+  }
+
+  /** Says so when a file got a numbered name; returns the name. */
+  #placed(rel: string, name: string): string {
+    if (name !== rel) {
+      this.log?.warn({ file: path.join(this.root, rel), placedAs: path.join(this.root, name) },
+        `${path.join(this.root, rel)} holds another file: the new one is placed beside it as ${path.join(this.root, name)}, both kept`);
+    }
+    return name;
+  }
+
+  /** Gives `staged` the name `final` if it is free (true); false when something is there. */
+  async #take(staged: string, final: string): Promise<boolean> {
+    try {
+      await link(staged, final);
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      if (code === 'EEXIST') return false;
+      if (!NO_HARD_LINKS.has(code)) throw e;
+      // No hard links here: check, then rename (a window of microseconds, see NO_HARD_LINKS).
+      if (await lstat(final).then(() => true, () => false)) return false;
+      await rename(staged, final);
+      return true;
+    }
+    await unlink(staged);
+    return true;
   }
 
   /**
@@ -48,4 +100,9 @@ export class ShiftDir {
       if (made || st.uid !== this.uid || st.gid !== this.gid) await lchown(dir, this.uid, this.gid);
     }
   }
+}
+
+/** The same file by G3's measure: a regular file of the same size and mtime (to the millisecond). */
+function sameFile(a: Stats, b: Stats): boolean {
+  return a.isFile() && (a.ino === b.ino && a.dev === b.dev || a.size === b.size && Math.floor(a.mtimeMs) === Math.floor(b.mtimeMs));
 }

@@ -17,6 +17,12 @@ export class Catalog {
   #settled = new Map<bigint, Map<string, [number, number]>>();
   #nextId = 1;
   #index: Map<string, number>;
+  /**
+   * Copies that got a numbered name beside a different file on a storage (copier.ts): record id → storage →
+   * path below its target. Rare, so a map next to the record columns; what G5–G7 and reads from the internal
+   * copy go by (relOn).
+   */
+  #placedAs = new Map<number, Map<string, string>>();
   #ramdiskPrefix: string;
 
   constructor(
@@ -69,6 +75,7 @@ export class Catalog {
           const i = this.#index.get(r.s);
           if (!rec || i === undefined) break;
           rec.states = withState(rec.states, i, r.t, r.t === 'failed' && r.permanent);
+          if (r.t === 'copied' && r.rel !== undefined) this.#placeAs(rec, r.s, r.rel);
           break;
         }
         case 'ramdisk': {
@@ -103,6 +110,17 @@ export class Catalog {
   stateOn(rec: FileRecord, storage: string): CopyState | undefined {
     const i = this.#index.get(storage);
     return i === undefined ? undefined : stateAt(rec.states, i);
+  }
+
+  /** Where the file's copy on `storage` is, below its target: `rec.rel`, or the numbered name it got there. */
+  relOn(rec: FileRecord, storage: string): string {
+    return this.#placedAs.get(rec.id)?.get(storage) ?? rec.rel;
+  }
+
+  #placeAs(rec: FileRecord, storage: string, rel: string): void {
+    let m = this.#placedAs.get(rec.id);
+    if (!m) this.#placedAs.set(rec.id, (m = new Map()));
+    m.set(storage, rel);
   }
 
   /** Whether the file is copied to `storage`. */
@@ -152,12 +170,19 @@ export class Catalog {
     return fresh;
   }
 
-  async setCopy(rec: FileRecord, storage: string, state: 'copied' | 'failed', permanent = false): Promise<void> {
+  /**
+   * Records a copy result; `rel` is where a copy was made below the storage target when that is not the
+   * file's own path (a numbered name beside a different file), journaled with it so a restart keeps it.
+   */
+  async setCopy(rec: FileRecord, storage: string, state: 'copied' | 'failed', permanent = false, rel?: string): Promise<void> {
     const i = this.#index.get(storage);
     if (i === undefined) return;
-    await this.journal.append(state === 'copied' ? { t: 'copied', id: rec.id, s: storage } : { t: 'failed', id: rec.id, s: storage, permanent });
+    const placedAs = state === 'copied' && rel !== undefined && rel !== rec.rel ? rel : undefined;
+    await this.journal.append(state === 'copied' ? { t: 'copied', id: rec.id, s: storage, ...(placedAs ? { rel: placedAs } : {}) }
+      : { t: 'failed', id: rec.id, s: storage, permanent });
     // Settled meanwhile (a result for a storage it was already done on): nothing left to count.
     if (!this.isLive(rec)) return;
+    if (placedAs) this.#placeAs(rec, storage, placedAs);
     const before = stateAt(rec.states, i);
     if (before !== state) this.book.count(rec.usertime, storage, before, state);
     rec.states = withState(rec.states, i, state, permanent);
@@ -186,6 +211,7 @@ export class Catalog {
       else c[1]++;
       perStorage!.set(s, c);
     });
+    this.#placedAs.delete(rec.id);
     this.files.remove(rec);
   }
 
@@ -204,7 +230,10 @@ export class Catalog {
     const states = r.states;
     this.storageIds.forEach((s, i) => {
       const st = stateAt(states, i);
-      if (st === 'copied') lines.push({ t: 'copied', id: r.id, s });
+      if (st === 'copied') {
+        const rel = this.#placedAs.get(r.id)?.get(s);
+        lines.push({ t: 'copied', id: r.id, s, ...(rel !== undefined ? { rel } : {}) });
+      }
       if (st === 'failed') lines.push({ t: 'failed', id: r.id, s, permanent: failedForGood(states, i) });
     });
     const { ramdisk, internal } = r;

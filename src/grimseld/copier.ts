@@ -5,11 +5,12 @@
 // fsync waits for anything, so one blocking call after another in one thread, as cp makes them, costs half
 // the CPU of a trip through libuv's pool and back to the event loop for each (issue 7). Files waiting in
 // numbers are copied a batch at a time (copyMany).
-import { constants, closeSync, fchmodSync, fchownSync, fsyncSync, futimesSync, lstatSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
+import { constants, closeSync, fchmodSync, fchownSync, fsyncSync, futimesSync, linkSync, lstatSync, openSync, readdirSync, readSync, renameSync, statSync, unlinkSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { assertNoLinks, dirState, makeDirsNoFollow } from './safe-path.js';
+import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 
 export interface CopyOptions {
   preserveUid: boolean;
@@ -25,6 +26,16 @@ export interface Identity {
 }
 
 export type CopyOutcome = 'copied' | 'identical';
+
+/**
+ * A copy made (or found there already) and the name it has on the storage: the job's `dest`, or, when `dest`
+ * holds a different file, a numbered name beside it (`dest.~1~`, numbered-name.ts). A complete copy of
+ * another delivered file is never replaced (G3, G12).
+ */
+export interface CopyResult {
+  outcome: CopyOutcome;
+  dest: string;
+}
 
 /** The source no longer is the file that was delivered: copying it again cannot help. */
 export class SourceChanged extends Error {}
@@ -76,9 +87,10 @@ interface Written {
 
 /**
  * Copies `src` (which must still be `expect`) to `dest` below the storage target `base`.
- * A destination with the source's size and mtime is left as it is.
+ * A destination with the source's size and mtime is left as it is; one holding a different file too, and
+ * the copy goes beside it under a numbered name (CopyResult).
  */
-export function copyAtomic(src: string, dest: string, base: string, opts: CopyOptions, expect: Identity, sweep = false): CopyOutcome {
+export function copyAtomic(src: string, dest: string, base: string, opts: CopyOptions, expect: Identity, sweep = false): CopyResult {
   const [outcome] = copyMany([{ src, dest, expect, sweep }], base, opts);
   if (outcome instanceof Error) throw outcome;
   return outcome!;
@@ -90,13 +102,13 @@ export function copyAtomic(src: string, dest: string, base: string, opts: CopyOp
  * journaled file system shares commits among its fsyncs), as `cp` then `sync` of the same files would
  * (issue 7); every file is still flushed before it gets its final name (G3).
  */
-export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions, progress: Progress = noProgress): Array<CopyOutcome | Error> {
-  const outcomes: Array<CopyOutcome | Error> = [];
+export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions, progress: Progress = noProgress): Array<CopyResult | Error> {
+  const outcomes: Array<CopyResult | Error> = [];
   const written: Array<Written | undefined> = jobs.map((job, i) => {
     try {
       const w = write(job, base, opts, progress);
-      if (w === 'identical') outcomes[i] = 'identical';
-      return w === 'identical' ? undefined : w;
+      if ('outcome' in w) outcomes[i] = w;
+      return 'outcome' in w ? undefined : w;
     } catch (e) {
       outcomes[i] = asError(e);
       return undefined;
@@ -115,8 +127,7 @@ export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions, progr
   });
   settle(flush);
   settle((w, i) => {
-    commit(w, base);
-    outcomes[i] = 'copied';
+    outcomes[i] = commit(w, base);
   });
   return outcomes;
 }
@@ -126,7 +137,7 @@ function asError(e: unknown): Error {
 }
 
 /** Checks the source and the directory, and writes the data, owner, mode and mtime to a temp name. */
-function write(job: CopyJob, base: string, opts: CopyOptions, progress: Progress): Written | 'identical' {
+function write(job: CopyJob, base: string, opts: CopyOptions, progress: Progress): Written | CopyResult {
   const { src, dest, expect } = job;
   const dir = path.dirname(dest);
   const s = statSource(src);
@@ -136,8 +147,12 @@ function write(job: CopyJob, base: string, opts: CopyOptions, progress: Progress
   const owner: [number, number] = [opts.preserveUid ? s.uid : -1, opts.preserveGid ? s.gid : -1];
   // Missing directories are made one at a time, refusing links; an unsafe one makes this throw, naming it.
   if (dirState(base, dir) !== 'safe') makeDirsNoFollow(base, dir, owner);
-  else if (sameFileAt(dest, s)) return 'identical';
-  if (job.sweep) sweepStale(dest);
+  else {
+    // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
+    if (job.sweep) sweepStale(dest);
+    const there = identicalAt(dest, s);
+    if (there !== undefined) return { outcome: 'identical', dest: there };
+  }
 
   const w: Written = { job, tmp: path.join(dir, `.${path.basename(dest)}.grimsel-${randomBytes(4).toString('hex')}`), fd: undefined };
   try {
@@ -197,16 +212,48 @@ function flush(w: Written): void {
   }
 }
 
-/** Gives a flushed copy its final name, unless its source changed meanwhile or a link appeared on the way. */
-function commit(w: Written, base: string): void {
+/**
+ * Gives a flushed copy its final name, unless its source changed meanwhile or a link appeared on the way.
+ * The name is taken with link(), which fails when it exists, atomically (another writer may be committing a
+ * different file of the same destination this very moment): what is there already is never replaced. The
+ * same file there (size, mtime: another attempt at this one) is taken as the copy; a different one, or
+ * anything not a regular file, keeps its name and this copy takes the next numbered one.
+ */
+function commit(w: Written, base: string): CopyResult {
   const { src, dest, expect } = w.job;
   // The source may have changed while we copied: then this copy is not the delivered file.
   if (!matches(statSync(src), expect)) throw new SourceChanged(`${src} changed while it was copied`);
   // A directory swapped for a link since it was checked must not redirect the rename.
   assertNoLinks(base, path.dirname(dest));
-  const target = lstatSync(dest, { throwIfNoEntry: false });
-  if (target && !target.isFile()) throw new Error(`${dest} exists and is not a regular file; not replacing it`);
-  renameSync(w.tmp, dest);
+  for (const name of candidateNames(dest)) {
+    if (takeName(w.tmp, name)) return { outcome: 'copied', dest: name };
+    const there = lstatSync(name, { throwIfNoEntry: false });
+    if (there === undefined) {
+      if (takeName(w.tmp, name)) return { outcome: 'copied', dest: name }; // removed meanwhile: free again
+    } else if (there.isFile() && sameFile(there, expect)) {
+      discard(w);
+      return { outcome: 'identical', dest: name };
+    }
+  }
+  throw new Error(`${dest} and all its numbered names hold other files; not replacing any`);
+}
+
+/** Gives the temp file `tmp` the name `name` if nothing has it (true), never replacing anything. */
+function takeName(tmp: string, name: string): boolean {
+  try {
+    linkSync(tmp, name);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') return false;
+    if (!NO_HARD_LINKS.has(code)) throw e;
+    // A storage without hard links (vfat, exFAT, some network file systems): check, then rename. Two
+    // writers committing one destination within the same microseconds could still meet there.
+    if (lstatSync(name, { throwIfNoEntry: false }) !== undefined) return false;
+    renameSync(tmp, name);
+    return true;
+  }
+  unlinkSync(tmp);
+  return true;
 }
 
 /** Closes and removes a temp file that will not become a copy. */
@@ -224,10 +271,18 @@ function discard(w: Written): void {
   }
 }
 
-/** Whether `dest` is a regular file with the size and mtime of `s` (then there is nothing to copy). */
-function sameFileAt(dest: string, s: Stats): boolean {
-  const existing = lstatSync(dest, { throwIfNoEntry: false });
-  return existing !== undefined && existing.isFile() && sameFile(existing, s);
+/**
+ * Where a regular file with the size and mtime of `s` already is: `dest`, or the numbered name an earlier
+ * attempt gave it beside a different file (killed before its result was journaled); undefined when there
+ * is none, and there is something to copy. Looks no further than the first free name.
+ */
+function identicalAt(dest: string, s: Stats): string | undefined {
+  for (const name of candidateNames(dest)) {
+    const existing = lstatSync(name, { throwIfNoEntry: false });
+    if (existing === undefined) return undefined;
+    if (existing.isFile() && sameFile(existing, s)) return name;
+  }
+  return undefined;
 }
 
 /** Removes temp files an earlier, killed attempt at `dest` left behind (never a final name). */

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
-import { SourceChanged, type CopyJob, type CopyOptions, type CopyOutcome } from './copier.js';
+import { SourceChanged, type CopyJob, type CopyOptions, type CopyResult } from './copier.js';
 import { CopyWatch, type CopyVerdict } from './copy-watch.js';
 import { UnsafePath } from './safe-path.js';
 
@@ -51,18 +51,18 @@ function threadCpuMs(tid: number): number | undefined {
 
 /** What became of one copy, as it crosses from the thread (an Error's class does not cross by itself). */
 export type CopyReply =
-  | { outcome: CopyOutcome }
+  | CopyResult
   | { error: { kind: 'SourceChanged' | 'UnsafePath' | 'Error'; message: string; code: string | undefined } };
 
 /** One copy's outcome as the thread sends it (replyOf) and as the storage gets it back (outcomeOf). */
-export function replyOf(r: CopyOutcome | Error): CopyReply {
-  if (!(r instanceof Error)) return { outcome: r };
+export function replyOf(r: CopyResult | Error): CopyReply {
+  if (!(r instanceof Error)) return { outcome: r.outcome, dest: r.dest };
   const kind = r instanceof SourceChanged ? 'SourceChanged' : r instanceof UnsafePath ? 'UnsafePath' : 'Error';
   return { error: { kind, message: r.message, code: (r as NodeJS.ErrnoException).code } };
 }
 
-function outcomeOf(r: CopyReply): CopyOutcome | Error {
-  if ('outcome' in r) return r.outcome;
+function outcomeOf(r: CopyReply): CopyResult | Error {
+  if ('outcome' in r) return r;
   const { kind, message, code } = r.error;
   const err = kind === 'SourceChanged' ? new SourceChanged(message) : kind === 'UnsafePath' ? new UnsafePath(message) : new Error(message);
   if (code !== undefined) (err as NodeJS.ErrnoException).code = code;
@@ -94,14 +94,14 @@ export class CopyThreads {
   }
 
   /** Makes one copy in a free thread (started if none is free). Rejects as copyAtomic would throw. */
-  async copy(job: CopyJob): Promise<CopyOutcome> {
+  async copy(job: CopyJob): Promise<CopyResult> {
     const [r] = await this.copyMany([job]);
     if (r instanceof Error) throw r;
     return r!;
   }
 
   /** Makes a batch of copies in one free thread (see copyMany); each outcome or error in the jobs' order. */
-  async copyMany(jobs: CopyJob[]): Promise<Array<CopyOutcome | Error>> {
+  async copyMany(jobs: CopyJob[]): Promise<Array<CopyResult | Error>> {
     let t: Thread;
     try {
       t = this.#idle.pop() ?? this.#start();

@@ -1,5 +1,6 @@
 // Hands every file to every storage, records outcomes in the catalog, retries what failed, and says so
 // (SPEC G1, G3, G10, G12, G13).
+import * as path from 'node:path';
 import { SourceChanged } from './copier.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub } from './messages.js';
@@ -43,7 +44,7 @@ export class Dispatcher implements StorageEvents {
     if (rec.ramdisk === 'present' || storage.type === 'INTERNAL') {
       return { id, src: rec.src, rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep };
     }
-    return { id, src: this.internal.destOf(rel), rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep };
+    return { id, src: this.internal.destOf(this.catalog.relOn(rec, this.internal.id)), rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep };
   }
 
   report(r: CopyReport): void {
@@ -59,7 +60,10 @@ export class Dispatcher implements StorageEvents {
     const key = `${rec.id}:${r.storage.id}`;
     if (!(r.outcome instanceof Error)) {
       this.#attempts.delete(key);
-      await this.catalog.setCopy(rec, r.storage.id, 'copied');
+      const wanted = r.storage.destOf(r.job.rel);
+      const rel = r.dest === wanted ? undefined : path.join(path.dirname(r.job.rel), path.basename(r.dest));
+      await this.catalog.setCopy(rec, r.storage.id, 'copied', false, rel);
+      if (rel !== undefined) this.#besideAnother(r, wanted);
       return;
     }
     // A source that changed is hopeless, unless it is our own doing: the original was just replaced
@@ -82,6 +86,17 @@ export class Dispatcher implements StorageEvents {
     }, Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS));
     timer.unref();
     this.#timers.add(timer);
+  }
+
+  /**
+   * A copy that went beside a different file of its name (copier.ts) is copied and counted so, but whoever
+   * looks for it under its name finds the other file: said as a COPY_ERROR (the code about copies; its short
+   * message `src:dest` names where the copy really is), logged with it.
+   */
+  #besideAnother(r: CopyReport, wanted: string): void {
+    this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`,
+      `${wanted} on storage ${r.storage.id} holds another file (an earlier shift's, or another file of that name): ` +
+      `it is kept, and this copy of ${r.job.src} is ${r.dest}; both are complete, the file counts as copied`);
   }
 
   #copyError(r: CopyReport, permanent: boolean): void {

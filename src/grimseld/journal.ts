@@ -9,7 +9,8 @@ import * as path from 'node:path';
 export type JournalRecord =
   | { t: 'shift'; u: string; uid: number; gid: number; counts?: Record<string, [number, number]> }
   | { t: 'file'; id: number; u: string; src: string; rel: string; size: number; mtimeMs: number; ino: number; dev: number }
-  | { t: 'copied'; id: number; s: string }
+  /** `rel`: the copy's path below the storage target when it is not the file's own (a numbered name, copier.ts). */
+  | { t: 'copied'; id: number; s: string; rel?: string }
   | { t: 'failed'; id: number; s: string; permanent: boolean }
   | { t: 'ramdisk'; id: number; state: 'linked' | 'deleted' | 'gone' }
   | { t: 'internal'; id: number; state: 'linked' | 'deleted' | 'gone' };

@@ -141,7 +141,7 @@ export class Reclaimer {
   #paths(rec: FileRecord, where: Where): { file: string; base: string } {
     return where === 'ramdisk'
       ? { file: rec.src, base: this.settings.ramdiskRoot }
-      : { file: this.internal.destOf(rec.rel), base: this.internal.target };
+      : { file: this.internal.destOf(this.catalog.relOn(rec, this.internal.id)), base: this.internal.target };
   }
 
   /**
@@ -169,7 +169,7 @@ export class Reclaimer {
       return undefined;
     }
     if (holder) {
-      const copy = holder.destOf(rec.rel);
+      const copy = holder.destOf(this.catalog.relOn(rec, holder.id));
       const cst = await stat(copy);
       if (!cst.isFile() || !sameFile(cst, rec)) throw new Error(`its copy ${copy} is not complete`);
       await syncDir(path.dirname(copy));
@@ -179,7 +179,7 @@ export class Reclaimer {
 
   async #link(rec: FileRecord, where: Where, holder: Storage): Promise<boolean> {
     const { file } = this.#paths(rec, where);
-    const copy = holder.destOf(rec.rel);
+    const copy = holder.destOf(this.catalog.relOn(rec, holder.id));
     try {
       const owner = await this.#verify(rec, where, holder);
       if (!owner) return false;

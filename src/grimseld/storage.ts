@@ -20,6 +20,7 @@ export interface CopyJob {
 export interface CopyReport {
   storage: Storage;
   job: CopyJob;
+  /** Where the copy is: `destOf(job.rel)`, or a numbered name beside a different file there (copier.ts). */
   dest: string;
   outcome: CopyOutcome | Error;
 }
@@ -144,7 +145,10 @@ export class Storage {
         const dests = batch.map((job) => this.destOf(job.rel));
         const outcomes = await this.#threads.copyMany(batch.map((job, i) => ({ src: job.src, dest: dests[i]!, expect: job.expect, sweep: job.sweep ?? false })));
         this.#active -= batch.length;
-        batch.forEach((job, i) => this.events.report({ storage: this, job, dest: dests[i]!, outcome: outcomes[i]! }));
+        batch.forEach((job, i) => {
+          const r = outcomes[i]!;
+          this.events.report(r instanceof Error ? { storage: this, job, dest: dests[i]!, outcome: r } : { storage: this, job, dest: r.dest, outcome: r.outcome });
+        });
       }
     };
     try {

@@ -1,7 +1,7 @@
 // One copy as grimseld makes it, on the real file system: faithful, and never a set-id program (G3); the
 // threads that make them (issue 7); and a source that shrinks or grows while it is copied (G3, G12).
 import { strict as assert } from 'node:assert';
-import { appendFileSync, chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, chownSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { callMethod } from '../../src/dbus/bus.js';
 import { Ppu, tempDir } from '../fixtures/ppu.js';
@@ -29,7 +29,7 @@ describe('a copy to a storage (G3)', () => {
       const dest = path.join(base, 'u', 'img.cbf');
       const st = statSync(src);
       const outcome = copyAtomic(src, dest, base, { preserveUid: preserve, preserveGid: preserve }, { size: st.size, mtimeMs: st.mtimeMs });
-      assert.equal(outcome, 'copied');
+      assert.deepEqual(outcome, { outcome: 'copied', dest });
       const d = statSync(dest);
       assert.equal(readFileSync(dest, 'utf8'), 'a user file that claims to be a program');
       assert.equal(d.mtimeMs, st.mtimeMs);
@@ -65,11 +65,11 @@ describe('copy threads (G3, issue 7)', () => {
     threads = new CopyThreads({ base, options: { preserveUid: true, preserveGid: true } });
     const { src, expect } = source('a.cbf', 'frame 1');
     const dest = path.join(base, 'u', 'a.cbf');
-    assert.equal(await threads.copy({ src, dest, expect, sweep: false }), 'copied');
+    assert.deepEqual(await threads.copy({ src, dest, expect, sweep: false }), { outcome: 'copied', dest });
     const d = statSync(dest);
     assert.deepEqual([readFileSync(dest, 'utf8'), d.uid, d.gid], ['frame 1', 4321, 4322]);
     assert.ok(Math.abs(d.mtimeMs - statSync(src).mtimeMs) < 0.001, `mtime ${d.mtimeMs} kept to the microsecond`);
-    assert.equal(await threads.copy({ src, dest, expect, sweep: false }), 'identical');
+    assert.deepEqual(await threads.copy({ src, dest, expect, sweep: false }), { outcome: 'identical', dest });
     writeFileSync(src, 'frame 1, rewritten');
     await assert.rejects(threads.copy({ src, dest: path.join(base, 'u', 'b.cbf'), expect, sweep: false }), SourceChanged);
     assert.equal(readFileSync(dest, 'utf8'), 'frame 1', 'the good copy stays');
@@ -92,13 +92,13 @@ describe('copy threads (G3, issue 7)', () => {
     assert.equal(threads.size, 1);
     await new Promise((r) => setTimeout(r, 600));
     assert.equal(threads.size, 0, 'an idle copy thread costs memory: it must end');
-    assert.equal(await threads.copy({ src, dest: path.join(base, 'v', 'e.cbf'), expect, sweep: false }), 'copied');
+    assert.equal((await threads.copy({ src, dest: path.join(base, 'v', 'e.cbf'), expect, sweep: false })).outcome, 'copied');
   });
 
   it('run as many copies at once as it is given', async () => {
     threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false } });
     const jobs = Array.from({ length: 4 }, (_, i) => ({ ...source(`p${i}.cbf`, `frame p${i}`), dest: path.join(base, 'w', `p${i}.cbf`), sweep: false }));
-    assert.deepEqual(await Promise.all(jobs.map((j) => threads.copy(j))), ['copied', 'copied', 'copied', 'copied']);
+    assert.deepEqual((await Promise.all(jobs.map((j) => threads.copy(j)))).map((r) => r.outcome), ['copied', 'copied', 'copied', 'copied']);
     assert.equal(threads.size, 4);
     for (const j of jobs) assert.equal(readFileSync(j.dest, 'utf8'), readFileSync(j.src, 'utf8'));
   });
@@ -121,15 +121,15 @@ describe('a batch of copies (G3, issue 7)', () => {
     });
     writeFileSync(jobs[2]!.src, 'frame c, rewritten after delivery');
     const outcomes = copyMany(jobs, base, { preserveUid: false, preserveGid: false });
-    assert.deepEqual(outcomes.map((o) => (o instanceof Error ? o.constructor.name : o)), ['copied', 'copied', 'SourceChanged', 'copied']);
+    assert.deepEqual(outcomes.map((o) => (o instanceof Error ? o.constructor.name : o.outcome)), ['copied', 'copied', 'SourceChanged', 'copied']);
     assert.deepEqual(readdirSync(path.join(base, 'u')).sort(), ['a.cbf', 'b.cbf', 'd.cbf'], 'no temp name, no copy of the changed file');
     for (const j of [jobs[0]!, jobs[1]!, jobs[3]!]) assert.equal(readFileSync(j.dest, 'utf8'), readFileSync(j.src, 'utf8'));
-    assert.deepEqual(copyMany(jobs.filter((_, i) => i !== 2), base, { preserveUid: false, preserveGid: false }), ['identical', 'identical', 'identical']);
+    assert.deepEqual(copyMany(jobs.filter((_, i) => i !== 2), base, { preserveUid: false, preserveGid: false }).map((o) => (o instanceof Error ? o : o.outcome)), ['identical', 'identical', 'identical']);
   });
 
   it('never renames a copy into place when its source changed after it was read (G3)', () => {
-    // Job 1's destination is job 2's source: committing job 1 replaces that source after job 2 has read
-    // it, exactly what a writer rewriting a file while grimseld copies it does.
+    // Job 2's source is rewritten once both are written and before they are renamed into place, exactly
+    // what a writer rewriting a file while grimseld copies it does.
     const dir = path.join(work, 'overlap');
     mkdirSync(dir);
     const a = path.join(dir, 'a.cbf');
@@ -138,13 +138,51 @@ describe('a batch of copies (G3, issue 7)', () => {
     writeFileSync(b, 'frame b');
     const id = (f: string): { size: number; mtimeMs: number } => { const st = statSync(f); return { size: st.size, mtimeMs: st.mtimeMs }; };
     const jobs = [
-      { src: a, dest: b, expect: id(a), sweep: false },
-      { src: b, dest: path.join(dir, 'c.cbf'), expect: id(b), sweep: false },
+      { src: a, dest: path.join(dir, 'copies', 'a.cbf'), expect: id(a), sweep: false },
+      { src: b, dest: path.join(dir, 'copies', 'b.cbf'), expect: id(b), sweep: false },
     ];
-    const outcomes = copyMany(jobs, dir, { preserveUid: false, preserveGid: false });
-    assert.equal(outcomes[0], 'copied');
+    let steps = 0;
+    const outcomes = copyMany(jobs, dir, { preserveUid: false, preserveGid: false }, () => {
+      if (++steps === 2) writeFileSync(b, 'frame b, rewritten');
+    });
+    assert.equal((outcomes[0] as { outcome: string }).outcome, 'copied');
     assert.ok(outcomes[1] instanceof SourceChanged && /changed while it was copied/.test(outcomes[1].message), String(outcomes[1]));
-    assert.deepEqual(readdirSync(dir).sort(), ['a.cbf', 'b.cbf'], 'no c.cbf and no temp file');
+    assert.deepEqual(readdirSync(path.join(dir, 'copies')), ['a.cbf'], 'no b.cbf and no temp file');
+  });
+
+  it('never replaces a different file under the destination: the copy goes beside it as NAME.~1~ (G3, G12)', () => {
+    const dir = path.join(work, 'taken');
+    const copies = path.join(dir, 'storage', 'u');
+    mkdirSync(copies, { recursive: true });
+    const frame = (name: string, text: string, mtimeMs: number): { src: string; expect: { size: number; mtimeMs: number } } => {
+      const src = path.join(dir, name);
+      writeFileSync(src, text);
+      utimesSync(src, new Date(mtimeMs), new Date(mtimeMs));
+      const st = statSync(src);
+      return { src, expect: { size: st.size, mtimeMs: st.mtimeMs } };
+    };
+    const dest = path.join(copies, 'x_00000.img');
+    writeFileSync(dest, 'shift A: frame 0');
+    const b = { ...frame('b', 'shift B: frame 0', 1_700_000_001_000), dest, sweep: false };
+    const opts = { preserveUid: false, preserveGid: false };
+    assert.deepEqual(copyMany([b], path.join(dir, 'storage'), opts), [{ outcome: 'copied', dest: `${dest}.~1~` }]);
+    assert.deepEqual([readFileSync(dest, 'utf8'), readFileSync(`${dest}.~1~`, 'utf8')], ['shift A: frame 0', 'shift B: frame 0']);
+    // Copied again (killed after linking it into place, before its temp name was removed and its result
+    // journaled): found beside the other file, not copied a third time, and the temp name swept.
+    linkSync(`${dest}.~1~`, path.join(copies, '.x_00000.img.grimsel-0badc0de'));
+    assert.deepEqual(copyMany([{ ...b, sweep: true }], path.join(dir, 'storage'), opts), [{ outcome: 'identical', dest: `${dest}.~1~` }]);
+    assert.deepEqual(readdirSync(copies).sort(), ['x_00000.img', 'x_00000.img.~1~']);
+    // Two pending files of one destination in one batch: both written, the second takes the next name.
+    const c = { ...frame('c', 'shift C: frame 0', 1_700_000_002_000), dest, sweep: false };
+    const d = { ...frame('d', 'shift D: frame 0, longer', 1_700_000_003_000), dest, sweep: false };
+    assert.deepEqual(copyMany([c, d], path.join(dir, 'storage'), opts).map((o) => (o instanceof Error ? o.message : o.dest)), [`${dest}.~2~`, `${dest}.~3~`]);
+    assert.deepEqual(readdirSync(copies).sort(), ['x_00000.img', 'x_00000.img.~1~', 'x_00000.img.~2~', 'x_00000.img.~3~'], 'four files, no temp file');
+    assert.equal(readFileSync(`${dest}.~3~`, 'utf8'), 'shift D: frame 0, longer');
+    // Not a regular file under the name (a link planted, or one grimseld made, G7): kept, the copy beside it.
+    const linked = path.join(copies, 'y.img');
+    symlinkSync(path.join(dir, 'b'), linked);
+    assert.deepEqual(copyMany([{ ...c, dest: linked }], path.join(dir, 'storage'), opts), [{ outcome: 'copied', dest: `${linked}.~1~` }]);
+    assert.equal(readFileSync(path.join(dir, 'b'), 'utf8'), 'shift B: frame 0', 'nothing written through the link');
   });
 });
 

@@ -100,4 +100,23 @@ describe('journal and catalog (G12)', () => {
     assert.ok(readFileSync(path.join(dir, 'journal.jsonl'), 'utf8').split('\n').length < 20, 'the snapshot is short');
     await b.journal.close();
   });
+
+  it('keeps where a copy got a numbered name beside another file, per storage, across replay and compaction (G3, G5, G12)', async () => {
+    const a = await openCatalog(dir);
+    await a.catalog.shift(5n, 500, 501);
+    const [rec] = await a.catalog.accept(5n, [file(1)]);
+    await a.catalog.setCopy(rec!, 'internal', 'copied', false, '1mf/u/f1.cbf.~1~');
+    await a.catalog.setCopy(rec!, 'extra', 'copied', false, '1mf/u/f1.cbf');
+    assert.equal(a.catalog.relOn(rec!, 'internal'), '1mf/u/f1.cbf.~1~');
+    assert.equal(a.catalog.relOn(rec!, 'extra'), '1mf/u/f1.cbf', 'its own name where nothing else had it');
+    await a.journal.close();
+    const b = await openCatalog(dir);
+    const replayed = b.catalog.files.latestAt('/ramdisk/1mf/u/f1.cbf')!;
+    assert.equal(b.catalog.relOn(replayed, 'internal'), '1mf/u/f1.cbf.~1~', 'replayed');
+    await b.journal.compact(() => b.catalog.snapshot());
+    await b.journal.close();
+    const c = await openCatalog(dir);
+    assert.equal(c.catalog.relOn(c.catalog.files.latestAt('/ramdisk/1mf/u/f1.cbf')!, 'internal'), '1mf/u/f1.cbf.~1~', 'kept by the snapshot');
+    await c.journal.close();
+  });
 });

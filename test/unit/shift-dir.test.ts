@@ -1,0 +1,69 @@
+// Placing a complete file from staging (SPEC F2, F3): never over a different file of the same name.
+import { strict as assert } from 'node:assert';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { ShiftDir } from '../../src/furkad/shift-dir.js';
+import type { Logger } from '../../src/common/logger.js';
+
+describe('placing a file in the shift directory (F2)', () => {
+  let work: string;
+  let staging: string;
+  let dir: ShiftDir;
+  let warnings: string[];
+  const log = { warn: (_o: unknown, msg: string) => { warnings.push(msg); } } as unknown as Logger;
+  const stage = (rel: string, text: string, mtime = new Date(1_700_000_000_000)): string => {
+    const f = path.join(staging, rel);
+    mkdirSync(path.dirname(f), { recursive: true });
+    writeFileSync(f, text);
+    utimesSync(f, mtime, mtime);
+    return f;
+  };
+  const final = (rel: string): string => path.join(work, 'target', '500_501', rel);
+
+  beforeEach(async () => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'shift-dir-'));
+    staging = path.join(work, 'staging');
+    warnings = [];
+    dir = new ShiftDir(path.join(work, 'target'), '500_501', process.getuid!(), process.getgid!(), log);
+    await dir.prepare();
+  });
+  afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+  it('places a file under its name and returns it', async () => {
+    assert.equal(await dir.place(stage('s/x.img', 'A'), 's/x.img'), 's/x.img');
+    assert.equal(readFileSync(final('s/x.img'), 'utf8'), 'A');
+    assert.ok(!existsSync(path.join(staging, 's/x.img')), 'moved, not copied');
+    assert.deepEqual(warnings, []);
+  });
+
+  it('keeps a different file under the name and places the new one as NAME.~1~, then .~2~, saying so', async () => {
+    await dir.place(stage('s/x.img', 'A'), 's/x.img');
+    assert.equal(await dir.place(stage('s/x.img', 'B', new Date(1_700_000_001_000)), 's/x.img'), 's/x.img.~1~');
+    assert.equal(await dir.place(stage('s/x.img', 'C', new Date(1_700_000_002_000)), 's/x.img'), 's/x.img.~2~');
+    assert.deepEqual(['s/x.img', 's/x.img.~1~', 's/x.img.~2~'].map((r) => readFileSync(final(r), 'utf8')), ['A', 'B', 'C']);
+    assert.equal(warnings.length, 2);
+    assert.ok(warnings[0]!.includes(final('s/x.img')) && warnings[0]!.includes(final('s/x.img.~1~')), warnings[0]);
+  });
+
+  it('takes the same file placed again (killed after placing, before staging was cleared) as placed, once', async () => {
+    const staged = stage('s/y.img', 'A');
+    await dir.place(staged, 's/y.img');
+    linkSync(final('s/y.img'), staged); // as a furkad killed between link() and unlink() leaves it
+    assert.equal(await dir.place(staged, 's/y.img'), 's/y.img');
+    assert.ok(!existsSync(staged) && !existsSync(final('s/y.img.~1~')));
+    // A copy with the same size and mtime (G3's measure of "the same file") counts too.
+    assert.equal(await dir.place(stage('s/y.img', 'A'), 's/y.img'), 's/y.img');
+    assert.ok(!existsSync(final('s/y.img.~1~')));
+  });
+
+  it('never writes through a link planted under the name', async () => {
+    const victim = path.join(work, 'victim');
+    writeFileSync(victim, 'root file');
+    mkdirSync(path.dirname(final('s/z.img')), { recursive: true });
+    symlinkSync(victim, final('s/z.img'));
+    assert.equal(await dir.place(stage('s/z.img', 'B'), 's/z.img'), 's/z.img.~1~');
+    assert.equal(readFileSync(victim, 'utf8'), 'root file');
+    assert.ok(lstatSync(final('s/z.img')).isSymbolicLink());
+  });
+});
