@@ -1,6 +1,7 @@
-// `npm run demo`: the whole data path on loopback, live. A real rsync daemon serves a temporary
-// "detector ramdisk", a private bus carries D-Bus, grimseld and furkad run as child processes,
-// a shift is started with busctl, and a writer produces PILATUS-like images at a fixed rate.
+// `npm run demo`: the whole data path on loopback, live. A real furka-agent (or, with --transport rsync, a
+// real rsync daemon) serves a temporary "detector ramdisk", a private bus carries D-Bus, grimseld and furkad
+// run as child processes, a shift is started with busctl, and a writer produces PILATUS-like images at a
+// fixed rate (temp name, then rename).
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { parseArgs, promisify } from 'node:util';
@@ -18,12 +19,13 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '15' },
     uid: { type: 'string', default: '500' },
     gid: { type: 'string', default: '501' },
+    transport: { type: 'string', default: 'agent' },
     help: { type: 'boolean', short: 'h' },
   },
 });
 if (values.help) {
-  process.stdout.write('usage: npm run demo -- [--rate HZ] [--size MB] [--seconds S] [--uid N] [--gid N]\n' +
-    '  defaults: 20 Hz, 2 MB images, 15 s, shift 500:501\n');
+  process.stdout.write('usage: npm run demo -- [--rate HZ] [--size MB] [--seconds S] [--uid N] [--gid N] [--transport agent|rsync]\n' +
+    '  defaults: 20 Hz, 2 MB images, 15 s, shift 500:501, furka-agent\n');
   process.exit(0);
 }
 const rate = Number(values.rate);
@@ -38,11 +40,16 @@ for (const [k, v] of Object.entries({ rate, size: sizeMB, seconds, uid, gid })) 
   }
 }
 const size = Math.round(sizeMB * 1024 * 1024);
+const transport = values.transport as 'agent' | 'rsync';
+if (transport !== 'agent' && transport !== 'rsync') {
+  process.stderr.write(`demo: --transport must be agent or rsync, got '${String(transport)}'\n`);
+  process.exit(2);
+}
 
 async function main(): Promise<void> {
   if (process.getuid?.() !== 0) throw new Error('run the demo as root: furkad sets file ownership for the shift');
-  const ppu = new Ppu({ prefix: 'ppu-demo', keepFiles: true, detectors: ['1MF'] });
-  process.stdout.write(`demo: starting rsync daemon, private bus, grimseld and furkad in ${ppu.work}\n`);
+  const ppu = new Ppu({ prefix: 'ppu-demo', keepFiles: true, detectors: ['1MF'], transport });
+  process.stdout.write(`demo: starting ${transport === 'agent' ? 'furka-agent' : 'rsync daemon'}, private bus, grimseld and furkad in ${ppu.work}\n`);
   let stopping = false;
   let done = false;
   const cleanup = async (): Promise<void> => {

@@ -60,7 +60,10 @@ describe('grimseld and furkad metrics (issue 6)', function () {
     assert.equal(sample(text, 'grimseld_copied_bytes_total{storage="internal"}'), sizes.reduce((a, b) => a + b, 0));
     assert.equal(sample(text, 'grimseld_copy_duration_seconds_count{storage="internal"}'), sizes.length);
     assert.equal(sample(text, 'grimseld_copy_duration_seconds_bucket{le="+Inf",storage="internal"}'), sizes.length);
-    assert.equal(sample(text, 'grimseld_files{storage="internal",state="copied"}'), sizes.length);
+    // The gauge counts live records: a record whose copies are all final is dropped at the next 10 s compaction,
+    // so on a loaded machine some of the five may be gone already. None may be counted twice, one at least is there.
+    const live = sample(text, 'grimseld_files{storage="internal",state="copied"}') ?? 0;
+    assert.ok(live >= 1 && live <= sizes.length, `live copied records ${live}, between 1 and ${sizes.length}`);
     assert.ok((sample(text, 'grimseld_copies_total{storage="broken",outcome="failed"}') ?? 0) >= 1, 'failures of the broken storage');
     assert.equal(sample(text, 'grimseld_copies_total{storage="broken",outcome="copied"}'), undefined);
     const fill = sample(text, `grimseld_fill_ratio{what="ramdisk",path="${ppu.ppuRamdisk}"}`);

@@ -117,8 +117,10 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     // its subdirectories det1/det2 and delivers below /ramdisk/ppu, which no detector source includes.
     await c.ok(['sh', '-c', 'mkdir -p /ramdisk /data && mount -t tmpfs -o size=256m ppu-ramdisk /ramdisk && ' +
       'mount -t tmpfs -o size=256m ppu-data /data && mkdir /ramdisk/det1 /ramdisk/det2']);
+    // 1MF through furka-agent.service (A1, A3), 2MF through the rsync daemon unit: both transports as installed.
     const detector = (id: string) => ({
-      remoteIP: '127.0.0.1', source: `/det${id[0]!}`, target: `/ramdisk/ppu/./${id.toLowerCase()}`, exclude: WRITER_TEMP_PATTERN, settle_ms: 0,
+      ...(id === '1MF' ? { transport: 'agent' } : { exclude: WRITER_TEMP_PATTERN, settle_ms: 0 }),
+      remoteIP: '127.0.0.1', source: `/det${id[0]!}`, target: `/ramdisk/ppu/./${id.toLowerCase()}`,
     });
     writeFileSync(c.path('/etc/ppu/furkad.conf'), iniText({ uid: DEFAULT_UID, gid: DEFAULT_GID },
       { 'detector.1MF': detector('1MF'), 'detector.2MF': detector('2MF') }));
@@ -133,7 +135,7 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     assert.match(stranger.stderr, /access denied to ramdisk from \S+ \(10\.250\.0\.1\)/);
   });
 
-  it('runs furka-agent.service on /ramdisk: active after READY with its STATUS line, announcing a file to loopback (A1, S1)', async () => {
+  it('runs furka-agent.service on /ramdisk: active after READY with its STATUS line, announcing a file to loopback (A1, S1); furkad pulls 1MF through it below', async () => {
     await c.ok(['sh', '-c', 'mkdir -p /ramdisk/agent-check && echo image > /ramdisk/agent-check/img.cbf']);
     await c.ok(['systemctl', 'start', 'furka-agent.service']);
     assert.equal(await c.unitProperty('furka-agent', 'ActiveState'), 'active');
@@ -143,8 +145,8 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     const events = await c.run(['curl', '-sN', '--http2-prior-knowledge', '--max-time', '2',
       'http://127.0.0.1:49372/v1/events?source=/agent-check']);
     assert.match(events.stdout, /^\{"t":"hello","agent":"furka-agent","protocol":1,"root":"\/ramdisk","source":"\/agent-check"\}\n\{"t":"file","id":"[0-9:]+","path":"img\.cbf","size":6,/);
-    // Stopped again: the PPU tests below use /ramdisk on their own.
-    await c.ok(['systemctl', 'stop', 'furka-agent.service']);
+    // Left running: furkad pulls detector 1MF (/ramdisk/det1) through it below. Nothing was acknowledged, so the
+    // check file is still there.
     await c.ok(['rm', '-r', '/ramdisk/agent-check']);
   });
 

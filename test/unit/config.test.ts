@@ -31,10 +31,11 @@ describe('furkad.conf schema (S3)', () => {
   it('accepts the shipped example and fills in the documented defaults', () => {
     const c = furkad(readFileSync(path.join(ETC, 'furkad.conf'), 'utf8'));
     const d = c.detector['1MF']!;
-    assert.equal(d.port, 49371);
+    assert.equal(d.transport, 'agent', 'the shipped example streams from furka-agent');
+    assert.equal(d.port, 49372);
     assert.equal(d.module, 'ramdisk');
     assert.equal(d.source, '/');
-    assert.equal(d.minpause, 10);
+    assert.equal(d.minpause, 0);
     assert.equal(d.interrun_pause, 0);
     assert.equal(d.remove_source, true);
     assert.equal(c.usrdir, '$UID_$GID');
