@@ -11,10 +11,11 @@ import { eventually, placeImage, WRITER_TEMP_PATTERN } from '../test/fixtures/fi
 import { Arrivals } from './arrivals.js';
 
 /**
+ * `furkad-agent`: furkad with `transport = agent`, fed by a furka-agent on the detector ramdisk (A3, A6).
  * `furkad-keep-source`: furkad with `remove_source = no`, which pulls straight to the final names without its
  * staging directory (nothing to check for a changed source): the difference to `furkad` is what staging costs.
  */
-export type PullerName = 'furkad' | 'furkad-keep-source' | 'rsync-loop' | 'lsyncd';
+export type PullerName = 'furkad-agent' | 'furkad' | 'furkad-keep-source' | 'rsync-loop' | 'lsyncd';
 
 export interface Puller {
   name: PullerName;
@@ -35,7 +36,7 @@ export interface Puller {
 export const PAUSE_MS = 10;
 
 export async function startPuller(name: PullerName, ramdiskBytes: number, detectors = 1): Promise<Puller> {
-  const p = name === 'furkad' || name === 'furkad-keep-source' ? await startFurkad(name, ramdiskBytes, detectors)
+  const p = name === 'furkad' || name === 'furkad-keep-source' || name === 'furkad-agent' ? await startFurkad(name, ramdiskBytes, detectors)
     : name === 'rsync-loop' ? await startRsyncLoop(ramdiskBytes)
       : await startLsyncd(ramdiskBytes);
   try {
@@ -60,18 +61,20 @@ async function probe(p: Puller): Promise<void> {
   }
 }
 
-async function startFurkad(name: 'furkad' | 'furkad-keep-source', ramdiskBytes: number, detectors: number): Promise<Puller> {
+async function startFurkad(name: 'furkad' | 'furkad-keep-source' | 'furkad-agent', ramdiskBytes: number, detectors: number): Promise<Puller> {
   const ids = Array.from({ length: detectors }, (_, i) => `D${i + 1}`);
-  const detectorConf = name === 'furkad' ? {} : Object.fromEntries(ids.map((id) => [id, { remove_source: 'no' }]));
-  const ppu = await licensedPpu({ prefix: 'bench-furkad', ramdiskBytes, detectorRamdiskBytes: ramdiskBytes, detectors: ids, detectorConf }).start();
+  const detectorConf = name !== 'furkad-keep-source' ? {} : Object.fromEntries(ids.map((id) => [id, { remove_source: 'no' }]));
+  const ppu = await licensedPpu({ prefix: 'bench-furkad', ramdiskBytes, detectorRamdiskBytes: ramdiskBytes, detectors: ids, detectorConf,
+    ...(name === 'furkad-agent' ? { transport: 'agent' as const } : {}) }).start();
   const arrivalDirs = ids.map((id) => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000'));
   await eventually(() => arrivalDirs.every((d) => existsSync(d)), 20_000, 'furkad to create its shift directories');
   return {
     name,
     detectorDirs: ids.map((id) => ppu.detectorRamdisks[id]!),
     arrivalDirs,
-    pids: { furkad: ppu.furkad!.proc.child.pid!, grimseld: ppu.grimseld!.proc.child.pid! },
-    daemonLog: path.join(ppu.work, `rsyncd-${ppu.rsyncd[ids[0]!]!.port}.log`),
+    pids: { furkad: ppu.furkad!.proc.child.pid!, grimseld: ppu.grimseld!.proc.child.pid!,
+      ...(name === 'furkad-agent' ? { agent: ppu.agents[ids[0]!]!.proc.child.pid! } : {}) },
+    ...(name === 'furkad-agent' ? {} : { daemonLog: path.join(ppu.work, `rsyncd-${ppu.rsyncd[ids[0]!]!.port}.log`) }),
     output: () => `furkad:\n${ppu.furkad!.proc.output()}\ngrimseld:\n${ppu.grimseld!.proc.output()}`,
     stop: () => ppu.stop(),
   };

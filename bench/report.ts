@@ -64,6 +64,8 @@ export function summary(r: Results): string {
   return out.join('\n') + '\n';
 }
 
+const round2 = (x: number): number => Math.round(x * 100) / 100;
+
 export function targets(r: Results): Array<{ what: string; value: string; met: boolean }> {
   const out: Array<{ what: string; value: string; met: boolean }> = [];
   for (const w of ['100 Hz x 1 MB', '25 Hz x 6 MB']) {
@@ -74,6 +76,24 @@ export function targets(r: Results): Array<{ what: string; value: string; met: b
     out.push({ what: `furkad p99 <= 50 ms, ${w}`, value: `${f.latency.p99} ms`, met: f.latency.p99 <= 50 });
     out.push({ what: `furkad p50 and p99 below lsyncd's, ${w}`, value: `${f.latency.p50}/${f.latency.p99} vs ${l.latency.p50}/${l.latency.p99} ms`,
       met: f.latency.p50 < l.latency.p50 && f.latency.p99 < l.latency.p99 });
+  }
+  // The agent transport's targets (A6): from the same run as lsyncd's and the rsync loop's figures.
+  const at = (w: string, p: string) => r.latency?.rows.find((x) => x.workload === w && x.puller === p);
+  const a100 = at('100 Hz x 1 MB', 'furkad-agent');
+  const l100 = at('100 Hz x 1 MB', 'lsyncd');
+  if (a100) {
+    out.push({ what: 'agent p50 <= 3 ms, 100 Hz x 1 MB', value: `${a100.latency.p50} ms`, met: a100.latency.p50 <= 3 });
+    out.push({ what: 'agent p99 <= 15 ms, 100 Hz x 1 MB', value: `${a100.latency.p99} ms`, met: a100.latency.p99 <= 15 });
+    if (l100) out.push({ what: "agent p50 at least 5 x below lsyncd's, 100 Hz x 1 MB", value: `${a100.latency.p50} vs ${l100.latency.p50} ms`, met: a100.latency.p50 * 5 <= l100.latency.p50 });
+  }
+  const a6 = at('25 Hz x 6 MB', 'furkad-agent');
+  if (a6) out.push({ what: 'agent p50 <= 10 ms, 25 Hz x 6 MB', value: `${a6.latency.p50} ms`, met: a6.latency.p50 <= 10 });
+  const aSmall = r.latency?.rows.find((x) => x.puller === 'furkad-agent' && /500 Hz/.test(x.workload));
+  if (aSmall) out.push({ what: `agent p50 <= 3 ms, ${aSmall.workload}`, value: `${aSmall.latency.p50} ms`, met: aSmall.latency.p50 <= 3 });
+  const idle = r.latency?.idleCores;
+  if (idle && idle['furkad-agent.agent'] !== undefined) {
+    const cores = round2((idle['furkad-agent.furkad'] ?? 0) + (idle['furkad-agent.agent'] ?? 0));
+    out.push({ what: 'idle: furkad + agent <= 0.02 cores', value: `${cores} cores`, met: cores <= 0.02 });
   }
   const t = r.throughput?.ratios;
   if (t) {

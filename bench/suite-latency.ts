@@ -12,7 +12,7 @@ import { WRITER_TEMP_PATTERN } from '../test/fixtures/files.js';
 import { rsyncArgs } from '../src/furkad/rsync.js';
 import type { Mode } from './modes.js';
 
-export const PULLERS: PullerName[] = ['furkad', 'furkad-keep-source', 'rsync-loop', 'lsyncd'];
+export const PULLERS: PullerName[] = ['furkad-agent', 'furkad', 'furkad-keep-source', 'rsync-loop', 'lsyncd'];
 
 export interface LatencyRow {
   workload: string;
@@ -52,7 +52,7 @@ export async function latencySuite(mode: Mode): Promise<LatencyResult> {
       const puller = await startPuller(name, mode.ramdiskBytes);
       try {
         const quiet = await idleCost(puller);
-        for (const [k, v] of Object.entries(quiet.cores)) idle.set(k, [...(idle.get(k) ?? []), v]);
+        for (const [k, v] of Object.entries(quiet.cores)) idle.set(`${name}.${k}`, [...(idle.get(`${name}.${k}`) ?? []), v]);
         if (quiet.cyclesPerS !== undefined) cycles.set(name, [...(cycles.get(name) ?? []), quiet.cyclesPerS]);
         for (const w of WORKLOADS) {
           const run = await measureLatency(puller, w, mode.latencySeconds);
