@@ -3,7 +3,7 @@
 // decides what to fetch when, and what a failure means.
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { createWriteStream } from 'node:fs';
+import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 
@@ -34,6 +34,8 @@ const PING_EVERY_MS = 5_000;
  */
 const STREAM_WINDOW = 16 << 20;
 const SESSION_WINDOW = 64 << 20;
+/** Frames of up to 1 MiB instead of HTTP/2's 16 KiB: fewer chunks, fewer writes per image. */
+const MAX_FRAME = (1 << 20) - 1;
 
 export interface AgentClientEvents {
   file: (f: Announced) => void;
@@ -77,7 +79,7 @@ export class AgentClient extends EventEmitter {
       // TCP_NODELAY: a small announcement or acknowledgement must not wait for Nagle's timer.
       const { hostname, port } = new URL(this.url);
       const session = http2.connect(this.url, {
-        settings: { initialWindowSize: STREAM_WINDOW },
+        settings: { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME },
         createConnection: () => net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port), noDelay: true }),
       });
       this.#session = session;
@@ -137,40 +139,66 @@ export class AgentClient extends EventEmitter {
     });
   }
 
-  /** Streams the file `id` into `dest` (created, must not exist). A file the agent no longer has throws FileGone. */
+  /**
+   * Streams the file `id` into `dest` (created, must not exist). A file the agent no longer has throws FileGone.
+   * Each chunk is written synchronously: `dest` is on the PPU ramdisk (tmpfs), where a write is a memory copy of
+   * microseconds, far less than a round trip through libuv's thread pool per 16 KiB frame.
+   */
   fetch(id: string, dest: string): Promise<Fetched> {
     const session = this.#session;
     if (!session || this.#isDown) return Promise.reject(new Error(`not connected to the agent at ${this.url}`));
     return new Promise<Fetched>((resolve, reject) => {
+      let fd: number | undefined;
+      try {
+        fd = openSync(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+      } catch (e) {
+        reject(e);
+        return;
+      }
       const req = session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}` });
       req.setTimeout(REQUEST_TIMEOUT_MS, () => req.close(http2.constants.NGHTTP2_CANCEL));
       let bytes = 0;
       let unchanged = false;
       let failed: Error | undefined;
-      const out = createWriteStream(dest, { flags: 'wx', mode: 0o600 });
-      const finish = (e?: Error): void => {
-        failed ??= e;
-        if (failed) {
-          out.destroy();
-          void unlink(dest).catch(() => undefined).then(() => reject(failed));
-        }
+      const close = (): void => {
+        if (fd === undefined) return;
+        try {
+          closeSync(fd);
+        } catch { /* closed */ }
+        fd = undefined;
+      };
+      const fail = (e: Error): void => {
+        if (failed) return;
+        failed = e;
+        close();
+        req.close(http2.constants.NGHTTP2_CANCEL);
+        void unlink(dest).catch(() => undefined).then(() => reject(e));
       };
       req.on('response', (headers) => {
         const status = Number(headers[':status']);
-        if (status === 404 || status === 410) finish(new FileGone(`the agent no longer has ${id} (HTTP ${status})`));
-        else if (status !== 200) finish(new Error(`the agent answered HTTP ${status} for ${id}`));
+        if (status === 404 || status === 410) fail(new FileGone(`the agent no longer has ${id} (HTTP ${status})`));
+        else if (status !== 200) fail(new Error(`the agent answered HTTP ${status} for ${id}`));
       });
       req.on('trailers', (trailers) => { unchanged = trailers['x-furka-unchanged'] === '1'; });
-      req.on('data', (b: Buffer) => { bytes += b.length; });
-      req.on('error', (e: Error) => finish(e));
+      req.on('data', (b: Buffer) => {
+        if (failed || fd === undefined) return;
+        try {
+          for (let done = 0; done < b.length;) done += writeSync(fd, b, done, b.length - done);
+          bytes += b.length;
+        } catch (e) {
+          fail(e as Error);
+        }
+      });
+      req.on('error', (e: Error) => fail(e));
       req.on('close', () => {
-        if (req.rstCode && req.rstCode !== http2.constants.NGHTTP2_NO_ERROR) finish(new Error(`fetching ${id} was cut off (code ${req.rstCode})`));
+        if (failed) return;
+        if (req.rstCode !== undefined && req.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
+          fail(new Error(`fetching ${id} was cut off (code ${req.rstCode})`));
+          return;
+        }
+        close();
+        resolve({ bytes, unchanged });
       });
-      out.on('error', (e: Error) => finish(e));
-      out.on('finish', () => {
-        if (!failed) resolve({ bytes, unchanged });
-      });
-      req.pipe(out);
     });
   }
 
