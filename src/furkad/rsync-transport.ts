@@ -1,6 +1,6 @@
 // The rsync transport: one stock rsync client run per loop run against the detector's rsync daemon, into
 // staging, complete files offered to the loop the moment the daemon reports their sources removed (F1, F2, F9).
-import { lstat, readdir, rename, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyExit, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
 import { deliverable, escapeName } from './rsync-names.js';
@@ -10,6 +10,14 @@ import type { Placed, RunContext, RunOutcome, Transport } from './transport.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
+
+/**
+ * Where rsync receives files into staging (--temp-dir): beside the detectors' staging directories, so that
+ * what is there is only ever an unfinished temp file, and what is in staging only ever a complete one.
+ */
+export function rsyncTempDir(staging: string): string {
+  return path.join(path.dirname(staging), '.rsync-temp', path.basename(staging));
+}
 
 /** A path of raw bytes joined from a directory (a string or bytes) and a name. */
 function joinRaw(dir: Buffer, name: Buffer): Buffer {
@@ -53,6 +61,7 @@ export class RsyncTransport implements Transport {
       ...(only ? { only } : {}),
       exclude: a.config.exclude.split(/\s+/).filter(Boolean),
       namesFilter: this.settings.namesFilter,
+      ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       timeoutS: this.settings.timeoutS,
     }, onRemoved);
 
@@ -210,14 +219,14 @@ export class RsyncTransport implements Transport {
    */
   async adoptLeftovers(ctx: RunContext): Promise<void> {
     const staging = ctx.staging;
+    await this.#clearTempDir(rsyncTempDir(staging));
     await this.#rescueNames(staging);
     const found: string[] = [];
     const walk = async (dir: string): Promise<void> => {
       for (const e of await readdir(dir, { withFileTypes: true })) {
         const full = path.join(dir, e.name);
         if (e.isDirectory()) await walk(full);
-        // rsync's own temp files (.name.XXXXXX) are its business: it removes them when it ends.
-        else if (e.isFile() && !RSYNC_TEMP.test(e.name)) found.push(path.relative(staging, full));
+        else if (e.isFile() && !(await this.#oldTempFile(full, e.name))) found.push(path.relative(staging, full));
       }
     };
     await walk(staging);
@@ -230,6 +239,33 @@ export class RsyncTransport implements Transport {
     }
     this.log.warn({ detector: this.id, files: fresh.length }, 'complete files from an interrupted run found in staging; they are placed with the next run');
     for (const rel of fresh) this.#unplaced.add(rel);
+  }
+
+  /**
+   * Called only between runs of this detector (its runs end before the loop prepares again, and a furkad's
+   * runs die with it): whatever is in the temp directory is what a killed run was receiving. Its source is
+   * still on the detector, so it is simply dropped.
+   */
+  async #clearTempDir(dir: string): Promise<void> {
+    const left = await readdir(dir, { encoding: 'buffer' }).catch(() => [] as Buffer[]);
+    if (left.length > 0) this.log.info({ detector: this.id, files: left.length }, 'removing temp files of an rsync run that was killed; their sources are still on the detector');
+    for (const name of left) await rm(joinRaw(Buffer.from(dir), name), { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  }
+
+  /**
+   * A temp file an rsync run of an earlier furkad left in staging itself (before --temp-dir): rsync's temp
+   * name, created by root for root only. A complete file has the shift's owner and the source's mode by the
+   * time it has a name without the suffix, so one with a temp-like name is kept unless the shift is root's
+   * and the source private (see README).
+   */
+  async #oldTempFile(full: string, name: string): Promise<boolean> {
+    if (!RSYNC_TEMP.test(name)) return false;
+    const st = await lstat(full);
+    if (st.uid !== 0 || (st.mode & 0o077) !== 0) return false;
+    await unlink(full);
+    this.log.info({ detector: this.id, file: name }, 'removed the temp file of an rsync run an earlier furkad was killed in');
+    return true;
   }
 
   /**

@@ -20,6 +20,9 @@ export interface RsyncRun {
   exclude: string[];
   /** The filter file of names furkad cannot hand over (rsync-names.ts): never pulled, never removed. */
   namesFilter: string;
+  /** Where rsync keeps a file while it is being received (not in dest: a killed run's temp file is then told
+   *  apart from a complete file by where it is, not by its name). Same file system as dest. */
+  tempDir?: string;
   timeoutS: number;
 }
 
@@ -127,6 +130,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     ...(run.only ? ['--files-from=-', '--from0'] : []),
     `--exclude-from=${run.namesFilter}`,
     ...run.exclude.map((p) => `--exclude=${p}`),
+    ...(run.tempDir ? [`--temp-dir=${run.tempDir}`] : []),
     '--sockopts=TCP_NODELAY',
     `--contimeout=${Math.min(run.timeoutS, 10)}`,
     `--timeout=${run.timeoutS}`,
