@@ -10,6 +10,7 @@ import { tempDir } from '../test/fixtures/ppu.js';
 import { startRsyncDaemon } from '../test/fixtures/rsync-daemon.js';
 import { WRITER_TEMP_PATTERN } from '../test/fixtures/files.js';
 import { rsyncArgs } from '../src/furkad/rsync.js';
+import { writeNamesFilter } from '../src/furkad/rsync-names.js';
 import type { Mode } from './modes.js';
 
 export const PULLERS: PullerName[] = ['furkad-agent', 'furkad', 'furkad-keep-source', 'rsync-loop', 'lsyncd'];
@@ -116,7 +117,7 @@ async function emptyRuns(): Promise<{ pull: Percentiles; push: Percentiles }> {
   const daemon = await startRsyncDaemon(dir, work);
   try {
     const args = rsyncArgs({ rsync: 'rsync', host: '127.0.0.1', port: daemon.port, module: 'ramdisk', source: '/', dest, uid: 0, gid: 0,
-      removeSource: true, exclude: [WRITER_TEMP_PATTERN], timeoutS: 30 });
+      removeSource: true, exclude: [WRITER_TEMP_PATTERN], namesFilter: writeNamesFilter(work), timeoutS: 30 });
     const pushArgs = ['-rt', '--sockopts=TCP_NODELAY', `${nothing}/`, `rsync://127.0.0.1:${daemon.port}/ramdisk/`];
     const pull: number[] = [];
     const push: number[] = [];

@@ -25,6 +25,8 @@ export interface DetectorStats {
   /** Duration of the last run that moved files, its start to files in place (µs), and how many such runs. */
   lastRunUs: number;
   runs: number;
+  /** Files left on the detector because their names cannot be handed over (RunOutcome.refused). */
+  refused: number;
 }
 
 /** What the loop needs of the hand-over: note before placing, queue once placed (a fake in unit tests). */
@@ -50,7 +52,7 @@ interface Offer {
 }
 
 export class DetectorLoop {
-  readonly stats: DetectorStats = { state: 'idle', files: 0, bytes: 0, lastError: '', lastRunUs: 0, runs: 0 };
+  readonly stats: DetectorStats = { state: 'idle', files: 0, bytes: 0, lastError: '', lastRunUs: 0, runs: 0, refused: 0 };
   /** Called when `stats` changed (the bus interface coalesces these). */
   onChange: () => void = () => {};
   #shift: Shift | undefined;
@@ -202,8 +204,13 @@ export class DetectorLoop {
     if (outcome.verdict === 'ok') {
       if (this.#backoff > 0) this.log.info({ detector: this.id }, 'detector reachable again, transfers resumed');
       this.#backoff = 0;
-      if (this.stats.lastError !== '' && this.#failing.size === 0) {
-        this.stats.lastError = '';
+      const refused = outcome.refused ?? [];
+      // Files left on the detector are the operator's to rename there: said until they are gone (F1, F2).
+      const note = refused.length === 0 ? '' : `${refused.length} ${refused.length === 1 ? 'file' : 'files'} left on the detector: ` +
+        `furkad cannot hand over their names (not UTF-8, or with control characters), e.g. '${refused[0]}'; rename them there`;
+      if (refused.length !== this.stats.refused || (this.#failing.size === 0 && this.stats.lastError !== note)) {
+        this.stats.refused = refused.length;
+        if (this.#failing.size === 0) this.stats.lastError = note;
         this.onChange();
       }
       this.#setState(outcome.transferred > 0 ? 'transferring' : 'idle');

@@ -11,6 +11,7 @@ import { FURKA_METHODS, FurkaInterface } from '../dbus/furka-interface.js';
 import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
 import { RsyncTransport } from './rsync-transport.js';
+import { writeNamesFilter } from './rsync-names.js';
 import { AgentTransport } from './agent-transport.js';
 import { AgentPlaced } from './agent-placed.js';
 import type { Transport } from './transport.js';
@@ -60,9 +61,10 @@ async function main(): Promise<number> {
   const gate = new TransferGate(license.valid ? Infinity : 1);
   // Each detector's transport is the only part that knows how its files leave the detector server (F1, A3).
   const agentPlaced = AgentPlaced.open(config.state_dir);
+  const namesFilter = writeNamesFilter(config.state_dir);
   const loops = new Map(Object.entries(config.detector).map(([id, d]) => {
     const transport: Transport = d.transport === 'agent' ? new AgentTransport(id, agentPlaced, log)
-      : new RsyncTransport(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s }, log);
+      : new RsyncTransport(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s, namesFilter }, log);
     return [id, new DetectorLoop(id, transport, handover, gate, log)];
   }));
   const shifts = new ShiftManager(config, loops, handover, log);

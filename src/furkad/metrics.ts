@@ -13,6 +13,8 @@ export interface DetectorFigures {
   /** Duration of the last run that moved files, if the loop measures it, and how many such runs (this process). */
   lastRunUs?: number;
   runs?: number;
+  /** Files left on the detector because their names cannot be handed over. */
+  refused?: number;
 }
 
 const STATES = ['idle', 'transferring', 'retrying', 'down'];
@@ -54,6 +56,14 @@ export class FurkadMetrics {
       collect() {
         this.reset();
         for (const d of detectors()) this.set({ detector: d.id }, d.lastError ? 1 : 0);
+      },
+    });
+    new Gauge({
+      name: 'furkad_detector_refused_files', help: 'Files left on a detector because furkad cannot hand over their names (not UTF-8, control characters)',
+      labelNames: ['detector'], registers,
+      collect() {
+        this.reset();
+        for (const d of detectors()) this.set({ detector: d.id }, d.refused ?? 0);
       },
     });
     new Gauge({

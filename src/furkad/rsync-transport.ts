@@ -1,14 +1,28 @@
 // The rsync transport: one stock rsync client run per loop run against the detector's rsync daemon, into
 // staging, complete files offered to the loop the moment the daemon reports their sources removed (F1, F2, F9).
-import { readdir, unlink } from 'node:fs/promises';
+import { lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyExit, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
+import { deliverable, escapeName } from './rsync-names.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { Placed, RunContext, RunOutcome, Transport } from './transport.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
+
+/**
+ * Where rsync receives files into staging (--temp-dir): beside the detectors' staging directories, so that
+ * what is there is only ever an unfinished temp file, and what is in staging only ever a complete one.
+ */
+export function rsyncTempDir(staging: string): string {
+  return path.join(path.dirname(staging), '.rsync-temp', path.basename(staging));
+}
+
+/** A path of raw bytes joined from a directory (a string or bytes) and a name. */
+function joinRaw(dir: Buffer, name: Buffer): Buffer {
+  return Buffer.concat([dir, Buffer.from('/'), name]);
+}
 
 /** One rsync run of the current assignment: with or without removal, into `dest`, optionally limited to `only`. */
 type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => Promise<RsyncResult>;
@@ -22,13 +36,15 @@ export class RsyncTransport implements Transport {
   #unchangedSince = new Map<string, number>();
   /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
   #leftovers = new Set<string>();
+  /** Files the detector has whose names furkad cannot hand over, as shown (escapeName): left there, reported. */
+  #refused = new Set<string>();
   #warnedNoReports = false;
   /** The next run's rsync, started during the pause before it (see RsyncLauncher). */
   #launcher = new RsyncLauncher();
   /** The last run that took everything (not settle mode's limited one): the next run is most likely the same. */
   #lastFullRun: RsyncRun | undefined;
 
-  constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number }, private readonly log: Logger) {}
+  constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number; namesFilter: string }, private readonly log: Logger) {}
 
   async run(ctx: RunContext): Promise<RunOutcome> {
     const a = ctx.assignment;
@@ -44,6 +60,8 @@ export class RsyncTransport implements Transport {
       removeSource,
       ...(only ? { only } : {}),
       exclude: a.config.exclude.split(/\s+/).filter(Boolean),
+      namesFilter: this.settings.namesFilter,
+      ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       timeoutS: this.settings.timeoutS,
     }, onRemoved);
 
@@ -82,11 +100,15 @@ export class RsyncTransport implements Transport {
     }
     const verdict = classifyExit(result.code, result.stderr);
     if (verdict === 'ok' && a.config.remove_source) await this.#dropAbandoned(ctx.staging, result);
+    if (verdict === 'ok') this.#noteRefused(result.hidden);
+    // Only a daemon that ignored the names filter sends such names: what it removed is renamed and placed.
+    if (result.strays.length > 0 && a.config.remove_source) (await this.#rescueNames(ctx.staging)).forEach((rel) => this.#unplaced.add(rel));
     return {
       verdict,
       message: verdict === 'ok' ? '' : `rsync exit ${result.code}: ${result.stderr.split('\n').filter(Boolean).pop() ?? ''}`,
       transferred: result.transferred,
       bytes: result.bytes,
+      refused: [...this.#refused],
     };
   }
 
@@ -148,10 +170,25 @@ export class RsyncTransport implements Transport {
     const settled = [...this.#unchangedSince].filter(([, since]) => now - since >= settleMs).map(([rel]) => rel);
     // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
     if (settled.length === 0) return { ...look, files: [], sent: [], removed: new Set() };
-    const take = await runWith(true, staging, settled, place);
+    const take = { ...(await runWith(true, staging, settled, place)), hidden: look.hidden };
     for (const rel of settled) if (!take.changed.has(rel)) this.#unchangedSince.delete(rel);
     for (const rel of take.changed) this.#unchangedSince.set(rel, performance.now());
     return { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes };
+  }
+
+  /**
+   * The files a listing run found hidden by the names filter (rsync-names.ts): each logged once while it is on
+   * the detector, all of them reported with every run (the loop shows them in lastError). Hidden by `exclude`
+   * (a writer's temp files) is not news.
+   */
+  #noteRefused(hidden: Buffer[]): void {
+    const now = new Set(hidden.filter((h) => !deliverable(h)).map(escapeName));
+    for (const name of now) {
+      if (this.#refused.has(name)) continue;
+      this.log.error({ detector: this.id, file: name }, 'a file on the detector has a name furkad cannot hand over (not UTF-8, or ' +
+        'with control characters; shown with such bytes as \\#ooo): it is left there, neither copied nor removed; rename it on the detector');
+    }
+    this.#refused = now;
   }
 
   /** Once per process: the detector's daemon does not say which sources it removed, so files wait for the run's end. */
@@ -182,13 +219,14 @@ export class RsyncTransport implements Transport {
    */
   async adoptLeftovers(ctx: RunContext): Promise<void> {
     const staging = ctx.staging;
+    await this.#clearTempDir(rsyncTempDir(staging));
+    await this.#rescueNames(staging);
     const found: string[] = [];
     const walk = async (dir: string): Promise<void> => {
       for (const e of await readdir(dir, { withFileTypes: true })) {
         const full = path.join(dir, e.name);
         if (e.isDirectory()) await walk(full);
-        // rsync's own temp files (.name.XXXXXX) are its business: it removes them when it ends.
-        else if (e.isFile() && !RSYNC_TEMP.test(e.name)) found.push(path.relative(staging, full));
+        else if (e.isFile() && !(await this.#oldTempFile(full, e.name))) found.push(path.relative(staging, full));
       }
     };
     await walk(staging);
@@ -201,5 +239,70 @@ export class RsyncTransport implements Transport {
     }
     this.log.warn({ detector: this.id, files: fresh.length }, 'complete files from an interrupted run found in staging; they are placed with the next run');
     for (const rel of fresh) this.#unplaced.add(rel);
+  }
+
+  /**
+   * Called only between runs of this detector (its runs end before the loop prepares again, and a furkad's
+   * runs die with it): whatever is in the temp directory is what a killed run was receiving. Its source is
+   * still on the detector, so it is simply dropped.
+   */
+  async #clearTempDir(dir: string): Promise<void> {
+    const left = await readdir(dir, { encoding: 'buffer' }).catch(() => [] as Buffer[]);
+    if (left.length > 0) this.log.info({ detector: this.id, files: left.length }, 'removing temp files of an rsync run that was killed; their sources are still on the detector');
+    for (const name of left) await rm(joinRaw(Buffer.from(dir), name), { recursive: true, force: true });
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+  }
+
+  /**
+   * A temp file an rsync run of an earlier furkad left in staging itself (before --temp-dir): rsync's temp
+   * name, created by root for root only. A complete file has the shift's owner and the source's mode by the
+   * time it has a name without the suffix, so one with a temp-like name is kept unless the shift is root's
+   * and the source private (see README).
+   */
+  async #oldTempFile(full: string, name: string): Promise<boolean> {
+    if (!RSYNC_TEMP.test(name)) return false;
+    const st = await lstat(full);
+    if (st.uid !== 0 || (st.mode & 0o077) !== 0) return false;
+    await unlink(full);
+    this.log.info({ detector: this.id, file: name }, 'removed the temp file of an rsync run an earlier furkad was killed in');
+    return true;
+  }
+
+  /**
+   * Files and directories in staging whose names furkad cannot hand over (not UTF-8, control characters:
+   * pulled by a furkad without the names filter, or from a daemon that ignored it) are renamed in place to
+   * their shown names (escapeName: such bytes as \#ooo), beside any file of that name, so that they are
+   * placed and copied like the rest instead of staying in staging for ever. Returns the files renamed.
+   */
+  async #rescueNames(staging: string): Promise<string[]> {
+    const renamed: string[] = [];
+    const walk = async (dir: Buffer, rel: string, renamedAbove: boolean): Promise<void> => {
+      for (const name of await readdir(dir, { encoding: 'buffer' })) {
+        let full = joinRaw(dir, name);
+        let shown = name.toString('utf8');
+        let moved = renamedAbove;
+        if (!deliverable(name)) {
+          shown = await freeName(dir.toString('utf8'), escapeName(name));
+          await rename(full, path.join(dir.toString('utf8'), shown));
+          this.log.warn({ detector: this.id, file: path.join(rel, escapeName(name)), as: path.join(rel, shown) },
+            'a file in staging has a name grimseld cannot take (not UTF-8, or with control characters): renamed and placed under its shown name');
+          full = Buffer.from(path.join(dir.toString('utf8'), shown));
+          moved = true;
+        }
+        const st = await lstat(full);
+        if (st.isDirectory()) await walk(full, path.join(rel, shown), moved);
+        else if (st.isFile() && moved) renamed.push(path.join(rel, shown));
+      }
+    };
+    await walk(Buffer.from(staging), '', false);
+    return renamed;
+  }
+}
+
+/** `name` in `dir`, or NAME.~N~ when that is taken (as placing does beside a different file). */
+async function freeName(dir: string, name: string): Promise<string> {
+  for (let n = 0; ; n++) {
+    const candidate = n === 0 ? name : `${name}.~${n}~`;
+    if (!(await lstat(path.join(dir, candidate)).catch(() => undefined))) return candidate;
   }
 }

@@ -1,6 +1,7 @@
 // One rsync client run against a detector's rsync daemon: arguments, output parsing, exit-code policy.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { watchTail } from './rsync-tail.js';
+import { deliverable } from './rsync-names.js';
 
 export interface RsyncRun {
   rsync: string;
@@ -17,6 +18,11 @@ export interface RsyncRun {
   only?: string[];
   /** rsync patterns of files never pulled (a detector writer's temp files). */
   exclude: string[];
+  /** The filter file of names furkad cannot hand over (rsync-names.ts): never pulled, never removed. */
+  namesFilter: string;
+  /** Where rsync keeps a file while it is being received (not in dest: a killed run's temp file is then told
+   *  apart from a complete file by where it is, not by its name). Same file system as dest. */
+  tempDir?: string;
   timeoutS: number;
 }
 
@@ -32,6 +38,10 @@ export interface RsyncResult {
   changed: Set<string>;
   /** Files the detector's daemon reported removed (`sender removed`): unchanged while sent, so complete (F2). */
   removed: Set<string>;
+  /** Paths (raw bytes) the daemon reported hiding: the names filter's, and `exclude`'s (needs 'max verbosity = 2'). */
+  hidden: Buffer[];
+  /** Paths (raw bytes) listed or removed although furkad cannot hand them over (a daemon that ignored the filter). */
+  strays: Buffer[];
   /** The client was ended in its idle tail (see rsync-tail.ts) rather than waited for. */
   tailCut?: boolean;
   /** The client's process id (for logs and tests: a run started ahead keeps its pid). */
@@ -113,9 +123,14 @@ export function rsyncArgs(run: RsyncRun): string[] {
     // rsync keeps a source that changed meanwhile (F2). --info=remove1 has the daemon say 'sender removed
     // NAME' for each source it removed after checking it unchanged: the moment that file is known complete
     // (needs 'max verbosity = 2' in the daemon's rsyncd.conf; without it furkad waits for the run's end).
-    ...(run.removeSource ? ['--remove-source-files', '--info=remove1'] : []),
+    ...(run.removeSource ? ['--remove-source-files'] : []),
+    // -vv has the daemon's sender say which files it hides ('[sender] hiding file NAME'), so that names furkad
+    // cannot hand over are reported (rsync-names.ts); the client itself says only what it did before.
+    '-vv', '--debug=NONE', `--info=NONE,NAME1${run.removeSource ? ',REMOVE1' : ''}`,
     ...(run.only ? ['--files-from=-', '--from0'] : []),
+    `--exclude-from=${run.namesFilter}`,
     ...run.exclude.map((p) => `--exclude=${p}`),
+    ...(run.tempDir ? [`--temp-dir=${run.tempDir}`] : []),
     '--sockopts=TCP_NODELAY',
     `--contimeout=${Math.min(run.timeoutS, 10)}`,
     `--timeout=${run.timeoutS}`,
@@ -133,10 +148,17 @@ export function unescapeName(name: string): string {
 
 const ITEM = /^([<>ch.*])f(.{9}) (\d+) (.*)$/;
 const REMOVED = /^sender removed (.*)$/;
+/** The pattern is never the one with spaces: furkad's have none, and `exclude` is split at spaces. */
+const HIDING = /^\[sender\] hiding (?:file|directory) (.*) because of pattern /;
 
-/** rsync names are byte strings: decode escapes into a latin1 string, then read it as UTF-8. */
+/** rsync names are byte strings: escapes decoded, as bytes. */
+function nameBytes(raw: string): Buffer {
+  return Buffer.from(unescapeName(raw), 'latin1');
+}
+
+/** A name as bytes read as UTF-8 (see deliverable: furkad takes no other). */
 function decodeName(raw: string): string {
-  return Buffer.from(unescapeName(raw), 'latin1').toString('utf8');
+  return nameBytes(raw).toString('utf8');
 }
 
 /**
@@ -147,6 +169,8 @@ export class OutputParser {
   readonly files: string[] = [];
   readonly sent: string[] = [];
   readonly removed = new Set<string>();
+  readonly hidden: Buffer[] = [];
+  readonly strays: Buffer[] = [];
   bytes = 0;
   #rest = '';
 
@@ -158,15 +182,21 @@ export class OutputParser {
     this.#rest = lines.pop() ?? '';
     const removed: string[] = [];
     for (const line of lines) {
+      const h = HIDING.exec(line);
+      if (h) {
+        this.hidden.push(nameBytes(h[1] ?? ''));
+        continue;
+      }
       const r = REMOVED.exec(line);
       if (r) {
+        if (!this.#deliverable(r[1] ?? '')) continue;
         const name = decodeName(r[1] ?? '');
         this.removed.add(name);
         removed.push(name);
         continue;
       }
       const m = ITEM.exec(line);
-      if (!m) continue;
+      if (!m || !this.#deliverable(m[4] ?? '')) continue;
       const name = decodeName(m[4] ?? '');
       this.files.push(name);
       if (m[1] === '>') {
@@ -177,6 +207,14 @@ export class OutputParser {
     if (removed.length > 0) this.onRemoved(removed);
   }
 
+  /** A name furkad can hand over; any other is a stray (noted once), never one of the run's files. */
+  #deliverable(raw: string): boolean {
+    const b = nameBytes(raw);
+    if (deliverable(b)) return true;
+    if (!this.strays.some((s) => s.equals(b))) this.strays.push(b);
+    return false;
+  }
+
   /** Parses a last line without its newline. */
   end(): void {
     if (this.#rest !== '') this.push('\n');
@@ -184,11 +222,11 @@ export class OutputParser {
 }
 
 /** Picks the regular files out of a whole run's output (see OutputParser). */
-export function parseOutput(stdout: string): { files: string[]; sent: string[]; removed: Set<string>; transferred: number; bytes: number } {
+export function parseOutput(stdout: string): { files: string[]; sent: string[]; removed: Set<string>; hidden: Buffer[]; strays: Buffer[]; transferred: number; bytes: number } {
   const p = new OutputParser();
   p.push(stdout);
   p.end();
-  return { files: p.files, sent: p.sent, removed: p.removed, transferred: p.sent.length, bytes: p.bytes };
+  return { files: p.files, sent: p.sent, removed: p.removed, hidden: p.hidden, strays: p.strays, transferred: p.sent.length, bytes: p.bytes };
 }
 
 /**
@@ -300,7 +338,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
     child.stderr?.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) => {
       signal?.removeEventListener('abort', abort);
-      resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), removed: new Set(), stderr: e.message });
+      resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), removed: new Set(), hidden: [], strays: [], stderr: e.message });
     });
     // A clean run (nothing on stderr) whose receiver has exited has moved and reported everything: its
     // client is only sleeping before it exits with 0. Cut that short; anything else ends on its own.
@@ -320,7 +358,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       parser.end();
       const stderr = Buffer.concat(err).toString('latin1');
       resolve({ code: tailCut ? 0 : code ?? (sig ? 20 : 1), files: parser.files, sent: parser.sent, transferred: parser.sent.length,
-        bytes: parser.bytes, removed: parser.removed, changed: changedSources(stderr), tailCut, ...(child.pid === undefined ? {} : { pid: child.pid }),
+        bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, strays: parser.strays, changed: changedSources(stderr), tailCut, ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });
   });

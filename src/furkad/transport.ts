@@ -18,6 +18,9 @@ export interface RunOutcome {
    *  `transferring` state. Files placed are counted by the loop itself, as it places them. */
   transferred: number;
   bytes: number;
+  /** Files the detector has that are left there because furkad cannot hand over their names (not UTF-8, control
+   *  characters), as shown (such bytes as \#ooo): all of them, as of this run; reported, never taken. */
+  refused?: string[];
 }
 
 /** What became of the files offered to `complete()`; a file in none of the lists was not noted (the run fails). */

@@ -10,6 +10,7 @@ import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { markFixture } from '../fixtures/processes.js';
 import { startRsyncDaemon, type RsyncDaemon } from '../fixtures/rsync-daemon.js';
 import { runRsync, RsyncLauncher, type RsyncRun } from '../../src/furkad/rsync.js';
+import { writeNamesFilter } from '../../src/furkad/rsync-names.js';
 
 describe('one rsync run against a real detector daemon (F2, F5, F9)', function () {
   this.timeout(60_000);
@@ -31,7 +32,7 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
     const dest = path.join(work, `dest-${Date.now()}`);
     mkdirSync(dest);
     run = { rsync: 'rsync', host: '127.0.0.1', port: daemon.port, module: 'ramdisk', source: '/', dest, uid: 0, gid: 0,
-      removeSource: true, exclude: [], timeoutS: 10 };
+      removeSource: true, exclude: [], namesFilter: writeNamesFilter(work), timeoutS: 10 };
   });
   after(async () => {
     await daemon?.stop();
@@ -74,6 +75,30 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
     assert.equal(r.code, 0, r.stderr);
     assert.notEqual(r.tailCut, true);
     assert.deepEqual(readdirSync(work).filter((f) => f === 'wrapper-done'), ['wrapper-done'], 'the wrapper ran to its end');
+  });
+
+  it('takes exactly the names furkad can hand over and reports the others hidden, left on the detector (F1, F2)', async () => {
+    const l = (s: string): Buffer => Buffer.from(s, 'latin1');
+    // Valid UTF-8 at every edge of table 3-7 (U+0085 and U+FFFD included: characters, not errors).
+    const valid = ['plain', 'sp ace', '-dash', 'back\\#351', 'Ä', '€', '😀', '\u0085', '\ufffd', '\ud7ff', '\ue000', '\u{10ffff}', '\u0800', '\u{10000}']
+      .map((n) => Buffer.from(`${n}.img`));
+    const invalid = ['\x80x', 'a\x80', '\xc0\xaf', '\xc1\xbf', '\xe0\x80\x80', '\xe0\x9f\xbf', '\xed\xa0\x80', '\xed\xbf\xbf', '\xf0\x80\x80\x80',
+      '\xf0\x8f\xbf\xbf', '\xf4\x90\x80\x80', '\xf5\x80\x80\x80', '\xff', '\xe2\x82', '\xe2\x82x', '\xc3', '\xc3x', '\xc3\xa9\xa9',
+      '\xe2\x82\xac\xac', '\xf0\x9f\x98', '\xf0\x9f\x98\x80\x80', '\xf0\x9f', '\xf0', 'new\nline', 'tab\t', 'del\x7f', 'soh\x01', 'us\x1f']
+      .map((n) => l(`bad-${n}.img`));
+    const dir = Buffer.concat([Buffer.from(`${detector}/names/`)]);
+    mkdirSync(dir, { recursive: true });
+    for (const n of [...valid, ...invalid]) writeFileSync(Buffer.concat([dir, n]), n);
+    const r = await runRsync(run);
+    assert.equal(r.code, 0, r.stderr);
+    const key = (b: Buffer): string => b.toString('hex');
+    const left = readdirSync(dir, { encoding: 'buffer' }).map(key).sort();
+    assert.deepEqual(left, invalid.map(key).sort(), 'every name furkad cannot hand over left on the detector, no other');
+    assert.deepEqual(readdirSync(Buffer.from(path.join(run.dest, 'names')), { encoding: 'buffer' }).map(key).sort(), valid.map(key).sort(), 'every other one pulled');
+    assert.deepEqual([...r.removed].sort(), valid.map((b) => `names/${b.toString('utf8')}`).sort());
+    assert.deepEqual(r.hidden.map(key).sort(), invalid.map((b) => key(Buffer.concat([Buffer.from('names/'), b]))).sort(), 'each reported hidden');
+    assert.deepEqual(r.strays, []);
+    rmSync(path.join(detector, 'names'), { recursive: true });
   });
 
   // A run started ahead, in the pause before it (F5, F9). Whether a run happened is read from the detector:

@@ -1,10 +1,11 @@
 // furkad's use of the rsync client: arguments, output parsing and the exit-code policy (F1-F3, F10).
 import { strict as assert } from 'node:assert';
 import { classifyExit, onlyList, OutputParser, parseOutput, rsyncArgs } from '../../src/furkad/rsync.js';
+import { deliverable, escapeName, NAMES_FILTER } from '../../src/furkad/rsync-names.js';
 
 describe('rsync client run (F1-F3)', () => {
   const run = { rsync: 'rsync', host: '10.0.0.1', port: 49371, module: 'ramdisk', source: '/', dest: '/ramdisk/1mf/500_501',
-    uid: 500, gid: 501, removeSource: true, exclude: [], timeoutS: 30 };
+    uid: 500, gid: 501, removeSource: true, exclude: [], namesFilter: '/var/lib/furka/rsync-names.filter', timeoutS: 30 };
 
   it('pulls the module directory into dest with ownership, times, removal and TCP_NODELAY', () => {
     const a = rsyncArgs(run);
@@ -28,17 +29,36 @@ describe('rsync client run (F1-F3)', () => {
       '.d..t.og... ./',
       'cd+++++++++ a/',
       '>f+++++++++ 1000 a/img_00001.cbf',
-      '>f.st...... 20 a/we ird\\#012name.cbf',
+      '>f.st...... 20 a/we ird \\#134#351 \\ name.cbf',
       '.f          7 a/left-by-earlier-run.cbf',
       '>f+++++++++ 3 caf\\#303\\#251.tif',
+      '>f+++++++++ 4 caf\u00c3\u00a9-printed-raw.tif',
       'skipping non-regular file "a/link"',
       '',
     ].join('\n');
     const r = parseOutput(out);
-    assert.deepEqual(r.files, ['a/img_00001.cbf', 'a/we ird\nname.cbf', 'a/left-by-earlier-run.cbf', 'café.tif']);
-    assert.deepEqual(r.sent, ['a/img_00001.cbf', 'a/we ird\nname.cbf', 'café.tif'], 'transferred in this run');
-    assert.equal(r.transferred, 3);
-    assert.equal(r.bytes, 1023);
+    assert.deepEqual(r.files, ['a/img_00001.cbf', 'a/we ird \\#351 \\ name.cbf', 'a/left-by-earlier-run.cbf', 'café.tif', 'café-printed-raw.tif']);
+    assert.deepEqual(r.sent, ['a/img_00001.cbf', 'a/we ird \\#351 \\ name.cbf', 'café.tif', 'café-printed-raw.tif'], 'transferred in this run');
+    assert.equal(r.transferred, 4);
+    assert.equal(r.bytes, 1027);
+  });
+
+  it('keeps names furkad cannot hand over out of the files, and collects the names the daemon hid (F1, F2)', () => {
+    const r = parseOutput([
+      '[sender] hiding file a/lat1_\\#351.img because of pattern *[\\#340-\\#357][!\\#200-\\#277]*',
+      '[sender] hiding directory a/d\\#351 because of pattern *[\\#340-\\#357]',
+      '[sender] hiding file a/.x.writing because of pattern .*.writing',
+      '[sender] hiding file a/odd because of pattern x because of pattern *[\\#001-\\#037\x7f]*',
+      '>f+++++++++ 5 a/new\\#012line.img',
+      'sender removed a/new\\#012line.img',
+      '>f+++++++++ 6 a/bad\\#351.img',
+      '>f+++++++++ 7 a/fine.img',
+      'total: matches=0  hash_hits=0  false_alarms=0 data=7',
+    ].join('\n'));
+    assert.deepEqual(r.files, ['a/fine.img']);
+    assert.deepEqual([...r.removed], []);
+    assert.deepEqual(r.strays.map((b) => b.toString('latin1')), ['a/new\nline.img', 'a/bad\xe9.img']);
+    assert.deepEqual(r.hidden.map((b) => b.toString('latin1')), ['a/lat1_\xe9.img', 'a/d\xe9', 'a/.x.writing', 'a/odd because of pattern x']);
   });
 
   it("hands over the daemon's removals a chunk at a time, lines split across chunks included (F2)", () => {
@@ -46,19 +66,19 @@ describe('rsync client run (F1-F3)', () => {
     const p = new OutputParser((names) => batches.push(names));
     p.push('>f+++++++++ 10 a/img_1.cbf\n>f+++++++++ 20 a/img_2.cbf\nsender rem');
     assert.deepEqual(batches, [], 'nothing removed yet: an item line alone proves nothing');
-    p.push('oved a/img_1.cbf\nsender removed a/we ird\\#012.cbf\n');
+    p.push('oved a/img_1.cbf\nsender removed a/we ird \\#342\\#202\\#254.cbf\n');
     p.push('sender removed a/img_2.cbf');
-    assert.deepEqual(batches, [['a/img_1.cbf', 'a/we ird\n.cbf']]);
+    assert.deepEqual(batches, [['a/img_1.cbf', 'a/we ird €.cbf']]);
     p.end();
     assert.deepEqual(batches[1], ['a/img_2.cbf'], 'the last line without its newline');
-    assert.deepEqual([...p.removed], ['a/img_1.cbf', 'a/we ird\n.cbf', 'a/img_2.cbf']);
+    assert.deepEqual([...p.removed], ['a/img_1.cbf', 'a/we ird €.cbf', 'a/img_2.cbf']);
     assert.deepEqual(p.sent, ['a/img_1.cbf', 'a/img_2.cbf']);
     assert.equal(p.bytes, 30);
   });
 
   it('asks the daemon to report removals, and limits a run to given files through the module root with /./', () => {
-    assert.ok(rsyncArgs(run).includes('--info=remove1'));
-    assert.ok(!rsyncArgs({ ...run, removeSource: false }).includes('--info=remove1'), 'nothing to report without removal');
+    assert.ok(rsyncArgs(run).includes('--info=NONE,NAME1,REMOVE1'));
+    assert.ok(rsyncArgs({ ...run, removeSource: false }).includes('--info=NONE,NAME1'), 'nothing to report without removal');
     const only = { ...run, source: '/det1/', only: ['a/img_1.cbf', 'café.tif'] };
     const a = rsyncArgs(only);
     assert.ok(a.includes('--files-from=-') && a.includes('--from0'));
@@ -73,5 +93,30 @@ describe('rsync client run (F1-F3)', () => {
     for (const c of [5, 10, 12, 23, 30, 35]) assert.equal(classifyExit(c), 'retry', `exit ${c}`);
     assert.equal(classifyExit(1), 'fatal');
     assert.equal(classifyExit(99), 'retry', 'unknown codes are retried, never dropped');
+  });
+});
+
+describe('names furkad can hand over (F1, F2, G12)', () => {
+  const b = (s: string): Buffer => Buffer.from(s, 'latin1');
+
+  it('takes valid UTF-8 without control characters, nothing else', () => {
+    for (const ok of ['a b.img', 'Ä.img', 'emoji-😀', '-x', 'c1-\u0085', 'back\\slash']) assert.ok(deliverable(Buffer.from(ok)), ok);
+    for (const bad of ['lat1_\xe9.img', 'nl\nx', 'tab\tx', 'del\x7f', '\xc3', '\xe2\x82', '\xc0\xaf', '\xed\xa0\x80', '\xf4\x90\x80\x80', '\x80x']) {
+      assert.ok(!deliverable(b(bad)), JSON.stringify(bad));
+    }
+  });
+
+  it('shows such bytes as rsync does, \\#ooo, the rest as it is', () => {
+    assert.equal(escapeName(b('lat1_\xe9.img')), 'lat1_\\#351.img');
+    assert.equal(escapeName(b('new\nline')), 'new\\#012line');
+    assert.equal(escapeName(b('trunc-\xe2\x82 \xc3\x84')), 'trunc-\\#342\\#202 Ä');
+    assert.equal(escapeName(Buffer.from('ok 😀')), 'ok 😀');
+  });
+
+  it('writes one exclude pattern a line, none holding a newline, a NUL or a space', () => {
+    const lines = NAMES_FILTER.toString('latin1').split('\n');
+    assert.equal(lines.pop(), '');
+    assert.ok(lines.length > 20);
+    for (const l of lines) assert.ok(l !== '' && !/[\0 /]/.test(l) && !/^[;#+-]/.test(l), JSON.stringify(l));
   });
 });
