@@ -1,8 +1,8 @@
 // A user shift as furkad serves it: who owns the files and which detectors go where (SPEC F4, F6, F7).
 import type { DetectorConfig, FurkadConfig } from './config.js';
-import { statSync } from 'node:fs';
+import { realpathSync, statSync } from 'node:fs';
 import * as path from 'node:path';
-import { expandUsrdir, isSafeRelative, markTarget, splitMarked } from '../common/paths.js';
+import { expandUsrdir, isSafeRelative, markTarget, splitMarked, unmark } from '../common/paths.js';
 
 export interface Assignment {
   id: string;
@@ -30,6 +30,9 @@ export class ShiftRequestError extends Error {
   }
 }
 
+/** Highest uid and gid of a shift, as in the config schema: 2^32-1 is chown's "unchanged". */
+export const MAX_ID = 4294967294;
+
 let lastUsertime = 0n;
 
 /** µs since the epoch, strictly increasing within the process so two shifts never share an id. */
@@ -51,6 +54,13 @@ export function planShift(
   requested: ReadonlyArray<readonly [string, string, string]> = [],
 ): Shift {
   const ids = Object.keys(config.detector);
+  // The config schema's bounds: 4294967295 is (uid_t)-1, which chown(2) takes as "leave unchanged", so such a
+  // shift would own nothing and its files would stay root's whatever allow_root_shift says.
+  for (const [what, n] of [['uid', uid], ['gid', gid]] as const) {
+    if (!Number.isInteger(n) || n < 0 || n > MAX_ID) {
+      throw new ShiftRequestError('InvalidArgs', `${what} ${n} is out of range (0 to ${MAX_ID}; ${MAX_ID + 1} means "no owner" to chown)`);
+    }
+  }
   if ((uid === 0 || gid === 0) && !config.allow_root_shift) {
     throw new ShiftRequestError('NotAllowed', `uid ${uid} gid ${gid}: a shift owned by root is refused (allow_root_shift = no)`);
   }
@@ -64,9 +74,13 @@ export function planShift(
     if (target && !target.startsWith('/')) {
       throw new ShiftRequestError('InvalidArgs', `target of detector '${id}' must be an absolute path, got '${target}'`);
     }
+    if (target && target.split('/').includes('..')) {
+      throw new ShiftRequestError('InvalidArgs', `target of detector '${id}' must not contain '..', got '${target}'`);
+    }
     if (target && !isDirectory(existingPart(target))) {
       throw new ShiftRequestError('NotFound', `target of detector '${id}': ${existingPart(target)} is not an existing directory`);
     }
+    if (target) checkConfined(id, target, cfg.target);
     if (source && source.split('/').includes('..')) {
       throw new ShiftRequestError('InvalidArgs', `source of detector '${id}' must not contain '..', got '${source}'`);
     }
@@ -86,6 +100,40 @@ export function planShift(
 export function existingPart(target: string): string {
   if (target.includes('/./') || target.endsWith('/.')) return splitMarked(markTarget(target)).root;
   return path.dirname(target.replace(/\/+$/, '') || '/');
+}
+
+/**
+ * Where an operator may point a detector (S2, README): at or below the directory its configured target is
+ * replicated from, the part before its './' (without one, the configured target's parent, unless that is '/').
+ * furkad runs as root and creates the missing part of a target, so a target anywhere would let an operator
+ * make root create directories anywhere (/etc). Compared as real paths: a link on the way is followed here,
+ * as mkdir would follow it.
+ */
+export function confinement(configuredTarget: string): string {
+  if (configuredTarget.includes('/./') || configuredTarget.endsWith('/.')) return splitMarked(markTarget(configuredTarget)).root;
+  const t = path.normalize(configuredTarget).replace(/\/+$/, '') || '/';
+  const parent = path.dirname(t);
+  return parent === '/' ? t : parent;
+}
+
+function checkConfined(id: string, target: string, configuredTarget: string): void {
+  const allowed = confinement(configuredTarget);
+  const wanted = unmark(markTarget(target)).replace(/\/+$/, '') || '/';
+  const real = (p: string): string => { try { return realpathSync.native(p); } catch { return path.normalize(p); } };
+  // The part that exists is resolved (a link in it counts where it leads); the rest is created below it.
+  const existing = existingPart(target);
+  const resolved = path.join(real(existing), path.relative(existing, wanted));
+  const base = real(allowed);
+  if (!isWithin(wanted, allowed) || !isWithin(resolved, base)) {
+    throw new ShiftRequestError('NotAllowed', `target of detector '${id}': '${target}' is outside ${allowed}, ` +
+      `where its configured target '${configuredTarget}' is replicated from; a StartShift target must lie at or below it`);
+  }
+}
+
+/** `p` is `base` or below it (both absolute and normalised). */
+function isWithin(p: string, base: string): boolean {
+  const rel = path.relative(base, p);
+  return rel === '' || (rel !== '..' && !rel.startsWith('../') && !path.isAbsolute(rel));
 }
 
 function isDirectory(p: string): boolean {

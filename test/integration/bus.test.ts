@@ -44,8 +44,9 @@ describe('D-Bus interfaces through busctl (S2)', function () {
   });
 
   it("starts a shift with the SPEC S2 busctl call and the new shift's directories are used", async () => {
-    const t1 = path.join(ppu.work, 'custom-1mf');
-    const t2 = path.join(ppu.work, 'custom-2mf');
+    // Below the ramdisk directory the configured targets are replicated from: a target elsewhere is refused.
+    const t1 = path.join(ppu.ppuRamdisk, 'custom-1mf');
+    const t2 = path.join(ppu.ppuRamdisk, 'custom-2mf');
     await busctl('call', 'org.ppu.Furka', '/org/ppu/Furka', 'org.ppu.Furka1', 'StartShift', 'uua(sss)',
       '500', '501', '2', '1MF', '', t1, '2MF', '', t2);
     const { stdout } = await busctl('get-property', 'org.ppu.Furka', '/org/ppu/Furka', 'org.ppu.Furka1', 'Shift');

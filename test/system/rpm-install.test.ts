@@ -179,12 +179,14 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
   });
 
   it('changes the shift with the busctl StartShift call of SPEC S2 and uses the new shift directory', async () => {
+    // SPEC's /ramdisk/1mf, below /ramdisk/ppu here: a target must lie where the configured one
+    // (/ramdisk/ppu/./1mf) is replicated from, or it is refused (NotAllowed).
     await c.ok(['busctl', 'call', FURKA_NAME, FURKA_PATH, FURKA_IFACE, 'StartShift', 'uua(sss)',
-      '500', '501', '2', '1MF', '', '/ramdisk/1mf', '2MF', '', '/ramdisk/2mf']);
+      '500', '501', '2', '1MF', '', '/ramdisk/ppu/1mf', '2MF', '', '/ramdisk/ppu/2mf']);
     assert.match(await shiftProperty(), /^\(tuu\) \d+ 500 501$/);
     const files = [writeImage(detectorDir('1'), 'run2/img_1mf.cbf', 200_000), writeImage(detectorDir('2'), 'run2/img_2mf.cbf', 200_000)];
     await copiedTo('/data/500_501', files, 500);
-    assert.ok(lstatSync(c.path('/ramdisk/1mf/500_501')).isDirectory() && lstatSync(c.path('/ramdisk/2mf/500_501')).isDirectory(),
+    assert.ok(lstatSync(c.path('/ramdisk/ppu/1mf/500_501')).isDirectory() && lstatSync(c.path('/ramdisk/ppu/2mf/500_501')).isDirectory(),
       'the new targets hold the shift directory');
     await eventually(async () => {
       const newest = (await queryStatus())[0];

@@ -1,14 +1,37 @@
 // StartShift arguments → a shift (F6): defaults, overrides, refusals.
 import { strict as assert } from 'node:assert';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
 import { parseConfig } from '../../src/common/config-file.js';
-import { validateFurkadConfig } from '../../src/furkad/config.js';
-import { planShift, ShiftRequestError } from '../../src/furkad/shift.js';
+import { validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { confinement, planShift, ShiftRequestError } from '../../src/furkad/shift.js';
 
 const config = parseConfig('furkad.conf',
   'usrdir = $UID_$GID\n[detector.1MF]\nremoteIP = a\ntarget = /ramdisk/./1mf\nsource = /d1\n[detector.2MF]\nremoteIP = b\ntarget = /ramdisk/2mf\n',
   validateFurkadConfig);
 
+const reason = (fn: () => unknown): string => {
+  try { fn(); } catch (e) { assert.ok(e instanceof ShiftRequestError); return `${e.reason}: ${e.message}`; }
+  return 'accepted';
+};
+
 describe('shift planning (F4, F6)', () => {
+  // A configuration whose ramdisk exists here: /ramdisk need not on a test machine.
+  let work: string;
+  let ramdisk: string;
+  let local: FurkadConfig;
+  before(() => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'shift-plan-'));
+    ramdisk = path.join(work, 'ramdisk');
+    mkdirSync(path.join(ramdisk, 'sub'), { recursive: true });
+    mkdirSync(path.join(work, 'outside'));
+    symlinkSync(path.join(work, 'outside'), path.join(ramdisk, 'out'));
+    local = parseConfig('furkad.conf', `usrdir = $UID_$GID\n[detector.1MF]\nremoteIP = a\ntarget = ${ramdisk}/./1mf\nsource = /d1\n` +
+      `[detector.2MF]\nremoteIP = b\ntarget = ${ramdisk}/2mf\n`, validateFurkadConfig);
+  });
+  after(() => rmSync(work, { recursive: true, force: true }));
+
   it('an empty list serves every configured detector with its defaults', () => {
     const s = planShift(config, 500, 501, []);
     assert.equal(s.usrdir, '500_501');
@@ -17,10 +40,10 @@ describe('shift planning (F4, F6)', () => {
   });
 
   it('empty fields fall back to the configuration; given ones override it', () => {
-    // An override's parent must exist (F6): /tmp does, /ramdisk need not on a test machine.
-    const s = planShift(config, 500, 501, [['1MF', '', '/tmp/other'], ['2MF', '/sub', '']]);
+    // An override's parent must exist (F6), and lie where the configured target is replicated from (S2).
+    const s = planShift(local, 500, 501, [['1MF', '', `${ramdisk}/other`], ['2MF', '/sub', '']]);
     assert.deepEqual(s.detectors.map((d) => [d.id, d.source, d.target]),
-      [['1MF', '/d1', '/tmp/other/./'], ['2MF', '/sub', '/ramdisk/2mf/./']]);
+      [['1MF', '/d1', `${ramdisk}/other/./`], ['2MF', '/sub', `${ramdisk}/2mf/./`]]);
   });
 
   it('a non-empty list serves only the listed detectors', () => {
@@ -28,16 +51,44 @@ describe('shift planning (F4, F6)', () => {
   });
 
   it('refuses unknown detectors, duplicates, relative targets and ".." sources with a reason', () => {
-    const reason = (fn: () => unknown): string => {
-      try { fn(); } catch (e) { assert.ok(e instanceof ShiftRequestError); return `${e.reason}: ${e.message}`; }
-      return 'accepted';
-    };
     assert.match(reason(() => planShift(config, 1, 2, [['9M', '', '']])), /^UnknownDetector: unknown detector '9M', configured: 1MF, 2MF/);
     assert.match(reason(() => planShift(config, 1, 2, [['1MF', '', ''], ['1MF', '', '']])), /^InvalidArgs: .*listed twice/);
     assert.match(reason(() => planShift(config, 1, 2, [['1MF', '', 'rel/dir']])), /^InvalidArgs: .*absolute/);
     assert.match(reason(() => planShift(config, 1, 2, [['1MF', '../x', '']])), /^InvalidArgs: .*'\.\.'/);
     assert.match(reason(() => planShift(config, 1, 2, [['1MF', '', '/no/such/./dir']])), /^NotFound: .*\/no\/such is not an existing directory/);
     assert.match(reason(() => planShift(config, 0, 2, [])), /^NotAllowed: .*allow_root_shift = no/);
+  });
+
+  it('refuses uid and gid beyond the config schema: 4294967295 is chown\'s "no change" (S2)', () => {
+    assert.match(reason(() => planShift(config, 4294967295, 4294967295, [])), /^InvalidArgs: uid 4294967295 is out of range \(0 to 4294967294/);
+    assert.match(reason(() => planShift(config, 500, 4294967295, [])), /^InvalidArgs: gid 4294967295 is out of range/);
+    assert.match(reason(() => planShift(config, -1, 2, [])), /^InvalidArgs: uid -1/);
+    assert.match(reason(() => planShift(config, 1.5, 2, [])), /^InvalidArgs: uid 1\.5/);
+    assert.equal(planShift(config, 4294967294, 4294967294, []).usrdir, '4294967294_4294967294');
+  });
+
+  it("confines targets to where the configured target is replicated from: no '..', nothing outside, no link out (F6, S2)", () => {
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', '/r/../../../../etc/./x']])), /^InvalidArgs: .*must not contain '\.\.'/);
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', `${ramdisk}/../x`]])), /^InvalidArgs: .*'\.\.'/);
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', '/etc/./']])), new RegExp(`^NotAllowed: .*'/etc/\\./' is outside ${ramdisk}`));
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', '/etc']])), /^NotAllowed: /);
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', work]])), /^NotAllowed: /, 'the parent of the root');
+    // A link below the root that leads out counts where it leads (mkdir would follow it).
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', `${ramdisk}/out/./1mf`]])), /^NotAllowed: /);
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', `${ramdisk}/out/x`]])), /^NotAllowed: /);
+    // At the root, below it, with a marker anywhere below it, and not yet existing below an existing part.
+    for (const t of [ramdisk, `${ramdisk}/./`, `${ramdisk}/1mf`, `${ramdisk}/./a/b`, `${ramdisk}/sub/./x`, `${ramdisk}/new`, `${ramdisk}/..x`]) {
+      assert.doesNotThrow(() => planShift(local, 1, 2, [['1MF', '', t]]), t);
+    }
+  });
+
+  it("confinement: before the './' of the configured target, else its parent, never '/' for a target just below it", () => {
+    assert.equal(confinement('/ramdisk/./1mf'), '/ramdisk');
+    assert.equal(confinement('/data/ramdisk/./imgdir/1mf'), '/data/ramdisk');
+    assert.equal(confinement('/ramdisk/ppu/1mf'), '/ramdisk/ppu');
+    assert.equal(confinement('/ramdisk/ppu/1mf/'), '/ramdisk/ppu');
+    assert.equal(confinement('/ramdisk'), '/ramdisk');
+    assert.equal(confinement('/ramdisk/.'), '/ramdisk');
   });
 
   it('gives every shift a distinct, increasing start time in µs', () => {
