@@ -2,7 +2,7 @@
 // never waiting on another detector (F1, F2, F5, F10). How files leave the detector is the transport's (transport.ts).
 import { lstat, mkdir } from 'node:fs/promises';
 import * as path from 'node:path';
-import { deliveredPath, unmark } from '../common/paths.js';
+import { deliveredPath, splitMarked, unmark } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Handover } from './handover.js';
@@ -105,7 +105,8 @@ export class DetectorLoop {
   assign(shift: Shift, assignment: Assignment | undefined): void {
     this.#shift = shift;
     this.#assignment = assignment;
-    this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid, this.log);
+    this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid, this.log,
+      splitMarked(assignment.target).root);
     this.#dirReady = false;
     this.stats.files = 0;
     this.stats.bytes = 0;

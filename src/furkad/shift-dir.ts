@@ -1,5 +1,5 @@
 // A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink.
-import { lchown, link, lstat, mkdir, rename, unlink } from 'node:fs/promises';
+import { chmod, lchown, link, lstat, mkdir, rename, unlink } from 'node:fs/promises';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
@@ -8,15 +8,50 @@ import type { Logger } from '../common/logger.js';
 export class ShiftDir {
   readonly root: string;
 
-  /** `target` is the real (unmarked) directory, `usrdir` the expanded one ('' = none). */
-  constructor(readonly target: string, usrdir: string, readonly uid: number, readonly gid: number, private readonly log?: Logger) {
+  /**
+   * `target` is the real (unmarked) directory, `usrdir` the expanded one ('' = none); `replicatedFrom` the part of
+   * the target before its './' (what grimseld does not replicate): the directories between it and the target
+   * are shared by every shift too.
+   */
+  constructor(readonly target: string, usrdir: string, readonly uid: number, readonly gid: number, private readonly log?: Logger,
+    private readonly replicatedFrom?: string) {
     this.root = path.join(target, usrdir);
   }
 
-  /** Creates the target (the administrator's, root-owned) and the usrdir below it, owned by the shift (F4). */
+  /**
+   * Creates the target (the administrator's) and the usrdir below it (F4). Only the usrdir's last component is
+   * the shift's: the target and the usrdir's parents are shared by every shift and stay root's, without group
+   * or other write, or the user of the first shift could make and delete the directories of later ones (and
+   * grimseld mirrors these owners on the storages). One found owned by a user is given back to root.
+   */
   async prepare(): Promise<void> {
     await mkdir(this.target, { recursive: true });
-    await this.#ensureBelow(this.target, path.relative(this.target, this.root));
+    const from = this.replicatedFrom;
+    const between = from !== undefined && isBelow(this.target, from) ? path.relative(from, this.target).split('/').filter(Boolean) : [];
+    for (let i = 1; i < between.length; i++) await this.#rootOwned(path.join(from!, ...between.slice(0, i)), false);
+    await this.#rootOwned(this.target, false);
+    const parts = path.relative(this.target, this.root).split('/').filter((p) => p !== '' && p !== '.');
+    const last = parts.pop();
+    if (last === undefined) return;
+    await this.#ensureBelow(this.target, parts.join('/'), 'root');
+    await this.#ensureBelow(path.join(this.target, ...parts), last);
+  }
+
+  /**
+   * Makes sure a directory all shifts share is root's and writable by root only. lchown first: then the user
+   * who owned it cannot rename it away any more (its parent is root's, or sticky), and a link swapped in
+   * before is only re-owned; checked again before chmod, which follows links. The target may be the
+   * administrator's link: left as it is.
+   */
+  async #rootOwned(dir: string, made: boolean): Promise<void> {
+    const st = await lstat(dir);
+    if (st.isSymbolicLink() || made || (st.uid === 0 && st.gid === 0 && (st.mode & 0o022) === 0)) return;
+    this.log?.warn({ dir, uid: st.uid, gid: st.gid, mode: (st.mode & 0o7777).toString(8) },
+      `${dir} is shared by every shift but was not root's alone: given back to root, without group and other write`);
+    await lchown(dir, 0, 0);
+    const now = await lstat(dir);
+    if (!now.isDirectory() || now.uid !== 0) throw new Error(`${dir} changed while being given back to root`);
+    if ((now.mode & 0o022) !== 0) await chmod(dir, now.mode & 0o7755);
   }
 
   /**
@@ -80,7 +115,7 @@ export class ShiftDir {
    * given to the shift with lchown; an existing one must be a real directory. (Node has no renameat, so
    * a swap between this check and the rename remains possible; the window is a few microseconds.)
    */
-  async #ensureBelow(base: string, rel: string): Promise<void> {
+  async #ensureBelow(base: string, rel: string, owner: 'shift' | 'root' = 'shift'): Promise<void> {
     let dir = base;
     for (const part of rel.split('/').filter((p) => p !== '' && p !== '.')) {
       dir = path.join(dir, part);
@@ -96,10 +131,20 @@ export class ShiftDir {
         st = await lstat(dir);
       }
       if (!st.isDirectory()) throw new Error(`refusing to write through ${dir}: it is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}`);
+      if (owner === 'root') {
+        await this.#rootOwned(dir, made);
+        continue;
+      }
       // A directory this shift made, or one of an earlier shift of the same name, belongs to the shift.
       if (made || st.uid !== this.uid || st.gid !== this.gid) await lchown(dir, this.uid, this.gid);
     }
   }
+}
+
+/** `p` is below `base` (not `base` itself). */
+function isBelow(p: string, base: string): boolean {
+  const rel = path.relative(base, p);
+  return rel !== '' && rel !== '..' && !rel.startsWith('../') && !path.isAbsolute(rel);
 }
 
 /** The same file by G3's measure: a regular file of the same size and mtime (to the millisecond). */

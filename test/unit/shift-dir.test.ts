@@ -1,6 +1,6 @@
 // Placing a complete file from staging (SPEC F2, F3): never over a different file of the same name.
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ShiftDir } from '../../src/furkad/shift-dir.js';
@@ -65,5 +65,28 @@ describe('placing a file in the shift directory (F2)', () => {
     assert.equal(await dir.place(stage('s/z.img', 'B'), 's/z.img'), 's/z.img.~1~');
     assert.equal(readFileSync(victim, 'utf8'), 'root file');
     assert.ok(lstatSync(final('s/z.img')).isSymbolicLink());
+  });
+
+  it("keeps the target, the directories above it up to its './' and the usrdir's parents root's; only the usrdir is the shift's (F4)", async () => {
+    // As a first user of an earlier version left them: theirs and writable by all.
+    const ramdisk = path.join(work, 'ramdisk');
+    for (const d of ['imgdir', 'imgdir/1mf', 'imgdir/1mf/users']) {
+      mkdirSync(path.join(ramdisk, d), { recursive: true });
+      chownSync(path.join(ramdisk, d), 65534, 65534);
+      chmodSync(path.join(ramdisk, d), 0o777);
+    }
+    const shared = new ShiftDir(path.join(ramdisk, 'imgdir/1mf'), 'users/500_501', 500, 501, log, ramdisk);
+    await shared.prepare();
+    const owner = (p: string): [number, number, string] => {
+      const st = lstatSync(path.join(ramdisk, p));
+      return [st.uid, st.gid, (st.mode & 0o7777).toString(8)];
+    };
+    assert.deepEqual(owner('imgdir'), [0, 0, '755']);
+    assert.deepEqual(owner('imgdir/1mf'), [0, 0, '755']);
+    assert.deepEqual(owner('imgdir/1mf/users'), [0, 0, '755']);
+    assert.deepEqual(owner('imgdir/1mf/users/500_501').slice(0, 2), [500, 501]);
+    assert.equal(warnings.length, 3, 'each given back said once');
+    await shared.prepare();
+    assert.equal(warnings.length, 3, 'nothing to say the second time');
   });
 });
