@@ -9,7 +9,7 @@ import { constants, closeSync, fchmodSync, fchownSync, fsyncSync, futimesSync, l
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { assertNoLinks, dirState, makeDirsNoFollow } from './safe-path.js';
+import { assertNoLinks, dirState, makeDirsNoFollow, makeDirsOwned, type DirOwnerOf } from './safe-path.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 
 export interface CopyOptions {
@@ -136,6 +136,30 @@ function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
+/** Copy directories whose owners this thread has made right, by directory and file owner: checked once each. */
+const ownedDirs = new Set<string>();
+const OWNED_DIRS_MAX = 4096;
+
+/**
+ * Owners of the directories a copy goes into, with preserve_uid/gid (G3, G4): each mirrors its counterpart on
+ * the source side. A directory whose source counterpart belongs to the file's owner (the shift's usrdir and
+ * what is below it, which furkad gives the shift) is the owner's; any other (the per-detector directory, a
+ * usrdir's parents, which furkad keeps root's; an operator's directory owned by someone else) is root's, so
+ * a user never owns a directory that another shift's copies go into. grimseld needs no knowledge of usrdir
+ * for this; an `AddFile` path is treated alike. The counterpart of the directory `index` levels below the
+ * storage target is found by going up from the source's directory as far as the copy's directory is below it.
+ */
+function ownersAsSource(src: string, base: string, dir: string, s: Stats, owner: [number, number]): DirOwnerOf {
+  const rel = path.relative(base, dir);
+  const depth = rel === '' ? 0 : rel.split(path.sep).length;
+  return (index) => {
+    let p = path.dirname(src);
+    for (let up = depth - 1; up > index; up--) p = path.dirname(p);
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    return st?.isDirectory() && st.uid === s.uid && st.gid === s.gid ? owner : undefined;
+  };
+}
+
 /** Checks the source and the directory, and writes the data, owner, mode and mtime to a temp name. */
 function write(job: CopyJob, base: string, opts: CopyOptions, progress: Progress): Written | CopyResult {
   const { src, dest, expect } = job;
@@ -145,9 +169,19 @@ function write(job: CopyJob, base: string, opts: CopyOptions, progress: Progress
   if (!matches(s, expect)) throw new SourceChanged(`${src} is not the delivered file any more (size or mtime changed)`);
 
   const owner: [number, number] = [opts.preserveUid ? s.uid : -1, opts.preserveGid ? s.gid : -1];
+  const preserving = opts.preserveUid || opts.preserveGid;
+  const state = dirState(base, dir);
+  const key = `${dir}\0${s.uid}:${s.gid}`;
   // Missing directories are made one at a time, refusing links; an unsafe one makes this throw, naming it.
-  if (dirState(base, dir) !== 'safe') makeDirsNoFollow(base, dir, owner);
-  else {
+  // Keeping owners, every directory on the way is checked too, once per thread and owner (see ownersAsSource).
+  if (preserving && (state !== 'safe' || !ownedDirs.has(key))) {
+    makeDirsOwned(base, dir, ownersAsSource(src, base, dir, s, owner));
+    if (ownedDirs.size >= OWNED_DIRS_MAX) ownedDirs.clear();
+    ownedDirs.add(key);
+  } else if (state !== 'safe') {
+    makeDirsNoFollow(base, dir);
+  }
+  if (state === 'safe') {
     // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
     if (job.sweep) sweepStale(dest);
     const there = identicalAt(dest, s);

@@ -2,7 +2,7 @@
 // in a user-owned directory must never make a root daemon write or delete outside (SPEC G3, G5, G6).
 // Synchronous: the copy threads (copy-thread.ts) make a whole copy one blocking call after another, and
 // the reclaimer's checks are a realpath(3) on the ramdisk or the internal disk, microseconds.
-import { lstatSync, mkdirSync, chownSync, realpathSync } from 'node:fs';
+import { chmodSync, lchownSync, lstatSync, mkdirSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 
 export class UnsafePath extends Error {}
@@ -16,9 +16,9 @@ function below(base: string, dir: string): string[] {
 
 /**
  * Creates `dir` below `base` one component at a time, refusing any component that is a symbolic link
- * or not a directory. Directories it creates get `owner` (uid, gid; -1 keeps that one).
+ * or not a directory. Directories it creates are root's (without preserve_uid/gid; see makeDirsOwned).
  */
-export function makeDirsNoFollow(base: string, dir: string, owner?: [number, number]): void {
+export function makeDirsNoFollow(base: string, dir: string): void {
   // The base itself (a storage target) is the administrator's: created as root if missing.
   mkdirSync(base, { recursive: true, mode: 0o755 });
   let cur = base;
@@ -33,13 +33,56 @@ export function makeDirsNoFollow(base: string, dir: string, owner?: [number, num
       }
       const made = lstatSync(cur);
       if (!made.isDirectory()) throw new UnsafePath(`${cur} is not a directory (replaced while being created?)`);
-      if (owner && (owner[0] !== -1 || owner[1] !== -1)) chownSync(cur, owner[0], owner[1]);
     } else if (st.isSymbolicLink()) {
       throw new UnsafePath(`refusing to follow the symbolic link ${cur}`);
     } else if (!st.isDirectory()) {
       throw new UnsafePath(`${cur} is not a directory`);
     }
   }
+}
+
+/**
+ * Who owns the directory at `index` below the base on the way to a copy's directory: [uid, gid] (-1 keeps that
+ * one), or undefined for root (a directory several shifts share, SPEC G3, F4).
+ */
+export type DirOwnerOf = (index: number) => [number, number] | undefined;
+
+/**
+ * As makeDirsNoFollow, and every directory on the way, made or found, gets the owner `ownerOf` gives it. One
+ * that must be root's and is not (made by the user of an earlier shift, before shared directories were root's)
+ * is given back to root and loses its group and other write bits: otherwise its owner could make, and later
+ * delete, the directories another user's copies go into. Walked from the base down, so each directory's parent
+ * is already root's (or the administrator's) when it is changed: nobody else can swap it meanwhile.
+ */
+export function makeDirsOwned(base: string, dir: string, ownerOf: DirOwnerOf): void {
+  mkdirSync(base, { recursive: true, mode: 0o755 });
+  let cur = base;
+  below(base, dir).forEach((part, i) => {
+    cur = path.join(cur, part);
+    let st = lstatSync(cur, { throwIfNoEntry: false });
+    if (!st) {
+      try {
+        mkdirSync(cur, { mode: 0o755 });
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      st = lstatSync(cur);
+    }
+    if (st.isSymbolicLink()) throw new UnsafePath(`refusing to follow the symbolic link ${cur}`);
+    if (!st.isDirectory()) throw new UnsafePath(`${cur} is not a directory`);
+    const owner = ownerOf(i);
+    if (owner) {
+      const [uid, gid] = owner;
+      if ((uid !== -1 && st.uid !== uid) || (gid !== -1 && st.gid !== gid)) lchownSync(cur, uid, gid);
+      return;
+    }
+    if (st.uid === 0 && st.gid === 0 && (st.mode & 0o022) === 0) return;
+    lchownSync(cur, 0, 0);
+    // lchown made it root's, so a link swapped in meanwhile would be root's link now: checked before chmod follows it.
+    const now = lstatSync(cur);
+    if (!now.isDirectory() || now.uid !== 0) throw new UnsafePath(`${cur} changed while being given back to root`);
+    if ((now.mode & 0o022) !== 0) chmodSync(cur, now.mode & 0o7755);
+  });
 }
 
 /** What `dir` below `base` is: a real directory reached through real directories only, missing, or not that. */
