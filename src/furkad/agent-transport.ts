@@ -21,8 +21,10 @@ export class AgentTransport implements Transport {
   #client: AgentClient | undefined;
   /** Announced, not yet taken, by path: a newer announcement of the same path replaces an older one. */
   #waiting = new Map<string, Waiting>();
-  /** Placed files' ids by path, until their acknowledgement is sent (afterPlaced). */
+  /** Placed files' ids by path, until their acknowledgement is sent (afterPlaced); also those that could not be placed. */
   #placedIds = new Map<string, string>();
+  /** Ids of files the loop set aside for an ended shift (forget): acknowledged once it places them, never fetched again. */
+  #setAside = new Map<string, string>();
   #wake: (() => void) | undefined;
   #lastDown = '';
   #connecting: Promise<void> | undefined;
@@ -73,7 +75,8 @@ export class AgentTransport implements Transport {
     let transferred = 0;
     let bytes = 0;
     let failure: Error | undefined;
-    const queue = batch.filter((w) => !this.placedStore.has(this.id, w.id));
+    const aside = new Set(this.#setAside.values());
+    const queue = batch.filter((w) => !this.placedStore.has(this.id, w.id) && !aside.has(w.id));
     const worker = async (): Promise<void> => {
       for (let w = queue.shift(); w && !failure && !ctx.signal.aborted; w = queue.shift()) {
         try {
@@ -83,7 +86,8 @@ export class AgentTransport implements Transport {
             // Known before complete() returns: the loop calls afterPlaced from inside it.
             this.#placedIds.set(w.path, w.id);
             const placed = await ctx.complete([w.path]);
-            if (!placed.placed.includes(w.path)) this.#placedIds.delete(w.path);
+            // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
+            if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placedIds.delete(w.path);
           }
         } catch (e) {
           failure ??= e as Error;
@@ -97,12 +101,22 @@ export class AgentTransport implements Transport {
   }
 
   /** Placed and noted for grimseld: only now may the agent delete their sources (A4). */
-  afterPlaced(rels: string[]): void {
-    const ids = rels.map((r) => this.#placedIds.get(r)).filter((id): id is string => id !== undefined);
-    rels.forEach((r) => this.#placedIds.delete(r));
+  afterPlaced(rels: string[], setAside = false): void {
+    const from = setAside ? this.#setAside : this.#placedIds;
+    const ids = rels.map((r) => from.get(r)).filter((id): id is string => id !== undefined);
+    rels.forEach((r) => from.delete(r));
     if (ids.length === 0) return;
     this.placedStore.placed(this.id, ids);
     void this.#ack(ids);
+  }
+
+  /** Files the loop set aside for the shift that ended: their sources stay announced, but are not fetched again. */
+  forget(rels: string[]): void {
+    for (const rel of rels) {
+      const id = this.#placedIds.get(rel);
+      this.#placedIds.delete(rel);
+      if (id !== undefined) this.#setAside.set(rel, id);
+    }
   }
 
   /** Staging of the agent transport holds only fetches cut short: their sources are still there, announced again. */

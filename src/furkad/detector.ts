@@ -1,6 +1,6 @@
 // One detector's loop, whatever its transport: run, place complete files, hand over, pause; its own back-off,
 // never waiting on another detector (F1, F2, F5, F10). How files leave the detector is the transport's (transport.ts).
-import { lstat, mkdir } from 'node:fs/promises';
+import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { deliveredPath, splitMarked, unmark } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
@@ -45,6 +45,31 @@ export function stagingDir(target: string, id: string): string {
   return path.join(unmark(target), '.furkad-staging', id);
 }
 
+/**
+ * Where complete files of an earlier shift wait that could not be placed into its directory (a link its user
+ * planted there): beside staging, out of reach of the transport's later runs, one directory per shift and detector.
+ */
+export function leftBehindDir(target: string, id: string, usertime: bigint): string {
+  return path.join(unmark(target), '.furkad-staging', '.held', `${usertime}-${id}`);
+}
+
+/** A shift change waits at most this long for files the transport still owes the old shift (F6). */
+const DRAIN_MAX_MS = 10_000;
+/** Left-behind files are tried again after this long, doubling to the most. */
+const LEFT_BEHIND_RETRY_MS = [1000, 10_000] as const;
+
+/** Files of an earlier shift, complete, that wait to be placed into that shift's directory (F6, G12). */
+interface LeftBehind {
+  shift: { usertime: bigint; uid: number; gid: number; usrdir: string };
+  /** The marked target they were delivered below. */
+  target: string;
+  dir: ShiftDir;
+  /** leftBehindDir(): `files/` holds them under their paths, `shift.json` says whose they are. */
+  root: string;
+  rels: Set<string>;
+  error: string;
+}
+
 /** A file offered by `complete()`, and how to tell its caller what became of it. */
 interface Offer {
   rel: string;
@@ -68,6 +93,10 @@ export class DetectorLoop {
   #failing = new Set<string>();
   #signal: AbortSignal = new AbortController().signal;
   readonly #sleep: typeof sleep;
+  /** Complete files of earlier shifts not yet in their shift's directory: retried in the background, never placed in a later one. */
+  #leftBehind: LeftBehind[] = [];
+  #retryTimer: NodeJS.Timeout | undefined;
+  #retryMs: number = LEFT_BEHIND_RETRY_MS[0];
 
   constructor(
     readonly id: string,
@@ -94,11 +123,153 @@ export class DetectorLoop {
     await this.#exclusive();
     // Files the transport learned of before the call and has not taken yet (settle_ms: still settling) are
     // waited for; how long at most is the transport's to say.
+    // Bounded here too, whatever the transport says: a shift change must never wait on the old shift for long.
     const seenBy = performance.now();
-    while (this.#backoff === 0 && this.transport.pendingSince?.(seenBy, a)) {
+    while (this.#backoff === 0 && performance.now() < seenBy + DRAIN_MAX_MS && this.transport.pendingSince?.(seenBy, a)) {
       await this.#sleep(Math.max(a.config.minpause, 10));
       await this.#exclusive();
     }
+  }
+
+  /**
+   * At a shift change, after the drain: files of the ending shift that could not be given their final names
+   * (a link planted in its directory) belong to it, not to the next one. They leave staging for
+   * leftBehindDir(), where the transport's later runs neither overwrite nor offer them, and are tried again in
+   * the background for that shift's directory, handed over with that shift once placed. The shift change
+   * itself never waits for them (F6).
+   */
+  async leaveBehind(): Promise<void> {
+    const shift = this.#shift;
+    const a = this.#assignment;
+    const dir = this.#dir;
+    const rels = [...this.#failing];
+    this.#failing.clear();
+    if (!shift || !a || !dir || rels.length === 0) return;
+    const staging = stagingDir(a.target, this.id);
+    const root = leftBehindDir(a.target, this.id, shift.usertime);
+    const lb: LeftBehind = { shift: { usertime: shift.usertime, uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir }, target: a.target, dir, root, rels: new Set(), error: this.stats.lastError };
+    for (const rel of rels) {
+      try {
+        await mkdir(path.dirname(path.join(root, 'files', rel)), { recursive: true, mode: 0o700 });
+        await rename(path.join(staging, rel), path.join(root, 'files', rel));
+        lb.rels.add(rel);
+      } catch (e) {
+        // Gone from staging: nothing to keep. Anything else: it stays in staging, named in the log.
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
+          this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, 'a file of the ending shift cannot be set aside; it stays in staging');
+        }
+      }
+    }
+    this.transport.forget?.(rels);
+    if (lb.rels.size === 0) return;
+    await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(shift.usertime), target: a.target }));
+    this.#leftBehind.push(lb);
+    this.log.warn({ detector: this.id, files: lb.rels.size, uid: shift.uid, gid: shift.gid, usertime: String(shift.usertime), kept: root },
+      `${lb.rels.size} complete ${lb.rels.size === 1 ? 'file' : 'files'} of the ending shift could not be placed into ${dir.root}: kept in ${root}, ` +
+      "tried again in the background for that shift's directory (never the new one's)");
+    this.#retryMs = LEFT_BEHIND_RETRY_MS[0];
+    this.#sayLeftBehind('');
+    this.#scheduleRetry();
+  }
+
+  /** What lastError says while files of earlier shifts wait ('' = none). */
+  #leftBehindNote(): string {
+    const n = this.#leftBehind.reduce((sum, lb) => sum + lb.rels.size, 0);
+    const first = this.#leftBehind[0];
+    if (n === 0 || !first) return '';
+    return `${n} ${n === 1 ? 'file' : 'files'} of an earlier shift (${first.shift.uid}:${first.shift.gid}) wait in ${first.root}: ${first.error}`;
+  }
+
+  #scheduleRetry(): void {
+    if (this.#retryTimer || this.#leftBehind.length === 0 || this.#signal.aborted) return;
+    this.#retryTimer = setTimeout(() => {
+      this.#retryTimer = undefined;
+      // In the loop's chain: never at the same time as a run or a shift change of this detector.
+      this.#current = this.#current.then(async () => {
+        await this.#retryLeftBehind().catch((e: Error) => this.log.error({ detector: this.id, err: e.message }, 'retrying files of an earlier shift failed'));
+        return 0;
+      });
+      void this.#current.then(() => this.#scheduleRetry());
+    }, this.#retryMs);
+    this.#retryTimer.unref();
+    this.#retryMs = Math.min(this.#retryMs * 2, LEFT_BEHIND_RETRY_MS[1]);
+  }
+
+  /** Places left-behind files into their own shift's directory and hands them over with that shift. */
+  async #retryLeftBehind(): Promise<void> {
+    const before = this.#leftBehindNote();
+    for (const lb of [...this.#leftBehind]) {
+      const offers = [...lb.rels];
+      const marked = (rels: string[]): string[] => rels.map((r) => deliveredPath(lb.target, lb.shift.usrdir, r));
+      const noted = this.handover.intend(lb.shift.usertime, lb.shift.uid, lb.shift.gid, marked(offers));
+      const placed: string[] = [];
+      const names: string[] = [];
+      for (const rel of offers) {
+        try {
+          names.push(await lb.dir.place(path.join(lb.root, 'files', rel), rel));
+          placed.push(rel);
+          lb.rels.delete(rel);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+            lb.rels.delete(rel);
+            this.log.warn({ detector: this.id, file: rel, kept: lb.root }, 'a file of an earlier shift is gone from where it was kept');
+          } else {
+            lb.error = `cannot move ${rel} into place: ${(e as Error).message}`;
+          }
+        }
+      }
+      this.handover.delivered(lb.shift.usertime, lb.shift.uid, lb.shift.gid, marked(names), noted);
+      if (placed.length > 0) {
+        this.transport.afterPlaced?.(placed, true);
+        this.log.info({ detector: this.id, files: placed.length, uid: lb.shift.uid, gid: lb.shift.gid, dir: lb.dir.root },
+          "files of an earlier shift placed into that shift's directory and handed over with it");
+      }
+      if (lb.rels.size === 0) {
+        this.#leftBehind.splice(this.#leftBehind.indexOf(lb), 1);
+        await rm(lb.root, { recursive: true, force: true });
+      }
+    }
+    this.#sayLeftBehind(before);
+  }
+
+  /** lastError follows the left-behind files, unless something of the current shift has more to say. */
+  #sayLeftBehind(before: string): void {
+    const after = this.#leftBehindNote();
+    if (after !== before && this.#failing.size === 0 && this.#backoff === 0 && this.stats.refused === 0) {
+      this.stats.lastError = after;
+      this.onChange();
+    }
+  }
+
+  /**
+   * Files an earlier furkad set aside (leftBehind) below this target are taken up again: their shift.json
+   * says whose they are. Only what is not already being retried.
+   */
+  async #adoptLeftBehind(target: string): Promise<void> {
+    const held = path.dirname(leftBehindDir(target, this.id, 0n));
+    for (const name of await readdir(held).catch(() => [] as string[])) {
+      if (!name.endsWith(`-${this.id}`)) continue;
+      const root = path.join(held, name);
+      if (this.#leftBehind.some((lb) => lb.root === root)) continue;
+      try {
+        const meta = JSON.parse(await readFile(path.join(root, 'shift.json'), 'utf8')) as { usertime: string; uid: number; gid: number; usrdir: string; target: string };
+        const rels: string[] = [];
+        const walk = async (dir: string): Promise<void> => {
+          for (const e of await readdir(dir, { withFileTypes: true })) {
+            if (e.isDirectory()) await walk(path.join(dir, e.name));
+            else if (e.isFile()) rels.push(path.relative(path.join(root, 'files'), path.join(dir, e.name)));
+          }
+        };
+        await walk(path.join(root, 'files'));
+        const shift = { usertime: BigInt(meta.usertime), uid: meta.uid, gid: meta.gid, usrdir: meta.usrdir };
+        const dir = new ShiftDir(unmark(meta.target), meta.usrdir, meta.uid, meta.gid, this.log, splitMarked(meta.target).root);
+        this.#leftBehind.push({ shift, target: meta.target, dir, root, rels: new Set(rels), error: 'kept by an earlier furkad' });
+        this.log.warn({ detector: this.id, files: rels.length, uid: meta.uid, gid: meta.gid, kept: root }, 'files of an earlier shift set aside by an earlier furkad: tried again for their shift');
+      } catch (e) {
+        this.log.error({ detector: this.id, kept: root, err: (e as Error).message }, 'files of an earlier shift are kept here but cannot be taken up; see its shift.json');
+      }
+    }
+    this.#scheduleRetry();
   }
 
   /** Serves `assignment` of `shift` from now on (undefined: this detector is idle in that shift). */
@@ -143,6 +314,8 @@ export class DetectorLoop {
       }
     }
     await this.#current;
+    if (this.#retryTimer) clearTimeout(this.#retryTimer);
+    this.#retryTimer = undefined;
     await this.transport.close?.();
   }
 
@@ -209,9 +382,10 @@ export class DetectorLoop {
       // Files left on the detector are the operator's to rename there: said until they are gone (F1, F2).
       const note = refused.length === 0 ? '' : `${refused.length} ${refused.length === 1 ? 'file' : 'files'} left on the detector: ` +
         `furkad cannot hand over their names (not UTF-8, or with control characters), e.g. '${refused[0]}'; rename them there`;
-      if (refused.length !== this.stats.refused || (this.#failing.size === 0 && this.stats.lastError !== note)) {
+      const said = note || this.#leftBehindNote();
+      if (refused.length !== this.stats.refused || (this.#failing.size === 0 && this.stats.lastError !== said)) {
         this.stats.refused = refused.length;
-        if (this.#failing.size === 0) this.stats.lastError = note;
+        if (this.#failing.size === 0) this.stats.lastError = said;
         this.onChange();
       }
       this.#setState(outcome.transferred > 0 ? 'transferring' : 'idle');
@@ -283,6 +457,7 @@ export class DetectorLoop {
   /** The shift's directory, and staging when files are taken off the detector (remove_source); then the transport's leftovers. */
   async #prepare(ctx: RunContext): Promise<void> {
     await ctx.dir.prepare();
+    await this.#adoptLeftBehind(ctx.assignment.target);
     if (ctx.assignment.config.remove_source) {
       await mkdir(ctx.staging, { recursive: true, mode: 0o700 });
       if (!(await lstat(ctx.staging)).isDirectory()) throw new Error(`${ctx.staging} is not a directory`);

@@ -134,6 +134,15 @@ export class RsyncTransport implements Transport {
     return settle > 0 && performance.now() < since + settle + 2000 && [...this.#unchangedSince.values()].some((t) => t <= since);
   }
 
+  /** Files the loop set aside for the shift that ended (leaveBehind): no longer this transport's to offer. */
+  forget(rels: string[]): void {
+    for (const rel of rels) {
+      this.#unplaced.delete(rel);
+      this.#heldBack.delete(rel);
+      this.#leftovers.delete(rel);
+    }
+  }
+
   #run(run: RsyncRun, onRemoved?: (names: string[]) => void): Promise<RsyncResult> {
     if (!run.only) this.#lastFullRun = run;
     return runRsync(run, undefined, onRemoved, this.#launcher);

@@ -48,6 +48,8 @@ export class ShiftManager {
       const all = [...this.loops.values()];
       await Promise.all(all.map((l) => l.hold()));
       if (this.#shift) await Promise.all(all.map((l) => l.drain()));
+      // What the old shift could not place stays the old shift's, set aside and retried in the background.
+      await Promise.all(all.map((l) => l.leaveBehind()));
       // Announced before any file of the new shift can be handed over (the hand-over is ordered).
       this.handover.shiftStarted(shift.usertime, shift.uid, shift.gid);
       for (const loop of all) loop.assign(shift, shift.detectors.find((d) => d.id === loop.id));

@@ -79,6 +79,9 @@ export interface RunContext {
  * | shift change; no assignment                          | a run that is not coming soon.                       |
  * | drain at a shift change (F6): one more run, then     | `pendingSince(t, a)`: files it learned of by `t`     |
  * | more while `pendingSince` says so                    | still to be taken (settle_ms: still settling).       |
+ * | after the drain: files the old shift could not place | `forget(rels)`: the loop set them aside for the old  |
+ * | are set aside by the loop, retried for that shift    | shift; never offer them again (they are placed by    |
+ * |                                                      | the loop, then `afterPlaced`).                       |
  * | stop: the run in flight waited for, then `close()`   | close connections, end held processes.               |
  *
  * Every hook but `run` is optional: a transport without one needs nothing at that point.
@@ -87,9 +90,11 @@ export interface Transport {
   run(ctx: RunContext): Promise<RunOutcome>;
   prepare?(signal: AbortSignal): Promise<void>;
   adoptLeftovers?(ctx: RunContext): Promise<void>;
-  afterPlaced?(rels: string[]): void;
+  /** `setAside`: files of an ended shift the loop placed later (see forget). */
+  afterPlaced?(rels: string[], setAside?: boolean): void;
   waitForWork?(signal: AbortSignal): Promise<void>;
   standDown?(): void;
   pendingSince?(since: number, assignment: Assignment): boolean;
+  forget?(rels: string[]): void;
   close?(): Promise<void>;
 }

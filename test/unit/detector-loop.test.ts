@@ -1,10 +1,10 @@
 // The detector loop's policy against a fake transport: pacing (F5), back-off and recovery (F10), shift changes
 // (F6), the license gate (F8) and the hand-over order (F2, A4), with no rsync and no wall-clock assertions.
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DetectorLoop, stagingDir, type LoopHandover } from '../../src/furkad/detector.js';
+import { DetectorLoop, leftBehindDir, stagingDir, type LoopHandover } from '../../src/furkad/detector.js';
 import { ShiftManager } from '../../src/furkad/shift-manager.js';
 import { TransferGate } from '../../src/furkad/transfer-gate.js';
 import { deliveredPath, unmark } from '../../src/common/paths.js';
@@ -237,6 +237,45 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.equal(shiftOf('after.cbf'), third.usertime, 'after.cbf in the new shift');
     assert.ok(handover.delivered_.find((d) => d.usertime === third.usertime)!.paths[0]!.includes(`/${third.usrdir}/`));
     assert.ok(events.indexOf(`shift ${third.usertime}`) < events.indexOf(`delivered ${third.usertime} 1`), 'the new shift announced first');
+  });
+
+  it("sets aside what the old shift could not place, never places it in the new shift's directory, and later places it in its own (F6)", async () => {
+    const events: string[] = [];
+    const handover = new FakeHandover(events);
+    const t = new FakeTransport(events);
+    const { log, lines } = recordingLog();
+    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), log);
+    const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, log);
+    const stop = new AbortController();
+    const running = loop.run(stop.signal);
+    const a = assignment({ minpause: 2 });
+    const [first, second] = [shift([a]), shift([a])];
+    await shifts.begin(first);
+    // The user of the first shift plants a link in its directory: the file cannot be placed.
+    const oldDir = path.join(unmark(a.target), first.usrdir);
+    await until('the first shift directory', () => existsSync(oldDir));
+    mkdirSync(path.join(root, 'elsewhere'));
+    symlinkSync(path.join(root, 'elsewhere'), path.join(oldDir, 'd'));
+    t.incoming.push('d/x.cbf');
+    await until('the failure to place', () => loop.stats.lastError.includes('cannot move d/x.cbf'));
+    await shifts.begin(second);
+    const kept = path.join(leftBehindDir(a.target, '1MF', first.usertime), 'files', 'd/x.cbf');
+    assert.ok(lstatSync(kept).isFile(), 'set aside for its shift');
+    assert.ok(!existsSync(path.join(stagingDir(a.target, '1MF'), 'd/x.cbf')), 'out of staging: no later run offers or overwrites it');
+    assert.match(loop.stats.lastError, new RegExp(`1 file of an earlier shift \\(${uid}:${gid}\\) wait in .*cannot move d/x\\.cbf`));
+    assert.ok(lines.some((l) => l.startsWith('warn 1 complete file of the ending shift could not be placed')));
+    await sleep(1500);
+    assert.ok(!existsSync(path.join(unmark(a.target), second.usrdir, 'd/x.cbf')), "never in the new shift's directory");
+    assert.deepEqual(handover.delivered_, [], 'nothing handed over while the link is there');
+    unlinkSync(path.join(oldDir, 'd'));
+    await until('the file placed in its own shift', () => handover.delivered_.length > 0, 15_000);
+    stop.abort();
+    await running;
+    assert.deepEqual(handover.delivered_, [{ usertime: first.usertime, paths: [deliveredPath(a.target, first.usrdir, 'd/x.cbf')] }]);
+    assert.ok(lstatSync(path.join(oldDir, 'd/x.cbf')).isFile());
+    assert.ok(!existsSync(path.dirname(path.dirname(kept))), 'nothing left aside');
+    assert.deepEqual(readdirSync(path.join(root, 'elsewhere')), [], 'nothing written through the link');
+    assert.equal(loop.stats.lastError, '', 'cleared once placed');
   });
 
   it('never runs two detectors at once through a gate of one, and does without one (F8)', async () => {
