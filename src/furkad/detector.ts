@@ -148,6 +148,9 @@ export class DetectorLoop {
     const staging = stagingDir(a.target, this.id);
     const root = leftBehindDir(a.target, this.id, shift.usertime);
     const lb: LeftBehind = { shift: { usertime: shift.usertime, uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir }, target: a.target, dir, root, rels: new Set(), error: this.stats.lastError };
+    // Whose they are is written first: a furkad killed meanwhile finds it beside them (adoptLeftBehind).
+    await mkdir(root, { recursive: true, mode: 0o700 });
+    await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(shift.usertime), target: a.target }));
     for (const rel of rels) {
       try {
         await mkdir(path.dirname(path.join(root, 'files', rel)), { recursive: true, mode: 0o700 });
@@ -161,8 +164,10 @@ export class DetectorLoop {
       }
     }
     this.transport.forget?.(rels);
-    if (lb.rels.size === 0) return;
-    await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(shift.usertime), target: a.target }));
+    if (lb.rels.size === 0) {
+      await rm(root, { recursive: true, force: true });
+      return;
+    }
     this.#leftBehind.push(lb);
     this.log.warn({ detector: this.id, files: lb.rels.size, uid: shift.uid, gid: shift.gid, usertime: String(shift.usertime), kept: root },
       `${lb.rels.size} complete ${lb.rels.size === 1 ? 'file' : 'files'} of the ending shift could not be placed into ${dir.root}: kept in ${root}, ` +
