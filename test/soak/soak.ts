@@ -4,7 +4,8 @@
 // is measured with a marker file. Used by `npm run soak` (scripts/soak.ts) and test/integration/soak.test.ts.
 import { appendFileSync, existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { Ppu } from '../fixtures/ppu.js';
+import type { Ppu } from '../fixtures/ppu.js';
+import { licensedPpu } from '../../bench/licensed-ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
 import type { Managed } from '../fixtures/processes.js';
 
@@ -120,7 +121,8 @@ export async function runSoak(given: Partial<SoakOptions> = {}): Promise<SoakRep
   const o: SoakOptions = { ...SOAK_DEFAULTS, ...given };
   const random = rng(o.seed);
   const between = ([lo, hi]: [number, number]) => lo + random() * (hi - lo);
-  const ppu = new Ppu({
+  // Licensed, as a beamline runs it: detectors in parallel, n_copy_processes writers per storage (F8, G14).
+  const ppu = licensedPpu({
     prefix: 'ppu-soak',
     keepFiles: true, // removed below unless the soak failed or keepFiles
     detectors: DETECTORS,
@@ -255,8 +257,9 @@ export async function runSoak(given: Partial<SoakOptions> = {}): Promise<SoakRep
       await sleep(between(o.gapMs));
       const daemon = order[n - 1]!;
       const stop = o.stopEvery > 0 && n % o.stopEvery === 0;
-      // rsyncd's unit has no watchdog: a stopped rsync daemon is only ever continued.
-      const how: How = !stop ? 'SIGKILL' : daemon !== 'rsyncd' && stops++ % 2 === 1 ? 'SIGSTOP+watchdog' : 'SIGSTOP+SIGCONT';
+      // rsyncd's unit has no watchdog: a stopped rsync daemon is only ever continued. The others alternate,
+      // the first one stopped for good by the watchdog.
+      const how: How = !stop ? 'SIGKILL' : daemon !== 'rsyncd' && stops++ % 2 === 0 ? 'SIGSTOP+watchdog' : 'SIGSTOP+SIGCONT';
       const t0 = performance.now();
       let stoppedMs: number | undefined;
       if (how === 'SIGKILL') {
@@ -421,13 +424,13 @@ export function verify(ppu: Ppu, written: Map<string, WrittenFile>, seenOnIntern
 
 const fmtS = (ms: number | undefined) => (ms === undefined ? '-' : Number.isFinite(ms) ? (ms / 1000).toFixed(2) : 'never');
 
-export const TABLE_HEADER = '   # | daemon          | how                          | down s | resume s | ramdisk s';
+export const TABLE_HEADER = '   # | daemon          | how                           | down s | resume s | ramdisk s';
 
 export function tableRow(k: KillRecord): string {
   const who = k.detector ? `${k.daemon} ${k.detector}` : k.daemon;
   const how = k.how === 'SIGKILL' ? 'SIGKILL, restart 1 s later'
     : k.how === 'SIGSTOP+SIGCONT' ? `SIGSTOP ${fmtS(k.stoppedMs)} s, SIGCONT` : `SIGSTOP ${fmtS(k.stoppedMs)} s, watchdog kill`;
-  return `${String(k.n).padStart(4)} | ${who.padEnd(15)} | ${how.padEnd(28)} | ${fmtS(k.downMs).padStart(6)} | ${fmtS(k.resumeMs).padStart(8)} | ${fmtS(k.ramdiskMs).padStart(9)}`;
+  return `${String(k.n).padStart(4)} | ${who.padEnd(15)} | ${how.padEnd(29)} | ${fmtS(k.downMs).padStart(6)} | ${fmtS(k.resumeMs).padStart(8)} | ${fmtS(k.ramdiskMs).padStart(9)}`;
 }
 
 function percentile(sorted: number[], p: number): number {
