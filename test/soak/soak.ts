@@ -383,13 +383,17 @@ export function verify(ppu: Ppu, written: Map<string, WrittenFile>, seenOnIntern
     const root = path.join(ppu.storageRoot, s);
     const byKey = new Map<string, string[]>();
     const stray: string[] = [];
+    const numbered: string[] = [];
     for (const f of listFiles(root)) {
+      if (/\.~\d+~$/.test(f)) numbered.push(f);
       // A numbered name (NAME.~N~) counts for the file it numbers: two names for one file is a duplicate.
       const k = storageKey(f.replace(/\.~\d+~$/, ''));
       if (k === undefined || !written.has(k)) { stray.push(f); continue; }
       byKey.set(k, [...(byKey.get(k) ?? []), f]);
     }
     report(`${s}: temp or unknown files`, stray);
+    // Every file was written once under a name of its own: a numbered name (G3) means one arrived twice.
+    report(`${s}: numbered names (NAME.~N~)`, numbered);
     found[s] = byKey;
   }
   for (const s of Object.keys(STORAGES) as StorageName[]) {
