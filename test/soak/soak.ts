@@ -252,14 +252,16 @@ export async function runSoak(given: Partial<SoakOptions> = {}): Promise<SoakRep
     o.log(TABLE_HEADER);
     streams = Promise.all(DETECTORS.map((id) => stream(id)));
     watcher = watchInternal();
-    let stops = 0;
+    const stops = new Map<DaemonKind, number>();
     for (let n = 1; n <= o.kills; n++) {
       await sleep(between(o.gapMs));
       const daemon = order[n - 1]!;
       const stop = o.stopEvery > 0 && n % o.stopEvery === 0;
-      // rsyncd's unit has no watchdog: a stopped rsync daemon is only ever continued. The others alternate,
-      // the first one stopped for good by the watchdog.
-      const how: How = !stop ? 'SIGKILL' : daemon !== 'rsyncd' && stops++ % 2 === 0 ? 'SIGSTOP+watchdog' : 'SIGSTOP+SIGCONT';
+      // rsyncd's unit has no watchdog: a stopped rsync daemon is only ever continued. Each of the others
+      // alternates, its first stop ended by the watchdog.
+      const stopsBefore = stops.get(daemon) ?? 0;
+      if (stop) stops.set(daemon, stopsBefore + 1);
+      const how: How = !stop ? 'SIGKILL' : daemon !== 'rsyncd' && stopsBefore % 2 === 0 ? 'SIGSTOP+watchdog' : 'SIGSTOP+SIGCONT';
       const t0 = performance.now();
       let stoppedMs: number | undefined;
       if (how === 'SIGKILL') {
