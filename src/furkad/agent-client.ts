@@ -165,6 +165,9 @@ export class AgentClient extends EventEmitter {
       req.on('error', (e: Error) => finish(e));
       req.on('close', () => {
         if (req.rstCode && req.rstCode !== http2.constants.NGHTTP2_NO_ERROR) finish(new Error(`fetching ${id} was cut off (code ${req.rstCode})`));
+        // A session destroyed while this body is paused (its file behind on writes) closes the stream with
+        // code 0 and neither 'end' nor 'error': the file would never finish, and the run would wait for ever.
+        else if (!req.readableEnded) finish(new Error(`fetching ${id} was cut off: the connection closed before the file's end`));
       });
       out.on('error', (e: Error) => finish(e));
       out.on('finish', () => {
@@ -187,6 +190,8 @@ export class AgentClient extends EventEmitter {
       req.on('response', (h) => { status = Number(h[':status']); });
       req.on('data', (s: string) => { body += s; });
       req.on('error', reject);
+      // As in fetch: a stream closed without its end (the connection gone) is no answer.
+      req.on('close', () => { if (!req.readableEnded) reject(new Error(`the agent at ${this.url} closed the connection before answering an acknowledgement`)); });
       req.on('end', () => {
         if (status !== 200) return reject(new Error(`the agent answered HTTP ${status} to an acknowledgement: ${body.slice(0, 200)}`));
         try {
