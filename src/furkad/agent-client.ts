@@ -196,6 +196,11 @@ export class AgentClient extends EventEmitter {
           fail(new Error(`fetching ${id} was cut off (code ${req.rstCode})`));
           return;
         }
+        // A session destroyed mid-body can close the stream with code 0 and neither 'end' nor 'error'.
+        if (!req.readableEnded) {
+          fail(new Error(`fetching ${id} was cut off: the connection closed before the file's end`));
+          return;
+        }
         close();
         resolve({ bytes, unchanged });
       });
@@ -215,6 +220,8 @@ export class AgentClient extends EventEmitter {
       req.on('response', (h) => { status = Number(h[':status']); });
       req.on('data', (s: string) => { body += s; });
       req.on('error', reject);
+      // As in fetch: a stream closed without its end (the connection gone) is no answer.
+      req.on('close', () => { if (!req.readableEnded) reject(new Error(`the agent at ${this.url} closed the connection before answering an acknowledgement`)); });
       req.on('end', () => {
         if (status !== 200) return reject(new Error(`the agent answered HTTP ${status} to an acknowledgement: ${body.slice(0, 200)}`));
         try {
