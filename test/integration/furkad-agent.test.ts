@@ -1,25 +1,15 @@
 // furkad over furka-agent (transport = agent): files arrive once, whole, the moment their writers finish them,
 // whatever the writer's pattern; nothing is lost or left behind when the agent or furkad is killed (A2–A5).
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Ppu } from '../fixtures/ppu.js';
+import { launchOf, Ppu } from '../fixtures/ppu.js';
+import { AGENT_BIN } from '../fixtures/agent.js';
 import { eventually, listFiles, sha256File, sizesWhile, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { markFixture, startProcess } from '../fixtures/processes.js';
+import { inPlaceWriter } from '../fixtures/writers.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** A writer in place (no temp name): `pieces` x 64 KiB with `pauseMs` between them; exits 3 if its file was removed from under it. */
-function inPlaceWriter(file: string, pieces: number, pauseMs: number) {
-  return startProcess(process.execPath, ['-e', `
-    const fs = require('fs'); const path = require('path'); fs.mkdirSync(path.dirname(process.argv[1]), { recursive: true });
-    const fd = fs.openSync(process.argv[1], 'w'); const b = Buffer.alloc(65536, 7);
-    const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-    for (let i = 0; i < ${pieces}; i++) { if (i > 0) sleep(${pauseMs}); fs.writeSync(fd, b); }
-    const unlinked = fs.fstatSync(fd).nlink === 0;
-    fs.closeSync(fd);
-    if (unlinked) { console.error('removed from under its writer'); process.exit(3); }`, file]);
-}
 
 describe('furkad over furka-agent (A2–A5)', function () {
   this.timeout(300_000);
@@ -36,7 +26,7 @@ describe('furkad over furka-agent (A2–A5)', function () {
     await ppu.startShift(610, 611);
     const detector = ppu.detectorRamdisks['1MF']!;
     const dest = path.join(usr(610, 611), 'inplace', 'slow.cbf');
-    const writer = inPlaceWriter(path.join(detector, 'inplace', 'slow.cbf'), 40, 50);
+    const writer = inPlaceWriter(path.join(detector, 'inplace', 'slow.cbf'), 40, 50, 7);
     markFixture(writer);
     const renamed: WrittenFile[] = [];
     for (let i = 0; i < 20; i++) {
@@ -103,13 +93,9 @@ describe('furkad over furka-agent (A2–A5)', function () {
     await ppu.killAgent('1MF');
     const agent = ppu.agents['1MF']!;
     // Restarted with an allow list that does not include this PPU.
-    const { writeFileSync, readFileSync: read } = await import('node:fs');
-    writeFileSync(agent.config, read(agent.config, 'utf8').replace(/^allow = .*$/m, 'allow = 10.9.8.7'));
-    const { startProcess: start } = await import('../fixtures/processes.js');
-    const { launchOf } = await import('../fixtures/ppu.js');
-    const { AGENT_BIN } = await import('../fixtures/agent.js');
+    writeFileSync(agent.config, readFileSync(agent.config, 'utf8').replace(/^allow = .*$/m, 'allow = 10.9.8.7'));
     const launch = launchOf(AGENT_BIN);
-    const refusing = start(process.execPath, [...launch.args, '--config', agent.config], { env: { ...process.env, ...launch.env } });
+    const refusing = startProcess(process.execPath, [...launch.args, '--config', agent.config], { env: { ...process.env, ...launch.env } });
     try {
       const f = writeImage(ppu.detectorRamdisks['1MF']!, 'refused/kept.cbf', 10_000);
       let rows: Array<[string, string, string]> = [];

@@ -6,25 +6,11 @@ import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, sizesWhile, writeImage } from '../fixtures/files.js';
 import { startRsyncDaemon } from '../fixtures/rsync-daemon.js';
-import { markFixture, startProcess } from '../fixtures/processes.js';
+import { markFixture } from '../fixtures/processes.js';
+import { inPlaceWriter } from '../fixtures/writers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/**
- * A writer that writes its file in place (no temp name) in `pieces` pieces of 64 KiB with `pauseMs` between
- * them (default 8 x 300 ms: each pause ten times longer than a furkad run, so rsync sees an unchanged file
- * every time it looks). It exits 3 if its file was removed from under it: what it wrote after that is lost.
- */
-function pausingWriter(file: string, pieces = 8, pauseMs = 300) {
-  return startProcess(process.execPath, ['-e', `
-    const fs = require('fs'); const path = require('path'); fs.mkdirSync(path.dirname(process.argv[1]), { recursive: true });
-    const fd = fs.openSync(process.argv[1], 'w'); const b = Buffer.alloc(65536, 9);
-    const sleep = (ms) => Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
-    for (let i = 0; i < ${pieces}; i++) { if (i > 0) sleep(${pauseMs}); fs.writeSync(fd, b); }
-    const unlinked = fs.fstatSync(fd).nlink === 0;
-    fs.closeSync(fd);
-    if (unlinked) { console.error('removed from under its writer'); process.exit(3); }`, file]);
-}
 
 describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
   this.timeout(120_000);
@@ -41,7 +27,7 @@ describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
     await ppu.startShift(530, 531);
     const src = path.join(ppu.detectorRamdisks['1MF']!, 'paused', 'img.cbf');
     const dest = path.join(ppu.ppuRamdisk, '1mf', '530_531', 'paused', 'img.cbf');
-    const writer = pausingWriter(src);
+    const writer = inPlaceWriter(src);
     markFixture(writer);
     const observed = await sizesWhile(dest, writer.exited);
     assert.equal(await writer.exited, 0, writer.output());
@@ -100,7 +86,7 @@ describe('furkad with its default settings: writers that pause mid-file lose not
     const writers = [{ name: 'steady.cbf', pieces: 40, pauseMs: 50 }, { name: 'slow.cbf', pieces: 4, pauseMs: 1000 }].map((w) => {
       const src = path.join(ppu.detectorRamdisks['1MF']!, 'inplace', w.name);
       const dest = path.join(ppu.ppuRamdisk, '1mf', '520_521', 'inplace', w.name);
-      const proc = pausingWriter(src, w.pieces, w.pauseMs);
+      const proc = inPlaceWriter(src, w.pieces, w.pauseMs);
       markFixture(proc);
       return { ...w, src, dest, proc, observed: sizesWhile(dest, proc.exited) };
     });
