@@ -1,6 +1,6 @@
 // The agent's HTTP/2 server: events, file bodies and acknowledgements, exactly as docs/agent-protocol.md says (SPEC A1, A3, A4).
 import * as http2 from 'node:http2';
-import { closeSync, fstatSync, openSync, unlinkSync, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, openSync, readSync, unlinkSync, constants as fsc } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
@@ -207,16 +207,40 @@ export class AgentServer {
       closeSync(fd);
       return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
     }
-    stream.on('close', () => closeSync(fd));
-    stream.on('wantTrailers', () => stream.sendTrailers({ 'x-furka-unchanged': same() ? '1' : '0' }));
-    stream.respondWithFD(fd, {
+    // Closed a while after the stream: a client that cancels mid-body (furkad's ramdisk full) closes the stream
+    // while Node's reader of this fd may still be at work; closing the fd at once crashed the agent (SIGSEGV,
+    // seen with Node 20 under repeated cancels).
+    // Read whole, then sent from memory. respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
+    // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
+    // image is at most a few tens of MB and few are in flight.
+    let body: Buffer;
+    try {
+      body = Buffer.allocUnsafe(Number(entry.size));
+      for (let at = 0; at < body.length;) {
+        const got = readSync(fd, body, at, body.length - at, at);
+        if (got === 0) break;
+        at += got;
+      }
+    } catch {
+      closeSync(fd);
+      return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
+    }
+    const unchanged = same();
+    closeSync(fd);
+    if (stream.destroyed || stream.closed) return;
+    stream.on('wantTrailers', () => {
+      // Still the announced file, both after reading and now that the bytes are sent (F2, A4).
+      if (!stream.destroyed && !stream.closed) stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0' });
+    });
+    stream.respond({
       ':status': 200,
       'content-type': 'application/octet-stream',
       'x-furka-path': encodeURI(entry.path),
       'x-furka-size': String(entry.size),
       'x-furka-mtime-ns': String(entry.mtimeNs),
       'x-furka-mode': String(entry.mode),
-    }, { waitForTrailers: true, offset: 0, length: Number(entry.size) });
+    }, { waitForTrailers: true });
+    stream.end(body);
   }
 
   #ack(stream: http2.ServerHttp2Stream): void {

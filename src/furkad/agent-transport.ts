@@ -78,7 +78,11 @@ export class AgentTransport implements Transport {
     const aside = new Set(this.#setAside.values());
     const queue = batch.filter((w) => !this.placedStore.has(this.id, w.id) && !aside.has(w.id));
     const worker = async (): Promise<void> => {
-      for (let w = queue.shift(); w && !failure && !ctx.signal.aborted; w = queue.shift()) {
+      // A shift change waiting on this run (A5): take no more, what is left goes back to wait for the next run.
+      // Checked before an item is taken: one taken and then not worked on would be lost to this process.
+      while (!failure && !ctx.signal.aborted && !ctx.wantsEnd()) {
+        const w = queue.shift();
+        if (!w) break;
         try {
           if (await this.#fetchOne(ctx, w)) {
             transferred++;
@@ -91,11 +95,16 @@ export class AgentTransport implements Transport {
           }
         } catch (e) {
           failure ??= e as Error;
-          // Not taken: announced again when the agent is reached again.
+          // Not taken: it waits again for the next run (a full ramdisk, a stream timed out: the connection may
+          // well be up, and then nothing would announce it again).
+          queue.unshift(w);
         }
       }
     };
     await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, worker));
+    // What this run did not take waits for the next one, with the time furkad learned of it (A5), unless the
+    // agent announced a newer version of that path meanwhile.
+    for (const w of queue) if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
     if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes };
     return { verdict: 'ok', message: '', transferred, bytes };
   }
@@ -137,9 +146,19 @@ export class AgentTransport implements Transport {
       this.#client?.close();
       this.#waiting.clear();
       const client = new AgentClient(url, a.source);
+      // Ids announced since this connection opened: once the agent has listed everything (synced), an id placed
+      // here whose acknowledgement was never answered and that the agent no longer has is settled. Otherwise it
+      // would stay "placed" for ever, and a later file that happened to get the same id would be acknowledged
+      // (deleted) instead of fetched (A4).
+      const listed = new Set<string>();
       client.on('file', (f) => {
+        listed.add(f.id);
         this.#waiting.set(f.path, { ...f, learnedAt: performance.now() });
         this.#wake?.();
+      });
+      client.once('synced', () => {
+        const stale = this.placedStore.unsettled(this.id).filter((id) => !listed.has(id));
+        if (stale.length) this.placedStore.settled(this.id, stale);
       });
       client.on('refused', (p, reason) => this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector'));
       client.on('down', (why) => {

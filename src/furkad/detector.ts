@@ -85,6 +85,8 @@ export class DetectorLoop {
   #dir: ShiftDir | undefined;
   #dirReady = false;
   #held = false;
+  /** hold() waits for the run in flight: it should take no new files (RunContext.wantsEnd). */
+  #ending = false;
   #wake: (() => void) | undefined;
   /** The run in flight (or a resolved promise): shift changes wait on it. */
   #current: Promise<number> = Promise.resolve(0);
@@ -113,7 +115,13 @@ export class DetectorLoop {
   /** Stops starting new runs and waits for the one in flight; its files are handed over by then. */
   async hold(): Promise<void> {
     this.#held = true;
-    await this.#current;
+    // The run in flight is asked to end soon (wantsEnd): what it has not taken is left for the drain runs.
+    this.#ending = true;
+    try {
+      await this.#current;
+    } finally {
+      this.#ending = false;
+    }
   }
 
   /** One more run in the current shift, so that files written before a shift change land in it (F6). */
@@ -163,7 +171,8 @@ export class DetectorLoop {
         }
       }
     }
-    this.transport.forget?.(rels);
+    // Only what was really set aside: a file that stayed in staging is still this transport's to offer.
+    this.transport.forget?.([...lb.rels]);
     if (lb.rels.size === 0) {
       await rm(root, { recursive: true, force: true });
       return;
@@ -355,6 +364,7 @@ export class DetectorLoop {
     });
     const ctx: RunContext = {
       shift, assignment: a, staging, dir, signal: this.#signal,
+      wantsEnd: () => this.#ending || this.#signal.aborted,
       complete: (rels) => offer(batches, rels),
       completeInPlace: async (rels) => { placed += await this.#handOver(shift, a, rels.map((rel) => ({ rel, done: () => {} }))); },
     };
@@ -433,8 +443,10 @@ export class DetectorLoop {
         outcomes.push('placed');
         this.#failing.delete(rel);
       } catch (e) {
-        // Nothing left in staging to place (its source is gone already).
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+        // Nothing left in staging to place (its source is gone already). An ENOENT can also come from a
+        // directory of the shift's that its user removed while the file was being placed: then the staged
+        // file is still there and must be offered again, never taken for gone.
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !(await lstat(path.join(staging, rel)).then(() => true, () => false))) {
           this.#failing.delete(rel);
           outcomes.push('gone');
           continue;

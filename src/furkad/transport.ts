@@ -45,6 +45,11 @@ export interface RunContext {
   /** furkad is stopping. A run in flight is waited for; a transport may end it early but must report what it placed. */
   readonly signal: AbortSignal;
   /**
+   * The loop wants this run to end soon (a shift change waits for it): a transport that works through a list of
+   * files takes no new ones, and leaves the rest for the next run.
+   */
+  wantsEnd(): boolean;
+  /**
    * These files are complete in `staging`: the loop notes them in the outbox, renames them into `dir` and hands
    * them to grimseld, batched with whatever else arrives meanwhile, while the run goes on (F2, F9). Resolves
    * once each has been dealt with.
