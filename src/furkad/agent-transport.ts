@@ -8,6 +8,7 @@ import type { AgentPlaced } from './agent-placed.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { RunContext, RunOutcome, Transport } from './transport.js';
+import { wakeOrAbort } from '../common/abort.js';
 
 /** Files fetched at once on the one connection: enough to keep it busy, few enough to place promptly. */
 const IN_FLIGHT = 8;
@@ -27,7 +28,6 @@ export class AgentTransport implements Transport {
   #setAside = new Map<string, string>();
   #wake: (() => void) | undefined;
   #lastDown = '';
-  #connecting: Promise<void> | undefined;
 
   constructor(
     readonly id: string,
@@ -35,22 +35,11 @@ export class AgentTransport implements Transport {
     private readonly log: Logger,
   ) {}
 
-  async prepare(): Promise<void> {
-    // Connecting is the first run's business: an agent that is away is an outage with back-off, not a crash.
-  }
-
   /** Resolves once something was announced, the connection went down (the next run reconnects) or `signal` aborts. */
-  waitForWork(signal: AbortSignal): Promise<void> {
-    if (this.#waiting.size > 0 || !this.#client?.connected) return Promise.resolve();
-    return new Promise((resolve) => {
-      const done = (): void => {
-        signal.removeEventListener('abort', done);
-        this.#wake = undefined;
-        resolve();
-      };
-      this.#wake = done;
-      signal.addEventListener('abort', done, { once: true });
-    });
+  async waitForWork(signal: AbortSignal): Promise<void> {
+    if (this.#waiting.size > 0 || !this.#client?.connected) return;
+    await wakeOrAbort((wake) => { this.#wake = wake; }, signal);
+    this.#wake = undefined;
   }
 
   pendingSince(since: number): boolean {
@@ -138,39 +127,39 @@ export class AgentTransport implements Transport {
     this.#client = undefined;
   }
 
-  /** Connects (or reconnects) for the assignment's source; the agent then announces every file it has. */
+  /**
+   * Connects (or reconnects) for the assignment's source; the agent then announces every file it has. Called
+   * by run() only (runs never overlap), so an agent that is away is an outage with back-off, not a crash.
+   */
   async #connected(a: Assignment): Promise<void> {
     const url = `http://${a.config.remoteIP.includes(':') ? `[${a.config.remoteIP}]` : a.config.remoteIP}:${a.config.port}`;
     if (this.#client?.connected && this.#client.url === url && this.#client.source === a.source) return;
-    this.#connecting ??= (async () => {
-      this.#client?.close();
-      this.#waiting.clear();
-      const client = new AgentClient(url, a.source);
-      // Ids announced since this connection opened: once the agent has listed everything (synced), an id placed
-      // here whose acknowledgement was never answered and that the agent no longer has is settled. Otherwise it
-      // would stay "placed" for ever, and a later file that happened to get the same id would be acknowledged
-      // (deleted) instead of fetched (A4).
-      const listed = new Set<string>();
-      client.on('file', (f) => {
-        listed.add(f.id);
-        this.#waiting.set(f.path, { ...f, learnedAt: performance.now() });
-        this.#wake?.();
-      });
-      client.once('synced', () => {
-        const stale = this.placedStore.unsettled(this.id).filter((id) => !listed.has(id));
-        if (stale.length) this.placedStore.settled(this.id, stale);
-      });
-      client.on('refused', (p, reason) => this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector'));
-      client.on('down', (why) => {
-        if (why !== this.#lastDown) this.log.warn({ detector: this.id, why }, 'connection to the agent lost; reconnecting');
-        this.#lastDown = why;
-        this.#wake?.();
-      });
-      this.#client = client;
-      await client.connect();
-      this.#lastDown = '';
-    })().finally(() => { this.#connecting = undefined; });
-    await this.#connecting;
+    this.#client?.close();
+    this.#waiting.clear();
+    const client = new AgentClient(url, a.source);
+    // Ids announced since this connection opened: once the agent has listed everything (synced), an id placed
+    // here whose acknowledgement was never answered and that the agent no longer has is settled. Otherwise it
+    // would stay "placed" for ever, and a later file that happened to get the same id would be acknowledged
+    // (deleted) instead of fetched (A4).
+    const listed = new Set<string>();
+    client.on('file', (f) => {
+      listed.add(f.id);
+      this.#waiting.set(f.path, { ...f, learnedAt: performance.now() });
+      this.#wake?.();
+    });
+    client.once('synced', () => {
+      const stale = this.placedStore.unsettled(this.id).filter((id) => !listed.has(id));
+      if (stale.length) this.placedStore.settled(this.id, stale);
+    });
+    client.on('refused', (p, reason) => this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector'));
+    client.on('down', (why) => {
+      if (why !== this.#lastDown) this.log.warn({ detector: this.id, why }, 'connection to the agent lost; reconnecting');
+      this.#lastDown = why;
+      this.#wake?.();
+    });
+    this.#client = client;
+    await client.connect();
+    this.#lastDown = '';
   }
 
   /** Fetches one announced file into staging with the shift's owner and the source's mtime; false if it is not to be placed. */

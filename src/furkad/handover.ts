@@ -141,19 +141,18 @@ export class Handover {
     }
   }
 
-  /** Waits `ms`, or less: until grimseld gets a new owner (grimseldChanged) or `signal` aborts. */
-  #pause(ms: number, signal: AbortSignal): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        clearTimeout(timer);
-        signal.removeEventListener('abort', done);
-        this.#nudge = undefined;
-        resolve();
-      };
-      const timer = setTimeout(done, ms);
-      this.#nudge = done;
-      if (!signal.aborted) signal.addEventListener('abort', done, { once: true });
-    });
+  /**
+   * Waits `ms`, or less: until grimseld gets a new owner (grimseldChanged) or `signal` aborts. Once furkad is
+   * stopping, the wait is the whole `ms`: the grace retries must not spin.
+   */
+  async #pause(ms: number, signal: AbortSignal): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    await wakeOrAbort((wake) => {
+      timer = setTimeout(wake, ms);
+      this.#nudge = wake;
+    }, signal.aborted ? new AbortController().signal : signal);
+    clearTimeout(timer);
+    this.#nudge = undefined;
   }
 
   async #send(ev: HandoverEvent): Promise<void> {

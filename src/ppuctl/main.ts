@@ -3,7 +3,7 @@
 // 0 ok, 1 the daemon refused or failed, 2 bad usage, 3 daemon not reachable.
 import { parseArgs } from 'node:util';
 import * as dbus from 'dbus-next';
-import { busFailure, callMethod, connectSystemBus } from '../dbus/bus.js';
+import { busFailure, callMethod, connectSystemBus, watchNameOwner } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH } from '../dbus/names.js';
 import { ConfigError } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
@@ -271,15 +271,15 @@ async function followMessages(bus: dbus.MessageBus, count: number, json: boolean
           ? `${JSON.stringify({ time: time.toISOString(), errcode: code, shortMessage: short, longMessage: long })}\n`
           : `${time.toLocaleTimeString()} ${code} ${short}\n    ${long}\n`);
         if (++seen >= count) resolve(0);
-      } else if (msg.member === 'NameOwnerChanged' && (msg.body as string[])[0] === GRIMSEL_NAME) {
-        process.stderr.write((msg.body as string[])[2] ? 'ppuctl: grimseld is back\n' : 'ppuctl: grimseld left the bus; waiting for it to come back\n');
       }
     });
     void interrupted().then(() => resolve(0));
   });
   // AddMatch returns once the rule is in place: from then on nothing is missed.
   await callMethod(daemon, 'AddMatch', `type='signal',sender='${GRIMSEL_NAME}',path='${GRIMSEL_PATH}',interface='${GRIMSEL_IFACE}',member='Message'`);
-  await callMethod(daemon, 'AddMatch', `type='signal',sender='org.freedesktop.DBus',interface='org.freedesktop.DBus',member='NameOwnerChanged',arg0='${GRIMSEL_NAME}'`);
+  await watchNameOwner(bus, GRIMSEL_NAME, (owner) => {
+    process.stderr.write(owner ? 'ppuctl: grimseld is back\n' : 'ppuctl: grimseld left the bus; waiting for it to come back\n');
+  });
   process.stderr.write('ppuctl: following grimseld messages (Ctrl-C ends)\n');
   return done;
 }
