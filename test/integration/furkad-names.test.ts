@@ -96,6 +96,10 @@ describe('furkad and odd file names (F1, F2, G12)', function () {
       }
       await eventually(() => rawFiles(detector).length === 0, 30_000, 'the renamed files taken');
       await eventually(async () => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)![2] === '', 10_000, 'lastError cleared');
+      // Settled before the next detector's test reads the shift's copied count (counts are per shift, not per detector).
+      await eventually(() => listFiles(internal).filter((f) => f.startsWith('names/renamed-')).length === undeliverable.length,
+        30_000, 'the renamed files copied');
+      await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[3] === 'internal' && r[4] === 0n), 10_000, 'nothing pending');
     });
   }
 
