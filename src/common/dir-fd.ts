@@ -1,0 +1,186 @@
+// Directories held open, and every file operation relative to one (issue 14 rows 1–3; docs/threat-model.md).
+//
+// A root daemon acting in a tree a user can write to must not resolve a path name twice: between a check
+// (lstat, realpath) and a use (rename, unlink, open) the user can swap a directory on the way for a symbolic
+// link. The cure is the *at system calls on directory descriptors; Node has none of them, but Linux gives
+// them to any path: `/proc/self/fd/N/name` is resolved by jumping straight to the directory that descriptor
+// N holds (a "magic link", nd_jump_link in the kernel: no path is walked again), and then looking up the one
+// component `name` in it. rename(2), link(2), unlink(2), mkdir(2), symlink(2) and lchown(2) do not follow a
+// final symbolic link, and open(2) is given O_NOFOLLOW, so each call acts on exactly one entry of a directory
+// we hold. A directory is opened one component at a time with O_DIRECTORY|O_NOFOLLOW from one we hold: a
+// link anywhere on the way fails the open (ELOOP/ENOTDIR) instead of being followed.
+//
+// This needs /proc, which every systemd machine has; it is checked once, loudly. No native code, so the
+// same JavaScript runs on Node 16 (CentOS 7) and 20.
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, statSync, type Stats } from 'node:fs';
+
+const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
+
+/** A path that a user changed into something a root daemon must not follow (a link, a file where a directory was). */
+export class UnsafePath extends Error {}
+
+let procChecked = false;
+
+/** Fails unless /proc/self/fd works (mounted /proc): without it nothing here can be done safely. */
+function checkProc(): void {
+  if (procChecked) return;
+  if (!statSync('/proc/self/fd', { throwIfNoEntry: false })?.isDirectory()) {
+    throw new Error('/proc/self/fd is missing: /proc must be mounted for safe file operations in user-writable directories');
+  }
+  procChecked = true;
+}
+
+/** Refuses anything but one plain directory entry name. */
+function entryName<N extends string | Buffer>(name: N): N {
+  const s = typeof name === 'string' ? name : name.toString('latin1');
+  if (s === '' || s === '.' || s === '..' || s.includes('/') || s.includes('\0')) throw new UnsafePath(`not a single file name: ${JSON.stringify(s)}`);
+  return name;
+}
+
+/** The components of a relative path; '' and '.' are skipped, '..' and absolute paths refused. */
+export function components(rel: string): string[] {
+  if (rel.startsWith('/')) throw new UnsafePath(`${rel} is not a relative path`);
+  const parts = rel.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new UnsafePath(`${rel} leaves its directory ('..')`);
+  return parts;
+}
+
+/** What walk() does with each directory on the way: made says whether walk() created it; i is its depth (0 = first below). */
+export type DirVisit = (dir: DirFd, st: Stats, made: boolean, i: number) => void;
+
+/** One open directory. Close it (or use DirFd.with) when done: it holds a file descriptor. */
+export class DirFd {
+  #fd: number;
+
+  private constructor(fd: number, readonly shown: string) {
+    this.#fd = fd;
+  }
+
+  /**
+   * Opens a directory the administrator configured (a target, a storage, the detector root): the path is
+   * trusted, links in it included. Everything below it is reached through this handle only.
+   */
+  static open(dir: string): DirFd {
+    checkProc();
+    return new DirFd(openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY), dir);
+  }
+
+  /** Runs `fn` with `dir` open and closes it afterwards, also when `fn` throws or rejects. */
+  static with<T>(dir: DirFd, fn: (d: DirFd) => T): T {
+    let out: T;
+    try {
+      out = fn(dir);
+    } catch (e) {
+      dir.close();
+      throw e;
+    }
+    if (out instanceof Promise) return out.finally(() => dir.close()) as T;
+    dir.close();
+    return out;
+  }
+
+  get fd(): number {
+    if (this.#fd < 0) throw new Error(`${this.shown}: directory handle used after close`);
+    return this.#fd;
+  }
+
+  /** The path that reaches entry `name` of this directory, and nothing else (see the top of this file). */
+  at(name: string): string;
+  at(name: Buffer): Buffer;
+  at(name: string | Buffer): string | Buffer {
+    entryName(name);
+    return typeof name === 'string' ? `/proc/self/fd/${this.fd}/${name}` : Buffer.concat([Buffer.from(`/proc/self/fd/${this.fd}/`), name]);
+  }
+
+  /** For messages: where an entry is, as a person would write it. */
+  show(name: string | Buffer = ''): string {
+    const n = typeof name === 'string' ? name : name.toString('utf8');
+    return n ? `${this.shown}/${n}` : this.shown;
+  }
+
+  /** The subdirectory `name`, refusing a symbolic link or anything not a directory (UnsafePath). */
+  child(name: string | Buffer): DirFd {
+    try {
+      return new DirFd(openSync(this.at(name as string), DIR_FLAGS), this.show(name));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'ELOOP' || code === 'ENOTDIR') {
+        // With O_DIRECTORY a link fails as ENOTDIR too: look, for the message only.
+        const isLink = code === 'ELOOP' || lstatSync(this.at(name as string), { throwIfNoEntry: false })?.isSymbolicLink();
+        throw new UnsafePath(`refusing to follow ${this.show(name)}: it is ${isLink ? 'a symbolic link' : 'not a directory'}`);
+      }
+      throw e;
+    }
+  }
+
+  /**
+   * The directory `rel` below this one, reached one component at a time without following links. With
+   * `make`, missing directories are created (mode 0755 less the umask) and `visit` is called for every
+   * directory on the way, made or found, while it is held (to give it its owner with fchown). Intermediate
+   * handles are closed; the caller closes the one returned.
+   */
+  walk(rel: string, make = false, visit?: DirVisit): DirFd {
+    let cur: DirFd = this;
+    components(rel).forEach((part, i) => {
+      let made = false;
+      let next: DirFd;
+      try {
+        next = cur.child(part);
+      } catch (e) {
+        if (!make || (e as NodeJS.ErrnoException).code !== 'ENOENT') {
+          if (cur !== this) cur.close();
+          throw e;
+        }
+        try {
+          mkdirSync(cur.at(part), { mode: 0o755 });
+          made = true;
+        } catch (m) {
+          if ((m as NodeJS.ErrnoException).code !== 'EEXIST') {
+            if (cur !== this) cur.close();
+            throw m;
+          }
+        }
+        try {
+          next = cur.child(part);
+        } catch (o) {
+          if (cur !== this) cur.close();
+          throw o;
+        }
+      }
+      if (cur !== this) cur.close();
+      cur = next;
+      if (visit) {
+        try {
+          visit(cur, fstatSync(cur.fd), made, i);
+        } catch (v) {
+          cur.close();
+          throw v;
+        }
+      }
+    });
+    return cur === this ? new DirFd(openSync(`/proc/self/fd/${this.fd}`, constants.O_RDONLY | constants.O_DIRECTORY), this.shown) : cur;
+  }
+
+  /** lstat of entry `name`; undefined when there is none. */
+  lstat(name: string): Stats | undefined {
+    return lstatSync(this.at(name), { throwIfNoEntry: false });
+  }
+
+  /** Opens file `name` of this directory with `flags` | O_NOFOLLOW (a link there fails with ELOOP). */
+  openFile(name: string | Buffer, flags: number, mode = 0o600): number {
+    return openSync(this.at(name as string), flags | constants.O_NOFOLLOW, mode);
+  }
+
+  close(): void {
+    if (this.#fd >= 0) closeSync(this.#fd);
+    this.#fd = -1;
+  }
+}
+
+/** The directory part and last component of a relative path ('a/b/c.img' → ['a/b', 'c.img']). */
+export function splitRel(rel: string): [string, string] {
+  const parts = components(rel);
+  const name = parts.pop();
+  if (name === undefined) throw new UnsafePath(`${JSON.stringify(rel)} names no file`);
+  return [parts.join('/'), name];
+}
