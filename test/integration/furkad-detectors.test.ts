@@ -73,7 +73,7 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     await eventually(() => listFiles(usr2).length === names.length, 30_000, "2MF's files after its daemon restarted");
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[5] === BigInt(2 * names.length) && r[4] === 0n),
       30_000, 'grimseld to copy every file of both detectors');
-    await sleep(500);
+    await ppu.quiescent();
     assert.deepEqual(listFiles(usr1), names);
     assert.deepEqual(listFiles(usr2), names, 'every 2MF file once, none lost');
     const row = (await ppu.queryStatus(1))[0]!;
@@ -115,7 +115,7 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     assert.deepEqual(observed.filter((s) => s !== size), [], 'never observed shorter than complete under its final name');
     assert.equal(sha256File(readFileSync(dest)), sha256File(Buffer.alloc(size, 7)), 'content complete');
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 510 && r[5] === 1n), 20_000, 'grimseld to copy it');
-    await sleep(1000);
+    await ppu.quiescent();
     const row = (await ppu.queryStatus(1))[0]!;
     assert.deepEqual([row[1], row[4], row[5], row[6]], [510, 0n, 1n, 0n], 'delivered to grimseld exactly once');
   });

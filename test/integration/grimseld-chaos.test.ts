@@ -48,7 +48,6 @@ describe('grimseld chaos: SIGKILL during a stream (G12)', function () {
       await ppu.startGrimseld();
     }
     await writer;
-    assert.ok(kills >= 20);
 
     const usr = `1mf/${uid}_${gid}`;
     await eventually(async () => {
