@@ -14,9 +14,10 @@ fi
 # systemd: busctl; libsystemd-dev + build tools: the sd-notify native module; attr: xattr tools;
 # systemd-container: systemd-nspawn for the system tier; rpm: rpmbuild; rpmlint: checks the RPMs;
 # ntpsec-ntpdate: time sync (the detector package's timer, run in the system tier's container).
+# xxhash: xxhsum, the reference the checksum tests compare with (and what a facility checks copies with);
 # lsyncd, gnuplot-nox: the benchmarks' lsyncd baseline and latency plot (npm run bench).
 PACKAGES=(rsync inotify-tools dbus dbus-daemon systemd libsystemd-dev systemd-container rpm rpmlint attr ntpsec-ntpdate
-          python3 make g++ pkg-config lsyncd gnuplot-nox)
+          python3 make g++ pkg-config xxhash lsyncd gnuplot-nox)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
