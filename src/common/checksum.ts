@@ -77,7 +77,7 @@ export function untagged(value: string): string | undefined {
 }
 
 /** Reads a whole open file from offset 0 and returns its checksum (hex). */
-export async function checksumOfFd(fd: number, buf = Buffer.allocUnsafe(1 << 20)): Promise<string> {
+export async function checksumOfFd(fd: number, buf: Buffer = Buffer.allocUnsafe(1 << 20)): Promise<string> {
   const sum = new Checksum();
   let pos = 0;
   for (;;) {

@@ -11,6 +11,7 @@ import { loadGrimseldConfig } from '../grimseld/config.js';
 import { formatDetectorTable, formatStatusTable, type DetectorRecord, type StatusRow } from './status-table.js';
 import { importVendorConfig } from './vendor-import.js';
 import { licenseCommand } from './license-command.js';
+import { verifyCommand, VerifyUsage } from './verify-command.js';
 import { statusRecord } from '../grimseld/status-server.js';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -32,6 +33,9 @@ const USAGE = `usage: ppuctl COMMAND [options]
   config import VENDOR_FILE [-o OUT] [--json]
                                            convert furka_dectris.conf / grimsel_dectris.conf to our INI
                                            (stdout or OUT); lines it cannot map are reported, exit 1
+  verify PATH... [--json]                  re-read stored images (files or directories, links not followed)
+                                           and compare each with the checksum recorded on it; exit 0 all
+                                           good, 1 a mismatch or an unreadable file, 2 bad usage
   license check [FILE]                     verify a license key here (default /var/lib/furka/license.key);
                                            exit 0 valid, 1 invalid with the reason
   license addresses                        hardware addresses a key can be bound to on this machine
@@ -88,6 +92,16 @@ async function run(argv: string[]): Promise<number> {
   }
   if (cmd === 'license') {
     return licenseCommand(sub, rest, values) ?? usage('license check [FILE] | license addresses | license issue --private-key PEM --mac ADDRESS --holder NAME [-o OUT]');
+  }
+  if (cmd === 'verify') {
+    const paths = [sub, ...rest].filter((p): p is string => !!p);
+    if (!paths.length) usage('verify PATH...');
+    try {
+      return await verifyCommand(paths, !!values.json);
+    } catch (e) {
+      if (e instanceof VerifyUsage) usage(e.message);
+      throw e;
+    }
   }
   if (cmd === 'config') {
     if (sub === 'check' && rest.length > 0) return configCheck(rest, !!values.json);

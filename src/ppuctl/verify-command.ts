@@ -1,0 +1,109 @@
+// `ppuctl verify PATH...` (I4): re-reads stored images and compares each with the checksum recorded on it
+// (the ppu.checksum extended attribute, docs/integrity.md). A fixity check a facility can run months later.
+// Exit 0: every file that has a checksum matches; 1: one does not, or could not be read; 2: bad usage.
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { checksumOfFd, prepareChecksums, tagged } from '../common/checksum.js';
+import { initProvenance, readProvenance } from '../common/provenance.js';
+
+export interface VerifyReport {
+  checked: number;
+  good: number;
+  bytes: number;
+  mismatched: Array<{ file: string; recorded: string; actual: string }>;
+  unrecorded: string[];
+  unreadable: Array<{ file: string; error: string }>;
+  /** symbolic links (the fill guard's links to copies) and special files: not followed, not checked */
+  skipped: number;
+}
+
+/** Regular files below each of `paths` (a path may be a file), never following a link. */
+function* filesBelow(p: string, report: VerifyReport): Generator<string> {
+  const st = lstatSync(p);
+  if (st.isFile()) {
+    yield p;
+  } else if (st.isDirectory()) {
+    let names: string[];
+    try {
+      names = readdirSync(p).sort();
+    } catch (e) {
+      report.unreadable.push({ file: p, error: (e as Error).message });
+      return;
+    }
+    for (const n of names) yield* filesBelow(path.join(p, n), report);
+  } else {
+    report.skipped++;
+  }
+}
+
+/** Checks one file: recorded checksum against its bytes now. */
+async function verifyFile(file: string, report: VerifyReport, buf: Buffer): Promise<void> {
+  let fd: number;
+  try {
+    fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+  } catch (e) {
+    report.unreadable.push({ file, error: (e as Error).message });
+    return;
+  }
+  try {
+    if (!fstatSync(fd).isFile()) { // swapped for something else since the walk
+      report.skipped++;
+      return;
+    }
+    const recorded = readProvenance(fd);
+    if (!recorded) {
+      report.unrecorded.push(file);
+      return;
+    }
+    report.checked++;
+    const actual = await checksumOfFd(fd, buf);
+    report.bytes += fstatSync(fd).size;
+    if (recorded.checksum && actual === recorded.checksum) report.good++;
+    else report.mismatched.push({ file, recorded: recorded.recorded, actual: tagged(actual) });
+  } catch (e) {
+    report.unreadable.push({ file, error: (e as Error).message });
+  } finally {
+    closeSync(fd);
+  }
+}
+
+export async function verifyCommand(paths: string[], json: boolean, out = process.stdout, err = process.stderr): Promise<number> {
+  for (const p of paths) {
+    if (!lstatSync(p, { throwIfNoEntry: false })) throw new VerifyUsage(`verify: ${p}: no such file or directory`);
+  }
+  await Promise.all([prepareChecksums(1), initProvenance()]);
+  const report: VerifyReport = { checked: 0, good: 0, bytes: 0, mismatched: [], unrecorded: [], unreadable: [], skipped: 0 };
+  const tty = !json && err.isTTY;
+  const buf = Buffer.allocUnsafe(1 << 20);
+  const started = Date.now();
+  let shown = 0;
+  let seen = 0;
+  for (const p of paths) {
+    for (const file of filesBelow(p, report)) {
+      const before = report.mismatched.length;
+      await verifyFile(file, report, buf);
+      seen++;
+      const m = report.mismatched[before];
+      if (m && !json) out.write(`MISMATCH ${m.file}\n    recorded ${m.recorded}\n    now      ${m.actual}\n`);
+      if (tty && Date.now() - shown > 200) {
+        shown = Date.now();
+        err.write(`\r\x1b[K${seen} files, ${(report.bytes / 1e6).toFixed(0)} MB checked, ${report.mismatched.length} mismatched: ${file.slice(-60)}`);
+      }
+    }
+  }
+  if (tty) err.write('\r\x1b[K');
+  const failed = report.mismatched.length + report.unreadable.length;
+  if (json) {
+    out.write(`${JSON.stringify({ ...report, seconds: (Date.now() - started) / 1000, ok: failed === 0 }, null, 2)}\n`);
+  } else {
+    for (const u of report.unreadable) out.write(`UNREADABLE ${u.file}: ${u.error}\n`);
+    for (const u of report.unrecorded) out.write(`NO CHECKSUM ${u}\n`);
+    out.write(`${report.checked} files with a checksum checked (${(report.bytes / 1e6).toFixed(1)} MB): ${report.good} good, `
+      + `${report.mismatched.length} mismatched; ${report.unrecorded.length} without a checksum, ${report.unreadable.length} unreadable, `
+      + `${report.skipped} links or special files skipped\n`);
+  }
+  return failed ? 1 : 0;
+}
+
+/** A path that does not exist: bad usage (exit 2), named. */
+export class VerifyUsage extends Error {}
