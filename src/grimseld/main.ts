@@ -1,12 +1,6 @@
-#!/usr/bin/env -S MALLOC_ARENA_MAX=2 node --optimize-for-size
+#!/usr/bin/env node
 // grimseld's service contract: arguments → config → storages → bus name → READY=1 → copy → STOPPING=1.
-// The line above is how grimseld is run: the packaged launcher (rpm/ppu-movers.spec) and the test fixtures
-// take its environment and node options from there. Both are for the memory target of issue 7. Pending
-// files arrive in bursts (a delivery, a FIFO list) whose objects outlive a few minor collections; V8 answers
-// that by growing its young generation to 32 MB for good and leaves the promoted rest in half-empty old
-// pages. --optimize-for-size keeps the young generation at 2 MB and compacts the old one (~20 MB less with
-// 100 000 files pending, for some more CPU per copy). glibc gives each thread that allocates (writers,
-// GC helpers) an arena of its own that keeps what was freed in it; two arenas: ~4 MB less.
+// Run through its launcher, which sets its memory tuning (src/common/launch-profile.ts).
 import { parseDaemonArgs } from '../common/daemon-args.js';
 import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
