@@ -2,6 +2,7 @@
 import * as dbus from 'dbus-next';
 import { invalidArgs, named } from './errors.js';
 
+/** One row of QueryStatus (G9): (t usertime, u uid, u gid, s storage, t pending, t copied, t failed), newest shift first. */
 export type StatusRow = [bigint, number, number, string, bigint, bigint, bigint];
 
 export interface GrimselService {

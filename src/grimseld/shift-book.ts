@@ -1,4 +1,5 @@
 // Per shift and storage: pending, copied, failed (SPEC G9). The last history_max_entries shifts are kept.
+import type { StatusRow } from '../dbus/grimsel-interface.js';
 
 export interface Counts {
   pending: number;
@@ -13,8 +14,6 @@ export interface ShiftEntry {
   counts: Map<string, Counts>;
 }
 
-/** One row of QueryStatus: (t usertime, u uid, u gid, s storage, t pending, t copied, t failed). */
-export type StatusRow = [bigint, number, number, string, bigint, bigint, bigint];
 
 export class ShiftBook {
   /** Oldest first; the last one is the current shift. */

@@ -1,7 +1,7 @@
 // grimseld's TCP status service (SPEC G9): a client sends `QUERY <n>` lines, each answered by one JSON line.
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
-import type { StatusRow } from './shift-book.js';
+import type { StatusRow } from '../dbus/grimsel-interface.js';
 import { DEFAULT_MAX_UNREAD_BYTES, TcpListener, writeLineOrCut } from './tcp-listener.js';
 
 /** One status row as the TCP protocol, the Python client and `ppuctl --json` spell it. */

@@ -1,7 +1,9 @@
 // The tables of `ppuctl status`: the classic User Time | UID | GID | Storage | Pending | Copied | Failed (SPEC G9, S7),
 // and furkad's detectors.
 
-export type StatusRow = [bigint, number, number, string, bigint, bigint, bigint];
+import type { StatusRow } from '../dbus/grimsel-interface.js';
+
+export type { StatusRow };
 
 function userTime(us: bigint): string {
   const d = new Date(Number(us / 1000n));
