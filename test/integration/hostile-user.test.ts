@@ -1,22 +1,16 @@
 // A hostile shift user (nobody, 65534) against both daemons, as in the security issue's rows 4-7: directories
 // other shifts use, a shift that owns nothing, targets outside the ramdisk, a link that blocks the shift change
-// (SPEC F4, F6, G3, S2). The user's commands run as the user (setpriv), not as root.
+// (SPEC F4, F6, G3, S2). The user's commands run as the user (setpriv), not as root. Rows 1-3, the races, are
+// in hostile-races.test.ts.
 import { strict as assert } from 'node:assert';
-import { spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, writeImage } from '../fixtures/files.js';
+import { asNobody, NOBODY } from '../fixtures/hostile.js';
 
 type Row = [string, string, string, bigint, bigint, bigint];
-const NOBODY = 65534;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Runs a command as nobody:nogroup without supplementary groups; true when it succeeded. */
-function asNobody(...cmd: string[]): boolean {
-  const r = spawnSync('setpriv', ['--reuid=nobody', '--regid=nogroup', '--clear-groups', ...cmd], { encoding: 'utf8', timeout: 10_000 });
-  return r.status === 0;
-}
 
 function owner(p: string): [number, number, string] {
   const st = lstatSync(p);
