@@ -238,6 +238,8 @@ export class DetectorLoop {
         this.log.info({ detector: this.id, files: placed.length, uid: lb.shift.uid, gid: lb.shift.gid, dir: lb.dir.root },
           "files of an earlier shift placed into that shift's directory and handed over with it");
       }
+      // Not kept open between tries: it is opened again (and its directory made again if need be) by the next.
+      lb.dir.close();
       if (lb.rels.size === 0) {
         this.#leftBehind.splice(this.#leftBehind.indexOf(lb), 1);
         await rm(lb.root, { recursive: true, force: true });
@@ -288,6 +290,8 @@ export class DetectorLoop {
 
   /** Serves `assignment` of `shift` from now on (undefined: this detector is idle in that shift). */
   assign(shift: Shift, assignment: Assignment | undefined): void {
+    // The old shift's directory handle: files set aside for it (leaveBehind) open it again when retried.
+    this.#dir?.close();
     this.#shift = shift;
     this.#assignment = assignment;
     this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid, this.log,
@@ -328,6 +332,7 @@ export class DetectorLoop {
       }
     }
     await this.#current;
+    this.#dir?.close();
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     await this.transport.close?.();
