@@ -6,7 +6,7 @@ import { deliveredPath, splitMarked, unmark } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Handover } from './handover.js';
-import type { Assignment, Shift } from './shift.js';
+import { confinement, type Assignment, type Shift } from './shift.js';
 import type { TransferGate } from './transfer-gate.js';
 import { ShiftDir } from './shift-dir.js';
 import { Batches } from '../common/batches.js';
@@ -261,7 +261,7 @@ export class DetectorLoop {
    * Files an earlier furkad set aside (leftBehind) below this target are taken up again: their shift.json
    * says whose they are. Only what is not already being retried.
    */
-  async #adoptLeftBehind(target: string): Promise<void> {
+  async #adoptLeftBehind(target: string, configuredTarget: string): Promise<void> {
     const held = path.dirname(leftBehindDir(target, this.id, 0n));
     for (const name of await readdir(held).catch(() => [] as string[])) {
       if (!name.endsWith(`-${this.id}`)) continue;
@@ -278,7 +278,8 @@ export class DetectorLoop {
         };
         await walk(path.join(root, 'files'));
         const shift = { usertime: BigInt(meta.usertime), uid: meta.uid, gid: meta.gid, usrdir: meta.usrdir };
-        const dir = new ShiftDir(unmark(meta.target), meta.usrdir, meta.uid, meta.gid, this.log, splitMarked(meta.target).root);
+        const dir = new ShiftDir(unmark(meta.target), meta.usrdir, meta.uid, meta.gid, this.log, splitMarked(meta.target).root,
+          confinement(configuredTarget));
         this.#leftBehind.push({ shift, target: meta.target, dir, root, rels: new Set(rels), error: 'kept by an earlier furkad' });
         this.log.warn({ detector: this.id, files: rels.length, uid: meta.uid, gid: meta.gid, kept: root }, 'files of an earlier shift set aside by an earlier furkad: tried again for their shift');
       } catch (e) {
@@ -295,7 +296,7 @@ export class DetectorLoop {
     this.#shift = shift;
     this.#assignment = assignment;
     this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid, this.log,
-      splitMarked(assignment.target).root);
+      splitMarked(assignment.target).root, confinement(assignment.config.target));
     this.#dirReady = false;
     this.stats.files = 0;
     this.stats.bytes = 0;
@@ -479,10 +480,20 @@ export class DetectorLoop {
   /** The shift's directory, and staging when files are taken off the detector (remove_source); then the transport's leftovers. */
   async #prepare(ctx: RunContext): Promise<void> {
     await ctx.dir.prepare();
-    await this.#adoptLeftBehind(ctx.assignment.target);
+    await this.#adoptLeftBehind(ctx.assignment.target, ctx.assignment.config.target);
     if (ctx.assignment.config.remove_source) {
+      // Staging is furkad's alone, so its paths are used as they are: below a target that is root's (prepare), a
+      // link or another's directory there can only be left from when the target was a user's; never written through.
+      const own = async (d: string, missing: 'ok' | 'fail'): Promise<void> => {
+        const st = await lstat(d).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT' && missing === 'ok') return undefined; throw e; });
+        if (st && (!st.isDirectory() || st.uid !== (process.getuid?.() ?? 0))) {
+          throw new Error(`${d} is ${st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? `owned by uid ${st.uid}` : 'not a directory'}: staging must be furkad's own directory; remove it`);
+        }
+      };
+      await own(path.dirname(ctx.staging), 'ok');
       await mkdir(ctx.staging, { recursive: true, mode: 0o700 });
-      if (!(await lstat(ctx.staging)).isDirectory()) throw new Error(`${ctx.staging} is not a directory`);
+      await own(path.dirname(ctx.staging), 'fail');
+      await own(ctx.staging, 'fail');
       await this.transport.adoptLeftovers?.(ctx);
     }
     this.#dirReady = true;

@@ -31,10 +31,12 @@ export class ShiftDir {
   /**
    * `target` is the real (unmarked) directory, `usrdir` the expanded one ('' = none); `replicatedFrom` the part of
    * the target before its './' (what grimseld does not replicate): the directories between it and the target
-   * are shared by every shift too.
+   * are shared by every shift too. `confinedTo` is where the detector's targets are confined (shift.ts
+   * confinement()): the configuration's, the only path opened as it is; a target an operator asked for below
+   * it is reached from there one component at a time.
    */
   constructor(readonly target: string, usrdir: string, readonly uid: number, readonly gid: number, private readonly log?: Logger,
-    private readonly replicatedFrom?: string) {
+    private readonly replicatedFrom?: string, private readonly confinedTo?: string) {
     this.root = path.join(target, usrdir);
   }
 
@@ -57,31 +59,43 @@ export class ShiftDir {
   }
 
   /**
-   * The target, reached from the directory it is replicated from (trusted: the configuration's, or confined to
-   * it at StartShift) one component at a time, each shared directory given back to root while held; then the
-   * usrdir's parents (root's) and the usrdir itself (the shift's). Returns the shift's directory, held.
+   * The target, reached from the directory it is replicated from one component at a time, each shared directory
+   * given back to root while held; then the usrdir's parents (root's) and the usrdir itself (the shift's).
+   * Returns the shift's directory, held.
    */
   #open(): DirFd {
-    const from = this.replicatedFrom;
-    let target: DirFd;
-    if (from !== undefined && isBelow(this.target, from)) {
-      mkdirSync(from, { recursive: true }); // the administrator's path, links and all
-      target = DirFd.with(DirFd.open(from), (top) => top.walk(path.relative(from, this.target), true, (d, st, made) => this.#rootOwned(d, st, made), rootsLink));
-    } else {
-      mkdirSync(this.target, { recursive: true });
-      target = DirFd.open(this.target);
-      try {
-        this.#rootOwned(target, fstatSync(target.fd), false);
-      } catch (e) {
-        target.close();
-        throw e;
-      }
+    const r = this.replicatedFrom;
+    const from = r !== undefined && (isBelow(this.target, r) || path.relative(r, this.target) === '') ? r : this.target;
+    const between = path.relative(from, this.target);
+    let target = this.#openTrusted(from);
+    try {
+      if (between === '') this.#rootOwned(target, fstatSync(target.fd), false);
+    } catch (e) {
+      target.close();
+      throw e;
     }
+    if (between !== '') target = DirFd.with(target, (top) => top.walk(between, true, (d, st, made) => this.#rootOwned(d, st, made), rootsLink));
     const parts = path.relative(this.target, this.root).split('/').filter((p) => p !== '' && p !== '.');
     const last = parts.pop();
     if (last === undefined) return target;
     const parent = DirFd.with(target, (t) => t.walk(parts.join('/'), true, (d, st, made) => this.#rootOwned(d, st, made)));
     return DirFd.with(parent, (p) => p.walk(last, true, (d, st, made) => this.#shiftOwned(d, st, made)));
+  }
+
+  /**
+   * `dir` (the target's replicated-from part), made if missing. Opened by its path, links and all, when it is the
+   * configured one; one an operator asked for below that (StartShift checked it as a real path, but a user who
+   * owns a directory on the way could have swapped it for a link since) is walked to from the configured one,
+   * following only root's links in directories only root can change, and owners left as they are.
+   */
+  #openTrusted(dir: string): DirFd {
+    const base = this.confinedTo;
+    if (base !== undefined && isBelow(dir, base)) {
+      mkdirSync(base, { recursive: true });
+      return DirFd.with(DirFd.open(base), (b) => b.walk(path.relative(base, dir), true, undefined, rootsLink));
+    }
+    mkdirSync(dir, { recursive: true });
+    return DirFd.open(dir);
   }
 
   /**

@@ -159,4 +159,33 @@ describe('placing a file in the shift directory (F2)', () => {
     assert.equal(await dir.place(stage('c.img', 'C'), 'c.img'), 'c.img');
     assert.equal(readFileSync(final('c.img'), 'utf8'), 'C');
   });
+
+  it("reaches a target an operator asked for below the configured one from there, never through a user's link on the way (S2)", async () => {
+    const ramdisk = path.join(work, 'ramdisk');
+    const userDir = path.join(ramdisk, '1mf', '65534_65534');
+    const elsewhere = path.join(work, 'elsewhere');
+    mkdirSync(userDir, { recursive: true, mode: 0o755 });
+    chownSync(userDir, 65534, 65534);
+    mkdirSync(elsewhere);
+    // StartShift checked '<ramdisk>/1mf/65534_65534/sub/./x' as a real path; then the user swapped 'sub' for a link.
+    const sub = path.join(userDir, 'sub');
+    symlinkSync(elsewhere, sub);
+    lchownSync(sub, 65534, 65534);
+    const asked = new ShiftDir(path.join(sub, 'x'), '500_501', 500, 501, log, sub, ramdisk);
+    try {
+      await assert.rejects(asked.prepare(), /refusing to follow .*65534_65534\/sub: it is a symbolic link/);
+      assert.deepEqual(readdirSync(elsewhere), [], 'nothing made through the link');
+      rmSync(sub);
+      mkdirSync(sub);
+      chownSync(sub, 65534, 65534);
+      await asked.prepare();
+      const owner = (p: string): number[] => { const st = lstatSync(p); return [st.uid, st.gid]; };
+      assert.deepEqual(owner(userDir), [65534, 65534], 'directories above the replicated part keep their owners');
+      assert.deepEqual(owner(sub), [65534, 65534]);
+      assert.deepEqual(owner(path.join(sub, 'x')), [0, 0]);
+      assert.deepEqual(owner(path.join(sub, 'x', '500_501')), [500, 501]);
+    } finally {
+      asked.close();
+    }
+  });
 });
