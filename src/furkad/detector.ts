@@ -1,6 +1,6 @@
 // One detector's loop, whatever its transport: run, place complete files, hand over, pause; its own back-off,
 // never waiting on another detector (F1, F2, F5, F10). How files leave the detector is the transport's (transport.ts).
-import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { deliveredPath, splitMarked, unmark } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
@@ -482,21 +482,36 @@ export class DetectorLoop {
     await ctx.dir.prepare();
     await this.#adoptLeftBehind(ctx.assignment.target, ctx.assignment.config.target);
     if (ctx.assignment.config.remove_source) {
-      // Staging is furkad's alone, so its paths are used as they are: below a target that is root's (prepare), a
-      // link or another's directory there can only be left from when the target was a user's; never written through.
-      const own = async (d: string, missing: 'ok' | 'fail'): Promise<void> => {
-        const st = await lstat(d).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT' && missing === 'ok') return undefined; throw e; });
-        if (st && (!st.isDirectory() || st.uid !== (process.getuid?.() ?? 0))) {
-          throw new Error(`${d} is ${st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? `owned by uid ${st.uid}` : 'not a directory'}: staging must be furkad's own directory; remove it`);
-        }
-      };
-      await own(path.dirname(ctx.staging), 'ok');
+      const top = path.dirname(ctx.staging);
+      await checkStagingRoot(top, 'missing is fine', this.log);
       await mkdir(ctx.staging, { recursive: true, mode: 0o700 });
-      await own(path.dirname(ctx.staging), 'fail');
-      await own(ctx.staging, 'fail');
+      await checkStagingRoot(top, 'must exist', this.log);
+      if (!(await lstat(ctx.staging)).isDirectory()) throw new Error(`${ctx.staging} is not a directory`);
       await this.transport.adoptLeftovers?.(ctx);
     }
     this.#dirReady = true;
+  }
+}
+
+/**
+ * Staging's paths are used as they are: `<target>/.furkad-staging` is furkad's, 0700, in a target that is root's
+ * (ShiftDir.prepare), so no user reaches anything below it (rsync gives a detector's directory there the shift's
+ * owner, harmlessly). A link or another's directory in its place can only be left from when the target was a
+ * user's: refused with a message naming it, never written through; group or other access is taken away.
+ */
+async function checkStagingRoot(top: string, missing: 'missing is fine' | 'must exist', log: Logger): Promise<void> {
+  const st = await lstat(top).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT' && missing === 'missing is fine') return undefined;
+    throw e;
+  });
+  if (!st) return;
+  if (!st.isDirectory() || st.uid !== (process.getuid?.() ?? 0)) {
+    const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? `owned by uid ${st.uid}` : 'not a directory';
+    throw new Error(`${top} is ${what}: staging must be furkad's own directory; remove it`);
+  }
+  if ((st.mode & 0o077) !== 0) {
+    log.warn({ dir: top, mode: (st.mode & 0o7777).toString(8) }, `${top} was open to group or others: made 0700`);
+    await chmod(top, 0o700);
   }
 }
 
