@@ -38,10 +38,13 @@ export function isAsideName(rel: Buffer): boolean {
 }
 
 /** A root-relative path cut into its directory and its name ('a/b/c' → 'a/b', 'c'; 'c' → '', 'c'). */
-function split<P extends string | Buffer>(rel: P): [P, P] {
-  const at = typeof rel === 'string' ? rel.lastIndexOf('/') : rel.lastIndexOf(SLASH);
-  if (at < 0) return [(typeof rel === 'string' ? '' : Buffer.alloc(0)) as P, rel];
-  return [rel.slice(0, at) as P, rel.slice(at + 1) as P];
+function split(rel: string | Buffer): [string | Buffer, string | Buffer] {
+  if (typeof rel === 'string') {
+    const at = rel.lastIndexOf('/');
+    return at < 0 ? ['', rel] : [rel.slice(0, at), rel.slice(at + 1)];
+  }
+  const at = rel.lastIndexOf(SLASH);
+  return at < 0 ? [Buffer.alloc(0), rel] : [rel.subarray(0, at), rel.subarray(at + 1)];
 }
 
 /** A path that does not (or no longer) reach a file below the root, rather than a failure to report. */
@@ -125,7 +128,7 @@ export class SourceFiles {
           return { outcome: 'deleted' };
         }
         const back = putBack(dir, aside, name as string);
-        return { outcome: 'changed', restoredAs: path.join(split(rel)[0], back) };
+        return { outcome: 'changed', restoredAs: path.join(split(rel)[0] as string, back) };
       });
     } catch (e) {
       if (unreachable(e)) return { outcome: (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : 'changed' };
