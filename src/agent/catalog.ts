@@ -1,11 +1,13 @@
 // The agent's table of complete files: id → path and identity, kept from scans and the watcher's events (SPEC A2, A4).
-import { lstatSync, realpathSync, type BigIntStats } from 'node:fs';
-import * as path from 'node:path';
+import type { BigIntStats } from 'node:fs';
 import type { Logger } from '../common/logger.js';
 import { NameFilter } from './name-filter.js';
 import { openWriters } from './open-writers.js';
 import { joinRoot, scanFiles, type Found } from './scanner.js';
+import { fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
 import type { WatchEvent } from './watcher.js';
+
+export { fileId, type Sameness };
 
 /** One announced file, as it was when announced; `id` is INO:SIZE:MTIME_NS (docs/agent-protocol.md). */
 export interface FileEntry {
@@ -23,13 +25,6 @@ export type Announcement =
   | { t: 'file'; entry: FileEntry }
   | { t: 'refused'; path: string; reason: string }
   | { t: 'synced' };
-
-/** Whether a file on disk is still the announced one: `same`, `changed` (or not a plain file any more) or `gone`. */
-export type Sameness = 'same' | 'changed' | 'gone';
-
-export function fileId(stat: BigIntStats): string {
-  return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
-}
 
 /** Decodes a name as UTF-8, or undefined if its bytes are not valid UTF-8 (round-trip check). */
 export function utf8(bytes: Buffer): string | undefined {
@@ -53,12 +48,23 @@ export class Catalog {
    */
   #past = new Map<string, FileEntry>();
   readonly #rootBytes: Buffer;
+  /**
+   * Files the agent put back under their names after taking them by mistake while deleting an acknowledged one
+   * (SourceFiles.remove): link(2) says only "created", so their next "created" event is taken as "complete".
+   * (One put back by rename, on a file system without hard links, is "complete" by itself; its mark goes at
+   * the next rescan, or takes a later "created" of that name as complete: then the file is announced early,
+   * and its changed id keeps it from being placed until its close announces it again.)
+   */
+  #restored = new Set<string>();
+  /** The files on disk, reached without following links (issue 14): the server reads and deletes through it too. */
+  readonly files: SourceFiles;
 
   /** Called for every announcement, to be passed to the clients whose source covers it. */
   onAnnounce: (a: Announcement) => void = () => {};
 
   constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
     this.#rootBytes = Buffer.from(root);
+    this.files = new SourceFiles(root);
   }
 
   get known(): number { return this.#byPath.size; }
@@ -74,24 +80,14 @@ export class Catalog {
     for (const p of this.#refused.values()) yield { t: 'refused', path: p, reason: NOT_UTF8 };
   }
 
-  fullPath(entry: FileEntry): string {
-    return path.join(this.root, entry.path);
+  /** Compares the file at an entry's path with the entry (a link on the way or in its place is not the file). */
+  sameness(entry: FileEntry): Sameness {
+    return this.files.sameness(entry.path, entry.id);
   }
 
-  /**
-   * Compares the file at an entry's path with the entry: lstat (a link is never followed, and is not the
-   * file), and the directory it is in must be the one below the root, not reached through a link.
-   */
-  sameness(entry: FileEntry): Sameness {
-    const full = this.fullPath(entry);
-    let stat: BigIntStats;
-    try {
-      stat = lstatSync(full, { bigint: true });
-      if (realpathSync.native(path.dirname(full)) !== path.dirname(full)) return 'changed';
-    } catch {
-      return 'gone';
-    }
-    return stat.isFile() && fileId(stat) === entry.id ? 'same' : 'changed';
+  /** `rel` was put back after an acknowledgement took it by mistake: announced again on its "created" event. */
+  restored(rel: string): void {
+    this.#restored.add(Buffer.from(rel).toString('latin1'));
   }
 
   /** Drops an entry whose file was deleted (by an ack) or is known gone. */
@@ -111,13 +107,22 @@ export class Catalog {
    * stat'ed at a size it no longer has, so its id will never match (410) and its close announces it again.
    */
   rescan(): void {
-    const found = scanFiles(this.#rootBytes, Buffer.alloc(0));
+    const found = scanFiles(this.root, Buffer.alloc(0));
+    this.#restored.clear();
     const writers = openWriters(this.root);
     this.#byPath.clear();
     this.#byId.clear();
     this.#refused.clear();
     this.#waiting.clear();
-    for (const f of found) this.#consider(f, writers, true);
+    for (const f of found) {
+      if (isAsideName(f.rel)) {
+        // The agent was killed between taking an acknowledged file aside and deleting it (or putting back another
+        // file that took its name meanwhile): which it is, and under what name, is not known any more.
+        this.log.warn({ path: f.rel.toString('utf8') }, 'a file set aside for deletion by an agent that was killed: ' +
+          'either an acknowledged file or one to be put back under its name; left as it is, for a person to look at');
+      }
+      this.#consider(f, writers, true);
+    }
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
     this.onAnnounce({ t: 'synced' });
   }
@@ -136,22 +141,14 @@ export class Catalog {
         this.#waiting.clear();
         return;
       case 'created':
+        if (this.#restored.delete(e.rel.toString('latin1'))) return this.#complete(e.rel);
         if (!this.#skips(e.rel)) this.#waiting.add(e.rel.toString('latin1'));
         return;
-      case 'complete': {
-        let stat: BigIntStats;
-        try {
-          stat = lstatSync(joinRoot(this.#rootBytes, e.rel), { bigint: true });
-        } catch {
-          this.#drop(e.rel.toString('latin1'));
-          return;
-        }
-        this.#consider({ rel: e.rel, stat }, undefined, false);
-        return;
-      }
+      case 'complete':
+        return this.#complete(e.rel);
       case 'dir-new': {
         // Files made in it before inotifywait's watch on it existed have no events: look for them now.
-        const found = scanFiles(this.#rootBytes, e.rel);
+        const found = scanFiles(this.root, e.rel);
         if (found.length === 0) return;
         const writers = openWriters(this.root);
         for (const f of found) this.#consider(f, writers, false);
@@ -168,6 +165,13 @@ export class Catalog {
         return;
       }
     }
+  }
+
+  /** A file the kernel says is complete: looked at without following links; gone (or only reachable through one): dropped. */
+  #complete(rel: Buffer): void {
+    const stat: BigIntStats | undefined = this.files.lstat(rel);
+    if (!stat) return this.#drop(rel.toString('latin1'));
+    this.#consider({ rel, stat }, undefined, false);
   }
 
   #skips(rel: Buffer): boolean {

@@ -1,5 +1,6 @@
 // Walks a directory below the root for regular files, by bytes and without following links (SPEC A2).
-import { lstatSync, readdirSync, type BigIntStats } from 'node:fs';
+import type { BigIntStats } from 'node:fs';
+import { DirFd } from '../common/dir-fd.js';
 
 export interface Found {
   /** Path relative to the root, as bytes. */
@@ -19,30 +20,56 @@ export function joinRel(dir: Buffer, name: Buffer): Buffer {
 }
 
 /**
- * Every regular file below `rel` (recursively). Directories are entered only if they really are directories
- * (lstat: a link to a directory is not followed); files and directories that vanish meanwhile are skipped.
+ * Every regular file below `rel` (recursively). Directories are entered only if they really are directories,
+ * each opened without following a link from the one held above it (common/dir-fd.ts): a directory swapped for a
+ * link during the walk is skipped, never listed (issue 14); files and directories that vanish meanwhile are skipped.
  */
-export function scanFiles(root: Buffer, rel: Buffer): Found[] {
+export function scanFiles(root: string, rel: Buffer): Found[] {
   const found: Found[] = [];
-  const walk = (dir: Buffer): void => {
+  const walk = (dir: DirFd, at: Buffer): void => {
     let names: Buffer[];
     try {
-      names = readdirSync(joinRoot(root, dir), { encoding: 'buffer' });
+      names = dir.list();
     } catch {
       return;
     }
     for (const name of names) {
-      const child = joinRel(dir, name);
-      let stat: BigIntStats;
+      const child = joinRel(at, name);
+      let stat: BigIntStats | undefined;
       try {
-        stat = lstatSync(joinRoot(root, child), { bigint: true });
+        stat = dir.lstatBig(name);
       } catch {
         continue;
       }
-      if (stat.isDirectory()) walk(child);
-      else if (stat.isFile()) found.push({ rel: child, stat });
+      if (stat?.isDirectory()) {
+        let sub: DirFd;
+        try {
+          sub = dir.child(name);
+        } catch {
+          continue;
+        }
+        try {
+          walk(sub, child);
+        } finally {
+          sub.close();
+        }
+      } else if (stat?.isFile()) {
+        found.push({ rel: child, stat });
+      }
     }
   };
-  walk(rel);
+  let top: DirFd;
+  try {
+    top = DirFd.open(root);
+  } catch {
+    return found;
+  }
+  try {
+    DirFd.with(top.walk(rel), (start) => walk(start, rel));
+  } catch {
+    // The start is gone, or reached only through a link: nothing below it to announce.
+  } finally {
+    top.close();
+  }
   return found;
 }

@@ -1,6 +1,6 @@
 // The agent's HTTP/2 server: events, file bodies and acknowledgements, exactly as docs/agent-protocol.md says (SPEC A1, A3, A4).
 import * as http2 from 'node:http2';
-import { closeSync, fstatSync, openSync, readSync, unlinkSync, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
@@ -188,14 +188,10 @@ export class AgentServer {
     const id = url.searchParams.get('id') ?? '';
     const entry = this.catalog.byId(id);
     if (!entry) return this.#reply(stream, 404, { error: 'no such id' });
-    if (this.catalog.sameness(entry) !== 'same') return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
-    let fd: number;
-    try {
-      // O_NOFOLLOW: the path was just seen as a plain file; if a link took its place since, nothing is sent.
-      fd = openSync(this.catalog.fullPath(entry), fsc.O_RDONLY | fsc.O_NOFOLLOW);
-    } catch {
-      return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
-    }
+    // Opened in its directory as reached from the root without following links, and only if it is still the
+    // announced file: a directory swapped for a link to /etc never makes root send what is there (issue 14).
+    const fd = this.catalog.files.open(entry.path, entry.id);
+    if (fd === undefined) return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
     const same = (): boolean => {
       try {
         return fileId(fstatSync(fd, { bigint: true })) === entry.id && this.catalog.sameness(entry) === 'same';
@@ -280,26 +276,22 @@ export class AgentServer {
         kept.push({ id, reason: 'unknown' });
         continue;
       }
-      const now = this.catalog.sameness(entry);
-      if (now !== 'same') {
-        if (now === 'gone') this.catalog.forget(entry);
-        kept.push({ id, reason: now });
-        continue;
-      }
       try {
-        unlinkSync(this.catalog.fullPath(entry));
-        this.catalog.forget(entry);
-        deleted.push(id);
-      } catch (e) {
-        const code = (e as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') {
-          this.catalog.forget(entry);
-          kept.push({ id, reason: 'gone' });
-        } else {
-          // Still there and not removable (an immutable file, say): it stays, as a changed file would.
-          this.log.error({ err: e, path: entry.path }, 'cannot delete an acknowledged file');
-          kept.push({ id, reason: 'changed' });
+        const { outcome, restoredAs } = this.catalog.files.remove(entry.path, entry.id);
+        if (outcome === 'deleted' || outcome === 'gone') this.catalog.forget(entry);
+        if (outcome === 'deleted') deleted.push(id);
+        else kept.push({ id, reason: outcome });
+        if (restoredAs !== undefined) {
+          // Another file took the name between the check and the deletion: it was put back, never deleted.
+          this.catalog.restored(restoredAs);
+          this.log.warn({ path: entry.path, restoredAs }, restoredAs === entry.path
+            ? 'an acknowledged file was replaced while it was being deleted: the new file is kept'
+            : 'an acknowledged file was replaced twice while it was being deleted: the newer files are kept, one under a numbered name');
         }
+      } catch (e) {
+        // Still there and not removable (an immutable file, say): it stays, as a changed file would.
+        this.log.error({ err: e, path: entry.path }, 'cannot delete an acknowledged file');
+        kept.push({ id, reason: 'changed' });
       }
     }
     this.log.debug({ deleted: deleted.length, kept: kept.length }, 'acknowledged');

@@ -12,7 +12,7 @@
 //
 // This needs /proc, which every systemd machine has; it is checked once, loudly. No native code, so the
 // same JavaScript runs on Node 16 (CentOS 7) and 20.
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, statSync, type BigIntStats, type Stats } from 'node:fs';
 
 const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
@@ -37,16 +37,41 @@ function entryName<N extends string | Buffer>(name: N): N {
   return name;
 }
 
-/** The components of a relative path; '' and '.' are skipped, '..' and absolute paths refused. */
-export function components(rel: string): string[] {
-  if (rel.startsWith('/')) throw new UnsafePath(`${rel} is not a relative path`);
-  const parts = rel.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw new UnsafePath(`${rel} leaves its directory ('..')`);
+/**
+ * The components of a relative path; '' and '.' are skipped, '..' and absolute paths refused. A path of raw
+ * bytes (a name that is not UTF-8, as a detector may write) is split into byte components.
+ */
+export function components(rel: string): string[];
+export function components(rel: Buffer): Buffer[];
+export function components(rel: string | Buffer): Array<string | Buffer>;
+export function components(rel: string | Buffer): Array<string | Buffer> {
+  const text = typeof rel === 'string' ? rel : rel.toString('latin1');
+  if (text.startsWith('/')) throw new UnsafePath(`${shownName(rel)} is not a relative path`);
+  const texts = text.split('/');
+  if (texts.includes('..')) throw new UnsafePath(`${shownName(rel)} leaves its directory ('..')`);
+  // latin1 maps each byte to one character, so the byte components are cut where the text ones are.
+  const parts: Array<string | Buffer> = [];
+  let at = 0;
+  for (const t of texts) {
+    if (t !== '' && t !== '.') parts.push(typeof rel === 'string' ? t : rel.subarray(at, at + t.length));
+    at += t.length + 1;
+  }
   return parts;
+}
+
+function shownName(name: string | Buffer): string {
+  return typeof name === 'string' ? name : name.toString('utf8');
 }
 
 /** What walk() does with each directory on the way: made says whether walk() created it; i is its depth (0 = first below). */
 export type DirVisit = (dir: DirFd, st: Stats, made: boolean, i: number) => void;
+
+/**
+ * Whether walk() may follow the symbolic link `link` (its lstat) found as an entry of `dir`: only for a link
+ * no user can have made or can change, say root's own in a directory only root can write (shift-dir.ts).
+ * Without one, every link is refused.
+ */
+export type TrustLink = (dir: DirFd, link: Stats) => boolean;
 
 /** One open directory. Close it (or use DirFd.with) when done: it holds a file descriptor. */
 export class DirFd {
@@ -84,9 +109,14 @@ export class DirFd {
     return this.#fd;
   }
 
-  /** The path that reaches entry `name` of this directory, and nothing else (see the top of this file). */
+  /**
+   * The path that reaches entry `name` of this directory, and nothing else (see the top of this file). Use it
+   * with synchronous calls, or keep this handle open until an asynchronous one has settled: once closed, its
+   * descriptor number may be reused by another open, and the path would reach into that one.
+   */
   at(name: string): string;
   at(name: Buffer): Buffer;
+  at(name: string | Buffer): string | Buffer;
   at(name: string | Buffer): string | Buffer {
     entryName(name);
     return typeof name === 'string' ? `/proc/self/fd/${this.fd}/${name}` : Buffer.concat([Buffer.from(`/proc/self/fd/${this.fd}/`), name]);
@@ -98,16 +128,25 @@ export class DirFd {
     return n ? `${this.shown}/${n}` : this.shown;
   }
 
-  /** The subdirectory `name`, refusing a symbolic link or anything not a directory (UnsafePath). */
-  child(name: string | Buffer): DirFd {
+  /**
+   * The subdirectory `name`, refusing a symbolic link or anything not a directory (UnsafePath). A link that
+   * `trust` accepts is followed instead (see TrustLink).
+   */
+  child(name: string | Buffer, trust?: TrustLink): DirFd {
     try {
-      return new DirFd(openSync(this.at(name as string), DIR_FLAGS), this.show(name));
+      return new DirFd(openSync(this.at(name), DIR_FLAGS), this.show(name));
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ELOOP' || code === 'ENOTDIR') {
-        // With O_DIRECTORY a link fails as ENOTDIR too: look, for the message only.
-        const isLink = code === 'ELOOP' || lstatSync(this.at(name as string), { throwIfNoEntry: false })?.isSymbolicLink();
-        throw new UnsafePath(`refusing to follow ${this.show(name)}: it is ${isLink ? 'a symbolic link' : 'not a directory'}`);
+        // With O_DIRECTORY a link fails as ENOTDIR too: look, for the message and for `trust`.
+        const st = lstatSync(this.at(name), { throwIfNoEntry: false });
+        if (st?.isSymbolicLink() && trust?.(this, st)) {
+          return new DirFd(openSync(this.at(name), constants.O_RDONLY | constants.O_DIRECTORY), this.show(name));
+        }
+        // A directory now (or nothing): something else was there a moment ago, someone is swapping it.
+        const what = code === 'ELOOP' || st?.isSymbolicLink() ? 'a symbolic link'
+          : st && !st.isDirectory() ? 'not a directory' : 'being swapped with a symbolic link or another file';
+        throw new UnsafePath(`refusing to follow ${this.show(name)}: it is ${what}`);
       }
       throw e;
     }
@@ -117,15 +156,15 @@ export class DirFd {
    * The directory `rel` below this one, reached one component at a time without following links. With
    * `make`, missing directories are created (mode 0755 less the umask) and `visit` is called for every
    * directory on the way, made or found, while it is held (to give it its owner with fchown). Intermediate
-   * handles are closed; the caller closes the one returned.
+   * handles are closed; the caller closes the one returned. `trust`: see TrustLink.
    */
-  walk(rel: string, make = false, visit?: DirVisit): DirFd {
+  walk(rel: string | Buffer, make = false, visit?: DirVisit, trust?: TrustLink): DirFd {
     let cur: DirFd = this;
     components(rel).forEach((part, i) => {
       let made = false;
       let next: DirFd;
       try {
-        next = cur.child(part);
+        next = cur.child(part, trust);
       } catch (e) {
         if (!make || (e as NodeJS.ErrnoException).code !== 'ENOENT') {
           if (cur !== this) cur.close();
@@ -141,7 +180,7 @@ export class DirFd {
           }
         }
         try {
-          next = cur.child(part);
+          next = cur.child(part, trust);
         } catch (o) {
           if (cur !== this) cur.close();
           throw o;
@@ -162,13 +201,23 @@ export class DirFd {
   }
 
   /** lstat of entry `name`; undefined when there is none. */
-  lstat(name: string): Stats | undefined {
+  lstat(name: string | Buffer): Stats | undefined {
     return lstatSync(this.at(name), { throwIfNoEntry: false });
+  }
+
+  /** lstat of entry `name` with nanosecond times and 64-bit inode numbers; undefined when there is none. */
+  lstatBig(name: string | Buffer): BigIntStats | undefined {
+    return lstatSync(this.at(name), { bigint: true, throwIfNoEntry: false });
+  }
+
+  /** The names in this directory, as bytes (any name a writer made). */
+  list(): Buffer[] {
+    return readdirSync(`/proc/self/fd/${this.fd}`, { encoding: 'buffer' });
   }
 
   /** Opens file `name` of this directory with `flags` | O_NOFOLLOW (a link there fails with ELOOP). */
   openFile(name: string | Buffer, flags: number, mode = 0o600): number {
-    return openSync(this.at(name as string), flags | constants.O_NOFOLLOW, mode);
+    return openSync(this.at(name), flags | constants.O_NOFOLLOW, mode);
   }
 
   close(): void {

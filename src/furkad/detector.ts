@@ -1,12 +1,12 @@
 // One detector's loop, whatever its transport: run, place complete files, hand over, pause; its own back-off,
 // never waiting on another detector (F1, F2, F5, F10). How files leave the detector is the transport's (transport.ts).
-import { lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { deliveredPath, splitMarked, unmark } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Handover } from './handover.js';
-import type { Assignment, Shift } from './shift.js';
+import { confinement, type Assignment, type Shift } from './shift.js';
 import type { TransferGate } from './transfer-gate.js';
 import { ShiftDir } from './shift-dir.js';
 import { Batches } from '../common/batches.js';
@@ -238,6 +238,8 @@ export class DetectorLoop {
         this.log.info({ detector: this.id, files: placed.length, uid: lb.shift.uid, gid: lb.shift.gid, dir: lb.dir.root },
           "files of an earlier shift placed into that shift's directory and handed over with it");
       }
+      // Not kept open between tries: it is opened again (and its directory made again if need be) by the next.
+      lb.dir.close();
       if (lb.rels.size === 0) {
         this.#leftBehind.splice(this.#leftBehind.indexOf(lb), 1);
         await rm(lb.root, { recursive: true, force: true });
@@ -259,7 +261,7 @@ export class DetectorLoop {
    * Files an earlier furkad set aside (leftBehind) below this target are taken up again: their shift.json
    * says whose they are. Only what is not already being retried.
    */
-  async #adoptLeftBehind(target: string): Promise<void> {
+  async #adoptLeftBehind(target: string, configuredTarget: string): Promise<void> {
     const held = path.dirname(leftBehindDir(target, this.id, 0n));
     for (const name of await readdir(held).catch(() => [] as string[])) {
       if (!name.endsWith(`-${this.id}`)) continue;
@@ -276,7 +278,8 @@ export class DetectorLoop {
         };
         await walk(path.join(root, 'files'));
         const shift = { usertime: BigInt(meta.usertime), uid: meta.uid, gid: meta.gid, usrdir: meta.usrdir };
-        const dir = new ShiftDir(unmark(meta.target), meta.usrdir, meta.uid, meta.gid, this.log, splitMarked(meta.target).root);
+        const dir = new ShiftDir(unmark(meta.target), meta.usrdir, meta.uid, meta.gid, this.log, splitMarked(meta.target).root,
+          confinement(configuredTarget));
         this.#leftBehind.push({ shift, target: meta.target, dir, root, rels: new Set(rels), error: 'kept by an earlier furkad' });
         this.log.warn({ detector: this.id, files: rels.length, uid: meta.uid, gid: meta.gid, kept: root }, 'files of an earlier shift set aside by an earlier furkad: tried again for their shift');
       } catch (e) {
@@ -288,10 +291,12 @@ export class DetectorLoop {
 
   /** Serves `assignment` of `shift` from now on (undefined: this detector is idle in that shift). */
   assign(shift: Shift, assignment: Assignment | undefined): void {
+    // The old shift's directory handle: files set aside for it (leaveBehind) open it again when retried.
+    this.#dir?.close();
     this.#shift = shift;
     this.#assignment = assignment;
     this.#dir = assignment && new ShiftDir(unmark(assignment.target), shift.usrdir, shift.uid, shift.gid, this.log,
-      splitMarked(assignment.target).root);
+      splitMarked(assignment.target).root, confinement(assignment.config.target));
     this.#dirReady = false;
     this.stats.files = 0;
     this.stats.bytes = 0;
@@ -328,6 +333,7 @@ export class DetectorLoop {
       }
     }
     await this.#current;
+    this.#dir?.close();
     if (this.#retryTimer) clearTimeout(this.#retryTimer);
     this.#retryTimer = undefined;
     await this.transport.close?.();
@@ -474,13 +480,38 @@ export class DetectorLoop {
   /** The shift's directory, and staging when files are taken off the detector (remove_source); then the transport's leftovers. */
   async #prepare(ctx: RunContext): Promise<void> {
     await ctx.dir.prepare();
-    await this.#adoptLeftBehind(ctx.assignment.target);
+    await this.#adoptLeftBehind(ctx.assignment.target, ctx.assignment.config.target);
     if (ctx.assignment.config.remove_source) {
+      const top = path.dirname(ctx.staging);
+      await checkStagingRoot(top, 'missing is fine', this.log);
       await mkdir(ctx.staging, { recursive: true, mode: 0o700 });
+      await checkStagingRoot(top, 'must exist', this.log);
       if (!(await lstat(ctx.staging)).isDirectory()) throw new Error(`${ctx.staging} is not a directory`);
       await this.transport.adoptLeftovers?.(ctx);
     }
     this.#dirReady = true;
+  }
+}
+
+/**
+ * Staging's paths are used as they are: `<target>/.furkad-staging` is furkad's, 0700, in a target that is root's
+ * (ShiftDir.prepare), so no user reaches anything below it (rsync gives a detector's directory there the shift's
+ * owner, harmlessly). A link or another's directory in its place can only be left from when the target was a
+ * user's: refused with a message naming it, never written through; group or other access is taken away.
+ */
+async function checkStagingRoot(top: string, missing: 'missing is fine' | 'must exist', log: Logger): Promise<void> {
+  const st = await lstat(top).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT' && missing === 'missing is fine') return undefined;
+    throw e;
+  });
+  if (!st) return;
+  if (!st.isDirectory() || st.uid !== (process.getuid?.() ?? 0)) {
+    const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? `owned by uid ${st.uid}` : 'not a directory';
+    throw new Error(`${top} is ${what}: staging must be furkad's own directory; remove it`);
+  }
+  if ((st.mode & 0o077) !== 0) {
+    log.warn({ dir: top, mode: (st.mode & 0o7777).toString(8) }, `${top} was open to group or others: made 0700`);
+    await chmod(top, 0o700);
   }
 }
 

@@ -1,57 +1,118 @@
-// A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink.
-import { chmod, lchown, link, lstat, mkdir, rename, unlink } from 'node:fs/promises';
-import type { Stats } from 'node:fs';
+// A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink, and
+// every directory in it reached one component at a time and acted on through the handle held (issue 14 row 1).
+import { fchmodSync, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, renameSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
+import { DirFd, splitRel } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import type { Logger } from '../common/logger.js';
 
+/**
+ * Why nothing here is done by path name below the target: the shift's user owns the usrdir and everything
+ * below it, and can swap any directory there for a symbolic link at any moment (renameat2 RENAME_EXCHANGE in
+ * a loop wins a check-then-rename window of microseconds within seconds: issue 14 row 1). So every directory
+ * is opened with O_NOFOLLOW from one already held (common/dir-fd.ts), and link/rename/lstat/fchown act on
+ * one entry of a held directory: a swap after the open changes nothing about where a file lands, and a link
+ * met on the way is refused.
+ *
+ * All file system calls here are synchronous on purpose: `/proc/self/fd/N/...` names whatever descriptor N is
+ * at the moment of the call, so no call may be in flight when a handle is closed (close() may come from a
+ * shift change). On the ramdisk each call takes microseconds, and a placing is a handful of them.
+ */
 export class ShiftDir {
   readonly root: string;
+  /**
+   * The shift's directory (the usrdir's last component, or the target without one), held from prepare() on.
+   * Safe to keep for the shift's lifetime: prepare() leaves every directory above it up to the target root's
+   * and writable by root alone, so its user cannot rename it away or put anything in its place. Directories
+   * below it are the user's and are opened again for every file, never kept.
+   */
+  #dir: DirFd | undefined;
 
   /**
    * `target` is the real (unmarked) directory, `usrdir` the expanded one ('' = none); `replicatedFrom` the part of
    * the target before its './' (what grimseld does not replicate): the directories between it and the target
-   * are shared by every shift too.
+   * are shared by every shift too. `confinedTo` is where the detector's targets are confined (shift.ts
+   * confinement()): the configuration's, the only path opened as it is; a target an operator asked for below
+   * it is reached from there one component at a time.
    */
   constructor(readonly target: string, usrdir: string, readonly uid: number, readonly gid: number, private readonly log?: Logger,
-    private readonly replicatedFrom?: string) {
+    private readonly replicatedFrom?: string, private readonly confinedTo?: string) {
     this.root = path.join(target, usrdir);
   }
 
   /**
-   * Creates the target (the administrator's) and the usrdir below it (F4). Only the usrdir's last component is
-   * the shift's: the target and the usrdir's parents are shared by every shift and stay root's, without group
-   * or other write, or the user of the first shift could make and delete the directories of later ones (and
-   * grimseld mirrors these owners on the storages). One found owned by a user is given back to root.
+   * Creates the target (the administrator's) and the usrdir below it (F4), and holds the shift's directory.
+   * Only the usrdir's last component is the shift's: the target and the usrdir's parents are shared by every
+   * shift and stay root's, without group or other write, or the user of the first shift could make and delete
+   * the directories of later ones (and grimseld mirrors these owners on the storages). One found owned by a
+   * user is given back to root.
    */
   async prepare(): Promise<void> {
-    await mkdir(this.target, { recursive: true });
-    const from = this.replicatedFrom;
-    const between = from !== undefined && isBelow(this.target, from) ? path.relative(from, this.target).split('/').filter(Boolean) : [];
-    for (let i = 1; i < between.length; i++) await this.#rootOwned(path.join(from!, ...between.slice(0, i)), false);
-    await this.#rootOwned(this.target, false);
-    const parts = path.relative(this.target, this.root).split('/').filter((p) => p !== '' && p !== '.');
-    const last = parts.pop();
-    if (last === undefined) return;
-    await this.#ensureBelow(this.target, parts.join('/'), 'root');
-    await this.#ensureBelow(path.join(this.target, ...parts), last);
+    this.close();
+    this.#dir = this.#open();
+  }
+
+  /** Lets go of the held directory; a later place() opens it again (prepares) by itself. */
+  close(): void {
+    this.#dir?.close();
+    this.#dir = undefined;
   }
 
   /**
-   * Makes sure a directory all shifts share is root's and writable by root only. lchown first: then the user
-   * who owned it cannot rename it away any more (its parent is root's, or sticky), and a link swapped in
-   * before is only re-owned; checked again before chmod, which follows links. The target may be the
-   * administrator's link: left as it is.
+   * The target, reached from the directory it is replicated from one component at a time, each shared directory
+   * given back to root while held; then the usrdir's parents (root's) and the usrdir itself (the shift's).
+   * Returns the shift's directory, held.
    */
-  async #rootOwned(dir: string, made: boolean): Promise<void> {
-    const st = await lstat(dir);
-    if (st.isSymbolicLink() || made || (st.uid === 0 && st.gid === 0 && (st.mode & 0o022) === 0)) return;
-    this.log?.warn({ dir, uid: st.uid, gid: st.gid, mode: (st.mode & 0o7777).toString(8) },
-      `${dir} is shared by every shift but was not root's alone: given back to root, without group and other write`);
-    await lchown(dir, 0, 0);
-    const now = await lstat(dir);
-    if (!now.isDirectory() || now.uid !== 0) throw new Error(`${dir} changed while being given back to root`);
-    if ((now.mode & 0o022) !== 0) await chmod(dir, now.mode & 0o7755);
+  #open(): DirFd {
+    const r = this.replicatedFrom;
+    const from = r !== undefined && (isBelow(this.target, r) || path.relative(r, this.target) === '') ? r : this.target;
+    const between = path.relative(from, this.target);
+    let target = this.#openTrusted(from);
+    try {
+      if (between === '') this.#rootOwned(target, fstatSync(target.fd), false);
+    } catch (e) {
+      target.close();
+      throw e;
+    }
+    if (between !== '') target = DirFd.with(target, (top) => top.walk(between, true, (d, st, made) => this.#rootOwned(d, st, made), rootsLink));
+    const parts = path.relative(this.target, this.root).split('/').filter((p) => p !== '' && p !== '.');
+    const last = parts.pop();
+    if (last === undefined) return target;
+    const parent = DirFd.with(target, (t) => t.walk(parts.join('/'), true, (d, st, made) => this.#rootOwned(d, st, made)));
+    return DirFd.with(parent, (p) => p.walk(last, true, (d, st, made) => this.#shiftOwned(d, st, made)));
+  }
+
+  /**
+   * `dir` (the target's replicated-from part), made if missing. Opened by its path, links and all, when it is the
+   * configured one; one an operator asked for below that (StartShift checked it as a real path, but a user who
+   * owns a directory on the way could have swapped it for a link since) is walked to from the configured one,
+   * following only root's links in directories only root can change, and owners left as they are.
+   */
+  #openTrusted(dir: string): DirFd {
+    const base = this.confinedTo;
+    if (base !== undefined && isBelow(dir, base)) {
+      mkdirSync(base, { recursive: true });
+      return DirFd.with(DirFd.open(base), (b) => b.walk(path.relative(base, dir), true, undefined, rootsLink));
+    }
+    mkdirSync(dir, { recursive: true });
+    return DirFd.open(dir);
+  }
+
+  /**
+   * Makes sure a directory all shifts share is root's and writable by root only, on the handle held: the user
+   * who owned it can neither swap it meanwhile nor, once it is root's, rename anything in it any more.
+   */
+  #rootOwned(d: DirFd, st: Stats, made: boolean): void {
+    if (made || (st.uid === 0 && st.gid === 0 && (st.mode & 0o022) === 0)) return;
+    this.log?.warn({ dir: d.show(), uid: st.uid, gid: st.gid, mode: (st.mode & 0o7777).toString(8) },
+      `${d.show()} is shared by every shift but was not root's alone: given back to root, without group and other write`);
+    fchownSync(d.fd, 0, 0);
+    if ((st.mode & 0o022) !== 0) fchmodSync(d.fd, st.mode & 0o7755);
+  }
+
+  /** A directory this shift made, or one of an earlier shift of the same name, belongs to the shift. */
+  #shiftOwned(d: DirFd, st: Stats, made: boolean): void {
+    if (made || st.uid !== this.uid || st.gid !== this.gid) fchownSync(d.fd, this.uid, this.gid);
   }
 
   /**
@@ -61,26 +122,47 @@ export class ShiftDir {
    * `rel.~1~` (or the next free number, numbered-name.ts), with a warning naming both. A file there with the
    * staged one's size and mtime is the same file placed again (furkad was killed after placing it): the
    * staged copy is dropped and that name returned. link() takes a name only when it is free, atomically, and
-   * never writes through a link planted under it, as rename() would.
+   * never writes through a link planted under it, as rename() would. `staged` is in root-only staging, so its
+   * path is used as it is.
    */
   async place(staged: string, rel: string): Promise<string> {
-    await this.#ensureBelow(this.root, path.dirname(rel));
-    let st: Stats | undefined; // read only when a name is taken: the usual placing is link + unlink (F9)
-    for (const name of candidateNames(rel)) {
-      const final = path.join(this.root, name);
-      if (!(await this.#take(staged, final))) {
-        const there = await lstat(final).catch(() => undefined);
-        // Gone between the two calls (grimseld cleaned up an earlier shift's file): the name is free again.
-        if (!there && await this.#take(staged, final)) return this.#placed(rel, name);
-        if (!there) continue;
-        st ??= await lstat(staged);
-        if (!sameFile(there, st)) continue;
-        await unlink(staged).catch((e: NodeJS.ErrnoException) => { if (e.code !== 'ENOENT') throw e; });
-        return name;
-      }
-      return this.#placed(rel, name);
+    const [dirRel, base] = splitRel(rel);
+    const u = this.#dir ??= this.#open();
+    try {
+      return this.#placeIn(u, staged, rel, dirRel, base);
+    } catch (e) {
+      // The shift's directory itself was deleted (by root: its user cannot): made again, and tried once more.
+      if (fstatSync(u.fd).nlink !== 0) throw e;
+      this.close();
+      return this.#placeIn(this.#dir = this.#open(), staged, rel, dirRel, base);
     }
-    throw new Error(`cannot place ${rel}: it and all its numbered names are taken`);
+  }
+
+  #placeIn(u: DirFd, staged: string, rel: string, dirRel: string, base: string): string {
+    // Opened again for every file, each component without following links: the user may have swapped any of them.
+    const dir = dirRel === '' ? u : u.walk(dirRel, true, (d, st, made) => this.#shiftOwned(d, st, made));
+    try {
+      let st: Stats | undefined; // read only when a name is taken: the usual placing is link + unlink (F9)
+      for (const name of candidateNames(base)) {
+        const placed = path.join(dirRel, name);
+        if (this.#take(staged, dir, name)) return this.#placed(rel, placed);
+        const there = dir.lstat(name);
+        // Gone between the two calls (grimseld cleaned up an earlier shift's file): the name is free again.
+        if (!there && this.#take(staged, dir, name)) return this.#placed(rel, placed);
+        if (!there) continue;
+        st ??= lstatSync(staged);
+        if (!sameFile(there, st)) continue;
+        try {
+          unlinkSync(staged);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        }
+        return placed;
+      }
+      throw new Error(`cannot place ${rel}: it and all its numbered names are taken`);
+    } finally {
+      if (dir !== u) dir.close();
+    }
   }
 
   /** Says so when a file got a numbered name; returns the name. */
@@ -92,53 +174,34 @@ export class ShiftDir {
     return name;
   }
 
-  /** Gives `staged` the name `final` if it is free (true); false when something is there. */
-  async #take(staged: string, final: string): Promise<boolean> {
+  /** Gives `staged` the name `name` in `dir` if it is free (true); false when something is there. */
+  #take(staged: string, dir: DirFd, name: string): boolean {
     try {
-      await link(staged, final);
+      linkSync(staged, dir.at(name));
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? '';
       if (code === 'EEXIST') return false;
       if (!NO_HARD_LINKS.has(code)) throw e;
-      // No hard links here: check, then rename (a window of microseconds, see NO_HARD_LINKS).
-      if (await lstat(final).then(() => true, () => false)) return false;
-      await rename(staged, final);
+      // No hard links here: check, then rename (a window of microseconds, see NO_HARD_LINKS). Still in the
+      // held directory: a link planted in the window is replaced, never followed.
+      if (dir.lstat(name)) return false;
+      renameSync(staged, dir.at(name));
       return true;
     }
-    await unlink(staged);
+    unlinkSync(staged);
     return true;
   }
+}
 
-  /**
-   * Walks `rel` below `base` one component at a time, for every file: users own the usrdir and can swap
-   * a directory in it for a link at any moment, so nothing is cached. A missing directory is made and
-   * given to the shift with lchown; an existing one must be a real directory. (Node has no renameat, so
-   * a swap between this check and the rename remains possible; the window is a few microseconds.)
-   */
-  async #ensureBelow(base: string, rel: string, owner: 'shift' | 'root' = 'shift'): Promise<void> {
-    let dir = base;
-    for (const part of rel.split('/').filter((p) => p !== '' && p !== '.')) {
-      dir = path.join(dir, part);
-      let st = await lstat(dir).catch((e: NodeJS.ErrnoException) => { if (e.code === 'ENOENT') return undefined; throw e; });
-      let made = false;
-      if (!st) {
-        try {
-          await mkdir(dir, { mode: 0o755 });
-          made = true;
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
-        }
-        st = await lstat(dir);
-      }
-      if (!st.isDirectory()) throw new Error(`refusing to write through ${dir}: it is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}`);
-      if (owner === 'root') {
-        await this.#rootOwned(dir, made);
-        continue;
-      }
-      // A directory this shift made, or one of an earlier shift of the same name, belongs to the shift.
-      if (made || st.uid !== this.uid || st.gid !== this.gid) await lchown(dir, this.uid, this.gid);
-    }
-  }
+/**
+ * A link on the way to the target may be followed only when it is root's own in a directory that only root
+ * can change (root's, and writable by no one else or sticky): the administrator's, not a user's. A user who
+ * owned a shared directory before it was given back to root cannot have changed the link since: the
+ * directory is given back while held, before its entries are looked at.
+ */
+function rootsLink(dir: DirFd, link: Stats): boolean {
+  const st = fstatSync(dir.fd);
+  return link.uid === 0 && st.uid === 0 && ((st.mode & 0o022) === 0 || (st.mode & 0o1000) !== 0);
 }
 
 /** `p` is below `base` (not `base` itself). */

@@ -152,6 +152,29 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.equal(loop.stats.lastError, '', 'the error is cleared on recovery');
   });
 
+  it("never writes through a staging directory that is not furkad's own (a link left from when the target was a user's; issue 14)", async () => {
+    const elsewhere = path.join(root, 'elsewhere');
+    mkdirSync(elsewhere);
+    mkdirSync(path.join(root, '1mf'));
+    symlinkSync(elsewhere, path.join(root, '1mf', '.furkad-staging'));
+    const t = new FakeTransport();
+    t.incoming = ['a.img'];
+    const stop = new AbortController();
+    const pauses: number[] = [];
+    const { log } = recordingLog();
+    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), new TransferGate(Infinity), log, { sleep: recordingSleep(pauses) });
+    const a = assignment();
+    const running = loop.run(stop.signal);
+    loop.assign(shift([a]), a);
+    loop.release();
+    await until('the refusal', () => pauses.length >= 2);
+    stop.abort();
+    await running;
+    assert.equal(t.runs, 0, 'no run into it');
+    assert.match(loop.stats.lastError, /\.furkad-staging is a symbolic link: staging must be furkad's own directory/);
+    assert.deepEqual(readdirSync(elsewhere), []);
+  });
+
   it('hands placed files over with their shift, and lets the transport release their sources only once noted (F2, A4)', async () => {
     const events: string[] = [];
     const a = assignment();

@@ -73,4 +73,31 @@ describe('directory handles (DirFd)', () => {
     d.close();
     assert.throws(() => d.at('x'), /used after close/);
   });
+
+  it('walks paths of raw bytes (names that are not UTF-8), lists names as bytes, lstats with nanoseconds', () => {
+    const odd = Buffer.from([0x72, 0xe9, 0x73]); // 'rés' in Latin-1: not UTF-8
+    mkdirSync(Buffer.concat([Buffer.from(`${root}/`), odd]));
+    writeFileSync(Buffer.concat([Buffer.from(`${root}/`), odd, Buffer.from('/f')]), 'x');
+    assert.deepEqual(components(Buffer.concat([Buffer.from('./'), odd, Buffer.from('//f')])), [odd, Buffer.from('f')]);
+    assert.throws(() => components(Buffer.from('a/../b')), UnsafePath);
+    DirFd.with(DirFd.open(root), (top) => DirFd.with(top.walk(Buffer.concat([odd, Buffer.from('/')])), (d) => {
+      assert.deepEqual(d.list(), [Buffer.from('f')]);
+      assert.equal(typeof d.lstatBig('f')?.mtimeNs, 'bigint');
+      assert.equal(d.lstatBig('none'), undefined);
+      assert.deepEqual(top.list(), [odd]);
+    }));
+  });
+
+  it('follows a link on the way only when the caller trusts it', () => {
+    mkdirSync(path.join(root, 'real'));
+    writeFileSync(path.join(root, 'real', 'f'), 'x');
+    symlinkSync(path.join(root, 'real'), path.join(root, 'l'));
+    DirFd.with(DirFd.open(root), (top) => {
+      assert.throws(() => top.walk('l'), /it is a symbolic link/);
+      const seen: number[] = [];
+      assert.throws(() => top.walk('l', false, undefined, (_d, st) => { seen.push(st.uid); return false; }), /it is a symbolic link/);
+      assert.deepEqual(seen, [process.getuid!()], 'asked with the link\'s own lstat');
+      DirFd.with(top.walk('l', false, undefined, () => true), (d) => assert.equal(d.lstat('f')?.isFile(), true));
+    });
+  });
 });

@@ -1,10 +1,12 @@
-// Placing a complete file from staging (SPEC F2, F3): never over a different file of the same name.
+// Placing a complete file from staging (SPEC F2, F3): never over a different file of the same name, never
+// through a directory its user swapped for a link (issue 14 row 1).
 import { strict as assert } from 'node:assert';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ShiftDir } from '../../src/furkad/shift-dir.js';
 import type { Logger } from '../../src/common/logger.js';
+import { startFlip } from '../fixtures/flip.js';
 
 describe('placing a file in the shift directory (F2)', () => {
   let work: string;
@@ -28,7 +30,10 @@ describe('placing a file in the shift directory (F2)', () => {
     dir = new ShiftDir(path.join(work, 'target'), '500_501', process.getuid!(), process.getgid!(), log);
     await dir.prepare();
   });
-  afterEach(() => rmSync(work, { recursive: true, force: true }));
+  afterEach(() => {
+    dir.close();
+    rmSync(work, { recursive: true, force: true });
+  });
 
   it('places a file under its name and returns it', async () => {
     assert.equal(await dir.place(stage('s/x.img', 'A'), 's/x.img'), 's/x.img');
@@ -88,5 +93,99 @@ describe('placing a file in the shift directory (F2)', () => {
     assert.equal(warnings.length, 3, 'each given back said once');
     await shared.prepare();
     assert.equal(warnings.length, 3, 'nothing to say the second time');
+  });
+
+  it('places files only in the directory it holds while its user swaps it for a link to a root directory, in a loop (issue 14 row 1)', async function () {
+    this.timeout(60_000);
+    const u = path.join(work, 'target', '500_501');
+    const victim = path.join(work, 'victim');
+    mkdirSync(victim, { mode: 0o755 });
+    mkdirSync(path.join(u, 'run8'));
+    symlinkSync(victim, path.join(u, 'run8x'));
+    const flip = await startFlip(path.join(u, 'run8'), path.join(u, 'run8x'));
+    let placed = 0;
+    try {
+      for (let i = 0; i < 400; i++) {
+        try {
+          await dir.place(stage(`run8/f_${i}`, String(i)), `run8/f_${i}`);
+          placed++;
+        } catch (e) {
+          // Met as the link: refused, and the file stays in staging for a later try.
+          assert.match((e as Error).message, /refusing to (?:follow|write through) .*500_501\/run8: it is (a symbolic link|being swapped with a symbolic link)/);
+          assert.ok(existsSync(path.join(staging, `run8/f_${i}`)));
+        }
+      }
+    } finally {
+      await flip.stop(1000);
+    }
+    assert.deepEqual(readdirSync(victim), [], 'nothing placed in the victim');
+    const real = lstatSync(path.join(u, 'run8')).isDirectory() ? 'run8' : 'run8x';
+    assert.equal(readdirSync(path.join(u, real)).length, placed, 'every placed file in the real directory, whatever its name now');
+    assert.ok(placed > 0);
+  });
+
+  it("follows a link on the way to the target only when it is root's in a directory only root can change", async () => {
+    const ramdisk = path.join(work, 'ramdisk');
+    const elsewhere = path.join(work, 'elsewhere');
+    mkdirSync(ramdisk, { mode: 0o755 });
+    mkdirSync(elsewhere, { mode: 0o755 });
+    const link = path.join(ramdisk, 'imgdir');
+    symlinkSync(elsewhere, link);
+    lchownSync(link, 65534, 65534); // a user's
+    const shared = new ShiftDir(path.join(ramdisk, 'imgdir/1mf'), 'users/500_501', 500, 501, log, ramdisk);
+    try {
+      await assert.rejects(shared.prepare(), /refusing to follow .*ramdisk\/imgdir: it is a symbolic link/);
+      await assert.rejects(shared.place(stage('x.img', 'A'), 'x.img'), /refusing to follow/);
+      assert.deepEqual(readdirSync(elsewhere), [], 'nothing made through the link');
+      lchownSync(link, 0, 0); // the administrator's
+      await shared.prepare();
+      assert.equal(await shared.place(stage('x.img', 'A'), 'x.img'), 'x.img');
+      assert.equal(readFileSync(path.join(elsewhere, '1mf/users/500_501/x.img'), 'utf8'), 'A');
+    } finally {
+      shared.close();
+    }
+  });
+
+  it('refuses a link planted below the shift directory between two placings, and makes the shift directory again if root deleted it', async () => {
+    const u = path.join(work, 'target', '500_501');
+    const victim = path.join(work, 'victim');
+    mkdirSync(victim);
+    assert.equal(await dir.place(stage('run1/a.img', 'A'), 'run1/a.img'), 'run1/a.img');
+    rmSync(path.join(u, 'run1'), { recursive: true });
+    symlinkSync(victim, path.join(u, 'run1'));
+    await assert.rejects(dir.place(stage('run1/b.img', 'B'), 'run1/b.img'), /refusing to (?:follow|write through) .*500_501\/run1: it is a symbolic link/);
+    assert.deepEqual(readdirSync(victim), []);
+    rmSync(u, { recursive: true });
+    assert.equal(await dir.place(stage('c.img', 'C'), 'c.img'), 'c.img');
+    assert.equal(readFileSync(final('c.img'), 'utf8'), 'C');
+  });
+
+  it("reaches a target an operator asked for below the configured one from there, never through a user's link on the way (S2)", async () => {
+    const ramdisk = path.join(work, 'ramdisk');
+    const userDir = path.join(ramdisk, '1mf', '65534_65534');
+    const elsewhere = path.join(work, 'elsewhere');
+    mkdirSync(userDir, { recursive: true, mode: 0o755 });
+    chownSync(userDir, 65534, 65534);
+    mkdirSync(elsewhere);
+    // StartShift checked '<ramdisk>/1mf/65534_65534/sub/./x' as a real path; then the user swapped 'sub' for a link.
+    const sub = path.join(userDir, 'sub');
+    symlinkSync(elsewhere, sub);
+    lchownSync(sub, 65534, 65534);
+    const asked = new ShiftDir(path.join(sub, 'x'), '500_501', 500, 501, log, sub, ramdisk);
+    try {
+      await assert.rejects(asked.prepare(), /refusing to follow .*65534_65534\/sub: it is a symbolic link/);
+      assert.deepEqual(readdirSync(elsewhere), [], 'nothing made through the link');
+      rmSync(sub);
+      mkdirSync(sub);
+      chownSync(sub, 65534, 65534);
+      await asked.prepare();
+      const owner = (p: string): number[] => { const st = lstatSync(p); return [st.uid, st.gid]; };
+      assert.deepEqual(owner(userDir), [65534, 65534], 'directories above the replicated part keep their owners');
+      assert.deepEqual(owner(sub), [65534, 65534]);
+      assert.deepEqual(owner(path.join(sub, 'x')), [0, 0]);
+      assert.deepEqual(owner(path.join(sub, 'x', '500_501')), [500, 501]);
+    } finally {
+      asked.close();
+    }
   });
 });

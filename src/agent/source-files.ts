@@ -1,0 +1,177 @@
+// The detector's files below the agent's root as the agent touches them: looked at, read and deleted only through
+// directories held open one component at a time, never through a link a writer swapped in (issue 14; A2, A3, A4).
+//
+// Why: the agent runs as root, and the detector's writer owns the directories below the root. Between a check by
+// path and a use by path the writer can swap a directory for a symbolic link, and root would then send
+// /etc/shadow to the PPU (confidentiality) or delete a file of the same name anywhere (integrity). Every call
+// here resolves the root (the administrator's, trusted) and then each component with O_NOFOLLOW
+// (common/dir-fd.ts), and acts on one entry of the directory it holds.
+import { randomBytes } from 'node:crypto';
+import { closeSync, constants, fstatSync, linkSync, renameSync, unlinkSync, type BigIntStats } from 'node:fs';
+import * as path from 'node:path';
+import { DirFd, UnsafePath } from '../common/dir-fd.js';
+import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
+
+/** Whether a file on disk is still the announced one: `same`, `changed` (or not a plain file any more) or `gone`. */
+export type Sameness = 'same' | 'changed' | 'gone';
+
+/** What became of an acknowledged file; `restoredAs`: another file taken by mistake and put back (see remove). */
+export interface Removal {
+  outcome: 'deleted' | Exclude<Sameness, 'same'>;
+  restoredAs?: string;
+}
+
+/** A file's identity as the protocol names it: INO:SIZE:MTIME_NS (docs/agent-protocol.md). */
+export function fileId(stat: BigIntStats): string {
+  return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
+}
+
+const SLASH = 0x2f;
+
+/** The name an acknowledged file has for the moment between its check and its deletion: hidden, never announced. */
+const ASIDE_PREFIX = '.furka-agent-acked-';
+
+/** Whether root-relative `rel` has such a name: only an agent killed in that moment leaves one behind. */
+export function isAsideName(rel: Buffer): boolean {
+  const base = rel.subarray(rel.lastIndexOf(SLASH) + 1);
+  return base.toString('latin1').startsWith(ASIDE_PREFIX);
+}
+
+/** A root-relative path cut into its directory and its name ('a/b/c' → 'a/b', 'c'; 'c' → '', 'c'). */
+function split(rel: string | Buffer): [string | Buffer, string | Buffer] {
+  if (typeof rel === 'string') {
+    const at = rel.lastIndexOf('/');
+    return at < 0 ? ['', rel] : [rel.slice(0, at), rel.slice(at + 1)];
+  }
+  const at = rel.lastIndexOf(SLASH);
+  return at < 0 ? [Buffer.alloc(0), rel] : [rel.subarray(0, at), rel.subarray(at + 1)];
+}
+
+/** A path that does not (or no longer) reach a file below the root, rather than a failure to report. */
+function unreachable(e: unknown): boolean {
+  return e instanceof UnsafePath || ['ENOENT', 'ENOTDIR', 'ELOOP'].includes((e as NodeJS.ErrnoException).code ?? '');
+}
+
+export class SourceFiles {
+  /** `root` is the configured root as a real path: trusted, opened for every call (it may be deleted and made again). */
+  constructor(readonly root: string) {}
+
+  /** lstat of root-relative `rel`; undefined when it is gone or reached only through a link. */
+  lstat(rel: string | Buffer): BigIntStats | undefined {
+    try {
+      return this.#within(rel, (dir, name) => dir.lstatBig(name));
+    } catch (e) {
+      if (unreachable(e)) return undefined;
+      throw e;
+    }
+  }
+
+  /** Whether `rel` is still the file `id` (a regular file, not reached through a link). */
+  sameness(rel: string, id: string): Sameness {
+    let st: BigIntStats | undefined;
+    try {
+      st = this.#within(rel, (dir, name) => dir.lstatBig(name));
+    } catch (e) {
+      // A directory on the way swapped for a link: what the path reaches now is not the announced file.
+      return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : 'changed';
+    }
+    if (!st) return 'gone';
+    return st.isFile() && fileId(st) === id ? 'same' : 'changed';
+  }
+
+  /**
+   * Opens `rel` for reading if it is still the file `id`; undefined if not. O_NOFOLLOW on the name in its
+   * held directory, O_NONBLOCK so that a FIFO swapped in cannot hang the agent, and fstat of what was opened
+   * checked again: only ever the announced regular file is read.
+   */
+  open(rel: string, id: string): number | undefined {
+    try {
+      return this.#within(rel, (dir, name) => {
+        const st = dir.lstatBig(name);
+        if (!st?.isFile() || fileId(st) !== id) return undefined;
+        const fd = dir.openFile(name, constants.O_RDONLY | constants.O_NONBLOCK);
+        const now = fstatSync(fd, { bigint: true });
+        if (now.isFile() && fileId(now) === id) return fd;
+        closeSync(fd);
+        return undefined;
+      });
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * Deletes `rel` if it is still the file `id` (A4). A writer may rename a new file over the name at any moment,
+   * also between the check and the unlink, and unlink(2) takes whatever has the name then: so the file is first
+   * renamed to a hidden name of its own in the same held directory (atomic, and that name is the agent's alone),
+   * checked there, and deleted only if it is the acknowledged one. Anything else taken by that rename is put
+   * back with link(2), which never replaces a file: under its name, or beside a newer one as NAME.~N~
+   * (`restoredAs`), never lost. Throws only for what the caller should log (an immutable file, say).
+   */
+  remove(rel: string, id: string): Removal {
+    try {
+      return this.#within(rel, (dir, name) => {
+        const st = dir.lstatBig(name);
+        if (!st) return { outcome: 'gone' };
+        if (!st.isFile() || fileId(st) !== id) return { outcome: 'changed' };
+        const aside = `${ASIDE_PREFIX}${randomBytes(8).toString('hex')}`;
+        try {
+          renameSync(dir.at(name), dir.at(aside));
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { outcome: 'gone' };
+          throw e;
+        }
+        const taken = dir.lstatBig(aside);
+        if (!taken) return { outcome: 'gone' };
+        if (taken.isFile() && taken.dev === st.dev && fileId(taken) === id) {
+          unlinkSync(dir.at(aside));
+          return { outcome: 'deleted' };
+        }
+        const back = putBack(dir, aside, name as string);
+        return { outcome: 'changed', restoredAs: path.join(split(rel)[0] as string, back) };
+      });
+    } catch (e) {
+      if (unreachable(e)) return { outcome: (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : 'changed' };
+      throw e;
+    }
+  }
+
+  /** Runs `fn` with the directory of `rel` held (reached from the root without following links) and its name. */
+  #within<T>(rel: string | Buffer, fn: (dir: DirFd, name: string | Buffer) => T): T {
+    const [dirRel, name] = split(rel);
+    const top = DirFd.open(this.root);
+    try {
+      const dir = dirRel.length === 0 ? top : top.walk(dirRel);
+      try {
+        return fn(dir, name);
+      } finally {
+        if (dir !== top) dir.close();
+      }
+    } finally {
+      top.close();
+    }
+  }
+}
+
+/**
+ * Gives the file at `aside` its name `name` again, or the first free NAME.~N~ if a newer file took that
+ * meanwhile (numbered-name.ts, as furkad does); returns the name it got.
+ */
+function putBack(dir: DirFd, aside: string, name: string): string {
+  for (const candidate of candidateNames(name)) {
+    try {
+      linkSync(dir.at(aside), dir.at(candidate));
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code ?? '';
+      if (code === 'EEXIST') continue;
+      if (!NO_HARD_LINKS.has(code)) throw new Error(`a file renamed over ${dir.show(name)} while it was being deleted is kept as ${dir.show(aside)}: ${(e as Error).message}`);
+      // No hard links here: check, then rename (a window of microseconds).
+      if (dir.lstat(candidate)) continue;
+      renameSync(dir.at(aside), dir.at(candidate));
+      return candidate;
+    }
+    unlinkSync(dir.at(aside));
+    return candidate;
+  }
+  throw new Error(`a file renamed over ${dir.show(name)} while it was being deleted is kept as ${dir.show(aside)}: all numbered names are taken`);
+}

@@ -1,0 +1,152 @@
+// furka-agent's files on disk as root touches them (issue 14; A2, A3, A4): a writer swapping a directory for a link,
+// or renaming a new file over an acknowledged one, never makes the agent send, delete or lose the wrong file.
+// The server runs in this process on a loopback port; there is no inotifywait, the catalog is filled by rescans.
+import { strict as assert } from 'node:assert';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { AllowList } from '../../src/agent/allow.js';
+import { Catalog, type Announcement, type FileEntry } from '../../src/agent/catalog.js';
+import { NameFilter } from '../../src/agent/name-filter.js';
+import { AgentServer } from '../../src/agent/server.js';
+import { SourceFiles } from '../../src/agent/source-files.js';
+import type { Logger } from '../../src/common/logger.js';
+import { AgentClient } from '../fixtures/agent.js';
+import { startFlip } from '../fixtures/flip.js';
+import { freePort } from '../fixtures/net.js';
+
+const warnings: string[] = [];
+const quiet = { debug() {}, info() {}, warn: (_o: unknown, msg: string) => { warnings.push(msg); }, error() {} } as unknown as Logger;
+
+describe('furka-agent: files reached without following links (issue 14, A2-A4)', function () {
+  this.timeout(60_000);
+  let work: string;
+  let root: string;
+  let catalog: Catalog;
+  let server: AgentServer | undefined;
+  let client: AgentClient | undefined;
+  let announced: Announcement[];
+
+  const entries = (): FileEntry[] => [...catalog.listing()].flatMap((a) => (a.t === 'file' ? [a.entry] : []));
+  const serve = async (): Promise<AgentClient> => {
+    server = new AgentServer(catalog, new AllowList(['127.0.0.1']), quiet);
+    const port = await freePort();
+    await server.listen(port, '127.0.0.1');
+    client = new AgentClient(port);
+    return client;
+  };
+
+  beforeEach(() => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'agent-files-'));
+    root = path.join(work, 'root');
+    mkdirSync(root);
+    announced = [];
+    warnings.length = 0;
+    catalog = new Catalog(root, new NameFilter(''), quiet);
+    catalog.onAnnounce = (a) => announced.push(a);
+  });
+  afterEach(async () => {
+    client?.close();
+    client = undefined;
+    await server?.close();
+    server = undefined;
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('never sends or deletes a file outside the root while a writer swaps a directory for a link to it, in a loop', async () => {
+    const outside = path.join(work, 'victim');
+    mkdirSync(outside);
+    mkdirSync(path.join(root, 'd'));
+    const n = 300;
+    for (let i = 0; i < n; i++) {
+      writeFileSync(path.join(root, 'd', `f_${i}`), `image ${i}`);
+      writeFileSync(path.join(outside, `f_${i}`), 'SECRET');
+    }
+    symlinkSync(outside, path.join(root, 'dx'));
+    catalog.rescan();
+    const ids = entries().map((e) => e.id);
+    assert.equal(ids.length, n, 'the link is not followed by the scan');
+    const c = await serve();
+    const flip = await startFlip(path.join(root, 'd'), path.join(root, 'dx'));
+    let sent = 0;
+    let deleted = 0;
+    try {
+      for (const id of ids) {
+        const r = await c.file(id);
+        if (r.status === 200) {
+          sent++;
+          assert.match(r.body.toString(), /^image \d+$/);
+        }
+        deleted += (await c.ack([id])).body.deleted.length;
+      }
+    } finally {
+      await flip.stop(1000);
+    }
+    assert.deepEqual(readdirSync(outside).filter((f) => readFileSync(path.join(outside, f), 'utf8') === 'SECRET').length, n, 'every file outside untouched');
+    const real = path.join(root, lstatSync(path.join(root, 'd')).isDirectory() ? 'd' : 'dx');
+    assert.ok(sent > 0 && deleted > 0, `sent ${sent}, deleted ${deleted}: the loop must not block everything`);
+    assert.equal(readdirSync(real).length, n - deleted, 'what was deleted was deleted below the root');
+  });
+
+  it('puts back a file a writer renamed over an acknowledged one while it was being deleted: never lost', async () => {
+    const c = await serve();
+    for (let i = 0; i < 20; i++) {
+      const sent = path.join(root, `f_${i}`);
+      const fresh = path.join(root, `n_${i}`);
+      writeFileSync(sent, `sent ${i}`);
+      writeFileSync(fresh, `new ${i}`);
+      catalog.rescan();
+      const id = entries().find((e) => e.path === `f_${i}`)!.id;
+      const flip = await startFlip(sent, fresh);
+      let reply;
+      try {
+        reply = await c.ack([id]);
+      } finally {
+        await flip.stop(1000);
+      }
+      const left = readdirSync(root).filter((f) => f.startsWith(`f_${i}`) || f.startsWith(`n_${i}`)).map((f) => readFileSync(path.join(root, f), 'utf8'));
+      assert.ok(left.includes(`new ${i}`), `trial ${i}: the writer's new file is kept (${JSON.stringify(reply.body)}, left ${JSON.stringify(left)})`);
+      assert.equal(left.includes(`sent ${i}`), reply.body.deleted.length === 0, `trial ${i}: the sent file is deleted exactly when the agent says so`);
+    }
+    assert.deepEqual(readdirSync(root).filter((f) => f.startsWith('.')), [], 'no hidden name left behind');
+  });
+
+  it('announces a file put back under its name again, though link(2) only says "created"', () => {
+    writeFileSync(path.join(root, 'x.cbf'), 'new');
+    catalog.restored('x.cbf');
+    catalog.event({ kind: 'gone', rel: Buffer.from('x.cbf') });
+    catalog.event({ kind: 'created', rel: Buffer.from('x.cbf') });
+    assert.deepEqual(announced.flatMap((a) => (a.t === 'file' ? [a.entry.path] : [])), ['x.cbf']);
+    catalog.event({ kind: 'created', rel: Buffer.from('x.cbf') });
+    assert.equal(catalog.waiting, 1, 'only once: a later "created" is a writer starting a file');
+  });
+
+  it('scans, stats and opens nothing through a link below the root, and deletes only the announced file', () => {
+    const outside = path.join(work, 'elsewhere');
+    mkdirSync(outside);
+    writeFileSync(path.join(outside, 'secret'), 'SECRET');
+    symlinkSync(outside, path.join(root, 'l'));
+    mkdirSync(path.join(root, 'd'));
+    writeFileSync(path.join(root, 'd', 'a.cbf'), 'A');
+    catalog.rescan();
+    assert.deepEqual(entries().map((e) => e.path), ['d/a.cbf']);
+    catalog.event({ kind: 'complete', rel: Buffer.from('l/secret') });
+    assert.deepEqual(entries().map((e) => e.path), ['d/a.cbf'], 'a file reached through a link is not announced');
+
+    const files = new SourceFiles(root);
+    assert.equal(files.lstat('l/secret'), undefined);
+    const a = entries()[0]!;
+    assert.equal(files.sameness(a.path, a.id), 'same');
+    // d swapped for a link to a directory holding a file of that name: not reached through the link.
+    rmSync(path.join(root, 'd'), { recursive: true });
+    writeFileSync(path.join(outside, 'a.cbf'), 'B');
+    symlinkSync(outside, path.join(root, 'd'));
+    assert.equal(files.sameness(a.path, a.id), 'changed');
+    assert.equal(files.open(a.path, a.id), undefined);
+    assert.deepEqual(files.remove(a.path, a.id), { outcome: 'changed' });
+    assert.equal(readFileSync(path.join(outside, 'a.cbf'), 'utf8'), 'B');
+    rmSync(path.join(root, 'd'));
+    assert.equal(files.sameness(a.path, a.id), 'gone');
+    assert.deepEqual(files.remove(a.path, a.id), { outcome: 'gone' });
+  });
+});
