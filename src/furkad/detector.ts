@@ -9,6 +9,7 @@ import type { Handover } from './handover.js';
 import { confinement, type Assignment, type Shift } from './shift.js';
 import type { TransferGate } from './transfer-gate.js';
 import { ShiftDir } from './shift-dir.js';
+import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
 import type { Placed, RunContext, RunOutcome, Transport, Verdict } from './transport.js';
 
@@ -42,7 +43,7 @@ export function nextBackoff(current: number, verdict: 'retry' | 'fatal'): number
 
 /** Where a transport writes first: a root-only directory below the target, so nothing incomplete carries a final name (F2). */
 export function stagingDir(target: string, id: string): string {
-  return path.join(unmark(target), '.furkad-staging', id);
+  return path.join(unmark(target), STAGING_NAME, id);
 }
 
 /**
@@ -50,12 +51,15 @@ export function stagingDir(target: string, id: string): string {
  * planted there): beside staging, out of reach of the transport's later runs, one directory per shift and detector.
  */
 export function leftBehindDir(target: string, id: string, usertime: bigint): string {
-  return path.join(unmark(target), '.furkad-staging', '.held', `${usertime}-${id}`);
+  return path.join(unmark(target), STAGING_NAME, '.held', `${usertime}-${id}`);
 }
 
 /** A shift change waits at most this long for files the transport still owes the old shift (F6). */
 const DRAIN_MAX_MS = 10_000;
 /** Left-behind files are tried again after this long, doubling to the most. */
+/** How often empty directories of ended shifts are swept from the target, besides each shift's first run. */
+const SWEEP_EVERY_MS = 60_000;
+
 const LEFT_BEHIND_RETRY_MS = [1000, 10_000] as const;
 
 /** Files of an earlier shift, complete, that wait to be placed into that shift's directory (F6, G12). */
@@ -99,6 +103,8 @@ export class DetectorLoop {
   #leftBehind: LeftBehind[] = [];
   #retryTimer: NodeJS.Timeout | undefined;
   #retryMs: number = LEFT_BEHIND_RETRY_MS[0];
+  /** When empty directories of ended shifts were last swept (shift-sweep.ts). */
+  #sweptAt = 0;
 
   constructor(
     readonly id: string,
@@ -319,6 +325,9 @@ export class DetectorLoop {
         continue;
       }
       const moved = await this.#exclusive();
+      if (Date.now() - this.#sweptAt > SWEEP_EVERY_MS && this.#dirReady) {
+        this.#current = this.#current.then(() => { this.#sweep(); return 0; });
+      }
       // F5: minpause after every run, interrun_pause on top after a run that moved files.
       if (this.#backoff > 0) {
         this.transport.standDown?.();
@@ -477,10 +486,30 @@ export class DetectorLoop {
     this.onChange();
   }
 
+  /**
+   * Empty directories of ended shifts below the target go (shift-sweep.ts): at each shift's first run and then
+   * every SWEEP_EVERY_MS, always in the loop's chain, so never beside this detector's own placing.
+   */
+  #sweep(): void {
+    this.#sweptAt = Date.now();
+    const a = this.#assignment;
+    const shift = this.#shift;
+    if (!a || !shift) return;
+    const target = unmark(a.target);
+    try {
+      const r = sweepEndedShifts(target, shift.usrdir);
+      if (r.removed > 0) this.log.info({ detector: this.id, target, removed: r.removed }, 'empty directories of ended shifts removed');
+      if (r.errors.length > 0) this.log.warn({ detector: this.id, target, errors: r.errors.slice(0, 5) }, 'directories of ended shifts that could not be swept');
+    } catch (e) {
+      this.log.warn({ detector: this.id, target, err: (e as Error).message }, 'cannot sweep empty directories of ended shifts');
+    }
+  }
+
   /** The shift's directory, and staging when files are taken off the detector (remove_source); then the transport's leftovers. */
   async #prepare(ctx: RunContext): Promise<void> {
     await ctx.dir.prepare();
     await this.#adoptLeftBehind(ctx.assignment.target, ctx.assignment.config.target);
+    this.#sweep();
     if (ctx.assignment.config.remove_source) {
       const top = path.dirname(ctx.staging);
       await checkStagingRoot(top, 'missing is fine', this.log);

@@ -125,4 +125,25 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
       assert.ok(statSync(path.join(logDir, f)).size < 4096 + 2048, `${f} near logfile_max_size`);
     }
   });
+  it('leaves no empty directory of an ended shift on the ramdisk, once grimseld has cleaned it (F4, G5)', async () => {
+    const det = ppu.detectorRamdisks['1MF']!;
+    const base = path.join(ppu.ppuRamdisk, '1mf');
+    const internal = path.join(ppu.storageRoot, 'internal', '1mf');
+    const dirs = (): string[] => readdirSync(base).filter((n) => n !== '.furkad-staging').sort();
+    const usr = (uid: number): string => `${uid}_${uid}`;
+    for (let uid = 1100; uid < 1106; uid++) {
+      await ppu.startShift(uid, uid);
+      writeImage(det, `sweep/run/f${uid}.cbf`, 1000);
+      await eventually(() => existsSync(path.join(internal, usr(uid), `sweep/run/f${uid}.cbf`)), 20_000, `shift ${uid}'s file copied`);
+    }
+    // grimseld removes the ended shifts' files once copied (G5); furkad removes their emptied directories.
+    await ppu.startShift(1300, 1300);
+    await eventually(() => listFiles(base).filter((f) => !f.startsWith('.furkad-staging')).length === 0, 20_000, 'files of ended shifts cleaned');
+    await ppu.startShift(1301, 1301);
+    await eventually(() => dirs().join() === usr(1301), 20_000, `only the current shift's directory left: ${dirs().join(' ')}`);
+    // Their copies are untouched, and the new shift still gets its files.
+    for (let uid = 1100; uid < 1106; uid++) assert.ok(existsSync(path.join(internal, usr(uid), `sweep/run/f${uid}.cbf`)));
+    writeImage(det, 'sweep/after.cbf', 1000);
+    await eventually(() => existsSync(path.join(base, usr(1301), 'sweep/after.cbf')), 20_000, 'delivery into the current shift');
+  });
 });
