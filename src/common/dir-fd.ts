@@ -12,7 +12,7 @@
 //
 // This needs /proc, which every systemd machine has; it is checked once, loudly. No native code, so the
 // same JavaScript runs on Node 16 (CentOS 7) and 20.
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, statSync, type Stats } from 'node:fs';
 
 const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
@@ -164,6 +164,11 @@ export class DirFd {
   /** lstat of entry `name`; undefined when there is none. */
   lstat(name: string): Stats | undefined {
     return lstatSync(this.at(name), { throwIfNoEntry: false });
+  }
+
+  /** The names in this directory (the one held, wherever it is now). */
+  list(): string[] {
+    return readdirSync(`/proc/self/fd/${this.fd}`);
   }
 
   /** Opens file `name` of this directory with `flags` | O_NOFOLLOW (a link there fails with ELOOP). */
