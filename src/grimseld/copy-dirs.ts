@@ -76,8 +76,13 @@ export class HeldDirs {
     const key = `r\0${root}`;
     let d = this.#held.get(key);
     if (!d) {
-      if (make) mkdirSync(root, { recursive: true, mode: 0o755 });
-      d = DirFd.open(root);
+      try {
+        d = DirFd.open(root);
+      } catch (e) {
+        if (!make || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        mkdirSync(root, { recursive: true, mode: 0o755 });
+        d = DirFd.open(root);
+      }
       this.#held.set(key, d);
     }
     return d;
