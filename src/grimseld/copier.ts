@@ -138,6 +138,14 @@ function asError(e: unknown): Error {
   return e instanceof Error ? e : new Error(String(e));
 }
 
+/**
+ * Copy directories whose owners this thread has made right, by storage, directory and file owner: checked
+ * once each, as a directory's owner changes only through grimseld (a user cannot give a directory to
+ * someone else), and files of different owners in one directory do not hand it back and forth on every batch.
+ */
+const ownedDirs = new Set<string>();
+const OWNED_DIRS_MAX = 4096;
+
 /** `p` below `base` as a relative path; refused when it is not below it. */
 function below(base: string, p: string): string {
   const rel = path.relative(base, p);
@@ -170,10 +178,21 @@ function write(job: CopyJob, base: string, opts: CopyOptions, dirs: HeldDirs, pr
     const [dirRel, name] = splitRel(below(base, job.dest));
     const owner: [number, number] = [opts.preserveUid ? s.uid : -1, opts.preserveGid ? s.gid : -1];
     // Missing directories are made one at a time, refusing links; a link on the way makes this throw,
-    // naming it. Keeping owners, every directory on the way gets its owner (ownersAsSource).
-    const dir = opts.preserveUid || opts.preserveGid
-      ? dirs.storage(base, dirRel, ownerVisit(ownersAsSource(held, depthOf(dirRel), s, owner)), `${s.uid}:${s.gid}`)
-      : dirs.storage(base, dirRel);
+    // naming it. Keeping owners, every directory on the way gets its owner (ownersAsSource): those found
+    // once per thread, directory and file owner, those made whenever they are made.
+    let dir: DirFd;
+    if (opts.preserveUid || opts.preserveGid) {
+      const key = `${base}\0${dirRel}\0${s.uid}:${s.gid}`;
+      const give = ownerVisit(ownersAsSource(held, depthOf(dirRel), s, owner));
+      const known = ownedDirs.has(key);
+      dir = dirs.storage(base, dirRel, known ? (d, st, made, i) => { if (made) give(d, st, made, i); } : give, `${s.uid}:${s.gid}`);
+      if (!known) {
+        if (ownedDirs.size >= OWNED_DIRS_MAX) ownedDirs.clear();
+        ownedDirs.add(key);
+      }
+    } else {
+      dir = dirs.storage(base, dirRel);
+    }
     // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
     if (job.sweep) sweepStale(dir, name);
     const there = identicalAt(dir, name, s);

@@ -4,7 +4,7 @@
 // elsewhere. The in-process tests swap at a known step of the copy (its progress callback); the last one
 // runs the user's loop of the issue against a stream of copies.
 import { strict as assert } from 'node:assert';
-import { chmodSync, existsSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync,
+import { chmodSync, chownSync, existsSync, lstatSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync,
   unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
@@ -135,5 +135,37 @@ describe('a copy while the user swaps their directories (G3, issue 14 row 2)', (
     }
     assert.deepEqual(leaked, [], 'no copy holds a secret');
     assert.ok(outcomes.includes('copied'), `some copies made: ${JSON.stringify(outcomes.slice(0, 20))}`);
+  });
+});
+
+describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", () => {
+  let root: string;
+  beforeEach(() => { root = mkdtempSync(path.join(os.tmpdir(), 'copier-owners-')); });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it("mirror the source directories' owners, also for a directory the user removed and grimseld makes again", () => {
+    const ramdisk = path.join(root, 'ramdisk');
+    const storage = path.join(root, 'storage');
+    const run = path.join(ramdisk, '1mf/500_501/run');
+    mkdirSync(run, { recursive: true });
+    for (const d of ['1mf/500_501', '1mf/500_501/run']) chownSync(path.join(ramdisk, d), 500, 501);
+    const copy = (name: string): void => {
+      const src = path.join(run, name);
+      writeFileSync(src, name);
+      chownSync(src, 500, 501);
+      const st = statSync(src);
+      const [r] = copyMany([{ src, root: ramdisk, dest: path.join(storage, '1mf/500_501/run', name), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false }],
+        storage, { preserveUid: true, preserveGid: true });
+      assert.ok(!(r instanceof Error), String(r));
+    };
+    const owners = (): Array<[number, number]> => ['1mf', '1mf/500_501', '1mf/500_501/run', '1mf/500_501/run/a.img'].map((p) => {
+      const st = lstatSync(path.join(storage, p), { throwIfNoEntry: false });
+      return [st?.uid ?? -1, st?.gid ?? -1];
+    });
+    copy('a.img');
+    assert.deepEqual(owners(), [[0, 0], [500, 501], [500, 501], [500, 501]]);
+    rmSync(path.join(storage, '1mf/500_501/run'), { recursive: true });
+    copy('a.img');
+    assert.deepEqual(owners(), [[0, 0], [500, 501], [500, 501], [500, 501]], 'made again, and given to the user again');
   });
 });
