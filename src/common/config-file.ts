@@ -58,7 +58,7 @@ function valueAt(data: unknown, parts: string[]): unknown {
 /** String patterns the schemas use, each with the words an administrator reads when a value misses it. */
 export const Pattern = {
   absolutePath: '^/',
-  /** Absolute, and no '..' component: what is below it can be checked against its real path (safe-path.ts). */
+  /** Absolute, and no '..' component: what is below it is walked from it without following links (dir-fd.ts). */
   absoluteBelow: '^/(?!(.*/)?\\.\\.(/|$)).*$',
   /** Relative, and no '..' component: stays below the directory it is joined to. */
   relativeBelow: '^(?!/)(?!(.*/)?\\.\\.(/|$)).*$',

@@ -210,9 +210,14 @@ export class DirFd {
     return lstatSync(this.at(name), { bigint: true, throwIfNoEntry: false });
   }
 
-  /** The names in this directory, as bytes (any name a writer made). */
+  /** The names in this directory (the one held, wherever it is now), as bytes: any name a writer made. */
   list(): Buffer[] {
     return readdirSync(`/proc/self/fd/${this.fd}`, { encoding: 'buffer' });
+  }
+
+  /** The names in this directory as strings (names that are not UTF-8 come out mangled: for our own names only). */
+  names(): string[] {
+    return readdirSync(`/proc/self/fd/${this.fd}`);
   }
 
   /** Opens file `name` of this directory with `flags` | O_NOFOLLOW (a link there fails with ELOOP). */

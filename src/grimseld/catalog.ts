@@ -24,6 +24,7 @@ export class Catalog {
    */
   #placedAs = new Map<number, Map<string, string>>();
   #ramdiskPrefix: string;
+  readonly #ramdiskRoot: string;
 
   constructor(
     private readonly journal: Journal,
@@ -33,6 +34,7 @@ export class Catalog {
     private readonly hasExternal: boolean,
   ) {
     this.#index = new Map(storageIds.map((s, i) => [s, i]));
+    this.#ramdiskRoot = ramdiskRoot;
     this.#ramdiskPrefix = `${ramdiskRoot.replace(/\/+$/, '')}/`;
   }
 
@@ -50,6 +52,21 @@ export class Catalog {
   /** Whether `src` lies in grimseld's ramdisk directory (`target`): only such originals are linked or deleted (G5–G7). */
   isOnRamdisk(src: string): boolean {
     return src.startsWith(this.#ramdiskPrefix);
+  }
+
+  /**
+   * The directory a file's original is reached from without following links (issue 14 row 2): grimseld's
+   * ramdisk `target` for a file on the ramdisk (every directory below it is walked, the shift's own
+   * included); for any other file the directory before its `./`, which furkad's configuration or an
+   * operator named. A record whose `rel` is not the end of its path (not made by checkMarkedPath) gets its
+   * own directory: only the file itself is then opened without following links.
+   */
+  sourceRoot(rec: FileRecord): string {
+    const src = rec.src;
+    if (this.isOnRamdisk(src)) return this.#ramdiskRoot;
+    const rel = rec.rel;
+    const at = src.length - rel.length;
+    return at > 0 && src[at - 1] === '/' && src.endsWith(rel) ? src.slice(0, at) : src.slice(0, src.lastIndexOf('/') + 1);
   }
 
   /** Rebuilds state from journal records (idempotent: a record seen twice changes nothing); returns how many. */

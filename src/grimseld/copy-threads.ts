@@ -9,7 +9,7 @@ import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
 import { SourceChanged, type CopyJob, type CopyOptions, type CopyResult } from './copier.js';
 import { CopyWatch, type CopyVerdict } from './copy-watch.js';
-import { UnsafePath } from './safe-path.js';
+import { UnsafePath } from '../common/dir-fd.js';
 
 export interface CopyThreadData {
   base: string;

@@ -42,9 +42,10 @@ export class Dispatcher implements StorageEvents {
     if (!rec || this.catalog.doneOn(rec, storage.id)) return undefined;
     const rel = rec.rel;
     if (rec.ramdisk === 'present' || storage.type === 'INTERNAL') {
-      return { id, src: rec.src, rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep };
+      return { id, src: rec.src, root: this.catalog.sourceRoot(rec), rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep };
     }
-    return { id, src: this.internal.destOf(this.catalog.relOn(rec, this.internal.id)), rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep };
+    return { id, src: this.internal.destOf(this.catalog.relOn(rec, this.internal.id)), root: this.internal.target, rel,
+      expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep };
   }
 
   report(r: CopyReport): void {

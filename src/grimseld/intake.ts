@@ -30,7 +30,13 @@ export function checkMarkedPath(p: string): { src: string; rel: string } {
   return { src: unmark(p), rel };
 }
 
-/** A checked path plus what the file is now (lstat: a symbolic link is not a file to copy). */
+/**
+ * A checked path plus what the file is now (lstat: a symbolic link is not a file to copy). A first filter
+ * only: the path is looked up by name, and a user who owns a directory on it can change it right after
+ * (issue 14). What makes a copy, a link or a deletion safe is done when the file is used: its directory
+ * reached without following links and the file checked to be this one (its inode) on the handle used
+ * (copier.ts, reclaimer.ts).
+ */
 async function inspect(p: string): Promise<NewFile> {
   const { src, rel } = checkMarkedPath(p);
   const st = await lstat(src).catch(() => undefined);

@@ -1,11 +1,19 @@
 // Frees space without losing a byte (SPEC G5, G6, G7, G12): originals are replaced by links to their copy, or
 // deleted, only once that copy is complete and flushed; oldest first; never through a planted link.
-import { constants } from 'node:fs';
-import { lstat, open, readlink, rename, symlink, unlink, lchown, stat } from 'node:fs/promises';
+//
+// The originals lie in directories their shift's user owns and can swap for a link at any moment (issue 14
+// row 3). So each one's directory is reached from the ramdisk (or internal storage) target one component at
+// a time without following links and held (common/dir-fd.ts); the entry is checked to be the delivered
+// file, and the link or the deletion then acts on that entry of that same directory. A user who changes
+// the entry itself between the check and the act can only have grimseld replace or remove a name in a
+// directory of their own, which they could do themselves.
+import { fsync } from 'node:fs';
+import { lstat, readlink, rename, symlink, unlink, lchown } from 'node:fs/promises';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { promisify } from 'node:util';
+import { DirFd, splitRel } from '../common/dir-fd.js';
 import { sameFile } from './copier.js';
-import { assertNoLinks, dirState } from './safe-path.js';
 import { fillState } from './mounts.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
@@ -13,6 +21,9 @@ import type { MessageHub, MessageCode } from './messages.js';
 import type { ShiftBook } from './shift-book.js';
 import type { Storage } from './storage.js';
 import type { Logger } from '../common/logger.js';
+
+/** fsyncs a directory held open, without holding up the event loop (a journaling disk may take milliseconds). */
+const fsyncFd = promisify(fsync);
 
 export interface ReclaimSettings {
   ramdiskRoot: string;
@@ -138,23 +149,22 @@ export class Reclaimer {
     }
   }
 
-  #paths(rec: FileRecord, where: Where): { file: string; base: string } {
-    return where === 'ramdisk'
-      ? { file: rec.src, base: this.settings.ramdiskRoot }
-      : { file: this.internal.destOf(this.catalog.relOn(rec, this.internal.id)), base: this.internal.target };
+  /** Where the original of `rec` on `where` is: the trusted directory it is walked from, the path below it, and for messages. */
+  #place(rec: FileRecord, where: Where): { root: string; rel: string; file: string } {
+    if (where === 'ramdisk') {
+      const root = this.settings.ramdiskRoot;
+      return { root, rel: path.relative(root, rec.src), file: rec.src };
+    }
+    const rel = this.catalog.relOn(rec, this.internal.id);
+    return { root: this.internal.target, rel, file: this.internal.destOf(rel) };
   }
 
   /**
-   * Checks that `file` is still the original we recorded (no link planted on the way), and that its copy
-   * on `holder` is complete and flushed. Returns the original's lstat, or undefined when it must not be touched.
+   * Checks that entry `name` of the held `dir` is still the original we recorded, and that its copy on
+   * `holder` is complete and flushed. Returns the original's owner, or undefined when it must not be touched.
    */
-  async #verify(rec: FileRecord, where: Where, holder: Storage | undefined): Promise<{ uid: number; gid: number } | undefined> {
-    const { file, base } = this.#paths(rec, where);
-    if (dirGone(base, file)) {
-      await this.catalog.setOrigin(rec, where, 'gone');
-      return undefined;
-    }
-    const st = await lstat(file).catch((e: NodeJS.ErrnoException) => {
+  async #verify(rec: FileRecord, where: Where, holder: Storage | undefined, dir: DirFd, name: string): Promise<{ uid: number; gid: number } | undefined> {
+    const st = await lstat(dir.at(name)).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return undefined;
       throw e;
     });
@@ -164,33 +174,61 @@ export class Reclaimer {
     }
     const original = where === 'ramdisk' ? st.isFile() && st.ino === rec.ino && st.dev === rec.dev && sameFile(st, rec) : st.isFile() && sameFile(st, rec);
     if (!original) {
-      this.log.warn({ file }, 'not touching a file that is no longer the delivered one');
+      this.log.warn({ file: dir.show(name) }, 'not touching a file that is no longer the delivered one');
       await this.catalog.setOrigin(rec, where, 'gone');
       return undefined;
     }
-    if (holder) {
-      const copy = holder.destOf(this.catalog.relOn(rec, holder.id));
-      const cst = await stat(copy);
-      if (!cst.isFile() || !sameFile(cst, rec)) throw new Error(`its copy ${copy} is not complete`);
-      await syncDir(path.dirname(copy));
-    }
+    if (holder) await this.#copyComplete(rec, holder);
     return { uid: st.uid, gid: st.gid };
   }
 
+  /**
+   * Throws unless the copy of `rec` on `holder` is a complete regular file, reached from the storage's target
+   * without following links (the directory may be the user's too); fsyncs its directory, so that the rename
+   * that gave it its name survives a crash of the machine before the original goes. An internal copy the
+   * internal guard replaced by a link to its external copy (G7) counts by that external copy.
+   */
+  async #copyComplete(rec: FileRecord, holder: Storage): Promise<void> {
+    const on = holder === this.internal && rec.internal === 'linked' && this.external ? this.external : holder;
+    const rel = this.catalog.relOn(rec, on.id);
+    const copy = on.destOf(rel);
+    const held = openParent(on.target, rel);
+    if (!held) throw new Error(`its copy ${copy} is missing (its directory is gone)`);
+    try {
+      const cst = await lstat(held.dir.at(held.name)).catch(() => undefined);
+      if (!cst?.isFile() || !sameFile(cst, rec)) throw new Error(`its copy ${copy} is not complete`);
+      await fsyncFd(held.dir.fd);
+    } finally {
+      held.dir.close();
+    }
+  }
+
   async #link(rec: FileRecord, where: Where, holder: Storage): Promise<boolean> {
-    const { file } = this.#paths(rec, where);
+    const { root, rel, file } = this.#place(rec, where);
     const copy = holder.destOf(this.catalog.relOn(rec, holder.id));
     try {
-      const owner = await this.#verify(rec, where, holder);
-      if (!owner) return false;
-      const tmp = path.join(path.dirname(file), `.${path.basename(file)}.grimsel-link-${randomBytes(4).toString('hex')}`);
-      await symlink(copy, tmp);
+      const held = openParent(root, rel);
+      if (!held) {
+        await this.catalog.setOrigin(rec, where, 'gone');
+        return false;
+      }
+      const { dir, name } = held;
       try {
-        await lchown(tmp, owner.uid, owner.gid);
-        await rename(tmp, file); // atomic: readers see the file or the link, never nothing
-      } catch (e) {
-        await unlink(tmp).catch(() => {});
-        throw e;
+        const owner = await this.#verify(rec, where, holder, dir, name);
+        if (!owner) return false;
+        const tmp = `.${name}.grimsel-link-${randomBytes(4).toString('hex')}`;
+        // The link's text is the copy's path; only the link itself, made and renamed in the held directory,
+        // is ever touched here (symlink, lchown and rename never follow a final link).
+        await symlink(copy, dir.at(tmp));
+        try {
+          await lchown(dir.at(tmp), owner.uid, owner.gid);
+          await rename(dir.at(tmp), dir.at(name)); // atomic: readers see the file or the link, never nothing
+        } catch (e) {
+          await unlink(dir.at(tmp)).catch(() => {});
+          throw e;
+        }
+      } finally {
+        dir.close();
       }
       await this.catalog.setOrigin(rec, where, 'linked');
       return true;
@@ -202,23 +240,30 @@ export class Reclaimer {
 
   /** Deletes an original (or a link we made in its place) once its internal copy exists. */
   async #remove(rec: FileRecord, where: Where): Promise<boolean> {
-    const { file, base } = this.#paths(rec, where);
+    const { root, rel, file } = this.#place(rec, where);
     try {
-      if (rec[where] === 'linked') {
-        if (dirGone(base, file)) {
-          await this.catalog.setOrigin(rec, where, 'gone');
-          return false;
-        }
-        const target = await readlink(file).catch(() => undefined);
-        if (target === undefined) {
-          await this.catalog.setOrigin(rec, where, 'gone');
-          return false;
-        }
-        if (!target.startsWith('/')) return false; // not a link of ours
-      } else if (!(await this.#verify(rec, where, where === 'ramdisk' ? this.internal : this.external))) {
+      const held = openParent(root, rel);
+      if (!held) {
+        // Its directory was removed (by a user, say): so was the file, and there is nothing left to clean up.
+        await this.catalog.setOrigin(rec, where, 'gone');
         return false;
       }
-      await unlink(file);
+      const { dir, name } = held;
+      try {
+        if (rec[where] === 'linked') {
+          const target = await readlink(dir.at(name)).catch(() => undefined);
+          if (target === undefined) {
+            await this.catalog.setOrigin(rec, where, 'gone');
+            return false;
+          }
+          if (!target.startsWith('/')) return false; // not a link of ours
+        } else if (!(await this.#verify(rec, where, where === 'ramdisk' ? this.internal : this.external, dir, name))) {
+          return false;
+        }
+        await unlink(dir.at(name));
+      } finally {
+        dir.close();
+      }
       await this.catalog.setOrigin(rec, where, 'deleted');
       return true;
     } catch (e) {
@@ -229,24 +274,20 @@ export class Reclaimer {
 }
 
 /**
- * Whether the directory of `file` below `base` was removed (by a user, say): then so was the file, and there
- * is nothing left to clean up. A missing `base` (an unmounted ramdisk) is not that. Throws, naming it, when a
- * link or a file is on the way.
+ * The directory holding `rel` below the trusted `root`, reached without following links and held (close it),
+ * and the file's name in it; undefined when that directory is gone (removed by a user, say), and with it
+ * the file. A missing `root` (an unmounted ramdisk) is not that: it throws, as does a link or a file on
+ * the way (UnsafePath, naming it).
  */
-function dirGone(base: string, file: string): boolean {
-  const dir = path.dirname(file);
-  const state = dirState(base, dir);
-  if (state === 'missing' && dirState(base, base) === 'safe') return true;
-  assertNoLinks(base, dir, state);
-  return false;
-}
-
-/** fsyncs a directory so that renames into it survive a crash of the machine (before deleting originals). */
-async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+function openParent(root: string, rel: string): { dir: DirFd; name: string } | undefined {
+  const [dirRel, name] = splitRel(rel);
+  const top = DirFd.open(root);
   try {
-    await fh.sync();
+    return { dir: top.walk(dirRel), name };
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
   } finally {
-    await fh.close();
+    top.close();
   }
 }

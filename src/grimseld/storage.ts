@@ -10,6 +10,8 @@ export interface CopyJob {
   id: number;
   /** Where to read the file now (ramdisk original, or the internal copy once the original is gone). */
   src: string;
+  /** The trusted directory `src` is reached from without following links (copier.ts CopyJob). */
+  root: string;
   /** Path replicated below the storage target (G4). */
   rel: string;
   expect: Identity;
@@ -143,7 +145,7 @@ export class Storage {
         if (batch.length === 0) continue;
         this.#active += batch.length;
         const dests = batch.map((job) => this.destOf(job.rel));
-        const outcomes = await this.#threads.copyMany(batch.map((job, i) => ({ src: job.src, dest: dests[i]!, expect: job.expect, sweep: job.sweep ?? false })));
+        const outcomes = await this.#threads.copyMany(batch.map((job, i) => ({ src: job.src, root: job.root, dest: dests[i]!, expect: job.expect, sweep: job.sweep ?? false })));
         this.#active -= batch.length;
         batch.forEach((job, i) => {
           const r = outcomes[i]!;

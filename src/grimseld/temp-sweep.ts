@@ -1,6 +1,10 @@
 // Stale copy temp files on the storages (SPEC G3, G12): `.NAME.grimsel-XXXXXXXX` that no copy will rename any more.
-import { lstat, readdir, unlink } from 'node:fs/promises';
+// The directories swept may be a shift user's, who can swap them for a link at any moment (issue 14): each is
+// reached from its storage's target without following links and held, and every name is looked at and
+// removed in the directory held (common/dir-fd.ts).
+import { lstat, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
+import { DirFd } from '../common/dir-fd.js';
 import { sleep } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import { isMountPoint } from './mounts.js';
@@ -26,8 +30,15 @@ const MAX_SUSPECTS = 4096;
  * the flush of a batch (seconds) stands between its last change and its rename. Never recursive: a storage
  * tree holds every shift's files, and walking it would cost the disks more than any leftover.
  */
+/** A directory to sweep: a storage's target and the path below it ('' for the target itself). */
+interface SweepDir {
+  target: string;
+  rel: string;
+}
+
 export class TempSweeper {
-  readonly #suspects = new Set<string>();
+  /** By the directory's full path. */
+  readonly #suspects = new Map<string, SweepDir>();
 
   constructor(
     private readonly storages: () => Storage[],
@@ -41,7 +52,11 @@ export class TempSweeper {
     return {
       resolve: (storage, id, sweep) => events.resolve(storage, id, sweep),
       report: (r: CopyReport) => {
-        if (r.outcome instanceof Error && this.#suspects.size < MAX_SUSPECTS) this.#suspects.add(path.dirname(r.dest));
+        if (r.outcome instanceof Error && this.#suspects.size < MAX_SUSPECTS) {
+          const dir = path.dirname(r.dest);
+          const rel = path.relative(r.storage.target, dir);
+          if (!rel.startsWith('..') && !path.isAbsolute(rel)) this.#suspects.set(dir, { target: r.storage.target, rel });
+        }
         events.report(r);
       },
       mountState: (storage, mounted) => events.mountState(storage, mounted),
@@ -51,18 +66,17 @@ export class TempSweeper {
   /** One sweep; returns the files removed. A storage whose mount point is not mounted is left alone (G13). */
   async sweep(): Promise<string[]> {
     const removed: string[] = [];
-    const dirs = new Set<string>();
+    const dirs = new Map<string, SweepDir>();
     for (const s of this.storages()) {
       if (s.mountpoint && !(await isMountPoint(s.mountpoint))) continue;
-      dirs.add(s.target);
+      dirs.set(s.target, { target: s.target, rel: '' });
     }
-    const suspects = [...this.#suspects];
-    for (const d of suspects) dirs.add(d);
-    for (const dir of dirs) {
-      const { gone, left } = await this.#sweepDir(dir);
+    for (const [p, d] of [...this.#suspects]) dirs.set(p, d);
+    for (const [p, d] of dirs) {
+      const { gone, left } = await this.#sweepDir(d);
       removed.push(...gone);
       // A directory stays suspect while it holds temp files too young to go.
-      if (!left) this.#suspects.delete(dir);
+      if (!left) this.#suspects.delete(p);
     }
     if (removed.length) {
       this.log.warn({ files: removed.slice(0, 20), count: removed.length },
@@ -71,30 +85,45 @@ export class TempSweeper {
     return removed;
   }
 
-  async #sweepDir(dir: string): Promise<{ gone: string[]; left: boolean }> {
+  async #sweepDir({ target, rel }: SweepDir): Promise<{ gone: string[]; left: boolean }> {
     const gone: string[] = [];
     let left = false;
+    let dir: DirFd;
     let names: string[];
     try {
-      names = await readdir(dir);
-    } catch {
-      return { gone, left }; // not made yet, or gone: nothing to sweep
-    }
-    for (const name of names.filter(isCopyTemp)) {
-      const file = path.join(dir, name);
+      const top = DirFd.open(target);
       try {
-        const st = await lstat(file);
-        if (!st.isFile()) continue; // a link or directory with that name is not ours: never followed, never removed
-        // ctime, not mtime: the copier gives its temp file the source's mtime, however old.
-        if (this.now() - st.ctimeMs < this.maxAgeMs) {
-          left = true;
-          continue;
-        }
-        await unlink(file);
-        gone.push(file);
-      } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: e }, 'cannot remove a stale grimseld temp file');
+        dir = top.walk(rel);
+      } finally {
+        top.close();
       }
+    } catch {
+      return { gone, left }; // not made yet, gone, or a link on the way: nothing of ours to sweep
+    }
+    try {
+      try {
+        names = dir.names();
+      } catch {
+        return { gone, left };
+      }
+      for (const name of names.filter(isCopyTemp)) {
+        const file = dir.show(name);
+        try {
+          const st = await lstat(dir.at(name));
+          if (!st.isFile()) continue; // a link or directory with that name is not ours: never followed, never removed
+          // ctime, not mtime: the copier gives its temp file the source's mtime, however old.
+          if (this.now() - st.ctimeMs < this.maxAgeMs) {
+            left = true;
+            continue;
+          }
+          await unlink(dir.at(name));
+          gone.push(file);
+        } catch (e) {
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file, err: e }, 'cannot remove a stale grimseld temp file');
+        }
+      }
+    } finally {
+      dir.close();
     }
     return { gone, left };
   }

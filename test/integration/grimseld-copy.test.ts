@@ -9,7 +9,7 @@ import { eventually, listFiles } from '../fixtures/files.js';
 import { mountTmpfs } from '../fixtures/tmpfs.js';
 import { copyAtomic, copyMany, SourceChanged } from '../../src/grimseld/copier.js';
 import { CopyThreads } from '../../src/grimseld/copy-threads.js';
-import { UnsafePath } from '../../src/grimseld/safe-path.js';
+import { UnsafePath } from '../../src/common/dir-fd.js';
 
 describe('a copy to a storage (G3)', () => {
   let work: string;
@@ -28,7 +28,7 @@ describe('a copy to a storage (G3)', () => {
       mkdirSync(base);
       const dest = path.join(base, 'u', 'img.cbf');
       const st = statSync(src);
-      const outcome = copyAtomic(src, dest, base, { preserveUid: preserve, preserveGid: preserve }, { size: st.size, mtimeMs: st.mtimeMs });
+      const outcome = copyAtomic(src, path.dirname(src), dest, base, { preserveUid: preserve, preserveGid: preserve }, { size: st.size, mtimeMs: st.mtimeMs });
       assert.deepEqual(outcome, { outcome: 'copied', dest });
       const d = statSync(dest);
       assert.equal(readFileSync(dest, 'utf8'), 'a user file that claims to be a program');
@@ -51,27 +51,27 @@ describe('copy threads (G3, issue 7)', () => {
   afterEach(async () => threads.close());
   after(() => rmSync(work, { recursive: true, force: true }));
 
-  const source = (name: string, text: string): { src: string; expect: { size: number; mtimeMs: number } } => {
+  const source = (name: string, text: string): { src: string; root: string; expect: { size: number; mtimeMs: number } } => {
     const src = path.join(work, 'ramdisk', name);
     mkdirSync(path.dirname(src), { recursive: true });
     writeFileSync(src, text);
     chownSync(src, 4321, 4322);
     utimesSync(src, new Date(1_600_000_000_000), new Date(1_600_000_000_123));
     const st = statSync(src);
-    return { src, expect: { size: st.size, mtimeMs: st.mtimeMs } };
+    return { src, root: path.dirname(src), expect: { size: st.size, mtimeMs: st.mtimeMs } };
   };
 
   it('make the copy, owner and mtime kept, and report a changed source as not worth retrying', async () => {
     threads = new CopyThreads({ base, options: { preserveUid: true, preserveGid: true } });
-    const { src, expect } = source('a.cbf', 'frame 1');
+    const { src, root, expect } = source('a.cbf', 'frame 1');
     const dest = path.join(base, 'u', 'a.cbf');
-    assert.deepEqual(await threads.copy({ src, dest, expect, sweep: false }), { outcome: 'copied', dest });
+    assert.deepEqual(await threads.copy({ src, root, dest, expect, sweep: false }), { outcome: 'copied', dest });
     const d = statSync(dest);
     assert.deepEqual([readFileSync(dest, 'utf8'), d.uid, d.gid], ['frame 1', 4321, 4322]);
     assert.ok(Math.abs(d.mtimeMs - statSync(src).mtimeMs) < 0.001, `mtime ${d.mtimeMs} kept to the microsecond`);
-    assert.deepEqual(await threads.copy({ src, dest, expect, sweep: false }), { outcome: 'identical', dest });
+    assert.deepEqual(await threads.copy({ src, root, dest, expect, sweep: false }), { outcome: 'identical', dest });
     writeFileSync(src, 'frame 1, rewritten');
-    await assert.rejects(threads.copy({ src, dest: path.join(base, 'u', 'b.cbf'), expect, sweep: false }), SourceChanged);
+    await assert.rejects(threads.copy({ src, root, dest: path.join(base, 'u', 'b.cbf'), expect, sweep: false }), SourceChanged);
     assert.equal(readFileSync(dest, 'utf8'), 'frame 1', 'the good copy stays');
   });
 
@@ -79,20 +79,20 @@ describe('copy threads (G3, issue 7)', () => {
     threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false } });
     mkdirSync(path.join(work, 'elsewhere'));
     symlinkSync(path.join(work, 'elsewhere'), path.join(base, 'trap'));
-    const { src, expect } = source('c.cbf', 'frame 3');
-    await assert.rejects(threads.copy({ src, dest: path.join(base, 'trap', 'c.cbf'), expect, sweep: false }),
+    const { src, root, expect } = source('c.cbf', 'frame 3');
+    await assert.rejects(threads.copy({ src, root, dest: path.join(base, 'trap', 'c.cbf'), expect, sweep: false }),
       (e: Error) => e instanceof UnsafePath && e.message.includes(path.join(base, 'trap')));
     assert.deepEqual(readdirSync(path.join(work, 'elsewhere')), []);
   });
 
   it('end a thread that has had nothing to do, and start one again for the next copy', async () => {
     threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false } }, 200);
-    const { src, expect } = source('d.cbf', 'frame 4');
-    await threads.copy({ src, dest: path.join(base, 'v', 'd.cbf'), expect, sweep: false });
+    const { src, root, expect } = source('d.cbf', 'frame 4');
+    await threads.copy({ src, root, dest: path.join(base, 'v', 'd.cbf'), expect, sweep: false });
     assert.equal(threads.size, 1);
     await new Promise((r) => setTimeout(r, 600));
     assert.equal(threads.size, 0, 'an idle copy thread costs memory: it must end');
-    assert.equal((await threads.copy({ src, dest: path.join(base, 'v', 'e.cbf'), expect, sweep: false })).outcome, 'copied');
+    assert.equal((await threads.copy({ src, root, dest: path.join(base, 'v', 'e.cbf'), expect, sweep: false })).outcome, 'copied');
   });
 
   it('run as many copies at once as it is given', async () => {
@@ -117,7 +117,7 @@ describe('a batch of copies (G3, issue 7)', () => {
       const src = path.join(ramdisk, `${n}.cbf`);
       writeFileSync(src, `frame ${n}`);
       const st = statSync(src);
-      return { src, dest: path.join(base, 'u', `${n}.cbf`), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false };
+      return { src, root: ramdisk, dest: path.join(base, 'u', `${n}.cbf`), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false };
     });
     writeFileSync(jobs[2]!.src, 'frame c, rewritten after delivery');
     const outcomes = copyMany(jobs, base, { preserveUid: false, preserveGid: false });
@@ -138,8 +138,8 @@ describe('a batch of copies (G3, issue 7)', () => {
     writeFileSync(b, 'frame b');
     const id = (f: string): { size: number; mtimeMs: number } => { const st = statSync(f); return { size: st.size, mtimeMs: st.mtimeMs }; };
     const jobs = [
-      { src: a, dest: path.join(dir, 'copies', 'a.cbf'), expect: id(a), sweep: false },
-      { src: b, dest: path.join(dir, 'copies', 'b.cbf'), expect: id(b), sweep: false },
+      { src: a, root: dir, dest: path.join(dir, 'copies', 'a.cbf'), expect: id(a), sweep: false },
+      { src: b, root: dir, dest: path.join(dir, 'copies', 'b.cbf'), expect: id(b), sweep: false },
     ];
     let steps = 0;
     const outcomes = copyMany(jobs, dir, { preserveUid: false, preserveGid: false }, () => {
@@ -154,12 +154,12 @@ describe('a batch of copies (G3, issue 7)', () => {
     const dir = path.join(work, 'taken');
     const copies = path.join(dir, 'storage', 'u');
     mkdirSync(copies, { recursive: true });
-    const frame = (name: string, text: string, mtimeMs: number): { src: string; expect: { size: number; mtimeMs: number } } => {
+    const frame = (name: string, text: string, mtimeMs: number): { src: string; root: string; expect: { size: number; mtimeMs: number } } => {
       const src = path.join(dir, name);
       writeFileSync(src, text);
       utimesSync(src, new Date(mtimeMs), new Date(mtimeMs));
       const st = statSync(src);
-      return { src, expect: { size: st.size, mtimeMs: st.mtimeMs } };
+      return { src, root: dir, expect: { size: st.size, mtimeMs: st.mtimeMs } };
     };
     const dest = path.join(copies, 'x_00000.img');
     writeFileSync(dest, 'shift A: frame 0');
@@ -191,12 +191,12 @@ describe('a source that changes size while it is copied (G3, G12)', () => {
   before(() => { work = tempDir('grimseld-resize'); });
   after(() => rmSync(work, { recursive: true, force: true }));
   const opts = { preserveUid: false, preserveGid: false };
-  const job = (name: string, bytes: number): { src: string; dest: string; expect: { size: number; mtimeMs: number }; sweep: boolean } => {
+  const job = (name: string, bytes: number): { src: string; root: string; dest: string; expect: { size: number; mtimeMs: number }; sweep: boolean } => {
     const src = path.join(work, 'ramdisk', name);
     mkdirSync(path.dirname(src), { recursive: true });
     writeFileSync(src, Buffer.alloc(bytes, 1));
     const st = statSync(src);
-    return { src, dest: path.join(work, 'storage', name), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false };
+    return { src, root: path.dirname(src), dest: path.join(work, 'storage', name), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false };
   };
 
   it('ends the copy of a file truncated after its first chunk as a changed source, leaving nothing', () => {
@@ -221,7 +221,7 @@ describe('a source that changes size while it is copied (G3, G12)', () => {
 
   it('ends the copy of a /sys file that reports more bytes than it has', () => {
     const st = statSync('/sys/kernel/uevent_seqnum');
-    const r = copyMany([{ src: '/sys/kernel/uevent_seqnum', dest: path.join(work, 'storage', 'seqnum'), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false }],
+    const r = copyMany([{ src: '/sys/kernel/uevent_seqnum', root: '/sys/kernel', dest: path.join(work, 'storage', 'seqnum'), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false }],
       path.join(work, 'storage'), opts)[0];
     assert.ok(r instanceof SourceChanged, String(r));
   });

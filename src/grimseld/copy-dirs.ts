@@ -1,0 +1,145 @@
+// The directories a batch of copies reads from and writes into (SPEC G3, G4; issue 14 row 2): each reached
+// from a trusted directory one component at a time without following links (common/dir-fd.ts), held open
+// for the batch, and every file of the batch read or written relative to the handle. A user who swaps a
+// directory of theirs for a link after it was opened changes nothing about where the copies go: the handle
+// is the directory, wherever it is now. The storage directories get their owners through the handle too.
+import { fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, type Stats } from 'node:fs';
+import * as path from 'node:path';
+import { components, DirFd, type DirVisit } from '../common/dir-fd.js';
+
+/**
+ * Who owns the directory at `index` below the storage target on the way to a copy's directory: [uid, gid]
+ * (-1 keeps that one), or undefined for root (a directory several shifts share, SPEC G3, F4).
+ */
+export type DirOwnerOf = (index: number) => [number, number] | undefined;
+
+/**
+ * A walk's visit that gives every directory on the way, made or found, the owner `ownerOf` gives it. One
+ * that must be root's and is not (made by the user of an earlier shift, before shared directories were
+ * root's) is given back to root and loses its group and other write bits: otherwise its owner could make,
+ * and later delete, the directories another user's copies go into. fchown and fchmod act on the directory
+ * held, so nothing swapped in meanwhile can receive them.
+ */
+export function ownerVisit(ownerOf: DirOwnerOf): DirVisit {
+  return (dir, st, _made, i) => {
+    const owner = ownerOf(i);
+    if (owner) {
+      const [uid, gid] = owner;
+      if ((uid !== -1 && st.uid !== uid) || (gid !== -1 && st.gid !== gid)) fchownSync(dir.fd, uid, gid);
+      return;
+    }
+    if (st.uid === 0 && st.gid === 0 && (st.mode & 0o022) === 0) return;
+    fchownSync(dir.fd, 0, 0);
+    if ((st.mode & 0o022) !== 0) fchmodSync(dir.fd, st.mode & 0o7755);
+  };
+}
+
+/** A source directory held for a batch, with the stats of the directories from the trusted root to it. */
+export interface SourceDir {
+  dir: DirFd;
+  /** The directory `j` levels below the root (-1: the root, -2: its parent, …); undefined above '/' (or without stats). */
+  statAt(j: number): Stats | undefined;
+  /** How many directories below the root it is. */
+  depth: number;
+}
+
+/**
+ * Owners of the directories a copy goes into, with preserve_uid/gid (G3, G4): each mirrors its counterpart on
+ * the source side. A directory whose source counterpart belongs to the file's owner (the shift's usrdir and
+ * what is below it, which furkad gives the shift) is the owner's; any other (the per-detector directory, a
+ * usrdir's parents, which furkad keeps root's; an operator's directory owned by someone else) is root's, so
+ * a user never owns a directory that another shift's copies go into. grimseld needs no knowledge of usrdir
+ * for this; an `AddFile` path is treated alike. The counterpart of the storage directory `index` levels
+ * below the target is found by going up from the source's directory as far as the copy's directory is
+ * below the target; the source side's stats are those of the directories held (fstat), not paths looked up again.
+ */
+export function ownersAsSource(src: SourceDir, destDepth: number, file: Stats, owner: [number, number]): DirOwnerOf {
+  return (index) => {
+    const st = src.statAt(src.depth - destDepth + index);
+    return st?.isDirectory() && st.uid === file.uid && st.gid === file.gid ? owner : undefined;
+  };
+}
+
+/** Handles held for one batch, by what they were opened for; closed together at its end. */
+export class HeldDirs {
+  #held = new Map<string, DirFd>();
+  #sources = new Map<string, SourceDir>();
+
+  /** `stats`: source directories are walked keeping their stats, for ownersAsSource (preserve_uid/gid). */
+  constructor(private readonly stats: boolean) {}
+
+  /**
+   * The trusted directory `root` (a configured ramdisk or storage target, or the directory before an
+   * operator's `./`), opened as named: links in it are the administrator's. With `make`, created if missing.
+   */
+  root(root: string, make = false): DirFd {
+    const key = `r\0${root}`;
+    let d = this.#held.get(key);
+    if (!d) {
+      try {
+        d = DirFd.open(root);
+      } catch (e) {
+        if (!make || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        mkdirSync(root, { recursive: true, mode: 0o755 });
+        d = DirFd.open(root);
+      }
+      this.#held.set(key, d);
+    }
+    return d;
+  }
+
+  /** Directory `rel` below the trusted `root`, reached without following links. */
+  source(root: string, rel: string): SourceDir {
+    const key = `${root}\0${rel}`;
+    const had = this.#sources.get(key);
+    if (had) return had;
+    const top = this.root(root);
+    const chain: Stats[] = [];
+    const dir = top.walk(rel, false, this.stats ? (_d, st) => { chain.push(st); } : undefined);
+    this.#held.set(`s\0${key}`, dir);
+    let rootStat: Stats | undefined;
+    const held: SourceDir = {
+      dir,
+      depth: depthOf(rel),
+      statAt: (j) => {
+        if (j >= 0) return chain[j];
+        if (j === -1) return (rootStat ??= fstatSync(top.fd));
+        // Above the trusted root: the administrator's directories, looked up by name.
+        let p = root;
+        for (let up = j; up < -1; up++) {
+          const parent = path.dirname(p);
+          if (parent === p) return undefined;
+          p = parent;
+        }
+        return lstatSync(p, { throwIfNoEntry: false });
+      },
+    };
+    this.#sources.set(key, held);
+    return held;
+  }
+
+  /**
+   * Directory `rel` below the storage target `base` (created if missing), made where missing, each directory
+   * on the way passed to `visit` (ownerVisit) when given; `key` tells visits for different owners apart.
+   */
+  storage(base: string, rel: string, visit?: DirVisit, key = ''): DirFd {
+    const k = `d\0${base}\0${rel}\0${key}`;
+    let d = this.#held.get(k);
+    if (!d) {
+      d = this.root(base, true).walk(rel, true, visit);
+      this.#held.set(k, d);
+    }
+    return d;
+  }
+
+  close(): void {
+    for (const d of this.#held.values()) d.close();
+    this.#held.clear();
+    this.#sources.clear();
+  }
+}
+
+/** How many directories `rel` has below its base. */
+export function depthOf(rel: string): number {
+  return components(rel).length;
+}

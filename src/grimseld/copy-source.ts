@@ -1,0 +1,74 @@
+// The file a copy reads (SPEC G3; issue 14 row 2): reached from a trusted directory without following links,
+// opened once, and checked on that descriptor to be the delivered file. Its data, owner, mode and times are
+// all taken from that one descriptor, so a copy never holds one file's bytes under another file's owner:
+// what a user swaps in at the last moment is either refused or copied with its own owner and mode, which
+// lets nobody read what they could not read before.
+import { closeSync, constants, fstatSync, type Stats } from 'node:fs';
+import type { DirFd } from '../common/dir-fd.js';
+
+/**
+ * What the copied file must be: its size and mtime, and, for an original (on the ramdisk or added by an
+ * operator), its inode. An internal copy read for another storage (G6 without links) has no inode recorded.
+ */
+export interface Identity {
+  size: number;
+  mtimeMs: number;
+  ino?: number;
+  dev?: number;
+}
+
+/** The source no longer is the file that was delivered: copying it again cannot help. */
+export class SourceChanged extends Error {}
+
+/** Same size and same mtime (to the millisecond, what every copy path keeps) count as the same file. */
+export function sameFile(a: Pick<Stats, 'size' | 'mtimeMs'>, b: Pick<Stats, 'size' | 'mtimeMs'>): boolean {
+  return a.size === b.size && Math.floor(a.mtimeMs) === Math.floor(b.mtimeMs);
+}
+
+/**
+ * Whether `st` is the file `id` describes. With its inode known, that inode: a hard link to another file
+ * swapped in under the name is another inode. Without (an internal copy on a storage, in a directory the
+ * shift's user owns with preserve_uid), a single link: a hard link the user made to a file of someone else
+ * has at least two (it and the other file's own name), while grimseld's copy has one once its temp name is
+ * gone. Size and mtime alone would let a user who can choose both (touch, truncate on the detector) pass
+ * off a root file of the same size and mtime as theirs.
+ */
+export function isDelivered(st: Stats, id: Identity): boolean {
+  if (!sameFile(st, id)) return false;
+  return id.ino === undefined ? st.nlink === 1 : st.ino === id.ino && st.dev === id.dev;
+}
+
+/** A source open for reading, and what it was when opened. */
+export interface Source {
+  fd: number;
+  st: Stats;
+}
+
+/**
+ * Opens entry `name` of the held directory `dir` for reading: O_NOFOLLOW (a link there is refused, never
+ * followed), O_NONBLOCK (a FIFO swapped in never blocks the thread), O_NOCTTY. The descriptor must be a
+ * regular file and the delivered one (isDelivered); `shown` names it in errors.
+ */
+export function openSource(dir: DirFd, name: string, expect: Identity, shown: string): Source {
+  let fd: number;
+  try {
+    fd = dir.openFile(name, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new SourceChanged(`${shown} is gone`);
+    if (code === 'ELOOP') throw new SourceChanged(`${shown} is a symbolic link now, not the delivered file`);
+    throw e;
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new SourceChanged(`${shown} is not a regular file`);
+    if (!isDelivered(st, expect)) {
+      throw new SourceChanged(`${shown} is not the delivered file any more (${!sameFile(st, expect) ? 'size or mtime changed'
+        : expect.ino === undefined ? `${st.nlink} links to it` : 'another inode'})`);
+    }
+    return { fd, st };
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
+}

@@ -1,0 +1,171 @@
+// A copy against a user who changes their directories while grimseld copies (SPEC G3; issue 14 row 2): the
+// source and the copy's directory are held from the moment they are reached, so a directory swapped for a
+// link, or a hard link to someone else's file swapped in, never makes grimseld copy another file or write
+// elsewhere. The in-process tests swap at a known step of the copy (its progress callback); the last one
+// runs the user's loop of the issue against a stream of copies.
+import { strict as assert } from 'node:assert';
+import { chmodSync, chownSync, existsSync, lstatSync, linkSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync,
+  unlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { copyMany, SourceChanged, type CopyJob } from '../../src/grimseld/copier.js';
+import { flip } from '../fixtures/flip.js';
+
+const opts = { preserveUid: false, preserveGid: false };
+const WHEN = new Date('2026-03-01T12:00:00Z');
+
+describe('a copy while the user swaps their directories (G3, issue 14 row 2)', () => {
+  let root: string;
+  let ramdisk: string;
+  let storage: string;
+  let victim: string;
+  beforeEach(() => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'copier-'));
+    ramdisk = path.join(root, 'ramdisk');
+    storage = path.join(root, 'storage');
+    victim = path.join(root, 'victim');
+    mkdirSync(path.join(ramdisk, 'u', 'run10'), { recursive: true });
+    mkdirSync(victim);
+  });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  /** A file of `text` at `p` with the mtime every file here has, so only content and inode tell them apart. */
+  const file = (p: string, text: string, mode = 0o644): void => {
+    writeFileSync(p, text, { mode });
+    chmodSync(p, mode);
+    utimesSync(p, WHEN, WHEN);
+  };
+  /** A job for `rel` below the ramdisk, as the dispatcher makes one (`ino`: an original; without, a copy read back). */
+  const job = (rel: string, ino: boolean): CopyJob => {
+    const src = path.join(ramdisk, rel);
+    const st = statSync(src);
+    return { src, root: ramdisk, dest: path.join(storage, rel), expect: { size: st.size, mtimeMs: st.mtimeMs, ...(ino ? { ino: st.ino, dev: st.dev } : {}) }, sweep: false };
+  };
+  const secret = 'root only secret!';
+
+  it('reads every file of a batch from the directory it reached, also after that directory became a link', () => {
+    file(path.join(ramdisk, 'u/run10/a.img'), 'image a, long enough');
+    file(path.join(ramdisk, 'u/run10/b.img'), 'the user image b!');
+    // Same name, size and mtime in the victim: only where it is read from tells them apart.
+    file(path.join(victim, 'b.img'), secret, 0o600);
+    const jobs = [job('u/run10/a.img', false), job('u/run10/b.img', false)];
+    let swapped = false;
+    const out = copyMany(jobs, storage, opts, () => {
+      if (swapped) return;
+      swapped = true;
+      renameSync(path.join(ramdisk, 'u/run10'), path.join(ramdisk, 'u/run10.x'));
+      symlinkSync(victim, path.join(ramdisk, 'u/run10'));
+    });
+    assert.deepEqual(out.map((o) => (o instanceof Error ? o.message : o.outcome)), ['copied', 'copied']);
+    assert.equal(readFileSync(path.join(storage, 'u/run10/b.img'), 'utf8'), 'the user image b!', 'the user\'s file, not the victim\'s');
+  });
+
+  it("refuses a hard link to another's file swapped in under the delivered name, by inode or by its second link", () => {
+    file(path.join(victim, 'secret'), secret, 0o600);
+    for (const withIno of [true, false]) {
+      const name = `u/run10/c-${withIno}.img`;
+      file(path.join(ramdisk, name), 'the user image c!'); // as long as the secret
+      const j = job(name, withIno);
+      unlinkSync(j.src);
+      linkSync(path.join(victim, 'secret'), j.src);
+      const [r] = copyMany([j], storage, opts);
+      assert.ok(r instanceof SourceChanged && (withIno ? /another inode/ : /\d links to it/).test(r.message), String(r));
+      assert.ok(!existsSync(j.dest), 'no copy');
+    }
+    assert.equal(existsSync(path.join(storage, 'u')), false, 'nothing made for them');
+  });
+
+  it('refuses a link or a FIFO swapped in for the file, without waiting on the FIFO', () => {
+    file(path.join(ramdisk, 'u/run10/d.img'), 'image d');
+    file(path.join(ramdisk, 'u/run10/e.img'), 'image e');
+    const d = job('u/run10/d.img', true);
+    const e = job('u/run10/e.img', false);
+    unlinkSync(d.src);
+    symlinkSync(path.join(victim, 'anything'), d.src);
+    unlinkSync(e.src);
+    execFileSync('mkfifo', [e.src]);
+    const out = copyMany([d, e], storage, opts);
+    assert.ok(out[0] instanceof SourceChanged && /symbolic link/.test(out[0].message), String(out[0]));
+    assert.ok(out[1] instanceof SourceChanged && /not a regular file/.test(out[1].message), String(out[1]));
+  });
+
+  it('writes a batch into the storage directory it made, also after the user swapped it for a link, and nothing elsewhere', () => {
+    file(path.join(ramdisk, 'u/run10/f.img'), 'image f');
+    file(path.join(ramdisk, 'u/run10/g.img'), 'image g');
+    const jobs = [job('u/run10/f.img', true), job('u/run10/g.img', true)];
+    let swapped = false;
+    const out = copyMany(jobs, storage, opts, () => {
+      if (swapped) return;
+      swapped = true;
+      renameSync(path.join(storage, 'u'), path.join(storage, 'u.moved'));
+      symlinkSync(victim, path.join(storage, 'u'));
+    });
+    assert.deepEqual(out.map((o) => (o instanceof Error ? o.message : o.dest)), jobs.map((j) => j.dest));
+    assert.deepEqual(readdirSync(path.join(storage, 'u.moved/run10')).sort(), ['f.img', 'g.img']);
+    assert.deepEqual(readdirSync(victim), [], 'nothing in the victim');
+  });
+
+  it("never copies another's file while the user flips the run directory with a link to it (the issue's loop)", async function () {
+    this.timeout(30_000);
+    const run = path.join(ramdisk, 'u/run10');
+    const n = 1000;
+    for (let i = 0; i < n; i++) {
+      file(path.join(run, `e_${i}.img`), `user frame ${String(i).padStart(4, '0')}`);
+      file(path.join(victim, `e_${i}.img`), `SECRET fram ${String(i).padStart(4, '0')}`, 0o600); // the same size
+    }
+    // As the dispatcher makes them, before the flipping starts (the delivered inode is known).
+    const jobs = Array.from({ length: n }, (_, i) => job(`u/run10/e_${i}.img`, true));
+    symlinkSync(victim, path.join(ramdisk, 'u/run10.lnk'));
+    const flipper = await flip(run, path.join(ramdisk, 'u/run10.lnk'));
+    const outcomes: Array<string> = [];
+    try {
+      // One file a batch, as a live stream is copied: each walks the directory anew.
+      for (const j of jobs) {
+        const [r] = copyMany([j], storage, opts);
+        outcomes.push(r instanceof Error ? r.message : r!.outcome);
+      }
+    } finally {
+      await flipper.stop();
+    }
+    const leaked = [];
+    for (const dir of ['u/run10', 'u/run10.lnk']) {
+      const d = path.join(storage, dir);
+      for (const f of existsSync(d) ? readdirSync(d) : []) if (readFileSync(path.join(d, f), 'utf8').startsWith('SECRET')) leaked.push(`${dir}/${f}`);
+    }
+    assert.deepEqual(leaked, [], 'no copy holds a secret');
+    assert.ok(outcomes.includes('copied'), `some copies made: ${JSON.stringify(outcomes.slice(0, 20))}`);
+  });
+});
+
+describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", () => {
+  let root: string;
+  beforeEach(() => { root = mkdtempSync(path.join(os.tmpdir(), 'copier-owners-')); });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it("mirror the source directories' owners, also for a directory the user removed and grimseld makes again", () => {
+    const ramdisk = path.join(root, 'ramdisk');
+    const storage = path.join(root, 'storage');
+    const run = path.join(ramdisk, '1mf/500_501/run');
+    mkdirSync(run, { recursive: true });
+    for (const d of ['1mf/500_501', '1mf/500_501/run']) chownSync(path.join(ramdisk, d), 500, 501);
+    const copy = (name: string): void => {
+      const src = path.join(run, name);
+      writeFileSync(src, name);
+      chownSync(src, 500, 501);
+      const st = statSync(src);
+      const [r] = copyMany([{ src, root: ramdisk, dest: path.join(storage, '1mf/500_501/run', name), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false }],
+        storage, { preserveUid: true, preserveGid: true });
+      assert.ok(!(r instanceof Error), String(r));
+    };
+    const owners = (): Array<[number, number]> => ['1mf', '1mf/500_501', '1mf/500_501/run', '1mf/500_501/run/a.img'].map((p) => {
+      const st = lstatSync(path.join(storage, p), { throwIfNoEntry: false });
+      return [st?.uid ?? -1, st?.gid ?? -1];
+    });
+    copy('a.img');
+    assert.deepEqual(owners(), [[0, 0], [500, 501], [500, 501], [500, 501]]);
+    rmSync(path.join(storage, '1mf/500_501/run'), { recursive: true });
+    copy('a.img');
+    assert.deepEqual(owners(), [[0, 0], [500, 501], [500, 501], [500, 501]], 'made again, and given to the user again');
+  });
+});

@@ -1,0 +1,175 @@
+// The reclaimer against a user who swaps their directories (SPEC G5, G6; issue 14 row 3): an original is
+// deleted, or replaced by a link to its copy, only in the directory that was reached and checked, never
+// through a link the user put in its place meanwhile. The swaps come at a known step (while the copy is
+// checked, after the original was) and from the issue's loop.
+import { strict as assert } from 'node:assert';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pino from 'pino';
+import { Journal } from '../../src/grimseld/journal.js';
+import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
+import { ShiftBook } from '../../src/grimseld/shift-book.js';
+import { Storage } from '../../src/grimseld/storage.js';
+import { MessageHub, type Message } from '../../src/grimseld/messages.js';
+import { Reclaimer } from '../../src/grimseld/reclaimer.js';
+import type { StorageConfig } from '../../src/grimseld/config.js';
+import { fillState } from '../../src/grimseld/mounts.js';
+import { flip } from '../fixtures/flip.js';
+
+const WHEN = new Date('2026-03-01T12:00:00Z');
+const log = pino({ level: 'silent' });
+
+describe('the reclaimer while the user swaps their directories (G5, G6, issue 14 row 3)', () => {
+  let root: string;
+  let ramdisk: string;
+  let run: string;
+  let victim: string;
+  let journal: Journal | undefined;
+  beforeEach(() => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'reclaimer-'));
+    ramdisk = path.join(root, 'ramdisk');
+    run = path.join(ramdisk, '1mf/u/run11');
+    victim = path.join(root, 'victim');
+    mkdirSync(run, { recursive: true });
+    mkdirSync(path.join(root, 'internal/1mf/u/run11'), { recursive: true });
+    mkdirSync(victim);
+  });
+  afterEach(async () => {
+    await journal?.close();
+    journal = undefined;
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const write = (p: string, text: string): void => {
+    writeFileSync(p, text);
+    utimesSync(p, WHEN, WHEN);
+  };
+
+  /**
+   * `n` delivered files `g_i` of shift 1 in `run`, each copied to the internal storage, and a root file of the
+   * same name, size and mtime in the victim; a reclaimer for them (not started).
+   */
+  async function world(n: number, createLinks: boolean, fillLimitPercent: number):
+    Promise<{ catalog: Catalog; reclaimer: Reclaimer; messages: Message[]; recs: FileRecord[] }> {
+    const opened = await Journal.open(path.join(root, 'state'));
+    journal = opened.journal;
+    const book = new ShiftBook(['internal'], 50);
+    const catalog = new Catalog(opened.journal, book, ['internal'], ramdisk, false);
+    catalog.replay(opened.records);
+    await catalog.shift(1n, 500, 501);
+    const files: NewFile[] = [];
+    for (let i = 0; i < n; i++) {
+      const rel = `1mf/u/run11/g_${String(i).padStart(3, '0')}`;
+      write(path.join(ramdisk, rel), `user frame ${i}`);
+      write(path.join(root, 'internal', rel), `user frame ${i}`);
+      write(path.join(victim, path.basename(rel)), `ROOT FILE ${i}!`.slice(0, `user frame ${i}`.length));
+      const st = statSync(path.join(ramdisk, rel));
+      files.push({ src: path.join(ramdisk, rel), rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev });
+    }
+    const recs = await catalog.accept(1n, files);
+    await Promise.all(recs.map((rec) => catalog.setCopy(rec, 'internal', 'copied')));
+    const internal = new Storage('internal', { type: 'INTERNAL', target: path.join(root, 'internal') } as StorageConfig, 1,
+      { preserveUid: false, preserveGid: false }, { report: () => undefined, mountState: () => undefined, resolve: () => undefined });
+    const hub = new MessageHub(log);
+    const messages: Message[] = [];
+    hub.subscribe((m) => messages.push(m));
+    const reclaimer = new Reclaimer(catalog, book, internal, undefined, {
+      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5,
+    }, hub, log);
+    return { catalog, reclaimer, messages, recs };
+  }
+
+  /** Runs `reclaimer` until `done` holds (or `ms` pass). */
+  async function runUntil(reclaimer: Reclaimer, done: () => boolean, ms: number): Promise<void> {
+    const stop = new AbortController();
+    const running = reclaimer.run(stop.signal);
+    try {
+      for (const end = Date.now() + ms; !done() && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      stop.abort();
+      await running;
+    }
+  }
+
+  /** The victim's files that are not what they were: deleted, or replaced (by a link). */
+  const harmed = (n: number): string[] => {
+    const out: string[] = [];
+    for (let i = 0; i < n; i++) {
+      const p = path.join(victim, `g_${String(i).padStart(3, '0')}`);
+      const st = lstatSync(p, { throwIfNoEntry: false });
+      if (!st?.isFile() || !readFileSync(p, 'utf8').startsWith('ROOT')) out.push(path.basename(p));
+    }
+    return out;
+  };
+
+  /** Makes the user's move the first time the catalog is asked where a copy is, after the original was checked. */
+  const swapWhenCopyLooked = (catalog: Catalog, nth: number): void => {
+    const relOn = catalog.relOn.bind(catalog);
+    let calls = 0;
+    catalog.relOn = (rec, storage) => {
+      if (++calls === nth) {
+        renameSync(run, `${run}.real`);
+        symlinkSync(victim, run);
+      }
+      return relOn(rec, storage);
+    };
+  };
+
+  it('at a shift change deletes the original in the directory it checked, not in the one the user swapped in after (G5)', async () => {
+    const { catalog, reclaimer, recs } = await world(1, false, 101);
+    swapWhenCopyLooked(catalog, 1);
+    await catalog.shift(2n, 600, 601);
+    reclaimer.shiftStarted();
+    await runUntil(reclaimer, () => !catalog.isLive(recs[0]!), 5000);
+    assert.deepEqual(harmed(1), [], 'the victim\'s file is untouched');
+    assert.deepEqual(readdirSync(`${run}.real`), [], 'the original is deleted where it was');
+  });
+
+  it('replaces the original by a link in the directory it checked (G6)', async function () {
+    if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
+    const { catalog, reclaimer, recs } = await world(1, true, 1);
+    swapWhenCopyLooked(catalog, 2); // the first asks for the link's text
+    await runUntil(reclaimer, () => !catalog.isLive(recs[0]!), 5000); // linked, and so settled
+    assert.deepEqual(harmed(1), [], 'the victim\'s file is not replaced by a link');
+    assert.ok(lstatSync(path.join(`${run}.real`, 'g_000')).isSymbolicLink(), 'the original is replaced where it was');
+    assert.equal(readFileSync(path.join(`${run}.real`, 'g_000'), 'utf8'), 'user frame 0');
+  });
+
+  it("refuses a directory already swapped for a link, naming it, and leaves the original for later (G5)", async () => {
+    const { catalog, reclaimer, messages, recs } = await world(3, false, 101);
+    renameSync(run, `${run}.real`);
+    symlinkSync(victim, run);
+    await catalog.shift(2n, 600, 601);
+    reclaimer.shiftStarted();
+    await runUntil(reclaimer, () => messages.length >= 3, 5000);
+    assert.deepEqual(harmed(3), []);
+    assert.ok(messages.every((m) => m.errcode === 'DEL_ERROR' && /run11: it is a symbolic link/.test(m.longMessage)), JSON.stringify(messages));
+    assert.ok(recs.every((r) => catalog.isLive(r) && r.ramdisk === 'present'), 'not taken as gone');
+  });
+
+  for (const [what, createLinks, limit] of [['deletes at a shift change', false, 101], ['links on a full ramdisk', true, 1]] as const) {
+    it(`never harms another's file while the user flips the directory with a link to it (the issue's loop): ${what}`, async function () {
+      this.timeout(30_000);
+      if (limit === 1 && (await fillState(root)).percent < 1) this.skip();
+      const n = 150;
+      const { catalog, reclaimer, recs } = await world(n, createLinks, limit);
+      symlinkSync(victim, `${run}.lnk`);
+      const flipper = await flip(run, `${run}.lnk`);
+      try {
+        if (!createLinks) {
+          await catalog.shift(2n, 600, 601);
+          reclaimer.shiftStarted();
+        }
+        // G5 makes one pass; the guard goes on until every original is a link.
+        await runUntil(reclaimer, () => recs.every((r) => !catalog.isLive(r) || r.ramdisk !== 'present'), createLinks ? 5000 : 1500);
+      } finally {
+        await flipper.stop();
+      }
+      assert.deepEqual(harmed(n), [], 'every file of the victim as it was');
+      assert.ok(recs.some((r) => !catalog.isLive(r)), 'some originals deleted or linked (the loop let some through)');
+      assert.deepEqual(readdirSync(victim).filter((f) => !f.startsWith('g_')), [], 'no temp link left in the victim');
+      assert.ok(existsSync(run) && lstatSync(run).isDirectory() || lstatSync(`${run}.lnk`).isDirectory());
+    });
+  }
+});
