@@ -54,6 +54,13 @@ export class Checksum {
     return this.hexSync();
   }
 
+  /** Gives the hasher back unused (a transfer that failed half-way): no digest is taken. */
+  discard(): void {
+    if (this.#hasher) idle.push(this.#hasher);
+    this.#hasher = undefined;
+    this.#queued = [];
+  }
+
   /** As hex(), for callers that used prepareChecksums and so never wait (copy threads). */
   hexSync(): string {
     const h = this.#hasher;
