@@ -243,6 +243,10 @@ export class AgentServer {
           if (!stream.destroyed && !stream.closed) {
             stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
           }
+        }, (e: Error) => {
+          // No checksum, no answer: furkad fetches the file again.
+          this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
+          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
         });
       });
     });
