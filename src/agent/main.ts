@@ -12,6 +12,7 @@ import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
 import { NameFilter, words } from './name-filter.js';
 import { AgentServer } from './server.js';
 import { Watcher } from './watcher.js';
+import { prepareChecksums } from '../common/checksum.js';
 
 function statusLine(catalog: Catalog, server: AgentServer): string {
   return `${catalog.known} files known, ${catalog.waiting} being written; ${server.clients} clients connected`;
@@ -30,6 +31,8 @@ async function main(): Promise<number> {
   if (!statSync(config.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`root ${config.root}: not a directory`);
   const root = realpathSync.native(config.root);
 
+  // Hashers made ahead: the first files sent do not wait for WebAssembly to compile (I1).
+  await prepareChecksums(2);
   const catalog = new Catalog(root, new NameFilter(config.exclude), log);
   const server = new AgentServer(catalog, new AllowList(words(config.allow)), log);
   catalog.onAnnounce = (a) => server.announce(a);

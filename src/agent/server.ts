@@ -5,6 +5,8 @@ import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
 import { fileId, type Announcement, type Catalog, type FileEntry } from './catalog.js';
+import { Checksum } from '../common/checksum.js';
+import { checksumTrailer } from '../common/checksum-trailer.js';
 
 export const PROTOCOL = 1;
 
@@ -225,8 +227,24 @@ export class AgentServer {
     closeSync(fd);
     if (stream.destroyed || stream.closed) return;
     stream.on('wantTrailers', () => {
-      // Still the announced file, both after reading and now that the bytes are sent (F2, A4).
-      if (!stream.destroyed && !stream.closed) stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0' });
+      // The checksum of the bytes sent (I1), taken once they are on their way: wantTrailers comes while the last
+      // DATA frame is being queued, so the hash waits for the next turn of the loop, after the frames went to the
+      // socket, and runs while furkad receives them. One pass over the buffer, which is still in the cache.
+      setImmediate(() => {
+        if (stream.destroyed || stream.closed) return;
+        const sum = new Checksum();
+        sum.update(body);
+        void sum.hex().then((hex) => {
+          // Still the announced file, both after reading and now that the bytes are sent (F2, A4).
+          if (!stream.destroyed && !stream.closed) {
+            stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
+          }
+        }, (e: Error) => {
+          // No checksum, no answer: furkad fetches the file again.
+          this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
+          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        });
+      });
     });
     stream.respond({
       ':status': 200,

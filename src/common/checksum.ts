@@ -12,6 +12,7 @@
 // and 20 alike), has no dependencies and is kept up to date; node:crypto has no xxHash.
 import { createXXHash128, type IHasher } from 'hash-wasm';
 import { closeSync, openSync, readSync, constants } from 'node:fs';
+import type { FileHandle } from 'node:fs/promises';
 
 /** The algorithm's name as it is written next to each checksum (`xxh128:<hex>`). */
 export const ALGORITHM = 'xxh128';
@@ -54,6 +55,13 @@ export class Checksum {
     return this.hexSync();
   }
 
+  /** Gives the hasher back unused (a transfer that failed half-way): no digest is taken. */
+  discard(): void {
+    if (this.#hasher) idle.push(this.#hasher);
+    this.#hasher = undefined;
+    this.#queued = [];
+  }
+
   /** As hex(), for callers that used prepareChecksums and so never wait (copy threads). */
   hexSync(): string {
     const h = this.#hasher;
@@ -85,6 +93,19 @@ export async function checksumOfFd(fd: number, buf: Buffer = Buffer.allocUnsafe(
     if (n === 0) break;
     sum.update(buf.subarray(0, n));
     pos += n;
+  }
+  return sum.hex();
+}
+
+/** As checksumOfFd, reading through the thread pool: for a daemon whose loop must not wait on a large file. */
+export async function checksumOfHandle(fh: FileHandle, buf: Buffer = Buffer.allocUnsafe(1 << 20)): Promise<string> {
+  const sum = new Checksum();
+  let pos = 0;
+  for (;;) {
+    const { bytesRead } = await fh.read(buf, 0, buf.length, pos);
+    if (bytesRead === 0) break;
+    sum.update(buf.subarray(0, bytesRead));
+    pos += bytesRead;
   }
   return sum.hex();
 }

@@ -2,10 +2,16 @@
 import * as dbus from 'dbus-next';
 import { named } from './errors.js';
 
+/**
+ * One delivered file as it crosses the bus (`(sss)`): its marked path ('./'), the checksum it arrived with
+ * (`xxh128:<hex>`, I1; '' when unknown) and the id of the detector it came from.
+ */
+export type DeliveredFile = [path: string, checksum: string, detector: string];
+
 export interface IntakeService {
   shiftStarted(usertime: bigint, uid: number, gid: number): Promise<void>;
   /** Resolves once grimseld has journaled the files (G12): only then may furkad forget them. */
-  delivered(usertime: bigint, uid: number, gid: number, paths: string[]): Promise<void>;
+  delivered(usertime: bigint, uid: number, gid: number, files: DeliveredFile[]): Promise<void>;
 }
 
 export class IntakeInterface extends dbus.interface.Interface {
@@ -18,15 +24,19 @@ export class IntakeInterface extends dbus.interface.Interface {
   }
 
   /** The reply is sent once grimseld has taken responsibility for the files. */
-  Delivered(usertime: bigint, uid: number, gid: number, paths: string[]): Promise<void> {
-    return named(() => this.service.delivered(usertime, uid, gid, paths));
+  Delivered(usertime: bigint, uid: number, gid: number, files: DeliveredFile[]): Promise<void> {
+    return named(() => this.service.delivered(usertime, uid, gid, files));
   }
 }
 
-/** Its methods, also handed to exportInterface, which refuses a call with other argument types by name. */
+/**
+ * Its methods, also handed to exportInterface, which refuses a call with other argument types by name.
+ * Delivered was `tuuas` (paths only) before files carried their checksums: furkad and grimseld ship and are
+ * restarted together, and a furkad of the old kind keeps its files in its outbox until it is replaced.
+ */
 export const INTAKE_METHODS = {
   ShiftStarted: { inSignature: 'tuu', outSignature: '' },
-  Delivered: { inSignature: 'tuuas', outSignature: '' },
+  Delivered: { inSignature: 'tuua(sss)', outSignature: '' },
 } as const;
 
 IntakeInterface.configureMembers({

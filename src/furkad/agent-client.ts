@@ -6,6 +6,8 @@ import * as net from 'node:net';
 import { closeSync, constants, openSync, writeSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
+import { Checksum } from '../common/checksum.js';
+import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
 
 /** A complete file the agent announced: `path` is relative to the detector's source directory. */
 export interface Announced {
@@ -20,6 +22,10 @@ export interface Announced {
 export interface Fetched {
   bytes: number;
   unchanged: boolean;
+  /** The checksum (hex) of the bytes received, taken as they were written: no second read (I2). */
+  checksum: string;
+  /** The checksum the agent sent with them (I1). */
+  sent: SentChecksum;
 }
 
 /** An answer the agent gives that is not a transport failure: the file is gone or changed (404, 410). */
@@ -142,7 +148,8 @@ export class AgentClient extends EventEmitter {
   /**
    * Streams the file `id` into `dest` (created, must not exist). A file the agent no longer has throws FileGone.
    * Each chunk is written synchronously: `dest` is on the PPU ramdisk (tmpfs), where a write is a memory copy of
-   * microseconds, far less than a round trip through libuv's thread pool per 16 KiB frame.
+   * microseconds, far less than a round trip through libuv's thread pool per 16 KiB frame. Each chunk is
+   * hashed as it is written; comparing with the agent's checksum is the caller's (agent-transport.ts).
    */
   fetch(id: string, dest: string): Promise<Fetched> {
     const session = this.#session;
@@ -159,6 +166,8 @@ export class AgentClient extends EventEmitter {
       req.setTimeout(REQUEST_TIMEOUT_MS, () => req.close(http2.constants.NGHTTP2_CANCEL));
       let bytes = 0;
       let unchanged = false;
+      let sent: SentChecksum = { absent: true };
+      const sum = new Checksum();
       let failed: Error | undefined;
       const close = (): void => {
         if (fd === undefined) return;
@@ -171,6 +180,7 @@ export class AgentClient extends EventEmitter {
         if (failed) return;
         failed = e;
         close();
+        sum.discard();
         req.close(http2.constants.NGHTTP2_CANCEL);
         void unlink(dest).catch(() => undefined).then(() => reject(e));
       };
@@ -179,11 +189,15 @@ export class AgentClient extends EventEmitter {
         if (status === 404 || status === 410) fail(new FileGone(`the agent no longer has ${id} (HTTP ${status})`));
         else if (status !== 200) fail(new Error(`the agent answered HTTP ${status} for ${id}`));
       });
-      req.on('trailers', (trailers) => { unchanged = trailers['x-furka-unchanged'] === '1'; });
+      req.on('trailers', (trailers) => {
+        unchanged = trailers['x-furka-unchanged'] === '1';
+        sent = sentChecksum(trailers);
+      });
       req.on('data', (b: Buffer) => {
         if (failed || fd === undefined) return;
         try {
           for (let done = 0; done < b.length;) done += writeSync(fd, b, done, b.length - done);
+          sum.update(b);
           bytes += b.length;
         } catch (e) {
           fail(e as Error);
@@ -202,7 +216,7 @@ export class AgentClient extends EventEmitter {
           return;
         }
         close();
-        resolve({ bytes, unchanged });
+        sum.hex().then((checksum) => resolve({ bytes, unchanged, checksum, sent }), reject);
       });
     });
   }

@@ -1,9 +1,13 @@
 // The agent transport: files the detector's furka-agent announces as complete (the kernel said so) are fetched
 // over one HTTP/2 connection into staging, placed by the loop, and acknowledged so the agent deletes their
 // sources (SPEC A2–A5, docs/agent-protocol.md). No polling: a run starts when something was announced.
-import { chown, mkdir, readdir, rm, unlink, utimes, chmod } from 'node:fs/promises';
+import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
+import { closeSync, constants, fchmodSync, fchownSync, futimesSync, openSync } from 'node:fs';
 import * as path from 'node:path';
 import { AgentClient, FileGone, type Announced } from './agent-client.js';
+import { arrival, shownSent } from '../common/checksum-trailer.js';
+import { tagged } from '../common/checksum.js';
+import { StagedProvenance } from './staged-provenance.js';
 import type { AgentPlaced } from './agent-placed.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
@@ -12,6 +16,14 @@ import { wakeOrAbort } from '../common/abort.js';
 
 /** Files fetched at once on the one connection: enough to keep it busy, few enough to place promptly. */
 const IN_FLIGHT = 8;
+/**
+ * A file that arrived damaged is fetched again: the first time by the next run, then after a pause that
+ * doubles from the first to the last of these (ms) while it keeps arriving damaged (I2).
+ */
+const REFETCH_MS = [100, 10_000] as const;
+
+/** #fetchOne's answer for a file whose bytes arrived other than the agent sent them. */
+const DAMAGED = Symbol('damaged');
 
 /** An announcement waiting to be taken, and when furkad learned of it (A5: that decides its shift). */
 interface Waiting extends Announced {
@@ -28,18 +40,46 @@ export class AgentTransport implements Transport {
   #setAside = new Map<string, string>();
   #wake: (() => void) | undefined;
   #lastDown = '';
+  /** Files (by id) whose last fetch arrived damaged: how often in a row, and not to be fetched before when (I2). */
+  #damaged = new Map<string, { times: number; notBefore: number }>();
+  /** This connection's agent sends no checksum furkad can check against: said once per connection. */
+  #saidUnchecked = false;
+  readonly #provenance: StagedProvenance;
 
   constructor(
     readonly id: string,
     private readonly placedStore: AgentPlaced,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#provenance = new StagedProvenance(id, log);
+  }
 
-  /** Resolves once something was announced, the connection went down (the next run reconnects) or `signal` aborts. */
+  /**
+   * Resolves once something was announced, the connection went down (the next run reconnects), a damaged
+   * file's pause is over, or `signal` aborts.
+   */
   async waitForWork(signal: AbortSignal): Promise<void> {
-    if (this.#waiting.size > 0 || !this.#client?.connected) return;
-    await wakeOrAbort((wake) => { this.#wake = wake; }, signal);
+    const wait = this.#untilReady();
+    if (wait === 0 || !this.#client?.connected) return;
+    let timer: NodeJS.Timeout | undefined;
+    await wakeOrAbort((wake) => {
+      this.#wake = wake;
+      if (wait < Infinity) timer = setTimeout(wake, wait);
+    }, signal);
+    clearTimeout(timer);
     this.#wake = undefined;
+  }
+
+  /** ms until a waiting file may be fetched: 0 now, Infinity when none is waiting. */
+  #untilReady(): number {
+    const now = performance.now();
+    let wait = Infinity;
+    for (const w of this.#waiting.values()) {
+      const notBefore = this.#damaged.get(w.id)?.notBefore ?? 0;
+      if (notBefore <= now) return 0;
+      wait = Math.min(wait, notBefore - now);
+    }
+    return wait;
   }
 
   pendingSince(since: number): boolean {
@@ -56,7 +96,8 @@ export class AgentTransport implements Transport {
     }
     // A5: what was announced before this run started belongs to the shift of this run.
     const started = performance.now();
-    const batch = [...this.#waiting.values()].filter((w) => w.learnedAt <= started);
+    // A file that arrived damaged waits out its pause (I2), still announced, in the shift of when it was learned.
+    const batch = [...this.#waiting.values()].filter((w) => w.learnedAt <= started && (this.#damaged.get(w.id)?.notBefore ?? 0) <= started);
     for (const w of batch) this.#waiting.delete(w.path);
     const again = batch.filter((w) => this.placedStore.has(this.id, w.id));
     // Placed before a crash or a lost connection, acknowledgement unanswered: acknowledge, never place twice (A4).
@@ -73,12 +114,15 @@ export class AgentTransport implements Transport {
         const w = queue.shift();
         if (!w) break;
         try {
-          if (await this.#fetchOne(ctx, w)) {
+          const got = await this.#fetchOne(ctx, w);
+          if (got === DAMAGED) {
+            this.#fetchAgain(w);
+          } else if (got !== undefined) {
             transferred++;
             bytes += w.size;
             // Known before complete() returns: the loop calls afterPlaced from inside it.
             this.#placedIds.set(w.path, w.id);
-            const placed = await ctx.complete([w.path]);
+            const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
             if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placedIds.delete(w.path);
           }
@@ -136,6 +180,8 @@ export class AgentTransport implements Transport {
     if (this.#client?.connected && this.#client.url === url && this.#client.source === a.source) return;
     this.#client?.close();
     this.#waiting.clear();
+    this.#damaged.clear();
+    this.#saidUnchecked = false;
     const client = new AgentClient(url, a.source);
     // Ids announced since this connection opened: once the agent has listed everything (synced), an id placed
     // here whose acknowledgement was never answered and that the agent no longer has is settled. Otherwise it
@@ -162,8 +208,12 @@ export class AgentTransport implements Transport {
     this.#lastDown = '';
   }
 
-  /** Fetches one announced file into staging with the shift's owner and the source's mtime; false if it is not to be placed. */
-  async #fetchOne(ctx: RunContext, w: Waiting): Promise<boolean> {
+  /**
+   * Fetches one announced file into staging, checks it against the agent's checksum (I2), and gives it the
+   * shift's owner, the source's mtime and its provenance (I3). Returns its checksum (hex); undefined if it is
+   * not to be placed (changed or gone at the source), DAMAGED if it arrived other than sent.
+   */
+  async #fetchOne(ctx: RunContext, w: Waiting): Promise<string | undefined | typeof DAMAGED> {
     const staged = path.join(ctx.staging, w.path);
     await mkdir(path.dirname(staged), { recursive: true, mode: 0o700 });
     await unlink(staged).catch(() => undefined);
@@ -171,20 +221,60 @@ export class AgentTransport implements Transport {
     try {
       got = await this.#client!.fetch(w.id, staged);
     } catch (e) {
-      if (e instanceof FileGone) return false; // changed or gone: a changed file is announced again when complete
+      if (e instanceof FileGone) {
+        this.#damaged.delete(w.id);
+        return undefined; // changed or gone: a changed file is announced again when complete
+      }
       throw e;
     }
     if (!got.unchanged || got.bytes !== w.size) {
       // It changed while it was sent (F2): not this file. The agent announces it again once complete.
       await unlink(staged).catch(() => undefined);
-      return false;
+      this.#damaged.delete(w.id);
+      return undefined;
     }
-    // As rsync without --perms gives a new file: the source's bits less the umask's, never set-id (F3).
-    await chmod(staged, w.mode & 0o755);
-    await chown(staged, ctx.shift.uid, ctx.shift.gid);
-    const seconds = Number(w.mtimeNs / 1000n) / 1e6;
-    await utimes(staged, seconds, seconds);
-    return true;
+    const verdict = arrival(got.sent, got.checksum);
+    if (verdict === 'mismatch') {
+      // Never placed, never acknowledged: the source stays on the detector, and is fetched again (#fetchAgain).
+      await unlink(staged).catch(() => undefined);
+      this.log.error({ detector: this.id, file: w.path, id: w.id, sent: shownSent(got.sent), received: tagged(got.checksum), size: w.size },
+        "a file arrived damaged: its checksum is not the agent's; dropped, not placed, its source kept, fetched again");
+      return DAMAGED;
+    }
+    if (verdict === 'unchecked' && !this.#saidUnchecked) {
+      this.#saidUnchecked = true;
+      this.log.warn({ detector: this.id, agent: this.#client!.url, sent: shownSent(got.sent) }, 'the agent sends no checksum furkad can check ' +
+        '(an older furka-agent?): files from it are not checked on arrival; furkad computes their checksums from what it received (said once per connection)');
+    }
+    this.#damaged.delete(w.id);
+    // One descriptor for the rest: as rsync without --perms gives a new file, the source's bits less the
+    // umask's, never set-id (F3); the shift's owner; the source's mtime; then the provenance (I3).
+    const fd = openSync(staged, constants.O_RDONLY | constants.O_NOFOLLOW);
+    try {
+      fchmodSync(fd, w.mode & 0o755);
+      fchownSync(fd, ctx.shift.uid, ctx.shift.gid);
+      const seconds = Number(w.mtimeNs / 1000n) / 1e6;
+      futimesSync(fd, seconds, seconds);
+      this.#provenance.write(fd, got.checksum, ctx.shift, w.path);
+    } finally {
+      closeSync(fd);
+    }
+    return got.checksum;
+  }
+
+  /**
+   * A file that arrived damaged waits again, with the time furkad first learned of it (A5): fetched by the
+   * next run, and after a growing pause if it keeps arriving damaged, on this connection: nothing announces it
+   * again, since at the source it did not change (I2).
+   */
+  #fetchAgain(w: Waiting): void {
+    const d = this.#damaged.get(w.id) ?? { times: 0, notBefore: 0 };
+    d.times++;
+    d.notBefore = performance.now() + (d.times === 1 ? 0 : Math.min(REFETCH_MS[0] * 2 ** (d.times - 2), REFETCH_MS[1]));
+    this.#damaged.set(w.id, d);
+    // Unless the agent announced a newer version of that path meanwhile.
+    if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
+    this.#wake?.();
   }
 
   async #ack(ids: string[]): Promise<void> {

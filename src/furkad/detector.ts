@@ -12,6 +12,7 @@ import { ShiftDir } from './shift-dir.js';
 import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
 import type { Placed, RunContext, RunOutcome, Transport, Verdict } from './transport.js';
+import type { DeliveredFile } from '../dbus/intake-interface.js';
 
 /** After each run: transferring = it moved files, idle = nothing new; retrying = backing off after an outage;
  *  down = a configuration error the transport will not get over by itself (retried at the longest interval). */
@@ -77,6 +78,8 @@ interface LeftBehind {
 /** A file offered by `complete()`, and how to tell its caller what became of it. */
 interface Offer {
   rel: string;
+  /** As it arrived (I1), '' when unknown. */
+  checksum: string;
   done: (how: keyof Placed | 'unnoted') => void;
 }
 
@@ -220,7 +223,8 @@ export class DetectorLoop {
     const before = this.#leftBehindNote();
     for (const lb of [...this.#leftBehind]) {
       const offers = [...lb.rels];
-      const marked = (rels: string[]): string[] => rels.map((r) => deliveredPath(lb.target, lb.shift.usrdir, r));
+      // Handed over without their checksums: the ones they arrived with are on the files (I3), not here.
+      const marked = (rels: string[]): DeliveredFile[] => rels.map((r) => [deliveredPath(lb.target, lb.shift.usrdir, r), '', this.id]);
       const noted = this.handover.intend(lb.shift.usertime, lb.shift.uid, lb.shift.gid, marked(offers));
       const placed: string[] = [];
       const names: string[] = [];
@@ -380,8 +384,8 @@ export class DetectorLoop {
     const ctx: RunContext = {
       shift, assignment: a, staging, dir, signal: this.#signal,
       wantsEnd: () => this.#ending || this.#signal.aborted,
-      complete: (rels) => offer(batches, rels),
-      completeInPlace: async (rels) => { placed += await this.#handOver(shift, a, rels.map((rel) => ({ rel, done: () => {} }))); },
+      complete: (rels, checksums) => offer(batches, rels, checksums),
+      completeInPlace: async (rels) => { placed += await this.#handOver(shift, a, rels.map((rel) => ({ rel, checksum: '', done: () => {} }))); },
     };
     try {
       if (!this.#dirReady) await this.#prepare(ctx);
@@ -432,13 +436,14 @@ export class DetectorLoop {
    */
   async #handOver(shift: Shift, a: Assignment, offers: Offer[], staging?: string, dir?: ShiftDir): Promise<number> {
     if (offers.length === 0) return 0;
-    const marked = (rels: string[]): string[] => rels.map((f) => deliveredPath(a.target, shift.usrdir, f));
+    const marked = (o: Offer, rel = o.rel): DeliveredFile => [deliveredPath(a.target, shift.usrdir, rel), o.checksum, this.id];
     // Noted before anything gets its final name: a furkad killed after placing re-sends them at its next start.
-    const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid, marked(offers.map((o) => o.rel)));
+    const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid, offers.map((o) => marked(o)));
     const names = new Map<string, string>();
     const outcomes = staging && dir ? await this.#promote(staging, dir, offers, names) : offers.map(() => 'placed' as const);
-    const files = offers.filter((_, i) => outcomes[i] === 'placed').map((o) => o.rel);
-    this.handover.delivered(shift.usertime, shift.uid, shift.gid, marked(files.map((f) => names.get(f) ?? f)), noted);
+    const placedOffers = offers.filter((_, i) => outcomes[i] === 'placed');
+    const files = placedOffers.map((o) => o.rel);
+    this.handover.delivered(shift.usertime, shift.uid, shift.gid, placedOffers.map((o) => marked(o, names.get(o.rel) ?? o.rel)), noted);
     if (files.length > 0) {
       this.stats.files += files.length;
       this.onChange();
@@ -545,7 +550,7 @@ async function checkStagingRoot(top: string, missing: 'missing is fine' | 'must 
 }
 
 /** Queues `rels` for placing; resolves once each of them has been dealt with. */
-function offer(batches: Batches<Offer>, rels: string[]): Promise<Placed> {
+function offer(batches: Batches<Offer>, rels: string[], checksums?: ReadonlyMap<string, string>): Promise<Placed> {
   const result: Placed = { placed: [], failed: [], gone: [] };
   if (rels.length === 0) return Promise.resolve(result);
   return new Promise((resolve) => {
@@ -554,6 +559,7 @@ function offer(batches: Batches<Offer>, rels: string[]): Promise<Placed> {
       let settled = false;
       return {
         rel,
+        checksum: checksums?.get(rel) ?? '',
         done: (how) => {
           if (settled) return;
           settled = true;

@@ -3,6 +3,7 @@
 // for ever: each has a deadline, and a change of grimseld's bus owner ends the wait for the old one at once.
 import type { ClientInterface } from 'dbus-next';
 import { callMethod, within, type MessageBus } from '../dbus/bus.js';
+import type { DeliveredFile } from '../dbus/intake-interface.js';
 import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
 import { wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
@@ -11,9 +12,9 @@ import { isNumberedName } from '../common/numbered-name.js';
 
 export type HandoverEvent =
   | { kind: 'shift'; usertime: bigint; uid: number; gid: number }
-  | { kind: 'files'; usertime: bigint; uid: number; gid: number; paths: string[]; ids: number[] };
+  | { kind: 'files'; usertime: bigint; uid: number; gid: number; files: DeliveredFile[]; ids: number[] };
 
-/** At most this many paths in one call: keeps each D-Bus message well below the bus limits. */
+/** At most this many files in one call: keeps each D-Bus message well below the bus limits (~0.4 MB). */
 const MAX_BATCH = 2000;
 /**
  * How long one call may go unanswered before it is abandoned and sent again. Delivered is answered once
@@ -53,22 +54,22 @@ export class Handover {
     this.#push({ kind: 'shift', usertime, uid, gid });
   }
 
-  /** Notes files in the outbox before they are placed under their final names (see Outbox). */
-  intend(usertime: bigint, uid: number, gid: number, paths: string[]): number | undefined {
-    return paths.length > 0 ? this.outbox.note(usertime, uid, gid, paths) : undefined;
+  /** Notes files (path, checksum, detector) in the outbox before they are placed under their final names (see Outbox). */
+  intend(usertime: bigint, uid: number, gid: number, files: DeliveredFile[]): number | undefined {
+    return files.length > 0 ? this.outbox.note(usertime, uid, gid, files) : undefined;
   }
 
   /** Queues placed files for grimseld; `id` (from intend) is acknowledged once grimseld has them. */
-  delivered(usertime: bigint, uid: number, gid: number, paths: string[], id?: number): void {
+  delivered(usertime: bigint, uid: number, gid: number, files: DeliveredFile[], id?: number): void {
     const ids = id === undefined ? [] : [id];
     // A file placed beside another under a numbered name: the note must name it, not the other file.
-    if (id !== undefined && paths.some((p) => isNumberedName(p))) this.outbox.placed(id, usertime, uid, gid, paths);
-    if (paths.length === 0) {
+    if (id !== undefined && files.some(([p]) => isNumberedName(p))) this.outbox.placed(id, usertime, uid, gid, files);
+    if (files.length === 0) {
       this.outbox.ack(ids);
       return;
     }
-    this.#pending += paths.length;
-    this.#push({ kind: 'files', usertime, uid, gid, paths, ids });
+    this.#pending += files.length;
+    this.#push({ kind: 'files', usertime, uid, gid, files, ids });
   }
 
   /**
@@ -93,8 +94,8 @@ export class Handover {
     const last = this.#queue[this.#queue.length - 1];
     // Merge consecutive deliveries of one shift into one call (the head may be in flight: not it).
     if (ev.kind === 'files' && last?.kind === 'files' && last.usertime === ev.usertime &&
-        this.#queue.length > 1 && last.paths.length + ev.paths.length <= MAX_BATCH) {
-      last.paths.push(...ev.paths);
+        this.#queue.length > 1 && last.files.length + ev.files.length <= MAX_BATCH) {
+      last.files.push(...ev.files);
       last.ids.push(...ev.ids);
     } else {
       this.#queue.push(ev);
@@ -121,7 +122,7 @@ export class Handover {
         await this.#send(ev);
         this.#queue.shift();
         if (ev.kind === 'files') {
-          this.#pending -= ev.paths.length;
+          this.#pending -= ev.files.length;
           this.outbox.ack(ev.ids);
         }
         if (this.#down) this.log.info('grimseld reachable again; hand-over resumed');
@@ -163,8 +164,8 @@ export class Handover {
       this.#intake ??= await this.#introspect(attempt.signal);
       const call = ev.kind === 'shift'
         ? callMethod(this.#intake, 'ShiftStarted', ev.usertime, ev.uid, ev.gid)
-        : callMethod(this.#intake, 'Delivered', ev.usertime, ev.uid, ev.gid, ev.paths);
-      await within(call, this.callTimeoutMs, ev.kind === 'shift' ? 'ShiftStarted' : `Delivered (${ev.paths.length} files)`, attempt.signal);
+        : callMethod(this.#intake, 'Delivered', ev.usertime, ev.uid, ev.gid, ev.files);
+      await within(call, this.callTimeoutMs, ev.kind === 'shift' ? 'ShiftStarted' : `Delivered (${ev.files.length} files)`, attempt.signal);
     } catch (e) {
       this.#intake = undefined;
       throw e;

@@ -24,6 +24,8 @@ import { FurkadMetrics } from './metrics.js';
 import { MetricsServer } from '../common/metrics-server.js';
 import { TransferGate } from './transfer-gate.js';
 import { checkLicense } from '../common/license.js';
+import { prepareChecksums } from '../common/checksum.js';
+import { initProvenance } from '../common/provenance.js';
 
 function statusLine(shifts: ShiftManager, loops: Map<string, DetectorLoop>, handover: Handover, schedule?: ShiftSchedule): string {
   const s = shifts.shift;
@@ -44,6 +46,8 @@ async function main(): Promise<number> {
   const notifier = new Notifier(log);
   const stop = new AbortController();
 
+  // Hashers made ahead and the attribute module loaded: the first files wait for neither (I1, I3).
+  await Promise.all([prepareChecksums(8), initProvenance()]);
   const bus = connectSystemBus();
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
   // Files an earlier furkad placed but never saw grimseld take go first, in their own (earlier) shift.

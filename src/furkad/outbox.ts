@@ -6,20 +6,24 @@ import { closeSync, openSync, ftruncateSync, writeSync, fstatSync, lstatSync } f
 import { readAppendLog } from '../common/append-log.js';
 import { unmark } from '../common/paths.js';
 import { numberedName, MAX_NUMBERED } from '../common/numbered-name.js';
+import type { DeliveredFile } from '../dbus/intake-interface.js';
 
 export interface Unacked {
   id: number;
   usertime: bigint;
   uid: number;
   gid: number;
-  /** Marked paths ('./') as handed to grimseld. */
-  paths: string[];
+  /** Marked paths ('./') as handed to grimseld, each with its checksum ('' unknown) and detector (I1). */
+  files: DeliveredFile[];
   /** `paths` are the names the files were placed under (not only the names they were to get). */
   placed: boolean;
 }
 
-/** 'd': noted (`p`: as placed, replacing the note of the same id); 'a': acknowledged. */
-type Line = { t: 'd'; id: number; u: string; uid: number; gid: number; paths: string[]; p?: true } | { t: 'a'; id: number };
+/**
+ * 'd': noted (`p`: as placed, replacing the note of the same id); 'a': acknowledged. `c` and `det` are the
+ * files' checksums and detectors, in the order of `paths`; a note written before furkad kept them has neither.
+ */
+type Line = { t: 'd'; id: number; u: string; uid: number; gid: number; paths: string[]; c?: string[]; det?: string[]; p?: true } | { t: 'a'; id: number };
 
 /** Truncate the file once nothing is open and it has grown past this. */
 const COMPACT_BYTES = 1 << 20;
@@ -48,7 +52,10 @@ export class Outbox {
         continue; // a damaged note is skipped, as before; the torn tail is already cut
       }
       maxId = Math.max(maxId, line.id);
-      if (line.t === 'd') noted.set(line.id, { id: line.id, usertime: BigInt(line.u), uid: line.uid, gid: line.gid, paths: line.paths, placed: line.p === true });
+      if (line.t === 'd') {
+        const files = line.paths.map((p, i): DeliveredFile => [p, line.c?.[i] ?? '', line.det?.[i] ?? '']);
+        noted.set(line.id, { id: line.id, usertime: BigInt(line.u), uid: line.uid, gid: line.gid, files, placed: line.p === true });
+      }
       else noted.delete(line.id);
     }
     const fd = openSync(file, 'a');
@@ -56,9 +63,9 @@ export class Outbox {
   }
 
   /** Notes files about to be placed; returns the id to acknowledge them by. */
-  note(usertime: bigint, uid: number, gid: number, paths: string[]): number {
+  note(usertime: bigint, uid: number, gid: number, files: DeliveredFile[]): number {
     const id = this.#nextId++;
-    this.#write({ t: 'd', id, u: String(usertime), uid, gid, paths });
+    this.#write({ t: 'd', id, u: String(usertime), uid, gid, ...columns(files) });
     this.#open.add(id);
     return id;
   }
@@ -68,8 +75,8 @@ export class Outbox {
    * another file (shift-dir.ts): a furkad killed before grimseld took them hands over those, not the names
    * that hold the other files.
    */
-  placed(id: number, usertime: bigint, uid: number, gid: number, paths: string[]): void {
-    if (this.#open.has(id)) this.#write({ t: 'd', id, u: String(usertime), uid, gid, paths, p: true });
+  placed(id: number, usertime: bigint, uid: number, gid: number, files: DeliveredFile[]): void {
+    if (this.#open.has(id)) this.#write({ t: 'd', id, u: String(usertime), uid, gid, ...columns(files), p: true });
   }
 
   ack(ids: number[]): void {
@@ -91,19 +98,30 @@ export class Outbox {
   }
 }
 
+/** A note's files as its line keeps them: paths, and checksums and detectors beside them. */
+function columns(files: DeliveredFile[]): { paths: string[]; c: string[]; det: string[] } {
+  return { paths: files.map((f) => f[0]), c: files.map((f) => f[1]), det: files.map((f) => f[2]) };
+}
+
 /**
  * The files of a note that an earlier furkad placed, to hand over again. A note made before placing names
  * the files as they were to be named: one killed between placing a file under a numbered name and writing
  * that name down (Outbox.placed) left it as `NAME.~N~`, so those that exist are handed over too. grimseld
- * takes a file it already has once (same inode, size, mtime).
+ * takes a file it already has once (same inode, size, mtime). Which of NAME and NAME.~N~ is the file the
+ * note's checksum belongs to is not known then: all of them go without a checksum (grimseld's verification
+ * has nothing to go by for those), rather than one with a checksum of another file.
  */
-export function placedFiles(note: Unacked): string[] {
-  const found = note.paths.filter(isPlacedFile);
-  if (note.placed) return found;
-  for (const p of note.paths) {
-    for (let n = 1; n <= MAX_NUMBERED && isPlacedFile(numberedName(p, n)); n++) found.push(numberedName(p, n));
+export function placedFiles(note: Unacked): DeliveredFile[] {
+  const found = new Map<string, DeliveredFile>();
+  for (const f of note.files) if (isPlacedFile(f[0])) found.set(f[0], f);
+  if (note.placed) return [...found.values()];
+  for (const [p, , detector] of note.files) {
+    for (let n = 1; n <= MAX_NUMBERED && isPlacedFile(numberedName(p, n)); n++) {
+      found.set(numberedName(p, n), [numberedName(p, n), '', detector]);
+      if (found.has(p)) found.set(p, [p, '', detector]);
+    }
   }
-  return [...new Set(found)];
+  return [...found.values()];
 }
 
 /** Whether a noted (marked) path was placed: a regular file under its final name. */

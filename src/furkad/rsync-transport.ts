@@ -7,6 +7,8 @@ import { deliverable, escapeName } from './rsync-names.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { Placed, RunContext, RunOutcome, Transport } from './transport.js';
+import { StagedProvenance } from './staged-provenance.js';
+import { tagged } from '../common/checksum.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -43,8 +45,13 @@ export class RsyncTransport implements Transport {
   #launcher = new RsyncLauncher();
   /** The last run that took everything (not settle mode's limited one): the next run is most likely the same. */
   #lastFullRun: RsyncRun | undefined;
+  readonly #provenance: StagedProvenance;
+  /** Checksums are taken one batch at a time, in the order the batches complete (one read buffer). */
+  #checksumming: Promise<unknown> = Promise.resolve();
 
-  constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number; namesFilter: string }, private readonly log: Logger) {}
+  constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number; namesFilter: string }, private readonly log: Logger) {
+    this.#provenance = new StagedProvenance(id, log);
+  }
 
   async run(ctx: RunContext): Promise<RunOutcome> {
     const a = ctx.assignment;
@@ -83,7 +90,10 @@ export class RsyncTransport implements Transport {
           offered.add(rel);
           this.#heldBack.delete(rel);
         }
-        placing.push(ctx.complete(rels).then((p) => this.#placed(p)));
+        // Each file's checksum from what arrived, and its provenance, before it gets its final name (I1, I3).
+        const sums = this.#checksumming.then(() => this.#checksums(ctx, rels)).catch(() => new Map<string, string>());
+        this.#checksumming = sums;
+        placing.push(sums.then((s) => ctx.complete(rels, s)).then((p) => this.#placed(p)));
       };
       if (a.config.settle_ms > 0) {
         result = await this.#settledRun(ctx.staging, a.config.settle_ms, runWith, place);
@@ -146,6 +156,20 @@ export class RsyncTransport implements Transport {
   #run(run: RsyncRun, onRemoved?: (names: string[]) => void): Promise<RsyncResult> {
     if (!run.only) this.#lastFullRun = run;
     return runRsync(run, undefined, onRemoved, this.#launcher);
+  }
+
+  /**
+   * The checksums of staged files, read from staging, with their provenance written onto them (I1, I3). Over
+   * rsync this covers the PPU side only: what the detector wrote is not known here, rsync's own checks cover
+   * the wire. A file gone or unreadable has none (the loop sorts it out, or it is handed over without one).
+   */
+  async #checksums(ctx: RunContext, rels: string[]): Promise<Map<string, string>> {
+    const sums = new Map<string, string>();
+    for (const rel of rels) {
+      const hex = await this.#provenance.checksumOf(path.join(ctx.staging, rel), ctx.shift, rel);
+      if (hex !== undefined) sums.set(rel, tagged(hex));
+    }
+    return sums;
   }
 
   /** A file that could not be placed is offered again every run; one placed, or gone from staging, no more. */

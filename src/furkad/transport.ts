@@ -52,9 +52,10 @@ export interface RunContext {
   /**
    * These files are complete in `staging`: the loop notes them in the outbox, renames them into `dir` and hands
    * them to grimseld, batched with whatever else arrives meanwhile, while the run goes on (F2, F9). Resolves
-   * once each has been dealt with.
+   * once each has been dealt with. `checksums`: by rel, the checksum each arrived with (`xxh128:<hex>`, I1),
+   * handed to grimseld with it; the transport has written it onto the staged file already (I3).
    */
-  complete(rels: string[]): Promise<Placed>;
+  complete(rels: string[], checksums?: ReadonlyMap<string, string>): Promise<Placed>;
   /** These files were written under their final names by the transport itself (rsync without remove_source):
    *  they are only noted and handed over. */
   completeInPlace(rels: string[]): Promise<void>;

@@ -82,7 +82,8 @@ export class Catalog {
         }
         case 'file': {
           if (this.files.has(r.id)) break;
-          this.#newRecord(r.id, BigInt(r.u), r);
+          // Kept as it was journaled: a restart never recomputes a checksum it knows (I1).
+          this.#newRecord(r.id, BigInt(r.u), { ...r, checksum: r.c, detector: r.det });
           this.#nextId = Math.max(this.#nextId, r.id + 1);
           break;
         }
@@ -274,5 +275,7 @@ export class Catalog {
 }
 
 function fileLine(r: FileRecord): JournalRecord {
-  return { t: 'file', id: r.id, u: String(r.usertime), src: r.src, rel: r.rel, size: r.size, mtimeMs: r.mtimeMs, ino: r.ino, dev: r.dev };
+  const { checksum, detector } = r;
+  return { t: 'file', id: r.id, u: String(r.usertime), src: r.src, rel: r.rel, size: r.size, mtimeMs: r.mtimeMs, ino: r.ino, dev: r.dev,
+    ...(checksum !== undefined ? { c: checksum } : {}), ...(detector !== undefined ? { det: detector } : {}) };
 }

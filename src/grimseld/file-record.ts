@@ -14,6 +14,10 @@ export interface NewFile {
   mtimeMs: number;
   ino: number;
   dev: number;
+  /** The checksum it was delivered with, tagged (`xxh128:<hex>`, I1); none for an operator's file (G8). */
+  checksum?: string | undefined;
+  /** The detector that made it (furkad's id); none for an operator's file. */
+  detector?: string | undefined;
 }
 
 /** Thrown on reading a record after it was settled: its row may already hold another file. */
@@ -58,6 +62,16 @@ export class FileRecord implements NewFile {
 
   get dev(): number {
     return this.store.number(this, 'dev');
+  }
+
+  /** The checksum the file arrived with (`xxh128:<hex>`), to check each copy against (I2); undefined when unknown. */
+  get checksum(): string | undefined {
+    return this.store.checksum(this);
+  }
+
+  /** The detector the file came from, undefined when unknown. */
+  get detector(): string | undefined {
+    return this.store.detector(this);
   }
 
   /** The shift the file belongs to (its start in µs). */

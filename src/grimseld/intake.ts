@@ -7,6 +7,8 @@ import type { Catalog, NewFile } from './catalog.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { ShiftBook } from './shift-book.js';
 import type { MessageHub } from './messages.js';
+import type { DeliveredFile } from '../dbus/intake-interface.js';
+import { untagged } from '../common/checksum.js';
 
 /** How many added paths are checked at once. */
 const INSPECT_AT_ONCE = 64;
@@ -69,19 +71,37 @@ export class Intake {
     }
   }
 
-  /** Files furkad has put on the ramdisk; they are queued for every storage (G2). */
-  async delivered(usertime: bigint, uid: number, gid: number, paths: string[]): Promise<void> {
+  /**
+   * Files furkad has put on the ramdisk; they are queued for every storage (G2), each with the checksum it
+   * arrived with and its detector, kept in its record (I1).
+   */
+  async delivered(usertime: bigint, uid: number, gid: number, delivered: DeliveredFile[]): Promise<void> {
     await this.shiftStarted(usertime, uid, gid);
     const files: NewFile[] = [];
-    for (const p of paths) {
+    for (const [p, checksum, detector] of delivered) {
       try {
-        files.push(await inspect(p));
+        files.push({ ...await inspect(p), ...this.#provenance(p, checksum, detector) });
       } catch (e) {
         this.log.error({ path: p }, `delivered file refused: ${(e as Error).message}`);
       }
     }
     this.#reportOutside(files);
     this.dispatcher.submit(await this.catalog.accept(usertime, files));
+  }
+
+  /**
+   * What a delivery says of a file's origin, as the record keeps it. A checksum grimseld cannot read (another
+   * algorithm, damaged) is not kept, and said: the file is copied all the same, as one without (G12).
+   */
+  #provenance(p: string, checksum: string, detector: string): Pick<NewFile, 'checksum' | 'detector'> {
+    const out: Pick<NewFile, 'checksum' | 'detector'> = {};
+    if (checksum !== '' && untagged(checksum) === undefined) {
+      this.log.warn({ path: p, checksum: checksum.slice(0, 100) }, 'delivered with a checksum grimseld cannot read; taken without one');
+    } else if (checksum !== '') {
+      out.checksum = checksum;
+    }
+    if (detector !== '' && detector.length <= 255 && !CONTROL.test(detector)) out.detector = detector;
+    return out;
   }
 
   /**

@@ -8,7 +8,8 @@ import * as path from 'node:path';
 /** One journal line. `u` is a shift start in µs (as a decimal string: JSON has no 64-bit integers). */
 export type JournalRecord =
   | { t: 'shift'; u: string; uid: number; gid: number; counts?: Record<string, [number, number]> }
-  | { t: 'file'; id: number; u: string; src: string; rel: string; size: number; mtimeMs: number; ino: number; dev: number }
+  /** `c`: the checksum the file was delivered with (`xxh128:<hex>`, I1), `det`: its detector; both absent when unknown. */
+  | { t: 'file'; id: number; u: string; src: string; rel: string; size: number; mtimeMs: number; ino: number; dev: number; c?: string; det?: string }
   /** `rel`: the copy's path below the storage target when it is not the file's own (a numbered name, copier.ts). */
   | { t: 'copied'; id: number; s: string; rel?: string }
   | { t: 'failed'; id: number; s: string; permanent: boolean }

@@ -100,7 +100,7 @@ export class PathTable {
 }
 
 /** A copy of typed array `a` with room for at least `need` elements, and at least half as many again. */
-export function grown<T extends Float64Array | Uint32Array | Uint8Array>(a: T, need: number): T {
+export function grown<T extends Float64Array | Uint32Array | Uint16Array | Uint8Array>(a: T, need: number): T {
   const next = new (a.constructor as new (n: number) => T)(Math.max(need, Math.ceil(a.length * 1.5)));
   next.set(a);
   return next;

@@ -2,7 +2,9 @@
 // object, four boxed numbers, a path string, a Map entry); here a file is a row: its path's bytes and ~75
 // more. Ids are handed out in order, so rows are appended in id order and found by binary search; rows of
 // settled records are dropped once they outnumber the live ones (all at once when none is left live).
+// A checksum is its 16 bytes in a column (a hex string would be ~60), a detector a number naming it.
 import { grown, PathTable } from './path-table.js';
+import { tagged, untagged } from '../common/checksum.js';
 import { FileRecord, RecordGone, type NewFile, type Origin } from './file-record.js';
 import type { PackedStates } from './copy-states.js';
 
@@ -20,6 +22,10 @@ const ORIGINS: readonly Origin[] = ['present', 'linked', 'deleted', 'gone'];
 const ORIGIN_SHIFT = { ramdisk: 0, internal: 2 } as const;
 const ON_RAMDISK = 1 << 4;
 const LIVE = 1 << 5;
+/** The row's checksum bytes are set. */
+const HAS_CHECKSUM = 1 << 6;
+/** XXH3-128: 16 bytes a row. */
+const CHECKSUM_BYTES = 16;
 
 /** Where `rel` starts in `src`, in bytes, when it is the end of it after a '/' (always, for checked paths); else 0. */
 function relOffset(src: string, rel: string): number {
@@ -40,6 +46,13 @@ export class RecordStore {
   /** relOffset() of the row's paths; 0: `rel` is kept in #oddRels. */
   #relAt: Uint32Array = new Uint32Array(INITIAL_ROWS);
   #oddRels = new Map<number, string>();
+  /** The checksum's bytes (I1), valid where the row has HAS_CHECKSUM. */
+  #checksums: Uint8Array = new Uint8Array(INITIAL_ROWS * CHECKSUM_BYTES);
+  /** 1 + the index of the row's detector in #detectorNames; 0: none. */
+  #detectors: Uint16Array = new Uint16Array(INITIAL_ROWS);
+  /** Detector ids as they came (a few; never dropped). */
+  #detectorNames: string[] = [];
+  #detectorIndex = new Map<string, number>();
   /** Small integers (a Smi each: no allocation) up to 15 storages, byte arrays beyond (copy-states.ts). */
   #states: PackedStates[] = [];
   /** The shift's bigint, shared by all of its records. */
@@ -63,7 +76,11 @@ export class RecordStore {
     this.#numbers[n + NUMBERS.mtimeMs] = f.mtimeMs;
     this.#numbers[n + NUMBERS.ino] = f.ino;
     this.#numbers[n + NUMBERS.dev] = f.dev;
-    this.#bits[r] = LIVE | (onRamdisk ? ON_RAMDISK : 0);
+    // A checksum of another algorithm, or malformed, is not kept: the file counts as one without (the intake says so).
+    const sum = f.checksum === undefined ? undefined : untagged(f.checksum);
+    if (sum !== undefined) this.#checksums.set(Buffer.from(sum, 'hex'), r * CHECKSUM_BYTES);
+    this.#detectors[r] = f.detector ? this.#detectorNumber(f.detector) : 0;
+    this.#bits[r] = LIVE | (onRamdisk ? ON_RAMDISK : 0) | (sum !== undefined ? HAS_CHECKSUM : 0);
     this.#relAt[r] = relOffset(f.src, f.rel);
     if (this.#relAt[r] === 0) this.#oddRels.set(id, f.rel);
     this.#states[r] = states;
@@ -141,6 +158,28 @@ export class RecordStore {
     return this.#numbers[this.#rowOf(rec) * NUMBERS_PER_ROW + NUMBERS[field]]!;
   }
 
+  checksum(rec: FileRecord): string | undefined {
+    const r = this.#rowOf(rec);
+    if ((this.#bits[r]! & HAS_CHECKSUM) === 0) return undefined;
+    return tagged(Buffer.from(this.#checksums.buffer, this.#checksums.byteOffset + r * CHECKSUM_BYTES, CHECKSUM_BYTES).toString('hex'));
+  }
+
+  detector(rec: FileRecord): string | undefined {
+    const n = this.#detectors[this.#rowOf(rec)]!;
+    return n === 0 ? undefined : this.#detectorNames[n - 1];
+  }
+
+  /** The number a detector id is kept as (0: too many ids to number, kept as none). */
+  #detectorNumber(id: string): number {
+    let n = this.#detectorIndex.get(id);
+    if (n === undefined) {
+      if (this.#detectorNames.length >= 0xffff) return 0;
+      n = this.#detectorNames.push(id);
+      this.#detectorIndex.set(id, n);
+    }
+    return n;
+  }
+
   usertime(rec: FileRecord): bigint {
     return this.#usertimes[this.#rowOf(rec)]!;
   }
@@ -214,6 +253,8 @@ export class RecordStore {
     this.#numbers = grown(this.#numbers, rows * NUMBERS_PER_ROW);
     this.#bits = grown(this.#bits, rows);
     this.#relAt = grown(this.#relAt, rows);
+    this.#checksums = grown(this.#checksums, rows * CHECKSUM_BYTES);
+    this.#detectors = grown(this.#detectors, rows);
   }
 
   /** Keeps only `rows`, in that order, in columns sized for them. */
@@ -233,6 +274,8 @@ export class RecordStore {
     const numbers = new Float64Array(capacity * NUMBERS_PER_ROW);
     const bits = new Uint8Array(capacity);
     const relAt = new Uint32Array(capacity);
+    const checksums = new Uint8Array(capacity * CHECKSUM_BYTES);
+    const detectors = new Uint16Array(capacity);
     const states: PackedStates[] = [];
     const usertimes: bigint[] = [];
     rows.forEach((r, k) => {
@@ -240,6 +283,8 @@ export class RecordStore {
       numbers.set(this.#numbers.subarray(r * NUMBERS_PER_ROW, (r + 1) * NUMBERS_PER_ROW), k * NUMBERS_PER_ROW);
       bits[k] = this.#bits[r]!;
       relAt[k] = this.#relAt[r]!;
+      checksums.set(this.#checksums.subarray(r * CHECKSUM_BYTES, (r + 1) * CHECKSUM_BYTES), k * CHECKSUM_BYTES);
+      detectors[k] = this.#detectors[r]!;
       states.push(this.#states[r]!);
       usertimes.push(this.#usertimes[r]!);
     });
@@ -248,6 +293,8 @@ export class RecordStore {
     this.#numbers = numbers;
     this.#bits = bits;
     this.#relAt = relAt;
+    this.#checksums = checksums;
+    this.#detectors = detectors;
     this.#states = states;
     this.#usertimes = usertimes;
     this.#rows = n;

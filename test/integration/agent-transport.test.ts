@@ -1,9 +1,16 @@
 // furkad's agent transport against a real furka-agent, run by hand the way the detector loop runs it: a fetch
 // that fails while the connection stays up (the PPU ramdisk full) leaves every untaken file waiting for the next
-// run, never forgotten on the detector (A4, F10).
+// run, never forgotten on the detector (A4, F10); against fake agents, what furkad makes of the checksum sent
+// with each file, or of none (I1, I2).
 import { strict as assert } from 'node:assert';
-import { mkdirSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
+import * as http2 from 'node:http2';
+import type { AddressInfo } from 'node:net';
 import * as path from 'node:path';
+import { Checksum, prepareChecksums } from '../../src/common/checksum.js';
+import { checksumTrailer } from '../../src/common/checksum-trailer.js';
+import { initProvenance, readProvenance } from '../../src/common/provenance.js';
 import { AgentTransport } from '../../src/furkad/agent-transport.js';
 import { AgentPlaced } from '../../src/furkad/agent-placed.js';
 import type { RunContext } from '../../src/furkad/transport.js';
@@ -67,6 +74,149 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
       await eventually(() => readdirSync(detector).length === 0, 10_000, 'every source acknowledged and deleted');
     } finally {
       await t.close();
+    }
+  });
+});
+
+/**
+ * An agent of the protocol (docs/agent-protocol.md) whose file answers a test decides: `trailers(id, body)`
+ * gives the trailers, `damage(id)` says whether to flip a bit of this answer's body on the way.
+ */
+async function fakeAgent(files: Record<string, Buffer>, answer: { checksum: 'none' | 'right'; damage: (id: string) => boolean }) {
+  const requests = { events: 0, file: new Map<string, number>(), acked: [] as string[] };
+  const server = http2.createServer();
+  server.on('stream', (s, h) => {
+    s.on('error', () => undefined); // furkad closing its connection mid-answer
+    const url = new URL(String(h[':path']), 'http://agent');
+    if (url.pathname === '/v1/events') {
+      requests.events++;
+      s.respond({ ':status': 200 });
+      s.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: 1 })}\n`);
+      for (const [id, body] of Object.entries(files)) {
+        s.write(`${JSON.stringify({ t: 'file', id, path: `${id}.cbf`, size: body.length, mtime_ns: '1700000000000000000', mode: 0o644 })}\n`);
+      }
+      s.write(`${JSON.stringify({ t: 'synced' })}\n`);
+    } else if (url.pathname === '/v1/file') {
+      const id = url.searchParams.get('id')!;
+      requests.file.set(id, (requests.file.get(id) ?? 0) + 1);
+      const body = Buffer.from(files[id]!);
+      const sum = new Checksum();
+      sum.update(body);
+      const hex = sum.hexSync();
+      const middle = body.length >> 1;
+      if (answer.damage(id)) body[middle] = body[middle]! ^ 0x01;
+      s.on('wantTrailers', () => s.destroyed || s.closed || s.sendTrailers({ 'x-furka-unchanged': '1', ...(answer.checksum === 'right' ? checksumTrailer(hex) : {}) }));
+      s.respond({ ':status': 200 }, { waitForTrailers: true });
+      s.end(body);
+    } else {
+      let text = '';
+      s.setEncoding('utf8');
+      s.on('data', (t: string) => { text += t; });
+      s.on('end', () => {
+        const ids = (JSON.parse(text) as { ids: string[] }).ids;
+        requests.acked.push(...ids);
+        if (s.destroyed || s.closed) return; // furkad closed its connection meanwhile
+        s.respond({ ':status': 200 });
+        s.end(JSON.stringify({ deleted: ids, kept: [] }));
+      });
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  return { requests, port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(r)) };
+}
+
+describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
+  this.timeout(60_000);
+  let work: string;
+  before(async () => {
+    await prepareChecksums(2);
+    await initProvenance();
+  });
+  beforeEach(() => { work = tempDir('agent-checksums'); });
+  afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+  /** A transport and the loop's part reduced to what it needs; `placed` records each file with its checksum and provenance. */
+  function transportFor(port: number) {
+    const lines: Array<{ level: string; obj: Record<string, unknown>; msg: string }> = [];
+    const at = (level: string) => (obj: Record<string, unknown>, msg: string) => { lines.push({ level, obj, msg }); };
+    const log = { info: at('info'), warn: at('warn'), error: at('error'), debug: () => undefined } as unknown as Logger;
+    const t = new AgentTransport('D1', AgentPlaced.open(path.join(work, 'state')), log);
+    const staging = path.join(work, 'staging');
+    mkdirSync(staging);
+    const placed: Array<{ rel: string; checksum: string | undefined; recorded: string | undefined; detector: string | undefined }> = [];
+    const ctx = {
+      assignment: { config: { remoteIP: '127.0.0.1', port }, source: '/' },
+      shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false,
+      complete: async (rels: string[], checksums?: ReadonlyMap<string, string>) => {
+        for (const rel of rels) {
+          const fd = openSync(path.join(staging, rel), 'r');
+          const p = readProvenance(fd);
+          closeSync(fd);
+          rmSync(path.join(staging, rel));
+          placed.push({ rel, checksum: checksums?.get(rel), recorded: p?.recorded, detector: p?.detector });
+        }
+        t.afterPlaced(rels);
+        return { placed: rels, failed: [], gone: [] };
+      },
+    } as unknown as RunContext;
+    return { t, ctx, placed, lines };
+  }
+
+  const tagOf = (b: Buffer): string => {
+    const sum = new Checksum();
+    sum.update(b);
+    return `xxh128:${sum.hexSync()}`;
+  };
+
+  it('takes files from an agent without checksums, hashing what arrived, and says so once (I1)', async () => {
+    const files = { a: randomBytes(200_000), b: randomBytes(1000) };
+    const agent = await fakeAgent(files, { checksum: 'none', damage: () => false });
+    const { t, ctx, placed, lines } = transportFor(agent.port);
+    try {
+      await t.run(ctx); // connects: the files are announced
+      await eventually(async () => { await t.run(ctx); return placed.length === 2; }, 10_000, 'both files placed');
+      assert.deepEqual(placed.sort((x, y) => x.rel.localeCompare(y.rel)), [
+        { rel: 'a.cbf', checksum: tagOf(files.a), recorded: tagOf(files.a), detector: 'D1' },
+        { rel: 'b.cbf', checksum: tagOf(files.b), recorded: tagOf(files.b), detector: 'D1' },
+      ], "furkad's own checksum, handed over and written onto the file (I3)");
+      assert.equal(lines.filter((l) => /sends no checksum/.test(l.msg)).length, 1, 'said once');
+    } finally {
+      await t.close();
+      await agent.close();
+    }
+  });
+
+  it('drops a file that arrived damaged, never acknowledges it, fetches it again at once on the same connection, then after a pause (I2, A4)', async () => {
+    const files = { c: randomBytes(300_000) };
+    let damaged = 2;
+    const agent = await fakeAgent(files, { checksum: 'right', damage: () => damaged-- > 0 });
+    const { t, ctx, placed, lines } = transportFor(agent.port);
+    try {
+      await t.run(ctx);
+      await eventually(async () => { await t.run(ctx); return (agent.requests.file.get('c') ?? 0) >= 1; }, 10_000, 'the first fetch');
+      assert.equal(placed.length, 0, 'damaged: not placed');
+      const errors = lines.filter((l) => l.level === 'error' && /arrived damaged/.test(l.msg));
+      assert.equal(errors.length, 1);
+      assert.equal(errors[0]!.obj['file'], 'c.cbf');
+      assert.equal(errors[0]!.obj['sent'], tagOf(files.c), "the agent's checksum");
+      assert.notEqual(errors[0]!.obj['received'], tagOf(files.c), 'and the one of what arrived');
+      await t.waitForWork(new AbortController().signal); // at once: it waits again, ready
+      await t.run(ctx);
+      const paused = performance.now(); // the second damaged arrival starts a pause of 100 ms
+      assert.equal(agent.requests.file.get('c'), 2, 'fetched again by the very next run');
+      assert.equal(placed.length, 0, 'damaged again');
+      await t.run(ctx);
+      assert.equal(agent.requests.file.get('c'), 2, 'a second damaged arrival in a row: a pause before the next fetch');
+      await t.waitForWork(new AbortController().signal); // returns once the pause is over, without anything announced
+      assert.ok(performance.now() - paused >= 50, 'the pause was waited for');
+      await t.run(ctx);
+      assert.deepEqual(placed.map((p) => [p.rel, p.checksum]), [['c.cbf', tagOf(files.c)]], 'arrived right the third time, placed once');
+      await eventually(() => agent.requests.acked.length === 1, 5000, 'the acknowledgement');
+      assert.deepEqual(agent.requests.acked, ['c'], 'only the good copy acknowledged');
+      assert.equal(agent.requests.events, 1, 'all on one connection');
+    } finally {
+      await t.close();
+      await agent.close();
     }
   });
 });

@@ -1,6 +1,6 @@
 // furka-agent as a real process on a tmpfs ramdisk: completeness from the kernel, the protocol, the allow list (SPEC A1–A4).
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
+import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
@@ -114,7 +114,7 @@ describe('furka-agent (A1–A4)', function () {
     rmSync(go);
   });
 
-  it('(e) /v1/file sends the bytes with unchanged=1; /v1/ack deletes it, but keeps a file changed since (A3, A4)', async () => {
+  it('(e) /v1/file sends the bytes with unchanged=1 and their checksum; /v1/ack deletes it, but keeps a file changed since (A3, A4, I1)', async () => {
     const data = randomBytes(3 * 1024 * KiB + 17);
     writeFileSync(path.join(root, 'a b,c.cbf'), data);
     writeFileSync(path.join(root, 'changed.cbf'), 'before');
@@ -129,6 +129,8 @@ describe('furka-agent (A1–A4)', function () {
     assert.equal(r.status, 200);
     assert.ok(r.body.equals(data), 'the bytes');
     assert.equal(r.trailers['x-furka-unchanged'], '1');
+    const xxh = execFileSync('xxhsum', ['-H2', path.join(root, 'a b,c.cbf')], { encoding: 'utf8' }).split(/\s+/)[0];
+    assert.equal(r.trailers['x-furka-checksum'], `xxh128:${xxh}`, 'the checksum of the bytes, as xxhsum -H2 gives it (I1)');
     assert.equal(decodeURIComponent(String(r.headers['x-furka-path'])), 'a b,c.cbf');
     assert.equal(r.headers['x-furka-size'], String(data.length));
     assert.equal(r.headers['x-furka-mtime-ns'], a.mtime_ns);

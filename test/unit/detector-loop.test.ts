@@ -12,7 +12,8 @@ import type { Assignment, Shift } from '../../src/furkad/shift.js';
 import type { FurkadConfig } from '../../src/furkad/config.js';
 import type { Logger } from '../../src/common/logger.js';
 import { sleep } from '../../src/common/abort.js';
-import { FakeTransport } from './fake-transport.js';
+import { fakeChecksum, FakeTransport } from './fake-transport.js';
+import type { DeliveredFile } from '../../src/dbus/intake-interface.js';
 
 const uid = process.getuid?.() ?? 0;
 const gid = process.getgid?.() ?? 0;
@@ -29,13 +30,18 @@ class FakeHandover implements LoopHandover {
   delivered_: Array<{ usertime: bigint; paths: string[] }> = [];
   #id = 0;
   constructor(readonly events: string[], private readonly finalPath?: (marked: string) => string) {}
-  intend(usertime: bigint, _uid: number, _gid: number, paths: string[]): number | undefined {
+  /** The checksum each file was handed over with, by marked path (I1). */
+  checksums = new Map<string, string>();
+  intend(usertime: bigint, _uid: number, _gid: number, files: DeliveredFile[]): number | undefined {
+    const paths = files.map((f) => f[0]);
     // Noted before anything has its final name (F2, G12).
     for (const p of paths) if (this.finalPath && existsSync(this.finalPath(p))) this.events.push(`placed before noted ${p}`);
     this.events.push(`intend ${usertime} ${paths.length}`);
     return ++this.#id;
   }
-  delivered(usertime: bigint, _uid: number, _gid: number, paths: string[]): void {
+  delivered(usertime: bigint, _uid: number, _gid: number, files: DeliveredFile[]): void {
+    const paths = files.map((f) => f[0]);
+    for (const [p, c] of files) this.checksums.set(p, c);
     if (paths.length > 0) this.delivered_.push({ usertime, paths });
     this.events.push(`delivered ${usertime} ${paths.length}`);
   }
@@ -175,7 +181,7 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.deepEqual(readdirSync(elsewhere), []);
   });
 
-  it('hands placed files over with their shift, and lets the transport release their sources only once noted (F2, A4)', async () => {
+  it('hands placed files over with their shift, and lets the transport release their sources only once noted (F2, A4, I1)', async () => {
     const events: string[] = [];
     const a = assignment();
     const s = shift([a]);
@@ -214,6 +220,8 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
       { usertime: s.usertime, paths: [deliveredPath(a.target, s.usrdir, 'a.cbf')] },
       { usertime: s.usertime, paths: [deliveredPath(a.target, s.usrdir, 'd/b.cbf')] },
     ]);
+    assert.deepEqual([...handover.checksums], ['a.cbf', 'd/b.cbf'].map((rel) => [deliveredPath(a.target, s.usrdir, rel), fakeChecksum(rel)]),
+      'each with the checksum it arrived with (I1)');
     assert.deepEqual(events, [
       'complete a.cbf d/b.cbf', `intend ${s.usertime} 2`, `delivered ${s.usertime} 1`, 'afterPlaced a.cbf',
       'complete d/b.cbf', `intend ${s.usertime} 1`, `delivered ${s.usertime} 0`,

@@ -22,7 +22,7 @@ describe('directory handles (DirFd)', () => {
       linkSync(path.join(root, 'staged'), run8.at('a.img'));
       renameSync(run8.at('a.img'), run8.at('b.img'));
       assert.equal(run8.lstat('b.img')?.isFile(), true);
-      assert.deepEqual(run8.list(), ['b.img'], 'listed: the directory held, not the victim');
+      assert.deepEqual(run8.names(), ['b.img'], 'listed: the directory held, not the victim');
     }));
     assert.equal(readFileSync(path.join(root, 'u', 'run8x', 'b.img'), 'utf8'), 'image', 'landed in the directory held');
     assert.deepEqual(existsSync(path.join(root, 'victim', 'b.img')), false, 'nothing in the victim');

@@ -5,6 +5,11 @@ import * as path from 'node:path';
 import type { Assignment } from '../../src/furkad/shift.js';
 import type { Placed, RunContext, RunOutcome, Transport, Verdict } from '../../src/furkad/transport.js';
 
+/** The checksum the fake says a file arrived with (I1): one of its own per path. */
+export function fakeChecksum(rel: string): string {
+  return `xxh128:${Buffer.from(rel).toString('hex').padEnd(32, '0').slice(0, 32)}`;
+}
+
 export class FakeTransport implements Transport {
   runs = 0;
   /** Runs in flight now, and the most there ever were (shared between fakes to see a gate at work). */
@@ -38,7 +43,7 @@ export class FakeTransport implements Transport {
       }
       if (files.length > 0) {
         this.events.push(`complete ${files.join(' ')}`);
-        this.placed.push(await ctx.complete(files));
+        this.placed.push(await ctx.complete(files, new Map(files.map((rel) => [rel, fakeChecksum(rel)]))));
       }
       const verdict = this.verdicts.shift() ?? 'ok';
       return { verdict, message: verdict === 'ok' ? '' : `fake ${verdict}`, transferred: files.length, bytes: 10 * files.length };

@@ -17,7 +17,7 @@ class FakeGrimseld {
   constructor(private readonly answers: boolean) {}
   getInterface(): unknown {
     const call = (what: string) => (...args: unknown[]): Promise<void> => {
-      this.calls.push(what === 'Delivered' ? `Delivered ${(args[3] as string[]).join(',')}` : what);
+      this.calls.push(what === 'Delivered' ? `Delivered ${(args[3] as string[][]).map((f) => f.join(' ')).join(',')}` : what);
       return this.answers ? Promise.resolve() : new Promise(() => undefined);
     };
     return { ShiftStarted: call('ShiftStarted'), Delivered: call('Delivered') };
@@ -57,13 +57,13 @@ describe('hand-over to grimseld (G12, F10)', () => {
     const ctl = new AbortController();
     const running = handover.run(ctl.signal);
     handover.shiftStarted(1n, 500, 501);
-    handover.delivered(1n, 500, 501, ['/r/./a']);
+    handover.delivered(1n, 500, 501, [['/r/./a', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
     await until('the first call', () => hung.calls.length === 1);
     handover.grimseldChanged('');
     current = next;
     handover.grimseldChanged(':1.9');
     await until('the queue re-sent to the new grimseld', () => next.calls.length === 2);
-    assert.deepEqual(next.calls, ['ShiftStarted', 'Delivered /r/./a'], 'in order, nothing skipped');
+    assert.deepEqual(next.calls, ['ShiftStarted', 'Delivered /r/./a xxh128:00112233445566778899aabbccddeeff 1MF'], 'in order, nothing skipped, with checksum and detector');
     await handover.drained();
     assert.equal(handover.pending, 0);
     ctl.abort();
@@ -75,7 +75,7 @@ describe('hand-over to grimseld (G12, F10)', () => {
     const handover = new Handover(fakeBus(() => stopped), quiet, outbox, 50);
     const ctl = new AbortController();
     const running = handover.run(ctl.signal);
-    handover.delivered(1n, 500, 501, ['/r/./a']);
+    handover.delivered(1n, 500, 501, [['/r/./a', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
     await until('a second attempt', () => stopped.calls.length >= 2);
     assert.equal(handover.pending, 1, 'still held, not dropped');
     ctl.abort();
@@ -90,7 +90,7 @@ describe('hand-over to grimseld (G12, F10)', () => {
     const handover = new Handover(bus, quiet, outbox, 1000);
     const ctl = new AbortController();
     const running = handover.run(ctl.signal);
-    handover.delivered(1n, 500, 501, ['/r/./a']);
+    handover.delivered(1n, 500, 501, [['/r/./a', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
     await until('five attempts', () => attempts >= 5, 6000);
     const before = attempts;
     await new Promise((r) => setTimeout(r, 2500));

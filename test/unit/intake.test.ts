@@ -5,7 +5,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkMarkedPath, Intake, RejectedPath } from '../../src/grimseld/intake.js';
-import type { Catalog } from '../../src/grimseld/catalog.js';
+import type { Catalog, NewFile } from '../../src/grimseld/catalog.js';
 import type { Dispatcher } from '../../src/grimseld/dispatcher.js';
 import type { ShiftBook } from '../../src/grimseld/shift-book.js';
 import type { Logger } from '../../src/common/logger.js';
@@ -39,6 +39,27 @@ describe('operators\' files and a shift change (G8)', () => {
       book.current = { usertime: 2n }; // furkad's ShiftStarted arrives while the paths are being checked
       assert.deepEqual(await adding, []);
       assert.deepEqual(accepted, [{ usertime: 2n, files: 100 }], 'counted in the new shift, not in the one that ended');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe("furkad's deliveries with their checksums (I1)", () => {
+  it('keeps a readable checksum and the detector with each file, and takes a file with an unreadable one without it', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'intake-'));
+    try {
+      for (const f of ['a', 'b', 'c']) writeFileSync(path.join(dir, `${f}.cbf`), f);
+      const accepted: NewFile[] = [];
+      const catalog = { shift: async () => undefined, isOnRamdisk: () => true, accept: async (_u: bigint, files: NewFile[]) => { accepted.push(...files); return []; } };
+      const warnings: string[] = [];
+      const log = { info: () => undefined, warn: (_o: unknown, m: string) => warnings.push(m), error: () => undefined, debug: () => undefined };
+      const intake = new Intake(catalog as unknown as Catalog, { get: () => ({}) } as unknown as ShiftBook, { submit: () => undefined } as unknown as Dispatcher,
+        { publish: () => undefined } as unknown as MessageHub, log as unknown as Logger, () => undefined);
+      const sum = `xxh128:${'5a'.repeat(16)}`;
+      await intake.delivered(1n, 500, 501, [[`${dir}/./a.cbf`, sum, '1MF'], [`${dir}/./b.cbf`, '', '2MF'], [`${dir}/./c.cbf`, 'md5:abc', '1MF']]);
+      assert.deepEqual(accepted.map((f) => [path.basename(f.src), f.checksum, f.detector]), [['a.cbf', sum, '1MF'], ['b.cbf', undefined, '2MF'], ['c.cbf', undefined, '1MF']]);
+      assert.equal(warnings.filter((w) => /cannot read/.test(w)).length, 1, 'the unreadable checksum is said');
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

@@ -101,6 +101,35 @@ describe('journal and catalog (G12)', () => {
     await b.journal.close();
   });
 
+  it('keeps each file\'s checksum and detector across replay and compaction; an operator\'s file has none (I1, G12)', async () => {
+    const sum = `xxh128:${'0f'.repeat(16)}`;
+    const a = await openCatalog(dir);
+    await a.catalog.shift(5n, 500, 501);
+    const [delivered, added] = await a.catalog.accept(5n, [{ ...file(1), checksum: sum, detector: '1MF' }, file(2)]);
+    assert.deepEqual([delivered!.checksum, delivered!.detector, added!.checksum, added!.detector], [sum, '1MF', undefined, undefined]);
+    await a.journal.close();
+    const lines = readFileSync(path.join(dir, 'journal.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(lines.filter((l) => l['t'] === 'file').map((l) => [l['c'], l['det']]), [[sum, '1MF'], [undefined, undefined]], 'journaled with the file');
+    const check = (c: Catalog, when: string): void => {
+      const one = c.files.latestAt(file(1).src)!;
+      const two = c.files.latestAt(file(2).src)!;
+      assert.deepEqual([one.checksum, one.detector, two.checksum, two.detector], [sum, '1MF', undefined, undefined], when);
+    };
+    const b = await openCatalog(dir);
+    check(b.catalog, 'replayed');
+    await b.journal.compact(() => b.catalog.snapshot());
+    await b.journal.close();
+    const c = await openCatalog(dir);
+    check(c.catalog, 'kept by the snapshot');
+    await c.journal.close();
+    // A journal written before checksums were kept: its files have none, and are taken as they are.
+    writeFileSync(path.join(dir, 'journal.jsonl'), '{"t":"shift","u":"5","uid":500,"gid":501}\n' +
+      '{"t":"file","id":1,"u":"5","src":"/ramdisk/1mf/u/f1.cbf","rel":"1mf/u/f1.cbf","size":101,"mtimeMs":1001,"ino":11,"dev":1}\n');
+    const old = await openCatalog(dir);
+    assert.deepEqual([old.catalog.files.size, old.catalog.files.get(1)!.checksum], [1, undefined]);
+    await old.journal.close();
+  });
+
   it('keeps where a copy got a numbered name beside another file, per storage, across replay and compaction (G3, G5, G12)', async () => {
     const a = await openCatalog(dir);
     await a.catalog.shift(5n, 500, 501);

@@ -4,27 +4,39 @@ import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFile
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Outbox, placedFiles } from '../../src/furkad/outbox.js';
+import type { DeliveredFile } from '../../src/dbus/intake-interface.js';
+
+const SUM_A = `xxh128:${'a'.repeat(32)}`;
+const SUM_B = `xxh128:${'b'.repeat(32)}`;
+const bare = (p: string): DeliveredFile => [p, '', ''];
 
 describe('hand-over outbox (F6, G12)', () => {
   let dir: string;
   beforeEach(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'outbox-')); });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('returns unacknowledged notes after a restart, with their shift, and new ids never collide', () => {
+  it('returns unacknowledged notes after a restart, with their shift, checksums and detector, and new ids never collide (I1)', () => {
     const a = Outbox.open(dir);
-    const one = a.outbox.note(10n, 500, 501, ['/r/./1mf/u/a.cbf']);
-    const two = a.outbox.note(11n, 600, 601, ['/r/./1mf/v/b.cbf', '/r/./1mf/v/c.cbf']);
+    const one = a.outbox.note(10n, 500, 501, [['/r/./1mf/u/a.cbf', SUM_A, '1MF']]);
+    const two = a.outbox.note(11n, 600, 601, [['/r/./1mf/v/b.cbf', SUM_B, '1MF'], ['/r/./1mf/v/c.cbf', '', '1MF']]);
     a.outbox.ack([one]);
     a.outbox.close();
     const b = Outbox.open(dir);
-    assert.deepEqual(b.unacked, [{ id: two, usertime: 11n, uid: 600, gid: 601, paths: ['/r/./1mf/v/b.cbf', '/r/./1mf/v/c.cbf'], placed: false }]);
-    assert.ok(b.outbox.note(12n, 1, 1, ['/x']) > two);
+    assert.deepEqual(b.unacked, [{ id: two, usertime: 11n, uid: 600, gid: 601, files: [['/r/./1mf/v/b.cbf', SUM_B, '1MF'], ['/r/./1mf/v/c.cbf', '', '1MF']], placed: false }]);
+    assert.ok(b.outbox.note(12n, 1, 1, [bare('/x')]) > two);
     b.outbox.close();
+  });
+
+  it('reads a note written before checksums were kept as files without them (I1)', () => {
+    writeFileSync(path.join(dir, 'outbox.jsonl'), '{"t":"d","id":4,"u":"10","uid":500,"gid":501,"paths":["/r/./1mf/u/a.cbf","/r/./1mf/u/b.cbf"]}\n');
+    const { outbox, unacked } = Outbox.open(dir);
+    outbox.close();
+    assert.deepEqual(unacked, [{ id: 4, usertime: 10n, uid: 500, gid: 501, files: [['/r/./1mf/u/a.cbf', '', ''], ['/r/./1mf/u/b.cbf', '', '']], placed: false }]);
   });
 
   it('ignores a torn last line and cuts it off', () => {
     const a = Outbox.open(dir);
-    a.outbox.note(10n, 1, 1, ['/r/./a']);
+    a.outbox.note(10n, 1, 1, [bare('/r/./a')]);
     a.outbox.close();
     appendFileSync(path.join(dir, 'outbox.jsonl'), '{"t":"d","id":9,"u":"1');
     const b = Outbox.open(dir);
@@ -39,15 +51,17 @@ describe('hand-over outbox (F6, G12)', () => {
     for (const f of ['a.img', 'a.img.~1~', 'b.img', 'c.img', 'c.img.~1~']) writeFileSync(path.join(ram, f), f);
     const marked = (f: string): string => `${dir}/ramdisk/./u/${f}`;
     const a = Outbox.open(dir);
-    const one = a.outbox.note(10n, 500, 501, [marked('a.img'), marked('b.img')]);
-    a.outbox.placed(one, 10n, 500, 501, [marked('a.img.~1~'), marked('b.img')]);
+    const one = a.outbox.note(10n, 500, 501, [[marked('a.img'), SUM_A, '1MF'], [marked('b.img'), SUM_B, '1MF']]);
+    a.outbox.placed(one, 10n, 500, 501, [[marked('a.img.~1~'), SUM_A, '1MF'], [marked('b.img'), SUM_B, '1MF']]);
     // Killed after placing c.img.~1~ and before writing that down: the note still says c.img.
-    const two = a.outbox.note(10n, 500, 501, [marked('c.img')]);
+    const two = a.outbox.note(10n, 500, 501, [[marked('c.img'), SUM_A, '1MF']]);
     a.outbox.close();
     const { outbox, unacked } = Outbox.open(dir);
     outbox.close();
     const byId = new Map(unacked.map((u) => [u.id, u]));
-    assert.deepEqual(placedFiles(byId.get(one)!), [marked('a.img.~1~'), marked('b.img')], 'as placed: not a.img, which holds another file');
-    assert.deepEqual(placedFiles(byId.get(two)!), [marked('c.img'), marked('c.img.~1~')], 'the numbered one is not left behind');
+    assert.deepEqual(placedFiles(byId.get(one)!), [[marked('a.img.~1~'), SUM_A, '1MF'], [marked('b.img'), SUM_B, '1MF']],
+      'as placed: not a.img, which holds another file; each with its checksum');
+    assert.deepEqual(placedFiles(byId.get(two)!), [[marked('c.img'), '', '1MF'], [marked('c.img.~1~'), '', '1MF']],
+      'the numbered one is not left behind; which of the two the checksum is of is not known, so neither gets it');
   });
 });

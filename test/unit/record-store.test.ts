@@ -9,13 +9,16 @@ import { allPending, stateAt, withState } from '../../src/grimseld/copy-states.j
 
 const f: NewFile = { src: '/ramdisk/1mf/500_501/a/f.cbf', rel: '1mf/500_501/a/f.cbf', size: 3, mtimeMs: 1700000000123.25, ino: 2 ** 40, dev: 7 };
 
-/** A file of its own for id `id`. */
+/** A file of its own for id `id`; two in three with a checksum and a detector (delivered), the rest without (added, G8). */
 function fileOf(id: number): NewFile {
-  return { src: `/ramdisk/./d${id % 7}/f${id}.cbf`.replace('/./', '/'), rel: `d${id % 7}/f${id}.cbf`, size: id * 10, mtimeMs: id + 0.5, ino: id + 2 ** 33, dev: 64768 };
+  const delivered = id % 3 !== 0 ? { checksum: `xxh128:${id.toString(16).padStart(32, 'f')}`, detector: `${id % 3}MF` } : {};
+  return { src: `/ramdisk/./d${id % 7}/f${id}.cbf`.replace('/./', '/'), rel: `d${id % 7}/f${id}.cbf`, size: id * 10, mtimeMs: id + 0.5, ino: id + 2 ** 33, dev: 64768, ...delivered };
 }
 
 function same(rec: FileRecord, want: NewFile): void {
-  assert.deepEqual({ src: rec.src, rel: rec.rel, size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, want, `record ${rec.id}`);
+  const { checksum, detector } = rec;
+  assert.deepEqual({ src: rec.src, rel: rec.rel, size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev,
+    ...(checksum !== undefined ? { checksum } : {}), ...(detector !== undefined ? { detector } : {}) }, want, `record ${rec.id}`);
 }
 
 describe('record store (issue 7)', () => {
@@ -53,6 +56,25 @@ describe('record store (issue 7)', () => {
     assert.deepEqual([again.ramdisk, again.internal, again.onRamdisk, stateAt(again.states, 39), stateAt(again.states, 0)], ['linked', 'gone', true, 'copied', 'pending']);
     again.ramdisk = 'deleted';
     assert.deepEqual([r.ramdisk, r.internal], ['deleted', 'gone']);
+  });
+
+  it('keeps a checksum as its 16 bytes and gives it back tagged; none for a file without, or of an algorithm it cannot hold (I1)', () => {
+    const store = new RecordStore();
+    const hex = '0123456789abcdef00ff00ff00ff7f80';
+    const a = store.add(1, 5n, { ...f, checksum: `xxh128:${hex}`, detector: '1MF' }, 0, true);
+    const b = store.add(2, 5n, f, 0, true);
+    const c = store.add(3, 5n, { ...f, checksum: 'sha256:abcd', detector: '1MF' }, 0, true);
+    const d = store.add(4, 5n, { ...f, checksum: `xxh128:${hex.slice(2)}`, detector: '2MF' }, 0, true);
+    assert.deepEqual([a.checksum, a.detector], [`xxh128:${hex}`, '1MF']);
+    assert.deepEqual([b.checksum, b.detector], [undefined, undefined]);
+    assert.deepEqual([c.checksum, c.detector], [undefined, '1MF']);
+    assert.deepEqual([d.checksum, d.detector], [undefined, '2MF'], 'too short: not a checksum');
+    store.remove(a);
+    store.remove(b);
+    store.remove(c);
+    store.remove(d); // none live: the store starts over in place, and a row's old checksum must not show through
+    const e = store.add(5, 5n, f, 0, true);
+    assert.deepEqual([e.row, e.checksum, e.detector], [0, undefined, undefined]);
   });
 
   it('recognises the same file by inode, device, size and mtime', () => {

@@ -1,0 +1,73 @@
+// The provenance furkad writes onto each staged file before it gets its final name (I3): its checksum, the
+// shift it belongs to and its detector, as extended attributes through the open file, so the placed file
+// carries them from its first moment. For the rsync transport the checksum is also taken here, from the
+// received file (I1 on the PPU side only: rsync's own transfer checks cover the wire).
+import { open } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { checksumOfHandle } from '../common/checksum.js';
+import { writeProvenance, type Namespace } from '../common/provenance.js';
+import type { Logger } from '../common/logger.js';
+import type { Shift } from './shift.js';
+
+export class StagedProvenance {
+  /** The namespace that took the attributes last: tried first (tmpfs before Linux 6.6 refuses `user`). */
+  #namespace: Namespace = 'user';
+  #saidRefused = false;
+  #saidFailed = false;
+  /** One read buffer: checksumOf calls are made one at a time (RsyncTransport chains them). */
+  #buf: Buffer | undefined;
+
+  constructor(readonly detector: string, private readonly log: Logger) {}
+
+  /**
+   * Writes checksum (hex), shift and detector onto the open staged file `fd`. Never throws: a file system that
+   * takes no attributes is said once (the checksum still reaches grimseld's journal), any other failure once
+   * per process with the file; the file is placed all the same (G12).
+   */
+  write(fd: number, checksum: string, shift: Shift, rel: string): void {
+    let ns: Namespace | undefined;
+    try {
+      ns = writeProvenance(fd, { checksum, shift: { startUs: shift.usertime, uid: shift.uid, gid: shift.gid }, detector: this.detector }, this.#namespace);
+    } catch (e) {
+      if (!this.#saidFailed) {
+        this.#saidFailed = true;
+        this.log.error({ detector: this.detector, file: rel, err: (e as Error).message },
+          'cannot write the provenance attributes (ppu.*) onto a staged file; it is placed without them (said once)');
+      }
+      return;
+    }
+    if (ns) {
+      this.#namespace = ns;
+    } else if (!this.#saidRefused) {
+      this.#saidRefused = true;
+      this.log.warn({ detector: this.detector, file: rel }, "the target's file system takes no extended attributes: files are placed " +
+        'without ppu.checksum/shift/detector; their checksums reach grimseld all the same (said once)');
+    }
+  }
+
+  /**
+   * Reads the staged file `staged` whole, writes its provenance onto it and returns its checksum (hex);
+   * undefined when it is gone (the loop finds it so) or cannot be read (said; placed without one).
+   */
+  async checksumOf(staged: string, shift: Shift, rel: string): Promise<string | undefined> {
+    let fh;
+    try {
+      // Staging is root's alone: nothing in it is a user's; O_NOFOLLOW all the same.
+      fh = await open(staged, constants.O_RDONLY | constants.O_NOFOLLOW);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ detector: this.detector, file: rel, err: (e as Error).message }, 'cannot read a received file for its checksum');
+      return undefined;
+    }
+    try {
+      this.#buf ??= Buffer.allocUnsafe(1 << 20);
+      const hex = await checksumOfHandle(fh, this.#buf);
+      this.write(fh.fd, hex, shift, rel);
+      return hex;
+    } catch (e) {
+      this.log.error({ detector: this.detector, file: rel, err: (e as Error).message }, 'cannot read a received file for its checksum');
+      return undefined;
+    } finally {
+      await fh.close();
+    }
+  }
+}
