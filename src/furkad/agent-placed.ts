@@ -5,7 +5,13 @@
 import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { readAppendLog } from '../common/append-log.js';
 
-type Line = { t: 'p' | 'a'; d: string; id: string };
+type Line = { t: 'p' | 'a' | 'i'; d: string; id: string; dir?: string; rel?: string };
+
+/** Where a file was about to be placed: the shift's directory and the path below it. */
+export interface Intent {
+  dir: string;
+  rel: string;
+}
 
 /** Truncate the file once nothing is open and it has grown past this. */
 const COMPACT_BYTES = 1 << 20;
@@ -14,15 +20,23 @@ export class AgentPlaced {
   #fd: number;
   /** Per detector: ids placed, acknowledgement not yet answered. */
   #open: Map<string, Set<string>>;
+  /**
+   * Per detector: ids about to be placed, and where. Written before the file gets its name: furkad killed
+   * between that and placed() leaves the file placed in a shift's directory; after a restart (a new shift,
+   * F6) it must be recognised there, not placed a second time into the new shift's directory.
+   */
+  #intents: Map<string, Map<string, Intent>>;
 
-  private constructor(fd: number, open: Map<string, Set<string>>) {
+  private constructor(fd: number, open: Map<string, Set<string>>, intents: Map<string, Map<string, Intent>>) {
     this.#fd = fd;
     this.#open = open;
+    this.#intents = intents;
   }
 
   static open(dir: string): AgentPlaced {
     const { file, lines } = readAppendLog(dir, 'agent-placed.jsonl');
     const open = new Map<string, Set<string>>();
+    const intents = new Map<string, Map<string, Intent>>();
     for (const raw of lines) {
       let line: Line;
       try {
@@ -32,14 +46,39 @@ export class AgentPlaced {
       }
       const ids = open.get(line.d) ?? new Set<string>();
       open.set(line.d, ids);
+      const meant = intents.get(line.d) ?? new Map<string, Intent>();
+      intents.set(line.d, meant);
+      if (line.t === 'i' && typeof line.dir === 'string' && typeof line.rel === 'string') {
+        meant.set(line.id, { dir: line.dir, rel: line.rel });
+        continue;
+      }
+      meant.delete(line.id);
       if (line.t === 'p') ids.add(line.id);
       else ids.delete(line.id);
     }
-    return new AgentPlaced(openSync(file, 'a'), open);
+    return new AgentPlaced(openSync(file, 'a'), open, intents);
   }
 
   has(detector: string, id: string): boolean {
     return this.#open.get(detector)?.has(id) ?? false;
+  }
+
+  /** Notes that `id` is about to be placed as `rel` below the shift's directory `dir` (see #intents). */
+  intend(detector: string, id: string, dir: string, rel: string): void {
+    const meant = this.#intents.get(detector) ?? new Map<string, Intent>();
+    this.#intents.set(detector, meant);
+    meant.set(id, { dir, rel });
+    this.#write([{ t: 'i', d: detector, id, dir, rel }]);
+  }
+
+  /** Where `id` was about to be placed when furkad last stopped, if it never got further. */
+  intent(detector: string, id: string): Intent | undefined {
+    return this.#intents.get(detector)?.get(id);
+  }
+
+  /** The intent of `id` came to nothing (not placed, checked): forgotten. */
+  dropIntent(detector: string, id: string): void {
+    if (this.#intents.get(detector)?.delete(id)) this.#write([{ t: 'a', d: detector, id }]);
   }
 
   /** Notes ids as placed, before their acknowledgement is sent. */
@@ -47,7 +86,11 @@ export class AgentPlaced {
     if (ids.length === 0) return;
     const set = this.#open.get(detector) ?? new Set<string>();
     this.#open.set(detector, set);
-    for (const id of ids) set.add(id);
+    const meant = this.#intents.get(detector);
+    for (const id of ids) {
+      set.add(id);
+      meant?.delete(id);
+    }
     this.#write(ids.map((id) => ({ t: 'p', d: detector, id })));
   }
 
@@ -56,7 +99,7 @@ export class AgentPlaced {
     const set = this.#open.get(detector);
     const known = ids.filter((id) => set?.delete(id));
     if (known.length === 0) return;
-    if ([...this.#open.values()].every((s) => s.size === 0) && fstatSync(this.#fd).size > COMPACT_BYTES) {
+    if ([...this.#open.values(), ...this.#intents.values()].every((s) => s.size === 0) && fstatSync(this.#fd).size > COMPACT_BYTES) {
       ftruncateSync(this.#fd, 0);
       return;
     }

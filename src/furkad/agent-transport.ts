@@ -6,6 +6,7 @@ import { closeSync, constants, fchmodSync, fchownSync, futimesSync, openSync } f
 import * as path from 'node:path';
 import { AgentClient, FileGone, type Announced } from './agent-client.js';
 import { arrival, shownSent } from '../common/checksum-trailer.js';
+import { ShiftDir } from './shift-dir.js';
 import { tagged } from '../common/checksum.js';
 import { StagedProvenance } from './staged-provenance.js';
 import type { AgentPlaced } from './agent-placed.js';
@@ -99,6 +100,14 @@ export class AgentTransport implements Transport {
     // A file that arrived damaged waits out its pause (I2), still announced, in the shift of when it was learned.
     const batch = [...this.#waiting.values()].filter((w) => w.learnedAt <= started && (this.#damaged.get(w.id)?.notBefore ?? 0) <= started);
     for (const w of batch) this.#waiting.delete(w.path);
+    // Placed by a furkad killed before it noted so (an intent, and the file found where it was meant to go): it
+    // counts as placed, whatever the shift is now (F6 starts a new one at a restart). Not found: fetched as new.
+    for (const w of batch) {
+      const meant = this.placedStore.intent(this.id, w.id);
+      if (!meant) continue;
+      if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n))) this.placedStore.placed(this.id, [w.id]);
+      else this.placedStore.dropIntent(this.id, w.id);
+    }
     const again = batch.filter((w) => this.placedStore.has(this.id, w.id));
     // Placed before a crash or a lost connection, acknowledgement unanswered: acknowledge, never place twice (A4).
     if (again.length) void this.#ack(again.map((w) => w.id));
@@ -122,6 +131,7 @@ export class AgentTransport implements Transport {
             bytes += w.size;
             // Known before complete() returns: the loop calls afterPlaced from inside it.
             this.#placedIds.set(w.path, w.id);
+            this.placedStore.intend(this.id, w.id, ctx.dir.root, w.path);
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
             if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placedIds.delete(w.path);

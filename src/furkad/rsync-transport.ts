@@ -65,6 +65,8 @@ export class RsyncTransport implements Transport {
       uid: ctx.shift.uid,
       gid: ctx.shift.gid,
       removeSource,
+      // Straight into the user's directory (no staging): as the shift, never as root (issue 14).
+      asShift: !a.config.remove_source,
       ...(only ? { only } : {}),
       exclude: a.config.exclude.split(/\s+/).filter(Boolean),
       namesFilter: this.settings.namesFilter,

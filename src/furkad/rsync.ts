@@ -1,7 +1,7 @@
 // One rsync client run against a detector's rsync daemon: arguments, output parsing, exit-code policy.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { watchTail } from './rsync-tail.js';
-import { deliverable } from './rsync-names.js';
+import { deliverable, NAMES_FILTER } from './rsync-names.js';
 
 export interface RsyncRun {
   rsync: string;
@@ -20,6 +20,12 @@ export interface RsyncRun {
   exclude: string[];
   /** The filter file of names furkad cannot hand over (rsync-names.ts): never pulled, never removed. */
   namesFilter: string;
+  /**
+   * Run as the shift's uid/gid (remove_source = no: rsync writes straight into the user's directory, resolving
+   * its paths itself). A link the user swaps in on the way then reaches only what the user may write anyway
+   * (issue 14; docs/threat-model.md). The names filter comes on stdin then: state_dir is not the user's to read.
+   */
+  asShift?: boolean;
   /** Where rsync keeps a file while it is being received (not in dest: a killed run's temp file is then told
    *  apart from a complete file by where it is, not by its name). Same file system as dest. */
   tempDir?: string;
@@ -119,7 +125,8 @@ export function rsyncArgs(run: RsyncRun): string[] {
     '--recursive', // no --links/--devices/--specials: only regular files are copied (F1)
     '--times', // mtimes of the source (F3)
     '--prune-empty-dirs',
-    '--owner', '--group', '--numeric-ids', `--chown=${run.uid}:${run.gid}`, // the shift owns it all (F3)
+    // The shift owns it all (F3): given by root, or made by the shift's own process.
+    ...(run.asShift ? [] : ['--owner', '--group', '--numeric-ids', `--chown=${run.uid}:${run.gid}`]),
     // rsync keeps a source that changed meanwhile (F2). --info=remove1 has the daemon say 'sender removed
     // NAME' for each source it removed after checking it unchanged: the moment that file is known complete
     // (needs 'max verbosity = 2' in the daemon's rsyncd.conf; without it furkad waits for the run's end).
@@ -128,7 +135,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     // cannot hand over are reported (rsync-names.ts); the client itself says only what it did before.
     '-vv', '--debug=NONE', `--info=NONE,NAME1${run.removeSource ? ',REMOVE1' : ''}`,
     ...(run.only ? ['--files-from=-', '--from0'] : []),
-    `--exclude-from=${run.namesFilter}`,
+    `--exclude-from=${run.asShift ? '-' : run.namesFilter}`,
     ...run.exclude.map((p) => `--exclude=${p}`),
     ...(run.tempDir ? [`--temp-dir=${run.tempDir}`] : []),
     '--sockopts=TCP_NODELAY',
@@ -238,16 +245,24 @@ const GATE = 'IFS= read -r _ || exit 0; exec "$0" "$@"';
 
 /** The client's command line for `run` (what a held process is compared by). */
 function argvOf(run: RsyncRun): string[] {
+  if (run.asShift && run.only) throw new Error('a run as the shift takes its names filter on stdin: no --files-from there');
   return [run.rsync, ...rsyncArgs(run)];
 }
 
-/** A command line as one string (no argument can hold a NUL). */
-function keyOf(argv: string[]): string {
-  return argv.join('\0');
+/** Whose process a run is: root's, or the shift's (asShift). */
+function idsOf(run: RsyncRun): { uid: number; gid: number } | undefined {
+  return run.asShift ? { uid: run.uid, gid: run.gid } : undefined;
 }
 
-function gated(argv: string[]): ChildProcess {
-  return spawn('/bin/sh', ['-c', GATE, ...argv], { stdio: ['pipe', 'pipe', 'pipe'] });
+/** A run's command line and whose process it is, as one string (no argument can hold a NUL). */
+function keyOf(argv: string[], run: RsyncRun): string {
+  const ids = idsOf(run);
+  return [...argv, ids ? `${ids.uid}:${ids.gid}` : 'root'].join('\0');
+}
+
+/** Starts the gate shell; with `ids` as that uid/gid (libuv drops the supplementary groups then). */
+function gated(argv: string[], ids?: { uid: number; gid: number }): ChildProcess {
+  return spawn('/bin/sh', ['-c', GATE, ...argv], { stdio: ['pipe', 'pipe', 'pipe'], ...(ids ?? {}) });
 }
 
 /** One detector's next rsync run, started ahead and held at its gate until it is due. */
@@ -262,12 +277,12 @@ export class RsyncLauncher {
   /** Starts `run`'s process now and holds it; a held process for another run is let go. */
   prepare(run: RsyncRun): void {
     const argv = argvOf(run);
-    const key = keyOf(argv);
+    const key = keyOf(argv, run);
     if (this.#held?.key === key && alive(this.#held.child)) return;
     this.discard();
     let child: ChildProcess;
     try {
-      child = gated(argv);
+      child = gated(argv, idsOf(run));
     } catch {
       return; // nothing held: launch() starts the run then, and reports what goes wrong
     }
@@ -281,12 +296,12 @@ export class RsyncLauncher {
     const held = this.#held;
     this.#held = undefined;
     const argv = argvOf(run);
-    if (held && held.key === keyOf(argv) && alive(held.child)) {
+    if (held && held.key === keyOf(argv, run) && alive(held.child)) {
       keepAlive(held.child, true);
       return held.child;
     }
     if (held) release(held.child, false);
-    return gated(argv);
+    return gated(argv, idsOf(run));
   }
 
   /** Lets a held process go without running rsync (its shell reads end of input and exits). */
@@ -327,7 +342,7 @@ function release(child: ChildProcess, go: boolean, input?: Buffer): void {
 export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names: string[]) => void, launcher = new RsyncLauncher()): Promise<RsyncResult> {
   return new Promise((resolve) => {
     const child = launcher.launch(run);
-    release(child, true, run.only ? onlyList(run) : undefined);
+    release(child, true, run.only ? onlyList(run) : run.asShift ? NAMES_FILTER : undefined);
     const abort = (): void => { child.kill('SIGTERM'); };
     signal?.addEventListener('abort', abort, { once: true });
     if (signal?.aborted) abort();

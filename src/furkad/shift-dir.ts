@@ -165,6 +165,38 @@ export class ShiftDir {
     }
   }
 
+  /**
+   * Whether a regular file of `size` bytes and mtime `mtimeMs` (±1 ms: times pass through a double) sits at `rel`
+   * or one of its numbered names below the shift directory `root`: one furkad placed before it was killed,
+   * found again after a restart. Read only, through held directories (the user owns them); false on any doubt.
+   */
+  static holds(root: string, rel: string, size: number, mtimeMs: number): boolean {
+    let top: DirFd;
+    try {
+      top = DirFd.open(root);
+    } catch {
+      return false;
+    }
+    try {
+      const [dirRel, base] = splitRel(rel);
+      const dir = dirRel === '' ? top : top.walk(dirRel);
+      try {
+        for (const name of candidateNames(base)) {
+          const st = dir.lstat(name);
+          if (!st) return false;
+          if (st.isFile() && st.size === size && Math.abs(st.mtimeMs - mtimeMs) <= 1) return true;
+        }
+        return false;
+      } finally {
+        if (dir !== top) dir.close();
+      }
+    } catch {
+      return false;
+    } finally {
+      top.close();
+    }
+  }
+
   /** Says so when a file got a numbered name; returns the name. */
   #placed(rel: string, name: string): string {
     if (name !== rel) {

@@ -13,8 +13,9 @@ const MB = 1024 * 1024;
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A PPU whose shift is nobody's, its ramdisk a tmpfs of its own (victims on it are on the file system of the deliveries). */
-async function hostilePpu(prefix: string, ramdiskBytes = 64 * MB, grimseld: Record<string, string | number> = {}): Promise<Ppu> {
-  const ppu = new Ppu({ prefix, uid: NOBODY, gid: NOBODY, ramdiskBytes, grimseld });
+async function hostilePpu(prefix: string, ramdiskBytes = 64 * MB, grimseld: Record<string, string | number> = {},
+  detector: Record<string, string | number> = {}): Promise<Ppu> {
+  const ppu = new Ppu({ prefix, uid: NOBODY, gid: NOBODY, ramdiskBytes, grimseld, detectorConf: { '1MF': detector } });
   // mkdtemp makes it 0700: the user must reach the ramdisk and the storage, as on a PPU.
   chmodSync(ppu.work, 0o755);
   await ppu.start();
@@ -145,6 +146,29 @@ describe('a hostile shift user racing the root daemons: check-then-use on swappe
     const twice = files.filter((f) => delivered(w, f).length > 1);
     assert.equal(twice.length, 0, `delivered twice: ${few(twice.map((f) => JSON.stringify(delivered(w, f))))}`);
     assert.deepEqual(readdirSync(victim), [], 'the victim directory stays empty');
+  });
+
+  it('row 1 with remove_source = no: rsync writes into the shift directory as the shift, never as root (F3, F4, S2)', async () => {
+    // Without staging rsync itself writes into U and resolves U/run8 as it goes: run as the shift's user, a
+    // link the user swaps in reaches only what the user may write. The victim is root's 0755: nothing lands.
+    ppu = await hostilePpu('ppu-race1n', 64 * MB, {}, { remove_source: 'no', settle_ms: 0 });
+    const u = userDir(ppu);
+    const victim = victimDir(path.join(ppu.ppuRamdisk, 'victim'));
+    assert.ok(asNobody('mkdir', path.join(u, 'run8x')) && asNobody('ln', '-s', victim, path.join(u, 'run8')), 'the user prepares the swap');
+    flip = await flipAsNobody(path.join(u, 'run8'), path.join(u, 'run8x'), 60);
+    const files = await writeStream(ppu, (i) => `run8/f_${String(i).padStart(3, '0')}.cbf`, 60, 30, 2000);
+    await sleep(1500);
+    await stopFlip(flip, 'row 1 (remove_source = no) swaps');
+    const inVictim = readdirSync(victim);
+    assert.equal(inVictim.length, 0, `${inVictim.length} files written by root into the root-owned victim directory: ${few(inVictim)}`);
+    // The sources stay on the detector (remove_source = no): the user's directory gets them once it is real.
+    assert.ok(asNobody('rm', path.join(u, 'run8')) && asNobody('mv', path.join(u, 'run8x'), path.join(u, 'run8')));
+    await eventually(() => files.every((f) => existsSync(path.join(u, f.rel))), 30_000, "every file in the user's directory");
+    for (const f of files) {
+      const st = lstatSync(path.join(u, f.rel));
+      assert.deepEqual([st.uid, st.gid], [NOBODY, NOBODY], `${f.rel} owned by the shift (F3)`);
+      assert.equal(sha256File(readFileSync(path.join(u, f.rel))), f.sha256, f.rel);
+    }
   });
 
   it('row 2: grimseld never copies a root-only file that a user swapped in for a delivered one (G3, S2)', async () => {

@@ -1,10 +1,11 @@
 // furkad's record of agent files placed but not yet acknowledged: it survives a restart, so a file announced
 // again is acknowledged, not placed twice (A4).
 import { strict as assert } from 'node:assert';
-import { appendFileSync, mkdtempSync, rmSync, statSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AgentPlaced } from '../../src/furkad/agent-placed.js';
+import { ShiftDir } from '../../src/furkad/shift-dir.js';
 
 describe('agent files placed, not yet acknowledged (A4)', () => {
   let dir: string;
@@ -37,5 +38,40 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     b.settled('1MF', [...ids, '9:9:9']);
     assert.equal(statSync(path.join(dir, 'agent-placed.jsonl')).size, 0);
     b.close();
+  });
+  it('remembers where a file was about to be placed until it is noted placed or found not to be (killed in between)', () => {
+    const a = AgentPlaced.open(dir);
+    a.intend('1MF', '7:100:9', '/ramdisk/1mf/620_621', 'run/x.cbf');
+    a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
+    a.intend('1MF', '9:100:9', '/ramdisk/1mf/620_621', 'run/z.cbf');
+    a.placed('1MF', ['8:100:9']);
+    a.dropIntent('1MF', '9:100:9');
+    a.close(); // SIGKILL after x's link, before placed()
+    const b = AgentPlaced.open(dir);
+    assert.deepEqual(b.intent('1MF', '7:100:9'), { dir: '/ramdisk/1mf/620_621', rel: 'run/x.cbf' });
+    assert.equal(b.intent('1MF', '8:100:9'), undefined, 'placed: no longer an intent');
+    assert.equal(b.has('1MF', '8:100:9'), true);
+    assert.equal(b.intent('1MF', '9:100:9'), undefined, 'dropped');
+    b.close();
+  });
+
+  it('finds a placed file by size and mtime under its name or a numbered one, never through a link', () => {
+    const u = path.join(dir, 'u');
+    mkdirSync(path.join(u, 'run'), { recursive: true });
+    const put = (name: string, size: number, mtime: number): void => {
+      writeFileSync(path.join(u, 'run', name), Buffer.alloc(size));
+      utimesSync(path.join(u, 'run', name), mtime, mtime);
+    };
+    put('x.cbf', 10, 1000);
+    put('x.cbf.~1~', 20, 2000.5);
+    assert.equal(ShiftDir.holds(u, 'run/x.cbf', 10, 1_000_000), true);
+    assert.equal(ShiftDir.holds(u, 'run/x.cbf', 20, 2_000_500), true, 'placed beside another file as NAME.~1~');
+    assert.equal(ShiftDir.holds(u, 'run/x.cbf', 30, 1_000_000), false);
+    assert.equal(ShiftDir.holds(u, 'run/y.cbf', 10, 1_000_000), false);
+    mkdirSync(path.join(dir, 'elsewhere'));
+    writeFileSync(path.join(dir, 'elsewhere', 'x.cbf'), Buffer.alloc(10));
+    utimesSync(path.join(dir, 'elsewhere', 'x.cbf'), 1000, 1000);
+    symlinkSync(path.join(dir, 'elsewhere'), path.join(u, 'linked'));
+    assert.equal(ShiftDir.holds(u, 'linked/x.cbf', 10, 1_000_000), false, 'a link on the way is not followed');
   });
 });
