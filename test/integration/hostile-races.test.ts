@@ -14,8 +14,9 @@ const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** A PPU whose shift is nobody's, its ramdisk a tmpfs of its own (victims on it are on the file system of the deliveries). */
 async function hostilePpu(prefix: string, ramdiskBytes = 64 * MB, grimseld: Record<string, string | number> = {},
-  detector: Record<string, string | number> = {}): Promise<Ppu> {
+  detector: Record<string, string | number> = {}, furkad: (work: string) => Record<string, string | number> = () => ({})): Promise<Ppu> {
   const ppu = new Ppu({ prefix, uid: NOBODY, gid: NOBODY, ramdiskBytes, grimseld, detectorConf: { '1MF': detector } });
+  ppu.opts.furkad = { ...ppu.opts.furkad, ...furkad(ppu.work) };
   // mkdtemp makes it 0700: the user must reach the ramdisk and the storage, as on a PPU.
   chmodSync(ppu.work, 0o755);
   await ppu.start();
@@ -151,7 +152,14 @@ describe('a hostile shift user racing the root daemons: check-then-use on swappe
   it('row 1 with remove_source = no: rsync writes into the shift directory as the shift, never as root (F3, F4, S2)', async () => {
     // Without staging rsync itself writes into U and resolves U/run8 as it goes: run as the shift's user, a
     // link the user swaps in reaches only what the user may write. The victim is root's 0755: nothing lands.
-    ppu = await hostilePpu('ppu-race1n', 64 * MB, {}, { remove_source: 'no', settle_ms: 0 });
+    // rsync_path: a wrapper that notes whose process each run is, then runs rsync.
+    const idsLog = (work: string): string => path.join(work, 'ids', 'runs');
+    ppu = await hostilePpu('ppu-race1n', 64 * MB, {}, { remove_source: 'no', settle_ms: 0 }, (work) => {
+      mkdirSync(path.join(work, 'ids'), { mode: 0o777 });
+      chmodSync(path.join(work, 'ids'), 0o777);
+      writeFileSync(path.join(work, 'ids', 'rsync'), `#!/bin/sh\necho "$(id -u):$(id -g):$(id -G)" >> '${idsLog(work)}'\nexec rsync "$@"\n`, { mode: 0o755 });
+      return { rsync_path: path.join(work, 'ids', 'rsync') };
+    });
     const u = userDir(ppu);
     const victim = victimDir(path.join(ppu.ppuRamdisk, 'victim'));
     assert.ok(asNobody('mkdir', path.join(u, 'run8x')) && asNobody('ln', '-s', victim, path.join(u, 'run8')), 'the user prepares the swap');
@@ -162,8 +170,11 @@ describe('a hostile shift user racing the root daemons: check-then-use on swappe
     const inVictim = readdirSync(victim);
     assert.equal(inVictim.length, 0, `${inVictim.length} files written by root into the root-owned victim directory: ${few(inVictim)}`);
     // The sources stay on the detector (remove_source = no): the user's directory gets them once it is real.
-    assert.ok(asNobody('rm', path.join(u, 'run8')) && asNobody('mv', path.join(u, 'run8x'), path.join(u, 'run8')));
+    // (rsync, as the user, may have replaced the link by a directory of its own meanwhile: whatever is there goes.)
+    assert.ok(asNobody('rm', '-rf', path.join(u, 'run8'), path.join(u, 'run8x')), 'the user clears up');
     await eventually(() => files.every((f) => existsSync(path.join(u, f.rel))), 30_000, "every file in the user's directory");
+    const runs = readFileSync(idsLog(ppu.work), 'utf8').trim().split('\n');
+    assert.deepEqual([...new Set(runs)], [`${NOBODY}:${NOBODY}:${NOBODY}`], 'every rsync run as the shift, without root\'s groups');
     for (const f of files) {
       const st = lstatSync(path.join(u, f.rel));
       assert.deepEqual([st.uid, st.gid], [NOBODY, NOBODY], `${f.rel} owned by the shift (F3)`);
