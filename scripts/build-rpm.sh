@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds both RPMs (SPEC S6) from the working tree into build/rpm/: ppu-movers (PPU) and
+# Builds both RPMs (S6) from the working tree into build/rpm/: ppu-movers (PPU) and
 # ppu-movers-detector (detector server). `npm run rpm`, or: scripts/build-rpm.sh [--release N] [--out DIR]
 # Build on CentOS 7 x86_64 for production: %build compiles the native modules for the node and libc it finds.
 set -euo pipefail

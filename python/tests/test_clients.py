@@ -1,4 +1,4 @@
-"""The Python clients and their examples against a running grimseld (SPEC G11).
+"""The Python clients and their examples against a running grimseld (G11).
 
 Run by test/integration/python-client.test.ts, which starts grimseld and passes, in the environment:
 PPU_GRIMSEL_HOST, PPU_STATUS_PORT, PPU_MESSAGE_PORT, PPU_EXPECTED_INTERNAL (JSON: the D-Bus QueryStatus rows

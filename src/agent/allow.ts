@@ -1,4 +1,4 @@
-// The `allow` list (SPEC A1): which peer addresses may talk to the agent. IPv4, IPv6, IPv4-mapped IPv6.
+// The `allow` list (A1): which peer addresses may talk to the agent. IPv4, IPv6, IPv4-mapped IPv6.
 import { isIP } from 'node:net';
 
 /** An address as 128 bits; IPv4 as its IPv4-mapped IPv6 form (::ffff:a.b.c.d), so one rule covers both spellings. */

@@ -1,4 +1,4 @@
-// The agent's table of complete files: id → path and identity, kept from scans and the watcher's events (SPEC A2, A4).
+// The agent's table of complete files: id → path and identity, kept from scans and the watcher's events (A2, A4).
 import type { BigIntStats } from 'node:fs';
 import type { Logger } from '../common/logger.js';
 import { NameFilter } from './name-filter.js';
@@ -56,7 +56,7 @@ export class Catalog {
    * and its changed id keeps it from being placed until its close announces it again.)
    */
   #restored = new Set<string>();
-  /** The files on disk, reached without following links (issue 14): the server reads and deletes through it too. */
+  /** The files on disk, reached without following links (docs/threat-model.md): the server reads and deletes through it too. */
   readonly files: SourceFiles;
 
   /** Called for every announcement, to be passed to the clients whose source covers it. */

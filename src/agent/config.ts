@@ -1,4 +1,4 @@
-// furka-agent.conf: its JSON Schema (one, compiled once) and its typed form (SPEC A1, S3).
+// furka-agent.conf: its JSON Schema (one, compiled once) and its typed form (A1, S3).
 import { compileSchema, ConfigError, loadConfig, loggingProperties, Pattern } from '../common/config-file.js';
 import { AllowList } from './allow.js';
 import { words } from './name-filter.js';

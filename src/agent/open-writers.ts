@@ -1,4 +1,4 @@
-// Which files below the root some process holds open for writing, from /proc/*/fd and /proc/*/fdinfo (SPEC A2).
+// Which files below the root some process holds open for writing, from /proc/*/fd and /proc/*/fdinfo (A2).
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 const O_ACCMODE = 0o3;

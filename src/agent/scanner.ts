@@ -1,4 +1,4 @@
-// Walks a directory below the root for regular files, by bytes and without following links (SPEC A2).
+// Walks a directory below the root for regular files, by bytes and without following links (A2).
 import type { BigIntStats } from 'node:fs';
 import { DirFd } from '../common/dir-fd.js';
 
@@ -22,7 +22,7 @@ export function joinRel(dir: Buffer, name: Buffer): Buffer {
 /**
  * Every regular file below `rel` (recursively). Directories are entered only if they really are directories,
  * each opened without following a link from the one held above it (common/dir-fd.ts): a directory swapped for a
- * link during the walk is skipped, never listed (issue 14); files and directories that vanish meanwhile are skipped.
+ * link during the walk is skipped, never listed (docs/threat-model.md); files and directories that vanish meanwhile are skipped.
  */
 export function scanFiles(root: string, rel: Buffer): Found[] {
   const found: Found[] = [];

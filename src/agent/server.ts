@@ -1,4 +1,4 @@
-// The agent's HTTP/2 server: events, file bodies and acknowledgements, exactly as docs/agent-protocol.md says (SPEC A1, A3, A4).
+// The agent's HTTP/2 server: events, file bodies and acknowledgements, exactly as docs/agent-protocol.md says (A1, A3, A4).
 import * as http2 from 'node:http2';
 import { closeSync, fstatSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
@@ -191,7 +191,7 @@ export class AgentServer {
     const entry = this.catalog.byId(id);
     if (!entry) return this.#reply(stream, 404, { error: 'no such id' });
     // Opened in its directory as reached from the root without following links, and only if it is still the
-    // announced file: a directory swapped for a link to /etc never makes root send what is there (issue 14).
+    // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
     const fd = this.catalog.files.open(entry.path, entry.id);
     if (fd === undefined) return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
     const same = (): boolean => {

@@ -1,5 +1,5 @@
 // The detector's files below the agent's root as the agent touches them: looked at, read and deleted only through
-// directories held open one component at a time, never through a link a writer swapped in (issue 14; A2, A3, A4).
+// directories held open one component at a time, never through a link a writer swapped in (docs/threat-model.md; A2, A3, A4).
 //
 // Why: the agent runs as root, and the detector's writer owns the directories below the root. Between a check by
 // path and a use by path the writer can swap a directory for a symbolic link, and root would then send

@@ -1,4 +1,4 @@
-// The inotifywait child process (inotify-tools) and its events, restarted with back-off when it dies (SPEC A2).
+// The inotifywait child process (inotify-tools) and its events, restarted with back-off when it dies (A2).
 import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from '../common/logger.js';
 import { sleep } from '../common/abort.js';

@@ -1,4 +1,4 @@
-// Reads a daemon's INI file and validates it against that daemon's JSON Schema (SPEC S3).
+// Reads a daemon's INI file and validates it against that daemon's JSON Schema (S3).
 import { lstatSync, mkdirSync, readFileSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import * as ini from 'ini';
@@ -16,7 +16,7 @@ type Schema = Record<string, unknown>;
 
 /**
  * Compiles a daemon's schema; the result validates parsed INI objects. Each gets an ajv of its own, which
- * keeps nothing else alive: a daemon that drops the result after start-up drops all of it (issue 7).
+ * keeps nothing else alive: a daemon that drops the result after start-up drops all of it (BENCHMARKS.md).
  */
 export function compileSchema<T>(schema: Schema): ValidateFunction<T> {
   return new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: true }).compile<T>(schema);

@@ -1,4 +1,4 @@
-// Directories held open, and every file operation relative to one (issue 14 rows 1–3; docs/threat-model.md).
+// Directories held open, and every file operation relative to one (docs/threat-model.md).
 //
 // A root daemon acting in a tree a user can write to must not resolve a path name twice: between a check
 // (lstat, realpath) and a use (rename, unlink, open) the user can swap a directory on the way for a symbolic

@@ -1,4 +1,4 @@
-// License keys (SPEC F8, G14): an Ed25519-signed text file bound to a network interface's hardware address.
+// License keys (F8, G14): an Ed25519-signed text file bound to a network interface's hardware address.
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';

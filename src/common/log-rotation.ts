@@ -1,4 +1,4 @@
-// Log files rotated by size (SPEC S4), through the pino-roll transport rather than by hand.
+// Log files rotated by size (S4), through the pino-roll transport rather than by hand.
 import pino from 'pino';
 
 export interface RotationSettings {

@@ -1,4 +1,4 @@
-// Structured logging (SPEC S4): pino to stdout, which systemd hands to the journal.
+// Structured logging (S4): pino to stdout, which systemd hands to the journal.
 import pino, { type Logger } from 'pino';
 import { rotatingDestination } from './log-rotation.js';
 

@@ -1,4 +1,4 @@
-// The optional Prometheus endpoint of both daemons (issue 6): GET /metrics in the text format, off unless configured.
+// The optional Prometheus endpoint of both daemons: GET /metrics in the text format, off unless configured.
 import { createServer, type Server } from 'node:http';
 import type { Registry } from 'prom-client';
 import type { Logger } from './logger.js';

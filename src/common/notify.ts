@@ -1,4 +1,4 @@
-// systemd's notify protocol (SPEC S1): READY=1, STATUS=, STOPPING=1 and the watchdog.
+// systemd's notify protocol (S1): READY=1, STATUS=, STOPPING=1 and the watchdog.
 // Without NOTIFY_SOCKET (tests, a shell) every call does nothing; a notify failure never stops a daemon.
 import type { Logger } from './logger.js';
 

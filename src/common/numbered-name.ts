@@ -1,4 +1,4 @@
-// The names a file gets when its own name is taken by a different file (SPEC F2, G3): never over the other
+// The names a file gets when its own name is taken by a different file (F2, G3): never over the other
 // one, but beside it as `NAME.~1~`, `NAME.~2~`, … Pure path arithmetic, shared by furkad and grimseld.
 //
 // Why GNU's numbered-backup form (`cp --backup=numbered`, `mv -b`) and not a number before the extension

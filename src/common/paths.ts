@@ -1,4 +1,4 @@
-// The './' marker (SPEC F7, G4) and usrdir templating (F4): pure path arithmetic, no I/O.
+// The './' marker (F7, G4) and usrdir templating (F4): pure path arithmetic, no I/O.
 import * as path from 'node:path';
 
 /** A file path split at its './' marker: `root` is not replicated, `rel` is. */

@@ -1,4 +1,4 @@
-// org.ppu.Furka1: furkad's bus interface, declared once with real types (SPEC S2, F1, F6, F8).
+// org.ppu.Furka1: furkad's bus interface, declared once with real types (S2, F1, F6, F8).
 import * as dbus from 'dbus-next';
 import { named } from './errors.js';
 
@@ -9,7 +9,7 @@ export type DetectorRow = [string, string, string, bigint, bigint, bigint];
 export interface FurkaService {
   startShift(uid: number, gid: number, detectors: Array<[string, string, string]>): Promise<void>;
   currentShift(): { usertime: bigint; uid: number; gid: number };
-  /** Next scheduled shift start (µs since the epoch), 0 = none scheduled (issue 6). */
+  /** Next scheduled shift start (µs since the epoch), 0 = none scheduled. */
   nextShift(): bigint;
   detectors(): DetectorRow[];
   /** Licensed (parallel detectors) or not (one transfer at a time), and why. */

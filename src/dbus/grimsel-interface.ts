@@ -1,4 +1,4 @@
-// org.ppu.Grimsel1: grimseld's public bus interface, declared once with real types (SPEC S2, G8, G9, G10).
+// org.ppu.Grimsel1: grimseld's public bus interface, declared once with real types (S2, G8, G9, G10).
 import * as dbus from 'dbus-next';
 import { invalidArgs, named } from './errors.js';
 

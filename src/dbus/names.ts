@@ -1,4 +1,4 @@
-// Bus names, object paths and interfaces the rest of the world relies on (SPEC S2).
+// Bus names, object paths and interfaces the rest of the world relies on (S2).
 export const FURKA_NAME = 'org.ppu.Furka';
 export const FURKA_PATH = '/org/ppu/Furka';
 export const FURKA_IFACE = 'org.ppu.Furka1';

@@ -1,5 +1,5 @@
 // furkad's end of one furka-agent connection (docs/agent-protocol.md): the announcements of complete files,
-// fetching one into staging, acknowledging placed ones (SPEC A3, A4). No policy here: the agent transport
+// fetching one into staging, acknowledging placed ones (A3, A4). No policy here: the agent transport
 // decides what to fetch when, and what a failure means.
 import * as http2 from 'node:http2';
 import * as net from 'node:net';

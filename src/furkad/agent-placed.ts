@@ -1,4 +1,4 @@
-// Which agent files furkad has placed but not yet seen acknowledged (SPEC A4): after a crash or a lost
+// Which agent files furkad has placed but not yet seen acknowledged (A4): after a crash or a lost
 // connection the agent announces them again, and furkad acknowledges them instead of placing them twice.
 // One file for all detectors; no fsync, like the outbox: it must outlive the process, and the PPU ramdisk it
 // describes does not outlive the machine.

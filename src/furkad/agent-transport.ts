@@ -1,6 +1,6 @@
 // The agent transport: files the detector's furka-agent announces as complete (the kernel said so) are fetched
 // over one HTTP/2 connection into staging, placed by the loop, and acknowledged so the agent deletes their
-// sources (SPEC A2–A5, docs/agent-protocol.md). No polling: a run starts when something was announced.
+// sources (A2–A5, docs/agent-protocol.md). No polling: a run starts when something was announced.
 import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
 import { closeSync, constants, fchmodSync, fchownSync, futimesSync, openSync } from 'node:fs';
 import * as path from 'node:path';

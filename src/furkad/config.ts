@@ -1,4 +1,4 @@
-// furkad.conf: its JSON Schema (one, compiled once) and its typed form (SPEC S3).
+// furkad.conf: its JSON Schema (one, compiled once) and its typed form (S3).
 import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 import { validSchedule } from './shift-schedule.js';
 
@@ -91,7 +91,7 @@ export const furkadSchema = {
  */
 export const DEFAULT_SETTLE_MS = 2000;
 
-/** Ports of the two detector-side servers when `port` is not set (SPEC F1, A1). */
+/** Ports of the two detector-side servers when `port` is not set (F1, A1). */
 const DEFAULT_PORT: Record<TransportName, number> = { rsync: 49371, agent: 49372 };
 const DEFAULT_MINPAUSE: Record<TransportName, number> = { rsync: 10, agent: 0 };
 

@@ -1,4 +1,4 @@
-// Hands shift starts and delivered files to grimseld, in order, over its intake interface (SPEC F6).
+// Hands shift starts and delivered files to grimseld, in order, over its intake interface (F6).
 // Nothing is dropped: while grimseld is away, events wait here and are re-sent when it returns. No call waits
 // for ever: each has a deadline, and a change of grimseld's bus owner ends the wait for the old one at once.
 import type { ClientInterface } from 'dbus-next';

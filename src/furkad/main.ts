@@ -72,11 +72,11 @@ async function main(): Promise<number> {
     return [id, new DetectorLoop(id, transport, handover, gate, log)];
   }));
   const shifts = new ShiftManager(config, loops, handover, log);
-  // Optional Prometheus endpoint (issue 6), read from the detector loops when scraped.
+  // Optional Prometheus endpoint, read from the detector loops when scraped.
   const furkadMetrics = config.metrics_address === undefined ? undefined : new FurkadMetrics(
     () => [...loops.values()].map((l) => ({ id: l.id, ...l.stats })), () => handover.pending);
   const metrics = furkadMetrics && new MetricsServer(furkadMetrics.registry, log);
-  // Scheduled rotation (issue 6): a shift with the configured defaults at every boundary, like a restart.
+  // Scheduled rotation: a shift with the configured defaults at every boundary, like a restart.
   const schedule = config.shift_schedule === undefined ? undefined
     : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log);
   const iface = new FurkaInterface(FURKA_IFACE, {

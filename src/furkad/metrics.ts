@@ -1,4 +1,4 @@
-// furkad's Prometheus metrics (issue 6): per detector state, files and bytes, read from the detector loops when
+// furkad's Prometheus metrics: per detector state, files and bytes, read from the detector loops when
 // scraped, and the duration of every run that moved files: measuring never touches the transfer path.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 

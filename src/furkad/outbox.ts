@@ -1,6 +1,6 @@
 // furkad's hand-over outbox: files about to be placed are noted here before they get their final names,
 // and acknowledged once grimseld has taken them, so a furkad killed in between re-sends them at its next
-// start instead of leaving them on the ramdisk, never copied (SPEC F6, G12).
+// start instead of leaving them on the ramdisk, never copied (F6, G12).
 // No fsync: the files themselves live on a tmpfs, so the outbox only has to outlive the process.
 import { closeSync, openSync, ftruncateSync, writeSync, fstatSync, lstatSync } from 'node:fs';
 import { readAppendLog } from '../common/append-log.js';

@@ -65,7 +65,7 @@ export class RsyncTransport implements Transport {
       uid: ctx.shift.uid,
       gid: ctx.shift.gid,
       removeSource,
-      // Straight into the user's directory (no staging): as the shift, never as root (issue 14).
+      // Straight into the user's directory (no staging): as the shift, never as root (docs/threat-model.md).
       asShift: !a.config.remove_source,
       ...(only ? { only } : {}),
       exclude: a.config.exclude.split(/\s+/).filter(Boolean),

@@ -23,7 +23,7 @@ export interface RsyncRun {
   /**
    * Run as the shift's uid/gid (remove_source = no: rsync writes straight into the user's directory, resolving
    * its paths itself). A link the user swaps in on the way then reaches only what the user may write anyway
-   * (issue 14; docs/threat-model.md). The names filter comes on stdin then: state_dir is not the user's to read.
+   * (docs/threat-model.md). The names filter comes on stdin then: state_dir is not the user's to read.
    */
   asShift?: boolean;
   /** Where rsync keeps a file while it is being received (not in dest: a killed run's temp file is then told
@@ -239,7 +239,7 @@ export function parseOutput(stdout: string): { files: string[]; sent: string[]; 
 /**
  * The shell an rsync run starts in: it waits for one line on stdin, then becomes rsync (exec, same pid). A
  * run can so be started ahead, in the pause before it is due (RsyncLauncher): forking furkad costs
- * milliseconds that grow with its memory (issue 7), and a run then starts with an exec only.
+ * milliseconds that grow with its memory (BENCHMARKS.md), and a run then starts with an exec only.
  */
 const GATE = 'IFS= read -r _ || exit 0; exec "$0" "$@"';
 

@@ -1,5 +1,5 @@
 // A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink, and
-// every directory in it reached one component at a time and acted on through the handle held (issue 14 row 1).
+// every directory in it reached one component at a time and acted on through the handle held (docs/threat-model.md).
 import { fchmodSync, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, renameSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { DirFd, splitRel } from '../common/dir-fd.js';
@@ -9,7 +9,7 @@ import type { Logger } from '../common/logger.js';
 /**
  * Why nothing here is done by path name below the target: the shift's user owns the usrdir and everything
  * below it, and can swap any directory there for a symbolic link at any moment (renameat2 RENAME_EXCHANGE in
- * a loop wins a check-then-rename window of microseconds within seconds: issue 14 row 1). So every directory
+ * a loop wins a check-then-rename window of microseconds within seconds: docs/threat-model.md). So every directory
  * is opened with O_NOFOLLOW from one already held (common/dir-fd.ts), and link/rename/lstat/fchown act on
  * one entry of a held directory: a swap after the open changes nothing about where a file lands, and a link
  * met on the way is refused.

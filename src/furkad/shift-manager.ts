@@ -1,4 +1,4 @@
-// Owns the current shift and changes it: hold every detector, drain the old shift, announce, go (SPEC F6).
+// Owns the current shift and changes it: hold every detector, drain the old shift, announce, go (F6).
 import { DBusError } from 'dbus-next';
 import type { FurkadConfig } from './config.js';
 import type { DetectorLoop } from './detector.js';

@@ -1,4 +1,4 @@
-// Scheduled shift rotation (issue 6): at every `shift_schedule` boundary (cron syntax, local time) a new shift
+// Scheduled shift rotation: at every `shift_schedule` boundary (cron syntax, local time) a new shift
 // with the configured defaults starts, so nobody has to remember the restart the vendor manual insists on.
 import * as cron from 'node-cron';
 import convertExpression from 'node-cron/src/convert-expression/index.js';

@@ -1,4 +1,4 @@
-// A user shift as furkad serves it: who owns the files and which detectors go where (SPEC F4, F6, F7).
+// A user shift as furkad serves it: who owns the files and which detectors go where (F4, F6, F7).
 import type { DetectorConfig, FurkadConfig } from './config.js';
 import { realpathSync, statSync } from 'node:fs';
 import * as path from 'node:path';

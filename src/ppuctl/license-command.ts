@@ -1,4 +1,4 @@
-// `ppuctl license`: check a key on this machine, list the addresses a key can bind to, issue one (SPEC F8, G14).
+// `ppuctl license`: check a key on this machine, list the addresses a key can bind to, issue one (F8, G14).
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { checkLicense, hardwareAddresses, issueLicense } from '../common/license.js';
 

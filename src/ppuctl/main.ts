@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// ppuctl: the operator's command for daily work (SPEC S7). Plain-word errors and exit codes scripts can trust:
+// ppuctl: the operator's command for daily work (S7). Plain-word errors and exit codes scripts can trust:
 // 0 ok, 1 the daemon refused or failed, 2 bad usage, 3 daemon not reachable.
 import { parseArgs } from 'node:util';
 import * as dbus from 'dbus-next';

@@ -1,4 +1,4 @@
-// The tables of `ppuctl status`: the classic User Time | UID | GID | Storage | Pending | Copied | Failed (SPEC G9, S7),
+// The tables of `ppuctl status`: the classic User Time | UID | GID | Storage | Pending | Copied | Failed (G9, S7),
 // and furkad's detectors.
 
 import type { StatusRow } from '../dbus/grimsel-interface.js';

@@ -1,5 +1,5 @@
 // Converts the vendor's furka_dectris.conf / grimsel_dectris.conf (`key value` lines, sections opened by
-// `detectorID X` / `storageID X`) into our INI (SPEC S3), reporting every line it cannot map.
+// `detectorID X` / `storageID X`) into our INI (S3), reporting every line it cannot map.
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../common/config-file.js';
 import { validateFurkadConfig } from '../furkad/config.js';

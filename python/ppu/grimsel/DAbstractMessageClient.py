@@ -1,4 +1,4 @@
-"""grimseld's messages over TCP (SPEC G10): subclass DAbstractMessageClient and implement processMessage().
+"""grimseld's messages over TCP (G10): subclass DAbstractMessageClient and implement processMessage().
 
 Protocol: after connecting, grimseld sends one JSON object per line: first a greeting
 ``{"hello": "grimseld messages", "version": 1}``, then one ``{"errcode", "shortMessage", "longMessage",

@@ -1,4 +1,4 @@
-"""grimseld's status over TCP (SPEC G9): per shift and storage, pending, copied and failed files.
+"""grimseld's status over TCP (G9): per shift and storage, pending, copied and failed files.
 
 Protocol: send ``QUERY <n>\\n``; grimseld answers one JSON line, a list of rows (newest shift first) or
 ``{"error": "..."}``.
