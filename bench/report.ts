@@ -52,7 +52,7 @@ export function summary(r: Results): string {
   if (r.verify) {
     const v = r.verify;
     out.push(`### Copy verification (I2): grimseld copying alone, verify_copies = yes vs no (bulk ${v.bulk.files} x ${v.bulk.fileMB} MB; small ${v.small.files} x ${v.small.fileKB} kB; ${v.copyParallelism} writers)`, '', table(
-      ['measure', 'yes (read back)', 'no (source hashed only)', 'yes/no'],
+      ['measure', 'yes (read back)', 'no (source hashed only)', 'yes/no (median of rounds)'],
       [
         ['bulk copy, MB/s', v.median.yes.bulkMBps, v.median.no.bulkMBps, v.ratios.bulk],
         ['small files, files/s', v.median.yes.smallFilesPerS, v.median.no.smallFilesPerS, v.ratios.small],
