@@ -241,7 +241,12 @@ function write(job: CopyJob, base: string, opts: CopyOptions, dirs: HeldDirs, pr
     const read = copyData(source.fd, job.src, w.fd, s.size, progress);
     // I2: the bytes read are the file's, or this copy is not made. A file without a checksum gets the one of
     // this read (the dispatcher makes it the file's).
-    if (job.checksum !== undefined && read !== job.checksum) throw ChecksumMismatch.source(job.src, job.checksum, read);
+    if (job.checksum !== undefined && read !== job.checksum) {
+      // A writer that rewrote the file meanwhile changed its mtime or size: that is a changed source (not
+      // retried, as before checksums). The same size and mtime with other bytes is what only the checksum sees.
+      if (!isDelivered(fstatSync(source.fd), job.expect)) throw new SourceChanged(`${job.src} changed while it was copied`);
+      throw ChecksumMismatch.source(job.src, job.checksum, read);
+    }
     w.checksum = job.checksum ?? read;
     futimesSync(w.fd, s.atimeMs / 1000, s.mtimeMs / 1000); // seconds with fraction: sub-ms precision
     if (opts.preserveUid || opts.preserveGid) fchownSync(w.fd, owner[0], owner[1]);

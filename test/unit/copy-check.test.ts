@@ -10,7 +10,7 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ChecksumMismatch, copyMany, type CopyJob, type CopyResult } from '../../src/grimseld/copier.js';
+import { ChecksumMismatch, copyMany, SourceChanged, type CopyJob, type CopyResult } from '../../src/grimseld/copier.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 
 const WHEN = new Date('2026-03-01T12:00:00Z');
@@ -123,6 +123,19 @@ describe('copies checked against the checksum and stamped with their provenance 
     assert.ok(!existsSync(b.job.dest), 'never under its name');
     assert.deepEqual(temps(b.job), [], 'the temp copy removed');
     assert.ok(existsSync(b.job.src), 'the source is left alone');
+  });
+
+  it('takes a source rewritten with a new mtime while it is read for a changed source (failed for good), not a mismatch', () => {
+    const { job } = image('b2.cbf', 600_000);
+    let rewritten = false;
+    const [r] = copyMany([job], storage, opts, () => {
+      if (rewritten) return;
+      rewritten = true;
+      writeFileSync(job.src, randomBytes(600_000)); // the same size, a new mtime: a writer at work
+    });
+    assert.ok(r instanceof SourceChanged && !(r instanceof ChecksumMismatch), String(r));
+    assert.match(r.message, /changed while it was copied/);
+    assert.deepEqual(temps(job), []);
   });
 
   it('with verify_copies = no reads nothing back: the source is still checked, the copy not', () => {
