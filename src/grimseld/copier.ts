@@ -154,9 +154,9 @@ export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions, progr
       }
     });
     settle(flush);
-    settle((w) => check(w, opts.verifyCopies !== false));
+    settle((w) => check(w, opts.verifyCopies !== false, progress));
     settle((w, i) => {
-      outcomes[i] = commit(w, opts.verifyCopies !== false);
+      outcomes[i] = commit(w, opts.verifyCopies !== false, progress);
     });
     return outcomes;
   } finally {
@@ -225,7 +225,7 @@ function write(job: CopyJob, base: string, opts: CopyOptions, dirs: HeldDirs, pr
     }
     // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
     if (job.sweep) sweepStale(dir, name);
-    const there = identicalAt(dir, name, s, job.checksum, opts.verifyCopies !== false);
+    const there = identicalAt(dir, name, s, job.checksum, opts.verifyCopies !== false, progress);
     if (there !== undefined) {
       closeSync(source.fd);
       return { outcome: 'identical', dest: path.join(path.dirname(job.dest), there.name), verified: there.verified };
@@ -303,11 +303,11 @@ function flush(w: Written): void {
 }
 
 /** I2: reads the flushed copy back through its own descriptor (with `verify`) and closes it; a copy that differs throws. */
-function check(w: Written, verify: boolean): void {
+function check(w: Written, verify: boolean, progress: Progress): void {
   const fd = w.fd!;
   if (verify) {
     chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
-    const got = checksumOfCopy(fd, chunk);
+    const got = checksumOfCopy(fd, chunk, progress);
     if (got !== w.checksum) throw ChecksumMismatch.copy(w.job.dest, w.checksum, got);
     w.verified = true;
   }
@@ -322,7 +322,7 @@ function check(w: Written, verify: boolean): void {
  * mtime: another attempt at this one) is taken as the copy; a different one, or anything not a regular
  * file, keeps its name and this copy takes the next numbered one. Every name is one of the held directory.
  */
-function commit(w: Written, verify: boolean): CopyResult {
+function commit(w: Written, verify: boolean, progress: Progress): CopyResult {
   const { src, dest, expect } = w.job;
   // The source may have changed while we copied (the file read, not whatever has its name now).
   const now = fstatSync(w.source.fd);
@@ -338,7 +338,7 @@ function commit(w: Written, verify: boolean): CopyResult {
       if (takeName(w.dir, w.tmp, name)) return made(shown); // removed meanwhile: free again
     } else if (there.isFile() && sameFile(there, expect)) {
       // Another attempt at this file got there first: that copy is taken if it is this file (I2).
-      const same = sameCopy(w.dir, name, w.job.checksum, verify);
+      const same = sameCopy(w.dir, name, w.job.checksum, verify, progress);
       if (same !== undefined) {
         discard(w);
         return { outcome: 'identical', dest: shown, verified: same.verified };
@@ -391,13 +391,13 @@ function discard(w: Written): void {
  * earlier attempt gave it beside a different file (killed before its result was journaled); undefined when
  * there is none, and there is something to copy. Looks no further than the first free name.
  */
-function identicalAt(dir: DirFd, name: string, s: Pick<Stats, 'size' | 'mtimeMs'>, checksum: string | undefined, verify: boolean):
-  { name: string; verified: boolean } | undefined {
+function identicalAt(dir: DirFd, name: string, s: Pick<Stats, 'size' | 'mtimeMs'>, checksum: string | undefined, verify: boolean,
+  progress: Progress): { name: string; verified: boolean } | undefined {
   for (const n of candidateNames(name)) {
     const existing = dir.lstat(n);
     if (existing === undefined) return undefined;
     if (!existing.isFile() || !sameFile(existing, s)) continue;
-    const same = sameCopy(dir, n, checksum, verify);
+    const same = sameCopy(dir, n, checksum, verify, progress);
     if (same) return { name: n, ...same };
   }
   return undefined;
@@ -409,7 +409,7 @@ function identicalAt(dir: DirFd, name: string, s: Pick<Stats, 'size' | 'mtimeMs'
  * `verify`, only when its bytes have that checksum (then `verified`). Without a checksum to go by, size and
  * mtime decide, as G3 says. Undefined: another file, which keeps its name (the copy takes a numbered one).
  */
-function sameCopy(dir: DirFd, name: string, checksum: string | undefined, verify: boolean): { verified: boolean } | undefined {
+function sameCopy(dir: DirFd, name: string, checksum: string | undefined, verify: boolean, progress: Progress): { verified: boolean } | undefined {
   if (checksum === undefined) return { verified: false };
   let fd: number;
   try {
@@ -423,7 +423,7 @@ function sameCopy(dir: DirFd, name: string, checksum: string | undefined, verify
     if (recorded?.checksum && recorded.checksum !== checksum) return undefined;
     if (!verify) return { verified: false };
     chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
-    return checksumOfCopy(fd, chunk) === checksum ? { verified: true } : undefined;
+    return checksumOfCopy(fd, chunk, progress) === checksum ? { verified: true } : undefined;
   } finally {
     closeSync(fd);
   }

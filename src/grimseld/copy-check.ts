@@ -42,8 +42,11 @@ export async function prepareCopies(): Promise<void> {
   await Promise.all([prepareChecksums(2), initProvenance()]);
 }
 
-/** The checksum (hex) of the whole file open as `fd`, read from offset 0 into `buf`. */
-export function checksumOfCopy(fd: number, buf: Buffer): string {
+/**
+ * The checksum (hex) of the whole file open as `fd`, read from offset 0 into `buf`; `progress` is called after
+ * each piece, as after each piece a copy writes (copy-watch.ts: a long read-back is not a wedged thread).
+ */
+export function checksumOfCopy(fd: number, buf: Buffer, progress: () => void = () => undefined): string {
   const sum = new Checksum();
   try {
     for (let at = 0; ;) {
@@ -51,6 +54,7 @@ export function checksumOfCopy(fd: number, buf: Buffer): string {
       if (n === 0) break;
       sum.update(buf.subarray(0, n));
       at += n;
+      progress();
     }
   } catch (e) {
     sum.discard();
