@@ -228,7 +228,7 @@ describe('a source that changes size while it is copied (G3, G12)', () => {
       appendFileSync(j.src, Buffer.alloc(1 << 20, 2)); // a writer faster than the copy: it would never catch up
     });
     assert.ok(r instanceof SourceChanged && /changed while it was copied/.test(r.message), String(r));
-    assert.ok(steps <= 20, `${steps} steps: the copy stopped at the delivered 4 MB (16 chunks and a flush)`);
+    assert.ok(steps <= 36, `${steps} steps: the copy stopped at the delivered 4 MB (16 chunks written, a flush, 16 read back, I2)`);
     assert.ok(!existsSync(j.dest));
   });
 
