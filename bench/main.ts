@@ -9,6 +9,7 @@ import { summary, type Results } from './report.js';
 import { throughputSuite } from './suite-throughput.js';
 import { pendingSuite } from './suite-pending.js';
 import { scalingSuite } from './suite-scaling.js';
+import { verifySuite } from './suite-verify.js';
 import { MODES, type Mode } from './modes.js';
 
 async function main(): Promise<void> {
@@ -20,7 +21,7 @@ async function main(): Promise<void> {
   const started = Date.now();
   const results: Record<string, unknown> = { mode: modeName, settings: mode, startedAt: new Date(started).toISOString(), host: hostInfo() };
   const sections: Array<[string, (m: Mode) => Promise<unknown>]> = [
-    ['latency', latencySuite], ['throughput', throughputSuite], ['pending', pendingSuite], ['scaling', scalingSuite],
+    ['latency', latencySuite], ['throughput', throughputSuite], ['verify', verifySuite], ['pending', pendingSuite], ['scaling', scalingSuite],
   ];
   for (const [name, run] of sections) {
     if (only && !only.includes(name)) continue;

@@ -4,10 +4,12 @@ import { ratio } from './stats.js';
 import type { ThroughputResult } from './suite-throughput.js';
 import type { PendingResult } from './suite-pending.js';
 import type { ScalingRow } from './suite-scaling.js';
+import type { VerifyResult } from './suite-verify.js';
 
 export interface Results {
   latency?: LatencyResult;
   throughput?: ThroughputResult;
+  verify?: VerifyResult;
   pending?: PendingResult;
   scaling?: { workload: string; rows: ScalingRow[] };
 }
@@ -46,6 +48,16 @@ export function summary(r: Results): string {
         ['small files end to end, files/s', `furkad+grimseld ${m.smallE2eFilesPerS}`, `slower of rsync -a ${m.smallRsyncFilesPerS}, cp+fsync ${m.smallCpFilesPerS}`, t.ratios.smallVsSlowerOfRsyncCp],
       ],
     ), '', `Daemon cost during the small-file run: CPU s per 1000 files ${kv(m.cpuSPer1000)}; peak RSS MB ${kv(m.peakRssMb)}.`, '');
+  }
+  if (r.verify) {
+    const v = r.verify;
+    out.push(`### Copy verification (I2): grimseld copying alone, verify_copies = yes vs no (bulk ${v.bulk.files} x ${v.bulk.fileMB} MB; small ${v.small.files} x ${v.small.fileKB} kB; ${v.copyParallelism} writers)`, '', table(
+      ['measure', 'yes (read back)', 'no (source hashed only)', 'yes/no (median of rounds)'],
+      [
+        ['bulk copy, MB/s', v.median.yes.bulkMBps, v.median.no.bulkMBps, v.ratios.bulk],
+        ['small files, files/s', v.median.yes.smallFilesPerS, v.median.no.smallFilesPerS, v.ratios.small],
+      ],
+    ), '');
   }
   if (r.pending) {
     const p = r.pending;
@@ -101,6 +113,10 @@ export function targets(r: Results): Array<{ what: string; value: string; met: b
     out.push({ what: 'grimseld >= 0.95 x cp (1 storage)', value: `${t.grimseld1VsCp} x`, met: t.grimseld1VsCp >= 0.95 });
     out.push({ what: 'grimseld >= 0.95 x cp (2 storages)', value: `${t.grimseld2VsCp} x`, met: t.grimseld2VsCp >= 0.95 });
     out.push({ what: 'small files >= 0.9 x slower of rsync, cp', value: `${t.smallVsSlowerOfRsyncCp} x`, met: t.smallVsSlowerOfRsyncCp >= 0.9 });
+  }
+  if (r.verify) {
+    out.push({ what: 'bulk copy with verify_copies = yes >= 0.9 x no', value: `${r.verify.ratios.bulk} x`, met: r.verify.ratios.bulk >= 0.9 });
+    out.push({ what: 'small files with verify_copies = yes >= 0.9 x no', value: `${r.verify.ratios.small} x`, met: r.verify.ratios.small >= 0.9 });
   }
   if (r.pending) out.push({ what: `grimseld RSS <= 100 MB with ${r.pending.files} pending`, value: `${r.pending.rssPendingMb} MB`, met: r.pending.rssPendingMb <= 100 });
   return out;

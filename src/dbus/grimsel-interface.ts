@@ -1,12 +1,23 @@
-// org.ppu.Grimsel1: grimseld's public bus interface, declared once with real types (S2, G8, G9, G10).
+// org.ppu.Grimsel1: grimseld's public bus interface, declared once with real types (S2, G8, G9, G10, I2).
+// Members: QueryStatus(i nusers) → a(tuusttt) (G9, as the spec fixes it); QueryVerified(i nusers) → a(tuust),
+// the copies verified against the file's checksum, per row of QueryStatus (I2); AddFile(s) (G8); properties
+// StatusPort, MessagePort, License, Storages; signal Message(sss) (G10).
 import * as dbus from 'dbus-next';
 import { invalidArgs, named } from './errors.js';
 
 /** One row of QueryStatus (G9): (t usertime, u uid, u gid, s storage, t pending, t copied, t failed), newest shift first. */
 export type StatusRow = [bigint, number, number, string, bigint, bigint, bigint];
 
+/**
+ * One row of QueryVerified (I2): (t usertime, u uid, u gid, s storage, t verified), the rows of QueryStatus in
+ * its order. `verified` counts the copies among `copied` that were read back and found to have the file's
+ * checksum. A member of its own: QueryStatus's signature is fixed by the spec (S2) and scripts rely on it.
+ */
+export type VerifiedRow = [bigint, number, number, string, bigint];
+
 export interface GrimselService {
   queryStatus(nusers: number): StatusRow[];
+  queryVerified(nusers: number): VerifiedRow[];
   addFile(path: string): Promise<void>;
   /** TCP ports actually bound (G9, G10): with port 0 in the config only the daemon knows them. */
   tcpPorts(): { status: number; message: number };
@@ -25,6 +36,13 @@ export class GrimselInterface extends dbus.interface.Interface {
     return named(() => {
       if (nusers < -1) throw invalidArgs(`nusers must be -1 (all) or a count, got ${nusers}`);
       return this.service.queryStatus(nusers);
+    });
+  }
+
+  QueryVerified(nusers: number): Promise<VerifiedRow[]> {
+    return named(() => {
+      if (nusers < -1) throw invalidArgs(`nusers must be -1 (all) or a count, got ${nusers}`);
+      return this.service.queryVerified(nusers);
     });
   }
 
@@ -58,6 +76,8 @@ export class GrimselInterface extends dbus.interface.Interface {
 /** Its methods, also handed to exportInterface, which refuses a call with other argument types by name. */
 export const GRIMSEL_METHODS = {
   QueryStatus: { inSignature: 'i', outSignature: 'a(tuusttt)' },
+  // Per shift x storage: start, uid, gid, storage, copies verified against the file's checksum (I2); as QueryStatus.
+  QueryVerified: { inSignature: 'i', outSignature: 'a(tuust)' },
   AddFile: { inSignature: 's', outSignature: '' },
 } as const;
 

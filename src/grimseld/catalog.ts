@@ -1,20 +1,39 @@
 // Every file grimseld is responsible for, its copy state per storage and what became of its ramdisk and
-// internal originals (SPEC G2, G5-G7, G9, G12). Changes are journaled before they count; counts are
-// derived from these states, so after a replay they are right by construction.
-import { Journal, type JournalRecord } from './journal.js';
+// internal originals (SPEC G2, G5-G7, G9, G12), and which copies were verified (I2). Changes are journaled
+// before they count; counts are derived from these states, so after a replay they are right by construction.
+import { Journal, type JournalRecord, type SettledCounts } from './journal.js';
 import type { ShiftBook } from './shift-book.js';
 import { FileRecord, type NewFile, type Origin } from './file-record.js';
 import { RecordStore } from './record-store.js';
-import { allPending, doneEverywhere, doneOn, failedForGood, stateAt, withState, type CopyState } from './copy-states.js';
+import { allPending, doneEverywhere, doneOn, failedForGood, stateAt, verifiedOn, withState, type CopyState } from './copy-states.js';
 
 export { FileRecord };
 export type { CopyState, NewFile, Origin };
 
+/** A copy result as the catalog records it (setCopy). */
+export interface CopyNote {
+  /** Failed for good: the source is gone or changed (SPEC G12); no retry. */
+  permanent?: boolean;
+  /** Where a copy was made below the storage target, when that is not the file's own path (a numbered name). */
+  rel?: string | undefined;
+  /** The copy was read back and had the file's checksum (I2). */
+  verified?: boolean;
+  /** The checksum (tagged) the first complete read of a file without one found: becomes the file's (I2). */
+  checksum?: string | undefined;
+}
+
+/** The shift a file belongs to, as its provenance says it (I3): start in µs, uid, gid. */
+export interface ShiftOf {
+  startUs: bigint;
+  uid: number;
+  gid: number;
+}
+
 export class Catalog {
   /** Live records by id, and by source path: a re-sent delivery of the same file is recognised (furkad retries). */
   readonly files = new RecordStore();
-  /** Counts of records already resolved and dropped, per shift: they live on in the snapshot. */
-  #settled = new Map<bigint, Map<string, [number, number]>>();
+  /** Counts of records already resolved and dropped, per shift: [copied, failed, verified]; they live on in the snapshot. */
+  #settled = new Map<bigint, Map<string, [number, number, number]>>();
   #nextId = 1;
   #index: Map<string, number>;
   /**
@@ -77,7 +96,7 @@ export class Catalog {
       switch (r.t) {
         case 'shift': {
           this.book.begin(BigInt(r.u), r.uid, r.gid);
-          if (r.counts) this.#settled.set(BigInt(r.u), new Map(Object.entries(r.counts)));
+          if (r.counts) this.#settled.set(BigInt(r.u), new Map(Object.entries(r.counts).map(([st, c]) => [st, settledCounts(c)])));
           break;
         }
         case 'file': {
@@ -87,12 +106,17 @@ export class Catalog {
           this.#nextId = Math.max(this.#nextId, r.id + 1);
           break;
         }
+        case 'checksum': {
+          const rec = this.files.get(r.id);
+          if (rec && rec.checksum === undefined) this.files.setChecksum(rec, r.c);
+          break;
+        }
         case 'copied':
         case 'failed': {
           const rec = this.files.get(r.id);
           const i = this.#index.get(r.s);
           if (!rec || i === undefined) break;
-          rec.states = withState(rec.states, i, r.t, r.t === 'failed' && r.permanent);
+          rec.states = withState(rec.states, i, r.t, r.t === 'failed' ? r.permanent : r.verified === true);
           if (r.t === 'copied' && r.rel !== undefined) this.#placeAs(rec, r.s, r.rel);
           break;
         }
@@ -109,10 +133,13 @@ export class Catalog {
       }
     }
     for (const [u, perStorage] of this.#settled) {
-      for (const [s, [copied, failed]] of perStorage) this.book.add(u, s, { pending: 0, copied, failed });
+      for (const [s, [copied, failed, verified]] of perStorage) this.book.add(u, s, { pending: 0, copied, failed, verified });
     }
     for (const rec of this.files.values()) {
-      this.storageIds.forEach((s, i) => this.book.count(rec.usertime, s, undefined, stateAt(rec.states, i)));
+      this.storageIds.forEach((s, i) => {
+        this.book.count(rec.usertime, s, undefined, stateAt(rec.states, i));
+        if (verifiedOn(rec.states, i)) this.book.verified(rec.usertime, s, 1);
+      });
       this.#settleIfDone(rec);
     }
     return n;
@@ -139,6 +166,12 @@ export class Catalog {
     let m = this.#placedAs.get(rec.id);
     if (!m) this.#placedAs.set(rec.id, (m = new Map()));
     m.set(storage, rel);
+  }
+
+  /** The shift of a file (I3); undefined once its shift left the history. */
+  shiftOf(rec: FileRecord): ShiftOf | undefined {
+    const s = this.book.get(rec.usertime);
+    return s && { startUs: s.usertime, uid: s.uid, gid: s.gid };
   }
 
   /** Whether the file is copied to `storage`. */
@@ -189,21 +222,30 @@ export class Catalog {
   }
 
   /**
-   * Records a copy result; `rel` is where a copy was made below the storage target when that is not the
-   * file's own path (a numbered name beside a different file), journaled with it so a restart keeps it.
+   * Records a copy result (CopyNote): where the copy is when not under the file's own path, whether it was
+   * verified, and for a file without a checksum the one its first read found; journaled together, so a
+   * restart keeps them (the checksum's line first: a copy verified against it is never replayed without it).
    */
-  async setCopy(rec: FileRecord, storage: string, state: 'copied' | 'failed', permanent = false, rel?: string): Promise<void> {
+  async setCopy(rec: FileRecord, storage: string, state: 'copied' | 'failed', note: CopyNote = {}): Promise<void> {
     const i = this.#index.get(storage);
     if (i === undefined) return;
-    const placedAs = state === 'copied' && rel !== undefined && rel !== rec.rel ? rel : undefined;
-    await this.journal.append(state === 'copied' ? { t: 'copied', id: rec.id, s: storage, ...(placedAs ? { rel: placedAs } : {}) }
-      : { t: 'failed', id: rec.id, s: storage, permanent });
+    const copied = state === 'copied';
+    const placedAs = copied && note.rel !== undefined && note.rel !== rec.rel ? note.rel : undefined;
+    const verified = copied && note.verified === true;
+    const adopt = copied && note.checksum !== undefined && rec.checksum === undefined ? note.checksum : undefined;
+    await this.journal.append(
+      ...(adopt ? [{ t: 'checksum', id: rec.id, c: adopt } as const] : []),
+      copied ? { t: 'copied', id: rec.id, s: storage, ...(placedAs ? { rel: placedAs } : {}), ...(verified ? { verified: true } as const : {}) }
+        : { t: 'failed', id: rec.id, s: storage, permanent: note.permanent === true });
     // Settled meanwhile (a result for a storage it was already done on): nothing left to count.
     if (!this.isLive(rec)) return;
+    if (adopt && rec.checksum === undefined) this.files.setChecksum(rec, adopt);
     if (placedAs) this.#placeAs(rec, storage, placedAs);
     const before = stateAt(rec.states, i);
+    const wasVerified = verifiedOn(rec.states, i);
     if (before !== state) this.book.count(rec.usertime, storage, before, state);
-    rec.states = withState(rec.states, i, state, permanent);
+    if (wasVerified !== verified) this.book.verified(rec.usertime, storage, verified ? 1 : -1);
+    rec.states = withState(rec.states, i, state, copied ? verified : note.permanent === true);
     this.#settleIfDone(rec);
   }
 
@@ -224,9 +266,10 @@ export class Catalog {
     let perStorage = this.#settled.get(rec.usertime);
     if (!perStorage) this.#settled.set(rec.usertime, (perStorage = new Map()));
     this.storageIds.forEach((s, i) => {
-      const c = perStorage!.get(s) ?? [0, 0];
+      const c = perStorage!.get(s) ?? [0, 0, 0];
       if (stateAt(rec.states, i) === 'copied') c[0]++;
       else c[1]++;
+      if (verifiedOn(rec.states, i)) c[2]++;
       perStorage!.set(s, c);
     });
     this.#placedAs.delete(rec.id);
@@ -250,7 +293,7 @@ export class Catalog {
       const st = stateAt(states, i);
       if (st === 'copied') {
         const rel = this.#placedAs.get(r.id)?.get(s);
-        lines.push({ t: 'copied', id: r.id, s, ...(rel !== undefined ? { rel } : {}) });
+        lines.push({ t: 'copied', id: r.id, s, ...(rel !== undefined ? { rel } : {}), ...(verifiedOn(states, i) ? { verified: true } as const : {}) });
       }
       if (st === 'failed') lines.push({ t: 'failed', id: r.id, s, permanent: failedForGood(states, i) });
     });
@@ -272,6 +315,11 @@ export class Catalog {
   pruneSettled(): void {
     for (const u of this.#settled.keys()) if (!this.book.get(u)) this.#settled.delete(u);
   }
+}
+
+/** Settled counts as journaled, with the verified count journals before I2 do not have. */
+function settledCounts(c: SettledCounts): [number, number, number] {
+  return [c[0], c[1], c[2] ?? 0];
 }
 
 function fileLine(r: FileRecord): JournalRecord {

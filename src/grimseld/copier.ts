@@ -1,5 +1,8 @@
-// One faithful, atomic copy (SPEC G3): temp name, data, owner, mode, mtime, fsync, link. Never half a file
-// under a final name; never through a symbolic link a user planted or swaps in (issue 14 row 2).
+// One faithful, atomic copy (SPEC G3): temp name, data, owner, mode, mtime, provenance, fsync, check, link.
+// Never half a file under a final name; never through a symbolic link a user planted or swaps in (issue 14
+// row 2); never a copy whose bytes are not the file's (I2): the source is hashed as it is read and compared
+// with the file's checksum, the flushed copy read back and compared again (copy-check.ts), and the copy
+// carries the file's checksum, shift and detector as extended attributes (I3, copy-provenance.ts).
 //
 // Both ends are reached from a trusted directory one component at a time without following links, and
 // every operation acts relative to the directory handles so held (copy-dirs.ts, common/dir-fd.ts): the
@@ -21,12 +24,21 @@ import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import { depthOf, HeldDirs, ownersAsSource, ownerVisit, type SourceDir } from './copy-dirs.js';
 import { isDelivered, openSource, sameFile, SourceChanged, type Identity, type Source } from './copy-source.js';
+import { Checksum } from '../common/checksum.js';
+import { readProvenance, type Provenance } from '../common/provenance.js';
+import { ChecksumMismatch, checksumOfCopy } from './copy-check.js';
+import { stampCopy, type Attributes } from './copy-provenance.js';
 
-export { sameFile, SourceChanged, type Identity };
+export { sameFile, SourceChanged, ChecksumMismatch, type Identity };
 
 export interface CopyOptions {
   preserveUid: boolean;
   preserveGid: boolean;
+  /**
+   * Read each flushed copy back and check it against the file's checksum (grimseld.conf `verify_copies`,
+   * default yes). Without, the source is still hashed as it is read and checked, the copy is not read again.
+   */
+  verifyCopies?: boolean;
 }
 
 export type CopyOutcome = 'copied' | 'identical';
@@ -39,6 +51,12 @@ export type CopyOutcome = 'copied' | 'identical';
 export interface CopyResult {
   outcome: CopyOutcome;
   dest: string;
+  /** Hex digits of the bytes copied, as read from the source (a copy made; for a file without a checksum, its checksum now). */
+  checksum?: string;
+  /** The copy was read back (or, found there already, read) and had the file's checksum (I2). */
+  verified: boolean;
+  /** Where the copy's ppu.* attributes went (a copy made): copy-provenance.ts. */
+  attributes?: Attributes;
 }
 
 /** One copy to make: `src` (which must still be `expect`) to `dest` below the storage target. */
@@ -54,6 +72,10 @@ export interface CopyJob {
   expect: Identity;
   /** An earlier attempt may have died mid-copy: remove its temp file first. */
   sweep: boolean;
+  /** Hex digits of the file's checksum (I1), which the copy must have; undefined: unknown (an operator's file). */
+  checksum?: string | undefined;
+  /** The file's shift and detector, written on the copy with its checksum (I3). */
+  provenance?: Omit<Provenance, 'checksum'>;
 }
 
 /** Called after every step of a copy that moved it on (a chunk written, a file flushed or renamed): see copy-watch.ts. */
@@ -72,6 +94,13 @@ let chunk: Buffer | undefined;
 /** A copy under way: its data is in `tmp` of the held `dir` (open as `fd`), not yet flushed nor under its final name. */
 interface Written {
   job: CopyJob;
+  /** The storage target. */
+  base: string;
+  /** Hex digits the copy must have: the file's checksum, or (none known) the one of the bytes read from the source. */
+  checksum: string;
+  /** The copy was read back and found right. */
+  verified: boolean;
+  attributes: Attributes | undefined;
   /** The source, held open until the copy has its name: checked once more then. */
   source: Source;
   dir: DirFd;
@@ -125,8 +154,9 @@ export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions, progr
       }
     });
     settle(flush);
+    settle((w) => check(w, opts.verifyCopies !== false, progress));
     settle((w, i) => {
-      outcomes[i] = commit(w);
+      outcomes[i] = commit(w, opts.verifyCopies !== false, progress);
     });
     return outcomes;
   } finally {
@@ -195,19 +225,29 @@ function write(job: CopyJob, base: string, opts: CopyOptions, dirs: HeldDirs, pr
     }
     // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
     if (job.sweep) sweepStale(dir, name);
-    const there = identicalAt(dir, name, s);
+    const there = identicalAt(dir, name, s, job.checksum, opts.verifyCopies !== false, progress);
     if (there !== undefined) {
       closeSync(source.fd);
-      return { outcome: 'identical', dest: path.join(path.dirname(job.dest), there) };
+      return { outcome: 'identical', dest: path.join(path.dirname(job.dest), there.name), verified: there.verified };
     }
-    w = { job, source, dir, name, tmp: `.${name}.grimsel-${randomBytes(4).toString('hex')}`, made: false, fd: undefined };
+    w = { job, base, checksum: '', verified: false, attributes: undefined, source, dir, name,
+      tmp: `.${name}.grimsel-${randomBytes(4).toString('hex')}`, made: false, fd: undefined };
     // EXCL and NOFOLLOW: a planted name is never written through (nor removed: `made` stays false).
     w.fd = dir.openFile(w.tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
     w.made = true;
     // The source's mode, but never a set-id copy: that would hand a user a root-owned setuid program made
     // by grimseld (root) with preserve_uid = no. Images need none.
     fchmodSync(w.fd, s.mode & 0o1777);
-    copyData(source.fd, job.src, w.fd, s.size, progress);
+    const read = copyData(source.fd, job.src, w.fd, s.size, progress);
+    // I2: the bytes read are the file's, or this copy is not made. A file without a checksum gets the one of
+    // this read (the dispatcher makes it the file's).
+    if (job.checksum !== undefined && read !== job.checksum) {
+      // A writer that rewrote the file meanwhile changed its mtime or size: that is a changed source (not
+      // retried, as before checksums). The same size and mtime with other bytes is what only the checksum sees.
+      if (!isDelivered(fstatSync(source.fd), job.expect)) throw new SourceChanged(`${job.src} changed while it was copied`);
+      throw ChecksumMismatch.source(job.src, job.checksum, read);
+    }
+    w.checksum = job.checksum ?? read;
     futimesSync(w.fd, s.atimeMs / 1000, s.mtimeMs / 1000); // seconds with fraction: sub-ms precision
     if (opts.preserveUid || opts.preserveGid) fchownSync(w.fd, owner[0], owner[1]);
     return w;
@@ -227,31 +267,52 @@ function write(job: CopyJob, base: string, opts: CopyOptions, dirs: HeldDirs, pr
  * the storage. Here the end of the data before `size` is a changed source, and no more than `size` bytes are
  * read, so a growing source cannot keep a copy going either (it then fails the check in commit()).
  */
-function copyData(fd: number, src: string, out: number, size: number, progress: Progress): void {
+function copyData(fd: number, src: string, out: number, size: number, progress: Progress): string {
   chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
   const buf = chunk;
-  for (let at = 0; at < size;) {
-    const got = readSync(fd, buf, 0, Math.min(CHUNK_BYTES, size - at), at);
-    if (got === 0) throw new SourceChanged(`${src} ended after ${at} of its ${size} bytes: it is not the delivered file any more`);
-    for (let done = 0; done < got;) {
-      const n = writeSync(out, buf, done, got - done, at + done);
-      if (n <= 0) throw new Error(`writing a copy of ${src} made no progress`);
-      done += n;
+  // Each piece is hashed as it is read, before it is written: what is checked is what was read (I2).
+  const sum = new Checksum();
+  try {
+    for (let at = 0; at < size;) {
+      const got = readSync(fd, buf, 0, Math.min(CHUNK_BYTES, size - at), at);
+      if (got === 0) throw new SourceChanged(`${src} ended after ${at} of its ${size} bytes: it is not the delivered file any more`);
+      sum.update(buf.subarray(0, got));
+      for (let done = 0; done < got;) {
+        const n = writeSync(out, buf, done, got - done, at + done);
+        if (n <= 0) throw new Error(`writing a copy of ${src} made no progress`);
+        done += n;
+      }
+      at += got;
+      progress();
     }
-    at += got;
-    progress();
+  } catch (e) {
+    sum.discard();
+    throw e;
   }
+  return sum.hexSync();
 }
 
-/** fsyncs and closes a written copy. */
+/**
+ * Gives a written copy its provenance (I3) and flushes it: the attributes are the inode's, so the fsync makes
+ * them as durable as the data before the copy has a name. The copy stays open for its check.
+ */
 function flush(w: Written): void {
+  const { job } = w;
+  w.attributes = stampCopy(w.base, w.fd!, { checksum: w.checksum, ...job.provenance });
+  fsyncSync(w.fd!);
+}
+
+/** I2: reads the flushed copy back through its own descriptor (with `verify`) and closes it; a copy that differs throws. */
+function check(w: Written, verify: boolean, progress: Progress): void {
   const fd = w.fd!;
-  w.fd = undefined;
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
+  if (verify) {
+    chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
+    const got = checksumOfCopy(fd, chunk, progress);
+    if (got !== w.checksum) throw ChecksumMismatch.copy(w.job.dest, w.checksum, got);
+    w.verified = true;
   }
+  w.fd = undefined;
+  closeSync(fd);
 }
 
 /**
@@ -261,22 +322,27 @@ function flush(w: Written): void {
  * mtime: another attempt at this one) is taken as the copy; a different one, or anything not a regular
  * file, keeps its name and this copy takes the next numbered one. Every name is one of the held directory.
  */
-function commit(w: Written): CopyResult {
+function commit(w: Written, verify: boolean, progress: Progress): CopyResult {
   const { src, dest, expect } = w.job;
   // The source may have changed while we copied (the file read, not whatever has its name now).
   const now = fstatSync(w.source.fd);
   closeSync(w.source.fd);
   w.source.fd = -1;
   if (!isDelivered(now, expect)) throw new SourceChanged(`${src} changed while it was copied`);
+  const made = (shown: string): CopyResult => ({ outcome: 'copied', dest: shown, checksum: w.checksum, verified: w.verified, attributes: w.attributes! });
   for (const name of candidateNames(w.name)) {
     const shown = path.join(path.dirname(dest), name);
-    if (takeName(w.dir, w.tmp, name)) return { outcome: 'copied', dest: shown };
+    if (takeName(w.dir, w.tmp, name)) return made(shown);
     const there = w.dir.lstat(name);
     if (there === undefined) {
-      if (takeName(w.dir, w.tmp, name)) return { outcome: 'copied', dest: shown }; // removed meanwhile: free again
+      if (takeName(w.dir, w.tmp, name)) return made(shown); // removed meanwhile: free again
     } else if (there.isFile() && sameFile(there, expect)) {
-      discard(w);
-      return { outcome: 'identical', dest: shown };
+      // Another attempt at this file got there first: that copy is taken if it is this file (I2).
+      const same = sameCopy(w.dir, name, w.job.checksum, verify, progress);
+      if (same !== undefined) {
+        discard(w);
+        return { outcome: 'identical', dest: shown, verified: same.verified };
+      }
     }
   }
   throw new Error(`${dest} and all its numbered names hold other files; not replacing any`);
@@ -325,13 +391,42 @@ function discard(w: Written): void {
  * earlier attempt gave it beside a different file (killed before its result was journaled); undefined when
  * there is none, and there is something to copy. Looks no further than the first free name.
  */
-function identicalAt(dir: DirFd, name: string, s: Pick<Stats, 'size' | 'mtimeMs'>): string | undefined {
+function identicalAt(dir: DirFd, name: string, s: Pick<Stats, 'size' | 'mtimeMs'>, checksum: string | undefined, verify: boolean,
+  progress: Progress): { name: string; verified: boolean } | undefined {
   for (const n of candidateNames(name)) {
     const existing = dir.lstat(n);
     if (existing === undefined) return undefined;
-    if (existing.isFile() && sameFile(existing, s)) return n;
+    if (!existing.isFile() || !sameFile(existing, s)) continue;
+    const same = sameCopy(dir, n, checksum, verify, progress);
+    if (same) return { name: n, ...same };
   }
   return undefined;
+}
+
+/**
+ * Whether the regular file `name` of `dir`, of the size and mtime of the file being copied, is a copy of it
+ * (I2): with the file's checksum known, not when the checksum recorded on it (I3) is another one, and with
+ * `verify`, only when its bytes have that checksum (then `verified`). Without a checksum to go by, size and
+ * mtime decide, as G3 says. Undefined: another file, which keeps its name (the copy takes a numbered one).
+ */
+function sameCopy(dir: DirFd, name: string, checksum: string | undefined, verify: boolean, progress: Progress): { verified: boolean } | undefined {
+  if (checksum === undefined) return { verified: false };
+  let fd: number;
+  try {
+    fd = dir.openFile(name, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  } catch {
+    return undefined; // gone or swapped for something else meanwhile: not a copy to take
+  }
+  try {
+    if (!fstatSync(fd).isFile()) return undefined;
+    const recorded = readProvenance(fd);
+    if (recorded?.checksum && recorded.checksum !== checksum) return undefined;
+    if (!verify) return { verified: false };
+    chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
+    return checksumOfCopy(fd, chunk, progress) === checksum ? { verified: true } : undefined;
+  } finally {
+    closeSync(fd);
+  }
 }
 
 /** Removes from `dir` temp files an earlier, killed attempt at `name` left behind (never a final name). */

@@ -2,6 +2,7 @@
 import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { copyMany, type CopyJob } from './copier.js';
+import { prepareCopies } from './copy-check.js';
 import { COUNTER_PROGRESS, COUNTER_TID, replyOf, type ThreadData } from './copy-threads.js';
 
 const { base, options, counters } = workerData as ThreadData;
@@ -20,6 +21,13 @@ Atomics.store(shared, COUNTER_TID, kernelTid());
 // Every step counted where the main thread can read it while this one is inside a copy (copy-watch.ts).
 const progress = (): void => { Atomics.add(shared, COUNTER_PROGRESS, 1); };
 
+// Hashers and the attribute module are made once, before the first copy (copy-check.ts); a batch that comes
+// sooner waits for them. Should they fail, every copy fails, said and retried (nothing is copied unchecked).
+const ready = prepareCopies();
 parentPort!.on('message', (jobs: CopyJob[]) => {
-  parentPort!.postMessage(copyMany(jobs, base, options, progress).map(replyOf));
+  // A throw out of copyMany is an unhandled rejection, which ends the thread as a throw did: the copies are retried.
+  void ready.then(
+    () => parentPort!.postMessage(copyMany(jobs, base, options, progress).map(replyOf)),
+    (e: unknown) => parentPort!.postMessage(jobs.map(() => replyOf(e instanceof Error ? e : new Error(String(e))))),
+  );
 });

@@ -7,7 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
-import { SourceChanged, type CopyJob, type CopyOptions, type CopyResult } from './copier.js';
+import { ChecksumMismatch, SourceChanged, type CopyJob, type CopyOptions, type CopyResult } from './copier.js';
+import type { MismatchAt } from './copy-check.js';
 import { CopyWatch, type CopyVerdict } from './copy-watch.js';
 import { UnsafePath } from '../common/dir-fd.js';
 
@@ -52,20 +53,23 @@ function threadCpuMs(tid: number): number | undefined {
 /** What became of one copy, as it crosses from the thread (an Error's class does not cross by itself). */
 export type CopyReply =
   | CopyResult
-  | { error: { kind: 'SourceChanged' | 'UnsafePath' | 'Error'; message: string; code: string | undefined } };
+  | { error: { kind: 'SourceChanged' | 'UnsafePath' | 'Error'; message: string; code: string | undefined } }
+  | { error: { kind: 'ChecksumMismatch'; message: string; at: MismatchAt; expected: string; got: string } };
 
 /** One copy's outcome as the thread sends it (replyOf) and as the storage gets it back (outcomeOf). */
 export function replyOf(r: CopyResult | Error): CopyReply {
-  if (!(r instanceof Error)) return { outcome: r.outcome, dest: r.dest };
+  if (!(r instanceof Error)) return r;
+  if (r instanceof ChecksumMismatch) return { error: { kind: 'ChecksumMismatch', message: r.message, at: r.at, expected: r.expected, got: r.got } };
   const kind = r instanceof SourceChanged ? 'SourceChanged' : r instanceof UnsafePath ? 'UnsafePath' : 'Error';
   return { error: { kind, message: r.message, code: (r as NodeJS.ErrnoException).code } };
 }
 
 function outcomeOf(r: CopyReply): CopyResult | Error {
   if ('outcome' in r) return r;
-  const { kind, message, code } = r.error;
-  const err = kind === 'SourceChanged' ? new SourceChanged(message) : kind === 'UnsafePath' ? new UnsafePath(message) : new Error(message);
-  if (code !== undefined) (err as NodeJS.ErrnoException).code = code;
+  const e = r.error;
+  if (e.kind === 'ChecksumMismatch') return new ChecksumMismatch(e.at, e.expected, e.got, e.message);
+  const err = e.kind === 'SourceChanged' ? new SourceChanged(e.message) : e.kind === 'UnsafePath' ? new UnsafePath(e.message) : new Error(e.message);
+  if (e.code !== undefined) (err as NodeJS.ErrnoException).code = e.code;
   return err;
 }
 

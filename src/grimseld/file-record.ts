@@ -64,7 +64,10 @@ export class FileRecord implements NewFile {
     return this.store.number(this, 'dev');
   }
 
-  /** The checksum the file arrived with (`xxh128:<hex>`), to check each copy against (I2); undefined when unknown. */
+  /**
+   * The checksum the file arrived with (`xxh128:<hex>`), or for an operator's file the one its first complete
+   * read found, to check each copy against (I2); undefined while unknown.
+   */
   get checksum(): string | undefined {
     return this.store.checksum(this);
   }

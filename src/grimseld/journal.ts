@@ -7,14 +7,23 @@ import * as path from 'node:path';
 
 /** One journal line. `u` is a shift start in µs (as a decimal string: JSON has no 64-bit integers). */
 export type JournalRecord =
-  | { t: 'shift'; u: string; uid: number; gid: number; counts?: Record<string, [number, number]> }
+  /** `counts`: per storage, settled files [copied, failed, verified] (verified absent in journals before I2). */
+  | { t: 'shift'; u: string; uid: number; gid: number; counts?: Record<string, SettledCounts> }
   /** `c`: the checksum the file was delivered with (`xxh128:<hex>`, I1), `det`: its detector; both absent when unknown. */
   | { t: 'file'; id: number; u: string; src: string; rel: string; size: number; mtimeMs: number; ino: number; dev: number; c?: string; det?: string }
-  /** `rel`: the copy's path below the storage target when it is not the file's own (a numbered name, copier.ts). */
-  | { t: 'copied'; id: number; s: string; rel?: string }
+  /** The checksum of a file delivered without one (an operator's), from the first complete read of it (I2). */
+  | { t: 'checksum'; id: number; c: string }
+  /**
+   * `rel`: the copy's path below the storage target when it is not the file's own (a numbered name, copier.ts);
+   * `verified`: the copy was read back and had the file's checksum (I2).
+   */
+  | { t: 'copied'; id: number; s: string; rel?: string; verified?: true }
   | { t: 'failed'; id: number; s: string; permanent: boolean }
   | { t: 'ramdisk'; id: number; state: 'linked' | 'deleted' | 'gone' }
   | { t: 'internal'; id: number; state: 'linked' | 'deleted' | 'gone' };
+
+/** Settled files of a shift on one storage: copied, failed, and of the copied ones verified (absent: 0). */
+export type SettledCounts = [number, number] | [number, number, number];
 
 export class Journal {
   #fh: FileHandle;

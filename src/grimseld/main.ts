@@ -25,6 +25,7 @@ import { MessageHub } from './messages.js';
 import { StatusServer } from './status-server.js';
 import { MessageServer } from './message-server.js';
 import { MetricsServer } from '../common/metrics-server.js';
+import { initProvenance } from '../common/provenance.js';
 
 async function main(): Promise<number> {
   const args = parseDaemonArgs('grimseld', DEFAULT_CONFIG_PATH);
@@ -59,6 +60,10 @@ async function main(): Promise<number> {
     ...Object.entries(config.storage).map(([id, s]) => ({ what: `storage ${id}`, path: s.mountpoint ?? s.target })),
   ]);
   const metricsServer = metrics && new MetricsServer(metrics.registry, log);
+  // I3: the attribute module (native) is loaded here first, so that a broken install stops grimseld at start
+  // with its reason instead of failing every copy in its threads.
+  await initProvenance();
+  if (!config.verify_copies) log.info('verify_copies = no: copies are checked against the checksum of the bytes read, not read back');
   // G12: the journal is replayed before anything else happens; what it holds is redone.
   const hasExternal = Object.values(config.storage).some((s) => s.type === 'EXTERNAL');
   const { catalog, journal, replayed } = await Catalog.open(config.state_dir, book, Object.keys(config.storage), config.target, hasExternal);
@@ -67,7 +72,7 @@ async function main(): Promise<number> {
   // G3, G12: temp files of copies that will never be renamed are swept from the storages' roots and failed copies' directories.
   const temps = new TempSweeper(() => storages, config.temp_max_age_s * 1000, log);
   for (const [id, s] of Object.entries(config.storage)) {
-    storages.push(new Storage(id, s, writersOf(s), { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid },
+    storages.push(new Storage(id, s, writersOf(s), { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid, verifyCopies: config.verify_copies },
       temps.observe(metrics ? metrics.observe(dispatcher) : dispatcher)));
   }
   const external = storages.find((s) => s.type === 'EXTERNAL');
@@ -88,6 +93,7 @@ async function main(): Promise<number> {
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
   const iface = new GrimselInterface(GRIMSEL_IFACE, {
     queryStatus: (n) => book.query(n),
+    queryVerified: (n) => book.queryVerified(n),
     tcpPorts: () => ({ status: statusServer.port, message: messageServer.port }),
     license: () => license,
     storages: () => storages.map((st) => [st.id, st.type, st.target, st.writers]),

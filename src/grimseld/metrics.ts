@@ -1,7 +1,9 @@
 // grimseld's Prometheus metrics (issue 6): per storage copies, bytes, failures, pending, copy duration; fill state
-// of the ramdisk and of every storage; messages by code. Counted off the copy path: observing never blocks it.
+// of the ramdisk and of every storage; messages by code; verified copies and checksum mismatches (I2). Counted
+// off the copy path: observing never blocks it.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { CopyReport, Storage, StorageEvents } from './storage.js';
+import { ChecksumMismatch } from './copy-check.js';
 import type { ShiftBook } from './shift-book.js';
 import type { MessageHub } from './messages.js';
 import { fillState } from './mounts.js';
@@ -12,6 +14,7 @@ export class GrimseldMetrics {
   readonly #copies: Counter<'storage' | 'outcome'>;
   readonly #bytes: Counter<'storage'>;
   readonly #duration: Histogram<'storage'>;
+  readonly #mismatches: Counter<'storage' | 'at'>;
 
   constructor(book: ShiftBook, messages: MessageHub, fillPaths: () => Array<{ what: string; path: string }>) {
     const registers = [this.registry];
@@ -21,6 +24,17 @@ export class GrimseldMetrics {
     this.#bytes = new Counter({ name: 'grimseld_copied_bytes_total', help: 'Bytes written per storage', labelNames: ['storage'], registers });
     this.#duration = new Histogram({ name: 'grimseld_copy_duration_seconds', help: 'Time of one copy (written, flushed, renamed) per storage',
       labelNames: ['storage'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers });
+    this.#mismatches = new Counter({ name: 'grimseld_checksum_mismatches_total',
+      help: "Copies refused because their bytes were not the file's checksum (I2), per storage; at source (read from the original) or copy (read back)",
+      labelNames: ['storage', 'at'], registers });
+    new Gauge({
+      name: 'grimseld_verified_files', help: "Copies read back and found to have the file's checksum (I2), per storage, over the shifts kept in the status; a subset of grimseld_files{state=\"copied\"}",
+      labelNames: ['storage'], registers,
+      collect() {
+        this.reset();
+        for (const [, , , storage, verified] of book.queryVerified(-1)) this.inc({ storage }, Number(verified));
+      },
+    });
     const messageCount = new Counter({ name: 'grimseld_messages_total', help: 'Messages sent (G10) by code', labelNames: ['errcode'], registers });
     messages.subscribe((m) => messageCount.inc({ errcode: m.errcode }));
     new Gauge({
@@ -62,6 +76,7 @@ export class GrimseldMetrics {
         const storage = r.storage.id;
         if (r.outcome instanceof Error) {
           this.#copies.inc({ storage, outcome: 'failed' });
+          if (r.outcome instanceof ChecksumMismatch) this.#mismatches.inc({ storage, at: r.outcome.at });
         } else {
           this.#copies.inc({ storage, outcome: r.outcome });
           if (r.outcome === 'copied') this.#bytes.inc({ storage }, r.job.expect.size);

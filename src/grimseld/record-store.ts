@@ -164,6 +164,15 @@ export class RecordStore {
     return tagged(Buffer.from(this.#checksums.buffer, this.#checksums.byteOffset + r * CHECKSUM_BYTES, CHECKSUM_BYTES).toString('hex'));
   }
 
+  /** Gives a record without a checksum the one its first complete read found (I2); `checksum` tagged. */
+  setChecksum(rec: FileRecord, checksum: string): void {
+    const sum = untagged(checksum);
+    if (sum === undefined) throw new Error(`not a checksum grimseld keeps: ${checksum}`);
+    const r = this.#rowOf(rec);
+    this.#checksums.set(Buffer.from(sum, 'hex'), r * CHECKSUM_BYTES);
+    this.#bits[r] = this.#bits[r]! | HAS_CHECKSUM;
+  }
+
   detector(rec: FileRecord): string | undefined {
     const n = this.#detectors[this.#rowOf(rec)]!;
     return n === 0 ? undefined : this.#detectorNames[n - 1];

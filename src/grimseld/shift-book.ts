@@ -1,11 +1,17 @@
-// Per shift and storage: pending, copied, failed (SPEC G9). The last history_max_entries shifts are kept.
-import type { StatusRow } from '../dbus/grimsel-interface.js';
+// Per shift and storage: pending, copied, failed (SPEC G9), and how many of the copies were verified (I2, I5).
+// The last history_max_entries shifts are kept.
+import type { StatusRow, VerifiedRow } from '../dbus/grimsel-interface.js';
 
 export interface Counts {
   pending: number;
   copied: number;
   failed: number;
+  /** Of `copied`: copies read back and found to have the file's checksum (I2). Not a state of its own. */
+  verified: number;
 }
+
+/** The counters a file is in, one at a time. */
+export type State = Exclude<keyof Counts, 'verified'>;
 
 export interface ShiftEntry {
   usertime: bigint;
@@ -35,7 +41,7 @@ export class ShiftBook {
     if (known) return known;
     const entry: ShiftEntry = {
       usertime, uid, gid,
-      counts: new Map(this.storageIds.map((id) => [id, { pending: 0, copied: 0, failed: 0 }])),
+      counts: new Map(this.storageIds.map((id) => [id, { pending: 0, copied: 0, failed: 0, verified: 0 }])),
     };
     this.#shifts.push(entry);
     this.#shifts.sort((a, b) => (a.usertime < b.usertime ? -1 : a.usertime > b.usertime ? 1 : 0));
@@ -44,11 +50,17 @@ export class ShiftBook {
   }
 
   /** Moves one file of `usertime` on `storage` between counters (`from` undefined: a new pending file). */
-  count(usertime: bigint, storage: string, from: keyof Counts | undefined, to: keyof Counts): void {
+  count(usertime: bigint, storage: string, from: State | undefined, to: State): void {
     const c = this.get(usertime)?.counts.get(storage);
     if (!c) return;
     if (from) c[from]--;
     c[to]++;
+  }
+
+  /** One more (`delta` 1) or one fewer (-1) verified copy of `usertime` on `storage`. */
+  verified(usertime: bigint, storage: string, delta: 1 | -1): void {
+    const c = this.get(usertime)?.counts.get(storage);
+    if (c) c.verified += delta;
   }
 
   /** Adds counts wholesale (settled files restored from the journal). */
@@ -58,6 +70,7 @@ export class ShiftBook {
     mine.pending += c.pending;
     mine.copied += c.copied;
     mine.failed += c.failed;
+    mine.verified += c.verified;
   }
 
   get size(): number {
@@ -74,6 +87,12 @@ export class ShiftBook {
     const shifts = [...this.#shifts].reverse().slice(0, n < 0 ? undefined : n);
     return shifts.flatMap((s) => [...s.counts].map(([id, c]): StatusRow =>
       [s.usertime, s.uid, s.gid, id, BigInt(c.pending), BigInt(c.copied), BigInt(c.failed)]));
+  }
+
+  /** As query(), the verified copies (I5): what QueryVerified answers, in the same order. */
+  queryVerified(n: number): VerifiedRow[] {
+    const shifts = [...this.#shifts].reverse().slice(0, n < 0 ? undefined : n);
+    return shifts.flatMap((s) => [...s.counts].map(([id, c]): VerifiedRow => [s.usertime, s.uid, s.gid, id, BigInt(c.verified)]));
   }
 
   /** Drops the oldest shifts beyond the limit, but never one with files still pending. */

@@ -1,7 +1,7 @@
 // One storage and its pool of writers (SPEC G1, G13): a slow or unmounted storage never holds back another.
 import { replicatedPath } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
-import type { CopyOptions, CopyOutcome, Identity } from './copier.js';
+import type { CopyJob as ThreadJob, CopyOptions, CopyOutcome, CopyResult, Identity } from './copier.js';
 import { CopyThreads, type Stall } from './copy-threads.js';
 import { isMountPoint } from './mounts.js';
 import type { StorageConfig, StorageType } from './config.js';
@@ -17,6 +17,9 @@ export interface CopyJob {
   expect: Identity;
   /** An earlier attempt may have died mid-copy (replay, retry): remove its temp file first. */
   sweep?: boolean;
+  /** The file's checksum (hex) the copy is checked against (I2), and its shift and detector (I3): copier.ts. */
+  checksum?: ThreadJob['checksum'];
+  provenance?: ThreadJob['provenance'];
 }
 
 export interface CopyReport {
@@ -25,6 +28,8 @@ export interface CopyReport {
   /** Where the copy is: `destOf(job.rel)`, or a numbered name beside a different file there (copier.ts). */
   dest: string;
   outcome: CopyOutcome | Error;
+  /** A copy made or found: what the copier says of it (checksum, verified, attributes). */
+  result?: CopyResult;
 }
 
 export interface StorageEvents {
@@ -145,11 +150,12 @@ export class Storage {
         if (batch.length === 0) continue;
         this.#active += batch.length;
         const dests = batch.map((job) => this.destOf(job.rel));
-        const outcomes = await this.#threads.copyMany(batch.map((job, i) => ({ src: job.src, root: job.root, dest: dests[i]!, expect: job.expect, sweep: job.sweep ?? false })));
+        const outcomes = await this.#threads.copyMany(batch.map((job, i): ThreadJob => ({ src: job.src, root: job.root, dest: dests[i]!, expect: job.expect,
+          sweep: job.sweep ?? false, checksum: job.checksum, ...(job.provenance ? { provenance: job.provenance } : {}) })));
         this.#active -= batch.length;
         batch.forEach((job, i) => {
           const r = outcomes[i]!;
-          this.events.report(r instanceof Error ? { storage: this, job, dest: dests[i]!, outcome: r } : { storage: this, job, dest: r.dest, outcome: r.outcome });
+          this.events.report(r instanceof Error ? { storage: this, job, dest: dests[i]!, outcome: r } : { storage: this, job, dest: r.dest, outcome: r.outcome, result: r });
         });
       }
     };

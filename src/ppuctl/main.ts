@@ -8,7 +8,8 @@ import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMS
 import { ConfigError } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
-import { formatDetectorTable, formatStatusTable, type DetectorRecord, type StatusRow } from './status-table.js';
+import { formatDetectorTable, formatStatusTable, verifiedKey, type DetectorRecord, type StatusRow, type VerifiedCounts } from './status-table.js';
+import type { VerifiedRow } from '../dbus/grimsel-interface.js';
 import { importVendorConfig } from './vendor-import.js';
 import { licenseCommand } from './license-command.js';
 import { verifyCommand, VerifyUsage } from './verify-command.js';
@@ -19,7 +20,7 @@ import * as path from 'node:path';
 const USAGE = `usage: ppuctl COMMAND [options]
 
   status [-n N] [--json] [--watch [--interval S]]
-                                           shifts x storages: pending, copied, failed (newest first),
+                                           shifts x storages: pending, copied, failed, verified (newest first),
                                            furkad's detectors, license, next scheduled shift;
                                            --watch refreshes every S seconds (default 2) until Ctrl-C
   shift start -u UID:GID [-d ID:SOURCE:TARGET ...]
@@ -226,12 +227,31 @@ function formatFurkad(view: FurkadView | undefined, rates?: Map<string, number>)
   return parts.length ? `\n${parts.join('\n')}` : '';
 }
 
-function statusJson(rows: StatusRow[], view: FurkadView | undefined): Record<string, unknown> {
-  return { status: rows.map(statusRecord), furkad: view ? { ...view, nextShift: view.nextShift?.toISOString() ?? null } : null };
+/**
+ * `status` as JSON: `status` the rows of QueryStatus as the TCP protocol spells them; `verified` the copies
+ * checked against the file's checksum (I2) per shift and storage, in the same order (absent from a grimseld
+ * without QueryVerified); `furkad` its view.
+ */
+function statusJson(s: GrimselStatus, view: FurkadView | undefined): Record<string, unknown> {
+  return {
+    status: s.rows.map(statusRecord),
+    ...(s.verified ? { verified: s.rows.map((r) => ({ usertime: Number(r[0]), uid: r[1], gid: r[2], storage: r[3], verified: Number(s.verified!.get(verifiedKey(r[0], r[3])) ?? 0n) })) } : {}),
+    furkad: view ? { ...view, nextShift: view.nextShift?.toISOString() ?? null } : null,
+  };
 }
 
-async function queryStatus(bus: dbus.MessageBus, n: number): Promise<StatusRow[]> {
-  return (await callMethod(await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE), 'QueryStatus', n)) as StatusRow[];
+interface GrimselStatus {
+  rows: StatusRow[];
+  verified: VerifiedCounts | undefined;
+}
+
+/** QueryStatus, and QueryVerified where grimseld has it (one that predates I2 does not: no column then). */
+async function queryStatus(bus: dbus.MessageBus, n: number): Promise<GrimselStatus> {
+  const grimsel = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE);
+  const rows = (await callMethod(grimsel, 'QueryStatus', n)) as StatusRow[];
+  if (typeof (grimsel as unknown as Record<string, unknown>)['QueryVerified'] !== 'function') return { rows, verified: undefined };
+  const verified = (await callMethod(grimsel, 'QueryVerified', n)) as VerifiedRow[];
+  return { rows, verified: new Map(verified.map(([u, , , storage, v]) => [verifiedKey(u, storage), v])) };
 }
 
 /** Redraws the status every `intervalS` until interrupted; a vanished grimseld is shown, not fatal. */
@@ -244,7 +264,7 @@ async function watchStatus(bus: dbus.MessageBus, n: number, intervalS: number, j
   while (!stopped) {
     let body: string;
     try {
-      const rows = await queryStatus(bus, n);
+      const status = await queryStatus(bus, n);
       const view = await furkadView(bus);
       // MB/s of each detector since the previous refresh (a new shift restarts its byte count: no rate then).
       const now = Date.now();
@@ -254,8 +274,8 @@ async function watchStatus(bus: dbus.MessageBus, n: number, intervalS: number, j
         return before === undefined || b < before ? [] : [[id, (b - before) / 1e6 / ((now - last!.at) / 1000)] as [string, number]];
       }));
       last = { at: now, bytes };
-      body = json ? `${JSON.stringify({ time: new Date().toISOString(), ...statusJson(rows, view) })}\n`
-        : formatStatusTable(rows, { progress: true }) + formatFurkad(view, rates ?? new Map());
+      body = json ? `${JSON.stringify({ time: new Date().toISOString(), ...statusJson(status, view) })}\n`
+        : formatStatusTable(status.rows, { progress: true, verified: status.verified }) + formatFurkad(view, rates ?? new Map());
     } catch (e) {
       if (!unreachable(e)) throw e;
       body = json ? `${JSON.stringify({ time: new Date().toISOString(), error: 'grimseld is not running' })}\n` : 'grimseld is not running (or not on this bus); retrying\n';
@@ -317,9 +337,10 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       }
       if (values.interval !== undefined) usage('--interval goes with --watch');
       return async (bus) => {
-        const rows = await queryStatus(bus, n);
+        const status = await queryStatus(bus, n);
         const view = await furkadView(bus);
-        process.stdout.write(values.json ? `${JSON.stringify(statusJson(rows, view), null, 2)}\n` : formatStatusTable(rows) + formatFurkad(view));
+        process.stdout.write(values.json ? `${JSON.stringify(statusJson(status, view), null, 2)}\n`
+          : formatStatusTable(status.rows, { verified: status.verified }) + formatFurkad(view));
         return 0;
       };
     }

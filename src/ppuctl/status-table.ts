@@ -1,5 +1,5 @@
 // The tables of `ppuctl status`: the classic User Time | UID | GID | Storage | Pending | Copied | Failed (G9, S7),
-// and furkad's detectors.
+// then Verified, the copies checked against the file's checksum (I2), and furkad's detectors.
 
 import type { StatusRow } from '../dbus/grimsel-interface.js';
 
@@ -50,9 +50,17 @@ export function formatDetectorTable(dets: DetectorRecord[], rates?: Map<string, 
   return table(head, body, (i) => i >= 2 && i < head.length - 1);
 }
 
-export function formatStatusTable(rows: StatusRow[], opts: { progress?: boolean } = {}): string {
-  const head = ['User Time', 'UID', 'GID', 'Storage', 'Pending', 'Copied', 'Failed', ...(opts.progress ? ['Progress'] : [])];
+/** Verified copies by row (QueryVerified), keyed verifiedKey(): absent from a grimseld without them. */
+export type VerifiedCounts = Map<string, bigint>;
+
+export function verifiedKey(usertime: bigint, storage: string): string {
+  return `${usertime}:${storage}`;
+}
+
+export function formatStatusTable(rows: StatusRow[], opts: { progress?: boolean; verified?: VerifiedCounts | undefined } = {}): string {
+  const v = opts.verified;
+  const head = ['User Time', 'UID', 'GID', 'Storage', 'Pending', 'Copied', 'Failed', ...(v ? ['Verified'] : []), ...(opts.progress ? ['Progress'] : [])];
   const body = rows.map((r) => [userTime(r[0]), String(r[1]), String(r[2]), r[3], String(r[4]), String(r[5]), String(r[6]),
-    ...(opts.progress ? [progress(r)] : [])]);
-  return table(head, body, (i) => i >= 4 && i <= 6);
+    ...(v ? [String(v.get(verifiedKey(r[0], r[3])) ?? '-')] : []), ...(opts.progress ? [progress(r)] : [])]);
+  return table(head, body, (i) => i >= 4 && i <= (v ? 7 : 6));
 }

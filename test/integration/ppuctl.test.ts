@@ -57,25 +57,27 @@ describe('ppuctl (S7)', function () {
       existsSync(path.join(ppu.storageRoot, 'internal/2mf-b/800_801/x/one.cbf')), 30_000, 'the file below the -d target');
   });
 
-  it('status prints the classic table and --json the rows of QueryStatus', async () => {
+  it('status prints the classic table, then the verified copies (I2), and --json the rows of QueryStatus', async () => {
     for (let i = 0; i < 3; i++) writeImage(ppu.detectorRamdisks['1MF']!, `s/img${i}.cbf`, 2000);
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[3] === 'internal' && r[5] === 4n), 30_000, 'copies');
     const table = await run('status', '-n', '1');
     assert.equal(table.code, 0, table.stderr);
     const [shifts, detectors, license] = table.stdout.split('\n\n');
     const lines = shifts!.trimEnd().split('\n');
-    assert.match(lines[0]!, /^User Time\s+\| UID\s*\| GID\s*\| Storage\s*\| Pending \| Copied \| Failed$/);
+    assert.match(lines[0]!, /^User Time\s+\| UID\s*\| GID\s*\| Storage\s*\| Pending \| Copied \| Failed \| Verified$/);
     assert.match(lines[1]!, /^-+(-\+-+)+$/);
     assert.equal(lines.length, 4, 'header, rule, one row per storage');
-    assert.ok(lines.some((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| 800 \| 801 \| internal\s*\|\s+0 \|\s+4 \|\s+0$/.test(l)), table.stdout);
+    assert.ok(lines.some((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| 800 \| 801 \| internal\s*\|\s+0 \|\s+4 \|\s+0 \|\s+4$/.test(l)), table.stdout);
     // furkad's part: its detectors with this shift's files, and the license state.
     const dets = detectors!.trimEnd().split('\n');
     assert.match(dets[0]!, /^Detector \| State\s*\| Files \|\s+MB \| Last run \| Last error$/);
     assert.ok(dets.some((l) => /^1MF\s+\| \w+\s*\|\s+3 \|\s+0\.0 \|\s+\d+\.\d{3} s \|$/.test(l)), detectors);
     assert.ok(dets.some((l) => /^2MF\s+\| \w+/.test(l)), detectors);
     assert.match(license!, /^license: none \(one transfer at a time\)/);
-    const json = JSON.parse((await run('status', '--json')).stdout) as { status: unknown; furkad: { detectors: Array<Record<string, unknown>>; license: Record<string, unknown>; nextShift: unknown } };
+    const json = JSON.parse((await run('status', '--json')).stdout) as { status: Array<Record<string, unknown>>; verified: Array<Record<string, unknown>>; furkad: { detectors: Array<Record<string, unknown>>; license: Record<string, unknown>; nextShift: unknown } };
     assert.deepEqual(json.status, (await ppu.queryStatus(-1)).map(statusRecord));
+    assert.deepEqual(json.verified.map((v) => [v['uid'], v['storage']]), json.status.map((r) => [r['uid'], r['storage']]), 'a verified count for each row, in its order');
+    assert.ok(json.verified.some((v) => v['uid'] === 800 && v['storage'] === 'internal' && v['verified'] === 4));
     assert.deepEqual(json.furkad.detectors.map((d) => [d['id'], d['files'], d['bytes']]), [['1MF', 3, 6000], ['2MF', 1, 1000]]);
     assert.equal(json.furkad.license['licensed'], false);
     assert.equal(json.furkad.nextShift, null);
@@ -87,7 +89,7 @@ describe('ppuctl (S7)', function () {
     watch.kill('SIGINT');
     assert.equal(await watch.exited, 0, watch.output());
     assert.match(watch.output(), /\| Progress/);
-    assert.match(watch.output(), /internal\s*\|\s+0 \|\s+4 \|\s+0 \| \[#{20}\] 100%/);
+    assert.match(watch.output(), /internal\s*\|\s+0 \|\s+4 \|\s+0 \|\s+4 \| \[#{20}\] 100%/);
     // Watching, detectors get a rate column (MB/s since the previous refresh).
     assert.match(watch.output(), /^Detector \| State\s*\| Files \|\s+MB \| MB\/s \| Last run \| Last error$/m);
     assert.match(watch.output(), /^1MF\s+\| \w+\s*\|\s+3 \|\s+0\.0 \|\s+0\.0 \|/m);

@@ -188,6 +188,15 @@ describe('grimseld.conf schema (S3, G1)', () => {
     assert.deepEqual([c.create_links, c.preserve_uid, c.preserve_gid], [false, false, true]);
   });
 
+  it('checks every copy by default: verify_copies = yes (shipped commented out), no to skip the read-back, anything else named (I2)', () => {
+    assert.equal(grimseld(readFileSync(path.join(ETC, 'grimseld.conf'), 'utf8')).verify_copies, true);
+    assert.match(readFileSync(path.join(ETC, 'grimseld.conf'), 'utf8'), /^#verify_copies = yes$/m);
+    assert.equal(grimseld(`verify_copies = no\n${INT}`).verify_copies, false);
+    const said = problems(() => grimseld(`verify_copies = maybe\n${INT}`));
+    assert.equal(said.length, 1);
+    assert.match(said[0]!, /key 'verify_copies': must be yes or no, got 'maybe'/);
+  });
+
   it('refuses an unknown storage type, naming the allowed ones', () => {
     assert.deepEqual(problems(() => grimseld('[storage.x]\ntype = USB\ntarget = /d\n')),
       ["section [storage.x], key 'type': must be one of INTERNAL, EXTERNAL, OPTIONAL, got 'USB'"]);

@@ -10,12 +10,14 @@ import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { copyMany, SourceChanged, type CopyJob } from '../../src/grimseld/copier.js';
+import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
 
 const opts = { preserveUid: false, preserveGid: false };
 const WHEN = new Date('2026-03-01T12:00:00Z');
 
 describe('a copy while the user swaps their directories (G3, issue 14 row 2)', () => {
+  before(prepareCopies);
   let root: string;
   let ramdisk: string;
   let storage: string;
@@ -139,6 +141,7 @@ describe('a copy while the user swaps their directories (G3, issue 14 row 2)', (
 });
 
 describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", () => {
+  before(prepareCopies);
   let root: string;
   beforeEach(() => { root = mkdtempSync(path.join(os.tmpdir(), 'copier-owners-')); });
   afterEach(() => rmSync(root, { recursive: true, force: true }));

@@ -130,12 +130,62 @@ describe('journal and catalog (G12)', () => {
     await old.journal.close();
   });
 
+  it('keeps verified counts (I2) across replay and compaction, settled files included, and reads a journal from before them', async () => {
+    const a = await openCatalog(dir);
+    await a.catalog.shift(5n, 500, 501);
+    const recs = await a.catalog.accept(5n, Array.from({ length: 6 }, (_, i) => ({ ...file(i), src: `/elsewhere/f${i}` })));
+    // 0-3 settled (copied on both; 0-2 verified on internal, 0 on extra too); 4 verified on internal, live; 5 not copied.
+    for (const [i, r] of recs.slice(0, 4).entries()) {
+      await a.catalog.setCopy(r, 'internal', 'copied', { verified: i < 3 });
+      await a.catalog.setCopy(r, 'extra', 'copied', { verified: i === 0 });
+    }
+    await a.catalog.setCopy(recs[4]!, 'internal', 'copied', { verified: true });
+    const want = [['internal', 4n, 5n], ['extra', 1n, 4n]];
+    const shown = (rows: Array<[bigint, number, number, string, bigint]>, status: ReturnType<ShiftBook['query']>) =>
+      rows.map((r, i) => [r[3], r[4], status[i]![5]]);
+    assert.deepEqual(shown(a.book.queryVerified(-1), a.book.query(-1)), want, 'verified of copied, per storage');
+    await a.journal.close();
+    const b = await openCatalog(dir);
+    assert.deepEqual(shown(b.book.queryVerified(-1), b.book.query(-1)), want, 'replayed');
+    await b.journal.compact(() => b.catalog.snapshot());
+    await b.journal.close();
+    const c = await openCatalog(dir);
+    assert.deepEqual(shown(c.book.queryVerified(-1), c.book.query(-1)), want, 'replayed from the snapshot');
+    await c.journal.close();
+    // A snapshot written before verified counts: [copied, failed] per storage, none verified.
+    writeFileSync(path.join(dir, 'journal.jsonl'), '{"t":"shift","u":"5","uid":500,"gid":501,"counts":{"internal":[3,1]}}\n');
+    const old = await openCatalog(dir);
+    assert.deepEqual(old.book.queryVerified(-1).map((r) => [r[3], r[4]]), [['internal', 0n], ['extra', 0n]]);
+    assert.equal(old.book.query(-1)[0]![5], 3n);
+    await old.journal.close();
+  });
+
+  it("gives a file without a checksum the one its first copy read, journaled before that copy, kept across replay and compaction (I2)", async () => {
+    const sum = `xxh128:${'ab'.repeat(16)}`;
+    const a = await openCatalog(dir);
+    await a.catalog.shift(5n, 500, 501);
+    const [rec] = await a.catalog.accept(5n, [file(1)]);
+    await a.catalog.setCopy(rec!, 'internal', 'copied', { verified: true, checksum: sum });
+    await a.catalog.setCopy(rec!, 'extra', 'failed', { checksum: `xxh128:${'cd'.repeat(16)}` });
+    assert.equal(rec!.checksum, sum, 'taken from the copy, not from a failed one');
+    await a.journal.close();
+    const lines = readFileSync(path.join(dir, 'journal.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(lines.slice(2).map((l) => l['t']), ['checksum', 'copied', 'failed'], 'the checksum line before its copy');
+    const b = await openCatalog(dir);
+    assert.equal(b.catalog.files.get(rec!.id)!.checksum, sum);
+    await b.journal.compact(() => b.catalog.snapshot());
+    await b.journal.close();
+    const c = await openCatalog(dir);
+    assert.equal(c.catalog.files.get(rec!.id)!.checksum, sum, 'in the snapshot, with the file');
+    await c.journal.close();
+  });
+
   it('keeps where a copy got a numbered name beside another file, per storage, across replay and compaction (G3, G5, G12)', async () => {
     const a = await openCatalog(dir);
     await a.catalog.shift(5n, 500, 501);
     const [rec] = await a.catalog.accept(5n, [file(1)]);
-    await a.catalog.setCopy(rec!, 'internal', 'copied', false, '1mf/u/f1.cbf.~1~');
-    await a.catalog.setCopy(rec!, 'extra', 'copied', false, '1mf/u/f1.cbf');
+    await a.catalog.setCopy(rec!, 'internal', 'copied', { rel: '1mf/u/f1.cbf.~1~' });
+    await a.catalog.setCopy(rec!, 'extra', 'copied', { rel: '1mf/u/f1.cbf' });
     assert.equal(a.catalog.relOn(rec!, 'internal'), '1mf/u/f1.cbf.~1~');
     assert.equal(a.catalog.relOn(rec!, 'extra'), '1mf/u/f1.cbf', 'its own name where nothing else had it');
     await a.journal.close();
