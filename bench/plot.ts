@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import type { LatencyRow } from './suite-latency.js';
 
-const VENDOR_MS = 200; // the vendor furka's latency (SPEC F9)
+const VENDOR_MS = 200; // the vendor furka's latency (F9)
 
 export function plotLatency(rows: LatencyRow[], png: string, title: string): void {
   const tmp = mkdtempSync(path.join(os.tmpdir(), 'bench-plot-'));

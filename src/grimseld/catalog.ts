@@ -1,5 +1,5 @@
 // Every file grimseld is responsible for, its copy state per storage and what became of its ramdisk and
-// internal originals (SPEC G2, G5-G7, G9, G12), and which copies were verified (I2). Changes are journaled
+// internal originals (G2, G5-G7, G9, G12), and which copies were verified (I2). Changes are journaled
 // before they count; counts are derived from these states, so after a replay they are right by construction.
 import { Journal, type JournalRecord, type SettledCounts } from './journal.js';
 import type { ShiftBook } from './shift-book.js';
@@ -12,7 +12,7 @@ export type { CopyState, NewFile, Origin };
 
 /** A copy result as the catalog records it (setCopy). */
 export interface CopyNote {
-  /** Failed for good: the source is gone or changed (SPEC G12); no retry. */
+  /** Failed for good: the source is gone or changed (G12); no retry. */
   permanent?: boolean;
   /** Where a copy was made below the storage target, when that is not the file's own path (a numbered name). */
   rel?: string | undefined;
@@ -74,7 +74,7 @@ export class Catalog {
   }
 
   /**
-   * The directory a file's original is reached from without following links (issue 14 row 2): grimseld's
+   * The directory a file's original is reached from without following links (docs/threat-model.md): grimseld's
    * ramdisk `target` for a file on the ramdisk (every directory below it is walked, the shift's own
    * included); for any other file the directory before its `./`, which furkad's configuration or an
    * operator named. A record whose `rel` is not the end of its path (not made by checkMarkedPath) gets its

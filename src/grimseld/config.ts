@@ -1,4 +1,4 @@
-// grimseld.conf: its JSON Schema (one, compiled once a run), the storage rules a schema cannot say, and its typed form (SPEC S3, G1).
+// grimseld.conf: its JSON Schema (one, compiled once a run), the storage rules a schema cannot say, and its typed form (S3, G1).
 import * as path from 'node:path';
 import type { ValidateFunction } from 'ajv';
 import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
@@ -86,7 +86,7 @@ export const grimseldSchema = {
 
 /**
  * grimseld's schema, compiled. The daemon reads its file once and lets the compiled schema go: kept, it
- * would stay resident for the whole run (~1 MB, issue 7).
+ * would stay resident for the whole run (~1 MB, BENCHMARKS.md).
  */
 export function grimseldValidator(): ValidateFunction<GrimseldConfig> {
   return compileSchema<GrimseldConfig>(grimseldSchema as unknown as Record<string, unknown>);

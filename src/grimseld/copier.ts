@@ -1,5 +1,5 @@
-// One faithful, atomic copy (SPEC G3): temp name, data, owner, mode, mtime, provenance, fsync, check, link.
-// Never half a file under a final name; never through a symbolic link a user planted or swaps in (issue 14
+// One faithful, atomic copy (G3): temp name, data, owner, mode, mtime, provenance, fsync, check, link.
+// Never half a file under a final name; never through a symbolic link a user planted or swaps in (docs/threat-model.md
 // row 2); never a copy whose bytes are not the file's (I2): the source is hashed as it is read and compared
 // with the file's checksum, the flushed copy read back and compared again (copy-check.ts), and the copy
 // carries the file's checksum, shift and detector as extended attributes (I3, copy-provenance.ts).
@@ -14,7 +14,7 @@
 //
 // Synchronous, and run in a copy thread (copy-thread.ts): a copy is a dozen system calls of which only the
 // fsync waits for anything, so one blocking call after another in one thread, as cp makes them, costs half
-// the CPU of a trip through libuv's pool and back to the event loop for each (issue 7). Files waiting in
+// the CPU of a trip through libuv's pool and back to the event loop for each (BENCHMARKS.md). Files waiting in
 // numbers are copied a batch at a time (copyMany), and the directories of a batch are walked once each.
 import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, linkSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
 import type { Stats } from 'node:fs';
@@ -126,7 +126,7 @@ export function copyAtomic(src: string, root: string, dest: string, base: string
  * Makes several copies (each as copyAtomic; a failure is that copy's alone) in three passes: all written to
  * their temp names, all flushed, all given their names. A batch of small files so goes to the disk together
  * (and on a journaled file system shares commits among its fsyncs), as `cp` then `sync` of the same files
- * would (issue 7); every file is still flushed before it gets its final name (G3).
+ * would (BENCHMARKS.md); every file is still flushed before it gets its final name (G3).
  */
 export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions, progress: Progress = noProgress): Array<CopyResult | Error> {
   const dirs = new HeldDirs(opts.preserveUid || opts.preserveGid);

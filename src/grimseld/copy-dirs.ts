@@ -1,4 +1,4 @@
-// The directories a batch of copies reads from and writes into (SPEC G3, G4; issue 14 row 2): each reached
+// The directories a batch of copies reads from and writes into (G3, G4; docs/threat-model.md): each reached
 // from a trusted directory one component at a time without following links (common/dir-fd.ts), held open
 // for the batch, and every file of the batch read or written relative to the handle. A user who swaps a
 // directory of theirs for a link after it was opened changes nothing about where the copies go: the handle
@@ -9,7 +9,7 @@ import { components, DirFd, type DirVisit } from '../common/dir-fd.js';
 
 /**
  * Who owns the directory at `index` below the storage target on the way to a copy's directory: [uid, gid]
- * (-1 keeps that one), or undefined for root (a directory several shifts share, SPEC G3, F4).
+ * (-1 keeps that one), or undefined for root (a directory several shifts share, G3, F4).
  */
 export type DirOwnerOf = (index: number) => [number, number] | undefined;
 

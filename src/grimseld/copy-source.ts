@@ -1,4 +1,4 @@
-// The file a copy reads (SPEC G3; issue 14 row 2): reached from a trusted directory without following links,
+// The file a copy reads (G3; docs/threat-model.md): reached from a trusted directory without following links,
 // opened once, and checked on that descriptor to be the delivered file. Its data, owner, mode and times are
 // all taken from that one descriptor, so a copy never holds one file's bytes under another file's owner:
 // what a user swaps in at the last moment is either refused or copied with its own owner and mode, which

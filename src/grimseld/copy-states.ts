@@ -1,11 +1,11 @@
-// A file's copy state on every storage, packed (issue 7): three bits a storage in one small integer while they
+// A file's copy state on every storage, packed (BENCHMARKS.md): three bits a storage in one small integer while they
 // fit, a byte a storage beyond that. With 100 000 files pending, a Map and a Set per file cost more than the
 // rest of grimseld's memory together.
 
 export type CopyState = 'pending' | 'copied' | 'failed';
 
 /**
- * Per storage: pending, copied, failed (retried), failed for good (the source is gone, SPEC G12), copied and
+ * Per storage: pending, copied, failed (retried), failed for good (the source is gone, G12), copied and
  * verified (read back and checked against the file's checksum, I2): a verified copy is a copied one to
  * everything but the verified counts (I5), kept in the state so that a replay counts it again.
  */

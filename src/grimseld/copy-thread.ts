@@ -1,4 +1,4 @@
-// A copy thread: makes the copies its storage hands it, a batch at a time (SPEC G3, issue 7). See copy-threads.ts.
+// A copy thread: makes the copies its storage hands it, a batch at a time (G3, BENCHMARKS.md). See copy-threads.ts.
 import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
 import { copyMany, type CopyJob } from './copier.js';

@@ -1,4 +1,4 @@
-// The threads a storage copies with (SPEC G1, G3; issue 7). Each makes whole copies with blocking system
+// The threads a storage copies with (G1, G3; BENCHMARKS.md). Each makes whole copies with blocking system
 // calls, as a cp process would, so a small file costs at most one message each way instead of a dozen
 // trips through libuv's pool, and a batch of them one message. A thread is started when a writer has a
 // copy to make and none is free, and ends after `idleMs` without work: each costs about 7 MB, which an

@@ -1,4 +1,4 @@
-// Whether a busy copy thread is wedged (SPEC S1, G12): systemd's watchdog must see a copier that spins
+// Whether a busy copy thread is wedged (S1, G12): systemd's watchdog must see a copier that spins
 // without copying, as it sees a hung event loop. See copy-threads.ts for where the figures come from.
 //
 // Why "no progress and busy on the CPU", not only "no progress": a copy also makes no progress while a

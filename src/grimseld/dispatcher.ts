@@ -1,5 +1,5 @@
 // Hands every file to every storage, records outcomes in the catalog, retries what failed, and says so
-// (SPEC G1, G3, G10, G12, G13). Each copy is checked against the file's checksum (I2) and carries it (I3).
+// (G1, G3, G10, G12, G13). Each copy is checked against the file's checksum (I2) and carries it (I3).
 import * as path from 'node:path';
 import { ChecksumMismatch, SourceChanged } from './copier.js';
 import { tagged, untagged } from '../common/checksum.js';

@@ -1,4 +1,4 @@
-// The operators' FIFO (SPEC G8): `echo /some_dir/./path/to/file > /run/grimseld/files`, one path per line.
+// The operators' FIFO (G8): `echo /some_dir/./path/to/file > /run/grimseld/files`, one path per line.
 import { execFile } from 'node:child_process';
 import { constants, openSync, lstatSync, mkdirSync } from 'node:fs';
 import { Socket } from 'node:net';
@@ -103,7 +103,7 @@ export class FileFifo {
       const p = line.trim();
       if (!p) return;
       // In the order written; lines that arrive while a batch is taken in form the next batch, so that a
-      // burst (`cat list > fifo`) is journaled with one fsync per batch, not one per line (issue 7).
+      // burst (`cat list > fifo`) is journaled with one fsync per batch, not one per line (BENCHMARKS.md).
       this.#batches.push(p);
       // A writer faster than the journal waits in its write(2) instead of in grimseld's memory.
       if (this.#batches.waiting >= 4 * BATCH_MAX) this.#socket?.pause();

@@ -1,5 +1,5 @@
 // One file grimseld is responsible for, as its users see it: a handle on a row of the record store
-// (record-store.ts), which keeps 100 000 pending files in columns instead of 100 000 objects (issue 7).
+// (record-store.ts), which keeps 100 000 pending files in columns instead of 100 000 objects (BENCHMARKS.md).
 import type { PackedStates } from './copy-states.js';
 import type { RecordStore } from './record-store.js';
 
@@ -43,7 +43,7 @@ export class FileRecord implements NewFile {
     return this.store.src(this);
   }
 
-  /** The part of the path replicated below each storage target (SPEC G4). */
+  /** The part of the path replicated below each storage target (G4). */
   get rel(): string {
     return this.store.rel(this);
   }

@@ -1,4 +1,4 @@
-// Where files enter grimseld: furkad's deliveries and operators' additions (SPEC G2, G8). Checks first,
+// Where files enter grimseld: furkad's deliveries and operators' additions (G2, G8). Checks first,
 // then journals, then queues: when a caller is answered, the files are grimseld's responsibility (G12).
 import { lstat } from 'node:fs/promises';
 import { isSafeRelative, splitMarked, unmark } from '../common/paths.js';
@@ -35,7 +35,7 @@ export function checkMarkedPath(p: string): { src: string; rel: string } {
 /**
  * A checked path plus what the file is now (lstat: a symbolic link is not a file to copy). A first filter
  * only: the path is looked up by name, and a user who owns a directory on it can change it right after
- * (issue 14). What makes a copy, a link or a deletion safe is done when the file is used: its directory
+ * (docs/threat-model.md). What makes a copy, a link or a deletion safe is done when the file is used: its directory
  * reached without following links and the file checked to be this one (its inode) on the handle used
  * (copier.ts, reclaimer.ts).
  */

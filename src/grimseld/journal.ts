@@ -1,4 +1,4 @@
-// grimseld's write-ahead journal (SPEC G12): every accepted file and every state change is appended and
+// grimseld's write-ahead journal (G12): every accepted file and every state change is appended and
 // fsync'ed before anyone is told, so a SIGKILL at any instant loses nothing. Replayed at start, compacted
 // into a snapshot when it grows.
 import { readAppendLog } from '../common/append-log.js';

@@ -53,8 +53,8 @@ async function main(): Promise<number> {
   const messages = new MessageHub(log);
   const statusServer = new StatusServer(book, log);
   const messageServer = new MessageServer(messages, log);
-  // Optional Prometheus endpoint (issue 6): it watches the storages' copy reports on their way to the dispatcher.
-  // prom-client is loaded only then: otherwise it is ~1 MB resident for nothing (issue 7).
+  // Optional Prometheus endpoint: it watches the storages' copy reports on their way to the dispatcher.
+  // prom-client is loaded only then: otherwise it is ~1 MB resident for nothing (BENCHMARKS.md).
   const metrics = config.metrics_address === undefined ? undefined : new (await import('./metrics.js')).GrimseldMetrics(book, messages, () => [
     { what: 'ramdisk', path: config.ramdisk_mountpoint },
     ...Object.entries(config.storage).map(([id, s]) => ({ what: `storage ${id}`, path: s.mountpoint ?? s.target })),

@@ -1,4 +1,4 @@
-// grimseld's TCP message service (SPEC G10): every subscriber gets one JSON line per message, and a subscriber
+// grimseld's TCP message service (G10): every subscriber gets one JSON line per message, and a subscriber
 // that does not keep up is disconnected, never waited for.
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';

@@ -1,4 +1,4 @@
-// grimseld's messages to subscribers (SPEC G10): the six codes, their severity, and fan-out to listeners
+// grimseld's messages to subscribers (G10): the six codes, their severity, and fan-out to listeners
 // (the D-Bus signal, TCP subscribers). Publishing never blocks or throws into the copying path.
 import { EventEmitter } from 'node:events';
 import type { Logger } from '../common/logger.js';

@@ -1,4 +1,4 @@
-// grimseld's Prometheus metrics (issue 6): per storage copies, bytes, failures, pending, copy duration; fill state
+// grimseld's Prometheus metrics: per storage copies, bytes, failures, pending, copy duration; fill state
 // of the ramdisk and of every storage; messages by code; verified copies and checksum mismatches (I2). Counted
 // off the copy path: observing never blocks it.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';

@@ -1,4 +1,4 @@
-// Is a directory a mount point, and how full is it (SPEC G6, G7, G13)?
+// Is a directory a mount point, and how full is it (G6, G7, G13)?
 import { execFile } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import { readFile, realpath } from 'node:fs/promises';

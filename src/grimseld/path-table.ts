@@ -1,4 +1,4 @@
-// The source paths of the catalog's records (issue 7): UTF-8 bytes back to back in one buffer, found again by
+// The source paths of the catalog's records (BENCHMARKS.md): UTF-8 bytes back to back in one buffer, found again by
 // path through an open-addressing hash table. A path costs its bytes and about 14 more, where a string and
 // a Map entry cost ~120 (and a string built by path arithmetic is a tree of pieces until something copies
 // it); a path read back is always a fresh string of its own.

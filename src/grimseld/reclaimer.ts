@@ -1,7 +1,7 @@
-// Frees space without losing a byte (SPEC G5, G6, G7, G12): originals are replaced by links to their copy, or
+// Frees space without losing a byte (G5, G6, G7, G12): originals are replaced by links to their copy, or
 // deleted, only once that copy is complete and flushed; oldest first; never through a planted link.
 //
-// The originals lie in directories their shift's user owns and can swap for a link at any moment (issue 14
+// The originals lie in directories their shift's user owns and can swap for a link at any moment (docs/threat-model.md
 // row 3). So each one's directory is reached from the ramdisk (or internal storage) target one component at
 // a time without following links and held (common/dir-fd.ts); the entry is checked to be the delivered
 // file, and the link or the deletion then acts on that entry of that same directory. A user who changes

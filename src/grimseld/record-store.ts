@@ -1,4 +1,4 @@
-// The catalog's file records in columns (issue 7). As objects, 100 000 pending files cost ~300 bytes each (an
+// The catalog's file records in columns (BENCHMARKS.md). As objects, 100 000 pending files cost ~300 bytes each (an
 // object, four boxed numbers, a path string, a Map entry); here a file is a row: its path's bytes and ~75
 // more. Ids are handed out in order, so rows are appended in id order and found by binary search; rows of
 // settled records are dropped once they outnumber the live ones (all at once when none is left live).

@@ -1,4 +1,4 @@
-// Per shift and storage: pending, copied, failed (SPEC G9), and how many of the copies were verified (I2, I5).
+// Per shift and storage: pending, copied, failed (G9), and how many of the copies were verified (I2, I5).
 // The last history_max_entries shifts are kept.
 import type { StatusRow, VerifiedRow } from '../dbus/grimsel-interface.js';
 

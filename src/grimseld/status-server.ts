@@ -1,4 +1,4 @@
-// grimseld's TCP status service (SPEC G9): a client sends `QUERY <n>` lines, each answered by one JSON line.
+// grimseld's TCP status service (G9): a client sends `QUERY <n>` lines, each answered by one JSON line.
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { StatusRow } from '../dbus/grimsel-interface.js';

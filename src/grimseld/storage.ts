@@ -1,4 +1,4 @@
-// One storage and its pool of writers (SPEC G1, G13): a slow or unmounted storage never holds back another.
+// One storage and its pool of writers (G1, G13): a slow or unmounted storage never holds back another.
 import { replicatedPath } from '../common/paths.js';
 import { sleep, wakeOrAbort } from '../common/abort.js';
 import type { CopyJob as ThreadJob, CopyOptions, CopyOutcome, CopyResult, Identity } from './copier.js';
@@ -43,7 +43,7 @@ export interface StorageEvents {
 
 const MOUNT_RECHECK_MS = 1000;
 /**
- * A writer takes up to this many waiting files, or this many bytes, at once (issue 7): they are flushed
+ * A writer takes up to this many waiting files, or this many bytes, at once (BENCHMARKS.md): they are flushed
  * together (copyMany). Only what waits beyond one file per writer is batched, so a live stream is still
  * copied a file at a time, each the moment it comes.
  */
@@ -54,7 +54,7 @@ export class Storage {
   readonly type: StorageType;
   readonly target: string;
   readonly mountpoint: string | undefined;
-  /** File ids, negated when an earlier attempt may have left a temp file: 8 bytes a queued file (issue 7). */
+  /** File ids, negated when an earlier attempt may have left a temp file: 8 bytes a queued file (BENCHMARKS.md). */
   #queue: number[] = [];
   #head = 0;
   #wake: Array<() => void> = [];

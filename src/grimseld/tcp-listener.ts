@@ -1,4 +1,4 @@
-// A TCP listener for grimseld's line protocols (SPEC G9, G10): listen, know the real port, close every connection on stop.
+// A TCP listener for grimseld's line protocols (G9, G10): listen, know the real port, close every connection on stop.
 import { createServer, type Server, type Socket } from 'node:net';
 
 /** Most a peer may leave unread before it is cut off: a client that never reads must not grow our memory. */

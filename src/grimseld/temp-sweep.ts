@@ -1,5 +1,5 @@
-// Stale copy temp files on the storages (SPEC G3, G12): `.NAME.grimsel-XXXXXXXX` that no copy will rename any more.
-// The directories swept may be a shift user's, who can swap them for a link at any moment (issue 14): each is
+// Stale copy temp files on the storages (G3, G12): `.NAME.grimsel-XXXXXXXX` that no copy will rename any more.
+// The directories swept may be a shift user's, who can swap them for a link at any moment (docs/threat-model.md): each is
 // reached from its storage's target without following links and held, and every name is looked at and
 // removed in the directory held (common/dir-fd.ts).
 import { lstat, unlink } from 'node:fs/promises';

@@ -1,4 +1,4 @@
-// furka-agent as a real process on a tmpfs ramdisk: completeness from the kernel, the protocol, the allow list (SPEC A1–A4).
+// furka-agent as a real process on a tmpfs ramdisk: completeness from the kernel, the protocol, the allow list (A1–A4).
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// The bus interfaces as an administrator uses them, with the real busctl (SPEC S2, F6, G8, G9).
+// The bus interfaces as an administrator uses them, with the real busctl (S2, F6, G8, G9).
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
@@ -43,7 +43,7 @@ describe('D-Bus interfaces through busctl (S2)', function () {
     assert.match(stdout, /^\.Message\s+signal\s+sss\s+-/m);
   });
 
-  it("starts a shift with the SPEC S2 busctl call and the new shift's directories are used", async () => {
+  it("starts a shift with the S2 busctl call and the new shift's directories are used", async () => {
     // Below the ramdisk directory the configured targets are replicated from: a target elsewhere is refused.
     const t1 = path.join(ppu.ppuRamdisk, 'custom-1mf');
     const t2 = path.join(ppu.ppuRamdisk, 'custom-2mf');

@@ -1,5 +1,5 @@
 // End to end with the real parts: rsync daemon → furkad → PPU ramdisk → grimseld → INTERNAL storage.
-// SPEC F1, F2, F3, F4, F6, F7, G3, G4, G9, S2.
+// F1, F2, F3, F4, F6, F7, G3, G4, G9, S2.
 import { strict as assert } from 'node:assert';
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';

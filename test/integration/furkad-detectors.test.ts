@@ -1,5 +1,5 @@
 // furkad with two real rsync daemons: independent detector loops, outage and recovery, complete files only,
-// per-detector state on the bus (SPEC F1, F2, F10).
+// per-detector state on the bus (F1, F2, F10).
 import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import * as net from 'node:net';

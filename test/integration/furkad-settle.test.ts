@@ -1,5 +1,5 @@
 // furkad against writers rsync's own changed-source check cannot see, and against a detector daemon that
-// does not report removals (SPEC F2, F9).
+// does not report removals (F2, F9).
 import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as path from 'node:path';

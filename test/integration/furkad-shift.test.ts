@@ -1,5 +1,5 @@
 // furkad's shifts: a change in the middle of a stream, refused requests, planted symlinks, and its log
-// file rotation; runs without a license key, so in single-thread mode (SPEC F4, F6, F8, S4).
+// file rotation; runs without a license key, so in single-thread mode (F4, F6, F8, S4).
 import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';

@@ -1,4 +1,4 @@
-// SPEC G12: grimseld SIGKILLed at random moments while files stream in, 20+ times; afterwards every
+// G12: grimseld SIGKILLed at random moments while files stream in, 20+ times; afterwards every
 // storage holds every delivered file byte for byte, nothing partial under a final name, counts add up.
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';

@@ -1,5 +1,5 @@
 // One copy as grimseld makes it, on the real file system: faithful, and never a set-id program (G3); the
-// threads that make them (issue 7); and a source that shrinks or grows while it is copied (G3, G12).
+// threads that make them (BENCHMARKS.md); and a source that shrinks or grows while it is copied (G3, G12).
 import { strict as assert } from 'node:assert';
 import { appendFileSync, chmodSync, chownSync, existsSync, linkSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, truncateSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -46,7 +46,7 @@ describe('a copy to a storage (G3)', () => {
   }
 });
 
-describe('copy threads (G3, issue 7)', () => {
+describe('copy threads (G3, BENCHMARKS.md)', () => {
   let work: string;
   let threads: CopyThreads;
   let base: string;
@@ -111,7 +111,7 @@ describe('copy threads (G3, issue 7)', () => {
   });
 });
 
-describe('a batch of copies (G3, issue 7)', () => {
+describe('a batch of copies (G3, BENCHMARKS.md)', () => {
   let work: string;
   before(async () => {
     work = tempDir('grimseld-batch');

@@ -1,4 +1,4 @@
-// SPEC G9: the last history_max_entries shifts, with their counts, survive a restart of grimseld.
+// G9: the last history_max_entries shifts, with their counts, survive a restart of grimseld.
 import { strict as assert } from 'node:assert';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, writeImage } from '../fixtures/files.js';

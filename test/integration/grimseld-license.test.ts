@@ -1,4 +1,4 @@
-// SPEC G14: grimseld reads its license key; without a valid one every storage uses one writer.
+// G14: grimseld reads its license key; without a valid one every storage uses one writer.
 import { strict as assert } from 'node:assert';
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';

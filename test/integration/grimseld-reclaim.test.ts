@@ -1,4 +1,4 @@
-// Space on the ramdisk and the internal disk (SPEC G5, G6, G7): originals go only once their copy is
+// Space on the ramdisk and the internal disk (G5, G6, G7): originals go only once their copy is
 // complete; oldest first; never a file not yet copied.
 import { strict as assert } from 'node:assert';
 import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';

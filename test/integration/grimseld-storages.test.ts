@@ -1,4 +1,4 @@
-// Storages as an administrator configures them (SPEC G1, G3, G4, G13): several at once, ownership kept or
+// Storages as an administrator configures them (G1, G3, G4, G13): several at once, ownership kept or
 // not, no re-copy, a planted symbolic link, an unmounted and a full storage.
 import { strict as assert } from 'node:assert';
 import { existsSync, lstatSync, mkdirSync, readFileSync, symlinkSync, writeFileSync, readdirSync, utimesSync } from 'node:fs';

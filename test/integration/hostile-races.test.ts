@@ -1,6 +1,6 @@
 // A hostile shift user (nobody, 65534) racing the root daemons, as in the security issue's rows 1-3: a directory of
 // the user's swapped for a link to a root-owned one, or a delivered file for a link to a root-only file, between
-// a daemon's check and its use (SPEC F4, G3, G5, G6, S2). The swaps run as the user (flip.py under setpriv),
+// a daemon's check and its use (F4, G3, G5, G6, S2). The swaps run as the user (flip.py under setpriv),
 // each attack a few seconds; every test counts its swaps, so that it cannot pass without having attacked.
 import { strict as assert } from 'node:assert';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';

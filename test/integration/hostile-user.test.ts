@@ -1,6 +1,6 @@
 // A hostile shift user (nobody, 65534) against both daemons, as in the security issue's rows 4-7: directories
 // other shifts use, a shift that owns nothing, targets outside the ramdisk, a link that blocks the shift change
-// (SPEC F4, F6, G3, S2). The user's commands run as the user (setpriv), not as root. Rows 1-3, the races, are
+// (F4, F6, G3, S2). The user's commands run as the user (setpriv), not as root. Rows 1-3, the races, are
 // in hostile-races.test.ts.
 import { strict as assert } from 'node:assert';
 import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, rmSync, symlinkSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// The optional Prometheus endpoints (issue 6): grimseld's per-storage and furkad's per-detector figures as a scraper sees them.
+// The optional Prometheus endpoints: grimseld's per-storage and furkad's per-detector figures as a scraper sees them.
 import { strict as assert } from 'node:assert';
 import { get } from 'node:http';
 import { writeFileSync } from 'node:fs';
@@ -24,7 +24,7 @@ function sample(text: string, series: string): number | undefined {
   return line === undefined ? undefined : Number(line.slice(series.length + 1));
 }
 
-describe('grimseld and furkad metrics (issue 6)', function () {
+describe('grimseld and furkad metrics', function () {
   this.timeout(120_000);
   let ppu: Ppu;
   let url: string;

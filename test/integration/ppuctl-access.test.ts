@@ -1,4 +1,4 @@
-// ppuctl as an unprivileged user on a bus carrying the project's own D-Bus policy (SPEC S2, S7):
+// ppuctl as an unprivileged user on a bus carrying the project's own D-Bus policy (S2, S7):
 // state changes are refused in plain words, reading status works.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';

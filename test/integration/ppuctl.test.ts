@@ -1,4 +1,4 @@
-// ppuctl as an operator uses it, against the real daemons on a private bus (SPEC S7, S3, G8, G9, G10).
+// ppuctl as an operator uses it, against the real daemons on a private bus (S7, S3, G8, G9, G10).
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { existsSync, lstatSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';

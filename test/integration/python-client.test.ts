@@ -1,4 +1,4 @@
-// The Python clients (SPEC G11) and their examples against a running grimseld: runs python/tests with
+// The Python clients (G11) and their examples against a running grimseld: runs python/tests with
 // python3 -m unittest, and the message example across a grimseld restart (reconnect).
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';

@@ -1,7 +1,7 @@
 // Two different files under one name: a later shift of the same uid:gid whose detector restarted its file
 // numbering, or a second file under a name still on the ramdisk. Neither replaces the other, on the ramdisk
 // (furkad) or on a storage (grimseld): both are kept, the later one under a numbered name, and it is said
-// (SPEC F2, G3, G5, G12).
+// (F2, G3, G5, G12).
 import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';

@@ -1,4 +1,4 @@
-// Scheduled shift rotation (issue 6): furkad starts a shift with the configured defaults at each boundary of
+// Scheduled shift rotation: furkad starts a shift with the configured defaults at each boundary of
 // `shift_schedule`, and says when the next one is (D-Bus NextShift, ppuctl).
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
@@ -13,7 +13,7 @@ import { FURKA_IFACE, FURKA_NAME, FURKA_PATH } from '../../src/dbus/names.js';
 
 const run = promisify(execFile);
 
-describe('scheduled shift rotation (issue 6)', function () {
+describe('scheduled shift rotation', function () {
   this.timeout(120_000);
   let ppu: Ppu;
   const prop = async <T>(name: string): Promise<T> => {

@@ -1,4 +1,4 @@
-// A daemon with a bad configuration refuses to start and says what is wrong (SPEC S3).
+// A daemon with a bad configuration refuses to start and says what is wrong (S3).
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { writeFileSync, rmSync } from 'node:fs';

@@ -1,6 +1,6 @@
 // The RPMs installed in a real systemd container and used as an administrator would: systemctl, busctl,
 // the detector-side rsync daemon and furka-agent units, shifts, restarts, watchdog, bus policy, timer, upgrade,
-// erase (SPEC S1, S2, S5, S6, A1).
+// erase (S1, S2, S5, S6, A1).
 import { strict as assert } from 'node:assert';
 import { copyFileSync, existsSync, lstatSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -178,8 +178,8 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
       'the detector ramdisk to be emptied');
   });
 
-  it('changes the shift with the busctl StartShift call of SPEC S2 and uses the new shift directory', async () => {
-    // SPEC's /ramdisk/1mf, below /ramdisk/ppu here: a target must lie where the configured one
+  it('changes the shift with the busctl StartShift call of S2 and uses the new shift directory', async () => {
+    // The documented /ramdisk/1mf, below /ramdisk/ppu here: a target must lie where the configured one
     // (/ramdisk/ppu/./1mf) is replicated from, or it is refused (NotAllowed).
     await c.ok(['busctl', 'call', FURKA_NAME, FURKA_PATH, FURKA_IFACE, 'StartShift', 'uua(sss)',
       '500', '501', '2', '1MF', '', '/ramdisk/ppu/1mf', '2MF', '', '/ramdisk/ppu/2mf']);

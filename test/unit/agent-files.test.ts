@@ -1,4 +1,4 @@
-// furka-agent's files on disk as root touches them (issue 14; A2, A3, A4): a writer swapping a directory for a link,
+// furka-agent's files on disk as root touches them (docs/threat-model.md; A2, A3, A4): a writer swapping a directory for a link,
 // or renaming a new file over an acknowledged one, never makes the agent send, delete or lose the wrong file.
 // The server runs in this process on a loopback port; there is no inotifywait, the catalog is filled by rescans.
 import { strict as assert } from 'node:assert';
@@ -18,7 +18,7 @@ import { freePort } from '../fixtures/net.js';
 const warnings: string[] = [];
 const quiet = { debug() {}, info() {}, warn: (_o: unknown, msg: string) => { warnings.push(msg); }, error() {} } as unknown as Logger;
 
-describe('furka-agent: files reached without following links (issue 14, A2-A4)', function () {
+describe('furka-agent: files reached without following links (docs/threat-model.md, A2-A4)', function () {
   this.timeout(60_000);
   let work: string;
   let root: string;

@@ -1,4 +1,4 @@
-// furka-agent's pure parts: the allow list, the exclude glob, inotifywait's CSV and event classes (SPEC A1, A2).
+// furka-agent's pure parts: the allow list, the exclude glob, inotifywait's CSV and event classes (A1, A2).
 import { strict as assert } from 'node:assert';
 import { AllowList, addressBits, parseRange } from '../../src/agent/allow.js';
 import { globMatch, NameFilter } from '../../src/agent/name-filter.js';

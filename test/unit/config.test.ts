@@ -1,4 +1,4 @@
-// SPEC S3: INI configs validated against one JSON Schema per daemon; errors name file, section, key, problem.
+// S3: INI configs validated against one JSON Schema per daemon; errors name file, section, key, problem.
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
@@ -42,7 +42,7 @@ describe('furkad.conf schema (S3)', () => {
     assert.equal(c.licensekey, '/var/lib/furka/license.key');
   });
 
-  it('reads the SPEC S3 example with inline comments, numbers and several detectors', () => {
+  it('reads the S3 example with inline comments, numbers and several detectors', () => {
     const c = furkad(`uid = 500\ngid = 500\nusrdir = $UID_$GID\n${DET}port = 49371 ; rsync daemon port\nmodule = ramdisk ; module\nminpause = 20\ninterrun_pause = 500\nremove_source = no\n` +
       '[detector.2MF]\nremoteIP = 10.10.10.12\ntarget = /ramdisk/2mf\n');
     assert.equal(c.uid, 500);
@@ -172,7 +172,7 @@ describe('what ini would merge or drop, refused by name (S3)', () => {
 describe('grimseld.conf schema (S3, G1)', () => {
   const INT = '[storage.internal]\ntype = INTERNAL\ntarget = /data\n';
 
-  it('accepts the shipped example with the SPEC defaults', () => {
+  it('accepts the shipped example with the documented defaults', () => {
     const c = grimseld(readFileSync(path.join(ETC, 'grimseld.conf'), 'utf8'));
     assert.equal(c.status_port, 47199);
     assert.equal(c.message_port, 47198);

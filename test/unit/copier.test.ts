@@ -1,4 +1,4 @@
-// A copy against a user who changes their directories while grimseld copies (SPEC G3; issue 14 row 2): the
+// A copy against a user who changes their directories while grimseld copies (G3; docs/threat-model.md): the
 // source and the copy's directory are held from the moment they are reached, so a directory swapped for a
 // link, or a hard link to someone else's file swapped in, never makes grimseld copy another file or write
 // elsewhere. The in-process tests swap at a known step of the copy (its progress callback); the last one
@@ -16,7 +16,7 @@ import { flip } from '../fixtures/flip.js';
 const opts = { preserveUid: false, preserveGid: false };
 const WHEN = new Date('2026-03-01T12:00:00Z');
 
-describe('a copy while the user swaps their directories (G3, issue 14 row 2)', () => {
+describe('a copy while the user swaps their directories (G3, docs/threat-model.md)', () => {
   before(prepareCopies);
   let root: string;
   let ramdisk: string;

@@ -1,4 +1,4 @@
-// The directories of a batch of copies (SPEC G3, G4; issue 14 row 2): walked from a trusted directory
+// The directories of a batch of copies (G3, G4; docs/threat-model.md): walked from a trusted directory
 // without following links, held, and given their owners through the handle (what safe-path.ts checked by
 // name before).
 import { strict as assert } from 'node:assert';

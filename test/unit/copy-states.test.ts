@@ -1,9 +1,9 @@
-// The packed per-file copy states (issue 7) must read back exactly as they were set, with few storages (one
+// The packed per-file copy states (BENCHMARKS.md) must read back exactly as they were set, with few storages (one
 // integer) and with many (a byte array); a verified copy (I2) is a copied one that says so.
 import { strict as assert } from 'node:assert';
 import { allPending, doneEverywhere, doneOn, failedForGood, stateAt, verifiedOn, withState } from '../../src/grimseld/copy-states.js';
 
-describe('packed copy states (issue 7)', () => {
+describe('packed copy states (BENCHMARKS.md)', () => {
   for (const storages of [1, 3, 10, 11, 40]) {
     it(`reads back every state set, ${storages} storage(s)`, () => {
       let p = allPending(storages);

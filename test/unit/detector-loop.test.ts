@@ -158,7 +158,7 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.equal(loop.stats.lastError, '', 'the error is cleared on recovery');
   });
 
-  it("never writes through a staging directory that is not furkad's own (a link left from when the target was a user's; issue 14)", async () => {
+  it("never writes through a staging directory that is not furkad's own (a link left from when the target was a user's; docs/threat-model.md)", async () => {
     const elsewhere = path.join(root, 'elsewhere');
     mkdirSync(elsewhere);
     mkdirSync(path.join(root, '1mf'));

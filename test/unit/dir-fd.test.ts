@@ -1,4 +1,4 @@
-// Operations relative to a held directory (issue 14 rows 1–3): a directory swapped for a link after it was
+// Operations relative to a held directory (docs/threat-model.md): a directory swapped for a link after it was
 // opened changes nothing about where the operations land, and a link on the way is refused, never followed.
 import { strict as assert } from 'node:assert';
 import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';

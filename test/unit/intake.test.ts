@@ -17,7 +17,7 @@ describe('checked paths (G8)', () => {
     assert.deepEqual(checkMarkedPath('/some_dir/x/f.cbf'), { src: '/some_dir/x/f.cbf', rel: 'f.cbf' });
   });
 
-  it('refuses half a surrogate pair, which no file name holds (issue 7: paths are kept as UTF-8)', () => {
+  it('refuses half a surrogate pair, which no file name holds (BENCHMARKS.md: paths are kept as UTF-8)', () => {
     assert.throws(() => checkMarkedPath('/ramdisk/./a\ud800b.cbf'), (e: unknown) => e instanceof RejectedPath && /not valid Unicode/.test(e.message));
     assert.throws(() => checkMarkedPath('/ramdisk/./a\udc00.cbf'), RejectedPath);
   });

@@ -1,4 +1,4 @@
-// The write-ahead journal and the catalog replayed from it (SPEC G9, G12): torn tails, idempotent replay,
+// The write-ahead journal and the catalog replayed from it (G9, G12): torn tails, idempotent replay,
 // compaction, and counts derived from states.
 import { strict as assert } from 'node:assert';
 import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// The names a file gets beside a different file of its name (SPEC F2, G3): GNU numbered-backup style.
+// The names a file gets beside a different file of its name (F2, G3): GNU numbered-backup style.
 import { strict as assert } from 'node:assert';
 import { candidateNames, isNumberedName, MAX_NUMBERED, numberedName } from '../../src/common/numbered-name.js';
 

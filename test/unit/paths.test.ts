@@ -1,9 +1,9 @@
-// SPEC F4 (usrdir templating), F7 and G4 (the './' marker and what is replicated).
+// F4 (usrdir templating), F7 and G4 (the './' marker and what is replicated).
 import { strict as assert } from 'node:assert';
 import { deliveredPath, expandUsrdir, isSafeRelative, markTarget, replicatedPath, splitMarked, unmark } from '../../src/common/paths.js';
 
 describe("'./' marker and replication (F7, G4)", () => {
-  it('replicates the part after ./ below the storage target (SPEC G4 example)', () => {
+  it('replicates the part after ./ below the storage target (G4 example)', () => {
     const delivered = deliveredPath('/ramdisk/./imgdir', '500_501', 'path/to/f.cbf');
     assert.equal(delivered, '/ramdisk/./imgdir/500_501/path/to/f.cbf');
     assert.equal(replicatedPath('/data', splitMarked(delivered).rel), '/data/imgdir/500_501/path/to/f.cbf');

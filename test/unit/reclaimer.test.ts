@@ -1,4 +1,4 @@
-// The reclaimer against a user who swaps their directories (SPEC G5, G6; issue 14 row 3): an original is
+// The reclaimer against a user who swaps their directories (G5, G6; docs/threat-model.md): an original is
 // deleted, or replaced by a link to its copy, only in the directory that was reached and checked, never
 // through a link the user put in its place meanwhile. The swaps come at a known step (while the copy is
 // checked, after the original was) and from the issue's loop.
@@ -20,7 +20,7 @@ import { flip } from '../fixtures/flip.js';
 const WHEN = new Date('2026-03-01T12:00:00Z');
 const log = pino({ level: 'silent' });
 
-describe('the reclaimer while the user swaps their directories (G5, G6, issue 14 row 3)', () => {
+describe('the reclaimer while the user swaps their directories (G5, G6, docs/threat-model.md)', () => {
   let root: string;
   let ramdisk: string;
   let run: string;

@@ -1,4 +1,4 @@
-// The catalog's records in columns (issue 7): every field must read back exactly as taken, whatever order
+// The catalog's records in columns (BENCHMARKS.md): every field must read back exactly as taken, whatever order
 // records come and go in, a handle must keep naming its own file while rows move, and a settled record must
 // never answer for another file.
 import { strict as assert } from 'node:assert';
@@ -21,7 +21,7 @@ function same(rec: FileRecord, want: NewFile): void {
     ...(checksum !== undefined ? { checksum } : {}), ...(detector !== undefined ? { detector } : {}) }, want, `record ${rec.id}`);
 }
 
-describe('record store (issue 7)', () => {
+describe('record store (BENCHMARKS.md)', () => {
   it('reads back every field as taken', () => {
     const store = new RecordStore();
     const r = store.add(1, 5n, f, allPending(2), true);
@@ -171,7 +171,7 @@ describe('record store (issue 7)', () => {
   });
 });
 
-describe('path table (issue 7)', () => {
+describe('path table (BENCHMARKS.md)', () => {
   it('gives back every path, renumbered as asked when rows go, and finds the highest-numbered match', () => {
     const t = new PathTable();
     const paths = Array.from({ length: 2000 }, (_, i) => `/ramdisk/${i % 2 ? 'ascii' : 'ünï€😀'}/f${i % 1000}`);

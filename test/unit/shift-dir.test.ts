@@ -1,5 +1,5 @@
-// Placing a complete file from staging (SPEC F2, F3): never over a different file of the same name, never
-// through a directory its user swapped for a link (issue 14 row 1).
+// Placing a complete file from staging (F2, F3): never over a different file of the same name, never
+// through a directory its user swapped for a link (docs/threat-model.md).
 import { strict as assert } from 'node:assert';
 import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync } from 'node:fs';
 import * as os from 'node:os';
@@ -95,7 +95,7 @@ describe('placing a file in the shift directory (F2)', () => {
     assert.equal(warnings.length, 3, 'nothing to say the second time');
   });
 
-  it('places files only in the directory it holds while its user swaps it for a link to a root directory, in a loop (issue 14 row 1)', async function () {
+  it('places files only in the directory it holds while its user swaps it for a link to a root directory, in a loop (docs/threat-model.md)', async function () {
     this.timeout(60_000);
     const u = path.join(work, 'target', '500_501');
     const victim = path.join(work, 'victim');

@@ -1,4 +1,4 @@
-// Scheduled shift rotation (issue 6): the next boundary of a cron schedule, and refusing a bad schedule (S3).
+// Scheduled shift rotation: the next boundary of a cron schedule, and refusing a bad schedule (S3).
 import { strict as assert } from 'node:assert';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
 import { checkFurkadConfig, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
@@ -12,7 +12,7 @@ const next = (expr: string, after: string): string | undefined => {
   return `${d.getFullYear()}-${p(d.getMonth() + 1)}-${p(d.getDate())}T${p(d.getHours())}:${p(d.getMinutes())}:${p(d.getSeconds())}`;
 };
 
-describe('shift schedule (issue 6, S3)', () => {
+describe('shift schedule (S3)', () => {
   it('finds the next beamline shift boundary: later today, tomorrow, next Monday, next year', () => {
     assert.equal(next('0 8,16,0 * * *', '2026-11-24T14:00:00'), '2026-11-24T16:00:00');
     assert.equal(next('0 8,16,0 * * *', '2026-11-24T16:00:00'), '2026-11-25T00:00:00', 'strictly after');

@@ -1,4 +1,4 @@
-// The sweep of stale copy temp files (SPEC G3, G12; issue 14): it removes them from the storage's target and
+// The sweep of stale copy temp files (G3, G12; docs/threat-model.md): it removes them from the storage's target and
 // from directories where copies failed, and never through a link a user put in place of such a directory.
 import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';

@@ -1,4 +1,4 @@
-// SPEC S3: the vendor's furka_dectris.conf / grimsel_dectris.conf converted into our INI, nothing silently lost.
+// S3: the vendor's furka_dectris.conf / grimsel_dectris.conf converted into our INI, nothing silently lost.
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
