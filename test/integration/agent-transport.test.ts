@@ -47,6 +47,7 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
     const ctx = {
       assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/run1' },
       shift: { uid: 0, gid: 0 }, staging, signal: new AbortController().signal, wantsEnd: () => false,
+      dir: { root: path.join(work, 'placed') }, // where the transport notes a file is about to go (A4)
       // The loop's part, reduced to what the agent needs: placed (here: taken out of staging), then acknowledged.
       complete: async (rels: string[]) => {
         for (const r of rels) rmSync(path.join(staging, r));
@@ -147,6 +148,7 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
     const ctx = {
       assignment: { config: { remoteIP: '127.0.0.1', port }, source: '/' },
       shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false,
+      dir: { root: path.join(work, 'placed') },
       complete: async (rels: string[], checksums?: ReadonlyMap<string, string>) => {
         for (const rel of rels) {
           const fd = openSync(path.join(staging, rel), 'r');
