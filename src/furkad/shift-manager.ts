@@ -7,6 +7,9 @@ import { planShift, ShiftRequestError, type Shift } from './shift.js';
 import { ErrorNames } from '../dbus/errors.js';
 import type { Logger } from '../common/logger.js';
 
+/** What a shift change asks of each detector loop (fakes in unit tests). */
+export type ShiftLoop = Pick<DetectorLoop, 'id' | 'hold' | 'drain' | 'leaveBehind' | 'assign' | 'release'>;
+
 export class ShiftManager {
   #shift: Shift | undefined;
   /** Shift changes run one after another, never interleaved. */
@@ -15,7 +18,7 @@ export class ShiftManager {
 
   constructor(
     private readonly config: FurkadConfig,
-    private readonly loops: Map<string, DetectorLoop>,
+    private readonly loops: ReadonlyMap<string, ShiftLoop>,
     /** Only the shift announcement is needed here (a fake in unit tests). */
     private readonly handover: Pick<Handover, 'shiftStarted'>,
     private readonly log: Logger,
