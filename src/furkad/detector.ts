@@ -11,6 +11,8 @@ import type { TransferGate } from './transfer-gate.js';
 import { ShiftDir } from './shift-dir.js';
 import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
+import { Topic } from '../common/topic.js';
+import type { Component } from '../common/service.js';
 import type { Placed, RunContext, RunOutcome, Transport, Verdict } from './transport.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 
@@ -83,10 +85,11 @@ interface Offer {
   done: (how: keyof Placed | 'unnoted') => void;
 }
 
-export class DetectorLoop {
+export class DetectorLoop implements Component {
+  readonly name: string;
   readonly stats: DetectorStats = { state: 'idle', files: 0, bytes: 0, lastError: '', lastRunUs: 0, runs: 0, refused: 0 };
-  /** Called when `stats` changed (the bus interface coalesces these). */
-  onChange: () => void = () => {};
+  /** Raised when `stats` changed (the bus interface coalesces these). */
+  readonly changed = new Topic();
   #shift: Shift | undefined;
   #assignment: Assignment | undefined;
   #dir: ShiftDir | undefined;
@@ -101,6 +104,9 @@ export class DetectorLoop {
   /** Files that could not be given their final names: each is logged once, and lastError stays while any is left. */
   #failing = new Set<string>();
   #signal: AbortSignal = new AbortController().signal;
+  /** Ends the loop started by start(). */
+  readonly #stop = new AbortController();
+  #running: Promise<void> = Promise.resolve();
   readonly #sleep: typeof sleep;
   /** Complete files of earlier shifts not yet in their shift's directory: retried in the background, never placed in a later one. */
   #leftBehind: LeftBehind[] = [];
@@ -119,6 +125,18 @@ export class DetectorLoop {
     options: { sleep?: typeof sleep } = {},
   ) {
     this.#sleep = options.sleep ?? sleep;
+    this.name = `detector ${id}`;
+  }
+
+  /** Runs the loop (run()) until stop(): it serves nothing until a shift assigns it a detector. */
+  start(): void {
+    this.#running = this.run(this.#stop.signal);
+  }
+
+  /** Ends the loop: the run in flight finishes, its files handed over, and the transport is closed. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await this.#running;
   }
 
   /** Stops starting new runs and waits for the one in flight; its files are handed over by then. */
@@ -263,7 +281,7 @@ export class DetectorLoop {
     const after = this.#leftBehindNote();
     if (after !== before && this.#failing.size === 0 && this.#backoff === 0 && this.stats.refused === 0) {
       this.stats.lastError = after;
-      this.onChange();
+      this.changed.emit();
     }
   }
 
@@ -310,7 +328,7 @@ export class DetectorLoop {
     this.#dirReady = false;
     this.stats.files = 0;
     this.stats.bytes = 0;
-    this.onChange();
+    this.changed.emit();
   }
 
   release(): void {
@@ -360,7 +378,7 @@ export class DetectorLoop {
   #setState(state: DetectorState): void {
     if (this.stats.state === state) return;
     this.stats.state = state;
-    this.onChange();
+    this.changed.emit();
   }
 
   async #runOnce(): Promise<number> {
@@ -407,7 +425,7 @@ export class DetectorLoop {
       this.stats.bytes += outcome.bytes;
       this.stats.lastRunUs = Math.round((performance.now() - started) * 1000);
       this.stats.runs++;
-      this.onChange();
+      this.changed.emit();
     }
     if (outcome.verdict === 'ok') {
       if (this.#backoff > 0) this.log.info({ detector: this.id }, 'detector reachable again, transfers resumed');
@@ -420,7 +438,7 @@ export class DetectorLoop {
       if (refused.length !== this.stats.refused || (this.#failing.size === 0 && this.stats.lastError !== said)) {
         this.stats.refused = refused.length;
         if (this.#failing.size === 0) this.stats.lastError = said;
-        this.onChange();
+        this.changed.emit();
       }
       this.#setState(outcome.transferred > 0 ? 'transferring' : 'idle');
     } else {
@@ -446,7 +464,7 @@ export class DetectorLoop {
     this.handover.delivered(shift.usertime, shift.uid, shift.gid, placedOffers.map((o) => marked(o, names.get(o.rel) ?? o.rel)), noted);
     if (files.length > 0) {
       this.stats.files += files.length;
-      this.onChange();
+      this.changed.emit();
       this.transport.afterPlaced?.(files);
     }
     offers.forEach((o, i) => o.done(outcomes[i] ?? 'failed'));
@@ -475,7 +493,7 @@ export class DetectorLoop {
         if (!this.#failing.has(rel)) this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, 'cannot move a transferred file into place; retrying');
         this.#failing.add(rel);
         this.stats.lastError = `cannot move ${rel} into place: ${(e as Error).message}`;
-        this.onChange();
+        this.changed.emit();
       }
     }
     return outcomes;
@@ -488,7 +506,7 @@ export class DetectorLoop {
     this.#dirReady = false;
     this.#backoff = nextBackoff(this.#backoff, verdict);
     this.#setState(verdict === 'fatal' ? 'down' : 'retrying');
-    this.onChange();
+    this.changed.emit();
   }
 
   /**

@@ -1,6 +1,10 @@
 // furkad's Prometheus metrics: per detector state, files and bytes, read from the detector loops when
 // scraped, and the duration of every run that moved files: measuring never touches the transfer path.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from '../common/logger.js';
+import { MetricsServer } from '../common/metrics-server.js';
+import type { Component } from '../common/service.js';
+import type { Topic } from '../common/topic.js';
 
 /** What a detector loop reports about itself (DetectorLoop.stats plus its id). */
 export interface DetectorFigures {
@@ -19,13 +23,30 @@ export interface DetectorFigures {
 
 const STATES = ['idle', 'transferring', 'retrying', 'down'];
 
-export class FurkadMetrics {
+/** A detector loop as the metrics see it: its figures, and when they change. */
+export interface MeasuredLoop {
+  readonly id: string;
+  readonly stats: Omit<DetectorFigures, 'id'>;
+  readonly changed: Topic;
+}
+
+export class FurkadMetrics implements Component {
+  readonly name = 'metrics endpoint';
   readonly registry = new Registry();
   readonly #runs: Histogram<'detector'>;
   /** Runs that moved files per detector when last told: a change of it is one more run to time. */
   readonly #runsSeen = new Map<string, number>();
+  readonly #server: MetricsServer;
+  #unsubscribe: Array<() => void> = [];
 
-  constructor(detectors: () => DetectorFigures[], awaitingGrimseld: () => number) {
+  constructor(
+    private readonly loops: readonly MeasuredLoop[],
+    awaitingGrimseld: () => number,
+    private readonly endpoint: { address: string; port: number },
+    log: Logger,
+  ) {
+    this.#server = new MetricsServer(this.registry, log);
+    const detectors = (): DetectorFigures[] => loops.map((l) => ({ id: l.id, ...l.stats }));
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'furkad_' });
     this.#runs = new Histogram({ name: 'furkad_run_duration_seconds', help: 'Duration of each rsync run that moved files, per detector',
@@ -86,6 +107,17 @@ export class FurkadMetrics {
         this.set(awaitingGrimseld());
       },
     });
+  }
+
+  /** Follows the loops' changes and serves GET /metrics. */
+  async start(): Promise<void> {
+    this.#unsubscribe = this.loops.map((l) => l.changed.on(() => this.detectorChanged({ id: l.id, ...l.stats })));
+    await this.#server.listen(this.endpoint.port, this.endpoint.address);
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe.splice(0).forEach((off) => off());
+    await this.#server.close();
   }
 
   /** Called on every change of a detector's figures: a run that moved files is timed once, when it ended. */

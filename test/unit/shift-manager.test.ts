@@ -57,7 +57,7 @@ function setup(): { events: string[]; loops: Map<string, FakeLoop>; shifts: Shif
   const handover = { shiftStarted: (usertime: bigint, uid: number, gid: number) => { events.push(`announce ${usertime} ${uid}:${gid}`); } };
   const shifts = new ShiftManager(config, loops, handover, quiet);
   let changes = 0;
-  shifts.onChange = () => { changes++; };
+  shifts.changed.on(() => { changes++; });
   return { events, loops, shifts, changes: () => changes };
 }
 
