@@ -15,19 +15,12 @@ import { Topic } from '../common/topic.js';
 import type { Component } from '../common/service.js';
 import type { Placed, RunContext, RunOutcome, Transport, Verdict } from './transport.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
+import type { DetectorState, DetectorStatus } from '../dbus/furka-interface.js';
 
-/** After each run: transferring = it moved files, idle = nothing new; retrying = backing off after an outage;
- *  down = a configuration error the transport will not get over by itself (retried at the longest interval). */
-export type DetectorState = 'idle' | 'transferring' | 'retrying' | 'down';
-
-export interface DetectorStats {
+/** What a loop keeps about itself: its DetectorStatus (the bus's), and what only the metrics read. */
+export interface DetectorStats extends Omit<DetectorStatus, 'id'> {
   state: DetectorState;
-  /** Files and bytes transferred in this shift. */
-  files: number;
-  bytes: number;
-  lastError: string;
-  /** Duration of the last run that moved files, its start to files in place (µs), and how many such runs. */
-  lastRunUs: number;
+  /** Runs that moved files (this process). */
   runs: number;
   /** Files left on the detector because their names cannot be handed over (RunOutcome.refused). */
   refused: number;

@@ -2,7 +2,7 @@
 // the name owned; all of it once started, and no signal sent once stopped.
 import { exportInterface, ownName, type MessageBus } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH } from '../dbus/names.js';
-import { FURKA_METHODS, FurkaInterface } from '../dbus/furka-interface.js';
+import { detectorRow, FURKA_METHODS, FurkaInterface } from '../dbus/furka-interface.js';
 import type { LicenseCheck } from '../common/license.js';
 import type { Component } from '../common/service.js';
 import type { DetectorLoop } from './detector.js';
@@ -25,8 +25,7 @@ export class FurkaBus implements Component {
       startShift: (uid, gid, detectors) => shifts.startShift(uid, gid, detectors),
       currentShift: () => shifts.currentShift(),
       nextShift: () => BigInt(schedule?.next?.getTime() ?? 0) * 1000n,
-      detectors: () => loops.map((l) => [l.id, l.stats.state, l.stats.lastError,
-        BigInt(l.stats.files), BigInt(l.stats.bytes), BigInt(l.stats.lastRunUs)]),
+      detectors: () => loops.map((l) => detectorRow({ id: l.id, ...l.stats })),
       license: () => [license.valid, license.reason],
     });
   }

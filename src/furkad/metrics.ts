@@ -5,23 +5,11 @@ import type { Logger } from '../common/logger.js';
 import { MetricsServer } from '../common/metrics-server.js';
 import type { Component } from '../common/service.js';
 import type { Topic } from '../common/topic.js';
+import { DETECTOR_STATES, type DetectorStatus } from '../dbus/furka-interface.js';
+import type { DetectorStats } from './detector.js';
 
-/** What a detector loop reports about itself (DetectorLoop.stats plus its id). */
-export interface DetectorFigures {
-  id: string;
-  state: string;
-  /** Files and bytes transferred in the current shift (they start again at 0 with every shift). */
-  files: number;
-  bytes: number;
-  lastError: string;
-  /** Duration of the last run that moved files, if the loop measures it, and how many such runs (this process). */
-  lastRunUs?: number;
-  runs?: number;
-  /** Files left on the detector because their names cannot be handed over. */
-  refused?: number;
-}
-
-const STATES = ['idle', 'transferring', 'retrying', 'down'];
+/** A detector as the metrics read it: its bus status and the loop's own counts (DetectorLoop.stats plus its id). */
+export type DetectorFigures = DetectorStatus & Pick<DetectorStats, 'runs' | 'refused'>;
 
 /** A detector loop as the metrics see it: its figures, and when they change. */
 export interface MeasuredLoop {
@@ -69,7 +57,7 @@ export class FurkadMetrics implements Component {
       name: 'furkad_detector_state', help: 'Current state per detector (1 for the state it is in)', labelNames: ['detector', 'state'], registers,
       collect() {
         this.reset();
-        for (const d of detectors()) for (const s of new Set([...STATES, d.state])) this.set({ detector: d.id, state: s }, d.state === s ? 1 : 0);
+        for (const d of detectors()) for (const s of new Set([...DETECTOR_STATES, d.state])) this.set({ detector: d.id, state: s }, d.state === s ? 1 : 0);
       },
     });
     new Gauge({
@@ -84,7 +72,7 @@ export class FurkadMetrics implements Component {
       labelNames: ['detector'], registers,
       collect() {
         this.reset();
-        for (const d of detectors()) this.set({ detector: d.id }, d.refused ?? 0);
+        for (const d of detectors()) this.set({ detector: d.id }, d.refused);
       },
     });
     new Gauge({
@@ -123,7 +111,7 @@ export class FurkadMetrics implements Component {
   /** Called on every change of a detector's figures: a run that moved files is timed once, when it ended. */
   detectorChanged(d: DetectorFigures): void {
     const before = this.#runsSeen.get(d.id) ?? 0;
-    if (d.runs === undefined || d.runs === before) return;
+    if (d.runs === before) return;
     this.#runsSeen.set(d.id, d.runs);
     if (d.lastRunUs) this.#runs.observe({ detector: d.id }, d.lastRunUs / 1e6);
   }
