@@ -62,7 +62,7 @@ export class Components {
   }
 
   /**
-   * Starts every component in order; false when `cancel` settled first (a stop request), what started being
+   * Starts every component in order; false when `cancel` resolved first (a stop request), what started being
    * left for stop(). A start that fails stops what started before it, and its error is thrown.
    */
   async start(cancel: Promise<unknown>): Promise<boolean> {

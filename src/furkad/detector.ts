@@ -47,8 +47,11 @@ export function stagingDir(target: string, id: string): string {
  * planted there): beside staging, out of reach of the transport's later runs, one directory per shift and detector.
  */
 export function leftBehindDir(target: string, id: string, usertime: bigint): string {
-  return path.join(unmark(target), STAGING_NAME, '.held', `${usertime}-${id}`);
+  return path.join(unmark(target), STAGING_NAME, LEFT_BEHIND_NAME, `${usertime}-${id}`);
 }
+
+/** On disk since the first furkad that set files aside: a furkad started later finds them there (never renamed). */
+const LEFT_BEHIND_NAME = '.held';
 
 /** A shift change waits at most this long for files the transport still owes the old shift (F6). */
 const DRAIN_MAX_MS = 10_000;
@@ -283,10 +286,10 @@ export class DetectorLoop implements Component {
    * says whose they are. Only what is not already being retried.
    */
   async #adoptLeftBehind(target: string, configuredTarget: string): Promise<void> {
-    const held = path.dirname(leftBehindDir(target, this.id, 0n));
-    for (const name of await readdir(held).catch(() => [] as string[])) {
+    const aside = path.dirname(leftBehindDir(target, this.id, 0n));
+    for (const name of await readdir(aside).catch(() => [] as string[])) {
       if (!name.endsWith(`-${this.id}`)) continue;
-      const root = path.join(held, name);
+      const root = path.join(aside, name);
       if (this.#leftBehind.some((lb) => lb.root === root)) continue;
       try {
         const meta = JSON.parse(await readFile(path.join(root, 'shift.json'), 'utf8')) as { usertime: string; uid: number; gid: number; usrdir: string; target: string };
@@ -567,13 +570,13 @@ function offer(batches: Batches<Offer>, rels: string[], checksums?: ReadonlyMap<
   return new Promise((resolve) => {
     let left = rels.length;
     batches.push(...rels.map((rel): Offer => {
-      let settled = false;
+      let dealt = false;
       return {
         rel,
         checksum: checksums?.get(rel) ?? '',
         done: (how) => {
-          if (settled) return;
-          settled = true;
+          if (dealt) return;
+          dealt = true;
           if (how !== 'unnoted') result[how].push(rel);
           if (--left === 0) resolve(result);
         },

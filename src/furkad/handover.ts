@@ -147,7 +147,7 @@ export class Handover implements Component {
         this.#down = false;
         backoff = BACKOFF_MIN_MS;
       } catch (e) {
-        if (!this.#down) this.log.error({ err: (e as Error).message }, 'cannot hand over to grimseld; holding files until it answers');
+        if (!this.#down) this.log.error({ err: (e as Error).message }, 'cannot hand over to grimseld; keeping files until it answers');
         this.#down = true;
         // On shutdown, give up after a short grace: the outbox keeps them, the next start re-sends them.
         if (signal.aborted) {
