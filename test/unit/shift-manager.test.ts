@@ -8,6 +8,14 @@ import { validateFurkadConfig } from '../../src/furkad/config.js';
 import { ShiftManager, type ShiftLoop } from '../../src/furkad/shift-manager.js';
 import { planShift, type Assignment, type Shift } from '../../src/furkad/shift.js';
 import type { Logger } from '../../src/common/logger.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DetectorLoop, type LoopHandover } from '../../src/furkad/detector.js';
+import { TransferGate } from '../../src/furkad/transfer-gate.js';
+import { together } from '../../src/common/service.js';
+import type { DeliveredFile } from '../../src/dbus/intake-interface.js';
+import { FakeTransport } from './fake-transport.js';
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as Logger;
 
@@ -163,5 +171,58 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
     assert.equal(shifts.shift, before);
     assert.deepEqual(shifts.currentShift(), { usertime: before!.usertime, uid: 500, gid: 501 });
     assert.equal(changes(), 1, 'no change signalled');
+  });
+
+  it('with real loops: a file that reaches the detectors during the change goes with the new shift, announced first', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'shift-manager-'));
+    try {
+      const events: string[] = [];
+      const transports = new Map(['1MF', '2MF'].map((id) => [id, new FakeTransport(events)]));
+      let duringChange: (() => void) | undefined;
+      const delivered: Array<{ usertime: bigint; path: string }> = [];
+      const handover: LoopHandover & { shiftStarted(usertime: bigint): void } = {
+        intend: () => undefined,
+        delivered: (usertime: bigint, _uid: number, _gid: number, files: DeliveredFile[]) => {
+          for (const [p] of files) {
+            delivered.push({ usertime, path: p });
+            events.push(`delivered ${usertime} ${path.basename(p)}`);
+          }
+        },
+        shiftStarted: (usertime: bigint) => {
+          events.push(`announce ${usertime}`);
+          duringChange?.();
+        },
+      };
+      const loops = [...transports].map(([id, t]) => new DetectorLoop(id, t, handover, new TransferGate(Infinity), quiet));
+      const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, quiet);
+      const uid = process.getuid?.() ?? 0;
+      const gid = process.getgid?.() ?? 0;
+      let n = 0;
+      const plan = (): Shift => {
+        n++;
+        return { usertime: BigInt(1000 + n), uid, gid, usrdir: `u${n}`, detectors: loops.map((l): Assignment => {
+          const target = `${root}/./${l.id.toLowerCase()}`;
+          return { id: l.id, source: '/', target, config: { transport: 'rsync', remoteIP: '127.0.0.1', port: 1, module: 'm', source: '/', target,
+            minpause: 2, interrun_pause: 0, remove_source: true, settle_ms: 0, exclude: '' } };
+        }) };
+      };
+      const running = together('loops', loops);
+      await running.start(new AbortController().signal);
+      const [first, second] = [plan(), plan()];
+      await shifts.begin(first);
+      // Written while the change is under way, after the old shift's drain: the new shift's first files.
+      duringChange = () => { for (const t of transports.values()) t.incoming.push('x.cbf'); };
+      await shifts.begin(second);
+      const end = Date.now() + 5000;
+      while (delivered.length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 2));
+      await running.stop();
+      assert.deepEqual(delivered.map((d) => d.usertime), [second.usertime, second.usertime], 'both in the new shift');
+      assert.ok(delivered.every((d) => d.path.includes(`/${second.usrdir}/`)));
+      const announce = events.indexOf(`announce ${second.usertime}`);
+      assert.ok(announce >= 0 && events.every((e, i) => !e.startsWith(`delivered ${second.usertime}`) || i > announce),
+        `announced before the first file of the new shift: ${events.join(', ')}`);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
