@@ -1,6 +1,7 @@
 // The agent's table of complete files: id → path and identity, kept from scans and the watcher's events (A2, A4).
 import type { BigIntStats } from 'node:fs';
 import type { Logger } from '../common/logger.js';
+import { Topic } from '../common/topic.js';
 import { NameFilter } from './name-filter.js';
 import { openWriters } from './open-writers.js';
 import { joinRoot, scanFiles, type Found } from './scanner.js';
@@ -59,8 +60,8 @@ export class Catalog {
   /** The files on disk, reached without following links (docs/threat-model.md): the server reads and deletes through it too. */
   readonly files: SourceFiles;
 
-  /** Called for every announcement, to be passed to the clients whose source covers it. */
-  onAnnounce: (a: Announcement) => void = () => {};
+  /** Raised for every announcement, to be passed to the clients whose source covers it. */
+  readonly announced = new Topic<Announcement>();
 
   constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
     this.#rootBytes = Buffer.from(root);
@@ -124,7 +125,7 @@ export class Catalog {
       this.#consider(f, writers, true);
     }
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
-    this.onAnnounce({ t: 'synced' });
+    this.announced.emit({ t: 'synced' });
   }
 
   event(e: WatchEvent): void {
@@ -203,7 +204,7 @@ export class Catalog {
       const shown = f.rel.toString('utf8');
       if (!this.#refused.has(key)) this.log.warn({ path: shown, bytes: f.rel.toString('hex') }, `refused: ${NOT_UTF8}; it stays on the detector`);
       this.#refused.set(key, shown);
-      this.onAnnounce({ t: 'refused', path: shown, reason: NOT_UTF8 });
+      this.announced.emit({ t: 'refused', path: shown, reason: NOT_UTF8 });
       return;
     }
     const id = fileId(f.stat);
@@ -215,6 +216,6 @@ export class Catalog {
     };
     this.#byPath.set(key, entry);
     this.#byId.set(id, entry);
-    this.onAnnounce({ t: 'file', entry });
+    this.announced.emit({ t: 'file', entry });
   }
 }

@@ -1,11 +1,12 @@
 #!/usr/bin/env node
-// furka-agent's service contract: arguments → config → watches and first scan → listen → READY=1 → run → STOPPING=1.
+// furka-agent's service contract: arguments → config → components (watches and first scan, listener) started →
+// READY=1 → run → STOPPING=1 → components stopped in reverse → exit code.
 import { realpathSync, statSync } from 'node:fs';
 import { parseDaemonArgs } from '../common/daemon-args.js';
 import { loadConfigOrExit } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
-import { runDaemon, stopRequested } from '../common/service.js';
+import { component, Components, runDaemon, stopRequested } from '../common/service.js';
 import { AllowList } from './allow.js';
 import { Catalog } from './catalog.js';
 import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
@@ -35,22 +36,26 @@ async function main(): Promise<number> {
   await prepareChecksums(2);
   const catalog = new Catalog(root, new NameFilter(config.exclude), log);
   const server = new AgentServer(catalog, new AllowList(words(config.allow)), log);
-  catalog.onAnnounce = (a) => server.announce(a);
   // Each (re)established watch set is followed by a full rescan: events before it were not seen (A2).
   const watcher = new Watcher(root, { event: (e) => catalog.event(e), established: () => catalog.rescan() }, log);
-  await watcher.start();
-  await server.listen(config.port, config.address);
 
-  notifier.ready(statusLine(catalog, server));
-  log.info({ root, address: config.address, port: config.port, allow: config.allow, known: catalog.known }, 'furka-agent ready');
-  const statusTimer = setInterval(() => notifier.status(statusLine(catalog, server)), 1000);
+  // Started in this order, stopped in reverse: clients are served once the catalog knows what is there.
+  const components = new Components([
+    watcher,
+    component(`listener on ${config.address}:${config.port}`, () => server.listen(config.port, config.address), () => server.close()),
+  ], log);
+  const stop = stopRequested();
+  if (await components.start(stop)) {
+    notifier.ready(statusLine(catalog, server));
+    log.info({ root, address: config.address, port: config.port, allow: config.allow, known: catalog.known }, 'furka-agent ready');
+    const statusTimer = setInterval(() => notifier.status(statusLine(catalog, server)), 1000);
+    await stop;
+    clearInterval(statusTimer);
+  }
 
-  await stopRequested();
   log.info('stopping');
   notifier.stopping();
-  clearInterval(statusTimer);
-  watcher.stop();
-  await server.close();
+  await components.stop();
   log.info('stopped');
   return 0;
 }

@@ -21,7 +21,7 @@ export function joinRel(dir: Buffer, name: Buffer): Buffer {
 
 /**
  * Every regular file below `rel` (recursively). Directories are entered only if they really are directories,
- * each opened without following a link from the one held above it (common/dir-fd.ts): a directory swapped for a
+ * each opened without following a link from the one open above it (common/dir-fd.ts): a directory swapped for a
  * link during the walk is skipped, never listed (docs/threat-model.md); files and directories that vanish meanwhile are skipped.
  */
 export function scanFiles(root: string, rel: Buffer): Found[] {

@@ -88,6 +88,8 @@ export class AgentServer {
   readonly #clients = new Set<EventsClient>();
   /** Addresses refused so far: each is logged once. */
   readonly #refusedPeers = new Set<string>();
+  /** Ends following the catalog's announcements (close()). */
+  #unsubscribe: () => void = () => {};
 
   constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly log: Logger) {
     // Checked on the TCP connection, before the HTTP/2 session sends its first frame: a peer not allowed is sent nothing.
@@ -117,11 +119,13 @@ export class AgentServer {
 
   get clients(): number { return this.#clients.size; }
 
+  /** Listens on address:port, and from then on passes the catalog's announcements to the clients. */
   listen(port: number, address: string): Promise<void> {
     return new Promise((resolve, reject) => {
       this.#server.once('error', reject);
       this.#server.listen(port, address, () => {
         this.#server.off('error', reject);
+        this.#unsubscribe = this.catalog.announced.on((a) => this.announce(a));
         resolve();
       });
     });
@@ -133,6 +137,7 @@ export class AgentServer {
   }
 
   close(): Promise<void> {
+    this.#unsubscribe();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
       for (const s of this.#sessions) s.destroy();

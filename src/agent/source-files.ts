@@ -1,11 +1,11 @@
 // The detector's files below the agent's root as the agent touches them: looked at, read and deleted only through
-// directories held open one component at a time, never through a link a writer swapped in (docs/threat-model.md; A2, A3, A4).
+// directories kept open one component at a time, never through a link a writer swapped in (docs/threat-model.md; A2, A3, A4).
 //
 // Why: the agent runs as root, and the detector's writer owns the directories below the root. Between a check by
 // path and a use by path the writer can swap a directory for a symbolic link, and root would then send
 // /etc/shadow to the PPU (confidentiality) or delete a file of the same name anywhere (integrity). Every call
 // here resolves the root (the administrator's, trusted) and then each component with O_NOFOLLOW
-// (common/dir-fd.ts), and acts on one entry of the directory it holds.
+// (common/dir-fd.ts), and acts on one entry of the directory it has open.
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, renameSync, unlinkSync, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
@@ -81,7 +81,7 @@ export class SourceFiles {
 
   /**
    * Opens `rel` for reading if it is still the file `id`; undefined if not. O_NOFOLLOW on the name in its
-   * held directory, O_NONBLOCK so that a FIFO swapped in cannot hang the agent, and fstat of what was opened
+   * open directory, O_NONBLOCK so that a FIFO swapped in cannot hang the agent, and fstat of what was opened
    * checked again: only ever the announced regular file is read.
    */
   open(rel: string, id: string): number | undefined {
@@ -103,7 +103,7 @@ export class SourceFiles {
   /**
    * Deletes `rel` if it is still the file `id` (A4). A writer may rename a new file over the name at any moment,
    * also between the check and the unlink, and unlink(2) takes whatever has the name then: so the file is first
-   * renamed to a hidden name of its own in the same held directory (atomic, and that name is the agent's alone),
+   * renamed to a hidden name of its own in the same open directory (atomic, and that name is the agent's alone),
    * checked there, and deleted only if it is the acknowledged one. Anything else taken by that rename is put
    * back with link(2), which never replaces a file: under its name, or beside a newer one as NAME.~N~
    * (`restoredAs`), never lost. Throws only for what the caller should log (an immutable file, say).
@@ -136,7 +136,7 @@ export class SourceFiles {
     }
   }
 
-  /** Runs `fn` with the directory of `rel` held (reached from the root without following links) and its name. */
+  /** Runs `fn` with the directory of `rel` open (reached from the root without following links) and its name. */
   #within<T>(rel: string | Buffer, fn: (dir: DirFd, name: string | Buffer) => T): T {
     const [dirRel, name] = split(rel);
     const top = DirFd.open(this.root);

@@ -3,6 +3,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import type { Logger } from '../common/logger.js';
 import { sleep } from '../common/abort.js';
 import { CsvRecords } from './csv-records.js';
+import type { Component } from '../common/service.js';
 
 /** What the kernel said about a path below the root (bytes, relative to the root). */
 export type WatchEvent =
@@ -44,7 +45,8 @@ const BACKOFF_MAX_MS = 10_000;
  * events start to count. A DELETE_SELF/MOVE_SELF of a subdirectory is its own watch ending (the DELETE/
  * MOVED_FROM in its parent said what matters); only the root's ends the run, and the restart waits for it.
  */
-export class Watcher {
+export class Watcher implements Component {
+  readonly name = 'watches and first scan';
   #child: ChildProcess | undefined;
   #stopped = false;
   readonly #rootPrefix: Buffer;
@@ -54,10 +56,16 @@ export class Watcher {
     this.#rootPrefix = Buffer.from(root.endsWith('/') ? root : `${root}/`);
   }
 
-  /** Resolves once the first run has its watches; rejects if that run cannot start or dies first. */
-  start(): Promise<void> {
+  /**
+   * Resolves once the first run has its watches; rejects if that run cannot start or dies first. A `signal`
+   * aborted before then (a stop during start) ends the wait: stop() follows.
+   */
+  start(signal?: AbortSignal): Promise<void> {
     return new Promise((resolve, reject) => {
       let first = true;
+      signal?.addEventListener('abort', () => {
+        if (first) { first = false; resolve(); }
+      }, { once: true });
       const loop = async (): Promise<void> => {
         let backoff = BACKOFF_MIN_MS;
         while (!this.#stopped) {

@@ -1,13 +1,13 @@
-// Directories held open, and every file operation relative to one (docs/threat-model.md).
+// Directories kept open, and every file operation relative to one (docs/threat-model.md).
 //
 // A root daemon acting in a tree a user can write to must not resolve a path name twice: between a check
 // (lstat, realpath) and a use (rename, unlink, open) the user can swap a directory on the way for a symbolic
 // link. The cure is the *at system calls on directory descriptors; Node has none of them, but Linux gives
 // them to any path: `/proc/self/fd/N/name` is resolved by jumping straight to the directory that descriptor
-// N holds (a "magic link", nd_jump_link in the kernel: no path is walked again), and then looking up the one
+// N refers to (a "magic link", nd_jump_link in the kernel: no path is walked again), and then looking up the one
 // component `name` in it. rename(2), link(2), unlink(2), mkdir(2), symlink(2) and lchown(2) do not follow a
 // final symbolic link, and open(2) is given O_NOFOLLOW, so each call acts on exactly one entry of a directory
-// we hold. A directory is opened one component at a time with O_DIRECTORY|O_NOFOLLOW from one we hold: a
+// we have open. A directory is opened one component at a time with O_DIRECTORY|O_NOFOLLOW from an open one: a
 // link anywhere on the way fails the open (ELOOP/ENOTDIR) instead of being followed.
 //
 // This needs /proc, which every systemd machine has; it is checked once, loudly. No native code, so the
@@ -111,7 +111,7 @@ export class DirFd {
 
   /**
    * The path that reaches entry `name` of this directory, and nothing else (see the top of this file). Use it
-   * with synchronous calls, or keep this handle open until an asynchronous one has settled: once closed, its
+   * with synchronous calls, or keep this handle open until an asynchronous one has finished: once closed, its
    * descriptor number may be reused by another open, and the path would reach into that one.
    */
   at(name: string): string;
@@ -155,7 +155,7 @@ export class DirFd {
   /**
    * The directory `rel` below this one, reached one component at a time without following links. With
    * `make`, missing directories are created (mode 0755 less the umask) and `visit` is called for every
-   * directory on the way, made or found, while it is held (to give it its owner with fchown). Intermediate
+   * directory on the way, made or found, while it is open (to give it its owner with fchown). Intermediate
    * handles are closed; the caller closes the one returned. `trust`: see TrustLink.
    */
   walk(rel: string | Buffer, make = false, visit?: DirVisit, trust?: TrustLink): DirFd {
@@ -210,7 +210,7 @@ export class DirFd {
     return lstatSync(this.at(name), { bigint: true, throwIfNoEntry: false });
   }
 
-  /** The names in this directory (the one held, wherever it is now), as bytes: any name a writer made. */
+  /** The names in this directory (the one open, wherever it is now), as bytes: any name a writer made. */
   list(): Buffer[] {
     return readdirSync(`/proc/self/fd/${this.fd}`, { encoding: 'buffer' });
   }

@@ -1,4 +1,6 @@
-// The shape both daemons share: run main, wait for SIGTERM/SIGINT, exit with a code systemd understands.
+// The shape the daemons share: run main, start and stop its components, wait for SIGTERM/SIGINT, exit with a
+// code systemd understands.
+import type { Logger } from './logger.js';
 
 /** Resolves on the first SIGTERM or SIGINT. */
 export function stopRequested(): Promise<NodeJS.Signals> {
@@ -16,4 +18,82 @@ export function runDaemon(name: string, main: () => Promise<number>): void {
       process.exit(1);
     },
   );
+}
+
+/**
+ * A part of a daemon that runs between start and stop. `signal` aborts when a stop comes while the daemon is
+ * still starting: a start that waits long should give up then (its stop still follows).
+ */
+export interface Component {
+  readonly name: string;
+  start(signal: AbortSignal): Promise<void> | void;
+  stop(): Promise<void> | void;
+}
+
+/** A component made of two functions, for parts whose own methods have other names or arguments. */
+export function component(name: string, start: (signal: AbortSignal) => Promise<unknown> | void, stop: () => Promise<unknown> | void): Component {
+  return { name, start: async (signal) => { await start(signal); }, stop: async () => { await stop(); } };
+}
+
+/** Components started in order and stopped all at once: parts that must not wait for each other to stop. */
+export function together(name: string, parts: Iterable<Component>): Component {
+  const list = [...parts];
+  return {
+    name,
+    start: async (signal) => { for (const c of list) await c.start(signal); },
+    stop: async () => { await Promise.all(list.map(async (c) => c.stop())); },
+  };
+}
+
+/**
+ * A daemon's components (zigbee2mqtt's controller): started in the order given, stopped in reverse, each stop
+ * in its own try/catch so one failing stop does not keep the others from theirs. A stop during start
+ * cancels it: the component starting is told through its signal, the rest are never started.
+ */
+export class Components {
+  readonly #list: Component[];
+  readonly #started: Component[] = [];
+  readonly #starting = new AbortController();
+  /** The start in flight: a stop waits for it before stopping that component. */
+  #current: Promise<unknown> = Promise.resolve();
+
+  constructor(list: ReadonlyArray<Component | undefined>, private readonly log: Logger) {
+    this.#list = list.filter((c): c is Component => c !== undefined);
+  }
+
+  /**
+   * Starts every component in order; false when `cancel` resolved first (a stop request), what started being
+   * left for stop(). A start that fails stops what started before it, and its error is thrown.
+   */
+  async start(cancel: Promise<unknown>): Promise<boolean> {
+    const signal = this.#starting.signal;
+    void cancel.then(() => this.#starting.abort(), () => this.#starting.abort());
+    for (const c of this.#list) {
+      if (signal.aborted) return false;
+      this.#started.push(c);
+      const started = Promise.resolve().then(() => c.start(signal));
+      this.#current = started.catch(() => undefined);
+      try {
+        await started;
+      } catch (e) {
+        if (signal.aborted) return false;
+        await this.stop();
+        throw e;
+      }
+    }
+    return !signal.aborted;
+  }
+
+  /** Cancels a start in flight, then stops every started component in reverse order, each on its own. */
+  async stop(): Promise<void> {
+    this.#starting.abort();
+    await this.#current;
+    for (const c of this.#started.splice(0).reverse()) {
+      try {
+        await c.stop();
+      } catch (e) {
+        this.log.error({ err: e }, `stopping ${c.name} failed`);
+      }
+    }
+  }
 }

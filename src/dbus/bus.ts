@@ -50,7 +50,7 @@ export async function waitForName(bus: MessageBus, name: string, timeoutMs: numb
 export class CallTimeout extends Error {}
 
 /**
- * Settles like `work`, or rejects with CallTimeout after `ms`, or with `signal`'s reason when it aborts:
+ * Resolves or rejects as `work` does, or rejects with CallTimeout after `ms`, or with `signal`'s reason when it aborts:
  * dbus-next waits for a reply for ever, and a bus need not have a reply timeout of its own.
  */
 export function within<T>(work: Promise<T>, ms: number, what: string, signal?: AbortSignal): Promise<T> {

@@ -2,8 +2,38 @@
 import * as dbus from 'dbus-next';
 import { named } from './errors.js';
 
-/** One row of the Detectors property: id, state, last error, files and bytes this shift, last run (µs). */
+/** A detector's state after its last run: transferring = it moved files, idle = nothing new; retrying = backing
+ *  off after an outage; down = a configuration error the transport will not get over by itself (F10). */
+export type DetectorState = 'idle' | 'transferring' | 'retrying' | 'down';
+export const DETECTOR_STATES: readonly DetectorState[] = ['idle', 'transferring', 'retrying', 'down'];
+
+/**
+ * One detector as furkad reports it (the Detectors property): the one shape of a detector's status that the
+ * loop keeps, the bus carries (as a DetectorRow), and ppuctl and the metrics read.
+ */
+export interface DetectorStatus {
+  id: string;
+  /** A DetectorState of this furkad; any string from the bus (a newer furkad may know more). */
+  state: string;
+  /** '' = none. */
+  lastError: string;
+  /** Files and bytes transferred in the current shift (they start again at 0 with every shift). */
+  files: number;
+  bytes: number;
+  /** Duration of the last run that moved files, its start to files in place (µs); 0 = none yet. */
+  lastRunUs: number;
+}
+
+/** A DetectorStatus as it crosses the bus: (s id, s state, s last error, t files, t bytes, t last run µs). */
 export type DetectorRow = [string, string, string, bigint, bigint, bigint];
+
+export function detectorRow(d: DetectorStatus): DetectorRow {
+  return [d.id, d.state, d.lastError, BigInt(d.files), BigInt(d.bytes), BigInt(d.lastRunUs)];
+}
+
+export function detectorStatus([id, state, lastError, files, bytes, lastRunUs]: DetectorRow): DetectorStatus {
+  return { id, state, lastError, files: Number(files), bytes: Number(bytes), lastRunUs: Number(lastRunUs) };
+}
 
 /** What furkad provides behind the interface. Errors thrown must be DBusErrors to keep their names. */
 export interface FurkaService {

@@ -72,12 +72,12 @@ export class AgentClient extends EventEmitter {
   connect(): Promise<void> {
     this.close();
     return new Promise((resolve, reject) => {
-      let settled = false;
+      let answered = false;
       // Connected, then closed before the agent said hello: the agent refused this PPU (A1).
       let tcp = false;
       const fail = (why: string): void => {
-        if (!settled) {
-          settled = true;
+        if (!answered) {
+          answered = true;
           reject(new Error(tcp ? `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?` : why));
         }
         this.#down(why);
@@ -124,7 +124,7 @@ export class AgentClient extends EventEmitter {
           }
           if (ev['t'] === 'hello') {
             clearTimeout(timer);
-            settled = true;
+            answered = true;
             this.#isDown = false;
             this.#startPings(session);
             resolve();

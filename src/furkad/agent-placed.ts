@@ -95,7 +95,7 @@ export class AgentPlaced {
   }
 
   /** The agent answered the acknowledgement of these ids (deleted, or kept because changed or gone). */
-  settled(detector: string, ids: string[]): void {
+  answered(detector: string, ids: string[]): void {
     const set = this.#open.get(detector);
     const known = ids.filter((id) => set?.delete(id));
     if (known.length === 0) return;
@@ -106,8 +106,8 @@ export class AgentPlaced {
     this.#write(known.map((id) => ({ t: 'a', d: detector, id })));
   }
 
-  /** Ids of `detector` placed and not yet settled. */
-  unsettled(detector: string): string[] {
+  /** Ids of `detector` placed whose acknowledgement is not yet answered. */
+  unanswered(detector: string): string[] {
     return [...(this.#open.get(detector) ?? [])];
   }
 

@@ -194,7 +194,7 @@ export class AgentTransport implements Transport {
     this.#saidUnchecked = false;
     const client = new AgentClient(url, a.source);
     // Ids announced since this connection opened: once the agent has listed everything (synced), an id placed
-    // here whose acknowledgement was never answered and that the agent no longer has is settled. Otherwise it
+    // here whose acknowledgement was never answered and that the agent no longer has counts as answered. Otherwise it
     // would stay "placed" for ever, and a later file that happened to get the same id would be acknowledged
     // (deleted) instead of fetched (A4).
     const listed = new Set<string>();
@@ -204,8 +204,8 @@ export class AgentTransport implements Transport {
       this.#wake?.();
     });
     client.once('synced', () => {
-      const stale = this.placedStore.unsettled(this.id).filter((id) => !listed.has(id));
-      if (stale.length) this.placedStore.settled(this.id, stale);
+      const stale = this.placedStore.unanswered(this.id).filter((id) => !listed.has(id));
+      if (stale.length) this.placedStore.answered(this.id, stale);
     });
     client.on('refused', (p, reason) => this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector'));
     client.on('down', (why) => {
@@ -290,7 +290,7 @@ export class AgentTransport implements Transport {
   async #ack(ids: string[]): Promise<void> {
     try {
       const answer = await this.#client!.ack(ids);
-      this.placedStore.settled(this.id, [...answer.deleted, ...answer.kept.map((k) => k.id)]);
+      this.placedStore.answered(this.id, [...answer.deleted, ...answer.kept.map((k) => k.id)]);
       for (const k of answer.kept) if (k.reason !== 'gone') this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, 'the agent kept a placed file (it changed after it was sent); it is announced again');
     } catch (e) {
       // Kept in the placed store: acknowledged again when the agent announces it after reconnecting.

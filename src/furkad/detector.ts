@@ -11,21 +11,16 @@ import type { TransferGate } from './transfer-gate.js';
 import { ShiftDir } from './shift-dir.js';
 import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
+import { Topic } from '../common/topic.js';
+import type { Component } from '../common/service.js';
 import type { Placed, RunContext, RunOutcome, Transport, Verdict } from './transport.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
+import type { DetectorState, DetectorStatus } from '../dbus/furka-interface.js';
 
-/** After each run: transferring = it moved files, idle = nothing new; retrying = backing off after an outage;
- *  down = a configuration error the transport will not get over by itself (retried at the longest interval). */
-export type DetectorState = 'idle' | 'transferring' | 'retrying' | 'down';
-
-export interface DetectorStats {
+/** What a loop keeps about itself: its DetectorStatus (the bus's), and what only the metrics read. */
+export interface DetectorStats extends Omit<DetectorStatus, 'id'> {
   state: DetectorState;
-  /** Files and bytes transferred in this shift. */
-  files: number;
-  bytes: number;
-  lastError: string;
-  /** Duration of the last run that moved files, its start to files in place (µs), and how many such runs. */
-  lastRunUs: number;
+  /** Runs that moved files (this process). */
   runs: number;
   /** Files left on the detector because their names cannot be handed over (RunOutcome.refused). */
   refused: number;
@@ -52,8 +47,11 @@ export function stagingDir(target: string, id: string): string {
  * planted there): beside staging, out of reach of the transport's later runs, one directory per shift and detector.
  */
 export function leftBehindDir(target: string, id: string, usertime: bigint): string {
-  return path.join(unmark(target), STAGING_NAME, '.held', `${usertime}-${id}`);
+  return path.join(unmark(target), STAGING_NAME, LEFT_BEHIND_NAME, `${usertime}-${id}`);
 }
+
+/** On disk since the first furkad that set files aside: a furkad started later finds them there (never renamed). */
+const LEFT_BEHIND_NAME = '.held';
 
 /** A shift change waits at most this long for files the transport still owes the old shift (F6). */
 const DRAIN_MAX_MS = 10_000;
@@ -83,10 +81,11 @@ interface Offer {
   done: (how: keyof Placed | 'unnoted') => void;
 }
 
-export class DetectorLoop {
+export class DetectorLoop implements Component {
+  readonly name: string;
   readonly stats: DetectorStats = { state: 'idle', files: 0, bytes: 0, lastError: '', lastRunUs: 0, runs: 0, refused: 0 };
-  /** Called when `stats` changed (the bus interface coalesces these). */
-  onChange: () => void = () => {};
+  /** Raised when `stats` changed (the bus interface coalesces these). */
+  readonly changed = new Topic();
   #shift: Shift | undefined;
   #assignment: Assignment | undefined;
   #dir: ShiftDir | undefined;
@@ -101,6 +100,9 @@ export class DetectorLoop {
   /** Files that could not be given their final names: each is logged once, and lastError stays while any is left. */
   #failing = new Set<string>();
   #signal: AbortSignal = new AbortController().signal;
+  /** Ends the loop started by start(). */
+  readonly #stop = new AbortController();
+  #running: Promise<void> = Promise.resolve();
   readonly #sleep: typeof sleep;
   /** Complete files of earlier shifts not yet in their shift's directory: retried in the background, never placed in a later one. */
   #leftBehind: LeftBehind[] = [];
@@ -119,6 +121,18 @@ export class DetectorLoop {
     options: { sleep?: typeof sleep } = {},
   ) {
     this.#sleep = options.sleep ?? sleep;
+    this.name = `detector ${id}`;
+  }
+
+  /** Runs the loop (run()) until stop(): it serves nothing until a shift assigns it a detector. */
+  start(): void {
+    this.#running = this.run(this.#stop.signal);
+  }
+
+  /** Ends the loop: the run in flight finishes, its files handed over, and the transport is closed. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await this.#running;
   }
 
   /** Stops starting new runs and waits for the one in flight; its files are handed over by then. */
@@ -263,7 +277,7 @@ export class DetectorLoop {
     const after = this.#leftBehindNote();
     if (after !== before && this.#failing.size === 0 && this.#backoff === 0 && this.stats.refused === 0) {
       this.stats.lastError = after;
-      this.onChange();
+      this.changed.emit();
     }
   }
 
@@ -272,10 +286,10 @@ export class DetectorLoop {
    * says whose they are. Only what is not already being retried.
    */
   async #adoptLeftBehind(target: string, configuredTarget: string): Promise<void> {
-    const held = path.dirname(leftBehindDir(target, this.id, 0n));
-    for (const name of await readdir(held).catch(() => [] as string[])) {
+    const aside = path.dirname(leftBehindDir(target, this.id, 0n));
+    for (const name of await readdir(aside).catch(() => [] as string[])) {
       if (!name.endsWith(`-${this.id}`)) continue;
-      const root = path.join(held, name);
+      const root = path.join(aside, name);
       if (this.#leftBehind.some((lb) => lb.root === root)) continue;
       try {
         const meta = JSON.parse(await readFile(path.join(root, 'shift.json'), 'utf8')) as { usertime: string; uid: number; gid: number; usrdir: string; target: string };
@@ -310,7 +324,7 @@ export class DetectorLoop {
     this.#dirReady = false;
     this.stats.files = 0;
     this.stats.bytes = 0;
-    this.onChange();
+    this.changed.emit();
   }
 
   release(): void {
@@ -360,7 +374,7 @@ export class DetectorLoop {
   #setState(state: DetectorState): void {
     if (this.stats.state === state) return;
     this.stats.state = state;
-    this.onChange();
+    this.changed.emit();
   }
 
   async #runOnce(): Promise<number> {
@@ -407,7 +421,7 @@ export class DetectorLoop {
       this.stats.bytes += outcome.bytes;
       this.stats.lastRunUs = Math.round((performance.now() - started) * 1000);
       this.stats.runs++;
-      this.onChange();
+      this.changed.emit();
     }
     if (outcome.verdict === 'ok') {
       if (this.#backoff > 0) this.log.info({ detector: this.id }, 'detector reachable again, transfers resumed');
@@ -420,7 +434,7 @@ export class DetectorLoop {
       if (refused.length !== this.stats.refused || (this.#failing.size === 0 && this.stats.lastError !== said)) {
         this.stats.refused = refused.length;
         if (this.#failing.size === 0) this.stats.lastError = said;
-        this.onChange();
+        this.changed.emit();
       }
       this.#setState(outcome.transferred > 0 ? 'transferring' : 'idle');
     } else {
@@ -446,7 +460,7 @@ export class DetectorLoop {
     this.handover.delivered(shift.usertime, shift.uid, shift.gid, placedOffers.map((o) => marked(o, names.get(o.rel) ?? o.rel)), noted);
     if (files.length > 0) {
       this.stats.files += files.length;
-      this.onChange();
+      this.changed.emit();
       this.transport.afterPlaced?.(files);
     }
     offers.forEach((o, i) => o.done(outcomes[i] ?? 'failed'));
@@ -475,7 +489,7 @@ export class DetectorLoop {
         if (!this.#failing.has(rel)) this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, 'cannot move a transferred file into place; retrying');
         this.#failing.add(rel);
         this.stats.lastError = `cannot move ${rel} into place: ${(e as Error).message}`;
-        this.onChange();
+        this.changed.emit();
       }
     }
     return outcomes;
@@ -488,7 +502,7 @@ export class DetectorLoop {
     this.#dirReady = false;
     this.#backoff = nextBackoff(this.#backoff, verdict);
     this.#setState(verdict === 'fatal' ? 'down' : 'retrying');
-    this.onChange();
+    this.changed.emit();
   }
 
   /**
@@ -556,13 +570,13 @@ function offer(batches: Batches<Offer>, rels: string[], checksums?: ReadonlyMap<
   return new Promise((resolve) => {
     let left = rels.length;
     batches.push(...rels.map((rel): Offer => {
-      let settled = false;
+      let dealt = false;
       return {
         rel,
         checksum: checksums?.get(rel) ?? '',
         done: (how) => {
-          if (settled) return;
-          settled = true;
+          if (dealt) return;
+          dealt = true;
           if (how !== 'unnoted') result[how].push(rel);
           if (--left === 0) resolve(result);
         },

@@ -2,13 +2,14 @@
 // Nothing is dropped: while grimseld is away, events wait here and are re-sent when it returns. No call waits
 // for ever: each has a deadline, and a change of grimseld's bus owner ends the wait for the old one at once.
 import type { ClientInterface } from 'dbus-next';
-import { callMethod, within, type MessageBus } from '../dbus/bus.js';
+import { callMethod, watchNameOwner, within, type MessageBus } from '../dbus/bus.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
 import { wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Outbox } from './outbox.js';
 import { isNumberedName } from '../common/numbered-name.js';
+import type { Component } from '../common/service.js';
 
 export type HandoverEvent =
   | { kind: 'shift'; usertime: bigint; uid: number; gid: number }
@@ -28,7 +29,8 @@ const BACKOFF_MAX_MS = 1000;
 /** On shutdown, queued events are tried this long more; what is left stays in the outbox for the next start. */
 const STOP_GRACE_MS = 3000;
 
-export class Handover {
+export class Handover implements Component {
+  readonly name = 'hand-over to grimseld';
   #queue: HandoverEvent[] = [];
   #wake: (() => void) | undefined;
   #pending = 0;
@@ -41,9 +43,25 @@ export class Handover {
   #nudge: (() => void) | undefined;
   /** Counts grimseld's new owners: one that came while an attempt failed means no pause before the next. */
   #owners = 0;
+  /** Ends the sending started by start(). */
+  readonly #stop = new AbortController();
+  #running: Promise<void> = Promise.resolve();
 
   constructor(private readonly bus: MessageBus, private readonly log: Logger, private readonly outbox: Outbox,
     private readonly callTimeoutMs = CALL_TIMEOUT_MS) {}
+
+  /** Follows grimseld's bus name, then sends what is queued and whatever comes (run()) until stop(). */
+  async start(): Promise<void> {
+    // A grimseld (re)started is handed the waiting files at once, not at the next retry (G12, F10).
+    await watchNameOwner(this.bus, GRIMSEL_NAME, (owner) => this.grimseldChanged(owner));
+    this.#running = this.run(this.#stop.signal);
+  }
+
+  /** Sends what is queued for a short grace more; what is left stays in the outbox for the next start. */
+  async stop(): Promise<void> {
+    this.#stop.abort();
+    await this.#running;
+  }
 
   /** Number of file paths not yet acknowledged by grimseld. */
   get pending(): number {
@@ -129,7 +147,7 @@ export class Handover {
         this.#down = false;
         backoff = BACKOFF_MIN_MS;
       } catch (e) {
-        if (!this.#down) this.log.error({ err: (e as Error).message }, 'cannot hand over to grimseld; holding files until it answers');
+        if (!this.#down) this.log.error({ err: (e as Error).message }, 'cannot hand over to grimseld; keeping files until it answers');
         this.#down = true;
         // On shutdown, give up after a short grace: the outbox keeps them, the next start re-sends them.
         if (signal.aborted) {

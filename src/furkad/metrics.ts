@@ -1,31 +1,40 @@
 // furkad's Prometheus metrics: per detector state, files and bytes, read from the detector loops when
 // scraped, and the duration of every run that moved files: measuring never touches the transfer path.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { Logger } from '../common/logger.js';
+import { MetricsServer } from '../common/metrics-server.js';
+import type { Component } from '../common/service.js';
+import type { Topic } from '../common/topic.js';
+import { DETECTOR_STATES, type DetectorStatus } from '../dbus/furka-interface.js';
+import type { DetectorStats } from './detector.js';
 
-/** What a detector loop reports about itself (DetectorLoop.stats plus its id). */
-export interface DetectorFigures {
-  id: string;
-  state: string;
-  /** Files and bytes transferred in the current shift (they start again at 0 with every shift). */
-  files: number;
-  bytes: number;
-  lastError: string;
-  /** Duration of the last run that moved files, if the loop measures it, and how many such runs (this process). */
-  lastRunUs?: number;
-  runs?: number;
-  /** Files left on the detector because their names cannot be handed over. */
-  refused?: number;
+/** A detector as the metrics read it: its bus status and the loop's own counts (DetectorLoop.stats plus its id). */
+export type DetectorFigures = DetectorStatus & Pick<DetectorStats, 'runs' | 'refused'>;
+
+/** A detector loop as the metrics see it: its figures, and when they change. */
+export interface MeasuredLoop {
+  readonly id: string;
+  readonly stats: Omit<DetectorFigures, 'id'>;
+  readonly changed: Topic;
 }
 
-const STATES = ['idle', 'transferring', 'retrying', 'down'];
-
-export class FurkadMetrics {
+export class FurkadMetrics implements Component {
+  readonly name = 'metrics endpoint';
   readonly registry = new Registry();
   readonly #runs: Histogram<'detector'>;
   /** Runs that moved files per detector when last told: a change of it is one more run to time. */
   readonly #runsSeen = new Map<string, number>();
+  readonly #server: MetricsServer;
+  #unsubscribe: Array<() => void> = [];
 
-  constructor(detectors: () => DetectorFigures[], awaitingGrimseld: () => number) {
+  constructor(
+    private readonly loops: readonly MeasuredLoop[],
+    awaitingGrimseld: () => number,
+    private readonly endpoint: { address: string; port: number },
+    log: Logger,
+  ) {
+    this.#server = new MetricsServer(this.registry, log);
+    const detectors = (): DetectorFigures[] => loops.map((l) => ({ id: l.id, ...l.stats }));
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'furkad_' });
     this.#runs = new Histogram({ name: 'furkad_run_duration_seconds', help: 'Duration of each rsync run that moved files, per detector',
@@ -48,7 +57,7 @@ export class FurkadMetrics {
       name: 'furkad_detector_state', help: 'Current state per detector (1 for the state it is in)', labelNames: ['detector', 'state'], registers,
       collect() {
         this.reset();
-        for (const d of detectors()) for (const s of new Set([...STATES, d.state])) this.set({ detector: d.id, state: s }, d.state === s ? 1 : 0);
+        for (const d of detectors()) for (const s of new Set([...DETECTOR_STATES, d.state])) this.set({ detector: d.id, state: s }, d.state === s ? 1 : 0);
       },
     });
     new Gauge({
@@ -63,7 +72,7 @@ export class FurkadMetrics {
       labelNames: ['detector'], registers,
       collect() {
         this.reset();
-        for (const d of detectors()) this.set({ detector: d.id }, d.refused ?? 0);
+        for (const d of detectors()) this.set({ detector: d.id }, d.refused);
       },
     });
     new Gauge({
@@ -88,10 +97,21 @@ export class FurkadMetrics {
     });
   }
 
+  /** Follows the loops' changes and serves GET /metrics. */
+  async start(): Promise<void> {
+    this.#unsubscribe = this.loops.map((l) => l.changed.on(() => this.detectorChanged({ id: l.id, ...l.stats })));
+    await this.#server.listen(this.endpoint.port, this.endpoint.address);
+  }
+
+  async stop(): Promise<void> {
+    this.#unsubscribe.splice(0).forEach((off) => off());
+    await this.#server.close();
+  }
+
   /** Called on every change of a detector's figures: a run that moved files is timed once, when it ended. */
   detectorChanged(d: DetectorFigures): void {
     const before = this.#runsSeen.get(d.id) ?? 0;
-    if (d.runs === undefined || d.runs === before) return;
+    if (d.runs === before) return;
     this.#runsSeen.set(d.id, d.runs);
     if (d.lastRunUs) this.#runs.observe({ detector: d.id }, d.lastRunUs / 1e6);
   }

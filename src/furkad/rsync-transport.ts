@@ -31,7 +31,7 @@ type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?
 
 export class RsyncTransport implements Transport {
   /** Files left in staging because their source was changing; usually none. */
-  #heldBack = new Set<string>();
+  #stillChanging = new Set<string>();
   /** Complete files in staging that could not be renamed into place (a planted link, say): offered every run. */
   #unplaced = new Set<string>();
   /** settle_ms: when furkad last saw each detector file change (performance.now()). */
@@ -90,7 +90,7 @@ export class RsyncTransport implements Transport {
         if (rels.length === 0) return;
         for (const rel of rels) {
           offered.add(rel);
-          this.#heldBack.delete(rel);
+          this.#stillChanging.delete(rel);
         }
         // Each file's checksum from what arrived, and its provenance, before it gets its final name (I1, I3).
         const sums = this.#checksumming.then(() => this.#checksums(ctx, rels)).catch(() => new Map<string, string>());
@@ -105,7 +105,7 @@ export class RsyncTransport implements Transport {
       await Promise.all(placing);
       const rest = [...new Set([...this.#unplaced, ...result.files])].filter((r) => !offered.has(r));
       const complete = rest.filter((r) => !result.changed.has(r));
-      result.changed.forEach((r) => this.#heldBack.add(r));
+      result.changed.forEach((r) => this.#stillChanging.add(r));
       if (result.removed.size === 0 && result.code === 0 && result.files.some((r) => !result.changed.has(r))) this.#warnNoRemovalReports();
       place(complete);
       await Promise.all(placing);
@@ -124,13 +124,13 @@ export class RsyncTransport implements Transport {
     };
   }
 
-  /** The pause before the next run: its rsync process is started now, held at its gate until the run is due. */
+  /** The pause before the next run: its rsync process is started now, waiting at its gate until the run is due. */
   waitForWork(): Promise<void> {
     if (this.#lastFullRun) this.#launcher.prepare(this.#lastFullRun);
     return Promise.resolve();
   }
 
-  /** No run soon (held, backing off, idle): a process held for one is let go without running. */
+  /** No run soon (held for a shift change, backing off, idle): a process started ahead for one is let go without running. */
   standDown(): void {
     this.#launcher.discard();
   }
@@ -150,7 +150,7 @@ export class RsyncTransport implements Transport {
   forget(rels: string[]): void {
     for (const rel of rels) {
       this.#unplaced.delete(rel);
-      this.#heldBack.delete(rel);
+      this.#stillChanging.delete(rel);
       this.#leftovers.delete(rel);
     }
   }
@@ -197,7 +197,7 @@ export class RsyncTransport implements Transport {
       if (listed.has(rel)) continue;
       // Gone from the detector without furkad removing it: its writer deleted or renamed it.
       this.#unchangedSince.delete(rel);
-      this.#heldBack.add(rel);
+      this.#stillChanging.add(rel);
     }
     // Left in staging by a furkad killed between removal and placing: complete, their source is gone.
     for (const rel of this.#leftovers) if (!listed.has(rel)) this.#unplaced.add(rel);
@@ -234,13 +234,13 @@ export class RsyncTransport implements Transport {
       'missing in its rsyncd.conf): files get their final names only when each run ends, which adds latency');
   }
 
-  /** A held-back file whose source is gone from the detector (its writer deleted it) would stay in staging for ever. */
+  /** A file left in staging while still changing whose source is gone from the detector (its writer deleted it) would stay in staging for ever. */
   async #dropAbandoned(staging: string, result: RsyncResult): Promise<void> {
-    if (this.#heldBack.size === 0) return;
+    if (this.#stillChanging.size === 0) return;
     const listed = new Set(result.files);
-    for (const rel of this.#heldBack) {
+    for (const rel of this.#stillChanging) {
       if (listed.has(rel) || this.#unchangedSince.has(rel)) continue;
-      this.#heldBack.delete(rel);
+      this.#stillChanging.delete(rel);
       await unlink(path.join(staging, rel)).catch(() => undefined);
       this.log.warn({ detector: this.id, file: rel }, 'a file that was still changing vanished from the detector; its partial copy is dropped');
     }
@@ -265,7 +265,7 @@ export class RsyncTransport implements Transport {
       }
     };
     await walk(staging);
-    const fresh = found.filter((rel) => !this.#unplaced.has(rel) && !this.#heldBack.has(rel) && !this.#unchangedSince.has(rel));
+    const fresh = found.filter((rel) => !this.#unplaced.has(rel) && !this.#stillChanging.has(rel) && !this.#unchangedSince.has(rel));
     if (fresh.length === 0) return;
     // With settle_ms most of staging is files still settling, source present: the next run sorts them out.
     if (ctx.assignment.config.settle_ms > 0) {

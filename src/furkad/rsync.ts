@@ -78,7 +78,7 @@ const EXIT_POLICY: Record<number, Verdict> = {
 
 /**
  * The verdict on a finished run. Exit 23 caused only by sources that changed while being sent is a
- * normal run: those files are held back and taken again by a later run (F2), not an outage.
+ * normal run: those files are left in staging and taken again by a later run (F2), not an outage.
  */
 export function classifyExit(code: number, stderr = ''): Verdict {
   if (code === 23 && onlyChangedSources(stderr)) return 'ok';
@@ -243,7 +243,7 @@ export function parseOutput(stdout: string): { files: string[]; sent: string[]; 
  */
 const GATE = 'IFS= read -r _ || exit 0; exec "$0" "$@"';
 
-/** The client's command line for `run` (what a held process is compared by). */
+/** The client's command line for `run` (what a process started ahead is compared by). */
 function argvOf(run: RsyncRun): string[] {
   if (run.asShift && run.only) throw new Error('a run as the shift takes its names filter on stdin: no --files-from there');
   return [run.rsync, ...rsyncArgs(run)];
@@ -265,53 +265,53 @@ function gated(argv: string[], ids?: { uid: number; gid: number }): ChildProcess
   return spawn('/bin/sh', ['-c', GATE, ...argv], { stdio: ['pipe', 'pipe', 'pipe'], ...(ids ?? {}) });
 }
 
-/** One detector's next rsync run, started ahead and held at its gate until it is due. */
+/** One detector's next rsync run, started ahead and waiting at its gate until it is due. */
 export class RsyncLauncher {
-  #held: { key: string; child: ChildProcess } | undefined;
+  #ahead: { key: string; child: ChildProcess } | undefined;
 
-  /** The process held for the next run, if any. */
-  get heldPid(): number | undefined {
-    return this.#held?.child.pid;
+  /** The process started ahead for the next run, if any. */
+  get aheadPid(): number | undefined {
+    return this.#ahead?.child.pid;
   }
 
-  /** Starts `run`'s process now and holds it; a held process for another run is let go. */
+  /** Starts `run`'s process now, to wait at its gate; one started ahead for another run is let go. */
   prepare(run: RsyncRun): void {
     const argv = argvOf(run);
     const key = keyOf(argv, run);
-    if (this.#held?.key === key && alive(this.#held.child)) return;
+    if (this.#ahead?.key === key && alive(this.#ahead.child)) return;
     this.discard();
     let child: ChildProcess;
     try {
       child = gated(argv, idsOf(run));
     } catch {
-      return; // nothing held: launch() starts the run then, and reports what goes wrong
+      return; // nothing started ahead: launch() starts the run then, and reports what goes wrong
     }
     child.on('error', () => undefined); // reported when launched, if it is
-    keepAlive(child, false); // a process held for later never keeps furkad (or a test) running
-    this.#held = { key, child };
+    keepAlive(child, false); // a process started ahead never keeps furkad (or a test) running
+    this.#ahead = { key, child };
   }
 
-  /** The process for `run`, released: the held one if it was prepared for this very run, else a new one. */
+  /** The process for `run`, released: the one started ahead if it was prepared for this very run, else a new one. */
   launch(run: RsyncRun): ChildProcess {
-    const held = this.#held;
-    this.#held = undefined;
+    const ahead = this.#ahead;
+    this.#ahead = undefined;
     const argv = argvOf(run);
-    if (held && held.key === keyOf(argv, run) && alive(held.child)) {
-      keepAlive(held.child, true);
-      return held.child;
+    if (ahead && ahead.key === keyOf(argv, run) && alive(ahead.child)) {
+      keepAlive(ahead.child, true);
+      return ahead.child;
     }
-    if (held) release(held.child, false);
+    if (ahead) release(ahead.child, false);
     return gated(argv, idsOf(run));
   }
 
-  /** Lets a held process go without running rsync (its shell reads end of input and exits). */
+  /** Lets a process started ahead go without running rsync (its shell reads end of input and exits). */
   discard(): void {
-    if (this.#held) release(this.#held.child, false);
-    this.#held = undefined;
+    if (this.#ahead) release(this.#ahead.child, false);
+    this.#ahead = undefined;
   }
 }
 
-/** Whether `child` and its pipes keep the event loop running (a run does; a held process does not). */
+/** Whether `child` and its pipes keep the event loop running (a run does; a process started ahead does not). */
 function keepAlive(child: ChildProcess, yes: boolean): void {
   for (const s of [child, child.stdin, child.stdout, child.stderr] as Array<{ ref?(): void; unref?(): void } | null>) {
     if (yes) s?.ref?.();

@@ -1,5 +1,5 @@
 // A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink, and
-// every directory in it reached one component at a time and acted on through the handle held (docs/threat-model.md).
+// every directory in it reached one component at a time and acted on through its open handle (docs/threat-model.md).
 import { fchmodSync, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, renameSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { DirFd, splitRel } from '../common/dir-fd.js';
@@ -10,8 +10,8 @@ import type { Logger } from '../common/logger.js';
  * Why nothing here is done by path name below the target: the shift's user owns the usrdir and everything
  * below it, and can swap any directory there for a symbolic link at any moment (renameat2 RENAME_EXCHANGE in
  * a loop wins a check-then-rename window of microseconds within seconds: docs/threat-model.md). So every directory
- * is opened with O_NOFOLLOW from one already held (common/dir-fd.ts), and link/rename/lstat/fchown act on
- * one entry of a held directory: a swap after the open changes nothing about where a file lands, and a link
+ * is opened with O_NOFOLLOW from one already open (common/dir-fd.ts), and link/rename/lstat/fchown act on
+ * one entry of an open directory: a swap after the open changes nothing about where a file lands, and a link
  * met on the way is refused.
  *
  * All file system calls here are synchronous on purpose: `/proc/self/fd/N/...` names whatever descriptor N is
@@ -21,7 +21,7 @@ import type { Logger } from '../common/logger.js';
 export class ShiftDir {
   readonly root: string;
   /**
-   * The shift's directory (the usrdir's last component, or the target without one), held from prepare() on.
+   * The shift's directory (the usrdir's last component, or the target without one), kept open from prepare() on.
    * Safe to keep for the shift's lifetime: prepare() leaves every directory above it up to the target root's
    * and writable by root alone, so its user cannot rename it away or put anything in its place. Directories
    * below it are the user's and are opened again for every file, never kept.
@@ -41,7 +41,7 @@ export class ShiftDir {
   }
 
   /**
-   * Creates the target (the administrator's) and the usrdir below it (F4), and holds the shift's directory.
+   * Creates the target (the administrator's) and the usrdir below it (F4), and keeps the shift's directory open.
    * Only the usrdir's last component is the shift's: the target and the usrdir's parents are shared by every
    * shift and stay root's, without group or other write, or the user of the first shift could make and delete
    * the directories of later ones (and grimseld mirrors these owners on the storages). One found owned by a
@@ -52,7 +52,7 @@ export class ShiftDir {
     this.#dir = this.#open();
   }
 
-  /** Lets go of the held directory; a later place() opens it again (prepares) by itself. */
+  /** Closes the shift's directory; a later place() opens it again (prepares) by itself. */
   close(): void {
     this.#dir?.close();
     this.#dir = undefined;
@@ -60,8 +60,8 @@ export class ShiftDir {
 
   /**
    * The target, reached from the directory it is replicated from one component at a time, each shared directory
-   * given back to root while held; then the usrdir's parents (root's) and the usrdir itself (the shift's).
-   * Returns the shift's directory, held.
+   * given back to root while open; then the usrdir's parents (root's) and the usrdir itself (the shift's).
+   * Returns the shift's directory, open.
    */
   #open(): DirFd {
     const r = this.replicatedFrom;
@@ -99,7 +99,7 @@ export class ShiftDir {
   }
 
   /**
-   * Makes sure a directory all shifts share is root's and writable by root only, on the handle held: the user
+   * Makes sure a directory all shifts share is root's and writable by root only, on the open handle: the user
    * who owned it can neither swap it meanwhile nor, once it is root's, rename anything in it any more.
    */
   #rootOwned(d: DirFd, st: Stats, made: boolean): void {
@@ -168,7 +168,7 @@ export class ShiftDir {
   /**
    * Whether a regular file of `size` bytes and mtime `mtimeMs` (±1 ms: times pass through a double) sits at `rel`
    * or one of its numbered names below the shift directory `root`: one furkad placed before it was killed,
-   * found again after a restart. Read only, through held directories (the user owns them); false on any doubt.
+   * found again after a restart. Read only, through open directory handles (the user owns them); false on any doubt.
    */
   static holds(root: string, rel: string, size: number, mtimeMs: number): boolean {
     let top: DirFd;
@@ -215,7 +215,7 @@ export class ShiftDir {
       if (code === 'EEXIST') return false;
       if (!NO_HARD_LINKS.has(code)) throw e;
       // No hard links here: check, then rename (a window of microseconds, see NO_HARD_LINKS). Still in the
-      // held directory: a link planted in the window is replaced, never followed.
+      // open directory: a link planted in the window is replaced, never followed.
       if (dir.lstat(name)) return false;
       renameSync(staged, dir.at(name));
       return true;
@@ -229,7 +229,7 @@ export class ShiftDir {
  * A link on the way to the target may be followed only when it is root's own in a directory that only root
  * can change (root's, and writable by no one else or sticky): the administrator's, not a user's. A user who
  * owned a shared directory before it was given back to root cannot have changed the link since: the
- * directory is given back while held, before its entries are looked at.
+ * directory is given back while open, before its entries are looked at.
  */
 function rootsLink(dir: DirFd, link: Stats): boolean {
   const st = fstatSync(dir.fd);

@@ -6,20 +6,35 @@ import type { Handover } from './handover.js';
 import { planShift, ShiftRequestError, type Shift } from './shift.js';
 import { ErrorNames } from '../dbus/errors.js';
 import type { Logger } from '../common/logger.js';
+import type { Component } from '../common/service.js';
+import { Topic } from '../common/topic.js';
 
-export class ShiftManager {
+/** What a shift change asks of each detector loop (fakes in unit tests). */
+export type ShiftLoop = Pick<DetectorLoop, 'id' | 'hold' | 'drain' | 'leaveBehind' | 'assign' | 'release'>;
+
+export class ShiftManager implements Component {
   #shift: Shift | undefined;
   /** Shift changes run one after another, never interleaved. */
   #chain: Promise<void> = Promise.resolve();
-  onChange: () => void = () => {};
+  /** Raised after every shift change (the bus interface signals it). */
+  readonly changed = new Topic();
+  readonly name = 'first shift';
 
   constructor(
     private readonly config: FurkadConfig,
-    private readonly loops: Map<string, DetectorLoop>,
+    private readonly loops: ReadonlyMap<string, ShiftLoop>,
     /** Only the shift announcement is needed here (a fake in unit tests). */
     private readonly handover: Pick<Handover, 'shiftStarted'>,
     private readonly log: Logger,
   ) {}
+
+  /** A process start is a shift start with the configured defaults (F6). */
+  async start(): Promise<void> {
+    await this.begin(planShift(this.config, this.config.uid, this.config.gid));
+  }
+
+  /** Nothing to end: a shift change in flight finishes with the loops it holds as they stop. */
+  stop(): void {}
 
   get shift(): Shift | undefined {
     return this.#shift;
@@ -57,7 +72,7 @@ export class ShiftManager {
       this.log.info({ usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,
         detectors: shift.detectors.map((d) => `${d.id}:${d.source}->${d.target}`) }, 'shift started');
       for (const loop of all) loop.release();
-      this.onChange();
+      this.changed.emit();
     });
     this.#chain = step.catch(() => {});
     return step;

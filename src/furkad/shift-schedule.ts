@@ -3,6 +3,8 @@
 import * as cron from 'node-cron';
 import convertExpression from 'node-cron/src/convert-expression/index.js';
 import type { Logger } from '../common/logger.js';
+import type { Component } from '../common/service.js';
+import { Topic } from '../common/topic.js';
 
 /** Is `expr` a cron expression node-cron accepts (5 fields, or 6 with seconds first)? */
 export function validSchedule(expr: string): boolean {
@@ -31,10 +33,12 @@ export function nextBoundary(expr: string, after: Date): Date | undefined {
   return undefined;
 }
 
-export class ShiftSchedule {
+export class ShiftSchedule implements Component {
   #task: cron.ScheduledTask | undefined;
   #next: Date | undefined;
-  onNextChange: () => void = () => {};
+  /** Raised whenever `next` changes. */
+  readonly nextChanged = new Topic();
+  readonly name = 'shift schedule';
 
   constructor(readonly expression: string, private readonly rotate: () => Promise<void>, private readonly log: Logger) {}
 
@@ -63,6 +67,6 @@ export class ShiftSchedule {
     now.setMilliseconds(999);
     this.#next = nextBoundary(this.expression, now);
     this.log.info({ next: this.#next?.toISOString() ?? 'never' }, 'next scheduled shift change');
-    this.onNextChange();
+    this.nextChanged.emit();
   }
 }

@@ -2,7 +2,7 @@
 // usrdir per shift (F4, G5: grimseld deletes an ended shift's files once copied; their directories are furkad's).
 //
 // Safe by construction: rmdir(2) removes only an empty directory, atomically, so a file anybody puts into a
-// directory first keeps it; every directory is reached through held handles without following links
+// directory first keeps it; every directory is reached through open handles without following links
 // (common/dir-fd.ts), since users own their usrdirs; and the sweep runs in the detector's loop, never beside
 // this detector's own placing. A directory the current shift uses is never touched, nor staging, nor a
 // directory owned by root (the target's shared parents of a usrdir such as `users/` of `users/$UID`).

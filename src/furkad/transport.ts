@@ -88,7 +88,7 @@ export interface RunContext {
  * | after the drain: files the old shift could not place | `forget(rels)`: the loop set them aside for the old  |
  * | are set aside by the loop, retried for that shift    | shift; never offer them again (they are placed by    |
  * |                                                      | the loop, then `afterPlaced`).                       |
- * | stop: the run in flight waited for, then `close()`   | close connections, end held processes.               |
+ * | stop: the run in flight waited for, then `close()`   | close connections, end processes started ahead.      |
  *
  * Every hook but `run` is optional: a transport without one needs nothing at that point.
  */

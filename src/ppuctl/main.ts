@@ -8,8 +8,9 @@ import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMS
 import { ConfigError } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
-import { formatDetectorTable, formatStatusTable, verifiedKey, type DetectorRecord, type StatusRow, type VerifiedCounts } from './status-table.js';
+import { detectorRecord, formatDetectorTable, formatStatusTable, verifiedKey, type DetectorRecord, type StatusRow, type VerifiedCounts } from './status-table.js';
 import type { VerifiedRow } from '../dbus/grimsel-interface.js';
+import type { DetectorRow } from '../dbus/furka-interface.js';
 import { importVendorConfig } from './vendor-import.js';
 import { licenseCommand } from './license-command.js';
 import { verifyCommand, VerifyUsage } from './verify-command.js';
@@ -208,8 +209,8 @@ async function furkadView(bus: dbus.MessageBus): Promise<FurkadView | undefined>
     throw e;
   }
   const view: FurkadView = {};
-  const dets = all['Detectors']?.value as Array<[string, string, string, bigint, bigint, bigint]> | undefined;
-  if (dets) view.detectors = dets.map(([id, state, lastError, files, bytes, lastRunUs]) => ({ id, state, lastError, files: Number(files), bytes: Number(bytes), lastRunMs: Number(lastRunUs) / 1000 }));
+  const dets = all['Detectors']?.value as DetectorRow[] | undefined;
+  if (dets) view.detectors = dets.map(detectorRecord);
   const lic = all['License']?.value as [boolean, string] | undefined;
   if (lic) view.license = { licensed: lic[0], reason: lic[1] };
   const next = all['NextShift']?.value as bigint | undefined;

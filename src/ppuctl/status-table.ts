@@ -2,6 +2,7 @@
 // then Verified, the copies checked against the file's checksum (I2), and furkad's detectors.
 
 import type { StatusRow } from '../dbus/grimsel-interface.js';
+import { detectorStatus, type DetectorRow, type DetectorStatus } from '../dbus/furka-interface.js';
 
 export type { StatusRow };
 
@@ -20,16 +21,16 @@ function progress(r: StatusRow, width = 20): string {
   return `[${'#'.repeat(done)}${'.'.repeat(width - done)}] ${String(pct).padStart(3)}%`;
 }
 
-/** One detector as furkad reports it (org.ppu.Furka1.Detectors). */
-export interface DetectorRecord {
-  id: string;
-  state: string;
-  lastError: string;
-  /** Files and bytes transferred in this shift. */
-  files: number;
-  bytes: number;
-  /** Duration of the last run that moved files. */
-  lastRunMs: number;
+/**
+ * One detector in ppuctl's table and in `status --json`: the bus's DetectorStatus with the last run in ms, the
+ * key `status --json` has always had (scripts read it).
+ */
+export type DetectorRecord = Omit<DetectorStatus, 'lastRunUs'> & { lastRunMs: number };
+
+/** A row of org.ppu.Furka1.Detectors as ppuctl shows it. */
+export function detectorRecord(row: DetectorRow): DetectorRecord {
+  const { id, state, lastError, files, bytes, lastRunUs } = detectorStatus(row);
+  return { id, state, lastError, files, bytes, lastRunMs: lastRunUs / 1000 };
 }
 
 /** Renders rows under a header, right-aligning the columns in `right`. */

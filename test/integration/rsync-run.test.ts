@@ -108,7 +108,7 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
     try {
       writeImage(detector, 'c/img_1.cbf', 100_000);
       launcher.prepare(run);
-      const held = launcher.heldPid;
+      const held = launcher.aheadPid;
       await new Promise((r) => setTimeout(r, 300));
       assert.deepEqual(listFiles(detector), ['c/img_1.cbf'], 'a prepared run waits at its gate: nothing taken yet');
       const r = await runRsync(run, undefined, undefined, launcher);
@@ -153,7 +153,7 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
   it('never keeps a process alive by a held run, and the held shell ends with that process, running nothing', async () => {
     writeImage(detector, 'f/img_4.cbf', 1000);
     const script = `const { RsyncLauncher } = require(${JSON.stringify(path.resolve(__dirname, '../../src/furkad/rsync.js'))});
-      const l = new RsyncLauncher(); l.prepare(${JSON.stringify(run)}); console.log(l.heldPid);`;
+      const l = new RsyncLauncher(); l.prepare(${JSON.stringify(run)}); console.log(l.aheadPid);`;
     const out = execFileSync(process.execPath, ['-e', script], { timeout: 10_000, encoding: 'utf8' });
     const pid = Number(out.trim());
     assert.ok(pid > 0, out);

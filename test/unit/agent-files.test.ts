@@ -43,7 +43,7 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     announced = [];
     warnings.length = 0;
     catalog = new Catalog(root, new NameFilter(''), quiet);
-    catalog.onAnnounce = (a) => announced.push(a);
+    catalog.announced.on((a) => announced.push(a));
   });
   afterEach(async () => {
     client?.close();

@@ -4,7 +4,9 @@ import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
+import * as dbus from 'dbus-next';
 import type { MessageBus } from '../../src/dbus/bus.js';
+import { GRIMSEL_NAME } from '../../src/dbus/names.js';
 import { Handover } from '../../src/furkad/handover.js';
 import { Outbox } from '../../src/furkad/outbox.js';
 import type { Logger } from '../../src/common/logger.js';
@@ -77,7 +79,7 @@ describe('hand-over to grimseld (G12, F10)', () => {
     const running = handover.run(ctl.signal);
     handover.delivered(1n, 500, 501, [['/r/./a', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
     await until('a second attempt', () => stopped.calls.length >= 2);
-    assert.equal(handover.pending, 1, 'still held, not dropped');
+    assert.equal(handover.pending, 1, 'still kept, not dropped');
     ctl.abort();
     await running;
     assert.equal(handover.pending, 1, 'left for the outbox on shutdown');
@@ -97,5 +99,32 @@ describe('hand-over to grimseld (G12, F10)', () => {
     assert.ok(attempts - before >= 2, `an attempt at least every second (${attempts - before} in 2.5 s)`);
     ctl.abort();
     await running;
+  });
+
+  it('as a component: follows grimseld\'s bus name once started, re-sends at once to a new owner, and stop ends it', async () => {
+    const hung = new FakeGrimseld(false);
+    const next = new FakeGrimseld(true);
+    let current = hung;
+    const listeners: Array<(msg: unknown) => void> = [];
+    const matches: string[] = [];
+    const bus = {
+      getProxyObject: () => Promise.resolve(current),
+      on: (event: string, fn: (msg: unknown) => void) => { if (event === 'message') listeners.push(fn); },
+      call: (msg: { member: string; body: string[] }) => { matches.push(`${msg.member} ${msg.body[0]}`); return Promise.resolve(); },
+    } as unknown as MessageBus;
+    const handover = new Handover(bus, quiet, outbox, 3_600_000);
+    handover.delivered(1n, 500, 501, [['/r/./a', '', '1MF']]);
+    await handover.start();
+    assert.equal(matches.length, 1);
+    assert.match(matches[0]!, new RegExp(`^AddMatch .*member='NameOwnerChanged',arg0='${GRIMSEL_NAME.replace(/\./g, '\\.')}'`));
+    await until('the first call', () => hung.calls.length === 1);
+    current = next;
+    const owner = (to: string): void => listeners.forEach((fn) => fn({ type: dbus.MessageType.SIGNAL, sender: 'org.freedesktop.DBus',
+      interface: 'org.freedesktop.DBus', member: 'NameOwnerChanged', body: [GRIMSEL_NAME, ':1.5', to] }));
+    owner(':1.9');
+    await until('the files re-sent to the new grimseld', () => next.calls.length === 1);
+    await handover.drained();
+    assert.equal(handover.pending, 0);
+    await handover.stop();
   });
 });

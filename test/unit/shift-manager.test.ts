@@ -1,0 +1,228 @@
+// The shift manager's order of a shift change against fake loops and a fake hand-over (F6): every loop held,
+// the old shift drained, what it could not place left behind, the new shift announced to grimseld before any
+// loop serves it, then released; a refused StartShift leaves everything as it was; changes never interleave.
+import { strict as assert } from 'node:assert';
+import { DBusError } from 'dbus-next';
+import { parseConfig } from '../../src/common/config-file.js';
+import { validateFurkadConfig } from '../../src/furkad/config.js';
+import { ShiftManager, type ShiftLoop } from '../../src/furkad/shift-manager.js';
+import { planShift, type Assignment, type Shift } from '../../src/furkad/shift.js';
+import type { Logger } from '../../src/common/logger.js';
+import { mkdtempSync, rmSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { DetectorLoop, type LoopHandover } from '../../src/furkad/detector.js';
+import { TransferGate } from '../../src/furkad/transfer-gate.js';
+import { together } from '../../src/common/service.js';
+import type { DeliveredFile } from '../../src/dbus/intake-interface.js';
+import { FakeTransport } from './fake-transport.js';
+
+const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined } as unknown as Logger;
+
+const config = parseConfig('furkad.conf',
+  'usrdir = $UID_$GID\n[detector.1MF]\nremoteIP = a\ntarget = /ramdisk/./1mf\n[detector.2MF]\nremoteIP = b\ntarget = /ramdisk/./2mf\n',
+  validateFurkadConfig);
+
+/** A promise and its resolve, for steps a test lets finish when it says so. */
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve!: () => void;
+  const promise = new Promise<void>((r) => { resolve = r; });
+  return { promise, resolve };
+}
+
+/** A loop of bookkeeping only: each call is written down in the shared event list, when it starts and ends. */
+class FakeLoop implements ShiftLoop {
+  /** What this loop serves now ('-' = nothing in this shift). */
+  serving = '';
+  /** A test makes hold() wait on this, to see that nothing goes on before every loop is held. */
+  holdGate: Promise<void> = Promise.resolve();
+  constructor(readonly id: string, private readonly events: string[]) {}
+  async hold(): Promise<void> {
+    this.events.push(`hold ${this.id}`);
+    await this.holdGate;
+    this.events.push(`held ${this.id}`);
+  }
+  async drain(): Promise<void> {
+    this.events.push(`drain ${this.id}`);
+    await Promise.resolve();
+  }
+  async leaveBehind(): Promise<void> {
+    this.events.push(`leaveBehind ${this.id}`);
+    await Promise.resolve();
+  }
+  assign(shift: Shift, assignment: Assignment | undefined): void {
+    this.serving = assignment ? `${shift.usertime}:${assignment.target}` : '-';
+    this.events.push(`assign ${this.id} ${assignment ? shift.usertime : '-'}`);
+  }
+  release(): void {
+    this.events.push(`release ${this.id}`);
+  }
+}
+
+function setup(): { events: string[]; loops: Map<string, FakeLoop>; shifts: ShiftManager; changes: () => number } {
+  const events: string[] = [];
+  const loops = new Map(['1MF', '2MF'].map((id) => [id, new FakeLoop(id, events)]));
+  const handover = { shiftStarted: (usertime: bigint, uid: number, gid: number) => { events.push(`announce ${usertime} ${uid}:${gid}`); } };
+  const shifts = new ShiftManager(config, loops, handover, quiet);
+  let changes = 0;
+  shifts.changed.on(() => { changes++; });
+  return { events, loops, shifts, changes: () => changes };
+}
+
+/** The position of the first event starting with `prefix`, failing if there is none. */
+function at(events: string[], prefix: string): number {
+  const i = events.findIndex((e) => e.startsWith(prefix));
+  assert.ok(i >= 0, `no event '${prefix}' in ${events.join(', ')}`);
+  return i;
+}
+function lastAt(events: string[], prefix: string): number {
+  const i = events.map((e) => e.startsWith(prefix)).lastIndexOf(true);
+  assert.ok(i >= 0, `no event '${prefix}' in ${events.join(', ')}`);
+  return i;
+}
+
+describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
+  it('starts the first shift without a drain: holds, announces, assigns every loop, releases', async () => {
+    const { events, loops, shifts, changes } = setup();
+    const first = planShift(config, 500, 501, [['2MF', '', '']]);
+    await shifts.begin(first);
+    assert.deepEqual(events, ['hold 1MF', 'hold 2MF', 'held 1MF', 'held 2MF', 'leaveBehind 1MF', 'leaveBehind 2MF',
+      `announce ${first.usertime} 500:501`, 'assign 1MF -', `assign 2MF ${first.usertime}`, 'release 1MF', 'release 2MF']);
+    assert.equal(loops.get('1MF')!.serving, '-', 'a detector not in the shift serves nothing');
+    assert.equal(shifts.shift, first);
+    assert.deepEqual(shifts.currentShift(), { usertime: first.usertime, uid: 500, gid: 501 });
+    assert.equal(changes(), 1);
+  });
+
+  it('reports no shift before the first', () => {
+    const { shifts } = setup();
+    assert.equal(shifts.shift, undefined);
+    assert.deepEqual(shifts.currentShift(), { usertime: 0n, uid: 0, gid: 0 });
+  });
+
+  it('holds every loop before draining any, drains before announcing, announces before any loop serves the new shift', async () => {
+    const { events, loops, shifts, changes } = setup();
+    await shifts.begin(planShift(config, 500, 501));
+    events.length = 0;
+    // One loop's run in flight ends late: no loop may drain, and nothing may be announced, before it is held.
+    const slow = deferred();
+    loops.get('2MF')!.holdGate = slow.promise;
+    const second = planShift(config, 600, 601);
+    const changing = shifts.begin(second);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(events, ['hold 1MF', 'hold 2MF', 'held 1MF'], 'waits for every loop to be held');
+    slow.resolve();
+    await changing;
+    const announce = at(events, `announce ${second.usertime} 600:601`);
+    assert.ok(lastAt(events, 'held ') < at(events, 'drain '), 'every loop held before any drains');
+    assert.ok(lastAt(events, 'drain ') < at(events, 'leaveBehind '), 'drained before setting aside');
+    assert.ok(lastAt(events, 'leaveBehind ') < announce, 'set aside for the old shift before the new one is announced');
+    assert.ok(announce < at(events, 'assign '), 'announced before any loop is given the new shift');
+    assert.ok(lastAt(events, 'assign ') < at(events, 'release '), 'released only once every loop has the new shift');
+    assert.equal(events.filter((e) => e.startsWith('announce')).length, 1, 'announced once');
+    assert.equal(shifts.shift, second);
+    assert.equal(changes(), 2);
+  });
+
+  it('runs shift changes one after another, never interleaved', async () => {
+    const { events, loops, shifts } = setup();
+    await shifts.begin(planShift(config, 500, 501));
+    events.length = 0;
+    const slow = deferred();
+    loops.get('1MF')!.holdGate = slow.promise;
+    const [a, b] = [planShift(config, 600, 601), planShift(config, 700, 701)];
+    const both = Promise.all([shifts.begin(a), shifts.begin(b)]);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(events, ['hold 1MF', 'hold 2MF', 'held 2MF'], 'the second change waits for the first');
+    slow.resolve();
+    await both;
+    assert.ok(lastAt(events, `announce ${a.usertime}`) < at(events, `announce ${b.usertime}`));
+    const secondHold = events.indexOf('hold 1MF', 1);
+    assert.ok(lastAt(events.slice(0, secondHold), 'release ') === secondHold - 1, 'the first change released before the second holds');
+    assert.equal(shifts.shift, b);
+  });
+
+  it('a change that fails leaves the shift as it was and does not stop the next one', async () => {
+    const { loops, shifts } = setup();
+    const first = planShift(config, 500, 501);
+    await shifts.begin(first);
+    loops.get('1MF')!.holdGate = Promise.reject(new Error('disk gone'));
+    await assert.rejects(shifts.begin(planShift(config, 600, 601)), /disk gone/);
+    assert.equal(shifts.shift, first);
+    loops.get('1MF')!.holdGate = Promise.resolve();
+    const third = planShift(config, 700, 701);
+    await shifts.begin(third);
+    assert.equal(shifts.shift, third);
+  });
+
+  it('a refused StartShift leaves the shift, the loops and the hand-over as they were, with a named error', async () => {
+    const { events, shifts, changes } = setup();
+    await shifts.startShift(500, 501, []);
+    const before = shifts.shift;
+    events.length = 0;
+    const refused = async (uid: number, gid: number, detectors: Array<[string, string, string]>, name: string): Promise<void> => {
+      await assert.rejects(shifts.startShift(uid, gid, detectors), (e: unknown) => e instanceof DBusError && e.type === name);
+    };
+    await refused(600, 601, [['9M', '', '']], 'org.ppu.Error.UnknownDetector');
+    await refused(0, 0, [], 'org.ppu.Error.NotAllowed');
+    await refused(600, 601, [['1MF', '', 'relative']], 'org.ppu.Error.InvalidArgs');
+    await refused(4294967295, 601, [], 'org.ppu.Error.InvalidArgs');
+    assert.deepEqual(events, [], 'no loop held, nothing announced');
+    assert.equal(shifts.shift, before);
+    assert.deepEqual(shifts.currentShift(), { usertime: before!.usertime, uid: 500, gid: 501 });
+    assert.equal(changes(), 1, 'no change signalled');
+  });
+
+  it('with real loops: a file that reaches the detectors during the change goes with the new shift, announced first', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'shift-manager-'));
+    try {
+      const events: string[] = [];
+      const transports = new Map(['1MF', '2MF'].map((id) => [id, new FakeTransport(events)]));
+      let duringChange: (() => void) | undefined;
+      const delivered: Array<{ usertime: bigint; path: string }> = [];
+      const handover: LoopHandover & { shiftStarted(usertime: bigint): void } = {
+        intend: () => undefined,
+        delivered: (usertime: bigint, _uid: number, _gid: number, files: DeliveredFile[]) => {
+          for (const [p] of files) {
+            delivered.push({ usertime, path: p });
+            events.push(`delivered ${usertime} ${path.basename(p)}`);
+          }
+        },
+        shiftStarted: (usertime: bigint) => {
+          events.push(`announce ${usertime}`);
+          duringChange?.();
+        },
+      };
+      const loops = [...transports].map(([id, t]) => new DetectorLoop(id, t, handover, new TransferGate(Infinity), quiet));
+      const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, quiet);
+      const uid = process.getuid?.() ?? 0;
+      const gid = process.getgid?.() ?? 0;
+      let n = 0;
+      const plan = (): Shift => {
+        n++;
+        return { usertime: BigInt(1000 + n), uid, gid, usrdir: `u${n}`, detectors: loops.map((l): Assignment => {
+          const target = `${root}/./${l.id.toLowerCase()}`;
+          return { id: l.id, source: '/', target, config: { transport: 'rsync', remoteIP: '127.0.0.1', port: 1, module: 'm', source: '/', target,
+            minpause: 2, interrun_pause: 0, remove_source: true, settle_ms: 0, exclude: '' } };
+        }) };
+      };
+      const running = together('loops', loops);
+      await running.start(new AbortController().signal);
+      const [first, second] = [plan(), plan()];
+      await shifts.begin(first);
+      // Written while the change is under way, after the old shift's drain: the new shift's first files.
+      duringChange = () => { for (const t of transports.values()) t.incoming.push('x.cbf'); };
+      await shifts.begin(second);
+      const end = Date.now() + 5000;
+      while (delivered.length < 2 && Date.now() < end) await new Promise((r) => setTimeout(r, 2));
+      await running.stop();
+      assert.deepEqual(delivered.map((d) => d.usertime), [second.usertime, second.usertime], 'both in the new shift');
+      assert.ok(delivered.every((d) => d.path.includes(`/${second.usrdir}/`)));
+      const announce = events.indexOf(`announce ${second.usertime}`);
+      assert.ok(announce >= 0 && events.every((e, i) => !e.startsWith(`delivered ${second.usertime}`) || i > announce),
+        `announced before the first file of the new shift: ${events.join(', ')}`);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
