@@ -184,11 +184,11 @@ describe('integrity on the way in: checksum, provenance, arrival check (I1–I3)
     const { catalog, journal } = await Catalog.open(path.join(ppu.work, 'state'), new ShiftBook(storages, 50), storages, ppu.ppuRamdisk, false);
     try {
       for (const f of files) {
-        const rec = catalog.files.latestAt(onRamdisk(f.id, 730, 731, f.rel));
+        const rec = catalog.latestAt(onRamdisk(f.id, 730, 731, f.rel));
         assert.ok(rec, `${f.rel}: a record`);
         assert.deepEqual([rec.checksum, rec.detector], [xxh128(ppu.work, f.data), f.id], `${f.rel}: its checksum and detector`);
       }
-      const op = catalog.files.latestAt(added);
+      const op = catalog.latestAt(added);
       assert.ok(op, 'the operator\'s file has a record');
       assert.deepEqual([op.checksum, op.detector], [xxh128(ppu.work, Buffer.from('an operator adds this')), undefined],
         'the checksum of its first complete read (its internal copy), no detector');

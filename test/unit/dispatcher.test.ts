@@ -13,8 +13,8 @@ import { ShiftBook } from '../../src/grimseld/shift-book.js';
 import { Dispatcher } from '../../src/grimseld/dispatcher.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { ChecksumMismatch } from '../../src/grimseld/copy-check.js';
-import { Storage, type CopyReport } from '../../src/grimseld/storage.js';
-import type { StorageConfig } from '../../src/grimseld/config.js';
+import type { CopyReport } from '../../src/grimseld/copy-job.js';
+import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 
 const A = 'a1'.repeat(16);
 const B = 'b2'.repeat(16);
@@ -26,9 +26,8 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   let book: ShiftBook;
   let dispatcher: Dispatcher;
   let messages: Message[];
-  let queued: Array<[string, number]>;
   let logged: string[];
-  let storages: Storage[];
+  let storages: StorageInfo[];
 
   beforeEach(async () => {
     root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
@@ -43,13 +42,7 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
     const hub = new MessageHub(log);
     messages = [];
     hub.subscribe((m) => messages.push(m));
-    queued = [];
-    const events = { report: () => undefined, mountState: () => undefined, resolve: () => undefined };
-    storages = (['internal', 'backup'] as const).map((id) => {
-      const s = new Storage(id, { type: id === 'internal' ? 'INTERNAL' : 'OPTIONAL', target: `/st/${id}` } as StorageConfig, 1, { preserveUid: false, preserveGid: false }, events);
-      s.enqueue = (fid: number) => { queued.push([id, fid]); };
-      return s;
-    });
+    storages = (['internal', 'backup'] as const).map((id) => ({ id, type: id === 'internal' ? 'INTERNAL' : 'OPTIONAL', target: `/st/${id}`, mountpoint: undefined, writers: 1 }));
     dispatcher = new Dispatcher(catalog, storages, hub, log);
   });
   afterEach(async () => {
@@ -63,6 +56,8 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
       ...(checksum ? { checksum: `xxh128:${checksum}`, detector: '1MF' } : {}) }]);
     return rec!;
   };
+  /** What the dispatcher has queued, by storage. */
+  const queued = (): Array<[string, number]> => storages.flatMap((s) => dispatcher.waiting(s.id).map((id): [string, number] => [s.id, id]));
   /** Reports and waits for the journal write it makes. */
   const report = async (r: CopyReport): Promise<void> => {
     dispatcher.report(r);
@@ -77,9 +72,9 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   it('hands each copy the checksum, shift and detector, and counts a mismatch failed with a COPY_ERROR naming both checksums', async () => {
     const rec = await accept(A);
     const [internal] = storages;
-    const job = dispatcher.resolve(internal!, rec.id, false)!;
+    const job = dispatcher.resolve(internal!.id, rec.id, false)!;
     assert.deepEqual([job.checksum, job.provenance], [A, { shift: { startUs: 5n, uid: 500, gid: 501 }, detector: '1MF' }]);
-    await report({ storage: internal!, job, dest: '/st/internal/1mf/u/a.cbf', outcome: ChecksumMismatch.source(job.src, A, B) });
+    await report({ job, dest: '/st/internal/1mf/u/a.cbf', outcome: ChecksumMismatch.source(job.src, A, B) });
     assert.deepEqual(counts('internal'), [0, 0, 1, 0], 'failed, not copied');
     assert.equal(catalog.stateOn(rec, 'internal'), 'failed');
     assert.ok(!catalog.doneOn(rec, 'internal'), 'not failed for good: retried');
@@ -87,7 +82,7 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
     assert.deepEqual([m?.errcode, m?.shortMessage], ['COPY_ERROR', '/ramdisk/1mf/u/a.cbf:/st/internal/1mf/u/a.cbf']);
     assert.match(m!.longMessage, new RegExp(`/ramdisk/1mf/u/a\\.cbf: expected xxh128:${A} got xxh128:${B}.*retried until it succeeds`));
     // The retry reads it right: copied and verified.
-    await report({ storage: internal!, job, dest: '/st/internal/1mf/u/a.cbf', outcome: 'copied',
+    await report({ job, dest: '/st/internal/1mf/u/a.cbf', outcome: 'copied',
       result: { outcome: 'copied', dest: '/st/internal/1mf/u/a.cbf', checksum: A, verified: true, attributes: 'user' } });
     assert.deepEqual(counts('internal'), [0, 1, 0, 1]);
   });
@@ -95,17 +90,17 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   it("lets one storage read an operator's file first, makes that read's checksum the file's, and hands it to the storage that waited", async () => {
     const rec = await accept();
     const [internal, backup] = storages;
-    const first = dispatcher.resolve(internal!, rec.id, false)!;
+    const first = dispatcher.resolve(internal!.id, rec.id, false)!;
     assert.equal(first.checksum, undefined, 'nothing to check against yet');
-    assert.equal(dispatcher.resolve(backup!, rec.id, false), undefined, 'the other storage waits for the first read');
-    await report({ storage: internal!, job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: 'copied',
+    assert.equal(dispatcher.resolve(backup!.id, rec.id, false), undefined, 'the other storage waits for the first read');
+    await report({ job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: 'copied',
       result: { outcome: 'copied', dest: '/st/internal/1mf/u/a.cbf', checksum: A, verified: true, attributes: 'none' } });
     assert.equal(rec.checksum, `xxh128:${A}`, 'the first read gave the file its checksum');
-    assert.deepEqual(queued, [['backup', rec.id]], 'the waiting storage queued again');
-    assert.equal(dispatcher.resolve(backup!, rec.id, false)!.checksum, A, 'and checked against it');
+    assert.deepEqual(queued(), [['backup', rec.id]], 'the waiting storage queued again');
+    assert.equal(dispatcher.resolve(backup!.id, rec.id, false)!.checksum, A, 'and checked against it');
     assert.deepEqual(counts('internal'), [0, 1, 0, 1]);
     assert.equal(logged.filter((l) => /checksum kept in the journal only/.test(l)).length, 1);
-    await report({ storage: internal!, job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: 'identical',
+    await report({ job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: 'identical',
       result: { outcome: 'identical', dest: '/st/internal/1mf/u/a.cbf', verified: false, attributes: 'none' } });
     assert.equal(logged.filter((l) => /checksum kept in the journal only/.test(l)).length, 1, 'said once per storage');
   });
@@ -113,12 +108,12 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   it("hands the next storage the first read when it failed, and takes no checksum from a failed read", async () => {
     const rec = await accept();
     const [internal, backup] = storages;
-    const first = dispatcher.resolve(internal!, rec.id, false)!;
-    assert.equal(dispatcher.resolve(backup!, rec.id, false), undefined);
-    await report({ storage: internal!, job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: new Error('ENOSPC: no space left on device') });
+    const first = dispatcher.resolve(internal!.id, rec.id, false)!;
+    assert.equal(dispatcher.resolve(backup!.id, rec.id, false), undefined);
+    await report({ job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: new Error('ENOSPC: no space left on device') });
     assert.equal(rec.checksum, undefined);
-    assert.deepEqual(queued.filter(([s]) => s === 'backup'), [['backup', rec.id]]);
-    const next = dispatcher.resolve(backup!, rec.id, false)!;
+    assert.deepEqual(queued().filter(([s]) => s === 'backup'), [['backup', rec.id]]);
+    const next = dispatcher.resolve(backup!.id, rec.id, false)!;
     assert.equal(next.checksum, undefined, 'the backup storage reads it first now');
   });
 });

@@ -10,10 +10,9 @@ import pino from 'pino';
 import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
 import { ShiftBook } from '../../src/grimseld/shift-book.js';
-import { Storage } from '../../src/grimseld/storage.js';
+import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { Reclaimer } from '../../src/grimseld/reclaimer.js';
-import type { StorageConfig } from '../../src/grimseld/config.js';
 import { fillState } from '../../src/grimseld/mounts.js';
 import { flip } from '../fixtures/flip.js';
 
@@ -69,12 +68,11 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     }
     const recs = await catalog.accept(1n, files);
     await Promise.all(recs.map((rec) => catalog.setCopy(rec, 'internal', 'copied')));
-    const internal = new Storage('internal', { type: 'INTERNAL', target: path.join(root, 'internal') } as StorageConfig, 1,
-      { preserveUid: false, preserveGid: false }, { report: () => undefined, mountState: () => undefined, resolve: () => undefined });
+    const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: path.join(root, 'internal'), mountpoint: undefined, writers: 1 };
     const hub = new MessageHub(log);
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
-    const reclaimer = new Reclaimer(catalog, book, internal, undefined, {
+    const reclaimer = new Reclaimer(catalog, internal, undefined, {
       ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5,
     }, hub, log);
     return { catalog, reclaimer, messages, recs };
