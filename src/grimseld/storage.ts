@@ -2,20 +2,31 @@
 // mount check included), copies them in a copy thread, and hands the results back to the feed, once each.
 // A slow or unmounted storage never holds back another. Knows nothing of records, retries or messages.
 import { reportOf } from './copy-job.js';
-import type { CopyOptions } from './copier.js';
+import type { CopyOptions, CopyResult } from './copier.js';
+import type { CopyWork } from './copy-job.js';
 import { CopyThreads, type Stall } from './copy-threads.js';
 import type { JobFeed } from './dispatcher.js';
 import type { StorageInfo } from './storage-info.js';
 
+/** What makes the copies (copy-threads.ts; a fake in tests). */
+export interface Copier {
+  /** Each job's result or error, in the jobs' order. */
+  copyMany(jobs: CopyWork[]): Promise<Array<CopyResult | Error>>;
+  stalls(now: number): Stall[];
+  /** Ends the copier; called once no copy is in hand any more. */
+  close(): Promise<void>;
+}
+
 export class Storage {
-  readonly #threads: CopyThreads;
+  readonly #threads: Copier;
 
   constructor(
     readonly info: StorageInfo,
     options: CopyOptions,
     private readonly feed: JobFeed,
+    copier?: Copier,
   ) {
-    this.#threads = new CopyThreads({ base: info.target, options });
+    this.#threads = copier ?? new CopyThreads({ base: info.target, options });
   }
 
   get id(): string {

@@ -8,12 +8,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import { Journal } from '../../src/grimseld/journal.js';
-import { Catalog, type FileRecord } from '../../src/grimseld/catalog.js';
+import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
 import { ShiftBook } from '../../src/grimseld/shift-book.js';
 import { Dispatcher } from '../../src/grimseld/dispatcher.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { ChecksumMismatch } from '../../src/grimseld/copy-check.js';
-import type { CopyReport } from '../../src/grimseld/copy-job.js';
+import type { CopyJob, CopyReport } from '../../src/grimseld/copy-job.js';
+import { MountWatch } from '../../src/grimseld/mount-watch.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 
 const A = 'a1'.repeat(16);
@@ -115,5 +116,132 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
     assert.deepEqual(queued().filter(([s]) => s === 'backup'), [['backup', rec.id]]);
     const next = dispatcher.resolve(backup!.id, rec.id, false)!;
     assert.equal(next.checksum, undefined, 'the backup storage reads it first now');
+  });
+});
+
+describe('the dispatcher planning copies for the storages (G1, G12, G13)', () => {
+  let root: string;
+  let journal: Journal;
+  let catalog: Catalog;
+  let book: ShiftBook;
+  let messages: Message[];
+  const quiet = pino({ level: 'silent' });
+  const storages: StorageInfo[] = [
+    { id: 'internal', type: 'INTERNAL', target: '/st/internal', mountpoint: undefined, writers: 2 },
+    { id: 'usb', type: 'OPTIONAL', target: '/st/usb', mountpoint: '/mnt/usb', writers: 1 },
+  ];
+  let mounted: boolean;
+  let dispatcher: Dispatcher;
+  let stop: AbortController;
+
+  beforeEach(async () => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
+    const opened = await Journal.open(root);
+    journal = opened.journal;
+    book = new ShiftBook(storages.map((s) => s.id), 50);
+    catalog = new Catalog(journal, book, storages.map((s) => s.id), '/ramdisk', false);
+    catalog.replay(opened.records);
+    await catalog.shift(5n, 500, 501);
+    const hub = new MessageHub(quiet);
+    messages = [];
+    hub.subscribe((m) => messages.push(m));
+    mounted = true;
+    // The usb storage's mount point answers as `mounted` says, on a clock that moves a second per check.
+    let clock = 0;
+    dispatcher = new Dispatcher(catalog, storages, hub, quiet,
+      (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001)));
+    stop = new AbortController();
+  });
+  afterEach(async () => {
+    stop.abort();
+    dispatcher.stop();
+    await journal.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const files = (n: number, from = 0): NewFile[] => Array.from({ length: n }, (_, i) =>
+    ({ src: `/ramdisk/1mf/u/f${from + i}.cbf`, rel: `1mf/u/f${from + i}.cbf`, size: 10, mtimeMs: 1000, ino: 100 + from + i, dev: 1, checksum: `xxh128:${A}` }));
+  const copied = (job: CopyJob): CopyReport => ({ job, dest: job.dest, outcome: 'copied', result: { outcome: 'copied', dest: job.dest, verified: true } });
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
+
+  it('hands out fully resolved jobs, a batch shared among the writers, and only what is left to do', async () => {
+    const recs = await catalog.accept(5n, files(40));
+    dispatcher.submit(recs);
+    const feed = dispatcher.feed('internal');
+    const first = await feed.next(stop.signal);
+    // 40 waiting, 2 writers: up to 16 (BATCH_FILES) at once, one writer's share of what waits beyond the first.
+    assert.equal(first.length, 16);
+    assert.deepEqual(first[0], { id: recs[0]!.id, storage: 'internal', src: '/ramdisk/1mf/u/f0.cbf', root: '/ramdisk', rel: '1mf/u/f0.cbf',
+      dest: '/st/internal/1mf/u/f0.cbf', expect: { size: 10, mtimeMs: 1000, ino: 100, dev: 1 }, sweep: false, checksum: A, provenance: { shift: { startUs: 5n, uid: 500, gid: 501 } } });
+    assert.equal(dispatcher.queued('internal'), 40, 'those handed out count as queued until reported');
+    feed.done(first.map(copied));
+    await settle();
+    assert.equal(dispatcher.queued('internal'), 24);
+    const row = book.query(-1).find((r) => r[3] === 'internal')!;
+    assert.deepEqual([row[4], row[5]], [24n, 16n], 'recorded in the catalog, once');
+    // A file copied meanwhile (say, by a result for an earlier queueing) is not handed out again.
+    dispatcher.submit(recs.slice(0, 1));
+    const next = await feed.next(stop.signal);
+    assert.ok(!next.some((j) => j.id === recs[0]!.id));
+  });
+
+  it('tells its listeners of each job taken and each result, once', async () => {
+    const seen: string[] = [];
+    const off = dispatcher.onCopy({ taken: (j) => seen.push(`taken ${j.id}`), reported: (r) => seen.push(`reported ${r.job.id}`) });
+    const [rec] = await catalog.accept(5n, files(1));
+    dispatcher.submit([rec!]);
+    const feed = dispatcher.feed('internal');
+    const jobs = await feed.next(stop.signal);
+    feed.done(jobs.map(copied));
+    off();
+    dispatcher.submit([rec!]); // nothing left to do on internal; and no listener any more
+    assert.deepEqual(seen, [`taken ${rec!.id}`, `reported ${rec!.id}`]);
+  });
+
+  it('hands a storage nothing while its mount point is not mounted, says so, and hands out its files once it is', async () => {
+    dispatcher.submit(await catalog.accept(5n, files(2)));
+    mounted = false;
+    const feed = dispatcher.feed('usb');
+    const started = Date.now();
+    assert.deepEqual(await feed.next(stop.signal), []);
+    assert.ok(Date.now() - started >= 900, 'waits a second before it looks again');
+    assert.equal(messages.length, 1);
+    assert.match(messages[0]!.longMessage, /storage usb: \/mnt\/usb is not mounted; .* its 2 files stay pending/);
+    mounted = true;
+    assert.equal((await feed.next(stop.signal)).length, 2, 'both files, to its one writer');
+    assert.equal(dispatcher.queued('internal'), 2, 'the other storage is not held back');
+  });
+
+  it('retries a failed copy after a backoff, with a sweep first, and announces the failure once', async function () {
+    this.timeout(5000);
+    const [rec] = await catalog.accept(5n, files(1));
+    dispatcher.submit([rec!]);
+    const feed = dispatcher.feed('internal');
+    const fail = async (): Promise<void> => {
+      const [job] = await feed.next(stop.signal);
+      feed.done([{ job: job!, dest: job!.dest, outcome: new Error('EIO: i/o error') }]);
+      await settle();
+    };
+    await fail();
+    assert.equal(catalog.stateOn(rec!, 'internal'), 'failed');
+    assert.deepEqual(dispatcher.waiting('internal'), [], 'not at once');
+    await new Promise((r) => setTimeout(r, 1100));
+    assert.deepEqual(dispatcher.waiting('internal'), [rec!.id], 'queued again after a second');
+    const [again] = await feed.next(stop.signal);
+    assert.equal(again!.sweep, true, 'the failed attempt may have left a temp file');
+    feed.done([{ job: again!, dest: again!.dest, outcome: new Error('EIO: i/o error') }]);
+    await settle();
+    assert.equal(messages.filter((m) => m.errcode === 'COPY_ERROR').length, 1, 'one message per file, not per retry');
+  });
+
+  it('after a restart queues what is still to do on each storage, with a sweep first', async () => {
+    const recs = await catalog.accept(5n, files(3));
+    await catalog.setCopy(recs[0]!, 'internal', 'copied');
+    await catalog.setCopy(recs[1]!, 'usb', 'failed', { permanent: true });
+    dispatcher.resume();
+    assert.deepEqual(dispatcher.waiting('internal'), [recs[1]!.id, recs[2]!.id]);
+    assert.deepEqual(dispatcher.waiting('usb'), [recs[0]!.id, recs[2]!.id], 'failed for good: not again');
+    const jobs = await dispatcher.feed('internal').next(stop.signal);
+    assert.ok(jobs.every((j) => j.sweep));
   });
 });

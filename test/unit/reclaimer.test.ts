@@ -146,6 +146,30 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.ok(recs.every((r) => catalog.isLive(r) && r.ramdisk === 'present'), 'not taken as gone');
   });
 
+  it("at a shift change deletes earlier shifts' originals that have their internal copy, the others once they have it, never the current shift's (G5)", async () => {
+    const { catalog, reclaimer, recs } = await world(2, false, 101);
+    const take = async (usertime: bigint, name: string, copied: boolean): Promise<FileRecord> => {
+      const rel = `1mf/u/run11/${name}`;
+      write(path.join(ramdisk, rel), `frame ${name}`);
+      if (copied) write(path.join(root, 'internal', rel), `frame ${name}`);
+      const st = statSync(path.join(ramdisk, rel));
+      const [rec] = await catalog.accept(usertime, [{ src: path.join(ramdisk, rel), rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }]);
+      if (copied) await catalog.setCopy(rec!, 'internal', 'copied');
+      return rec!;
+    };
+    const late = await take(1n, 'late', false);
+    await catalog.shift(2n, 600, 601);
+    const current = await take(2n, 'current', true);
+    reclaimer.shiftStarted();
+    await runUntil(reclaimer, () => recs.every((r) => !catalog.isLive(r)), 5000);
+    assert.deepEqual(readdirSync(run).sort(), ['current', 'late'], 'the copied originals of shift 1 deleted');
+    write(path.join(root, 'internal', late.rel), 'frame late');
+    await catalog.setCopy(late, 'internal', 'copied');
+    await runUntil(reclaimer, () => !catalog.isLive(late), 5000);
+    assert.deepEqual(readdirSync(run), ['current'], 'the late one once copied, without another shift change');
+    assert.ok(catalog.isLive(current) && current.ramdisk === 'present');
+  });
+
   for (const [what, createLinks, limit] of [['deletes at a shift change', false, 101], ['links on a full ramdisk', true, 1]] as const) {
     it(`never harms another's file while the user flips the directory with a link to it (the issue's loop): ${what}`, async function () {
       this.timeout(30_000);
