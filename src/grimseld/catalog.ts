@@ -4,7 +4,7 @@
 // journals it, updates the record and moves the shift book's counts (a read model only this class writes).
 // Counts are derived from these states, so after a replay they are right by construction.
 import { Journal, type JournalRecord, type SettledCounts } from './journal.js';
-import type { ShiftBook, ShiftEntry } from './shift-book.js';
+import { ShiftBook, type ShiftEntry, type ShiftView } from './shift-book.js';
 import { FileRecord, type NewFile, type Origin } from './file-record.js';
 import { RecordStore } from './record-store.js';
 import { allPending, doneEverywhere, doneOn, failedForGood, stateAt, verifiedOn, withState, type CopyState } from './copy-states.js';
@@ -31,6 +31,17 @@ export interface ShiftOf {
   gid: number;
 }
 
+export interface CatalogSettings {
+  /** Storage ids, in the order copy states are kept. */
+  storages: string[];
+  /** Shifts kept in the status (history_max_entries). */
+  historyMaxEntries: number;
+  /** grimseld's ramdisk directory (`target`): only originals below it are linked or deleted (G5-G7). */
+  ramdiskRoot: string;
+  /** With an EXTERNAL storage, internal copies are originals too (G7). */
+  hasExternal: boolean;
+}
+
 export class Catalog {
   /** Live records by id, and by source path: a re-sent delivery of the same file is recognised (furkad retries). */
   readonly #files = new RecordStore();
@@ -47,27 +58,33 @@ export class Catalog {
   #ramdiskPrefix: string;
   readonly #ramdiskRoot: string;
 
-  constructor(
-    private readonly journal: Journal,
-    private readonly book: ShiftBook,
-    private readonly storageIds: string[],
-    ramdiskRoot: string,
-    private readonly hasExternal: boolean,
-  ) {
-    this.#index = new Map(storageIds.map((s, i) => [s, i]));
-    this.#ramdiskRoot = ramdiskRoot;
-    this.#ramdiskPrefix = `${ramdiskRoot.replace(/\/+$/, '')}/`;
+  /** Counts per shift and storage: written here only, read by everyone else as `shifts`. */
+  readonly #book: ShiftBook;
+  private readonly storageIds: string[];
+  private readonly hasExternal: boolean;
+
+  constructor(private readonly journal: Journal, settings: CatalogSettings) {
+    this.storageIds = settings.storages;
+    this.hasExternal = settings.hasExternal;
+    this.#book = new ShiftBook(settings.storages, settings.historyMaxEntries);
+    this.#index = new Map(settings.storages.map((s, i) => [s, i]));
+    this.#ramdiskRoot = settings.ramdiskRoot;
+    this.#ramdiskPrefix = `${settings.ramdiskRoot.replace(/\/+$/, '')}/`;
   }
 
   /**
    * Opens the journal in `stateDir` and replays it into a new catalog. The journal's lines are parsed one
    * at a time and dropped when this returns: a long journal costs memory at start only.
    */
-  static async open(stateDir: string, book: ShiftBook, storageIds: string[], ramdiskRoot: string, hasExternal: boolean):
-    Promise<{ catalog: Catalog; journal: Journal; replayed: number }> {
+  static async open(stateDir: string, settings: CatalogSettings): Promise<{ catalog: Catalog; journal: Journal; replayed: number }> {
     const { journal, records } = await Journal.open(stateDir);
-    const catalog = new Catalog(journal, book, storageIds, ramdiskRoot, hasExternal);
+    const catalog = new Catalog(journal, settings);
     return { catalog, journal, replayed: catalog.replay(records) };
+  }
+
+  /** The counts per shift and storage (G9, I5), as the status reads them. */
+  get shifts(): ShiftView {
+    return this.#book;
   }
 
   /** Whether `src` lies in grimseld's ramdisk directory (`target`): only such originals are linked or deleted (G5–G7). */
@@ -97,7 +114,7 @@ export class Catalog {
       n++;
       switch (r.t) {
         case 'shift': {
-          this.book.begin(BigInt(r.u), r.uid, r.gid);
+          this.#book.begin(BigInt(r.u), r.uid, r.gid);
           if (r.counts) this.#settled.set(BigInt(r.u), new Map(Object.entries(r.counts).map(([st, c]) => [st, settledCounts(c)])));
           break;
         }
@@ -135,12 +152,12 @@ export class Catalog {
       }
     }
     for (const [u, perStorage] of this.#settled) {
-      for (const [s, [copied, failed, verified]] of perStorage) this.book.add(u, s, { pending: 0, copied, failed, verified });
+      for (const [s, [copied, failed, verified]] of perStorage) this.#book.add(u, s, { pending: 0, copied, failed, verified });
     }
     for (const rec of this.#files.values()) {
       this.storageIds.forEach((s, i) => {
-        this.book.count(rec.usertime, s, undefined, stateAt(rec.states, i));
-        if (verifiedOn(rec.states, i)) this.book.verified(rec.usertime, s, 1);
+        this.#book.count(rec.usertime, s, undefined, stateAt(rec.states, i));
+        if (verifiedOn(rec.states, i)) this.#book.verified(rec.usertime, s, 1);
       });
       this.#settleIfDone(rec);
     }
@@ -149,7 +166,7 @@ export class Catalog {
 
   #newRecord(id: number, usertime: bigint, f: NewFile): FileRecord {
     // One bigint per shift, not one per file.
-    const shared = this.book.get(usertime)?.usertime ?? usertime;
+    const shared = this.#book.get(usertime)?.usertime ?? usertime;
     return this.#files.add(id, shared, f, allPending(this.storageIds.length), this.isOnRamdisk(f.src));
   }
 
@@ -172,7 +189,7 @@ export class Catalog {
 
   /** The shift of a file (I3); undefined once its shift left the history. */
   shiftOf(rec: FileRecord): ShiftOf | undefined {
-    const s = this.book.get(rec.usertime);
+    const s = this.#book.get(rec.usertime);
     return s && { startUs: s.usertime, uid: s.uid, gid: s.gid };
   }
 
@@ -204,7 +221,7 @@ export class Catalog {
 
   /** The current (newest) shift, as the shift book has it. */
   get currentShift(): ShiftEntry | undefined {
-    return this.book.current;
+    return this.#book.current;
   }
 
   /** Live records with a copy still to make on `storage` (not copied, not failed for good), in id order. */
@@ -237,8 +254,8 @@ export class Catalog {
 
   /** Journals a shift start (once); true when the shift is new. */
   async shift(usertime: bigint, uid: number, gid: number): Promise<boolean> {
-    if (this.book.get(usertime)) return false;
-    this.book.begin(usertime, uid, gid);
+    if (this.#book.get(usertime)) return false;
+    this.#book.begin(usertime, uid, gid);
     await this.journal.append({ t: 'shift', u: String(usertime), uid, gid });
     return true;
   }
@@ -256,7 +273,7 @@ export class Catalog {
         continue;
       }
       const rec = this.#newRecord(this.#nextId++, usertime, f);
-      for (const s of this.storageIds) this.book.count(usertime, s, undefined, 'pending');
+      for (const s of this.storageIds) this.#book.count(usertime, s, undefined, 'pending');
       fresh.push(rec);
     }
     // A known file may have been taken a moment ago by a caller still waiting for its record to reach the
@@ -289,8 +306,8 @@ export class Catalog {
     if (placedAs) this.#placeAs(rec, storage, placedAs);
     const before = stateAt(rec.states, i);
     const wasVerified = verifiedOn(rec.states, i);
-    if (before !== state) this.book.count(rec.usertime, storage, before, state);
-    if (wasVerified !== verified) this.book.verified(rec.usertime, storage, verified ? 1 : -1);
+    if (before !== state) this.#book.count(rec.usertime, storage, before, state);
+    if (wasVerified !== verified) this.#book.verified(rec.usertime, storage, verified ? 1 : -1);
     this.#files.setStates(rec, withState(rec.states, i, state, copied ? verified : note.permanent === true));
     this.#settleIfDone(rec);
   }
@@ -324,7 +341,7 @@ export class Catalog {
 
   /** The journal as it would be written afresh: settled counts per shift, then the live records. */
   *snapshot(): Generator<JournalRecord> {
-    for (const [u, uid, gid] of this.book.shiftsOldestFirst()) {
+    for (const [u, uid, gid] of this.#book.shiftsOldestFirst()) {
       const perStorage = this.#settled.get(u);
       yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
@@ -351,7 +368,7 @@ export class Catalog {
 
   /** Rewrites the journal once it holds far more lines than the live state needs. */
   async compactIfWorthIt(): Promise<boolean> {
-    const live = this.#files.size * (1 + this.storageIds.length) + this.book.size;
+    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size;
     if (this.journal.lines < 10_000 || this.journal.lines < 4 * live) return false;
     await this.journal.compact(() => this.snapshot());
     return true;
@@ -359,7 +376,7 @@ export class Catalog {
 
   /** Forgets settled counts of shifts that left the history. */
   pruneSettled(): void {
-    for (const u of this.#settled.keys()) if (!this.book.get(u)) this.#settled.delete(u);
+    for (const u of this.#settled.keys()) if (!this.#book.get(u)) this.#settled.delete(u);
   }
 }
 

@@ -16,7 +16,6 @@ import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './c
 import { storageInfos, type StorageInfo } from './storage-info.js';
 import { Components, loopComponent, timerComponent } from '../common/components.js';
 import { checkLicense } from '../common/license.js';
-import { ShiftBook } from './shift-book.js';
 import { Storage } from './storage.js';
 import { Catalog } from './catalog.js';
 import { Dispatcher } from './dispatcher.js';
@@ -64,11 +63,15 @@ async function main(): Promise<number> {
   if (!config.verify_copies) log.info('verify_copies = no: copies are checked against the checksum of the bytes read, not read back');
 
   // Built in dependency order, each from what is built before it: nothing is wired in afterwards.
-  const book = new ShiftBook(storageList.map((s) => s.id), config.history_max_entries);
   const messages = new MessageHub(log);
   // G12: the journal is replayed before anything else happens; what it holds is redone.
-  const hasExternal = storageList.some((s) => s.type === 'EXTERNAL');
-  const { catalog, journal, replayed } = await Catalog.open(config.state_dir, book, storageList.map((s) => s.id), config.target, hasExternal);
+  const { catalog, journal, replayed } = await Catalog.open(config.state_dir, {
+    storages: storageList.map((s) => s.id),
+    historyMaxEntries: config.history_max_entries,
+    ramdiskRoot: config.target,
+    hasExternal: storageList.some((s) => s.type === 'EXTERNAL'),
+  });
+  const book = catalog.shifts;
   const dispatcher = new Dispatcher(catalog, storageList, messages, log);
   const copyOptions = { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid, verifyCopies: config.verify_copies };
   const storages = storageList.map((info) => new Storage(info, copyOptions, dispatcher.feed(info.id)));

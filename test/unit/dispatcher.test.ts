@@ -9,7 +9,7 @@ import * as path from 'node:path';
 import pino from 'pino';
 import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
-import { ShiftBook } from '../../src/grimseld/shift-book.js';
+import type { ShiftView } from '../../src/grimseld/shift-book.js';
 import { Dispatcher } from '../../src/grimseld/dispatcher.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { ChecksumMismatch } from '../../src/grimseld/copy-check.js';
@@ -24,7 +24,7 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   let root: string;
   let journal: Journal;
   let catalog: Catalog;
-  let book: ShiftBook;
+  let book: ShiftView;
   let dispatcher: Dispatcher;
   let messages: Message[];
   let logged: string[];
@@ -34,8 +34,8 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
     root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
     const opened = await Journal.open(root);
     journal = opened.journal;
-    book = new ShiftBook(['internal', 'backup'], 50);
-    catalog = new Catalog(journal, book, ['internal', 'backup'], '/ramdisk', false);
+    catalog = new Catalog(journal, { storages: ['internal', 'backup'], historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
+    book = catalog.shifts;
     catalog.replay(opened.records);
     await catalog.shift(5n, 500, 501);
     logged = [];
@@ -123,7 +123,7 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
   let root: string;
   let journal: Journal;
   let catalog: Catalog;
-  let book: ShiftBook;
+  let book: ShiftView;
   let messages: Message[];
   const quiet = pino({ level: 'silent' });
   const storages: StorageInfo[] = [
@@ -138,8 +138,8 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
     const opened = await Journal.open(root);
     journal = opened.journal;
-    book = new ShiftBook(storages.map((s) => s.id), 50);
-    catalog = new Catalog(journal, book, storages.map((s) => s.id), '/ramdisk', false);
+    catalog = new Catalog(journal, { storages: storages.map((s) => s.id), historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
+    book = catalog.shifts;
     catalog.replay(opened.records);
     await catalog.shift(5n, 500, 501);
     const hub = new MessageHub(quiet);

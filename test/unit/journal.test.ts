@@ -6,15 +6,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type NewFile } from '../../src/grimseld/catalog.js';
-import { ShiftBook } from '../../src/grimseld/shift-book.js';
+import type { ShiftView } from '../../src/grimseld/shift-book.js';
 
 
 const file = (n: number): NewFile => ({ src: `/ramdisk/1mf/u/f${n}.cbf`, rel: `1mf/u/f${n}.cbf`, size: 100 + n, mtimeMs: 1000 + n, ino: 10 + n, dev: 1 });
 
-async function openCatalog(dir: string): Promise<{ journal: Journal; catalog: Catalog; book: ShiftBook }> {
+async function openCatalog(dir: string): Promise<{ journal: Journal; catalog: Catalog; book: ShiftView }> {
   const { journal, records } = await Journal.open(dir);
-  const book = new ShiftBook(['internal', 'extra'], 50);
-  const catalog = new Catalog(journal, book, ['internal', 'extra'], '/ramdisk', false);
+  const catalog = new Catalog(journal, { storages: ['internal', 'extra'], historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
+  const book = catalog.shifts;
   catalog.replay(records);
   return { journal, catalog, book };
 }
@@ -141,7 +141,7 @@ describe('journal and catalog (G12)', () => {
     }
     await a.catalog.setCopy(recs[4]!, 'internal', 'copied', { verified: true });
     const want = [['internal', 4n, 5n], ['extra', 1n, 4n]];
-    const shown = (rows: Array<[bigint, number, number, string, bigint]>, status: ReturnType<ShiftBook['query']>) =>
+    const shown = (rows: Array<[bigint, number, number, string, bigint]>, status: ReturnType<ShiftView['query']>) =>
       rows.map((r, i) => [r[3], r[4], status[i]![5]]);
     assert.deepEqual(shown(a.book.queryVerified(-1), a.book.query(-1)), want, 'verified of copied, per storage');
     await a.journal.close();

@@ -9,7 +9,6 @@ import * as path from 'node:path';
 import pino from 'pino';
 import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
-import { ShiftBook } from '../../src/grimseld/shift-book.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { Reclaimer } from '../../src/grimseld/reclaimer.js';
@@ -53,8 +52,7 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     Promise<{ catalog: Catalog; reclaimer: Reclaimer; messages: Message[]; recs: FileRecord[] }> {
     const opened = await Journal.open(path.join(root, 'state'));
     journal = opened.journal;
-    const book = new ShiftBook(['internal'], 50);
-    const catalog = new Catalog(opened.journal, book, ['internal'], ramdisk, false);
+    const catalog = new Catalog(opened.journal, { storages: ['internal'], historyMaxEntries: 50, ramdiskRoot: ramdisk, hasExternal: false });
     catalog.replay(opened.records);
     await catalog.shift(1n, 500, 501);
     const files: NewFile[] = [];
