@@ -50,6 +50,26 @@ export interface CopyEvents {
   onCopy(listener: CopyListener): () => void;
 }
 
+/** Runs `fn` after `ms` (without keeping the process alive); returns what cancels it. */
+export type Later = (ms: number, fn: () => void) => () => void;
+
+const later: Later = (ms, fn) => {
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return () => clearTimeout(t);
+};
+
+/** What the dispatcher's timing and mount checks are made of; tests replace them (dispatcher.test.ts). */
+export interface DispatcherSeams {
+  mountWatch?: (s: StorageInfo) => MountWatch;
+  later?: Later;
+}
+
+/** The wait before retry `n` (1, 2, …) of a failed copy: doubling from a second, at most a minute. */
+function retryDelayMs(n: number): number {
+  return Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS);
+}
+
 /** One storage as the dispatcher plans for it. */
 interface Lane {
   storage: StorageInfo;
@@ -74,15 +94,19 @@ export class Dispatcher implements CopyEvents {
   #firstRead = new Map<number, Set<string>>();
   /** Storages whose copies' attribute namespace was said (copy-provenance.ts): once each. */
   #attributesSaid = new Set<string>();
-  #timers = new Set<NodeJS.Timeout>();
+  /** Retries waiting for their time, by what cancels each. */
+  #retries = new Set<() => void>();
+  readonly #later: Later;
 
   constructor(
     private readonly catalog: Catalog,
     storages: StorageInfo[],
     private readonly messages: MessageHub,
     private readonly log: Logger,
-    mountWatch: (s: StorageInfo) => MountWatch = (s) => new MountWatch(s, messages, log),
+    seams: DispatcherSeams = {},
   ) {
+    const mountWatch = seams.mountWatch ?? ((s: StorageInfo) => new MountWatch(s, messages, log));
+    this.#later = seams.later ?? later;
     this.#lanes = new Map(storages.map((s) => [s.id, { storage: s, queue: new CopyQueue(), mount: mountWatch(s), active: 0 }]));
     this.#internal = storages.find((s) => s.type === 'INTERNAL')!;
   }
@@ -266,12 +290,11 @@ export class Dispatcher implements CopyEvents {
       this.#mismatchSaid.delete(key);
       return;
     }
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
+    const cancel = this.#later(retryDelayMs(n), () => {
+      this.#retries.delete(cancel);
       if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, storage.id)) this.#lanes.get(storage.id)!.queue.push(rec.id, true);
-    }, Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS));
-    timer.unref();
-    this.#timers.add(timer);
+    });
+    this.#retries.add(cancel);
   }
 
   /**
@@ -311,7 +334,7 @@ export class Dispatcher implements CopyEvents {
 
   stop(): void {
     this.#firstRead.clear();
-    for (const t of this.#timers) clearTimeout(t);
-    this.#timers.clear();
+    for (const cancel of this.#retries) cancel();
+    this.#retries.clear();
   }
 }

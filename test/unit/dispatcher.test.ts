@@ -131,6 +131,8 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     { id: 'usb', type: 'OPTIONAL', target: '/st/usb', mountpoint: '/mnt/usb', writers: 1 },
   ];
   let mounted: boolean;
+  /** Retries the dispatcher scheduled: after how long, and what runs then. */
+  let scheduled: Array<{ ms: number; fn: () => void }>;
   let dispatcher: Dispatcher;
   let stop: AbortController;
 
@@ -148,8 +150,11 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     mounted = true;
     // The usb storage's mount point answers as `mounted` says, on a clock that moves a second per check.
     let clock = 0;
-    dispatcher = new Dispatcher(catalog, storages, hub, quiet,
-      (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001)));
+    scheduled = [];
+    dispatcher = new Dispatcher(catalog, storages, hub, quiet, {
+      mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001)),
+      later: (ms, fn) => { scheduled.push({ ms, fn }); return () => undefined; },
+    });
     stop = new AbortController();
   });
   afterEach(async () => {
@@ -212,26 +217,33 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     assert.equal(dispatcher.queued('internal'), 2, 'the other storage is not held back');
   });
 
-  it('retries a failed copy after a backoff, with a sweep first, and announces the failure once', async function () {
-    this.timeout(5000);
+  it('retries a failed copy after a backoff that doubles up to a minute, with a sweep first, and announces the failure once', async () => {
     const [rec] = await catalog.accept(5n, files(1));
     dispatcher.submit([rec!]);
     const feed = dispatcher.feed('internal');
-    const fail = async (): Promise<void> => {
+    const fail = async (): Promise<CopyJob> => {
       const [job] = await feed.next(stop.signal);
       feed.done([{ job: job!, dest: job!.dest, outcome: new Error('EIO: i/o error') }]);
       await settle();
+      return job!;
     };
-    await fail();
+    const first = await fail();
+    assert.equal(first.sweep, false);
     assert.equal(catalog.stateOn(rec!, 'internal'), 'failed');
     assert.deepEqual(dispatcher.waiting('internal'), [], 'not at once');
-    await new Promise((r) => setTimeout(r, 1100));
-    assert.deepEqual(dispatcher.waiting('internal'), [rec!.id], 'queued again after a second');
-    const [again] = await feed.next(stop.signal);
-    assert.equal(again!.sweep, true, 'the failed attempt may have left a temp file');
-    feed.done([{ job: again!, dest: again!.dest, outcome: new Error('EIO: i/o error') }]);
-    await settle();
+    for (let n = 1; n <= 8; n++) {
+      const retry = scheduled.shift()!;
+      assert.equal(retry.ms, Math.min(1000 * 2 ** (n - 1), 60_000), `the wait before retry ${n}`);
+      retry.fn();
+      assert.deepEqual(dispatcher.waiting('internal'), [rec!.id], 'queued again once its time came');
+      assert.equal((await fail()).sweep, true, 'the failed attempt may have left a temp file');
+    }
     assert.equal(messages.filter((m) => m.errcode === 'COPY_ERROR').length, 1, 'one message per file, not per retry');
+    const [job] = await (async () => { scheduled.shift()!.fn(); return feed.next(stop.signal); })();
+    feed.done([copied(job!)]);
+    await settle();
+    assert.equal(catalog.stateOn(rec!, 'internal'), 'copied');
+    assert.deepEqual(scheduled, [], 'nothing more to retry');
   });
 
   it('after a restart queues what is still to do on each storage, with a sweep first', async () => {
