@@ -11,7 +11,8 @@ import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { copyMany, type CopyJob } from '../src/grimseld/copier.js';
+import { copyMany } from '../src/grimseld/copier.js';
+import type { CopyWork as CopyJob } from '../src/grimseld/copy-job.js';
 import { CopyThreads } from '../src/grimseld/copy-threads.js';
 import { prepareCopies } from '../src/grimseld/copy-check.js';
 import { checksumOfFile } from '../src/common/checksum.js';

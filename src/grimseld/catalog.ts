@@ -1,8 +1,10 @@
 // Every file grimseld is responsible for, its copy state per storage and what became of its ramdisk and
-// internal originals (G2, G5-G7, G9, G12), and which copies were verified (I2). Changes are journaled
-// before they count; counts are derived from these states, so after a replay they are right by construction.
+// internal originals (G2, G5-G7, G9, G12), and which copies were verified (I2). The one owner of grimseld's
+// state: the record store is private, read through the queries below; every change is one call here that
+// journals it, updates the record and moves the shift book's counts (a read model only this class writes).
+// Counts are derived from these states, so after a replay they are right by construction.
 import { Journal, type JournalRecord, type SettledCounts } from './journal.js';
-import type { ShiftBook } from './shift-book.js';
+import { ShiftBook, type ShiftEntry, type ShiftView } from './shift-book.js';
 import { FileRecord, type NewFile, type Origin } from './file-record.js';
 import { RecordStore } from './record-store.js';
 import { allPending, doneEverywhere, doneOn, failedForGood, stateAt, verifiedOn, withState, type CopyState } from './copy-states.js';
@@ -29,9 +31,20 @@ export interface ShiftOf {
   gid: number;
 }
 
+export interface CatalogSettings {
+  /** Storage ids, in the order copy states are kept. */
+  storages: string[];
+  /** Shifts kept in the status (history_max_entries). */
+  historyMaxEntries: number;
+  /** grimseld's ramdisk directory (`target`): only originals below it are linked or deleted (G5-G7). */
+  ramdiskRoot: string;
+  /** With an EXTERNAL storage, internal copies are originals too (G7). */
+  hasExternal: boolean;
+}
+
 export class Catalog {
   /** Live records by id, and by source path: a re-sent delivery of the same file is recognised (furkad retries). */
-  readonly files = new RecordStore();
+  readonly #files = new RecordStore();
   /** Counts of records already resolved and dropped, per shift: [copied, failed, verified]; they live on in the snapshot. */
   #settled = new Map<bigint, Map<string, [number, number, number]>>();
   #nextId = 1;
@@ -45,27 +58,33 @@ export class Catalog {
   #ramdiskPrefix: string;
   readonly #ramdiskRoot: string;
 
-  constructor(
-    private readonly journal: Journal,
-    private readonly book: ShiftBook,
-    private readonly storageIds: string[],
-    ramdiskRoot: string,
-    private readonly hasExternal: boolean,
-  ) {
-    this.#index = new Map(storageIds.map((s, i) => [s, i]));
-    this.#ramdiskRoot = ramdiskRoot;
-    this.#ramdiskPrefix = `${ramdiskRoot.replace(/\/+$/, '')}/`;
+  /** Counts per shift and storage: written here only, read by everyone else as `shifts`. */
+  readonly #book: ShiftBook;
+  private readonly storageIds: string[];
+  private readonly hasExternal: boolean;
+
+  constructor(private readonly journal: Journal, settings: CatalogSettings) {
+    this.storageIds = settings.storages;
+    this.hasExternal = settings.hasExternal;
+    this.#book = new ShiftBook(settings.storages, settings.historyMaxEntries);
+    this.#index = new Map(settings.storages.map((s, i) => [s, i]));
+    this.#ramdiskRoot = settings.ramdiskRoot;
+    this.#ramdiskPrefix = `${settings.ramdiskRoot.replace(/\/+$/, '')}/`;
   }
 
   /**
    * Opens the journal in `stateDir` and replays it into a new catalog. The journal's lines are parsed one
    * at a time and dropped when this returns: a long journal costs memory at start only.
    */
-  static async open(stateDir: string, book: ShiftBook, storageIds: string[], ramdiskRoot: string, hasExternal: boolean):
-    Promise<{ catalog: Catalog; journal: Journal; replayed: number }> {
+  static async open(stateDir: string, settings: CatalogSettings): Promise<{ catalog: Catalog; journal: Journal; replayed: number }> {
     const { journal, records } = await Journal.open(stateDir);
-    const catalog = new Catalog(journal, book, storageIds, ramdiskRoot, hasExternal);
+    const catalog = new Catalog(journal, settings);
     return { catalog, journal, replayed: catalog.replay(records) };
+  }
+
+  /** The counts per shift and storage (G9, I5), as the status reads them. */
+  get shifts(): ShiftView {
+    return this.#book;
   }
 
   /** Whether `src` lies in grimseld's ramdisk directory (`target`): only such originals are linked or deleted (G5–G7). */
@@ -95,50 +114,50 @@ export class Catalog {
       n++;
       switch (r.t) {
         case 'shift': {
-          this.book.begin(BigInt(r.u), r.uid, r.gid);
+          this.#book.begin(BigInt(r.u), r.uid, r.gid);
           if (r.counts) this.#settled.set(BigInt(r.u), new Map(Object.entries(r.counts).map(([st, c]) => [st, settledCounts(c)])));
           break;
         }
         case 'file': {
-          if (this.files.has(r.id)) break;
+          if (this.#files.has(r.id)) break;
           // Kept as it was journaled: a restart never recomputes a checksum it knows (I1).
           this.#newRecord(r.id, BigInt(r.u), { ...r, checksum: r.c, detector: r.det });
           this.#nextId = Math.max(this.#nextId, r.id + 1);
           break;
         }
         case 'checksum': {
-          const rec = this.files.get(r.id);
-          if (rec && rec.checksum === undefined) this.files.setChecksum(rec, r.c);
+          const rec = this.#files.get(r.id);
+          if (rec && rec.checksum === undefined) this.#files.setChecksum(rec, r.c);
           break;
         }
         case 'copied':
         case 'failed': {
-          const rec = this.files.get(r.id);
+          const rec = this.#files.get(r.id);
           const i = this.#index.get(r.s);
           if (!rec || i === undefined) break;
-          rec.states = withState(rec.states, i, r.t, r.t === 'failed' ? r.permanent : r.verified === true);
+          this.#files.setStates(rec, withState(rec.states, i, r.t, r.t === 'failed' ? r.permanent : r.verified === true));
           if (r.t === 'copied' && r.rel !== undefined) this.#placeAs(rec, r.s, r.rel);
           break;
         }
         case 'ramdisk': {
-          const rec = this.files.get(r.id);
-          if (rec) rec.ramdisk = r.state;
+          const rec = this.#files.get(r.id);
+          if (rec) this.#files.setOrigin(rec, 'ramdisk', r.state);
           break;
         }
         case 'internal': {
-          const rec = this.files.get(r.id);
-          if (rec) rec.internal = r.state;
+          const rec = this.#files.get(r.id);
+          if (rec) this.#files.setOrigin(rec, 'internal', r.state);
           break;
         }
       }
     }
     for (const [u, perStorage] of this.#settled) {
-      for (const [s, [copied, failed, verified]] of perStorage) this.book.add(u, s, { pending: 0, copied, failed, verified });
+      for (const [s, [copied, failed, verified]] of perStorage) this.#book.add(u, s, { pending: 0, copied, failed, verified });
     }
-    for (const rec of this.files.values()) {
+    for (const rec of this.#files.values()) {
       this.storageIds.forEach((s, i) => {
-        this.book.count(rec.usertime, s, undefined, stateAt(rec.states, i));
-        if (verifiedOn(rec.states, i)) this.book.verified(rec.usertime, s, 1);
+        this.#book.count(rec.usertime, s, undefined, stateAt(rec.states, i));
+        if (verifiedOn(rec.states, i)) this.#book.verified(rec.usertime, s, 1);
       });
       this.#settleIfDone(rec);
     }
@@ -147,8 +166,8 @@ export class Catalog {
 
   #newRecord(id: number, usertime: bigint, f: NewFile): FileRecord {
     // One bigint per shift, not one per file.
-    const shared = this.book.get(usertime)?.usertime ?? usertime;
-    return this.files.add(id, shared, f, allPending(this.storageIds.length), this.isOnRamdisk(f.src));
+    const shared = this.#book.get(usertime)?.usertime ?? usertime;
+    return this.#files.add(id, shared, f, allPending(this.storageIds.length), this.isOnRamdisk(f.src));
   }
 
   /** The file's copy state on `storage` (undefined for a storage grimseld does not have). */
@@ -170,7 +189,7 @@ export class Catalog {
 
   /** The shift of a file (I3); undefined once its shift left the history. */
   shiftOf(rec: FileRecord): ShiftOf | undefined {
-    const s = this.book.get(rec.usertime);
+    const s = this.#book.get(rec.usertime);
     return s && { startUs: s.usertime, uid: s.uid, gid: s.gid };
   }
 
@@ -185,16 +204,60 @@ export class Catalog {
     return i === undefined || doneOn(rec.states, i);
   }
 
-  /** Whether a record is still the catalog's (not settled and dropped). */
-  isLive(rec: FileRecord): boolean {
-    return this.files.holds(rec);
+  /** How many records are live (not settled). */
+  get size(): number {
+    return this.#files.size;
   }
 
-  /** Journals a shift start (once). */
-  async shift(usertime: bigint, uid: number, gid: number): Promise<void> {
-    if (this.book.get(usertime)) return;
-    this.book.begin(usertime, uid, gid);
+  /** The live record `id`, if it is. */
+  record(id: number): FileRecord | undefined {
+    return this.#files.get(id);
+  }
+
+  /** The live record taken last for source path `src`. */
+  latestAt(src: string): FileRecord | undefined {
+    return this.#files.latestAt(src);
+  }
+
+  /** The current (newest) shift, as the shift book has it. */
+  get currentShift(): ShiftEntry | undefined {
+    return this.#book.current;
+  }
+
+  /** Live records with a copy still to make on `storage` (not copied, not failed for good), in id order. */
+  *pendingOn(storage: string): Generator<FileRecord> {
+    const i = this.#index.get(storage);
+    if (i === undefined) return;
+    for (const rec of this.#files.values()) if (!doneOn(rec.states, i)) yield rec;
+  }
+
+  /** Live records of shifts that started before `usertime` (their originals go at a shift change, G5), in id order. */
+  *ofShiftsBefore(usertime: bigint): Generator<FileRecord> {
+    for (const rec of this.#files.values()) if (rec.usertime < usertime) yield rec;
+  }
+
+  /**
+   * Live records whose original is still there on `where`, oldest first (the fill guard's candidates, G6, G7):
+   * on the ramdisk the delivered file; on the internal storage its copy, once made (`internalId`).
+   */
+  *originalsOn(where: 'ramdisk' | 'internal', internalId: string): Generator<FileRecord> {
+    for (const rec of this.#files.values()) {
+      const there = where === 'ramdisk' ? rec.onRamdisk && rec.ramdisk === 'present' : rec.internal === 'present' && this.copiedOn(rec, internalId);
+      if (there) yield rec;
+    }
+  }
+
+  /** Whether a record is still the catalog's (not settled and dropped). */
+  isLive(rec: FileRecord): boolean {
+    return this.#files.holds(rec);
+  }
+
+  /** Journals a shift start (once); true when the shift is new. */
+  async shift(usertime: bigint, uid: number, gid: number): Promise<boolean> {
+    if (this.#book.get(usertime)) return false;
+    this.#book.begin(usertime, uid, gid);
     await this.journal.append({ t: 'shift', u: String(usertime), uid, gid });
+    return true;
   }
 
   /**
@@ -205,12 +268,12 @@ export class Catalog {
     const fresh: FileRecord[] = [];
     let known = false;
     for (const f of files) {
-      if (this.files.latestAt(f.src)?.sameAs(f)) {
+      if (this.#files.latestAt(f.src)?.sameAs(f)) {
         known = true;
         continue;
       }
       const rec = this.#newRecord(this.#nextId++, usertime, f);
-      for (const s of this.storageIds) this.book.count(usertime, s, undefined, 'pending');
+      for (const s of this.storageIds) this.#book.count(usertime, s, undefined, 'pending');
       fresh.push(rec);
     }
     // A known file may have been taken a moment ago by a caller still waiting for its record to reach the
@@ -239,20 +302,20 @@ export class Catalog {
         : { t: 'failed', id: rec.id, s: storage, permanent: note.permanent === true });
     // Settled meanwhile (a result for a storage it was already done on): nothing left to count.
     if (!this.isLive(rec)) return;
-    if (adopt && rec.checksum === undefined) this.files.setChecksum(rec, adopt);
+    if (adopt && rec.checksum === undefined) this.#files.setChecksum(rec, adopt);
     if (placedAs) this.#placeAs(rec, storage, placedAs);
     const before = stateAt(rec.states, i);
     const wasVerified = verifiedOn(rec.states, i);
-    if (before !== state) this.book.count(rec.usertime, storage, before, state);
-    if (wasVerified !== verified) this.book.verified(rec.usertime, storage, verified ? 1 : -1);
-    rec.states = withState(rec.states, i, state, copied ? verified : note.permanent === true);
+    if (before !== state) this.#book.count(rec.usertime, storage, before, state);
+    if (wasVerified !== verified) this.#book.verified(rec.usertime, storage, verified ? 1 : -1);
+    this.#files.setStates(rec, withState(rec.states, i, state, copied ? verified : note.permanent === true));
     this.#settleIfDone(rec);
   }
 
   async setOrigin(rec: FileRecord, where: 'ramdisk' | 'internal', state: Exclude<Origin, 'present'>): Promise<void> {
     await this.journal.append({ t: where, id: rec.id, state });
     if (!this.isLive(rec)) return; // settled meanwhile: nothing left to clean up
-    rec[where] = state;
+    this.#files.setOrigin(rec, where, state);
     this.#settleIfDone(rec);
   }
 
@@ -273,16 +336,16 @@ export class Catalog {
       perStorage!.set(s, c);
     });
     this.#placedAs.delete(rec.id);
-    this.files.remove(rec);
+    this.#files.remove(rec);
   }
 
   /** The journal as it would be written afresh: settled counts per shift, then the live records. */
   *snapshot(): Generator<JournalRecord> {
-    for (const [u, uid, gid] of this.book.shiftsOldestFirst()) {
+    for (const [u, uid, gid] of this.#book.shiftsOldestFirst()) {
       const perStorage = this.#settled.get(u);
       yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
-    for (const r of this.files.values()) yield* this.#lines(r);
+    for (const r of this.#files.values()) yield* this.#lines(r);
   }
 
   /** A live record's journal lines, read at once (the snapshot is written while it is iterated). */
@@ -305,7 +368,7 @@ export class Catalog {
 
   /** Rewrites the journal once it holds far more lines than the live state needs. */
   async compactIfWorthIt(): Promise<boolean> {
-    const live = this.files.size * (1 + this.storageIds.length) + this.book.size;
+    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size;
     if (this.journal.lines < 10_000 || this.journal.lines < 4 * live) return false;
     await this.journal.compact(() => this.snapshot());
     return true;
@@ -313,7 +376,7 @@ export class Catalog {
 
   /** Forgets settled counts of shifts that left the history. */
   pruneSettled(): void {
-    for (const u of this.#settled.keys()) if (!this.book.get(u)) this.#settled.delete(u);
+    for (const u of this.#settled.keys()) if (!this.#book.get(u)) this.#settled.delete(u);
   }
 }
 

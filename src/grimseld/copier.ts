@@ -28,6 +28,7 @@ import { Checksum } from '../common/checksum.js';
 import { readProvenance, type Provenance } from '../common/provenance.js';
 import { ChecksumMismatch, checksumOfCopy } from './copy-check.js';
 import { stampCopy, type Attributes } from './copy-provenance.js';
+import type { CopyWork } from './copy-job.js';
 
 export { sameFile, SourceChanged, ChecksumMismatch, type Identity };
 
@@ -59,24 +60,6 @@ export interface CopyResult {
   attributes?: Attributes;
 }
 
-/** One copy to make: `src` (which must still be `expect`) to `dest` below the storage target. */
-export interface CopyJob {
-  src: string;
-  /**
-   * The directory `src` is reached from without following links: trusted as named (grimseld's ramdisk
-   * `target` for a file on the ramdisk, a storage target for a copy read back, else the directory before
-   * the `./` of the path furkad or an operator gave). `src` must be below it.
-   */
-  root: string;
-  dest: string;
-  expect: Identity;
-  /** An earlier attempt may have died mid-copy: remove its temp file first. */
-  sweep: boolean;
-  /** Hex digits of the file's checksum (I1), which the copy must have; undefined: unknown (an operator's file). */
-  checksum?: string | undefined;
-  /** The file's shift and detector, written on the copy with its checksum (I3). */
-  provenance?: Omit<Provenance, 'checksum'>;
-}
 
 /** Called after every step of a copy that moved it on (a chunk written, a file flushed or renamed): see copy-watch.ts. */
 export type Progress = () => void;
@@ -93,7 +76,7 @@ let chunk: Buffer | undefined;
 
 /** A copy under way: its data is in `tmp` of the held `dir` (open as `fd`), not yet flushed nor under its final name. */
 interface Written {
-  job: CopyJob;
+  job: CopyWork;
   /** The storage target. */
   base: string;
   /** Hex digits the copy must have: the file's checksum, or (none known) the one of the bytes read from the source. */
@@ -128,7 +111,7 @@ export function copyAtomic(src: string, root: string, dest: string, base: string
  * (and on a journaled file system shares commits among its fsyncs), as `cp` then `sync` of the same files
  * would (BENCHMARKS.md); every file is still flushed before it gets its final name (G3).
  */
-export function copyMany(jobs: CopyJob[], base: string, opts: CopyOptions, progress: Progress = noProgress): Array<CopyResult | Error> {
+export function copyMany(jobs: CopyWork[], base: string, opts: CopyOptions, progress: Progress = noProgress): Array<CopyResult | Error> {
   const dirs = new HeldDirs(opts.preserveUid || opts.preserveGid);
   try {
     const outcomes: Array<CopyResult | Error> = [];
@@ -184,7 +167,7 @@ function below(base: string, p: string): string {
 }
 
 /** The source of `job`, opened and checked (copy-source.ts), with its directory held in `dirs`. */
-function openJobSource(job: CopyJob, dirs: HeldDirs): { source: Source; held: SourceDir } {
+function openJobSource(job: CopyWork, dirs: HeldDirs): { source: Source; held: SourceDir } {
   const [dirRel, name] = splitRel(below(job.root, job.src));
   // A missing root is an unmounted ramdisk or storage: an error, retried.
   dirs.root(job.root);
@@ -200,7 +183,7 @@ function openJobSource(job: CopyJob, dirs: HeldDirs): { source: Source; held: So
 }
 
 /** Checks the source and the directory, and writes the data, owner, mode and mtime to a temp name. */
-function write(job: CopyJob, base: string, opts: CopyOptions, dirs: HeldDirs, progress: Progress): Written | CopyResult {
+function write(job: CopyWork, base: string, opts: CopyOptions, dirs: HeldDirs, progress: Progress): Written | CopyResult {
   const { source, held } = openJobSource(job, dirs);
   const s = source.st;
   let w: Written | undefined;

@@ -1,7 +1,8 @@
 // A copy thread: makes the copies its storage hands it, a batch at a time (G3, BENCHMARKS.md). See copy-threads.ts.
 import { readlinkSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { copyMany, type CopyJob } from './copier.js';
+import { copyMany } from './copier.js';
+import type { CopyWork } from './copy-job.js';
 import { prepareCopies } from './copy-check.js';
 import { COUNTER_PROGRESS, COUNTER_TID, replyOf, type ThreadData } from './copy-threads.js';
 
@@ -24,7 +25,7 @@ const progress = (): void => { Atomics.add(shared, COUNTER_PROGRESS, 1); };
 // Hashers and the attribute module are made once, before the first copy (copy-check.ts); a batch that comes
 // sooner waits for them. Should they fail, every copy fails, said and retried (nothing is copied unchecked).
 const ready = prepareCopies();
-parentPort!.on('message', (jobs: CopyJob[]) => {
+parentPort!.on('message', (jobs: CopyWork[]) => {
   // A throw out of copyMany is an unhandled rejection, which ends the thread as a throw did: the copies are retried.
   void ready.then(
     () => parentPort!.postMessage(copyMany(jobs, base, options, progress).map(replyOf)),

@@ -7,8 +7,9 @@
 import { readFileSync } from 'node:fs';
 import { Worker } from 'node:worker_threads';
 import * as path from 'node:path';
-import { ChecksumMismatch, SourceChanged, type CopyJob, type CopyOptions, type CopyResult } from './copier.js';
+import { ChecksumMismatch, SourceChanged, type CopyOptions, type CopyResult } from './copier.js';
 import type { MismatchAt } from './copy-check.js';
+import type { CopyWork } from './copy-job.js';
 import { CopyWatch, type CopyVerdict } from './copy-watch.js';
 import { UnsafePath } from '../common/dir-fd.js';
 
@@ -98,14 +99,14 @@ export class CopyThreads {
   }
 
   /** Makes one copy in a free thread (started if none is free). Rejects as copyAtomic would throw. */
-  async copy(job: CopyJob): Promise<CopyResult> {
+  async copy(job: CopyWork): Promise<CopyResult> {
     const [r] = await this.copyMany([job]);
     if (r instanceof Error) throw r;
     return r!;
   }
 
   /** Makes a batch of copies in one free thread (see copyMany); each outcome or error in the jobs' order. */
-  async copyMany(jobs: CopyJob[]): Promise<Array<CopyResult | Error>> {
+  async copyMany(jobs: CopyWork[]): Promise<Array<CopyResult | Error>> {
     let t: Thread;
     try {
       t = this.#idle.pop() ?? this.#start();

@@ -1,20 +1,88 @@
-// Hands every file to every storage, records outcomes in the catalog, retries what failed, and says so
-// (G1, G3, G10, G12, G13). Each copy is checked against the file's checksum (I2) and carries it (I3).
-import * as path from 'node:path';
+// Plans every copy and takes its result back (G1, G3, G10, G12, G13): one queue per storage of the files
+// still to copy there, each made a fully resolved CopyJob when a writer of that storage takes it (where to read
+// the file now: the original, or its internal copy once the original went, G6); each result recorded in the
+// catalog once, a failed copy retried after a backoff, a storage's mount point checked before its writers take
+// anything (mount-watch.ts). Each copy is checked against the file's checksum (I2) and carries it (I3).
+// The flow is one way: catalog → Dispatcher → JobFeed → Storage (writers) → JobFeed.done → Dispatcher → catalog.
 import { ChecksumMismatch, SourceChanged } from './copier.js';
 import { tagged, untagged } from '../common/checksum.js';
+import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub } from './messages.js';
-import type { CopyJob, CopyReport, Storage, StorageEvents } from './storage.js';
+import type { CopyJob, CopyReport } from './copy-job.js';
+import { CopyQueue } from './copy-queue.js';
+import { MountWatch, MOUNT_RECHECK_MS } from './mount-watch.js';
+import { destOf, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
+import * as path from 'node:path';
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 60_000;
-/** While a storage's mount point is missing, the error is repeated this often (sooner while files wait for it). */
-const UNMOUNTED_REPEAT_MS = 60_000;
-const UNMOUNTED_REPEAT_BUSY_MS = 10_000;
+/**
+ * A writer takes up to this many waiting files, or this many bytes, at once (BENCHMARKS.md): they are flushed
+ * together (copyMany). Only what waits beyond one file per writer is batched, so a live stream is still
+ * copied a file at a time, each the moment it comes.
+ */
+const BATCH_FILES = 16;
+const BATCH_BYTES = 16 << 20;
 
-export class Dispatcher implements StorageEvents {
+/** What a storage's writers copy (storage.ts): its share of the dispatcher's plan. */
+export interface JobFeed {
+  /**
+   * The next jobs for one writer, once the storage is mounted and something waits for it; an empty batch when
+   * there is nothing to do yet (or `signal` aborted): ask again.
+   */
+  next(signal: AbortSignal): Promise<CopyJob[]>;
+  /** The results of a batch next() gave, each once. */
+  done(reports: CopyReport[]): void;
+}
+
+/** Who watches copies (metrics, the temp-file sweeper); called on the copy path, so they must not block. */
+export interface CopyListener {
+  /** A job was handed to a writer. */
+  taken?(job: CopyJob): void;
+  /** A job's result came back (before it is recorded). */
+  reported?(report: CopyReport): void;
+}
+
+export interface CopyEvents {
+  /** Subscribes; returns the unsubscribe function. */
+  onCopy(listener: CopyListener): () => void;
+}
+
+/** Runs `fn` after `ms` (without keeping the process alive); returns what cancels it. */
+export type Later = (ms: number, fn: () => void) => () => void;
+
+const later: Later = (ms, fn) => {
+  const t = setTimeout(fn, ms);
+  t.unref();
+  return () => clearTimeout(t);
+};
+
+/** What the dispatcher's timing and mount checks are made of; tests replace them (dispatcher.test.ts). */
+export interface DispatcherSeams {
+  mountWatch?: (s: StorageInfo) => MountWatch;
+  later?: Later;
+}
+
+/** The wait before retry `n` (1, 2, …) of a failed copy: doubling from a second, at most a minute. */
+function retryDelayMs(n: number): number {
+  return Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS);
+}
+
+/** One storage as the dispatcher plans for it. */
+interface Lane {
+  storage: StorageInfo;
+  queue: CopyQueue;
+  mount: MountWatch;
+  /** Jobs handed to its writers and not reported yet. */
+  active: number;
+}
+
+export class Dispatcher implements CopyEvents {
+  readonly #lanes: Map<string, Lane>;
+  readonly #internal: StorageInfo;
+  #listeners = new Set<CopyListener>();
   #attempts = new Map<string, number>();
   /** Failures announced as checksum mismatches, by `id:storage`: a mismatch after another failure is said too. */
   #mismatchSaid = new Set<string>();
@@ -23,34 +91,111 @@ export class Dispatcher implements StorageEvents {
    * storages waiting for it: the checksum that read finds becomes the file's, and every other copy is checked
    * against it. Two first reads at once could find two different files (one changed in place between them).
    */
-  #firstRead = new Map<number, Set<Storage>>();
+  #firstRead = new Map<number, Set<string>>();
   /** Storages whose copies' attribute namespace was said (copy-provenance.ts): once each. */
   #attributesSaid = new Set<string>();
-  #unmounted = new Map<string, number>();
-  #timers = new Set<NodeJS.Timeout>();
+  /** Retries waiting for their time, by what cancels each. */
+  #retries = new Set<() => void>();
+  readonly #later: Later;
 
   constructor(
     private readonly catalog: Catalog,
-    private readonly storages: Storage[],
+    storages: StorageInfo[],
     private readonly messages: MessageHub,
     private readonly log: Logger,
-  ) {}
-
-  get internal(): Storage {
-    return this.storages.find((s) => s.type === 'INTERNAL')!;
+    seams: DispatcherSeams = {},
+  ) {
+    const mountWatch = seams.mountWatch ?? ((s: StorageInfo) => new MountWatch(s, messages, log));
+    this.#later = seams.later ?? later;
+    this.#lanes = new Map(storages.map((s) => [s.id, { storage: s, queue: new CopyQueue(), mount: mountWatch(s), active: 0 }]));
+    this.#internal = storages.find((s) => s.type === 'INTERNAL')!;
   }
 
-  /** Queues what is still to be done for each record on each storage (`resumed`: after a restart). */
-  submit(recs: Iterable<FileRecord>, resumed = false): void {
+  onCopy(listener: CopyListener): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  /** Queues what is still to be done for each record on each storage. */
+  submit(recs: Iterable<FileRecord>): void {
     for (const rec of recs) {
-      for (const s of this.storages) if (!this.catalog.doneOn(rec, s.id)) s.enqueue(rec.id, resumed);
+      for (const lane of this.#lanes.values()) if (!this.catalog.doneOn(rec, lane.storage.id)) lane.queue.push(rec.id, false);
     }
   }
 
-  /** Where to read a file now: the original while it is there, else its internal copy (G6 with create_links = no). */
-  resolve(storage: Storage, id: number, sweep: boolean): CopyJob | undefined {
-    const rec = this.catalog.files.get(id);
-    if (!rec || this.catalog.doneOn(rec, storage.id)) return undefined;
+  /** After a restart: queues every copy the journal says is still to make (an earlier attempt may have died mid-copy). */
+  resume(): void {
+    for (const lane of this.#lanes.values()) for (const rec of this.catalog.pendingOn(lane.storage.id)) lane.queue.push(rec.id, true);
+  }
+
+  /** Files waiting for `storage` or being copied there. */
+  queued(storage: string): number {
+    const lane = this.#lanes.get(storage);
+    return lane ? lane.queue.length + lane.active : 0;
+  }
+
+  /** The record ids waiting for `storage`, in order (not those being copied). */
+  waiting(storage: string): number[] {
+    return this.#lanes.get(storage)?.queue.ids() ?? [];
+  }
+
+  /** What the writers of `storage` copy. */
+  feed(storage: string): JobFeed {
+    const lane = this.#lanes.get(storage);
+    if (!lane) throw new Error(`no storage ${storage}`);
+    return { next: (signal) => this.#next(lane, signal), done: (reports) => this.#done(lane, reports) };
+  }
+
+  async #next(lane: Lane, signal: AbortSignal): Promise<CopyJob[]> {
+    // G13: a configured mount point must be mounted before anything is written.
+    if (!(await lane.mount.ok(() => lane.queue.length + lane.active))) {
+      await sleep(MOUNT_RECHECK_MS, signal);
+      return [];
+    }
+    if (lane.queue.length === 0) {
+      await lane.queue.wait(signal);
+      return [];
+    }
+    const jobs = this.#takeBatch(lane);
+    lane.active += jobs.length;
+    for (const job of jobs) for (const l of this.#listeners) l.taken?.(job);
+    return jobs;
+  }
+
+  /** The next jobs for one writer (see BATCH_FILES); empty when none of those taken is left to do. */
+  #takeBatch(lane: Lane): CopyJob[] {
+    // What waits beyond the first file, shared among the writers.
+    const share = Math.floor((lane.queue.length - 1) / lane.storage.writers);
+    const jobs: CopyJob[] = [];
+    let bytes = 0;
+    for (let queued = lane.queue.take(); queued !== undefined; queued = lane.queue.take()) {
+      const job = this.resolve(lane.storage.id, queued.id, queued.sweep);
+      if (job) {
+        jobs.push(job);
+        bytes += job.expect.size;
+      }
+      if (jobs.length >= Math.min(BATCH_FILES, 1 + share) || bytes >= BATCH_BYTES) break;
+    }
+    return jobs;
+  }
+
+  #done(lane: Lane, reports: CopyReport[]): void {
+    lane.active -= reports.length;
+    for (const r of reports) {
+      for (const l of this.#listeners) l.reported?.(r);
+      this.report(r);
+    }
+  }
+
+  /**
+   * The job for file `id` on `storage` as it is to be copied now; undefined when there is nothing to do (or,
+   * for a file without a checksum, while another storage makes its first read).
+   * Where to read a file: the original while it is there, else its internal copy (G6 with create_links = no).
+   */
+  resolve(storage: string, id: number, sweep: boolean): CopyJob | undefined {
+    const lane = this.#lanes.get(storage);
+    const rec = this.catalog.record(id);
+    if (!lane || !rec || this.catalog.doneOn(rec, storage)) return undefined;
     const checksum = rec.checksum === undefined ? undefined : untagged(rec.checksum);
     if (checksum === undefined) {
       // A first read is under way elsewhere: this storage waits for its checksum (queued again then).
@@ -66,14 +211,18 @@ export class Dispatcher implements StorageEvents {
     const detector = rec.detector;
     // I3: what every copy carries besides its checksum.
     const check = { checksum, provenance: { ...(shift ? { shift } : {}), ...(detector !== undefined ? { detector } : {}) } };
+    const dest = destOf(lane.storage, rel);
     // Copies of copies (the internal copy, once the original is gone) are checked against the file's checksum too.
-    if (rec.ramdisk === 'present' || storage.type === 'INTERNAL') {
-      return { id, src: rec.src, root: this.catalog.sourceRoot(rec), rel, expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep, ...check };
+    if (rec.ramdisk === 'present' || lane.storage.type === 'INTERNAL') {
+      return { id, storage, src: rec.src, root: this.catalog.sourceRoot(rec), rel, dest,
+        expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep, ...check };
     }
-    return { id, src: this.internal.destOf(this.catalog.relOn(rec, this.internal.id)), root: this.internal.target, rel,
+    const internal = this.#internal;
+    return { id, storage, src: destOf(internal, this.catalog.relOn(rec, internal.id)), root: internal.target, rel, dest,
       expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep, ...check };
   }
 
+  /** Records a copy's result (its writer reports it through the feed). */
   report(r: CopyReport): void {
     void this.#record(r).catch((e: unknown) => {
       // The journal could not be written: the state stays as it was and the copy is redone after a restart.
@@ -94,14 +243,16 @@ export class Dispatcher implements StorageEvents {
     if (job.checksum !== undefined) return;
     const waiting = this.#firstRead.get(job.id);
     this.#firstRead.delete(job.id);
-    for (const s of waiting ?? []) s.enqueue(job.id, false);
+    for (const s of waiting ?? []) this.#lanes.get(s)?.queue.push(job.id, false);
   }
 
   async #recordResult(r: CopyReport): Promise<void> {
-    const rec = this.catalog.files.get(r.job.id);
+    const rec = this.catalog.record(r.job.id);
     if (!rec) return;
-    const key = `${rec.id}:${r.storage.id}`;
-    if (r.result) this.#sayAttributes(r);
+    const storage = this.#lanes.get(r.job.storage)?.storage;
+    if (!storage) return;
+    const key = `${rec.id}:${storage.id}`;
+    if (r.result) this.#sayAttributes(r, storage);
     const made = r.result?.checksum;
     if (!(r.outcome instanceof Error) && r.job.checksum === undefined && made !== undefined && rec.checksum !== undefined && tagged(made) !== rec.checksum) {
       // Read without a checksum while another read found one (cannot happen while first reads wait for each
@@ -112,10 +263,10 @@ export class Dispatcher implements StorageEvents {
     if (!(r.outcome instanceof Error)) {
       this.#attempts.delete(key);
       this.#mismatchSaid.delete(key);
-      const wanted = r.storage.destOf(r.job.rel);
+      const wanted = r.job.dest;
       const rel = r.dest === wanted ? undefined : path.join(path.dirname(r.job.rel), path.basename(r.dest));
       // A file without a checksum gets the one of its first complete read, journaled with this copy (I2).
-      await this.catalog.setCopy(rec, r.storage.id, 'copied', { rel, verified: r.result?.verified === true,
+      await this.catalog.setCopy(rec, storage.id, 'copied', { rel, verified: r.result?.verified === true,
         checksum: r.job.checksum === undefined && made !== undefined ? tagged(made) : undefined });
       if (rel !== undefined) this.#besideAnother(r, wanted);
       return;
@@ -124,7 +275,7 @@ export class Dispatcher implements StorageEvents {
     // by a link or deleted (G6), and the next attempt reads the internal copy instead. A checksum mismatch is
     // retried like any failure: the original stays, never linked nor deleted on the strength of a bad copy (I2).
     const permanent = r.outcome instanceof SourceChanged && rec.ramdisk === 'present';
-    await this.catalog.setCopy(rec, r.storage.id, 'failed', { permanent });
+    await this.catalog.setCopy(rec, storage.id, 'failed', { permanent });
     const n = (this.#attempts.get(key) ?? 0) + 1;
     this.#attempts.set(key, n);
     // Every file's failure is announced once (its retries are not): a full disk costs one message per
@@ -132,19 +283,18 @@ export class Dispatcher implements StorageEvents {
     // earlier failure of the file was something else.
     const mismatch = r.outcome instanceof ChecksumMismatch;
     if (n === 1 || (mismatch && !this.#mismatchSaid.has(key))) this.#copyError(r, permanent);
-    else this.log.debug({ storage: r.storage.id, src: r.job.src, attempt: n }, (r.outcome as Error).message);
+    else this.log.debug({ storage: storage.id, src: r.job.src, attempt: n }, (r.outcome as Error).message);
     if (mismatch) this.#mismatchSaid.add(key);
     if (permanent) {
       this.#attempts.delete(key);
       this.#mismatchSaid.delete(key);
       return;
     }
-    const timer = setTimeout(() => {
-      this.#timers.delete(timer);
-      if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, r.storage.id)) r.storage.enqueue(rec.id, true);
-    }, Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS));
-    timer.unref();
-    this.#timers.add(timer);
+    const cancel = this.#later(retryDelayMs(n), () => {
+      this.#retries.delete(cancel);
+      if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, storage.id)) this.#lanes.get(storage.id)!.queue.push(rec.id, true);
+    });
+    this.#retries.add(cancel);
   }
 
   /**
@@ -154,7 +304,7 @@ export class Dispatcher implements StorageEvents {
    */
   #besideAnother(r: CopyReport, wanted: string): void {
     this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`,
-      `${wanted} on storage ${r.storage.id} holds another file (an earlier shift's, or another file of that name): ` +
+      `${wanted} on storage ${r.job.storage} holds another file (an earlier shift's, or another file of that name): ` +
       `it is kept, and this copy of ${r.job.src} is ${r.dest}; both are complete, the file counts as copied`);
   }
 
@@ -163,46 +313,28 @@ export class Dispatcher implements StorageEvents {
    * storage that takes none gets its copies all the same, and its checksums are then only in grimseld's
    * journal, while grimseld holds the file (they go with its record once the file is settled).
    */
-  #sayAttributes(r: CopyReport): void {
+  #sayAttributes(r: CopyReport, storage: StorageInfo): void {
     const a = r.result?.attributes;
-    if (a === undefined || this.#attributesSaid.has(r.storage.id)) return;
-    this.#attributesSaid.add(r.storage.id);
-    const s = { storage: r.storage.id, target: r.storage.target };
+    if (a === undefined || this.#attributesSaid.has(storage.id)) return;
+    this.#attributesSaid.add(storage.id);
+    const s = { storage: storage.id, target: storage.target };
     if (a === 'none') {
-      this.log.warn(s, `storage ${r.storage.id}: its file system takes no extended attributes (neither user.* nor trusted.*): copies are made ` +
+      this.log.warn(s, `storage ${storage.id}: its file system takes no extended attributes (neither user.* nor trusted.*): copies are made ` +
         "without ppu.* attributes; checksum kept in the journal only (while grimseld holds the file), and ppuctl verify cannot check them");
     } else {
-      this.log.info(s, `storage ${r.storage.id}: copies carry their checksum, shift and detector as ${a}.ppu.* attributes`);
+      this.log.info(s, `storage ${storage.id}: copies carry their checksum, shift and detector as ${a}.ppu.* attributes`);
     }
   }
 
   #copyError(r: CopyReport, permanent: boolean): void {
     this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`,
-      `copy of ${r.job.src} to storage ${r.storage.id} (${r.dest}) failed: ${(r.outcome as Error).message}` +
+      `copy of ${r.job.src} to storage ${r.job.storage} (${r.dest}) failed: ${(r.outcome as Error).message}` +
       (permanent ? '; not retried' : '; retried until it succeeds'));
-  }
-
-  mountState(storage: Storage, mounted: boolean): void {
-    const since = this.#unmounted.get(storage.id);
-    if (mounted) {
-      if (since !== undefined) {
-        this.#unmounted.delete(storage.id);
-        this.log.info({ storage: storage.id, mountpoint: storage.mountpoint }, 'storage mounted again; copying resumes');
-      }
-      return;
-    }
-    const now = Date.now();
-    const repeat = storage.queued > 0 ? UNMOUNTED_REPEAT_BUSY_MS : UNMOUNTED_REPEAT_MS;
-    if (since === undefined || now - since >= repeat) {
-      this.#unmounted.set(storage.id, now);
-      this.messages.publish('COPY_ERROR', `${storage.mountpoint}:${storage.target}`,
-        `storage ${storage.id}: ${storage.mountpoint} is not mounted; nothing is written to ${storage.target} and its ${storage.queued} files stay pending until it is mounted`);
-    }
   }
 
   stop(): void {
     this.#firstRead.clear();
-    for (const t of this.#timers) clearTimeout(t);
-    this.#timers.clear();
+    for (const cancel of this.#retries) cancel();
+    this.#retries.clear();
   }
 }

@@ -1,5 +1,6 @@
-// One file grimseld is responsible for, as its users see it: a handle on a row of the record store
+// One file grimseld is responsible for, as its users see it: a read-only handle on a row of the record store
 // (record-store.ts), which keeps 100 000 pending files in columns instead of 100 000 objects (BENCHMARKS.md).
+// Only the catalog changes a record (catalog.ts), through the store.
 import type { PackedStates } from './copy-states.js';
 import type { RecordStore } from './record-store.js';
 
@@ -87,10 +88,6 @@ export class FileRecord implements NewFile {
     return this.store.states(this);
   }
 
-  set states(p: PackedStates) {
-    this.store.setStates(this, p);
-  }
-
   /** Whether `src` lies on the PPU ramdisk (cleanup and the fill guard may touch it). */
   get onRamdisk(): boolean {
     return this.store.onRamdisk(this);
@@ -100,16 +97,8 @@ export class FileRecord implements NewFile {
     return this.store.origin(this, 'ramdisk');
   }
 
-  set ramdisk(o: Origin) {
-    this.store.setOrigin(this, 'ramdisk', o);
-  }
-
   get internal(): Origin {
     return this.store.origin(this, 'internal');
-  }
-
-  set internal(o: Origin) {
-    this.store.setOrigin(this, 'internal', o);
   }
 
   /** Same file as `f`: a delivery re-sent after a crash is not taken twice. */

@@ -5,7 +5,6 @@ import { isSafeRelative, splitMarked, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
 import type { Catalog, NewFile } from './catalog.js';
 import type { Dispatcher } from './dispatcher.js';
-import type { ShiftBook } from './shift-book.js';
 import type { MessageHub } from './messages.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 import { untagged } from '../common/checksum.js';
@@ -54,7 +53,6 @@ export class Intake {
 
   constructor(
     private readonly catalog: Catalog,
-    private readonly book: ShiftBook,
     private readonly dispatcher: Dispatcher,
     private readonly messages: MessageHub,
     private readonly log: Logger,
@@ -62,9 +60,7 @@ export class Intake {
   ) {}
 
   async shiftStarted(usertime: bigint, uid: number, gid: number): Promise<void> {
-    const known = this.book.get(usertime);
-    await this.catalog.shift(usertime, uid, gid);
-    if (!known) {
+    if (await this.catalog.shift(usertime, uid, gid)) {
       this.log.info({ usertime: String(usertime), uid, gid }, 'shift started');
       this.#reportedOutside.clear();
       this.onShift(usertime);
@@ -133,7 +129,7 @@ export class Intake {
    */
   async addMany(paths: string[]): Promise<Array<{ path: string; reason: string }>> {
     const refused: Array<{ path: string; reason: string }> = [];
-    if (!this.book.current) return paths.map((path) => ({ path, reason: 'no shift has started yet (start one with furkad first)' }));
+    if (!this.catalog.currentShift) return paths.map((path) => ({ path, reason: 'no shift has started yet (start one with furkad first)' }));
     const files: NewFile[] = [];
     const added: string[] = [];
     // lstat a few at a time: a long list need not wait for each one in turn.
@@ -151,7 +147,7 @@ export class Intake {
       });
     }
     // The shift current once they are checked: a shift started meanwhile gets them, not the one it ended.
-    if (files.length) this.dispatcher.submit(await this.catalog.accept(this.book.current!.usertime, files));
+    if (files.length) this.dispatcher.submit(await this.catalog.accept(this.catalog.currentShift!.usertime, files));
     if (added.length === 1) this.log.info({ path: added[0] }, 'file added');
     else if (added.length > 1) this.log.info({ files: added.length, first: added[0] }, 'files added');
     return refused;

@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// grimseld's service contract: arguments → config → storages → bus name → READY=1 → copy → STOPPING=1.
+// grimseld's service contract: arguments → config → components built → started in order → bus name → READY=1 →
+// copy → STOPPING=1 → components stopped in reverse. Who owns what, and how a copy flows: docs/grimseld-design.md.
 // Run through its launcher, which sets its memory tuning (src/common/launch-profile.ts).
 import { parseDaemonArgs } from '../common/daemon-args.js';
 import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
@@ -12,8 +13,9 @@ import { GRIMSEL_METHODS, GrimselInterface } from '../dbus/grimsel-interface.js'
 import { INTAKE_METHODS, IntakeInterface } from '../dbus/intake-interface.js';
 import { invalidArgs } from '../dbus/errors.js';
 import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './config.js';
+import { storageInfos, type StorageInfo } from './storage-info.js';
+import { Components, loopComponent, timerComponent } from '../common/components.js';
 import { checkLicense } from '../common/license.js';
-import { ShiftBook } from './shift-book.js';
 import { Storage } from './storage.js';
 import { Catalog } from './catalog.js';
 import { Dispatcher } from './dispatcher.js';
@@ -27,6 +29,17 @@ import { MessageServer } from './message-server.js';
 import { MetricsServer } from '../common/metrics-server.js';
 import { initProvenance } from '../common/provenance.js';
 
+/**
+ * Copies run in their own threads (copy-threads.ts); libuv's pool (4 threads by default) serves intake,
+ * journal and mount checks, and a hung storage can hold one pool thread per writer in a mount check:
+ * enough threads that the journal still gets one, and the temp-file sweep another. Set before the pool's
+ * first use; an operator's UV_THREADPOOL_SIZE wins.
+ */
+function sizeThreadPool(storages: StorageInfo[]): void {
+  const writers = storages.reduce((n, s) => n + s.writers, 0);
+  process.env['UV_THREADPOOL_SIZE'] ??= String(Math.min(writers + 3, 1024));
+}
+
 async function main(): Promise<number> {
   const args = parseDaemonArgs('grimseld', DEFAULT_CONFIG_PATH);
   const config = loadConfigOrExit('grimseld', args.config, loadGrimseldConfig);
@@ -37,58 +50,51 @@ async function main(): Promise<number> {
   configOrExit('grimseld', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   const log = createLogger('grimseld', config);
   const notifier = new Notifier(log);
-  const stop = new AbortController();
 
   // G14: without a valid license key every storage gets one writer.
   const license = checkLicense(config.licensekey);
   if (!license.valid) log.warn({ licensekey: config.licensekey }, `no valid license, one writer per storage: ${license.reason}`);
-  const writersOf = (s: StorageConfig): number => (license.valid ? s.n_copy_processes : 1);
-  const writers = Object.values(config.storage).reduce((n, s) => n + writersOf(s), 0);
-  // Copies run in their own threads (copy-threads.ts); libuv's pool (4 threads by default) serves intake,
-  // journal and mount checks, and a hung storage can hold one pool thread per writer in a mount check:
-  // enough threads that the journal still gets one, and the temp-file sweep another.
-  process.env['UV_THREADPOOL_SIZE'] ??= String(Math.min(writers + 3, 1024));
+  const storageList = storageInfos(config.storage, (s: StorageConfig) => (license.valid ? s.n_copy_processes : 1));
+  sizeThreadPool(storageList);
 
-  const book = new ShiftBook(Object.keys(config.storage), config.history_max_entries);
-  const messages = new MessageHub(log);
-  const statusServer = new StatusServer(book, log);
-  const messageServer = new MessageServer(messages, log);
-  // Optional Prometheus endpoint: it watches the storages' copy reports on their way to the dispatcher.
-  // prom-client is loaded only then: otherwise it is ~1 MB resident for nothing (BENCHMARKS.md).
-  const metrics = config.metrics_address === undefined ? undefined : new (await import('./metrics.js')).GrimseldMetrics(book, messages, () => [
-    { what: 'ramdisk', path: config.ramdisk_mountpoint },
-    ...Object.entries(config.storage).map(([id, s]) => ({ what: `storage ${id}`, path: s.mountpoint ?? s.target })),
-  ]);
-  const metricsServer = metrics && new MetricsServer(metrics.registry, log);
   // I3: the attribute module (native) is loaded here first, so that a broken install stops grimseld at start
   // with its reason instead of failing every copy in its threads.
   await initProvenance();
   if (!config.verify_copies) log.info('verify_copies = no: copies are checked against the checksum of the bytes read, not read back');
+
+  // Built in dependency order, each from what is built before it: nothing is wired in afterwards.
+  const messages = new MessageHub(log);
   // G12: the journal is replayed before anything else happens; what it holds is redone.
-  const hasExternal = Object.values(config.storage).some((s) => s.type === 'EXTERNAL');
-  const { catalog, journal, replayed } = await Catalog.open(config.state_dir, book, Object.keys(config.storage), config.target, hasExternal);
-  const storages: Storage[] = [];
-  const dispatcher = new Dispatcher(catalog, storages, messages, log);
+  const { catalog, journal, replayed } = await Catalog.open(config.state_dir, {
+    storages: storageList.map((s) => s.id),
+    historyMaxEntries: config.history_max_entries,
+    ramdiskRoot: config.target,
+    hasExternal: storageList.some((s) => s.type === 'EXTERNAL'),
+  });
+  const book = catalog.shifts;
+  const dispatcher = new Dispatcher(catalog, storageList, messages, log);
+  const copyOptions = { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid, verifyCopies: config.verify_copies };
+  const storages = storageList.map((info) => new Storage(info, copyOptions, dispatcher.feed(info.id)));
   // G3, G12: temp files of copies that will never be renamed are swept from the storages' roots and failed copies' directories.
-  const temps = new TempSweeper(() => storages, config.temp_max_age_s * 1000, log);
-  for (const [id, s] of Object.entries(config.storage)) {
-    storages.push(new Storage(id, s, writersOf(s), { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid, verifyCopies: config.verify_copies },
-      temps.observe(metrics ? metrics.observe(dispatcher) : dispatcher)));
-  }
-  const external = storages.find((s) => s.type === 'EXTERNAL');
-  const reclaimer = new Reclaimer(catalog, book, dispatcher.internal, external, {
+  const temps = new TempSweeper(storageList, dispatcher, config.temp_max_age_s * 1000, log);
+  const reclaimer = new Reclaimer(catalog, storageList.find((s) => s.type === 'INTERNAL')!, storageList.find((s) => s.type === 'EXTERNAL'), {
     ramdiskRoot: config.target,
     ramdiskMountpoint: config.ramdisk_mountpoint,
     createLinks: config.create_links,
     fillLimitPercent: config.fillstate_limit,
     intervalMs: 250,
   }, messages, log);
-  const intake = new Intake(catalog, book, dispatcher, messages, log, () => reclaimer.shiftStarted());
-  dispatcher.submit(catalog.files.values(), true);
-  if (replayed) log.info({ journaled: replayed, live: catalog.files.size }, 'journal replayed; unfinished copies resumed');
+  const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted());
   const fifo = new FileFifo(config.fifo, (paths) => intake.addMany(paths), log);
-  await fifo.open();
-
+  const statusServer = new StatusServer(book, log);
+  const messageServer = new MessageServer(messages, log);
+  // Optional Prometheus endpoint: it counts the dispatcher's copy events. prom-client is loaded only then:
+  // otherwise it is ~1 MB resident for nothing (BENCHMARKS.md).
+  const metrics = config.metrics_address === undefined ? undefined : new (await import('./metrics.js')).GrimseldMetrics(book, messages, dispatcher, () => [
+    { what: 'ramdisk', path: config.ramdisk_mountpoint },
+    ...Object.entries(config.storage).map(([id, s]) => ({ what: `storage ${id}`, path: s.mountpoint ?? s.target })),
+  ]);
+  const metricsServer = metrics && new MetricsServer(metrics.registry, log);
   const bus = connectSystemBus();
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
   const iface = new GrimselInterface(GRIMSEL_IFACE, {
@@ -96,7 +102,7 @@ async function main(): Promise<number> {
     queryVerified: (n) => book.queryVerified(n),
     tcpPorts: () => ({ status: statusServer.port, message: messageServer.port }),
     license: () => license,
-    storages: () => storages.map((st) => [st.id, st.type, st.target, st.writers]),
+    storages: () => storageList.map((st) => [st.id, st.type, st.target, st.writers]),
     addFile: async (p) => {
       try {
         await intake.add(p);
@@ -109,24 +115,10 @@ async function main(): Promise<number> {
       }
     },
   });
-  exportInterface(bus, GRIMSEL_PATH, iface, GRIMSEL_IFACE, GRIMSEL_METHODS);
-  messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
-  exportInterface(bus, GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake), INTAKE_IFACE, INTAKE_METHODS);
-  const running = [...storages.map((s) => s.run(stop.signal)), reclaimer.run(stop.signal),
-    temps.run(stop.signal, Math.min(config.temp_max_age_s, 600) * 1000)];
-  const compaction = setInterval(() => {
-    catalog.pruneSettled();
-    catalog.compactIfWorthIt().catch((e: unknown) => log.error({ err: e }, 'journal compaction failed'));
-  }, 10_000);
-  // G9, G10: listening before the name appears, so whoever sees the name can read StatusPort/MessagePort.
-  await statusServer.start(config.status_port, config.status_address);
-  await messageServer.start(config.message_port, config.message_address);
-  if (metricsServer) await metricsServer.listen(config.metrics_port, config.metrics_address!);
-  await ownName(bus, GRIMSEL_NAME);
 
   const statusLine = (): string => {
     const s = book.current;
-    const per = storages.map((st) => {
+    const per = storageList.map((st) => {
       const c = s?.counts.get(st.id);
       return `${st.id}: ${c?.pending ?? 0} pending, ${c?.copied ?? 0} copied, ${c?.failed ?? 0} failed`;
     }).join('; ');
@@ -151,25 +143,53 @@ async function main(): Promise<number> {
     }
     copiersHealthy = healthy;
   };
+
+  // Started in this order, stopped in reverse: copies resume before files come in, and everything listens
+  // before the name appears (G9, G10: whoever sees the name can read StatusPort/MessagePort).
+  const components = new Components(log);
+  await components.start(
+    { name: 'journal', stop: () => journal.close() },
+    {
+      name: 'dispatcher',
+      start: () => {
+        dispatcher.resume();
+        if (replayed) log.info({ journaled: replayed, live: catalog.size }, 'journal replayed; unfinished copies resumed');
+      },
+      stop: () => dispatcher.stop(),
+    },
+    loopComponent('storages', (signal) => Promise.all(storages.map((s) => s.run(signal)))),
+    loopComponent('temp sweeper', (signal) => temps.run(signal, Math.min(config.temp_max_age_s, 600) * 1000)),
+    loopComponent('reclaimer', (signal) => reclaimer.run(signal)),
+    timerComponent('journal compaction', 10_000, () => {
+      catalog.pruneSettled();
+      catalog.compactIfWorthIt().catch((e: unknown) => log.error({ err: e }, 'journal compaction failed'));
+    }),
+    { name: 'fifo', start: () => fifo.open(), stop: () => fifo.close() },
+    {
+      name: 'bus',
+      start: () => {
+        exportInterface(bus, GRIMSEL_PATH, iface, GRIMSEL_IFACE, GRIMSEL_METHODS);
+        messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
+        exportInterface(bus, GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake), INTAKE_IFACE, INTAKE_METHODS);
+      },
+      stop: () => bus.disconnect(),
+    },
+    { name: 'status server', start: async () => { await statusServer.start(config.status_port, config.status_address); }, stop: () => statusServer.stop() },
+    { name: 'message server', start: async () => { await messageServer.start(config.message_port, config.message_address); }, stop: () => messageServer.stop() },
+    ...(metricsServer ? [{ name: 'metrics server', start: async () => { await metricsServer.listen(config.metrics_port, config.metrics_address!); }, stop: () => metricsServer.close() }] : []),
+    { name: 'bus name', start: () => ownName(bus, GRIMSEL_NAME) },
+    timerComponent('status', 1000, () => {
+      watchCopiers();
+      notifier.status(statusLine());
+    }),
+  );
   notifier.ready(statusLine(), () => copiersHealthy);
-  log.info({ storages: storages.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
-  const statusTimer = setInterval(() => {
-    watchCopiers();
-    notifier.status(statusLine());
-  }, 1000);
+  log.info({ storages: storageList.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
 
   await stopRequested();
   log.info('stopping');
   notifier.stopping();
-  clearInterval(statusTimer);
-  clearInterval(compaction);
-  stop.abort();
-  await Promise.all([statusServer.stop(), messageServer.stop(), metricsServer?.close()]);
-  dispatcher.stop();
-  await fifo.close();
-  await Promise.all(running);
-  await journal.close();
-  bus.disconnect();
+  await components.stop();
   log.info('stopped');
   return 0;
 }

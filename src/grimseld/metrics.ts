@@ -2,9 +2,10 @@
 // of the ramdisk and of every storage; messages by code; verified copies and checksum mismatches (I2). Counted
 // off the copy path: observing never blocks it.
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
-import type { CopyReport, Storage, StorageEvents } from './storage.js';
+import type { CopyJob, CopyReport } from './copy-job.js';
+import type { CopyEvents } from './dispatcher.js';
 import { ChecksumMismatch } from './copy-check.js';
-import type { ShiftBook } from './shift-book.js';
+import type { ShiftView } from './shift-book.js';
 import type { MessageHub } from './messages.js';
 import { fillState } from './mounts.js';
 
@@ -16,7 +17,7 @@ export class GrimseldMetrics {
   readonly #duration: Histogram<'storage'>;
   readonly #mismatches: Counter<'storage' | 'at'>;
 
-  constructor(book: ShiftBook, messages: MessageHub, fillPaths: () => Array<{ what: string; path: string }>) {
+  constructor(book: ShiftView, messages: MessageHub, copies: CopyEvents, fillPaths: () => Array<{ what: string; path: string }>) {
     const registers = [this.registry];
     collectDefaultMetrics({ register: this.registry, prefix: 'grimseld_' });
     this.#copies = new Counter({ name: 'grimseld_copies_total', help: 'Finished copy attempts per storage; outcome copied, identical (already there) or failed',
@@ -35,6 +36,7 @@ export class GrimseldMetrics {
         for (const [, , , storage, verified] of book.queryVerified(-1)) this.inc({ storage }, Number(verified));
       },
     });
+    copies.onCopy({ taken: (job) => this.#taken(job), reported: (r) => this.#reported(r) });
     const messageCount = new Counter({ name: 'grimseld_messages_total', help: 'Messages sent (G10) by code', labelNames: ['errcode'], registers });
     messages.subscribe((m) => messageCount.inc({ errcode: m.errcode }));
     new Gauge({
@@ -61,30 +63,24 @@ export class GrimseldMetrics {
     });
   }
 
-  /** Wraps the storages' event sink: times each copy from the moment it is resolved to its report. */
-  observe(events: StorageEvents): StorageEvents {
-    return {
-      resolve: (storage: Storage, id: number, sweep: boolean) => {
-        const resolved = events.resolve(storage, id, sweep);
-        if (resolved) this.#started.set(`${storage.id}:${id}`, performance.now());
-        return resolved;
-      },
-      report: (r: CopyReport) => {
-        const key = `${r.storage.id}:${r.job.id}`;
-        const started = this.#started.get(key);
-        this.#started.delete(key);
-        const storage = r.storage.id;
-        if (r.outcome instanceof Error) {
-          this.#copies.inc({ storage, outcome: 'failed' });
-          if (r.outcome instanceof ChecksumMismatch) this.#mismatches.inc({ storage, at: r.outcome.at });
-        } else {
-          this.#copies.inc({ storage, outcome: r.outcome });
-          if (r.outcome === 'copied') this.#bytes.inc({ storage }, r.job.expect.size);
-          if (started !== undefined) this.#duration.observe({ storage }, (performance.now() - started) / 1000);
-        }
-        events.report(r);
-      },
-      mountState: (storage: Storage, mounted: boolean) => events.mountState(storage, mounted),
-    };
+  /** A job handed to a writer: its copy's time starts. */
+  #taken(job: CopyJob): void {
+    this.#started.set(`${job.storage}:${job.id}`, performance.now());
+  }
+
+  /** A job's result: counted, and its time observed. */
+  #reported(r: CopyReport): void {
+    const key = `${r.job.storage}:${r.job.id}`;
+    const started = this.#started.get(key);
+    this.#started.delete(key);
+    const storage = r.job.storage;
+    if (r.outcome instanceof Error) {
+      this.#copies.inc({ storage, outcome: 'failed' });
+      if (r.outcome instanceof ChecksumMismatch) this.#mismatches.inc({ storage, at: r.outcome.at });
+    } else {
+      this.#copies.inc({ storage, outcome: r.outcome });
+      if (r.outcome === 'copied') this.#bytes.inc({ storage }, r.job.expect.size);
+      if (started !== undefined) this.#duration.observe({ storage }, (performance.now() - started) / 1000);
+    }
   }
 }

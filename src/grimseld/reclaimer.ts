@@ -18,8 +18,7 @@ import { fillState } from './mounts.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub, MessageCode } from './messages.js';
-import type { ShiftBook } from './shift-book.js';
-import type { Storage } from './storage.js';
+import { destOf, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
 
 /** fsyncs a directory held open, without holding up the event loop (a journaling disk may take milliseconds). */
@@ -49,9 +48,8 @@ export class Reclaimer {
 
   constructor(
     private readonly catalog: Catalog,
-    private readonly book: ShiftBook,
-    private readonly internal: Storage,
-    private readonly external: Storage | undefined,
+    private readonly internal: StorageInfo,
+    private readonly external: StorageInfo | undefined,
     private readonly settings: ReclaimSettings,
     private readonly messages: MessageHub,
     private readonly log: Logger,
@@ -86,11 +84,10 @@ export class Reclaimer {
 
   /** G5: ramdisk originals (and their links) of earlier shifts, and with EXTERNAL their internal copies. */
   async #cleanEarlierShifts(): Promise<void> {
-    const current = this.book.current?.usertime;
+    const current = this.catalog.currentShift?.usertime;
     if (current === undefined) return;
     let waiting = false;
-    for (const rec of this.catalog.files.values()) {
-      if (rec.usertime >= current) continue;
+    for (const rec of this.catalog.ofShiftsBefore(current)) {
       if (rec.onRamdisk && rec.ramdisk !== 'deleted' && rec.ramdisk !== 'gone') {
         if (this.catalog.copiedOn(rec, this.internal.id)) await this.#remove(rec, 'ramdisk');
         else waiting = true;
@@ -111,11 +108,8 @@ export class Reclaimer {
     if (fill.percent < this.settings.fillLimitPercent) return;
     const copyHolder = where === 'ramdisk' ? this.internal : this.external!;
     let freed = 0;
-    for (const rec of this.catalog.files.values()) {
-      const eligible = where === 'ramdisk'
-        ? rec.onRamdisk && rec.ramdisk === 'present'
-        : rec.internal === 'present' && this.catalog.copiedOn(rec, this.internal.id);
-      if (!eligible || !this.catalog.copiedOn(rec, copyHolder.id)) continue;
+    for (const rec of this.catalog.originalsOn(where, this.internal.id)) {
+      if (!this.catalog.copiedOn(rec, copyHolder.id)) continue;
       // G7 always links (the internal disk is the user's data); G6 as configured. Read before: the record
       // may be settled by it.
       const size = rec.size;
@@ -156,14 +150,14 @@ export class Reclaimer {
       return { root, rel: path.relative(root, rec.src), file: rec.src };
     }
     const rel = this.catalog.relOn(rec, this.internal.id);
-    return { root: this.internal.target, rel, file: this.internal.destOf(rel) };
+    return { root: this.internal.target, rel, file: destOf(this.internal, rel) };
   }
 
   /**
    * Checks that entry `name` of the held `dir` is still the original we recorded, and that its copy on
    * `holder` is complete and flushed. Returns the original's owner, or undefined when it must not be touched.
    */
-  async #verify(rec: FileRecord, where: Where, holder: Storage | undefined, dir: DirFd, name: string): Promise<{ uid: number; gid: number } | undefined> {
+  async #verify(rec: FileRecord, where: Where, holder: StorageInfo | undefined, dir: DirFd, name: string): Promise<{ uid: number; gid: number } | undefined> {
     const st = await lstat(dir.at(name)).catch((e: NodeJS.ErrnoException) => {
       if (e.code === 'ENOENT') return undefined;
       throw e;
@@ -188,10 +182,10 @@ export class Reclaimer {
    * that gave it its name survives a crash of the machine before the original goes. An internal copy the
    * internal guard replaced by a link to its external copy (G7) counts by that external copy.
    */
-  async #copyComplete(rec: FileRecord, holder: Storage): Promise<void> {
+  async #copyComplete(rec: FileRecord, holder: StorageInfo): Promise<void> {
     const on = holder === this.internal && rec.internal === 'linked' && this.external ? this.external : holder;
     const rel = this.catalog.relOn(rec, on.id);
-    const copy = on.destOf(rel);
+    const copy = destOf(on, rel);
     const held = openParent(on.target, rel);
     if (!held) throw new Error(`its copy ${copy} is missing (its directory is gone)`);
     try {
@@ -203,9 +197,9 @@ export class Reclaimer {
     }
   }
 
-  async #link(rec: FileRecord, where: Where, holder: Storage): Promise<boolean> {
+  async #link(rec: FileRecord, where: Where, holder: StorageInfo): Promise<boolean> {
     const { root, rel, file } = this.#place(rec, where);
-    const copy = holder.destOf(this.catalog.relOn(rec, holder.id));
+    const copy = destOf(holder, this.catalog.relOn(rec, holder.id));
     try {
       const held = openParent(root, rel);
       if (!held) {

@@ -1,5 +1,7 @@
 // Per shift and storage: pending, copied, failed (G9), and how many of the copies were verified (I2, I5).
-// The last history_max_entries shifts are kept.
+// The last history_max_entries shifts are kept. A read model of the catalog: only the catalog writes it
+// (catalog.ts, which makes it and moves its counts as it records each change); everyone else reads it as a
+// ShiftView (catalog.shifts).
 import type { StatusRow, VerifiedRow } from '../dbus/grimsel-interface.js';
 
 export interface Counts {
@@ -20,6 +22,8 @@ export interface ShiftEntry {
   counts: Map<string, Counts>;
 }
 
+/** What the status (D-Bus, TCP, metrics, the notify line) reads of the shift book. */
+export type ShiftView = Pick<ShiftBook, 'current' | 'get' | 'query' | 'queryVerified'>;
 
 export class ShiftBook {
   /** Oldest first; the last one is the current shift. */

@@ -8,7 +8,9 @@ import { DirFd } from '../common/dir-fd.js';
 import { sleep } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import { isMountPoint } from './mounts.js';
-import type { CopyReport, Storage, StorageEvents } from './storage.js';
+import type { CopyReport } from './copy-job.js';
+import type { CopyEvents } from './dispatcher.js';
+import type { StorageInfo } from './storage-info.js';
 
 /** The copier's temp names: `.` + the final name + `.grimsel-` + 8 hex digits (copier.ts). */
 const TEMP_NAME = /^\..+\.grimsel-[0-9a-f]{8}$/;
@@ -40,34 +42,33 @@ export class TempSweeper {
   /** By the directory's full path. */
   readonly #suspects = new Map<string, SweepDir>();
 
+  readonly #targets: Map<string, string>;
+
+  /** Notes, from `copies`, the directory of every failed copy for the next sweep. */
   constructor(
-    private readonly storages: () => Storage[],
+    private readonly storages: StorageInfo[],
+    copies: CopyEvents,
     private readonly maxAgeMs: number,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
-  ) {}
+  ) {
+    this.#targets = new Map(storages.map((s) => [s.id, s.target]));
+    copies.onCopy({ reported: (r) => this.#failedIn(r) });
+  }
 
-  /** Wraps the storages' event sink: notes the directory of every failed copy for the next sweep. */
-  observe(events: StorageEvents): StorageEvents {
-    return {
-      resolve: (storage, id, sweep) => events.resolve(storage, id, sweep),
-      report: (r: CopyReport) => {
-        if (r.outcome instanceof Error && this.#suspects.size < MAX_SUSPECTS) {
-          const dir = path.dirname(r.dest);
-          const rel = path.relative(r.storage.target, dir);
-          if (!rel.startsWith('..') && !path.isAbsolute(rel)) this.#suspects.set(dir, { target: r.storage.target, rel });
-        }
-        events.report(r);
-      },
-      mountState: (storage, mounted) => events.mountState(storage, mounted),
-    };
+  #failedIn(r: CopyReport): void {
+    const target = this.#targets.get(r.job.storage);
+    if (!(r.outcome instanceof Error) || target === undefined || this.#suspects.size >= MAX_SUSPECTS) return;
+    const dir = path.dirname(r.dest);
+    const rel = path.relative(target, dir);
+    if (!rel.startsWith('..') && !path.isAbsolute(rel)) this.#suspects.set(dir, { target, rel });
   }
 
   /** One sweep; returns the files removed. A storage whose mount point is not mounted is left alone (G13). */
   async sweep(): Promise<string[]> {
     const removed: string[] = [];
     const dirs = new Map<string, SweepDir>();
-    for (const s of this.storages()) {
+    for (const s of this.storages) {
       if (s.mountpoint && !(await isMountPoint(s.mountpoint))) continue;
       dirs.set(s.target, { target: s.target, rel: '' });
     }

@@ -18,7 +18,6 @@ import { freePort } from '../fixtures/net.js';
 import { FlipProxy, MARKER } from '../fixtures/flip-proxy.js';
 import { callMethod } from '../../src/dbus/bus.js';
 import { Catalog } from '../../src/grimseld/catalog.js';
-import { ShiftBook } from '../../src/grimseld/shift-book.js';
 
 /** What `xxhsum -H2` says of some bytes: the value a facility would compute without this project. */
 function xxh128(work: string, data: Buffer): string {
@@ -181,14 +180,14 @@ describe('integrity on the way in: checksum, provenance, arrival check (I1–I3)
     // The journal as the restarted grimseld left it, replayed the way grimseld replays it at start (Catalog.open):
     // the running daemon shows no record from outside yet (the copy verification will use these, I2).
     const storages = ['internal', 'offline'];
-    const { catalog, journal } = await Catalog.open(path.join(ppu.work, 'state'), new ShiftBook(storages, 50), storages, ppu.ppuRamdisk, false);
+    const { catalog, journal } = await Catalog.open(path.join(ppu.work, 'state'), { storages, historyMaxEntries: 50, ramdiskRoot: ppu.ppuRamdisk, hasExternal: false });
     try {
       for (const f of files) {
-        const rec = catalog.files.latestAt(onRamdisk(f.id, 730, 731, f.rel));
+        const rec = catalog.latestAt(onRamdisk(f.id, 730, 731, f.rel));
         assert.ok(rec, `${f.rel}: a record`);
         assert.deepEqual([rec.checksum, rec.detector], [xxh128(ppu.work, f.data), f.id], `${f.rel}: its checksum and detector`);
       }
-      const op = catalog.files.latestAt(added);
+      const op = catalog.latestAt(added);
       assert.ok(op, 'the operator\'s file has a record');
       assert.deepEqual([op.checksum, op.detector], [xxh128(ppu.work, Buffer.from('an operator adds this')), undefined],
         'the checksum of its first complete read (its internal copy), no detector');

@@ -9,7 +9,8 @@ import { chmodSync, chownSync, existsSync, lstatSync, linkSync, mkdirSync, mkdte
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { copyMany, SourceChanged, type CopyJob } from '../../src/grimseld/copier.js';
+import { copyMany, SourceChanged } from '../../src/grimseld/copier.js';
+import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
 

@@ -10,7 +10,8 @@ import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, r
 import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { ChecksumMismatch, copyMany, SourceChanged, type CopyJob, type CopyResult } from '../../src/grimseld/copier.js';
+import { ChecksumMismatch, copyMany, SourceChanged, type CopyResult } from '../../src/grimseld/copier.js';
+import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 
 const WHEN = new Date('2026-03-01T12:00:00Z');

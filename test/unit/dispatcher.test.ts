@@ -8,13 +8,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import { Journal } from '../../src/grimseld/journal.js';
-import { Catalog, type FileRecord } from '../../src/grimseld/catalog.js';
-import { ShiftBook } from '../../src/grimseld/shift-book.js';
+import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
+import type { ShiftView } from '../../src/grimseld/shift-book.js';
 import { Dispatcher } from '../../src/grimseld/dispatcher.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { ChecksumMismatch } from '../../src/grimseld/copy-check.js';
-import { Storage, type CopyReport } from '../../src/grimseld/storage.js';
-import type { StorageConfig } from '../../src/grimseld/config.js';
+import type { CopyJob, CopyReport } from '../../src/grimseld/copy-job.js';
+import { MountWatch } from '../../src/grimseld/mount-watch.js';
+import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 
 const A = 'a1'.repeat(16);
 const B = 'b2'.repeat(16);
@@ -23,19 +24,18 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   let root: string;
   let journal: Journal;
   let catalog: Catalog;
-  let book: ShiftBook;
+  let book: ShiftView;
   let dispatcher: Dispatcher;
   let messages: Message[];
-  let queued: Array<[string, number]>;
   let logged: string[];
-  let storages: Storage[];
+  let storages: StorageInfo[];
 
   beforeEach(async () => {
     root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
     const opened = await Journal.open(root);
     journal = opened.journal;
-    book = new ShiftBook(['internal', 'backup'], 50);
-    catalog = new Catalog(journal, book, ['internal', 'backup'], '/ramdisk', false);
+    catalog = new Catalog(journal, { storages: ['internal', 'backup'], historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
+    book = catalog.shifts;
     catalog.replay(opened.records);
     await catalog.shift(5n, 500, 501);
     logged = [];
@@ -43,13 +43,7 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
     const hub = new MessageHub(log);
     messages = [];
     hub.subscribe((m) => messages.push(m));
-    queued = [];
-    const events = { report: () => undefined, mountState: () => undefined, resolve: () => undefined };
-    storages = (['internal', 'backup'] as const).map((id) => {
-      const s = new Storage(id, { type: id === 'internal' ? 'INTERNAL' : 'OPTIONAL', target: `/st/${id}` } as StorageConfig, 1, { preserveUid: false, preserveGid: false }, events);
-      s.enqueue = (fid: number) => { queued.push([id, fid]); };
-      return s;
-    });
+    storages = (['internal', 'backup'] as const).map((id) => ({ id, type: id === 'internal' ? 'INTERNAL' : 'OPTIONAL', target: `/st/${id}`, mountpoint: undefined, writers: 1 }));
     dispatcher = new Dispatcher(catalog, storages, hub, log);
   });
   afterEach(async () => {
@@ -63,6 +57,8 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
       ...(checksum ? { checksum: `xxh128:${checksum}`, detector: '1MF' } : {}) }]);
     return rec!;
   };
+  /** What the dispatcher has queued, by storage. */
+  const queued = (): Array<[string, number]> => storages.flatMap((s) => dispatcher.waiting(s.id).map((id): [string, number] => [s.id, id]));
   /** Reports and waits for the journal write it makes. */
   const report = async (r: CopyReport): Promise<void> => {
     dispatcher.report(r);
@@ -77,9 +73,9 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   it('hands each copy the checksum, shift and detector, and counts a mismatch failed with a COPY_ERROR naming both checksums', async () => {
     const rec = await accept(A);
     const [internal] = storages;
-    const job = dispatcher.resolve(internal!, rec.id, false)!;
+    const job = dispatcher.resolve(internal!.id, rec.id, false)!;
     assert.deepEqual([job.checksum, job.provenance], [A, { shift: { startUs: 5n, uid: 500, gid: 501 }, detector: '1MF' }]);
-    await report({ storage: internal!, job, dest: '/st/internal/1mf/u/a.cbf', outcome: ChecksumMismatch.source(job.src, A, B) });
+    await report({ job, dest: '/st/internal/1mf/u/a.cbf', outcome: ChecksumMismatch.source(job.src, A, B) });
     assert.deepEqual(counts('internal'), [0, 0, 1, 0], 'failed, not copied');
     assert.equal(catalog.stateOn(rec, 'internal'), 'failed');
     assert.ok(!catalog.doneOn(rec, 'internal'), 'not failed for good: retried');
@@ -87,7 +83,7 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
     assert.deepEqual([m?.errcode, m?.shortMessage], ['COPY_ERROR', '/ramdisk/1mf/u/a.cbf:/st/internal/1mf/u/a.cbf']);
     assert.match(m!.longMessage, new RegExp(`/ramdisk/1mf/u/a\\.cbf: expected xxh128:${A} got xxh128:${B}.*retried until it succeeds`));
     // The retry reads it right: copied and verified.
-    await report({ storage: internal!, job, dest: '/st/internal/1mf/u/a.cbf', outcome: 'copied',
+    await report({ job, dest: '/st/internal/1mf/u/a.cbf', outcome: 'copied',
       result: { outcome: 'copied', dest: '/st/internal/1mf/u/a.cbf', checksum: A, verified: true, attributes: 'user' } });
     assert.deepEqual(counts('internal'), [0, 1, 0, 1]);
   });
@@ -95,17 +91,17 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   it("lets one storage read an operator's file first, makes that read's checksum the file's, and hands it to the storage that waited", async () => {
     const rec = await accept();
     const [internal, backup] = storages;
-    const first = dispatcher.resolve(internal!, rec.id, false)!;
+    const first = dispatcher.resolve(internal!.id, rec.id, false)!;
     assert.equal(first.checksum, undefined, 'nothing to check against yet');
-    assert.equal(dispatcher.resolve(backup!, rec.id, false), undefined, 'the other storage waits for the first read');
-    await report({ storage: internal!, job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: 'copied',
+    assert.equal(dispatcher.resolve(backup!.id, rec.id, false), undefined, 'the other storage waits for the first read');
+    await report({ job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: 'copied',
       result: { outcome: 'copied', dest: '/st/internal/1mf/u/a.cbf', checksum: A, verified: true, attributes: 'none' } });
     assert.equal(rec.checksum, `xxh128:${A}`, 'the first read gave the file its checksum');
-    assert.deepEqual(queued, [['backup', rec.id]], 'the waiting storage queued again');
-    assert.equal(dispatcher.resolve(backup!, rec.id, false)!.checksum, A, 'and checked against it');
+    assert.deepEqual(queued(), [['backup', rec.id]], 'the waiting storage queued again');
+    assert.equal(dispatcher.resolve(backup!.id, rec.id, false)!.checksum, A, 'and checked against it');
     assert.deepEqual(counts('internal'), [0, 1, 0, 1]);
     assert.equal(logged.filter((l) => /checksum kept in the journal only/.test(l)).length, 1);
-    await report({ storage: internal!, job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: 'identical',
+    await report({ job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: 'identical',
       result: { outcome: 'identical', dest: '/st/internal/1mf/u/a.cbf', verified: false, attributes: 'none' } });
     assert.equal(logged.filter((l) => /checksum kept in the journal only/.test(l)).length, 1, 'said once per storage');
   });
@@ -113,12 +109,151 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   it("hands the next storage the first read when it failed, and takes no checksum from a failed read", async () => {
     const rec = await accept();
     const [internal, backup] = storages;
-    const first = dispatcher.resolve(internal!, rec.id, false)!;
-    assert.equal(dispatcher.resolve(backup!, rec.id, false), undefined);
-    await report({ storage: internal!, job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: new Error('ENOSPC: no space left on device') });
+    const first = dispatcher.resolve(internal!.id, rec.id, false)!;
+    assert.equal(dispatcher.resolve(backup!.id, rec.id, false), undefined);
+    await report({ job: first, dest: '/st/internal/1mf/u/a.cbf', outcome: new Error('ENOSPC: no space left on device') });
     assert.equal(rec.checksum, undefined);
-    assert.deepEqual(queued.filter(([s]) => s === 'backup'), [['backup', rec.id]]);
-    const next = dispatcher.resolve(backup!, rec.id, false)!;
+    assert.deepEqual(queued().filter(([s]) => s === 'backup'), [['backup', rec.id]]);
+    const next = dispatcher.resolve(backup!.id, rec.id, false)!;
     assert.equal(next.checksum, undefined, 'the backup storage reads it first now');
+  });
+});
+
+describe('the dispatcher planning copies for the storages (G1, G12, G13)', () => {
+  let root: string;
+  let journal: Journal;
+  let catalog: Catalog;
+  let book: ShiftView;
+  let messages: Message[];
+  const quiet = pino({ level: 'silent' });
+  const storages: StorageInfo[] = [
+    { id: 'internal', type: 'INTERNAL', target: '/st/internal', mountpoint: undefined, writers: 2 },
+    { id: 'usb', type: 'OPTIONAL', target: '/st/usb', mountpoint: '/mnt/usb', writers: 1 },
+  ];
+  let mounted: boolean;
+  /** Retries the dispatcher scheduled: after how long, and what runs then. */
+  let scheduled: Array<{ ms: number; fn: () => void }>;
+  let dispatcher: Dispatcher;
+  let stop: AbortController;
+
+  beforeEach(async () => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
+    const opened = await Journal.open(root);
+    journal = opened.journal;
+    catalog = new Catalog(journal, { storages: storages.map((s) => s.id), historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
+    book = catalog.shifts;
+    catalog.replay(opened.records);
+    await catalog.shift(5n, 500, 501);
+    const hub = new MessageHub(quiet);
+    messages = [];
+    hub.subscribe((m) => messages.push(m));
+    mounted = true;
+    // The usb storage's mount point answers as `mounted` says, on a clock that moves a second per check.
+    let clock = 0;
+    scheduled = [];
+    dispatcher = new Dispatcher(catalog, storages, hub, quiet, {
+      mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001)),
+      later: (ms, fn) => { scheduled.push({ ms, fn }); return () => undefined; },
+    });
+    stop = new AbortController();
+  });
+  afterEach(async () => {
+    stop.abort();
+    dispatcher.stop();
+    await journal.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const files = (n: number, from = 0): NewFile[] => Array.from({ length: n }, (_, i) =>
+    ({ src: `/ramdisk/1mf/u/f${from + i}.cbf`, rel: `1mf/u/f${from + i}.cbf`, size: 10, mtimeMs: 1000, ino: 100 + from + i, dev: 1, checksum: `xxh128:${A}` }));
+  const copied = (job: CopyJob): CopyReport => ({ job, dest: job.dest, outcome: 'copied', result: { outcome: 'copied', dest: job.dest, verified: true } });
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
+
+  it('hands out fully resolved jobs, a batch shared among the writers, and only what is left to do', async () => {
+    const recs = await catalog.accept(5n, files(40));
+    dispatcher.submit(recs);
+    const feed = dispatcher.feed('internal');
+    const first = await feed.next(stop.signal);
+    // 40 waiting, 2 writers: up to 16 (BATCH_FILES) at once, one writer's share of what waits beyond the first.
+    assert.equal(first.length, 16);
+    assert.deepEqual(first[0], { id: recs[0]!.id, storage: 'internal', src: '/ramdisk/1mf/u/f0.cbf', root: '/ramdisk', rel: '1mf/u/f0.cbf',
+      dest: '/st/internal/1mf/u/f0.cbf', expect: { size: 10, mtimeMs: 1000, ino: 100, dev: 1 }, sweep: false, checksum: A, provenance: { shift: { startUs: 5n, uid: 500, gid: 501 } } });
+    assert.equal(dispatcher.queued('internal'), 40, 'those handed out count as queued until reported');
+    feed.done(first.map(copied));
+    await settle();
+    assert.equal(dispatcher.queued('internal'), 24);
+    const row = book.query(-1).find((r) => r[3] === 'internal')!;
+    assert.deepEqual([row[4], row[5]], [24n, 16n], 'recorded in the catalog, once');
+    // A file copied meanwhile (say, by a result for an earlier queueing) is not handed out again.
+    dispatcher.submit(recs.slice(0, 1));
+    const next = await feed.next(stop.signal);
+    assert.ok(!next.some((j) => j.id === recs[0]!.id));
+  });
+
+  it('tells its listeners of each job taken and each result, once', async () => {
+    const seen: string[] = [];
+    const off = dispatcher.onCopy({ taken: (j) => seen.push(`taken ${j.id}`), reported: (r) => seen.push(`reported ${r.job.id}`) });
+    const [rec] = await catalog.accept(5n, files(1));
+    dispatcher.submit([rec!]);
+    const feed = dispatcher.feed('internal');
+    const jobs = await feed.next(stop.signal);
+    feed.done(jobs.map(copied));
+    off();
+    dispatcher.submit([rec!]); // nothing left to do on internal; and no listener any more
+    assert.deepEqual(seen, [`taken ${rec!.id}`, `reported ${rec!.id}`]);
+  });
+
+  it('hands a storage nothing while its mount point is not mounted, says so, and hands out its files once it is', async () => {
+    dispatcher.submit(await catalog.accept(5n, files(2)));
+    mounted = false;
+    const feed = dispatcher.feed('usb');
+    const started = Date.now();
+    assert.deepEqual(await feed.next(stop.signal), []);
+    assert.ok(Date.now() - started >= 900, 'waits a second before it looks again');
+    assert.equal(messages.length, 1);
+    assert.match(messages[0]!.longMessage, /storage usb: \/mnt\/usb is not mounted; .* its 2 files stay pending/);
+    mounted = true;
+    assert.equal((await feed.next(stop.signal)).length, 2, 'both files, to its one writer');
+    assert.equal(dispatcher.queued('internal'), 2, 'the other storage is not held back');
+  });
+
+  it('retries a failed copy after a backoff that doubles up to a minute, with a sweep first, and announces the failure once', async () => {
+    const [rec] = await catalog.accept(5n, files(1));
+    dispatcher.submit([rec!]);
+    const feed = dispatcher.feed('internal');
+    const fail = async (): Promise<CopyJob> => {
+      const [job] = await feed.next(stop.signal);
+      feed.done([{ job: job!, dest: job!.dest, outcome: new Error('EIO: i/o error') }]);
+      await settle();
+      return job!;
+    };
+    const first = await fail();
+    assert.equal(first.sweep, false);
+    assert.equal(catalog.stateOn(rec!, 'internal'), 'failed');
+    assert.deepEqual(dispatcher.waiting('internal'), [], 'not at once');
+    for (let n = 1; n <= 8; n++) {
+      const retry = scheduled.shift()!;
+      assert.equal(retry.ms, Math.min(1000 * 2 ** (n - 1), 60_000), `the wait before retry ${n}`);
+      retry.fn();
+      assert.deepEqual(dispatcher.waiting('internal'), [rec!.id], 'queued again once its time came');
+      assert.equal((await fail()).sweep, true, 'the failed attempt may have left a temp file');
+    }
+    assert.equal(messages.filter((m) => m.errcode === 'COPY_ERROR').length, 1, 'one message per file, not per retry');
+    const [job] = await (async () => { scheduled.shift()!.fn(); return feed.next(stop.signal); })();
+    feed.done([copied(job!)]);
+    await settle();
+    assert.equal(catalog.stateOn(rec!, 'internal'), 'copied');
+    assert.deepEqual(scheduled, [], 'nothing more to retry');
+  });
+
+  it('after a restart queues what is still to do on each storage, with a sweep first', async () => {
+    const recs = await catalog.accept(5n, files(3));
+    await catalog.setCopy(recs[0]!, 'internal', 'copied');
+    await catalog.setCopy(recs[1]!, 'usb', 'failed', { permanent: true });
+    dispatcher.resume();
+    assert.deepEqual(dispatcher.waiting('internal'), [recs[1]!.id, recs[2]!.id]);
+    assert.deepEqual(dispatcher.waiting('usb'), [recs[0]!.id, recs[2]!.id], 'failed for good: not again');
+    const jobs = await dispatcher.feed('internal').next(stop.signal);
+    assert.ok(jobs.every((j) => j.sweep));
   });
 });

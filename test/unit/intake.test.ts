@@ -7,7 +7,6 @@ import * as path from 'node:path';
 import { checkMarkedPath, Intake, RejectedPath } from '../../src/grimseld/intake.js';
 import type { Catalog, NewFile } from '../../src/grimseld/catalog.js';
 import type { Dispatcher } from '../../src/grimseld/dispatcher.js';
-import type { ShiftBook } from '../../src/grimseld/shift-book.js';
 import type { Logger } from '../../src/common/logger.js';
 import type { MessageHub } from '../../src/grimseld/messages.js';
 
@@ -31,9 +30,9 @@ describe('operators\' files and a shift change (G8)', () => {
       paths.forEach((p) => writeFileSync(p, 'x'));
       const book = { current: { usertime: 1n } };
       const accepted: Array<{ usertime: bigint; files: number }> = [];
-      const catalog = { accept: async (usertime: bigint, files: unknown[]) => { accepted.push({ usertime, files: files.length }); return []; } };
+      const catalog = { get currentShift() { return book.current; }, accept: async (usertime: bigint, files: unknown[]) => { accepted.push({ usertime, files: files.length }); return []; } };
       const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
-      const intake = new Intake(catalog as unknown as Catalog, book as unknown as ShiftBook, { submit: () => undefined } as unknown as Dispatcher,
+      const intake = new Intake(catalog as unknown as Catalog, { submit: () => undefined } as unknown as Dispatcher,
         { publish: () => undefined } as unknown as MessageHub, quiet as unknown as Logger, () => undefined);
       const adding = intake.addMany(paths);
       book.current = { usertime: 2n }; // furkad's ShiftStarted arrives while the paths are being checked
@@ -54,7 +53,7 @@ describe("furkad's deliveries with their checksums (I1)", () => {
       const catalog = { shift: async () => undefined, isOnRamdisk: () => true, accept: async (_u: bigint, files: NewFile[]) => { accepted.push(...files); return []; } };
       const warnings: string[] = [];
       const log = { info: () => undefined, warn: (_o: unknown, m: string) => warnings.push(m), error: () => undefined, debug: () => undefined };
-      const intake = new Intake(catalog as unknown as Catalog, { get: () => ({}) } as unknown as ShiftBook, { submit: () => undefined } as unknown as Dispatcher,
+      const intake = new Intake(catalog as unknown as Catalog, { submit: () => undefined } as unknown as Dispatcher,
         { publish: () => undefined } as unknown as MessageHub, log as unknown as Logger, () => undefined);
       const sum = `xxh128:${'5a'.repeat(16)}`;
       await intake.delivered(1n, 500, 501, [[`${dir}/./a.cbf`, sum, '1MF'], [`${dir}/./b.cbf`, '', '2MF'], [`${dir}/./c.cbf`, 'md5:abc', '1MF']]);

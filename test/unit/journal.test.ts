@@ -6,15 +6,15 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type NewFile } from '../../src/grimseld/catalog.js';
-import { ShiftBook } from '../../src/grimseld/shift-book.js';
+import type { ShiftView } from '../../src/grimseld/shift-book.js';
 
 
 const file = (n: number): NewFile => ({ src: `/ramdisk/1mf/u/f${n}.cbf`, rel: `1mf/u/f${n}.cbf`, size: 100 + n, mtimeMs: 1000 + n, ino: 10 + n, dev: 1 });
 
-async function openCatalog(dir: string): Promise<{ journal: Journal; catalog: Catalog; book: ShiftBook }> {
+async function openCatalog(dir: string): Promise<{ journal: Journal; catalog: Catalog; book: ShiftView }> {
   const { journal, records } = await Journal.open(dir);
-  const book = new ShiftBook(['internal', 'extra'], 50);
-  const catalog = new Catalog(journal, book, ['internal', 'extra'], '/ramdisk', false);
+  const catalog = new Catalog(journal, { storages: ['internal', 'extra'], historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
+  const book = catalog.shifts;
   catalog.replay(records);
   return { journal, catalog, book };
 }
@@ -67,11 +67,11 @@ describe('journal and catalog (G12)', () => {
     const j = path.join(dir, 'journal.jsonl');
     appendFileSync(j, '{"t":"file","id":7,"u":"5","src":"/ramdisk/x');
     const b = await openCatalog(dir);
-    assert.equal(b.catalog.files.size, 1, 'the torn record is not there');
+    assert.equal(b.catalog.size, 1, 'the torn record is not there');
     await b.catalog.accept(5n, [file(2)]);
     await b.journal.close();
     const c = await openCatalog(dir);
-    assert.equal(c.catalog.files.size, 2, 'appending after a torn tail starts a fresh line');
+    assert.equal(c.catalog.size, 2, 'appending after a torn tail starts a fresh line');
     await c.journal.close();
     const lines = readFileSync(j, 'utf8').split('\n');
     lines.splice(1, 0, 'garbage');
@@ -87,7 +87,7 @@ describe('journal and catalog (G12)', () => {
       await a.catalog.setCopy(r, 'internal', 'copied');
       await a.catalog.setCopy(r, 'extra', 'copied');
     }
-    assert.equal(a.catalog.files.size, 5, 'files copied everywhere and not on the ramdisk are settled');
+    assert.equal(a.catalog.size, 5, 'files copied everywhere and not on the ramdisk are settled');
     const before = a.book.query(-1);
     await a.journal.compact(() => a.catalog.snapshot());
     await a.catalog.accept(5n, [file(50)]);
@@ -96,7 +96,7 @@ describe('journal and catalog (G12)', () => {
     const b = await openCatalog(dir);
     assert.deepEqual(b.book.query(-1), after);
     assert.notDeepEqual(after, before);
-    assert.equal(b.catalog.files.size, 6);
+    assert.equal(b.catalog.size, 6);
     assert.ok(readFileSync(path.join(dir, 'journal.jsonl'), 'utf8').split('\n').length < 20, 'the snapshot is short');
     await b.journal.close();
   });
@@ -111,8 +111,8 @@ describe('journal and catalog (G12)', () => {
     const lines = readFileSync(path.join(dir, 'journal.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.deepEqual(lines.filter((l) => l['t'] === 'file').map((l) => [l['c'], l['det']]), [[sum, '1MF'], [undefined, undefined]], 'journaled with the file');
     const check = (c: Catalog, when: string): void => {
-      const one = c.files.latestAt(file(1).src)!;
-      const two = c.files.latestAt(file(2).src)!;
+      const one = c.latestAt(file(1).src)!;
+      const two = c.latestAt(file(2).src)!;
       assert.deepEqual([one.checksum, one.detector, two.checksum, two.detector], [sum, '1MF', undefined, undefined], when);
     };
     const b = await openCatalog(dir);
@@ -126,7 +126,7 @@ describe('journal and catalog (G12)', () => {
     writeFileSync(path.join(dir, 'journal.jsonl'), '{"t":"shift","u":"5","uid":500,"gid":501}\n' +
       '{"t":"file","id":1,"u":"5","src":"/ramdisk/1mf/u/f1.cbf","rel":"1mf/u/f1.cbf","size":101,"mtimeMs":1001,"ino":11,"dev":1}\n');
     const old = await openCatalog(dir);
-    assert.deepEqual([old.catalog.files.size, old.catalog.files.get(1)!.checksum], [1, undefined]);
+    assert.deepEqual([old.catalog.size, old.catalog.record(1)!.checksum], [1, undefined]);
     await old.journal.close();
   });
 
@@ -141,7 +141,7 @@ describe('journal and catalog (G12)', () => {
     }
     await a.catalog.setCopy(recs[4]!, 'internal', 'copied', { verified: true });
     const want = [['internal', 4n, 5n], ['extra', 1n, 4n]];
-    const shown = (rows: Array<[bigint, number, number, string, bigint]>, status: ReturnType<ShiftBook['query']>) =>
+    const shown = (rows: Array<[bigint, number, number, string, bigint]>, status: ReturnType<ShiftView['query']>) =>
       rows.map((r, i) => [r[3], r[4], status[i]![5]]);
     assert.deepEqual(shown(a.book.queryVerified(-1), a.book.query(-1)), want, 'verified of copied, per storage');
     await a.journal.close();
@@ -172,11 +172,11 @@ describe('journal and catalog (G12)', () => {
     const lines = readFileSync(path.join(dir, 'journal.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
     assert.deepEqual(lines.slice(2).map((l) => l['t']), ['checksum', 'copied', 'failed'], 'the checksum line before its copy');
     const b = await openCatalog(dir);
-    assert.equal(b.catalog.files.get(rec!.id)!.checksum, sum);
+    assert.equal(b.catalog.record(rec!.id)!.checksum, sum);
     await b.journal.compact(() => b.catalog.snapshot());
     await b.journal.close();
     const c = await openCatalog(dir);
-    assert.equal(c.catalog.files.get(rec!.id)!.checksum, sum, 'in the snapshot, with the file');
+    assert.equal(c.catalog.record(rec!.id)!.checksum, sum, 'in the snapshot, with the file');
     await c.journal.close();
   });
 
@@ -190,12 +190,12 @@ describe('journal and catalog (G12)', () => {
     assert.equal(a.catalog.relOn(rec!, 'extra'), '1mf/u/f1.cbf', 'its own name where nothing else had it');
     await a.journal.close();
     const b = await openCatalog(dir);
-    const replayed = b.catalog.files.latestAt('/ramdisk/1mf/u/f1.cbf')!;
+    const replayed = b.catalog.latestAt('/ramdisk/1mf/u/f1.cbf')!;
     assert.equal(b.catalog.relOn(replayed, 'internal'), '1mf/u/f1.cbf.~1~', 'replayed');
     await b.journal.compact(() => b.catalog.snapshot());
     await b.journal.close();
     const c = await openCatalog(dir);
-    assert.equal(c.catalog.relOn(c.catalog.files.latestAt('/ramdisk/1mf/u/f1.cbf')!, 'internal'), '1mf/u/f1.cbf.~1~', 'kept by the snapshot');
+    assert.equal(c.catalog.relOn(c.catalog.latestAt('/ramdisk/1mf/u/f1.cbf')!, 'internal'), '1mf/u/f1.cbf.~1~', 'kept by the snapshot');
     await c.journal.close();
   });
 });

@@ -9,11 +9,9 @@ import * as path from 'node:path';
 import pino from 'pino';
 import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
-import { ShiftBook } from '../../src/grimseld/shift-book.js';
-import { Storage } from '../../src/grimseld/storage.js';
+import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { Reclaimer } from '../../src/grimseld/reclaimer.js';
-import type { StorageConfig } from '../../src/grimseld/config.js';
 import { fillState } from '../../src/grimseld/mounts.js';
 import { flip } from '../fixtures/flip.js';
 
@@ -54,8 +52,7 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     Promise<{ catalog: Catalog; reclaimer: Reclaimer; messages: Message[]; recs: FileRecord[] }> {
     const opened = await Journal.open(path.join(root, 'state'));
     journal = opened.journal;
-    const book = new ShiftBook(['internal'], 50);
-    const catalog = new Catalog(opened.journal, book, ['internal'], ramdisk, false);
+    const catalog = new Catalog(opened.journal, { storages: ['internal'], historyMaxEntries: 50, ramdiskRoot: ramdisk, hasExternal: false });
     catalog.replay(opened.records);
     await catalog.shift(1n, 500, 501);
     const files: NewFile[] = [];
@@ -69,12 +66,11 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     }
     const recs = await catalog.accept(1n, files);
     await Promise.all(recs.map((rec) => catalog.setCopy(rec, 'internal', 'copied')));
-    const internal = new Storage('internal', { type: 'INTERNAL', target: path.join(root, 'internal') } as StorageConfig, 1,
-      { preserveUid: false, preserveGid: false }, { report: () => undefined, mountState: () => undefined, resolve: () => undefined });
+    const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: path.join(root, 'internal'), mountpoint: undefined, writers: 1 };
     const hub = new MessageHub(log);
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
-    const reclaimer = new Reclaimer(catalog, book, internal, undefined, {
+    const reclaimer = new Reclaimer(catalog, internal, undefined, {
       ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5,
     }, hub, log);
     return { catalog, reclaimer, messages, recs };
@@ -146,6 +142,30 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.deepEqual(harmed(3), []);
     assert.ok(messages.every((m) => m.errcode === 'DEL_ERROR' && /run11: it is a symbolic link/.test(m.longMessage)), JSON.stringify(messages));
     assert.ok(recs.every((r) => catalog.isLive(r) && r.ramdisk === 'present'), 'not taken as gone');
+  });
+
+  it("at a shift change deletes earlier shifts' originals that have their internal copy, the others once they have it, never the current shift's (G5)", async () => {
+    const { catalog, reclaimer, recs } = await world(2, false, 101);
+    const take = async (usertime: bigint, name: string, copied: boolean): Promise<FileRecord> => {
+      const rel = `1mf/u/run11/${name}`;
+      write(path.join(ramdisk, rel), `frame ${name}`);
+      if (copied) write(path.join(root, 'internal', rel), `frame ${name}`);
+      const st = statSync(path.join(ramdisk, rel));
+      const [rec] = await catalog.accept(usertime, [{ src: path.join(ramdisk, rel), rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }]);
+      if (copied) await catalog.setCopy(rec!, 'internal', 'copied');
+      return rec!;
+    };
+    const late = await take(1n, 'late', false);
+    await catalog.shift(2n, 600, 601);
+    const current = await take(2n, 'current', true);
+    reclaimer.shiftStarted();
+    await runUntil(reclaimer, () => recs.every((r) => !catalog.isLive(r)), 5000);
+    assert.deepEqual(readdirSync(run).sort(), ['current', 'late'], 'the copied originals of shift 1 deleted');
+    write(path.join(root, 'internal', late.rel), 'frame late');
+    await catalog.setCopy(late, 'internal', 'copied');
+    await runUntil(reclaimer, () => !catalog.isLive(late), 5000);
+    assert.deepEqual(readdirSync(run), ['current'], 'the late one once copied, without another shift change');
+    assert.ok(catalog.isLive(current) && current.ramdisk === 'present');
   });
 
   for (const [what, createLinks, limit] of [['deletes at a shift change', false, 101], ['links on a full ramdisk', true, 1]] as const) {

@@ -6,7 +6,8 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import { TempSweeper } from '../../src/grimseld/temp-sweep.js';
-import type { Storage, StorageEvents } from '../../src/grimseld/storage.js';
+import type { CopyListener } from '../../src/grimseld/dispatcher.js';
+import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 
 describe('stale temp files on the storages (G3, G12)', () => {
   let root: string;
@@ -21,11 +22,10 @@ describe('stale temp files on the storages (G3, G12)', () => {
     mkdirSync(path.join(victim, 'run'), { recursive: true });
     const temp = '.x.img.grimsel-0badc0de';
     for (const d of [target, run, path.join(victim, 'run')]) writeFileSync(path.join(d, temp), 'stale');
-    const storage = { target, mountpoint: undefined } as unknown as Storage;
-    const events: StorageEvents = { report: () => undefined, mountState: () => undefined, resolve: () => undefined };
-    const sweeper = new TempSweeper(() => [storage], 60_000, pino({ level: 'silent' }), () => Date.now() + 3_600_000);
-    const observed = sweeper.observe(events);
-    const failed = (dest: string): void => observed.report({ storage, job: { id: 1, src: '/r/x.img', root: '/r', rel: 'x.img', expect: { size: 1, mtimeMs: 1 } }, dest, outcome: new Error('failed') });
+    const storage: StorageInfo = { id: 'st', type: 'OPTIONAL', target, mountpoint: undefined, writers: 1 };
+    let observed: CopyListener = {};
+    const sweeper = new TempSweeper([storage], { onCopy: (l) => { observed = l; return () => undefined; } }, 60_000, pino({ level: 'silent' }), () => Date.now() + 3_600_000);
+    const failed = (dest: string): void => observed.reported!({ job: { id: 1, storage: 'st', src: '/r/x.img', root: '/r', rel: 'x.img', dest, expect: { size: 1, mtimeMs: 1 }, sweep: false }, dest, outcome: new Error('failed') });
 
     failed(path.join(run, 'x.img'));
     renameSync(path.join(target, '1mf/u'), path.join(target, '1mf/u.real'));

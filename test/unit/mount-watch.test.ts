@@ -1,0 +1,66 @@
+// A storage's mount point (G13), on a fake clock: checked at most once a second, a missing one said as a
+// COPY_ERROR and repeated every minute (every 10 s while files wait), and its return logged once.
+import { strict as assert } from 'node:assert';
+import pino from 'pino';
+import { MountWatch } from '../../src/grimseld/mount-watch.js';
+import { MessageHub, type Message } from '../../src/grimseld/messages.js';
+
+describe('the mount watch of a storage (G13)', () => {
+  const setup = (): { watch: MountWatch; messages: Message[]; logged: string[]; checks: () => number; clock: { now: number }; mounted: { ok: boolean } } => {
+    const logged: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { logged.push(String((JSON.parse(line) as { msg: string }).msg)); } });
+    const hub = new MessageHub(log);
+    const messages: Message[] = [];
+    hub.subscribe((m) => messages.push(m));
+    const clock = { now: 1_000_000 };
+    const mounted = { ok: false };
+    let n = 0;
+    const watch = new MountWatch({ id: 'usb', type: 'OPTIONAL', target: '/mnt/usb/data', mountpoint: '/mnt/usb', writers: 1 }, hub, log,
+      async () => { n++; return mounted.ok; }, () => clock.now);
+    return { watch, messages, logged, checks: () => n, clock, mounted };
+  };
+
+  it('needs no check without a mount point', async () => {
+    const hub = new MessageHub(pino({ level: 'silent' }));
+    const watch = new MountWatch({ id: 'i', type: 'INTERNAL', target: '/i', mountpoint: undefined, writers: 1 }, hub, pino({ level: 'silent' }),
+      async () => { throw new Error('not asked'); });
+    assert.equal(await watch.ok(() => 0), true);
+  });
+
+  it('checks at most once a second, says a missing mount point with the files waiting, and repeats it sooner while files wait', async () => {
+    const { watch, messages, checks, clock } = setup();
+    assert.equal(await watch.ok(() => 3), false);
+    assert.equal(await watch.ok(() => 3), false);
+    assert.equal(checks(), 1, 'once within the second');
+    assert.equal(messages.length, 1);
+    assert.deepEqual([messages[0]!.errcode, messages[0]!.shortMessage], ['COPY_ERROR', '/mnt/usb:/mnt/usb/data']);
+    assert.match(messages[0]!.longMessage, /\/mnt\/usb is not mounted; .* its 3 files stay pending/);
+    clock.now += 5_000;
+    await watch.ok(() => 3);
+    assert.equal(messages.length, 1, 'not again within 10 s');
+    clock.now += 5_001;
+    await watch.ok(() => 3);
+    assert.equal(messages.length, 2, 'again after 10 s with files waiting');
+    clock.now += 30_000;
+    await watch.ok(() => 0);
+    assert.equal(messages.length, 2, 'not within a minute when nothing waits');
+    clock.now += 30_001;
+    await watch.ok(() => 0);
+    assert.equal(messages.length, 3);
+  });
+
+  it('logs the mount point back once, and says it missing again when it goes', async () => {
+    const { watch, messages, logged, clock, mounted } = setup();
+    await watch.ok(() => 0);
+    mounted.ok = true;
+    clock.now += 1_001;
+    assert.equal(await watch.ok(() => 0), true);
+    clock.now += 1_001;
+    await watch.ok(() => 0);
+    assert.equal(logged.filter((l) => /mounted again/.test(l)).length, 1);
+    mounted.ok = false;
+    clock.now += 1_001;
+    assert.equal(await watch.ok(() => 0), false);
+    assert.equal(messages.length, 2, 'said at once when it goes again');
+  });
+});
