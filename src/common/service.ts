@@ -35,6 +35,26 @@ export function component(name: string, start: (signal: AbortSignal) => Promise<
   return { name, start: async (signal) => { await start(signal); }, stop: async () => { await stop(); } };
 }
 
+/** A component that is a loop: started, it runs until stopped; stopping aborts it and waits for it to end. */
+export function loopComponent(name: string, run: (signal: AbortSignal) => Promise<unknown>): Component {
+  const stop = new AbortController();
+  let running: Promise<unknown> | undefined;
+  return {
+    name,
+    start: () => { running = run(stop.signal); },
+    stop: async () => {
+      stop.abort();
+      await running;
+    },
+  };
+}
+
+/** A component that is a timer: `tick` every `ms` while it runs. */
+export function timerComponent(name: string, ms: number, tick: () => void): Component {
+  let timer: NodeJS.Timeout | undefined;
+  return { name, start: () => { timer = setInterval(tick, ms); }, stop: () => clearInterval(timer) };
+}
+
 /** Components started in order and stopped all at once: parts that must not wait for each other to stop. */
 export function together(name: string, parts: Iterable<Component>): Component {
   const list = [...parts];

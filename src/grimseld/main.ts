@@ -6,7 +6,6 @@ import { parseDaemonArgs } from '../common/daemon-args.js';
 import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
-import { runDaemon, stopRequested } from '../common/service.js';
 import { connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
 import { GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
 import { GRIMSEL_METHODS, GrimselInterface } from '../dbus/grimsel-interface.js';
@@ -14,7 +13,7 @@ import { INTAKE_METHODS, IntakeInterface } from '../dbus/intake-interface.js';
 import { invalidArgs } from '../dbus/errors.js';
 import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './config.js';
 import { storageInfos, type StorageInfo } from './storage-info.js';
-import { Components, loopComponent, timerComponent } from '../common/components.js';
+import { component, Components, loopComponent, runDaemon, stopRequested, timerComponent } from '../common/service.js';
 import { checkLicense } from '../common/license.js';
 import { Storage } from './storage.js';
 import { Catalog } from './catalog.js';
@@ -146,17 +145,12 @@ async function main(): Promise<number> {
 
   // Started in this order, stopped in reverse: copies resume before files come in, and everything listens
   // before the name appears (G9, G10: whoever sees the name can read StatusPort/MessagePort).
-  const components = new Components(log);
-  await components.start(
-    { name: 'journal', stop: () => journal.close() },
-    {
-      name: 'dispatcher',
-      start: () => {
-        dispatcher.resume();
-        if (replayed) log.info({ journaled: replayed, live: catalog.size }, 'journal replayed; unfinished copies resumed');
-      },
-      stop: () => dispatcher.stop(),
-    },
+  const components = new Components([
+    component('journal', () => undefined, () => journal.close()),
+    component('dispatcher', () => {
+      dispatcher.resume();
+      if (replayed) log.info({ journaled: replayed, live: catalog.size }, 'journal replayed; unfinished copies resumed');
+    }, () => dispatcher.stop()),
     loopComponent('storages', (signal) => Promise.all(storages.map((s) => s.run(signal)))),
     loopComponent('temp sweeper', (signal) => temps.run(signal, Math.min(config.temp_max_age_s, 600) * 1000)),
     loopComponent('reclaimer', (signal) => reclaimer.run(signal)),
@@ -164,29 +158,27 @@ async function main(): Promise<number> {
       catalog.pruneSettled();
       catalog.compactIfWorthIt().catch((e: unknown) => log.error({ err: e }, 'journal compaction failed'));
     }),
-    { name: 'fifo', start: () => fifo.open(), stop: () => fifo.close() },
-    {
-      name: 'bus',
-      start: () => {
-        exportInterface(bus, GRIMSEL_PATH, iface, GRIMSEL_IFACE, GRIMSEL_METHODS);
-        messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
-        exportInterface(bus, GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake), INTAKE_IFACE, INTAKE_METHODS);
-      },
-      stop: () => bus.disconnect(),
-    },
-    { name: 'status server', start: async () => { await statusServer.start(config.status_port, config.status_address); }, stop: () => statusServer.stop() },
-    { name: 'message server', start: async () => { await messageServer.start(config.message_port, config.message_address); }, stop: () => messageServer.stop() },
-    ...(metricsServer ? [{ name: 'metrics server', start: async () => { await metricsServer.listen(config.metrics_port, config.metrics_address!); }, stop: () => metricsServer.close() }] : []),
-    { name: 'bus name', start: () => ownName(bus, GRIMSEL_NAME) },
+    component('fifo', () => fifo.open(), () => fifo.close()),
+    component('bus', () => {
+      exportInterface(bus, GRIMSEL_PATH, iface, GRIMSEL_IFACE, GRIMSEL_METHODS);
+      messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
+      exportInterface(bus, GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake), INTAKE_IFACE, INTAKE_METHODS);
+    }, () => bus.disconnect()),
+    component('status server', () => statusServer.start(config.status_port, config.status_address), () => statusServer.stop()),
+    component('message server', () => messageServer.start(config.message_port, config.message_address), () => messageServer.stop()),
+    metricsServer && component('metrics server', () => metricsServer.listen(config.metrics_port, config.metrics_address!), () => metricsServer.close()),
+    component('bus name', () => ownName(bus, GRIMSEL_NAME), () => undefined),
     timerComponent('status', 1000, () => {
       watchCopiers();
       notifier.status(statusLine());
     }),
-  );
-  notifier.ready(statusLine(), () => copiersHealthy);
-  log.info({ storages: storageList.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
-
-  await stopRequested();
+  ], log);
+  const stop = stopRequested();
+  if (await components.start(stop)) {
+    notifier.ready(statusLine(), () => copiersHealthy);
+    log.info({ storages: storageList.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
+    await stop;
+  }
   log.info('stopping');
   notifier.stopping();
   await components.stop();
