@@ -12,6 +12,7 @@ import { randomBytes } from 'node:crypto';
 import { get } from 'node:http';
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
+import { sample } from '../fixtures/metrics.js';
 import { collectMessages, Ppu, PPUCTL_BIN, tempDir } from '../fixtures/ppu.js';
 import { eventually, listFiles, placeImage, sha256File, writeImage } from '../fixtures/files.js';
 import { freePort } from '../fixtures/net.js';
@@ -224,10 +225,6 @@ function metricsText(url: string): Promise<string> {
   });
 }
 
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('integrity on the way out: verified copies with their provenance on every storage (I2, I3, I4, G5, G6, G10)', function () {
   this.timeout(300_000);
@@ -275,15 +272,6 @@ describe('integrity on the way out: verified copies with their provenance on eve
     const rows = (await ppu.queryStatus(-1)).filter((r) => r[1] === uid);
     const verified = (await callMethod(await ppu.grimsel(), 'QueryVerified', -1)) as Array<[bigint, number, number, string, bigint]>;
     return new Map(rows.map((r) => [r[3], { pending: r[4], copied: r[5], failed: r[6], verified: verified.find((v) => v[0] === r[0] && v[3] === r[3])![4] }]));
-  };
-  const attributes = (file: string): Record<string, Record<string, string>> => {
-    const out: Record<string, Record<string, string>> = {};
-    const text = execFileSync('getfattr', ['--absolute-names', '-d', '-m', '^(user|trusted)\\.ppu\\.', file], { encoding: 'utf8' });
-    for (const line of text.split('\n')) {
-      const m = /^(user|trusted)\.ppu\.(\w+)="(.*)"$/.exec(line);
-      if (m) (out[m[1]!] ??= {})[m[2]!] = m[3]!;
-    }
-    return out;
   };
 
   it('puts checksum (xxhsum -H2 of the detector\'s bytes), shift and detector on every copy as user.ppu.*, counts each copy verified, and copies to a storage without attributes all the same (I2, I3)', async () => {

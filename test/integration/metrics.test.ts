@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import { get } from 'node:http';
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { sample } from '../fixtures/metrics.js';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, writeImage } from '../fixtures/files.js';
 import { freePort } from '../fixtures/net.js';
@@ -18,11 +19,6 @@ function fetch(url: string): Promise<{ status: number; type: string; body: strin
   });
 }
 
-/** The value of one sample, e.g. `grimseld_copies_total{storage="internal",outcome="copied"}`; undefined if absent. */
-function sample(text: string, series: string): number | undefined {
-  const line = text.split('\n').find((l) => l.startsWith(`${series} `));
-  return line === undefined ? undefined : Number(line.slice(series.length + 1));
-}
 
 describe('grimseld and furkad metrics', function () {
   this.timeout(120_000);
