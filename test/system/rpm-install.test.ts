@@ -193,7 +193,8 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
       return newest?.uid === 500 && newest.gid === 501 && newest.copied === 2;
     }, 30_000, 'QueryStatus to list the new shift first with its two copies');
     // The same through the operator CLI and the installed Python client (TCP status port).
-    assert.match(await c.ok(['ppuctl', 'status']), /\| 500\s+\| 501\s+\| internal\s+\|\s+0 \|\s+2 \|\s+0$/m);
+    // Pending 0, Copied 2, Failed 0, and both copies checked against their checksums (Verified 2, I2).
+    assert.match(await c.ok(['ppuctl', 'status']), /\| 500\s+\| 501\s+\| internal\s+\|\s+0 \|\s+2 \|\s+0 \|\s+2$/m);
     const py = await c.ok(['python3', '-c', 'from ppu.grimsel import DQueryStatusClient as q; import json; ' +
       "print(json.dumps(q.DQueryStatusClient('127.0.0.1', 47199).queryStatus(1)))"], { user: 'nobody' });
     assert.deepEqual((JSON.parse(py) as Array<{ uid: number; copied: number }>).map((r) => [r.uid, r.copied]), [[500, 2]]);
