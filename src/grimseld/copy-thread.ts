@@ -1,5 +1,6 @@
 // A copy thread: makes the copies its storage hands it, a batch at a time (G3, BENCHMARKS.md). See copy-threads.ts.
 import { readlinkSync } from 'node:fs';
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { copyMany } from './copier.js';
 import type { CopyWork } from './copy-job.js';
@@ -18,6 +19,20 @@ function kernelTid(): number {
   }
 }
 Atomics.store(shared, COUNTER_TID, kernelTid());
+
+/**
+ * Copy threads yield the CPU to delivery (F9): online processing waits on the file reaching the PPU ramdisk, not on
+ * its storage copy, and a copy is checksummed twice (I2), which on a machine with few cores would otherwise take
+ * the CPU furkad needs to place the next image (measured on 2 cores: agent p50 at 100 Hz x 1 MB several times
+ * worse). Linux keeps a nice value per thread: setpriority(PRIO_PROCESS, 0) here lowers this thread only, never
+ * grimseld's event loop (its bus, status and fill guards). Lowering one's own priority needs no privilege.
+ */
+export const COPY_THREAD_NICE = 10;
+try {
+  setPriority(0, COPY_THREAD_NICE);
+} catch {
+  // Not fatal: the copies are the same, only their share of a busy CPU differs.
+}
 
 // Every step counted where the main thread can read it while this one is inside a copy (copy-watch.ts).
 const progress = (): void => { Atomics.add(shared, COUNTER_PROGRESS, 1); };
