@@ -61,17 +61,25 @@ export class ShiftManager implements Component {
   begin(shift: Shift): Promise<void> {
     const step = this.#chain.then(async () => {
       const all = [...this.loops.values()];
-      await Promise.all(all.map((l) => l.hold()));
-      if (this.#shift) await Promise.all(all.map((l) => l.drain()));
-      // What the old shift could not place stays the old shift's, set aside and retried in the background.
-      await Promise.all(all.map((l) => l.leaveBehind()));
-      // Announced before any file of the new shift can be handed over (the hand-over is ordered).
-      this.handover.shiftStarted(shift.usertime, shift.uid, shift.gid);
-      for (const loop of all) loop.assign(shift, shift.detectors.find((d) => d.id === loop.id));
-      this.#shift = shift;
-      this.log.info({ usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,
-        detectors: shift.detectors.map((d) => `${d.id}:${d.source}->${d.target}`) }, 'shift started');
-      for (const loop of all) loop.release();
+      try {
+        await Promise.all(all.map((l) => l.hold()));
+        if (this.#shift) await Promise.all(all.map((l) => l.drain()));
+        // What the old shift could not place stays the old shift's, set aside and retried in the background.
+        await Promise.all(all.map((l) => l.leaveBehind()));
+        // Announced before any file of the new shift can be handed over (the hand-over is ordered).
+        this.handover.shiftStarted(shift.usertime, shift.uid, shift.gid);
+        for (const loop of all) loop.assign(shift, shift.detectors.find((d) => d.id === loop.id));
+        this.#shift = shift;
+        this.log.info({ usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,
+          detectors: shift.detectors.map((d) => `${d.id}:${d.source}->${d.target}`) }, 'shift started');
+      } catch (e) {
+        this.log.error({ err: (e as Error).message, uid: shift.uid, gid: shift.gid }, 'the shift change failed; the detectors go on in the shift they had');
+        throw e;
+      } finally {
+        // Whatever happened: a change that failed half-way must not leave the detectors paused until some later
+        // change succeeds (no data would flow meanwhile). They go on in the shift they have.
+        for (const loop of all) loop.release();
+      }
       this.changed.emit();
     });
     this.#chain = step.catch(() => {});

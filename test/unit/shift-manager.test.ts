@@ -142,13 +142,16 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
     assert.equal(shifts.shift, b);
   });
 
-  it('a change that fails leaves the shift as it was and does not stop the next one', async () => {
-    const { loops, shifts } = setup();
+  it('a change that fails leaves the shift as it was, releases every loop, and does not stop the next one', async () => {
+    const { loops, shifts, events } = setup();
     const first = planShift(config, 500, 501);
     await shifts.begin(first);
     loops.get('1MF')!.holdGate = Promise.reject(new Error('disk gone'));
+    events.length = 0;
     await assert.rejects(shifts.begin(planShift(config, 600, 601)), /disk gone/);
     assert.equal(shifts.shift, first);
+    assert.deepEqual(events.filter((e) => e.startsWith('release ')), ['release 1MF', 'release 2MF'],
+      'every loop released again: a failed change leaves no detector paused');
     loops.get('1MF')!.holdGate = Promise.resolve();
     const third = planShift(config, 700, 701);
     await shifts.begin(third);
