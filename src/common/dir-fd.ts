@@ -90,6 +90,25 @@ export class DirFd {
     return new DirFd(openSync(dir, constants.O_RDONLY | constants.O_DIRECTORY), dir);
   }
 
+  /**
+   * The directory holding `rel` below the trusted `root`, reached without following links and held (close it),
+   * and the file's name in it; undefined when that directory is gone (removed by a user, say), and with it the
+   * file. A missing `root` (an unmounted ramdisk) is not that: it throws, as does a link or a file on the way
+   * (UnsafePath, naming it).
+   */
+  static openParent(root: string, rel: string): { dir: DirFd; name: string } | undefined {
+    const [dirRel, name] = splitRel(rel);
+    const top = DirFd.open(root);
+    try {
+      return { dir: top.walk(dirRel), name };
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw e;
+    } finally {
+      top.close();
+    }
+  }
+
   /** Runs `fn` with `dir` open and closes it afterwards, also when `fn` throws or rejects. */
   static with<T>(dir: DirFd, fn: (d: DirFd) => T): T {
     let out: T;

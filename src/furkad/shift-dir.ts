@@ -171,29 +171,24 @@ export class ShiftDir {
    * found again after a restart. Read only, through open directory handles (the user owns them); false on any doubt.
    */
   static holds(root: string, rel: string, size: number, mtimeMs: number): boolean {
-    let top: DirFd;
+    let held: { dir: DirFd; name: string } | undefined;
     try {
-      top = DirFd.open(root);
+      held = DirFd.openParent(root, rel);
     } catch {
       return false;
     }
+    if (!held) return false;
     try {
-      const [dirRel, base] = splitRel(rel);
-      const dir = dirRel === '' ? top : top.walk(dirRel);
-      try {
-        for (const name of candidateNames(base)) {
-          const st = dir.lstat(name);
-          if (!st) return false;
-          if (st.isFile() && st.size === size && Math.abs(st.mtimeMs - mtimeMs) <= 1) return true;
-        }
-        return false;
-      } finally {
-        if (dir !== top) dir.close();
+      for (const name of candidateNames(held.name)) {
+        const st = held.dir.lstat(name);
+        if (!st) return false;
+        if (st.isFile() && st.size === size && Math.abs(st.mtimeMs - mtimeMs) <= 1) return true;
       }
+      return false;
     } catch {
       return false;
     } finally {
-      top.close();
+      held.dir.close();
     }
   }
 

@@ -12,7 +12,7 @@ import { lstat, readlink, rename, symlink, unlink, lchown } from 'node:fs/promis
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
-import { DirFd, splitRel } from '../common/dir-fd.js';
+import { DirFd } from '../common/dir-fd.js';
 import { sameFile } from './copier.js';
 import { fillState } from './mounts.js';
 import { sleep } from '../common/abort.js';
@@ -186,7 +186,7 @@ export class Reclaimer {
     const on = holder === this.internal && rec.internal === 'linked' && this.external ? this.external : holder;
     const rel = this.catalog.relOn(rec, on.id);
     const copy = destOf(on, rel);
-    const held = openParent(on.target, rel);
+    const held = DirFd.openParent(on.target, rel);
     if (!held) throw new Error(`its copy ${copy} is missing (its directory is gone)`);
     try {
       const cst = await lstat(held.dir.at(held.name)).catch(() => undefined);
@@ -198,16 +198,11 @@ export class Reclaimer {
   }
 
   async #link(rec: FileRecord, where: Where, holder: StorageInfo): Promise<boolean> {
-    const { root, rel, file } = this.#place(rec, where);
+    const place = this.#place(rec, where);
+    const { file } = place;
     const copy = destOf(holder, this.catalog.relOn(rec, holder.id));
     try {
-      const held = openParent(root, rel);
-      if (!held) {
-        await this.catalog.setOrigin(rec, where, 'gone');
-        return false;
-      }
-      const { dir, name } = held;
-      try {
+      const done = await this.#inOriginalsDir(rec, where, place, async (dir, name) => {
         const owner = await this.#verify(rec, where, holder, dir, name);
         if (!owner) return false;
         const tmp = `.${name}.grimsel-link-${randomBytes(4).toString('hex')}`;
@@ -221,11 +216,10 @@ export class Reclaimer {
           await unlink(dir.at(tmp)).catch(() => {});
           throw e;
         }
-      } finally {
-        dir.close();
-      }
-      await this.catalog.setOrigin(rec, where, 'linked');
-      return true;
+        return true;
+      });
+      if (done) await this.catalog.setOrigin(rec, where, 'linked');
+      return done;
     } catch (e) {
       this.messages.publish('LINK_ERROR', file, `cannot replace ${file} by a link to ${copy}: ${(e as Error).message}`);
       return false;
@@ -234,16 +228,10 @@ export class Reclaimer {
 
   /** Deletes an original (or a link we made in its place) once its internal copy exists. */
   async #remove(rec: FileRecord, where: Where): Promise<boolean> {
-    const { root, rel, file } = this.#place(rec, where);
+    const place = this.#place(rec, where);
+    const { file } = place;
     try {
-      const held = openParent(root, rel);
-      if (!held) {
-        // Its directory was removed (by a user, say): so was the file, and there is nothing left to clean up.
-        await this.catalog.setOrigin(rec, where, 'gone');
-        return false;
-      }
-      const { dir, name } = held;
-      try {
+      const done = await this.#inOriginalsDir(rec, where, place, async (dir, name) => {
         if (rec[where] === 'linked') {
           const target = await readlink(dir.at(name)).catch(() => undefined);
           if (target === undefined) {
@@ -255,33 +243,34 @@ export class Reclaimer {
           return false;
         }
         await unlink(dir.at(name));
-      } finally {
-        dir.close();
-      }
-      await this.catalog.setOrigin(rec, where, 'deleted');
-      return true;
+        return true;
+      });
+      if (done) await this.catalog.setOrigin(rec, where, 'deleted');
+      return done;
     } catch (e) {
       this.messages.publish('DEL_ERROR', file, `cannot delete ${file}: ${(e as Error).message}`);
       return false;
     }
   }
+
+  /**
+   * Runs `act` on the original of `rec` at `where` (`place`, as #place gives it): its directory held (reached without following links) and
+   * its name there, the directory closed afterwards. A directory that is gone (removed by a user, say) took the
+   * file with it: the original is noted gone and nothing runs (false).
+   */
+  async #inOriginalsDir(rec: FileRecord, where: Where, place: { root: string; rel: string },
+    act: (dir: DirFd, name: string) => Promise<boolean>): Promise<boolean> {
+    const held = DirFd.openParent(place.root, place.rel);
+    if (!held) {
+      await this.catalog.setOrigin(rec, where, 'gone');
+      return false;
+    }
+    try {
+      return await act(held.dir, held.name);
+    } finally {
+      held.dir.close();
+    }
+  }
+
 }
 
-/**
- * The directory holding `rel` below the trusted `root`, reached without following links and held (close it),
- * and the file's name in it; undefined when that directory is gone (removed by a user, say), and with it
- * the file. A missing `root` (an unmounted ramdisk) is not that: it throws, as does a link or a file on
- * the way (UnsafePath, naming it).
- */
-function openParent(root: string, rel: string): { dir: DirFd; name: string } | undefined {
-  const [dirRel, name] = splitRel(rel);
-  const top = DirFd.open(root);
-  try {
-    return { dir: top.walk(dirRel), name };
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  } finally {
-    top.close();
-  }
-}
