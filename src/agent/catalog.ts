@@ -108,6 +108,7 @@ export class Catalog {
    * stat'ed at a size it no longer has, so its id will never match (410) and its close announces it again.
    */
   rescan(): void {
+    this.files.forgetRoot();
     const found = scanFiles(this.root, Buffer.alloc(0));
     this.#restored.clear();
     const writers = openWriters(this.root);
@@ -136,6 +137,7 @@ export class Catalog {
         return;
       case 'root-gone':
         this.log.error({ root: this.root }, 'the root was deleted or moved away; waiting for it to be back');
+        this.files.forgetRoot();
         this.#byPath.clear();
         this.#byId.clear();
         this.#refused.clear();

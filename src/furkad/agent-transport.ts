@@ -15,6 +15,8 @@ import type { Assignment } from './shift.js';
 import type { RunContext, RunOutcome, Transport } from './transport.js';
 import { wakeOrAbort } from '../common/abort.js';
 
+/** Ids in one acknowledgement: its body stays far below the agent's limit on it. */
+const MAX_ACK = 1000;
 /** Files fetched at once on the one connection: enough to keep it busy, few enough to place promptly. */
 const IN_FLIGHT = 8;
 /**
@@ -40,6 +42,13 @@ export class AgentTransport implements Transport {
   /** Ids of files the loop set aside for an ended shift (forget): acknowledged once it places them, never fetched again. */
   #setAside = new Map<string, string>();
   #wake: (() => void) | undefined;
+  /** While a run lasts: starts another worker for a file announced meanwhile (run). */
+  #more: (() => void) | undefined;
+  /** Ids to acknowledge, sent together by the one acknowledgement in flight (#ack). */
+  #toAck: string[] = [];
+  /** Directories below staging known to exist (#fetchOne). */
+  #stagingDirs = new Set<string>();
+  #acking = false;
   #lastDown = '';
   /** Files (by id) whose last fetch arrived damaged: how often in a row, and not to be fetched before when (I2). */
   #damaged = new Map<string, { times: number; notBefore: number }>();
@@ -95,36 +104,39 @@ export class AgentTransport implements Transport {
     } catch (e) {
       return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0 };
     }
-    // A5: what was announced before this run started belongs to the shift of this run.
     const started = performance.now();
-    // A file that arrived damaged waits out its pause (I2), still announced, in the shift of when it was learned.
-    const batch = [...this.#waiting.values()].filter((w) => w.learnedAt <= started && (this.#damaged.get(w.id)?.notBefore ?? 0) <= started);
-    for (const w of batch) this.#waiting.delete(w.path);
-    // Placed by a furkad killed before it noted so (an intent, and the file found where it was meant to go): it
-    // counts as placed, whatever the shift is now (F6 starts a new one at a restart). Not found: fetched as new.
-    for (const w of batch) {
-      const meant = this.placedStore.intent(this.id, w.id);
-      if (!meant) continue;
-      if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n))) this.placedStore.placed(this.id, [w.id]);
-      else this.placedStore.dropIntent(this.id, w.id);
-    }
-    const again = batch.filter((w) => this.placedStore.has(this.id, w.id));
-    // Placed before a crash or a lost connection, acknowledgement unanswered: acknowledge, never place twice (A4).
-    if (again.length) void this.#ack(again.map((w) => w.id));
+    const aside = new Set(this.#setAside.values());
     let transferred = 0;
     let bytes = 0;
     let failure: Error | undefined;
-    const aside = new Set(this.#setAside.values());
-    const queue = batch.filter((w) => !this.placedStore.has(this.id, w.id) && !aside.has(w.id));
+    /** Arrived damaged in this run: fetched again by the next run at the earliest (#fetchAgain). */
+    const damagedHere = new Set<string>();
+    /**
+     * The next announced file to fetch in this run. What was announced before the run started belongs to its
+     * shift (A5); so does what is announced while it lasts, since a shift change ends it first (wantsEnd). The
+     * run goes on taking those as they come, without the round of a new run, unless another detector waits
+     * for the licence's single slot (F8). A damaged file waits out its pause (I2).
+     */
+    const take = (): Waiting | undefined => {
+      if (failure || ctx.signal.aborted || ctx.wantsEnd()) return undefined;
+      const now = performance.now();
+      const others = ctx.othersWaiting();
+      for (const w of this.#waiting.values()) {
+        if (others && w.learnedAt > started) continue;
+        if ((this.#damaged.get(w.id)?.notBefore ?? 0) > now || damagedHere.has(w.id)) continue;
+        this.#waiting.delete(w.path);
+        if (this.#placedBefore(w)) continue;
+        if (aside.has(w.id)) continue;
+        return w;
+      }
+      return undefined;
+    };
     const worker = async (): Promise<void> => {
-      // A shift change waiting on this run (A5): take no more, what is left goes back to wait for the next run.
-      // Checked before an item is taken: one taken and then not worked on would be lost to this process.
-      while (!failure && !ctx.signal.aborted && !ctx.wantsEnd()) {
-        const w = queue.shift();
-        if (!w) break;
+      for (let w = take(); w; w = take()) {
         try {
           const got = await this.#fetchOne(ctx, w);
           if (got === DAMAGED) {
+            damagedHere.add(w.id);
             this.#fetchAgain(w);
           } else if (got !== undefined) {
             transferred++;
@@ -139,17 +151,50 @@ export class AgentTransport implements Transport {
         } catch (e) {
           failure ??= e as Error;
           // Not taken: it waits again for the next run (a full ramdisk, a stream timed out: the connection may
-          // well be up, and then nothing would announce it again).
-          queue.unshift(w);
+          // well be up, and then nothing would announce it again), unless a newer version of it was announced.
+          if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
         }
       }
     };
-    await Promise.all(Array.from({ length: Math.min(IN_FLIGHT, queue.length) }, worker));
-    // What this run did not take waits for the next one, with the time furkad learned of it (A5), unless the
-    // agent announced a newer version of that path meanwhile.
-    for (const w of queue) if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
+    // Up to IN_FLIGHT workers; one more is started for an announcement that comes while fewer are at work.
+    await new Promise<void>((resolve) => {
+      let active = 0;
+      const more = (): void => {
+        while (active < IN_FLIGHT && this.#untilReady() === 0 && !failure) {
+          active++;
+          void worker().finally(() => {
+            if (--active > 0) return;
+            this.#more = undefined;
+            resolve();
+          });
+        }
+      };
+      this.#more = more;
+      more();
+      if (active === 0) {
+        this.#more = undefined;
+        resolve();
+      }
+    });
     if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes };
     return { verdict: 'ok', message: '', transferred, bytes };
+  }
+
+  /**
+   * Placed by this furkad, or by one killed before it noted so (an intent, and the file found where it was meant
+   * to go: it counts as placed, whatever the shift is now, F6 starts a new one at a restart), acknowledgement
+   * unanswered: acknowledged again, never placed twice (A4). An intent whose file is not there is dropped, and
+   * the file fetched as new.
+   */
+  #placedBefore(w: Waiting): boolean {
+    const meant = this.placedStore.intent(this.id, w.id);
+    if (meant) {
+      if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n))) this.placedStore.placed(this.id, [w.id]);
+      else this.placedStore.dropIntent(this.id, w.id);
+    }
+    if (!this.placedStore.has(this.id, w.id)) return false;
+    this.#ack([w.id]);
+    return true;
   }
 
   /** Placed and noted for grimseld: only now may the agent delete their sources (A4). */
@@ -159,7 +204,7 @@ export class AgentTransport implements Transport {
     rels.forEach((r) => from.delete(r));
     if (ids.length === 0) return;
     this.placedStore.placed(this.id, ids);
-    void this.#ack(ids);
+    this.#ack(ids);
   }
 
   /** Files the loop set aside for the shift that ended: their sources stay announced, but are not fetched again. */
@@ -173,6 +218,7 @@ export class AgentTransport implements Transport {
 
   /** Staging of the agent transport holds only fetches cut short: their sources are still there, announced again. */
   async adoptLeftovers(ctx: RunContext): Promise<void> {
+    this.#stagingDirs.clear();
     for (const e of await readdir(ctx.staging).catch(() => [])) await rm(path.join(ctx.staging, e), { recursive: true, force: true });
   }
 
@@ -202,6 +248,7 @@ export class AgentTransport implements Transport {
       listed.add(f.id);
       this.#waiting.set(f.path, { ...f, learnedAt: performance.now() });
       this.#wake?.();
+      this.#more?.();
     });
     client.once('synced', () => {
       const stale = this.placedStore.unanswered(this.id).filter((id) => !listed.has(id));
@@ -225,11 +272,21 @@ export class AgentTransport implements Transport {
    */
   async #fetchOne(ctx: RunContext, w: Waiting): Promise<string | undefined | typeof DAMAGED> {
     const staged = path.join(ctx.staging, w.path);
-    await mkdir(path.dirname(staged), { recursive: true, mode: 0o700 });
-    await unlink(staged).catch(() => undefined);
+    const dir = path.dirname(staged);
+    // A directory of staging made once, not once per file: a recursive mkdir costs as much as placing a
+    // small file. One that went since (adoptLeftovers, an operator) is made again on ENOENT.
+    if (!this.#stagingDirs.has(dir)) {
+      await mkdir(dir, { recursive: true, mode: 0o700 });
+      this.#stagingDirs.add(dir);
+    }
     let got;
     try {
-      got = await this.#client!.fetch(w.id, staged);
+      got = await this.#client!.fetch(w.id, staged).catch(async (e: NodeJS.ErrnoException) => {
+        if (e.code === 'EEXIST') await unlink(staged);
+        else if (e.code === 'ENOENT') await mkdir(dir, { recursive: true, mode: 0o700 });
+        else throw e;
+        return this.#client!.fetch(w.id, staged);
+      });
     } catch (e) {
       if (e instanceof FileGone) {
         this.#damaged.delete(w.id);
@@ -287,14 +344,31 @@ export class AgentTransport implements Transport {
     this.#wake?.();
   }
 
-  async #ack(ids: string[]): Promise<void> {
-    try {
-      const answer = await this.#client!.ack(ids);
-      this.placedStore.answered(this.id, [...answer.deleted, ...answer.kept.map((k) => k.id)]);
-      for (const k of answer.kept) if (k.reason !== 'gone') this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, 'the agent kept a placed file (it changed after it was sent); it is announced again');
-    } catch (e) {
-      // Kept in the placed store: acknowledged again when the agent announces it after reconnecting.
-      this.log.warn({ detector: this.id, err: (e as Error).message, files: ids.length }, 'acknowledgement to the agent failed; it is repeated after reconnecting');
-    }
+  /**
+   * Acknowledges `ids`: with those of other files placed meanwhile, one request at a time, so that at a high rate
+   * of small files the agent answers one request per batch, not one per file.
+   */
+  #ack(ids: string[]): void {
+    this.#toAck.push(...ids);
+    if (this.#acking) return;
+    this.#acking = true;
+    void (async () => {
+      try {
+        while (this.#toAck.length > 0) {
+          const batch = this.#toAck.splice(0, MAX_ACK);
+          try {
+            if (!this.#client) throw new Error('not connected to the agent');
+            const answer = await this.#client.ack(batch);
+            this.placedStore.answered(this.id, [...answer.deleted, ...answer.kept.map((k) => k.id)]);
+            for (const k of answer.kept) if (k.reason !== 'gone') this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, 'the agent kept a placed file (it changed after it was sent); it is announced again');
+          } catch (e) {
+            // Kept in the placed store: acknowledged again when the agent announces it after reconnecting.
+            this.log.warn({ detector: this.id, err: (e as Error).message, files: batch.length }, 'acknowledgement to the agent failed; it is repeated after reconnecting');
+          }
+        }
+      } finally {
+        this.#acking = false;
+      }
+    })();
   }
 }

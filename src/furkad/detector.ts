@@ -398,6 +398,7 @@ export class DetectorLoop implements Component {
     const ctx: RunContext = {
       shift, assignment: a, staging, dir, signal: this.#signal,
       wantsEnd: () => this.#ending || this.#signal.aborted,
+      othersWaiting: () => this.gate.contended,
       complete: (rels, checksums) => offer(batches, rels, checksums),
       completeInPlace: async (rels) => { placed += await this.#handOver(shift, a, rels.map((rel) => ({ rel, checksum: '', done: () => {} }))); },
     };

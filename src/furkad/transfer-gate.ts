@@ -7,6 +7,11 @@ export class TransferGate {
 
   constructor(readonly limit: number) {}
 
+  /** Another run waits for a slot: a run that could go on taking new work should end instead (fairness, F8). */
+  get contended(): boolean {
+    return this.#waiting.length > 0;
+  }
+
   /** Resolves with the function that lets the next waiting run go. */
   async acquire(): Promise<() => void> {
     // A released slot passes straight to the longest waiter, so a newcomer cannot slip in between.

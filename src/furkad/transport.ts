@@ -50,6 +50,11 @@ export interface RunContext {
    */
   wantsEnd(): boolean;
   /**
+   * Another detector waits for the licence's single transfer slot (F8): a transport that can go on taking
+   * work learned after the run began (the agent's announcements) ends the run instead, so that it gets a turn.
+   */
+  othersWaiting(): boolean;
+  /**
    * These files are complete in `staging`: the loop notes them in the outbox, renames them into `dir` and hands
    * them to grimseld, batched with whatever else arrives meanwhile, while the run goes on (F2, F9). Resolves
    * once each has been dealt with. `checksums`: by rel, the checksum each arrived with (`xxh128:<hex>`, I1),

@@ -46,7 +46,7 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
     const t = new AgentTransport('D1', AgentPlaced.open(path.join(work, 'state')), quiet);
     const ctx = {
       assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/run1' },
-      shift: { uid: 0, gid: 0 }, staging, signal: new AbortController().signal, wantsEnd: () => false,
+      shift: { uid: 0, gid: 0 }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
       dir: { root: path.join(work, 'placed') }, // where the transport notes a file is about to go (A4)
       // The loop's part, reduced to what the agent needs: placed (here: taken out of staging), then acknowledged.
       complete: async (rels: string[]) => {
@@ -147,7 +147,7 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
     const placed: Array<{ rel: string; checksum: string | undefined; recorded: string | undefined; detector: string | undefined }> = [];
     const ctx = {
       assignment: { config: { remoteIP: '127.0.0.1', port }, source: '/' },
-      shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false,
+      shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
       dir: { root: path.join(work, 'placed') },
       complete: async (rels: string[], checksums?: ReadonlyMap<string, string>) => {
         for (const rel of rels) {
