@@ -18,7 +18,9 @@ export interface Mode {
 
 const GB = 2 ** 30;
 
-export const MODES: Record<'quick' | 'full', Mode> = {
+export const MODES: Record<'quick' | 'full' | 'small', Mode> = {
   quick: { repeats: 1, latencySeconds: 1.5, ramdiskBytes: 2 * GB, bulkBytes: 0.3e9, smallFiles: 1000, pendingFiles: 10_000, scalingDetectors: [1, 4] },
   full: { repeats: 3, latencySeconds: 5, ramdiskBytes: 8 * GB, bulkBytes: 2e9, smallFiles: 10_000, pendingFiles: 100_000, scalingDetectors: [1, 2, 3, 4] },
+  /** Only what the small-file figure needs (10 000 x 100 kB end to end), for before/after comparisons: `BENCH_ONLY=throughput node dist/bench/main.js small` (`BENCH_TRANSPORT=agent`: furkad over furka-agent). */
+  small: { repeats: 1, latencySeconds: 1, ramdiskBytes: 8 * GB, bulkBytes: 0.06e9, smallFiles: 10_000, pendingFiles: 1000, scalingDetectors: [1] },
 };

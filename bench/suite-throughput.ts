@@ -53,7 +53,9 @@ const mbps = (bytes: number, s: number): number => round(bytes / MB / s);
 
 async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grimseld2MBps' | 'cp2MBps'>> {
   const bulkCount = Math.max(1, Math.round(mode.bulkBytes / (6 * MB)));
-  const ppu = await licensedPpu({ prefix: 'bench-bulk', ramdiskBytes: mode.ramdiskBytes, detectorRamdiskBytes: mode.ramdiskBytes }).start();
+  // BENCH_TRANSPORT=agent: furkad over furka-agent instead of the detector's rsync daemon.
+  const transport = process.env['BENCH_TRANSPORT'] === 'agent' ? { transport: 'agent' as const } : {};
+  const ppu = await licensedPpu({ prefix: 'bench-bulk', ramdiskBytes: mode.ramdiskBytes, detectorRamdiskBytes: mode.ramdiskBytes, ...transport }).start();
   // The baseline's detector and the staged sets share the detectors' tmpfs: a set is renamed into place.
   const baselineDir = path.join(ppu.detectorsRoot, 'baseline-detector', 'ramdisk');
   mkdirSync(baselineDir, { recursive: true });

@@ -5,7 +5,11 @@
 import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { readAppendLog } from '../common/append-log.js';
 
-type Line = { t: 'p' | 'a' | 'i'; d: string; id: string; dir?: string; rel?: string };
+/**
+ * 'i': about to be placed (intend); 'p': placed; 'a': acknowledgement answered, or intent dropped;
+ * 's': set aside for an ended shift as `rel` (setAside), until placed.
+ */
+type Line = { t: 'p' | 'a' | 'i' | 's'; d: string; id: string; dir?: string; rel?: string };
 
 /** Where a file was about to be placed: the shift's directory and the path below it. */
 export interface Intent {
@@ -26,17 +30,25 @@ export class AgentPlaced {
    * F6) it must be recognised there, not placed a second time into the new shift's directory.
    */
   #intents: Map<string, Map<string, Intent>>;
+  /**
+   * Per detector: ids of files the loop set aside for a shift that ended (kept below the target, retried for
+   * that shift), by id, with their paths. A furkad restarted meanwhile must neither fetch them again into the
+   * new shift nor forget to acknowledge them once they are placed for theirs (A4, A5, F6).
+   */
+  #aside: Map<string, Map<string, string>>;
 
-  private constructor(fd: number, open: Map<string, Set<string>>, intents: Map<string, Map<string, Intent>>) {
+  private constructor(fd: number, open: Map<string, Set<string>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, string>>) {
     this.#fd = fd;
     this.#open = open;
     this.#intents = intents;
+    this.#aside = aside;
   }
 
   static open(dir: string): AgentPlaced {
     const { file, lines } = readAppendLog(dir, 'agent-placed.jsonl');
     const open = new Map<string, Set<string>>();
     const intents = new Map<string, Map<string, Intent>>();
+    const aside = new Map<string, Map<string, string>>();
     for (const raw of lines) {
       let line: Line;
       try {
@@ -48,15 +60,39 @@ export class AgentPlaced {
       open.set(line.d, ids);
       const meant = intents.get(line.d) ?? new Map<string, Intent>();
       intents.set(line.d, meant);
+      const kept = aside.get(line.d) ?? new Map<string, string>();
+      aside.set(line.d, kept);
       if (line.t === 'i' && typeof line.dir === 'string' && typeof line.rel === 'string') {
         meant.set(line.id, { dir: line.dir, rel: line.rel });
         continue;
       }
       meant.delete(line.id);
+      if (line.t === 's') {
+        if (typeof line.rel === 'string') kept.set(line.id, line.rel);
+        continue;
+      }
+      kept.delete(line.id);
       if (line.t === 'p') ids.add(line.id);
       else ids.delete(line.id);
     }
-    return new AgentPlaced(openSync(file, 'a'), open, intents);
+    return new AgentPlaced(openSync(file, 'a'), open, intents, aside);
+  }
+
+  /** Notes files (id, path) the loop set aside for an ended shift (see #aside); their intents are over. */
+  setAside(detector: string, files: Array<{ id: string; rel: string }>): void {
+    if (files.length === 0) return;
+    const kept = this.#aside.get(detector) ?? new Map<string, string>();
+    this.#aside.set(detector, kept);
+    for (const f of files) {
+      kept.set(f.id, f.rel);
+      this.#intents.get(detector)?.delete(f.id);
+    }
+    this.#write(files.map((f) => ({ t: 's', d: detector, id: f.id, rel: f.rel })));
+  }
+
+  /** The files of `detector` set aside and not yet placed, as noted by setAside. */
+  setAsideFiles(detector: string): Array<{ id: string; rel: string }> {
+    return [...(this.#aside.get(detector) ?? [])].map(([id, rel]) => ({ id, rel }));
   }
 
   has(detector: string, id: string): boolean {
@@ -87,9 +123,11 @@ export class AgentPlaced {
     const set = this.#open.get(detector) ?? new Set<string>();
     this.#open.set(detector, set);
     const meant = this.#intents.get(detector);
+    const kept = this.#aside.get(detector);
     for (const id of ids) {
       set.add(id);
       meant?.delete(id);
+      kept?.delete(id);
     }
     this.#write(ids.map((id) => ({ t: 'p', d: detector, id })));
   }
@@ -99,7 +137,7 @@ export class AgentPlaced {
     const set = this.#open.get(detector);
     const known = ids.filter((id) => set?.delete(id));
     if (known.length === 0) return;
-    if ([...this.#open.values(), ...this.#intents.values()].every((s) => s.size === 0) && fstatSync(this.#fd).size > COMPACT_BYTES) {
+    if ([...this.#open.values(), ...this.#intents.values(), ...this.#aside.values()].every((s) => s.size === 0) && fstatSync(this.#fd).size > COMPACT_BYTES) {
       ftruncateSync(this.#fd, 0);
       return;
     }

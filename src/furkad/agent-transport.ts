@@ -62,6 +62,8 @@ export class AgentTransport implements Transport {
     private readonly log: Logger,
   ) {
     this.#provenance = new StagedProvenance(id, log);
+    // Set aside by an earlier furkad: still not to be fetched, and acknowledged once the loop places them.
+    for (const f of placedStore.setAsideFiles(id)) this.#setAside.set(f.rel, f.id);
   }
 
   /**
@@ -209,11 +211,17 @@ export class AgentTransport implements Transport {
 
   /** Files the loop set aside for the shift that ended: their sources stay announced, but are not fetched again. */
   forget(rels: string[]): void {
+    const noted: Array<{ id: string; rel: string }> = [];
     for (const rel of rels) {
       const id = this.#placedIds.get(rel);
       this.#placedIds.delete(rel);
-      if (id !== undefined) this.#setAside.set(rel, id);
+      if (id === undefined) continue;
+      this.#setAside.set(rel, id);
+      noted.push({ id, rel });
     }
+    // Kept across a restart: otherwise the agent's next announcement of them would place them a second time,
+    // into the new shift (A5), and nothing would acknowledge them once placed for theirs.
+    this.placedStore.setAside(this.id, noted);
   }
 
   /** Staging of the agent transport holds only fetches cut short: their sources are still there, announced again. */

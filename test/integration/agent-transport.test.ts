@@ -224,3 +224,64 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
     }
   });
 });
+
+describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)', function () {
+  this.timeout(60_000);
+  let work: string;
+  before(async () => {
+    await prepareChecksums(2);
+    await initProvenance();
+  });
+  beforeEach(() => { work = tempDir('agent-aside'); });
+  afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+  it('is neither fetched again into the new shift nor left unacknowledged when furkad restarts before placing it', async () => {
+    const agent = await fakeAgent({ x: randomBytes(50_000) }, { checksum: 'right', damage: () => false });
+    const state = path.join(work, 'state');
+    const staging = path.join(work, 'staging');
+    mkdirSync(staging);
+    const log = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined } as unknown as Logger;
+    const ctx = (place: boolean) => ({
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
+      dir: { root: path.join(work, 'placed') },
+      // The first furkad cannot place it (a link planted in the shift's directory, say): it stays in staging.
+      complete: async (rels: string[]) => (place ? { placed: rels, failed: [], gone: [] } : { placed: [], failed: rels, gone: [] }),
+    } as unknown as RunContext);
+    const open: Array<{ t: AgentTransport; store: AgentPlaced }> = [];
+    const start = () => {
+      const store = AgentPlaced.open(state);
+      const t = new AgentTransport('D1', store, log);
+      open.push({ t, store });
+      return { t, store };
+    };
+    try {
+      const first = start();
+      await eventually(async () => { await first.t.run(ctx(false)); return agent.requests.file.get('x') === 1; }, 10_000, 'the fetch');
+      first.t.forget(['x.cbf']); // the shift changed: the loop set it aside for the old shift
+      await first.t.close();
+      first.store.close();
+      open.shift();
+
+      // furkad restarts (a new shift): the agent announces x again, since it was never acknowledged.
+      const second = start();
+      await eventually(async () => { await second.t.run(ctx(true)); return agent.requests.events === 2; }, 10_000, 'the second connection');
+      for (let i = 0; i < 5; i++) {
+        await new Promise((r) => setTimeout(r, 50));
+        await second.t.run(ctx(true));
+      }
+      assert.equal(agent.requests.file.get('x'), 1, 'not fetched a second time, into the new shift');
+      assert.deepEqual(agent.requests.acked, [], 'and not acknowledged: it is not placed yet');
+      // The loop places it for its own shift (adopted from where it was kept), then the transport acknowledges it.
+      second.t.afterPlaced(['x.cbf'], true);
+      await eventually(() => agent.requests.acked.includes('x'), 10_000, 'the acknowledgement');
+      assert.deepEqual(second.store.setAsideFiles('D1'), []);
+    } finally {
+      for (const o of open) {
+        await o.t.close();
+        o.store.close();
+      }
+      await agent.close();
+    }
+  });
+});

@@ -55,6 +55,25 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     b.close();
   });
 
+  it('remembers files set aside for an ended shift across a restart, until they are placed (A5, F6)', () => {
+    const a = AgentPlaced.open(dir);
+    a.intend('1MF', '7:100:9', '/ramdisk/1mf/620_621', 'run/x.cbf');
+    a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
+    a.setAside('1MF', [{ id: '7:100:9', rel: 'run/x.cbf' }, { id: '8:100:9', rel: 'run/y.cbf' }]);
+    a.placed('1MF', ['8:100:9']); // y placed for its shift later on
+    assert.equal(a.intent('1MF', '7:100:9'), undefined, 'set aside: no longer where it was meant to go');
+    a.close();
+    const b = AgentPlaced.open(dir);
+    assert.deepEqual(b.setAsideFiles('1MF'), [{ id: '7:100:9', rel: 'run/x.cbf' }]);
+    assert.deepEqual(b.setAsideFiles('2MF'), []);
+    assert.equal(b.intent('1MF', '7:100:9'), undefined);
+    b.placed('1MF', ['7:100:9']);
+    b.close();
+    const c = AgentPlaced.open(dir);
+    assert.deepEqual(c.setAsideFiles('1MF'), [], 'placed: nothing is set aside any more');
+    c.close();
+  });
+
   it('finds a placed file by size and mtime under its name or a numbered one, never through a link', () => {
     const u = path.join(dir, 'u');
     mkdirSync(path.join(u, 'run'), { recursive: true });
