@@ -13,7 +13,14 @@ import { rsyncArgs } from '../src/furkad/rsync.js';
 import { writeNamesFilter } from '../src/furkad/rsync-names.js';
 import type { Mode } from './modes.js';
 
-export const PULLERS: PullerName[] = ['furkad-agent', 'furkad', 'furkad-keep-source', 'rsync-loop', 'lsyncd'];
+const ALL_PULLERS: PullerName[] = ['furkad-agent', 'furkad', 'furkad-keep-source', 'rsync-loop', 'lsyncd'];
+/** `BENCH_PULLERS=furkad-agent,lsyncd`: only those (before/after runs of one puller); default all. */
+export const PULLERS: PullerName[] = process.env['BENCH_PULLERS']
+  ? process.env['BENCH_PULLERS'].split(',').map((p) => {
+    if (!ALL_PULLERS.includes(p as PullerName)) throw new Error(`BENCH_PULLERS: unknown puller '${p}' (known: ${ALL_PULLERS.join(', ')})`);
+    return p as PullerName;
+  })
+  : ALL_PULLERS;
 
 export interface LatencyRow {
   workload: string;
@@ -81,7 +88,8 @@ export async function latencySuite(mode: Mode): Promise<LatencyResult> {
         samples: rs.flatMap((x) => x.samples),
       });
     }
-    const f = rows.find((x) => x.workload === w.label && x.puller === 'furkad')!;
+    const f = rows.find((x) => x.workload === w.label && x.puller === 'furkad');
+    if (!f) continue; // furkad over rsync not measured in this run (BENCH_PULLERS)
     for (const x of rows.filter((y) => y.workload === w.label)) {
       x.furkadRatio = { p50: ratio(f.latency.p50, x.latency.p50), p99: ratio(f.latency.p99, x.latency.p99) };
     }
