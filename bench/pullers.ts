@@ -73,7 +73,8 @@ async function startFurkad(name: 'furkad' | 'furkad-keep-source' | 'furkad-agent
     detectorDirs: ids.map((id) => ppu.detectorRamdisks[id]!),
     arrivalDirs,
     pids: { furkad: ppu.furkad!.proc.child.pid!, grimseld: ppu.grimseld!.proc.child.pid!,
-      ...(name === 'furkad-agent' ? { agent: ppu.agents[ids[0]!]!.proc.child.pid! } : {}) },
+      // Every detector's agent: 'agent' (the first), 'agent2', ...
+      ...(name === 'furkad-agent' ? Object.fromEntries(ids.map((id, i) => [i === 0 ? 'agent' : `agent${i + 1}`, ppu.agents[id]!.proc.child.pid!])) : {}) },
     ...(name === 'furkad-agent' ? {} : { daemonLog: path.join(ppu.work, `rsyncd-${ppu.rsyncd[ids[0]!]!.port}.log`) }),
     output: () => `furkad:\n${ppu.furkad!.proc.output()}\ngrimseld:\n${ppu.grimseld!.proc.output()}`,
     stop: () => ppu.stop(),

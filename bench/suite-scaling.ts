@@ -1,12 +1,17 @@
-// furkad's latency and CPU as detectors are added, each with its own rsync daemon and writer (F1).
+// furkad's latency and CPU as detectors are added, each with its own writer and its own furka-agent or rsync
+// daemon (F1, A6: 4 detectors within 2x of one).
 import { measureLatency, MB, round, type LatencyRun, type Workload } from './latency.js';
-import { startPuller } from './pullers.js';
+import { startPuller, type PullerName } from './pullers.js';
 import { median, ratio, type Percentiles, medianPercentiles } from './stats.js';
 import type { Mode } from './modes.js';
 
 export const SCALING_WORKLOAD: Workload = { label: '50 Hz x 1 MB per detector', hz: 50, bytes: MB };
 
+/** furkad over the agent (the shipped transport) and over rsync. */
+const SCALING_PULLERS: PullerName[] = ['furkad-agent', 'furkad'];
+
 export interface ScalingRow {
+  puller: PullerName;
   detectors: number;
   latency: Percentiles;
   missing: number;
@@ -18,22 +23,26 @@ export interface ScalingRow {
 
 export async function scalingSuite(mode: Mode): Promise<{ workload: string; rows: ScalingRow[] }> {
   const rows: ScalingRow[] = [];
-  for (const n of mode.scalingDetectors) {
-    const runs: LatencyRun[] = [];
-    for (let r = 0; r < mode.repeats; r++) {
-      const puller = await startPuller('furkad', mode.ramdiskBytes, n);
-      try {
-        runs.push(await measureLatency(puller, SCALING_WORKLOAD, mode.latencySeconds));
-      } finally {
-        await puller.stop();
+  for (const name of SCALING_PULLERS) {
+    const mine: ScalingRow[] = [];
+    for (const n of mode.scalingDetectors) {
+      const runs: LatencyRun[] = [];
+      for (let r = 0; r < mode.repeats; r++) {
+        const puller = await startPuller(name, mode.ramdiskBytes, n);
+        try {
+          runs.push(await measureLatency(puller, SCALING_WORKLOAD, mode.latencySeconds));
+        } finally {
+          await puller.stop();
+        }
       }
+      const filesPerS = n * SCALING_WORKLOAD.hz;
+      const cores = Object.fromEntries(Object.keys(runs[0]!.cpuSPer1000).map((k) => [k, round(median(runs.map((x) => x.cpuSPer1000[k]!)) * filesPerS / 1000)]));
+      const row: ScalingRow = { puller: name, detectors: n, latency: medianPercentiles(runs.map((x) => x.latency)), missing: runs.reduce((s, x) => s + x.missing, 0), cores };
+      console.error(`  ${name}, ${n} detector(s): p50 ${row.latency.p50} p99 ${row.latency.p99} ms, cores ${JSON.stringify(cores)}`);
+      mine.push(row);
     }
-    const filesPerS = n * SCALING_WORKLOAD.hz;
-    const cores = Object.fromEntries(Object.keys(runs[0]!.cpuSPer1000).map((k) => [k, round(median(runs.map((x) => x.cpuSPer1000[k]!)) * filesPerS / 1000)]));
-    const row: ScalingRow = { detectors: n, latency: medianPercentiles(runs.map((x) => x.latency)), missing: runs.reduce((s, x) => s + x.missing, 0), cores };
-    console.error(`  ${n} detector(s): p50 ${row.latency.p50} p99 ${row.latency.p99} ms, cores ${JSON.stringify(cores)}`);
-    rows.push(row);
+    for (const r of mine) r.vsOne = { p50: ratio(r.latency.p50, mine[0]!.latency.p50), p99: ratio(r.latency.p99, mine[0]!.latency.p99) };
+    rows.push(...mine);
   }
-  for (const r of rows) r.vsOne = { p50: ratio(r.latency.p50, rows[0]!.latency.p50), p99: ratio(r.latency.p99, rows[0]!.latency.p99) };
   return { workload: SCALING_WORKLOAD.label, rows };
 }

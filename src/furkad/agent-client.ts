@@ -3,7 +3,7 @@
 // decides what to fetch when, and what a failure means.
 import * as http2 from 'node:http2';
 import * as net from 'node:net';
-import { closeSync, constants, openSync, writeSync } from 'node:fs';
+import { closeSync, constants, openSync, writeSync, writevSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import { Checksum } from '../common/checksum.js';
@@ -42,6 +42,12 @@ const STREAM_WINDOW = 16 << 20;
 const SESSION_WINDOW = 64 << 20;
 /** Frames of up to 1 MiB instead of HTTP/2's 16 KiB: fewer chunks, fewer writes per image. */
 const MAX_FRAME = (1 << 20) - 1;
+/**
+ * Received pieces are written once this many bytes wait, with one writev: Node's HTTP/2 hands a body over in
+ * 16 KiB frames whatever MAX_FRAME says (nghttp2 sends no larger DATA frames unless told by a callback Node does
+ * not set), and a write system call per frame cost furkad more than the copy itself (BENCHMARKS.md).
+ */
+const WRITE_BATCH = 256 << 10;
 
 export interface AgentClientEvents {
   file: (f: Announced) => void;
@@ -193,12 +199,22 @@ export class AgentClient extends EventEmitter {
         unchanged = trailers['x-furka-unchanged'] === '1';
         sent = sentChecksum(trailers);
       });
+      let waiting: Buffer[] = [];
+      let waitingBytes = 0;
+      const flush = (): void => {
+        if (waitingBytes === 0 || fd === undefined) return;
+        writeAll(fd, waiting, waitingBytes);
+        waiting = [];
+        waitingBytes = 0;
+      };
       req.on('data', (b: Buffer) => {
         if (failed || fd === undefined) return;
         try {
-          for (let done = 0; done < b.length;) done += writeSync(fd, b, done, b.length - done);
           sum.update(b);
           bytes += b.length;
+          waiting.push(b);
+          waitingBytes += b.length;
+          if (waitingBytes >= WRITE_BATCH) flush();
         } catch (e) {
           fail(e as Error);
         }
@@ -213,6 +229,12 @@ export class AgentClient extends EventEmitter {
         // A session destroyed mid-body can close the stream with code 0 and neither 'end' nor 'error'.
         if (!req.readableEnded) {
           fail(new Error(`fetching ${id} was cut off: the connection closed before the file's end`));
+          return;
+        }
+        try {
+          flush();
+        } catch (e) {
+          fail(e as Error);
           return;
         }
         close();
@@ -284,5 +306,19 @@ export class AgentClient extends EventEmitter {
     if (this.#ping) clearInterval(this.#ping);
     this.#ping = undefined;
     if (wasUp) this.emit('down', why);
+  }
+}
+
+/** Writes all of `pieces` (`total` bytes) at the file's offset: one writev, more only after a short write. */
+function writeAll(fd: number, pieces: Buffer[], total: number): void {
+  let done = writevSync(fd, pieces);
+  if (done === total) return;
+  for (const p of pieces) {
+    if (done >= p.length) {
+      done -= p.length;
+      continue;
+    }
+    for (let at = done; at < p.length;) at += writeSync(fd, p, at, p.length - at);
+    done = 0;
   }
 }

@@ -64,7 +64,7 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
         renameSync(path.join(work, `.w${i}`), path.join(detector, `f${i}.cbf`));
       }
       await new Promise((r) => setTimeout(r, 500));
-      writeFileSync(path.join(staging, 'ballast'), Buffer.alloc(150_000)); // grimseld away, the ramdisk nearly full
+      writeFileSync(path.join(staging, 'ballast'), Buffer.alloc(200_000)); // grimseld away, the ramdisk too full for one file
       const first = await t.run(ctx);
       assert.equal(first.verdict, 'retry', 'the full ramdisk is an outage of this run');
       assert.match(first.message, /ENOSPC/);
