@@ -30,7 +30,16 @@ export interface ReclaimSettings {
   createLinks: boolean;
   fillLimitPercent: number;
   intervalMs: number;
+  /**
+   * After a shift-change clean-up in which some original could not be deleted (a DEL_ERROR: a directory a user
+   * swapped for a link, a file made immutable), the clean-up runs again after this pause (ms), doubling up to
+   * DELETE_RETRY_MAX_MS while it keeps failing, not only at the next shift change (G5). Default 30 s.
+   */
+  deleteRetryMs?: number;
 }
+
+/** The longest pause between two tries of a clean-up that keeps failing (see deleteRetryMs). */
+const DELETE_RETRY_MAX_MS = 600_000;
 
 type Where = 'ramdisk' | 'internal';
 
@@ -45,6 +54,11 @@ export class Reclaimer {
   #raised = new Map<string, Set<MessageCode>>();
   /** Earlier shifts may have originals to clean (set at a shift start and while some wait for copies). */
   #shiftChanged = true;
+  /** When the clean-up of earlier shifts is tried again after a failed deletion (0: not waiting), and the pause after it. */
+  #retryAt = 0;
+  #retryMs = 0;
+  /** Records whose deletion failed at the last try: skipped until #retryAt. */
+  #failedIds = new Set<number>();
 
   constructor(
     private readonly catalog: Catalog,
@@ -58,6 +72,9 @@ export class Reclaimer {
   /** A new shift started: earlier shifts' originals go as soon as they may (G5). */
   shiftStarted(): void {
     this.#shiftChanged = true;
+    this.#retryAt = 0;
+    this.#retryMs = 0;
+    this.#failedIds.clear();
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -77,7 +94,7 @@ export class Reclaimer {
   }
 
   async #tick(): Promise<void> {
-    if (this.#shiftChanged) await this.#cleanEarlierShifts();
+    if (this.#shiftChanged || (this.#retryAt > 0 && Date.now() >= this.#retryAt)) await this.#cleanEarlierShifts();
     await this.#guard('ramdisk', this.settings.ramdiskMountpoint);
     if (this.external && this.internal.mountpoint) await this.#guard('internal', this.internal.mountpoint);
   }
@@ -87,18 +104,42 @@ export class Reclaimer {
     const current = this.catalog.currentShift?.usertime;
     if (current === undefined) return;
     let waiting = false;
+    let failed = false;
+    const retryDue = this.#retryAt > 0 && Date.now() >= this.#retryAt;
+    const failedBefore = this.#failedIds;
+    this.#failedIds = new Set();
+    // A deletion that failed is tried again only when its pause is over, also while this runs on every tick
+    // for files that wait for their copies.
+    const remove = async (rec: FileRecord, where: Where): Promise<void> => {
+      if (failedBefore.has(rec.id) && !retryDue) {
+        this.#failedIds.add(rec.id);
+        failed = true;
+      } else if (!(await this.#remove(rec, where))) {
+        this.#failedIds.add(rec.id);
+        failed = true;
+      }
+    };
     for (const rec of this.catalog.ofShiftsBefore(current)) {
       if (rec.onRamdisk && rec.ramdisk !== 'deleted' && rec.ramdisk !== 'gone') {
-        if (this.catalog.copiedOn(rec, this.internal.id)) await this.#remove(rec, 'ramdisk');
+        if (this.catalog.copiedOn(rec, this.internal.id)) await remove(rec, 'ramdisk');
         else waiting = true;
       }
       if (!this.catalog.isLive(rec)) continue; // settled by the removal: nothing left to clean
       if (this.external && rec.internal === 'present' && (!rec.onRamdisk || rec.ramdisk === 'deleted' || rec.ramdisk === 'gone')) {
-        if (this.catalog.copiedOn(rec, this.external.id) && this.catalog.copiedOn(rec, this.internal.id)) await this.#remove(rec, 'internal');
+        if (this.catalog.copiedOn(rec, this.external.id) && this.catalog.copiedOn(rec, this.internal.id)) await remove(rec, 'internal');
         else waiting = true;
       }
     }
+    // Files still waiting for copies are looked at again on every tick; a deletion that failed is tried again
+    // after a pause that grows while it keeps failing (one DEL_ERROR per try, not four a second).
     this.#shiftChanged = waiting;
+    if (failed && (retryDue || this.#retryAt === 0)) {
+      this.#retryMs = this.#retryMs === 0 ? (this.settings.deleteRetryMs ?? 30_000) : Math.min(this.#retryMs * 2, DELETE_RETRY_MAX_MS);
+      this.#retryAt = Date.now() + this.#retryMs;
+    } else if (!failed) {
+      this.#retryAt = 0;
+      this.#retryMs = 0;
+    }
   }
 
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */

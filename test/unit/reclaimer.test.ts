@@ -71,7 +71,7 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
     const reclaimer = new Reclaimer(catalog, internal, undefined, {
-      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5,
+      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5, deleteRetryMs: 1000,
     }, hub, log);
     return { catalog, reclaimer, messages, recs };
   }
@@ -142,6 +142,33 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.deepEqual(harmed(3), []);
     assert.ok(messages.every((m) => m.errcode === 'DEL_ERROR' && /run11: it is a symbolic link/.test(m.longMessage)), JSON.stringify(messages));
     assert.ok(recs.every((r) => catalog.isLive(r) && r.ramdisk === 'present'), 'not taken as gone');
+  });
+
+  it('tries a deletion that failed again after a pause, without another shift change, one DEL_ERROR per file and try (G5)', async () => {
+    const { catalog, reclaimer, messages, recs } = await world(3, false, 101);
+    renameSync(run, `${run}.real`);
+    symlinkSync(victim, run);
+    await catalog.shift(2n, 600, 601);
+    reclaimer.shiftStarted();
+    const stop = new AbortController();
+    const running = reclaimer.run(stop.signal);
+    try {
+      for (const end = Date.now() + 5000; messages.length < 3 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(messages.length, 3, JSON.stringify(messages));
+      // The user's link stays for a while: no new try before the pause (1 s here, 30 s by default) is over.
+      await new Promise((r) => setTimeout(r, 200));
+      assert.equal(messages.length, 3, 'one DEL_ERROR per file, not one per tick');
+      // The user puts the directory back: the originals go at the next try, in the same shift.
+      rmSync(run);
+      renameSync(`${run}.real`, run);
+      for (const end = Date.now() + 8000; recs.some((r) => catalog.isLive(r)) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      stop.abort();
+      await running;
+    }
+    assert.deepEqual(readdirSync(run), [], 'the originals are deleted without another shift change');
+    assert.ok(recs.every((r) => !catalog.isLive(r)));
+    assert.deepEqual(harmed(3), []);
   });
 
   it("at a shift change deletes earlier shifts' originals that have their internal copy, the others once they have it, never the current shift's (G5)", async () => {
