@@ -90,6 +90,13 @@ export class AgentPlaced {
     this.#write(files.map((f) => ({ t: 's', d: detector, id: f.id, rel: f.rel })));
   }
 
+  /** Set-aside ids that will never be placed (their kept copy is gone) or acknowledged (their source is gone). */
+  dropSetAside(detector: string, ids: string[]): void {
+    const kept = this.#aside.get(detector);
+    const known = ids.filter((id) => kept?.delete(id));
+    if (known.length) this.#write(known.map((id) => ({ t: 'a', d: detector, id })));
+  }
+
   /** The files of `detector` set aside and not yet placed, as noted by setAside. */
   setAsideFiles(detector: string): Array<{ id: string; rel: string }> {
     return [...(this.#aside.get(detector) ?? [])].map(([id, rel]) => ({ id, rel }));

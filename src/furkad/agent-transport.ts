@@ -20,6 +20,11 @@ const MAX_ACK = 1000;
 /** Files fetched at once on the one connection: enough to keep it busy, few enough to place promptly. */
 const IN_FLIGHT = 8;
 /**
+ * How long a run goes on taking files announced after it started. Bounded, so that the loop's other work
+ * between runs (files of an ended shift tried again, the sweep, the status) is never held up for long.
+ */
+const EXTEND_MS = 1000;
+/**
  * A file that arrived damaged is fetched again: the first time by the next run, then after a pause that
  * doubles from the first to the last of these (ms) while it keeps arriving damaged (I2).
  */
@@ -46,6 +51,18 @@ export class AgentTransport implements Transport {
   #more: (() => void) | undefined;
   /** Ids to acknowledge, sent together by the one acknowledgement in flight (#ack). */
   #toAck: string[] = [];
+  /**
+   * Paths being fetched or placed: a path announced again meanwhile (a rescan, a rewrite) waits until that is
+   * over. Two fetches of one path would share its staging name, and one could place the other's half-written file.
+   */
+  #busy = new Set<string>();
+  /**
+   * Files in staging that could not be placed, and announcements skipped because their files are set aside, by
+   * id: what to fetch again if the copy kept for an ended shift is lost (keptCopyLost).
+   */
+  #parked = new Map<string, Waiting>();
+  /** The last run's RunContext.learnedBy: a drain's cutoff, Infinity otherwise (pendingSince). */
+  #cutoff = Infinity;
   /** Directories below staging known to exist (#fetchOne). */
   #stagingDirs = new Set<string>();
   #acking = false;
@@ -95,7 +112,10 @@ export class AgentTransport implements Transport {
   }
 
   pendingSince(since: number): boolean {
-    for (const w of this.#waiting.values()) if (w.learnedAt <= since) return true;
+    // A drain run's cutoff (the moment the shift change was asked for) bounds it too: what was announced after
+    // that is the next shift's, not something the drain should wait for (A5).
+    const by = Math.min(since, this.#cutoff);
+    for (const w of this.#waiting.values()) if (w.learnedAt <= by) return true;
     return false;
   }
 
@@ -107,6 +127,7 @@ export class AgentTransport implements Transport {
       return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0 };
     }
     const started = performance.now();
+    this.#cutoff = ctx.learnedBy;
     const aside = new Set(this.#setAside.values());
     let transferred = 0;
     let bytes = 0;
@@ -122,19 +143,25 @@ export class AgentTransport implements Transport {
     const take = (): Waiting | undefined => {
       if (failure || ctx.signal.aborted || ctx.wantsEnd()) return undefined;
       const now = performance.now();
-      const others = ctx.othersWaiting();
+      const extend = now - started < EXTEND_MS && !ctx.othersWaiting();
       for (const w of this.#waiting.values()) {
-        if (others && w.learnedAt > started) continue;
+        if (w.learnedAt > ctx.learnedBy) continue; // the next shift's (a drain run at a shift change, A5)
+        if (w.learnedAt > started && !extend) continue;
         if ((this.#damaged.get(w.id)?.notBefore ?? 0) > now || damagedHere.has(w.id)) continue;
+        if (this.#busy.has(w.path)) continue;
         this.#waiting.delete(w.path);
         if (this.#placedBefore(w)) continue;
-        if (aside.has(w.id)) continue;
+        if (aside.has(w.id)) {
+          this.#parked.set(w.id, w);
+          continue;
+        }
         return w;
       }
       return undefined;
     };
     const worker = async (): Promise<void> => {
       for (let w = take(); w; w = take()) {
+        this.#busy.add(w.path);
         try {
           const got = await this.#fetchOne(ctx, w);
           if (got === DAMAGED) {
@@ -149,12 +176,15 @@ export class AgentTransport implements Transport {
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
             if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placedIds.delete(w.path);
+            if (placed.failed.includes(w.path)) this.#parked.set(w.id, w);
           }
         } catch (e) {
           failure ??= e as Error;
           // Not taken: it waits again for the next run (a full ramdisk, a stream timed out: the connection may
           // well be up, and then nothing would announce it again), unless a newer version of it was announced.
           if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
+        } finally {
+          this.#busy.delete(w.path);
         }
       }
     };
@@ -204,6 +234,7 @@ export class AgentTransport implements Transport {
     const from = setAside ? this.#setAside : this.#placedIds;
     const ids = rels.map((r) => from.get(r)).filter((id): id is string => id !== undefined);
     rels.forEach((r) => from.delete(r));
+    ids.forEach((id) => this.#parked.delete(id));
     if (ids.length === 0) return;
     this.placedStore.placed(this.id, ids);
     this.#ack(ids);
@@ -222,6 +253,22 @@ export class AgentTransport implements Transport {
     // Kept across a restart: otherwise the agent's next announcement of them would place them a second time,
     // into the new shift (A5), and nothing would acknowledge them once placed for theirs.
     this.placedStore.setAside(this.id, noted);
+  }
+
+  /** Set-aside files whose kept copy is gone: their sources, if the agent still has them, are fetched again. */
+  keptCopyLost(rels: string[]): void {
+    const ids: string[] = [];
+    for (const rel of rels) {
+      const id = this.#setAside.get(rel);
+      if (id === undefined) continue;
+      this.#setAside.delete(rel);
+      ids.push(id);
+      const w = this.#parked.get(id);
+      this.#parked.delete(id);
+      if (w && !this.#waiting.has(w.path)) this.#waiting.set(w.path, { ...w, learnedAt: performance.now() });
+    }
+    this.placedStore.dropSetAside(this.id, ids);
+    if (ids.length) this.#wake?.();
   }
 
   /** Staging of the agent transport holds only fetches cut short: their sources are still there, announced again. */
@@ -244,6 +291,7 @@ export class AgentTransport implements Transport {
     if (this.#client?.connected && this.#client.url === url && this.#client.source === a.source) return;
     this.#client?.close();
     this.#waiting.clear();
+    this.#parked.clear();
     this.#damaged.clear();
     this.#saidUnchecked = false;
     const client = new AgentClient(url, a.source);
@@ -261,6 +309,10 @@ export class AgentTransport implements Transport {
     client.once('synced', () => {
       const stale = this.placedStore.unanswered(this.id).filter((id) => !listed.has(id));
       if (stale.length) this.placedStore.answered(this.id, stale);
+      // Set aside, and the agent no longer has the source: nothing to acknowledge any more once it is placed.
+      const gone = this.placedStore.setAsideFiles(this.id).filter((f) => !listed.has(f.id));
+      for (const f of gone) if (this.#setAside.get(f.rel) === f.id) this.#setAside.delete(f.rel);
+      this.placedStore.dropSetAside(this.id, gone.map((f) => f.id));
     });
     client.on('refused', (p, reason) => this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector'));
     client.on('down', (why) => {

@@ -93,6 +93,9 @@ export class DetectorLoop implements Component {
   #held = false;
   /** hold() waits for the run in flight: it should take no new files (RunContext.wantsEnd). */
   #ending = false;
+  /** When hold() was first called for the shift change under way (Infinity: none), and whether drain() runs. */
+  #heldAt = Infinity;
+  #draining = false;
   #wake: (() => void) | undefined;
   /** The run in flight (or a resolved promise): shift changes wait on it. */
   #current: Promise<number> = Promise.resolve(0);
@@ -137,6 +140,8 @@ export class DetectorLoop implements Component {
 
   /** Stops starting new runs and waits for the one in flight; its files are handed over by then. */
   async hold(): Promise<void> {
+    // A5: what the transport learns of from now on belongs to the next shift (RunContext.learnedBy).
+    this.#heldAt = Math.min(this.#heldAt, performance.now());
     this.#held = true;
     // The run in flight is asked to end soon (wantsEnd): what it has not taken is left for the drain runs.
     this.#ending = true;
@@ -151,14 +156,22 @@ export class DetectorLoop implements Component {
   async drain(): Promise<void> {
     const a = this.#assignment;
     if (!a || this.#backoff > 0) return;
-    await this.#exclusive();
-    // Files the transport learned of before the call and has not taken yet (settle_ms: still settling) are
-    // waited for; how long at most is the transport's to say.
-    // Bounded here too, whatever the transport says: a shift change must never wait on the old shift for long.
-    const seenBy = performance.now();
-    while (this.#backoff === 0 && performance.now() < seenBy + DRAIN_MAX_MS && this.transport.pendingSince?.(seenBy, a)) {
-      await this.#sleep(Math.max(a.config.minpause, 10));
+    // Runs of the drain take only what the transport learned of before the shift change was asked for (hold):
+    // RunContext.learnedBy.
+    this.#draining = true;
+    try {
       await this.#exclusive();
+      // Files the transport learned of before the call and has not taken yet (settle_ms: still settling) are
+      // waited for; how long at most is the transport's to say. Over rsync a file is learned of when a run lists
+      // it, so what the first drain run saw counts.
+      // Bounded here too, whatever the transport says: a shift change must never wait on the old shift for long.
+      const seenBy = performance.now();
+      while (this.#backoff === 0 && performance.now() < seenBy + DRAIN_MAX_MS && this.transport.pendingSince?.(seenBy, a)) {
+        await this.#sleep(Math.max(a.config.minpause, 10));
+        await this.#exclusive();
+      }
+    } finally {
+      this.#draining = false;
     }
   }
 
@@ -250,7 +263,8 @@ export class DetectorLoop implements Component {
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
             lb.rels.delete(rel);
-            this.log.warn({ detector: this.id, file: rel, kept: lb.root }, 'a file of an earlier shift is gone from where it was kept');
+            this.log.warn({ detector: this.id, file: rel, kept: lb.root }, 'a file of an earlier shift is gone from where it was kept; its source, if still on the detector, is taken again');
+            this.transport.keptCopyLost?.([rel]);
           } else {
             lb.error = `cannot move ${rel} into place: ${(e as Error).message}`;
           }
@@ -328,6 +342,7 @@ export class DetectorLoop implements Component {
   }
 
   release(): void {
+    this.#heldAt = Infinity;
     this.#held = false;
     this.#wake?.();
   }
@@ -399,6 +414,7 @@ export class DetectorLoop implements Component {
       shift, assignment: a, staging, dir, signal: this.#signal,
       wantsEnd: () => this.#ending || this.#signal.aborted,
       othersWaiting: () => this.gate.contended,
+      learnedBy: this.#draining ? this.#heldAt : Infinity,
       complete: (rels, checksums) => offer(batches, rels, checksums),
       completeInPlace: async (rels) => { placed += await this.#handOver(shift, a, rels.map((rel) => ({ rel, checksum: '', done: () => {} }))); },
     };

@@ -55,6 +55,12 @@ export interface RunContext {
    */
   othersWaiting(): boolean;
   /**
+   * A5: only files the transport learned of (were announced, were seen complete) by this time (performance.now())
+   * belong to this run's shift; Infinity in an ordinary run. A drain run at a shift change gets the moment the
+   * change was asked for: what was learned later waits for the next shift.
+   */
+  readonly learnedBy: number;
+  /**
    * These files are complete in `staging`: the loop notes them in the outbox, renames them into `dir` and hands
    * them to grimseld, batched with whatever else arrives meanwhile, while the run goes on (F2, F9). Resolves
    * once each has been dealt with. `checksums`: by rel, the checksum each arrived with (`xxh128:<hex>`, I1),
@@ -93,6 +99,8 @@ export interface RunContext {
  * | after the drain: files the old shift could not place | `forget(rels)`: the loop set them aside for the old  |
  * | are set aside by the loop, retried for that shift    | shift; never offer them again (they are placed by    |
  * |                                                      | the loop, then `afterPlaced`).                       |
+ * | a set-aside file's kept copy is gone before placing  | `keptCopyLost(rels)`: its source may be taken again  |
+ * |                                                      | (into the shift current then).                       |
  * | stop: the run in flight waited for, then `close()`   | close connections, end processes started ahead.      |
  *
  * Every hook but `run` is optional: a transport without one needs nothing at that point.
@@ -107,5 +115,7 @@ export interface Transport {
   standDown?(): void;
   pendingSince?(since: number, assignment: Assignment): boolean;
   forget?(rels: string[]): void;
+  /** Files set aside (forget) whose kept copy is gone before it was placed: their sources may be taken again. */
+  keptCopyLost?(rels: string[]): void;
   close?(): Promise<void>;
 }

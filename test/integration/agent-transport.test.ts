@@ -3,7 +3,7 @@
 // run, never forgotten on the detector (A4, F10); against fake agents, what furkad makes of the checksum sent
 // with each file, or of none (I1, I2).
 import { strict as assert } from 'node:assert';
-import { closeSync, mkdirSync, openSync, readdirSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
@@ -281,6 +281,188 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
         await o.t.close();
         o.store.close();
       }
+      await agent.close();
+    }
+  });
+
+  it('fetches a set-aside file again, into the shift current then, when the copy kept for its shift is lost', async () => {
+    const agent = await fakeAgent({ y: randomBytes(20_000) }, { checksum: 'right', damage: () => false });
+    const staging = path.join(work, 'staging');
+    mkdirSync(staging);
+    const placed: string[] = [];
+    let place = false;
+    const store = AgentPlaced.open(path.join(work, 'state'));
+    const t = new AgentTransport('D1', store, quiet);
+    const ctx = {
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
+      learnedBy: Infinity, dir: { root: path.join(work, 'placed') },
+      complete: async (rels: string[]) => {
+        if (!place) return { placed: [], failed: rels, gone: [] };
+        placed.push(...rels);
+        t.afterPlaced(rels);
+        return { placed: rels, failed: [], gone: [] };
+      },
+    } as unknown as RunContext;
+    try {
+      await eventually(async () => { await t.run(ctx); return agent.requests.file.get('y') === 1; }, 10_000, 'the fetch');
+      t.forget(['y.cbf']);
+      await t.run(ctx);
+      assert.equal(agent.requests.file.get('y'), 1, 'set aside: not fetched again');
+      // The kept copy is gone (an operator cleaned staging): the source is the only one left.
+      place = true;
+      t.keptCopyLost(['y.cbf']);
+      assert.deepEqual(store.setAsideFiles('D1'), []);
+      await eventually(async () => { await t.run(ctx); return placed.includes('y.cbf'); }, 10_000, 'fetched again and placed');
+      assert.equal(agent.requests.file.get('y'), 2);
+      await eventually(() => agent.requests.acked.includes('y'), 10_000, 'acknowledged once placed');
+    } finally {
+      await t.close();
+      store.close();
+      await agent.close();
+    }
+  });
+});
+
+/**
+ * An agent whose announcements the test sends when it likes (`announce`), and whose file bodies go out in 16
+ * slow pieces (20 ms apart), so that something can happen while a fetch is under way (`onFetch`).
+ */
+async function slowAgent(files: Record<string, Buffer>, onFetch: (id: string, n: number) => void = () => undefined) {
+  const requests = { file: new Map<string, number>(), acked: [] as string[] };
+  // Hashed up front: the hashers furkad's side uses must not be this agent's to wait for.
+  const sums = new Map<string, string>();
+  for (const [id, body] of Object.entries(files)) {
+    const sum = new Checksum();
+    sum.update(body);
+    sums.set(id, await sum.hex());
+  }
+  let events: http2.ServerHttp2Stream | undefined;
+  const server = http2.createServer();
+  server.on('stream', (s, h) => {
+    s.on('error', () => undefined);
+    const url = new URL(String(h[':path']), 'http://agent');
+    if (url.pathname === '/v1/events') {
+      events = s;
+      s.respond({ ':status': 200 });
+      s.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: 1 })}\n${JSON.stringify({ t: 'synced' })}\n`);
+    } else if (url.pathname === '/v1/file') {
+      const id = url.searchParams.get('id')!;
+      const n = (requests.file.get(id) ?? 0) + 1;
+      requests.file.set(id, n);
+      const body = files[id]!;
+      const hex = sums.get(id)!;
+      s.on('wantTrailers', () => s.destroyed || s.closed || s.sendTrailers({ 'x-furka-unchanged': '1', ...checksumTrailer(hex) }));
+      s.respond({ ':status': 200 }, { waitForTrailers: true });
+      const piece = Math.ceil(body.length / 16);
+      let i = 0;
+      const timer = setInterval(() => {
+        if (s.destroyed || s.closed) return clearInterval(timer);
+        s.write(body.subarray(i * piece, (i + 1) * piece));
+        if (++i === 16) {
+          clearInterval(timer);
+          s.end();
+        }
+      }, 20);
+      onFetch(id, n);
+    } else {
+      let text = '';
+      s.setEncoding('utf8');
+      s.on('data', (t: string) => { text += t; });
+      s.on('end', () => {
+        const ids = (JSON.parse(text) as { ids: string[] }).ids;
+        requests.acked.push(...ids);
+        if (s.destroyed || s.closed) return;
+        s.respond({ ':status': 200 });
+        s.end(JSON.stringify({ deleted: ids, kept: [] }));
+      });
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  const announce = (id: string): void => {
+    events?.write(`${JSON.stringify({ t: 'file', id, path: `${id}.cbf`, size: files[id]!.length, mtime_ns: '1700000000000000000', mode: 0o644 })}\n`);
+  };
+  return { requests, announce, port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(r)) };
+}
+
+describe('agent transport: runs that go on taking announcements (A4, A5)', function () {
+  this.timeout(60_000);
+  let work: string;
+  before(async () => {
+    await prepareChecksums(2);
+    await initProvenance();
+  });
+  beforeEach(() => { work = tempDir('agent-runs'); });
+  afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+  /** A transport and a loop's part that places by rename after a short while, as a batch does. */
+  function world(port: number, learnedBy = Infinity) {
+    const staging = path.join(work, 'staging');
+    const final = path.join(work, 'final');
+    mkdirSync(staging);
+    mkdirSync(final);
+    const placed: Array<{ rel: string; size: number }> = [];
+    const store = AgentPlaced.open(path.join(work, 'state'));
+    const t = new AgentTransport('D1', store, quiet);
+    const ctx = {
+      assignment: { config: { remoteIP: '127.0.0.1', port }, source: '/' },
+      shift: { uid: 0, gid: 0, usertime: 1n }, staging, signal: new AbortController().signal,
+      wantsEnd: () => false, othersWaiting: () => false, learnedBy, dir: { root: final },
+      complete: async (rels: string[]) => {
+        await new Promise((r) => setTimeout(r, 30));
+        for (const rel of rels) {
+          renameSync(path.join(staging, rel), path.join(final, rel));
+          placed.push({ rel, size: statSync(path.join(final, rel)).size });
+        }
+        t.afterPlaced(rels);
+        return { placed: rels, failed: [], gone: [] };
+      },
+    } as unknown as RunContext & { learnedBy: number };
+    return { t, ctx, placed, final, store };
+  }
+
+  it('fetches a path announced again while its fetch is under way once, and places it whole (a rescan mid-fetch)', async () => {
+    const files = { f: randomBytes(1 << 20) };
+    const agent = await slowAgent(files, (id, n) => { if (n === 1) setTimeout(() => agent.announce(id), 150); });
+    const { t, ctx, placed, final, store } = world(agent.port);
+    try {
+      await t.run(ctx); // connects
+      agent.announce('f');
+      await eventually(async () => { await t.run(ctx); return placed.length > 0; }, 10_000, 'f placed');
+      for (let i = 0; i < 3; i++) await t.run(ctx); // the second announcement is dealt with
+      assert.equal(agent.requests.file.get('f'), 1, 'one fetch: the second announcement is of a file already placed');
+      assert.deepEqual(placed, [{ rel: 'f.cbf', size: 1 << 20 }], 'placed once, whole');
+      assert.ok(readFileSync(path.join(final, 'f.cbf')).equals(files.f));
+      await eventually(() => agent.requests.acked.includes('f'), 10_000, 'acknowledged');
+    } finally {
+      await t.close();
+      store.close();
+      await agent.close();
+    }
+  });
+
+  it('takes what is announced during a run, but in a drain run only what was learned before the shift change (A5)', async () => {
+    const files = { a: randomBytes(100_000), b: randomBytes(100_000), c: randomBytes(100_000) };
+    const agent = await slowAgent(files, (id) => { if (id === 'a') setTimeout(() => agent.announce('b'), 100); });
+    const { t, ctx, placed, store } = world(agent.port);
+    try {
+      await t.run(ctx); // connects
+      agent.announce('a');
+      await new Promise((r) => setTimeout(r, 100));
+      await t.run(ctx);
+      assert.deepEqual(placed.map((p) => p.rel).sort(), ['a.cbf', 'b.cbf'], 'b, announced while a was fetched, taken by the same run');
+      // A shift change is asked for now: c, announced after it, is not the old shift's.
+      const heldAt = performance.now();
+      agent.announce('c');
+      await new Promise((r) => setTimeout(r, 100));
+      await t.run({ ...ctx, learnedBy: heldAt } as RunContext);
+      assert.deepEqual(placed.map((p) => p.rel).sort(), ['a.cbf', 'b.cbf'], 'the drain run leaves c for the next shift');
+      assert.equal(t.pendingSince(heldAt), false, 'and does not wait for it');
+      await t.run(ctx);
+      assert.deepEqual(placed.map((p) => p.rel).sort(), ['a.cbf', 'b.cbf', 'c.cbf'], 'the next shift takes it');
+    } finally {
+      await t.close();
+      store.close();
       await agent.close();
     }
   });

@@ -2,7 +2,7 @@
 // or renaming a new file over an acknowledged one, never makes the agent send, delete or lose the wrong file.
 // The server runs in this process on a loopback port; there is no inotifywait, the catalog is filled by rescans.
 import { strict as assert } from 'node:assert';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AllowList } from '../../src/agent/allow.js';
@@ -148,5 +148,33 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     rmSync(path.join(root, 'd'));
     assert.equal(files.sameness(a.path, a.id), 'gone');
     assert.deepEqual(files.remove(a.path, a.id), { outcome: 'gone' });
+  });
+});
+
+describe('furka-agent: the root held open only while files flow (A6)', () => {
+  it('lets go of its root a second after the last use, so that the ramdisk can be unmounted', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'agent-root-'));
+    try {
+      writeFileSync(path.join(root, 'a.cbf'), 'A');
+      const holders = (): number => readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === root;
+        } catch {
+          return false;
+        }
+      }).length;
+      const files = new SourceFiles(root);
+      assert.ok(files.lstat('a.cbf')?.isFile());
+      assert.equal(holders(), 1, 'held while in use');
+      assert.ok(files.lstat('a.cbf'));
+      assert.equal(holders(), 1, 'one handle, not one per call');
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(holders(), 0, 'closed once idle');
+      assert.ok(files.lstat('a.cbf'), 'and opened again when needed');
+      files.forgetRoot();
+      assert.equal(holders(), 0);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });

@@ -246,7 +246,8 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     // Files that "settle" one per run: the drain must run until none is left from before the change.
     let owed: string[] = [];
     t.pendingSince = () => owed.length > 0;
-    t.duringRun = () => { t.incoming.push(...owed.splice(0, 1)); };
+    const learnedBy: number[] = [];
+    t.duringRun = (ctx) => { learnedBy.push(ctx.learnedBy); t.incoming.push(...owed.splice(0, 1)); };
     const stop = new AbortController();
     const running = loop.run(stop.signal);
     const a = assignment({ minpause: 2 });
@@ -257,11 +258,18 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     await shifts.begin(second);
     await until('a pause in the second shift', () => pausing);
     owed = ['late1.cbf', 'late2.cbf', 'late3.cbf'];
+    const runsBefore = learnedBy.length;
+    const called = performance.now();
     await shifts.begin(third);
+    const returned = performance.now();
+    const drains = learnedBy.slice(runsBefore);
+    // A5: the drain runs take only what the transport learned of by the moment the change was asked for.
+    assert.ok(drains.length >= 3 && drains.every((t0) => t0 >= called && t0 <= returned && t0 === drains[0]), `drain runs' cutoff: ${drains.join(', ')}`);
     t.incoming.push('after.cbf');
     await until('the file after the change', () => handover.delivered_.some((d) => d.paths.some((p) => p.endsWith('after.cbf'))));
     stop.abort();
     await running;
+    assert.equal(learnedBy[learnedBy.length - 1], Infinity, 'an ordinary run takes whatever it learns of');
     const shiftOf = (rel: string): bigint | undefined => handover.delivered_.find((d) => d.paths.some((p) => p.endsWith(`/${rel}`)))?.usertime;
     assert.equal(shiftOf('before.cbf'), first.usertime, 'before.cbf in the shift it was written in');
     for (const rel of ['late1.cbf', 'late2.cbf', 'late3.cbf']) assert.equal(shiftOf(rel), second.usertime, `${rel} waited for in its shift`);
