@@ -110,31 +110,45 @@ async function fakeAgent(files: Record<string, Buffer>, answer: { checksum: 'non
       s.respond({ ':status': 200 }, { waitForTrailers: true });
       s.end(body);
     } else {
-      let text = '';
-      s.setEncoding('utf8');
-      s.on('data', (t: string) => { text += t; });
-      s.on('end', () => {
-        const ids = (JSON.parse(text) as { ids: string[] }).ids;
-        requests.acked.push(...ids);
-        if (s.destroyed || s.closed) return; // furkad closed its connection meanwhile
-        s.respond({ ':status': 200 });
-        s.end(JSON.stringify({ deleted: ids, kept: [] }));
-      });
+      answerAck(s, requests.acked);
     }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { requests, port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(r)) };
 }
 
-describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
-  this.timeout(60_000);
-  let work: string;
+/** A fake agent's answer to POST /v1/ack: every id noted in `acked` and reported deleted. */
+function answerAck(s: http2.ServerHttp2Stream, acked: string[]): void {
+  let text = '';
+  s.setEncoding('utf8');
+  s.on('data', (t: string) => { text += t; });
+  s.on('end', () => {
+    const ids = (JSON.parse(text) as { ids: string[] }).ids;
+    acked.push(...ids);
+    if (s.destroyed || s.closed) return; // furkad closed its connection meanwhile
+    s.respond({ ':status': 200 });
+    s.end(JSON.stringify({ deleted: ids, kept: [] }));
+  });
+}
+
+/** Hooks for tests that hash and write provenance: hashers ready, a fresh work directory for each test. */
+function freshWork(prefix: string, set: (dir: string) => void): void {
+  let dir = '';
   before(async () => {
     await prepareChecksums(2);
     await initProvenance();
   });
-  beforeEach(() => { work = tempDir('agent-checksums'); });
-  afterEach(() => rmSync(work, { recursive: true, force: true }));
+  beforeEach(() => {
+    dir = tempDir(prefix);
+    set(dir);
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+}
+
+describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
+  this.timeout(60_000);
+  let work: string;
+  freshWork('agent-checksums', (dir) => { work = dir; });
 
   /** A transport and the loop's part reduced to what it needs; `placed` records each file with its checksum and provenance. */
   function transportFor(port: number) {
@@ -228,12 +242,7 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
 describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)', function () {
   this.timeout(60_000);
   let work: string;
-  before(async () => {
-    await prepareChecksums(2);
-    await initProvenance();
-  });
-  beforeEach(() => { work = tempDir('agent-aside'); });
-  afterEach(() => rmSync(work, { recursive: true, force: true }));
+  freshWork('agent-aside', (dir) => { work = dir; });
 
   it('is neither fetched again into the new shift nor left unacknowledged when furkad restarts before placing it', async () => {
     const agent = await fakeAgent({ x: randomBytes(50_000) }, { checksum: 'right', damage: () => false });
@@ -366,16 +375,7 @@ async function slowAgent(files: Record<string, Buffer>, onFetch: (id: string, n:
       }, 20);
       onFetch(id, n);
     } else {
-      let text = '';
-      s.setEncoding('utf8');
-      s.on('data', (t: string) => { text += t; });
-      s.on('end', () => {
-        const ids = (JSON.parse(text) as { ids: string[] }).ids;
-        requests.acked.push(...ids);
-        if (s.destroyed || s.closed) return;
-        s.respond({ ':status': 200 });
-        s.end(JSON.stringify({ deleted: ids, kept: [] }));
-      });
+      answerAck(s, requests.acked);
     }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
@@ -388,12 +388,7 @@ async function slowAgent(files: Record<string, Buffer>, onFetch: (id: string, n:
 describe('agent transport: runs that go on taking announcements (A4, A5)', function () {
   this.timeout(60_000);
   let work: string;
-  before(async () => {
-    await prepareChecksums(2);
-    await initProvenance();
-  });
-  beforeEach(() => { work = tempDir('agent-runs'); });
-  afterEach(() => rmSync(work, { recursive: true, force: true }));
+  freshWork('agent-runs', (dir) => { work = dir; });
 
   /** A transport and a loop's part that places by rename after a short while, as a batch does. */
   function world(port: number, learnedBy = Infinity) {
