@@ -9,7 +9,14 @@ import { readAppendLog } from '../common/append-log.js';
  * 'i': about to be placed (intend); 'p': placed; 'a': acknowledgement answered, or intent dropped;
  * 's': set aside for an ended shift as `rel` (setAside), until placed.
  */
-type Line = { t: 'p' | 'a' | 'i' | 's'; d: string; id: string; dir?: string; rel?: string };
+type Line = { t: 'p' | 'a' | 'i' | 's'; d: string; id: string; dir?: string; rel?: string; u?: string };
+
+/** A file set aside for an ended shift: its id, its path, and that shift's usertime (decimal). */
+export interface SetAside {
+  id: string;
+  rel: string;
+  usertime: string;
+}
 
 /** Where a file was about to be placed: the shift's directory and the path below it. */
 export interface Intent {
@@ -35,9 +42,9 @@ export class AgentPlaced {
    * that shift), by id, with their paths. A furkad restarted meanwhile must neither fetch them again into the
    * new shift nor forget to acknowledge them once they are placed for theirs (A4, A5, F6).
    */
-  #aside: Map<string, Map<string, string>>;
+  #aside: Map<string, Map<string, SetAside>>;
 
-  private constructor(fd: number, open: Map<string, Set<string>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, string>>) {
+  private constructor(fd: number, open: Map<string, Set<string>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
     this.#fd = fd;
     this.#open = open;
     this.#intents = intents;
@@ -48,7 +55,7 @@ export class AgentPlaced {
     const { file, lines } = readAppendLog(dir, 'agent-placed.jsonl');
     const open = new Map<string, Set<string>>();
     const intents = new Map<string, Map<string, Intent>>();
-    const aside = new Map<string, Map<string, string>>();
+    const aside = new Map<string, Map<string, SetAside>>();
     for (const raw of lines) {
       let line: Line;
       try {
@@ -60,7 +67,7 @@ export class AgentPlaced {
       open.set(line.d, ids);
       const meant = intents.get(line.d) ?? new Map<string, Intent>();
       intents.set(line.d, meant);
-      const kept = aside.get(line.d) ?? new Map<string, string>();
+      const kept = aside.get(line.d) ?? new Map<string, SetAside>();
       aside.set(line.d, kept);
       if (line.t === 'i' && typeof line.dir === 'string' && typeof line.rel === 'string') {
         meant.set(line.id, { dir: line.dir, rel: line.rel });
@@ -68,7 +75,7 @@ export class AgentPlaced {
       }
       meant.delete(line.id);
       if (line.t === 's') {
-        if (typeof line.rel === 'string') kept.set(line.id, line.rel);
+        if (typeof line.rel === 'string') kept.set(line.id, { id: line.id, rel: line.rel, usertime: line.u ?? '' });
         continue;
       }
       kept.delete(line.id);
@@ -79,15 +86,15 @@ export class AgentPlaced {
   }
 
   /** Notes files (id, path) the loop set aside for an ended shift (see #aside); their intents are over. */
-  setAside(detector: string, files: Array<{ id: string; rel: string }>): void {
+  setAside(detector: string, files: SetAside[]): void {
     if (files.length === 0) return;
-    const kept = this.#aside.get(detector) ?? new Map<string, string>();
+    const kept = this.#aside.get(detector) ?? new Map<string, SetAside>();
     this.#aside.set(detector, kept);
     for (const f of files) {
-      kept.set(f.id, f.rel);
+      kept.set(f.id, f);
       this.#intents.get(detector)?.delete(f.id);
     }
-    this.#write(files.map((f) => ({ t: 's', d: detector, id: f.id, rel: f.rel })));
+    this.#write(files.map((f) => ({ t: 's', d: detector, id: f.id, rel: f.rel, u: f.usertime })));
   }
 
   /** Set-aside ids that will never be placed (their kept copy is gone) or acknowledged (their source is gone). */
@@ -98,8 +105,8 @@ export class AgentPlaced {
   }
 
   /** The files of `detector` set aside and not yet placed, as noted by setAside. */
-  setAsideFiles(detector: string): Array<{ id: string; rel: string }> {
-    return [...(this.#aside.get(detector) ?? [])].map(([id, rel]) => ({ id, rel }));
+  setAsideFiles(detector: string): SetAside[] {
+    return [...(this.#aside.get(detector)?.values() ?? [])];
   }
 
   has(detector: string, id: string): boolean {

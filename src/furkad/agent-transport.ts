@@ -9,7 +9,7 @@ import { arrival, shownSent } from '../common/checksum-trailer.js';
 import { ShiftDir } from './shift-dir.js';
 import { tagged } from '../common/checksum.js';
 import { StagedProvenance } from './staged-provenance.js';
-import type { AgentPlaced } from './agent-placed.js';
+import type { AgentPlaced, SetAside } from './agent-placed.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { RunContext, RunOutcome, Transport } from './transport.js';
@@ -24,6 +24,8 @@ const IN_FLIGHT = 8;
  * between runs (files of an ended shift tried again, the sweep, the status) is never held up for long.
  */
 const EXTEND_MS = 1000;
+/** Ids whose first announcement is remembered (#learned): far more than a detector ramdisk holds. */
+const LEARNED_MAX = 200_000;
 /**
  * A file that arrived damaged is fetched again: the first time by the next run, then after a pause that
  * doubles from the first to the last of these (ms) while it keeps arriving damaged (I2).
@@ -61,6 +63,12 @@ export class AgentTransport implements Transport {
    * id: what to fetch again if the copy kept for an ended shift is lost (keptCopyLost).
    */
   #parked = new Map<string, Waiting>();
+  /**
+   * When furkad first learned of each announced id, across announcements again (a rescan) and reconnects: the
+   * time that decides its shift (A5), which an announcement made again after a shift change was asked for must
+   * not move into the next shift. Forgotten once the file is placed; the oldest go beyond LEARNED_MAX.
+   */
+  #learned = new Map<string, number>();
   /** The last run's RunContext.learnedBy: a drain's cutoff, Infinity otherwise (pendingSince). */
   #cutoff = Infinity;
   /** Directories below staging known to exist (#fetchOne). */
@@ -80,7 +88,7 @@ export class AgentTransport implements Transport {
   ) {
     this.#provenance = new StagedProvenance(id, log);
     // Set aside by an earlier furkad: still not to be fetched, and acknowledged once the loop places them.
-    for (const f of placedStore.setAsideFiles(id)) this.#setAside.set(f.rel, f.id);
+    for (const f of placedStore.setAsideFiles(id)) this.#setAside.set(asideKey(f.usertime, f.rel), f.id);
   }
 
   /**
@@ -230,38 +238,53 @@ export class AgentTransport implements Transport {
   }
 
   /** Placed and noted for grimseld: only now may the agent delete their sources (A4). */
-  afterPlaced(rels: string[], setAside = false): void {
-    const from = setAside ? this.#setAside : this.#placedIds;
-    const ids = rels.map((r) => from.get(r)).filter((id): id is string => id !== undefined);
-    rels.forEach((r) => from.delete(r));
-    ids.forEach((id) => this.#parked.delete(id));
+  afterPlaced(rels: string[], setAsideOf?: bigint): void {
+    const from = setAsideOf !== undefined ? this.#setAside : this.#placedIds;
+    const keys = setAsideOf !== undefined ? rels.map((r) => asideKey(String(setAsideOf), r)) : rels;
+    const ids = keys.map((k) => from.get(k)).filter((id): id is string => id !== undefined);
+    keys.forEach((k) => from.delete(k));
+    ids.forEach((id) => {
+      this.#parked.delete(id);
+      this.#learned.delete(id);
+    });
     if (ids.length === 0) return;
     this.placedStore.placed(this.id, ids);
     this.#ack(ids);
   }
 
   /** Files the loop set aside for the shift that ended: their sources stay announced, but are not fetched again. */
-  forget(rels: string[]): void {
-    const noted: Array<{ id: string; rel: string }> = [];
+  forget(rels: string[], usertime: bigint): void {
+    const noted: SetAside[] = [];
     for (const rel of rels) {
       const id = this.#placedIds.get(rel);
       this.#placedIds.delete(rel);
       if (id === undefined) continue;
-      this.#setAside.set(rel, id);
-      noted.push({ id, rel });
+      this.#setAside.set(asideKey(String(usertime), rel), id);
+      noted.push({ id, rel, usertime: String(usertime) });
     }
     // Kept across a restart: otherwise the agent's next announcement of them would place them a second time,
     // into the new shift (A5), and nothing would acknowledge them once placed for theirs.
     this.placedStore.setAside(this.id, noted);
   }
 
+  /** When furkad first learned of `id` (now, if this is the first time). */
+  #learnedAt(id: string): number {
+    const known = this.#learned.get(id);
+    if (known !== undefined) return known;
+    const now = performance.now();
+    this.#learned.set(id, now);
+    if (this.#learned.size > LEARNED_MAX) this.#learned.delete(this.#learned.keys().next().value as string);
+    return now;
+  }
+
   /** Set-aside files whose kept copy is gone: their sources, if the agent still has them, are fetched again. */
-  keptCopyLost(rels: string[]): void {
+  keptCopyLost(rels: string[], usertime: bigint): void {
     const ids: string[] = [];
     for (const rel of rels) {
-      const id = this.#setAside.get(rel);
+      const key = asideKey(String(usertime), rel);
+      const id = this.#setAside.get(key);
       if (id === undefined) continue;
-      this.#setAside.delete(rel);
+      this.#setAside.delete(key);
       ids.push(id);
       const w = this.#parked.get(id);
       this.#parked.delete(id);
@@ -302,17 +325,15 @@ export class AgentTransport implements Transport {
     const listed = new Set<string>();
     client.on('file', (f) => {
       listed.add(f.id);
-      this.#waiting.set(f.path, { ...f, learnedAt: performance.now() });
+      this.#waiting.set(f.path, { ...f, learnedAt: this.#learnedAt(f.id) });
       this.#wake?.();
       this.#more?.();
     });
     client.once('synced', () => {
       const stale = this.placedStore.unanswered(this.id).filter((id) => !listed.has(id));
       if (stale.length) this.placedStore.answered(this.id, stale);
-      // Set aside, and the agent no longer has the source: nothing to acknowledge any more once it is placed.
-      const gone = this.placedStore.setAsideFiles(this.id).filter((f) => !listed.has(f.id));
-      for (const f of gone) if (this.#setAside.get(f.rel) === f.id) this.#setAside.delete(f.rel);
-      this.placedStore.dropSetAside(this.id, gone.map((f) => f.id));
+      // Set-aside notes stay although the listing lacks them: an agent whose root was unmounted, or a file open
+      // for writing, lists nothing of them, and the same id announced later must not go to another shift.
     });
     client.on('refused', (p, reason) => this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector'));
     client.on('down', (why) => {
@@ -431,4 +452,9 @@ export class AgentTransport implements Transport {
       }
     })();
   }
+}
+
+/** How a set-aside file is known: its ended shift and its path (one path may be set aside in two shifts). */
+function asideKey(usertime: string, rel: string): string {
+  return `${usertime}\n${rel}`;
 }

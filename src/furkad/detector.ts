@@ -208,7 +208,7 @@ export class DetectorLoop implements Component {
       }
     }
     // Only what was really set aside: a file that stayed in staging is still this transport's to offer.
-    this.transport.forget?.([...lb.rels]);
+    this.transport.forget?.([...lb.rels], shift.usertime);
     if (lb.rels.size === 0) {
       await rm(root, { recursive: true, force: true });
       return;
@@ -261,10 +261,13 @@ export class DetectorLoop implements Component {
           placed.push(rel);
           lb.rels.delete(rel);
         } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+          // ENOENT may also come from the destination (a directory of that shift removed meanwhile): only a kept
+          // copy that is really gone is let go of; otherwise it is tried again.
+          const kept = (e as NodeJS.ErrnoException).code === 'ENOENT' && await lstat(path.join(lb.root, 'files', rel)).then(() => true, () => false);
+          if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !kept) {
             lb.rels.delete(rel);
             this.log.warn({ detector: this.id, file: rel, kept: lb.root }, 'a file of an earlier shift is gone from where it was kept; its source, if still on the detector, is taken again');
-            this.transport.keptCopyLost?.([rel]);
+            this.transport.keptCopyLost?.([rel], lb.shift.usertime);
           } else {
             lb.error = `cannot move ${rel} into place: ${(e as Error).message}`;
           }
@@ -272,7 +275,7 @@ export class DetectorLoop implements Component {
       }
       this.handover.delivered(lb.shift.usertime, lb.shift.uid, lb.shift.gid, marked(names), noted);
       if (placed.length > 0) {
-        this.transport.afterPlaced?.(placed, true);
+        this.transport.afterPlaced?.(placed, lb.shift.usertime);
         this.log.info({ detector: this.id, files: placed.length, uid: lb.shift.uid, gid: lb.shift.gid, dir: lb.dir.root },
           "files of an earlier shift placed into that shift's directory and handed over with it");
       }

@@ -96,11 +96,11 @@ export interface RunContext {
  * | shift change; no assignment                          | a run that is not coming soon.                       |
  * | drain at a shift change (F6): one more run, then     | `pendingSince(t, a)`: files it learned of by `t`     |
  * | more while `pendingSince` says so                    | still to be taken (settle_ms: still settling).       |
- * | after the drain: files the old shift could not place | `forget(rels)`: the loop set them aside for the old  |
- * | are set aside by the loop, retried for that shift    | shift; never offer them again (they are placed by    |
- * |                                                      | the loop, then `afterPlaced`).                       |
- * | a set-aside file's kept copy is gone before placing  | `keptCopyLost(rels)`: its source may be taken again  |
- * |                                                      | (into the shift current then).                       |
+ * | after the drain: files the old shift could not place | `forget(rels, usertime)`: set aside for that shift;  |
+ * | are set aside by the loop, retried for that shift    | never offer them again (they are placed by the loop, |
+ * |                                                      | then `afterPlaced(rels, usertime)`).                 |
+ * | a set-aside file's kept copy is gone before placing  | `keptCopyLost(rels, usertime)`: its source may be    |
+ * |                                                      | taken again (into the shift current then).           |
  * | stop: the run in flight waited for, then `close()`   | close connections, end processes started ahead.      |
  *
  * Every hook but `run` is optional: a transport without one needs nothing at that point.
@@ -109,13 +109,13 @@ export interface Transport {
   run(ctx: RunContext): Promise<RunOutcome>;
   prepare?(signal: AbortSignal): Promise<void>;
   adoptLeftovers?(ctx: RunContext): Promise<void>;
-  /** `setAside`: files of an ended shift the loop placed later (see forget). */
-  afterPlaced?(rels: string[], setAside?: boolean): void;
+  /** `setAsideOf`: the usertime of the ended shift whose set-aside files (see forget) the loop placed now. */
+  afterPlaced?(rels: string[], setAsideOf?: bigint): void;
   waitForWork?(signal: AbortSignal): Promise<void>;
   standDown?(): void;
   pendingSince?(since: number, assignment: Assignment): boolean;
-  forget?(rels: string[]): void;
+  forget?(rels: string[], usertime: bigint): void;
   /** Files set aside (forget) whose kept copy is gone before it was placed: their sources may be taken again. */
-  keptCopyLost?(rels: string[]): void;
+  keptCopyLost?(rels: string[], usertime: bigint): void;
   close?(): Promise<void>;
 }

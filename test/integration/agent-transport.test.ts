@@ -267,7 +267,7 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     try {
       const first = start();
       await eventually(async () => { await first.t.run(ctx(false)); return agent.requests.file.get('x') === 1; }, 10_000, 'the fetch');
-      first.t.forget(['x.cbf']); // the shift changed: the loop set it aside for the old shift
+      first.t.forget(['x.cbf'], 5n); // the shift changed: the loop set it aside for the old shift (5)
       await first.t.close();
       first.store.close();
       open.shift();
@@ -282,7 +282,10 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
       assert.equal(agent.requests.file.get('x'), 1, 'not fetched a second time, into the new shift');
       assert.deepEqual(agent.requests.acked, [], 'and not acknowledged: it is not placed yet');
       // The loop places it for its own shift (adopted from where it was kept), then the transport acknowledges it.
-      second.t.afterPlaced(['x.cbf'], true);
+      second.t.afterPlaced(['x.cbf'], 4n); // a file of that path set aside for another shift: not this one
+      await new Promise((r) => setTimeout(r, 100));
+      assert.deepEqual(agent.requests.acked, [], 'not acknowledged for the placing of another shift\'s file');
+      second.t.afterPlaced(['x.cbf'], 5n);
       await eventually(() => agent.requests.acked.includes('x'), 10_000, 'the acknowledgement');
       assert.deepEqual(second.store.setAsideFiles('D1'), []);
     } finally {
@@ -315,12 +318,12 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     } as unknown as RunContext;
     try {
       await eventually(async () => { await t.run(ctx); return agent.requests.file.get('y') === 1; }, 10_000, 'the fetch');
-      t.forget(['y.cbf']);
+      t.forget(['y.cbf'], 5n);
       await t.run(ctx);
       assert.equal(agent.requests.file.get('y'), 1, 'set aside: not fetched again');
       // The kept copy is gone (an operator cleaned staging): the source is the only one left.
       place = true;
-      t.keptCopyLost(['y.cbf']);
+      t.keptCopyLost(['y.cbf'], 5n);
       assert.deepEqual(store.setAsideFiles('D1'), []);
       await eventually(async () => { await t.run(ctx); return placed.includes('y.cbf'); }, 10_000, 'fetched again and placed');
       assert.equal(agent.requests.file.get('y'), 2);
@@ -437,7 +440,7 @@ describe('agent transport: runs that go on taking announcements (A4, A5)', funct
   });
 
   it('takes what is announced during a run, but in a drain run only what was learned before the shift change (A5)', async () => {
-    const files = { a: randomBytes(100_000), b: randomBytes(100_000), c: randomBytes(100_000) };
+    const files = { a: randomBytes(100_000), b: randomBytes(100_000), c: randomBytes(100_000), d: randomBytes(100_000) };
     const agent = await slowAgent(files, (id) => { if (id === 'a') setTimeout(() => agent.announce('b'), 100); });
     const { t, ctx, placed, store } = world(agent.port);
     try {
@@ -446,15 +449,20 @@ describe('agent transport: runs that go on taking announcements (A4, A5)', funct
       await new Promise((r) => setTimeout(r, 100));
       await t.run(ctx);
       assert.deepEqual(placed.map((p) => p.rel).sort(), ['a.cbf', 'b.cbf'], 'b, announced while a was fetched, taken by the same run');
-      // A shift change is asked for now: c, announced after it, is not the old shift's.
+      // d is announced, then a shift change is asked for: c, announced after it, is not the old shift's; d,
+      // announced once more after it (a rescan of the agent), still is.
+      agent.announce('d');
+      await new Promise((r) => setTimeout(r, 100));
       const heldAt = performance.now();
       agent.announce('c');
+      agent.announce('d');
       await new Promise((r) => setTimeout(r, 100));
+      assert.equal(t.pendingSince(heldAt), true, 'd is owed to the old shift');
       await t.run({ ...ctx, learnedBy: heldAt } as RunContext);
-      assert.deepEqual(placed.map((p) => p.rel).sort(), ['a.cbf', 'b.cbf'], 'the drain run leaves c for the next shift');
-      assert.equal(t.pendingSince(heldAt), false, 'and does not wait for it');
+      assert.deepEqual(placed.map((p) => p.rel).sort(), ['a.cbf', 'b.cbf', 'd.cbf'], 'the drain run takes d and leaves c for the next shift');
+      assert.equal(t.pendingSince(heldAt), false, 'and does not wait for c');
       await t.run(ctx);
-      assert.deepEqual(placed.map((p) => p.rel).sort(), ['a.cbf', 'b.cbf', 'c.cbf'], 'the next shift takes it');
+      assert.deepEqual(placed.map((p) => p.rel).sort(), ['a.cbf', 'b.cbf', 'c.cbf', 'd.cbf'], 'the next shift takes c');
     } finally {
       await t.close();
       store.close();

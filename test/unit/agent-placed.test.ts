@@ -59,12 +59,12 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     const a = AgentPlaced.open(dir);
     a.intend('1MF', '7:100:9', '/ramdisk/1mf/620_621', 'run/x.cbf');
     a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
-    a.setAside('1MF', [{ id: '7:100:9', rel: 'run/x.cbf' }, { id: '8:100:9', rel: 'run/y.cbf' }]);
+    a.setAside('1MF', [{ id: '7:100:9', rel: 'run/x.cbf', usertime: '620' }, { id: '8:100:9', rel: 'run/y.cbf', usertime: '620' }]);
     a.placed('1MF', ['8:100:9']); // y placed for its shift later on
     assert.equal(a.intent('1MF', '7:100:9'), undefined, 'set aside: no longer where it was meant to go');
     a.close();
     const b = AgentPlaced.open(dir);
-    assert.deepEqual(b.setAsideFiles('1MF'), [{ id: '7:100:9', rel: 'run/x.cbf' }]);
+    assert.deepEqual(b.setAsideFiles('1MF'), [{ id: '7:100:9', rel: 'run/x.cbf', usertime: '620' }]);
     assert.deepEqual(b.setAsideFiles('2MF'), []);
     assert.equal(b.intent('1MF', '7:100:9'), undefined);
     b.placed('1MF', ['7:100:9']);
