@@ -62,6 +62,9 @@ export async function latencySuite(mode: Mode): Promise<LatencyResult> {
         const quiet = await idleCost(puller);
         for (const [k, v] of Object.entries(quiet.cores)) idle.set(`${name}.${k}`, [...(idle.get(`${name}.${k}`) ?? []), v]);
         if (quiet.cyclesPerS !== undefined) cycles.set(name, [...(cycles.get(name) ?? []), quiet.cyclesPerS]);
+        // A second of the first workload, not counted, for every puller alike: a daemon just started compiles its
+        // code, makes its hashers and starts its copy threads on the first files, which a PPU pays once a boot.
+        await measureLatency(puller, WORKLOADS[0]!, WARM_UP_S);
         for (const w of WORKLOADS) {
           const run = await measureLatency(puller, w, mode.latencySeconds);
           console.error(`  ${name} ${w.label} #${r + 1}: p50 ${run.latency.p50} p99 ${run.latency.p99} max ${run.latency.max} ms (${run.missing} missing)`);
@@ -100,6 +103,8 @@ export async function latencySuite(mode: Mode): Promise<LatencyResult> {
 }
 
 const IDLE_S = 2;
+/** Seconds of writing before the measured ones (see latencySuite). */
+const WARM_UP_S = 1;
 
 async function idleCost(puller: Puller): Promise<{ cores: Record<string, number>; cyclesPerS?: number }> {
   const connects = (): number => (puller.daemonLog ? readFileSync(puller.daemonLog, 'utf8').split('connect from').length - 1 : 0);
