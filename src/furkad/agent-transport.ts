@@ -119,6 +119,10 @@ export class AgentTransport implements Transport {
     return wait;
   }
 
+  connected(): boolean {
+    return this.#client?.connected === true;
+  }
+
   pendingSince(since: number): boolean {
     // A drain run's cutoff (the moment the shift change was asked for) bounds it too: what was announced after
     // that is the next shift's, not something the drain should wait for (A5).

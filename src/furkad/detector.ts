@@ -155,7 +155,11 @@ export class DetectorLoop implements Component {
   /** One more run in the current shift, so that files written before a shift change land in it (F6). */
   async drain(): Promise<void> {
     const a = this.#assignment;
-    if (!a || this.#backoff > 0) return;
+    // A detector backing off after a failed run is not tried again for the old shift (it may be away, and the
+    // change must not wait for it), unless its transport says it is still connected and owes files learned
+    // before the change (the agent after a fetch cut short): then one drain run, A5.
+    if (!a) return;
+    if (this.#backoff > 0 && !(this.transport.connected?.() && this.transport.pendingSince?.(this.#heldAt, a))) return;
     // Runs of the drain take only what the transport learned of before the shift change was asked for (hold):
     // RunContext.learnedBy.
     this.#draining = true;

@@ -117,5 +117,7 @@ export interface Transport {
   forget?(rels: string[], usertime: bigint): void;
   /** Files set aside (forget) whose kept copy is gone before it was placed: their sources may be taken again. */
   keptCopyLost?(rels: string[], usertime: bigint): void;
+  /** The detector is reachable now (the agent's connection is up), whatever the last run's verdict. */
+  connected?(): boolean;
   close?(): Promise<void>;
 }

@@ -278,6 +278,46 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.ok(events.indexOf(`shift ${third.usertime}`) < events.indexOf(`delivered ${third.usertime} 1`), 'the new shift announced first');
   });
 
+  for (const connected of [true, false]) {
+    it(`after a failed run, drains a detector that is ${connected ? 'still connected, so what it owes stays in the old shift' : 'away no further: the change does not wait for it'} (A5, F6, F10)`, async () => {
+      const events: string[] = [];
+      const handover = new FakeHandover(events);
+      const t = new FakeTransport(events);
+      // The back-off is long (as if real): the shift change comes while the loop waits it out.
+      const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), recordingLog().log, {
+        sleep: (ms, signal) => sleep(ms >= 100 ? 5000 : ms, signal),
+      });
+      const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, recordingLog().log);
+      // Announced before the change, not taken by the run that failed (a fetch cut short): the transport owes it.
+      let owed: string[] = [];
+      t.pendingSince = () => owed.length > 0;
+      t.connected = () => connected;
+      t.duringRun = () => { t.incoming.push(...owed.splice(0)); };
+      const stop = new AbortController();
+      const running = loop.run(stop.signal);
+      const a = assignment({ minpause: 2 });
+      const [first, second] = [shift([a]), shift([a])];
+      await shifts.begin(first);
+      await until('a run in the first shift', () => t.runs > 0);
+      t.verdicts = ['retry'];
+      const failedAt = t.runs;
+      await until('the failed run', () => loop.stats.state === 'retrying' && t.runs > failedAt);
+      owed = ['owed.cbf'];
+      await shifts.begin(second);
+      const runsAfterChange = t.runs;
+      stop.abort();
+      await running;
+      const shiftOf = (rel: string): bigint | undefined => handover.delivered_.find((d) => d.paths.some((p) => p.endsWith(`/${rel}`)))?.usertime;
+      if (connected) {
+        assert.equal(shiftOf('owed.cbf'), first.usertime, 'placed by a drain run, in the shift it was learned in');
+      } else {
+        assert.equal(shiftOf('owed.cbf'), undefined, 'no drain run for a detector that is away');
+        assert.deepEqual(owed, ['owed.cbf'], 'still owed: taken by a later run, in the new shift');
+        assert.equal(runsAfterChange, failedAt + 1, 'the change did not try it');
+      }
+    });
+  }
+
   it("sets aside what the old shift could not place, never places it in the new shift's directory, and later places it in its own (F6)", async () => {
     const events: string[] = [];
     const handover = new FakeHandover(events);

@@ -24,6 +24,7 @@ export class FakeTransport implements Transport {
   duringRun: (ctx: RunContext) => Promise<void> | void = () => {};
   waitForWork?: (signal: AbortSignal) => Promise<void>;
   pendingSince?: (since: number, assignment: Assignment) => boolean;
+  connected?: () => boolean;
 
   /** `events` is shared with the fake hand-over, so their order can be read across both. */
   constructor(readonly events: string[] = [], active?: { now: number; most: number }) {
