@@ -35,7 +35,9 @@ describe('furkad over furka-agent (A2–A5)', function () {
     }
     const observed = await sizesWhile(dest, writer.exited);
     assert.equal(await writer.exited, 0, writer.output());
-    assert.deepEqual(observed, [], 'nothing under the final name while the writer was at work');
+    // The writer closes the file before its process ends: on a loaded machine the whole file may be placed in
+    // between. Anything smaller would be a file placed before its writer finished.
+    assert.deepEqual(observed.filter((size) => size !== 40 * 65536), [], 'nothing under the final name while the writer was at work');
     await eventually(() => existsSync(dest), 20_000, 'the in-place file on the PPU');
     assert.equal(sha256File(readFileSync(dest)), sha256File(Buffer.alloc(40 * 65536, 7)), 'all 40 pieces');
     assert.equal(statSync(dest).uid, 610, 'owned by the shift (F3)');
@@ -65,9 +67,11 @@ describe('furkad over furka-agent (A2–A5)', function () {
       await pause(1000);
       clearInterval(timer);
       const total = seq;
-      await eventually(() => listFiles(stored(620, 621)).length + listFiles(stored(630, 631)).length === total, 60_000, 'every streamed file copied');
-      const inOld = new Set(listFiles(stored(620, 621)));
-      const inNew = new Set(listFiles(stored(630, 631)));
+      // Complete copies only: grimseld's temp names (G3) do not count.
+      const copied = (dir: string) => listFiles(dir).filter((f) => !path.basename(f).startsWith('.'));
+      await eventually(() => copied(stored(620, 621)).length + copied(stored(630, 631)).length === total, 60_000, 'every streamed file copied');
+      const inOld = new Set(copied(stored(620, 621)));
+      const inNew = new Set(copied(stored(630, 631)));
       for (let i = 0; i < total; i++) {
         const f = name(i);
         assert.ok(inOld.has(f) !== inNew.has(f), `${f} in exactly one shift`);
@@ -114,7 +118,9 @@ describe('furkad over furka-agent (A2–A5)', function () {
       assert.equal(found.length, 1, `${f.rel} stored once (${found.join(', ')})`);
       assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'internal', '1mf', found[0]!))), f.sha256, `${f.rel} complete`);
     }
-    await eventually(() => listFiles(detector).length === 0, 20_000, 'the detector drained');
+    // On failure, what the daemons said: this waits on acknowledgements from the last furkad to the last agent.
+    await eventually(() => listFiles(detector).length === 0, 20_000, 'the detector drained')
+      .catch((e: Error) => { throw new Error(`${e.message}; left: ${listFiles(detector).slice(0, 10).join(', ')}\nfurkad:\n${ppu.furkad!.proc.output().slice(-6000)}\nagent:\n${ppu.agents['1MF']!.proc.output().slice(-4000)}`); });
     assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging')), [], 'nothing left in staging');
     assert.deepEqual(copies().filter((c) => path.basename(c).startsWith('.')), [], 'no temp file on the storage');
     await eventually(async () => (await ppu.queryStatus(-1)).every((r) => r[4] === 0n), 60_000, 'nothing pending');
@@ -139,6 +145,7 @@ describe('furkad over furka-agent (A2–A5)', function () {
       await refusing.stop();
       await ppu.startAgent('1MF');
     }
-    await eventually(() => listFiles(ppu.detectorRamdisks['1MF']!).length === 0, 30_000, 'taken once the agent lets furkad in again');
+    await eventually(() => listFiles(ppu.detectorRamdisks['1MF']!).length === 0, 30_000, 'taken once the agent lets furkad in again')
+      .catch((e: Error) => { throw new Error(`${e.message}\nfurkad:\n${ppu.furkad!.proc.output().slice(-6000)}\nagent:\n${ppu.agents['1MF']!.proc.output().slice(-4000)}`); });
   });
 });
