@@ -8,6 +8,7 @@ import { AGENT_BIN } from '../fixtures/agent.js';
 import { eventually, listFiles, sha256File, sizesWhile, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { markFixture, startProcess } from '../fixtures/processes.js';
 import { inPlaceWriter } from '../fixtures/writers.js';
+import { streamAcrossShiftChange } from '../fixtures/shift-split.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -53,36 +54,9 @@ describe('furkad over furka-agent (A2–A5)', function () {
   });
 
   it('puts every file completed before StartShift in the old shift and every file completed after it in the new one, at 200 files a second (A5)', async () => {
-    await ppu.startShift(620, 621);
-    const detector = ppu.detectorRamdisks['1MF']!;
-    const name = (i: number) => `stream/s_${String(i).padStart(5, '0')}.cbf`;
-    let seq = 0;
-    // A writer of its own pace, 5 ms a file: runs that go on taking announcements are at work when the call comes.
-    const timer = setInterval(() => { writeImage(detector, name(seq), 50_000); seq++; }, 5);
-    try {
-      await pause(1000);
-      const before = seq;
-      await ppu.startShift(630, 631);
-      const after = seq;
-      await pause(1000);
-      clearInterval(timer);
-      const total = seq;
-      // Complete copies only: grimseld's temp names (G3) do not count.
-      const copied = (dir: string) => listFiles(dir).filter((f) => !path.basename(f).startsWith('.'));
-      await eventually(() => copied(stored(620, 621)).length + copied(stored(630, 631)).length === total, 60_000, 'every streamed file copied');
-      const inOld = new Set(copied(stored(620, 621)));
-      const inNew = new Set(copied(stored(630, 631)));
-      for (let i = 0; i < total; i++) {
-        const f = name(i);
-        assert.ok(inOld.has(f) !== inNew.has(f), `${f} in exactly one shift`);
-        if (i < before) assert.ok(inOld.has(f), `${f}, complete before the call, in the old shift`);
-        if (i >= after) assert.ok(inNew.has(f), `${f}, complete after the call returned, in the new shift`);
-      }
-      assert.ok(before > 50 && total - after > 50, `a stream on both sides of the change (${before} before, ${total - after} after)`);
-    } finally {
-      clearInterval(timer);
-    }
-    await eventually(() => listFiles(detector).length === 0, 20_000, 'every source deleted by the agent once placed');
+    // 5 ms a file: runs that go on taking announcements are at work when the call comes.
+    await streamAcrossShiftChange(ppu, { from: [620, 621], to: [630, 631], everyMs: 5, bytes: 50_000, prefix: 's', minEachSide: 50 });
+    await eventually(() => listFiles(ppu.detectorRamdisks['1MF']!).length === 0, 20_000, 'every source deleted by the agent once placed');
   });
 
   it('loses, duplicates and leaves behind nothing when the agent and furkad are killed at random moments', async () => {

@@ -4,6 +4,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
+import { streamAcrossShiftChange } from '../fixtures/shift-split.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 
 type Row = [string, string, string, bigint, bigint, bigint];
@@ -34,35 +35,7 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
   });
 
   it('puts every file written before StartShift in the old shift and every file written after it in the new one (F6)', async () => {
-    await ppu.startShift(500, 501);
-    const det = ppu.detectorRamdisks['1MF']!;
-    let seq = 0;
-    const name = (i: number) => `stream/f_${String(i).padStart(4, '0')}.cbf`;
-    const timer = setInterval(() => { writeImage(det, name(seq), 5000); seq++; }, 15);
-    try {
-      await sleep(1000);
-      const writtenBefore = seq;
-      await ppu.startShift(600, 601);
-      const writtenAfter = seq;
-      await sleep(1000);
-      clearInterval(timer);
-      const total = seq;
-      // grimseld clears the old shift's files from the ramdisk once copied (G5): look at the internal copies.
-      const old = path.join(ppu.storageRoot, 'internal', '1mf', '500_501');
-      const now = path.join(ppu.storageRoot, 'internal', '1mf', '600_601');
-      await eventually(() => listFiles(old).length + listFiles(now).length === total, 30_000, 'every streamed file copied');
-      const inOld = new Set(listFiles(old));
-      const inNew = new Set(listFiles(now));
-      for (let i = 0; i < total; i++) {
-        const f = name(i);
-        assert.ok(inOld.has(f) !== inNew.has(f), `${f} in exactly one shift`);
-        if (i < writtenBefore) assert.ok(inOld.has(f), `${f}, written before the call, in the old shift`);
-        if (i >= writtenAfter) assert.ok(inNew.has(f), `${f}, written after the call, in the new shift`);
-      }
-      assert.ok(writtenBefore > 10 && total - writtenAfter > 10, 'files on both sides of the change');
-    } finally {
-      clearInterval(timer);
-    }
+    await streamAcrossShiftChange(ppu, { from: [500, 501], to: [600, 601], everyMs: 15, bytes: 5000, prefix: 'f', minEachSide: 10 });
   });
 
   it('refuses root, unknown detectors and missing targets by name and keeps the running shift (F6)', async () => {
