@@ -69,8 +69,6 @@ export class AgentTransport implements Transport {
    * not move into the next shift. Forgotten once the file is placed; the oldest go beyond LEARNED_MAX.
    */
   #learned = new Map<string, number>();
-  /** The last run's RunContext.learnedBy: a drain's cutoff, Infinity otherwise (pendingSince). */
-  #cutoff = Infinity;
   /** Directories below staging known to exist (#fetchOne). */
   #stagingDirs = new Set<string>();
   #acking = false;
@@ -123,10 +121,10 @@ export class AgentTransport implements Transport {
     return this.#client?.connected === true;
   }
 
-  pendingSince(since: number): boolean {
-    // A drain run's cutoff (the moment the shift change was asked for) bounds it too: what was announced after
+  pendingSince(since: number, _a?: Assignment, learnedBy = Infinity): boolean {
+    // The drain's cutoff (the moment the shift change was asked for) bounds it too: what was announced after
     // that is the next shift's, not something the drain should wait for (A5).
-    const by = Math.min(since, this.#cutoff);
+    const by = Math.min(since, learnedBy);
     for (const w of this.#waiting.values()) if (w.learnedAt <= by) return true;
     return false;
   }
@@ -139,7 +137,6 @@ export class AgentTransport implements Transport {
       return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0 };
     }
     const started = performance.now();
-    this.#cutoff = ctx.learnedBy;
     const aside = new Set(this.#setAside.values());
     let transferred = 0;
     let bytes = 0;

@@ -159,7 +159,7 @@ export class DetectorLoop implements Component {
     // change must not wait for it), unless its transport says it is still connected and owes files learned
     // before the change (the agent after a fetch cut short): then one drain run, A5.
     if (!a) return;
-    if (this.#backoff > 0 && !(this.transport.connected?.() && this.transport.pendingSince?.(this.#heldAt, a))) return;
+    if (this.#backoff > 0 && !(this.transport.connected?.() && this.transport.pendingSince?.(this.#heldAt, a, this.#heldAt))) return;
     // Runs of the drain take only what the transport learned of before the shift change was asked for (hold):
     // RunContext.learnedBy.
     this.#draining = true;
@@ -170,7 +170,7 @@ export class DetectorLoop implements Component {
       // it, so what the first drain run saw counts.
       // Bounded here too, whatever the transport says: a shift change must never wait on the old shift for long.
       const seenBy = performance.now();
-      while (this.#backoff === 0 && performance.now() < seenBy + DRAIN_MAX_MS && this.transport.pendingSince?.(seenBy, a)) {
+      while (this.#backoff === 0 && performance.now() < seenBy + DRAIN_MAX_MS && this.transport.pendingSince?.(seenBy, a, this.#heldAt)) {
         await this.#sleep(Math.max(a.config.minpause, 10));
         await this.#exclusive();
       }

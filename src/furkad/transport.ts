@@ -113,7 +113,8 @@ export interface Transport {
   afterPlaced?(rels: string[], setAsideOf?: bigint): void;
   waitForWork?(signal: AbortSignal): Promise<void>;
   standDown?(): void;
-  pendingSince?(since: number, assignment: Assignment): boolean;
+  /** `learnedBy`: the drain runs' RunContext.learnedBy; what was learned of after it is not owed. */
+  pendingSince?(since: number, assignment: Assignment, learnedBy: number): boolean;
   forget?(rels: string[], usertime: bigint): void;
   /** Files set aside (forget) whose kept copy is gone before it was placed: their sources may be taken again. */
   keptCopyLost?(rels: string[], usertime: bigint): void;

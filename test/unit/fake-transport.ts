@@ -23,7 +23,7 @@ export class FakeTransport implements Transport {
   /** Awaited at the start of each run, before it takes `incoming`: tests count, hold or stop runs here. */
   duringRun: (ctx: RunContext) => Promise<void> | void = () => {};
   waitForWork?: (signal: AbortSignal) => Promise<void>;
-  pendingSince?: (since: number, assignment: Assignment) => boolean;
+  pendingSince?: (since: number, assignment: Assignment, learnedBy: number) => boolean;
   connected?: () => boolean;
 
   /** `events` is shared with the fake hand-over, so their order can be read across both. */
