@@ -111,10 +111,7 @@ export class Reclaimer {
     // A deletion that failed is tried again only when its pause is over, also while this runs on every tick
     // for files that wait for their copies.
     const remove = async (rec: FileRecord, where: Where): Promise<void> => {
-      if (failedBefore.has(rec.id) && !retryDue) {
-        this.#failedIds.add(rec.id);
-        failed = true;
-      } else if (!(await this.#remove(rec, where))) {
+      if ((failedBefore.has(rec.id) && !retryDue) || !(await this.#remove(rec, where))) {
         this.#failedIds.add(rec.id);
         failed = true;
       }

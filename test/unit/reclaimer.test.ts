@@ -132,12 +132,18 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.equal(readFileSync(path.join(`${run}.real`, 'g_000'), 'utf8'), 'user frame 0');
   });
 
-  it("refuses a directory already swapped for a link, naming it, and leaves the original for later (G5)", async () => {
-    const { catalog, reclaimer, messages, recs } = await world(3, false, 101);
+  /** Three copied originals of shift 1, their directory swapped for a link to the victim's, then shift 2 starts. */
+  async function swappedAtShiftChange(): ReturnType<typeof world> {
+    const w = await world(3, false, 101);
     renameSync(run, `${run}.real`);
     symlinkSync(victim, run);
-    await catalog.shift(2n, 600, 601);
-    reclaimer.shiftStarted();
+    await w.catalog.shift(2n, 600, 601);
+    w.reclaimer.shiftStarted();
+    return w;
+  }
+
+  it("refuses a directory already swapped for a link, naming it, and leaves the original for later (G5)", async () => {
+    const { catalog, reclaimer, messages, recs } = await swappedAtShiftChange();
     await runUntil(reclaimer, () => messages.length >= 3, 5000);
     assert.deepEqual(harmed(3), []);
     assert.ok(messages.every((m) => m.errcode === 'DEL_ERROR' && /run11: it is a symbolic link/.test(m.longMessage)), JSON.stringify(messages));
@@ -145,11 +151,7 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
   });
 
   it('tries a deletion that failed again after a pause, without another shift change, one DEL_ERROR per file and try (G5)', async () => {
-    const { catalog, reclaimer, messages, recs } = await world(3, false, 101);
-    renameSync(run, `${run}.real`);
-    symlinkSync(victim, run);
-    await catalog.shift(2n, 600, 601);
-    reclaimer.shiftStarted();
+    const { catalog, reclaimer, messages, recs } = await swappedAtShiftChange();
     const stop = new AbortController();
     const running = reclaimer.run(stop.signal);
     try {
