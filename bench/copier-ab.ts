@@ -4,7 +4,8 @@
 // timed run starts from an empty storage and a `sync`, yes and no interleaved, medians over the rounds. Two
 // ways: one thread copying one batch after the other (the read-back's whole cost, nothing to hide it behind),
 // and grimseld's way, four writers handing batches to copy threads (copy-threads.ts), where one copy's
-// read-back can overlap another's fsync.
+// read-back can overlap another's fsync. One thread also copies without any hashing (the copier before
+// checksums): the baseline that says what I1 and I2 together cost.
 // `node dist/bench/copier-ab.js [rounds] [bulkFiles] [smallFiles]`
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -15,7 +16,7 @@ import { copyMany } from '../src/grimseld/copier.js';
 import type { CopyWork as CopyJob } from '../src/grimseld/copy-job.js';
 import { CopyThreads } from '../src/grimseld/copy-threads.js';
 import { prepareCopies } from '../src/grimseld/copy-check.js';
-import { checksumOfFile } from '../src/common/checksum.js';
+import { Checksum, checksumOfFile } from '../src/common/checksum.js';
 import { median, ratio } from './stats.js';
 
 const MB = 1 << 20;
@@ -38,15 +39,26 @@ function batches(jobs: CopyJob[], storage: string, batch: number): CopyJob[][] {
   return out;
 }
 
-/** Copies `jobs` to `storage` in batches of `batch`, one after the other in this thread; returns seconds. */
-function copyAll(jobs: CopyJob[], storage: string, batch: number, verifyCopies: boolean): number {
+/**
+ * Copies `jobs` to `storage` in batches of `batch`, one after the other in this thread; returns seconds.
+ * `unhashed`: the copier as it was before checksums (I1, I2), the baseline of both: nothing read back, and the
+ * hasher's update() a no-op in this process for the run (the jobs carry no checksum, so nothing is compared).
+ */
+function copyAll(jobs: CopyJob[], storage: string, batch: number, verifyCopies: boolean, unhashed = false): number {
   rmSync(storage, { recursive: true, force: true });
   execFileSync('sync');
-  const t = performance.now();
-  for (const part of batches(jobs, storage, batch)) {
-    for (const r of copyMany(part, storage, { preserveUid: false, preserveGid: false, verifyCopies })) if (r instanceof Error) throw r;
+  const update = Checksum.prototype.update;
+  if (unhashed) Checksum.prototype.update = () => undefined;
+  try {
+    const t = performance.now();
+    for (const part of batches(jobs, storage, batch)) {
+      const work = unhashed ? part.map(({ checksum: _, ...j }) => j) : part;
+      for (const r of copyMany(work, storage, { preserveUid: false, preserveGid: false, verifyCopies })) if (r instanceof Error) throw r;
+    }
+    return (performance.now() - t) / 1000;
+  } finally {
+    Checksum.prototype.update = update;
   }
-  return (performance.now() - t) / 1000;
 }
 
 /** As copyAll, by WRITERS writers through copy threads, as a storage of grimseld copies; returns seconds. */
@@ -93,6 +105,8 @@ async function main(): Promise<void> {
         add(`threadsBulk${tag}`, bulkFiles * 6 / await copyAllThreads(bulk, storage, 1, verify));
         add(`threadsSmall${tag}`, smallFiles / await copyAllThreads(small, storage, 16, verify));
       }
+      add('bulkNone', bulkFiles * 6 / copyAll(bulk, storage, 1, false, true));
+      add('smallNone', smallFiles / copyAll(small, storage, 16, false, true));
     }
     const m = (k: string): number => Math.round(median(runs[k]!) * 10) / 10;
     const hashT = performance.now();
@@ -101,8 +115,10 @@ async function main(): Promise<void> {
     console.log(JSON.stringify({
       rounds, bulk: `${bulkFiles} x 6 MiB, one file a batch`, small: `${smallFiles} x 100 kB, 16 a batch`, loadavg: os.loadavg().map((x) => Math.round(x * 100) / 100),
       oneThread: {
-        bulkMiBps: { yes: m('bulkYes'), no: m('bulkNo'), ratio: ratio(m('bulkYes'), m('bulkNo')) },
-        smallFilesPerS: { yes: m('smallYes'), no: m('smallNo'), ratio: ratio(m('smallYes'), m('smallNo')) },
+        bulkMiBps: { yes: m('bulkYes'), no: m('bulkNo'), ratio: ratio(m('bulkYes'), m('bulkNo')),
+          unhashed: m('bulkNone'), yesOverUnhashed: ratio(m('bulkYes'), m('bulkNone')), noOverUnhashed: ratio(m('bulkNo'), m('bulkNone')) },
+        smallFilesPerS: { yes: m('smallYes'), no: m('smallNo'), ratio: ratio(m('smallYes'), m('smallNo')),
+          unhashed: m('smallNone'), yesOverUnhashed: ratio(m('smallYes'), m('smallNone')), noOverUnhashed: ratio(m('smallNo'), m('smallNone')) },
       },
       [`${WRITERS}WritersInCopyThreads`]: {
         bulkMiBps: { yes: m('threadsBulkYes'), no: m('threadsBulkNo'), ratio: ratio(m('threadsBulkYes'), m('threadsBulkNo')) },

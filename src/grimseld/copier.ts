@@ -1,7 +1,7 @@
 // One faithful, atomic copy (G3): temp name, data, owner, mode, mtime, provenance, fsync, check, link.
 // Never half a file under a final name; never through a symbolic link a user planted or swaps in (docs/threat-model.md
-// row 2); never a copy whose bytes are not the file's (I2): the source is hashed as it is read and compared
-// with the file's checksum, the flushed copy read back and compared again (copy-check.ts), and the copy
+// row 2); never a copy whose bytes are not the file's (I2): the flushed copy is read back and compared with the
+// file's checksum (copy-check.ts; without that read-back, the source is hashed as it is read instead), and the copy
 // carries the file's checksum, shift and detector as extended attributes (I3, copy-provenance.ts).
 //
 // Both ends are reached from a trusted directory one component at a time without following links, and
@@ -37,7 +37,8 @@ export interface CopyOptions {
   preserveGid: boolean;
   /**
    * Read each flushed copy back and check it against the file's checksum (grimseld.conf `verify_copies`,
-   * default yes). Without, the source is still hashed as it is read and checked, the copy is not read again.
+   * default yes); the source is then not hashed as well (write()). Without, the source is hashed as it is
+   * read and checked, the copy is not read again.
    */
   verifyCopies?: boolean;
 }
@@ -221,16 +222,20 @@ function write(job: CopyWork, base: string, opts: CopyOptions, dirs: HeldDirs, p
     // The source's mode, but never a set-id copy: that would hand a user a root-owned setuid program made
     // by grimseld (root) with preserve_uid = no. Images need none.
     fchmodSync(w.fd, s.mode & 0o1777);
-    const read = copyData(source.fd, job.src, w.fd, s.size, progress);
-    // I2: the bytes read are the file's, or this copy is not made. A file without a checksum gets the one of
-    // this read (the dispatcher makes it the file's).
-    if (job.checksum !== undefined && read !== job.checksum) {
+    // I2: the bytes are the file's, or this copy is not made. With the copy read back (check()) against a known
+    // checksum, that read-back proves it: hashing the source as well would cost a second hash of every byte and
+    // prove nothing more (whatever the source held when it was read, the copy holds it now). Otherwise the
+    // source is hashed as it is read; a file without a checksum gets the one of this read (the dispatcher makes
+    // it the file's).
+    const readBack = opts.verifyCopies !== false && job.checksum !== undefined;
+    const read = copyData(source.fd, job.src, w.fd, s.size, progress, !readBack);
+    if (read !== undefined && job.checksum !== undefined && read !== job.checksum) {
       // A writer that rewrote the file meanwhile changed its mtime or size: that is a changed source (not
       // retried, as before checksums). The same size and mtime with other bytes is what only the checksum sees.
       if (!isDelivered(fstatSync(source.fd), job.expect)) throw new SourceChanged(`${job.src} changed while it was copied`);
       throw ChecksumMismatch.source(job.src, job.checksum, read);
     }
-    w.checksum = job.checksum ?? read;
+    w.checksum = (job.checksum ?? read)!;
     futimesSync(w.fd, s.atimeMs / 1000, s.mtimeMs / 1000); // seconds with fraction: sub-ms precision
     if (opts.preserveUid || opts.preserveGid) fchownSync(w.fd, owner[0], owner[1]);
     return w;
@@ -250,16 +255,16 @@ function write(job: CopyWork, base: string, opts: CopyOptions, dirs: HeldDirs, p
  * the storage. Here the end of the data before `size` is a changed source, and no more than `size` bytes are
  * read, so a growing source cannot keep a copy going either (it then fails the check in commit()).
  */
-function copyData(fd: number, src: string, out: number, size: number, progress: Progress): string {
+function copyData(fd: number, src: string, out: number, size: number, progress: Progress, hash: boolean): string | undefined {
   chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
   const buf = chunk;
-  // Each piece is hashed as it is read, before it is written: what is checked is what was read (I2).
-  const sum = new Checksum();
+  // Each piece is hashed (`hash`) as it is read, before it is written: what is checked is what was read (I2).
+  const sum = hash ? new Checksum() : undefined;
   try {
     for (let at = 0; at < size;) {
       const got = readSync(fd, buf, 0, Math.min(CHUNK_BYTES, size - at), at);
       if (got === 0) throw new SourceChanged(`${src} ended after ${at} of its ${size} bytes: it is not the delivered file any more`);
-      sum.update(buf.subarray(0, got));
+      sum?.update(buf.subarray(0, got));
       for (let done = 0; done < got;) {
         const n = writeSync(out, buf, done, got - done, at + done);
         if (n <= 0) throw new Error(`writing a copy of ${src} made no progress`);
@@ -269,10 +274,10 @@ function copyData(fd: number, src: string, out: number, size: number, progress: 
       progress();
     }
   } catch (e) {
-    sum.discard();
+    sum?.discard();
     throw e;
   }
-  return sum.hexSync();
+  return sum?.hexSync();
 }
 
 /**
@@ -291,11 +296,25 @@ function check(w: Written, verify: boolean, progress: Progress): void {
   if (verify) {
     chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
     const got = checksumOfCopy(fd, chunk, progress);
-    if (got !== w.checksum) throw ChecksumMismatch.copy(w.job.dest, w.checksum, got);
+    if (got !== w.checksum) throw mismatchAt(w, got, progress);
     w.verified = true;
   }
   w.fd = undefined;
   closeSync(fd);
+}
+
+/**
+ * What a copy read back as `got` (not the file's checksum) says: the source was not hashed as it was read
+ * (write()), so it is read once more to tell a source that is no longer the delivered file (changed in place:
+ * a file of the same size and mtime with other bytes) from a copy damaged on its way. Only on this rare path.
+ * A source that changed after it was read and a copy damaged as well are reported as the source: either way
+ * nothing counts and the copy is tried again.
+ */
+function mismatchAt(w: Written, got: string, progress: Progress): Error {
+  const { src, dest, expect } = w.job;
+  if (!isDelivered(fstatSync(w.source.fd), expect)) return new SourceChanged(`${src} changed while it was copied`);
+  const source = checksumOfCopy(w.source.fd, chunk!, progress);
+  return source !== w.checksum ? ChecksumMismatch.source(src, w.checksum, source) : ChecksumMismatch.copy(dest, w.checksum, got);
 }
 
 /**

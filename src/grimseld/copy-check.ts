@@ -1,9 +1,10 @@
-// Checking a copy's bytes against the file's checksum (I2): the source is hashed as the copy reads it (no read
-// of its own), and the written copy is read back through its own descriptor once it is flushed. A copy whose
+// Checking a copy's bytes against the file's checksum (I2): the written copy is read back through its own
+// descriptor once it is flushed (`verify_copies`, default yes); without that read-back, or for a file whose
+// checksum is not known yet, the source is hashed as the copy reads it (no read of its own). A copy whose
 // bytes are not the file's never gets its final name and never counts; the dispatcher retries it.
 //
 // The read-back goes through the page cache, as any read after a write does (Node has no O_DIRECT buffers
-// nor posix_fadvise): it proves the copy holds the bytes that were checked at the source, catching a copy
+// nor posix_fadvise): it proves the copy holds the bytes the file's checksum is of, catching a copy
 // damaged on its way from the read to the file (in grimseld's buffer, in memory, by a file system or network
 // mount that stores something else), not a disk that rots later. That is `ppuctl verify`'s job (I4), which
 // reads the copy months later against the checksum on it.
