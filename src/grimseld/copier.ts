@@ -53,7 +53,7 @@ export type CopyOutcome = 'copied' | 'identical';
 export interface CopyResult {
   outcome: CopyOutcome;
   dest: string;
-  /** Hex digits of the bytes copied, as read from the source (a copy made; for a file without a checksum, its checksum now). */
+  /** Hex digits of the bytes copied (a copy made): the file's checksum, or for a file without one, that of the bytes read from the source. */
   checksum?: string;
   /** The copy was read back (or, found there already, read) and had the file's checksum (I2). */
   verified: boolean;
@@ -307,13 +307,22 @@ function check(w: Written, verify: boolean, progress: Progress): void {
  * What a copy read back as `got` (not the file's checksum) says: the source was not hashed as it was read
  * (write()), so it is read once more to tell a source that is no longer the delivered file (changed in place:
  * a file of the same size and mtime with other bytes) from a copy damaged on its way. Only on this rare path.
- * A source that changed after it was read and a copy damaged as well are reported as the source: either way
- * nothing counts and the copy is tried again.
+ * The second read stands for the first: a source that changed after it was read while the copy was damaged
+ * too is reported as the source, and one read wrong only the first time as the copy. Either way nothing
+ * counts, both checksums are named, and the copy is tried again. A source that cannot be read again leaves
+ * the copy's mismatch, with why.
  */
 function mismatchAt(w: Written, got: string, progress: Progress): Error {
   const { src, dest, expect } = w.job;
-  if (!isDelivered(fstatSync(w.source.fd), expect)) return new SourceChanged(`${src} changed while it was copied`);
-  const source = checksumOfCopy(w.source.fd, chunk!, progress);
+  let source: string;
+  try {
+    if (!isDelivered(fstatSync(w.source.fd), expect)) return new SourceChanged(`${src} changed while it was copied`);
+    source = checksumOfCopy(w.source.fd, chunk!, progress);
+  } catch (e) {
+    const m = ChecksumMismatch.copy(dest, w.checksum, got);
+    m.message += ` (reading the source again to compare failed: ${(e as Error).message})`;
+    return m;
+  }
   return source !== w.checksum ? ChecksumMismatch.source(src, w.checksum, source) : ChecksumMismatch.copy(dest, w.checksum, got);
 }
 

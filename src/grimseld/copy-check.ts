@@ -39,7 +39,7 @@ export class ChecksumMismatch extends Error {
  * the synchronous copy never waits for one) and the extended attribute module (copy-provenance.ts).
  */
 export async function prepareCopies(): Promise<void> {
-  // A copy uses one hasher at a time (its source, then its read-back): two leave one spare.
+  // A copy uses one hasher at a time (its source or its read-back, and after a mismatch the source again): two leave one spare.
   await Promise.all([prepareChecksums(2), initProvenance()]);
 }
 

@@ -1,8 +1,8 @@
 // A copy's bytes checked against the file's checksum (I2) and its provenance on it (I3), in the copier itself:
-// a source changed in place (same size and mtime) is refused while it is read; a copy damaged after it was
-// written is refused when it is read back (the copier's progress callback, called after every chunk written
-// and every copy flushed, is where the test damages the temp file); verify_copies = no skips the read-back
-// only; a file without a checksum gets the one of its read; a file of the same size and mtime already there
+// a source changed in place (same size and mtime) is refused, named as the source; a copy damaged after it was
+// written is refused when it is read back, named as the copy (the copier's progress callback, called after
+// every chunk written and every copy flushed, is where the test damages the temp file); verify_copies = no
+// checks the source as it is read instead; a file without a checksum gets the one of its read; a file of the same size and mtime already there
 // is taken only when it has the file's checksum; a storage that takes no attributes gets its copies anyway.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
@@ -139,7 +139,7 @@ describe('copies checked against the checksum and stamped with their provenance 
     assert.deepEqual(temps(job), []);
   });
 
-  it('with verify_copies = no reads nothing back: the source is still checked, the copy not', () => {
+  it('with verify_copies = no reads nothing back: the source is checked as it is read, the copy not', () => {
     const a = image('d1.cbf', 50_000);
     let damaged = false;
     const [r] = copyMany([a.job], storage, { ...opts, verifyCopies: false }, () => { if (!damaged) damaged = damageTemp(a.job); });
