@@ -1,12 +1,15 @@
 // The cost of checking every copy (I2): grimseld copying a bulk and a small-file set to one storage with
-// `verify_copies = yes` (the default: each copy read back) and with `no` (the source is hashed as it is read
-// either way), the same sets, the two runs' order alternating between rounds. Files come through the FIFO,
-// as in the throughput suite's copy-alone figures: operator files, whose checksum their first read gives.
+// `verify_copies = yes` (the default: each copy read back) and with `no` (the source hashed as it is read
+// instead), the same sets, the two runs' order alternating between rounds. Files are handed over as furkad
+// hands them, on the bus with their checksums (bench/grimseld-feed.ts): delivered files, as on a beamline.
+// (An operator's file through the FIFO has no checksum until its first read, which then hashes the source
+// and, with yes, reads the copy back as well: docs/integrity.md.)
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { licensedPpu } from './licensed-ppu.js';
 import { whenComplete, writeSet } from './file-sets.js';
-import { feedFifo } from './grimseld-feed.js';
+import { feedDelivered } from './grimseld-feed.js';
+import { checksumOfFile, tagged } from '../src/common/checksum.js';
 import { median, ratio } from './stats.js';
 import { MB, round } from './latency.js';
 import { COPY_PARALLELISM } from './suite-throughput.js';
@@ -50,10 +53,10 @@ async function copyRates(mode: Mode, verify: boolean, bulkCount: number): Promis
     const bulk = writeSet(path.join(ppu.ppuRamdisk, 'bulk'), bulkCount, 6 * MB);
     const small = writeSet(path.join(ppu.ppuRamdisk, 'small'), mode.smallFiles, 100_000);
     execFileSync('sync');
-    const b0 = feedFifo(ppu, 'bulk', bulk.names);
+    const b0 = await feedDelivered(ppu, 'bulk', bulk.names, tagged(await checksumOfFile(path.join(ppu.ppuRamdisk, 'bulk', bulk.names[0]!))));
     const b1 = await whenComplete(path.join(internal, 'bulk'), bulkCount, TIMEOUT_MS, `grimseld (verify_copies = ${verify}) to copy the bulk set`);
     execFileSync('sync');
-    const s0 = feedFifo(ppu, 'small', small.names);
+    const s0 = await feedDelivered(ppu, 'small', small.names, tagged(await checksumOfFile(path.join(ppu.ppuRamdisk, 'small', small.names[0]!))));
     const s1 = await whenComplete(path.join(internal, 'small'), mode.smallFiles, TIMEOUT_MS, `grimseld (verify_copies = ${verify}) to copy the small set`);
     return { bulkMBps: round(bulk.bytes / MB / ((b1 - b0) / 1000)), smallFilesPerS: round(mode.smallFiles / ((s1 - s0) / 1000)) };
   } finally {
