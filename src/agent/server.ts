@@ -12,6 +12,14 @@ export const PROTOCOL = 1;
 
 /** Bytes of lines queued for one events client that does not read before it is cut off (it reconnects and is sent the listing). */
 const CLIENT_BACKLOG_MAX = 64 * 1024 * 1024;
+/**
+ * Node's HTTP/2 session refuses every new stream (RST_STREAM ENHANCE_YOUR_CALM) while the data it holds for
+ * its streams is over this credit, 10 MB by default: two 6 MB bodies waiting to be read were enough to refuse
+ * furkad's next fetch and acknowledgement, and furkad took the connection for broken (seen at 25 Hz x 6 MB;
+ * test (e3)). What the agent holds is bounded by what furkad fetches at once (8 files in flight, each read
+ * whole into memory), not by this credit, which is therefore set out of the way.
+ */
+const SESSION_MEMORY_MB = 1 << 20;
 /** Largest /v1/ack body accepted (about 200 000 ids). */
 const ACK_BODY_MAX = 16 * 1024 * 1024;
 
@@ -83,7 +91,7 @@ class EventsClient {
 }
 
 export class AgentServer {
-  readonly #server = http2.createServer();
+  readonly #server = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB });
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #clients = new Set<EventsClient>();
   /** Addresses refused so far: each is logged once. */

@@ -165,6 +165,45 @@ describe('furka-agent (A1–A4)', function () {
     assert.deepEqual((await client.ack([id!])).body.deleted, [id]);
   });
 
+  it('(e3) answers new requests while large files wait to be read: ~50 MB of bodies queued does not make it refuse the next one (A3)', async () => {
+    // Seen at 25 Hz x 6 MB on a busy machine: with several 6 MB bodies not yet read by furkad, Node's HTTP/2
+    // session went over its default memory credit (10 MB) and refused every new stream (RST_STREAM
+    // ENHANCE_YOUR_CALM), fetches and acknowledgements alike, until the queued bodies drained: furkad took the
+    // connection for broken and backed off, the detector's files waiting for up to 30 s.
+    for (let i = 0; i < 8; i++) writeFileSync(path.join(root, `big${i}.raw`), Buffer.alloc(6 * 1024 * KiB, i));
+    writeFileSync(path.join(root, 'small.raw'), 'small');
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.filter((x) => x.t === 'file').length === 9, 'all nine files announced');
+    // Eight fetches of 6 MiB that are not read: beyond the stream's window each body waits in the agent.
+    const held = ev.files().filter((f) => f.path!.startsWith('big')).map((f) => {
+      const req = client!.session.request({ ':path': `/v1/file?id=${encodeURIComponent(f.id!)}` });
+      req.on('error', () => undefined);
+      req.pause();
+      return req;
+    });
+    const answered = await Promise.all(held.map((r) => new Promise<string>((resolve) => {
+      r.once('response', (h) => resolve(String(h[':status'])));
+      r.once('close', () => resolve(`closed with code ${r.rstCode}`));
+    })));
+    assert.deepEqual(answered, held.map(() => '200'), 'every fetch answered');
+    await sleep(200);
+    const small = await client.file(ev.files('small.raw')[0]!.id!);
+    assert.equal(small.status, 200, 'the next fetch answered');
+    assert.equal(small.body.toString(), 'small');
+    assert.equal((await client.ack([])).status, 200, 'an acknowledgement answered');
+    // And the held ones come whole once read.
+    const sizes = await Promise.all(held.map((r) => new Promise<number>((resolve, reject) => {
+      let n = 0;
+      r.on('data', (b: Buffer) => { n += b.length; });
+      r.on('end', () => resolve(n));
+      r.on('error', reject);
+      r.resume();
+    })));
+    assert.deepEqual(sizes, held.map(() => 6 * 1024 * KiB));
+  });
+
   it('(f) a client not in allow has its connection closed, is sent nothing and deletes nothing (A1)', async () => {
     writeFileSync(path.join(root, 'precious.cbf'), 'x');
     agent = await startAgent({ root, dir, allow: '127.0.0.1 ::1' });
