@@ -22,7 +22,7 @@ Atomics.store(shared, COUNTER_TID, kernelTid());
 
 /**
  * Copy threads yield the CPU to delivery (F9): online processing waits on the file reaching the PPU ramdisk, not on
- * its storage copy, and a copy is checksummed twice (I2), which on a machine with few cores would otherwise take
+ * its storage copy, and a copy is checksummed (I2), which on a machine with few cores would otherwise take
  * the CPU furkad needs to place the next image (measured on 2 cores: agent p50 at 100 Hz x 1 MB several times
  * worse). Linux keeps a nice value per thread: setpriority(PRIO_PROCESS, 0) here lowers this thread only, never
  * grimseld's event loop (its bus, status and fill guards). Lowering one's own priority needs no privilege.
