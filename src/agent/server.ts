@@ -16,10 +16,16 @@ const CLIENT_BACKLOG_MAX = 64 * 1024 * 1024;
  * Node's HTTP/2 session refuses every new stream (RST_STREAM ENHANCE_YOUR_CALM) while the data it holds for
  * its streams is over this credit, 10 MB by default: two 6 MB bodies waiting to be read were enough to refuse
  * furkad's next fetch and acknowledgement, and furkad took the connection for broken (seen at 25 Hz x 6 MB;
- * test (e3)). What the agent holds is bounded by what furkad fetches at once (8 files in flight, each read
- * whole into memory), not by this credit, which is therefore set out of the way.
+ * test (e3)). What the agent holds is bounded by what a client may fetch at once (MAX_STREAMS; furkad fetches
+ * 8 files at a time, each read whole into memory), not by this credit, which is therefore set out of the way.
  */
 const SESSION_MEMORY_MB = 1 << 20;
+/**
+ * Streams a client may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; Node's default is unbounded):
+ * what bounds the bodies held in memory for one connection now that the credit above does not. furkad opens
+ * at most 10 (its events stream, 8 fetches, one acknowledgement).
+ */
+const MAX_STREAMS = 64;
 /** Largest /v1/ack body accepted (about 200 000 ids). */
 const ACK_BODY_MAX = 16 * 1024 * 1024;
 
@@ -91,7 +97,7 @@ class EventsClient {
 }
 
 export class AgentServer {
-  readonly #server = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB });
+  readonly #server = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB, settings: { maxConcurrentStreams: MAX_STREAMS } });
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #clients = new Set<EventsClient>();
   /** Addresses refused so far: each is logged once. */

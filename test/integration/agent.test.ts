@@ -176,6 +176,8 @@ describe('furka-agent (A1–A4)', function () {
     client = new AgentClient(agent.port);
     const ev = client.events();
     await ev.waitFor((e) => e.filter((x) => x.t === 'file').length === 9, 'all nine files announced');
+    // What bounds the bodies held for one connection instead: the streams a client may have open at once.
+    assert.equal(client.session.remoteSettings.maxConcurrentStreams, 64);
     // Eight fetches of 6 MiB that are not read: beyond the stream's window each body waits in the agent.
     const held = ev.files().filter((f) => f.path!.startsWith('big')).map((f) => {
       const req = client!.session.request({ ':path': `/v1/file?id=${encodeURIComponent(f.id!)}` });
