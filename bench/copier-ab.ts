@@ -4,8 +4,8 @@
 // timed run starts from an empty storage and a `sync`, yes and no interleaved, medians over the rounds. Two
 // ways: one thread copying one batch after the other (the read-back's whole cost, nothing to hide it behind),
 // and grimseld's way, four writers handing batches to copy threads (copy-threads.ts), where one copy's
-// read-back can overlap another's fsync. One thread also copies without any hashing (the copier before
-// checksums): the baseline that says what I1 and I2 together cost.
+// read-back can overlap another's fsync. One thread also copies with hashing turned off: the baseline that
+// says what I1 and I2 together cost.
 // `node dist/bench/copier-ab.js [rounds] [bulkFiles] [smallFiles]`
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, writeFileSync } from 'node:fs';
@@ -41,8 +41,9 @@ function batches(jobs: CopyJob[], storage: string, batch: number): CopyJob[][] {
 
 /**
  * Copies `jobs` to `storage` in batches of `batch`, one after the other in this thread; returns seconds.
- * `unhashed`: the copier as it was before checksums (I1, I2), the baseline of both: nothing read back, and the
- * hasher's update() a no-op in this process for the run (the jobs carry no checksum, so nothing is compared).
+ * `unhashed`: hashing turned off, the baseline of what I1 and I2 cost: nothing read back, and the hasher's
+ * update() a no-op in this process for the run (the jobs carry no checksum, so nothing is compared). The
+ * copies still get their attributes: close to the copier before checksums, not the same.
  */
 function copyAll(jobs: CopyJob[], storage: string, batch: number, verifyCopies: boolean, unhashed = false): number {
   rmSync(storage, { recursive: true, force: true });

@@ -16,14 +16,15 @@ const CLIENT_BACKLOG_MAX = 64 * 1024 * 1024;
  * Node's HTTP/2 session refuses every new stream (RST_STREAM ENHANCE_YOUR_CALM) while the data it holds for
  * its streams is over this credit, 10 MB by default: two 6 MB bodies waiting to be read were enough to refuse
  * furkad's next fetch and acknowledgement, and furkad took the connection for broken (seen at 25 Hz x 6 MB;
- * test (e3)). What the agent holds is bounded by what a client may fetch at once (MAX_STREAMS; furkad fetches
- * 8 files at a time, each read whole into memory), not by this credit, which is therefore set out of the way.
+ * test (e3)). furkad fetches 8 files at a time, each read whole into memory: the credit leaves room for eight
+ * images of 512 MB and still bounds what one connection can make the agent hold.
  */
-const SESSION_MEMORY_MB = 1 << 20;
+const SESSION_MEMORY_MB = 4096;
 /**
- * Streams a client may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; Node's default is unbounded):
- * what bounds the bodies held in memory for one connection now that the credit above does not. furkad opens
- * at most 10 (its events stream, 8 fetches, one acknowledgement).
+ * Streams a client may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; Node's default is unbounded).
+ * furkad opens at most 10 (its events stream, 8 fetches, one acknowledgement). Node counts streams not yet
+ * destroyed, which can briefly include some already closed, and answers one over the limit with
+ * ENHANCE_YOUR_CALM, the stall above: keep the limit well above 10.
  */
 const MAX_STREAMS = 64;
 /** Largest /v1/ack body accepted (about 200 000 ids). */
