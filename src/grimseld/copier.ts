@@ -114,11 +114,13 @@ export function copyAtomic(src: string, root: string, dest: string, base: string
  */
 export function copyMany(jobs: CopyWork[], base: string, opts: CopyOptions, progress: Progress = noProgress): Array<CopyResult | Error> {
   const dirs = new HeldDirs(opts.preserveUid || opts.preserveGid);
+  // Whether copies are read back: write() skips the source's hash exactly when check() will read the copy.
+  const verify = opts.verifyCopies !== false;
   try {
     const outcomes: Array<CopyResult | Error> = [];
     const written: Array<Written | undefined> = jobs.map((job, i) => {
       try {
-        const w = write(job, base, opts, dirs, progress);
+        const w = write(job, base, opts, verify, dirs, progress);
         if ('outcome' in w) outcomes[i] = w;
         return 'outcome' in w ? undefined : w;
       } catch (e) {
@@ -138,9 +140,9 @@ export function copyMany(jobs: CopyWork[], base: string, opts: CopyOptions, prog
       }
     });
     settle(flush);
-    settle((w) => check(w, opts.verifyCopies !== false, progress));
+    settle((w) => check(w, verify, progress));
     settle((w, i) => {
-      outcomes[i] = commit(w, opts.verifyCopies !== false, progress);
+      outcomes[i] = commit(w, verify, progress);
     });
     return outcomes;
   } finally {
@@ -184,7 +186,7 @@ function openJobSource(job: CopyWork, dirs: HeldDirs): { source: Source; held: S
 }
 
 /** Checks the source and the directory, and writes the data, owner, mode and mtime to a temp name. */
-function write(job: CopyWork, base: string, opts: CopyOptions, dirs: HeldDirs, progress: Progress): Written | CopyResult {
+function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, dirs: HeldDirs, progress: Progress): Written | CopyResult {
   const { source, held } = openJobSource(job, dirs);
   const s = source.st;
   let w: Written | undefined;
@@ -209,7 +211,7 @@ function write(job: CopyWork, base: string, opts: CopyOptions, dirs: HeldDirs, p
     }
     // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
     if (job.sweep) sweepStale(dir, name);
-    const there = identicalAt(dir, name, s, job.checksum, opts.verifyCopies !== false, progress);
+    const there = identicalAt(dir, name, s, job.checksum, verify, progress);
     if (there !== undefined) {
       closeSync(source.fd);
       return { outcome: 'identical', dest: path.join(path.dirname(job.dest), there.name), verified: there.verified };
@@ -227,7 +229,7 @@ function write(job: CopyWork, base: string, opts: CopyOptions, dirs: HeldDirs, p
     // prove nothing more (whatever the source held when it was read, the copy holds it now). Otherwise the
     // source is hashed as it is read; a file without a checksum gets the one of this read (the dispatcher makes
     // it the file's).
-    const readBack = opts.verifyCopies !== false && job.checksum !== undefined;
+    const readBack = verify && job.checksum !== undefined;
     const read = copyData(source.fd, job.src, w.fd, s.size, progress, !readBack);
     if (read !== undefined && job.checksum !== undefined && read !== job.checksum) {
       // A writer that rewrote the file meanwhile changed its mtime or size: that is a changed source (not

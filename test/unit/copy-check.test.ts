@@ -2,8 +2,9 @@
 // a source changed in place (same size and mtime) is refused, named as the source; a copy damaged after it was
 // written is refused when it is read back, named as the copy (the copier's progress callback, called after
 // every chunk written and every copy flushed, is where the test damages the temp file); verify_copies = no
-// checks the source as it is read instead; a file without a checksum gets the one of its read; a file of the same size and mtime already there
-// is taken only when it has the file's checksum; a storage that takes no attributes gets its copies anyway.
+// checks the source as it is read instead; a file without a checksum gets the one of its read; a file of the
+// same size and mtime already there is taken only when it has the file's checksum; a storage that takes no
+// attributes gets its copies anyway.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
