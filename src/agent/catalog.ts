@@ -5,6 +5,7 @@ import { Topic } from '../common/topic.js';
 import { NameFilter } from './name-filter.js';
 import { openWriters } from './open-writers.js';
 import { joinRoot, scanFiles, type Found } from './scanner.js';
+import { barrierName, barrierOf } from './barrier.js';
 import { fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
 import type { WatchEvent } from './watcher.js';
 
@@ -25,7 +26,9 @@ export interface FileEntry {
 export type Announcement =
   | { t: 'file'; entry: FileEntry }
   | { t: 'refused'; path: string; reason: string }
-  | { t: 'synced' };
+  | { t: 'synced' }
+  /** Every file complete before barrier `id` was asked for has been announced before this (barrier.ts). */
+  | { t: 'barrier'; id: string };
 
 /** Decodes a name as UTF-8, or undefined if its bytes are not valid UTF-8 (round-trip check). */
 export function utf8(bytes: Buffer): string | undefined {
@@ -81,6 +84,15 @@ export class Catalog {
     for (const p of this.#refused.values()) yield { t: 'refused', path: p, reason: NOT_UTF8 };
   }
 
+  /**
+   * Puts barrier `id` into the kernel's event stream: its mark's close comes after every file completed before
+   * now, and when it comes, `{t:'barrier'}` is announced (barrier.ts). Throws if the mark cannot be made (a full
+   * or missing root): then no barrier line comes.
+   */
+  placeBarrier(id: string): void {
+    this.files.createMark(barrierName(id));
+  }
+
   /** Compares the file at an entry's path with the entry (a link on the way or in its place is not the file). */
   sameness(entry: FileEntry): Sameness {
     return this.files.sameness(entry.path, entry.id);
@@ -116,7 +128,15 @@ export class Catalog {
     this.#byId.clear();
     this.#refused.clear();
     this.#waiting.clear();
+    const barriers: string[] = [];
     for (const f of found) {
+      const barrier = barrierOf(f.rel);
+      if (barrier !== undefined) {
+        // A mark whose close this scan replaces (the kernel's queue overflowed, or the watch was restarted):
+        // it is passed once everything found is announced. One left by an agent that was killed is just removed.
+        barriers.push(barrier);
+        continue;
+      }
       if (isAsideName(f.rel)) {
         // The agent was killed between taking an acknowledged file aside and deleting it (or putting back another
         // file that took its name meanwhile): which it is, and under what name, is not known any more.
@@ -126,6 +146,7 @@ export class Catalog {
       this.#consider(f, writers, true);
     }
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
+    for (const id of barriers) this.#passBarrier(id);
     this.announced.emit({ t: 'synced' });
   }
 
@@ -147,8 +168,11 @@ export class Catalog {
         if (this.#restored.delete(e.rel.toString('latin1'))) return this.#complete(e.rel);
         if (!this.#skips(e.rel)) this.#waiting.add(e.rel.toString('latin1'));
         return;
-      case 'complete':
+      case 'complete': {
+        const barrier = barrierOf(e.rel);
+        if (barrier !== undefined) return this.#passBarrier(barrier);
         return this.#complete(e.rel);
+      }
       case 'dir-new': {
         // Files made in it before inotifywait's watch on it existed have no events: look for them now.
         const found = scanFiles(this.root, e.rel);
@@ -168,6 +192,16 @@ export class Catalog {
         return;
       }
     }
+  }
+
+  /** Barrier `id`'s mark came: everything before it is announced. The mark goes (A5). */
+  #passBarrier(id: string): void {
+    try {
+      this.files.removeMark(barrierName(id));
+    } catch (e) {
+      this.log.warn({ err: e, barrier: id }, 'cannot remove a barrier mark');
+    }
+    this.announced.emit({ t: 'barrier', id });
   }
 
   /** A file the kernel says is complete: looked at without following links; gone (or only reachable through one): dropped. */

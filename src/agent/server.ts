@@ -7,6 +7,7 @@ import type { AllowList } from './allow.js';
 import { fileId, type Announcement, type Catalog, type FileEntry } from './catalog.js';
 import { Checksum } from '../common/checksum.js';
 import { checksumTrailer } from '../common/checksum-trailer.js';
+import { validBarrierId } from './barrier.js';
 
 export const PROTOCOL = 1;
 
@@ -182,6 +183,7 @@ export class AgentServer {
       '/v1/events': ['GET', () => this.#events(stream, url)],
       '/v1/file': ['GET', () => this.#file(stream, url)],
       '/v1/ack': ['POST', () => this.#ack(stream)],
+      '/v1/barrier': ['POST', () => this.#barrier(stream, url)],
     };
     const route = routes[url.pathname];
     if (!route) return this.#reply(stream, 404, { error: 'no such resource' });
@@ -275,6 +277,23 @@ export class AgentServer {
       'x-furka-mode': String(entry.mode),
     }, { waitForTrailers: true });
     stream.end(body);
+  }
+
+  /**
+   * Puts barrier `id` into the kernel's event stream (barrier.ts): `{"t":"barrier","id":ID}` follows on every
+   * events stream once all files completed before this request are announced there. 503 if the mark cannot be
+   * made: then no such line comes.
+   */
+  #barrier(stream: http2.ServerHttp2Stream, url: URL): void {
+    const id = url.searchParams.get('id') ?? '';
+    if (!validBarrierId(id)) return this.#reply(stream, 400, { error: 'bad id: 1 to 64 of A-Z a-z 0-9 - _' });
+    try {
+      this.catalog.placeBarrier(id);
+    } catch (e) {
+      this.log.warn({ err: e, barrier: id }, 'cannot place a barrier mark in the root');
+      return this.#reply(stream, 503, { error: `cannot place a barrier mark in the root: ${(e as Error).message}` });
+    }
+    this.#reply(stream, 200, { id });
   }
 
   #ack(stream: http2.ServerHttp2Stream): void {

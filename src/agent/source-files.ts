@@ -109,6 +109,26 @@ export class SourceFiles {
     }
   }
 
+  /**
+   * Creates the empty file `name` in the root and closes it (a barrier mark, barrier.ts): O_EXCL, so never an
+   * existing file, and O_NOFOLLOW, so never through a link.
+   */
+  createMark(name: string): void {
+    this.#within(name, (dir, n) => closeSync(dir.openFile(n, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)));
+  }
+
+  /** Deletes `name` in the root if it is an empty regular file (a mark, barrier.ts): nothing with data, ever. */
+  removeMark(name: string): void {
+    try {
+      this.#within(name, (dir, n) => {
+        const st = dir.lstat(n);
+        if (st?.isFile() && st.size === 0) unlinkSync(dir.at(n));
+      });
+    } catch (e) {
+      if (!unreachable(e)) throw e;
+    }
+  }
+
   /** Whether `rel` is still the file `id` (a regular file, not reached through a link). */
   sameness(rel: string, id: string): Sameness {
     let st: BigIntStats | undefined;

@@ -6,6 +6,7 @@ import * as net from 'node:net';
 import { closeSync, constants, openSync, writeSync, writevSync } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
+import { randomBytes } from 'node:crypto';
 import { Checksum } from '../common/checksum.js';
 import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
 
@@ -53,6 +54,8 @@ export interface AgentClientEvents {
   file: (f: Announced) => void;
   refused: (path: string, reason: string) => void;
   synced: () => void;
+  /** The agent's barrier `id` came on the events stream, read at `at` (performance.now()). */
+  barrier: (id: string, at: number) => void;
   /** The connection or the events stream ended: nothing more is announced until reconnect(). */
   down: (why: string) => void;
 }
@@ -143,6 +146,9 @@ export class AgentClient extends EventEmitter {
             this.emit('refused', String(ev['path']), String(ev['reason']));
           } else if (ev['t'] === 'synced') {
             this.emit('synced');
+          } else if (ev['t'] === 'barrier') {
+            // The time is taken here, in line order: every file line before it was handled before it.
+            this.emit('barrier', String(ev['id']), performance.now());
           }
         }
       });
@@ -267,6 +273,53 @@ export class AgentClient extends EventEmitter {
         }
       });
       req.end(JSON.stringify({ ids }));
+    });
+  }
+
+  /**
+   * Asks the agent for a barrier and waits for it on the events stream (A5): resolves with the moment it came
+   * (performance.now()), by which every file the agent's kernel said complete before this call has been
+   * announced. Rejects after `timeoutMs`, when the connection goes down, or when the agent cannot place one
+   * (an agent older than barriers answers 404).
+   */
+  passBarrier(timeoutMs: number): Promise<number> {
+    const session = this.#session;
+    if (!session || this.#isDown) return Promise.reject(new Error(`not connected to the agent at ${this.url}`));
+    const id = randomBytes(12).toString('base64url');
+    return new Promise<number>((resolve, reject) => {
+      let timer: NodeJS.Timeout | undefined;
+      const end = (): void => {
+        clearTimeout(timer);
+        this.off('barrier', seen);
+        this.off('down', down);
+      };
+      const seen = (got: string, at: number): void => {
+        if (got !== id) return;
+        end();
+        resolve(at);
+      };
+      const down = (why: string): void => {
+        end();
+        reject(new Error(why));
+      };
+      const fail = (why: string): void => {
+        end();
+        reject(new Error(why));
+      };
+      this.on('barrier', seen);
+      this.on('down', down);
+      timer = setTimeout(() => fail(`the agent at ${this.url} did not pass a barrier within ${timeoutMs} ms`), timeoutMs);
+      const req = session.request({ ':method': 'POST', ':path': `/v1/barrier?id=${id}` });
+      let body = '';
+      req.setEncoding('utf8');
+      req.on('response', (h) => {
+        const status = Number(h[':status']);
+        if (status === 404) fail(`the agent at ${this.url} has no barriers (an older furka-agent)`);
+        else if (status !== 200) req.on('end', () => fail(`the agent at ${this.url} answered HTTP ${status} to a barrier: ${body.slice(0, 200)}`));
+      });
+      req.on('data', (t: string) => { body += t; });
+      req.on('error', (e: Error) => fail(`barrier request to ${this.url}: ${e.message}`));
+      req.end();
     });
   }
 

@@ -32,6 +32,12 @@ const LEARNED_MAX = 200_000;
  */
 const REFETCH_MS = [100, 10_000] as const;
 
+/**
+ * How long a shift change waits for the agent's barrier (A5). It comes in a millisecond or two; an agent that
+ * does not pass it in this time is a busy or broken one, and the change goes on with the moment it was asked for.
+ */
+const BARRIER_MAX_MS = 2000;
+
 /** #fetchOne's answer for a file whose bytes arrived other than the agent sent them. */
 const DAMAGED = Symbol('damaged');
 
@@ -115,6 +121,23 @@ export class AgentTransport implements Transport {
       wait = Math.min(wait, notBefore - now);
     }
     return wait;
+  }
+
+  /**
+   * A shift change was asked for: the agent's barrier says when furkad had heard of every file completed
+   * before now (A5). Without it, a file closed a moment before the call and announced a moment after it
+   * would go to the next shift.
+   */
+  async barrier(): Promise<number | undefined> {
+    const client = this.#client;
+    if (!client?.connected) return undefined;
+    try {
+      return await client.passBarrier(BARRIER_MAX_MS);
+    } catch (e) {
+      this.log.warn({ detector: this.id, err: (e as Error).message },
+        'no barrier from the agent at a shift change: files announced after the change was asked for go to the next shift, even if completed just before it');
+      return undefined;
+    }
   }
 
   connected(): boolean {

@@ -93,9 +93,15 @@ export class DetectorLoop implements Component {
   #held = false;
   /** hold() waits for the run in flight: it should take no new files (RunContext.wantsEnd). */
   #ending = false;
-  /** When hold() was first called for the shift change under way (Infinity: none), and whether drain() runs. */
+  /**
+   * The cutoff of the shift change under way (Infinity: none): what the transport learned of by then belongs
+   * to the old shift. When hold() was first called, moved on to the transport's barrier once that passed.
+   * And whether drain() runs.
+   */
   #heldAt = Infinity;
   #draining = false;
+  /** The transport's barrier for the shift change under way (hold()). */
+  #barrierPassed: Promise<void> = Promise.resolve();
   #wake: (() => void) | undefined;
   /** The run in flight (or a resolved promise): shift changes wait on it. */
   #current: Promise<number> = Promise.resolve(0);
@@ -140,16 +146,25 @@ export class DetectorLoop implements Component {
 
   /** Stops starting new runs and waits for the one in flight; its files are handed over by then. */
   async hold(): Promise<void> {
-    // A5: what the transport learns of from now on belongs to the next shift (RunContext.learnedBy).
+    // A5: what the transport learns of from now on belongs to the next shift (RunContext.learnedBy)...
+    const first = this.#heldAt === Infinity;
     this.#heldAt = Math.min(this.#heldAt, performance.now());
     this.#held = true;
+    // ...unless it was complete before now: the transport's barrier says by when it had learned of all those.
+    if (first && this.#assignment) this.#barrierPassed = this.#barrier();
     // The run in flight is asked to end soon (wantsEnd): what it has not taken is left for the drain runs.
     this.#ending = true;
     try {
-      await this.#current;
+      await Promise.all([this.#current, this.#barrierPassed]);
     } finally {
       this.#ending = false;
     }
+  }
+
+  /** Moves the cutoff of the shift change under way to the transport's barrier, if it has one (A5). */
+  async #barrier(): Promise<void> {
+    const at = await this.transport.barrier?.().catch(() => undefined);
+    if (at !== undefined && this.#heldAt !== Infinity) this.#heldAt = Math.max(this.#heldAt, at);
   }
 
   /** One more run in the current shift, so that files written before a shift change land in it (F6). */

@@ -94,6 +94,9 @@ export interface RunContext {
  * | `waitForWork`; the next run when both are over       | starting its next process ahead). Resolve on abort.  |
  * | verdict retry or fatal: back-off (F10); held for a   | `standDown()`: let go of anything started ahead for  |
  * | shift change; no assignment                          | a run that is not coming soon.                       |
+ * | a shift change holds the loop (`hold()`)            | `barrier()`: when it had learned of every file       |
+ * |                                                      | complete before the call (agent: a barrier through   |
+ * |                                                      | the kernel's events); that moment is the cutoff      |
  * | drain at a shift change (F6): one more run, then     | `pendingSince(t, a)`: files it learned of by `t`     |
  * | more while `pendingSince` says so                    | still to be taken (settle_ms: still settling).       |
  * | after the drain: files the old shift could not place | `forget(rels, usertime)`: set aside for that shift;  |
@@ -113,6 +116,12 @@ export interface Transport {
   afterPlaced?(rels: string[], setAsideOf?: bigint): void;
   waitForWork?(signal: AbortSignal): Promise<void>;
   standDown?(): void;
+  /**
+   * A shift change was asked for (A5): resolves with the moment (performance.now()) by which the transport had
+   * learned of every file that was complete when this was called, or undefined if it cannot say (then the
+   * moment of hold() is the cutoff). Bounded in time by the transport.
+   */
+  barrier?(): Promise<number | undefined>;
   /** `learnedBy`: the drain runs' RunContext.learnedBy; what was learned of after it is not owed. */
   pendingSince?(since: number, assignment: Assignment, learnedBy: number): boolean;
   forget?(rels: string[], usertime: bigint): void;

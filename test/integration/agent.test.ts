@@ -1,4 +1,4 @@
-// furka-agent as a real process on a tmpfs ramdisk: completeness from the kernel, the protocol, the allow list (A1–A4).
+// furka-agent as a real process on a tmpfs ramdisk: completeness from the kernel, the protocol, the allow list (A1–A5).
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
@@ -26,7 +26,7 @@ function inPlaceWriter(file: string, pieces: number, pauseMs: number, go?: strin
     fs.closeSync(fd);`, file, go ?? '']);
 }
 
-describe('furka-agent (A1–A4)', function () {
+describe('furka-agent (A1–A5)', function () {
   this.timeout(60_000);
   const dir = tempDir('agent');
   const root = path.join(dir, 'ramdisk');
@@ -274,5 +274,36 @@ describe('furka-agent (A1–A4)', function () {
     writeFileSync(path.join(root, 'after.cbf'), 'y');
     await ev.waitFor(() => ev.files('after.cbf').length > 0, 'events flowing again');
     assert.match(agent.proc.output(), /inotifywait ended; restarting it/);
+  });
+  it('(j) a barrier line comes after every file completed before it was asked for, even when the agent was stopped meanwhile; its mark is never announced and goes (A5)', async () => {
+    // Left by an agent that was killed: an empty mark is removed at the first scan, a file with data never.
+    writeFileSync(path.join(root, '.furka-agent-barrier-stale'), '');
+    writeFileSync(path.join(root, '.furka-agent-barrier-kept'), 'data');
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    assert.ok(!existsSync(path.join(root, '.furka-agent-barrier-stale')), 'a stale empty mark removed');
+    assert.equal(readFileSync(path.join(root, '.furka-agent-barrier-kept'), 'utf8'), 'data', 'a file with data under such a name kept');
+    assert.equal((await client.barrier('no/slash')).status, 400, 'a bad id');
+    // The agent stopped: the kernel's events for these closes wait, and so does the barrier request behind them.
+    const pid = agent.proc.child.pid!;
+    process.kill(pid, 'SIGSTOP');
+    let answer: Promise<{ status: number }>;
+    try {
+      for (let i = 0; i < 30; i++) writeFileSync(path.join(root, `late_${i}.cbf`), randomBytes(10 * KiB));
+      answer = client.barrier('shift-change-1');
+      await sleep(300);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    assert.equal((await answer).status, 200);
+    await ev.waitFor((e) => e.some((x) => x.t === 'barrier' && x['id'] === 'shift-change-1'), 'the barrier line');
+    const at = ev.events.findIndex((x) => x.t === 'barrier' && x['id'] === 'shift-change-1');
+    const before = ev.events.slice(0, at).filter((x) => x.t === 'file' && String(x.path).startsWith('late_'));
+    assert.equal(before.length, 30, 'all 30 files announced before the barrier line');
+    await sleep(200);
+    assert.deepEqual(ev.files().filter((f) => String(f.path).includes('barrier')), [], 'no mark announced');
+    assert.deepEqual(readdirSync(root).filter((n) => n.startsWith('.furka-agent-barrier-') && n !== '.furka-agent-barrier-kept'), [], 'the mark removed');
   });
 });

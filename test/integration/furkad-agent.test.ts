@@ -59,6 +59,31 @@ describe('furkad over furka-agent (A2–A5)', function () {
     await eventually(() => listFiles(ppu.detectorRamdisks['1MF']!).length === 0, 20_000, 'every source deleted by the agent once placed');
   });
 
+  it('puts a file completed before StartShift in the old shift although its announcement comes after the call (A5)', async () => {
+    await ppu.startShift(640, 641);
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const warm = writeImage(detector, 'barrier/warm.cbf', 10_000);
+    await eventually(() => existsSync(path.join(usr(640, 641), warm.rel)), 20_000, 'a first file in the old shift');
+    // The agent stopped: the file is complete (its writer closed it), but furkad hears of it only after the call.
+    const pid = ppu.agents['1MF']!.proc.child.pid!;
+    process.kill(pid, 'SIGSTOP');
+    let late: WrittenFile;
+    let change: Promise<void>;
+    try {
+      late = writeImage(detector, 'barrier/late.cbf', 10_000);
+      change = ppu.startShift(650, 651);
+      await pause(500);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    await change;
+    const after = writeImage(detector, 'barrier/after.cbf', 10_000);
+    await eventually(() => existsSync(path.join(stored(640, 641), late.rel)) || existsSync(path.join(stored(650, 651), late.rel)), 30_000, 'the late file stored');
+    assert.ok(existsSync(path.join(stored(640, 641), late.rel)), `completed before the call: in the old shift (new shift has: ${listFiles(stored(650, 651)).join(', ')})`);
+    await eventually(() => existsSync(path.join(stored(650, 651), after.rel)), 30_000, 'the file after the change, in the new shift');
+    assert.ok(!existsSync(path.join(stored(650, 651), late.rel)), 'and only there');
+  });
+
   it('loses, duplicates and leaves behind nothing when the agent and furkad are killed at random moments', async () => {
     await ppu.startShift(620, 621);
     const detector = ppu.detectorRamdisks['1MF']!;

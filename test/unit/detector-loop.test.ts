@@ -278,6 +278,42 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.ok(events.indexOf(`shift ${third.usertime}`) < events.indexOf(`delivered ${third.usertime} 1`), 'the new shift announced first');
   });
 
+  for (const passes of [true, false]) {
+    it(`takes the cutoff of a shift change from the transport's barrier${passes ? '' : ', or from the call when there is none'}: what it learned of before the barrier passed stays in the old shift (A5)`, async () => {
+      const events: string[] = [];
+      const handover = new FakeHandover(events);
+      const t = new FakeTransport(events);
+      const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), recordingLog().log, { sleep: recordingSleep([]) });
+      const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, recordingLog().log);
+      // The barrier passes a while after the call: files completed before the call were still being announced.
+      let barrierAt = 0;
+      let asked = 0;
+      t.barrier = async () => {
+        asked++;
+        await sleep(30);
+        barrierAt = performance.now();
+        return passes ? barrierAt : undefined;
+      };
+      const learnedBy: number[] = [];
+      t.duringRun = (ctx) => { learnedBy.push(ctx.learnedBy); };
+      const stop = new AbortController();
+      const running = loop.run(stop.signal);
+      const a = assignment({ minpause: 2 });
+      const [first, second] = [shift([a]), shift([a])];
+      await shifts.begin(first);
+      await until('a run in the first shift', () => t.runs > 0);
+      const runsBefore = learnedBy.length;
+      const called = performance.now();
+      await shifts.begin(second);
+      stop.abort();
+      await running;
+      const drain = learnedBy[runsBefore];
+      assert.equal(asked, 1, 'one barrier per shift change');
+      if (passes) assert.equal(drain, barrierAt, "the drain run's cutoff is the barrier's moment");
+      else assert.ok(drain !== undefined && drain >= called && drain < barrierAt, `without a barrier, the moment of the call (${drain})`);
+    });
+  }
+
   for (const connected of [true, false]) {
     it(`after a failed run, drains a detector that is ${connected ? 'still connected, so what it owes stays in the old shift' : 'away no further: the change does not wait for it'} (A5, F6, F10)`, async () => {
       const events: string[] = [];

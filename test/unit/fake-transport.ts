@@ -25,6 +25,7 @@ export class FakeTransport implements Transport {
   waitForWork?: (signal: AbortSignal) => Promise<void>;
   pendingSince?: (since: number, assignment: Assignment, learnedBy: number) => boolean;
   connected?: () => boolean;
+  barrier?: () => Promise<number | undefined>;
 
   /** `events` is shared with the fake hand-over, so their order can be read across both. */
   constructor(readonly events: string[] = [], active?: { now: number; most: number }) {
