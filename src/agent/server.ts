@@ -8,6 +8,7 @@ import { fileId, type Announcement, type Catalog, type FileEntry } from './catal
 import { Checksum } from '../common/checksum.js';
 import { checksumTrailer } from '../common/checksum-trailer.js';
 import { validBarrierId } from './barrier.js';
+import { BodyPool } from './body-pool.js';
 
 export const PROTOCOL = 1;
 
@@ -104,6 +105,8 @@ export class AgentServer {
   readonly #clients = new Set<EventsClient>();
   /** Addresses refused so far: each is logged once. */
   readonly #refusedPeers = new Set<string>();
+  /** Memory for the bodies being sent, used again for later files (body-pool.ts). */
+  readonly #bodies = new BodyPool();
   /** Ends following the catalog's announcements (close()). */
   #unsubscribe: () => void = () => {};
 
@@ -233,9 +236,8 @@ export class AgentServer {
     // Read whole, then sent from memory. respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
     // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
     // image is at most a few tens of MB and few are in flight.
-    let body: Buffer;
+    const body = this.#bodies.take(Number(entry.size));
     try {
-      body = Buffer.allocUnsafe(Number(entry.size));
       for (let at = 0; at < body.length;) {
         const got = readSync(fd, body, at, body.length - at, at);
         if (got === 0) break;
@@ -243,11 +245,22 @@ export class AgentServer {
       }
     } catch {
       closeSync(fd);
+      this.#bodies.give(body);
       return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
     }
     const unchanged = same();
     closeSync(fd);
-    if (stream.destroyed || stream.closed) return;
+    if (stream.destroyed || stream.closed) {
+      this.#bodies.give(body);
+      return;
+    }
+    // Back to the pool only when nothing reads it any more: its bytes written to the socket (the write's
+    // callback: the session writes straight from it) and the stream closed (the trailer's hash is taken by then).
+    let readers = 2;
+    const done = (): void => {
+      if (--readers === 0) this.#bodies.give(body);
+    };
+    stream.once('close', done);
     stream.on('wantTrailers', () => {
       // The checksum of the bytes sent (I1), taken once they are on their way: wantTrailers comes while the last
       // DATA frame is being queued, so the hash waits for the next turn of the loop, after the frames went to the
@@ -276,7 +289,8 @@ export class AgentServer {
       'x-furka-mtime-ns': String(entry.mtimeNs),
       'x-furka-mode': String(entry.mode),
     }, { waitForTrailers: true });
-    stream.end(body);
+    stream.write(body, done);
+    stream.end();
   }
 
   /**

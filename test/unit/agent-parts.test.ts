@@ -1,10 +1,13 @@
-// furka-agent's pure parts: the allow list, the exclude glob, inotifywait's CSV and event classes (A1, A2).
+// furka-agent's pure parts: the allow list, the exclude glob, inotifywait's CSV and event classes, barrier names,
+// the pool of body buffers (A1, A2, A5, A6).
 import { strict as assert } from 'node:assert';
 import { AllowList, addressBits, parseRange } from '../../src/agent/allow.js';
 import { globMatch, NameFilter } from '../../src/agent/name-filter.js';
 import { CsvRecords, parseRecord } from '../../src/agent/csv-records.js';
 import { classify } from '../../src/agent/watcher.js';
 import { parseSource } from '../../src/agent/server.js';
+import { barrierName, barrierOf, validBarrierId } from '../../src/agent/barrier.js';
+import { BodyPool } from '../../src/agent/body-pool.js';
 
 describe('furka-agent allow list (A1)', () => {
   it('matches IPv4 addresses and CIDR ranges, also in their IPv4-mapped IPv6 spelling', () => {
@@ -116,5 +119,51 @@ describe('furka-agent events source (protocol)', () => {
     assert.equal(parseSource('run1//a/./b'), 'run1/a/b');
     assert.equal(parseSource('/run1/../x'), undefined);
     assert.equal(parseSource('..'), undefined);
+  });
+});
+
+describe('furka-agent barrier marks (A5)', () => {
+  it('recognises its own marks in the root only, with valid ids only', () => {
+    assert.equal(barrierOf(Buffer.from(barrierName('a-B_9'))), 'a-B_9');
+    assert.equal(barrierOf(Buffer.from(`sub/${barrierName('x')}`)), undefined, 'not below the root');
+    assert.equal(barrierOf(Buffer.from('.furka-agent-barrier-')), undefined, 'no id');
+    assert.equal(barrierOf(Buffer.from('.furka-agent-barrier-a.b')), undefined, 'not an id');
+    assert.equal(barrierOf(Buffer.from('img_0001.cbf')), undefined);
+    assert.ok(validBarrierId('x'.repeat(64)) && !validBarrierId('x'.repeat(65)) && !validBarrierId('') && !validBarrierId('../x'));
+  });
+});
+
+describe('furka-agent body buffers (A6)', () => {
+  it('gives a buffer of the exact size, and the memory of one given back to the next body of its size class', () => {
+    const pool = new BodyPool();
+    const a = pool.take(100_000);
+    assert.equal(a.length, 100_000);
+    a.fill(7);
+    pool.give(a);
+    assert.equal(pool.freeBytes, 128 * 1024, 'kept in the 128 KiB class');
+    const b = pool.take(70_000);
+    assert.equal(b.length, 70_000);
+    assert.equal(b.buffer, a.buffer, 'the same memory again');
+    assert.equal(pool.freeBytes, 0);
+    const c = pool.take(100_000);
+    assert.notEqual(c.buffer, a.buffer, 'a buffer in use is never handed out twice');
+  });
+
+  it('keeps a bounded number, never one twice, and nothing it did not hand out or too large to keep', () => {
+    const pool = new BodyPool();
+    const taken = Array.from({ length: 20 }, () => pool.take(1_000_000));
+    for (const t of taken) pool.give(t);
+    assert.equal(pool.freeBytes, 16 * 1024 * 1024, 'at most 16 per class');
+    const again = pool.take(1_000_000);
+    pool.give(again);
+    pool.give(again);
+    assert.equal(pool.freeBytes, 16 * 1024 * 1024, 'given twice, kept once');
+    pool.give(Buffer.alloc(1000));
+    pool.give(Buffer.from(Buffer.allocUnsafeSlow(128 * 1024).buffer, 10, 1000));
+    assert.equal(pool.freeBytes, 16 * 1024 * 1024, 'foreign or offset buffers are not kept');
+    const huge = pool.take(65 * 1024 * 1024);
+    assert.equal(huge.length, 65 * 1024 * 1024);
+    pool.give(huge);
+    assert.equal(pool.freeBytes, 16 * 1024 * 1024, 'bodies over 64 MiB are not pooled');
   });
 });
