@@ -197,7 +197,8 @@ export class Catalog {
   /** Barrier `id`'s mark came: everything before it is announced. The mark goes (A5). */
   #passBarrier(id: string): void {
     try {
-      this.files.removeMark(barrierName(id));
+      const restoredAs = this.files.removeMark(barrierName(id))?.restoredAs;
+      if (restoredAs !== undefined) this.log.warn({ barrier: id, restoredAs }, 'a file was renamed onto a barrier mark while it was being deleted: it is kept');
     } catch (e) {
       this.log.warn({ err: e, barrier: id }, 'cannot remove a barrier mark');
     }

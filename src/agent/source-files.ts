@@ -117,16 +117,14 @@ export class SourceFiles {
     this.#within(name, (dir, n) => closeSync(dir.openFile(n, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600)));
   }
 
-  /** Deletes `name` in the root if it is an empty regular file (a mark, barrier.ts): nothing with data, ever. */
-  removeMark(name: string): void {
-    try {
-      this.#within(name, (dir, n) => {
-        const st = dir.lstat(n);
-        if (st?.isFile() && st.size === 0) unlinkSync(dir.at(n));
-      });
-    } catch (e) {
-      if (!unreachable(e)) throw e;
-    }
+  /**
+   * Deletes `name` in the root if it is an empty regular file (a mark, barrier.ts), through remove(): a file a
+   * user renames onto that name meanwhile is put back (a hidden name: never announced), never deleted.
+   */
+  removeMark(name: string): Removal | undefined {
+    const st = this.lstat(name);
+    if (!st?.isFile() || st.size !== 0n) return undefined;
+    return this.remove(name, fileId(st));
   }
 
   /** Whether `rel` is still the file `id` (a regular file, not reached through a link). */

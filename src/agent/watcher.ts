@@ -99,8 +99,18 @@ export class Watcher implements Component {
       const child = spawn(this.command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       this.#child = child;
       let established = false;
+      // inotifywait says so on stderr before it reports any event on stdout, but the two pipes are read
+      // independently: an event read first means the line is still on its way. The rescan comes first all the
+      // same, so that no event (a barrier's mark, A5) is passed on ahead of what the rescan owes.
+      const establish = (): void => {
+        if (established) return;
+        established = true;
+        this.hooks.established();
+        onFirstEstablished();
+      };
       const csv = new CsvRecords();
       child.stdout!.on('data', (chunk: Buffer) => {
+        establish();
         for (const record of csv.push(chunk)) this.#record(record);
       });
       let errText = '';
@@ -112,9 +122,7 @@ export class Watcher implements Component {
           const line = errText.slice(0, nl).trim();
           errText = errText.slice(nl + 1);
           if (line.startsWith('Watches established')) {
-            established = true;
-            this.hooks.established();
-            onFirstEstablished();
+            establish();
           } else if (line && !line.startsWith('Setting up watches')) {
             this.log.warn({ inotifywait: line }, 'inotifywait says');
           }

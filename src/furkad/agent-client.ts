@@ -64,6 +64,8 @@ export class AgentClient extends EventEmitter {
   #session: http2.ClientHttp2Session | undefined;
   #ping: NodeJS.Timeout | undefined;
   #isDown = true;
+  /** Barriers waited for (passBarrier): close() ends them. */
+  readonly #barriers = new Set<(why: string) => void>();
 
   constructor(readonly url: string, readonly source: string) {
     super();
@@ -290,6 +292,7 @@ export class AgentClient extends EventEmitter {
       let timer: NodeJS.Timeout | undefined;
       const end = (): void => {
         clearTimeout(timer);
+        this.#barriers.delete(fail);
         this.off('barrier', seen);
         this.off('down', down);
       };
@@ -306,6 +309,7 @@ export class AgentClient extends EventEmitter {
         end();
         reject(new Error(why));
       };
+      this.#barriers.add(fail);
       this.on('barrier', seen);
       this.on('down', down);
       timer = setTimeout(() => fail(`the agent at ${this.url} did not pass a barrier within ${timeoutMs} ms`), timeoutMs);
@@ -324,6 +328,7 @@ export class AgentClient extends EventEmitter {
   }
 
   close(): void {
+    for (const fail of [...this.#barriers]) fail(`the connection to the agent at ${this.url} was closed`);
     if (this.#ping) clearInterval(this.#ping);
     this.#ping = undefined;
     const s = this.#session;

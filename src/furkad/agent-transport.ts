@@ -130,7 +130,10 @@ export class AgentTransport implements Transport {
    */
   async barrier(): Promise<number | undefined> {
     const client = this.#client;
-    if (!client?.connected) return undefined;
+    if (!client?.connected) {
+      this.log.warn({ detector: this.id }, 'no connection to the agent at a shift change, so no barrier: files it announces once back go to the next shift, even if completed before the change');
+      return undefined;
+    }
     try {
       return await client.passBarrier(BARRIER_MAX_MS);
     } catch (e) {

@@ -100,7 +100,8 @@ export class DetectorLoop implements Component {
    */
   #heldAt = Infinity;
   #draining = false;
-  /** The transport's barrier for the shift change under way (hold()). */
+  /** Shift changes that asked for a barrier so far, and that barrier for the one under way (hold()). */
+  #holds = 0;
   #barrierPassed: Promise<void> = Promise.resolve();
   #wake: (() => void) | undefined;
   /** The run in flight (or a resolved promise): shift changes wait on it. */
@@ -151,7 +152,7 @@ export class DetectorLoop implements Component {
     this.#heldAt = Math.min(this.#heldAt, performance.now());
     this.#held = true;
     // ...unless it was complete before now: the transport's barrier says by when it had learned of all those.
-    if (first && this.#assignment) this.#barrierPassed = this.#barrier();
+    if (first && this.#assignment) this.#barrierPassed = this.#barrier(++this.#holds);
     // The run in flight is asked to end soon (wantsEnd): what it has not taken is left for the drain runs.
     this.#ending = true;
     try {
@@ -161,10 +162,13 @@ export class DetectorLoop implements Component {
     }
   }
 
-  /** Moves the cutoff of the shift change under way to the transport's barrier, if it has one (A5). */
-  async #barrier(): Promise<void> {
+  /**
+   * Moves the cutoff of shift change `hold` (the count of hold() calls that started one) to the transport's
+   * barrier, if it has one (A5); never the cutoff of a later change (one that failed left its barrier behind).
+   */
+  async #barrier(hold: number): Promise<void> {
     const at = await this.transport.barrier?.().catch(() => undefined);
-    if (at !== undefined && this.#heldAt !== Infinity) this.#heldAt = Math.max(this.#heldAt, at);
+    if (at !== undefined && hold === this.#holds && this.#heldAt !== Infinity) this.#heldAt = Math.max(this.#heldAt, at);
   }
 
   /** One more run in the current shift, so that files written before a shift change land in it (F6). */

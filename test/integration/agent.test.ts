@@ -275,7 +275,7 @@ describe('furka-agent (A1–A5)', function () {
     await ev.waitFor(() => ev.files('after.cbf').length > 0, 'events flowing again');
     assert.match(agent.proc.output(), /inotifywait ended; restarting it/);
   });
-  it('(j) a barrier line comes after every file completed before it was asked for, even when the agent was stopped meanwhile; its mark is never announced and goes (A5)', async () => {
+  it('(j) a barrier line comes after every file completed before it was asked for, even when inotifywait was held up meanwhile; its mark is never announced and goes (A5)', async () => {
     // Left by an agent that was killed: an empty mark is removed at the first scan, a file with data never.
     writeFileSync(path.join(root, '.furka-agent-barrier-stale'), '');
     writeFileSync(path.join(root, '.furka-agent-barrier-kept'), 'data');
@@ -286,18 +286,30 @@ describe('furka-agent (A1–A5)', function () {
     assert.ok(!existsSync(path.join(root, '.furka-agent-barrier-stale')), 'a stale empty mark removed');
     assert.equal(readFileSync(path.join(root, '.furka-agent-barrier-kept'), 'utf8'), 'data', 'a file with data under such a name kept');
     assert.equal((await client.barrier('no/slash')).status, 400, 'a bad id');
-    // The agent stopped: the kernel's events for these closes wait, and so does the barrier request behind them.
+    // inotifywait stopped: the kernel's events for these closes wait in its queue while the agent serves the
+    // barrier request (its mark's close queued behind them); the agent stopped too at first, so that the
+    // request comes while the closes are not yet read. An agent that answered the barrier at once would
+    // send its line before these files.
     const pid = agent.proc.child.pid!;
-    process.kill(pid, 'SIGSTOP');
+    const [watcher] = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    assert.ok(watcher && readFileSync(`/proc/${watcher}/cmdline`, 'utf8').startsWith('inotifywait'));
+    process.kill(watcher, 'SIGSTOP');
     let answer: Promise<{ status: number }>;
     try {
-      for (let i = 0; i < 30; i++) writeFileSync(path.join(root, `late_${i}.cbf`), randomBytes(10 * KiB));
-      answer = client.barrier('shift-change-1');
-      await sleep(300);
+      process.kill(pid, 'SIGSTOP');
+      try {
+        for (let i = 0; i < 30; i++) writeFileSync(path.join(root, `late_${i}.cbf`), randomBytes(10 * KiB));
+        answer = client.barrier('shift-change-1');
+        await sleep(100);
+      } finally {
+        process.kill(pid, 'SIGCONT');
+      }
+      assert.equal((await answer).status, 200, 'the mark is made while the closes wait');
+      await sleep(200);
+      assert.ok(!ev.events.some((x) => x.t === 'barrier' && x['id'] === 'shift-change-1'), 'no barrier line before inotifywait reads on');
     } finally {
-      process.kill(pid, 'SIGCONT');
+      process.kill(watcher, 'SIGCONT');
     }
-    assert.equal((await answer).status, 200);
     await ev.waitFor((e) => e.some((x) => x.t === 'barrier' && x['id'] === 'shift-change-1'), 'the barrier line');
     const at = ev.events.findIndex((x) => x.t === 'barrier' && x['id'] === 'shift-change-1');
     const before = ev.events.slice(0, at).filter((x) => x.t === 'file' && String(x.path).startsWith('late_'));

@@ -64,17 +64,23 @@ describe('furkad over furka-agent (A2–A5)', function () {
     const detector = ppu.detectorRamdisks['1MF']!;
     const warm = writeImage(detector, 'barrier/warm.cbf', 10_000);
     await eventually(() => existsSync(path.join(usr(640, 641), warm.rel)), 20_000, 'a first file in the old shift');
-    // The agent stopped: the file is complete (its writer closed it), but furkad hears of it only after the call.
-    const pid = ppu.agents['1MF']!.proc.child.pid!;
-    process.kill(pid, 'SIGSTOP');
+    // The agent's inotifywait stopped: the file is complete (its writer closed it), but the kernel's word of it
+    // waits, and furkad hears of it only after the call. The call waits for the barrier behind it.
+    const agentPid = ppu.agents['1MF']!.proc.child.pid!;
+    const [watcher] = readFileSync(`/proc/${agentPid}/task/${agentPid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    assert.ok(watcher && readFileSync(`/proc/${watcher}/cmdline`, 'utf8').startsWith('inotifywait'));
+    process.kill(watcher, 'SIGSTOP');
     let late: WrittenFile;
     let change: Promise<void>;
+    let returned = false;
     try {
       late = writeImage(detector, 'barrier/late.cbf', 10_000);
       change = ppu.startShift(650, 651);
+      void change.then(() => { returned = true; }, () => undefined);
       await pause(500);
+      assert.ok(!returned, 'StartShift waits for the barrier');
     } finally {
-      process.kill(pid, 'SIGCONT');
+      process.kill(watcher, 'SIGCONT');
     }
     await change;
     const after = writeImage(detector, 'barrier/after.cbf', 10_000);
