@@ -121,7 +121,9 @@ export class Catalog {
    */
   rescan(): void {
     this.files.forgetRoot();
-    const found = scanFiles(this.root, Buffer.alloc(0));
+    let found = scanFiles(this.root, Buffer.alloc(0));
+    // Files an agent killed in the middle of a deletion left aside: finished first, and a file put back is found again.
+    if (this.#recoverAsides(found)) found = scanFiles(this.root, Buffer.alloc(0));
     this.#restored.clear();
     const writers = openWriters(this.root);
     this.#byPath.clear();
@@ -137,17 +139,40 @@ export class Catalog {
         barriers.push(barrier);
         continue;
       }
-      if (isAsideName(f.rel)) {
-        // The agent was killed between taking an acknowledged file aside and deleting it (or putting back another
-        // file that took its name meanwhile): which it is, and under what name, is not known any more.
-        this.log.warn({ path: f.rel.toString('utf8') }, 'a file set aside for deletion by an agent that was killed: ' +
-          'either an acknowledged file or one to be put back under its name; left as it is, for a person to look at');
-      }
       this.#consider(f, writers, true);
     }
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
     for (const id of barriers) this.#passBarrier(id);
     this.announced.emit({ t: 'synced' });
+  }
+
+  /**
+   * Aside names among `found` (an agent was killed between taking an acknowledged file aside and deleting it):
+   * each is finished (SourceFiles.recoverAside). True if a file was put back under a name of its own.
+   */
+  #recoverAsides(found: Found[]): boolean {
+    let restored = false;
+    for (const f of found) {
+      if (!isAsideName(f.rel)) continue;
+      const shown = f.rel.toString('utf8');
+      let done;
+      try {
+        done = this.files.recoverAside(f.rel);
+      } catch (e) {
+        this.log.error({ err: e, path: shown }, 'cannot finish the deletion an earlier agent left undone; left as it is');
+        continue;
+      }
+      if (done.outcome === 'deleted') {
+        this.log.info({ path: shown }, 'an acknowledged file an earlier agent had taken aside to delete is deleted now');
+      } else if (done.outcome === 'restored') {
+        restored = true;
+        this.log.warn({ path: shown, restoredAs: done.as }, 'a file an earlier agent took aside by mistake while deleting an acknowledged one is put back');
+      } else {
+        this.log.warn({ path: shown }, 'a file set aside for deletion by an agent that was killed, whose name does not say which file it was: ' +
+          'either an acknowledged file or one to be put back under its name; left as it is, for a person to look at');
+      }
+    }
+    return restored;
   }
 
   event(e: WatchEvent): void {

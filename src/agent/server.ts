@@ -219,6 +219,7 @@ export class AgentServer {
     // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
     const fd = this.catalog.files.open(entry.path, entry.id);
     if (fd === undefined) return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
+    /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */
     const same = (): boolean => {
       try {
         return fileId(fstatSync(fd, { bigint: true })) === entry.id && this.catalog.sameness(entry) === 'same';
@@ -226,14 +227,8 @@ export class AgentServer {
         return false;
       }
     };
-    if (!same()) {
-      closeSync(fd);
-      return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
-    }
-    // Closed a while after the stream: a client that cancels mid-body (furkad's ramdisk full) closes the stream
-    // while Node's reader of this fd may still be at work; closing the fd at once crashed the agent (SIGSEGV,
-    // seen with Node 20 under repeated cancels).
-    // Read whole, then sent from memory. respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
+    // files.open() checked both the name and what it opened: the file is the announced one as reading starts.
+    // Read whole, then sent from memory: respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
     // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
     // image is at most a few tens of MB and few are in flight.
     const body = this.#bodies.take(Number(entry.size));

@@ -28,8 +28,34 @@ export function fileId(stat: BigIntStats): string {
 
 const SLASH = 0x2f;
 
-/** The name an acknowledged file has for the moment between its check and its deletion: hidden, never announced. */
+/**
+ * The name an acknowledged file has for the moment between its check and its deletion: hidden, never announced.
+ * It says which file was meant (its id) and, where the name fits, the name it had: an agent killed in that
+ * moment leaves it behind, and the next one finishes the job (recoverAside).
+ */
 const ASIDE_PREFIX = '.furka-agent-acked-';
+const ASIDE = /^\.furka-agent-acked-(\d+)-(\d+)-(\d+)-[0-9a-f]{8}(?:~(.+))?$/s;
+const NAME_MAX = 255;
+
+/** The aside name of acknowledged file `id`, named `name`, in its directory. */
+function asideName(id: string, name: string): string {
+  const base = `${ASIDE_PREFIX}${id.replace(/:/g, '-')}-${randomBytes(4).toString('hex')}`;
+  const full = `${base}~${name}`;
+  return Buffer.byteLength(full) <= NAME_MAX ? full : base;
+}
+
+/** What an aside name says: the acknowledged file's id, and its name if it fitted. */
+function parseAside(base: string): { id: string; name?: string } | undefined {
+  const m = ASIDE.exec(base);
+  if (!m) return undefined;
+  return { id: `${m[1]}:${m[2]}:${m[3]}`, ...(m[4] !== undefined ? { name: m[4] } : {}) };
+}
+
+/** What recoverAside() did with a name left aside by an agent that was killed. */
+export type AsideRecovery =
+  | { outcome: 'deleted' }
+  | { outcome: 'restored'; as: string }
+  | { outcome: 'unknown' };
 
 /** Whether root-relative `rel` has such a name: only an agent killed in that moment leaves one behind. */
 export function isAsideName(rel: Buffer): boolean {
@@ -175,7 +201,7 @@ export class SourceFiles {
         const st = dir.lstatBig(name);
         if (!st) return { outcome: 'gone' };
         if (!st.isFile() || fileId(st) !== id) return { outcome: 'changed' };
-        const aside = `${ASIDE_PREFIX}${randomBytes(8).toString('hex')}`;
+        const aside = asideName(id, name as string);
         try {
           renameSync(dir.at(name), dir.at(aside));
         } catch (e) {
@@ -195,6 +221,30 @@ export class SourceFiles {
       if (unreachable(e)) return { outcome: (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : 'changed' };
       throw e;
     }
+  }
+
+  /**
+   * Finishes what an agent killed between taking an acknowledged file aside and deleting it left behind at
+   * `rel` (an aside name): the file the acknowledgement was for (its id in the name, and still its identity)
+   * is deleted, as acknowledged; any other file (one a writer renamed over the acknowledged one) is put back
+   * under the name it had, or beside a newer one as NAME.~N~, never replacing anything. `unknown` when the
+   * name does not say (an older agent's, or a name too long to fit): then it is left for a person.
+   */
+  recoverAside(rel: Buffer): AsideRecovery {
+    const [dirRel, base] = split(rel) as [Buffer, Buffer];
+    const said = parseAside(base.toString('utf8'));
+    if (!said || !Buffer.from(base.toString('utf8')).equals(base)) return { outcome: 'unknown' };
+    return this.#within(rel, (dir, n) => {
+      const st = dir.lstatBig(n);
+      if (!st?.isFile()) return { outcome: 'unknown' };
+      if (fileId(st) === said.id) {
+        unlinkSync(dir.at(n));
+        return { outcome: 'deleted' };
+      }
+      if (said.name === undefined || said.name.includes('/')) return { outcome: 'unknown' };
+      const back = putBack(dir, n as string, said.name);
+      return { outcome: 'restored', as: path.join(dirRel.toString('utf8'), back) };
+    });
   }
 
   /** Runs `fn` with the directory of `rel` open (reached from the root without following links) and its name. */

@@ -2,7 +2,7 @@
 // or renaming a new file over an acknowledged one, never makes the agent send, delete or lose the wrong file.
 // The server runs in this process on a loopback port; there is no inotifywait, the catalog is filled by rescans.
 import { strict as assert } from 'node:assert';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AllowList } from '../../src/agent/allow.js';
@@ -109,6 +109,33 @@ describe('furka-agent: files reached without following links (docs/threat-model.
       assert.equal(left.includes(`sent ${i}`), reply.body.deleted.length === 0, `trial ${i}: the sent file is deleted exactly when the agent says so`);
     }
     assert.deepEqual(readdirSync(root).filter((f) => f.startsWith('.')), [], 'no hidden name left behind');
+  });
+
+  it('finishes a deletion an agent killed in the middle left undone: the acknowledged file deleted, another one put back, an unknown one left (A4)', () => {
+    const id = (p: string) => { const st = lstatSync(p, { bigint: true }); return `${st.ino}-${st.size}-${st.mtimeNs}`; };
+    mkdirSync(path.join(root, 'd'));
+    // The acknowledged file itself, taken aside under a name that says so: deleted now.
+    writeFileSync(path.join(root, 'd', 'acked.cbf'), 'placed on the PPU');
+    const ackedAside = `.furka-agent-acked-${id(path.join(root, 'd', 'acked.cbf'))}-0123abcd~acked.cbf`;
+    renameSync(path.join(root, 'd', 'acked.cbf'), path.join(root, 'd', ackedAside));
+    // A writer's new file that took the name just before the rename: put back under that name...
+    writeFileSync(path.join(root, 'd', 'other.cbf'), 'new data');
+    const otherAside = `.furka-agent-acked-1-17-99-89abcdef~other.cbf`;
+    renameSync(path.join(root, 'd', 'other.cbf'), path.join(root, 'd', otherAside));
+    // ...or beside a newer file of that name, never over it.
+    writeFileSync(path.join(root, 'busy.cbf'), 'older data');
+    renameSync(path.join(root, 'busy.cbf'), path.join(root, `.furka-agent-acked-1-17-99-00000000~busy.cbf`));
+    writeFileSync(path.join(root, 'busy.cbf'), 'newer data');
+    // An older agent's name, which does not say: left for a person.
+    writeFileSync(path.join(root, '.furka-agent-acked-0123456789abcdef'), 'who knows');
+    catalog.rescan();
+    assert.deepEqual(readdirSync(path.join(root, 'd')).sort(), ['other.cbf'], 'acknowledged file deleted, the other put back');
+    assert.equal(readFileSync(path.join(root, 'd', 'other.cbf'), 'utf8'), 'new data');
+    assert.equal(readFileSync(path.join(root, 'busy.cbf'), 'utf8'), 'newer data');
+    assert.equal(readFileSync(path.join(root, 'busy.cbf.~1~'), 'utf8'), 'older data');
+    assert.equal(readFileSync(path.join(root, '.furka-agent-acked-0123456789abcdef'), 'utf8'), 'who knows');
+    assert.deepEqual(entries().map((e) => e.path).sort(), ['busy.cbf', 'busy.cbf.~1~', 'd/other.cbf'], 'files put back are announced');
+    assert.ok(warnings.some((w) => /whose name does not say/.test(w)), warnings.join('; '));
   });
 
   it('announces a file put back under its name again, though link(2) only says "created"', () => {
