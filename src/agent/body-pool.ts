@@ -45,6 +45,7 @@ export class BodyPool {
     list.push(ab);
     this.#free.set(cap, list);
     this.#freeBytes += cap;
+    this.#emptyWhenIdle();
   }
 
   get freeBytes(): number {

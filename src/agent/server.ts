@@ -232,11 +232,12 @@ export class AgentServer {
     // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
     // image is at most a few tens of MB and few are in flight.
     const body = this.#bodies.take(Number(entry.size));
+    let got = 0;
     try {
-      for (let at = 0; at < body.length;) {
-        const got = readSync(fd, body, at, body.length - at, at);
-        if (got === 0) break;
-        at += got;
+      while (got < body.length) {
+        const n = readSync(fd, body, got, body.length - got, got);
+        if (n === 0) break;
+        got += n;
       }
     } catch {
       closeSync(fd);
@@ -245,6 +246,11 @@ export class AgentServer {
     }
     const unchanged = same();
     closeSync(fd);
+    if (got < body.length) {
+      // Shorter than announced (truncated meanwhile): the rest of the buffer is an earlier file's; never sent.
+      this.#bodies.give(body);
+      return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
+    }
     if (stream.destroyed || stream.closed) {
       this.#bodies.give(body);
       return;
@@ -284,7 +290,9 @@ export class AgentServer {
       'x-furka-mtime-ns': String(entry.mtimeNs),
       'x-furka-mode': String(entry.mode),
     }, { waitForTrailers: true });
-    stream.write(body, done);
+    // A write that failed (the stream reset by furkad) may still have pieces in a socket write of the session:
+    // that buffer is never pooled, only dropped.
+    stream.write(body, (err) => { if (!err) done(); });
     stream.end();
   }
 

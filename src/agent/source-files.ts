@@ -37,11 +37,14 @@ const ASIDE_PREFIX = '.furka-agent-acked-';
 const ASIDE = /^\.furka-agent-acked-(\d+)-(\d+)-(\d+)-[0-9a-f]{8}(?:~(.+))?$/s;
 const NAME_MAX = 255;
 
-/** The aside name of acknowledged file `id`, named `name`, in its directory. */
-function asideName(id: string, name: string): string {
+/**
+ * Aside names for acknowledged file `id`, named `name`, in its directory: the one that says both, then the one
+ * that says only the id (for a name too long to fit beside it, here or on a file system that allows less).
+ */
+function asideNames(id: string, name: string): string[] {
   const base = `${ASIDE_PREFIX}${id.replace(/:/g, '-')}-${randomBytes(4).toString('hex')}`;
   const full = `${base}~${name}`;
-  return Buffer.byteLength(full) <= NAME_MAX ? full : base;
+  return Buffer.byteLength(full) <= NAME_MAX ? [full, base] : [base];
 }
 
 /** What an aside name says: the acknowledged file's id, and its name if it fitted. */
@@ -201,12 +204,18 @@ export class SourceFiles {
         const st = dir.lstatBig(name);
         if (!st) return { outcome: 'gone' };
         if (!st.isFile() || fileId(st) !== id) return { outcome: 'changed' };
-        const aside = asideName(id, name as string);
-        try {
-          renameSync(dir.at(name), dir.at(aside));
-        } catch (e) {
-          if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { outcome: 'gone' };
-          throw e;
+        const names = asideNames(id, name as string);
+        let aside = names[0]!;
+        for (;;) {
+          try {
+            renameSync(dir.at(name), dir.at(aside));
+            break;
+          } catch (e) {
+            const code = (e as NodeJS.ErrnoException).code;
+            if (code === 'ENOENT') return { outcome: 'gone' };
+            if (code !== 'ENAMETOOLONG' || aside === names[names.length - 1]) throw e;
+            aside = names[names.length - 1]!;
+          }
         }
         const taken = dir.lstatBig(aside);
         if (!taken) return { outcome: 'gone' };
@@ -234,15 +243,16 @@ export class SourceFiles {
     const [dirRel, base] = split(rel) as [Buffer, Buffer];
     const said = parseAside(base.toString('utf8'));
     if (!said || !Buffer.from(base.toString('utf8')).equals(base)) return { outcome: 'unknown' };
-    return this.#within(rel, (dir, n) => {
-      const st = dir.lstatBig(n);
-      if (!st?.isFile()) return { outcome: 'unknown' };
-      if (fileId(st) === said.id) {
-        unlinkSync(dir.at(n));
-        return { outcome: 'deleted' };
-      }
-      if (said.name === undefined || said.name.includes('/')) return { outcome: 'unknown' };
-      const back = putBack(dir, n as string, said.name);
+    // The acknowledged file is deleted the way remove() deletes one: taken aside again, checked there, so
+    // that a file renamed onto this name meanwhile is never deleted for it.
+    const relText = rel.toString('utf8');
+    const removal = this.remove(relText, said.id);
+    if (removal.outcome === 'deleted') return { outcome: 'deleted' };
+    if (removal.outcome === 'gone' || said.name === undefined || said.name.includes('/')) return { outcome: 'unknown' };
+    const name = said.name;
+    return this.#within(relText, (dir, n) => {
+      if (!dir.lstatBig(n)?.isFile()) return { outcome: 'unknown' };
+      const back = putBack(dir, n as string, name);
       return { outcome: 'restored', as: path.join(dirRel.toString('utf8'), back) };
     });
   }

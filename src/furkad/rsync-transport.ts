@@ -29,6 +29,9 @@ function joinRaw(dir: Buffer, name: Buffer): Buffer {
 /** One rsync run of the current assignment: with or without removal, into `dest`, optionally limited to `only`. */
 type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => Promise<RsyncResult>;
 
+/** Names furka-agent gives files of its own below its root (src/agent/barrier.ts, source-files.ts). */
+const AGENT_NAMES = '.furka-agent-*';
+
 export class RsyncTransport implements Transport {
   /** Files left in staging because their source was changing; usually none. */
   #stillChanging = new Set<string>();
@@ -68,7 +71,9 @@ export class RsyncTransport implements Transport {
       // Straight into the user's directory (no staging): as the shift, never as root (docs/threat-model.md).
       asShift: !a.config.remove_source,
       ...(only ? { only } : {}),
-      exclude: a.config.exclude.split(/\s+/).filter(Boolean),
+      // furka-agent's own names (a barrier mark, a file taken aside to be deleted) if one runs, or ran, on
+      // this detector too: never the user's data.
+      exclude: [...a.config.exclude.split(/\s+/).filter(Boolean), AGENT_NAMES],
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       timeoutS: this.settings.timeoutS,
