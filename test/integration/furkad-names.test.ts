@@ -141,4 +141,15 @@ describe('furkad and odd file names (F1, F2, G12)', function () {
     assert.deepEqual(listFiles(usr).filter((f) => f.startsWith('old/') || f.includes('big.img')).sort(),
       ['old/.hidden.abc123', 'old/lat2_\\#351.img', 'slow/big.img'], 'no temp file placed');
   });
+  it("leaves furka-agent's own names on the detector (a barrier mark, a file taken aside to be deleted), whatever else is pulled", async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const usr = path.join(ppu.ppuRamdisk, '1mf', '1000_1000');
+    mkdirSync(path.join(detector, 'agent'), { recursive: true });
+    writeFileSync(path.join(detector, '.furka-agent-barrier-abc'), '');
+    writeFileSync(path.join(detector, 'agent', '.furka-agent-acked-1-2-3-0123abcd~x.img'), 'aside');
+    const f = writeImage(detector, 'agent/regular.img', 1000);
+    await eventually(() => existsSync(path.join(usr, f.rel)), 20_000, 'the regular file pulled');
+    assert.ok(existsSync(path.join(detector, '.furka-agent-barrier-abc')) && existsSync(path.join(detector, 'agent', '.furka-agent-acked-1-2-3-0123abcd~x.img')), 'kept on the detector');
+    assert.deepEqual(listFiles(usr).filter((p) => p.includes('.furka-agent-')), [], 'never placed on the PPU');
+  });
 });
