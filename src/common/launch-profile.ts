@@ -8,6 +8,13 @@
 // --optimize-for-size keeps the young generation at 2 MB and compacts the old one (~20 MB less, for some more
 // CPU per copy). glibc gives each thread that allocates (copy threads, GC helpers) an arena of its own that
 // keeps what was freed in it; MALLOC_ARENA_MAX=2: ~4 MB less.
+//
+// furkad and furka-agent: --single-threaded-gc. Their heaps are small (~10 MB) and every image passes through
+// them in pieces that become garbage at once; V8's parallel and concurrent collection then keeps four helper
+// threads busy (~2 ms of CPU per 1 MB image in furkad, on top of the main thread's share), and on a machine
+// whose cores the writer, grimseld's copies and both daemons share, those threads took the CPU the next image
+// needed. Collected on the main thread alone: furkad ~12 % less CPU per image, and 100 Hz x 1 MB p50 lower in
+// four of four alternating rounds (BENCHMARKS.md, 2026-12-01).
 
 export type Command = 'furkad' | 'grimseld' | 'furka-agent' | 'ppuctl';
 
@@ -19,9 +26,9 @@ export interface Launch {
 }
 
 export const LAUNCH: Record<Command, Launch> = {
-  furkad: { dir: 'furkad', env: {}, nodeOptions: [] },
+  furkad: { dir: 'furkad', env: {}, nodeOptions: ['--single-threaded-gc'] },
   grimseld: { dir: 'grimseld', env: { MALLOC_ARENA_MAX: '2' }, nodeOptions: ['--optimize-for-size'] },
-  'furka-agent': { dir: 'agent', env: {}, nodeOptions: [] },
+  'furka-agent': { dir: 'agent', env: {}, nodeOptions: ['--single-threaded-gc'] },
   ppuctl: { dir: 'ppuctl', env: {}, nodeOptions: [] },
 };
 
