@@ -84,6 +84,16 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     n++;
     return { usertime: BigInt(n), uid, gid, usrdir: `u${n}`, detectors };
   }
+  /** Runs `loop` in the first of two shifts (one assignment, minpause 2) until its first run; `second` is for the change. */
+  async function inFirstShift(loop: DetectorLoop, shifts: ShiftManager, t: FakeTransport): Promise<{ first: Shift; second: Shift; stop: AbortController; running: Promise<void> }> {
+    const stop = new AbortController();
+    const running = loop.run(stop.signal);
+    const a = assignment({ minpause: 2 });
+    const [first, second] = [shift([a]), shift([a])];
+    await shifts.begin(first);
+    await until('a run in the first shift', () => t.runs > 0);
+    return { first, second, stop, running };
+  }
 
   it('pauses minpause after every run and interrun_pause on top only after a run that moved files (F5)', async () => {
     const pauses: number[] = [];
@@ -296,12 +306,7 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
       };
       const learnedBy: number[] = [];
       t.duringRun = (ctx) => { learnedBy.push(ctx.learnedBy); };
-      const stop = new AbortController();
-      const running = loop.run(stop.signal);
-      const a = assignment({ minpause: 2 });
-      const [first, second] = [shift([a]), shift([a])];
-      await shifts.begin(first);
-      await until('a run in the first shift', () => t.runs > 0);
+      const { second, stop, running } = await inFirstShift(loop, shifts, t);
       const runsBefore = learnedBy.length;
       const called = performance.now();
       await shifts.begin(second);
@@ -329,12 +334,7 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
       t.pendingSince = () => owed.length > 0;
       t.connected = () => connected;
       t.duringRun = () => { t.incoming.push(...owed.splice(0)); };
-      const stop = new AbortController();
-      const running = loop.run(stop.signal);
-      const a = assignment({ minpause: 2 });
-      const [first, second] = [shift([a]), shift([a])];
-      await shifts.begin(first);
-      await until('a run in the first shift', () => t.runs > 0);
+      const { first, second, stop, running } = await inFirstShift(loop, shifts, t);
       t.verdicts = ['retry'];
       const failedAt = t.runs;
       await until('the failed run', () => loop.stats.state === 'retrying' && t.runs > failedAt);
