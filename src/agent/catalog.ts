@@ -121,10 +121,10 @@ export class Catalog {
    */
   rescan(): void {
     this.files.forgetRoot();
+    this.#restored.clear();
     let found = scanFiles(this.root, Buffer.alloc(0));
     // Files an agent killed in the middle of a deletion left aside: finished first, and a file put back is found again.
     if (this.#recoverAsides(found)) found = scanFiles(this.root, Buffer.alloc(0));
-    this.#restored.clear();
     const writers = openWriters(this.root);
     this.#byPath.clear();
     this.#byId.clear();
@@ -166,6 +166,8 @@ export class Catalog {
         this.log.info({ path: shown }, 'an acknowledged file an earlier agent had taken aside to delete is deleted now');
       } else if (done.outcome === 'restored') {
         restored = true;
+        // Put back with link(2), which the kernel reports as "created" only: taken as complete then.
+        this.restored(done.as);
         this.log.warn({ path: shown, restoredAs: done.as }, 'a file an earlier agent took aside by mistake while deleting an acknowledged one is put back');
       } else {
         this.log.warn({ path: shown }, 'a file set aside for deletion by an agent that was killed, whose name does not say which file it was: ' +

@@ -231,7 +231,15 @@ export class AgentServer {
     // Read whole, then sent from memory: respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
     // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
     // image is at most a few tens of MB and few are in flight.
-    const body = this.#bodies.take(Number(entry.size));
+    let body: Buffer;
+    try {
+      body = this.#bodies.take(Number(entry.size));
+    } catch (e) {
+      // No memory for it (larger than a buffer can be, or memory short): the descriptor is not kept.
+      closeSync(fd);
+      this.log.error({ err: e, path: entry.path, size: String(entry.size) }, 'cannot hold a file in memory to send it');
+      return this.#reply(stream, 503, { error: `cannot hold the file in memory: ${(e as Error).message}` });
+    }
     let got = 0;
     try {
       while (got < body.length) {

@@ -290,8 +290,10 @@ export class AgentClient extends EventEmitter {
     const id = randomBytes(12).toString('base64url');
     return new Promise<number>((resolve, reject) => {
       let timer: NodeJS.Timeout | undefined;
+      let cancel = (): void => {};
       const end = (): void => {
         clearTimeout(timer);
+        cancel();
         this.#barriers.delete(fail);
         this.off('barrier', seen);
         this.off('down', down);
@@ -313,7 +315,14 @@ export class AgentClient extends EventEmitter {
       this.on('barrier', seen);
       this.on('down', down);
       timer = setTimeout(() => fail(`the agent at ${this.url} did not pass a barrier within ${timeoutMs} ms`), timeoutMs);
-      const req = session.request({ ':method': 'POST', ':path': `/v1/barrier?id=${id}` });
+      let req: http2.ClientHttp2Stream;
+      try {
+        req = session.request({ ':method': 'POST', ':path': `/v1/barrier?id=${id}` });
+      } catch (e) {
+        fail(`barrier request to ${this.url}: ${(e as Error).message}`);
+        return;
+      }
+      cancel = () => { if (!req.closed) req.close(http2.constants.NGHTTP2_CANCEL); };
       let body = '';
       req.setEncoding('utf8');
       req.on('response', (h) => {

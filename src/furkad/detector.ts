@@ -100,7 +100,7 @@ export class DetectorLoop implements Component {
    */
   #heldAt = Infinity;
   #draining = false;
-  /** Shift changes that asked for a barrier so far, and that barrier for the one under way (hold()). */
+  /** Shift changes so far, and the transport's barrier for the one under way (hold()). */
   #holds = 0;
   #barrierPassed: Promise<void> = Promise.resolve();
   #wake: (() => void) | undefined;
@@ -152,7 +152,8 @@ export class DetectorLoop implements Component {
     this.#heldAt = Math.min(this.#heldAt, performance.now());
     this.#held = true;
     // ...unless it was complete before now: the transport's barrier says by when it had learned of all those.
-    if (first && this.#assignment) this.#barrierPassed = this.#barrier(++this.#holds);
+    if (first) this.#holds++;
+    if (first && this.#assignment) this.#barrierPassed = this.#barrier(this.#holds);
     // The run in flight is asked to end soon (wantsEnd): what it has not taken is left for the drain runs.
     this.#ending = true;
     try {

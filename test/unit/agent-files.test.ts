@@ -136,6 +136,10 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     assert.equal(readFileSync(path.join(root, '.furka-agent-acked-0123456789abcdef'), 'utf8'), 'who knows');
     assert.deepEqual(entries().map((e) => e.path).sort(), ['busy.cbf', 'busy.cbf.~1~', 'd/other.cbf'], 'files put back are announced');
     assert.ok(warnings.some((w) => /whose name does not say/.test(w)), warnings.join('; '));
+    // link(2) said only "created" for the files put back: that is not taken for a writer starting a file.
+    catalog.event({ kind: 'created', rel: Buffer.from('d/other.cbf') });
+    catalog.event({ kind: 'created', rel: Buffer.from('busy.cbf.~1~') });
+    assert.equal(catalog.waiting, 0, 'nothing counted as being written');
   });
 
   it('announces a file put back under its name again, though link(2) only says "created"', () => {
