@@ -29,6 +29,8 @@ const SESSION_MEMORY_MB = 4096;
  * ENHANCE_YOUR_CALM, the stall above: keep the limit well above 10.
  */
 const MAX_STREAMS = 64;
+/** The answer (410) for an id whose file is gone or no longer the one announced. */
+const NOT_THE_FILE = { error: 'the file is no longer the one of this id' };
 /** Largest /v1/ack body accepted (about 200 000 ids). */
 const ACK_BODY_MAX = 16 * 1024 * 1024;
 
@@ -218,7 +220,7 @@ export class AgentServer {
     // Opened in its directory as reached from the root without following links, and only if it is still the
     // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
     const fd = this.catalog.files.open(entry.path, entry.id);
-    if (fd === undefined) return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
+    if (fd === undefined) return this.#reply(stream, 410, NOT_THE_FILE);
     /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */
     const same = (): boolean => {
       try {
@@ -250,14 +252,14 @@ export class AgentServer {
     } catch {
       closeSync(fd);
       this.#bodies.give(body);
-      return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
+      return this.#reply(stream, 410, NOT_THE_FILE);
     }
     const unchanged = same();
     closeSync(fd);
     if (got < body.length) {
       // Shorter than announced (truncated meanwhile): the rest of the buffer is an earlier file's; never sent.
       this.#bodies.give(body);
-      return this.#reply(stream, 410, { error: 'the file is no longer the one of this id' });
+      return this.#reply(stream, 410, NOT_THE_FILE);
     }
     if (stream.destroyed || stream.closed) {
       this.#bodies.give(body);

@@ -296,16 +296,12 @@ export class AgentClient extends EventEmitter {
         cancel();
         this.#barriers.delete(fail);
         this.off('barrier', seen);
-        this.off('down', down);
+        this.off('down', fail);
       };
       const seen = (got: string, at: number): void => {
         if (got !== id) return;
         end();
         resolve(at);
-      };
-      const down = (why: string): void => {
-        end();
-        reject(new Error(why));
       };
       const fail = (why: string): void => {
         end();
@@ -313,7 +309,7 @@ export class AgentClient extends EventEmitter {
       };
       this.#barriers.add(fail);
       this.on('barrier', seen);
-      this.on('down', down);
+      this.on('down', fail);
       timer = setTimeout(() => fail(`the agent at ${this.url} did not pass a barrier within ${timeoutMs} ms`), timeoutMs);
       let req: http2.ClientHttp2Stream;
       try {

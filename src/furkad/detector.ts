@@ -152,8 +152,10 @@ export class DetectorLoop implements Component {
     this.#heldAt = Math.min(this.#heldAt, performance.now());
     this.#held = true;
     // ...unless it was complete before now: the transport's barrier says by when it had learned of all those.
-    if (first) this.#holds++;
-    if (first && this.#assignment) this.#barrierPassed = this.#barrier(this.#holds);
+    if (first) {
+      this.#holds++;
+      if (this.#assignment) this.#barrierPassed = this.#barrier(this.#holds);
+    }
     // The run in flight is asked to end soon (wantsEnd): what it has not taken is left for the drain runs.
     this.#ending = true;
     try {
