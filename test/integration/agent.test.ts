@@ -4,7 +4,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
-import { AGENT_BIN, AgentClient, startAgent, type Agent } from '../fixtures/agent.js';
+import { AGENT_BIN, AgentClient, inotifywaitOf, startAgent, type Agent } from '../fixtures/agent.js';
 import { launchOf, tempDir } from '../fixtures/ppu.js';
 import { startProcess } from '../fixtures/processes.js';
 import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
@@ -262,15 +262,12 @@ describe('furka-agent (A1–A5)', function () {
     const ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     const pid = agent.proc.child.pid!;
-    const children = (): number[] => readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).filter(Boolean).map(Number);
-    const [watcher] = children();
-    assert.ok(watcher && readFileSync(`/proc/${watcher}/cmdline`, 'utf8').startsWith('inotifywait'));
+    const watcher = inotifywaitOf(pid);
     process.kill(watcher, 'SIGKILL');
     writeFileSync(path.join(root, 'while-down.cbf'), 'x');
     await ev.waitFor(() => ev.files('while-down.cbf').length > 0, 'the file written while inotifywait was down');
     assert.equal(ev.events.filter((e) => e.t === 'synced').length, 2, 'the rescan ends with synced');
-    const [again] = children();
-    assert.ok(again && again !== watcher);
+    assert.notEqual(inotifywaitOf(pid), watcher, 'a new inotifywait');
     writeFileSync(path.join(root, 'after.cbf'), 'y');
     await ev.waitFor(() => ev.files('after.cbf').length > 0, 'events flowing again');
     assert.match(agent.proc.output(), /inotifywait ended; restarting it/);
@@ -291,8 +288,7 @@ describe('furka-agent (A1–A5)', function () {
     // request comes while the closes are not yet read. An agent that answered the barrier at once would
     // send its line before these files.
     const pid = agent.proc.child.pid!;
-    const [watcher] = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-    assert.ok(watcher && readFileSync(`/proc/${watcher}/cmdline`, 'utf8').startsWith('inotifywait'));
+    const watcher = inotifywaitOf(pid);
     process.kill(watcher, 'SIGSTOP');
     let answer: Promise<{ status: number }>;
     try {

@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { launchOf, Ppu } from '../fixtures/ppu.js';
-import { AGENT_BIN } from '../fixtures/agent.js';
+import { AGENT_BIN, inotifywaitOf } from '../fixtures/agent.js';
 import { eventually, listFiles, sha256File, sizesWhile, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { markFixture, startProcess } from '../fixtures/processes.js';
 import { inPlaceWriter } from '../fixtures/writers.js';
@@ -66,9 +66,7 @@ describe('furkad over furka-agent (A2–A5)', function () {
     await eventually(() => existsSync(path.join(usr(640, 641), warm.rel)), 20_000, 'a first file in the old shift');
     // The agent's inotifywait stopped: the file is complete (its writer closed it), but the kernel's word of it
     // waits, and furkad hears of it only after the call. The call waits for the barrier behind it.
-    const agentPid = ppu.agents['1MF']!.proc.child.pid!;
-    const [watcher] = readFileSync(`/proc/${agentPid}/task/${agentPid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-    assert.ok(watcher && readFileSync(`/proc/${watcher}/cmdline`, 'utf8').startsWith('inotifywait'));
+    const watcher = inotifywaitOf(ppu.agents['1MF']!.proc.child.pid!);
     process.kill(watcher, 'SIGSTOP');
     let late: WrittenFile;
     let change: Promise<void>;
