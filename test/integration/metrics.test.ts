@@ -77,10 +77,14 @@ describe('grimseld and furkad metrics', function () {
     const runs0 = sample(text, 'furkad_run_duration_seconds_count{detector="1MF"}') ?? 0;
     const sizes = [1000, 20_000, 5];
     sizes.forEach((size, i) => writeImage(ppu.detectorRamdisks['1MF']!, `f/img${i}.cbf`, size));
+    // Files count as they are placed, bytes and runs when the run that placed them ends: waited for until at
+    // least these bytes are counted, then checked exactly (never counted twice).
+    const total = sizes.reduce((a, b) => a + b, 0);
     await eventually(async () => {
       text = (await fetch(furkadUrl)).body;
-      return sample(text, 'furkad_shift_files{detector="1MF"}') === sizes.length && sample(text, 'furkad_awaiting_grimseld') === 0;
-    }, 30_000, "the shift's files in furkad's metrics, all handed over");
+      return sample(text, 'furkad_shift_files{detector="1MF"}') === sizes.length && sample(text, 'furkad_awaiting_grimseld') === 0 &&
+        (sample(text, 'furkad_bytes_total{detector="1MF"}') ?? 0) >= bytes0 + total;
+    }, 30_000, "the shift's files in furkad's metrics, all handed over, their runs over");
     assert.equal(sample(text, 'furkad_files_total{detector="1MF"}'), files0 + sizes.length);
     assert.equal(sample(text, 'furkad_bytes_total{detector="1MF"}'), bytes0 + sizes.reduce((a, b) => a + b, 0));
     assert.equal(sample(text, 'furkad_detector_failing{detector="1MF"}'), 0);
@@ -94,8 +98,8 @@ describe('grimseld and furkad metrics', function () {
     writeImage(ppu.detectorRamdisks['1MF']!, 'n/one.cbf', 100);
     await eventually(async () => {
       text = (await fetch(furkadUrl)).body;
-      return sample(text, 'furkad_shift_files{detector="1MF"}') === 1;
-    }, 30_000, 'the new shift in the metrics');
+      return sample(text, 'furkad_shift_files{detector="1MF"}') === 1 && (sample(text, 'furkad_bytes_total{detector="1MF"}') ?? 0) >= bytes0 + total + 100;
+    }, 30_000, 'the new shift in the metrics, its run over');
     assert.equal(sample(text, 'furkad_files_total{detector="1MF"}'), files0 + sizes.length + 1);
     assert.equal(sample(text, 'furkad_bytes_total{detector="1MF"}'), bytes0 + sizes.reduce((a, b) => a + b, 0) + 100);
     assert.equal(sample(text, 'furkad_run_duration_seconds_count{detector="1MF"}'), runs + 1, 'the run of the new shift timed too');
