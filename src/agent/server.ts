@@ -1,16 +1,14 @@
 // The agent's HTTP/2 server: events, file bodies and acknowledgements, exactly as docs/agent-protocol.md says (A1, A3, A4).
 import * as http2 from 'node:http2';
-import { closeSync, fstatSync, readSync } from 'node:fs';
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
-import { fileId, type Announcement, type Catalog, type FileEntry } from './catalog.js';
-import { Checksum } from '../common/checksum.js';
-import { checksumTrailer } from '../common/checksum-trailer.js';
+import type { Announcement, Catalog, FileEntry } from './catalog.js';
 import { validBarrierId } from './barrier.js';
-import { BodyPool } from './body-pool.js';
+import { FileBodies, reply } from './file-body.js';
 
-export const PROTOCOL = 1;
+/** 2: bodies pushed behind their announcements to a client that asks for them (`push=N`). */
+export const PROTOCOL = 2;
 
 /** Bytes of lines queued for one events client that does not read before it is cut off (it reconnects and is sent the listing). */
 const CLIENT_BACKLOG_MAX = 64 * 1024 * 1024;
@@ -29,8 +27,12 @@ const SESSION_MEMORY_MB = 4096;
  * ENHANCE_YOUR_CALM, the stall above: keep the limit well above 10.
  */
 const MAX_STREAMS = 64;
-/** The answer (410) for an id whose file is gone or no longer the one announced. */
-const NOT_THE_FILE = { error: 'the file is no longer the one of this id' };
+/**
+ * Most bodies a client may ask to have pushed to it at once (`push=N`), and the largest file pushed: a larger
+ * one waits for the client's request, so an unread push never holds more than a few images in memory.
+ */
+const PUSH_MAX = 16;
+const PUSH_SIZE_MAX = 64n * 1024n * 1024n;
 /** Largest /v1/ack body accepted (about 200 000 ids). */
 const ACK_BODY_MAX = 16 * 1024 * 1024;
 
@@ -43,13 +45,23 @@ export function parseSource(raw: string | null): string | undefined {
   return parts.join('/');
 }
 
+/** `push` of /v1/events: how many bodies the client takes pushed at once (0 if absent), or undefined if not a number. */
+export function parsePush(raw: string | null): number | undefined {
+  if (raw === null) return 0;
+  if (!/^[0-9]{1,3}$/.test(raw)) return undefined;
+  return Math.min(Number(raw), PUSH_MAX);
+}
+
 /** One `GET /v1/events` stream: its lines are queued while the peer does not read, so no one else waits. */
 class EventsClient {
   #queue: string[] = [];
   #queuedBytes = 0;
   #draining = false;
+  /** Bodies pushed to this client and not yet closed. */
+  #pushing = 0;
 
-  constructor(readonly stream: http2.ServerHttp2Stream, readonly source: string, private readonly log: Logger) {}
+  constructor(readonly stream: http2.ServerHttp2Stream, readonly source: string, private readonly pushMax: number,
+    private readonly bodies: FileBodies, private readonly log: Logger) {}
 
   /** The path of a root-relative path as this client sees it (relative to its source), or undefined if outside. */
   relative(p: string): string | undefined {
@@ -57,13 +69,15 @@ class EventsClient {
     return p.startsWith(`${this.source}/`) ? p.slice(this.source.length + 1) : undefined;
   }
 
-  send(a: Announcement): void {
+  /** Sends `a`'s line; a file just completed (`live`) is pushed behind it when the client takes pushes. */
+  send(a: Announcement, live = false): void {
     let line: string;
     if (a.t === 'file') {
       const rel = this.relative(a.entry.path);
       if (rel === undefined) return;
       const e = a.entry;
-      line = JSON.stringify({ t: 'file', id: e.id, path: rel, size: Number(e.size), mtime_ns: String(e.mtimeNs), mode: e.mode });
+      const push = live && this.#push(e) ? { push: true } : {};
+      line = JSON.stringify({ t: 'file', id: e.id, path: rel, size: Number(e.size), mtime_ns: String(e.mtimeNs), mode: e.mode, ...push });
     } else if (a.t === 'refused') {
       const rel = this.relative(a.path);
       if (rel === undefined) return;
@@ -72,6 +86,33 @@ class EventsClient {
       line = JSON.stringify(a);
     }
     this.write(`${line}\n`);
+  }
+
+  /**
+   * Pushes the body of `e` (a PUSH_PROMISE for `GET /v1/file?id=`, answered as that request would be), unless as
+   * many pushes as the client takes are still open, the file is too large, or the client does not take pushes.
+   * The promise is submitted before the announcement's line, so the client knows of it when it reads the line;
+   * the body follows on the next turn of the loop. Saves the client's request: one round trip per file (A6).
+   */
+  #push(e: FileEntry): boolean {
+    if (this.#pushing >= this.pushMax || e.size > PUSH_SIZE_MAX || !this.stream.pushAllowed || this.#draining) return false;
+    try {
+      this.stream.pushStream({ ':path': `/v1/file?id=${encodeURIComponent(e.id)}` }, (err, pushed) => {
+        if (err) {
+          this.#pushing--;
+          this.log.debug({ err, path: e.path }, 'a push could not start: the client requests the file');
+          return;
+        }
+        pushed.on('error', (x) => this.log.debug({ err: x }, 'pushed stream error'));
+        pushed.once('close', () => this.#pushing--);
+        this.bodies.send(pushed, e);
+      });
+    } catch (x) {
+      this.log.debug({ err: x, path: e.path }, 'cannot push a file: the client requests it');
+      return false;
+    }
+    this.#pushing++;
+    return true;
   }
 
   write(text: string): void {
@@ -107,12 +148,12 @@ export class AgentServer {
   readonly #clients = new Set<EventsClient>();
   /** Addresses refused so far: each is logged once. */
   readonly #refusedPeers = new Set<string>();
-  /** Memory for the bodies being sent, used again for later files (body-pool.ts). */
-  readonly #bodies = new BodyPool();
+  readonly #bodies: FileBodies;
   /** Ends following the catalog's announcements (close()). */
   #unsubscribe: () => void = () => {};
 
   constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly log: Logger) {
+    this.#bodies = new FileBodies(catalog, log);
     // Checked on the TCP connection, before the HTTP/2 session sends its first frame: a peer not allowed is sent nothing.
     this.#server.prependListener('connection', (socket: Socket) => {
       if (!this.#allowed(socket.remoteAddress)) socket.destroy();
@@ -132,7 +173,7 @@ export class AgentServer {
         this.#route(stream, headers);
       } catch (e) {
         log.error({ err: e }, 'request failed');
-        this.#reply(stream, 500, { error: String((e as Error).message) });
+        reply(stream, 500, { error: String((e as Error).message) });
       }
     });
     this.#server.setTimeout(0);
@@ -152,9 +193,9 @@ export class AgentServer {
     });
   }
 
-  /** Passes an announcement to every events client whose source covers it. */
+  /** Passes an announcement to every events client whose source covers it (a file's body pushed where taken). */
   announce(a: Announcement): void {
-    for (const c of this.#clients) c.send(a);
+    for (const c of this.#clients) c.send(a, true);
   }
 
   close(): Promise<void> {
@@ -175,12 +216,6 @@ export class AgentServer {
     return false;
   }
 
-  #reply(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
-    if (stream.destroyed || stream.headersSent) return;
-    stream.respond({ ':status': status, 'content-type': 'application/json' });
-    stream.end(`${JSON.stringify(body)}\n`);
-  }
-
   #route(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
     const method = headers[':method'];
     const url = new URL(headers[':path'] ?? '/', 'http://agent');
@@ -191,7 +226,7 @@ export class AgentServer {
       '/v1/barrier': ['POST', () => this.#barrier(stream, url)],
     };
     const route = routes[url.pathname];
-    if (!route) return this.#reply(stream, 404, { error: 'no such resource' });
+    if (!route) return reply(stream, 404, { error: 'no such resource' });
     if (method !== route[0]) {
       stream.respond({ ':status': 405, allow: route[0] });
       stream.end();
@@ -202,9 +237,11 @@ export class AgentServer {
 
   #events(stream: http2.ServerHttp2Stream, url: URL): void {
     const source = parseSource(url.searchParams.get('source'));
-    if (source === undefined) return this.#reply(stream, 400, { error: "bad source: a directory below the root, without '..'" });
+    if (source === undefined) return reply(stream, 400, { error: "bad source: a directory below the root, without '..'" });
+    const push = parsePush(url.searchParams.get('push'));
+    if (push === undefined) return reply(stream, 400, { error: 'bad push: the number of bodies to push at once, 0 to 999' });
     stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
-    const client = new EventsClient(stream, source, this.log);
+    const client = new EventsClient(stream, source, push, this.#bodies, this.log);
     client.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: PROTOCOL, root: this.catalog.root, source: `/${source}` })}\n`);
     for (const a of this.catalog.listing()) client.send(a);
     client.send({ t: 'synced' });
@@ -214,96 +251,9 @@ export class AgentServer {
   }
 
   #file(stream: http2.ServerHttp2Stream, url: URL): void {
-    const id = url.searchParams.get('id') ?? '';
-    const entry = this.catalog.byId(id);
-    if (!entry) return this.#reply(stream, 404, { error: 'no such id' });
-    // Opened in its directory as reached from the root without following links, and only if it is still the
-    // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
-    const fd = this.catalog.files.open(entry.path, entry.id);
-    if (fd === undefined) return this.#reply(stream, 410, NOT_THE_FILE);
-    /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */
-    const same = (): boolean => {
-      try {
-        return fileId(fstatSync(fd, { bigint: true })) === entry.id && this.catalog.sameness(entry) === 'same';
-      } catch {
-        return false;
-      }
-    };
-    // files.open() checked both the name and what it opened: the file is the announced one as reading starts.
-    // Read whole, then sent from memory: respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
-    // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
-    // image is at most a few tens of MB and few are in flight.
-    let body: Buffer;
-    try {
-      body = this.#bodies.take(Number(entry.size));
-    } catch (e) {
-      // No memory for it (larger than a buffer can be, or memory short): the descriptor is not kept.
-      closeSync(fd);
-      this.log.error({ err: e, path: entry.path, size: String(entry.size) }, 'cannot hold a file in memory to send it');
-      return this.#reply(stream, 503, { error: `cannot hold the file in memory: ${(e as Error).message}` });
-    }
-    let got = 0;
-    try {
-      while (got < body.length) {
-        const n = readSync(fd, body, got, body.length - got, got);
-        if (n === 0) break;
-        got += n;
-      }
-    } catch {
-      closeSync(fd);
-      this.#bodies.give(body);
-      return this.#reply(stream, 410, NOT_THE_FILE);
-    }
-    const unchanged = same();
-    closeSync(fd);
-    if (got < body.length) {
-      // Shorter than announced (truncated meanwhile): the rest of the buffer is an earlier file's; never sent.
-      this.#bodies.give(body);
-      return this.#reply(stream, 410, NOT_THE_FILE);
-    }
-    if (stream.destroyed || stream.closed) {
-      this.#bodies.give(body);
-      return;
-    }
-    // Back to the pool only when nothing reads it any more: its bytes written to the socket (the write's
-    // callback: the session writes straight from it) and the stream closed (the trailer's hash is taken by then).
-    let readers = 2;
-    const done = (): void => {
-      if (--readers === 0) this.#bodies.give(body);
-    };
-    stream.once('close', done);
-    stream.on('wantTrailers', () => {
-      // The checksum of the bytes sent (I1), taken once they are on their way: wantTrailers comes while the last
-      // DATA frame is being queued, so the hash waits for the next turn of the loop, after the frames went to the
-      // socket, and runs while furkad receives them. One pass over the buffer, which is still in the cache.
-      setImmediate(() => {
-        if (stream.destroyed || stream.closed) return;
-        const sum = new Checksum();
-        sum.update(body);
-        void sum.hex().then((hex) => {
-          // Still the announced file, both after reading and now that the bytes are sent (F2, A4).
-          if (!stream.destroyed && !stream.closed) {
-            stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
-          }
-        }, (e: Error) => {
-          // No checksum, no answer: furkad fetches the file again.
-          this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
-          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-        });
-      });
-    });
-    stream.respond({
-      ':status': 200,
-      'content-type': 'application/octet-stream',
-      'x-furka-path': encodeURI(entry.path),
-      'x-furka-size': String(entry.size),
-      'x-furka-mtime-ns': String(entry.mtimeNs),
-      'x-furka-mode': String(entry.mode),
-    }, { waitForTrailers: true });
-    // A write that failed (the stream reset by furkad) may still have pieces in a socket write of the session:
-    // that buffer is never pooled, only dropped.
-    stream.write(body, (err) => { if (!err) done(); });
-    stream.end();
+    const entry = this.catalog.byId(url.searchParams.get('id') ?? '');
+    if (!entry) return reply(stream, 404, { error: 'no such id' });
+    this.#bodies.send(stream, entry);
   }
 
   /**
@@ -313,14 +263,14 @@ export class AgentServer {
    */
   #barrier(stream: http2.ServerHttp2Stream, url: URL): void {
     const id = url.searchParams.get('id') ?? '';
-    if (!validBarrierId(id)) return this.#reply(stream, 400, { error: 'bad id: 1 to 64 of A-Z a-z 0-9 - _' });
+    if (!validBarrierId(id)) return reply(stream, 400, { error: 'bad id: 1 to 64 of A-Z a-z 0-9 - _' });
     try {
       this.catalog.placeBarrier(id);
     } catch (e) {
       this.log.warn({ err: e, barrier: id }, 'cannot place a barrier mark in the root');
-      return this.#reply(stream, 503, { error: `cannot place a barrier mark in the root: ${(e as Error).message}` });
+      return reply(stream, 503, { error: `cannot place a barrier mark in the root: ${(e as Error).message}` });
     }
-    this.#reply(stream, 200, { id });
+    reply(stream, 200, { id });
   }
 
   #ack(stream: http2.ServerHttp2Stream): void {
@@ -329,7 +279,7 @@ export class AgentServer {
     stream.on('data', (b: Buffer) => {
       size += b.length;
       if (size > ACK_BODY_MAX) {
-        this.#reply(stream, 413, { error: `body larger than ${ACK_BODY_MAX} bytes` });
+        reply(stream, 413, { error: `body larger than ${ACK_BODY_MAX} bytes` });
         stream.close();
         return;
       }
@@ -344,9 +294,9 @@ export class AgentServer {
         ids = undefined;
       }
       if (!Array.isArray(ids) || !ids.every((i) => typeof i === 'string')) {
-        return this.#reply(stream, 400, { error: 'body must be {"ids":["ID", ...]}' });
+        return reply(stream, 400, { error: 'body must be {"ids":["ID", ...]}' });
       }
-      this.#reply(stream, 200, this.#delete(ids as string[]));
+      reply(stream, 200, this.#delete(ids as string[]));
     });
   }
 

@@ -9,6 +9,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { Checksum } from '../common/checksum.js';
 import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
+import { AgentPushes, BodyReply } from './agent-pushes.js';
 
 /** A complete file the agent announced: `path` is relative to the detector's source directory. */
 export interface Announced {
@@ -66,8 +67,11 @@ export class AgentClient extends EventEmitter {
   #isDown = true;
   /** Barriers waited for (passBarrier): close() ends them. */
   readonly #barriers = new Set<(why: string) => void>();
+  /** Bodies the agent pushed, until their fetches claim them. */
+  readonly #pushes = new AgentPushes();
 
-  constructor(readonly url: string, readonly source: string) {
+  /** `pushes`: how many bodies the agent may push at once behind their announcements (0: every file is requested). */
+  constructor(readonly url: string, readonly source: string, private readonly pushes = 0) {
     super();
   }
 
@@ -108,7 +112,9 @@ export class AgentClient extends EventEmitter {
         session.setLocalWindowSize(SESSION_WINDOW);
       });
       const timer = setTimeout(() => { fail(`no answer from the agent at ${this.url} within ${REQUEST_TIMEOUT_MS} ms`); session.destroy(); }, REQUEST_TIMEOUT_MS);
-      const events = session.request({ ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}` });
+      session.on('stream', (pushed: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders) => this.#pushes.arrived(pushed, headers));
+      const push = this.pushes > 0 ? `&push=${this.pushes}` : '';
+      const events = session.request({ ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}${push}` });
       events.setEncoding('utf8');
       let buffered = '';
       events.on('response', (headers) => {
@@ -140,6 +146,7 @@ export class AgentClient extends EventEmitter {
             this.#startPings(session);
             resolve();
           } else if (ev['t'] === 'file') {
+            if (ev['push'] === true) this.#pushes.promised(String(ev['id']));
             this.emit('file', {
               id: String(ev['id']), path: String(ev['path']), size: Number(ev['size']),
               mtimeNs: BigInt(String(ev['mtime_ns'])), mode: Number(ev['mode']),
@@ -161,26 +168,33 @@ export class AgentClient extends EventEmitter {
 
   /**
    * Streams the file `id` into `dest` (created, must not exist). A file the agent no longer has throws FileGone.
+   * A body the agent pushed behind the announcement is read from its pushed stream; any other is requested.
    * Each chunk is written synchronously: `dest` is on the PPU ramdisk (tmpfs), where a write is a memory copy of
    * microseconds, far less than a round trip through libuv's thread pool per 16 KiB frame. Each chunk is
    * hashed as it is written; comparing with the agent's checksum is the caller's (agent-transport.ts).
    */
-  fetch(id: string, dest: string): Promise<Fetched> {
+  async fetch(id: string, dest: string): Promise<Fetched> {
+    if (!this.#session || this.#isDown) throw new Error(`not connected to the agent at ${this.url}`);
+    // Created before a pushed body is claimed: a name that is taken (EEXIST) leaves the push for the next try.
+    const fd = openSync(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
+    const pushed = await this.#pushes.claim(id);
     const session = this.#session;
-    if (!session || this.#isDown) return Promise.reject(new Error(`not connected to the agent at ${this.url}`));
+    if (!session || this.#isDown) {
+      pushed?.stream.close(http2.constants.NGHTTP2_CANCEL);
+      closeSync(fd);
+      await unlink(dest).catch(() => undefined);
+      throw new Error(`not connected to the agent at ${this.url}`);
+    }
+    return this.#receive(id, dest, fd, pushed ?? new BodyReply(session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}` }), 'response'));
+  }
+
+  /** Writes the body `reply` carries into `dest`, open as `fd` (closed here), hashing it as it comes. */
+  #receive(id: string, dest: string, openFd: number, reply: BodyReply): Promise<Fetched> {
     return new Promise<Fetched>((resolve, reject) => {
-      let fd: number | undefined;
-      try {
-        fd = openSync(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
-      } catch (e) {
-        reject(e);
-        return;
-      }
-      const req = session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}` });
+      let fd: number | undefined = openFd;
+      const req = reply.stream;
       req.setTimeout(REQUEST_TIMEOUT_MS, () => req.close(http2.constants.NGHTTP2_CANCEL));
       let bytes = 0;
-      let unchanged = false;
-      let sent: SentChecksum = { absent: true };
       const sum = new Checksum();
       let failed: Error | undefined;
       const close = (): void => {
@@ -198,14 +212,10 @@ export class AgentClient extends EventEmitter {
         req.close(http2.constants.NGHTTP2_CANCEL);
         void unlink(dest).catch(() => undefined).then(() => reject(e));
       };
-      req.on('response', (headers) => {
+      reply.headers((headers) => {
         const status = Number(headers[':status']);
         if (status === 404 || status === 410) fail(new FileGone(`the agent no longer has ${id} (HTTP ${status})`));
         else if (status !== 200) fail(new Error(`the agent answered HTTP ${status} for ${id}`));
-      });
-      req.on('trailers', (trailers) => {
-        unchanged = trailers['x-furka-unchanged'] === '1';
-        sent = sentChecksum(trailers);
       });
       let waiting: Buffer[] = [];
       let waitingBytes = 0;
@@ -228,7 +238,7 @@ export class AgentClient extends EventEmitter {
         }
       });
       req.on('error', (e: Error) => fail(e));
-      req.on('close', () => {
+      const closed = (): void => {
         if (failed) return;
         if (req.rstCode !== undefined && req.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
           fail(new Error(`fetching ${id} was cut off (code ${req.rstCode})`));
@@ -246,8 +256,14 @@ export class AgentClient extends EventEmitter {
           return;
         }
         close();
+        const trailers = reply.trailers;
+        const unchanged = trailers['x-furka-unchanged'] === '1';
+        const sent: SentChecksum = sentChecksum(trailers);
         sum.hex().then((checksum) => resolve({ bytes, unchanged, checksum, sent }), reject);
-      });
+      };
+      // A pushed stream may have closed before this fetch took it (an empty body, or one cut off).
+      if (reply.closed) closed();
+      else req.on('close', closed);
     });
   }
 
@@ -366,6 +382,7 @@ export class AgentClient extends EventEmitter {
   #down(why: string): void {
     const wasUp = !this.#isDown;
     this.#isDown = true;
+    this.#pushes.clear();
     if (this.#ping) clearInterval(this.#ping);
     this.#ping = undefined;
     if (wasUp) this.emit('down', why);

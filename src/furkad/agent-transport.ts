@@ -344,7 +344,8 @@ export class AgentTransport implements Transport {
     this.#parked.clear();
     this.#damaged.clear();
     this.#saidUnchecked = false;
-    const client = new AgentClient(url, a.source);
+    // The agent pushes up to as many bodies at once as run() fetches: each is claimed by the fetch that takes its file.
+    const client = new AgentClient(url, a.source, IN_FLIGHT);
     // Ids announced since this connection opened: once the agent has listed everything (synced), an id placed
     // here whose acknowledgement was never answered and that the agent no longer has counts as answered. Otherwise it
     // would stay "placed" for ever, and a later file that happened to get the same id would be acknowledged

@@ -80,11 +80,27 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
 });
 
 /**
- * An agent of the protocol (docs/agent-protocol.md) whose file answers a test decides: `trailers(id, body)`
- * gives the trailers, `damage(id)` says whether to flip a bit of this answer's body on the way.
+ * An agent of the protocol (docs/agent-protocol.md) whose file answers a test decides: `checksum` whether they
+ * carry one, `damage(id)` whether to flip a bit of this answer's body on the way, `push(id)` whether to push the
+ * body behind its line ('push'), push it and send the line 300 ms later ('late'), only say so in the line
+ * ('promise'), push it with no line ('stray'), or neither. `pushes` records how each
+ * pushed stream ended (its RST_STREAM code, 0 if read to its end).
  */
-async function fakeAgent(files: Record<string, Buffer>, answer: { checksum: 'none' | 'right'; damage: (id: string) => boolean }) {
-  const requests = { events: 0, file: new Map<string, number>(), acked: [] as string[] };
+async function fakeAgent(files: Record<string, Buffer>, answer: {
+  checksum: 'none' | 'right'; damage: (id: string) => boolean; push?: (id: string) => 'push' | 'late' | 'promise' | 'stray' | undefined;
+}) {
+  const requests = { events: 0, file: new Map<string, number>(), acked: [] as string[], pushes: new Map<string, number>() };
+  const answerFile = (s: http2.ServerHttp2Stream, id: string): void => {
+    const body = Buffer.from(files[id]!);
+    const sum = new Checksum();
+    sum.update(body);
+    const hex = sum.hexSync();
+    const middle = body.length >> 1;
+    if (answer.damage(id)) body[middle] = body[middle]! ^ 0x01;
+    s.on('wantTrailers', () => s.destroyed || s.closed || s.sendTrailers({ 'x-furka-unchanged': '1', ...(answer.checksum === 'right' ? checksumTrailer(hex) : {}) }));
+    s.respond({ ':status': 200 }, { waitForTrailers: true });
+    s.end(body);
+  };
   const server = http2.createServer();
   server.on('stream', (s, h) => {
     s.on('error', () => undefined); // furkad closing its connection mid-answer
@@ -92,23 +108,28 @@ async function fakeAgent(files: Record<string, Buffer>, answer: { checksum: 'non
     if (url.pathname === '/v1/events') {
       requests.events++;
       s.respond({ ':status': 200 });
-      s.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: 1 })}\n`);
+      s.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: 2 })}\n`);
       for (const [id, body] of Object.entries(files)) {
-        s.write(`${JSON.stringify({ t: 'file', id, path: `${id}.cbf`, size: body.length, mtime_ns: '1700000000000000000', mode: 0o644 })}\n`);
+        const how = answer.push?.(id);
+        if (how === 'push' || how === 'late' || how === 'stray') {
+          s.pushStream({ ':path': `/v1/file?id=${id}` }, (err, pushed) => {
+            if (err) throw err;
+            pushed.on('error', () => undefined);
+            pushed.on('close', () => requests.pushes.set(id, pushed.rstCode ?? 0));
+            answerFile(pushed, id);
+          });
+        }
+        if (how === 'stray') continue;
+        const push = how === undefined ? {} : { push: true };
+        const line = `${JSON.stringify({ t: 'file', id, path: `${id}.cbf`, size: body.length, mtime_ns: '1700000000000000000', mode: 0o644, ...push })}\n`;
+        if (how === 'late') setTimeout(() => s.destroyed || s.write(line), 300);
+        else s.write(line);
       }
       s.write(`${JSON.stringify({ t: 'synced' })}\n`);
     } else if (url.pathname === '/v1/file') {
       const id = url.searchParams.get('id')!;
       requests.file.set(id, (requests.file.get(id) ?? 0) + 1);
-      const body = Buffer.from(files[id]!);
-      const sum = new Checksum();
-      sum.update(body);
-      const hex = sum.hexSync();
-      const middle = body.length >> 1;
-      if (answer.damage(id)) body[middle] = body[middle]! ^ 0x01;
-      s.on('wantTrailers', () => s.destroyed || s.closed || s.sendTrailers({ 'x-furka-unchanged': '1', ...(answer.checksum === 'right' ? checksumTrailer(hex) : {}) }));
-      s.respond({ ':status': 200 }, { waitForTrailers: true });
-      s.end(body);
+      answerFile(s, id);
     } else {
       answerAck(s, requests.acked);
     }
@@ -232,6 +253,29 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
       await eventually(() => agent.requests.acked.length === 1, 5000, 'the acknowledgement');
       assert.deepEqual(agent.requests.acked, ['c'], 'only the good copy acknowledged');
       assert.equal(agent.requests.events, 1, 'all on one connection');
+    } finally {
+      await t.close();
+      await agent.close();
+    }
+  });
+
+  it('takes a body the agent pushed without asking for it, asks for one whose push never came, and cancels a push not taken in time (A6)', async () => {
+    // 'b': its line says pushed, but no push comes; 'e': empty, its push over (and closed) before its line comes;
+    // 'z': a push no line announces, so nothing fetches it. 'z' is larger than furkad's window for one stream:
+    // the agent can send only part of it, and sees the cancel.
+    const files = { a: randomBytes(400_000), b: randomBytes(1000), c: randomBytes(5000), e: Buffer.alloc(0), z: randomBytes(20 << 20) };
+    const how = { b: 'promise', e: 'late', z: 'stray' } as Record<string, 'promise' | 'late' | 'stray'>;
+    const agent = await fakeAgent(files, { checksum: 'right', damage: () => false, push: (id) => how[id] ?? 'push' });
+    const { t, ctx, placed } = transportFor(agent.port);
+    try {
+      await t.run(ctx);
+      await eventually(async () => { await t.run(ctx); return placed.length === 4; }, 10_000, 'all four placed');
+      assert.deepEqual(placed.map((p) => [p.rel, p.checksum]).sort(),
+        [['a.cbf', tagOf(files.a)], ['b.cbf', tagOf(files.b)], ['c.cbf', tagOf(files.c)], ['e.cbf', tagOf(files.e)]]);
+      assert.deepEqual([...agent.requests.file.entries()], [['b', 1]], 'only the file whose push never came was asked for');
+      await eventually(() => agent.requests.pushes.has('z'), 10_000, 'the push nobody took ended');
+      assert.deepEqual([...agent.requests.pushes.entries()].sort(), [['a', 0], ['c', 0], ['e', 0], ['z', http2.constants.NGHTTP2_CANCEL]],
+        'the pushed bodies taken were read to their end, the one nobody took cancelled');
     } finally {
       await t.close();
       await agent.close();

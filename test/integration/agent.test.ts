@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { AGENT_BIN, AgentClient, inotifywaitOf, startAgent, type Agent } from '../fixtures/agent.js';
 import { launchOf, tempDir } from '../fixtures/ppu.js';
 import { startProcess } from '../fixtures/processes.js';
+import { eventually } from '../fixtures/files.js';
 import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -314,4 +315,51 @@ describe('furka-agent (A1–A5)', function () {
     assert.deepEqual(ev.files().filter((f) => String(f.path).includes('barrier')), [], 'no mark announced');
     assert.deepEqual(readdirSync(root).filter((n) => n.startsWith('.furka-agent-barrier-') && n !== '.furka-agent-barrier-kept'), [], 'the mark removed');
   });
+
+  it('(k) pushes the body of each file completed while a client that asks for pushes is connected, behind its line, as many at once as it asked for (A3, A6)', async () => {
+    writeFileSync(path.join(root, 'old.cbf'), randomBytes(10 * KiB));
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    assert.equal((await readEvents(client.events('/', 'many'))).status, 400, 'a bad push count');
+    const plain = new AgentClient(agent.port);
+    try {
+      const without = plain.events();
+      const ev = client.events('/', '2');
+      await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+      await without.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced, the client without pushes');
+      assert.equal(ev.files('old.cbf')[0]?.['push'], undefined, 'a file already there when the client came is listed, not pushed');
+      const data = [0, 1, 2].map((i) => randomBytes(300 * KiB + i));
+      data.forEach((d, i) => writeFileSync(path.join(root, `new_${i}.cbf`), d));
+      await ev.waitFor(() => ev.files().length === 4, 'three new files announced');
+      await sleep(200);
+      const lines = [0, 1, 2].map((i) => ev.files(`new_${i}.cbf`)[0]!);
+      assert.deepEqual(lines.map((l) => l['push'] === true), [true, true, false], 'two pushed, as asked; the third left to be requested');
+      assert.deepEqual(client.pushed.map((p) => p.id), [lines[0]!.id, lines[1]!.id], 'the promises name the pushed files');
+      for (const i of [0, 1]) {
+        const r = await client.pushed[i]!.read();
+        assert.equal(r.status, 200);
+        assert.ok(r.body.equals(data[i]!), 'the bytes');
+        assert.equal(r.headers['x-furka-size'], String(data[i]!.length));
+        assert.equal(r.trailers['x-furka-unchanged'], '1');
+        const xxh = execFileSync('xxhsum', ['-H2', path.join(root, `new_${i}.cbf`)], { encoding: 'utf8' }).split(/\s+/)[0];
+        assert.equal(r.trailers['x-furka-checksum'], `xxh128:${xxh}`, 'with its checksum, as a requested body (I1)');
+      }
+      assert.ok((await client.file(lines[2]!.id!)).body.equals(data[2]!), 'the one not pushed is sent on request');
+      await eventually(() => client!.pushed.every((p) => p.closed), 5000, 'the pushes read are closed');
+      writeFileSync(path.join(root, 'later.cbf'), 'x');
+      await ev.waitFor(() => ev.files('later.cbf').length === 1, 'a later file');
+      assert.equal(ev.files('later.cbf')[0]!['push'], true, 'pushed again once the earlier pushes were read');
+      assert.equal(without.files('later.cbf')[0]?.['push'], undefined, 'never pushed to a client that did not ask');
+      assert.equal(plain.pushed.length, 0);
+    } finally {
+      plain.close();
+    }
+  });
 });
+
+/** An events stream's status once its headers came. */
+async function readEvents(ev: { status: number }): Promise<{ status: number }> {
+  await eventually(() => ev.status !== 0, 5000, 'the events answer');
+  return ev;
+}
+

@@ -34,6 +34,8 @@ describe('furkad over furka-agent (A2–A5)', function () {
       renamed.push(writeImage(detector, `renamed/new/img_${String(i).padStart(3, '0')}.cbf`, 100_000));
       await pause(10);
     }
+    // An empty image: a body with nothing in it, pushed like the others.
+    renamed.push(writeImage(detector, 'renamed/new/empty.cbf', 0));
     const observed = await sizesWhile(dest, writer.exited);
     assert.equal(await writer.exited, 0, writer.output());
     // The writer closes the file before its process ends: on a loaded machine the whole file may be placed in
@@ -49,7 +51,7 @@ describe('furkad over furka-agent (A2–A5)', function () {
       assert.equal(Math.round(statSync(placed).mtimeMs), Math.round(f.mtimeMs), `${f.rel}: the source's mtime (F3)`);
     }
     assert.deepEqual(listFiles(usr(610, 611)).filter((f) => path.basename(f).startsWith('.')), [], 'never a temp name on the PPU');
-    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 610 && r[5] === 21n && r[4] === 0n), 30_000, 'grimseld to copy all 21 once');
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 610 && r[5] === 22n && r[4] === 0n), 30_000, 'grimseld to copy all 22 once');
     await eventually(() => listFiles(detector).length === 0, 10_000, 'every source deleted by the agent once placed');
   });
 

@@ -1,0 +1,121 @@
+// One file's bytes on an HTTP/2 stream, answered to `GET /v1/file` or pushed behind its announcement: read whole,
+// sent from memory, followed by the trailers that say whether it is still the announced file and what its
+// checksum is (A3, A4, I1; docs/agent-protocol.md).
+import * as http2 from 'node:http2';
+import { closeSync, fstatSync, readSync } from 'node:fs';
+import type { Logger } from '../common/logger.js';
+import { fileId, type Catalog, type FileEntry } from './catalog.js';
+import { Checksum } from '../common/checksum.js';
+import { checksumTrailer } from '../common/checksum-trailer.js';
+import { BodyPool } from './body-pool.js';
+
+/** The answer (410) for an id whose file is gone or no longer the one announced. */
+export const NOT_THE_FILE = { error: 'the file is no longer the one of this id' };
+
+/** Answers `stream` with a JSON body, unless it is answered or gone already. */
+export function reply(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
+  if (stream.destroyed || stream.headersSent) return;
+  stream.respond({ ':status': status, 'content-type': 'application/json' });
+  stream.end(`${JSON.stringify(body)}\n`);
+}
+
+export class FileBodies {
+  /** Memory for the bodies being sent, used again for later files (body-pool.ts). */
+  readonly #pool = new BodyPool();
+
+  constructor(private readonly catalog: Catalog, private readonly log: Logger) {}
+
+  /**
+   * Sends the file of `entry` on `stream`: 200 with the body and trailers; 410 if it is no longer the announced
+   * file, 503 if it cannot be held in memory.
+   */
+  send(stream: http2.ServerHttp2Stream, entry: FileEntry): void {
+    // Opened in its directory as reached from the root without following links, and only if it is still the
+    // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
+    const fd = this.catalog.files.open(entry.path, entry.id);
+    if (fd === undefined) return reply(stream, 410, NOT_THE_FILE);
+    /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */
+    const same = (): boolean => {
+      try {
+        return fileId(fstatSync(fd, { bigint: true })) === entry.id && this.catalog.sameness(entry) === 'same';
+      } catch {
+        return false;
+      }
+    };
+    // files.open() checked both the name and what it opened: the file is the announced one as reading starts.
+    // Read whole, then sent from memory: respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
+    // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
+    // image is at most a few tens of MB and few are in flight.
+    let body: Buffer;
+    try {
+      body = this.#pool.take(Number(entry.size));
+    } catch (e) {
+      // No memory for it (larger than a buffer can be, or memory short): the descriptor is not kept.
+      closeSync(fd);
+      this.log.error({ err: e, path: entry.path, size: String(entry.size) }, 'cannot hold a file in memory to send it');
+      return reply(stream, 503, { error: `cannot hold the file in memory: ${(e as Error).message}` });
+    }
+    let got = 0;
+    try {
+      while (got < body.length) {
+        const n = readSync(fd, body, got, body.length - got, got);
+        if (n === 0) break;
+        got += n;
+      }
+    } catch {
+      closeSync(fd);
+      this.#pool.give(body);
+      return reply(stream, 410, NOT_THE_FILE);
+    }
+    const unchanged = same();
+    closeSync(fd);
+    if (got < body.length) {
+      // Shorter than announced (truncated meanwhile): the rest of the buffer is an earlier file's; never sent.
+      this.#pool.give(body);
+      return reply(stream, 410, NOT_THE_FILE);
+    }
+    if (stream.destroyed || stream.closed) {
+      this.#pool.give(body);
+      return;
+    }
+    // Back to the pool only when nothing reads it any more: its bytes written to the socket (the write's
+    // callback: the session writes straight from it) and the stream closed (the trailer's hash is taken by then).
+    let readers = 2;
+    const done = (): void => {
+      if (--readers === 0) this.#pool.give(body);
+    };
+    stream.once('close', done);
+    stream.on('wantTrailers', () => {
+      // The checksum of the bytes sent (I1), taken once they are on their way: wantTrailers comes while the last
+      // DATA frame is being queued, so the hash waits for the next turn of the loop, after the frames went to the
+      // socket, and runs while furkad receives them. One pass over the buffer, which is still in the cache.
+      setImmediate(() => {
+        if (stream.destroyed || stream.closed) return;
+        const sum = new Checksum();
+        sum.update(body);
+        void sum.hex().then((hex) => {
+          // Still the announced file, both after reading and now that the bytes are sent (F2, A4).
+          if (!stream.destroyed && !stream.closed) {
+            stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
+          }
+        }, (e: Error) => {
+          // No checksum, no answer: furkad fetches the file again.
+          this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
+          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        });
+      });
+    });
+    stream.respond({
+      ':status': 200,
+      'content-type': 'application/octet-stream',
+      'x-furka-path': encodeURI(entry.path),
+      'x-furka-size': String(entry.size),
+      'x-furka-mtime-ns': String(entry.mtimeNs),
+      'x-furka-mode': String(entry.mode),
+    }, { waitForTrailers: true });
+    // A write that failed (the stream reset by furkad) may still have pieces in a socket write of the session:
+    // that buffer is never pooled, only dropped.
+    stream.write(body, (err) => { if (!err) done(); });
+    stream.end();
+  }
+}
