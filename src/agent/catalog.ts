@@ -24,7 +24,8 @@ export interface FileEntry {
 }
 
 export type Announcement =
-  | { t: 'file'; entry: FileEntry }
+  /** `live`: its completion was just reported by the kernel (not found by a scan): its body may be pushed. */
+  | { t: 'file'; entry: FileEntry; live?: boolean }
   | { t: 'refused'; path: string; reason: string }
   | { t: 'synced' }
   /** Every file complete before barrier `id` was asked for has been announced before this (barrier.ts). */
@@ -236,7 +237,7 @@ export class Catalog {
   #complete(rel: Buffer): void {
     const stat: BigIntStats | undefined = this.files.lstat(rel);
     if (!stat) return this.#drop(rel.toString('latin1'));
-    this.#consider({ rel, stat }, undefined, false);
+    this.#consider({ rel, stat }, undefined, false, true);
   }
 
   #skips(rel: Buffer): boolean {
@@ -253,9 +254,10 @@ export class Catalog {
 
   /**
    * One regular file that may be complete. `writers` (from a scan) leaves out files open for writing;
-   * `again` announces even an id already announced for that path (a rescan re-announces everything).
+   * `again` announces even an id already announced for that path (a rescan re-announces everything); `live`:
+   * the kernel just said it is complete.
    */
-  #consider(f: Found, writers: Set<string> | undefined, again: boolean): void {
+  #consider(f: Found, writers: Set<string> | undefined, again: boolean, live = false): void {
     if (!f.stat.isFile() || this.#skips(f.rel)) return;
     const key = f.rel.toString('latin1');
     if (writers?.has(joinRoot(this.#rootBytes, f.rel).toString('latin1'))) {
@@ -280,6 +282,6 @@ export class Catalog {
     };
     this.#byPath.set(key, entry);
     this.#byId.set(id, entry);
-    this.announced.emit({ t: 'file', entry });
+    this.announced.emit({ t: 'file', entry, live });
   }
 }

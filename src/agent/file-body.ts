@@ -14,7 +14,7 @@ export const NOT_THE_FILE = { error: 'the file is no longer the one of this id' 
 
 /** Answers `stream` with a JSON body, unless it is answered or gone already. */
 export function reply(stream: http2.ServerHttp2Stream, status: number, body: unknown): void {
-  if (stream.destroyed || stream.headersSent) return;
+  if (stream.destroyed || stream.closed || stream.headersSent) return;
   stream.respond({ ':status': status, 'content-type': 'application/json' });
   stream.end(`${JSON.stringify(body)}\n`);
 }
@@ -30,6 +30,7 @@ export class FileBodies {
    * file, 503 if it cannot be held in memory.
    */
   send(stream: http2.ServerHttp2Stream, entry: FileEntry): void {
+    if (stream.destroyed || stream.closed) return; // cancelled before it started: nothing read for it
     // Opened in its directory as reached from the root without following links, and only if it is still the
     // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
     const fd = this.catalog.files.open(entry.path, entry.id);

@@ -16,8 +16,9 @@ const CLIENT_BACKLOG_MAX = 64 * 1024 * 1024;
  * Node's HTTP/2 session refuses every new stream (RST_STREAM ENHANCE_YOUR_CALM) while the data it holds for
  * its streams is over this credit, 10 MB by default: two 6 MB bodies waiting to be read were enough to refuse
  * furkad's next fetch and acknowledgement, and furkad took the connection for broken (seen at 25 Hz x 6 MB;
- * test (e3)). furkad fetches 8 files at a time, each read whole into memory: the credit leaves room for eight
- * images of 512 MB and still bounds what one connection can make the agent hold.
+ * test (e3)). furkad fetches 8 files at a time, each read whole into memory, and takes up to 8 pushed (of at
+ * most 64 MiB each): the credit leaves room for eight images of 448 MB besides and still bounds what one
+ * connection can make the agent hold.
  */
 const SESSION_MEMORY_MB = 4096;
 /**
@@ -28,11 +29,14 @@ const SESSION_MEMORY_MB = 4096;
  */
 const MAX_STREAMS = 64;
 /**
- * Most bodies a client may ask to have pushed to it at once (`push=N`), and the largest file pushed: a larger
- * one waits for the client's request, so an unread push never holds more than a few images in memory.
+ * Most bodies a client may ask to have pushed to it and not yet acknowledged (`push=N`), and the largest file
+ * pushed: a larger one waits for the client's request. A push counts until the client acknowledges its file,
+ * cancels it, or PUSH_HOLD_MS pass: a client that stops taking files (a shift change holds it) is pushed no
+ * more than N, each of which it may have to request again.
  */
 const PUSH_MAX = 16;
 const PUSH_SIZE_MAX = 64n * 1024n * 1024n;
+const PUSH_HOLD_MS = 10_000;
 /** Largest /v1/ack body accepted (about 200 000 ids). */
 const ACK_BODY_MAX = 16 * 1024 * 1024;
 
@@ -57,8 +61,10 @@ class EventsClient {
   #queue: string[] = [];
   #queuedBytes = 0;
   #draining = false;
-  /** Bodies pushed to this client and not yet closed. */
-  #pushing = 0;
+  /** Ids pushed to this client and not yet acknowledged or cancelled, with when they were pushed. */
+  readonly #pushed = new Map<string, number>();
+  /** A push failed after its line went out: no more pushes on this stream (the client would wait for each). */
+  #pushOff = false;
 
   constructor(readonly stream: http2.ServerHttp2Stream, readonly source: string, private readonly pushMax: number,
     private readonly bodies: FileBodies, private readonly log: Logger) {}
@@ -89,30 +95,57 @@ class EventsClient {
   }
 
   /**
-   * Pushes the body of `e` (a PUSH_PROMISE for `GET /v1/file?id=`, answered as that request would be), unless as
-   * many pushes as the client takes are still open, the file is too large, or the client does not take pushes.
-   * The promise is submitted before the announcement's line, so the client knows of it when it reads the line;
-   * the body follows on the next turn of the loop. Saves the client's request: one round trip per file (A6).
+   * Pushes the body of `e` (a PUSH_PROMISE for `GET /v1/file?id=`, answered as that request would be), unless
+   * as many pushes as the client takes are unacknowledged, the file is too large, or the client does not take
+   * pushes. The promise is submitted before the announcement's line, so the client knows of it when it reads
+   * the line; the body follows on the next turn of the loop. Saves the client's request: one round trip per
+   * file, and one stream it opens (A6).
    */
   #push(e: FileEntry): boolean {
-    if (this.#pushing >= this.pushMax || e.size > PUSH_SIZE_MAX || !this.stream.pushAllowed || this.#draining) return false;
+    if (this.#pushOff || e.size > PUSH_SIZE_MAX || !this.stream.pushAllowed || this.#draining) return false;
+    const now = performance.now();
+    for (const [id, at] of this.#pushed) if (now - at > PUSH_HOLD_MS) this.#pushed.delete(id);
+    if (this.#pushed.size >= this.pushMax) return false;
     try {
       this.stream.pushStream({ ':path': `/v1/file?id=${encodeURIComponent(e.id)}` }, (err, pushed) => {
         if (err) {
-          this.#pushing--;
-          this.log.debug({ err, path: e.path }, 'a push could not start: the client requests the file');
+          this.#pushed.delete(e.id);
+          this.#stopPushing(err);
           return;
         }
         pushed.on('error', (x) => this.log.debug({ err: x }, 'pushed stream error'));
-        pushed.once('close', () => this.#pushing--);
-        this.bodies.send(pushed, e);
+        // Cancelled by the client (not taken): it no longer counts; the client requests the file when it wants it.
+        pushed.once('close', () => { if (pushed.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.#pushed.delete(e.id); });
+        try {
+          this.bodies.send(pushed, e);
+        } catch (x) {
+          this.log.error({ err: x, path: e.path }, 'cannot push a file: the client requests it');
+          if (!pushed.destroyed) pushed.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        }
       });
     } catch (x) {
-      this.log.debug({ err: x, path: e.path }, 'cannot push a file: the client requests it');
+      this.#stopPushing(x as Error);
       return false;
     }
-    this.#pushing++;
+    this.#pushed.set(e.id, now);
     return true;
+  }
+
+  /** The client acknowledged `ids`: pushes of them no longer count. */
+  acked(ids: string[]): void {
+    for (const id of ids) this.#pushed.delete(id);
+  }
+
+  /**
+   * A push could not start. No more on this stream: a client told that a body is pushed waits for it a while.
+   * With no stream ids left (after 2^30 pushes on one connection), the connection is closed: the client
+   * reconnects, and a new one has ids again.
+   */
+  #stopPushing(err: Error): void {
+    if (this.#pushOff) return;
+    this.#pushOff = true;
+    this.log.warn({ err }, 'cannot push a file to a client: it requests files from now on');
+    if ((err as NodeJS.ErrnoException).code === 'ERR_HTTP2_OUT_OF_STREAMS') this.stream.session?.close();
   }
 
   write(text: string): void {
@@ -193,9 +226,10 @@ export class AgentServer {
     });
   }
 
-  /** Passes an announcement to every events client whose source covers it (a file's body pushed where taken). */
+  /** Passes an announcement to every events client whose source covers it (a new file's body pushed where taken). */
   announce(a: Announcement): void {
-    for (const c of this.#clients) c.send(a, true);
+    const live = a.t === 'file' && a.live === true;
+    for (const c of this.#clients) c.send(a, live);
   }
 
   close(): Promise<void> {
@@ -328,6 +362,7 @@ export class AgentServer {
         kept.push({ id, reason: 'changed' });
       }
     }
+    for (const c of this.#clients) c.acked(ids);
     this.log.debug({ deleted: deleted.length, kept: kept.length }, 'acknowledged');
     return { deleted, kept };
   }

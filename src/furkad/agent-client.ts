@@ -9,7 +9,7 @@ import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { Checksum } from '../common/checksum.js';
 import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
-import { AgentPushes, BodyReply } from './agent-pushes.js';
+import { AgentPushes, BodyReply, discard } from './agent-pushes.js';
 
 /** A complete file the agent announced: `path` is relative to the detector's source directory. */
 export interface Announced {
@@ -18,6 +18,8 @@ export interface Announced {
   size: number;
   mtimeNs: bigint;
   mode: number;
+  /** The agent pushes its body (protocol 2): a fetch of it takes that instead of asking. */
+  pushed?: boolean;
 }
 
 /** What a fetch brought: `unchanged` is the agent's word that the bytes sent are the announced file's. */
@@ -68,11 +70,14 @@ export class AgentClient extends EventEmitter {
   /** Barriers waited for (passBarrier): close() ends them. */
   readonly #barriers = new Set<(why: string) => void>();
   /** Bodies the agent pushed, until their fetches claim them. */
-  readonly #pushes = new AgentPushes();
+  readonly #pushes: AgentPushes;
+  /** What the agent was last told about pushes (takePushes); a new connection starts with them on. */
+  #pushesOn = true;
 
   /** `pushes`: how many bodies the agent may push at once behind their announcements (0: every file is requested). */
   constructor(readonly url: string, readonly source: string, private readonly pushes = 0) {
     super();
+    this.#pushes = new AgentPushes(pushes);
   }
 
   override on<E extends keyof AgentClientEvents>(event: E, listener: AgentClientEvents[E]): this {
@@ -104,6 +109,7 @@ export class AgentClient extends EventEmitter {
         createConnection: () => net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port), noDelay: true }),
       });
       this.#session = session;
+      this.#pushesOn = true;
       session.on('error', (e: Error) => fail(`connection to the agent at ${this.url} failed: ${e.message}`));
       session.on('close', () => fail(`the agent at ${this.url} closed the connection`));
       session.on('goaway', () => fail(`the agent at ${this.url} is going away`));
@@ -146,10 +152,11 @@ export class AgentClient extends EventEmitter {
             this.#startPings(session);
             resolve();
           } else if (ev['t'] === 'file') {
-            if (ev['push'] === true) this.#pushes.promised(String(ev['id']));
+            const pushed = ev['push'] === true;
+            if (pushed) this.#pushes.promised(String(ev['id']));
             this.emit('file', {
               id: String(ev['id']), path: String(ev['path']), size: Number(ev['size']),
-              mtimeNs: BigInt(String(ev['mtime_ns'])), mode: Number(ev['mode']),
+              mtimeNs: BigInt(String(ev['mtime_ns'])), mode: Number(ev['mode']), pushed,
             } satisfies Announced);
           } else if (ev['t'] === 'refused') {
             this.emit('refused', String(ev['path']), String(ev['reason']));
@@ -179,13 +186,17 @@ export class AgentClient extends EventEmitter {
     const fd = openSync(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
     const pushed = await this.#pushes.claim(id);
     const session = this.#session;
-    if (!session || this.#isDown) {
-      pushed?.stream.close(http2.constants.NGHTTP2_CANCEL);
+    let reply = pushed;
+    try {
+      if (!session || this.#isDown) throw new Error(`not connected to the agent at ${this.url}`);
+      reply ??= new BodyReply(session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}` }), 'response');
+    } catch (e) {
+      if (pushed) discard(pushed.stream);
       closeSync(fd);
       await unlink(dest).catch(() => undefined);
-      throw new Error(`not connected to the agent at ${this.url}`);
+      throw e;
     }
-    return this.#receive(id, dest, fd, pushed ?? new BodyReply(session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}` }), 'response'));
+    return this.#receive(id, dest, fd, reply);
   }
 
   /** Writes the body `reply` carries into `dest`, open as `fd` (closed here), hashing it as it comes. */
@@ -209,7 +220,7 @@ export class AgentClient extends EventEmitter {
         failed = e;
         close();
         sum.discard();
-        req.close(http2.constants.NGHTTP2_CANCEL);
+        discard(req);
         void unlink(dest).catch(() => undefined).then(() => reject(e));
       };
       reply.headers((headers) => {
@@ -265,6 +276,19 @@ export class AgentClient extends EventEmitter {
       if (reply.closed) closed();
       else req.on('close', closed);
     });
+  }
+
+  /**
+   * Tells the agent whether to push bodies now (HTTP/2's SETTINGS_ENABLE_PUSH, which the agent reads before each
+   * push): off while furkad is behind, where a pushed body would wait behind older files and be cancelled unread.
+   */
+  takePushes(on: boolean): void {
+    const session = this.#session;
+    if (this.pushes === 0 || on === this.#pushesOn || !session || session.destroyed) return;
+    this.#pushesOn = on;
+    try {
+      session.settings({ enablePush: on });
+    } catch { /* the session is ending: the next one starts with pushes on */ }
   }
 
   /** Acknowledges placed files: the agent deletes each source still unchanged. Returns the ids it deleted. */
@@ -350,6 +374,7 @@ export class AgentClient extends EventEmitter {
 
   close(): void {
     for (const fail of [...this.#barriers]) fail(`the connection to the agent at ${this.url} was closed`);
+    this.#pushes.clear();
     if (this.#ping) clearInterval(this.#ping);
     this.#ping = undefined;
     const s = this.#session;

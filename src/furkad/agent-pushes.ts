@@ -44,7 +44,20 @@ export class BodyReply {
   }
 }
 
+/**
+ * Ends a stream nobody will read: cancelled, then destroyed. A closed stream is not enough: Node keeps one that
+ * holds bytes not yet read (a pushed body that came whole, or came in before the cancel reached the agent), and
+ * those bytes, until it is read to its end.
+ */
+export function discard(stream: http2.ClientHttp2Stream): void {
+  if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+  if (!stream.destroyed) stream.destroy();
+}
+
 export class AgentPushes {
+  /** `max`: pushed bodies kept unclaimed at most (the agent pushes no more than that unacknowledged). */
+  constructor(private readonly max: number) {}
+
   /** Pushed bodies not yet claimed, by id. */
   readonly #bodies = new Map<string, { reply: BodyReply; timer: NodeJS.Timeout }>();
   /** Ids whose line said `push` and whose push has not come yet: a fetch of one waits for it. */
@@ -62,6 +75,10 @@ export class AgentPushes {
     const reply = new BodyReply(stream, 'push');
     if (this.#unpromise(id, reply)) return;
     this.#drop(id);
+    if (this.#bodies.size >= this.max) {
+      discard(stream); // more than asked for: the file is requested when its turn comes
+      return;
+    }
     const timer = setTimeout(() => this.#drop(id), UNCLAIMED_MS);
     timer.unref();
     this.#bodies.set(id, { reply, timer });
@@ -69,7 +86,7 @@ export class AgentPushes {
 
   /** The line of `id` said its body is pushed. */
   promised(id: string): void {
-    if (this.#bodies.has(id)) return;
+    if (this.#bodies.has(id) || this.#waiters.has(id)) return;
     this.#unpromise(id);
     const timer = setTimeout(() => this.#unpromise(id), PROMISED_MS);
     timer.unref();
@@ -101,7 +118,7 @@ export class AgentPushes {
     if (!kept) return;
     clearTimeout(kept.timer);
     this.#bodies.delete(id);
-    if (!kept.reply.stream.closed) kept.reply.stream.close(http2.constants.NGHTTP2_CANCEL);
+    discard(kept.reply.stream);
   }
 
   /** `id` is no longer expected: a fetch waiting for it gets `reply` (true), or goes on without one. */

@@ -185,6 +185,7 @@ export class AgentTransport implements Transport {
         if ((this.#damaged.get(w.id)?.notBefore ?? 0) > now || damagedHere.has(w.id)) continue;
         if (this.#busy.has(w.path)) continue;
         this.#waiting.delete(w.path);
+        this.#pushWhileKeepingUp();
         if (this.#placedBefore(w)) continue;
         if (aside.has(w.id)) {
           this.#parked.set(w.id, w);
@@ -294,6 +295,17 @@ export class AgentTransport implements Transport {
     this.placedStore.setAside(this.id, noted);
   }
 
+  /**
+   * Bodies are pushed only while furkad keeps up with the detector: once more files wait than it fetches at
+   * once (a burst beyond its pace, a shift change holding the detector), a pushed body would wait behind them
+   * and be cancelled unread, to be sent a second time. Pushes resume once nothing waits.
+   */
+  #pushWhileKeepingUp(): void {
+    const waiting = this.#waiting.size;
+    if (waiting > IN_FLIGHT) this.#client?.takePushes(false);
+    else if (waiting === 0) this.#client?.takePushes(true);
+  }
+
   /** When furkad first learned of `id` (now, if this is the first time). */
   #learnedAt(id: string): number {
     const known = this.#learned.get(id);
@@ -354,6 +366,7 @@ export class AgentTransport implements Transport {
     client.on('file', (f) => {
       listed.add(f.id);
       this.#waiting.set(f.path, { ...f, learnedAt: this.#learnedAt(f.id) });
+      this.#pushWhileKeepingUp();
       this.#wake?.();
       this.#more?.();
     });

@@ -6,7 +6,9 @@ import * as http2 from 'node:http2';
 import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { AgentClient } from '../../src/furkad/agent-client.js';
+import { AgentClient, type Announced } from '../../src/furkad/agent-client.js';
+import { AgentPushes } from '../../src/furkad/agent-pushes.js';
+import type { AddressInfo } from 'node:net';
 import { startAgent } from '../fixtures/agent.js';
 import { writeImage } from '../fixtures/files.js';
 
@@ -91,3 +93,85 @@ describe('agent client: the connection lost in the middle of a file', function (
     assert.deepEqual(stuck, []);
   });
 });
+
+describe('agent client: pushed bodies (A6)', function () {
+  this.timeout(30_000);
+  let work: string;
+  beforeEach(() => { work = mkdtempSync(path.join(os.tmpdir(), 'agent-client-')); });
+  afterEach(() => rmSync(work, { recursive: true, force: true }));
+
+  it('lets go of every pushed body not taken within 2 s, and of any beyond as many as it asked for, even one that came whole', async () => {
+    // An agent that pushes three small bodies at once: each fits furkad's stream window, so it arrives whole and
+    // its stream is closed by the time anything could cancel it; Node keeps such a stream, and its bytes, until
+    // it is read or destroyed.
+    const server = http2.createServer();
+    server.on('stream', (s) => {
+      s.respond({ ':status': 200 });
+      for (const id of ['p1', 'p2', 'p3']) {
+        s.pushStream({ ':path': `/v1/file?id=${id}` }, (err, pushed) => {
+          if (err) return;
+          pushed.on('error', () => undefined);
+          pushed.respond({ ':status': 200 });
+          pushed.end(Buffer.alloc(1000, 1));
+        });
+      }
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const session = http2.connect(`http://127.0.0.1:${(server.address() as AddressInfo).port}`);
+    const pushes = new AgentPushes(2);
+    const streams: http2.ClientHttp2Stream[] = [];
+    session.on('stream', (stream: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders) => {
+      streams.push(stream);
+      pushes.arrived(stream, headers);
+    });
+    try {
+      session.request({ ':path': '/v1/events' }).on('error', () => undefined);
+      const until = Date.now() + 5000;
+      while (streams.length < 3 && Date.now() < until) await pause(10);
+      assert.equal(streams.length, 3, 'three pushes came');
+      await pause(300);
+      assert.deepEqual(streams.map((x) => x.destroyed), [false, false, true], 'the one beyond the two asked for is let go at once');
+      assert.ok(streams[0]!.closed, 'the kept ones came whole: closed, and still held');
+      await pause(2200);
+      assert.deepEqual(streams.map((x) => x.destroyed), [true, true, true], 'none held after 2 s');
+      assert.equal(await pushes.claim('p1'), undefined, 'a fetch now requests the file');
+    } finally {
+      pushes.clear();
+      session.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  });
+
+  it('has the agent stop pushing while it is behind, and start again', async () => {
+    const root = path.join(work, 'root');
+    mkdirSync(root);
+    const agent = await startAgent({ root, dir: work });
+    const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', 8);
+    const seen: Announced[] = [];
+    client.on('file', (f) => seen.push(f));
+    try {
+      await client.connect();
+      const announced = async (name: string): Promise<Announced> => {
+        writeImage(root, name, 1000);
+        const until = Date.now() + 10_000;
+        for (;;) {
+          const f = seen.find((x) => x.path === name);
+          if (f) return f;
+          if (Date.now() > until) throw new Error(`${name} not announced`);
+          await pause(10);
+        }
+      };
+      assert.equal((await announced('one.cbf')).pushed, true, 'pushed at first');
+      client.takePushes(false);
+      await pause(200); // the agent has the setting
+      assert.equal((await announced('two.cbf')).pushed, false, 'not pushed while furkad is behind');
+      client.takePushes(true);
+      await pause(200);
+      assert.equal((await announced('three.cbf')).pushed, true, 'pushed again');
+    } finally {
+      client.close();
+      await agent.stop();
+    }
+  });
+});
+

@@ -82,12 +82,13 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
 /**
  * An agent of the protocol (docs/agent-protocol.md) whose file answers a test decides: `checksum` whether they
  * carry one, `damage(id)` whether to flip a bit of this answer's body on the way, `push(id)` whether to push the
- * body behind its line ('push'), push it and send the line 300 ms later ('late'), only say so in the line
- * ('promise'), push it with no line ('stray'), or neither. `pushes` records how each
+ * body behind its line ('push'), push it and send the line 300 ms later ('late'), send the line and push it
+ * 100 ms later ('line-first'), only say so in the line ('promise'), push it with no line ('stray'), or neither;
+ * only to a client that asked for pushes (`push=N`). `pushes` records how each
  * pushed stream ended (its RST_STREAM code, 0 if read to its end).
  */
 async function fakeAgent(files: Record<string, Buffer>, answer: {
-  checksum: 'none' | 'right'; damage: (id: string) => boolean; push?: (id: string) => 'push' | 'late' | 'promise' | 'stray' | undefined;
+  checksum: 'none' | 'right'; damage: (id: string) => boolean; push?: (id: string) => 'push' | 'late' | 'line-first' | 'promise' | 'stray' | undefined;
 }) {
   const requests = { events: 0, file: new Map<string, number>(), acked: [] as string[], pushes: new Map<string, number>() };
   const answerFile = (s: http2.ServerHttp2Stream, id: string): void => {
@@ -109,16 +110,19 @@ async function fakeAgent(files: Record<string, Buffer>, answer: {
       requests.events++;
       s.respond({ ':status': 200 });
       s.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: 2 })}\n`);
+      const pushes = Number(url.searchParams.get('push') ?? '0') > 0;
+      const pushBody = (id: string): void => {
+        s.pushStream({ ':path': `/v1/file?id=${id}` }, (err, pushed) => {
+          if (err) throw err;
+          pushed.on('error', () => undefined);
+          pushed.on('close', () => requests.pushes.set(id, pushed.rstCode ?? 0));
+          answerFile(pushed, id);
+        });
+      };
       for (const [id, body] of Object.entries(files)) {
-        const how = answer.push?.(id);
-        if (how === 'push' || how === 'late' || how === 'stray') {
-          s.pushStream({ ':path': `/v1/file?id=${id}` }, (err, pushed) => {
-            if (err) throw err;
-            pushed.on('error', () => undefined);
-            pushed.on('close', () => requests.pushes.set(id, pushed.rstCode ?? 0));
-            answerFile(pushed, id);
-          });
-        }
+        const how = pushes ? answer.push?.(id) : undefined;
+        if (how === 'push' || how === 'late' || how === 'stray') pushBody(id);
+        if (how === 'line-first') setTimeout(() => s.destroyed || pushBody(id), 100);
         if (how === 'stray') continue;
         const push = how === undefined ? {} : { push: true };
         const line = `${JSON.stringify({ t: 'file', id, path: `${id}.cbf`, size: body.length, mtime_ns: '1700000000000000000', mode: 0o644, ...push })}\n`;
@@ -260,21 +264,22 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
   });
 
   it('takes a body the agent pushed without asking for it, asks for one whose push never came, and cancels a push not taken in time (A6)', async () => {
-    // 'b': its line says pushed, but no push comes; 'e': empty, its push over (and closed) before its line comes;
-    // 'z': a push no line announces, so nothing fetches it. 'z' is larger than furkad's window for one stream:
-    // the agent can send only part of it, and sees the cancel.
-    const files = { a: randomBytes(400_000), b: randomBytes(1000), c: randomBytes(5000), e: Buffer.alloc(0), z: randomBytes(20 << 20) };
-    const how = { b: 'promise', e: 'late', z: 'stray' } as Record<string, 'promise' | 'late' | 'stray'>;
+    // 'b': its line says pushed, but no push comes; 'd': pushed 100 ms after its line, while its fetch waits for
+    // it; 'e': empty, its push over (and closed) before its line comes; 'z': a push no line announces, so nothing
+    // fetches it. 'z' is larger than furkad's window for one stream: the agent can send only part of it, and sees
+    // the cancel.
+    const files = { a: randomBytes(400_000), b: randomBytes(1000), c: randomBytes(5000), d: randomBytes(7000), e: Buffer.alloc(0), z: randomBytes(20 << 20) };
+    const how = { b: 'promise', d: 'line-first', e: 'late', z: 'stray' } as Record<string, 'promise' | 'line-first' | 'late' | 'stray'>;
     const agent = await fakeAgent(files, { checksum: 'right', damage: () => false, push: (id) => how[id] ?? 'push' });
     const { t, ctx, placed } = transportFor(agent.port);
     try {
       await t.run(ctx);
-      await eventually(async () => { await t.run(ctx); return placed.length === 4; }, 10_000, 'all four placed');
+      await eventually(async () => { await t.run(ctx); return placed.length === 5; }, 10_000, 'all five placed');
       assert.deepEqual(placed.map((p) => [p.rel, p.checksum]).sort(),
-        [['a.cbf', tagOf(files.a)], ['b.cbf', tagOf(files.b)], ['c.cbf', tagOf(files.c)], ['e.cbf', tagOf(files.e)]]);
+        [['a.cbf', tagOf(files.a)], ['b.cbf', tagOf(files.b)], ['c.cbf', tagOf(files.c)], ['d.cbf', tagOf(files.d)], ['e.cbf', tagOf(files.e)]]);
       assert.deepEqual([...agent.requests.file.entries()], [['b', 1]], 'only the file whose push never came was asked for');
       await eventually(() => agent.requests.pushes.has('z'), 10_000, 'the push nobody took ended');
-      assert.deepEqual([...agent.requests.pushes.entries()].sort(), [['a', 0], ['c', 0], ['e', 0], ['z', http2.constants.NGHTTP2_CANCEL]],
+      assert.deepEqual([...agent.requests.pushes.entries()].sort(), [['a', 0], ['c', 0], ['d', 0], ['e', 0], ['z', http2.constants.NGHTTP2_CANCEL]],
         'the pushed bodies taken were read to their end, the one nobody took cancelled');
     } finally {
       await t.close();

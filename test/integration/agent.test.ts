@@ -316,7 +316,7 @@ describe('furka-agent (A1–A5)', function () {
     assert.deepEqual(readdirSync(root).filter((n) => n.startsWith('.furka-agent-barrier-') && n !== '.furka-agent-barrier-kept'), [], 'the mark removed');
   });
 
-  it('(k) pushes the body of each file completed while a client that asks for pushes is connected, behind its line, as many at once as it asked for (A3, A6)', async () => {
+  it('(k) pushes the body of each file completed while a client that asks for pushes is connected, behind its line, as many unacknowledged at once as it asked for (A3, A6)', async () => {
     writeFileSync(path.join(root, 'old.cbf'), randomBytes(10 * KiB));
     agent = await startAgent({ root, dir });
     client = new AgentClient(agent.port);
@@ -345,11 +345,14 @@ describe('furka-agent (A1–A5)', function () {
         assert.equal(r.trailers['x-furka-checksum'], `xxh128:${xxh}`, 'with its checksum, as a requested body (I1)');
       }
       assert.ok((await client.file(lines[2]!.id!)).body.equals(data[2]!), 'the one not pushed is sent on request');
-      await eventually(() => client!.pushed.every((p) => p.closed), 5000, 'the pushes read are closed');
-      writeFileSync(path.join(root, 'later.cbf'), 'x');
-      await ev.waitFor(() => ev.files('later.cbf').length === 1, 'a later file');
-      assert.equal(ev.files('later.cbf')[0]!['push'], true, 'pushed again once the earlier pushes were read');
-      assert.equal(without.files('later.cbf')[0]?.['push'], undefined, 'never pushed to a client that did not ask');
+      writeFileSync(path.join(root, 'later_1.cbf'), 'x');
+      await ev.waitFor(() => ev.files('later_1.cbf').length === 1, 'a later file');
+      assert.equal(ev.files('later_1.cbf')[0]!['push'], undefined, 'read, but not yet acknowledged: the two pushes still count');
+      assert.equal((await client.ack([lines[0]!.id!])).body.deleted.length, 1);
+      writeFileSync(path.join(root, 'later_2.cbf'), 'y');
+      await ev.waitFor(() => ev.files('later_2.cbf').length === 1, 'another later file');
+      assert.equal(ev.files('later_2.cbf')[0]!['push'], true, 'pushed once an earlier push was acknowledged');
+      assert.deepEqual(without.files().filter((f) => f['push'] !== undefined), [], 'never pushed to a client that did not ask');
       assert.equal(plain.pushed.length, 0);
     } finally {
       plain.close();
