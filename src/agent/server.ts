@@ -75,14 +75,14 @@ class EventsClient {
     return p.startsWith(`${this.source}/`) ? p.slice(this.source.length + 1) : undefined;
   }
 
-  /** Sends `a`'s line; a file just completed (`live`) is pushed behind it when the client takes pushes. */
-  send(a: Announcement, live = false): void {
+  /** Sends `a`'s line; the body of a file just completed (`live`) is pushed behind it when the client takes pushes. */
+  send(a: Announcement): void {
     let line: string;
     if (a.t === 'file') {
       const rel = this.relative(a.entry.path);
       if (rel === undefined) return;
       const e = a.entry;
-      const push = live && this.#push(e) ? { push: true } : {};
+      const push = a.live === true && this.#push(e) ? { push: true } : {};
       line = JSON.stringify({ t: 'file', id: e.id, path: rel, size: Number(e.size), mtime_ns: String(e.mtimeNs), mode: e.mode, ...push });
     } else if (a.t === 'refused') {
       const rel = this.relative(a.path);
@@ -228,8 +228,7 @@ export class AgentServer {
 
   /** Passes an announcement to every events client whose source covers it (a new file's body pushed where taken). */
   announce(a: Announcement): void {
-    const live = a.t === 'file' && a.live === true;
-    for (const c of this.#clients) c.send(a, live);
+    for (const c of this.#clients) c.send(a);
   }
 
   close(): Promise<void> {

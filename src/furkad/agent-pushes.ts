@@ -45,12 +45,12 @@ export class BodyReply {
 }
 
 /**
- * Ends a stream nobody will read: cancelled, then destroyed. A closed stream is not enough: Node keeps one that
- * holds bytes not yet read (a pushed body that came whole, or came in before the cancel reached the agent), and
- * those bytes, until it is read to its end.
+ * Ends a stream nobody will read: reset with `code`, then destroyed. A closed stream is not enough: Node keeps one
+ * that holds bytes not yet read (a pushed body that came whole, or came in before the reset reached the agent),
+ * and those bytes, until it is read to its end.
  */
-export function discard(stream: http2.ClientHttp2Stream): void {
-  if (!stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
+export function discard(stream: http2.ClientHttp2Stream, code: number = http2.constants.NGHTTP2_CANCEL): void {
+  if (!stream.closed) stream.close(code);
   if (!stream.destroyed) stream.destroy();
 }
 
@@ -69,7 +69,7 @@ export class AgentPushes {
     stream.on('error', () => undefined);
     const id = new URL(headers[':path'] ?? '/', 'http://agent').searchParams.get('id');
     if (headers[':method'] !== 'GET' || id === null) {
-      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      discard(stream, http2.constants.NGHTTP2_REFUSED_STREAM);
       return;
     }
     const reply = new BodyReply(stream, 'push');
