@@ -31,12 +31,15 @@ const MAX_STREAMS = 64;
 /**
  * Most bodies a client may ask to have pushed to it and not yet acknowledged (`push=N`), and the largest file
  * pushed: a larger one waits for the client's request. A push counts until the client acknowledges its file,
- * cancels it, or PUSH_HOLD_MS pass: a client that stops taking files (a shift change holds it) is pushed no
- * more than N, each of which it may have to request again.
+ * cancels it, is answered that it is not the announced file (410, or `x-furka-unchanged: 0`: the client will
+ * not acknowledge it), or PUSH_HOLD_MS pass: a client that stops taking files (a shift change holds it) is
+ * pushed no more than N every PUSH_HOLD_MS, each of which it may have to request again. The hold is the
+ * fallback for the pushes a client drops without a word (it read the whole body already) and files it never
+ * acknowledges (one set aside for an ended shift): a few seconds, so that those do not stop pushes for long.
  */
 const PUSH_MAX = 16;
 const PUSH_SIZE_MAX = 64n * 1024n * 1024n;
-const PUSH_HOLD_MS = 10_000;
+const PUSH_HOLD_MS = 3000;
 /** Largest /v1/ack body accepted (about 200 000 ids). */
 const ACK_BODY_MAX = 16 * 1024 * 1024;
 
@@ -61,8 +64,11 @@ class EventsClient {
   #queue: string[] = [];
   #queuedBytes = 0;
   #draining = false;
-  /** Ids pushed to this client and not yet acknowledged or cancelled, with when they were pushed. */
-  readonly #pushed = new Map<string, number>();
+  /**
+   * Ids pushed to this client and not yet acknowledged or cancelled, with when they were pushed: each push its
+   * own object, so that the end of one does not release a later push of the same id (a file renamed keeps it).
+   */
+  readonly #pushed = new Map<string, { at: number }>();
   /** A push failed after its line went out: no more pushes on this stream (the client would wait for each). */
   #pushOff = false;
 
@@ -104,18 +110,24 @@ class EventsClient {
   #push(e: FileEntry): boolean {
     if (this.#pushOff || e.size > PUSH_SIZE_MAX || !this.stream.pushAllowed || this.#draining) return false;
     const now = performance.now();
-    for (const [id, at] of this.#pushed) if (now - at > PUSH_HOLD_MS) this.#pushed.delete(id);
+    for (const [id, p] of this.#pushed) if (now - p.at > PUSH_HOLD_MS) this.#pushed.delete(id);
     if (this.#pushed.size >= this.pushMax) return false;
+    const push = { at: now };
+    const release = (): void => { if (this.#pushed.get(e.id) === push) this.#pushed.delete(e.id); };
     try {
       this.stream.pushStream({ ':path': `/v1/file?id=${encodeURIComponent(e.id)}` }, (err, pushed) => {
         if (err) {
-          this.#pushed.delete(e.id);
+          release();
           this.#stopPushing(err);
           return;
         }
         pushed.on('error', (x) => this.log.debug({ err: x }, 'pushed stream error'));
-        // Cancelled by the client (not taken): it no longer counts; the client requests the file when it wants it.
-        pushed.once('close', () => { if (pushed.rstCode !== http2.constants.NGHTTP2_NO_ERROR) this.#pushed.delete(e.id); });
+        // No longer counts once it ended in a way the client will not acknowledge: cancelled (not taken; the
+        // client requests the file when it wants it), or the body was not the announced file's.
+        pushed.once('close', () => {
+          const whole = pushed.rstCode === http2.constants.NGHTTP2_NO_ERROR && Number(pushed.sentHeaders[':status']) === 200;
+          if (!whole || pushed.sentTrailers?.['x-furka-unchanged'] !== '1') release();
+        });
         try {
           this.bodies.send(pushed, e);
         } catch (x) {
@@ -127,7 +139,7 @@ class EventsClient {
       this.#stopPushing(x as Error);
       return false;
     }
-    this.#pushed.set(e.id, now);
+    this.#pushed.set(e.id, push);
     return true;
   }
 

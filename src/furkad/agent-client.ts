@@ -71,8 +71,11 @@ export class AgentClient extends EventEmitter {
   readonly #barriers = new Set<(why: string) => void>();
   /** Bodies the agent pushed, until their fetches claim them. */
   readonly #pushes: AgentPushes;
-  /** What the agent was last told about pushes (takePushes); a new connection starts with them on. */
-  #pushesOn = true;
+  /** Whether furkad wants pushes now (takePushes); a new connection starts with them on. */
+  #pushesWanted = true;
+  /** What the agent was last told about pushes, and whether that SETTINGS frame awaits its acknowledgement. */
+  #pushesTold = true;
+  #telling = false;
 
   /** `pushes`: how many bodies the agent may push at once behind their announcements (0: every file is requested). */
   constructor(readonly url: string, readonly source: string, private readonly pushes = 0) {
@@ -109,7 +112,9 @@ export class AgentClient extends EventEmitter {
         createConnection: () => net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port), noDelay: true }),
       });
       this.#session = session;
-      this.#pushesOn = true;
+      this.#pushesWanted = true;
+      this.#pushesTold = true;
+      this.#telling = false;
       session.on('error', (e: Error) => fail(`connection to the agent at ${this.url} failed: ${e.message}`));
       session.on('close', () => fail(`the agent at ${this.url} closed the connection`));
       session.on('goaway', () => fail(`the agent at ${this.url} is going away`));
@@ -283,12 +288,31 @@ export class AgentClient extends EventEmitter {
    * push): off while furkad is behind, where a pushed body would wait behind older files and be cancelled unread.
    */
   takePushes(on: boolean): void {
+    if (this.pushes === 0) return;
+    this.#pushesWanted = on;
+    this.#tellPushes();
+  }
+
+  /**
+   * Sends the agent what takePushes last wanted, one SETTINGS frame at a time: Node ends a session with more
+   * than 10 unacknowledged (ERR_HTTP2_MAX_PENDING_SETTINGS_ACK), which a detector hovering around the
+   * threshold could otherwise reach.
+   */
+  #tellPushes(): void {
     const session = this.#session;
-    if (this.pushes === 0 || on === this.#pushesOn || !session || session.destroyed) return;
-    this.#pushesOn = on;
+    if (this.#telling || this.#pushesWanted === this.#pushesTold || !session || session.destroyed) return;
+    const on = this.#pushesWanted;
     try {
-      session.settings({ enablePush: on });
-    } catch { /* the session is ending: the next one starts with pushes on */ }
+      session.settings({ enablePush: on }, () => {
+        if (this.#session !== session) return;
+        this.#telling = false;
+        this.#tellPushes();
+      });
+    } catch {
+      return; // the session is ending: the next one starts with pushes on
+    }
+    this.#telling = true;
+    this.#pushesTold = on;
   }
 
   /** Acknowledges placed files: the agent deletes each source still unchanged. Returns the ids it deleted. */

@@ -3,9 +3,8 @@
 // file (A6). A push nobody claims soon is cancelled; the file is then requested as any other.
 import * as http2 from 'node:http2';
 
-/** How long a pushed body waits for its fetch, and how long a fetch waits for a body its line said is pushed. */
+/** How long a pushed body waits for its fetch. */
 const UNCLAIMED_MS = 2000;
-const PROMISED_MS = 1000;
 
 /** A stream carrying a file's body, requested or pushed, with its headers and trailers kept as they come. */
 export class BodyReply {
@@ -60,8 +59,14 @@ export class AgentPushes {
 
   /** Pushed bodies not yet claimed, by id. */
   readonly #bodies = new Map<string, { reply: BodyReply; timer: NodeJS.Timeout }>();
-  /** Ids whose line said `push` and whose push has not come yet: a fetch of one waits for it. */
-  readonly #promised = new Map<string, NodeJS.Timeout>();
+  /**
+   * Ids whose line said `push` and whose pushed stream has not been seen yet: a fetch of one waits for it, but
+   * only to the end of this turn of the event loop. The agent sends a file's PUSH_PROMISE before its line, so
+   * by the time the line is read the promise has been read too; Node only tells of the pushed stream on the
+   * next tick. A promise that was not read by then was never made to this client: nghttp2 refuses the ones
+   * that come after furkad turned pushes off (takePushes), and the agent may have failed to make it.
+   */
+  readonly #promised = new Map<string, NodeJS.Immediate>();
   readonly #waiters = new Map<string, (r: BodyReply | undefined) => void>();
 
   /** A pushed stream came (the session's 'stream' event): kept for its fetch, or given to the one waiting. */
@@ -88,9 +93,7 @@ export class AgentPushes {
   promised(id: string): void {
     if (this.#bodies.has(id) || this.#waiters.has(id)) return;
     this.#unpromise(id);
-    const timer = setTimeout(() => this.#unpromise(id), PROMISED_MS);
-    timer.unref();
-    this.#promised.set(id, timer);
+    this.#promised.set(id, setImmediate(() => this.#unpromise(id)));
   }
 
   /** The pushed body of `id`, once it is there; undefined if none was pushed or it did not come in time. */
@@ -123,7 +126,7 @@ export class AgentPushes {
 
   /** `id` is no longer expected: a fetch waiting for it gets `reply` (true), or goes on without one. */
   #unpromise(id: string, reply?: BodyReply): boolean {
-    clearTimeout(this.#promised.get(id));
+    clearImmediate(this.#promised.get(id));
     this.#promised.delete(id);
     const waiter = this.#waiters.get(id);
     this.#waiters.delete(id);

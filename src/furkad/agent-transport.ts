@@ -298,12 +298,17 @@ export class AgentTransport implements Transport {
   /**
    * Bodies are pushed only while furkad keeps up with the detector: once more files wait than it fetches at
    * once (a burst beyond its pace, a shift change holding the detector), a pushed body would wait behind them
-   * and be cancelled unread, to be sent a second time. Pushes resume once nothing waits.
+   * and be cancelled unread, to be sent a second time. Pushes resume once it has caught up to half that: a
+   * steady few waiting files must not keep them off. Files paused after arriving damaged do not count: they
+   * cannot be taken now, and would keep pushes off for the length of their pause.
    */
   #pushWhileKeepingUp(): void {
-    const waiting = this.#waiting.size;
-    if (waiting > IN_FLIGHT) this.#client?.takePushes(false);
-    else if (waiting === 0) this.#client?.takePushes(true);
+    const now = performance.now();
+    let paused = 0;
+    for (const d of this.#damaged.values()) if (d.notBefore > now) paused++;
+    const ready = this.#waiting.size - paused;
+    if (ready > IN_FLIGHT) this.#client?.takePushes(false);
+    else if (ready <= IN_FLIGHT / 2) this.#client?.takePushes(true);
   }
 
   /** When furkad first learned of `id` (now, if this is the first time). */

@@ -168,6 +168,19 @@ describe('agent client: pushed bodies (A6)', function () {
       client.takePushes(true);
       await pause(200);
       assert.equal((await announced('three.cbf')).pushed, true, 'pushed again');
+      // A detector hovering at the threshold: many changes in a row. Node allows 10 SETTINGS frames awaiting
+      // acknowledgement; the client sends one at a time, and the last word counts.
+      for (let i = 0; i < 30; i++) {
+        client.takePushes(false);
+        client.takePushes(true);
+      }
+      client.takePushes(false);
+      await pause(300);
+      assert.equal(client.connected, true, 'still connected after 61 changes');
+      assert.equal((await announced('four.cbf')).pushed, false, 'the last change (off) holds');
+      client.takePushes(true);
+      await pause(200);
+      assert.equal((await announced('five.cbf')).pushed, true, 'and on again');
     } finally {
       client.close();
       await agent.stop();

@@ -82,20 +82,30 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
 /**
  * An agent of the protocol (docs/agent-protocol.md) whose file answers a test decides: `checksum` whether they
  * carry one, `damage(id)` whether to flip a bit of this answer's body on the way, `push(id)` whether to push the
- * body behind its line ('push'), push it and send the line 300 ms later ('late'), send the line and push it
- * 100 ms later ('line-first'), only say so in the line ('promise'), push it with no line ('stray'), or neither;
- * only to a client that asked for pushes (`push=N`). `pushes` records how each
- * pushed stream ended (its RST_STREAM code, 0 if read to its end).
+ * body behind its line ('push'), promise it before its line but send the body 100 ms later ('slow'), push it and
+ * send the line 300 ms later ('late'), send the line and push it 500 ms later ('line-first', which the real agent
+ * never does), only say so in the line ('promise'), push it with no line ('stray'), or neither; only to a client
+ * that asked for pushes (`push=N`). `pushes` records how each pushed stream ended (its RST_STREAM code, 0 if
+ * read to its end); `enablePush` each SETTINGS_ENABLE_PUSH the client sent, with how many files it had
+ * requested by then.
  */
+type PushHow = 'push' | 'slow' | 'late' | 'line-first' | 'promise' | 'stray';
 async function fakeAgent(files: Record<string, Buffer>, answer: {
-  checksum: 'none' | 'right'; damage: (id: string) => boolean; push?: (id: string) => 'push' | 'late' | 'line-first' | 'promise' | 'stray' | undefined;
+  checksum: 'none' | 'right'; damage: (id: string) => boolean; push?: (id: string) => PushHow | undefined;
 }) {
-  const requests = { events: 0, file: new Map<string, number>(), acked: [] as string[], pushes: new Map<string, number>() };
+  const requests = {
+    events: 0, file: new Map<string, number>(), acked: [] as string[], pushes: new Map<string, number>(),
+    enablePush: [] as Array<{ on: boolean; requested: number }>,
+  };
+  // Taken before the test (hex(), not hexSync(): furkad's fetches may hold every prepared hasher).
+  const sums = new Map(await Promise.all(Object.entries(files).map(async ([id, b]) => {
+    const sum = new Checksum();
+    sum.update(b);
+    return [id, await sum.hex()] as const;
+  })));
   const answerFile = (s: http2.ServerHttp2Stream, id: string): void => {
     const body = Buffer.from(files[id]!);
-    const sum = new Checksum();
-    sum.update(body);
-    const hex = sum.hexSync();
+    const hex = sums.get(id)!;
     const middle = body.length >> 1;
     if (answer.damage(id)) body[middle] = body[middle]! ^ 0x01;
     s.on('wantTrailers', () => s.destroyed || s.closed || s.sendTrailers({ 'x-furka-unchanged': '1', ...(answer.checksum === 'right' ? checksumTrailer(hex) : {}) }));
@@ -103,6 +113,15 @@ async function fakeAgent(files: Record<string, Buffer>, answer: {
     s.end(body);
   };
   const server = http2.createServer();
+  server.on('session', (session) => {
+    let last = true;
+    session.on('remoteSettings', (settings) => {
+      const on = settings.enablePush !== false;
+      if (on === last) return;
+      last = on;
+      requests.enablePush.push({ on, requested: [...requests.file.values()].reduce((a, b) => a + b, 0) });
+    });
+  });
   server.on('stream', (s, h) => {
     s.on('error', () => undefined); // furkad closing its connection mid-answer
     const url = new URL(String(h[':path']), 'http://agent');
@@ -111,18 +130,20 @@ async function fakeAgent(files: Record<string, Buffer>, answer: {
       s.respond({ ':status': 200 });
       s.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: 2 })}\n`);
       const pushes = Number(url.searchParams.get('push') ?? '0') > 0;
-      const pushBody = (id: string): void => {
+      const pushBody = (id: string, delayMs = 0): void => {
         s.pushStream({ ':path': `/v1/file?id=${id}` }, (err, pushed) => {
           if (err) throw err;
           pushed.on('error', () => undefined);
           pushed.on('close', () => requests.pushes.set(id, pushed.rstCode ?? 0));
-          answerFile(pushed, id);
+          if (delayMs === 0) answerFile(pushed, id);
+          else setTimeout(() => pushed.destroyed || answerFile(pushed, id), delayMs);
         });
       };
       for (const [id, body] of Object.entries(files)) {
         const how = pushes ? answer.push?.(id) : undefined;
         if (how === 'push' || how === 'late' || how === 'stray') pushBody(id);
-        if (how === 'line-first') setTimeout(() => s.destroyed || pushBody(id), 100);
+        if (how === 'slow') pushBody(id, 100);
+        if (how === 'line-first') setTimeout(() => s.destroyed || pushBody(id), 500);
         if (how === 'stray') continue;
         const push = how === undefined ? {} : { push: true };
         const line = `${JSON.stringify({ t: 'file', id, path: `${id}.cbf`, size: body.length, mtime_ns: '1700000000000000000', mode: 0o644, ...push })}\n`;
@@ -263,24 +284,51 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
     }
   });
 
-  it('takes a body the agent pushed without asking for it, asks for one whose push never came, and cancels a push not taken in time (A6)', async () => {
-    // 'b': its line says pushed, but no push comes; 'd': pushed 100 ms after its line, while its fetch waits for
-    // it; 'e': empty, its push over (and closed) before its line comes; 'z': a push no line announces, so nothing
-    // fetches it. 'z' is larger than furkad's window for one stream: the agent can send only part of it, and sees
-    // the cancel.
-    const files = { a: randomBytes(400_000), b: randomBytes(1000), c: randomBytes(5000), d: randomBytes(7000), e: Buffer.alloc(0), z: randomBytes(20 << 20) };
-    const how = { b: 'promise', d: 'line-first', e: 'late', z: 'stray' } as Record<string, 'promise' | 'line-first' | 'late' | 'stray'>;
+  it('takes a body the agent pushed without asking for it, asks at once for one whose push was not promised before its line, and cancels a push not taken in time (A6)', async () => {
+    // 'b': its line says pushed, but no push comes; 'd': promised before its line, its body 100 ms later, while
+    // its fetch waits for it; 'e': empty, its push over (and closed) before its line comes; 'f': promised only 500 ms
+    // after its line, so never waited for; 'z': a push no line announces, so nothing fetches it. 'z' is larger
+    // than furkad's window for one stream: the agent can send only part of it, and sees the cancel.
+    const files = {
+      a: randomBytes(400_000), b: randomBytes(1000), c: randomBytes(5000), d: randomBytes(7000), e: Buffer.alloc(0), f: randomBytes(3000),
+      z: randomBytes(20 << 20),
+    };
+    const how: Record<string, PushHow> = { b: 'promise', d: 'slow', e: 'late', f: 'line-first', z: 'stray' };
     const agent = await fakeAgent(files, { checksum: 'right', damage: () => false, push: (id) => how[id] ?? 'push' });
     const { t, ctx, placed } = transportFor(agent.port);
     try {
       await t.run(ctx);
-      await eventually(async () => { await t.run(ctx); return placed.length === 5; }, 10_000, 'all five placed');
+      await eventually(async () => { await t.run(ctx); return placed.length === 6; }, 10_000, 'all six placed');
       assert.deepEqual(placed.map((p) => [p.rel, p.checksum]).sort(),
-        [['a.cbf', tagOf(files.a)], ['b.cbf', tagOf(files.b)], ['c.cbf', tagOf(files.c)], ['d.cbf', tagOf(files.d)], ['e.cbf', tagOf(files.e)]]);
-      assert.deepEqual([...agent.requests.file.entries()], [['b', 1]], 'only the file whose push never came was asked for');
-      await eventually(() => agent.requests.pushes.has('z'), 10_000, 'the push nobody took ended');
-      assert.deepEqual([...agent.requests.pushes.entries()].sort(), [['a', 0], ['c', 0], ['d', 0], ['e', 0], ['z', http2.constants.NGHTTP2_CANCEL]],
+        [['a.cbf', tagOf(files.a)], ['b.cbf', tagOf(files.b)], ['c.cbf', tagOf(files.c)], ['d.cbf', tagOf(files.d)], ['e.cbf', tagOf(files.e)], ['f.cbf', tagOf(files.f)]]);
+      // 'f' is asked for although its push comes 500 ms later: a fetch waits for a push only if its promise came
+      // before the line (it waited up to a second for any before, which cost that second for every promise
+      // nghttp2 refused once furkad had turned pushes off).
+      assert.deepEqual([...agent.requests.file.entries()].sort(), [['b', 1], ['f', 1]], 'only the files whose push was not promised ahead of their lines were asked for');
+      await eventually(() => agent.requests.pushes.has('z') && agent.requests.pushes.has('f'), 10_000, 'the pushes nobody took ended');
+      assert.deepEqual([...agent.requests.pushes.entries()].filter(([id]) => id !== 'f').sort(), [['a', 0], ['c', 0], ['d', 0], ['e', 0], ['z', http2.constants.NGHTTP2_CANCEL]],
         'the pushed bodies taken were read to their end, the one nobody took cancelled');
+    } finally {
+      await t.close();
+      await agent.close();
+    }
+  });
+
+  it('turns pushes off while more files wait than it fetches at once, and on again once it has caught up to half that, not only when none waits (A6)', async () => {
+    const files = Object.fromEntries(Array.from({ length: 12 }, (_, i) => [`n${i}`, randomBytes(2000)]));
+    const agent = await fakeAgent(files, { checksum: 'right', damage: () => false });
+    const { t, ctx, placed } = transportFor(agent.port);
+    try {
+      // Connected, but taking nothing (a shift change holding the detector): all twelve wait.
+      await t.run({ ...ctx, wantsEnd: () => true });
+      await eventually(() => agent.requests.enablePush.length === 1, 10_000, 'pushes turned off');
+      assert.deepEqual(agent.requests.enablePush, [{ on: false, requested: 0 }]);
+      await eventually(async () => { await t.run(ctx); return placed.length === 12; }, 10_000, 'all twelve placed');
+      await eventually(() => agent.requests.enablePush.length === 2, 10_000, 'pushes turned on again');
+      const again = agent.requests.enablePush[1]!;
+      assert.equal(again.on, true);
+      // Taking the 8th file leaves 4 waiting: pushes go back on before that file is asked for.
+      assert.ok(again.requested <= 8, `pushes came back on only after ${again.requested} of 12 files were asked for: a steady few waiting files would keep them off`);
     } finally {
       await t.close();
       await agent.close();

@@ -352,6 +352,15 @@ describe('furka-agent (A1–A5)', function () {
       writeFileSync(path.join(root, 'later_2.cbf'), 'y');
       await ev.waitFor(() => ev.files('later_2.cbf').length === 1, 'another later file');
       assert.equal(ev.files('later_2.cbf')[0]!['push'], true, 'pushed once an earlier push was acknowledged');
+      // Two pushes count again (new_1, later_2), neither acknowledged: a client that never acknowledges a pushed
+      // file (one set aside for an ended shift, one it dropped after reading it whole) holds its slot 3 s, no more.
+      writeFileSync(path.join(root, 'later_3.cbf'), 'z');
+      await ev.waitFor(() => ev.files('later_3.cbf').length === 1, 'a third later file');
+      assert.equal(ev.files('later_3.cbf')[0]!['push'], undefined, 'not pushed while two count');
+      await sleep(3500);
+      writeFileSync(path.join(root, 'later_4.cbf'), 'w');
+      await ev.waitFor(() => ev.files('later_4.cbf').length === 1, 'a fourth later file');
+      assert.equal(ev.files('later_4.cbf')[0]!['push'], true, 'pushed once the unacknowledged pushes stopped counting');
       assert.deepEqual(without.files().filter((f) => f['push'] !== undefined), [], 'never pushed to a client that did not ask');
       assert.equal(plain.pushed.length, 0);
     } finally {
