@@ -34,7 +34,7 @@ describe('furkad over furka-agent (A2–A5)', function () {
       renamed.push(writeImage(detector, `renamed/new/img_${String(i).padStart(3, '0')}.cbf`, 100_000));
       await pause(10);
     }
-    // An empty image: a body with nothing in it, pushed like the others.
+    // An empty image: a body with nothing in it (pushed, or requested if the scan of the new directory found it).
     renamed.push(writeImage(detector, 'renamed/new/empty.cbf', 0));
     const observed = await sizesWhile(dest, writer.exited);
     assert.equal(await writer.exited, 0, writer.output());
