@@ -1,7 +1,7 @@
 // furkad's shifts: a change in the middle of a stream, refused requests, planted symlinks, and its log
 // file rotation; runs without a license key, so in single-thread mode (F4, F6, F8, S4).
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readdirSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { streamAcrossShiftChange } from '../fixtures/shift-split.js';
@@ -66,7 +66,7 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
       20_000, 'the detector to report the planted link');
     await sleep(500);
     assert.deepEqual(listFiles(elsewhere), [], 'nothing written through the link');
-    rmSync(usr);
+    unlinkSync(usr); // the link
     await eventually(() => existsSync(path.join(usr, 'planted/x.cbf')), 30_000, 'delivery into a real usrdir once the link is gone');
     const st = statSync(usr);
     assert.ok(st.isDirectory());
@@ -80,7 +80,7 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
     await eventually(async () => (await furkaProperty<Row[]>(ppu, 'Detectors')).some((r) => r[0] === '1MF' && /deeper\/y\.cbf.*symbolic link/.test(r[2])),
       20_000, 'the detector to report the link below the usrdir');
     assert.deepEqual(listFiles(elsewhere), [], 'nothing written through the deeper link');
-    rmSync(path.join(usr, 'deeper'));
+    unlinkSync(path.join(usr, 'deeper')); // the link
     await eventually(() => existsSync(path.join(usr, 'deeper/y.cbf')), 30_000, 'the held file placed once the link is gone');
     await eventually(async () => (await furkaProperty<Row[]>(ppu, 'Detectors')).some((r) => r[0] === '1MF' && r[2] === ''), 20_000, 'the error cleared');
   });

@@ -92,7 +92,7 @@ describe('a hostile shift user: shared directories, unowned shifts, confined tar
       assert.deepEqual(readdirSync(outside), [], 'nothing created through the link');
     } finally {
       for (const p of made) rmSync(p, { recursive: true, force: true });
-      rmSync(path.join(ppu.ppuRamdisk, 'esc'), { force: true });
+      rmSync(path.join(ppu.ppuRamdisk, 'esc'), { recursive: true, force: true }); // the link (recursive: Node 16 follows it otherwise, EISDIR)
     }
   });
 

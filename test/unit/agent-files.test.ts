@@ -2,7 +2,7 @@
 // or renaming a new file over an acknowledged one, never makes the agent send, delete or lose the wrong file.
 // The server runs in this process on a loopback port; there is no inotifywait, the catalog is filled by rescans.
 import { strict as assert } from 'node:assert';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AllowList } from '../../src/agent/allow.js';
@@ -176,7 +176,7 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     assert.equal(files.open(a.path, a.id), undefined);
     assert.deepEqual(files.remove(a.path, a.id), { outcome: 'changed' });
     assert.equal(readFileSync(path.join(outside, 'a.cbf'), 'utf8'), 'B');
-    rmSync(path.join(root, 'd'));
+    unlinkSync(path.join(root, 'd')); // the link (rmSync follows it on Node 16: EISDIR)
     assert.equal(files.sameness(a.path, a.id), 'gone');
     assert.deepEqual(files.remove(a.path, a.id), { outcome: 'gone' });
   });

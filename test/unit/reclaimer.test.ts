@@ -3,7 +3,7 @@
 // through a link the user put in its place meanwhile. The swaps come at a known step (while the copy is
 // checked, after the original was) and from the issue's loop.
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -161,7 +161,7 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
       await new Promise((r) => setTimeout(r, 200));
       assert.equal(messages.length, 3, 'one DEL_ERROR per file, not one per tick');
       // The user puts the directory back: the originals go at the next try, in the same shift.
-      rmSync(run);
+      unlinkSync(run); // the link
       renameSync(`${run}.real`, run);
       for (const end = Date.now() + 8000; recs.some((r) => catalog.isLive(r)) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
     } finally {

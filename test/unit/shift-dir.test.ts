@@ -1,7 +1,7 @@
 // Placing a complete file from staging (F2, F3): never over a different file of the same name, never
 // through a directory its user swapped for a link (docs/threat-model.md).
 import { strict as assert } from 'node:assert';
-import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ShiftDir } from '../../src/furkad/shift-dir.js';
@@ -175,7 +175,7 @@ describe('placing a file in the shift directory (F2)', () => {
     try {
       await assert.rejects(asked.prepare(), /refusing to follow .*65534_65534\/sub: it is a symbolic link/);
       assert.deepEqual(readdirSync(elsewhere), [], 'nothing made through the link');
-      rmSync(sub);
+      unlinkSync(sub); // the link
       mkdirSync(sub);
       chownSync(sub, 65534, 65534);
       await asked.prepare();

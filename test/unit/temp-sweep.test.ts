@@ -1,7 +1,7 @@
 // The sweep of stale copy temp files (G3, G12; docs/threat-model.md): it removes them from the storage's target and
 // from directories where copies failed, and never through a link a user put in place of such a directory.
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, renameSync, rmSync, symlinkSync, writeFileSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -33,7 +33,7 @@ describe('stale temp files on the storages (G3, G12)', () => {
     assert.deepEqual(await sweeper.sweep(), [path.join(target, temp)], 'the target swept, the linked directory not');
     assert.ok(existsSync(path.join(victim, 'run', temp)), "the victim's file stays");
 
-    rmSync(path.join(target, '1mf/u'));
+    unlinkSync(path.join(target, '1mf/u')); // the link
     renameSync(path.join(target, '1mf/u.real'), path.join(target, '1mf/u'));
     failed(path.join(run, 'x.img'));
     assert.deepEqual(await sweeper.sweep(), [path.join(run, temp)]);
