@@ -3,7 +3,7 @@
 # (no tests found, a tool missing) fails the whole run: nothing is skipped quietly.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-TIERS=(${TEST_TIERS:-unit integration system})
+TIERS=(${TEST_TIERS:-unit integration node16 system})
 summary=$(mktemp)
 export TEST_SUMMARY_FILE=$summary
 rc=0
