@@ -9,6 +9,15 @@ import { Checksum } from '../common/checksum.js';
 import { checksumTrailer } from '../common/checksum-trailer.js';
 import { BodyPool } from './body-pool.js';
 
+/**
+ * Files up to this size are read whole and sent from memory (the fast path for images); larger ones (an EIGER's
+ * HDF5 data files run to gigabytes) are sent in pieces of PIECE bytes, read as the connection takes them: the
+ * agent then holds at most two pieces per such file, whatever its size, instead of all of it (which would
+ * also fail outright beyond the largest buffer Node allows, 4 GiB).
+ */
+const WHOLE_MAX = 64 * 1024 * 1024;
+const PIECE = 8 * 1024 * 1024;
+
 /** The answer (410) for an id whose file is gone or no longer the one announced. */
 export const NOT_THE_FILE = { error: 'the file is no longer the one of this id' };
 
@@ -44,6 +53,7 @@ export class FileBodies {
       }
     };
     // files.open() checked both the name and what it opened: the file is the announced one as reading starts.
+    if (entry.size > BigInt(WHOLE_MAX)) return this.#sendInPieces(stream, entry, fd, same);
     // Read whole, then sent from memory: respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
     // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
     // image is at most a few tens of MB and few are in flight.
@@ -106,17 +116,114 @@ export class FileBodies {
         });
       });
     });
-    stream.respond({
-      ':status': 200,
-      'content-type': 'application/octet-stream',
-      'x-furka-path': encodeURI(entry.path),
-      'x-furka-size': String(entry.size),
-      'x-furka-mtime-ns': String(entry.mtimeNs),
-      'x-furka-mode': String(entry.mode),
-    }, { waitForTrailers: true });
+    stream.respond(okHeaders(entry), { waitForTrailers: true });
     // A write that failed (the stream reset by furkad) may still have pieces in a socket write of the session:
     // that buffer is never pooled, only dropped.
     stream.write(body, (err) => { if (!err) done(); });
     stream.end();
   }
+
+  /**
+   * Sends a file larger than WHOLE_MAX from `fd` in pieces: each read (and hashed) when the connection has
+   * taken all but one of those before it, so two pieces at most are held. The checksum covers exactly the
+   * bytes sent. A file found shorter than announced part-way cannot be answered with a 410 any more (the
+   * status went out with the first piece): its stream is reset, which furkad takes as a failed fetch and
+   * tries again, and the file, changed, gets a 410 or is announced again.
+   */
+  #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean): void {
+    const size = Number(entry.size);
+    let free: Buffer[];
+    try {
+      free = [Buffer.allocUnsafeSlow(PIECE), Buffer.allocUnsafeSlow(PIECE)];
+    } catch (e) {
+      closeSync(fd);
+      this.log.error({ err: e, path: entry.path, size: String(entry.size) }, 'cannot hold two pieces of a large file in memory to send it');
+      return reply(stream, 503, { error: `cannot hold the file's pieces in memory: ${(e as Error).message}` });
+    }
+    const sum = new Checksum();
+    let open = true;
+    const closeFd = (): void => {
+      if (!open) return;
+      open = false;
+      closeSync(fd);
+    };
+    let offset = 0;
+    let unchanged = false;
+    let failed = false;
+    let hashing = false;
+    stream.once('close', () => {
+      closeFd();
+      if (!hashing) sum.discard(); // ended before its last piece went out: no checksum is taken
+    });
+    stream.on('wantTrailers', () => {
+      hashing = true;
+      void sum.hex().then((hex) => {
+        if (!stream.destroyed && !stream.closed) {
+          stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
+        }
+      }, (e: Error) => {
+        this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
+        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      });
+    });
+    const cut = (why: string): void => {
+      failed = true;
+      closeFd();
+      this.log.warn({ path: entry.path, offset, size }, `a large file being sent ${why}: its stream is reset, furkad tries again`);
+      if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    };
+    const pump = (): void => {
+      while (free.length > 0 && offset < size && !failed) {
+        if (stream.destroyed || stream.closed) {
+          closeFd();
+          return;
+        }
+        const buf = free.pop()!;
+        const want = Math.min(PIECE, size - offset);
+        let got = 0;
+        try {
+          while (got < want) {
+            const n = readSync(fd, buf, got, want - got, offset + got);
+            if (n === 0) break;
+            got += n;
+          }
+        } catch (e) {
+          cut(`could not be read (${(e as Error).message})`);
+          return;
+        }
+        if (got < want) {
+          cut('was shorter than announced');
+          return;
+        }
+        const piece = buf.subarray(0, got);
+        sum.update(piece);
+        offset += got;
+        stream.write(piece, (err) => {
+          if (err) return;
+          free.push(buf);
+          pump();
+        });
+        if (offset === size) {
+          // Everything read: still the announced file (F2, A4)? Asked again when the trailers go out.
+          unchanged = same();
+          closeFd();
+          stream.end();
+        }
+      }
+    };
+    stream.respond(okHeaders(entry), { waitForTrailers: true });
+    pump();
+  }
+}
+
+/** The headers of a 200 answer carrying `entry`'s body. */
+function okHeaders(entry: FileEntry): http2.OutgoingHttpHeaders {
+  return {
+    ':status': 200,
+    'content-type': 'application/octet-stream',
+    'x-furka-path': encodeURI(entry.path),
+    'x-furka-size': String(entry.size),
+    'x-furka-mtime-ns': String(entry.mtimeNs),
+    'x-furka-mode': String(entry.mode),
+  };
 }

@@ -207,6 +207,30 @@ describe('furka-agent (A1–A5)', function () {
     assert.deepEqual(sizes, held.map(() => 6 * 1024 * KiB));
   });
 
+  it('(e4) sends a file larger than it reads whole in pieces: all of it, with its checksum, holding a few pieces, not the file (A3, I1)', async () => {
+    // 200 MB (an EIGER's HDF5 data file runs to gigabytes): read whole, the agent would hold all of it, and a
+    // file over 4 GiB could not be sent at all (the largest buffer Node allows).
+    const size = 200 * 1024 * KiB + 12_345;
+    const data = randomBytes(size);
+    writeFileSync(path.join(root, 'data_000001.h5'), data);
+    agent = await startAgent({ root, dir });
+    const pid = agent.proc.child.pid!;
+    const peakMb = (): number => Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const before = peakMb();
+    const r = await client.file(ev.files('data_000001.h5')[0]!.id!);
+    assert.equal(r.status, 200);
+    assert.equal(r.body.length, size);
+    assert.ok(r.body.equals(data), 'every byte, in order');
+    assert.equal(r.trailers['x-furka-unchanged'], '1');
+    const xxh = execFileSync('xxhsum', ['-H2', path.join(root, 'data_000001.h5')], { encoding: 'utf8' }).split(/\s+/)[0];
+    assert.equal(r.trailers['x-furka-checksum'], `xxh128:${xxh}`, 'the checksum of all the pieces (I1)');
+    const grew = peakMb() - before;
+    assert.ok(grew < 100, `the agent's peak memory grew by ${Math.round(grew)} MB sending a 200 MB file: it held the file, not pieces of it`);
+  });
+
   it('(f) a client not in allow has its connection closed, is sent nothing and deletes nothing (A1)', async () => {
     writeFileSync(path.join(root, 'precious.cbf'), 'x');
     agent = await startAgent({ root, dir, allow: '127.0.0.1 ::1' });
