@@ -30,12 +30,13 @@ const SESSION_MEMORY_MB = 4096;
 const MAX_STREAMS = 64;
 /**
  * Most bodies a client may ask to have pushed to it and not yet acknowledged (`push=N`), and the largest file
- * pushed: a larger one waits for the client's request. A push counts until the client acknowledges its file,
- * cancels it, is answered that it is not the announced file (410, or `x-furka-unchanged: 0`: the client will
- * not acknowledge it), or PUSH_HOLD_MS pass: a client that stops taking files (a shift change holds it) is
- * pushed no more than N every PUSH_HOLD_MS, each of which it may have to request again. The hold is the
- * fallback for the pushes a client drops without a word (it read the whole body already) and files it never
- * acknowledges (one set aside for an ended shift): a few seconds, so that those do not stop pushes for long.
+ * pushed: a larger one waits for the client's request. A push counts while its body is being sent, and after
+ * that until the client acknowledges its file or PUSH_HOLD_MS pass; it stops counting at once when it ends in
+ * a way the client will not acknowledge (cancelled, reset, an answer other than 200, `x-furka-unchanged: 0`).
+ * A client that stops taking files (a shift change holds it) is so pushed no more than N every PUSH_HOLD_MS,
+ * each of which it may have to request again. The hold is the fallback for pushes a client drops without a
+ * word (it had read the whole body) and files it does not acknowledge yet (one set aside for an ended shift):
+ * a few seconds, so that those do not stop pushes for long.
  */
 const PUSH_MAX = 16;
 const PUSH_SIZE_MAX = 64n * 1024n * 1024n;
@@ -65,11 +66,15 @@ class EventsClient {
   #queuedBytes = 0;
   #draining = false;
   /**
-   * Ids pushed to this client and not yet acknowledged or cancelled, with when they were pushed: each push its
-   * own object, so that the end of one does not release a later push of the same id (a file renamed keeps it).
+   * Pushes to this client that count (PUSH_MAX), by id, with when each body was sent whole (undefined while it
+   * is being sent). Each push is its own object, so that the end of one does not release a later push of the
+   * same id (a file renamed keeps its id); two such pushes then hold one slot, which is rare and harmless.
    */
-  readonly #pushed = new Map<string, { at: number }>();
-  /** A push failed after its line went out: no more pushes on this stream (the client would wait for each). */
+  readonly #pushed = new Map<string, { sentAt: number | undefined }>();
+  /**
+   * A push failed after its line went out: no more pushes on this stream. Such a failure is a fault of this
+   * agent or of Node (it never happened in tests), and pushing on would meet it again for every file.
+   */
   #pushOff = false;
 
   constructor(readonly stream: http2.ServerHttp2Stream, readonly source: string, private readonly pushMax: number,
@@ -105,14 +110,18 @@ class EventsClient {
    * as many pushes as the client takes are unacknowledged, the file is too large, or the client does not take
    * pushes. The promise is submitted before the announcement's line, so the client knows of it when it reads
    * the line; the body follows on the next turn of the loop. Saves the client's request: one round trip per
-   * file, and one stream it opens (A6).
+   * file, and one stream it opens (A6). A promise can still be dropped: by the client (it turned pushes off
+   * meanwhile: RST_STREAM CANCEL) or by this side's nghttp2 before it went out (it read that SETTINGS first:
+   * the pushed stream closes with an error). Either way the slot is released and the client requests the file.
+   * Mind that Node 20 turns a dropped frame into a reset of the events stream with a negative code, which
+   * throws, once anything listens for 'frameError': nothing here may.
    */
   #push(e: FileEntry): boolean {
     if (this.#pushOff || e.size > PUSH_SIZE_MAX || !this.stream.pushAllowed || this.#draining) return false;
     const now = performance.now();
-    for (const [id, p] of this.#pushed) if (now - p.at > PUSH_HOLD_MS) this.#pushed.delete(id);
+    for (const [id, p] of this.#pushed) if (p.sentAt !== undefined && now - p.sentAt > PUSH_HOLD_MS) this.#pushed.delete(id);
     if (this.#pushed.size >= this.pushMax) return false;
-    const push = { at: now };
+    const push: { sentAt: number | undefined } = { sentAt: undefined };
     const release = (): void => { if (this.#pushed.get(e.id) === push) this.#pushed.delete(e.id); };
     try {
       this.stream.pushStream({ ':path': `/v1/file?id=${encodeURIComponent(e.id)}` }, (err, pushed) => {
@@ -127,6 +136,7 @@ class EventsClient {
         pushed.once('close', () => {
           const whole = pushed.rstCode === http2.constants.NGHTTP2_NO_ERROR && Number(pushed.sentHeaders[':status']) === 200;
           if (!whole || pushed.sentTrailers?.['x-furka-unchanged'] !== '1') release();
+          else push.sentAt = performance.now();
         });
         try {
           this.bodies.send(pushed, e);

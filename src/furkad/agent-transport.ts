@@ -80,7 +80,7 @@ export class AgentTransport implements Transport {
   #acking = false;
   #lastDown = '';
   /** Files (by id) whose last fetch arrived damaged: how often in a row, and not to be fetched before when (I2). */
-  #damaged = new Map<string, { times: number; notBefore: number }>();
+  #damaged = new Map<string, { times: number; notBefore: number; path: string }>();
   /** This connection's agent sends no checksum furkad can check against: said once per connection. */
   #saidUnchecked = false;
   readonly #provenance: StagedProvenance;
@@ -305,7 +305,8 @@ export class AgentTransport implements Transport {
   #pushWhileKeepingUp(): void {
     const now = performance.now();
     let paused = 0;
-    for (const d of this.#damaged.values()) if (d.notBefore > now) paused++;
+    // Over the few damaged files, not the many waiting ones: this runs for every announcement and every take.
+    for (const [id, d] of this.#damaged) if (d.notBefore > now && this.#waiting.get(d.path)?.id === id) paused++;
     const ready = this.#waiting.size - paused;
     if (ready > IN_FLIGHT) this.#client?.takePushes(false);
     else if (ready <= IN_FLIGHT / 2) this.#client?.takePushes(true);
@@ -462,7 +463,7 @@ export class AgentTransport implements Transport {
    * again, since at the source it did not change (I2).
    */
   #fetchAgain(w: Waiting): void {
-    const d = this.#damaged.get(w.id) ?? { times: 0, notBefore: 0 };
+    const d = this.#damaged.get(w.id) ?? { times: 0, notBefore: 0, path: w.path };
     d.times++;
     d.notBefore = performance.now() + (d.times === 1 ? 0 : Math.min(REFETCH_MS[0] * 2 ** (d.times - 2), REFETCH_MS[1]));
     this.#damaged.set(w.id, d);

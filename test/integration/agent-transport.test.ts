@@ -83,7 +83,7 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
  * An agent of the protocol (docs/agent-protocol.md) whose file answers a test decides: `checksum` whether they
  * carry one, `damage(id)` whether to flip a bit of this answer's body on the way, `push(id)` whether to push the
  * body behind its line ('push'), promise it before its line but send the body 100 ms later ('slow'), push it and
- * send the line 300 ms later ('late'), send the line and push it 500 ms later ('line-first', which the real agent
+ * send the line 300 ms later ('late'), send the line and push it 800 ms later ('line-first', which the real agent
  * never does), only say so in the line ('promise'), push it with no line ('stray'), or neither; only to a client
  * that asked for pushes (`push=N`). `pushes` records how each pushed stream ended (its RST_STREAM code, 0 if
  * read to its end); `enablePush` each SETTINGS_ENABLE_PUSH the client sent, with how many files it had
@@ -143,7 +143,7 @@ async function fakeAgent(files: Record<string, Buffer>, answer: {
         const how = pushes ? answer.push?.(id) : undefined;
         if (how === 'push' || how === 'late' || how === 'stray') pushBody(id);
         if (how === 'slow') pushBody(id, 100);
-        if (how === 'line-first') setTimeout(() => s.destroyed || pushBody(id), 500);
+        if (how === 'line-first') setTimeout(() => s.destroyed || pushBody(id), 800);
         if (how === 'stray') continue;
         const push = how === undefined ? {} : { push: true };
         const line = `${JSON.stringify({ t: 'file', id, path: `${id}.cbf`, size: body.length, mtime_ns: '1700000000000000000', mode: 0o644, ...push })}\n`;
@@ -286,7 +286,7 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
 
   it('takes a body the agent pushed without asking for it, asks at once for one whose push was not promised before its line, and cancels a push not taken in time (A6)', async () => {
     // 'b': its line says pushed, but no push comes; 'd': promised before its line, its body 100 ms later, while
-    // its fetch waits for it; 'e': empty, its push over (and closed) before its line comes; 'f': promised only 500 ms
+    // its fetch waits for it; 'e': empty, its push over (and closed) before its line comes; 'f': promised only 800 ms
     // after its line, so never waited for; 'z': a push no line announces, so nothing fetches it. 'z' is larger
     // than furkad's window for one stream: the agent can send only part of it, and sees the cancel.
     const files = {
@@ -301,9 +301,9 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
       await eventually(async () => { await t.run(ctx); return placed.length === 6; }, 10_000, 'all six placed');
       assert.deepEqual(placed.map((p) => [p.rel, p.checksum]).sort(),
         [['a.cbf', tagOf(files.a)], ['b.cbf', tagOf(files.b)], ['c.cbf', tagOf(files.c)], ['d.cbf', tagOf(files.d)], ['e.cbf', tagOf(files.e)], ['f.cbf', tagOf(files.f)]]);
-      // 'f' is asked for although its push comes 500 ms later: a fetch waits for a push only if its promise came
-      // before the line (it waited up to a second for any before, which cost that second for every promise
-      // nghttp2 refused once furkad had turned pushes off).
+      // 'f' is asked for although its push comes 800 ms later: a fetch waits for a push only if its promise came
+      // before the line. Before, it waited up to a second for any (and so took 'f''s push), which cost that
+      // second for every promise nghttp2 refused once furkad had turned pushes off.
       assert.deepEqual([...agent.requests.file.entries()].sort(), [['b', 1], ['f', 1]], 'only the files whose push was not promised ahead of their lines were asked for');
       await eventually(() => agent.requests.pushes.has('z') && agent.requests.pushes.has('f'), 10_000, 'the pushes nobody took ended');
       assert.deepEqual([...agent.requests.pushes.entries()].filter(([id]) => id !== 'f').sort(), [['a', 0], ['c', 0], ['d', 0], ['e', 0], ['z', http2.constants.NGHTTP2_CANCEL]],

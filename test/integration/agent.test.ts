@@ -359,6 +359,11 @@ describe('furka-agent (A1–A5)', function () {
       const lines = [0, 1, 2].map((i) => ev.files(`new_${i}.cbf`)[0]!);
       assert.deepEqual(lines.map((l) => l['push'] === true), [true, true, false], 'two pushed, as asked; the third left to be requested');
       assert.deepEqual(client.pushed.map((p) => p.id), [lines[0]!.id, lines[1]!.id], 'the promises name the pushed files');
+      // The two bodies are not read yet (300 kB, beyond this client's window): being sent, they count whatever
+      // the time.
+      writeFileSync(path.join(root, 'later_1.cbf'), 'x');
+      await ev.waitFor(() => ev.files('later_1.cbf').length === 1, 'a later file');
+      assert.equal(ev.files('later_1.cbf')[0]!['push'], undefined, 'not pushed while the two count');
       for (const i of [0, 1]) {
         const r = await client.pushed[i]!.read();
         assert.equal(r.status, 200);
@@ -369,22 +374,24 @@ describe('furka-agent (A1–A5)', function () {
         assert.equal(r.trailers['x-furka-checksum'], `xxh128:${xxh}`, 'with its checksum, as a requested body (I1)');
       }
       assert.ok((await client.file(lines[2]!.id!)).body.equals(data[2]!), 'the one not pushed is sent on request');
-      writeFileSync(path.join(root, 'later_1.cbf'), 'x');
-      await ev.waitFor(() => ev.files('later_1.cbf').length === 1, 'a later file');
-      assert.equal(ev.files('later_1.cbf')[0]!['push'], undefined, 'read, but not yet acknowledged: the two pushes still count');
+      // Read whole, they count until acknowledged (or 3 s): each acknowledgement frees a slot at once.
       assert.equal((await client.ack([lines[0]!.id!])).body.deleted.length, 1);
       writeFileSync(path.join(root, 'later_2.cbf'), 'y');
       await ev.waitFor(() => ev.files('later_2.cbf').length === 1, 'another later file');
       assert.equal(ev.files('later_2.cbf')[0]!['push'], true, 'pushed once an earlier push was acknowledged');
-      // Two pushes count again (new_1, later_2), neither acknowledged: a client that never acknowledges a pushed
-      // file (one set aside for an ended shift, one it dropped after reading it whole) holds its slot 3 s, no more.
+      assert.equal((await client.ack([lines[1]!.id!])).body.deleted.length, 1);
       writeFileSync(path.join(root, 'later_3.cbf'), 'z');
       await ev.waitFor(() => ev.files('later_3.cbf').length === 1, 'a third later file');
-      assert.equal(ev.files('later_3.cbf')[0]!['push'], undefined, 'not pushed while two count');
-      await sleep(3500);
+      assert.equal(ev.files('later_3.cbf')[0]!['push'], true, 'pushed once the other was acknowledged');
+      // later_2 and later_3 count now, neither acknowledged: a client that never acknowledges a pushed file
+      // (one set aside for an ended shift, one it dropped after reading it whole) holds its slot 3 s, no more.
       writeFileSync(path.join(root, 'later_4.cbf'), 'w');
       await ev.waitFor(() => ev.files('later_4.cbf').length === 1, 'a fourth later file');
-      assert.equal(ev.files('later_4.cbf')[0]!['push'], true, 'pushed once the unacknowledged pushes stopped counting');
+      assert.equal(ev.files('later_4.cbf')[0]!['push'], undefined, 'not pushed while two count');
+      await sleep(3500);
+      writeFileSync(path.join(root, 'later_5.cbf'), 'v');
+      await ev.waitFor(() => ev.files('later_5.cbf').length === 1, 'a fifth later file');
+      assert.equal(ev.files('later_5.cbf')[0]!['push'], true, 'pushed once the unacknowledged pushes stopped counting');
       assert.deepEqual(without.files().filter((f) => f['push'] !== undefined), [], 'never pushed to a client that did not ask');
       assert.equal(plain.pushed.length, 0);
     } finally {
