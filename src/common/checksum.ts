@@ -30,12 +30,23 @@ export async function prepareChecksums(n = 4): Promise<void> {
 export class Checksum {
   #hasher: IHasher | undefined;
   #pending: Promise<IHasher> | undefined;
+  /**
+   * Pieces that came while no hasher was ready (none prepared was free): copies, hashed as soon as the hasher
+   * WebAssembly is making exists, a fraction of a millisecond later. Not kept until hex(): a file sent in
+   * pieces over minutes would otherwise be held whole here.
+   */
   #queued: Uint8Array[] = [];
+  #discarded = false;
 
   constructor() {
     const h = idle.pop();
-    if (h) this.#hasher = h.init();
-    else this.#pending = createXXHash128();
+    if (h) {
+      this.#hasher = h.init();
+      return;
+    }
+    const pending = createXXHash128();
+    this.#pending = pending;
+    pending.then((made) => this.#adopt(pending, made), () => undefined); // a failure is hex()'s to report
   }
 
   /** Adds the next bytes of the file. Synchronous when a prepared hasher was free (the usual case). */
@@ -46,12 +57,8 @@ export class Checksum {
 
   /** The checksum as lower-case hex (32 digits); the hasher goes back to the pool. */
   async hex(): Promise<string> {
-    if (this.#pending) {
-      this.#hasher = (await this.#pending).init();
-      this.#pending = undefined;
-      for (const q of this.#queued) this.#hasher.update(q);
-      this.#queued = [];
-    }
+    const pending = this.#pending;
+    if (pending) this.#adopt(pending, await pending);
     return this.hexSync();
   }
 
@@ -59,6 +66,20 @@ export class Checksum {
   discard(): void {
     if (this.#hasher) idle.push(this.#hasher);
     this.#hasher = undefined;
+    this.#queued = [];
+    this.#discarded = true;
+  }
+
+  /** The hasher made for this checksum exists: it takes the queued pieces (once; a discarded one goes to the pool). */
+  #adopt(pending: Promise<IHasher>, made: IHasher): void {
+    if (this.#pending !== pending) return;
+    this.#pending = undefined;
+    if (this.#discarded) {
+      idle.push(made);
+      return;
+    }
+    this.#hasher = made.init();
+    for (const q of this.#queued) this.#hasher.update(q);
     this.#queued = [];
   }
 

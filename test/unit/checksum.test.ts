@@ -44,6 +44,26 @@ describe('checksums (I1) and provenance attributes (I3)', () => {
     }
   });
 
+  it('is right for checksums made while every prepared hasher is in use, fed before and after their hasher exists', async () => {
+    // A large file sent in pieces keeps its hasher for minutes: a checksum started meanwhile has none at first
+    // and must take its own as soon as it exists, not keep every piece until the end.
+    const data = randomBytes(3_000_001);
+    const file = path.join(dir, 'f');
+    writeFileSync(file, data);
+    const want = xxhsum(file);
+    const held = [new Checksum(), new Checksum(), new Checksum(), new Checksum()]; // two prepared, two made
+    const dropped = new Checksum();
+    dropped.update(data.subarray(0, 10)); // discarded before its hasher exists: that one goes to the pool, clean
+    dropped.discard();
+    for (const sum of held) sum.update(data.subarray(0, 1_000_000));
+    await new Promise((r) => setTimeout(r, 50)); // the hashers made on demand exist now
+    for (const sum of held) sum.update(data.subarray(1_000_000));
+    for (const sum of held) assert.equal(await sum.hex(), want);
+    const after = new Checksum();
+    after.update(data);
+    assert.equal(await after.hex(), want, 'a hasher from the pool afterwards starts clean');
+  });
+
   it('tells a changed byte', async () => {
     const data = randomBytes(100_000);
     const a = new Checksum();
