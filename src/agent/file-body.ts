@@ -126,9 +126,10 @@ export class FileBodies {
   /**
    * Sends a file larger than WHOLE_MAX from `fd` in pieces: each read (and hashed) when the connection has
    * taken all but one of those before it, so two pieces at most are held. The checksum covers exactly the
-   * bytes sent. A file found shorter than announced part-way cannot be answered with a 410 any more (the
-   * status went out with the first piece): its stream is reset, which furkad takes as a failed fetch and
-   * tries again, and the file, changed, gets a 410 or is announced again.
+   * bytes sent. A file found shorter than announced, or unreadable, part-way cannot be answered with a 410
+   * any more (the status went out with the first piece): the body ends there, with `x-furka-unchanged: 0`,
+   * which furkad takes as it takes a 410: not this file, nothing placed, nothing acknowledged. A truncated
+   * file is announced again once its writer closes it; the source stays on the detector either way.
    */
   #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean): void {
     const size = Number(entry.size);
@@ -149,7 +150,7 @@ export class FileBodies {
     };
     let offset = 0;
     let unchanged = false;
-    let failed = false;
+    let stopped = false;
     let hashing = false;
     stream.once('close', () => {
       closeFd();
@@ -166,14 +167,15 @@ export class FileBodies {
         stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
       });
     });
-    const cut = (why: string): void => {
-      failed = true;
+    /** Ends the body short of the file, as not the announced file (unchanged stays false). */
+    const stop = (why: string): void => {
+      stopped = true;
       closeFd();
-      this.log.warn({ path: entry.path, offset, size }, `a large file being sent ${why}: its stream is reset, furkad tries again`);
-      if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+      this.log.warn({ path: entry.path, offset, size }, `a large file being sent ${why}: sent as changed, so furkad does not place it`);
+      if (!stream.destroyed && !stream.closed) stream.end();
     };
     const pump = (): void => {
-      while (free.length > 0 && offset < size && !failed) {
+      while (free.length > 0 && offset < size && !stopped) {
         if (stream.destroyed || stream.closed) {
           closeFd();
           return;
@@ -188,11 +190,11 @@ export class FileBodies {
             got += n;
           }
         } catch (e) {
-          cut(`could not be read (${(e as Error).message})`);
+          stop(`could not be read (${(e as Error).message})`);
           return;
         }
         if (got < want) {
-          cut('was shorter than announced');
+          stop('was shorter than announced');
           return;
         }
         const piece = buf.subarray(0, got);
