@@ -104,16 +104,7 @@ export class FileBodies {
         if (stream.destroyed || stream.closed) return;
         const sum = new Checksum();
         sum.update(body);
-        void sum.hex().then((hex) => {
-          // Still the announced file, both after reading and now that the bytes are sent (F2, A4).
-          if (!stream.destroyed && !stream.closed) {
-            stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
-          }
-        }, (e: Error) => {
-          // No checksum, no answer: furkad fetches the file again.
-          this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
-          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-        });
+        this.#sendTrailers(stream, entry, sum, unchanged);
       });
     });
     stream.respond(okHeaders(entry), { waitForTrailers: true });
@@ -121,6 +112,22 @@ export class FileBodies {
     // that buffer is never pooled, only dropped.
     stream.write(body, (err) => { if (!err) done(); });
     stream.end();
+  }
+
+  /**
+   * The trailers after a body: `x-furka-unchanged` (still the announced file, both after reading, `unchanged`,
+   * and now that the bytes are sent: F2, A4) and the checksum of the bytes sent (I1). No checksum, no answer:
+   * the stream is reset and furkad fetches the file again.
+   */
+  #sendTrailers(stream: http2.ServerHttp2Stream, entry: FileEntry, sum: Checksum, unchanged: boolean): void {
+    void sum.hex().then((hex) => {
+      if (!stream.destroyed && !stream.closed) {
+        stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
+      }
+    }, (e: Error) => {
+      this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
+      stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    });
   }
 
   /**
@@ -158,14 +165,7 @@ export class FileBodies {
     });
     stream.on('wantTrailers', () => {
       hashing = true;
-      void sum.hex().then((hex) => {
-        if (!stream.destroyed && !stream.closed) {
-          stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
-        }
-      }, (e: Error) => {
-        this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
-        stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-      });
+      this.#sendTrailers(stream, entry, sum, unchanged);
     });
     /** Ends the body short of the file, as not the announced file (unchanged stays false). */
     const stop = (why: string): void => {
