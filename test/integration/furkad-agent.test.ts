@@ -55,6 +55,21 @@ describe('furkad over furka-agent (A2–A5)', function () {
     await eventually(() => listFiles(detector).length === 0, 10_000, 'every source deleted by the agent once placed');
   });
 
+  it('delivers a file larger than the agent reads whole (an HDF5 data file) once, byte for byte, owned by the shift, copied, its source deleted (A3, A4)', async () => {
+    await ppu.startShift(660, 661);
+    const detector = ppu.detectorRamdisks['1MF']!;
+    // 100 MB: over the 64 MiB the agent reads whole, so it goes in 8 MiB pieces, each fetched as furkad reads.
+    const big = writeImage(detector, 'hdf5/scan_000001_data_000001.h5', 100 * 1024 * 1024 + 4321);
+    const placed = path.join(usr(660, 661), big.rel);
+    await eventually(() => existsSync(placed), 60_000, 'the large file on the PPU');
+    assert.equal(sha256File(readFileSync(placed)), big.sha256, 'every byte, in order');
+    assert.equal(statSync(placed).uid, 660, 'owned by the shift (F3)');
+    assert.equal(Math.round(statSync(placed).mtimeMs), Math.round(big.mtimeMs), "the source's mtime (F3)");
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 660 && r[5] === 1n && r[4] === 0n), 60_000, 'grimseld to copy it once');
+    assert.equal(sha256File(readFileSync(path.join(stored(660, 661), big.rel))), big.sha256, 'the stored copy');
+    await eventually(() => !existsSync(path.join(detector, big.rel)), 10_000, 'its source deleted by the agent once placed');
+  });
+
   it('puts every file completed before StartShift in the old shift and every file completed after it in the new one, at 200 files a second (A5)', async () => {
     // 5 ms a file: runs that go on taking announcements are at work when the call comes.
     await streamAcrossShiftChange(ppu, { from: [620, 621], to: [630, 631], everyMs: 5, bytes: 50_000, prefix: 's', minEachSide: 50 });
