@@ -66,13 +66,9 @@ export class FileBodies {
       this.log.error({ err: e, path: entry.path, size: String(entry.size) }, 'cannot hold a file in memory to send it');
       return reply(stream, 503, { error: `cannot hold the file in memory: ${(e as Error).message}` });
     }
-    let got = 0;
+    let got: number;
     try {
-      while (got < body.length) {
-        const n = readSync(fd, body, got, body.length - got, got);
-        if (n === 0) break;
-        got += n;
-      }
+      got = readFull(fd, body, body.length, 0);
     } catch {
       closeSync(fd);
       this.#pool.give(body);
@@ -182,13 +178,9 @@ export class FileBodies {
         }
         const buf = free.pop()!;
         const want = Math.min(PIECE, size - offset);
-        let got = 0;
+        let got: number;
         try {
-          while (got < want) {
-            const n = readSync(fd, buf, got, want - got, offset + got);
-            if (n === 0) break;
-            got += n;
-          }
+          got = readFull(fd, buf, want, offset);
         } catch (e) {
           stop(`could not be read (${(e as Error).message})`);
           return;
@@ -216,6 +208,17 @@ export class FileBodies {
     stream.respond(okHeaders(entry), { waitForTrailers: true });
     pump();
   }
+}
+
+/** Reads `length` bytes of `fd` from `position` into the start of `buf`; fewer only at the file's end. Returns how many. */
+function readFull(fd: number, buf: Buffer, length: number, position: number): number {
+  let got = 0;
+  while (got < length) {
+    const n = readSync(fd, buf, got, length - got, position + got);
+    if (n === 0) break;
+    got += n;
+  }
+  return got;
 }
 
 /** The headers of a 200 answer carrying `entry`'s body. */
