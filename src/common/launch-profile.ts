@@ -15,6 +15,13 @@
 // whose cores the writer, grimseld's copies and both daemons share, those threads took the CPU the next image
 // needed. Collected on the main thread alone: furkad ~12 % less CPU per image, and 100 Hz x 1 MB p50 lower in
 // four of four alternating rounds (BENCHMARKS.md, 2026-12-01).
+//
+// furkad also: --max-semi-space-size=2 (MB). The bodies it receives come in socket buffers outside V8's heap;
+// with the young generation grown to its default 16 MB next to an old one of ~11 MB, V8 started a full
+// (incremental) collection every 100-200 ms while images arrived: ~1.2 ms of CPU per 1 MB image, a quarter of
+// furkad's. With 2 MB: one full collection in the same run, minor ones more often and cheaper. furkad's CPU per
+// image fell in nine of nine alternating rounds (100 Hz x 1 MB, 25 Hz x 6 MB, 500 Hz x 0.1 MB; by a quarter
+// at 6 MB; bench/results/furkad-semi-space-ab-2026-12-01.txt).
 
 export type Command = 'furkad' | 'grimseld' | 'furka-agent' | 'ppuctl';
 
@@ -26,7 +33,7 @@ export interface Launch {
 }
 
 export const LAUNCH: Record<Command, Launch> = {
-  furkad: { dir: 'furkad', env: {}, nodeOptions: ['--single-threaded-gc'] },
+  furkad: { dir: 'furkad', env: {}, nodeOptions: ['--single-threaded-gc', '--max-semi-space-size=2'] },
   grimseld: { dir: 'grimseld', env: { MALLOC_ARENA_MAX: '2' }, nodeOptions: ['--optimize-for-size'] },
   'furka-agent': { dir: 'agent', env: {}, nodeOptions: ['--single-threaded-gc'] },
   ppuctl: { dir: 'ppuctl', env: {}, nodeOptions: [] },
