@@ -1,5 +1,6 @@
 // The summary printed after a run (Markdown tables, pasted into BENCHMARKS.md) and the issue's targets checked against it.
 import type { LatencyResult } from './suite-latency.js';
+import { WARM_UP_S, WORKLOADS } from './latency.js';
 import { ratio } from './stats.js';
 import type { ThroughputResult } from './suite-throughput.js';
 import type { PendingResult } from './suite-pending.js';
@@ -31,6 +32,11 @@ export function summary(r: Results): string {
       + `p90 ${r.latency.emptyRunMs.p90} ms` + (r.latency.emptyPushMs ? `; an empty push to the same daemon (no receiver fork to wait for): `
       + `p50 ${r.latency.emptyPushMs.p50} ms, p90 ${r.latency.emptyPushMs.p90} ms` : '') + `. With no files arriving: cores busy ${kv(r.latency.idleCores)}; `
       + `pull cycles per second ${kv(r.latency.idleCyclesPerS ?? {})}.`, '');
+    const cold = r.latency.coldStartMs;
+    if (cold) {
+      out.push(`Right after a start (the first ${WARM_UP_S} s of ${WORKLOADS[0]!.label}, not in the table above): `
+        + Object.entries(cold).map(([k, v]) => `${k} p50 ${v.p50} ms, p99 ${v.p99} ms`).join('; ') + '.', '');
+    }
   }
   if (r.throughput) {
     const t = r.throughput;

@@ -1,7 +1,7 @@
 // Latency of furkad vs a plain rsync loop vs lsyncd at three detector workloads, medians over repeats (F9).
 import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { measureLatency, round, WORKLOADS, type LatencyRun } from './latency.js';
+import { measureLatency, round, WARM_UP_S, WORKLOADS, type LatencyRun } from './latency.js';
 import { startPuller, type Puller, type PullerName } from './pullers.js';
 import { median, medianPercentiles, percentiles, ratio, type Percentiles } from './stats.js';
 import { usage } from './proc-usage.js';
@@ -48,12 +48,15 @@ export interface LatencyResult {
   idleCores: Record<string, number>;
   /** Pull cycles per second with no files arriving (connections the detector's rsync daemon logged), pollers only. */
   idleCyclesPerS: Record<string, number>;
+  /** The first WARM_UP_S seconds of the first workload right after each puller started (not in `rows`). */
+  coldStartMs?: Record<string, Percentiles>;
 }
 
 export async function latencySuite(mode: Mode): Promise<LatencyResult> {
   const runs = new Map<string, LatencyRun[]>();
   const idle = new Map<string, number[]>();
   const cycles = new Map<string, number[]>();
+  const coldStart = new Map<string, Percentiles[]>();
   const key = (w: string, p: string): string => `${w}|${p}`;
   for (let r = 0; r < mode.repeats; r++) {
     for (const name of PULLERS) {
@@ -62,9 +65,9 @@ export async function latencySuite(mode: Mode): Promise<LatencyResult> {
         const quiet = await idleCost(puller);
         for (const [k, v] of Object.entries(quiet.cores)) idle.set(`${name}.${k}`, [...(idle.get(`${name}.${k}`) ?? []), v]);
         if (quiet.cyclesPerS !== undefined) cycles.set(name, [...(cycles.get(name) ?? []), quiet.cyclesPerS]);
-        // A second of the first workload, not counted, for every puller alike: a daemon just started compiles its
-        // code, makes its hashers and starts its copy threads on the first files, which a PPU pays once a boot.
-        await measureLatency(puller, WORKLOADS[0]!, WARM_UP_S);
+        // The first seconds after a start, for every puller alike, reported apart (coldStartMs; WARM_UP_S).
+        const cold = await measureLatency(puller, WORKLOADS[0]!, WARM_UP_S);
+        coldStart.set(name, [...(coldStart.get(name) ?? []), cold.latency]);
         for (const w of WORKLOADS) {
           const run = await measureLatency(puller, w, mode.latencySeconds);
           console.error(`  ${name} ${w.label} #${r + 1}: p50 ${run.latency.p50} p99 ${run.latency.p99} max ${run.latency.max} ms (${run.missing} missing)`);
@@ -99,12 +102,11 @@ export async function latencySuite(mode: Mode): Promise<LatencyResult> {
   }
   const empty = await emptyRuns();
   return { rows, emptyRunMs: empty.pull, emptyPushMs: empty.push, idleCores: Object.fromEntries([...idle].map(([k, v]) => [k, median(v)])),
-    idleCyclesPerS: Object.fromEntries([...cycles].map(([k, v]) => [k, median(v)])) };
+    idleCyclesPerS: Object.fromEntries([...cycles].map(([k, v]) => [k, median(v)])),
+    coldStartMs: Object.fromEntries([...coldStart].map(([k, v]) => [k, medianPercentiles(v)])) };
 }
 
 const IDLE_S = 2;
-/** Seconds of writing before the measured ones (see latencySuite). */
-const WARM_UP_S = 1;
 
 async function idleCost(puller: Puller): Promise<{ cores: Record<string, number>; cyclesPerS?: number }> {
   const connects = (): number => (puller.daemonLog ? readFileSync(puller.daemonLog, 'utf8').split('connect from').length - 1 : 0);

@@ -1,6 +1,6 @@
 // furkad's latency and CPU as detectors are added, each with its own writer and its own furka-agent or rsync
 // daemon (F1, A6: 4 detectors within 2x of one).
-import { measureLatency, MB, round, type LatencyRun, type Workload } from './latency.js';
+import { measureLatency, MB, round, WARM_UP_S, type LatencyRun, type Workload } from './latency.js';
 import { startPuller, type PullerName } from './pullers.js';
 import { median, ratio, type Percentiles, medianPercentiles } from './stats.js';
 import type { Mode } from './modes.js';
@@ -30,6 +30,7 @@ export async function scalingSuite(mode: Mode): Promise<{ workload: string; rows
       for (let r = 0; r < mode.repeats; r++) {
         const puller = await startPuller(name, mode.ramdiskBytes, n);
         try {
+          await measureLatency(puller, SCALING_WORKLOAD, WARM_UP_S); // not counted, as in the latency suite
           runs.push(await measureLatency(puller, SCALING_WORKLOAD, mode.latencySeconds));
         } finally {
           await puller.stop();
