@@ -16,6 +16,7 @@ export interface AgentConfig {
   port: number;
   allow: string;
   exclude: string;
+  send_timeout: number;
 }
 
 export const agentSchema = {
@@ -29,6 +30,7 @@ export const agentSchema = {
     port: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'listen port (HTTP/2, cleartext)' },
     allow: { type: 'string', default: '127.0.0.1 ::1', description: 'space-separated client addresses or CIDR ranges (IPv4, IPv6)' },
     exclude: { type: 'string', default: '', description: "space-separated globs (*, ?) on base names never announced, e.g. a writer's temp names" },
+    send_timeout: { type: 'integer', minimum: 1, maximum: 86400, default: 60, description: 'seconds a file body may make no progress (its client not reading) before its stream is reset' },
   },
 } as const;
 

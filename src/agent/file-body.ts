@@ -32,7 +32,8 @@ export class FileBodies {
   /** Memory for the bodies being sent, used again for later files (body-pool.ts). */
   readonly #pool = new BodyPool();
 
-  constructor(private readonly catalog: Catalog, private readonly log: Logger) {}
+  /** `sendTimeoutMs`: how long a body may make no progress before its stream is reset (`send_timeout`). */
+  constructor(private readonly catalog: Catalog, private readonly log: Logger, private readonly sendTimeoutMs: number) {}
 
   /**
    * Sends the file of `entry` on `stream`: 200 with the body and trailers; 410 if it is no longer the announced
@@ -40,6 +41,13 @@ export class FileBodies {
    */
   send(stream: http2.ServerHttp2Stream, entry: FileEntry): void {
     if (stream.destroyed || stream.closed) return; // cancelled before it started: nothing read for it
+    // A client that stops reading (hung, or not furkad) would otherwise hold the file's descriptor and buffer for
+    // as long as its connection lasts: the stream is reset once nothing moved on it for send_timeout. furkad
+    // cancels a body stalled for 30 s itself; the default (60 s) is above that. The file stays on the detector.
+    stream.setTimeout(this.sendTimeoutMs, () => {
+      this.log.warn({ path: entry.path, seconds: this.sendTimeoutMs / 1000 }, 'a client read nothing of a file body for send_timeout: stream reset, the file kept');
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+    });
     // Opened in its directory as reached from the root without following links, and only if it is still the
     // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
     const fd = this.catalog.files.open(entry.path, entry.id);

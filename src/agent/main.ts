@@ -35,7 +35,7 @@ async function main(): Promise<number> {
   // Hashers made ahead: the first files sent do not wait for WebAssembly to compile (I1).
   await prepareChecksums(2);
   const catalog = new Catalog(root, new NameFilter(config.exclude), log);
-  const server = new AgentServer(catalog, new AllowList(words(config.allow)), log);
+  const server = new AgentServer(catalog, new AllowList(words(config.allow)), log, config.send_timeout * 1000);
   // Each (re)established watch set is followed by a full rescan: events before it were not seen (A2).
   const watcher = new Watcher(root, { event: (e) => catalog.event(e), established: () => catalog.rescan() }, log);
 

@@ -207,8 +207,8 @@ export class AgentServer {
   /** Ends following the catalog's announcements (close()). */
   #unsubscribe: () => void = () => {};
 
-  constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly log: Logger) {
-    this.#bodies = new FileBodies(catalog, log);
+  constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly log: Logger, sendTimeoutMs: number) {
+    this.#bodies = new FileBodies(catalog, log, sendTimeoutMs);
     // Checked on the TCP connection, before the HTTP/2 session sends its first frame: a peer not allowed is sent nothing.
     this.#server.prependListener('connection', (socket: Socket) => {
       if (!this.#allowed(socket.remoteAddress)) socket.destroy();

@@ -236,6 +236,55 @@ describe('furka-agent (A1–A5)', function () {
     assert.ok(grew < 100, `the agent's peak memory grew by ${Math.round(grew)} MB sending three 80 MB files: it held whole files, not pieces`);
   });
 
+  it('(e5) a client that stops reading a body has its stream reset after send_timeout; the file stays and is sent whole to the next request (A3, A4)', async () => {
+    // 8 MiB, far beyond the client's stream window (64 KiB): the body cannot end while the client does not read.
+    const data = randomBytes(8 * 1024 * KiB);
+    writeFileSync(path.join(root, 'stalled.raw'), data);
+    agent = await startAgent({ root, dir, extra: { send_timeout: '1' } });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const id = ev.files('stalled.raw')[0]!.id!;
+    const stalled = client.session.request({ ':path': `/v1/file?id=${encodeURIComponent(id)}` });
+    stalled.on('error', () => undefined);
+    stalled.pause();
+    const code = await new Promise<number | undefined>((resolve) => stalled.once('close', () => resolve(stalled.rstCode)));
+    assert.equal(code, 8, 'reset with CANCEL');
+    assert.match(agent.proc.output(), /"path":"stalled\.raw".*send_timeout/);
+    assert.ok(existsSync(path.join(root, 'stalled.raw')), 'the file is still on the detector');
+    // The connection and the agent go on: the same file, asked again and read, comes whole.
+    const again = await client.file(id);
+    assert.equal(again.status, 200);
+    assert.ok(again.body.equals(data), 'every byte, in order');
+    assert.equal(again.trailers['x-furka-unchanged'], '1');
+  });
+
+  it('(e6) a client that reads a body slowly, for longer than send_timeout in all, gets all of it: only a stall is cut off (A3)', async () => {
+    // 1 MiB read one 16 KiB frame every 50 ms: ~3 s in all, against a send_timeout of 1 s.
+    const data = randomBytes(1024 * KiB);
+    writeFileSync(path.join(root, 'slow.raw'), data);
+    agent = await startAgent({ root, dir, extra: { send_timeout: '1' } });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const req = client.session.request({ ':path': `/v1/file?id=${encodeURIComponent(ev.files('slow.raw')[0]!.id!)}` });
+    const started = Date.now();
+    const got = await new Promise<{ body: Buffer; rst: number | undefined }>((resolve) => {
+      const parts: Buffer[] = [];
+      req.on('data', (b: Buffer) => {
+        parts.push(b);
+        req.pause();
+        setTimeout(() => req.resume(), 50);
+      });
+      req.on('error', () => undefined);
+      req.on('close', () => resolve({ body: Buffer.concat(parts), rst: req.rstCode }));
+    });
+    assert.ok(Date.now() - started > 1500, 'the read took longer than send_timeout (else this test proves nothing)');
+    assert.equal(got.rst, 0, 'not reset');
+    assert.ok(got.body.equals(data), 'every byte, in order');
+    assert.doesNotMatch(agent.proc.output(), /send_timeout/);
+  });
+
   it('(f) a client not in allow has its connection closed, is sent nothing and deletes nothing (A1)', async () => {
     writeFileSync(path.join(root, 'precious.cbf'), 'x');
     agent = await startAgent({ root, dir, allow: '127.0.0.1 ::1' });

@@ -29,7 +29,7 @@ describe('furka-agent: files reached without following links (docs/threat-model.
 
   const entries = (): FileEntry[] => [...catalog.listing()].flatMap((a) => (a.t === 'file' ? [a.entry] : []));
   const serve = async (): Promise<AgentClient> => {
-    server = new AgentServer(catalog, new AllowList(['127.0.0.1']), quiet);
+    server = new AgentServer(catalog, new AllowList(['127.0.0.1']), quiet, 60_000);
     const port = await freePort();
     await server.listen(port, '127.0.0.1');
     client = new AgentClient(port);
