@@ -1,7 +1,7 @@
 // Is a directory a mount point, and how full is it (G6, G7, G13)?
-import { execFile } from 'node:child_process';
 import * as fsp from 'node:fs/promises';
 import { readFile, realpath } from 'node:fs/promises';
+import { StatfsHelper, type FsBlocks } from './statfs-helper.js';
 
 /** Mount points from /proc/self/mountinfo (field 5, octal escapes decoded). */
 async function mountPoints(): Promise<Set<string>> {
@@ -23,34 +23,13 @@ export interface FillState {
   availableBytes: number;
 }
 
-/** What statfs(2) says of a file system, in blocks of `bsize` bytes. */
-export interface FsBlocks {
-  blocks: number;
-  bfree: number;
-  bavail: number;
-  bsize: number;
-}
+/** Node's statfs (18.15 and later); on Node 16 (CentOS 7) one long-lived helper's, statfs-helper.ts. */
+const nodeStatfs = (fsp as unknown as { statfs?: (d: string) => Promise<FsBlocks> }).statfs;
+let helper: StatfsHelper | undefined;
 
-/**
- * statfs(2) through `stat -f` (GNU coreutils, also CentOS 7's 8.22): Node has fs.statfs only from 18.15, and
- * CentOS 7 runs Node 16. %b total, %f free, %a available to non-root, %S the size those blocks count in.
- */
-export function statfsByCommand(dir: string): Promise<FsBlocks> {
-  return new Promise((resolve, reject) => {
-    execFile('stat', ['-f', '-c', '%b %f %a %S', '--', dir], { timeout: 10_000 }, (err, stdout) => {
-      if (err) return reject(new Error(`stat -f ${dir}: ${err.message.trim()}`));
-      const [blocks, bfree, bavail, bsize] = stdout.trim().split(' ').map(Number);
-      if (![blocks, bfree, bavail, bsize].every((n) => Number.isFinite(n))) return reject(new Error(`stat -f ${dir}: cannot read '${stdout.trim()}'`));
-      resolve({ blocks: blocks!, bfree: bfree!, bavail: bavail!, bsize: bsize! });
-    });
-  });
+function statfsOf(dir: string): Promise<FsBlocks> {
+  return nodeStatfs ? nodeStatfs(dir) : (helper ??= new StatfsHelper()).statfs(dir);
 }
-
-/** statfs(2) of `dir`: Node's own where it has one (18.15 and later), else statfsByCommand. */
-const statfsOf: (dir: string) => Promise<FsBlocks> =
-  typeof (fsp as { statfs?: unknown }).statfs === 'function'
-    ? (dir) => (fsp as unknown as { statfs(d: string): Promise<FsBlocks> }).statfs(dir)
-    : statfsByCommand;
 
 export async function fillState(dir: string): Promise<FillState> {
   const s = await statfsOf(dir);
