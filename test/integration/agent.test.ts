@@ -248,9 +248,13 @@ describe('furka-agent (A1–A5)', function () {
     const stalled = client.session.request({ ':path': `/v1/file?id=${encodeURIComponent(id)}` });
     stalled.on('error', () => undefined);
     stalled.pause();
-    const code = await new Promise<number | undefined>((resolve) => stalled.once('close', () => resolve(stalled.rstCode)));
+    // The connection stays busy meanwhile, as furkad's does (a ping every 5 s, announcements, other bodies):
+    // only this body is stalled.
+    const pings = setInterval(() => client!.session.ping(() => undefined), 200);
+    const code = await new Promise<number | undefined>((resolve) => stalled.once('close', () => resolve(stalled.rstCode)))
+      .finally(() => clearInterval(pings));
     assert.equal(code, 8, 'reset with CANCEL');
-    assert.match(agent.proc.output(), /"path":"stalled\.raw".*send_timeout/);
+    await eventually(() => /"path":"stalled\.raw".*send_timeout/.test(agent!.proc.output()), 10_000, 'the agent to log the reset, naming the file');
     assert.ok(existsSync(path.join(root, 'stalled.raw')), 'the file is still on the detector');
     // The connection and the agent go on: the same file, asked again and read, comes whole.
     const again = await client.file(id);
@@ -260,10 +264,11 @@ describe('furka-agent (A1–A5)', function () {
   });
 
   it('(e6) a client that reads a body slowly, for longer than send_timeout in all, gets all of it: only a stall is cut off (A3)', async () => {
-    // 1 MiB read one 16 KiB frame every 50 ms: ~3 s in all, against a send_timeout of 1 s.
-    const data = randomBytes(1024 * KiB);
+    // 8 MiB read one 16 KiB frame every 5 ms: ~2.6 s in all against a send_timeout of 2 s, while the agent sees
+    // its 1 MiB slices taken at least every 3 MiB (~1 s).
+    const data = randomBytes(8 * 1024 * KiB);
     writeFileSync(path.join(root, 'slow.raw'), data);
-    agent = await startAgent({ root, dir, extra: { send_timeout: '1' } });
+    agent = await startAgent({ root, dir, extra: { send_timeout: '2' } });
     client = new AgentClient(agent.port);
     const ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
@@ -274,12 +279,12 @@ describe('furka-agent (A1–A5)', function () {
       req.on('data', (b: Buffer) => {
         parts.push(b);
         req.pause();
-        setTimeout(() => req.resume(), 50);
+        setTimeout(() => req.resume(), 5);
       });
       req.on('error', () => undefined);
       req.on('close', () => resolve({ body: Buffer.concat(parts), rst: req.rstCode }));
     });
-    assert.ok(Date.now() - started > 1500, 'the read took longer than send_timeout (else this test proves nothing)');
+    assert.ok(Date.now() - started > 2200, 'the read took longer than send_timeout (else this test proves nothing)');
     assert.equal(got.rst, 0, 'not reset');
     assert.ok(got.body.equals(data), 'every byte, in order');
     assert.doesNotMatch(agent.proc.output(), /send_timeout/);
