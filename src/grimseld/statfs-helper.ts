@@ -2,9 +2,10 @@
 // (G6, G7, metrics). Running `stat -f` for each query forked grimseld itself each time, several times a second
 // for the fill guard: a fork copies the page tables of a process of ~100 MB and a dozen threads, and every page
 // the parent writes afterwards takes a copy-on-write fault. Measured at 100 Hz x 1 MB under Node 16, grimseld's
-// CPU per image was 9.0 ms with those forks and 5.3-5.7 ms without (as under Node 20). The child is started once,
-// at the first query, and again only if it dies; python3 is a dependency of the PPU package already (the Python
-// clients). Without python3 at all, each query falls back to `stat -f`.
+// CPU per image was 9.0 ms with those forks and 4.9 ms without (as under Node 20). The child is started at the
+// first query, and again only if it dies; python3 is a dependency of the PPU package already (the Python
+// clients). Each query runs in a thread of its own there, so a hung mount (a storage on a dead NFS server)
+// holds up only the queries about itself, never the ramdisk's fill guard.
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 
 /** What statfs(2) says of a file system, in blocks of `bsize` bytes. */
@@ -15,49 +16,83 @@ export interface FsBlocks {
   bsize: number;
 }
 
-/** Longest a query may take (a hung network mount) before the child is killed and the query fails. */
+/** Longest a query may go unanswered (a hung network mount) before it fails. */
 const QUERY_TIMEOUT_MS = 10_000;
+/** The child ended this many times in a row without answering anything: `stat -f` from then on. */
+const DEATHS_BEFORE_FALLBACK = 3;
 
-/** One JSON string (a directory) per line in, one JSON answer per line out, in order. f_frsize is the unit of the counts. */
+/**
+ * One JSON object {"id", "dir"} per line in; one {"id", "ok": [blocks, bfree, bavail, frsize]} or {"id", "err"}
+ * per line out, in the order the answers come. f_frsize is the unit of the counts (`stat -f`'s %S).
+ */
 const SCRIPT = `
-import json, os, sys
+import json, os, sys, threading
+lock = threading.Lock()
+def answer(qid, d):
+    try:
+        s = os.statvfs(d)
+        a = {"id": qid, "ok": [s.f_blocks, s.f_bfree, s.f_bavail, s.f_frsize]}
+    except Exception as e:
+        a = {"id": qid, "err": str(e)}
+    line = json.dumps(a) + "\\n"
+    with lock:
+        sys.stdout.write(line)
+        sys.stdout.flush()
 while True:
     line = sys.stdin.readline()
     if not line:
         break
-    try:
-        s = os.statvfs(json.loads(line))
-        out = {"ok": [s.f_blocks, s.f_bfree, s.f_bavail, s.f_frsize]}
-    except Exception as e:
-        out = {"err": str(e)}
-    sys.stdout.write(json.dumps(out) + "\\n")
-    sys.stdout.flush()
+    q = json.loads(line)
+    t = threading.Thread(target=answer, args=(q["id"], q["dir"]))
+    t.daemon = True
+    t.start()
 `;
 
-interface Query {
-  dir: string;
+interface Waiter {
   resolve: (b: FsBlocks) => void;
   reject: (e: Error) => void;
+}
+
+/** A question sent to the child: every caller asking about `dir` meanwhile waits for its one answer. */
+interface Asked {
+  id: number;
+  dir: string;
+  waiters: Waiter[];
   timer: NodeJS.Timeout;
+  /** No answer in time: its waiters were failed; the directory is not asked again until the answer comes. */
+  late: boolean;
 }
 
 export class StatfsHelper {
+  readonly #python: string;
+  readonly #timeoutMs: number;
   #child: ChildProcess | undefined;
-  /** Queries sent and not yet answered, oldest first (the child answers in order). */
-  #pending: Query[] = [];
+  #byId = new Map<number, Asked>();
+  #byDir = new Map<string, Asked>();
+  #nextId = 0;
   #buffered = '';
-  /** python3 could not be started at all: `stat -f` from then on. */
-  #unavailable = false;
+  #stderr = '';
+  /** Ends of the child in a row without an answer between them. */
+  #deaths = 0;
+  /** python3 cannot be started or keeps dying: `stat -f` from then on. */
+  #fallback = false;
 
-  constructor(private readonly python = 'python3') {}
+  constructor(o: { python?: string; timeoutMs?: number } = {}) {
+    this.#python = o.python ?? 'python3';
+    this.#timeoutMs = o.timeoutMs ?? QUERY_TIMEOUT_MS;
+  }
 
   statfs(dir: string): Promise<FsBlocks> {
-    if (this.#unavailable) return statfsByCommand(dir);
+    if (this.#fallback) return statfsByCommand(dir);
+    const asked = this.#byDir.get(dir);
+    if (asked?.late) return Promise.reject(new Error(`statfs ${dir}: still no answer (a hung mount?)`));
+    if (asked) return new Promise((resolve, reject) => asked.waiters.push({ resolve, reject }));
     const child = this.#child ?? this.#start();
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => this.#fail(new Error(`statfs ${dir}: no answer within ${QUERY_TIMEOUT_MS / 1000} s (a hung mount?)`)), QUERY_TIMEOUT_MS);
-      this.#pending.push({ dir, resolve, reject, timer });
-      child.stdin!.write(`${JSON.stringify(dir)}\n`);
+      const a: Asked = { id: ++this.#nextId, dir, waiters: [{ resolve, reject }], late: false, timer: setTimeout(() => this.#late(a), this.#timeoutMs) };
+      this.#byId.set(a.id, a);
+      this.#byDir.set(dir, a);
+      child.stdin!.write(`${JSON.stringify({ id: a.id, dir })}\n`);
     });
   }
 
@@ -66,86 +101,109 @@ export class StatfsHelper {
     return this.#child?.pid;
   }
 
-  /** Stops the child (it would also end on its own when grimseld's end closes its stdin). */
+  /** Whether queries go to `stat -f` now (tests). */
+  get fallback(): boolean {
+    return this.#fallback;
+  }
+
+  /** Stops the child; queries waiting fail (it would also end on its own once grimseld's end closes its stdin). */
   close(): void {
-    this.#fail(new Error('statfs helper closed'));
+    const child = this.#child;
+    this.#child = undefined;
+    child?.kill('SIGKILL');
+    this.#failAll(new Error('statfs helper closed'));
   }
 
   #start(): ChildProcess {
     // -I: no environment or user site; -S: no site module; -B: no bytecode written (the unit's file system is read-only).
-    const child = spawn(this.python, ['-I', '-S', '-B', '-c', SCRIPT], { stdio: ['pipe', 'pipe', 'ignore'] });
+    const child = spawn(this.#python, ['-I', '-S', '-B', '-c', SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.#child = child;
     this.#buffered = '';
+    this.#stderr = '';
     child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (text: string) => this.#answer(child, text));
-    child.stdin!.on('error', () => undefined); // a child gone: reported by 'exit'
+    child.stdout!.on('data', (text: string) => { if (child === this.#child) this.#answer(text); });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (text: string) => { this.#stderr = (this.#stderr + text).slice(-500); });
+    child.stdin!.on('error', () => undefined); // a child gone: reported by 'close'
     child.on('error', (e: NodeJS.ErrnoException) => {
+      if (child !== this.#child) return;
+      this.#child = undefined;
       if (e.code === 'ENOENT') {
-        this.#unavailable = true;
-        // What was asked of it is asked of `stat -f` instead.
-        const asked = this.#pending.splice(0);
-        this.#drop(child);
-        for (const q of asked) {
-          clearTimeout(q.timer);
-          statfsByCommand(q.dir).then(q.resolve, q.reject);
-        }
+        // No python3 at all: what was asked of it is asked of `stat -f`, and so is everything after.
+        this.#fallback = true;
+        for (const a of this.#forgetAll()) for (const w of a.waiters) statfsByCommand(a.dir).then(w.resolve, w.reject);
       } else {
-        this.#fail(new Error(`statfs helper (${this.python}): ${e.message}`), child);
+        this.#failAll(new Error(`statfs helper (${this.#python}): ${e.message}`));
       }
     });
-    child.on('exit', (code, signal) => this.#fail(new Error(`statfs helper (${this.python}) exited (${signal ?? code})`), child));
+    // 'close', not 'exit': the answers it wrote before it ended are read first.
+    child.on('close', (code, signal) => {
+      if (child !== this.#child) return;
+      this.#child = undefined;
+      if (++this.#deaths >= DEATHS_BEFORE_FALLBACK) this.#fallback = true;
+      const said = this.#stderr.trim() ? `: ${this.#stderr.trim().split('\n').slice(-3).join(' | ')}` : '';
+      this.#failAll(new Error(`statfs helper (${this.#python}) ended (${signal ?? `exit ${code}`})${said}${this.#fallback ? '; stat -f from now on' : ''}`));
+    });
     // Never what keeps grimseld running: a query waiting keeps its own timer.
     child.unref();
-    (child.stdin as unknown as { unref?: () => void }).unref?.();
-    (child.stdout as unknown as { unref?: () => void }).unref?.();
+    for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { unref?: () => void }).unref?.();
     return child;
   }
 
-  #answer(child: ChildProcess, text: string): void {
-    if (child !== this.#child) return;
+  #answer(text: string): void {
     this.#buffered += text;
     let nl: number;
     while ((nl = this.#buffered.indexOf('\n')) >= 0) {
       const line = this.#buffered.slice(0, nl);
       this.#buffered = this.#buffered.slice(nl + 1);
-      const q = this.#pending.shift();
-      if (!q) continue;
-      clearTimeout(q.timer);
+      let a: { id?: number; ok?: number[]; err?: string };
       try {
-        const a = JSON.parse(line) as { ok?: number[]; err?: string };
+        a = JSON.parse(line) as typeof a;
+      } catch {
+        continue; // not an answer of ours (nothing else writes to stdout)
+      }
+      const asked = a.id === undefined ? undefined : this.#byId.get(a.id);
+      if (!asked) continue;
+      this.#deaths = 0;
+      this.#forget(asked);
+      for (const w of asked.waiters) {
         if (a.ok) {
           const [blocks, bfree, bavail, bsize] = a.ok as [number, number, number, number];
-          q.resolve({ blocks, bfree, bavail, bsize });
+          w.resolve({ blocks, bfree, bavail, bsize });
         } else {
-          q.reject(new Error(`statfs ${q.dir}: ${a.err ?? 'no answer'}`));
+          w.reject(new Error(`statfs ${asked.dir}: ${a.err ?? 'no answer'}`));
         }
-      } catch {
-        q.reject(new Error(`statfs ${q.dir}: cannot read the helper's answer '${line}'`));
       }
     }
   }
 
-  /** Fails every query waiting and drops the child (`only`: if it is still the current one); the next query starts another. */
-  #fail(e: Error, only?: ChildProcess): void {
-    if (only && only !== this.#child) return;
-    const child = this.#child;
-    const asked = this.#pending.splice(0);
-    if (child) this.#drop(child);
-    for (const q of asked) {
-      clearTimeout(q.timer);
-      q.reject(e);
-    }
+  /** No answer in time: its waiters fail; the directory stays asked (one thread per hung mount, not one per query). */
+  #late(a: Asked): void {
+    a.late = true;
+    const e = new Error(`statfs ${a.dir}: no answer within ${this.#timeoutMs / 1000} s (a hung mount?)`);
+    for (const w of a.waiters.splice(0)) w.reject(e);
   }
 
-  #drop(child: ChildProcess): void {
-    if (this.#child === child) this.#child = undefined;
-    child.kill('SIGKILL');
+  #forget(a: Asked): void {
+    clearTimeout(a.timer);
+    this.#byId.delete(a.id);
+    if (this.#byDir.get(a.dir) === a) this.#byDir.delete(a.dir);
+  }
+
+  #forgetAll(): Asked[] {
+    const all = [...this.#byId.values()];
+    all.forEach((a) => this.#forget(a));
+    return all;
+  }
+
+  #failAll(e: Error): void {
+    for (const a of this.#forgetAll()) for (const w of a.waiters) w.reject(e);
   }
 }
 
 /**
  * statfs(2) through `stat -f` (GNU coreutils, also CentOS 7's 8.22), one process per query: only where python3
- * cannot be started. %b total, %f free, %a available to non-root, %S the size those blocks count in.
+ * cannot be started or keeps dying. %b total, %f free, %a available to non-root, %S the size those blocks count in.
  */
 export function statfsByCommand(dir: string): Promise<FsBlocks> {
   return new Promise((resolve, reject) => {
