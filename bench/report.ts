@@ -34,7 +34,7 @@ export function summary(r: Results): string {
       + `pull cycles per second ${kv(r.latency.idleCyclesPerS ?? {})}.`, '');
     const cold = r.latency.coldStartMs;
     if (cold) {
-      out.push(`Right after a start (the first ${WARM_UP_S} s of ${WORKLOADS[0]!.label}, not in the table above): `
+      out.push(`Right after a start (the first ${WARM_UP_S} s of ${WORKLOADS[0]!.label}, after the 2 s of the idle figure; not in the table above): `
         + Object.entries(cold).map(([k, v]) => `${k} p50 ${v.p50} ms, p99 ${v.p99} ms`).join('; ') + '.', '');
     }
   }

@@ -16,12 +16,13 @@
 // needed. Collected on the main thread alone: furkad ~12 % less CPU per image, and 100 Hz x 1 MB p50 lower in
 // four of four alternating rounds (BENCHMARKS.md, 2026-12-01).
 //
-// furkad also: --max-semi-space-size=2 (MB). The bodies it receives come in socket buffers outside V8's heap;
-// with the young generation grown to its default 16 MB next to an old one of ~11 MB, V8 started a full
-// (incremental) collection every 100-200 ms while images arrived: ~1.2 ms of CPU per 1 MB image, a quarter of
-// furkad's. With 2 MB: one full collection in the same run, minor ones more often and cheaper. furkad's CPU per
-// image fell in nine of nine alternating rounds (100 Hz x 1 MB, 25 Hz x 6 MB, 500 Hz x 0.1 MB; by a quarter
-// at 6 MB; bench/results/furkad-semi-space-ab-2026-12-01.txt).
+// furkad also: --max-semi-space-size=2 (MB). With the young generation grown to its default 16 MB next to an
+// old one of ~11 MB, V8 started a full (incremental) collection every 100-200 ms while images arrived: ~1.2 ms
+// of CPU per 1 MB image, a quarter of furkad's. With 2 MB: one full collection in the same run, minor ones
+// more often and cheaper. furkad's CPU per image fell in nine of nine alternating rounds (100 Hz x 1 MB,
+// 25 Hz x 6 MB, 500 Hz x 0.1 MB; by a quarter at 6 MB); latency fell at 500 Hz in three of three rounds and
+// was no better at 100 Hz or 25 Hz x 6 MB (p50 12.7-12.8 against 9.3-12.7 ms there), within this machine's
+// noise (bench/results/furkad-semi-space-ab-2026-12-01.txt).
 
 export type Command = 'furkad' | 'grimseld' | 'furka-agent' | 'ppuctl';
 
