@@ -7,8 +7,8 @@
 // while files flow, and lets them all go after a while without files.
 
 const MIN_CLASS = 64 * 1024;
-/** Larger bodies are not pooled: rare, and too much memory to keep. */
-const MAX_CLASS = 64 * 1024 * 1024;
+/** Larger bodies are not pooled (rare, and too much memory to keep), and so not read whole either (file-body.ts). */
+export const MAX_CLASS = 64 * 1024 * 1024;
 /** Free buffers kept per size class, and in all (bytes): about one connection's fetches in flight of 6 MB images. */
 const FREE_PER_CLASS = 16;
 const FREE_MAX_BYTES = 160 * 1024 * 1024;

@@ -7,15 +7,16 @@ import type { Logger } from '../common/logger.js';
 import { fileId, type Catalog, type FileEntry } from './catalog.js';
 import { Checksum } from '../common/checksum.js';
 import { checksumTrailer } from '../common/checksum-trailer.js';
-import { BodyPool } from './body-pool.js';
+import { BodyPool, MAX_CLASS } from './body-pool.js';
 
 /**
  * Files up to this size are read whole and sent from memory (the fast path for images); larger ones (an EIGER's
  * HDF5 data files run to gigabytes) are sent in pieces of PIECE bytes, read as the connection takes them: the
  * agent then holds at most two pieces per such file, whatever its size, instead of all of it (which would
- * also fail outright beyond the largest buffer Node allows, 4 GiB).
+ * also fail outright beyond the largest buffer Node allows, 4 GiB). The limit is the pool's largest buffer: a
+ * file read whole is read into a pooled one.
  */
-const WHOLE_MAX = 64 * 1024 * 1024;
+export const WHOLE_MAX = MAX_CLASS;
 const PIECE = 8 * 1024 * 1024;
 /**
  * A body is written in views of this size, at most SLICES_IN_FLIGHT at a time, and each one the connection

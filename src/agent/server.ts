@@ -5,7 +5,7 @@ import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
 import type { Announcement, Catalog, FileEntry } from './catalog.js';
 import { validBarrierId } from './barrier.js';
-import { FileBodies, reply } from './file-body.js';
+import { FileBodies, reply, WHOLE_MAX } from './file-body.js';
 
 /** 2: bodies pushed behind their announcements to a client that asks for them (`push=N`). */
 export const PROTOCOL = 2;
@@ -39,7 +39,8 @@ const MAX_STREAMS = 64;
  * a few seconds, so that those do not stop pushes for long.
  */
 const PUSH_MAX = 16;
-const PUSH_SIZE_MAX = 64n * 1024n * 1024n;
+/** Only files read whole are pushed (file-body.ts): one sent in pieces waits for its request. */
+const PUSH_SIZE_MAX = BigInt(WHOLE_MAX);
 const PUSH_HOLD_MS = 3000;
 /** Largest /v1/ack body accepted (about 200 000 ids). */
 const ACK_BODY_MAX = 16 * 1024 * 1024;
