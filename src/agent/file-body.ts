@@ -50,7 +50,6 @@ export class FileBodies {
    */
   send(stream: http2.ServerHttp2Stream, entry: FileEntry): void {
     if (stream.destroyed || stream.closed) return; // cancelled before it started: nothing read for it
-    const progressed = this.#watch(stream, entry);
     // Opened in its directory as reached from the root without following links, and only if it is still the
     // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
     const fd = this.catalog.files.open(entry.path, entry.id);
@@ -64,7 +63,7 @@ export class FileBodies {
       }
     };
     // files.open() checked both the name and what it opened: the file is the announced one as reading starts.
-    if (entry.size > BigInt(WHOLE_MAX)) return this.#sendInPieces(stream, entry, fd, same, progressed);
+    if (entry.size > BigInt(WHOLE_MAX)) return this.#sendInPieces(stream, entry, fd, same);
     // Read whole, then sent from memory: respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
     // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
     // image is at most a few tens of MB and few are in flight.
@@ -117,27 +116,27 @@ export class FileBodies {
     stream.respond(okHeaders(entry), { waitForTrailers: true });
     // A write that failed (the stream reset by furkad) may still have pieces in a socket write of the session:
     // that buffer is never pooled, only dropped.
-    const out = new SliceWriter(stream, progressed);
+    const out = this.#writer(stream, entry);
     out.write(body, done);
     out.end();
   }
 
   /**
-   * Resets `stream` once none of its body was taken for send_timeout, and returns what tells it that a slice
-   * was. A client that stops reading (hung, or not furkad) would otherwise hold the body's buffer (and a large
-   * file's descriptor) for as long as its connection lasts. Node's own stream timeout would not do: any frame
+   * The writer of `stream`'s body, which resets the stream once none of it was taken for send_timeout. A
+   * client that stops reading (hung, or not furkad) would otherwise hold the body's buffer (and a large file's
+   * descriptor) for as long as its connection lasts. Node's own stream timeout would not do: any frame
    * on the connection restarts it (furkad's pings every 5 s, announcements, other bodies), so a body stalled
    * beside live traffic was never cut off. furkad cancels a body stalled for 30 s itself; the default (60 s)
    * is above that. The file stays on the detector and is sent again when asked.
    */
-  #watch(stream: http2.ServerHttp2Stream, entry: FileEntry): () => void {
+  #writer(stream: http2.ServerHttp2Stream, entry: FileEntry): SliceWriter {
     const timer = setTimeout(() => {
       this.log.warn({ path: entry.path, seconds: this.sendTimeoutMs / 1000 }, 'a client took nothing of a file body for send_timeout: stream reset, the file kept');
       stream.close(http2.constants.NGHTTP2_CANCEL);
     }, this.sendTimeoutMs);
     timer.unref();
     stream.once('close', () => clearTimeout(timer));
-    return () => { timer.refresh(); };
+    return new SliceWriter(stream, () => { timer.refresh(); });
   }
 
   /**
@@ -164,7 +163,7 @@ export class FileBodies {
    * which furkad takes as it takes a 410: not this file, nothing placed, nothing acknowledged. A truncated
    * file is announced again once its writer closes it; the source stays on the detector either way.
    */
-  #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean, progressed: () => void): void {
+  #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean): void {
     const size = Number(entry.size);
     let free: Buffer[];
     try {
@@ -175,7 +174,7 @@ export class FileBodies {
       return reply(stream, 503, { error: `cannot hold the file's pieces in memory: ${(e as Error).message}` });
     }
     const sum = new Checksum();
-    const out = new SliceWriter(stream, progressed);
+    const out = this.#writer(stream, entry);
     let open = true;
     const closeFd = (): void => {
       if (!open) return;
