@@ -54,6 +54,8 @@ export class Reclaimer {
   #raised = new Map<string, Set<MessageCode>>();
   /** Earlier shifts may have originals to clean (set at a shift start and while some wait for copies). */
   #shiftChanged = true;
+  /** Shift starts so far: a clean-up that a shift start overtook does not clear the mark that start set. */
+  #shiftStarts = 0;
   /** When the clean-up of earlier shifts is tried again after a failed deletion (0: not waiting), and the pause after it. */
   #retryAt = 0;
   #retryMs = 0;
@@ -71,6 +73,7 @@ export class Reclaimer {
 
   /** A new shift started: earlier shifts' originals go as soon as they may (G5). */
   shiftStarted(): void {
+    this.#shiftStarts++;
     this.#shiftChanged = true;
     this.#retryAt = 0;
     this.#retryMs = 0;
@@ -103,6 +106,7 @@ export class Reclaimer {
   async #cleanEarlierShifts(): Promise<void> {
     const current = this.catalog.currentShift?.usertime;
     if (current === undefined) return;
+    const starts = this.#shiftStarts;
     let waiting = false;
     let failed = false;
     const retryDue = this.#retryAt > 0 && Date.now() >= this.#retryAt;
@@ -126,6 +130,12 @@ export class Reclaimer {
         if (this.catalog.copiedOn(rec, this.external.id) && this.catalog.copiedOn(rec, this.internal.id)) await remove(rec, 'internal');
         else waiting = true;
       }
+    }
+    // A shift that started meanwhile made the shift before it an earlier one too: run again at once, with the
+    // fresh retry state its start gave.
+    if (starts !== this.#shiftStarts) {
+      this.shiftStarted();
+      return;
     }
     // Files still waiting for copies are looked at again on every tick; a deletion that failed is tried again
     // after a pause that grows while it keeps failing (one DEL_ERROR per try, not four a second).

@@ -197,6 +197,34 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.ok(catalog.isLive(current) && current.ramdisk === 'present');
   });
 
+  it('a shift that starts while the clean-up of the one before runs is cleaned up too, without another shift change (G5)', async () => {
+    // Seen in the node16 tier: the clean-up for shift 2 was still deleting shift 1's files when shift 3
+    // started, and its end cleared the mark shift 3 had set, so shift 2's originals stayed on the ramdisk.
+    const { catalog, reclaimer, recs } = await world(1, false, 101);
+    const rel = '1mf/u/run11/second';
+    write(path.join(ramdisk, rel), 'frame second');
+    write(path.join(root, 'internal', rel), 'frame second');
+    await catalog.shift(2n, 600, 601);
+    const st = statSync(path.join(ramdisk, rel));
+    const [second] = await catalog.accept(2n, [{ src: path.join(ramdisk, rel), rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }]);
+    await catalog.setCopy(second!, 'internal', 'copied');
+    // Shift 3 starts the moment the first original of shift 1 is noted deleted, inside that clean-up.
+    const setOrigin = catalog.setOrigin.bind(catalog);
+    let started = false;
+    catalog.setOrigin = async (rec, where, state) => {
+      await setOrigin(rec, where, state);
+      if (started) return;
+      started = true;
+      await catalog.shift(3n, 700, 701);
+      reclaimer.shiftStarted();
+    };
+    reclaimer.shiftStarted();
+    await runUntil(reclaimer, () => !catalog.isLive(second!), 3000);
+    assert.ok(started, 'shift 3 started during the clean-up');
+    assert.ok(!catalog.isLive(recs[0]!), "shift 1's original deleted");
+    assert.deepEqual(readdirSync(run), [], "shift 2's original deleted too, once shift 3 started");
+  });
+
   for (const [what, createLinks, limit] of [['deletes at a shift change', false, 101], ['links on a full ramdisk', true, 1]] as const) {
     it(`never harms another's file while the user flips the directory with a link to it (the issue's loop): ${what}`, async function () {
       this.timeout(30_000);
