@@ -133,7 +133,9 @@ export class StatfsHelper {
         this.#fallback = true;
         for (const a of this.#forgetAll()) for (const w of a.waiters) statfsByCommand(a.dir).then(w.resolve, w.reject);
       } else {
-        this.#failAll(new Error(`statfs helper (${this.#python}): ${e.message}`));
+        // Cannot be started (EACCES, say): counted like an end without an answer, so that it is not tried for ever.
+        if (++this.#deaths >= DEATHS_BEFORE_FALLBACK) this.#fallback = true;
+        this.#failAll(new Error(`statfs helper (${this.#python}): ${e.message}${this.#fallback ? '; stat -f from now on' : ''}`));
       }
     });
     // 'close', not 'exit': the answers it wrote before it ended are read first.
