@@ -1,5 +1,6 @@
 // The inotifywait child process (inotify-tools) and its events, restarted with back-off when it dies (A2).
 import { spawn, type ChildProcess } from 'node:child_process';
+import { statSync } from 'node:fs';
 import type { Logger } from '../common/logger.js';
 import { sleep } from '../common/abort.js';
 import { CsvRecords } from './csv-records.js';
@@ -39,6 +40,16 @@ export interface WatcherHooks {
 
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 10_000;
+/**
+ * inotifywait's words when a directory walk met an entry that was gone by the time it looked at it: it then
+ * gives up the whole directory (inotify-tools 3.14 to 3.22 at least): a new one goes unwatched for good, and at
+ * the start the whole run ends. A writer that renames its temp names (camserver) does that all the time.
+ */
+const VANISHED = /^Couldn't watch (new directory )?.*: No such file or directory$/;
+/** Pause between walks that keep losing that race before the watches were in place (a very busy tree). */
+const VANISHED_PAUSE_MS = 10;
+/** One warning per this many walks lost in a row before the watches were in place. */
+const VANISHED_LOG_EVERY = 50;
 
 /**
  * Runs `inotifywait -m -r --csv` on the root. Not `-q`: its "Watches established." line on stderr is when
@@ -68,11 +79,26 @@ export class Watcher implements Component {
       }, { once: true });
       const loop = async (): Promise<void> => {
         let backoff = BACKOFF_MIN_MS;
+        let walks = 0;
         while (!this.#stopped) {
-          const { established, code } = await this.#runOnce(() => {
+          const { established, code, vanished } = await this.#runOnce(() => {
             if (first) { first = false; resolve(); }
           });
           if (this.#stopped) return;
+          // A directory walk that lost the race with a writer's rename is no fault of the tree or the system:
+          // run again at once (without growing the back-off). The rescan after it finds what went unseen.
+          if (vanished && statSync(this.root, { throwIfNoEntry: false })?.isDirectory()) {
+            const say = 'inotifywait lost a directory to a file renamed while it set up the watch; running it again, then rescanning';
+            if (established) {
+              walks = 0;
+              this.log.warn({ inotifywait: vanished }, say);
+            } else {
+              if (++walks % VANISHED_LOG_EVERY === 1) this.log.warn({ inotifywait: vanished, walks }, say);
+              await sleep(VANISHED_PAUSE_MS);
+            }
+            continue;
+          }
+          walks = 0;
           if (first) {
             reject(new Error(`inotifywait on ${this.root} ended before its watches were in place (${code}); ` +
               'is inotify-tools installed and the root a directory?'));
@@ -93,12 +119,14 @@ export class Watcher implements Component {
     this.#child?.kill('SIGTERM');
   }
 
-  #runOnce(onFirstEstablished: () => void): Promise<{ established: boolean; code: string }> {
+  /** One run of inotifywait until it ends; `vanished`: the line in which it gave up a directory (VANISHED). */
+  #runOnce(onFirstEstablished: () => void): Promise<{ established: boolean; code: string; vanished?: string }> {
     return new Promise((resolve) => {
       const args = ['-m', '-r', '--csv', '-e', INOTIFY_EVENTS, this.root];
       const child = spawn(this.command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       this.#child = child;
       let established = false;
+      let vanished: string | undefined;
       // inotifywait says so on stderr before it reports any event on stdout, but the two pipes are read
       // independently: an event read first means the line is still on its way. The rescan comes first all the
       // same, so that no event (a barrier's mark, A5) is passed on ahead of what the rescan owes.
@@ -123,6 +151,11 @@ export class Watcher implements Component {
           errText = errText.slice(nl + 1);
           if (line.startsWith('Watches established')) {
             establish();
+          } else if (VANISHED.test(line)) {
+            // A new directory it will never report anything in: a new run watches it. At the start, the run
+            // ends by itself.
+            vanished ??= line;
+            if (established) child.kill('SIGTERM');
           } else if (line && !line.startsWith('Setting up watches')) {
             this.log.warn({ inotifywait: line }, 'inotifywait says');
           }
@@ -132,7 +165,7 @@ export class Watcher implements Component {
       const finish = (code: string): void => {
         if (done) return;
         done = true;
-        resolve({ established, code });
+        resolve({ established, code, ...(vanished ? { vanished } : {}) });
       };
       child.on('error', (e) => finish(e.message));
       child.on('close', (code, sig) => finish(sig ? `signal ${sig}` : `exit ${code}`));
