@@ -66,6 +66,8 @@ export class Catalog {
 
   /** Raised for every announcement, to be passed to the clients whose source covers it. */
   readonly announced = new Topic<Announcement>();
+  /** Raised after each scan with the directories it walked (inode -> path): the watcher checks they are watched. */
+  readonly walked = new Topic<Map<bigint, Buffer>>();
 
   constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
     this.#rootBytes = Buffer.from(root);
@@ -123,9 +125,10 @@ export class Catalog {
   rescan(): void {
     this.files.forgetRoot();
     this.#restored.clear();
-    let found = scanFiles(this.root, Buffer.alloc(0));
+    let dirs = new Map<bigint, Buffer>();
+    let found = scanFiles(this.root, Buffer.alloc(0), dirs);
     // Files an agent killed in the middle of a deletion left aside: finished first, and a file put back is found again.
-    if (this.#recoverAsides(found)) found = scanFiles(this.root, Buffer.alloc(0));
+    if (this.#recoverAsides(found)) found = scanFiles(this.root, Buffer.alloc(0), (dirs = new Map()));
     const writers = openWriters(this.root);
     this.#byPath.clear();
     this.#byId.clear();
@@ -145,6 +148,7 @@ export class Catalog {
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
     for (const id of barriers) this.#passBarrier(id);
     this.announced.emit({ t: 'synced' });
+    this.walked.emit(dirs);
   }
 
   /**
@@ -203,10 +207,13 @@ export class Catalog {
       }
       case 'dir-new': {
         // Files made in it before inotifywait's watch on it existed have no events: look for them now.
-        const found = scanFiles(this.root, e.rel);
-        if (found.length === 0) return;
-        const writers = openWriters(this.root);
-        for (const f of found) this.#consider(f, writers, false);
+        const dirs = new Map<bigint, Buffer>();
+        const found = scanFiles(this.root, e.rel, dirs);
+        if (found.length > 0) {
+          const writers = openWriters(this.root);
+          for (const f of found) this.#consider(f, writers, false);
+        }
+        this.walked.emit(dirs);
         return;
       }
       case 'gone':

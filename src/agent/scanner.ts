@@ -1,5 +1,5 @@
 // Walks a directory below the root for regular files, by bytes and without following links (A2).
-import type { BigIntStats } from 'node:fs';
+import { fstatSync, type BigIntStats } from 'node:fs';
 import { DirFd } from '../common/dir-fd.js';
 
 export interface Found {
@@ -23,10 +23,16 @@ export function joinRel(dir: Buffer, name: Buffer): Buffer {
  * Every regular file below `rel` (recursively). Directories are entered only if they really are directories,
  * each opened without following a link from the one open above it (common/dir-fd.ts): a directory swapped for a
  * link during the walk is skipped, never listed (docs/threat-model.md); files and directories that vanish meanwhile are skipped.
+ * `dirs`, if given, gets every directory walked, `rel` itself included: inode -> path (watch-check.ts).
  */
-export function scanFiles(root: string, rel: Buffer): Found[] {
+export function scanFiles(root: string, rel: Buffer, dirs?: Map<bigint, Buffer>): Found[] {
   const found: Found[] = [];
   const walk = (dir: DirFd, at: Buffer): void => {
+    if (dirs) {
+      try {
+        dirs.set(fstatSync(dir.fd, { bigint: true }).ino, at);
+      } catch { /* not to be checked then */ }
+    }
     let names: Buffer[];
     try {
       names = dir.list();

@@ -1,6 +1,7 @@
 // The inotifywait child process (inotify-tools) and its events, restarted with back-off when it dies (A2).
 import { spawn, type ChildProcess } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { lstatSync, statSync } from 'node:fs';
+import { unwatched } from './watch-check.js';
 import type { Logger } from '../common/logger.js';
 import { sleep } from '../common/abort.js';
 import { CsvRecords } from './csv-records.js';
@@ -16,7 +17,24 @@ export type WatchEvent =
   | { kind: 'root-gone' }
   | { kind: 'overflow' };
 
-export const INOTIFY_EVENTS = 'close_write,moved_to,moved_from,create,delete,delete_self,move_self';
+/**
+ * q_overflow must be asked for: inotifywait prints only events in its -e list, and without it the kernel's word
+ * that its queue overflowed (events dropped) never reached the agent, so no rescan came and the files whose
+ * events were dropped stayed on the detector until a restart (found 2026-12-01 with a writer at ~20 000 renames
+ * a second on tmpfs).
+ */
+export const INOTIFY_EVENTS = 'close_write,moved_to,moved_from,create,delete,delete_self,move_self,q_overflow';
+
+/**
+ * What one CSV record of inotifywait says. An overflow belongs to no watch, so it has no directory: inotifywait
+ * writes it as just "Q_OVERFLOW," (two fields).
+ */
+export function recordKind(fields: Buffer[]): WatchEvent['kind'] | undefined {
+  if (fields.length === 2 && fields[0]!.toString('latin1') === 'Q_OVERFLOW') return 'overflow';
+  const events = fields[1];
+  if (!fields[0] || !events) return undefined;
+  return classify(new Set(events.toString('latin1').split(',')));
+}
 
 /** Event-name set of one CSV record → what it means to the agent; unlisted combinations mean nothing. */
 export function classify(events: Set<string>): WatchEvent['kind'] | undefined {
@@ -41,15 +59,24 @@ export interface WatcherHooks {
 const BACKOFF_MIN_MS = 100;
 const BACKOFF_MAX_MS = 10_000;
 /**
- * inotifywait's words when a directory walk met an entry that was gone by the time it looked at it: it then
- * gives up the whole directory (inotify-tools 3.14 to 3.22 at least): a new one goes unwatched for good, and at
- * the start the whole run ends. A writer that renames its temp names (camserver) does that all the time.
+ * inotifywait's words when its first walk met an entry that was gone by the time it looked at it (a writer's temp
+ * name, renamed meanwhile): it then ends (inotify-tools 3.14 to 3.22 at least); about every second start next to
+ * a writer renaming as fast as it can. Run again, after a pause growing from the first to the second figure (ms).
  */
-const VANISHED = /^Couldn't watch (new directory )?.*: No such file or directory$/;
-/** Pause between walks that keep losing that race before the watches were in place (a very busy tree). */
-const VANISHED_PAUSE_MS = 10;
-/** One warning per this many walks lost in a row before the watches were in place. */
+const VANISHED = /^Couldn't watch .*: No such file or directory$/;
+const VANISHED_PAUSE_MS = [10, 1000] as const;
+/** One warning per this many first walks lost in a row. */
 const VANISHED_LOG_EVERY = 50;
+/** Directories walked by scans are checked this long after (check()). */
+const CHECK_DELAY_MS = 250;
+/** Checks in a row that could not read the kernel's list before that is said. */
+const UNREADABLE_SAY = 3;
+/**
+ * Runs of inotifywait ended on purpose (a directory it does not watch) are this far apart at least: from the
+ * first figure, doubling while they come within RESTART_CALM_MS of each other, up to the second (ms).
+ */
+const RESTART_GAP_MS = [1000, 60_000] as const;
+const RESTART_CALM_MS = 30_000;
 
 /**
  * Runs `inotifywait -m -r --csv` on the root. Not `-q`: its "Watches established." line on stderr is when
@@ -59,6 +86,18 @@ const VANISHED_LOG_EVERY = 50;
 export class Watcher implements Component {
   readonly name = 'watches and first scan';
   #child: ChildProcess | undefined;
+  /** The running child has its watches in place (and the rescan after them was asked for). */
+  #established = false;
+  /** The child this agent ended on purpose, to be run again at once. */
+  #endedOnPurpose: ChildProcess | undefined;
+  #restartTimer: NodeJS.Timeout | undefined;
+  /** Directories to check (check()), and the timer that will. */
+  #toCheck = new Map<bigint, Buffer>();
+  #checkTimer: NodeJS.Timeout | undefined;
+  #lastRestart = 0;
+  #restartGap: number = RESTART_GAP_MS[0];
+  /** Checks in a row that could not read the watch list. */
+  #unreadable = 0;
   #stopped = false;
   readonly #rootPrefix: Buffer;
 
@@ -80,25 +119,28 @@ export class Watcher implements Component {
       const loop = async (): Promise<void> => {
         let backoff = BACKOFF_MIN_MS;
         let walks = 0;
+        let pause: number = VANISHED_PAUSE_MS[0];
         while (!this.#stopped) {
-          const { established, code, vanished } = await this.#runOnce(() => {
+          const { established, code, vanished, onPurpose } = await this.#runOnce(() => {
             if (first) { first = false; resolve(); }
           });
           if (this.#stopped) return;
-          // A directory walk that lost the race with a writer's rename is no fault of the tree or the system:
-          // run again at once (without growing the back-off). The rescan after it finds what went unseen.
-          if (vanished && statSync(this.root, { throwIfNoEntry: false })?.isDirectory()) {
-            const say = 'inotifywait lost a directory to a file renamed while it set up the watch; running it again, then rescanning';
-            if (established) {
-              walks = 0;
-              this.log.warn({ inotifywait: vanished }, say);
-            } else {
-              if (++walks % VANISHED_LOG_EVERY === 1) this.log.warn({ inotifywait: vanished, walks }, say);
-              await sleep(VANISHED_PAUSE_MS);
+          if (onPurpose) {
+            backoff = BACKOFF_MIN_MS;
+            continue; // said when it was ended (#restart); the rescan after the new run's walk finds what was missed
+          }
+          // A first walk that lost the race with a writer's rename is no fault of the tree or the system: run
+          // again (without growing the back-off of real failures).
+          if (vanished && !established && this.#rootIsDirectory()) {
+            if (++walks % VANISHED_LOG_EVERY === 1) {
+              this.log.warn({ inotifywait: vanished, walks }, 'inotifywait lost its walk of the tree to a file renamed meanwhile; running it again');
             }
+            await sleep(pause);
+            pause = Math.min(pause * 2, VANISHED_PAUSE_MS[1]);
             continue;
           }
           walks = 0;
+          pause = VANISHED_PAUSE_MS[0];
           if (first) {
             reject(new Error(`inotifywait on ${this.root} ended before its watches were in place (${code}); ` +
               'is inotify-tools installed and the root a directory?'));
@@ -116,15 +158,87 @@ export class Watcher implements Component {
 
   stop(): void {
     this.#stopped = true;
+    clearTimeout(this.#restartTimer);
+    clearTimeout(this.#checkTimer);
     this.#child?.kill('SIGTERM');
   }
 
-  /** One run of inotifywait until it ends; `vanished`: the line in which it gave up a directory (VANISHED). */
-  #runOnce(onFirstEstablished: () => void): Promise<{ established: boolean; code: string; vanished?: string }> {
+  /**
+   * Checks that the running inotifywait watches each of `dirs` (inode -> path below the root), which a scan just
+   * walked: one it skipped without a word (watch-check.ts) would never report anything again. Checked together
+   * CHECK_DELAY_MS later (a new subdirectory's watch may still be on its way; reading the kernel's list costs a
+   * few ms, once for a burst of new directories); a directory unwatched then, and still there, gets inotifywait
+   * run again: the rescan after its walk finds what went unseen, and checks again.
+   */
+  check(dirs: Map<bigint, Buffer>): void {
+    if (!this.#established || dirs.size === 0) return;
+    for (const [ino, rel] of dirs) this.#toCheck.set(ino, rel);
+    this.#checkTimer ??= setTimeout(() => {
+      this.#checkTimer = undefined;
+      const toCheck = this.#toCheck;
+      this.#toCheck = new Map();
+      const child = this.#child;
+      if (!child?.pid || !this.#established) return; // a new run, with a rescan and a check of its own
+      let missing;
+      try {
+        missing = unwatched(child.pid, toCheck).filter(([ino, rel]) => this.#isDirectory(rel, ino));
+      } catch (e) {
+        // Once in a while it is ending meanwhile; never readable (a kernel without inotify's fdinfo): said once.
+        if (++this.#unreadable === UNREADABLE_SAY) this.log.warn({ err: e }, "cannot read inotifywait's watch list: a directory it skips goes unnoticed until it is run again");
+        return;
+      }
+      this.#unreadable = 0;
+      if (missing.length > 0) this.#restart(missing.map(([, rel]) => `/${rel.toString('utf8')}`));
+    }, CHECK_DELAY_MS);
+    this.#checkTimer.unref();
+  }
+
+  #restart(dirs: string[]): void {
+    if (this.#restartTimer !== undefined) return;
+    const wait = Math.max(0, this.#lastRestart + this.#restartGap - Date.now());
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      const child = this.#child;
+      if (!child || this.#stopped) return;
+      const now = Date.now();
+      this.#restartGap = now - this.#lastRestart < RESTART_CALM_MS ? Math.min(this.#restartGap * 2, RESTART_GAP_MS[1]) : RESTART_GAP_MS[0];
+      this.#lastRestart = now;
+      this.log.warn({ unwatched: dirs.slice(0, 10), count: dirs.length },
+        'inotifywait does not watch every directory (it skips one when a file in it is renamed while it sets the watch up); running it again, then rescanning');
+      this.#endedOnPurpose = child;
+      this.#established = false;
+      child.kill('SIGTERM');
+    }, wait);
+    this.#restartTimer.unref();
+  }
+
+  #isDirectory(rel: Buffer, ino: bigint): boolean {
+    try {
+      const st = lstatSync(Buffer.concat([this.#rootPrefix, rel]), { bigint: true });
+      return st.isDirectory() && st.ino === ino;
+    } catch {
+      return false;
+    }
+  }
+
+  #rootIsDirectory(): boolean {
+    try {
+      return statSync(this.root).isDirectory();
+    } catch {
+      return false;
+    }
+  }
+
+  /**
+   * One run of inotifywait until it ends; `vanished`: the line in which it gave up its walk (VANISHED);
+   * `onPurpose`: ended by #restart.
+   */
+  #runOnce(onFirstEstablished: () => void): Promise<{ established: boolean; code: string; vanished?: string; onPurpose: boolean }> {
     return new Promise((resolve) => {
       const args = ['-m', '-r', '--csv', '-e', INOTIFY_EVENTS, this.root];
       const child = spawn(this.command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       this.#child = child;
+      this.#established = false;
       let established = false;
       let vanished: string | undefined;
       // inotifywait says so on stderr before it reports any event on stdout, but the two pipes are read
@@ -133,6 +247,7 @@ export class Watcher implements Component {
       const establish = (): void => {
         if (established) return;
         established = true;
+        if (child === this.#child) this.#established = true;
         this.hooks.established();
         onFirstEstablished();
       };
@@ -151,11 +266,8 @@ export class Watcher implements Component {
           errText = errText.slice(nl + 1);
           if (line.startsWith('Watches established')) {
             establish();
-          } else if (VANISHED.test(line)) {
-            // A new directory it will never report anything in: a new run watches it. At the start, the run
-            // ends by itself.
-            vanished ??= line;
-            if (established) child.kill('SIGTERM');
+          } else if (!established && VANISHED.test(line)) {
+            vanished ??= line; // the run ends by itself
           } else if (line && !line.startsWith('Setting up watches')) {
             this.log.warn({ inotifywait: line }, 'inotifywait says');
           }
@@ -165,7 +277,10 @@ export class Watcher implements Component {
       const finish = (code: string): void => {
         if (done) return;
         done = true;
-        resolve({ established, code, ...(vanished ? { vanished } : {}) });
+        if (child === this.#child) this.#established = false;
+        const onPurpose = this.#endedOnPurpose === child;
+        if (onPurpose) this.#endedOnPurpose = undefined;
+        resolve({ established, code, onPurpose, ...(vanished ? { vanished } : {}) });
       };
       child.on('error', (e) => finish(e.message));
       child.on('close', (code, sig) => finish(sig ? `signal ${sig}` : `exit ${code}`));
@@ -173,10 +288,9 @@ export class Watcher implements Component {
   }
 
   #record(fields: Buffer[]): void {
-    const [dir, events, name] = fields;
-    if (!dir || !events) return;
-    const kind = classify(new Set(events.toString('latin1').split(',')));
-    if (kind === undefined) return;
+    const [dir, , name] = fields;
+    const kind = recordKind(fields);
+    if (kind === undefined || !dir) return;
     if (kind === 'overflow') {
       this.hooks.event({ kind });
       return;

@@ -98,46 +98,63 @@ describe('furka-agent (A1–A5)', function () {
 
   it('(c2) a new directory whose first files are renamed in while its watch is set up stays watched: later files in it are announced too (A2)', async () => {
     // inotifywait gives up a new directory when an entry it listed is gone before it looks at it (the writer's
-    // temp name, renamed meanwhile), and from then on reports nothing in it: a camserver run directory would
-    // have every later image left on the detector. Found in 2026-12 (about 1 new directory in 150 here).
+    // temp name, renamed meanwhile), and skips such a subdirectory of a new one without a word: a camserver run
+    // directory would have every later image left on the detector. Found in 2026-12 (about 1 new directory in
+    // 150 here). Every second run directory is made with a subdirectory at once (mkdir -p), the files in that.
     agent = await startAgent({ root, dir });
     client = new AgentClient(agent.port);
     const ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     const dirs = 800;
+    const runDir = (d: number): string => (d % 2 ? `run${d}/sub` : `run${d}`);
     const put = (rel: string): void => {
       const tmp = path.join(root, path.dirname(rel), `.${path.basename(rel)}.tmp`);
       writeFileSync(tmp, 'frame');
       renameSync(tmp, path.join(root, rel));
     };
     for (let d = 0; d < dirs; d++) {
-      mkdirSync(path.join(root, `run${d}`));
-      for (let f = 0; f < 5; f++) put(`run${d}/f${f}.cbf`);
+      mkdirSync(path.join(root, runDir(d)), { recursive: true });
+      for (let f = 0; f < 5; f++) put(`${runDir(d)}/f${f}.cbf`);
     }
     await ev.waitFor(() => ev.files().length >= 5 * dirs, 'the first five files of every directory');
-    await sleep(500); // inotifywait's restart, should one be needed, is done by now: the later files are events
-    for (let d = 0; d < dirs; d++) put(`run${d}/later.cbf`);
-    const missing = (): string[] => Array.from({ length: dirs }, (_, d) => `run${d}/later.cbf`).filter((p) => ev.files(p).length === 0);
+    await sleep(500); // what follows should be events, though a rescan after a restart of inotifywait would find it too
+    for (let d = 0; d < dirs; d++) put(`${runDir(d)}/later.cbf`);
+    const missing = (): string[] => Array.from({ length: dirs }, (_, d) => `${runDir(d)}/later.cbf`).filter((p) => ev.files(p).length === 0);
     await ev.waitFor(() => missing().length === 0, 'a later file in every new directory').catch((e: Error) => {
       throw new Error(`no later file announced in ${missing().join(' ')}: ${e.message.slice(0, 200)}`);
     });
   });
 
-  it('(c3) starts while a writer renames files into the root as fast as it can (A2)', async () => {
-    // inotifywait's first walk fails the same way (about every second start here): the agent tries again.
+  it('(c3) starts while a writer renames files as fast as it can, in the root and in a run directory: then sees later files there (A2)', async () => {
+    // inotifywait's first walk fails the same way (it ends), or skips the run directory without a word: the agent
+    // runs it again, and checks the kernel's list of watches.
+    const run = path.join(root, 'det', 'user', 'run1');
+    mkdirSync(run, { recursive: true });
+    // As fast as it can while the agent starts; held (a file `hold` exists) while the marker is looked for, so
+    // that the agent is not kept busy announcing the writer's files meanwhile.
+    const hold = path.join(dir, 'hold');
     const writer = startProcess(process.execPath, ['-e', `
-      const fs = require('fs'); const root = process.argv[1];
-      for (let i = 0; ; i++) { const t = root + '/.w' + (i % 300); fs.writeFileSync(t, 'x'); fs.renameSync(t, root + '/img' + (i % 300)); }`, root]);
+      const fs = require('fs'); const pause = new Int32Array(new SharedArrayBuffer(4)); const [hold, ...dirs] = process.argv.slice(1);
+      for (let i = 0; ; i++) {
+        if (i % 100 === 0) while (fs.existsSync(hold)) Atomics.wait(pause, 0, 0, 5);
+        for (const d of dirs) { const t = d + '/.w' + (i % 300); fs.writeFileSync(t, 'x'); fs.renameSync(t, d + '/img' + (i % 300)); }
+      }`, hold, root, run]);
     try {
       for (let i = 0; i < 10; i++) {
         agent = await startAgent({ root, dir });
         client = new AgentClient(agent.port);
-        const ev = client.events();
+        const ev = client.events('/det');
         await ev.waitFor((e) => e.some((x) => x.t === 'synced'), `synced, start ${i + 1}`);
+        writeFileSync(hold, '');
+        const marker = `marker${i}.cbf`;
+        writeFileSync(path.join(run, `.${marker}`), 'm');
+        renameSync(path.join(run, `.${marker}`), path.join(run, marker));
+        await ev.waitFor(() => ev.files(`user/run1/${marker}`).length > 0, `${marker}, written after start ${i + 1}`);
         client.close();
         client = undefined;
         await agent.stop();
         agent = undefined;
+        rmSync(hold);
       }
     } finally {
       await writer.stop();
@@ -404,6 +421,33 @@ describe('furka-agent (A1–A5)', function () {
     await ev.waitFor(() => ev.files('after.cbf').length > 0, 'events flowing again');
     assert.match(agent.proc.output(), /inotifywait ended; restarting it/);
   });
+  it('(i2) the kernel\'s event queue overflows: the agent rescans, and every file whose events were dropped is announced (A2)', async () => {
+    // inotifywait held (SIGSTOP) while 9000 files are written: 18 000 events, more than the kernel queues
+    // (fs.inotify.max_queued_events, 16384 by default), so the last ones are dropped and an overflow is queued.
+    const limit = Number(readFileSync('/proc/sys/fs/inotify/max_queued_events', 'utf8'));
+    const n = Math.ceil(limit / 2) + 800;
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    mkdirSync(path.join(root, 'burst')); // watched first: a new directory's scan would find every file
+    writeFileSync(path.join(root, 'burst', 'first'), 'x');
+    await ev.waitFor(() => ev.files('burst/first').length > 0, 'a first file in burst/');
+    const watcher = inotifywaitOf(agent.proc.child.pid!);
+    process.kill(watcher, 'SIGSTOP');
+    try {
+      for (let i = 0; i < n; i++) writeFileSync(path.join(root, 'burst', `f${i}`), 'x');
+    } finally {
+      process.kill(watcher, 'SIGCONT');
+    }
+    const missing = (): number => { const seen = new Set(ev.files().map((f) => f.path)); let m = 0; for (let i = 0; i < n; i++) if (!seen.has(`burst/f${i}`)) m++; return m; };
+    await ev.waitFor(() => missing() === 0, `all ${n} files`, 30_000).catch((e: Error) => {
+      throw new Error(`${missing()} of ${n} files never announced: ${e.message.slice(0, 200)}`);
+    });
+    assert.match(agent.proc.output(), /kernel event queue overflowed: rescanning/);
+    assert.equal(ev.events.filter((e) => e.t === 'synced').length, 2, 'the rescan ends with synced');
+  });
+
   it('(j) a barrier line comes after every file completed before it was asked for, even when inotifywait was held up meanwhile; its mark is never announced and goes (A5)', async () => {
     // Left by an agent that was killed: an empty mark is removed at the first scan, a file with data never.
     writeFileSync(path.join(root, '.furka-agent-barrier-stale'), '');

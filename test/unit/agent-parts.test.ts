@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { AllowList, addressBits, parseRange } from '../../src/agent/allow.js';
 import { globMatch, NameFilter } from '../../src/agent/name-filter.js';
 import { CsvRecords, parseRecord } from '../../src/agent/csv-records.js';
-import { classify } from '../../src/agent/watcher.js';
+import { classify, INOTIFY_EVENTS, recordKind } from '../../src/agent/watcher.js';
 import { parseSource } from '../../src/agent/server.js';
 import { barrierName, barrierOf, validBarrierId } from '../../src/agent/barrier.js';
 import { BodyPool } from '../../src/agent/body-pool.js';
@@ -92,6 +92,14 @@ describe("inotifywait's CSV (A2)", () => {
     const rec = parseRecord(Buffer.concat([b('/r/,CLOSE_WRITE,'), b([0x62, 0xff, 0xfe])]));
     assert.deepEqual([...rec[2]!], [0x62, 0xff, 0xfe]);
     assert.deepEqual(parseRecord(b(',Q_OVERFLOW,')).map(String), ['', 'Q_OVERFLOW', '']);
+  });
+
+  it("reads inotifywait's overflow line, which has no directory, as an overflow; asks inotifywait for it (A2)", () => {
+    // inotifywait 3.22 writes "Q_OVERFLOW," when the kernel dropped events, and only if -e names q_overflow.
+    assert.equal(recordKind(parseRecord(b('Q_OVERFLOW,'))), 'overflow');
+    assert.equal(recordKind(parseRecord(b('/r/,"CLOSE_WRITE,CLOSE",Q_OVERFLOW'))), 'complete', 'a file named Q_OVERFLOW is a file');
+    assert.equal(recordKind(parseRecord(b('/r/,CREATE'))), 'created');
+    assert.ok(INOTIFY_EVENTS.split(',').includes('q_overflow'));
   });
 
   it('event sets map to what the agent does', () => {
