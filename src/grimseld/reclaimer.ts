@@ -131,12 +131,9 @@ export class Reclaimer {
         else waiting = true;
       }
     }
-    // A shift that started meanwhile made the shift before it an earlier one too: run again at once, with the
-    // fresh retry state its start gave.
-    if (starts !== this.#shiftStarts) {
-      this.shiftStarted();
-      return;
-    }
+    // A shift that started meanwhile made the shift before it an earlier one too: its start set the mark and reset
+    // the retry state; deletions that failed after it keep their pause.
+    if (starts !== this.#shiftStarts) return;
     // Files still waiting for copies are looked at again on every tick; a deletion that failed is tried again
     // after a pause that grows while it keeps failing (one DEL_ERROR per try, not four a second).
     this.#shiftChanged = waiting;

@@ -133,8 +133,9 @@ export class StatfsHelper {
         this.#fallback = true;
         for (const a of this.#forgetAll()) for (const w of a.waiters) statfsByCommand(a.dir).then(w.resolve, w.reject);
       } else {
-        // Cannot be started (EACCES, say): counted like an end without an answer, so that it is not tried for ever.
-        if (++this.#deaths >= DEATHS_BEFORE_FALLBACK) this.#fallback = true;
+        // Cannot be run (not executable, not allowed): counted like an end without an answer, so that it is not
+        // tried for ever. A passing shortage (EAGAIN, EMFILE, ENOMEM) fails these queries only.
+        if (['EACCES', 'EPERM', 'ENOEXEC'].includes(e.code ?? '') && ++this.#deaths >= DEATHS_BEFORE_FALLBACK) this.#fallback = true;
         this.#failAll(new Error(`statfs helper (${this.#python}): ${e.message}${this.#fallback ? '; stat -f from now on' : ''}`));
       }
     });
