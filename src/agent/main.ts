@@ -37,7 +37,7 @@ async function main(): Promise<number> {
   const catalog = new Catalog(root, new NameFilter(config.exclude), log);
   const server = new AgentServer(catalog, new AllowList(words(config.allow)), log, config.send_timeout * 1000);
   // Each (re)established watch set is followed by a full rescan: events before it were not seen (A2).
-  const watcher = new Watcher(root, { event: (e) => catalog.event(e), established: () => catalog.rescan() }, log);
+  const watcher = new Watcher(root, { event: (e) => catalog.event(e), established: () => catalog.rescan(), rescan: () => catalog.rescan() }, log);
   // inotifywait skips a directory without a word when a file in it is renamed while it sets the watch up: every
   // directory a scan walks is checked against the kernel's list of watches (watch-check.ts).
   catalog.walked.on((dirs) => watcher.check(dirs));

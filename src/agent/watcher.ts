@@ -54,6 +54,8 @@ export interface WatcherHooks {
   event(e: WatchEvent): void;
   /** Watches are in place (at start and after each restart): the caller rescans, as events were missed. */
   established(): void;
+  /** Some files have no watch to report them (inotifywait cannot run, or the watch limit is reached): rescan. */
+  rescan(): void;
 }
 
 const BACKOFF_MIN_MS = 100;
@@ -77,6 +79,14 @@ const UNREADABLE_SAY = 3;
  */
 const RESTART_GAP_MS = [1000, 60_000] as const;
 const RESTART_CALM_MS = 30_000;
+/**
+ * inotifywait said the kernel's limit on watches is reached (fs.inotify.max_user_watches) this recently: a
+ * directory without a watch is not worth a new run, whose walk would fail the same way and leave no watch at all.
+ * Its files are found by a rescan every POLL_MS instead, and an error says so once per LIMIT_MS.
+ */
+const LIMIT_MS = 600_000;
+const POLL_MS = 5000;
+const WATCH_LIMIT = /upper limit on inotify watches reached|No space left on device/;
 
 /**
  * Runs `inotifywait -m -r --csv` on the root. Not `-q`: its "Watches established." line on stderr is when
@@ -95,6 +105,10 @@ export class Watcher implements Component {
   #toCheck = new Map<bigint, Buffer>();
   #checkTimer: NodeJS.Timeout | undefined;
   #lastRestart = 0;
+  /** When inotifywait last said the watch limit is reached, when that was last said in the log, and the poll meanwhile. */
+  #limitAt = 0;
+  #limitSaidAt = 0;
+  #pollTimer: NodeJS.Timeout | undefined;
   #restartGap: number = RESTART_GAP_MS[0];
   /** Checks in a row that could not read the watch list. */
   #unreadable = 0;
@@ -102,7 +116,7 @@ export class Watcher implements Component {
   readonly #rootPrefix: Buffer;
 
   constructor(private readonly root: string, private readonly hooks: WatcherHooks, private readonly log: Logger,
-    private readonly command = 'inotifywait') {
+    private readonly command = 'inotifywait', private readonly pollMs = POLL_MS) {
     this.#rootPrefix = Buffer.from(root.endsWith('/') ? root : `${root}/`);
   }
 
@@ -148,6 +162,8 @@ export class Watcher implements Component {
           }
           if (established) backoff = BACKOFF_MIN_MS;
           this.log.error({ exit: code, retryInMs: backoff }, 'inotifywait ended; restarting it, then rescanning');
+          // Without watches (a walk that keeps failing: the watch limit, say), files are found by rescans meanwhile.
+          if (!established) this.hooks.rescan();
           await sleep(backoff);
           backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
         }
@@ -160,6 +176,7 @@ export class Watcher implements Component {
     this.#stopped = true;
     clearTimeout(this.#restartTimer);
     clearTimeout(this.#checkTimer);
+    clearTimeout(this.#pollTimer);
     this.#child?.kill('SIGTERM');
   }
 
@@ -188,9 +205,28 @@ export class Watcher implements Component {
         return;
       }
       this.#unreadable = 0;
-      if (missing.length > 0) this.#restart(missing.map(([, rel]) => `/${rel.toString('utf8')}`));
+      if (missing.length === 0) return;
+      const shown = missing.map(([, rel]) => `/${rel.toString('utf8')}`);
+      if (Date.now() - this.#limitAt < LIMIT_MS) this.#poll(shown);
+      else this.#restart(shown);
     }, CHECK_DELAY_MS);
     this.#checkTimer.unref();
+  }
+
+  /** Directories without a watch while the watch limit is reached: their files are found by rescans. */
+  #poll(dirs: string[]): void {
+    const now = Date.now();
+    if (now - this.#limitSaidAt >= LIMIT_MS) {
+      this.#limitSaidAt = now;
+      this.log.error({ unwatched: dirs.slice(0, 10), count: dirs.length },
+        `inotify's limit on watches is reached: files in these directories are found by a rescan every ${this.pollMs / 1000} s instead of at once; ` +
+        'raise fs.inotify.max_user_watches (sysctl), or remove old empty directories from the detector ramdisk');
+    }
+    this.#pollTimer ??= setTimeout(() => {
+      this.#pollTimer = undefined;
+      if (!this.#stopped) this.hooks.rescan();
+    }, this.pollMs);
+    this.#pollTimer.unref();
   }
 
   #restart(dirs: string[]): void {
@@ -269,6 +305,7 @@ export class Watcher implements Component {
           } else if (!established && VANISHED.test(line)) {
             vanished ??= line; // the run ends by itself
           } else if (line && !line.startsWith('Setting up watches')) {
+            if (WATCH_LIMIT.test(line)) this.#limitAt = Date.now();
             this.log.warn({ inotifywait: line }, 'inotifywait says');
           }
         }

@@ -1,0 +1,96 @@
+// The watcher against an inotifywait that skipped a directory without a word, as the real one does when a file in
+// it is renamed while it sets the watch up (A2). The fake below holds a real inotify descriptor that watches the
+// root only, so the kernel's list of watches (/proc/PID/fdinfo) shows the subdirectory unwatched; what it says
+// on stderr is given per test. Unit tier: the fake stands in for inotifywait, everything else is real.
+import { strict as assert } from 'node:assert';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pino from 'pino';
+import { Watcher } from '../../src/agent/watcher.js';
+
+/** Appends a line to RUNS each start; watches the root only; says SAY (after "Watches established.") on stderr. */
+const FAKE = `#!/usr/bin/env python3
+import ctypes, os, sys, time
+libc = ctypes.CDLL(None, use_errno=True)
+root = sys.argv[-1]
+fd = libc.inotify_init()
+libc.inotify_add_watch(fd, root.encode(), 0x00000fff)
+with open(os.environ["RUNS"], "a") as f:
+    f.write("run\\n")
+sys.stderr.write("Setting up watches.  Beware: since -r was given, this may take a while!\\nWatches established.\\n")
+if os.environ.get("SAY"):
+    sys.stderr.write(os.environ["SAY"] + "\\n")
+sys.stderr.flush()
+time.sleep(3600)
+`;
+
+describe('the watcher checks that inotifywait watches every directory a scan walked (A2)', function () {
+  this.timeout(20_000);
+  let work: string;
+  let root: string;
+  let runs: string;
+  let watcher: Watcher | undefined;
+  const lines: string[] = [];
+  const log = pino({ level: 'info' }, { write: (l: string) => { lines.push(l); } });
+  beforeEach(() => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'watcher-'));
+    root = path.join(work, 'root');
+    mkdirSync(path.join(root, 'run', 'sub'), { recursive: true });
+    runs = path.join(work, 'runs');
+    writeFileSync(path.join(work, 'fake'), FAKE);
+    chmodSync(path.join(work, 'fake'), 0o755);
+    lines.length = 0;
+  });
+  afterEach(() => {
+    watcher?.stop();
+    watcher = undefined;
+    delete process.env['SAY'];
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const runCount = (): number => readFileSync(runs, 'utf8').split('\n').filter(Boolean).length;
+  const dirsOf = (...rels: string[]): Map<bigint, Buffer> =>
+    new Map(rels.map((r) => [statSync(path.join(root, r), { bigint: true }).ino, Buffer.from(r)]));
+  const until = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
+    for (const end = Date.now() + ms; !ok();) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; log: ${lines.join('')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  async function start(pollMs?: number): Promise<{ established: number; rescans: number }> {
+    process.env['RUNS'] = runs;
+    const counts = { established: 0, rescans: 0 };
+    watcher = new Watcher(root, { event: () => undefined, established: () => { counts.established++; }, rescan: () => { counts.rescans++; } },
+      log, path.join(work, 'fake'), pollMs);
+    await watcher.start();
+    return counts;
+  }
+
+  it('runs inotifywait again when a directory it should watch is not in its list, and only then', async () => {
+    const counts = await start();
+    watcher!.check(dirsOf('')); // the root: watched
+    await new Promise((r) => setTimeout(r, 600));
+    assert.equal(runCount(), 1, 'the root is watched: nothing to do');
+    watcher!.check(dirsOf('', 'run', 'run/sub'));
+    await until('a second run', () => runCount() === 2 && counts.established === 2, 5000);
+    assert.ok(lines.some((l) => l.includes('inotifywait does not watch every directory') && l.includes('/run/sub')), lines.join(''));
+    assert.ok(!lines.some((l) => /"level":50/.test(l)), 'a run ended on purpose is no error');
+    // The second run skips them too (the fake always does): the next try waits for the gap (1 s, then doubling).
+    const before = Date.now();
+    watcher!.check(dirsOf('run'));
+    await until('a third run', () => runCount() === 3, 5000);
+    assert.ok(Date.now() - before >= 700, 'not at once after the last run');
+  });
+
+  it('at the watch limit, finds the files of an unwatched directory by rescans instead of running inotifywait again', async () => {
+    process.env['SAY'] = `Couldn't watch new directory ${root}/run/: No space left on device`;
+    const counts = await start(300);
+    await until('the message read', () => lines.some((l) => l.includes('No space left on device')), 3000);
+    watcher!.check(dirsOf('run'));
+    await until('a rescan', () => counts.rescans >= 1, 3000);
+    assert.equal(runCount(), 1, 'inotifywait is left running');
+    assert.ok(lines.some((l) => l.includes("inotify's limit on watches is reached") && l.includes('fs.inotify.max_user_watches')), lines.join(''));
+  });
+});
