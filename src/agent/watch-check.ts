@@ -32,8 +32,12 @@ export function watchedInodes(pid: number): Set<bigint> {
   return watched;
 }
 
-/** Directories (inode -> path below the root, as bytes) that `pid` does not watch. Throws as watchedInodes. */
-export function unwatched(pid: number, dirs: Map<bigint, Buffer>): Array<[bigint, Buffer]> {
-  const watched = watchedInodes(pid);
-  return [...dirs].filter(([ino]) => !watched.has(ino));
+/** fs.inotify.max_user_watches, or undefined if it cannot be read. */
+export function maxUserWatches(): number | undefined {
+  try {
+    const n = Number(readFileSync('/proc/sys/fs/inotify/max_user_watches', 'latin1').trim());
+    return Number.isFinite(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
 }

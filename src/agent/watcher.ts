@@ -1,7 +1,7 @@
 // The inotifywait child process (inotify-tools) and its events, restarted with back-off when it dies (A2).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { lstatSync, statSync } from 'node:fs';
-import { unwatched } from './watch-check.js';
+import { maxUserWatches, watchedInodes } from './watch-check.js';
 import type { Logger } from '../common/logger.js';
 import { sleep } from '../common/abort.js';
 import { CsvRecords } from './csv-records.js';
@@ -80,12 +80,17 @@ const UNREADABLE_SAY = 3;
 const RESTART_GAP_MS = [1000, 60_000] as const;
 const RESTART_CALM_MS = 30_000;
 /**
- * inotifywait said the kernel's limit on watches is reached (fs.inotify.max_user_watches) this recently: a
- * directory without a watch is not worth a new run, whose walk would fail the same way and leave no watch at all.
- * Its files are found by a rescan every POLL_MS instead, and an error says so once per LIMIT_MS.
+ * At inotify's limit on watches a directory without a watch is not worth a new run, whose walk would fail the
+ * same way and leave no watch at all: its files are found by a rescan every POLL_MS instead, and an error says so
+ * once per LIMIT_SAY_MS. The limit counts as reached from inotifywait's word of it, or when its watches and the
+ * missing ones would come above this share of fs.inotify.max_user_watches (which counts every inotify user of
+ * the same uid), until a check finds every directory watched.
  */
-const LIMIT_MS = 600_000;
+const LIMIT_SAY_MS = 600_000;
+const LIMIT_MARGIN = 0.9;
 const POLL_MS = 5000;
+/** A directory still unwatched this long after the first look gets inotifywait run again (check()). */
+const CONFIRM_MS = 1000;
 const WATCH_LIMIT = /upper limit on inotify watches reached|No space left on device/;
 
 /**
@@ -105,14 +110,18 @@ export class Watcher implements Component {
   #toCheck = new Map<bigint, Buffer>();
   #checkTimer: NodeJS.Timeout | undefined;
   #lastRestart = 0;
-  /** When inotifywait last said the watch limit is reached, when that was last said in the log, and the poll meanwhile. */
-  #limitAt = 0;
+  /** Inotify's limit on watches is reached (LIMIT_MARGIN), when that was last said, and the rescan timer meanwhile. */
+  #atLimit = false;
   #limitSaidAt = 0;
+  /** Watches of the running inotifywait at the last check. */
+  #watches = 0;
   #pollTimer: NodeJS.Timeout | undefined;
   #restartGap: number = RESTART_GAP_MS[0];
   /** Checks in a row that could not read the watch list. */
   #unreadable = 0;
   #stopped = false;
+  /** Aborted by stop(): ends the pauses between runs at once. */
+  readonly #stopping = new AbortController();
   readonly #rootPrefix: Buffer;
 
   constructor(private readonly root: string, private readonly hooks: WatcherHooks, private readonly log: Logger,
@@ -139,9 +148,13 @@ export class Watcher implements Component {
             if (first) { first = false; resolve(); }
           });
           if (this.#stopped) return;
+          if (established) {
+            walks = 0;
+            pause = VANISHED_PAUSE_MS[0];
+          }
           if (onPurpose) {
             backoff = BACKOFF_MIN_MS;
-            continue; // said when it was ended (#restart); the rescan after the new run's walk finds what was missed
+            continue; // said when it was ended (#cover); the rescan after the new run's walk finds what was missed
           }
           // A first walk that lost the race with a writer's rename is no fault of the tree or the system: run
           // again (without growing the back-off of real failures).
@@ -149,7 +162,7 @@ export class Watcher implements Component {
             if (++walks % VANISHED_LOG_EVERY === 1) {
               this.log.warn({ inotifywait: vanished, walks }, 'inotifywait lost its walk of the tree to a file renamed meanwhile; running it again');
             }
-            await sleep(pause);
+            await sleep(pause, this.#stopping.signal);
             pause = Math.min(pause * 2, VANISHED_PAUSE_MS[1]);
             continue;
           }
@@ -164,7 +177,7 @@ export class Watcher implements Component {
           this.log.error({ exit: code, retryInMs: backoff }, 'inotifywait ended; restarting it, then rescanning');
           // Without watches (a walk that keeps failing: the watch limit, say), files are found by rescans meanwhile.
           if (!established) this.hooks.rescan();
-          await sleep(backoff);
+          await sleep(backoff, this.#stopping.signal);
           backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);
         }
       };
@@ -174,6 +187,7 @@ export class Watcher implements Component {
 
   stop(): void {
     this.#stopped = true;
+    this.#stopping.abort();
     clearTimeout(this.#restartTimer);
     clearTimeout(this.#checkTimer);
     clearTimeout(this.#pollTimer);
@@ -195,57 +209,85 @@ export class Watcher implements Component {
       const toCheck = this.#toCheck;
       this.#toCheck = new Map();
       const child = this.#child;
-      if (!child?.pid || !this.#established) return; // a new run, with a rescan and a check of its own
-      let missing;
-      try {
-        missing = unwatched(child.pid, toCheck).filter(([ino, rel]) => this.#isDirectory(rel, ino));
-      } catch (e) {
-        // Once in a while it is ending meanwhile; never readable (a kernel without inotify's fdinfo): said once.
-        if (++this.#unreadable === UNREADABLE_SAY) this.log.warn({ err: e }, "cannot read inotifywait's watch list: a directory it skips goes unnoticed until it is run again");
+      const missing = this.#unwatched(child, toCheck);
+      if (missing === undefined) return;
+      if (missing.size === 0) {
+        // The whole tree watched (a rescan's walk includes the root, ''): a later skip is worth a new run again.
+        if ([...toCheck.values()].some((rel) => rel.length === 0)) this.#atLimit = false;
         return;
       }
-      this.#unreadable = 0;
-      if (missing.length === 0) return;
-      const shown = missing.map(([, rel]) => `/${rel.toString('utf8')}`);
-      if (Date.now() - this.#limitAt < LIMIT_MS) this.#poll(shown);
-      else this.#restart(shown);
+      // Looked at once more a little later: under load inotifywait may be behind with the new subdirectories
+      // of a new one. A new run costs a walk of the whole tree and a rescan.
+      setTimeout(() => {
+        const still = this.#unwatched(child, missing);
+        if (still?.size) this.#cover(child!, still);
+      }, CONFIRM_MS).unref();
     }, CHECK_DELAY_MS);
     this.#checkTimer.unref();
   }
 
-  /** Directories without a watch while the watch limit is reached: their files are found by rescans. */
-  #poll(dirs: string[]): void {
-    const now = Date.now();
-    if (now - this.#limitSaidAt >= LIMIT_MS) {
-      this.#limitSaidAt = now;
-      this.log.error({ unwatched: dirs.slice(0, 10), count: dirs.length },
-        `inotify's limit on watches is reached: files in these directories are found by a rescan every ${this.pollMs / 1000} s instead of at once; ` +
-        'raise fs.inotify.max_user_watches (sysctl), or remove old empty directories from the detector ramdisk');
+  /** Which of `dirs` the running `child` does not watch and are still there; undefined if that cannot be said. */
+  #unwatched(child: ChildProcess | undefined, dirs: Map<bigint, Buffer>): Map<bigint, Buffer> | undefined {
+    if (!child?.pid || child !== this.#child || !this.#established) return undefined; // a new run checks for itself
+    try {
+      const watched = watchedInodes(child.pid);
+      this.#watches = watched.size;
+      this.#unreadable = 0;
+      return new Map([...dirs].filter(([ino, rel]) => !watched.has(ino) && this.#isDirectory(rel, ino)));
+    } catch (e) {
+      // Once in a while it is ending meanwhile; never readable (a kernel without inotify's fdinfo): said once.
+      if (++this.#unreadable === UNREADABLE_SAY) this.log.warn({ err: e }, "cannot read inotifywait's watch list: a directory it skips goes unnoticed until it is run again");
+      return undefined;
     }
-    this.#pollTimer ??= setTimeout(() => {
-      this.#pollTimer = undefined;
-      if (!this.#stopped) this.hooks.rescan();
-    }, this.pollMs);
-    this.#pollTimer.unref();
   }
 
-  #restart(dirs: string[]): void {
+  /**
+   * Directories `child` does not watch: it is run again, unless that would not help or is not due yet. At the
+   * watch limit (inotifywait said so, or its watches and these would come within LIMIT_MARGIN of
+   * fs.inotify.max_user_watches) a new run's walk would fail and leave no watch at all: rescans every pollMs
+   * find their files instead. Between two runs ended on purpose (RESTART_GAP_MS) rescans do too.
+   */
+  #cover(child: ChildProcess, missing: Map<bigint, Buffer>): void {
+    const shown = [...missing.values()].map((rel) => `/${rel.toString('utf8')}`);
+    const max = maxUserWatches();
+    if (max !== undefined && this.#watches + missing.size > max * LIMIT_MARGIN) this.#atLimit = true;
+    if (this.#atLimit) {
+      const now = Date.now();
+      if (now - this.#limitSaidAt >= LIMIT_SAY_MS) {
+        this.#limitSaidAt = now;
+        this.log.error({ unwatched: shown.slice(0, 10), count: shown.length, watches: this.#watches, max_user_watches: max },
+          `inotify's limit on watches is reached: files in these directories are found by a rescan every ${this.pollMs / 1000} s instead of at once; ` +
+          'raise fs.inotify.max_user_watches (sysctl), or remove old empty directories from the detector ramdisk');
+      }
+      this.#poll();
+      return;
+    }
     if (this.#restartTimer !== undefined) return;
     const wait = Math.max(0, this.#lastRestart + this.#restartGap - Date.now());
+    if (wait > 0) this.#poll();
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
-      const child = this.#child;
-      if (!child || this.#stopped) return;
+      if (this.#stopped || child !== this.#child || !this.#established) return; // a new run checks for itself
       const now = Date.now();
-      this.#restartGap = now - this.#lastRestart < RESTART_CALM_MS ? Math.min(this.#restartGap * 2, RESTART_GAP_MS[1]) : RESTART_GAP_MS[0];
+      // The gap doubles while runs keep being ended on purpose, back to the first after a calm spell.
+      this.#restartGap = now - this.#lastRestart < this.#restartGap + RESTART_CALM_MS ? Math.min(this.#restartGap * 2, RESTART_GAP_MS[1]) : RESTART_GAP_MS[0];
       this.#lastRestart = now;
-      this.log.warn({ unwatched: dirs.slice(0, 10), count: dirs.length },
+      this.log.warn({ unwatched: shown.slice(0, 10), count: shown.length },
         'inotifywait does not watch every directory (it skips one when a file in it is renamed while it sets the watch up); running it again, then rescanning');
       this.#endedOnPurpose = child;
       this.#established = false;
       child.kill('SIGTERM');
     }, wait);
     this.#restartTimer.unref();
+  }
+
+  /** A rescan pollMs from now (one at a time): the files of directories without a watch are found meanwhile. */
+  #poll(): void {
+    this.#pollTimer ??= setTimeout(() => {
+      this.#pollTimer = undefined;
+      if (!this.#stopped) this.hooks.rescan();
+    }, this.pollMs);
+    this.#pollTimer.unref();
   }
 
   #isDirectory(rel: Buffer, ino: bigint): boolean {
@@ -305,7 +347,7 @@ export class Watcher implements Component {
           } else if (!established && VANISHED.test(line)) {
             vanished ??= line; // the run ends by itself
           } else if (line && !line.startsWith('Setting up watches')) {
-            if (WATCH_LIMIT.test(line)) this.#limitAt = Date.now();
+            if (WATCH_LIMIT.test(line)) this.#atLimit = true;
             this.log.warn({ inotifywait: line }, 'inotifywait says');
           }
         }

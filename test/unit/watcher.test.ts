@@ -17,7 +17,7 @@ root = sys.argv[-1]
 fd = libc.inotify_init()
 libc.inotify_add_watch(fd, root.encode(), 0x00000fff)
 with open(os.environ["RUNS"], "a") as f:
-    f.write("run\\n")
+    f.write("%f\\n" % time.time())
 sys.stderr.write("Setting up watches.  Beware: since -r was given, this may take a while!\\nWatches established.\\n")
 if os.environ.get("SAY"):
     sys.stderr.write(os.environ["SAY"] + "\\n")
@@ -49,7 +49,8 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     rmSync(work, { recursive: true, force: true });
   });
 
-  const runCount = (): number => readFileSync(runs, 'utf8').split('\n').filter(Boolean).length;
+  const runTimes = (): number[] => readFileSync(runs, 'utf8').split('\n').filter(Boolean).map((t) => Number(t) * 1000);
+  const runCount = (): number => runTimes().length;
   const dirsOf = (...rels: string[]): Map<bigint, Buffer> =>
     new Map(rels.map((r) => [statSync(path.join(root, r), { bigint: true }).ino, Buffer.from(r)]));
   const until = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
@@ -77,11 +78,14 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     await until('a second run', () => runCount() === 2 && counts.established === 2, 5000);
     assert.ok(lines.some((l) => l.includes('inotifywait does not watch every directory') && l.includes('/run/sub')), lines.join(''));
     assert.ok(!lines.some((l) => /"level":50/.test(l)), 'a run ended on purpose is no error');
-    // The second run skips them too (the fake always does): the next try waits for the gap (1 s, then doubling).
-    const before = Date.now();
+    // The second run skips them too (the fake always does): the next runs wait for the gap, 1 s and then 2 s.
     watcher!.check(dirsOf('run'));
     await until('a third run', () => runCount() === 3, 5000);
-    assert.ok(Date.now() - before >= 700, 'not at once after the last run');
+    watcher!.check(dirsOf('run'));
+    await until('a fourth run', () => runCount() === 4, 6000);
+    const t = runTimes();
+    assert.ok(t[2]! - t[1]! >= 950, `1 s at least between the second and third runs: ${t[2]! - t[1]!} ms`);
+    assert.ok(t[3]! - t[2]! >= 1950, `2 s at least between the third and fourth runs: ${t[3]! - t[2]!} ms`);
   });
 
   it('at the watch limit, finds the files of an unwatched directory by rescans instead of running inotifywait again', async () => {
