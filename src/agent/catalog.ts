@@ -39,14 +39,19 @@ export function utf8(bytes: Buffer): string | undefined {
 
 const NOT_UTF8 = 'name is not valid UTF-8';
 const PAST_MAX = 10_000;
+/** How long a created file may wait for its close before sweepWaiting() looks whether anyone still writes it. */
+const WAITING_CHECK_MS = 2000;
 
 export class Catalog {
   /** Keys are the latin1 form of a path's bytes (relative to the root): any name is a key. */
   #byPath = new Map<string, FileEntry>();
   #byId = new Map<string, FileEntry>();
   #refused = new Map<string, string>();
-  /** Files being written: created and not yet closed, or found open for writing by a scan. */
-  #waiting = new Set<string>();
+  /**
+   * Files being written (created and not yet closed, or found open for writing by a scan), and files whose
+   * announced id went stale without an event (suspect()), with since when (ms): looked at by sweepWaiting().
+   */
+  #waiting = new Map<string, number>();
   /**
    * Entries no longer current (their file was rewritten, deleted or acknowledged), the latest PAST_MAX of them:
    * a late request for such an id is answered 410 / `changed` or `gone`, not as an id never heard of.
@@ -198,7 +203,7 @@ export class Catalog {
         return;
       case 'created':
         if (this.#restored.delete(e.rel.toString('latin1'))) return this.#complete(e.rel);
-        if (!this.#skips(e.rel)) this.#waiting.add(e.rel.toString('latin1'));
+        if (!this.#skips(e.rel)) this.#wait(e.rel.toString('latin1'));
         return;
       case 'complete': {
         const barrier = barrierOf(e.rel);
@@ -221,10 +226,45 @@ export class Catalog {
         return;
       case 'dir-gone': {
         const prefix = `${e.rel.toString('latin1')}/`;
-        for (const key of [...this.#byPath.keys(), ...this.#refused.keys(), ...this.#waiting]) {
+        for (const key of [...this.#byPath.keys(), ...this.#refused.keys(), ...this.#waiting.keys()]) {
           if (key.startsWith(prefix)) this.#drop(key);
         }
         return;
+      }
+    }
+  }
+
+  #wait(key: string, since = Date.now()): void {
+    if (!this.#waiting.has(key)) this.#waiting.set(key, since);
+  }
+
+  /**
+   * The file at `path` is no longer the one announced, and the kernel may never say more (a bare utime(2) after
+   * the announcement changes the id without a close): looked at by the next sweepWaiting().
+   */
+  suspect(path: string): void {
+    this.#waiting.set(Buffer.from(path).toString('latin1'), 0);
+  }
+
+  /**
+   * Files waiting longer than WAITING_CHECK_MS for the event that completes them, and suspects: each that no
+   * process holds open for writing (one walk of /proc for all of them) is complete and announced. That is a
+   * name made by link(2) (a writer publishing with link+unlink, a user's hard link, `cp -al`): the kernel says
+   * only "created" of it, never a close. One still open for writing waits on (an in-place writer's pause).
+   */
+  sweepWaiting(now = Date.now()): void {
+    const due = [...this.#waiting].filter(([, since]) => now - since >= WAITING_CHECK_MS).map(([key]) => key);
+    if (due.length === 0) return;
+    const writers = openWriters(this.root);
+    for (const key of due) {
+      const rel = Buffer.from(key, 'latin1');
+      const stat = this.files.lstat(rel);
+      if (!stat?.isFile()) {
+        this.#drop(key);
+      } else if (writers.has(joinRoot(this.#rootBytes, rel).toString('latin1'))) {
+        this.#waiting.set(key, now);
+      } else {
+        this.#consider({ rel, stat }, writers, false);
       }
     }
   }
@@ -268,7 +308,7 @@ export class Catalog {
     if (!f.stat.isFile() || this.#skips(f.rel)) return;
     const key = f.rel.toString('latin1');
     if (writers?.has(joinRoot(this.#rootBytes, f.rel).toString('latin1'))) {
-      this.#waiting.add(key);
+      this.#wait(key);
       return;
     }
     this.#waiting.delete(key);

@@ -53,7 +53,11 @@ export class FileBodies {
     // Opened in its directory as reached from the root without following links, and only if it is still the
     // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
     const fd = this.catalog.files.open(entry.path, entry.id);
-    if (fd === undefined) return reply(stream, 410, NOT_THE_FILE);
+    if (fd === undefined) {
+      // Gone, or changed since it was announced: a change without a close (a bare utime) says nothing more.
+      this.catalog.suspect(entry.path);
+      return reply(stream, 410, NOT_THE_FILE);
+    }
     /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */
     const same = (): boolean => {
       try {

@@ -371,6 +371,8 @@ export class AgentServer {
         if (outcome === 'deleted' || outcome === 'gone') this.catalog.forget(entry);
         if (outcome === 'deleted') deleted.push(id);
         else kept.push({ id, reason: outcome });
+        // Changed since it was sent: announced again once complete, also when no event says so (a bare utime).
+        if (outcome === 'changed') this.catalog.suspect(entry.path);
         if (restoredAs !== undefined) {
           // Another file took the name between the check and the deletion: it was put back, never deleted.
           this.catalog.restored(restoredAs);

@@ -1,7 +1,7 @@
 // furka-agent as a real process on a tmpfs ramdisk: completeness from the kernel, the protocol, the allow list (A1–A5).
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync, appendFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, utimesSync, writeFileSync, appendFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { AGENT_BIN, AgentClient, inotifywaitOf, startAgent, type Agent } from '../fixtures/agent.js';
@@ -160,6 +160,43 @@ describe('furka-agent (A1–A5)', function () {
     } finally {
       await writer.stop();
     }
+  });
+
+  it('(c4) a name made by link(2) is announced: a writer publishing with link and unlink, a user\'s hard link (A2)', async () => {
+    // The kernel says only "created" of a link, never a close: such names waited for an event that never came,
+    // left on the detector until a restart. Found by a hostile test, 2026-12-01.
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    mkdirSync(path.join(root, 'run'));
+    for (let i = 0; i < 5; i++) {
+      const tmp = path.join(root, 'run', `.img_${i}.tmp`);
+      writeFileSync(tmp, randomBytes(10 * KiB));
+      linkSync(tmp, path.join(root, 'run', `img_${i}.cbf`)); // no-clobber publishing
+      unlinkSync(tmp);
+    }
+    writeFileSync(path.join(root, 'run', 'kept.cbf'), randomBytes(KiB));
+    await ev.waitFor(() => ev.files('run/kept.cbf').length > 0, 'kept.cbf');
+    linkSync(path.join(root, 'run', 'kept.cbf'), path.join(root, 'run', 'kept_copy.cbf'));
+    const names = [...Array.from({ length: 5 }, (_, i) => `run/img_${i}.cbf`), 'run/kept_copy.cbf'];
+    await ev.waitFor(() => names.every((p) => ev.files(p).some((f) => f.size! > 0)), 'every linked name');
+  });
+
+  it('(c5) a file whose mtime is set after it was announced (a bare utime, no close) is announced again, and its old id is 410 (A2, A4)', async () => {
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const file = path.join(root, 'touched.cbf');
+    writeFileSync(file, randomBytes(10 * KiB));
+    await ev.waitFor(() => ev.files('touched.cbf').length > 0, 'the first announcement');
+    const first = ev.files('touched.cbf')[0]!.id!;
+    utimesSync(file, new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T00:00:00Z'));
+    assert.equal((await client.file(first)).status, 410, 'the old id is not the file any more');
+    await ev.waitFor(() => ev.files('touched.cbf').some((f) => f.id !== first), 'an announcement with the new id');
+    const again = ev.files('touched.cbf').find((f) => f.id !== first)!;
+    assert.equal((await client.file(again.id!)).status, 200);
   });
 
   it('(d) at start existing files are announced; one held open for writing only once it is closed (A2)', async () => {
