@@ -3,7 +3,7 @@ import type { BigIntStats } from 'node:fs';
 import type { Logger } from '../common/logger.js';
 import { Topic } from '../common/topic.js';
 import { NameFilter } from './name-filter.js';
-import { openWriters } from './open-writers.js';
+import { filesBeingWritten, openWriters } from './open-writers.js';
 import { joinRoot, scanFiles, type Found } from './scanner.js';
 import { barrierName, barrierOf } from './barrier.js';
 import { fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
@@ -41,6 +41,8 @@ const NOT_UTF8 = 'name is not valid UTF-8';
 const PAST_MAX = 10_000;
 /** How long a created file may wait for its close before sweepWaiting() looks whether anyone still writes it. */
 const WAITING_CHECK_MS = 2000;
+/** The longest pause between two looks at a file that is still being written (sweepWaiting()). */
+const WAITING_RECHECK_MAX_MS = 30_000;
 
 export class Catalog {
   /** Keys are the latin1 form of a path's bytes (relative to the root): any name is a key. */
@@ -49,9 +51,10 @@ export class Catalog {
   #refused = new Map<string, string>();
   /**
    * Files being written (created and not yet closed, or found open for writing by a scan), and files whose
-   * announced id went stale without an event (suspect()), with since when (ms): looked at by sweepWaiting().
+   * announced id went stale without an event (suspect()), with when sweepWaiting() looks at them next (ms)
+   * and the pause it waited before that.
    */
-  #waiting = new Map<string, number>();
+  #waiting = new Map<string, { due: number; pause: number }>();
   /**
    * Entries no longer current (their file was rewritten, deleted or acknowledged), the latest PAST_MAX of them:
    * a late request for such an id is answered 410 / `changed` or `gone`, not as an id never heard of.
@@ -234,8 +237,8 @@ export class Catalog {
     }
   }
 
-  #wait(key: string, since = Date.now()): void {
-    if (!this.#waiting.has(key)) this.#waiting.set(key, since);
+  #wait(key: string): void {
+    if (!this.#waiting.has(key)) this.#waiting.set(key, { due: Date.now() + WAITING_CHECK_MS, pause: WAITING_CHECK_MS });
   }
 
   /**
@@ -243,7 +246,7 @@ export class Catalog {
    * the announcement changes the id without a close): looked at by the next sweepWaiting().
    */
   suspect(path: string): void {
-    this.#waiting.set(Buffer.from(path).toString('latin1'), 0);
+    this.#waiting.set(Buffer.from(path).toString('latin1'), { due: 0, pause: WAITING_CHECK_MS });
   }
 
   /**
@@ -253,18 +256,24 @@ export class Catalog {
    * only "created" of it, never a close. One still open for writing waits on (an in-place writer's pause).
    */
   sweepWaiting(now = Date.now()): void {
-    const due = [...this.#waiting].filter(([, since]) => now - since >= WAITING_CHECK_MS).map(([key]) => key);
+    const due = [...this.#waiting].filter(([, w]) => w.due <= now).map(([key]) => key);
     if (due.length === 0) return;
-    const writers = openWriters(this.root);
+    const found: Array<{ key: string; rel: Buffer; stat: BigIntStats; file: string }> = [];
     for (const key of due) {
       const rel = Buffer.from(key, 'latin1');
       const stat = this.files.lstat(rel);
-      if (!stat?.isFile()) {
-        this.#drop(key);
-      } else if (writers.has(joinRoot(this.#rootBytes, rel).toString('latin1'))) {
-        this.#waiting.set(key, now);
+      if (stat?.isFile()) found.push({ key, rel, stat, file: `${stat.dev}:${stat.ino}` });
+      else this.#drop(key);
+    }
+    // By the files themselves, not their names: a link's writer has it open under the other name.
+    const writing = filesBeingWritten(new Set(found.map((f) => f.file)));
+    for (const f of found) {
+      if (writing.has(f.file)) {
+        // Written still: looked at again after a pause that grows while it lasts (its close announces it anyway).
+        const pause = Math.min((this.#waiting.get(f.key)?.pause ?? WAITING_CHECK_MS) * 2, WAITING_RECHECK_MAX_MS);
+        this.#waiting.set(f.key, { due: now + pause, pause });
       } else {
-        this.#consider({ rel, stat }, writers, false);
+        this.#consider({ rel: f.rel, stat: f.stat }, new Set(), false);
       }
     }
   }

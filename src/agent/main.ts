@@ -53,7 +53,13 @@ async function main(): Promise<number> {
     log.info({ root, address: config.address, port: config.port, allow: config.allow, known: catalog.known }, 'furka-agent ready');
     const statusTimer = setInterval(() => notifier.status(statusLine(catalog, server)), 1000);
     // Files made by link(2) and files changed without a close have no event that completes them (A2).
-    const sweepTimer = setInterval(() => catalog.sweepWaiting(), 1000);
+    const sweepTimer = setInterval(() => {
+      try {
+        catalog.sweepWaiting();
+      } catch (e) {
+        log.error({ err: e }, 'cannot look at files waiting for their close');
+      }
+    }, 1000);
     await stop;
     clearInterval(statusTimer);
     clearInterval(sweepTimer);

@@ -1,5 +1,5 @@
 // Which files below the root some process holds open for writing, from /proc/*/fd and /proc/*/fdinfo (A2).
-import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
+import { readdirSync, readFileSync, readlinkSync, statSync } from 'node:fs';
 
 const O_ACCMODE = 0o3;
 const O_RDONLY = 0o0;
@@ -32,4 +32,51 @@ export function openWriters(root: string): Set<string> {
     }
   }
   return found;
+}
+
+/**
+ * Which of `files` (by "dev:ino" of their lstat) some process writes right now: through a descriptor open with
+ * write access, whatever name it was opened by (a hard link, a writer in a container whose /proc paths are
+ * not ours), or through a shared writable mapping (/proc/PID/maps; an mmap writer that closed its descriptor).
+ * Compares the files themselves, not names: one stat per descriptor of every process.
+ */
+export function filesBeingWritten(files: Set<string>): Set<string> {
+  const writing = new Set<string>();
+  if (files.size === 0) return writing;
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    let fds: string[];
+    try {
+      fds = readdirSync(`/proc/${pid}/fd`);
+    } catch {
+      continue; // gone, or a kernel thread
+    }
+    for (const fd of fds) {
+      try {
+        const st = statSync(`/proc/${pid}/fd/${fd}`);
+        const key = `${st.dev}:${st.ino}`;
+        if (!files.has(key) || writing.has(key)) continue;
+        const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'latin1'))?.[1];
+        if (flags !== undefined && (parseInt(flags, 8) & O_ACCMODE) !== O_RDONLY) writing.add(key);
+      } catch { /* closed meanwhile */ }
+    }
+    let maps: string;
+    try {
+      maps = readFileSync(`/proc/${pid}/maps`, 'latin1');
+    } catch {
+      continue;
+    }
+    // "start-end perms offset maj:min inode path": shared ('s') and writable ('w') mappings of a file.
+    for (const line of maps.split('\n')) {
+      const f = line.split(/\s+/, 5);
+      const perms = f[1];
+      if (!perms || perms[1] !== 'w' || perms[3] !== 's' || !f[3] || !f[4] || f[4] === '0') continue;
+      const [maj, min] = f[3].split(':').map((h) => parseInt(h, 16)) as [number, number];
+      // The st_dev encoding of glibc's makedev (as Node reports st.dev).
+      const dev = (min & 0xff) | ((maj & 0xfff) << 8) | ((min & ~0xff) << 12);
+      const key = `${dev}:${f[4]}`;
+      if (files.has(key)) writing.add(key);
+    }
+  }
+  return writing;
 }

@@ -183,6 +183,23 @@ describe('furka-agent (A1–A5)', function () {
     await ev.waitFor(() => names.every((p) => ev.files(p).some((f) => f.size! > 0)), 'every linked name');
   });
 
+  it('(c4b) a hard link to a file its writer still has open under the other name waits for the writer (A2)', async () => {
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const go = path.join(dir, 'go-link');
+    const writer = inPlaceWriter(path.join(root, 'w.cbf'), 3, 0, go);
+    while (!writer.output().includes('holding')) await sleep(20);
+    linkSync(path.join(root, 'w.cbf'), path.join(root, 'w_link.cbf'));
+    await sleep(4500); // two looks of the agent at files waiting for their close
+    assert.deepEqual(ev.files().map((f) => f.path), [], 'nothing announced while the writer writes');
+    writeFileSync(go, '');
+    assert.equal(await writer.exited, 0);
+    await ev.waitFor(() => ['w.cbf', 'w_link.cbf'].every((p) => ev.files(p).some((f) => f.size === 3 * 64 * KiB)), 'both names, whole', 20_000);
+    rmSync(go);
+  });
+
   it('(c5) a file whose mtime is set after it was announced (a bare utime, no close) is announced again, and its old id is 410 (A2, A4)', async () => {
     agent = await startAgent({ root, dir });
     client = new AgentClient(agent.port);
