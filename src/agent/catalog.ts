@@ -273,7 +273,7 @@ export class Catalog {
         const pause = Math.min((this.#waiting.get(f.key)?.pause ?? WAITING_CHECK_MS) * 2, WAITING_RECHECK_MAX_MS);
         this.#waiting.set(f.key, { due: now + pause, pause });
       } else {
-        this.#consider({ rel: f.rel, stat: f.stat }, new Set(), false);
+        this.#consider({ rel: f.rel, stat: f.stat }, undefined, false);
       }
     }
   }

@@ -14,20 +14,11 @@ export function openWriters(root: string): Set<string> {
   const prefix = `${root.endsWith('/') ? root : `${root}/`}`;
   const prefixKey = Buffer.from(prefix).toString('latin1');
   const found = new Set<string>();
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // gone, or a kernel thread
-    }
+  for (const { pid, fds } of processes()) {
     for (const fd of fds) {
       try {
         const target = readlinkSync(`/proc/${pid}/fd/${fd}`, { encoding: 'buffer' }).toString('latin1');
-        if (!target.startsWith(prefixKey)) continue;
-        const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'latin1'))?.[1];
-        if (flags !== undefined && (parseInt(flags, 8) & O_ACCMODE) !== O_RDONLY) found.add(target);
+        if (target.startsWith(prefixKey) && openForWriting(pid, fd)) found.add(target);
       } catch { /* closed meanwhile */ }
     }
   }
@@ -43,21 +34,12 @@ export function openWriters(root: string): Set<string> {
 export function filesBeingWritten(files: Set<string>): Set<string> {
   const writing = new Set<string>();
   if (files.size === 0) return writing;
-  for (const pid of readdirSync('/proc')) {
-    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
-    let fds: string[];
-    try {
-      fds = readdirSync(`/proc/${pid}/fd`);
-    } catch {
-      continue; // gone, or a kernel thread
-    }
+  for (const { pid, fds } of processes()) {
     for (const fd of fds) {
       try {
         const st = statSync(`/proc/${pid}/fd/${fd}`);
         const key = `${st.dev}:${st.ino}`;
-        if (!files.has(key) || writing.has(key)) continue;
-        const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'latin1'))?.[1];
-        if (flags !== undefined && (parseInt(flags, 8) & O_ACCMODE) !== O_RDONLY) writing.add(key);
+        if (files.has(key) && !writing.has(key) && openForWriting(pid, fd)) writing.add(key);
       } catch { /* closed meanwhile */ }
     }
     let maps: string;
@@ -79,4 +61,20 @@ export function filesBeingWritten(files: Set<string>): Set<string> {
     }
   }
   return writing;
+}
+
+/** Every other process with the numbers of its descriptors (one that is gone, or a kernel thread, left out). */
+function* processes(): Generator<{ pid: string; fds: string[] }> {
+  for (const pid of readdirSync('/proc')) {
+    if (!/^\d+$/.test(pid) || Number(pid) === process.pid) continue;
+    try {
+      yield { pid, fds: readdirSync(`/proc/${pid}/fd`) };
+    } catch { /* gone, or a kernel thread */ }
+  }
+}
+
+/** Whether descriptor `fd` of `pid` was opened with write access (its fdinfo flags); throws if it is closed. */
+function openForWriting(pid: string, fd: string): boolean {
+  const flags = /^flags:\s*([0-7]+)/m.exec(readFileSync(`/proc/${pid}/fdinfo/${fd}`, 'latin1'))?.[1];
+  return flags !== undefined && (parseInt(flags, 8) & O_ACCMODE) !== O_RDONLY;
 }
