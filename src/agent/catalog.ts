@@ -170,13 +170,17 @@ export class Catalog {
       const shown = f.rel.toString('utf8');
       let done;
       try {
-        done = this.files.recoverAside(f.rel);
+        // Rare (an agent killed in that moment), so asked by a walk of /proc.
+        done = this.files.recoverAside(f.rel, (t) => filesBeingWritten(new Set([t.file])).size > 0);
       } catch (e) {
         this.log.error({ err: e, path: shown }, 'cannot finish the deletion an earlier agent left undone; left as it is');
         continue;
       }
       if (done.outcome === 'deleted') {
         this.log.info({ path: shown }, 'an acknowledged file an earlier agent had taken aside to delete is deleted now');
+      } else if (done.outcome === 'restored' && done.written) {
+        restored = true;
+        this.log.warn({ path: shown, restoredAs: done.as }, 'an acknowledged file an earlier agent had taken aside to delete is still being written: put back, announced again when its writer closes it');
       } else if (done.outcome === 'restored') {
         restored = true;
         // Put back with link(2), which the kernel reports as "created" only: taken as complete then.
@@ -247,6 +251,16 @@ export class Catalog {
    */
   suspect(path: string): void {
     this.#waiting.set(Buffer.from(path).toString('latin1'), { due: 0, pause: WAITING_CHECK_MS });
+  }
+
+  /**
+   * The announced file of `entry` is still open for writing somewhere (lease-check.ts): a writer with a second
+   * descriptor has more to put in it. Forgotten, so that its next close announces it again even if nothing
+   * changed, and looked at by sweepWaiting() meanwhile.
+   */
+  stillWritten(entry: FileEntry): void {
+    this.forget(entry);
+    this.suspect(entry.path);
   }
 
   /**

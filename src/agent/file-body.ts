@@ -8,6 +8,7 @@ import { fileId, type Catalog, type FileEntry } from './catalog.js';
 import { Checksum } from '../common/checksum.js';
 import { checksumTrailer } from '../common/checksum-trailer.js';
 import { BodyPool, MAX_CLASS } from './body-pool.js';
+import type { LeaseCheck } from './lease-check.js';
 
 /**
  * Files up to this size are read whole and sent from memory (the fast path for images); larger ones (an EIGER's
@@ -42,7 +43,9 @@ export class FileBodies {
   readonly #pool = new BodyPool();
 
   /** `sendTimeoutMs`: how long a body may make no progress before its stream is reset (`send_timeout`). */
-  constructor(private readonly catalog: Catalog, private readonly log: Logger, private readonly sendTimeoutMs: number) {}
+  /** `leases`: whether a file read whole is still open for writing elsewhere (lease-check.ts). */
+  constructor(private readonly catalog: Catalog, private readonly log: Logger, private readonly sendTimeoutMs: number,
+    private readonly leases: LeaseCheck) {}
 
   /**
    * Sends the file of `entry` on `stream`: 200 with the body and trailers; 410 if it is no longer the announced
@@ -89,7 +92,8 @@ export class FileBodies {
       return reply(stream, 410, NOT_THE_FILE);
     }
     const unchanged = same();
-    closeSync(fd);
+    // Still open for writing somewhere (a second descriptor): asked while the body goes out; closes fd.
+    const written = unchanged ? this.#stillWritten(fd) : (closeSync(fd), Promise.resolve(false));
     if (got < body.length) {
       // Shorter than announced (truncated meanwhile): the rest of the buffer is an earlier file's; never sent.
       this.#pool.give(body);
@@ -114,7 +118,7 @@ export class FileBodies {
         if (stream.destroyed || stream.closed) return;
         const sum = new Checksum();
         sum.update(body);
-        this.#sendTrailers(stream, entry, sum, unchanged);
+        this.#sendTrailers(stream, entry, sum, unchanged, written);
       });
     });
     stream.respond(okHeaders(entry), { waitForTrailers: true });
@@ -145,18 +149,33 @@ export class FileBodies {
 
   /**
    * The trailers after a body: `x-furka-unchanged` (still the announced file, both after reading, `unchanged`,
-   * and now that the bytes are sent: F2, A4) and the checksum of the bytes sent (I1). No checksum, no answer:
-   * the stream is reset and furkad fetches the file again.
+   * and now that the bytes are sent: F2, A4; and not `written` by anyone any more: A2) and the checksum of the
+   * bytes sent (I1). No checksum, no answer: the stream is reset and furkad fetches the file again.
    */
-  #sendTrailers(stream: http2.ServerHttp2Stream, entry: FileEntry, sum: Checksum, unchanged: boolean): void {
-    void sum.hex().then((hex) => {
+  #sendTrailers(stream: http2.ServerHttp2Stream, entry: FileEntry, sum: Checksum, unchanged: boolean, written: Promise<boolean>): void {
+    void Promise.all([sum.hex(), written]).then(([hex, w]) => {
+      if (w) {
+        // Its writer closed one descriptor and still writes through another: what was read may not be all of it.
+        this.catalog.stillWritten(entry);
+        this.log.debug({ path: entry.path }, 'a file read to be sent is still open for writing elsewhere: sent as changed, announced again on its close');
+      }
       if (!stream.destroyed && !stream.closed) {
-        stream.sendTrailers({ 'x-furka-unchanged': unchanged && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
+        stream.sendTrailers({ 'x-furka-unchanged': unchanged && !w && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
       }
     }, (e: Error) => {
       this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     });
+  }
+
+  /**
+   * Whether the file open as `fd` (read to its end, still the announced file) is still open for writing by
+   * some process: a writer that closed one descriptor (the CLOSE_WRITE that announced it) and writes on
+   * through another. Closes `fd` once answered. Where the kernel would not say (no python3, no leases), not
+   * held back: the check before deletion still keeps its source (server.ts).
+   */
+  #stillWritten(fd: number): Promise<boolean> {
+    return this.leases.written([fd]).then(([w]) => w === true).finally(() => closeSync(fd));
   }
 
   /**
@@ -187,6 +206,7 @@ export class FileBodies {
     };
     let offset = 0;
     let unchanged = false;
+    let written = Promise.resolve(false);
     let stopped = false;
     let hashing = false;
     stream.once('close', () => {
@@ -195,7 +215,7 @@ export class FileBodies {
     });
     stream.on('wantTrailers', () => {
       hashing = true;
-      this.#sendTrailers(stream, entry, sum, unchanged);
+      this.#sendTrailers(stream, entry, sum, unchanged, written);
     });
     /** Ends the body short of the file, as not the announced file (unchanged stays false). */
     const stop = (why: string): void => {
@@ -230,7 +250,12 @@ export class FileBodies {
         if (last) {
           // Everything read: still the announced file (F2, A4)? Asked again when the trailers go out.
           unchanged = same();
-          closeFd();
+          if (unchanged) {
+            open = false; // closed by #stillWritten once answered
+            written = this.#stillWritten(fd);
+          } else {
+            closeFd();
+          }
         }
         out.write(piece, () => {
           free.push(buf);

@@ -11,6 +11,7 @@ import { AllowList } from './allow.js';
 import { Catalog } from './catalog.js';
 import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
 import { NameFilter, words } from './name-filter.js';
+import { LeaseCheck } from './lease-check.js';
 import { AgentServer } from './server.js';
 import { Watcher } from './watcher.js';
 import { prepareChecksums } from '../common/checksum.js';
@@ -35,7 +36,12 @@ async function main(): Promise<number> {
   // Hashers made ahead: the first files sent do not wait for WebAssembly to compile (I1).
   await prepareChecksums(2);
   const catalog = new Catalog(root, new NameFilter(config.exclude), log);
-  const server = new AgentServer(catalog, new AllowList(words(config.allow)), log, config.send_timeout * 1000);
+  // Whether a file is still open for writing anywhere, asked of the kernel (a read lease) before a file is sent
+  // as whole and before its source is deleted: a writer with a second descriptor is not done at its first close.
+  const leases = new LeaseCheck({ onTrouble: (why) => log.warn({ why }, 'cannot ask the kernel whether a file is still open for writing: ' +
+    'files acknowledged meanwhile are checked by a walk of /proc instead (slower), files sent meanwhile not at all') });
+  leases.prepare();
+  const server = new AgentServer(catalog, new AllowList(words(config.allow)), log, config.send_timeout * 1000, leases);
   // Each (re)established watch set is followed by a full rescan: events before it were not seen (A2).
   const watcher = new Watcher(root, { event: (e) => catalog.event(e), established: () => catalog.rescan(), rescan: () => catalog.rescan() }, log);
   // inotifywait skips a directory without a word when a file in it is renamed while it sets the watch up: every
@@ -68,6 +74,7 @@ async function main(): Promise<number> {
   log.info('stopping');
   notifier.stopping();
   await components.stop();
+  leases.close();
   log.info('stopped');
   return 0;
 }

@@ -6,6 +6,9 @@ import type { AllowList } from './allow.js';
 import type { Announcement, Catalog, FileEntry } from './catalog.js';
 import { validBarrierId } from './barrier.js';
 import { FileBodies, reply, WHOLE_MAX } from './file-body.js';
+import type { LeaseCheck } from './lease-check.js';
+import { filesBeingWritten } from './open-writers.js';
+import type { Removal, TakenAside } from './source-files.js';
 
 /** 2: bodies pushed behind their announcements to a client that asks for them (`push=N`). */
 export const PROTOCOL = 2;
@@ -208,8 +211,10 @@ export class AgentServer {
   /** Ends following the catalog's announcements (close()). */
   #unsubscribe: () => void = () => {};
 
-  constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly log: Logger, sendTimeoutMs: number) {
-    this.#bodies = new FileBodies(catalog, log, sendTimeoutMs);
+  /** `leases`: asks whether a file is still open for writing anywhere, before it is sent as whole and before it is deleted. */
+  constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly log: Logger, sendTimeoutMs: number,
+    private readonly leases: LeaseCheck) {
+    this.#bodies = new FileBodies(catalog, log, sendTimeoutMs, leases);
     // Checked on the TCP connection, before the HTTP/2 session sends its first frame: a peer not allowed is sent nothing.
     this.#server.prependListener('connection', (socket: Socket) => {
       if (!this.#allowed(socket.remoteAddress)) socket.destroy();
@@ -352,42 +357,100 @@ export class AgentServer {
       if (!Array.isArray(ids) || !ids.every((i) => typeof i === 'string')) {
         return reply(stream, 400, { error: 'body must be {"ids":["ID", ...]}' });
       }
-      reply(stream, 200, this.#delete(ids as string[]));
+      this.#delete(ids as string[]).then((answer) => reply(stream, 200, answer), (e: Error) => {
+        this.log.error({ err: e }, 'acknowledgement failed');
+        reply(stream, 500, { error: e.message });
+      });
     });
   }
 
-  /** Deletes each acknowledged source that is still the announced file (A4); says why each other one stays. */
-  #delete(ids: string[]): { deleted: string[]; kept: { id: string; reason: string }[] } {
+  /**
+   * Deletes each acknowledged source that is still the announced file and that no process still writes (A4);
+   * says why each other one stays. All are taken aside first, then one question to the kernel for all of them
+   * (lease-check.ts), then each deleted or put back.
+   */
+  async #delete(ids: string[]): Promise<{ deleted: string[]; kept: { id: string; reason: string }[] }> {
     const deleted: string[] = [];
     const kept: { id: string; reason: string }[] = [];
+    const taken: Array<{ id: string; entry: FileEntry; t: TakenAside }> = [];
     for (const id of ids) {
       const entry: FileEntry | undefined = this.catalog.byId(id);
       if (!entry) {
         kept.push({ id, reason: 'unknown' });
         continue;
       }
+      let r: Removal | TakenAside;
       try {
-        const { outcome, restoredAs } = this.catalog.files.remove(entry.path, entry.id);
-        if (outcome === 'deleted' || outcome === 'gone') this.catalog.forget(entry);
-        if (outcome === 'deleted') deleted.push(id);
-        else kept.push({ id, reason: outcome });
-        // Changed since it was sent: announced again once complete, also when no event says so (a bare utime).
-        if (outcome === 'changed') this.catalog.suspect(entry.path);
-        if (restoredAs !== undefined) {
-          // Another file took the name between the check and the deletion: it was put back, never deleted.
-          this.catalog.restored(restoredAs);
-          this.log.warn({ path: entry.path, restoredAs }, restoredAs === entry.path
-            ? 'an acknowledged file was replaced while it was being deleted: the new file is kept'
-            : 'an acknowledged file was replaced twice while it was being deleted: the newer files are kept, one under a numbered name');
-        }
+        r = this.catalog.files.takeAside(entry.path, entry.id);
       } catch (e) {
-        // Still there and not removable (an immutable file, say): it stays, as a changed file would.
-        this.log.error({ err: e, path: entry.path }, 'cannot delete an acknowledged file');
-        kept.push({ id, reason: 'changed' });
+        this.#notRemovable(e, entry, id, kept);
+        continue;
       }
+      if ('fd' in r) taken.push({ id, entry, t: r });
+      else this.#removed(r, entry, id, deleted, kept);
     }
+    const written = await this.#written(taken.map((x) => x.t));
+    taken.forEach(({ id, entry, t }, i) => {
+      let r: Removal;
+      try {
+        r = this.catalog.files.finishAside(t, written[i]!);
+      } catch (e) {
+        this.#notRemovable(e, entry, id, kept);
+        return;
+      }
+      this.#removed(r, entry, id, deleted, kept);
+    });
     for (const c of this.#clients) c.acked(ids);
     this.log.debug({ deleted: deleted.length, kept: kept.length }, 'acknowledged');
     return { deleted, kept };
+  }
+
+  /**
+   * Whether some process still writes each file taken aside: asked of the kernel (a read lease), and where it
+   * would not say (no python3, no leases there), of /proc (one walk for all of them). When in doubt: written.
+   */
+  async #written(taken: TakenAside[]): Promise<boolean[]> {
+    const said = await this.leases.written(taken.map((t) => t.fd));
+    const unsure = taken.filter((_, i) => said[i] === undefined);
+    let walked = new Set<string>();
+    if (unsure.length > 0) {
+      try {
+        walked = filesBeingWritten(new Set(unsure.map((t) => t.file)));
+      } catch (e) {
+        this.log.error({ err: e }, 'cannot tell whether acknowledged files are still being written: kept');
+        return taken.map((t, i) => said[i] ?? true);
+      }
+    }
+    return taken.map((t, i) => said[i] ?? walked.has(t.file));
+  }
+
+  /** What one acknowledged file's removal came to, for the catalog, the log and the answer. */
+  #removed(r: Removal, entry: FileEntry, id: string, deleted: string[], kept: { id: string; reason: string }[]): void {
+    const { outcome, restoredAs } = r;
+    if (outcome === 'deleted' || outcome === 'gone') this.catalog.forget(entry);
+    if (outcome === 'deleted') deleted.push(id);
+    else kept.push({ id, reason: outcome });
+    if (outcome === 'written') {
+      // A writer with a second descriptor still has it open: not deleted, its close announces it again.
+      this.catalog.stillWritten(entry);
+      this.log.warn({ path: entry.path, ...(restoredAs !== entry.path ? { restoredAs } : {}) },
+        'an acknowledged file is still open for writing: kept, and announced again once its writer closes it');
+      return;
+    }
+    // Changed since it was sent: announced again once complete, also when no event says so (a bare utime).
+    if (outcome === 'changed') this.catalog.suspect(entry.path);
+    if (restoredAs !== undefined) {
+      // Another file took the name between the check and the deletion: it was put back, never deleted.
+      this.catalog.restored(restoredAs);
+      this.log.warn({ path: entry.path, restoredAs }, restoredAs === entry.path
+        ? 'an acknowledged file was replaced while it was being deleted: the new file is kept'
+        : 'an acknowledged file was replaced twice while it was being deleted: the newer files are kept, one under a numbered name');
+    }
+  }
+
+  /** Still there and not removable (an immutable file, say): it stays, as a changed file would. */
+  #notRemovable(e: unknown, entry: FileEntry, id: string, kept: { id: string; reason: string }[]): void {
+    this.log.error({ err: e, path: entry.path }, 'cannot delete an acknowledged file');
+    kept.push({ id, reason: 'changed' });
   }
 }

@@ -15,10 +15,27 @@ import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 /** Whether a file on disk is still the announced one: `same`, `changed` (or not a plain file any more) or `gone`. */
 export type Sameness = 'same' | 'changed' | 'gone';
 
-/** What became of an acknowledged file; `restoredAs`: another file taken by mistake and put back (see remove). */
+/**
+ * What became of an acknowledged file: deleted, changed or gone meanwhile, or `written` (some process still
+ * writes it: kept). `restoredAs`: a file taken by mistake and put back beside a newer one (see takeAside).
+ */
 export interface Removal {
-  outcome: 'deleted' | Exclude<Sameness, 'same'>;
+  outcome: 'deleted' | 'written' | Exclude<Sameness, 'same'>;
   restoredAs?: string;
+}
+
+/**
+ * An acknowledged file taken aside (SourceFiles.takeAside) while the agent asks whether anyone still writes
+ * it: its directory and a read-only descriptor of it held open until finishAside().
+ */
+export interface TakenAside {
+  dir: DirFd;
+  name: string;
+  aside: string;
+  fd: number;
+  rel: string;
+  /** "dev:ino", as open-writers.ts compares files. */
+  file: string;
 }
 
 /** A file's identity as the protocol names it: INO:SIZE:MTIME_NS (docs/agent-protocol.md). */
@@ -57,7 +74,8 @@ function parseAside(base: string): { id: string; name?: string } | undefined {
 /** What recoverAside() did with a name left aside by an agent that was killed. */
 export type AsideRecovery =
   | { outcome: 'deleted' }
-  | { outcome: 'restored'; as: string }
+  /** `written`: the acknowledged file itself, put back because some process still writes it. */
+  | { outcome: 'restored'; as: string; written?: boolean }
   | { outcome: 'unknown' };
 
 /** Whether root-relative `rel` has such a name: only an agent killed in that moment leaves one behind. */
@@ -191,40 +209,66 @@ export class SourceFiles {
   }
 
   /**
-   * Deletes `rel` if it is still the file `id` (A4). A writer may rename a new file over the name at any moment,
-   * also between the check and the unlink, and unlink(2) takes whatever has the name then: so the file is first
-   * renamed to a hidden name of its own in the same open directory (atomic, and that name is the agent's alone),
-   * checked there, and deleted only if it is the acknowledged one. Anything else taken by that rename is put
-   * back with link(2), which never replaces a file: under its name, or beside a newer one as NAME.~N~
-   * (`restoredAs`), never lost. Throws only for what the caller should log (an immutable file, say).
+   * Deletes `rel` if it is still the file `id` and no process writes it (`written`, asked while the file is
+   * aside); see takeAside() and finishAside(), which do the same in two steps around an asynchronous question.
    */
-  remove(rel: string, id: string): Removal {
+  remove(rel: string, id: string, written: (t: TakenAside) => boolean = () => false): Removal {
+    const t = this.takeAside(rel, id);
+    if (!('fd' in t)) return t;
+    let w: boolean;
     try {
-      return this.#within(rel, (dir, name) => {
-        const st = dir.lstatBig(name);
+      w = written(t);
+    } catch (e) {
+      this.finishAside(t, true); // no answer: put back, never deleted
+      throw e;
+    }
+    return this.finishAside(t, w);
+  }
+
+  /**
+   * The first half of deleting `rel` if it is still the file `id` (A4). A writer may rename a new file over the
+   * name at any moment, also between the check and the unlink, and unlink(2) takes whatever has the name then:
+   * so the file is first renamed to a hidden name of its own in the same open directory (atomic, and that name
+   * is the agent's alone), and checked there. Anything else taken by that rename is put back with link(2),
+   * which never replaces a file: under its name, or beside a newer one as NAME.~N~ (`restoredAs`), never lost.
+   * The acknowledged file is returned taken aside, open for reading (the descriptor asks whether anyone still
+   * writes it, lease-check.ts): finishAside() deletes it or puts it back. Throws only for what the caller
+   * should log (an immutable file, say).
+   */
+  takeAside(rel: string, id: string): Removal | TakenAside {
+    try {
+      return this.#within(rel, (parent, name) => {
+        const st = parent.lstatBig(name);
         if (!st) return { outcome: 'gone' };
         if (!st.isFile() || fileId(st) !== id) return { outcome: 'changed' };
-        const names = asideNames(id, name as string);
-        let aside = names[0]!;
-        for (;;) {
-          try {
-            renameSync(dir.at(name), dir.at(aside));
-            break;
-          } catch (e) {
-            const code = (e as NodeJS.ErrnoException).code;
-            if (code === 'ENOENT') return { outcome: 'gone' };
-            if (code !== 'ENAMETOOLONG' || aside === names[names.length - 1]) throw e;
-            aside = names[names.length - 1]!;
+        // A handle of its own: the root's may be closed (forgetRoot) while the question is out.
+        const dir = parent.walk('');
+        try {
+          const names = asideNames(id, name as string);
+          let aside = names[0]!;
+          for (;;) {
+            try {
+              renameSync(dir.at(name), dir.at(aside));
+              break;
+            } catch (e) {
+              const code = (e as NodeJS.ErrnoException).code;
+              if (code === 'ENOENT') return closing(dir, { outcome: 'gone' });
+              if (code !== 'ENAMETOOLONG' || aside === names[names.length - 1]) throw e;
+              aside = names[names.length - 1]!;
+            }
           }
+          const taken = dir.lstatBig(aside);
+          if (!taken) return closing(dir, { outcome: 'gone' });
+          if (taken.isFile() && taken.dev === st.dev && fileId(taken) === id) {
+            const fd = openTaken(dir, aside, taken);
+            if (fd !== undefined) return { dir, name: name as string, aside, fd, rel, file: `${taken.dev}:${taken.ino}` };
+          }
+          const back = putBack(dir, aside, name as string);
+          return closing(dir, { outcome: 'changed', ...restored(rel, back) });
+        } catch (e) {
+          dir.close();
+          throw e;
         }
-        const taken = dir.lstatBig(aside);
-        if (!taken) return { outcome: 'gone' };
-        if (taken.isFile() && taken.dev === st.dev && fileId(taken) === id) {
-          unlinkSync(dir.at(aside));
-          return { outcome: 'deleted' };
-        }
-        const back = putBack(dir, aside, name as string);
-        return { outcome: 'changed', restoredAs: path.join(split(rel)[0] as string, back) };
       });
     } catch (e) {
       if (unreachable(e)) return { outcome: (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : 'changed' };
@@ -233,27 +277,47 @@ export class SourceFiles {
   }
 
   /**
+   * The second half: deletes the acknowledged file taken aside, or, if some process still writes it
+   * (`written`), puts it back under its name (or NAME.~N~ beside a newer one) as `written`: its writer has
+   * more to put in it, and it is announced again when that writer closes it.
+   */
+  finishAside(t: TakenAside, written: boolean): Removal {
+    try {
+      if (!written) {
+        unlinkSync(t.dir.at(t.aside));
+        return { outcome: 'deleted' };
+      }
+      const back = putBack(t.dir, t.aside, t.name);
+      return { outcome: 'written', ...restored(t.rel, back) };
+    } finally {
+      closeSync(t.fd);
+      t.dir.close();
+    }
+  }
+
+  /**
    * Finishes what an agent killed between taking an acknowledged file aside and deleting it left behind at
    * `rel` (an aside name): the file the acknowledgement was for (its id in the name, and still its identity)
    * is deleted, as acknowledged; any other file (one a writer renamed over the acknowledged one) is put back
    * under the name it had, or beside a newer one as NAME.~N~, never replacing anything. `unknown` when the
-   * name does not say (an older agent's, or a name too long to fit): then it is left for a person.
+   * name does not say (an older agent's, or a name too long to fit): then it is left for a person. One some
+   * process still writes (`written`) is put back under its name too, `written`: its writer has more to put in it.
    */
-  recoverAside(rel: Buffer): AsideRecovery {
+  recoverAside(rel: Buffer, written: (t: TakenAside) => boolean = () => false): AsideRecovery {
     const [dirRel, base] = split(rel) as [Buffer, Buffer];
     const said = parseAside(base.toString('utf8'));
     if (!said || !Buffer.from(base.toString('utf8')).equals(base)) return { outcome: 'unknown' };
     // The acknowledged file is deleted the way remove() deletes one: taken aside again, checked there, so
     // that a file renamed onto this name meanwhile is never deleted for it.
     const relText = rel.toString('utf8');
-    const removal = this.remove(relText, said.id);
+    const removal = this.remove(relText, said.id, written);
     if (removal.outcome === 'deleted') return { outcome: 'deleted' };
     if (removal.outcome === 'gone' || said.name === undefined || said.name.includes('/')) return { outcome: 'unknown' };
     const name = said.name;
     return this.#within(relText, (dir, n) => {
       if (!dir.lstatBig(n)?.isFile()) return { outcome: 'unknown' };
       const back = putBack(dir, n as string, name);
-      return { outcome: 'restored', as: path.join(dirRel.toString('utf8'), back) };
+      return { outcome: 'restored', as: path.join(dirRel.toString('utf8'), back), ...(removal.outcome === 'written' ? { written: true } : {}) };
     });
   }
 
@@ -270,6 +334,26 @@ export class SourceFiles {
       if (dir !== top) dir.close();
     }
   }
+}
+
+/** Closes `dir` and returns `out`. */
+function closing<T>(dir: DirFd, out: T): T {
+  dir.close();
+  return out;
+}
+
+/** The file taken aside, opened for reading if it still is `st` (O_NONBLOCK: never a FIFO's hang); undefined if not. */
+function openTaken(dir: DirFd, aside: string, st: BigIntStats): number | undefined {
+  const fd = dir.openFile(aside, constants.O_RDONLY | constants.O_NONBLOCK);
+  const now = fstatSync(fd, { bigint: true });
+  if (now.dev === st.dev && now.ino === st.ino) return fd;
+  closeSync(fd);
+  return undefined;
+}
+
+/** `restoredAs` when a file put back under `rel`'s directory got another name than `rel`'s own. */
+function restored(rel: string, back: string): { restoredAs?: string } {
+  return { restoredAs: path.join(split(rel)[0] as string, back) };
 }
 
 /**

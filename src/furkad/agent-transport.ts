@@ -488,7 +488,12 @@ export class AgentTransport implements Transport {
             if (!this.#client) throw new Error('not connected to the agent');
             const answer = await this.#client.ack(batch);
             this.placedStore.answered(this.id, [...answer.deleted, ...answer.kept.map((k) => k.id)]);
-            for (const k of answer.kept) if (k.reason !== 'gone') this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, 'the agent kept a placed file (it changed after it was sent); it is announced again');
+            for (const k of answer.kept) {
+              if (k.reason === 'gone') continue;
+              this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, k.reason === 'written'
+                ? 'the agent kept a placed file: its writer still has it open for writing; it is announced again when closed'
+                : 'the agent kept a placed file (it changed after it was sent); it is announced again');
+            }
           } catch (e) {
             // Kept in the placed store: acknowledged again when the agent announces it after reconnecting.
             this.log.warn({ detector: this.id, err: (e as Error).message, files: batch.length }, 'acknowledgement to the agent failed; it is repeated after reconnecting');

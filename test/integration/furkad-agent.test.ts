@@ -1,13 +1,13 @@
 // furkad over furka-agent (transport = agent): files arrive once, whole, the moment their writers finish them,
 // whatever the writer's pattern; nothing is lost or left behind when the agent or furkad is killed (A2–A5).
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { launchOf, Ppu } from '../fixtures/ppu.js';
 import { AGENT_BIN, inotifywaitOf } from '../fixtures/agent.js';
 import { eventually, listFiles, sha256File, sizesWhile, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { markFixture, startProcess } from '../fixtures/processes.js';
-import { inPlaceWriter } from '../fixtures/writers.js';
+import { inPlaceWriter, twoDescriptorWriter } from '../fixtures/writers.js';
 import { streamAcrossShiftChange } from '../fixtures/shift-split.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -53,6 +53,22 @@ describe('furkad over furka-agent (A2–A5)', function () {
     assert.deepEqual(listFiles(usr(610, 611)).filter((f) => path.basename(f).startsWith('.')), [], 'never a temp name on the PPU');
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 610 && r[5] === 22n && r[4] === 0n), 30_000, 'grimseld to copy all 22 once');
     await eventually(() => listFiles(detector).length === 0, 10_000, 'every source deleted by the agent once placed');
+  });
+
+  it('delivers a file whose writer closes one descriptor (a header) and writes the rest through another once, whole, never deleting it under the writer (A2, A4)', async () => {
+    await ppu.startShift(620, 621);
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const dest = path.join(usr(620, 621), 'twofd', 'run.cbf');
+    const writer = twoDescriptorWriter(path.join(detector, 'twofd', 'run.cbf'), 4096, 10, 200, 5);
+    markFixture(writer);
+    const observed = await sizesWhile(dest, writer.exited);
+    assert.equal(await writer.exited, 0, `the source was deleted while its writer still wrote to it: ${writer.output()}`);
+    const whole = Buffer.concat([Buffer.alloc(4096, 1), Buffer.alloc(10 * 65536, 5)]);
+    assert.deepEqual(observed.filter((size) => size !== whole.length), [], 'the header alone is never placed as the file');
+    await eventually(() => existsSync(dest), 20_000, 'the file on the PPU');
+    assert.equal(sha256File(readFileSync(dest)), sha256File(whole), 'header and data');
+    assert.deepEqual(readdirSync(path.dirname(dest)), ['run.cbf'], 'once, under its own name only');
+    await eventually(() => listFiles(detector).length === 0, 20_000, 'its source deleted once its writer is done');
   });
 
   it('delivers a file larger than the agent reads whole (an HDF5 data file) once, byte for byte, owned by the shift, copied, its source deleted (A3, A4)', async () => {

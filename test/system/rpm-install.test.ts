@@ -178,6 +178,18 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
       'the detector ramdisk to be emptied');
   });
 
+  it('keeps a file on the detector while its writer (another user) still writes it through a second descriptor, then delivers it whole (A2, A4)', async () => {
+    // The unit's sandbox must let the agent ask the kernel (a read lease on another user's file: CAP_LEASE).
+    await c.ok(['sh', '-c', 'mkdir -p /ramdisk/det1/twofd && chown nobody /ramdisk/det1/twofd']);
+    await c.ok(['sh', '-c', 'f=/ramdisk/det1/twofd/run.cbf; exec 3>"$f" 4>>"$f"; printf header >&3; exec 3>&-; sleep 2; ' +
+      '[ -e "$f" ] || { echo "deleted under its writer" >&2; exit 3; }; printf data >&4; exec 4>&-'], { user: 'nobody' });
+    const copy = c.path('/data/1mf/2000_2000/twofd/run.cbf');
+    await eventually(() => existsSync(copy) && readFileSync(copy, 'utf8') === 'headerdata', 60_000, 'the whole file copied to the storage');
+    await eventually(() => listFiles(detectorDir('1')).length === 0, 30_000, 'its source deleted once its writer is done');
+    const journal = await c.ok(['journalctl', '-u', 'furka-agent', '--no-pager', '-o', 'cat']);
+    assert.doesNotMatch(journal, /cannot ask the kernel whether a file is still open for writing/);
+  });
+
   it('changes the shift with the busctl StartShift call of S2 and uses the new shift directory', async () => {
     // The documented /ramdisk/1mf, below /ramdisk/ppu here: a target must lie where the configured one
     // (/ramdisk/ppu/./1mf) is replicated from, or it is refused (NotAllowed).

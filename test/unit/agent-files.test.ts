@@ -2,12 +2,14 @@
 // or renaming a new file over an acknowledged one, never makes the agent send, delete or lose the wrong file.
 // The server runs in this process on a loopback port; there is no inotifywait, the catalog is filled by rescans.
 import { strict as assert } from 'node:assert';
-import { lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, unlinkSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync, unlinkSync } from 'node:fs';
+import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AllowList } from '../../src/agent/allow.js';
 import { Catalog, type Announcement, type FileEntry } from '../../src/agent/catalog.js';
 import { NameFilter } from '../../src/agent/name-filter.js';
+import { LeaseCheck } from '../../src/agent/lease-check.js';
 import { AgentServer } from '../../src/agent/server.js';
 import { SourceFiles } from '../../src/agent/source-files.js';
 import type { Logger } from '../../src/common/logger.js';
@@ -26,10 +28,12 @@ describe('furka-agent: files reached without following links (docs/threat-model.
   let server: AgentServer | undefined;
   let client: AgentClient | undefined;
   let announced: Announcement[];
+  const leases = new LeaseCheck();
+  after(() => leases.close());
 
   const entries = (): FileEntry[] => [...catalog.listing()].flatMap((a) => (a.t === 'file' ? [a.entry] : []));
   const serve = async (): Promise<AgentClient> => {
-    server = new AgentServer(catalog, new AllowList(['127.0.0.1']), quiet, 60_000);
+    server = new AgentServer(catalog, new AllowList(['127.0.0.1']), quiet, 60_000, leases);
     const port = await freePort();
     await server.listen(port, '127.0.0.1');
     client = new AgentClient(port);
@@ -111,6 +115,52 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     assert.deepEqual(readdirSync(root).filter((f) => f.startsWith('.')), [], 'no hidden name left behind');
   });
 
+  it('keeps an acknowledged file its writer still writes through a second descriptor, and announces it again at that close (A2, A4)', async () => {
+    const c = await serve();
+    const f = path.join(root, 'two-fds.cbf');
+    // The writer's two descriptors: a header through the first, closed (its CLOSE_WRITE announces the file)...
+    const first = openSync(f, 'w');
+    const second = openSync(f, 'a');
+    writeSync(first, 'header;');
+    closeSync(first);
+    catalog.event({ kind: 'complete', rel: Buffer.from('two-fds.cbf') });
+    const sent = entries().find((e) => e.path === 'two-fds.cbf')!;
+    // ...so what is read now is not all of it: not sent as the whole file.
+    const body = await c.file(sent.id);
+    assert.equal(body.trailers['x-furka-unchanged'], '0', 'the header alone is not passed as the file');
+    // An acknowledgement (the header alone placed) deletes nothing while the second descriptor is open.
+    const kept = await c.ack([sent.id]);
+    assert.deepEqual(kept.body, { deleted: [], kept: [{ id: sent.id, reason: 'written' }] });
+    assert.equal(readFileSync(f, 'utf8'), 'header;');
+    assert.deepEqual(readdirSync(root), ['two-fds.cbf'], 'put back under its own name, nothing aside');
+    // The rest, through the second descriptor, reaches the same file; its close announces the whole of it.
+    writeSync(second, 'data');
+    closeSync(second);
+    catalog.event({ kind: 'complete', rel: Buffer.from('two-fds.cbf') });
+    const whole = entries().find((e) => e.path === 'two-fds.cbf')!;
+    assert.notEqual(whole.id, sent.id);
+    const got = await c.file(whole.id);
+    assert.equal(got.body.toString(), 'header;data');
+    assert.equal(got.trailers['x-furka-unchanged'], '1');
+    assert.deepEqual((await c.ack([whole.id])).body, { deleted: [whole.id], kept: [] });
+    assert.deepEqual(readdirSync(root), []);
+  });
+
+  it('announces a kept file again at its writer\'s last close even when that one wrote nothing more (A2, A4)', async () => {
+    const c = await serve();
+    const f = path.join(root, 'idle-fd.cbf');
+    writeFileSync(f, 'all of it');
+    catalog.event({ kind: 'complete', rel: Buffer.from('idle-fd.cbf') });
+    const first = entries().find((e) => e.path === 'idle-fd.cbf')!;
+    const again = openSync(f, 'r+'); // opened for writing again after its announcement, nothing written
+    assert.deepEqual((await c.ack([first.id])).body.kept, [{ id: first.id, reason: 'written' }]);
+    announced.length = 0;
+    closeSync(again);
+    catalog.event({ kind: 'complete', rel: Buffer.from('idle-fd.cbf') });
+    assert.deepEqual(announced.flatMap((a) => (a.t === 'file' ? [a.entry.id] : [])), [first.id], 'the same file, announced again');
+    assert.deepEqual((await c.ack([first.id])).body.deleted, [first.id]);
+  });
+
   it('finishes a deletion an agent killed in the middle left undone: the acknowledged file deleted, another one put back, an unknown one left (A4)', () => {
     const id = (p: string) => { const st = lstatSync(p, { bigint: true }); return `${st.ino}-${st.size}-${st.mtimeNs}`; };
     mkdirSync(path.join(root, 'd'));
@@ -140,6 +190,22 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     catalog.event({ kind: 'created', rel: Buffer.from('d/other.cbf') });
     catalog.event({ kind: 'created', rel: Buffer.from('busy.cbf.~1~') });
     assert.equal(catalog.waiting, 0, 'nothing counted as being written');
+  });
+
+  it('puts back, never deletes, an acknowledged file left aside by a killed agent while its writer still writes it (A4)', async () => {
+    writeFileSync(path.join(root, 'held.cbf'), 'header;');
+    const st = lstatSync(path.join(root, 'held.cbf'), { bigint: true });
+    const aside = `.furka-agent-acked-${st.ino}-${st.size}-${st.mtimeNs}-0123abcd~held.cbf`;
+    renameSync(path.join(root, 'held.cbf'), path.join(root, aside));
+    // The writer's second descriptor, in another process (as the detector's writer is).
+    const writer = spawn('python3', ['-c', 'import sys, time\nw = open(sys.argv[1], "ab")\nprint("ready", flush=True)\nsys.stdin.read()\nw.write(b"data")\nw.close()', path.join(root, aside)],
+      { stdio: ['pipe', 'pipe', 'inherit'] });
+    await new Promise((resolve) => writer.stdout!.once('data', resolve));
+    catalog.rescan();
+    assert.deepEqual(readdirSync(root), ['held.cbf'], 'put back under its name');
+    writer.stdin!.end();
+    await new Promise((resolve) => writer.once('exit', resolve));
+    assert.equal(readFileSync(path.join(root, 'held.cbf'), 'utf8'), 'header;data', 'what the writer wrote later is in it');
   });
 
   it('announces a file put back under its name again, though link(2) only says "created"', () => {

@@ -1,0 +1,215 @@
+// Whether some process holds a file open for writing, asked of the kernel itself: it refuses a read lease
+// (fcntl F_SETLEASE F_RDLCK) with EAGAIN while any descriptor anywhere (any process, any name of the file, a
+// container's) is open on it for writing, or a shared writable mapping holds it (A2, A4).
+//
+// Why: a writer may hold a file through two descriptors and close one first (a header written through one,
+// the data appended through the other). The first close is a CLOSE_WRITE like any other; the file sent then is
+// not the whole file, and deleting its source after the acknowledgement sent everything written later to an
+// unlinked inode: lost. Walking /proc for every file costs ~8 ms with a few hundred processes; a lease asked
+// once costs two system calls. Node has no fcntl(2): one long-lived python3 child asks for the agent (as
+// grimseld's statfs helper does), reading the agent's descriptors through /proc/PID/fd/N, which names the
+// open file itself, never a path a writer could swap. The lease is let go at once (the descriptor closed): a
+// writer opening the file meanwhile waits those microseconds, never more.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { constants as osConstants } from 'node:os';
+
+/** Per descriptor: true if it is open for writing somewhere, false if not, undefined if the kernel would not say. */
+export type Written = boolean | undefined;
+
+/** Longest a question may go unanswered before the child is given up (and started again at the next one). */
+const ANSWER_TIMEOUT_MS = 5000;
+/** The child ended this many times in a row without answering: never started again (callers fall back). */
+const DEATHS_BEFORE_GIVING_UP = 3;
+
+/**
+ * One line of descriptor paths in (space-separated), one line of answers out, in order: `w` open for writing,
+ * `f` free, `eN` errno N (EINVAL: no leases on that file system or fs.leases-enable=0; EACCES: not root and
+ * not the owner). F_SETLEASE is 1024 (Linux); python's fcntl module does not name it before 3.9. SIGIO (the
+ * signal a lease break sends) is ignored: the lease is given up right away anyway.
+ */
+const SCRIPT = `
+import errno, fcntl, os, signal, sys
+signal.signal(signal.SIGIO, signal.SIG_IGN)
+F_SETLEASE = 1024
+def ask(p):
+    try:
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        return "e%d" % e.errno
+    try:
+        fcntl.fcntl(fd, F_SETLEASE, fcntl.F_RDLCK)
+        return "f"
+    except OSError as e:
+        return "w" if e.errno == errno.EAGAIN else "e%d" % e.errno
+    finally:
+        os.close(fd)
+while True:
+    line = sys.stdin.readline()
+    if not line:
+        break
+    sys.stdout.write(" ".join(ask(p) for p in line.split()) + "\\n")
+    sys.stdout.flush()
+`;
+
+interface Question {
+  count: number;
+  resolve: (w: Written[]) => void;
+  timer: NodeJS.Timeout;
+}
+
+export class LeaseCheck {
+  readonly #python: string;
+  readonly #timeoutMs: number;
+  readonly #onTrouble: (why: string) => void;
+  #child: ChildProcess | undefined;
+  /** Questions sent and not yet answered, oldest first (the child answers in order). */
+  #asked: Question[] = [];
+  #buffered = '';
+  #stderr = '';
+  #deaths = 0;
+  #gaveUp = false;
+  /** Why the last answer could not be had (each new reason is reported once through onTrouble). */
+  #lastTrouble = '';
+
+  /** `onTrouble`: told once per new reason why a question was not answered (the caller logs it). */
+  constructor(o: { python?: string; timeoutMs?: number; onTrouble?: (why: string) => void } = {}) {
+    this.#python = o.python ?? 'python3';
+    this.#timeoutMs = o.timeoutMs ?? ANSWER_TIMEOUT_MS;
+    this.#onTrouble = o.onTrouble ?? (() => undefined);
+  }
+
+  /**
+   * For each of the agent's descriptors `fds` (open on regular files, and kept open until the answer comes):
+   * whether some process has that file open for writing. Never rejects: undefined where the kernel or the
+   * child would not say (no python3, no leases there), and the caller decides by other means.
+   */
+  written(fds: number[]): Promise<Written[]> {
+    if (fds.length === 0) return Promise.resolve([]);
+    const unknown = (): Written[] => fds.map(() => undefined);
+    if (this.#gaveUp) return Promise.resolve(unknown());
+    let child: ChildProcess;
+    try {
+      child = this.#child ?? this.#start();
+    } catch (e) {
+      this.#trouble(`cannot start ${this.#python}: ${(e as Error).message}`);
+      return Promise.resolve(unknown());
+    }
+    return new Promise((resolve) => {
+      const q: Question = { count: fds.length, resolve, timer: setTimeout(() => this.#late(), this.#timeoutMs) };
+      this.#asked.push(q);
+      child.stdin!.write(`${fds.map((fd) => `/proc/${process.pid}/fd/${fd}`).join(' ')}\n`);
+    });
+  }
+
+  /** Starts the child ahead of the first question (python3 takes a few hundred ms to start on a busy host). */
+  prepare(): void {
+    if (this.#child || this.#gaveUp) return;
+    try {
+      this.#start();
+    } catch (e) {
+      this.#trouble(`cannot start ${this.#python}: ${(e as Error).message}`);
+    }
+  }
+
+  /** The child's pid while it runs (tests). */
+  get pid(): number | undefined {
+    return this.#child?.pid;
+  }
+
+  /** Stops the child; questions waiting are answered "unknown". */
+  close(): void {
+    const child = this.#child;
+    this.#child = undefined;
+    child?.kill('SIGKILL');
+    this.#answerAllUnknown();
+  }
+
+  #start(): ChildProcess {
+    // -I: no environment or user site; -S: no site module; -B: no bytecode written (read-only file system).
+    const child = spawn(this.#python, ['-I', '-S', '-B', '-c', SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
+    this.#child = child;
+    this.#buffered = '';
+    this.#stderr = '';
+    child.stdout!.setEncoding('latin1');
+    child.stdout!.on('data', (text: string) => { if (child === this.#child) this.#answer(text); });
+    child.stderr!.setEncoding('utf8');
+    child.stderr!.on('data', (text: string) => { this.#stderr = (this.#stderr + text).slice(-500); });
+    child.stdin!.on('error', () => undefined); // a child gone: reported by 'close'
+    child.on('error', (e: NodeJS.ErrnoException) => {
+      if (child !== this.#child) return;
+      this.#child = undefined;
+      // Not there, or cannot be run: asking again would only fail again.
+      if (['ENOENT', 'EACCES', 'EPERM', 'ENOEXEC'].includes(e.code ?? '')) this.#gaveUp = true;
+      this.#trouble(`${this.#python}: ${e.message}`);
+      this.#answerAllUnknown();
+    });
+    // 'close', not 'exit': answers written before it ended are read first.
+    child.on('close', (code, signal) => {
+      if (child !== this.#child) return;
+      this.#child = undefined;
+      if (++this.#deaths >= DEATHS_BEFORE_GIVING_UP) this.#gaveUp = true;
+      const said = this.#stderr.trim() ? `: ${this.#stderr.trim().split('\n').slice(-3).join(' | ')}` : '';
+      this.#trouble(`${this.#python} ended (${signal ?? `exit ${code}`})${said}`);
+      this.#answerAllUnknown();
+    });
+    // Never what keeps the agent running.
+    child.unref();
+    for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { unref?: () => void }).unref?.();
+    return child;
+  }
+
+  #answer(text: string): void {
+    this.#buffered += text;
+    let nl: number;
+    while ((nl = this.#buffered.indexOf('\n')) >= 0) {
+      const line = this.#buffered.slice(0, nl);
+      this.#buffered = this.#buffered.slice(nl + 1);
+      const q = this.#asked.shift();
+      if (!q) continue;
+      clearTimeout(q.timer);
+      this.#deaths = 0;
+      const words = line.split(' ');
+      const answers: Written[] = [];
+      for (let i = 0; i < q.count; i++) {
+        const w = words[i] ?? '';
+        if (w === 'w') answers.push(true);
+        else if (w === 'f') answers.push(false);
+        else {
+          answers.push(undefined);
+          this.#trouble(`no read lease (${errnoName(w)})`);
+        }
+      }
+      q.resolve(answers);
+    }
+  }
+
+  /** The oldest question went unanswered for too long: the child is given up, every question "unknown". */
+  #late(): void {
+    this.#trouble(`${this.#python} did not answer within ${this.#timeoutMs / 1000} s`);
+    const child = this.#child;
+    this.#child = undefined;
+    if (++this.#deaths >= DEATHS_BEFORE_GIVING_UP) this.#gaveUp = true;
+    child?.kill('SIGKILL');
+    this.#answerAllUnknown();
+  }
+
+  #answerAllUnknown(): void {
+    for (const q of this.#asked.splice(0)) {
+      clearTimeout(q.timer);
+      q.resolve(new Array<Written>(q.count).fill(undefined));
+    }
+  }
+
+  #trouble(why: string): void {
+    if (why === this.#lastTrouble) return;
+    this.#lastTrouble = why;
+    this.#onTrouble(why);
+  }
+}
+
+/** `e22` → `EINVAL, errno 22`, as far as Node knows the number. */
+function errnoName(word: string): string {
+  const n = Number(word.slice(1));
+  const name = Object.entries(osConstants.errno).find(([, v]) => v === n)?.[0];
+  return name ? `${name}, errno ${n}` : `answer '${word}'`;
+}

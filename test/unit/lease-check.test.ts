@@ -1,0 +1,125 @@
+// Whether a file is still open for writing anywhere, asked of the kernel through a read lease (A2, A4): the
+// question furka-agent asks before it sends a file as whole and before it deletes an acknowledged source. Real
+// python3, real writers in other processes; fakes stand in for python3 only where a real one cannot show the
+// case (one that is missing, one that hangs, one that dies).
+import { strict as assert } from 'node:assert';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { chmodSync, closeSync, linkSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { LeaseCheck } from '../../src/agent/lease-check.js';
+
+/** A process that holds `file` as `python` code says, and prints "ready" once it does. */
+async function holder(code: string, file: string): Promise<ChildProcess> {
+  const p = spawn('python3', ['-c', `import mmap, os, sys, time\nf = sys.argv[1]\n${code}\nprint("ready", flush=True)\ntime.sleep(60)`, file], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    p.stdout!.once('data', () => resolve());
+    p.once('exit', (c) => reject(new Error(`holder ended (${c})`)));
+  });
+  return p;
+}
+
+describe('lease check: is a file still open for writing anywhere (A2, A4)', () => {
+  const work = mkdtempSync(path.join(os.tmpdir(), 'lease-'));
+  const checks: LeaseCheck[] = [];
+  const holders: ChildProcess[] = [];
+  const fds: number[] = [];
+  const check = (o?: ConstructorParameters<typeof LeaseCheck>[0]): LeaseCheck => {
+    const c = new LeaseCheck(o);
+    checks.push(c);
+    return c;
+  };
+  const file = (name: string, text = 'image'): { path: string; fd: number } => {
+    const p = path.join(work, name);
+    writeFileSync(p, text);
+    const fd = openSync(p, 'r');
+    fds.push(fd);
+    return { path: p, fd };
+  };
+  const script = (name: string, text: string): string => {
+    const f = path.join(work, name);
+    writeFileSync(f, text);
+    chmodSync(f, 0o755);
+    return f;
+  };
+  afterEach(() => {
+    checks.splice(0).forEach((c) => c.close());
+    holders.splice(0).forEach((h) => h.kill('SIGKILL'));
+    fds.splice(0).forEach((fd) => closeSync(fd));
+  });
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  it('tells files nobody writes from files another process writes: under another name, or through a mapping only', async () => {
+    const free = file('free.cbf');
+    const appended = file('appended.cbf');
+    holders.push(await holder('w = open(f, "ab")', appended.path));
+    const linked = file('linked.cbf');
+    linkSync(linked.path, path.join(work, 'other-name.cbf'));
+    holders.push(await holder('w = open(f, "ab")', path.join(work, 'other-name.cbf')));
+    // A writer that mapped the file shared and writable, then closed its descriptor: it still writes.
+    const mapped = file('mapped.cbf');
+    holders.push(await holder('fd = os.open(f, os.O_RDWR)\nm = mmap.mmap(fd, 5, mmap.MAP_SHARED)\nos.close(fd)', mapped.path));
+    const read = file('read.cbf');
+    holders.push(await holder('r = open(f, "rb")', read.path));
+    const c = check();
+    assert.deepEqual(await c.written([free.fd, appended.fd, linked.fd, mapped.fd, read.fd]), [false, true, true, true, false]);
+    // Once the writers are gone, the same files are free; the one child answers every question.
+    const pid = c.pid;
+    holders.splice(0).forEach((h) => h.kill('SIGKILL'));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(await c.written([appended.fd, linked.fd, mapped.fd]), [false, false, false]);
+    assert.equal(c.pid, pid, 'the same child');
+  });
+
+  it('counts a descriptor of its own process open for writing too (the agent never writes; furkad beside it in a test might)', async () => {
+    const f = file('own.cbf');
+    const w = openSync(f.path, 'a');
+    try {
+      assert.deepEqual(await check().written([f.fd]), [true]);
+    } finally {
+      closeSync(w);
+    }
+  });
+
+  it('answers questions asked at once in order, each with its own answers', async () => {
+    const c = check();
+    const all = Array.from({ length: 20 }, (_, i) => file(`many-${i}.cbf`));
+    const busy = all.filter((_, i) => i % 3 === 0);
+    for (const b of busy) holders.push(await holder('w = open(f, "ab")', b.path));
+    const answers = await Promise.all(all.map((f) => c.written([f.fd])));
+    assert.deepEqual(answers.map((a) => a[0]), all.map((_, i) => i % 3 === 0));
+  });
+
+  it('says "do not know", never "free", without python3, and reports why once', async () => {
+    const troubles: string[] = [];
+    const c = check({ python: path.join(work, 'no-such-python3'), onTrouble: (w) => troubles.push(w) });
+    const f = file('nopython.cbf');
+    assert.deepEqual(await c.written([f.fd, f.fd]), [undefined, undefined]);
+    assert.deepEqual(await c.written([f.fd]), [undefined]);
+    assert.equal(troubles.length, 1, troubles.join('; '));
+    assert.match(troubles[0]!, /no-such-python3.*ENOENT/);
+  });
+
+  it('says "do not know" for a descriptor the kernel will not lease (not a regular file: a directory)', async () => {
+    const troubles: string[] = [];
+    const dir = openSync(work, 'r');
+    fds.push(dir);
+    const f = file('beside-dir.cbf');
+    assert.deepEqual(await check({ onTrouble: (w) => troubles.push(w) }).written([dir, f.fd]), [undefined, false]);
+    assert.match(troubles.join('; '), /no read lease \((EISDIR|EINVAL|EACCES|EBADF)/);
+  });
+
+  it('gives up a child that does not answer in time, and one that keeps dying: "do not know" at once after that', async () => {
+    const f = file('hang.cbf');
+    const troubles: string[] = [];
+    const hung = check({ python: script('hangs', '#!/bin/sh\nexec sleep 60\n'), timeoutMs: 200, onTrouble: (w) => troubles.push(w) });
+    assert.deepEqual(await hung.written([f.fd]), [undefined]);
+    assert.match(troubles.join('; '), /did not answer within 0.2 s/);
+    const starts = path.join(work, 'starts');
+    const dies = check({ python: script('dies', `#!/bin/sh\necho start >> ${starts}\necho broken >&2\nexit 3\n`), onTrouble: (w) => troubles.push(w) });
+    for (let i = 0; i < 3; i++) assert.deepEqual(await dies.written([f.fd]), [undefined]);
+    assert.match(troubles.join('; '), /ended \(exit 3\): broken/);
+    for (let i = 0; i < 3; i++) assert.deepEqual(await dies.written([f.fd]), [undefined]);
+    assert.equal(readFileSync(starts, 'utf8'), 'start\n'.repeat(3), 'not started again after three deaths in a row');
+  });
+});
