@@ -69,6 +69,12 @@ export class Catalog {
    * and its changed id keeps it from being placed until its close announces it again.)
    */
   #restored = new Set<string>();
+  /**
+   * Aside names (latin1 keys) of files put back because their writer still had them open after an
+   * acknowledgement (stillWritten), with the names they have again: that writer's close is reported under the
+   * aside name, and announces the file under its own.
+   */
+  #closesAs = new Map<string, string>();
   /** The files on disk, reached without following links (docs/threat-model.md): the server reads and deletes through it too. */
   readonly files: SourceFiles;
 
@@ -166,7 +172,8 @@ export class Catalog {
   #recoverAsides(found: Found[]): boolean {
     let restored = false;
     for (const f of found) {
-      if (!isAsideName(f.rel)) continue;
+      // A deletion in progress (its acknowledgement waits for the kernel's answer) is not a killed agent's leftover.
+      if (!isAsideName(f.rel) || this.files.inFlight(f.rel)) continue;
       const shown = f.rel.toString('utf8');
       let done;
       try {
@@ -213,6 +220,13 @@ export class Catalog {
         if (!this.#skips(e.rel)) this.#wait(e.rel.toString('latin1'));
         return;
       case 'complete': {
+        const putBack = this.#closesAs.get(e.rel.toString('latin1'));
+        if (putBack !== undefined) {
+          // The writer of a file kept after its acknowledgement closed it (under the aside name it had then).
+          this.#closesAs.delete(e.rel.toString('latin1'));
+          this.log.info({ path: Buffer.from(putBack, 'latin1').toString('utf8') }, 'the writer of a file kept after its acknowledgement closed it: announced again');
+          return this.#complete(Buffer.from(putBack, 'latin1'));
+        }
         const barrier = barrierOf(e.rel);
         if (barrier !== undefined) return this.#passBarrier(barrier);
         return this.#complete(e.rel);
@@ -258,9 +272,15 @@ export class Catalog {
    * descriptor has more to put in it. Forgotten, so that its next close announces it again even if nothing
    * changed, and looked at by sweepWaiting() meanwhile.
    */
-  stillWritten(entry: FileEntry): void {
+  stillWritten(entry: FileEntry, putBack?: { aside: string; as: string }): void {
     this.forget(entry);
     this.suspect(entry.path);
+    if (putBack) {
+      // Taken aside and put back with link(2): its writer's descriptor still names the aside name, and the
+      // kernel reports that writer's close under it.
+      this.#closesAs.set(Buffer.from(putBack.aside).toString('latin1'), Buffer.from(putBack.as).toString('latin1'));
+      if (this.#closesAs.size > PAST_MAX) this.#closesAs.delete(this.#closesAs.keys().next().value as string);
+    }
   }
 
   /**

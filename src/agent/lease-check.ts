@@ -11,15 +11,46 @@
 // open file itself, never a path a writer could swap. The lease is let go at once (the descriptor closed): a
 // writer opening the file meanwhile waits those microseconds, never more.
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 
 /** Per descriptor: true if it is open for writing somewhere, false if not, undefined if the kernel would not say. */
 export type Written = boolean | undefined;
 
+/**
+ * File systems whose read-lease refusal means "open for writing somewhere" and nothing else. On a network file
+ * system (NFS without a delegation, CIFS) the kernel refuses leases for reasons of its own: every file would
+ * look written for ever.
+ */
+const LOCAL_LEASES = new Set(['tmpfs', 'ramfs', 'ext2', 'ext3', 'ext4', 'xfs', 'btrfs']);
+
+/** The file system type of the mount holding real path `dir` (from /proc/self/mountinfo), or undefined. */
+export function fsTypeOf(dir: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string | undefined {
+  let best: { at: string; type: string } | undefined;
+  for (const line of mountinfo.split('\n')) {
+    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS"
+    const f = line.split(' ');
+    const dash = f.indexOf('-', 6);
+    if (f.length < 5 || dash < 0) continue;
+    const at = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    const covers = at === '/' || dir === at || dir.startsWith(`${at}/`);
+    // The last of equally long mount points is the one on top.
+    if (covers && (!best || at.length >= best.at.length)) best = { at, type: f[dash + 1] ?? '' };
+  }
+  return best?.type;
+}
+
+/** Whether the kernel's read leases tell writers apart on the file system of `dir`; with its type, for the log. */
+export function leasesTellWriters(dir: string): { ok: boolean; fsType: string } {
+  const fsType = fsTypeOf(dir) ?? 'unknown';
+  return { ok: LOCAL_LEASES.has(fsType), fsType };
+}
+
 /** Longest a question may go unanswered before the child is given up (and started again at the next one). */
 const ANSWER_TIMEOUT_MS = 5000;
-/** The child ended this many times in a row without answering: never started again (callers fall back). */
-const DEATHS_BEFORE_GIVING_UP = 3;
+/** The child ended (or hung) this many times in a row without answering: not started again for PAUSE_MS. */
+const DEATHS_BEFORE_PAUSE = 3;
+const PAUSE_MS = 60_000;
 
 /**
  * One line of descriptor paths in (space-separated), one line of answers out, in order: `w` open for writing,
@@ -60,6 +91,7 @@ interface Question {
 export class LeaseCheck {
   readonly #python: string;
   readonly #timeoutMs: number;
+  readonly #pauseMs: number;
   readonly #onTrouble: (why: string) => void;
   #child: ChildProcess | undefined;
   /** Questions sent and not yet answered, oldest first (the child answers in order). */
@@ -67,15 +99,21 @@ export class LeaseCheck {
   #buffered = '';
   #stderr = '';
   #deaths = 0;
+  /** It cannot be run at all (missing, not executable), or the file system has no leases that tell writers. */
   #gaveUp = false;
+  /** After DEATHS_BEFORE_PAUSE ends or hangs in a row: not started again before this time (ms). */
+  #pausedUntil = 0;
   /** Why the last answer could not be had (each new reason is reported once through onTrouble). */
   #lastTrouble = '';
 
   /** `onTrouble`: told once per new reason why a question was not answered (the caller logs it). */
-  constructor(o: { python?: string; timeoutMs?: number; onTrouble?: (why: string) => void } = {}) {
+  /** `off`: never asks (a file system whose leases do not tell writers): every answer is undefined. */
+  constructor(o: { python?: string; timeoutMs?: number; pauseMs?: number; onTrouble?: (why: string) => void; off?: boolean } = {}) {
     this.#python = o.python ?? 'python3';
     this.#timeoutMs = o.timeoutMs ?? ANSWER_TIMEOUT_MS;
+    this.#pauseMs = o.pauseMs ?? PAUSE_MS;
     this.#onTrouble = o.onTrouble ?? (() => undefined);
+    this.#gaveUp = o.off ?? false;
   }
 
   /**
@@ -86,7 +124,7 @@ export class LeaseCheck {
   written(fds: number[]): Promise<Written[]> {
     if (fds.length === 0) return Promise.resolve([]);
     const unknown = (): Written[] => fds.map(() => undefined);
-    if (this.#gaveUp) return Promise.resolve(unknown());
+    if (this.#gaveUp || (!this.#child && Date.now() < this.#pausedUntil)) return Promise.resolve(unknown());
     let child: ChildProcess;
     try {
       child = this.#child ?? this.#start();
@@ -103,7 +141,7 @@ export class LeaseCheck {
 
   /** Starts the child ahead of the first question (python3 takes a few hundred ms to start on a busy host). */
   prepare(): void {
-    if (this.#child || this.#gaveUp) return;
+    if (this.#child || this.#gaveUp || Date.now() < this.#pausedUntil) return;
     try {
       this.#start();
     } catch (e) {
@@ -147,7 +185,7 @@ export class LeaseCheck {
     child.on('close', (code, signal) => {
       if (child !== this.#child) return;
       this.#child = undefined;
-      if (++this.#deaths >= DEATHS_BEFORE_GIVING_UP) this.#gaveUp = true;
+      this.#died();
       const said = this.#stderr.trim() ? `: ${this.#stderr.trim().split('\n').slice(-3).join(' | ')}` : '';
       this.#trouble(`${this.#python} ended (${signal ?? `exit ${code}`})${said}`);
       this.#answerAllUnknown();
@@ -188,9 +226,17 @@ export class LeaseCheck {
     this.#trouble(`${this.#python} did not answer within ${this.#timeoutMs / 1000} s`);
     const child = this.#child;
     this.#child = undefined;
-    if (++this.#deaths >= DEATHS_BEFORE_GIVING_UP) this.#gaveUp = true;
+    this.#died();
     child?.kill('SIGKILL');
     this.#answerAllUnknown();
+  }
+
+  /** One more end or hang without an answer: after several in a row, a pause before the next start. */
+  #died(): void {
+    if (++this.#deaths < DEATHS_BEFORE_PAUSE) return;
+    this.#deaths = 0;
+    this.#pausedUntil = Date.now() + this.#pauseMs;
+    this.#trouble(`${this.#python} ended or hung ${DEATHS_BEFORE_PAUSE} times in a row: not asked for ${this.#pauseMs / 1000} s`);
   }
 
   #answerAllUnknown(): void {

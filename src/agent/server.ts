@@ -201,6 +201,12 @@ class EventsClient {
   }
 }
 
+/**
+ * Acknowledged files taken aside at once, before one question to the kernel for all of them: each holds two
+ * descriptors meanwhile (its directory's and its own), so a large acknowledgement goes in slices.
+ */
+const ASIDE_AT_ONCE = 64;
+
 export class AgentServer {
   readonly #server = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB, settings: { maxConcurrentStreams: MAX_STREAMS } });
   readonly #sessions = new Set<http2.ServerHttp2Session>();
@@ -372,34 +378,34 @@ export class AgentServer {
   async #delete(ids: string[]): Promise<{ deleted: string[]; kept: { id: string; reason: string }[] }> {
     const deleted: string[] = [];
     const kept: { id: string; reason: string }[] = [];
-    const taken: Array<{ id: string; entry: FileEntry; t: TakenAside }> = [];
-    for (const id of ids) {
-      const entry: FileEntry | undefined = this.catalog.byId(id);
-      if (!entry) {
-        kept.push({ id, reason: 'unknown' });
-        continue;
+    for (let at = 0; at < ids.length; at += ASIDE_AT_ONCE) {
+      const taken: Array<{ id: string; entry: FileEntry; t: TakenAside }> = [];
+      for (const id of ids.slice(at, at + ASIDE_AT_ONCE)) {
+        const entry: FileEntry | undefined = this.catalog.byId(id);
+        if (!entry) {
+          kept.push({ id, reason: 'unknown' });
+          continue;
+        }
+        let r: Removal | TakenAside;
+        try {
+          r = this.catalog.files.takeAside(entry.path, entry.id);
+        } catch (e) {
+          this.#notRemovable(e, entry, id, kept);
+          continue;
+        }
+        if ('fd' in r) taken.push({ id, entry, t: r });
+        else this.#removed(r, entry, id, undefined, deleted, kept);
       }
-      let r: Removal | TakenAside;
-      try {
-        r = this.catalog.files.takeAside(entry.path, entry.id);
-      } catch (e) {
-        this.#notRemovable(e, entry, id, kept);
-        continue;
-      }
-      if ('fd' in r) taken.push({ id, entry, t: r });
-      else this.#removed(r, entry, id, deleted, kept);
+      const written = await this.#written(taken.map((x) => x.t));
+      // Each one finished, whatever happens to another: none is left under its hidden name.
+      taken.forEach(({ id, entry, t }, i) => {
+        try {
+          this.#removed(this.catalog.files.finishAside(t, written[i]!), entry, id, t.asideRel, deleted, kept);
+        } catch (e) {
+          this.#notRemovable(e, entry, id, kept);
+        }
+      });
     }
-    const written = await this.#written(taken.map((x) => x.t));
-    taken.forEach(({ id, entry, t }, i) => {
-      let r: Removal;
-      try {
-        r = this.catalog.files.finishAside(t, written[i]!);
-      } catch (e) {
-        this.#notRemovable(e, entry, id, kept);
-        return;
-      }
-      this.#removed(r, entry, id, deleted, kept);
-    });
     for (const c of this.#clients) c.acked(ids);
     this.log.debug({ deleted: deleted.length, kept: kept.length }, 'acknowledged');
     return { deleted, kept };
@@ -425,14 +431,14 @@ export class AgentServer {
   }
 
   /** What one acknowledged file's removal came to, for the catalog, the log and the answer. */
-  #removed(r: Removal, entry: FileEntry, id: string, deleted: string[], kept: { id: string; reason: string }[]): void {
+  #removed(r: Removal, entry: FileEntry, id: string, asideRel: string | undefined, deleted: string[], kept: { id: string; reason: string }[]): void {
     const { outcome, restoredAs } = r;
     if (outcome === 'deleted' || outcome === 'gone') this.catalog.forget(entry);
     if (outcome === 'deleted') deleted.push(id);
     else kept.push({ id, reason: outcome });
     if (outcome === 'written') {
       // A writer with a second descriptor still has it open: not deleted, its close announces it again.
-      this.catalog.stillWritten(entry);
+      this.catalog.stillWritten(entry, asideRel !== undefined ? { aside: asideRel, as: restoredAs ?? entry.path } : undefined);
       this.log.warn({ path: entry.path, ...(restoredAs !== entry.path ? { restoredAs } : {}) },
         'an acknowledged file is still open for writing: kept, and announced again once its writer closes it');
       return;

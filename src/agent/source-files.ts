@@ -32,8 +32,12 @@ export interface TakenAside {
   dir: DirFd;
   name: string;
   aside: string;
+  /** The aside name relative to the root: the name the kernel reports the file's writer's close under now. */
+  asideRel: string;
   fd: number;
   rel: string;
+  /** The id acknowledged. */
+  id: string;
   /** "dev:ino", as open-writers.ts compares files. */
   file: string;
 }
@@ -107,6 +111,8 @@ const ROOT_IDLE_MS = 1000;
 
 export class SourceFiles {
   #top: DirFd | undefined;
+  /** Aside names (root-relative) of files taken aside and not yet finished: a rescan leaves them alone. */
+  readonly #inFlight = new Set<string>();
   #lastUse = 0;
   #idleTimer: NodeJS.Timeout | undefined;
 
@@ -257,11 +263,19 @@ export class SourceFiles {
               aside = names[names.length - 1]!;
             }
           }
-          const taken = dir.lstatBig(aside);
-          if (!taken) return closing(dir, { outcome: 'gone' });
-          if (taken.isFile() && taken.dev === st.dev && fileId(taken) === id) {
-            const fd = openTaken(dir, aside, taken);
-            if (fd !== undefined) return { dir, name: name as string, aside, fd, rel, file: `${taken.dev}:${taken.ino}` };
+          try {
+            const taken = dir.lstatBig(aside);
+            if (!taken) return closing(dir, { outcome: 'gone' });
+            const fd = taken.isFile() && taken.dev === st.dev && fileId(taken) === id ? openTaken(dir, aside, taken) : undefined;
+            if (fd !== undefined) {
+              const asideRel = path.join(split(rel)[0] as string, aside);
+              this.#inFlight.add(asideRel);
+              return { dir, name: name as string, aside, asideRel, fd, rel, id, file: `${taken.dev}:${taken.ino}` };
+            }
+          } catch (e) {
+            // Never left under a hidden name, where nothing announces it (out of descriptors, say): put back first.
+            putBack(dir, aside, name as string);
+            throw e;
           }
           const back = putBack(dir, aside, name as string);
           return closing(dir, { outcome: 'changed', ...restored(rel, back) });
@@ -279,20 +293,28 @@ export class SourceFiles {
   /**
    * The second half: deletes the acknowledged file taken aside, or, if some process still writes it
    * (`written`), puts it back under its name (or NAME.~N~ beside a newer one) as `written`: its writer has
-   * more to put in it, and it is announced again when that writer closes it.
+   * more to put in it, and it is announced again when that writer closes it (under the aside name: the kernel
+   * reports a close under the name the file was opened by, as it is now). One that changed while the question
+   * was out (a descriptor opened before it was taken aside) is put back as `changed`.
    */
   finishAside(t: TakenAside, written: boolean): Removal {
     try {
-      if (!written) {
+      if (!written && fileId(fstatSync(t.fd, { bigint: true })) === t.id) {
         unlinkSync(t.dir.at(t.aside));
         return { outcome: 'deleted' };
       }
       const back = putBack(t.dir, t.aside, t.name);
-      return { outcome: 'written', ...restored(t.rel, back) };
+      return { outcome: written ? 'written' : 'changed', ...restored(t.rel, back) };
     } finally {
       closeSync(t.fd);
       t.dir.close();
+      this.#inFlight.delete(t.asideRel);
     }
+  }
+
+  /** Whether root-relative `rel` is the aside name of a deletion in progress (not one a killed agent left). */
+  inFlight(rel: Buffer): boolean {
+    return this.#inFlight.has(rel.toString('utf8'));
   }
 
   /**

@@ -269,6 +269,42 @@ describe('furka-agent (A1–A5)', function () {
     assert.deepEqual((await client.ack([a.id!])).body.kept, [{ id: a.id, reason: 'gone' }], 'deleted before');
   });
 
+  it('(e7) a writer that closes one descriptor and writes on through another: sent as changed, its source kept when acknowledged, announced again whole at its last close (A2, A4)', async () => {
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent.port);
+    const ev = client.events();
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const go = path.join(dir, 'go-second');
+    const writer = startProcess('python3', ['-c', `import os, sys, time
+first = open(sys.argv[1], "wb"); second = open(sys.argv[1], "ab")
+first.write(b"H" * 4096); first.close()
+print("first closed", flush=True)
+while not os.path.exists(sys.argv[2]): time.sleep(0.02)
+second.write(b"D" * 65536); second.flush()
+gone = os.fstat(second.fileno()).st_nlink == 0
+second.close()
+sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
+    await ev.waitFor(() => ev.files('two.cbf').length > 0, 'the announcement at the first close');
+    const first = ev.files('two.cbf')[0]!;
+    assert.equal(first.size, 4096);
+    assert.equal((await client.file(first.id!)).trailers['x-furka-unchanged'], '0', 'the header alone is not sent as the file');
+    // A client that acknowledges it anyway (as furkad would have before): kept, under its own name.
+    assert.deepEqual((await client.ack([first.id!])).body, { deleted: [], kept: [{ id: first.id, reason: 'written' }] });
+    assert.deepEqual(readdirSync(root), ['two.cbf']);
+    writeFileSync(go, '');
+    assert.equal(await writer.exited, 0, `deleted under its writer: ${writer.output()}`);
+    await ev.waitFor(() => ev.files('two.cbf').some((f) => f.size === 4096 + 65536), 'the whole file announced again');
+    // By the writer's close, which the kernel reports under the hidden name it had while it was aside.
+    assert.match(agent.proc.output(), /the writer of a file kept after its acknowledgement closed it/);
+    const whole = ev.files('two.cbf').find((f) => f.size === 4096 + 65536)!;
+    const got = await client.file(whole.id!);
+    assert.equal(got.trailers['x-furka-unchanged'], '1');
+    assert.equal(got.body.length, 4096 + 65536);
+    assert.deepEqual((await client.ack([whole.id!])).body, { deleted: [whole.id], kept: [] });
+    assert.deepEqual(readdirSync(root), []);
+    rmSync(go);
+  });
+
   it('(e2) after a restart every file still there is announced again under the same id (A4)', async () => {
     writeFileSync(path.join(root, 'keep.cbf'), 'x');
     agent = await startAgent({ root, dir });

@@ -56,9 +56,9 @@ describe('furkad over furka-agent (A2–A5)', function () {
   });
 
   it('delivers a file whose writer closes one descriptor (a header) and writes the rest through another once, whole, never deleting it under the writer (A2, A4)', async () => {
-    await ppu.startShift(620, 621);
+    await ppu.startShift(670, 671);
     const detector = ppu.detectorRamdisks['1MF']!;
-    const dest = path.join(usr(620, 621), 'twofd', 'run.cbf');
+    const dest = path.join(usr(670, 671), 'twofd', 'run.cbf');
     const writer = twoDescriptorWriter(path.join(detector, 'twofd', 'run.cbf'), 4096, 10, 200, 5);
     markFixture(writer);
     const observed = await sizesWhile(dest, writer.exited);

@@ -31,6 +31,8 @@ describe('furka-agent: files reached without following links (docs/threat-model.
   const leases = new LeaseCheck();
   after(() => leases.close());
 
+  /** The name the kernel reports a close of descriptor `fd` under: its dentry's, " (deleted)" once unlinked. */
+  const closeName = (fd: number): string => path.basename(readlinkSync(`/proc/self/fd/${fd}`).replace(/ \(deleted\)$/, ''));
   const entries = (): FileEntry[] => [...catalog.listing()].flatMap((a) => (a.t === 'file' ? [a.entry] : []));
   const serve = async (): Promise<AgentClient> => {
     server = new AgentServer(catalog, new AllowList(['127.0.0.1']), quiet, 60_000, leases);
@@ -134,9 +136,12 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     assert.equal(readFileSync(f, 'utf8'), 'header;');
     assert.deepEqual(readdirSync(root), ['two-fds.cbf'], 'put back under its own name, nothing aside');
     // The rest, through the second descriptor, reaches the same file; its close announces the whole of it.
+    // The kernel reports that close under the name the descriptor has now: the aside name it was put back from.
     writeSync(second, 'data');
+    const closedAs = closeName(second);
+    assert.match(closedAs, /^\.furka-agent-acked-.*~two-fds\.cbf$/);
     closeSync(second);
-    catalog.event({ kind: 'complete', rel: Buffer.from('two-fds.cbf') });
+    catalog.event({ kind: 'complete', rel: Buffer.from(closedAs) });
     const whole = entries().find((e) => e.path === 'two-fds.cbf')!;
     assert.notEqual(whole.id, sent.id);
     const got = await c.file(whole.id);
@@ -155,8 +160,9 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     const again = openSync(f, 'r+'); // opened for writing again after its announcement, nothing written
     assert.deepEqual((await c.ack([first.id])).body.kept, [{ id: first.id, reason: 'written' }]);
     announced.length = 0;
+    const closedAs = closeName(again);
     closeSync(again);
-    catalog.event({ kind: 'complete', rel: Buffer.from('idle-fd.cbf') });
+    catalog.event({ kind: 'complete', rel: Buffer.from(closedAs) });
     assert.deepEqual(announced.flatMap((a) => (a.t === 'file' ? [a.entry.id] : [])), [first.id], 'the same file, announced again');
     assert.deepEqual((await c.ack([first.id])).body.deleted, [first.id]);
   });
@@ -190,6 +196,25 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     catalog.event({ kind: 'created', rel: Buffer.from('d/other.cbf') });
     catalog.event({ kind: 'created', rel: Buffer.from('busy.cbf.~1~') });
     assert.equal(catalog.waiting, 0, 'nothing counted as being written');
+  });
+
+  it('puts back, as changed, an acknowledged file written while the question was out, and leaves a deletion in progress alone in a rescan (A4)', () => {
+    const f = path.join(root, 'late.cbf');
+    writeFileSync(f, 'first');
+    const w = openSync(f, 'a'); // opened before it is taken aside
+    catalog.rescan();
+    const entry = entries().find((e) => e.path === 'late.cbf')!;
+    const t = catalog.files.takeAside('late.cbf', entry.id);
+    assert.ok('fd' in t, JSON.stringify(t));
+    // A rescan meanwhile (a queue overflow) finds the hidden name: not a killed agent's leftover to finish.
+    catalog.rescan();
+    assert.equal(readdirSync(root).filter((n) => n.startsWith('.furka-agent-acked-')).length, 1, 'left aside, untouched');
+    writeSync(w, ' and more');
+    closeSync(w);
+    const r = catalog.files.finishAside(t, false);
+    assert.equal(r.outcome, 'changed');
+    assert.deepEqual(readdirSync(root), ['late.cbf']);
+    assert.equal(readFileSync(f, 'utf8'), 'first and more');
   });
 
   it('puts back, never deletes, an acknowledged file left aside by a killed agent while its writer still writes it (A4)', async () => {

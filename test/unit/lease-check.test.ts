@@ -7,7 +7,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { chmodSync, closeSync, linkSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { LeaseCheck } from '../../src/agent/lease-check.js';
+import { fsTypeOf, LeaseCheck, leasesTellWriters } from '../../src/agent/lease-check.js';
 
 /** A process that holds `file` as `python` code says, and prints "ready" once it does. */
 async function holder(code: string, file: string): Promise<ChildProcess> {
@@ -18,6 +18,16 @@ async function holder(code: string, file: string): Promise<ChildProcess> {
   });
   return p;
 }
+
+/** Maps the file shared and writable with libc's mmap, closes the descriptor, and shows none is left open on it. */
+const MAP_ONLY = `import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+libc.mmap.restype = ctypes.c_void_p
+libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int, ctypes.c_int, ctypes.c_long]
+fd = os.open(f, os.O_RDWR)
+assert libc.mmap(None, 5, 3, 1, fd, 0) not in (None, ctypes.c_void_p(-1).value)
+os.close(fd)
+assert not [d for d in os.listdir("/proc/self/fd") if os.path.realpath("/proc/self/fd/" + d) == os.path.realpath(f)]`;
 
 describe('lease check: is a file still open for writing anywhere (A2, A4)', () => {
   const work = mkdtempSync(path.join(os.tmpdir(), 'lease-'));
@@ -56,17 +66,17 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', () =
     const linked = file('linked.cbf');
     linkSync(linked.path, path.join(work, 'other-name.cbf'));
     holders.push(await holder('w = open(f, "ab")', path.join(work, 'other-name.cbf')));
-    // A writer that mapped the file shared and writable, then closed its descriptor: it still writes.
+    // A writer that mapped the file shared and writable, then closed its descriptor: it still writes. (libc's
+    // mmap: python's mmap module keeps a descriptor of its own.)
     const mapped = file('mapped.cbf');
-    holders.push(await holder('fd = os.open(f, os.O_RDWR)\nm = mmap.mmap(fd, 5, mmap.MAP_SHARED)\nos.close(fd)', mapped.path));
+    holders.push(await holder(MAP_ONLY, mapped.path));
     const read = file('read.cbf');
     holders.push(await holder('r = open(f, "rb")', read.path));
     const c = check();
     assert.deepEqual(await c.written([free.fd, appended.fd, linked.fd, mapped.fd, read.fd]), [false, true, true, true, false]);
     // Once the writers are gone, the same files are free; the one child answers every question.
     const pid = c.pid;
-    holders.splice(0).forEach((h) => h.kill('SIGKILL'));
-    await new Promise((r) => setTimeout(r, 200));
+    await Promise.all(holders.splice(0).map((h) => new Promise((resolve) => { h.once('exit', resolve); h.kill('SIGKILL'); })));
     assert.deepEqual(await c.written([appended.fd, linked.fd, mapped.fd]), [false, false, false]);
     assert.equal(c.pid, pid, 'the same child');
   });
@@ -100,6 +110,23 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', () =
     assert.match(troubles[0]!, /no-such-python3.*ENOENT/);
   });
 
+  it('trusts leases only on local file systems: the mount holding the root, as /proc/self/mountinfo says', () => {
+    const info = [
+      '22 1 8:1 / / rw - ext4 /dev/sda1 rw',
+      '30 22 0:40 / /ramdisk rw,nosuid - tmpfs tmpfs rw',
+      '31 22 0:41 / /data/nfs\\040share rw - nfs4 server:/x rw',
+      '32 30 0:42 / /ramdisk/sub rw shared:5 - cifs //srv/x rw',
+      '33 30 0:43 / /ramdisk rw - xfs /dev/sdb rw',
+    ].join('\n');
+    assert.equal(fsTypeOf('/ramdisk', info), 'xfs', 'the later of two mounts on one point is on top');
+    assert.equal(fsTypeOf('/ramdisk/det1', info), 'xfs');
+    assert.equal(fsTypeOf('/ramdisk/sub/x', info), 'cifs', 'optional fields before the dash');
+    assert.equal(fsTypeOf('/ramdisks', info), 'ext4', 'a prefix of a name is not a parent');
+    assert.equal(fsTypeOf('/data/nfs share/run', info), 'nfs4', 'escaped blanks in mount points');
+    assert.equal(leasesTellWriters('/dev/shm').ok, true, '/dev/shm is tmpfs here');
+    assert.equal(leasesTellWriters('/proc').ok, false);
+  });
+
   it('says "do not know" for a descriptor the kernel will not lease (not a regular file: a directory)', async () => {
     const troubles: string[] = [];
     const dir = openSync(work, 'r');
@@ -109,17 +136,21 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', () =
     assert.match(troubles.join('; '), /no read lease \((EISDIR|EINVAL|EACCES|EBADF)/);
   });
 
-  it('gives up a child that does not answer in time, and one that keeps dying: "do not know" at once after that', async () => {
+  it('gives up a child that does not answer in time; one that keeps dying is not started again for a pause', async () => {
     const f = file('hang.cbf');
     const troubles: string[] = [];
     const hung = check({ python: script('hangs', '#!/bin/sh\nexec sleep 60\n'), timeoutMs: 200, onTrouble: (w) => troubles.push(w) });
     assert.deepEqual(await hung.written([f.fd]), [undefined]);
     assert.match(troubles.join('; '), /did not answer within 0.2 s/);
     const starts = path.join(work, 'starts');
-    const dies = check({ python: script('dies', `#!/bin/sh\necho start >> ${starts}\necho broken >&2\nexit 3\n`), onTrouble: (w) => troubles.push(w) });
+    const dies = check({ python: script('dies', `#!/bin/sh\necho start >> ${starts}\necho broken >&2\nexit 3\n`), pauseMs: 500, onTrouble: (w) => troubles.push(w) });
     for (let i = 0; i < 3; i++) assert.deepEqual(await dies.written([f.fd]), [undefined]);
     assert.match(troubles.join('; '), /ended \(exit 3\): broken/);
+    assert.match(troubles.join('; '), /3 times in a row: not asked for 0.5 s/);
     for (let i = 0; i < 3; i++) assert.deepEqual(await dies.written([f.fd]), [undefined]);
-    assert.equal(readFileSync(starts, 'utf8'), 'start\n'.repeat(3), 'not started again after three deaths in a row');
+    assert.equal(readFileSync(starts, 'utf8'), 'start\n'.repeat(3), 'not started again during the pause');
+    await new Promise((r) => setTimeout(r, 600));
+    assert.deepEqual(await dies.written([f.fd]), [undefined]);
+    assert.equal(readFileSync(starts, 'utf8'), 'start\n'.repeat(4), 'tried again after it');
   });
 });
