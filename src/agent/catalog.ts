@@ -3,8 +3,8 @@ import type { BigIntStats } from 'node:fs';
 import type { Logger } from '../common/logger.js';
 import { Topic } from '../common/topic.js';
 import { NameFilter } from './name-filter.js';
-import { filesBeingWritten, openWriters } from './open-writers.js';
-import { joinRoot, scanFiles, type Found } from './scanner.js';
+import { filesBeingWritten } from './open-writers.js';
+import { scanFiles, type Found } from './scanner.js';
 import { barrierName, barrierOf } from './barrier.js';
 import { fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
 import type { WatchEvent } from './watcher.js';
@@ -60,7 +60,6 @@ export class Catalog {
    * a late request for such an id is answered 410 / `changed` or `gone`, not as an id never heard of.
    */
   #past = new Map<string, FileEntry>();
-  readonly #rootBytes: Buffer;
   /**
    * Files the agent put back under their names after taking them by mistake while deleting an acknowledged one
    * (SourceFiles.remove): link(2) says only "created", so their next "created" event is taken as "complete".
@@ -84,7 +83,6 @@ export class Catalog {
   readonly walked = new Topic<Map<bigint, Buffer>>();
 
   constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
-    this.#rootBytes = Buffer.from(root);
     this.files = new SourceFiles(root);
   }
 
@@ -143,7 +141,7 @@ export class Catalog {
     let found = scanFiles(this.root, Buffer.alloc(0), dirs);
     // Files an agent killed in the middle of a deletion left aside: finished first, and a file put back is found again.
     if (this.#recoverAsides(found)) found = scanFiles(this.root, Buffer.alloc(0), (dirs = new Map()));
-    const writers = openWriters(this.root);
+    const writers = writersOf(found);
     this.#byPath.clear();
     this.#byId.clear();
     this.#refused.clear();
@@ -220,7 +218,8 @@ export class Catalog {
         if (!this.#skips(e.rel)) this.#wait(e.rel.toString('latin1'));
         return;
       case 'complete': {
-        const putBack = this.#closesAs.get(e.rel.toString('latin1'));
+        // Only a close: the agent's own rename of the file to that name (MOVED_TO) is reported as complete too.
+        const putBack = e.closed ? this.#closesAs.get(e.rel.toString('latin1')) : undefined;
         if (putBack !== undefined) {
           // The writer of a file kept after its acknowledgement closed it (under the aside name it had then).
           this.#closesAs.delete(e.rel.toString('latin1'));
@@ -236,7 +235,7 @@ export class Catalog {
         const dirs = new Map<bigint, Buffer>();
         const found = scanFiles(this.root, e.rel, dirs);
         if (found.length > 0) {
-          const writers = openWriters(this.root);
+          const writers = writersOf(found);
           for (const f of found) this.#consider(f, writers, false);
         }
         this.walked.emit(dirs);
@@ -296,7 +295,7 @@ export class Catalog {
     for (const key of due) {
       const rel = Buffer.from(key, 'latin1');
       const stat = this.files.lstat(rel);
-      if (stat?.isFile()) found.push({ key, rel, stat, file: `${stat.dev}:${stat.ino}` });
+      if (stat?.isFile()) found.push({ key, rel, stat, file: fileKey(stat) });
       else this.#drop(key);
     }
     // By the files themselves, not their names: a link's writer has it open under the other name.
@@ -343,14 +342,14 @@ export class Catalog {
   }
 
   /**
-   * One regular file that may be complete. `writers` (from a scan) leaves out files open for writing;
+   * One regular file that may be complete. `writers` (from a scan: fileKey()s) leaves out files open for writing;
    * `again` announces even an id already announced for that path (a rescan re-announces everything); `live`:
    * the kernel just said it is complete.
    */
   #consider(f: Found, writers: Set<string> | undefined, again: boolean, live = false): void {
     if (!f.stat.isFile() || this.#skips(f.rel)) return;
     const key = f.rel.toString('latin1');
-    if (writers?.has(joinRoot(this.#rootBytes, f.rel).toString('latin1'))) {
+    if (writers?.has(fileKey(f.stat))) {
       this.#wait(key);
       return;
     }
@@ -374,4 +373,17 @@ export class Catalog {
     this.#byId.set(id, entry);
     this.announced.emit({ t: 'file', entry, live });
   }
+}
+
+/** A file as open-writers.ts compares files: "dev:ino". */
+function fileKey(st: BigIntStats): string {
+  return `${st.dev}:${st.ino}`;
+}
+
+/**
+ * Which of the files a scan found some process writes (by the files themselves: a writer holding one under
+ * another name, or under the hidden name it had while it was taken aside, counts too).
+ */
+function writersOf(found: Found[]): Set<string> {
+  return filesBeingWritten(new Set(found.filter((f) => f.stat.isFile()).map((f) => fileKey(f.stat))));
 }

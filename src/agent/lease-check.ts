@@ -46,6 +46,8 @@ export function leasesTellWriters(dir: string): { ok: boolean; fsType: string } 
   return { ok: LOCAL_LEASES.has(fsType), fsType };
 }
 
+/** How often the root's file system type is looked at again (ms). */
+const FS_CHECK_MS = 5000;
 /** Longest a question may go unanswered before the child is given up (and started again at the next one). */
 const ANSWER_TIMEOUT_MS = 5000;
 /** The child ended (or hung) this many times in a row without answering: not started again for PAUSE_MS. */
@@ -99,21 +101,45 @@ export class LeaseCheck {
   #buffered = '';
   #stderr = '';
   #deaths = 0;
-  /** It cannot be run at all (missing, not executable), or the file system has no leases that tell writers. */
+  /** It cannot be run at all (missing, not executable). */
   #gaveUp = false;
   /** After DEATHS_BEFORE_PAUSE ends or hangs in a row: not started again before this time (ms). */
   #pausedUntil = 0;
+  readonly #root: string | undefined;
+  #fsCheckedAt = -Infinity;
+  #fsOk = false;
   /** Why the last answer could not be had (each new reason is reported once through onTrouble). */
   #lastTrouble = '';
 
   /** `onTrouble`: told once per new reason why a question was not answered (the caller logs it). */
-  /** `off`: never asks (a file system whose leases do not tell writers): every answer is undefined. */
-  constructor(o: { python?: string; timeoutMs?: number; pauseMs?: number; onTrouble?: (why: string) => void; off?: boolean } = {}) {
+  /**
+   * `root`: the files asked about are below it; asked only while it is on a file system whose leases tell
+   * writers (looked at again every FS_CHECK_MS: the ramdisk may be mounted after the agent started).
+   */
+  constructor(o: { python?: string; timeoutMs?: number; pauseMs?: number; onTrouble?: (why: string) => void; root?: string } = {}) {
     this.#python = o.python ?? 'python3';
     this.#timeoutMs = o.timeoutMs ?? ANSWER_TIMEOUT_MS;
     this.#pauseMs = o.pauseMs ?? PAUSE_MS;
     this.#onTrouble = o.onTrouble ?? (() => undefined);
-    this.#gaveUp = o.off ?? false;
+    this.#root = o.root;
+  }
+
+  /** Whether the root's file system has leases that tell writers, as last looked at. */
+  #localRoot(): boolean {
+    if (this.#root === undefined) return true;
+    const now = Date.now();
+    if (now >= this.#fsCheckedAt + FS_CHECK_MS) {
+      this.#fsCheckedAt = now;
+      let fs: { ok: boolean; fsType: string };
+      try {
+        fs = leasesTellWriters(this.#root);
+      } catch (e) {
+        fs = { ok: false, fsType: `unknown (${(e as Error).message})` };
+      }
+      this.#fsOk = fs.ok;
+      if (!fs.ok) this.#trouble(`${this.#root} is on ${fs.fsType}, whose leases do not tell writers (only ${[...LOCAL_LEASES].join(', ')} do)`);
+    }
+    return this.#fsOk;
   }
 
   /**
@@ -124,7 +150,7 @@ export class LeaseCheck {
   written(fds: number[]): Promise<Written[]> {
     if (fds.length === 0) return Promise.resolve([]);
     const unknown = (): Written[] => fds.map(() => undefined);
-    if (this.#gaveUp || (!this.#child && Date.now() < this.#pausedUntil)) return Promise.resolve(unknown());
+    if (this.#gaveUp || (!this.#child && Date.now() < this.#pausedUntil) || !this.#localRoot()) return Promise.resolve(unknown());
     let child: ChildProcess;
     try {
       child = this.#child ?? this.#start();
@@ -141,7 +167,7 @@ export class LeaseCheck {
 
   /** Starts the child ahead of the first question (python3 takes a few hundred ms to start on a busy host). */
   prepare(): void {
-    if (this.#child || this.#gaveUp || Date.now() < this.#pausedUntil) return;
+    if (this.#child || this.#gaveUp || Date.now() < this.#pausedUntil || !this.#localRoot()) return;
     try {
       this.#start();
     } catch (e) {

@@ -11,7 +11,7 @@ import { AllowList } from './allow.js';
 import { Catalog } from './catalog.js';
 import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
 import { NameFilter, words } from './name-filter.js';
-import { LeaseCheck, leasesTellWriters } from './lease-check.js';
+import { LeaseCheck } from './lease-check.js';
 import { AgentServer } from './server.js';
 import { Watcher } from './watcher.js';
 import { prepareChecksums } from '../common/checksum.js';
@@ -38,12 +38,7 @@ async function main(): Promise<number> {
   const catalog = new Catalog(root, new NameFilter(config.exclude), log);
   // Whether a file is still open for writing anywhere, asked of the kernel (a read lease) before a file is sent
   // as whole and before its source is deleted: a writer with a second descriptor is not done at its first close.
-  const local = leasesTellWriters(root);
-  if (!local.ok) {
-    log.warn({ root, fsType: local.fsType }, 'the root is not on a local file system whose leases tell writers (tmpfs, ext4, xfs, btrfs): ' +
-      'acknowledged files are checked for writers by a walk of /proc instead (slower), files sent are not checked');
-  }
-  const leases = new LeaseCheck({ off: !local.ok, onTrouble: (why) => log.warn({ why }, 'cannot ask the kernel whether a file is still open for writing: ' +
+  const leases = new LeaseCheck({ root, onTrouble: (why) => log.warn({ why }, 'cannot ask the kernel whether a file is still open for writing: ' +
     'files acknowledged meanwhile are checked by a walk of /proc instead (slower), files sent meanwhile not at all') });
   leases.prepare();
   const server = new AgentServer(catalog, new AllowList(words(config.allow)), log, config.send_timeout * 1000, leases);

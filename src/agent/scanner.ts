@@ -10,11 +10,6 @@ export interface Found {
 
 const SLASH = Buffer.from('/');
 
-/** `root` joined with a relative byte path (empty = the root itself). */
-export function joinRoot(root: Buffer, rel: Buffer): Buffer {
-  return rel.length ? Buffer.concat([root, SLASH, rel]) : root;
-}
-
 export function joinRel(dir: Buffer, name: Buffer): Buffer {
   return dir.length ? Buffer.concat([dir, SLASH, name]) : name;
 }

@@ -396,7 +396,13 @@ export class AgentServer {
         if ('fd' in r) taken.push({ id, entry, t: r });
         else this.#removed(r, entry, id, undefined, deleted, kept);
       }
-      const written = await this.#written(taken.map((x) => x.t));
+      let written: boolean[];
+      try {
+        written = await this.#written(taken.map((x) => x.t));
+      } catch (e) {
+        this.log.error({ err: e }, 'cannot tell whether acknowledged files are still being written: kept');
+        written = taken.map(() => true);
+      }
       // Each one finished, whatever happens to another: none is left under its hidden name.
       taken.forEach(({ id, entry, t }, i) => {
         try {
@@ -445,7 +451,12 @@ export class AgentServer {
     }
     // Changed since it was sent: announced again once complete, also when no event says so (a bare utime).
     if (outcome === 'changed') this.catalog.suspect(entry.path);
-    if (restoredAs !== undefined) {
+    if (restoredAs !== undefined && asideRel !== undefined) {
+      // Written to while the question was out, and closed since (its close was reported under the aside name):
+      // put back, and announced again at the "created" its put-back makes.
+      this.catalog.restored(restoredAs);
+      this.log.warn({ path: entry.path, restoredAs }, 'an acknowledged file was written to while it was being deleted: kept, announced again');
+    } else if (restoredAs !== undefined) {
       // Another file took the name between the check and the deletion: it was put back, never deleted.
       this.catalog.restored(restoredAs);
       this.log.warn({ path: entry.path, restoredAs }, restoredAs === entry.path

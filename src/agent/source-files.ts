@@ -367,8 +367,13 @@ function closing<T>(dir: DirFd, out: T): T {
 /** The file taken aside, opened for reading if it still is `st` (O_NONBLOCK: never a FIFO's hang); undefined if not. */
 function openTaken(dir: DirFd, aside: string, st: BigIntStats): number | undefined {
   const fd = dir.openFile(aside, constants.O_RDONLY | constants.O_NONBLOCK);
-  const now = fstatSync(fd, { bigint: true });
-  if (now.dev === st.dev && now.ino === st.ino) return fd;
+  try {
+    const now = fstatSync(fd, { bigint: true });
+    if (now.dev === st.dev && now.ino === st.ino) return fd;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
   closeSync(fd);
   return undefined;
 }

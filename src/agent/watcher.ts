@@ -10,7 +10,8 @@ import type { Component } from '../common/service.js';
 /** What the kernel said about a path below the root (bytes, relative to the root). */
 export type WatchEvent =
   | { kind: 'created'; rel: Buffer }
-  | { kind: 'complete'; rel: Buffer }
+  /** `closed`: by its writer's close (CLOSE_WRITE), not by a rename into the tree (MOVED_TO). */
+  | { kind: 'complete'; rel: Buffer; closed?: boolean }
   | { kind: 'gone'; rel: Buffer }
   | { kind: 'dir-gone'; rel: Buffer }
   | { kind: 'dir-new'; rel: Buffer }
@@ -386,6 +387,7 @@ export class Watcher implements Component {
     if (!dir.subarray(0, this.#rootPrefix.length).equals(this.#rootPrefix)) return;
     // dir is the root's prefix plus 'sub/dir/' (nothing more for the root itself).
     const rel = Buffer.concat([dir.subarray(this.#rootPrefix.length), name]);
-    this.hooks.event({ kind, rel } as WatchEvent);
+    const closed = kind === 'complete' && !fields[1]!.toString('latin1').split(',').includes('MOVED_TO');
+    this.hooks.event((closed ? { kind, rel, closed } : { kind, rel }) as WatchEvent);
   }
 }

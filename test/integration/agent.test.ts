@@ -291,6 +291,10 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     // A client that acknowledges it anyway (as furkad would have before): kept, under its own name.
     assert.deepEqual((await client.ack([first.id!])).body, { deleted: [], kept: [{ id: first.id, reason: 'written' }] });
     assert.deepEqual(readdirSync(root), ['two.cbf']);
+    // Meanwhile the kernel reports the agent's own rename to a hidden name and back, and the agent looks at
+    // waiting files (at 1 s and 2 s): none of that is the writer's close.
+    await sleep(2500);
+    assert.equal(ev.files('two.cbf').length, 1, 'not announced again while its writer still has it open');
     writeFileSync(go, '');
     assert.equal(await writer.exited, 0, `deleted under its writer: ${writer.output()}`);
     await ev.waitFor(() => ev.files('two.cbf').some((f) => f.size === 4096 + 65536), 'the whole file announced again');

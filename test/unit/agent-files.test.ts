@@ -141,7 +141,7 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     const closedAs = closeName(second);
     assert.match(closedAs, /^\.furka-agent-acked-.*~two-fds\.cbf$/);
     closeSync(second);
-    catalog.event({ kind: 'complete', rel: Buffer.from(closedAs) });
+    catalog.event({ kind: 'complete', rel: Buffer.from(closedAs), closed: true });
     const whole = entries().find((e) => e.path === 'two-fds.cbf')!;
     assert.notEqual(whole.id, sent.id);
     const got = await c.file(whole.id);
@@ -162,7 +162,7 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     announced.length = 0;
     const closedAs = closeName(again);
     closeSync(again);
-    catalog.event({ kind: 'complete', rel: Buffer.from(closedAs) });
+    catalog.event({ kind: 'complete', rel: Buffer.from(closedAs), closed: true });
     assert.deepEqual(announced.flatMap((a) => (a.t === 'file' ? [a.entry.id] : [])), [first.id], 'the same file, announced again');
     assert.deepEqual((await c.ack([first.id])).body.deleted, [first.id]);
   });
