@@ -74,6 +74,9 @@ export class Catalog {
    * aside name, and announces the file under its own.
    */
   #closesAs = new Map<string, string>();
+  /** New directories not yet looked into (#scanNewDirs), and the turn of the loop that will. */
+  #newDirs: Buffer[] = [];
+  #newDirsTimer: NodeJS.Immediate | undefined;
   /** The files on disk, reached without following links (docs/threat-model.md): the server reads and deletes through it too. */
   readonly files: SourceFiles;
 
@@ -135,6 +138,8 @@ export class Catalog {
    * stat'ed at a size it no longer has, so its id will never match (410) and its close announces it again.
    */
   rescan(): void {
+    // It walks every directory: new ones waiting to be looked into are among them.
+    this.#newDirs.length = 0;
     this.files.forgetRoot();
     this.#restored.clear();
     let dirs = new Map<bigint, Buffer>();
@@ -212,6 +217,8 @@ export class Catalog {
         this.#byId.clear();
         this.#refused.clear();
         this.#waiting.clear();
+        this.#newDirs.length = 0;
+        this.#closesAs.clear();
         return;
       case 'created':
         if (this.#restored.delete(e.rel.toString('latin1'))) return this.#complete(e.rel);
@@ -230,17 +237,12 @@ export class Catalog {
         if (barrier !== undefined) return this.#passBarrier(barrier);
         return this.#complete(e.rel);
       }
-      case 'dir-new': {
-        // Files made in it before inotifywait's watch on it existed have no events: look for them now.
-        const dirs = new Map<bigint, Buffer>();
-        const found = scanFiles(this.root, e.rel, dirs);
-        if (found.length > 0) {
-          const writers = writersOf(found);
-          for (const f of found) this.#consider(f, writers, false);
-        }
-        this.walked.emit(dirs);
+      case 'dir-new':
+        // Files made in it before inotifywait's watch on it existed have no events: looked for after this
+        // turn of the loop, together with every other directory that came meanwhile (one walk of /proc for all).
+        this.#newDirs.push(e.rel);
+        this.#newDirsTimer ??= setImmediate(() => this.#scanNewDirs());
         return;
-      }
       case 'gone':
         this.#drop(e.rel.toString('latin1'));
         return;
@@ -252,6 +254,33 @@ export class Catalog {
         return;
       }
     }
+  }
+
+  /**
+   * Looks for files in the directories that came since the last look (dir-new): each walked once (one below
+   * another that came too is walked with it), and one walk of /proc for the writers of all their files. A run
+   * of 800 new directories took one walk each before (~13 ms each here with maps: seconds in all).
+   */
+  #scanNewDirs(): void {
+    if (this.#newDirsTimer) clearImmediate(this.#newDirsTimer);
+    this.#newDirsTimer = undefined;
+    const rels = this.#newDirs.splice(0);
+    if (rels.length === 0) return;
+    const keys = new Set(rels.map((r) => r.toString('latin1')));
+    const dirs = new Map<bigint, Buffer>();
+    const found: Found[] = [];
+    for (const rel of rels) {
+      const key = rel.toString('latin1');
+      // Below another new directory of this batch: walked with it.
+      let under = false;
+      for (let at = key.lastIndexOf('/'); at > 0 && !under; at = key.lastIndexOf('/', at - 1)) under = keys.has(key.slice(0, at));
+      if (!under) found.push(...scanFiles(this.root, rel, dirs));
+    }
+    if (found.length > 0) {
+      const writers = writersOf(found);
+      for (const f of found) this.#consider(f, writers, false);
+    }
+    this.walked.emit(dirs);
   }
 
   #wait(key: string): void {
@@ -313,6 +342,8 @@ export class Catalog {
 
   /** Barrier `id`'s mark came: everything before it is announced. The mark goes (A5). */
   #passBarrier(id: string): void {
+    // Files of new directories not yet looked into were complete before the mark: announced first.
+    this.#scanNewDirs();
     try {
       const restoredAs = this.files.removeMark(barrierName(id))?.restoredAs;
       if (restoredAs !== undefined) this.log.warn({ barrier: id, restoredAs }, 'a file was renamed onto a barrier mark while it was being deleted: it is kept');
