@@ -10,9 +10,9 @@
 // grimseld's statfs helper does), reading the agent's descriptors through /proc/PID/fd/N, which names the
 // open file itself, never a path a writer could swap. The lease is let go at once (the descriptor closed): a
 // writer opening the file meanwhile waits those microseconds, never more.
-import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
+import { PythonChild } from '../common/python-child.js';
 
 /** Per descriptor: true if it is open for writing somewhere, false if not, undefined if the kernel would not say. */
 export type Written = boolean | undefined;
@@ -95,11 +95,9 @@ export class LeaseCheck {
   readonly #timeoutMs: number;
   readonly #pauseMs: number;
   readonly #onTrouble: (why: string) => void;
-  #child: ChildProcess | undefined;
+  #child: PythonChild | undefined;
   /** Questions sent and not yet answered, oldest first (the child answers in order). */
   #asked: Question[] = [];
-  #buffered = '';
-  #stderr = '';
   #deaths = 0;
   /** It cannot be run at all (missing, not executable). */
   #gaveUp = false;
@@ -151,7 +149,7 @@ export class LeaseCheck {
     if (fds.length === 0) return Promise.resolve([]);
     const unknown = (): Written[] => fds.map(() => undefined);
     if (this.#gaveUp || (!this.#child && Date.now() < this.#pausedUntil) || !this.#localRoot()) return Promise.resolve(unknown());
-    let child: ChildProcess;
+    let child: PythonChild;
     try {
       child = this.#child ?? this.#start();
     } catch (e) {
@@ -161,7 +159,7 @@ export class LeaseCheck {
     return new Promise((resolve) => {
       const q: Question = { count: fds.length, resolve, timer: setTimeout(() => this.#late(), this.#timeoutMs) };
       this.#asked.push(q);
-      child.stdin!.write(`${fds.map((fd) => `/proc/${process.pid}/fd/${fd}`).join(' ')}\n`);
+      child.write(fds.map((fd) => `/proc/${process.pid}/fd/${fd}`).join(' '));
     });
   }
 
@@ -184,67 +182,48 @@ export class LeaseCheck {
   close(): void {
     const child = this.#child;
     this.#child = undefined;
-    child?.kill('SIGKILL');
+    child?.kill();
     this.#answerAllUnknown();
   }
 
-  #start(): ChildProcess {
-    // -I: no environment or user site; -S: no site module; -B: no bytecode written (read-only file system).
-    const child = spawn(this.#python, ['-I', '-S', '-B', '-c', SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
+  #start(): PythonChild {
+    const child: PythonChild = new PythonChild(this.#python, SCRIPT, 'latin1', {
+      line: (line) => this.#answer(line),
+      failed: (e, cannotRun) => {
+        this.#child = undefined;
+        // Not there, or cannot be run: asking again would only fail again.
+        if (cannotRun) this.#gaveUp = true;
+        this.#trouble(`${this.#python}: ${e.message}`);
+        this.#answerAllUnknown();
+      },
+      ended: (how, said) => {
+        this.#child = undefined;
+        this.#died();
+        this.#trouble(`${this.#python} ended (${how})${said ? `: ${said}` : ''}`);
+        this.#answerAllUnknown();
+      },
+    });
     this.#child = child;
-    this.#buffered = '';
-    this.#stderr = '';
-    child.stdout!.setEncoding('latin1');
-    child.stdout!.on('data', (text: string) => { if (child === this.#child) this.#answer(text); });
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (text: string) => { this.#stderr = (this.#stderr + text).slice(-500); });
-    child.stdin!.on('error', () => undefined); // a child gone: reported by 'close'
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      if (child !== this.#child) return;
-      this.#child = undefined;
-      // Not there, or cannot be run: asking again would only fail again.
-      if (['ENOENT', 'EACCES', 'EPERM', 'ENOEXEC'].includes(e.code ?? '')) this.#gaveUp = true;
-      this.#trouble(`${this.#python}: ${e.message}`);
-      this.#answerAllUnknown();
-    });
-    // 'close', not 'exit': answers written before it ended are read first.
-    child.on('close', (code, signal) => {
-      if (child !== this.#child) return;
-      this.#child = undefined;
-      this.#died();
-      const said = this.#stderr.trim() ? `: ${this.#stderr.trim().split('\n').slice(-3).join(' | ')}` : '';
-      this.#trouble(`${this.#python} ended (${signal ?? `exit ${code}`})${said}`);
-      this.#answerAllUnknown();
-    });
-    // Never what keeps the agent running.
-    child.unref();
-    for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { unref?: () => void }).unref?.();
     return child;
   }
 
-  #answer(text: string): void {
-    this.#buffered += text;
-    let nl: number;
-    while ((nl = this.#buffered.indexOf('\n')) >= 0) {
-      const line = this.#buffered.slice(0, nl);
-      this.#buffered = this.#buffered.slice(nl + 1);
-      const q = this.#asked.shift();
-      if (!q) continue;
-      clearTimeout(q.timer);
-      this.#deaths = 0;
-      const words = line.split(' ');
-      const answers: Written[] = [];
-      for (let i = 0; i < q.count; i++) {
-        const w = words[i] ?? '';
-        if (w === 'w') answers.push(true);
-        else if (w === 'f') answers.push(false);
-        else {
-          answers.push(undefined);
-          this.#trouble(`no read lease (${errnoName(w)})`);
-        }
+  #answer(line: string): void {
+    const q = this.#asked.shift();
+    if (!q) return;
+    clearTimeout(q.timer);
+    this.#deaths = 0;
+    const words = line.split(' ');
+    const answers: Written[] = [];
+    for (let i = 0; i < q.count; i++) {
+      const w = words[i] ?? '';
+      if (w === 'w') answers.push(true);
+      else if (w === 'f') answers.push(false);
+      else {
+        answers.push(undefined);
+        this.#trouble(`no read lease (${errnoName(w)})`);
       }
-      q.resolve(answers);
     }
+    q.resolve(answers);
   }
 
   /** The oldest question went unanswered for too long: the child is given up, every question "unknown". */
@@ -253,7 +232,7 @@ export class LeaseCheck {
     const child = this.#child;
     this.#child = undefined;
     this.#died();
-    child?.kill('SIGKILL');
+    child?.kill();
     this.#answerAllUnknown();
   }
 

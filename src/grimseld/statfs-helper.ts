@@ -6,7 +6,8 @@
 // first query, and again only if it dies; python3 is a dependency of the PPU package already (the Python
 // clients). Each query runs in a thread of its own there, so a hung mount (a storage on a dead NFS server)
 // holds up only the queries about itself, never the ramdisk's fill guard.
-import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { execFile } from 'node:child_process';
+import { PythonChild } from '../common/python-child.js';
 
 /** What statfs(2) says of a file system, in blocks of `bsize` bytes. */
 export interface FsBlocks {
@@ -66,12 +67,10 @@ interface Asked {
 export class StatfsHelper {
   readonly #python: string;
   readonly #timeoutMs: number;
-  #child: ChildProcess | undefined;
+  #child: PythonChild | undefined;
   #byId = new Map<number, Asked>();
   #byDir = new Map<string, Asked>();
   #nextId = 0;
-  #buffered = '';
-  #stderr = '';
   /** Ends of the child in a row without an answer between them. */
   #deaths = 0;
   /** python3 cannot be started or keeps dying: `stat -f` from then on. */
@@ -92,7 +91,7 @@ export class StatfsHelper {
       const a: Asked = { id: ++this.#nextId, dir, waiters: [{ resolve, reject }], late: false, timer: setTimeout(() => this.#late(a), this.#timeoutMs) };
       this.#byId.set(a.id, a);
       this.#byDir.set(dir, a);
-      child.stdin!.write(`${JSON.stringify({ id: a.id, dir })}\n`);
+      child.write(JSON.stringify({ id: a.id, dir }));
     });
   }
 
@@ -110,72 +109,53 @@ export class StatfsHelper {
   close(): void {
     const child = this.#child;
     this.#child = undefined;
-    child?.kill('SIGKILL');
+    child?.kill();
     this.#failAll(new Error('statfs helper closed'));
   }
 
-  #start(): ChildProcess {
-    // -I: no environment or user site; -S: no site module; -B: no bytecode written (the unit's file system is read-only).
-    const child = spawn(this.#python, ['-I', '-S', '-B', '-c', SCRIPT], { stdio: ['pipe', 'pipe', 'pipe'] });
-    this.#child = child;
-    this.#buffered = '';
-    this.#stderr = '';
-    child.stdout!.setEncoding('utf8');
-    child.stdout!.on('data', (text: string) => { if (child === this.#child) this.#answer(text); });
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (text: string) => { this.#stderr = (this.#stderr + text).slice(-500); });
-    child.stdin!.on('error', () => undefined); // a child gone: reported by 'close'
-    child.on('error', (e: NodeJS.ErrnoException) => {
-      if (child !== this.#child) return;
-      this.#child = undefined;
-      if (e.code === 'ENOENT') {
-        // No python3 at all: what was asked of it is asked of `stat -f`, and so is everything after.
-        this.#fallback = true;
-        for (const a of this.#forgetAll()) for (const w of a.waiters) statfsByCommand(a.dir).then(w.resolve, w.reject);
-      } else {
+  #start(): PythonChild {
+    const child: PythonChild = new PythonChild(this.#python, SCRIPT, 'utf8', {
+      line: (line) => this.#answer(line),
+      failed: (e, cannotRun) => {
+        this.#child = undefined;
+        if (e.code === 'ENOENT') {
+          // No python3 at all: what was asked of it is asked of `stat -f`, and so is everything after.
+          this.#fallback = true;
+          for (const a of this.#forgetAll()) for (const w of a.waiters) statfsByCommand(a.dir).then(w.resolve, w.reject);
+          return;
+        }
         // Cannot be run (not executable, not allowed): counted like an end without an answer, so that it is not
         // tried for ever. A passing shortage (EAGAIN, EMFILE, ENOMEM) fails these queries only.
-        if (['EACCES', 'EPERM', 'ENOEXEC'].includes(e.code ?? '') && ++this.#deaths >= DEATHS_BEFORE_FALLBACK) this.#fallback = true;
+        if (cannotRun && ++this.#deaths >= DEATHS_BEFORE_FALLBACK) this.#fallback = true;
         this.#failAll(new Error(`statfs helper (${this.#python}): ${e.message}${this.#fallback ? '; stat -f from now on' : ''}`));
-      }
+      },
+      ended: (how, said) => {
+        this.#child = undefined;
+        if (++this.#deaths >= DEATHS_BEFORE_FALLBACK) this.#fallback = true;
+        this.#failAll(new Error(`statfs helper (${this.#python}) ended (${how})${said ? `: ${said}` : ''}${this.#fallback ? '; stat -f from now on' : ''}`));
+      },
     });
-    // 'close', not 'exit': the answers it wrote before it ended are read first.
-    child.on('close', (code, signal) => {
-      if (child !== this.#child) return;
-      this.#child = undefined;
-      if (++this.#deaths >= DEATHS_BEFORE_FALLBACK) this.#fallback = true;
-      const said = this.#stderr.trim() ? `: ${this.#stderr.trim().split('\n').slice(-3).join(' | ')}` : '';
-      this.#failAll(new Error(`statfs helper (${this.#python}) ended (${signal ?? `exit ${code}`})${said}${this.#fallback ? '; stat -f from now on' : ''}`));
-    });
-    // Never what keeps grimseld running: a query waiting keeps its own timer.
-    child.unref();
-    for (const s of [child.stdin, child.stdout, child.stderr]) (s as unknown as { unref?: () => void }).unref?.();
+    this.#child = child;
     return child;
   }
 
-  #answer(text: string): void {
-    this.#buffered += text;
-    let nl: number;
-    while ((nl = this.#buffered.indexOf('\n')) >= 0) {
-      const line = this.#buffered.slice(0, nl);
-      this.#buffered = this.#buffered.slice(nl + 1);
-      let a: { id?: number; ok?: number[]; err?: string };
-      try {
-        a = JSON.parse(line) as typeof a;
-      } catch {
-        continue; // not an answer of ours (nothing else writes to stdout)
-      }
-      const asked = a.id === undefined ? undefined : this.#byId.get(a.id);
-      if (!asked) continue;
-      this.#deaths = 0;
-      this.#forget(asked);
-      for (const w of asked.waiters) {
-        if (a.ok) {
-          const [blocks, bfree, bavail, bsize] = a.ok as [number, number, number, number];
-          w.resolve({ blocks, bfree, bavail, bsize });
-        } else {
-          w.reject(new Error(`statfs ${asked.dir}: ${a.err ?? 'no answer'}`));
-        }
+  #answer(line: string): void {
+    let a: { id?: number; ok?: number[]; err?: string };
+    try {
+      a = JSON.parse(line) as typeof a;
+    } catch {
+      return; // not an answer of ours (nothing else writes to stdout)
+    }
+    const asked = a.id === undefined ? undefined : this.#byId.get(a.id);
+    if (!asked) return;
+    this.#deaths = 0;
+    this.#forget(asked);
+    for (const w of asked.waiters) {
+      if (a.ok) {
+        const [blocks, bfree, bavail, bsize] = a.ok as [number, number, number, number];
+        w.resolve({ blocks, bfree, bavail, bsize });
+      } else {
+        w.reject(new Error(`statfs ${asked.dir}: ${a.err ?? 'no answer'}`));
       }
     }
   }
