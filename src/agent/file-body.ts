@@ -71,6 +71,11 @@ export class FileBodies {
     };
     // files.open() checked both the name and what it opened: the file is the announced one as reading starts.
     if (entry.size > BigInt(WHOLE_MAX)) return this.#sendInPieces(stream, entry, fd, same);
+    // Still open for writing somewhere (a second descriptor)? Asked at once, answered while the file is read
+    // and sent (the helper is another process: on a busy host its turn to run comes later); the descriptor
+    // is closed once the answer is in, whatever happens meanwhile.
+    const asked = this.leases.written([fd]);
+    const release = (): void => { void asked.finally(() => closeSync(fd)); };
     // Read whole, then sent from memory: respondWithFD (Node 20) crashed the agent with SIGSEGV when clients
     // cancelled streams mid-body (furkad's ramdisk full), and a buffer goes out faster on this path anyway; an
     // image is at most a few tens of MB and few are in flight.
@@ -79,7 +84,7 @@ export class FileBodies {
       body = this.#pool.take(Number(entry.size));
     } catch (e) {
       // No memory for it (larger than a buffer can be, or memory short): the descriptor is not kept.
-      closeSync(fd);
+      release();
       this.log.error({ err: e, path: entry.path, size: String(entry.size) }, 'cannot hold a file in memory to send it');
       return reply(stream, 503, { error: `cannot hold the file in memory: ${(e as Error).message}` });
     }
@@ -87,13 +92,13 @@ export class FileBodies {
     try {
       got = readFull(fd, body, body.length, 0);
     } catch {
-      closeSync(fd);
+      release();
       this.#pool.give(body);
       return reply(stream, 410, NOT_THE_FILE);
     }
     const unchanged = same();
-    // Still open for writing somewhere (a second descriptor): asked while the body goes out; closes fd.
-    const written = unchanged ? this.#stillWritten(fd) : (closeSync(fd), Promise.resolve(false));
+    release();
+    const written = unchanged ? asked.then(([w]) => w === true) : Promise.resolve(false);
     if (got < body.length) {
       // Shorter than announced (truncated meanwhile): the rest of the buffer is an earlier file's; never sent.
       this.#pool.give(body);
