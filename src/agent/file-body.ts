@@ -83,7 +83,7 @@ export class FileBodies {
     try {
       body = this.#pool.take(Number(entry.size));
     } catch (e) {
-      // No memory for it (larger than a buffer can be, or memory short): the descriptor is not kept.
+      // No memory for it (larger than a buffer can be, or memory short): not sent; the descriptor goes with the answer.
       release();
       this.log.error({ err: e, path: entry.path, size: String(entry.size) }, 'cannot hold a file in memory to send it');
       return reply(stream, 503, { error: `cannot hold the file in memory: ${(e as Error).message}` });
