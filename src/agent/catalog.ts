@@ -3,7 +3,7 @@ import type { BigIntStats } from 'node:fs';
 import type { Logger } from '../common/logger.js';
 import { Topic } from '../common/topic.js';
 import { NameFilter } from './name-filter.js';
-import { filesBeingWritten } from './open-writers.js';
+import { fileKey, filesBeingWritten } from './open-writers.js';
 import { scanFiles, type Found } from './scanner.js';
 import { barrierName, barrierOf } from './barrier.js';
 import { fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
@@ -404,11 +404,6 @@ export class Catalog {
     this.#byId.set(id, entry);
     this.announced.emit({ t: 'file', entry, live });
   }
-}
-
-/** A file as open-writers.ts compares files: "dev:ino". */
-function fileKey(st: BigIntStats): string {
-  return `${st.dev}:${st.ino}`;
 }
 
 /**

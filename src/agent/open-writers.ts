@@ -4,8 +4,13 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 const O_ACCMODE = 0o3;
 const O_RDONLY = 0o0;
 
+/** A file as filesBeingWritten() compares files: "dev:ino" of its stat (plain or bigint, the same text). */
+export function fileKey(st: { dev: number | bigint; ino: number | bigint }): string {
+  return `${st.dev}:${st.ino}`;
+}
+
 /**
- * Which of `files` (by "dev:ino" of their lstat) some process writes right now: through a descriptor open with
+ * Which of `files` (by fileKey() of their lstat) some process writes right now: through a descriptor open with
  * write access, whatever name it was opened by (a hard link, a writer in a container whose /proc paths are
  * not ours), or through a shared writable mapping (/proc/PID/maps; an mmap writer that closed its descriptor).
  * Compares the files themselves, not names: one stat per descriptor of every process.
@@ -17,7 +22,7 @@ export function filesBeingWritten(files: Set<string>): Set<string> {
     for (const fd of fds) {
       try {
         const st = statSync(`/proc/${pid}/fd/${fd}`);
-        const key = `${st.dev}:${st.ino}`;
+        const key = fileKey(st);
         if (files.has(key) && !writing.has(key) && openForWriting(pid, fd)) writing.add(key);
       } catch { /* closed meanwhile */ }
     }
@@ -35,7 +40,7 @@ export function filesBeingWritten(files: Set<string>): Set<string> {
       const [maj, min] = f[3].split(':').map((h) => parseInt(h, 16)) as [number, number];
       // The st_dev encoding of glibc's makedev (as Node reports st.dev).
       const dev = (min & 0xff) | ((maj & 0xfff) << 8) | ((min & ~0xff) << 12);
-      const key = `${dev}:${f[4]}`;
+      const key = fileKey({ dev, ino: BigInt(f[4]) });
       if (files.has(key)) writing.add(key);
     }
   }

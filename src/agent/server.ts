@@ -396,13 +396,8 @@ export class AgentServer {
         if ('fd' in r) taken.push({ id, entry, t: r });
         else this.#removed(r, entry, id, undefined, deleted, kept);
       }
-      let written: boolean[];
-      try {
-        written = await this.#written(taken.map((x) => x.t));
-      } catch (e) {
-        this.log.error({ err: e }, 'cannot tell whether acknowledged files are still being written: kept');
-        written = taken.map(() => true);
-      }
+      // Never rejects: what cannot be told counts as written (kept).
+      const written = await this.#written(taken.map((x) => x.t));
       // Each one finished, whatever happens to another: none is left under its hidden name.
       taken.forEach(({ id, entry, t }, i) => {
         try {

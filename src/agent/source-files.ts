@@ -11,6 +11,7 @@ import { closeSync, constants, fstatSync, linkSync, renameSync, unlinkSync, type
 import * as path from 'node:path';
 import { DirFd, UnsafePath } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
+import { fileKey } from './open-writers.js';
 
 /** Whether a file on disk is still the announced one: `same`, `changed` (or not a plain file any more) or `gone`. */
 export type Sameness = 'same' | 'changed' | 'gone';
@@ -270,7 +271,7 @@ export class SourceFiles {
             if (fd !== undefined) {
               const asideRel = path.join(split(rel)[0] as string, aside);
               this.#inFlight.add(asideRel);
-              return { dir, name: name as string, aside, asideRel, fd, rel, id, file: `${taken.dev}:${taken.ino}` };
+              return { dir, name: name as string, aside, asideRel, fd, rel, id, file: fileKey(taken) };
             }
           } catch (e) {
             // Never left under a hidden name, where nothing announces it (out of descriptors, say): put back first.
