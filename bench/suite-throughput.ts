@@ -8,7 +8,7 @@ import { startRsyncDaemon } from '../test/fixtures/rsync-daemon.js';
 import { moveInto, whenComplete, writeSet } from './file-sets.js';
 import { parallelCp, rsyncPull } from './baselines.js';
 import { feedFifo } from './grimseld-feed.js';
-import { usage } from './proc-usage.js';
+import { usage, type Usage } from './proc-usage.js';
 import { median, ratio } from './stats.js';
 import { MB, round } from './latency.js';
 import type { Mode } from './modes.js';
@@ -34,7 +34,7 @@ interface Round {
   smallGrimseldFilesPerS: number;
   smallRsyncFilesPerS: number;
   smallCpFilesPerS: number;
-  /** furkad and grimseld during the small-file run. */
+  /** furkad and grimseld (and furka-agent, over it) during the small-file run. */
   cpuSPer1000: Record<string, number>;
   peakRssMb: Record<string, number>;
 }
@@ -95,13 +95,18 @@ async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grims
     settle();
 
     // Small files end to end (detector -> PPU ramdisk -> internal storage), with the daemons' cost per 1000 files.
-    const before = { furkad: usage(ppu.furkad!.proc.child.pid!), grimseld: usage(ppu.grimseld!.proc.child.pid!) };
+    const daemons = (): Record<string, Usage> => ({
+      furkad: usage(ppu.furkad!.proc.child.pid!), grimseld: usage(ppu.grimseld!.proc.child.pid!),
+      // Over furka-agent: the agent with its inotifywait and lease helper.
+      ...(ppu.agents['1MF'] ? { agent: usage(ppu.agents['1MF'].proc.child.pid!) } : {}),
+    });
+    const before = daemons();
     const s0 = moveInto(small.dir, path.join(ppu.detectorRamdisks['1MF']!, 'small'));
     const [sPulled, s1] = await Promise.all([
       whenComplete(path.join(shiftDir(ppu.ppuRamdisk), 'small'), mode.smallFiles, TIMEOUT_MS, 'small files to reach the PPU ramdisk'),
       whenComplete(path.join(shiftDir(internal), 'small'), mode.smallFiles, TIMEOUT_MS, 'small files to reach the internal storage'),
     ]);
-    const after = { furkad: usage(ppu.furkad!.proc.child.pid!), grimseld: usage(ppu.grimseld!.proc.child.pid!) };
+    const after = daemons();
     settle();
     moveInto(small2.dir, path.join(baselineDir, 'small'));
     const smallRsyncS = await rsyncPull(baseline.port, 'small', path.join(ppu.ppuRamdisk, 'rsync-small'));
@@ -124,7 +129,7 @@ async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grims
     settle();
     const sg0 = feedFifo(ppu, 'rsync-small', small.names);
     const sg1 = await whenComplete(path.join(internal, 'rsync-small'), mode.smallFiles, TIMEOUT_MS, 'grimseld to copy the small set');
-    const per1000 = (k: 'furkad' | 'grimseld'): number => round((after[k].cpuS - before[k].cpuS) * 1000 / mode.smallFiles);
+    const per1000 = (k: string): number => round((after[k]!.cpuS - before[k]!.cpuS) * 1000 / mode.smallFiles);
 
     return {
       furkadMBps: mbps(bulk.bytes, (t1 - t0) / 1000),
@@ -138,8 +143,8 @@ async function oneRound(mode: Mode, roundNo: number): Promise<Omit<Round, 'grims
       smallGrimseldFilesPerS: round(mode.smallFiles / ((sg1 - sg0) / 1000)),
       smallRsyncFilesPerS: round(mode.smallFiles / smallRsyncS),
       smallCpFilesPerS: round(mode.smallFiles / smallCpS),
-      cpuSPer1000: { furkad: per1000('furkad'), grimseld: per1000('grimseld') },
-      peakRssMb: { furkad: round(after.furkad.peakRssMb), grimseld: round(after.grimseld.peakRssMb) },
+      cpuSPer1000: Object.fromEntries(Object.keys(before).map((k) => [k, per1000(k)])),
+      peakRssMb: Object.fromEntries(Object.entries(after).map(([k, u]) => [k, round(u.peakRssMb)])),
     };
   } finally {
     await baseline.stop();
