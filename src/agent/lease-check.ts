@@ -84,6 +84,12 @@ while True:
     sys.stdout.flush()
 `;
 
+/** A caller's question waiting for the end of the turn. */
+interface Gathered {
+  fds: number[];
+  resolve: (w: Written[]) => void;
+}
+
 interface Question {
   count: number;
   resolve: (w: Written[]) => void;
@@ -98,7 +104,11 @@ export class LeaseCheck {
   #child: PythonChild | undefined;
   /** Questions sent and not yet answered, oldest first (the child answers in order). */
   #asked: Question[] = [];
+  /** Questions asked in this turn of the event loop, sent together at its end. */
+  #gathered: Gathered[] = [];
   #deaths = 0;
+  /** close() was called: no child is started again. */
+  #closed = false;
   /** It cannot be run at all (missing, not executable). */
   #gaveUp = false;
   /** After DEATHS_BEFORE_PAUSE ends or hangs in a row: not started again before this time (ms). */
@@ -143,29 +153,43 @@ export class LeaseCheck {
   /**
    * For each of the agent's descriptors `fds` (open on regular files, and kept open until the answer comes):
    * whether some process has that file open for writing. Never rejects: undefined where the kernel or the
-   * child would not say (no python3, no leases there), and the caller decides by other means.
+   * child would not say (no python3, no leases there), and the caller decides by other means. Questions asked
+   * in one turn of the event loop go to the child as one line (files sent and acknowledged together).
    */
   written(fds: number[]): Promise<Written[]> {
     if (fds.length === 0) return Promise.resolve([]);
-    const unknown = (): Written[] => fds.map(() => undefined);
-    if (this.#gaveUp || (!this.#child && Date.now() < this.#pausedUntil) || !this.#localRoot()) return Promise.resolve(unknown());
+    return new Promise((resolve) => {
+      if (this.#gathered.length === 0) setImmediate(() => this.#ask(this.#gathered.splice(0)));
+      this.#gathered.push({ fds, resolve });
+    });
+  }
+
+  /** Asks the child about every descriptor of the questions gathered in one turn, as one line. */
+  #ask(gathered: Gathered[]): void {
+    const fds = gathered.flatMap((g) => g.fds);
+    const answer = (said: Written[]): void => {
+      let at = 0;
+      for (const g of gathered) {
+        g.resolve(said.slice(at, at + g.fds.length));
+        at += g.fds.length;
+      }
+    };
+    const unknown = (): void => answer(fds.map(() => undefined));
+    if (this.#closed || this.#gaveUp || (!this.#child && Date.now() < this.#pausedUntil) || !this.#localRoot()) return unknown();
     let child: PythonChild;
     try {
       child = this.#child ?? this.#start();
     } catch (e) {
       this.#trouble(`cannot start ${this.#python}: ${(e as Error).message}`);
-      return Promise.resolve(unknown());
+      return unknown();
     }
-    return new Promise((resolve) => {
-      const q: Question = { count: fds.length, resolve, timer: setTimeout(() => this.#late(), this.#timeoutMs) };
-      this.#asked.push(q);
-      child.write(fds.map((fd) => `/proc/${process.pid}/fd/${fd}`).join(' '));
-    });
+    this.#asked.push({ count: fds.length, resolve: answer, timer: setTimeout(() => this.#late(), this.#timeoutMs) });
+    child.write(fds.map((fd) => `/proc/${process.pid}/fd/${fd}`).join(' '));
   }
 
   /** Starts the child ahead of the first question (python3 takes a few hundred ms to start on a busy host). */
   prepare(): void {
-    if (this.#child || this.#gaveUp || Date.now() < this.#pausedUntil || !this.#localRoot()) return;
+    if (this.#child || this.#closed || this.#gaveUp || Date.now() < this.#pausedUntil || !this.#localRoot()) return;
     try {
       this.#start();
     } catch (e) {
@@ -178,8 +202,9 @@ export class LeaseCheck {
     return this.#child?.pid;
   }
 
-  /** Stops the child; questions waiting are answered "unknown". */
+  /** Stops the child; questions waiting, and any asked from now on, are answered "unknown". */
   close(): void {
+    this.#closed = true;
     const child = this.#child;
     this.#child = undefined;
     child?.kill();

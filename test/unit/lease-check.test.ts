@@ -4,7 +4,7 @@
 // case (one that is missing, one that hangs, one that dies).
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, linkSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, linkSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fsTypeOf, LeaseCheck, leasesTellWriters } from '../../src/agent/lease-check.js';
@@ -91,13 +91,36 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', () =
     }
   });
 
-  it('answers questions asked at once in order, each with its own answers', async () => {
-    const c = check();
+  it('answers questions asked in one turn with one line to the child, each caller with its own answers', async () => {
+    // The real python3 behind a tee that keeps every line the agent sends it.
+    const lines = path.join(work, 'lines');
+    const c = check({ python: script('counting', `#!/bin/sh\ntee -a ${lines} | python3 "$@"\n`) });
     const all = Array.from({ length: 20 }, (_, i) => file(`many-${i}.cbf`));
     const busy = all.filter((_, i) => i % 3 === 0);
     for (const b of busy) holders.push(await holder('w = open(f, "ab")', b.path));
-    const answers = await Promise.all(all.map((f) => c.written([f.fd])));
-    assert.deepEqual(answers.map((a) => a[0]), all.map((_, i) => i % 3 === 0));
+    // Callers asking one descriptor, and some two (a file and the one after it), all in this turn.
+    const asked = all.map((f, i) => (i % 4 === 1 && all[i + 1] ? [f.fd, all[i + 1]!.fd] : [f.fd]));
+    const answers = await Promise.all(asked.map((fds) => c.written(fds)));
+    const isBusy = (fd: number): boolean => busy.some((b) => b.fd === fd);
+    assert.deepEqual(answers, asked.map((fds) => fds.map(isBusy)));
+    assert.equal(readFileSync(lines, 'utf8').split('\n').filter(Boolean).length, 1, 'one line for the whole turn');
+    // A question of a later turn is a line of its own.
+    assert.deepEqual(await c.written([busy[0]!.fd]), [true]);
+    assert.deepEqual(await c.written([all[1]!.fd]), [false]);
+    assert.equal(readFileSync(lines, 'utf8').split('\n').filter(Boolean).length, 3);
+  });
+
+  it('starts no child after close(), also for a question asked just before it', async () => {
+    const starts = path.join(work, 'close-starts');
+    const c = check({ python: script('close-counting', `#!/bin/sh\necho start >> ${starts}\nexec python3 "$@"\n`) });
+    const f = file('closing.cbf');
+    const before = c.written([f.fd]);
+    c.close();
+    assert.deepEqual(await before, [undefined]);
+    assert.deepEqual(await c.written([f.fd]), [undefined]);
+    c.prepare();
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(existsSync(starts), false, 'never started');
   });
 
   it('says "do not know", never "free", without python3, and reports why once', async () => {
