@@ -3,7 +3,10 @@
 //
 // The mark is an empty file in the root, created and closed by the agent. inotify queues all of one instance's
 // events in one order, and the agent's single inotifywait watches the whole tree: the mark's close comes after
-// the close (or rename) of every file completed before it. When the agent reads it, it has announced them all.
+// the close (or rename) of every file completed before it that inotifywait watched. When the agent reads it, it
+// has announced those, and the files of new directories it had not yet looked into (catalog.ts scans them
+// first). Not covered, as they are announced late anyway: files in a directory without a watch (found by a
+// rescan) and files a scan found still open for writing elsewhere; docs/agent-protocol.md lists them.
 
 /** Names in the root starting with this are the agent's barrier marks: hidden (never announced), empty, short-lived. */
 export const BARRIER_PREFIX = '.furka-agent-barrier-';
