@@ -71,9 +71,9 @@ export class FileBodies {
     };
     // files.open() checked both the name and what it opened: the file is the announced one as reading starts.
     if (entry.size > BigInt(WHOLE_MAX)) return this.#sendInPieces(stream, entry, fd, same);
-    // Still open for writing somewhere (a second descriptor)? Asked at once, answered while the file is read
-    // and sent (the helper is another process: on a busy host its turn to run comes later); the descriptor
-    // is closed once the answer is in, whatever happens meanwhile.
+    // Still open for writing somewhere (a second descriptor)? Asked at once (the first question of this turn;
+    // others follow together at its end), answered while the file is read and sent (the helper is another
+    // process: on a busy host its turn to run comes later); the descriptor is closed once the answer is in.
     const asked = this.leases.written([fd]);
     const release = (): void => { void asked.finally(() => closeSync(fd)); };
     // Read whole, then sent from memory: respondWithFD (Node 20) crashed the agent with SIGSEGV when clients

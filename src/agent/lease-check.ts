@@ -10,7 +10,7 @@
 // grimseld's statfs helper does), reading the agent's descriptors through /proc/PID/fd/N, which names the
 // open file itself, never a path a writer could swap. The lease is let go at once (the descriptor closed): a
 // writer opening the file meanwhile waits those microseconds, never more.
-import { readFileSync } from 'node:fs';
+import { fstatSync, readFileSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { PythonChild } from '../common/python-child.js';
 
@@ -38,6 +38,31 @@ export function fsTypeOf(dir: string, mountinfo = readFileSync('/proc/self/mount
     if (covers && (!best || at.length >= best.at.length)) best = { at, type: f[dash + 1] ?? '' };
   }
   return best?.type;
+}
+
+/** The file system type of each mounted device (st_dev as Node gives it), from /proc/self/mountinfo. */
+export function deviceTypes(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): Map<number, string> {
+  const types = new Map<number, string>();
+  for (const line of mountinfo.split('\n')) {
+    const f = line.split(' ');
+    const dash = f.indexOf('-', 6);
+    const mm = /^(\d+):(\d+)$/.exec(f[2] ?? '');
+    if (!mm || dash < 0) continue;
+    const [maj, min] = [Number(mm[1]), Number(mm[2])];
+    // glibc's makedev, as Node reports st_dev.
+    types.set((min & 0xff) | ((maj & 0xfff) << 8) | ((min & ~0xff) << 12), f[dash + 1] ?? '');
+  }
+  return types;
+}
+
+/**
+ * Whether leases tell writers on device `dev` (a file's st_dev) below a root on `root` (whose leases do):
+ * the root's own device, or a mounted one of a type in LOCAL_LEASES. A device mountinfo does not list is a
+ * btrfs subvolume's on a btrfs root, and otherwise unknown.
+ */
+export function leasesTellOn(dev: number, root: { dev: number; type: string }, types: Map<number, string>): boolean {
+  if (dev === root.dev) return true;
+  return LOCAL_LEASES.has(types.get(dev) ?? (root.type === 'btrfs' ? 'btrfs' : ''));
 }
 
 /** Whether the kernel's read leases tell writers apart on the file system of `dir`; with its type, for the log. */
@@ -104,7 +129,9 @@ export class LeaseCheck {
   #child: PythonChild | undefined;
   /** Questions sent and not yet answered, oldest first (the child answers in order). */
   #asked: Question[] = [];
-  /** Questions asked in this turn of the event loop, sent together at its end. */
+  /** A question went to the child in this turn of the event loop: the next ones are gathered until its end. */
+  #turn = false;
+  /** Questions asked in this turn after its first, sent together at its end. */
   #gathered: Gathered[] = [];
   #deaths = 0;
   /** close() was called: no child is started again. */
@@ -116,6 +143,13 @@ export class LeaseCheck {
   readonly #root: string | undefined;
   #fsCheckedAt = -Infinity;
   #fsOk = false;
+  /**
+   * The root's device and type, and the type of every mounted device: a file on another device than the
+   * root's (a file system mounted below it) is asked about only if that one's leases tell writers too.
+   */
+  #rootDev = -1;
+  #rootType = '';
+  #deviceTypes = new Map<number, string>();
   /** Why the last answer could not be had (each new reason is reported once through onTrouble). */
   #lastTrouble = '';
 
@@ -145,6 +179,13 @@ export class LeaseCheck {
         fs = { ok: false, fsType: `unknown (${(e as Error).message})` };
       }
       this.#fsOk = fs.ok;
+      this.#rootType = fs.fsType;
+      try {
+        this.#rootDev = statSync(this.#root).dev;
+        this.#deviceTypes = deviceTypes();
+      } catch {
+        this.#fsOk = false;
+      }
       if (!fs.ok) this.#trouble(`${this.#root} is on ${fs.fsType}, whose leases do not tell writers (only ${[...LOCAL_LEASES].join(', ')} do)`);
     }
     return this.#fsOk;
@@ -153,14 +194,24 @@ export class LeaseCheck {
   /**
    * For each of the agent's descriptors `fds` (open on regular files, and kept open until the answer comes):
    * whether some process has that file open for writing. Never rejects: undefined where the kernel or the
-   * child would not say (no python3, no leases there), and the caller decides by other means. Questions asked
-   * in one turn of the event loop go to the child as one line (files sent and acknowledged together).
+   * child would not say (no python3, no leases there), and the caller decides by other means. The first
+   * question of a turn of the event loop goes to the child at once (a lone image's answer is on its way while
+   * the agent reads the file); the others of that turn follow together as one line at its end (a burst of
+   * files sent and acknowledged together wakes the child twice, not once per file).
    */
   written(fds: number[]): Promise<Written[]> {
     if (fds.length === 0) return Promise.resolve([]);
     return new Promise((resolve) => {
-      if (this.#gathered.length === 0) setImmediate(() => this.#ask(this.#gathered.splice(0)));
-      this.#gathered.push({ fds, resolve });
+      if (this.#turn) {
+        this.#gathered.push({ fds, resolve });
+        return;
+      }
+      this.#turn = true;
+      setImmediate(() => {
+        this.#turn = false;
+        if (this.#gathered.length > 0) this.#ask(this.#gathered.splice(0));
+      });
+      this.#ask([{ fds, resolve }]);
     });
   }
 
@@ -176,6 +227,10 @@ export class LeaseCheck {
     };
     const unknown = (): void => answer(fds.map(() => undefined));
     if (this.#closed || this.#gaveUp || (!this.#child && Date.now() < this.#pausedUntil) || !this.#localRoot()) return unknown();
+    // A file system mounted below the root may be one whose leases say nothing (NFS): its files are not asked about.
+    const on = fds.map((fd) => this.#leasesTell(fd));
+    const asked = fds.filter((_, i) => on[i]);
+    if (asked.length === 0) return unknown();
     let child: PythonChild;
     try {
       child = this.#child ?? this.#start();
@@ -183,8 +238,27 @@ export class LeaseCheck {
       this.#trouble(`cannot start ${this.#python}: ${(e as Error).message}`);
       return unknown();
     }
-    this.#asked.push({ count: fds.length, resolve: answer, timer: setTimeout(() => this.#late(), this.#timeoutMs) });
-    child.write(fds.map((fd) => `/proc/${process.pid}/fd/${fd}`).join(' '));
+    const merged = asked.length === fds.length ? answer : (said: Written[]): void => {
+      let at = 0;
+      answer(on.map((o) => (o ? said[at++] : undefined)));
+    };
+    this.#asked.push({ count: asked.length, resolve: merged, timer: setTimeout(() => this.#late(), this.#timeoutMs) });
+    child.write(asked.map((fd) => `/proc/${process.pid}/fd/${fd}`).join(' '));
+  }
+
+  /**
+   * Whether descriptor `fd` is open on a file whose file system's leases tell writers: the root's, or another
+   * mounted below it that is one of those (a btrfs subvolume's own device, on a btrfs root). Always without a root.
+   */
+  #leasesTell(fd: number): boolean {
+    if (this.#root === undefined) return true;
+    let dev: number;
+    try {
+      dev = fstatSync(fd).dev;
+    } catch {
+      return false;
+    }
+    return leasesTellOn(dev, { dev: this.#rootDev, type: this.#rootType }, this.#deviceTypes);
   }
 
   /** Starts the child ahead of the first question (python3 takes a few hundred ms to start on a busy host). */

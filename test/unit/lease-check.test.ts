@@ -4,10 +4,10 @@
 // case (one that is missing, one that hangs, one that dies).
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, linkSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, existsSync, linkSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { fsTypeOf, LeaseCheck, leasesTellWriters } from '../../src/agent/lease-check.js';
+import { deviceTypes, fsTypeOf, LeaseCheck, leasesTellOn, leasesTellWriters } from '../../src/agent/lease-check.js';
 
 /** A process that holds `file` as `python` code says, and prints "ready" once it does. */
 async function holder(code: string, file: string): Promise<ChildProcess> {
@@ -91,7 +91,7 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', () =
     }
   });
 
-  it('answers questions asked in one turn with one line to the child, each caller with its own answers', async () => {
+  it('sends the first question of a turn at once and the rest of that turn as one line, each caller with its own answers', async () => {
     // The real python3 behind a tee that keeps every line the agent sends it.
     const lines = path.join(work, 'lines');
     const c = check({ python: script('counting', `#!/bin/sh\ntee -a ${lines} | python3 "$@"\n`) });
@@ -103,24 +103,29 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', () =
     const answers = await Promise.all(asked.map((fds) => c.written(fds)));
     const isBusy = (fd: number): boolean => busy.some((b) => b.fd === fd);
     assert.deepEqual(answers, asked.map((fds) => fds.map(isBusy)));
-    assert.equal(readFileSync(lines, 'utf8').split('\n').filter(Boolean).length, 1, 'one line for the whole turn');
+    // The first question at once (one descriptor), the other 19 callers' together at the end of the turn.
+    const sent = readFileSync(lines, 'utf8').split('\n').filter(Boolean);
+    assert.deepEqual(sent.map((l) => l.split(' ').length), [1, asked.flat().length - 1], sent.join('\n'));
     // A question of a later turn is a line of its own.
     assert.deepEqual(await c.written([busy[0]!.fd]), [true]);
     assert.deepEqual(await c.written([all[1]!.fd]), [false]);
-    assert.equal(readFileSync(lines, 'utf8').split('\n').filter(Boolean).length, 3);
+    assert.equal(readFileSync(lines, 'utf8').split('\n').filter(Boolean).length, 4);
   });
 
-  it('starts no child after close(), also for a question asked just before it', async () => {
+  it('starts no child after close(), also for questions gathered in the turn it was called in', async () => {
     const starts = path.join(work, 'close-starts');
     const c = check({ python: script('close-counting', `#!/bin/sh\necho start >> ${starts}\nexec python3 "$@"\n`) });
     const f = file('closing.cbf');
-    const before = c.written([f.fd]);
+    assert.deepEqual(await c.written([f.fd]), [false], 'the child runs');
+    const first = c.written([f.fd]); // goes to the child at once
+    const gathered = c.written([f.fd]); // waits for the end of the turn
     c.close();
-    assert.deepEqual(await before, [undefined]);
+    assert.deepEqual(await first, [undefined]);
+    assert.deepEqual(await gathered, [undefined]);
     assert.deepEqual(await c.written([f.fd]), [undefined]);
     c.prepare();
     await new Promise((r) => setTimeout(r, 300));
-    assert.equal(existsSync(starts), false, 'never started');
+    assert.equal(readFileSync(starts, 'utf8'), 'start\n', 'not started again');
   });
 
   it('says "do not know", never "free", without python3, and reports why once', async () => {
@@ -148,6 +153,28 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', () =
     assert.equal(fsTypeOf('/data/nfs share/run', info), 'nfs4', 'escaped blanks in mount points');
     assert.equal(leasesTellWriters('/dev/shm').ok, true, '/dev/shm is tmpfs here');
     assert.equal(leasesTellWriters('/proc').ok, false);
+  });
+
+  it('asks about a file on a file system mounted below the root only if that one\'s leases tell writers too', async () => {
+    // /dev/shm (tmpfs) stands for a ramdisk mounted below the root (in /tmp): another device, leases that tell.
+    const elsewhere = mkdtempSync(path.join('/dev/shm', 'lease-'));
+    try {
+      const other = path.join(elsewhere, 'other.cbf');
+      writeFileSync(other, 'image');
+      const otherFd = openSync(other, 'r');
+      fds.push(otherFd);
+      holders.push(await holder('w = open(f, "ab")', other));
+      assert.ok(leasesTellWriters(work).ok, `the test's root ${work} must be on a file system with leases`);
+      assert.notEqual(statSync(other).dev, statSync(work).dev);
+      assert.deepEqual(await check({ root: work }).written([otherFd]), [true]);
+    } finally {
+      rmSync(elsewhere, { recursive: true, force: true });
+    }
+    // An NFS mount below the root (its leases are refused for reasons of its own): not asked about.
+    const types = deviceTypes('36 25 0:52 / /ramdisk rw - tmpfs tmpfs rw\n37 36 0:53 / /ramdisk/nfs rw - nfs4 srv:/x rw\n38 36 8:1 / /ramdisk/disk rw - ext4 /dev/sda1 rw\n');
+    const root = { dev: 52, type: 'tmpfs' };
+    assert.deepEqual([52, 53, (1 & 0xff) | (8 << 8), 99].map((d) => leasesTellOn(d, root, types)), [true, false, true, false]);
+    assert.equal(leasesTellOn(99, { dev: 52, type: 'btrfs' }, types), true, 'a btrfs subvolume (a device mountinfo does not list) on a btrfs root');
   });
 
   it('says "do not know" for a descriptor the kernel will not lease (not a regular file: a directory)', async () => {
