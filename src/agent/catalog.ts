@@ -96,6 +96,15 @@ export class Catalog {
     return this.#byId.get(id) ?? this.#past.get(id);
   }
 
+  /**
+   * The entry of `id` named `path` (below the root): that name's own entry if it is of this id (a file with two
+   * names, hard links, has one per name), else the id's (the name it has now after a rename, or one forgotten).
+   */
+  byIdAt(id: string, path: string): FileEntry | undefined {
+    const here = this.#byPath.get(Buffer.from(path).toString('latin1'));
+    return here?.id === id ? here : this.byId(id);
+  }
+
   /** Everything a newly connected client is told first: complete files and refused names. */
   *listing(): Iterable<Announcement> {
     for (const entry of this.#byPath.values()) yield { t: 'file', entry };

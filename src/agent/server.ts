@@ -318,7 +318,10 @@ export class AgentServer {
   }
 
   #file(stream: http2.ServerHttp2Stream, url: URL): void {
-    const entry = this.catalog.byId(url.searchParams.get('id') ?? '');
+    // `path` (optional): the name furkad was told of; x-furka-path says which name the body has.
+    const id = url.searchParams.get('id') ?? '';
+    const at = url.searchParams.get('path');
+    const entry = at === null ? this.catalog.byId(id) : this.catalog.byIdAt(id, at);
     if (!entry) return reply(stream, 404, { error: 'no such id' });
     this.#bodies.send(stream, entry);
   }
@@ -355,15 +358,17 @@ export class AgentServer {
     stream.on('end', () => {
       if (size > ACK_BODY_MAX) return;
       let ids: unknown;
+      let paths: unknown;
       try {
-        ids = (JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ids?: unknown }).ids;
+        ({ ids, paths } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ids?: unknown; paths?: unknown });
       } catch {
         ids = undefined;
       }
-      if (!Array.isArray(ids) || !ids.every((i) => typeof i === 'string')) {
-        return reply(stream, 400, { error: 'body must be {"ids":["ID", ...]}' });
+      const strings = (v: unknown): v is string[] => Array.isArray(v) && v.every((i) => typeof i === 'string');
+      if (!strings(ids) || (paths !== undefined && (!strings(paths) || paths.length !== ids.length))) {
+        return reply(stream, 400, { error: 'body must be {"ids":["ID", ...]} or {"ids":["ID", ...],"paths":["PATH", ...]} (as many paths as ids)' });
       }
-      this.#delete(ids as string[]).then((answer) => reply(stream, 200, answer), (e: Error) => {
+      this.#delete(ids, paths as string[] | undefined).then((answer) => reply(stream, 200, answer), (e: Error) => {
         this.log.error({ err: e }, 'acknowledgement failed');
         reply(stream, 500, { error: e.message });
       });
@@ -375,15 +380,22 @@ export class AgentServer {
    * says why each other one stays. All are taken aside first, then one question to the kernel for all of them
    * (lease-check.ts), then each deleted or put back.
    */
-  async #delete(ids: string[]): Promise<{ deleted: string[]; kept: { id: string; reason: string }[] }> {
+  async #delete(ids: string[], paths?: string[]): Promise<{ deleted: string[]; kept: { id: string; reason: string }[] }> {
     const deleted: string[] = [];
     const kept: { id: string; reason: string }[] = [];
     for (let at = 0; at < ids.length; at += ASIDE_AT_ONCE) {
       const taken: Array<{ id: string; entry: FileEntry; t: TakenAside }> = [];
-      for (const id of ids.slice(at, at + ASIDE_AT_ONCE)) {
-        const entry: FileEntry | undefined = this.catalog.byId(id);
+      for (let i = at; i < Math.min(at + ASIDE_AT_ONCE, ids.length); i++) {
+        const id = ids[i]!;
+        const entry: FileEntry | undefined = paths ? this.catalog.byIdAt(id, paths[i]!) : this.catalog.byId(id);
         if (!entry) {
           kept.push({ id, reason: 'unknown' });
+          continue;
+        }
+        // Placed under another name than the file has now (renamed or linked after it was complete: the id is
+        // the same): that name was not placed; the file waits for its own acknowledgement under it.
+        if (paths && paths[i] !== entry.path) {
+          kept.push({ id, reason: 'moved' });
           continue;
         }
         let r: Removal | TakenAside;

@@ -35,6 +35,9 @@ export interface Fetched {
 /** An answer the agent gives that is not a transport failure: the file is gone or changed (404, 410). */
 export class FileGone extends Error {}
 
+/** The agent's file of that id has another name now (renamed or linked after it was complete; the id stays). */
+export class OtherName extends FileGone {}
+
 /** How long a request may go unanswered, and how often the connection is checked while idle. */
 const REQUEST_TIMEOUT_MS = 30_000;
 const PING_EVERY_MS = 5_000;
@@ -185,7 +188,7 @@ export class AgentClient extends EventEmitter {
    * microseconds, far less than a round trip through libuv's thread pool per 16 KiB frame. Each chunk is
    * hashed as it is written; comparing with the agent's checksum is the caller's (agent-transport.ts).
    */
-  async fetch(id: string, dest: string): Promise<Fetched> {
+  async fetch(id: string, dest: string, rel: string, pushesToTry = 2): Promise<Fetched> {
     if (!this.#session || this.#isDown) throw new Error(`not connected to the agent at ${this.url}`);
     // Created before a pushed body is claimed: a name that is taken (EEXIST) leaves the push for the next try.
     const fd = openSync(dest, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o600);
@@ -194,18 +197,34 @@ export class AgentClient extends EventEmitter {
     let reply = pushed;
     try {
       if (!session || this.#isDown) throw new Error(`not connected to the agent at ${this.url}`);
-      reply ??= new BodyReply(session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}` }), 'response');
+      const at = encodeURIComponent(this.#rootPath(rel));
+      reply ??= new BodyReply(session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}&path=${at}` }), 'response');
     } catch (e) {
       if (pushed) discard(pushed.stream);
       closeSync(fd);
       await unlink(dest).catch(() => undefined);
       throw e;
     }
-    return this.#receive(id, dest, fd, reply);
+    const got = this.#receive(id, this.#rootPath(rel), dest, fd, reply);
+    if (!pushed || pushesToTry <= 1) return got;
+    // A body pushed for another name of the file (the one it had before a rename, say): this name's is asked for.
+    return got.catch((e: Error) => {
+      if (e instanceof OtherName) return this.fetch(id, dest, rel, pushesToTry - 1);
+      throw e;
+    });
   }
 
-  /** Writes the body `reply` carries into `dest`, open as `fd` (closed here), hashing it as it comes. */
-  #receive(id: string, dest: string, openFd: number, reply: BodyReply): Promise<Fetched> {
+  /** `rel` (below the source, as announced) as the agent names files: below its root (x-furka-path, /v1/ack). */
+  #rootPath(rel: string): string {
+    return [...this.source.split('/').filter((p) => p !== '' && p !== '.'), rel].join('/');
+  }
+
+  /**
+   * Writes the body `reply` carries into `dest`, open as `fd` (closed here), hashing it as it comes. A body
+   * whose file has another name than `expected` now (x-furka-path; a file renamed or linked after it was
+   * complete keeps its id) throws FileGone: it is fetched under that name, for which it is announced too.
+   */
+  #receive(id: string, expected: string, dest: string, openFd: number, reply: BodyReply): Promise<Fetched> {
     return new Promise<Fetched>((resolve, reject) => {
       let fd: number | undefined = openFd;
       const req = reply.stream;
@@ -232,6 +251,7 @@ export class AgentClient extends EventEmitter {
         const status = Number(headers[':status']);
         if (status === 404 || status === 410) fail(new FileGone(`the agent no longer has ${id} (HTTP ${status})`));
         else if (status !== 200) fail(new Error(`the agent answered HTTP ${status} for ${id}`));
+        else if (!namedAs(headers['x-furka-path'], expected)) fail(new OtherName(`the agent's file ${id} is no longer named ${expected}`));
       });
       let waiting: Buffer[] = [];
       let waitingBytes = 0;
@@ -315,8 +335,11 @@ export class AgentClient extends EventEmitter {
     this.#pushesTold = on;
   }
 
-  /** Acknowledges placed files: the agent deletes each source still unchanged. Returns the ids it deleted. */
-  ack(ids: string[]): Promise<{ deleted: string[]; kept: Array<{ id: string; reason: string }> }> {
+  /**
+   * Acknowledges placed files, each with the path (below the source) it was placed as: the agent deletes each
+   * source still unchanged and still of that name. Returns the ids it deleted and why it kept the others.
+   */
+  ack(files: Array<{ id: string; rel: string }>): Promise<{ deleted: string[]; kept: Array<{ id: string; reason: string }> }> {
     const session = this.#session;
     if (!session || this.#isDown) return Promise.reject(new Error(`not connected to the agent at ${this.url}`));
     return new Promise((resolve, reject) => {
@@ -338,7 +361,8 @@ export class AgentClient extends EventEmitter {
           reject(new Error(`the agent's answer to an acknowledgement is not JSON: ${body.slice(0, 200)}`));
         }
       });
-      req.end(JSON.stringify({ ids }));
+      // paths: the agent keeps a file that has another name now (an agent that predates them ignores them).
+      req.end(JSON.stringify({ ids: files.map((f) => f.id), paths: files.map((f) => this.#rootPath(f.rel)) }));
     });
   }
 
@@ -449,5 +473,18 @@ function writeAll(fd: number, pieces: Buffer[], total: number): void {
     }
     for (let at = done; at < p.length;) at += writeSync(fd, p, at, p.length - at);
     done = 0;
+  }
+}
+
+/**
+ * Whether x-furka-path `header` (URI-encoded, below the agent's root) names `expected`. An agent that sends
+ * none (none has been released without it) is taken at its word.
+ */
+function namedAs(header: string | string[] | undefined, expected: string): boolean {
+  if (typeof header !== 'string') return true;
+  try {
+    return decodeURI(header) === expected;
+  } catch {
+    return false;
   }
 }

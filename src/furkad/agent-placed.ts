@@ -6,8 +6,9 @@ import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:f
 import { readAppendLog } from '../common/append-log.js';
 
 /**
- * 'i': about to be placed (intend); 'p': placed; 'a': acknowledgement answered, or intent dropped;
- * 's': set aside for an ended shift as `rel` (setAside), until placed.
+ * 'i': about to be placed (intend); 'p': placed (as `rel`; lines of an older furkad have none); 'a':
+ * acknowledgement answered (for the placement as `rel` only, if it has one), or intent dropped; 's': set aside
+ * for an ended shift as `rel` (setAside), until placed.
  */
 type Line = { t: 'p' | 'a' | 'i' | 's'; d: string; id: string; dir?: string; rel?: string; u?: string };
 
@@ -16,6 +17,12 @@ export interface SetAside {
   id: string;
   rel: string;
   usertime: string;
+}
+
+/** A file placed: its id and the path below the shift's directory it was placed as. */
+export interface Placed {
+  id: string;
+  rel: string;
 }
 
 /** Where a file was about to be placed: the shift's directory and the path below it. */
@@ -29,8 +36,12 @@ const COMPACT_BYTES = 1 << 20;
 
 export class AgentPlaced {
   #fd: number;
-  /** Per detector: ids placed, acknowledgement not yet answered. */
-  #open: Map<string, Set<string>>;
+  /**
+   * Per detector: ids placed, acknowledgement not yet answered, with the path each was placed as (null: placed
+   * by a furkad that did not note it). One id may be announced under two names (a file renamed or linked after
+   * it was complete): placed under one, it is not placed under the other.
+   */
+  #open: Map<string, Map<string, string | null>>;
   /**
    * Per detector: ids about to be placed, and where. Written before the file gets its name: furkad killed
    * between that and placed() leaves the file placed in a shift's directory; after a restart (a new shift,
@@ -44,7 +55,7 @@ export class AgentPlaced {
    */
   #aside: Map<string, Map<string, SetAside>>;
 
-  private constructor(fd: number, open: Map<string, Set<string>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
+  private constructor(fd: number, open: Map<string, Map<string, string | null>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
     this.#fd = fd;
     this.#open = open;
     this.#intents = intents;
@@ -53,7 +64,7 @@ export class AgentPlaced {
 
   static open(dir: string): AgentPlaced {
     const { file, lines } = readAppendLog(dir, 'agent-placed.jsonl');
-    const open = new Map<string, Set<string>>();
+    const open = new Map<string, Map<string, string | null>>();
     const intents = new Map<string, Map<string, Intent>>();
     const aside = new Map<string, Map<string, SetAside>>();
     for (const raw of lines) {
@@ -63,7 +74,7 @@ export class AgentPlaced {
       } catch {
         continue; // a damaged line: at worst one file is placed a second time under its name (same bytes)
       }
-      const ids = open.get(line.d) ?? new Set<string>();
+      const ids = open.get(line.d) ?? new Map<string, string | null>();
       open.set(line.d, ids);
       const meant = intents.get(line.d) ?? new Map<string, Intent>();
       intents.set(line.d, meant);
@@ -73,13 +84,18 @@ export class AgentPlaced {
         meant.set(line.id, { dir: line.dir, rel: line.rel });
         continue;
       }
+      if (line.t === 'a' && typeof line.rel === 'string') {
+        // An answer for one name of the file (answered() with rels): it touches that placement only.
+        if (ids.has(line.id) && sameName(ids.get(line.id)!, line.rel)) ids.delete(line.id);
+        continue;
+      }
       meant.delete(line.id);
       if (line.t === 's') {
         if (typeof line.rel === 'string') kept.set(line.id, { id: line.id, rel: line.rel, usertime: line.u ?? '' });
         continue;
       }
       kept.delete(line.id);
-      if (line.t === 'p') ids.add(line.id);
+      if (line.t === 'p') ids.set(line.id, typeof line.rel === 'string' ? line.rel : null);
       else ids.delete(line.id);
     }
     return new AgentPlaced(openSync(file, 'a'), open, intents, aside);
@@ -109,8 +125,10 @@ export class AgentPlaced {
     return [...(this.#aside.get(detector)?.values() ?? [])];
   }
 
-  has(detector: string, id: string): boolean {
-    return this.#open.get(detector)?.has(id) ?? false;
+  /** Whether `id` was placed as `rel` (or under a name not noted) and its acknowledgement is unanswered. */
+  has(detector: string, id: string, rel: string): boolean {
+    const as = this.#open.get(detector)?.get(id);
+    return as !== undefined && (as === null || as === rel);
   }
 
   /** Notes that `id` is about to be placed as `rel` below the shift's directory `dir` (see #intents). */
@@ -131,36 +149,46 @@ export class AgentPlaced {
     if (this.#intents.get(detector)?.delete(id)) this.#write([{ t: 'a', d: detector, id }]);
   }
 
-  /** Notes ids as placed, before their acknowledgement is sent. */
-  placed(detector: string, ids: string[]): void {
-    if (ids.length === 0) return;
-    const set = this.#open.get(detector) ?? new Set<string>();
+  /** Notes files as placed, before their acknowledgement is sent. */
+  placed(detector: string, files: Placed[]): void {
+    if (files.length === 0) return;
+    const set = this.#open.get(detector) ?? new Map<string, string | null>();
     this.#open.set(detector, set);
     const meant = this.#intents.get(detector);
     const kept = this.#aside.get(detector);
-    for (const id of ids) {
-      set.add(id);
+    for (const { id, rel } of files) {
+      set.set(id, rel);
       meant?.delete(id);
       kept?.delete(id);
     }
-    this.#write(ids.map((id) => ({ t: 'p', d: detector, id })));
+    this.#write(files.map(({ id, rel }) => ({ t: 'p', d: detector, id, rel })));
   }
 
-  /** The agent answered the acknowledgement of these ids (deleted, or kept because changed or gone). */
-  answered(detector: string, ids: string[]): void {
+  /**
+   * The agent answered the acknowledgement of these ids (deleted, or kept because changed or gone); with `rels`
+   * (one per id), of each only as placed under that name: the same id placed since under another name of the
+   * file waits for its own answer.
+   */
+  answered(detector: string, ids: string[], rels?: string[]): void {
     const set = this.#open.get(detector);
-    const known = ids.filter((id) => set?.delete(id));
+    const known: Line[] = [];
+    ids.forEach((id, i) => {
+      const rel = rels?.[i];
+      if (!set?.has(id) || !sameName(set.get(id)!, rel)) return;
+      set.delete(id);
+      known.push(rel === undefined ? { t: 'a', d: detector, id } : { t: 'a', d: detector, id, rel });
+    });
     if (known.length === 0) return;
     if ([...this.#open.values(), ...this.#intents.values(), ...this.#aside.values()].every((s) => s.size === 0) && fstatSync(this.#fd).size > COMPACT_BYTES) {
       ftruncateSync(this.#fd, 0);
       return;
     }
-    this.#write(known.map((id) => ({ t: 'a', d: detector, id })));
+    this.#write(known);
   }
 
   /** Ids of `detector` placed whose acknowledgement is not yet answered. */
   unanswered(detector: string): string[] {
-    return [...(this.#open.get(detector) ?? [])];
+    return [...(this.#open.get(detector)?.keys() ?? [])];
   }
 
   #write(lines: Line[]): void {
@@ -170,4 +198,9 @@ export class AgentPlaced {
   close(): void {
     closeSync(this.#fd);
   }
+}
+
+/** Whether an answer for name `answered` (undefined: any) is for a file placed as `placed` (null: name not noted). */
+function sameName(placed: string | null, answered: string | undefined): boolean {
+  return placed === null || answered === undefined || placed === answered;
 }

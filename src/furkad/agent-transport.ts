@@ -9,7 +9,7 @@ import { arrival, shownSent } from '../common/checksum-trailer.js';
 import { ShiftDir } from './shift-dir.js';
 import { tagged } from '../common/checksum.js';
 import { StagedProvenance } from './staged-provenance.js';
-import type { AgentPlaced, SetAside } from './agent-placed.js';
+import type { AgentPlaced, Placed, SetAside } from './agent-placed.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { RunContext, RunOutcome, Transport } from './transport.js';
@@ -58,7 +58,7 @@ export class AgentTransport implements Transport {
   /** While a run lasts: starts another worker for a file announced meanwhile (run). */
   #more: (() => void) | undefined;
   /** Ids to acknowledge, sent together by the one acknowledgement in flight (#ack). */
-  #toAck: string[] = [];
+  #toAck: Placed[] = [];
   /**
    * Paths being fetched or placed: a path announced again meanwhile (a rescan, a rewrite) waits until that is
    * over. Two fetches of one path would share its staging name, and one could place the other's half-written file.
@@ -256,28 +256,38 @@ export class AgentTransport implements Transport {
    */
   #placedBefore(w: Waiting): boolean {
     const meant = this.placedStore.intent(this.id, w.id);
-    if (meant) {
-      if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n))) this.placedStore.placed(this.id, [w.id]);
+    // An intent for another name of the same file (renamed or linked since) is that name's, not this one's.
+    if (meant && meant.rel === w.path) {
+      if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n))) this.placedStore.placed(this.id, [{ id: w.id, rel: w.path }]);
       else this.placedStore.dropIntent(this.id, w.id);
     }
-    if (!this.placedStore.has(this.id, w.id)) return false;
-    this.#ack([w.id]);
+    if (!this.placedStore.has(this.id, w.id, w.path)) return false;
+    this.#ack([{ id: w.id, rel: w.path }]);
     return true;
   }
 
   /** Placed and noted for grimseld: only now may the agent delete their sources (A4). */
   afterPlaced(rels: string[], setAsideOf?: bigint): void {
     const from = setAsideOf !== undefined ? this.#setAside : this.#placedIds;
-    const keys = setAsideOf !== undefined ? rels.map((r) => asideKey(String(setAsideOf), r)) : rels;
-    const ids = keys.map((k) => from.get(k)).filter((id): id is string => id !== undefined);
-    keys.forEach((k) => from.delete(k));
-    ids.forEach((id) => {
+    const files: Placed[] = [];
+    for (const rel of rels) {
+      const key = setAsideOf !== undefined ? asideKey(String(setAsideOf), rel) : rel;
+      const id = from.get(key);
+      from.delete(key);
+      if (id === undefined) continue;
+      files.push({ id, rel });
+      // A file of this id parked under another name (renamed after it was set aside) waits to be fetched as such.
+      const other = this.#parked.get(id);
+      if (other && other.path !== rel && !this.#waiting.has(other.path)) {
+        this.#waiting.set(other.path, { ...other, learnedAt: performance.now() });
+        this.#wake?.();
+      }
       this.#parked.delete(id);
       this.#learned.delete(id);
-    });
-    if (ids.length === 0) return;
-    this.placedStore.placed(this.id, ids);
-    this.#ack(ids);
+    }
+    if (files.length === 0) return;
+    this.placedStore.placed(this.id, files);
+    this.#ack(files);
   }
 
   /** Files the loop set aside for the shift that ended: their sources stay announced, but are not fetched again. */
@@ -409,11 +419,11 @@ export class AgentTransport implements Transport {
     }
     let got;
     try {
-      got = await this.#client!.fetch(w.id, staged).catch(async (e: NodeJS.ErrnoException) => {
+      got = await this.#client!.fetch(w.id, staged, w.path).catch(async (e: NodeJS.ErrnoException) => {
         if (e.code === 'EEXIST') await unlink(staged);
         else if (e.code === 'ENOENT') await mkdir(dir, { recursive: true, mode: 0o700 });
         else throw e;
-        return this.#client!.fetch(w.id, staged);
+        return this.#client!.fetch(w.id, staged, w.path);
       });
     } catch (e) {
       if (e instanceof FileGone) {
@@ -473,11 +483,12 @@ export class AgentTransport implements Transport {
   }
 
   /**
-   * Acknowledges `ids`: with those of other files placed meanwhile, one request at a time, so that at a high rate
-   * of small files the agent answers one request per batch, not one per file.
+   * Acknowledges `files` (each with the path it was placed as, which the agent compares with the name the file
+   * has now): with those of other files placed meanwhile, one request at a time, so that at a high rate of small
+   * files the agent answers one request per batch, not one per file.
    */
-  #ack(ids: string[]): void {
-    this.#toAck.push(...ids);
+  #ack(files: Placed[]): void {
+    this.#toAck.push(...files);
     if (this.#acking) return;
     this.#acking = true;
     void (async () => {
@@ -487,12 +498,13 @@ export class AgentTransport implements Transport {
           try {
             if (!this.#client) throw new Error('not connected to the agent');
             const answer = await this.#client.ack(batch);
-            this.placedStore.answered(this.id, [...answer.deleted, ...answer.kept.map((k) => k.id)]);
+            // Each of the batch once answered (the same id may be in it under two names), as placed under its name.
+            const said = new Set([...answer.deleted, ...answer.kept.map((k) => k.id)]);
+            const done = batch.filter((f) => said.has(f.id));
+            this.placedStore.answered(this.id, done.map((f) => f.id), done.map((f) => f.rel));
             for (const k of answer.kept) {
               if (k.reason === 'gone') continue;
-              this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, k.reason === 'written'
-                ? 'the agent kept a placed file: its writer still has it open for writing; it is announced again when closed'
-                : 'the agent kept a placed file (it changed after it was sent); it is announced again');
+              this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, KEPT_SAYS[k.reason] ?? KEPT_SAYS['changed']!);
             }
           } catch (e) {
             // Kept in the placed store: acknowledged again when the agent announces it after reconnecting.
@@ -505,6 +517,13 @@ export class AgentTransport implements Transport {
     })();
   }
 }
+
+/** What furkad logs for a placed file the agent kept, by the agent's reason (docs/agent-protocol.md, /v1/ack). */
+const KEPT_SAYS: Record<string, string> = {
+  written: 'the agent kept a placed file: its writer still has it open for writing; it is announced again when closed',
+  changed: 'the agent kept a placed file (it changed after it was sent); it is announced again',
+  moved: 'the agent kept a placed file: it has another name now (renamed or linked after it was complete), under which it is placed too',
+};
 
 /** How a set-aside file is known: its ended shift and its path (one path may be set aside in two shifts). */
 function asideKey(usertime: string, rel: string): string {

@@ -44,7 +44,7 @@ describe('agent client: the connection lost in the middle of a file', function (
       for (const ms of [2, 5, 10, 20, 2, 5, 10, 20]) {
         const client = new AgentClient(`http://127.0.0.1:${port}`, '/');
         await client.connect();
-        const fetching = client.fetch('1', path.join(work, `f-${outcomes.length}`));
+        const fetching = client.fetch('1', path.join(work, `f-${outcomes.length}`), 'f');
         await pause(ms);
         client.close();
         outcomes.push(await settledWithin(fetching, 3000));
@@ -66,8 +66,8 @@ describe('agent client: the connection lost in the middle of a file', function (
       for (let i = 0; i < 120; i++) writeImage(root, `f${i}.cbf`, 100_000 + ((i * 7919) % 300_000));
       const agent = await startAgent({ root, dir: work });
       const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/');
-      const announced: string[] = [];
-      client.on('file', (f) => announced.push(f.id));
+      const announced: Array<{ id: string; path: string }> = [];
+      client.on('file', (f) => announced.push(f));
       try {
         await client.connect();
         await pause(100);
@@ -75,10 +75,10 @@ describe('agent client: the connection lost in the middle of a file', function (
         const open = new Set<string>();
         let next = 0;
         const worker = async (): Promise<void> => {
-          for (let id = announced[next++]; id !== undefined; id = announced[next++]) {
-            open.add(id);
-            await client.fetch(id, path.join(staging, id.replace(/\W/g, '_'))).catch(() => undefined);
-            open.delete(id);
+          for (let f = announced[next++]; f !== undefined; f = announced[next++]) {
+            open.add(f.id);
+            await client.fetch(f.id, path.join(staging, f.id.replace(/\W/g, '_')), f.path).catch(() => undefined);
+            open.delete(f.id);
           }
         };
         const workers = Promise.all(Array.from({ length: 8 }, worker));

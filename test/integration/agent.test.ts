@@ -4,7 +4,7 @@ import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, utimesSync, writeFileSync, appendFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
-import { AGENT_BIN, AgentClient, inotifywaitOf, startAgent, type Agent } from '../fixtures/agent.js';
+import { AGENT_BIN, AgentClient, inotifywaitOf, startAgent, type Agent, type AgentOptions, type EventsReader } from '../fixtures/agent.js';
 import { launchOf, tempDir } from '../fixtures/ppu.js';
 import { startProcess } from '../fixtures/processes.js';
 import { eventually } from '../fixtures/files.js';
@@ -46,12 +46,20 @@ describe('furka-agent (A1–A5)', function () {
     unmountAll();
     rmSync(dir, { recursive: true, force: true });
   });
+  /**
+   * Starts an agent on the ramdisk (options beside root and dir as startAgent's) and a client, and reads its
+   * events (of `source`) until the first scan is announced.
+   */
+  const started = async (o: Partial<AgentOptions> = {}, source?: string): Promise<{ ev: EventsReader; agent: Agent; client: AgentClient }> => {
+    const a = agent = await startAgent({ root, dir, ...o });
+    const c = client = new AgentClient(a.port);
+    const ev = c.events(source);
+    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    return { ev, agent: a, client: c };
+  };
 
   it('(a) a writer writing in place with pauses is announced once, after its close, with the full size (A2)', async () => {
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev } = await started();
     const writer = inPlaceWriter(path.join(root, 'img_00001.cbf'), 12, 50);
     assert.equal(await writer.exited, 0, writer.output());
     await ev.waitFor(() => ev.files('img_00001.cbf').length > 0, 'the announcement');
@@ -62,10 +70,7 @@ describe('furka-agent (A1–A5)', function () {
   });
 
   it('(b) a writer writing a hidden temp name and renaming it is announced once under the final name (A2)', async () => {
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev } = await started();
     for (let i = 0; i < 20; i++) {
       const tmp = path.join(root, `.img_${i}.cbf.XyZ${i}`);
       writeFileSync(tmp, randomBytes(100 * KiB));
@@ -78,10 +83,7 @@ describe('furka-agent (A1–A5)', function () {
   });
 
   it('(c) files in a new subdirectory, written at once after its creation, are all announced (A2)', async () => {
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events('/run1');
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev } = await started({}, '/run1');
     const expected: string[] = [];
     for (const sub of ['a', 'b/c/d', 'e']) {
       mkdirSync(path.join(root, 'run1', sub), { recursive: true });
@@ -101,10 +103,7 @@ describe('furka-agent (A1–A5)', function () {
     // temp name, renamed meanwhile), and skips such a subdirectory of a new one without a word: a camserver run
     // directory would have every later image left on the detector. Found in 2026-12 (about 1 new directory in
     // 150 here). Every second run directory is made with a subdirectory at once (mkdir -p), the files in that.
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev } = await started();
     const dirs = 800;
     const runDir = (d: number): string => (d % 2 ? `run${d}/sub` : `run${d}`);
     const put = (rel: string): void => {
@@ -165,10 +164,7 @@ describe('furka-agent (A1–A5)', function () {
   it('(c4) a name made by link(2) is announced: a writer publishing with link and unlink, a user\'s hard link (A2)', async () => {
     // The kernel says only "created" of a link, never a close: such names waited for an event that never came,
     // left on the detector until a restart. Found by a hostile test, 2026-12-01.
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev } = await started();
     mkdirSync(path.join(root, 'run'));
     for (let i = 0; i < 5; i++) {
       const tmp = path.join(root, 'run', `.img_${i}.tmp`);
@@ -184,10 +180,7 @@ describe('furka-agent (A1–A5)', function () {
   });
 
   it('(c4b) a hard link to a file its writer still has open under the other name waits for the writer (A2)', async () => {
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev } = await started();
     const go = path.join(dir, 'go-link');
     const writer = inPlaceWriter(path.join(root, 'w.cbf'), 3, 0, go);
     while (!writer.output().includes('holding')) await sleep(20);
@@ -201,10 +194,7 @@ describe('furka-agent (A1–A5)', function () {
   });
 
   it('(c5) a file whose mtime is set after it was announced (a bare utime, no close) is announced again, and its old id is 410 (A2, A4)', async () => {
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev, client } = await started();
     const file = path.join(root, 'touched.cbf');
     writeFileSync(file, randomBytes(10 * KiB));
     await ev.waitFor(() => ev.files('touched.cbf').length > 0, 'the first announcement');
@@ -223,10 +213,7 @@ describe('furka-agent (A1–A5)', function () {
     const go = path.join(dir, 'go');
     const writer = inPlaceWriter(path.join(root, 'held.cbf'), 3, 0, go);
     while (!writer.output().includes('holding')) await sleep(20);
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev } = await started();
     assert.deepEqual(ev.files().map((f) => f.path).sort(), ['old1.cbf', 'sub/old2.cbf']);
     writeFileSync(go, '');
     assert.equal(await writer.exited, 0);
@@ -239,10 +226,7 @@ describe('furka-agent (A1–A5)', function () {
     const data = randomBytes(3 * 1024 * KiB + 17);
     writeFileSync(path.join(root, 'a b,c.cbf'), data);
     writeFileSync(path.join(root, 'changed.cbf'), 'before');
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev, client } = await started();
     const [a] = ev.files('a b,c.cbf');
     const [c] = ev.files('changed.cbf');
     assert.ok(a && c);
@@ -269,11 +253,43 @@ describe('furka-agent (A1–A5)', function () {
     assert.deepEqual((await client.ack([a.id!])).body.kept, [{ id: a.id, reason: 'gone' }], 'deleted before');
   });
 
+  it('(e8) a file renamed after it was announced: its body names the new path, and an acknowledgement of the old name deletes nothing; hard links each go under their own name (A4)', async () => {
+    const { ev, client } = await started();
+    mkdirSync(path.join(root, 'run'));
+    writeFileSync(path.join(root, 'run', 'img.tmp'), 'image data');
+    await ev.waitFor(() => ev.files('run/img.tmp').length === 1, 'the file under its first name');
+    const [first] = ev.files('run/img.tmp');
+    renameSync(path.join(root, 'run', 'img.tmp'), path.join(root, 'run', 'img.cbf'));
+    await ev.waitFor(() => ev.files('run/img.cbf').length === 1, 'the file under its new name');
+    assert.equal(ev.files('run/img.cbf')[0]!.id, first!.id, 'the same file, the same id');
+    const r = await client.file(first!.id!);
+    assert.equal(r.status, 200);
+    assert.equal(decodeURIComponent(String(r.headers['x-furka-path'])), 'run/img.cbf', 'the body says which name it has now');
+    // Placed under the old name only: the new name was not placed, so its source stays.
+    assert.deepEqual((await client.ack([first!.id!], ['run/img.tmp'])).body, { deleted: [], kept: [{ id: first!.id, reason: 'moved' }] });
+    assert.equal(readFileSync(path.join(root, 'run', 'img.cbf'), 'utf8'), 'image data');
+    assert.equal((await client.ack([first!.id!], ['run/img.tmp', 'x'])).status, 400, 'as many paths as ids');
+    assert.deepEqual((await client.ack([first!.id!], ['run/img.cbf'])).body, { deleted: [first!.id], kept: [] });
+    assert.ok(!existsSync(path.join(root, 'run', 'img.cbf')));
+
+    // Two names of one file (a hard link): each asked for, placed and acknowledged under its own name.
+    writeFileSync(path.join(root, 'run', 'a.cbf'), 'linked data');
+    await ev.waitFor(() => ev.files('run/a.cbf').length === 1, 'the first name');
+    linkSync(path.join(root, 'run', 'a.cbf'), path.join(root, 'run', 'b.cbf'));
+    await ev.waitFor(() => ev.files('run/b.cbf').length === 1, 'the second name');
+    const id = ev.files('run/a.cbf')[0]!.id!;
+    assert.equal(ev.files('run/b.cbf')[0]!.id, id);
+    for (const name of ['run/a.cbf', 'run/b.cbf']) {
+      const body = await client.file(id, name);
+      assert.equal(body.status, 200);
+      assert.equal(decodeURIComponent(String(body.headers['x-furka-path'])), name);
+    }
+    assert.deepEqual((await client.ack([id, id], ['run/a.cbf', 'run/b.cbf'])).body, { deleted: [id, id], kept: [] });
+    assert.deepEqual(readdirSync(path.join(root, 'run')), []);
+  });
+
   it('(e7) a writer that closes one descriptor and writes on through another: sent as changed, its source kept when acknowledged, announced again whole at its last close (A2, A4)', async () => {
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev, agent, client } = await started();
     const go = path.join(dir, 'go-second');
     const writer = startProcess('python3', ['-c', `import os, sys, time
 first = open(sys.argv[1], "wb"); second = open(sys.argv[1], "ab")
@@ -485,10 +501,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
   it('(h) a name that is not valid UTF-8 is refused, reported and left on the detector (A2)', async () => {
     const bad = Buffer.concat([Buffer.from(`${root}/bad`), Buffer.from([0xff, 0xfe]), Buffer.from('.cbf')]);
     writeFileSync(bad, 'x');
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev, agent } = await started();
     const refused = ev.events.filter((e) => e.t === 'refused');
     assert.deepEqual(refused.map((e) => e.path), ['bad\ufffd\ufffd.cbf']);
     assert.match(refused[0]!.reason!, /UTF-8/);
@@ -501,10 +514,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
   });
 
   it('(i) inotifywait killed: restarted, the root rescanned, a file written meanwhile announced (A2)', async () => {
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev, agent } = await started();
     const pid = agent.proc.child.pid!;
     const watcher = inotifywaitOf(pid);
     process.kill(watcher, 'SIGKILL');
@@ -555,10 +565,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     // Left by an agent that was killed: an empty mark is removed at the first scan, a file with data never.
     writeFileSync(path.join(root, '.furka-agent-barrier-stale'), '');
     writeFileSync(path.join(root, '.furka-agent-barrier-kept'), 'data');
-    agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
-    const ev = client.events();
-    await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+    const { ev, agent, client } = await started();
     assert.ok(!existsSync(path.join(root, '.furka-agent-barrier-stale')), 'a stale empty mark removed');
     assert.equal(readFileSync(path.join(root, '.furka-agent-barrier-kept'), 'utf8'), 'data', 'a file with data under such a name kept');
     assert.equal((await client.barrier('no/slash')).status, 400, 'a bad id');

@@ -1,7 +1,7 @@
 // furkad over furka-agent (transport = agent): files arrive once, whole, the moment their writers finish them,
 // whatever the writer's pattern; nothing is lost or left behind when the agent or furkad is killed (A2–A5).
 import { strict as assert } from 'node:assert';
-import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { launchOf, Ppu } from '../fixtures/ppu.js';
 import { AGENT_BIN, inotifywaitOf } from '../fixtures/agent.js';
@@ -69,6 +69,28 @@ describe('furkad over furka-agent (A2–A5)', function () {
     assert.equal(sha256File(readFileSync(dest)), sha256File(whole), 'header and data');
     assert.deepEqual(readdirSync(path.dirname(dest)), ['run.cbf'], 'once, under its own name only');
     await eventually(() => listFiles(detector).length === 0, 20_000, 'its source deleted once its writer is done');
+  });
+
+  it('delivers a file renamed after furkad heard of it under its final name, and deletes its source only once placed so (A4)', async () => {
+    await ppu.startShift(680, 681);
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const furkad = ppu.furkad!.proc.child.pid!;
+    // furkad stopped: the agent announces (and pushes) the file under its first name, then under the name it
+    // was renamed to, before furkad fetches either. A writer whose temporary name is not hidden does this.
+    process.kill(furkad, 'SIGSTOP');
+    let img: WrittenFile;
+    try {
+      img = writeImage(detector, 'late-rename/img_001.tmp', 100_000);
+      await pause(500);
+      renameSync(path.join(detector, 'late-rename', 'img_001.tmp'), path.join(detector, 'late-rename', 'img_001.cbf'));
+      await pause(500);
+    } finally {
+      process.kill(furkad, 'SIGCONT');
+    }
+    const dest = path.join(usr(680, 681), 'late-rename', 'img_001.cbf');
+    await eventually(() => existsSync(dest), 20_000, `the file under its final name on the PPU (there: ${listFiles(usr(680, 681)).join(', ')})`);
+    assert.equal(sha256File(readFileSync(dest)), img.sha256);
+    await eventually(() => listFiles(detector).length === 0, 20_000, 'its source deleted once placed under that name');
   });
 
   it('delivers a file larger than the agent reads whole (an HDF5 data file) once, byte for byte, owned by the shift, copied, its source deleted (A3, A4)', async () => {

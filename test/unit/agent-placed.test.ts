@@ -14,27 +14,54 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
 
   it('remembers placed ids per detector across a restart until their acknowledgement was answered', () => {
     const a = AgentPlaced.open(dir);
-    a.placed('1MF', ['1:10:5', '2:20:6']);
-    a.placed('2MF', ['1:10:5']);
+    a.placed('1MF', [{ id: '1:10:5', rel: 'a.cbf' }, { id: '2:20:6', rel: 'run/b.cbf' }]);
+    a.placed('2MF', [{ id: '1:10:5', rel: 'a.cbf' }]);
     a.answered('1MF', ['1:10:5']);
     a.close();
     const b = AgentPlaced.open(dir);
-    assert.equal(b.has('1MF', '1:10:5'), false, 'answered');
-    assert.equal(b.has('1MF', '2:20:6'), true);
-    assert.equal(b.has('2MF', '1:10:5'), true, 'the same id on another detector is another file');
+    assert.equal(b.has('1MF', '1:10:5', 'a.cbf'), false, 'answered');
+    assert.equal(b.has('1MF', '2:20:6', 'run/b.cbf'), true);
+    assert.equal(b.has('2MF', '1:10:5', 'a.cbf'), true, 'the same id on another detector is another file');
     assert.deepEqual(b.unanswered('1MF'), ['2:20:6']);
     b.close();
   });
 
+  it('tells a file placed under one name from the same file announced under another (renamed or linked since)', () => {
+    const a = AgentPlaced.open(dir);
+    a.placed('1MF', [{ id: '3:10:5', rel: 'run/img.tmp' }]);
+    assert.equal(a.has('1MF', '3:10:5', 'run/img.tmp'), true);
+    assert.equal(a.has('1MF', '3:10:5', 'run/img.cbf'), false, 'the final name was not placed');
+    a.close();
+    // A line of a furkad that did not note the name: the id counts as placed under any name, as it did then.
+    appendFileSync(path.join(dir, 'agent-placed.jsonl'), '{"t":"p","d":"1MF","id":"4:10:5"}\n');
+    const b = AgentPlaced.open(dir);
+    assert.equal(b.has('1MF', '3:10:5', 'run/img.tmp'), true, 'the name is remembered across a restart');
+    assert.equal(b.has('1MF', '3:10:5', 'run/img.cbf'), false);
+    assert.equal(b.has('1MF', '4:10:5', 'anything.cbf'), true);
+    // Placed again under the new name before the answer for the old one came: that answer leaves it alone.
+    b.placed('1MF', [{ id: '3:10:5', rel: 'run/img.cbf' }]);
+    b.answered('1MF', ['3:10:5'], ['run/img.tmp']);
+    assert.equal(b.has('1MF', '3:10:5', 'run/img.cbf'), true, 'still waiting for its own answer');
+    b.close();
+    const c = AgentPlaced.open(dir);
+    assert.equal(c.has('1MF', '3:10:5', 'run/img.cbf'), true, 'also after a restart');
+    c.answered('1MF', ['3:10:5'], ['run/img.cbf']);
+    assert.equal(c.has('1MF', '3:10:5', 'run/img.cbf'), false);
+    c.close();
+    const d = AgentPlaced.open(dir);
+    assert.equal(d.has('1MF', '3:10:5', 'run/img.cbf'), false, 'answered, after a restart');
+    d.close();
+  });
+
   it('skips a torn or damaged line and empties the file once everything is answered and it grew large', () => {
     const a = AgentPlaced.open(dir);
-    a.placed('1MF', ['9:9:9']);
+    a.placed('1MF', [{ id: '9:9:9', rel: 'x' }]);
     a.close();
     appendFileSync(path.join(dir, 'agent-placed.jsonl'), 'not json\n{"t":"p","d":"1MF","id":"7');
     const b = AgentPlaced.open(dir);
     assert.deepEqual(b.unanswered('1MF'), ['9:9:9']);
     const ids = Array.from({ length: 30_000 }, (_, i) => `${i}:1:1`);
-    b.placed('1MF', ids);
+    b.placed('1MF', ids.map((id) => ({ id, rel: `f${id}` })));
     b.answered('1MF', [...ids, '9:9:9']);
     assert.equal(statSync(path.join(dir, 'agent-placed.jsonl')).size, 0);
     b.close();
@@ -44,13 +71,13 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     a.intend('1MF', '7:100:9', '/ramdisk/1mf/620_621', 'run/x.cbf');
     a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
     a.intend('1MF', '9:100:9', '/ramdisk/1mf/620_621', 'run/z.cbf');
-    a.placed('1MF', ['8:100:9']);
+    a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf' }]);
     a.dropIntent('1MF', '9:100:9');
     a.close(); // SIGKILL after x's link, before placed()
     const b = AgentPlaced.open(dir);
     assert.deepEqual(b.intent('1MF', '7:100:9'), { dir: '/ramdisk/1mf/620_621', rel: 'run/x.cbf' });
     assert.equal(b.intent('1MF', '8:100:9'), undefined, 'placed: no longer an intent');
-    assert.equal(b.has('1MF', '8:100:9'), true);
+    assert.equal(b.has('1MF', '8:100:9', 'run/y.cbf'), true);
     assert.equal(b.intent('1MF', '9:100:9'), undefined, 'dropped');
     b.close();
   });
@@ -60,14 +87,14 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     a.intend('1MF', '7:100:9', '/ramdisk/1mf/620_621', 'run/x.cbf');
     a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
     a.setAside('1MF', [{ id: '7:100:9', rel: 'run/x.cbf', usertime: '620' }, { id: '8:100:9', rel: 'run/y.cbf', usertime: '620' }]);
-    a.placed('1MF', ['8:100:9']); // y placed for its shift later on
+    a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf' }]); // y placed for its shift later on
     assert.equal(a.intent('1MF', '7:100:9'), undefined, 'set aside: no longer where it was meant to go');
     a.close();
     const b = AgentPlaced.open(dir);
     assert.deepEqual(b.setAsideFiles('1MF'), [{ id: '7:100:9', rel: 'run/x.cbf', usertime: '620' }]);
     assert.deepEqual(b.setAsideFiles('2MF'), []);
     assert.equal(b.intent('1MF', '7:100:9'), undefined);
-    b.placed('1MF', ['7:100:9']);
+    b.placed('1MF', [{ id: '7:100:9', rel: 'run/x.cbf' }]);
     b.close();
     const c = AgentPlaced.open(dir);
     assert.deepEqual(c.setAsideFiles('1MF'), [], 'placed: nothing is set aside any more');
