@@ -13,6 +13,7 @@
 import { fstatSync, readFileSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { PythonChild } from '../common/python-child.js';
+import { makedev } from './open-writers.js';
 
 /** Per descriptor: true if it is open for writing somewhere, false if not, undefined if the kernel would not say. */
 export type Written = boolean | undefined;
@@ -48,9 +49,7 @@ export function deviceTypes(mountinfo = readFileSync('/proc/self/mountinfo', 'ut
     const dash = f.indexOf('-', 6);
     const mm = /^(\d+):(\d+)$/.exec(f[2] ?? '');
     if (!mm || dash < 0) continue;
-    const [maj, min] = [Number(mm[1]), Number(mm[2])];
-    // glibc's makedev, as Node reports st_dev.
-    types.set((min & 0xff) | ((maj & 0xfff) << 8) | ((min & ~0xff) << 12), f[dash + 1] ?? '');
+    types.set(makedev(Number(mm[1]), Number(mm[2])), f[dash + 1] ?? '');
   }
   return types;
 }

@@ -4,6 +4,14 @@ import { readdirSync, readFileSync, statSync } from 'node:fs';
 const O_ACCMODE = 0o3;
 const O_RDONLY = 0o0;
 
+/**
+ * A device number as Node reports st_dev: glibc's makedev of `major`:`minor` (as /proc lists them), in
+ * arithmetic rather than 32-bit bit operations, which turn a minor of 2^20 or more negative.
+ */
+export function makedev(major: number, minor: number): number {
+  return (minor & 0xff) + (major % 0x1000) * 0x100 + Math.floor(minor / 0x100) * 0x100000 + Math.floor(major / 0x1000) * 0x100000000000;
+}
+
 /** A file as filesBeingWritten() compares files: "dev:ino" of its stat (plain or bigint, the same text). */
 export function fileKey(st: { dev: number | bigint; ino: number | bigint }): string {
   return `${st.dev}:${st.ino}`;
@@ -38,9 +46,7 @@ export function filesBeingWritten(files: Set<string>): Set<string> {
       const perms = f[1];
       if (!perms || perms[1] !== 'w' || perms[3] !== 's' || !f[3] || !f[4] || f[4] === '0') continue;
       const [maj, min] = f[3].split(':').map((h) => parseInt(h, 16)) as [number, number];
-      // The st_dev encoding of glibc's makedev (as Node reports st.dev).
-      const dev = (min & 0xff) | ((maj & 0xfff) << 8) | ((min & ~0xff) << 12);
-      const key = fileKey({ dev, ino: BigInt(f[4]) });
+      const key = fileKey({ dev: makedev(maj, min), ino: BigInt(f[4]) });
       if (files.has(key)) writing.add(key);
     }
   }

@@ -8,6 +8,7 @@ import { chmodSync, closeSync, existsSync, linkSync, mkdtempSync, openSync, read
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { deviceTypes, fsTypeOf, LeaseCheck, leasesTellOn, leasesTellWriters } from '../../src/agent/lease-check.js';
+import { makedev } from '../../src/agent/open-writers.js';
 
 /** A process that holds `file` as `python` code says, and prints "ready" once it does. */
 async function holder(code: string, file: string): Promise<ChildProcess> {
@@ -29,7 +30,9 @@ assert libc.mmap(None, 5, 3, 1, fd, 0) not in (None, ctypes.c_void_p(-1).value)
 os.close(fd)
 assert not [d for d in os.listdir("/proc/self/fd") if os.path.realpath("/proc/self/fd/" + d) == os.path.realpath(f)]`;
 
-describe('lease check: is a file still open for writing anywhere (A2, A4)', () => {
+describe('lease check: is a file still open for writing anywhere (A2, A4)', function () {
+  // Each writer here is a python3 process, whose start takes from 0.3 s to seconds on a busy machine.
+  this.timeout(60_000);
   const work = mkdtempSync(path.join(os.tmpdir(), 'lease-'));
   const checks: LeaseCheck[] = [];
   const holders: ChildProcess[] = [];
@@ -97,7 +100,7 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', () =
     const c = check({ python: script('counting', `#!/bin/sh\ntee -a ${lines} | python3 "$@"\n`) });
     const all = Array.from({ length: 20 }, (_, i) => file(`many-${i}.cbf`));
     const busy = all.filter((_, i) => i % 3 === 0);
-    for (const b of busy) holders.push(await holder('w = open(f, "ab")', b.path));
+    holders.push(...await Promise.all(busy.map((b) => holder('w = open(f, "ab")', b.path))));
     // Callers asking one descriptor, and some two (a file and the one after it), all in this turn.
     const asked = all.map((f, i) => (i % 4 === 1 && all[i + 1] ? [f.fd, all[i + 1]!.fd] : [f.fd]));
     const answers = await Promise.all(asked.map((fds) => c.written(fds)));
@@ -175,6 +178,10 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', () =
     const root = { dev: 52, type: 'tmpfs' };
     assert.deepEqual([52, 53, (1 & 0xff) | (8 << 8), 99].map((d) => leasesTellOn(d, root, types)), [true, false, true, false]);
     assert.equal(leasesTellOn(99, { dev: 52, type: 'btrfs' }, types), true, 'a btrfs subvolume (a device mountinfo does not list) on a btrfs root');
+    // Device numbers as Node's st_dev has them (glibc's makedev), also past 32 bits.
+    assert.equal(makedev(8, 1), 0x801);
+    assert.equal(makedev(0, 0x100000), 2 ** 32);
+    assert.equal(makedev(0x1000, 0), 2 ** 44);
   });
 
   it('says "do not know" for a descriptor the kernel will not lease (not a regular file: a directory)', async () => {
