@@ -105,6 +105,11 @@ export class Catalog {
     return here?.id === id ? here : this.byId(id);
   }
 
+  /** Whether `entry` is the one its name has now (not one forgotten: deleted, or gone). */
+  current(entry: FileEntry): boolean {
+    return this.#byPath.get(Buffer.from(entry.path).toString('latin1')) === entry;
+  }
+
   /** Everything a newly connected client is told first: complete files and refused names. */
   *listing(): Iterable<Announcement> {
     for (const entry of this.#byPath.values()) yield { t: 'file', entry };

@@ -392,10 +392,10 @@ export class AgentServer {
           kept.push({ id, reason: 'unknown' });
           continue;
         }
-        // Placed under another name than the file has now (renamed or linked after it was complete: the id is
-        // the same): that name was not placed; the file waits for its own acknowledgement under it.
+        // Placed under another name than the file has now (renamed after it was complete: the id is the same):
+        // that name was not placed; the file waits for its own acknowledgement under it. Or gone altogether.
         if (paths && paths[i] !== entry.path) {
-          kept.push({ id, reason: 'moved' });
+          kept.push({ id, reason: this.catalog.current(entry) ? 'moved' : 'gone' });
           continue;
         }
         let r: Removal | TakenAside;

@@ -7,10 +7,11 @@ import { readAppendLog } from '../common/append-log.js';
 
 /**
  * 'i': about to be placed (intend); 'p': placed (as `rel`; lines of an older furkad have none); 'a':
- * acknowledgement answered (for the placement as `rel` only, if it has one), or intent dropped; 's': set aside
- * for an ended shift as `rel` (setAside), until placed.
+ * acknowledgement answered (for the placement as `rel` only, if it has one); 'di': intent dropped; 's': set
+ * aside for an ended shift as `rel` (setAside), until placed; 'ds': set-aside dropped. An older furkad wrote
+ * 'a' without `rel` for all of the last three: such a line ends everything of its id, as it did then.
  */
-type Line = { t: 'p' | 'a' | 'i' | 's'; d: string; id: string; dir?: string; rel?: string; u?: string };
+type Line = { t: 'p' | 'a' | 'i' | 's' | 'di' | 'ds'; d: string; id: string; dir?: string; rel?: string; u?: string };
 
 /** A file set aside for an ended shift: its id, its path, and that shift's usertime (decimal). */
 export interface SetAside {
@@ -85,8 +86,12 @@ export class AgentPlaced {
         continue;
       }
       if (line.t === 'a' && typeof line.rel === 'string') {
-        // An answer for one name of the file (answered() with rels): it touches that placement only.
+        // An answer for one name of the file: it touches that placement only.
         if (ids.has(line.id) && sameName(ids.get(line.id)!, line.rel)) ids.delete(line.id);
+        continue;
+      }
+      if (line.t === 'di' || line.t === 'ds') {
+        (line.t === 'di' ? meant : kept).delete(line.id);
         continue;
       }
       meant.delete(line.id);
@@ -117,7 +122,7 @@ export class AgentPlaced {
   dropSetAside(detector: string, ids: string[]): void {
     const kept = this.#aside.get(detector);
     const known = ids.filter((id) => kept?.delete(id));
-    if (known.length) this.#write(known.map((id) => ({ t: 'a', d: detector, id })));
+    if (known.length) this.#write(known.map((id) => ({ t: 'ds', d: detector, id })));
   }
 
   /** The files of `detector` set aside and not yet placed, as noted by setAside. */
@@ -146,7 +151,7 @@ export class AgentPlaced {
 
   /** The intent of `id` came to nothing (not placed, checked): forgotten. */
   dropIntent(detector: string, id: string): void {
-    if (this.#intents.get(detector)?.delete(id)) this.#write([{ t: 'a', d: detector, id }]);
+    if (this.#intents.get(detector)?.delete(id)) this.#write([{ t: 'di', d: detector, id }]);
   }
 
   /** Notes files as placed, before their acknowledgement is sent. */
@@ -175,8 +180,10 @@ export class AgentPlaced {
     ids.forEach((id, i) => {
       const rel = rels?.[i];
       if (!set?.has(id) || !sameName(set.get(id)!, rel)) return;
+      // The name it was placed as, also for an answer given by id alone: the line ends that placement only.
+      const as = set.get(id) ?? undefined;
       set.delete(id);
-      known.push(rel === undefined ? { t: 'a', d: detector, id } : { t: 'a', d: detector, id, rel });
+      known.push(as === undefined ? { t: 'a', d: detector, id } : { t: 'a', d: detector, id, rel: as });
     });
     if (known.length === 0) return;
     if ([...this.#open.values(), ...this.#intents.values(), ...this.#aside.values()].every((s) => s.size === 0) && fstatSync(this.#fd).size > COMPACT_BYTES) {

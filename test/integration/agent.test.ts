@@ -271,6 +271,7 @@ describe('furka-agent (A1–A5)', function () {
     assert.equal((await client.ack([first!.id!], ['run/img.tmp', 'x'])).status, 400, 'as many paths as ids');
     assert.deepEqual((await client.ack([first!.id!], ['run/img.cbf'])).body, { deleted: [first!.id], kept: [] });
     assert.ok(!existsSync(path.join(root, 'run', 'img.cbf')));
+    assert.deepEqual((await client.ack([first!.id!], ['run/img.tmp'])).body.kept, [{ id: first!.id, reason: 'gone' }], 'no name has it now');
 
     // Two names of one file (a hard link): each asked for, placed and acknowledged under its own name.
     writeFileSync(path.join(root, 'run', 'a.cbf'), 'linked data');

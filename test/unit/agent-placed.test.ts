@@ -47,9 +47,15 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     assert.equal(c.has('1MF', '3:10:5', 'run/img.cbf'), true, 'also after a restart');
     c.answered('1MF', ['3:10:5'], ['run/img.cbf']);
     assert.equal(c.has('1MF', '3:10:5', 'run/img.cbf'), false);
+    // An intent for the other name dropped (not found placed after a restart): the placement stays.
+    c.placed('1MF', [{ id: '5:1:1', rel: 'a.cbf' }]);
+    c.intend('1MF', '5:1:1', '/ramdisk/1mf/1_1', 'b.cbf');
+    c.dropIntent('1MF', '5:1:1');
     c.close();
     const d = AgentPlaced.open(dir);
     assert.equal(d.has('1MF', '3:10:5', 'run/img.cbf'), false, 'answered, after a restart');
+    assert.equal(d.has('1MF', '5:1:1', 'a.cbf'), true, 'a dropped intent ends only the intent');
+    assert.equal(d.intent('1MF', '5:1:1'), undefined);
     d.close();
   });
 
