@@ -38,25 +38,26 @@ const COMPACT_BYTES = 1 << 20;
 export class AgentPlaced {
   #fd: number;
   /**
-   * Per detector: ids placed, acknowledgement not yet answered, with the path each was placed as (null: placed
-   * by a furkad that did not note it). One id may be announced under two names (a file renamed or linked after
-   * it was complete): placed under one, it is not placed under the other.
+   * Per detector: files placed, acknowledgement not yet answered, by placement (pkey: id and the path it was
+   * placed as; a placement by a furkad that did not note the path is under its id alone, rel null). One file
+   * may be announced under two names (renamed or hard-linked after it was complete, the id the same): each name
+   * is its own placement.
    */
-  #open: Map<string, Map<string, string | null>>;
+  #open: Map<string, Map<string, { id: string; rel: string | null }>>;
   /**
-   * Per detector: ids about to be placed, and where. Written before the file gets its name: furkad killed
-   * between that and placed() leaves the file placed in a shift's directory; after a restart (a new shift,
-   * F6) it must be recognised there, not placed a second time into the new shift's directory.
+   * Per detector: files about to be placed, and where, by placement. Written before the file gets its name:
+   * furkad killed between that and placed() leaves the file placed in a shift's directory; after a restart (a
+   * new shift, F6) it must be recognised there, not placed a second time into the new shift's directory.
    */
   #intents: Map<string, Map<string, Intent>>;
   /**
-   * Per detector: ids of files the loop set aside for a shift that ended (kept below the target, retried for
-   * that shift), by id, with their paths. A furkad restarted meanwhile must neither fetch them again into the
-   * new shift nor forget to acknowledge them once they are placed for theirs (A4, A5, F6).
+   * Per detector: files the loop set aside for a shift that ended (kept below the target, retried for that
+   * shift), by placement. A furkad restarted meanwhile must neither fetch them again into the new shift nor
+   * forget to acknowledge them once they are placed for theirs (A4, A5, F6).
    */
   #aside: Map<string, Map<string, SetAside>>;
 
-  private constructor(fd: number, open: Map<string, Map<string, string | null>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
+  private constructor(fd: number, open: Map<string, Map<string, { id: string; rel: string | null }>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
     this.#fd = fd;
     this.#open = open;
     this.#intents = intents;
@@ -65,9 +66,14 @@ export class AgentPlaced {
 
   static open(dir: string): AgentPlaced {
     const { file, lines } = readAppendLog(dir, 'agent-placed.jsonl');
-    const open = new Map<string, Map<string, string | null>>();
+    const open = new Map<string, Map<string, { id: string; rel: string | null }>>();
     const intents = new Map<string, Map<string, Intent>>();
     const aside = new Map<string, Map<string, SetAside>>();
+    const of = <V>(m: Map<string, Map<string, V>>, d: string): Map<string, V> => {
+      const inner = m.get(d) ?? new Map<string, V>();
+      m.set(d, inner);
+      return inner;
+    };
     for (const raw of lines) {
       let line: Line;
       try {
@@ -75,33 +81,51 @@ export class AgentPlaced {
       } catch {
         continue; // a damaged line: at worst one file is placed a second time under its name (same bytes)
       }
-      const ids = open.get(line.d) ?? new Map<string, string | null>();
-      open.set(line.d, ids);
-      const meant = intents.get(line.d) ?? new Map<string, Intent>();
-      intents.set(line.d, meant);
-      const kept = aside.get(line.d) ?? new Map<string, SetAside>();
-      aside.set(line.d, kept);
-      if (line.t === 'i' && typeof line.dir === 'string' && typeof line.rel === 'string') {
-        meant.set(line.id, { dir: line.dir, rel: line.rel });
-        continue;
+      const ids = of(open, line.d);
+      const meant = of(intents, line.d);
+      const kept = of(aside, line.d);
+      const rel = typeof line.rel === 'string' ? line.rel : undefined;
+      const key = rel === undefined ? undefined : pkey(line.id, rel);
+      switch (line.t) {
+        case 'i':
+          if (key !== undefined && typeof line.dir === 'string') meant.set(key, { dir: line.dir, rel: rel! });
+          break;
+        case 's':
+          if (key !== undefined) {
+            kept.set(key, { id: line.id, rel: rel!, usertime: line.u ?? '' });
+            meant.delete(key);
+          }
+          break;
+        case 'p':
+          if (key !== undefined) {
+            ids.set(key, { id: line.id, rel: rel! });
+            meant.delete(key);
+            kept.delete(key);
+          } else {
+            ids.set(line.id, { id: line.id, rel: null });
+            dropId(meant, line.id);
+            dropId(kept, line.id);
+          }
+          break;
+        case 'di':
+          if (key !== undefined) meant.delete(key);
+          else dropId(meant, line.id);
+          break;
+        case 'ds':
+          if (key !== undefined) kept.delete(key);
+          else dropId(kept, line.id);
+          break;
+        default:
+          // 'a': an answer for one placement; without a path (an older furkad's line, which also ended intents
+          // and set-asides) everything of its id.
+          if (key !== undefined) {
+            if (!ids.delete(key)) ids.delete(line.id);
+          } else {
+            dropId(ids, line.id);
+            dropId(meant, line.id);
+            dropId(kept, line.id);
+          }
       }
-      if (line.t === 'a' && typeof line.rel === 'string') {
-        // An answer for one name of the file: it touches that placement only.
-        if (ids.has(line.id) && sameName(ids.get(line.id)!, line.rel)) ids.delete(line.id);
-        continue;
-      }
-      if (line.t === 'di' || line.t === 'ds') {
-        (line.t === 'di' ? meant : kept).delete(line.id);
-        continue;
-      }
-      meant.delete(line.id);
-      if (line.t === 's') {
-        if (typeof line.rel === 'string') kept.set(line.id, { id: line.id, rel: line.rel, usertime: line.u ?? '' });
-        continue;
-      }
-      kept.delete(line.id);
-      if (line.t === 'p') ids.set(line.id, typeof line.rel === 'string' ? line.rel : null);
-      else ids.delete(line.id);
     }
     return new AgentPlaced(openSync(file, 'a'), open, intents, aside);
   }
@@ -112,17 +136,17 @@ export class AgentPlaced {
     const kept = this.#aside.get(detector) ?? new Map<string, SetAside>();
     this.#aside.set(detector, kept);
     for (const f of files) {
-      kept.set(f.id, f);
-      this.#intents.get(detector)?.delete(f.id);
+      kept.set(pkey(f.id, f.rel), f);
+      this.#intents.get(detector)?.delete(pkey(f.id, f.rel));
     }
     this.#write(files.map((f) => ({ t: 's', d: detector, id: f.id, rel: f.rel, u: f.usertime })));
   }
 
-  /** Set-aside ids that will never be placed (their kept copy is gone) or acknowledged (their source is gone). */
-  dropSetAside(detector: string, ids: string[]): void {
+  /** Set-aside files that will never be placed (their kept copy is gone) or acknowledged (their source is gone). */
+  dropSetAside(detector: string, files: Placed[]): void {
     const kept = this.#aside.get(detector);
-    const known = ids.filter((id) => kept?.delete(id));
-    if (known.length) this.#write(known.map((id) => ({ t: 'ds', d: detector, id })));
+    const known = files.filter((f) => kept?.delete(pkey(f.id, f.rel)));
+    if (known.length) this.#write(known.map((f) => ({ t: 'ds', d: detector, id: f.id, rel: f.rel })));
   }
 
   /** The files of `detector` set aside and not yet placed, as noted by setAside. */
@@ -132,59 +156,63 @@ export class AgentPlaced {
 
   /** Whether `id` was placed as `rel` (or under a name not noted) and its acknowledgement is unanswered. */
   has(detector: string, id: string, rel: string): boolean {
-    const as = this.#open.get(detector)?.get(id);
-    return as !== undefined && (as === null || as === rel);
+    const open = this.#open.get(detector);
+    return open !== undefined && (open.has(pkey(id, rel)) || open.has(id));
   }
 
   /** Notes that `id` is about to be placed as `rel` below the shift's directory `dir` (see #intents). */
   intend(detector: string, id: string, dir: string, rel: string): void {
     const meant = this.#intents.get(detector) ?? new Map<string, Intent>();
     this.#intents.set(detector, meant);
-    meant.set(id, { dir, rel });
+    meant.set(pkey(id, rel), { dir, rel });
     this.#write([{ t: 'i', d: detector, id, dir, rel }]);
   }
 
-  /** Where `id` was about to be placed when furkad last stopped, if it never got further. */
-  intent(detector: string, id: string): Intent | undefined {
-    return this.#intents.get(detector)?.get(id);
+  /** Where `id` was about to be placed as `rel` when furkad last stopped, if it never got further. */
+  intent(detector: string, id: string, rel: string): Intent | undefined {
+    return this.#intents.get(detector)?.get(pkey(id, rel));
   }
 
-  /** The intent of `id` came to nothing (not placed, checked): forgotten. */
-  dropIntent(detector: string, id: string): void {
-    if (this.#intents.get(detector)?.delete(id)) this.#write([{ t: 'di', d: detector, id }]);
+  /** The intent of `id` as `rel` came to nothing (not placed, checked): forgotten. */
+  dropIntent(detector: string, id: string, rel: string): void {
+    if (this.#intents.get(detector)?.delete(pkey(id, rel))) this.#write([{ t: 'di', d: detector, id, rel }]);
   }
 
   /** Notes files as placed, before their acknowledgement is sent. */
   placed(detector: string, files: Placed[]): void {
     if (files.length === 0) return;
-    const set = this.#open.get(detector) ?? new Map<string, string | null>();
-    this.#open.set(detector, set);
+    const open = this.#open.get(detector) ?? new Map<string, { id: string; rel: string | null }>();
+    this.#open.set(detector, open);
     const meant = this.#intents.get(detector);
     const kept = this.#aside.get(detector);
     for (const { id, rel } of files) {
-      set.set(id, rel);
-      meant?.delete(id);
-      kept?.delete(id);
+      open.set(pkey(id, rel), { id, rel });
+      meant?.delete(pkey(id, rel));
+      kept?.delete(pkey(id, rel));
     }
     this.#write(files.map(({ id, rel }) => ({ t: 'p', d: detector, id, rel })));
   }
 
   /**
    * The agent answered the acknowledgement of these ids (deleted, or kept because changed or gone); with `rels`
-   * (one per id), of each only as placed under that name: the same id placed since under another name of the
-   * file waits for its own answer.
+   * (one per id), of each only its placement under that name (a placement not noted with a name, if there is
+   * none); without, every placement of each id (a listing without it: the agent no longer has it).
    */
   answered(detector: string, ids: string[], rels?: string[]): void {
-    const set = this.#open.get(detector);
+    const open = this.#open.get(detector);
+    if (!open) return;
     const known: Line[] = [];
-    ids.forEach((id, i) => {
-      const rel = rels?.[i];
-      if (!set?.has(id) || !sameName(set.get(id)!, rel)) return;
-      // The name it was placed as, also for an answer given by id alone: the line ends that placement only.
-      const as = set.get(id) ?? undefined;
-      set.delete(id);
-      known.push(as === undefined ? { t: 'a', d: detector, id } : { t: 'a', d: detector, id, rel: as });
-    });
+    const end = (key: string): void => {
+      const p = open.get(key);
+      if (!p || !open.delete(key)) return;
+      known.push(p.rel === null ? { t: 'a', d: detector, id: p.id } : { t: 'a', d: detector, id: p.id, rel: p.rel });
+    };
+    if (rels) {
+      ids.forEach((id, i) => end(open.has(pkey(id, rels[i]!)) ? pkey(id, rels[i]!) : id));
+    } else {
+      const gone = new Set(ids);
+      for (const [key, p] of open) if (gone.has(p.id)) end(key);
+    }
     if (known.length === 0) return;
     if ([...this.#open.values(), ...this.#intents.values(), ...this.#aside.values()].every((s) => s.size === 0) && fstatSync(this.#fd).size > COMPACT_BYTES) {
       ftruncateSync(this.#fd, 0);
@@ -195,7 +223,12 @@ export class AgentPlaced {
 
   /** Ids of `detector` placed whose acknowledgement is not yet answered. */
   unanswered(detector: string): string[] {
-    return [...(this.#open.get(detector)?.keys() ?? [])];
+    return [...new Set(this.placements(detector).map((p) => p.id))];
+  }
+
+  /** The placements of `detector` whose acknowledgement is not yet answered (rel null: placed by id alone). */
+  placements(detector: string): Array<{ id: string; rel: string | null }> {
+    return [...(this.#open.get(detector)?.values() ?? [])];
   }
 
   #write(lines: Line[]): void {
@@ -207,7 +240,14 @@ export class AgentPlaced {
   }
 }
 
-/** Whether an answer for name `answered` (undefined: any) is for a file placed as `placed` (null: name not noted). */
-function sameName(placed: string | null, answered: string | undefined): boolean {
-  return placed === null || answered === undefined || placed === answered;
+/** A placement: a file's id and the path it was (or is to be) placed as. Ids have no newline. */
+function pkey(id: string, rel: string): string {
+  return `${id}\n${rel}`;
 }
+
+/** Removes every placement of `id` from `m` (its pkeys, and the id alone: a placement without a name). */
+function dropId<V>(m: Map<string, V>, id: string): void {
+  m.delete(id);
+  for (const key of [...m.keys()]) if (key.startsWith(`${id}\n`)) m.delete(key);
+}
+

@@ -66,7 +66,7 @@ export class AgentTransport implements Transport {
   #busy = new Set<string>();
   /**
    * Files in staging that could not be placed, and announcements skipped because their files are set aside, by
-   * id: what to fetch again if the copy kept for an ended shift is lost (keptCopyLost).
+   * placement (id and path): what to fetch again if the copy kept for an ended shift is lost (keptCopyLost).
    */
   #parked = new Map<string, Waiting>();
   /**
@@ -163,7 +163,8 @@ export class AgentTransport implements Transport {
       return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0 };
     }
     const started = performance.now();
-    const aside = new Set(this.#setAside.values());
+    // Placements (id and path) set aside for an ended shift: that name of the file is not fetched into this one.
+    const aside = new Set([...this.#setAside].map(([key, id]) => placement(id, key.slice(key.indexOf('\n') + 1))));
     let transferred = 0;
     let bytes = 0;
     let failure: Error | undefined;
@@ -187,8 +188,8 @@ export class AgentTransport implements Transport {
         this.#waiting.delete(w.path);
         this.#pushWhileKeepingUp();
         if (this.#placedBefore(w)) continue;
-        if (aside.has(w.id)) {
-          this.#parked.set(w.id, w);
+        if (aside.has(placement(w.id, w.path))) {
+          this.#parked.set(placement(w.id, w.path), w);
           continue;
         }
         return w;
@@ -212,7 +213,7 @@ export class AgentTransport implements Transport {
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
             if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placedIds.delete(w.path);
-            if (placed.failed.includes(w.path)) this.#parked.set(w.id, w);
+            if (placed.failed.includes(w.path)) this.#parked.set(placement(w.id, w.path), w);
           }
         } catch (e) {
           failure ??= e as Error;
@@ -255,11 +256,11 @@ export class AgentTransport implements Transport {
    * the file fetched as new.
    */
   #placedBefore(w: Waiting): boolean {
-    const meant = this.placedStore.intent(this.id, w.id);
-    // An intent for another name of the same file (renamed or linked since) is that name's, not this one's.
-    if (meant && meant.rel === w.path) {
+    // Of this name: an intent for another name of the same file (renamed or linked since) is that name's.
+    const meant = this.placedStore.intent(this.id, w.id, w.path);
+    if (meant) {
       if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n))) this.placedStore.placed(this.id, [{ id: w.id, rel: w.path }]);
-      else this.placedStore.dropIntent(this.id, w.id);
+      else this.placedStore.dropIntent(this.id, w.id, w.path);
     }
     if (!this.placedStore.has(this.id, w.id, w.path)) return false;
     this.#ack([{ id: w.id, rel: w.path }]);
@@ -276,13 +277,7 @@ export class AgentTransport implements Transport {
       from.delete(key);
       if (id === undefined) continue;
       files.push({ id, rel });
-      // A file of this id parked under another name (renamed after it was set aside) waits to be fetched as such.
-      const other = this.#parked.get(id);
-      if (other && other.path !== rel && !this.#waiting.has(other.path)) {
-        this.#waiting.set(other.path, { ...other, learnedAt: performance.now() });
-        this.#wake?.();
-      }
-      this.#parked.delete(id);
+      this.#parked.delete(placement(id, rel));
       this.#learned.delete(id);
     }
     if (files.length === 0) return;
@@ -334,19 +329,19 @@ export class AgentTransport implements Transport {
 
   /** Set-aside files whose kept copy is gone: their sources, if the agent still has them, are fetched again. */
   keptCopyLost(rels: string[], usertime: bigint): void {
-    const ids: string[] = [];
+    const lost: Placed[] = [];
     for (const rel of rels) {
       const key = asideKey(String(usertime), rel);
       const id = this.#setAside.get(key);
       if (id === undefined) continue;
       this.#setAside.delete(key);
-      ids.push(id);
-      const w = this.#parked.get(id);
-      this.#parked.delete(id);
+      lost.push({ id, rel });
+      const w = this.#parked.get(placement(id, rel));
+      this.#parked.delete(placement(id, rel));
       if (w && !this.#waiting.has(w.path)) this.#waiting.set(w.path, { ...w, learnedAt: performance.now() });
     }
-    this.placedStore.dropSetAside(this.id, ids);
-    if (ids.length) this.#wake?.();
+    this.placedStore.dropSetAside(this.id, lost);
+    if (lost.length) this.#wake?.();
   }
 
   /** Staging of the agent transport holds only fetches cut short: their sources are still there, announced again. */
@@ -374,21 +369,23 @@ export class AgentTransport implements Transport {
     this.#saidUnchecked = false;
     // The agent pushes up to as many bodies at once as run() fetches: each is claimed by the fetch that takes its file.
     const client = new AgentClient(url, a.source, IN_FLIGHT);
-    // Ids announced since this connection opened: once the agent has listed everything (synced), an id placed
-    // here whose acknowledgement was never answered and that the agent no longer has counts as answered. Otherwise it
-    // would stay "placed" for ever, and a later file that happened to get the same id would be acknowledged
-    // (deleted) instead of fetched (A4).
+    // Files announced since this connection opened, by id and by placement (id and path): once the agent has
+    // listed everything (synced), a placement whose acknowledgement was never answered and that the agent no
+    // longer has under that name (gone, or renamed) counts as answered (one made by id alone, when the agent no
+    // longer has the id). Otherwise it would stay "placed" for ever, and a later file that happened to get the
+    // same id and name would be acknowledged (deleted) instead of fetched (A4).
     const listed = new Set<string>();
     client.on('file', (f) => {
       listed.add(f.id);
+      listed.add(placement(f.id, f.path));
       this.#waiting.set(f.path, { ...f, learnedAt: this.#learnedAt(f.id) });
       this.#pushWhileKeepingUp();
       this.#wake?.();
       this.#more?.();
     });
     client.once('synced', () => {
-      const stale = this.placedStore.unanswered(this.id).filter((id) => !listed.has(id));
-      if (stale.length) this.placedStore.answered(this.id, stale);
+      const stale = this.placedStore.placements(this.id).filter((p) => !listed.has(p.rel === null ? p.id : placement(p.id, p.rel)));
+      if (stale.length) this.placedStore.answered(this.id, stale.map((p) => p.id), stale.map((p) => p.rel ?? ''));
       // Set-aside notes stay although the listing lacks them: an agent whose root was unmounted, or a file open
       // for writing, lists nothing of them, and the same id announced later must not go to another shift.
     });
@@ -524,6 +521,11 @@ const KEPT_SAYS: Record<string, string> = {
   changed: 'the agent kept a placed file (it changed after it was sent); it is announced again',
   moved: 'the agent kept a placed file: it has another name now (renamed or linked after it was complete), under which it is placed too',
 };
+
+/** One name of a file: its id and its path (a file renamed or linked after it was complete has two, one id). */
+function placement(id: string, rel: string): string {
+  return `${id}\n${rel}`;
+}
 
 /** How a set-aside file is known: its ended shift and its path (one path may be set aside in two shifts). */
 function asideKey(usertime: string, rel: string): string {

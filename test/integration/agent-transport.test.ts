@@ -394,6 +394,38 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     }
   });
 
+  it('ends a placement whose name the agent no longer lists (renamed while furkad was down) and fetches the new name (A4)', async () => {
+    const agent = await fakeAgent({ x: randomBytes(20_000) }, { checksum: 'right', damage: () => false });
+    const state = path.join(work, 'state');
+    const staging = path.join(work, 'staging');
+    mkdirSync(staging);
+    // A furkad killed after placing x as old.cbf, before the agent answered: the agent now lists it as x.cbf.
+    const before = AgentPlaced.open(state);
+    before.placed('D1', [{ id: 'x', rel: 'old.cbf' }]);
+    before.close();
+    const log = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined } as unknown as Logger;
+    const store = AgentPlaced.open(state);
+    const t = new AgentTransport('D1', store, log);
+    const ctx = {
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
+      dir: { root: path.join(work, 'placed') },
+      complete: async (rels: string[]) => {
+        t.afterPlaced(rels);
+        return { placed: rels, failed: [], gone: [] };
+      },
+    } as unknown as RunContext;
+    try {
+      await eventually(async () => { await t.run(ctx); return agent.requests.acked.includes('x'); }, 10_000, 'x.cbf fetched, placed and acknowledged');
+      assert.equal(agent.requests.file.get('x'), 1, 'the new name fetched: the old placement does not stand for it');
+      assert.deepEqual(store.placements('D1').filter((p) => p.rel === 'old.cbf'), [], 'the placement of the name the agent no longer has is over');
+    } finally {
+      await t.close();
+      store.close();
+      await agent.close();
+    }
+  });
+
   it('fetches a set-aside file again, into the shift current then, when the copy kept for its shift is lost', async () => {
     const agent = await fakeAgent({ y: randomBytes(20_000) }, { checksum: 'right', damage: () => false });
     const staging = path.join(work, 'staging');

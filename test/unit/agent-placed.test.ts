@@ -50,12 +50,12 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     // An intent for the other name dropped (not found placed after a restart): the placement stays.
     c.placed('1MF', [{ id: '5:1:1', rel: 'a.cbf' }]);
     c.intend('1MF', '5:1:1', '/ramdisk/1mf/1_1', 'b.cbf');
-    c.dropIntent('1MF', '5:1:1');
+    c.dropIntent('1MF', '5:1:1', 'b.cbf');
     c.close();
     const d = AgentPlaced.open(dir);
     assert.equal(d.has('1MF', '3:10:5', 'run/img.cbf'), false, 'answered, after a restart');
     assert.equal(d.has('1MF', '5:1:1', 'a.cbf'), true, 'a dropped intent ends only the intent');
-    assert.equal(d.intent('1MF', '5:1:1'), undefined);
+    assert.equal(d.intent('1MF', '5:1:1', 'b.cbf'), undefined);
     d.close();
   });
 
@@ -78,14 +78,40 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
     a.intend('1MF', '9:100:9', '/ramdisk/1mf/620_621', 'run/z.cbf');
     a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf' }]);
-    a.dropIntent('1MF', '9:100:9');
+    a.dropIntent('1MF', '9:100:9', 'run/z.cbf');
     a.close(); // SIGKILL after x's link, before placed()
     const b = AgentPlaced.open(dir);
-    assert.deepEqual(b.intent('1MF', '7:100:9'), { dir: '/ramdisk/1mf/620_621', rel: 'run/x.cbf' });
-    assert.equal(b.intent('1MF', '8:100:9'), undefined, 'placed: no longer an intent');
+    assert.deepEqual(b.intent('1MF', '7:100:9', 'run/x.cbf'), { dir: '/ramdisk/1mf/620_621', rel: 'run/x.cbf' });
+    assert.equal(b.intent('1MF', '7:100:9', 'run/other-name.cbf'), undefined, 'an intent is for one name');
+    assert.equal(b.intent('1MF', '8:100:9', 'run/y.cbf'), undefined, 'placed: no longer an intent');
     assert.equal(b.has('1MF', '8:100:9', 'run/y.cbf'), true);
-    assert.equal(b.intent('1MF', '9:100:9'), undefined, 'dropped');
+    assert.equal(b.intent('1MF', '9:100:9', 'run/z.cbf'), undefined, 'dropped');
     b.close();
+  });
+
+  it('keeps both names of a hard-linked file apart: placements, intents and set-asides, across a restart (A4)', () => {
+    const a = AgentPlaced.open(dir);
+    a.intend('1MF', '6:10:5', '/ramdisk/1mf/1_1', 'a.cbf');
+    a.intend('1MF', '6:10:5', '/ramdisk/1mf/1_1', 'b.cbf');
+    a.placed('1MF', [{ id: '6:10:5', rel: 'a.cbf' }]);
+    a.close(); // killed before b was noted placed
+    const b = AgentPlaced.open(dir);
+    assert.equal(b.has('1MF', '6:10:5', 'a.cbf'), true);
+    assert.deepEqual(b.intent('1MF', '6:10:5', 'b.cbf'), { dir: '/ramdisk/1mf/1_1', rel: 'b.cbf' }, "a's placement does not end b's intent");
+    b.placed('1MF', [{ id: '6:10:5', rel: 'b.cbf' }]);
+    b.answered('1MF', ['6:10:5'], ['a.cbf']);
+    b.setAside('1MF', [{ id: '7:10:5', rel: 'c.cbf', usertime: '9' }, { id: '7:10:5', rel: 'd.cbf', usertime: '9' }]);
+    b.dropSetAside('1MF', [{ id: '7:10:5', rel: 'c.cbf' }]);
+    b.close();
+    const c = AgentPlaced.open(dir);
+    assert.equal(c.has('1MF', '6:10:5', 'a.cbf'), false, 'answered');
+    assert.equal(c.has('1MF', '6:10:5', 'b.cbf'), true, 'still waiting for its own answer');
+    assert.deepEqual(c.unanswered('1MF'), ['6:10:5']);
+    assert.deepEqual(c.setAsideFiles('1MF'), [{ id: '7:10:5', rel: 'd.cbf', usertime: '9' }]);
+    // An answer by id alone (the agent no longer lists it) ends every placement of it.
+    c.answered('1MF', ['6:10:5']);
+    assert.equal(c.has('1MF', '6:10:5', 'b.cbf'), false);
+    c.close();
   });
 
   it('remembers files set aside for an ended shift across a restart, until they are placed (A5, F6)', () => {
@@ -94,12 +120,12 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
     a.setAside('1MF', [{ id: '7:100:9', rel: 'run/x.cbf', usertime: '620' }, { id: '8:100:9', rel: 'run/y.cbf', usertime: '620' }]);
     a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf' }]); // y placed for its shift later on
-    assert.equal(a.intent('1MF', '7:100:9'), undefined, 'set aside: no longer where it was meant to go');
+    assert.equal(a.intent('1MF', '7:100:9', 'run/x.cbf'), undefined, 'set aside: no longer where it was meant to go');
     a.close();
     const b = AgentPlaced.open(dir);
     assert.deepEqual(b.setAsideFiles('1MF'), [{ id: '7:100:9', rel: 'run/x.cbf', usertime: '620' }]);
     assert.deepEqual(b.setAsideFiles('2MF'), []);
-    assert.equal(b.intent('1MF', '7:100:9'), undefined);
+    assert.equal(b.intent('1MF', '7:100:9', 'run/x.cbf'), undefined);
     b.placed('1MF', [{ id: '7:100:9', rel: 'run/x.cbf' }]);
     b.close();
     const c = AgentPlaced.open(dir);
