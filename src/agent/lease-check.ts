@@ -25,33 +25,44 @@ export type Written = boolean | undefined;
  */
 const LOCAL_LEASES = new Set(['tmpfs', 'ramfs', 'ext2', 'ext3', 'ext4', 'xfs', 'btrfs']);
 
-/** The file system type of the mount holding real path `dir` (from /proc/self/mountinfo), or undefined. */
-export function fsTypeOf(dir: string, mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): string | undefined {
-  let best: { at: string; type: string } | undefined;
+/** One mount of /proc/self/mountinfo: its mount point, its device (st_dev as Node gives it) and its type. */
+interface Mount {
+  at: string;
+  dev: number;
+  type: string;
+}
+
+/** The mounts /proc/self/mountinfo lists, in its order (a later mount on the same point is on top). */
+function mountsOf(mountinfo: string): Mount[] {
+  const mounts: Mount[] = [];
   for (const line of mountinfo.split('\n')) {
     // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS"
     const f = line.split(' ');
     const dash = f.indexOf('-', 6);
-    if (f.length < 5 || dash < 0) continue;
+    const mm = /^(\d+):(\d+)$/.exec(f[2] ?? '');
+    if (f.length < 5 || dash < 0 || !mm) continue;
     const at = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    const covers = at === '/' || dir === at || dir.startsWith(`${at}/`);
+    mounts.push({ at, dev: makedev(Number(mm[1]), Number(mm[2])), type: f[dash + 1] ?? '' });
+  }
+  return mounts;
+}
+
+const readMountinfo = (): string => readFileSync('/proc/self/mountinfo', 'utf8');
+
+/** The file system type of the mount holding real path `dir` (from /proc/self/mountinfo), or undefined. */
+export function fsTypeOf(dir: string, mountinfo = readMountinfo()): string | undefined {
+  let best: Mount | undefined;
+  for (const m of mountsOf(mountinfo)) {
+    const covers = m.at === '/' || dir === m.at || dir.startsWith(`${m.at}/`);
     // The last of equally long mount points is the one on top.
-    if (covers && (!best || at.length >= best.at.length)) best = { at, type: f[dash + 1] ?? '' };
+    if (covers && (!best || m.at.length >= best.at.length)) best = m;
   }
   return best?.type;
 }
 
 /** The file system type of each mounted device (st_dev as Node gives it), from /proc/self/mountinfo. */
-export function deviceTypes(mountinfo = readFileSync('/proc/self/mountinfo', 'utf8')): Map<number, string> {
-  const types = new Map<number, string>();
-  for (const line of mountinfo.split('\n')) {
-    const f = line.split(' ');
-    const dash = f.indexOf('-', 6);
-    const mm = /^(\d+):(\d+)$/.exec(f[2] ?? '');
-    if (!mm || dash < 0) continue;
-    types.set(makedev(Number(mm[1]), Number(mm[2])), f[dash + 1] ?? '');
-  }
-  return types;
+export function deviceTypes(mountinfo = readMountinfo()): Map<number, string> {
+  return new Map(mountsOf(mountinfo).map((m) => [m.dev, m.type]));
 }
 
 /**
@@ -65,8 +76,8 @@ export function leasesTellOn(dev: number, root: { dev: number; type: string }, t
 }
 
 /** Whether the kernel's read leases tell writers apart on the file system of `dir`; with its type, for the log. */
-export function leasesTellWriters(dir: string): { ok: boolean; fsType: string } {
-  const fsType = fsTypeOf(dir) ?? 'unknown';
+export function leasesTellWriters(dir: string, mountinfo = readMountinfo()): { ok: boolean; fsType: string } {
+  const fsType = fsTypeOf(dir, mountinfo) ?? 'unknown';
   return { ok: LOCAL_LEASES.has(fsType), fsType };
 }
 
@@ -172,16 +183,19 @@ export class LeaseCheck {
     if (now >= this.#fsCheckedAt + FS_CHECK_MS) {
       this.#fsCheckedAt = now;
       let fs: { ok: boolean; fsType: string };
+      // One reading of the mount table for the root's type and every device's.
+      let mountinfo = '';
       try {
-        fs = leasesTellWriters(this.#root);
+        mountinfo = readMountinfo();
+        fs = leasesTellWriters(this.#root, mountinfo);
       } catch (e) {
         fs = { ok: false, fsType: `unknown (${(e as Error).message})` };
       }
       this.#fsOk = fs.ok;
       this.#rootType = fs.fsType;
+      this.#deviceTypes = deviceTypes(mountinfo);
       try {
         this.#rootDev = statSync(this.#root).dev;
-        this.#deviceTypes = deviceTypes();
       } catch {
         this.#fsOk = false;
       }

@@ -195,17 +195,17 @@ export class AgentClient extends EventEmitter {
     const pushed = await this.#pushes.claim(id);
     const session = this.#session;
     let reply = pushed;
+    const named = this.#rootPath(rel);
     try {
       if (!session || this.#isDown) throw new Error(`not connected to the agent at ${this.url}`);
-      const at = encodeURIComponent(this.#rootPath(rel));
-      reply ??= new BodyReply(session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}&path=${at}` }), 'response');
+      reply ??= new BodyReply(session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}&path=${encodeURIComponent(named)}` }), 'response');
     } catch (e) {
       if (pushed) discard(pushed.stream);
       closeSync(fd);
       await unlink(dest).catch(() => undefined);
       throw e;
     }
-    const got = this.#receive(id, this.#rootPath(rel), dest, fd, reply);
+    const got = this.#receive(id, named, dest, fd, reply);
     if (!pushed || pushesToTry <= 1) return got;
     // A body pushed for another name of the file (the one it had before a rename, say): this name's is asked for.
     return got.catch((e: Error) => {

@@ -38,7 +38,7 @@ const COMPACT_BYTES = 1 << 20;
 export class AgentPlaced {
   #fd: number;
   /**
-   * Per detector: files placed, acknowledgement not yet answered, by placement (pkey: id and the path it was
+   * Per detector: files placed, acknowledgement not yet answered, by placement (placement: id and the path it was
    * placed as; a placement by a furkad that did not note the path is under its id alone, rel null). One file
    * may be announced under two names (renamed or hard-linked after it was complete, the id the same): each name
    * is its own placement.
@@ -85,7 +85,7 @@ export class AgentPlaced {
       const meant = of(intents, line.d);
       const kept = of(aside, line.d);
       const rel = typeof line.rel === 'string' ? line.rel : undefined;
-      const key = rel === undefined ? undefined : pkey(line.id, rel);
+      const key = rel === undefined ? undefined : placement(line.id, rel);
       switch (line.t) {
         case 'i':
           if (key !== undefined && typeof line.dir === 'string') meant.set(key, { dir: line.dir, rel: rel! });
@@ -136,8 +136,8 @@ export class AgentPlaced {
     const kept = this.#aside.get(detector) ?? new Map<string, SetAside>();
     this.#aside.set(detector, kept);
     for (const f of files) {
-      kept.set(pkey(f.id, f.rel), f);
-      this.#intents.get(detector)?.delete(pkey(f.id, f.rel));
+      kept.set(placement(f.id, f.rel), f);
+      this.#intents.get(detector)?.delete(placement(f.id, f.rel));
     }
     this.#write(files.map((f) => ({ t: 's', d: detector, id: f.id, rel: f.rel, u: f.usertime })));
   }
@@ -145,7 +145,7 @@ export class AgentPlaced {
   /** Set-aside files that will never be placed (their kept copy is gone) or acknowledged (their source is gone). */
   dropSetAside(detector: string, files: Placed[]): void {
     const kept = this.#aside.get(detector);
-    const known = files.filter((f) => kept?.delete(pkey(f.id, f.rel)));
+    const known = files.filter((f) => kept?.delete(placement(f.id, f.rel)));
     if (known.length) this.#write(known.map((f) => ({ t: 'ds', d: detector, id: f.id, rel: f.rel })));
   }
 
@@ -157,25 +157,25 @@ export class AgentPlaced {
   /** Whether `id` was placed as `rel` (or under a name not noted) and its acknowledgement is unanswered. */
   has(detector: string, id: string, rel: string): boolean {
     const open = this.#open.get(detector);
-    return open !== undefined && (open.has(pkey(id, rel)) || open.has(id));
+    return open !== undefined && (open.has(placement(id, rel)) || open.has(id));
   }
 
   /** Notes that `id` is about to be placed as `rel` below the shift's directory `dir` (see #intents). */
   intend(detector: string, id: string, dir: string, rel: string): void {
     const meant = this.#intents.get(detector) ?? new Map<string, Intent>();
     this.#intents.set(detector, meant);
-    meant.set(pkey(id, rel), { dir, rel });
+    meant.set(placement(id, rel), { dir, rel });
     this.#write([{ t: 'i', d: detector, id, dir, rel }]);
   }
 
   /** Where `id` was about to be placed as `rel` when furkad last stopped, if it never got further. */
   intent(detector: string, id: string, rel: string): Intent | undefined {
-    return this.#intents.get(detector)?.get(pkey(id, rel));
+    return this.#intents.get(detector)?.get(placement(id, rel));
   }
 
   /** The intent of `id` as `rel` came to nothing (not placed, checked): forgotten. */
   dropIntent(detector: string, id: string, rel: string): void {
-    if (this.#intents.get(detector)?.delete(pkey(id, rel))) this.#write([{ t: 'di', d: detector, id, rel }]);
+    if (this.#intents.get(detector)?.delete(placement(id, rel))) this.#write([{ t: 'di', d: detector, id, rel }]);
   }
 
   /** Notes files as placed, before their acknowledgement is sent. */
@@ -186,9 +186,9 @@ export class AgentPlaced {
     const meant = this.#intents.get(detector);
     const kept = this.#aside.get(detector);
     for (const { id, rel } of files) {
-      open.set(pkey(id, rel), { id, rel });
-      meant?.delete(pkey(id, rel));
-      kept?.delete(pkey(id, rel));
+      open.set(placement(id, rel), { id, rel });
+      meant?.delete(placement(id, rel));
+      kept?.delete(placement(id, rel));
     }
     this.#write(files.map(({ id, rel }) => ({ t: 'p', d: detector, id, rel })));
   }
@@ -208,7 +208,7 @@ export class AgentPlaced {
       known.push(p.rel === null ? { t: 'a', d: detector, id: p.id } : { t: 'a', d: detector, id: p.id, rel: p.rel });
     };
     if (rels) {
-      ids.forEach((id, i) => end(open.has(pkey(id, rels[i]!)) ? pkey(id, rels[i]!) : id));
+      ids.forEach((id, i) => end(open.has(placement(id, rels[i]!)) ? placement(id, rels[i]!) : id));
     } else {
       const gone = new Set(ids);
       for (const [key, p] of open) if (gone.has(p.id)) end(key);
@@ -219,11 +219,6 @@ export class AgentPlaced {
       return;
     }
     this.#write(known);
-  }
-
-  /** Ids of `detector` placed whose acknowledgement is not yet answered. */
-  unanswered(detector: string): string[] {
-    return [...new Set(this.placements(detector).map((p) => p.id))];
   }
 
   /** The placements of `detector` whose acknowledgement is not yet answered (rel null: placed by id alone). */
@@ -240,12 +235,15 @@ export class AgentPlaced {
   }
 }
 
-/** A placement: a file's id and the path it was (or is to be) placed as. Ids have no newline. */
-function pkey(id: string, rel: string): string {
+/**
+ * A placement as a key: a file's id and the path it was (or is to be) placed as. Ids have no newline. One name
+ * of a file (a file renamed or linked after it was complete has two, one id).
+ */
+export function placement(id: string, rel: string): string {
   return `${id}\n${rel}`;
 }
 
-/** Removes every placement of `id` from `m` (its pkeys, and the id alone: a placement without a name). */
+/** Removes every placement of `id` from `m` (its named placements, and the id alone: a placement without a name). */
 function dropId<V>(m: Map<string, V>, id: string): void {
   m.delete(id);
   for (const key of [...m.keys()]) if (key.startsWith(`${id}\n`)) m.delete(key);

@@ -9,7 +9,7 @@ import { arrival, shownSent } from '../common/checksum-trailer.js';
 import { ShiftDir } from './shift-dir.js';
 import { tagged } from '../common/checksum.js';
 import { StagedProvenance } from './staged-provenance.js';
-import type { AgentPlaced, Placed, SetAside } from './agent-placed.js';
+import { placement, type AgentPlaced, type Placed, type SetAside } from './agent-placed.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { RunContext, RunOutcome, Transport } from './transport.js';
@@ -521,11 +521,6 @@ const KEPT_SAYS: Record<string, string> = {
   changed: 'the agent kept a placed file (it changed after it was sent); it is announced again',
   moved: 'the agent kept a placed file: it has another name now (renamed or linked after it was complete), under which it is placed too',
 };
-
-/** One name of a file: its id and its path (a file renamed or linked after it was complete has two, one id). */
-function placement(id: string, rel: string): string {
-  return `${id}\n${rel}`;
-}
 
 /** How a set-aside file is known: its ended shift and its path (one path may be set aside in two shifts). */
 function asideKey(usertime: string, rel: string): string {

@@ -22,7 +22,7 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     assert.equal(b.has('1MF', '1:10:5', 'a.cbf'), false, 'answered');
     assert.equal(b.has('1MF', '2:20:6', 'run/b.cbf'), true);
     assert.equal(b.has('2MF', '1:10:5', 'a.cbf'), true, 'the same id on another detector is another file');
-    assert.deepEqual(b.unanswered('1MF'), ['2:20:6']);
+    assert.deepEqual(b.placements('1MF'), [{ id: '2:20:6', rel: 'run/b.cbf' }]);
     b.close();
   });
 
@@ -65,7 +65,7 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     a.close();
     appendFileSync(path.join(dir, 'agent-placed.jsonl'), 'not json\n{"t":"p","d":"1MF","id":"7');
     const b = AgentPlaced.open(dir);
-    assert.deepEqual(b.unanswered('1MF'), ['9:9:9']);
+    assert.deepEqual(b.placements('1MF'), [{ id: '9:9:9', rel: 'x' }]);
     const ids = Array.from({ length: 30_000 }, (_, i) => `${i}:1:1`);
     b.placed('1MF', ids.map((id) => ({ id, rel: `f${id}` })));
     b.answered('1MF', [...ids, '9:9:9']);
@@ -106,7 +106,7 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     const c = AgentPlaced.open(dir);
     assert.equal(c.has('1MF', '6:10:5', 'a.cbf'), false, 'answered');
     assert.equal(c.has('1MF', '6:10:5', 'b.cbf'), true, 'still waiting for its own answer');
-    assert.deepEqual(c.unanswered('1MF'), ['6:10:5']);
+    assert.deepEqual(c.placements('1MF'), [{ id: '6:10:5', rel: 'b.cbf' }]);
     assert.deepEqual(c.setAsideFiles('1MF'), [{ id: '7:10:5', rel: 'd.cbf', usertime: '9' }]);
     // An answer by id alone (the agent no longer lists it) ends every placement of it.
     c.answered('1MF', ['6:10:5']);
