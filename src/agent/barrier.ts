@@ -4,9 +4,9 @@
 // The mark is an empty file in the root, created and closed by the agent. inotify queues all of one instance's
 // events in one order, and the agent's single inotifywait watches the whole tree: the mark's close comes after
 // the close (or rename) of every file completed before it that inotifywait watched. When the agent reads it, it
-// has announced those, and the files of new directories it had not yet looked into (catalog.ts scans them
-// first). Not covered, as they are announced late anyway: files in a directory without a watch (found by a
-// rescan) and files a scan found still open for writing elsewhere; docs/agent-protocol.md lists them.
+// has announced those. What no event stands for is looked for before the barrier line (catalog.ts): the files
+// of new directories not yet looked into, of directories whose watch is not known to be in place (inotifywait
+// gives one up when a file in it is renamed while it sets the watch up), and names made by link(2).
 
 /** Names in the root starting with this are the agent's barrier marks: hidden (never announced), empty, short-lived. */
 export const BARRIER_PREFIX = '.furka-agent-barrier-';

@@ -84,6 +84,11 @@ export class Catalog {
   readonly announced = new Topic<Announcement>();
   /** Raised after each scan with the directories it walked (inode -> path): the watcher checks they are watched. */
   readonly walked = new Topic<Map<bigint, Buffer>>();
+  /**
+   * Directories whose watch is not known to be in place (Watcher.unwatched): a barrier looks into them, as the
+   * kernel's stream of events, which the barrier's mark follows, says nothing of their files.
+   */
+  unwatched: () => Buffer[] = () => [];
 
   constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
     this.files = new SourceFiles(root);
@@ -278,23 +283,44 @@ export class Catalog {
   #scanNewDirs(): void {
     if (this.#newDirsTimer) clearImmediate(this.#newDirsTimer);
     this.#newDirsTimer = undefined;
-    const rels = this.#newDirs.splice(0);
-    if (rels.length === 0) return;
-    const keys = new Set(rels.map((r) => r.toString('latin1')));
+    const dirs = this.#scanDirs(this.#newDirs.splice(0));
+    if (dirs.size > 0) this.walked.emit(dirs);
+  }
+
+  /**
+   * Looks again for new files in directories inotifywait does not watch (Watcher.unwatched): nothing else
+   * would tell of them until it is run again. Not passed on to the watcher's check: they are checked already.
+   */
+  scanUnwatched(rels: Buffer[]): void {
+    this.#scanDirs(rels);
+  }
+
+  /**
+   * Announces the new and changed files below `rels` (each walked once: one below another is walked with it),
+   * with one walk of /proc for the writers of those. Returns the directories walked (inode -> path).
+   */
+  #scanDirs(rels: Buffer[]): Map<bigint, Buffer> {
     const dirs = new Map<bigint, Buffer>();
+    const keys = new Set(rels.map((r) => r.toString('latin1')));
     const found: Found[] = [];
-    for (const rel of rels) {
-      const key = rel.toString('latin1');
-      // Below another new directory of this batch: walked with it.
+    // The root ('') holds them all.
+    for (const key of keys.has('') ? [''] : keys) {
+      // Below another directory of this batch: walked with it.
       let under = false;
       for (let at = key.lastIndexOf('/'); at > 0 && !under; at = key.lastIndexOf('/', at - 1)) under = keys.has(key.slice(0, at));
-      if (!under) found.push(...scanFiles(this.root, rel, dirs));
+      if (!under) found.push(...scanFiles(this.root, Buffer.from(key, 'latin1'), dirs));
     }
-    if (found.length > 0) {
-      const writers = writersOf(found);
-      for (const f of found) this.#consider(f, writers, false);
+    // Files announced as they are now, or refused, are passed over before the walk of /proc (~ms): a directory
+    // looked into again and again while it has no watch costs a listing.
+    const fresh = found.filter((f) => {
+      const key = f.rel.toString('latin1');
+      return !this.#refused.has(key) && this.#byPath.get(key)?.id !== fileId(f.stat);
+    });
+    if (fresh.length > 0) {
+      const writers = writersOf(fresh);
+      for (const f of fresh) this.#consider(f, writers, false);
     }
-    this.walked.emit(dirs);
+    return dirs;
   }
 
   #wait(key: string): void {
@@ -330,9 +356,10 @@ export class Catalog {
    * process holds open for writing (one walk of /proc for all of them) is complete and announced. That is a
    * name made by link(2) (a writer publishing with link+unlink, a user's hard link, `cp -al`): the kernel says
    * only "created" of it, never a close. One still open for writing waits on (an in-place writer's pause).
+   * `all`: every waiting file, due or not (a barrier).
    */
-  sweepWaiting(now = Date.now()): void {
-    const due = [...this.#waiting].filter(([, w]) => w.due <= now).map(([key]) => key);
+  sweepWaiting(now = Date.now(), all = false): void {
+    const due = [...this.#waiting].filter(([, w]) => all || w.due <= now).map(([key]) => key);
     if (due.length === 0) return;
     const found: Array<{ key: string; rel: Buffer; stat: BigIntStats; file: string }> = [];
     for (const key of due) {
@@ -345,6 +372,7 @@ export class Catalog {
     const writing = filesBeingWritten(new Set(found.map((f) => f.file)));
     for (const f of found) {
       if (writing.has(f.file)) {
+        if (all && (this.#waiting.get(f.key)?.due ?? 0) > now) continue; // not due: its pause stays as it was
         // Written still: looked at again after a pause that grows while it lasts (its close announces it anyway).
         const pause = Math.min((this.#waiting.get(f.key)?.pause ?? WAITING_CHECK_MS) * 2, WAITING_RECHECK_MAX_MS);
         this.#waiting.set(f.key, { due: now + pause, pause });
@@ -356,8 +384,12 @@ export class Catalog {
 
   /** Barrier `id`'s mark came: everything before it is announced. The mark goes (A5). */
   #passBarrier(id: string): void {
-    // Files of new directories not yet looked into were complete before the mark: announced first.
+    // Files complete before the mark that no event of the kernel's stream stands for are looked for first: those
+    // of new directories not yet looked into, of directories inotifywait may not watch (it gives one up when a
+    // file in it is renamed while it sets the watch up), and names made by link(2), waiting for their sweep.
+    this.#newDirs.push(...this.unwatched());
     this.#scanNewDirs();
+    this.sweepWaiting(Date.now(), true);
     try {
       const restoredAs = this.files.removeMark(barrierName(id))?.restoredAs;
       if (restoredAs !== undefined) this.log.warn({ barrier: id, restoredAs }, 'a file was renamed onto a barrier mark while it was being deleted: it is kept');

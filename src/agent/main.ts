@@ -43,10 +43,23 @@ async function main(): Promise<number> {
   leases.prepare();
   const server = new AgentServer(catalog, new AllowList(words(config.allow)), log, config.send_timeout * 1000, leases);
   // Each (re)established watch set is followed by a full rescan: events before it were not seen (A2).
-  const watcher = new Watcher(root, { event: (e) => catalog.event(e), established: () => catalog.rescan(), rescan: () => catalog.rescan() }, log);
+  const watcher = new Watcher(root, {
+    event: (e) => catalog.event(e),
+    established: () => catalog.rescan(),
+    rescan: () => catalog.rescan(),
+    unwatched: (dirs) => {
+      try {
+        catalog.scanUnwatched(dirs);
+      } catch (e) {
+        log.error({ err: e }, 'cannot look into directories inotifywait does not watch');
+      }
+    },
+  }, log);
   // inotifywait skips a directory without a word when a file in it is renamed while it sets the watch up: every
-  // directory a scan walks is checked against the kernel's list of watches (watch-check.ts).
+  // directory a scan walks is checked against the kernel's list of watches (watch-check.ts), and a barrier
+  // looks into those not known to be watched (A5).
   catalog.walked.on((dirs) => watcher.check(dirs));
+  catalog.unwatched = () => watcher.unwatched();
 
   // Started in this order, stopped in reverse: clients are served once the catalog knows what is there.
   const components = new Components([

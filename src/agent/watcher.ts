@@ -57,6 +57,8 @@ export interface WatcherHooks {
   established(): void;
   /** Some files have no watch to report them (inotifywait cannot run, or the watch limit is reached): rescan. */
   rescan(): void;
+  /** These directories (below the root) have no watch: look for new files in them now. */
+  unwatched(dirs: Buffer[]): void;
 }
 
 const BACKOFF_MIN_MS = 100;
@@ -93,6 +95,13 @@ const POLL_MS = 5000;
 /** A directory still unwatched this long after the first look gets inotifywait run again (check()). */
 const CONFIRM_MS = 1000;
 const WATCH_LIMIT = /upper limit on inotify watches reached|No space left on device/;
+/**
+ * inotifywait's words when it could not watch a new directory (latin1: the path's own bytes). It then reports
+ * nothing of the files in it: the agent looks into it every LOOK_MS until a new run watches it (A1), and a
+ * barrier looks into it first (A5).
+ */
+const NEW_DIR_UNWATCHED = /^Couldn't watch new directory (.*): [^:]*$/s;
+const LOOK_MS = 100;
 
 /**
  * Runs `inotifywait -m -r --csv` on the root. Not `-q`: its "Watches established." line on stderr is when
@@ -120,6 +129,12 @@ export class Watcher implements Component {
   #restartGap: number = RESTART_GAP_MS[0];
   /** Checks in a row that could not read the watch list. */
   #unreadable = 0;
+  /**
+   * Directories the running inotifywait does not watch (it said so, or a check found them missing) until a new
+   * run's walk (latin1 path -> path and inode), and the timer that looks into them meanwhile.
+   */
+  #unwatched = new Map<string, { rel: Buffer; ino: bigint }>();
+  #lookTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** Aborted by stop(): ends the pauses between runs at once. */
   readonly #stopping = new AbortController();
@@ -192,6 +207,7 @@ export class Watcher implements Component {
     clearTimeout(this.#restartTimer);
     clearTimeout(this.#checkTimer);
     clearTimeout(this.#pollTimer);
+    clearInterval(this.#lookTimer);
     this.#child?.kill('SIGTERM');
   }
 
@@ -210,8 +226,10 @@ export class Watcher implements Component {
       const toCheck = this.#toCheck;
       this.#toCheck = new Map();
       const child = this.#child;
-      const missing = this.#unwatched(child, toCheck);
+      const missing = this.#missing(child, toCheck);
       if (missing === undefined) return;
+      for (const rel of toCheck.values()) if (![...missing.values()].includes(rel)) this.#unwatched.delete(rel.toString('latin1'));
+      this.#lookInto(missing);
       if (missing.size === 0) {
         // The whole tree watched (a rescan's walk includes the root, ''): a later skip is worth a new run again.
         if ([...toCheck.values()].some((rel) => rel.length === 0)) this.#atLimit = false;
@@ -220,15 +238,44 @@ export class Watcher implements Component {
       // Looked at once more a little later: under load inotifywait may be behind with the new subdirectories
       // of a new one. A new run costs a walk of the whole tree and a rescan.
       setTimeout(() => {
-        const still = this.#unwatched(child, missing);
-        if (still?.size) this.#cover(child!, still);
+        const still = this.#missing(child, missing);
+        if (still === undefined) return;
+        for (const rel of missing.values()) if (![...still.values()].includes(rel)) this.#unwatched.delete(rel.toString('latin1'));
+        if (still.size) this.#cover(child!, still);
       }, CONFIRM_MS).unref();
     }, CHECK_DELAY_MS);
     this.#checkTimer.unref();
   }
 
+  /**
+   * Directories whose watch is not known to be in place: walked by a scan and not checked yet, or found
+   * missing (until a new run's walk). A barrier looks into them first (A5).
+   */
+  unwatched(): Buffer[] {
+    return [...this.#toCheck.values(), ...[...this.#unwatched.values()].map((d) => d.rel)];
+  }
+
+  /**
+   * `dirs` have no watch: looked into now, and every LOOK_MS while that lasts (and they are there), so that a
+   * file in them waits a look rather than the next run of inotifywait, which may be seconds away (A1). Not at
+   * inotify's watch limit: there may be thousands, and the rescans every pollMs find their files (#cover).
+   */
+  #lookInto(dirs: Map<bigint, Buffer>): void {
+    if (dirs.size === 0) return;
+    for (const [ino, rel] of dirs) this.#unwatched.set(rel.toString('latin1'), { rel, ino });
+    this.hooks.unwatched([...dirs.values()]);
+    this.#lookTimer ??= setInterval(() => {
+      if (this.#atLimit && this.#unwatched.size > 0) return;
+      for (const [key, d] of this.#unwatched) if (!this.#isDirectory(d.rel, d.ino)) this.#unwatched.delete(key);
+      if (this.#unwatched.size > 0) return this.hooks.unwatched([...this.#unwatched.values()].map((d) => d.rel));
+      clearInterval(this.#lookTimer);
+      this.#lookTimer = undefined;
+    }, LOOK_MS);
+    this.#lookTimer.unref();
+  }
+
   /** Which of `dirs` the running `child` does not watch and are still there; undefined if that cannot be said. */
-  #unwatched(child: ChildProcess | undefined, dirs: Map<bigint, Buffer>): Map<bigint, Buffer> | undefined {
+  #missing(child: ChildProcess | undefined, dirs: Map<bigint, Buffer>): Map<bigint, Buffer> | undefined {
     if (!child?.pid || child !== this.#child || !this.#established) return undefined; // a new run checks for itself
     try {
       const watched = watchedInodes(child.pid);
@@ -282,6 +329,24 @@ export class Watcher implements Component {
     this.#restartTimer.unref();
   }
 
+  /** inotifywait could not watch the new directory at `dir` (its path as it printed it): looked into, and covered. */
+  #newDirUnwatched(child: ChildProcess, dir: Buffer): void {
+    if (!dir.subarray(0, this.#rootPrefix.length).equals(this.#rootPrefix)) return;
+    let rel = dir.subarray(this.#rootPrefix.length);
+    while (rel.length > 0 && rel[rel.length - 1] === 0x2f) rel = rel.subarray(0, rel.length - 1);
+    let ino: bigint;
+    try {
+      const st = lstatSync(Buffer.concat([this.#rootPrefix, rel]), { bigint: true });
+      if (!st.isDirectory()) return;
+      ino = st.ino;
+    } catch {
+      return; // gone already: nothing in it to miss
+    }
+    const dirs = new Map([[ino, rel]]);
+    this.#lookInto(dirs);
+    this.#cover(child, dirs);
+  }
+
   /** A rescan pollMs from now (one at a time): the files of directories without a watch are found meanwhile. */
   #poll(): void {
     this.#pollTimer ??= setTimeout(() => {
@@ -327,6 +392,8 @@ export class Watcher implements Component {
         if (established) return;
         established = true;
         if (child === this.#child) this.#established = true;
+        // Its walk watched what it could; the rescan's walk is checked again.
+        this.#unwatched.clear();
         this.hooks.established();
         onFirstEstablished();
       };
@@ -336,20 +403,27 @@ export class Watcher implements Component {
         for (const record of csv.push(chunk)) this.#record(record);
       });
       let errText = '';
-      child.stderr!.setEncoding('utf8');
+      // latin1: a path in a line keeps its bytes (UTF-8 or not); shown as UTF-8.
+      child.stderr!.setEncoding('latin1');
       child.stderr!.on('data', (text: string) => {
         errText += text;
         let nl;
         while ((nl = errText.indexOf('\n')) >= 0) {
-          const line = errText.slice(0, nl).trim();
+          const raw = errText.slice(0, nl).trim();
           errText = errText.slice(nl + 1);
+          const line = Buffer.from(raw, 'latin1').toString('utf8');
+          const newDir = NEW_DIR_UNWATCHED.exec(raw);
           if (line.startsWith('Watches established')) {
             establish();
           } else if (!established && VANISHED.test(line)) {
             vanished ??= line; // the run ends by itself
+          } else if (newDir && !WATCH_LIMIT.test(line) && child === this.#child) {
+            // Not a fault of the tree: said once it is run again for it (#cover).
+            this.#newDirUnwatched(child, Buffer.from(newDir[1]!, 'latin1'));
           } else if (line && !line.startsWith('Setting up watches')) {
             if (WATCH_LIMIT.test(line)) this.#atLimit = true;
             this.log.warn({ inotifywait: line }, 'inotifywait says');
+            if (newDir && child === this.#child) this.#newDirUnwatched(child, Buffer.from(newDir[1]!, 'latin1'));
           }
         }
       });

@@ -73,11 +73,15 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     }
   };
 
-  async function start(pollMs?: number): Promise<{ established: number; rescans: number }> {
+  async function start(pollMs?: number): Promise<{ established: number; rescans: number; looks: string[][] }> {
     process.env['RUNS'] = runs;
-    const counts = { established: 0, rescans: 0 };
-    watcher = new Watcher(root, { event: () => undefined, established: () => { counts.established++; }, rescan: () => { counts.rescans++; } },
-      log, path.join(work, 'fake'), pollMs);
+    const counts = { established: 0, rescans: 0, looks: [] as string[][] };
+    watcher = new Watcher(root, {
+      event: () => undefined,
+      established: () => { counts.established++; },
+      rescan: () => { counts.rescans++; },
+      unwatched: (dirs) => { counts.looks.push(dirs.map((d) => d.toString())); },
+    }, log, path.join(work, 'fake'), pollMs);
     await watcher.start();
     return counts;
   }
@@ -100,6 +104,30 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     // 1 s, then 2 s (less a margin for the moment the shell of each run got to write its line).
     assert.ok(t[2]! - t[1]! >= 800, `1 s at least between the second and third runs: ${t[2]! - t[1]!} ms`);
     assert.ok(t[3]! - t[2]! >= 1600, `2 s at least between the third and fourth runs: ${t[3]! - t[2]!} ms`);
+  });
+
+  it('looks into a directory it found unwatched at once and again and again until inotifywait runs again, and counts it as unwatched meanwhile (A1, A5)', async () => {
+    const counts = await start();
+    watcher!.check(dirsOf('run'));
+    assert.deepEqual(watcher!.unwatched().map(String), ['run'], 'walked and not checked yet: not known to be watched');
+    await until('three looks into it', () => counts.looks.filter((l) => l.includes('run')).length >= 3, 15_000);
+    assert.equal(counts.looks[0]!.join(), 'run', 'the directory found unwatched, and nothing else');
+    assert.ok(watcher!.unwatched().some((d) => String(d) === 'run'), 'still not watched: a barrier looks into it');
+    // The new run's walk is what the agent's rescan checks again; until then nothing is known to be unwatched.
+    await until('a second run', () => runCount() === 2 && counts.established === 2, 15_000);
+    assert.deepEqual(watcher!.unwatched(), []);
+    const looks = counts.looks.length;
+    await new Promise((r) => setTimeout(r, 400));
+    assert.equal(counts.looks.length, looks, 'no more looks once a new run watches what it can');
+  });
+
+  it('takes inotifywait at its word that it could not watch a new directory: looks into it and runs inotifywait again (A1, A5)', async () => {
+    process.env['SAY'] = `Couldn't watch new directory ${root}/run/: No such file or directory`;
+    const counts = await start();
+    await until('a look into it', () => counts.looks.some((l) => l.includes('run')), 10_000);
+    await until('a second run', () => runCount() >= 2, 15_000);
+    assert.ok(lines.some((l) => l.includes('inotifywait does not watch every directory') && l.includes('/run')), lines.join(''));
+    assert.ok(!lines.some((l) => l.includes('inotifywait says')), 'a lost race of its own, not a warning of its words');
   });
 
   it('at the watch limit, finds the files of an unwatched directory by rescans instead of running inotifywait again', async () => {

@@ -1,0 +1,131 @@
+// A barrier (A5) against files the kernel's stream of events says nothing of: those of a directory inotifywait
+// could not watch (it gives a new one up when a file in it is renamed while it sets the watch up, and says so)
+// and names made by link(2) (a "created" and no close). Each was announced after the barrier, so a file complete
+// before a shift change went to the next shift (found by the A5 stream test on a loaded CI machine, 2026-12-02).
+// Unit tier: a fake inotifywait with a real inotify descriptor that watches the root only, and reports what
+// happens there as inotifywait does, stands in for a run that lost that race for every new directory; the
+// catalog, the watcher, the files and the kernel's events are real.
+import { strict as assert } from 'node:assert';
+import { chmodSync, linkSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Catalog, type Announcement } from '../../src/agent/catalog.js';
+import { NameFilter } from '../../src/agent/name-filter.js';
+import { Watcher } from '../../src/agent/watcher.js';
+import type { Logger } from '../../src/common/logger.js';
+
+/** The root's own events in inotifywait's CSV; of each new directory, inotifywait's words that it could not watch it. */
+const FAKE_PY = `import ctypes, os, struct, sys
+libc = ctypes.CDLL(None, use_errno=True)
+root = sys.argv[-1].rstrip("/") + "/"
+fd = libc.inotify_init()
+CREATE, CLOSE_WRITE, MOVED_FROM, MOVED_TO, DELETE, ISDIR = 0x100, 0x8, 0x40, 0x80, 0x200, 0x40000000
+libc.inotify_add_watch(fd, root.encode(), CREATE | CLOSE_WRITE | MOVED_FROM | MOVED_TO | DELETE)
+sys.stderr.write("Setting up watches.  Beware: since -r was given, this may take a while!\\nWatches established.\\n")
+sys.stderr.flush()
+out = sys.stdout.buffer
+while True:
+    buf = os.read(fd, 65536)
+    at = 0
+    while at < len(buf):
+        wd, mask, cookie, n = struct.unpack_from("iIII", buf, at)
+        name = buf[at + 16:at + 16 + n].rstrip(b"\\0")
+        at += 16 + n
+        names = [e for bit, e in ((CREATE, "CREATE"), (CLOSE_WRITE, "CLOSE_WRITE,CLOSE"), (MOVED_FROM, "MOVED_FROM"),
+                                  (MOVED_TO, "MOVED_TO"), (DELETE, "DELETE")) if mask & bit]
+        if mask & ISDIR:
+            names.append("ISDIR")
+        if mask & CREATE and mask & ISDIR:
+            sys.stderr.write("Couldn't watch new directory %s%s/: No such file or directory\\n" % (root, name.decode("latin1")))
+            sys.stderr.flush()
+        out.write(root.encode() + b',"' + ",".join(names).encode() + b'",' + name + b"\\n")
+        out.flush()
+`;
+
+const quiet = { debug() {}, info() {}, warn() {}, error() {} } as unknown as Logger;
+
+describe('furka-agent: a barrier comes after every file complete before it, watched or not (A5)', function () {
+  this.timeout(60_000);
+  let work: string;
+  let root: string;
+  let catalog: Catalog;
+  let watcher: Watcher;
+  let said: Announcement[];
+  /** Runs of the fake with their watch in place, each followed by a rescan. */
+  let runs: number;
+
+  beforeEach(async () => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'barrier-unseen-'));
+    root = path.join(work, 'root');
+    mkdirSync(root);
+    writeFileSync(path.join(work, 'fake.py'), FAKE_PY);
+    // A run after the first starts 3 s late: what is found meanwhile was found by a look, not by a new run's rescan.
+    writeFileSync(path.join(work, 'fake'), `#!/bin/sh\n[ -e "$0.ran" ] && sleep 3\ntouch "$0.ran"\nexec python3 "$(dirname "$0")/fake.py" "$@"\n`);
+    chmodSync(path.join(work, 'fake'), 0o755);
+    said = [];
+    runs = 0;
+    // Wired as the agent's main.ts does.
+    catalog = new Catalog(root, new NameFilter(''), quiet);
+    catalog.announced.on((a) => said.push(a));
+    watcher = new Watcher(root, {
+      event: (e) => catalog.event(e),
+      established: () => { runs++; catalog.rescan(); },
+      rescan: () => catalog.rescan(),
+      unwatched: (dirs) => catalog.scanUnwatched(dirs),
+    }, quiet, path.join(work, 'fake'));
+    catalog.walked.on((dirs) => watcher.check(dirs));
+    catalog.unwatched = () => watcher.unwatched();
+    await watcher.start();
+  });
+  afterEach(() => {
+    watcher.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  const until = async (what: string, ok: () => boolean): Promise<void> => {
+    for (const end = Date.now() + 20_000; !ok();) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; announced: ${JSON.stringify(said.map(shown))}`);
+      await new Promise((r) => setTimeout(r, 10));
+    }
+  };
+  const shown = (a: Announcement): string => (a.t === 'file' ? a.entry.path : a.t === 'barrier' ? `barrier ${a.id}` : a.t);
+  const at = (what: string): number => said.findIndex((a) => shown(a) === what);
+  /** A writer's temp name, then its final name. */
+  const write = (rel: string): void => {
+    const tmp = path.join(root, path.dirname(rel), `.${path.basename(rel)}.tmp`);
+    writeFileSync(tmp, `image ${rel}`);
+    renameSync(tmp, path.join(root, rel));
+  };
+
+  it('announces a file of a directory inotifywait could not watch before a barrier asked for after the file was complete', async () => {
+    mkdirSync(path.join(root, 'run'));
+    await until('the new directory taken as unwatched', () => watcher.unwatched().some((d) => d.toString() === 'run'));
+    for (let i = 0; i < 5; i++) {
+      // Complete, then at once a shift change's barrier: nothing in the kernel's stream stands for the file.
+      write(`run/img_${i}.cbf`);
+      catalog.placeBarrier(`b${i}`);
+      await until(`barrier b${i}`, () => at(`barrier b${i}`) >= 0);
+      const file = at(`run/img_${i}.cbf`);
+      assert.ok(file >= 0 && file < at(`barrier b${i}`), `run/img_${i}.cbf announced before barrier b${i}: ${JSON.stringify(said.map(shown))}`);
+    }
+  });
+
+  it('announces a file of a directory inotifywait could not watch without waiting for it to be run again (A1)', async () => {
+    mkdirSync(path.join(root, 'run'));
+    await until('the new directory taken as unwatched', () => watcher.unwatched().some((d) => d.toString() === 'run'));
+    write('run/img_0.cbf');
+    // No barrier, no event, and the next run of inotifywait seconds away: only a look into the directory finds it.
+    await until('the file announced', () => at('run/img_0.cbf') >= 0);
+    assert.equal(runs, 1, 'found before a new run of inotifywait and its rescan');
+  });
+
+  it('announces a name made by link(2), which the kernel reports as created only, before a barrier asked for after it', async () => {
+    write('a.cbf');
+    await until('a.cbf announced', () => at('a.cbf') >= 0);
+    linkSync(path.join(root, 'a.cbf'), path.join(root, 'b.cbf'));
+    catalog.placeBarrier('link');
+    await until('the barrier', () => at('barrier link') >= 0);
+    const b = at('b.cbf');
+    assert.ok(b >= 0 && b < at('barrier link'), `b.cbf before the barrier: ${JSON.stringify(said.map(shown))}`);
+  });
+});
