@@ -182,7 +182,7 @@ export class Catalog {
       this.#consider(f, writers, true);
     }
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
-    for (const id of barriers) this.#passBarrier(id);
+    for (const id of barriers) this.#passBarrier(id, true);
     this.announced.emit({ t: 'synced' });
     this.walked.emit(dirs);
   }
@@ -292,14 +292,16 @@ export class Catalog {
    * would tell of them until it is run again. Not passed on to the watcher's check: they are checked already.
    */
   scanUnwatched(rels: Buffer[]): void {
-    this.#scanDirs(rels);
+    this.#scanDirs(rels, Date.now());
   }
 
   /**
    * Announces the new and changed files below `rels` (each walked once: one below another is walked with it),
-   * with one walk of /proc for the writers of those. Returns the directories walked (inode -> path).
+   * with one walk of /proc for the writers of those. With `waitingBefore`, files waiting for their close are
+   * looked at only once due then (sweepWaiting's pace), not at every look. Returns the directories walked
+   * (inode -> path).
    */
-  #scanDirs(rels: Buffer[]): Map<bigint, Buffer> {
+  #scanDirs(rels: Buffer[], waitingBefore?: number): Map<bigint, Buffer> {
     const dirs = new Map<bigint, Buffer>();
     const keys = new Set(rels.map((r) => r.toString('latin1')));
     const found: Found[] = [];
@@ -314,7 +316,8 @@ export class Catalog {
     // looked into again and again while it has no watch costs a listing.
     const fresh = found.filter((f) => {
       const key = f.rel.toString('latin1');
-      return !this.#refused.has(key) && this.#byPath.get(key)?.id !== fileId(f.stat);
+      if (this.#refused.has(key) || this.#skips(f.rel) || this.#byPath.get(key)?.id === fileId(f.stat)) return false;
+      return waitingBefore === undefined || (this.#waiting.get(key)?.due ?? 0) <= waitingBefore;
     });
     if (fresh.length > 0) {
       const writers = writersOf(fresh);
@@ -382,14 +385,24 @@ export class Catalog {
     }
   }
 
-  /** Barrier `id`'s mark came: everything before it is announced. The mark goes (A5). */
-  #passBarrier(id: string): void {
+  /**
+   * Barrier `id`'s mark came: everything before it is announced. The mark goes (A5). `rescanned`: found by a
+   * rescan, which has just looked at everything.
+   */
+  #passBarrier(id: string, rescanned = false): void {
     // Files complete before the mark that no event of the kernel's stream stands for are looked for first: those
     // of new directories not yet looked into, of directories inotifywait may not watch (it gives one up when a
     // file in it is renamed while it sets the watch up), and names made by link(2), waiting for their sweep.
-    this.#newDirs.push(...this.unwatched());
-    this.#scanNewDirs();
-    this.sweepWaiting(Date.now(), true);
+    try {
+      if (!rescanned) {
+        for (const rel of this.unwatched()) this.#newDirs.push(rel);
+        this.#scanNewDirs();
+        this.sweepWaiting(Date.now(), true);
+      }
+    } catch (e) {
+      // The barrier line comes all the same: furkad would otherwise wait for it, and then go on without.
+      this.log.error({ err: e, barrier: id }, 'cannot look for files without events before a barrier');
+    }
     try {
       const restoredAs = this.files.removeMark(barrierName(id))?.restoredAs;
       if (restoredAs !== undefined) this.log.warn({ barrier: id, restoredAs }, 'a file was renamed onto a barrier mark while it was being deleted: it is kept');

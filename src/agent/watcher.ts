@@ -100,8 +100,14 @@ const WATCH_LIMIT = /upper limit on inotify watches reached|No space left on dev
  * nothing of the files in it: the agent looks into it every LOOK_MS until a new run watches it (A1), and a
  * barrier looks into it first (A5).
  */
-const NEW_DIR_UNWATCHED = /^Couldn't watch new directory (.*): [^:]*$/s;
+const NEW_DIR_UNWATCHED = /^Couldn't watch new directory (.*): No such file or directory$/s;
+/** Looks into directories without a watch are this far apart at least, and ten times their own cost. */
 const LOOK_MS = 100;
+/**
+ * Directories walked whose watch could not be checked (no list of watches to read) are kept for a barrier up
+ * to this many; beyond, the barrier walks the whole tree.
+ */
+const UNCHECKED_MAX = 10_000;
 
 /**
  * Runs `inotifywait -m -r --csv` on the root. Not `-q`: its "Watches established." line on stderr is when
@@ -135,6 +141,8 @@ export class Watcher implements Component {
    */
   #unwatched = new Map<string, { rel: Buffer; ino: bigint }>();
   #lookTimer: NodeJS.Timeout | undefined;
+  /** Directories walked whose watch could not be checked, until a new run's walk (latin1 path -> path). */
+  #unchecked = new Map<string, Buffer>();
   #stopped = false;
   /** Aborted by stop(): ends the pauses between runs at once. */
   readonly #stopping = new AbortController();
@@ -207,7 +215,7 @@ export class Watcher implements Component {
     clearTimeout(this.#restartTimer);
     clearTimeout(this.#checkTimer);
     clearTimeout(this.#pollTimer);
-    clearInterval(this.#lookTimer);
+    clearTimeout(this.#lookTimer);
     this.#child?.kill('SIGTERM');
   }
 
@@ -227,20 +235,21 @@ export class Watcher implements Component {
       this.#toCheck = new Map();
       const child = this.#child;
       const missing = this.#missing(child, toCheck);
-      if (missing === undefined) return;
-      for (const rel of toCheck.values()) if (![...missing.values()].includes(rel)) this.#unwatched.delete(rel.toString('latin1'));
-      this.#lookInto(missing);
+      if (missing === undefined) return this.#keepUnchecked(toCheck);
+      for (const [ino, rel] of toCheck) if (!missing.has(ino)) this.#unwatched.delete(rel.toString('latin1'));
       if (missing.size === 0) {
         // The whole tree watched (a rescan's walk includes the root, ''): a later skip is worth a new run again.
         if ([...toCheck.values()].some((rel) => rel.length === 0)) this.#atLimit = false;
         return;
       }
+      if (this.#nearLimit(missing.size)) this.#atLimit = true;
+      this.#lookInto(missing);
       // Looked at once more a little later: under load inotifywait may be behind with the new subdirectories
       // of a new one. A new run costs a walk of the whole tree and a rescan.
       setTimeout(() => {
         const still = this.#missing(child, missing);
-        if (still === undefined) return;
-        for (const rel of missing.values()) if (![...still.values()].includes(rel)) this.#unwatched.delete(rel.toString('latin1'));
+        if (still === undefined) return; // they stay unwatched (#unwatched) until a new run
+        for (const [ino, rel] of missing) if (!still.has(ino)) this.#unwatched.delete(rel.toString('latin1'));
         if (still.size) this.#cover(child!, still);
       }, CONFIRM_MS).unref();
     }, CHECK_DELAY_MS);
@@ -248,30 +257,61 @@ export class Watcher implements Component {
   }
 
   /**
-   * Directories whose watch is not known to be in place: walked by a scan and not checked yet, or found
-   * missing (until a new run's walk). A barrier looks into them first (A5).
+   * Directories whose watch is not known to be in place: walked by a scan and not checked yet (or not
+   * checkable), or found missing (until a new run's walk). A barrier looks into them first (A5).
    */
   unwatched(): Buffer[] {
-    return [...this.#toCheck.values(), ...[...this.#unwatched.values()].map((d) => d.rel)];
+    this.#prune();
+    const out = [...this.#toCheck.values(), ...this.#unchecked.values()];
+    for (const d of this.#unwatched.values()) out.push(d.rel);
+    return out;
+  }
+
+  /** Walked directories the list of watches could not be read for: kept for a barrier, up to UNCHECKED_MAX. */
+  #keepUnchecked(dirs: Map<bigint, Buffer>): void {
+    for (const rel of dirs.values()) this.#unchecked.set(rel.toString('latin1'), rel);
+    if (this.#unchecked.size > UNCHECKED_MAX) {
+      this.#unchecked.clear();
+      this.#unchecked.set('', Buffer.alloc(0)); // the root: all of them
+    }
+  }
+
+  /** Forgets unwatched directories that are gone (or replaced): nothing in them to look for. */
+  #prune(): void {
+    for (const [key, d] of this.#unwatched) if (!this.#isDirectory(d.rel, d.ino)) this.#unwatched.delete(key);
   }
 
   /**
-   * `dirs` have no watch: looked into now, and every LOOK_MS while that lasts (and they are there), so that a
-   * file in them waits a look rather than the next run of inotifywait, which may be seconds away (A1). Not at
-   * inotify's watch limit: there may be thousands, and the rescans every pollMs find their files (#cover).
+   * `dirs` have no watch: looked into now, and again while that lasts (and they are there), LOOK_MS apart or
+   * ten times what the last look cost, so that a file in them waits for a look rather than the next run of
+   * inotifywait, which may be seconds away (A1). Not at inotify's watch limit: there may be thousands of them,
+   * and the rescans every pollMs find their files (#cover).
    */
   #lookInto(dirs: Map<bigint, Buffer>): void {
-    if (dirs.size === 0) return;
+    if (dirs.size === 0 || this.#stopped) return;
     for (const [ino, rel] of dirs) this.#unwatched.set(rel.toString('latin1'), { rel, ino });
+    if (this.#atLimit) return;
     this.hooks.unwatched([...dirs.values()]);
-    this.#lookTimer ??= setInterval(() => {
-      if (this.#atLimit && this.#unwatched.size > 0) return;
-      for (const [key, d] of this.#unwatched) if (!this.#isDirectory(d.rel, d.ino)) this.#unwatched.delete(key);
-      if (this.#unwatched.size > 0) return this.hooks.unwatched([...this.#unwatched.values()].map((d) => d.rel));
-      clearInterval(this.#lookTimer);
+    this.#lookAgain(LOOK_MS);
+  }
+
+  #lookAgain(delay: number): void {
+    this.#lookTimer ??= setTimeout(() => {
       this.#lookTimer = undefined;
-    }, LOOK_MS);
+      if (this.#stopped || this.#atLimit) return;
+      this.#prune();
+      if (this.#unwatched.size === 0) return;
+      const started = performance.now();
+      this.hooks.unwatched([...this.#unwatched.values()].map((d) => d.rel));
+      this.#lookAgain(Math.max(LOOK_MS, 10 * (performance.now() - started)));
+    }, delay);
     this.#lookTimer.unref();
+  }
+
+  /** Whether the running inotifywait's watches and `more` would come within LIMIT_MARGIN of the limit on watches. */
+  #nearLimit(more: number): boolean {
+    const max = maxUserWatches();
+    return max !== undefined && this.#watches + more > max * LIMIT_MARGIN;
   }
 
   /** Which of `dirs` the running `child` does not watch and are still there; undefined if that cannot be said. */
@@ -298,7 +338,7 @@ export class Watcher implements Component {
   #cover(child: ChildProcess, missing: Map<bigint, Buffer>): void {
     const shown = [...missing.values()].map((rel) => `/${rel.toString('utf8')}`);
     const max = maxUserWatches();
-    if (max !== undefined && this.#watches + missing.size > max * LIMIT_MARGIN) this.#atLimit = true;
+    if (this.#nearLimit(missing.size)) this.#atLimit = true;
     if (this.#atLimit) {
       const now = Date.now();
       if (now - this.#limitSaidAt >= LIMIT_SAY_MS) {
@@ -331,6 +371,7 @@ export class Watcher implements Component {
 
   /** inotifywait could not watch the new directory at `dir` (its path as it printed it): looked into, and covered. */
   #newDirUnwatched(child: ChildProcess, dir: Buffer): void {
+    if (this.#stopped) return;
     if (!dir.subarray(0, this.#rootPrefix.length).equals(this.#rootPrefix)) return;
     let rel = dir.subarray(this.#rootPrefix.length);
     while (rel.length > 0 && rel[rel.length - 1] === 0x2f) rel = rel.subarray(0, rel.length - 1);
@@ -351,7 +392,9 @@ export class Watcher implements Component {
   #poll(): void {
     this.#pollTimer ??= setTimeout(() => {
       this.#pollTimer = undefined;
-      if (!this.#stopped) this.hooks.rescan();
+      if (this.#stopped) return;
+      this.#prune();
+      this.hooks.rescan();
     }, this.pollMs);
     this.#pollTimer.unref();
   }
@@ -394,6 +437,7 @@ export class Watcher implements Component {
         if (child === this.#child) this.#established = true;
         // Its walk watched what it could; the rescan's walk is checked again.
         this.#unwatched.clear();
+        this.#unchecked.clear();
         this.hooks.established();
         onFirstEstablished();
       };
@@ -417,13 +461,13 @@ export class Watcher implements Component {
             establish();
           } else if (!established && VANISHED.test(line)) {
             vanished ??= line; // the run ends by itself
-          } else if (newDir && !WATCH_LIMIT.test(line) && child === this.#child) {
-            // Not a fault of the tree: said once it is run again for it (#cover).
-            this.#newDirUnwatched(child, Buffer.from(newDir[1]!, 'latin1'));
+          } else if (newDir) {
+            // A lost race, no fault of the tree: said when it is run again for it (#cover).
+            if (child === this.#child) this.#newDirUnwatched(child, Buffer.from(newDir[1]!, 'latin1'));
           } else if (line && !line.startsWith('Setting up watches')) {
+            // Other reasons (the watch limit, a directory it may not read) are left to the check (check()).
             if (WATCH_LIMIT.test(line)) this.#atLimit = true;
             this.log.warn({ inotifywait: line }, 'inotifywait says');
-            if (newDir && child === this.#child) this.#newDirUnwatched(child, Buffer.from(newDir[1]!, 'latin1'));
           }
         }
       });

@@ -118,7 +118,7 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     assert.deepEqual(watcher!.unwatched(), []);
     const looks = counts.looks.length;
     await new Promise((r) => setTimeout(r, 400));
-    assert.equal(counts.looks.length, looks, 'no more looks once a new run watches what it can');
+    assert.equal(counts.looks.length, looks, 'no more looks once a new run is in place: what its rescan walked is checked afresh');
   });
 
   it('takes inotifywait at its word that it could not watch a new directory: looks into it and runs inotifywait again (A1, A5)', async () => {
