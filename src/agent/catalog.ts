@@ -6,7 +6,7 @@ import { NameFilter } from './name-filter.js';
 import { fileKey, filesBeingWritten } from './open-writers.js';
 import { scanFiles, type Found } from './scanner.js';
 import { barrierName, barrierOf } from './barrier.js';
-import { fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
+import { baseId, fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
 import type { WatchEvent } from './watcher.js';
 
 export { fileId, type Sameness };
@@ -30,6 +30,12 @@ export type Announcement =
   | { t: 'synced' }
   /** Every file complete before barrier `id` was asked for has been announced before this (barrier.ts). */
   | { t: 'barrier'; id: string };
+
+/** How many rewrites an id counts (baseId): 0 for INO:SIZE:MTIME_NS, N for INO:SIZE:MTIME_NS:N. */
+function rewrites(id: string): number {
+  const extra = id.slice(baseId(id).length + 1);
+  return extra === '' ? 0 : Number(extra);
+}
 
 /** Decodes a name as UTF-8, or undefined if its bytes are not valid UTF-8 (round-trip check). */
 export function utf8(bytes: Buffer): string | undefined {
@@ -74,6 +80,13 @@ export class Catalog {
    * aside name, and announces the file under its own.
    */
   #closesAs = new Map<string, string>();
+  /**
+   * Entries a scan announced complete (not the kernel's word): the close that completed each may still be on
+   * its way, and is not a rewrite (#consider).
+   */
+  #closeDue = new WeakSet<FileEntry>();
+  /** During a rescan, the entries before it (their rewrite counts). */
+  #prior: Map<string, FileEntry> | undefined;
   /** New directories not yet looked into (#scanNewDirs), and the turn of the loop that will. */
   #newDirs: Buffer[] = [];
   #newDirsTimer: NodeJS.Immediate | undefined;
@@ -130,9 +143,19 @@ export class Catalog {
     this.files.createMark(barrierName(id));
   }
 
-  /** Compares the file at an entry's path with the entry (a link on the way or in its place is not the file). */
+  /**
+   * Compares the file at an entry's path with the entry (a link on the way or in its place is not the file).
+   * One its name has a newer entry of (a rewrite the file system cannot tell, baseId) has changed.
+   */
   sameness(entry: FileEntry): Sameness {
+    if (this.rewritten(entry)) return 'changed';
     return this.files.sameness(entry.path, entry.id);
+  }
+
+  /** Whether a newer version of `entry`'s file is announced under its name, one the file system cannot tell apart. */
+  rewritten(entry: FileEntry): boolean {
+    const now = this.#byPath.get(Buffer.from(entry.path).toString('latin1'));
+    return now !== undefined && now !== entry && now.id !== entry.id && baseId(now.id) === baseId(entry.id);
   }
 
   /** `rel` was put back after an acknowledgement took it by mistake: announced again on its "created" event. */
@@ -166,20 +189,26 @@ export class Catalog {
     // Files an agent killed in the middle of a deletion left aside: finished first, and a file put back is found again.
     if (this.#recoverAsides(found)) found = scanFiles(this.root, Buffer.alloc(0), (dirs = new Map()));
     const writers = writersOf(found);
-    this.#byPath.clear();
+    // Rewrite counts (#consider) outlive a rescan: the file, unchanged, keeps the id it was announced by.
+    this.#prior = this.#byPath;
+    this.#byPath = new Map();
     this.#byId.clear();
     this.#refused.clear();
     this.#waiting.clear();
     const barriers: string[] = [];
-    for (const f of found) {
-      const barrier = barrierOf(f.rel);
-      if (barrier !== undefined) {
-        // A mark whose close this scan replaces (the kernel's queue overflowed, or the watch was restarted):
-        // it is passed once everything found is announced. One left by an agent that was killed is just removed.
-        barriers.push(barrier);
-        continue;
+    try {
+      for (const f of found) {
+        const barrier = barrierOf(f.rel);
+        if (barrier !== undefined) {
+          // A mark whose close this scan replaces (the kernel's queue overflowed, or the watch was restarted):
+          // it is passed once everything found is announced. One left by an agent that was killed is just removed.
+          barriers.push(barrier);
+          continue;
+        }
+        this.#consider(f, writers, true);
       }
-      this.#consider(f, writers, true);
+    } finally {
+      this.#prior = undefined;
     }
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
     for (const id of barriers) this.#passBarrier(id, true);
@@ -254,7 +283,7 @@ export class Catalog {
         }
         const barrier = barrierOf(e.rel);
         if (barrier !== undefined) return this.#passBarrier(barrier);
-        return this.#complete(e.rel);
+        return this.#complete(e.rel, e.closed === true);
       }
       case 'dir-new':
         // Files made in it before inotifywait's watch on it existed have no events: looked for after this
@@ -316,7 +345,7 @@ export class Catalog {
     // looked into again and again while it has no watch costs a listing.
     const fresh = found.filter((f) => {
       const key = f.rel.toString('latin1');
-      if (this.#refused.has(key) || this.#skips(f.rel) || this.#byPath.get(key)?.id === fileId(f.stat)) return false;
+      if (this.#refused.has(key) || this.#skips(f.rel) || baseId(this.#byPath.get(key)?.id ?? '') === fileId(f.stat)) return false;
       return waitingBefore === undefined || (this.#waiting.get(key)?.due ?? 0) <= waitingBefore;
     });
     if (fresh.length > 0) {
@@ -412,11 +441,14 @@ export class Catalog {
     this.announced.emit({ t: 'barrier', id });
   }
 
-  /** A file the kernel says is complete: looked at without following links; gone (or only reachable through one): dropped. */
-  #complete(rel: Buffer): void {
+  /**
+   * A file the kernel says is complete (`closed`: by a writer's close): looked at without following links;
+   * gone (or only reachable through one): dropped.
+   */
+  #complete(rel: Buffer, closed = false): void {
     const stat: BigIntStats | undefined = this.files.lstat(rel);
     if (!stat) return this.#drop(rel.toString('latin1'));
-    this.#consider({ rel, stat }, undefined, false, true);
+    this.#consider({ rel, stat }, undefined, false, true, closed);
   }
 
   #skips(rel: Buffer): boolean {
@@ -436,7 +468,7 @@ export class Catalog {
    * `again` announces even an id already announced for that path (a rescan re-announces everything); `live`:
    * the kernel just said it is complete.
    */
-  #consider(f: Found, writers: Set<string> | undefined, again: boolean, live = false): void {
+  #consider(f: Found, writers: Set<string> | undefined, again: boolean, live = false, closed = false): void {
     if (!f.stat.isFile() || this.#skips(f.rel)) return;
     const key = f.rel.toString('latin1');
     if (writers?.has(fileKey(f.stat))) {
@@ -452,15 +484,31 @@ export class Catalog {
       this.announced.emit({ t: 'refused', path: shown, reason: NOT_UTF8 });
       return;
     }
-    const id = fileId(f.stat);
+    const base = fileId(f.stat);
     const old = this.#byPath.get(key);
-    if (old?.id === id && !again) return;
+    let id = base;
+    const same = old ?? this.#prior?.get(key);
+    if (same && baseId(same.id) === base) {
+      if (old && live && closed) {
+        // Closed by a writer again with the same inode, size and mtime: rewritten within one tick of the
+        // kernel's coarse clock, or the close of what a scan found complete, still on its way. The first close
+        // after a scan is taken as the latter; any other as a new version, which must not be deleted as the
+        // one announced (A4): a new id, one more in the count.
+        if (this.#closeDue.delete(old)) return;
+        id = `${base}:${rewrites(old.id) + 1}`;
+      } else if (old && !again) {
+        return;
+      } else {
+        id = same.id;
+      }
+    }
     if (old) this.forget(old);
     const entry: FileEntry = {
       id, path: text, ino: f.stat.ino, size: f.stat.size, mtimeNs: f.stat.mtimeNs, mode: Number(f.stat.mode & 0o7777n),
     };
     this.#byPath.set(key, entry);
     this.#byId.set(id, entry);
+    if (!live) this.#closeDue.add(entry);
     this.announced.emit({ t: 'file', entry, live });
   }
 }

@@ -4,7 +4,8 @@
 import * as http2 from 'node:http2';
 import { closeSync, fstatSync, readSync } from 'node:fs';
 import type { Logger } from '../common/logger.js';
-import { fileId, type Catalog, type FileEntry } from './catalog.js';
+import { type Catalog, type FileEntry } from './catalog.js';
+import { isFileOf } from './source-files.js';
 import { Checksum } from '../common/checksum.js';
 import { checksumTrailer } from '../common/checksum-trailer.js';
 import { BodyPool, MAX_CLASS } from './body-pool.js';
@@ -53,6 +54,8 @@ export class FileBodies {
    */
   send(stream: http2.ServerHttp2Stream, entry: FileEntry): void {
     if (stream.destroyed || stream.closed) return; // cancelled before it started: nothing read for it
+    // An earlier version of a file rewritten since with nothing the file system tells (catalog.ts): not there.
+    if (this.catalog.rewritten(entry)) return reply(stream, 410, NOT_THE_FILE);
     // Opened in its directory as reached from the root without following links, and only if it is still the
     // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
     const fd = this.catalog.files.open(entry.path, entry.id);
@@ -64,7 +67,7 @@ export class FileBodies {
     /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */
     const same = (): boolean => {
       try {
-        return fileId(fstatSync(fd, { bigint: true })) === entry.id && this.catalog.sameness(entry) === 'same';
+        return isFileOf(fstatSync(fd, { bigint: true }), entry.id) && this.catalog.sameness(entry) === 'same';
       } catch {
         return false;
       }

@@ -398,6 +398,11 @@ export class AgentServer {
           kept.push({ id, reason: this.catalog.current(entry) ? 'moved' : 'gone' });
           continue;
         }
+        // A newer version under its name, which the file system cannot tell from this one (catalog.ts): kept.
+        if (this.catalog.rewritten(entry)) {
+          kept.push({ id, reason: 'changed' });
+          continue;
+        }
         let r: Removal | TakenAside;
         try {
           r = this.catalog.files.takeAside(entry.path, entry.id);
@@ -413,7 +418,8 @@ export class AgentServer {
       // Each one finished, whatever happens to another: none is left under its hidden name.
       taken.forEach(({ id, entry, t }, i) => {
         try {
-          this.#removed(this.catalog.files.finishAside(t, written[i]!), entry, id, t.asideRel, deleted, kept);
+          // Rewritten while the question was out: put back.
+          this.#removed(this.catalog.files.finishAside(t, written[i]!, this.catalog.rewritten(entry)), entry, id, t.asideRel, deleted, kept);
         } catch (e) {
           this.#notRemovable(e, entry, id, kept);
         }

@@ -48,6 +48,21 @@ export function fileId(stat: BigIntStats): string {
   return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
 }
 
+/**
+ * The file's own part of an announced id: INO:SIZE:MTIME_NS. The catalog adds `:N` to the id of a file
+ * rewritten in place after its announcement with nothing of those changed (the same size, within one tick of
+ * the kernel's coarse clock): the file system cannot tell the versions apart, the catalog's count can.
+ */
+export function baseId(id: string): string {
+  const third = id.indexOf(':', id.indexOf(':', id.indexOf(':') + 1) + 1);
+  return third < 0 ? id : id.slice(0, third);
+}
+
+/** Whether `stat` is of the file announced as `id`, as far as the file system can tell (baseId). */
+export function isFileOf(stat: BigIntStats, id: string): boolean {
+  return fileId(stat) === baseId(id);
+}
+
 const SLASH = 0x2f;
 
 /**
@@ -64,7 +79,7 @@ const NAME_MAX = 255;
  * that says only the id (for a name too long to fit beside it, here or on a file system that allows less).
  */
 function asideNames(id: string, name: string): string[] {
-  const base = `${ASIDE_PREFIX}${id.replace(/:/g, '-')}-${randomBytes(4).toString('hex')}`;
+  const base = `${ASIDE_PREFIX}${baseId(id).replace(/:/g, '-')}-${randomBytes(4).toString('hex')}`;
   const full = `${base}~${name}`;
   return Buffer.byteLength(full) <= NAME_MAX ? [full, base] : [base];
 }
@@ -191,7 +206,7 @@ export class SourceFiles {
       return (e as NodeJS.ErrnoException).code === 'ENOENT' ? 'gone' : 'changed';
     }
     if (!st) return 'gone';
-    return st.isFile() && fileId(st) === id ? 'same' : 'changed';
+    return st.isFile() && isFileOf(st, id) ? 'same' : 'changed';
   }
 
   /**
@@ -203,10 +218,10 @@ export class SourceFiles {
     try {
       return this.#within(rel, (dir, name) => {
         const st = dir.lstatBig(name);
-        if (!st?.isFile() || fileId(st) !== id) return undefined;
+        if (!st?.isFile() || !isFileOf(st, id)) return undefined;
         const fd = dir.openFile(name, constants.O_RDONLY | constants.O_NONBLOCK);
         const now = fstatSync(fd, { bigint: true });
-        if (now.isFile() && fileId(now) === id) return fd;
+        if (now.isFile() && isFileOf(now, id)) return fd;
         closeSync(fd);
         return undefined;
       });
@@ -247,7 +262,7 @@ export class SourceFiles {
       return this.#within(rel, (parent, name) => {
         const st = parent.lstatBig(name);
         if (!st) return { outcome: 'gone' };
-        if (!st.isFile() || fileId(st) !== id) return { outcome: 'changed' };
+        if (!st.isFile() || !isFileOf(st, id)) return { outcome: 'changed' };
         // A handle of its own: the root's may be closed (forgetRoot) while the question is out.
         const dir = parent.walk('');
         try {
@@ -267,7 +282,7 @@ export class SourceFiles {
           try {
             const taken = dir.lstatBig(aside);
             if (!taken) return closing(dir, { outcome: 'gone' });
-            const fd = taken.isFile() && taken.dev === st.dev && fileId(taken) === id ? openTaken(dir, aside, taken) : undefined;
+            const fd = taken.isFile() && taken.dev === st.dev && isFileOf(taken, id) ? openTaken(dir, aside, taken) : undefined;
             if (fd !== undefined) {
               const asideRel = path.join(split(rel)[0] as string, aside);
               this.#inFlight.add(asideRel);
@@ -296,11 +311,12 @@ export class SourceFiles {
    * (`written`), puts it back under its name (or NAME.~N~ beside a newer one) as `written`: its writer has
    * more to put in it, and it is announced again when that writer closes it (under the aside name: the kernel
    * reports a close under the name the file was opened by, as it is now). One that changed while the question
-   * was out (a descriptor opened before it was taken aside) is put back as `changed`.
+   * was out (a descriptor opened before it was taken aside), or that the catalog knows to be `rewritten` since
+   * (a close the file system cannot tell, baseId), is put back as `changed`.
    */
-  finishAside(t: TakenAside, written: boolean): Removal {
+  finishAside(t: TakenAside, written: boolean, rewritten = false): Removal {
     try {
-      if (!written && fileId(fstatSync(t.fd, { bigint: true })) === t.id) {
+      if (!written && !rewritten && isFileOf(fstatSync(t.fd, { bigint: true }), t.id)) {
         unlinkSync(t.dir.at(t.aside));
         return { outcome: 'deleted' };
       }

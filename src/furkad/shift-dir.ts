@@ -1,10 +1,11 @@
 // A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink, and
 // every directory in it reached one component at a time and acted on through its open handle (docs/threat-model.md).
-import { fchmodSync, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, renameSync, unlinkSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { DirFd, splitRel } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import type { Logger } from '../common/logger.js';
+import { readProvenance } from '../common/provenance.js';
 
 /**
  * Why nothing here is done by path name below the target: the shift's user owns the usrdir and everything
@@ -151,7 +152,7 @@ export class ShiftDir {
         if (!there && this.#take(staged, dir, name)) return this.#placed(rel, placed);
         if (!there) continue;
         st ??= lstatSync(staged);
-        if (!sameFile(there, st)) continue;
+        if (!sameFile(there, st) || !sameChecksum(staged, st, dir, name, there)) continue;
         try {
           unlinkSync(staged);
         } catch (e) {
@@ -229,6 +230,34 @@ export class ShiftDir {
 function rootsLink(dir: DirFd, link: Stats): boolean {
   const st = fstatSync(dir.fd);
   return link.uid === 0 && st.uid === 0 && ((st.mode & 0o022) === 0 || (st.mode & 0o1000) !== 0);
+}
+
+/**
+ * Unless both carry a checksum (I3) and they differ. A file of the same size and mtime may still be another
+ * version: one rewritten in place within one tick of the detector's coarse clock (furka-agent gives it a new
+ * id, and it must go beside the first, not be dropped as that one placed again). The same inode is the same file.
+ */
+function sameChecksum(staged: string, st: Stats, dir: DirFd, name: string, there: Stats): boolean {
+  if (there.ino === st.ino && there.dev === st.dev) return true;
+  const of = (open: () => number, expected: Stats): string | undefined => {
+    let fd: number | undefined;
+    try {
+      fd = open();
+      // The file looked at, not one swapped in since (the directory is the user's).
+      const now = fstatSync(fd);
+      if (!now.isFile() || now.ino !== expected.ino || now.dev !== expected.dev) return undefined;
+      return readProvenance(fd)?.checksum || undefined;
+    } catch {
+      return undefined; // cannot be read: size and mtime decide, as before checksums
+    } finally {
+      if (fd !== undefined) closeSync(fd);
+    }
+  };
+  const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  const mine = of(() => openSync(staged, flags), st);
+  if (mine === undefined) return true;
+  const theirs = of(() => dir.openFile(name, flags), there);
+  return theirs === undefined || theirs === mine;
 }
 
 /** `p` is below `base` (not `base` itself). */

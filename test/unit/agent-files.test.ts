@@ -2,7 +2,7 @@
 // or renaming a new file over an acknowledged one, never makes the agent send, delete or lose the wrong file.
 // The server runs in this process on a loopback port; there is no inotifywait, the catalog is filled by rescans.
 import { strict as assert } from 'node:assert';
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync, writeSync, unlinkSync } from 'node:fs';
+import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync, writeSync, unlinkSync, existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -115,6 +115,58 @@ describe('furka-agent: files reached without following links (docs/threat-model.
       assert.equal(left.includes(`sent ${i}`), reply.body.deleted.length === 0, `trial ${i}: the sent file is deleted exactly when the agent says so`);
     }
     assert.deepEqual(readdirSync(root).filter((f) => f.startsWith('.')), [], 'no hidden name left behind');
+  });
+
+  it('gives a file rewritten in place with the same size and mtime (one tick of a coarse clock) a new id: the first version\'s acknowledgement deletes nothing (A4)', async () => {
+    const c = await serve();
+    const f = path.join(root, 'rewritten.cbf');
+    // The kernel's clock for file times moves in ticks (4 ms at HZ=250): both versions get the same mtime.
+    const tick = new Date(1_700_000_000_000);
+    writeFileSync(f, 'version 1');
+    utimesSync(f, tick, tick);
+    catalog.event({ kind: 'complete', rel: Buffer.from('rewritten.cbf'), closed: true });
+    const first = entries().find((e) => e.path === 'rewritten.cbf')!;
+    const sent = await c.file(first.id);
+    assert.equal(sent.body.toString(), 'version 1');
+    // Rewritten in place (the same inode), the same size, closed again within the tick.
+    writeFileSync(f, 'version 2', { flag: 'r+' });
+    utimesSync(f, tick, tick);
+    catalog.event({ kind: 'complete', rel: Buffer.from('rewritten.cbf'), closed: true });
+    const second = entries().find((e) => e.path === 'rewritten.cbf')!;
+    assert.notEqual(second.id, first.id, 'a new id for the new version');
+    assert.equal(second.ino, first.ino);
+    // furkad placed the first version and acknowledges it: the second must stay.
+    const kept = await c.ack([first.id], ['rewritten.cbf']);
+    assert.deepEqual(kept.body, { deleted: [], kept: [{ id: first.id, reason: 'changed' }] });
+    assert.equal((await c.file(first.id)).status, 410, 'the first version is no longer there to send');
+    const body = await c.file(second.id, 'rewritten.cbf');
+    assert.equal(body.body.toString(), 'version 2');
+    assert.equal(body.trailers['x-furka-unchanged'], '1');
+    assert.deepEqual((await c.ack([second.id], ['rewritten.cbf'])).body.deleted, [second.id]);
+    assert.ok(!existsSync(f), 'deleted once its own version was acknowledged');
+  });
+
+  it('takes the close of a file a scan found complete, arriving after the scan, as that file, not a rewrite; a rescan keeps a rewritten file\'s id (A2, A4)', () => {
+    const f = path.join(root, 'scanned.cbf');
+    const tick = new Date(1_700_000_000_000);
+    writeFileSync(f, 'image');
+    utimesSync(f, tick, tick);
+    catalog.rescan();
+    const ids = (): string[] => announced.flatMap((a) => (a.t === 'file' && a.entry.path === 'scanned.cbf' ? [a.entry.id] : []));
+    assert.equal(ids().length, 1);
+    // Its writer's close, queued in the kernel before the scan, read after it: the same file.
+    catalog.event({ kind: 'complete', rel: Buffer.from('scanned.cbf'), closed: true });
+    assert.equal(ids().length, 1, 'announced once');
+    // A real rewrite within the tick: a new id.
+    writeFileSync(f, 'IMAGE', { flag: 'r+' });
+    utimesSync(f, tick, tick);
+    catalog.event({ kind: 'complete', rel: Buffer.from('scanned.cbf'), closed: true });
+    assert.equal(ids().length, 2);
+    assert.notEqual(ids()[1], ids()[0]);
+    // A rescan (a restart of inotifywait) finds the same file unchanged: the id it was last announced by.
+    catalog.rescan();
+    assert.equal(ids().length, 3);
+    assert.equal(ids()[2], ids()[1]);
   });
 
   it('keeps an acknowledged file its writer still writes through a second descriptor, and announces it again at that close (A2, A4)', async () => {

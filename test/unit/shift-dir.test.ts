@@ -1,10 +1,11 @@
 // Placing a complete file from staging (F2, F3): never over a different file of the same name, never
 // through a directory its user swapped for a link (docs/threat-model.md).
 import { strict as assert } from 'node:assert';
-import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync, unlinkSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, openSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, utimesSync, writeFileSync, linkSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ShiftDir } from '../../src/furkad/shift-dir.js';
+import { initProvenance, writeProvenance } from '../../src/common/provenance.js';
 import type { Logger } from '../../src/common/logger.js';
 import { startFlip } from '../fixtures/flip.js';
 
@@ -23,6 +24,7 @@ describe('placing a file in the shift directory (F2)', () => {
   };
   const final = (rel: string): string => path.join(work, 'target', '500_501', rel);
 
+  before(() => initProvenance());
   beforeEach(async () => {
     work = mkdtempSync(path.join(os.tmpdir(), 'shift-dir-'));
     staging = path.join(work, 'staging');
@@ -60,6 +62,25 @@ describe('placing a file in the shift directory (F2)', () => {
     // A copy with the same size and mtime (G3's measure of "the same file") counts too.
     assert.equal(await dir.place(stage('s/y.img', 'A'), 's/y.img'), 's/y.img');
     assert.ok(!existsSync(final('s/y.img.~1~')));
+  });
+
+  it('places a second version with the same size and mtime but another checksum beside the first, and drops one with the same checksum (F2, I3)', async () => {
+    // A file rewritten in place within one tick of the detector's coarse clock: the same size and mtime.
+    const staged = (text: string, checksum: string): string => {
+      const f = stage('s/z.img', text);
+      const fd = openSync(f, 'r');
+      try {
+        writeProvenance(fd, { checksum });
+      } finally {
+        closeSync(fd);
+      }
+      return f;
+    };
+    assert.equal(await dir.place(staged('AAAA', 'a'.repeat(32)), 's/z.img'), 's/z.img');
+    assert.equal(await dir.place(staged('BBBB', 'b'.repeat(32)), 's/z.img'), 's/z.img.~1~', 'another version: beside it');
+    assert.deepEqual(['s/z.img', 's/z.img.~1~'].map((r) => readFileSync(final(r), 'utf8')), ['AAAA', 'BBBB']);
+    assert.equal(await dir.place(staged('BBBB', 'b'.repeat(32)), 's/z.img'), 's/z.img.~1~', 'the second version placed again: the same file');
+    assert.ok(!existsSync(final('s/z.img.~2~')));
   });
 
   it('never writes through a link planted under the name', async () => {
