@@ -85,6 +85,8 @@ export class Catalog {
    * its way, and is not a rewrite (#consider).
    */
   #closeDue = new WeakSet<FileEntry>();
+  /** Names whose file holds another version than its entry, of the same id (newVersion). */
+  #newVersions = new Set<string>();
   /** During a rescan, the entries before it (their rewrite counts). */
   #prior: Map<string, FileEntry> | undefined;
   /** New directories not yet looked into (#scanNewDirs), and the turn of the loop that will. */
@@ -150,6 +152,19 @@ export class Catalog {
   sameness(entry: FileEntry): Sameness {
     if (this.rewritten(entry)) return 'changed';
     return this.files.sameness(entry.path, entry.id);
+  }
+
+  /**
+   * The file of `entry`, of its id still, holds other bytes than were sent for it (server.ts compared them
+   * before deleting it): rewritten in place within one tick of the clock, its writer's close not read yet, or
+   * taken for the close that completed it. Announced again as a new version, unless that happened meanwhile.
+   */
+  newVersion(entry: FileEntry): void {
+    if (!this.current(entry)) return;
+    const key = Buffer.from(entry.path).toString('latin1');
+    this.#newVersions.add(key);
+    this.#complete(Buffer.from(entry.path));
+    this.#newVersions.delete(key);
   }
 
   /** Whether a newer version of `entry`'s file is announced under its name, one the file system cannot tell apart. */
@@ -489,12 +504,13 @@ export class Catalog {
     let id = base;
     const same = old ?? this.#prior?.get(key);
     if (same && baseId(same.id) === base) {
-      if (old && live && closed) {
+      const known = this.#newVersions.delete(key);
+      if (old && (known || (live && closed))) {
         // Closed by a writer again with the same inode, size and mtime: rewritten within one tick of the
         // kernel's coarse clock, or the close of what a scan found complete, still on its way. The first close
         // after a scan is taken as the latter; any other as a new version, which must not be deleted as the
-        // one announced (A4): a new id, one more in the count.
-        if (this.#closeDue.delete(old)) return;
+        // one announced (A4): a new id, one more in the count. So is one whose bytes are known to differ.
+        if (this.#closeDue.delete(old) && !known) return;
         id = `${base}:${rewrites(old.id) + 1}`;
       } else if (old && !again) {
         return;

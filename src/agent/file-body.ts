@@ -29,6 +29,16 @@ const PIECE = 8 * 1024 * 1024;
 const SLICE = 1024 * 1024;
 const SLICES_IN_FLIGHT = 4;
 
+/**
+ * A body read this soon after the file's mtime (ns) may have been read while its writer could still rewrite it
+ * in place without changing the id: the same size within one tick of the kernel's coarse clock (10 ms at
+ * HZ=100; five times that here). Its checksum is kept (youngSum), and the file is compared with it before its
+ * acknowledgement deletes it (server.ts).
+ */
+const YOUNG_NS = 50_000_000n;
+/** Checksums of young bodies kept, the oldest forgotten first: far more than are sent and unacknowledged. */
+const YOUNG_KEPT = 8192;
+
 /** The answer (410) for an id whose file is gone or no longer the one announced. */
 export const NOT_THE_FILE = { error: 'the file is no longer the one of this id' };
 
@@ -42,6 +52,8 @@ export function reply(stream: http2.ServerHttp2Stream, status: number, body: unk
 export class FileBodies {
   /** Memory for the bodies being sent, used again for later files (body-pool.ts). */
   readonly #pool = new BodyPool();
+  /** Checksums (hex) of bodies sent as the announced file and read young (YOUNG_NS), by id. */
+  readonly #young = new Map<string, string>();
 
   /** `sendTimeoutMs`: how long a body may make no progress before its stream is reset (`send_timeout`). */
   /** `leases`: whether a file read whole is still open for writing elsewhere (lease-check.ts). */
@@ -64,6 +76,8 @@ export class FileBodies {
       this.catalog.suspect(entry.path);
       return reply(stream, 410, NOT_THE_FILE);
     }
+    // Read within a tick or so of its last write: its writer may yet rewrite it without changing the id.
+    const young = BigInt(Date.now()) * 1_000_000n - entry.mtimeNs <= YOUNG_NS;
     /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */
     const same = (): boolean => {
       try {
@@ -73,7 +87,7 @@ export class FileBodies {
       }
     };
     // files.open() checked both the name and what it opened: the file is the announced one as reading starts.
-    if (entry.size > BigInt(WHOLE_MAX)) return this.#sendInPieces(stream, entry, fd, same);
+    if (entry.size > BigInt(WHOLE_MAX)) return this.#sendInPieces(stream, entry, fd, same, young);
     // Still open for writing somewhere (a second descriptor)? Asked at once (the first question of this turn;
     // others follow together at its end), answered while the file is read and sent (the helper is another
     // process: on a busy host its turn to run comes later); the descriptor is closed once the answer is in.
@@ -126,7 +140,7 @@ export class FileBodies {
         if (stream.destroyed || stream.closed) return;
         const sum = new Checksum();
         sum.update(body);
-        this.#sendTrailers(stream, entry, sum, unchanged, written);
+        this.#sendTrailers(stream, entry, sum, unchanged, written, young);
       });
     });
     stream.respond(okHeaders(entry), { waitForTrailers: true });
@@ -160,20 +174,36 @@ export class FileBodies {
    * and now that the bytes are sent: F2, A4; and not `written` by anyone any more: A2) and the checksum of the
    * bytes sent (I1). No checksum, no answer: the stream is reset and furkad fetches the file again.
    */
-  #sendTrailers(stream: http2.ServerHttp2Stream, entry: FileEntry, sum: Checksum, unchanged: boolean, written: Promise<boolean>): void {
+  #sendTrailers(stream: http2.ServerHttp2Stream, entry: FileEntry, sum: Checksum, unchanged: boolean, written: Promise<boolean>, young: boolean): void {
     void Promise.all([sum.hex(), written]).then(([hex, w]) => {
       if (w) {
         // Its writer closed one descriptor and still writes through another: what was read may not be all of it.
         this.catalog.stillWritten(entry);
         this.log.debug({ path: entry.path }, 'a file read to be sent is still open for writing elsewhere: sent as changed, announced again on its close');
       }
+      const whole = unchanged && !w && this.catalog.sameness(entry) === 'same';
+      if (whole && young) {
+        this.#young.delete(entry.id);
+        this.#young.set(entry.id, hex);
+        if (this.#young.size > YOUNG_KEPT) this.#young.delete(this.#young.keys().next().value as string);
+      }
       if (!stream.destroyed && !stream.closed) {
-        stream.sendTrailers({ 'x-furka-unchanged': unchanged && !w && this.catalog.sameness(entry) === 'same' ? '1' : '0', ...checksumTrailer(hex) });
+        stream.sendTrailers({ 'x-furka-unchanged': whole ? '1' : '0', ...checksumTrailer(hex) });
       }
     }, (e: Error) => {
       this.log.error({ err: e, path: entry.path }, 'cannot compute the checksum of a file being sent');
       stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
     });
+  }
+
+  /**
+   * The checksum of the body last sent for `id` as the whole announced file, if it was read young (YOUNG_NS),
+   * and forgets it: an acknowledgement compares the file with it before deleting it.
+   */
+  takeYoungSum(id: string): string | undefined {
+    const hex = this.#young.get(id);
+    this.#young.delete(id);
+    return hex;
   }
 
   /**
@@ -194,7 +224,7 @@ export class FileBodies {
    * which furkad takes as it takes a 410: not this file, nothing placed, nothing acknowledged. A truncated
    * file is announced again once its writer closes it; the source stays on the detector either way.
    */
-  #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean): void {
+  #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean, young: boolean): void {
     const size = Number(entry.size);
     let free: Buffer[];
     try {
@@ -223,7 +253,7 @@ export class FileBodies {
     });
     stream.on('wantTrailers', () => {
       hashing = true;
-      this.#sendTrailers(stream, entry, sum, unchanged, written);
+      this.#sendTrailers(stream, entry, sum, unchanged, written, young);
     });
     /** Ends the body short of the file, as not the announced file (unchanged stays false). */
     const stop = (why: string): void => {

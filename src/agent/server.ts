@@ -5,6 +5,7 @@ import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
 import type { Announcement, Catalog, FileEntry } from './catalog.js';
 import { validBarrierId } from './barrier.js';
+import { checksumOfFd } from '../common/checksum.js';
 import { FileBodies, reply, WHOLE_MAX } from './file-body.js';
 import type { LeaseCheck } from './lease-check.js';
 import { filesBeingWritten } from './open-writers.js';
@@ -413,13 +414,19 @@ export class AgentServer {
         if ('fd' in r) taken.push({ id, entry, t: r });
         else this.#removed(r, entry, id, undefined, deleted, kept);
       }
-      // Never rejects: what cannot be told counts as written (kept).
-      const written = await this.#written(taken.map((x) => x.t));
+      // Never rejects: what cannot be told counts as written (kept). Files sent young (file-body.ts) are
+      // compared with the bytes sent meanwhile: rewritten since within the tick, the id cannot tell.
+      const [written, other] = await Promise.all([this.#written(taken.map((x) => x.t)), this.#otherBytes(taken)]);
       // Each one finished, whatever happens to another: none is left under its hidden name.
       taken.forEach(({ id, entry, t }, i) => {
         try {
-          // Rewritten while the question was out: put back.
-          this.#removed(this.catalog.files.finishAside(t, written[i]!, this.catalog.rewritten(entry)), entry, id, t.asideRel, deleted, kept);
+          // Rewritten while the question was out (its close read meanwhile), or its bytes are not those sent: put back.
+          const changed = other[i]! || this.catalog.rewritten(entry);
+          this.#removed(this.catalog.files.finishAside(t, written[i]!, changed), entry, id, t.asideRel, deleted, kept);
+          if (other[i] && !written[i]) {
+            this.log.warn({ path: entry.path }, 'an acknowledged file holds other bytes than were sent, with the same size and mtime (rewritten in place within one clock tick): kept, announced again as a new version');
+            this.catalog.newVersion(entry);
+          }
         } catch (e) {
           this.#notRemovable(e, entry, id, kept);
         }
@@ -428,6 +435,22 @@ export class AgentServer {
     for (const c of this.#clients) c.acked(ids);
     this.log.debug({ deleted: deleted.length, kept: kept.length }, 'acknowledged');
     return { deleted, kept };
+  }
+
+  /**
+   * For each file taken aside, whether it holds other bytes than the body sent for its id, where that body was
+   * read young (file-body.ts); false where there is nothing to compare. A read that fails counts as other: kept.
+   */
+  async #otherBytes(taken: Array<{ id: string; t: TakenAside }>): Promise<boolean[]> {
+    return Promise.all(taken.map(async ({ id, t }) => {
+      const sent = this.#bodies.takeYoungSum(id);
+      if (sent === undefined) return false;
+      try {
+        return (await checksumOfFd(t.fd)) !== sent;
+      } catch {
+        return true;
+      }
+    }));
   }
 
   /**

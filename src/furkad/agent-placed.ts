@@ -11,7 +11,7 @@ import { readAppendLog } from '../common/append-log.js';
  * aside for an ended shift as `rel` (setAside), until placed; 'ds': set-aside dropped. An older furkad wrote
  * 'a' without `rel` for all of the last three: such a line ends everything of its id, as it did then.
  */
-type Line = { t: 'p' | 'a' | 'i' | 's' | 'di' | 'ds'; d: string; id: string; dir?: string; rel?: string; u?: string };
+type Line = { t: 'p' | 'a' | 'i' | 's' | 'di' | 'ds'; d: string; id: string; dir?: string; rel?: string; u?: string; sum?: string };
 
 /** A file set aside for an ended shift: its id, its path, and that shift's usertime (decimal). */
 export interface SetAside {
@@ -30,6 +30,8 @@ export interface Placed {
 export interface Intent {
   dir: string;
   rel: string;
+  /** The checksum (hex) of what was about to be placed; none in lines of an older furkad. */
+  sum?: string;
 }
 
 /** Truncate the file once nothing is open and it has grown past this. */
@@ -88,7 +90,7 @@ export class AgentPlaced {
       const key = rel === undefined ? undefined : placement(line.id, rel);
       switch (line.t) {
         case 'i':
-          if (key !== undefined && typeof line.dir === 'string') meant.set(key, { dir: line.dir, rel: rel! });
+          if (key !== undefined && typeof line.dir === 'string') meant.set(key, { dir: line.dir, rel: rel!, ...(typeof line.sum === 'string' ? { sum: line.sum } : {}) });
           break;
         case 's':
           if (key !== undefined) {
@@ -161,11 +163,11 @@ export class AgentPlaced {
   }
 
   /** Notes that `id` is about to be placed as `rel` below the shift's directory `dir` (see #intents). */
-  intend(detector: string, id: string, dir: string, rel: string): void {
+  intend(detector: string, id: string, dir: string, rel: string, sum?: string): void {
     const meant = this.#intents.get(detector) ?? new Map<string, Intent>();
     this.#intents.set(detector, meant);
-    meant.set(placement(id, rel), { dir, rel });
-    this.#write([{ t: 'i', d: detector, id, dir, rel }]);
+    meant.set(placement(id, rel), { dir, rel, ...(sum !== undefined ? { sum } : {}) });
+    this.#write([{ t: 'i', d: detector, id, dir, rel, ...(sum !== undefined ? { sum } : {}) }]);
   }
 
   /** Where `id` was about to be placed as `rel` when furkad last stopped, if it never got further. */

@@ -209,7 +209,7 @@ export class AgentTransport implements Transport {
             bytes += w.size;
             // Known before complete() returns: the loop calls afterPlaced from inside it.
             this.#placedIds.set(w.path, w.id);
-            this.placedStore.intend(this.id, w.id, ctx.dir.root, w.path);
+            this.placedStore.intend(this.id, w.id, ctx.dir.root, w.path, got);
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
             if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placedIds.delete(w.path);
@@ -259,7 +259,8 @@ export class AgentTransport implements Transport {
     // Of this name: an intent for another name of the same file (renamed or linked since) is that name's.
     const meant = this.placedStore.intent(this.id, w.id, w.path);
     if (meant) {
-      if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n))) this.placedStore.placed(this.id, [{ id: w.id, rel: w.path }]);
+      // By its checksum too where the intent has one: another version of the same size and mtime is not it.
+      if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n), meant.sum)) this.placedStore.placed(this.id, [{ id: w.id, rel: w.path }]);
       else this.placedStore.dropIntent(this.id, w.id, w.path);
     }
     if (!this.placedStore.has(this.id, w.id, w.path)) return false;

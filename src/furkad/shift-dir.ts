@@ -1,6 +1,6 @@
 // A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink, and
 // every directory in it reached one component at a time and acted on through its open handle (docs/threat-model.md).
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, renameSync, unlinkSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { DirFd, splitRel } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
@@ -152,7 +152,7 @@ export class ShiftDir {
         if (!there && this.#take(staged, dir, name)) return this.#placed(rel, placed);
         if (!there) continue;
         st ??= lstatSync(staged);
-        if (!sameFile(there, st) || !sameChecksum(staged, st, dir, name, there)) continue;
+        if (!sameFile(there, st) || !sameContent(staged, st, dir, name, there)) continue;
         try {
           unlinkSync(staged);
         } catch (e) {
@@ -169,9 +169,11 @@ export class ShiftDir {
   /**
    * Whether a regular file of `size` bytes and mtime `mtimeMs` (±1 ms: times pass through a double) sits at `rel`
    * or one of its numbered names below the shift directory `root`: one furkad placed before it was killed,
-   * found again after a restart. Read only, through open directory handles (the user owns them); false on any doubt.
+   * found again after a restart. With `checksum`, only one whose provenance (I3) has it: another version of the
+   * same size and mtime (rewritten within a tick of the detector's clock) is not it. Read only, through open
+   * directory handles (the user owns them); false on any doubt.
    */
-  static holds(root: string, rel: string, size: number, mtimeMs: number): boolean {
+  static holds(root: string, rel: string, size: number, mtimeMs: number, checksum?: string): boolean {
     let held: { dir: DirFd; name: string } | undefined;
     try {
       held = DirFd.openParent(root, rel);
@@ -183,7 +185,8 @@ export class ShiftDir {
       for (const name of candidateNames(held.name)) {
         const st = held.dir.lstat(name);
         if (!st) return false;
-        if (st.isFile() && st.size === size && Math.abs(st.mtimeMs - mtimeMs) <= 1) return true;
+        if (!st.isFile() || st.size !== size || Math.abs(st.mtimeMs - mtimeMs) > 1) continue;
+        if (checksum === undefined || checksumOf(held.dir, name, st) === checksum) return true;
       }
       return false;
     } catch {
@@ -233,31 +236,73 @@ function rootsLink(dir: DirFd, link: Stats): boolean {
 }
 
 /**
- * Unless both carry a checksum (I3) and they differ. A file of the same size and mtime may still be another
- * version: one rewritten in place within one tick of the detector's coarse clock (furka-agent gives it a new
- * id, and it must go beside the first, not be dropped as that one placed again). The same inode is the same file.
+ * Whether the file at `name` (`there`, of the staged file's size and mtime) has the staged file's content. The
+ * same size and mtime may still be another version: a file rewritten in place within one tick of the detector's
+ * coarse clock (furka-agent gives it a new id), which must go beside the first, not be dropped as that one
+ * placed again. The same inode is the same file; otherwise the provenance checksums (I3) decide where both have
+ * one, else the bytes. One that cannot be read (gone, swapped, leased by its user) is not taken as the same:
+ * a second copy beside it is better than a version lost.
  */
-function sameChecksum(staged: string, st: Stats, dir: DirFd, name: string, there: Stats): boolean {
+function sameContent(staged: string, st: Stats, dir: DirFd, name: string, there: Stats): boolean {
   if (there.ino === st.ino && there.dev === st.dev) return true;
-  const of = (open: () => number, expected: Stats): string | undefined => {
+  const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
+  const open = (how: () => number, expected: Stats): number | undefined => {
     let fd: number | undefined;
     try {
-      fd = open();
+      fd = how();
       // The file looked at, not one swapped in since (the directory is the user's).
       const now = fstatSync(fd);
-      if (!now.isFile() || now.ino !== expected.ino || now.dev !== expected.dev) return undefined;
-      return readProvenance(fd)?.checksum || undefined;
-    } catch {
-      return undefined; // cannot be read: size and mtime decide, as before checksums
-    } finally {
-      if (fd !== undefined) closeSync(fd);
-    }
+      if (now.isFile() && now.ino === expected.ino && now.dev === expected.dev && now.size === expected.size) return fd;
+    } catch { /* not readable: not the same */ }
+    if (fd !== undefined) closeSync(fd);
+    return undefined;
   };
-  const flags = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-  const mine = of(() => openSync(staged, flags), st);
-  if (mine === undefined) return true;
-  const theirs = of(() => dir.openFile(name, flags), there);
-  return theirs === undefined || theirs === mine;
+  const mine = open(() => openSync(staged, flags), st);
+  const theirs = mine === undefined ? undefined : open(() => dir.openFile(name, flags), there);
+  try {
+    if (mine === undefined || theirs === undefined) return false;
+    const sum = (fd: number): string | undefined => {
+      try {
+        return readProvenance(fd)?.checksum || undefined;
+      } catch {
+        return undefined;
+      }
+    };
+    const [a, b] = [sum(mine), sum(theirs)];
+    if (a !== undefined && b !== undefined) return a === b;
+    return sameBytes(mine, theirs, st.size);
+  } finally {
+    if (mine !== undefined) closeSync(mine);
+    if (theirs !== undefined) closeSync(theirs);
+  }
+}
+
+/** The provenance checksum (I3) of regular file `name` in `dir` (as `st` says it is), undefined on any doubt. */
+function checksumOf(dir: DirFd, name: string, st: Stats): string | undefined {
+  let fd: number | undefined;
+  try {
+    fd = dir.openFile(name, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
+    const now = fstatSync(fd);
+    if (!now.isFile() || now.ino !== st.ino || now.dev !== st.dev) return undefined;
+    return readProvenance(fd)?.checksum || undefined;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Whether two open files hold the same `size` bytes (rare: a name taken by a file of the same size and mtime). */
+function sameBytes(a: number, b: number, size: number): boolean {
+  const chunk = Math.min(size, 1 << 20);
+  if (chunk === 0) return true;
+  const [x, y] = [Buffer.allocUnsafe(chunk), Buffer.allocUnsafe(chunk)];
+  for (let at = 0; at < size; at += chunk) {
+    const n = Math.min(chunk, size - at);
+    if (readSync(a, x, 0, n, at) !== n || readSync(b, y, 0, n, at) !== n) return false;
+    if (!x.subarray(0, n).equals(y.subarray(0, n))) return false;
+  }
+  return true;
 }
 
 /** `p` is below `base` (not `base` itself). */

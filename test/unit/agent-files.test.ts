@@ -146,6 +146,29 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     assert.ok(!existsSync(f), 'deleted once its own version was acknowledged');
   });
 
+  it('compares a file sent within a tick of its last write with the bytes sent before deleting it: a rewrite whose close was not read is kept, announced as a new version (A4)', async () => {
+    const c = await serve();
+    const f = path.join(root, 'young.cbf');
+    // An mtime the send counts as young (within a tick of the read) whatever the load here: later than now.
+    const t = new Date(Date.now() + 10_000);
+    writeFileSync(f, 'version 1');
+    utimesSync(f, t, t);
+    catalog.event({ kind: 'complete', rel: Buffer.from('young.cbf'), closed: true });
+    const first = entries().find((e) => e.path === 'young.cbf')!;
+    assert.equal((await c.file(first.id, 'young.cbf')).body.toString(), 'version 1');
+    // Rewritten in place, the same size and mtime; its writer's close not read yet (no event given).
+    writeFileSync(f, 'version 2', { flag: 'r+' });
+    utimesSync(f, t, t);
+    const kept = await c.ack([first.id], ['young.cbf']);
+    assert.deepEqual(kept.body, { deleted: [], kept: [{ id: first.id, reason: 'changed' }] });
+    assert.equal(readFileSync(f, 'utf8'), 'version 2', 'the new version stays, under its name');
+    const second = entries().find((e) => e.path === 'young.cbf')!;
+    assert.notEqual(second.id, first.id, 'announced again, as a new version');
+    assert.equal((await c.file(second.id, 'young.cbf')).body.toString(), 'version 2');
+    assert.deepEqual((await c.ack([second.id], ['young.cbf'])).body.deleted, [second.id]);
+    assert.ok(!existsSync(f));
+  });
+
   it('takes the close of a file a scan found complete, arriving after the scan, as that file, not a rewrite; a rescan keeps a rewritten file\'s id (A2, A4)', () => {
     const f = path.join(root, 'scanned.cbf');
     const tick = new Date(1_700_000_000_000);

@@ -75,6 +75,7 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
   it('remembers where a file was about to be placed until it is noted placed or found not to be (killed in between)', () => {
     const a = AgentPlaced.open(dir);
     a.intend('1MF', '7:100:9', '/ramdisk/1mf/620_621', 'run/x.cbf');
+    a.intend('1MF', '7:100:9:1', '/ramdisk/1mf/620_621', 'run/x2.cbf', 'ab'.repeat(16));
     a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
     a.intend('1MF', '9:100:9', '/ramdisk/1mf/620_621', 'run/z.cbf');
     a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf' }]);
@@ -83,6 +84,8 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     const b = AgentPlaced.open(dir);
     assert.deepEqual(b.intent('1MF', '7:100:9', 'run/x.cbf'), { dir: '/ramdisk/1mf/620_621', rel: 'run/x.cbf' });
     assert.equal(b.intent('1MF', '7:100:9', 'run/other-name.cbf'), undefined, 'an intent is for one name');
+    assert.deepEqual(b.intent('1MF', '7:100:9:1', 'run/x2.cbf'), { dir: '/ramdisk/1mf/620_621', rel: 'run/x2.cbf', sum: 'ab'.repeat(16) },
+      'with the checksum of what was to be placed: another version of the same size and mtime is not it');
     assert.equal(b.intent('1MF', '8:100:9', 'run/y.cbf'), undefined, 'placed: no longer an intent');
     assert.equal(b.has('1MF', '8:100:9', 'run/y.cbf'), true);
     assert.equal(b.intent('1MF', '9:100:9', 'run/z.cbf'), undefined, 'dropped');
@@ -117,6 +120,7 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
   it('remembers files set aside for an ended shift across a restart, until they are placed (A5, F6)', () => {
     const a = AgentPlaced.open(dir);
     a.intend('1MF', '7:100:9', '/ramdisk/1mf/620_621', 'run/x.cbf');
+    a.intend('1MF', '7:100:9:1', '/ramdisk/1mf/620_621', 'run/x2.cbf', 'ab'.repeat(16));
     a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
     a.setAside('1MF', [{ id: '7:100:9', rel: 'run/x.cbf', usertime: '620' }, { id: '8:100:9', rel: 'run/y.cbf', usertime: '620' }]);
     a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf' }]); // y placed for its shift later on

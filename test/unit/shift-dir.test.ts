@@ -81,6 +81,16 @@ describe('placing a file in the shift directory (F2)', () => {
     assert.deepEqual(['s/z.img', 's/z.img.~1~'].map((r) => readFileSync(final(r), 'utf8')), ['AAAA', 'BBBB']);
     assert.equal(await dir.place(staged('BBBB', 'b'.repeat(32)), 's/z.img'), 's/z.img.~1~', 'the second version placed again: the same file');
     assert.ok(!existsSync(final('s/z.img.~2~')));
+    // Without checksums the bytes decide.
+    const plain = stage('s/z.img', 'CCCC');
+    assert.equal(await dir.place(plain, 's/z.img'), 's/z.img.~2~', 'other bytes: beside them');
+    assert.equal(await dir.place(stage('s/z.img', 'CCCC'), 's/z.img'), 's/z.img.~2~', 'the same bytes: the same file');
+    // A restarted furkad's question "is it there already?" (ShiftDir.holds) asks by checksum too.
+    const root = final('');
+    const { size, mtimeMs } = lstatSync(final('s/z.img'));
+    assert.ok(ShiftDir.holds(root, 's/z.img', size, mtimeMs, 'b'.repeat(32)), 'the second version, as NAME.~1~');
+    assert.ok(!ShiftDir.holds(root, 's/z.img', size, mtimeMs, 'd'.repeat(32)), 'a version never placed');
+    assert.ok(ShiftDir.holds(root, 's/z.img', size, mtimeMs), 'by size and mtime alone (an intent of an older furkad)');
   });
 
   it('never writes through a link planted under the name', async () => {
