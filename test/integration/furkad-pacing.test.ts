@@ -1,4 +1,4 @@
-// furkad's pacing (F5): runs counted in the real rsync daemons' logs, compared between detectors as ratios.
+// furkad's pacing (F5): the pauses between runs of the real rsync client (timed by a wrapper), per detector.
 import { strict as assert } from 'node:assert';
 import { readFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
@@ -35,15 +35,23 @@ describe('furkad pacing: minpause and interrun_pause (F5)', function () {
   });
 
   it('waits minpause between runs, and interrun_pause on top only after a run that moved files', async () => {
+    // Pauses, not counts of runs: a loaded machine makes every run longer, never a pause shorter.
+    const pauses = (id: string, from: bigint): number[] => {
+      const runs = timed.intervals(ppu.rsyncd[id]!.port).filter(([start]) => start >= from).sort((a, b) => (a[0] < b[0] ? -1 : 1));
+      return runs.slice(1).map(([start], i) => Number(start - runs[i]![1]) / 1e6);
+    };
+    const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
+    const now = (): bigint => BigInt(Date.now()) * 1_000_000n;
     const ids = ['1MF', '2MF', '3MF'];
-    const before = ids.map(runs);
+    const idleFrom = now();
     await sleep(3000);
-    const idle = ids.map((id, i) => runs(id) - before[i]!);
-    assert.ok(idle[0]! >= 3 * idle[1]!, `minpause 10 ms runs far more often than minpause 500 ms: ${idle.join(' ')}`);
-    assert.ok(idle[1]! >= 2 && idle[1]! <= 8, `minpause 500 ms: about 6 runs in 3 s: ${idle[1]}`);
-    assert.ok(3 * idle[2]! >= idle[0]!, `interrun_pause does not slow idle runs: ${idle.join(' ')}`);
+    const [fast, slow, paced] = ids.map((id) => pauses(id, idleFrom));
+    assert.ok(slow!.length >= 2, `minpause 500 ms: runs go on (${slow!.length + 1} in 3 s)`);
+    assert.ok(Math.min(...slow!) >= 495, `minpause 500 ms: never less between two runs: ${slow!.map(Math.round).join(' ')}`);
+    assert.ok(fast!.length >= 2 && median(fast!) < 400, `minpause 10 ms: runs follow each other closely: ${fast!.map(Math.round).join(' ')}`);
+    assert.ok(paced!.length >= 2 && median(paced!) < 400, `interrun_pause does not slow idle runs: ${paced!.map(Math.round).join(' ')}`);
 
-    const start = ids.map(runs);
+    const busyFrom = now();
     const names: string[] = [];
     for (let i = 0; i < 30; i++) {
       const rel = `paced/f_${String(i).padStart(3, '0')}.cbf`;
@@ -52,8 +60,12 @@ describe('furkad pacing: minpause and interrun_pause (F5)', function () {
       names.push(rel);
       await sleep(100);
     }
-    const busy = ids.map((id, i) => runs(id) - start[i]!);
-    assert.ok(4 * busy[2]! <= busy[0]!, `interrun_pause 1500 ms spaces runs that move files: ${busy.join(' ')}`);
+    // A file every 100 ms: each run of 3MF moves some, so each is followed by interrun_pause; 1MF's are not paced so.
+    await eventually(() => pauses('3MF', busyFrom).length >= 1, 20_000, 'two runs of 3MF while files come');
+    const busy = pauses('3MF', busyFrom);
+    assert.ok(busy.length >= 1 && median(busy) >= 1495, `interrun_pause 1500 ms spaces runs that move files: ${busy.map(Math.round).join(' ')}`);
+    const unpaced = pauses('1MF', busyFrom);
+    assert.ok(unpaced.length >= 2 && median(unpaced) < 1000, `minpause alone between 1MF's runs that move files: ${unpaced.map(Math.round).join(' ')}`);
     const usr = (id: string) => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000');
     await eventually(() => listFiles(usr('3MF')).length === names.length && listFiles(usr('1MF')).length === names.length,
       20_000, 'every file of both detectors, the paced one in fewer, larger runs');
