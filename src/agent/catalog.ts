@@ -155,12 +155,13 @@ export class Catalog {
   }
 
   /**
-   * The file of `entry`, of its id still, holds other bytes than were sent for it (server.ts compared them
-   * before deleting it): rewritten in place within one tick of the clock, its writer's close not read yet, or
-   * taken for the close that completed it. Announced again as a new version, unless that happened meanwhile.
+   * The file of `entry`, of its id still, is not what was sent for it (server.ts compared ctimes or bytes
+   * before deleting it): rewritten in place with the same size and mtime, its writer's close not read yet, or
+   * taken for the close that completed it. Announced again as a new version, unless that happened meanwhile
+   * (or another file has the name now).
    */
   newVersion(entry: FileEntry): void {
-    if (!this.current(entry)) return;
+    if (!this.current(entry) || this.files.lstat(Buffer.from(entry.path))?.ino !== entry.ino) return;
     const key = Buffer.from(entry.path).toString('latin1');
     this.#newVersions.add(key);
     this.#complete(Buffer.from(entry.path));

@@ -30,14 +30,31 @@ const SLICE = 1024 * 1024;
 const SLICES_IN_FLIGHT = 4;
 
 /**
- * A body read this soon after the file's mtime (ns) may have been read while its writer could still rewrite it
- * in place without changing the id: the same size within one tick of the kernel's coarse clock (10 ms at
- * HZ=100; five times that here). Its checksum is kept (youngSum), and the file is compared with it before its
- * acknowledgement deletes it (server.ts).
+ * What was sent of a file as the whole announced file, kept for its acknowledgement (server.ts): the file's
+ * ctime then, and the checksum of the bytes. A file whose ctime has moved since may have been rewritten in
+ * place with the same size and mtime (as `cp -p` over it does), or only linked, renamed or chmod'ed: its
+ * bytes are compared with the checksum before it is deleted. So are those of one read within a tick of the
+ * clock of its ctime (`young`): rewritten within that tick, not even the ctime moves.
  */
-const YOUNG_NS = 50_000_000n;
-/** Checksums of young bodies kept, the oldest forgotten first: far more than are sent and unacknowledged. */
-const YOUNG_KEPT = 8192;
+export interface Sent {
+  hex: string;
+  ctimeNs: bigint;
+  young: boolean;
+  /** Sent twice with other bytes (rewritten in between): which of them furkad placed cannot be told. */
+  differed?: true;
+}
+/**
+ * A tick of the kernel's coarse clock, with room: 10 ms at HZ=100 (5x here); a file system keeping whole
+ * seconds (ext3; ext4 with small inodes) shows a ctime without a fraction: then two seconds.
+ */
+const TICK_NS = 50_000_000n;
+const SECOND_TICK_NS = 2_000_000_000n;
+/** One name of one file (hard links share the id). */
+function sentKey(id: string, path: string): string {
+  return `${id}\n${path}`;
+}
+/** Bodies sent and not yet acknowledged kept, the oldest forgotten first (said once): ~10 MB at most. */
+const SENT_KEPT = 65_536;
 
 /** The answer (410) for an id whose file is gone or no longer the one announced. */
 export const NOT_THE_FILE = { error: 'the file is no longer the one of this id' };
@@ -52,8 +69,9 @@ export function reply(stream: http2.ServerHttp2Stream, status: number, body: unk
 export class FileBodies {
   /** Memory for the bodies being sent, used again for later files (body-pool.ts). */
   readonly #pool = new BodyPool();
-  /** Checksums (hex) of bodies sent as the announced file and read young (YOUNG_NS), by id. */
-  readonly #young = new Map<string, string>();
+  /** What was sent of each placement (id and path) as the whole announced file, for its acknowledgement. */
+  readonly #sent = new Map<string, Sent>();
+  #saidForgotten = false;
 
   /** `sendTimeoutMs`: how long a body may make no progress before its stream is reset (`send_timeout`). */
   /** `leases`: whether a file read whole is still open for writing elsewhere (lease-check.ts). */
@@ -76,8 +94,12 @@ export class FileBodies {
       this.catalog.suspect(entry.path);
       return reply(stream, 410, NOT_THE_FILE);
     }
-    // Read within a tick or so of its last write: its writer may yet rewrite it without changing the id.
-    const young = BigInt(Date.now()) * 1_000_000n - entry.mtimeNs <= YOUNG_NS;
+    // When it last changed (ctime: no writer can set it), and whether that was within a tick of now.
+    let changed: { ctimeNs: bigint; young: boolean } | undefined;
+    try {
+      const { ctimeNs } = fstatSync(fd, { bigint: true });
+      changed = { ctimeNs, young: BigInt(Date.now()) * 1_000_000n - ctimeNs < (ctimeNs % 1_000_000_000n === 0n ? SECOND_TICK_NS : TICK_NS) };
+    } catch { /* nothing kept: its acknowledgement deletes it by its id alone */ }
     /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */
     const same = (): boolean => {
       try {
@@ -87,7 +109,7 @@ export class FileBodies {
       }
     };
     // files.open() checked both the name and what it opened: the file is the announced one as reading starts.
-    if (entry.size > BigInt(WHOLE_MAX)) return this.#sendInPieces(stream, entry, fd, same, young);
+    if (entry.size > BigInt(WHOLE_MAX)) return this.#sendInPieces(stream, entry, fd, same, changed);
     // Still open for writing somewhere (a second descriptor)? Asked at once (the first question of this turn;
     // others follow together at its end), answered while the file is read and sent (the helper is another
     // process: on a busy host its turn to run comes later); the descriptor is closed once the answer is in.
@@ -140,7 +162,7 @@ export class FileBodies {
         if (stream.destroyed || stream.closed) return;
         const sum = new Checksum();
         sum.update(body);
-        this.#sendTrailers(stream, entry, sum, unchanged, written, young);
+        this.#sendTrailers(stream, entry, sum, unchanged, written, changed);
       });
     });
     stream.respond(okHeaders(entry), { waitForTrailers: true });
@@ -174,7 +196,8 @@ export class FileBodies {
    * and now that the bytes are sent: F2, A4; and not `written` by anyone any more: A2) and the checksum of the
    * bytes sent (I1). No checksum, no answer: the stream is reset and furkad fetches the file again.
    */
-  #sendTrailers(stream: http2.ServerHttp2Stream, entry: FileEntry, sum: Checksum, unchanged: boolean, written: Promise<boolean>, young: boolean): void {
+  #sendTrailers(stream: http2.ServerHttp2Stream, entry: FileEntry, sum: Checksum, unchanged: boolean, written: Promise<boolean>,
+    changed: { ctimeNs: bigint; young: boolean } | undefined): void {
     void Promise.all([sum.hex(), written]).then(([hex, w]) => {
       if (w) {
         // Its writer closed one descriptor and still writes through another: what was read may not be all of it.
@@ -182,11 +205,7 @@ export class FileBodies {
         this.log.debug({ path: entry.path }, 'a file read to be sent is still open for writing elsewhere: sent as changed, announced again on its close');
       }
       const whole = unchanged && !w && this.catalog.sameness(entry) === 'same';
-      if (whole && young) {
-        this.#young.delete(entry.id);
-        this.#young.set(entry.id, hex);
-        if (this.#young.size > YOUNG_KEPT) this.#young.delete(this.#young.keys().next().value as string);
-      }
+      if (whole && changed) this.#keep(sentKey(entry.id, entry.path), { hex, ...changed });
       if (!stream.destroyed && !stream.closed) {
         stream.sendTrailers({ 'x-furka-unchanged': whole ? '1' : '0', ...checksumTrailer(hex) });
       }
@@ -196,14 +215,25 @@ export class FileBodies {
     });
   }
 
-  /**
-   * The checksum of the body last sent for `id` as the whole announced file, if it was read young (YOUNG_NS),
-   * and forgets it: an acknowledgement compares the file with it before deleting it.
-   */
-  takeYoungSum(id: string): string | undefined {
-    const hex = this.#young.get(id);
-    this.#young.delete(id);
-    return hex;
+  #keep(key: string, sent: Sent): void {
+    const before = this.#sent.get(key);
+    this.#sent.delete(key);
+    // The same file sent twice with other bytes: rewritten in between. Its acknowledgement must keep it.
+    this.#sent.set(key, before && (before.hex !== sent.hex || before.differed) ? { ...sent, differed: true } : sent);
+    if (this.#sent.size <= SENT_KEPT) return;
+    this.#sent.delete(this.#sent.keys().next().value as string);
+    if (!this.#saidForgotten) {
+      this.#saidForgotten = true;
+      this.log.warn({ kept: SENT_KEPT }, 'more files sent and not acknowledged than are remembered: the oldest are deleted by their ids alone when acknowledged (said once)');
+    }
+  }
+
+  /** What was sent of `id` as `path` as the whole announced file, if remembered; forgotten by this. */
+  takeSent(id: string, path: string): Sent | undefined {
+    const key = sentKey(id, path);
+    const sent = this.#sent.get(key);
+    this.#sent.delete(key);
+    return sent;
   }
 
   /**
@@ -224,7 +254,7 @@ export class FileBodies {
    * which furkad takes as it takes a 410: not this file, nothing placed, nothing acknowledged. A truncated
    * file is announced again once its writer closes it; the source stays on the detector either way.
    */
-  #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean, young: boolean): void {
+  #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean, changed: { ctimeNs: bigint; young: boolean } | undefined): void {
     const size = Number(entry.size);
     let free: Buffer[];
     try {
@@ -253,7 +283,7 @@ export class FileBodies {
     });
     stream.on('wantTrailers', () => {
       hashing = true;
-      this.#sendTrailers(stream, entry, sum, unchanged, written, young);
+      this.#sendTrailers(stream, entry, sum, unchanged, written, changed);
     });
     /** Ends the body short of the file, as not the announced file (unchanged stays false). */
     const stop = (why: string): void => {

@@ -5,8 +5,8 @@ import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
 import type { Announcement, Catalog, FileEntry } from './catalog.js';
 import { validBarrierId } from './barrier.js';
-import { checksumOfFd } from '../common/checksum.js';
-import { FileBodies, reply, WHOLE_MAX } from './file-body.js';
+import { checksumOfFdInPool } from '../common/checksum.js';
+import { FileBodies, reply, WHOLE_MAX, type Sent } from './file-body.js';
 import type { LeaseCheck } from './lease-check.js';
 import { filesBeingWritten } from './open-writers.js';
 import type { Removal, TakenAside } from './source-files.js';
@@ -385,7 +385,7 @@ export class AgentServer {
     const deleted: string[] = [];
     const kept: { id: string; reason: string }[] = [];
     for (let at = 0; at < ids.length; at += ASIDE_AT_ONCE) {
-      const taken: Array<{ id: string; entry: FileEntry; t: TakenAside }> = [];
+      const taken: Array<{ id: string; entry: FileEntry; t: TakenAside; sent: Sent | undefined }> = [];
       for (let i = at; i < Math.min(at + ASIDE_AT_ONCE, ids.length); i++) {
         const id = ids[i]!;
         const entry: FileEntry | undefined = paths ? this.catalog.byIdAt(id, paths[i]!) : this.catalog.byId(id);
@@ -411,20 +411,23 @@ export class AgentServer {
           this.#notRemovable(e, entry, id, kept);
           continue;
         }
-        if ('fd' in r) taken.push({ id, entry, t: r });
+        if ('fd' in r) taken.push({ id, entry, t: r, sent: this.#bodies.takeSent(id, entry.path) });
         else this.#removed(r, entry, id, undefined, deleted, kept);
       }
-      // Never rejects: what cannot be told counts as written (kept). Files sent young (file-body.ts) are
-      // compared with the bytes sent meanwhile: rewritten since within the tick, the id cannot tell.
-      const [written, other] = await Promise.all([this.#written(taken.map((x) => x.t)), this.#otherBytes(taken)]);
+      // Never rejects: what cannot be told counts as written (kept). Then each file not written is compared with
+      // what was sent of it (file-body.ts): changed since, though its id says not (rewritten in place with the
+      // same size and mtime), it is not the file furkad placed.
+      const written = await this.#written(taken.map((x) => x.t));
+      const other = await this.#otherThanSent(taken, written);
       // Each one finished, whatever happens to another: none is left under its hidden name.
       taken.forEach(({ id, entry, t }, i) => {
         try {
-          // Rewritten while the question was out (its close read meanwhile), or its bytes are not those sent: put back.
+          // Rewritten while the question was out (its close read meanwhile), or not what was sent: put back.
           const changed = other[i]! || this.catalog.rewritten(entry);
-          this.#removed(this.catalog.files.finishAside(t, written[i]!, changed), entry, id, t.asideRel, deleted, kept);
-          if (other[i] && !written[i]) {
-            this.log.warn({ path: entry.path }, 'an acknowledged file holds other bytes than were sent, with the same size and mtime (rewritten in place within one clock tick): kept, announced again as a new version');
+          const r = this.catalog.files.finishAside(t, written[i]!, changed);
+          this.#removed(r, entry, id, t.asideRel, deleted, kept);
+          if (other[i] && !written[i] && (r.restoredAs === undefined || r.restoredAs === entry.path)) {
+            this.log.warn({ path: entry.path }, 'an acknowledged file changed after it was sent although its id did not (rewritten in place with the same size and mtime): kept, announced again as a new version');
             this.catalog.newVersion(entry);
           }
         } catch (e) {
@@ -438,19 +441,20 @@ export class AgentServer {
   }
 
   /**
-   * For each file taken aside, whether it holds other bytes than the body sent for its id, where that body was
-   * read young (file-body.ts); false where there is nothing to compare. A read that fails counts as other: kept.
+   * For each file taken aside and not `written`, whether it is other than what was sent of it (file-body.ts):
+   * where its ctime moved since, or it was sent within a tick of its ctime, its bytes are compared (read in the
+   * thread pool, one file at a time); one sent twice with other bytes is other. False where nothing was kept
+   * of a send (its id alone decides, as before). A read that fails counts as other: kept.
    */
-  async #otherBytes(taken: Array<{ id: string; t: TakenAside }>): Promise<boolean[]> {
-    return Promise.all(taken.map(async ({ id, t }) => {
-      const sent = this.#bodies.takeYoungSum(id);
-      if (sent === undefined) return false;
-      try {
-        return (await checksumOfFd(t.fd)) !== sent;
-      } catch {
-        return true;
-      }
-    }));
+  async #otherThanSent(taken: Array<{ t: TakenAside; sent: Sent | undefined }>, written: boolean[]): Promise<boolean[]> {
+    const out: boolean[] = [];
+    for (const [i, { t, sent }] of taken.entries()) {
+      if (!sent || written[i]) out.push(false);
+      else if (sent.differed) out.push(true);
+      else if (sent.ctimeNs === t.ctimeNs && !sent.young) out.push(false);
+      else out.push(await checksumOfFdInPool(t.fd).then((hex) => hex !== sent.hex, () => true));
+    }
+    return out;
   }
 
   /**

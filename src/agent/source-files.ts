@@ -41,6 +41,8 @@ export interface TakenAside {
   id: string;
   /** "dev:ino", as open-writers.ts compares files. */
   file: string;
+  /** Its ctime before it was taken aside (the rename sets another): when it last changed in any way. */
+  ctimeNs: bigint;
 }
 
 /** A file's identity as the protocol names it: INO:SIZE:MTIME_NS (docs/agent-protocol.md). */
@@ -286,7 +288,7 @@ export class SourceFiles {
             if (fd !== undefined) {
               const asideRel = path.join(split(rel)[0] as string, aside);
               this.#inFlight.add(asideRel);
-              return { dir, name: name as string, aside, asideRel, fd, rel, id, file: fileKey(taken) };
+              return { dir, name: name as string, aside, asideRel, fd, rel, id, file: fileKey(taken), ctimeNs: st.ctimeNs };
             }
           } catch (e) {
             // Never left under a hidden name, where nothing announces it (out of descriptors, say): put back first.

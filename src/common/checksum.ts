@@ -11,7 +11,7 @@
 // facility can check a copy without this project. hash-wasm is pure WebAssembly (no native build, Node 16
 // and 20 alike), has no dependencies and is kept up to date; node:crypto has no xxHash.
 import { createXXHash128, type IHasher } from 'hash-wasm';
-import { closeSync, openSync, readSync, constants } from 'node:fs';
+import { closeSync, openSync, read, readSync, constants } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 
 /** The algorithm's name as it is written next to each checksum (`xxh128:<hex>`). */
@@ -111,6 +111,22 @@ export async function checksumOfFd(fd: number, buf: Buffer = Buffer.allocUnsafe(
   let pos = 0;
   for (;;) {
     const n = readSync(fd, buf, 0, buf.length, pos);
+    if (n === 0) break;
+    sum.update(buf.subarray(0, n));
+    pos += n;
+  }
+  return sum.hex();
+}
+
+/**
+ * As checksumOfFd, reading through the thread pool (positional reads: the descriptor's offset is left alone),
+ * so that the loop does not wait on a large file.
+ */
+export async function checksumOfFdInPool(fd: number, buf: Buffer = Buffer.allocUnsafe(1 << 20)): Promise<string> {
+  const sum = new Checksum();
+  let pos = 0;
+  for (;;) {
+    const n = await new Promise<number>((resolve, reject) => read(fd, buf, 0, buf.length, pos, (e, bytes) => (e ? reject(e) : resolve(bytes))));
     if (n === 0) break;
     sum.update(buf.subarray(0, n));
     pos += n;
