@@ -202,6 +202,15 @@ class EventsClient {
   }
 }
 
+
+/**
+ * What furkad says it placed (a checksum), for a file this agent kept nothing of sending (sent by an agent
+ * before a restart): the bytes are compared with it before the file is deleted.
+ */
+function placedSum(hex: string | undefined): Sent | undefined {
+  return hex !== undefined && /^[0-9a-f]{32}$/.test(hex) ? { hex, ctimeNs: -1n, young: true } : undefined;
+}
+
 /**
  * Acknowledged files taken aside at once, before one question to the kernel for all of them: each holds two
  * descriptors meanwhile (its directory's and its own), so a large acknowledgement goes in slices.
@@ -360,8 +369,9 @@ export class AgentServer {
       if (size > ACK_BODY_MAX) return;
       let ids: unknown;
       let paths: unknown;
+      let sums: unknown;
       try {
-        ({ ids, paths } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ids?: unknown; paths?: unknown });
+        ({ ids, paths, sums } = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { ids?: unknown; paths?: unknown; sums?: unknown });
       } catch {
         ids = undefined;
       }
@@ -369,7 +379,9 @@ export class AgentServer {
       if (!strings(ids) || (paths !== undefined && (!strings(paths) || paths.length !== ids.length))) {
         return reply(stream, 400, { error: 'body must be {"ids":["ID", ...]} or {"ids":["ID", ...],"paths":["PATH", ...]} (as many paths as ids)' });
       }
-      this.#delete(ids, paths as string[] | undefined).then((answer) => reply(stream, 200, answer), (e: Error) => {
+      // sums (optional, '' where unknown): checksums of what furkad placed, for files this agent has no send of.
+      const placedSums = strings(sums) && sums.length === ids.length ? sums : undefined;
+      this.#delete(ids, paths as string[] | undefined, placedSums).then((answer) => reply(stream, 200, answer), (e: Error) => {
         this.log.error({ err: e }, 'acknowledgement failed');
         reply(stream, 500, { error: e.message });
       });
@@ -381,7 +393,7 @@ export class AgentServer {
    * says why each other one stays. All are taken aside first, then one question to the kernel for all of them
    * (lease-check.ts), then each deleted or put back.
    */
-  async #delete(ids: string[], paths?: string[]): Promise<{ deleted: string[]; kept: { id: string; reason: string }[] }> {
+  async #delete(ids: string[], paths?: string[], sums?: string[]): Promise<{ deleted: string[]; kept: { id: string; reason: string }[] }> {
     const deleted: string[] = [];
     const kept: { id: string; reason: string }[] = [];
     for (let at = 0; at < ids.length; at += ASIDE_AT_ONCE) {
@@ -411,7 +423,7 @@ export class AgentServer {
           this.#notRemovable(e, entry, id, kept);
           continue;
         }
-        if ('fd' in r) taken.push({ id, entry, t: r, sent: this.#bodies.takeSent(id, entry.path) });
+        if ('fd' in r) taken.push({ id, entry, t: r, sent: this.#bodies.takeSent(id, entry.path) ?? placedSum(sums?.[i]) });
         else this.#removed(r, entry, id, undefined, deleted, kept);
       }
       // Never rejects: what cannot be told counts as written (kept). Then each file not written is compared with

@@ -339,7 +339,7 @@ export class AgentClient extends EventEmitter {
    * Acknowledges placed files, each with the path (below the source) it was placed as: the agent deletes each
    * source still unchanged and still of that name. Returns the ids it deleted and why it kept the others.
    */
-  ack(files: Array<{ id: string; rel: string }>): Promise<{ deleted: string[]; kept: Array<{ id: string; reason: string }> }> {
+  ack(files: Array<{ id: string; rel: string; sum?: string }>): Promise<{ deleted: string[]; kept: Array<{ id: string; reason: string }> }> {
     const session = this.#session;
     if (!session || this.#isDown) return Promise.reject(new Error(`not connected to the agent at ${this.url}`));
     return new Promise((resolve, reject) => {
@@ -362,7 +362,9 @@ export class AgentClient extends EventEmitter {
         }
       });
       // paths: the agent keeps a file that has another name now (an agent that predates them ignores them).
-      req.end(JSON.stringify({ ids: files.map((f) => f.id), paths: files.map((f) => this.#rootPath(f.rel)) }));
+      // sums: what was placed, where known ('' where not): an agent restarted since it sent a file compares
+      // the file with it before deleting it (docs/agent-protocol.md).
+      req.end(JSON.stringify({ ids: files.map((f) => f.id), paths: files.map((f) => this.#rootPath(f.rel)), sums: files.map((f) => f.sum ?? '') }));
     });
   }
 

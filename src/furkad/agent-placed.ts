@@ -24,7 +24,12 @@ export interface SetAside {
 export interface Placed {
   id: string;
   rel: string;
+  /** The checksum (hex) of what was placed, if known: the agent compares the file with it before deleting it. */
+  sum?: string;
 }
+
+/** A placement whose acknowledgement is unanswered (`rel` null: a line of an older furkad, by id alone). */
+type Open = { id: string; rel: string | null; sum?: string };
 
 /** Where a file was about to be placed: the shift's directory and the path below it. */
 export interface Intent {
@@ -45,7 +50,7 @@ export class AgentPlaced {
    * may be announced under two names (renamed or hard-linked after it was complete, the id the same): each name
    * is its own placement.
    */
-  #open: Map<string, Map<string, { id: string; rel: string | null }>>;
+  #open: Map<string, Map<string, Open>>;
   /**
    * Per detector: files about to be placed, and where, by placement. Written before the file gets its name:
    * furkad killed between that and placed() leaves the file placed in a shift's directory; after a restart (a
@@ -59,7 +64,7 @@ export class AgentPlaced {
    */
   #aside: Map<string, Map<string, SetAside>>;
 
-  private constructor(fd: number, open: Map<string, Map<string, { id: string; rel: string | null }>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
+  private constructor(fd: number, open: Map<string, Map<string, Open>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
     this.#fd = fd;
     this.#open = open;
     this.#intents = intents;
@@ -68,7 +73,7 @@ export class AgentPlaced {
 
   static open(dir: string): AgentPlaced {
     const { file, lines } = readAppendLog(dir, 'agent-placed.jsonl');
-    const open = new Map<string, Map<string, { id: string; rel: string | null }>>();
+    const open = new Map<string, Map<string, Open>>();
     const intents = new Map<string, Map<string, Intent>>();
     const aside = new Map<string, Map<string, SetAside>>();
     const of = <V>(m: Map<string, Map<string, V>>, d: string): Map<string, V> => {
@@ -100,7 +105,7 @@ export class AgentPlaced {
           break;
         case 'p':
           if (key !== undefined) {
-            ids.set(key, { id: line.id, rel: rel! });
+            ids.set(key, { id: line.id, rel: rel!, ...(typeof line.sum === 'string' ? { sum: line.sum } : {}) });
             meant.delete(key);
             kept.delete(key);
           } else {
@@ -157,6 +162,11 @@ export class AgentPlaced {
   }
 
   /** Whether `id` was placed as `rel` (or under a name not noted) and its acknowledgement is unanswered. */
+  /** The checksum of what was placed as `id` under `rel`, if noted. */
+  sumOf(detector: string, id: string, rel: string): string | undefined {
+    return this.#open.get(detector)?.get(placement(id, rel))?.sum;
+  }
+
   has(detector: string, id: string, rel: string): boolean {
     const open = this.#open.get(detector);
     return open !== undefined && (open.has(placement(id, rel)) || open.has(id));
@@ -183,16 +193,16 @@ export class AgentPlaced {
   /** Notes files as placed, before their acknowledgement is sent. */
   placed(detector: string, files: Placed[]): void {
     if (files.length === 0) return;
-    const open = this.#open.get(detector) ?? new Map<string, { id: string; rel: string | null }>();
+    const open = this.#open.get(detector) ?? new Map<string, Open>();
     this.#open.set(detector, open);
     const meant = this.#intents.get(detector);
     const kept = this.#aside.get(detector);
-    for (const { id, rel } of files) {
-      open.set(placement(id, rel), { id, rel });
+    for (const { id, rel, sum } of files) {
+      open.set(placement(id, rel), { id, rel, ...(sum !== undefined ? { sum } : {}) });
       meant?.delete(placement(id, rel));
       kept?.delete(placement(id, rel));
     }
-    this.#write(files.map(({ id, rel }) => ({ t: 'p', d: detector, id, rel })));
+    this.#write(files.map(({ id, rel, sum }) => ({ t: 'p', d: detector, id, rel, ...(sum !== undefined ? { sum } : {}) })));
   }
 
   /**

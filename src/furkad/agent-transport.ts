@@ -52,6 +52,8 @@ export class AgentTransport implements Transport {
   #waiting = new Map<string, Waiting>();
   /** Placed files' ids by path, until their acknowledgement is sent (afterPlaced); also those that could not be placed. */
   #placedIds = new Map<string, string>();
+  /** The checksum of each file in #placedIds (by path): sent with its acknowledgement. */
+  #placedSums = new Map<string, string>();
   /** Ids of files the loop set aside for an ended shift (forget): acknowledged once it places them, never fetched again. */
   #setAside = new Map<string, string>();
   #wake: (() => void) | undefined;
@@ -209,10 +211,14 @@ export class AgentTransport implements Transport {
             bytes += w.size;
             // Known before complete() returns: the loop calls afterPlaced from inside it.
             this.#placedIds.set(w.path, w.id);
+            this.#placedSums.set(w.path, got);
             this.placedStore.intend(this.id, w.id, ctx.dir.root, w.path, got);
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
-            if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placedIds.delete(w.path);
+            if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) {
+              this.#placedIds.delete(w.path);
+              this.#placedSums.delete(w.path);
+            }
             if (placed.failed.includes(w.path)) this.#parked.set(placement(w.id, w.path), w);
           }
         } catch (e) {
@@ -260,11 +266,15 @@ export class AgentTransport implements Transport {
     const meant = this.placedStore.intent(this.id, w.id, w.path);
     if (meant) {
       // By its checksum too where the intent has one: another version of the same size and mtime is not it.
-      if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n), meant.sum)) this.placedStore.placed(this.id, [{ id: w.id, rel: w.path }]);
-      else this.placedStore.dropIntent(this.id, w.id, w.path);
+      if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n), meant.sum)) {
+        this.placedStore.placed(this.id, [{ id: w.id, rel: w.path, ...(meant.sum !== undefined ? { sum: meant.sum } : {}) }]);
+      } else {
+        this.placedStore.dropIntent(this.id, w.id, w.path);
+      }
     }
     if (!this.placedStore.has(this.id, w.id, w.path)) return false;
-    this.#ack([{ id: w.id, rel: w.path }]);
+    const sum = this.placedStore.sumOf(this.id, w.id, w.path);
+    this.#ack([{ id: w.id, rel: w.path, ...(sum !== undefined ? { sum } : {}) }]);
     return true;
   }
 
@@ -277,7 +287,9 @@ export class AgentTransport implements Transport {
       const id = from.get(key);
       from.delete(key);
       if (id === undefined) continue;
-      files.push({ id, rel });
+      const sum = setAsideOf === undefined ? this.#placedSums.get(rel) : undefined;
+      if (setAsideOf === undefined) this.#placedSums.delete(rel);
+      files.push({ id, rel, ...(sum !== undefined ? { sum } : {}) });
       this.#parked.delete(placement(id, rel));
       this.#learned.delete(id);
     }
@@ -292,6 +304,7 @@ export class AgentTransport implements Transport {
     for (const rel of rels) {
       const id = this.#placedIds.get(rel);
       this.#placedIds.delete(rel);
+      this.#placedSums.delete(rel);
       if (id === undefined) continue;
       this.#setAside.set(asideKey(String(usertime), rel), id);
       noted.push({ id, rel, usertime: String(usertime) });

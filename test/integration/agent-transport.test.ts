@@ -94,7 +94,7 @@ async function fakeAgent(files: Record<string, Buffer>, answer: {
   checksum: 'none' | 'right'; damage: (id: string) => boolean; push?: (id: string) => PushHow | undefined;
 }) {
   const requests = {
-    events: 0, file: new Map<string, number>(), acked: [] as string[], pushes: new Map<string, number>(),
+    events: 0, file: new Map<string, number>(), acked: [] as string[], ackedSums: new Map<string, string>(), pushes: new Map<string, number>(),
     enablePush: [] as Array<{ on: boolean; requested: number }>,
   };
   // Taken before the test (hex(), not hexSync(): furkad's fetches may hold every prepared hasher).
@@ -156,21 +156,23 @@ async function fakeAgent(files: Record<string, Buffer>, answer: {
       requests.file.set(id, (requests.file.get(id) ?? 0) + 1);
       answerFile(s, id);
     } else {
-      answerAck(s, requests.acked);
+      answerAck(s, requests.acked, requests.ackedSums);
     }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { requests, port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(r)) };
 }
 
-/** A fake agent's answer to POST /v1/ack: every id noted in `acked` and reported deleted. */
-function answerAck(s: http2.ServerHttp2Stream, acked: string[]): void {
+/** A fake agent's answer to POST /v1/ack: every id noted in `acked` (with its checksum in `sums`) and reported deleted. */
+function answerAck(s: http2.ServerHttp2Stream, acked: string[], sums?: Map<string, string>): void {
   let text = '';
   s.setEncoding('utf8');
   s.on('data', (t: string) => { text += t; });
   s.on('end', () => {
-    const ids = (JSON.parse(text) as { ids: string[] }).ids;
+    const body = JSON.parse(text) as { ids: string[]; sums?: string[] };
+    const ids = body.ids;
     acked.push(...ids);
+    ids.forEach((id, i) => sums?.set(id, body.sums?.[i] ?? ''));
     if (s.destroyed || s.closed) return; // furkad closed its connection meanwhile
     s.respond({ ':status': 200 });
     s.end(JSON.stringify({ deleted: ids, kept: [] }));
@@ -277,6 +279,7 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
       assert.equal(agent.requests.file.get('c'), 3, 'fetched three times in all');
       await eventually(() => agent.requests.acked.length === 1, 5000, 'the acknowledgement');
       assert.deepEqual(agent.requests.acked, ['c'], 'only the good copy acknowledged');
+      assert.equal(`xxh128:${agent.requests.ackedSums.get('c')}`, tagOf(files.c), 'with the checksum of what was placed (an agent restarted since compares the file with it)');
       assert.equal(agent.requests.events, 1, 'all on one connection');
     } finally {
       await t.close();

@@ -170,6 +170,32 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     assert.ok(!existsSync(f));
   });
 
+  it('compares a file it kept nothing of sending (sent before a restart) with the checksum furkad says it placed before deleting it (A4)', async () => {
+    const c = await serve();
+    const tick = new Date(1_700_000_000_000);
+    for (const [name, text] of [['same.cbf', 'placed'], ['other.cbf', 'placed']] as const) {
+      writeFileSync(path.join(root, name), text);
+      utimesSync(path.join(root, name), tick, tick);
+    }
+    catalog.rescan(); // a restarted agent: nothing sent by this one
+    // What furkad placed: the bytes 'placed'. other.cbf was rewritten since, with the same size and mtime.
+    const placedSum = (await c.file(entries().find((e) => e.path === 'same.cbf')!.id)).trailers['x-furka-checksum'] as string;
+    // The agent restarts: what it sent is forgotten.
+    client!.close();
+    await server!.close();
+    writeFileSync(path.join(root, 'other.cbf'), 'PLACED', { flag: 'r+' });
+    utimesSync(path.join(root, 'other.cbf'), tick, tick);
+    const d = await serve();
+    const id = (name: string): string => entries().find((e) => e.path === name)!.id;
+    const [same, other] = [id('same.cbf'), id('other.cbf')];
+    const sum = placedSum.replace(/^xxh128:/, '');
+    const r = await d.ack([same, other], ['same.cbf', 'other.cbf'], [sum, sum]);
+    assert.deepEqual(r.body, { deleted: [same], kept: [{ id: other, reason: 'changed' }] });
+    assert.ok(!existsSync(path.join(root, 'same.cbf')));
+    assert.equal(readFileSync(path.join(root, 'other.cbf'), 'utf8'), 'PLACED', 'the version furkad never placed stays');
+    assert.notEqual(id('other.cbf'), other, 'announced again as a new version');
+  });
+
   it('takes the close of a file a scan found complete, arriving after the scan, as that file, not a rewrite; a rescan keeps a rewritten file\'s id (A2, A4)', () => {
     const f = path.join(root, 'scanned.cbf');
     const tick = new Date(1_700_000_000_000);

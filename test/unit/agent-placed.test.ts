@@ -78,7 +78,7 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     a.intend('1MF', '7:100:9:1', '/ramdisk/1mf/620_621', 'run/x2.cbf', 'ab'.repeat(16));
     a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
     a.intend('1MF', '9:100:9', '/ramdisk/1mf/620_621', 'run/z.cbf');
-    a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf' }]);
+    a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf', sum: 'cd'.repeat(16) }]);
     a.dropIntent('1MF', '9:100:9', 'run/z.cbf');
     a.close(); // SIGKILL after x's link, before placed()
     const b = AgentPlaced.open(dir);
@@ -88,6 +88,7 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
       'with the checksum of what was to be placed: another version of the same size and mtime is not it');
     assert.equal(b.intent('1MF', '8:100:9', 'run/y.cbf'), undefined, 'placed: no longer an intent');
     assert.equal(b.has('1MF', '8:100:9', 'run/y.cbf'), true);
+    assert.equal(b.sumOf('1MF', '8:100:9', 'run/y.cbf'), 'cd'.repeat(16), 'what was placed, sent with the acknowledgement again');
     assert.equal(b.intent('1MF', '9:100:9', 'run/z.cbf'), undefined, 'dropped');
     b.close();
   });
@@ -123,7 +124,7 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     a.intend('1MF', '7:100:9:1', '/ramdisk/1mf/620_621', 'run/x2.cbf', 'ab'.repeat(16));
     a.intend('1MF', '8:100:9', '/ramdisk/1mf/620_621', 'run/y.cbf');
     a.setAside('1MF', [{ id: '7:100:9', rel: 'run/x.cbf', usertime: '620' }, { id: '8:100:9', rel: 'run/y.cbf', usertime: '620' }]);
-    a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf' }]); // y placed for its shift later on
+    a.placed('1MF', [{ id: '8:100:9', rel: 'run/y.cbf', sum: 'cd'.repeat(16) }]); // y placed for its shift later on
     assert.equal(a.intent('1MF', '7:100:9', 'run/x.cbf'), undefined, 'set aside: no longer where it was meant to go');
     a.close();
     const b = AgentPlaced.open(dir);
