@@ -53,7 +53,7 @@ const SECOND_TICK_NS = 2_000_000_000n;
 function sentKey(id: string, path: string): string {
   return `${id}\n${path}`;
 }
-/** Bodies sent and not yet acknowledged kept, the oldest forgotten first (said once): ~10 MB at most. */
+/** Bodies sent and not yet acknowledged kept, the oldest forgotten first (said once): some 30 MB at most. */
 const SENT_KEPT = 65_536;
 
 /** The answer (410) for an id whose file is gone or no longer the one announced. */
@@ -224,7 +224,7 @@ export class FileBodies {
     this.#sent.delete(this.#sent.keys().next().value as string);
     if (!this.#saidForgotten) {
       this.#saidForgotten = true;
-      this.log.warn({ kept: SENT_KEPT }, 'more files sent and not acknowledged than are remembered: the oldest are deleted by their ids alone when acknowledged (said once)');
+      this.log.warn({ kept: SENT_KEPT }, 'more files sent and not acknowledged than are remembered: the oldest are compared only with the checksum furkad sends with their acknowledgement (said once)');
     }
   }
 

@@ -5,7 +5,7 @@ import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
 import type { Announcement, Catalog, FileEntry } from './catalog.js';
 import { validBarrierId } from './barrier.js';
-import { checksumOfFdInPool } from '../common/checksum.js';
+import { checksumOfFdInPool, untagged } from '../common/checksum.js';
 import { FileBodies, reply, WHOLE_MAX, type Sent } from './file-body.js';
 import type { LeaseCheck } from './lease-check.js';
 import { filesBeingWritten } from './open-writers.js';
@@ -204,14 +204,6 @@ class EventsClient {
 
 
 /**
- * What furkad says it placed (a checksum), for a file this agent kept nothing of sending (sent by an agent
- * before a restart): the bytes are compared with it before the file is deleted.
- */
-function placedSum(hex: string | undefined): Sent | undefined {
-  return hex !== undefined && /^[0-9a-f]{32}$/.test(hex) ? { hex, ctimeNs: -1n, young: true } : undefined;
-}
-
-/**
  * Acknowledged files taken aside at once, before one question to the kernel for all of them: each holds two
  * descriptors meanwhile (its directory's and its own), so a large acknowledgement goes in slices.
  */
@@ -379,8 +371,16 @@ export class AgentServer {
       if (!strings(ids) || (paths !== undefined && (!strings(paths) || paths.length !== ids.length))) {
         return reply(stream, 400, { error: 'body must be {"ids":["ID", ...]} or {"ids":["ID", ...],"paths":["PATH", ...]} (as many paths as ids)' });
       }
-      // sums (optional, '' where unknown): checksums of what furkad placed, for files this agent has no send of.
-      const placedSums = strings(sums) && sums.length === ids.length ? sums : undefined;
+      // sums (optional, '' where unknown): checksums of what furkad placed; the file is compared with each before
+      // it is deleted. One that is not a checksum is refused, never taken as unknown (a file would go unchecked).
+      let placedSums: string[] | undefined;
+      if (sums !== undefined) {
+        placedSums = strings(sums) && sums.length === ids.length ? sums.map((x) => untagged(x.toLowerCase()) ?? x.toLowerCase()) : undefined;
+        const bad = placedSums === undefined ? sums : placedSums.find((x) => x !== '' && !/^[0-9a-f]{32}$/.test(x));
+        if (placedSums === undefined || bad !== undefined) {
+          return reply(stream, 400, { error: `sums must be one XXH3-128 checksum (32 hex digits, or "xxh128:" and them) or "" per id; not ${JSON.stringify(bad).slice(0, 80)}` });
+        }
+      }
       this.#delete(ids, paths as string[] | undefined, placedSums).then((answer) => reply(stream, 200, answer), (e: Error) => {
         this.log.error({ err: e }, 'acknowledgement failed');
         reply(stream, 500, { error: e.message });
@@ -397,7 +397,7 @@ export class AgentServer {
     const deleted: string[] = [];
     const kept: { id: string; reason: string }[] = [];
     for (let at = 0; at < ids.length; at += ASIDE_AT_ONCE) {
-      const taken: Array<{ id: string; entry: FileEntry; t: TakenAside; sent: Sent | undefined }> = [];
+      const taken: Array<{ id: string; entry: FileEntry; t: TakenAside; sent: Sent | undefined; placed: string | undefined }> = [];
       for (let i = at; i < Math.min(at + ASIDE_AT_ONCE, ids.length); i++) {
         const id = ids[i]!;
         const entry: FileEntry | undefined = paths ? this.catalog.byIdAt(id, paths[i]!) : this.catalog.byId(id);
@@ -423,7 +423,7 @@ export class AgentServer {
           this.#notRemovable(e, entry, id, kept);
           continue;
         }
-        if ('fd' in r) taken.push({ id, entry, t: r, sent: this.#bodies.takeSent(id, entry.path) ?? placedSum(sums?.[i]) });
+        if ('fd' in r) taken.push({ id, entry, t: r, sent: this.#bodies.takeSent(id, entry.path), placed: sums?.[i] || undefined });
         else this.#removed(r, entry, id, undefined, deleted, kept);
       }
       // Never rejects: what cannot be told counts as written (kept). Then each file not written is compared with
@@ -453,18 +453,21 @@ export class AgentServer {
   }
 
   /**
-   * For each file taken aside and not `written`, whether it is other than what was sent of it (file-body.ts):
-   * where its ctime moved since, or it was sent within a tick of its ctime, its bytes are compared (read in the
-   * thread pool, one file at a time); one sent twice with other bytes is other. False where nothing was kept
-   * of a send (its id alone decides, as before). A read that fails counts as other: kept.
+   * For each file taken aside and not `written`, whether it is other than what furkad placed: its checksum
+   * `placed` where furkad sent it, else what was sent of it (file-body.ts). The bytes are compared (read in the
+   * thread pool, one file at a time) unless the send is known to be what was placed and nothing can have
+   * changed since: its ctime has not moved and it was not read within a tick of it. A file sent twice with
+   * other bytes and no word of which was placed is other. False where there is nothing to compare with (the
+   * id alone decides, as before). A read that fails counts as other: kept.
    */
-  async #otherThanSent(taken: Array<{ t: TakenAside; sent: Sent | undefined }>, written: boolean[]): Promise<boolean[]> {
+  async #otherThanSent(taken: Array<{ t: TakenAside; sent: Sent | undefined; placed: string | undefined }>, written: boolean[]): Promise<boolean[]> {
     const out: boolean[] = [];
-    for (const [i, { t, sent }] of taken.entries()) {
-      if (!sent || written[i]) out.push(false);
-      else if (sent.differed) out.push(true);
-      else if (sent.ctimeNs === t.ctimeNs && !sent.young) out.push(false);
-      else out.push(await checksumOfFdInPool(t.fd).then((hex) => hex !== sent.hex, () => true));
+    for (const [i, { t, sent, placed }] of taken.entries()) {
+      const against = placed ?? sent?.hex;
+      if (against === undefined || written[i]) out.push(false);
+      else if (!placed && sent!.differed) out.push(true);
+      else if (sent && sent.hex === against && !sent.differed && sent.ctimeNs === t.ctimeNs && !sent.young) out.push(false);
+      else out.push(await checksumOfFdInPool(t.fd).then((hex) => hex !== against, () => true));
     }
     return out;
   }

@@ -18,6 +18,8 @@ export interface SetAside {
   id: string;
   rel: string;
   usertime: string;
+  /** The checksum of what was placed (left behind for its shift), sent with its acknowledgement. */
+  sum?: string;
 }
 
 /** A file placed: its id and the path below the shift's directory it was placed as. */
@@ -99,7 +101,7 @@ export class AgentPlaced {
           break;
         case 's':
           if (key !== undefined) {
-            kept.set(key, { id: line.id, rel: rel!, usertime: line.u ?? '' });
+            kept.set(key, { id: line.id, rel: rel!, usertime: line.u ?? '', ...(typeof line.sum === 'string' ? { sum: line.sum } : {}) });
             meant.delete(key);
           }
           break;
@@ -146,7 +148,7 @@ export class AgentPlaced {
       kept.set(placement(f.id, f.rel), f);
       this.#intents.get(detector)?.delete(placement(f.id, f.rel));
     }
-    this.#write(files.map((f) => ({ t: 's', d: detector, id: f.id, rel: f.rel, u: f.usertime })));
+    this.#write(files.map((f) => ({ t: 's', d: detector, id: f.id, rel: f.rel, u: f.usertime, ...(f.sum !== undefined ? { sum: f.sum } : {}) })));
   }
 
   /** Set-aside files that will never be placed (their kept copy is gone) or acknowledged (their source is gone). */
@@ -161,12 +163,12 @@ export class AgentPlaced {
     return [...(this.#aside.get(detector)?.values() ?? [])];
   }
 
-  /** Whether `id` was placed as `rel` (or under a name not noted) and its acknowledgement is unanswered. */
   /** The checksum of what was placed as `id` under `rel`, if noted. */
   sumOf(detector: string, id: string, rel: string): string | undefined {
     return this.#open.get(detector)?.get(placement(id, rel))?.sum;
   }
 
+  /** Whether `id` was placed as `rel` (or under a name not noted) and its acknowledgement is unanswered. */
   has(detector: string, id: string, rel: string): boolean {
     const open = this.#open.get(detector);
     return open !== undefined && (open.has(placement(id, rel)) || open.has(id));

@@ -52,8 +52,9 @@ export class AgentTransport implements Transport {
   #waiting = new Map<string, Waiting>();
   /** Placed files' ids by path, until their acknowledgement is sent (afterPlaced); also those that could not be placed. */
   #placedIds = new Map<string, string>();
-  /** The checksum of each file in #placedIds (by path): sent with its acknowledgement. */
+  /** The checksum of each file in #placedIds (by path) and in #setAside (by its key): sent with its acknowledgement. */
   #placedSums = new Map<string, string>();
+  #setAsideSums = new Map<string, string>();
   /** Ids of files the loop set aside for an ended shift (forget): acknowledged once it places them, never fetched again. */
   #setAside = new Map<string, string>();
   #wake: (() => void) | undefined;
@@ -94,7 +95,10 @@ export class AgentTransport implements Transport {
   ) {
     this.#provenance = new StagedProvenance(id, log);
     // Set aside by an earlier furkad: still not to be fetched, and acknowledged once the loop places them.
-    for (const f of placedStore.setAsideFiles(id)) this.#setAside.set(asideKey(f.usertime, f.rel), f.id);
+    for (const f of placedStore.setAsideFiles(id)) {
+      this.#setAside.set(asideKey(f.usertime, f.rel), f.id);
+      if (f.sum !== undefined) this.#setAsideSums.set(asideKey(f.usertime, f.rel), f.sum);
+    }
   }
 
   /**
@@ -287,8 +291,9 @@ export class AgentTransport implements Transport {
       const id = from.get(key);
       from.delete(key);
       if (id === undefined) continue;
-      const sum = setAsideOf === undefined ? this.#placedSums.get(rel) : undefined;
-      if (setAsideOf === undefined) this.#placedSums.delete(rel);
+      const sums = setAsideOf !== undefined ? this.#setAsideSums : this.#placedSums;
+      const sum = sums.get(key);
+      sums.delete(key);
       files.push({ id, rel, ...(sum !== undefined ? { sum } : {}) });
       this.#parked.delete(placement(id, rel));
       this.#learned.delete(id);
@@ -303,11 +308,13 @@ export class AgentTransport implements Transport {
     const noted: SetAside[] = [];
     for (const rel of rels) {
       const id = this.#placedIds.get(rel);
+      const sum = this.#placedSums.get(rel);
       this.#placedIds.delete(rel);
       this.#placedSums.delete(rel);
       if (id === undefined) continue;
       this.#setAside.set(asideKey(String(usertime), rel), id);
-      noted.push({ id, rel, usertime: String(usertime) });
+      if (sum !== undefined) this.#setAsideSums.set(asideKey(String(usertime), rel), sum);
+      noted.push({ id, rel, usertime: String(usertime), ...(sum !== undefined ? { sum } : {}) });
     }
     // Kept across a restart: otherwise the agent's next announcement of them would place them a second time,
     // into the new shift (A5), and nothing would acknowledge them once placed for theirs.
@@ -349,6 +356,7 @@ export class AgentTransport implements Transport {
       const id = this.#setAside.get(key);
       if (id === undefined) continue;
       this.#setAside.delete(key);
+      this.#setAsideSums.delete(key);
       lost.push({ id, rel });
       const w = this.#parked.get(placement(id, rel));
       this.#parked.delete(placement(id, rel));

@@ -2,7 +2,7 @@
 // or renaming a new file over an acknowledged one, never makes the agent send, delete or lose the wrong file.
 // The server runs in this process on a loopback port; there is no inotifywait, the catalog is filled by rescans.
 import { strict as assert } from 'node:assert';
-import { closeSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync, writeSync, unlinkSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync, writeSync, unlinkSync, existsSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -194,6 +194,33 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     assert.ok(!existsSync(path.join(root, 'same.cbf')));
     assert.equal(readFileSync(path.join(root, 'other.cbf'), 'utf8'), 'PLACED', 'the version furkad never placed stays');
     assert.notEqual(id('other.cbf'), other, 'announced again as a new version');
+  });
+
+  it('compares the bytes of a file whose ctime moved after it was sent: a cp -p rewrite is kept, a chmod or a hard link deleted; a bad checksum refused (A4)', async () => {
+    const c = await serve();
+    const tick = new Date(1_700_000_000_000);
+    for (const name of ['cp-p.cbf', 'chmod.cbf']) {
+      writeFileSync(path.join(root, name), 'version 1');
+      utimesSync(path.join(root, name), tick, tick);
+    }
+    catalog.rescan();
+    // Read well after their last change (not within a tick of it): only a moved ctime says anything now.
+    await new Promise((r) => setTimeout(r, 120));
+    const id = (name: string): string => entries().find((e) => e.path === name)!.id;
+    const [cp, chmod] = [id('cp-p.cbf'), id('chmod.cbf')];
+    for (const [i, name] of ['cp-p.cbf', 'chmod.cbf'].entries()) assert.equal((await c.file([cp, chmod][i]!, name)).body.toString(), 'version 1');
+    writeFileSync(path.join(root, 'cp-p.cbf'), 'version 2', { flag: 'r+' });
+    utimesSync(path.join(root, 'cp-p.cbf'), tick, tick);
+    chmodSync(path.join(root, 'chmod.cbf'), 0o600);
+    linkSync(path.join(root, 'chmod.cbf'), path.join(work, 'elsewhere.cbf'));
+    const bad = await c.ack([cp, chmod], ['cp-p.cbf', 'chmod.cbf'], ['', 'not-a-checksum']);
+    assert.equal(bad.status, 400);
+    assert.match(JSON.stringify(bad.body), /not-a-checksum/);
+    assert.deepEqual(readdirSync(root).sort(), ['chmod.cbf', 'cp-p.cbf'], 'nothing deleted by a refused acknowledgement');
+    const r = await c.ack([cp, chmod], ['cp-p.cbf', 'chmod.cbf']);
+    assert.deepEqual(r.body, { deleted: [chmod], kept: [{ id: cp, reason: 'changed' }] });
+    assert.equal(readFileSync(path.join(root, 'cp-p.cbf'), 'utf8'), 'version 2');
+    assert.notEqual(id('cp-p.cbf'), cp, 'announced again as a new version');
   });
 
   it('takes the close of a file a scan found complete, arriving after the scan, as that file, not a rewrite; a rescan keeps a rewritten file\'s id (A2, A4)', () => {

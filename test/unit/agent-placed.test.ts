@@ -104,14 +104,14 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     assert.deepEqual(b.intent('1MF', '6:10:5', 'b.cbf'), { dir: '/ramdisk/1mf/1_1', rel: 'b.cbf' }, "a's placement does not end b's intent");
     b.placed('1MF', [{ id: '6:10:5', rel: 'b.cbf' }]);
     b.answered('1MF', ['6:10:5'], ['a.cbf']);
-    b.setAside('1MF', [{ id: '7:10:5', rel: 'c.cbf', usertime: '9' }, { id: '7:10:5', rel: 'd.cbf', usertime: '9' }]);
+    b.setAside('1MF', [{ id: '7:10:5', rel: 'c.cbf', usertime: '9' }, { id: '7:10:5', rel: 'd.cbf', usertime: '9', sum: 'ef'.repeat(16) }]);
     b.dropSetAside('1MF', [{ id: '7:10:5', rel: 'c.cbf' }]);
     b.close();
     const c = AgentPlaced.open(dir);
     assert.equal(c.has('1MF', '6:10:5', 'a.cbf'), false, 'answered');
     assert.equal(c.has('1MF', '6:10:5', 'b.cbf'), true, 'still waiting for its own answer');
     assert.deepEqual(c.placements('1MF'), [{ id: '6:10:5', rel: 'b.cbf' }]);
-    assert.deepEqual(c.setAsideFiles('1MF'), [{ id: '7:10:5', rel: 'd.cbf', usertime: '9' }]);
+    assert.deepEqual(c.setAsideFiles('1MF'), [{ id: '7:10:5', rel: 'd.cbf', usertime: '9', sum: 'ef'.repeat(16) }], 'with the checksum of what was placed');
     // An answer by id alone (the agent no longer lists it) ends every placement of it.
     c.answered('1MF', ['6:10:5']);
     assert.equal(c.has('1MF', '6:10:5', 'b.cbf'), false);
