@@ -375,9 +375,10 @@ export class AgentServer {
       // it is deleted. One that is not a checksum is refused, never taken as unknown (a file would go unchecked).
       let placedSums: string[] | undefined;
       if (sums !== undefined) {
-        placedSums = strings(sums) && sums.length === ids.length ? sums.map((x) => untagged(x.toLowerCase()) ?? x.toLowerCase()) : undefined;
-        const bad = placedSums === undefined ? sums : placedSums.find((x) => x !== '' && !/^[0-9a-f]{32}$/.test(x));
-        if (placedSums === undefined || bad !== undefined) {
+        placedSums = strings(sums) && sums.length === ids.length ? sums.map((x) => { const v = x.trim().toLowerCase(); return untagged(v) ?? v; }) : undefined;
+        const at = placedSums === undefined ? -1 : placedSums.findIndex((x) => x !== '' && !/^[0-9a-f]{32}$/.test(x));
+        if (placedSums === undefined || at >= 0) {
+          const bad = placedSums === undefined ? sums : (sums as string[])[at];
           return reply(stream, 400, { error: `sums must be one XXH3-128 checksum (32 hex digits, or "xxh128:" and them) or "" per id; not ${JSON.stringify(bad).slice(0, 80)}` });
         }
       }

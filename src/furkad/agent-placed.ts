@@ -94,6 +94,8 @@ export class AgentPlaced {
       const meant = of(intents, line.d);
       const kept = of(aside, line.d);
       const rel = typeof line.rel === 'string' ? line.rel : undefined;
+      // A checksum that is not one (a damaged line) is not sent: the agent would refuse the acknowledgement.
+      if (line.sum !== undefined && (typeof line.sum !== 'string' || !/^[0-9a-f]{32}$/.test(line.sum))) delete line.sum;
       const key = rel === undefined ? undefined : placement(line.id, rel);
       switch (line.t) {
         case 'i':

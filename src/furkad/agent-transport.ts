@@ -98,6 +98,7 @@ export class AgentTransport implements Transport {
     for (const f of placedStore.setAsideFiles(id)) {
       this.#setAside.set(asideKey(f.usertime, f.rel), f.id);
       if (f.sum !== undefined) this.#setAsideSums.set(asideKey(f.usertime, f.rel), f.sum);
+      else this.#setAsideSums.delete(asideKey(f.usertime, f.rel));
     }
   }
 
@@ -314,6 +315,7 @@ export class AgentTransport implements Transport {
       if (id === undefined) continue;
       this.#setAside.set(asideKey(String(usertime), rel), id);
       if (sum !== undefined) this.#setAsideSums.set(asideKey(String(usertime), rel), sum);
+      else this.#setAsideSums.delete(asideKey(String(usertime), rel));
       noted.push({ id, rel, usertime: String(usertime), ...(sum !== undefined ? { sum } : {}) });
     }
     // Kept across a restart: otherwise the agent's next announcement of them would place them a second time,

@@ -345,7 +345,8 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
   freshWork('agent-aside', (dir) => { work = dir; });
 
   it('is neither fetched again into the new shift nor left unacknowledged when furkad restarts before placing it', async () => {
-    const agent = await fakeAgent({ x: randomBytes(50_000) }, { checksum: 'right', damage: () => false });
+    const x = randomBytes(50_000);
+    const agent = await fakeAgent({ x }, { checksum: 'right', damage: () => false });
     const state = path.join(work, 'state');
     const staging = path.join(work, 'staging');
     mkdirSync(staging);
@@ -387,6 +388,9 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
       assert.deepEqual(agent.requests.acked, [], 'not acknowledged for the placing of another shift\'s file');
       second.t.afterPlaced(['x.cbf'], 5n);
       await eventually(() => agent.requests.acked.includes('x'), 10_000, 'the acknowledgement');
+      const placed = new Checksum();
+      placed.update(x);
+      assert.equal(agent.requests.ackedSums.get('x'), placed.hexSync(), 'with the checksum of what was placed, kept across the restart');
       assert.deepEqual(second.store.setAsideFiles('D1'), []);
     } finally {
       for (const o of open) {

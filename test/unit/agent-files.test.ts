@@ -223,6 +223,34 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     assert.notEqual(id('cp-p.cbf'), cp, 'announced again as a new version');
   });
 
+  it('takes the checksum furkad placed over its own record of a send: a file sent twice, rewritten between, deleted only if it is what was placed (A4)', async () => {
+    const c = await serve();
+    const tick = new Date(1_700_000_000_000);
+    const sums: Record<string, string[]> = {};
+    for (const name of ['placed-2nd.cbf', 'placed-1st.cbf']) {
+      const f = path.join(root, name);
+      writeFileSync(f, 'version 1');
+      utimesSync(f, tick, tick);
+    }
+    catalog.rescan();
+    const id = (name: string): string => entries().find((e) => e.path === name)!.id;
+    const ids = { a: id('placed-2nd.cbf'), b: id('placed-1st.cbf') };
+    for (const name of ['placed-2nd.cbf', 'placed-1st.cbf']) {
+      const f = path.join(root, name);
+      const first = await c.file(id(name), name);
+      // Rewritten as cp -p does (the same size and mtime: the same id), then sent again.
+      writeFileSync(f, 'version 2', { flag: 'r+' });
+      utimesSync(f, tick, tick);
+      const second = await c.file(id(name), name);
+      sums[name] = [first, second].map((r) => String(r.trailers['x-furka-checksum']));
+    }
+    assert.equal(id('placed-2nd.cbf'), ids.a, 'the same id all along');
+    // furkad placed the second body of one, the first of the other: its checksum says which.
+    const r = await c.ack([ids.a, ids.b], ['placed-2nd.cbf', 'placed-1st.cbf'], [sums['placed-2nd.cbf']![1]!, sums['placed-1st.cbf']![0]!]);
+    assert.deepEqual(r.body, { deleted: [ids.a], kept: [{ id: ids.b, reason: 'changed' }] });
+    assert.equal(readFileSync(path.join(root, 'placed-1st.cbf'), 'utf8'), 'version 2', 'the version never placed stays');
+  });
+
   it('takes the close of a file a scan found complete, arriving after the scan, as that file, not a rewrite; a rescan keeps a rewritten file\'s id (A2, A4)', () => {
     const f = path.join(root, 'scanned.cbf');
     const tick = new Date(1_700_000_000_000);
