@@ -183,7 +183,7 @@ export class Dispatcher implements CopyEvents {
     lane.active -= reports.length;
     for (const r of reports) {
       for (const l of this.#listeners) l.reported?.(r);
-      this.report(r);
+      void this.report(r);
     }
   }
 
@@ -222,9 +222,12 @@ export class Dispatcher implements CopyEvents {
       expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep, ...check };
   }
 
-  /** Records a copy's result (its writer reports it through the feed). */
-  report(r: CopyReport): void {
-    void this.#record(r).catch((e: unknown) => {
+  /**
+   * Records a copy's result (its writer reports it through the feed). Resolves once it is journalled and
+   * counted (or could not be); never rejects.
+   */
+  report(r: CopyReport): Promise<void> {
+    return this.#record(r).catch((e: unknown) => {
       // The journal could not be written: the state stays as it was and the copy is redone after a restart.
       this.log.error({ err: e }, 'cannot journal a copy result');
     });
