@@ -43,6 +43,11 @@ export function utf8(bytes: Buffer): string | undefined {
   return Buffer.from(text, 'utf8').equals(bytes) ? text : undefined;
 }
 
+/** The key of a name (given as UTF-8 text) in the maps below, which keep names as their bytes (latin1). */
+function keyOf(path: string): string {
+  return Buffer.from(path).toString('latin1');
+}
+
 const NOT_UTF8 = 'name is not valid UTF-8';
 const PAST_MAX = 10_000;
 /** How long a created file may wait for its close before sweepWaiting() looks whether anyone still writes it. */
@@ -121,13 +126,13 @@ export class Catalog {
    * names, hard links, has one per name), else the id's (the name it has now after a rename, or one forgotten).
    */
   byIdAt(id: string, path: string): FileEntry | undefined {
-    const here = this.#byPath.get(Buffer.from(path).toString('latin1'));
+    const here = this.#byPath.get(keyOf(path));
     return here?.id === id ? here : this.byId(id);
   }
 
   /** Whether `entry` is the one its name has now (not one forgotten: deleted, or gone). */
   current(entry: FileEntry): boolean {
-    return this.#byPath.get(Buffer.from(entry.path).toString('latin1')) === entry;
+    return this.#byPath.get(keyOf(entry.path)) === entry;
   }
 
   /** Everything a newly connected client is told first: complete files and refused names. */
@@ -162,7 +167,7 @@ export class Catalog {
    */
   newVersion(entry: FileEntry): void {
     if (!this.current(entry) || this.files.lstat(Buffer.from(entry.path))?.ino !== entry.ino) return;
-    const key = Buffer.from(entry.path).toString('latin1');
+    const key = keyOf(entry.path);
     this.#newVersions.add(key);
     this.#complete(Buffer.from(entry.path));
     this.#newVersions.delete(key);
@@ -170,18 +175,18 @@ export class Catalog {
 
   /** Whether a newer version of `entry`'s file is announced under its name, one the file system cannot tell apart. */
   rewritten(entry: FileEntry): boolean {
-    const now = this.#byPath.get(Buffer.from(entry.path).toString('latin1'));
-    return now !== undefined && now !== entry && now.id !== entry.id && baseId(now.id) === baseId(entry.id);
+    const now = this.#byPath.get(keyOf(entry.path));
+    return now !== undefined && now.id !== entry.id && baseId(now.id) === baseId(entry.id);
   }
 
   /** `rel` was put back after an acknowledgement took it by mistake: announced again on its "created" event. */
   restored(rel: string): void {
-    this.#restored.add(Buffer.from(rel).toString('latin1'));
+    this.#restored.add(keyOf(rel));
   }
 
   /** Drops an entry whose file was deleted (by an ack) or is known gone. */
   forget(entry: FileEntry): void {
-    const key = Buffer.from(entry.path).toString('latin1');
+    const key = keyOf(entry.path);
     if (this.#byPath.get(key) === entry) this.#byPath.delete(key);
     if (this.#byId.get(entry.id) === entry) this.#byId.delete(entry.id);
     this.#past.delete(entry.id);
@@ -380,7 +385,7 @@ export class Catalog {
    * the announcement changes the id without a close): looked at by the next sweepWaiting().
    */
   suspect(path: string): void {
-    this.#waiting.set(Buffer.from(path).toString('latin1'), { due: 0, pause: WAITING_CHECK_MS });
+    this.#waiting.set(keyOf(path), { due: 0, pause: WAITING_CHECK_MS });
   }
 
   /**

@@ -95,7 +95,7 @@ export class FileBodies {
       return reply(stream, 410, NOT_THE_FILE);
     }
     // When it last changed (ctime: no writer can set it), and whether that was within a tick of now.
-    let changed: { ctimeNs: bigint; young: boolean } | undefined;
+    let changed: Pick<Sent, 'ctimeNs' | 'young'> | undefined;
     try {
       const { ctimeNs } = fstatSync(fd, { bigint: true });
       changed = { ctimeNs, young: BigInt(Date.now()) * 1_000_000n - ctimeNs < (ctimeNs % 1_000_000_000n === 0n ? SECOND_TICK_NS : TICK_NS) };
@@ -197,7 +197,7 @@ export class FileBodies {
    * bytes sent (I1). No checksum, no answer: the stream is reset and furkad fetches the file again.
    */
   #sendTrailers(stream: http2.ServerHttp2Stream, entry: FileEntry, sum: Checksum, unchanged: boolean, written: Promise<boolean>,
-    changed: { ctimeNs: bigint; young: boolean } | undefined): void {
+    changed: Pick<Sent, 'ctimeNs' | 'young'> | undefined): void {
     void Promise.all([sum.hex(), written]).then(([hex, w]) => {
       if (w) {
         // Its writer closed one descriptor and still writes through another: what was read may not be all of it.
@@ -254,7 +254,7 @@ export class FileBodies {
    * which furkad takes as it takes a 410: not this file, nothing placed, nothing acknowledged. A truncated
    * file is announced again once its writer closes it; the source stays on the detector either way.
    */
-  #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean, changed: { ctimeNs: bigint; young: boolean } | undefined): void {
+  #sendInPieces(stream: http2.ServerHttp2Stream, entry: FileEntry, fd: number, same: () => boolean, changed: Pick<Sent, 'ctimeNs' | 'young'> | undefined): void {
     const size = Number(entry.size);
     let free: Buffer[];
     try {

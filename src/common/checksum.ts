@@ -99,10 +99,15 @@ export function tagged(hex: string): string {
   return `${ALGORITHM}:${hex}`;
 }
 
+/** Whether `value` is a bare checksum of our algorithm: 32 lower-case hex digits. */
+export function isHex(value: string): boolean {
+  return /^[0-9a-f]{32}$/.test(value);
+}
+
 /** The hex digits of a tagged checksum of our algorithm; undefined for another algorithm or a malformed value. */
 export function untagged(value: string): string | undefined {
   const m = /^([a-z0-9-]+):([0-9a-f]+)$/.exec(value.trim());
-  return m && m[1] === ALGORITHM && m[2]!.length === 32 ? m[2] : undefined;
+  return m && m[1] === ALGORITHM && isHex(m[2]!) ? m[2] : undefined;
 }
 
 /** Reads a whole open file from offset 0 and returns its checksum (hex). */
