@@ -307,6 +307,8 @@ export class Catalog {
         return this.#complete(e.rel, e.closed === true);
       }
       case 'dir-new':
+        // A directory moved onto an empty one of the same name replaces it with no other event.
+        this.files.forgetDir(e.rel);
         // Files made in it before inotifywait's watch on it existed have no events: looked for after this
         // turn of the loop, together with every other directory that came meanwhile (one walk of /proc for all).
         this.#newDirs.push(e.rel);
@@ -316,6 +318,7 @@ export class Catalog {
         this.#drop(e.rel.toString('latin1'));
         return;
       case 'dir-gone': {
+        this.files.forgetDir(e.rel);
         const prefix = `${e.rel.toString('latin1')}/`;
         for (const key of [...this.#byPath.keys(), ...this.#refused.keys(), ...this.#waiting.keys()]) {
           if (key.startsWith(prefix)) this.#drop(key);
@@ -342,6 +345,8 @@ export class Catalog {
    * would tell of them until it is run again. Not passed on to the watcher's check: they are checked already.
    */
   scanUnwatched(rels: Buffer[]): void {
+    // No event says when a directory below one of these is renamed or removed: no handle of them is kept.
+    for (const rel of rels) this.files.forgetDir(rel);
     this.#scanDirs(rels, Date.now());
   }
 
@@ -445,7 +450,10 @@ export class Catalog {
     // file in it is renamed while it sets the watch up), and names made by link(2), waiting for their sweep.
     try {
       if (!rescanned) {
-        for (const rel of this.unwatched()) this.#newDirs.push(rel);
+        for (const rel of this.unwatched()) {
+          this.files.forgetDir(rel);
+          this.#newDirs.push(rel);
+        }
         this.#scanNewDirs();
         this.sweepWaiting(Date.now(), true);
       }

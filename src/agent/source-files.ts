@@ -9,7 +9,7 @@
 import { randomBytes } from 'node:crypto';
 import { closeSync, constants, fstatSync, linkSync, renameSync, unlinkSync, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
-import { DirFd, UnsafePath } from '../common/dir-fd.js';
+import { components, DirFd, UnsafePath } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import { fileKey } from './open-writers.js';
 
@@ -127,8 +127,24 @@ function unreachable(e: unknown): boolean {
  */
 const ROOT_IDLE_MS = 1000;
 
+/**
+ * Directories below the root kept open between operations (the most recently used). Each file costs several
+ * operations (announce, send, its check after reading, the deletion), and reaching its directory anew is an
+ * open(2) and a close(2) per component for each: most of the agent's system calls per file (#13).
+ */
+const DIRS_KEPT = 64;
+
 export class SourceFiles {
   #top: DirFd | undefined;
+  /**
+   * Directories below the root, reached from it as any walk is (no link followed) and kept open: by their
+   * path's components (latin1), least recently used first. A kept handle points at the directory that was
+   * checked wherever it is moved to, as a walked one does for the moment of its use; what a later rename or
+   * removal of a directory means is the kernel's to say: the catalog forgets the directory (and all below it)
+   * when an event says it went, came (over another) or has no watch (forgetDir), and every rescan and the
+   * root's idle close forget all. See docs/threat-model.md.
+   */
+  readonly #dirs = new Map<string, DirFd>();
   /** Aside names (root-relative) of files taken aside and not yet finished: a rescan leaves them alone. */
   readonly #inFlight = new Set<string>();
   #lastUse = 0;
@@ -148,8 +164,29 @@ export class SourceFiles {
   forgetRoot(): void {
     this.#top?.close();
     this.#top = undefined;
+    for (const dir of this.#dirs.values()) dir.close();
+    this.#dirs.clear();
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
+  }
+
+  /**
+   * Directory `rel` (below the root) was removed, moved, replaced or lost its watch: its kept handle, and those
+   * of the directories below it, are let go; the next use walks to whatever has that name then.
+   */
+  forgetDir(rel: string | Buffer): void {
+    let key: string;
+    try {
+      key = dirKey(rel);
+    } catch {
+      return; // not a path below the root: nothing kept for it
+    }
+    for (const [k, dir] of this.#dirs) {
+      if (k === key || key === '' || k.startsWith(`${key}/`)) {
+        dir.close();
+        this.#dirs.delete(k);
+      }
+    }
   }
 
   /** Closes the root once it has not been used for ROOT_IDLE_MS. */
@@ -265,7 +302,8 @@ export class SourceFiles {
         const st = parent.lstatBig(name);
         if (!st) return { outcome: 'gone' };
         if (!st.isFile() || !isFileOf(st, id)) return { outcome: 'changed' };
-        // A handle of its own: the root's may be closed (forgetRoot) while the question is out.
+        // A handle of its own: the root and the kept directories may be closed (forgetRoot, forgetDir) while
+        // the question is out.
         const dir = parent.walk('');
         try {
           const names = asideNames(id, name as string);
@@ -368,13 +406,33 @@ export class SourceFiles {
     this.#top ??= DirFd.open(this.root);
     const top = this.#top;
     this.#closeWhenIdle();
-    const dir = dirRel.length === 0 ? top : top.walk(dirRel);
-    try {
-      return fn(dir, name);
-    } finally {
-      if (dir !== top) dir.close();
-    }
+    // `fn` is synchronous: no other call can close a kept handle while it runs.
+    return fn(dirRel.length === 0 ? top : this.#kept(top, dirRel), name);
   }
+
+  /** The kept handle of directory `dirRel` below the root `top`, walked to (and kept) if there is none. */
+  #kept(top: DirFd, dirRel: string | Buffer): DirFd {
+    const key = dirKey(dirRel);
+    const known = this.#dirs.get(key);
+    if (known) {
+      this.#dirs.delete(key);
+      this.#dirs.set(key, known);
+      return known;
+    }
+    const dir = top.walk(dirRel);
+    this.#dirs.set(key, dir);
+    if (this.#dirs.size > DIRS_KEPT) {
+      const [oldest, old] = this.#dirs.entries().next().value as [string, DirFd];
+      old.close();
+      this.#dirs.delete(oldest);
+    }
+    return dir;
+  }
+}
+
+/** A directory path's key in the kept handles: its components' bytes (latin1), '/' between (so 'a//b' is 'a/b'). */
+function dirKey(rel: string | Buffer): string {
+  return components(rel).map((c) => (typeof c === 'string' ? Buffer.from(c).toString('latin1') : c.toString('latin1'))).join('/');
 }
 
 /** Closes `dir` and returns `out`. */

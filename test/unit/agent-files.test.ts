@@ -11,7 +11,7 @@ import { Catalog, type Announcement, type FileEntry } from '../../src/agent/cata
 import { NameFilter } from '../../src/agent/name-filter.js';
 import { LeaseCheck } from '../../src/agent/lease-check.js';
 import { AgentServer } from '../../src/agent/server.js';
-import { SourceFiles } from '../../src/agent/source-files.js';
+import { fileId, SourceFiles } from '../../src/agent/source-files.js';
 import type { Logger } from '../../src/common/logger.js';
 import { AgentClient } from '../fixtures/agent.js';
 import { startFlip } from '../fixtures/flip.js';
@@ -400,6 +400,38 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     assert.equal(catalog.waiting, 1, 'only once: a later "created" is a writer starting a file');
   });
 
+  it('takes a directory renamed away and another made under its name as the kernel says, not as a kept handle saw it', () => {
+    mkdirSync(path.join(root, 'd'));
+    writeFileSync(path.join(root, 'd', 'a.cbf'), 'OLD');
+    catalog.rescan();
+    const old = entries()[0]!;
+    assert.equal(catalog.files.sameness(old.path, old.id), 'same'); // d/ is kept open now
+    renameSync(path.join(root, 'd'), path.join(root, 'e'));
+    mkdirSync(path.join(root, 'd'));
+    writeFileSync(path.join(root, 'd', 'a.cbf'), 'NEWER');
+    catalog.event({ kind: 'dir-gone', rel: Buffer.from('d') });
+    catalog.event({ kind: 'dir-new', rel: Buffer.from('e') });
+    catalog.event({ kind: 'dir-new', rel: Buffer.from('d') });
+    catalog.event({ kind: 'complete', rel: Buffer.from('d/a.cbf'), closed: true });
+    const now = entries().find((e) => e.path === 'd/a.cbf');
+    assert.equal(now?.size, 5n, 'the new d/a.cbf, not the one in the directory renamed to e');
+    assert.equal(catalog.files.sameness(old.path, old.id), 'changed');
+
+    // A directory renamed onto an empty one of the same name replaces it: the kernel says only "moved to".
+    mkdirSync(path.join(root, 'f'));
+    writeFileSync(path.join(root, 'f', 'b.cbf'), 'B');
+    assert.ok(catalog.files.lstat('f/b.cbf'));
+    rmSync(path.join(root, 'd'), { recursive: true });
+    mkdirSync(path.join(root, 'd'));
+    mkdirSync(path.join(root, 'g'));
+    writeFileSync(path.join(root, 'g', 'b.cbf'), 'BB');
+    rmSync(path.join(root, 'f'), { recursive: true });
+    mkdirSync(path.join(root, 'f'));
+    renameSync(path.join(root, 'g'), path.join(root, 'f'));
+    catalog.event({ kind: 'dir-new', rel: Buffer.from('f') });
+    assert.equal(catalog.files.lstat('f/b.cbf')?.size, 2n);
+  });
+
   it('scans, stats and opens nothing through a link below the root, and deletes only the announced file', () => {
     const outside = path.join(work, 'elsewhere');
     mkdirSync(outside);
@@ -420,6 +452,10 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     rmSync(path.join(root, 'd'), { recursive: true });
     writeFileSync(path.join(outside, 'a.cbf'), 'B');
     symlinkSync(outside, path.join(root, 'd'));
+    // Until the kernel's word of it reaches the catalog, the kept handle is the removed directory: never the link.
+    assert.equal(files.sameness(a.path, a.id), 'gone');
+    assert.equal(files.open(a.path, a.id), undefined);
+    files.forgetDir('d'); // what the catalog does on that event (dir-gone)
     assert.equal(files.sameness(a.path, a.id), 'changed');
     assert.equal(files.open(a.path, a.id), undefined);
     assert.deepEqual(files.remove(a.path, a.id), { outcome: 'changed' });
@@ -452,6 +488,37 @@ describe('furka-agent: the root held open only while files flow (A6)', () => {
       assert.ok(files.lstat('a.cbf'), 'and opened again when needed');
       files.forgetRoot();
       assert.equal(holders(), 0);
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('keeps the directories files are in open while files flow, each once, and lets them go with the root', async () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'agent-root-'));
+    try {
+      mkdirSync(path.join(root, 'run', 'sub'), { recursive: true });
+      writeFileSync(path.join(root, 'run', 'sub', 'a.cbf'), 'A');
+      writeFileSync(path.join(root, 'run', 'sub', 'b.cbf'), 'B');
+      const sub = path.join(root, 'run', 'sub');
+      const holders = (dir: string): number => readdirSync('/proc/self/fd').filter((fd) => {
+        try {
+          return readlinkSync(`/proc/self/fd/${fd}`) === dir;
+        } catch {
+          return false;
+        }
+      }).length;
+      const files = new SourceFiles(root);
+      const a = files.lstat('run/sub/a.cbf')!;
+      assert.ok(files.lstat('run//sub/b.cbf'));
+      const fd = files.open('run/sub/a.cbf', fileId(a))!;
+      closeSync(fd);
+      assert.equal(holders(sub), 1, 'one kept handle for the directory, whatever the spelling of its path');
+      assert.equal(holders(path.join(root, 'run')), 0, 'none for the directories on the way');
+      files.forgetDir('run');
+      assert.equal(holders(sub), 0, 'forgetting a directory forgets those below it');
+      assert.ok(files.lstat('run/sub/a.cbf'));
+      await new Promise((r) => setTimeout(r, 1500));
+      assert.equal(holders(sub), 0, 'closed with the root once idle');
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
