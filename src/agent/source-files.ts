@@ -77,11 +77,22 @@ const ASIDE = /^\.furka-agent-acked-(\d+)-(\d+)-(\d+)-[0-9a-f]{8}(?:~(.+))?$/s;
 const NAME_MAX = 255;
 
 /**
+ * The 8 hex digits that make an aside name the agent's own: a count from a random start, so that no two of one
+ * agent's are alike and one left by another agent (killed mid-delete) is hit only by chance, as a random tag
+ * would be; without a call for random bytes per file.
+ */
+let asideTag = randomBytes(4).readUInt32BE(0);
+function nextAsideTag(): string {
+  asideTag = (asideTag + 1) >>> 0;
+  return asideTag.toString(16).padStart(8, '0');
+}
+
+/**
  * Aside names for acknowledged file `id`, named `name`, in its directory: the one that says both, then the one
  * that says only the id (for a name too long to fit beside it, here or on a file system that allows less).
  */
 function asideNames(id: string, name: string): string[] {
-  const base = `${ASIDE_PREFIX}${baseId(id).replace(/:/g, '-')}-${randomBytes(4).toString('hex')}`;
+  const base = `${ASIDE_PREFIX}${baseId(id).replace(/:/g, '-')}-${nextAsideTag()}`;
   const full = `${base}~${name}`;
   return Buffer.byteLength(full) <= NAME_MAX ? [full, base] : [base];
 }
