@@ -30,6 +30,8 @@ export interface Fetched {
   checksum: string;
   /** The checksum the agent sent with them (I1). */
   sent: SentChecksum;
+  /** `dest`, still open (for writing): the caller's to close, after it has set the file's owner, mode and times. */
+  fd: number;
 }
 
 /** An answer the agent gives that is not a transport failure: the file is gone or changed (404, 410). */
@@ -186,7 +188,8 @@ export class AgentClient extends EventEmitter {
    * A body the agent pushed behind the announcement is read from its pushed stream; any other is requested.
    * Each chunk is written synchronously: `dest` is on the PPU ramdisk (tmpfs), where a write is a memory copy of
    * microseconds, far less than a round trip through libuv's thread pool per 16 KiB frame. Each chunk is
-   * hashed as it is written; comparing with the agent's checksum is the caller's (agent-transport.ts).
+   * hashed as it is written; comparing with the agent's checksum is the caller's (agent-transport.ts). Resolves
+   * with `dest` still open (Fetched.fd), which the caller closes.
    */
   async fetch(id: string, dest: string, rel: string, pushesToTry = 2): Promise<Fetched> {
     if (!this.#session || this.#isDown) throw new Error(`not connected to the agent at ${this.url}`);
@@ -291,11 +294,16 @@ export class AgentClient extends EventEmitter {
           fail(e as Error);
           return;
         }
-        close();
         const trailers = reply.trailers;
         const unchanged = trailers['x-furka-unchanged'] === '1';
         const sent: SentChecksum = sentChecksum(trailers);
-        sum.hex().then((checksum) => resolve({ bytes, unchanged, checksum, sent }), reject);
+        // The descriptor goes to the caller with the answer: one open less per file than opening it again.
+        const kept = fd!;
+        fd = undefined;
+        sum.hex().then((checksum) => resolve({ bytes, unchanged, checksum, sent, fd: kept }), (e: Error) => {
+          closeSync(kept);
+          reject(e);
+        });
       };
       // A pushed stream may have closed before this fetch took it (an empty body, or one cut off).
       if (reply.closed) closed();

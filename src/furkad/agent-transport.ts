@@ -453,37 +453,39 @@ export class AgentTransport implements Transport {
       }
       throw e;
     }
-    if (!got.unchanged || got.bytes !== w.size) {
-      // It changed while it was sent (F2): not this file. The agent announces it again once complete.
-      await unlink(staged).catch(() => undefined);
-      this.#damaged.delete(w.id);
-      return undefined;
-    }
-    const verdict = arrival(got.sent, got.checksum);
-    if (verdict === 'mismatch') {
-      // Never placed, never acknowledged: the source stays on the detector, and is fetched again (#fetchAgain).
-      await unlink(staged).catch(() => undefined);
-      this.log.error({ detector: this.id, file: w.path, id: w.id, sent: shownSent(got.sent), received: tagged(got.checksum), size: w.size },
-        "a file arrived damaged: its checksum is not the agent's; dropped, not placed, its source kept, fetched again");
-      return DAMAGED;
-    }
-    if (verdict === 'unchecked' && !this.#saidUnchecked) {
-      this.#saidUnchecked = true;
-      this.log.warn({ detector: this.id, agent: this.#client!.url, sent: shownSent(got.sent) }, 'the agent sends no checksum furkad can check ' +
-        '(an older furka-agent?): files from it are not checked on arrival; furkad computes their checksums from what it received (said once per connection)');
-    }
-    this.#damaged.delete(w.id);
-    // One descriptor for the rest: as rsync without --perms gives a new file, the source's bits less the
-    // umask's, never set-id (F3); the shift's owner; the source's mtime; then the provenance (I3).
-    const fd = openSync(staged, constants.O_RDONLY | constants.O_NOFOLLOW);
+    // Still open from the fetch: one descriptor for the rest. As rsync without --perms gives a new file, the
+    // source's bits less the umask's, never set-id (F3); the shift's owner; the source's mtime; then the
+    // provenance (I3).
+    const fd = got.fd;
+    let keep = false;
     try {
+      if (!got.unchanged || got.bytes !== w.size) {
+        // It changed while it was sent (F2): not this file. The agent announces it again once complete.
+        this.#damaged.delete(w.id);
+        return undefined;
+      }
+      const verdict = arrival(got.sent, got.checksum);
+      if (verdict === 'mismatch') {
+        // Never placed, never acknowledged: the source stays on the detector, and is fetched again (#fetchAgain).
+        this.log.error({ detector: this.id, file: w.path, id: w.id, sent: shownSent(got.sent), received: tagged(got.checksum), size: w.size },
+          "a file arrived damaged: its checksum is not the agent's; dropped, not placed, its source kept, fetched again");
+        return DAMAGED;
+      }
+      if (verdict === 'unchecked' && !this.#saidUnchecked) {
+        this.#saidUnchecked = true;
+        this.log.warn({ detector: this.id, agent: this.#client!.url, sent: shownSent(got.sent) }, 'the agent sends no checksum furkad can check ' +
+          '(an older furka-agent?): files from it are not checked on arrival; furkad computes their checksums from what it received (said once per connection)');
+      }
+      this.#damaged.delete(w.id);
       fchmodSync(fd, w.mode & 0o755);
       fchownSync(fd, ctx.shift.uid, ctx.shift.gid);
       const seconds = Number(w.mtimeNs / 1000n) / 1e6;
       futimesSync(fd, seconds, seconds);
       this.#provenance.write(fd, got.checksum, ctx.shift, w.path);
+      keep = true;
     } finally {
       closeSync(fd);
+      if (!keep) await unlink(staged).catch(() => undefined);
     }
     return got.checksum;
   }

@@ -3,7 +3,7 @@
 // the detector's loop waited for it for ever, reconnecting only when furkad was restarted (F10, A3).
 import { strict as assert } from 'node:assert';
 import * as http2 from 'node:http2';
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs';
+import { closeSync, mkdirSync, mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AgentClient, type Announced } from '../../src/furkad/agent-client.js';
@@ -44,7 +44,10 @@ describe('agent client: the connection lost in the middle of a file', function (
       for (const ms of [2, 5, 10, 20, 2, 5, 10, 20]) {
         const client = new AgentClient(`http://127.0.0.1:${port}`, '/');
         await client.connect();
-        const fetching = client.fetch('1', path.join(work, `f-${outcomes.length}`), 'f');
+        const fetching = client.fetch('1', path.join(work, `f-${outcomes.length}`), 'f').then((got) => {
+          closeSync(got.fd);
+          return got;
+        });
         await pause(ms);
         client.close();
         outcomes.push(await settledWithin(fetching, 3000));
@@ -77,7 +80,7 @@ describe('agent client: the connection lost in the middle of a file', function (
         const worker = async (): Promise<void> => {
           for (let f = announced[next++]; f !== undefined; f = announced[next++]) {
             open.add(f.id);
-            await client.fetch(f.id, path.join(staging, f.id.replace(/\W/g, '_')), f.path).catch(() => undefined);
+            await client.fetch(f.id, path.join(staging, f.id.replace(/\W/g, '_')), f.path).then((got) => closeSync(got.fd), () => undefined);
             open.delete(f.id);
           }
         };
