@@ -109,9 +109,11 @@ export class Catalog {
    * kernel's stream of events, which the barrier's mark follows, says nothing of their files.
    */
   unwatched: () => Buffer[] = () => [];
+  /** Whether every directory below the root is known to be watched (Watcher.everyDirWatched). */
+  allWatched: () => boolean = () => true;
 
   constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
-    this.files = new SourceFiles(root);
+    this.files = new SourceFiles(root, () => this.allWatched());
   }
 
   get known(): number { return this.#byPath.size; }

@@ -60,6 +60,7 @@ async function main(): Promise<number> {
   // looks into those not known to be watched (A5).
   catalog.walked.on((dirs) => watcher.check(dirs));
   catalog.unwatched = () => watcher.unwatched();
+  catalog.allWatched = () => watcher.everyDirWatched();
 
   // Started in this order, stopped in reverse: clients are served once the catalog knows what is there.
   const components = new Components([

@@ -77,14 +77,18 @@ const ASIDE = /^\.furka-agent-acked-(\d+)-(\d+)-(\d+)-[0-9a-f]{8}(?:~(.+))?$/s;
 const NAME_MAX = 255;
 
 /**
- * The 8 hex digits that make an aside name the agent's own: a count from a random start, so that no two of one
- * agent's are alike and one left by another agent (killed mid-delete) is hit only by chance, as a random tag
- * would be; without a call for random bytes per file.
+ * The 8 random hex digits that make an aside name the agent's own: no user can guess the next one and plant
+ * something under it. Drawn from a pool of random bytes, one call for 1024 names, not one per file.
  */
-let asideTag = randomBytes(4).readUInt32BE(0);
+let tagPool = Buffer.alloc(0);
+let tagAt = 0;
 function nextAsideTag(): string {
-  asideTag = (asideTag + 1) >>> 0;
-  return asideTag.toString(16).padStart(8, '0');
+  if (tagAt + 4 > tagPool.length) {
+    tagPool = randomBytes(4096);
+    tagAt = 0;
+  }
+  tagAt += 4;
+  return tagPool.toString('hex', tagAt - 4, tagAt);
 }
 
 /**
@@ -152,8 +156,9 @@ export class SourceFiles {
    * path's components (latin1), least recently used first. A kept handle points at the directory that was
    * checked wherever it is moved to, as a walked one does for the moment of its use; what a later rename or
    * removal of a directory means is the kernel's to say: the catalog forgets the directory (and all below it)
-   * when an event says it went, came (over another) or has no watch (forgetDir), and every rescan and the
-   * root's idle close forget all. See docs/threat-model.md.
+   * when an event says it went or came (over another), and every rescan and the root's idle close forget
+   * all. Kept only while `keepDirs()` says every directory is watched (so that every such change comes as an
+   * event); otherwise each use walks from the root and closes. See docs/threat-model.md.
    */
   readonly #dirs = new Map<string, DirFd>();
   /** Aside names (root-relative) of files taken aside and not yet finished: a rescan leaves them alone. */
@@ -165,7 +170,7 @@ export class SourceFiles {
    * `root` is the configured root as a real path: trusted, held open, and opened again after forgetRoot() (it
    * may be deleted and made again).
    */
-  constructor(readonly root: string) {}
+  constructor(readonly root: string, private readonly keepDirs: () => boolean = () => true) {}
 
   /**
    * The root may have been replaced (the kernel said so, or a rescan follows a restart of the watch): the next
@@ -175,8 +180,7 @@ export class SourceFiles {
   forgetRoot(): void {
     this.#top?.close();
     this.#top = undefined;
-    for (const dir of this.#dirs.values()) dir.close();
-    this.#dirs.clear();
+    this.#forgetKept();
     if (this.#idleTimer) clearTimeout(this.#idleTimer);
     this.#idleTimer = undefined;
   }
@@ -417,8 +421,16 @@ export class SourceFiles {
     this.#top ??= DirFd.open(this.root);
     const top = this.#top;
     this.#closeWhenIdle();
+    if (dirRel.length === 0) return fn(top, name);
     // `fn` is synchronous: no other call can close a kept handle while it runs.
-    return fn(dirRel.length === 0 ? top : this.#kept(top, dirRel), name);
+    if (this.keepDirs()) return fn(this.#kept(top, dirRel), name);
+    this.#forgetKept();
+    return DirFd.with(top.walk(dirRel), (dir) => fn(dir, name));
+  }
+
+  #forgetKept(): void {
+    for (const dir of this.#dirs.values()) dir.close();
+    this.#dirs.clear();
   }
 
   /** The kept handle of directory `dirRel` below the root `top`, walked to (and kept) if there is none. */

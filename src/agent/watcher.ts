@@ -257,6 +257,15 @@ export class Watcher implements Component {
   }
 
   /**
+   * Whether every directory below the root is known to have its watch: a run is established, the watch limit
+   * was not reached, and no directory is unwatched or waiting for its check. Only then does every rename or
+   * removal of a directory come as an event (source-files.ts keeps directory handles only then).
+   */
+  everyDirWatched(): boolean {
+    return this.#established && !this.#atLimit && this.#toCheck.size === 0 && this.#unchecked.size === 0 && this.#unwatched.size === 0;
+  }
+
+  /**
    * Directories whose watch is not known to be in place: walked by a scan and not checked yet (or not
    * checkable), or found missing (until a new run's walk). A barrier looks into them first (A5).
    */

@@ -410,26 +410,36 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     mkdirSync(path.join(root, 'd'));
     writeFileSync(path.join(root, 'd', 'a.cbf'), 'NEWER');
     catalog.event({ kind: 'dir-gone', rel: Buffer.from('d') });
-    catalog.event({ kind: 'dir-new', rel: Buffer.from('e') });
-    catalog.event({ kind: 'dir-new', rel: Buffer.from('d') });
     catalog.event({ kind: 'complete', rel: Buffer.from('d/a.cbf'), closed: true });
     const now = entries().find((e) => e.path === 'd/a.cbf');
     assert.equal(now?.size, 5n, 'the new d/a.cbf, not the one in the directory renamed to e');
     assert.equal(catalog.files.sameness(old.path, old.id), 'changed');
+  });
 
-    // A directory renamed onto an empty one of the same name replaces it: the kernel says only "moved to".
+  it('takes a directory renamed onto an empty one of the same name (the kernel says only "moved to") as the new one', () => {
     mkdirSync(path.join(root, 'f'));
-    writeFileSync(path.join(root, 'f', 'b.cbf'), 'B');
-    assert.ok(catalog.files.lstat('f/b.cbf'));
-    rmSync(path.join(root, 'd'), { recursive: true });
-    mkdirSync(path.join(root, 'd'));
+    assert.equal(catalog.files.lstat('f/b.cbf'), undefined); // the empty f/ is kept open now
     mkdirSync(path.join(root, 'g'));
     writeFileSync(path.join(root, 'g', 'b.cbf'), 'BB');
-    rmSync(path.join(root, 'f'), { recursive: true });
-    mkdirSync(path.join(root, 'f'));
     renameSync(path.join(root, 'g'), path.join(root, 'f'));
     catalog.event({ kind: 'dir-new', rel: Buffer.from('f') });
     assert.equal(catalog.files.lstat('f/b.cbf')?.size, 2n);
+  });
+
+  it('keeps no directory open while some directory has no watch: no event would say it was renamed', () => {
+    mkdirSync(path.join(root, 'd'));
+    writeFileSync(path.join(root, 'd', 'a.cbf'), 'OLD');
+    let watched = false;
+    catalog.allWatched = () => watched;
+    assert.ok(catalog.files.lstat('d/a.cbf'));
+    renameSync(path.join(root, 'd'), path.join(root, 'e'));
+    assert.equal(catalog.files.lstat('d/a.cbf'), undefined, 'walked anew: nothing kept');
+    watched = true;
+    renameSync(path.join(root, 'e'), path.join(root, 'd'));
+    assert.ok(catalog.files.lstat('d/a.cbf'));
+    watched = false;
+    renameSync(path.join(root, 'd'), path.join(root, 'e'));
+    assert.equal(catalog.files.lstat('d/a.cbf'), undefined, 'one kept while all were watched is let go once not');
   });
 
   it('scans, stats and opens nothing through a link below the root, and deletes only the announced file', () => {
@@ -493,7 +503,7 @@ describe('furka-agent: the root held open only while files flow (A6)', () => {
     }
   });
 
-  it('keeps the directories files are in open while files flow, each once, and lets them go with the root', async () => {
+  it('keeps the directories files are in open while files flow, each once, and lets them go with the root', () => {
     const root = mkdtempSync(path.join(os.tmpdir(), 'agent-root-'));
     try {
       mkdirSync(path.join(root, 'run', 'sub'), { recursive: true });
@@ -517,8 +527,9 @@ describe('furka-agent: the root held open only while files flow (A6)', () => {
       files.forgetDir('run');
       assert.equal(holders(sub), 0, 'forgetting a directory forgets those below it');
       assert.ok(files.lstat('run/sub/a.cbf'));
-      await new Promise((r) => setTimeout(r, 1500));
-      assert.equal(holders(sub), 0, 'closed with the root once idle');
+      assert.equal(holders(sub), 1);
+      files.forgetRoot(); // as at a rescan, and when idle for a second (above)
+      assert.equal(holders(sub), 0, 'closed with the root');
     } finally {
       rmSync(root, { recursive: true, force: true });
     }

@@ -91,6 +91,7 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     watcher!.check(dirsOf('')); // the root: watched
     await new Promise((r) => setTimeout(r, 600));
     assert.equal(runCount(), 1, 'the root is watched: nothing to do');
+    assert.equal(watcher!.everyDirWatched(), true, 'every directory checked and watched (source-files.ts keeps handles)');
     watcher!.check(dirsOf('', 'run', 'run/sub'));
     await until('a second run', () => runCount() === 2 && counts.established === 2, 15_000);
     assert.ok(lines.some((l) => l.includes('inotifywait does not watch every directory') && l.includes('/run/sub')), lines.join(''));
@@ -110,12 +111,14 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     const counts = await start();
     watcher!.check(dirsOf('run'));
     assert.deepEqual(watcher!.unwatched().map(String), ['run'], 'walked and not checked yet: not known to be watched');
+    assert.equal(watcher!.everyDirWatched(), false);
     await until('three looks into it', () => counts.looks.filter((l) => l.includes('run')).length >= 3, 15_000);
     assert.equal(counts.looks[0]!.join(), 'run', 'the directory found unwatched, and nothing else');
     assert.ok(watcher!.unwatched().some((d) => String(d) === 'run'), 'still not watched: a barrier looks into it');
     // The new run's walk is what the agent's rescan checks again; until then nothing is known to be unwatched.
     await until('a second run', () => runCount() === 2 && counts.established === 2, 15_000);
     assert.deepEqual(watcher!.unwatched(), []);
+    assert.equal(watcher!.everyDirWatched(), true);
     const looks = counts.looks.length;
     await new Promise((r) => setTimeout(r, 400));
     assert.equal(counts.looks.length, looks, 'no more looks once a new run is in place: what its rescan walked is checked afresh');
@@ -137,6 +140,7 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     watcher!.check(dirsOf('run'));
     await until('a rescan', () => counts.rescans >= 1, 10_000);
     assert.equal(runCount(), 1, 'inotifywait is left running');
+    assert.equal(watcher!.everyDirWatched(), false, 'at the limit: a directory may have no watch');
     assert.ok(lines.some((l) => l.includes("inotify's limit on watches is reached") && l.includes('fs.inotify.max_user_watches')), lines.join(''));
   });
 });
