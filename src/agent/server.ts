@@ -5,7 +5,7 @@ import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
 import type { Announcement, Catalog, FileEntry } from './catalog.js';
 import { validBarrierId } from './barrier.js';
-import { checksumOfFdInPool, isHex, untagged } from '../common/checksum.js';
+import { checksumOfFdInPool, isBareChecksum, untagged } from '../common/checksum.js';
 import { FileBodies, reply, WHOLE_MAX, type Sent } from './file-body.js';
 import type { LeaseCheck } from './lease-check.js';
 import { filesBeingWritten } from './open-writers.js';
@@ -376,7 +376,7 @@ export class AgentServer {
       let placedSums: string[] | undefined;
       if (sums !== undefined) {
         placedSums = strings(sums) && sums.length === ids.length ? sums.map((x) => { const v = x.trim().toLowerCase(); return untagged(v) ?? v; }) : undefined;
-        const at = placedSums === undefined ? -1 : placedSums.findIndex((x) => x !== '' && !isHex(x));
+        const at = placedSums === undefined ? -1 : placedSums.findIndex((x) => x !== '' && !isBareChecksum(x));
         if (placedSums === undefined || at >= 0) {
           const bad = placedSums === undefined ? sums : (sums as string[])[at];
           return reply(stream, 400, { error: `sums must be one XXH3-128 checksum (32 hex digits, or "xxh128:" and them) or "" per id; not ${JSON.stringify(bad).slice(0, 80)}` });

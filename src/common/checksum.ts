@@ -100,14 +100,14 @@ export function tagged(hex: string): string {
 }
 
 /** Whether `value` is a bare checksum of our algorithm: 32 lower-case hex digits. */
-export function isHex(value: string): boolean {
+export function isBareChecksum(value: string): boolean {
   return /^[0-9a-f]{32}$/.test(value);
 }
 
 /** The hex digits of a tagged checksum of our algorithm; undefined for another algorithm or a malformed value. */
 export function untagged(value: string): string | undefined {
   const m = /^([a-z0-9-]+):([0-9a-f]+)$/.exec(value.trim());
-  return m && m[1] === ALGORITHM && isHex(m[2]!) ? m[2] : undefined;
+  return m && m[1] === ALGORITHM && isBareChecksum(m[2]!) ? m[2] : undefined;
 }
 
 /** The size of a read buffer for hashing a file (checksumOfFd and the like). */
@@ -154,7 +154,7 @@ async function hashReads(readAt: (buf: Buffer, pos: number) => number | Promise<
   return sum.hex();
 }
 
-/** Reads a whole open file from offset 0 and returns its checksum (hex). */
+/** Reads a whole open file from offset 0 and returns its checksum (hex). `fd` (and `buf`) stay in use until it settles. */
 export function checksumOfFd(fd: number, buf?: Buffer): Promise<string> {
   return hashReads((b, pos) => readSync(fd, b, 0, b.length, pos), buf);
 }

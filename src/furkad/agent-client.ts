@@ -223,9 +223,10 @@ export class AgentClient extends EventEmitter {
   }
 
   /**
-   * Writes the body `reply` carries into `dest`, open as `fd` (closed here), hashing it as it comes. A body
-   * whose file has another name than `expected` now (x-furka-path; a file renamed or linked after it was
-   * complete keeps its id) throws FileGone: it is fetched under that name, for which it is announced too.
+   * Writes the body `reply` carries into `dest`, open as `openFd` (handed on with the answer, closed here on a
+   * failure), hashing it as it comes. A body whose file has another name than `expected` now (x-furka-path; a
+   * file renamed or linked after it was complete keeps its id) throws FileGone: it is fetched under that name,
+   * for which it is announced too.
    */
   #receive(id: string, expected: string, dest: string, openFd: number, reply: BodyReply): Promise<Fetched> {
     return new Promise<Fetched>((resolve, reject) => {

@@ -4,7 +4,7 @@
 // describes does not outlive the machine.
 import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
 import { readAppendLog } from '../common/append-log.js';
-import { isHex } from '../common/checksum.js';
+import { isBareChecksum } from '../common/checksum.js';
 
 /**
  * 'i': about to be placed (intend); 'p': placed (as `rel`; lines of an older furkad have none); 'a':
@@ -96,7 +96,7 @@ export class AgentPlaced {
       const kept = of(aside, line.d);
       const rel = typeof line.rel === 'string' ? line.rel : undefined;
       // A checksum that is not one (a damaged line) is not sent: the agent would refuse the acknowledgement.
-      if (line.sum !== undefined && (typeof line.sum !== 'string' || !isHex(line.sum))) delete line.sum;
+      if (line.sum !== undefined && (typeof line.sum !== 'string' || !isBareChecksum(line.sum))) delete line.sum;
       const key = rel === undefined ? undefined : placement(line.id, rel);
       switch (line.t) {
         case 'i':

@@ -14,8 +14,6 @@ export class StagedProvenance {
   #namespace: Namespace = 'user';
   #saidRefused = false;
   #saidFailed = false;
-  /** One read buffer: checksumOf calls are made one at a time (RsyncTransport chains them). */
-  #buf: Buffer | undefined;
 
   constructor(readonly detector: string, private readonly log: Logger) {}
 
@@ -59,8 +57,7 @@ export class StagedProvenance {
       return undefined;
     }
     try {
-      this.#buf ??= Buffer.allocUnsafe(1 << 20);
-      const hex = await checksumOfHandle(fh, this.#buf);
+      const hex = await checksumOfHandle(fh);
       this.write(fh.fd, hex, shift, rel);
       return hex;
     } catch (e) {

@@ -7,7 +7,7 @@ import { randomBytes } from 'node:crypto';
 import { closeSync, mkdtempSync, openSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Checksum, checksumOfFile, prepareChecksums, tagged, untagged } from '../../src/common/checksum.js';
+import { Checksum, checksumOfFdInPool, checksumOfFile, prepareChecksums, tagged, untagged } from '../../src/common/checksum.js';
 import { initProvenance, readProvenance, writeProvenance } from '../../src/common/provenance.js';
 import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
 
@@ -23,6 +23,24 @@ describe('checksums (I1) and provenance attributes (I3)', () => {
   afterEach(() => {
     unmountAll();
     rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('gives each of several files hashed at once its own checksum: no read buffer is shared between them', async () => {
+    // Larger than one read buffer (1 MB), so that each hash reads several times while the others do.
+    const files = [3_500_001, 2_100_000, 1_048_577, 4_000_000].map((size, i) => {
+      const file = path.join(dir, `many${i}`);
+      writeFileSync(file, randomBytes(size));
+      return file;
+    });
+    for (let round = 0; round < 3; round++) {
+      const fds = files.map((f) => openSync(f, 'r'));
+      try {
+        const sums = await Promise.all(fds.map((fd) => checksumOfFdInPool(fd)));
+        assert.deepEqual(sums, files.map(xxhsum));
+      } finally {
+        fds.forEach((fd) => closeSync(fd));
+      }
+    }
   });
 
   it('equals xxhsum -H2 for files of many sizes, fed in any pieces, with and without a prepared hasher', async () => {
