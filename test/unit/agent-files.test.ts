@@ -477,17 +477,20 @@ describe('furka-agent: files reached without following links (docs/threat-model.
 });
 
 describe('furka-agent: the root held open only while files flow (A6)', () => {
+  /** How many of this process's descriptors are open on directory `dir`. */
+  const holdersOf = (dir: string): number => readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === dir;
+    } catch {
+      return false;
+    }
+  }).length;
+
   it('lets go of its root a second after the last use, so that the ramdisk can be unmounted', async () => {
     const root = mkdtempSync(path.join(os.tmpdir(), 'agent-root-'));
     try {
       writeFileSync(path.join(root, 'a.cbf'), 'A');
-      const holders = (): number => readdirSync('/proc/self/fd').filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`) === root;
-        } catch {
-          return false;
-        }
-      }).length;
+      const holders = (): number => holdersOf(root);
       const files = new SourceFiles(root);
       assert.ok(files.lstat('a.cbf')?.isFile());
       assert.equal(holders(), 1, 'held while in use');
@@ -510,13 +513,7 @@ describe('furka-agent: the root held open only while files flow (A6)', () => {
       writeFileSync(path.join(root, 'run', 'sub', 'a.cbf'), 'A');
       writeFileSync(path.join(root, 'run', 'sub', 'b.cbf'), 'B');
       const sub = path.join(root, 'run', 'sub');
-      const holders = (dir: string): number => readdirSync('/proc/self/fd').filter((fd) => {
-        try {
-          return readlinkSync(`/proc/self/fd/${fd}`) === dir;
-        } catch {
-          return false;
-        }
-      }).length;
+      const holders = holdersOf;
       const files = new SourceFiles(root);
       const a = files.lstat('run/sub/a.cbf')!;
       assert.ok(files.lstat('run//sub/b.cbf'));
