@@ -109,8 +109,11 @@ export class Catalog {
    * kernel's stream of events, which the barrier's mark follows, says nothing of their files.
    */
   unwatched: () => Buffer[] = () => [];
-  /** Whether every directory below the root is known to be watched (Watcher.everyDirWatched). */
-  allWatched: () => boolean = () => true;
+  /**
+   * Whether every directory below the root is known to be watched (Watcher.everyDirWatched, main.ts): only then
+   * are directory handles kept between operations (source-files.ts). Not known until said.
+   */
+  allWatched: () => boolean = () => false;
 
   constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
     this.files = new SourceFiles(root, () => this.allWatched());

@@ -170,7 +170,7 @@ export class SourceFiles {
    * `root` is the configured root as a real path: trusted, held open, and opened again after forgetRoot() (it
    * may be deleted and made again).
    */
-  constructor(readonly root: string, private readonly keepDirs: () => boolean = () => true) {}
+  constructor(readonly root: string, private readonly keepDirs: () => boolean = () => false) {}
 
   /**
    * The root may have been replaced (the kernel said so, or a rescan follows a restart of the watch): the next

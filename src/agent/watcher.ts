@@ -506,6 +506,8 @@ export class Watcher implements Component {
       // A subdirectory's own watch ending says nothing its parent's DELETE/MOVED_FROM did not. The root's
       // does: this run watches nothing any more, so it ends, and the restart waits for the root to be back.
       if (!dir.equals(this.#rootPrefix)) return;
+      // Watching nothing from now on, not only once the child's exit is seen (everyDirWatched).
+      this.#established = false;
       this.hooks.event({ kind });
       this.#child?.kill('SIGTERM');
       return;

@@ -20,6 +20,18 @@ import { freePort } from '../fixtures/net.js';
 const warnings: string[] = [];
 const quiet = { debug() {}, info() {}, warn: (_o: unknown, msg: string) => { warnings.push(msg); }, error() {} } as unknown as Logger;
 
+
+/** How many of this process's descriptors are open on directory `dir`. */
+function holdersOf(dir: string): number {
+  return readdirSync('/proc/self/fd').filter((fd) => {
+    try {
+      return readlinkSync(`/proc/self/fd/${fd}`) === dir;
+    } catch {
+      return false;
+    }
+  }).length;
+}
+
 describe('furka-agent: files reached without following links (docs/threat-model.md, A2-A4)', function () {
   this.timeout(60_000);
   let work: string;
@@ -401,11 +413,13 @@ describe('furka-agent: files reached without following links (docs/threat-model.
   });
 
   it('takes a directory renamed away and another made under its name as the kernel says, not as a kept handle saw it', () => {
+    catalog.allWatched = () => true;
     mkdirSync(path.join(root, 'd'));
     writeFileSync(path.join(root, 'd', 'a.cbf'), 'OLD');
     catalog.rescan();
     const old = entries()[0]!;
-    assert.equal(catalog.files.sameness(old.path, old.id), 'same'); // d/ is kept open now
+    assert.equal(catalog.files.sameness(old.path, old.id), 'same');
+    assert.equal(holdersOf(path.join(root, 'd')), 1, 'd/ is kept open now');
     renameSync(path.join(root, 'd'), path.join(root, 'e'));
     mkdirSync(path.join(root, 'd'));
     writeFileSync(path.join(root, 'd', 'a.cbf'), 'NEWER');
@@ -417,8 +431,10 @@ describe('furka-agent: files reached without following links (docs/threat-model.
   });
 
   it('takes a directory renamed onto an empty one of the same name (the kernel says only "moved to") as the new one', () => {
+    catalog.allWatched = () => true;
     mkdirSync(path.join(root, 'f'));
-    assert.equal(catalog.files.lstat('f/b.cbf'), undefined); // the empty f/ is kept open now
+    assert.equal(catalog.files.lstat('f/b.cbf'), undefined);
+    assert.equal(holdersOf(path.join(root, 'f')), 1, 'the empty f/ is kept open now');
     mkdirSync(path.join(root, 'g'));
     writeFileSync(path.join(root, 'g', 'b.cbf'), 'BB');
     renameSync(path.join(root, 'g'), path.join(root, 'f'));
@@ -437,9 +453,13 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     watched = true;
     renameSync(path.join(root, 'e'), path.join(root, 'd'));
     assert.ok(catalog.files.lstat('d/a.cbf'));
+    assert.equal(holdersOf(path.join(root, 'd')), 1, 'kept while all are watched');
     watched = false;
     renameSync(path.join(root, 'd'), path.join(root, 'e'));
-    assert.equal(catalog.files.lstat('d/a.cbf'), undefined, 'one kept while all were watched is let go once not');
+    assert.equal(catalog.files.lstat('d/a.cbf'), undefined);
+    assert.equal(holdersOf(path.join(root, 'e')), 0, 'one kept while all were watched is let go once not');
+    watched = true;
+    assert.equal(catalog.files.lstat('d/a.cbf'), undefined, 'and not used again when all are watched again');
   });
 
   it('scans, stats and opens nothing through a link below the root, and deletes only the announced file', () => {
@@ -454,7 +474,7 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     catalog.event({ kind: 'complete', rel: Buffer.from('l/secret') });
     assert.deepEqual(entries().map((e) => e.path), ['d/a.cbf'], 'a file reached through a link is not announced');
 
-    const files = new SourceFiles(root);
+    const files = new SourceFiles(root, () => true); // directory handles kept, as while every directory is watched
     assert.equal(files.lstat('l/secret'), undefined);
     const a = entries()[0]!;
     assert.equal(files.sameness(a.path, a.id), 'same');
@@ -477,27 +497,23 @@ describe('furka-agent: files reached without following links (docs/threat-model.
 });
 
 describe('furka-agent: the root held open only while files flow (A6)', () => {
-  /** How many of this process's descriptors are open on directory `dir`. */
-  const holdersOf = (dir: string): number => readdirSync('/proc/self/fd').filter((fd) => {
-    try {
-      return readlinkSync(`/proc/self/fd/${fd}`) === dir;
-    } catch {
-      return false;
-    }
-  }).length;
-
   it('lets go of its root a second after the last use, so that the ramdisk can be unmounted', async () => {
     const root = mkdtempSync(path.join(os.tmpdir(), 'agent-root-'));
     try {
       writeFileSync(path.join(root, 'a.cbf'), 'A');
+      mkdirSync(path.join(root, 'run'));
+      writeFileSync(path.join(root, 'run', 'b.cbf'), 'B');
       const holders = (): number => holdersOf(root);
-      const files = new SourceFiles(root);
+      const files = new SourceFiles(root, () => true);
       assert.ok(files.lstat('a.cbf')?.isFile());
       assert.equal(holders(), 1, 'held while in use');
       assert.ok(files.lstat('a.cbf'));
       assert.equal(holders(), 1, 'one handle, not one per call');
+      assert.ok(files.lstat('run/b.cbf'));
+      assert.equal(holdersOf(path.join(root, 'run')), 1, 'a directory below it kept too');
       await new Promise((r) => setTimeout(r, 1500));
       assert.equal(holders(), 0, 'closed once idle');
+      assert.equal(holdersOf(path.join(root, 'run')), 0, 'with the directories kept below it: a mount there is free again');
       assert.ok(files.lstat('a.cbf'), 'and opened again when needed');
       files.forgetRoot();
       assert.equal(holders(), 0);
@@ -514,7 +530,7 @@ describe('furka-agent: the root held open only while files flow (A6)', () => {
       writeFileSync(path.join(root, 'run', 'sub', 'b.cbf'), 'B');
       const sub = path.join(root, 'run', 'sub');
       const holders = holdersOf;
-      const files = new SourceFiles(root);
+      const files = new SourceFiles(root, () => true);
       const a = files.lstat('run/sub/a.cbf')!;
       assert.ok(files.lstat('run//sub/b.cbf'));
       const fd = files.open('run/sub/a.cbf', fileId(a))!;

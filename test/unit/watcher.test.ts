@@ -113,6 +113,7 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     assert.deepEqual(watcher!.unwatched().map(String), ['run'], 'walked and not checked yet: not known to be watched');
     assert.equal(watcher!.everyDirWatched(), false);
     await until('three looks into it', () => counts.looks.filter((l) => l.includes('run')).length >= 3, 15_000);
+    assert.equal(watcher!.everyDirWatched(), false, 'checked and found unwatched');
     assert.equal(counts.looks[0]!.join(), 'run', 'the directory found unwatched, and nothing else');
     assert.ok(watcher!.unwatched().some((d) => String(d) === 'run'), 'still not watched: a barrier looks into it');
     // The new run's walk is what the agent's rescan checks again; until then nothing is known to be unwatched.
@@ -137,10 +138,10 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     process.env['SAY'] = `Couldn't watch new directory ${root}/run/: No space left on device`;
     const counts = await start(300);
     await until('the message read', () => lines.some((l) => l.includes('No space left on device')), 10_000);
+    assert.equal(watcher!.everyDirWatched(), false, 'at the limit: a directory may have no watch');
     watcher!.check(dirsOf('run'));
     await until('a rescan', () => counts.rescans >= 1, 10_000);
     assert.equal(runCount(), 1, 'inotifywait is left running');
-    assert.equal(watcher!.everyDirWatched(), false, 'at the limit: a directory may have no watch');
     assert.ok(lines.some((l) => l.includes("inotify's limit on watches is reached") && l.includes('fs.inotify.max_user_watches')), lines.join(''));
   });
 });
