@@ -31,6 +31,11 @@ export interface Placed {
   sum?: string;
 }
 
+/** `o` with the checksum `sum` where it is known (never an undefined `sum` property). */
+export function withSum<T extends object>(o: T, sum: string | undefined): T & { sum?: string } {
+  return sum === undefined ? o : { ...o, sum };
+}
+
 /** A placement whose acknowledgement is unanswered (`rel` null: a line of an older furkad, by id alone). */
 type Open = { id: string; rel: string | null; sum?: string };
 
@@ -100,17 +105,17 @@ export class AgentPlaced {
       const key = rel === undefined ? undefined : placement(line.id, rel);
       switch (line.t) {
         case 'i':
-          if (key !== undefined && typeof line.dir === 'string') meant.set(key, { dir: line.dir, rel: rel!, ...(typeof line.sum === 'string' ? { sum: line.sum } : {}) });
+          if (key !== undefined && typeof line.dir === 'string') meant.set(key, withSum({ dir: line.dir, rel: rel! }, line.sum));
           break;
         case 's':
           if (key !== undefined) {
-            kept.set(key, { id: line.id, rel: rel!, usertime: line.u ?? '', ...(typeof line.sum === 'string' ? { sum: line.sum } : {}) });
+            kept.set(key, withSum({ id: line.id, rel: rel!, usertime: line.u ?? '' }, line.sum));
             meant.delete(key);
           }
           break;
         case 'p':
           if (key !== undefined) {
-            ids.set(key, { id: line.id, rel: rel!, ...(typeof line.sum === 'string' ? { sum: line.sum } : {}) });
+            ids.set(key, withSum({ id: line.id, rel: rel! }, line.sum));
             meant.delete(key);
             kept.delete(key);
           } else {
@@ -151,7 +156,7 @@ export class AgentPlaced {
       kept.set(placement(f.id, f.rel), f);
       this.#intents.get(detector)?.delete(placement(f.id, f.rel));
     }
-    this.#write(files.map((f) => ({ t: 's', d: detector, id: f.id, rel: f.rel, u: f.usertime, ...(f.sum !== undefined ? { sum: f.sum } : {}) })));
+    this.#write(files.map((f) => withSum({ t: 's', d: detector, id: f.id, rel: f.rel, u: f.usertime }, f.sum)));
   }
 
   /** Set-aside files that will never be placed (their kept copy is gone) or acknowledged (their source is gone). */
@@ -181,8 +186,8 @@ export class AgentPlaced {
   intend(detector: string, id: string, dir: string, rel: string, sum?: string): void {
     const meant = this.#intents.get(detector) ?? new Map<string, Intent>();
     this.#intents.set(detector, meant);
-    meant.set(placement(id, rel), { dir, rel, ...(sum !== undefined ? { sum } : {}) });
-    this.#write([{ t: 'i', d: detector, id, dir, rel, ...(sum !== undefined ? { sum } : {}) }]);
+    meant.set(placement(id, rel), withSum({ dir, rel }, sum));
+    this.#write([withSum({ t: 'i', d: detector, id, dir, rel }, sum)]);
   }
 
   /** Where `id` was about to be placed as `rel` when furkad last stopped, if it never got further. */
@@ -203,11 +208,11 @@ export class AgentPlaced {
     const meant = this.#intents.get(detector);
     const kept = this.#aside.get(detector);
     for (const { id, rel, sum } of files) {
-      open.set(placement(id, rel), { id, rel, ...(sum !== undefined ? { sum } : {}) });
+      open.set(placement(id, rel), withSum({ id, rel }, sum));
       meant?.delete(placement(id, rel));
       kept?.delete(placement(id, rel));
     }
-    this.#write(files.map(({ id, rel, sum }) => ({ t: 'p', d: detector, id, rel, ...(sum !== undefined ? { sum } : {}) })));
+    this.#write(files.map(({ id, rel, sum }) => withSum({ t: 'p', d: detector, id, rel }, sum)));
   }
 
   /**

@@ -9,7 +9,7 @@ import { arrival, shownSent } from '../common/checksum-trailer.js';
 import { ShiftDir } from './shift-dir.js';
 import { tagged } from '../common/checksum.js';
 import { StagedProvenance } from './staged-provenance.js';
-import { placement, type AgentPlaced, type Placed, type SetAside } from './agent-placed.js';
+import { placement, withSum, type AgentPlaced, type Placed, type SetAside } from './agent-placed.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { RunContext, RunOutcome, Transport } from './transport.js';
@@ -41,6 +41,9 @@ const BARRIER_MAX_MS = 2000;
 /** #fetchOne's answer for a file whose bytes arrived other than the agent sent them. */
 const DAMAGED = Symbol('damaged');
 
+/** A placed file's id and, where known, the checksum of what was placed: what its acknowledgement carries. */
+type Noted = Omit<Placed, 'rel'>;
+
 /** An announcement waiting to be taken, and when furkad learned of it (A5: that decides its shift). */
 interface Waiting extends Announced {
   learnedAt: number;
@@ -50,13 +53,13 @@ export class AgentTransport implements Transport {
   #client: AgentClient | undefined;
   /** Announced, not yet taken, by path: a newer announcement of the same path replaces an older one. */
   #waiting = new Map<string, Waiting>();
-  /** Placed files' ids by path, until their acknowledgement is sent (afterPlaced); also those that could not be placed. */
-  #placedIds = new Map<string, string>();
-  /** The checksum of each file in #placedIds (by path) and in #setAside (by its key): sent with its acknowledgement. */
-  #placedSums = new Map<string, string>();
-  #setAsideSums = new Map<string, string>();
-  /** Ids of files the loop set aside for an ended shift (forget): acknowledged once it places them, never fetched again. */
-  #setAside = new Map<string, string>();
+  /**
+   * Placed files' ids and checksums by path, until their acknowledgement is sent (afterPlaced), which carries
+   * both; also those that could not be placed.
+   */
+  #placed = new Map<string, Noted>();
+  /** Files the loop set aside for an ended shift (forget), by asideKey: acknowledged once it places them, never fetched again. */
+  #setAside = new Map<string, Noted>();
   #wake: (() => void) | undefined;
   /** While a run lasts: starts another worker for a file announced meanwhile (run). */
   #more: (() => void) | undefined;
@@ -95,11 +98,7 @@ export class AgentTransport implements Transport {
   ) {
     this.#provenance = new StagedProvenance(id, log);
     // Set aside by an earlier furkad: still not to be fetched, and acknowledged once the loop places them.
-    for (const f of placedStore.setAsideFiles(id)) {
-      this.#setAside.set(asideKey(f.usertime, f.rel), f.id);
-      if (f.sum !== undefined) this.#setAsideSums.set(asideKey(f.usertime, f.rel), f.sum);
-      else this.#setAsideSums.delete(asideKey(f.usertime, f.rel));
-    }
+    for (const f of placedStore.setAsideFiles(id)) this.#setAside.set(asideKey(f.usertime, f.rel), withSum({ id: f.id }, f.sum));
   }
 
   /**
@@ -171,7 +170,7 @@ export class AgentTransport implements Transport {
     }
     const started = performance.now();
     // Placements (id and path) set aside for an ended shift: that name of the file is not fetched into this one.
-    const aside = new Set([...this.#setAside].map(([key, id]) => placement(id, key.slice(key.indexOf('\n') + 1))));
+    const aside = new Set([...this.#setAside].map(([key, n]) => placement(n.id, key.slice(key.indexOf('\n') + 1))));
     let transferred = 0;
     let bytes = 0;
     let failure: Error | undefined;
@@ -215,15 +214,11 @@ export class AgentTransport implements Transport {
             transferred++;
             bytes += w.size;
             // Known before complete() returns: the loop calls afterPlaced from inside it.
-            this.#placedIds.set(w.path, w.id);
-            this.#placedSums.set(w.path, got);
+            this.#placed.set(w.path, { id: w.id, sum: got });
             this.placedStore.intend(this.id, w.id, ctx.dir.root, w.path, got);
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
-            if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) {
-              this.#placedIds.delete(w.path);
-              this.#placedSums.delete(w.path);
-            }
+            if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placed.delete(w.path);
             if (placed.failed.includes(w.path)) this.#parked.set(placement(w.id, w.path), w);
           }
         } catch (e) {
@@ -272,32 +267,28 @@ export class AgentTransport implements Transport {
     if (meant) {
       // By its checksum too where the intent has one: another version of the same size and mtime is not it.
       if (ShiftDir.holds(meant.dir, meant.rel, w.size, Number(w.mtimeNs / 1_000_000n), meant.sum)) {
-        this.placedStore.placed(this.id, [{ id: w.id, rel: w.path, ...(meant.sum !== undefined ? { sum: meant.sum } : {}) }]);
+        this.placedStore.placed(this.id, [withSum({ id: w.id, rel: w.path }, meant.sum)]);
       } else {
         this.placedStore.dropIntent(this.id, w.id, w.path);
       }
     }
     if (!this.placedStore.has(this.id, w.id, w.path)) return false;
-    const sum = this.placedStore.sumOf(this.id, w.id, w.path);
-    this.#ack([{ id: w.id, rel: w.path, ...(sum !== undefined ? { sum } : {}) }]);
+    this.#ack([withSum({ id: w.id, rel: w.path }, this.placedStore.sumOf(this.id, w.id, w.path))]);
     return true;
   }
 
   /** Placed and noted for grimseld: only now may the agent delete their sources (A4). */
   afterPlaced(rels: string[], setAsideOf?: bigint): void {
-    const from = setAsideOf !== undefined ? this.#setAside : this.#placedIds;
+    const from = setAsideOf !== undefined ? this.#setAside : this.#placed;
     const files: Placed[] = [];
     for (const rel of rels) {
       const key = setAsideOf !== undefined ? asideKey(String(setAsideOf), rel) : rel;
-      const id = from.get(key);
+      const noted = from.get(key);
       from.delete(key);
-      if (id === undefined) continue;
-      const sums = setAsideOf !== undefined ? this.#setAsideSums : this.#placedSums;
-      const sum = sums.get(key);
-      sums.delete(key);
-      files.push({ id, rel, ...(sum !== undefined ? { sum } : {}) });
-      this.#parked.delete(placement(id, rel));
-      this.#learned.delete(id);
+      if (noted === undefined) continue;
+      files.push({ ...noted, rel });
+      this.#parked.delete(placement(noted.id, rel));
+      this.#learned.delete(noted.id);
     }
     if (files.length === 0) return;
     this.placedStore.placed(this.id, files);
@@ -308,15 +299,11 @@ export class AgentTransport implements Transport {
   forget(rels: string[], usertime: bigint): void {
     const noted: SetAside[] = [];
     for (const rel of rels) {
-      const id = this.#placedIds.get(rel);
-      const sum = this.#placedSums.get(rel);
-      this.#placedIds.delete(rel);
-      this.#placedSums.delete(rel);
-      if (id === undefined) continue;
-      this.#setAside.set(asideKey(String(usertime), rel), id);
-      if (sum !== undefined) this.#setAsideSums.set(asideKey(String(usertime), rel), sum);
-      else this.#setAsideSums.delete(asideKey(String(usertime), rel));
-      noted.push({ id, rel, usertime: String(usertime), ...(sum !== undefined ? { sum } : {}) });
+      const placed = this.#placed.get(rel);
+      this.#placed.delete(rel);
+      if (placed === undefined) continue;
+      this.#setAside.set(asideKey(String(usertime), rel), placed);
+      noted.push({ ...placed, rel, usertime: String(usertime) });
     }
     // Kept across a restart: otherwise the agent's next announcement of them would place them a second time,
     // into the new shift (A5), and nothing would acknowledge them once placed for theirs.
@@ -355,10 +342,9 @@ export class AgentTransport implements Transport {
     const lost: Placed[] = [];
     for (const rel of rels) {
       const key = asideKey(String(usertime), rel);
-      const id = this.#setAside.get(key);
+      const id = this.#setAside.get(key)?.id;
       if (id === undefined) continue;
       this.#setAside.delete(key);
-      this.#setAsideSums.delete(key);
       lost.push({ id, rel });
       const w = this.#parked.get(placement(id, rel));
       this.#parked.delete(placement(id, rel));
