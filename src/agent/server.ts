@@ -202,7 +202,6 @@ class EventsClient {
   }
 }
 
-
 /**
  * Acknowledged files taken aside at once, before one question to the kernel for all of them: each holds two
  * descriptors meanwhile (its directory's and its own), so a large acknowledgement goes in slices.

@@ -455,7 +455,7 @@ export class SourceFiles {
 
 /** A directory path's key in the kept handles: its components' bytes (latin1), '/' between (so 'a//b' is 'a/b'). */
 function dirKey(rel: string | Buffer): string {
-  return components(rel).map((c) => (typeof c === 'string' ? Buffer.from(c).toString('latin1') : c.toString('latin1'))).join('/');
+  return components(typeof rel === 'string' ? Buffer.from(rel) : rel).map((c) => c.toString('latin1')).join('/');
 }
 
 /** Closes `dir` and returns `out`. */
