@@ -8,6 +8,7 @@ import { scanFiles, type Found } from './scanner.js';
 import { barrierName, barrierOf } from './barrier.js';
 import { baseId, fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
 import type { WatchEvent } from './watcher.js';
+import type { DirId } from './watch-check.js';
 
 export { fileId, type Sameness };
 
@@ -103,7 +104,7 @@ export class Catalog {
   /** Raised for every announcement, to be passed to the clients whose source covers it. */
   readonly announced = new Topic<Announcement>();
   /** Raised after each scan with the directories it walked (inode -> path): the watcher checks they are watched. */
-  readonly walked = new Topic<Map<bigint, Buffer>>();
+  readonly walked = new Topic<Map<DirId, Buffer>>();
   /**
    * Directories whose watch is not known to be in place (Watcher.unwatched): a barrier looks into them, as the
    * kernel's stream of events, which the barrier's mark follows, says nothing of their files.
@@ -210,7 +211,7 @@ export class Catalog {
     this.#newDirs.length = 0;
     this.files.forgetRoot();
     this.#restored.clear();
-    let dirs = new Map<bigint, Buffer>();
+    let dirs = new Map<DirId, Buffer>();
     let found = scanFiles(this.root, Buffer.alloc(0), dirs);
     // Files an agent killed in the middle of a deletion left aside: finished first, and a file put back is found again.
     if (this.#recoverAsides(found)) found = scanFiles(this.root, Buffer.alloc(0), (dirs = new Map()));
@@ -359,10 +360,10 @@ export class Catalog {
    * Announces the new and changed files below `rels` (each walked once: one below another is walked with it),
    * with one walk of /proc for the writers of those. With `waitingBefore`, files waiting for their close are
    * looked at only once due then (sweepWaiting's pace), not at every look. Returns the directories walked
-   * (inode -> path).
+   * (identity -> path).
    */
-  #scanDirs(rels: Buffer[], waitingBefore?: number): Map<bigint, Buffer> {
-    const dirs = new Map<bigint, Buffer>();
+  #scanDirs(rels: Buffer[], waitingBefore?: number): Map<DirId, Buffer> {
+    const dirs = new Map<DirId, Buffer>();
     const keys = new Set(rels.map((r) => r.toString('latin1')));
     const found: Found[] = [];
     // The root ('') holds them all.

@@ -1,6 +1,7 @@
 // Walks a directory below the root for regular files, by bytes and without following links (A2).
 import { fstatSync, type BigIntStats } from 'node:fs';
 import { DirFd } from '../common/dir-fd.js';
+import { dirId, type DirId } from './watch-check.js';
 
 export interface Found {
   /** Path relative to the root, as bytes. */
@@ -18,14 +19,14 @@ export function joinRel(dir: Buffer, name: Buffer): Buffer {
  * Every regular file below `rel` (recursively). Directories are entered only if they really are directories,
  * each opened without following a link from the one open above it (common/dir-fd.ts): a directory swapped for a
  * link during the walk is skipped, never listed (docs/threat-model.md); files and directories that vanish meanwhile are skipped.
- * `dirs`, if given, gets every directory walked, `rel` itself included: inode -> path (watch-check.ts).
+ * `dirs`, if given, gets every directory walked, `rel` itself included: identity -> path (watch-check.ts).
  */
-export function scanFiles(root: string, rel: Buffer, dirs?: Map<bigint, Buffer>): Found[] {
+export function scanFiles(root: string, rel: Buffer, dirs?: Map<DirId, Buffer>): Found[] {
   const found: Found[] = [];
   const walk = (dir: DirFd, at: Buffer): void => {
     if (dirs) {
       try {
-        dirs.set(fstatSync(dir.fd, { bigint: true }).ino, at);
+        dirs.set(dirId(fstatSync(dir.fd, { bigint: true })), at);
       } catch { /* not to be checked then */ }
     }
     let names: Buffer[];

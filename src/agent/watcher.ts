@@ -1,7 +1,7 @@
 // The inotifywait child process (inotify-tools) and its events, restarted with back-off when it dies (A2).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { lstatSync, statSync } from 'node:fs';
-import { maxUserWatches, watchedInodes } from './watch-check.js';
+import { dirId, maxUserWatches, watchedDirs, type DirId } from './watch-check.js';
 import type { Logger } from '../common/logger.js';
 import { sleep } from '../common/abort.js';
 import { CsvRecords } from './csv-records.js';
@@ -123,7 +123,7 @@ export class Watcher implements Component {
   #endedOnPurpose: ChildProcess | undefined;
   #restartTimer: NodeJS.Timeout | undefined;
   /** Directories to check (check()), and the timer that will. */
-  #toCheck = new Map<bigint, Buffer>();
+  #toCheck = new Map<DirId, Buffer>();
   #checkTimer: NodeJS.Timeout | undefined;
   #lastRestart = 0;
   /** Inotify's limit on watches is reached (LIMIT_MARGIN), when that was last said, and the rescan timer meanwhile. */
@@ -139,7 +139,7 @@ export class Watcher implements Component {
    * Directories the running inotifywait does not watch (it said so, or a check found them missing) until a new
    * run's walk (latin1 path -> path and inode), and the timer that looks into them meanwhile.
    */
-  #unwatched = new Map<string, { rel: Buffer; ino: bigint }>();
+  #unwatched = new Map<string, { rel: Buffer; id: DirId }>();
   #lookTimer: NodeJS.Timeout | undefined;
   /** Directories walked whose watch could not be checked, until a new run's walk (latin1 path -> path). */
   #unchecked = new Map<string, Buffer>();
@@ -226,9 +226,9 @@ export class Watcher implements Component {
    * few ms, once for a burst of new directories); a directory unwatched then, and still there, gets inotifywait
    * run again: the rescan after its walk finds what went unseen, and checks again.
    */
-  check(dirs: Map<bigint, Buffer>): void {
+  check(dirs: Map<DirId, Buffer>): void {
     if (!this.#established || dirs.size === 0) return;
-    for (const [ino, rel] of dirs) this.#toCheck.set(ino, rel);
+    for (const [id, rel] of dirs) this.#toCheck.set(id, rel);
     this.#checkTimer ??= setTimeout(() => {
       this.#checkTimer = undefined;
       const toCheck = this.#toCheck;
@@ -236,7 +236,7 @@ export class Watcher implements Component {
       const child = this.#child;
       const missing = this.#missing(child, toCheck);
       if (missing === undefined) return this.#keepUnchecked(toCheck);
-      for (const [ino, rel] of toCheck) if (!missing.has(ino)) this.#unwatched.delete(rel.toString('latin1'));
+      for (const [id, rel] of toCheck) if (!missing.has(id)) this.#unwatched.delete(rel.toString('latin1'));
       if (missing.size === 0) {
         // The whole tree watched (a rescan's walk includes the root, ''): a later skip is worth a new run again.
         if ([...toCheck.values()].some((rel) => rel.length === 0)) this.#atLimit = false;
@@ -249,7 +249,7 @@ export class Watcher implements Component {
       setTimeout(() => {
         const still = this.#missing(child, missing);
         if (still === undefined) return; // they stay unwatched (#unwatched) until a new run
-        for (const [ino, rel] of missing) if (!still.has(ino)) this.#unwatched.delete(rel.toString('latin1'));
+        for (const [id, rel] of missing) if (!still.has(id)) this.#unwatched.delete(rel.toString('latin1'));
         if (still.size) this.#cover(child!, still);
       }, CONFIRM_MS).unref();
     }, CHECK_DELAY_MS);
@@ -277,7 +277,7 @@ export class Watcher implements Component {
   }
 
   /** Walked directories the list of watches could not be read for: kept for a barrier, up to UNCHECKED_MAX. */
-  #keepUnchecked(dirs: Map<bigint, Buffer>): void {
+  #keepUnchecked(dirs: Map<DirId, Buffer>): void {
     for (const rel of dirs.values()) this.#unchecked.set(rel.toString('latin1'), rel);
     if (this.#unchecked.size > UNCHECKED_MAX) {
       this.#unchecked.clear();
@@ -287,7 +287,7 @@ export class Watcher implements Component {
 
   /** Forgets unwatched directories that are gone (or replaced): nothing in them to look for. */
   #prune(): void {
-    for (const [key, d] of this.#unwatched) if (!this.#isDirectory(d.rel, d.ino)) this.#unwatched.delete(key);
+    for (const [key, d] of this.#unwatched) if (!this.#isDirectory(d.rel, d.id)) this.#unwatched.delete(key);
   }
 
   /**
@@ -296,9 +296,9 @@ export class Watcher implements Component {
    * inotifywait, which may be seconds away (A1). Not at inotify's watch limit: there may be thousands of them,
    * and the rescans every pollMs find their files (#cover).
    */
-  #lookInto(dirs: Map<bigint, Buffer>): void {
+  #lookInto(dirs: Map<DirId, Buffer>): void {
     if (dirs.size === 0 || this.#stopped) return;
-    for (const [ino, rel] of dirs) this.#unwatched.set(rel.toString('latin1'), { rel, ino });
+    for (const [id, rel] of dirs) this.#unwatched.set(rel.toString('latin1'), { rel, id });
     if (this.#atLimit) return;
     this.hooks.unwatched([...dirs.values()]);
     this.#lookAgain(LOOK_MS);
@@ -324,13 +324,13 @@ export class Watcher implements Component {
   }
 
   /** Which of `dirs` the running `child` does not watch and are still there; undefined if that cannot be said. */
-  #missing(child: ChildProcess | undefined, dirs: Map<bigint, Buffer>): Map<bigint, Buffer> | undefined {
+  #missing(child: ChildProcess | undefined, dirs: Map<DirId, Buffer>): Map<DirId, Buffer> | undefined {
     if (!child?.pid || child !== this.#child || !this.#established) return undefined; // a new run checks for itself
     try {
-      const watched = watchedInodes(child.pid);
+      const watched = watchedDirs(child.pid);
       this.#watches = watched.size;
       this.#unreadable = 0;
-      return new Map([...dirs].filter(([ino, rel]) => !watched.has(ino) && this.#isDirectory(rel, ino)));
+      return new Map([...dirs].filter(([id, rel]) => !watched.has(id) && this.#isDirectory(rel, id)));
     } catch (e) {
       // Once in a while it is ending meanwhile; never readable (a kernel without inotify's fdinfo): said once.
       if (++this.#unreadable === UNREADABLE_SAY) this.log.warn({ err: e }, "cannot read inotifywait's watch list: a directory it skips goes unnoticed until it is run again");
@@ -344,7 +344,7 @@ export class Watcher implements Component {
    * fs.inotify.max_user_watches) a new run's walk would fail and leave no watch at all: rescans every pollMs
    * find their files instead. Between two runs ended on purpose (RESTART_GAP_MS) rescans do too.
    */
-  #cover(child: ChildProcess, missing: Map<bigint, Buffer>): void {
+  #cover(child: ChildProcess, missing: Map<DirId, Buffer>): void {
     const shown = [...missing.values()].map((rel) => `/${rel.toString('utf8')}`);
     const max = maxUserWatches();
     if (this.#nearLimit(missing.size)) this.#atLimit = true;
@@ -384,15 +384,15 @@ export class Watcher implements Component {
     if (!dir.subarray(0, this.#rootPrefix.length).equals(this.#rootPrefix)) return;
     let rel = dir.subarray(this.#rootPrefix.length);
     while (rel.length > 0 && rel[rel.length - 1] === 0x2f) rel = rel.subarray(0, rel.length - 1);
-    let ino: bigint;
+    let id: DirId;
     try {
       const st = lstatSync(Buffer.concat([this.#rootPrefix, rel]), { bigint: true });
       if (!st.isDirectory()) return;
-      ino = st.ino;
+      id = dirId(st);
     } catch {
       return; // gone already: nothing in it to miss
     }
-    const dirs = new Map([[ino, rel]]);
+    const dirs = new Map([[id, rel]]);
     this.#lookInto(dirs);
     this.#cover(child, dirs);
   }
@@ -408,10 +408,10 @@ export class Watcher implements Component {
     this.#pollTimer.unref();
   }
 
-  #isDirectory(rel: Buffer, ino: bigint): boolean {
+  #isDirectory(rel: Buffer, id: DirId): boolean {
     try {
       const st = lstatSync(Buffer.concat([this.#rootPrefix, rel]), { bigint: true });
-      return st.isDirectory() && st.ino === ino;
+      return st.isDirectory() && dirId(st) === id;
     } catch {
       return false;
     }

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import { Watcher } from '../../src/agent/watcher.js';
+import { dirId, type DirId } from '../../src/agent/watch-check.js';
 
 /**
  * Appends a line to RUNS each start (from a shell, before python3 starts: python's start takes a few hundred
@@ -64,8 +65,8 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     const up = existsSync(`${runs}.up`) ? readFileSync(`${runs}.up`, 'utf8').split('\n').filter(Boolean).length : 0;
     return Math.min(runTimes().length, up);
   };
-  const dirsOf = (...rels: string[]): Map<bigint, Buffer> =>
-    new Map(rels.map((r) => [statSync(path.join(root, r), { bigint: true }).ino, Buffer.from(r)]));
+  const dirsOf = (...rels: string[]): Map<DirId, Buffer> =>
+    new Map(rels.map((r) => [dirId(statSync(path.join(root, r), { bigint: true })), Buffer.from(r)]));
   const until = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
     for (const end = Date.now() + ms; !ok();) {
       if (Date.now() > end) throw new Error(`timed out waiting for ${what}; log: ${lines.join('')}`);
