@@ -481,6 +481,8 @@ export class Catalog {
    * gone (or only reachable through one): dropped.
    */
   #complete(rel: Buffer, closed = false): void {
+    // A name never announced (the agent's own aside names among them: each deletion renames one in) is not looked at.
+    if (this.#skips(rel)) return;
     const stat: BigIntStats | undefined = this.files.lstat(rel);
     if (!stat) return this.#drop(rel.toString('latin1'));
     this.#consider({ rel, stat }, undefined, false, true, closed);
