@@ -20,16 +20,16 @@ const CLIENT_BACKLOG_MAX = 64 * 1024 * 1024;
  * Node's HTTP/2 session refuses every new stream (RST_STREAM ENHANCE_YOUR_CALM) while the data it holds for
  * its streams is over this credit, 10 MB by default: two 6 MB bodies waiting to be read were enough to refuse
  * furkad's next fetch and acknowledgement, and furkad took the connection for broken (seen at 25 Hz x 6 MB;
- * test (e3)). furkad fetches 8 files at a time, each read whole into memory, and takes up to 8 pushed (of at
- * most 64 MiB each): the credit leaves room for eight images of 448 MB besides and still bounds what one
- * connection can make the agent hold.
+ * test (e3)). furkad fetches 8 files at a time (up to 24 while together they come to 16 MB at most), each read
+ * whole into memory, and takes up to 8 pushed (of at most 64 MiB each): the credit leaves room for eight images
+ * of 448 MB besides and still bounds what one connection can make the agent hold.
  */
 const SESSION_MEMORY_MB = 4096;
 /**
  * Streams a client may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; Node's default is unbounded).
- * furkad opens at most 10 (its events stream, 8 fetches, one acknowledgement). Node counts streams not yet
- * destroyed, which can briefly include some already closed, and answers one over the limit with
- * ENHANCE_YOUR_CALM, the stall above: keep the limit well above 10.
+ * furkad opens at most 26 (its events stream, up to 24 fetches, one acknowledgement). Node counts streams not
+ * yet destroyed, which can briefly include some already closed, and answers one over the limit with
+ * ENHANCE_YOUR_CALM, the stall above: keep the limit well above 26.
  */
 const MAX_STREAMS = 64;
 /**

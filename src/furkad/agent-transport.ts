@@ -17,8 +17,16 @@ import { wakeOrAbort } from '../common/abort.js';
 
 /** Ids in one acknowledgement: its body stays far below the agent's limit on it. */
 const MAX_ACK = 1000;
-/** Files fetched at once on the one connection: enough to keep it busy, few enough to place promptly. */
+/**
+ * Files fetched at once on the one connection: IN_FLIGHT whatever their size, and up to IN_FLIGHT_MAX while
+ * the bytes being fetched stay within IN_FLIGHT_BYTES (each body is held whole in memory, here and at the
+ * agent). Small files need more than 8: each waits a round trip (the agent's check that no one still writes it,
+ * the placement here), and at 8 both furkad and the agent sat idle 40-60 % of a 10 000-file pull
+ * (BENCHMARKS.md, session 17). Pushes stay at IN_FLIGHT.
+ */
 const IN_FLIGHT = 8;
+const IN_FLIGHT_MAX = 24;
+const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
 /**
  * How long a run goes on taking files announced after it started. Bounded, so that the loop's other work
  * between runs (files of an ended shift tried again, the sweep, the status) is never held up for long.
@@ -176,6 +184,9 @@ export class AgentTransport implements Transport {
     let failure: Error | undefined;
     /** Arrived damaged in this run: fetched again by the next run at the earliest (#fetchAgain). */
     const damagedHere = new Set<string>();
+    /** Files being fetched by this run's workers, and their announced bytes. */
+    let fetching = 0;
+    let fetchingBytes = 0;
     /**
      * The next announced file to fetch in this run. What was announced before the run started belongs to its
      * shift (A5); so does what is announced while it lasts, since a shift change ends it first (wantsEnd). The
@@ -191,6 +202,8 @@ export class AgentTransport implements Transport {
         if (w.learnedAt > started && !extend) continue;
         if ((this.#damaged.get(w.id)?.notBefore ?? 0) > now || damagedHere.has(w.id)) continue;
         if (this.#busy.has(w.path)) continue;
+        // Beyond IN_FLIGHT only within the bytes: this worker ends, and the others take the rest.
+        if (fetching >= IN_FLIGHT && fetchingBytes + w.size > IN_FLIGHT_BYTES) return undefined;
         this.#waiting.delete(w.path);
         this.#pushWhileKeepingUp();
         if (this.#placedBefore(w)) continue;
@@ -205,8 +218,16 @@ export class AgentTransport implements Transport {
     const worker = async (): Promise<void> => {
       for (let w = take(); w; w = take()) {
         this.#busy.add(w.path);
+        fetching++;
+        fetchingBytes += w.size;
         try {
-          const got = await this.#fetchOne(ctx, w);
+          let got: string | undefined | typeof DAMAGED;
+          try {
+            got = await this.#fetchOne(ctx, w);
+          } finally {
+            fetching--;
+            fetchingBytes -= w.size;
+          }
           if (got === DAMAGED) {
             damagedHere.add(w.id);
             this.#fetchAgain(w);
@@ -231,11 +252,11 @@ export class AgentTransport implements Transport {
         }
       }
     };
-    // Up to IN_FLIGHT workers; one more is started for an announcement that comes while fewer are at work.
+    // Up to IN_FLIGHT_MAX workers; one more is started for an announcement that comes while fewer are at work.
     await new Promise<void>((resolve) => {
       let active = 0;
       const more = (): void => {
-        while (active < IN_FLIGHT && this.#untilReady() === 0 && !failure) {
+        while (active < IN_FLIGHT_MAX && this.#untilReady() === 0 && !failure) {
           active++;
           void worker().finally(() => {
             if (--active > 0) return;
