@@ -15,9 +15,10 @@ fi
 # systemd-container: systemd-nspawn for the system tier; rpm: rpmbuild; rpmlint: checks the RPMs;
 # ntpsec-ntpdate: time sync (the detector package's timer, run in the system tier's container).
 # xxhash: xxhsum, the reference the checksum tests compare with (and what a facility checks copies with);
-# lsyncd, gnuplot-nox: the benchmarks' lsyncd baseline and latency plot (npm run bench).
+# lsyncd, gnuplot-nox: the benchmarks' lsyncd baseline and latency plot (npm run bench);
+# btrfs-progs: mkfs.btrfs, for the agent's watch check on a btrfs detector ramdisk (test/unit/watch-check.test.ts).
 PACKAGES=(rsync inotify-tools dbus dbus-daemon systemd libsystemd-dev systemd-container rpm rpmlint attr ntpsec-ntpdate
-          python3 make g++ pkg-config xxhash lsyncd gnuplot-nox)
+          python3 make g++ pkg-config xxhash lsyncd gnuplot-nox btrfs-progs)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

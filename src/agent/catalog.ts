@@ -103,7 +103,7 @@ export class Catalog {
 
   /** Raised for every announcement, to be passed to the clients whose source covers it. */
   readonly announced = new Topic<Announcement>();
-  /** Raised after each scan with the directories it walked (inode -> path): the watcher checks they are watched. */
+  /** Raised after each scan with the directories it walked (identity -> path, watch-check.ts): the watcher checks they are watched. */
   readonly walked = new Topic<Map<DirId, Buffer>>();
   /**
    * Directories whose watch is not known to be in place (Watcher.unwatched): a barrier looks into them, as the

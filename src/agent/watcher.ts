@@ -1,7 +1,7 @@
 // The inotifywait child process (inotify-tools) and its events, restarted with back-off when it dies (A2).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { lstatSync, statSync } from 'node:fs';
-import { dirId, maxUserWatches, watchedDirs, type DirId } from './watch-check.js';
+import { dirId, isWatched, maxUserWatches, mountedDevices, watchedDirs, type DirId } from './watch-check.js';
 import type { Logger } from '../common/logger.js';
 import { sleep } from '../common/abort.js';
 import { CsvRecords } from './csv-records.js';
@@ -137,7 +137,7 @@ export class Watcher implements Component {
   #unreadable = 0;
   /**
    * Directories the running inotifywait does not watch (it said so, or a check found them missing) until a new
-   * run's walk (latin1 path -> path and inode), and the timer that looks into them meanwhile.
+   * run's walk (latin1 path -> path and identity), and the timer that looks into them meanwhile.
    */
   #unwatched = new Map<string, { rel: Buffer; id: DirId }>();
   #lookTimer: NodeJS.Timeout | undefined;
@@ -220,7 +220,7 @@ export class Watcher implements Component {
   }
 
   /**
-   * Checks that the running inotifywait watches each of `dirs` (inode -> path below the root), which a scan just
+   * Checks that the running inotifywait watches each of `dirs` (identity -> path below the root), which a scan just
    * walked: one it skipped without a word (watch-check.ts) would never report anything again. Checked together
    * CHECK_DELAY_MS later (a new subdirectory's watch may still be on its way; reading the kernel's list costs a
    * few ms, once for a burst of new directories); a directory unwatched then, and still there, gets inotifywait
@@ -328,9 +328,10 @@ export class Watcher implements Component {
     if (!child?.pid || child !== this.#child || !this.#established) return undefined; // a new run checks for itself
     try {
       const watched = watchedDirs(child.pid);
-      this.#watches = watched.size;
+      const mounted = mountedDevices();
+      this.#watches = watched.ids.size;
       this.#unreadable = 0;
-      return new Map([...dirs].filter(([id, rel]) => !watched.has(id) && this.#isDirectory(rel, id)));
+      return new Map([...dirs].filter(([id, rel]) => !isWatched(watched, id, mounted) && this.#isDirectory(rel, id)));
     } catch (e) {
       // Once in a while it is ending meanwhile; never readable (a kernel without inotify's fdinfo): said once.
       if (++this.#unreadable === UNREADABLE_SAY) this.log.warn({ err: e }, "cannot read inotifywait's watch list: a directory it skips goes unnoticed until it is run again");
