@@ -27,9 +27,9 @@ const CLIENT_BACKLOG_MAX = 64 * 1024 * 1024;
 const SESSION_MEMORY_MB = 4096;
 /**
  * Streams a client may have open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS; Node's default is unbounded).
- * furkad opens at most 26 (its events stream, up to 24 fetches, one acknowledgement). Node counts streams not
- * yet destroyed, which can briefly include some already closed, and answers one over the limit with
- * ENHANCE_YOUR_CALM, the stall above: keep the limit well above 26.
+ * furkad opens at most 27 (its events stream, up to 24 fetches, one acknowledgement, one barrier), and up to 8
+ * pushed streams count too. Node counts streams not yet destroyed, which can briefly include some already
+ * closed, and answers one over the limit with ENHANCE_YOUR_CALM, the stall above: keep the limit well above 35.
  */
 const MAX_STREAMS = 64;
 /**

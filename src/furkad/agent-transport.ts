@@ -187,6 +187,8 @@ export class AgentTransport implements Transport {
     /** Files being fetched by this run's workers, and their announced bytes. */
     let fetching = 0;
     let fetchingBytes = 0;
+    /** A worker ended because the bytes were spent: more are started once some are free again. */
+    let refused = false;
     /**
      * The next announced file to fetch in this run. What was announced before the run started belongs to its
      * shift (A5); so does what is announced while it lasts, since a shift change ends it first (wantsEnd). The
@@ -203,7 +205,10 @@ export class AgentTransport implements Transport {
         if ((this.#damaged.get(w.id)?.notBefore ?? 0) > now || damagedHere.has(w.id)) continue;
         if (this.#busy.has(w.path)) continue;
         // Beyond IN_FLIGHT only within the bytes: this worker ends, and the others take the rest.
-        if (fetching >= IN_FLIGHT && fetchingBytes + w.size > IN_FLIGHT_BYTES) return undefined;
+        if (fetching >= IN_FLIGHT && fetchingBytes + w.size > IN_FLIGHT_BYTES) {
+          refused = true;
+          return undefined;
+        }
         this.#waiting.delete(w.path);
         this.#pushWhileKeepingUp();
         if (this.#placedBefore(w)) continue;
@@ -227,6 +232,10 @@ export class AgentTransport implements Transport {
           } finally {
             fetching--;
             fetchingBytes -= w.size;
+            if (refused && fetchingBytes < IN_FLIGHT_BYTES) {
+              refused = false;
+              this.#more?.();
+            }
           }
           if (got === DAMAGED) {
             damagedHere.add(w.id);
@@ -256,7 +265,7 @@ export class AgentTransport implements Transport {
     await new Promise<void>((resolve) => {
       let active = 0;
       const more = (): void => {
-        while (active < IN_FLIGHT_MAX && this.#untilReady() === 0 && !failure) {
+        while (active < IN_FLIGHT_MAX && (active < IN_FLIGHT || fetchingBytes < IN_FLIGHT_BYTES) && this.#untilReady() === 0 && !failure) {
           active++;
           void worker().finally(() => {
             if (--active > 0) return;
@@ -398,7 +407,8 @@ export class AgentTransport implements Transport {
     this.#parked.clear();
     this.#damaged.clear();
     this.#saidUnchecked = false;
-    // The agent pushes up to as many bodies at once as run() fetches: each is claimed by the fetch that takes its file.
+    // The agent pushes up to as many bodies at once as run() fetches whatever their size: each is claimed by the
+    // fetch that takes its file.
     const client = new AgentClient(url, a.source, IN_FLIGHT);
     // Files announced since this connection opened, by id and by placement (id and path): once the agent has
     // listed everything (synced), a placement whose acknowledgement was never answered and that the agent no
