@@ -6,17 +6,47 @@
 // too), so the agent compares the directories its scans walked with what is watched. The device counts: a
 // file system mounted below the root numbers its inodes from 1 again, as the root's tmpfs does. But the list
 // names the file system's own device, which is not always the one stat(2) gives: a btrfs subvolume's files
-// (its top level's too) have a device of their own. Where stat's device is not a mounted file system's, as
-// /proc/self/mountinfo lists them, the inode alone decides (isWatched).
+// (its top level's too) have a device of their own. Such a device is translated to that of the mount holding
+// the directory, as /proc/self/mountinfo lists it (WatchList.has). Left ambiguous: two subvolumes of one btrfs
+// number their inodes alike, and the list cannot tell them apart.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 
 /** A directory as stat(2) gives it: "major:minor:inode" of its device and inode. */
 export type DirId = string;
 
-/** What the kernel's list of watches holds: each watched directory by device and inode, and by inode alone. */
-export interface Watches {
-  ids: Set<DirId>;
-  inodes: Set<string>;
+/** One mount of /proc/self/mountinfo: its mount point (bytes) and its file system's device ("major:minor"). */
+interface Mount {
+  at: Buffer;
+  dev: string;
+}
+
+/** What the kernel's list of watches holds: each watched directory by its file system's device and its inode. */
+export class WatchList {
+  readonly #ids: Set<DirId>;
+  readonly #devices: Set<string>;
+  #mounts: Mount[] | undefined;
+
+  /** `mountinfo`: read only if a device needs translating. */
+  constructor(ids: Set<DirId>, private readonly mountinfo: () => Buffer = () => readFileSync('/proc/self/mountinfo')) {
+    this.#ids = ids;
+    this.#devices = new Set([...ids].map((id) => id.slice(0, id.lastIndexOf(':'))));
+  }
+
+  get size(): number {
+    return this.#ids.size;
+  }
+
+  /**
+   * Whether the directory at absolute `path` (the agent's root is a real path), whose stat gave `id`, is watched.
+   * A device the list names is the file system's own: device and inode decide. Any other (a btrfs subvolume's,
+   * or that of a file system nothing is watched on) stands for the device of the mount holding `path`.
+   */
+  has(id: DirId, path: Buffer): boolean {
+    const at = id.lastIndexOf(':');
+    if (this.#devices.has(id.slice(0, at))) return this.#ids.has(id);
+    const dev = mountOf(path, (this.#mounts ??= mountsOf(this.mountinfo())))?.dev;
+    return dev !== undefined && this.#ids.has(`${dev}:${id.slice(at + 1)}`);
+  }
 }
 
 /**
@@ -33,9 +63,9 @@ export function dirId(st: { dev: bigint; ino: bigint }): DirId {
  * The directories the inotify instance(s) of process `pid` watch. Throws (saying why) when that cannot be read.
  * Costs ~4 µs per watch (the kernel writes each line with its file handle): ~6 ms for 1600 directories.
  */
-export function watchedDirs(pid: number): Watches {
+export function watchedDirs(pid: number, mountinfo?: () => Buffer): WatchList {
   const fds = readdirSync(`/proc/${pid}/fd`);
-  let watched: Watches | undefined;
+  let watched: Set<DirId> | undefined;
   for (const fd of fds) {
     let info: string;
     try {
@@ -44,33 +74,40 @@ export function watchedDirs(pid: number): Watches {
     } catch {
       continue; // closed meanwhile (inotifywait opens each directory it walks)
     }
-    watched ??= { ids: new Set(), inodes: new Set() };
+    watched ??= new Set();
     // "inotify wd:3 ino:224de4 sdev:fe00000 ..." per watch (sdev is the kernel's own dev_t: major << 20 | minor);
     // the descriptor's own "ino:\t26" starts its line, no space before.
     for (const [, ino, sdev] of info.matchAll(/ ino:([0-9a-f]+) sdev:([0-9a-f]+) /g)) {
       const dev = Number.parseInt(sdev!, 16);
-      const inode = String(BigInt(`0x${ino!}`));
-      watched.ids.add(`${Math.floor(dev / 0x100000)}:${dev % 0x100000}:${inode}`);
-      watched.inodes.add(inode);
+      watched.add(`${Math.floor(dev / 0x100000)}:${dev % 0x100000}:${BigInt(`0x${ino!}`)}`);
     }
   }
   if (!watched) throw new Error(`no inotify descriptor in /proc/${pid}/fd`);
-  return watched;
+  return new WatchList(watched, mountinfo);
 }
 
-/**
- * Whether directory `id` is among `watches`: by device and inode where its device is a mounted file system's
- * (`mounted`, mountedDevices()), as the list names it; by inode alone where it is not (a btrfs subvolume's).
- */
-export function isWatched(watches: Watches, id: DirId, mounted: Set<string>): boolean {
-  const at = id.lastIndexOf(':');
-  return mounted.has(id.slice(0, at)) ? watches.ids.has(id) : watches.inodes.has(id.slice(at + 1));
+/** The mounts /proc/self/mountinfo lists, in its order (a later mount on the same point is on top). */
+function mountsOf(mountinfo: Buffer): Mount[] {
+  const mounts: Mount[] = [];
+  // "ID PARENT MAJ:MIN ROOT MOUNTPOINT ..." per mount; a mount point's space, tab, newline, backslash as \ooo.
+  for (const line of mountinfo.toString('latin1').split('\n')) {
+    const f = line.split(' ');
+    if (f.length < 5 || !/^\d+:\d+$/.test(f[2]!)) continue;
+    const at = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+    mounts.push({ at: Buffer.from(at, 'latin1'), dev: f[2]! });
+  }
+  return mounts;
 }
 
-/** The devices ("major:minor") of the file systems mounted where this process sees them (/proc/self/mountinfo). */
-export function mountedDevices(mountinfo = readFileSync('/proc/self/mountinfo', 'latin1')): Set<string> {
-  // "ID PARENT MAJ:MIN ROOT MOUNTPOINT ..." per mount.
-  return new Set(mountinfo.split('\n').map((line) => line.split(' ')[2] ?? '').filter((d) => /^\d+:\d+$/.test(d)));
+/** The mount holding absolute `path`: the longest mount point above it, the last of equals (the one on top). */
+function mountOf(path: Buffer, mounts: Mount[]): Mount | undefined {
+  let best: Mount | undefined;
+  for (const m of mounts) {
+    const covers = (m.at.length === 1 && m.at[0] === 0x2f) ||
+      (path.subarray(0, m.at.length).equals(m.at) && (path.length === m.at.length || path[m.at.length] === 0x2f));
+    if (covers && (!best || m.at.length >= best.at.length)) best = m;
+  }
+  return best;
 }
 
 /** fs.inotify.max_user_watches, or undefined if it cannot be read. */

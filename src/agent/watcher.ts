@@ -1,7 +1,7 @@
 // The inotifywait child process (inotify-tools) and its events, restarted with back-off when it dies (A2).
 import { spawn, type ChildProcess } from 'node:child_process';
 import { lstatSync, statSync } from 'node:fs';
-import { dirId, isWatched, maxUserWatches, mountedDevices, watchedDirs, type DirId } from './watch-check.js';
+import { dirId, maxUserWatches, watchedDirs, type DirId } from './watch-check.js';
 import type { Logger } from '../common/logger.js';
 import { sleep } from '../common/abort.js';
 import { CsvRecords } from './csv-records.js';
@@ -328,10 +328,9 @@ export class Watcher implements Component {
     if (!child?.pid || child !== this.#child || !this.#established) return undefined; // a new run checks for itself
     try {
       const watched = watchedDirs(child.pid);
-      const mounted = mountedDevices();
-      this.#watches = watched.ids.size;
+      this.#watches = watched.size;
       this.#unreadable = 0;
-      return new Map([...dirs].filter(([id, rel]) => !isWatched(watched, id, mounted) && this.#isDirectory(rel, id)));
+      return new Map([...dirs].filter(([id, rel]) => !watched.has(id, Buffer.concat([this.#rootPrefix, rel])) && this.#isDirectory(rel, id)));
     } catch (e) {
       // Once in a while it is ending meanwhile; never readable (a kernel without inotify's fdinfo): said once.
       if (++this.#unreadable === UNREADABLE_SAY) this.log.warn({ err: e }, "cannot read inotifywait's watch list: a directory it skips goes unnoticed until it is run again");

@@ -2,14 +2,15 @@
 // against a real inotifywait. Two tmpfs mounts number their inodes alike (each root is inode 1 or so): a
 // directory on one must not count as watched because its twin on the other is. On btrfs stat(2) gives each
 // subvolume a device of its own, not the file system's that the list names: a watched directory there must
-// still count as watched. Unit tier; the mounts need root (and mkfs.btrfs, from btrfs-progs).
+// still count as watched, and an unwatched one not. Unit tier; the mounts need root (and mkfs.btrfs, from
+// btrfs-progs).
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { dirId, isWatched, mountedDevices, watchedDirs, type Watches } from '../../src/agent/watch-check.js';
-import { mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
+import { dirId, watchedDirs, WatchList } from '../../src/agent/watch-check.js';
+import { mountImage, mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
 
 describe('the list of watches names a directory by its device and inode (A2)', function () {
   this.timeout(30000);
@@ -25,9 +26,9 @@ describe('the list of watches names a directory by its device and inode (A2)', f
     rmSync(work, { recursive: true, force: true });
   });
 
-  /** A real `inotifywait -m -r` on `dirs`, once its watches are in place. */
-  const inotifywait = async (...dirs: string[]): Promise<number> => {
-    const child = spawn('inotifywait', ['-m', '-r', '-e', 'close_write', ...dirs], { stdio: ['ignore', 'ignore', 'pipe'] });
+  /** A real `inotifywait -m` (`-r`: with every directory below) on `dirs`, once its watches are in place. */
+  const inotifywait = async (recursive: boolean, ...dirs: string[]): Promise<number> => {
+    const child = spawn('inotifywait', ['-m', ...(recursive ? ['-r'] : []), '-e', 'close_write', ...dirs], { stdio: ['ignore', 'ignore', 'pipe'] });
     children.push(child);
     await new Promise<void>((resolve, reject) => {
       let said = '';
@@ -39,7 +40,8 @@ describe('the list of watches names a directory by its device and inode (A2)', f
     });
     return child.pid!;
   };
-  const watched = (list: Watches, dir: string): boolean => isWatched(list, dirId(statSync(dir, { bigint: true })), mountedDevices());
+  const watched = (list: WatchList, dir: string): boolean => list.has(dirId(statSync(dir, { bigint: true })), Buffer.from(dir));
+  const ino = (dir: string): bigint => statSync(dir, { bigint: true }).ino;
 
   it('counts the watched one of two look-alike directories on two tmpfs mounts, and not the other', async () => {
     const one = mountTmpfs(path.join(work, 'a'), 1 << 20);
@@ -49,8 +51,8 @@ describe('the list of watches names a directory by its device and inode (A2)', f
     const [wa, wb] = [statSync(one, { bigint: true }), statSync(twin, { bigint: true })];
     assert.equal(wa.ino, wb.ino, 'precondition: two fresh tmpfs number their roots alike');
     assert.notEqual(wa.dev, wb.dev);
-    const list = watchedDirs(await inotifywait(one));
-    assert.ok(watched(list, one), `the watched root is in ${[...list.ids].join(' ')}`);
+    const list = watchedDirs(await inotifywait(true, one));
+    assert.ok(watched(list, one), 'the watched root');
     assert.ok(watched(list, path.join(one, 'run')), 'and its subdirectory');
     assert.ok(!watched(list, twin), 'the twin root, same inode on another device, is not');
     assert.ok(!watched(list, path.join(twin, 'run')), 'nor its subdirectory');
@@ -63,40 +65,28 @@ describe('the list of watches names a directory by its device and inode (A2)', f
     }
   });
 
-  it('counts a watched directory on btrfs as watched, in a subvolume too, though stat gives another device than the list', async () => {
+  it('on btrfs, whose subvolumes stat gives devices of their own, counts the watched directories and only those', async () => {
     const image = path.join(work, 'btrfs.img');
     writeFileSync(image, '');
     truncateSync(image, 200 << 20); // mkfs.btrfs takes 114 MB at least
     execFileSync('mkfs.btrfs', ['-q', image]);
-    const fs = path.join(work, 'btrfs');
-    mkdirSync(fs);
-    execFileSync('mount', ['-o', 'loop', image, fs]);
-    try {
-      execFileSync('btrfs', ['subvolume', 'create', path.join(fs, 'sv')], { stdio: 'ignore' });
-      mkdirSync(path.join(fs, 'top'));
-      mkdirSync(path.join(fs, 'sv', 'run'));
-      const list = watchedDirs(await inotifywait(fs));
-      const sdevs = new Set([...list.ids].map((id) => id.slice(0, id.lastIndexOf(':'))));
-      assert.ok(!sdevs.has(dirId(statSync(fs, { bigint: true })).replace(/:\d+$/, '')),
-        'precondition: stat gives the top level a device the list does not name');
-      for (const d of [fs, path.join(fs, 'top'), path.join(fs, 'sv'), path.join(fs, 'sv', 'run')]) {
-        assert.ok(watched(list, d), `${d} is watched (list: ${[...list.ids].join(' ')})`);
-      }
-      const unwatched = mkdtempSync(path.join(work, 'not-btrfs-'));
-      assert.ok(!watched(list, unwatched), 'a directory outside it is not');
-    } finally {
-      for (const c of children.splice(0)) c.kill('SIGKILL');
-      unmount(fs);
-    }
-  });
+    const fs = mountImage(image, path.join(work, 'btrfs'));
+    execFileSync('btrfs', ['subvolume', 'create', path.join(fs, 'sv')], { stdio: 'ignore' });
+    for (const d of ['top', 'sv/run', 'sv/run/a', 'sv/run/a/b']) mkdirSync(path.join(fs, d));
+    const all = watchedDirs(await inotifywait(true, fs));
+    for (const d of ['', 'top', 'sv', 'sv/run', 'sv/run/a', 'sv/run/a/b']) assert.ok(watched(all, path.join(fs, d)), `${d || 'the top level'} is watched`);
+    for (const c of children.splice(0)) c.kill('SIGKILL');
 
-  it('decides by inode alone only where stat gives a device no mount has', () => {
-    const list: Watches = { ids: new Set(['0:41:256', '0:27:1']), inodes: new Set(['256', '1']) };
-    const mounted = new Set(['0:41', '0:27', '8:1']);
-    assert.ok(isWatched(list, '0:27:1', mounted));
-    assert.ok(!isWatched(list, '8:1:1', mounted), 'a mounted device: its own inode 1 is not watched');
-    assert.ok(isWatched(list, '0:42:256', mounted), 'a btrfs subvolume\'s device: by inode');
-    assert.ok(!isWatched(list, '0:42:257', mounted));
+    // Watched: the top level (inode 256) and, on a tmpfs, a directory with the inode its `top` has (257).
+    const other = mountTmpfs(path.join(work, 'other'), 1 << 20);
+    let twin = '';
+    for (let i = 0; ino(twin || other) < ino(path.join(fs, 'top')); i++) mkdirSync((twin = path.join(other, `d${i}`)));
+    assert.equal(ino(twin), ino(path.join(fs, 'top')), 'precondition: a tmpfs directory with the inode of btrfs\'s top');
+    const some = watchedDirs(await inotifywait(false, fs, twin));
+    assert.ok(watched(some, fs), 'the top level is watched');
+    assert.ok(watched(some, twin), 'so is the tmpfs directory');
+    assert.ok(!watched(some, path.join(fs, 'top')), "top is not: the tmpfs directory's inode is another file system's");
+    assert.ok(!watched(some, path.join(fs, 'sv', 'run', 'a')), 'nor a directory in the subvolume');
   });
 
   it('reads the device numbers as the kernel writes them, major above minor', () => {
