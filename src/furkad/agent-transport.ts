@@ -232,10 +232,10 @@ export class AgentTransport implements Transport {
           } finally {
             fetching--;
             fetchingBytes -= w.size;
-            if (refused && fetchingBytes < IN_FLIGHT_BYTES) {
-              refused = false;
-              this.#more?.();
-            }
+          }
+          if (refused && fetchingBytes < IN_FLIGHT_BYTES && !failure) {
+            refused = false;
+            this.#more?.();
           }
           if (got === DAMAGED) {
             damagedHere.add(w.id);
@@ -267,11 +267,14 @@ export class AgentTransport implements Transport {
       const more = (): void => {
         while (active < IN_FLIGHT_MAX && (active < IN_FLIGHT || fetchingBytes < IN_FLIGHT_BYTES) && this.#untilReady() === 0 && !failure) {
           active++;
+          const before = fetching;
           void worker().finally(() => {
             if (--active > 0) return;
             this.#more = undefined;
             resolve();
           });
+          // It took nothing (the worker's first take() runs before its first await): nor would the next.
+          if (fetching === before) break;
         }
       };
       this.#more = more;
