@@ -10,10 +10,10 @@
 // grimseld's statfs helper does), reading the agent's descriptors through /proc/PID/fd/N, which names the
 // open file itself, never a path a writer could swap. The lease is let go at once (the descriptor closed): a
 // writer opening the file meanwhile waits those microseconds, never more.
-import { fstatSync, readFileSync, statSync } from 'node:fs';
+import { fstatSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { PythonChild } from '../common/python-child.js';
-import { makedev } from './open-writers.js';
+import { mountOf, mountsOf, readMountinfo } from './mounts.js';
 
 /** Per descriptor: true if it is open for writing somewhere, false if not, undefined if the kernel would not say. */
 export type Written = boolean | undefined;
@@ -25,39 +25,9 @@ export type Written = boolean | undefined;
  */
 const LOCAL_LEASES = new Set(['tmpfs', 'ramfs', 'ext2', 'ext3', 'ext4', 'xfs', 'btrfs']);
 
-/** One mount of /proc/self/mountinfo: its mount point, its device (st_dev as Node gives it) and its type. */
-interface Mount {
-  at: string;
-  dev: number;
-  type: string;
-}
-
-/** The mounts /proc/self/mountinfo lists, in its order (a later mount on the same point is on top). */
-function mountsOf(mountinfo: string): Mount[] {
-  const mounts: Mount[] = [];
-  for (const line of mountinfo.split('\n')) {
-    // "ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPEROPTIONS"
-    const f = line.split(' ');
-    const dash = f.indexOf('-', 6);
-    const mm = /^(\d+):(\d+)$/.exec(f[2] ?? '');
-    if (f.length < 5 || dash < 0 || !mm) continue;
-    const at = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    mounts.push({ at, dev: makedev(Number(mm[1]), Number(mm[2])), type: f[dash + 1] ?? '' });
-  }
-  return mounts;
-}
-
-const readMountinfo = (): string => readFileSync('/proc/self/mountinfo', 'utf8');
-
 /** The file system type of the mount holding real path `dir` (from /proc/self/mountinfo), or undefined. */
 export function fsTypeOf(dir: string, mountinfo = readMountinfo()): string | undefined {
-  let best: Mount | undefined;
-  for (const m of mountsOf(mountinfo)) {
-    const covers = m.at === '/' || dir === m.at || dir.startsWith(`${m.at}/`);
-    // The last of equally long mount points is the one on top.
-    if (covers && (!best || m.at.length >= best.at.length)) best = m;
-  }
-  return best?.type;
+  return mountOf(dir, mountsOf(mountinfo))?.type;
 }
 
 /** The file system type of each mounted device (st_dev as Node gives it), from /proc/self/mountinfo. */

@@ -9,7 +9,7 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { dirId, watchedDirs, WatchList } from '../../src/agent/watch-check.js';
+import { dirId, watchedDirs, watchId, WatchList } from '../../src/agent/watch-check.js';
 import { mountImage, mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
 
 describe('the list of watches names a directory by its device and inode (A2)', function () {
@@ -90,11 +90,11 @@ describe('the list of watches names a directory by its device and inode (A2)', f
   });
 
   it('reads the device numbers as the kernel writes them, major above minor', () => {
-    // glibc's dev_t of 8:17 (sdb1) and of 259:65537, against "major:minor:inode".
-    assert.equal(dirId({ dev: (8n << 8n) | 17n, ino: 5n }), '8:17:5');
-    const major = 259n;
-    const minor = 65537n;
-    const dev = (minor & 0xffn) | ((major & 0xfffn) << 8n) | ((minor & ~0xffn) << 12n) | ((major & ~0xfffn) << 32n);
-    assert.equal(dirId({ dev, ino: 7n }), '259:65537:7');
+    // 8:17 (sdb1) and 259:65537 as fdinfo writes them (hex, major << 20 | minor) and as stat gives them (glibc's dev_t).
+    for (const [major, minor] of [[8n, 17n], [259n, 65537n]] as const) {
+      const glibc = (minor & 0xffn) | ((major & 0xfffn) << 8n) | ((minor & ~0xffn) << 12n) | ((major & ~0xfffn) << 32n);
+      assert.equal(watchId('5', ((major << 20n) | minor).toString(16)), dirId({ dev: glibc, ino: 5n }), `${major}:${minor}`);
+    }
+    assert.notEqual(watchId('5', (8n << 20n | 17n).toString(16)), dirId({ dev: (17n << 8n) | 8n, ino: 5n }), 'major and minor not swapped');
   });
 });
