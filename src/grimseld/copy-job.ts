@@ -5,13 +5,18 @@ import type { Provenance } from '../common/provenance.js';
 import type { Identity } from './copy-source.js';
 import type { CopyOutcome, CopyResult } from './copier.js';
 
+/** What a copy is read from (dispatcher.ts, resolve). */
+export type ReadFrom = 'original' | 'internal' | 'external';
+
 export interface CopyJob {
   /** The file's record (catalog.ts): whose result this is. */
   id: number;
   /** The storage the copy is made on. */
   storage: string;
-  /** Where to read the file now: the original, or its internal copy once the original is gone (G6). */
+  /** Where to read the file now: the original, or a copy of it once the original is gone (G5, G6, G7). */
   src: string;
+  /** Which one `src` is: the original (on the ramdisk, or an operator's file), or the internal or external copy. */
+  from: ReadFrom;
   /**
    * The directory `src` is reached from without following links: trusted as named (grimseld's ramdisk
    * `target` for a file on the ramdisk, a storage target for a copy read back, else the directory before

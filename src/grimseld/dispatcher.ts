@@ -9,7 +9,7 @@ import { tagged, untagged } from '../common/checksum.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub } from './messages.js';
-import type { CopyJob, CopyReport } from './copy-job.js';
+import type { CopyJob, CopyReport, ReadFrom } from './copy-job.js';
 import { CopyQueue } from './copy-queue.js';
 import { MountWatch, MOUNT_RECHECK_MS } from './mount-watch.js';
 import { destOf, type StorageInfo } from './storage-info.js';
@@ -82,6 +82,7 @@ interface Lane {
 export class Dispatcher implements CopyEvents {
   readonly #lanes: Map<string, Lane>;
   readonly #internal: StorageInfo;
+  readonly #external: StorageInfo | undefined;
   #listeners = new Set<CopyListener>();
   #attempts = new Map<string, number>();
   /** Failures announced as checksum mismatches, by `id:storage`: a mismatch after another failure is said too. */
@@ -94,6 +95,12 @@ export class Dispatcher implements CopyEvents {
   #firstRead = new Map<number, Set<string>>();
   /** Storages whose copies' attribute namespace was said (copy-provenance.ts): once each. */
   #attributesSaid = new Set<string>();
+  /**
+   * Files whose original or copy a writer found gone or changed while another copy was there (#recordResult),
+   * and where: read from the next one (#readFrom). In memory only: after a restart the first read that finds one
+   * gone learns it again. Dropped once the file is settled.
+   */
+  #unreadable = new Map<number, Set<ReadFrom>>();
   /** Retries waiting for their time, by what cancels each. */
   #retries = new Set<() => void>();
   readonly #later: Later;
@@ -109,6 +116,7 @@ export class Dispatcher implements CopyEvents {
     this.#later = seams.later ?? later;
     this.#lanes = new Map(storages.map((s) => [s.id, { storage: s, queue: new CopyQueue(), mount: mountWatch(s), active: 0 }]));
     this.#internal = storages.find((s) => s.type === 'INTERNAL')!;
+    this.#external = storages.find((s) => s.type === 'EXTERNAL');
   }
 
   onCopy(listener: CopyListener): () => void {
@@ -189,8 +197,7 @@ export class Dispatcher implements CopyEvents {
 
   /**
    * The job for file `id` on `storage` as it is to be copied now; undefined when there is nothing to do (or,
-   * for a file without a checksum, while another storage makes its first read).
-   * Where to read a file: the original while it is there, else its internal copy (G6 with create_links = no).
+   * for a file without a checksum, while another storage makes its first read). Where it reads: #readFrom.
    */
   resolve(storage: string, id: number, sweep: boolean): CopyJob | undefined {
     const lane = this.#lanes.get(storage);
@@ -212,14 +219,40 @@ export class Dispatcher implements CopyEvents {
     // I3: what every copy carries besides its checksum.
     const check = { checksum, provenance: { ...(shift ? { shift } : {}), ...(detector !== undefined ? { detector } : {}) } };
     const dest = destOf(lane.storage, rel);
-    // Copies of copies (the internal copy, once the original is gone) are checked against the file's checksum too.
-    if (rec.ramdisk === 'present' || lane.storage.type === 'INTERNAL') {
-      return { id, storage, src: rec.src, root: this.catalog.sourceRoot(rec), rel, dest,
+    const from = this.#readFrom(rec, lane.storage);
+    if (from === 'original') {
+      return { id, storage, src: rec.src, from, root: this.catalog.sourceRoot(rec), rel, dest,
         expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep, ...check };
     }
-    const internal = this.#internal;
-    return { id, storage, src: destOf(internal, this.catalog.relOn(rec, internal.id)), root: internal.target, rel, dest,
+    // Copies of copies are checked against the file's checksum too.
+    const copy = from === 'internal' ? this.#internal : this.#external!;
+    return { id, storage, src: destOf(copy, this.catalog.relOn(rec, copy.id)), from, root: copy.target, rel, dest,
       expect: { size: rec.size, mtimeMs: rec.mtimeMs }, sweep, ...check };
+  }
+
+  /**
+   * Where a copy on `storage` reads the file: the INTERNAL storage always from the original; the others from the
+   * first of the original, the internal copy and (for an OPTIONAL storage) the external copy that is there as
+   * far as the catalog knows and that no writer found gone or changed since (#unreadable). So an OPTIONAL
+   * storage unmounted over a shift change still gets the files whose original and internal copy went meanwhile
+   * (G5 with an EXTERNAL storage; G7 links internal copies away), once it is mounted again (G13).
+   */
+  #readFrom(rec: FileRecord, storage: StorageInfo): ReadFrom {
+    if (storage.type === 'INTERNAL') return 'original';
+    const there = this.#readable(rec, storage);
+    const skip = this.#unreadable.get(rec.id);
+    // None left that no writer found gone: the first there is (the found gone may have been a storage not mounted).
+    return there.find((f) => !skip?.has(f)) ?? there[0] ?? 'internal';
+  }
+
+  /** The places a copy on `storage` could read the file from, as the catalog knows them, in the order #readFrom tries them. */
+  #readable(rec: FileRecord, storage: StorageInfo): ReadFrom[] {
+    const there: ReadFrom[] = [];
+    if (rec.ramdisk === 'present') there.push('original');
+    if (rec.internal === 'present' && this.catalog.copiedOn(rec, this.#internal.id)) there.push('internal');
+    const external = this.#external;
+    if (external && storage.id !== external.id && this.catalog.copiedOn(rec, external.id)) there.push('external');
+    return there;
   }
 
   /**
@@ -238,7 +271,15 @@ export class Dispatcher implements CopyEvents {
       await this.#recordResult(r);
     } finally {
       this.#firstReadDone(r.job);
+      this.#forgetUnreadable(r.job.id);
     }
+  }
+
+  /** Where the file cannot be read is forgotten once nothing is left to copy of it. */
+  #forgetUnreadable(id: number): void {
+    if (!this.#unreadable.has(id)) return;
+    const rec = this.catalog.record(id);
+    if (!rec || [...this.#lanes.keys()].every((s) => this.catalog.doneOn(rec, s))) this.#unreadable.delete(id);
   }
 
   /** A first read of a file without a checksum reported (I2): the storages that waited for it are queued again. */
@@ -274,10 +315,28 @@ export class Dispatcher implements CopyEvents {
       if (rel !== undefined) this.#besideAnother(r, wanted);
       return;
     }
-    // A source that changed is hopeless, unless it is our own doing: the original was just replaced
-    // by a link or deleted (G6), and the next attempt reads the internal copy instead. A checksum mismatch is
-    // retried like any failure: the original stays, never linked nor deleted on the strength of a bad copy (I2).
-    const permanent = r.outcome instanceof SourceChanged && rec.ramdisk === 'present';
+    // A source found gone or changed, read for a storage other than INTERNAL: where a copy of the file is still
+    // there, the next attempt reads that at once, and nothing failed. That is grimseld's own doing most of the
+    // time: the reclaimer deletes an original, or replaces it by a link, once its internal copy exists (G5,
+    // G6), and the catalog knows only once that is journalled; or a kill -9 came in between. So is an internal
+    // copy that went at a shift change while an OPTIONAL storage read it (G5).
+    if (r.outcome instanceof SourceChanged && storage.type !== 'INTERNAL') {
+      const skip = this.#unreadable.get(rec.id) ?? new Set<ReadFrom>();
+      skip.add(r.job.from);
+      const next = this.#readable(rec, storage).find((f) => !skip.has(f));
+      if (next !== undefined) {
+        this.#unreadable.set(rec.id, skip);
+        this.log.debug({ storage: storage.id, src: r.job.src, next, why: r.outcome.message }, 'source of a copy gone or changed; read from another copy');
+        this.#lanes.get(storage.id)!.queue.push(rec.id, true);
+        return;
+      }
+      this.#unreadable.delete(rec.id);
+    }
+    // Otherwise a source that changed is hopeless if it was the original, still there and no longer the file
+    // (its writer changed it before any copy was made). A copy read back that is gone (its storage not mounted,
+    // say) is retried. A checksum mismatch is retried like any failure: the original stays, never linked nor
+    // deleted on the strength of a bad copy (I2).
+    const permanent = r.outcome instanceof SourceChanged && r.job.from === 'original' && rec.ramdisk === 'present';
     await this.catalog.setCopy(rec, storage.id, 'failed', { permanent });
     const n = (this.#attempts.get(key) ?? 0) + 1;
     this.#attempts.set(key, n);

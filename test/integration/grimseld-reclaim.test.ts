@@ -106,6 +106,35 @@ describe('shift change cleanup (G5)', function () {
       await ppu.stop();
     }
   });
+
+  it('an OPTIONAL storage not mounted over the change gets the earlier shift\'s files from the external copy once mounted (G5, G13)', async () => {
+    const ppu = new Ppu({ prefix: 'ppu-g5o' });
+    const mnt = path.join(ppu.work, 'mnt', 'usb');
+    mkdirSync(mnt, { recursive: true });
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 2 },
+      'storage.external': { type: 'EXTERNAL', target: path.join(ppu.storageRoot, 'external'), n_copy_processes: 2 },
+      'storage.usb': { type: 'OPTIONAL', target: path.join(mnt, 'data'), mountpoint: mnt, n_copy_processes: 1 },
+    };
+    await ppu.start();
+    try {
+      await ppu.startShift(1600, 1601, []);
+      const old = stream(ppu, 'a', 6, 40_000);
+      await eventually(async () => {
+        const rows = (await ppu.queryStatus(-1)).filter((r) => r[1] === 1600);
+        return rows.filter((r) => r[3] !== 'usb').every((r) => r[5] === 6n) && rows.find((r) => r[3] === 'usb')?.[4] === 6n;
+      }, 60_000, 'internal and external copies, the usb storage pending');
+      await ppu.startShift(1700, 1701, []);
+      // Both the ramdisk originals and the internal copies go (G5): only the external disk holds the files now.
+      await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal/1mf/1600_1601')).length === 0 &&
+        listFiles(path.join(ppu.ppuRamdisk, '1mf/1600_1601')).length === 0, 20_000, 'earlier shift gone from ramdisk and internal');
+      mountTmpfs(mnt, 16 * MB);
+      await copiedAll(ppu, 1600, 6, 3);
+      for (const f of old) assert.equal(sha256File(readFileSync(path.join(mnt, 'data/1mf/1600_1601', f.rel))), f.sha256, 'copied from the external copy');
+    } finally {
+      await ppu.stop();
+    }
+  });
 });
 
 describe('ramdisk overflow guard (G6) on a small real tmpfs', function () {

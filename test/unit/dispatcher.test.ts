@@ -13,6 +13,7 @@ import type { ShiftView } from '../../src/grimseld/shift-book.js';
 import { Dispatcher } from '../../src/grimseld/dispatcher.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { ChecksumMismatch } from '../../src/grimseld/copy-check.js';
+import { SourceChanged } from '../../src/grimseld/copier.js';
 import type { CopyJob, CopyReport } from '../../src/grimseld/copy-job.js';
 import { MountWatch } from '../../src/grimseld/mount-watch.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
@@ -173,7 +174,7 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     const first = await feed.next(stop.signal);
     // 40 waiting, 2 writers: up to 16 (BATCH_FILES) at once, one writer's share of what waits beyond the first.
     assert.equal(first.length, 16);
-    assert.deepEqual(first[0], { id: recs[0]!.id, storage: 'internal', src: '/ramdisk/1mf/u/f0.cbf', root: '/ramdisk', rel: '1mf/u/f0.cbf',
+    assert.deepEqual(first[0], { id: recs[0]!.id, storage: 'internal', src: '/ramdisk/1mf/u/f0.cbf', from: 'original', root: '/ramdisk', rel: '1mf/u/f0.cbf',
       dest: '/st/internal/1mf/u/f0.cbf', expect: { size: 10, mtimeMs: 1000, ino: 100, dev: 1 }, sweep: false, checksum: A, provenance: { shift: { startUs: 5n, uid: 500, gid: 501 } } });
     assert.equal(dispatcher.queued('internal'), 40, 'those handed out count as queued until reported');
     feed.done(first.map(copied));
@@ -252,5 +253,120 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     assert.deepEqual(dispatcher.waiting('usb'), [recs[0]!.id, recs[2]!.id], 'failed for good: not again');
     const jobs = await dispatcher.feed('internal').next(stop.signal);
     assert.ok(jobs.every((j) => j.sweep));
+  });
+});
+
+describe('the dispatcher reading a copy from wherever the file still is (G5, G6, G7, G12, G13)', () => {
+  let root: string;
+  let journal: Journal;
+  let catalog: Catalog;
+  let messages: Message[];
+  let scheduled: number[];
+  let dispatcher: Dispatcher;
+  let stop: AbortController;
+  const quiet = pino({ level: 'silent' });
+  const storages: StorageInfo[] = [
+    { id: 'internal', type: 'INTERNAL', target: '/st/internal', mountpoint: undefined, writers: 1 },
+    { id: 'external', type: 'EXTERNAL', target: '/st/external', mountpoint: undefined, writers: 1 },
+    { id: 'usb', type: 'OPTIONAL', target: '/st/usb', mountpoint: undefined, writers: 1 },
+  ];
+
+  beforeEach(async () => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
+    const opened = await Journal.open(root);
+    journal = opened.journal;
+    catalog = new Catalog(journal, { storages: storages.map((s) => s.id), historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: true });
+    catalog.replay(opened.records);
+    await catalog.shift(5n, 500, 501);
+    const hub = new MessageHub(quiet);
+    messages = [];
+    hub.subscribe((m) => messages.push(m));
+    scheduled = [];
+    dispatcher = new Dispatcher(catalog, storages, hub, quiet, { later: (ms) => { scheduled.push(ms); return () => undefined; } });
+    stop = new AbortController();
+  });
+  afterEach(async () => {
+    stop.abort();
+    dispatcher.stop();
+    await journal.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const file: NewFile = { src: '/ramdisk/1mf/u/f.cbf', rel: '1mf/u/f.cbf', size: 10, mtimeMs: 1000, ino: 100, dev: 1, checksum: `xxh128:${A}` };
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
+  const take = async (storage: string): Promise<CopyJob> => {
+    const [job] = await dispatcher.feed(storage).next(stop.signal);
+    assert.ok(job, `a job for ${storage}`);
+    return job;
+  };
+  const report = async (job: CopyJob, outcome: CopyReport['outcome']): Promise<void> => {
+    dispatcher.feed(job.storage).done([{ job, dest: job.dest, outcome, ...(outcome === 'copied' ? { result: { outcome, dest: job.dest, verified: false } } : {}) }]);
+    await settle();
+  };
+  const accepted = async (): Promise<FileRecord> => {
+    const [rec] = await catalog.accept(5n, [file]);
+    dispatcher.submit([rec!]);
+    return rec!;
+  };
+
+  it('copies to the external storage from the internal copy, at once and with no error, when grimseld deleted the original meanwhile', async () => {
+    const rec = await accepted();
+    await report(await take('internal'), 'copied');
+    const first = await take('external');
+    assert.deepEqual([first.from, first.src], ['original', file.src], 'the original while it is there');
+    // The reclaimer deleted it (or linked it, or a kill -9 came before its journal line): the catalog still says present.
+    await report(first, new SourceChanged(`${file.src} is gone`));
+    assert.equal(catalog.stateOn(rec, 'external'), 'pending', 'not failed, for good or otherwise');
+    assert.deepEqual(messages.filter((m) => m.errcode === 'COPY_ERROR'), [], 'nothing to tell anyone');
+    assert.deepEqual(scheduled, [], 'no backoff');
+    const again = await take('external');
+    assert.deepEqual([again.from, again.src, again.root, again.expect], ['internal', '/st/internal/1mf/u/f.cbf', '/st/internal', { size: 10, mtimeMs: 1000 }]);
+    assert.equal(again.checksum, A, 'checked against the file\'s checksum like any copy');
+    await report(again, 'copied');
+    assert.equal(catalog.stateOn(rec, 'external'), 'copied');
+    // What one storage's writer found holds for the others: the OPTIONAL storage reads the internal copy too.
+    assert.equal((await take('usb')).from, 'internal');
+  });
+
+  it('moves on the same way from an original found replaced by a link, on each storage that tries it', async () => {
+    const rec = await accepted();
+    await report(await take('internal'), 'copied');
+    const usb = await take('usb');
+    assert.equal(usb.from, 'original');
+    await report(usb, new SourceChanged(`${file.src} is a symbolic link now, not the delivered file`));
+    assert.equal((await take('usb')).from, 'internal');
+    assert.equal(catalog.stateOn(rec, 'usb'), 'pending');
+  });
+
+  it('copies to an OPTIONAL storage from the external copy once the original and the internal copy are gone (G5)', async () => {
+    const rec = await accepted();
+    await catalog.setCopy(rec, 'internal', 'copied');
+    await catalog.setCopy(rec, 'external', 'copied');
+    await catalog.setOrigin(rec, 'ramdisk', 'deleted');
+    await catalog.setOrigin(rec, 'internal', 'deleted');
+    const job = await take('usb');
+    assert.deepEqual([job.from, job.src, job.root], ['external', '/st/external/1mf/u/f.cbf', '/st/external']);
+    await report(job, 'copied');
+    assert.equal(catalog.record(rec.id), undefined, 'settled: copied everywhere, nothing left to clean up');
+  });
+
+  it('gives a copy up for good only when the original changed before any copy of it was made', async () => {
+    const rec = await accepted();
+    await report(await take('external'), new SourceChanged(`${file.src} is not the delivered file any more (size or mtime changed)`));
+    assert.equal(catalog.doneOn(rec, 'external'), true, 'failed for good');
+    assert.match(messages.find((m) => m.errcode === 'COPY_ERROR')!.longMessage, /not the delivered file any more.*; not retried/);
+  });
+
+  it('retries with a backoff a copy read back from an internal copy found gone when no other copy is there (its disk not mounted, say)', async () => {
+    const rec = await accepted();
+    await catalog.setCopy(rec, 'internal', 'copied');
+    await catalog.setOrigin(rec, 'ramdisk', 'deleted');
+    const job = await take('external');
+    assert.equal(job.from, 'internal');
+    await report(job, new SourceChanged('/st/internal/1mf/u/f.cbf is gone'));
+    assert.equal(catalog.stateOn(rec, 'external'), 'failed');
+    assert.equal(catalog.doneOn(rec, 'external'), false, 'not for good');
+    assert.deepEqual(scheduled, [1000]);
+    assert.match(messages.find((m) => m.errcode === 'COPY_ERROR')!.longMessage, /retried until it succeeds/);
   });
 });

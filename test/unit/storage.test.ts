@@ -8,7 +8,7 @@ import type { CopyResult } from '../../src/grimseld/copier.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 
 const info = (writers: number): StorageInfo => ({ id: 'st', type: 'OPTIONAL', target: '/st', mountpoint: undefined, writers });
-const job = (id: number): CopyJob => ({ id, storage: 'st', src: `/r/f${id}`, root: '/r', rel: `f${id}`, dest: `/st/f${id}`, expect: { size: 1, mtimeMs: 1 }, sweep: false });
+const job = (id: number): CopyJob => ({ id, storage: 'st', src: `/r/f${id}`, from: 'original', root: '/r', rel: `f${id}`, dest: `/st/f${id}`, expect: { size: 1, mtimeMs: 1 }, sweep: false });
 
 /** A feed that hands out `batches` once each, then nothing (waiting until aborted). */
 function feedOf(batches: CopyJob[][]): JobFeed & { reports: CopyReport[] } {

@@ -25,7 +25,7 @@ describe('stale temp files on the storages (G3, G12)', () => {
     const storage: StorageInfo = { id: 'st', type: 'OPTIONAL', target, mountpoint: undefined, writers: 1 };
     let observed: CopyListener = {};
     const sweeper = new TempSweeper([storage], { onCopy: (l) => { observed = l; return () => undefined; } }, 60_000, pino({ level: 'silent' }), () => Date.now() + 3_600_000);
-    const failed = (dest: string): void => observed.reported!({ job: { id: 1, storage: 'st', src: '/r/x.img', root: '/r', rel: 'x.img', dest, expect: { size: 1, mtimeMs: 1 }, sweep: false }, dest, outcome: new Error('failed') });
+    const failed = (dest: string): void => observed.reported!({ job: { id: 1, storage: 'st', from: 'original', src: '/r/x.img', root: '/r', rel: 'x.img', dest, expect: { size: 1, mtimeMs: 1 }, sweep: false }, dest, outcome: new Error('failed') });
 
     failed(path.join(run, 'x.img'));
     renameSync(path.join(target, '1mf/u'), path.join(target, '1mf/u.real'));
