@@ -112,6 +112,20 @@ describe('grimseld with an unmounted and a full storage (G13)', function () {
     msgs.stop();
   });
 
+  it('sees a storage unmounted between two checks of the mount table at once: nothing goes to the bare mount point (G13)', async () => {
+    const before = await row(ppu, 900, 'usb');
+    const internalBefore = (await row(ppu, 900, 'internal'))?.[5] ?? 0n;
+    unmount(mnt);
+    const files = Array.from({ length: 5 }, (_, i) => writeImage(ppu.detectorRamdisks['1MF']!, `gone/f${i}.cbf`, 10_000));
+    await eventually(async () => (await row(ppu, 900, 'internal'))?.[5] === internalBefore + 5n, 20_000, 'internal copies');
+    await new Promise((r) => setTimeout(r, 1500));
+    assert.equal(existsSync(path.join(mnt, 'data')), false, 'nothing written below the bare mount point (the root disk)');
+    assert.equal((await row(ppu, 900, 'usb'))?.[4], (before?.[4] ?? 0n) + 5n, 'pending while unmounted');
+    mountTmpfs(mnt, 16 * 1024 * 1024);
+    await eventually(async () => (await row(ppu, 900, 'usb'))?.[4] === 0n, 30_000, 'copies after mounting again');
+    for (const f of files) assert.equal(sha256File(readFileSync(path.join(mnt, 'data/1mf/900_901', f.rel))), f.sha256);
+  });
+
   it('on a full storage: COPY_ERROR, the ramdisk original stays, the copy is retried and completes once there is room', async () => {
     const msgs = await collectMessages(ppu);
     const big = writeImage(ppu.detectorRamdisks['1MF']!, 'full/big.cbf', 1536 * 1024);

@@ -150,7 +150,7 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     let clock = 0;
     scheduled = [];
     dispatcher = new Dispatcher(catalog, storages, hub, quiet, {
-      mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001)),
+      mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001), () => (mounted ? 7 : 1)),
       later: (ms, fn) => { scheduled.push({ ms, fn }); return () => undefined; },
     });
     stop = new AbortController();

@@ -6,17 +6,18 @@ import { MountWatch } from '../../src/grimseld/mount-watch.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 
 describe('the mount watch of a storage (G13)', () => {
-  const setup = (): { watch: MountWatch; messages: Message[]; logged: string[]; checks: () => number; clock: { now: number }; mounted: { ok: boolean } } => {
+  const setup = (): { watch: MountWatch; messages: Message[]; logged: string[]; checks: () => number; clock: { now: number }; mounted: { ok: boolean; dev: number } } => {
     const logged: string[] = [];
     const log = pino({ level: 'info' }, { write: (line: string) => { logged.push(String((JSON.parse(line) as { msg: string }).msg)); } });
     const hub = new MessageHub(log);
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
     const clock = { now: 1_000_000 };
-    const mounted = { ok: false };
+    // The mount point's device: the storage's file system while mounted, the root file system's when not.
+    const mounted = { ok: false, dev: 1 };
     let n = 0;
     const watch = new MountWatch({ id: 'usb', type: 'OPTIONAL', target: '/mnt/usb/data', mountpoint: '/mnt/usb', writers: 1 }, hub, log,
-      async () => { n++; return mounted.ok; }, () => clock.now);
+      async () => { n++; return mounted.ok; }, () => clock.now, () => (mounted.ok ? mounted.dev : 1));
     return { watch, messages, logged, checks: () => n, clock, mounted };
   };
 
@@ -62,5 +63,28 @@ describe('the mount watch of a storage (G13)', () => {
     clock.now += 1_001;
     assert.equal(await watch.ok(() => 0), false);
     assert.equal(messages.length, 2, 'said at once when it goes again');
+  });
+
+  it('sees a storage unmounted within the second at once, by its mount point\'s device, and writes nothing meanwhile', async () => {
+    const { watch, messages, checks, clock, mounted } = setup();
+    mounted.ok = true;
+    mounted.dev = 42;
+    assert.equal(await watch.ok(() => 0), true);
+    clock.now += 100;
+    assert.equal(await watch.ok(() => 0), true);
+    assert.equal(checks(), 1, 'the same device: no second look at the mount table');
+    mounted.ok = false;
+    clock.now += 100;
+    assert.equal(await watch.ok(() => 2), false, 'not a second later: now');
+    assert.equal(checks(), 2);
+    assert.match(messages[0]!.longMessage, /\/mnt\/usb is not mounted/);
+    // Another file system mounted there within the second is looked at again too.
+    mounted.ok = true;
+    clock.now += 1_001;
+    assert.equal(await watch.ok(() => 0), true);
+    mounted.dev = 43;
+    clock.now += 100;
+    assert.equal(await watch.ok(() => 0), true);
+    assert.equal(checks(), 4, 'asked the mount table again');
   });
 });
