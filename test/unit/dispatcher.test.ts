@@ -21,6 +21,23 @@ import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 const A = 'a1'.repeat(16);
 const B = 'b2'.repeat(16);
 
+/** A real catalog journalled in a new temp directory, shift 5 (uid 500, gid 501) begun. */
+async function openCatalog(storages: string[], hasExternal: boolean): Promise<{ root: string; journal: Journal; catalog: Catalog }> {
+  const root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
+  const opened = await Journal.open(root);
+  const catalog = new Catalog(opened.journal, { storages, historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal });
+  catalog.replay(opened.records);
+  await catalog.shift(5n, 500, 501);
+  return { root, journal: opened.journal, catalog };
+}
+
+async function closeAll(stop: AbortController, dispatcher: Dispatcher, journal: Journal, root: string): Promise<void> {
+  stop.abort();
+  dispatcher.stop();
+  await journal.close();
+  rmSync(root, { recursive: true, force: true });
+}
+
 describe('the dispatcher checking copies against the checksum (I2, I3, G10)', () => {
   let root: string;
   let journal: Journal;
@@ -32,13 +49,8 @@ describe('the dispatcher checking copies against the checksum (I2, I3, G10)', ()
   let storages: StorageInfo[];
 
   beforeEach(async () => {
-    root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
-    const opened = await Journal.open(root);
-    journal = opened.journal;
-    catalog = new Catalog(journal, { storages: ['internal', 'backup'], historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
+    ({ root, journal, catalog } = await openCatalog(['internal', 'backup'], false));
     book = catalog.shifts;
-    catalog.replay(opened.records);
-    await catalog.shift(5n, 500, 501);
     logged = [];
     const log = pino({ level: 'info' }, { write: (line: string) => { logged.push(String((JSON.parse(line) as { msg: string }).msg)); } });
     const hub = new MessageHub(log);
@@ -135,13 +147,8 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
   let stop: AbortController;
 
   beforeEach(async () => {
-    root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
-    const opened = await Journal.open(root);
-    journal = opened.journal;
-    catalog = new Catalog(journal, { storages: storages.map((s) => s.id), historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
+    ({ root, journal, catalog } = await openCatalog(storages.map((s) => s.id), false));
     book = catalog.shifts;
-    catalog.replay(opened.records);
-    await catalog.shift(5n, 500, 501);
     const hub = new MessageHub(quiet);
     messages = [];
     hub.subscribe((m) => messages.push(m));
@@ -155,12 +162,7 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     });
     stop = new AbortController();
   });
-  afterEach(async () => {
-    stop.abort();
-    dispatcher.stop();
-    await journal.close();
-    rmSync(root, { recursive: true, force: true });
-  });
+  afterEach(() => closeAll(stop, dispatcher, journal, root));
 
   const files = (n: number, from = 0): NewFile[] => Array.from({ length: n }, (_, i) =>
     ({ src: `/ramdisk/1mf/u/f${from + i}.cbf`, rel: `1mf/u/f${from + i}.cbf`, size: 10, mtimeMs: 1000, ino: 100 + from + i, dev: 1, checksum: `xxh128:${A}` }));
@@ -272,12 +274,7 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
   ];
 
   beforeEach(async () => {
-    root = mkdtempSync(path.join(os.tmpdir(), 'dispatcher-'));
-    const opened = await Journal.open(root);
-    journal = opened.journal;
-    catalog = new Catalog(journal, { storages: storages.map((s) => s.id), historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: true });
-    catalog.replay(opened.records);
-    await catalog.shift(5n, 500, 501);
+    ({ root, journal, catalog } = await openCatalog(storages.map((s) => s.id), true));
     const hub = new MessageHub(quiet);
     messages = [];
     hub.subscribe((m) => messages.push(m));
@@ -285,24 +282,17 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
     dispatcher = new Dispatcher(catalog, storages, hub, quiet, { later: (ms) => { scheduled.push(ms); return () => undefined; } });
     stop = new AbortController();
   });
-  afterEach(async () => {
-    stop.abort();
-    dispatcher.stop();
-    await journal.close();
-    rmSync(root, { recursive: true, force: true });
-  });
+  afterEach(() => closeAll(stop, dispatcher, journal, root));
 
   const file: NewFile = { src: '/ramdisk/1mf/u/f.cbf', rel: '1mf/u/f.cbf', size: 10, mtimeMs: 1000, ino: 100, dev: 1, checksum: `xxh128:${A}` };
-  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
   const take = async (storage: string): Promise<CopyJob> => {
     const [job] = await dispatcher.feed(storage).next(stop.signal);
     assert.ok(job, `a job for ${storage}`);
     return job;
   };
-  const report = async (job: CopyJob, outcome: CopyReport['outcome']): Promise<void> => {
-    dispatcher.feed(job.storage).done([{ job, dest: job.dest, outcome, ...(outcome === 'copied' ? { result: { outcome, dest: job.dest, verified: false } } : {}) }]);
-    await settle();
-  };
+  /** Reports a job's result and waits until it is recorded (not a fixed pause: a loaded machine takes longer). */
+  const report = (job: CopyJob, outcome: CopyReport['outcome']): Promise<void> =>
+    dispatcher.report({ job, dest: job.dest, outcome, ...(outcome === 'copied' ? { result: { outcome, dest: job.dest, verified: false } } : {}) });
   const accepted = async (): Promise<FileRecord> => {
     const [rec] = await catalog.accept(5n, [file]);
     dispatcher.submit([rec!]);
