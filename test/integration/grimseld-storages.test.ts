@@ -113,6 +113,11 @@ describe('grimseld with an unmounted and a full storage (G13)', function () {
   });
 
   it('sees a storage unmounted between two checks of the mount table at once: nothing goes to the bare mount point (G13)', async () => {
+    // A copy to the storage just now: its mount point was found mounted less than a second ago.
+    const copiedBefore = (await row(ppu, 900, 'usb'))?.[5] ?? 0n;
+    writeImage(ppu.detectorRamdisks['1MF']!, 'gone/warm.cbf', 10_000);
+    await eventually(async () => (await row(ppu, 900, 'usb'))?.[5] === copiedBefore + 1n && (await row(ppu, 900, 'internal'))?.[4] === 0n,
+      20_000, 'a copy to the storage, and nothing pending on internal');
     const before = await row(ppu, 900, 'usb');
     const internalBefore = (await row(ppu, 900, 'internal'))?.[5] ?? 0n;
     unmount(mnt);

@@ -17,7 +17,7 @@ describe('the mount watch of a storage (G13)', () => {
     const mounted = { ok: false, dev: 1 };
     let n = 0;
     const watch = new MountWatch({ id: 'usb', type: 'OPTIONAL', target: '/mnt/usb/data', mountpoint: '/mnt/usb', writers: 1 }, hub, log,
-      async () => { n++; return mounted.ok; }, () => clock.now, () => (mounted.ok ? mounted.dev : 1));
+      async () => { n++; return mounted.ok; }, () => clock.now, async () => (mounted.ok ? mounted.dev : 1));
     return { watch, messages, logged, checks: () => n, clock, mounted };
   };
 
@@ -86,5 +86,33 @@ describe('the mount watch of a storage (G13)', () => {
     clock.now += 100;
     assert.equal(await watch.ok(() => 0), true);
     assert.equal(checks(), 4, 'asked the mount table again');
+  });
+
+  it('says nothing and writes nothing when the device changes while the mount table is read, and looks again next time', async () => {
+    const hub = new MessageHub(pino({ level: 'silent' }));
+    const messages: Message[] = [];
+    hub.subscribe((m) => messages.push(m));
+    const devices = [7, 8, 8, 8, 8];
+    let reads = 0;
+    const watch = new MountWatch({ id: 'usb', type: 'OPTIONAL', target: '/mnt/usb/data', mountpoint: '/mnt/usb', writers: 1 }, hub,
+      pino({ level: 'silent' }), async () => { reads++; return true; }, () => 0, async () => devices.shift());
+    assert.equal(await watch.ok(() => 1), false, 'mounted meanwhile: not yet');
+    assert.deepEqual(messages, [], 'and no alarm for it');
+    assert.equal(await watch.ok(() => 1), true, 'the next call reads the table again');
+    assert.equal(reads, 2);
+  });
+
+  it('shares one check among the writers that ask at once', async () => {
+    const hub = new MessageHub(pino({ level: 'silent' }));
+    let stats = 0;
+    let release!: () => void;
+    const hung = new Promise<void>((r) => { release = r; });
+    const watch = new MountWatch({ id: 'nfs', type: 'EXTERNAL', target: '/mnt/nfs/data', mountpoint: '/mnt/nfs', writers: 4 }, hub,
+      pino({ level: 'silent' }), async () => true, () => 0, async () => { stats++; await hung; return 9; });
+    const asked = [watch.ok(() => 0), watch.ok(() => 0), watch.ok(() => 0), watch.ok(() => 0)];
+    await new Promise((r) => setTimeout(r, 20));
+    assert.equal(stats, 1, 'one stat in flight, however long it hangs');
+    release();
+    assert.deepEqual(await Promise.all(asked), [true, true, true, true]);
   });
 });
