@@ -249,6 +249,8 @@ export class Dispatcher implements CopyEvents {
   #readable(rec: FileRecord, storage: StorageInfo): ReadFrom[] {
     const there: ReadFrom[] = [];
     if (rec.ramdisk === 'present') there.push('original');
+    // A copy only with the file's checksum to check it against (an operator's file has none before its first read).
+    if (rec.checksum === undefined) return there;
     if (rec.internal === 'present' && this.catalog.copiedOn(rec, this.#internal.id)) there.push('internal');
     const external = this.#external;
     if (external && storage.id !== external.id && this.catalog.copiedOn(rec, external.id)) there.push('external');
@@ -332,11 +334,13 @@ export class Dispatcher implements CopyEvents {
       }
       this.#unreadable.delete(rec.id);
     }
-    // Otherwise a source that changed is hopeless if it was the original, still there and no longer the file
-    // (its writer changed it before any copy was made). A copy read back that is gone (its storage not mounted,
-    // say) is retried. A checksum mismatch is retried like any failure: the original stays, never linked nor
-    // deleted on the strength of a bad copy (I2).
-    const permanent = r.outcome instanceof SourceChanged && r.job.from === 'original' && rec.ramdisk === 'present';
+    // Otherwise a source that changed is hopeless if it was the original, still there and no longer the file,
+    // and the internal copy will not come either (done: its writer changed it before any copy was made); while
+    // that copy is under way, retried. A copy read back that is gone (its storage not mounted, say) is retried.
+    // A checksum mismatch is retried like any failure: the original stays, never linked nor deleted on the
+    // strength of a bad copy (I2).
+    const permanent = r.outcome instanceof SourceChanged && r.job.from === 'original' && rec.ramdisk === 'present' &&
+      (storage.type === 'INTERNAL' || this.catalog.doneOn(rec, this.#internal.id));
     await this.catalog.setCopy(rec, storage.id, 'failed', { permanent });
     const n = (this.#attempts.get(key) ?? 0) + 1;
     this.#attempts.set(key, n);

@@ -157,7 +157,7 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     let clock = 0;
     scheduled = [];
     dispatcher = new Dispatcher(catalog, storages, hub, quiet, {
-      mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001), () => (mounted ? 7 : 1)),
+      mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001), async () => (mounted ? 7 : 1)),
       later: (ms, fn) => { scheduled.push({ ms, fn }); return () => undefined; },
     });
     stop = new AbortController();
@@ -342,9 +342,27 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
 
   it('gives a copy up for good only when the original changed before any copy of it was made', async () => {
     const rec = await accepted();
-    await report(await take('external'), new SourceChanged(`${file.src} is not the delivered file any more (size or mtime changed)`));
-    assert.equal(catalog.doneOn(rec, 'external'), true, 'failed for good');
-    assert.match(messages.find((m) => m.errcode === 'COPY_ERROR')!.longMessage, /not the delivered file any more.*; not retried/);
+    const changed = new SourceChanged(`${file.src} is not the delivered file any more (size or mtime changed)`);
+    // The internal copy still under way (it may have read the file before it changed): retried, not given up.
+    await report(await take('external'), changed);
+    assert.equal(catalog.stateOn(rec, 'external'), 'failed');
+    assert.equal(catalog.doneOn(rec, 'external'), false);
+    assert.deepEqual(scheduled, [1000]);
+    await report(await take('internal'), changed);
+    assert.equal(catalog.doneOn(rec, 'internal'), true, 'no copy of the delivered file: failed for good');
+    await report(await take('usb'), changed);
+    assert.equal(catalog.doneOn(rec, 'usb'), true, 'and so on the other storages');
+    assert.match(messages.filter((m) => m.errcode === 'COPY_ERROR').at(-1)!.longMessage, /not the delivered file any more.*; not retried/);
+  });
+
+  it('reads no copy of a file whose checksum is not known yet (an operator\'s, before its first read)', async () => {
+    const [rec] = await catalog.accept(5n, [{ ...file, checksum: undefined }]);
+    dispatcher.submit([rec!]);
+    await catalog.setCopy(rec!, 'internal', 'copied');
+    const job = await take('external');
+    assert.equal(job.from, 'original');
+    await report(job, new SourceChanged(`${file.src} is gone`));
+    assert.equal(catalog.stateOn(rec!, 'external'), 'failed', 'not read from a copy nothing can check');
   });
 
   it('retries with a backoff a copy read back from an internal copy found gone when no other copy is there (its disk not mounted, say)', async () => {
