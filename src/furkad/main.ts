@@ -18,7 +18,8 @@ import type { Transport } from './transport.js';
 import { Handover } from './handover.js';
 import { Outbox, placedFiles } from './outbox.js';
 import { ShiftManager } from './shift-manager.js';
-import { planShift } from './shift.js';
+import { planShift, shiftIds } from './shift.js';
+import { readLastShift, writeLastShift } from './shift-floor.js';
 import { ShiftSchedule } from './shift-schedule.js';
 import { FurkadMetrics } from './metrics.js';
 import { TransferGate } from './transfer-gate.js';
@@ -67,7 +68,9 @@ async function main(): Promise<number> {
       : new RsyncTransport(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s, namesFilter }, log);
     return new DetectorLoop(id, transport, handover, gate, log);
   });
-  const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log);
+  // Every new shift's id after the last one's, whatever the clock says now (shift-floor.ts).
+  shiftIds.after(readLastShift(config.state_dir));
+  const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log, (u) => writeLastShift(config.state_dir, u));
   // Scheduled rotation: a shift with the configured defaults at every boundary, like a restart.
   const schedule = config.shift_schedule === undefined ? undefined
     : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log);

@@ -26,6 +26,8 @@ export class ShiftManager implements Component {
     /** Only the shift announcement is needed here (a fake in unit tests). */
     private readonly handover: Pick<Handover, 'shiftStarted'>,
     private readonly log: Logger,
+    /** Keeps a started shift's id for the next furkad (shift-floor.ts, writeLastShift); nothing in unit tests. */
+    private readonly keepId: (usertime: bigint) => void = () => undefined,
   ) {}
 
   /** A process start is a shift start with the configured defaults (F6). */
@@ -57,6 +59,25 @@ export class ShiftManager implements Component {
     await this.begin(shift);
   }
 
+  /**
+   * Keeps the shift's id for the next furkad (shift-floor.ts); says so when the clock is behind it, since its
+   * start time then reads later than it was (status, G9). Not kept (state_dir unwritable): said, and the shift
+   * goes on.
+   */
+  #keep(usertime: bigint): void {
+    const behindS = Number(usertime - BigInt(Date.now()) * 1000n) / 1e6;
+    if (behindS > 1) {
+      this.log.warn({ usertime: String(usertime), behind_s: Math.round(behindS) }, 'the clock is behind the start of the last shift: ' +
+        'this shift\'s id is set just after that one\'s, so that it counts as the newest (its start time reads that much late)');
+    }
+    try {
+      this.keepId(usertime);
+    } catch (e) {
+      this.log.error({ err: (e as Error).message, state_dir: this.config.state_dir },
+        'cannot keep the shift\'s id in state_dir: a furkad restarted after the clock was set back could start a shift that sorts before this one');
+    }
+  }
+
   /** Switches to `shift`: files written before this call land in the old shift, later ones in the new. */
   begin(shift: Shift): Promise<void> {
     const step = this.#chain.then(async () => {
@@ -68,6 +89,7 @@ export class ShiftManager implements Component {
         await Promise.all(all.map((l) => l.leaveBehind()));
         // Announced before any file of the new shift can be handed over (the hand-over is ordered).
         this.handover.shiftStarted(shift.usertime, shift.uid, shift.gid);
+        this.#keep(shift.usertime);
         for (const loop of all) loop.assign(shift, shift.detectors.find((d) => d.id === loop.id));
         this.#shift = shift;
         this.log.info({ usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,

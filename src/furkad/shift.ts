@@ -33,14 +33,24 @@ export class ShiftRequestError extends Error {
 /** Highest uid and gid of a shift, as in the config schema: 2^32-1 is chown's "unchanged". */
 export const MAX_ID = 4294967294;
 
-let lastUsertime = 0n;
+/** Shift ids: µs since the epoch, strictly increasing so two shifts never share an id, nor sort before an earlier one. */
+export class ShiftIds {
+  #last = 0n;
 
-/** µs since the epoch, strictly increasing within the process so two shifts never share an id. */
-export function newUsertime(): bigint {
-  const now = BigInt(Date.now()) * 1000n;
-  lastUsertime = now > lastUsertime ? now : lastUsertime + 1n;
-  return lastUsertime;
+  next(): bigint {
+    const now = BigInt(Date.now()) * 1000n;
+    this.#last = now > this.#last ? now : this.#last + 1n;
+    return this.#last;
+  }
+
+  /** Ids from now on come after `usertime` (the last shift of an earlier furkad, shift-floor.ts). */
+  after(usertime: bigint): void {
+    if (usertime > this.#last) this.#last = usertime;
+  }
 }
+
+/** The process's shift ids. */
+export const shiftIds = new ShiftIds();
 
 /**
  * Builds a shift from a StartShift request. An empty list means every configured detector
@@ -52,6 +62,7 @@ export function planShift(
   uid: number,
   gid: number,
   requested: ReadonlyArray<readonly [string, string, string]> = [],
+  usertimes: ShiftIds = shiftIds,
 ): Shift {
   const ids = Object.keys(config.detector);
   // The config schema's bounds: 4294967295 is (uid_t)-1, which chown(2) takes as "leave unchanged", so such a
@@ -90,7 +101,7 @@ export function planShift(
   if (usrdir !== '' && !isSafeRelative(usrdir)) {
     throw new ShiftRequestError('InvalidArgs', `usrdir '${config.usrdir}' expands to '${usrdir}', which leaves the target`);
   }
-  return { usertime: newUsertime(), uid, gid, usrdir, detectors };
+  return { usertime: usertimes.next(), uid, gid, usrdir, detectors };
 }
 
 /**

@@ -1,11 +1,13 @@
 // furkad's shifts: a change in the middle of a stream, refused requests, planted symlinks, and its log
 // file rotation; runs without a license key, so in single-thread mode (F4, F6, F8, S4).
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { streamAcrossShiftChange } from '../fixtures/shift-split.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
+import { callMethod } from '../../src/dbus/bus.js';
+import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../../src/dbus/names.js';
 
 type Row = [string, string, string, bigint, bigint, bigint];
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -118,5 +120,33 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
     for (let uid = 1100; uid < 1106; uid++) assert.ok(existsSync(path.join(internal, usr(uid), `sweep/run/f${uid}.cbf`)));
     writeImage(det, 'sweep/after.cbf', 1000);
     await eventually(() => existsSync(path.join(base, usr(1301), 'sweep/after.cbf')), 20_000, 'delivery into the current shift');
+  });
+});
+
+describe('furkad restarted after the clock was set back (F6, G5)', function () {
+  this.timeout(120_000);
+
+  it('starts its shift after the last one it started, so grimseld keeps the new shift\'s ramdisk files for the online processing', async () => {
+    const ppu = new Ppu({ prefix: 'ppu-clock', uid: 1300, gid: 1301 });
+    await ppu.start();
+    try {
+      // The shift before started an hour "later" than now: furkad's clock was an hour ahead then (an RTC off until
+      // NTP stepped it back). grimseld heard of it as furkad tells it of every shift; furkad kept its id.
+      const ahead = (BigInt(Date.now()) + 3_600_000n) * 1000n;
+      await ppu.killFurkad();
+      const intake = (await ppu.client.getProxyObject(GRIMSEL_NAME, GRIMSEL_PATH)).getInterface(INTAKE_IFACE);
+      await callMethod(intake, 'ShiftStarted', ahead, 1200, 1201);
+      writeFileSync(path.join(ppu.work, 'furkad-state', 'last-shift'), `${ahead}\n`);
+      await ppu.startFurkad();
+      const [usertime] = await furkaProperty<[bigint, number, number]>(ppu, 'Shift');
+      assert.ok(usertime > ahead, `the new shift's id ${usertime} comes after the last one's ${ahead}`);
+      await eventually(async () => (await ppu.queryStatus(1))[0]?.[0] === usertime, 20_000, 'grimseld to take it for the current shift');
+      const files = Array.from({ length: 3 }, (_, i) => writeImage(ppu.detectorRamdisks['1MF']!, `late/f${i}.cbf`, 10_000));
+      await eventually(async () => (await ppu.queryStatus(1)).every((r) => r[5] === 3n), 20_000, 'the new shift\'s files copied');
+      await sleep(1500); // grimseld's clean-up of earlier shifts runs 4 times a second
+      for (const f of files) assert.ok(existsSync(path.join(ppu.ppuRamdisk, '1mf/1300_1301', f.rel)), `${f.rel} still on the ramdisk`);
+    } finally {
+      await ppu.stop();
+    }
   });
 });
