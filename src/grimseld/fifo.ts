@@ -1,6 +1,6 @@
 // The operators' FIFO (G8): `echo /some_dir/./path/to/file > /run/grimseld/files`, one path per line.
 import { execFile } from 'node:child_process';
-import { constants, openSync, lstatSync, mkdirSync } from 'node:fs';
+import { constants, openSync, lstatSync, mkdirSync, readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { promisify } from 'node:util';
 import * as path from 'node:path';
@@ -74,6 +74,8 @@ export class LineSplitter {
 
 export class FileFifo {
   #socket: Socket | undefined;
+  #fd: number | undefined;
+  #lines: LineSplitter | undefined;
   // At most BATCH_MAX at a time: a list of 100 000 paths taken in one go would need them all in memory
   // at once, several times over (checked files, records, journal lines), and the heap keeps that size;
   // a batch that is in flight long enough to outlive minor collections ends up there too.
@@ -110,6 +112,8 @@ export class FileFifo {
     }, (length, start) => this.log.warn({ source: 'fifo', length, start },
       `FIFO line of ${length} bytes discarded: longer than ${LINE_MAX} bytes (PATH_MAX), so no path; nothing of it was added`));
     this.#socket.on('data', (chunk: Buffer) => lines.push(chunk));
+    this.#fd = fd;
+    this.#lines = lines;
   }
 
   async #takeBatch(batch: string[]): Promise<void> {
@@ -122,8 +126,28 @@ export class FileFifo {
     if (this.#batches.waiting < BATCH_MAX && this.#socket?.isPaused()) this.#socket.resume();
   }
 
+  /**
+   * Takes what writers left in the pipe (an `echo` just before a stop or an upgrade returned as soon as its line
+   * was in the kernel's buffer: dropped here, it would be lost without a word), then closes.
+   */
   async close(): Promise<void> {
+    const fd = this.#fd;
+    if (this.#socket && fd !== undefined && this.#lines) {
+      this.#socket.pause();
+      const chunk = Buffer.allocUnsafe(64 * 1024);
+      for (;;) {
+        let n: number;
+        try {
+          n = readSync(fd, chunk, 0, chunk.length, null);
+        } catch {
+          break; // EAGAIN: the pipe is empty
+        }
+        if (n <= 0) break;
+        this.#lines.push(chunk.subarray(0, n));
+      }
+    }
     this.#socket?.destroy();
+    this.#fd = undefined;
     await this.#batches.drained();
   }
 }

@@ -1,6 +1,6 @@
 // The operators' FIFO (G8) with a real FIFO in a temp dir: lines longer than PATH_MAX are dropped and reported, never held.
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -32,6 +32,16 @@ describe('grimseld FIFO lines (G8)', () => {
     } finally {
       await fifo.close();
     }
+  });
+
+  it('takes the paths still in the pipe when it closes (an echo just before a stop)', async () => {
+    const added: string[] = [];
+    const fifo = new FileFifo(path.join(dir, 'files'), async (paths) => { added.push(...paths); return []; }, pino({ level: 'silent' }));
+    await fifo.open();
+    // Written and closed at once, as `echo` does; grimseld's loop has not read them when it stops.
+    writeFileSync(fifo.file, '/op/./a.dat\n/op/./b.dat\n');
+    await fifo.close();
+    assert.deepEqual(added, ['/op/./a.dat', '/op/./b.dat']);
   });
 
   it('holds at most LINE_MAX bytes of a line in progress, and takes a line of exactly LINE_MAX bytes', () => {
