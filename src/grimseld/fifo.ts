@@ -135,7 +135,9 @@ export class FileFifo {
     if (this.#socket && fd !== undefined && this.#lines) {
       this.#socket.pause();
       const chunk = Buffer.allocUnsafe(64 * 1024);
-      for (;;) {
+      // What the pipe holds (64 KiB unless raised), a few times over, and no more: a writer that keeps writing
+      // must not hold the stop up (its next write fails once the FIFO has no reader).
+      for (let reads = 0; reads < 16; reads++) {
         let n: number;
         try {
           n = readSync(fd, chunk, 0, chunk.length, null);
