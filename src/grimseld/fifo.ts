@@ -132,8 +132,13 @@ export class FileFifo {
    */
   async close(): Promise<void> {
     const fd = this.#fd;
-    if (this.#socket && fd !== undefined && this.#lines) {
-      this.#socket.pause();
+    const socket = this.#socket;
+    const lines = this.#lines;
+    if (socket && !socket.destroyed && fd !== undefined && lines) {
+      socket.pause();
+      // First what the socket read already and holds while paused (a writer faster than the journal), in order:
+      // each read() hands its chunk to the 'data' listener, which splits it into lines.
+      while (socket.read() !== null) { /* taken by the 'data' listener */ }
       const chunk = Buffer.allocUnsafe(64 * 1024);
       // What the pipe holds (64 KiB unless raised), a few times over, and no more: a writer that keeps writing
       // must not hold the stop up (its next write fails once the FIFO has no reader).
@@ -145,7 +150,11 @@ export class FileFifo {
           break; // EAGAIN: the pipe is empty
         }
         if (n <= 0) break;
-        this.#lines.push(chunk.subarray(0, n));
+        lines.push(chunk.subarray(0, n));
+      }
+      if (lines.buffered > 0) {
+        this.log.warn({ source: 'fifo', bytes: lines.buffered }, 'grimseld stopped while a FIFO line was being written (no newline yet): ' +
+          'it was not taken; write that path again');
       }
     }
     this.#socket?.destroy();

@@ -44,6 +44,24 @@ describe('grimseld FIFO lines (G8)', () => {
     assert.deepEqual(added, ['/op/./a.dat', '/op/./b.dat']);
   });
 
+  it('takes, in order, what it had read and held while paused behind a slow journal when it stops, and the pipe\'s rest', async () => {
+    let release!: () => void;
+    const journal = new Promise<void>((r) => { release = r; });
+    const added: string[] = [];
+    const fifo = new FileFifo(path.join(dir, 'files'), async (paths) => { await journal; added.push(...paths); return []; }, pino({ level: 'silent' }));
+    await fifo.open();
+    const lines = Array.from({ length: 12_000 }, (_, i) => `/op/./f${String(i).padStart(5, '0')}.dat`);
+    // About 200 kB: more than the pipe holds; the reader pauses at 1000 paths waiting for the journal.
+    const writing = writeFile(fifo.file, `${lines.join('\n')}\n`);
+    await new Promise((r) => setTimeout(r, 300));
+    const closing = fifo.close();
+    release();
+    await closing;
+    await writing;
+    assert.equal(added.length, lines.length);
+    assert.deepEqual(added, lines, 'every path once, in the order written');
+  });
+
   it('holds at most LINE_MAX bytes of a line in progress, and takes a line of exactly LINE_MAX bytes', () => {
     const lines: string[] = [];
     const long: number[] = [];
