@@ -11,6 +11,9 @@ import type { StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
 
 export const MOUNT_RECHECK_MS = 1000;
+/** A stat of the mount point that takes longer: the storage does not answer (a hard NFS mount whose server hangs). */
+const STAT_TIMEOUT_MS = 5000;
+const HUNG = Symbol('hung');
 /** While a storage's mount point is missing, the error is repeated this often (sooner while files wait for it). */
 const UNMOUNTED_REPEAT_MS = 60_000;
 const UNMOUNTED_REPEAT_BUSY_MS = 10_000;
@@ -33,8 +36,10 @@ export class MountWatch {
   #device: number | undefined;
   /** When the missing mount point was last said; undefined while it is mounted. */
   #saidAt: number | undefined;
-  /** The check under way: the storage's writers share it (one stat in flight, also while it hangs). */
+  /** The check under way: the storage's writers share it. */
   #pending: Promise<boolean> | undefined;
+  /** The stat under way: never a second one while it hangs (each would hold a thread of libuv's pool for good). */
+  #statting: Promise<number | undefined> | undefined;
 
   constructor(
     private readonly storage: StorageInfo,
@@ -43,6 +48,7 @@ export class MountWatch {
     private readonly isMounted: (dir: string) => Promise<boolean> = isMountPoint,
     private readonly now: () => number = Date.now,
     private readonly device: (dir: string) => Promise<number | undefined> = deviceOf,
+    private readonly statTimeoutMs = STAT_TIMEOUT_MS,
   ) {}
 
   /** Whether the storage may be written to now; `queued`: files waiting for it (said in the message). */
@@ -58,24 +64,42 @@ export class MountWatch {
     const checked = this.#checked;
     if (checked && now - checked.at <= MOUNT_RECHECK_MS) {
       if (!checked.ok) return false;
-      if (await this.device(mountpoint) === this.#device) return true;
+      const device = await this.#deviceNow(mountpoint);
+      if (device === this.#device) return true;
+      if (device === HUNG) return this.#verdict(false, now, queued, 'does not answer');
       // Another device than when found mounted: the mount table is read again now.
     }
-    const before = await this.device(mountpoint);
+    const before = await this.#deviceNow(mountpoint);
+    if (before === HUNG) return this.#verdict(false, now, queued, 'does not answer');
     const mounted = await this.isMounted(mountpoint);
-    if (await this.device(mountpoint) !== before) {
+    if (await this.#deviceNow(mountpoint) !== before) {
       // Mounted or unmounted while the table was read: nothing written, nothing said, looked at again next time.
       this.#checked = undefined;
       return false;
     }
-    const ok = mounted && before !== undefined;
-    this.#device = ok ? before : undefined;
+    this.#device = mounted ? before : undefined;
+    return this.#verdict(mounted && before !== undefined, now, queued, 'is not mounted');
+  }
+
+  #verdict(ok: boolean, now: number, queued: () => number, why: string): boolean {
     this.#checked = { ok, at: now };
-    this.#said(ok, queued());
+    this.#said(ok, queued(), why);
     return ok;
   }
 
-  #said(mounted: boolean, queued: number): void {
+  /** The mount point's device now; HUNG when its stat has not come back within statTimeoutMs. */
+  async #deviceNow(mountpoint: string): Promise<number | undefined | typeof HUNG> {
+    const statting = (this.#statting ??= this.device(mountpoint).finally(() => { this.#statting = undefined; }));
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<typeof HUNG>((resolve) => { timer = setTimeout(() => resolve(HUNG), this.statTimeoutMs); });
+    try {
+      return await Promise.race([statting, hung]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  #said(mounted: boolean, queued: number, why: string): void {
     const { id, mountpoint, target } = this.storage;
     if (mounted) {
       if (this.#saidAt !== undefined) {
@@ -89,7 +113,7 @@ export class MountWatch {
     if (this.#saidAt === undefined || now - this.#saidAt >= repeat) {
       this.#saidAt = now;
       this.messages.publish('COPY_ERROR', `${mountpoint}:${target}`,
-        `storage ${id}: ${mountpoint} is not mounted; nothing is written to ${target} and its ${queued} files stay pending until it is mounted`);
+        `storage ${id}: ${mountpoint} ${why}; nothing is written to ${target} and its ${queued} files stay pending until it is mounted${why === 'is not mounted' ? '' : ' and answers'}`);
     }
   }
 }

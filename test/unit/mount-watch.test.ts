@@ -115,4 +115,18 @@ describe('the mount watch of a storage (G13)', () => {
     release();
     assert.deepEqual(await Promise.all(asked), [true, true, true, true]);
   });
+
+  it('says a mount point whose stat hangs (a hung NFS server) does not answer, writes nothing, and never stats it twice at once', async () => {
+    const hub = new MessageHub(pino({ level: 'silent' }));
+    const messages: Message[] = [];
+    hub.subscribe((m) => messages.push(m));
+    let stats = 0;
+    let clock = 0;
+    const watch = new MountWatch({ id: 'nfs', type: 'EXTERNAL', target: '/mnt/nfs/data', mountpoint: '/mnt/nfs', writers: 4 }, hub,
+      pino({ level: 'silent' }), async () => true, () => (clock += 1001), () => { stats++; return new Promise<number>(() => undefined); }, 50);
+    assert.equal(await watch.ok(() => 3), false);
+    assert.match(messages[0]!.longMessage, /\/mnt\/nfs does not answer; nothing is written to \/mnt\/nfs\/data and its 3 files stay pending until it is mounted and answers/);
+    assert.equal(await watch.ok(() => 3), false);
+    assert.equal(stats, 1, 'the hung stat is waited for again, not made again');
+  });
 });
