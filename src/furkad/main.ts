@@ -69,7 +69,7 @@ async function main(): Promise<number> {
     return new DetectorLoop(id, transport, handover, gate, log);
   });
   // Every new shift's id after the last one's, whatever the clock says now (shift-floor.ts).
-  shiftIds.after(readLastShift(config.state_dir));
+  shiftIds.after(readLastShift(config.state_dir, log));
   const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log, (u) => writeLastShift(config.state_dir, u));
   // Scheduled rotation: a shift with the configured defaults at every boundary, like a restart.
   const schedule = config.shift_schedule === undefined ? undefined

@@ -6,20 +6,43 @@
 // the last id kept here, the next one always comes after it (shift.ts, ShiftIds).
 import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
+import type { Logger } from '../common/logger.js';
 
 const FILE = 'last-shift';
+/** The largest id kept: a D-Bus `t` holds more, a signed 64-bit integer (grimseld's journal, scripts) no more. */
+const MAX_ID = 2n ** 63n - 1n;
+/** A kept id further ahead of the clock than this is said as an error at start. */
+const FAR_AHEAD_US = 24n * 3600n * 1_000_000n;
 
-/** The id of the last shift started with `stateDir`; 0 if none is kept (or the file holds no id). */
-export function readLastShift(stateDir: string): bigint {
+/**
+ * The id of the last shift started with `stateDir`; 0 if none is kept. A file that holds no id is said and
+ * read as none; an id more than a day ahead of the clock is said and kept (new ids come after it, and their
+ * start times read late by as much: the lesser harm, see above).
+ */
+export function readLastShift(stateDir: string, log: Logger): bigint {
+  const file = path.join(stateDir, FILE);
+  let text: string;
   try {
-    const text = readFileSync(path.join(stateDir, FILE), 'utf8').trim();
-    return /^\d{1,20}$/.test(text) ? BigInt(text) : 0n;
-  } catch {
+    text = readFileSync(file, 'utf8').trim();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') log.error({ file, err: (e as Error).message }, 'cannot read the last shift\'s id; new shift ids follow the clock alone');
     return 0n;
   }
+  const id = /^\d{1,19}$/.test(text) ? BigInt(text) : undefined;
+  if (id === undefined || id > MAX_ID) {
+    log.error({ file, content: text.slice(0, 40) }, 'the last shift\'s id file holds no id; new shift ids follow the clock alone');
+    return 0n;
+  }
+  const aheadUs = id - BigInt(Date.now()) * 1000n;
+  if (aheadUs > FAR_AHEAD_US) {
+    log.error({ file, usertime: String(id), ahead_days: Number(aheadUs / 86_400_000_000n) },
+      'the last shift started more than a day after the time the clock says now (the clock was wrong then, or is now): every new shift\'s id ' +
+      'comes after it, so that grimseld takes it for the current one, and its start time reads that much late');
+  }
+  return id;
 }
 
-/** Keeps `usertime` as the last shift's id: a new file, flushed, renamed over the old one. */
+/** Keeps `usertime` as the last shift's id: a new file, flushed, renamed over the old one, the rename flushed. */
 export function writeLastShift(stateDir: string, usertime: bigint): void {
   const file = path.join(stateDir, FILE);
   const tmp = `${file}.tmp`;
@@ -31,4 +54,10 @@ export function writeLastShift(stateDir: string, usertime: bigint): void {
     closeSync(fd);
   }
   renameSync(tmp, file);
+  const dir = openSync(stateDir, 'r');
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }

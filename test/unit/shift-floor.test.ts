@@ -19,13 +19,23 @@ describe('shift ids across restarts and a clock set back (F6, G5)', () => {
   beforeEach(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'shift-floor-')); });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('keeps the last id in state_dir, and reads none where there is none or the file holds no id', () => {
-    assert.equal(readLastShift(dir), 0n);
-    assert.equal(readLastShift(path.join(dir, 'missing')), 0n);
+  it('keeps the last id in state_dir, reads none where there is none, and says a file that holds no id or one far ahead', () => {
+    const said: string[] = [];
+    const log = { error: (_: unknown, m: string) => { said.push(m); } } as unknown as Logger;
+    assert.equal(readLastShift(dir, log), 0n);
+    assert.equal(readLastShift(path.join(dir, 'missing'), log), 0n);
+    assert.deepEqual(said, [], 'none kept yet: nothing to say');
     writeLastShift(dir, 1764672000123456n);
-    assert.equal(readLastShift(dir), 1764672000123456n);
-    writeFileSync(path.join(dir, 'last-shift'), 'garbage\n');
-    assert.equal(readLastShift(dir), 0n);
+    assert.equal(readLastShift(dir, log), 1764672000123456n);
+    for (const bad of ['garbage', '99999999999999999999', '9223372036854775808']) {
+      writeFileSync(path.join(dir, 'last-shift'), `${bad}\n`);
+      assert.equal(readLastShift(dir, log), 0n, bad);
+    }
+    assert.equal(said.filter((m) => /holds no id/.test(m)).length, 3);
+    const year2100 = 4102444800000000n;
+    writeLastShift(dir, year2100);
+    assert.equal(readLastShift(dir, log), year2100, 'kept: a new shift must still sort after it');
+    assert.match(said.at(-1)!, /more than a day after the time the clock says now/);
   });
 
   it('gives every new shift an id after the kept one, although the clock is behind it', () => {
@@ -52,7 +62,7 @@ describe('shift ids across restarts and a clock set back (F6, G5)', () => {
     const s = planShift(config, 500, 501, [], ids);
     await shifts.begin(s);
     assert.deepEqual(kept, [s.usertime]);
-    assert.equal(readLastShift(dir), s.usertime);
+    assert.equal(readLastShift(dir, log), s.usertime);
     assert.match(said.join('\n'), /warn the clock is behind the start of the last shift/);
     const failing = new ShiftManager(config, new Map(), handover, log, () => { throw new Error('EROFS: read-only file system'); });
     const t = planShift(config, 600, 601, [], ids);
