@@ -348,7 +348,8 @@ export class Dispatcher implements CopyEvents {
     // file that could not be written, not one per retry. A checksum mismatch is announced also when an
     // earlier failure of the file was something else.
     const mismatch = r.outcome instanceof ChecksumMismatch;
-    if (n === 1 || (mismatch && !this.#mismatchSaid.has(key))) this.#copyError(r, permanent);
+    // A failure given up after retries is said again: the first message promised a retry.
+    if (n === 1 || permanent || (mismatch && !this.#mismatchSaid.has(key))) this.#copyError(r, permanent);
     else this.log.debug({ storage: storage.id, src: r.job.src, attempt: n }, (r.outcome as Error).message);
     if (mismatch) this.#mismatchSaid.add(key);
     if (permanent) {
@@ -400,6 +401,7 @@ export class Dispatcher implements CopyEvents {
 
   stop(): void {
     this.#firstRead.clear();
+    this.#unreadable.clear();
     for (const cancel of this.#retries) cancel();
     this.#retries.clear();
   }

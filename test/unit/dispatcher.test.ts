@@ -264,6 +264,8 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
   let catalog: Catalog;
   let messages: Message[];
   let scheduled: number[];
+  /** What each scheduled retry runs, in order. */
+  let retries: Array<() => void>;
   let dispatcher: Dispatcher;
   let stop: AbortController;
   const quiet = pino({ level: 'silent' });
@@ -279,7 +281,8 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
     messages = [];
     hub.subscribe((m) => messages.push(m));
     scheduled = [];
-    dispatcher = new Dispatcher(catalog, storages, hub, quiet, { later: (ms) => { scheduled.push(ms); return () => undefined; } });
+    retries = [];
+    dispatcher = new Dispatcher(catalog, storages, hub, quiet, { later: (ms, fn) => { scheduled.push(ms); retries.push(fn); return () => undefined; } });
     stop = new AbortController();
   });
   afterEach(() => closeAll(stop, dispatcher, journal, root));
@@ -352,7 +355,12 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
     assert.equal(catalog.doneOn(rec, 'internal'), true, 'no copy of the delivered file: failed for good');
     await report(await take('usb'), changed);
     assert.equal(catalog.doneOn(rec, 'usb'), true, 'and so on the other storages');
-    assert.match(messages.filter((m) => m.errcode === 'COPY_ERROR').at(-1)!.longMessage, /not the delivered file any more.*; not retried/);
+    // The external storage's retry now gives up too, and says so although its first failure was said.
+    retries.shift()!();
+    await report(await take('external'), changed);
+    assert.equal(catalog.doneOn(rec, 'external'), true);
+    const said = messages.filter((m) => m.errcode === 'COPY_ERROR' && m.shortMessage.includes('/st/external/'));
+    assert.deepEqual(said.map((m) => /; (not retried|retried until it succeeds)$/.exec(m.longMessage)?.[1]), ['retried until it succeeds', 'not retried']);
   });
 
   it('reads no copy of a file whose checksum is not known yet (an operator\'s, before its first read)', async () => {
