@@ -9,8 +9,11 @@ import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 
 const FILE = 'last-shift';
-/** The largest id kept: a D-Bus `t` holds more, a signed 64-bit integer (grimseld's journal, scripts) no more. */
-const MAX_ID = 2n ** 63n - 1n;
+/**
+ * The largest id taken: a D-Bus `t` holds more, a signed 64-bit integer (grimseld's journal, scripts) no more,
+ * and the ids after it must fit too.
+ */
+const MAX_ID = 2n ** 63n - 1n - 2n ** 32n;
 /** A kept id further ahead of the clock than this is said as an error at start. */
 const FAR_AHEAD_US = 24n * 3600n * 1_000_000n;
 

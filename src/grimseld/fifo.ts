@@ -39,6 +39,11 @@ export class LineSplitter {
     return this.#held;
   }
 
+  /** The line in progress (no newline yet): its length so far and its first 80 bytes; undefined if none. */
+  get unfinished(): { length: number; start: string } | undefined {
+    return this.#length === 0 ? undefined : { length: this.#length, start: Buffer.concat(this.#parts).toString('utf8', 0, 80) };
+  }
+
   push(chunk: Buffer): void {
     let from = 0;
     for (let nl = chunk.indexOf(10, from); nl !== -1; nl = chunk.indexOf(10, from)) {
@@ -152,9 +157,10 @@ export class FileFifo {
         if (n <= 0) break;
         lines.push(chunk.subarray(0, n));
       }
-      if (lines.buffered > 0) {
-        this.log.warn({ source: 'fifo', bytes: lines.buffered }, 'grimseld stopped while a FIFO line was being written (no newline yet): ' +
-          'it was not taken; write that path again');
+      const cut = lines.unfinished;
+      if (cut) {
+        this.log.warn({ source: 'fifo', length: cut.length, start: cut.start }, 'grimseld stopped while a FIFO line was being written ' +
+          '(no newline yet): not taken; if it is a path, write it again');
       }
     }
     this.#socket?.destroy();

@@ -30,8 +30,9 @@ import { initProvenance } from '../common/provenance.js';
 
 /**
  * Copies run in their own threads (copy-threads.ts); libuv's pool (4 threads by default) serves intake,
- * journal and mount checks, and a hung storage can hold one pool thread per writer in a mount check:
- * enough threads that the journal still gets one, and the temp-file sweep another. Set before the pool's
+ * journal and mount checks, and a hung storage holds one pool thread in its mount check (mount-watch.ts),
+ * and its writers' reads of the mount table: enough threads that the journal still gets one, and the
+ * temp-file sweep another. Set before the pool's
  * first use; an operator's UV_THREADPOOL_SIZE wins.
  */
 function sizeThreadPool(storages: StorageInfo[]): void {

@@ -40,6 +40,7 @@ export class MountWatch {
   #pending: Promise<boolean> | undefined;
   /** The stat under way: never a second one while it hangs (each would hold a thread of libuv's pool for good). */
   #statting: Promise<number | undefined> | undefined;
+  #statStarted = 0;
 
   constructor(
     private readonly storage: StorageInfo,
@@ -72,7 +73,9 @@ export class MountWatch {
     const before = await this.#deviceNow(mountpoint);
     if (before === HUNG) return this.#verdict(false, now, queued, 'does not answer');
     const mounted = await this.isMounted(mountpoint);
-    if (await this.#deviceNow(mountpoint) !== before) {
+    const after = await this.#deviceNow(mountpoint);
+    if (after === HUNG) return this.#verdict(false, now, queued, 'does not answer');
+    if (after !== before) {
       // Mounted or unmounted while the table was read: nothing written, nothing said, looked at again next time.
       this.#checked = undefined;
       return false;
@@ -81,17 +84,27 @@ export class MountWatch {
     return this.#verdict(mounted && before !== undefined, now, queued, 'is not mounted');
   }
 
-  #verdict(ok: boolean, now: number, queued: () => number, why: string): boolean {
-    this.#checked = { ok, at: now };
+  #verdict(ok: boolean, _started: number, queued: () => number, why: string): boolean {
+    // From when the verdict is known: after a stat that hung 5 s, the next look is a second later, not at once.
+    this.#checked = { ok, at: this.now() };
     this.#said(ok, queued(), why);
     return ok;
   }
 
-  /** The mount point's device now; HUNG when its stat has not come back within statTimeoutMs. */
+  /**
+   * The mount point's device now; HUNG when its stat has not come back within statTimeoutMs of its start (a
+   * stat out longer than that already is HUNG at once: the storage's writers do not wait 5 s at every look).
+   */
   async #deviceNow(mountpoint: string): Promise<number | undefined | typeof HUNG> {
-    const statting = (this.#statting ??= this.device(mountpoint).finally(() => { this.#statting = undefined; }));
+    if (!this.#statting) {
+      this.#statStarted = performance.now();
+      this.#statting = this.device(mountpoint).finally(() => { this.#statting = undefined; });
+    }
+    const left = this.statTimeoutMs - (performance.now() - this.#statStarted);
+    if (left <= 0) return HUNG;
+    const statting = this.#statting;
     let timer: NodeJS.Timeout | undefined;
-    const hung = new Promise<typeof HUNG>((resolve) => { timer = setTimeout(() => resolve(HUNG), this.statTimeoutMs); });
+    const hung = new Promise<typeof HUNG>((resolve) => { timer = setTimeout(() => resolve(HUNG), left); });
     try {
       return await Promise.race([statting, hung]);
     } finally {

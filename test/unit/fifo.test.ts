@@ -34,14 +34,18 @@ describe('grimseld FIFO lines (G8)', () => {
     }
   });
 
-  it('takes the paths still in the pipe when it closes (an echo just before a stop)', async () => {
+  it('takes the paths still in the pipe when it closes (an echo just before a stop), and names a line cut short', async () => {
     const added: string[] = [];
-    const fifo = new FileFifo(path.join(dir, 'files'), async (paths) => { added.push(...paths); return []; }, pino({ level: 'silent' }));
+    const logged: Array<{ msg: string; start?: string }> = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => { logged.push(JSON.parse(l) as { msg: string }); } });
+    const fifo = new FileFifo(path.join(dir, 'files'), async (paths) => { added.push(...paths); return []; }, log);
     await fifo.open();
     // Written and closed at once, as `echo` does; grimseld's loop has not read them when it stops.
-    writeFileSync(fifo.file, '/op/./a.dat\n/op/./b.dat\n');
+    writeFileSync(fifo.file, '/op/./a.dat\n/op/./b.dat\n/op/./c.d');
     await fifo.close();
     assert.deepEqual(added, ['/op/./a.dat', '/op/./b.dat']);
+    const cut = logged.find((l) => /stopped while a FIFO line was being written/.test(l.msg));
+    assert.equal(cut?.start, '/op/./c.d');
   });
 
   it('takes, in order, what it had read and held while paused behind a slow journal when it stops, and the pipe\'s rest', async () => {
@@ -50,8 +54,9 @@ describe('grimseld FIFO lines (G8)', () => {
     const added: string[] = [];
     const fifo = new FileFifo(path.join(dir, 'files'), async (paths) => { await journal; added.push(...paths); return []; }, pino({ level: 'silent' }));
     await fifo.open();
-    const lines = Array.from({ length: 12_000 }, (_, i) => `/op/./f${String(i).padStart(5, '0')}.dat`);
-    // About 200 kB: more than the pipe holds; the reader pauses at 1000 paths waiting for the journal.
+    const lines = Array.from({ length: 6_000 }, (_, i) => `/op/./f${String(i).padStart(5, '0')}.dat`);
+    // About 100 kB: more than the pipe holds, less than the pipe and the paused reader hold together (the
+    // writer is done before the stop); the reader pauses at 1000 paths waiting for the journal.
     const writing = writeFile(fifo.file, `${lines.join('\n')}\n`);
     await new Promise((r) => setTimeout(r, 300));
     const closing = fifo.close();
