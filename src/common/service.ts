@@ -9,10 +9,18 @@ export function stopRequested(): Promise<NodeJS.Signals> {
   });
 }
 
-/** Runs a daemon's main; an unexpected failure is one line on stderr and exit code 1, never a stack dump. */
-export function runDaemon(name: string, main: () => Promise<number>): void {
+/**
+ * Runs a daemon's main; an unexpected failure is one line on stderr and exit code 1, never a stack dump. Once
+ * main has stopped everything, the process ends when its event loop is empty (the logs flushed); what still
+ * holds it after `graceMs` (a stat of a hung NFS mount in libuv's pool, which nothing can cancel) does not
+ * keep it from exiting, so that a stop does not wait for systemd's SIGKILL.
+ */
+export function runDaemon(name: string, main: () => Promise<number>, graceMs = 5000): void {
   main().then(
-    (code) => { process.exitCode = code; },
+    (code) => {
+      process.exitCode = code;
+      setTimeout(() => process.exit(code), graceMs).unref();
+    },
     (e: unknown) => {
       process.stderr.write(`${name}: ${e instanceof Error ? e.message : String(e)}\n`);
       process.exit(1);
