@@ -178,8 +178,34 @@ export function scanIni(text: string): string[] {
     if (first !== undefined) {
       problems.push(`${where()}, key '${key}': given twice, at lines ${first} and ${n} (only one value can count; remove the other)`);
     } else keys.set(key, n);
+    const cut = commentInside(m[4] ?? '');
+    if (cut) {
+      problems.push(`${where()}, key '${key}' (line ${n}): '${cut.mark}' starts a comment, so the value would be read as '${cut.read}'; ` +
+        `if it belongs to the value, write it as '\\${cut.mark}' or quote the whole value; before a comment, put a space`);
+    }
   });
   return problems;
+}
+
+/**
+ * A `#` or `;` inside an unquoted value, right after a character that is not white space (`/data/run#1`): ini
+ * ends the value there without a word, and a path would silently become a shorter one. One after white space
+ * is a comment, as written (`port = 873 ; rsync`).
+ */
+function commentInside(value: string): { mark: string; read: string } | undefined {
+  const v = value.trim();
+  if (v.startsWith('"') || v.startsWith("'")) return undefined; // quoted: ini takes it whole
+  for (let i = 0; i < v.length; i++) {
+    const c = v[i]!;
+    if (c === '\\') {
+      i++; // an escaped character
+      continue;
+    }
+    if (c !== '#' && c !== ';') continue;
+    if (i === 0 || /\s/.test(v[i - 1]!)) return undefined; // a comment
+    return { mark: c, read: ini.unsafe(v.slice(0, i)) };
+  }
+  return undefined;
 }
 
 /**

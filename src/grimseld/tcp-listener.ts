@@ -3,13 +3,19 @@ import { createServer, type Server, type Socket } from 'node:net';
 
 /** Most a peer may leave unread before it is cut off: a client that never reads must not grow our memory. */
 export const DEFAULT_MAX_UNREAD_BYTES = 1024 * 1024;
+/**
+ * Most connections at once per service: beamline scripts need a handful; a peer that opens thousands must not
+ * use up root grimseld's descriptors (its copies need them) nor, at DEFAULT_MAX_UNREAD_BYTES each, its memory.
+ * Connections beyond it are closed at once.
+ */
+export const MAX_CONNECTIONS = 64;
 
 export class TcpListener {
   readonly #server: Server;
   readonly #sockets = new Set<Socket>();
 
   /** `what` names the service in errors ("status", "message"). */
-  constructor(readonly what: string, onConnection: (socket: Socket) => void) {
+  constructor(readonly what: string, onConnection: (socket: Socket) => void, maxConnections = MAX_CONNECTIONS) {
     this.#server = createServer((socket) => {
       this.#sockets.add(socket);
       socket.on('close', () => this.#sockets.delete(socket));
@@ -20,6 +26,7 @@ export class TcpListener {
       socket.setNoDelay(true);
       onConnection(socket);
     });
+    this.#server.maxConnections = maxConnections;
   }
 
   /** Listens on address:port (0 = any free port) and returns the port actually bound. */

@@ -1,6 +1,7 @@
 // Converts the vendor's furka_dectris.conf / grimsel_dectris.conf (`key value` lines, sections opened by
 // `detectorID X` / `storageID X`) into our INI (S3), reporting every line it cannot map.
 import * as path from 'node:path';
+import * as ini from 'ini';
 import { ConfigError, parseConfig } from '../common/config-file.js';
 import { validateFurkadConfig } from '../furkad/config.js';
 import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../grimseld/config.js';
@@ -128,7 +129,9 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
 
   if (sections.size === 0) problems.push(`no ${spec.opener === 'detectorid' ? 'detectorID' : 'storageID'} section: ${kind}.conf needs at least one [${spec.section}.ID]`);
 
-  const kv = (m: Map<string, string>): string[] => [...m].map(([k, v]) => `${k} = ${v}`);
+  // Through ini's own escaping: a vendor path holding '#' or ';' (target /data/run#1) is written as the value
+  // it is, not as a comment that would cut it.
+  const kv = (m: Map<string, string>): string[] => [...m].map(([k, v]) => `${k} = ${safeValue(v)}`);
   const ini = [
     `# ${kind}.conf converted by 'ppuctl config import' from ${file}`,
     ...kv(top),
@@ -147,4 +150,9 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
     problems.push(...e.problems.map((p) => `the converted file is not valid: ${p}`));
   }
   return { kind, ini, mapped, problems };
+}
+
+/** `v` as an INI value ini reads back as `v`: escaped where it holds '#' or ';', quoted where it must be. */
+function safeValue(v: string): string {
+  return ini.safe(v);
 }

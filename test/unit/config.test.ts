@@ -161,6 +161,16 @@ describe('what ini would merge or drop, refused by name (S3)', () => {
       ["section [detector.a.b] (line 4): the ID 'a.b' may hold only letters, digits, '_' and '-'"]);
   });
 
+  it("refuses a '#' or ';' inside a value, which ini would take for a comment and cut the value at, and reads the escaped or quoted one whole", () => {
+    assert.deepEqual(problems(() => grimseld(`[storage.internal]\ntype = INTERNAL\ntarget = /data/run#1\n`)),
+      ["section [storage.internal], key 'target' (line 3): '#' starts a comment, so the value would be read as '/data/run'; " +
+        "if it belongs to the value, write it as '\\#' or quote the whole value; before a comment, put a space"]);
+    assert.match(problems(() => furkad(`${DET}source = /d;x\n`))[0]!, /key 'source' \(line 4\): ';' starts a comment, so the value would be read as '\/d'/);
+    assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/run\\#1\n').storage['internal']!.target, '/data/run#1');
+    assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = "/data/run;1"\n').storage['internal']!.target, '/data/run;1');
+    assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data ; the internal disk\n').storage['internal']!.target, '/data');
+  });
+
   it("refuses '__proto__' as a key or a section instead of dropping it", () => {
     assert.deepEqual(problems(() => furkad(`__proto__ = 1\n${DET}`)),
       ["top level (before any section), key '__proto__' (line 1): the name '__proto__' is reserved and cannot be used"]);

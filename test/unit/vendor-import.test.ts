@@ -45,6 +45,14 @@ describe('vendor config import (S3)', () => {
     assert.match(r.ini, /^\[storage\.usb\]$/m);
   });
 
+  it("carries a '#' or ';' inside a vendor value over as part of it, not as a comment that cuts the path", () => {
+    const [file, text] = vendorFile('furka_dectris.conf');
+    const r = importVendorConfig(file, text.replace('/ramdisk/./2mf', '/ramdisk/./2mf#run;1'));
+    assert.deepEqual(r.problems, []);
+    const c = parseConfig<FurkadConfig>('converted', r.ini, validateFurkadConfig);
+    assert.equal(c.detector['2MF']!.target, '/ramdisk/./2mf#run;1');
+  });
+
   it('reports, line by line, what it cannot map, and keeps those lines as comments', () => {
     const text = [
       'remoteIP 10.0.0.1          # before any detector',
