@@ -414,7 +414,8 @@ run(process.argv.slice(2)).then(
       process.exitCode = gone ? 3 : 1;
     } else {
       const msg = (e as Error).message ?? String(e);
-      const unreachable = /ENOENT|ECONNREFUSED/.test(msg);
+      // Only a failed connect is the bus: a file that is not there (config import -o, a key) is said as it is.
+      const unreachable = /\bconnect (ENOENT|ECONNREFUSED)\b/.test(msg);
       process.stderr.write(`ppuctl: ${unreachable ? `cannot reach the bus: ${msg}` : msg}\n`);
       process.exitCode = unreachable ? 3 : 1;
     }

@@ -237,5 +237,10 @@ describe('ppuctl without the daemons (S7)', function () {
     assert.equal(none.code, 3);
     assert.match(none.stderr, /^ppuctl: cannot reach the bus: .*ENOENT/);
     noStack(none);
+    // A missing file is not the bus: said as what it is, exit 1.
+    const missing = await ppuctl(['license', 'issue', '--private-key', `${dir}/no-such.pem`, '--mac', '00:11:22:33:44:55', '--holder', 'x', '-o', `${dir}/k`], `unix:path=${dir}/no-such-bus`);
+    assert.equal(missing.code, 1, missing.stderr);
+    assert.doesNotMatch(missing.stderr, /cannot reach the bus/);
+    assert.match(missing.stderr, /no-such\.pem/);
   });
 });
