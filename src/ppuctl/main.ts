@@ -296,9 +296,13 @@ async function followMessages(bus: dbus.MessageBus, count: number, json: boolean
   await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE); // not running: exit 3 now, not silence
   const daemon = await iface(bus, 'org.freedesktop.DBus', '/org/freedesktop/DBus', 'org.freedesktop.DBus');
   let seen = 0;
+  // Only grimseld's signals: the match rule keeps others' broadcasts out, but any local peer may send a signal
+  // to this connection by its unique name, and a forged DISK_OVERFLOW must not reach an operator's script.
+  let owner = '';
+  let ownerChanged = false;
   const done = new Promise<number>((resolve) => {
     bus.on('message', (msg: dbus.Message) => {
-      if (msg.type !== dbus.MessageType.SIGNAL) return;
+      if (msg.type !== dbus.MessageType.SIGNAL || !owner || msg.sender !== owner) return;
       if (msg.interface === GRIMSEL_IFACE && msg.member === 'Message' && msg.path === GRIMSEL_PATH) {
         const [code, short, long] = msg.body as [string, string, string];
         const time = new Date();
@@ -310,11 +314,16 @@ async function followMessages(bus: dbus.MessageBus, count: number, json: boolean
     });
     void interrupted().then(() => resolve(0));
   });
+  // Who grimseld is on the bus, followed across its restarts: a change seen while asking is newer than the answer.
+  await watchNameOwner(bus, GRIMSEL_NAME, (now) => {
+    owner = now;
+    ownerChanged = true;
+    process.stderr.write(now ? 'ppuctl: grimseld is back\n' : 'ppuctl: grimseld left the bus; waiting for it to come back\n');
+  });
+  const current = await callMethod(daemon, 'GetNameOwner', GRIMSEL_NAME).catch(() => '') as string;
+  if (!ownerChanged) owner = current;
   // AddMatch returns once the rule is in place: from then on nothing is missed.
   await callMethod(daemon, 'AddMatch', `type='signal',sender='${GRIMSEL_NAME}',path='${GRIMSEL_PATH}',interface='${GRIMSEL_IFACE}',member='Message'`);
-  await watchNameOwner(bus, GRIMSEL_NAME, (owner) => {
-    process.stderr.write(owner ? 'ppuctl: grimseld is back\n' : 'ppuctl: grimseld left the bus; waiting for it to come back\n');
-  });
   process.stderr.write('ppuctl: following grimseld messages (Ctrl-C ends)\n');
   return done;
 }

@@ -8,6 +8,9 @@ import { eventually, writeImage } from '../fixtures/files.js';
 import { startProcess } from '../fixtures/processes.js';
 import { startBus } from '../fixtures/bus-daemon.js';
 import { statusRecord } from '../../src/grimseld/status-server.js';
+import * as dbus from 'dbus-next';
+import { callMethod } from '../../src/dbus/bus.js';
+import { GRIMSEL_IFACE, GRIMSEL_PATH } from '../../src/dbus/names.js';
 
 interface Run { code: number; stdout: string; stderr: string }
 
@@ -118,11 +121,20 @@ describe('ppuctl (S7)', function () {
     noStack(bad);
   });
 
-  it('messages follows the signal: code, short and long message; -n ends after that many; --json', async () => {
+  it('messages follows the signal: code, short and long message; -n ends after that many; --json; ignores signals not from grimseld', async () => {
+    const busDaemon = (await ppu.client.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus')).getInterface('org.freedesktop.DBus');
+    const before = new Set(await callMethod(busDaemon, 'ListNames') as string[]);
     const text = spawnPpuctl('messages');
     const json = spawnPpuctl('messages', '-n', '1', '--json');
     try {
       await eventually(() => /following grimseld messages/.test(text.output()) && /following grimseld messages/.test(json.output()), 30_000, 'both to subscribe');
+      // Another local peer sends each of them a Message signal of its own, addressed to its connection.
+      const peers = (await callMethod(busDaemon, 'ListNames') as string[]).filter((n) => n.startsWith(':') && !before.has(n));
+      assert.ok(peers.length >= 2, `the two ppuctl connections among ${peers.join(' ')}`);
+      for (const destination of peers) {
+        ppu.client.send(new dbus.Message({ type: dbus.MessageType.SIGNAL, destination, path: GRIMSEL_PATH, interface: GRIMSEL_IFACE,
+          member: 'Message', signature: 'sss', body: ['DISK_OVERFLOW', '/forged', 'forged by another peer'] }));
+      }
       renameSync(breakable, `${breakable}.away`);
       writeFileSync(breakable, 'a file where a directory should be\n');
       writeImage(ppu.detectorRamdisks['1MF']!, 'm/provoke.cbf', 1000);
@@ -133,6 +145,7 @@ describe('ppuctl (S7)', function () {
       assert.match(m['shortMessage']!, new RegExp(`provoke\\.cbf:${breakable}/data/`));
       assert.match(m['longMessage']!, /storage flaky .*not a directory/i);
       await eventually(() => /COPY_ERROR \S+provoke\.cbf:\S+\n {4}copy of \S+ to storage flaky/.test(text.output()), 30_000, `the text form:\n${text.output()}`);
+      assert.doesNotMatch(text.output() + json.output(), /forged/);
       text.kill('SIGINT');
       assert.equal(await text.exited, 0);
     } finally {
