@@ -1,7 +1,7 @@
 // `ppuctl verify PATH...` (I4): re-reads stored images and compares each with the checksum recorded on it
 // (the ppu.checksum extended attribute, docs/integrity.md). A fixity check a facility can run months later.
 // Exit 0: every file that has a checksum matches; 1: one does not, or could not be read; 2: bad usage.
-import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
 import { checksumOfFd, prepareChecksums, tagged } from '../common/checksum.js';
 import { initProvenance, readProvenance } from '../common/provenance.js';
@@ -15,11 +15,29 @@ export interface VerifyReport {
   unreadable: Array<{ file: string; error: string }>;
   /** symbolic links (the fill guard's links to copies) and special files: not followed, not checked */
   skipped: number;
+  /**
+   * Gone between the listing and the read: on a live storage, a copy's temp file renamed, or a copy grimseld
+   * deleted or linked away (G5, G7). Neither checked nor a failure.
+   */
+  vanished: number;
+}
+
+/** The error of a file that is no longer there. */
+function gone(e: unknown): boolean {
+  return (e as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
 /** Regular files below each of `paths` (a path may be a file), never following a link. */
 function* filesBelow(p: string, report: VerifyReport): Generator<string> {
-  const st = lstatSync(p);
+  let st;
+  try {
+    st = lstatSync(p);
+  } catch (e) {
+    // A name too long for the kernel (a tree deeper than PATH_MAX), or one that went since it was listed.
+    if (gone(e)) report.vanished++;
+    else report.unreadable.push({ file: p, error: (e as Error).message });
+    return;
+  }
   if (st.isFile()) {
     yield p;
   } else if (st.isDirectory()) {
@@ -42,7 +60,8 @@ async function verifyFile(file: string, report: VerifyReport, buf: Buffer): Prom
   try {
     fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
-    report.unreadable.push({ file, error: (e as Error).message });
+    if (gone(e)) report.vanished++;
+    else report.unreadable.push({ file, error: (e as Error).message });
     return;
   }
   try {
@@ -68,17 +87,20 @@ async function verifyFile(file: string, report: VerifyReport, buf: Buffer): Prom
 }
 
 export async function verifyCommand(paths: string[], json: boolean, out = process.stdout, err = process.stderr): Promise<number> {
-  for (const p of paths) {
-    if (!lstatSync(p, { throwIfNoEntry: false })) throw new VerifyUsage(`verify: ${p}: no such file or directory`);
-  }
+  const roots = paths.map((p) => {
+    const st = lstatSync(p, { throwIfNoEntry: false });
+    if (!st) throw new VerifyUsage(`verify: ${p}: no such file or directory`);
+    // A path named on the command line is followed if it is a link (/data -> /export/data): below it, none is.
+    return st.isSymbolicLink() ? realpathSync(p) : p;
+  });
   await Promise.all([prepareChecksums(1), initProvenance()]);
-  const report: VerifyReport = { checked: 0, good: 0, bytes: 0, mismatched: [], unrecorded: [], unreadable: [], skipped: 0 };
+  const report: VerifyReport = { checked: 0, good: 0, bytes: 0, mismatched: [], unrecorded: [], unreadable: [], skipped: 0, vanished: 0 };
   const tty = !json && err.isTTY;
   const buf = Buffer.allocUnsafe(1 << 20);
   const started = Date.now();
   let shown = 0;
   let seen = 0;
-  for (const p of paths) {
+  for (const p of roots) {
     for (const file of filesBelow(p, report)) {
       const before = report.mismatched.length;
       await verifyFile(file, report, buf);
@@ -100,7 +122,7 @@ export async function verifyCommand(paths: string[], json: boolean, out = proces
     for (const u of report.unrecorded) out.write(`NO CHECKSUM ${u}\n`);
     out.write(`${report.checked} files with a checksum checked (${(report.bytes / 1e6).toFixed(1)} MB): ${report.good} good, `
       + `${report.mismatched.length} mismatched; ${report.unrecorded.length} without a checksum, ${report.unreadable.length} unreadable, `
-      + `${report.skipped} links or special files skipped\n`);
+      + `${report.skipped} links or special files skipped${report.vanished ? `, ${report.vanished} gone while checked (a live storage)` : ''}\n`);
   }
   return failed ? 1 : 0;
 }
