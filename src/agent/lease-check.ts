@@ -13,7 +13,7 @@
 import { fstatSync, statSync } from 'node:fs';
 import { constants as osConstants } from 'node:os';
 import { PythonChild } from '../common/python-child.js';
-import { mountOf, mountsOf, readMountinfo } from './mounts.js';
+import { mountOf, mountsOf, readMountinfo } from '../common/mounts.js';
 
 /** Per descriptor: true if it is open for writing somewhere, false if not, undefined if the kernel would not say. */
 export type Written = boolean | undefined;

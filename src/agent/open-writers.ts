@@ -1,16 +1,9 @@
 // Which files some process holds open for writing, from /proc/*/fd, /proc/*/fdinfo and /proc/*/maps (A2).
 import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { makedev } from '../common/mounts.js';
 
 const O_ACCMODE = 0o3;
 const O_RDONLY = 0o0;
-
-/**
- * A device number as Node reports st_dev: glibc's makedev of `major`:`minor` (as /proc lists them), in
- * arithmetic rather than 32-bit bit operations, which turn a minor of 2^20 or more negative.
- */
-export function makedev(major: number, minor: number): number {
-  return (minor & 0xff) + (major % 0x1000) * 0x100 + Math.floor(minor / 0x100) * 0x100000 + Math.floor(major / 0x1000) * 0x100000000000;
-}
 
 /** A file as filesBeingWritten() compares files: "dev:ino" of its stat (plain or bigint, the same text). */
 export function fileKey(st: { dev: number | bigint; ino: number | bigint }): string {

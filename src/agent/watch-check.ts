@@ -10,8 +10,8 @@
 // the directory, as /proc/self/mountinfo lists it (WatchList.has). Left ambiguous: two subvolumes of one btrfs
 // number their inodes alike, and the list cannot tell them apart.
 import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
-import { fileKey, makedev } from './open-writers.js';
-import { mountOf, mountsOf, readMountinfo, type Mount } from './mounts.js';
+import { fileKey } from './open-writers.js';
+import { makedev, mountOf, mountsOf, readMountinfo, type Mount } from '../common/mounts.js';
 
 /** A directory as stat(2) gives it: "dev:ino" (fileKey), its device as Node gives st_dev. */
 export type DirId = string;

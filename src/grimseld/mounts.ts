@@ -2,12 +2,11 @@
 import * as fsp from 'node:fs/promises';
 import { readFile, realpath } from 'node:fs/promises';
 import { StatfsHelper, type FsBlocks } from './statfs-helper.js';
+import { mountsOf } from '../common/mounts.js';
 
-/** Mount points from /proc/self/mountinfo (field 5, octal escapes decoded). */
+/** Mount points from /proc/self/mountinfo (read off the event loop: a mount check runs on the copy path). */
 async function mountPoints(): Promise<Set<string>> {
-  const text = await readFile('/proc/self/mountinfo', 'utf8');
-  return new Set(text.split('\n').filter(Boolean).map((line) =>
-    (line.split(' ')[4] ?? '').replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)))));
+  return new Set(mountsOf(await readFile('/proc/self/mountinfo', 'utf8')).map((m) => m.at));
 }
 
 export async function isMountPoint(dir: string): Promise<boolean> {

@@ -8,7 +8,7 @@ import { chmodSync, closeSync, existsSync, linkSync, mkdtempSync, openSync, read
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { deviceTypes, fsTypeOf, LeaseCheck, leasesTellOn, leasesTellWriters } from '../../src/agent/lease-check.js';
-import { makedev } from '../../src/agent/open-writers.js';
+import { makedev } from '../../src/common/mounts.js';
 
 /** A process that holds `file` as `python` code says, and prints "ready" once it does. */
 async function holder(code: string, file: string): Promise<ChildProcess> {

@@ -1,6 +1,14 @@
-// The mount table as /proc/self/mountinfo lists it: where each file system is mounted, its device and its type.
+// The mount table as /proc/self/mountinfo lists it: where each file system is mounted, its device and its type
+// (the agent's watch and lease checks, grimseld's mount points).
 import { readFileSync } from 'node:fs';
-import { makedev } from './open-writers.js';
+
+/**
+ * A device number as Node reports st_dev: glibc's makedev of `major`:`minor` (as /proc lists them), in
+ * arithmetic rather than 32-bit bit operations, which turn a minor of 2^20 or more negative.
+ */
+export function makedev(major: number, minor: number): number {
+  return (minor & 0xff) + (major % 0x1000) * 0x100 + Math.floor(minor / 0x100) * 0x100000 + Math.floor(major / 0x1000) * 0x100000000000;
+}
 
 export interface Mount {
   /** The mount point. */
