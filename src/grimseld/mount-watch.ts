@@ -67,24 +67,24 @@ export class MountWatch {
       if (!checked.ok) return false;
       const device = await this.#deviceNow(mountpoint);
       if (device === this.#device) return true;
-      if (device === HUNG) return this.#verdict(false, now, queued, 'does not answer');
+      if (device === HUNG) return this.#verdict(false, queued, 'does not answer');
       // Another device than when found mounted: the mount table is read again now.
     }
     const before = await this.#deviceNow(mountpoint);
-    if (before === HUNG) return this.#verdict(false, now, queued, 'does not answer');
+    if (before === HUNG) return this.#verdict(false, queued, 'does not answer');
     const mounted = await this.isMounted(mountpoint);
     const after = await this.#deviceNow(mountpoint);
-    if (after === HUNG) return this.#verdict(false, now, queued, 'does not answer');
+    if (after === HUNG) return this.#verdict(false, queued, 'does not answer');
     if (after !== before) {
       // Mounted or unmounted while the table was read: nothing written, nothing said, looked at again next time.
       this.#checked = undefined;
       return false;
     }
     this.#device = mounted ? before : undefined;
-    return this.#verdict(mounted && before !== undefined, now, queued, 'is not mounted');
+    return this.#verdict(mounted && before !== undefined, queued, 'is not mounted');
   }
 
-  #verdict(ok: boolean, _started: number, queued: () => number, why: string): boolean {
+  #verdict(ok: boolean, queued: () => number, why: string): boolean {
     // From when the verdict is known: after a stat that hung 5 s, the next look is a second later, not at once.
     this.#checked = { ok, at: this.now() };
     this.#said(ok, queued(), why);

@@ -131,8 +131,8 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
 
   // Through ini's own escaping: a vendor path holding '#' or ';' (target /data/run#1) is written as the value
   // it is, not as a comment that would cut it.
-  const kv = (m: Map<string, string>): string[] => [...m].map(([k, v]) => `${k} = ${safeValue(v)}`);
-  const ini = [
+  const kv = (m: Map<string, string>): string[] => [...m].map(([k, v]) => `${k} = ${ini.safe(v)}`);
+  const written = [
     `# ${kind}.conf converted by 'ppuctl config import' from ${file}`,
     ...kv(top),
     // The vendor's detector servers run the stock rsync daemon, not furka-agent.
@@ -143,16 +143,11 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
   // The result must also be a configuration the daemon accepts.
   const label = `${file} (converted)`;
   try {
-    if (kind === 'furkad') parseConfig(label, ini, validateFurkadConfig);
-    else parseGrimseldConfigObject(label, parseConfig<GrimseldConfig>(label, ini, grimseldValidator()));
+    if (kind === 'furkad') parseConfig(label, written, validateFurkadConfig);
+    else parseGrimseldConfigObject(label, parseConfig<GrimseldConfig>(label, written, grimseldValidator()));
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     problems.push(...e.problems.map((p) => `the converted file is not valid: ${p}`));
   }
-  return { kind, ini, mapped, problems };
-}
-
-/** `v` as an INI value ini reads back as `v`: escaped where it holds '#' or ';', quoted where it must be. */
-function safeValue(v: string): string {
-  return ini.safe(v);
+  return { kind, ini: written, mapped, problems };
 }
