@@ -3,7 +3,7 @@
 // for the batch, and every file of the batch read or written relative to the handle. A user who swaps a
 // directory of theirs for a link after it was opened changes nothing about where the copies go: the handle
 // is the directory, wherever it is now. The storage directories get their owners through the handle too.
-import { fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, type Stats } from 'node:fs';
+import { fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { components, DirFd, type DirVisit } from '../common/dir-fd.js';
 
@@ -60,6 +60,21 @@ export function ownersAsSource(src: SourceDir, destDepth: number, file: Stats, o
   };
 }
 
+/**
+ * The storage target is not on the file system mounted at the storage's mount point when the batch was handed
+ * out (G13): unmounted since, or the target is missing on it. Nothing is written; the copy is tried again.
+ */
+export class NotMounted extends Error {}
+
+/** The device of `dir`'s nearest existing ancestor (`dir` itself when it exists), undefined if none answers. */
+function deviceAbove(dir: string): number | undefined {
+  for (let p = path.dirname(dir); ; p = path.dirname(p)) {
+    const st = statSync(p, { throwIfNoEntry: false });
+    if (st) return st.dev;
+    if (path.dirname(p) === p) return undefined;
+  }
+}
+
 /** Handles held for one batch, by what they were opened for; closed together at its end. */
 export class HeldDirs {
   #held = new Map<string, DirFd>();
@@ -73,6 +88,14 @@ export class HeldDirs {
    * operator's `./`), opened as named: links in it are the administrator's. With `make`, created if missing.
    */
   root(root: string, make = false): DirFd {
+    return this.#root(root, make);
+  }
+
+  /**
+   * As root(); with `device` (a storage with a mount point, G13), the directory must be on that file system,
+   * and a missing one is made only where its parent is: never on the bare mount point of an unmounted storage.
+   */
+  #root(root: string, make: boolean, device?: number): DirFd {
     const key = `r\0${root}`;
     let d = this.#held.get(key);
     if (!d) {
@@ -80,10 +103,16 @@ export class HeldDirs {
         d = DirFd.open(root);
       } catch (e) {
         if (!make || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+        const above = device === undefined ? undefined : deviceAbove(root);
+        if (above !== device) throw new NotMounted(`${root} is missing and its parent is not on the storage's mounted file system (device ${device}, found ${above ?? 'none'}): unmounted? nothing written`);
         mkdirSync(root, { recursive: true, mode: 0o755 });
         d = DirFd.open(root);
       }
       this.#held.set(key, d);
+    }
+    if (device !== undefined) {
+      const dev = fstatSync(d.fd).dev;
+      if (dev !== device) throw new NotMounted(`${root} is not on the file system mounted at the storage's mount point when the copy was handed out (device ${device}, found ${dev}): unmounted since? nothing written`);
     }
     return d;
   }
@@ -121,12 +150,13 @@ export class HeldDirs {
   /**
    * Directory `rel` below the storage target `base` (created if missing), made where missing, each directory
    * on the way passed to `visit` (ownerVisit) when given; `key` tells visits for different owners apart.
+   * `device`: the target must be on that file system (G13; see #root); checked when the directory is first held.
    */
-  storage(base: string, rel: string, visit?: DirVisit, key = ''): DirFd {
+  storage(base: string, rel: string, visit?: DirVisit, key = '', device?: number): DirFd {
     const k = `d\0${base}\0${rel}\0${key}`;
     let d = this.#held.get(k);
     if (!d) {
-      d = this.root(base, true).walk(rel, true, visit);
+      d = this.#root(base, true, device).walk(rel, true, visit);
       this.#held.set(k, d);
     }
     return d;

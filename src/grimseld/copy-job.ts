@@ -35,10 +35,15 @@ export interface CopyJob {
   checksum?: string | undefined;
   /** The file's shift and detector, written on the copy with its checksum (I3). */
   provenance?: Omit<Provenance, 'checksum'>;
+  /**
+   * G13: the device of the file system found mounted at the storage's mount point by the check before this
+   * batch (mount-watch.ts); the copy is written only onto it. Undefined: the storage has no mount point.
+   */
+  device?: number;
 }
 
 /** What the copier reads of a job (copier.ts): everything but whose result it is. */
-export type CopyWork = Pick<CopyJob, 'src' | 'root' | 'dest' | 'expect' | 'sweep' | 'checksum' | 'provenance'>;
+export type CopyWork = Pick<CopyJob, 'src' | 'root' | 'dest' | 'expect' | 'sweep' | 'checksum' | 'provenance' | 'device'>;
 
 /** A job's result, reported once. */
 export interface CopyReport {

@@ -155,8 +155,11 @@ export class Dispatcher implements CopyEvents {
   }
 
   async #next(lane: Lane, signal: AbortSignal): Promise<CopyJob[]> {
-    // G13: a configured mount point must be mounted before anything is written.
-    if (!(await lane.mount.ok(() => lane.queue.length + lane.active))) {
+    // G13: a configured mount point must be mounted before anything is written, and each copy is written only
+    // onto the file system found mounted there (an unmount since is seen by the copy thread: copy-dirs.ts).
+    const mounted = await lane.mount.ok(() => lane.queue.length + lane.active);
+    const device = lane.mount.mountedDevice;
+    if (!mounted || (lane.storage.mountpoint && device === undefined)) {
       await sleep(MOUNT_RECHECK_MS, signal);
       return [];
     }
@@ -165,6 +168,7 @@ export class Dispatcher implements CopyEvents {
       return [];
     }
     const jobs = this.#takeBatch(lane);
+    if (device !== undefined) for (const job of jobs) job.device = device;
     lane.active += jobs.length;
     for (const job of jobs) for (const l of this.#listeners) l.taken?.(job);
     return jobs;

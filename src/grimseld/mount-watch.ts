@@ -2,8 +2,10 @@
 // a COPY_ERROR, repeated every minute (every 10 s while files wait for it), and a log line when it is back.
 // Between two readings of the mount table, each batch first compares the mount point's device with the one it
 // had when found mounted (one stat, off the event loop): a storage unmounted within the second is seen before
-// the next batch. What it cannot see: an unmount between that stat and the copy thread's open, and a bind mount
-// of a directory of the same file system (same device), which the next reading of the table finds.
+// the next batch. An unmount between that stat and the copy thread's open is seen by the copy thread: each job
+// carries the device (`mountedDevice`), and the storage target it opens must be on it (copy-dirs.ts); once open, the
+// target is held for the batch (a plain umount then fails as busy). What neither sees: a bind mount of a
+// directory of the same file system (same device), which the next reading of the table finds.
 import { stat } from 'node:fs/promises';
 import { isMountPoint } from './mounts.js';
 import type { MessageHub } from './messages.js';
@@ -51,6 +53,14 @@ export class MountWatch {
     private readonly device: (dir: string) => Promise<number | undefined> = deviceOf,
     private readonly statTimeoutMs = STAT_TIMEOUT_MS,
   ) {}
+
+  /**
+   * The device of the file system mounted at the storage's mount point, as the last check that found it mounted
+   * saw it; undefined without a mount point or while it is not mounted. The copy thread writes only onto it.
+   */
+  get mountedDevice(): number | undefined {
+    return this.storage.mountpoint && this.#checked?.ok ? this.#device : undefined;
+  }
 
   /** Whether the storage may be written to now; `queued`: files waiting for it (said in the message). */
   ok(queued: () => number): Promise<boolean> {

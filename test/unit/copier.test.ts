@@ -13,6 +13,8 @@ import { copyMany, SourceChanged } from '../../src/grimseld/copier.js';
 import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
+import { NotMounted } from '../../src/grimseld/copy-dirs.js';
+import { mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
 
 const opts = { preserveUid: false, preserveGid: false };
 const WHEN = new Date('2026-03-01T12:00:00Z');
@@ -171,5 +173,43 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
     rmSync(path.join(storage, '1mf/500_501/run'), { recursive: true });
     copy('a.img');
     assert.deepEqual(owners(), [[0, 0], [500, 501], [500, 501], [500, 501]], 'made again, and given to the user again');
+  });
+});
+
+describe('a storage unmounted between the mount check and the copy (G13)', () => {
+  before(prepareCopies);
+  let root: string;
+  beforeEach(() => { root = mkdtempSync(path.join(os.tmpdir(), 'copier-mnt-')); });
+  afterEach(() => {
+    unmountAll();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('writes nothing onto the bare mount point, whether the target is left there or missing, and copies once it is mounted again', () => {
+    const ramdisk = path.join(root, 'ramdisk');
+    mkdirSync(path.join(ramdisk, 'u'), { recursive: true });
+    writeFileSync(path.join(ramdisk, 'u/a.img'), 'image a');
+    const st = statSync(path.join(ramdisk, 'u/a.img'));
+    const mnt = path.join(root, 'usb');
+    mountTmpfs(mnt, 1 << 20);
+    // What the dispatcher hands out after its check found the storage mounted: the mounted file system's device.
+    const device = statSync(mnt).dev;
+    const job = (target: string): CopyJob => ({ src: path.join(ramdisk, 'u/a.img'), root: ramdisk, dest: path.join(target, 'u/a.img'),
+      expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false, device });
+    unmount(mnt);
+    // The target left on the bare mount point (made there once by hand, say), and a missing one.
+    mkdirSync(path.join(mnt, 'data'));
+    for (const target of [path.join(mnt, 'data'), path.join(mnt, 'missing')]) {
+      const [r] = copyMany([job(target)], target, opts);
+      assert.ok(r instanceof NotMounted && /nothing written/.test(r.message), String(r));
+    }
+    assert.deepEqual(readdirSync(mnt), ['data'], 'nothing made on the bare mount point');
+    assert.deepEqual(readdirSync(path.join(mnt, 'data')), []);
+    // Mounted again (another device number now): the device the check then finds is the one the job carries.
+    mountTmpfs(mnt, 1 << 20);
+    const again = { ...job(path.join(mnt, 'data')), device: statSync(mnt).dev };
+    const [r] = copyMany([again], path.join(mnt, 'data'), opts);
+    assert.equal(r instanceof Error ? r.message : r!.outcome, 'copied');
+    assert.equal(readFileSync(path.join(mnt, 'data/u/a.img'), 'utf8'), 'image a');
   });
 });

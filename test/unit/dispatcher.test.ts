@@ -213,8 +213,13 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     assert.equal(messages.length, 1);
     assert.match(messages[0]!.longMessage, /storage usb: \/mnt\/usb is not mounted; .* its 2 files stay pending/);
     mounted = true;
-    assert.equal((await feed.next(stop.signal)).length, 2, 'both files, to its one writer');
+    const jobs = await feed.next(stop.signal);
+    assert.equal(jobs.length, 2, 'both files, to its one writer');
+    // The copy thread writes them only onto the file system the check found mounted (copy-dirs.ts).
+    assert.deepEqual(jobs.map((j) => j.device), [7, 7], 'each job carries the mounted device');
     assert.equal(dispatcher.queued('internal'), 2, 'the other storage is not held back');
+    const internal = await dispatcher.feed('internal').next(stop.signal);
+    assert.ok(internal.every((j) => j.device === undefined), 'a storage without a mount point has no device to check');
   });
 
   it('retries a failed copy after a backoff that doubles up to a minute, with a sweep first, and announces the failure once', async () => {
