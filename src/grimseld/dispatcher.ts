@@ -325,14 +325,22 @@ export class Dispatcher implements CopyEvents {
     // there, the next attempt reads that at once, and nothing failed. That is grimseld's own doing most of the
     // time: the reclaimer deletes an original, or replaces it by a link, once its internal copy exists (G5,
     // G6), and the catalog knows only once that is journalled; or a kill -9 came in between. So is an internal
-    // copy that went at a shift change while an OPTIONAL storage read it (G5).
-    if (r.outcome instanceof SourceChanged && storage.type !== 'INTERNAL') {
+    // copy that went at a shift change while an OPTIONAL storage read it (G5). Likewise a source whose bytes are
+    // not the file's checksum (an internal copy damaged on its disk, an original changed in place): the next
+    // place that holds the file is read at once; that damage is news, and said (I2).
+    const badBytes = r.outcome instanceof ChecksumMismatch && r.outcome.at === 'source';
+    if ((r.outcome instanceof SourceChanged || badBytes) && storage.type !== 'INTERNAL') {
       const skip = this.#unreadable.get(rec.id) ?? new Set<ReadFrom>();
       skip.add(r.job.from);
       const next = this.#readable(rec, storage).find((f) => !skip.has(f));
       if (next !== undefined) {
         this.#unreadable.set(rec.id, skip);
-        this.log.debug({ storage: storage.id, src: r.job.src, next, why: r.outcome.message }, 'source of a copy gone or changed; read from another copy');
+        if (badBytes) {
+          this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`, `copy of ${r.job.src} to storage ${r.job.storage} (${r.dest}): ` +
+            `${(r.outcome as Error).message}; read from the ${next === 'original' ? 'original' : `${next} copy`} instead`);
+        } else {
+          this.log.debug({ storage: storage.id, src: r.job.src, next, why: (r.outcome as Error).message }, 'source of a copy gone or changed; read from another copy');
+        }
         this.#lanes.get(storage.id)!.queue.push(rec.id, true);
         return;
       }

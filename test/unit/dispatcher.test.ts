@@ -348,6 +348,35 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
     assert.equal(catalog.record(rec.id), undefined, 'settled: copied everywhere, nothing left to clean up');
   });
 
+  it('reads the next place that holds the file when a copy read back has other bytes than the checksum, and says so (I2)', async () => {
+    const rec = await accepted();
+    await catalog.setCopy(rec, 'internal', 'copied');
+    await catalog.setCopy(rec, 'external', 'copied');
+    await catalog.setOrigin(rec, 'ramdisk', 'deleted');
+    const first = await take('usb');
+    assert.equal(first.from, 'internal');
+    // The internal disk returned other bytes (it rotted, or a controller garbled them).
+    await report(first, ChecksumMismatch.source(first.src, A, 'f'.repeat(32)));
+    assert.equal(catalog.stateOn(rec, 'usb'), 'pending', 'not failed: another copy is there');
+    assert.deepEqual(scheduled, [], 'no backoff');
+    const said = messages.filter((m) => m.errcode === 'COPY_ERROR');
+    assert.equal(said.length, 1, 'the damage is news');
+    assert.match(said[0]!.longMessage, /checksum mismatch reading \/st\/internal\/1mf\/u\/f\.cbf.*read from the external copy instead/);
+    const again = await take('usb');
+    assert.deepEqual([again.from, again.src], ['external', '/st/external/1mf/u/f.cbf']);
+    await report(again, 'copied');
+    assert.equal(catalog.stateOn(rec, 'usb'), 'copied');
+  });
+
+  it('keeps retrying an INTERNAL copy whose original has other bytes than its checksum: the original is the only source it has', async () => {
+    const rec = await accepted();
+    const job = await take('internal');
+    await report(job, ChecksumMismatch.source(job.src, A, 'f'.repeat(32)));
+    assert.equal(catalog.stateOn(rec, 'internal'), 'failed');
+    assert.equal(catalog.doneOn(rec, 'internal'), false, 'not for good');
+    assert.deepEqual(scheduled, [1000]);
+  });
+
   it('gives a copy up for good only when the original changed before any copy of it was made', async () => {
     const rec = await accepted();
     const changed = new SourceChanged(`${file.src} is not the delivered file any more (size or mtime changed)`);
