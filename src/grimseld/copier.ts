@@ -201,13 +201,13 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
       const key = `${base}\0${dirRel}\0${s.uid}:${s.gid}`;
       const give = ownerVisit(ownersAsSource(held, depthOf(dirRel), s, owner));
       const known = ownedDirs.has(key);
-      dir = dirs.storage(base, dirRel, known ? (d, st, made, i) => { if (made) give(d, st, made, i); } : give, `${s.uid}:${s.gid}`, job.device);
+      dir = dirs.storage(base, dirRel, known ? (d, st, made, i) => { if (made) give(d, st, made, i); } : give, `${s.uid}:${s.gid}`, job.mount);
       if (!known) {
         if (ownedDirs.size >= OWNED_DIRS_MAX) ownedDirs.clear();
         ownedDirs.add(key);
       }
     } else {
-      dir = dirs.storage(base, dirRel, undefined, '', job.device);
+      dir = dirs.storage(base, dirRel, undefined, '', job.mount);
     }
     // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
     if (job.sweep) sweepStale(dir, name);

@@ -61,17 +61,24 @@ export function ownersAsSource(src: SourceDir, destDepth: number, file: Stats, o
 }
 
 /**
- * The storage target is not on the file system mounted at the storage's mount point when the batch was handed
- * out (G13): unmounted since, or the target is missing on it. Nothing is written; the copy is tried again.
+ * The storage's mount point no longer has the device the check before the batch found mounted there (G13):
+ * unmounted (or mounted over) since. Nothing is written; the copy waits for the next check.
  */
 export class NotMounted extends Error {}
 
-/** The device of `dir`'s nearest existing ancestor (`dir` itself when it exists), undefined if none answers. */
-function deviceAbove(dir: string): number | undefined {
-  for (let p = path.dirname(dir); ; p = path.dirname(p)) {
-    const st = statSync(p, { throwIfNoEntry: false });
-    if (st) return st.dev;
-    if (path.dirname(p) === p) return undefined;
+/** A storage's mount point and the device found mounted there (CopyJob.mount). */
+export interface MountedAt {
+  point: string;
+  device: number;
+}
+
+/** Throws NotMounted unless `mount` (when given) still has its device: stat'ed now, by name. */
+function stillMounted(mount: MountedAt | undefined, what: string): void {
+  if (!mount) return;
+  const dev = statSync(mount.point, { throwIfNoEntry: false })?.dev;
+  if (dev !== mount.device) {
+    throw new NotMounted(`${mount.point} is no longer the file system found mounted there (device ${mount.device}, now ${dev ?? 'gone'}): ` +
+      `unmounted since? nothing written to ${what}`);
   }
 }
 
@@ -92,10 +99,11 @@ export class HeldDirs {
   }
 
   /**
-   * As root(); with `device` (a storage with a mount point, G13), the directory must be on that file system,
-   * and a missing one is made only where its parent is: never on the bare mount point of an unmounted storage.
+   * As root(); with `mount` (a storage with a mount point, G13), opened or made only while the mount point still
+   * has the device the batch was handed out for: never on the bare mount point of a storage unmounted since.
+   * The mount point is compared, not the target: a target may lie on a file system of its own below it.
    */
-  #root(root: string, make: boolean, device?: number): DirFd {
+  #root(root: string, make: boolean, mount?: MountedAt): DirFd {
     const key = `r\0${root}`;
     let d = this.#held.get(key);
     if (!d) {
@@ -103,16 +111,23 @@ export class HeldDirs {
         d = DirFd.open(root);
       } catch (e) {
         if (!make || (e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
-        const above = device === undefined ? undefined : deviceAbove(root);
-        if (above !== device) throw new NotMounted(`${root} is missing and its parent is not on the storage's mounted file system (device ${device}, found ${above ?? 'none'}): unmounted? nothing written`);
+        // Not made on the bare mount point of a storage unmounted since (but in the microseconds between this
+        // look and the mkdir, when an empty directory could still be made there; nothing is written into it).
+        stillMounted(mount, root);
         mkdirSync(root, { recursive: true, mode: 0o755 });
         d = DirFd.open(root);
       }
       this.#held.set(key, d);
-    }
-    if (device !== undefined) {
-      const dev = fstatSync(d.fd).dev;
-      if (dev !== device) throw new NotMounted(`${root} is not on the file system mounted at the storage's mount point when the copy was handed out (device ${device}, found ${dev}): unmounted since? nothing written`);
+      // Still mounted once the target is open: the directory held for the batch is the mounted one's (an
+      // unmount and a new mount of the same device between the open and this look aside), and holding it
+      // makes a plain umount fail as busy until the batch is done.
+      try {
+        stillMounted(mount, root);
+      } catch (e) {
+        this.#held.delete(key);
+        d.close();
+        throw e;
+      }
     }
     return d;
   }
@@ -150,13 +165,13 @@ export class HeldDirs {
   /**
    * Directory `rel` below the storage target `base` (created if missing), made where missing, each directory
    * on the way passed to `visit` (ownerVisit) when given; `key` tells visits for different owners apart.
-   * `device`: the target must be on that file system (G13; see #root); checked when the directory is first held.
+   * `mount`: the storage's mount point must still be mounted (G13; see #root), checked when the target is opened.
    */
-  storage(base: string, rel: string, visit?: DirVisit, key = '', device?: number): DirFd {
+  storage(base: string, rel: string, visit?: DirVisit, key = '', mount?: MountedAt): DirFd {
     const k = `d\0${base}\0${rel}\0${key}`;
     let d = this.#held.get(k);
     if (!d) {
-      d = this.#root(base, true, device).walk(rel, true, visit);
+      d = this.#root(base, true, mount).walk(rel, true, visit);
       this.#held.set(k, d);
     }
     return d;

@@ -36,14 +36,14 @@ export interface CopyJob {
   /** The file's shift and detector, written on the copy with its checksum (I3). */
   provenance?: Omit<Provenance, 'checksum'>;
   /**
-   * G13: the device of the file system found mounted at the storage's mount point by the check before this
-   * batch (mount-watch.ts); the copy is written only onto it. Undefined: the storage has no mount point.
+   * G13: the storage's mount point and the device the check before this batch found mounted there
+   * (mount-watch.ts); the copy thread writes only while the mount point still has it. Undefined: no mount point.
    */
-  device?: number;
+  mount?: { point: string; device: number };
 }
 
 /** What the copier reads of a job (copier.ts): everything but whose result it is. */
-export type CopyWork = Pick<CopyJob, 'src' | 'root' | 'dest' | 'expect' | 'sweep' | 'checksum' | 'provenance' | 'device'>;
+export type CopyWork = Pick<CopyJob, 'src' | 'root' | 'dest' | 'expect' | 'sweep' | 'checksum' | 'provenance' | 'mount'>;
 
 /** A job's result, reported once. */
 export interface CopyReport {

@@ -5,6 +5,7 @@
 // anything (mount-watch.ts). Each copy is checked against the file's checksum (I2) and carries it (I3).
 // The flow is one way: catalog → Dispatcher → JobFeed → Storage (writers) → JobFeed.done → Dispatcher → catalog.
 import { ChecksumMismatch, SourceChanged } from './copier.js';
+import { NotMounted } from './copy-dirs.js';
 import { tagged, untagged } from '../common/checksum.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
@@ -168,7 +169,8 @@ export class Dispatcher implements CopyEvents {
       return [];
     }
     const jobs = this.#takeBatch(lane);
-    if (device !== undefined) for (const job of jobs) job.device = device;
+    const point = lane.storage.mountpoint;
+    if (point && device !== undefined) for (const job of jobs) job.mount = { point, device };
     lane.active += jobs.length;
     for (const job of jobs) for (const l of this.#listeners) l.taken?.(job);
     return jobs;
@@ -321,6 +323,17 @@ export class Dispatcher implements CopyEvents {
       if (rel !== undefined) this.#besideAnother(r, wanted);
       return;
     }
+    // The storage unmounted between the mount check and the copy (G13, copy-dirs.ts): nothing was written and
+    // nothing failed; the file waits, pending, for the next check, which says the storage is not mounted.
+    if (r.outcome instanceof NotMounted) {
+      this.log.debug({ storage: storage.id, src: r.job.src, why: r.outcome.message }, 'storage unmounted under a copy; it waits for the mount');
+      const cancel = this.#later(MOUNT_RECHECK_MS, () => {
+        this.#retries.delete(cancel);
+        if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, storage.id)) this.#lanes.get(storage.id)!.queue.push(rec.id, true);
+      });
+      this.#retries.add(cancel);
+      return;
+    }
     // A source found gone or changed, read for a storage other than INTERNAL: where a copy of the file is still
     // there, the next attempt reads that at once, and nothing failed. That is grimseld's own doing most of the
     // time: the reclaimer deletes an original, or replaces it by a link, once its internal copy exists (G5,
@@ -335,11 +348,13 @@ export class Dispatcher implements CopyEvents {
       const next = this.#readable(rec, storage).find((f) => !skip.has(f));
       if (next !== undefined) {
         this.#unreadable.set(rec.id, skip);
-        if (badBytes) {
+        // Said once per file and storage (the places are tried again after each backoff when none was right).
+        if (badBytes && !this.#mismatchSaid.has(key)) {
+          this.#mismatchSaid.add(key);
           this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`, `copy of ${r.job.src} to storage ${r.job.storage} (${r.dest}): ` +
             `${(r.outcome as Error).message}; read from the ${next === 'original' ? 'original' : `${next} copy`} instead`);
         } else {
-          this.log.debug({ storage: storage.id, src: r.job.src, next, why: (r.outcome as Error).message }, 'source of a copy gone or changed; read from another copy');
+          this.log.debug({ storage: storage.id, src: r.job.src, next, why: (r.outcome as Error).message }, 'source of a copy gone, changed or damaged; read from another copy');
         }
         this.#lanes.get(storage.id)!.queue.push(rec.id, true);
         return;

@@ -3,9 +3,11 @@
 // Between two readings of the mount table, each batch first compares the mount point's device with the one it
 // had when found mounted (one stat, off the event loop): a storage unmounted within the second is seen before
 // the next batch. An unmount between that stat and the copy thread's open is seen by the copy thread: each job
-// carries the device (`mountedDevice`), and the storage target it opens must be on it (copy-dirs.ts); once open, the
-// target is held for the batch (a plain umount then fails as busy). What neither sees: a bind mount of a
-// directory of the same file system (same device), which the next reading of the table finds.
+// carries the mount point and its device (`mountedDevice`), and the thread opens the storage target only while
+// the mount point still has it (copy-dirs.ts); the target is then held open for the batch, so a plain umount
+// fails as busy until it is done (`umount -l` detaches it, and the batch's copies still land on that disk).
+// What neither sees: a bind mount of a directory of the same file system (same device), which the next
+// reading of the table finds.
 import { stat } from 'node:fs/promises';
 import { isMountPoint } from './mounts.js';
 import type { MessageHub } from './messages.js';

@@ -14,6 +14,7 @@ import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
 import { NotMounted } from '../../src/grimseld/copy-dirs.js';
+import type { Stats } from 'node:fs';
 import { mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
 
 const opts = { preserveUid: false, preserveGid: false };
@@ -179,37 +180,50 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
 describe('a storage unmounted between the mount check and the copy (G13)', () => {
   before(prepareCopies);
   let root: string;
-  beforeEach(() => { root = mkdtempSync(path.join(os.tmpdir(), 'copier-mnt-')); });
+  let ramdisk: string;
+  let st: Stats;
+  beforeEach(() => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'copier-mnt-'));
+    ramdisk = path.join(root, 'ramdisk');
+    mkdirSync(path.join(ramdisk, 'u'), { recursive: true });
+    writeFileSync(path.join(ramdisk, 'u/a.img'), 'image a');
+    st = statSync(path.join(ramdisk, 'u/a.img'));
+  });
   afterEach(() => {
     unmountAll();
     rmSync(root, { recursive: true, force: true });
   });
+  /** The job the dispatcher hands out once its check found `point` mounted as `device`. */
+  const job = (target: string, point: string, device: number): CopyJob => ({ src: path.join(ramdisk, 'u/a.img'), root: ramdisk,
+    dest: path.join(target, 'u/a.img'), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false,
+    mount: { point, device } });
 
   it('writes nothing onto the bare mount point, whether the target is left there or missing, and copies once it is mounted again', () => {
-    const ramdisk = path.join(root, 'ramdisk');
-    mkdirSync(path.join(ramdisk, 'u'), { recursive: true });
-    writeFileSync(path.join(ramdisk, 'u/a.img'), 'image a');
-    const st = statSync(path.join(ramdisk, 'u/a.img'));
-    const mnt = path.join(root, 'usb');
-    mountTmpfs(mnt, 1 << 20);
-    // What the dispatcher hands out after its check found the storage mounted: the mounted file system's device.
+    const mnt = mountTmpfs(path.join(root, 'usb'), 1 << 20);
     const device = statSync(mnt).dev;
-    const job = (target: string): CopyJob => ({ src: path.join(ramdisk, 'u/a.img'), root: ramdisk, dest: path.join(target, 'u/a.img'),
-      expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false, device });
     unmount(mnt);
     // The target left on the bare mount point (made there once by hand, say), and a missing one.
     mkdirSync(path.join(mnt, 'data'));
     for (const target of [path.join(mnt, 'data'), path.join(mnt, 'missing')]) {
-      const [r] = copyMany([job(target)], target, opts);
+      const [r] = copyMany([job(target, mnt, device)], target, opts);
       assert.ok(r instanceof NotMounted && /nothing written/.test(r.message), String(r));
     }
     assert.deepEqual(readdirSync(mnt), ['data'], 'nothing made on the bare mount point');
     assert.deepEqual(readdirSync(path.join(mnt, 'data')), []);
     // Mounted again (another device number now): the device the check then finds is the one the job carries.
     mountTmpfs(mnt, 1 << 20);
-    const again = { ...job(path.join(mnt, 'data')), device: statSync(mnt).dev };
-    const [r] = copyMany([again], path.join(mnt, 'data'), opts);
+    const target = path.join(mnt, 'data');
+    const [r] = copyMany([job(target, mnt, statSync(mnt).dev)], target, opts);
     assert.equal(r instanceof Error ? r.message : r!.outcome, 'copied');
     assert.equal(readFileSync(path.join(mnt, 'data/u/a.img'), 'utf8'), 'image a');
+  });
+
+  it('copies into a target that is a file system of its own below the mount point (a subvolume, a second disk)', () => {
+    const mnt = mountTmpfs(path.join(root, 'data'), 1 << 20);
+    const images = mountTmpfs(path.join(mnt, 'images'), 1 << 20);
+    assert.notEqual(statSync(images).dev, statSync(mnt).dev);
+    const [r] = copyMany([job(images, mnt, statSync(mnt).dev)], images, opts);
+    assert.equal(r instanceof Error ? r.message : r!.outcome, 'copied');
+    assert.equal(readFileSync(path.join(images, 'u/a.img'), 'utf8'), 'image a');
   });
 });

@@ -16,6 +16,7 @@ import { ChecksumMismatch } from '../../src/grimseld/copy-check.js';
 import { SourceChanged } from '../../src/grimseld/copier.js';
 import type { CopyJob, CopyReport } from '../../src/grimseld/copy-job.js';
 import { MountWatch } from '../../src/grimseld/mount-watch.js';
+import { NotMounted } from '../../src/grimseld/copy-dirs.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 
 const A = 'a1'.repeat(16);
@@ -216,10 +217,23 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     const jobs = await feed.next(stop.signal);
     assert.equal(jobs.length, 2, 'both files, to its one writer');
     // The copy thread writes them only onto the file system the check found mounted (copy-dirs.ts).
-    assert.deepEqual(jobs.map((j) => j.device), [7, 7], 'each job carries the mounted device');
+    assert.deepEqual(jobs.map((j) => j.mount), [{ point: '/mnt/usb', device: 7 }, { point: '/mnt/usb', device: 7 }], 'each job carries the mounted device');
     assert.equal(dispatcher.queued('internal'), 2, 'the other storage is not held back');
     const internal = await dispatcher.feed('internal').next(stop.signal);
-    assert.ok(internal.every((j) => j.device === undefined), 'a storage without a mount point has no device to check');
+    assert.ok(internal.every((j) => j.mount === undefined), 'a storage without a mount point has no device to check');
+    // Unmounted between that check and the copy (copy-dirs.ts): not failed, not said by a COPY_ERROR (the
+    // mount check says it), handed out again after the next check's second.
+    const said = messages.length;
+    feed.done(jobs.map((job) => ({ job, dest: job.dest, outcome: new NotMounted('/mnt/usb is no longer the file system found mounted there') })));
+    await settle();
+    assert.equal(book.query(-1).find((r) => r[3] === 'usb')![6], 0n, 'none counted failed');
+    assert.equal(messages.length, said, 'no COPY_ERROR');
+    assert.equal(dispatcher.queued('usb'), 0, 'waiting out the second');
+    for (const s of scheduled.splice(0)) {
+      assert.equal(s.ms, 1000);
+      s.fn();
+    }
+    assert.equal(dispatcher.queued('usb'), 2, 'queued again');
   });
 
   it('retries a failed copy after a backoff that doubles up to a minute, with a sweep first, and announces the failure once', async () => {
@@ -366,6 +380,24 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
     assert.deepEqual([again.from, again.src], ['external', '/st/external/1mf/u/f.cbf']);
     await report(again, 'copied');
     assert.equal(catalog.stateOn(rec, 'usb'), 'copied');
+  });
+
+  it('says damaged sources once per file and storage, however often the retries find every place damaged', async () => {
+    const rec = await accepted();
+    await catalog.setCopy(rec, 'internal', 'copied');
+    await catalog.setCopy(rec, 'external', 'copied');
+    await catalog.setOrigin(rec, 'ramdisk', 'deleted');
+    for (let cycle = 0; cycle < 3; cycle++) {
+      const fromInternal = await take('usb');
+      assert.equal(fromInternal.from, 'internal');
+      await report(fromInternal, ChecksumMismatch.source(fromInternal.src, A, 'f'.repeat(32)));
+      const fromExternal = await take('usb');
+      assert.equal(fromExternal.from, 'external');
+      await report(fromExternal, ChecksumMismatch.source(fromExternal.src, A, 'e'.repeat(32)));
+      assert.equal(catalog.stateOn(rec, 'usb'), 'failed', 'no place left: failed, retried after a backoff');
+      retries.shift()!();
+    }
+    assert.equal(messages.filter((m) => m.errcode === 'COPY_ERROR').length, 2, 'the first damaged place, then the failure: not once per retry');
   });
 
   it('keeps retrying an INTERNAL copy whose original has other bytes than its checksum: the original is the only source it has', async () => {
