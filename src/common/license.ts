@@ -53,7 +53,11 @@ export function normalizeMac(mac: string): string {
 export function issueLicense(privateKeyPem: string, fields: LicenseFields): string {
   const mac = normalizeMac(fields.mac);
   if (!MAC.test(mac)) throw new Error(`'${fields.mac}' is not a hardware address (expected six hex pairs, e.g. 02:42:ac:11:00:02)`);
-  if (/[\n=]/.test(fields.holder) || fields.holder.trim() === '') throw new Error('holder must be one non-empty line without "="');
+  // What checkLicense reads back as the holder: one line, so no line terminator JavaScript's '.' stops at (CR,
+  // U+2028, U+2029 as well as LF), and no control character; otherwise the key would never validate.
+  if (/[=\u0000-\u001f\u007f\u2028\u2029]/.test(fields.holder) || fields.holder.trim() === '') {
+    throw new Error('holder must be one non-empty line of printable characters without "="');
+  }
   const f = { ...fields, mac, holder: fields.holder.trim() };
   const key = createPrivateKey(privateKeyPem);
   if (key.asymmetricKeyType !== 'ed25519') throw new Error(`the private key is ${key.asymmetricKeyType ?? 'not asymmetric'}, not Ed25519`);

@@ -1,6 +1,7 @@
 // `ppuctl license`: check a key on this machine, list the addresses a key can bind to, issue one (F8, G14).
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { checkLicense, hardwareAddresses, issueLicense } from '../common/license.js';
+import { writeNew } from './write-new.js';
 
 export interface LicenseOptions {
   'private-key'?: string | undefined;
@@ -24,8 +25,7 @@ export function licenseCommand(sub: string | undefined, args: string[], opts: Li
     const text = issueLicense(readFileSync(opts['private-key'], 'utf8'), { holder: opts.holder, mac: opts.mac, issued: new Date().toISOString() });
     if (opts.o === undefined) process.stdout.write(text);
     // Never overwrite: the target is usually a live key.
-    else if (existsSync(opts.o)) throw new Error(`-o ${opts.o}: the file exists; remove it first or name another`);
-    else writeFileSync(opts.o, text, { mode: 0o644 });
+    else writeNew(opts.o, text, 0o644);
     return 0;
   }
   return undefined;

@@ -15,7 +15,8 @@ import { importVendorConfig } from './vendor-import.js';
 import { licenseCommand } from './license-command.js';
 import { verifyCommand, VerifyUsage } from './verify-command.js';
 import { statusRecord } from '../grimseld/status-server.js';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { OutputExists, writeNew } from './write-new.js';
 import * as path from 'node:path';
 
 const USAGE = `usage: ppuctl COMMAND [options]
@@ -161,9 +162,13 @@ function configImport(file: string, out: string | undefined, json: boolean): num
   }
   const r = importVendorConfig(file, text);
   if (out !== undefined) {
-    // Never overwrite: the target is usually a live /etc/ppu file.
-    if (existsSync(out)) usage(`-o ${out}: the file exists; remove it first or name another`);
-    writeFileSync(out, r.ini);
+    // Never overwrite: the target is usually a live /etc/ppu file (a usage error, as before anything is written).
+    try {
+      writeNew(out, r.ini, 0o644);
+    } catch (e) {
+      if (e instanceof OutputExists) usage(e.message);
+      throw e;
+    }
   }
   if (json) {
     process.stdout.write(`${JSON.stringify({ kind: r.kind, mapped: r.mapped, problems: r.problems, ...(out === undefined ? { ini: r.ini } : { written: out }) }, null, 2)}\n`);
@@ -328,6 +333,17 @@ async function followMessages(bus: dbus.MessageBus, count: number, json: boolean
   return done;
 }
 
+/** Where grimseld's unit (PrivateTmp=yes, ProtectHome=yes) gives it a directory of its own or none: ppuctl sees another. */
+const HIDDEN_FROM_GRIMSELD = ['/tmp/', '/var/tmp/', '/home/', '/root/', '/run/user/'];
+
+/** A hint when grimseld found no file where ppuctl's caller has one: a directory the unit hides from it. */
+function unseen(file: string, answer: string): string {
+  const hidden = HIDDEN_FROM_GRIMSELD.find((d) => path.resolve(file).startsWith(d));
+  if (!hidden || !/does not exist/.test(answer) || !existsSync(file)) return '';
+  return ` (grimseld's unit has PrivateTmp=yes and ProtectHome=yes: it does not see your files below ${hidden}; ` +
+    'put them on the ramdisk or a storage, e.g. below /data, and add them from there)';
+}
+
 type Action = (bus: dbus.MessageBus) => Promise<number>;
 type Values = {
   n?: string | undefined; json?: boolean | undefined; u?: string | undefined; d?: string[] | undefined;
@@ -342,7 +358,8 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       if (!Number.isInteger(n) || n < -1) usage(`-n wants a number of shifts, got '${values.n}'`);
       if (values.watch) {
         const interval = values.interval === undefined ? 2 : Number(values.interval);
-        if (!(interval >= 0.1)) usage(`--interval wants seconds (0.1 or more), got '${values.interval}'`);
+        // A day at most: a timer beyond ~24.8 days fires at once in Node, and the table would be redrawn without pause.
+        if (!(interval >= 0.1 && interval <= 86_400)) usage(`--interval wants seconds (0.1 to 86400), got '${values.interval}'`);
         return (bus) => watchStatus(bus, n, interval, !!values.json);
       }
       if (values.interval !== undefined) usage('--interval goes with --watch');
@@ -390,12 +407,17 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       return async (bus) => {
         const grimsel = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE);
         let bad = 0;
-        for (const f of files) {
+        for (const [i, f] of files.entries()) {
           try {
             await callMethod(grimsel, 'AddFile', f);
           } catch (e) {
-            if (!(e instanceof dbus.DBusError) || !/InvalidArgs/.test(e.type)) throw e;
-            process.stderr.write(`ppuctl: ${f}: ${e.text}\n`);
+            // The bus or the right to use it gone: no later file can be added either; which were is said.
+            if (!(e instanceof dbus.DBusError) || unreachable(e) || /AccessDenied/.test(e.type)) {
+              if (i > 0 || files.length > 1) process.stderr.write(`ppuctl: ${i} of ${files.length} files added; not added: ${files.slice(i).join(' ')}\n`);
+              throw e;
+            }
+            // Refused, or failed for this file alone: said, and the next one is added.
+            process.stderr.write(`ppuctl: ${f}: ${e.text}${unseen(f, e.text)}\n`);
             bad++;
           }
         }

@@ -218,7 +218,8 @@ describe('ppuctl (S7)', function () {
   });
 
   it('bad usage exits 2 with the reason and the usage, never a stack trace', async () => {
-    for (const args of [['status', '-n', 'x'], ['frobnicate'], ['messages', '-n', '0'], ['status', '--interval', '1'], ['config', 'import']]) {
+    for (const args of [['status', '-n', 'x'], ['frobnicate'], ['messages', '-n', '0'], ['status', '--interval', '1'], ['config', 'import'],
+      ['status', '--watch', '--interval', '1e7']]) {
       const r = await run(...args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^ppuctl: .+\n\nusage: ppuctl/);

@@ -212,6 +212,15 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     assert.deepEqual((JSON.parse(py) as Array<{ uid: number; copied: number }>).map((r) => [r.uid, r.copied]), [[500, 2]]);
   });
 
+  it("says why grimseld cannot add an operator's file below /tmp (its unit's PrivateTmp), and adds the next one (S7)", async () => {
+    await c.ok(['sh', '-c', 'echo beam lost > /tmp/note.txt && mkdir -p /ramdisk/ppu/notes && echo beam back > /ramdisk/ppu/notes/back.txt']);
+    const r = await c.run(['ppuctl', 'add', '/tmp/note.txt', '/ramdisk/ppu/./notes/back.txt']);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /^ppuctl: \/tmp\/note\.txt: .*does not exist \(grimseld's unit has PrivateTmp=yes .* below \/tmp\/; put them/m);
+    const copy = c.path('/data/notes/back.txt');
+    await eventually(() => existsSync(copy) && readFileSync(copy, 'utf8') === 'beam back\n', 30_000, 'the second file added and copied');
+  });
+
   it('restarts furkad with its configured default shift when grimseld is restarted', async () => {
     const furkad = await mainPid('furkad');
     const grimseld = await mainPid('grimseld');

@@ -1,6 +1,6 @@
 // License keys (F8, G14): issue, check, and every way a key can be wrong, against this machine's real interfaces.
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync, symlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkLicense, hardwareAddresses, issueLicense, MAX_KEY_BYTES } from '../../src/common/license.js';
@@ -78,7 +78,16 @@ describe('license keys (F8)', () => {
 
   it('issues only for a well-formed address and an Ed25519 key', () => {
     assert.throws(() => issueLicense(issuer.privatePem, { holder: 'x', mac: '02:00', issued: 'now' }), /not a hardware address/);
-    assert.throws(() => issueLicense(issuer.privatePem, { holder: 'a\nb', mac: '02:00:5e:10:20:30', issued: 'now' }), /one non-empty line/);
+    // Line ends JavaScript's '.' stops at, and control characters: a key with them would never validate.
+    for (const holder of ['a\nb', 'a\rb', 'a\u2028b', 'a\u2029b', 'a\u0007b', 'a=b', '  ']) {
+      assert.throws(() => issueLicense(issuer.privatePem, { holder, mac: '02:00:5e:10:20:30', issued: 'now' }), /one non-empty line of printable characters/, JSON.stringify(holder));
+    }
+    const odd = path.join(dir, 'odd.key');
+    writeFileSync(odd, issueLicense(issuer.privatePem, { holder: 'Strahlrohr Ünterwäld \u00a0X/23 (ß) 光', mac: '02:00:5e:10:20:30', issued: 'now' }));
+    const netDir = path.join(dir, 'net-odd');
+    mkdirSync(path.join(netDir, 'eth0'), { recursive: true });
+    writeFileSync(path.join(netDir, 'eth0', 'address'), '02:00:5e:10:20:30\n');
+    assert.ok(checkLicense(odd, { publicKey, netDir }).valid, 'any printable holder validates');
   });
 
   it('ppuctl license issue writes a key that ppuctl license check accepts, and check says why another is refused', () => {
@@ -93,6 +102,13 @@ describe('license keys (F8)', () => {
     const ok = ppuctl('check', key);
     assert.deepEqual([ok.status, ok.stdout], [0, `valid: licensed to ID23-2 (${mac})\n`]);
     assert.equal(ppuctl('issue', '--private-key', pem, '--mac', mac, '--holder', 'x', '-o', key).status, 1, 'never overwrites a key');
+    // Nor writes through a link, even one to nothing (a check for the name, then a write, would follow it).
+    const elsewhere = path.join(dir, 'elsewhere.key');
+    symlinkSync(elsewhere, path.join(dir, 'link.key'));
+    const linked = ppuctl('issue', '--private-key', pem, '--mac', mac, '--holder', 'x', '-o', path.join(dir, 'link.key'));
+    assert.equal(linked.status, 1);
+    assert.match(linked.stderr, /link\.key: the file exists \(or is a link\)/);
+    assert.equal(existsSync(elsewhere), false, 'nothing written where the link points');
     writeFileSync(key, readFileSync(key, 'utf8').replace(mac, '02:00:5e:10:20:30'));
     const bad = ppuctl('check', key);
     assert.equal(bad.status, 1);
