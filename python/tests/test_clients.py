@@ -210,5 +210,58 @@ class MessageClientTest(unittest.TestCase):
         self.assertFalse(t.is_alive())
 
 
+
+class FakeMessagePort(object):
+    """A one-connection stand-in for grimseld's message port: sends the greeting and then `lines`."""
+
+    def __init__(self, lines):
+        self.server = socket.socket()
+        self.server.bind(('127.0.0.1', 0))
+        self.server.listen(1)
+        self.port = self.server.getsockname()[1]
+        self.lines = lines
+        self.thread = threading.Thread(target=self._serve)
+        self.thread.daemon = True
+        self.thread.start()
+
+    def _serve(self):
+        conn, _ = self.server.accept()
+        conn.sendall(b'{"hello": "grimseld messages", "version": 1}\n')
+        for line in self.lines:
+            conn.sendall((json.dumps(line) + '\n').encode('utf-8'))
+        conn.close()
+        self.server.close()
+
+
+class MessageClientRobustnessTest(unittest.TestCase):
+    def test_an_exception_in_processMessage_is_logged_and_the_next_message_still_comes(self):
+        port = FakeMessagePort([
+            {'errcode': 'COPY_ERROR', 'shortMessage': 'a:b', 'longMessage': 'first'},
+            {'errcode': 'DEL_ERROR', 'shortMessage': '/ramdisk/x', 'longMessage': 'second'},
+        ])
+        got = []
+        keepalive = []
+
+        class Buggy(DAbstractMessageClient.DAbstractMessageClient):
+            def onConnect(self):
+                keepalive.append([self._sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE)] +
+                                 [self._sock.getsockopt(socket.IPPROTO_TCP, getattr(socket, n)) for n in ('TCP_KEEPIDLE', 'TCP_KEEPINTVL', 'TCP_KEEPCNT')])
+
+            def processMessage(self, errcode, shortMessage, longMessage):
+                got.append(longMessage)
+                if longMessage == 'first':
+                    raise KeyError('a bug in the subscriber')
+
+        disconnects = []
+        client = Buggy('127.0.0.1', port.port)
+        client.onDisconnect = disconnects.append
+        with self.assertLogs('ppu.grimsel', level='ERROR') as logged:
+            client.connect()  # timeout 0: returns when the fake port closes
+        self.assertEqual(got, ['first', 'second'], 'the message after the failing one is delivered')
+        self.assertEqual(disconnects, ['grimseld closed the connection'], 'the bug did not end the connection')
+        self.assertIn('processMessage failed for COPY_ERROR a:b', logged.output[0])
+        self.assertIn('KeyError', logged.output[0])
+        self.assertEqual(keepalive, [[1, 30, 10, 3]], 'a vanished peer is noticed within about a minute')
+
 if __name__ == '__main__':
     unittest.main()
