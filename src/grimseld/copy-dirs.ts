@@ -14,19 +14,25 @@ import { components, DirFd, type DirVisit } from '../common/dir-fd.js';
 export type DirOwnerOf = (index: number) => [number, number] | undefined;
 
 /**
- * A walk's visit that gives every directory on the way, made or found, the owner `ownerOf` gives it. One
- * that must be root's and is not (made by the user of an earlier shift, before shared directories were
- * root's) is given back to root and loses its group and other write bits: otherwise its owner could make,
- * and later delete, the directories another user's copies go into. fchown and fchmod act on the directory
- * held, so nothing swapped in meanwhile can receive them.
+ * A walk's visit that gives each directory on the way the owner `ownerOf` gives it, but never hands a
+ * directory it found to a user: one made now gets its owner; one found that is not already that owner's is
+ * root's from then on, as is one that must be root's and is not (made by the user of an earlier shift, before
+ * shared directories were root's): it loses its group and other write bits too. Otherwise a user's tree added
+ * by an operator (`AddFile a/./1mf/500_501/x`, all of it the user's) would give that user the shared
+ * per-detector directory and other users' directories on the storage, to empty or rename; and a directory a
+ * user made first would hold the copies of the shift it is named after. fchown and fchmod act on the
+ * directory held, so nothing swapped in meanwhile can receive them.
  */
 export function ownerVisit(ownerOf: DirOwnerOf): DirVisit {
-  return (dir, st, _made, i) => {
+  return (dir, st, made, i) => {
     const owner = ownerOf(i);
     if (owner) {
       const [uid, gid] = owner;
-      if ((uid !== -1 && st.uid !== uid) || (gid !== -1 && st.gid !== gid)) fchownSync(dir.fd, uid, gid);
-      return;
+      if ((uid === -1 || st.uid === uid) && (gid === -1 || st.gid === gid)) return;
+      if (made) {
+        fchownSync(dir.fd, uid, gid);
+        return;
+      }
     }
     if (st.uid === 0 && st.gid === 0 && (st.mode & 0o022) === 0) return;
     fchownSync(dir.fd, 0, 0);

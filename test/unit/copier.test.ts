@@ -175,6 +175,42 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
     copy('a.img');
     assert.deepEqual(owners(), [[0, 0], [500, 501], [500, 501], [500, 501]], 'made again, and given to the user again');
   });
+
+  it("never hands a user the shared or another user's directories when an operator adds a tree of theirs (AddFile a/./1mf/500_501/...)", () => {
+    const ramdisk = path.join(root, 'ramdisk');
+    const storage = path.join(root, 'storage');
+    const copy = (srcRoot: string, rel: string, owner: [number, number]): void => {
+      const src = path.join(srcRoot, rel);
+      mkdirSync(path.dirname(src), { recursive: true });
+      writeFileSync(src, rel);
+      chownSync(src, ...owner);
+      const st = statSync(src);
+      const [r] = copyMany([{ src, root: srcRoot, dest: path.join(storage, rel), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false }],
+        storage, { preserveUid: true, preserveGid: true });
+      assert.ok(!(r instanceof Error), String(r));
+    };
+    // User 500's shift: its copies in 1mf/500_501/u1, the usrdir and below theirs (as on the ramdisk).
+    mkdirSync(path.join(ramdisk, '1mf/500_501/u1'), { recursive: true });
+    for (const d of ['1mf/500_501', '1mf/500_501/u1']) chownSync(path.join(ramdisk, d), 500, 501);
+    copy(ramdisk, '1mf/500_501/u1/img_01.cbf', [500, 501]);
+    // nobody's tree of the same shape, added by an operator: every directory of it is nobody's. And a
+    // usrdir nobody names for a shift that has not started yet (700_701): made before its owner's copies.
+    const mal = path.join(root, 'mal');
+    mkdirSync(path.join(mal, '1mf/500_501/u1'), { recursive: true });
+    mkdirSync(path.join(mal, '1mf/700_701'), { recursive: true });
+    for (const d of ['1mf', '1mf/500_501', '1mf/500_501/u1', '1mf/700_701']) chownSync(path.join(mal, d), 65534, 65534);
+    copy(mal, '1mf/500_501/u1/evil.txt', [65534, 65534]);
+    copy(mal, '1mf/700_701/early.txt', [65534, 65534]);
+    const uid = (p: string): number => lstatSync(path.join(storage, p)).uid;
+    assert.deepEqual(['1mf', '1mf/500_501', '1mf/500_501/u1'].map(uid), [0, 0, 0], "neither the shared directory nor user 500's are nobody's");
+    assert.equal(uid('1mf/500_501/u1/evil.txt'), 65534, 'the added file is its owner\'s');
+    assert.equal(uid('1mf/700_701'), 65534, 'made for the added file');
+    // User 700's shift starts: its copies do not go into a directory nobody owns.
+    mkdirSync(path.join(ramdisk, '1mf/700_701'), { recursive: true });
+    chownSync(path.join(ramdisk, '1mf/700_701'), 700, 701);
+    copy(ramdisk, '1mf/700_701/img_01.cbf', [700, 701]);
+    assert.equal(uid('1mf/700_701'), 0, 'taken from nobody: root\'s');
+  });
 });
 
 describe('a storage unmounted between the mount check and the copy (G13)', () => {

@@ -78,10 +78,16 @@ describe('directories of a batch of copies (G3, G4)', () => {
     assert.deepEqual(owner('1mf'), [0, 0, '755']);
     assert.deepEqual(owner('1mf/500_501'), [500, 501, '755']);
     assert.deepEqual(owner('1mf/500_501/run'), [500, 501, '755']);
-    // A usrdir made by someone else (the user who owned 1mf) is given to its shift.
-    chownSync(path.join(base, '1mf', '500_501'), 65534, 65534);
+    // Found owned by the shift's user with another group: -1 keeps the gid, nothing changes.
+    chownSync(path.join(base, '1mf', '500_501'), 500, 65534);
     make((i) => (i === 0 ? undefined : [500, -1]), 'b');
     assert.deepEqual(owner('1mf/500_501').slice(0, 2), [500, 65534], '-1 keeps the gid');
+    // A usrdir made by someone else (the user who owned 1mf) is never handed to the shift: it becomes root's.
+    chownSync(path.join(base, '1mf', '500_501'), 65534, 65534);
+    chmodSync(path.join(base, '1mf', '500_501'), 0o777);
+    make((i) => (i === 0 ? undefined : [500, 501]), 'c');
+    assert.deepEqual(owner('1mf/500_501'), [0, 0, '755']);
+    assert.deepEqual(owner('1mf/500_501/run'), [500, 501, '755'], 'found already the shift\'s: kept');
     symlinkSync(root, path.join(base, 'l'));
     assert.throws(() => new HeldDirs(false).storage(base, 'l/x', ownerVisit(() => undefined)), /symbolic link/);
   });
