@@ -1,6 +1,7 @@
 // A user shift as furkad serves it: who owns the files and which detectors go where (F4, F6, F7).
 import type { DetectorConfig, FurkadConfig } from './config.js';
-import { realpathSync, statSync } from 'node:fs';
+import { lstatSync, realpathSync, statSync } from 'node:fs';
+import { STAGING_NAME } from './shift-sweep.js';
 import * as path from 'node:path';
 import { expandUsrdir, isSafeRelative, markTarget, splitMarked, unmark } from '../common/paths.js';
 
@@ -138,6 +139,35 @@ function checkConfined(id: string, target: string, configuredTarget: string): vo
   if (!isWithin(wanted, allowed) || !isWithin(resolved, base)) {
     throw new ShiftRequestError('NotAllowed', `target of detector '${id}': '${target}' is outside ${allowed}, ` +
       `where its configured target '${configuredTarget}' is replicated from; a StartShift target must lie at or below it`);
+  }
+  checkShared(id, target, base, resolved);
+}
+
+/**
+ * A requested target's directories, those that exist from the allowed base down (the base itself when the
+ * target is the base), must be ones furkad may keep as shared directories: root's and writable by no one else
+ * (docs/threat-model.md). furkad gives a shared directory it finds otherwise back to root, 0755; done to a
+ * directory an operator named, that would take a user's directory (another shift's usrdir) from its owner, or
+ * make the ramdisk's mount point (1777) 0755 under every user. And never below furkad's own staging
+ * directory, whose content furkad removes when a detector starts: a shift's files there would be deleted
+ * before any copy of them was made.
+ */
+function checkShared(id: string, target: string, base: string, resolved: string): void {
+  const parts = path.relative(base, resolved).split('/').filter((p) => p !== '');
+  if (parts.includes(STAGING_NAME)) {
+    throw new ShiftRequestError('NotAllowed', `target of detector '${id}': '${target}' lies in furkad's staging directory ${STAGING_NAME}, ` +
+      'whose content furkad removes; choose a target outside it');
+  }
+  const dirs = parts.length === 0 ? [base] : parts.map((_, i) => path.join(base, ...parts.slice(0, i + 1)));
+  for (const dir of dirs) {
+    const st = lstatSync(dir, { throwIfNoEntry: false });
+    if (!st) break; // furkad makes the rest, root's
+    if (st.isDirectory() && st.uid === 0 && (st.mode & 0o022) === 0) continue;
+    const what = !st.isDirectory() ? 'is not a directory' : st.uid !== 0 ? `is owned by uid ${st.uid}`
+      : `is writable by ${(st.mode & 0o002) !== 0 ? 'everyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8)})`;
+    throw new ShiftRequestError('NotAllowed', `target of detector '${id}': '${target}': ${dir} ${what}; the directories of a target are ` +
+      'shared by every shift and kept root\'s, writable by root alone, and furkad does not take one from its owner ' +
+      'nor change one an operator named; choose a target below it, or outside users\' directories');
   }
 }
 

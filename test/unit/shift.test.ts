@@ -1,6 +1,6 @@
 // StartShift arguments → a shift (F6): defaults, overrides, refusals.
 import { strict as assert } from 'node:assert';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, chownSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { parseConfig } from '../../src/common/config-file.js';
@@ -80,6 +80,32 @@ describe('shift planning (F4, F6)', () => {
     for (const t of [ramdisk, `${ramdisk}/./`, `${ramdisk}/1mf`, `${ramdisk}/./a/b`, `${ramdisk}/sub/./x`, `${ramdisk}/new`, `${ramdisk}/..x`]) {
       assert.doesNotThrow(() => planShift(local, 1, 2, [['1MF', '', t]]), t);
     }
+  });
+
+  it("refuses a target in furkad's staging, in a user's directory, or at a directory others may write; says which (S2, threat model)", () => {
+    const users = path.join(ramdisk, 'users');
+    mkdirSync(path.join(users, '1002_1002', 'full'), { recursive: true });
+    chownSync(path.join(users, '1002_1002'), 1002, 1002);
+    mkdirSync(path.join(ramdisk, '1mf', '.furkad-staging', '1MF'), { recursive: true, mode: 0o700 });
+    const open = path.join(ramdisk, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o1777);
+    const refused: Array<[string, RegExp]> = [
+      // Its content is removed when a detector starts: a shift's files there would go before any copy.
+      [`${ramdisk}/./1mf/.furkad-staging/1MF`, /lies in furkad's staging directory \.furkad-staging/],
+      [`${ramdisk}/1mf/.furkad-staging/./x`, /staging/],
+      // furkad would take user 1002's directories from them (made root's, as shared directories are).
+      [`${ramdisk}/./users/1002_1002`, new RegExp(`${users}/1002_1002 is owned by uid 1002`)],
+      [`${ramdisk}/users/1002_1002/./full`, /is owned by uid 1002/],
+      [`${ramdisk}/users/1002_1002/full/new`, /is owned by uid 1002/],
+      // ... or make a directory everyone may write (a ramdisk's mount point, 1777) 0755 under every user.
+      [`${open}/./`, /open is writable by everyone \(mode 1777\)/],
+      [`${open}/x`, /writable by everyone/],
+    ];
+    for (const [t, why] of refused) assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', t]])), new RegExp(`^NotAllowed: .*${why.source}`), t);
+    assert.equal(statSync(open).mode & 0o7777, 0o1777, 'nothing changed');
+    // Below a shared directory that is root's and writable by root alone, as before.
+    for (const t of [`${ramdisk}/./users/new`, `${ramdisk}/users/./x`]) assert.doesNotThrow(() => planShift(local, 1, 2, [['1MF', '', t]]), t);
   });
 
   it("confinement: before the './' of the configured target, else its parent, never '/' for a target just below it", () => {
