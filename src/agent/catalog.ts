@@ -9,6 +9,7 @@ import { barrierName, barrierOf } from './barrier.js';
 import { baseId, fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
 import type { WatchEvent } from './watcher.js';
 import type { DirId } from './watch-check.js';
+import { hasControl } from '../common/paths.js';
 
 export { fileId, type Sameness };
 
@@ -28,6 +29,8 @@ export type Announcement =
   /** `live`: its completion was just reported by the kernel (not found by a scan): its body may be pushed. */
   | { t: 'file'; entry: FileEntry; live?: boolean }
   | { t: 'refused'; path: string; reason: string }
+  /** A name refused before is gone (renamed, deleted): nothing of it is left on the detector. */
+  | { t: 'unrefused'; path: string }
   | { t: 'synced' }
   /** Every file complete before barrier `id` was asked for has been announced before this (barrier.ts). */
   | { t: 'barrier'; id: string };
@@ -50,6 +53,8 @@ function keyOf(path: string): string {
 }
 
 const NOT_UTF8 = 'name is not valid UTF-8';
+/** grimseld takes no name with a control character (common/paths.ts): announced, it would be delivered and never copied. */
+const CONTROL_IN_NAME = 'name holds a control character (a newline, a tab, …)';
 const PAST_MAX = 10_000;
 /** How long a created file may wait for its close before sweepWaiting() looks whether anyone still writes it. */
 const WAITING_CHECK_MS = 2000;
@@ -60,7 +65,7 @@ export class Catalog {
   /** Keys are the latin1 form of a path's bytes (relative to the root): any name is a key. */
   #byPath = new Map<string, FileEntry>();
   #byId = new Map<string, FileEntry>();
-  #refused = new Map<string, string>();
+  #refused = new Map<string, { path: string; reason: string }>();
   /**
    * Files being written (created and not yet closed, or found open for writing by a scan), and files whose
    * announced id went stale without an event (suspect()), with when sweepWaiting() looks at them next (ms)
@@ -144,7 +149,7 @@ export class Catalog {
   /** Everything a newly connected client is told first: complete files and refused names. */
   *listing(): Iterable<Announcement> {
     for (const entry of this.#byPath.values()) yield { t: 'file', entry };
-    for (const p of this.#refused.values()) yield { t: 'refused', path: p, reason: NOT_UTF8 };
+    for (const r of this.#refused.values()) yield { t: 'refused', ...r };
   }
 
   /**
@@ -220,6 +225,7 @@ export class Catalog {
     this.#prior = this.#byPath;
     this.#byPath = new Map();
     this.#byId.clear();
+    const wasRefused = new Map(this.#refused);
     this.#refused.clear();
     this.#waiting.clear();
     const barriers: string[] = [];
@@ -237,6 +243,7 @@ export class Catalog {
     } finally {
       this.#prior = undefined;
     }
+    for (const [key, r] of wasRefused) if (!this.#refused.has(key)) this.announced.emit({ t: 'unrefused', path: r.path });
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
     for (const id of barriers) this.#passBarrier(id, true);
     this.announced.emit({ t: 'synced' });
@@ -290,6 +297,7 @@ export class Catalog {
         this.files.forgetRoot();
         this.#byPath.clear();
         this.#byId.clear();
+        for (const r of this.#refused.values()) this.announced.emit({ t: 'unrefused', path: r.path });
         this.#refused.clear();
         this.#waiting.clear();
         this.#newDirs.length = 0;
@@ -496,8 +504,17 @@ export class Catalog {
   #drop(key: string): void {
     const entry = this.#byPath.get(key);
     if (entry) this.forget(entry);
-    this.#refused.delete(key);
+    const refused = this.#refused.get(key);
+    if (refused && this.#refused.delete(key)) this.announced.emit({ t: 'unrefused', path: refused.path });
     this.#waiting.delete(key);
+  }
+
+  /** A complete file whose name cannot be delivered: said (logged once), and told to every client; it stays here. */
+  #refuse(key: string, rel: Buffer, reason: string): void {
+    const shown = rel.toString('utf8');
+    if (!this.#refused.has(key)) this.log.warn({ path: shown, bytes: rel.toString('hex') }, `refused: ${reason}; it stays on the detector`);
+    this.#refused.set(key, { path: shown, reason });
+    this.announced.emit({ t: 'refused', path: shown, reason });
   }
 
   /**
@@ -514,11 +531,8 @@ export class Catalog {
     }
     this.#waiting.delete(key);
     const text = utf8(f.rel);
-    if (text === undefined) {
-      const shown = f.rel.toString('utf8');
-      if (!this.#refused.has(key)) this.log.warn({ path: shown, bytes: f.rel.toString('hex') }, `refused: ${NOT_UTF8}; it stays on the detector`);
-      this.#refused.set(key, shown);
-      this.announced.emit({ t: 'refused', path: shown, reason: NOT_UTF8 });
+    if (text === undefined || hasControl(text)) {
+      this.#refuse(key, f.rel, text === undefined ? NOT_UTF8 : CONTROL_IN_NAME);
       return;
     }
     const base = fileId(f.stat);

@@ -100,10 +100,10 @@ class EventsClient {
       const e = a.entry;
       const push = a.live === true && this.#push(e) ? { push: true } : {};
       line = JSON.stringify({ t: 'file', id: e.id, path: rel, size: Number(e.size), mtime_ns: String(e.mtimeNs), mode: e.mode, ...push });
-    } else if (a.t === 'refused') {
+    } else if (a.t === 'refused' || a.t === 'unrefused') {
       const rel = this.relative(a.path);
       if (rel === undefined) return;
-      line = JSON.stringify({ t: 'refused', path: rel, reason: a.reason });
+      line = JSON.stringify(a.t === 'refused' ? { t: 'refused', path: rel, reason: a.reason } : { t: 'unrefused', path: rel });
     } else {
       line = JSON.stringify(a);
     }

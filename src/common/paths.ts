@@ -45,6 +45,17 @@ export function deliveredPath(markedTarget: string, usrdir: string, rel: string)
 }
 
 /** A relative path is safe when it stays below its base: no '..', not absolute, not empty. */
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Whether a path (as text) holds a control character (a newline, a tab, …): grimseld takes no such name (its
+ * FIFO is line-based, and logs and messages would be forged by one), so neither transport delivers one.
+ */
+export function hasControl(p: string): boolean {
+  return CONTROL.test(p);
+}
+
 export function isSafeRelative(rel: string): boolean {
   if (rel === '' || path.isAbsolute(rel)) return false;
   return !path.normalize(rel).split('/').includes('..');

@@ -61,6 +61,8 @@ const WRITE_BATCH = 256 << 10;
 export interface AgentClientEvents {
   file: (f: Announced) => void;
   refused: (path: string, reason: string) => void;
+  /** A name refused before is gone from the detector. */
+  unrefused: (path: string) => void;
   synced: () => void;
   /** The agent's barrier `id` came on the events stream, read at `at` (performance.now()). */
   barrier: (id: string, at: number) => void;
@@ -170,6 +172,8 @@ export class AgentClient extends EventEmitter {
             } satisfies Announced);
           } else if (ev['t'] === 'refused') {
             this.emit('refused', String(ev['path']), String(ev['reason']));
+          } else if (ev['t'] === 'unrefused') {
+            this.emit('unrefused', String(ev['path']));
           } else if (ev['t'] === 'synced') {
             this.emit('synced');
           } else if (ev['t'] === 'barrier') {

@@ -61,6 +61,8 @@ export class AgentTransport implements Transport {
   #client: AgentClient | undefined;
   /** Announced, not yet taken, by path: a newer announcement of the same path replaces an older one. */
   #waiting = new Map<string, Waiting>();
+  /** Names the agent will not send (not UTF-8, control characters), below the source, with why; as of now. */
+  readonly #refused = new Map<string, string>();
   /**
    * Placed files' ids and checksums by path, until their acknowledgement is sent (afterPlaced), which carries
    * both; also those that could not be placed.
@@ -110,8 +112,8 @@ export class AgentTransport implements Transport {
   }
 
   /**
-   * Resolves once something was announced, the connection went down (the next run reconnects), a damaged
-   * file's pause is over, or `signal` aborts.
+   * Resolves once something was announced (a file, or a name refused or gone), the connection went down (the
+   * next run reconnects), a damaged file's pause is over, or `signal` aborts.
    */
   async waitForWork(signal: AbortSignal): Promise<void> {
     const wait = this.#untilReady();
@@ -285,7 +287,7 @@ export class AgentTransport implements Transport {
       }
     });
     if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes };
-    return { verdict: 'ok', message: '', transferred, bytes };
+    return { verdict: 'ok', message: '', transferred, bytes, refused: [...this.#refused.keys()] };
   }
 
   /**
@@ -433,7 +435,16 @@ export class AgentTransport implements Transport {
       // Set-aside notes stay although the listing lacks them: an agent whose root was unmounted, or a file open
       // for writing, lists nothing of them, and the same id announced later must not go to another shift.
     });
-    client.on('refused', (p, reason) => this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector'));
+    // Files left on the detector for their names, reported by the loop (Detectors lastError, metric) until gone.
+    this.#refused.clear();
+    client.on('refused', (p, reason) => {
+      if (!this.#refused.has(p)) this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector');
+      this.#refused.set(p, reason);
+      this.#wake?.();
+    });
+    client.on('unrefused', (p) => {
+      if (this.#refused.delete(p)) this.#wake?.();
+    });
     client.on('down', (why) => {
       if (why !== this.#lastDown) this.log.warn({ detector: this.id, why }, 'connection to the agent lost; reconnecting');
       this.#lastDown = why;

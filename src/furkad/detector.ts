@@ -52,6 +52,8 @@ export function leftBehindDir(target: string, id: string, usertime: bigint): str
 
 /** On disk since the first furkad that set files aside: a furkad started later finds them there (never renamed). */
 const LEFT_BEHIND_NAME = '.held';
+/** How long a detector waits for work after a run that moved files before it shows as idle. */
+const IDLE_AFTER_MS = 1000;
 
 /** A shift change waits at most this long for files the transport still owes the old shift (F6). */
 const DRAIN_MAX_MS = 10_000;
@@ -400,7 +402,14 @@ export class DetectorLoop implements Component {
         const pause = this.#sleep(a.config.minpause + (moved > 0 ? a.config.interrun_pause : 0), signal);
         const work = this.transport.waitForWork?.(signal);
         await pause;
-        await work;
+        // A transport that is told of work runs only then: a detector with nothing announced for a while is
+        // idle, not still 'transferring' from its last run (Detectors).
+        const idle = setTimeout(() => { if (this.stats.state === 'transferring') this.#setState('idle'); }, IDLE_AFTER_MS);
+        try {
+          await work;
+        } finally {
+          clearTimeout(idle);
+        }
       }
     }
     await this.#current;

@@ -6,6 +6,7 @@
 // removes them, and reports each one it hides ('[sender] hiding file NAME …', with -vv), which furkad logs.
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
+import { hasControl } from '../common/paths.js';
 
 /** One rsync wildmatch bracket expression of a byte range (bytes, not characters: rsync compares bytes). */
 const range = (lo: number, hi: number): Buffer => Buffer.from([0x5b, lo, 0x2d, hi, 0x5d]); // [lo-hi]
@@ -62,13 +63,11 @@ export function writeNamesFilter(dir: string): string {
 }
 
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
 
 /** Whether a name (or path) of raw bytes can be handed to grimseld as it is: valid UTF-8, no control characters. */
 export function deliverable(name: Buffer): boolean {
   try {
-    return !CONTROL.test(strictUtf8.decode(name));
+    return !hasControl(strictUtf8.decode(name));
   } catch {
     return false;
   }

@@ -1,7 +1,7 @@
 // Where files enter grimseld: furkad's deliveries and operators' additions (G2, G8). Checks first,
 // then journals, then queues: when a caller is answered, the files are grimseld's responsibility (G12).
 import { lstat } from 'node:fs/promises';
-import { isSafeRelative, splitMarked, unmark } from '../common/paths.js';
+import { hasControl, isSafeRelative, splitMarked, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
 import type { Catalog, NewFile } from './catalog.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -15,15 +15,13 @@ const INSPECT_AT_ONCE = 64;
 /** A path refused at the door: the message names the path and the reason. */
 export class RejectedPath extends Error {}
 
-// eslint-disable-next-line no-control-regex
-const CONTROL = /[\u0000-\u001f\u007f]/;
 /** Half a UTF-16 surrogate pair on its own: no file name, and not storable as UTF-8 (path-table.ts). */
 const LONE_SURROGATE = /\p{Cs}/u;
 
 /** Checks a marked path and returns its real path and the part to replicate. Throws RejectedPath. */
 export function checkMarkedPath(p: string): { src: string; rel: string } {
   if (typeof p !== 'string' || p === '') throw new RejectedPath('empty path');
-  if (CONTROL.test(p)) throw new RejectedPath(`path ${JSON.stringify(p)} contains control characters`);
+  if (hasControl(p)) throw new RejectedPath(`path ${JSON.stringify(p)} contains control characters`);
   if (LONE_SURROGATE.test(p)) throw new RejectedPath(`path ${JSON.stringify(p)} is not valid Unicode`);
   if (!p.startsWith('/')) throw new RejectedPath(`path '${p}' is not absolute`);
   const { rel } = splitMarked(p);
@@ -96,7 +94,7 @@ export class Intake {
     } else if (checksum !== '') {
       out.checksum = checksum;
     }
-    if (detector !== '' && detector.length <= 255 && !CONTROL.test(detector)) out.detector = detector;
+    if (detector !== '' && detector.length <= 255 && !hasControl(detector)) out.detector = detector;
     return out;
   }
 

@@ -502,7 +502,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
   it('(h) a name that is not valid UTF-8 is refused, reported and left on the detector (A2)', async () => {
     const bad = Buffer.concat([Buffer.from(`${root}/bad`), Buffer.from([0xff, 0xfe]), Buffer.from('.cbf')]);
     writeFileSync(bad, 'x');
-    const { ev, agent } = await started();
+    const { ev, agent, client: c } = await started();
     const refused = ev.events.filter((e) => e.t === 'refused');
     assert.deepEqual(refused.map((e) => e.path), ['bad\ufffd\ufffd.cbf']);
     assert.match(refused[0]!.reason!, /UTF-8/);
@@ -512,6 +512,22 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     assert.equal(ev.files().length, 0);
     assert.ok(existsSync(bad) && existsSync(later));
     assert.match(agent.proc.output(), /refused: name is not valid UTF-8/);
+    // A control character (grimseld takes none): announced, it would be delivered, its source deleted, and
+    // never copied. Refused the same way, in a file's name or a directory's, and told to a client connecting later.
+    mkdirSync(`${root}/run\t2`);
+    for (const p of [`${root}/new\nline.cbf`, `${root}/tab\there.cbf`, `${root}/run\t2/img.cbf`, `${root}/del\u007f.cbf`]) writeFileSync(p, 'z');
+    await ev.waitFor((e) => e.filter((x) => x.t === 'refused').length >= 6, 'the control-character refusals');
+    const again = c.events();
+    try {
+      await again.waitFor((e) => e.some((x) => x.t === 'synced'), 'the listing');
+      const told = again.events.filter((e) => e.t === 'refused');
+      assert.deepEqual(told.map((e) => e.path).sort(), ['bad\ufffd\ufffd.cbf', 'del\u007f.cbf', 'later\ufffd', 'new\nline.cbf', 'run\t2/img.cbf', 'tab\there.cbf']);
+      assert.match(told.find((e) => e.path === 'new\nline.cbf')!.reason!, /control character/);
+    } finally {
+      again.req.close();
+    }
+    assert.equal(ev.files().length, 0, 'none announced');
+    assert.ok(existsSync(`${root}/new\nline.cbf`) && existsSync(`${root}/run\t2/img.cbf`), 'left on the detector');
   });
 
   it('(i) inotifywait killed: restarted, the root rescanned, a file written meanwhile announced (A2)', async () => {
