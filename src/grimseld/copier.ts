@@ -22,6 +22,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
+import { tempPrefix } from '../common/temp-name.js';
 import { depthOf, HeldDirs, ownersAsSource, ownerVisit, type SourceDir } from './copy-dirs.js';
 import { isDelivered, openSource, sameFile, SourceChanged, type Identity, type Source } from './copy-source.js';
 import { Checksum } from '../common/checksum.js';
@@ -66,6 +67,9 @@ export interface CopyResult {
 export type Progress = () => void;
 
 const noProgress: Progress = () => undefined;
+
+/** A copy's temp name: `.NAME.grimsel-` and 8 hex digits (a long NAME shortened: common/temp-name.ts; temp-sweep.ts). */
+const TEMP_TAG = '.grimsel-';
 
 /**
  * Bytes read and written at a time: cp's order of size. Enough that the system calls cost little next to
@@ -217,7 +221,7 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
       return { outcome: 'identical', dest: path.join(path.dirname(job.dest), there.name), verified: there.verified };
     }
     w = { job, base, checksum: '', verified: false, attributes: undefined, source, dir, name,
-      tmp: `.${name}.grimsel-${randomBytes(4).toString('hex')}`, made: false, fd: undefined };
+      tmp: `${tempPrefix(name, TEMP_TAG, 8)}${randomBytes(4).toString('hex')}`, made: false, fd: undefined };
     // EXCL and NOFOLLOW: a planted name is never written through (nor removed: `made` stays false).
     w.fd = dir.openFile(w.tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
     w.made = true;
@@ -444,7 +448,7 @@ function sameCopy(dir: DirFd, name: string, checksum: string | undefined, verify
 
 /** Removes from `dir` temp files an earlier, killed attempt at `name` left behind (never a final name). */
 function sweepStale(dir: DirFd, name: string): void {
-  const prefix = `.${name}.grimsel-`;
+  const prefix = tempPrefix(name, TEMP_TAG, 8);
   let names: string[];
   try {
     names = dir.names();

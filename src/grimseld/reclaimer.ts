@@ -7,6 +7,7 @@
 // file, and the link or the deletion then acts on that entry of that same directory. A user who changes
 // the entry itself between the check and the act can only have grimseld replace or remove a name in a
 // directory of their own, which they could do themselves.
+import { tempPrefix } from '../common/temp-name.js';
 import { fsync } from 'node:fs';
 import { lstat, readlink, rename, symlink, unlink, lchown } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -250,7 +251,7 @@ export class Reclaimer {
       const done = await this.#inOriginalsDir(rec, where, place, async (dir, name) => {
         const owner = await this.#verify(rec, where, holder, dir, name);
         if (!owner) return false;
-        const tmp = `.${name}.grimsel-link-${randomBytes(4).toString('hex')}`;
+        const tmp = `${tempPrefix(name, '.grimsel-link-', 8)}${randomBytes(4).toString('hex')}`;
         // The link's text is the copy's path; only the link itself, made and renamed in the held directory,
         // is ever touched here (symlink, lchown and rename never follow a final link).
         await symlink(copy, dir.at(tmp));

@@ -12,7 +12,7 @@ import type { CopyReport } from './copy-job.js';
 import type { CopyEvents } from './dispatcher.js';
 import type { StorageInfo } from './storage-info.js';
 
-/** The copier's temp names: `.` + the final name + `.grimsel-` + 8 hex digits (copier.ts). */
+/** The copier's temp names: `.` + the final name (a long one shortened) + `.grimsel-` + 8 hex digits (copier.ts). */
 const TEMP_NAME = /^\..+\.grimsel-[0-9a-f]{8}$/;
 
 export function isCopyTemp(name: string): boolean {

@@ -14,6 +14,7 @@ import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
 import { NotMounted } from '../../src/grimseld/copy-dirs.js';
+import { tempPrefix } from '../../src/common/temp-name.js';
 import type { Stats } from 'node:fs';
 import { mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
 
@@ -80,6 +81,25 @@ describe('a copy while the user swaps their directories (G3, docs/threat-model.m
       assert.ok(!existsSync(j.dest), 'no copy');
     }
     assert.equal(existsSync(path.join(storage, 'u')), false, 'nothing made for them');
+  });
+
+  it('copies a file whose name is as long as Linux allows (255 bytes), and sweeps its temp file as any other (G3)', () => {
+    const name = `${'n'.repeat(251)}.cbf`;
+    file(path.join(ramdisk, 'u/run10', name), 'a long name');
+    const j = job(`u/run10/${name}`, true);
+    const [r] = copyMany([j], storage, opts);
+    assert.equal(r instanceof Error ? r.message : r!.outcome, 'copied');
+    assert.equal(readFileSync(j.dest, 'utf8'), 'a long name');
+    assert.deepEqual(readdirSync(path.join(storage, 'u/run10')), [name], 'no temp file left');
+    // Copied again (replayed after a kill): its killed attempt's temp file is swept; the temp file of a
+    // different long name with the same beginning, a copy of it in progress, is not.
+    rmSync(j.dest);
+    const own = `${tempPrefix(name, '.grimsel-', 8)}0badf00d`;
+    const other = `${tempPrefix(`${'n'.repeat(251)}.img`, '.grimsel-', 8)}cafebabe`;
+    for (const t of [own, other]) writeFileSync(path.join(storage, 'u/run10', t), 'part of a copy');
+    const [again] = copyMany([{ ...j, sweep: true }], storage, opts);
+    assert.equal(again instanceof Error ? again.message : again!.outcome, 'copied');
+    assert.deepEqual(readdirSync(path.join(storage, 'u/run10')).sort(), [name, other].sort());
   });
 
   it('refuses a link or a FIFO swapped in for the file, without waiting on the FIFO', () => {
