@@ -14,6 +14,17 @@ export type AddPaths = (paths: string[]) => Promise<Array<{ path: string; reason
 
 const BATCH_MAX = 250;
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** A line's text, or undefined when its bytes are not valid UTF-8. */
+function utf8Line(bytes: Buffer): string | undefined {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Longest line taken, in bytes without its newline: PATH_MAX, the longest path the kernel accepts. */
 export const LINE_MAX = 4096;
 
@@ -29,7 +40,7 @@ export class LineSplitter {
   #length = 0;
 
   constructor(
-    private readonly onLine: (line: string) => void,
+    private readonly onLine: (line: Buffer) => void,
     private readonly onTooLong: (length: number, start: string) => void,
     private readonly max = LINE_MAX,
   ) {}
@@ -50,7 +61,7 @@ export class LineSplitter {
       this.#take(chunk.subarray(from, nl));
       const length = this.#length;
       if (length > this.max) this.onTooLong(length, Buffer.concat(this.#parts).toString('utf8', 0, 80));
-      else this.onLine(Buffer.concat(this.#parts, this.#held).toString('utf8'));
+      else this.onLine(Buffer.concat(this.#parts, this.#held));
       this.#parts = [];
       this.#held = 0;
       this.#length = 0;
@@ -106,7 +117,14 @@ export class FileFifo {
     // Read-write and non-blocking: the open does not wait for a writer, and writers closing is no EOF.
     const fd = openSync(this.file, constants.O_RDWR | constants.O_NONBLOCK);
     this.#socket = new Socket({ fd, readable: true, writable: false });
-    const lines = new LineSplitter((line) => {
+    const lines = new LineSplitter((bytes) => {
+      const line = utf8Line(bytes);
+      if (line === undefined) {
+        // Decoded with replacement characters, the path would name another file (lat\xe9 -> lat\ufffd), which may exist.
+        this.log.warn({ source: 'fifo', start: bytes.toString('utf8', 0, 200), bytes: bytes.subarray(0, 200).toString('hex') },
+          'FIFO line discarded: not valid UTF-8, and grimseld takes paths in UTF-8 only; nothing of it was added; rename the file and write its new path');
+        return;
+      }
       const p = line.trim();
       if (!p) return;
       // In the order written; lines that arrive while a batch is taken in form the next batch, so that a

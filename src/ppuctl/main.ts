@@ -70,9 +70,31 @@ async function iface(bus: dbus.MessageBus, name: string, objPath: string, ifaceN
   return (await bus.getProxyObject(name, objPath)).getInterface(ifaceName);
 }
 
+/**
+ * `-n -1` as `-n-1`: parseArgs takes a value that starts with '-' for an option, and `-n -1` (all shifts, as
+ * QueryStatus has it) is what an operator types.
+ */
+function negativeValues(argv: string[]): string[] {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!;
+    const next = argv[i + 1];
+    if (/^-[nu]$/.test(a) && next !== undefined && /^-\d/.test(next)) {
+      out.push(`${a}${next}`);
+      i++;
+    } else {
+      out.push(a);
+    }
+  }
+  return out;
+}
+
+/** The largest count D-Bus takes (int32). */
+const INT32_MAX = 2 ** 31 - 1;
+
 async function run(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
-    args: argv,
+    args: negativeValues(argv),
     allowPositionals: true,
     options: {
       n: { type: 'string', short: 'n' },
@@ -355,7 +377,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
   switch (cmd) {
     case 'status': {
       const n = values.n === undefined ? -1 : Number(values.n);
-      if (!Number.isInteger(n) || n < -1) usage(`-n wants a number of shifts, got '${values.n}'`);
+      if (!Number.isInteger(n) || n < -1 || n > INT32_MAX) usage(`-n wants a number of shifts (-1 for all, up to ${INT32_MAX}), got '${values.n}'`);
       if (values.watch) {
         const interval = values.interval === undefined ? 2 : Number(values.interval);
         // A day at most: a timer beyond ~24.8 days fires at once in Node, and the table would be redrawn without pause.
@@ -373,6 +395,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
     }
     case 'messages': {
       const count = values.n === undefined ? Infinity : Number(values.n);
+      if (count !== Infinity && count > INT32_MAX) usage(`-n wants a number of messages (up to ${INT32_MAX}), got '${values.n}'`);
       if (!(Number.isInteger(count) && count > 0) && count !== Infinity) usage(`-n wants a number of messages, got '${values.n}'`);
       if (sub) usage(`messages takes no arguments, got '${sub}'`);
       return (bus) => followMessages(bus, count, !!values.json);
@@ -408,6 +431,13 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
         const grimsel = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE);
         let bad = 0;
         for (const [i, f] of files.entries()) {
+          // What a name that is not UTF-8 becomes on its way into this process: it would name another file.
+          if (f.includes('\ufffd')) {
+            process.stderr.write(`ppuctl: ${f}: the name holds U+FFFD, which is what a name that is not valid UTF-8 becomes on its way here; ` +
+              'grimseld takes UTF-8 names only: rename the file and add it under its new name\n');
+            bad++;
+            continue;
+          }
           try {
             await callMethod(grimsel, 'AddFile', f);
           } catch (e) {

@@ -77,6 +77,10 @@ describe('ppuctl (S7)', function () {
     assert.ok(dets.some((l) => /^1MF\s+\| \w+\s*\|\s+3 \|\s+0\.0 \|\s+\d+\.\d{3} s \|$/.test(l)), detectors);
     assert.ok(dets.some((l) => /^2MF\s+\| \w+/.test(l)), detectors);
     assert.match(license!, /^license: none \(one transfer at a time\)/);
+    // -n -1: every shift, as QueryStatus has it (an option value starting with '-').
+    const all = await run('status', '-n', '-1');
+    assert.equal(all.code, 0, all.stderr);
+    assert.match(all.stdout, /\| 800\s+\| 801\s+\| internal[^]*\| 1000 \| 1000 \| internal/, 'this shift and the first');
     const json = JSON.parse((await run('status', '--json')).stdout) as { status: Array<Record<string, unknown>>; verified: Array<Record<string, unknown>>; furkad: { detectors: Array<Record<string, unknown>>; license: Record<string, unknown>; nextShift: unknown } };
     assert.deepEqual(json.status, (await ppu.queryStatus(-1)).map(statusRecord));
     assert.deepEqual(json.verified.map((v) => [v['uid'], v['storage']]), json.status.map((r) => [r['uid'], r['storage']]), 'a verified count for each row, in its order');
@@ -119,6 +123,12 @@ describe('ppuctl (S7)', function () {
     assert.match(bad.stderr, /missing\.txt: .*(no such|does not exist|missing)/i);
     assert.match(bad.stderr, /notes: .*not a regular file/);
     noStack(bad);
+    // A name that was not UTF-8 reaches ppuctl with U+FFFD in it, and would name another file: refused here.
+    writeFileSync(path.join(dir, 'notes/lat\ufffd.txt'), 'another file');
+    const lossy = await run('add', `${dir}/./notes/lat\ufffd.txt`, `${dir}/./notes/log.txt`);
+    assert.equal(lossy.code, 1);
+    assert.match(lossy.stderr, /lat\ufffd\.txt: the name holds U\+FFFD, .* rename the file/);
+    assert.doesNotMatch(lossy.stderr, /log\.txt/, 'the next file added');
   });
 
   it('messages follows the signal: code, short and long message; -n ends after that many; --json; ignores signals not from grimseld', async () => {
@@ -219,7 +229,7 @@ describe('ppuctl (S7)', function () {
 
   it('bad usage exits 2 with the reason and the usage, never a stack trace', async () => {
     for (const args of [['status', '-n', 'x'], ['frobnicate'], ['messages', '-n', '0'], ['status', '--interval', '1'], ['config', 'import'],
-      ['status', '--watch', '--interval', '1e7']]) {
+      ['status', '--watch', '--interval', '1e7'], ['status', '-n', '99999999999'], ['status', '-n', '-2'], ['messages', '-n', '4294967296']]) {
       const r = await run(...args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^ppuctl: .+\n\nusage: ppuctl/);

@@ -34,6 +34,23 @@ describe('grimseld FIFO lines (G8)', () => {
     }
   });
 
+  it('discards a line that is not UTF-8, saying so, instead of adding the file its lossy decoding names', async () => {
+    const added: string[] = [];
+    const logged: Array<{ msg: string; bytes?: string }> = [];
+    const log = pino({ level: 'info' }, { write: (l: string) => { logged.push(JSON.parse(l) as { msg: string }); } });
+    const fifo = new FileFifo(path.join(dir, 'files'), async (paths) => { added.push(...paths); return []; }, log);
+    await fifo.open();
+    // lat\xe9.txt (Latin-1), decoded with replacement, is lat\ufffd.txt: another file, which may well exist.
+    writeFileSync(fifo.file, Buffer.concat([Buffer.from('/op/./lat'), Buffer.from([0xe9]), Buffer.from('.txt\n/op/./next.txt\n/op/./\u00e9t\u00e9.txt\n')]));
+    const deadline = Date.now() + 8000;
+    while (added.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await fifo.close();
+    assert.deepEqual(added, ['/op/./next.txt', '/op/./\u00e9t\u00e9.txt'], 'the other lines, valid UTF-8 included');
+    const warn = logged.find((l) => /not valid UTF-8/.test(l.msg));
+    assert.ok(warn, 'said');
+    assert.match(warn.bytes!, /6c6174e92e747874$/);
+  });
+
   it('takes the paths still in the pipe when it closes (an echo just before a stop), and names a line cut short', async () => {
     const added: string[] = [];
     const logged: Array<{ msg: string; start?: string }> = [];
@@ -70,7 +87,7 @@ describe('grimseld FIFO lines (G8)', () => {
   it('holds at most LINE_MAX bytes of a line in progress, and takes a line of exactly LINE_MAX bytes', () => {
     const lines: string[] = [];
     const long: number[] = [];
-    const split = new LineSplitter((l) => lines.push(l), (n) => long.push(n));
+    const split = new LineSplitter((l) => lines.push(l.toString()), (n) => long.push(n));
     for (let i = 0; i < 100; i++) {
       split.push(Buffer.alloc(65536, 0x62));
       assert.ok(split.buffered <= LINE_MAX, `held ${split.buffered} bytes`);
