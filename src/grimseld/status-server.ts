@@ -2,7 +2,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { StatusRow } from '../dbus/grimsel-interface.js';
-import { DEFAULT_MAX_UNREAD_BYTES, TcpListener, writeLineOrCut } from './tcp-listener.js';
+import { DEFAULT_MAX_UNREAD_BYTES, MAX_CONNECTIONS, MAX_PER_PEER, TcpListener, writeLineOrCut } from './tcp-listener.js';
 
 /** One status row as the TCP protocol, the Python client and `ppuctl --json` spell it. */
 export interface StatusRecord {
@@ -30,7 +30,8 @@ export class StatusServer {
 
   constructor(private readonly book: { query(n: number): StatusRow[] }, private readonly log: Logger,
     private readonly maxUnread = DEFAULT_MAX_UNREAD_BYTES) {
-    this.#listener = new TcpListener('status', (s) => this.#serve(s));
+    this.#listener = new TcpListener('status', (s) => this.#serve(s), MAX_CONNECTIONS, MAX_PER_PEER,
+      (peer, limit) => this.log.warn({ peer, limit }, `status client refused: ${peer} has ${limit} connections open already (said once until it has fewer)`));
   }
 
   /** Listens (port 0: any free port) and returns the bound port. */
