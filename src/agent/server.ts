@@ -1,5 +1,7 @@
 // The agent's HTTP/2 server: events, file bodies and acknowledgements, exactly as docs/agent-protocol.md says (A1, A3, A4).
 import * as http2 from 'node:http2';
+import { lstatSync } from 'node:fs';
+import * as path from 'node:path';
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
@@ -56,6 +58,18 @@ export function parseSource(raw: string | null): string | undefined {
   const parts = value.split('/').filter((p) => p !== '' && p !== '.');
   if (parts.includes('..')) return undefined;
   return parts.join('/');
+}
+
+/** The first directory on the way from `root` to `source` (below it) that is a symbolic link, if any. */
+export function linkOnTheWay(root: string, source: string): string | undefined {
+  const parts = source.split('/').filter((p) => p !== '');
+  for (let i = 1; i <= parts.length; i++) {
+    const rel = parts.slice(0, i).join('/');
+    const st = lstatSync(path.join(root, rel), { throwIfNoEntry: false });
+    if (!st) return undefined; // not there (yet): watched once it is made
+    if (st.isSymbolicLink()) return rel;
+  }
+  return undefined;
 }
 
 /** `push` of /v1/events: how many bodies the client takes pushed at once (0 if absent), or undefined if not a number. */
@@ -308,6 +322,12 @@ export class AgentServer {
     if (source === undefined) return reply(stream, 400, { error: "bad source: a directory below the root, without '..'" });
     const push = parsePush(url.searchParams.get('push'));
     if (push === undefined) return reply(stream, 400, { error: 'bad push: the number of bodies to push at once, 0 to 999' });
+    const linked = linkOnTheWay(this.catalog.root, source);
+    if (linked !== undefined) {
+      // The agent reaches files from its root without following links: nothing below a link is ever announced.
+      return reply(stream, 400, { error: `source /${source}: /${linked} is a symbolic link; the agent serves the directories below its root ` +
+        'as they are, so nothing would ever be sent for it: set the source to the directory the link leads to' });
+    }
     stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
     const client = new EventsClient(stream, source, push, this.#bodies, this.log);
     client.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: PROTOCOL, root: this.catalog.root, source: `/${source}` })}\n`);

@@ -105,10 +105,11 @@ export class AgentClient extends EventEmitter {
       let answered = false;
       // Connected, then closed before the agent said hello: the agent refused this PPU (A1).
       let tcp = false;
-      const fail = (why: string): void => {
+      // `unanswered`: the agent sent no HTTP answer at all (with one, it did not refuse this PPU's address).
+      const fail = (why: string, unanswered = true): void => {
         if (!answered) {
           answered = true;
-          reject(new Error(tcp ? `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?` : why));
+          reject(new Error(tcp && unanswered ? `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?` : why));
         }
         this.#down(why);
       };
@@ -135,16 +136,24 @@ export class AgentClient extends EventEmitter {
       const events = session.request({ ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}${push}` });
       events.setEncoding('utf8');
       let buffered = '';
+      let refusedWith: number | undefined;
       events.on('response', (headers) => {
         const status = headers[':status'];
-        if (status !== 200) {
-          clearTimeout(timer);
-          fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${status}`);
-          session.destroy();
-        }
+        if (status !== 200) refusedWith = Number(status);
       });
+      // A refusal's body says why (a source that is a link, say): read, then said (Detectors lastError).
+      const refusal = (body: string): void => {
+        clearTimeout(timer);
+        let why = '';
+        try {
+          why = String((JSON.parse(body) as { error?: unknown }).error ?? '');
+        } catch { /* not JSON: the status alone */ }
+        fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${refusedWith}${why ? `: ${why}` : ''}`, false);
+        session.destroy();
+      };
       events.on('data', (chunk: string) => {
         buffered += chunk;
+        if (refusedWith !== undefined) return;
         for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
           const line = buffered.slice(0, nl);
           buffered = buffered.slice(nl + 1);
@@ -182,7 +191,7 @@ export class AgentClient extends EventEmitter {
           }
         }
       });
-      events.on('end', () => fail(`the agent at ${this.url} ended the events stream`));
+      events.on('end', () => (refusedWith !== undefined ? refusal(buffered.slice(0, 2000)) : fail(`the agent at ${this.url} ended the events stream`)));
       events.on('error', (e: Error) => fail(`events stream from ${this.url}: ${e.message}`));
     });
   }

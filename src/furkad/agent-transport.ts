@@ -127,6 +127,10 @@ export class AgentTransport implements Transport {
     this.#wake = undefined;
   }
 
+  wake(): void {
+    this.#wake?.();
+  }
+
   /** ms until a waiting file may be fetched: 0 now, Infinity when none is waiting. */
   #untilReady(): number {
     const now = performance.now();

@@ -376,6 +376,8 @@ export class DetectorLoop implements Component {
     this.#heldAt = Infinity;
     this.#held = false;
     this.#wake?.();
+    // A loop waiting for work from the old assignment's connection runs at once with the new one (its source).
+    this.transport.wake?.();
   }
 
   async run(signal: AbortSignal): Promise<void> {

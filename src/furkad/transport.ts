@@ -102,6 +102,8 @@ export interface RunContext {
  * | after the drain: files the old shift could not place | `forget(rels, usertime)`: set aside for that shift;  |
  * | are set aside by the loop, retried for that shift    | never offer them again (they are placed by the loop, |
  * |                                                      | then `afterPlaced(rels, usertime)`).                 |
+ * | released after the change: the next run at once,     | `wake()`: end a waitForWork now (the new             |
+ * | without waiting for work announced by the old one    | assignment may need another connection: its source)  |
  * | a set-aside file's kept copy is gone before placing  | `keptCopyLost(rels, usertime)`: its source may be    |
  * |                                                      | taken again (into the shift current then).           |
  * | stop: the run in flight waited for, then `close()`   | close connections, end processes started ahead.      |
@@ -115,6 +117,11 @@ export interface Transport {
   /** `setAsideOf`: the usertime of the ended shift whose set-aside files (see forget) the loop placed now. */
   afterPlaced?(rels: string[], setAsideOf?: bigint): void;
   waitForWork?(signal: AbortSignal): Promise<void>;
+  /**
+   * Ends a waitForWork now: the loop was released after a shift change, and the next run may need what the
+   * new assignment says (another source, so another events stream) before any work is announced.
+   */
+  wake?(): void;
   standDown?(): void;
   /**
    * A shift change was asked for (A5): resolves with the moment (performance.now()) by which the transport had

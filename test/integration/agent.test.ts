@@ -1,7 +1,7 @@
 // furka-agent as a real process on a tmpfs ramdisk: completeness from the kernel, the protocol, the allow list (A1–A5).
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
-import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, utimesSync, writeFileSync, appendFileSync } from 'node:fs';
+import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, utimesSync, writeFileSync, appendFileSync, symlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import { AGENT_BIN, AgentClient, inotifywaitOf, startAgent, type Agent, type AgentOptions, type EventsReader } from '../fixtures/agent.js';
@@ -623,6 +623,19 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     agent = await startAgent({ root, dir });
     client = new AgentClient(agent.port);
     assert.equal((await readEvents(client.events('/', 'many'))).status, 400, 'a bad push count');
+    // A source that is (or lies below) a link: nothing below it would ever be announced; said, not served empty.
+    mkdirSync(path.join(root, 'real'));
+    symlinkSync('real', path.join(root, 'sl'));
+    for (const source of ['/sl', '/sl/sub']) {
+      const linked = client.events(source);
+      await linked.waitFor(() => linked.ended, `the refusal of ${source}`);
+      assert.equal(linked.status, 400, source);
+      assert.match(String((linked.events[0] as { error?: string } | undefined)?.error), /\/sl is a symbolic link; .* set the source to the directory the link leads to/);
+    }
+    const real = client.events('/real');
+    await real.waitFor((e) => e.some((x) => x.t === 'synced'), 'the directory itself served');
+    real.req.close();
+    rmSync(path.join(root, 'sl'));
     const plain = new AgentClient(agent.port);
     try {
       const without = plain.events();

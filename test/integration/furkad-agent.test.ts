@@ -1,7 +1,7 @@
 // furkad over furka-agent (transport = agent): files arrive once, whole, the moment their writers finish them,
 // whatever the writer's pattern; nothing is lost or left behind when the agent or furkad is killed (A2–A5).
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { launchOf, Ppu } from '../fixtures/ppu.js';
 import { AGENT_BIN, inotifywaitOf } from '../fixtures/agent.js';
@@ -109,25 +109,52 @@ describe('furkad over furka-agent (A2–A5)', function () {
   });
 
   it('leaves names it cannot hand over (not UTF-8, control characters) on the detector, reports them until renamed, then shows idle (F1, A4)', async () => {
-    await ppu.startShift(650, 651);
+    await ppu.startShift(696, 697);
     const detector = ppu.detectorRamdisks['1MF']!;
     const row = async (): Promise<[string, string, string]> => (await ppu.furkaProperty<Array<[string, string, string]>>('Detectors')).find((r) => r[0] === '1MF')!;
     const bad = [Buffer.from('odd/new\nline.cbf'), Buffer.from('odd/tab\there.cbf'), Buffer.from('odd/lat1_\xe9.cbf', 'latin1')];
     mkdirSync(path.join(detector, 'odd'), { recursive: true });
     for (const b of bad) writeFileSync(Buffer.concat([Buffer.from(`${detector}/`), b]), 'x'.repeat(1000));
     const good = writeImage(detector, 'odd/fine.cbf', 1000);
-    await eventually(() => existsSync(path.join(usr(650, 651), good.rel)), 20_000, 'the file with a good name');
+    await eventually(() => existsSync(path.join(usr(696, 697), good.rel)), 20_000, 'the file with a good name');
     await eventually(async () => /^3 files left on the detector: furkad cannot hand over their names/.test((await row())[2]), 20_000, 'lastError naming them');
     await pause(1000);
     // Never taken: grimseld takes no such name, so the only copy would be the PPU ramdisk's, for good.
     assert.equal(readdirSync(path.join(detector, 'odd')).length, 3, 'left on the detector');
-    assert.deepEqual(listFiles(usr(650, 651)), ['odd/fine.cbf'], 'none of them on the PPU');
+    assert.deepEqual(listFiles(usr(696, 697)), ['odd/fine.cbf'], 'none of them on the PPU');
     // Renamed there by the operator: taken like any file, and the report clears.
     for (const [i, b] of bad.entries()) renameSync(Buffer.concat([Buffer.from(`${detector}/`), b]), path.join(detector, 'odd', `renamed-${i}.cbf`));
-    await eventually(() => listFiles(usr(650, 651)).length === 4, 20_000, 'the renamed files on the PPU');
+    await eventually(() => listFiles(usr(696, 697)).length === 4, 20_000, 'the renamed files on the PPU');
     await eventually(async () => (await row())[2] === '', 20_000, 'lastError cleared');
     await eventually(async () => (await row())[1] === 'idle', 10_000, "idle once nothing more is announced, not 'transferring' for ever");
-    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 650 && r[5] === 4n && r[4] === 0n), 30_000, 'grimseld to copy all four');
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 696 && r[5] === 4n && r[4] === 0n), 30_000, 'grimseld to copy all four');
+  });
+
+  it('follows a StartShift that moves an agent detector to another source at once, with nothing announced on the old one (S2)', async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    await ppu.startShift(690, 691, [['1MF', '/cam-a', '']]);
+    const a = writeImage(detector, 'cam-a/img_a.cbf', 1000);
+    await eventually(() => existsSync(path.join(usr(690, 691), 'img_a.cbf')), 20_000, 'the file of the first source');
+    await ppu.startShift(692, 693, [['1MF', '/cam-b', '']]);
+    const b = writeImage(detector, 'cam-b/img_b.cbf', 1000);
+    await eventually(() => existsSync(path.join(usr(692, 693), 'img_b.cbf')), 20_000, 'the file of the second source');
+    assert.equal(sha256File(readFileSync(path.join(usr(692, 693), 'img_b.cbf'))), b.sha256);
+    assert.ok(a.sha256 !== '');
+    await ppu.startShift(692, 693);
+  });
+
+  it("shows a source that is a link on the detector as the agent's refusal, with the reason, in Detectors", async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    mkdirSync(path.join(detector, 'real-dir'), { recursive: true });
+    symlinkSync('real-dir', path.join(detector, 'linked'));
+    try {
+      await ppu.startShift(694, 695, [['1MF', '/linked', '']]);
+      await eventually(async () => /refused the events stream of '\/linked': HTTP 400: source \/linked: \/linked is a symbolic link/.test(
+        (await ppu.furkaProperty<Array<[string, string, string]>>('Detectors')).find((r) => r[0] === '1MF')![2]), 20_000, 'the reason in lastError');
+    } finally {
+      rmSync(path.join(detector, 'linked'));
+      await ppu.startShift(694, 695);
+    }
   });
 
   it('puts every file completed before StartShift in the old shift and every file completed after it in the new one, at 200 files a second (A5)', async () => {
