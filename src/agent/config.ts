@@ -1,5 +1,6 @@
 // furka-agent.conf: its JSON Schema (one, compiled once) and its typed form (A1, S3).
 import { compileSchema, ConfigError, loadConfig, loggingProperties, Pattern } from '../common/config-file.js';
+import { isIP } from 'node:net';
 import { AllowList } from './allow.js';
 import { words } from './name-filter.js';
 
@@ -36,9 +37,15 @@ export const agentSchema = {
 
 const validate = compileSchema<AgentConfig>(agentSchema as unknown as Record<string, unknown>);
 
-/** What the schema cannot say: every `allow` word must be an address or CIDR range. */
+/**
+ * What the schema cannot say: `address` must be an IP address (a name would be looked up at every start, and
+ * one that does not resolve failed the start with no key named), every `allow` word an address or CIDR range.
+ */
 export function checkAgentConfig(file: string, config: AgentConfig): AgentConfig {
   const problems: string[] = [];
+  if (isIP(config.address) === 0) {
+    problems.push(`top level (before any section), key 'address': '${config.address}' is not an IP address (the address to listen on: 0.0.0.0, ::, or one of this host's addresses)`);
+  }
   for (const w of words(config.allow)) {
     try {
       new AllowList([w]);

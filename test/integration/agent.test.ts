@@ -497,6 +497,16 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     assert.equal(r.code, 78, r.stderr);
     assert.ok(r.stderr.includes(`${config}: invalid configuration`), r.stderr);
     assert.ok(r.stderr.includes("key 'alow': unknown key"), r.stderr);
+    // A listen address that is not an IP address: named, exit 78, by --check as at start.
+    writeFileSync(config, `root = ${root}\naddress = not-an-ip\n`);
+    for (const check of [['--check'], []]) {
+      const a = await new Promise<{ code: number; stderr: string }>((resolve) => {
+        execFile(process.execPath, [...launch.args, '--config', config, ...check], { timeout: 20_000 },
+          (err, _out, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, stderr }));
+      });
+      assert.equal(a.code, 78, a.stderr);
+      assert.match(a.stderr, /key 'address': 'not-an-ip' is not an IP address/);
+    }
   });
 
   it('(h) a name that is not valid UTF-8 is refused, reported and left on the detector (A2)', async () => {
