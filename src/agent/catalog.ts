@@ -28,9 +28,10 @@ export interface FileEntry {
 export type Announcement =
   /** `live`: its completion was just reported by the kernel (not found by a scan): its body may be pushed. */
   | { t: 'file'; entry: FileEntry; live?: boolean }
-  | { t: 'refused'; path: string; reason: string }
+  /** `path` is the name shown (not UTF-8: with U+FFFD), `bytes` the name's own bytes in hex (two names may show alike). */
+  | { t: 'refused'; path: string; reason: string; bytes: string }
   /** A name refused before is gone (renamed, deleted): nothing of it is left on the detector. */
-  | { t: 'unrefused'; path: string }
+  | { t: 'unrefused'; path: string; bytes: string }
   | { t: 'synced' }
   /** Every file complete before barrier `id` was asked for has been announced before this (barrier.ts). */
   | { t: 'barrier'; id: string };
@@ -65,7 +66,7 @@ export class Catalog {
   /** Keys are the latin1 form of a path's bytes (relative to the root): any name is a key. */
   #byPath = new Map<string, FileEntry>();
   #byId = new Map<string, FileEntry>();
-  #refused = new Map<string, { path: string; reason: string }>();
+  #refused = new Map<string, { path: string; reason: string; bytes: string }>();
   /**
    * Files being written (created and not yet closed, or found open for writing by a scan), and files whose
    * announced id went stale without an event (suspect()), with when sweepWaiting() looks at them next (ms)
@@ -243,7 +244,7 @@ export class Catalog {
     } finally {
       this.#prior = undefined;
     }
-    for (const [key, r] of wasRefused) if (!this.#refused.has(key)) this.announced.emit({ t: 'unrefused', path: r.path });
+    for (const [key, r] of wasRefused) if (!this.#refused.has(key)) this.announced.emit({ t: 'unrefused', path: r.path, bytes: r.bytes });
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
     for (const id of barriers) this.#passBarrier(id, true);
     this.announced.emit({ t: 'synced' });
@@ -297,7 +298,7 @@ export class Catalog {
         this.files.forgetRoot();
         this.#byPath.clear();
         this.#byId.clear();
-        for (const r of this.#refused.values()) this.announced.emit({ t: 'unrefused', path: r.path });
+        for (const r of this.#refused.values()) this.announced.emit({ t: 'unrefused', path: r.path, bytes: r.bytes });
         this.#refused.clear();
         this.#waiting.clear();
         this.#newDirs.length = 0;
@@ -505,16 +506,17 @@ export class Catalog {
     const entry = this.#byPath.get(key);
     if (entry) this.forget(entry);
     const refused = this.#refused.get(key);
-    if (refused && this.#refused.delete(key)) this.announced.emit({ t: 'unrefused', path: refused.path });
+    if (refused && this.#refused.delete(key)) this.announced.emit({ t: 'unrefused', path: refused.path, bytes: refused.bytes });
     this.#waiting.delete(key);
   }
 
   /** A complete file whose name cannot be delivered: said (logged once), and told to every client; it stays here. */
   #refuse(key: string, rel: Buffer, reason: string): void {
     const shown = rel.toString('utf8');
-    if (!this.#refused.has(key)) this.log.warn({ path: shown, bytes: rel.toString('hex') }, `refused: ${reason}; it stays on the detector`);
-    this.#refused.set(key, { path: shown, reason });
-    this.announced.emit({ t: 'refused', path: shown, reason });
+    const bytes = rel.toString('hex');
+    if (!this.#refused.has(key)) this.log.warn({ path: shown, bytes }, `refused: ${reason}; it stays on the detector`);
+    this.#refused.set(key, { path: shown, reason, bytes });
+    this.announced.emit({ t: 'refused', path: shown, reason, bytes });
   }
 
   /**

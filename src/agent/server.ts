@@ -65,7 +65,12 @@ export function linkOnTheWay(root: string, source: string): string | undefined {
   const parts = source.split('/').filter((p) => p !== '');
   for (let i = 1; i <= parts.length; i++) {
     const rel = parts.slice(0, i).join('/');
-    const st = lstatSync(path.join(root, rel), { throwIfNoEntry: false });
+    let st;
+    try {
+      st = lstatSync(path.join(root, rel), { throwIfNoEntry: false });
+    } catch {
+      return undefined; // below a file, or a name too long: nothing there, as for a source not made yet
+    }
     if (!st) return undefined; // not there (yet): watched once it is made
     if (st.isSymbolicLink()) return rel;
   }
@@ -117,7 +122,7 @@ class EventsClient {
     } else if (a.t === 'refused' || a.t === 'unrefused') {
       const rel = this.relative(a.path);
       if (rel === undefined) return;
-      line = JSON.stringify(a.t === 'refused' ? { t: 'refused', path: rel, reason: a.reason } : { t: 'unrefused', path: rel });
+      line = JSON.stringify(a.t === 'refused' ? { t: 'refused', path: rel, reason: a.reason, bytes: a.bytes } : { t: 'unrefused', path: rel, bytes: a.bytes });
     } else {
       line = JSON.stringify(a);
     }

@@ -15,12 +15,18 @@ export function tempPrefix(name: string, tag: string, suffixBytes: number): stri
   const whole = `.${name}${tag}`;
   if (Buffer.byteLength(whole) + suffixBytes <= NAME_MAX) return whole;
   const hash = createHash('sha256').update(name).digest('hex').slice(0, 8);
-  let room = NAME_MAX - suffixBytes - Buffer.byteLength(tag) - '.~'.length - hash.length;
+  const cut = cutToBytes(name, NAME_MAX - suffixBytes - Buffer.byteLength(tag) - '.~'.length - hash.length);
+  return `.${cut}~${hash}${tag}`;
+}
+
+/** The longest start of `text` that is at most `max` bytes in UTF-8, cut at a character boundary. */
+export function cutToBytes(text: string, max: number): string {
+  let room = max;
   let cut = '';
-  for (const ch of name) {
+  for (const ch of text) {
     room -= Buffer.byteLength(ch);
     if (room < 0) break;
     cut += ch;
   }
-  return `.${cut}~${hash}${tag}`;
+  return cut;
 }

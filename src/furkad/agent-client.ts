@@ -60,9 +60,10 @@ const WRITE_BATCH = 256 << 10;
 
 export interface AgentClientEvents {
   file: (f: Announced) => void;
-  refused: (path: string, reason: string) => void;
+  /** `key`: what tells this name from others shown alike (its bytes, from an agent that sends them; else the path). */
+  refused: (path: string, reason: string, key: string) => void;
   /** A name refused before is gone from the detector. */
-  unrefused: (path: string) => void;
+  unrefused: (path: string, key: string) => void;
   synced: () => void;
   /** The agent's barrier `id` came on the events stream, read at `at` (performance.now()). */
   barrier: (id: string, at: number) => void;
@@ -180,9 +181,9 @@ export class AgentClient extends EventEmitter {
               mtimeNs: BigInt(String(ev['mtime_ns'])), mode: Number(ev['mode']), pushed,
             } satisfies Announced);
           } else if (ev['t'] === 'refused') {
-            this.emit('refused', String(ev['path']), String(ev['reason']));
+            this.emit('refused', String(ev['path']), String(ev['reason']), String(ev['bytes'] ?? ev['path']));
           } else if (ev['t'] === 'unrefused') {
-            this.emit('unrefused', String(ev['path']));
+            this.emit('unrefused', String(ev['path']), String(ev['bytes'] ?? ev['path']));
           } else if (ev['t'] === 'synced') {
             this.emit('synced');
           } else if (ev['t'] === 'barrier') {

@@ -61,7 +61,7 @@ export class AgentTransport implements Transport {
   #client: AgentClient | undefined;
   /** Announced, not yet taken, by path: a newer announcement of the same path replaces an older one. */
   #waiting = new Map<string, Waiting>();
-  /** Names the agent will not send (not UTF-8, control characters), below the source, with why; as of now. */
+  /** Names the agent will not send (not UTF-8, control characters): by their bytes, each with the path shown (below the source). */
   readonly #refused = new Map<string, string>();
   /**
    * Placed files' ids and checksums by path, until their acknowledgement is sent (afterPlaced), which carries
@@ -291,7 +291,7 @@ export class AgentTransport implements Transport {
       }
     });
     if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes };
-    return { verdict: 'ok', message: '', transferred, bytes, refused: [...this.#refused.keys()] };
+    return { verdict: 'ok', message: '', transferred, bytes, refused: [...this.#refused.values()] };
   }
 
   /**
@@ -441,13 +441,13 @@ export class AgentTransport implements Transport {
     });
     // Files left on the detector for their names, reported by the loop (Detectors lastError, metric) until gone.
     this.#refused.clear();
-    client.on('refused', (p, reason) => {
-      if (!this.#refused.has(p)) this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector');
-      this.#refused.set(p, reason);
+    client.on('refused', (p, reason, key) => {
+      if (!this.#refused.has(key)) this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector');
+      this.#refused.set(key, p);
       this.#wake?.();
     });
-    client.on('unrefused', (p) => {
-      if (this.#refused.delete(p)) this.#wake?.();
+    client.on('unrefused', (_p, key) => {
+      if (this.#refused.delete(key)) this.#wake?.();
     });
     client.on('down', (why) => {
       if (why !== this.#lastDown) this.log.warn({ detector: this.id, why }, 'connection to the agent lost; reconnecting');

@@ -88,6 +88,8 @@ export class Dispatcher implements CopyEvents {
   #attempts = new Map<string, number>();
   /** Failures announced as checksum mismatches, by `id:storage`: a mismatch after another failure is said too. */
   #mismatchSaid = new Set<string>();
+  /** Files and storages whose damaged source was said (once: the places are tried again after each backoff). */
+  #damagedSaid = new Set<string>();
   /**
    * Files without a checksum (an operator's) whose first complete read is under way on one storage, and the
    * storages waiting for it: the checksum that read finds becomes the file's, and every other copy is checked
@@ -315,6 +317,7 @@ export class Dispatcher implements CopyEvents {
     if (!(r.outcome instanceof Error)) {
       this.#attempts.delete(key);
       this.#mismatchSaid.delete(key);
+      this.#damagedSaid.delete(key);
       const wanted = r.job.dest;
       const rel = r.dest === wanted ? undefined : path.join(path.dirname(r.job.rel), path.basename(r.dest));
       // A file without a checksum gets the one of its first complete read, journaled with this copy (I2).
@@ -349,8 +352,8 @@ export class Dispatcher implements CopyEvents {
       if (next !== undefined) {
         this.#unreadable.set(rec.id, skip);
         // Said once per file and storage (the places are tried again after each backoff when none was right).
-        if (badBytes && !this.#mismatchSaid.has(key)) {
-          this.#mismatchSaid.add(key);
+        if (badBytes && !this.#damagedSaid.has(key)) {
+          this.#damagedSaid.add(key);
           this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`, `copy of ${r.job.src} to storage ${r.job.storage} (${r.dest}): ` +
             `${(r.outcome as Error).message}; read from the ${next === 'original' ? 'original' : `${next} copy`} instead`);
         } else {
@@ -382,6 +385,7 @@ export class Dispatcher implements CopyEvents {
     if (permanent) {
       this.#attempts.delete(key);
       this.#mismatchSaid.delete(key);
+      this.#damagedSaid.delete(key);
       return;
     }
     const cancel = this.#later(retryDelayMs(n), () => {

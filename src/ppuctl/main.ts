@@ -430,6 +430,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       return async (bus) => {
         const grimsel = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE);
         let bad = 0;
+        let added = 0;
         for (const [i, f] of files.entries()) {
           // What a name that is not UTF-8 becomes on its way into this process: it would name another file.
           if (f.includes('\ufffd')) {
@@ -440,10 +441,11 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
           }
           try {
             await callMethod(grimsel, 'AddFile', f);
+            added++;
           } catch (e) {
             // The bus or the right to use it gone: no later file can be added either; which were is said.
             if (!(e instanceof dbus.DBusError) || unreachable(e) || /AccessDenied/.test(e.type)) {
-              if (i > 0 || files.length > 1) process.stderr.write(`ppuctl: ${i} of ${files.length} files added; not added: ${files.slice(i).join(' ')}\n`);
+              if (i > 0 || files.length > 1) process.stderr.write(`ppuctl: ${added} of ${files.length} files added; not tried: ${files.slice(i).join(' ')}\n`);
               throw e;
             }
             // Refused, or failed for this file alone: said, and the next one is added.

@@ -112,22 +112,26 @@ describe('furkad over furka-agent (A2–A5)', function () {
     await ppu.startShift(696, 697);
     const detector = ppu.detectorRamdisks['1MF']!;
     const row = async (): Promise<[string, string, string]> => (await ppu.furkaProperty<Array<[string, string, string]>>('Detectors')).find((r) => r[0] === '1MF')!;
-    const bad = [Buffer.from('odd/new\nline.cbf'), Buffer.from('odd/tab\there.cbf'), Buffer.from('odd/lat1_\xe9.cbf', 'latin1')];
+    // The last two show alike (U+FFFD for the byte that is not UTF-8): each counts, and is reported until it goes.
+    const bad = [Buffer.from('odd/new\nline.cbf'), Buffer.from('odd/tab\there.cbf'), Buffer.from('odd/lat1_\xe9.cbf', 'latin1'), Buffer.from('odd/lat1_\xe8.cbf', 'latin1')];
     mkdirSync(path.join(detector, 'odd'), { recursive: true });
     for (const b of bad) writeFileSync(Buffer.concat([Buffer.from(`${detector}/`), b]), 'x'.repeat(1000));
     const good = writeImage(detector, 'odd/fine.cbf', 1000);
     await eventually(() => existsSync(path.join(usr(696, 697), good.rel)), 20_000, 'the file with a good name');
-    await eventually(async () => /^3 files left on the detector: furkad cannot hand over their names/.test((await row())[2]), 20_000, 'lastError naming them');
+    await eventually(async () => /^4 files left on the detector: furkad cannot hand over their names/.test((await row())[2]), 20_000, 'lastError naming them');
     await pause(1000);
     // Never taken: grimseld takes no such name, so the only copy would be the PPU ramdisk's, for good.
-    assert.equal(readdirSync(path.join(detector, 'odd')).length, 3, 'left on the detector');
+    assert.equal(readdirSync(path.join(detector, 'odd')).length, 4, 'left on the detector');
     assert.deepEqual(listFiles(usr(696, 697)), ['odd/fine.cbf'], 'none of them on the PPU');
-    // Renamed there by the operator: taken like any file, and the report clears.
-    for (const [i, b] of bad.entries()) renameSync(Buffer.concat([Buffer.from(`${detector}/`), b]), path.join(detector, 'odd', `renamed-${i}.cbf`));
+    // Renamed there by the operator: taken like any file; the one still there is still reported, then it too.
+    for (const [i, b] of bad.slice(0, 3).entries()) renameSync(Buffer.concat([Buffer.from(`${detector}/`), b]), path.join(detector, 'odd', `renamed-${i}.cbf`));
     await eventually(() => listFiles(usr(696, 697)).length === 4, 20_000, 'the renamed files on the PPU');
+    await eventually(async () => /^1 file left on the detector/.test((await row())[2]), 20_000, 'the one that shows alike still reported');
+    renameSync(Buffer.concat([Buffer.from(`${detector}/`), bad[3]!]), path.join(detector, 'odd', 'renamed-3.cbf'));
+    await eventually(() => listFiles(usr(696, 697)).length === 5, 20_000, 'the last one on the PPU');
     await eventually(async () => (await row())[2] === '', 20_000, 'lastError cleared');
     await eventually(async () => (await row())[1] === 'idle', 10_000, "idle once nothing more is announced, not 'transferring' for ever");
-    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 696 && r[5] === 4n && r[4] === 0n), 30_000, 'grimseld to copy all four');
+    await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 696 && r[5] === 5n && r[4] === 0n), 30_000, 'grimseld to copy all five');
   });
 
   it('follows a StartShift that moves an agent detector to another source at once, with nothing announced on the old one (S2)', async () => {

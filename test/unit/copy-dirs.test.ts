@@ -82,6 +82,9 @@ describe('directories of a batch of copies (G3, G4)', () => {
     chownSync(path.join(base, '1mf', '500_501'), 500, 65534);
     make((i) => (i === 0 ? undefined : [500, -1]), 'b');
     assert.deepEqual(owner('1mf/500_501').slice(0, 2), [500, 65534], '-1 keeps the gid');
+    // The user gave it to another group of theirs (chgrp): still theirs; the shift's group comes back.
+    make((i) => (i === 0 ? undefined : [500, 501]), 'b2');
+    assert.deepEqual(owner('1mf/500_501').slice(0, 2), [500, 501]);
     // A usrdir made by someone else (the user who owned 1mf) is never handed to the shift: it becomes root's.
     chownSync(path.join(base, '1mf', '500_501'), 65534, 65534);
     chmodSync(path.join(base, '1mf', '500_501'), 0o777);

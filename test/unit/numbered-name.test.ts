@@ -10,6 +10,21 @@ describe('numbered names beside a taken name (F2, G3)', () => {
     assert.ok(!/\.(img|cbf|tif)$/.test(numberedName('x_00000.cbf', 3)));
   });
 
+  it('cuts a name as long as Linux allows so that the numbered one fits too (255 bytes), in the last component only', () => {
+    const long = `${'n'.repeat(251)}.cbf`;
+    for (const n of [1, 12, MAX_NUMBERED]) {
+      const numbered = numberedName(`/data/u/${long}`, n);
+      const base = numbered.slice('/data/u/'.length);
+      assert.ok(numbered.startsWith('/data/u/nnn') && base.endsWith(`.~${n}~`), numbered);
+      assert.equal(Buffer.byteLength(base), 255);
+      // Numbered again from that one: the same stem, another number.
+      const again = numberedName(numbered, n + 1);
+      assert.ok(again.endsWith(`.~${n + 1}~`) && !again.includes(`.~${n}~`) && Buffer.byteLength(again.slice('/data/u/'.length)) <= 255, again);
+    }
+    const umlauts = numberedName('ä'.repeat(127), 1);
+    assert.ok(Buffer.byteLength(umlauts) <= 255 && !umlauts.includes('\ufffd'), 'cut at a character boundary');
+  });
+
   it('numbers an already numbered name from its stem', () => {
     assert.equal(numberedName('x.img.~1~', 2), 'x.img.~2~');
     assert.equal(numberedName('x.img.~0~', 1), 'x.img.~0~.~1~', '~0~ is never made: not numbered');
