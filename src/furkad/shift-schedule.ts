@@ -48,7 +48,15 @@ export class ShiftSchedule implements Component {
   }
 
   start(): void {
-    this.#task = cron.schedule(this.expression, () => {
+    // node-cron 3.0.3 with recoverMissedExecutions (kept: a loop stalled across a boundary must not skip the
+    // change) fires a boundary twice, the second time a second later as a "missed" one: its record of the
+    // last execution drops the milliseconds only after comparing with them. So each boundary (the second
+    // node-cron says it matched) starts one shift.
+    let last: number | undefined;
+    this.#task = cron.schedule(this.expression, (when?: Date | string) => {
+      const second = Math.floor((when instanceof Date ? when.getTime() : Date.now()) / 1000);
+      if (second === last) return;
+      last = second;
       this.#plan();
       this.log.info({ schedule: this.expression }, 'scheduled shift change');
       this.rotate().catch((e: unknown) => this.log.error({ err: e }, 'scheduled shift change failed'));

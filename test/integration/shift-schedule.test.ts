@@ -41,6 +41,9 @@ describe('scheduled shift rotation', function () {
     const scheduled = await prop<[bigint, number, number]>('Shift');
     assert.deepEqual(scheduled.slice(1), [1200, 1201], 'the configured defaults');
     assert.ok((await prop<bigint>('NextShift')) > boundary, 'the next boundary moved on');
+    // One shift per boundary: node-cron's recovery of "missed" executions fired each boundary again a second later.
+    await new Promise((r) => setTimeout(r, 2500));
+    assert.equal((await prop<[bigint, number, number]>('Shift'))[0], scheduled[0], 'no second shift a second after the boundary');
     // Files now go to the scheduled shift's directory.
     writeImage(ppu.detectorRamdisks['1MF']!, 'after/one.cbf', 1000);
     await eventually(() => existsSync(path.join(ppu.storageRoot, 'internal/1mf/1200_1201/after/one.cbf')) ||
