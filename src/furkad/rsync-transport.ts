@@ -193,11 +193,16 @@ export class RsyncTransport implements Transport {
    */
   async #settledRun(staging: string, settleMs: number, runWith: RunWith, place: (rels: string[]) => void): Promise<RsyncResult> {
     const look = await runWith(false, staging);
-    if (classifyExit(look.code, look.stderr) !== 'ok') return look;
     const now = performance.now();
-    const listed = new Set(look.files);
     for (const rel of look.sent) this.#unchangedSince.set(rel, now);
     for (const rel of look.files) if (!this.#unchangedSince.has(rel)) this.#unchangedSince.set(rel, now);
+    // A listing run removes nothing: what it copied into staging before it failed (the PPU ramdisk full, the
+    // daemon gone) has its source still on the detector, perhaps still being written, or a writer's temp name.
+    // None of it is placed at the run's end; it is settling like any file seen (so neither taken for a
+    // leftover of a killed furkad when staging is prepared again, nor kept once its source is gone), and the
+    // next runs take what settles, once. Only files an earlier run could not place are placed now.
+    if (classifyExit(look.code, look.stderr) !== 'ok') return { ...look, files: [], sent: [], removed: new Set(), changed: new Set() };
+    const listed = new Set(look.files);
     for (const rel of this.#unchangedSince.keys()) {
       if (listed.has(rel)) continue;
       // Gone from the detector without furkad removing it: its writer deleted or renamed it.

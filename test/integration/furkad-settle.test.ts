@@ -1,7 +1,7 @@
 // furkad against writers rsync's own changed-source check cannot see, and against a detector daemon that
 // does not report removals (F2, F9).
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, sizesWhile, writeImage } from '../fixtures/files.js';
@@ -100,6 +100,49 @@ describe('furkad with its default settings: writers that pause mid-file lose not
       assert.equal(sha256File(readFileSync(w.dest)), sha256File(Buffer.alloc(w.pieces * 65536, 9)), `${w.name}: all ${w.pieces} pieces`);
     }
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 520 && r[5] === 2n && r[4] === 0n), 20_000, 'grimseld to copy both');
+  });
+
+  it('places nothing a failed listing run copied (PPU ramdisk full, daemon gone): no truncated file, no temp name, no second copy', async () => {
+    await ppu.startShift(522, 523);
+    // rsync as furkad runs it, except that a listing run (no --remove-source-files) fails after copying while
+    // the flag file exists, as one does when the PPU ramdisk fills or the detector's daemon dies mid-run.
+    const flag = path.join(ppu.work, 'fail-listing');
+    const wrapper = path.join(ppu.work, 'failing-rsync');
+    writeFileSync(wrapper, `#!/bin/sh\ncase " $* " in *" --remove-source-files "*) exec rsync "$@";; esac\n` +
+      `rsync "$@"; rc=$?\n[ -e '${flag}' ] && { echo 'rsync error: simulated failure after copying (code 11)' >&2; exit 11; }\nexit $rc\n`);
+    chmodSync(wrapper, 0o755);
+    writeFileSync(flag, '');
+    await ppu.killFurkad();
+    ppu.opts.furkad = { ...ppu.opts.furkad, rsync_path: wrapper };
+    ppu.writeConfigs();
+    await ppu.startFurkad();
+    try {
+      await ppu.startShift(522, 523);
+      const detector = ppu.detectorRamdisks['1MF']!;
+      // A writer half-way through a file (paused), and a writer's temp name that it renames later.
+      writeFileSync(path.join(detector, 'half.cbf'), Buffer.alloc(65536, 1));
+      const temp = writeImage(detector, 'run/.img_1.cbf.tmp', 10_000);
+      const usr = path.join(ppu.ppuRamdisk, '1mf', '522_523');
+      await eventually(() => /rsync exit 11/.test(ppu.furkad!.proc.output()), 20_000, 'a failed listing run');
+      await sleep(3000); // several failed runs, each of which copied both into staging
+      assert.deepEqual(listFiles(usr), [], 'nothing placed while no listing run succeeds');
+      // The writer finishes; the temp name becomes the final one; the failures stop.
+      writeFileSync(path.join(detector, 'half.cbf'), Buffer.alloc(2 * 65536, 1));
+      renameSync(path.join(detector, temp.rel), path.join(detector, 'run/img_1.cbf'));
+      unlinkSync(flag);
+      await eventually(() => listFiles(usr).length === 2 && listFiles(detector).length === 0, 20_000, 'both files, once');
+      assert.deepEqual(listFiles(usr), ['half.cbf', 'run/img_1.cbf'], 'no temp name, no NAME.~1~');
+      assert.equal(statSync(path.join(usr, 'half.cbf')).size, 2 * 65536, 'the whole file');
+      assert.equal(sha256File(readFileSync(path.join(usr, 'run/img_1.cbf'))), temp.sha256);
+      const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF');
+      await eventually(() => listFiles(staging).length === 0, 20_000, 'the copy of the temp name dropped from staging once its source was gone');
+    } finally {
+      rmSync(flag, { force: true });
+      await ppu.killFurkad();
+      ppu.opts.furkad = { ...ppu.opts.furkad, rsync_path: 'rsync' };
+      ppu.writeConfigs();
+      await ppu.startFurkad();
+    }
   });
 });
 
