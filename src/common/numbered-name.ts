@@ -7,6 +7,7 @@
 // series, or of another; `x_00000.img.~1~` ends in no image extension, so no template or `*.cbf` glob
 // picks it up by mistake, administrators know the form, and renaming it back is stripping the suffix.
 
+import { createHash } from 'node:crypto';
 import { cutToBytes, NAME_MAX } from './temp-name.js';
 
 /** More numbered names than this for one name is not a collision but something broken: refuse. */
@@ -17,15 +18,16 @@ const NUMBERED = /\.~([1-9][0-9]*)~$/;
 /**
  * `file` (a name, or a path: its last component) with the number `n` (1, 2, …): `x.img` → `x.img.~n~`. A
  * numbered `file` is numbered from its stem. A name that would pass NAME_MAX so is cut to fit (at a character
- * boundary): two long names with the same start may then share numbered names, which only makes one of them
- * take the next free number, as for any name that is taken.
+ * boundary) and followed by `~` and 8 hex digits of its hash: two long names with the same start never share
+ * a numbered name (a file found there is taken for this one by its size and mtime where no checksum is known).
  */
 export function numberedName(file: string, n: number): string {
   const stem = file.replace(NUMBERED, '');
   const suffix = `.~${n}~`;
   const slash = stem.lastIndexOf('/');
   const base = stem.slice(slash + 1);
-  const fits = Buffer.byteLength(base) + suffix.length <= NAME_MAX ? base : cutToBytes(base, NAME_MAX - suffix.length);
+  const hash = (): string => createHash('sha256').update(base).digest('hex').slice(0, 8);
+  const fits = Buffer.byteLength(base) + suffix.length <= NAME_MAX ? base : `${cutToBytes(base, NAME_MAX - suffix.length - 9)}~${hash()}`;
   return `${stem.slice(0, slash + 1)}${fits}${suffix}`;
 }
 

@@ -201,7 +201,11 @@ export class RsyncTransport implements Transport {
     // None of it is placed at the run's end; it is settling like any file seen (so neither taken for a
     // leftover of a killed furkad when staging is prepared again, nor kept once its source is gone), and the
     // next runs take what settles, once. Only files an earlier run could not place are placed now.
-    if (classifyExit(look.code, look.stderr) !== 'ok') return { ...look, files: [], sent: [], removed: new Set(), changed: new Set() };
+    if (classifyExit(look.code, look.stderr) !== 'ok') {
+      // Listed: its source is on the detector, so it is no leftover of a killed furkad's removal either.
+      for (const rel of look.files) this.#leftovers.delete(rel);
+      return { ...look, files: [], sent: [], removed: new Set(), changed: new Set(), strays: [] };
+    }
     const listed = new Set(look.files);
     for (const rel of this.#unchangedSince.keys()) {
       if (listed.has(rel)) continue;

@@ -445,7 +445,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
           } catch (e) {
             // The bus or the right to use it gone: no later file can be added either; which were is said.
             if (!(e instanceof dbus.DBusError) || unreachable(e) || /AccessDenied/.test(e.type)) {
-              if (i > 0 || files.length > 1) process.stderr.write(`ppuctl: ${added} of ${files.length} files added; not tried: ${files.slice(i).join(' ')}\n`);
+              if (i > 0 || files.length > 1) process.stderr.write(`ppuctl: ${added} of ${files.length} files added; not known to be added: ${files.slice(i).join(' ')}\n`);
               throw e;
             }
             // Refused, or failed for this file alone: said, and the next one is added.

@@ -126,6 +126,12 @@ describe('furkad with its default settings: writers that pause mid-file lose not
       await eventually(() => /rsync exit 11/.test(ppu.furkad!.proc.output()), 20_000, 'a failed listing run');
       await sleep(3000); // several failed runs, each of which copied both into staging
       assert.deepEqual(listFiles(usr), [], 'nothing placed while no listing run succeeds');
+      // furkad restarted meanwhile: what is in staging is found at start, as a killed furkad's leftovers are.
+      await ppu.killFurkad();
+      await ppu.startFurkad();
+      await ppu.startShift(522, 523);
+      await sleep(2000);
+      assert.deepEqual(listFiles(usr), [], 'nor after a restart');
       // The writer finishes; the temp name becomes the final one; the failures stop.
       writeFileSync(path.join(detector, 'half.cbf'), Buffer.alloc(2 * 65536, 1));
       renameSync(path.join(detector, temp.rel), path.join(detector, 'run/img_1.cbf'));
