@@ -7,8 +7,7 @@
 // series, or of another; `x_00000.img.~1~` ends in no image extension, so no template or `*.cbf` glob
 // picks it up by mistake, administrators know the form, and renaming it back is stripping the suffix.
 
-import { createHash } from 'node:crypto';
-import { cutToBytes, NAME_MAX } from './temp-name.js';
+import { fitName } from './name-max.js';
 
 /** More numbered names than this for one name is not a collision but something broken: refuse. */
 export const MAX_NUMBERED = 9999;
@@ -26,9 +25,7 @@ export function numberedName(file: string, n: number): string {
   const suffix = `.~${n}~`;
   const slash = stem.lastIndexOf('/');
   const base = stem.slice(slash + 1);
-  const hash = (): string => createHash('sha256').update(base).digest('hex').slice(0, 8);
-  const fits = Buffer.byteLength(base) + suffix.length <= NAME_MAX ? base : `${cutToBytes(base, NAME_MAX - suffix.length - 9)}~${hash()}`;
-  return `${stem.slice(0, slash + 1)}${fits}${suffix}`;
+  return `${stem.slice(0, slash + 1)}${fitName(base, suffix.length)}${suffix}`;
 }
 
 /**

@@ -8,6 +8,8 @@ import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { Placed, RunContext, RunOutcome, Transport } from './transport.js';
 import { StagedProvenance } from './staged-provenance.js';
+import { fitName } from '../common/name-max.js';
+import { candidateNames } from '../common/numbered-name.js';
 import { tagged } from '../common/checksum.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
@@ -331,7 +333,8 @@ export class RsyncTransport implements Transport {
         let shown = name.toString('utf8');
         let moved = renamedAbove;
         if (!deliverable(name)) {
-          shown = await freeName(dir.toString('utf8'), escapeName(name));
+          // Its shown form is up to four times as long (\#ooo for a byte): cut to fit NAME_MAX, with its hash.
+          shown = await freeName(dir.toString('utf8'), fitName(escapeName(name), 0));
           await rename(full, path.join(dir.toString('utf8'), shown));
           this.log.warn({ detector: this.id, file: path.join(rel, escapeName(name)), as: path.join(rel, shown) },
             'a file in staging has a name grimseld cannot take (not UTF-8, or with control characters): renamed and placed under its shown name');
@@ -350,8 +353,8 @@ export class RsyncTransport implements Transport {
 
 /** `name` in `dir`, or NAME.~N~ when that is taken (as placing does beside a different file). */
 async function freeName(dir: string, name: string): Promise<string> {
-  for (let n = 0; ; n++) {
-    const candidate = n === 0 ? name : `${name}.~${n}~`;
+  for (const candidate of candidateNames(name)) {
     if (!(await lstat(path.join(dir, candidate)).catch(() => undefined))) return candidate;
   }
+  throw new Error(`${path.join(dir, name)} and all its numbered names are taken`);
 }

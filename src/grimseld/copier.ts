@@ -22,7 +22,7 @@ import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
-import { tempPrefix } from '../common/temp-name.js';
+import { tempPrefix } from '../common/name-max.js';
 import { depthOf, HeldDirs, ownersAsSource, ownerVisit, type SourceDir } from './copy-dirs.js';
 import { isDelivered, openSource, sameFile, SourceChanged, type Identity, type Source } from './copy-source.js';
 import { Checksum } from '../common/checksum.js';
@@ -68,7 +68,7 @@ export type Progress = () => void;
 
 const noProgress: Progress = () => undefined;
 
-/** A copy's temp name: `.NAME.grimsel-` and 8 hex digits (a long NAME shortened: common/temp-name.ts; temp-sweep.ts). */
+/** A copy's temp name: `.NAME.grimsel-` and 8 hex digits (a long NAME shortened: common/name-max.ts; temp-sweep.ts). */
 const TEMP_TAG = '.grimsel-';
 
 /**

@@ -7,7 +7,7 @@
 // file, and the link or the deletion then acts on that entry of that same directory. A user who changes
 // the entry itself between the check and the act can only have grimseld replace or remove a name in a
 // directory of their own, which they could do themselves.
-import { tempPrefix } from '../common/temp-name.js';
+import { tempPrefix } from '../common/name-max.js';
 import { fsync } from 'node:fs';
 import { lstat, readlink, rename, symlink, unlink, lchown } from 'node:fs/promises';
 import * as path from 'node:path';

@@ -125,6 +125,9 @@ describe('furkad and odd file names (F1, F2, G12)', function () {
     writeFileSync(path.join(staging, '1MF', 'old', '.hidden.abc123'), 'a complete file, hidden name');
     chmodSync(path.join(staging, '1MF', 'old', '.hidden.abc123'), 0o644);
     writeFileSync(raw(staging, Buffer.from('1MF/old/lat2_\xe9.img', 'latin1')), 'pulled by a furkad before 2.x');
+    // One whose shown form (\#351 for each such byte) would pass the 255 bytes a name may have: cut, with its hash.
+    const long = Buffer.concat([Buffer.from('long_'), Buffer.alloc(200, 0xe9), Buffer.from('.img')]);
+    writeFileSync(raw(staging, Buffer.concat([Buffer.from('1MF/old/'), long])), 'a long name, not UTF-8');
     // And the temp file of a run killed under a furkad that had rsync receive into staging itself: root's, private.
     writeFileSync(path.join(staging, '1MF', 'old', '.part.img.Xy12Ab'), 'half a file', { mode: 0o600 });
 
@@ -138,8 +141,11 @@ describe('furkad and odd file names (F1, F2, G12)', function () {
     assert.equal(readFileSync(path.join(usr, 'old', '.hidden.abc123'), 'utf8'), 'a complete file, hidden name');
     await eventually(() => existsSync(path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000', 'old', 'lat2_\\#351.img')), 10_000, 'and copied');
     assert.deepEqual(rawFiles(staging), [], 'no temp file, nothing else left in staging');
-    assert.deepEqual(listFiles(usr).filter((f) => f.startsWith('old/') || f.includes('big.img')).sort(),
-      ['old/.hidden.abc123', 'old/lat2_\\#351.img', 'slow/big.img'], 'no temp file placed');
+    const placed = listFiles(usr).filter((f) => f.startsWith('old/') || f.includes('big.img')).sort();
+    const longShown = placed.find((f) => f.startsWith('old/long_'));
+    assert.ok(longShown && /^old\/long_[\\#0-9]+~[0-9a-f]{8}$/.test(longShown) && Buffer.byteLength(path.basename(longShown)) <= 255, String(longShown));
+    assert.equal(readFileSync(path.join(usr, longShown), 'utf8'), 'a long name, not UTF-8');
+    assert.deepEqual(placed.filter((f) => f !== longShown), ['old/.hidden.abc123', 'old/lat2_\\#351.img', 'slow/big.img'], 'no temp file placed');
   });
   it("leaves furka-agent's own names on the detector (a barrier mark, a file taken aside to be deleted), whatever else is pulled", async () => {
     const detector = ppu.detectorRamdisks['1MF']!;

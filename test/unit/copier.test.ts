@@ -14,7 +14,7 @@ import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
 import { NotMounted } from '../../src/grimseld/copy-dirs.js';
-import { tempPrefix } from '../../src/common/temp-name.js';
+import { tempPrefix } from '../../src/common/name-max.js';
 import type { Stats } from 'node:fs';
 import { mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
 

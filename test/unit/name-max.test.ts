@@ -1,6 +1,6 @@
-// Temp names beside long final names stay within NAME_MAX (G3).
+// Names made beside long final names, and shown forms of names, stay within NAME_MAX (G3).
 import { strict as assert } from 'node:assert';
-import { NAME_MAX, tempPrefix } from '../../src/common/temp-name.js';
+import { fitName, NAME_MAX, tempPrefix } from '../../src/common/name-max.js';
 
 describe('temp names beside a final name (G3)', () => {
   it('is .NAME + tag while that fits, and a shortened, hashed NAME beyond, never more than NAME_MAX bytes with its suffix', () => {
@@ -17,5 +17,14 @@ describe('temp names beside a final name (G3)', () => {
     assert.notEqual(a, b);
     assert.ok(!a!.startsWith(b!) && !b!.startsWith(a!));
     assert.equal(tempPrefix('l'.repeat(250), '.grimsel-link-', 8).length + 8, NAME_MAX);
+  });
+
+  it('fits a shown name (\\#ooo for each byte that is not UTF-8 makes it up to four times as long) with its hash', () => {
+    const shown = '\\#351'.repeat(200);
+    const fit = fitName(shown, 0);
+    assert.equal(Buffer.byteLength(fit), NAME_MAX);
+    assert.match(fit, /~[0-9a-f]{8}$/);
+    assert.notEqual(fitName(`${shown}a`, 0), fit, 'another long name, another result');
+    assert.equal(fitName('short.cbf', 0), 'short.cbf');
   });
 });
