@@ -474,8 +474,13 @@ export class DetectorLoop implements Component {
     } finally {
       release();
     }
-    if (placed > 0) {
+    // Bytes as they arrive, whether or not this run placed them: with settle_ms a file is copied by one run and
+    // placed by a later one, which moves (almost) nothing itself.
+    if (outcome.bytes > 0) {
       this.stats.bytes += outcome.bytes;
+      if (placed === 0) this.changed.emit();
+    }
+    if (placed > 0) {
       this.stats.lastRunUs = Math.round((performance.now() - started) * 1000);
       this.stats.runs++;
       this.changed.emit();

@@ -50,6 +50,10 @@ describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
     for (const [rel, sum] of sums) assert.equal(sha256File(readFileSync(path.join(usr, rel))), sum, rel);
     assert.deepEqual(listFiles(ppu.detectorRamdisks['1MF']!), [], 'every source removed');
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 532 && r[5] === 30n && r[4] === 0n), 20_000, 'grimseld to copy all 30');
+    // Files and bytes this shift (Detectors): the bytes come with the first run, the placing with the second.
+    const row = (await ppu.furkaProperty<Array<[string, string, string, bigint, bigint, bigint]>>('Detectors')).find((r) => r[0] === '1MF')!;
+    assert.equal(row[3], 30n);
+    assert.ok(row[4] >= 30n * 50_000n, `bytes counted: ${row[4]}`);
     assert.ok(!ppu.furkad!.proc.output().includes('does not report removed files'), 'the shipped daemon settings report removals');
   });
 
