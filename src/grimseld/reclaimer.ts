@@ -11,7 +11,6 @@ import { tempPrefix } from '../common/name-max.js';
 import { fsync } from 'node:fs';
 import { lstat, readlink, rename, symlink, unlink, lchown } from 'node:fs/promises';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { promisify } from 'node:util';
 import { DirFd } from '../common/dir-fd.js';
 import { sameFile } from './copier.js';
@@ -50,6 +49,14 @@ const ALARMS: Array<{ code: MessageCode; atPercent: (limit: number) => number }>
   { code: 'ALMOST_OVERFLOW', atPercent: (limit) => Math.max(limit, 95) },
   { code: 'DISK_OVERFLOW', atPercent: () => 99.5 },
 ];
+
+/**
+ * The temp name of the link that replaces original `name` of record `id` (G6, G7): the same for every try, so
+ * that a link a killed grimseld left under it is found and removed by the next try, or by the deletion.
+ */
+export function linkTempName(name: string, id: number): string {
+  return `${tempPrefix(name, '.grimsel-link-', 8)}${(id >>> 0).toString(16).padStart(8, '0')}`;
+}
 
 export class Reclaimer {
   #raised = new Map<string, Set<MessageCode>>();
@@ -251,7 +258,10 @@ export class Reclaimer {
       const done = await this.#inOriginalsDir(rec, where, place, async (dir, name) => {
         const owner = await this.#verify(rec, where, holder, dir, name);
         if (!owner) return false;
-        const tmp = `${tempPrefix(name, '.grimsel-link-', 8)}${randomBytes(4).toString('hex')}`;
+        const tmp = linkTempName(name, rec.id);
+        // A link of this name left by a grimseld killed before its rename goes first (else it would stay, and
+        // dangle once the copy it names is gone).
+        await unlink(dir.at(tmp)).catch(() => {});
         // The link's text is the copy's path; only the link itself, made and renamed in the held directory,
         // is ever touched here (symlink, lchown and rename never follow a final link).
         await symlink(copy, dir.at(tmp));
@@ -289,6 +299,7 @@ export class Reclaimer {
           return false;
         }
         await unlink(dir.at(name));
+        await unlink(dir.at(linkTempName(name, rec.id))).catch(() => {}); // a killed link's leftover, as in #link
         return true;
       });
       if (done) await this.catalog.setOrigin(rec, where, 'deleted');

@@ -11,7 +11,7 @@ import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
-import { Reclaimer } from '../../src/grimseld/reclaimer.js';
+import { linkTempName, Reclaimer } from '../../src/grimseld/reclaimer.js';
 import { fillState } from '../../src/grimseld/mounts.js';
 import { flip } from '../fixtures/flip.js';
 
@@ -130,6 +130,27 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.deepEqual(harmed(1), [], 'the victim\'s file is not replaced by a link');
     assert.ok(lstatSync(path.join(`${run}.real`, 'g_000')).isSymbolicLink(), 'the original is replaced where it was');
     assert.equal(readFileSync(path.join(`${run}.real`, 'g_000'), 'utf8'), 'user frame 0');
+  });
+
+  it('removes the temp link a grimseld killed between symlink and rename left, when it links the file again or deletes it (G6, G5, G12)', async function () {
+    if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
+    const { catalog, reclaimer, recs } = await world(2, true, 1);
+    // Left by the killed grimseld: root's temp links beside both originals, named as each try names them.
+    const stale = recs.map((r) => path.join(run, linkTempName(path.basename(r.src), r.id)));
+    for (const t of stale) symlinkSync(path.join(root, 'internal/1mf/u/run11/gone'), t);
+    await runUntil(reclaimer, () => !catalog.isLive(recs[0]!) && !catalog.isLive(recs[1]!), 5000);
+    assert.ok(lstatSync(path.join(run, 'g_000')).isSymbolicLink(), 'linked');
+    assert.deepEqual(readdirSync(run).sort(), ['g_000', 'g_001'], 'no temp link left beside them');
+  });
+
+  it('removes such a temp link with the original it deletes at a shift change (G5, G12)', async () => {
+    const { catalog, reclaimer, recs } = await world(1, false, 101);
+    const stale = path.join(run, linkTempName('g_000', recs[0]!.id));
+    symlinkSync(path.join(root, 'internal/1mf/u/run11/g_000'), stale);
+    await catalog.shift(2n, 600, 601);
+    reclaimer.shiftStarted();
+    await runUntil(reclaimer, () => !catalog.isLive(recs[0]!), 5000);
+    assert.deepEqual(readdirSync(run), [], 'the original and the leftover link gone');
   });
 
   /** Three copied originals of shift 1, their directory swapped for a link to the victim's, then shift 2 starts. */
