@@ -107,12 +107,21 @@ describe('lease check: is a file still open for writing anywhere (A2, A4)', func
     const isBusy = (fd: number): boolean => busy.some((b) => b.fd === fd);
     assert.deepEqual(answers, asked.map((fds) => fds.map(isBusy)));
     // The first question at once (one descriptor), the other 19 callers' together at the end of the turn.
-    const sent = readFileSync(lines, 'utf8').split('\n').filter(Boolean);
+    // tee writes each line to python3 before it writes it to the file: the answer may come first.
+    const linesSent = async (n: number): Promise<string[]> => {
+      let got: string[] = [];
+      for (const end = Date.now() + 5000; Date.now() < end; await new Promise((r) => setTimeout(r, 20))) {
+        got = readFileSync(lines, 'utf8').split('\n').filter(Boolean);
+        if (got.length >= n) break;
+      }
+      return got;
+    };
+    const sent = await linesSent(2);
     assert.deepEqual(sent.map((l) => l.split(' ').length), [1, asked.flat().length - 1], sent.join('\n'));
     // A question of a later turn is a line of its own.
     assert.deepEqual(await c.written([busy[0]!.fd]), [true]);
     assert.deepEqual(await c.written([all[1]!.fd]), [false]);
-    assert.equal(readFileSync(lines, 'utf8').split('\n').filter(Boolean).length, 4);
+    assert.equal((await linesSent(4)).length, 4);
   });
 
   it('starts no child after close(), also for questions gathered in the turn it was called in', async () => {
