@@ -102,17 +102,11 @@ export class HeldDirs {
   /**
    * The trusted directory `root` (a configured ramdisk or storage target, or the directory before an
    * operator's `./`), opened as named: links in it are the administrator's. With `make`, created if missing.
+   * With `mount` (a storage with a mount point, G13), opened or made only while the mount point still has the
+   * device the batch was handed out for: never on the bare mount point of a storage unmounted since. The mount
+   * point is compared, not the target: a target may lie on a file system of its own below it.
    */
-  root(root: string, make = false): DirFd {
-    return this.#root(root, make);
-  }
-
-  /**
-   * As root(); with `mount` (a storage with a mount point, G13), opened or made only while the mount point still
-   * has the device the batch was handed out for: never on the bare mount point of a storage unmounted since.
-   * The mount point is compared, not the target: a target may lie on a file system of its own below it.
-   */
-  #root(root: string, make: boolean, mount?: MountedAt): DirFd {
+  root(root: string, make = false, mount?: MountedAt): DirFd {
     const key = `r\0${root}`;
     let d = this.#held.get(key);
     if (!d) {
@@ -174,13 +168,13 @@ export class HeldDirs {
   /**
    * Directory `rel` below the storage target `base` (created if missing), made where missing, each directory
    * on the way passed to `visit` (ownerVisit) when given; `key` tells visits for different owners apart.
-   * `mount`: the storage's mount point must still be mounted (G13; see #root), checked when the target is opened.
+   * `mount`: the storage's mount point must still be mounted (G13; see root()), checked when the target is opened.
    */
   storage(base: string, rel: string, visit?: DirVisit, key = '', mount?: MountedAt): DirFd {
     const k = `d\0${base}\0${rel}\0${key}`;
     let d = this.#held.get(k);
     if (!d) {
-      d = this.#root(base, true, mount).walk(rel, true, visit);
+      d = this.root(base, true, mount).walk(rel, true, visit);
       this.#held.set(k, d);
     }
     return d;

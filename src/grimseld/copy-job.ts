@@ -3,6 +3,7 @@
 // writer hands it to a copy thread, and the report goes back once, to the dispatcher.
 import type { Provenance } from '../common/provenance.js';
 import type { Identity } from './copy-source.js';
+import type { MountedAt } from './copy-dirs.js';
 import type { CopyOutcome, CopyResult } from './copier.js';
 
 /** What a copy is read from (dispatcher.ts, resolve). */
@@ -39,7 +40,7 @@ export interface CopyJob {
    * G13: the storage's mount point and the device the check before this batch found mounted there
    * (mount-watch.ts); the copy thread writes only while the mount point still has it. Undefined: no mount point.
    */
-  mount?: { point: string; device: number };
+  mount?: MountedAt;
 }
 
 /** What the copier reads of a job (copier.ts): everything but whose result it is. */

@@ -330,11 +330,7 @@ export class Dispatcher implements CopyEvents {
     // nothing failed; the file waits, pending, for the next check, which says the storage is not mounted.
     if (r.outcome instanceof NotMounted) {
       this.log.debug({ storage: storage.id, src: r.job.src, why: r.outcome.message }, 'storage unmounted under a copy; it waits for the mount');
-      const cancel = this.#later(MOUNT_RECHECK_MS, () => {
-        this.#retries.delete(cancel);
-        if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, storage.id)) this.#lanes.get(storage.id)!.queue.push(rec.id, true);
-      });
-      this.#retries.add(cancel);
+      this.#retryLater(rec, storage.id, MOUNT_RECHECK_MS);
       return;
     }
     // A source found gone or changed, read for a storage other than INTERNAL: where a copy of the file is still
@@ -388,9 +384,14 @@ export class Dispatcher implements CopyEvents {
       this.#damagedSaid.delete(key);
       return;
     }
-    const cancel = this.#later(retryDelayMs(n), () => {
+    this.#retryLater(rec, storage.id, retryDelayMs(n));
+  }
+
+  /** Queues the copy of `rec` on `storage` again after `ms`, unless it is settled or copied there by then. */
+  #retryLater(rec: FileRecord, storage: string, ms: number): void {
+    const cancel = this.#later(ms, () => {
       this.#retries.delete(cancel);
-      if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, storage.id)) this.#lanes.get(storage.id)!.queue.push(rec.id, true);
+      if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, storage)) this.#lanes.get(storage)!.queue.push(rec.id, true);
     });
     this.#retries.add(cancel);
   }
