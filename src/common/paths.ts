@@ -56,6 +56,17 @@ export function hasControl(p: string): boolean {
   return CONTROL.test(p);
 }
 
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
+
+/** The text of `bytes` (a name, a path, a line), or undefined when they are not valid UTF-8. */
+export function utf8Text(bytes: Uint8Array): string | undefined {
+  try {
+    return strictUtf8.decode(bytes);
+  } catch {
+    return undefined;
+  }
+}
+
 export function isSafeRelative(rel: string): boolean {
   if (rel === '' || path.isAbsolute(rel)) return false;
   return !path.normalize(rel).split('/').includes('..');

@@ -6,7 +6,7 @@
 // removes them, and reports each one it hides ('[sender] hiding file NAME …', with -vv), which furkad logs.
 import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { hasControl } from '../common/paths.js';
+import { hasControl, utf8Text } from '../common/paths.js';
 
 /** One rsync wildmatch bracket expression of a byte range (bytes, not characters: rsync compares bytes). */
 const range = (lo: number, hi: number): Buffer => Buffer.from([0x5b, lo, 0x2d, hi, 0x5d]); // [lo-hi]
@@ -62,15 +62,10 @@ export function writeNamesFilter(dir: string): string {
   return file;
 }
 
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
 /** Whether a name (or path) of raw bytes can be handed to grimseld as it is: valid UTF-8, no control characters. */
 export function deliverable(name: Buffer): boolean {
-  try {
-    return !hasControl(strictUtf8.decode(name));
-  } catch {
-    return false;
-  }
+  const text = utf8Text(name);
+  return text !== undefined && !hasControl(text);
 }
 
 /** Length of the well-formed UTF-8 sequence at `i` (table 3-7), 0 if there is none. */

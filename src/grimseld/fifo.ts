@@ -6,6 +6,7 @@ import { promisify } from 'node:util';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { Batches } from '../common/batches.js';
+import { utf8Text } from '../common/paths.js';
 
 const run = promisify(execFile);
 
@@ -13,17 +14,6 @@ const run = promisify(execFile);
 export type AddPaths = (paths: string[]) => Promise<Array<{ path: string; reason: string }>>;
 
 const BATCH_MAX = 250;
-
-const strictUtf8 = new TextDecoder('utf-8', { fatal: true });
-
-/** A line's text, or undefined when its bytes are not valid UTF-8. */
-function utf8Line(bytes: Buffer): string | undefined {
-  try {
-    return strictUtf8.decode(bytes);
-  } catch {
-    return undefined;
-  }
-}
 
 /** Longest line taken, in bytes without its newline: PATH_MAX, the longest path the kernel accepts. */
 export const LINE_MAX = 4096;
@@ -118,7 +108,7 @@ export class FileFifo {
     const fd = openSync(this.file, constants.O_RDWR | constants.O_NONBLOCK);
     this.#socket = new Socket({ fd, readable: true, writable: false });
     const lines = new LineSplitter((bytes) => {
-      const line = utf8Line(bytes);
+      const line = utf8Text(bytes);
       if (line === undefined) {
         // Decoded with replacement characters, the path would name another file (lat\xe9 -> lat\ufffd), which may exist.
         this.log.warn({ source: 'fifo', start: bytes.toString('utf8', 0, 200), bytes: bytes.subarray(0, 200).toString('hex') },
