@@ -7,10 +7,11 @@ import { Journal, type JournalRecord, type SettledCounts } from './journal.js';
 import { ShiftBook, type ShiftEntry, type ShiftView } from './shift-book.js';
 import { FileRecord, type NewFile, type Origin } from './file-record.js';
 import { RecordStore } from './record-store.js';
+import { LinkDirs, type LinkDir } from './link-dirs.js';
 import { allPending, doneEverywhere, doneOn, failedForGood, stateAt, verifiedOn, withState, type CopyState } from './copy-states.js';
 
 export { FileRecord };
-export type { CopyState, NewFile, Origin };
+export type { CopyState, LinkDir, NewFile, Origin };
 
 /** A copy result as the catalog records it (setCopy). */
 export interface CopyNote {
@@ -57,6 +58,8 @@ export class Catalog {
   #placedAs = new Map<number, Map<string, string>>();
   #ramdiskPrefix: string;
   readonly #ramdiskRoot: string;
+  /** Where the fill guards made links, per shift, until the shift-change clean-up swept them (G5-G7). */
+  readonly #linkDirs = new LinkDirs();
 
   /** Counts per shift and storage: written here only, read by everyone else as `shifts`. */
   readonly #book: ShiftBook;
@@ -149,6 +152,12 @@ export class Catalog {
           if (rec) this.#files.setOrigin(rec, 'internal', r.state);
           break;
         }
+        case 'linkdir':
+          this.#linkDirs.add(BigInt(r.u), { where: r.w, dir: r.d, to: r.to });
+          break;
+        case 'linkdirs-swept':
+          this.#linkDirs.drop(BigInt(r.u));
+          break;
       }
     }
     for (const [u, perStorage] of this.#settled) {
@@ -319,6 +328,27 @@ export class Catalog {
     this.#settleIfDone(rec);
   }
 
+  /**
+   * Notes that a fill guard links originals of shift `u` in `d` (journaled the first time for that shift), so that
+   * the links are swept once the shift has ended: their records are dropped before then (link-dirs.ts).
+   */
+  async noteLinkDir(u: bigint, d: LinkDir): Promise<void> {
+    if (this.#linkDirs.has(u, d)) return;
+    await this.journal.append({ t: 'linkdir', u: String(u), w: d.where, d: d.dir, to: d.to });
+    this.#linkDirs.add(u, d);
+  }
+
+  /** Shifts that started before `u` with directories of links to sweep (G5). */
+  linkDirsBefore(u: bigint): Array<[bigint, LinkDir[]]> {
+    return this.#linkDirs.before(u);
+  }
+
+  /** Shift `u`'s link directories were swept. */
+  async linkDirsSwept(u: bigint): Promise<void> {
+    await this.journal.append({ t: 'linkdirs-swept', u: String(u) });
+    this.#linkDirs.drop(u);
+  }
+
   /** A record needs nothing more when every storage is done and no original is left to clean up. */
   #settleIfDone(rec: FileRecord): void {
     if (!this.isLive(rec)) return;
@@ -345,6 +375,7 @@ export class Catalog {
       const perStorage = this.#settled.get(u);
       yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
+    for (const [u, d] of this.#linkDirs.entries()) yield { t: 'linkdir', u: String(u), w: d.where, d: d.dir, to: d.to };
     for (const r of this.#files.values()) yield* this.#lines(r);
   }
 
@@ -368,7 +399,7 @@ export class Catalog {
 
   /** Rewrites the journal once it holds far more lines than the live state needs. */
   async compactIfWorthIt(): Promise<boolean> {
-    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size;
+    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size + this.#linkDirs.size;
     if (this.journal.lines < 10_000 || this.journal.lines < 4 * live) return false;
     await this.journal.compact(() => this.snapshot());
     return true;

@@ -20,7 +20,11 @@ export type JournalRecord =
   | { t: 'copied'; id: number; s: string; rel?: string; verified?: true }
   | { t: 'failed'; id: number; s: string; permanent: boolean }
   | { t: 'ramdisk'; id: number; state: 'linked' | 'deleted' | 'gone' }
-  | { t: 'internal'; id: number; state: 'linked' | 'deleted' | 'gone' };
+  | { t: 'internal'; id: number; state: 'linked' | 'deleted' | 'gone' }
+  /** A fill guard made links in directory `d` below the ramdisk or internal root for shift `u` (link-dirs.ts). */
+  | { t: 'linkdir'; u: string; w: 'ramdisk' | 'internal'; d: string; to: string }
+  /** Shift `u`'s link directories were swept (G5): none of them is to be swept again. */
+  | { t: 'linkdirs-swept'; u: string };
 
 /** Settled files of a shift on one storage: copied, failed, and of the copied ones verified (absent: 0). */
 export type SettledCounts = [number, number] | [number, number, number];

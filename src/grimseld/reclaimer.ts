@@ -13,6 +13,7 @@ import { lstat, readlink, rename, symlink, unlink, lchown } from 'node:fs/promis
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { DirFd } from '../common/dir-fd.js';
+import { sweepLinkDir } from './link-dirs.js';
 import { sameFile } from './copier.js';
 import { fillState } from './mounts.js';
 import { sleep } from '../common/abort.js';
@@ -139,6 +140,7 @@ export class Reclaimer {
         else waiting = true;
       }
     }
+    if (!(await this.#sweepLinks(current))) failed = true;
     // A shift that started meanwhile made the shift before it an earlier one too: its start set the mark and reset
     // the retry state; deletions that failed after it keep their pause.
     if (starts !== this.#shiftStarts) return;
@@ -152,6 +154,31 @@ export class Reclaimer {
       this.#retryAt = 0;
       this.#retryMs = 0;
     }
+  }
+
+  /**
+   * G5 for the links the fill guards made for earlier shifts whose records are settled and gone (link-dirs.ts).
+   * False when some directory could not be swept (tried again with the clean-up's retries).
+   */
+  async #sweepLinks(current: bigint): Promise<boolean> {
+    let ok = true;
+    for (const [u, dirs] of this.catalog.linkDirsBefore(current)) {
+      let removed = 0;
+      let swept = true;
+      for (const d of dirs) {
+        const root = d.where === 'ramdisk' ? this.settings.ramdiskRoot : this.internal.target;
+        try {
+          removed += await sweepLinkDir(root, d, current);
+        } catch (e) {
+          swept = false;
+          this.messages.publish('DEL_ERROR', path.join(root, d.dir), `cannot remove the links to copies in ${path.join(root, d.dir)}: ${(e as Error).message}`);
+        }
+      }
+      if (removed > 0) this.log.info({ shift: String(u), removed }, 'removed the links of an ended shift');
+      if (swept) await this.catalog.linkDirsSwept(u);
+      else ok = false;
+    }
+    return ok;
   }
 
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */
@@ -274,7 +301,11 @@ export class Reclaimer {
         }
         return true;
       });
-      if (done) await this.catalog.setOrigin(rec, where, 'linked');
+      if (done) {
+        // Before the record may be settled and dropped: the link is then the shift's to sweep at its end (G5).
+        await this.catalog.noteLinkDir(rec.usertime, { where, dir: path.dirname(place.rel), to: path.dirname(copy) });
+        await this.catalog.setOrigin(rec, where, 'linked');
+      }
       return done;
     } catch (e) {
       this.messages.publish('LINK_ERROR', file, `cannot replace ${file} by a link to ${copy}: ${(e as Error).message}`);

@@ -1,7 +1,7 @@
 // Space on the ramdisk and the internal disk (G5, G6, G7): originals go only once their copy is
 // complete; oldest first; never a file not yet copied.
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
@@ -14,6 +14,14 @@ async function copiedAll(ppu: Ppu, uid: number, n: number, storages: number): Pr
     const rows = (await ppu.queryStatus(-1)).filter((r) => r[1] === uid);
     return rows.length === storages && rows.every((r) => r[5] === BigInt(n) && r[4] === 0n);
   }, 60_000, `${n} files of shift ${uid} copied to ${storages} storages`);
+}
+
+/** Every entry below `root` that is not a directory (files and links), relative to it. */
+function leaves(root: string, under = ''): string[] {
+  const here = path.join(root, under);
+  if (!existsSync(here)) return [];
+  return readdirSync(here, { withFileTypes: true })
+    .flatMap((e) => (e.isDirectory() ? leaves(root, path.join(under, e.name)) : [path.join(under, e.name)]));
 }
 
 function stream(ppu: Ppu, prefix: string, n: number, size: number): WrittenFile[] {
@@ -179,6 +187,26 @@ describe('ramdisk overflow guard (G6) on a small real tmpfs', function () {
     });
   }
 
+  it("removes the links it made for a shift once the next shift starts, and only those (G5, G6)", async () => {
+    const ppu = new Ppu({ prefix: 'ppu-g6s', ramdiskBytes: 8 * MB, grimseld: { fillstate_limit: 50, create_links: 'yes' } });
+    await ppu.start();
+    try {
+      await ppu.startShift(1510, 1511, []);
+      const files = stream(ppu, 'g6s', 12, 512 * 1024);
+      await copiedAll(ppu, 1510, 12, 1);
+      const dir = path.join(ppu.ppuRamdisk, '1mf/1510_1511');
+      await eventually(() => leaves(dir).filter((f) => lstatSync(path.join(dir, f)).isSymbolicLink()).length >= 4, 30_000, 'originals replaced by links');
+      await ppu.startShift(1520, 1521, []);
+      const fresh = stream(ppu, 'g6s', 2, 20_000);
+      await copiedAll(ppu, 1520, 2, 1);
+      await eventually(() => leaves(dir).length === 0, 20_000, "the ended shift's files and links all gone from the ramdisk");
+      for (const f of files) assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'internal/1mf/1510_1511', f.rel))), f.sha256, 'every copy intact');
+      for (const f of fresh) assert.ok(lstatSync(path.join(ppu.ppuRamdisk, '1mf/1520_1521', f.rel)).isFile(), 'the current shift untouched');
+    } finally {
+      await ppu.stop();
+    }
+  });
+
   it('never touches a file that has no internal copy yet, however full the ramdisk, and warns as it fills', async () => {
     const ppu = new Ppu({ prefix: 'ppu-g6u', ramdiskBytes: 4 * MB, grimseld: { fillstate_limit: 30 } });
     const notMounted = path.join(ppu.work, 'not-mounted');
@@ -231,6 +259,10 @@ describe('internal overflow guard with an EXTERNAL storage (G7)', function () {
         assert.equal(sha256File(readFileSync(p)), f.sha256, 'reading the internal path still gives the image');
         if (lstatSync(p).isSymbolicLink()) assert.equal(readlinkSync(p), path.join(ppu.storageRoot, 'external/1mf/1700_1701', f.rel));
       }
+      // G5 with EXTERNAL: at the next shift the internal copies of this one go, and the links too.
+      await ppu.startShift(1710, 1711, []);
+      await eventually(() => leaves(dir).length === 0, 30_000, "the ended shift's internal copies and links gone");
+      for (const f of files) assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'external/1mf/1700_1701', f.rel))), f.sha256, 'every external copy intact');
     } finally {
       await ppu.stop();
     }

@@ -3,7 +3,7 @@
 // through a link the user put in its place meanwhile. The swaps come at a known step (while the copy is
 // checked, after the original was) and from the issue's loop.
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, unlinkSync } from 'node:fs';
+import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -66,6 +66,11 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     }
     const recs = await catalog.accept(1n, files);
     await Promise.all(recs.map((rec) => catalog.setCopy(rec, 'internal', 'copied')));
+    return { catalog, recs, ...reclaimerOf(catalog, createLinks, fillLimitPercent) };
+  }
+
+  /** A reclaimer (not started) for `catalog`, with the messages it publishes. */
+  function reclaimerOf(catalog: Catalog, createLinks: boolean, fillLimitPercent: number): { reclaimer: Reclaimer; messages: Message[] } {
     const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: path.join(root, 'internal'), mountpoint: undefined, writers: 1 };
     const hub = new MessageHub(log);
     const messages: Message[] = [];
@@ -73,7 +78,7 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     const reclaimer = new Reclaimer(catalog, internal, undefined, {
       ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5, deleteRetryMs: 1000,
     }, hub, log);
-    return { catalog, reclaimer, messages, recs };
+    return { reclaimer, messages };
   }
 
   /** Runs `reclaimer` until `done` holds (or `ms` pass). */
@@ -151,6 +156,33 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     reclaimer.shiftStarted();
     await runUntil(reclaimer, () => !catalog.isLive(recs[0]!), 5000);
     assert.deepEqual(readdirSync(run), [], 'the original and the leftover link gone');
+  });
+
+  it("at a shift change removes the links the guard made for the ended shift, after a restart too; a later shift's links and the user's own stay (G5, G6)", async function () {
+    if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
+    const { catalog, reclaimer, recs } = await world(2, true, 1);
+    await runUntil(reclaimer, () => recs.every((r) => !catalog.isLive(r)), 5000); // linked, and so settled and dropped
+    const copyOf = (name: string): string => path.join(root, 'internal/1mf/u/run11', name);
+    assert.equal(readlinkSync(path.join(run, 'g_000')), copyOf('g_000'));
+    symlinkSync(copyOf('g_000'), path.join(run, 'mine')); // the user's own link: not what the guard makes
+    // grimseld restarts from a compacted journal: the directory of links is remembered.
+    await journal!.compact(() => catalog.snapshot());
+    await journal!.close();
+    const reopened = await Journal.open(path.join(root, 'state'));
+    journal = reopened.journal;
+    const again = new Catalog(reopened.journal, { storages: ['internal'], historyMaxEntries: 50, ramdiskRoot: ramdisk, hasExternal: false });
+    again.replay(reopened.records);
+    const { reclaimer: restarted, messages } = reclaimerOf(again, true, 101);
+    const start = BigInt(Date.now()) * 1000n;
+    await again.shift(start, 500, 501); // the same user again: the same directory
+    await new Promise((r) => setTimeout(r, 20)); // past the file system's clock tick
+    write(copyOf('g_new'), 'a frame of the new shift');
+    symlinkSync(copyOf('g_new'), path.join(run, 'g_new')); // as the guard links a file of the new shift
+    restarted.shiftStarted();
+    await runUntil(restarted, () => again.linkDirsBefore(start + 1n).length === 0, 5000);
+    assert.deepEqual(readdirSync(run).sort(), ['g_new', 'mine'], "the ended shift's links removed, no other entry");
+    assert.deepEqual(readdirSync(path.dirname(copyOf('x'))).sort(), ['g_000', 'g_001', 'g_new'], 'every copy kept');
+    assert.deepEqual(messages, []);
   });
 
   /** Three copied originals of shift 1, their directory swapped for a link to the victim's, then shift 2 starts. */
