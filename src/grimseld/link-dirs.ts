@@ -12,8 +12,12 @@
 // (anything else) are left alone (G2). The directory is reached from the root without following links
 // (common/dir-fd.ts); removing a link loses no data: its copy stays.
 import { opendir, readlink, unlink } from 'node:fs/promises';
+import * as path from 'node:path';
 import { DirFd, UnsafePath } from '../common/dir-fd.js';
 import { numberedName } from '../common/numbered-name.js';
+import type { Logger } from '../common/logger.js';
+import type { Catalog } from './catalog.js';
+import type { MessageHub } from './messages.js';
 
 /** Where the links were made, below which root, and the directory their copies are in. */
 export interface LinkDir {
@@ -100,11 +104,93 @@ export async function sweepLinkDir(root: string, d: LinkDir, beforeUs: bigint): 
       if (!st?.isSymbolicLink() || st.ctimeMs >= before) continue;
       const text = await readlink(dir.at(e.name) as string).catch(() => undefined);
       if (text === undefined || !isGuardLink(d, e.name, text)) continue;
-      await unlink(dir.at(e.name));
-      removed++;
+      try {
+        await unlink(dir.at(e.name));
+        removed++;
+      } catch (u) {
+        if ((u as NodeJS.ErrnoException).code !== 'ENOENT') throw u; // gone meanwhile (G5 removed its record's link): fine
+      }
     }
   } finally {
     dir.close();
   }
   return removed;
+}
+
+/**
+ * Sweeps the link directories of ended shifts in the background (G5): a directory of a long shift may hold a
+ * million links, and the fill guards, which run in the same loop, must not wait for it. A sweep asked for
+ * while one runs follows it; one that could not finish (a DEL_ERROR) is tried again after `retry.firstMs`,
+ * doubling up to `retry.maxMs`, as the reclaimer's deletions are.
+ */
+export class LinkSweeper {
+  #wanted: bigint | undefined;
+  #last: bigint | undefined;
+  #running: Promise<void> | undefined;
+  #retry: NodeJS.Timeout | undefined;
+  #retryMs = 0;
+  #stopped = false;
+
+  constructor(private readonly catalog: Catalog, private readonly roots: Record<LinkDir['where'], string>,
+    private readonly messages: MessageHub, private readonly log: Logger, private readonly retry: { firstMs: number; maxMs: number }) {}
+
+  /** Sweeps the links of shifts that started before `current` (its start, µs), unless none has any. */
+  sweep(current: bigint): void {
+    if (this.#stopped || this.catalog.linkDirsBefore(current).length === 0) return;
+    this.#wanted = current;
+    this.#running ??= this.#run().finally(() => { this.#running = undefined; });
+  }
+
+  /** No more sweeps; resolves once the one running (if any) is done. */
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    clearTimeout(this.#retry);
+    await this.#running;
+  }
+
+  async #run(): Promise<void> {
+    while (this.#wanted !== undefined && !this.#stopped) {
+      const current = this.#wanted;
+      this.#wanted = undefined;
+      this.#last = current;
+      let ok = false;
+      try {
+        ok = await this.#sweepBefore(current);
+      } catch (e) {
+        this.log.error({ err: e }, 'removing the links of ended shifts failed');
+      }
+      clearTimeout(this.#retry);
+      if (ok) {
+        this.#retryMs = 0;
+        continue;
+      }
+      this.#retryMs = this.#retryMs === 0 ? this.retry.firstMs : Math.min(this.#retryMs * 2, this.retry.maxMs);
+      this.#retry = setTimeout(() => this.sweep(this.#last!), this.#retryMs);
+      this.#retry.unref();
+    }
+  }
+
+  /** One pass over every shift before `current`; false when some directory could not be swept. */
+  async #sweepBefore(current: bigint): Promise<boolean> {
+    let ok = true;
+    for (const [u, dirs] of this.catalog.linkDirsBefore(current)) {
+      let removed = 0;
+      let swept = true;
+      for (const d of dirs) {
+        const root = this.roots[d.where];
+        try {
+          removed += await sweepLinkDir(root, d, current);
+        } catch (e) {
+          swept = false;
+          const where = path.join(root, d.dir);
+          this.messages.publish('DEL_ERROR', where, `cannot remove the links to copies in ${where} of an ended shift: ${(e as Error).message}`);
+        }
+      }
+      if (removed > 0) this.log.info({ shift: String(u), removed }, 'removed the links of an ended shift');
+      if (this.#stopped) return true;
+      if (swept) await this.catalog.linkDirsSwept(u);
+      else ok = false;
+    }
+    return ok;
+  }
 }

@@ -13,7 +13,7 @@ import { lstat, readlink, rename, symlink, unlink, lchown } from 'node:fs/promis
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { DirFd } from '../common/dir-fd.js';
-import { sweepLinkDir } from './link-dirs.js';
+import { LinkSweeper } from './link-dirs.js';
 import { sameFile } from './copier.js';
 import { fillState } from './mounts.js';
 import { sleep } from '../common/abort.js';
@@ -39,6 +39,7 @@ export interface ReclaimSettings {
   deleteRetryMs?: number;
 }
 
+const DELETE_RETRY_MS = 30_000;
 /** The longest pause between two tries of a clean-up that keeps failing (see deleteRetryMs). */
 const DELETE_RETRY_MAX_MS = 600_000;
 
@@ -68,6 +69,8 @@ export class Reclaimer {
   /** When the clean-up of earlier shifts is tried again after a failed deletion (0: not waiting), and the pause after it. */
   #retryAt = 0;
   #retryMs = 0;
+  /** The fill guards' links of ended shifts, removed in the background (link-dirs.ts). */
+  readonly #links: LinkSweeper;
   /** Records whose deletion failed at the last try: skipped until #retryAt. */
   #failedIds = new Set<number>();
 
@@ -78,7 +81,10 @@ export class Reclaimer {
     private readonly settings: ReclaimSettings,
     private readonly messages: MessageHub,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.#links = new LinkSweeper(catalog, { ramdisk: settings.ramdiskRoot, internal: internal.target }, messages, log,
+      { firstMs: settings.deleteRetryMs ?? DELETE_RETRY_MS, maxMs: DELETE_RETRY_MAX_MS });
+  }
 
   /** A new shift started: earlier shifts' originals go as soon as they may (G5). */
   shiftStarted(): void {
@@ -103,6 +109,7 @@ export class Reclaimer {
       }
       await sleep(this.settings.intervalMs, signal);
     }
+    await this.#links.stop();
   }
 
   async #tick(): Promise<void> {
@@ -140,7 +147,7 @@ export class Reclaimer {
         else waiting = true;
       }
     }
-    if (!(await this.#sweepLinks(current))) failed = true;
+    this.#links.sweep(current); // in the background: the fill guards go on meanwhile
     // A shift that started meanwhile made the shift before it an earlier one too: its start set the mark and reset
     // the retry state; deletions that failed after it keep their pause.
     if (starts !== this.#shiftStarts) return;
@@ -148,37 +155,12 @@ export class Reclaimer {
     // after a pause that grows while it keeps failing (one DEL_ERROR per try, not four a second).
     this.#shiftChanged = waiting;
     if (failed && (retryDue || this.#retryAt === 0)) {
-      this.#retryMs = this.#retryMs === 0 ? (this.settings.deleteRetryMs ?? 30_000) : Math.min(this.#retryMs * 2, DELETE_RETRY_MAX_MS);
+      this.#retryMs = this.#retryMs === 0 ? (this.settings.deleteRetryMs ?? DELETE_RETRY_MS) : Math.min(this.#retryMs * 2, DELETE_RETRY_MAX_MS);
       this.#retryAt = Date.now() + this.#retryMs;
     } else if (!failed) {
       this.#retryAt = 0;
       this.#retryMs = 0;
     }
-  }
-
-  /**
-   * G5 for the links the fill guards made for earlier shifts whose records are settled and gone (link-dirs.ts).
-   * False when some directory could not be swept (tried again with the clean-up's retries).
-   */
-  async #sweepLinks(current: bigint): Promise<boolean> {
-    let ok = true;
-    for (const [u, dirs] of this.catalog.linkDirsBefore(current)) {
-      let removed = 0;
-      let swept = true;
-      for (const d of dirs) {
-        const root = d.where === 'ramdisk' ? this.settings.ramdiskRoot : this.internal.target;
-        try {
-          removed += await sweepLinkDir(root, d, current);
-        } catch (e) {
-          swept = false;
-          this.messages.publish('DEL_ERROR', path.join(root, d.dir), `cannot remove the links to copies in ${path.join(root, d.dir)}: ${(e as Error).message}`);
-        }
-      }
-      if (removed > 0) this.log.info({ shift: String(u), removed }, 'removed the links of an ended shift');
-      if (swept) await this.catalog.linkDirsSwept(u);
-      else ok = false;
-    }
-    return ok;
   }
 
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */
