@@ -264,6 +264,9 @@ export class Reclaimer {
     const { file } = place;
     const copy = destOf(holder, this.catalog.relOn(rec, holder.id));
     try {
+      // Journaled before the link is made (once per directory and shift): a link is then the shift's to sweep at
+      // its end (G5), also one a grimseld killed before its record said 'linked' left, which nothing else removes.
+      await this.catalog.noteLinkDir(rec.usertime, { where, dir: path.dirname(place.rel), to: path.dirname(copy) });
       const done = await this.#inOriginalsDir(rec, where, place, async (dir, name) => {
         const owner = await this.#verify(rec, where, holder, dir, name);
         if (!owner) return false;
@@ -283,11 +286,7 @@ export class Reclaimer {
         }
         return true;
       });
-      if (done) {
-        // Before the record may be settled and dropped: the link is then the shift's to sweep at its end (G5).
-        await this.catalog.noteLinkDir(rec.usertime, { where, dir: path.dirname(place.rel), to: path.dirname(copy) });
-        await this.catalog.setOrigin(rec, where, 'linked');
-      }
+      if (done) await this.catalog.setOrigin(rec, where, 'linked');
       return done;
     } catch (e) {
       this.messages.publish('LINK_ERROR', file, `cannot replace ${file} by a link to ${copy}: ${(e as Error).message}`);

@@ -185,6 +185,44 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.deepEqual(messages, []);
   });
 
+  it('removes at the next shift a link a grimseld killed before its record said so left (G5, G6, G12)', async function () {
+    if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
+    const { catalog, reclaimer, recs } = await world(1, true, 1);
+    // The kill: the link is made and renamed over the original, and nothing is journaled after that.
+    let killed = false;
+    const dead = (): void => {
+      killed ||= lstatSync(path.join(run, 'g_000')).isSymbolicLink();
+      if (killed) throw new Error('killed');
+    };
+    const setOrigin = catalog.setOrigin.bind(catalog);
+    catalog.setOrigin = async (rec, where, state) => {
+      dead();
+      await setOrigin(rec, where, state);
+    };
+    const noteLinkDir = catalog.noteLinkDir.bind(catalog);
+    catalog.noteLinkDir = async (u, d) => {
+      dead();
+      await noteLinkDir(u, d);
+    };
+    await runUntil(reclaimer, () => killed, 5000);
+    assert.ok(lstatSync(path.join(run, 'g_000')).isSymbolicLink(), 'the link is there');
+    await journal!.close();
+    const reopened = await Journal.open(path.join(root, 'state'));
+    journal = reopened.journal;
+    const again = new Catalog(reopened.journal, { storages: ['internal'], historyMaxEntries: 50, ramdiskRoot: ramdisk, hasExternal: false });
+    again.replay(reopened.records);
+    const [rec] = [...again.ofShiftsBefore(2n)];
+    assert.ok(rec && rec.id === recs[0]!.id && rec.ramdisk === 'present', 'the journal says the original is there');
+    const { reclaimer: restarted } = reclaimerOf(again, true, 101);
+    await new Promise((r) => setTimeout(r, 20)); // past the file system's clock tick
+    const start = BigInt(Date.now()) * 1000n;
+    await again.shift(start, 600, 601);
+    restarted.shiftStarted();
+    await runUntil(restarted, () => !again.isLive(rec) && again.linkDirsBefore(start + 1n).length === 0, 5000);
+    assert.deepEqual(readdirSync(run), [], 'the link is gone');
+    assert.equal(readFileSync(path.join(root, 'internal/1mf/u/run11/g_000'), 'utf8'), 'user frame 0', 'its copy kept');
+  });
+
   /** Three copied originals of shift 1, their directory swapped for a link to the victim's, then shift 2 starts. */
   async function swappedAtShiftChange(): ReturnType<typeof world> {
     const w = await world(3, false, 101);
