@@ -9,9 +9,11 @@ import { components, DirFd, type DirVisit } from '../common/dir-fd.js';
 
 /**
  * Who owns the directory at `index` below the storage target on the way to a copy's directory: [uid, gid]
- * (-1 keeps that one), or undefined for root (a directory several shifts share, G3, F4).
+ * (-1 keeps that one); `{ uid }`, another user's, as its counterpart on the source side is (a usrdir holding
+ * a file of someone else's: the copy changes nothing about whose directory it is); or undefined for root (a
+ * directory several shifts share, G3, F4).
  */
-export type DirOwnerOf = (index: number) => [number, number] | undefined;
+export type DirOwnerOf = (index: number) => [number, number] | { uid: number } | undefined;
 
 /**
  * A walk's visit that gives each directory on the way the owner `ownerOf` gives it, but never hands a
@@ -27,7 +29,10 @@ export type DirOwnerOf = (index: number) => [number, number] | undefined;
 export function ownerVisit(ownerOf: DirOwnerOf): DirVisit {
   return (dir, st, made, i) => {
     const owner = ownerOf(i);
-    if (owner) {
+    // Found the user's whose the source side's is: theirs it stays (taking it would lock them out of their data).
+    if (owner && !Array.isArray(owner)) {
+      if (!made && st.uid === owner.uid) return;
+    } else if (owner) {
       const [uid, gid] = owner;
       if ((uid === -1 || st.uid === uid) && (gid === -1 || st.gid === gid)) return;
       // Made now, or found already the file owner's (its group aside: the shift's group is given back): no
@@ -65,7 +70,8 @@ export interface SourceDir {
 export function ownersAsSource(src: SourceDir, destDepth: number, file: Stats, owner: [number, number]): DirOwnerOf {
   return (index) => {
     const st = src.statAt(src.depth - destDepth + index);
-    return st?.isDirectory() && st.uid === file.uid && st.gid === file.gid ? owner : undefined;
+    if (!st?.isDirectory() || st.uid === 0) return undefined;
+    return st.uid === file.uid && st.gid === file.gid ? owner : { uid: st.uid };
   };
 }
 

@@ -196,6 +196,32 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
     assert.deepEqual(owners(), [[0, 0], [500, 501], [500, 501], [500, 501]], 'made again, and given to the user again');
   });
 
+  it("leaves a user's storage directory theirs when a file of another user's in their ramdisk directory is copied through it", () => {
+    // Seen after a restart of furkad: user 500's staged file placed into user 1000's usrdir made 1000's storage usrdir root's.
+    const ramdisk = path.join(root, 'ramdisk');
+    const storage = path.join(root, 'storage');
+    mkdirSync(path.join(ramdisk, '1mf/1000_1000'), { recursive: true });
+    chownSync(path.join(ramdisk, '1mf/1000_1000'), 1000, 1000);
+    const copy = (name: string, owner: [number, number]): void => {
+      const src = path.join(ramdisk, '1mf/1000_1000', name);
+      writeFileSync(src, name);
+      chownSync(src, ...owner);
+      const st = statSync(src);
+      const [r] = copyMany([{ src, root: ramdisk, dest: path.join(storage, '1mf/1000_1000', name), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false }],
+        storage, { preserveUid: true, preserveGid: true });
+      assert.ok(!(r instanceof Error), String(r));
+    };
+    copy('own.img', [1000, 1000]);
+    copy('other.img', [500, 501]);
+    const owner = (p: string): number[] => {
+      const st = lstatSync(path.join(storage, p));
+      return [st.uid, st.gid];
+    };
+    assert.deepEqual(owner('1mf/1000_1000'), [1000, 1000], "the usrdir still the user's");
+    assert.deepEqual(owner('1mf/1000_1000/other.img'), [500, 501], 'the copy its owner\'s (preserve_uid)');
+    assert.deepEqual(owner('1mf'), [0, 0]);
+  });
+
   it("never hands a user the shared or another user's directories when an operator adds a tree of theirs (AddFile a/./1mf/500_501/...)", () => {
     const ramdisk = path.join(root, 'ramdisk');
     const storage = path.join(root, 'storage');
