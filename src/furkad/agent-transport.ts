@@ -3,6 +3,7 @@
 // sources (A2–A5, docs/agent-protocol.md). No polling: a run starts when something was announced.
 import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
 import { closeSync, constants, fchmodSync, fchownSync, futimesSync, openSync } from 'node:fs';
+import { utimesSeconds } from '../common/file-times.js';
 import * as path from 'node:path';
 import { AgentClient, FileGone, type Announced } from './agent-client.js';
 import { arrival, shownSent } from '../common/checksum-trailer.js';
@@ -514,7 +515,7 @@ export class AgentTransport implements Transport {
       this.#damaged.delete(w.id);
       fchmodSync(fd, w.mode & 0o755);
       fchownSync(fd, ctx.shift.uid, ctx.shift.gid);
-      const seconds = Number(w.mtimeNs / 1000n) / 1e6;
+      const seconds = utimesSeconds(w.mtimeNs); // the detector's mtime to the microsecond (Node has no ns)
       futimesSync(fd, seconds, seconds);
       this.#provenance.write(fd, got.checksum, ctx.shift, w.path);
       keep = true;

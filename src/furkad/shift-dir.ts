@@ -1,5 +1,6 @@
 // A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink, and
 // every directory in it reached one component at a time and acted on through its open handle (docs/threat-model.md).
+import { sameSizeAndMtime } from '../common/file-times.js';
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { DirFd, splitRel } from '../common/dir-fd.js';
@@ -311,7 +312,7 @@ function isBelow(p: string, base: string): boolean {
   return rel !== '' && rel !== '..' && !rel.startsWith('../') && !path.isAbsolute(rel);
 }
 
-/** The same file by G3's measure: a regular file of the same size and mtime (to the millisecond). */
+/** The same file: the same inode, or a regular file of the same size and mtime by G3's measure (common/file-times.ts). */
 function sameFile(a: Stats, b: Stats): boolean {
-  return a.isFile() && (a.ino === b.ino && a.dev === b.dev || a.size === b.size && Math.floor(a.mtimeMs) === Math.floor(b.mtimeMs));
+  return a.isFile() && (a.ino === b.ino && a.dev === b.dev || sameSizeAndMtime(a, b));
 }

@@ -17,6 +17,7 @@
 // the CPU of a trip through libuv's pool and back to the event loop for each (BENCHMARKS.md). Files waiting in
 // numbers are copied a batch at a time (copyMany), and the directories of a batch are walked once each.
 import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, linkSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { utimesSeconds } from '../common/file-times.js';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -242,7 +243,7 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
       throw ChecksumMismatch.source(job.src, job.checksum, read);
     }
     w.checksum = (job.checksum ?? read)!;
-    futimesSync(w.fd, s.atimeMs / 1000, s.mtimeMs / 1000); // seconds with fraction: sub-ms precision
+    futimesSync(w.fd, utimesSeconds(source.atimeNs), utimesSeconds(source.mtimeNs)); // to the microsecond (file-times.ts)
     if (opts.preserveUid || opts.preserveGid) fchownSync(w.fd, owner[0], owner[1]);
     return w;
   } catch (e) {

@@ -3,6 +3,7 @@
 // all taken from that one descriptor, so a copy never holds one file's bytes under another file's owner:
 // what a user swaps in at the last moment is either refused or copied with its own owner and mode, which
 // lets nobody read what they could not read before.
+import { sameSizeAndMtime } from '../common/file-times.js';
 import { closeSync, constants, fstatSync, type Stats } from 'node:fs';
 import type { DirFd } from '../common/dir-fd.js';
 
@@ -20,10 +21,8 @@ export interface Identity {
 /** The source no longer is the file that was delivered: copying it again cannot help. */
 export class SourceChanged extends Error {}
 
-/** Same size and same mtime (to the millisecond, what every copy path keeps) count as the same file. */
-export function sameFile(a: Pick<Stats, 'size' | 'mtimeMs'>, b: Pick<Stats, 'size' | 'mtimeMs'>): boolean {
-  return a.size === b.size && Math.floor(a.mtimeMs) === Math.floor(b.mtimeMs);
-}
+/** G3's measure of the same file (common/file-times.ts), by the name grimseld's modules know it. */
+export const sameFile = sameSizeAndMtime;
 
 /**
  * Whether `st` is the file `id` describes. With its inode known, that inode: a hard link to another file
@@ -38,10 +37,12 @@ export function isDelivered(st: Stats, id: Identity): boolean {
   return id.ino === undefined ? st.nlink === 1 : st.ino === id.ino && st.dev === id.dev;
 }
 
-/** A source open for reading, and what it was when opened. */
+/** A source open for reading, and what it was when opened (its times also to the nanosecond, for the copy's). */
 export interface Source {
   fd: number;
   st: Stats;
+  atimeNs: bigint;
+  mtimeNs: bigint;
 }
 
 /**
@@ -66,7 +67,9 @@ export function openSource(dir: DirFd, name: string, expect: Identity, shown: st
       throw new SourceChanged(`${shown} is not the delivered file any more (${!sameFile(st, expect) ? 'size or mtime changed'
         : expect.ino === undefined ? `${st.nlink} links to it` : 'another inode'})`);
     }
-    return { fd, st };
+    const { atimeNs, mtimeNs, size } = fstatSync(fd, { bigint: true });
+    if (size !== BigInt(st.size) || Math.abs(Number(mtimeNs) / 1e6 - st.mtimeMs) >= 0.001) throw new SourceChanged(`${shown} changed as it was opened`);
+    return { fd, st, atimeNs, mtimeNs };
   } catch (e) {
     closeSync(fd);
     throw e;

@@ -83,6 +83,21 @@ describe('a copy while the user swaps their directories (G3, docs/threat-model.m
     assert.equal(existsSync(path.join(storage, 'u')), false, 'nothing made for them');
   });
 
+  it("gives the copy its original's mtime to the microsecond, on a millisecond's edge too (G3; the copy was 1 µs low)", () => {
+    const times: bigint[] = [];
+    for (const [i, at] of ['1796230921.708000000', '1796230921.708001000', '1796230921.707999999', '1796230921.500000000'].entries()) {
+      const rel = `u/run10/t${i}.cbf`;
+      file(path.join(ramdisk, rel), `frame ${i}`);
+      execFileSync('touch', ['-m', '-d', `@${at}`, path.join(ramdisk, rel)]); // nanoseconds, as rsync sets them
+      const j = job(rel, true);
+      const [r] = copyMany([j], storage, opts);
+      assert.equal(r instanceof Error ? r.message : r!.outcome, 'copied');
+      const ns = statSync(path.join(ramdisk, rel), { bigint: true }).mtimeNs;
+      times.push(statSync(j.dest, { bigint: true }).mtimeNs - (ns - (ns % 1000n)));
+    }
+    assert.deepEqual(times, [0n, 0n, 0n, 0n], 'each copy at its original\'s microsecond');
+  });
+
   it('copies a file whose name is as long as Linux allows (255 bytes), and sweeps its temp file as any other (G3)', () => {
     const name = `${'n'.repeat(251)}.cbf`;
     file(path.join(ramdisk, 'u/run10', name), 'a long name');
