@@ -57,13 +57,17 @@ function valueAt(data: unknown, parts: string[]): unknown {
 
 /** String patterns the schemas use, each with the words an administrator reads when a value misses it. */
 export const Pattern = {
-  absolutePath: '^/',
-  /** Absolute, and no '..' component: what is below it is walked from it without following links (dir-fd.ts). */
-  absoluteBelow: '^/(?!(.*/)?\\.\\.(/|$)).*$',
+  absolutePath: '^/[^\\u0000-\\u001f\\u007f]*$',
+  /**
+   * Absolute, and no '..' component: what is below it is walked from it without following links (dir-fd.ts).
+   * No control character either, in any path: grimseld takes no such path (common/paths.ts hasControl), so
+   * files delivered below one would be taken off the detector and never copied.
+   */
+  absoluteBelow: '^/(?!(.*/)?\\.\\.(/|$))[^\\u0000-\\u001f\\u007f]*$',
   /** Relative, and no '..' component: stays below the directory it is joined to. */
-  relativeBelow: '^(?!/)(?!(.*/)?\\.\\.(/|$)).*$',
+  relativeBelow: '^(?!/)(?!(.*/)?\\.\\.(/|$))[^\\u0000-\\u001f\\u007f]*$',
   /** Absolute or relative, and no '..' component. */
-  noParent: '^(?!(.*/)?\\.\\.(/|$)).*$',
+  noParent: '^(?!(.*/)?\\.\\.(/|$))[^\\u0000-\\u001f\\u007f]*$',
   word: '^[^/\\s]+$',
   /** The ID of a `[name.ID]` section. */
   sectionId: '^[A-Za-z0-9_-]+$',
@@ -91,10 +95,10 @@ export function sectionsOf(schema: Record<string, unknown>) {
 }
 
 const PATTERN_WORDS: Record<string, string> = {
-  [Pattern.absolutePath]: 'must be an absolute path (starting with /)',
-  [Pattern.relativeBelow]: "must be a relative path without '..'",
-  [Pattern.absoluteBelow]: "must be an absolute path without '..' (the real path of every directory below it is checked)",
-  [Pattern.noParent]: "must be a path without '..'",
+  [Pattern.absolutePath]: 'must be an absolute path (starting with /) without control characters',
+  [Pattern.relativeBelow]: "must be a relative path without '..' or control characters",
+  [Pattern.absoluteBelow]: "must be an absolute path without '..' or control characters (the real path of every directory below it is checked)",
+  [Pattern.noParent]: "must be a path without '..' or control characters",
   [Pattern.word]: 'must be one word without / or spaces',
 };
 

@@ -97,7 +97,7 @@ const DEFAULT_MINPAUSE: Record<TransportName, number> = { rsync: 10, agent: 0 };
 
 const validate = compileSchema<FurkadConfig>(furkadSchema as unknown as Record<string, unknown>);
 
-/** What the schema cannot say: defaults that depend on the transport and remove_source; the schedule must be a cron expression. */
+/** What the schema cannot say: defaults that depend on the transport and remove_source; no root shift unless allowed; the schedule must be a cron expression. */
 export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadConfig {
   for (const [id, d] of Object.entries(config.detector)) {
     const given = (key: keyof DetectorConfig): boolean => (d[key] as unknown) !== undefined;
@@ -117,6 +117,13 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
     if (d.settle_ms > 0 && !d.remove_source) {
       throw new ConfigError(file, [`section [detector.${id}], key 'settle_ms': needs remove_source = yes (files are ` +
         `settled in staging before their source is removed), got settle_ms = ${d.settle_ms} with remove_source = no`]);
+    }
+  }
+  // The shift furkad starts at every start: refused at the check, not only by the daemon (which would then fail to start).
+  for (const key of ['uid', 'gid'] as const) {
+    if (config[key] === 0 && !config.allow_root_shift) {
+      throw new ConfigError(file, [`top level (before any section), key '${key}': 0 makes the shift furkad starts at each start root's, ` +
+        'refused unless allow_root_shift = yes']);
     }
   }
   if (config.shift_schedule !== undefined && !validSchedule(config.shift_schedule)) {

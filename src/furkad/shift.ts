@@ -3,7 +3,7 @@ import type { DetectorConfig, FurkadConfig } from './config.js';
 import { lstatSync, realpathSync, statSync } from 'node:fs';
 import { STAGING_NAME } from './shift-sweep.js';
 import * as path from 'node:path';
-import { expandUsrdir, isSafeRelative, markTarget, splitMarked, unmark } from '../common/paths.js';
+import { expandUsrdir, hasControl, isSafeRelative, markTarget, splitMarked, unmark } from '../common/paths.js';
 
 export interface Assignment {
   id: string;
@@ -83,6 +83,10 @@ export function planShift(
     if (!cfg) throw new ShiftRequestError('UnknownDetector', `unknown detector '${id}', configured: ${ids.join(', ')}`);
     if (seen.has(id)) throw new ShiftRequestError('InvalidArgs', `detector '${id}' is listed twice`);
     seen.add(id);
+    for (const [what, p] of [['target', target], ['source', source]] as const) {
+      // grimseld takes no path with a control character: files placed there would leave the detector and never be copied.
+      if (hasControl(p)) throw new ShiftRequestError('InvalidArgs', `${what} of detector '${id}' holds a control character: ${JSON.stringify(p)}`);
+    }
     if (target && !target.startsWith('/')) {
       throw new ShiftRequestError('InvalidArgs', `target of detector '${id}' must be an absolute path, got '${target}'`);
     }

@@ -76,7 +76,10 @@ export class Intake {
       try {
         files.push({ ...await inspect(p), ...this.#provenance(p, checksum, detector) });
       } catch (e) {
-        this.log.error({ path: p }, `delivered file refused: ${(e as Error).message}`);
+        // Its source is already gone from the detector: say it to subscribers too (G10), not only in the log.
+        const why = `delivered file refused, it will not be copied: ${(e as Error).message}`;
+        this.log.error({ path: p }, why);
+        this.messages.publish('COPY_ERROR', `${p}:`, `${p}: ${why}`);
       }
     }
     this.#reportOutside(files);

@@ -62,6 +62,18 @@ describe('furkad.conf schema (S3)', () => {
       ["section [detector.1MF], key 'remoteIp': unknown key (if this is not a typo, it is not supported here)"]);
   });
 
+  it('refuses at the check what furkad would refuse at its start: a root shift without allow_root_shift (S3)', () => {
+    assert.deepEqual(problems(() => furkad(`uid = 0\n${DET}`)),
+      ["top level (before any section), key 'uid': 0 makes the shift furkad starts at each start root's, refused unless allow_root_shift = yes"]);
+    assert.match(problems(() => furkad(`gid = 0\n${DET}`))[0]!, /key 'gid'/);
+    assert.equal(furkad(`uid = 0\ngid = 0\nallow_root_shift = yes\n${DET}`).uid, 0);
+  });
+
+  it('refuses a control character in a path: files below it would never be copied (F1, G2)', () => {
+    assert.match(problems(() => furkad('[detector.1MF]\nremoteIP = 10.10.10.11\ntarget = /ramdisk/./1mf\u0001x\n'))[0]!,
+      /section \[detector\.1MF\], key 'target': must be an absolute path without '\.\.' or control characters/);
+  });
+
   it('names an unknown section', () => {
     assert.match(problems(() => furkad(`${DET}[detectors.X]\nremoteIP = a\n`))[0]!, /^section \[detectors\]: unknown section/);
   });
@@ -102,8 +114,8 @@ describe('furkad.conf schema (S3)', () => {
 
   it("refuses '..' in a detector's target and source, which would leave the configured trees", () => {
     assert.deepEqual(problems(() => furkad('[detector.1MF]\nremoteIP = h\ntarget = /ramdisk/../etc/./x\nsource = run/../../other\n')), [
-      "section [detector.1MF], key 'source': must be a path without '..', got 'run/../../other'",
-      "section [detector.1MF], key 'target': must be an absolute path without '..' (the real path of every directory below it is checked), got '/ramdisk/../etc/./x'",
+      "section [detector.1MF], key 'source': must be a path without '..' or control characters, got 'run/../../other'",
+      "section [detector.1MF], key 'target': must be an absolute path without '..' or control characters (the real path of every directory below it is checked), got '/ramdisk/../etc/./x'",
     ]);
     assert.equal(furkad('[detector.1MF]\nremoteIP = h\ntarget = /ramdisk/./1mf..x\nsource = /run..1\n').detector['1MF']!.source, '/run..1');
   });
@@ -111,7 +123,7 @@ describe('furkad.conf schema (S3)', () => {
   it('refuses a relative target and an out-of-range port, reporting both at once', () => {
     const p = problems(() => furkad('[detector.1MF]\nremoteIP = a\ntarget = ramdisk\nport = 70000\n'));
     assert.equal(p.length, 2);
-    assert.ok(p.includes("section [detector.1MF], key 'target': must be an absolute path without '..' (the real path of every directory below it is checked), got 'ramdisk'"));
+    assert.ok(p.includes("section [detector.1MF], key 'target': must be an absolute path without '..' or control characters (the real path of every directory below it is checked), got 'ramdisk'"));
     assert.ok(p.some((l) => l.startsWith("section [detector.1MF], key 'port': must be <= 65535")));
   });
 
@@ -221,7 +233,7 @@ describe('grimseld.conf schema (S3, G1)', () => {
 
   it("refuses a storage target with '..', which would make every copy look unsafe (G3)", () => {
     assert.deepEqual(problems(() => grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/link/../x\n')),
-      ["section [storage.internal], key 'target': must be an absolute path without '..' (the real path of every directory below it is checked), got '/data/link/../x'"]);
+      ["section [storage.internal], key 'target': must be an absolute path without '..' or control characters (the real path of every directory below it is checked), got '/data/link/../x'"]);
     assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/..x/y\n').storage['internal']!.target, '/data/..x/y');
   });
 

@@ -63,4 +63,22 @@ describe("furkad's deliveries with their checksums (I1)", () => {
       rmSync(dir, { recursive: true, force: true });
     }
   });
+
+  it('tells subscribers of a delivered file it refuses (G10): its source is gone from the detector already', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'intake-'));
+    try {
+      writeFileSync(path.join(dir, 'nl\nx.cbf'), 'x');
+      const catalog = { shift: async () => undefined, isOnRamdisk: () => true, accept: async () => [] };
+      const published: string[][] = [];
+      const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
+      const intake = new Intake(catalog as unknown as Catalog, { submit: () => undefined } as unknown as Dispatcher,
+        { publish: (...m: string[]) => published.push(m) } as unknown as MessageHub, quiet as unknown as Logger, () => undefined);
+      await intake.delivered(1n, 500, 501, [[`${dir}/./nl\nx.cbf`, '', '1MF']]);
+      assert.equal(published.length, 1);
+      assert.deepEqual(published[0]!.slice(0, 2), ['COPY_ERROR', `${dir}/./nl\nx.cbf:`]);
+      assert.match(published[0]![2]!, /will not be copied: .*control character/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });

@@ -59,6 +59,11 @@ describe('shift planning (F4, F6)', () => {
     assert.match(reason(() => planShift(config, 0, 2, [])), /^NotAllowed: .*allow_root_shift = no/);
   });
 
+  it('refuses a control character in a target or source: grimseld would never copy what is placed there (F1, G2)', () => {
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', `${ramdisk}/./nl\nx`]])), /^InvalidArgs: target of detector '1MF' holds a control character: ".*nl\\nx"/);
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '/d\u0001', '']])), /^InvalidArgs: source of detector '1MF' holds a control character/);
+  });
+
   it('refuses uid and gid beyond the config schema: 4294967295 is chown\'s "no change" (S2)', () => {
     assert.match(reason(() => planShift(config, 4294967295, 4294967295, [])), /^InvalidArgs: uid 4294967295 is out of range \(0 to 4294967294/);
     assert.match(reason(() => planShift(config, 500, 4294967295, [])), /^InvalidArgs: gid 4294967295 is out of range/);
