@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { DirFd } from '../common/dir-fd.js';
 import { LinkSweeper } from './link-dirs.js';
 import { sameFile } from './copier.js';
-import { fillState } from './mounts.js';
+import { fillState, isMountPoint } from './mounts.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub, MessageCode } from './messages.js';
@@ -225,7 +225,7 @@ export class Reclaimer {
       throw e;
     });
     if (!st) {
-      await this.catalog.setOrigin(rec, where, 'gone');
+      await this.#gone(rec, where);
       return undefined;
     }
     const original = where === 'ramdisk' ? st.isFile() && st.ino === rec.ino && st.dev === rec.dev && sameFile(st, rec) : st.isFile() && sameFile(st, rec);
@@ -303,7 +303,7 @@ export class Reclaimer {
         if (rec[where] === 'linked') {
           const target = await readlink(dir.at(name)).catch(() => undefined);
           if (target === undefined) {
-            await this.catalog.setOrigin(rec, where, 'gone');
+            await this.#gone(rec, where);
             return false;
           }
           if (!target.startsWith('/')) return false; // not a link of ours
@@ -323,6 +323,19 @@ export class Reclaimer {
   }
 
   /**
+   * Notes the original of `rec` at `where` gone (its name or its directory is not there), unless it is an internal
+   * copy on a storage whose mount point is not mounted (G13): what is missing then is the whole disk, back once it is
+   * mounted again. Throws then (a DEL_ERROR or LINK_ERROR naming the mount point, tried again later); noted gone,
+   * the copy would have stayed on that disk for good, never deleted (G5) nor linked (G7). On the ramdisk (tmpfs)
+   * an unmount takes the files with it.
+   */
+  async #gone(rec: FileRecord, where: Where): Promise<void> {
+    const mountpoint = where === 'internal' ? this.internal.mountpoint : undefined;
+    if (mountpoint && !(await isMountPoint(mountpoint))) throw new Error(`${mountpoint} is not mounted: the file is left until it is again`);
+    await this.catalog.setOrigin(rec, where, 'gone');
+  }
+
+  /**
    * Runs `act` on the original of `rec` at `where` (`place`, as #place gives it): its directory held (reached without following links) and
    * its name there, the directory closed afterwards. A directory that is gone (removed by a user, say) took the
    * file with it: the original is noted gone and nothing runs (false).
@@ -331,7 +344,7 @@ export class Reclaimer {
     act: (dir: DirFd, name: string) => Promise<boolean>): Promise<boolean> {
     const held = DirFd.openParent(place.root, place.rel);
     if (!held) {
-      await this.catalog.setOrigin(rec, where, 'gone');
+      await this.#gone(rec, where);
       return false;
     }
     try {

@@ -4,6 +4,7 @@
 // checked, after the original was) and from the issue's loop.
 import { strict as assert } from 'node:assert';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, unlinkSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -340,4 +341,72 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
       assert.ok(existsSync(run) && lstatSync(run).isDirectory() || lstatSync(`${run}.lnk`).isDirectory());
     });
   }
+});
+
+describe('the shift-change clean-up while the internal disk is not mounted (G5, G13)', () => {
+  let root: string;
+  let journal: Journal | undefined;
+  beforeEach(() => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'reclaimer-mnt-'));
+  });
+  afterEach(async () => {
+    await journal?.close();
+    journal = undefined;
+    try { execFileSync('umount', ['-l', path.join(root, 'internal')]); } catch { /* not mounted */ }
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it("leaves an earlier shift's internal copy for when the disk is back, instead of forgetting it on the bare mount point", async () => {
+    // Found by a hostile tester: with the ramdisk original linked (G6), G5 went straight to the internal copy,
+    // found no directory on the bare mount point, noted the copy gone, and it stayed on the disk for good.
+    const ramdisk = path.join(root, 'ramdisk');
+    const disk = path.join(root, 'disk'); // the internal disk's file system, bind-mounted where the storage is
+    const internalAt = path.join(root, 'internal');
+    const rel = '1mf/u/run/f.cbf';
+    for (const d of [ramdisk, disk, internalAt, path.join(root, 'external')]) mkdirSync(d, { recursive: true });
+    for (const base of [disk, path.join(root, 'external')]) {
+      mkdirSync(path.join(base, path.dirname(rel)), { recursive: true });
+      writeFileSync(path.join(base, rel), 'frame');
+      utimesSync(path.join(base, rel), WHEN, WHEN);
+    }
+    mkdirSync(path.join(ramdisk, path.dirname(rel)), { recursive: true });
+    symlinkSync(path.join(internalAt, rel), path.join(ramdisk, rel)); // the fill guard's link
+    execFileSync('mount', ['--bind', disk, internalAt]);
+    const opened = await Journal.open(path.join(root, 'state'));
+    journal = opened.journal;
+    const catalog = new Catalog(opened.journal, { storages: ['internal', 'external'], historyMaxEntries: 50, ramdiskRoot: ramdisk, hasExternal: true });
+    catalog.replay(opened.records);
+    await catalog.shift(1n, 500, 501);
+    const st = statSync(path.join(disk, rel));
+    const [rec] = await catalog.accept(1n, [{ src: path.join(ramdisk, rel), rel, size: st.size, mtimeMs: st.mtimeMs, ino: 1, dev: 1 }]);
+    await catalog.setCopy(rec!, 'internal', 'copied');
+    await catalog.setCopy(rec!, 'external', 'copied');
+    await catalog.setOrigin(rec!, 'ramdisk', 'linked');
+    const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: internalAt, mountpoint: internalAt, writers: 1 };
+    const external: StorageInfo = { id: 'external', type: 'EXTERNAL', target: path.join(root, 'external'), mountpoint: undefined, writers: 1 };
+    const hub = new MessageHub(log);
+    const messages: Message[] = [];
+    hub.subscribe((m) => messages.push(m));
+    const reclaimer = new Reclaimer(catalog, internal, external, {
+      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks: true, fillLimitPercent: 101, intervalMs: 5, deleteRetryMs: 300,
+    }, hub, log);
+    execFileSync('umount', [internalAt]);
+    await catalog.shift(2n, 600, 601);
+    reclaimer.shiftStarted();
+    const stop = new AbortController();
+    const running = reclaimer.run(stop.signal);
+    try {
+      for (const end = Date.now() + 5000; !messages.some((m) => m.errcode === 'DEL_ERROR') && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+      assert.ok(catalog.isLive(rec!) && rec!.internal === 'present', 'the internal copy is still the catalog\'s to delete');
+      assert.match(messages.find((m) => m.errcode === 'DEL_ERROR')!.longMessage, new RegExp(`${internalAt} is not mounted`));
+      execFileSync('mount', ['--bind', disk, internalAt]);
+      for (const end = Date.now() + 5000; catalog.isLive(rec!) && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+    } finally {
+      stop.abort();
+      await running;
+    }
+    assert.ok(!catalog.isLive(rec!), 'done once the disk is back');
+    assert.deepEqual(readdirSync(path.join(disk, path.dirname(rel))), [], 'the internal copy deleted (G5 with EXTERNAL)');
+    assert.ok(existsSync(path.join(root, 'external', rel)), 'the external copy kept');
+  });
 });
