@@ -1,4 +1,5 @@
 // Structured logging (S4): pino to stdout, which systemd hands to the journal.
+import { fstatSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
 import { rotatingDestination } from './log-rotation.js';
 
@@ -17,8 +18,35 @@ export interface LogSettings {
  */
 export function createLogger(name: string, settings: LogSettings = {}): Logger {
   const level = process.env['LOG_LEVEL'] ?? settings.log_level ?? 'info';
-  const dest = settings.logfile
-    ? rotatingDestination({ ...settings, logfile: settings.logfile })
-    : pino.destination({ fd: 1, sync: false });
-  return pino({ name, level, base: { daemon: name } }, dest);
+  if (settings.logfile) return pino({ name, level, base: { daemon: name } }, rotatingDestination({ ...settings, logfile: settings.logfile }));
+  const out = pino.destination({ fd: 1, sync: false });
+  return pino({ name, level, base: { daemon: name } }, stdoutIsJournal() ? { write: (line: string) => out.write(withPriority(line)) } : out);
+}
+
+/**
+ * Whether stdout is the journal's stream: systemd sets JOURNAL_STREAM to its device and inode (systemd.exec(5));
+ * not so in a terminal, a pipe of the tests, or with StandardOutput= set to something else.
+ */
+function stdoutIsJournal(): boolean {
+  const stream = process.env['JOURNAL_STREAM'];
+  if (!stream) return false;
+  try {
+    const st = fstatSync(1);
+    return stream === `${st.dev}:${st.ino}`;
+  } catch {
+    return false;
+  }
+}
+
+/** pino's levels as syslog priorities: fatal crit, error err, warn warning, info info, debug and trace debug. */
+const PRIORITY: Record<string, number> = { 60: 2, 50: 3, 40: 4, 30: 6, 20: 7, 10: 7 };
+
+/**
+ * A line with the kernel-style `<N>` prefix journald reads as its priority (SyslogLevelPrefix=, on by default):
+ * without it every line, errors included, was stored as info, and `journalctl -u grimseld -p err` showed none.
+ * pino writes the level first in each line.
+ */
+export function withPriority(line: string): string {
+  const level = /^\{"level":(\d+)/.exec(line)?.[1];
+  return `<${(level && PRIORITY[level]) ?? 6}>${line}`;
 }

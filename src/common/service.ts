@@ -1,5 +1,6 @@
 // The shape the daemons share: run main, start and stop its components, wait for SIGTERM/SIGINT, exit with a
 // code systemd understands.
+import { setMaxListeners } from 'node:events';
 import type { Logger } from './logger.js';
 
 /** Resolves on the first SIGTERM or SIGINT. */
@@ -46,6 +47,9 @@ export function component(name: string, start: (signal: AbortSignal) => Promise<
 /** A component that is a loop: started, it runs until stopped; stopping aborts it and waits for it to end. */
 export function loopComponent(name: string, run: (signal: AbortSignal) => Promise<unknown>): Component {
   const stop = new AbortController();
+  // Every waiter of the loop listens while it waits (a storage's writers: up to 20 each), and removes its listener
+  // after: many at once is no leak, and Node's warning at 11 ("MaxListenersExceededWarning") misled the journal.
+  setMaxListeners(0, stop.signal);
   let running: Promise<unknown> | undefined;
   return {
     name,
