@@ -62,6 +62,9 @@ const WAITING_CHECK_MS = 2000;
 /** The longest pause between two looks at a file that is still being written (sweepWaiting()). */
 const WAITING_RECHECK_MAX_MS = 30_000;
 
+/** Names left aside by a killed agent that are said one by one per rescan; more are counted in one line. */
+const ASIDES_SAID = 10;
+
 export class Catalog {
   /** Keys are the latin1 form of a path's bytes (relative to the root): any name is a key. */
   #byPath = new Map<string, FileEntry>();
@@ -257,14 +260,19 @@ export class Catalog {
    */
   #recoverAsides(found: Found[]): boolean {
     let restored = false;
-    for (const f of found) {
-      // A deletion in progress (its acknowledgement waits for the kernel's answer) is not a killed agent's leftover.
-      if (!isAsideName(f.rel) || this.files.inFlight(f.rel)) continue;
+    // A deletion in progress (its acknowledgement waits for the kernel's answer) is not a killed agent's leftover.
+    const asides = found.filter((f) => isAsideName(f.rel) && !this.files.inFlight(f.rel));
+    if (asides.length === 0) return false;
+    // Which of them some process still writes: one walk of /proc for all of them, not one each. A user can make
+    // such names (hard links to a file of theirs held open): a walk each made every rescan, and the agent's start,
+    // take a minute for a thousand of them, with the event loop held (found by a hostile tester).
+    const writing = filesBeingWritten(new Set(asides.map((f) => fileKey(f.stat))));
+    let leftForAPerson = 0;
+    for (const f of asides) {
       const shown = f.rel.toString('utf8');
       let done;
       try {
-        // Rare (an agent killed in that moment), so asked by a walk of /proc.
-        done = this.files.recoverAside(f.rel, (t) => filesBeingWritten(new Set([t.file])).size > 0);
+        done = this.files.recoverAside(f.rel, (t) => writing.has(t.file));
       } catch (e) {
         this.log.error({ err: e, path: shown }, 'cannot finish the deletion an earlier agent left undone; left as it is');
         continue;
@@ -273,17 +281,20 @@ export class Catalog {
         this.log.info({ path: shown }, 'an acknowledged file an earlier agent had taken aside to delete is deleted now');
       } else if (done.outcome === 'restored' && done.written) {
         restored = true;
-        this.log.warn({ path: shown, restoredAs: done.as }, 'an acknowledged file an earlier agent had taken aside to delete is still being written: put back, announced again when its writer closes it');
+        if (++leftForAPerson <= ASIDES_SAID) {
+          this.log.warn({ path: shown, restoredAs: done.as }, 'an acknowledged file an earlier agent had taken aside to delete is still being written: put back, announced again when its writer closes it');
+        }
       } else if (done.outcome === 'restored') {
         restored = true;
         // Put back with link(2), which the kernel reports as "created" only: taken as complete then.
         this.restored(done.as);
         this.log.warn({ path: shown, restoredAs: done.as }, 'a file an earlier agent took aside by mistake while deleting an acknowledged one is put back');
-      } else {
+      } else if (++leftForAPerson <= ASIDES_SAID) {
         this.log.warn({ path: shown }, 'a file set aside for deletion by an agent that was killed, whose name does not say which file it was: ' +
           'either an acknowledged file or one to be put back under its name; left as it is, for a person to look at');
       }
     }
+    if (leftForAPerson > ASIDES_SAID) this.log.warn({ more: leftForAPerson - ASIDES_SAID }, 'more such names left as they are (not each said)');
     return restored;
   }
 

@@ -10,6 +10,7 @@ import { AllowList } from '../../src/agent/allow.js';
 import { Catalog, type Announcement, type FileEntry } from '../../src/agent/catalog.js';
 import { NameFilter } from '../../src/agent/name-filter.js';
 import { LeaseCheck } from '../../src/agent/lease-check.js';
+import * as openWriters from '../../src/agent/open-writers.js';
 import { AgentServer } from '../../src/agent/server.js';
 import { fileId, SourceFiles } from '../../src/agent/source-files.js';
 import type { Logger } from '../../src/common/logger.js';
@@ -400,6 +401,29 @@ describe('furka-agent: files reached without following links (docs/threat-model.
     writer.stdin!.end();
     await new Promise((resolve) => writer.once('exit', resolve));
     assert.equal(readFileSync(path.join(root, 'held.cbf'), 'utf8'), 'header;data', 'what the writer wrote later is in it');
+  });
+
+  it("asks /proc once per rescan for every name left aside, however many a user planted (a hostile tester's 1000 took a minute)", () => {
+    // The user's own file, held open for writing, hard-linked under 300 names of the agent's aside form.
+    writeFileSync(path.join(root, 'mine.cbf'), 'x');
+    const st = lstatSync(path.join(root, 'mine.cbf'), { bigint: true });
+    const fd = openSync(path.join(root, 'mine.cbf'), 'a');
+    const walks = { n: 0 };
+    const real = openWriters.filesBeingWritten;
+    const patched = openWriters as unknown as { filesBeingWritten: typeof real };
+    patched.filesBeingWritten = (files) => {
+      walks.n++;
+      return real(files);
+    };
+    try {
+      for (let i = 0; i < 300; i++) linkSync(path.join(root, 'mine.cbf'), path.join(root, `.furka-agent-acked-${st.ino}-${st.size}-${st.mtimeNs}-${i.toString(16).padStart(8, '0')}`));
+      catalog.rescan();
+      assert.ok(walks.n <= 2, `${walks.n} walks of /proc for 300 names`);
+      assert.ok(existsSync(path.join(root, 'mine.cbf')), "the user's file stays");
+    } finally {
+      patched.filesBeingWritten = real;
+      closeSync(fd);
+    }
   });
 
   it('announces a file put back under its name again, though link(2) only says "created"', () => {
