@@ -43,6 +43,8 @@ export class RsyncTransport implements Transport {
   #unchangedSince = new Map<string, number>();
   /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
   #leftovers = new Set<string>();
+  /** The staging directory the settling copies above are in (a shift may give the detector another target). */
+  #staging: string | undefined;
   /** Files the detector has whose names furkad cannot hand over, as shown (escapeName): left there, reported. */
   #refused = new Set<string>();
   #warnedNoReports = false;
@@ -270,6 +272,7 @@ export class RsyncTransport implements Transport {
    */
   async adoptLeftovers(ctx: RunContext): Promise<void> {
     const staging = ctx.staging;
+    await this.#leaveStaging(staging);
     await this.#clearTempDir(rsyncTempDir(staging));
     await this.#rescueNames(staging);
     const found: string[] = [];
@@ -290,6 +293,29 @@ export class RsyncTransport implements Transport {
     }
     this.log.warn({ detector: this.id, files: fresh.length }, 'complete files from an interrupted run found in staging; they are placed with the next run');
     for (const rel of fresh) this.#unplaced.add(rel);
+  }
+
+  /**
+   * A shift that gives the detector another target gives it another staging directory. The copies still settling
+   * in the one it leaves (settle_ms: their sources are on the detector, perhaps still being written) are dropped
+   * there, and settle again in the new one from the start. Left there, they were taken for a killed furkad's
+   * leftovers when a later shift (or a restart) used that target again, and placed a second time, truncated
+   * ones among them, owned by the shift they were copied for (found by a hostile tester). Complete files that
+   * could not be placed are not among them: the loop set those aside for their shift (leaveBehind).
+   */
+  async #leaveStaging(staging: string): Promise<void> {
+    const left = this.#staging;
+    this.#staging = staging;
+    if (left === undefined || left === staging) return;
+    const settling = new Set([...this.#unchangedSince.keys(), ...this.#stillChanging]);
+    for (const rel of settling) {
+      if (this.#unplaced.has(rel)) continue;
+      await unlink(path.join(left, rel)).catch(() => undefined);
+    }
+    this.#unchangedSince.clear();
+    this.#stillChanging.clear();
+    this.#leftovers.clear();
+    if (settling.size > 0) this.log.info({ detector: this.id, left, files: settling.size }, 'copies still settling dropped from the staging of the target left; they settle again in the new one');
   }
 
   /**

@@ -72,6 +72,32 @@ describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
     assert.deepEqual(copied(oldDir), before, 'every file written before StartShift in the old shift');
     assert.deepEqual(copied(newDir), ['change/after.cbf'], 'only the later file in the new shift');
   });
+
+  it('drops copies still settling from the staging of a target a shift leaves: a later shift there places nothing twice (F2, F6)', async () => {
+    // Found by a hostile tester: f1, seen while a shift change moved the detector to another target, was
+    // delivered there, and its first copy, left in the old target's staging, was placed again (truncated when
+    // its writer had paused) by the next shift on the old target, owned by the shift it was copied for.
+    const det = ppu.detectorRamdisks['1MF']!;
+    await ppu.startShift(538, 539);
+    writeImage(det, 'move/f0.cbf', 20_000);
+    await sleep(300);
+    const moving = ppu.startShift(540, 541, [['1MF', '', `${ppu.ppuRamdisk}/./run1`]]);
+    await sleep(200);
+    const f1 = writeImage(det, 'move/f1.cbf', 20_000);
+    await moving;
+    await eventually(() => existsSync(path.join(ppu.ppuRamdisk, 'run1', '540_541', 'move', 'f1.cbf')) && !existsSync(path.join(det, 'move/f1.cbf')), 20_000, 'f1 delivered to the new target');
+    await ppu.startShift(542, 543);
+    writeImage(det, 'move/f2.cbf', 20_000);
+    await eventually(() => existsSync(path.join(ppu.ppuRamdisk, '1mf', '542_543', 'move', 'f2.cbf')), 20_000, 'a file of the later shift delivered');
+    await sleep(2500); // past settle_ms and a few runs more
+    const f1s = (root: string): string[] => listFiles(root).filter((f) => path.basename(f) === 'f1.cbf');
+    // On the ramdisk (G5 may have deleted the delivered one by now): nothing else, in a staging or in a shift.
+    assert.deepEqual(f1s(ppu.ppuRamdisk).filter((f) => f !== 'run1/540_541/move/f1.cbf'), [], 'no second f1 on the ramdisk, no copy left in a staging');
+    const internal = path.join(ppu.storageRoot, 'internal');
+    await eventually(() => f1s(internal).length > 0, 20_000, 'f1 copied');
+    assert.deepEqual(f1s(internal), ['run1/540_541/move/f1.cbf'], 'f1 stored once, in the shift it was delivered to');
+    assert.equal(sha256File(readFileSync(path.join(internal, 'run1/540_541/move/f1.cbf'))), f1.sha256);
+  });
 });
 
 describe('furkad with its default settings: writers that pause mid-file lose nothing (F2)', function () {
