@@ -4,7 +4,7 @@ import type { Logger } from '../common/logger.js';
 import { Topic } from '../common/topic.js';
 import { NameFilter } from './name-filter.js';
 import { fileKey, filesBeingWritten } from './open-writers.js';
-import { scanFiles, type Found } from './scanner.js';
+import { DEEP_MAX, scanFiles, type Found } from './scanner.js';
 import { barrierName, barrierOf } from './barrier.js';
 import { baseId, fileId, isAsideName, SourceFiles, type Sameness } from './source-files.js';
 import type { WatchEvent } from './watcher.js';
@@ -55,6 +55,7 @@ function keyOf(path: string): string {
 
 const NOT_UTF8 = 'name is not valid UTF-8';
 /** grimseld takes no name with a control character (common/paths.ts): announced, it would be delivered and never copied. */
+const TOO_DEEP = `a directory deeper than the agent watches (its path ${DEEP_MAX} bytes or more, PATH_MAX is 4096): nothing in it is sent`;
 const CONTROL_IN_NAME = 'name holds a control character (a newline, a tab, …)';
 const PAST_MAX = 10_000;
 /** How long a created file may wait for its close before sweepWaiting() looks whether anyone still writes it. */
@@ -221,9 +222,11 @@ export class Catalog {
     this.files.forgetRoot();
     this.#restored.clear();
     let dirs = new Map<DirId, Buffer>();
-    let found = scanFiles(this.root, Buffer.alloc(0), dirs);
+    const deep: Buffer[] = [];
+    const tooDeep = (d: Buffer): void => { deep.push(d); };
+    let found = scanFiles(this.root, Buffer.alloc(0), dirs, tooDeep);
     // Files an agent killed in the middle of a deletion left aside: finished first, and a file put back is found again.
-    if (this.#recoverAsides(found)) found = scanFiles(this.root, Buffer.alloc(0), (dirs = new Map()));
+    if (this.#recoverAsides(found)) found = scanFiles(this.root, Buffer.alloc(0), (dirs = new Map()), tooDeep);
     const writers = writersOf(found);
     // Rewrite counts (#consider) outlive a rescan: the file, unchanged, keeps the id it was announced by.
     this.#prior = this.#byPath;
@@ -247,6 +250,7 @@ export class Catalog {
     } finally {
       this.#prior = undefined;
     }
+    for (const d of new Set(deep.map((b) => b.toString('latin1')))) this.#refuse(d, Buffer.from(d, 'latin1'), TOO_DEEP);
     for (const [key, r] of wasRefused) if (!this.#refused.has(key)) this.announced.emit({ t: 'unrefused', path: r.path, bytes: r.bytes });
     this.log.debug({ known: this.known, waiting: this.waiting }, 'rescanned');
     for (const id of barriers) this.#passBarrier(id, true);
@@ -391,7 +395,11 @@ export class Catalog {
       // Below another directory of this batch: walked with it.
       let under = false;
       for (let at = key.lastIndexOf('/'); at > 0 && !under; at = key.lastIndexOf('/', at - 1)) under = keys.has(key.slice(0, at));
-      if (!under) found.push(...scanFiles(this.root, Buffer.from(key, 'latin1'), dirs));
+      if (!under) {
+        found.push(...scanFiles(this.root, Buffer.from(key, 'latin1'), dirs, (d) => {
+          if (!this.#refused.has(d.toString('latin1'))) this.#refuse(d.toString('latin1'), d, TOO_DEEP);
+        }));
+      }
     }
     // Files announced as they are now, or refused, are passed over before the walk of /proc (~ms): a directory
     // looked into again and again while it has no watch costs a listing.

@@ -1,5 +1,5 @@
 // Walks a directory below the root for regular files, by bytes and without following links (A2).
-import { fstatSync, type BigIntStats } from 'node:fs';
+import { fstatSync, readdirSync, type BigIntStats } from 'node:fs';
 import { DirFd } from '../common/dir-fd.js';
 import { dirId, type DirId } from './watch-check.js';
 
@@ -11,6 +11,59 @@ export interface Found {
 
 const SLASH = Buffer.from('/');
 
+/**
+ * Directories whose absolute path is this long (bytes) or longer are neither watched nor walked: PATH_MAX (4096)
+ * less room for one name below. inotifywait gives up its whole walk at a path longer than PATH_MAX ("File name
+ * too long"), so one such tree, which any user may make, stopped the agent from starting, or took every watch
+ * away (found by a hostile tester); and neither furkad nor grimseld could place or copy a file of that depth.
+ * Such a directory is refused (reported, its files left on the detector) and excluded from inotifywait's walk.
+ */
+export const DEEP_MAX = 4096 - 256;
+
+/** Whether directory `rel` below `root` is too deep to watch or walk (DEEP_MAX). */
+export function tooDeep(root: string, rel: Buffer): boolean {
+  return Buffer.byteLength(root) + 1 + rel.length >= DEEP_MAX;
+}
+
+/**
+ * The directories below `root` too deep to watch (tooDeep), the first of each branch, as paths below it: what
+ * inotifywait is told to leave out (`@DIR`). Directories only, their types from the listing (no stat per entry).
+ */
+export function deepDirs(root: string): Buffer[] {
+  const deep: Buffer[] = [];
+  const walk = (dir: DirFd, at: Buffer): void => {
+    let entries;
+    try {
+      entries = readdirSync(`/proc/self/fd/${dir.fd}`, { withFileTypes: true, encoding: 'buffer' });
+    } catch {
+      return;
+    }
+    for (const e of entries) {
+      if (!e.isDirectory()) continue;
+      const child = joinRel(at, e.name);
+      if (tooDeep(root, child)) {
+        deep.push(child);
+        continue;
+      }
+      let sub: DirFd;
+      try {
+        sub = dir.child(e.name);
+      } catch {
+        continue;
+      }
+      try {
+        walk(sub, child);
+      } finally {
+        sub.close();
+      }
+    }
+  };
+  try {
+    DirFd.with(DirFd.open(root), (top) => walk(top, Buffer.alloc(0)));
+  } catch { /* no root: nothing to leave out */ }
+  return deep;
+}
+
 export function joinRel(dir: Buffer, name: Buffer): Buffer {
   return dir.length ? Buffer.concat([dir, SLASH, name]) : name;
 }
@@ -20,8 +73,9 @@ export function joinRel(dir: Buffer, name: Buffer): Buffer {
  * each opened without following a link from the one open above it (common/dir-fd.ts): a directory swapped for a
  * link during the walk is skipped, never listed (docs/threat-model.md); files and directories that vanish meanwhile are skipped.
  * `dirs`, if given, gets every directory walked, `rel` itself included: identity -> path (watch-check.ts).
+ * Directories too deep to watch (tooDeep) are not entered: `deep` is told of each.
  */
-export function scanFiles(root: string, rel: Buffer, dirs?: Map<DirId, Buffer>): Found[] {
+export function scanFiles(root: string, rel: Buffer, dirs?: Map<DirId, Buffer>, deep?: (rel: Buffer) => void): Found[] {
   const found: Found[] = [];
   const walk = (dir: DirFd, at: Buffer): void => {
     if (dirs) {
@@ -44,6 +98,10 @@ export function scanFiles(root: string, rel: Buffer, dirs?: Map<DirId, Buffer>):
         continue;
       }
       if (stat?.isDirectory()) {
+        if (tooDeep(root, child)) {
+          deep?.(child);
+          continue;
+        }
         let sub: DirFd;
         try {
           sub = dir.child(name);

@@ -1,4 +1,5 @@
 // The inotifywait child process (inotify-tools) and its events, restarted with back-off when it dies (A2).
+import { deepDirs } from './scanner.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { lstatSync, statSync } from 'node:fs';
 import { dirId, maxUserWatches, watchedDirs, type DirId } from './watch-check.js';
@@ -431,7 +432,11 @@ export class Watcher implements Component {
    */
   #runOnce(onFirstEstablished: () => void): Promise<{ established: boolean; code: string; vanished?: string; onPurpose: boolean }> {
     return new Promise((resolve) => {
-      const args = ['-m', '-r', '--csv', '-e', INOTIFY_EVENTS, this.root];
+      // Directories too deep to watch are left out ('@DIR'): inotifywait would give up its whole walk at the first
+      // (scanner.ts DEEP_MAX). A name that is not UTF-8 cannot be passed as an argument: such a tree stays a fault.
+      const deep = deepDirs(this.root).filter((d) => Buffer.from(d.toString('utf8')).equals(d))
+        .map((d) => `@${this.#rootPrefix.toString('utf8')}${d.toString('utf8')}`);
+      const args = ['-m', '-r', '--csv', '-e', INOTIFY_EVENTS, this.root, ...deep];
       const child = spawn(this.command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
       this.#child = child;
       this.#established = false;

@@ -540,6 +540,41 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     assert.ok(existsSync(`${root}/new\nline.cbf`) && existsSync(`${root}/run\t2/img.cbf`), 'left on the detector');
   });
 
+  it('(h2) a tree deeper than PATH_MAX, there at the start or made later, is refused by name; the agent starts and its one inotifywait watches the rest (A1, A2)', async () => {
+    // Found by a hostile tester: inotifywait gave up its whole walk at such a path, so the agent did not start
+    // (exit 1, again and again under systemd), or, made later, took every watch away (files seen seconds late).
+    const deep = (top: string): void => {
+      execFileSync('python3', ['-c', 'import os, sys\nos.chdir(sys.argv[1]); os.mkdir(sys.argv[2]); os.chdir(sys.argv[2])\n' +
+        'for i in range(21): os.mkdir("d" * 200); os.chdir("d" * 200)\nopen("leaf.img", "w").write("x")', root, top]);
+    };
+    deep('deep1');
+    const { ev, agent: a } = await started();
+    const refusedUnder = (top: string): boolean => ev.events.some((e) => e.t === 'refused' && e.path!.startsWith(`${top}/`) && /deeper than/.test(e.reason!));
+    assert.ok(refusedUnder('deep1'), `the deep tree is refused: ${JSON.stringify(ev.events.filter((e) => e.t === 'refused').map((e) => e.path!.length))}`);
+    const watcher = inotifywaitOf(a.proc.child.pid!);
+    writeFileSync(path.join(root, 'after.cbf'), 'x');
+    await ev.waitFor(() => ev.files('after.cbf').length > 0, 'a file written after the start');
+    deep('deep2');
+    mkdirSync(path.join(root, 'run'));
+    writeFileSync(path.join(root, 'run', 'later.cbf'), 'y');
+    await ev.waitFor(() => refusedUnder('deep2') && ev.files('run/later.cbf').length > 0, 'the second deep tree refused, a later file announced');
+    await sleep(1500); // the watch check's look at the new directories (CONFIRM_MS)
+    mkdirSync(path.join(root, 'run2'));
+    writeFileSync(path.join(root, 'run2', 'last.cbf'), 'z');
+    await ev.waitFor(() => ev.files('run2/last.cbf').length > 0, 'a file in a directory made after that');
+    const out = a.proc.output();
+    try {
+      assert.ok(inotifywaitOf(a.proc.child.pid!) > 0, 'an inotifywait runs');
+      // The walk given up (a run of inotifywait that watches nothing) says so about the root: never.
+      assert.ok(!out.includes(`Couldn't watch ${root}: File name too long`), out.split('\n').filter((l) => /Couldn't watch/.test(l)).join('\n').slice(0, 2000));
+      assert.equal(ev.files().filter((f) => f.path!.startsWith('deep')).length, 0, 'nothing of the deep trees announced');
+      assert.ok(!/ended before its watches were in place/.test(out));
+      void watcher;
+    } finally {
+      execFileSync('rm', ['-rf', path.join(root, 'deep1'), path.join(root, 'deep2')]); // deeper than Node's rmSync goes
+    }
+  });
+
   it('(i) inotifywait killed: restarted, the root rescanned, a file written meanwhile announced (A2)', async () => {
     const { ev, agent } = await started();
     const pid = agent.proc.child.pid!;
