@@ -206,6 +206,10 @@ export class FileBodies {
       }
       const whole = unchanged && !w && this.catalog.sameness(entry) === 'same';
       if (whole && changed) this.#keep(sentKey(entry.id, entry.path), { hex, ...changed });
+      // Changed while it was sent, and no one writes it: a bare utime (`cp -p`, `touch`) has no close to announce
+      // its new version, so it is looked at again (sweepWaiting). Without this it stayed on the detector, never
+      // announced again and never said (found by a hostile tester: write, close, utime, link).
+      if (!whole && !w) this.catalog.suspect(entry.path);
       if (!stream.destroyed && !stream.closed) {
         stream.sendTrailers({ 'x-furka-unchanged': whole ? '1' : '0', ...checksumTrailer(hex) });
       }

@@ -206,6 +206,27 @@ describe('furka-agent (A1–A5)', function () {
     assert.equal((await client.file(again.id!)).status, 200);
   });
 
+  it('(c5b) a file whose mtime is set while its body is on its way, with no close after, is sent as changed and announced again (A2, A4)', async () => {
+    // Found by a hostile tester (write, close, utime, link): sent as changed, the file was never announced again,
+    // for no close came; it stayed on the detector without a word.
+    const { ev, client } = await started();
+    const file = path.join(root, 'big.cbf');
+    writeFileSync(file, Buffer.alloc(100 * 1024 * 1024, 7)); // sent in pieces: the utime lands while it goes
+    await ev.waitFor(() => ev.files('big.cbf').length > 0, 'the first announcement');
+    const first = ev.files('big.cbf')[0]!.id!;
+    const req = client.session.request({ ':path': `/v1/file?id=${encodeURIComponent(first)}` });
+    let unchanged: string | undefined;
+    await new Promise<void>((resolve, reject) => {
+      req.on('response', () => utimesSync(file, new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T00:00:00Z')));
+      req.on('trailers', (t) => { unchanged = String(t['x-furka-unchanged']); });
+      req.on('data', () => undefined);
+      req.on('end', resolve);
+      req.on('error', reject);
+    });
+    assert.equal(unchanged, '0', 'sent as changed');
+    await ev.waitFor(() => ev.files('big.cbf').some((f) => f.id !== first), 'an announcement with the new id, without a close');
+  });
+
   it('(d) at start existing files are announced; one held open for writing only once it is closed (A2)', async () => {
     writeFileSync(path.join(root, 'old1.cbf'), 'one');
     mkdirSync(path.join(root, 'sub'));
