@@ -18,6 +18,7 @@ import { numberedName } from '../common/numbered-name.js';
 import type { Logger } from '../common/logger.js';
 import type { Catalog } from './catalog.js';
 import type { MessageHub } from './messages.js';
+import { isMountPoint } from './mounts.js';
 
 /** Where the links were made, below which root, and the directory their copies are in. */
 export interface LinkDir {
@@ -131,8 +132,13 @@ export class LinkSweeper {
   #retryMs = 0;
   #stopped = false;
 
+  /**
+   * `mountpoints`: where one is configured (the internal storage's, G13), a directory below it is swept only
+   * while it is mounted: on the bare mount point its directories are missing, which would pass for swept.
+   */
   constructor(private readonly catalog: Catalog, private readonly roots: Record<LinkDir['where'], string>,
-    private readonly messages: MessageHub, private readonly log: Logger, private readonly retry: { firstMs: number; maxMs: number }) {}
+    private readonly messages: MessageHub, private readonly log: Logger, private readonly retry: { firstMs: number; maxMs: number },
+    private readonly mountpoints: Partial<Record<LinkDir['where'], string>> = {}) {}
 
   /** Sweeps the links of shifts that started before `current` (its start, µs), unless none has any. */
   sweep(current: bigint): void {
@@ -179,6 +185,8 @@ export class LinkSweeper {
       for (const d of dirs) {
         const root = this.roots[d.where];
         try {
+          const mountpoint = this.mountpoints[d.where];
+          if (mountpoint && !(await isMountPoint(mountpoint))) throw new Error(`${mountpoint} is not mounted: swept when it is again`);
           removed += await sweepLinkDir(root, d, current);
         } catch (e) {
           swept = false;

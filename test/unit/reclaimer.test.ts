@@ -13,6 +13,7 @@ import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catal
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { linkTempName, Reclaimer } from '../../src/grimseld/reclaimer.js';
+import { LinkSweeper } from '../../src/grimseld/link-dirs.js';
 import { fillState } from '../../src/grimseld/mounts.js';
 import { flip } from '../fixtures/flip.js';
 
@@ -408,5 +409,53 @@ describe('the shift-change clean-up while the internal disk is not mounted (G5, 
     assert.ok(!catalog.isLive(rec!), 'done once the disk is back');
     assert.deepEqual(readdirSync(path.join(disk, path.dirname(rel))), [], 'the internal copy deleted (G5 with EXTERNAL)');
     assert.ok(existsSync(path.join(root, 'external', rel)), 'the external copy kept');
+  });
+});
+
+describe("the sweep of an ended shift's links while the internal disk is not mounted (G5, G7, G13)", () => {
+  let root: string;
+  let journal: Journal | undefined;
+  beforeEach(() => { root = mkdtempSync(path.join(os.tmpdir(), 'sweep-mnt-')); });
+  afterEach(async () => {
+    await journal?.close();
+    journal = undefined;
+    try { execFileSync('umount', ['-l', path.join(root, 'internal')]); } catch { /* not mounted */ }
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  it('is not taken as done on the bare mount point: the links go once the disk is back', async () => {
+    const disk = path.join(root, 'disk');
+    const internalAt = path.join(root, 'internal');
+    mkdirSync(path.join(disk, 'run'), { recursive: true });
+    mkdirSync(internalAt);
+    const to = path.join(root, 'external', 'run');
+    symlinkSync(path.join(to, 'f.cbf'), path.join(disk, 'run', 'f.cbf')); // the internal guard's link (G7)
+    execFileSync('mount', ['--bind', disk, internalAt]);
+    const opened = await Journal.open(path.join(root, 'state'));
+    journal = opened.journal;
+    const catalog = new Catalog(opened.journal, { storages: ['internal', 'external'], historyMaxEntries: 50, ramdiskRoot: path.join(root, 'ramdisk'), hasExternal: true });
+    catalog.replay(opened.records);
+    await catalog.shift(1n, 500, 501);
+    await catalog.noteLinkDir(1n, { where: 'internal', dir: 'run', to });
+    await new Promise((r) => setTimeout(r, 20)); // past the file system's clock tick
+    const start = BigInt(Date.now()) * 1000n;
+    await catalog.shift(start, 600, 601);
+    const hub = new MessageHub(log);
+    const messages: Message[] = [];
+    hub.subscribe((m) => messages.push(m));
+    const sweeper = new LinkSweeper(catalog, { ramdisk: path.join(root, 'ramdisk'), internal: internalAt }, hub, log, { firstMs: 50, maxMs: 100 }, { internal: internalAt });
+    execFileSync('umount', [internalAt]);
+    try {
+      sweeper.sweep(start);
+      for (const end = Date.now() + 3000; messages.length === 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+      assert.match(messages[0]?.longMessage ?? '', new RegExp(`${internalAt} is not mounted`));
+      assert.equal(catalog.linkDirsBefore(start).length, 1, 'still to sweep');
+      execFileSync('mount', ['--bind', disk, internalAt]);
+      for (const end = Date.now() + 3000; catalog.linkDirsBefore(start).length > 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+      assert.equal(catalog.linkDirsBefore(start).length, 0, 'swept once mounted');
+      assert.deepEqual(readdirSync(path.join(disk, 'run')), [], 'the link removed');
+    } finally {
+      await sweeper.stop();
+    }
   });
 });
