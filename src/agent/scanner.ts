@@ -41,27 +41,29 @@ export function deepDirs(root: string): Buffer[] {
     for (const e of entries) {
       if (!e.isDirectory()) continue;
       const child = joinRel(at, e.name);
-      if (tooDeep(root, child)) {
-        deep.push(child);
-        continue;
-      }
-      let sub: DirFd;
-      try {
-        sub = dir.child(e.name);
-      } catch {
-        continue;
-      }
-      try {
-        walk(sub, child);
-      } finally {
-        sub.close();
-      }
+      if (tooDeep(root, child)) deep.push(child);
+      else descend(dir, e.name, child, walk);
     }
   };
   try {
     DirFd.with(DirFd.open(root), (top) => walk(top, Buffer.alloc(0)));
   } catch { /* no root: nothing to leave out */ }
   return deep;
+}
+
+/** Walks subdirectory `name` of `dir` (`child` below the root) with `walk`, opened without following a link; skipped if it cannot be. */
+function descend(dir: DirFd, name: Buffer, child: Buffer, walk: (sub: DirFd, at: Buffer) => void): void {
+  let sub: DirFd;
+  try {
+    sub = dir.child(name);
+  } catch {
+    return;
+  }
+  try {
+    walk(sub, child);
+  } finally {
+    sub.close();
+  }
 }
 
 export function joinRel(dir: Buffer, name: Buffer): Buffer {
@@ -98,21 +100,8 @@ export function scanFiles(root: string, rel: Buffer, dirs?: Map<DirId, Buffer>, 
         continue;
       }
       if (stat?.isDirectory()) {
-        if (tooDeep(root, child)) {
-          deep?.(child);
-          continue;
-        }
-        let sub: DirFd;
-        try {
-          sub = dir.child(name);
-        } catch {
-          continue;
-        }
-        try {
-          walk(sub, child);
-        } finally {
-          sub.close();
-        }
+        if (tooDeep(root, child)) deep?.(child);
+        else descend(dir, name, child, walk);
       } else if (stat?.isFile()) {
         found.push({ rel: child, stat });
       }
