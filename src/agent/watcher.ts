@@ -433,11 +433,23 @@ export class Watcher implements Component {
   #runOnce(onFirstEstablished: () => void): Promise<{ established: boolean; code: string; vanished?: string; onPurpose: boolean }> {
     return new Promise((resolve) => {
       // Directories too deep to watch are left out ('@DIR'): inotifywait would give up its whole walk at the first
-      // (scanner.ts DEEP_MAX). A name that is not UTF-8 cannot be passed as an argument: such a tree stays a fault.
-      const deep = deepDirs(this.root).filter((d) => Buffer.from(d.toString('utf8')).equals(d))
-        .map((d) => `@${this.#rootPrefix.toString('utf8')}${d.toString('utf8')}`);
-      const args = ['-m', '-r', '--csv', '-e', INOTIFY_EVENTS, this.root, ...deep];
-      const child = spawn(this.command, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      // (scanner.ts DEEP_MAX). Listed on its standard input (--fromfile -), as bytes: as arguments, a few hundred
+      // of them passed the kernel's limit and the spawn threw (found by a review). A path with a newline cannot
+      // be listed: such a tree still makes inotifywait fail.
+      const deep = deepDirs(this.root).filter((d) => !d.includes(0x0a));
+      const args = ['-m', '-r', '--csv', '-e', INOTIFY_EVENTS, ...(deep.length > 0 ? ['--fromfile', '-'] : []), this.root];
+      let child: ChildProcess;
+      try {
+        child = spawn(this.command, args, { stdio: [deep.length > 0 ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+      } catch (e) {
+        // Some failures are thrown, not reported as 'error': a run that did not start, as one that died at once.
+        resolve({ established: false, code: (e as Error).message, onPurpose: false });
+        return;
+      }
+      if (deep.length > 0) {
+        child.stdin!.on('error', () => undefined); // an inotifywait gone at once: said by its exit
+        child.stdin!.end(Buffer.concat(deep.flatMap((d) => [Buffer.from('@'), this.#rootPrefix, d, Buffer.from('\n')])));
+      }
       this.#child = child;
       this.#established = false;
       let established = false;

@@ -569,6 +569,10 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
         'for i in range(21): os.mkdir("d" * 200); os.chdir("d" * 200)\nopen("leaf.img", "w").write("x")', root, top]);
     };
     deep('deep1');
+    // And 600 directories just past the limit side by side: as many exclusions as arguments passed the kernel's
+    // limit for them (E2BIG; found by a review).
+    execFileSync('python3', ['-c', 'import os, sys\nos.chdir(sys.argv[1]); os.mkdir("wide"); os.chdir("wide")\n' +
+      'for i in range(18): os.mkdir("w" * 200); os.chdir("w" * 200)\nfor i in range(600): os.mkdir("e" * 210 + str(i).zfill(10))', root]);
     const { ev, agent: a } = await started();
     const refusedUnder = (top: string): boolean => ev.events.some((e) => e.t === 'refused' && e.path!.startsWith(`${top}/`) && /deeper than/.test(e.reason!));
     assert.ok(refusedUnder('deep1'), `the deep tree is refused: ${JSON.stringify(ev.events.filter((e) => e.t === 'refused').map((e) => e.path!.length))}`);
@@ -592,7 +596,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
       assert.ok(!/ended before its watches were in place/.test(out));
       void watcher;
     } finally {
-      execFileSync('rm', ['-rf', path.join(root, 'deep1'), path.join(root, 'deep2')]); // deeper than Node's rmSync goes
+      execFileSync('rm', ['-rf', path.join(root, 'deep1'), path.join(root, 'deep2'), path.join(root, 'wide')]); // deeper than Node's rmSync goes
     }
   });
 
