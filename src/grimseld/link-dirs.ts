@@ -7,11 +7,16 @@
 // handful per shift, journaled the first time a link is made there and dropped once swept.
 //
 // The sweep removes only what such a link is: a symbolic link named N that reads `${to}/N` (or the numbered
-// name its copy got there), made before the current shift started (its ctime, which no user can set). So a
-// later shift of the same user, writing into the same directory, keeps its own links, and a user's own links
-// (anything else) are left alone (G2). The directory is reached from the root without following links
-// (common/dir-fd.ts); removing a link loses no data: its copy stays.
-import { opendir, readlink, unlink } from 'node:fs/promises';
+// name its copy got there), whose copy belongs to an earlier shift than the current one (its provenance, I3,
+// the shift furkad delivered it in) or, where the copy records none, that was made before the current shift
+// started (its ctime, which no user can set). So a later shift of the same user, writing into the same
+// directory, keeps its own links, and a user's own links (anything else) are left alone (G2). The directory is
+// reached from the root without following links (common/dir-fd.ts); removing a link loses no data: its copy
+// stays. The check and the unlink follow each other at once, without giving way to other work: the user may
+// rename a file of theirs over the name in between, a window of microseconds (docs/threat-model.md).
+import { readlinkSync, unlinkSync } from 'node:fs';
+import { opendir } from 'node:fs/promises';
+import { recordedShiftStart } from '../common/provenance.js';
 import * as path from 'node:path';
 import { DirFd, UnsafePath } from '../common/dir-fd.js';
 import { numberedName } from '../common/numbered-name.js';
@@ -101,12 +106,21 @@ export async function sweepLinkDir(root: string, d: LinkDir, beforeUs: bigint): 
     // Iterated in batches: a directory of 100 000 links does not hold up grimseld's event loop.
     for await (const e of await opendir(`/proc/self/fd/${dir.fd}`)) {
       if (!e.isSymbolicLink()) continue;
+      const at = dir.at(e.name) as string;
       const st = dir.lstat(e.name);
-      if (!st?.isSymbolicLink() || st.ctimeMs >= before) continue;
-      const text = await readlink(dir.at(e.name) as string).catch(() => undefined);
-      if (text === undefined || !isGuardLink(d, e.name, text)) continue;
+      if (!st?.isSymbolicLink()) continue;
+      let text: string;
       try {
-        await unlink(dir.at(e.name));
+        text = readlinkSync(at);
+      } catch {
+        continue;
+      }
+      if (!isGuardLink(d, e.name, text)) continue;
+      // Whose the copy is, as it says (the link's ctime where it says nothing): never a link of the current shift.
+      const shift = recordedShiftStart(text);
+      if (shift !== undefined ? shift >= beforeUs : st.ctimeMs >= before) continue;
+      try {
+        unlinkSync(at);
         removed++;
       } catch (u) {
         if ((u as NodeJS.ErrnoException).code !== 'ENOENT') throw u; // gone meanwhile (G5 removed its record's link): fine
@@ -143,6 +157,9 @@ export class LinkSweeper {
   /** Sweeps the links of shifts that started before `current` (its start, µs), unless none has any. */
   sweep(current: bigint): void {
     if (this.#stopped || this.catalog.linkDirsBefore(current).length === 0) return;
+    // A sweep that failed waits out its pause (one DEL_ERROR per try, not one per tick of the reclaimer), unless
+    // a shift started since: then its predecessor's links are due at once.
+    if (this.#retry !== undefined && current === this.#last) return;
     this.#wanted = current;
     this.#running ??= this.#run().finally(() => { this.#running = undefined; });
   }
@@ -166,12 +183,16 @@ export class LinkSweeper {
         this.log.error({ err: e }, 'removing the links of ended shifts failed');
       }
       clearTimeout(this.#retry);
+      this.#retry = undefined;
       if (ok) {
         this.#retryMs = 0;
         continue;
       }
       this.#retryMs = this.#retryMs === 0 ? this.retry.firstMs : Math.min(this.#retryMs * 2, this.retry.maxMs);
-      this.#retry = setTimeout(() => this.sweep(this.#last!), this.#retryMs);
+      this.#retry = setTimeout(() => {
+        this.#retry = undefined;
+        this.sweep(this.#last!);
+      }, this.#retryMs);
       this.#retry.unref();
     }
   }

@@ -1,7 +1,23 @@
 // Which links the shift-change clean-up takes for a fill guard's (G5, G6; link-dirs.ts): only those that read
 // exactly as one of its own would, so that a user's own links stay (G2).
 import { strict as assert } from 'node:assert';
-import { isGuardLink, type LinkDir } from '../../src/grimseld/link-dirs.js';
+import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pino from 'pino';
+import { isGuardLink, LinkSweeper, type LinkDir } from '../../src/grimseld/link-dirs.js';
+import { Journal } from '../../src/grimseld/journal.js';
+import { Catalog } from '../../src/grimseld/catalog.js';
+import { MessageHub, type Message } from '../../src/grimseld/messages.js';
+import { initProvenance } from '../../src/common/provenance.js';
+
+const log = pino({ level: 'silent' });
+
+/** Sets extended attribute `name` on `file` (setfattr, as an administrator would look at them with getfattr). */
+function xattrSet(file: string, name: string, value: string): void {
+  execFileSync('setfattr', ['-n', name, '-v', value, file]);
+}
 
 describe("the fill guards' links of ended shifts (G5)", () => {
   const d: LinkDir = { where: 'ramdisk', dir: '1mf/500_501/run1', to: '/data/1mf/500_501/run1' };
@@ -18,5 +34,69 @@ describe("the fill guards' links of ended shifts (G5)", () => {
     assert.ok(!isGuardLink(d, 'x_0001.cbf', '/data/1mf/500_501/run1x/x_0001.cbf'), 'a directory whose name starts alike');
     assert.ok(!isGuardLink(d, 'x_0001.cbf', '/data/1mf/500_501/run1/sub/x_0001.cbf'), 'below it');
     assert.ok(!isGuardLink(d, 'x_0001.cbf', '/data/1mf/500_501/run1/x_0001.cbf.~0~'), 'not a number grimseld gives');
+  });
+});
+
+describe("the sweep of an ended shift's links (G5)", () => {
+  let root: string;
+  let journal: Journal | undefined;
+  before(initProvenance);
+  beforeEach(() => { root = mkdtempSync(path.join(os.tmpdir(), 'link-sweep-')); });
+  afterEach(async () => {
+    await journal?.close();
+    journal = undefined;
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  /** A catalog with shifts `u1` (whose links are to sweep, in ramdisk/run) and `u2` (current), a sweeper, its messages. */
+  async function world(u1: bigint, u2: bigint): Promise<{ catalog: Catalog; sweeper: LinkSweeper; messages: Message[]; link: (name: string, shift: bigint) => void }> {
+    const ramdisk = path.join(root, 'ramdisk');
+    const to = path.join(root, 'internal', 'run');
+    mkdirSync(path.join(ramdisk, 'run'), { recursive: true });
+    mkdirSync(to, { recursive: true });
+    const opened = await Journal.open(path.join(root, 'state'));
+    journal = opened.journal;
+    const catalog = new Catalog(opened.journal, { storages: ['internal'], historyMaxEntries: 50, ramdiskRoot: ramdisk, hasExternal: false });
+    catalog.replay(opened.records);
+    await catalog.shift(u1, 500, 501);
+    await catalog.noteLinkDir(u1, { where: 'ramdisk', dir: 'run', to });
+    await catalog.shift(u2, 500, 501); // the same user again: the same directory
+    const hub = new MessageHub(log);
+    const messages: Message[] = [];
+    hub.subscribe((m) => messages.push(m));
+    const sweeper = new LinkSweeper(catalog, { ramdisk, internal: path.join(root, 'internal') }, hub, log, { firstMs: 1000, maxMs: 2000 });
+    /** A copy of `name` recorded as shift `shift`'s (I3), and the guard's link to it on the ramdisk. */
+    const link = (name: string, shift: bigint): void => {
+      writeFileSync(path.join(to, name), name);
+      xattrSet(path.join(to, name), 'user.ppu.shift', `${shift}:500:501`);
+      symlinkSync(path.join(to, name), path.join(ramdisk, 'run', name));
+    };
+    return { catalog, sweeper, messages, link };
+  }
+
+  it("goes by the shift the copy records: an ended shift's link made after the next shift began goes, the current one's stays whatever the clock says", async () => {
+    const now = BigInt(Date.now()) * 1000n;
+    // Shift 2 started an hour ahead of the clock (set back since): every link here is older than its start.
+    const u1 = now - 3_600_000_000n;
+    const u2 = now + 3_600_000_000n;
+    const { catalog, sweeper, link } = await world(u1, u2);
+    link('old.cbf', u1); // linked late: after shift 2 had begun (grimseld learned of it later)
+    link('current.cbf', u2);
+    sweeper.sweep(u2);
+    for (const end = Date.now() + 3000; catalog.linkDirsBefore(u2).length > 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+    await sweeper.stop();
+    assert.deepEqual(readdirSync(path.join(root, 'ramdisk', 'run')), ['current.cbf'], "the ended shift's link gone, the current one's kept");
+  });
+
+  it('waits out its pause after a failure however often the clean-up asks (one DEL_ERROR per try)', async () => {
+    const now = BigInt(Date.now()) * 1000n;
+    const { sweeper, messages } = await world(now - 2_000_000n, now);
+    rmSync(path.join(root, 'ramdisk'), { recursive: true, force: true }); // the root missing: each try fails
+    for (let i = 0; i < 30; i++) {
+      sweeper.sweep(now); // as the reclaimer's tick does while earlier files wait for copies
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    await sweeper.stop();
+    assert.equal(messages.filter((m) => m.errcode === 'DEL_ERROR').length, 1, 'one try in 0.6 s, with a first pause of 1 s');
   });
 });
