@@ -18,9 +18,10 @@ export type DirOwnerOf = (index: number) => [number, number] | { uid: number } |
 /**
  * A walk's visit that gives each directory on the way the owner `ownerOf` gives it, but never hands a
  * directory it found to a user: one made now gets its owner (one found owned by that user gets the group
- * back, if someone changed it); one found that is another's is root's from then on, as is one that must be
- * root's and is not (made by the user of an earlier shift, before shared directories were root's): it loses
- * its group and other write bits too. Otherwise a user's tree added
+ * back, if someone changed it); one found that is another's is root's from then on (unless it is the user's
+ * whose its source counterpart is, `{ uid }`: it stays theirs), as is one that must be root's and is not (made
+ * by the user of an earlier shift, before shared directories were root's): it loses its group and other write
+ * bits too. Otherwise a user's tree added
  * by an operator (`AddFile a/./1mf/500_501/x`, all of it the user's) would give that user the shared
  * per-detector directory and other users' directories on the storage, to empty or rename; and a directory a
  * user made first would hold the copies of the shift it is named after. fchown and fchmod act on the

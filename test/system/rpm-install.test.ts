@@ -281,8 +281,9 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     const grimseld = await mainPid('grimseld');
     const furkad = await mainPid('furkad');
     for (const f of release2) copyFileSync(f, c.path(`/tmp/${path.basename(f)}`));
-    // The PPU's packages first, the detector's left at release 1 (a hostile tester found two such releases
-    // conflicting file by file when both packages carried the compiled tree), then the detector's.
+    // The PPU's packages first, then the detector's, as two transactions (rpm's own file-conflict check runs in
+    // each; --nodeps only because this Debian host has no rpm database of its system packages): a hostile tester
+    // found two releases conflicting file by file when both packages carried the compiled tree.
     const [common, ppu, detector] = release2.map((f) => `/tmp/${path.basename(f)}`);
     const upgrade = await c.run(['rpm', '-Uvh', '--nodeps', common!, ppu!]);
     assert.equal(upgrade.code, 0, upgrade.stdout + upgrade.stderr);
