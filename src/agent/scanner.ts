@@ -13,12 +13,14 @@ const SLASH = Buffer.from('/');
 
 /**
  * Directories whose absolute path is this long (bytes) or longer are neither watched nor walked: PATH_MAX (4096)
- * less room for one name below. inotifywait gives up its whole walk at a path longer than PATH_MAX ("File name
+ * less room for one name below, and for the '@' and newline of inotifywait's list: it reads that list with
+ * fgets(4096), so the longest excluded path ('@' + a parent just short of this + '/' + a 255-byte name) must fit
+ * one line (a longer line was split, and its tail taken for a path to watch: found by a review). inotifywait gives up its whole walk at a path longer than PATH_MAX ("File name
  * too long"), so one such tree, which any user may make, stopped the agent from starting, or took every watch
  * away (found by a hostile tester); and neither furkad nor grimseld could place or copy a file of that depth.
  * Such a directory is refused (reported, its files left on the detector) and excluded from inotifywait's walk.
  */
-export const DEEP_MAX = 4096 - 256;
+export const DEEP_MAX = 4096 - 258;
 
 /** Whether directory `rel` below `root` is too deep to watch or walk (DEEP_MAX). */
 export function tooDeep(root: string, rel: Buffer): boolean {

@@ -109,6 +109,8 @@ const LOOK_MS = 100;
  * to this many; beyond, the barrier walks the whole tree.
  */
 const UNCHECKED_MAX = 10_000;
+/** Bytes of excluded paths passed as arguments at most (the kernel takes some 2 MB of arguments in all). */
+const ARGS_MAX = 256 * 1024;
 
 /**
  * Runs `inotifywait -m -r --csv` on the root. Not `-q`: its "Watches established." line on stderr is when
@@ -434,21 +436,33 @@ export class Watcher implements Component {
     return new Promise((resolve) => {
       // Directories too deep to watch are left out ('@DIR'): inotifywait would give up its whole walk at the first
       // (scanner.ts DEEP_MAX). Listed on its standard input (--fromfile -), as bytes: as arguments, a few hundred
-      // of them passed the kernel's limit and the spawn threw (found by a review). A path with a newline cannot
-      // be listed: such a tree still makes inotifywait fail.
-      const deep = deepDirs(this.root).filter((d) => !d.includes(0x0a));
-      const args = ['-m', '-r', '--csv', '-e', INOTIFY_EVENTS, ...(deep.length > 0 ? ['--fromfile', '-'] : []), this.root];
+      // of them passed the kernel's limit and the spawn threw (found by a review). The list is read by line: a
+      // directory whose path holds a newline goes as an argument instead; past ARGS_MAX bytes of those, the rest
+      // are left out at the name with the newline (nothing below a control character is sent anyway; that
+      // directory then has no watch, and inotifywait is restarted for it now and then, which costs a walk).
+      const deep = deepDirs(this.root);
+      const listed = deep.filter((d) => !d.includes(0x0a));
+      const byName = new Set<string>();
+      let argBytes = 0;
+      for (const d of deep.filter((x) => x.includes(0x0a))) {
+        const end = d.indexOf(0x2f, d.indexOf(0x0a));
+        const at = argBytes + d.length < ARGS_MAX || end < 0 ? d : d.subarray(0, end);
+        const arg = `@${this.#rootPrefix.toString('utf8')}${at.toString('utf8')}`;
+        if (!byName.has(arg)) argBytes += at.length;
+        byName.add(arg);
+      }
+      const args = ['-m', '-r', '--csv', '-e', INOTIFY_EVENTS, ...(listed.length > 0 ? ['--fromfile', '-'] : []), this.root, ...byName];
       let child: ChildProcess;
       try {
-        child = spawn(this.command, args, { stdio: [deep.length > 0 ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
+        child = spawn(this.command, args, { stdio: [listed.length > 0 ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
       } catch (e) {
         // Some failures are thrown, not reported as 'error': a run that did not start, as one that died at once.
         resolve({ established: false, code: (e as Error).message, onPurpose: false });
         return;
       }
-      if (deep.length > 0) {
+      if (listed.length > 0) {
         child.stdin!.on('error', () => undefined); // an inotifywait gone at once: said by its exit
-        child.stdin!.end(Buffer.concat(deep.flatMap((d) => [Buffer.from('@'), this.#rootPrefix, d, Buffer.from('\n')])));
+        child.stdin!.end(Buffer.concat(listed.flatMap((d) => [Buffer.from('@'), this.#rootPrefix, d, Buffer.from('\n')])));
       }
       this.#child = child;
       this.#established = false;

@@ -573,6 +573,13 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     // limit for them (E2BIG; found by a review).
     execFileSync('python3', ['-c', 'import os, sys\nos.chdir(sys.argv[1]); os.mkdir("wide"); os.chdir("wide")\n' +
       'for i in range(18): os.mkdir("w" * 200); os.chdir("w" * 200)\nfor i in range(600): os.mkdir("e" * 210 + str(i).zfill(10))', root]);
+    // One whose path is as long as a directory's can be (a parent just short of the limit, a 255-byte name): its
+    // line in inotifywait's list must not be split (fgets of 4096; found by a review). And a deep tree below a name
+    // with a newline, which that list cannot hold.
+    execFileSync('python3', ['-c', 'import os, sys\nos.chdir(sys.argv[1]); os.mkdir("edge"); os.chdir("edge")\n' +
+      'while len(os.getcwd()) + 201 <= 3837: os.mkdir("v" * 200); os.chdir("v" * 200)\n' +
+      'r = 3837 - len(os.getcwd()) - 1\nif r > 0: os.mkdir("u" * r); os.chdir("u" * r)\nos.mkdir("n" * 254 + "x")\n' +
+      'os.chdir(sys.argv[1]); os.mkdir("a\\nb"); os.chdir("a\\nb")\nfor i in range(21): os.mkdir("d" * 200); os.chdir("d" * 200)', root]);
     const { ev, agent: a } = await started();
     const refusedUnder = (top: string): boolean => ev.events.some((e) => e.t === 'refused' && e.path!.startsWith(`${top}/`) && /deeper than/.test(e.reason!));
     assert.ok(refusedUnder('deep1'), `the deep tree is refused: ${JSON.stringify(ev.events.filter((e) => e.t === 'refused').map((e) => e.path!.length))}`);
@@ -596,7 +603,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
       assert.ok(!/ended before its watches were in place/.test(out));
       void watcher;
     } finally {
-      execFileSync('rm', ['-rf', path.join(root, 'deep1'), path.join(root, 'deep2'), path.join(root, 'wide')]); // deeper than Node's rmSync goes
+      execFileSync('rm', ['-rf', path.join(root, 'deep1'), path.join(root, 'deep2'), path.join(root, 'wide'), path.join(root, 'edge'), path.join(root, 'a\nb')]); // deeper than Node's rmSync goes
     }
   });
 
