@@ -93,16 +93,3 @@ export function readProvenance(fd: number): (Provenance & { namespace: Namespace
   return undefined;
 }
 
-/**
- * The shift start (µs) recorded on the file at `path`, following a final link (getxattr: nothing is opened, so a
- * link to a device or a FIFO costs nothing); undefined when there is none to read, or no file.
- */
-export function recordedShiftStart(path: string): bigint | undefined {
-  for (const ns of NAMESPACES) {
-    try {
-      const shift = /^(\d+):\d+:\d+$/.exec(xattr().getAttributeSync(path, `${ns}.ppu.shift`).toString('utf8'));
-      if (shift) return BigInt(shift[1]!);
-    } catch { /* not in this namespace, or none at all */ }
-  }
-  return undefined;
-}

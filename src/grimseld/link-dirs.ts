@@ -14,9 +14,9 @@
 // reached from the root without following links (common/dir-fd.ts); removing a link loses no data: its copy
 // stays. The check and the unlink follow each other at once, without giving way to other work: the user may
 // rename a file of theirs over the name in between, a window of microseconds (docs/threat-model.md).
-import { readlinkSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, readlinkSync, unlinkSync } from 'node:fs';
 import { opendir } from 'node:fs/promises';
-import { recordedShiftStart } from '../common/provenance.js';
+import { readProvenance } from '../common/provenance.js';
 import * as path from 'node:path';
 import { DirFd, UnsafePath } from '../common/dir-fd.js';
 import { numberedName } from '../common/numbered-name.js';
@@ -88,7 +88,7 @@ export function isGuardLink(d: LinkDir, name: string, text: string): boolean {
  * many. A directory that is gone, or that a user replaced by a link or a file, has nothing of ours left to
  * sweep: 0. Other failures throw (the clean-up tries again later), a missing root (not mounted) among them.
  */
-export async function sweepLinkDir(root: string, d: LinkDir, beforeUs: bigint): Promise<number> {
+export async function sweepLinkDir(root: string, d: LinkDir, beforeUs: bigint, copyRoots: string[] = []): Promise<number> {
   const top = DirFd.open(root); // a root that is missing (not mounted) throws: the sweep waits for it
   let dir: DirFd;
   try {
@@ -117,7 +117,7 @@ export async function sweepLinkDir(root: string, d: LinkDir, beforeUs: bigint): 
       }
       if (!isGuardLink(d, e.name, text)) continue;
       // Whose the copy is, as it says (the link's ctime where it says nothing): never a link of the current shift.
-      const shift = recordedShiftStart(text);
+      const shift = copyShift(text, copyRoots);
       if (shift !== undefined ? shift >= beforeUs : st.ctimeMs >= before) continue;
       try {
         unlinkSync(at);
@@ -130,6 +130,39 @@ export async function sweepLinkDir(root: string, d: LinkDir, beforeUs: bigint): 
     dir.close();
   }
   return removed;
+}
+
+/**
+ * The shift start (µs) the copy at `file` records (I3), reached from the storage target among `roots` it lies
+ * below without following links (the copy's directory is its user's, who may swap any part of it for a link, to
+ * a mount that hangs, say), and opened so (O_NOFOLLOW, O_NONBLOCK). A copy that is itself a link (the internal
+ * guard's, G7) is followed to the copy it names, once, the same way. Undefined when it cannot be told.
+ */
+function copyShift(file: string, roots: string[], hops = 1): bigint | undefined {
+  const root = roots.map((r) => r.replace(/\/+$/, '')).find((r) => file.startsWith(`${r}/`));
+  if (root === undefined) return undefined;
+  let held;
+  try {
+    held = DirFd.openParent(root, file.slice(root.length + 1));
+  } catch {
+    return undefined;
+  }
+  if (!held) return undefined;
+  try {
+    const st = held.dir.lstat(held.name);
+    if (st?.isSymbolicLink()) return hops > 0 ? copyShift(readlinkSync(held.dir.at(held.name)), roots, hops - 1) : undefined;
+    if (!st?.isFile()) return undefined;
+    const fd = held.dir.openFile(held.name, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+    try {
+      return fstatSync(fd).isFile() ? readProvenance(fd)?.shift?.startUs : undefined;
+    } finally {
+      closeSync(fd);
+    }
+  } catch {
+    return undefined;
+  } finally {
+    held.dir.close();
+  }
 }
 
 /**
@@ -147,12 +180,13 @@ export class LinkSweeper {
   #stopped = false;
 
   /**
-   * `mountpoints`: where one is configured (the internal storage's, G13), a directory below it is swept only
-   * while it is mounted: on the bare mount point its directories are missing, which would pass for swept.
+   * `mountpoints`: where one is configured (the internal storage's, G13), nothing is swept while it is not
+   * mounted. `copyRoots`: the storage targets the links point into (internal, external), from which a copy's
+   * recorded shift is read without following links.
    */
   constructor(private readonly catalog: Catalog, private readonly roots: Record<LinkDir['where'], string>,
     private readonly messages: MessageHub, private readonly log: Logger, private readonly retry: { firstMs: number; maxMs: number },
-    private readonly mountpoints: Partial<Record<LinkDir['where'], string>> = {}) {}
+    private readonly mountpoints: Partial<Record<LinkDir['where'], string>> = {}, private readonly copyRoots: string[] = []) {}
 
   /** Sweeps the links of shifts that started before `current` (its start, µs), unless none has any. */
   sweep(current: bigint): void {
@@ -203,12 +237,16 @@ export class LinkSweeper {
     for (const [u, dirs] of this.catalog.linkDirsBefore(current)) {
       let removed = 0;
       let swept = true;
-      for (const d of dirs) {
+      // The ramdisk's first: their copies on the internal disk may be links the internal directories' sweep removes.
+      for (const d of [...dirs].sort((a, b) => (a.where === b.where ? 0 : a.where === 'ramdisk' ? -1 : 1))) {
         const root = this.roots[d.where];
         try {
-          const mountpoint = this.mountpoints[d.where];
-          if (mountpoint && !(await isMountPoint(mountpoint))) throw new Error(`${mountpoint} is not mounted: swept when it is again`);
-          removed += await sweepLinkDir(root, d, current);
+          // The internal disk, where its mount point is configured: its links' directories and the copies the
+          // ramdisk's links name are there; on the bare mount point both are missing, which would pass for swept.
+          for (const mountpoint of new Set(Object.values(this.mountpoints))) {
+            if (mountpoint && !(await isMountPoint(mountpoint))) throw new Error(`${mountpoint} is not mounted: swept when it is again`);
+          }
+          removed += await sweepLinkDir(root, d, current, this.copyRoots);
         } catch (e) {
           swept = false;
           const where = path.join(root, d.dir);

@@ -64,10 +64,12 @@ describe("the sweep of an ended shift's links (G5)", () => {
     const hub = new MessageHub(log);
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
-    const sweeper = new LinkSweeper(catalog, { ramdisk, internal: path.join(root, 'internal') }, hub, log, { firstMs: 1000, maxMs: 2000 });
+    const sweeper = new LinkSweeper(catalog, { ramdisk, internal: path.join(root, 'internal') }, hub, log, { firstMs: 1000, maxMs: 2000 }, {},
+      [path.join(root, 'internal'), path.join(root, 'external')]);
     /** A copy of `name` recorded as shift `shift`'s (I3), and the guard's link to it on the ramdisk. */
     const link = (name: string, shift: bigint): void => {
       writeFileSync(path.join(to, name), name);
+      xattrSet(path.join(to, name), 'user.ppu.checksum', `xxh128:${'0'.repeat(32)}`);
       xattrSet(path.join(to, name), 'user.ppu.shift', `${shift}:500:501`);
       symlinkSync(path.join(to, name), path.join(ramdisk, 'run', name));
     };
@@ -82,10 +84,21 @@ describe("the sweep of an ended shift's links (G5)", () => {
     const { catalog, sweeper, link } = await world(u1, u2);
     link('old.cbf', u1); // linked late: after shift 2 had begun (grimseld learned of it later)
     link('current.cbf', u2);
+    // A copy the internal guard replaced by a link to the external one (G7): its shift is read there.
+    const ext = path.join(root, 'external', 'run');
+    mkdirSync(ext, { recursive: true });
+    for (const [name, shift] of [['g7-old.cbf', u1], ['g7-current.cbf', u2]] as const) {
+      link(name, shift);
+      rmSync(path.join(root, 'internal', 'run', name));
+      writeFileSync(path.join(ext, name), name);
+      xattrSet(path.join(ext, name), 'user.ppu.checksum', `xxh128:${'0'.repeat(32)}`);
+      xattrSet(path.join(ext, name), 'user.ppu.shift', `${shift}:500:501`);
+      symlinkSync(path.join(ext, name), path.join(root, 'internal', 'run', name));
+    }
     sweeper.sweep(u2);
     for (const end = Date.now() + 3000; catalog.linkDirsBefore(u2).length > 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
     await sweeper.stop();
-    assert.deepEqual(readdirSync(path.join(root, 'ramdisk', 'run')), ['current.cbf'], "the ended shift's link gone, the current one's kept");
+    assert.deepEqual(readdirSync(path.join(root, 'ramdisk', 'run')).sort(), ['current.cbf', 'g7-current.cbf'], "the ended shift's links gone, the current one's kept");
   });
 
   it('waits out its pause after a failure however often the clean-up asks (one DEL_ERROR per try)', async () => {
