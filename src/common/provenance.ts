@@ -92,4 +92,3 @@ export function readProvenance(fd: number): (Provenance & { namespace: Namespace
   }
   return undefined;
 }
-

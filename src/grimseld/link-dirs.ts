@@ -180,13 +180,13 @@ export class LinkSweeper {
   #stopped = false;
 
   /**
-   * `mountpoints`: where one is configured (the internal storage's, G13), nothing is swept while it is not
+   * `mountpoint`: the internal storage's, where one is configured (G13): nothing is swept while it is not
    * mounted. `copyRoots`: the storage targets the links point into (internal, external), from which a copy's
    * recorded shift is read without following links.
    */
   constructor(private readonly catalog: Catalog, private readonly roots: Record<LinkDir['where'], string>,
     private readonly messages: MessageHub, private readonly log: Logger, private readonly retry: { firstMs: number; maxMs: number },
-    private readonly mountpoints: Partial<Record<LinkDir['where'], string>> = {}, private readonly copyRoots: string[] = []) {}
+    private readonly mountpoint?: string, private readonly copyRoots: string[] = []) {}
 
   /** Sweeps the links of shifts that started before `current` (its start, µs), unless none has any. */
   sweep(current: bigint): void {
@@ -243,9 +243,7 @@ export class LinkSweeper {
         try {
           // The internal disk, where its mount point is configured: its links' directories and the copies the
           // ramdisk's links name are there; on the bare mount point both are missing, which would pass for swept.
-          for (const mountpoint of new Set(Object.values(this.mountpoints))) {
-            if (mountpoint && !(await isMountPoint(mountpoint))) throw new Error(`${mountpoint} is not mounted: swept when it is again`);
-          }
+          if (this.mountpoint && !(await isMountPoint(this.mountpoint))) throw new Error(`${this.mountpoint} is not mounted: swept when it is again`);
           removed += await sweepLinkDir(root, d, current, this.copyRoots);
         } catch (e) {
           swept = false;

@@ -83,7 +83,7 @@ export class Reclaimer {
     private readonly log: Logger,
   ) {
     this.#links = new LinkSweeper(catalog, { ramdisk: settings.ramdiskRoot, internal: internal.target }, messages, log,
-      { firstMs: settings.deleteRetryMs ?? DELETE_RETRY_MS, maxMs: DELETE_RETRY_MAX_MS }, { ...(internal.mountpoint ? { internal: internal.mountpoint } : {}) },
+      { firstMs: settings.deleteRetryMs ?? DELETE_RETRY_MS, maxMs: DELETE_RETRY_MAX_MS }, internal.mountpoint,
       [internal.target, ...(external ? [external.target] : [])]);
   }
 

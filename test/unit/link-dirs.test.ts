@@ -64,7 +64,7 @@ describe("the sweep of an ended shift's links (G5)", () => {
     const hub = new MessageHub(log);
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
-    const sweeper = new LinkSweeper(catalog, { ramdisk, internal: path.join(root, 'internal') }, hub, log, { firstMs: 1000, maxMs: 2000 }, {},
+    const sweeper = new LinkSweeper(catalog, { ramdisk, internal: path.join(root, 'internal') }, hub, log, { firstMs: 1000, maxMs: 2000 }, undefined,
       [path.join(root, 'internal'), path.join(root, 'external')]);
     /** A copy of `name` recorded as shift `shift`'s (I3), and the guard's link to it on the ramdisk. */
     const link = (name: string, shift: bigint): void => {

@@ -443,7 +443,7 @@ describe("the sweep of an ended shift's links while the internal disk is not mou
     const hub = new MessageHub(log);
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
-    const sweeper = new LinkSweeper(catalog, { ramdisk: path.join(root, 'ramdisk'), internal: internalAt }, hub, log, { firstMs: 50, maxMs: 100 }, { internal: internalAt });
+    const sweeper = new LinkSweeper(catalog, { ramdisk: path.join(root, 'ramdisk'), internal: internalAt }, hub, log, { firstMs: 50, maxMs: 100 }, internalAt);
     execFileSync('umount', [internalAt]);
     try {
       sweeper.sweep(start);
