@@ -44,6 +44,13 @@ export class OtherName extends FileGone {}
 const REQUEST_TIMEOUT_MS = 30_000;
 const PING_EVERY_MS = 5_000;
 /**
+ * How long the agent may take to answer a new connection's events request: as long as an open connection may go
+ * without answering a ping. An agent that accepted the connection and then says nothing (a frozen detector server)
+ * holds the run for that long, and a shift change or a stop waits for that run (F6): with the request timeout it
+ * was 30 s, past busctl's 25 s and systemd's TimeoutStopSec.
+ */
+const CONNECT_TIMEOUT_MS = 2 * PING_EVERY_MS;
+/**
  * Flow-control windows: HTTP/2's default 64 KiB per stream would hold a 6 MB image to a trickle of round
  * trips. Large windows let several files stream at full speed on the one connection.
  */
@@ -131,7 +138,7 @@ export class AgentClient extends EventEmitter {
         tcp = true;
         session.setLocalWindowSize(SESSION_WINDOW);
       });
-      const timer = setTimeout(() => { fail(`no answer from the agent at ${this.url} within ${REQUEST_TIMEOUT_MS} ms`); session.destroy(); }, REQUEST_TIMEOUT_MS);
+      const timer = setTimeout(() => { fail(`no answer from the agent at ${this.url} within ${CONNECT_TIMEOUT_MS} ms`); session.destroy(); }, CONNECT_TIMEOUT_MS);
       session.on('stream', (pushed: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders) => this.#pushes.arrived(pushed, headers));
       const push = this.pushes > 0 ? `&push=${this.pushes}` : '';
       const events = session.request({ ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}${push}` });

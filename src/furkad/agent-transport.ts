@@ -152,14 +152,14 @@ export class AgentTransport implements Transport {
   async barrier(): Promise<number | undefined> {
     const client = this.#client;
     if (!client?.connected) {
-      this.log.warn({ detector: this.id }, 'no connection to the agent at a shift change, so no barrier: files it announces once back go to the next shift, even if completed before the change');
+      this.log.warn({ detector: this.id }, 'no connection to the agent at a shift change or stop, so no barrier: files it announces once back go to the next shift, even if completed before the change');
       return undefined;
     }
     try {
       return await client.passBarrier(BARRIER_MAX_MS);
     } catch (e) {
       this.log.warn({ detector: this.id, err: (e as Error).message },
-        'no barrier from the agent at a shift change: files announced after the change was asked for go to the next shift, even if completed just before it');
+        'no barrier from the agent at a shift change or stop: files announced after the change was asked for go to the next shift, even if completed just before it');
       return undefined;
     }
   }
@@ -178,6 +178,19 @@ export class AgentTransport implements Transport {
 
   async run(ctx: RunContext): Promise<RunOutcome> {
     const a = ctx.assignment;
+    // Aborted (a drain out of time, a stop): nothing more is taken, and a connection still being made, or fetches
+    // an agent that stopped answering leaves hanging, are cut by closing it (unacknowledged files are sent again).
+    const cut = (): void => this.#client?.close();
+    if (ctx.signal.aborted) return { verdict: 'ok', message: '', transferred: 0, bytes: 0 };
+    ctx.signal.addEventListener('abort', cut, { once: true });
+    try {
+      return await this.#run(ctx, a);
+    } finally {
+      ctx.signal.removeEventListener('abort', cut);
+    }
+  }
+
+  async #run(ctx: RunContext, a: Assignment): Promise<RunOutcome> {
     try {
       await this.#connected(a);
     } catch (e) {

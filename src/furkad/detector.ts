@@ -55,7 +55,7 @@ const LEFT_BEHIND_NAME = '.held';
 /** How long a detector waits for work after a run that moved files before it shows as idle. */
 const IDLE_AFTER_MS = 1000;
 
-/** A shift change waits at most this long for files the transport still owes the old shift (F6). */
+/** A shift change (or a stop) waits at most this long for files the transport still owes the old shift (F6, A5). */
 const DRAIN_MAX_MS = 10_000;
 /** Left-behind files are tried again after this long, doubling to the most. */
 /** How often empty directories of ended shifts are swept from the target, besides each shift's first run. */
@@ -102,6 +102,8 @@ export class DetectorLoop implements Component {
    */
   #heldAt = Infinity;
   #draining = false;
+  /** While drain() runs: aborted at its deadline or at the loop's stop; its runs' signal. */
+  #drainSignal: AbortSignal | undefined;
   /** Shift changes so far, and the transport's barrier for the one under way (hold()). */
   #holds = 0;
   #barrierPassed: Promise<void> = Promise.resolve();
@@ -187,18 +189,28 @@ export class DetectorLoop implements Component {
     // Runs of the drain take only what the transport learned of before the shift change was asked for (hold):
     // RunContext.learnedBy.
     this.#draining = true;
+    // The whole drain ends DRAIN_MAX_MS after it began, whatever its runs wait for: their signal aborts then (an
+    // agent that stopped answering has its connection closed; what it still owes goes to the next shift, and
+    // is sent again, A4). A shift change or a stop must never wait on the old shift for long (F6).
+    const deadline = new AbortController();
+    const timer = setTimeout(() => deadline.abort(), DRAIN_MAX_MS);
+    const stopped = (): void => deadline.abort();
+    this.#signal.addEventListener('abort', stopped, { once: true });
+    this.#drainSignal = deadline.signal;
     try {
       await this.#exclusive();
       // Files the transport learned of before the call and has not taken yet (settle_ms: still settling) are
       // waited for; how long at most is the transport's to say. Over rsync a file is learned of when a run lists
       // it, so what the first drain run saw counts.
-      // Bounded here too, whatever the transport says: a shift change must never wait on the old shift for long.
       const seenBy = performance.now();
-      while (this.#backoff === 0 && performance.now() < seenBy + DRAIN_MAX_MS && this.transport.pendingSince?.(seenBy, a, this.#heldAt)) {
+      while (this.#backoff === 0 && !deadline.signal.aborted && this.transport.pendingSince?.(seenBy, a, this.#heldAt)) {
         await this.#sleep(Math.max(a.config.minpause, 10));
         await this.#exclusive();
       }
     } finally {
+      clearTimeout(timer);
+      this.#signal.removeEventListener('abort', stopped);
+      this.#drainSignal = undefined;
       this.#draining = false;
     }
   }
@@ -451,7 +463,7 @@ export class DetectorLoop implements Component {
       }
     });
     const ctx: RunContext = {
-      shift, assignment: a, staging, dir, signal: this.#signal,
+      shift, assignment: a, staging, dir, signal: this.#drainSignal ?? this.#signal,
       wantsEnd: () => this.#ending || this.#signal.aborted,
       othersWaiting: () => this.gate.contended,
       learnedBy: this.#draining ? this.#heldAt : Infinity,

@@ -16,6 +16,8 @@ export class ShiftManager implements Component {
   #shift: Shift | undefined;
   /** Shift changes run one after another, never interleaved. */
   #chain: Promise<void> = Promise.resolve();
+  /** stop() has begun: no shift starts any more. */
+  #stopping = false;
   /** Raised after every shift change (the bus interface signals it). */
   readonly changed = new Topic();
   readonly name = 'first shift';
@@ -35,8 +37,29 @@ export class ShiftManager implements Component {
     await this.begin(planShift(this.config, this.config.uid, this.config.gid));
   }
 
-  /** Nothing to end: a shift change in flight finishes with the loops it holds as they stop. */
-  stop(): void {}
+  /**
+   * A stop (`systemctl stop` or `restart`, an upgrade) ends the running shift as a shift change would (A5): what
+   * every detector had completed by now is placed in it, bounded like a change's drain, and what cannot be
+   * placed is set aside for it (leaveBehind), for the next furkad to place there. Without this, the next
+   * furkad's default shift (F6) took every file announced but not yet placed, owner and directory included.
+   * After it, shift changes are refused: the loops stop next.
+   */
+  async stop(): Promise<void> {
+    const step = this.#chain.then(async () => {
+      this.#stopping = true;
+      if (!this.#shift) return;
+      const all = [...this.loops.values()];
+      try {
+        await Promise.all(all.map((l) => l.hold()));
+        await Promise.all(all.map((l) => l.drain()));
+        await Promise.all(all.map((l) => l.leaveBehind()));
+      } catch (e) {
+        this.log.error({ err: (e as Error).message }, 'placing the files of the running shift at the stop failed; the next furkad takes them into its shift');
+      }
+    });
+    this.#chain = step.catch(() => {});
+    await step;
+  }
 
   get shift(): Shift | undefined {
     return this.#shift;
@@ -81,6 +104,7 @@ export class ShiftManager implements Component {
   /** Switches to `shift`: files written before this call land in the old shift, later ones in the new. */
   begin(shift: Shift): Promise<void> {
     const step = this.#chain.then(async () => {
+      if (this.#stopping) throw new DBusError(ErrorNames.Failed, 'furkad is stopping: the shift change was not made; start the shift again once it runs');
       const all = [...this.loops.values()];
       try {
         await Promise.all(all.map((l) => l.hold()));

@@ -42,7 +42,10 @@ export interface RunContext {
   readonly staging: string;
   /** The shift's directory below the target, where files get their final names. */
   readonly dir: ShiftDir;
-  /** furkad is stopping. A run in flight is waited for; a transport may end it early but must report what it placed. */
+  /**
+   * furkad is stopping, or a drain (shift change, stop) has run out of time. A run in flight is waited for; a
+   * transport may end it early but must report what it placed.
+   */
   readonly signal: AbortSignal;
   /**
    * The loop wants this run to end soon (a shift change waits for it): a transport that works through a list of

@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
-import { streamAcrossShiftChange } from '../fixtures/shift-split.js';
+import { burstAcrossStop, streamAcrossShiftChange } from '../fixtures/shift-split.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { callMethod } from '../../src/dbus/bus.js';
 import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../../src/dbus/names.js';
@@ -38,6 +38,10 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
 
   it('puts every file written before StartShift in the old shift and every file written after it in the new one (F6)', async () => {
     await streamAcrossShiftChange(ppu, { from: [500, 501], to: [600, 601], everyMs: 15, bytes: 5000, prefix: 'f', minEachSide: 10 });
+  });
+
+  it('places every file written before a graceful stop (systemctl restart) in the shift that ran, not in the default one it restarts with (F6)', async () => {
+    await burstAcrossStop(ppu, { shift: [520, 521], defaultShift: [1000, 1000], count: 1500, minWaiting: 20 });
   });
 
   it('refuses root, unknown detectors and missing targets by name and keeps the running shift (F6)', async () => {

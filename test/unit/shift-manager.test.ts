@@ -158,6 +158,30 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
     assert.equal(shifts.shift, third);
   });
 
+  it('ends the running shift at a stop as a change would (held, drained, set aside, nothing announced), after the change in flight, and refuses changes after it (A5)', async () => {
+    const { events, loops, shifts, changes } = setup();
+    const first = planShift(config, 500, 501);
+    await shifts.begin(first);
+    events.length = 0;
+    const slow = deferred();
+    loops.get('1MF')!.holdGate = slow.promise;
+    const second = planShift(config, 600, 601);
+    const changing = shifts.begin(second);
+    const stopping = shifts.stop();
+    await new Promise((r) => setImmediate(r));
+    slow.resolve();
+    await changing;
+    await stopping;
+    const released = lastAt(events, 'release ');
+    assert.ok(at(events, `announce ${second.usertime}`) < released, 'the change asked for before the stop is made first');
+    assert.deepEqual(events.slice(released + 1), ['hold 1MF', 'hold 2MF', 'held 1MF', 'held 2MF', 'drain 1MF', 'drain 2MF',
+      'leaveBehind 1MF', 'leaveBehind 2MF'], 'then every loop held, drained and its unplaceable files set aside; not released, nothing announced');
+    assert.equal(shifts.shift, second, 'the shift stays what it was');
+    assert.equal(changes(), 2);
+    await assert.rejects(shifts.begin(planShift(config, 700, 701)), (e: unknown) => e instanceof DBusError && /stopping/.test(e.text));
+    assert.equal(shifts.shift, second);
+  });
+
   it('a refused StartShift leaves the shift, the loops and the hand-over as they were, with a named error', async () => {
     const { events, shifts, changes } = setup();
     await shifts.startShift(500, 501, []);
