@@ -29,3 +29,17 @@ export function wakeOrAbort(arm: (wake: () => void) => void, signal: AbortSignal
     arm(done);
   });
 }
+
+/**
+ * A signal that aborts as soon as any of `signals` does (AbortSignal.any() is Node 20.3; CentOS 7 has 16).
+ * dispose() removes its listeners: call it once the signal is no longer needed.
+ */
+export function anySignal(signals: AbortSignal[]): { signal: AbortSignal; dispose(): void } {
+  const any = new AbortController();
+  const abort = (): void => any.abort();
+  for (const s of signals) {
+    if (s.aborted) any.abort();
+    else s.addEventListener('abort', abort, { once: true });
+  }
+  return { signal: any.signal, dispose: () => signals.forEach((s) => s.removeEventListener('abort', abort)) };
+}

@@ -178,10 +178,9 @@ export class AgentTransport implements Transport {
 
   async run(ctx: RunContext): Promise<RunOutcome> {
     const a = ctx.assignment;
-    // Aborted (a drain out of time, a stop): nothing more is taken, and a connection still being made, or fetches
+    // Aborted (a stop, a shift change that stopped waiting, a drain out of time): nothing more is taken, and a connection still being made, or fetches
     // an agent that stopped answering leaves hanging, are cut by closing it (unacknowledged files are sent again).
     const cut = (): void => this.#client?.close();
-    if (ctx.signal.aborted) return { verdict: 'ok', message: '', transferred: 0, bytes: 0 };
     ctx.signal.addEventListener('abort', cut, { once: true });
     try {
       return await this.#run(ctx, a);

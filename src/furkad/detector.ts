@@ -3,7 +3,7 @@
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { deliveredPath, splitMarked, unmark } from '../common/paths.js';
-import { sleep, wakeOrAbort } from '../common/abort.js';
+import { anySignal, sleep, wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Handover } from './handover.js';
 import { confinement, type Assignment, type Shift } from './shift.js';
@@ -57,6 +57,12 @@ const IDLE_AFTER_MS = 1000;
 
 /** A shift change (or a stop) waits at most this long for files the transport still owes the old shift (F6, A5). */
 const DRAIN_MAX_MS = 10_000;
+/**
+ * A shift change (or a stop) waits this long for the run in flight to end by itself, then ends it: an rsync
+ * run against a frozen daemon waits out its I/O timeout (30 s, up to an hour), an agent's fetches their pings.
+ * What it had not finished is the drain's to take (not a failure: no back-off).
+ */
+const HOLD_CUT_MS = 5_000;
 /** Left-behind files are tried again after this long, doubling to the most. */
 /** How often empty directories of ended shifts are swept from the target, besides each shift's first run. */
 const SWEEP_EVERY_MS = 60_000;
@@ -104,6 +110,8 @@ export class DetectorLoop implements Component {
   #draining = false;
   /** While drain() runs: aborted at its deadline or at the loop's stop; its runs' signal. */
   #drainSignal: AbortSignal | undefined;
+  /** Ends the run in flight (hold(), after HOLD_CUT_MS). */
+  #runCut: AbortController | undefined;
   /** Shift changes so far, and the transport's barrier for the one under way (hold()). */
   #holds = 0;
   #barrierPassed: Promise<void> = Promise.resolve();
@@ -160,11 +168,14 @@ export class DetectorLoop implements Component {
       this.#holds++;
       if (this.#assignment) this.#barrierPassed = this.#barrier(this.#holds);
     }
-    // The run in flight is asked to end soon (wantsEnd): what it has not taken is left for the drain runs.
+    // The run in flight is asked to end soon (wantsEnd): what it has not taken is left for the drain runs. One
+    // that does not end by itself soon is ended (HOLD_CUT_MS).
     this.#ending = true;
+    const cut = setTimeout(() => this.#runCut?.abort(), HOLD_CUT_MS);
     try {
       await Promise.all([this.#current, this.#barrierPassed]);
     } finally {
+      clearTimeout(cut);
       this.#ending = false;
     }
   }
@@ -462,8 +473,13 @@ export class DetectorLoop implements Component {
         batch.forEach((o) => o.done('unnoted'));
       }
     });
+    // A drain out of time, or a loop stopping, ends the run (nothing more is started); so does hold() (#runCut).
+    const loopSignal = this.#drainSignal ?? this.#signal;
+    if (loopSignal.aborted) return 0;
+    const runCut = new AbortController();
+    const signal = anySignal([loopSignal, runCut.signal]);
     const ctx: RunContext = {
-      shift, assignment: a, staging, dir, signal: this.#drainSignal ?? this.#signal,
+      shift, assignment: a, staging, dir, signal: signal.signal,
       wantsEnd: () => this.#ending || this.#signal.aborted,
       othersWaiting: () => this.gate.contended,
       learnedBy: this.#draining ? this.#heldAt : Infinity,
@@ -479,11 +495,14 @@ export class DetectorLoop implements Component {
     const started = performance.now();
     const release = await this.gate.acquire();
     let outcome: RunOutcome;
+    this.#runCut = runCut;
     try {
       outcome = await this.transport.run(ctx);
       await batches.drained();
       if (failure !== undefined) throw failure;
     } finally {
+      this.#runCut = undefined;
+      signal.dispose();
       release();
     }
     // Bytes as they arrive, whether or not this run placed them: with settle_ms a file is copied by one run and
@@ -511,6 +530,9 @@ export class DetectorLoop implements Component {
         this.changed.emit();
       }
       this.#setState(outcome.transferred > 0 ? 'transferring' : 'idle');
+    } else if (runCut.signal.aborted && !loopSignal.aborted) {
+      // Ended by a shift change that would not wait longer: not the detector's failure (the drain goes on).
+      this.log.info({ detector: this.id, err: outcome.message }, `the run in flight was ended after ${HOLD_CUT_MS} ms for a shift change or stop`);
     } else {
       this.#failed(outcome.message, outcome.verdict);
     }

@@ -81,7 +81,7 @@ export class RsyncTransport implements Transport {
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       timeoutS: this.settings.timeoutS,
-    }, onRemoved);
+    }, ctx.signal, onRemoved);
 
     let result: RsyncResult;
     if (!a.config.remove_source) {
@@ -164,9 +164,10 @@ export class RsyncTransport implements Transport {
     }
   }
 
-  #run(run: RsyncRun, onRemoved?: (names: string[]) => void): Promise<RsyncResult> {
+  /** One rsync; `signal` ends it (a stop, a shift change that stopped waiting for it, a drain out of time). */
+  #run(run: RsyncRun, signal: AbortSignal, onRemoved?: (names: string[]) => void): Promise<RsyncResult> {
     if (!run.only) this.#lastFullRun = run;
-    return runRsync(run, undefined, onRemoved, this.#launcher);
+    return runRsync(run, signal, onRemoved, this.#launcher);
   }
 
   /**

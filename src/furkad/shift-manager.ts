@@ -42,11 +42,12 @@ export class ShiftManager implements Component {
    * every detector had completed by now is placed in it, bounded like a change's drain, and what cannot be
    * placed is set aside for it (leaveBehind), for the next furkad to place there. Without this, the next
    * furkad's default shift (F6) took every file announced but not yet placed, owner and directory included.
-   * After it, shift changes are refused: the loops stop next.
+   * Shift changes not begun by then are refused: the loops stop next.
    */
   async stop(): Promise<void> {
+    // Changes asked for before the stop but not begun yet are refused too: each could take as long as the stop.
+    this.#stopping = true;
     const step = this.#chain.then(async () => {
-      this.#stopping = true;
       if (!this.#shift) return;
       const all = [...this.loops.values()];
       try {

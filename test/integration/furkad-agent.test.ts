@@ -8,7 +8,7 @@ import { AGENT_BIN, inotifywaitOf } from '../fixtures/agent.js';
 import { eventually, listFiles, sha256File, sizesWhile, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { markFixture, startProcess } from '../fixtures/processes.js';
 import { inPlaceWriter, twoDescriptorWriter } from '../fixtures/writers.js';
-import { burstAcrossStop, streamAcrossShiftChange } from '../fixtures/shift-split.js';
+import { burstAcrossStop, freezeAcrossShiftAndStop, streamAcrossShiftChange } from '../fixtures/shift-split.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -197,33 +197,12 @@ describe('furkad over furka-agent (A2–A5)', function () {
   });
 
   it('places every file completed before a graceful stop (systemctl restart) in the shift that ran, not in the default one it restarts with (A5, F6)', async () => {
-    await burstAcrossStop(ppu, { shift: [760, 761], defaultShift: [1000, 1000], count: 1500, minWaiting: 100 });
+    await burstAcrossStop(ppu, { shift: [760, 761], defaultShift: [1000, 1000], count: 1500, bytes: 8_000, minWaiting: 100 });
   });
 
   it('answers StartShift before busctl gives up, and stops within systemd\'s TimeoutStopSec, when the agent stops answering mid-stream (F6)', async () => {
-    await ppu.startShift(770, 771);
-    const detector = ppu.detectorRamdisks['1MF']!;
-    for (let i = 0; i < 300; i++) writeImage(detector, `hung/img_${String(i).padStart(4, '0')}.cbf`, 8_000);
-    const agentGroup = ppu.agents['1MF']!.proc.child.pid!;
-    process.kill(-agentGroup, 'SIGSTOP'); // hung, as a detector server that froze: TCP still up, nothing answers
-    try {
-      let t = Date.now();
-      await ppu.startShift(780, 781);
-      const shiftMs = Date.now() - t;
-      assert.ok(shiftMs < 25_000, `StartShift returned after ${shiftMs} ms (busctl's default timeout: 25 s)`);
-      t = Date.now();
-      assert.equal(await ppu.furkad!.proc.stop(35_000, 'leader'), 0, 'a clean stop');
-      const stopMs = Date.now() - t;
-      assert.ok(stopMs < 30_000, `stopped after ${stopMs} ms (TimeoutStopSec=30s, then systemd kills it)`);
-    } finally {
-      process.kill(-agentGroup, 'SIGCONT');
-    }
-    await ppu.startFurkad();
-    // Nothing lost: the images the agent held are delivered once it answers again (to the default shift now).
-    const copies = () => listFiles(path.join(ppu.storageRoot, 'internal', '1mf')).filter((f) => f.includes('/hung/') && !path.basename(f).startsWith('.'));
-    await eventually(() => copies().length >= 300, 60_000, 'every image stored');
-    assert.equal(copies().length, 300, 'each once');
-    await eventually(() => listFiles(detector).length === 0, 20_000, 'every source deleted by the agent once placed');
+    const group = () => ppu.agents['1MF']!.proc.child.pid!;
+    await freezeAcrossShiftAndStop(ppu, { freeze: () => process.kill(-group(), 'SIGSTOP'), thaw: () => process.kill(-group(), 'SIGCONT'), count: 1500, bytes: 8_000 });
   });
 
   it('loses, duplicates and leaves behind nothing when the agent and furkad are killed at random moments', async () => {

@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
-import { burstAcrossStop, streamAcrossShiftChange } from '../fixtures/shift-split.js';
+import { burstAcrossStop, freezeAcrossShiftAndStop, streamAcrossShiftChange } from '../fixtures/shift-split.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { callMethod } from '../../src/dbus/bus.js';
 import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../../src/dbus/names.js';
@@ -41,7 +41,12 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
   });
 
   it('places every file written before a graceful stop (systemctl restart) in the shift that ran, not in the default one it restarts with (F6)', async () => {
-    await burstAcrossStop(ppu, { shift: [520, 521], defaultShift: [1000, 1000], count: 1500, minWaiting: 20 });
+    await burstAcrossStop(ppu, { shift: [520, 521], defaultShift: [1000, 1000], count: 1500, bytes: 40_000, minWaiting: 20 });
+  });
+
+  it('answers StartShift before busctl gives up, and stops within systemd\'s TimeoutStopSec, when the rsync daemon stops answering mid-run (F6)', async () => {
+    const group = () => ppu.rsyncd['1MF']!.proc.child.pid!;
+    await freezeAcrossShiftAndStop(ppu, { freeze: () => process.kill(-group(), 'SIGSTOP'), thaw: () => process.kill(-group(), 'SIGCONT'), count: 300, bytes: 100_000 });
   });
 
   it('refuses root, unknown detectors and missing targets by name and keeps the running shift (F6)', async () => {

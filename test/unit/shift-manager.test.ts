@@ -158,7 +158,7 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
     assert.equal(shifts.shift, third);
   });
 
-  it('ends the running shift at a stop as a change would (held, drained, set aside, nothing announced), after the change in flight, and refuses changes after it (A5)', async () => {
+  it('ends the running shift at a stop as a change would (held, drained, set aside, nothing announced), after the change in flight, refusing changes not begun (A5)', async () => {
     const { events, loops, shifts, changes } = setup();
     const first = planShift(config, 500, 501);
     await shifts.begin(first);
@@ -167,10 +167,12 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
     loops.get('1MF')!.holdGate = slow.promise;
     const second = planShift(config, 600, 601);
     const changing = shifts.begin(second);
+    await new Promise((r) => setImmediate(r)); // begun: holding
+    const queued = shifts.begin(planShift(config, 650, 651));
     const stopping = shifts.stop();
-    await new Promise((r) => setImmediate(r));
     slow.resolve();
     await changing;
+    await assert.rejects(queued, (e: unknown) => e instanceof DBusError && /stopping/.test(e.text), 'asked for before the stop, not begun: refused');
     await stopping;
     const released = lastAt(events, 'release ');
     assert.ok(at(events, `announce ${second.usertime}`) < released, 'the change asked for before the stop is made first');
