@@ -73,6 +73,21 @@ describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
     assert.deepEqual(copied(newDir), ['change/after.cbf'], 'only the later file in the new shift');
   });
 
+  it('waits at a graceful stop (systemctl restart) for files written before it to settle, so they land in the shift that ran, not the default one (F6)', async () => {
+    await ppu.startShift(538, 539);
+    await sleep(300);
+    const before = Array.from({ length: 5 }, (_, i) => `stop/before_${i}.cbf`);
+    for (const rel of before) writeImage(ppu.detectorRamdisks['1MF']!, rel, 20_000);
+    await sleep(300); // listed, still settling (settle_ms 1000)
+    assert.equal(await ppu.furkad!.proc.stop(30_000, 'leader'), 0, 'a clean stop (SIGTERM to furkad alone, as KillMode=mixed)');
+    await ppu.startFurkad(); // the configured default shift, 1000:1000
+    const copied = (dir: string) => listFiles(dir).filter((f) => f.startsWith('stop/') && !path.basename(f).startsWith('.'));
+    const oldDir = path.join(ppu.storageRoot, 'internal', '1mf', '538_539');
+    const defaultDir = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000');
+    await eventually(() => copied(oldDir).length + copied(defaultDir).length === before.length, 20_000, 'all five files copied');
+    assert.deepEqual(copied(oldDir), before, 'every file written before the stop in the shift that ran');
+  });
+
   it('drops copies still settling from the staging of a target a shift leaves: a later shift there places nothing twice (F2, F6)', async () => {
     // Found by a hostile tester: f1, seen while a shift change moved the detector to another target, was
     // delivered there, and its first copy, left in the old target's staging, was placed again (truncated when
