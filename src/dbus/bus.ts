@@ -26,9 +26,24 @@ export function busFailure(bus: MessageBus): Promise<never> {
   return new Promise((_, reject) => bus.on('error', (e: Error) => reject(e)));
 }
 
+/**
+ * Resolves with the reason once the daemon's connection to the bus is gone or failed (no bus socket at start,
+ * the bus daemon ended): dbus-next neither reconnects nor says so until the next write fails. A daemon without
+ * its bus can be neither asked nor told anything; it stops, with exit code 1, and systemd starts it again
+ * (Restart=on-failure) once the bus is back.
+ */
+export function busLost(bus: MessageBus): Promise<string> {
+  return new Promise((resolve) => {
+    bus.once('error', (e: Error) => resolve(e.message));
+    // The connection's end, as dbus-next's own MessageBus keeps it (it forwards errors only).
+    (bus as unknown as { _connection?: { once(ev: 'end', f: () => void): void } })._connection?.once('end', () => resolve('the bus closed the connection'));
+  });
+}
+
 /** Owns `name` or throws: a second instance must not run silently queued behind the first. */
 export async function ownName(bus: MessageBus, name: string): Promise<void> {
-  const reply = await bus.requestName(name, dbus.NameFlag.DO_NOT_QUEUE);
+  // A bus that cannot be reached never answers: its error ends the wait (and so the daemon's start).
+  const reply = await Promise.race([bus.requestName(name, dbus.NameFlag.DO_NOT_QUEUE), busFailure(bus)]);
   if (reply !== dbus.RequestNameReply.PRIMARY_OWNER && reply !== dbus.RequestNameReply.ALREADY_OWNER) {
     throw new Error(`bus name ${name} is already owned by another process (is another instance running?)`);
   }

@@ -6,7 +6,7 @@ import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/conf
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { Components, runDaemon, stopRequested, together } from '../common/service.js';
-import { connectSystemBus } from '../dbus/bus.js';
+import { busLost, connectSystemBus } from '../dbus/bus.js';
 import { FurkaBus } from './furka-bus.js';
 import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
@@ -49,6 +49,11 @@ async function main(): Promise<number> {
   await Promise.all([prepareChecksums(8), initProvenance()]);
   const bus = connectSystemBus();
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
+  let busGone: string | undefined;
+  const lost = busLost(bus).then((why) => {
+    busGone = why;
+    log.error({ why }, 'lost the system bus: stopping (exit code 1), to be started again by systemd once the bus is back');
+  });
   // Files an earlier furkad placed but never saw grimseld take go first, in their own (earlier) shift.
   const { outbox, unacked } = Outbox.open(config.state_dir);
   const handover = new Handover(bus, log, outbox);
@@ -88,7 +93,7 @@ async function main(): Promise<number> {
     shifts,
     schedule,
   ], log);
-  const stop = stopRequested();
+  const stop = Promise.race([stopRequested(), lost]);
   if (await components.start(stop)) {
     notifier.ready(statusLine(shifts, loops, handover) + licenseNote);
     log.info({ detectors: loops.map((l) => l.id) }, 'furkad ready');
@@ -104,7 +109,7 @@ async function main(): Promise<number> {
   agentPlaced.close();
   bus.disconnect();
   log.info('stopped');
-  return 0;
+  return busGone === undefined ? 0 : 1;
 }
 
 runDaemon('furkad', main);

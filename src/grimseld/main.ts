@@ -6,7 +6,7 @@ import { parseDaemonArgs } from '../common/daemon-args.js';
 import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
-import { connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
+import { busLost, connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
 import { GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
 import { GRIMSEL_METHODS, GrimselInterface } from '../dbus/grimsel-interface.js';
 import { INTAKE_METHODS, IntakeInterface } from '../dbus/intake-interface.js';
@@ -97,6 +97,11 @@ async function main(): Promise<number> {
   const metricsServer = metrics && new MetricsServer(metrics.registry, log);
   const bus = connectSystemBus();
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
+  let busGone: string | undefined;
+  const lost = busLost(bus).then((why) => {
+    busGone = why;
+    log.error({ why }, 'lost the system bus: stopping (exit code 1), to be started again by systemd once the bus is back');
+  });
   const iface = new GrimselInterface(GRIMSEL_IFACE, {
     queryStatus: (n) => book.query(n),
     queryVerified: (n) => book.queryVerified(n),
@@ -174,7 +179,7 @@ async function main(): Promise<number> {
       notifier.status(statusLine());
     }),
   ], log);
-  const stop = stopRequested();
+  const stop = Promise.race([stopRequested(), lost]);
   if (await components.start(stop)) {
     notifier.ready(statusLine(), () => copiersHealthy);
     log.info({ storages: storageList.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
@@ -184,7 +189,7 @@ async function main(): Promise<number> {
   notifier.stopping();
   await components.stop();
   log.info('stopped');
-  return 0;
+  return busGone === undefined ? 0 : 1;
 }
 
 runDaemon('grimseld', main);

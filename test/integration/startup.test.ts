@@ -3,7 +3,8 @@ import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { writeFileSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
-import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, launchOf, tempDir } from '../fixtures/ppu.js';
+import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, launchOf, tempDir } from '../fixtures/ppu.js';
+import { startProcess } from '../fixtures/processes.js';
 
 function start(bin: string, config: string): Promise<{ code: number; stderr: string }> {
   return run(bin, '--config', config);
@@ -76,5 +77,32 @@ describe('daemon start with a bad configuration (S3)', function () {
     const r = await start(GRIMSELD_BIN, path.join(dir, 'nope.conf'));
     assert.equal(r.code, 78);
     assert.match(r.stderr, /nope\.conf: invalid configuration:\n  cannot read the file: ENOENT/);
+  });
+});
+
+describe('daemons without their bus (S1)', function () {
+  this.timeout(120_000);
+
+  it('both exit with 1, so that systemd starts them again, when the bus daemon ends under them, and not 0 when there is none at start', async () => {
+    const ppu = await new Ppu({ prefix: 'ppu-busgone' }).start();
+    try {
+      await ppu.bus.proc.stop(); // as `systemctl restart dbus` would, for a moment
+      const [furkad, grimseld] = await Promise.all([ppu.furkad!.proc.exited, ppu.grimseld!.proc.exited]);
+      assert.equal(furkad, 1, `furkad's exit code (Restart=on-failure restarts only a failure):\n${ppu.furkad!.proc.output().slice(-2000)}`);
+      assert.equal(grimseld, 1, `grimseld's exit code:\n${ppu.grimseld!.proc.output().slice(-2000)}`);
+      assert.match(ppu.furkad!.proc.output(), /lost the system bus/);
+      for (const bin of [FURKAD_BIN, GRIMSELD_BIN]) {
+        const conf = bin === FURKAD_BIN ? ppu.furkadConf : ppu.grimseldConf;
+        const launch = launchOf(bin);
+        const run = startProcess(process.execPath, [...launch.args, '--config', conf], { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: `unix:path=${path.join(ppu.work, 'no-bus')}` } });
+        const code = await Promise.race([run.exited, new Promise((r) => setTimeout(() => r('still running after 20 s'), 20_000))]);
+        if (code === 'still running after 20 s') await run.stop(1000);
+        assert.equal(code, 1, `${path.basename(path.dirname(bin))} with no bus at start:\n${run.output().slice(-2000)}`);
+      }
+    } finally {
+      ppu.furkad = undefined;
+      ppu.grimseld = undefined;
+      await ppu.stop();
+    }
   });
 });
