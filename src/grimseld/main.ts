@@ -98,7 +98,10 @@ async function main(): Promise<number> {
   const bus = connectSystemBus();
   bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
   let busGone: string | undefined;
+  /** Once stopping, the end of the bus connection is the daemon's own doing (disconnect). */
+  let stopping = false;
   const lost = busLost(bus).then((why) => {
+    if (stopping) return;
     busGone = why;
     log.error({ why }, 'lost the system bus: stopping (exit code 1), to be started again by systemd once the bus is back');
   });
@@ -185,6 +188,7 @@ async function main(): Promise<number> {
     log.info({ storages: storageList.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
     await stop;
   }
+  stopping = true;
   log.info('stopping');
   notifier.stopping();
   await components.stop();
