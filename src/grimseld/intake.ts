@@ -55,6 +55,8 @@ export class Intake {
     private readonly messages: MessageHub,
     private readonly log: Logger,
     private readonly onShift: (usertime: bigint) => void,
+    /** Files were delivered for a shift that is not the newest one (G5). */
+    private readonly onEarlierShift: () => void = () => undefined,
   ) {}
 
   async shiftStarted(usertime: bigint, uid: number, gid: number): Promise<void> {
@@ -84,6 +86,7 @@ export class Intake {
     }
     this.#reportOutside(files);
     this.dispatcher.submit(await this.catalog.accept(usertime, files));
+    if (files.length > 0 && usertime !== this.catalog.currentShift?.usertime) this.onEarlierShift();
   }
 
   /**

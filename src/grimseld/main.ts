@@ -84,7 +84,7 @@ async function main(): Promise<number> {
     fillLimitPercent: config.fillstate_limit,
     intervalMs: 250,
   }, messages, log);
-  const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted());
+  const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted(), () => reclaimer.earlierShiftDelivered());
   const fifo = new FileFifo(config.fifo, (paths) => intake.addMany(paths), log);
   const statusServer = new StatusServer(book, log);
   const messageServer = new MessageServer(messages, log);

@@ -96,6 +96,14 @@ export class Reclaimer {
     this.#failedIds.clear();
   }
 
+  /**
+   * Files of a shift that has ended were delivered (furkad places files it held back for their own shift late):
+   * their originals go once copied, as an earlier shift's do (G5), not only at the next shift start.
+   */
+  earlierShiftDelivered(): void {
+    this.#shiftChanged = true;
+  }
+
   async run(signal: AbortSignal): Promise<void> {
     let lastError = '';
     while (!signal.aborted) {

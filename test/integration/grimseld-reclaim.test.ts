@@ -1,7 +1,7 @@
 // Space on the ramdisk and the internal disk (G5, G6, G7): originals go only once their copy is
 // complete; oldest first; never a file not yet copied.
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
@@ -67,6 +67,26 @@ describe('shift change cleanup (G5)', function () {
       await eventually(() => listFiles(oldDir).length === 0, 20_000, 'the earlier shift\'s ramdisk files deleted');
       for (const f of old) assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'internal/1mf/1100_1101', f.rel))), f.sha256);
       for (const f of fresh) assert.ok(lstatSync(path.join(ppu.ppuRamdisk, '1mf/1200_1201', f.rel)).isFile(), 'current shift untouched');
+    } finally {
+      await ppu.stop();
+    }
+  });
+
+  it('deletes files delivered late for an earlier shift (held behind a link its user planted) once copied, without waiting for the next shift change (G5)', async () => {
+    const ppu = await new Ppu({ prefix: 'ppu-g5late' }).start();
+    try {
+      await ppu.startShift(960, 960, []);
+      const runX = path.join(ppu.ppuRamdisk, '1mf/960_960/runX');
+      mkdirSync(path.dirname(runX), { recursive: true });
+      symlinkSync('/etc', runX);
+      lchownSync(runX, 960, 960);
+      const late = stream(ppu, 'runX', 3, 20_000);
+      await ppu.startShift(961, 961, []); // the three are held for shift 960 (README: a shift change never waits…)
+      rmSync(runX);
+      await copiedAll(ppu, 960, 3, 1);
+      for (const f of late) assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'internal/1mf/960_960', f.rel))), f.sha256);
+      await eventually(() => listFiles(path.join(ppu.ppuRamdisk, '1mf/960_960')).length === 0, 20_000,
+        "the late files' ramdisk originals deleted once copied, with no further shift change");
     } finally {
       await ppu.stop();
     }
