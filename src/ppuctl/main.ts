@@ -92,8 +92,18 @@ function negativeValues(argv: string[]): string[] {
 /** The largest count D-Bus takes (int32). */
 const INT32_MAX = 2 ** 31 - 1;
 
+/** `parse()` (parseArgs), its refusals (an unknown option, a missing value) being bad usage: exit 2, never 1 (I4: a mismatch). */
+function asUsage<T>(parse: () => T): T {
+  try {
+    return parse();
+  } catch (e) {
+    if (typeof (e as NodeJS.ErrnoException).code === 'string' && (e as NodeJS.ErrnoException).code!.startsWith('ERR_PARSE_ARGS_')) usage((e as Error).message);
+    throw e;
+  }
+}
+
 async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
+  const { values, positionals } = asUsage(() => parseArgs({
     args: negativeValues(argv),
     allowPositionals: true,
     options: {
@@ -109,7 +119,7 @@ async function run(argv: string[]): Promise<number> {
       holder: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
-  });
+  }));
   const [cmd, sub, ...rest] = positionals;
   if (values.help || !cmd) {
     process.stdout.write(USAGE);

@@ -229,7 +229,9 @@ describe('ppuctl (S7)', function () {
 
   it('bad usage exits 2 with the reason and the usage, never a stack trace', async () => {
     for (const args of [['status', '-n', 'x'], ['frobnicate'], ['messages', '-n', '0'], ['status', '--interval', '1'], ['config', 'import'],
-      ['status', '--watch', '--interval', '1e7'], ['status', '-n', '99999999999'], ['status', '-n', '-2'], ['messages', '-n', '4294967296']]) {
+      ['status', '--watch', '--interval', '1e7'], ['status', '-n', '99999999999'], ['status', '-n', '-2'], ['messages', '-n', '4294967296'],
+      // An unknown option or a missing value: 2, never 1 (for verify, 1 says a copy does not match, I4).
+      ['status', '--bogus'], ['verify', '--frob', '/data'], ['shift', 'start', '--frob'], ['status', '-n']]) {
       const r = await run(...args);
       assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /^ppuctl: .+\n\nusage: ppuctl/);
