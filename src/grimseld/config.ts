@@ -158,8 +158,26 @@ function checkOverlaps(config: GrimseldConfig): string[] {
   return problems;
 }
 
+/**
+ * The TCP ports grimseld listens on (0: any free one) are its own each where their addresses meet (the same
+ * address, or a wildcard): two on one port would fail only at start, with "in use".
+ */
+function checkPorts(config: GrimseldConfig): string[] {
+  const top = 'top level (before any section)';
+  const listens: Array<[string, string, number]> = [['status_port', config.status_address, config.status_port],
+    ['message_port', config.message_address, config.message_port]];
+  if (config.metrics_address !== undefined) listens.push(['metrics_port', config.metrics_address, config.metrics_port]);
+  const wildcard = (a: string): boolean => a === '0.0.0.0' || a === '::' || a === '';
+  const problems: string[] = [];
+  listens.forEach(([key, address, port], i) => {
+    const same = listens.slice(0, i).find(([, a, p]) => p === port && port !== 0 && (a === address || wildcard(a) || wildcard(address)));
+    if (same) problems.push(`${top}, key '${key}': port ${port} is already ${same[0]}'s on that address; each needs a port of its own`);
+  });
+  return problems;
+}
+
 export function parseGrimseldConfigObject(file: string, config: GrimseldConfig): GrimseldConfig {
-  const problems = [...checkStorageRules(config), ...checkRamdiskRules(config), ...checkOverlaps(config)];
+  const problems = [...checkStorageRules(config), ...checkRamdiskRules(config), ...checkOverlaps(config), ...checkPorts(config)];
   if (problems.length) throw new ConfigError(file, problems);
   return config;
 }

@@ -166,6 +166,15 @@ describe('what ini would merge or drop, refused by name (S3)', () => {
       ['section [detector.1MF]: opened twice, at lines 1 and 4 (the two would be merged into one; write each section once, with its own ID)']);
   });
 
+  it('refuses two of grimseld\'s listeners on one port where their addresses meet, and lets them share it on different ones', () => {
+    assert.deepEqual(problems(() => grimseld(`status_port = 47000\nmessage_port = 47000\n${INT}`)),
+      ["top level (before any section), key 'message_port': port 47000 is already status_port's on that address; each needs a port of its own"]);
+    assert.deepEqual(problems(() => grimseld(`metrics_address = 0.0.0.0\nmetrics_port = 47199\n${INT}`)),
+      ["top level (before any section), key 'metrics_port': port 47199 is already status_port's on that address; each needs a port of its own"]);
+    grimseld(`status_port = 47000\nmessage_port = 47000\nmessage_address = 10.0.0.1\n${INT}`);
+    grimseld(`status_port = 0\nmessage_port = 0\n${INT}`);
+  });
+
   it('names a section whose ID is no word as written, not as the pieces ini splits it into', () => {
     assert.deepEqual(problems(() => grimseld(`${INT}\n[storage.i/../x]\ntype = OPTIONAL\ntarget = /d2\n`)),
       ["section [storage.i/../x] (line 5): the ID 'i/../x' may hold only letters, digits, '_' and '-'"]);
