@@ -52,6 +52,8 @@ export function leftBehindDir(target: string, id: string, usertime: bigint): str
 
 /** On disk since the first furkad that set files aside: a furkad started later finds them there (never renamed). */
 const LEFT_BEHIND_NAME = '.held';
+/** lastError of a detector the current shift does not serve (StartShift named other detectors only). */
+export const NOT_IN_SHIFT = 'not served in this shift (StartShift named other detectors): files written on it stay on the detector';
 /** How long a detector waits for work after a run that moved files before it shows as idle. */
 const IDLE_AFTER_MS = 1000;
 
@@ -392,6 +394,14 @@ export class DetectorLoop implements Component {
     this.#dirReady = false;
     this.stats.files = 0;
     this.stats.bytes = 0;
+    // A detector the shift leaves out is not served, and its files pile up on its ramdisk (a full one stops the
+    // experiment): said where an operator looks (Detectors, ppuctl status), not shown as an idle detector.
+    if (!assignment) {
+      this.stats.state = 'idle';
+      this.stats.lastError = NOT_IN_SHIFT;
+    } else if (this.stats.lastError === NOT_IN_SHIFT) {
+      this.stats.lastError = '';
+    }
     this.changed.emit();
   }
 

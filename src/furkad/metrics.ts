@@ -6,7 +6,7 @@ import { MetricsServer } from '../common/metrics-server.js';
 import type { Component } from '../common/service.js';
 import type { Topic } from '../common/topic.js';
 import { DETECTOR_STATES, type DetectorStatus } from '../dbus/furka-interface.js';
-import type { DetectorStats } from './detector.js';
+import { NOT_IN_SHIFT, type DetectorStats } from './detector.js';
 
 /** A detector as the metrics read it: its bus status and the loop's own counts (DetectorLoop.stats plus its id). */
 export type DetectorFigures = DetectorStatus & Pick<DetectorStats, 'runs' | 'refused'>;
@@ -64,7 +64,8 @@ export class FurkadMetrics implements Component {
       name: 'furkad_detector_failing', help: '1 while the last run of a detector failed', labelNames: ['detector'], registers,
       collect() {
         this.reset();
-        for (const d of detectors()) this.set({ detector: d.id }, d.lastError ? 1 : 0);
+        // A detector the shift does not serve says so in lastError, but nothing of it failed.
+        for (const d of detectors()) this.set({ detector: d.id }, d.lastError && d.lastError !== NOT_IN_SHIFT ? 1 : 0);
       },
     });
     new Gauge({

@@ -4,7 +4,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DetectorLoop, leftBehindDir, stagingDir, type LoopHandover } from '../../src/furkad/detector.js';
+import { DetectorLoop, leftBehindDir, NOT_IN_SHIFT, stagingDir, type LoopHandover } from '../../src/furkad/detector.js';
 import { ShiftManager } from '../../src/furkad/shift-manager.js';
 import { TransferGate } from '../../src/furkad/transfer-gate.js';
 import { deliveredPath, unmark } from '../../src/common/paths.js';
@@ -111,6 +111,17 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     loop.release();
     await running;
     assert.deepEqual(pauses, [57, 7, 57, 7]);
+  });
+
+  it('says that a shift which leaves the detector out does not serve it, and stops saying so once one does (F6)', () => {
+    const loop = new DetectorLoop('1MF', new FakeTransport(), new FakeHandover([]), new TransferGate(Infinity), recordingLog().log);
+    const a = assignment();
+    loop.assign(shift([]), undefined);
+    assert.equal(loop.stats.state, 'idle');
+    assert.equal(loop.stats.lastError, NOT_IN_SHIFT);
+    assert.match(NOT_IN_SHIFT, /files written on it stay on the detector/);
+    loop.assign(shift([a]), a);
+    assert.equal(loop.stats.lastError, '');
   });
 
   it('waits for waitForWork as well as the pause, never less than minpause (F5)', async () => {
