@@ -396,8 +396,17 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       }
       if (values.interval !== undefined) usage('--interval goes with --watch');
       return async (bus) => {
-        const status = await queryStatus(bus, n);
         const view = await furkadView(bus);
+        let status: GrimselStatus;
+        try {
+          status = await queryStatus(bus, n);
+        } catch (e) {
+          if (!unreachable(e)) throw e;
+          // furkad's part is still worth seeing (its detectors go on placing files); exit 3 says grimseld is down.
+          process.stdout.write(values.json ? `${JSON.stringify({ status: null, error: 'grimseld is not running (or not on this bus)', furkad: statusJson({ rows: [], verified: undefined }, view)['furkad'] }, null, 2)}\n`
+            : `grimseld: not running (or not on this bus)\n${formatFurkad(view)}`);
+          return 3;
+        }
         process.stdout.write(values.json ? `${JSON.stringify(statusJson(status, view), null, 2)}\n`
           : formatStatusTable(status.rows, { verified: status.verified }) + formatFurkad(view));
         return 0;
@@ -483,7 +492,10 @@ run(process.argv.slice(2)).then(
     } else if (e instanceof dbus.DBusError) {
       const gone = unreachable(e);
       const denied = /AccessDenied/.test(e.type);
-      process.stderr.write(`ppuctl: ${gone ? 'the daemon is not running (or not on this bus)' : denied ? 'access denied (run as root or an operator)' : e.text}\n`);
+      // Which daemon, where the bus says whose name it was (org.ppu.Furka: furkad, org.ppu.Grimsel: grimseld).
+      const named = /org\.ppu\.(Furka|Grimsel)\b/.exec(e.text ?? '')?.[1];
+      const daemon = named === 'Furka' ? 'furkad' : named === 'Grimsel' ? 'grimseld' : 'the daemon';
+      process.stderr.write(`ppuctl: ${gone ? `${daemon} is not running (or not on this bus)` : denied ? 'access denied (run as root or an operator)' : e.text}\n`);
       process.exitCode = gone ? 3 : 1;
     } else {
       const msg = (e as Error).message ?? String(e);

@@ -246,15 +246,38 @@ describe('ppuctl (S7)', function () {
 describe('ppuctl without the daemons (S7)', function () {
   this.timeout(60_000);
 
+  it("shows furkad's detectors while grimseld is down, and says so (exit 3)", async () => {
+    const ppu = await new Ppu({ prefix: 'ppuctl-half' }).start();
+    try {
+      await ppu.killGrimseld();
+      const r = await ppuctl(['status'], ppu.bus.address);
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stdout, /^grimseld: not running \(or not on this bus\)\n/);
+      assert.match(r.stdout, /\b1MF\b/, `furkad's detector table: ${r.stdout}`);
+      const json = await ppuctl(['status', '--json'], ppu.bus.address);
+      assert.equal(json.code, 3);
+      const parsed = JSON.parse(json.stdout) as { status: unknown; error: string; furkad: { detectors: unknown[] } };
+      assert.equal(parsed.status, null);
+      assert.match(parsed.error, /grimseld is not running/);
+      assert.ok(parsed.furkad.detectors.length > 0, json.stdout);
+    } finally {
+      await ppu.stop();
+    }
+  });
+
   it('says in plain words that the daemon is not running (exit 3), or that there is no bus', async () => {
     const dir = tempDir('ppuctl-nobus');
     const bus = await startBus(dir);
     try {
-      for (const args of [['status'], ['messages'], ['shift', 'show']]) {
-        const r = await ppuctl(args, bus.address);
+      // Naming the daemon the command needed.
+      for (const [args, daemon] of [[['messages'], 'grimseld'], [['shift', 'show'], 'furkad']] as const) {
+        const r = await ppuctl([...args], bus.address);
         assert.equal(r.code, 3, `${args.join(' ')}: ${r.stderr}`);
-        assert.equal(r.stderr, 'ppuctl: the daemon is not running (or not on this bus)\n');
+        assert.equal(r.stderr, `ppuctl: ${daemon} is not running (or not on this bus)\n`);
       }
+      const status = await ppuctl(['status'], bus.address);
+      assert.equal(status.code, 3, status.stderr);
+      assert.equal(status.stdout, 'grimseld: not running (or not on this bus)\n\nfurkad: not running (or not on this bus)\n');
     } finally {
       await bus.stop();
     }
