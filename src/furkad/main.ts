@@ -20,6 +20,7 @@ import { Outbox, placedFiles } from './outbox.js';
 import { ShiftManager } from './shift-manager.js';
 import { planShift, shiftIds } from './shift.js';
 import { readLastShift, writeLastShift } from './shift-floor.js';
+import { forgetRunningShift, keepRunningShift, readRunningShift } from './shift-resume.js';
 import { ShiftSchedule } from './shift-schedule.js';
 import { FurkadMetrics } from './metrics.js';
 import { TransferGate } from './transfer-gate.js';
@@ -78,7 +79,8 @@ async function main(): Promise<number> {
   });
   // Every new shift's id after the last one's, whatever the clock says now (shift-floor.ts).
   shiftIds.after(readLastShift(config.state_dir, log));
-  const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log, (u) => writeLastShift(config.state_dir, u));
+  const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log, (u) => writeLastShift(config.state_dir, u),
+    (s) => keepRunningShift(config.state_dir, s), readRunningShift(config.state_dir, log));
   // Scheduled rotation: a shift with the configured defaults at every boundary, like a restart.
   const schedule = config.shift_schedule === undefined ? undefined
     : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log);
@@ -109,6 +111,8 @@ async function main(): Promise<number> {
   log.info('stopping');
   notifier.stopping();
   await components.stop();
+  // Stopped cleanly: the next furkad starts the default shift (F6). Without its bus it did not: it goes on.
+  if (busGone === undefined) forgetRunningShift(config.state_dir);
   outbox.close();
   agentPlaced.close();
   bus.disconnect();

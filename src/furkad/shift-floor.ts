@@ -4,7 +4,8 @@
 // it, an administrator's `date -s`), its new shift would get an earlier id than the one before: the live
 // shift's ramdisk files would go from under the online processing (their copies stay on the storages). With
 // the last id kept here, the next one always comes after it (shift.ts, ShiftIds).
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeDurably } from '../common/durable-file.js';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 
@@ -47,20 +48,5 @@ export function readLastShift(stateDir: string, log: Logger): bigint {
 
 /** Keeps `usertime` as the last shift's id: a new file, flushed, renamed over the old one, the rename flushed. */
 export function writeLastShift(stateDir: string, usertime: bigint): void {
-  const file = path.join(stateDir, FILE);
-  const tmp = `${file}.tmp`;
-  const fd = openSync(tmp, 'w', 0o644);
-  try {
-    writeSync(fd, `${usertime}\n`);
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
-  renameSync(tmp, file);
-  const dir = openSync(stateDir, 'r');
-  try {
-    fsyncSync(dir);
-  } finally {
-    closeSync(dir);
-  }
+  writeDurably(path.join(stateDir, FILE), `${usertime}\n`);
 }

@@ -4,6 +4,7 @@ import type { FurkadConfig } from './config.js';
 import type { DetectorLoop } from './detector.js';
 import type { Handover } from './handover.js';
 import { planShift, ShiftRequestError, type Shift } from './shift.js';
+import type { RunningShift } from './shift-resume.js';
 import { ErrorNames } from '../dbus/errors.js';
 import type { Logger } from '../common/logger.js';
 import type { Component } from '../common/service.js';
@@ -30,10 +31,33 @@ export class ShiftManager implements Component {
     private readonly log: Logger,
     /** Keeps a started shift's id for the next furkad (shift-floor.ts, writeLastShift); nothing in unit tests. */
     private readonly keepId: (usertime: bigint) => void = () => undefined,
+    /** Keeps the running shift for a furkad started after this one ends other than cleanly (shift-resume.ts). */
+    private readonly keepRunning: (shift: Shift) => void = () => undefined,
+    /** The shift of a furkad that ended other than cleanly: it goes on (shift-resume.ts). */
+    private readonly resume?: RunningShift,
   ) {}
 
-  /** A process start is a shift start with the configured defaults (F6). */
+  /**
+   * A process start is a shift start with the configured defaults (F6), unless the furkad before did not stop
+   * cleanly: then its shift goes on, same id, owner and detectors (shift-resume.ts).
+   */
   async start(): Promise<void> {
+    const r = this.resume;
+    if (r) {
+      let shift: Shift | undefined;
+      try {
+        shift = { ...planShift(this.config, r.uid, r.gid, r.requested), usertime: r.usertime };
+      } catch (e) {
+        this.log.error({ err: (e as Error).message, uid: r.uid, gid: r.gid, usertime: String(r.usertime) },
+          'the shift the last furkad ran cannot go on (the configuration changed?): starting the configured default shift');
+      }
+      if (shift) {
+        this.log.warn({ usertime: String(r.usertime), uid: r.uid, gid: r.gid },
+          'the last furkad did not stop cleanly (killed, crashed, or it lost the bus): the shift it ran goes on, not the configured default one');
+        await this.begin(shift);
+        return;
+      }
+    }
     await this.begin(planShift(this.config, this.config.uid, this.config.gid));
   }
 
@@ -115,6 +139,12 @@ export class ShiftManager implements Component {
         // Announced before any file of the new shift can be handed over (the hand-over is ordered).
         this.handover.shiftStarted(shift.usertime, shift.uid, shift.gid);
         this.#keep(shift.usertime);
+        try {
+          this.keepRunning(shift);
+        } catch (e) {
+          this.log.error({ err: (e as Error).message, state_dir: this.config.state_dir },
+            'cannot keep the running shift in state_dir: a furkad started after a crash would start the configured default shift instead');
+        }
         for (const loop of all) loop.assign(shift, shift.detectors.find((d) => d.id === loop.id));
         this.#shift = shift;
         this.log.info({ usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,

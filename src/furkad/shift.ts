@@ -22,6 +22,8 @@ export interface Shift {
   /** Expanded usrdir ('' = none). */
   usrdir: string;
   detectors: Assignment[];
+  /** The StartShift request it was planned from ([] = every configured detector as configured): kept to resume it. */
+  requested?: Array<[string, string, string]>;
 }
 
 /** A refused shift request; `reason` selects the D-Bus error name. */
@@ -106,7 +108,7 @@ export function planShift(
   if (usrdir !== '' && !isSafeRelative(usrdir)) {
     throw new ShiftRequestError('InvalidArgs', `usrdir '${config.usrdir}' expands to '${usrdir}', which leaves the target`);
   }
-  return { usertime: usertimes.next(), uid, gid, usrdir, detectors };
+  return { usertime: usertimes.next(), uid, gid, usrdir, detectors, requested: requested.map(([id, source, target]) => [id, source, target]) };
 }
 
 /**

@@ -36,6 +36,20 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
     assert.match(reason, /no license key at .*no-such-license\.key/);
   });
 
+  // Before any test that restarts furkad: the files of earlier runs are kept (README), and would count here.
+  it('rotates its log file by logfile_max_size and keeps logfile_max_number files (S4)', async () => {
+    // Each shift start logs a line of a few hundred bytes.
+    for (let i = 0; i < 80; i++) await ppu.startShift(900 + i, 900 + i);
+    await eventually(() => {
+      const files = readdirSync(logDir).filter((f) => /^furkad\.log\.\d+$/.test(f));
+      return files.some((f) => Number(f.split('.').pop()) >= 4);
+    }, 20_000, 'the log to roll over at least three times');
+    const files = readdirSync(logDir).filter((f) => /^furkad\.log\.\d+$/.test(f));
+    assert.ok(files.length <= 3, `at most logfile_max_number files kept: ${files.join(' ')}`);
+    for (const f of files) {
+      assert.ok(statSync(path.join(logDir, f)).size < 4096 + 2048, `${f} near logfile_max_size`);
+    }
+  });
   it('puts every file written before StartShift in the old shift and every file written after it in the new one (F6)', async () => {
     await streamAcrossShiftChange(ppu, { from: [500, 501], to: [600, 601], everyMs: 15, bytes: 5000, prefix: 'f', minEachSide: 10 });
   });
@@ -47,6 +61,25 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
   it('answers StartShift before busctl gives up, and stops within systemd\'s TimeoutStopSec, when the rsync daemon stops answering mid-run (F6)', async () => {
     const group = () => ppu.rsyncd['1MF']!.proc.child.pid!;
     await freezeAcrossShiftAndStop(ppu, { freeze: () => process.kill(-group(), 'SIGSTOP'), thaw: () => process.kill(-group(), 'SIGCONT'), count: 300, bytes: 100_000 });
+  });
+
+  it('goes on with the shift it ran after it was killed (a crash), and starts the default one after a clean stop (F6, A5)', async () => {
+    await ppu.startShift(540, 541, [['1MF', '', '']]);
+    const [usertime] = await furkaProperty<[bigint, number, number]>(ppu, 'Shift');
+    const det = ppu.detectorRamdisks['1MF']!;
+    const own = path.join(ppu.ppuRamdisk, '1mf', '540_541');
+    await ppu.killFurkad();
+    const during = writeImage(det, 'crash/during.cbf', 10_000); // written while no furkad ran
+    await ppu.startFurkad(); // as systemd does after a crash (Restart=on-failure)
+    assert.deepEqual(await furkaProperty<[bigint, number, number]>(ppu, 'Shift'), [usertime, 540, 541], 'the same shift, id and owner');
+    const after = writeImage(det, 'crash/after.cbf', 10_000);
+    await eventually(() => existsSync(path.join(own, during.rel)) && existsSync(path.join(own, after.rel)), 20_000, 'both in the shift that ran');
+    assert.equal(statSync(path.join(own, after.rel)).uid, 540, 'owned by it (F3)');
+    assert.equal((await ppu.queryStatus(1))[0]![0], usertime, 'grimseld counts them in that shift too');
+    assert.equal(await ppu.furkad!.proc.stop(30_000, 'leader'), 0);
+    await ppu.startFurkad();
+    const [next, uid] = await furkaProperty<[bigint, number, number]>(ppu, 'Shift');
+    assert.ok(next > usertime && uid === 1000, `after a clean stop, a new shift with the configured defaults (F6): ${next} ${uid}`);
   });
 
   it('refuses root, unknown detectors and missing targets by name and keeps the running shift (F6)', async () => {
@@ -96,19 +129,6 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
     await eventually(async () => (await furkaProperty<Row[]>(ppu, 'Detectors')).some((r) => r[0] === '1MF' && r[2] === ''), 20_000, 'the error cleared');
   });
 
-  it('rotates its log file by logfile_max_size and keeps logfile_max_number files (S4)', async () => {
-    // Each shift start logs a line of a few hundred bytes.
-    for (let i = 0; i < 80; i++) await ppu.startShift(900 + i, 900 + i);
-    await eventually(() => {
-      const files = readdirSync(logDir).filter((f) => /^furkad\.log\.\d+$/.test(f));
-      return files.some((f) => Number(f.split('.').pop()) >= 4);
-    }, 20_000, 'the log to roll over at least three times');
-    const files = readdirSync(logDir).filter((f) => /^furkad\.log\.\d+$/.test(f));
-    assert.ok(files.length <= 3, `at most logfile_max_number files kept: ${files.join(' ')}`);
-    for (const f of files) {
-      assert.ok(statSync(path.join(logDir, f)).size < 4096 + 2048, `${f} near logfile_max_size`);
-    }
-  });
   it('leaves no empty directory of an ended shift on the ramdisk, once grimseld has cleaned it (F4, G5)', async () => {
     const det = ppu.detectorRamdisks['1MF']!;
     const base = path.join(ppu.ppuRamdisk, '1mf');
@@ -142,7 +162,7 @@ describe('furkad restarted after the clock was set back (F6, G5)', function () {
       // The shift before started an hour "later" than now: furkad's clock was an hour ahead then (an RTC off until
       // NTP stepped it back). grimseld heard of it as furkad tells it of every shift; furkad kept its id.
       const ahead = (BigInt(Date.now()) + 3_600_000n) * 1000n;
-      await ppu.killFurkad();
+      assert.equal(await ppu.furkad!.proc.stop(30_000, 'leader'), 0); // a restart: the next one starts a new shift (F6)
       const intake = (await ppu.client.getProxyObject(GRIMSEL_NAME, GRIMSEL_PATH)).getInterface(INTAKE_IFACE);
       await callMethod(intake, 'ShiftStarted', ahead, 1200, 1201);
       writeFileSync(path.join(ppu.work, 'furkad-state', 'last-shift'), `${ahead}\n`);

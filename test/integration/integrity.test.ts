@@ -161,12 +161,12 @@ describe('integrity on the way in: checksum, provenance, arrival check (I1–I3)
     for (const f of files) assert.ok(outbox.includes(xxh128(ppu.work, f.data)), `${f.rel}: its checksum noted in the outbox`);
 
     await ppu.startGrimseld();
-    await ppu.startFurkad(); // hands over what its outbox holds
+    await ppu.startFurkad(); // hands over what its outbox holds, and goes on with shift 730 (it was killed)
     await eventually(async () => {
       const rows = await ppu.queryStatus(-1);
-      // Both copied, and furkad's new start-up shift known: the operator's file below joins that one.
-      return rows.some((r) => r[1] === 730 && r[3] === 'internal' && r[5] === 2n) && rows[0]![0] > rows.find((r) => r[1] === 730)![0];
-    }, 30_000, 'grimseld to copy both, and to learn the next shift');
+      // Both copied, in the shift that goes on: the operator's file below joins it.
+      return rows.some((r) => r[1] === 730 && r[3] === 'internal' && r[5] === 2n) && rows[0]![1] === 730;
+    }, 30_000, 'grimseld to copy both, in the shift furkad goes on with');
     const added = path.join(ppu.ppuRamdisk, 'ops', 'added.cbf');
     mkdirSync(path.dirname(added), { recursive: true });
     writeFileSync(added, 'an operator adds this');

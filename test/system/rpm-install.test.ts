@@ -230,11 +230,13 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     assert.match(await shiftProperty(), new RegExp(`^\\(tuu\\) \\d+ ${DEFAULT_UID} ${DEFAULT_GID}$`));
   });
 
-  it('restarts a daemon killed with SIGKILL', async () => {
+  it('restarts a daemon killed with SIGKILL, which goes on with the shift it ran', async () => {
     const furkad = await mainPid('furkad');
+    const shift = await shiftProperty();
     await c.ok(['kill', '-KILL', String(furkad)]);
     await restartedFrom('furkad', furkad);
     assert.ok(Number(await c.unitProperty('furkad', 'NRestarts')) >= 1, 'restarted by systemd (NRestarts)');
+    assert.equal(await shiftProperty(), shift, 'the same shift (id, uid, gid), not a new default one');
   });
 
   it('restarts a hung daemon (SIGSTOP) through the watchdog, and files flow again', async () => {

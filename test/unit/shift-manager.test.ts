@@ -8,7 +8,8 @@ import { validateFurkadConfig } from '../../src/furkad/config.js';
 import { ShiftManager, type ShiftLoop } from '../../src/furkad/shift-manager.js';
 import { planShift, type Assignment, type Shift } from '../../src/furkad/shift.js';
 import type { Logger } from '../../src/common/logger.js';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { forgetRunningShift, keepRunningShift, readRunningShift } from '../../src/furkad/shift-resume.js';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DetectorLoop, type LoopHandover } from '../../src/furkad/detector.js';
@@ -182,6 +183,34 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
     assert.equal(changes(), 2);
     await assert.rejects(shifts.begin(planShift(config, 700, 701)), (e: unknown) => e instanceof DBusError && /stopping/.test(e.text));
     assert.equal(shifts.shift, second);
+  });
+
+  it('goes on with the shift a furkad that did not stop cleanly kept, same id and request, and with the defaults where it no longer fits', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'resume-'));
+    try {
+      const ran = planShift(config, 500, 501, [['2MF', '', '']]);
+      keepRunningShift(dir, ran);
+      const kept = readRunningShift(dir, quiet)!;
+      assert.deepEqual(kept, { usertime: ran.usertime, uid: 500, gid: 501, requested: [['2MF', '', '']] });
+      const events: string[] = [];
+      const loops = new Map(['1MF', '2MF'].map((id) => [id, new FakeLoop(id, events)]));
+      const resumed = new ShiftManager(config, loops, { shiftStarted: () => undefined }, quiet, undefined, undefined, kept);
+      await resumed.start();
+      assert.equal(resumed.shift!.usertime, ran.usertime);
+      assert.equal(loops.get('1MF')!.serving, '-', 'the request as it was: 1MF not served');
+      const gone = new ShiftManager(config, loops, { shiftStarted: () => undefined }, quiet, undefined, undefined, { ...kept, requested: [['9M', '', '']] });
+      await gone.start();
+      assert.deepEqual([gone.shift!.uid, gone.shift!.detectors.length], [config.uid, 2], 'a detector no longer configured: the default shift');
+      forgetRunningShift(dir);
+      assert.equal(readRunningShift(dir, quiet), undefined, 'after a clean stop: nothing to go on with');
+      writeFileSync(path.join(dir, 'running-shift.json'), '{"usertime": 5');
+      const said: string[] = [];
+      const log = { ...quiet, error: (_o: unknown, m: string) => { said.push(m); } } as unknown as Logger;
+      assert.equal(readRunningShift(dir, log), undefined);
+      assert.match(said.join(), /not readable; starting the configured default shift/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a refused StartShift leaves the shift, the loops and the hand-over as they were, with a named error', async () => {
