@@ -8,6 +8,7 @@ import * as path from 'node:path';
 import { AgentClient, FileGone, type Announced } from './agent-client.js';
 import { arrival, shownSent } from '../common/checksum-trailer.js';
 import { ShiftDir } from './shift-dir.js';
+import { isStagingName, STAGING_NAME } from './shift-sweep.js';
 import { tagged } from '../common/checksum.js';
 import { StagedProvenance } from './staged-provenance.js';
 import { placement, withSum, type AgentPlaced, type Placed, type SetAside } from './agent-placed.js';
@@ -439,6 +440,18 @@ export class AgentTransport implements Transport {
     // same id and name would be acknowledged (deleted) instead of fetched (A4).
     const listed = new Set<string>();
     client.on('file', (f) => {
+      // furkad's own name at the top of the source: with usrdir empty such a file would be placed into furkad's
+      // staging itself (docs/threat-model.md): never taken, left on the detector and reported like a name furkad
+      // cannot hand over.
+      if (isStagingName(f.path)) {
+        const key = `own\n${f.path}`;
+        if (!this.#refused.has(key)) {
+          this.log.error({ detector: this.id, file: f.path }, `a file named as furkad's own directory (${STAGING_NAME}) is never taken; it stays on the detector`);
+        }
+        this.#refused.set(key, f.path);
+        this.#wake?.();
+        return;
+      }
       listed.add(f.id);
       listed.add(placement(f.id, f.path));
       this.#waiting.set(f.path, { ...f, learnedAt: this.#learnedAt(f.id) });

@@ -346,7 +346,8 @@ export class DetectorLoop implements Component {
   #sayLeftBehind(before: string): void {
     const after = this.#leftBehindNote();
     if (after !== before && this.#failing.size === 0 && this.#backoff === 0 && this.stats.refused === 0) {
-      this.stats.lastError = after;
+      // A detector this shift does not serve keeps saying so once the earlier shift's files are placed.
+      this.stats.lastError = after || (this.#shift && !this.#assignment ? NOT_IN_SHIFT : '');
       this.changed.emit();
     }
   }
@@ -362,7 +363,17 @@ export class DetectorLoop implements Component {
       const root = path.join(aside, name);
       if (this.#leftBehind.some((lb) => lb.root === root)) continue;
       try {
+        // Only what furkad set aside itself: root's, written by nobody else, for this very target. A record a
+        // user could write (placed there with usrdir empty before files named so were refused, or made by hand)
+        // would have root create directories and place files wherever it says (docs/threat-model.md).
+        for (const p of [aside, root, path.join(root, 'shift.json')]) {
+          const st = await lstat(p);
+          if (st.uid !== 0 || (st.mode & 0o022) !== 0 || st.isSymbolicLink()) throw new Error(`${p} is not furkad's own (owner ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
+        }
         const meta = JSON.parse(await readFile(path.join(root, 'shift.json'), 'utf8')) as { usertime: string; uid: number; gid: number; usrdir: string; target: string };
+        if (typeof meta.target !== 'string' || path.resolve(unmark(meta.target)) !== path.resolve(target)) {
+          throw new Error(`its shift.json names another target (${String(meta.target)}), not ${target}`);
+        }
         const rels: string[] = [];
         const walk = async (dir: string): Promise<void> => {
           for (const e of await readdir(dir, { withFileTypes: true })) {
@@ -532,7 +543,7 @@ export class DetectorLoop implements Component {
       const refused = outcome.refused ?? [];
       // Files left on the detector are the operator's to rename there: said until they are gone (F1, F2).
       const note = refused.length === 0 ? '' : `${refused.length} ${refused.length === 1 ? 'file' : 'files'} left on the detector: ` +
-        `furkad cannot hand over their names (not UTF-8, or with control characters), e.g. '${refused[0]}'; rename them there`;
+        `furkad cannot hand over their names (not UTF-8, with control characters, or furkad's own ${STAGING_NAME}), e.g. '${refused[0]}'; rename them there`;
       const said = note || this.#leftBehindNote();
       if (refused.length !== this.stats.refused || (this.#failing.size === 0 && this.stats.lastError !== said)) {
         this.stats.refused = refused.length;

@@ -11,6 +11,7 @@ import { StagedProvenance } from './staged-provenance.js';
 import { fitName } from '../common/name-max.js';
 import { candidateNames } from '../common/numbered-name.js';
 import { tagged } from '../common/checksum.js';
+import { STAGING_NAME } from './shift-sweep.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -77,7 +78,9 @@ export class RsyncTransport implements Transport {
       ...(only ? { only } : {}),
       // furka-agent's own names (a barrier mark, a file taken aside to be deleted) if one runs, or ran, on
       // this detector too: never the user's data.
-      exclude: [...a.config.exclude.split(/\s+/).filter(Boolean), AGENT_NAMES],
+      // And furkad's own staging name at the top of the source: with usrdir empty it would be placed into furkad's
+      // staging itself (docs/threat-model.md).
+      exclude: [...a.config.exclude.split(/\s+/).filter(Boolean), AGENT_NAMES, `/${STAGING_NAME}`],
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       timeoutS: this.settings.timeoutS,

@@ -12,6 +12,14 @@ import { DirFd } from '../common/dir-fd.js';
 /** furkad's own directory below each target (staging, files set aside): never swept. */
 export const STAGING_NAME = '.furkad-staging';
 
+/**
+ * Whether detector path `rel` (relative to its source) begins with furkad's staging name: placed with usrdir
+ * empty, it would land in furkad's own staging (a record of set-aside files, another file's fetch name).
+ */
+export function isStagingName(rel: string): boolean {
+  return rel.split('/').find((c) => c !== '' && c !== '.') === STAGING_NAME;
+}
+
 /** What a sweep did: directories removed, and ones it could not look into (named in the log by the caller). */
 export interface SweepResult {
   removed: number;

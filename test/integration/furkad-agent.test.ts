@@ -1,7 +1,7 @@
 // furkad over furka-agent (transport = agent): files arrive once, whole, the moment their writers finish them,
 // whatever the writer's pattern; nothing is lost or left behind when the agent or furkad is killed (A2–A5).
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { launchOf, Ppu } from '../fixtures/ppu.js';
 import { AGENT_BIN, inotifywaitOf } from '../fixtures/agent.js';
@@ -267,5 +267,63 @@ describe('furkad over furka-agent (A2–A5)', function () {
     }
     await eventually(() => listFiles(ppu.detectorRamdisks['1MF']!).length === 0, 30_000, 'taken once the agent lets furkad in again')
       .catch((e: Error) => { throw new Error(`${e.message}\nfurkad:\n${ppu.furkad!.proc.output().slice(-6000)}\nagent:\n${ppu.agents['1MF']!.proc.output().slice(-4000)}`); });
+  });
+});
+
+describe('furkad over furka-agent with usrdir empty: a detector user and furkad\'s own staging (F1, F2, docs/threat-model.md)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+  before(async () => {
+    ppu = new Ppu({ prefix: 'ppu-nousrdir', transport: 'agent' });
+    ppu.opts.furkad = { usrdir: '' };
+    await ppu.start();
+  });
+  after(async () => ppu?.stop());
+
+  it("never places a detector file under furkad's staging name, so it can neither plant shift records nor take a placed file's place", async () => {
+    await ppu.startShift(500, 501);
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const target = path.join(ppu.ppuRamdisk, '1mf');
+    const outside = path.join(ppu.work, 'outside');
+    // A detector user's files named as furkad's own: a record of files "set aside" for a shift of root at a
+    // target outside the configured one, and a file where the next 'a.cbf' is fetched to.
+    mkdirSync(path.join(detector, '.furkad-staging/.held/100-1MF/files'), { recursive: true });
+    writeFileSync(path.join(detector, '.furkad-staging/.held/100-1MF/shift.json'),
+      JSON.stringify({ usertime: '100', uid: 0, gid: 0, usrdir: 'pwned', target: `${outside}/./evil` }));
+    writeFileSync(path.join(detector, '.furkad-staging/.held/100-1MF/files/evil.sh'), '#!/bin/sh\n');
+    const precious = writeImage(detector, '.furkad-staging/1MF/a.cbf', 5_000);
+    await eventually(async () => (await ppu.furkaProperty<Array<[string, string, string, bigint]>>('Detectors'))
+      .some((d) => d[0] === '1MF' && /\.furkad-staging/.test(d[2])), 20_000, 'the detector to report the names it will not take');
+    const a = writeImage(detector, 'a.cbf', 5_000);
+    await eventually(() => existsSync(path.join(target, 'a.cbf')), 20_000, 'an ordinary file delivered');
+    assert.equal(sha256File(readFileSync(path.join(target, 'a.cbf'))), a.sha256);
+    assert.ok(existsSync(path.join(detector, precious.rel)), 'the file named as furkad\'s staging stays on the detector, not lost');
+    assert.equal(statSync(path.join(target, '.furkad-staging')).uid, 0, "staging stays furkad's own");
+    // A restart and a shift change: nothing of the planted record is taken up.
+    assert.equal(await ppu.furkad!.proc.stop(30_000, 'leader'), 0);
+    await ppu.startFurkad();
+    await ppu.startShift(502, 503);
+    const b = writeImage(detector, 'b.cbf', 5_000);
+    await eventually(() => existsSync(path.join(target, 'b.cbf')), 20_000, 'the detector still served after the restart');
+    assert.equal(sha256File(readFileSync(path.join(target, 'b.cbf'))), b.sha256);
+    assert.ok(!existsSync(outside), 'nothing made outside the configured target');
+  });
+
+  it('takes up no set-aside record it did not make itself (one owned by a user)', async () => {
+    const target = path.join(ppu.ppuRamdisk, '1mf');
+    const outside = path.join(ppu.work, 'outside2');
+    const held = path.join(target, '.furkad-staging/.held/100-1MF');
+    mkdirSync(path.join(held, 'files'), { recursive: true });
+    writeFileSync(path.join(held, 'shift.json'), JSON.stringify({ usertime: '100', uid: 500, gid: 501, usrdir: 'x', target: `${outside}/./evil` }));
+    writeFileSync(path.join(held, 'files/evil.sh'), '#!/bin/sh\n');
+    for (const p of [held, path.join(held, 'shift.json'), path.join(held, 'files'), path.join(held, 'files/evil.sh')]) chownSync(p, 500, 501);
+    assert.equal(await ppu.furkad!.proc.stop(30_000, 'leader'), 0);
+    await ppu.startFurkad();
+    await ppu.startShift(504, 505);
+    const c = writeImage(ppu.detectorRamdisks['1MF']!, 'c.cbf', 5_000);
+    await eventually(() => existsSync(path.join(target, 'c.cbf')), 20_000, 'the detector served');
+    await pause(1500); // left-behind files are tried 1 s after they are taken up
+    assert.ok(!existsSync(outside), 'nothing made where a record furkad did not write says');
+    assert.match(ppu.furkad!.proc.output(), /not furkad's own/);
   });
 });
