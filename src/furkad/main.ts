@@ -20,8 +20,8 @@ import { Outbox, placedFiles } from './outbox.js';
 import { ShiftManager } from './shift-manager.js';
 import { planShift, shiftIds } from './shift.js';
 import { readLastShift, writeLastShift } from './shift-floor.js';
-import { forgetRunningShift, keepRunningShift, readRunningShift } from './shift-resume.js';
-import { ShiftSchedule } from './shift-schedule.js';
+import { defaultsOf, forgetRunningShift, keepRunningShift, readRunningShift, touchRunningShift, TOUCH_EVERY_MS, whyNotResume } from './shift-resume.js';
+import { nextBoundary, ShiftSchedule } from './shift-schedule.js';
 import { FurkadMetrics } from './metrics.js';
 import { TransferGate } from './transfer-gate.js';
 import { checkLicense } from '../common/license.js';
@@ -79,8 +79,13 @@ async function main(): Promise<number> {
   });
   // Every new shift's id after the last one's, whatever the clock says now (shift-floor.ts).
   shiftIds.after(readLastShift(config.state_dir, log));
+  // The shift a furkad that did not stop cleanly ran goes on, unless it is stale (shift-resume.ts).
+  const defaults = defaultsOf(config);
+  const kept = readRunningShift(config.state_dir, log);
+  const resume = kept && { shift: kept, whyNot: whyNotResume(kept, defaults, Date.now(),
+    config.shift_schedule === undefined ? undefined : (after) => nextBoundary(config.shift_schedule!, after)) };
   const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log, (u) => writeLastShift(config.state_dir, u),
-    (s) => keepRunningShift(config.state_dir, s), readRunningShift(config.state_dir, log));
+    { keep: (s) => keepRunningShift(config.state_dir, s, defaults), forget: () => forgetRunningShift(config.state_dir, log) }, resume);
   // Scheduled rotation: a shift with the configured defaults at every boundary, like a restart.
   const schedule = config.shift_schedule === undefined ? undefined
     : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log);
@@ -99,6 +104,9 @@ async function main(): Promise<number> {
     schedule,
   ], log);
   const stop = Promise.race([stopRequested(), lost]);
+  // The kept shift is still running (shift-resume.ts).
+  const touch = setInterval(() => touchRunningShift(config.state_dir), TOUCH_EVERY_MS);
+  touch.unref();
   if (await components.start(stop)) {
     notifier.ready(statusLine(shifts, loops, handover) + licenseNote);
     log.info({ detectors: loops.map((l) => l.id) }, 'furkad ready');
@@ -108,11 +116,13 @@ async function main(): Promise<number> {
   }
 
   stopping = true;
+  // A stop asked for (SIGTERM: systemctl stop or restart): the next furkad starts the default shift (F6), also if
+  // this one is killed while stopping. Without its bus it did not stop by choice: the shift goes on.
+  if (busGone === undefined) forgetRunningShift(config.state_dir, log);
+  clearInterval(touch);
   log.info('stopping');
   notifier.stopping();
   await components.stop();
-  // Stopped cleanly: the next furkad starts the default shift (F6). Without its bus it did not: it goes on.
-  if (busGone === undefined) forgetRunningShift(config.state_dir);
   outbox.close();
   agentPlaced.close();
   bus.disconnect();

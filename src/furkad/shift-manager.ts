@@ -31,19 +31,30 @@ export class ShiftManager implements Component {
     private readonly log: Logger,
     /** Keeps a started shift's id for the next furkad (shift-floor.ts, writeLastShift); nothing in unit tests. */
     private readonly keepId: (usertime: bigint) => void = () => undefined,
-    /** Keeps the running shift for a furkad started after this one ends other than cleanly (shift-resume.ts). */
-    private readonly keepRunning: (shift: Shift) => void = () => undefined,
-    /** The shift of a furkad that ended other than cleanly: it goes on (shift-resume.ts). */
-    private readonly resume?: RunningShift,
+    /**
+     * Keeps the running shift for a furkad started after this one ends other than cleanly (shift-resume.ts), and
+     * lets go of it when that fails (the one kept before must not go on instead).
+     */
+    private readonly running: { keep(shift: Shift): void; forget(): void } = { keep: () => undefined, forget: () => undefined },
+    /** The shift of a furkad that ended other than cleanly, and why it is not to go on ('' = it is; shift-resume.ts). */
+    private readonly resume?: { shift: RunningShift; whyNot: string },
   ) {}
+
+  /** A StartShift came (and was valid): the first shift is not to replace it. */
+  #requested = false;
 
   /**
    * A process start is a shift start with the configured defaults (F6), unless the furkad before did not stop
    * cleanly: then its shift goes on, same id, owner and detectors (shift-resume.ts).
    */
   async start(): Promise<void> {
-    const r = this.resume;
-    if (r) {
+    // The bus name is owned before the first shift starts: a StartShift that came meanwhile stands.
+    if (this.#requested) return;
+    const r = this.resume?.shift;
+    if (r && this.resume?.whyNot) {
+      this.log.info({ uid: r.uid, gid: r.gid, usertime: String(r.usertime), why: this.resume.whyNot },
+        'the last furkad did not stop cleanly, but its shift does not go on: starting the configured default shift');
+    } else if (r) {
       let shift: Shift | undefined;
       try {
         shift = { ...planShift(this.config, r.uid, r.gid, r.requested), usertime: r.usertime };
@@ -54,11 +65,11 @@ export class ShiftManager implements Component {
       if (shift) {
         this.log.warn({ usertime: String(r.usertime), uid: r.uid, gid: r.gid },
           'the last furkad did not stop cleanly (killed, crashed, or it lost the bus): the shift it ran goes on, not the configured default one');
-        await this.begin(shift);
+        await this.begin(shift, true);
         return;
       }
     }
-    await this.begin(planShift(this.config, this.config.uid, this.config.gid));
+    await this.begin(planShift(this.config, this.config.uid, this.config.gid), true);
   }
 
   /**
@@ -104,6 +115,7 @@ export class ShiftManager implements Component {
       if (e instanceof ShiftRequestError) throw new DBusError(ErrorNames[e.reason], e.message);
       throw e;
     }
+    this.#requested = true;
     await this.begin(shift);
   }
 
@@ -127,24 +139,28 @@ export class ShiftManager implements Component {
   }
 
   /** Switches to `shift`: files written before this call land in the old shift, later ones in the new. */
-  begin(shift: Shift): Promise<void> {
+  begin(shift: Shift, first = false): Promise<void> {
     const step = this.#chain.then(async () => {
       if (this.#stopping) throw new DBusError(ErrorNames.Failed, 'furkad is stopping: the shift change was not made; start the shift again once it runs');
+      // The first shift never replaces one a StartShift began meanwhile.
+      if (first && this.#shift) return;
       const all = [...this.loops.values()];
       try {
         await Promise.all(all.map((l) => l.hold()));
         if (this.#shift) await Promise.all(all.map((l) => l.drain()));
         // What the old shift could not place stays the old shift's, set aside and retried in the background.
         await Promise.all(all.map((l) => l.leaveBehind()));
+        // Kept before grimseld hears of it: a furkad killed in between goes on with it, and grimseld hears again.
+        try {
+          this.running.keep(shift);
+        } catch (e) {
+          this.running.forget();
+          this.log.error({ err: (e as Error).message, state_dir: this.config.state_dir },
+            'cannot keep the running shift in state_dir: a furkad started after a crash will start the configured default shift instead');
+        }
         // Announced before any file of the new shift can be handed over (the hand-over is ordered).
         this.handover.shiftStarted(shift.usertime, shift.uid, shift.gid);
         this.#keep(shift.usertime);
-        try {
-          this.keepRunning(shift);
-        } catch (e) {
-          this.log.error({ err: (e as Error).message, state_dir: this.config.state_dir },
-            'cannot keep the running shift in state_dir: a furkad started after a crash would start the configured default shift instead');
-        }
         for (const loop of all) loop.assign(shift, shift.detectors.find((d) => d.id === loop.id));
         this.#shift = shift;
         this.log.info({ usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,

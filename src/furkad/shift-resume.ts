@@ -1,34 +1,76 @@
 // The shift furkad runs, kept in state_dir while it runs (F6, A5). `systemctl restart furkad` stops it cleanly:
-// the file goes, and the next furkad starts the configured default shift, as F6 says. A furkad that ended any
-// other way (killed, crashed, its watchdog fired, the bus lost) leaves the file behind, and the furkad systemd
-// starts next goes on with that shift: the same id, owner and detectors. Otherwise a crash at night would hand
+// the file goes as the stop begins, and the next furkad starts the configured default shift, as F6 says. A
+// furkad that ended any other way (killed, crashed, its watchdog fired, the bus lost) leaves the file behind,
+// and the furkad systemd starts next goes on with that shift: the same id, owner and detectors, unless that
+// furkad ended long ago, the configured defaults changed, or a scheduled rotation came meanwhile (whyNotResume). Otherwise a crash at night would hand
 // the rest of a user's beamtime, and every file the dead furkad had heard of but not placed, to the configured
 // default owner until someone noticed.
-import { readFileSync, rmSync } from 'node:fs';
+import { readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { writeDurably } from '../common/durable-file.js';
 import type { Shift } from './shift.js';
 
 const FILE = 'running-shift.json';
+/** A running furkad touches the file this often; one that ended longer ago than RESUME_WITHIN_MS is not resumed. */
+export const TOUCH_EVERY_MS = 10_000;
+/**
+ * systemd starts a crashed furkad again within a second or two (RestartSec=1s). A file older than this was
+ * left by a furkad that ended long ago (a unit that failed for good, a power cut): whoever starts furkad then
+ * expects the default shift (F6), and the shift kept may be a user's whose beamtime is over.
+ */
+const RESUME_WITHIN_MS = 60_000;
 
-/** What is kept of a running shift: its id, owner, and the StartShift request it came from ([] = the defaults). */
+/** What is kept of a running shift: its id, owner, the StartShift request it came from ([] = the defaults). */
 export interface RunningShift {
   usertime: bigint;
   uid: number;
   gid: number;
   requested: Array<[string, string, string]>;
+  /** The configured default shift then (uid, gid, usrdir): changed since, the administrator wants the new one. */
+  defaults: string;
+  /** When a furkad running it last touched the file (ms since the epoch). */
+  touchedMs: number;
 }
 
-export function keepRunningShift(stateDir: string, shift: Shift): void {
+/** The configured default shift, as kept with a running one. */
+export function defaultsOf(config: { uid: number; gid: number; usrdir: string }): string {
+  return `${config.uid}:${config.gid}:${config.usrdir}`;
+}
+
+export function keepRunningShift(stateDir: string, shift: Shift, defaults: string): void {
   writeDurably(path.join(stateDir, FILE), `${JSON.stringify({
-    usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, requested: shift.requested ?? [],
+    usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, requested: shift.requested ?? [], defaults,
   })}\n`);
 }
 
-/** After a clean stop: the next furkad starts the default shift. */
-export function forgetRunningShift(stateDir: string): void {
-  rmSync(path.join(stateDir, FILE), { force: true });
+/** While furkad runs: the kept shift is still running (RESUME_WITHIN_MS). Nothing if there is none. */
+export function touchRunningShift(stateDir: string): void {
+  const now = new Date();
+  try {
+    utimesSync(path.join(stateDir, FILE), now, now);
+  } catch { /* none kept (a write failed, said then) */ }
+}
+
+/** A clean stop begins, or the shift could not be kept: the next furkad starts the default shift. */
+export function forgetRunningShift(stateDir: string, log: Logger): void {
+  try {
+    rmSync(path.join(stateDir, FILE), { force: true });
+  } catch (e) {
+    log.error({ err: (e as Error).message, state_dir: stateDir }, 'cannot remove the kept running shift: a furkad started next may go on with it');
+  }
+}
+
+/**
+ * Why `kept` is not to go on ('' = it is): it ended too long ago, the configured defaults changed since, or a
+ * scheduled rotation (`nextBoundary` after its start) has come and gone meanwhile.
+ */
+export function whyNotResume(kept: RunningShift, defaults: string, nowMs: number, nextBoundary?: (after: Date) => Date | undefined): string {
+  if (nowMs - kept.touchedMs > RESUME_WITHIN_MS) return `the furkad that ran it ended more than ${RESUME_WITHIN_MS / 1000} s ago`;
+  if (kept.defaults !== defaults) return 'the configured default shift (uid, gid, usrdir) changed since';
+  const boundary = nextBoundary?.(new Date(Number(kept.usertime / 1000n)));
+  if (boundary && boundary.getTime() <= nowMs) return `a scheduled shift change (shift_schedule) came meanwhile, at ${boundary.toISOString()}`;
+  return '';
 }
 
 /** The shift a furkad that did not stop cleanly ran, if it left one; a file that says nothing usable is said and ignored. */
@@ -42,11 +84,12 @@ export function readRunningShift(stateDir: string, log: Logger): RunningShift | 
     return undefined;
   }
   try {
-    const j = JSON.parse(text) as { usertime: unknown; uid: unknown; gid: unknown; requested: unknown };
+    const j = JSON.parse(text) as { usertime: unknown; uid: unknown; gid: unknown; requested: unknown; defaults: unknown };
     const triple = (r: unknown): r is [string, string, string] => Array.isArray(r) && r.length === 3 && r.every((x) => typeof x === 'string');
     if (typeof j.usertime !== 'string' || !/^\d{1,19}$/.test(j.usertime) || !Number.isInteger(j.uid) || !Number.isInteger(j.gid)
-      || !Array.isArray(j.requested) || !j.requested.every(triple)) throw new Error('unexpected content');
-    return { usertime: BigInt(j.usertime), uid: j.uid as number, gid: j.gid as number, requested: j.requested as Array<[string, string, string]> };
+      || !Array.isArray(j.requested) || !j.requested.every(triple) || typeof j.defaults !== 'string') throw new Error('unexpected content');
+    return { usertime: BigInt(j.usertime), uid: j.uid as number, gid: j.gid as number, requested: j.requested as Array<[string, string, string]>,
+      defaults: j.defaults, touchedMs: statSync(file).mtimeMs };
   } catch (e) {
     log.error({ file, err: (e as Error).message, content: text.slice(0, 80) }, 'the shift the last furkad ran is not readable; starting the configured default shift');
     return undefined;

@@ -80,6 +80,14 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
     await ppu.startFurkad();
     const [next, uid] = await furkaProperty<[bigint, number, number]>(ppu, 'Shift');
     assert.ok(next > usertime && uid === 1000, `after a clean stop, a new shift with the configured defaults (F6): ${next} ${uid}`);
+    // A stop asked for counts from its start: killed while stopping (past TimeoutStopSec), still the defaults next.
+    await ppu.startShift(542, 543, [['1MF', '', '']]);
+    ppu.furkad!.proc.child.kill('SIGTERM');
+    await sleep(200);
+    await ppu.killFurkad();
+    await ppu.startFurkad();
+    const [, uidAfterKill] = await furkaProperty<[bigint, number, number]>(ppu, 'Shift');
+    assert.equal(uidAfterKill, 1000, 'a restart asked for gives the default shift even if the stop was cut short');
   });
 
   it('refuses root, unknown detectors and missing targets by name and keeps the running shift (F6)', async () => {

@@ -9,7 +9,7 @@ import { ShiftManager, type ShiftLoop } from '../../src/furkad/shift-manager.js'
 import { planShift, type Assignment, type Shift } from '../../src/furkad/shift.js';
 import type { Logger } from '../../src/common/logger.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { forgetRunningShift, keepRunningShift, readRunningShift } from '../../src/furkad/shift-resume.js';
+import { defaultsOf, forgetRunningShift, keepRunningShift, readRunningShift, whyNotResume, type RunningShift } from '../../src/furkad/shift-resume.js';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DetectorLoop, type LoopHandover } from '../../src/furkad/detector.js';
@@ -185,23 +185,42 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
     assert.equal(shifts.shift, second);
   });
 
-  it('goes on with the shift a furkad that did not stop cleanly kept, same id and request, and with the defaults where it no longer fits', async () => {
+  it('goes on with the shift a furkad that did not stop cleanly kept, same id and request, unless it is stale or a StartShift came first', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'resume-'));
     try {
+      const defaults = defaultsOf(config);
       const ran = planShift(config, 500, 501, [['2MF', '', '']]);
-      keepRunningShift(dir, ran);
+      keepRunningShift(dir, ran, defaults);
       const kept = readRunningShift(dir, quiet)!;
-      assert.deepEqual(kept, { usertime: ran.usertime, uid: 500, gid: 501, requested: [['2MF', '', '']] });
-      const events: string[] = [];
-      const loops = new Map(['1MF', '2MF'].map((id) => [id, new FakeLoop(id, events)]));
-      const resumed = new ShiftManager(config, loops, { shiftStarted: () => undefined }, quiet, undefined, undefined, kept);
-      await resumed.start();
-      assert.equal(resumed.shift!.usertime, ran.usertime);
+      assert.deepEqual({ ...kept, touchedMs: 0 }, { usertime: ran.usertime, uid: 500, gid: 501, requested: [['2MF', '', '']], defaults, touchedMs: 0 });
+      assert.ok(Math.abs(kept.touchedMs - Date.now()) < 5000);
+      const manager = (resume: { shift: RunningShift; whyNot: string }) => {
+        const loops = new Map(['1MF', '2MF'].map((id) => [id, new FakeLoop(id, [])]));
+        return { loops, shifts: new ShiftManager(config, loops, { shiftStarted: () => undefined }, quiet, undefined, undefined, resume) };
+      };
+      const now = Date.now();
+      assert.equal(whyNotResume(kept, defaults, now), '');
+      const { loops, shifts } = manager({ shift: kept, whyNot: '' });
+      await shifts.start();
+      assert.equal(shifts.shift!.usertime, ran.usertime, 'the same shift');
       assert.equal(loops.get('1MF')!.serving, '-', 'the request as it was: 1MF not served');
-      const gone = new ShiftManager(config, loops, { shiftStarted: () => undefined }, quiet, undefined, undefined, { ...kept, requested: [['9M', '', '']] });
-      await gone.start();
-      assert.deepEqual([gone.shift!.uid, gone.shift!.detectors.length], [config.uid, 2], 'a detector no longer configured: the default shift');
-      forgetRunningShift(dir);
+      // Stale: ended long ago, defaults changed, a scheduled rotation passed: the default shift.
+      assert.match(whyNotResume({ ...kept, touchedMs: now - 120_000 }, defaults, now), /ended more than 60 s ago/);
+      assert.match(whyNotResume(kept, `${config.uid}:${config.gid}:other`, now), /default shift .* changed/);
+      assert.match(whyNotResume(kept, defaults, now, () => new Date(now - 1000)), /scheduled shift change/);
+      assert.equal(whyNotResume(kept, defaults, now, () => new Date(now + 60_000)), '');
+      const stale = manager({ shift: kept, whyNot: 'the furkad that ran it ended more than 60 s ago' });
+      await stale.shifts.start();
+      assert.deepEqual([stale.shifts.shift!.uid, stale.shifts.shift!.detectors.length], [config.uid, 2], 'stale: the default shift');
+      const gone = manager({ shift: { ...kept, requested: [['9M', '', '']] }, whyNot: '' });
+      await gone.shifts.start();
+      assert.deepEqual([gone.shifts.shift!.uid, gone.shifts.shift!.detectors.length], [config.uid, 2], 'a detector no longer configured: the default shift');
+      // A StartShift that came once the bus name was owned, before the first shift: it stands.
+      const early = manager({ shift: kept, whyNot: '' });
+      await early.shifts.startShift(700, 701, []);
+      await early.shifts.start();
+      assert.equal(early.shifts.shift!.uid, 700, 'the StartShift stands');
+      forgetRunningShift(dir, quiet);
       assert.equal(readRunningShift(dir, quiet), undefined, 'after a clean stop: nothing to go on with');
       writeFileSync(path.join(dir, 'running-shift.json'), '{"usertime": 5');
       const said: string[] = [];
@@ -211,6 +230,16 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('lets go of the kept shift when the new one cannot be kept, so that a crash does not bring the old one back', async () => {
+    const events: string[] = [];
+    const loops = new Map(['1MF', '2MF'].map((id) => [id, new FakeLoop(id, events)]));
+    const running = { keep: () => { throw new Error('ENOSPC'); }, forget: () => { events.push('forget'); } };
+    const shifts = new ShiftManager(config, loops, { shiftStarted: () => { events.push('announce'); } }, quiet, undefined, running);
+    await shifts.startShift(600, 601, []);
+    assert.equal(shifts.shift!.uid, 600, 'the shift starts all the same');
+    assert.ok(events.indexOf('forget') >= 0 && events.indexOf('forget') < events.indexOf('announce'), events.join());
   });
 
   it('a refused StartShift leaves the shift, the loops and the hand-over as they were, with a named error', async () => {
