@@ -85,10 +85,16 @@ export function parsePush(raw: string | null): number | undefined {
 }
 
 /** One `GET /v1/events` stream: its lines are queued while the peer does not read, so no one else waits. */
-class EventsClient {
+export class EventsClient {
   #queue: string[] = [];
   #queuedBytes = 0;
   #draining = false;
+  /**
+   * The listing being sent, and the line after it: written only as fast as the client takes it (paced by the
+   * stream's 'drain'), so that neither its size counts as a client that does not read (600 000 files on the
+   * detector after an outage are ~64 MB of lines: cut off, reconnecting for ever) nor it all sits in memory.
+   */
+  #listing: { lines: Iterator<Announcement>; then: Announcement[] } | undefined;
   /**
    * Pushes to this client that count (PUSH_MAX), by id, with when each body was sent whole (undefined while it
    * is being sent). Each push is its own object, so that the end of one does not release a later push of the
@@ -112,6 +118,11 @@ class EventsClient {
 
   /** Sends `a`'s line; the body of a file just completed (`live`) is pushed behind it when the client takes pushes. */
   send(a: Announcement): void {
+    // A barrier says the client has been told of every file completed before it (A5): not before the listing is out.
+    if (a.t === 'barrier' && this.#listing) {
+      this.#listing.then.push(a);
+      return;
+    }
     let line: string;
     if (a.t === 'file') {
       const rel = this.relative(a.entry.path);
@@ -194,6 +205,29 @@ class EventsClient {
     if ((err as NodeJS.ErrnoException).code === 'ERR_HTTP2_OUT_OF_STREAMS') this.stream.session?.close();
   }
 
+  /** Sends every line of `listing`, then `then`, at the pace the client reads them (#pump). */
+  list(listing: Iterable<Announcement>, then: Announcement): void {
+    this.#listing = { lines: listing[Symbol.iterator](), then: [then] };
+    this.#pump();
+  }
+
+  #pump(): void {
+    const l = this.#listing;
+    while (l && !this.#draining) {
+      if (this.stream.destroyed || this.stream.closed) {
+        this.#listing = undefined;
+        return;
+      }
+      const next = l.lines.next();
+      if (next.done) {
+        this.#listing = undefined;
+        for (const a of l.then) this.send(a);
+        return;
+      }
+      this.send(next.value);
+    }
+  }
+
   write(text: string): void {
     if (this.stream.destroyed || this.stream.closed) return;
     if (this.#draining) {
@@ -218,6 +252,7 @@ class EventsClient {
     this.#queue = [];
     this.#queuedBytes = 0;
     if (text) this.write(text);
+    this.#pump();
   }
 }
 
@@ -336,9 +371,10 @@ export class AgentServer {
     stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
     const client = new EventsClient(stream, source, push, this.#bodies, this.log);
     client.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: PROTOCOL, root: this.catalog.root, source: `/${source}` })}\n`);
-    for (const a of this.catalog.listing()) client.send(a);
-    client.send({ t: 'synced' });
+    // Live announcements go to it from now on too, between the listing's lines (furkad takes a file twice
+    // announced once); 'synced' follows the whole listing.
     this.#clients.add(client);
+    client.list(this.catalog.listing(), { t: 'synced' });
     stream.on('close', () => this.#clients.delete(client));
     this.log.info({ source: `/${source}`, clients: this.#clients.size }, 'events client connected');
   }
