@@ -12,6 +12,7 @@ import * as path from 'node:path';
 import { components, DirFd, UnsafePath } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import { fileKey } from './open-writers.js';
+import { baseId } from '../common/file-id.js';
 
 /** Whether a file on disk is still the announced one: `same`, `changed` (or not a plain file any more) or `gone`. */
 export type Sameness = 'same' | 'changed' | 'gone';
@@ -48,16 +49,6 @@ export interface TakenAside {
 /** A file's identity as the protocol names it: INO:SIZE:MTIME_NS (docs/agent-protocol.md). */
 export function fileId(stat: BigIntStats): string {
   return `${stat.ino}:${stat.size}:${stat.mtimeNs}`;
-}
-
-/**
- * The file's own part of an announced id: INO:SIZE:MTIME_NS. The catalog adds `:N` to the id of a file
- * rewritten in place after its announcement with nothing of those changed (the same size, within one tick of
- * the kernel's coarse clock): the file system cannot tell the versions apart, the catalog's count can.
- */
-export function baseId(id: string): string {
-  const third = id.indexOf(':', id.indexOf(':', id.indexOf(':') + 1) + 1);
-  return third < 0 ? id : id.slice(0, third);
 }
 
 /** Whether `stat` is of the file announced as `id`, as far as the file system can tell (baseId). */

@@ -10,6 +10,7 @@ import { arrival, shownSent } from '../common/checksum-trailer.js';
 import { ShiftDir } from './shift-dir.js';
 import { isStagingName, STAGING_NAME } from './shift-sweep.js';
 import { tagged } from '../common/checksum.js';
+import { baseId } from '../common/file-id.js';
 import { StagedProvenance } from './staged-provenance.js';
 import { placement, withSum, type AgentPlaced, type Placed, type SetAside } from './agent-placed.js';
 import type { Logger } from '../common/logger.js';
@@ -325,8 +326,25 @@ export class AgentTransport implements Transport {
         this.placedStore.dropIntent(this.id, w.id, w.path);
       }
     }
-    if (!this.placedStore.has(this.id, w.id, w.path)) return false;
+    if (!this.placedStore.has(this.id, w.id, w.path) && !this.#rewritePlaced(w)) return false;
     this.#ack([withSum({ id: w.id, rel: w.path }, this.placedStore.sumOf(this.id, w.id, w.path))]);
+    return true;
+  }
+
+  /**
+   * A restarted agent announces under its base id a file whose rewrite (`id:N`) was placed and not yet
+   * acknowledged: that placement is this announcement's now, and acknowledged with the checksum of what was
+   * placed; the agent deletes the file only if it still holds those bytes (A4), and otherwise answers that it
+   * changed, and the next announcement is fetched. Without this it was fetched again and placed a second time,
+   * in whatever shift was current by then (A5).
+   */
+  #rewritePlaced(w: Waiting): boolean {
+    if (baseId(w.id) !== w.id) return false;
+    const rewrite = this.placedStore.placements(this.id).find((p) => p.rel === w.path && p.id !== w.id && baseId(p.id) === w.id);
+    if (!rewrite) return false;
+    const sum = this.placedStore.sumOf(this.id, rewrite.id, w.path);
+    this.placedStore.placed(this.id, [withSum({ id: w.id, rel: w.path }, sum)]);
+    this.placedStore.answered(this.id, [rewrite.id], [w.path]);
     return true;
   }
 
@@ -460,7 +478,10 @@ export class AgentTransport implements Transport {
       this.#more?.();
     });
     client.once('synced', () => {
-      const stale = this.placedStore.placements(this.id).filter((p) => !listed.has(p.rel === null ? p.id : placement(p.id, p.rel)));
+      // A rewrite's placement (INO:SIZE:MTIME_NS:N) whose file a restarted agent lists under its base id again
+      // (it counts rewrites only while it runs) is not stale: #placedBefore takes it for that announcement.
+      const relisted = (p: { id: string; rel: string | null }): boolean => p.rel !== null && baseId(p.id) !== p.id && listed.has(placement(baseId(p.id), p.rel));
+      const stale = this.placedStore.placements(this.id).filter((p) => !listed.has(p.rel === null ? p.id : placement(p.id, p.rel)) && !relisted(p));
       if (stale.length) this.placedStore.answered(this.id, stale.map((p) => p.id), stale.map((p) => p.rel ?? ''));
       // Set-aside notes stay although the listing lacks them: an agent whose root was unmounted, or a file open
       // for writing, lists nothing of them, and the same id announced later must not go to another shift.

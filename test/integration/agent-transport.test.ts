@@ -433,6 +433,46 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     }
   });
 
+  it("takes a rewrite's placement (ID:1) for the same file a restarted agent lists under its base id: acknowledged with the placed checksum, not placed twice (A4, A5)", async () => {
+    const base = '7:20000:1700000000000000000';
+    const bytes = randomBytes(20_000);
+    const agent = await fakeAgent({ [base]: bytes }, { checksum: 'right', damage: () => false });
+    const state = path.join(work, 'state');
+    const staging = path.join(work, 'staging');
+    mkdirSync(staging);
+    const sum = new Checksum();
+    sum.update(bytes);
+    const hex = await sum.hex();
+    // A furkad placed the file's rewrite (the agent counted it: base:1) and the agent was killed before it answered.
+    const before = AgentPlaced.open(state);
+    before.placed('D1', [{ id: `${base}:1`, rel: `${base}.cbf`, sum: hex }]);
+    before.close();
+    const store = AgentPlaced.open(state);
+    const placed: string[] = [];
+    const t = new AgentTransport('D1', store, quiet);
+    const ctx = {
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      shift: { uid: 0, gid: 0, usertime: 6n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
+      learnedBy: Infinity, dir: { root: path.join(work, 'placed') },
+      complete: async (rels: string[]) => {
+        placed.push(...rels);
+        t.afterPlaced(rels);
+        return { placed: rels, failed: [], gone: [] };
+      },
+    } as unknown as RunContext;
+    try {
+      await eventually(async () => { await t.run(ctx); return agent.requests.acked.includes(base); }, 10_000, 'the base id acknowledged');
+      assert.equal(agent.requests.file.get(base), undefined, 'not fetched again');
+      assert.deepEqual(placed, [], 'not placed again (into the shift current now)');
+      assert.equal(agent.requests.ackedSums.get(base), hex, "with the checksum of what was placed: the agent deletes only if it still holds those bytes");
+      assert.deepEqual(store.placements('D1'), [], 'the placement answered');
+    } finally {
+      await t.close();
+      store.close();
+      await agent.close();
+    }
+  });
+
   it('fetches a set-aside file again, into the shift current then, when the copy kept for its shift is lost', async () => {
     const agent = await fakeAgent({ y: randomBytes(20_000) }, { checksum: 'right', damage: () => false });
     const staging = path.join(work, 'staging');
