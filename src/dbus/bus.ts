@@ -1,5 +1,6 @@
 // Connection to the system bus (or the one DBUS_SYSTEM_BUS_ADDRESS names) and name ownership.
 import * as dbus from 'dbus-next';
+import type { Logger } from '../common/logger.js';
 
 export type MessageBus = dbus.MessageBus;
 
@@ -38,6 +39,35 @@ export function busLost(bus: MessageBus): Promise<string> {
     // The connection's end, as dbus-next's own MessageBus keeps it (it forwards errors only).
     (bus as unknown as { _connection?: { once(ev: 'end', f: () => void): void } })._connection?.once('end', () => resolve('the bus closed the connection'));
   });
+}
+
+/**
+ * A daemon's watch on its bus connection: errors are logged; its loss (busLost) is said once and resolves
+ * `lost`, unless the daemon is stopping and ended the connection itself (disconnect).
+ */
+export class BusWatch {
+  #gone: string | undefined;
+  #stopping = false;
+  readonly lost: Promise<void>;
+
+  constructor(bus: MessageBus, log: Logger) {
+    bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
+    this.lost = busLost(bus).then((why) => {
+      if (this.#stopping) return;
+      this.#gone = why;
+      log.error({ why }, 'lost the system bus: stopping (exit code 1), to be started again by systemd once the bus is back');
+    });
+  }
+
+  /** Why the bus was lost before the daemon began to stop; undefined if it was not. */
+  get gone(): string | undefined {
+    return this.#gone;
+  }
+
+  /** From now on the end of the connection is the daemon's own doing. */
+  stopping(): void {
+    this.#stopping = true;
+  }
 }
 
 /** Owns `name` or throws: a second instance must not run silently queued behind the first. */

@@ -6,7 +6,7 @@ import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/conf
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { Components, runDaemon, stopRequested, together } from '../common/service.js';
-import { busLost, connectSystemBus } from '../dbus/bus.js';
+import { BusWatch, connectSystemBus } from '../dbus/bus.js';
 import { FurkaBus } from './furka-bus.js';
 import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
@@ -49,15 +49,7 @@ async function main(): Promise<number> {
   // Hashers made ahead and the attribute module loaded: the first files wait for neither (I1, I3).
   await Promise.all([prepareChecksums(8), initProvenance()]);
   const bus = connectSystemBus();
-  bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
-  let busGone: string | undefined;
-  /** Once stopping, the end of the bus connection is the daemon's own doing (disconnect). */
-  let stopping = false;
-  const lost = busLost(bus).then((why) => {
-    if (stopping) return;
-    busGone = why;
-    log.error({ why }, 'lost the system bus: stopping (exit code 1), to be started again by systemd once the bus is back');
-  });
+  const busWatch = new BusWatch(bus, log);
   // Files an earlier furkad placed but never saw grimseld take go first, in their own (earlier) shift.
   const { outbox, unacked } = Outbox.open(config.state_dir);
   const handover = new Handover(bus, log, outbox);
@@ -103,7 +95,7 @@ async function main(): Promise<number> {
     shifts,
     schedule,
   ], log);
-  const stop = Promise.race([stopRequested(), lost]);
+  const stop = Promise.race([stopRequested(), busWatch.lost]);
   // The kept shift is still running (shift-resume.ts).
   const touch = setInterval(() => touchRunningShift(config.state_dir), TOUCH_EVERY_MS);
   touch.unref();
@@ -115,10 +107,10 @@ async function main(): Promise<number> {
     clearInterval(statusTimer);
   }
 
-  stopping = true;
+  busWatch.stopping();
   // A stop asked for (SIGTERM: systemctl stop or restart): the next furkad starts the default shift (F6), also if
   // this one is killed while stopping. Without its bus it did not stop by choice: the shift goes on.
-  if (busGone === undefined) forgetRunningShift(config.state_dir, log);
+  if (busWatch.gone === undefined) forgetRunningShift(config.state_dir, log);
   clearInterval(touch);
   log.info('stopping');
   notifier.stopping();
@@ -127,7 +119,7 @@ async function main(): Promise<number> {
   agentPlaced.close();
   bus.disconnect();
   log.info('stopped');
-  return busGone === undefined ? 0 : 1;
+  return busWatch.gone === undefined ? 0 : 1;
 }
 
 runDaemon('furkad', main);

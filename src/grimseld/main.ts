@@ -6,7 +6,7 @@ import { parseDaemonArgs } from '../common/daemon-args.js';
 import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
-import { busLost, connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
+import { BusWatch, connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
 import { GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
 import { GRIMSEL_METHODS, GrimselInterface } from '../dbus/grimsel-interface.js';
 import { INTAKE_METHODS, IntakeInterface } from '../dbus/intake-interface.js';
@@ -96,15 +96,7 @@ async function main(): Promise<number> {
   ]);
   const metricsServer = metrics && new MetricsServer(metrics.registry, log);
   const bus = connectSystemBus();
-  bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
-  let busGone: string | undefined;
-  /** Once stopping, the end of the bus connection is the daemon's own doing (disconnect). */
-  let stopping = false;
-  const lost = busLost(bus).then((why) => {
-    if (stopping) return;
-    busGone = why;
-    log.error({ why }, 'lost the system bus: stopping (exit code 1), to be started again by systemd once the bus is back');
-  });
+  const busWatch = new BusWatch(bus, log);
   const iface = new GrimselInterface(GRIMSEL_IFACE, {
     queryStatus: (n) => book.query(n),
     queryVerified: (n) => book.queryVerified(n),
@@ -182,18 +174,18 @@ async function main(): Promise<number> {
       notifier.status(statusLine());
     }),
   ], log);
-  const stop = Promise.race([stopRequested(), lost]);
+  const stop = Promise.race([stopRequested(), busWatch.lost]);
   if (await components.start(stop)) {
     notifier.ready(statusLine(), () => copiersHealthy);
     log.info({ storages: storageList.map((s) => `${s.id}(${s.type}, ${s.writers} writers) -> ${s.target}`) }, 'grimseld ready');
     await stop;
   }
-  stopping = true;
+  busWatch.stopping();
   log.info('stopping');
   notifier.stopping();
   await components.stop();
   log.info('stopped');
-  return busGone === undefined ? 0 : 1;
+  return busWatch.gone === undefined ? 0 : 1;
 }
 
 runDaemon('grimseld', main);
