@@ -247,7 +247,7 @@ export class DetectorLoop implements Component {
     const lb: LeftBehind = { shift: { usertime: shift.usertime, uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir }, target: a.target, dir, root, rels: new Set(), error: this.stats.lastError };
     // Whose they are is written first: a furkad killed meanwhile finds it beside them (adoptLeftBehind).
     await mkdir(root, { recursive: true, mode: 0o700 });
-    await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(shift.usertime), target: a.target }));
+    await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(shift.usertime), target: a.target }), { mode: 0o600 });
     for (const rel of rels) {
       try {
         await mkdir(path.dirname(path.join(root, 'files', rel)), { recursive: true, mode: 0o700 });
@@ -368,7 +368,7 @@ export class DetectorLoop implements Component {
         // would have root create directories and place files wherever it says (docs/threat-model.md).
         for (const p of [aside, root, path.join(root, 'shift.json')]) {
           const st = await lstat(p);
-          if (st.uid !== 0 || (st.mode & 0o022) !== 0 || st.isSymbolicLink()) throw new Error(`${p} is not furkad's own (owner ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
+          if (st.uid !== (process.getuid?.() ?? 0) || (st.mode & 0o022) !== 0 || st.isSymbolicLink()) throw new Error(`${p} is not furkad's own (owner ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
         }
         const meta = JSON.parse(await readFile(path.join(root, 'shift.json'), 'utf8')) as { usertime: string; uid: number; gid: number; usrdir: string; target: string };
         if (typeof meta.target !== 'string' || path.resolve(unmark(meta.target)) !== path.resolve(target)) {

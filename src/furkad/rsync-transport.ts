@@ -78,9 +78,9 @@ export class RsyncTransport implements Transport {
       ...(only ? { only } : {}),
       // furka-agent's own names (a barrier mark, a file taken aside to be deleted) if one runs, or ran, on
       // this detector too: never the user's data.
-      // And furkad's own staging name at the top of the source: with usrdir empty it would be placed into furkad's
+      // And furkad's own staging name anywhere in the source: with usrdir empty it would be placed into furkad's
       // staging itself (docs/threat-model.md).
-      exclude: [...a.config.exclude.split(/\s+/).filter(Boolean), AGENT_NAMES, `/${STAGING_NAME}`],
+      exclude: [...a.config.exclude.split(/\s+/).filter(Boolean), AGENT_NAMES, STAGING_NAME],
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       timeoutS: this.settings.timeoutS,

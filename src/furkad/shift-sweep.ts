@@ -13,11 +13,12 @@ import { DirFd } from '../common/dir-fd.js';
 export const STAGING_NAME = '.furkad-staging';
 
 /**
- * Whether detector path `rel` (relative to its source) begins with furkad's staging name: placed with usrdir
- * empty, it would land in furkad's own staging (a record of set-aside files, another file's fetch name).
+ * Whether detector path `rel` (relative to its source) has furkad's staging name as any of its directories:
+ * placed with usrdir empty, it would land in furkad's own staging (a record of set-aside files, another file's
+ * fetch name), at the top of its target or, where one detector's target holds another's, in that one's.
  */
 export function isStagingName(rel: string): boolean {
-  return rel.split('/').find((c) => c !== '' && c !== '.') === STAGING_NAME;
+  return rel.split('/').includes(STAGING_NAME);
 }
 
 /** What a sweep did: directories removed, and ones it could not look into (named in the log by the caller). */

@@ -292,12 +292,16 @@ describe('furkad over furka-agent with usrdir empty: a detector user and furkad\
       JSON.stringify({ usertime: '100', uid: 0, gid: 0, usrdir: 'pwned', target: `${outside}/./evil` }));
     writeFileSync(path.join(detector, '.furkad-staging/.held/100-1MF/files/evil.sh'), '#!/bin/sh\n');
     const precious = writeImage(detector, '.furkad-staging/1MF/a.cbf', 5_000);
+    // Deeper down too: where one detector's target holds another's, that one's staging.
+    const deeper = writeImage(detector, '2mf/.furkad-staging/2MF/z.cbf', 5_000);
     await eventually(async () => (await ppu.furkaProperty<Array<[string, string, string, bigint]>>('Detectors'))
       .some((d) => d[0] === '1MF' && /\.furkad-staging/.test(d[2])), 20_000, 'the detector to report the names it will not take');
     const a = writeImage(detector, 'a.cbf', 5_000);
     await eventually(() => existsSync(path.join(target, 'a.cbf')), 20_000, 'an ordinary file delivered');
     assert.equal(sha256File(readFileSync(path.join(target, 'a.cbf'))), a.sha256);
     assert.ok(existsSync(path.join(detector, precious.rel)), 'the file named as furkad\'s staging stays on the detector, not lost');
+    assert.ok(existsSync(path.join(detector, deeper.rel)), 'and one with that name deeper down');
+    assert.ok(!existsSync(path.join(target, '2mf')), 'nothing of it placed');
     assert.equal(statSync(path.join(target, '.furkad-staging')).uid, 0, "staging stays furkad's own");
     // A restart and a shift change: nothing of the planted record is taken up.
     assert.equal(await ppu.furkad!.proc.stop(30_000, 'leader'), 0);
