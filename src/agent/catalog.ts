@@ -154,7 +154,13 @@ export class Catalog {
 
   /** Everything a newly connected client is told first: complete files and refused names. */
   *listing(): Iterable<Announcement> {
-    for (const entry of this.#byPath.values()) yield { t: 'file', entry };
+    // Paced by the client (server.ts): a rescan meanwhile puts a new map in place, whose entries are the ones to
+    // send (a stale id after a newer live line would replace it at furkad); what only the new map has, the
+    // rescan announces itself.
+    for (const key of this.#byPath.keys()) {
+      const entry = this.#byPath.get(key);
+      if (entry) yield { t: 'file', entry };
+    }
     for (const r of this.#refused.values()) yield { t: 'refused', ...r };
   }
 

@@ -340,11 +340,15 @@ export class AgentTransport implements Transport {
    */
   #rewritePlaced(w: Waiting): boolean {
     if (baseId(w.id) !== w.id) return false;
-    const rewrite = this.placedStore.placements(this.id).find((p) => p.rel === w.path && p.id !== w.id && baseId(p.id) === w.id);
-    if (!rewrite) return false;
-    const sum = this.placedStore.sumOf(this.id, rewrite.id, w.path);
+    // The latest rewrite (the highest N) holds the bytes the file has now; earlier ones are over with it.
+    const count = (id: string): number => Number(id.slice(w.id.length + 1)) || 0;
+    const rewrites = this.placedStore.placements(this.id).filter((p) => p.rel === w.path && p.id !== w.id && baseId(p.id) === w.id)
+      .sort((x, y) => count(y.id) - count(x.id));
+    const latest = rewrites[0];
+    if (!latest) return false;
+    const sum = this.placedStore.sumOf(this.id, latest.id, w.path);
     this.placedStore.placed(this.id, [withSum({ id: w.id, rel: w.path }, sum)]);
-    this.placedStore.answered(this.id, [rewrite.id], [w.path]);
+    this.placedStore.answered(this.id, rewrites.map((p) => p.id), rewrites.map(() => w.path));
     return true;
   }
 

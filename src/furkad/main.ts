@@ -73,11 +73,15 @@ async function main(): Promise<number> {
   shiftIds.after(readLastShift(config.state_dir, log));
   // The shift a furkad that did not stop cleanly ran goes on, unless it is stale (shift-resume.ts).
   const defaults = defaultsOf(config);
+  /** A stop was asked for: no shift is kept from now on (a change in flight finishes after it, F6). */
+  let stopAsked = false;
+  /** This furkad kept its shift: only then is the file touched (a stale one of a predecessor is not revived). */
+  let keptHere = false;
   const kept = readRunningShift(config.state_dir, log);
   const resume = kept && { shift: kept, whyNot: whyNotResume(kept, defaults, Date.now(),
     config.shift_schedule === undefined ? undefined : (after) => nextBoundary(config.shift_schedule!, after)) };
   const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log, (u) => writeLastShift(config.state_dir, u),
-    { keep: (s) => keepRunningShift(config.state_dir, s, defaults), forget: () => forgetRunningShift(config.state_dir, log) }, resume);
+    { keep: (s) => { if (!stopAsked) { keepRunningShift(config.state_dir, s, defaults); keptHere = true; } }, forget: () => forgetRunningShift(config.state_dir, log) }, resume);
   // Scheduled rotation: a shift with the configured defaults at every boundary, like a restart.
   const schedule = config.shift_schedule === undefined ? undefined
     : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log);
@@ -97,7 +101,7 @@ async function main(): Promise<number> {
   ], log);
   const stop = Promise.race([stopRequested(), busWatch.lost]);
   // The kept shift is still running (shift-resume.ts).
-  const touch = setInterval(() => touchRunningShift(config.state_dir), TOUCH_EVERY_MS);
+  const touch = setInterval(() => { if (keptHere) touchRunningShift(config.state_dir); }, TOUCH_EVERY_MS);
   touch.unref();
   if (await components.start(stop)) {
     notifier.ready(statusLine(shifts, loops, handover) + licenseNote);
@@ -110,7 +114,10 @@ async function main(): Promise<number> {
   busWatch.stopping();
   // A stop asked for (SIGTERM: systemctl stop or restart): the next furkad starts the default shift (F6), also if
   // this one is killed while stopping. Without its bus it did not stop by choice: the shift goes on.
-  if (busWatch.gone === undefined) forgetRunningShift(config.state_dir, log);
+  if (busWatch.gone === undefined) {
+    stopAsked = true;
+    forgetRunningShift(config.state_dir, log);
+  }
   clearInterval(touch);
   log.info('stopping');
   notifier.stopping();

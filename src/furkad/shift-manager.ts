@@ -40,16 +40,14 @@ export class ShiftManager implements Component {
     private readonly resume?: { shift: RunningShift; whyNot: string },
   ) {}
 
-  /** A StartShift came (and was valid): the first shift is not to replace it. */
-  #requested = false;
+
 
   /**
    * A process start is a shift start with the configured defaults (F6), unless the furkad before did not stop
    * cleanly: then its shift goes on, same id, owner and detectors (shift-resume.ts).
    */
   async start(): Promise<void> {
-    // The bus name is owned before the first shift starts: a StartShift that came meanwhile stands.
-    if (this.#requested) return;
+    // The bus name is owned before the first shift starts: a StartShift that came meanwhile stands (begin(first)).
     const r = this.resume?.shift;
     if (r && this.resume?.whyNot) {
       this.log.info({ uid: r.uid, gid: r.gid, usertime: String(r.usertime), why: this.resume.whyNot },
@@ -115,7 +113,6 @@ export class ShiftManager implements Component {
       if (e instanceof ShiftRequestError) throw new DBusError(ErrorNames[e.reason], e.message);
       throw e;
     }
-    this.#requested = true;
     await this.begin(shift);
   }
 

@@ -443,9 +443,10 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     const sum = new Checksum();
     sum.update(bytes);
     const hex = await sum.hex();
-    // A furkad placed the file's rewrite (the agent counted it: base:1) and the agent was killed before it answered.
+    // A furkad placed the file's rewrites (the agent counted them: base:1, then base:2, which holds the bytes the
+    // file has now) and the agent was killed before it answered.
     const before = AgentPlaced.open(state);
-    before.placed('D1', [{ id: `${base}:1`, rel: `${base}.cbf`, sum: hex }]);
+    before.placed('D1', [{ id: `${base}:1`, rel: `${base}.cbf`, sum: 'f'.repeat(32) }, { id: `${base}:2`, rel: `${base}.cbf`, sum: hex }]);
     before.close();
     const store = AgentPlaced.open(state);
     const placed: string[] = [];
@@ -464,7 +465,7 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
       await eventually(async () => { await t.run(ctx); return agent.requests.acked.includes(base); }, 10_000, 'the base id acknowledged');
       assert.equal(agent.requests.file.get(base), undefined, 'not fetched again');
       assert.deepEqual(placed, [], 'not placed again (into the shift current now)');
-      assert.equal(agent.requests.ackedSums.get(base), hex, "with the checksum of what was placed: the agent deletes only if it still holds those bytes");
+      assert.equal(agent.requests.ackedSums.get(base), hex, "with the checksum of what was placed last: the agent deletes only if it still holds those bytes");
       assert.deepEqual(store.placements('D1'), [], 'the placement answered');
     } finally {
       await t.close();
