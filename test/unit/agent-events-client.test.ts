@@ -8,6 +8,11 @@ import { EventsClient } from '../../src/agent/server.js';
 import type { Announcement, FileEntry } from '../../src/agent/catalog.js';
 import type { FileBodies } from '../../src/agent/file-body.js';
 import type { Logger } from '../../src/common/logger.js';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Catalog } from '../../src/agent/catalog.js';
+import { NameFilter } from '../../src/agent/name-filter.js';
 
 /** A stream whose buffer takes `window` bytes before write() says to wait for 'drain'; read() empties it. */
 class FakeStream extends EventEmitter {
@@ -75,5 +80,25 @@ describe('furka-agent events stream to one client (F10, A4, A5)', () => {
     assert.ok(at('live/new_') < at('"synced"'), 'a live file is not held back behind the listing');
     assert.ok(at('"synced"') < at('"barrier"'), 'the barrier after everything listed');
     assert.equal(stream.lines.length, 1003);
+  });
+
+  it("lists a file's current id when a rescan (a queue overflow) comes while the listing is paused, never the one before it", () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'agent-listing-'));
+    try {
+      writeFileSync(path.join(root, 'a.cbf'), 'a');
+      writeFileSync(path.join(root, 'p.cbf'), 'p, first version');
+      const catalog = new Catalog(root, new NameFilter(''), quiet);
+      catalog.rescan();
+      const listing = catalog.listing()[Symbol.iterator]();
+      const first = listing.next().value as Announcement;
+      assert.equal(first.t === 'file' && first.entry.path, 'a.cbf');
+      writeFileSync(path.join(root, 'p.cbf'), 'p, the second version, longer');
+      catalog.rescan();
+      const rest = [...{ [Symbol.iterator]: () => listing }].flatMap((a) => (a.t === 'file' ? [a.entry] : []));
+      const now = [...catalog.listing()].flatMap((a) => (a.t === 'file' && a.entry.path === 'p.cbf' ? [a.entry.id] : []));
+      assert.deepEqual(rest.filter((e) => e.path === 'p.cbf').map((e) => e.id), now, "p.cbf under the id the catalog has now");
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
