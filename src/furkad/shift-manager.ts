@@ -40,8 +40,6 @@ export class ShiftManager implements Component {
     private readonly resume?: { shift: RunningShift; whyNot: string },
   ) {}
 
-
-
   /**
    * A process start is a shift start with the configured defaults (F6), unless the furkad before did not stop
    * cleanly: then its shift goes on, same id, owner and detectors (shift-resume.ts).
