@@ -78,3 +78,23 @@ export function expandUsrdir(template: string, uid: number, gid: number): string
     .replace(/\$\{UID\}|\$UID/g, String(uid))
     .replace(/\$\{GID\}|\$GID/g, String(gid));
 }
+
+/** Whether `inner` is `outer` or lies below it, as paths (no file system access: ppuctl checks files for other machines too). */
+export function atOrBelow(inner: string, outer: string): boolean {
+  const rel = path.posix.relative(path.posix.normalize(outer), path.posix.normalize(inner));
+  return rel === '' || (!rel.startsWith('..') && !path.posix.isAbsolute(rel));
+}
+
+/**
+ * With usrdir empty, a shift's directory is its target itself: a target at or below another detector's would
+ * have files of one shift placed through the other's directory, its staging included (docs/threat-model.md).
+ * The pairs of `targets` (id, marked or not) of which one is at or below the other.
+ */
+export function nestedTargets(targets: Array<[string, string]>): Array<[string, string]> {
+  const pairs: Array<[string, string]> = [];
+  targets.forEach(([a, ta], i) => {
+    for (const [b, tb] of targets.slice(i + 1)) if (atOrBelow(unmark(ta), unmark(tb)) || atOrBelow(unmark(tb), unmark(ta))) pairs.push([a, b]);
+  });
+  return pairs;
+}
+

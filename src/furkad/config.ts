@@ -1,6 +1,7 @@
 // furkad.conf: its JSON Schema (one, compiled once) and its typed form (S3).
 import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 import { validSchedule } from './shift-schedule.js';
+import { nestedTargets } from '../common/paths.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
 
@@ -124,6 +125,14 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
     if (config[key] === 0 && !config.allow_root_shift) {
       throw new ConfigError(file, [`top level (before any section), key '${key}': 0 makes the shift furkad starts at each start root's, ` +
         'refused unless allow_root_shift = yes']);
+    }
+  }
+  if (config.usrdir === '') {
+    const nested = nestedTargets(Object.entries(config.detector).map(([id, d]) => [id, d.target]));
+    if (nested.length) {
+      throw new ConfigError(file, nested.map(([a, b]) => `section [detector.${b}], key 'target': '${config.detector[b]!.target}' and ` +
+        `[detector.${a}]'s '${config.detector[a]!.target}' lie one in the other; with usrdir empty each shift's files go straight into its ` +
+        'target, so one detector\'s would be placed through the other\'s directory: give them targets side by side, or set usrdir'));
     }
   }
   if (config.shift_schedule !== undefined && !validSchedule(config.shift_schedule)) {

@@ -3,7 +3,7 @@ import type { DetectorConfig, FurkadConfig } from './config.js';
 import { lstatSync, realpathSync, statSync } from 'node:fs';
 import { STAGING_NAME } from './shift-sweep.js';
 import * as path from 'node:path';
-import { expandUsrdir, hasControl, isSafeRelative, markTarget, splitMarked, unmark } from '../common/paths.js';
+import { expandUsrdir, hasControl, isSafeRelative, markTarget, nestedTargets, splitMarked, unmark } from '../common/paths.js';
 
 export interface Assignment {
   id: string;
@@ -107,6 +107,17 @@ export function planShift(
   const usrdir = expandUsrdir(config.usrdir, uid, gid);
   if (usrdir !== '' && !isSafeRelative(usrdir)) {
     throw new ShiftRequestError('InvalidArgs', `usrdir '${config.usrdir}' expands to '${usrdir}', which leaves the target`);
+  }
+  if (usrdir === '') {
+    // Against the targets of this shift and those of the configured detectors it leaves out (their staging stays).
+    const served = new Set(detectors.map((d) => d.id));
+    const nested = nestedTargets([...detectors.map((d): [string, string] => [d.id, d.target]),
+      ...ids.filter((id) => !served.has(id)).map((id): [string, string] => [id, config.detector[id]!.target])]);
+    const [a, b] = nested[0] ?? [];
+    if (a !== undefined && b !== undefined) {
+      throw new ShiftRequestError('NotAllowed', `targets of detectors '${a}' and '${b}' lie one in the other; with usrdir empty each ` +
+        "shift's files go straight into its target, so one detector's would be placed through the other's directory: choose targets side by side");
+    }
   }
   return { usertime: usertimes.next(), uid, gid, usrdir, detectors, requested: requested.map(([id, source, target]) => [id, source, target]) };
 }

@@ -2,6 +2,7 @@
 import * as path from 'node:path';
 import type { ValidateFunction } from 'ajv';
 import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
+import { atOrBelow } from '../common/paths.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/grimseld.conf';
 
@@ -104,12 +105,6 @@ function checkStorageRules(config: GrimseldConfig): string[] {
   const external = ofType('EXTERNAL');
   if (external.length > 1) problems.push(`key 'type': at most one storage may be EXTERNAL, found [storage.${external.join('], [storage.')}]`);
   return problems;
-}
-
-/** Whether `inner` is `outer` or lies below it, as paths (no file system access: ppuctl checks files for other machines too). */
-function atOrBelow(inner: string, outer: string): boolean {
-  const rel = path.posix.relative(path.posix.normalize(outer), path.posix.normalize(inner));
-  return rel === '' || (!rel.startsWith('..') && !path.posix.isAbsolute(rel));
 }
 
 /**

@@ -137,6 +137,10 @@ describe('furkad.conf schema (S3)', () => {
     assert.match(problems(() => furkad(`usrdir = ../$UID\n${DET}`))[0]!, /key 'usrdir': must be a relative path without '\.\.'/);
     assert.match(problems(() => furkad(`usrdir = /abs\n${DET}`))[0]!, /key 'usrdir'/);
     assert.equal(furkad(`usrdir =\n${DET}`).usrdir, '', 'empty usrdir means none');
+    // With none, two detectors' targets may not lie one in the other (threat model); with one they may.
+    const nested = `[detector.1MF]\nremoteIP = a\ntarget = /ramdisk/./\n[detector.2MF]\nremoteIP = b\ntarget = /ramdisk/./2mf\n`;
+    assert.match(problems(() => furkad(`usrdir =\n${nested}`))[0]!, /^section \[detector\.2MF\], key 'target': '\/ramdisk\/\.\/2mf' and \[detector\.1MF\]'s '\/ramdisk\/\.\/' lie one in the other/);
+    assert.equal(furkad(`usrdir = $UID\n${nested}`).usrdir, '$UID');
     assert.equal(furkad(`usrdir = users/$UID..x\n${DET}`).usrdir, 'users/$UID..x', "'..' inside a name is fine");
   });
 });

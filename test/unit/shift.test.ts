@@ -87,6 +87,20 @@ describe('shift planning (F4, F6)', () => {
     }
   });
 
+  it('with usrdir empty, refuses a target at, in or above another detector\'s, served or not; with a usrdir it may (threat model)', () => {
+    const none = { ...local, usrdir: '' };
+    assert.match(reason(() => planShift(none, 1, 2, [['1MF', '', `${ramdisk}/./`]])), /^NotAllowed: targets of detectors '1MF' and '2MF' lie one in the other/);
+    mkdirSync(path.join(ramdisk, '2mf'));
+    try {
+      assert.match(reason(() => planShift(none, 1, 2, [['1MF', '', `${ramdisk}/2mf/./x`]])), /^NotAllowed: /);
+    } finally {
+      rmSync(path.join(ramdisk, '2mf'), { recursive: true });
+    }
+    assert.match(reason(() => planShift(none, 1, 2, [['1MF', '', ''], ['2MF', '', `${ramdisk}/./1mf`]])), /^NotAllowed: /);
+    assert.doesNotThrow(() => planShift(none, 1, 2, [['1MF', '', `${ramdisk}/./1mf-b`]]));
+    assert.doesNotThrow(() => planShift(local, 1, 2, [['1MF', '', `${ramdisk}/./`]]), 'with a usrdir each shift has a directory of its own');
+  });
+
   it("refuses a target in furkad's staging, in a user's directory, or at a directory others may write; says which (S2, threat model)", () => {
     const users = path.join(ramdisk, 'users');
     mkdirSync(path.join(users, '1002_1002', 'full'), { recursive: true });
