@@ -207,22 +207,21 @@ export class DetectorLoop implements Component {
     // is sent again, A4). A shift change or a stop must never wait on the old shift for long (F6).
     const deadline = new AbortController();
     const timer = setTimeout(() => deadline.abort(), DRAIN_MAX_MS);
-    const stopped = (): void => deadline.abort();
-    this.#signal.addEventListener('abort', stopped, { once: true });
-    this.#drainSignal = deadline.signal;
+    const drainSignal = anySignal([this.#signal, deadline.signal]);
+    this.#drainSignal = drainSignal.signal;
     try {
       await this.#exclusive();
       // Files the transport learned of before the call and has not taken yet (settle_ms: still settling) are
       // waited for; how long at most is the transport's to say. Over rsync a file is learned of when a run lists
       // it, so what the first drain run saw counts.
       const seenBy = performance.now();
-      while (this.#backoff === 0 && !deadline.signal.aborted && this.transport.pendingSince?.(seenBy, a, this.#heldAt)) {
+      while (this.#backoff === 0 && !drainSignal.signal.aborted && this.transport.pendingSince?.(seenBy, a, this.#heldAt)) {
         await this.#sleep(Math.max(a.config.minpause, 10));
         await this.#exclusive();
       }
     } finally {
       clearTimeout(timer);
-      this.#signal.removeEventListener('abort', stopped);
+      drainSignal.dispose();
       this.#drainSignal = undefined;
       this.#draining = false;
     }
