@@ -462,7 +462,7 @@ export class AgentTransport implements Transport {
     // same id and name would be acknowledged (deleted) instead of fetched (A4).
     const listed = new Set<string>();
     client.on('file', (f) => {
-      // furkad's own name at the top of the source: with usrdir empty such a file would be placed into furkad's
+      // furkad's own name anywhere in the path: with usrdir empty such a file would be placed into furkad's
       // staging itself (docs/threat-model.md): never taken, left on the detector and reported like a name furkad
       // cannot hand over.
       if (isStagingName(f.path)) {
