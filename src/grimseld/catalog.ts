@@ -117,7 +117,7 @@ export class Catalog {
       n++;
       switch (r.t) {
         case 'shift': {
-          this.#book.begin(BigInt(r.u), r.uid, r.gid);
+          this.#book.begin(BigInt(r.u), r.uid, r.gid, false);
           if (r.counts) this.#settled.set(BigInt(r.u), new Map(Object.entries(r.counts).map(([st, c]) => [st, settledCounts(c)])));
           break;
         }
@@ -170,6 +170,7 @@ export class Catalog {
       });
       this.#settleIfDone(rec);
     }
+    this.#book.trim();
     return n;
   }
 

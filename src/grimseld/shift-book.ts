@@ -39,8 +39,12 @@ export class ShiftBook {
     return this.#shifts.find((s) => s.usertime === usertime);
   }
 
-  /** Records a shift (idempotent); shifts are ordered by start time whatever order they are learned in. */
-  begin(usertime: bigint, uid: number, gid: number): ShiftEntry {
+  /**
+   * Records a shift (idempotent); shifts are ordered by start time whatever order they are learned in. A replay
+   * passes `trim` false and calls trim() once every file is counted: trimmed at each shift's start, the shifts
+   * kept for their pending files were dropped before those were counted, and were missing after a restart.
+   */
+  begin(usertime: bigint, uid: number, gid: number, trim = true): ShiftEntry {
     const known = this.get(usertime);
     if (known) return known;
     const entry: ShiftEntry = {
@@ -49,7 +53,7 @@ export class ShiftBook {
     };
     this.#shifts.push(entry);
     this.#shifts.sort((a, b) => (a.usertime < b.usertime ? -1 : a.usertime > b.usertime ? 1 : 0));
-    this.#trim();
+    if (trim) this.trim();
     return entry;
   }
 
@@ -59,6 +63,9 @@ export class ShiftBook {
     if (!c) return;
     if (from) c[from]--;
     c[to]++;
+    // A shift kept beyond the limit only for its pending files goes once the last of them is settled, not at
+    // the next shift's start (hostile administrator, session 20: history_max_entries = 2 listed 5 shifts).
+    if (from === 'pending' && this.#shifts.length > this.maxEntries) this.trim();
   }
 
   /** One more (`delta` 1) or one fewer (-1) verified copy of `usertime` on `storage`. */
@@ -100,7 +107,7 @@ export class ShiftBook {
   }
 
   /** Drops the oldest shifts beyond the limit, but never one with files still pending. */
-  #trim(): void {
+  trim(): void {
     while (this.#shifts.length > this.maxEntries) {
       const i = this.#shifts.findIndex((s) => [...s.counts.values()].every((c) => c.pending === 0));
       if (i < 0 || i === this.#shifts.length - 1) return;
