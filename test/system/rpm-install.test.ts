@@ -133,6 +133,20 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     const stranger = await c.run(['rsync', 'rsync://10.250.0.1:49371/ramdisk/']);
     assert.notEqual(stranger.code, 0);
     assert.match(stranger.stderr, /access denied to ramdisk from \S+ \(10\.250\.0\.1\)/);
+    // Each connection is served chrooted into the module (etc/ppu/rsyncd.conf: a detector user's link never
+    // takes the root daemon out of /ramdisk), which the unit's sandbox must allow (CAP_SYS_CHROOT, chroot(2)).
+    // A slow pull keeps one connection's process alive while its root is read.
+    await c.ok(['sh', '-c', 'head -c 8000000 /dev/zero > /ramdisk/chroot-check.bin']);
+    const main = await c.unitProperty('ppu-detector-rsyncd', 'MainPID');
+    const pull = c.run(['rsync', '--bwlimit=1000', 'rsync://127.0.0.1:49371/ramdisk/chroot-check.bin', '/tmp/chroot-check.bin']);
+    let roots: string[] = [];
+    await eventually(async () => {
+      roots = (await c.run(['sh', '-c', `for p in $(pgrep -P ${main}); do readlink /proc/$p/root; done`])).stdout.split('\n').filter(Boolean);
+      return roots.length > 0;
+    }, 20_000, 'a connection process of the rsync daemon');
+    assert.deepEqual([...new Set(roots)], ['/ramdisk'], 'the connection process runs chrooted into the module');
+    assert.equal((await pull).code, 0, 'the pull through the chrooted daemon succeeds');
+    await c.ok(['rm', '-f', '/ramdisk/chroot-check.bin', '/tmp/chroot-check.bin']);
   });
 
   it('runs furka-agent.service on /ramdisk: active after READY with its STATUS line, announcing a file to loopback (A1, S1); furkad pulls 1MF through it below', async () => {
