@@ -305,8 +305,13 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     assert.equal(upgrade.code, 0, upgrade.stdout + upgrade.stderr);
     assert.match(upgrade.stdout + upgrade.stderr, /this upgrade restarts furkad and grimseld; furkad then starts a new shift/,
       'the administrator is told that the running shift ends');
+    // A detector's rsyncd.conf edited before the chroot was shipped: kept as it is, and the upgrade says so.
+    const rsyncd = c.path('/etc/ppu/rsyncd.conf');
+    writeFileSync(rsyncd, readFileSync(rsyncd, 'utf8').replace(/^use chroot = yes$/m, 'use chroot = no'));
     const alone = await c.run(['rpm', '-Uvh', '--nodeps', detector!]);
     assert.equal(alone.code, 0, alone.stdout + alone.stderr);
+    assert.match(alone.stdout + alone.stderr, /rsyncd\.conf \(kept as you edited it\) has no 'use chroot = yes'/);
+    assert.match(readFileSync(rsyncd, 'utf8'), /^use chroot = no$/m);
     assert.equal((await c.ok(['rpm', '-q', 'ppu-movers-common', 'ppu-movers', 'ppu-movers-detector'])).trim().split('\n').join(' '),
       `ppu-movers-common-${VERSION}-2.x86_64 ppu-movers-${VERSION}-2.x86_64 ppu-movers-detector-${VERSION}-2.x86_64`);
     assert.match(readFileSync(conf, 'utf8'), /^history_max_entries = 77$/m);
