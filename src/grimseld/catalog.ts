@@ -117,7 +117,7 @@ export class Catalog {
       n++;
       switch (r.t) {
         case 'shift': {
-          this.#book.begin(BigInt(r.u), r.uid, r.gid, false);
+          this.#book.begin(BigInt(r.u), r.uid, r.gid);
           if (r.counts) this.#settled.set(BigInt(r.u), new Map(Object.entries(r.counts).map(([st, c]) => [st, settledCounts(c)])));
           break;
         }
@@ -168,6 +168,7 @@ export class Catalog {
         this.#book.count(rec.usertime, s, undefined, stateAt(rec.states, i));
         if (verifiedOn(rec.states, i)) this.#book.verified(rec.usertime, s, 1);
       });
+      if (!doneEverywhere(rec.states, this.storageIds.length)) this.#book.opened(rec.usertime, 1);
       this.#settleIfDone(rec);
     }
     this.#book.trim();
@@ -265,8 +266,13 @@ export class Catalog {
   /** Journals a shift start (once); true when the shift is new. */
   async shift(usertime: bigint, uid: number, gid: number): Promise<boolean> {
     if (this.#book.get(usertime)) return false;
+    const current = this.#book.current;
     this.#book.begin(usertime, uid, gid);
     await this.journal.append({ t: 'shift', u: String(usertime), uid, gid });
+    // An earlier shift the status had let go (history_max_entries) whose late files furkad delivers now: counted
+    // under it again until they are copied, and no shift start (G9).
+    if (current && usertime < current.usertime) return false;
+    this.#book.trim();
     return true;
   }
 
@@ -284,8 +290,10 @@ export class Catalog {
       }
       const rec = this.#newRecord(this.#nextId++, usertime, f);
       for (const s of this.storageIds) this.#book.count(usertime, s, undefined, 'pending');
+      this.#book.opened(usertime, 1);
       fresh.push(rec);
     }
+    if (!fresh.length) this.#book.trim(); // an earlier shift begun again for files it already had
     // A known file may have been taken a moment ago by a caller still waiting for its record to reach the
     // disk: this caller is not told "taken" before that either (G12). Batches are written in order, so
     // waiting for our own records covers it.
@@ -316,9 +324,12 @@ export class Catalog {
     if (placedAs) this.#placeAs(rec, storage, placedAs);
     const before = stateAt(rec.states, i);
     const wasVerified = verifiedOn(rec.states, i);
+    const wasDone = doneEverywhere(rec.states, this.storageIds.length);
     if (before !== state) this.#book.count(rec.usertime, storage, before, state);
     if (wasVerified !== verified) this.#book.verified(rec.usertime, storage, verified ? 1 : -1);
     this.#files.setStates(rec, withState(rec.states, i, state, copied ? verified : note.permanent === true));
+    const done = doneEverywhere(rec.states, this.storageIds.length);
+    if (done !== wasDone) this.#book.opened(rec.usertime, done ? -1 : 1);
     this.#settleIfDone(rec);
   }
 

@@ -1,5 +1,6 @@
 // Per shift and storage: pending, copied, failed (G9), and how many of the copies were verified (I2, I5).
-// The last history_max_entries shifts are kept. A read model of the catalog: only the catalog writes it
+// The last history_max_entries shifts are kept, and an older one as long as files of it are still to be copied
+// (pending, or failed and to be tried again): their counts would otherwise be lost. A read model of the catalog: only the catalog writes it
 // (catalog.ts, which makes it and moves its counts as it records each change); everyone else reads it as a
 // ShiftView (catalog.shifts).
 import type { StatusRow, VerifiedRow } from '../dbus/grimsel-interface.js';
@@ -20,6 +21,8 @@ export interface ShiftEntry {
   uid: number;
   gid: number;
   counts: Map<string, Counts>;
+  /** Files of the shift still to be copied on some storage: pending, or failed and to be tried again. */
+  open: number;
 }
 
 /** What the status (D-Bus, TCP, metrics, the notify line) reads of the shift book. */
@@ -40,20 +43,19 @@ export class ShiftBook {
   }
 
   /**
-   * Records a shift (idempotent); shifts are ordered by start time whatever order they are learned in. A replay
-   * passes `trim` false and calls trim() once every file is counted: trimmed at each shift's start, the shifts
-   * kept for their pending files were dropped before those were counted, and were missing after a restart.
+   * Records a shift (idempotent); shifts are ordered by start time whatever order they are learned in. Nothing
+   * is dropped here: the caller trims once the shift's files are counted (a replay at its end), or a shift kept
+   * for its open files would go before they are known.
    */
-  begin(usertime: bigint, uid: number, gid: number, trim = true): ShiftEntry {
+  begin(usertime: bigint, uid: number, gid: number): ShiftEntry {
     const known = this.get(usertime);
     if (known) return known;
     const entry: ShiftEntry = {
-      usertime, uid, gid,
+      usertime, uid, gid, open: 0,
       counts: new Map(this.storageIds.map((id) => [id, { pending: 0, copied: 0, failed: 0, verified: 0 }])),
     };
     this.#shifts.push(entry);
     this.#shifts.sort((a, b) => (a.usertime < b.usertime ? -1 : a.usertime > b.usertime ? 1 : 0));
-    if (trim) this.trim();
     return entry;
   }
 
@@ -63,9 +65,17 @@ export class ShiftBook {
     if (!c) return;
     if (from) c[from]--;
     c[to]++;
-    // A shift kept beyond the limit only for its pending files goes once the last of them is settled, not at
-    // the next shift's start (hostile administrator, session 20: history_max_entries = 2 listed 5 shifts).
-    if (from === 'pending' && this.#shifts.length > this.maxEntries) this.trim();
+  }
+
+  /**
+   * A file of `usertime` is to be copied (1) or is done on every storage (-1). A shift older than the last
+   * history_max_entries goes when its last open file is done, not at some later shift's start.
+   */
+  opened(usertime: bigint, delta: 1 | -1): void {
+    const s = this.get(usertime);
+    if (!s) return;
+    s.open += delta;
+    if (s.open === 0) this.trim();
   }
 
   /** One more (`delta` 1) or one fewer (-1) verified copy of `usertime` on `storage`. */
@@ -106,12 +116,10 @@ export class ShiftBook {
     return shifts.flatMap((s) => [...s.counts].map(([id, c]): VerifiedRow => [s.usertime, s.uid, s.gid, id, BigInt(c.verified)]));
   }
 
-  /** Drops the oldest shifts beyond the limit, but never one with files still pending. */
+  /** Keeps the last history_max_entries shifts, and of the older ones those with files still to be copied. */
   trim(): void {
-    while (this.#shifts.length > this.maxEntries) {
-      const i = this.#shifts.findIndex((s) => [...s.counts.values()].every((c) => c.pending === 0));
-      if (i < 0 || i === this.#shifts.length - 1) return;
-      this.#shifts.splice(i, 1);
-    }
+    const older = this.#shifts.length - this.maxEntries;
+    if (older <= 0) return;
+    this.#shifts = this.#shifts.filter((s, i) => i >= older || s.open > 0);
   }
 }

@@ -1,5 +1,5 @@
-// G9: the status keeps the last history_max_entries shifts; one kept beyond that only for its pending files is
-// dropped as soon as the last of them settles, not at some later shift's start.
+// G9: the status keeps the last history_max_entries shifts, and an older one only as long as files of it are still
+// to be copied (pending, or failed and to be tried again); the same after a restart.
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
@@ -7,63 +7,104 @@ import * as path from 'node:path';
 import { ShiftBook } from '../../src/grimseld/shift-book.js';
 import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog } from '../../src/grimseld/catalog.js';
+import type { NewFile } from '../../src/grimseld/file-record.js';
+
+const shifts = (book: Pick<ShiftBook, 'query'>): bigint[] => [...new Set(book.query(-1).map((r) => r[0]))].reverse();
+const file = (n: number): NewFile => ({ src: `/ramdisk/1mf/f${n}.cbf`, rel: `1mf/f${n}.cbf`, size: 1, mtimeMs: 1, ino: n, dev: 1 });
 
 describe('shift book (G9)', () => {
-  const shifts = (book: ShiftBook): bigint[] => book.shiftsOldestFirst().map(([t]) => t);
-
-  it('keeps a shift with pending files past the limit, and drops it once they are copied or failed', () => {
-    const book = new ShiftBook(['internal', 'external'], 2);
-    book.begin(1n, 500, 500);
-    book.count(1n, 'internal', undefined, 'pending');
-    book.count(1n, 'external', undefined, 'pending');
-    book.begin(2n, 501, 501);
-    book.count(2n, 'internal', undefined, 'pending');
-    book.begin(3n, 502, 502);
-    book.begin(4n, 503, 503);
-    assert.deepEqual(shifts(book), [1n, 2n, 4n], 'shifts 1 and 2 stay while pending; 3 goes');
-    book.count(1n, 'internal', 'pending', 'copied');
-    assert.deepEqual(shifts(book), [1n, 2n, 4n], 'one storage still pending');
-    book.count(1n, 'external', 'pending', 'failed');
-    assert.deepEqual(shifts(book), [2n, 4n], 'settled: within the limit again');
-    assert.equal(book.query(-1).length, 4, 'two shifts x two storages listed');
+  let dir: string;
+  let journal: Journal | undefined;
+  beforeEach(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'shift-book-')); });
+  afterEach(async () => {
+    await journal?.close();
+    journal = undefined;
+    rmSync(dir, { recursive: true, force: true });
   });
+  /** A catalog on the journal in `dir`, as grimseld opens it at start (a second call: a restart). */
+  const open = async (max: number, storages = ['internal']): Promise<Catalog> => {
+    await journal?.close();
+    const opened = await Journal.open(dir);
+    journal = opened.journal;
+    const catalog = new Catalog(journal, { storages, historyMaxEntries: max, ramdiskRoot: '/ramdisk', hasExternal: false });
+    catalog.replay(opened.records);
+    return catalog;
+  };
 
-  it('never drops the current shift, and keeps every shift within the limit', () => {
-    const book = new ShiftBook(['internal'], 1);
+  it('keeps the last shifts whatever their files do, and an older one until its last file is copied', () => {
+    const book = new ShiftBook(['internal'], 2);
     book.begin(1n, 500, 500);
-    book.count(1n, 'internal', undefined, 'pending');
-    book.count(1n, 'internal', 'pending', 'copied');
-    assert.deepEqual(shifts(book), [1n]);
-    const big = new ShiftBook(['internal'], 3);
-    for (const t of [1n, 2n, 3n]) big.begin(t, 500, 500);
-    big.count(1n, 'internal', undefined, 'pending');
-    big.count(1n, 'internal', 'pending', 'copied');
-    assert.deepEqual(shifts(big), [1n, 2n, 3n]);
-  });
-
-  it('a restart keeps a shift whose files are still pending beyond the limit (G9, G12)', async () => {
-    const dir = mkdtempSync(path.join(os.tmpdir(), 'shift-book-'));
-    const open = async (): Promise<{ journal: Journal; catalog: Catalog }> => {
-      const { journal, records } = await Journal.open(dir);
-      const catalog = new Catalog(journal, { storages: ['internal'], historyMaxEntries: 2, ramdiskRoot: '/ramdisk', hasExternal: false });
-      catalog.replay(records);
-      return { journal, catalog };
-    };
-    const rows = (c: Catalog): Array<[bigint, number]> => c.shifts.query(-1).map((r) => [r[0], Number(r[4])]);
-    try {
-      const a = await open();
-      await a.catalog.shift(1n, 500, 500);
-      await a.catalog.accept(1n, [{ src: '/ramdisk/1mf/f.cbf', rel: '1mf/f.cbf', size: 1, mtimeMs: 1, ino: 1, dev: 1 }]);
-      await a.catalog.shift(2n, 501, 501);
-      await a.catalog.shift(3n, 502, 502);
-      const before = rows(a.catalog);
-      assert.deepEqual(before, [[3n, 0], [1n, 1]], 'shift 1 kept for its pending file');
-      await a.journal.close();
-      const b = await open();
-      assert.deepEqual(rows(b.catalog), before, 'the same after a restart');
-      await b.journal.close();
-    } finally {
-      rmSync(dir, { recursive: true, force: true });
+    book.opened(1n, 1);
+    for (const t of [2n, 3n]) {
+      book.begin(t, 500, 500);
+      book.trim();
     }
+    assert.deepEqual(shifts(book), [1n, 2n, 3n], 'shift 1 has a file to copy');
+    book.begin(4n, 500, 500);
+    book.trim();
+    assert.deepEqual(shifts(book), [1n, 3n, 4n], 'shift 2 is older than the last two and has nothing to copy');
+    book.opened(1n, -1);
+    assert.deepEqual(shifts(book), [3n, 4n], 'shift 1 done: within the limit again');
+  });
+
+  it('does not drop a shift among the last ones when its files are done, nor the current one', () => {
+    const book = new ShiftBook(['internal'], 2);
+    for (const t of [1n, 2n, 3n]) {
+      book.begin(t, 500, 500);
+      book.opened(t, 1);
+      book.trim();
+    }
+    book.opened(2n, -1);
+    assert.deepEqual(shifts(book), [1n, 2n, 3n], 'shift 2 is one of the last two: it stays for its late files');
+    const one = new ShiftBook(['internal'], 1);
+    one.begin(1n, 500, 500);
+    one.begin(2n, 500, 500);
+    one.trim();
+    assert.deepEqual(shifts(one), [2n]);
+    assert.equal(one.current?.usertime, 2n);
+  });
+
+  it('counts a late file of a shift it had let go under that shift until copied, without a new shift start', async () => {
+    const catalog = await open(1);
+    assert.equal(await catalog.shift(1n, 500, 500), true);
+    assert.equal(await catalog.shift(2n, 501, 501), true);
+    assert.deepEqual(shifts(catalog.shifts), [2n]);
+    assert.equal(await catalog.shift(1n, 500, 500), false, 'not a shift start');
+    const [rec] = await catalog.accept(1n, [file(1)]);
+    assert.deepEqual(catalog.shifts.query(-1).map((r) => [r[0], Number(r[4])]), [[2n, 0], [1n, 1]]);
+    assert.equal(catalog.currentShift?.usertime, 2n, 'the current shift stays the current one');
+    await catalog.setCopy(rec!, 'internal', 'copied');
+    assert.deepEqual(shifts(catalog.shifts), [2n], 'copied: shift 1 goes again');
+  });
+
+  it('keeps an older shift while a failed copy is to be tried again, and counts the retry', async () => {
+    const catalog = await open(1);
+    await catalog.shift(1n, 500, 500);
+    const [rec] = await catalog.accept(1n, [file(1)]);
+    await catalog.shift(2n, 501, 501);
+    await catalog.setCopy(rec!, 'internal', 'failed', { permanent: false });
+    assert.deepEqual(catalog.shifts.query(-1).map((r) => [r[0], Number(r[4]), Number(r[5]), Number(r[6])]),
+      [[2n, 0, 0, 0], [1n, 0, 0, 1]], 'failed for now, kept');
+    await catalog.setCopy(rec!, 'internal', 'copied');
+    assert.deepEqual(shifts(catalog.shifts), [2n], 'copied on the retry: shift 1 goes');
+    const [late] = await catalog.accept(2n, [file(2)]);
+    await catalog.setCopy(late!, 'internal', 'failed', { permanent: true });
+    assert.deepEqual(shifts(catalog.shifts), [2n]);
+  });
+
+  it('shows after a restart the shifts it showed before it (G9, G12)', async () => {
+    let catalog = await open(2);
+    await catalog.shift(1n, 500, 500);
+    const [a] = await catalog.accept(1n, [file(1)]);
+    await catalog.shift(2n, 501, 501);
+    await catalog.shift(3n, 502, 502);
+    const rows = (c: Catalog): Array<[bigint, number]> => c.shifts.query(-1).map((r) => [r[0], Number(r[4])]);
+    assert.deepEqual(rows(catalog), [[3n, 0], [2n, 0], [1n, 1]], 'shift 1 kept for its pending file');
+    catalog = await open(2);
+    assert.deepEqual(rows(catalog), [[3n, 0], [2n, 0], [1n, 1]], 'the same after a restart');
+    await catalog.setCopy(catalog.record(a!.id)!, 'internal', 'copied');
+    assert.deepEqual(rows(catalog), [[3n, 0], [2n, 0]]);
+    catalog = await open(2);
+    assert.deepEqual(rows(catalog), [[3n, 0], [2n, 0]], 'and after the next restart');
   });
 });
