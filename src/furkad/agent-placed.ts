@@ -2,8 +2,8 @@
 // connection the agent announces them again, and furkad acknowledges them instead of placing them twice.
 // One file for all detectors; no fsync, like the outbox: it must outlive the process, and the PPU ramdisk it
 // describes does not outlive the machine.
-import { closeSync, fstatSync, ftruncateSync, openSync, writeSync } from 'node:fs';
-import { readAppendLog } from '../common/append-log.js';
+import { closeSync, fstatSync, ftruncateSync, openSync } from 'node:fs';
+import { appendLinesSync, readAppendLog } from '../common/append-log.js';
 import { isBareChecksum } from '../common/checksum.js';
 
 /**
@@ -249,7 +249,7 @@ export class AgentPlaced {
   }
 
   #write(lines: Line[]): void {
-    writeSync(this.#fd, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+    appendLinesSync(this.#fd, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
   }
 
   close(): void {

@@ -2,8 +2,8 @@
 // and acknowledged once grimseld has taken them, so a furkad killed in between re-sends them at its next
 // start instead of leaving them on the ramdisk, never copied (F6, G12).
 // No fsync: the files themselves live on a tmpfs, so the outbox only has to outlive the process.
-import { closeSync, openSync, ftruncateSync, writeSync, fstatSync, lstatSync } from 'node:fs';
-import { readAppendLog } from '../common/append-log.js';
+import { closeSync, openSync, ftruncateSync, fstatSync, lstatSync } from 'node:fs';
+import { appendLinesSync, readAppendLog } from '../common/append-log.js';
 import { unmark } from '../common/paths.js';
 import { numberedName, MAX_NUMBERED } from '../common/numbered-name.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
@@ -90,7 +90,7 @@ export class Outbox {
   }
 
   #write(line: Line): void {
-    writeSync(this.#fd, `${JSON.stringify(line)}\n`);
+    appendLinesSync(this.#fd, `${JSON.stringify(line)}\n`);
   }
 
   close(): void {

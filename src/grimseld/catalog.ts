@@ -175,6 +175,12 @@ export class Catalog {
     return n;
   }
 
+  #untake(rec: FileRecord): void {
+    for (const s of this.storageIds) this.#book.count(rec.usertime, s, 'pending', undefined);
+    this.#book.opened(rec.usertime, -1);
+    this.#files.remove(rec);
+  }
+
   #newRecord(id: number, usertime: bigint, f: NewFile): FileRecord {
     // One bigint per shift, not one per file.
     const shared = this.#book.get(usertime)?.usertime ?? usertime;
@@ -267,8 +273,10 @@ export class Catalog {
   async shift(usertime: bigint, uid: number, gid: number): Promise<boolean> {
     if (this.#book.get(usertime)) return false;
     const current = this.#book.current;
-    this.#book.begin(usertime, uid, gid);
+    // Journaled first: a shift that could not be written down is not known either, so the next call tries again.
     await this.journal.append({ t: 'shift', u: String(usertime), uid, gid });
+    if (this.#book.get(usertime)) return false;
+    this.#book.begin(usertime, uid, gid);
     // An earlier shift the status had let go (history_max_entries) whose late files furkad delivers now: counted
     // under it again until they are copied, and no shift start (G9).
     if (current && usertime < current.usertime) return false;
@@ -297,8 +305,16 @@ export class Catalog {
     // A known file may have been taken a moment ago by a caller still waiting for its record to reach the
     // disk: this caller is not told "taken" before that either (G12). Batches are written in order, so
     // waiting for our own records covers it.
-    if (fresh.length) await this.journal.append(...fresh.map(fileLine));
-    else if (known) await this.journal.durable();
+    if (fresh.length) {
+      try {
+        await this.journal.append(...fresh.map(fileLine));
+      } catch (e) {
+        // Not on disk, so not taken: the caller is told (furkad delivers them again), and a second delivery must
+        // not find them "known" and be told they are safe.
+        for (const rec of fresh) this.#untake(rec);
+        throw e;
+      }
+    } else if (known) await this.journal.durable();
     return fresh;
   }
 

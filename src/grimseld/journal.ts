@@ -1,8 +1,8 @@
 // grimseld's write-ahead journal (G12): every accepted file and every state change is appended and
 // fsync'ed before anyone is told, so a SIGKILL at any instant loses nothing. Replayed at start, compacted
 // into a snapshot when it grows.
-import { readAppendLog } from '../common/append-log.js';
-import { open, rename, type FileHandle } from 'node:fs/promises';
+import { appendLines, readAppendLog } from '../common/append-log.js';
+import { open, rename, unlink, type FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 
 /** One journal line. `u` is a shift start in µs (as a decimal string: JSON has no 64-bit integers). */
@@ -96,8 +96,8 @@ export class Journal {
       this.#buffer = [];
       this.#waiters = [];
       try {
-        await this.#fh.write(text);
-        await this.#fh.datasync();
+        const fh = this.#fh;
+        await appendLines(fh, text, () => fh.datasync());
         for (const w of waiters) w.resolve();
       } catch (e) {
         for (const w of waiters) w.reject(e as Error);
@@ -130,6 +130,7 @@ export class Journal {
     const tmp = `${this.file}.compact`;
     const fh = await open(tmp, 'w');
     let lines = 0;
+    let written = false;
     try {
       // In chunks of about a megabyte: 100 000 live files must not become one string.
       let chunk: string[] = [];
@@ -140,15 +141,18 @@ export class Journal {
         size += line.length + 1;
         lines++;
         if (size >= 1 << 20) {
-          await fh.write(`${chunk.join('\n')}\n`);
+          await fh.writeFile(`${chunk.join('\n')}\n`); // all of it or an error (append-log.ts says why)
           chunk = [];
           size = 0;
         }
       }
-      if (chunk.length) await fh.write(`${chunk.join('\n')}\n`);
+      if (chunk.length) await fh.writeFile(`${chunk.join('\n')}\n`);
       await fh.sync();
+      written = true;
     } finally {
       await fh.close();
+      // A snapshot that could not be written whole never replaces the journal; its space is given back.
+      if (!written) await unlink(tmp).catch(() => undefined);
     }
     await rename(tmp, this.file);
     const dir = await open(path.dirname(this.file), 'r');

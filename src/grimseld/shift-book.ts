@@ -59,12 +59,15 @@ export class ShiftBook {
     return entry;
   }
 
-  /** Moves one file of `usertime` on `storage` between counters (`from` undefined: a new pending file). */
-  count(usertime: bigint, storage: string, from: State | undefined, to: State): void {
+  /**
+   * Moves one file of `usertime` on `storage` between counters (`from` undefined: a new pending file; `to`
+   * undefined: one taken back, its record never written down).
+   */
+  count(usertime: bigint, storage: string, from: State | undefined, to: State | undefined): void {
     const c = this.get(usertime)?.counts.get(storage);
     if (!c) return;
     if (from) c[from]--;
-    c[to]++;
+    if (to) c[to]++;
   }
 
   /**
