@@ -11,8 +11,13 @@ export function makedev(major: number, minor: number): number {
 }
 
 export interface Mount {
+  /** Mount ids: its own, and that of the mount it sits on. */
+  id: number;
+  parent: number;
   /** The mount point. */
   at: string;
+  /** The directory of its file system it shows (`/` but for a bind mount or a btrfs subvolume). */
+  root: string;
   /** The file system's device (st_dev as Node gives it: the superblock's, not a btrfs subvolume's). */
   dev: number;
   type: string;
@@ -29,11 +34,13 @@ export function mountsOf(mountinfo: string): Mount[] {
     const dash = f.indexOf('-', 6);
     const mm = /^(\d+):(\d+)$/.exec(f[2] ?? '');
     if (f.length < 5 || dash < 0 || !mm) continue;
-    const at = f[4]!.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
-    mounts.push({ at, dev: makedev(Number(mm[1]), Number(mm[2])), type: f[dash + 1] ?? '' });
+    mounts.push({ id: Number(f[0]), parent: Number(f[1]), at: unescape(f[4]!), root: unescape(f[3]!), dev: makedev(Number(mm[1]), Number(mm[2])), type: f[dash + 1] ?? '' });
   }
   return mounts;
 }
+
+/** A path as mountinfo writes it: space, tab, newline and backslash as octal escapes. */
+const unescape = (p: string): string => p.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
 
 /** The mount holding real path `dir`: the longest mount point above it, the last of equals (the one on top). */
 export function mountOf(dir: string, mounts: Mount[]): Mount | undefined {
