@@ -3,6 +3,7 @@ import { lstatSync, mkdirSync, readFileSync, statSync, type Stats } from 'node:f
 import * as path from 'node:path';
 import * as ini from 'ini';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
+import { isJournalStream } from './logger.js';
 
 /** A configuration problem, already phrased for the administrator. */
 export class ConfigError extends Error {
@@ -249,7 +250,9 @@ export function configOrExit<T>(daemon: string, fn: () => T): T {
     return fn();
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
-    process.stderr.write(`${daemon}: ${e.message}\n`);
+    // Each line as an error to the journal (`journalctl -p err` shows it), plain in a terminal.
+    const err = isJournalStream(2) ? '<3>' : '';
+    process.stderr.write(`${daemon}: ${e.message}`.split('\n').map((l) => `${err}${l}\n`).join(''));
     process.exit(78);
   }
 }

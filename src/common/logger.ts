@@ -28,10 +28,15 @@ export function createLogger(name: string, settings: LogSettings = {}): Logger {
  * not so in a terminal, a pipe of the tests, or with StandardOutput= set to something else.
  */
 function stdoutIsJournal(): boolean {
+  return isJournalStream(1);
+}
+
+/** Whether descriptor `fd` (1 or 2) is the journal's stream (systemd 231 and later say so; CentOS 7's does not). */
+export function isJournalStream(fd: number): boolean {
   const stream = process.env['JOURNAL_STREAM'];
   if (!stream) return false;
   try {
-    const st = fstatSync(1);
+    const st = fstatSync(fd);
     return stream === `${st.dev}:${st.ino}`;
   } catch {
     return false;

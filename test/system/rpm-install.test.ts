@@ -110,6 +110,10 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
       assert.equal((await c.run(['systemctl', 'is-enabled', unit])).stdout.trim(), 'disabled', `${unit} enabled by the install`);
       assert.equal((await c.run(['systemctl', 'is-active', unit])).stdout.trim(), 'inactive', `${unit} started by the install`);
     }
+    for (const unit of ['grimseld', 'furkad', 'furka-agent']) {
+      const doc = (await c.unitProperty(unit, 'Documentation')).replace(/^file:/, '');
+      assert.ok(existsSync(c.path(doc)), `${unit}'s Documentation= ${doc} is installed`);
+    }
   });
 
   it('runs the detector-side rsync daemon unit on a tmpfs /ramdisk, serving module ramdisk on port 49371', async () => {
@@ -192,6 +196,41 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
       'the detector ramdisk to be emptied');
   });
 
+  it("keeps a storage's files pending while its disk is not mounted, though the unit binds the mount point onto itself, and copies them once it is (G13)", async () => {
+    // The README's way to add a storage outside /data: a ReadWritePaths= drop-in. With ProtectSystem=strict systemd
+    // binds /mnt/usb onto itself in grimseld's namespace, so its mount table lists /mnt/usb with or without a disk.
+    await c.ok(['mkdir', '-p', '/mnt/usb', '/etc/systemd/system/grimseld.service.d']);
+    const dropIn = c.path('/etc/systemd/system/grimseld.service.d/usb.conf');
+    writeFileSync(dropIn, '[Service]\nReadWritePaths=-/mnt/usb\n');
+    const conf = c.path('/etc/ppu/grimseld.conf');
+    const shipped = readFileSync(conf, 'utf8');
+    writeFileSync(conf, `${shipped}\n[storage.usb]\ntype = OPTIONAL\ntarget = /mnt/usb/data\nmountpoint = /mnt/usb\n`);
+    const restart = async (): Promise<void> => {
+      const [grimseld, furkad] = [await mainPid('grimseld'), await mainPid('furkad')];
+      await c.ok(['systemctl', 'daemon-reload']);
+      await c.ok(['systemctl', 'restart', 'grimseld']);
+      await restartedFrom('grimseld', grimseld);
+      await restartedFrom('furkad', furkad);
+    };
+    try {
+      await restart();
+      const files = [writeImage(detectorDir('1'), 'g13/img_0.cbf', 100_000)];
+      await copiedTo('/data/1mf/2000_2000', files, DEFAULT_UID);
+      await eventually(async () => (await queryStatus()).some((r) => r.storage === 'usb' && r.pending === 1), 30_000,
+        'the file pending on storage usb');
+      await eventually(async () => /storage usb: \/mnt\/usb is not mounted/.test(await c.ok(['journalctl', '--no-pager', '-u', 'grimseld', '-o', 'cat'])),
+        30_000, 'the COPY_ERROR naming the mount point');
+      assert.deepEqual(listFiles(c.path('/mnt/usb')), [], 'nothing written to the root file system below /mnt/usb');
+      await c.ok(['mount', '-t', 'tmpfs', '-o', 'size=16m', 'usb', '/mnt/usb']);
+      await copiedTo('/mnt/usb/data/1mf/2000_2000', files, DEFAULT_UID);
+    } finally {
+      writeFileSync(conf, shipped);
+      rmSync(dropIn);
+      await restart();
+      await c.run(['umount', '/mnt/usb']);
+    }
+  });
+
   it('keeps a file on the detector while its writer (another user) still writes it through a second descriptor, then delivers it whole (A2, A4)', async () => {
     // The unit's sandbox must let the agent ask the kernel (a read lease on another user's file: CAP_LEASE).
     await c.ok(['sh', '-c', 'mkdir -p /ramdisk/det1/twofd && chown nobody /ramdisk/det1/twofd']);
@@ -264,6 +303,27 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     await copiedTo('/data/1mf/2000_2000', after, DEFAULT_UID);
   });
 
+  it('fails a daemon with a configuration error at once, not in a restart loop, and journalctl -p err names the key (S3, S4)', async () => {
+    const conf = c.path('/etc/ppu/furkad.conf');
+    const good = readFileSync(conf, 'utf8');
+    assert.match(good, /^remoteIP = /m);
+    writeFileSync(conf, good.replace(/^remoteIP = /m, 'remoteIp = '));
+    try {
+      const restart = await c.run(['systemctl', 'restart', 'furkad']);
+      assert.notEqual(restart.code, 0, 'the restart fails');
+      await eventually(async () => await c.unitProperty('furkad', 'ActiveState') === 'failed', 30_000, 'furkad failed');
+      assert.equal(await c.unitProperty('furkad', 'NRestarts'), '0', 'exit 78 is not restarted');
+      assert.equal(await c.unitProperty('furkad', 'ExecMainStatus'), '78');
+      const errors = await c.ok(['journalctl', '--no-pager', '-u', 'furkad', '-p', 'err', '-o', 'cat']);
+      assert.match(errors, /key 'remoteIp': unknown key/);
+    } finally {
+      writeFileSync(conf, good);
+      await c.ok(['systemctl', 'reset-failed', 'furkad']);
+      await c.ok(['systemctl', 'start', 'furkad']);
+    }
+    await eventually(async () => await c.unitProperty('furkad', 'ActiveState') === 'active', 60_000, 'furkad active again');
+  });
+
   it('lets anyone read status but only root and ppu-operators change state (D-Bus policy)', async () => {
     await c.ok(['useradd', '--no-create-home', 'visitor']);
     await c.ok(['useradd', '--no-create-home', '--groups', 'ppu-operators', 'operator1']);
@@ -305,6 +365,9 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     assert.equal(upgrade.code, 0, upgrade.stdout + upgrade.stderr);
     assert.match(upgrade.stdout + upgrade.stderr, /this upgrade restarts furkad and grimseld; furkad then starts a new shift/,
       'the administrator is told that the running shift ends');
+    // Stopped before the new release's files replace the old ones (a running grimseld loads copy threads from
+    // them), started again at the end of the transaction.
+    assert.match(upgrade.stdout + upgrade.stderr, /ppu-movers: stopping furka-agent furkad grimseld for the upgrade; they start again when it is done/);
     // A detector's rsyncd.conf edited before the chroot was shipped (the global setting kept, module ramdisk's
     // own turning it off): kept as it is, and the upgrade says so (test/unit/rpm-scriptlets.test.ts: which files).
     const rsyncd = c.path('/etc/ppu/rsyncd.conf');

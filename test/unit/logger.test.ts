@@ -28,4 +28,26 @@ describe('log lines in the journal (S4)', () => {
   it('write plain JSON lines anywhere else (a terminal, a pipe, a file)', () => {
     assert.deepEqual(logged(false).map((l) => (JSON.parse(l) as { msg: string }).msg), ['f', 'e', 'w', 'i', 'd']);
   });
+
+  it('write a configuration error to the journal as errors, one per line, and plainly elsewhere (S3, S4)', () => {
+    const CONFIG = path.resolve(__dirname, '../../src/common/config-file.js');
+    const failed = (asJournal: boolean): string[] => {
+      const script = `
+        const { fstatSync } = require('node:fs');
+        const st = fstatSync(2);
+        process.env.JOURNAL_STREAM = ${asJournal} ? st.dev + ':' + st.ino : '1:2';
+        const { configOrExit, ConfigError } = require(${JSON.stringify(CONFIG)});
+        configOrExit('furkad', () => { throw new ConfigError('/etc/ppu/furkad.conf', ['section [detector.1MF], key \\'remoteIp\\': unknown key']); });`;
+      try {
+        execFileSync(process.execPath, ['-e', script], { encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] });
+      } catch (e) {
+        const err = e as { status: number; stderr: string };
+        assert.equal(err.status, 78);
+        return err.stderr.trim().split('\n');
+      }
+      throw new Error('no exit 78');
+    };
+    assert.deepEqual(failed(true), ['<3>furkad: /etc/ppu/furkad.conf: invalid configuration:', "<3>  section [detector.1MF], key 'remoteIp': unknown key"]);
+    assert.deepEqual(failed(false), ['furkad: /etc/ppu/furkad.conf: invalid configuration:', "  section [detector.1MF], key 'remoteIp': unknown key"]);
+  });
 });
