@@ -4,6 +4,7 @@ import { lstatSync, realpathSync, statSync } from 'node:fs';
 import { STAGING_NAME } from './shift-sweep.js';
 import * as path from 'node:path';
 import { expandUsrdir, hasControl, isSafeRelative, markTarget, nestedTargets, splitMarked, unmark } from '../common/paths.js';
+import { NAME_MAX } from '../common/name-max.js';
 
 export interface Assignment {
   id: string;
@@ -88,6 +89,8 @@ export function planShift(
     for (const [what, p] of [['target', target], ['source', source]] as const) {
       // grimseld takes no path with a control character: files placed there would leave the detector and never be copied.
       if (hasControl(p)) throw new ShiftRequestError('InvalidArgs', `${what} of detector '${id}' holds a control character: ${JSON.stringify(p)}`);
+      const long = tooLong(p);
+      if (long) throw new ShiftRequestError('InvalidArgs', `${what} of detector '${id}' ${long}`);
     }
     if (target && !target.startsWith('/')) {
       throw new ShiftRequestError('InvalidArgs', `target of detector '${id}' must be an absolute path, got '${target}'`);
@@ -126,6 +129,21 @@ export function planShift(
  * What must already exist of a requested target: the part before its './', or its parent without one.
  * furkad creates the rest; a typo in the existing part (/ramdsik) must not create a tree somewhere.
  */
+/**
+ * Longest target or source taken, in bytes: the files below it need room within PATH_MAX (4096). A longer one
+ * was taken, furkad made its thousands of directories, and the detector then kept retrying "cannot create"
+ * until the next shift (a hostile tester's 3000 nested names).
+ */
+const MAX_PATH_BYTES = 1024;
+
+/** Why `p` is too long for a target or source; undefined when it is not. */
+function tooLong(p: string): string | undefined {
+  const bytes = Buffer.byteLength(p);
+  if (bytes > MAX_PATH_BYTES) return `is ${bytes} bytes long, at most ${MAX_PATH_BYTES} (the files below it need room within PATH_MAX, 4096)`;
+  const name = p.split('/').find((n) => Buffer.byteLength(n) > NAME_MAX);
+  return name === undefined ? undefined : `has a name of ${Buffer.byteLength(name)} bytes, at most ${NAME_MAX}: '${name.slice(0, 32)}…'`;
+}
+
 export function existingPart(target: string): string {
   if (target.includes('/./') || target.endsWith('/.')) return splitMarked(markTarget(target)).root;
   return path.dirname(target.replace(/\/+$/, '') || '/');

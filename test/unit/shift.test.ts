@@ -64,6 +64,15 @@ describe('shift planning (F4, F6)', () => {
     assert.match(reason(() => planShift(local, 1, 2, [['1MF', '/d\u0001', '']])), /^InvalidArgs: source of detector '1MF' holds a control character/);
   });
 
+  it('refuses a target or source too long for the files below it, before making any directory (F6)', () => {
+    const deep = `${ramdisk}/./${'a/'.repeat(600)}x`;
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', deep]])), /^InvalidArgs: target of detector '1MF' is \d+ bytes long, at most 1024/);
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', `${ramdisk}/./${'n'.repeat(300)}`]])),
+      /^InvalidArgs: target of detector '1MF' has a name of 300 bytes, at most 255/);
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', `/${'s'.repeat(256)}`, '']])), /^InvalidArgs: source of detector '1MF' has a name of 256 bytes/);
+    assert.equal(reason(() => planShift(local, 1, 2, [['1MF', '', `${ramdisk}/./${'n'.repeat(255)}`]])), 'accepted');
+  });
+
   it('refuses uid and gid beyond the config schema: 4294967295 is chown\'s "no change" (S2)', () => {
     assert.match(reason(() => planShift(config, 4294967295, 4294967295, [])), /^InvalidArgs: uid 4294967295 is out of range \(0 to 4294967294/);
     assert.match(reason(() => planShift(config, 500, 4294967295, [])), /^InvalidArgs: gid 4294967295 is out of range/);
