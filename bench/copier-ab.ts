@@ -19,6 +19,9 @@ import { prepareCopies } from '../src/grimseld/copy-check.js';
 import { Checksum, checksumOfFile } from '../src/common/checksum.js';
 import { median, ratio } from './stats.js';
 
+/** The key of copy temp names (temp-names.ts). */
+const tempKey = randomBytes(32);
+
 const MB = 1 << 20;
 
 function makeSet(dir: string, n: number, size: number): CopyJob[] {
@@ -54,7 +57,7 @@ function copyAll(jobs: CopyJob[], storage: string, batch: number, verifyCopies: 
     const t = performance.now();
     for (const part of batches(jobs, storage, batch)) {
       const work = unhashed ? part.map(({ checksum: _, ...j }) => j) : part;
-      for (const r of copyMany(work, storage, { preserveUid: false, preserveGid: false, verifyCopies })) if (r instanceof Error) throw r;
+      for (const r of copyMany(work, storage, { preserveUid: false, preserveGid: false, verifyCopies, tempKey })) if (r instanceof Error) throw r;
     }
     return (performance.now() - t) / 1000;
   } finally {
@@ -67,7 +70,7 @@ async function copyAllThreads(jobs: CopyJob[], storage: string, batch: number, v
   rmSync(storage, { recursive: true, force: true });
   mkdirSync(storage);
   execFileSync('sync');
-  const threads = new CopyThreads({ base: storage, options: { preserveUid: false, preserveGid: false, verifyCopies } });
+  const threads = new CopyThreads({ base: storage, options: { preserveUid: false, preserveGid: false, verifyCopies, tempKey } });
   try {
     await threads.copyMany([]); // a thread started and prepared before the clock starts
     const queue = batches(jobs, storage, batch);

@@ -79,7 +79,7 @@ export const grimseldSchema = {
     state_dir: { ...absolute, default: '/var/lib/grimsel' },
     fifo: { ...absolute, default: '/run/grimseld/files' },
     // At least 10 s: a copy's temp file is unchanged only while its batch is flushed, which must not outlast this.
-    temp_max_age_s: { type: 'integer', minimum: 10, maximum: 604800, default: 3600, description: 'copy temp files unchanged this long are removed from storage roots and from directories where a copy failed' },
+    temp_max_age_s: { type: 'integer', minimum: 10, maximum: 604800, default: 3600, description: 'copy temp files grimseld made (keyed names, temp-names.ts) unchanged this long are removed from storage roots and from directories where a copy failed' },
     verify_copies: { type: 'boolean', default: true, description: 'read every flushed copy back and check it against the file\'s checksum before it counts (I2); no: only the bytes read from the source are checked' },
     storage: sectionsOf(storageSchema),
   },

@@ -20,10 +20,9 @@ import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, fut
 import { utimesSeconds } from '../common/file-times.js';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
-import { randomBytes } from 'node:crypto';
 import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
-import { tempPrefix } from '../common/name-max.js';
+import { isOwnTempOf, tempName, type TempKey } from './temp-names.js';
 import { depthOf, HeldDirs, ownersAsSource, ownerVisit, type SourceDir } from './copy-dirs.js';
 import { isDelivered, openSource, sameFile, SourceChanged, type Identity, type Source } from './copy-source.js';
 import { Checksum } from '../common/checksum.js';
@@ -43,6 +42,8 @@ export interface CopyOptions {
    * read and checked, the copy is not read again.
    */
   verifyCopies?: boolean;
+  /** The key temp names are made with (temp-names.ts): only names made with it are ever removed as temp files. */
+  tempKey: TempKey;
 }
 
 export type CopyOutcome = 'copied' | 'identical';
@@ -68,9 +69,6 @@ export interface CopyResult {
 export type Progress = () => void;
 
 const noProgress: Progress = () => undefined;
-
-/** A copy's temp name: `.NAME.grimsel-` and 8 hex digits (a long NAME shortened: common/name-max.ts; temp-sweep.ts). */
-const TEMP_TAG = '.grimsel-';
 
 /**
  * Bytes read and written at a time: cp's order of size. Enough that the system calls cost little next to
@@ -215,14 +213,14 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
       dir = dirs.storage(base, dirRel, undefined, '', job.mount);
     }
     // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
-    if (job.sweep) sweepStale(dir, name);
+    if (job.sweep) sweepStale(dir, name, opts.tempKey);
     const there = identicalAt(dir, name, s, job.checksum, verify, progress);
     if (there !== undefined) {
       closeSync(source.fd);
       return { outcome: 'identical', dest: path.join(path.dirname(job.dest), there.name), verified: there.verified };
     }
     w = { job, base, checksum: '', verified: false, attributes: undefined, source, dir, name,
-      tmp: `${tempPrefix(name, TEMP_TAG, 8)}${randomBytes(4).toString('hex')}`, made: false, fd: undefined };
+      tmp: tempName(opts.tempKey, name), made: false, fd: undefined };
     // EXCL and NOFOLLOW: a planted name is never written through (nor removed: `made` stays false).
     w.fd = dir.openFile(w.tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
     w.made = true;
@@ -447,9 +445,11 @@ function sameCopy(dir: DirFd, name: string, checksum: string | undefined, verify
   }
 }
 
-/** Removes from `dir` temp files an earlier, killed attempt at `name` left behind (never a final name). */
-function sweepStale(dir: DirFd, name: string): void {
-  const prefix = tempPrefix(name, TEMP_TAG, 8);
+/**
+ * Removes from `dir` temp files an earlier, killed attempt at `name` left behind: only names made with `key`
+ * (temp-names.ts), never a user's file that merely looks like one, nor a final name.
+ */
+function sweepStale(dir: DirFd, name: string, key: TempKey): void {
   let names: string[];
   try {
     names = dir.names();
@@ -457,7 +457,7 @@ function sweepStale(dir: DirFd, name: string): void {
     return;
   }
   for (const n of names) {
-    if (!n.startsWith(prefix)) continue;
+    if (!isOwnTempOf(key, n, name)) continue;
     try {
       unlinkSync(dir.at(n));
     } catch {

@@ -21,6 +21,7 @@ import { Dispatcher } from './dispatcher.js';
 import { Reclaimer } from './reclaimer.js';
 import { FileFifo } from './fifo.js';
 import { TempSweeper } from './temp-sweep.js';
+import { loadTempKey } from './temp-names.js';
 import { Intake, RejectedPath } from './intake.js';
 import { MessageHub } from './messages.js';
 import { StatusServer } from './status-server.js';
@@ -73,10 +74,12 @@ async function main(): Promise<number> {
   });
   const book = catalog.shifts;
   const dispatcher = new Dispatcher(catalog, storageList, messages, log);
-  const copyOptions = { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid, verifyCopies: config.verify_copies };
+  // G3, G12: copy temp names carry a MAC under this key, kept in state_dir, and only such names are ever swept.
+  const tempKey = loadTempKey(config.state_dir, log);
+  const copyOptions = { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid, verifyCopies: config.verify_copies, tempKey };
   const storages = storageList.map((info) => new Storage(info, copyOptions, dispatcher.feed(info.id)));
   // G3, G12: temp files of copies that will never be renamed are swept from the storages' roots and failed copies' directories.
-  const temps = new TempSweeper(storageList, dispatcher, config.temp_max_age_s * 1000, log);
+  const temps = new TempSweeper(storageList, dispatcher, tempKey, config.temp_max_age_s * 1000, log);
   const reclaimer = new Reclaimer(catalog, storageList.find((s) => s.type === 'INTERNAL')!, storageList.find((s) => s.type === 'EXTERNAL'), {
     ramdiskRoot: config.target,
     ramdiskMountpoint: config.ramdisk_mountpoint,

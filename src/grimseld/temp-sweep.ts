@@ -1,4 +1,4 @@
-// Stale copy temp files on the storages (G3, G12): `.NAME.grimsel-XXXXXXXX` that no copy will rename any more.
+// Stale copy temp files on the storages (G3, G12): those grimseld made (temp-names.ts) that no copy will rename any more.
 // The directories swept may be a shift user's, who can swap them for a link at any moment (docs/threat-model.md): each is
 // reached from its storage's target without following links and held, and every name is looked at and
 // removed in the directory held (common/dir-fd.ts).
@@ -11,16 +11,12 @@ import { isMountPoint } from './mounts.js';
 import type { CopyReport } from './copy-job.js';
 import type { CopyEvents } from './dispatcher.js';
 import type { StorageInfo } from './storage-info.js';
-
-/** The copier's temp names: `.` + the final name (a long one shortened) + `.grimsel-` + 8 hex digits (copier.ts). */
-const TEMP_NAME = /^\..+\.grimsel-[0-9a-f]{8}$/;
-
-export function isCopyTemp(name: string): boolean {
-  return TEMP_NAME.test(name);
-}
+import { isOwnTemp, isUnkeyedTemp, type TempKey } from './temp-names.js';
 
 /** Directories remembered because a copy failed there; more are not kept (the roots are always swept). */
 const MAX_SUSPECTS = 4096;
+/** Files in the form of an earlier release's temp names, each named in the log once; more are not remembered. */
+const MAX_NAMED = 4096;
 
 /**
  * The copier removes its own temp file when a copy fails, and one an earlier attempt left when that same file
@@ -30,7 +26,8 @@ const MAX_SUSPECTS = 4096;
  * then periodically, each storage's root and every directory where a copy failed since, removing temp files
  * nothing has changed for `maxAgeMs`: a copy in progress changes its temp file with every chunk, so only
  * the flush of a batch (seconds) stands between its last change and its rename. Never recursive: a storage
- * tree holds every shift's files, and walking it would cost the disks more than any leftover.
+ * tree holds every shift's files, and walking it would cost the disks more than any leftover. Only names
+ * made with grimseld's key are removed (temp-names.ts): a user's file of any name, copied there, never is.
  */
 /** A directory to sweep: a storage's target and the path below it ('' for the target itself). */
 interface SweepDir {
@@ -44,10 +41,14 @@ export class TempSweeper {
 
   readonly #targets: Map<string, string>;
 
-  /** Notes, from `copies`, the directory of every failed copy for the next sweep. */
+  /** Unkeyed temp names (temp-names.ts) already named in the log, by full path. */
+  readonly #named = new Set<string>();
+
+  /** Notes, from `copies`, the directory of every failed copy for the next sweep; removes only names made with `key`. */
   constructor(
     private readonly storages: StorageInfo[],
     copies: CopyEvents,
+    private readonly key: TempKey,
     private readonly maxAgeMs: number,
     private readonly log: Logger,
     private readonly now: () => number = Date.now,
@@ -67,6 +68,7 @@ export class TempSweeper {
   /** One sweep; returns the files removed. A storage whose mount point is not mounted is left alone (G13). */
   async sweep(): Promise<string[]> {
     const removed: string[] = [];
+    const unkeyed: string[] = [];
     const dirs = new Map<string, SweepDir>();
     for (const s of this.storages) {
       if (s.mountpoint && !(await isMountPoint(s.mountpoint))) continue;
@@ -74,8 +76,9 @@ export class TempSweeper {
     }
     for (const [p, d] of [...this.#suspects]) dirs.set(p, d);
     for (const [p, d] of dirs) {
-      const { gone, left } = await this.#sweepDir(d);
+      const { gone, left, earlier } = await this.#sweepDir(d);
       removed.push(...gone);
+      unkeyed.push(...earlier);
       // A directory stays suspect while it holds temp files too young to go.
       if (!left) this.#suspects.delete(p);
     }
@@ -83,11 +86,18 @@ export class TempSweeper {
       this.log.warn({ files: removed.slice(0, 20), count: removed.length },
         `removed ${removed.length} stale grimseld temp file(s) left by copies that never finished (unchanged for over ${Math.round(this.maxAgeMs / 1000)} s)`);
     }
+    const news = unkeyed.filter((f) => !this.#named.has(f));
+    if (news.length) {
+      for (const f of news) if (this.#named.size < MAX_NAMED) this.#named.add(f);
+      this.log.warn({ files: news.slice(0, 20), count: news.length },
+        `left ${news.length} file(s) named like copy temp files of a grimseld release before keyed temp names: a user's file may be named so, and only an operator can tell; remove those that are leftovers by hand`);
+    }
     return removed;
   }
 
-  async #sweepDir({ target, rel }: SweepDir): Promise<{ gone: string[]; left: boolean }> {
+  async #sweepDir({ target, rel }: SweepDir): Promise<{ gone: string[]; left: boolean; earlier: string[] }> {
     const gone: string[] = [];
+    const earlier: string[] = [];
     let left = false;
     let dir: DirFd;
     let names: string[];
@@ -99,19 +109,25 @@ export class TempSweeper {
         top.close();
       }
     } catch {
-      return { gone, left }; // not made yet, gone, or a link on the way: nothing of ours to sweep
+      return { gone, left, earlier }; // not made yet, gone, or a link on the way: nothing of ours to sweep
     }
     try {
       try {
         names = dir.names();
       } catch {
-        return { gone, left };
+        return { gone, left, earlier };
       }
-      for (const name of names.filter(isCopyTemp)) {
+      for (const name of names) {
+        const own = isOwnTemp(this.key, name);
+        if (!own && !isUnkeyedTemp(name)) continue;
         const file = dir.show(name);
         try {
           const st = await lstat(dir.at(name));
           if (!st.isFile()) continue; // a link or directory with that name is not ours: never followed, never removed
+          if (!own) {
+            earlier.push(file);
+            continue;
+          }
           // ctime, not mtime: the copier gives its temp file the source's mtime, however old.
           if (this.now() - st.ctimeMs < this.maxAgeMs) {
             left = true;
@@ -126,7 +142,7 @@ export class TempSweeper {
     } finally {
       dir.close();
     }
-    return { gone, left };
+    return { gone, left, earlier };
   }
 
   /** Sweeps now and then every `intervalMs` until `signal` aborts; a failed sweep is logged, never fatal. */

@@ -11,6 +11,11 @@ import { copyAtomic, copyMany, SourceChanged, type CopyResult } from '../../src/
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { CopyThreads } from '../../src/grimseld/copy-threads.js';
 import { UnsafePath } from '../../src/common/dir-fd.js';
+import { randomBytes } from 'node:crypto';
+
+import { tempName } from '../../src/grimseld/temp-names.js';
+/** The key of copy temp names (temp-names.ts). */
+const tempKey = randomBytes(32);
 
 /** Where a copy went and how (checksum and provenance: integrity.test.ts, unit/copy-check.test.ts). */
 const placed = (r: CopyResult | Error): { outcome: string; dest: string } | Error => (r instanceof Error ? r : { outcome: r.outcome, dest: r.dest });
@@ -35,7 +40,7 @@ describe('a copy to a storage (G3)', () => {
       mkdirSync(base);
       const dest = path.join(base, 'u', 'img.cbf');
       const st = statSync(src);
-      const outcome = copyAtomic(src, path.dirname(src), dest, base, { preserveUid: preserve, preserveGid: preserve }, { size: st.size, mtimeMs: st.mtimeMs });
+      const outcome = copyAtomic(src, path.dirname(src), dest, base, { preserveUid: preserve, preserveGid: preserve, tempKey }, { size: st.size, mtimeMs: st.mtimeMs });
       assert.deepEqual(placed(outcome), { outcome: 'copied', dest });
       const d = statSync(dest);
       assert.equal(readFileSync(dest, 'utf8'), 'a user file that claims to be a program');
@@ -69,7 +74,7 @@ describe('copy threads (G3, BENCHMARKS.md)', () => {
   };
 
   it('make the copy, owner and mtime kept, and report a changed source as not worth retrying', async () => {
-    threads = new CopyThreads({ base, options: { preserveUid: true, preserveGid: true } });
+    threads = new CopyThreads({ base, options: { preserveUid: true, preserveGid: true, tempKey } });
     const { src, root, expect } = source('a.cbf', 'frame 1');
     const dest = path.join(base, 'u', 'a.cbf');
     assert.deepEqual(placed(await threads.copy({ src, root, dest, expect, sweep: false })), { outcome: 'copied', dest });
@@ -83,7 +88,7 @@ describe('copy threads (G3, BENCHMARKS.md)', () => {
   });
 
   it('refuse a directory a user replaced by a link, naming it, and write nothing outside', async () => {
-    threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false } });
+    threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false, tempKey } });
     mkdirSync(path.join(work, 'elsewhere'));
     symlinkSync(path.join(work, 'elsewhere'), path.join(base, 'trap'));
     const { src, root, expect } = source('c.cbf', 'frame 3');
@@ -93,7 +98,7 @@ describe('copy threads (G3, BENCHMARKS.md)', () => {
   });
 
   it('end a thread that has had nothing to do, and start one again for the next copy', async () => {
-    threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false } }, 200);
+    threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false, tempKey } }, 200);
     const { src, root, expect } = source('d.cbf', 'frame 4');
     await threads.copy({ src, root, dest: path.join(base, 'v', 'd.cbf'), expect, sweep: false });
     assert.equal(threads.size, 1);
@@ -103,7 +108,7 @@ describe('copy threads (G3, BENCHMARKS.md)', () => {
   });
 
   it('run as many copies at once as it is given', async () => {
-    threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false } });
+    threads = new CopyThreads({ base, options: { preserveUid: false, preserveGid: false, tempKey } });
     const jobs = Array.from({ length: 4 }, (_, i) => ({ ...source(`p${i}.cbf`, `frame p${i}`), dest: path.join(base, 'w', `p${i}.cbf`), sweep: false }));
     assert.deepEqual((await Promise.all(jobs.map((j) => threads.copy(j)))).map((r) => r.outcome), ['copied', 'copied', 'copied', 'copied']);
     assert.equal(threads.size, 4);
@@ -130,11 +135,11 @@ describe('a batch of copies (G3, BENCHMARKS.md)', () => {
       return { src, root: ramdisk, dest: path.join(base, 'u', `${n}.cbf`), expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false };
     });
     writeFileSync(jobs[2]!.src, 'frame c, rewritten after delivery');
-    const outcomes = copyMany(jobs, base, { preserveUid: false, preserveGid: false });
+    const outcomes = copyMany(jobs, base, { preserveUid: false, preserveGid: false, tempKey });
     assert.deepEqual(outcomes.map((o) => (o instanceof Error ? o.constructor.name : o.outcome)), ['copied', 'copied', 'SourceChanged', 'copied']);
     assert.deepEqual(readdirSync(path.join(base, 'u')).sort(), ['a.cbf', 'b.cbf', 'd.cbf'], 'no temp name, no copy of the changed file');
     for (const j of [jobs[0]!, jobs[1]!, jobs[3]!]) assert.equal(readFileSync(j.dest, 'utf8'), readFileSync(j.src, 'utf8'));
-    assert.deepEqual(copyMany(jobs.filter((_, i) => i !== 2), base, { preserveUid: false, preserveGid: false }).map((o) => (o instanceof Error ? o : o.outcome)), ['identical', 'identical', 'identical']);
+    assert.deepEqual(copyMany(jobs.filter((_, i) => i !== 2), base, { preserveUid: false, preserveGid: false, tempKey }).map((o) => (o instanceof Error ? o : o.outcome)), ['identical', 'identical', 'identical']);
   });
 
   it('never renames a copy into place when its source changed after it was read (G3)', () => {
@@ -152,7 +157,7 @@ describe('a batch of copies (G3, BENCHMARKS.md)', () => {
       { src: b, root: dir, dest: path.join(dir, 'copies', 'b.cbf'), expect: id(b), sweep: false },
     ];
     let steps = 0;
-    const outcomes = copyMany(jobs, dir, { preserveUid: false, preserveGid: false }, () => {
+    const outcomes = copyMany(jobs, dir, { preserveUid: false, preserveGid: false, tempKey }, () => {
       if (++steps === 2) writeFileSync(b, 'frame b, rewritten');
     });
     assert.equal((outcomes[0] as { outcome: string }).outcome, 'copied');
@@ -174,12 +179,12 @@ describe('a batch of copies (G3, BENCHMARKS.md)', () => {
     const dest = path.join(copies, 'x_00000.img');
     writeFileSync(dest, 'shift A: frame 0');
     const b = { ...frame('b', 'shift B: frame 0', 1_700_000_001_000), dest, sweep: false };
-    const opts = { preserveUid: false, preserveGid: false };
+    const opts = { preserveUid: false, preserveGid: false, tempKey };
     assert.deepEqual(copyMany([b], path.join(dir, 'storage'), opts).map(placed), [{ outcome: 'copied', dest: `${dest}.~1~` }]);
     assert.deepEqual([readFileSync(dest, 'utf8'), readFileSync(`${dest}.~1~`, 'utf8')], ['shift A: frame 0', 'shift B: frame 0']);
     // Copied again (killed after linking it into place, before its temp name was removed and its result
     // journaled): found beside the other file, not copied a third time, and the temp name swept.
-    linkSync(`${dest}.~1~`, path.join(copies, '.x_00000.img.grimsel-0badc0de'));
+    linkSync(`${dest}.~1~`, path.join(copies, tempName(tempKey, 'x_00000.img')));
     assert.deepEqual(copyMany([{ ...b, sweep: true }], path.join(dir, 'storage'), opts).map(placed), [{ outcome: 'identical', dest: `${dest}.~1~` }]);
     assert.deepEqual(readdirSync(copies).sort(), ['x_00000.img', 'x_00000.img.~1~']);
     // Two pending files of one destination in one batch: both written, the second takes the next name.
@@ -203,7 +208,7 @@ describe('a source that changes size while it is copied (G3, G12)', () => {
     await prepareCopies();
   });
   after(() => rmSync(work, { recursive: true, force: true }));
-  const opts = { preserveUid: false, preserveGid: false };
+  const opts = { preserveUid: false, preserveGid: false, tempKey };
   const job = (name: string, bytes: number): { src: string; root: string; dest: string; expect: { size: number; mtimeMs: number }; sweep: boolean } => {
     const src = path.join(work, 'ramdisk', name);
     mkdirSync(path.dirname(src), { recursive: true });

@@ -8,6 +8,8 @@ import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
 import { mountTmpfs, unmount } from '../fixtures/tmpfs.js';
 import { callMethod } from '../../src/dbus/bus.js';
+import pino from 'pino';
+import { loadTempKey, tempName } from '../../src/grimseld/temp-names.js';
 
 const row = async (ppu: Ppu, uid: number, storage: string) =>
   (await ppu.queryStatus(-1)).find((r) => r[1] === uid && r[3] === storage);
@@ -209,26 +211,50 @@ describe('stale copy temp files on the storages (G3, G12)', function () {
   let ppu: Ppu;
   after(async () => ppu?.stop());
 
-  it('removes temp files in a storage root unchanged for temp_max_age_s, at start and later, and nothing else', async () => {
+  it('removes temp files grimseld made in a storage root unchanged for temp_max_age_s, at start and later, and nothing else', async () => {
     ppu = new Ppu({ prefix: 'ppu-temps', grimseld: { temp_max_age_s: 10 } });
-    const root = path.join(ppu.storageRoot, 'internal');
+    const t = (s: string) => path.join(ppu.storageRoot, s);
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: t('internal'), n_copy_processes: 2 },
+      'storage.external': { type: 'EXTERNAL', target: t('external'), n_copy_processes: 1 },
+    };
+    const root = t('internal');
     mkdirSync(root, { recursive: true });
-    const old = path.join(root, '.img_0001.cbf.grimsel-0123abcd');
+    // The key a killed grimseld made its temp names with, kept in state_dir for the next one.
+    const state = path.join(ppu.work, 'state');
+    mkdirSync(state, { recursive: true });
+    const key = loadTempKey(state, pino({ level: 'silent' }));
+    const old = path.join(root, tempName(key, 'img_0001.cbf'));
     writeFileSync(old, 'half a copy from a killed grimseld');
-    // Named like temp files but not ours: a final name, another suffix, a link (never followed).
-    const keep = ['img_0002.cbf', '.img_0003.cbf.grimsel-nothex!', '.notes.txt'].map((n) => path.join(root, n));
+    // Named like temp files but not grimseld's: a final name, another suffix, the form of a release before the key,
+    // the present form with a MAC not made with the key, a link (never followed).
+    const keep = ['img_0002.cbf', '.img_0003.cbf.grimsel-nothex!', '.notes.txt', '.img_0006.cbf.grimsel-0123abcd',
+      `.img_0007.cbf.grimsel-${'0123abcd'.repeat(3)}`].map((n) => path.join(root, n));
     for (const k of keep) writeFileSync(k, 'keep');
-    const link = path.join(root, '.img_0004.cbf.grimsel-89abcdef');
+    const link = path.join(root, tempName(key, 'img_0004.cbf'));
     symlinkSync(keep[0]!, link);
     await new Promise((r) => setTimeout(r, 11_000)); // older than temp_max_age_s by its ctime
-    const fresh = path.join(root, '.img_0005.cbf.grimsel-fedcba98');
+    const fresh = path.join(root, tempName(key, 'img_0005.cbf'));
     writeFileSync(fresh, 'a copy in progress');
     await ppu.start();
     await eventually(() => !existsSync(old), 10_000, 'the stale temp file removed at start');
     assert.ok(existsSync(fresh), 'a temp file changed within temp_max_age_s stays (a copy may be writing it)');
     assert.match(ppu.grimseld!.proc.output(), /removed 1 stale grimseld temp file\(s\) left by copies that never finished/);
-    await eventually(() => !existsSync(fresh), 30_000, 'the other one, once it is as old, by a later sweep');
+    assert.match(ppu.grimseld!.proc.output(), /left 1 file\(s\) named like copy temp files of a grimseld release before keyed temp names/);
+
+    // G12: a user's files named like temp files, delivered (added without './': to the storages' roots) and copied,
+    // stay on every storage however old they get.
+    const users = ['.b.cbf.grimsel-0123abcd', `.c.cbf.grimsel-${'89abcdef'.repeat(3)}`];
+    mkdirSync(path.join(ppu.work, 'op'), { recursive: true });
+    for (const n of users) writeFileSync(path.join(ppu.work, 'op', n), `image ${n}`);
+    writeFileSync(path.join(ppu.work, 'run', 'files'), users.map((n) => `${ppu.work}/op/${n}\n`).join(''));
+    const copies = users.flatMap((n) => ['internal', 'external'].map((s) => path.join(t(s), n)));
+    await eventually(() => copies.every((c) => existsSync(c)), 20_000, "the user's files copied to both storages");
+    await eventually(() => !existsSync(fresh), 30_000, 'the other temp file, once it is as old, by a later sweep');
+    await new Promise((r) => setTimeout(r, 21_000)); // the copies older than temp_max_age_s, and a sweep since
+    for (const c of copies) assert.equal(readFileSync(c, 'utf8'), `image ${path.basename(c)}`, `${c} kept`);
     for (const k of keep) assert.ok(existsSync(k), `${k} kept`);
     assert.ok(lstatSync(link).isSymbolicLink(), 'a link with a temp name is left alone');
+    assert.equal(ppu.grimseld!.proc.output().match(/removed \d+ stale grimseld temp file/g)?.length, 2, 'nothing else removed');
   });
 });

@@ -15,10 +15,15 @@ import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
 import { NotMounted } from '../../src/grimseld/copy-dirs.js';
 import { tempPrefix } from '../../src/common/name-max.js';
+import { SUFFIX_HEX, tempName } from '../../src/grimseld/temp-names.js';
 import type { Stats } from 'node:fs';
 import { mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
+import { randomBytes } from 'node:crypto';
 
-const opts = { preserveUid: false, preserveGid: false };
+/** The key of copy temp names (temp-names.ts). */
+const tempKey = randomBytes(32);
+
+const opts = { preserveUid: false, preserveGid: false, tempKey };
 const WHEN = new Date('2026-03-01T12:00:00Z');
 
 describe('a copy while the user swaps their directories (G3, docs/threat-model.md)', () => {
@@ -107,14 +112,17 @@ describe('a copy while the user swaps their directories (G3, docs/threat-model.m
     assert.equal(readFileSync(j.dest, 'utf8'), 'a long name');
     assert.deepEqual(readdirSync(path.join(storage, 'u/run10')), [name], 'no temp file left');
     // Copied again (replayed after a kill): its killed attempt's temp file is swept; the temp file of a
-    // different long name with the same beginning, a copy of it in progress, is not.
+    // different long name with the same beginning, a copy of it in progress, is not; nor is a file of the
+    // temp names' form that grimseld did not make (a user's file named so, copied there: G12).
     rmSync(j.dest);
-    const own = `${tempPrefix(name, '.grimsel-', 8)}0badf00d`;
-    const other = `${tempPrefix(`${'n'.repeat(251)}.img`, '.grimsel-', 8)}cafebabe`;
-    for (const t of [own, other]) writeFileSync(path.join(storage, 'u/run10', t), 'part of a copy');
+    const own = tempName(tempKey, name);
+    const other = tempName(tempKey, `${'n'.repeat(251)}.img`);
+    const users = [`${tempPrefix(name, '.grimsel-', 8)}0badf00d`, `${tempPrefix(name, '.grimsel-', SUFFIX_HEX)}${'0'.repeat(SUFFIX_HEX)}`,
+      tempName(randomBytes(32), name)];
+    for (const t of [own, other, ...users]) writeFileSync(path.join(storage, 'u/run10', t), 'part of a copy');
     const [again] = copyMany([{ ...j, sweep: true }], storage, opts);
     assert.equal(again instanceof Error ? again.message : again!.outcome, 'copied');
-    assert.deepEqual(readdirSync(path.join(storage, 'u/run10')).sort(), [name, other].sort());
+    assert.deepEqual(readdirSync(path.join(storage, 'u/run10')).sort(), [name, other, ...users].sort());
   });
 
   it('refuses a link or a FIFO swapped in for the file, without waiting on the FIFO', () => {
@@ -197,7 +205,7 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
       chownSync(src, 500, 501);
       const st = statSync(src);
       const [r] = copyMany([{ src, root: ramdisk, dest: path.join(storage, '1mf/500_501/run', name), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false }],
-        storage, { preserveUid: true, preserveGid: true });
+        storage, { preserveUid: true, preserveGid: true, tempKey });
       assert.ok(!(r instanceof Error), String(r));
     };
     const owners = (): Array<[number, number]> => ['1mf', '1mf/500_501', '1mf/500_501/run', '1mf/500_501/run/a.img'].map((p) => {
@@ -223,7 +231,7 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
       chownSync(src, ...owner);
       const st = statSync(src);
       const [r] = copyMany([{ src, root: ramdisk, dest: path.join(storage, '1mf/1000_1000', name), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false }],
-        storage, { preserveUid: true, preserveGid: true });
+        storage, { preserveUid: true, preserveGid: true, tempKey });
       assert.ok(!(r instanceof Error), String(r));
     };
     copy('own.img', [1000, 1000]);
@@ -247,7 +255,7 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
       chownSync(src, ...owner);
       const st = statSync(src);
       const [r] = copyMany([{ src, root: srcRoot, dest: path.join(storage, rel), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false }],
-        storage, { preserveUid: true, preserveGid: true });
+        storage, { preserveUid: true, preserveGid: true, tempKey });
       assert.ok(!(r instanceof Error), String(r));
     };
     // User 500's shift: its copies in 1mf/500_501/u1, the usrdir and below theirs (as on the ramdisk).

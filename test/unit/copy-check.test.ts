@@ -15,6 +15,9 @@ import { ChecksumMismatch, copyMany, SourceChanged, type CopyResult } from '../.
 import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 
+/** The key of copy temp names (temp-names.ts). */
+const tempKey = randomBytes(32);
+
 const WHEN = new Date('2026-03-01T12:00:00Z');
 const SHIFT = { startUs: 1_772_366_400_000_000n, uid: 500, gid: 501 };
 
@@ -66,7 +69,7 @@ describe('copies checked against the checksum and stamped with their provenance 
         sweep: false, ...(known ? { checksum: sum } : {}), provenance: { shift: SHIFT, detector: '1MF' } },
     };
   };
-  const opts = { preserveUid: false, preserveGid: false };
+  const opts = { preserveUid: false, preserveGid: false, tempKey };
   /** Temp files of copies left in the storage directory of `job`. */
   const temps = (job: CopyJob): string[] => (existsSync(path.dirname(job.dest))
     ? readdirSync(path.dirname(job.dest)).filter((n) => n.startsWith(`.${path.basename(job.dest)}.grimsel-`)) : []);

@@ -6,6 +6,10 @@ import type { JobFeed } from '../../src/grimseld/dispatcher.js';
 import type { CopyJob, CopyReport, CopyWork } from '../../src/grimseld/copy-job.js';
 import type { CopyResult } from '../../src/grimseld/copier.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
+import { randomBytes } from 'node:crypto';
+
+/** The key of copy temp names (temp-names.ts). */
+const tempKey = randomBytes(32);
 
 const info = (writers: number): StorageInfo => ({ id: 'st', type: 'OPTIONAL', target: '/st', mountpoint: undefined, writers });
 const job = (id: number): CopyJob => ({ id, storage: 'st', src: `/r/f${id}`, from: 'original', root: '/r', rel: `f${id}`, dest: `/st/f${id}`, expect: { size: 1, mtimeMs: 1 }, sweep: false });
@@ -46,7 +50,7 @@ describe('a storage and its writers (G1)', () => {
     const feed = feedOf([[job(1), job(2)], [job(3)]]);
     const copier = fakeCopier([2]);
     const stop = new AbortController();
-    const running = new Storage(info(2), { preserveUid: false, preserveGid: false }, feed, copier).run(stop.signal);
+    const running = new Storage(info(2), { preserveUid: false, preserveGid: false, tempKey }, feed, copier).run(stop.signal);
     for (let i = 0; i < 50 && feed.reports.length < 3; i++) await new Promise((r) => setTimeout(r, 5));
     stop.abort();
     await running;
@@ -62,7 +66,7 @@ describe('a storage and its writers (G1)', () => {
     const feed = feedOf([[job(1)]]);
     const copier = fakeCopier([], gate);
     const stop = new AbortController();
-    const running = new Storage(info(1), { preserveUid: false, preserveGid: false }, feed, copier).run(stop.signal);
+    const running = new Storage(info(1), { preserveUid: false, preserveGid: false, tempKey }, feed, copier).run(stop.signal);
     while (copier.batches.length === 0) await new Promise((r) => setTimeout(r, 1));
     stop.abort();
     let stopped = false;
