@@ -3,7 +3,7 @@
 // 0 ok, 1 the daemon refused or failed, 2 bad usage, 3 daemon not reachable.
 import { parseArgs } from 'node:util';
 import * as dbus from 'dbus-next';
-import { busFailure, callMethod, connectSystemBus, watchNameOwner } from '../dbus/bus.js';
+import { busFailure, CallTimeout, callMethod, connectSystemBus, watchNameOwner, within } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH } from '../dbus/names.js';
 import { ConfigError } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
@@ -66,8 +66,48 @@ function parseDetector(s: string): [string, string, string] {
   return [id, source, rest.join(':')];
 }
 
+/**
+ * How long a daemon gets to answer one call. dbus-next waits for a reply for ever and a bus need not time out:
+ * a daemon stopped (SIGSTOP), hung or swapped out would hold ppuctl, and a script calling it, without end.
+ * Reading status, introspecting and AddFile are answered at once by a daemon that runs.
+ */
+const ANSWER_MS = 5_000;
+/**
+ * StartShift drains the running shift first: 10 s beyond the run in flight, and about 20 s at most when a
+ * detector server freezes mid-stream (README, "A shift change never waits on a file it cannot place").
+ */
+const START_SHIFT_MS = 30_000;
+
+/** A daemon that did not answer in time: stopped, hung or overloaded; ppuctl gives up with exit 3. */
+class NoAnswer extends Error {
+  constructor(readonly daemon: string, ms: number, after = '') {
+    super(`${daemon} did not answer within ${ms / 1000} s (stopped, hung or overloaded?)${after}`);
+  }
+}
+
+/** Which daemon owns a bus name, for messages. */
+function daemonOf(name: string): string {
+  return name === FURKA_NAME ? 'furkad' : name === GRIMSEL_NAME ? 'grimseld' : 'the bus';
+}
+
+/** `work` (a call to `daemon`), or NoAnswer after `ms`. */
+async function answer<T>(daemon: string, ms: number, work: Promise<T>, after?: string): Promise<T> {
+  try {
+    return await within(work, ms, daemon);
+  } catch (e) {
+    if (e instanceof CallTimeout) throw new NoAnswer(daemon, ms, after);
+    throw e;
+  }
+}
+
+/** A daemon's interface; getProxyObject introspects, which the daemon itself answers (or not). */
 async function iface(bus: dbus.MessageBus, name: string, objPath: string, ifaceName: string): Promise<dbus.ClientInterface> {
-  return (await bus.getProxyObject(name, objPath)).getInterface(ifaceName);
+  return (await answer(daemonOf(name), ANSWER_MS, bus.getProxyObject(name, objPath))).getInterface(ifaceName);
+}
+
+/** callMethod on `daemon`'s interface, given up after `ms`. */
+function ask(daemon: string, i: dbus.ClientInterface, member: string, args: unknown[], ms = ANSWER_MS, after?: string): Promise<unknown> {
+  return answer(daemon, ms, callMethod(i, member, ...args), after);
 }
 
 /**
@@ -228,20 +268,31 @@ function unreachable(e: unknown): boolean {
   return e instanceof dbus.DBusError && /ServiceUnknown|NameHasNoOwner|NoReply|Disconnected/.test(e.type);
 }
 
+/** How a daemon that cannot be asked now is shown: not there, or there and not answering. */
+function absence(daemon: string, e: unknown): string {
+  return e instanceof NoAnswer ? e.message : `${daemon} is not running (or not on this bus)`;
+}
+
 /** What furkad tells about itself; every part is optional (furkad not running, or older without it). */
 interface FurkadView {
+  /** furkad owns its name but did not answer in time (NoAnswer's words): nothing else is known. */
+  silent?: string;
   detectors?: DetectorRecord[];
   license?: { licensed: boolean; reason: string };
   nextShift?: Date;
 }
 
-/** furkad's properties in one call; undefined when furkad is not there: status is grimseld's first. */
+/**
+ * furkad's properties in one call; undefined when furkad is not there, `silent` when it does not answer:
+ * status is grimseld's first.
+ */
 async function furkadView(bus: dbus.MessageBus): Promise<FurkadView | undefined> {
   let all: Record<string, dbus.Variant>;
   try {
     const props = await iface(bus, FURKA_NAME, FURKA_PATH, 'org.freedesktop.DBus.Properties');
-    all = (await callMethod(props, 'GetAll', FURKA_IFACE)) as Record<string, dbus.Variant>;
+    all = (await ask('furkad', props, 'GetAll', [FURKA_IFACE])) as Record<string, dbus.Variant>;
   } catch (e) {
+    if (e instanceof NoAnswer) return { silent: e.message };
     if (e instanceof dbus.DBusError) return undefined;
     throw e;
   }
@@ -258,6 +309,7 @@ async function furkadView(bus: dbus.MessageBus): Promise<FurkadView | undefined>
 /** The furkad part of `status`: detectors, license, next scheduled shift; `rates` in MB/s when watching. */
 function formatFurkad(view: FurkadView | undefined, rates?: Map<string, number>): string {
   if (!view) return '\nfurkad: not running (or not on this bus)\n';
+  if (view.silent) return `\nfurkad: ${view.silent.replace(/^furkad /, '')}\n`;
   const parts: string[] = [];
   if (view.detectors) parts.push(formatDetectorTable(view.detectors, rates));
   if (view.license) parts.push(`license: ${view.license.licensed ? 'valid' : 'none (one transfer at a time)'}${view.license.reason ? ` - ${view.license.reason}` : ''}\n`);
@@ -274,7 +326,7 @@ function statusJson(s: GrimselStatus, view: FurkadView | undefined): Record<stri
   return {
     status: s.rows.map(statusRecord),
     ...(s.verified ? { verified: s.rows.map((r) => ({ usertime: Number(r[0]), uid: r[1], gid: r[2], storage: r[3], verified: Number(s.verified!.get(verifiedKey(r[0], r[3])) ?? 0n) })) } : {}),
-    furkad: view ? { ...view, nextShift: view.nextShift?.toISOString() ?? null } : null,
+    furkad: view?.silent ? { error: view.silent } : view ? { ...view, nextShift: view.nextShift?.toISOString() ?? null } : null,
   };
 }
 
@@ -286,9 +338,9 @@ interface GrimselStatus {
 /** QueryStatus, and QueryVerified where grimseld has it (one that predates I2 does not: no column then). */
 async function queryStatus(bus: dbus.MessageBus, n: number): Promise<GrimselStatus> {
   const grimsel = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE);
-  const rows = (await callMethod(grimsel, 'QueryStatus', n)) as StatusRow[];
+  const rows = (await ask('grimseld', grimsel, 'QueryStatus', [n])) as StatusRow[];
   if (typeof (grimsel as unknown as Record<string, unknown>)['QueryVerified'] !== 'function') return { rows, verified: undefined };
-  const verified = (await callMethod(grimsel, 'QueryVerified', n)) as VerifiedRow[];
+  const verified = (await ask('grimseld', grimsel, 'QueryVerified', [n])) as VerifiedRow[];
   return { rows, verified: new Map(verified.map(([u, , , storage, v]) => [verifiedKey(u, storage), v])) };
 }
 
@@ -315,8 +367,8 @@ async function watchStatus(bus: dbus.MessageBus, n: number, intervalS: number, j
       body = json ? `${JSON.stringify({ time: new Date().toISOString(), ...statusJson(status, view) })}\n`
         : formatStatusTable(status.rows, { progress: true, verified: status.verified }) + formatFurkad(view, rates ?? new Map());
     } catch (e) {
-      if (!unreachable(e)) throw e;
-      body = json ? `${JSON.stringify({ time: new Date().toISOString(), error: 'grimseld is not running' })}\n` : 'grimseld is not running (or not on this bus); retrying\n';
+      if (!unreachable(e) && !(e instanceof NoAnswer)) throw e;
+      body = json ? `${JSON.stringify({ time: new Date().toISOString(), error: absence('grimseld', e) })}\n` : `${absence('grimseld', e)}; retrying\n`;
     }
     const head = json ? '' : `ppuctl status, ${new Date().toLocaleTimeString()} (every ${intervalS} s, Ctrl-C ends)\n\n`;
     process.stdout.write(tty && !json ? `\x1b[H\x1b[2J${head}${body}` : `${head}${body}${json ? '' : '\n'}`);
@@ -357,10 +409,10 @@ async function followMessages(bus: dbus.MessageBus, count: number, json: boolean
     ownerChanged = true;
     process.stderr.write(now ? 'ppuctl: grimseld is back\n' : 'ppuctl: grimseld left the bus; waiting for it to come back\n');
   });
-  const current = await callMethod(daemon, 'GetNameOwner', GRIMSEL_NAME).catch(() => '') as string;
+  const current = await answer('the bus', ANSWER_MS, callMethod(daemon, 'GetNameOwner', GRIMSEL_NAME).catch(() => '')) as string;
   if (!ownerChanged) owner = current;
   // AddMatch returns once the rule is in place: from then on nothing is missed.
-  await callMethod(daemon, 'AddMatch', `type='signal',sender='${GRIMSEL_NAME}',path='${GRIMSEL_PATH}',interface='${GRIMSEL_IFACE}',member='Message'`);
+  await ask('the bus', daemon, 'AddMatch', [`type='signal',sender='${GRIMSEL_NAME}',path='${GRIMSEL_PATH}',interface='${GRIMSEL_IFACE}',member='Message'`]);
   process.stderr.write('ppuctl: following grimseld messages (Ctrl-C ends)\n');
   return done;
 }
@@ -396,20 +448,21 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       }
       if (values.interval !== undefined) usage('--interval goes with --watch');
       return async (bus) => {
-        const view = await furkadView(bus);
-        let status: GrimselStatus;
-        try {
-          status = await queryStatus(bus, n);
-        } catch (e) {
-          if (!unreachable(e)) throw e;
+        // Both asked at once: a daemon that does not answer costs ANSWER_MS once, not once per daemon.
+        const [view, status] = await Promise.all([furkadView(bus), queryStatus(bus, n).catch((e: unknown) => {
+          if (!unreachable(e) && !(e instanceof NoAnswer)) throw e;
+          return absence('grimseld', e);
+        })]);
+        if (typeof status === 'string') {
           // furkad's part is still worth seeing (its detectors go on placing files); exit 3 says grimseld is down.
-          process.stdout.write(values.json ? `${JSON.stringify({ status: null, error: 'grimseld is not running (or not on this bus)', furkad: statusJson({ rows: [], verified: undefined }, view)['furkad'] }, null, 2)}\n`
-            : `grimseld: not running (or not on this bus)\n${formatFurkad(view)}`);
+          process.stdout.write(values.json ? `${JSON.stringify({ status: null, error: status, furkad: statusJson({ rows: [], verified: undefined }, view)['furkad'] }, null, 2)}\n`
+            : `grimseld: ${status.replace(/^grimseld (is )?/, '')}\n${formatFurkad(view)}`);
           return 3;
         }
         process.stdout.write(values.json ? `${JSON.stringify(statusJson(status, view), null, 2)}\n`
           : formatStatusTable(status.rows, { verified: status.verified }) + formatFurkad(view));
-        return 0;
+        // A furkad that is not there is shown (status is grimseld's first); one that owns its name and does not answer is a fault.
+        return view?.silent ? 3 : 0;
       };
     }
     case 'messages': {
@@ -424,7 +477,8 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
         const [uid, gid] = parseUidGid(values.u);
         const detectors = (values.d ?? []).map(parseDetector);
         return async (bus) => {
-          await callMethod(await iface(bus, FURKA_NAME, FURKA_PATH, FURKA_IFACE), 'StartShift', uid, gid, detectors);
+          await ask('furkad', await iface(bus, FURKA_NAME, FURKA_PATH, FURKA_IFACE), 'StartShift', [uid, gid, detectors], START_SHIFT_MS,
+            '; the shift may still start: see ppuctl shift show');
           process.stdout.write(`shift ${uid}:${gid} started\n`);
           return 0;
         };
@@ -432,7 +486,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       if (sub === 'show') {
         return async (bus) => {
           const props = await iface(bus, FURKA_NAME, FURKA_PATH, 'org.freedesktop.DBus.Properties');
-          const v = (await callMethod(props, 'Get', FURKA_IFACE, 'Shift')) as dbus.Variant<[bigint, number, number]>;
+          const v = (await ask('furkad', props, 'Get', [FURKA_IFACE, 'Shift'])) as dbus.Variant<[bigint, number, number]>;
           const [t, uid, gid] = v.value;
           const since = new Date(Number(t / 1000n)).toISOString();
           const next = (await furkadView(bus))?.nextShift;
@@ -459,7 +513,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
             continue;
           }
           try {
-            await callMethod(grimsel, 'AddFile', f);
+            await ask('grimseld', grimsel, 'AddFile', [f]);
             added++;
           } catch (e) {
             // The bus or the right to use it gone: no later file can be added either; which were is said.
@@ -483,7 +537,10 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
 run(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (e: unknown) => {
-    if (e instanceof UsageError) {
+    if (e instanceof NoAnswer) {
+      process.stderr.write(`ppuctl: ${e.message}\n`);
+      process.exitCode = 3;
+    } else if (e instanceof UsageError) {
       process.stderr.write(`ppuctl: ${e.message}\n\n${USAGE}`);
       process.exitCode = 2;
     } else if (e instanceof ConfigError) {
