@@ -54,10 +54,16 @@ function usage(msg: string): never {
   throw new UsageError(msg);
 }
 
+/** The largest user or group id: 2^32 - 2 ((uid_t)-1 means "none"). */
+const MAX_ID = 2 ** 32 - 2;
+
 function parseUidGid(s: string | undefined): [number, number] {
   const m = /^(\d+):(\d+)$/.exec(s ?? '');
   if (!m) usage(`-u wants UID:GID (numbers), got '${s ?? ''}'`);
-  return [Number(m[1]), Number(m[2])];
+  const ids = [Number(m[1]), Number(m[2])] as [number, number];
+  // D-Bus carries them as uint32, and 4294967295 is (uid_t)-1, no one's id: refused here, named, not by the marshaller.
+  if (ids.some((id) => id > MAX_ID)) usage(`-u wants UID:GID, each 0 to ${MAX_ID}, got '${s}'`);
+  return ids;
 }
 
 function parseDetector(s: string): [string, string, string] {
@@ -142,6 +148,43 @@ function asUsage<T>(parse: () => T): T {
   }
 }
 
+/**
+ * Each command's options and how many words may follow it. A word or an option it does not take is bad usage,
+ * never ignored: `shift start -u 500:501 1MF` meant "1MF only" and would have started every detector.
+ */
+const ACCEPTS: Record<string, { options: string[]; words: number }> = {
+  'status': { options: ['n', 'json', 'watch', 'interval'], words: 0 },
+  'messages': { options: ['n', 'json'], words: 0 },
+  'shift start': { options: ['u', 'd'], words: 0 },
+  'shift show': { options: ['json'], words: 0 },
+  'add': { options: [], words: Infinity },
+  'config check': { options: ['json'], words: Infinity },
+  'config import': { options: ['o', 'json'], words: 1 },
+  'verify': { options: ['json'], words: Infinity },
+  'license check': { options: [], words: 1 },
+  'license addresses': { options: [], words: 0 },
+  'license issue': { options: ['private-key', 'mac', 'holder', 'o'], words: 0 },
+};
+
+/** How an option is written on the command line, for messages. */
+function optionName(key: string): string {
+  return key.length === 1 ? `-${key}` : `--${key}`;
+}
+
+/** Refuses what `positionals` and `values` hold beyond what their command takes (ACCEPTS). */
+function onlyAccepted(positionals: string[], values: Record<string, unknown>): void {
+  const [cmd = '', sub] = positionals;
+  const key = ACCEPTS[cmd] ? cmd : `${cmd} ${sub ?? ''}`;
+  const accepts = ACCEPTS[key];
+  if (!accepts) return; // an unknown command or subcommand: said where it is dispatched
+  const words = positionals.slice(key.split(' ').length);
+  if (words.length > accepts.words) {
+    usage(`${key}: unexpected argument '${words[accepts.words]}'${key === 'shift start' ? ' (detectors are chosen with -d ID:SOURCE:TARGET)' : ''}`);
+  }
+  const stray = Object.keys(values).find((k) => values[k] !== undefined && k !== 'help' && !accepts.options.includes(k));
+  if (stray) usage(`${key}: option ${optionName(stray)} does not apply here`);
+}
+
 async function run(argv: string[]): Promise<number> {
   const { values, positionals } = asUsage(() => parseArgs({
     args: negativeValues(argv),
@@ -165,6 +208,7 @@ async function run(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return values.help ? 0 : 2;
   }
+  onlyAccepted(positionals, values);
   if (cmd === 'license') {
     return licenseCommand(sub, rest, values) ?? usage('license check [FILE] | license addresses | license issue --private-key PEM --mac ADDRESS --holder NAME [-o OUT]');
   }

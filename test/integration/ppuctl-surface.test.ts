@@ -70,3 +70,32 @@ describe('ppuctl and a daemon that does not answer (S7)', function () {
     assert.equal(show.code, 0, show.stderr);
   });
 });
+
+describe('ppuctl refuses what it would otherwise ignore or misread (S7)', function () {
+  this.timeout(60_000);
+  /** No bus here: a usage error must be found before the bus is tried (that would be exit 3). */
+  const NO_BUS = { DBUS_SYSTEM_BUS_ADDRESS: 'unix:path=/nonexistent/ppuctl-test-bus' };
+  const usageError = async (args: string[], message: RegExp): Promise<void> => {
+    const r = await ppuctl(args, NO_BUS);
+    assert.equal(r.code, 2, `${args.join(' ')}: ${r.stderr}`);
+    assert.match(r.stderr, message, args.join(' '));
+    assert.match(r.stderr, /\n\nusage: ppuctl/);
+    noStack(r);
+  };
+
+  it('a word or an option the command does not take is bad usage, named (exit 2)', async () => {
+    await usageError(['shift', 'start', '-u', '1002:1003', 'extra', 'args'], /^ppuctl: shift start: unexpected argument 'extra' \(detectors are chosen with -d/);
+    await usageError(['shift', 'start', '-u', '1002:1003', '1MF'], /^ppuctl: shift start: unexpected argument '1MF'/);
+    await usageError(['status', 'junk'], /^ppuctl: status: unexpected argument 'junk'\n/);
+    await usageError(['status', '-u', '5:5'], /^ppuctl: status: option -u does not apply here\n/);
+    await usageError(['shift', 'show', '-d', '1MF::'], /^ppuctl: shift show: option -d does not apply here\n/);
+    await usageError(['messages', '--json', '-o', 'x'], /^ppuctl: messages: option -o does not apply here\n/);
+    await usageError(['license', 'check', 'a.key', 'b.key'], /^ppuctl: license check: unexpected argument 'b\.key'\n/);
+    await usageError(['verify', '--private-key', 'k.pem', '/data'], /^ppuctl: verify: option --private-key does not apply here\n/);
+  });
+
+  it('a UID or GID beyond 32 bits is bad usage naming the value (exit 2)', async () => {
+    await usageError(['shift', 'start', '-u', '4294967296:1'], /^ppuctl: -u wants UID:GID, each 0 to 4294967294, got '4294967296:1'\n/);
+    await usageError(['shift', 'start', '-u', '1:99999999999999999999'], /^ppuctl: -u wants UID:GID, each 0 to 4294967294, got '1:99999999999999999999'\n/);
+  });
+});
