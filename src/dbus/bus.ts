@@ -12,10 +12,47 @@ const DEFAULT_SYSTEM_BUS = 'unix:path=/var/run/dbus/system_bus_socket';
  * segfaults when a connection is closed while it connects, and we pass no file descriptors.
  */
 export function systemBusAddress(env: NodeJS.ProcessEnv = process.env): string {
-  return (env['DBUS_SYSTEM_BUS_ADDRESS'] || DEFAULT_SYSTEM_BUS)
+  const address = env['DBUS_SYSTEM_BUS_ADDRESS'] || DEFAULT_SYSTEM_BUS;
+  const entries = address.split(';').filter((a) => a);
+  // Nothing left, dbus-next would look for a session bus through X11 instead.
+  const bad = entries.length ? entries.map(busAddressProblem).find((p) => p) : `'${address}' holds no address`;
+  if (bad) throw new BusAddressError(`DBUS_SYSTEM_BUS_ADDRESS: ${bad} (e.g. ${DEFAULT_SYSTEM_BUS})`);
+  return address
     .split(';')
+    .filter((a) => a)
     .map((a) => a.replace(/^unix:(.*?)\bpath=/, 'unix:$1socket='))
     .join(';');
+}
+
+/** DBUS_SYSTEM_BUS_ADDRESS names no bus we can connect to. */
+export class BusAddressError extends Error {}
+
+/**
+ * What is wrong with one `transport:key=value,...` entry, or undefined. dbus-next parses addresses loosely and
+ * fails on a bad one with a TypeError ("reading 'split'") or by connecting somewhere else (a tcp port that is
+ * not a number is taken for a socket path); this says what is wrong in the words of the D-Bus spec.
+ */
+function busAddressProblem(entry: string): string | undefined {
+  const m = /^([a-z]+):(.*)$/.exec(entry);
+  if (!m) return `'${entry}' is not TRANSPORT:KEY=VALUE,...`;
+  const params = new Map<string, string>();
+  for (const kv of m[2]!.split(',').filter((p) => p)) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) return `'${kv}' in '${entry}' is not KEY=VALUE`;
+    params.set(kv.slice(0, eq), kv.slice(eq + 1));
+  }
+  switch (m[1]) {
+    case 'unix':
+      if (params.get('path') || params.get('socket')) return undefined;
+      // dbus-next reaches abstract sockets only through the native usocket, which is not built (allowScripts).
+      return params.has('abstract') ? `'${entry}': abstract sockets are not supported, name a socket path` : `'${entry}' names no path=`;
+    case 'tcp': {
+      const port = params.get('port') ?? '';
+      return /^\d+$/.test(port) && Number(port) >= 1 && Number(port) <= 65535 ? undefined : `'${entry}' wants port=1..65535`;
+    }
+    default:
+      return `'${m[1]}' in '${entry}' is not a transport we can use (unix or tcp)`;
+  }
 }
 
 export function connectSystemBus(): MessageBus {

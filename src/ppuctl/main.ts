@@ -3,7 +3,7 @@
 // 0 ok, 1 the daemon refused or failed, 2 bad usage, 3 daemon not reachable.
 import { parseArgs } from 'node:util';
 import * as dbus from 'dbus-next';
-import { busFailure, CallTimeout, callMethod, connectSystemBus, watchNameOwner, within } from '../dbus/bus.js';
+import { BusAddressError, busFailure, CallTimeout, callMethod, connectSystemBus, watchNameOwner, within } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH } from '../dbus/names.js';
 import { ConfigError } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
@@ -96,10 +96,16 @@ function daemonOf(name: string): string {
   return name === FURKA_NAME ? 'furkad' : name === GRIMSEL_NAME ? 'grimseld' : 'the bus';
 }
 
+/**
+ * Aborted once the command has its outcome (the bus failed, say): a call still waiting then ends at once, and the
+ * command with it, rather than printing a status after the error and holding the process for its timeout.
+ */
+const ended = new AbortController();
+
 /** `work` (a call to `daemon`), or NoAnswer after `ms`. */
 async function answer<T>(daemon: string, ms: number, work: Promise<T>, after?: string): Promise<T> {
   try {
-    return await within(work, ms, daemon);
+    return await within(work, ms, daemon, ended.signal);
   } catch (e) {
     if (e instanceof CallTimeout) throw new NoAnswer(daemon, ms, after);
     throw e;
@@ -233,6 +239,7 @@ async function run(argv: string[]): Promise<number> {
   try {
     return await Promise.race([action(bus), busFailure(bus)]);
   } finally {
+    ended.abort(new Error('ppuctl is ending'));
     bus.disconnect();
   }
 }
@@ -581,7 +588,10 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
 run(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (e: unknown) => {
-    if (e instanceof NoAnswer) {
+    if (e instanceof BusAddressError) {
+      process.stderr.write(`ppuctl: cannot reach the bus: ${e.message}\n`);
+      process.exitCode = 3;
+    } else if (e instanceof NoAnswer) {
       process.stderr.write(`ppuctl: ${e.message}\n`);
       process.exitCode = 3;
     } else if (e instanceof UsageError) {

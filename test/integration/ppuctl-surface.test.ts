@@ -94,6 +94,22 @@ describe('ppuctl refuses what it would otherwise ignore or misread (S7)', functi
     await usageError(['verify', '--private-key', 'k.pem', '/data'], /^ppuctl: verify: option --private-key does not apply here\n/);
   });
 
+  it('a DBUS_SYSTEM_BUS_ADDRESS that is no address is said in plain words (exit 3)', async () => {
+    for (const [address, why] of [['garbage', "'garbage' is not TRANSPORT:KEY=VALUE,..."], [';', "';' holds no address"],
+      ['tcp:host=127.0.0.1,port=abc', "'tcp:host=127.0.0.1,port=abc' wants port=1..65535"], ['unix:', "'unix:' names no path="]]) {
+      const r = await ppuctl(['status'], { DBUS_SYSTEM_BUS_ADDRESS: address });
+      assert.equal(r.code, 3, `${address}: ${r.stderr}`);
+      assert.equal(r.stderr, `ppuctl: cannot reach the bus: DBUS_SYSTEM_BUS_ADDRESS: ${why} (e.g. unix:path=/var/run/dbus/system_bus_socket)\n`);
+      assert.equal(r.stdout, '');
+    }
+    // A bus that fails to connect ends the command then: no status printed after the error, no wait for a call's timeout.
+    const r = await ppuctl(['status'], NO_BUS);
+    assert.equal(r.code, 3);
+    assert.match(r.stderr, /^ppuctl: cannot reach the bus: connect ENOENT \/nonexistent\/ppuctl-test-bus\n$/);
+    assert.equal(r.stdout, '');
+    assert.ok(r.ms < 4000, `ended after ${r.ms} ms`);
+  });
+
   it('a UID or GID beyond 32 bits is bad usage naming the value (exit 2)', async () => {
     await usageError(['shift', 'start', '-u', '4294967296:1'], /^ppuctl: -u wants UID:GID, each 0 to 4294967294, got '4294967296:1'\n/);
     await usageError(['shift', 'start', '-u', '1:99999999999999999999'], /^ppuctl: -u wants UID:GID, each 0 to 4294967294, got '1:99999999999999999999'\n/);
