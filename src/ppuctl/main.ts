@@ -585,6 +585,23 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
   }
 }
 
+/** The exit code of a C tool that SIGPIPE ended (128 + 13): what a shell with pipefail expects of `cmd | head`. */
+const EXIT_CLOSED_OUTPUT = 141;
+
+/**
+ * A reader that went away (`ppuctl status --watch | head -1`) ends ppuctl quietly, as SIGPIPE ends a C tool:
+ * Node ignores SIGPIPE and reports EPIPE as an 'error' event that, unhandled, is a stack trace. Other output
+ * errors (a full disk behind `> file`) are said in a line.
+ */
+for (const stream of [process.stdout, process.stderr]) {
+  stream.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE' && stream === process.stdout) {
+      try { process.stderr.write(`ppuctl: cannot write the output: ${e.message}\n`); } catch { /* nowhere to say it */ }
+    }
+    process.exit(e.code === 'EPIPE' ? EXIT_CLOSED_OUTPUT : 1);
+  });
+}
+
 run(process.argv.slice(2)).then(
   (code) => { process.exitCode = code; },
   (e: unknown) => {

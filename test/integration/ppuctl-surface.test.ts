@@ -1,7 +1,9 @@
 // ppuctl at the edges an operator reaches: a daemon that does not answer, stray words, odd files (S7).
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
-import { PPUCTL_BIN, Ppu } from '../fixtures/ppu.js';
+import { execFile, spawn } from 'node:child_process';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { PPUCTL_BIN, Ppu, tempDir } from '../fixtures/ppu.js';
 
 interface Run { code: number; stdout: string; stderr: string; ms: number }
 
@@ -11,6 +13,29 @@ function ppuctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
     execFile(process.execPath, [PPUCTL_BIN, ...args], { env: { ...process.env, ...env }, timeout: 90_000 },
       (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? -1) : 0, stdout, stderr, ms: Date.now() - started }));
   });
+}
+
+/**
+ * ppuctl with its stdout read until `enough` says so (at once when undefined), then closed, as `| head -1` does;
+ * resolves with its exit code and stderr.
+ */
+function closedEarly(args: string[], env: NodeJS.ProcessEnv, enough?: (out: string) => boolean): Promise<{ code: number | null; stderr: string; out: string }> {
+  const child = spawn(process.execPath, [PPUCTL_BIN, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let stderr = '';
+  child.stderr.on('data', (b: Buffer) => { stderr += b.toString(); });
+  if (!enough) child.stdout.destroy();
+  else {
+    child.stdout.on('data', (b: Buffer) => {
+      out += b.toString();
+      if (enough(out)) child.stdout.destroy();
+    });
+  }
+  const killer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+  return new Promise((resolve) => child.on('exit', (code) => {
+    clearTimeout(killer);
+    resolve({ code, stderr, out });
+  }));
 }
 
 const noStack = (r: Run): void => assert.doesNotMatch(r.stderr + r.stdout, /^\s+at /m, 'no stack trace');
@@ -46,6 +71,13 @@ describe('ppuctl and a daemon that does not answer (S7)', function () {
       assert.equal(add.code, 3);
       assert.equal(add.stderr, 'ppuctl: grimseld did not answer within 5 s (stopped, hung or overloaded?)\n');
     });
+  });
+
+  it('status --watch | head -1: a closed stdout ends it quietly', async () => {
+    const r = await closedEarly(['status', '--watch', '--interval', '0.2'], { DBUS_SYSTEM_BUS_ADDRESS: ppu.bus.address }, (out) => out.includes('\n'));
+    assert.match(r.out, /^ppuctl status, /);
+    assert.equal(r.stderr, '', 'nothing said, no stack trace');
+    assert.equal(r.code, 141, 'as SIGPIPE ends a C tool');
   });
 
   it('status, shift show and shift start give up on a stopped furkad within seconds, naming it, exit 3', async () => {
@@ -108,6 +140,19 @@ describe('ppuctl refuses what it would otherwise ignore or misread (S7)', functi
     assert.match(r.stderr, /^ppuctl: cannot reach the bus: connect ENOENT \/nonexistent\/ppuctl-test-bus\n$/);
     assert.equal(r.stdout, '');
     assert.ok(r.ms < 4000, `ended after ${r.ms} ms`);
+  });
+
+  it('verify PATH | head -1: a closed stdout ends it quietly', async () => {
+    const dir = tempDir('ppuctl-pipe');
+    mkdirSync(path.join(dir, 'tree'));
+    for (let i = 0; i < 50; i++) writeFileSync(path.join(dir, 'tree', `f${i}`), `${i}`);
+    try {
+      const r = await closedEarly(['verify', path.join(dir, 'tree')], NO_BUS);
+      assert.equal(r.stderr, '', 'nothing said, no stack trace');
+      assert.equal(r.code, 141, 'as SIGPIPE ends a C tool');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('a UID or GID beyond 32 bits is bad usage naming the value (exit 2)', async () => {
