@@ -50,6 +50,28 @@ export function normalizeMac(mac: string): string {
 }
 
 /** Issues a key text for `fields`, signed with a PEM Ed25519 private key. */
+/** The issuer's key is not an Ed25519 private key; the message says what it is instead. */
+export class IssuerKeyError extends Error {}
+
+/**
+ * The Ed25519 private key in `pem`. OpenSSL's own refusal ("error:1E08010C:DECODER routines::unsupported") tells
+ * an issuer nothing: the usual mistake is handing it the public half, which is said as such.
+ */
+function issuerKey(pem: string): KeyObject {
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(pem);
+  } catch {
+    let isPublic = false;
+    try { isPublic = createPublicKey(pem).type === 'public'; } catch { /* neither */ }
+    throw new IssuerKeyError(isPublic
+      ? 'is a public key; issuing needs the private half of the pair (an Ed25519 private key in PEM, BEGIN PRIVATE KEY)'
+      : 'is not a private key of the expected kind (an Ed25519 private key in PEM, BEGIN PRIVATE KEY)');
+  }
+  if (key.asymmetricKeyType !== 'ed25519') throw new IssuerKeyError(`is a private key of type ${key.asymmetricKeyType ?? 'unknown'}, not the Ed25519 key licenses are signed with`);
+  return key;
+}
+
 export function issueLicense(privateKeyPem: string, fields: LicenseFields): string {
   const mac = normalizeMac(fields.mac);
   if (!MAC.test(mac)) throw new Error(`'${fields.mac}' is not a hardware address (expected six hex pairs, e.g. 02:42:ac:11:00:02)`);
@@ -59,8 +81,7 @@ export function issueLicense(privateKeyPem: string, fields: LicenseFields): stri
     throw new Error('holder must be one non-empty line of printable characters without "="');
   }
   const f = { ...fields, mac, holder: fields.holder.trim() };
-  const key = createPrivateKey(privateKeyPem);
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`the private key is ${key.asymmetricKeyType ?? 'not asymmetric'}, not Ed25519`);
+  const key = issuerKey(privateKeyPem);
   const signature = sign(null, payload(f), key).toString('base64');
   return [`# PPU data movers license key (${FORMAT}); any edit invalidates the signature`,
     ...FIELDS.map((k) => `${k} = ${f[k]}`), `signature = ${signature}`, ''].join('\n');

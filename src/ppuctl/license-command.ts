@@ -1,6 +1,6 @@
 // `ppuctl license`: check a key on this machine, list the addresses a key can bind to, issue one (F8, G14).
 import { readFileSync } from 'node:fs';
-import { checkLicense, hardwareAddresses, issueLicense } from '../common/license.js';
+import { checkLicense, hardwareAddresses, issueLicense, IssuerKeyError } from '../common/license.js';
 import { writeNew } from './write-new.js';
 
 export interface LicenseOptions {
@@ -22,7 +22,13 @@ export function licenseCommand(sub: string | undefined, args: string[], opts: Li
     return r.valid ? 0 : 1;
   }
   if (sub === 'issue' && args.length === 0 && opts['private-key'] && opts.mac && opts.holder) {
-    const text = issueLicense(readFileSync(opts['private-key'], 'utf8'), { holder: opts.holder, mac: opts.mac, issued: new Date().toISOString() });
+    let text: string;
+    try {
+      text = issueLicense(readFileSync(opts['private-key'], 'utf8'), { holder: opts.holder, mac: opts.mac, issued: new Date().toISOString() });
+    } catch (e) {
+      if (e instanceof IssuerKeyError) throw new Error(`--private-key ${opts['private-key']} ${e.message}`);
+      throw e;
+    }
     if (opts.o === undefined) process.stdout.write(text);
     // Never overwrite: the target is usually a live key.
     else writeNew(opts.o, text, 0o644);

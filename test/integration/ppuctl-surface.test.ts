@@ -1,6 +1,7 @@
 // ppuctl at the edges an operator reaches: a daemon that does not answer, stray words, odd files (S7).
 import { strict as assert } from 'node:assert';
 import { execFile, spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { PPUCTL_BIN, Ppu, tempDir } from '../fixtures/ppu.js';
@@ -150,6 +151,35 @@ describe('ppuctl refuses what it would otherwise ignore or misread (S7)', functi
       const r = await closedEarly(['verify', path.join(dir, 'tree')], NO_BUS);
       assert.equal(r.stderr, '', 'nothing said, no stack trace');
       assert.equal(r.code, 141, 'as SIGPIPE ends a C tool');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('license issue with a key that is not an Ed25519 private key says what the file is (exit 1)', async () => {
+    const dir = tempDir('ppuctl-keys');
+    const ed = generateKeyPairSync('ed25519');
+    const files = {
+      pub: ed.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      rsa: generateKeyPairSync('rsa', { modulusLength: 1024 }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+      junk: 'not a key\n',
+      priv: ed.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
+    };
+    for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, `${name}.pem`), text);
+    const issue = (name: string): Promise<Run> => ppuctl(['license', 'issue', '--private-key', path.join(dir, `${name}.pem`), '--mac', '02:42:ac:11:00:02', '--holder', 'X'], NO_BUS);
+    try {
+      for (const [name, what] of [['pub', 'is a public key; issuing needs the private half of the pair'],
+        ['rsa', 'is a private key of type rsa, not the Ed25519 key licenses are signed with'],
+        ['junk', 'is not a private key of the expected kind']]) {
+        const r = await issue(name!);
+        assert.equal(r.code, 1, r.stderr);
+        assert.equal(r.stderr.split('\n')[0], `ppuctl: --private-key ${path.join(dir, `${name}.pem`)} ${what}${name === 'rsa' ? '' : ' (an Ed25519 private key in PEM, BEGIN PRIVATE KEY)'}`);
+        assert.equal(r.stdout, '');
+        noStack(r);
+      }
+      const ok = await issue('priv');
+      assert.equal(ok.code, 0, ok.stderr);
+      assert.match(ok.stdout, /^holder = X$/m);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
