@@ -1,5 +1,5 @@
 // Reads a daemon's INI file and validates it against that daemon's JSON Schema (S3).
-import { lstatSync, mkdirSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import * as ini from 'ini';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
@@ -230,13 +230,36 @@ export function parseConfig<T>(file: string, text: string, validate: ValidateFun
 }
 
 export function loadConfig<T>(file: string, validate: ValidateFunction<T>): T {
-  let text: string;
+  return parseConfig(file, readConfigText(file), validate);
+}
+
+/**
+ * The text of a configuration file, which must be a regular file (a link to one is followed): a FIFO would block
+ * `--check`, a start or `ppuctl config check` until someone writes to it, and /dev/zero would be read without end.
+ * Checked with stat before opening (a device is not even opened) and with fstat on the descriptor, opened
+ * O_NONBLOCK, so a file swapped in between cannot block either. Every problem is a ConfigError naming the file.
+ */
+export function readConfigText(file: string): string {
+  let fd: number | undefined;
   try {
-    text = readFileSync(file, 'utf8');
+    const early = statSync(file);
+    if (!early.isFile()) throw new ConfigError(file, [`cannot read the file: it is ${fileKind(early)}, not a regular file`]);
+    fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
+    const late = fstatSync(fd);
+    if (!late.isFile()) throw new ConfigError(file, [`cannot read the file: it is ${fileKind(late)}, not a regular file`]);
+    return readFileSync(fd, 'utf8');
   } catch (e) {
+    if (e instanceof ConfigError) throw e;
     throw new ConfigError(file, [`cannot read the file: ${(e as Error).message}`]);
+  } finally {
+    if (fd !== undefined) closeSync(fd);
   }
-  return parseConfig(file, text, validate);
+}
+
+/** What a file that is not a regular file is, for messages. */
+function fileKind(st: Stats): string {
+  return st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket'
+    : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'not a regular file';
 }
 
 /** Loads a daemon's config or exits with EX_CONFIG (78) and the problems on stderr: the daemon never starts half-configured. */

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import * as dbus from 'dbus-next';
 import { BusAddressError, busFailure, CallTimeout, callMethod, connectSystemBus, watchNameOwner, within } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH } from '../dbus/names.js';
-import { ConfigError } from '../common/config-file.js';
+import { ConfigError, readConfigText } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
 import { detectorRecord, formatDetectorTable, formatStatusTable, verifiedKey, type DetectorRecord, type StatusRow, type VerifiedCounts } from './status-table.js';
@@ -15,7 +15,7 @@ import { importVendorConfig } from './vendor-import.js';
 import { licenseCommand } from './license-command.js';
 import { verifyCommand, VerifyUsage } from './verify-command.js';
 import { statusRecord } from '../grimseld/status-server.js';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { OutputExists, writeNew } from './write-new.js';
 import * as path from 'node:path';
 
@@ -251,8 +251,8 @@ async function run(argv: string[]): Promise<number> {
 function configKind(file: string): 'grimseld' | 'furkad' {
   let text = '';
   try {
-    text = readFileSync(file, 'utf8');
-  } catch { /* the loader names the unreadable file */ }
+    text = readConfigText(file);
+  } catch { /* the loader names the unreadable file (a FIFO, say, which readFileSync would wait on for ever) */ }
   if (/^\s*\[\s*storage\./m.test(text)) return 'grimseld';
   if (/^\s*\[\s*detector\./m.test(text)) return 'furkad';
   return /grimsel/.test(path.basename(file)) ? 'grimseld' : 'furkad';
@@ -278,9 +278,10 @@ function configCheck(files: string[], json: boolean): number {
 function configImport(file: string, out: string | undefined, json: boolean): number {
   let text: string;
   try {
-    text = readFileSync(file, 'utf8');
+    text = readConfigText(file);
   } catch (e) {
-    process.stderr.write(`ppuctl: ${file}: cannot read the file: ${(e as NodeJS.ErrnoException).code === 'ENOENT' ? 'it does not exist' : (e as Error).message}\n`);
+    if (!(e instanceof ConfigError)) throw e;
+    process.stderr.write(`ppuctl: ${file}: ${e.problems[0]!.replace(/ENOENT: .*/, 'it does not exist')}\n`);
     return 1;
   }
   const r = importVendorConfig(file, text);

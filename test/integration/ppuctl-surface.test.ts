@@ -1,17 +1,17 @@
 // ppuctl at the edges an operator reaches: a daemon that does not answer, stray words, odd files (S7).
 import { strict as assert } from 'node:assert';
-import { execFile, spawn } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { PPUCTL_BIN, Ppu, tempDir } from '../fixtures/ppu.js';
+import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, tempDir } from '../fixtures/ppu.js';
 
 interface Run { code: number; stdout: string; stderr: string; ms: number }
 
-function ppuctl(args: string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
+function ppuctl(args: string[], env: NodeJS.ProcessEnv = {}, bin = PPUCTL_BIN): Promise<Run> {
   const started = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [PPUCTL_BIN, ...args], { env: { ...process.env, ...env }, timeout: 90_000 },
+    execFile(process.execPath, [bin, ...args], { env: { ...process.env, ...env }, timeout: 90_000 },
       (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? -1) : 0, stdout, stderr, ms: Date.now() - started }));
   });
 }
@@ -180,6 +180,29 @@ describe('ppuctl refuses what it would otherwise ignore or misread (S7)', functi
       const ok = await issue('priv');
       assert.equal(ok.code, 0, ok.stderr);
       assert.match(ok.stdout, /^holder = X$/m);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a configuration path that is not a regular file is refused, named, never waited on', async () => {
+    const dir = tempDir('ppuctl-fifo');
+    const fifo = path.join(dir, 'furkad.conf');
+    execFileSync('mkfifo', [fifo]);
+    try {
+      const check = await ppuctl(['config', 'check', fifo, dir], NO_BUS);
+      assert.equal(check.code, 1, check.stdout);
+      assert.equal(check.stdout, `${fifo}: invalid configuration:\n  cannot read the file: it is a FIFO, not a regular file\n` +
+        `${dir}: invalid configuration:\n  cannot read the file: it is a directory, not a regular file\n`);
+      const imported = await ppuctl(['config', 'import', fifo], NO_BUS);
+      assert.equal(imported.code, 1);
+      assert.equal(imported.stderr, `ppuctl: ${fifo}: cannot read the file: it is a FIFO, not a regular file\n`);
+      // The daemons share the reader: --check says the same and exits EX_CONFIG.
+      for (const bin of [FURKAD_BIN, GRIMSELD_BIN]) {
+        const r = await ppuctl(['--check', '--config', fifo], NO_BUS, bin);
+        assert.equal(r.code, 78, `${bin}: ${r.stderr}`);
+        assert.match(r.stderr, new RegExp(`^\\w+: ${fifo}: invalid configuration:\n  cannot read the file: it is a FIFO, not a regular file\n$`));
+      }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
