@@ -38,7 +38,7 @@ const USAGE = `usage: ppuctl COMMAND [options]
                                            (stdout or OUT); lines it cannot map are reported, exit 1
   verify PATH... [--json]                  re-read stored images (files or directories, links not followed)
                                            and compare each with the checksum recorded on it; exit 0 all
-                                           good, 1 a mismatch or an unreadable file, 2 bad usage
+                                           good, 1 a mismatch, an unreadable file or checksum, 2 bad usage
   license check [FILE]                     verify a license key here (default /var/lib/furka/license.key);
                                            exit 0 valid, 1 invalid with the reason
   license addresses                        hardware addresses a key can be bound to on this machine

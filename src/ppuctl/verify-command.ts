@@ -1,9 +1,10 @@
 // `ppuctl verify PATH...` (I4): re-reads stored images and compares each with the checksum recorded on it
 // (the ppu.checksum extended attribute, docs/integrity.md). A fixity check a facility can run months later.
-// Exit 0: every file that has a checksum matches; 1: one does not, or could not be read; 2: bad usage.
+// Exit 0: every file that has a checksum matches; 1: one does not, could not be read, or its checksum is of no
+// kind this tool knows; 2: bad usage.
 import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, realpathSync } from 'node:fs';
 import * as path from 'node:path';
-import { checksumOfFd, prepareChecksums, tagged } from '../common/checksum.js';
+import { ALGORITHM, checksumOfFd, prepareChecksums, tagged } from '../common/checksum.js';
 import { initProvenance, readProvenance } from '../common/provenance.js';
 
 export interface VerifyReport {
@@ -12,6 +13,11 @@ export interface VerifyReport {
   bytes: number;
   mismatched: Array<{ file: string; recorded: string; actual: string }>;
   unrecorded: string[];
+  /**
+   * A checksum attribute that holds no checksum this tool can compare (not ALGORITHM:HEX, or another algorithm):
+   * the file cannot be checked, which is not the same as its bytes having changed.
+   */
+  unknownChecksum: Array<{ file: string; recorded: string; why: string }>;
   unreadable: Array<{ file: string; error: string }>;
   /** symbolic links (the fill guard's links to copies) and special files: not followed, not checked */
   skipped: number;
@@ -54,6 +60,13 @@ function* filesBelow(p: string, report: VerifyReport): Generator<string> {
   }
 }
 
+/** Why a recorded checksum attribute is none this tool can compare. */
+function unknownWhy(recorded: string): string {
+  const m = /^([A-Za-z0-9-]+):/.exec(recorded.trim());
+  if (m && m[1] !== ALGORITHM) return `unknown algorithm '${m[1]}' (this tool checks ${ALGORITHM})`;
+  return `not ${ALGORITHM}:<32 hex digits>`;
+}
+
 /** Checks one file: recorded checksum against its bytes now. */
 async function verifyFile(file: string, report: VerifyReport, buf: Buffer): Promise<void> {
   let fd: number;
@@ -74,10 +87,14 @@ async function verifyFile(file: string, report: VerifyReport, buf: Buffer): Prom
       report.unrecorded.push(file);
       return;
     }
+    if (!recorded.checksum) {
+      report.unknownChecksum.push({ file, recorded: recorded.recorded, why: unknownWhy(recorded.recorded) });
+      return;
+    }
     report.checked++;
     const actual = await checksumOfFd(fd, buf);
     report.bytes += fstatSync(fd).size;
-    if (recorded.checksum && actual === recorded.checksum) report.good++;
+    if (actual === recorded.checksum) report.good++;
     else report.mismatched.push({ file, recorded: recorded.recorded, actual: tagged(actual) });
   } catch (e) {
     report.unreadable.push({ file, error: (e as Error).message });
@@ -94,7 +111,7 @@ export async function verifyCommand(paths: string[], json: boolean, out = proces
     return st.isSymbolicLink() ? realpathSync(p) : p;
   });
   await Promise.all([prepareChecksums(1), initProvenance()]);
-  const report: VerifyReport = { checked: 0, good: 0, bytes: 0, mismatched: [], unrecorded: [], unreadable: [], skipped: 0, vanished: 0 };
+  const report: VerifyReport = { checked: 0, good: 0, bytes: 0, mismatched: [], unrecorded: [], unknownChecksum: [], unreadable: [], skipped: 0, vanished: 0 };
   const tty = !json && err.isTTY;
   const buf = Buffer.allocUnsafe(1 << 20);
   const started = Date.now();
@@ -114,14 +131,17 @@ export async function verifyCommand(paths: string[], json: boolean, out = proces
     }
   }
   if (tty) err.write('\r\x1b[K');
-  const failed = report.mismatched.length + report.unreadable.length;
+  const failed = report.mismatched.length + report.unreadable.length + report.unknownChecksum.length;
   if (json) {
     out.write(`${JSON.stringify({ ...report, seconds: (Date.now() - started) / 1000, ok: failed === 0 }, null, 2)}\n`);
   } else {
     for (const u of report.unreadable) out.write(`UNREADABLE ${u.file}: ${u.error}\n`);
+    // JSON quoting: the attribute may hold anything, a control character included.
+    for (const u of report.unknownChecksum) out.write(`UNKNOWN CHECKSUM ${u.file}: recorded ${JSON.stringify(u.recorded.slice(0, 100))}, ${u.why}\n`);
     for (const u of report.unrecorded) out.write(`NO CHECKSUM ${u}\n`);
     out.write(`${report.checked} files with a checksum checked (${(report.bytes / 1e6).toFixed(1)} MB): ${report.good} good, `
-      + `${report.mismatched.length} mismatched; ${report.unrecorded.length} without a checksum, ${report.unreadable.length} unreadable, `
+      + `${report.mismatched.length} mismatched; ${report.unrecorded.length} without a checksum, `
+      + `${report.unknownChecksum.length ? `${report.unknownChecksum.length} with an unknown or malformed checksum, ` : ''}${report.unreadable.length} unreadable, `
       + `${report.skipped} links or special files skipped${report.vanished ? `, ${report.vanished} gone while checked (a live storage)` : ''}\n`);
   }
   return failed ? 1 : 0;

@@ -208,6 +208,30 @@ describe('ppuctl refuses what it would otherwise ignore or misread (S7)', functi
     }
   });
 
+  it('verify reports a checksum attribute it cannot use as such, not as a mismatch (exit 1)', async () => {
+    const dir = tempDir('ppuctl-verify-odd');
+    const files = { 'garbage.cbf': 'garbage', 'sha.cbf': `sha256:${'ab'.repeat(32)}`, 'short.cbf': 'xxh128:abc' };
+    for (const [name, value] of Object.entries(files)) {
+      writeFileSync(path.join(dir, name), name);
+      execFileSync('setfattr', ['-n', 'user.ppu.checksum', '-v', value, path.join(dir, name)]);
+    }
+    try {
+      const r = await ppuctl(['verify', dir], NO_BUS);
+      assert.equal(r.code, 1, 'a file that cannot be checked fails the run');
+      assert.doesNotMatch(r.stdout, /MISMATCH/);
+      assert.match(r.stdout, new RegExp(`^UNKNOWN CHECKSUM ${dir}/garbage\\.cbf: recorded "garbage", not xxh128:<32 hex digits>$`, 'm'));
+      assert.match(r.stdout, new RegExp(`^UNKNOWN CHECKSUM ${dir}/sha\\.cbf: recorded "sha256:(ab)+", unknown algorithm 'sha256' \\(this tool checks xxh128\\)$`, 'm'));
+      assert.match(r.stdout, new RegExp(`^UNKNOWN CHECKSUM ${dir}/short\\.cbf: recorded "xxh128:abc", not xxh128:<32 hex digits>$`, 'm'));
+      assert.match(r.stdout, /^0 files with a checksum checked \(0\.0 MB\): 0 good, 0 mismatched; 0 without a checksum, 3 with an unknown or malformed checksum, 0 unreadable/m);
+      const json = JSON.parse((await ppuctl(['verify', '--json', dir], NO_BUS)).stdout) as { mismatched: unknown[]; unknownChecksum: Array<{ file: string; recorded: string; why: string }>; ok: boolean };
+      assert.deepEqual(json.mismatched, []);
+      assert.deepEqual(json.unknownChecksum.map((u) => [path.basename(u.file), u.recorded]), Object.entries(files));
+      assert.equal(json.ok, false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
   it('a UID or GID beyond 32 bits is bad usage naming the value (exit 2)', async () => {
     await usageError(['shift', 'start', '-u', '4294967296:1'], /^ppuctl: -u wants UID:GID, each 0 to 4294967294, got '4294967296:1'\n/);
     await usageError(['shift', 'start', '-u', '1:99999999999999999999'], /^ppuctl: -u wants UID:GID, each 0 to 4294967294, got '1:99999999999999999999'\n/);
