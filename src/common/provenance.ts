@@ -40,6 +40,20 @@ function xattr(): XattrApi {
   return api;
 }
 
+/**
+ * Attribute `attr` of the open file `fd` (any namespace: caller-access.ts reads `system.posix_acl_access` with
+ * it); undefined when the file has none or its file system takes none. Loaded by initProvenance() like the rest.
+ */
+export function fileAttribute(fd: number, attr: string): Buffer | undefined {
+  try {
+    return xattr().getAttributeSync(`/proc/self/fd/${fd}`, attr);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code ?? '';
+    if (code === 'ENODATA' || code === 'ENOATTR' || code === 'ENOTSUP' || code === 'EOPNOTSUPP') return undefined;
+    throw e;
+  }
+}
+
 /** The errors of a file system (or a namespace of it) that takes no extended attributes. */
 const REFUSED = new Set(['ENOTSUP', 'EOPNOTSUPP', 'EPERM', 'EACCES']);
 

@@ -1,6 +1,7 @@
 // Connection to the system bus (or the one DBUS_SYSTEM_BUS_ADDRESS names) and name ownership.
 import * as dbus from 'dbus-next';
 import type { Logger } from '../common/logger.js';
+import { ErrorNames } from './errors.js';
 
 export type MessageBus = dbus.MessageBus;
 
@@ -188,16 +189,57 @@ export type MethodTable = Record<string, { inSignature?: string; outSignature?: 
  * types with org.freedesktop.DBus.Error.InvalidArgs naming the expected signature. dbus-next matches a call by
  * member *and* signature, so a wrong signature falls through to "Method ... does not exist": a caller who
  * mistyped one argument was told the method is not there. Its public addMethodHandler runs before that match.
+ *
+ * The members named in `withCaller` are called with one more argument, the caller's uid as the bus daemon
+ * knows it (callerUid): dbus-next hands a method its arguments only, never the message or its sender. They
+ * return nothing or one value. A caller whose uid cannot be learned is refused (org.ppu.Error.NotAllowed).
  */
-export function exportInterface(bus: MessageBus, path: string, iface: dbus.interface.Interface, name: string, methods: MethodTable): void {
+export function exportInterface(bus: MessageBus, path: string, iface: dbus.interface.Interface, name: string, methods: MethodTable,
+  withCaller: readonly string[] = []): void {
   bus.export(path, iface);
   bus.addMethodHandler((msg: dbus.Message): boolean => {
     if (msg.path !== path || msg.interface !== name || !Object.prototype.hasOwnProperty.call(methods, msg.member)) return false;
     const want = methods[msg.member]!.inSignature ?? '';
     const got = msg.signature ?? '';
-    if (got === want) return false;
+    if (got === want) {
+      if (!withCaller.includes(msg.member!)) return false;
+      void answerWithCaller(bus, msg, iface, methods[msg.member!]!.outSignature ?? '');
+      return true;
+    }
     bus.send(dbus.Message.newError(msg as unknown as string, 'org.freedesktop.DBus.Error.InvalidArgs',
       `${name}.${msg.member} takes arguments of signature '${want}', got ${got ? `'${got}'` : 'none'}`));
     return true;
   });
+}
+
+/** The uid of the connection `sender` (a unique bus name), as the bus daemon has it from the kernel. */
+export async function callerUid(bus: MessageBus, sender: string): Promise<number> {
+  const reply = await bus.call(new dbus.Message({
+    destination: 'org.freedesktop.DBus', path: '/org/freedesktop/DBus', interface: 'org.freedesktop.DBus',
+    member: 'GetConnectionUnixUser', signature: 's', body: [sender],
+  }));
+  const uid = reply?.body[0] as unknown;
+  if (typeof uid !== 'number' || !Number.isInteger(uid) || uid < 0) throw new Error(`the bus daemon gave no uid for ${sender}`);
+  return uid;
+}
+
+/** Calls member `msg.member` of `iface` with the message's arguments and the sender's uid, and replies (exportInterface). */
+async function answerWithCaller(bus: MessageBus, msg: dbus.Message, iface: dbus.interface.Interface, outSignature: string): Promise<void> {
+  const call = msg as unknown as string; // dbus-next's typings give newError's message argument as a string
+  let uid: number;
+  try {
+    uid = await callerUid(bus, msg.sender ?? '');
+  } catch (e) {
+    bus.send(dbus.Message.newError(call, ErrorNames.NotAllowed, `cannot tell who is calling (${(e as Error).message}); refused`));
+    return;
+  }
+  try {
+    const fn = (iface as unknown as Record<string, (...a: unknown[]) => unknown>)[msg.member!]!;
+    const out = await fn.apply(iface, [...(msg.body as unknown[]), uid]);
+    bus.send(dbus.Message.newMethodReturn(msg, outSignature, outSignature === '' ? [] : [out]));
+  } catch (e) {
+    // As dbus-next does for its own methods: a DBusError leaves with its name, anything else as Failed.
+    const err = e instanceof dbus.DBusError ? e : new dbus.DBusError(ErrorNames.Failed, (e as Error).message ?? String(e));
+    bus.send(dbus.Message.newError(call, err.type, err.text));
+  }
 }

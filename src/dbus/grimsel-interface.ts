@@ -3,7 +3,8 @@
 // the copies verified against the file's checksum, per row of QueryStatus (I2); AddFile(s) (G8); properties
 // StatusPort, MessagePort, License, Storages; signal Message(sss) (G10).
 import * as dbus from 'dbus-next';
-import { invalidArgs, named } from './errors.js';
+import { DBusError } from 'dbus-next';
+import { ErrorNames, invalidArgs, named } from './errors.js';
 
 /** One row of QueryStatus (G9): (t usertime, u uid, u gid, s storage, t pending, t copied, t failed), newest shift first. */
 export type StatusRow = [bigint, number, number, string, bigint, bigint, bigint];
@@ -18,7 +19,8 @@ export type VerifiedRow = [bigint, number, number, string, bigint];
 export interface GrimselService {
   queryStatus(nusers: number): StatusRow[];
   queryVerified(nusers: number): VerifiedRow[];
-  addFile(path: string): Promise<void>;
+  /** G8: `callerUid` is who called, as the bus daemon says (exportInterface's withCaller): not root, then checked. */
+  addFile(path: string, callerUid: number): Promise<void>;
   /** TCP ports actually bound (G9, G10): with port 0 in the config only the daemon knows them. */
   tcpPorts(): { status: number; message: number };
   /** G14: whether the license key is valid, and why (not). */
@@ -46,8 +48,12 @@ export class GrimselInterface extends dbus.interface.Interface {
     });
   }
 
-  AddFile(path: string): Promise<void> {
-    return named(() => this.service.addFile(path));
+  /** Called with the caller's uid (GRIMSEL_WITH_CALLER); without one (not through exportInterface) it refuses. */
+  AddFile(path: string, callerUid?: number): Promise<void> {
+    return named(() => {
+      if (callerUid === undefined) throw new DBusError(ErrorNames.NotAllowed, 'AddFile cannot tell who is calling; refused');
+      return this.service.addFile(path, callerUid);
+    });
   }
 
   get StatusPort(): number {
@@ -80,6 +86,9 @@ export const GRIMSEL_METHODS = {
   QueryVerified: { inSignature: 'i', outSignature: 'a(tuust)' },
   AddFile: { inSignature: 's', outSignature: '' },
 } as const;
+
+/** Members called with the caller's uid (exportInterface): AddFile checks a caller who is not root (G8). */
+export const GRIMSEL_WITH_CALLER = ['AddFile'] as const;
 
 GrimselInterface.configureMembers({
   methods: GRIMSEL_METHODS,

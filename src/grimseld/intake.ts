@@ -8,6 +8,7 @@ import type { Dispatcher } from './dispatcher.js';
 import type { MessageHub } from './messages.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 import { untagged } from '../common/checksum.js';
+import { NotReadable, statAsCaller, type Caller } from './caller-access.js';
 
 /** How many added paths are checked at once. */
 const INSPECT_AT_ONCE = 64;
@@ -34,15 +35,27 @@ export function checkMarkedPath(p: string): { src: string; rel: string } {
  * only: the path is looked up by name, and a user who owns a directory on it can change it right after
  * (docs/threat-model.md). What makes a copy, a link or a deletion safe is done when the file is used: its directory
  * reached without following links and the file checked to be this one (its inode) on the handle used
- * (copier.ts, reclaimer.ts).
+ * (copier.ts, reclaimer.ts). For a `caller` who is not root, the file is what that caller could read
+ * (caller-access.ts), and its inode the one checked: the copier copies that inode or nothing.
  */
-async function inspect(p: string): Promise<NewFile> {
+async function inspect(p: string, caller?: Caller): Promise<NewFile> {
   const { src, rel } = checkMarkedPath(p);
+  if (caller) {
+    const seen = statAsCaller(src, caller);
+    return { src, rel, size: seen.size, mtimeMs: seen.mtimeMs, ino: seen.ino, dev: seen.dev };
+  }
   const st = await lstat(src).catch(() => undefined);
   if (!st) throw new RejectedPath(`file '${src}' does not exist`);
   if (st.isSymbolicLink()) throw new RejectedPath(`'${src}' is a symbolic link, not a regular file`);
   if (!st.isFile()) throw new RejectedPath(`'${src}' is not a regular file`);
   return { src, rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
+}
+
+/** A path addMany() did not take, and why; `notReadable` when the caller may not read it (caller-access.ts). */
+export interface Refusal {
+  path: string;
+  reason: string;
+  notReadable?: true;
 }
 
 export class Intake {
@@ -121,29 +134,34 @@ export class Intake {
     }
   }
 
-  /** An operator's file (G8): must exist and be a regular file; it joins the current shift. */
-  async add(p: string): Promise<void> {
-    const refused = await this.addMany([p]);
-    if (refused[0]) throw new RejectedPath(refused[0].reason);
+  /**
+   * An operator's file (G8): must exist and be a regular file; it joins the current shift. A `caller` who is
+   * not root must be able to read it themselves (caller-access.ts), or it is refused with NotReadable.
+   */
+  async add(p: string, caller?: Caller): Promise<void> {
+    const refused = await this.addMany([p], caller);
+    if (refused[0]) throw refused[0].notReadable ? new NotReadable(refused[0].reason) : new RejectedPath(refused[0].reason);
   }
 
   /**
    * Operators' files (G8) in one batch, as add() takes one: one journal write for all of them. Returns
-   * the paths refused, with the reason.
+   * the paths refused, with the reason. Without `caller`, root's (the FIFO, root's AddFile).
    */
-  async addMany(paths: string[]): Promise<Array<{ path: string; reason: string }>> {
-    const refused: Array<{ path: string; reason: string }> = [];
+  async addMany(paths: string[], caller?: Caller): Promise<Refusal[]> {
+    const refused: Refusal[] = [];
     if (!this.catalog.currentShift) return paths.map((path) => ({ path, reason: 'no shift has started yet (start one with furkad first)' }));
     const files: NewFile[] = [];
     const added: string[] = [];
     // lstat a few at a time: a long list need not wait for each one in turn.
     for (let i = 0; i < paths.length; i += INSPECT_AT_ONCE) {
       const part = paths.slice(i, i + INSPECT_AT_ONCE);
-      const seen = await Promise.allSettled(part.map(inspect));
+      const seen = await Promise.allSettled(part.map((p) => inspect(p, caller)));
       seen.forEach((r, j) => {
         if (r.status === 'fulfilled') {
           files.push(r.value);
           added.push(part[j]!);
+        } else if (r.reason instanceof NotReadable) {
+          refused.push({ path: part[j]!, reason: r.reason.message, notReadable: true });
         } else {
           if (!(r.reason instanceof RejectedPath)) throw r.reason;
           refused.push({ path: part[j]!, reason: r.reason.message });

@@ -8,9 +8,10 @@ import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { BusWatch, connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
 import { GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
-import { GRIMSEL_METHODS, GrimselInterface } from '../dbus/grimsel-interface.js';
+import { GRIMSEL_METHODS, GRIMSEL_WITH_CALLER, GrimselInterface } from '../dbus/grimsel-interface.js';
 import { INTAKE_METHODS, IntakeInterface } from '../dbus/intake-interface.js';
-import { invalidArgs } from '../dbus/errors.js';
+import { ErrorNames, invalidArgs } from '../dbus/errors.js';
+import { DBusError } from 'dbus-next';
 import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './config.js';
 import { storageInfos, type StorageInfo } from './storage-info.js';
 import { component, Components, loopComponent, runDaemon, stopRequested, timerComponent } from '../common/service.js';
@@ -23,6 +24,7 @@ import { FileFifo } from './fifo.js';
 import { TempSweeper } from './temp-sweep.js';
 import { loadTempKey } from './temp-names.js';
 import { Intake, RejectedPath } from './intake.js';
+import { callerOf, NotReadable } from './caller-access.js';
 import { MessageHub } from './messages.js';
 import { StatusServer } from './status-server.js';
 import { MessageServer } from './message-server.js';
@@ -106,10 +108,15 @@ async function main(): Promise<number> {
     tcpPorts: () => ({ status: statusServer.port, message: messageServer.port }),
     license: () => license,
     storages: () => storageList.map((st) => [st.id, st.type, st.target, st.writers]),
-    addFile: async (p) => {
+    addFile: async (p, uid) => {
       try {
-        await intake.add(p);
+        // G8, docs/threat-model.md: root adds any file; anyone else (an operator) only one they could read.
+        await intake.add(p, uid === 0 ? undefined : await callerOf(uid));
       } catch (e) {
+        if (e instanceof NotReadable) {
+          log.warn({ path: p, uid }, `AddFile refused: ${e.message}`);
+          throw new DBusError(ErrorNames.NotAllowed, e.message);
+        }
         if (e instanceof RejectedPath) {
           log.warn({ path: p }, `AddFile refused: ${e.message}`);
           throw invalidArgs(e.message);
@@ -164,7 +171,7 @@ async function main(): Promise<number> {
     }),
     component('fifo', () => fifo.open(), () => fifo.close()),
     component('bus', () => {
-      exportInterface(bus, GRIMSEL_PATH, iface, GRIMSEL_IFACE, GRIMSEL_METHODS);
+      exportInterface(bus, GRIMSEL_PATH, iface, GRIMSEL_IFACE, GRIMSEL_METHODS, GRIMSEL_WITH_CALLER);
       messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
       exportInterface(bus, GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake), INTAKE_IFACE, INTAKE_METHODS);
     }, () => bus.disconnect()),

@@ -1,0 +1,96 @@
+// AddFile by an operator who is not root (G8, S2, docs/threat-model.md): a real user in the operators group, on a
+// bus carrying the shipped policy, adds through ppuctl only files they could read themselves; root adds any.
+import { strict as assert } from 'node:assert';
+import { execFile, execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu, PPUCTL_BIN } from '../fixtures/ppu.js';
+import { eventually, listFiles } from '../fixtures/files.js';
+import { callMethod } from '../../src/dbus/bus.js';
+
+const POLICY_DIR = path.resolve(__dirname, '../../../etc/dbus-1/system.d');
+const TAG = `${process.pid % 100000}`;
+const OPERATORS = `ppuop${TAG}`;
+const SHARED = `ppush${TAG}`;
+const USER = `ppuopu${TAG}`;
+
+/** The shipped policy files, with their operators group replaced by this test's own. */
+function shippedPolicies(): string {
+  return readdirSync(POLICY_DIR).filter((f) => f.endsWith('.conf')).map((f) => {
+    const xml = readFileSync(path.join(POLICY_DIR, f), 'utf8');
+    return xml.slice(xml.indexOf('<busconfig>') + '<busconfig>'.length, xml.lastIndexOf('</busconfig>'));
+  }).join('\n').replace(/group="ppu-operators"/g, `group="${OPERATORS}"`);
+}
+
+describe('AddFile by an operator who is not root (G8, S2)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+  let uid = 0;
+  let sharedGid = 0;
+
+  const ppuctlAs = (...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> => new Promise((resolve) => {
+    execFile('setpriv', [`--reuid=${uid}`, `--regid=${OPERATORS}`, '--init-groups', process.execPath, PPUCTL_BIN, ...args],
+      { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: ppu.bus.address }, timeout: 30_000 },
+      (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, stdout, stderr }));
+  });
+  const internal = (rel: string): string => path.join(ppu.storageRoot, 'internal', rel);
+
+  before(async () => {
+    execFileSync('groupadd', [OPERATORS]);
+    execFileSync('groupadd', [SHARED]);
+    execFileSync('useradd', ['--no-create-home', '--no-user-group', '-g', OPERATORS, '-G', SHARED, USER]);
+    uid = Number(execFileSync('id', ['-u', USER]).toString());
+    sharedGid = Number(execFileSync('getent', ['group', SHARED]).toString().split(':')[2]);
+    ppu = new Ppu({ prefix: 'ppu-addfile-access', busPolicyXml: shippedPolicies() });
+    await ppu.start();
+    const x = path.join(ppu.work, 'x');
+    // Root's: a directory only root may search, holding a file anyone could read by its mode.
+    mkdirSync(path.join(x, 'priv/sub'), { recursive: true, mode: 0o755 });
+    chmodSync(path.join(x, 'priv/sub'), 0o700);
+    writeFileSync(path.join(x, 'priv/sub/secret'), 'root only');
+    chmodSync(path.join(x, 'priv/sub/secret'), 0o644);
+    // A directory the operator searches through a supplementary group only.
+    mkdirSync(path.join(x, 'team/run'), { recursive: true });
+    chownSync(path.join(x, 'team'), 0, sharedGid);
+    chmodSync(path.join(x, 'team'), 0o750);
+    writeFileSync(path.join(x, 'team/run/log.txt'), 'team notes');
+  });
+  after(async () => {
+    await ppu?.stop();
+    for (const [cmd, name] of [['userdel', USER], ['groupdel', SHARED], ['groupdel', OPERATORS]] as const) {
+      try {
+        execFileSync(cmd, [name], { stdio: 'ignore' });
+      } catch { /* not made */ }
+    }
+  });
+
+  it('refuses a file protected only by its directory, naming the file and why, and takes nothing', async () => {
+    const before = await ppu.queryStatus(1);
+    const r = await ppuctlAs('add', `${ppu.work}/x/priv/./sub/secret`);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`priv/\\./sub/secret: uid ${uid} may not search directory .*/x/priv/sub\\b`));
+    await ppu.quiescent();
+    assert.equal(existsSync(internal('sub/secret')), false);
+    assert.deepEqual(await ppu.queryStatus(1), before, 'nothing pending, copied or failed');
+  });
+
+  it("refuses root's /etc/shadow", async () => {
+    const r = await ppuctlAs('add', '/etc/./shadow');
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, new RegExp(`/etc/\\./shadow: uid ${uid} may not read '/etc/shadow'`));
+    await ppu.quiescent();
+    assert.ok(listFiles(path.join(ppu.storageRoot, 'internal')).every((f) => !f.includes('shadow')));
+  });
+
+  it('takes a file the operator can read through a supplementary group', async () => {
+    const r = await ppuctlAs('add', `${ppu.work}/x/team/./run/log.txt`);
+    assert.equal(r.code, 0, r.stderr);
+    await eventually(() => existsSync(internal('run/log.txt')), 20_000, 'the operator\'s file on the internal storage');
+    assert.equal(readFileSync(internal('run/log.txt'), 'utf8'), 'team notes');
+  });
+
+  it('lets root add the file the operator may not', async () => {
+    await callMethod(await ppu.grimsel(), 'AddFile', `${ppu.work}/x/priv/./sub/secret`);
+    await eventually(() => existsSync(internal('sub/secret')), 20_000, "root's file on the internal storage");
+  });
+});
