@@ -286,14 +286,19 @@ export class Catalog {
 
   /**
    * Takes responsibility for files: journaled and on disk when this resolves. A file already known
-   * with the same identity is not taken twice; returns the new records.
+   * with the same identity is not taken twice; returns the new records. With `otherName`, a file known under
+   * another replicated path (another './') is left out and handed to it with that path (an operator's AddFile
+   * is then refused by name, G8); without, it counts as known (a delivery furkad re-sends).
    */
-  async accept(usertime: bigint, files: NewFile[]): Promise<FileRecord[]> {
+  async accept(usertime: bigint, files: NewFile[], otherName?: (f: NewFile, takenAs: string) => void): Promise<FileRecord[]> {
     const fresh: FileRecord[] = [];
     let known = false;
     for (const f of files) {
-      if (this.#files.latestAt(f.src)?.sameAs(f)) {
-        known = true;
+      const live = this.#files.latestAt(f.src);
+      if (live?.sameAs(f)) {
+        // Checked here, with no await since the lookup: two calls at once cannot both pass.
+        if (otherName && live.rel !== f.rel) otherName(f, live.rel);
+        else known = true;
         continue;
       }
       const rec = this.#newRecord(this.#nextId++, usertime, f);

@@ -25,6 +25,14 @@ export function checkMarkedPath(p: string): { src: string; rel: string } {
   if (hasControl(p)) throw new RejectedPath(`path ${JSON.stringify(p)} contains control characters`);
   if (LONE_SURROGATE.test(p)) throw new RejectedPath(`path ${JSON.stringify(p)} is not valid Unicode`);
   if (!p.startsWith('/')) throw new RejectedPath(`path '${p}' is not absolute`);
+  // The path must end with the file's name: '/d/f1/.' used to be taken as file f1 with nothing to replicate
+  // ('.'), whose copy would be the storage target itself, retried for ever.
+  if (/\/\.\/*$/.test(p)) {
+    throw new RejectedPath(`path '${p}': its './' marker is at its end, after the file's name, so nothing after it names the file; ` +
+      `put the marker before the part to replicate, e.g. '/some_dir/./path/to/file'`);
+  }
+  if (p.endsWith('/')) throw new RejectedPath(`path '${p}' ends in '/': it names a directory, not a file`);
+  if (p.endsWith('/..')) throw new RejectedPath(`path '${p}' ends in '..': it names a directory, not a file`);
   const { rel } = splitMarked(p);
   if (!isSafeRelative(rel)) throw new RejectedPath(`path '${p}': the part after './' must stay below it ('${rel}')`);
   return { src: unmark(p), rel };
@@ -169,9 +177,24 @@ export class Intake {
       });
     }
     // The shift current once they are checked: a shift started meanwhile gets them, not the one it ended.
-    if (files.length) this.dispatcher.submit(await this.catalog.accept(this.catalog.currentShift!.usertime, files));
-    if (added.length === 1) this.log.info({ path: added[0] }, 'file added');
-    else if (added.length > 1) this.log.info({ files: added.length, first: added[0] }, 'files added');
+    // A file already taken under another './' (not yet copied everywhere, or its original not yet cleaned up) is
+    // refused, not taken twice: two records of one ramdisk original would have the fill guard and the shift
+    // clean-up (G5, G6) link or delete it once the first is copied, and the second copy would then fail.
+    const renamed = new Map<NewFile, string>();
+    if (files.length) {
+      this.dispatcher.submit(await this.catalog.accept(this.catalog.currentShift!.usertime, files, (f, takenAs) => renamed.set(f, takenAs)));
+    }
+    files.forEach((f, i) => {
+      const takenAs = renamed.get(f);
+      if (takenAs === undefined) return;
+      refused.push({ path: added[i]!, reason: `'${f.src}' is already taken to be copied as '${takenAs}' (an earlier AddFile, FIFO line or ` +
+        `delivery grimseld is not done with), and a file is copied under one name at a time: add it as '${f.rel}' again once ` +
+        `its copies are made (for a file on the ramdisk: once its original is cleaned up after its shift), or copy it by hand` });
+      added[i] = '';
+    });
+    const taken = added.filter((p) => p !== '');
+    if (taken.length === 1) this.log.info({ path: taken[0] }, 'file added');
+    else if (taken.length > 1) this.log.info({ files: taken.length, first: taken[0] }, 'files added');
     return refused;
   }
 }

@@ -16,6 +16,14 @@ describe('checked paths (G8)', () => {
     assert.deepEqual(checkMarkedPath('/some_dir/x/f.cbf'), { src: '/some_dir/x/f.cbf', rel: 'f.cbf' });
   });
 
+  it("refuses a path that does not end with the file's name, naming a './' marker at its end", () => {
+    for (const p of ['/x/f1/.', '/x/f1/./', '/x/./', '/x/f1/./.']) {
+      assert.throws(() => checkMarkedPath(p), (e: unknown) => e instanceof RejectedPath && /'\.\/' marker is at its end, after the file's name/.test(e.message), p);
+    }
+    assert.throws(() => checkMarkedPath('/x/f1/'), (e: unknown) => e instanceof RejectedPath && /ends in '\/'/.test(e.message));
+    assert.throws(() => checkMarkedPath('/x/./a/..'), (e: unknown) => e instanceof RejectedPath && /ends in '\.\.'/.test(e.message));
+  });
+
   it('refuses half a surrogate pair, which no file name holds (BENCHMARKS.md: paths are kept as UTF-8)', () => {
     assert.throws(() => checkMarkedPath('/ramdisk/./a\ud800b.cbf'), (e: unknown) => e instanceof RejectedPath && /not valid Unicode/.test(e.message));
     assert.throws(() => checkMarkedPath('/ramdisk/./a\udc00.cbf'), RejectedPath);

@@ -59,6 +59,20 @@ describe('journal and catalog (G12)', () => {
     await a.journal.close();
   });
 
+  it('hands a file known under another replicated path to otherName, and takes it only once (G8)', async () => {
+    const a = await openCatalog(dir);
+    await a.catalog.shift(5n, 500, 501);
+    const renamed: string[] = [];
+    const otherName = (f: NewFile, takenAs: string): void => { renamed.push(`${f.rel} ${takenAs}`); };
+    assert.equal((await a.catalog.accept(5n, [file(1)], otherName)).length, 1);
+    assert.equal((await a.catalog.accept(5n, [file(1)], otherName)).length, 0, 'the same name again: known, not refused');
+    assert.deepEqual(renamed, []);
+    assert.equal((await a.catalog.accept(5n, [{ ...file(1), rel: 'u/f1.cbf' }, { ...file(2), rel: 'f2.cbf' }, file(2)], otherName)).length, 1);
+    assert.deepEqual(renamed, ['u/f1.cbf 1mf/u/f1.cbf', '1mf/u/f2.cbf f2.cbf'], 'within one batch too');
+    assert.equal((await a.catalog.accept(5n, [{ ...file(1), rel: 'u/f1.cbf' }])).length, 0, 'without otherName (a delivery): known');
+    await a.journal.close();
+  });
+
   it('drops a torn last line (killed mid-write) and refuses a corrupt line in the middle', async () => {
     const a = await openCatalog(dir);
     await a.catalog.shift(5n, 500, 501);
