@@ -2,6 +2,8 @@
 import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 import { validSchedule } from './shift-schedule.js';
 import { nestedTargets } from '../common/paths.js';
+import { confinement } from './shift.js';
+import { realpathSync } from 'node:fs';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
 
@@ -127,6 +129,13 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
         'refused unless allow_root_shift = yes']);
     }
   }
+  const unconfined = Object.entries(config.detector).filter(([, d]) => confinement(d.target) === '/');
+  if (unconfined.length) {
+    throw new ConfigError(file, unconfined.map(([id, d]) => `section [detector.${id}], key 'target': '${d.target}' is replicated ` +
+      "from / (the part before its './', or without one its parent), and StartShift targets are confined to that directory: an " +
+      "operator could have root place this detector's files anywhere (/etc); put the './' after a directory other than / " +
+      "(e.g. /ramdisk/./1mf)"));
+  }
   if (config.usrdir === '') {
     const nested = nestedTargets(Object.entries(config.detector).map(([id, d]) => [id, d.target]));
     if (nested.length) {
@@ -140,6 +149,26 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
       `('minute hour day-of-month month day-of-week', optionally seconds first), got '${config.shift_schedule}'`]);
   }
   return config;
+}
+
+/**
+ * At start, on the machine (`--check` and ppuctl check files for other machines): a target whose confinement is
+ * a link to '/' is as unconfined as one written with '/' (S2, F6). One that does not exist yet is left to
+ * StartShift, which resolves it again at every request.
+ */
+export function checkFurkadTargets(file: string, config: FurkadConfig): void {
+  const problems: string[] = [];
+  for (const [id, d] of Object.entries(config.detector)) {
+    const allowed = confinement(d.target);
+    let real: string;
+    try { real = realpathSync.native(allowed); } catch { continue; }
+    if (real === '/') {
+      problems.push(`section [detector.${id}], key 'target': '${d.target}' is replicated from ${allowed}, which leads to / ` +
+        '(a symbolic link), and StartShift targets are confined to that directory: an operator could have root place this ' +
+        "detector's files anywhere (/etc); name the real directory, with the './' after a directory other than /");
+    }
+  }
+  if (problems.length) throw new ConfigError(file, problems);
 }
 
 export function loadFurkadConfig(file: string): FurkadConfig {

@@ -8,7 +8,7 @@ import { Notifier } from '../common/notify.js';
 import { Components, runDaemon, stopRequested, together } from '../common/service.js';
 import { BusWatch, connectSystemBus } from '../dbus/bus.js';
 import { FurkaBus } from './furka-bus.js';
-import { DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
+import { checkFurkadTargets, DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
 import { RsyncTransport } from './rsync-transport.js';
 import { writeNamesFilter } from './rsync-names.js';
@@ -43,6 +43,7 @@ async function main(): Promise<number> {
     return 0;
   }
   configOrExit('furkad', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
+  configOrExit('furkad', () => checkFurkadTargets(args.config, config));
   const log = createLogger('furkad', config);
   const notifier = new Notifier(log);
 

@@ -171,6 +171,14 @@ function checkConfined(id: string, target: string, configuredTarget: string): vo
   const existing = existingPart(target);
   const resolved = path.join(real(existing), path.relative(existing, wanted));
   const base = real(allowed);
+  // Confined to '/' is not confined: root would create the operator's directories and give the shift's user
+  // files anywhere (/etc/profile.d). The config check refuses such a target, furkad's start one that is a link
+  // to '/'; a link made since is caught here.
+  if (base === '/') {
+    throw new ShiftRequestError('NotAllowed', `target of detector '${id}': '${target}' refused: its configured target ` +
+      `'${configuredTarget}' is replicated from ${allowed === '/' ? '/' : `${allowed}, which leads to /`}, so a StartShift target ` +
+      `would not be confined at all; leave the target empty, or have the administrator fix [detector.${id}] target`);
+  }
   if (!isWithin(wanted, allowed) || !isWithin(resolved, base)) {
     throw new ShiftRequestError('NotAllowed', `target of detector '${id}': '${target}' is outside ${allowed}, ` +
       `where its configured target '${configuredTarget}' is replicated from; a StartShift target must lie at or below it`);

@@ -1,7 +1,7 @@
 // A daemon with a bad configuration refuses to start and says what is wrong (S3).
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { writeFileSync, rmSync } from 'node:fs';
+import { rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, launchOf, tempDir } from '../fixtures/ppu.js';
 import { startProcess } from '../fixtures/processes.js';
@@ -71,6 +71,24 @@ describe('daemon start with a bad configuration (S3)', function () {
     const g = await start(GRIMSELD_BIN, grimseld);
     assert.equal(g.code, 78, g.stderr);
     assert.ok(g.stderr.includes(`key 'state_dir': '${plain}/journal' cannot be a directory: '${plain}' is a regular file`), g.stderr);
+  });
+
+  it("furkad --check and start exit 78 naming a target replicated from '/', written so or through a link (S2, F6)", async () => {
+    const file = path.join(dir, 'root-target.conf');
+    writeFileSync(file, `state_dir = ${dir}/state\nlicensekey = ${dir}/none.key\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = /./ramdisk/1mf\n`);
+    const problem = "section [detector.1MF], key 'target': '/./ramdisk/1mf' is replicated from / (the part before its './', or without one its parent)";
+    for (const r of [await run(FURKAD_BIN, '--check', '--config', file), await start(FURKAD_BIN, file)]) {
+      assert.equal(r.code, 78, r.stderr);
+      assert.ok(r.stderr.includes(`furkad: ${file}: invalid configuration:\n  ${problem}`), r.stderr);
+    }
+    const check = await run(PPUCTL_BIN, 'config', 'check', file);
+    assert.equal(check.code, 1);
+    assert.ok(check.stdout.includes(problem), check.stdout);
+    symlinkSync('/', path.join(dir, 'toroot'));
+    writeFileSync(file, `state_dir = ${dir}/state\nlicensekey = ${dir}/none.key\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/toroot/./1mf\n`);
+    const linked = await start(FURKAD_BIN, file);
+    assert.equal(linked.code, 78, linked.stderr);
+    assert.ok(linked.stderr.includes(`section [detector.1MF], key 'target': '${dir}/toroot/./1mf' is replicated from ${dir}/toroot, which leads to /`), linked.stderr);
   });
 
   it('a missing file is named too', async () => {

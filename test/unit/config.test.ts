@@ -1,9 +1,10 @@
 // S3: INI configs validated against one JSON Schema per daemon; errors name file, section, key, problem.
 import { strict as assert } from 'node:assert';
-import { readFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
-import { checkFurkadConfig, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { checkFurkadConfig, checkFurkadTargets, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
 import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../../src/grimseld/config.js';
 
 const ETC = path.resolve(__dirname, '../../../etc/ppu');
@@ -67,6 +68,35 @@ describe('furkad.conf schema (S3)', () => {
       ["top level (before any section), key 'uid': 0 makes the shift furkad starts at each start root's, refused unless allow_root_shift = yes"]);
     assert.match(problems(() => furkad(`gid = 0\n${DET}`))[0]!, /key 'gid'/);
     assert.equal(furkad(`uid = 0\ngid = 0\nallow_root_shift = yes\n${DET}`).uid, 0);
+  });
+
+  it("refuses a target replicated from '/' (its './' right after '/', or '/' itself): StartShift would be confined to nothing (S2, F6)", () => {
+    for (const t of ['/./ramdisk/1mf', '//./ramdisk/1mf', '/.//x', '/.', '/./', '/', '//']) {
+      assert.deepEqual(problems(() => furkad(`[detector.1MF]\nremoteIP = 10.10.10.11\ntarget = ${t}\n`)),
+        [`section [detector.1MF], key 'target': '${t}' is replicated from / (the part before its './', or without one its parent), ` +
+          "and StartShift targets are confined to that directory: an operator could have root place this detector's files anywhere " +
+          "(/etc); put the './' after a directory other than / (e.g. /ramdisk/./1mf)"], t);
+    }
+    for (const t of ['/ramdisk', '/ramdisk/1mf', '/ramdisk/.', '/ramdisk/./1mf', '/x/./.']) {
+      assert.equal(furkad(`[detector.1MF]\nremoteIP = 10.10.10.11\ntarget = ${t}\n`).detector['1MF']!.target, t);
+    }
+  });
+
+  it("refuses at start a target whose directory before './' is a link to '/' (S2, F6)", () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'conf-targets-'));
+    try {
+      symlinkSync('/', path.join(dir, 'toroot'));
+      mkdirSync(path.join(dir, 'ramdisk'));
+      const c = furkad(`[detector.1MF]\nremoteIP = a\ntarget = ${dir}/toroot/./1mf\n[detector.2MF]\nremoteIP = b\ntarget = ${dir}/ramdisk/./2mf\n`);
+      assert.deepEqual(problems(() => checkFurkadTargets('/etc/ppu/furkad.conf', c)),
+        [`section [detector.1MF], key 'target': '${dir}/toroot/./1mf' is replicated from ${dir}/toroot, which leads to / (a symbolic link), ` +
+          "and StartShift targets are confined to that directory: an operator could have root place this detector's files anywhere (/etc); " +
+          "name the real directory, with the './' after a directory other than /"]);
+      delete c.detector['1MF'];
+      assert.doesNotThrow(() => checkFurkadTargets('/etc/ppu/furkad.conf', c));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a control character in a path: files below it would never be copied (F1, G2)', () => {

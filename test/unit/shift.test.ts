@@ -136,6 +136,21 @@ describe('shift planning (F4, F6)', () => {
     for (const t of [`${ramdisk}/./users/new`, `${ramdisk}/users/./x`]) assert.doesNotThrow(() => planShift(local, 1, 2, [['1MF', '', t]]), t);
   });
 
+  it("refuses every StartShift target of a detector whose configured target is replicated from '/', written so or through a link (S2, F6)", () => {
+    // Configurations the check refuses (config.test.ts), as a furkad started before that check would hold them.
+    for (const t of ['/./ramdisk/1mf', '//./ramdisk/1mf', '/.', '/']) {
+      const open = parseConfig('furkad.conf', `usrdir =\n[detector.1MF]\nremoteIP = a\ntarget = ${t}\n`, validateFurkadConfig);
+      assert.match(reason(() => planShift(open, 1002, 1003, [['1MF', '', '/etc/profile.d']])),
+        /^NotAllowed: target of detector '1MF': '\/etc\/profile\.d' refused: .* is replicated from \/, so a StartShift target would not be confined at all/, t);
+      assert.equal(planShift(open, 1002, 1003, [['1MF', '', '']]).detectors.length, 1, 'the configured target itself is the administrator\'s');
+    }
+    // A link to '/' as the directory before './': the real path is '/'.
+    symlinkSync('/', path.join(work, 'toroot'));
+    const linked = parseConfig('furkad.conf', `[detector.1MF]\nremoteIP = a\ntarget = ${work}/toroot/./1mf\n`, validateFurkadConfig);
+    assert.match(reason(() => planShift(linked, 1002, 1003, [['1MF', '', `${work}/toroot/etc/./profile.d`]])),
+      new RegExp(`^NotAllowed: .*is replicated from ${work}/toroot, which leads to /`));
+  });
+
   it("confinement: before the './' of the configured target, else its parent, never '/' for a target just below it", () => {
     assert.equal(confinement('/ramdisk/./1mf'), '/ramdisk');
     assert.equal(confinement('/data/ramdisk/./imgdir/1mf'), '/data/ramdisk');
