@@ -40,6 +40,28 @@ function normaliseBooleans(value: Record<string, unknown>, schema: Schema): void
   }
 }
 
+/** An integer as the README documents them: decimal digits, optionally '-'. */
+const DECIMAL = /^-?[0-9]+$/;
+/** Put in place of a value no integer key takes: ajv cannot coerce it, so the key is reported with the file's value. */
+const NOT_AN_INTEGER = 'not an integer';
+
+/**
+ * ajv's coercion is meant for ini's strings ("10" -> 10), but it also takes what no administrator means as a
+ * number: ini's boolean `true` (-> 1: fillstate_limit = true made the fill guard act at 1 %), and JavaScript's
+ * number forms `0x10`, `0b11`, `1e3`, `+5`. Only plain decimal integers reach ajv's coercion; anything else in an
+ * integer key is made a value it refuses, reported as the file had it.
+ */
+function guardIntegers(value: Record<string, unknown>, schema: Schema): void {
+  const props = (schema['properties'] ?? {}) as Record<string, Schema>;
+  const patterns = (schema['patternProperties'] ?? {}) as Record<string, Schema>;
+  for (const [key, v] of Object.entries(value)) {
+    const sub = props[key] ?? Object.entries(patterns).find(([re]) => new RegExp(re).test(key))?.[1];
+    if (!sub) continue;
+    if (sub['type'] === 'integer' && !(typeof v === 'string' && DECIMAL.test(v.trim()))) value[key] = NOT_AN_INTEGER;
+    else if (sub['type'] === 'object' && v && typeof v === 'object') guardIntegers(v as Record<string, unknown>, sub);
+  }
+}
+
 /** "/detector/1MF/minpause" -> section "detector.1MF", key "minpause". */
 function locate(err: ErrorObject): { section: string; key: string } {
   const parts = err.instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'));
@@ -225,6 +247,7 @@ export function parseConfig<T>(file: string, text: string, validate: ValidateFun
   const raw = JSON.parse(JSON.stringify(ini.parse(text))) as Record<string, unknown>;
   normaliseBooleans(raw, validate.schema as Schema);
   const original = JSON.parse(JSON.stringify(raw)) as unknown; // ajv coerces in place; report what the file said
+  guardIntegers(raw, validate.schema as Schema);
   if (!validate(raw)) throw new ConfigError(file, describeErrors(validate.errors ?? [], original));
   return raw as T;
 }

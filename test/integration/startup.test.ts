@@ -91,6 +91,21 @@ describe('daemon start with a bad configuration (S3)', function () {
     assert.ok(linked.stderr.includes(`section [detector.1MF], key 'target': '${dir}/toroot/./1mf' is replicated from ${dir}/toroot, which leads to /`), linked.stderr);
   });
 
+  it("both daemons exit 78 naming an integer key given as ini's true/false or a JavaScript number form (S3)", async () => {
+    const g = path.join(dir, 'int-grimseld.conf');
+    writeFileSync(g, `fillstate_limit = true\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\nn_copy_processes = 0x10\n`);
+    const r = await start(GRIMSELD_BIN, g);
+    assert.equal(r.code, 78, r.stderr);
+    assert.ok(r.stderr.includes("top level (before any section), key 'fillstate_limit': must be integer, got 'true'"), r.stderr);
+    assert.ok(r.stderr.includes("section [storage.internal], key 'n_copy_processes': must be integer, got '0x10'"), r.stderr);
+    const f = path.join(dir, 'int-furkad.conf');
+    writeFileSync(f, `uid = false\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/ramdisk/./1mf\nminpause = 1e3\n`);
+    const c = await run(FURKAD_BIN, '--check', '--config', f);
+    assert.equal(c.code, 78, c.stderr);
+    assert.ok(c.stderr.includes("top level (before any section), key 'uid': must be integer, got 'false'"), c.stderr);
+    assert.ok(c.stderr.includes("section [detector.1MF], key 'minpause': must be integer, got '1e3'"), c.stderr);
+  });
+
   it('a missing file is named too', async () => {
     const r = await start(GRIMSELD_BIN, path.join(dir, 'nope.conf'));
     assert.equal(r.code, 78);

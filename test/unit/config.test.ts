@@ -314,4 +314,24 @@ describe('grimseld.conf schema (S3, G1)', () => {
   it('refuses a fill-state limit above 100 percent', () => {
     assert.match(problems(() => grimseld(`fillstate_limit = 120\n${INT}`))[0]!, /top level \(before any section\), key 'fillstate_limit': must be <= 100, got '120'/);
   });
+
+  it("takes only decimal integers in integer keys: not ini's true/false, nor 0x10, 0b11, 1e3, +5, '' (S3, G6)", () => {
+    // fillstate_limit = true was read as 1 %: the fill guard linked or deleted at once.
+    assert.deepEqual(problems(() => grimseld(`fillstate_limit = true\nstatus_port = 0x10\nhistory_max_entries = +5\n` +
+      `temp_max_age_s = 1e3\nlogfile_max_number = 0b11\n[storage.internal]\ntype = INTERNAL\ntarget = /data\nn_copy_processes = true\n`)), [
+      "top level (before any section), key 'logfile_max_number': must be integer, got '0b11'",
+      "top level (before any section), key 'status_port': must be integer, got '0x10'",
+      "top level (before any section), key 'history_max_entries': must be integer, got '+5'",
+      "top level (before any section), key 'fillstate_limit': must be integer, got 'true'",
+      "top level (before any section), key 'temp_max_age_s': must be integer, got '1e3'",
+      "section [storage.internal], key 'n_copy_processes': must be integer, got 'true'",
+    ]);
+    assert.deepEqual(problems(() => furkad(`uid = false\ngid =\n${DET}minpause = 1.5\n`)), [
+      "top level (before any section), key 'uid': must be integer, got 'false'",
+      "top level (before any section), key 'gid': must be integer, got ''",
+      "section [detector.1MF], key 'minpause': must be integer, got '1.5'",
+    ]);
+    const c = grimseld(`fillstate_limit = 007\nstatus_port = "47100"\n${INT}n_copy_processes = 12\n`);
+    assert.deepEqual([c.fillstate_limit, c.status_port, c.storage['internal']!.n_copy_processes], [7, 47100, 12]);
+  });
 });
