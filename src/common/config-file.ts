@@ -1,5 +1,7 @@
 // Reads a daemon's INI file and validates it against that daemon's JSON Schema (S3).
+import { execFileSync } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { isIP } from 'node:net';
 import * as path from 'node:path';
 import * as ini from 'ini';
 import Ajv, { type ErrorObject, type ValidateFunction } from 'ajv';
@@ -110,6 +112,16 @@ export function metricsProperties(defaultPort: number) {
     metrics_address: { type: 'string', description: 'listen address of the Prometheus endpoint (GET /metrics); unset = off' },
     metrics_port: { type: 'integer', minimum: 0, maximum: 65535, default: defaultPort },
   } as const;
+}
+
+/**
+ * A listen address must be an IP address (S3): a name was looked up only when the listener started, and one that
+ * did not resolve (or 256.1.1.1) failed the start with exit 1 and no key named. The problem, or undefined.
+ */
+export function listenAddressProblem(key: string, address: string | undefined): string | undefined {
+  if (address === undefined || isIP(address) !== 0) return undefined;
+  return `${TOP}, key '${key}': '${address}' is not an IP address (the address to listen on: 127.0.0.1, ::1, 0.0.0.0 for ` +
+    "every IPv4 address, :: for every address, or one of this host's addresses)";
 }
 
 /** `[name.ID]` sections, each validated by `schema`; at least one. */
@@ -331,6 +343,31 @@ export function prepareDirectory(file: string, key: string, dir: string): void {
         : `${where}: '${dir}' cannot be a directory: '${cur}' is ${kindOf(st)}`]);
     }
     throw new ConfigError(file, [`${where}: cannot create '${dir}': ${(e as Error).message}`]);
+  }
+}
+
+/**
+ * Creates the operators' FIFO a top-level key names (grimseld's `fifo`, G8; root only: mode 0600) unless it exists.
+ * A path that holds something else, or where none can be made (/proc/files), is a configuration error naming
+ * the key, not a "Command failed: mkfifo" from deep inside the start (exit 1). Run at start only, as
+ * prepareDirectory.
+ */
+export function prepareFifo(file: string, key: string, fifo: string): void {
+  const where = `${TOP}, key '${key}'`;
+  let st = lstatSync(fifo, { throwIfNoEntry: false });
+  if (st === undefined) {
+    try {
+      mkdirSync(path.dirname(fifo), { recursive: true, mode: 0o755 });
+      execFileSync('mkfifo', ['-m', '0600', fifo], { stdio: ['ignore', 'ignore', 'pipe'] });
+    } catch (e) {
+      const why = String((e as { stderr?: Buffer }).stderr ?? '').trim().replace(/^mkfifo: (cannot create fifo '.*': )?/, '') || (e as Error).message;
+      throw new ConfigError(file, [`${where}: cannot create the FIFO '${fifo}': ${why}`]);
+    }
+    st = lstatSync(fifo);
+  }
+  if (!st.isFIFO()) {
+    throw new ConfigError(file, [`${where}: '${fifo}' exists and is ${st.isDirectory() ? 'a directory' : kindOf(st)}, not a FIFO; ` +
+      'grimseld does not take it over: configure another path or remove it']);
   }
 }
 

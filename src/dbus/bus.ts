@@ -89,7 +89,12 @@ export class BusWatch {
   readonly lost: Promise<void>;
 
   constructor(bus: MessageBus, log: Logger) {
-    bus.on('error', (e) => log.error({ err: e }, 'bus connection error'));
+    // Once stopping, an error is the end the daemon asked for (a connection still in its handshake, ended by a
+    // failed start, reports "write after end"): not worth a stack in the log.
+    bus.on('error', (e) => {
+      if (this.#stopping) log.debug({ err: (e as Error).message }, 'bus connection error while stopping');
+      else log.error({ err: e }, 'bus connection error');
+    });
     this.lost = busLost(bus).then((why) => {
       if (this.#stopping) return;
       this.#gone = why;

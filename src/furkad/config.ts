@@ -1,5 +1,5 @@
 // furkad.conf: its JSON Schema (one, compiled once) and its typed form (S3).
-import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
+import { compileSchema, ConfigError, listenAddressProblem, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 import { validSchedule } from './shift-schedule.js';
 import { nestedTargets } from '../common/paths.js';
 import { confinement } from './shift.js';
@@ -144,6 +144,8 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
         'target, so one detector\'s would be placed through the other\'s directory: give them targets side by side, or set usrdir'));
     }
   }
+  const address = listenAddressProblem('metrics_address', config.metrics_address);
+  if (address) throw new ConfigError(file, [address]);
   if (config.shift_schedule !== undefined && !validSchedule(config.shift_schedule)) {
     throw new ConfigError(file, [`top level (before any section), key 'shift_schedule': must be a cron expression ` +
       `('minute hour day-of-month month day-of-week', optionally seconds first), got '${config.shift_schedule}'`]);

@@ -1,7 +1,7 @@
 // grimseld.conf: its JSON Schema (one, compiled once a run), the storage rules a schema cannot say, and its typed form (S3, G1).
 import * as path from 'node:path';
 import type { ValidateFunction } from 'ajv';
-import { compileSchema, ConfigError, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
+import { compileSchema, ConfigError, listenAddressProblem, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 import { atOrBelow } from '../common/paths.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/grimseld.conf';
@@ -162,7 +162,7 @@ function checkPorts(config: GrimseldConfig): string[] {
   const listens: Array<[string, string, number]> = [['status_port', config.status_address, config.status_port],
     ['message_port', config.message_address, config.message_port]];
   if (config.metrics_address !== undefined) listens.push(['metrics_port', config.metrics_address, config.metrics_port]);
-  const wildcard = (a: string): boolean => a === '0.0.0.0' || a === '::' || a === '';
+  const wildcard = (a: string): boolean => a === '0.0.0.0' || a === '::';
   const problems: string[] = [];
   listens.forEach(([key, address, port], i) => {
     const same = listens.slice(0, i).find(([, a, p]) => p === port && port !== 0 && (a === address || wildcard(a) || wildcard(address)));
@@ -171,8 +171,14 @@ function checkPorts(config: GrimseldConfig): string[] {
   return problems;
 }
 
+/** Every listen address an IP address (common/config-file.ts listenAddressProblem). */
+function checkAddresses(config: GrimseldConfig): string[] {
+  return ([['status_address', config.status_address], ['message_address', config.message_address], ['metrics_address', config.metrics_address]] as const)
+    .map(([key, a]) => listenAddressProblem(key, a)).filter((p): p is string => p !== undefined);
+}
+
 export function parseGrimseldConfigObject(file: string, config: GrimseldConfig): GrimseldConfig {
-  const problems = [...checkStorageRules(config), ...checkRamdiskRules(config), ...checkOverlaps(config), ...checkPorts(config)];
+  const problems = [...checkStorageRules(config), ...checkRamdiskRules(config), ...checkOverlaps(config), ...checkAddresses(config), ...checkPorts(config)];
   if (problems.length) throw new ConfigError(file, problems);
   return config;
 }

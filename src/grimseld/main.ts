@@ -3,7 +3,7 @@
 // copy → STOPPING=1 → components stopped in reverse. Who owns what, and how a copy flows: docs/grimseld-design.md.
 // Run through its launcher, which sets its memory tuning (src/common/launch-profile.ts).
 import { parseDaemonArgs } from '../common/daemon-args.js';
-import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
+import { configOrExit, loadConfigOrExit, prepareDirectory, prepareFifo } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { BusWatch, connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
@@ -51,6 +51,7 @@ async function main(): Promise<number> {
     return 0;
   }
   configOrExit('grimseld', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
+  configOrExit('grimseld', () => prepareFifo(args.config, 'fifo', config.fifo));
   const log = createLogger('grimseld', config);
   const notifier = new Notifier(log);
 
@@ -174,7 +175,11 @@ async function main(): Promise<number> {
       exportInterface(bus, GRIMSEL_PATH, iface, GRIMSEL_IFACE, GRIMSEL_METHODS, GRIMSEL_WITH_CALLER);
       messages.subscribe((m) => iface.Message(m.errcode, m.shortMessage, m.longMessage));
       exportInterface(bus, GRIMSEL_PATH, new IntakeInterface(INTAKE_IFACE, intake), INTAKE_IFACE, INTAKE_METHODS);
-    }, () => bus.disconnect()),
+    }, () => {
+      // Also when a later component failed to start: the connection's end is grimseld's own, not a lost bus.
+      busWatch.stopping();
+      bus.disconnect();
+    }),
     component('status server', () => statusServer.start(config.status_port, config.status_address), () => statusServer.stop()),
     component('message server', () => messageServer.start(config.message_port, config.message_address), () => messageServer.stop()),
     metricsServer && component('metrics server', () => metricsServer.listen(config.metrics_port, config.metrics_address!), () => metricsServer.close()),

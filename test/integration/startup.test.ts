@@ -1,10 +1,12 @@
 // A daemon with a bad configuration refuses to start and says what is wrong (S3).
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, launchOf, tempDir } from '../fixtures/ppu.js';
 import { startProcess } from '../fixtures/processes.js';
+import { startBus } from '../fixtures/bus-daemon.js';
+import { createServer } from 'node:net';
 
 function start(bin: string, config: string): Promise<{ code: number; stderr: string }> {
   return run(bin, '--config', config);
@@ -104,6 +106,66 @@ describe('daemon start with a bad configuration (S3)', function () {
     assert.equal(c.code, 78, c.stderr);
     assert.ok(c.stderr.includes("top level (before any section), key 'uid': must be integer, got 'false'"), c.stderr);
     assert.ok(c.stderr.includes("section [detector.1MF], key 'minpause': must be integer, got '1e3'"), c.stderr);
+  });
+
+  it('grimseld --check and ppuctl config check name a listen address that is no IP address; exit 78, not "ENOTFOUND" at start (S3)', async () => {
+    const file = path.join(dir, 'addr-grimseld.conf');
+    writeFileSync(file, `status_address = 256.1.1.1\nmetrics_address = not-an-ip\nmessage_address = ::1\n` +
+      `[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\n`);
+    const problems = ["top level (before any section), key 'status_address': '256.1.1.1' is not an IP address",
+      "top level (before any section), key 'metrics_address': 'not-an-ip' is not an IP address"];
+    const r = await run(GRIMSELD_BIN, '--check', '--config', file);
+    assert.equal(r.code, 78, r.stderr);
+    for (const p of problems) assert.ok(r.stderr.includes(p), r.stderr);
+    const check = await run(PPUCTL_BIN, 'config', 'check', file);
+    assert.equal(check.code, 1);
+    for (const p of problems) assert.ok(check.stdout.includes(p), check.stdout);
+    const furkad = path.join(dir, 'addr-furkad.conf');
+    writeFileSync(furkad, `metrics_address = localhost\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/ramdisk/./1mf\n`);
+    const f = await run(FURKAD_BIN, '--check', '--config', furkad);
+    assert.equal(f.code, 78, f.stderr);
+    assert.ok(f.stderr.includes("top level (before any section), key 'metrics_address': 'localhost' is not an IP address"), f.stderr);
+  });
+
+  it('grimseld exits 78 naming fifo when it is no FIFO or none can be made there, not "Command failed: mkfifo" (G8)', async () => {
+    const plain = path.join(dir, 'not-a-fifo');
+    writeFileSync(plain, '');
+    const file = path.join(dir, 'fifo-grimseld.conf');
+    const conf = (fifo: string) => `fifo = ${fifo}\nstate_dir = ${dir}/gstate\nlicensekey = ${dir}/none.key\nstatus_port = 0\nmessage_port = 0\n` +
+      `[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\n`;
+    writeFileSync(file, conf(plain));
+    const r = await start(GRIMSELD_BIN, file);
+    assert.equal(r.code, 78, r.stderr);
+    assert.ok(r.stderr.includes(`grimseld: ${file}: invalid configuration:\n  top level (before any section), key 'fifo': '${plain}' exists and is ` +
+      'a regular file, not a FIFO'), r.stderr);
+    writeFileSync(file, conf('/proc/files'));
+    const p = await start(GRIMSELD_BIN, file);
+    assert.equal(p.code, 78, p.stderr);
+    assert.ok(p.stderr.includes("key 'fifo': cannot create the FIFO '/proc/files': "), p.stderr);
+    assert.doesNotMatch(p.stderr, /Command failed/);
+  });
+
+  it('grimseld that cannot listen at start says why in one line: no "write after end" stack, no "lost the system bus" (S1)', async () => {
+    const bus = await startBus(dir);
+    const held = createServer();
+    await new Promise<void>((resolve) => held.listen(46840, '127.0.0.1', resolve));
+    try {
+      mkdirSync(path.join(dir, 'ramdisk'), { recursive: true });
+      const file = path.join(dir, 'busy-grimseld.conf');
+      writeFileSync(file, `ramdisk_mountpoint = ${dir}/ramdisk\ntarget = ${dir}/ramdisk\nfifo = ${dir}/busy-files\nstate_dir = ${dir}/bstate\n` +
+        `licensekey = ${dir}/none.key\nstatus_port = 46840\nmessage_port = 0\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/bdata\n`);
+      const launch = launchOf(GRIMSELD_BIN);
+      const r = await new Promise<{ code: number; out: string }>((resolve) => {
+        execFile(process.execPath, [...launch.args, '--config', file], { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: bus.address }, timeout: 20_000 },
+          (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, out: stdout + stderr }));
+      });
+      assert.equal(r.code, 1, r.out);
+      assert.ok(r.out.includes('grimseld: cannot listen for status clients on 127.0.0.1:46840: the port is in use'), r.out);
+      assert.doesNotMatch(r.out, /write after end|ERR_STREAM|lost the system bus|"stack"/);
+    } finally {
+      held.close();
+      await bus.stop();
+    }
   });
 
   it('a missing file is named too', async () => {

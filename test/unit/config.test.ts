@@ -315,6 +315,17 @@ describe('grimseld.conf schema (S3, G1)', () => {
     assert.match(problems(() => grimseld(`fillstate_limit = 120\n${INT}`))[0]!, /top level \(before any section\), key 'fillstate_limit': must be <= 100, got '120'/);
   });
 
+  it('takes only IP addresses as listen addresses, naming the key: a name failed the start with exit 1 (S3, G9, G10)', () => {
+    const not = (key: string, v: string) => `top level (before any section), key '${key}': '${v}' is not an IP address (the address to listen on: ` +
+      "127.0.0.1, ::1, 0.0.0.0 for every IPv4 address, :: for every address, or one of this host's addresses)";
+    assert.deepEqual(problems(() => grimseld(`status_address = 256.1.1.1\nmessage_address = localhost\nmetrics_address =\n${INT}`)),
+      [not('status_address', '256.1.1.1'), not('message_address', 'localhost'), not('metrics_address', '')]);
+    assert.deepEqual(problems(() => furkad(`metrics_address = not-an-ip\n${DET}`)), [not('metrics_address', 'not-an-ip')]);
+    const c = grimseld(`status_address = ::1\nmessage_address = 0.0.0.0\nmetrics_address = 10.0.0.1\n${INT}`);
+    assert.deepEqual([c.status_address, c.message_address, c.metrics_address], ['::1', '0.0.0.0', '10.0.0.1']);
+    assert.equal(furkad(`metrics_address = ::\n${DET}`).metrics_address, '::');
+  });
+
   it("takes only decimal integers in integer keys: not ini's true/false, nor 0x10, 0b11, 1e3, +5, '' (S3, G6)", () => {
     // fillstate_limit = true was read as 1 %: the fill guard linked or deleted at once.
     assert.deepEqual(problems(() => grimseld(`fillstate_limit = true\nstatus_port = 0x10\nhistory_max_entries = +5\n` +
