@@ -123,11 +123,10 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
     }
   }
   // The shift furkad starts at every start: refused at the check, not only by the daemon (which would then fail to start).
-  for (const key of ['uid', 'gid'] as const) {
-    if (config[key] === 0 && !config.allow_root_shift) {
-      throw new ConfigError(file, [`top level (before any section), key '${key}': 0 makes the shift furkad starts at each start root's, ` +
-        'refused unless allow_root_shift = yes']);
-    }
+  const rootIds = (['uid', 'gid'] as const).filter((key) => config[key] === 0 && !config.allow_root_shift);
+  if (rootIds.length) {
+    throw new ConfigError(file, rootIds.map((key) => `top level (before any section), key '${key}': 0 makes the shift furkad starts at each ` +
+      "start root's, refused unless allow_root_shift = yes"));
   }
   const unconfined = Object.entries(config.detector).filter(([, d]) => confinement(d.target) === '/');
   if (unconfined.length) {

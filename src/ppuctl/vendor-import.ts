@@ -3,7 +3,7 @@
 import * as path from 'node:path';
 import * as ini from 'ini';
 import { ConfigError, parseConfig } from '../common/config-file.js';
-import { validateFurkadConfig } from '../furkad/config.js';
+import { checkFurkadConfig, validateFurkadConfig } from '../furkad/config.js';
 import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../grimseld/config.js';
 
 export type VendorKind = 'furkad' | 'grimseld';
@@ -140,10 +140,11 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
     ...(unconverted.length ? ['', ...unconverted] : []),
   ].join('\n') + '\n';
 
-  // The result must also be a configuration the daemon accepts.
+  // The result must also be a configuration the daemon accepts: the checks of `config check`, not the schema alone
+  // (uid 0 passes the schema; furkad refuses it without allow_root_shift).
   const label = `${file} (converted)`;
   try {
-    if (kind === 'furkad') parseConfig(label, written, validateFurkadConfig);
+    if (kind === 'furkad') checkFurkadConfig(label, parseConfig(label, written, validateFurkadConfig));
     else parseGrimseldConfigObject(label, parseConfig<GrimseldConfig>(label, written, grimseldValidator()));
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;

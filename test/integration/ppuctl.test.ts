@@ -191,6 +191,24 @@ describe('ppuctl (S7)', function () {
     }
   });
 
+  it('config import refuses what config check would: a vendor uid 0 is named, exit 1, not "nothing left out" (S3)', async () => {
+    const dir = tempDir('ppuctl-import-root');
+    const vendor = path.join(dir, 'furka_dectris.conf');
+    writeFileSync(vendor, 'uid 0\ngid 0\ndetectorID 1MF\nremoteIP 10.10.10.11\ntarget /ramdisk/./1mf\n');
+    const out = path.join(dir, 'furkad.conf');
+    const r = await run('config', 'import', vendor, '-o', out);
+    assert.equal(r.code, 1, r.stderr);
+    assert.doesNotMatch(r.stderr, /nothing left out/);
+    for (const k of ['uid', 'gid']) {
+      assert.ok(r.stderr.includes(`the converted file is not valid: top level (before any section), key '${k}': 0 makes the shift furkad starts ` +
+        "at each start root's, refused unless allow_root_shift = yes"), r.stderr);
+    }
+    const check = await run('config', 'check', out);
+    assert.equal(check.code, 1);
+    assert.ok(check.stdout.includes("key 'uid': 0 makes the shift furkad starts at each start root's"), check.stdout);
+    noStack(r);
+  });
+
   it('config import converts vendor files that config check then accepts; --json reports the same', async () => {
     const dir = tempDir('ppuctl-import');
     const furkad = path.join(dir, 'furkad.conf');

@@ -27,6 +27,18 @@ describe('vendor config import (S3)', () => {
     assert.ok(Object.values(c.detector).every((d) => d.transport === 'rsync'), "the vendor's detector servers have the stock rsync daemon");
   });
 
+  it('runs the checks of config check on the result, not the schema alone: uid 0, a target replicated from / (S3, S2)', () => {
+    const r = importVendorConfig('/etc/furka_dectris.conf', 'uid 0\ngid 0\ndetectorID 1MF\nremoteIP 10.10.10.11\ntarget /./ramdisk/1mf\n');
+    assert.equal(r.mapped, 4);
+    assert.deepEqual(r.problems, ['uid', 'gid'].map((k) => `the converted file is not valid: top level (before any section), key '${k}': ` +
+      "0 makes the shift furkad starts at each start root's, refused unless allow_root_shift = yes"));
+    const t = importVendorConfig('/etc/furka_dectris.conf', 'uid 500\ngid 500\ndetectorID 1MF\nremoteIP 10.10.10.11\ntarget /./ramdisk/1mf\n');
+    assert.equal(t.problems.length, 1);
+    assert.match(t.problems[0]!, /^the converted file is not valid: section \[detector\.1MF\], key 'target': '\/\.\/ramdisk\/1mf' is replicated from \//);
+    const g = importVendorConfig('/etc/grimsel_dectris.conf', 'fillstate_limit true\nstorageID internal\ntype internal\ntarget /data\n');
+    assert.deepEqual(g.problems, ["the converted file is not valid: top level (before any section), key 'fillstate_limit': must be integer, got 'true'"]);
+  });
+
   it('converts a grimsel_dectris.conf with three storages, booleans and types normalised', () => {
     const [file, text] = vendorFile('grimsel_dectris.conf');
     const r = importVendorConfig(file, text);
