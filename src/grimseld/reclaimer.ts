@@ -16,6 +16,7 @@ import { DirFd } from '../common/dir-fd.js';
 import { LinkSweeper } from './link-dirs.js';
 import { sameFile } from './copier.js';
 import { fillState, isMountPoint } from './mounts.js';
+import { MOUNT_RECHECK_MS } from './mount-watch.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub, MessageCode } from './messages.js';
@@ -34,7 +35,9 @@ export interface ReclaimSettings {
   /**
    * After a shift-change clean-up in which some original could not be deleted (a DEL_ERROR: a directory a user
    * swapped for a link, a file made immutable), the clean-up runs again after this pause (ms), doubling up to
-   * DELETE_RETRY_MAX_MS while it keeps failing, not only at the next shift change (G5). Default 30 s.
+   * DELETE_RETRY_MAX_MS while it keeps failing, not only at the next shift change (G5). Default 30 s. A fill guard's
+   * link or deletion that failed (a LINK_ERROR or DEL_ERROR for that file) waits as long before that file is tried
+   * again, doubling the same way (G6, G7).
    */
   deleteRetryMs?: number;
 }
@@ -42,6 +45,11 @@ export interface ReclaimSettings {
 const DELETE_RETRY_MS = 30_000;
 /** The longest pause between two tries of a clean-up that keeps failing (see deleteRetryMs). */
 const DELETE_RETRY_MAX_MS = 600_000;
+/**
+ * While a storage the reclaimer needs is not mounted (G13), its one message about it is repeated this often: the
+ * originals that wait for it are not tried one by one (each would fail, four times a second).
+ */
+const UNMOUNTED_REPEAT_MS = 60_000;
 
 type Where = 'ramdisk' | 'internal';
 
@@ -60,6 +68,20 @@ export function linkTempName(name: string, id: number): string {
   return `${tempPrefix(name, '.grimsel-link-', 8)}${(id >>> 0).toString(16).padStart(8, '0')}`;
 }
 
+/**
+ * Runs `open` (a walk from `storage`'s target) and says a target that is not there as what it is, not as the bare
+ * ENOENT of its open: the storage is not mounted, or its target is gone.
+ */
+function targetMissing<T>(storage: StorageInfo, open: () => T): T {
+  try {
+    return open();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+    throw new Error(`the target ${storage.target} of storage ${storage.id} is missing` +
+      `${storage.mountpoint ? ` (is ${storage.mountpoint} mounted?)` : ''}`);
+  }
+}
+
 export class Reclaimer {
   #raised = new Map<string, Set<MessageCode>>();
   /** Earlier shifts may have originals to clean (set at a shift start and while some wait for copies). */
@@ -73,6 +95,12 @@ export class Reclaimer {
   readonly #links: LinkSweeper;
   /** Records whose deletion failed at the last try: skipped until #retryAt. */
   #failedIds = new Set<number>();
+  /** Records whose link or deletion by a fill guard failed: each skipped until `at`, its pause doubling (G6, G7). */
+  #guardPauses = new Map<number, { at: number; ms: number }>();
+  /** Mount points as last read (at most once a second): each guard tick and clean-up asks. */
+  #mountChecks = new Map<string, { ok: boolean; at: number }>();
+  /** When each storage's 'not mounted' was last said, per code (one message per storage, not one per file). */
+  #unmountedSaid = new Map<string, number>();
 
   constructor(
     private readonly catalog: Catalog,
@@ -81,6 +109,7 @@ export class Reclaimer {
     private readonly settings: ReclaimSettings,
     private readonly messages: MessageHub,
     private readonly log: Logger,
+    private readonly isMounted: (dir: string) => Promise<boolean> = isMountPoint,
   ) {
     this.#links = new LinkSweeper(catalog, { ramdisk: settings.ramdiskRoot, internal: internal.target }, messages, log,
       { firstMs: settings.deleteRetryMs ?? DELETE_RETRY_MS, maxMs: DELETE_RETRY_MAX_MS }, internal.mountpoint,
@@ -137,24 +166,43 @@ export class Reclaimer {
     const retryDue = this.#retryAt > 0 && Date.now() >= this.#retryAt;
     const failedBefore = this.#failedIds;
     this.#failedIds = new Set();
+    // A deletion that needs a storage that is not mounted (G13) waits for it, looked at on every tick, and is said
+    // once for the storage: tried, each would fail on the bare mount point with a DEL_ERROR of its own.
+    await this.#readMounts();
+    const blocked = new Map<StorageInfo, number>();
+    const blockedBy = (rec: FileRecord, where: Where): boolean => {
+      const down = this.#downFor(rec, where);
+      if (down) {
+        blocked.set(down, (blocked.get(down) ?? 0) + 1);
+        waiting = true;
+      }
+      return down !== undefined;
+    };
     // A deletion that failed is tried again only when its pause is over, also while this runs on every tick
     // for files that wait for their copies.
     const remove = async (rec: FileRecord, where: Where): Promise<void> => {
-      if ((failedBefore.has(rec.id) && !retryDue) || !(await this.#remove(rec, where))) {
+      if (failedBefore.has(rec.id) && !retryDue) {
+        this.#failedIds.add(rec.id);
+        failed = true;
+      } else if (!(await this.#remove(rec, where)) && !blockedBy(rec, where)) { // unmounted meanwhile: waits for it
         this.#failedIds.add(rec.id);
         failed = true;
       }
     };
     for (const rec of this.catalog.ofShiftsBefore(current)) {
       if (rec.onRamdisk && rec.ramdisk !== 'deleted' && rec.ramdisk !== 'gone') {
-        if (this.catalog.copiedOn(rec, this.internal.id)) await remove(rec, 'ramdisk');
-        else waiting = true;
+        if (!this.catalog.copiedOn(rec, this.internal.id)) waiting = true;
+        else if (!blockedBy(rec, 'ramdisk')) await remove(rec, 'ramdisk');
       }
       if (!this.catalog.isLive(rec)) continue; // settled by the removal: nothing left to clean
       if (this.external && rec.internal === 'present' && (!rec.onRamdisk || rec.ramdisk === 'deleted' || rec.ramdisk === 'gone')) {
-        if (this.catalog.copiedOn(rec, this.external.id) && this.catalog.copiedOn(rec, this.internal.id)) await remove(rec, 'internal');
-        else waiting = true;
+        if (!this.catalog.copiedOn(rec, this.external.id) || !this.catalog.copiedOn(rec, this.internal.id)) waiting = true;
+        else if (!blockedBy(rec, 'internal')) await remove(rec, 'internal');
       }
+    }
+    for (const [st, n] of blocked) {
+      this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint} is not mounted; ${n} originals of ended shifts ` +
+        `whose copies are checked on it, or which lie on it, are not deleted until it is mounted again (G5)`);
     }
     this.#links.sweep(current); // in the background: the fill guards go on meanwhile
     // A shift that started meanwhile made the shift before it an earlier one too: its start set the mark and reset
@@ -175,17 +223,35 @@ export class Reclaimer {
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */
   async #guard(where: Where, mountpoint: string): Promise<void> {
     let fill = await fillState(mountpoint);
+    // The internal guard's bare mount point: the fill is the root file system's, and no original is there (G13).
+    if (where === 'internal' && fill.percent >= this.settings.fillLimitPercent && (await this.#readMounts()).has(this.internal)) return;
     this.#alarm(mountpoint, fill.percent);
     if (fill.percent < this.settings.fillLimitPercent) return;
     const copyHolder = where === 'ramdisk' ? this.internal : this.external!;
+    const links = where === 'internal' || this.settings.createLinks;
+    // An original whose copy is on a storage that is not mounted is not tried (each would fail on the bare mount
+    // point, four times a second, G13): said once for the storage instead.
+    await this.#readMounts();
+    const blocked = new Map<StorageInfo, number>();
+    const now = Date.now();
     let freed = 0;
     for (const rec of this.catalog.originalsOn(where, this.internal.id)) {
       if (!this.catalog.copiedOn(rec, copyHolder.id)) continue;
+      let down = this.#downFor(rec, where);
+      const pause = this.#guardPauses.get(rec.id);
+      if (!down && pause && now < pause.at) continue; // failed at its last try: one LINK_ERROR or DEL_ERROR per try, not per tick
       // G7 always links (the internal disk is the user's data); G6 as configured. Read before: the record
       // may be settled by it.
       const size = rec.size;
-      const linked = where === 'internal' || this.settings.createLinks ? await this.#link(rec, where, copyHolder) : await this.#remove(rec, where);
-      if (!linked) continue;
+      const linked = !down && (links ? await this.#link(rec, where, copyHolder) : await this.#remove(rec, where));
+      if (!linked) {
+        // A failure re-reads the mount table: a storage unmounted since the last reading holds up the rest of this round too.
+        down ??= this.#downFor(rec, where);
+        if (down) blocked.set(down, (blocked.get(down) ?? 0) + 1);
+        else if (this.catalog.isLive(rec)) this.#pauseGuard(rec.id, pause?.ms); // left alone without an error: settled
+        continue;
+      }
+      this.#guardPauses.delete(rec.id);
       freed += size;
       // Re-read the fill state every few MB freed rather than after every file.
       if (freed >= fill.totalBytes / 200) {
@@ -194,8 +260,87 @@ export class Reclaimer {
         if (fill.percent < this.settings.fillLimitPercent) break;
       }
     }
+    for (const [st, n] of blocked) {
+      this.#sayUnmounted(links ? 'LINK_ERROR' : 'DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint} is not mounted; ` +
+        `${mountpoint} is ${fill.percent.toFixed(1)}% full (limit ${this.settings.fillLimitPercent}%), and ${n} originals there whose ` +
+        `copies are checked on it are not ${links ? 'replaced by links to their copies' : 'deleted'} until it is mounted again`);
+    }
     fill = await fillState(mountpoint);
     this.#alarm(mountpoint, fill.percent);
+    for (const id of this.#guardPauses.keys()) if (!this.catalog.record(id)) this.#guardPauses.delete(id); // settled meanwhile
+  }
+
+  /** Record `id`'s original is tried again by the fill guard after a pause, the longer the more often it failed. */
+  #pauseGuard(id: number, lastMs: number | undefined): void {
+    const ms = lastMs === undefined ? (this.settings.deleteRetryMs ?? DELETE_RETRY_MS) : Math.min(lastMs * 2, DELETE_RETRY_MAX_MS);
+    this.#guardPauses.set(id, { at: Date.now() + ms, ms });
+  }
+
+  /**
+   * The storages holding what removing or linking the original of `rec` at `where` works on: the original itself
+   * (on the internal storage), and the copy it is checked against (the internal one; its external copy where the
+   * internal guard linked it, G7; the external one for an internal original). A link on the ramdisk needs none.
+   */
+  #needs(rec: FileRecord, where: Where): StorageInfo[] {
+    if (!this.catalog.isLive(rec)) return []; // settled by the try (its original gone): nothing left to do
+    if (where === 'ramdisk') {
+      if (rec.ramdisk === 'linked') return [];
+      return rec.internal === 'linked' && this.external ? [this.external] : [this.internal];
+    }
+    return rec.internal === 'linked' ? [this.internal] : [this.internal, ...(this.external ? [this.external] : [])];
+  }
+
+  /** The first storage that the work on the original of `rec` at `where` needs and that was not mounted at the last reading. */
+  #downFor(rec: FileRecord, where: Where): StorageInfo | undefined {
+    return this.#needs(rec, where).find((st) => st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.ok === false);
+  }
+
+  /**
+   * The storages (of `storages`, by default all the reclaimer works on) whose mount point is configured and not
+   * mounted now: read at most once a second, or at once when `fresh` (G13).
+   */
+  async #readMounts(storages = [this.internal, ...(this.external ? [this.external] : [])], fresh = false): Promise<Set<StorageInfo>> {
+    const down = new Set<StorageInfo>();
+    for (const st of storages) {
+      if (!st.mountpoint) continue;
+      const now = Date.now();
+      let checked = this.#mountChecks.get(st.mountpoint);
+      if (fresh || !checked || now - checked.at > MOUNT_RECHECK_MS) {
+        checked = { ok: await this.isMounted(st.mountpoint), at: now };
+        this.#mountChecks.set(st.mountpoint, checked);
+        if (checked.ok) this.#mountedAgain(st);
+      }
+      if (!checked.ok) down.add(st);
+    }
+    return down;
+  }
+
+  /**
+   * Says once that `storage` is not mounted and what waits for it, as a `code` message whose short text is the mount
+   * point (G10, G13), repeated every UNMOUNTED_REPEAT_MS while it stays so; `long` is built only when it is said.
+   */
+  #sayUnmounted(code: 'LINK_ERROR' | 'DEL_ERROR', storage: StorageInfo, long: () => string): void {
+    const key = `${code}\0${storage.id}`;
+    const said = this.#unmountedSaid.get(key);
+    const now = Date.now();
+    if (said !== undefined && now - said < UNMOUNTED_REPEAT_MS) return;
+    this.#unmountedSaid.set(key, now);
+    this.messages.publish(code, storage.mountpoint ?? storage.target, long());
+  }
+
+  /**
+   * Whether a storage that the failed work on `rec` at `where` needs is not mounted now (unmounted since the last
+   * reading of the mount table): then the failure is not said for the file, but once for the storage by the caller.
+   */
+  async #unmountedMeanwhile(rec: FileRecord, where: Where): Promise<boolean> {
+    return (await this.#readMounts(this.#needs(rec, where), true)).size > 0;
+  }
+
+  /** `storage` is found mounted: a later unmount is said at once again. */
+  #mountedAgain(storage: StorageInfo): void {
+    for (const code of ['LINK_ERROR', 'DEL_ERROR'] as const) {
+      if (this.#unmountedSaid.delete(`${code}\0${storage.id}`)) this.log.info({ storage: storage.id, mountpoint: storage.mountpoint }, 'storage mounted again; the reclaimer goes on with it');
+    }
   }
 
   #alarm(mountpoint: string, percent: number): void {
@@ -257,7 +402,7 @@ export class Reclaimer {
     const on = holder === this.internal && rec.internal === 'linked' && this.external ? this.external : holder;
     const rel = this.catalog.relOn(rec, on.id);
     const copy = destOf(on, rel);
-    const held = DirFd.openParent(on.target, rel);
+    const held = targetMissing(on, () => DirFd.openParent(on.target, rel));
     if (!held) throw new Error(`its copy ${copy} is missing (its directory is gone)`);
     try {
       const cst = await lstat(held.dir.at(held.name)).catch(() => undefined);
@@ -298,6 +443,7 @@ export class Reclaimer {
       if (done) await this.catalog.setOrigin(rec, where, 'linked');
       return done;
     } catch (e) {
+      if (await this.#unmountedMeanwhile(rec, where)) return false;
       this.messages.publish('LINK_ERROR', file, `cannot replace ${file} by a link to ${copy}: ${(e as Error).message}`);
       return false;
     }
@@ -326,6 +472,7 @@ export class Reclaimer {
       if (done) await this.catalog.setOrigin(rec, where, 'deleted');
       return done;
     } catch (e) {
+      if (await this.#unmountedMeanwhile(rec, where)) return false;
       this.messages.publish('DEL_ERROR', file, `cannot delete ${file}: ${(e as Error).message}`);
       return false;
     }
@@ -334,13 +481,13 @@ export class Reclaimer {
   /**
    * Notes the original of `rec` at `where` gone (its name or its directory is not there), unless it is an internal
    * copy on a storage whose mount point is not mounted (G13): what is missing then is the whole disk, back once it is
-   * mounted again. Throws then (a DEL_ERROR or LINK_ERROR naming the mount point, tried again later); noted gone,
+   * mounted again. Throws then (said once for the storage, tried again once it is mounted); noted gone,
    * the copy would have stayed on that disk for good, never deleted (G5) nor linked (G7). On the ramdisk (tmpfs)
    * an unmount takes the files with it.
    */
   async #gone(rec: FileRecord, where: Where): Promise<void> {
     const mountpoint = where === 'internal' ? this.internal.mountpoint : undefined;
-    if (mountpoint && !(await isMountPoint(mountpoint))) throw new Error(`${mountpoint} is not mounted: the file is left until it is again`);
+    if (mountpoint && !(await this.isMounted(mountpoint))) throw new Error(`${mountpoint} is not mounted: the file is left until it is again`);
     await this.catalog.setOrigin(rec, where, 'gone');
   }
 
@@ -351,7 +498,7 @@ export class Reclaimer {
    */
   async #inOriginalsDir(rec: FileRecord, where: Where, place: { root: string; rel: string },
     act: (dir: DirFd, name: string) => Promise<boolean>): Promise<boolean> {
-    const held = DirFd.openParent(place.root, place.rel);
+    const held = where === 'internal' ? targetMissing(this.internal, () => DirFd.openParent(place.root, place.rel)) : DirFd.openParent(place.root, place.rel);
     if (!held) {
       await this.#gone(rec, where);
       return false;

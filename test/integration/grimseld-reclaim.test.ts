@@ -1,11 +1,11 @@
 // Space on the ramdisk and the internal disk (G5, G6, G7): originals go only once their copy is
 // complete; oldest first; never a file not yet copied.
 import { strict as assert } from 'node:assert';
-import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
-import { mountTmpfs } from '../fixtures/tmpfs.js';
+import { mountTmpfs, unmount } from '../fixtures/tmpfs.js';
 
 const MB = 1024 * 1024;
 
@@ -251,6 +251,40 @@ describe('ramdisk overflow guard (G6) on a small real tmpfs', function () {
         assert.equal(sha256File(readFileSync(path.join(dir, f.rel))), f.sha256);
       }
       msgs.stop();
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
+
+describe('ramdisk overflow guard (G6) with the internal disk unmounted (G13)', function () {
+  this.timeout(120_000);
+
+  it('says once that the internal disk is not mounted, instead of a LINK_ERROR per file four times a second, and touches nothing', async () => {
+    // Found by a hostile tester: 500 copied files, the internal disk unmounted, the ramdisk over its limit gave
+    // ~1300 LINK_ERRORs a second ("ENOENT ... open '<target>'"), as long as the disk stayed away.
+    const ppu = new Ppu({ prefix: 'ppu-g6m', ramdiskBytes: 8 * MB, grimseld: { fillstate_limit: 50 } });
+    const internalMnt = mountTmpfs(path.join(ppu.work, 'internal-disk'), 16 * MB);
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(internalMnt, 'data'), mountpoint: internalMnt, n_copy_processes: 2 },
+    };
+    await ppu.start();
+    try {
+      await ppu.startShift(1800, 1801, []);
+      const files = stream(ppu, 'm', 200, 4096);
+      await copiedAll(ppu, 1800, 200, 1);
+      const msgs = await collectMessages(ppu);
+      unmount(internalMnt);
+      writeFileSync(path.join(ppu.ppuRamdisk, 'filler'), Buffer.alloc(5 * MB, 1)); // over the limit, and no file may go
+      await eventually(() => msgs.messages.some((m) => m[0] === 'FILLSTATE_LIMIT'), 10_000, 'the ramdisk over its limit');
+      await new Promise((r) => setTimeout(r, 3000)); // twelve rounds of the guard: 2400 LINK_ERRORs before the fix
+      msgs.stop();
+      const links = msgs.messages.filter(([code]) => code === 'LINK_ERROR');
+      assert.equal(links.length, 1, `one LINK_ERROR for the storage: ${links.length}: ${JSON.stringify(links.slice(0, 2))}`);
+      assert.equal(links[0]![1], internalMnt, 'naming the mount point');
+      assert.match(links[0]![2], new RegExp(`${internalMnt} is not mounted; .* 200 originals`));
+      const dir = path.join(ppu.ppuRamdisk, '1mf/1800_1801');
+      for (const f of files) assert.ok(lstatSync(path.join(dir, f.rel)).isFile(), `${f.rel} left alone`);
     } finally {
       await ppu.stop();
     }
