@@ -53,7 +53,13 @@ const UNMOUNTED_REPEAT_MS = 60_000;
 
 type Where = 'ramdisk' | 'internal';
 
-/** Fill-state alarms, each sent once per crossing (re-armed when the fill state drops below the limit). */
+/**
+ * Fill-state alarms, each sent once per episode: re-armed only once the fill state has dropped REARM_MARGIN_PERCENT
+ * below the limit. The guard frees space only to just below the limit, so a ramdisk that keeps filling crosses it
+ * again and again within seconds; re-armed at the limit, each crossing was an alarm (G10: 11 FILLSTATE_LIMIT and 7
+ * ALMOST_OVERFLOW in 5 s). An episode ends when space is freed by other means: a shift change (G5), an operator.
+ */
+const REARM_MARGIN_PERCENT = 5;
 const ALARMS: Array<{ code: MessageCode; atPercent: (limit: number) => number }> = [
   { code: 'FILLSTATE_LIMIT', atPercent: (limit) => limit },
   { code: 'ALMOST_OVERFLOW', atPercent: (limit) => Math.max(limit, 95) },
@@ -346,15 +352,18 @@ export class Reclaimer {
   #alarm(mountpoint: string, percent: number): void {
     let raised = this.#raised.get(mountpoint);
     if (!raised) this.#raised.set(mountpoint, (raised = new Set()));
-    if (percent < this.settings.fillLimitPercent) {
+    const limit = this.settings.fillLimitPercent;
+    const rearm = limit - Math.min(REARM_MARGIN_PERCENT, limit / 2);
+    if (percent < rearm) {
       raised.clear();
       return;
     }
     for (const a of ALARMS) {
-      if (percent >= a.atPercent(this.settings.fillLimitPercent) && !raised.has(a.code)) {
+      if (percent >= a.atPercent(limit) && !raised.has(a.code)) {
         raised.add(a.code);
         this.messages.publish(a.code, mountpoint, `${mountpoint} is ${percent.toFixed(1)}% full ` +
-          `(limit ${this.settings.fillLimitPercent}%); copied files are being ${this.settings.createLinks ? 'replaced by links' : 'deleted'}, files not yet copied are never touched`);
+          `(limit ${limit}%); copied files are being ${this.settings.createLinks ? 'replaced by links' : 'deleted'}, files not yet copied are never touched; ` +
+          `said again once it has been below ${rearm}%`);
       }
     }
   }

@@ -12,6 +12,7 @@ import { Catalog, type FileRecord } from '../../src/grimseld/catalog.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { Reclaimer, type ReclaimSettings } from '../../src/grimseld/reclaimer.js';
+import { fillState } from '../../src/grimseld/mounts.js';
 import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
 
 const WHEN = new Date('2026-03-01T12:00:00Z');
@@ -223,4 +224,81 @@ describe('the reclaimer while a storage it needs is not mounted, or a file canno
     assert.ok(srcs.every((s) => lstatSync(s).isSymbolicLink()), 'linked at the next try, once the copies are there');
     assert.equal(codes(messages, 'LINK_ERROR').length, 20, 'no more said');
   });
+});
+
+describe('the fill-state alarms of a steadily filling ramdisk (G6, G10)', function () {
+  this.timeout(30_000);
+  let root: string;
+  let journal: Journal | undefined;
+  beforeEach(() => {
+    root = mkdtempSync(path.join(os.tmpdir(), 'reclaimer-alarm-'));
+  });
+  afterEach(async () => {
+    await journal?.close();
+    journal = undefined;
+    unmountAll();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  for (const limit of [50, 95]) {
+    const expected = limit >= 95 ? ['FILLSTATE_LIMIT', 'ALMOST_OVERFLOW'] : ['FILLSTATE_LIMIT'];
+    it(`limit ${limit} %: ${expected.join(' and ')} once while the guard holds the fill at the limit, again only after it has dropped clearly below`, async () => {
+      const ramdisk = mountTmpfs(path.join(root, 'ramdisk'), 4 * MB);
+      const copies = path.join(root, 'internal');
+      const opened = await Journal.open(path.join(root, 'state'));
+      journal = opened.journal;
+      const catalog = new Catalog(opened.journal, { storages: ['internal'], historyMaxEntries: 50, ramdiskRoot: ramdisk, hasExternal: false });
+      catalog.replay(opened.records);
+      await catalog.shift(1n, 500, 501);
+      const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: copies, mountpoint: undefined, writers: 1 };
+      const hub = new MessageHub(log);
+      const messages: Message[] = [];
+      hub.subscribe((m) => messages.push(m));
+      const reclaimer = new Reclaimer(catalog, internal, undefined, {
+        ramdiskRoot: ramdisk, ramdiskMountpoint: ramdisk, createLinks: false, fillLimitPercent: limit, intervalMs: 5, deleteRetryMs: 1000,
+      }, hub, log);
+      // A detector delivering 16 KiB files (0.4 % of the ramdisk), each copied at once: the guard deletes the oldest
+      // to just below the limit, and the next file crosses it again.
+      let n = 0;
+      const deliverOne = async (): Promise<void> => {
+        const rel = `1mf/u/run/f_${String(n++).padStart(5, '0')}.cbf`;
+        const bytes = Buffer.alloc(16 * 1024, n);
+        for (const base of [ramdisk, copies]) {
+          mkdirSync(path.join(base, path.dirname(rel)), { recursive: true });
+          writeFileSync(path.join(base, rel), bytes);
+          utimesSync(path.join(base, rel), WHEN, WHEN);
+        }
+        const st = statSync(path.join(ramdisk, rel));
+        const [rec] = await catalog.accept(1n, [{ src: path.join(ramdisk, rel), rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }]);
+        await catalog.setCopy(rec!, 'internal', 'copied');
+      };
+      const count = (code: string): number => messages.filter((m) => m.errcode === code).length;
+      /** Delivers a file every 10 ms for `ms`, or until `done`. */
+      const writeFor = async (ms: number, done: () => boolean = () => false): Promise<void> => {
+        for (const end = Date.now() + ms; !done() && Date.now() < end;) {
+          await deliverOne();
+          await sleep(10);
+        }
+      };
+      // Before the guard runs: 20 % that the operator frees later, and delivered files up to just below the limit.
+      writeFileSync(path.join(ramdisk, 'operator-file'), Buffer.alloc(Math.round(0.2 * 4 * MB), 1));
+      while ((await fillState(ramdisk)).percent < limit - 1.5) await deliverOne();
+      const stop = new AbortController();
+      const running = reclaimer.run(stop.signal);
+      try {
+        const before = n;
+        await writeFor(2500); // some 200 files, a fifth of the ramdisk each 50: the limit crossed again and again
+        assert.ok(n - before > 100, `the detector delivered ${n - before} files`);
+        for (const code of expected) assert.equal(count(code), 1, `${code} once: ${JSON.stringify(messages.map((m) => [m.errcode, m.longMessage]))}`);
+        assert.equal(count('DISK_OVERFLOW'), 0);
+        // The operator frees a fifth of the ramdisk: the next time the fill reaches the limit it is said again.
+        rmSync(path.join(ramdisk, 'operator-file'));
+        await writeFor(10_000, () => expected.every((code) => count(code) === 2));
+        for (const code of expected) assert.equal(count(code), 2, `${code} again after the fill dropped: ${count(code)}`);
+      } finally {
+        stop.abort();
+        await running;
+      }
+    });
+  }
 });
