@@ -89,6 +89,7 @@ async function main(): Promise<number> {
     createLinks: config.create_links,
     fillLimitPercent: config.fillstate_limit,
     intervalMs: 250,
+    tempKey,
   }, messages, log);
   const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted(), () => reclaimer.earlierShiftDelivered());
   const fifo = new FileFifo(config.fifo, (paths) => intake.addMany(paths), log);

@@ -7,7 +7,8 @@
 // file, and the link or the deletion then acts on that entry of that same directory. A user who changes
 // the entry itself between the check and the act can only have grimseld replace or remove a name in a
 // directory of their own, which they could do themselves.
-import { tempPrefix } from '../common/name-max.js';
+import { randomBytes } from 'node:crypto';
+import { linkTempName, type TempKey } from './temp-names.js';
 import { fsync } from 'node:fs';
 import { lstat, readlink, rename, symlink, unlink, lchown } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -40,6 +41,8 @@ export interface ReclaimSettings {
    * again, doubling the same way (G6, G7).
    */
   deleteRetryMs?: number;
+  /** The key of grimseld's temp names (temp-names.ts), also of the link temp names; a key of its own if unset. */
+  tempKey?: TempKey;
 }
 
 const DELETE_RETRY_MS = 30_000;
@@ -67,14 +70,6 @@ const ALARMS: Array<{ code: MessageCode; atPercent: (limit: number) => number }>
 ];
 
 /**
- * The temp name of the link that replaces original `name` of record `id` (G6, G7): the same for every try, so
- * that a link a killed grimseld left under it is found and removed by the next try, or by the deletion.
- */
-export function linkTempName(name: string, id: number): string {
-  return `${tempPrefix(name, '.grimsel-link-', 8)}${(id >>> 0).toString(16).padStart(8, '0')}`;
-}
-
-/**
  * Runs `open` (a walk from `storage`'s target) and says a target that is not there as what it is, not as the bare
  * ENOENT of its open: the storage is not mounted, or its target is gone.
  */
@@ -99,6 +94,7 @@ export class Reclaimer {
   #retryMs = 0;
   /** The fill guards' links of ended shifts, removed in the background (link-dirs.ts). */
   readonly #links: LinkSweeper;
+  readonly #tempKey: TempKey;
   /** Records whose deletion failed at the last try: skipped until #retryAt. */
   #failedIds = new Set<number>();
   /** Records whose link or deletion by a fill guard failed: each skipped until `at`, its pause doubling (G6, G7). */
@@ -117,6 +113,7 @@ export class Reclaimer {
     private readonly log: Logger,
     private readonly isMounted: (dir: string) => Promise<boolean> = isMountPoint,
   ) {
+    this.#tempKey = settings.tempKey ?? randomBytes(32);
     this.#links = new LinkSweeper(catalog, { ramdisk: settings.ramdiskRoot, internal: internal.target }, messages, log,
       { firstMs: settings.deleteRetryMs ?? DELETE_RETRY_MS, maxMs: DELETE_RETRY_MAX_MS }, internal.mountpoint,
       [internal.target, ...(external ? [external.target] : [])]);
@@ -433,7 +430,7 @@ export class Reclaimer {
       const done = await this.#inOriginalsDir(rec, where, place, async (dir, name) => {
         const owner = await this.#verify(rec, where, holder, dir, name);
         if (!owner) return false;
-        const tmp = linkTempName(name, rec.id);
+        const tmp = linkTempName(this.#tempKey, name, rec.id);
         // A link of this name left by a grimseld killed before its rename goes first (else it would stay, and
         // dangle once the copy it names is gone).
         await unlink(dir.at(tmp)).catch(() => {});
@@ -475,7 +472,7 @@ export class Reclaimer {
           return false;
         }
         await unlink(dir.at(name));
-        await unlink(dir.at(linkTempName(name, rec.id))).catch(() => {}); // a killed link's leftover, as in #link
+        await unlink(dir.at(linkTempName(this.#tempKey, name, rec.id))).catch(() => {}); // a killed link's leftover, as in #link
         return true;
       });
       if (done) await this.catalog.setOrigin(rec, where, 'deleted');

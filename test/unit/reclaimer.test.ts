@@ -12,7 +12,11 @@ import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
-import { linkTempName, Reclaimer } from '../../src/grimseld/reclaimer.js';
+import { Reclaimer } from '../../src/grimseld/reclaimer.js';
+import { linkTempName } from '../../src/grimseld/temp-names.js';
+
+/** grimseld's temp-name key, as loadTempKey gives it. */
+const KEY = Buffer.alloc(32, 7);
 import { LinkSweeper } from '../../src/grimseld/link-dirs.js';
 import { fillState } from '../../src/grimseld/mounts.js';
 import { flip } from '../fixtures/flip.js';
@@ -78,7 +82,7 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
     const reclaimer = new Reclaimer(catalog, internal, undefined, {
-      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5, deleteRetryMs: 1000,
+      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5, deleteRetryMs: 1000, tempKey: KEY,
     }, hub, log);
     return { reclaimer, messages };
   }
@@ -143,16 +147,27 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
     const { catalog, reclaimer, recs } = await world(2, true, 1);
     // Left by the killed grimseld: root's temp links beside both originals, named as each try names them.
-    const stale = recs.map((r) => path.join(run, linkTempName(path.basename(r.src), r.id)));
+    const stale = recs.map((r) => path.join(run, linkTempName(KEY, path.basename(r.src), r.id)));
     for (const t of stale) symlinkSync(path.join(root, 'internal/1mf/u/run11/gone'), t);
     await runUntil(reclaimer, () => !catalog.isLive(recs[0]!) && !catalog.isLive(recs[1]!), 5000);
     assert.ok(lstatSync(path.join(run, 'g_000')).isSymbolicLink(), 'linked');
     assert.deepEqual(readdirSync(run).sort(), ['g_000', 'g_001'], 'no temp link left beside them');
   });
 
+  it("never removes a user's file named as a link temp name of a release before the key, when it links or deletes the original beside it (G5, G6)", async function () {
+    if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
+    const { catalog, reclaimer, recs } = await world(1, true, 1);
+    // `.NAME.grimsel-link-` and the record id in 8 hex digits: any user could make that name.
+    const mine = path.join(run, `.g_000.grimsel-link-${(recs[0]!.id >>> 0).toString(16).padStart(8, '0')}`);
+    writeFileSync(mine, 'the user\'s own file');
+    await runUntil(reclaimer, () => !catalog.isLive(recs[0]!), 5000);
+    assert.ok(lstatSync(path.join(run, 'g_000')).isSymbolicLink(), 'linked');
+    assert.equal(readFileSync(mine, 'utf8'), 'the user\'s own file');
+  });
+
   it('removes such a temp link with the original it deletes at a shift change (G5, G12)', async () => {
     const { catalog, reclaimer, recs } = await world(1, false, 101);
-    const stale = path.join(run, linkTempName('g_000', recs[0]!.id));
+    const stale = path.join(run, linkTempName(KEY, 'g_000', recs[0]!.id));
     symlinkSync(path.join(root, 'internal/1mf/u/run11/g_000'), stale);
     await catalog.shift(2n, 600, 601);
     reclaimer.shiftStarted();
