@@ -1,28 +1,109 @@
-// Setting a file's times to the microsecond it should have (F3, G3). Node has no nanosecond utimes: its
-// futimes/utimes take seconds as a double, which libuv turns into a timespec and then cuts to whole
-// microseconds. Near 1.8e9 s a double resolves only ~238 ns, so the plain quotient of a time that falls on a
-// whole microsecond (every copy of one) lands a microsecond low about half the time: a copy 1 µs below its
-// original, and, where the original fell on a whole millisecond, a copy whose millisecond differs, which
-// grimseld never recognised as its copy (the original was then never deleted nor linked: a ramdisk filling
-// up, found by a hostile tester). Half a microsecond up keeps the double inside the right microsecond.
+// Setting a file's times to the microsecond it should have (F3, G3), and G3's measure of the same file. Every
+// utimes/futimes of a delivered file or a copy goes through setFileTimes: Node's own has two traps.
+//
+// A negative number (a time before 1970) is silently replaced by the current time (toUnixTimestamp in Node's
+// lib/internal/fs/utils.js, Node 16 and 20 alike): such a file's copy got "now", counted as copied and verified,
+// and its original was never deleted nor linked (DEL_ERROR "its copy … is not complete" at every shift change,
+// found by a hostile tester). A numeric string is passed through as it is, negative too, and unlike a Date it
+// keeps the sub-millisecond part, so the seconds are handed over as a string.
+//
+// Node has no nanosecond utimes: it takes seconds as a double, which libuv turns into a timespec and cuts to
+// whole microseconds, toward zero. Near 1.8e9 s a double resolves only ~238 ns, so the plain quotient of a time
+// that falls on a whole microsecond (every copy of one) lands a microsecond off about half the time: a copy 1 µs
+// below its original, and, where the original fell on a whole millisecond, a copy whose millisecond differs,
+// which grimseld never recognised as its copy. Half a microsecond away from zero keeps the double inside the
+// right microsecond; the file is read back, and another candidate tried where it is not (a libuv that rounds
+// otherwise, or beyond 2^33 s where a double no longer resolves a microsecond).
+import { fstatSync, futimesSync } from 'node:fs';
 
 const NS = 1_000_000_000n;
+const US = 1000n;
 
-/** Seconds to hand futimes/utimes so that the file gets exactly the microsecond of `ns` (below it: dropped). */
-export function utimesSeconds(ns: bigint): number {
+/** `ns` cut down to its microsecond (floor: -1 ns is the microsecond before the epoch). */
+export function toMicrosecond(ns: bigint): bigint {
+  const r = ns % US;
+  return r < 0n ? ns - r - US : ns - r;
+}
+
+/** Whole seconds (floor) and the microseconds after them. */
+function split(ns: bigint): [bigint, bigint] {
   let sec = ns / NS;
-  if (ns < 0n && sec * NS !== ns) sec -= 1n; // floor, for the rare time before 1970
-  const us = (ns - sec * NS) / 1000n;
-  return Number(sec) + (Number(us) + 0.5) / 1e6;
+  if (ns < 0n && sec * NS !== ns) sec -= 1n;
+  return [sec, (ns - sec * NS) / US];
+}
+
+/**
+ * Seconds to hand futimes/utimes so that the file gets exactly the microsecond of `ns` (below it: dropped),
+ * as libuv cuts toward zero: half a microsecond away from it (before 1970, below).
+ */
+export function utimesSeconds(ns: bigint): number {
+  const [sec, us] = split(ns);
+  return Number(sec) + (Number(us) + (ns < 0n ? -0.5 : 0.5)) / 1e6;
+}
+
+/** The seconds tried in turn for `ns`: utimesSeconds, then half a microsecond the other way, then the exact quotient. */
+function candidates(ns: bigint): number[] {
+  const [sec, us] = split(ns);
+  const at = (off: number): number => Number(sec) + (Number(us) + off) / 1e6;
+  return ns < 0n ? [at(-0.5), at(0.5), at(0)] : [at(0.5), at(-0.5), at(0)];
+}
+
+/**
+ * Gives the open file `fd` the access and modification times `atimeNs`, `mtimeNs` (ns since the epoch, negative
+ * before 1970) to the microsecond, and returns the mtime the file got, as the kernel reports it. That is
+ * toMicrosecond(mtimeNs), unless the file system cannot store the time: ext4 keeps 1901-12-13 … 2446-05-10
+ * (2^31 s either side of the epoch on a small or old one) and clamps to the edge, tmpfs and btrfs keep any
+ * (see sameSizeAndMtime, and storeableMtime for what a caller makes of another result).
+ */
+export function setFileTimes(fd: number, atimeNs: bigint, mtimeNs: bigint): bigint {
+  const want = toMicrosecond(mtimeNs);
+  const a = candidates(atimeNs);
+  const m = candidates(mtimeNs);
+  let got = want;
+  for (let i = 0; i < m.length; i++) {
+    // Strings: a negative number would be taken for "now" (above).
+    futimesSync(fd, String(a[i]), String(m[i]));
+    got = fstatSync(fd, { bigint: true }).mtimeNs;
+    if (got === want) return got;
+  }
+  return got;
+}
+
+/**
+ * Whether `got` (what a file system stored, setFileTimes) keeps the mtime `wantNs`: the same microsecond, or
+ * within the 2 µs a double of seconds resolves beyond 2^33 s (year 2242). Otherwise the time is not one the
+ * file system can store: the caller says so.
+ */
+export function storeableMtime(wantNs: bigint, got: bigint): boolean {
+  const d = toMicrosecond(wantNs) - got;
+  return d <= 2000n && d >= -2000n;
+}
+
+/** Seconds either side of the epoch that every Linux file system keeps (a signed 32-bit time_t): 1901-12-13 … 2038-01-19. */
+const EVERY_FS_KEEPS_S = 2 ** 31 - 1;
+
+/**
+ * Whether mtime `copyMs` is what a file system that cannot store `originalMs` makes of it: the kernel clamps a
+ * time beyond a file system's range to its edge, a whole second, nearer to the epoch, and no Linux file
+ * system's edge lies within 2^31 s of it. So a copy on ext4 of a file of the year 2500 (15032385535 s, 2446)
+ * is its copy; nothing within 1901-12-13 … 2038-01-19 ever matches this way.
+ */
+function clampedCopy(originalMs: number, copyMs: number): boolean {
+  if (copyMs % 1000 !== 0) return false;
+  const edge = EVERY_FS_KEEPS_S * 1000;
+  return (originalMs > copyMs && copyMs >= edge) || (originalMs < copyMs && copyMs <= -edge - 1000);
 }
 
 /**
  * G3's measure of the same file: the same size and the same mtime, to the millisecond (what every copy path
- * keeps), or within 2 µs across a millisecond's edge. A copy's mtime is its original's cut to the microsecond
- * (above), and an mtime in milliseconds as a double resolves ~0.24 µs: an original at .707999999 s reads as
- * 708 ms, its copy at .707999 as 707. Copies made before utimesSeconds were up to 1 µs low too. Without the
- * tolerance such a copy was never taken for complete, and its original stayed for good (G5, G6).
+ * keeps), or within 2 µs across a millisecond's edge, or a copy's mtime clamped to the edge of what its file
+ * system keeps (clampedCopy). A copy's mtime is its original's cut to the microsecond (above), and an mtime in
+ * milliseconds as a double resolves ~0.24 µs: an original at .707999999 s reads as 708 ms, its copy at .707999
+ * as 707. Copies made before utimesSeconds were up to 1 µs low too. Without the tolerance such a copy was never
+ * taken for complete, and its original stayed for good (G5, G6); the same for a clamped one.
  */
 export function sameSizeAndMtime(a: { size: number; mtimeMs: number }, b: { size: number; mtimeMs: number }): boolean {
-  return a.size === b.size && (Math.floor(a.mtimeMs) === Math.floor(b.mtimeMs) || Math.abs(a.mtimeMs - b.mtimeMs) < 0.002);
+  if (a.size !== b.size) return false;
+  if (Math.floor(a.mtimeMs) === Math.floor(b.mtimeMs) || Math.abs(a.mtimeMs - b.mtimeMs) < 0.002) return true;
+  return clampedCopy(a.mtimeMs, b.mtimeMs) || clampedCopy(b.mtimeMs, a.mtimeMs);
 }

@@ -2,8 +2,8 @@
 // over one HTTP/2 connection into staging, placed by the loop, and acknowledged so the agent deletes their
 // sources (A2–A5, docs/agent-protocol.md). No polling: a run starts when something was announced.
 import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
-import { closeSync, constants, fchmodSync, fchownSync, futimesSync, openSync } from 'node:fs';
-import { utimesSeconds } from '../common/file-times.js';
+import { closeSync, constants, fchmodSync, fchownSync, openSync } from 'node:fs';
+import { setFileTimes } from '../common/file-times.js';
 import * as path from 'node:path';
 import { AgentClient, FileGone, type Announced } from './agent-client.js';
 import { arrival, shownSent } from '../common/checksum-trailer.js';
@@ -565,8 +565,8 @@ export class AgentTransport implements Transport {
       this.#damaged.delete(w.id);
       fchmodSync(fd, w.mode & 0o755);
       fchownSync(fd, ctx.shift.uid, ctx.shift.gid);
-      const seconds = utimesSeconds(w.mtimeNs); // the detector's mtime to the microsecond (Node has no ns)
-      futimesSync(fd, seconds, seconds);
+      // The detector's mtime to the microsecond, before 1970 too (common/file-times.ts); the ramdisk's tmpfs keeps any.
+      setFileTimes(fd, w.mtimeNs, w.mtimeNs);
       this.#provenance.write(fd, got.checksum, ctx.shift, w.path);
       keep = true;
     } finally {

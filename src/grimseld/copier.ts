@@ -16,8 +16,8 @@
 // fsync waits for anything, so one blocking call after another in one thread, as cp makes them, costs half
 // the CPU of a trip through libuv's pool and back to the event loop for each (BENCHMARKS.md). Files waiting in
 // numbers are copied a batch at a time (copyMany), and the directories of a batch are walked once each.
-import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, futimesSync, linkSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { utimesSeconds } from '../common/file-times.js';
+import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, linkSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond } from '../common/file-times.js';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
@@ -62,6 +62,12 @@ export interface CopyResult {
   verified: boolean;
   /** Where the copy's ppu.* attributes went (a copy made): copy-provenance.ts. */
   attributes?: Attributes;
+  /**
+   * The file's mtime lies beyond what the storage's file system keeps (the year 2500 on ext4), which stored the
+   * nearest it can (ns since the epoch, as decimal strings): the copy counts (G3's measure takes it, common/file-times.ts);
+   * the dispatcher says so.
+   */
+  mtimeClamped?: { wanted: string; stored: string };
 }
 
 
@@ -96,6 +102,8 @@ interface Written {
   /** Whether `tmp` was created (by us: O_EXCL), and so is ours to remove. */
   made: boolean;
   fd: number | undefined;
+  /** The mtime the storage's file system clamped (CopyResult). */
+  mtimeClamped?: CopyResult['mtimeClamped'];
 }
 
 /**
@@ -241,7 +249,7 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
       throw ChecksumMismatch.source(job.src, job.checksum, read);
     }
     w.checksum = (job.checksum ?? read)!;
-    futimesSync(w.fd, utimesSeconds(source.atimeNs), utimesSeconds(source.mtimeNs)); // to the microsecond (file-times.ts)
+    w.mtimeClamped = keepTimes(w.fd, source, job.src, job.dest);
     if (opts.preserveUid || opts.preserveGid) fchownSync(w.fd, owner[0], owner[1]);
     return w;
   } catch (e) {
@@ -249,6 +257,32 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
     else closeSync(source.fd);
     throw e;
   }
+}
+
+/**
+ * Gives the copy open as `fd` the source's times to the microsecond (F3, G3; common/file-times.ts: a time before
+ * 1970 as well). A time the storage's file system cannot store is clamped by the kernel to the edge of its range:
+ * such a copy is taken (G3's measure knows the clamp, so its original is cleaned up at the shift change, G5) and
+ * returned for the dispatcher to say. Any other time than the one set is not a faithful copy: an error, retried,
+ * the original kept, with what the file system made of the time.
+ */
+function keepTimes(fd: number, source: Source, src: string, dest: string): CopyResult['mtimeClamped'] {
+  const stored = setFileTimes(fd, source.atimeNs, source.mtimeNs);
+  if (storeableMtime(source.mtimeNs, stored)) return undefined;
+  const wanted = toMicrosecond(source.mtimeNs);
+  const asMs = (ns: bigint): number => Number(ns / 1000n) / 1000;
+  const says = `the file system of ${dest} cannot store the mtime of ${src}, ${shownTime(wanted)}: it kept ${shownTime(stored)}`;
+  if (!sameSizeAndMtime({ size: 0, mtimeMs: asMs(wanted) }, { size: 0, mtimeMs: asMs(stored) })) {
+    throw new Error(`${says}; the copy would not be faithful (G3), so it is not made and the original stays`);
+  }
+  return { wanted: String(wanted), stored: String(stored) };
+}
+
+/** An mtime in ns since the epoch, for a message: ISO 8601 where Date reaches (±275 760 years), and the seconds. */
+function shownTime(ns: bigint): string {
+  const sec = Number(ns / 1000n) / 1e6;
+  const d = new Date(Math.floor(sec * 1000)); // the millisecond it is in (Date cuts toward 1970)
+  return `${Number.isNaN(d.getTime()) ? '' : `${d.toISOString()} = `}${sec} s`;
 }
 
 /**
@@ -345,7 +379,8 @@ function commit(w: Written, verify: boolean, progress: Progress): CopyResult {
   closeSync(w.source.fd);
   w.source.fd = -1;
   if (!isDelivered(now, expect)) throw new SourceChanged(`${src} changed while it was copied`);
-  const made = (shown: string): CopyResult => ({ outcome: 'copied', dest: shown, checksum: w.checksum, verified: w.verified, attributes: w.attributes! });
+  const made = (shown: string): CopyResult => ({ outcome: 'copied', dest: shown, checksum: w.checksum, verified: w.verified, attributes: w.attributes!,
+    ...(w.mtimeClamped ? { mtimeClamped: w.mtimeClamped } : {}) });
   for (const name of candidateNames(w.name)) {
     const shown = path.join(path.dirname(dest), name);
     if (takeName(w.dir, w.tmp, name)) return made(shown);

@@ -324,6 +324,13 @@ export class Dispatcher implements CopyEvents {
       await this.catalog.setCopy(rec, storage.id, 'copied', { rel, verified: r.result?.verified === true,
         checksum: r.job.checksum === undefined && made !== undefined ? tagged(made) : undefined });
       if (rel !== undefined) this.#besideAnother(r, wanted);
+      const clamped = r.result?.mtimeClamped;
+      if (clamped) {
+        // G3 cannot be met there; G5 still cleans the original up (common/file-times.ts), so this is where the time is kept.
+        this.log.warn({ storage: storage.id, src: r.job.src, dest: r.dest, mtime_ns: clamped.wanted, stored_mtime_ns: clamped.stored },
+          `storage ${storage.id}: its file system cannot store the mtime of ${r.job.src} (${clamped.wanted} ns since the epoch) and ` +
+          `gave the copy ${clamped.stored} ns, the nearest it keeps; counted as copied, and its original is cleaned up with its shift`);
+      }
       return;
     }
     // The storage unmounted between the mount check and the copy (G13, copy-dirs.ts): nothing was written and

@@ -1,11 +1,13 @@
 // Space on the ramdisk and the internal disk (G5, G6, G7): originals go only once their copy is
 // complete; oldest first; never a file not yet copied.
 import { strict as assert } from 'node:assert';
-import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { mountTmpfs, unmount } from '../fixtures/tmpfs.js';
+import { toMicrosecond } from '../../src/common/file-times.js';
 
 const MB = 1024 * 1024;
 
@@ -71,6 +73,47 @@ describe('shift change cleanup (G5)', function () {
       await ppu.stop();
     }
   });
+
+  for (const transport of ['rsync', 'agent'] as const) {
+    it(`delivers and copies files of before 1970 with their mtimes, and deletes their originals at the shift change (${transport}; F3, G3, G5)`, async () => {
+      // The testers' files: their copies got the time of the copy (Node takes a negative number of seconds for
+      // "now"), and at every shift change each original got "DEL_ERROR … its copy … is not complete", for ever.
+      const ppu = await new Ppu({ prefix: `ppu-pre1970-${transport}`, transport, ramdiskBytes: 16 * MB }).start();
+      try {
+        const msgs = await collectMessages(ppu);
+        await ppu.startShift(1500, 1501, []);
+        const times = ['-1', '-43200', '-1009843199.876543219', '-0.000000001']; // touch -d '@-1', 1969-12-31 12:00, 1938
+        const want = new Map<string, bigint>();
+        for (const [i, at] of times.entries()) {
+          const rel = `old/f${i}.cbf`;
+          const full = path.join(ppu.detectorRamdisks['1MF']!, rel);
+          mkdirSync(path.dirname(full), { recursive: true });
+          const tmp = path.join(path.dirname(full), `.f${i}.cbf.writing`); // the writer's temp name (writeImage)
+          writeFileSync(tmp, `frame ${i} of a scan before 1970`);
+          execFileSync('touch', ['-m', '-d', `@${at}`, tmp]);
+          want.set(rel, statSync(tmp, { bigint: true }).mtimeNs);
+          renameSync(tmp, full);
+        }
+        await copiedAll(ppu, 1500, times.length, 1);
+        const onRamdisk = path.join(ppu.ppuRamdisk, '1mf/1500_1501');
+        const internal = path.join(ppu.storageRoot, 'internal/1mf/1500_1501');
+        for (const [rel, ns] of want) {
+          // rsync keeps the nanoseconds, the agent transport the microsecond; the copy the microsecond.
+          const placed = statSync(path.join(onRamdisk, rel), { bigint: true }).mtimeNs;
+          assert.ok(placed === ns || placed === toMicrosecond(ns), `${rel} on the PPU ramdisk at ${placed}, not ${ns}`);
+          assert.equal(statSync(path.join(internal, rel), { bigint: true }).mtimeNs, toMicrosecond(ns), `${rel}'s copy`);
+        }
+        await ppu.startShift(1600, 1601, []);
+        await eventually(() => listFiles(onRamdisk).length === 0, 20_000, "the earlier shift's ramdisk files deleted (G5)");
+        assert.deepEqual(listFiles(internal).sort(), [...want.keys()].sort(), 'every copy kept');
+        const errors = msgs.messages.filter(([code]) => code === 'DEL_ERROR' || code === 'COPY_ERROR' || code === 'LINK_ERROR');
+        assert.deepEqual(errors, [], 'no error said');
+        msgs.stop();
+      } finally {
+        await ppu.stop();
+      }
+    });
+  }
 
   it('deletes files delivered late for an earlier shift (held behind a link its user planted) once copied, without waiting for the next shift change (G5)', async () => {
     const ppu = await new Ppu({ prefix: 'ppu-g5late' }).start();

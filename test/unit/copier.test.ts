@@ -9,7 +9,8 @@ import { chmodSync, chownSync, existsSync, lstatSync, linkSync, mkdirSync, mkdte
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { copyMany, SourceChanged } from '../../src/grimseld/copier.js';
+import { copyMany, sameFile, SourceChanged } from '../../src/grimseld/copier.js';
+import { toMicrosecond } from '../../src/common/file-times.js';
 import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
@@ -17,7 +18,7 @@ import { NotMounted } from '../../src/grimseld/copy-dirs.js';
 import { tempPrefix } from '../../src/common/name-max.js';
 import { SUFFIX_HEX, tempName } from '../../src/grimseld/temp-names.js';
 import type { Stats } from 'node:fs';
-import { mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
+import { mountImage, mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
 import { randomBytes } from 'node:crypto';
 
 /** The key of copy temp names (temp-names.ts). */
@@ -101,6 +102,28 @@ describe('a copy while the user swaps their directories (G3, docs/threat-model.m
       times.push(statSync(j.dest, { bigint: true }).mtimeNs - (ns - (ns % 1000n)));
     }
     assert.deepEqual(times, [0n, 0n, 0n, 0n], 'each copy at its original\'s microsecond');
+  });
+
+  it('gives the copy a time before 1970 to the microsecond, not the time of the copy (F3, G3; Node takes a negative number for now)', () => {
+    const off: string[] = [];
+    // The tester's files (touch -d '@-1', '1969-12-31 12:00'), one of 1938 with nanoseconds, and 1 ns before the epoch.
+    for (const [i, at] of ['-1', '-43200', '-1009843199.876543219', '-0.000000001'].entries()) {
+      const rel = `u/run10/old${i}.cbf`;
+      file(path.join(ramdisk, rel), `frame ${i}`);
+      execFileSync('touch', ['-m', '-d', `@${at}`, path.join(ramdisk, rel)]);
+      const j = job(rel, true);
+      const [r] = copyMany([j], storage, opts);
+      assert.equal(r instanceof Error ? r.message : r!.outcome, 'copied');
+      assert.equal(r instanceof Error ? undefined : r!.mtimeClamped, undefined, 'nothing clamped');
+      const ns = statSync(j.src, { bigint: true }).mtimeNs;
+      const got = statSync(j.dest, { bigint: true }).mtimeNs;
+      if (got !== toMicrosecond(ns)) off.push(`${at}: ${got}`);
+      assert.ok(sameFile(statSync(j.dest), statSync(j.src)), 'G3 takes it for the copy (G5 then cleans its original up)');
+      // Delivered again: the same file, not copied again (G3).
+      const [again] = copyMany([j], storage, opts);
+      assert.equal(again instanceof Error ? again.message : again!.outcome, 'identical');
+    }
+    assert.deepEqual(off, [], 'each copy at its original\'s microsecond');
   });
 
   it('copies a file whose name is as long as Linux allows (255 bytes), and sweeps its temp file as any other (G3)', () => {
@@ -279,6 +302,73 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
     chownSync(path.join(ramdisk, '1mf/700_701'), 700, 701);
     copy(ramdisk, '1mf/700_701/img_01.cbf', [700, 701]);
     assert.equal(uid('1mf/700_701'), 0, 'taken from nobody: root\'s');
+  });
+});
+
+describe('a time the storage cannot store (G3, G5)', function () {
+  // Real file systems: a tmpfs ramdisk keeps any time; ext4 keeps 1901-12-13 … 2446-05-10 with 256-byte inodes,
+  // clamping beyond, and with 128-byte ones whole seconds within 32 bits.
+  this.timeout(60_000);
+  before(prepareCopies);
+  let root: string;
+  let ramdisk: string;
+  const ext4 = (inodeBytes: number): string => {
+    const image = path.join(root, `ext4-${inodeBytes}.img`);
+    writeFileSync(image, '');
+    execFileSync('truncate', ['-s', '16M', image]);
+    execFileSync('mkfs.ext4', ['-q', '-F', '-I', String(inodeBytes), image]);
+    return mountImage(image, path.join(root, `storage-${inodeBytes}`));
+  };
+  beforeEach(function () {
+    try {
+      execFileSync('which', ['mkfs.ext4'], { stdio: 'ignore' });
+    } catch {
+      this.skip();
+    }
+    root = mkdtempSync(path.join(os.tmpdir(), 'copier-times-'));
+    ramdisk = mountTmpfs(path.join(root, 'ramdisk'), 1 << 20);
+    mkdirSync(path.join(ramdisk, 'u'));
+  });
+  afterEach(() => {
+    unmountAll();
+    rmSync(root, { recursive: true, force: true });
+  });
+  const copyAt = (storage: string, name: string, at: string): { r: Awaited<ReturnType<typeof copyMany>>[number]; src: string; dest: string } => {
+    const src = path.join(ramdisk, 'u', name);
+    writeFileSync(src, `frame ${name}`);
+    execFileSync('touch', ['-m', '-d', `@${at}`, src]);
+    const st = statSync(src);
+    const dest = path.join(storage, 'u', name);
+    const [r] = copyMany([{ src, root: ramdisk, dest, expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false }], storage, opts);
+    return { r: r!, src, dest };
+  };
+
+  it('takes a copy the kernel clamped to the edge of its file system for the copy, says so, and copies it once (the year 2500, 1800)', () => {
+    const storage = ext4(256);
+    for (const [name, at, edge] of [['y2500.cbf', '16725225600', 15032385535n], ['y1800.cbf', '-5364662400.5', -2147483648n]] as const) {
+      const { r, src, dest } = copyAt(storage, name, at);
+      assert.ok(!(r instanceof Error), String(r));
+      assert.equal(r.outcome, 'copied');
+      assert.equal(statSync(dest, { bigint: true }).mtimeNs, edge * 1_000_000_000n, 'the edge of ext4');
+      assert.deepEqual(r.mtimeClamped, { wanted: String(toMicrosecond(statSync(src, { bigint: true }).mtimeNs)), stored: String(edge * 1_000_000_000n) });
+      assert.ok(sameFile(statSync(dest), statSync(src)), 'G3 takes it for the copy: its original is cleaned up (G5), not a DEL_ERROR for ever');
+      const st = statSync(src);
+      const [again] = copyMany([{ src, root: ramdisk, dest, expect: { size: st.size, mtimeMs: st.mtimeMs }, sweep: false }], storage, opts);
+      assert.equal(again instanceof Error ? again.message : again!.outcome, 'identical', 'not copied again');
+    }
+    const { r, dest } = copyAt(storage, 'y1938.cbf', '-1009843199.876543219');
+    assert.equal(r instanceof Error ? r.message : r.mtimeClamped, undefined, 'ext4 keeps 1938');
+    assert.equal(statSync(dest, { bigint: true }).mtimeNs, -1009843199876544000n);
+  });
+
+  it('refuses, saying why, a copy whose file system stores another time than the edge (whole seconds on 128-byte inodes)', () => {
+    const storage = ext4(128);
+    const { r, dest } = copyAt(storage, 'y1938.cbf', '-1009843199.876543219');
+    assert.ok(r instanceof Error && /cannot store the mtime of .*y1938\.cbf, 1938-01-01T00:00:00\.123Z = -1009843199\.876544 s: it kept .* -1009843200 s; the copy would not be faithful/.test(r.message), String(r));
+    assert.ok(!existsSync(dest), 'no copy under the name');
+    assert.deepEqual(readdirSync(path.join(storage, 'u')), [], 'nor a temp file');
+    const clamped = copyAt(storage, 'y2100.cbf', '4102444800').r;
+    assert.equal(clamped instanceof Error ? clamped.message : clamped.mtimeClamped?.stored, String(BigInt(2 ** 31 - 1) * 1_000_000_000n), '2100: 2038-01-19');
   });
 });
 
