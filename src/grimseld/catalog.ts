@@ -48,6 +48,8 @@ export class Catalog {
   readonly #files = new RecordStore();
   /** Counts of records already resolved and dropped, per shift: [copied, failed, verified]; they live on in the snapshot. */
   #settled = new Map<bigint, Map<string, [number, number, number]>>();
+  /** Records taken whose journal line is not yet on disk: left out of a snapshot (their write may still fail). */
+  #unjournaled = new Set<number>();
   #nextId = 1;
   #index: Map<string, number>;
   /**
@@ -292,18 +294,19 @@ export class Catalog {
    */
   async accept(usertime: bigint, files: NewFile[], otherName?: (f: NewFile, takenAs: string) => void): Promise<FileRecord[]> {
     const fresh: FileRecord[] = [];
-    let known = false;
+    const known: FileRecord[] = [];
     for (const f of files) {
       const live = this.#files.latestAt(f.src);
       if (live?.sameAs(f)) {
         // Checked here, with no await since the lookup: two calls at once cannot both pass.
         if (otherName && live.rel !== f.rel) otherName(f, live.rel);
-        else known = true;
+        else known.push(live);
         continue;
       }
       const rec = this.#newRecord(this.#nextId++, usertime, f);
       for (const s of this.storageIds) this.#book.count(usertime, s, undefined, 'pending');
       this.#book.opened(usertime, 1);
+      this.#unjournaled.add(rec.id);
       fresh.push(rec);
     }
     if (!fresh.length) this.#book.trim(); // an earlier shift begun again for files it already had
@@ -318,8 +321,12 @@ export class Catalog {
         // not find them "known" and be told they are safe.
         for (const rec of fresh) this.#untake(rec);
         throw e;
+      } finally {
+        for (const rec of fresh) this.#unjournaled.delete(rec.id);
       }
-    } else if (known) await this.journal.durable();
+    } else if (known.length) await this.journal.durable();
+    // A known file's record taken back meanwhile (its batch failed): not safe, though our own batch was written.
+    if (known.some((rec) => !this.isLive(rec))) throw new Error('a file of this delivery could not be journaled by the call that took it first; deliver it again');
     return fresh;
   }
 
@@ -409,7 +416,8 @@ export class Catalog {
       yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
     for (const [u, d] of this.#linkDirs.entries()) yield { t: 'linkdir', u: String(u), w: d.where, d: d.dir, to: d.to };
-    for (const r of this.#files.values()) yield* this.#lines(r);
+    // Not a record whose own line is still on its way: if that write fails, the record is taken back.
+    for (const r of this.#files.values()) if (!this.#unjournaled.has(r.id)) yield* this.#lines(r);
   }
 
   /** A live record's journal lines, read at once (the snapshot is written while it is iterated). */

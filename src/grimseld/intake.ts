@@ -25,8 +25,8 @@ export function checkMarkedPath(p: string): { src: string; rel: string } {
   if (hasControl(p)) throw new RejectedPath(`path ${JSON.stringify(p)} contains control characters`);
   if (LONE_SURROGATE.test(p)) throw new RejectedPath(`path ${JSON.stringify(p)} is not valid Unicode`);
   if (!p.startsWith('/')) throw new RejectedPath(`path '${p}' is not absolute`);
-  // The path must end with the file's name: '/d/f1/.' used to be taken as file f1 with nothing to replicate
-  // ('.'), whose copy would be the storage target itself, retried for ever.
+  // The path must end with the file's name: '/d/f1/.' would be file f1 with nothing to replicate ('.'), whose
+  // copy would be the storage target itself, retried for ever.
   if (/\/\.\/*$/.test(p)) {
     throw new RejectedPath(`path '${p}': its './' marker is at its end, after the file's name, so nothing after it names the file; ` +
       `put the marker before the part to replicate, e.g. '/some_dir/./path/to/file'`);
@@ -93,7 +93,6 @@ export class Intake {
    * arrived with and its detector, kept in its record (I1).
    */
   async delivered(usertime: bigint, uid: number, gid: number, delivered: DeliveredFile[]): Promise<void> {
-    await this.shiftStarted(usertime, uid, gid);
     const files: NewFile[] = [];
     for (const [p, checksum, detector] of delivered) {
       try {
@@ -105,6 +104,9 @@ export class Intake {
         this.messages.publish('COPY_ERROR', `${p}:`, `${p}: ${why}`);
       }
     }
+    // The shift right before its files are counted: an earlier shift the status had let go is begun again here,
+    // and the status could let it go again while the files were looked at.
+    await this.shiftStarted(usertime, uid, gid);
     this.#reportOutside(files);
     this.dispatcher.submit(await this.catalog.accept(usertime, files));
     if (files.length > 0 && usertime !== this.catalog.currentShift?.usertime) this.onEarlierShift();

@@ -34,6 +34,8 @@ export class Journal {
   #buffer: string[] = [];
   #waiters: Array<{ resolve: () => void; reject: (e: Error) => void }> = [];
   #flushing: Promise<void> | undefined;
+  /** The batch being written now: it rejects when the batch could not be written. */
+  #writing: Promise<void> | undefined;
   #compacting = false;
   #lines: number;
 
@@ -79,12 +81,15 @@ export class Journal {
     return done;
   }
 
-  /** Resolves once every record appended so far is on disk (nothing of its own to write). */
+  /**
+   * Resolves once every record appended so far is on disk (nothing of its own to write); rejects as the batch
+   * that held them did: a caller who found its file already taken by a batch that failed is not told it is safe.
+   */
   durable(): Promise<void> {
     // Records still in the buffer: wait with them (also across a compaction, which holds them back).
     if (this.#buffer.length > 0) return new Promise((resolve, reject) => this.#waiters.push({ resolve, reject }));
     // Otherwise a batch may be on its way to the disk right now.
-    return this.#flushing ?? Promise.resolve();
+    return this.#writing ?? Promise.resolve();
   }
 
   async #flush(): Promise<void> {
@@ -95,12 +100,17 @@ export class Journal {
       const waiters = this.#waiters;
       this.#buffer = [];
       this.#waiters = [];
+      const fh = this.#fh;
+      const writing = appendLines(fh, text, () => fh.datasync());
+      this.#writing = writing;
+      writing.catch(() => undefined); // its waiters are told below; durable() callers through the promise itself
       try {
-        const fh = this.#fh;
-        await appendLines(fh, text, () => fh.datasync());
+        await writing;
         for (const w of waiters) w.resolve();
       } catch (e) {
         for (const w of waiters) w.reject(e as Error);
+      } finally {
+        this.#writing = undefined;
       }
     }
     this.#flushing = undefined;

@@ -78,6 +78,25 @@ describe('a full state directory (G12)', () => {
     await b.journal.close();
   });
 
+  it('grimseld tells a second delivery of the same files what it tells the first when their batch does not fit', async () => {
+    const a = await openCatalog();
+    await a.catalog.shift(1n, 500, 500);
+    const filler = fillAllButOnePage(dir);
+    const batch = Array.from({ length: 100 }, (_, i) => file(100 + i));
+    const turn = (): Promise<void> => new Promise((r) => setImmediate(r));
+    // At once (the second joins the batch still buffered), and two turns later (the batch is being written).
+    for (const wait of [async () => undefined, async () => { await turn(); await turn(); }]) {
+      const first = a.catalog.accept(1n, batch);
+      await wait();
+      const second = a.catalog.accept(1n, batch);
+      await assert.rejects(first, /ENOSPC/);
+      await assert.rejects(second, 'the second caller is not told its files are safe');
+    }
+    unlinkSync(filler);
+    assert.equal((await a.catalog.accept(1n, batch)).length, 100, 'taken once there is room');
+    await a.journal.close();
+  });
+
   it('grimseld keeps its journal when the compacted one does not fit, and leaves no half snapshot behind', async () => {
     const a = await openCatalog();
     await a.catalog.shift(1n, 500, 500);
