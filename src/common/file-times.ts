@@ -79,19 +79,21 @@ export function storeableMtime(wantNs: bigint, got: bigint): boolean {
   return d <= 2000n && d >= -2000n;
 }
 
-/** Seconds either side of the epoch that every Linux file system keeps (a signed 32-bit time_t): 1901-12-13 … 2038-01-19. */
-const EVERY_FS_KEEPS_S = 2 ** 31 - 1;
+/**
+ * The edges Linux file systems clamp a time beyond their range to, in seconds: a signed 32-bit time_t
+ * (2038-01-19 and 1901-12-13; ext4 with small inodes, ext3, xfs without bigtime), ext4's 34-bit one
+ * (2446-05-10) and xfs bigtime's (2486-07-02). tmpfs and btrfs keep any time.
+ */
+const CLAMP_EDGES_S = new Set([2 ** 31 - 1, -(2 ** 31), 15_032_385_535, 16_299_260_424]);
 
 /**
- * Whether mtime `copyMs` is what a file system that cannot store `originalMs` makes of it: the kernel clamps a
- * time beyond a file system's range to its edge, a whole second, nearer to the epoch, and no Linux file
- * system's edge lies within 2^31 s of it. So a copy on ext4 of a file of the year 2500 (15032385535 s, 2446)
- * is its copy; nothing within 1901-12-13 … 2038-01-19 ever matches this way.
+ * Whether mtime `copyMs` is what a file system that cannot store `originalMs` makes of it: one of the edges
+ * above, beyond which the original lies. So a copy on ext4 of a file of the year 2500 is its copy, and no other
+ * file with a whole-second mtime between 2038 and the original's is.
  */
 function clampedCopy(originalMs: number, copyMs: number): boolean {
-  if (copyMs % 1000 !== 0) return false;
-  const edge = EVERY_FS_KEEPS_S * 1000;
-  return (originalMs > copyMs && copyMs >= edge) || (originalMs < copyMs && copyMs <= -edge - 1000);
+  if (copyMs % 1000 !== 0 || !CLAMP_EDGES_S.has(copyMs / 1000)) return false;
+  return copyMs > 0 ? originalMs > copyMs : originalMs < copyMs;
 }
 
 /**

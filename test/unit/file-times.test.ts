@@ -78,6 +78,8 @@ describe('file times to the microsecond (F3, G3)', () => {
     assert.ok(!sameSizeAndMtime(s(2 ** 31 - 2), s(2 ** 31 - 3)), 'within 32 bits nothing is clamped');
     assert.ok(!sameSizeAndMtime(s(-5364662400), s(2 ** 31 - 1)), 'not across the epoch');
     assert.ok(!sameSizeAndMtime(s(16725225600), { size: 2, mtimeMs: 15032385535000 }), 'another size');
+    assert.ok(!sameSizeAndMtime(s(16725225600), s(4000000000)), 'a whole second between 2038 and the original is no edge');
+    assert.ok(sameSizeAndMtime(s(17000000000), s(16299260424)), 'xfs bigtime (2486-07-02)');
   });
 
   it('takes an original and its copy cut to the microsecond for the same file, across a millisecond edge too (G3)', () => {
