@@ -1,7 +1,7 @@
 // The shape the daemons share: run main, start and stop its components, wait for SIGTERM/SIGINT, exit with a
 // code systemd understands.
 import { setMaxListeners } from 'node:events';
-import type { Logger } from './logger.js';
+import { isJournalStream, type Logger } from './logger.js';
 
 /** Resolves on the first SIGTERM or SIGINT. */
 export function stopRequested(): Promise<NodeJS.Signals> {
@@ -23,8 +23,10 @@ export function runDaemon(name: string, main: () => Promise<number>, graceMs = 5
       setTimeout(() => process.exit(code), graceMs).unref();
     },
     (e: unknown) => {
-      process.stderr.write(`${name}: ${e instanceof Error ? e.message : String(e)}\n`);
-      process.exit(1);
+      // An error's line is an error in the journal; one that marks itself a configuration error (a bus address
+      // that is none) ends with EX_CONFIG, which the units do not restart.
+      process.stderr.write(`${isJournalStream(2) ? '<3>' : ''}${name}: ${e instanceof Error ? e.message : String(e)}\n`);
+      process.exit((e as { exitCode?: unknown } | undefined)?.exitCode === 78 ? 78 : 1);
     },
   );
 }

@@ -26,7 +26,10 @@ export function systemBusAddress(env: NodeJS.ProcessEnv = process.env): string {
 }
 
 /** DBUS_SYSTEM_BUS_ADDRESS names no bus we can connect to. */
-export class BusAddressError extends Error {}
+/** A DBUS_SYSTEM_BUS_ADDRESS that is no usable address: a configuration error (exit 78 for a daemon). */
+export class BusAddressError extends Error {
+  readonly exitCode = 78;
+}
 
 /**
  * What is wrong with one `transport:key=value,...` entry, or undefined. dbus-next parses addresses loosely and
