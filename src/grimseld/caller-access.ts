@@ -33,6 +33,24 @@ export class NotReadable extends Error {}
  * when the user database does not know the uid: the caller is then refused (fail closed).
  */
 export async function callerOf(uid: number): Promise<Caller> {
+  const now = Date.now();
+  const cached = known.get(uid);
+  if (cached && now - cached.at < GROUPS_KEPT_MS) return cached.caller;
+  const caller = await lookUp(uid);
+  known.set(uid, { caller, at: now });
+  if (known.size > 256) known.delete(known.keys().next().value as number);
+  return caller;
+}
+
+/**
+ * How long a uid's groups are kept: an operator's `ppuctl add` of many files asks two commands once, not twice
+ * per file (a slow directory service would otherwise outlast ppuctl's wait), and a group change still counts
+ * within a minute, as it would for a new login.
+ */
+const GROUPS_KEPT_MS = 60_000;
+const known = new Map<number, { caller: Caller; at: number }>();
+
+async function lookUp(uid: number): Promise<Caller> {
   const fail = (why: string): never => {
     throw new NotReadable(`cannot tell the groups of the calling uid ${uid} (${why}), so it may add no file; ask root to add it`);
   };
