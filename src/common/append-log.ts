@@ -24,8 +24,8 @@ export function readAppendLog(dir: string, name: string): { file: string; lines:
 
 // Appending lines. One write(2) to a nearly full file system may store only part of the text and report no
 // error; the next part then fails with ENOSPC. Node's writeFile writes on until the text is stored or an error
-// comes (a bare write() returns the short count, which went unnoticed: a hostile tester's full state_dir tore
-// grimseld's journal, lost the records behind the tear, and the journal then refused every start). On an error
+// comes (a bare write() returns the short count: stored as if whole, the records behind the tear would be lost
+// while their callers were told they are safe, and the torn line would make the file unreadable). On an error
 // the part already stored is cut off again: the file keeps ending with a complete line, so the next append does
 // not glue onto a torn one.
 

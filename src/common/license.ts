@@ -49,7 +49,6 @@ export function normalizeMac(mac: string): string {
   return mac.trim().toLowerCase().replace(/-/g, ':');
 }
 
-/** Issues a key text for `fields`, signed with a PEM Ed25519 private key. */
 /** The issuer's key is not an Ed25519 private key; the message says what it is instead. */
 export class IssuerKeyError extends Error {}
 
@@ -72,6 +71,7 @@ function issuerKey(pem: string): KeyObject {
   return key;
 }
 
+/** Issues a key text for `fields`, signed with a PEM Ed25519 private key. */
 export function issueLicense(privateKeyPem: string, fields: LicenseFields): string {
   const mac = normalizeMac(fields.mac);
   if (!MAC.test(mac)) throw new Error(`'${fields.mac}' is not a hardware address (expected six hex pairs, e.g. 02:42:ac:11:00:02)`);

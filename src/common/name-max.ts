@@ -1,4 +1,4 @@
-// Names within the kernel's limit on a directory entry: temp names (`.NAME.grimsel-XXXXXXXX`) and numbered
+// Names within the kernel's limit on a directory entry: temp names (`.NAME.grimsel-` and a suffix) and numbered
 // names (`NAME.~N~`) made beside a final name, and shown forms of names, all fit even beside a long NAME.
 import { createHash } from 'node:crypto';
 

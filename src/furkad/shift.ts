@@ -126,13 +126,9 @@ export function planShift(
 }
 
 /**
- * What must already exist of a requested target: the part before its './', or its parent without one.
- * furkad creates the rest; a typo in the existing part (/ramdsik) must not create a tree somewhere.
- */
-/**
  * Longest target or source taken, in bytes: the files below it need room within PATH_MAX (4096). A longer one
- * was taken, furkad made its thousands of directories, and the detector then kept retrying "cannot create"
- * until the next shift (a hostile tester's 3000 nested names).
+ * would have furkad make its thousands of directories, and the detector would then retry "cannot create" until
+ * the next shift, its files held on the detector.
  */
 const MAX_PATH_BYTES = 1024;
 
@@ -144,6 +140,10 @@ function tooLong(p: string): string | undefined {
   return name === undefined ? undefined : `has a name of ${Buffer.byteLength(name)} bytes, at most ${NAME_MAX}: '${name.slice(0, 32)}…'`;
 }
 
+/**
+ * What must already exist of a requested target: the part before its './', or its parent without one.
+ * furkad creates the rest; a typo in the existing part (/ramdsik) must not create a tree somewhere.
+ */
 export function existingPart(target: string): string {
   if (target.includes('/./') || target.endsWith('/.')) return splitMarked(markTarget(target)).root;
   return path.dirname(target.replace(/\/+$/, '') || '/');

@@ -45,8 +45,8 @@ export async function fillState(dir: string): Promise<FillState> {
  * Whether the mount on top at real path `at` shows something other than the bare directory: the directory as the
  * mount holding its parent has it. A bind of that directory onto itself does not count: systemd makes one for every
  * ReadWritePaths= entry of a unit with ProtectSystem=strict (grimseld.service's -/data), so /data is in the unit's
- * mount table whether or not the disk is there, and taken for a mount point it let copies go to the root file
- * system (a hostile tester's finding).
+ * mount table whether or not the disk is there, and taken for a mount point it would let copies go to the root
+ * file system.
  */
 export function mountedAt(at: string, mounts: Mount[]): boolean {
   const top = onTop(mounts.filter((m) => m.at === at));

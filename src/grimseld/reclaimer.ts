@@ -59,8 +59,8 @@ type Where = 'ramdisk' | 'internal';
 /**
  * Fill-state alarms, each sent once per episode: re-armed only once the fill state has dropped REARM_MARGIN_PERCENT
  * below the limit. The guard frees space only to just below the limit, so a ramdisk that keeps filling crosses it
- * again and again within seconds; re-armed at the limit, each crossing was an alarm (G10: 11 FILLSTATE_LIMIT and 7
- * ALMOST_OVERFLOW in 5 s). An episode ends when space is freed by other means: a shift change (G5), an operator.
+ * again and again within seconds; re-armed at the limit, each crossing would be an alarm, a steady stream of them
+ * in the normal state of a busy beamline (G10). An episode ends when space is freed by other means: a shift change (G5), an operator.
  */
 const REARM_MARGIN_PERCENT = 5;
 const ALARMS: Array<{ code: MessageCode; atPercent: (limit: number) => number }> = [

@@ -68,8 +68,8 @@ export function isOwnTempOf(key: TempKey, entry: string, name: string): boolean 
 /**
  * The temp name of the link that replaces original `name` of record `id` (G6, G7): the same for every try, so that
  * a link a killed grimseld left under it is found and removed by the next try or by the deletion, and keyed like
- * a copy's, for the same reason: the reclaimer removes that name unlooked-at, and a user's file beside the
- * original, named as the link's temp name of a release before the key (record ids count up), was deleted.
+ * a copy's, for the same reason: the reclaimer removes that name unlooked-at, so a name anyone can work out (the
+ * record ids count up) would let a user have their own file beside the original deleted.
  */
 export function linkTempName(key: TempKey, name: string, id: number): string {
   const stem = `${tempPrefix(name, LINK_TAG, LINK_ID_HEX + MAC_HEX)}${(id >>> 0).toString(16).padStart(LINK_ID_HEX, '0')}`;
