@@ -1,5 +1,5 @@
-// The detector package's upgrade check of a kept rsyncd.conf (F1, S1): the awk program of rpm/ppu-movers.spec's
-// %post detector, run as the scriptlet runs it, says "not chrooted" exactly when rsync would not chroot module
+// The detector package's upgrade check of a kept rsyncd.conf (F1, S1): scripts/rsyncd-chroot-check.sh, which
+// rpm/ppu-movers.spec's %post detector runs, says "not chrooted" exactly when rsync would not chroot module
 // ramdisk. The system tier runs the scriptlet itself on one such file.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
@@ -7,8 +7,8 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
-const spec = readFileSync(path.join(__dirname, '../../../rpm/ppu-movers.spec'), 'utf8');
-const program = /&& awk '([\s\S]*?)' %\{_sysconfdir\}\/ppu\/rsyncd\.conf/.exec(spec)?.[1];
+const REPO = path.join(__dirname, '../../..');
+const CHECK = path.join(REPO, 'scripts/rsyncd-chroot-check.sh');
 
 describe('the detector upgrade check of a kept rsyncd.conf', () => {
   let dir: string;
@@ -17,19 +17,22 @@ describe('the detector upgrade check of a kept rsyncd.conf', () => {
 
   /** Whether the scriptlet warns about `conf`. */
   const warns = (conf: string): boolean => {
-    assert.ok(program, 'the awk program is in %post detector');
     const file = path.join(dir, 'rsyncd.conf');
     writeFileSync(file, conf);
     try {
-      execFileSync('awk', [program, file]);
+      execFileSync('sh', [CHECK, file]);
       return true;
     } catch {
       return false;
     }
   };
 
+  it('is what %post detector runs, from the installed tree', () => {
+    assert.match(readFileSync(path.join(REPO, 'rpm/ppu-movers.spec'), 'utf8'), /sh %\{appdir\}\/scripts\/rsyncd-chroot-check\.sh %\{_sysconfdir\}\/ppu\/rsyncd\.conf/);
+  });
+
   it('is quiet on the shipped file, on a file without the setting (rsync then chroots) and on a module that turns it on', () => {
-    assert.equal(warns(readFileSync(path.join(__dirname, '../../../etc/ppu/rsyncd.conf'), 'utf8')), false);
+    assert.equal(warns(readFileSync(path.join(REPO, 'etc/ppu/rsyncd.conf'), 'utf8')), false);
     assert.equal(warns('[ramdisk]\npath = /ramdisk\n'), false);
     assert.equal(warns('use chroot = no\n[ramdisk]\nuse chroot = yes\n'), false);
     assert.equal(warns('# use chroot = no\n[ramdisk]\n'), false);
@@ -43,5 +46,6 @@ describe('the detector upgrade check of a kept rsyncd.conf', () => {
     assert.equal(warns('Use\tChroot=No\r\n[ramdisk]\r\n'), true);
     assert.equal(warns('usechroot = false\n[ramdisk]\n'), true);
     assert.equal(warns('[global]\nuse chroot = 0\n[ramdisk]\n'), true);
+    assert.equal(warns('use chroot = no'), true, 'a last line without its newline');
   });
 });
