@@ -484,7 +484,7 @@ export class DetectorLoop implements Component {
     let placed = 0;
     let failure: unknown;
     // Files offered while a batch is being placed go together as the next one: one outbox line and one
-    // hand-over per batch, not per file. A failure to note them is raised when the run ends.
+    // hand-over per batch, not per file. A failure to note them (a full state_dir) fails the run when it ends.
     const batches = new Batches<Offer>(async (batch) => {
       try {
         placed += await this.#handOver(shift, a, batch, staging, dir);
@@ -504,7 +504,13 @@ export class DetectorLoop implements Component {
       othersWaiting: () => this.gate.contended,
       learnedBy: this.#draining ? this.#heldAt : Infinity,
       complete: (rels, checksums) => offer(batches, rels, checksums),
-      completeInPlace: async (rels) => { placed += await this.#handOver(shift, a, rels.map((rel) => ({ rel, checksum: '', done: () => {} }))); },
+      completeInPlace: async (rels) => {
+        try {
+          placed += await this.#handOver(shift, a, rels.map((rel) => ({ rel, checksum: '', done: () => {} })));
+        } catch (e) {
+          failure ??= e;
+        }
+      },
     };
     try {
       if (!this.#dirReady) await this.#prepare(ctx);
@@ -519,11 +525,16 @@ export class DetectorLoop implements Component {
     try {
       outcome = await this.transport.run(ctx);
       await batches.drained();
-      if (failure !== undefined) throw failure;
     } finally {
       this.#runCut = undefined;
       signal.dispose();
       release();
+    }
+    if (failure !== undefined) {
+      // Their sources stay (on the detector, or staged) and are offered again after the back-off. Thrown, it
+      // ended furkad, and systemd's restart met the same full disk: furkad in a loop, no detector served.
+      this.#failed(`cannot note files for grimseld in furkad's state_dir: ${(failure as Error).message}; they stay where they are and are tried again`, 'retry');
+      return placed;
     }
     // Bytes as they arrive, whether or not this run placed them: with settle_ms a file is copied by one run and
     // placed by a later one, which moves (almost) nothing itself.

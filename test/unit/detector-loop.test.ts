@@ -202,6 +202,40 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.deepEqual(readdirSync(elsewhere), []);
   });
 
+  it("goes on when furkad's state_dir is full: the files are not placed, stay the transport's, and are placed once they can be noted (G12, F2)", async () => {
+    const events: string[] = [];
+    const a = assignment();
+    const s = shift([a]);
+    const handover = new FakeHandover(events);
+    let full = true;
+    const intend = handover.intend.bind(handover);
+    handover.intend = (...args) => {
+      if (full) throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+      return intend(...args);
+    };
+    const t = new FakeTransport(events);
+    const pauses: number[] = [];
+    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), recordingLog().log, { sleep: recordingSleep(pauses) });
+    const stop = new AbortController();
+    t.duringRun = () => {
+      if (t.runs === 1) t.incoming.push('a.cbf');
+      if (t.runs === 2) {
+        assert.equal(loop.stats.state, 'retrying');
+        assert.match(loop.stats.lastError, /cannot note files for grimseld in furkad's state_dir: ENOSPC/);
+        full = false;
+        t.incoming.push('a.cbf'); // offered again: its source was kept
+      }
+      if (t.runs === 3) stop.abort();
+    };
+    const running = loop.run(stop.signal);
+    loop.assign(s, a);
+    loop.release();
+    await running;
+    assert.deepEqual(t.placed.map((p) => p.placed), [[], ['a.cbf']], 'not placed while it could not be noted, then placed');
+    assert.deepEqual(handover.delivered_.map((d) => d.paths.length), [1]);
+    assert.ok(!events.some((e) => e.startsWith('afterPlaced') && events.indexOf(e) < events.indexOf(`intend ${s.usertime} 1`)), 'no source released before it was noted');
+  });
+
   it('hands placed files over with their shift, and lets the transport release their sources only once noted (F2, A4, I1)', async () => {
     const events: string[] = [];
     const a = assignment();
