@@ -39,9 +39,16 @@ export function defaultsOf(config: { uid: number; gid: number; usrdir: string })
 }
 
 export function keepRunningShift(stateDir: string, shift: Shift, defaults: string): void {
-  writeDurably(path.join(stateDir, FILE), `${JSON.stringify({
+  const file = path.join(stateDir, FILE);
+  const text = `${JSON.stringify({
     usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, requested: shift.requested ?? [], defaults,
-  })}\n`);
+  })}\n`;
+  // Kept already (a furkad going on with the shift the one before it ran): nothing to write, so a full state_dir
+  // does not make it forget the shift, which the next start after a crash would then replace by the default.
+  try {
+    if (readFileSync(file, 'utf8') === text) return;
+  } catch { /* none kept */ }
+  writeDurably(file, text);
 }
 
 /** While furkad runs: the kept shift is still running (RESUME_WITHIN_MS). Nothing if there is none. */

@@ -9,6 +9,8 @@ import * as path from 'node:path';
 import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type NewFile } from '../../src/grimseld/catalog.js';
 import { Outbox } from '../../src/furkad/outbox.js';
+import { keepRunningShift } from '../../src/furkad/shift-resume.js';
+import type { Shift } from '../../src/furkad/shift.js';
 import type { DeliveredFile } from '../../src/dbus/intake-interface.js';
 import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
 
@@ -110,6 +112,22 @@ describe('a full state directory (G12)', () => {
     const b = await openCatalog();
     assert.equal(pending(b.catalog), 300);
     await b.journal.close();
+  });
+
+  it("furkad keeps the running shift it goes on with on a full state_dir, and leaves no side file when a new one does not fit (F6)", () => {
+    const shiftOf = (usertime: bigint): Shift => ({ usertime, uid: 500, gid: 501, usrdir: '500_501', detectors: [], requested: [] } as unknown as Shift);
+    keepRunningShift(dir, shiftOf(1n), '2000:2000:$UID_$GID');
+    const kept = readFileSync(path.join(dir, 'running-shift.json'), 'utf8');
+    const filler = path.join(dir, 'filler');
+    const fd = openSync(filler, 'w');
+    try {
+      for (;;) writeSync(fd, Buffer.alloc(PAGE, 1));
+    } catch { /* full */ }
+    closeSync(fd);
+    keepRunningShift(dir, shiftOf(1n), '2000:2000:$UID_$GID'); // the same shift, as a restarted furkad keeps it: no write
+    assert.throws(() => keepRunningShift(dir, shiftOf(2n), '2000:2000:$UID_$GID'), /ENOSPC/);
+    assert.equal(readFileSync(path.join(dir, 'running-shift.json'), 'utf8'), kept, 'the kept shift stands');
+    assert.deepEqual(readdirSync(dir).sort(), ['filler', 'running-shift.json'], 'no side file left');
   });
 
   it("furkad's outbox refuses a note that does not fit and still reads every note after a restart", () => {
