@@ -66,6 +66,9 @@ export interface DispatcherSeams {
   later?: Later;
 }
 
+/** The wait before a copy whose result could not be journaled is queued again. */
+const JOURNAL_RETRY_MS = 30_000;
+
 /** The wait before retry `n` (1, 2, …) of a failed copy: doubling from a second, at most a minute. */
 function retryDelayMs(n: number): number {
   return Math.min(RETRY_MIN_MS * 2 ** (n - 1), RETRY_MAX_MS);
@@ -271,8 +274,12 @@ export class Dispatcher implements CopyEvents {
    */
   report(r: CopyReport): Promise<void> {
     return this.#record(r).catch((e: unknown) => {
-      // The journal could not be written: the state stays as it was and the copy is redone after a restart.
-      this.log.error({ err: e }, 'cannot journal a copy result');
+      // The journal could not be written (a full state_dir): the state stays as it was, and the copy is queued
+      // again after a while; it then finds its copy made and records it. Waiting for a restart instead, the file
+      // stayed pending, and its original was never linked nor deleted, however full the ramdisk became.
+      this.log.error({ err: e, storage: r.job.storage, src: r.job.src }, `cannot journal a copy result; tried again in ${JOURNAL_RETRY_MS / 1000} s`);
+      const rec = this.catalog.record(r.job.id);
+      if (rec && this.#lanes.has(r.job.storage)) this.#retryLater(rec, r.job.storage, JOURNAL_RETRY_MS);
     });
   }
 

@@ -191,6 +191,28 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     assert.ok(!next.some((j) => j.id === recs[0]!.id));
   });
 
+  it('queues a copy again whose result could not be journaled (a full state_dir), and records it then (G12, G9)', async () => {
+    const [rec] = await catalog.accept(5n, files(1));
+    dispatcher.submit([rec!]);
+    const feed = dispatcher.feed('internal');
+    const [job] = await feed.next(stop.signal);
+    const append = journal.append.bind(journal);
+    journal.append = () => Promise.reject(Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' }));
+    feed.done([copied(job!)]);
+    await settle();
+    journal.append = append;
+    assert.equal(book.query(-1).find((r) => r[3] === 'internal')![4], 1n, 'still pending');
+    const retry = scheduled.find((s) => s.ms === 30_000);
+    assert.ok(retry, 'queued again in 30 s, not only after a restart');
+    retry.fn();
+    const [again] = await feed.next(stop.signal);
+    assert.equal(again!.id, rec!.id);
+    feed.done([copied(again!)]);
+    await settle();
+    const row = book.query(-1).find((r) => r[3] === 'internal')!;
+    assert.deepEqual([row[4], row[5]], [0n, 1n], 'recorded once the journal takes it');
+  });
+
   it('tells its listeners of each job taken and each result, once', async () => {
     const seen: string[] = [];
     const off = dispatcher.onCopy({ taken: (j) => seen.push(`taken ${j.id}`), reported: (r) => seen.push(`reported ${r.job.id}`) });
