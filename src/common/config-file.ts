@@ -25,21 +25,27 @@ export function compileSchema<T>(schema: Schema): ValidateFunction<T> {
   return new Ajv({ allErrors: true, useDefaults: true, coerceTypes: true, strict: true }).compile<T>(schema);
 }
 
-/** INI booleans are words; the schema wants booleans. Only keys the schema types as boolean are touched. */
-function normaliseBooleans(value: Record<string, unknown>, schema: Schema): void {
+/** Calls `visit` for every key of `value` that `schema` types, sections walked into, with that key's schema. */
+function eachTypedKey(value: Record<string, unknown>, schema: Schema, visit: (obj: Record<string, unknown>, key: string, sub: Schema) => void): void {
   const props = (schema['properties'] ?? {}) as Record<string, Schema>;
   const patterns = (schema['patternProperties'] ?? {}) as Record<string, Schema>;
   for (const [key, v] of Object.entries(value)) {
     const sub = props[key] ?? Object.entries(patterns).find(([re]) => new RegExp(re).test(key))?.[1];
     if (!sub) continue;
-    if (sub['type'] === 'boolean' && typeof v === 'string') {
-      const word = v.trim().toLowerCase();
-      if (['yes', 'true', 'on', '1'].includes(word)) value[key] = true;
-      else if (['no', 'false', 'off', '0'].includes(word)) value[key] = false;
-    } else if (sub['type'] === 'object' && v && typeof v === 'object') {
-      normaliseBooleans(v as Record<string, unknown>, sub);
-    }
+    if (sub['type'] === 'object' && v && typeof v === 'object') eachTypedKey(v as Record<string, unknown>, sub, visit);
+    else visit(value, key, sub);
   }
+}
+
+/** INI booleans are words; the schema wants booleans. Only keys the schema types as boolean are touched. */
+function normaliseBooleans(value: Record<string, unknown>, schema: Schema): void {
+  eachTypedKey(value, schema, (obj, key, sub) => {
+    const v = obj[key];
+    if (sub['type'] !== 'boolean' || typeof v !== 'string') return;
+    const word = v.trim().toLowerCase();
+    if (['yes', 'true', 'on', '1'].includes(word)) obj[key] = true;
+    else if (['no', 'false', 'off', '0'].includes(word)) obj[key] = false;
+  });
 }
 
 /** An integer as the README documents them: decimal digits, optionally '-'. */
@@ -54,14 +60,10 @@ const NOT_AN_INTEGER = 'not an integer';
  * integer key is made a value it refuses, reported as the file had it.
  */
 function guardIntegers(value: Record<string, unknown>, schema: Schema): void {
-  const props = (schema['properties'] ?? {}) as Record<string, Schema>;
-  const patterns = (schema['patternProperties'] ?? {}) as Record<string, Schema>;
-  for (const [key, v] of Object.entries(value)) {
-    const sub = props[key] ?? Object.entries(patterns).find(([re]) => new RegExp(re).test(key))?.[1];
-    if (!sub) continue;
-    if (sub['type'] === 'integer' && !(typeof v === 'string' && DECIMAL.test(v.trim()))) value[key] = NOT_AN_INTEGER;
-    else if (sub['type'] === 'object' && v && typeof v === 'object') guardIntegers(v as Record<string, unknown>, sub);
-  }
+  eachTypedKey(value, schema, (obj, key, sub) => {
+    const v = obj[key];
+    if (sub['type'] === 'integer' && !(typeof v === 'string' && DECIMAL.test(v.trim()))) obj[key] = NOT_AN_INTEGER;
+  });
 }
 
 /** "/detector/1MF/minpause" -> section "detector.1MF", key "minpause". */
@@ -291,10 +293,11 @@ export function readConfigText(file: string): string {
   }
 }
 
-/** What a file that is not a regular file is, for messages. */
+/** What a file is, for messages ('not a regular file' for what has no name here). */
 function fileKind(st: Stats): string {
-  return st.isDirectory() ? 'a directory' : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket'
-    : st.isCharacterDevice() ? 'a character device' : st.isBlockDevice() ? 'a block device' : 'not a regular file';
+  return st.isFile() ? 'a regular file' : st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link'
+    : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() ? 'a character device'
+      : st.isBlockDevice() ? 'a block device' : 'not a regular file';
 }
 
 /** Loads a daemon's config or exits with EX_CONFIG (78) and the problems on stderr: the daemon never starts half-configured. */
@@ -313,11 +316,6 @@ export function configOrExit<T>(daemon: string, fn: () => T): T {
     process.stderr.write(`${daemon}: ${e.message}`.split('\n').map((l) => `${err}${l}\n`).join(''));
     process.exit(78);
   }
-}
-
-function kindOf(st: Stats): string {
-  return st.isFile() ? 'a regular file' : st.isSymbolicLink() ? 'a symbolic link to no directory' : st.isFIFO() ? 'a FIFO'
-    : st.isSocket() ? 'a socket' : st.isCharacterDevice() || st.isBlockDevice() ? 'a device' : 'not a directory';
 }
 
 /**
@@ -339,8 +337,8 @@ export function prepareDirectory(file: string, key: string, dir: string): void {
       try { st = lstatSync(cur); } catch { break; }
       if (st.isDirectory() || (st.isSymbolicLink() && isDirectory(cur))) continue;
       throw new ConfigError(file, [cur === path.resolve(dir)
-        ? `${where}: '${dir}' is ${kindOf(st)}, not a directory`
-        : `${where}: '${dir}' cannot be a directory: '${cur}' is ${kindOf(st)}`]);
+        ? `${where}: '${dir}' is ${fileKind(st)}, not a directory`
+        : `${where}: '${dir}' cannot be a directory: '${cur}' is ${fileKind(st)}`]);
     }
     throw new ConfigError(file, [`${where}: cannot create '${dir}': ${(e as Error).message}`]);
   }
@@ -366,7 +364,7 @@ export function prepareFifo(file: string, key: string, fifo: string): void {
     st = lstatSync(fifo);
   }
   if (!st.isFIFO()) {
-    throw new ConfigError(file, [`${where}: '${fifo}' exists and is ${st.isDirectory() ? 'a directory' : kindOf(st)}, not a FIFO; ` +
+    throw new ConfigError(file, [`${where}: '${fifo}' exists and is ${fileKind(st)}, not a FIFO; ` +
       'grimseld does not take it over: configure another path or remove it']);
   }
 }

@@ -143,6 +143,27 @@ const LINKS_MAX = 40;
  * more about a directory they cannot search than that they cannot.
  */
 export function statAsCaller(src: string, caller: Caller): Stats {
+  try {
+    return walkAsCaller(src, caller);
+  } catch (e) {
+    if (e instanceof NotReadable) throw e;
+    // grimseld's own lookups (its descriptors' /proc/self/fd paths) are not the caller's to see.
+    throw new NotReadable(`'${src}' cannot be checked (${(e as NodeJS.ErrnoException).code ?? 'error'}), so it is not added; ask root to add it`);
+  }
+}
+
+/**
+ * Kernel file systems whose files are not what they seem to an operator: /proc (whose links show other
+ * processes' directories, which root reads and the operator may not) and /sys (whose files give root more
+ * than they give the operator, capabilities not being file modes). No operator adds from them.
+ */
+let kernelDevs: Set<number> | undefined;
+function isKernelFs(st: Stats): boolean {
+  kernelDevs ??= new Set(['/proc', '/sys'].map((d) => lstatSync(d, { throwIfNoEntry: false })?.dev).filter((d): d is number => d !== undefined));
+  return kernelDevs.has(st.dev);
+}
+
+function walkAsCaller(src: string, caller: Caller): Stats {
   const parts = src.split('/').filter((p) => p !== '' && p !== '.');
   const name = parts.pop();
   if (name === undefined || name === '..') throw new NotReadable(`'${src}' names no file`);
@@ -178,7 +199,9 @@ export function statAsCaller(src: string, caller: Caller): Stats {
       closeSync(dir);
       dir = next;
       shown = part === '..' ? `${shown}../` : `${shown}${part}/`;
-      check(dir, fstatSync(dir), caller, SEARCH, shown.replace(/\/$/, '') || '/');
+      const st = fstatSync(dir);
+      if (isKernelFs(st)) throw new NotReadable(`'${src}' lies in /proc or /sys, from which no operator may add files; ask root to add it`);
+      check(dir, st, caller, SEARCH, shown.replace(/\/$/, '') || '/');
     }
     const entry = `/proc/self/fd/${dir}/${name}`;
     const seen = lstatSync(entry, { throwIfNoEntry: false });

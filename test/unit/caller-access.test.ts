@@ -93,6 +93,14 @@ describe('caller access: the walk (G8)', () => {
     assert.equal(statAsCaller(path.join(dir, 'to-pub/up/f'), op).size, 1, "relative, with '..'");
   });
 
+  it('refuses anything in /proc or /sys, also reached through a link, without reading where /proc links point', () => {
+    refused('/proc/self/status', /lies in \/proc or \/sys/);
+    refused(`/proc/1/cwd/x`, /lies in \/proc or \/sys/);
+    refused('/sys/kernel/mm/transparent_hugepage/enabled', /lies in \/proc or \/sys/);
+    symlinkSync('/proc/1', path.join(dir, 'pub/to-proc'));
+    refused(path.join(dir, 'pub/to-proc/cwd/f'), /lies in \/proc or \/sys/);
+  });
+
   it('refuses a final link and what is not a regular file, as a plain AddFile does', () => {
     symlinkSync(path.join(dir, 'pub/open'), path.join(dir, 'pub/link'));
     refused(path.join(dir, 'pub/link'), /symbolic link/);
