@@ -377,6 +377,7 @@ function formatFurkad(view: FurkadView | undefined, rates?: Map<string, number>)
 function statusJson(s: GrimselStatus, view: FurkadView | undefined): Record<string, unknown> {
   return {
     status: s.rows.map(statusRecord),
+    ...(s.license ? { grimseld: { license: s.license } } : {}),
     ...(s.verified ? { verified: s.rows.map((r) => ({ usertime: Number(r[0]), uid: r[1], gid: r[2], storage: r[3], verified: Number(s.verified!.get(verifiedKey(r[0], r[3])) ?? 0n) })) } : {}),
     furkad: view?.silent ? { error: view.silent } : view ? { ...view, nextShift: view.nextShift?.toISOString() ?? null } : null,
   };
@@ -385,15 +386,38 @@ function statusJson(s: GrimselStatus, view: FurkadView | undefined): Record<stri
 interface GrimselStatus {
   rows: StatusRow[];
   verified: VerifiedCounts | undefined;
+  /** grimseld's own license (G14): without one every storage has one writer; absent from a grimseld without it. */
+  license?: { licensed: boolean; reason: string } | undefined;
 }
 
 /** QueryStatus, and QueryVerified where grimseld has it (one that predates I2 does not: no column then). */
 async function queryStatus(bus: dbus.MessageBus, n: number): Promise<GrimselStatus> {
   const grimsel = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE);
   const rows = (await ask('grimseld', grimsel, 'QueryStatus', [n])) as StatusRow[];
-  if (typeof (grimsel as unknown as Record<string, unknown>)['QueryVerified'] !== 'function') return { rows, verified: undefined };
+  const license = await grimselLicense(bus);
+  if (typeof (grimsel as unknown as Record<string, unknown>)['QueryVerified'] !== 'function') return { rows, verified: undefined, license };
   const verified = (await ask('grimseld', grimsel, 'QueryVerified', [n])) as VerifiedRow[];
-  return { rows, verified: new Map(verified.map(([u, , , storage, v]) => [verifiedKey(u, storage), v])) };
+  return { rows, verified: new Map(verified.map(([u, , , storage, v]) => [verifiedKey(u, storage), v])), license };
+}
+
+/** grimseld's License property; undefined from a grimseld without it. */
+async function grimselLicense(bus: dbus.MessageBus): Promise<GrimselStatus['license']> {
+  const props = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, 'org.freedesktop.DBus.Properties');
+  try {
+    const v = (await ask('grimseld', props, 'Get', [GRIMSEL_IFACE, 'License'])) as dbus.Variant<[boolean, string]>;
+    return { licensed: v.value[0], reason: v.value[1] };
+  } catch (e) {
+    if (e instanceof dbus.DBusError) return undefined;
+    throw e;
+  }
+}
+
+/** grimseld's license line of `status`, after its table. */
+function formatGrimselLicense(s: GrimselStatus): string {
+  if (!s.license) return '';
+  return `
+grimseld license: ${s.license.licensed ? 'valid' : 'none (one writer per storage)'}${s.license.reason ? ` - ${s.license.reason}` : ''}
+`;
 }
 
 /** Redraws the status every `intervalS` until interrupted; a vanished grimseld is shown, not fatal. */
@@ -417,7 +441,7 @@ async function watchStatus(bus: dbus.MessageBus, n: number, intervalS: number, j
       }));
       last = { at: now, bytes };
       body = json ? `${JSON.stringify({ time: new Date().toISOString(), ...statusJson(status, view) })}\n`
-        : formatStatusTable(status.rows, { progress: true, verified: status.verified }) + formatFurkad(view, rates ?? new Map());
+        : formatStatusTable(status.rows, { progress: true, verified: status.verified }) + formatGrimselLicense(status) + formatFurkad(view, rates ?? new Map());
     } catch (e) {
       if (!unreachable(e) && !(e instanceof NoAnswer)) throw e;
       body = json ? `${JSON.stringify({ time: new Date().toISOString(), error: absence('grimseld', e) })}\n` : `${absence('grimseld', e)}; retrying\n`;
@@ -512,7 +536,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
           return 3;
         }
         process.stdout.write(values.json ? `${JSON.stringify(statusJson(status, view), null, 2)}\n`
-          : formatStatusTable(status.rows, { verified: status.verified }) + formatFurkad(view));
+          : formatStatusTable(status.rows, { verified: status.verified }) + formatGrimselLicense(status) + formatFurkad(view));
         // A furkad that is not there is shown (status is grimseld's first); one that owns its name and does not answer is a fault.
         return view?.silent ? 3 : 0;
       };

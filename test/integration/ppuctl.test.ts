@@ -65,13 +65,15 @@ describe('ppuctl (S7)', function () {
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[3] === 'internal' && r[5] === 4n), 30_000, 'copies');
     const table = await run('status', '-n', '1');
     assert.equal(table.code, 0, table.stderr);
-    const [shifts, detectors, license] = table.stdout.split('\n\n');
+    const [shifts, grimselLicense, detectors, license] = table.stdout.split('\n\n');
     const lines = shifts!.trimEnd().split('\n');
     assert.match(lines[0]!, /^User Time\s+\| UID\s*\| GID\s*\| Storage\s*\| Pending \| Copied \| Failed \| Verified$/);
     assert.match(lines[1]!, /^-+(-\+-+)+$/);
     assert.equal(lines.length, 4, 'header, rule, one row per storage');
     assert.ok(lines.some((l) => /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d \| 800 \| 801 \| internal\s*\|\s+0 \|\s+4 \|\s+0 \|\s+4$/.test(l)), table.stdout);
-    // furkad's part: its detectors with this shift's files, and the license state.
+    // grimseld's license (G14: without one, one writer per storage), then furkad's part: its detectors with this
+    // shift's files, and its license state.
+    assert.match(grimselLicense!, /^grimseld license: none \(one writer per storage\)/);
     const dets = detectors!.trimEnd().split('\n');
     assert.match(dets[0]!, /^Detector \| State\s*\| Files \|\s+MB \| Last run \| Last error$/);
     assert.ok(dets.some((l) => /^1MF\s+\| \w+\s*\|\s+3 \|\s+0\.0 \|\s+\d+\.\d{3} s \|$/.test(l)), detectors);
@@ -87,6 +89,7 @@ describe('ppuctl (S7)', function () {
     assert.ok(json.verified.some((v) => v['uid'] === 800 && v['storage'] === 'internal' && v['verified'] === 4));
     assert.deepEqual(json.furkad.detectors.map((d) => [d['id'], d['files'], d['bytes']]), [['1MF', 3, 6000], ['2MF', 1, 1000]]);
     assert.equal(json.furkad.license['licensed'], false);
+    assert.equal((json as unknown as { grimseld: { license: { licensed: boolean } } }).grimseld.license.licensed, false);
     assert.equal(json.furkad.nextShift, null);
   });
 
