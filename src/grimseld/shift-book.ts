@@ -1,8 +1,8 @@
 // Per shift and storage: pending, copied, failed (G9), and how many of the copies were verified (I2, I5).
 // The last history_max_entries shifts are kept, and an older one as long as files of it are still to be copied
 // (pending, or failed and to be tried again): their counts would otherwise be lost. A read model of the catalog:
-// only the catalog writes it (catalog.ts, which makes it and moves its counts as it records each change); everyone else reads it as a
-// ShiftView (catalog.shifts).
+// only the catalog writes it (catalog.ts, which makes it and moves its counts as it records each change);
+// everyone else reads it as a ShiftView (catalog.shifts).
 import type { StatusRow, VerifiedRow } from '../dbus/grimsel-interface.js';
 
 export interface Counts {
