@@ -337,7 +337,9 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     assert.equal(await writer.exited, 0, `deleted under its writer: ${writer.output()}`);
     await ev.waitFor(() => ev.files('two.cbf').some((f) => f.size === 4096 + 65536), 'the whole file announced again');
     // By the writer's close, which the kernel reports under the hidden name it had while it was aside.
-    assert.match(agent.proc.output(), /the writer of a file kept after its acknowledgement closed it/);
+    // The log line comes over a pipe of its own, so it may arrive after the announcement.
+    await eventually(() => /the writer of a file kept after its acknowledgement closed it/.test(agent.proc.output()), 10_000,
+      'the agent to log the writer\'s close of the file it kept');
     const whole = ev.files('two.cbf').find((f) => f.size === 4096 + 65536)!;
     const got = await client.file(whole.id!);
     assert.equal(got.trailers['x-furka-unchanged'], '1');
