@@ -328,6 +328,6 @@ describe('furkad over furka-agent with usrdir empty: a detector user and furkad\
     await eventually(() => existsSync(path.join(target, 'c.cbf')), 20_000, 'the detector served');
     await pause(1500); // left-behind files are tried 1 s after they are taken up
     assert.ok(!existsSync(outside), 'nothing made where a record furkad did not write says');
-    assert.match(ppu.furkad!.proc.output(), /not furkad's own/);
+    await ppu.furkad!.proc.said(/not furkad's own/);
   });
 });

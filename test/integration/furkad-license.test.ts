@@ -32,7 +32,7 @@ describe('furkad with an invalid license key (F8)', function () {
     const [licensed, reason] = await ppu.furkaProperty<[boolean, string]>('License');
     assert.equal(licensed, false);
     assert.match(reason, /license\.key has a bad signature/);
-    assert.match(ppu.furkad!.proc.output(), /no valid license: single-thread mode.*bad signature|bad signature.*no valid license: single-thread mode/);
+    await ppu.furkad!.proc.said(/no valid license: single-thread mode.*bad signature|bad signature.*no valid license: single-thread mode/);
     for (let i = 0; i < 10; i++) {
       writeImage(ppu.detectorRamdisks['1MF']!, `s/a_${i}.cbf`, 50_000);
       writeImage(ppu.detectorRamdisks['2MF']!, `s/b_${i}.cbf`, 50_000);

@@ -202,7 +202,7 @@ describe('adding files: AddFile and the FIFO (G8)', function () {
     await eventually(() => existsSync(path.join(ppu.storageRoot, 'internal', 'real.dat')), 20_000, 'the good file after the bad ones');
     assert.ok(!existsSync(path.join(ppu.storageRoot, 'internal', 'etc')), 'nothing escaped');
     assert.ok((await ppu.queryStatus(1)).length > 0, 'still answering');
-    assert.match(ppu.grimseld!.proc.output(), /file refused: path 'relative\/path.dat' is not absolute/);
+    await ppu.grimseld!.proc.said(/file refused: path 'relative\/path.dat' is not absolute/);
   });
 });
 
@@ -239,8 +239,8 @@ describe('stale copy temp files on the storages (G3, G12)', function () {
     await ppu.start();
     await eventually(() => !existsSync(old), 10_000, 'the stale temp file removed at start');
     assert.ok(existsSync(fresh), 'a temp file changed within temp_max_age_s stays (a copy may be writing it)');
-    assert.match(ppu.grimseld!.proc.output(), /removed 1 stale grimseld temp file\(s\) left by copies that never finished/);
-    assert.match(ppu.grimseld!.proc.output(), /left 1 file\(s\) named like copy temp files of a grimseld release before keyed temp names/);
+    await ppu.grimseld!.proc.said(/removed 1 stale grimseld temp file\(s\) left by copies that never finished/);
+    await ppu.grimseld!.proc.said(/left 1 file\(s\) named like copy temp files of a grimseld release before keyed temp names/);
 
     // G12: a user's files named like temp files, delivered (added without './': to the storages' roots) and copied,
     // stay on every storage however old they get.
