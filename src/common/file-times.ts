@@ -109,3 +109,33 @@ export function sameSizeAndMtime(a: { size: number; mtimeMs: number }, b: { size
   if (Math.floor(a.mtimeMs) === Math.floor(b.mtimeMs) || Math.abs(a.mtimeMs - b.mtimeMs) < 0.002) return true;
   return clampedCopy(a.mtimeMs, b.mtimeMs) || clampedCopy(b.mtimeMs, a.mtimeMs);
 }
+
+/**
+ * The steps, in ms, in which file systems with coarse times keep an mtime: exFAT 10 ms; ext3, ext4 with 128-byte
+ * inodes and others whole seconds; FAT 2 s. Linux cuts a time down to its file system's step
+ * (timestamp_truncate), as `cp -p` to such a disk shows.
+ */
+const COARSE_STEPS_MS = [10, 1000, 2000] as const;
+
+/**
+ * The step (ms) in which a coarse file system kept `copyMs` for `originalMs`: the copy's time a whole number of
+ * steps, and the original's within the step after it. Undefined: no such cut.
+ */
+export function cutToStep(originalMs: number, copyMs: number): number | undefined {
+  for (const step of COARSE_STEPS_MS) {
+    const d = originalMs - copyMs;
+    if (copyMs % step === 0 && d >= 0 && d < step) return step;
+  }
+  return undefined;
+}
+
+/**
+ * G3's measure of a copy on a storage: sameSizeAndMtime, or the same size with the original's mtime cut to the
+ * step of a file system with coarse times (cutToStep). A copy on such a disk (an exFAT or FAT stick, an old ext3
+ * one) is the copy of its original, so that its original is cleaned up with its shift (G5, G6, G7) and not copied
+ * again (G3), as `rsync --modify-window` sees it. Only a copy's time may be the cut one: not either way round.
+ */
+export function sameCopyOf(copy: { size: number; mtimeMs: number }, original: { size: number; mtimeMs: number }): boolean {
+  if (sameSizeAndMtime(copy, original)) return true;
+  return copy.size === original.size && cutToStep(original.mtimeMs, copy.mtimeMs) !== undefined;
+}

@@ -17,7 +17,7 @@
 // the CPU of a trip through libuv's pool and back to the event loop for each (BENCHMARKS.md). Files waiting in
 // numbers are copied a batch at a time (copyMany), and the directories of a batch are walked once each.
 import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, linkSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
-import { sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond } from '../common/file-times.js';
+import { cutToStep, sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond } from '../common/file-times.js';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
@@ -65,9 +65,10 @@ export interface CopyResult {
   /**
    * The file's mtime lies beyond what the storage's file system keeps (the year 2500 on ext4), which stored the
    * nearest it can (ns since the epoch, as decimal strings): the copy counts (G3's measure takes it, common/file-times.ts);
-   * the dispatcher says so.
+   * the dispatcher says so. With `stepMs`: the file system keeps times in steps that coarse (exFAT 10 ms, ext3
+   * 1 s, FAT 2 s) and cut the mtime down to one; the copy counts too (sameCopyOf).
    */
-  mtimeClamped?: { wanted: string; stored: string };
+  mtimeClamped?: { wanted: string; stored: string; stepMs?: number };
 }
 
 
@@ -263,14 +264,17 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
  * Gives the copy open as `fd` the source's times to the microsecond (F3, G3; common/file-times.ts: a time before
  * 1970 as well). A time the storage's file system cannot store is clamped by the kernel to the edge of its range:
  * such a copy is taken (G3's measure knows the clamp, so its original is cleaned up at the shift change, G5) and
- * returned for the dispatcher to say. Any other time than the one set is not a faithful copy: an error, retried,
- * the original kept, with what the file system made of the time.
+ * returned for the dispatcher to say. So is a time a file system with coarse times cut down to its step (exFAT,
+ * ext3, FAT: cutToStep), as `cp -p` gets there. Any other time than the one set is not a faithful copy: an
+ * error, retried, the original kept, with what the file system made of the time.
  */
 function keepTimes(fd: number, source: Source, src: string, dest: string): CopyResult['mtimeClamped'] {
   const stored = setFileTimes(fd, source.atimeNs, source.mtimeNs);
   if (storeableMtime(source.mtimeNs, stored)) return undefined;
   const wanted = toMicrosecond(source.mtimeNs);
   const asMs = (ns: bigint): number => Number(ns / 1000n) / 1000;
+  const stepMs = cutToStep(asMs(wanted), asMs(stored));
+  if (stepMs !== undefined) return { wanted: String(wanted), stored: String(stored), stepMs };
   const says = `the file system of ${dest} cannot store the mtime of ${src}, ${shownTime(wanted)}: it kept ${shownTime(stored)}`;
   if (!sameSizeAndMtime({ size: 0, mtimeMs: asMs(wanted) }, { size: 0, mtimeMs: asMs(stored) })) {
     throw new Error(`${says}; the copy would not be faithful (G3), so it is not made and the original stays`);

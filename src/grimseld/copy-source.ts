@@ -3,7 +3,7 @@
 // all taken from that one descriptor, so a copy never holds one file's bytes under another file's owner:
 // what a user swaps in at the last moment is either refused or copied with its own owner and mode, which
 // lets nobody read what they could not read before.
-import { sameSizeAndMtime } from '../common/file-times.js';
+import { sameCopyOf } from '../common/file-times.js';
 import { closeSync, constants, fstatSync, type Stats } from 'node:fs';
 import type { DirFd } from '../common/dir-fd.js';
 
@@ -21,8 +21,12 @@ export interface Identity {
 /** The source no longer is the file that was delivered: copying it again cannot help. */
 export class SourceChanged extends Error {}
 
-/** G3's measure of the same file (common/file-times.ts), by the name grimseld's modules know it. */
-export const sameFile = sameSizeAndMtime;
+/**
+ * G3's measure of the same file (common/file-times.ts), by the name grimseld's modules know it: whether `copy`
+ * (a file on a storage, or the original itself) is a copy of the file `original` describes. A storage with
+ * coarse times keeps the original's mtime cut to its step.
+ */
+export const sameFile = sameCopyOf;
 
 /**
  * Whether `st` is the file `id` describes. With its inode known, that inode: a hard link to another file

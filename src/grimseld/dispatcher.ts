@@ -93,6 +93,8 @@ export class Dispatcher implements CopyEvents {
   #mismatchSaid = new Set<string>();
   /** Files and storages whose damaged source was said (once: the places are tried again after each backoff). */
   #damagedSaid = new Set<string>();
+  /** Storages whose coarse times (copies' mtimes cut to a step) were said: once each. */
+  #coarseSaid = new Set<string>();
   /**
    * Files without a checksum (an operator's) whose first complete read is under way on one storage, and the
    * storages waiting for it: the checksum that read finds becomes the file's, and every other copy is checked
@@ -332,7 +334,15 @@ export class Dispatcher implements CopyEvents {
         checksum: r.job.checksum === undefined && made !== undefined ? tagged(made) : undefined });
       if (rel !== undefined) this.#besideAnother(r, wanted);
       const clamped = r.result?.mtimeClamped;
-      if (clamped) {
+      if (clamped?.stepMs !== undefined) {
+        // Every copy there is cut so: said once per storage and run, not for each file.
+        if (!this.#coarseSaid.has(storage.id)) {
+          this.#coarseSaid.add(storage.id);
+          this.log.warn({ storage: storage.id, step_ms: clamped.stepMs, src: r.job.src, mtime_ns: clamped.wanted, stored_mtime_ns: clamped.stored },
+            `storage ${storage.id}: its file system keeps mtimes in steps of ${clamped.stepMs} ms only (exFAT 10 ms, ext3 1 s, FAT 2 s), ` +
+            'so its copies get their originals\' mtimes cut down to that, as cp -p gives them; they count as copied');
+        }
+      } else if (clamped) {
         // G3 cannot be met there; G5 still cleans the original up (common/file-times.ts), so this is where the time is kept.
         this.log.warn({ storage: storage.id, src: r.job.src, dest: r.dest, mtime_ns: clamped.wanted, stored_mtime_ns: clamped.stored },
           `storage ${storage.id}: its file system cannot store the mtime of ${r.job.src} (${clamped.wanted} ns since the epoch) and ` +

@@ -6,7 +6,7 @@ import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
-import { mountTmpfs, unmount } from '../fixtures/tmpfs.js';
+import { mountImage, mountTmpfs, unmount } from '../fixtures/tmpfs.js';
 import { toMicrosecond } from '../../src/common/file-times.js';
 
 const MB = 1024 * 1024;
@@ -175,6 +175,43 @@ describe('shift change cleanup (G5)', function () {
       for (const f of fresh) assert.ok(existsSync(path.join(ppu.storageRoot, 'internal/1mf/1400_1401', f.rel)), 'current shift internal kept');
     } finally {
       await ppu.stop();
+    }
+  });
+
+  it('with an EXTERNAL disk that keeps whole seconds only (ext3-like, a real ext4 of 128-byte inodes): copies counted with their mtimes cut to the second, said once, and the earlier shift cleaned up (G3, G5)', async () => {
+    const ppu = new Ppu({ prefix: 'ppu-g5s' });
+    const mnt = path.join(ppu.work, 'mnt', 'ext3');
+    const image = path.join(ppu.work, 'ext3.img');
+    writeFileSync(image, '');
+    execFileSync('truncate', ['-s', '32M', image]);
+    execFileSync('mkfs.ext4', ['-q', '-F', '-I', '128', image]);
+    mountImage(image, mnt);
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 2 },
+      'storage.external': { type: 'EXTERNAL', target: path.join(mnt, 'data'), mountpoint: mnt, n_copy_processes: 2 },
+    };
+    await ppu.start();
+    try {
+      await ppu.startShift(1500, 1501, []);
+      const old = stream(ppu, 'a', 8, 40_000);
+      await copiedAll(ppu, 1500, 8, 2);
+      for (const f of old) {
+        const internal = statSync(path.join(ppu.storageRoot, 'internal/1mf/1500_1501', f.rel), { bigint: true }).mtimeNs;
+        const external = statSync(path.join(mnt, 'data/1mf/1500_1501', f.rel), { bigint: true }).mtimeNs;
+        assert.equal(external, internal - internal % 1_000_000_000n, `${f.rel}: the internal copy's mtime cut to its second`);
+        assert.equal(sha256File(readFileSync(path.join(mnt, 'data/1mf/1500_1501', f.rel))), f.sha256);
+      }
+      await ppu.grimseld!.proc.said(/storage external: its file system keeps mtimes in steps of 1000 ms only/);
+      await ppu.startShift(1600, 1601, []);
+      const fresh = stream(ppu, 'b', 4, 40_000);
+      await copiedAll(ppu, 1600, 4, 2);
+      await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal/1mf/1500_1501')).length === 0 &&
+        listFiles(path.join(ppu.ppuRamdisk, '1mf/1500_1501')).length === 0, 20_000, 'the earlier shift gone from ramdisk and internal');
+      assert.deepEqual(listFiles(path.join(mnt, 'data/1mf/1500_1501')), old.map((f) => f.rel).sort(), 'each external copy once, no numbered names');
+      assert.equal(ppu.grimseld!.proc.output().match(/keeps mtimes in steps of/g)?.length, 1, 'said once, not for each file');
+      assert.doesNotMatch(ppu.grimseld!.proc.output(), /COPY_ERROR|cannot store the mtime|DEL_ERROR/);
+    } finally {
+      await ppu.stop(); // unmounts the image too
     }
   });
 

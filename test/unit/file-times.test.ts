@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import { closeSync, fstatSync, futimesSync, mkdtempSync, openSync, rmSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond, utimesSeconds } from '../../src/common/file-times.js';
+import { cutToStep, sameCopyOf, sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond, utimesSeconds } from '../../src/common/file-times.js';
 import { NODE_READS_PRE_1970 } from '../fixtures/files.js';
 
 describe('file times to the microsecond (F3, G3)', () => {
@@ -91,5 +91,22 @@ describe('file times to the microsecond (F3, G3)', () => {
     assert.ok(sameSizeAndMtime({ size: 1, mtimeMs: 1796230921708.5 }, { size: 1, mtimeMs: 1796230921708.001 }), 'the same millisecond');
     assert.ok(!sameSizeAndMtime({ size: 1, mtimeMs: 1796230921708 }, { size: 1, mtimeMs: 1796230921707.99 }), '10 µs and another millisecond: another file');
     assert.ok(!sameSizeAndMtime({ size: 1, mtimeMs: 1796230921708 }, { size: 2, mtimeMs: 1796230921708 }), 'another size');
+  });
+
+  it("takes a copy whose file system keeps coarse times (exFAT, ext3, FAT) for its original's, and nothing else (G3, G5)", () => {
+    const f = (ms: number, size = 1): { size: number; mtimeMs: number } => ({ size, mtimeMs: ms });
+    const t = 1796230921707.8125; // .7078125 s, as a double exactly
+    assert.equal(cutToStep(t, 1796230921700), 10, 'exFAT: 10 ms');
+    assert.equal(cutToStep(t, 1796230921000), 1000, 'ext3, ext4 with 128-byte inodes: whole seconds');
+    assert.equal(cutToStep(t, 1796230920000), 2000, 'FAT: even seconds');
+    assert.equal(cutToStep(-1009843199876.544, -1009843200000), 1000, 'before 1970: cut down as well');
+    assert.equal(cutToStep(t, 1796230922000), undefined, 'a time after the original is no cut of it');
+    assert.equal(cutToStep(t, 1796230921701), undefined, 'nor one off every step');
+    assert.equal(cutToStep(t + 2000, 1796230921000), undefined, 'nor one more than a step below it');
+    assert.ok(sameCopyOf(f(1796230921000), f(t)), 'a copy on ext3 is the copy of its original');
+    assert.ok(sameCopyOf(f(1796230921707.812), f(t)), 'as is an exact one');
+    assert.ok(!sameCopyOf(f(t), f(1796230921000)), 'but an original with whole seconds is not the copy of a finer file (one way round only)');
+    assert.ok(!sameCopyOf(f(1796230921000, 2), f(t)), 'another size');
+    assert.ok(!sameSizeAndMtime(f(1796230921000), f(t)), 'the measure of two originals stays exact (furkad)');
   });
 });
