@@ -13,6 +13,9 @@ export interface StorageConfig {
   target: string;
   mountpoint?: string;
   n_copy_processes: number;
+  /** This storage's own preserve_uid/gid (a FAT disk, an NFS export with root_squash keep no owners); default: the top-level keys. */
+  preserve_uid?: boolean;
+  preserve_gid?: boolean;
 }
 
 export interface GrimseldConfig {
@@ -53,6 +56,8 @@ const storageSchema = {
     target: { type: 'string', pattern: Pattern.absoluteBelow, description: 'directory below which files are replicated' },
     mountpoint: { ...absolute, description: 'must be mounted before anything is written (G13)' },
     n_copy_processes: { type: 'integer', minimum: 1, maximum: 64, default: 8, description: 'parallel writers' },
+    preserve_uid: { type: 'boolean', description: 'this storage only; default: the top-level preserve_uid' },
+    preserve_gid: { type: 'boolean', description: 'this storage only; default: the top-level preserve_gid' },
   },
 };
 

@@ -17,6 +17,7 @@ import { storageInfos, type StorageInfo } from './storage-info.js';
 import { component, Components, loopComponent, runDaemon, stopRequested, timerComponent } from '../common/service.js';
 import { checkLicense } from '../common/license.js';
 import { Storage } from './storage.js';
+import type { CopyOptions } from './copier.js';
 import { Catalog } from './catalog.js';
 import { Dispatcher } from './dispatcher.js';
 import { Reclaimer } from './reclaimer.js';
@@ -79,8 +80,11 @@ async function main(): Promise<number> {
   const dispatcher = new Dispatcher(catalog, storageList, messages, log);
   // G3, G12: copy temp names carry a MAC under this key, kept in state_dir, and only such names are ever swept.
   const tempKey = loadTempKey(config.state_dir, log);
-  const copyOptions = { preserveUid: config.preserve_uid, preserveGid: config.preserve_gid, verifyCopies: config.verify_copies, tempKey };
-  const storages = storageList.map((info) => new Storage(info, copyOptions, dispatcher.feed(info.id)));
+  const copyOptions = (id: string): CopyOptions => {
+    const own = config.storage[id];
+    return { preserveUid: own?.preserve_uid ?? config.preserve_uid, preserveGid: own?.preserve_gid ?? config.preserve_gid, verifyCopies: config.verify_copies, tempKey };
+  };
+  const storages = storageList.map((info) => new Storage(info, copyOptions(info.id), dispatcher.feed(info.id)));
   // G3, G12: temp files of copies that will never be renamed are swept from the storages' roots and failed copies' directories.
   const temps = new TempSweeper(storageList, dispatcher, tempKey, config.temp_max_age_s * 1000, log);
   const reclaimer = new Reclaimer(catalog, storageList.find((s) => s.type === 'INTERNAL')!, storageList.find((s) => s.type === 'EXTERNAL'), {

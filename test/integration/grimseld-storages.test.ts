@@ -23,13 +23,14 @@ describe('grimseld storages (G1, G3, G4)', function () {
     ppu.opts.storages = {
       'storage.internal': { type: 'INTERNAL', target: t('internal'), n_copy_processes: 3 },
       'storage.external': { type: 'EXTERNAL', target: t('external'), n_copy_processes: 2 },
-      'storage.backup': { type: 'OPTIONAL', target: t('backup'), n_copy_processes: 1 },
+      // Its own keys over the top-level ones (as for a disk that keeps other owners than the rest).
+      'storage.backup': { type: 'OPTIONAL', target: t('backup'), n_copy_processes: 1, preserve_uid: 'yes', preserve_gid: 'no' },
     };
     await ppu.start();
   });
   after(async () => ppu?.stop());
 
-  it('copies every file to all three storages; preserve_uid = no leaves the owner to the OS, gid kept', async () => {
+  it('copies every file to all three storages; preserve_uid = no leaves the owner to the OS, gid kept; a storage\'s own preserve_uid/gid win for it', async () => {
     await ppu.startShift(800, 801, []);
     const files = Array.from({ length: 12 }, (_, i) => writeImage(ppu.detectorRamdisks['1MF']!, `d${i % 2}/f${i}.cbf`, 5000 + i * 1000));
     await eventually(async () => {
@@ -41,8 +42,12 @@ describe('grimseld storages (G1, G3, G4)', function () {
         const copy = path.join(ppu.storageRoot, s, '1mf/800_801', f.rel);
         assert.equal(sha256File(readFileSync(copy)), f.sha256, `${s}/${f.rel}`);
         const st = lstatSync(copy);
-        assert.equal(st.uid, 0, 'preserve_uid = no: owned by the daemon (root)');
-        assert.equal(st.gid, 801, 'preserve_gid = yes: group kept');
+        if (s === 'backup') {
+          assert.deepEqual([st.uid, st.gid], [800, 0], 'its own preserve_uid = yes, preserve_gid = no');
+        } else {
+          assert.equal(st.uid, 0, 'preserve_uid = no: owned by the daemon (root)');
+          assert.equal(st.gid, 801, 'preserve_gid = yes: group kept');
+        }
         assert.equal(Math.floor(st.mtimeMs), Math.floor(f.mtimeMs));
       }
     }
