@@ -73,12 +73,31 @@ export type DirVisit = (dir: DirFd, st: Stats, made: boolean, i: number) => void
  */
 export type TrustLink = (dir: DirFd, link: Stats) => boolean;
 
+/** What each open DirFd's descriptor shows as (readablePaths); an entry lives as long as its handle is open. */
+const shownByFd = new Map<number, string>();
+
+/**
+ * `e` with every `/proc/self/fd/N` of a DirFd still open in its message and path replaced by the directory as
+ * a person would write it: an error such as "ENOSPC … mkdir '/proc/self/fd/35/ops'" names the storage's
+ * directory instead, in logs and COPY_ERROR messages. Call it before the handles are closed.
+ */
+export function readablePaths<E>(e: E): E {
+  if (!(e instanceof Error)) return e;
+  const swap = (text: string): string => text.replace(/\/proc\/self\/fd\/(\d+)/g, (all, fd: string) => shownByFd.get(Number(fd)) ?? all);
+  e.message = swap(e.message);
+  const err = e as { path?: unknown; dest?: unknown };
+  if (typeof err.path === 'string') err.path = swap(err.path);
+  if (typeof err.dest === 'string') err.dest = swap(err.dest);
+  return e;
+}
+
 /** One open directory. Close it (or use DirFd.with) when done: it holds a file descriptor. */
 export class DirFd {
   #fd: number;
 
   private constructor(fd: number, readonly shown: string) {
     this.#fd = fd;
+    shownByFd.set(fd, shown);
   }
 
   /**
@@ -186,6 +205,7 @@ export class DirFd {
         next = cur.child(part, trust);
       } catch (e) {
         if (!make || (e as NodeJS.ErrnoException).code !== 'ENOENT') {
+          readablePaths(e);
           if (cur !== this) cur.close();
           throw e;
         }
@@ -194,6 +214,7 @@ export class DirFd {
           made = true;
         } catch (m) {
           if ((m as NodeJS.ErrnoException).code !== 'EEXIST') {
+            readablePaths(m);
             if (cur !== this) cur.close();
             throw m;
           }
@@ -245,7 +266,10 @@ export class DirFd {
   }
 
   close(): void {
-    if (this.#fd >= 0) closeSync(this.#fd);
+    if (this.#fd >= 0) {
+      shownByFd.delete(this.#fd);
+      closeSync(this.#fd);
+    }
     this.#fd = -1;
   }
 }

@@ -20,7 +20,7 @@ import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, lin
 import { cutToStep, sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond } from '../common/file-times.js';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
-import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
+import { readablePaths, splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import { isOwnTempOf, tempName, type TempKey } from './temp-names.js';
 import { depthOf, HeldDirs, ownersAsSource, ownerVisit, type SourceDir } from './copy-dirs.js';
@@ -162,8 +162,9 @@ export function copyMany(jobs: CopyWork[], base: string, opts: CopyOptions, prog
   }
 }
 
+/** `e` as an Error naming directories as a person would (readablePaths: called while the batch's directories are open). */
 function asError(e: unknown): Error {
-  return e instanceof Error ? e : new Error(String(e));
+  return readablePaths(e instanceof Error ? e : new Error(String(e)));
 }
 
 /**

@@ -3,6 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
+import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { components, DirFd, splitRel, UnsafePath } from '../../src/common/dir-fd.js';
 
@@ -100,5 +101,36 @@ describe('directory handles (DirFd)', () => {
       assert.deepEqual(seen, [process.getuid!()], 'asked with the link\'s own lstat');
       DirFd.with(top.walk('l', false, undefined, () => true), (d) => assert.equal(d.lstat('f')?.isFile(), true));
     });
+  });
+});
+
+describe('errors of directory handles name the directory (readablePaths)', () => {
+  it("names the directory a mkdir failed in, not '/proc/self/fd/N' (a full storage's COPY_ERROR said that)", function () {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'dirfd-full-'));
+    // A file system without free inodes: the first mkdir below its root fails with ENOSPC.
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=2', 'tmpfs', root]);
+    try {
+      for (let i = 0; ; i++) {
+        try {
+          mkdirSync(path.join(root, `fill${i}`));
+        } catch {
+          break;
+        }
+      }
+      const top = DirFd.open(root);
+      try {
+        assert.throws(() => top.walk('shift/run', true), (e: NodeJS.ErrnoException) => {
+          assert.equal(e.code, 'ENOSPC');
+          assert.doesNotMatch(e.message, /\/proc\/self\/fd/);
+          assert.ok(e.message.includes(`'${root}/shift'`), e.message);
+          return true;
+        });
+      } finally {
+        top.close();
+      }
+    } finally {
+      execFileSync('umount', ['-l', root]);
+      rmSync(root, { recursive: true, force: true });
+    }
   });
 });
