@@ -1,7 +1,6 @@
 // Is a directory a mount point, and how full is it (G6, G7, G13)?
-import * as fsp from 'node:fs/promises';
 import { readFile, realpath } from 'node:fs/promises';
-import { StatfsHelper, type FsBlocks } from './statfs-helper.js';
+import { statfsOf } from '../common/statfs.js';
 import * as path from 'node:path';
 import { mountOf, mountsOf, type Mount } from '../common/mounts.js';
 
@@ -20,14 +19,6 @@ export interface FillState {
   percent: number;
   totalBytes: number;
   availableBytes: number;
-}
-
-/** Node's statfs (18.15 and later); on Node 16 (CentOS 7) one long-lived helper's, statfs-helper.ts. */
-const nodeStatfs = (fsp as unknown as { statfs?: (d: string) => Promise<FsBlocks> }).statfs;
-let helper: StatfsHelper | undefined;
-
-function statfsOf(dir: string): Promise<FsBlocks> {
-  return nodeStatfs ? nodeStatfs(dir) : (helper ??= new StatfsHelper()).statfs(dir);
 }
 
 export async function fillState(dir: string): Promise<FillState> {

@@ -6,7 +6,7 @@ import * as fsp from 'node:fs/promises';
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { StatfsHelper, statfsByCommand, type FsBlocks } from '../../src/grimseld/statfs-helper.js';
+import { StatfsHelper, statfsByCommand, type FsBlocks } from '../../src/common/statfs-helper.js';
 
 /** statfs(2) as Node reports it (18.15 and later), else as `stat -f` does. */
 const reference = (fsp as unknown as { statfs?: (d: string) => Promise<FsBlocks> }).statfs ?? statfsByCommand;

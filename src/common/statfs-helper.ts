@@ -7,7 +7,7 @@
 // clients). Each query runs in a thread of its own there, so a hung mount (a storage on a dead NFS server)
 // holds up only the queries about itself, never the ramdisk's fill guard.
 import { execFile } from 'node:child_process';
-import { PythonChild } from '../common/python-child.js';
+import { PythonChild } from './python-child.js';
 
 /** What statfs(2) says of a file system, in blocks of `bsize` bytes. */
 export interface FsBlocks {
