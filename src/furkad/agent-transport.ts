@@ -17,6 +17,8 @@ import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { RunContext, RunOutcome, Transport } from './transport.js';
 import { wakeOrAbort } from '../common/abort.js';
+import { availableBytes } from '../common/statfs.js';
+import { noRoomMessage } from './staging-room.js';
 
 /** Ids in one acknowledgement: its body stays far below the agent's limit on it. */
 const MAX_ACK = 1000;
@@ -102,6 +104,8 @@ export class AgentTransport implements Transport {
   #damaged = new Map<string, { times: number; notBefore: number; path: string }>();
   /** This connection's agent sends no checksum furkad can check against: said once per connection. */
   #saidUnchecked = false;
+  /** The last file a fetch found no room for on the PPU ramdisk (logged once while it retries). */
+  #saidNoRoom: string | undefined;
   readonly #provenance: StagedProvenance;
 
   constructor(
@@ -273,7 +277,7 @@ export class AgentTransport implements Transport {
             if (placed.failed.includes(w.path)) this.#parked.set(placement(w.id, w.path), w);
           }
         } catch (e) {
-          failure ??= e as Error;
+          failure ??= await this.#named(e as NodeJS.ErrnoException, ctx, w);
           // Not taken: it waits again for the next run (a full ramdisk, a stream timed out: the connection may
           // well be up, and then nothing would announce it again), unless a newer version of it was announced.
           if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
@@ -307,6 +311,16 @@ export class AgentTransport implements Transport {
     });
     if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes };
     return { verdict: 'ok', message: '', transferred, bytes, refused: [...this.#refused.values()] };
+  }
+
+  /** A fetch's error with the file named: a full PPU ramdisk (ENOSPC) says which file did not fit, and how big it is. */
+  async #named(e: NodeJS.ErrnoException, ctx: RunContext, w: Waiting): Promise<Error> {
+    if (e.code !== 'ENOSPC') return e;
+    const message = noRoomMessage(w.path, w.size, await availableBytes(ctx.staging).catch(() => undefined));
+    // Logged when it starts, not at each retry of the same file.
+    if (this.#saidNoRoom !== w.path) this.log.warn({ detector: this.id, file: w.path, size: w.size }, message);
+    this.#saidNoRoom = w.path;
+    return new Error(`${message} (${e.message})`);
   }
 
   /**

@@ -536,8 +536,8 @@ export class DetectorLoop implements Component {
       this.#failed(`cannot note files for grimseld in furkad's state_dir: ${(failure as Error).message}; they stay where they are and are tried again`, 'retry');
       return placed;
     }
-    // Bytes as they arrive, whether or not this run placed them: with settle_ms a file is copied by one run and
-    // placed by a later one, which moves (almost) nothing itself.
+    // Bytes as they arrive complete, whether or not this run placed them: with settle_ms a file is copied by one
+    // run and placed by a later one, which moves (almost) nothing itself. Never a file a failed run was receiving.
     if (outcome.bytes > 0) {
       this.stats.bytes += outcome.bytes;
       if (placed === 0) this.changed.emit();
@@ -554,7 +554,7 @@ export class DetectorLoop implements Component {
       // Files left on the detector are the operator's to rename there: said until they are gone (F1, F2).
       const note = refused.length === 0 ? '' : `${refused.length} ${refused.length === 1 ? 'file' : 'files'} left on the detector: ` +
         `furkad cannot hand over their names (not UTF-8, with control characters, or furkad's own ${STAGING_NAME}), e.g. '${refused[0]}'; rename them there`;
-      const said = note || this.#leftBehindNote();
+      const said = note || outcome.note || this.#leftBehindNote();
       if (refused.length !== this.stats.refused || (this.#failing.size === 0 && this.stats.lastError !== said)) {
         this.stats.refused = refused.length;
         if (this.#failing.size === 0) this.stats.lastError = said;

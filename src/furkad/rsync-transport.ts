@@ -12,6 +12,7 @@ import { fitName } from '../common/name-max.js';
 import { candidateNames } from '../common/numbered-name.js';
 import { tagged } from '../common/checksum.js';
 import { STAGING_NAME } from './shift-sweep.js';
+import { StagingRoom } from './staging-room.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -54,15 +55,21 @@ export class RsyncTransport implements Transport {
   /** The last run that took everything (not settle mode's limited one): the next run is most likely the same. */
   #lastFullRun: RsyncRun | undefined;
   readonly #provenance: StagedProvenance;
+  /** Room on the PPU ramdisk: --max-size after a file did not fit (staging-room.ts). */
+  readonly #room: StagingRoom;
   /** Checksums are taken one batch at a time, in the order the batches complete (one read buffer). */
   #checksumming: Promise<unknown> = Promise.resolve();
 
   constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number; namesFilter: string }, private readonly log: Logger) {
     this.#provenance = new StagedProvenance(id, log);
+    this.#room = new StagingRoom(id, log);
   }
 
   async run(ctx: RunContext): Promise<RunOutcome> {
     const a = ctx.assignment;
+    // Where files land (staging, or the shift's directory itself): its free space limits them after one did not fit.
+    const landing = a.config.remove_source ? ctx.staging : ctx.dir.root;
+    const maxSize = await this.#room.limit(landing);
     const runWith: RunWith = (removeSource, dest, only, onRemoved) => this.#run({
       rsync: this.settings.rsync,
       host: a.config.remoteIP,
@@ -83,6 +90,7 @@ export class RsyncTransport implements Transport {
       exclude: [...a.config.exclude.split(/\s+/).filter(Boolean), AGENT_NAMES, STAGING_NAME],
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
+      ...(maxSize === undefined ? {} : { maxSize }),
       timeoutS: this.settings.timeoutS,
     }, ctx.signal, onRemoved);
 
@@ -123,16 +131,20 @@ export class RsyncTransport implements Transport {
       await Promise.all(placing);
     }
     const verdict = classifyExit(result.code, result.stderr);
+    // The file that did not fit is named, and the next runs leave such files on the detector; the rest go on.
+    const full = result.noRoom ? await this.#room.full(landing, result.noRoom.rel, result.noRoom.size) : undefined;
+    if (verdict === 'ok') this.#room.ran(result.overMax, maxSize);
     if (verdict === 'ok' && a.config.remove_source) await this.#dropAbandoned(ctx.staging, result);
     if (verdict === 'ok') this.#noteRefused(result.hidden);
     // Only a daemon that ignored the names filter sends such names: what it removed is renamed and placed.
     if (result.strays.length > 0 && a.config.remove_source) (await this.#rescueNames(ctx.staging)).forEach((rel) => this.#unplaced.add(rel));
     return {
       verdict,
-      message: verdict === 'ok' ? '' : `rsync exit ${result.code}: ${result.stderr.split('\n').filter(Boolean).pop() ?? ''}`,
+      message: verdict === 'ok' ? '' : `rsync exit ${result.code}: ${full ?? result.stderr.split('\n').filter(Boolean).pop() ?? ''}`,
       transferred: result.transferred,
       bytes: result.bytes,
       refused: [...this.#refused],
+      note: this.#room.note(),
     };
   }
 
@@ -227,7 +239,7 @@ export class RsyncTransport implements Transport {
     const settled = [...this.#unchangedSince].filter(([, since]) => now - since >= settleMs).map(([rel]) => rel);
     // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
     if (settled.length === 0) return { ...look, files: [], sent: [], removed: new Set() };
-    const take = { ...(await runWith(true, staging, settled, place)), hidden: look.hidden };
+    const take = { ...(await runWith(true, staging, settled, place)), hidden: look.hidden, overMax: look.overMax };
     for (const rel of settled) if (!take.changed.has(rel)) this.#unchangedSince.delete(rel);
     for (const rel of take.changed) this.#unchangedSince.set(rel, performance.now());
     return { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes };

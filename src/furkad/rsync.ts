@@ -29,6 +29,9 @@ export interface RsyncRun {
   /** Where rsync keeps a file while it is being received (not in dest: a killed run's temp file is then told
    *  apart from a complete file by where it is, not by its name). Same file system as dest. */
   tempDir?: string;
+  /** Files larger than this many bytes are left on the detector (rsync's --max-size), each named in `overMax`:
+   *  set while the PPU ramdisk has had no room for one (staging-room.ts). */
+  maxSize?: number;
   timeoutS: number;
 }
 
@@ -48,6 +51,10 @@ export interface RsyncResult {
   hidden: Buffer[];
   /** Paths (raw bytes) listed or removed although furkad cannot hand them over (a daemon that ignored the filter). */
   strays: Buffer[];
+  /** Files left on the detector for being larger than `maxSize`, as shown (names decoded as in `files`). */
+  overMax: string[];
+  /** The run failed for lack of room on the PPU (ENOSPC): the file it was receiving then, and its size, if any. */
+  noRoom?: { rel?: string; size?: number };
   /** The client was ended in its idle tail (see rsync-tail.ts) rather than waited for. */
   tailCut?: boolean;
   /** The client's process id (for logs and tests: a run started ahead keeps its pid). */
@@ -133,7 +140,10 @@ export function rsyncArgs(run: RsyncRun): string[] {
     ...(run.removeSource ? ['--remove-source-files'] : []),
     // -vv has the daemon's sender say which files it hides ('[sender] hiding file NAME'), so that names furkad
     // cannot hand over are reported (rsync-names.ts); the client itself says only what it did before.
-    '-vv', '--debug=NONE', `--info=NONE,NAME1${run.removeSource ? ',REMOVE1' : ''}`,
+    '-vv', '--debug=NONE', `--info=NONE,NAME1${run.removeSource ? ',REMOVE1' : ''}${run.maxSize === undefined ? '' : ',SKIP1'}`,
+    // SKIP1 has the client say 'NAME is over max-size' for each file it leaves (rsync 3.1.0 and later). Never 0:
+    // rsync before 3.1 takes that for no limit.
+    ...(run.maxSize === undefined ? [] : [`--max-size=${Math.max(1, Math.floor(run.maxSize))}`]),
     ...(run.only ? ['--files-from=-', '--from0'] : []),
     `--exclude-from=${run.asShift ? '-' : run.namesFilter}`,
     ...run.exclude.map((p) => `--exclude=${p}`),
@@ -155,6 +165,10 @@ export function unescapeName(name: string): string {
 
 const ITEM = /^([<>ch.*])f(.{9}) (\d+) (.*)$/;
 const REMOVED = /^sender removed (.*)$/;
+/** The client's SKIP1 line for a file over --max-size (3.3 and later add the sizes in brackets). */
+const OVER_MAX = /^(.*) is over max-size(?: \(\d+ > \d+\))?$/;
+/** The receiver's word for a full file system (write, mkstemp, rename …); ENOSPC is 28 on Linux. */
+const NO_SPACE = /No space left on device \(28\)/;
 /** The pattern is never the one with spaces: furkad's have none, and `exclude` is split at spaces. */
 const HIDING = /^\[sender\] hiding (?:file|directory) (.*) because of pattern /;
 
@@ -178,7 +192,10 @@ export class OutputParser {
   readonly removed = new Set<string>();
   readonly hidden: Buffer[] = [];
   readonly strays: Buffer[] = [];
+  readonly overMax: string[] = [];
   bytes = 0;
+  /** The last file the receiver began to receive: complete once it begins the next, or the run ends well. */
+  inFlight: { name: string; size: number } | undefined;
   #rest = '';
 
   constructor(private readonly onRemoved: (names: string[]) => void = () => {}) {}
@@ -202,13 +219,20 @@ export class OutputParser {
         removed.push(name);
         continue;
       }
+      const o = OVER_MAX.exec(line);
+      if (o) {
+        if (this.#deliverable(o[1] ?? '')) this.overMax.push(decodeName(o[1] ?? ''));
+        continue;
+      }
       const m = ITEM.exec(line);
       if (!m || !this.#deliverable(m[4] ?? '')) continue;
       const name = decodeName(m[4] ?? '');
       this.files.push(name);
       if (m[1] === '>') {
+        // Said before its data comes (an --out-format without %b): complete only once the receiver goes on.
         this.sent.push(name);
         this.bytes += Number(m[3]);
+        this.inFlight = { name, size: Number(m[3]) };
       }
     }
     if (removed.length > 0) this.onRemoved(removed);
@@ -226,14 +250,32 @@ export class OutputParser {
   end(): void {
     if (this.#rest !== '') this.push('\n');
   }
+
+  /**
+   * The run ended with `code`: unless its receiver went through its list (0, 23, 24), the file it was receiving
+   * never arrived (rsync removed its temp file) and is no file of the run, nor are its bytes counted. One its
+   * sender reported removed had arrived.
+   */
+  endWith(code: number): void {
+    this.end();
+    const f = this.inFlight;
+    if (!f || code === 0 || code === 23 || code === 24 || this.removed.has(f.name)) return;
+    const drop = (list: string[]): void => {
+      const i = list.lastIndexOf(f.name);
+      if (i >= 0) list.splice(i, 1);
+    };
+    drop(this.sent);
+    drop(this.files);
+    this.bytes -= f.size;
+  }
 }
 
 /** Picks the regular files out of a whole run's output (see OutputParser). */
-export function parseOutput(stdout: string): { files: string[]; sent: string[]; removed: Set<string>; hidden: Buffer[]; strays: Buffer[]; transferred: number; bytes: number } {
+export function parseOutput(stdout: string, code = 0): { files: string[]; sent: string[]; removed: Set<string>; hidden: Buffer[]; strays: Buffer[]; overMax: string[]; transferred: number; bytes: number } {
   const p = new OutputParser();
   p.push(stdout);
-  p.end();
-  return { files: p.files, sent: p.sent, removed: p.removed, hidden: p.hidden, strays: p.strays, transferred: p.sent.length, bytes: p.bytes };
+  p.endWith(code);
+  return { files: p.files, sent: p.sent, removed: p.removed, hidden: p.hidden, strays: p.strays, overMax: p.overMax, transferred: p.sent.length, bytes: p.bytes };
 }
 
 /**
@@ -353,7 +395,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
     child.stderr?.on('data', (b: Buffer) => err.push(b));
     child.on('error', (e) => {
       signal?.removeEventListener('abort', abort);
-      resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), removed: new Set(), hidden: [], strays: [], stderr: e.message });
+      resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), removed: new Set(), hidden: [], strays: [], overMax: [], stderr: e.message });
     });
     // A clean run (nothing on stderr) whose receiver has exited has moved and reported everything: its
     // client is only sleeping before it exits with 0. Cut that short; anything else ends on its own.
@@ -370,10 +412,17 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       signal?.removeEventListener('abort', abort);
       stopWatching();
       const tailCut = cutShort && sig === 'SIGKILL';
+      const exit = tailCut ? 0 : code ?? (sig ? 20 : 1);
       parser.end();
+      const inFlight = parser.inFlight;
+      parser.endWith(exit);
       const stderr = Buffer.concat(err).toString('latin1');
-      resolve({ code: tailCut ? 0 : code ?? (sig ? 20 : 1), files: parser.files, sent: parser.sent, transferred: parser.sent.length,
-        bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, strays: parser.strays, changed: changedSources(stderr), tailCut, ...(child.pid === undefined ? {} : { pid: child.pid }),
+      // The file being received when the PPU ran out of room: the one rsync names in its message (not always
+      // the last line, which is the exit's), as furkad's own name for it.
+      const noRoom = exit !== 0 && NO_SPACE.test(stderr) ? (inFlight && !parser.sent.includes(inFlight.name) ? { rel: inFlight.name, size: inFlight.size } : {}) : undefined;
+      resolve({ code: exit, files: parser.files, sent: parser.sent, transferred: parser.sent.length,
+        bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, strays: parser.strays, overMax: parser.overMax, changed: changedSources(stderr), tailCut,
+        ...(noRoom ? { noRoom } : {}), ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });
   });

@@ -21,6 +21,9 @@ export interface RunOutcome {
   /** Files the detector has that are left there because furkad cannot hand over their names (not UTF-8, control
    *  characters), as shown (such bytes as \#ooo): all of them, as of this run; reported, never taken. */
   refused?: string[];
+  /** What else lastError says after a run that went well (files the transport leaves on the detector for now,
+   *  named); '' or absent = nothing. */
+  note?: string;
 }
 
 /** What became of the files offered to `complete()`; a file in none of the lists was not noted (the run fails). */

@@ -1,0 +1,66 @@
+// Room on the PPU ramdisk for one detector's files (F1, F10). A file larger than the free space there fails the
+// whole rsync run it is in (rsync's receiver ends at the first write error), and every run after it, so every file
+// that sorts after it would stay on the detector for good. Once a run has failed so, the next runs pass rsync
+// `--max-size` with the free space at their start: the files that fit go on, the ones that do not wait on the
+// detector (their sources kept), each named, and are taken by themselves once there is room. A run that leaves
+// nothing behind lifts the limit. Per file, not cumulative: files that fit one by one but not together fail a
+// run again, after the ones before them were placed, so every run still moves something.
+import { availableBytes } from '../common/statfs.js';
+import type { Logger } from '../common/logger.js';
+
+/** What furkad says of a file that does not fit (log, lastError, the failed run's message): both transports. */
+export function noRoomMessage(rel: string, size: number | undefined, free: number | undefined): string {
+  const sized = size === undefined ? '' : ` (${size} bytes)`;
+  const room = free === undefined ? 'the free space' : `the ${free} bytes free`;
+  return `${rel}${sized} does not fit in ${room} on the PPU ramdisk: it stays on the detector until there is room, other files go on`;
+}
+
+export class StagingRoom {
+  /** Set by a run that failed for lack of room; cleared by a limited run that left nothing behind. */
+  #limited = false;
+  /** Files waiting on the detector for room (as named by rsync), each logged once while it waits. */
+  #waiting = new Set<string>();
+
+  constructor(private readonly id: string, private readonly log: Logger) {}
+
+  /** --max-size for the next run (free bytes on `dir`'s file system), or undefined: no limit. */
+  async limit(dir: string): Promise<number | undefined> {
+    if (!this.#limited) return undefined;
+    // Not known (a hung statfs): no limit, as before this run failed; a run that fails again says so.
+    return availableBytes(dir).catch(() => undefined);
+  }
+
+  /** A run failed for lack of room on `dir`'s file system, receiving `rel` (if known): its message. */
+  async full(dir: string, rel: string | undefined, size: number | undefined): Promise<string> {
+    this.#limited = true;
+    const free = await availableBytes(dir).catch(() => undefined);
+    if (rel === undefined) return `the PPU ramdisk has no room left (${free ?? '?'} bytes free): files stay on the detector until there is room`;
+    const message = noRoomMessage(rel, size, free);
+    if (!this.#waiting.has(rel)) this.log.warn({ detector: this.id, file: rel, size, free }, message);
+    this.#waiting.add(rel);
+    return message;
+  }
+
+  /** A limited run ended well, leaving `over` on the detector for being larger than the free space. */
+  ran(over: string[], limit: number | undefined): void {
+    if (limit === undefined) return;
+    for (const rel of over) {
+      if (this.#waiting.has(rel)) continue;
+      this.log.warn({ detector: this.id, file: rel, free: limit }, noRoomMessage(rel, undefined, limit));
+    }
+    const left = [...this.#waiting].filter((rel) => !over.includes(rel));
+    this.#waiting = new Set(over);
+    if (over.length > 0) return;
+    this.#limited = false;
+    this.log.info({ detector: this.id, files: left }, 'the PPU ramdisk has room again: files that waited on the detector for it are taken');
+  }
+
+  /** What lastError says while files wait for room ('' = none). */
+  note(): string {
+    const n = this.#waiting.size;
+    if (n === 0) return '';
+    const first = [...this.#waiting][0] ?? '';
+    return `${n} ${n === 1 ? 'file waits' : 'files wait'} on the detector until the PPU ramdisk has room (larger than its free space), ` +
+      `${n === 1 ? '' : 'e.g. '}'${first}'; other files go on`;
+  }
+}
