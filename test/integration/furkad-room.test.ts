@@ -1,0 +1,82 @@
+// A file larger than the PPU ramdisk's free space, with real rsync daemons and furka-agents and a small tmpfs PPU
+// ramdisk (F1, F10): the files that fit keep flowing, the one that does not waits on the detector (its source kept),
+// named in the log and in lastError, and is delivered by itself once there is room; the byte count counts only
+// what arrived. Found by a hostile tester: over rsync it failed every run, and every file sorting after it stayed
+// on the detector for good, while the byte count grew by its size with every failed run.
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually } from '../fixtures/files.js';
+
+const MB = 1024 * 1024;
+
+type Row = [string, string, string, bigint, bigint, bigint];
+
+/** Puts `files` (rel → a size for a sparse file, or contents) into the detector's root at once (a renamed directory). */
+function deliver(ppu: Ppu, top: string, files: Record<string, number | string>): void {
+  const root = ppu.detectorRamdisks['1MF']!;
+  const build = path.join(path.dirname(root), `build-${top}`);
+  for (const [rel, what] of Object.entries(files)) {
+    const full = path.join(build, rel);
+    mkdirSync(path.dirname(full), { recursive: true });
+    if (typeof what === 'number') {
+      writeFileSync(full, '');
+      truncateSync(full, what); // sparse: no room taken on the detector
+    } else {
+      writeFileSync(full, what);
+    }
+  }
+  renameSync(build, path.join(root, top));
+}
+
+// rsync with settle_ms (its default): the first run of each cycle copies without removing, and is the one that fails.
+const CASES = [
+  { transport: 'rsync', settleMs: 0, name: 'rsync' },
+  { transport: 'rsync', settleMs: 300, name: 'rsync, settle_ms' },
+  { transport: 'agent', settleMs: 0, name: 'agent' },
+] as const;
+
+for (const { transport, settleMs, name } of CASES) {
+  describe(`furkad: a file larger than the PPU ramdisk's free space (${name}; F1, F10)`, function () {
+    this.timeout(180_000);
+
+    it(`lets the files that fit through, names the one that does not, keeps it on the detector and delivers it once there is room (${name}; F1, F10)`, async () => {
+      const ppu = await new Ppu({ prefix: `ppu-room-${transport}`, transport, ramdiskBytes: 16 * MB,
+        ...(settleMs > 0 ? { detectorConf: { '1MF': { settle_ms: settleMs } } } : {}) }).start();
+      try {
+        await ppu.startShift(4242, 4243, []);
+        const placed = (rel: string): string => path.join(ppu.ppuRamdisk, '1mf/4242_4243', rel);
+        const onDetector = (rel: string): string => path.join(ppu.detectorRamdisks['1MF']!, rel);
+        const row = async (): Promise<Row> => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === '1MF')!;
+        // 'S/a-huge.img' sorts before 'S/b-small.img': rsync's receiver met it first and ended the run there.
+        deliver(ppu, 'S', { 'a-huge.img': 32 * MB, 'b-small.img': 'small\n' });
+        await eventually(() => existsSync(placed('S/b-small.img')), 30_000, 'the small file delivered beside the big one (F1)');
+        await eventually(() => !existsSync(onDetector('S/b-small.img')), 20_000, "the small file's source removed");
+        await eventually(async () => (await row())[2].includes('S/a-huge.img'), 20_000, 'lastError naming the file that does not fit');
+        await ppu.furkad!.proc.said(/S\/a-huge\.img \(33554432 bytes\) does not fit in the \d+ bytes free on the PPU ramdisk/);
+        // Files arriving later go on too (F10: nothing stuck behind it).
+        deliver(ppu, 'T3', { 'a.img': 'later\n' });
+        await eventually(() => existsSync(placed('T3/a.img')), 30_000, 'a file written later delivered (F10)');
+        assert.ok(existsSync(onDetector('S/a-huge.img')), 'the big file waits on the detector, its source kept');
+        assert.ok(!existsSync(placed('S/a-huge.img')), 'and is not on the PPU');
+        let r = await row();
+        assert.equal(r[3], 2n, `two files delivered: ${String(r)}`);
+        assert.equal(r[4], 12n, `the bytes of the two files delivered only, not the big file's for every attempt: ${String(r)}`);
+        assert.match(r[2], /S\/a-huge\.img/, 'still named while it waits');
+
+        // Room again: the big file is delivered by itself, and lastError clears.
+        execFileSync('mount', ['-o', 'remount,size=64M', ppu.ppuRamdisk]);
+        await eventually(() => existsSync(placed('S/a-huge.img')), 60_000, 'the big file delivered once there is room');
+        await eventually(() => !existsSync(onDetector('S/a-huge.img')), 20_000, "its source removed once it was placed");
+        await eventually(async () => (await row())[2] === '', 20_000, 'lastError cleared');
+        r = await row();
+        assert.equal(r[3], 3n, String(r));
+        assert.equal(r[4], BigInt(32 * MB + 12), `bytes of the three files: ${String(r)}`);
+      } finally {
+        await ppu.stop();
+      }
+    });
+  });
+}
