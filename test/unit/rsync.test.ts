@@ -43,6 +43,31 @@ describe('rsync client run (F1-F3)', () => {
     assert.equal(r.bytes, 1027);
   });
 
+  it('after the PPU ramdisk had no room, limits files to its free space and says which it leaves (F1, F10)', () => {
+    const a = rsyncArgs({ ...run, maxSize: 16_000_000 });
+    assert.ok(a.includes('--max-size=16000000'));
+    assert.ok(a.some((x) => /^--info=.*,SKIP1$/.test(x)), 'rsync names each file over the limit');
+    assert.ok(rsyncArgs({ ...run, maxSize: 0 }).includes('--max-size=1'), 'never 0 (no limit to rsync before 3.1)');
+    assert.ok(!rsyncArgs(run).some((x) => x.startsWith('--max-size')), 'no limit otherwise');
+    const r = parseOutput(['S/a-huge.img is over max-size', 'S/caf\\#303\\#251.img is over max-size (9 > 8)', '>f+++++++++ 6 S/b-small.img', ''].join('\n'));
+    assert.deepEqual(r.overMax, ['S/a-huge.img', 'S/café.img']);
+    assert.deepEqual(r.files, ['S/b-small.img']);
+  });
+
+  it('does not count the file a failed run was receiving: it never arrived (F1, F10)', () => {
+    // rsync says a file before its data comes (an --out-format without %b); exit 11: the PPU ramdisk was full.
+    const out = ['>f+++++++++ 3 S/a0.img', 'sender removed S/a0.img', '>f+++++++++ 33554432 S/a-huge.img', ''].join('\n');
+    const failed = parseOutput(out, 11);
+    assert.deepEqual(failed.files, ['S/a0.img']);
+    assert.deepEqual(failed.sent, ['S/a0.img']);
+    assert.equal(failed.bytes, 3);
+    const ok = parseOutput(out, 0);
+    assert.deepEqual(ok.sent, ['S/a0.img', 'S/a-huge.img'], 'a run that ended well received it whole');
+    assert.equal(ok.bytes, 33554435);
+    const removed = parseOutput(`${out}sender removed S/a-huge.img\n`, 11);
+    assert.equal(removed.bytes, 33554435, 'one its sender reported removed had arrived');
+  });
+
   it('keeps names furkad cannot hand over out of the files, and collects the names the daemon hid (F1, F2)', () => {
     const r = parseOutput([
       '[sender] hiding file a/lat1_\\#351.img because of pattern *[\\#340-\\#357][!\\#200-\\#277]*',
