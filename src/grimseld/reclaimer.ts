@@ -228,7 +228,7 @@ export class Reclaimer {
     let fill = await fillState(mountpoint);
     // The internal guard's bare mount point: the fill is the root file system's, and no original is there (G13).
     if (where === 'internal' && fill.percent >= this.settings.fillLimitPercent && (await this.#readMounts()).has(this.internal)) return;
-    this.#alarm(mountpoint, fill.percent);
+    this.#alarm(where, mountpoint, fill.percent);
     if (fill.percent < this.settings.fillLimitPercent) return;
     const copyHolder = where === 'ramdisk' ? this.internal : this.external!;
     const links = where === 'internal' || this.settings.createLinks;
@@ -269,7 +269,7 @@ export class Reclaimer {
         `copies are checked on it are not ${links ? 'replaced by links to their copies' : 'deleted'} until it is mounted again`);
     }
     fill = await fillState(mountpoint);
-    this.#alarm(mountpoint, fill.percent);
+    this.#alarm(where, mountpoint, fill.percent);
     for (const id of this.#guardPauses.keys()) if (!this.catalog.record(id)) this.#guardPauses.delete(id); // settled meanwhile
   }
 
@@ -346,7 +346,12 @@ export class Reclaimer {
     }
   }
 
-  #alarm(mountpoint: string, percent: number): void {
+  /**
+   * FILLSTATE_LIMIT, ALMOST_OVERFLOW, DISK_OVERFLOW for `mountpoint` (G6, G7, G10), each once until the fill has
+   * gone back below the limit less a margin. The long message says what is freed and how many files can be
+   * now: none while their copies wait (a full or unmounted storage), which it names.
+   */
+  #alarm(where: Where, mountpoint: string, percent: number): void {
     let raised = this.#raised.get(mountpoint);
     if (!raised) this.#raised.set(mountpoint, (raised = new Set()));
     const limit = this.settings.fillLimitPercent;
@@ -358,11 +363,22 @@ export class Reclaimer {
     for (const a of ALARMS) {
       if (percent >= a.atPercent(limit) && !raised.has(a.code)) {
         raised.add(a.code);
-        this.messages.publish(a.code, mountpoint, `${mountpoint} is ${percent.toFixed(1)}% full ` +
-          `(limit ${limit}%); copied files are being ${this.settings.createLinks ? 'replaced by links' : 'deleted'}, files not yet copied are never touched; ` +
-          `said again once it has been below ${rearm}%`);
+        this.messages.publish(a.code, mountpoint, `${mountpoint} is ${percent.toFixed(1)}% full (limit ${limit}%); ${this.#freeing(where)}; ` +
+          `files not yet copied are never touched; said again once it has been below ${rearm}%`);
       }
     }
+  }
+
+  /** What the guard of `where` frees, and how many files it can free now (for the alarm's long message). */
+  #freeing(where: Where): string {
+    const holder = where === 'ramdisk' ? this.internal : this.external!;
+    const links = where === 'internal' || this.settings.createLinks;
+    let n = 0;
+    for (const rec of this.catalog.originalsOn(where, this.internal.id)) if (this.catalog.copiedOn(rec, holder.id)) n++;
+    const how = links ? `replaced by links to their copies there` : 'deleted';
+    return n > 0 ? `files already copied to storage ${holder.id} are being ${how} (${n} now)`
+      : `no file here is copied to storage ${holder.id} yet, so nothing can be ${links ? 'replaced by a link' : 'deleted'} ` +
+        `until copies are made there (is storage ${holder.id} full, failing or not mounted?)`;
   }
 
   /** Where the original of `rec` on `where` is: the trusted directory it is walked from, the path below it, and for messages. */
@@ -412,7 +428,9 @@ export class Reclaimer {
     if (!held) throw new Error(`its copy ${copy} is missing (its directory is gone)`);
     try {
       const cst = await lstat(held.dir.at(held.name)).catch(() => undefined);
-      if (!cst?.isFile() || !sameFile(cst, rec)) throw new Error(`its copy ${copy} is not complete`);
+      if (!cst) throw new Error(`its copy ${copy} is missing (removed from the storage?); the original stays`);
+      if (!cst.isFile()) throw new Error(`its copy ${copy} is not a regular file any more; the original stays`);
+      if (!sameFile(cst, rec)) throw new Error(`its copy ${copy} is not complete (its size or mtime is not the original's); the original stays`);
       await fsyncFd(held.dir.fd);
     } finally {
       held.dir.close();

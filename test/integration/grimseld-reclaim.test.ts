@@ -324,6 +324,10 @@ describe('ramdisk overflow guard (G6) on a small real tmpfs', function () {
       await eventually(() => ['FILLSTATE_LIMIT', 'ALMOST_OVERFLOW'].every((c) => msgs.messages.some((m) => m[0] === c && m[1] === ppu.ppuRamdisk)),
         10_000, 'FILLSTATE_LIMIT and ALMOST_OVERFLOW for the ramdisk');
       assert.equal(msgs.messages.filter((m) => m[0] === 'FILLSTATE_LIMIT').length, 1, 'once per crossing, not once per check');
+      // Nothing can be freed, and the message says so, not "copied files are being replaced by links" (G10).
+      for (const m of msgs.messages.filter((x) => x[1] === ppu.ppuRamdisk)) {
+        assert.match(m[2], /no file here is copied to storage internal yet, so nothing can be replaced by a link until copies are made there/, m[2]);
+      }
       await new Promise((r) => setTimeout(r, 2000)); // several guard rounds
       for (const f of files) {
         const st = lstatSync(path.join(dir, f.rel));
@@ -383,11 +387,15 @@ describe('internal overflow guard with an EXTERNAL storage (G7)', function () {
     };
     await ppu.start();
     try {
+      const msgs = await collectMessages(ppu);
       await ppu.startShift(1700, 1701, []);
       const files = stream(ppu, 'g7', 12, 512 * 1024);
       await copiedAll(ppu, 1700, 12, 2);
       const dir = path.join(internalMnt, 'data/1mf/1700_1701');
       await eventually(() => files.filter((f) => lstatSync(path.join(dir, f.rel)).isSymbolicLink()).length >= 4, 30_000, 'internal copies linked');
+      const alarm = msgs.messages.find((m) => m[0] === 'FILLSTATE_LIMIT' && m[1] === internalMnt);
+      // What G7 does, by the external copies: some may not be made yet when the internal disk crosses its limit.
+      assert.match(alarm?.[2] ?? '', /files already copied to storage external are being replaced by links to their copies there \(\d+ now\)|no file here is copied to storage external yet/, 'what G7 does');
       for (const f of files) {
         const p = path.join(dir, f.rel);
         assert.equal(sha256File(readFileSync(p)), f.sha256, 'reading the internal path still gives the image');
