@@ -4,6 +4,7 @@ import { lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyExit, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
 import { deliverable, escapeName } from './rsync-names.js';
+import { DeepDirs, DEEP_MAX } from './rsync-depth.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { Placed, RunContext, RunOutcome, Transport } from './transport.js';
@@ -33,14 +34,21 @@ function joinRaw(dir: Buffer, name: Buffer): Buffer {
 /** One rsync run of the current assignment: with or without removal, into `dest`, optionally limited to `only`. */
 type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => Promise<RsyncResult>;
 
+/** The first and the longest wait before a staged file that could not be placed is offered again. */
+const UNPLACED_RETRY_MS = [250, 30_000] as const;
+
 /** Names furka-agent gives files of its own below its root (src/agent/barrier.ts, source-files.ts). */
 const AGENT_NAMES = '.furka-agent-*';
 
 export class RsyncTransport implements Transport {
   /** Files left in staging because their source was changing; usually none. */
   #stillChanging = new Set<string>();
-  /** Complete files in staging that could not be renamed into place (a planted link, say): offered every run. */
-  #unplaced = new Set<string>();
+  /**
+   * Complete files in staging to place: ones that could not be renamed into place (a planted link, say) are
+   * offered again once `due` (performance.now()), waiting twice as long after each failure up to
+   * UNPLACED_RETRY_MS[1], so that one that keeps failing neither floods the log nor spins the loop.
+   */
+  #unplaced = new Map<string, { due: number; pause: number }>();
   /** settle_ms: when furkad last saw each detector file change (performance.now()). */
   #unchangedSince = new Map<string, number>();
   /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
@@ -49,6 +57,8 @@ export class RsyncTransport implements Transport {
   #staging: string | undefined;
   /** Files the detector has whose names furkad cannot hand over, as shown (escapeName): left there, reported. */
   #refused = new Set<string>();
+  /** Directories too deep to take (rsync-depth.ts): hidden from the sender, the ones too long left there, reported. */
+  #deep = new DeepDirs();
   #warnedNoReports = false;
   /** The next run's rsync, started during the pause before it (see RsyncLauncher). */
   #launcher = new RsyncLauncher();
@@ -70,6 +80,9 @@ export class RsyncTransport implements Transport {
     // Where files land (staging, or the shift's directory itself): its free space limits them after one did not fit.
     const landing = a.config.remove_source ? ctx.staging : ctx.dir.root;
     const maxSize = await this.#room.limit(landing);
+    // Every place a file lands with its relative path: a directory too long for one of them is never taken.
+    const budget = DeepDirs.budget(a.config.remove_source ? [ctx.staging, ctx.dir.root] : [ctx.dir.root]);
+    const filters = this.#deep.rules(budget);
     const runWith: RunWith = (removeSource, dest, only, onRemoved) => this.#run({
       rsync: this.settings.rsync,
       host: a.config.remoteIP,
@@ -88,6 +101,8 @@ export class RsyncTransport implements Transport {
       // And furkad's own staging name anywhere in the source: with usrdir empty it would be placed into furkad's
       // staging itself (docs/threat-model.md).
       exclude: [...a.config.exclude.split(/\s+/).filter(Boolean), AGENT_NAMES, STAGING_NAME],
+      // A limited run takes only files a listing run of these rules found (its --files-from names are not anchored alike).
+      ...(only ? {} : { filters }),
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       ...(maxSize === undefined ? {} : { maxSize }),
@@ -123,7 +138,9 @@ export class RsyncTransport implements Transport {
         result = await runWith(true, ctx.staging, undefined, place);
       }
       await Promise.all(placing);
-      const rest = [...new Set([...this.#unplaced, ...result.files])].filter((r) => !offered.has(r));
+      const now = performance.now();
+      const due = [...this.#unplaced].filter(([, u]) => u.due <= now).map(([rel]) => rel);
+      const rest = [...new Set([...due, ...result.files])].filter((r) => !offered.has(r));
       const complete = rest.filter((r) => !result.changed.has(r));
       result.changed.forEach((r) => this.#stillChanging.add(r));
       if (result.removed.size === 0 && result.code === 0 && result.files.some((r) => !result.changed.has(r))) this.#warnNoRemovalReports();
@@ -135,15 +152,18 @@ export class RsyncTransport implements Transport {
     const full = result.noRoom ? await this.#room.full(landing, result.noRoom.rel, result.noRoom.size) : undefined;
     if (verdict === 'ok') this.#room.ran(result.overMax, maxSize);
     if (verdict === 'ok' && a.config.remove_source) await this.#dropAbandoned(ctx.staging, result);
-    if (verdict === 'ok') this.#noteRefused(result.hidden);
+    if (verdict === 'ok') {
+      this.#noteRefused(result.hidden);
+      this.#noteDeep(result.hiding ?? [], budget);
+    }
     // Only a daemon that ignored the names filter sends such names: what it removed is renamed and placed.
-    if (result.strays.length > 0 && a.config.remove_source) (await this.#rescueNames(ctx.staging)).forEach((rel) => this.#unplaced.add(rel));
+    if (result.strays.length > 0 && a.config.remove_source) (await this.#rescueNames(ctx.staging)).forEach((rel) => this.#offer(rel));
     return {
       verdict,
       message: verdict === 'ok' ? '' : `rsync exit ${result.code}: ${full ?? result.stderr.split('\n').filter(Boolean).pop() ?? ''}`,
       transferred: result.transferred,
       bytes: result.bytes,
-      refused: [...this.#refused],
+      refused: [...this.#refused, ...this.#deep.refused],
       note: this.#room.note(),
     };
   }
@@ -193,7 +213,7 @@ export class RsyncTransport implements Transport {
   async #checksums(ctx: RunContext, rels: string[]): Promise<Map<string, string>> {
     const sums = new Map<string, string>();
     for (const rel of rels) {
-      const hex = await this.#provenance.checksumOf(path.join(ctx.staging, rel), ctx.shift, rel);
+      const hex = await this.#provenance.checksumOf(ctx.staging, ctx.shift, rel);
       if (hex !== undefined) sums.set(rel, tagged(hex));
     }
     return sums;
@@ -201,8 +221,17 @@ export class RsyncTransport implements Transport {
 
   /** A file that could not be placed is offered again every run; one placed, or gone from staging, no more. */
   #placed(p: Placed): void {
-    for (const rel of p.failed) this.#unplaced.add(rel);
+    const now = performance.now();
+    for (const rel of p.failed) {
+      const pause = Math.min(2 * (this.#unplaced.get(rel)?.pause || UNPLACED_RETRY_MS[0] / 2), UNPLACED_RETRY_MS[1]);
+      this.#unplaced.set(rel, { due: now + pause, pause });
+    }
     for (const rel of [...p.placed, ...p.gone]) this.#unplaced.delete(rel);
+  }
+
+  /** A complete file in staging, to be placed with the next run. */
+  #offer(rel: string): void {
+    if (!this.#unplaced.has(rel)) this.#unplaced.set(rel, { due: 0, pause: 0 });
   }
 
   /**
@@ -234,12 +263,12 @@ export class RsyncTransport implements Transport {
       this.#stillChanging.add(rel);
     }
     // Left in staging by a furkad killed between removal and placing: complete, their source is gone.
-    for (const rel of this.#leftovers) if (!listed.has(rel)) this.#unplaced.add(rel);
+    for (const rel of this.#leftovers) if (!listed.has(rel)) this.#offer(rel);
     this.#leftovers.clear();
     const settled = [...this.#unchangedSince].filter(([, since]) => now - since >= settleMs).map(([rel]) => rel);
     // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
     if (settled.length === 0) return { ...look, files: [], sent: [], removed: new Set() };
-    const take = { ...(await runWith(true, staging, settled, place)), hidden: look.hidden, overMax: look.overMax };
+    const take = { ...(await runWith(true, staging, settled, place)), hidden: look.hidden, overMax: look.overMax, hiding: look.hiding ?? [] };
     for (const rel of settled) if (!take.changed.has(rel)) this.#unchangedSince.delete(rel);
     for (const rel of take.changed) this.#unchangedSince.set(rel, performance.now());
     return { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes };
@@ -258,6 +287,18 @@ export class RsyncTransport implements Transport {
         'with control characters; shown with such bytes as \\#ooo): it is left there, neither copied nor removed; rename it on the detector');
     }
     this.#refused = now;
+  }
+
+  /**
+   * Directories the sender hid at a depth that could be too long (rsync-depth.ts): the ones too long are left on
+   * the detector, each logged once while it is there and reported with every run, as the agent does (A2).
+   */
+  #noteDeep(hiding: Array<{ name: string; pattern: string; dir: boolean }>, budget: number): void {
+    for (const dir of this.#deep.learn(hiding)) {
+      this.log.error({ detector: this.id, dir },
+        `a directory deeper than furkad takes (its path ${budget} bytes or more: with the ${DEEP_MAX - budget} of the PPU's staging or ` +
+        'shift directory above it, a file in it would not fit PATH_MAX, 4096): nothing in it is taken or removed, it is left on the detector; move it up there');
+    }
   }
 
   /** Once per process: the detector's daemon does not say which sources it removed, so files wait for the run's end. */
@@ -308,7 +349,7 @@ export class RsyncTransport implements Transport {
       return;
     }
     this.log.warn({ detector: this.id, files: fresh.length }, 'complete files from an interrupted run found in staging; they are placed with the next run');
-    for (const rel of fresh) this.#unplaced.add(rel);
+    for (const rel of fresh) this.#offer(rel);
   }
 
   /**

@@ -18,6 +18,8 @@ export interface RsyncRun {
   only?: string[];
   /** rsync patterns of files never pulled (a detector writer's temp files). */
   exclude: string[];
+  /** Further filter rules, in order, after `exclude`: rsync-depth.ts's, hiding directories too deep to take. */
+  filters?: Array<['include' | 'exclude', string]>;
   /** The filter file of names furkad cannot hand over (rsync-names.ts): never pulled, never removed. */
   namesFilter: string;
   /**
@@ -35,6 +37,13 @@ export interface RsyncRun {
   timeoutS: number;
 }
 
+/** One `[sender] hiding … because of pattern …` report of the daemon's. */
+export interface Hiding {
+  name: string;
+  pattern: string;
+  dir: boolean;
+}
+
 export interface RsyncResult {
   code: number;
   /** Regular files now on the PPU, relative to `dest`: transferred ones and ones already there. */
@@ -49,6 +58,8 @@ export interface RsyncResult {
   removed: Set<string>;
   /** Paths (raw bytes) the daemon reported hiding: the names filter's, and `exclude`'s (needs 'max verbosity = 2'). */
   hidden: Buffer[];
+  /** Each hiding report with the pattern that hid it (decoded as UTF-8) and whether it was a directory. */
+  hiding?: Hiding[];
   /** Paths (raw bytes) listed or removed although furkad cannot hand them over (a daemon that ignored the filter). */
   strays: Buffer[];
   /** Files left on the detector for being larger than `maxSize`, as shown (names decoded as in `files`). */
@@ -147,6 +158,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     ...(run.only ? ['--files-from=-', '--from0'] : []),
     `--exclude-from=${run.asShift ? '-' : run.namesFilter}`,
     ...run.exclude.map((p) => `--exclude=${p}`),
+    ...(run.filters ?? []).map(([kind, p]) => `--${kind}=${p}`),
     ...(run.tempDir ? [`--temp-dir=${run.tempDir}`] : []),
     '--sockopts=TCP_NODELAY',
     `--contimeout=${Math.min(run.timeoutS, 10)}`,
@@ -170,7 +182,7 @@ const OVER_MAX = /^(.*) is over max-size(?: \(\d+ > \d+\))?$/;
 /** The receiver's word for a full file system (write, mkstemp, rename …); ENOSPC is 28 on Linux. */
 const NO_SPACE = /No space left on device \(28\)/;
 /** The pattern is never the one with spaces: furkad's have none, and `exclude` is split at spaces. */
-const HIDING = /^\[sender\] hiding (?:file|directory) (.*) because of pattern /;
+const HIDING = /^\[sender\] hiding (file|directory) (.*) because of pattern (.*)$/;
 
 /** rsync names are byte strings: escapes decoded, as bytes. */
 function nameBytes(raw: string): Buffer {
@@ -191,6 +203,7 @@ export class OutputParser {
   readonly sent: string[] = [];
   readonly removed = new Set<string>();
   readonly hidden: Buffer[] = [];
+  readonly hiding: Hiding[] = [];
   readonly strays: Buffer[] = [];
   readonly overMax: string[] = [];
   bytes = 0;
@@ -208,7 +221,8 @@ export class OutputParser {
     for (const line of lines) {
       const h = HIDING.exec(line);
       if (h) {
-        this.hidden.push(nameBytes(h[1] ?? ''));
+        this.hidden.push(nameBytes(h[2] ?? ''));
+        this.hiding.push({ name: decodeName(h[2] ?? ''), pattern: decodeName(h[3] ?? ''), dir: h[1] === 'directory' });
         continue;
       }
       const r = REMOVED.exec(line);
@@ -421,7 +435,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       // the last line, which is the exit's), as furkad's own name for it.
       const noRoom = exit !== 0 && NO_SPACE.test(stderr) ? (inFlight && !parser.sent.includes(inFlight.name) ? { rel: inFlight.name, size: inFlight.size } : {}) : undefined;
       resolve({ code: exit, files: parser.files, sent: parser.sent, transferred: parser.sent.length,
-        bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, strays: parser.strays, overMax: parser.overMax, changed: changedSources(stderr), tailCut,
+        bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, hiding: parser.hiding, strays: parser.strays, overMax: parser.overMax, changed: changedSources(stderr), tailCut,
         ...(noRoom ? { noRoom } : {}), ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });

@@ -4,7 +4,10 @@ import { strict as assert } from 'node:assert';
 import { chmodSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { closeSync, constants } from 'node:fs';
 import { Ppu } from '../fixtures/ppu.js';
+import { DirFd } from '../../src/common/dir-fd.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
 
 type Row = [string, string, string, bigint, bigint, bigint];
@@ -158,4 +161,49 @@ describe('furkad and odd file names (F1, F2, G12)', function () {
     assert.ok(existsSync(path.join(detector, '.furka-agent-barrier-abc')) && existsSync(path.join(detector, 'agent', '.furka-agent-acked-1-2-3-0123abcd~x.img')), 'kept on the detector');
     assert.deepEqual(listFiles(usr).filter((p) => p.includes('.furka-agent-')), [], 'never placed on the PPU');
   });
+
+  for (const id of ['1MF', '2MF']) {
+    it(`${id}: a file in a directory too deep for PATH_MAX is never pulled: left on the detector and reported; deep but short trees are taken; moved up, it is taken and the report clears (F1, F2, F10)`, async () => {
+      const detector = ppu.detectorRamdisks[id]!;
+      const usr = path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000');
+      const staging = path.join(ppu.ppuRamdisk, id.toLowerCase(), '.furkad-staging');
+      // Made aside and renamed in whole, fd-relative (the full path is longer than the kernel takes by name):
+      // directories totalling 3830 bytes below the detector root and a 255-byte name, as a hostile tester did.
+      const build = path.join(ppu.work, `deep-build-${id}`);
+      mkdirSync(build, { recursive: true });
+      const parts = ['deep', ...Array.from({ length: 18 }, () => 'P'.repeat(200))];
+      parts.push('Q'.repeat(3830 - parts.join('/').length - 1));
+      const name = `${'F'.repeat(251)}.img`;
+      DirFd.with(DirFd.open(build), (b) => DirFd.with(b.walk(parts.join('/'), true), (d) => closeSync(d.openFile(name, constants.O_WRONLY | constants.O_CREAT, 0o644))));
+      // Deep but short: 40 levels of short names, taken like any file (one run per step down it is hidden at).
+      const shortDeep = `${Array.from({ length: 40 }, (_, i) => `d${i}`).join('/')}/short.img`;
+      writeImage(build, `shallow/${shortDeep}`, 3000);
+      renameSync(path.join(build, 'deep'), path.join(detector, 'deep'));
+      renameSync(path.join(build, 'shallow'), path.join(detector, 'shallow'));
+      const after = writeImage(detector, 'after-deep.img', 3000);
+      try {
+        await eventually(() => existsSync(path.join(usr, 'shallow', shortDeep)) && existsSync(path.join(usr, after.rel)), 30_000, 'the deep but short file and the next one delivered');
+        const row = async (): Promise<Row> => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)!;
+        await eventually(async () => /^1 file left on the detector: .*too deep for PATH_MAX.*e\.g\. 'deep\/PPP/.test((await row())[2]), 20_000, 'lastError names the directory left');
+        const deepFile = (root: string): boolean => {
+          const held = DirFd.openParent(root, `${parts.join('/')}/${name}`);
+          try { return held?.dir.lstat(held.name)?.isFile() === true; } catch { return false; } finally { held?.dir.close(); }
+        };
+        assert.ok(deepFile(detector), 'the file too deep is still on the detector (never pulled, never removed)');
+        assert.deepEqual(rawFiles(staging), [], 'nothing of it in staging');
+        assert.ok(!['retrying', 'down'].includes((await row())[1]), 'the detector goes on, not stuck retrying');
+        const said = ppu.furkad!.proc.output().split('\n').filter((l) => l.includes(`"${id}"`) && l.includes('deeper than furkad takes'));
+        assert.equal(said.length, 1, `the directory logged once: ${said.length}`);
+
+        // The operator moves it up on the detector: it is taken, and lastError clears.
+        renameSync(path.join(detector, 'deep'), path.join(detector, 'deep-old'));
+        DirFd.with(DirFd.open(detector), (d) => DirFd.with(d.walk(`deep-old/${parts.slice(1, -1).join('/')}`), (p) => renameSync(p.at(parts[parts.length - 1]!), path.join(detector, 'moved-up'))));
+        await eventually(() => existsSync(path.join(usr, 'moved-up', name)), 30_000, 'moved up on the detector, it is taken');
+        await eventually(async () => (await row())[2] === '', 20_000, 'lastError cleared');
+      } finally {
+        // Deeper than Node's rmSync goes (the fixture's cleanup uses it).
+        execFileSync('rm', ['-rf', path.join(detector, 'deep'), path.join(detector, 'deep-old'), build]);
+      }
+    });
+  }
 });
