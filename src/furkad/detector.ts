@@ -8,7 +8,7 @@ import type { Logger } from '../common/logger.js';
 import type { Handover } from './handover.js';
 import { confinement, type Assignment, type Shift } from './shift.js';
 import type { TransferGate } from './transfer-gate.js';
-import { ShiftDir } from './shift-dir.js';
+import { ShiftDir, stagedExists } from './shift-dir.js';
 import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
 import { Topic } from '../common/topic.js';
@@ -309,13 +309,13 @@ export class DetectorLoop implements Component {
       const names: string[] = [];
       for (const rel of offers) {
         try {
-          names.push(await lb.dir.place(path.join(lb.root, 'files', rel), rel));
+          names.push(await lb.dir.place({ root: path.join(lb.root, 'files'), rel }, rel));
           placed.push(rel);
           lb.rels.delete(rel);
         } catch (e) {
           // ENOENT may also come from the destination (a directory of that shift removed meanwhile): only a kept
           // copy that is really gone is let go of; otherwise it is tried again.
-          const kept = (e as NodeJS.ErrnoException).code === 'ENOENT' && await lstat(path.join(lb.root, 'files', rel)).then(() => true, () => false);
+          const kept = (e as NodeJS.ErrnoException).code === 'ENOENT' && stagedExists({ root: path.join(lb.root, 'files'), rel });
           if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !kept) {
             lb.rels.delete(rel);
             this.log.warn({ detector: this.id, file: rel, kept: lb.root }, 'a file of an earlier shift is gone from where it was kept; its source, if still on the detector, is taken again');
@@ -515,7 +515,7 @@ export class DetectorLoop implements Component {
     try {
       if (!this.#dirReady) await this.#prepare(ctx);
     } catch (e) {
-      this.#failed(`cannot create ${dir.root}: ${(e as Error).message}`, 'retry');
+      this.#failed(e instanceof StagingError ? e.message : `cannot create ${dir.root}: ${(e as Error).message}`, 'retry');
       return 0;
     }
     const started = performance.now();
@@ -553,7 +553,8 @@ export class DetectorLoop implements Component {
       const refused = outcome.refused ?? [];
       // Files left on the detector are the operator's to rename there: said until they are gone (F1, F2).
       const note = refused.length === 0 ? '' : `${refused.length} ${refused.length === 1 ? 'file' : 'files'} left on the detector: ` +
-        `furkad cannot hand over their names (not UTF-8, with control characters, or furkad's own ${STAGING_NAME}), e.g. '${refused[0]}'; rename them there`;
+        `furkad cannot hand over their names (not UTF-8, with control characters, or furkad's own ${STAGING_NAME}) or paths ` +
+        `(in a directory too deep for PATH_MAX, shown with a trailing '/'), e.g. '${refused[0]}'; rename or move them there`;
       const said = note || outcome.note || this.#leftBehindNote();
       if (refused.length !== this.stats.refused || (this.#failing.size === 0 && this.stats.lastError !== said)) {
         this.stats.refused = refused.length;
@@ -600,14 +601,14 @@ export class DetectorLoop implements Component {
     for (const { rel } of offers) {
       try {
         // The name it got: rel, or rel.~N~ beside a different file of that name (never replaced).
-        names.set(rel, await dir.place(path.join(staging, rel), rel));
+        names.set(rel, await dir.place({ root: staging, rel }, rel));
         outcomes.push('placed');
         this.#failing.delete(rel);
       } catch (e) {
         // Nothing left in staging to place (its source is gone already). An ENOENT can also come from a
         // directory of the shift's that its user removed while the file was being placed: then the staged
         // file is still there and must be offered again, never taken for gone.
-        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !(await lstat(path.join(staging, rel)).then(() => true, () => false))) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT' && !stagedExists({ root: staging, rel })) {
           this.#failing.delete(rel);
           outcomes.push('gone');
           continue;
@@ -657,16 +658,28 @@ export class DetectorLoop implements Component {
     await this.#adoptLeftBehind(ctx.assignment.target, ctx.assignment.config.target);
     this.#sweep();
     if (ctx.assignment.config.remove_source) {
-      const top = path.dirname(ctx.staging);
-      await checkStagingRoot(top, 'missing is fine', this.log);
-      await mkdir(ctx.staging, { recursive: true, mode: 0o700 });
-      await checkStagingRoot(top, 'must exist', this.log);
-      if (!(await lstat(ctx.staging)).isDirectory()) throw new Error(`${ctx.staging} is not a directory`);
-      await this.transport.adoptLeftovers?.(ctx);
+      try {
+        await this.#prepareStaging(ctx);
+      } catch (e) {
+        throw new StagingError(`cannot prepare staging ${ctx.staging}: ${(e as Error).message}`);
+      }
     }
     this.#dirReady = true;
   }
+
+  /** Staging, and what an earlier run left in it (the transport's). */
+  async #prepareStaging(ctx: RunContext): Promise<void> {
+    const top = path.dirname(ctx.staging);
+    await checkStagingRoot(top, 'missing is fine', this.log);
+    await mkdir(ctx.staging, { recursive: true, mode: 0o700 });
+    await checkStagingRoot(top, 'must exist', this.log);
+    if (!(await lstat(ctx.staging)).isDirectory()) throw new Error(`${ctx.staging} is not a directory`);
+    await this.transport.adoptLeftovers?.(ctx);
+  }
 }
+
+/** Staging could not be made ready: said as it is, not as the shift's directory (which was made). */
+class StagingError extends Error {}
 
 /**
  * Staging's paths are used as they are: `<target>/.furkad-staging` is furkad's, 0700, in a target that is root's

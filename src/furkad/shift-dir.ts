@@ -124,19 +124,26 @@ export class ShiftDir {
    * `rel.~1~` (or the next free number, numbered-name.ts), with a warning naming both. A file there with the
    * staged one's size and mtime is the same file placed again (furkad was killed after placing it): the
    * staged copy is dropped and that name returned. link() takes a name only when it is free, atomically, and
-   * never writes through a link planted under it, as rename() would. `staged` is in root-only staging, so its
-   * path is used as it is.
+   * never writes through a link planted under it, as rename() would. `staged` is in root-only staging: a path
+   * used as it is, or a file below a root (`{ root, rel }`), reached through its open directory, so that one whose
+   * full path is longer than PATH_MAX is placed all the same (left in staging by an earlier furkad).
    */
-  async place(staged: string, rel: string): Promise<string> {
+  async place(staged: string | StagedFile, rel: string): Promise<string> {
     const [dirRel, base] = splitRel(rel);
-    const u = this.#dir ??= this.#open();
+    const held = typeof staged === 'string' ? undefined : openStaged(staged);
+    const from = held ? held.dir.at(held.name) : staged as string;
     try {
-      return this.#placeIn(u, staged, rel, dirRel, base);
-    } catch (e) {
-      // The shift's directory itself was deleted (by root: its user cannot): made again, and tried once more.
-      if (fstatSync(u.fd).nlink !== 0) throw e;
-      this.close();
-      return this.#placeIn(this.#dir = this.#open(), staged, rel, dirRel, base);
+      const u = this.#dir ??= this.#open();
+      try {
+        return this.#placeIn(u, from, rel, dirRel, base);
+      } catch (e) {
+        // The shift's directory itself was deleted (by root: its user cannot): made again, and tried once more.
+        if (fstatSync(u.fd).nlink !== 0) throw e;
+        this.close();
+        return this.#placeIn(this.#dir = this.#open(), from, rel, dirRel, base);
+      }
+    } finally {
+      held?.dir.close();
     }
   }
 
@@ -222,6 +229,32 @@ export class ShiftDir {
     }
     unlinkSync(staged);
     return true;
+  }
+}
+
+/** A staged file: `rel` below `root` (staging, or where a shift's files are kept), both root's alone. */
+export interface StagedFile {
+  root: string;
+  rel: string;
+}
+
+/** The open directory of a staged file and its name there; ENOENT when that directory is gone. */
+function openStaged(f: StagedFile): { dir: DirFd; name: string } {
+  const held = DirFd.openParent(f.root, f.rel);
+  if (held) return held;
+  throw Object.assign(new Error(`${path.join(f.root, f.rel)}: its directory is gone`), { code: 'ENOENT' });
+}
+
+/** Whether staged file `f` is still there (false also when its directory is gone). Any depth. */
+export function stagedExists(f: StagedFile): boolean {
+  let held: { dir: DirFd; name: string } | undefined;
+  try {
+    held = DirFd.openParent(f.root, f.rel);
+    return held?.dir.lstat(held.name) !== undefined;
+  } catch {
+    return false;
+  } finally {
+    held?.dir.close();
   }
 }
 

@@ -8,12 +8,16 @@ import { checksumOfHandle } from '../common/checksum.js';
 import { writeProvenance, type Namespace } from '../common/provenance.js';
 import type { Logger } from '../common/logger.js';
 import type { Shift } from './shift.js';
+import { DirFd } from '../common/dir-fd.js';
+import * as path from 'node:path';
 
 export class StagedProvenance {
   /** The namespace that took the attributes last: tried first (tmpfs before Linux 6.6 refuses `user`). */
   #namespace: Namespace = 'user';
   #saidRefused = false;
   #saidFailed = false;
+  /** Staged files said unreadable, each said once until it is read (a file retried every run must not flood the log). */
+  #saidUnreadable = new Set<string>();
 
   constructor(readonly detector: string, private readonly log: Logger) {}
 
@@ -44,27 +48,41 @@ export class StagedProvenance {
   }
 
   /**
-   * Reads the staged file `staged` whole, writes its provenance onto it and returns its checksum (hex);
-   * undefined when it is gone (the loop finds it so) or cannot be read (said; placed without one).
+   * Reads the staged file `rel` below `staging` whole, writes its provenance onto it and returns its checksum
+   * (hex); undefined when it is gone (the loop finds it so) or cannot be read (said once; placed without one).
+   * Opened through its directory, so that any depth is read.
    */
-  async checksumOf(staged: string, shift: Shift, rel: string): Promise<string | undefined> {
+  async checksumOf(staging: string, shift: Shift, rel: string): Promise<string | undefined> {
     let fh;
+    let held: { dir: DirFd; name: string } | undefined;
     try {
+      held = DirFd.openParent(staging, rel);
+      if (!held) return undefined;
       // Staging is root's alone: nothing in it is a user's; O_NOFOLLOW all the same.
-      fh = await open(staged, constants.O_RDONLY | constants.O_NOFOLLOW);
+      fh = await open(held.dir.at(held.name), constants.O_RDONLY | constants.O_NOFOLLOW);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ detector: this.detector, file: rel, err: (e as Error).message }, 'cannot read a received file for its checksum');
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.#unreadable(staging, rel, e as Error);
       return undefined;
+    } finally {
+      held?.dir.close();
     }
     try {
       const hex = await checksumOfHandle(fh);
       this.write(fh.fd, hex, shift, rel);
+      this.#saidUnreadable.delete(rel);
       return hex;
     } catch (e) {
-      this.log.error({ detector: this.detector, file: rel, err: (e as Error).message }, 'cannot read a received file for its checksum');
+      this.#unreadable(staging, rel, e as Error);
       return undefined;
     } finally {
       await fh.close();
     }
+  }
+
+  #unreadable(staging: string, rel: string, e: Error): void {
+    if (this.#saidUnreadable.has(rel)) return;
+    if (this.#saidUnreadable.size >= 1000) this.#saidUnreadable.clear();
+    this.#saidUnreadable.add(rel);
+    this.log.error({ detector: this.detector, file: rel, staging: path.basename(staging), err: e.message }, 'cannot read a received file for its checksum (said once per file)');
   }
 }
