@@ -72,11 +72,18 @@ export class AgentPlaced {
    */
   #aside: Map<string, Map<string, SetAside>>;
 
+  /**
+   * Per detector: the names each id has open placements under (#open, by id): a file announced under a new name
+   * is looked up here at every take (AgentTransport), which must not walk every placement.
+   */
+  #openNames = new Map<string, Map<string, Set<string>>>();
+
   private constructor(fd: number, open: Map<string, Map<string, Open>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
     this.#fd = fd;
     this.#open = open;
     this.#intents = intents;
     this.#aside = aside;
+    for (const [d, ids] of open) for (const p of ids.values()) if (p.rel !== null) this.#named(d, p.id, p.rel, true);
   }
 
   static open(dir: string): AgentPlaced {
@@ -182,6 +189,36 @@ export class AgentPlaced {
     return open !== undefined && (open.has(placement(id, rel)) || open.has(id));
   }
 
+  /**
+   * The placements (acknowledgement unanswered) and intents of `id` under names other than `rel`: the same file
+   * placed, or about to be, under the name it had before a rename (or another hard link of it).
+   */
+  otherNames(detector: string, id: string, rel: string): { placed: Placed[]; meant: Intent[] } {
+    const open = this.#open.get(detector);
+    const placed: Placed[] = [];
+    for (const name of this.#openNames.get(detector)?.get(id) ?? []) {
+      const p = name === rel ? undefined : open?.get(placement(id, name));
+      if (p) placed.push(withSum({ id, rel: name }, p.sum));
+    }
+    const meant: Intent[] = [];
+    // Intents last only while their file is placed (or until a restart has looked for it): a few at most.
+    for (const [key, i] of this.#intents.get(detector) ?? []) if (i.rel !== rel && key === placement(id, i.rel)) meant.push(i);
+    return { placed, meant };
+  }
+
+  /** Keeps #openNames in step with #open: `id` has (`on`) or no longer has an open placement as `rel`. */
+  #named(detector: string, id: string, rel: string, on: boolean): void {
+    let ids = this.#openNames.get(detector);
+    if (!ids) this.#openNames.set(detector, (ids = new Map()));
+    const names = ids.get(id);
+    if (on) {
+      if (names) names.add(rel);
+      else ids.set(id, new Set([rel]));
+    } else if (names?.delete(rel) && names.size === 0) {
+      ids.delete(id);
+    }
+  }
+
   /** Notes that `id` is about to be placed as `rel` below the shift's directory `dir` (see #intents). */
   intend(detector: string, id: string, dir: string, rel: string, sum?: string): void {
     const meant = this.#intents.get(detector) ?? new Map<string, Intent>();
@@ -209,6 +246,7 @@ export class AgentPlaced {
     const kept = this.#aside.get(detector);
     for (const { id, rel, sum } of files) {
       open.set(placement(id, rel), withSum({ id, rel }, sum));
+      this.#named(detector, id, rel, true);
       meant?.delete(placement(id, rel));
       kept?.delete(placement(id, rel));
     }
@@ -227,6 +265,7 @@ export class AgentPlaced {
     const end = (key: string): void => {
       const p = open.get(key);
       if (!p || !open.delete(key)) return;
+      if (p.rel !== null) this.#named(detector, p.id, p.rel, false);
       known.push(p.rel === null ? { t: 'a', d: detector, id: p.id } : { t: 'a', d: detector, id: p.id, rel: p.rel });
     };
     if (rels) {

@@ -40,6 +40,11 @@ const EXTEND_MS = 1000;
 /** Ids whose first announcement is remembered (#learned): far more than a detector ramdisk holds. */
 const LEARNED_MAX = 200_000;
 /**
+ * Placed files whose name went before the agent deleted them (#leftName): at most those placed and not yet
+ * acknowledged when a directory was renamed, far fewer than this.
+ */
+const LEFT_NAME_MAX = 10_000;
+/**
  * A file that arrived damaged is fetched again: the first time by the next run, then after a pause that
  * doubles from the first to the last of these (ms) while it keeps arriving damaged (I2).
  */
@@ -98,6 +103,20 @@ export class AgentTransport implements Transport {
   #learned = new Map<string, number>();
   /** Directories below staging known to exist (#fetchOne). */
   #stagingDirs = new Set<string>();
+  /** Ids being fetched or placed, each with the name it was taken under (#otherName). */
+  #busyIds = new Map<string, string>();
+  /**
+   * Placed files whose name was gone when their acknowledgement came (the agent answered `moved` or `gone`):
+   * renamed on the detector after their fetch, a renamed directory's files among them. By id, with the name
+   * placed as and the checksum of what was placed: the file announced under its new name is acknowledged with
+   * that checksum, not placed a second time (A4, #placedRenamed). The oldest go beyond LEFT_NAME_MAX.
+   */
+  #leftName = new Map<string, Placed>();
+  /** Announcements (by path) that wait for the answer about another name of their file (#otherName). */
+  #held = new Set<string>();
+  /** Placements (id and path) whose acknowledgement is out, and those asked again on this connection (#otherName). */
+  #acksOut = new Set<string>();
+  #reacked = new Set<string>();
   #acking = false;
   #lastDown = '';
   /** Files (by id) whose last fetch arrived damaged: how often in a row, and not to be fetched before when (I2). */
@@ -143,6 +162,7 @@ export class AgentTransport implements Transport {
     const now = performance.now();
     let wait = Infinity;
     for (const w of this.#waiting.values()) {
+      if (this.#held.has(w.path)) continue; // #release wakes the loop
       const notBefore = this.#damaged.get(w.id)?.notBefore ?? 0;
       if (notBefore <= now) return 0;
       wait = Math.min(wait, notBefore - now);
@@ -228,15 +248,24 @@ export class AgentTransport implements Transport {
         if (w.learnedAt > ctx.learnedBy) continue; // the next shift's (a drain run at a shift change, A5)
         if (w.learnedAt > started && !extend) continue;
         if ((this.#damaged.get(w.id)?.notBefore ?? 0) > now || damagedHere.has(w.id)) continue;
-        if (this.#busy.has(w.path)) continue;
+        if (this.#busy.has(w.path) || this.#held.has(w.path)) continue;
         // Beyond IN_FLIGHT only within the bytes: this worker ends, and the others take the rest.
         if (fetching >= IN_FLIGHT && fetchingBytes + w.size > IN_FLIGHT_BYTES) {
           refused = true;
           return undefined;
         }
+        const was = this.#otherName(w);
+        if (was === 'wait') {
+          this.#held.add(w.path);
+          continue;
+        }
         this.#waiting.delete(w.path);
         this.#pushWhileKeepingUp();
         if (this.#placedBefore(w)) continue;
+        if (was) {
+          this.#placedRenamed(w, was);
+          continue;
+        }
         if (aside.has(placement(w.id, w.path))) {
           this.#parked.set(placement(w.id, w.path), w);
           continue;
@@ -248,6 +277,7 @@ export class AgentTransport implements Transport {
     const worker = async (): Promise<void> => {
       for (let w = take(); w; w = take()) {
         this.#busy.add(w.path);
+        this.#busyIds.set(w.id, w.path);
         fetching++;
         fetchingBytes += w.size;
         try {
@@ -283,6 +313,8 @@ export class AgentTransport implements Transport {
           if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
         } finally {
           this.#busy.delete(w.path);
+          this.#busyIds.delete(w.id);
+          this.#release();
         }
       }
     };
@@ -364,6 +396,76 @@ export class AgentTransport implements Transport {
     this.placedStore.placed(this.id, [withSum({ id: w.id, rel: w.path }, sum)]);
     this.placedStore.answered(this.id, rewrites.map((p) => p.id), rewrites.map(() => w.path));
     return true;
+  }
+
+  /**
+   * Whether another name of `w`'s file (the same id) is placed, or being placed: a file renamed on the detector
+   * after its fetch keeps its id, and is announced again under its new name (docs/agent-protocol.md). Returns
+   * that placement if its name is known to be gone (#leftName: `w` is the file placed, renamed since); 'wait'
+   * while that is not known (its fetch or its acknowledgement is under way, or asked again now: the agent's
+   * answer tells a name that went from a hard link that stays, placed as itself); undefined if there is none.
+   */
+  #otherName(w: Waiting): Placed | 'wait' | undefined {
+    const busy = this.#busyIds.get(w.id);
+    if (busy !== undefined && busy !== w.path) return 'wait';
+    const left = this.#leftName.get(w.id);
+    if (left && left.rel !== w.path) return left;
+    const { placed, meant } = this.placedStore.otherNames(this.id, w.id, w.path);
+    // An intent of a furkad killed before it noted the file placed: found where it was meant to go, it is a
+    // placement like any other (as #placedBefore takes one of the same name); not found, it came to nothing.
+    for (const m of meant) {
+      if (ShiftDir.holds(m.dir, m.rel, w.size, Number(w.mtimeNs / 1_000_000n), m.sum)) {
+        const p = withSum({ id: w.id, rel: m.rel }, m.sum);
+        this.placedStore.placed(this.id, [p]);
+        placed.push(p);
+      } else {
+        this.placedStore.dropIntent(this.id, w.id, m.rel);
+      }
+    }
+    if (placed.length === 0) return undefined;
+    // Placed before a restart of furkad (or its acknowledgement failed): asked again, once per connection.
+    for (const p of placed) {
+      const key = placement(p.id, p.rel);
+      if (this.#acksOut.has(key) || this.#reacked.has(key)) continue;
+      this.#reacked.add(key);
+      this.#ack([p]);
+    }
+    return 'wait';
+  }
+
+  /**
+   * `w` was placed under the name it had before it was renamed on the detector (`was`): it stays placed under
+   * that one, once (A4); a second copy under the new name would be counted and copied twice. Its source, under
+   * the new name, is acknowledged with the checksum of what was placed, so the agent deletes it only if it
+   * still holds those bytes: rewritten since, it is kept and announced as a new file, fetched as such.
+   */
+  #placedRenamed(w: Waiting, was: Placed): void {
+    const now = withSum({ id: w.id, rel: w.path }, was.sum);
+    // Noted under the new name before the old one is ended: a restart in between asks the agent again.
+    this.placedStore.placed(this.id, [now]);
+    if (this.placedStore.otherNames(this.id, w.id, w.path).placed.some((p) => p.rel === was.rel)) {
+      this.placedStore.answered(this.id, [w.id], [was.rel]);
+    }
+    this.#leftName.delete(w.id);
+    this.#learned.delete(w.id);
+    this.log.info({ detector: this.id, file: w.path, placedAs: was.rel, id: w.id },
+      'a file renamed on the detector after it was placed is not placed again: it stays under the name it was placed as, and its source is deleted under its new name');
+    this.#ack([now]);
+  }
+
+  /** The name `f` was placed as was gone when its acknowledgement was answered (#leftName). */
+  #nameLeft(f: Placed): void {
+    this.#leftName.delete(f.id);
+    this.#leftName.set(f.id, f);
+    if (this.#leftName.size > LEFT_NAME_MAX) this.#leftName.delete(this.#leftName.keys().next().value as string);
+  }
+
+  /** Something an announcement held back waits for came (#otherName): it is looked at again. */
+  #release(): void {
+    if (this.#held.size === 0) return;
+    this.#held.clear();
+    this.#wake?.();
+    this.#more?.();
   }
 
   /** Placed and noted for grimseld: only now may the agent delete their sources (A4). */
@@ -465,6 +567,8 @@ export class AgentTransport implements Transport {
     this.#waiting.clear();
     this.#parked.clear();
     this.#damaged.clear();
+    this.#held.clear();
+    this.#reacked.clear();
     this.#saidUnchecked = false;
     // The agent pushes up to as many bodies at once as run() fetches whatever their size: each is claimed by the
     // fetch that takes its file.
@@ -499,7 +603,10 @@ export class AgentTransport implements Transport {
       // A rewrite's placement (INO:SIZE:MTIME_NS:N) whose file a restarted agent lists under its base id again
       // (it counts rewrites only while it runs) is not stale: #placedBefore takes it for that announcement.
       const relisted = (p: { id: string; rel: string | null }): boolean => p.rel !== null && baseId(p.id) !== p.id && listed.has(placement(baseId(p.id), p.rel));
-      const stale = this.placedStore.placements(this.id).filter((p) => !listed.has(p.rel === null ? p.id : placement(p.id, p.rel)) && !relisted(p));
+      // Nor is one whose file is listed under another name only (renamed since): that name's announcement asks
+      // the agent about it again (#otherName), and it is not placed a second time.
+      const renamed = (p: { id: string; rel: string | null }): boolean => p.rel !== null && listed.has(p.id);
+      const stale = this.placedStore.placements(this.id).filter((p) => !listed.has(p.rel === null ? p.id : placement(p.id, p.rel)) && !relisted(p) && !renamed(p));
       if (stale.length) this.placedStore.answered(this.id, stale.map((p) => p.id), stale.map((p) => p.rel ?? ''));
       // Set-aside notes stay although the listing lacks them: an agent whose root was unmounted, or a file open
       // for writing, lists nothing of them, and the same id announced later must not go to another shift.
@@ -612,6 +719,7 @@ export class AgentTransport implements Transport {
    */
   #ack(files: Placed[]): void {
     this.#toAck.push(...files);
+    for (const f of files) this.#acksOut.add(placement(f.id, f.rel));
     if (this.#acking) return;
     this.#acking = true;
     void (async () => {
@@ -623,15 +731,25 @@ export class AgentTransport implements Transport {
             const answer = await this.#client.ack(batch);
             // Each of the batch once answered (the same id may be in it under two names), as placed under its name.
             const said = new Set([...answer.deleted, ...answer.kept.map((k) => k.id)]);
-            const done = batch.filter((f) => said.has(f.id));
+            const reasons = new Map(answer.kept.map((k) => [k.id, k.reason]));
+            // That name is gone and the agent deleted nothing: the file was renamed (or that link removed) after
+            // its fetch. Announced under its new name it is the file placed (#placedRenamed), where the checksum
+            // of what was placed lets the agent tell it is still that. One `moved` stays noted until then: a
+            // restart in between asks the agent again.
+            const left = (f: Placed): boolean => f.sum !== undefined && (reasons.get(f.id) === 'moved' || reasons.get(f.id) === 'gone');
+            for (const f of batch) if (left(f)) this.#nameLeft(f);
+            const done = batch.filter((f) => said.has(f.id) && !(left(f) && reasons.get(f.id) === 'moved'));
             this.placedStore.answered(this.id, done.map((f) => f.id), done.map((f) => f.rel));
             for (const k of answer.kept) {
-              if (k.reason === 'gone') continue;
+              if (k.reason === 'gone' || (k.reason === 'moved' && this.#leftName.has(k.id))) continue;
               this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, KEPT_SAYS[k.reason] ?? KEPT_SAYS['changed']!);
             }
           } catch (e) {
             // Kept in the placed store: acknowledged again when the agent announces it after reconnecting.
             this.log.warn({ detector: this.id, err: (e as Error).message, files: batch.length }, 'acknowledgement to the agent failed; it is repeated after reconnecting');
+          } finally {
+            for (const f of batch) this.#acksOut.delete(placement(f.id, f.rel));
+            this.#release();
           }
         }
       } finally {
@@ -645,7 +763,7 @@ export class AgentTransport implements Transport {
 const KEPT_SAYS: Record<string, string> = {
   written: 'the agent kept a placed file: its writer still has it open for writing; it is announced again when closed',
   changed: 'the agent kept a placed file (it changed after it was sent); it is announced again',
-  moved: 'the agent kept a placed file: it has another name now (renamed or linked after it was complete), under which it is placed too',
+  moved: 'the agent kept a placed file: it has another name now (renamed or linked after it was complete); with no checksum of what was placed to tell it by, it is placed under that name too',
 };
 
 /** How a set-aside file is known: its ended shift and its path (one path may be set aside in two shifts). */

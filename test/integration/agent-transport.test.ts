@@ -92,9 +92,13 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
 type PushHow = 'push' | 'slow' | 'late' | 'line-first' | 'promise' | 'stray';
 async function fakeAgent(files: Record<string, Buffer>, answer: {
   checksum: 'none' | 'right'; damage: (id: string) => boolean; push?: (id: string) => PushHow | undefined;
+  /** Why the agent keeps a file acknowledged as `path` (undefined: deleted). */
+  kept?: (id: string, path: string) => string | undefined;
 }) {
   const requests = {
     events: 0, file: new Map<string, number>(), acked: [] as string[], ackedSums: new Map<string, string>(), pushes: new Map<string, number>(),
+    /** Each acknowledgement as `ID PATH`. */
+    ackedAs: [] as string[],
     enablePush: [] as Array<{ on: boolean; requested: number }>,
   };
   // Taken before the test (hex(), not hexSync(): furkad's fetches may hold every prepared hasher).
@@ -156,26 +160,31 @@ async function fakeAgent(files: Record<string, Buffer>, answer: {
       requests.file.set(id, (requests.file.get(id) ?? 0) + 1);
       answerFile(s, id);
     } else {
-      answerAck(s, requests.acked, requests.ackedSums);
+      answerAck(s, requests.acked, requests.ackedSums, requests.ackedAs, answer.kept);
     }
   });
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
   return { requests, port: (server.address() as AddressInfo).port, close: () => new Promise((r) => server.close(r)) };
 }
 
-/** A fake agent's answer to POST /v1/ack: every id noted in `acked` (with its checksum in `sums`) and reported deleted. */
-function answerAck(s: http2.ServerHttp2Stream, acked: string[], sums?: Map<string, string>): void {
+/**
+ * A fake agent's answer to POST /v1/ack: every id noted in `acked` (with its checksum in `sums`, and as `ID PATH`
+ * in `as`) and reported deleted, unless `kept` gives a reason to keep it.
+ */
+function answerAck(s: http2.ServerHttp2Stream, acked: string[], sums?: Map<string, string>, as?: string[], kept?: (id: string, path: string) => string | undefined): void {
   let text = '';
   s.setEncoding('utf8');
   s.on('data', (t: string) => { text += t; });
   s.on('end', () => {
-    const body = JSON.parse(text) as { ids: string[]; sums?: string[] };
+    const body = JSON.parse(text) as { ids: string[]; paths?: string[]; sums?: string[] };
     const ids = body.ids;
     acked.push(...ids);
     ids.forEach((id, i) => sums?.set(id, body.sums?.[i] ?? ''));
+    as?.push(...ids.map((id, i) => `${id} ${body.paths?.[i] ?? ''}`));
     if (s.destroyed || s.closed) return; // furkad closed its connection meanwhile
+    const reasons = ids.map((id, i) => ({ id, reason: kept?.(id, body.paths?.[i] ?? '') }));
     s.respond({ ':status': 200 });
-    s.end(JSON.stringify({ deleted: ids, kept: [] }));
+    s.end(JSON.stringify({ deleted: reasons.filter((r) => !r.reason).map((r) => r.id), kept: reasons.filter((r) => r.reason) }));
   });
 }
 
@@ -423,9 +432,75 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
       },
     } as unknown as RunContext;
     try {
-      await eventually(async () => { await t.run(ctx); return agent.requests.acked.includes('x'); }, 10_000, 'x.cbf fetched, placed and acknowledged');
+      await eventually(async () => { await t.run(ctx); return agent.requests.ackedAs.includes('x x.cbf'); }, 10_000, 'x.cbf fetched, placed and acknowledged');
       assert.equal(agent.requests.file.get('x'), 1, 'the new name fetched: the old placement does not stand for it');
       assert.deepEqual(store.placements('D1').filter((p) => p.rel === 'old.cbf'), [], 'the placement of the name the agent no longer has is over');
+    } finally {
+      await t.close();
+      store.close();
+      await agent.close();
+    }
+  });
+
+  /**
+   * A furkad killed after placing x as old.cbf (with the checksum of what it placed), before the agent answered;
+   * the agent lists the file as x.cbf now, and answers the acknowledgement of old.cbf with `oldName`.
+   */
+  async function placedUnderOldName(oldName: string | undefined) {
+    const bytes = randomBytes(20_000);
+    const sum = new Checksum();
+    sum.update(bytes);
+    const hex = await sum.hex();
+    const agent = await fakeAgent({ x: bytes }, { checksum: 'right', damage: () => false, kept: (_id, p) => (p === 'old.cbf' ? oldName : undefined) });
+    const state = path.join(work, 'state');
+    const staging = path.join(work, 'staging');
+    mkdirSync(staging);
+    const before = AgentPlaced.open(state);
+    before.placed('D1', [{ id: 'x', rel: 'old.cbf', sum: hex }]);
+    before.close();
+    const store = AgentPlaced.open(state);
+    const placed: string[] = [];
+    const lines: string[] = [];
+    const log = { ...quiet, info: (_o: unknown, msg: string) => { lines.push(msg); } } as unknown as Logger;
+    const t = new AgentTransport('D1', store, log);
+    const ctx = {
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      shift: { uid: 0, gid: 0, usertime: 7n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
+      learnedBy: Infinity, dir: { root: path.join(work, 'placed') },
+      complete: async (rels: string[]) => {
+        placed.push(...rels);
+        t.afterPlaced(rels);
+        return { placed: rels, failed: [], gone: [] };
+      },
+    } as unknown as RunContext;
+    return { agent, store, placed, lines, t, ctx, hex };
+  }
+
+  it('asks the agent again about a placement under the name a file had, and takes the file under its new name for it once that name is gone (renamed): acknowledged with the placed checksum, not placed twice (A4)', async () => {
+    const { agent, store, placed, lines, t, ctx, hex } = await placedUnderOldName('moved');
+    try {
+      await eventually(async () => { await t.run(ctx); return agent.requests.ackedAs.includes('x x.cbf'); }, 10_000, 'x.cbf acknowledged');
+      assert.deepEqual(agent.requests.ackedAs, ['x old.cbf', 'x x.cbf'], 'the old name asked about first, then the new one acknowledged');
+      assert.equal(agent.requests.file.get('x'), undefined, 'not fetched again');
+      assert.deepEqual(placed, [], 'not placed again');
+      assert.equal(agent.requests.ackedSums.get('x'), hex, 'with the checksum of what was placed: the agent deletes it only if it still holds those bytes');
+      assert.ok(lines.some((l) => /renamed on the detector after it was placed is not placed again/.test(l)), lines.join('\n'));
+      await eventually(() => store.placements('D1').length === 0, 10_000, 'both placements answered');
+    } finally {
+      await t.close();
+      store.close();
+      await agent.close();
+    }
+  });
+
+  it('fetches and places a second name of a placed file as itself when the agent deleted the first (a hard link), asking about the first before (A4)', async () => {
+    const { agent, store, placed, t, ctx } = await placedUnderOldName(undefined);
+    try {
+      await eventually(async () => { await t.run(ctx); return agent.requests.ackedAs.includes('x x.cbf'); }, 10_000, 'x.cbf fetched, placed and acknowledged');
+      assert.deepEqual(agent.requests.ackedAs, ['x old.cbf', 'x x.cbf']);
+      assert.equal(agent.requests.file.get('x'), 1, 'fetched under its own name');
+      assert.deepEqual(placed, ['x.cbf']);
+      assert.deepEqual(store.placements('D1'), []);
     } finally {
       await t.close();
       store.close();

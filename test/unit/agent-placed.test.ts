@@ -118,6 +118,27 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     c.close();
   });
 
+  it('finds the other names a file is placed, or about to be placed, under: the name it had before a rename, across a restart (A4)', () => {
+    const a = AgentPlaced.open(dir);
+    const sum = 'ab'.repeat(16);
+    a.placed('1MF', [{ id: '8:10:5', rel: 'run/f.img', sum }, { id: '9:10:5', rel: 'run/g.img' }]);
+    a.placed('2MF', [{ id: '8:10:5', rel: 'other.img' }]);
+    a.intend('1MF', '8:10:5', '/ramdisk/1mf/1_1', 'run/h.img', sum);
+    assert.deepEqual(a.otherNames('1MF', '8:10:5', 'run_bad/f.img'), {
+      placed: [{ id: '8:10:5', rel: 'run/f.img', sum }], meant: [{ dir: '/ramdisk/1mf/1_1', rel: 'run/h.img', sum }],
+    });
+    assert.deepEqual(a.otherNames('1MF', '8:10:5', 'run/f.img').placed, [], 'not its own name');
+    a.close();
+    const b = AgentPlaced.open(dir);
+    assert.deepEqual(b.otherNames('1MF', '8:10:5', 'run_bad/f.img').placed, [{ id: '8:10:5', rel: 'run/f.img', sum }], 'after a restart');
+    b.placed('1MF', [{ id: '8:10:5', rel: 'run_bad/f.img', sum }]);
+    b.answered('1MF', ['8:10:5'], ['run/f.img']);
+    b.dropIntent('1MF', '8:10:5', 'run/h.img');
+    assert.deepEqual(b.otherNames('1MF', '8:10:5', 'run_bad/f.img'), { placed: [], meant: [] }, 'answered');
+    assert.deepEqual(b.otherNames('1MF', '8:10:5', 'run/f.img').placed, [{ id: '8:10:5', rel: 'run_bad/f.img', sum }]);
+    b.close();
+  });
+
   it('remembers files set aside for an ended shift across a restart, until they are placed (A5, F6)', () => {
     const a = AgentPlaced.open(dir);
     a.intend('1MF', '7:100:9', '/ramdisk/1mf/620_621', 'run/x.cbf');
