@@ -53,10 +53,11 @@ describe('furkad over furka-agent: a run directory renamed while it is transferr
   /**
    * A run directory appears whole on the detector; once furkad has placed some of it, furkad is stopped (SIGSTOP)
    * with files placed whose acknowledgement it has not sent, the directory is renamed, and the agent announces
-   * them under the new name; then furkad goes on (`restart`: it is killed instead, and started again). Without
-   * a moment caught so (all acknowledged already), the run completes and another is tried.
+   * them under the new name; then furkad goes on. `restart`: furkad is killed instead, and started again after
+   * the rename; or the agent is killed before the rename and started again after it. Without a moment caught so
+   * (all acknowledged already), the run completes and another is tried.
    */
-  async function renameWhilePlaced(opts: { uid: number; restart: boolean; rewrite: boolean }): Promise<{ run: string; files: WrittenFile[]; pending: string[]; rewritten?: Buffer }> {
+  async function renameWhilePlaced(opts: { uid: number; restart?: 'furkad' | 'agent'; rewrite: boolean }): Promise<{ run: string; files: WrittenFile[]; pending: string[]; rewritten?: Buffer }> {
     await ppu.startShift(opts.uid, opts.uid + 1);
     const detector = ppu.detectorRamdisks['1MF']!;
     for (let attempt = 1; attempt <= TRIES; attempt++) {
@@ -77,14 +78,19 @@ describe('furkad over furka-agent: a run directory renamed while it is transferr
         pending = [...copiesOf(shifts(), run).keys()].filter((name) => sources.has(name));
         // Two at least: one of them may be rewritten, which is then delivered a second time, as a new file.
         if (pending.length >= 2) {
-          observer = new AgentClient(ppu.agents['1MF']!.port);
-          const events = observer.events('/');
-          if (opts.restart) {
+          if (opts.restart === 'furkad') {
             await ppu.killFurkad();
             stopped = false;
           }
+          if (opts.restart === 'agent') await ppu.killAgent('1MF');
+          else observer = new AgentClient(ppu.agents['1MF']!.port);
           renameSync(path.join(detector, run), path.join(detector, `${run}_bad`));
           if (opts.rewrite) rewritten = rewriteKeepingId(path.join(detector, `${run}_bad`, pending[0]!));
+          if (opts.restart === 'agent') {
+            await ppu.startAgent('1MF');
+            observer = new AgentClient(ppu.agents['1MF']!.port);
+          }
+          const events = observer!.events('/');
           // The agent has read the rename (its answer to the old names' acknowledgements says they moved).
           await events.waitFor((ev) => pending.every((name) => ev.some((e) => e.t === 'file' && e.path === `${run}_bad/${name}`)),
             'the agent to announce the placed files under their new names', 20_000);
@@ -92,7 +98,7 @@ describe('furkad over furka-agent: a run directory renamed while it is transferr
       } finally {
         if (stopped) process.kill(furkad, 'SIGCONT');
       }
-      if (opts.restart && !ppu.furkad) await ppu.startFurkad();
+      if (opts.restart === 'furkad' && !ppu.furkad) await ppu.startFurkad();
       if (pending.length >= 2) return { run, files, pending, ...(rewritten ? { rewritten } : {}) };
       await eventually(() => listFiles(detector).length === 0, 60_000, `${run} delivered`);
     }
@@ -139,7 +145,7 @@ describe('furkad over furka-agent: a run directory renamed while it is transferr
   }
 
   it('places each file of a directory renamed mid-transfer once, under the name it had when placed; one rewritten after the rename is delivered as new (A4, F1)', async () => {
-    const { run, files, pending, rewritten } = await renameWhilePlaced({ uid: 810, restart: false, rewrite: true });
+    const { run, files, pending, rewritten } = await renameWhilePlaced({ uid: 810, rewrite: true });
     await placedOnce(run, files, { name: pending[0]!, data: rewritten! });
     // The rewritten file: its first bytes under the old name (placed before the rename), its new ones under the new.
     const shift = path.join(shifts(), '810_811');
@@ -149,8 +155,13 @@ describe('furkad over furka-agent: a run directory renamed while it is transferr
   });
 
   it('places each file once when furkad is killed with files placed and not acknowledged, and started again after the rename (A4, F6)', async () => {
-    const { run, files } = await renameWhilePlaced({ uid: 820, restart: true, rewrite: false });
+    const { run, files } = await renameWhilePlaced({ uid: 820, restart: 'furkad', rewrite: false });
     await placedOnce(run, files);
     await ppu.furkad!.proc.said(/renamed on the detector after it was placed is not placed again/);
+  });
+
+  it('places each file once when the agent is killed with files placed and not acknowledged, and started again after the rename (A4)', async () => {
+    const { run, files } = await renameWhilePlaced({ uid: 830, restart: 'agent', rewrite: false });
+    await placedOnce(run, files);
   });
 });
