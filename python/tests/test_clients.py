@@ -263,5 +263,65 @@ class MessageClientRobustnessTest(unittest.TestCase):
         self.assertIn('KeyError', logged.output[0])
         self.assertEqual(keepalive, [[1, 30, 10, 3]], 'a vanished peer is noticed within about a minute')
 
+    def test_a_line_that_is_no_message_object_fails_the_connection_and_the_reconnect_loop_goes_on(self):
+        # Another service on the port, or a broken proxy: JSON that is no object (5, null, a string) or no JSON.
+        for bad in ('5', 'null', '"errcode"', '"hello there"', 'not json at all'):
+            server = socket.socket()
+            server.bind(('127.0.0.1', 0))
+            server.listen(5)
+            port = server.getsockname()[1]
+
+            def serve(line=bad):
+                for _ in range(2):
+                    conn, _ = server.accept()
+                    conn.sendall((line + '\n').encode('utf-8'))
+                    time.sleep(0.1)
+                    conn.close()
+            t = threading.Thread(target=serve)
+            t.daemon = True
+            t.start()
+            connected = []
+            reasons = []
+
+            class Client(DAbstractMessageClient.DAbstractMessageClient):
+                def processMessage(self, errcode, shortMessage, longMessage):
+                    pass
+
+                def onConnect(self):
+                    connected.append(True)
+
+            client = Client('127.0.0.1', port, timeout=0.05)
+
+            def on_disconnect(reason):
+                reasons.append(reason)
+                if len(reasons) == 2:
+                    client.stop()
+            client.onDisconnect = on_disconnect
+            client.connect()  # returns only through stop(): the loop survived both bad lines
+            server.close()
+            self.assertEqual(connected, [], '%s is no greeting' % bad)
+            self.assertEqual(len(reasons), 2, bad)
+            self.assertTrue(all('not grimseld' in r for r in reasons), reasons)
+
+    def test_query_status_names_an_answer_that_is_no_status(self):
+        for bad in (b'5\n', b'null\n', b'{"x": 1}\n', b'[1, 2]\n', b'[{"uid": 1}]\n', b'not json\n', b'\xff\xfe\n'):
+            server = socket.socket()
+            server.bind(('127.0.0.1', 0))
+            server.listen(1)
+
+            def serve(answer=bad):
+                conn, _ = server.accept()
+                conn.recv(100)
+                conn.sendall(answer)
+                conn.close()
+            t = threading.Thread(target=serve)
+            t.daemon = True
+            t.start()
+            with self.assertRaises(DQueryStatusClient.StatusError) as raised:
+                DQueryStatusClient.DQueryStatusClient('127.0.0.1', server.getsockname()[1]).queryStatus(1)
+            server.close()
+            self.assertIn('not grimseld', str(raised.exception), bad)
+
+
 if __name__ == '__main__':
     unittest.main()

@@ -110,7 +110,14 @@ class DAbstractMessageClient(object):
                 for line in reader:
                     if not line.endswith('\n'):
                         break
-                    obj = json.loads(line)
+                    try:
+                        obj = json.loads(line)
+                    except ValueError:
+                        obj = None
+                    if not isinstance(obj, dict):
+                        # Not grimseld's protocol (another service on the port?): a failed connection, as any other.
+                        raise ValueError('%s:%d sent %r, not a message object: not grimseld\'s message service?'
+                                         % (self.host, self.port, line.strip()[:200]))
                     if 'errcode' in obj:
                         self._deliver(obj['errcode'], obj.get('shortMessage', ''), obj.get('longMessage', ''))
                     elif 'hello' in obj:

@@ -42,13 +42,25 @@ class DQueryStatusClient(object):
             reader = sock.makefile('r', encoding='utf-8', newline='\n')
             try:
                 line = reader.readline()
+            except ValueError:  # not UTF-8: not grimseld
+                raise StatusError('%s:%d answered something that is not UTF-8: not grimseld\'s status service?' % (self.host, self.port))
             finally:
                 reader.close()
         finally:
             sock.close()
         if not line.endswith('\n'):
             raise StatusError('grimseld at %s:%d closed the connection without an answer' % (self.host, self.port))
+        return _rows(line, self.host, self.port)
+
+
+def _rows(line, host, port):
+    """The rows of one answer line; StatusError for an error answer or anything that is not a status."""
+    try:
         answer = json.loads(line)
-        if isinstance(answer, dict):
-            raise StatusError(answer.get('error', 'unexpected answer: %s' % line.strip()))
-        return [dict((k, row[k]) for k in KEYS) for row in answer]
+    except ValueError:
+        answer = None
+    if isinstance(answer, dict) and isinstance(answer.get('error'), str):
+        raise StatusError(answer['error'])
+    if not isinstance(answer, list) or not all(isinstance(row, dict) and all(k in row for k in KEYS) for row in answer):
+        raise StatusError('%s:%d answered %r, not a status: not grimseld\'s status service?' % (host, port, line.strip()[:200]))
+    return [dict((k, row[k]) for k in KEYS) for row in answer]
