@@ -121,6 +121,13 @@ export class DetectorLoop implements Component {
   /** The run in flight (or a resolved promise): shift changes wait on it. */
   #current: Promise<number> = Promise.resolve(0);
   #backoff = 0;
+  /**
+   * How the last run ended: `ok`, `failed` (backed off, F10), or `ended` early by a shift change or stop (cut
+   * after HOLD_CUT_MS, or a signal that came with a stop): then the drain takes what it left.
+   */
+  #lastRun: 'ok' | 'failed' | 'ended' = 'ok';
+  /** The shift change (#holds) whose runs ended by a signal not furkad's were said in the log (once each). */
+  #saidSignalled = 0;
   /** Files that could not be given their final names: each is logged once, and lastError stays while any is left. */
   #failing = new Set<string>();
   #signal: AbortSignal = new AbortController().signal;
@@ -191,14 +198,20 @@ export class DetectorLoop implements Component {
     if (at !== undefined && hold === this.#holds && this.#heldAt !== Infinity) this.#heldAt = Math.max(this.#heldAt, at);
   }
 
-  /** One more run in the current shift, so that files written before a shift change land in it (F6). */
-  async drain(): Promise<void> {
+  /**
+   * One more run in the current shift, so that files written before a shift change (`change`) or a stop
+   * (`stop`) land in it (F6, A5).
+   */
+  async drain(at: 'change' | 'stop' = 'change'): Promise<void> {
     const a = this.#assignment;
-    // A detector backing off after a failed run is not tried again for the old shift (it may be away, and the
-    // change must not wait for it), unless its transport says it is still connected and owes files learned
-    // before the change (the agent after a fetch cut short): then one drain run, A5.
     if (!a) return;
-    if (this.#backoff > 0 && !(this.transport.connected?.() && this.transport.pendingSince?.(this.#heldAt, a, this.#heldAt))) return;
+    // At a shift change, a detector backing off after a failed run is not tried again for the old shift (it may
+    // be away, and the change must not wait for it), unless its transport says it is still connected and owes
+    // files learned before the change (the agent after a fetch cut short): then one drain run, A5. At a stop it
+    // is tried regardless, within the same bound: the stop's own SIGTERM may have ended its last run
+    // (`systemctl kill furkad` and KillMode=control-group signal rsync too), and what a stop leaves goes to the
+    // next furkad's default shift (F6), another user's, not back to this one after a pause.
+    if (at === 'change' && this.#backoff > 0 && !(this.transport.connected?.() && this.transport.pendingSince?.(this.#heldAt, a, this.#heldAt))) return;
     // Runs of the drain take only what the transport learned of before the shift change was asked for (hold):
     // RunContext.learnedBy.
     this.#draining = true;
@@ -213,11 +226,20 @@ export class DetectorLoop implements Component {
       await this.#exclusive();
       // Files the transport learned of before the call and has not taken yet (settle_ms: still settling) are
       // waited for; how long at most is the transport's to say. Over rsync a file is learned of when a run lists
-      // it, so what the first drain run saw counts.
+      // it, so what the first drain run saw counts. A run ended early (a signal that came with a stop) is run
+      // again: what it had not taken is still owed.
       const seenBy = performance.now();
-      while (this.#backoff === 0 && !drainSignal.signal.aborted && this.transport.pendingSince?.(seenBy, a, this.#heldAt)) {
+      while (this.#lastRun !== 'failed' && !drainSignal.signal.aborted
+        && (this.#lastRun === 'ended' || this.transport.pendingSince?.(seenBy, a, this.#heldAt))) {
         await this.#sleep(Math.max(a.config.minpause, 10));
         await this.#exclusive();
+      }
+      // Said where the administrator looks: such files are not lost, but they go to another shift than theirs.
+      if (this.#lastRun === 'failed' || deadline.signal.aborted) {
+        const why = this.#lastRun === 'failed' ? `the detector failed (${this.stats.lastError})` : `the drain ran out of time (${DRAIN_MAX_MS / 1000} s)`;
+        const where = at === 'stop' ? "the shift the next furkad starts (the configured default one, F6)" : 'the new shift';
+        this.log.warn({ detector: this.id, at }, `${why} at the ${at === 'stop' ? 'stop' : 'shift change'}: files completed on it ` +
+          `before then that furkad had not taken yet stay on the detector and go to ${where}`);
       }
     } finally {
       clearTimeout(timer);
@@ -562,9 +584,21 @@ export class DetectorLoop implements Component {
         this.changed.emit();
       }
       this.#setState(outcome.transferred > 0 ? 'transferring' : 'idle');
+      this.#lastRun = 'ok';
     } else if (runCut.signal.aborted && !loopSignal.aborted) {
       // Ended by a shift change that would not wait longer: not the detector's failure (the drain goes on).
       this.log.info({ detector: this.id, err: outcome.message }, `the run in flight was ended after ${HOLD_CUT_MS} ms for a shift change or stop`);
+      this.#lastRun = 'ended';
+    } else if (outcome.interrupted && this.#held && !loopSignal.aborted) {
+      // Ended by a signal furkad did not send while a shift change or stop holds the loop: one that came with
+      // the stop (`systemctl kill furkad`, KillMode=control-group signal every process of the unit). Not the
+      // detector's failure, so no back-off: the drain runs again and takes what it left, in this shift (A5).
+      if (this.#saidSignalled !== this.#holds) {
+        this.#saidSignalled = this.#holds;
+        this.log.info({ detector: this.id, err: outcome.message }, 'the run in flight was ended by a signal furkad did not send, during a stop or shift change (at a stop: ' +
+          'its whole process group signalled, as systemctl kill does): not counted as a detector failure; the drain takes what it left');
+      }
+      this.#lastRun = 'ended';
     } else {
       this.#failed(outcome.message, outcome.verdict);
     }
@@ -628,6 +662,7 @@ export class DetectorLoop implements Component {
     if (this.#backoff === 0) this.log.error({ detector: this.id, verdict }, `detector unreachable or failing, retrying with back-off: ${message}`);
     this.stats.lastError = message;
     this.#dirReady = false;
+    this.#lastRun = 'failed';
     this.#backoff = nextBackoff(this.#backoff, verdict);
     this.#setState(verdict === 'fatal' ? 'down' : 'retrying');
     this.changed.emit();

@@ -165,6 +165,8 @@ export class RsyncTransport implements Transport {
       bytes: result.bytes,
       refused: [...this.#refused, ...this.#deep.refused],
       note: this.#room.note(),
+      // rsync's own code for SIGTERM, SIGINT, SIGHUP; runRsync gives it to a process killed by a signal too.
+      ...(verdict !== 'ok' && result.code === 20 ? { interrupted: true } : {}),
     };
   }
 

@@ -73,7 +73,10 @@ export class ShiftManager implements Component {
    * every detector had completed by now is placed in it, bounded like a change's drain, and what cannot be
    * placed is set aside for it (leaveBehind), for the next furkad to place there. Without this, the next
    * furkad's default shift (F6) took every file announced but not yet placed, owner and directory included.
-   * Shift changes not begun by then are refused: the loops stop next.
+   * Unlike a change, a detector backing off is drained too, and a run the stop's signal ended (`systemctl kill`
+   * signals rsync as well) is no failure (DetectorLoop.drain). What even that cannot take (a detector away, the
+   * bound passed) goes to the next furkad's default shift, said in the log: a stop asked for always gives the
+   * default shift (F6, shift-resume.ts). Shift changes not begun by then are refused: the loops stop next.
    */
   async stop(): Promise<void> {
     // Changes asked for before the stop but not begun yet are refused too: each could take as long as the stop.
@@ -83,7 +86,7 @@ export class ShiftManager implements Component {
       const all = [...this.loops.values()];
       try {
         await Promise.all(all.map((l) => l.hold()));
-        await Promise.all(all.map((l) => l.drain()));
+        await Promise.all(all.map((l) => l.drain('stop')));
         await Promise.all(all.map((l) => l.leaveBehind()));
       } catch (e) {
         this.log.error({ err: (e as Error).message }, 'placing the files of the running shift at the stop failed; the next furkad takes them into its shift');

@@ -24,6 +24,13 @@ export interface RunOutcome {
   /** What else lastError says after a run that went well (files the transport leaves on the detector for now,
    *  named); '' or absent = nothing. */
   note?: string;
+  /**
+   * A run that failed because its process was ended by a signal (rsync exit 20: SIGTERM, SIGINT or SIGHUP, or
+   * killed by one): whether furkad sent it is the loop's to tell. One it did not send while a shift change or a
+   * stop holds the loop came with the stop (`systemctl kill furkad`, KillMode=control-group): not the detector's
+   * failure (A5).
+   */
+  interrupted?: boolean;
 }
 
 /** What became of the files offered to `complete()`; a file in none of the lists was not noted (the run fails). */

@@ -399,6 +399,60 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     });
   }
 
+  it('at a stop, drains a detector backing off after a failed run too: what it owes stays in the shift that ran, not the next furkad\'s default one (A5, F6)', async () => {
+    const events: string[] = [];
+    const handover = new FakeHandover(events);
+    const t = new FakeTransport(events);
+    t.connected = () => false;
+    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), recordingLog().log, {
+      sleep: (ms, signal) => sleep(ms >= 100 ? 5000 : ms, signal),
+    });
+    const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, recordingLog().log);
+    const { first, stop, running } = await inFirstShift(loop, shifts, t);
+    t.verdicts = ['retry'];
+    const failedAt = t.runs;
+    await until('the failed run', () => loop.stats.state === 'retrying' && t.runs > failedAt);
+    t.incoming.push('owed.cbf'); // completed before the stop, while the loop waits out its back-off
+    await shifts.stop();
+    stop.abort();
+    await running;
+    const shiftOf = (rel: string): bigint | undefined => handover.delivered_.find((d) => d.paths.some((p) => p.endsWith(`/${rel}`)))?.usertime;
+    assert.equal(shiftOf('owed.cbf'), first.usertime, "placed by the stop's drain, in the shift that ran");
+  });
+
+  it('takes a run that a signal not its own ended during a stop for no failure: no back-off, no error, and the drain takes what it left (A5, F6)', async () => {
+    const events: string[] = [];
+    const handover = new FakeHandover(events);
+    const t = new FakeTransport(events);
+    const { log, lines } = recordingLog();
+    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), log);
+    const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, log);
+    const { first, stop, running } = await inFirstShift(loop, shifts, t);
+    // The run in flight when the stop comes ends as rsync does on the stop's SIGTERM to the whole group (exit 20).
+    let inFlight = true;
+    const owed: string[] = [];
+    t.duringRun = async (ctx) => {
+      if (!inFlight) {
+        t.incoming.push(...owed.splice(0));
+        return;
+      }
+      inFlight = false;
+      t.verdicts = ['retry'];
+      t.interrupted = [true];
+      owed.push('owed.cbf'); // completed before the stop; the run ended before it took it
+      await until('the stop to hold the loop', () => ctx.wantsEnd());
+    };
+    await until('the run in flight', () => !inFlight);
+    await shifts.stop();
+    stop.abort();
+    await running;
+    const shiftOf = (rel: string): bigint | undefined => handover.delivered_.find((d) => d.paths.some((p) => p.endsWith(`/${rel}`)))?.usertime;
+    assert.equal(shiftOf('owed.cbf'), first.usertime, "placed by the stop's drain, in the shift that ran");
+    assert.deepEqual(lines.filter((l) => l.startsWith('error')), [], 'no error: the detector did not fail');
+    assert.ok(lines.some((l) => /ended by a signal furkad did not send/.test(l)), 'said, once, as info');
+    assert.notEqual(loop.stats.state, 'retrying');
+  });
+
   it("sets aside what the old shift could not place, never places it in the new shift's directory, and later places it in its own (F6)", async () => {
     const events: string[] = [];
     const handover = new FakeHandover(events);

@@ -18,6 +18,8 @@ export class FakeTransport implements Transport {
   incoming: string[] = [];
   /** One verdict per run, in order; `ok` once used up. */
   verdicts: Verdict[] = [];
+  /** One per run, in order, beside `verdicts`: the run's process was ended by a signal (RunOutcome.interrupted). */
+  interrupted: boolean[] = [];
   /** What the loop made of each offer. */
   placed: Placed[] = [];
   /** Awaited at the start of each run, before it takes `incoming`: tests count, hold or stop runs here. */
@@ -48,7 +50,8 @@ export class FakeTransport implements Transport {
         this.placed.push(await ctx.complete(files, new Map(files.map((rel) => [rel, fakeChecksum(rel)]))));
       }
       const verdict = this.verdicts.shift() ?? 'ok';
-      return { verdict, message: verdict === 'ok' ? '' : `fake ${verdict}`, transferred: files.length, bytes: 10 * files.length };
+      const interrupted = this.interrupted.shift() ?? false;
+      return { verdict, message: verdict === 'ok' ? '' : `fake ${verdict}`, transferred: files.length, bytes: 10 * files.length, ...(interrupted ? { interrupted } : {}) };
     } finally {
       this.active.now--;
     }
