@@ -200,6 +200,10 @@ describe('furkad over furka-agent (A2–A5)', function () {
     await burstAcrossStop(ppu, { shift: [760, 761], defaultShift: [1000, 1000], count: 1500, bytes: 8_000, minWaiting: 100 });
   });
 
+  it('places every file completed before a stop whose SIGTERM reaches its whole process group (systemctl kill furkad), fetches in flight, in the shift that ran, owned by it (A5, F3, F6)', async () => {
+    await burstAcrossStop(ppu, { shift: [762, 763], defaultShift: [1000, 1000], count: 1500, bytes: 8_000, minWaiting: 100, term: 'group' });
+  });
+
   it('answers StartShift before busctl gives up, and stops within systemd\'s TimeoutStopSec, when the agent stops answering mid-stream (F6)', async () => {
     const group = () => ppu.agents['1MF']!.proc.child.pid!;
     await freezeAcrossShiftAndStop(ppu, { freeze: () => process.kill(-group(), 'SIGSTOP'), thaw: () => process.kill(-group(), 'SIGCONT'), count: 1500, bytes: 8_000 });

@@ -147,6 +147,28 @@ describe('furkad with its default settings: writers that pause mid-file lose not
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 520 && r[5] === 2n && r[4] === 0n), 20_000, 'grimseld to copy both');
   });
 
+  it('places a file completed before a stop whose SIGTERM reaches its whole process group (systemctl kill furkad), its rsync run too, in the shift that ran, owned by it (A5, F3, F6)', async () => {
+    // Found by a hostile tester: the rsync run the signal ended counted as the detector's failure, the stop's
+    // drain skipped the detector backing off, and the file went to the next furkad's default shift (uid 1000).
+    await ppu.startShift(524, 525);
+    const det = ppu.detectorRamdisks['1MF']!;
+    const file = writeImage(det, 'groupterm/before_stop.cbf', 100_000);
+    // Listed by a run (copied into staging), still settling (settle_ms: 2000 by default): furkad knows it is complete.
+    const staged = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF', file.rel);
+    await eventually(() => existsSync(staged), 20_000, 'the file seen by furkad, settling');
+    assert.equal(await ppu.furkad!.proc.stop(30_000, 'group'), 0, 'a clean stop (SIGTERM to furkad and its rsync runs)');
+    const said = ppu.furkad!.proc.output();
+    const errors = said.slice(said.lastIndexOf('"msg":"stopping"')).split('\n').filter((l) => l.includes('"level":50'));
+    await ppu.startFurkad(); // the configured default shift, 1000:1000
+    const stored = (uid: number, gid: number) => path.join(ppu.storageRoot, 'internal', '1mf', `${uid}_${gid}`, file.rel);
+    await eventually(() => existsSync(stored(524, 525)) || existsSync(stored(1000, 1000)), 20_000, 'the file stored');
+    assert.ok(existsSync(stored(524, 525)), 'in the shift that ran, not in the default one the next furkad started');
+    const st = statSync(stored(524, 525));
+    assert.deepEqual([st.uid, st.gid], [524, 525], 'owned by the shift that ran (F3)');
+    assert.equal(sha256File(readFileSync(stored(524, 525))), file.sha256);
+    assert.deepEqual(errors, [], 'no error logged while stopping: the run the signal ended is no detector failure');
+  });
+
   it('places nothing a failed listing run copied (PPU ramdisk full, daemon gone): no truncated file, no temp name, no second copy', async () => {
     await ppu.startShift(522, 523);
     // rsync as furkad runs it, except that a listing run (no --remove-source-files) fails after copying while

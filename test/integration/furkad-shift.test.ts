@@ -58,6 +58,10 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
     await burstAcrossStop(ppu, { shift: [520, 521], defaultShift: [1000, 1000], count: 1500, bytes: 40_000, minWaiting: 20 });
   });
 
+  it('places every file written before a stop whose SIGTERM reaches its whole process group (systemctl kill furkad, KillMode=control-group), its rsync runs too, in the shift that ran, owned by it (A5, F3, F6)', async () => {
+    await burstAcrossStop(ppu, { shift: [522, 523], defaultShift: [1000, 1000], count: 1500, bytes: 40_000, minWaiting: 20, term: 'group' });
+  });
+
   it('answers StartShift before busctl gives up, and stops within systemd\'s TimeoutStopSec, when the rsync daemon stops answering mid-run (F6)', async () => {
     const group = () => ppu.rsyncd['1MF']!.proc.child.pid!;
     await freezeAcrossShiftAndStop(ppu, { freeze: () => process.kill(-group(), 'SIGSTOP'), thaw: () => process.kill(-group(), 'SIGCONT'), count: 300, bytes: 100_000 });
