@@ -5,6 +5,9 @@
 // furkad ended long ago, the configured defaults changed, or a scheduled rotation came meanwhile (whyNotResume). Otherwise a crash at night would hand
 // the rest of a user's beamtime, and every file the dead furkad had heard of but not placed, to the configured
 // default owner until someone noticed.
+// A stop asked for forgets the file even when its drain could not take every file completed before it (a
+// detector away, the bound passed; said in the log): `systemctl restart` gives the default shift every time (F6),
+// not depending on the state of a detector the operator does not see. Those files go to the default shift.
 import { readFileSync, rmSync, statSync, utimesSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
