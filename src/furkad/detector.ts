@@ -236,7 +236,8 @@ export class DetectorLoop implements Component {
       }
       // Said where the administrator looks: such files are not lost, but they go to another shift than theirs.
       if (this.#lastRun === 'failed' || deadline.signal.aborted) {
-        const why = this.#lastRun === 'failed' ? `the detector failed (${this.stats.lastError})` : `the drain ran out of time (${DRAIN_MAX_MS / 1000} s)`;
+        // Out of time first: a run the deadline ended counts as failed too, with rsync's word for the signal.
+        const why = deadline.signal.aborted ? `the drain ran out of time (${DRAIN_MAX_MS / 1000} s)` : `the detector failed (${this.stats.lastError})`;
         const where = at === 'stop' ? "the shift the next furkad starts (the configured default one, F6)" : 'the new shift';
         this.log.warn({ detector: this.id, at }, `${why} at the ${at === 'stop' ? 'stop' : 'shift change'}: files completed on it ` +
           `before then that furkad had not taken yet stay on the detector and go to ${where}`);
