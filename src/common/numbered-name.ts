@@ -46,6 +46,11 @@ export function isNumberedName(name: string): boolean {
   return NUMBERED.test(name);
 }
 
+/** Whether any component of path `p` is a numbered name: the file's own, or a directory's (numbered-dirs.ts). */
+export function hasNumberedPart(p: string): boolean {
+  return p.split('/').some(isNumberedName);
+}
+
 /**
  * link(2) errors of file systems without hard links (vfat, exFAT, some network file systems): there a name
  * is taken by checking it is free, then renaming, which leaves a window of microseconds between the two.
