@@ -8,7 +8,7 @@ import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
 import { wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Outbox } from './outbox.js';
-import { isNumberedName } from '../common/numbered-name.js';
+import { hasNumberedPart } from '../common/numbered-name.js';
 import type { Component } from '../common/service.js';
 
 export type HandoverEvent =
@@ -80,8 +80,9 @@ export class Handover implements Component {
   /** Queues placed files for grimseld; `id` (from intend) is acknowledged once grimseld has them. */
   delivered(usertime: bigint, uid: number, gid: number, files: DeliveredFile[], id?: number): void {
     const ids = id === undefined ? [] : [id];
-    // A file placed beside another under a numbered name: the note must name it, not the other file.
-    if (id !== undefined && files.some(([p]) => isNumberedName(p))) this.outbox.placed(id, usertime, uid, gid, files);
+    // A file placed beside another under a numbered name, or into a numbered directory (a file holds the
+    // directory's name): the note must name it, not the other file.
+    if (id !== undefined && files.some(([p]) => hasNumberedPart(p))) this.outbox.placed(id, usertime, uid, gid, files);
     if (files.length === 0) {
       this.outbox.ack(ids);
       return;

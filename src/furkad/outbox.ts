@@ -4,7 +4,10 @@
 // No fsync: the files themselves live on a tmpfs, so the outbox only has to outlive the process.
 import { closeSync, openSync, ftruncateSync, fstatSync, lstatSync } from 'node:fs';
 import { appendLinesSync, readAppendLog } from '../common/append-log.js';
-import { unmark } from '../common/paths.js';
+import * as path from 'node:path';
+import { splitMarked, unmark } from '../common/paths.js';
+import { DirFd, splitRel } from '../common/dir-fd.js';
+import { walkNumbered } from '../common/numbered-dirs.js';
 import { numberedName, MAX_NUMBERED } from '../common/numbered-name.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 
@@ -115,13 +118,36 @@ export function placedFiles(note: Unacked): DeliveredFile[] {
   const found = new Map<string, DeliveredFile>();
   for (const f of note.files) if (isPlacedFile(f[0])) found.set(f[0], f);
   if (note.placed) return [...found.values()];
-  for (const [p, , detector] of note.files) {
+  // A file whose directory got a numbered name beside a file holding its name (Y.~1~/g.img for Y/g.img,
+  // numbered-dirs.ts) is found there, under the name placing gives it; without its checksum, as below.
+  const files = note.files.map((f): DeliveredFile => {
+    const p = withPlacedDirs(f[0]);
+    if (p !== f[0] && isPlacedFile(p)) found.set(p, [p, '', f[2]]);
+    return p === f[0] ? f : [p, '', f[2]];
+  });
+  for (const [p, , detector] of files) {
     for (let n = 1; n <= MAX_NUMBERED && isPlacedFile(numberedName(p, n)); n++) {
       found.set(numberedName(p, n), [numberedName(p, n), '', detector]);
       if (found.has(p)) found.set(p, [p, '', detector]);
     }
   }
   return [...found.values()];
+}
+
+/**
+ * `marked` with the directories below its './' as placing finds them now: the first of each name and its numbered
+ * names that is a directory (numbered-dirs.ts); `marked` itself when they are the same or cannot be looked at.
+ */
+function withPlacedDirs(marked: string): string {
+  const { root, rel } = splitMarked(marked);
+  try {
+    const [dirRel, name] = splitRel(rel);
+    const held = DirFd.with(DirFd.open(root), (top) => walkNumbered(top, dirRel, false));
+    held.dir.close();
+    return held.rel === dirRel ? marked : `${root.replace(/\/+$/, '')}/./${path.posix.join(held.rel, name)}`;
+  } catch {
+    return marked;
+  }
 }
 
 /** Whether a noted (marked) path was placed: a regular file under its final name. */

@@ -5,6 +5,7 @@ import { closeSync, constants, fchmodSync, fchownSync, fstatSync, linkSync, lsta
 import * as path from 'node:path';
 import { DirFd, splitRel } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
+import { takenDirOf, walkNumbered } from '../common/numbered-dirs.js';
 import type { Logger } from '../common/logger.js';
 import { readProvenance } from '../common/provenance.js';
 
@@ -121,8 +122,9 @@ export class ShiftDir {
    * Moves a complete file from staging to `rel` below the shift's directory, creating its parents (F2, F3),
    * and returns the name it has there. A different file already under `rel` (an earlier shift's of the same
    * usrdir, a detector that restarted its numbering) is never replaced: the new one goes beside it as
-   * `rel.~1~` (or the next free number, numbered-name.ts), with a warning naming both. A file there with the
-   * staged one's size and mtime is the same file placed again (furkad was killed after placing it): the
+   * `rel.~1~` (or the next free number, numbered-name.ts), with a warning naming both. Nor is a file holding
+   * the name of a directory on the way: the directory gets the numbered name (`Y.~1~/g.img`, numbered-dirs.ts).
+   * A file there with the staged one's size and mtime is the same file placed again (furkad was killed after placing it): the
    * staged copy is dropped and that name returned. link() takes a name only when it is free, atomically, and
    * never writes through a link planted under it, as rename() would. `staged` is in root-only staging: a path
    * used as it is, or a file below a root (`{ root, rel }`), reached through its open directory, so that one whose
@@ -149,11 +151,14 @@ export class ShiftDir {
 
   #placeIn(u: DirFd, staged: string, rel: string, dirRel: string, base: string): string {
     // Opened again for every file, each component without following links: the user may have swapped any of them.
-    const dir = dirRel === '' ? u : u.walk(dirRel, true, (d, st, made) => this.#shiftOwned(d, st, made));
+    // A name on the way that a file holds (the detector wrote a file Y, then a directory Y/) is numbered like a
+    // file's (`Y.~1~/`, common/numbered-dirs.ts): the file Y stays, and this one is placed at once, not retried.
+    const into = dirRel === '' ? { dir: u, rel: '' } : walkNumbered(u, dirRel, true, (d, st, made) => this.#shiftOwned(d, st, made));
+    const { dir } = into;
     try {
       let st: Stats | undefined; // read only when a name is taken: the usual placing is link + unlink (F9)
       for (const name of candidateNames(base)) {
-        const placed = path.join(dirRel, name);
+        const placed = path.join(into.rel, name);
         if (this.#take(staged, dir, name)) return this.#placed(rel, placed);
         const there = dir.lstat(name);
         // Gone between the two calls (grimseld cleaned up an earlier shift's file): the name is free again.
@@ -182,13 +187,14 @@ export class ShiftDir {
    * directory handles (the user owns them); false on any doubt.
    */
   static holds(root: string, rel: string, size: number, mtimeMs: number, checksum?: string): boolean {
-    let held: { dir: DirFd; name: string } | undefined;
+    let held: { dir: DirFd; name: string };
     try {
-      held = DirFd.openParent(root, rel);
+      // Where placing puts it: a directory on the way numbered where a file holds its name (numbered-dirs.ts).
+      const [dirRel, name] = splitRel(rel);
+      held = { dir: DirFd.with(DirFd.open(root), (top) => walkNumbered(top, dirRel, false).dir), name };
     } catch {
       return false;
     }
-    if (!held) return false;
     try {
       for (const name of candidateNames(held.name)) {
         const st = held.dir.lstat(name);
@@ -206,9 +212,14 @@ export class ShiftDir {
 
   /** Says so when a file got a numbered name; returns the name. */
   #placed(rel: string, name: string): string {
-    if (name !== rel) {
-      this.log?.warn({ file: path.join(this.root, rel), placedAs: path.join(this.root, name) },
-        `${path.join(this.root, rel)} holds another file: the new one is placed beside it as ${path.join(this.root, name)}, both kept`);
+    if (name === rel) return name;
+    const [want, got, dir] = [path.join(this.root, rel), path.join(this.root, name), takenDirOf(rel, name)];
+    if (dir === undefined) {
+      this.log?.warn({ file: want, placedAs: got }, `${want} holds another file: the new one is placed beside it as ${got}, both kept`);
+    } else {
+      const taken = path.join(this.root, dir);
+      this.log?.warn({ file: want, placedAs: got, taken },
+        `${taken} is a file, not a directory: it is kept, and ${want} is placed as ${got}`);
     }
     return name;
   }

@@ -64,4 +64,19 @@ describe('hand-over outbox (F6, G12)', () => {
     assert.deepEqual(placedFiles(byId.get(two)!), [[marked('c.img'), '', '1MF'], [marked('c.img.~1~'), '', '1MF']],
       'the numbered one is not left behind; which of the two the checksum is of is not known, so neither gets it');
   });
+
+  it('hands over a file placed into a numbered directory beside a file holding its directory\'s name, found after a kill (F2, G3, G12)', () => {
+    const ram = path.join(dir, 'ramdisk', 'u');
+    mkdirSync(path.join(ram, 'Y.~1~'), { recursive: true });
+    writeFileSync(path.join(ram, 'Y'), 'the file Y');
+    writeFileSync(path.join(ram, 'Y.~1~', 'g.img'), 'g');
+    const marked = (f: string): string => `${dir}/ramdisk/./u/${f}`;
+    const a = Outbox.open(dir);
+    // Killed after placing Y.~1~/g.img and before writing that down: the note still says Y/g.img.
+    a.outbox.note(10n, 500, 501, [[marked('Y/g.img'), SUM_A, '1MF']]);
+    a.outbox.close();
+    const { outbox, unacked } = Outbox.open(dir);
+    outbox.close();
+    assert.deepEqual(placedFiles(unacked[0]!), [[marked('Y.~1~/g.img'), '', '1MF']]);
+  });
 });
