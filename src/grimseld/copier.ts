@@ -22,6 +22,7 @@ import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { readablePaths, splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
+import type { NumberedDir } from '../common/numbered-dirs.js';
 import { isOwnTempOf, tempName, type TempKey } from './temp-names.js';
 import { depthOf, HeldDirs, ownersAsSource, ownerVisit, type SourceDir } from './copy-dirs.js';
 import { isDelivered, openSource, sameFile, SourceChanged, type Identity, type Source } from './copy-source.js';
@@ -50,8 +51,9 @@ export type CopyOutcome = 'copied' | 'identical';
 
 /**
  * A copy made (or found there already) and the name it has on the storage: the job's `dest`, or, when `dest`
- * holds a different file, a numbered name beside it (`dest.~1~`, numbered-name.ts). A complete copy of
- * another delivered file is never replaced (G3, G12).
+ * holds a different file, a numbered name beside it (`dest.~1~`, numbered-name.ts), or, when a file holds the
+ * name of a directory on its way, the same name in a numbered directory (`Y.~1~/g.img`, numbered-dirs.ts). A
+ * complete copy of another delivered file is never replaced (G3, G12).
  */
 export interface CopyResult {
   outcome: CopyOutcome;
@@ -98,6 +100,8 @@ interface Written {
   /** The source, held open until the copy has its name: checked once more then. */
   source: Source;
   dir: DirFd;
+  /** Where `dir` is: the directory of the job's `dest`, or one numbered on the way (common/numbered-dirs.ts). */
+  at: string;
   name: string;
   tmp: string;
   /** Whether `tmp` was created (by us: O_EXCL), and so is ours to remove. */
@@ -209,27 +213,31 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
     // Missing directories are made one at a time, refusing links; a link on the way makes this throw,
     // naming it. Keeping owners, every directory on the way gets its owner (ownersAsSource): those found
     // once per thread, directory and file owner, those made whenever they are made.
-    let dir: DirFd;
+    // A name on the way held by a file gives the directory a numbered name (common/numbered-dirs.ts): `at` is
+    // where the copy's directory is below `base`, and the copy's name is reported there.
+    let into: NumberedDir;
     if (opts.preserveUid || opts.preserveGid) {
       const key = `${base}\0${dirRel}\0${s.uid}:${s.gid}`;
       const give = ownerVisit(ownersAsSource(held, depthOf(dirRel), s, owner));
       const known = ownedDirs.has(key);
-      dir = dirs.storage(base, dirRel, known ? (d, st, made, i) => { if (made) give(d, st, made, i); } : give, `${s.uid}:${s.gid}`, job.mount);
+      into = dirs.storage(base, dirRel, known ? (d, st, made, i) => { if (made) give(d, st, made, i); } : give, `${s.uid}:${s.gid}`, job.mount);
       if (!known) {
         if (ownedDirs.size >= OWNED_DIRS_MAX) ownedDirs.clear();
         ownedDirs.add(key);
       }
     } else {
-      dir = dirs.storage(base, dirRel, undefined, '', job.mount);
+      into = dirs.storage(base, dirRel, undefined, '', job.mount);
     }
+    const { dir } = into;
+    const at = into.rel === dirRel ? path.dirname(job.dest) : path.join(base, into.rel);
     // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
     if (job.sweep) sweepStale(dir, name, opts.tempKey);
     const there = identicalAt(dir, name, s, job.checksum, verify, progress);
     if (there !== undefined) {
       closeSync(source.fd);
-      return { outcome: 'identical', dest: path.join(path.dirname(job.dest), there.name), verified: there.verified };
+      return { outcome: 'identical', dest: path.join(at, there.name), verified: there.verified };
     }
-    w = { job, base, checksum: '', verified: false, attributes: undefined, source, dir, name,
+    w = { job, base, checksum: '', verified: false, attributes: undefined, source, dir, at, name,
       tmp: tempName(opts.tempKey, name), made: false, fd: undefined };
     // EXCL and NOFOLLOW: a planted name is never written through (nor removed: `made` stays false).
     w.fd = dir.openFile(w.tmp, constants.O_RDWR | constants.O_CREAT | constants.O_EXCL, 0o600);
@@ -387,7 +395,7 @@ function commit(w: Written, verify: boolean, progress: Progress): CopyResult {
   const made = (shown: string): CopyResult => ({ outcome: 'copied', dest: shown, checksum: w.checksum, verified: w.verified, attributes: w.attributes!,
     ...(w.mtimeClamped ? { mtimeClamped: w.mtimeClamped } : {}) });
   for (const name of candidateNames(w.name)) {
-    const shown = path.join(path.dirname(dest), name);
+    const shown = path.join(w.at, name);
     if (takeName(w.dir, w.tmp, name)) return made(shown);
     const there = w.dir.lstat(name);
     if (there === undefined) {

@@ -6,6 +6,7 @@
 import { fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { components, DirFd, type DirVisit } from '../common/dir-fd.js';
+import { walkNumbered, type NumberedDir } from '../common/numbered-dirs.js';
 
 /**
  * Who owns the directory at `index` below the storage target on the way to a copy's directory: [uid, gid]
@@ -102,6 +103,7 @@ function stillMounted(mount: MountedAt | undefined, what: string): void {
 export class HeldDirs {
   #held = new Map<string, DirFd>();
   #sources = new Map<string, SourceDir>();
+  #storages = new Map<string, NumberedDir>();
 
   /** `stats`: source directories are walked keeping their stats, for ownersAsSource (preserve_uid/gid). */
   constructor(private readonly stats: boolean) {}
@@ -175,14 +177,17 @@ export class HeldDirs {
   /**
    * Directory `rel` below the storage target `base` (created if missing), made where missing, each directory
    * on the way passed to `visit` (ownerVisit) when given; `key` tells visits for different owners apart.
-   * `mount`: the storage's mount point must still be mounted (G13; see root()), checked when the target is opened.
+   * A name on the way that a file holds is numbered (`Y.~1~`, common/numbered-dirs.ts): the path returned with
+   * the directory is the one it has. `mount`: the storage's mount point must still be mounted (G13; see
+   * root()), checked when the target is opened.
    */
-  storage(base: string, rel: string, visit?: DirVisit, key = '', mount?: MountedAt): DirFd {
+  storage(base: string, rel: string, visit?: DirVisit, key = '', mount?: MountedAt): NumberedDir {
     const k = `d\0${base}\0${rel}\0${key}`;
-    let d = this.#held.get(k);
+    let d = this.#storages.get(k);
     if (!d) {
-      d = this.root(base, true, mount).walk(rel, true, visit);
-      this.#held.set(k, d);
+      d = walkNumbered(this.root(base, true, mount), rel, true, visit);
+      this.#held.set(k, d.dir);
+      this.#storages.set(k, d);
     }
     return d;
   }
@@ -191,6 +196,7 @@ export class HeldDirs {
     for (const d of this.#held.values()) d.close();
     this.#held.clear();
     this.#sources.clear();
+    this.#storages.clear();
   }
 }
 

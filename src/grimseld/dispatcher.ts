@@ -8,6 +8,7 @@ import { ChecksumMismatch, SourceChanged } from './copier.js';
 import { NotMounted } from './copy-dirs.js';
 import { tagged, untagged } from '../common/checksum.js';
 import { sleep } from '../common/abort.js';
+import { takenDirOf } from '../common/numbered-dirs.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub } from './messages.js';
 import type { CopyJob, CopyReport, ReadFrom } from './copy-job.js';
@@ -328,7 +329,8 @@ export class Dispatcher implements CopyEvents {
       this.#mismatchSaid.delete(key);
       this.#damagedSaid.delete(key);
       const wanted = r.job.dest;
-      const rel = r.dest === wanted ? undefined : path.join(path.dirname(r.job.rel), path.basename(r.dest));
+      // A numbered name (NAME.~1~), or a numbered directory on the way (Y.~1~/NAME) where a file holds Y there.
+      const rel = r.dest === wanted ? undefined : path.relative(storage.target, r.dest);
       // A file without a checksum gets the one of its first complete read, journaled with this copy (I2).
       await this.catalog.setCopy(rec, storage.id, 'copied', { rel, verified: r.result?.verified === true,
         checksum: r.job.checksum === undefined && made !== undefined ? tagged(made) : undefined });
@@ -426,9 +428,12 @@ export class Dispatcher implements CopyEvents {
    * message `src:dest` names where the copy really is), logged with it.
    */
   #besideAnother(r: CopyReport, wanted: string): void {
+    const taken = takenDirOf(wanted, r.dest);
+    const what = taken === undefined
+      ? `${wanted} on storage ${r.job.storage} holds another file (an earlier shift's, or another file of that name)`
+      : `${taken} on storage ${r.job.storage} is a file, not a directory (a file of that name delivered before, kept)`;
     this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`,
-      `${wanted} on storage ${r.job.storage} holds another file (an earlier shift's, or another file of that name): ` +
-      `it is kept, and this copy of ${r.job.src} is ${r.dest}; both are complete, the file counts as copied`);
+      `${what}: it is kept, and this copy of ${r.job.src} is ${r.dest}; both are complete, the file counts as copied`);
   }
 
   /**
@@ -462,3 +467,4 @@ export class Dispatcher implements CopyEvents {
     this.#retries.clear();
   }
 }
+

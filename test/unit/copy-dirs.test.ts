@@ -45,10 +45,10 @@ describe('directories of a batch of copies (G3, G4)', () => {
     const base = path.join(root, 'target');
     mkdirSync(path.join(base, 'u', 'run'), { recursive: true });
     mkdirSync(path.join(root, 'victim'));
-    const first = dirs.storage(base, 'u/run');
+    const first = dirs.storage(base, 'u/run').dir;
     renameSync(path.join(base, 'u'), path.join(base, 'u.moved'));
     symlinkSync(path.join(root, 'victim'), path.join(base, 'u'));
-    assert.equal(dirs.storage(base, 'u/run'), first, 'the same handle');
+    assert.equal(dirs.storage(base, 'u/run').dir, first, 'the same handle');
     writeFileSync(first.at('f'), 'x');
     assert.ok(existsSync(path.join(base, 'u.moved', 'run', 'f')));
     // A new batch walks again and refuses the link.
