@@ -3,7 +3,7 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { Message, MessageHub } from './messages.js';
-import { DEFAULT_MAX_UNREAD_BYTES, MAX_CONNECTIONS, MAX_PER_PEER, TcpListener, writeLineOrCut } from './tcp-listener.js';
+import { DEFAULT_MAX_UNREAD_BYTES, TcpListener, writeLineOrCut } from '../common/tcp-listener.js';
 
 /** The first line on every connection: tells a client it is subscribed, so nothing after it is missed. */
 export const MESSAGE_GREETING = { hello: 'grimseld messages', version: 1 } as const;
@@ -13,8 +13,11 @@ export class MessageServer {
 
   constructor(private readonly hub: MessageHub, private readonly log: Logger,
     private readonly maxUnread = DEFAULT_MAX_UNREAD_BYTES) {
-    this.#listener = new TcpListener('message', (s) => this.#subscribe(s), MAX_CONNECTIONS, MAX_PER_PEER,
-      (peer, limit) => this.log.warn({ peer, limit }, `message subscriber refused: ${peer} has ${limit} subscriptions already (said once until it has fewer)`));
+    // A refused subscriber reads one error line instead of the greeting, then the connection ends.
+    this.#listener = new TcpListener('message', (s) => this.#subscribe(s), {
+      refusal: (why) => `${JSON.stringify({ error: `refused: ${why}` })}\n`,
+      onRefused: (peer, why) => this.log.warn({ peer }, `message subscriber refused: ${why} (said once until it has fewer)`),
+    });
   }
 
   /** Listens (port 0: any free port) and returns the bound port. */

@@ -2,7 +2,8 @@
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { StatusRow } from '../dbus/grimsel-interface.js';
-import { DEFAULT_MAX_UNREAD_BYTES, MAX_CONNECTIONS, MAX_PER_PEER, TcpListener, writeLineOrCut } from './tcp-listener.js';
+import { DEFAULT_MAX_UNREAD_BYTES, TcpListener, writeLineOrCut } from '../common/tcp-listener.js';
+import { RequestBudget } from '../common/request-budget.js';
 
 /** One status row as the TCP protocol, the Python client and `ppuctl --json` spell it. */
 export interface StatusRecord {
@@ -24,14 +25,26 @@ export function statusRecord(r: StatusRow): StatusRecord {
 const MAX_LINE = 1024;
 /** Idle connections are closed after this long; scripts connect per query. */
 const IDLE_MS = 10 * 60_000;
+/**
+ * Requests answered at once per peer (a local user, a remote address, root), then per second: a script polling
+ * every second never waits; a peer pipelining `QUERY -1` on all its connections is read one request at a time,
+ * each after its turn, instead of taking most of the event loop the copies' bookkeeping runs on.
+ */
+export const ANSWERS_AT_ONCE = 20;
+export const ANSWERS_PER_SECOND = 10;
 
 export class StatusServer {
   readonly #listener: TcpListener;
+  readonly #budget: RequestBudget;
 
   constructor(private readonly book: { query(n: number): StatusRow[] }, private readonly log: Logger,
-    private readonly maxUnread = DEFAULT_MAX_UNREAD_BYTES) {
-    this.#listener = new TcpListener('status', (s) => this.#serve(s), MAX_CONNECTIONS, MAX_PER_PEER,
-      (peer, limit) => this.log.warn({ peer, limit }, `status client refused: ${peer} has ${limit} connections open already (said once until it has fewer)`));
+    private readonly maxUnread = DEFAULT_MAX_UNREAD_BYTES, budget = new RequestBudget(ANSWERS_AT_ONCE, ANSWERS_PER_SECOND)) {
+    this.#budget = budget;
+    // A refused client reads the reason as the answer to its first request.
+    this.#listener = new TcpListener('status', (s, peer) => this.#serve(s, peer ?? 'root'), {
+      refusal: (why) => `${JSON.stringify({ error: `refused: ${why}` })}\n`,
+      onRefused: (peer, why) => this.log.warn({ peer }, `status client refused: ${why} (said once until it has fewer)`),
+    });
   }
 
   /** Listens (port 0: any free port) and returns the bound port. */
@@ -64,22 +77,38 @@ export class StatusServer {
     return this.book.query(n).map(statusRecord);
   }
 
-  /** Request lines in bytes; one longer than MAX_LINE gets one error naming the limit, and the connection is closed. */
-  #serve(socket: Socket): void {
+  /**
+   * Request lines in bytes; one longer than MAX_LINE gets one error naming the limit, and the connection is closed.
+   * Each answer is taken from the peer's budget: beyond it, the connection is not read until the peer's next turn.
+   */
+  #serve(socket: Socket, peer: string): void {
     socket.setTimeout(IDLE_MS, () => socket.end());
     let pending: Buffer = Buffer.alloc(0);
     let done = false;
+    let waiting: NodeJS.Timeout | undefined;
+    socket.on('close', () => clearTimeout(waiting));
     const tooLong = (what: string): void => {
       done = true;
       socket.end(`${JSON.stringify({ error: `${what}, longer than the limit of ${MAX_LINE} bytes: closing the connection` })}\n`);
     };
-    socket.on('data', (chunk: Buffer) => {
-      if (done) return;
-      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+    const drain = (): void => {
       let nl: number;
-      while ((nl = pending.indexOf(10)) >= 0) {
+      while (!done && (nl = pending.indexOf(10)) >= 0) {
         if (nl > MAX_LINE) return tooLong(`a request line of ${nl} bytes`);
         const line = pending.toString('utf8', 0, nl);
+        if (line.trim() !== '') {
+          const wait = this.#budget.take(peer);
+          if (wait > 0) {
+            // Not read meanwhile: the peer's further requests wait in its socket, not in our memory.
+            socket.pause();
+            waiting = setTimeout(() => {
+              waiting = undefined;
+              socket.resume();
+              drain();
+            }, wait);
+            return;
+          }
+        }
         pending = pending.subarray(nl + 1);
         const reply = this.answer(line);
         if (reply !== undefined && writeLineOrCut(socket, JSON.stringify(reply), this.maxUnread) === 'cut') {
@@ -88,9 +117,15 @@ export class StatusServer {
           return;
         }
       }
+      if (done) return;
       if (pending.length > MAX_LINE) tooLong(`a request line of at least ${pending.length} bytes without a newline`);
       // Copied: a slice would pin the whole chunk for as long as the line stays incomplete.
       else pending = Buffer.from(pending);
+    };
+    socket.on('data', (chunk: Buffer) => {
+      if (done) return;
+      pending = pending.length ? Buffer.concat([pending, chunk]) : chunk;
+      if (waiting === undefined) drain();
     });
   }
 }

@@ -1,6 +1,7 @@
 // Who is at the other end of a TCP connection from this host: the uid owning the peer's socket, read from the
-// kernel's socket tables (/proc/net/tcp, tcp6). Lets grimseld's TCP services share their connections among
-// local users (tcp-listener.ts): over loopback every user has the same address.
+// kernel's socket tables (/proc/net/tcp, tcp6). Lets the daemons' TCP services (grimseld's status and messages,
+// both metrics endpoints) share their connections among local users (tcp-listener.ts): over loopback every user
+// has the same address.
 import { readFileSync } from 'node:fs';
 import type { Socket } from 'node:net';
 
