@@ -1,5 +1,6 @@
 // Whether a storage's mount point is mounted (G13), checked at most once a second, and said when it is not:
-// a COPY_ERROR, repeated every minute (every 10 s while files wait for it), and a log line when it is back.
+// a COPY_ERROR, repeated every minute (every 10 s while files wait for it), and a log line when it is back. A mount
+// table that cannot be read (EMFILE) is "cannot tell": nothing written, said the same way, read again next time.
 // Between two readings of the mount table, each batch first compares the mount point's device with the one it
 // had when found mounted (one stat, off the event loop): a storage unmounted within the second is seen before
 // the next batch. An unmount between that stat and the copy thread's open is seen by the copy thread: each job
@@ -84,7 +85,14 @@ export class MountWatch {
     }
     const before = await this.#deviceNow(mountpoint);
     if (before === HUNG) return this.#verdict(false, queued, 'does not answer');
-    const mounted = await this.isMounted(mountpoint);
+    let mounted: boolean;
+    try {
+      mounted = await this.isMounted(mountpoint);
+    } catch (e) {
+      // The mount table could not be read (no descriptor left: EMFILE): cannot tell, so nothing is written to the
+      // storage, said as for a missing mount, and the table is read again at the next look (a second later).
+      return this.#verdict(false, queued, `cannot be checked (${(e as Error).message})`);
+    }
     const after = await this.#deviceNow(mountpoint);
     if (after === HUNG) return this.#verdict(false, queued, 'does not answer');
     if (after !== before) {
@@ -138,7 +146,7 @@ export class MountWatch {
     if (this.#saidAt === undefined || now - this.#saidAt >= repeat) {
       this.#saidAt = now;
       this.messages.publish('COPY_ERROR', `${mountpoint}:${target}`,
-        `storage ${id}: ${mountpoint} ${why}; nothing is written to ${target} and its ${queued} files stay pending until it is mounted${why === 'is not mounted' ? '' : ' and answers'}`);
+        `storage ${id}: ${mountpoint} ${why}; nothing is written to ${target} and its ${queued} files stay pending until it is mounted${why === 'is not mounted' ? '' : why === 'does not answer' ? ' and answers' : ' and that can be checked'}`);
     }
   }
 }

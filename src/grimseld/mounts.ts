@@ -6,12 +6,19 @@ import { mountOf, mountsOf, type Mount } from '../common/mounts.js';
 
 /**
  * Whether a file system of its own is mounted at `dir` (G13), read from /proc/self/mountinfo off the event loop
- * (a mount check runs on the copy path).
+ * (a mount check runs on the copy path). Throws, naming why, when the table cannot be read (EMFILE): the caller
+ * cannot tell, and writes nothing there (mount-watch.ts, reclaimer.ts).
  */
 export async function isMountPoint(dir: string): Promise<boolean> {
   const real = await realpath(dir).catch(() => undefined);
   if (!real) return false;
-  return mountedAt(real, mountsOf(await readFile('/proc/self/mountinfo', 'utf8')));
+  let table: string;
+  try {
+    table = await readFile('/proc/self/mountinfo', 'utf8');
+  } catch (e) {
+    throw new Error(`cannot read the mount table /proc/self/mountinfo: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+  }
+  return mountedAt(real, mountsOf(table));
 }
 
 export interface FillState {

@@ -100,7 +100,7 @@ export class Reclaimer {
   /** Records whose link or deletion by a fill guard failed: each skipped until `at`, its pause doubling (G6, G7). */
   #guardPauses = new Map<number, { at: number; ms: number }>();
   /** Mount points as last read (at most once a second): each guard tick and clean-up asks. */
-  #mountChecks = new Map<string, { ok: boolean; at: number }>();
+  #mountChecks = new Map<string, { ok: boolean; at: number; why: string }>();
   /** When each storage's 'not mounted' was last said, per code (one message per storage, not one per file). */
   #unmountedSaid = new Map<string, number>();
 
@@ -204,7 +204,7 @@ export class Reclaimer {
       }
     }
     for (const [st, n] of blocked) {
-      this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint} is not mounted; ${n} originals of ended shifts ` +
+      this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint} ${this.#downWhy(st)}; ${n} originals of ended shifts ` +
         `whose copies are checked on it, or which lie on it, are not deleted until it is mounted again (G5)`);
     }
     this.#links.sweep(current); // in the background: the fill guards go on meanwhile
@@ -264,7 +264,7 @@ export class Reclaimer {
       }
     }
     for (const [st, n] of blocked) {
-      this.#sayUnmounted(links ? 'LINK_ERROR' : 'DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint} is not mounted; ` +
+      this.#sayUnmounted(links ? 'LINK_ERROR' : 'DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint} ${this.#downWhy(st)}; ` +
         `${mountpoint} is ${fill.percent.toFixed(1)}% full (limit ${this.settings.fillLimitPercent}%), and ${n} originals there whose ` +
         `copies are checked on it are not ${links ? 'replaced by links to their copies' : 'deleted'} until it is mounted again`);
     }
@@ -293,6 +293,11 @@ export class Reclaimer {
     return rec.internal === 'linked' ? [this.internal] : [this.internal, ...(this.external ? [this.external] : [])];
   }
 
+  /** Why `st` counts as down at the last reading of its mount point: not mounted, or the table could not be read. */
+  #downWhy(st: StorageInfo): string {
+    return (st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.why) || 'is not mounted';
+  }
+
   /** The first storage that the work on the original of `rec` at `where` needs and that was not mounted at the last reading. */
   #downFor(rec: FileRecord, where: Where): StorageInfo | undefined {
     return this.#needs(rec, where).find((st) => st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.ok === false);
@@ -309,7 +314,10 @@ export class Reclaimer {
       const now = Date.now();
       let checked = this.#mountChecks.get(st.mountpoint);
       if (fresh || !checked || now - checked.at > MOUNT_RECHECK_MS) {
-        checked = { ok: await this.isMounted(st.mountpoint), at: now };
+        // A mount table that cannot be read (no descriptor left: EMFILE) cannot tell: as not mounted, nothing is
+        // linked or deleted there for this look, and it is read again at the next.
+        checked = await this.isMounted(st.mountpoint).then((ok) => ({ ok, at: now, why: 'is not mounted' }),
+          (e: unknown) => ({ ok: false, at: now, why: `cannot be checked (${(e as Error).message})` }));
         this.#mountChecks.set(st.mountpoint, checked);
         if (checked.ok) this.#mountedAgain(st);
       }
