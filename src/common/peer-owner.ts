@@ -19,8 +19,24 @@ export function isLoopback(address: string | undefined): boolean {
  */
 export function loopbackPeerUid(socket: Socket, tables: string[] = TABLES): number | undefined {
   if (!isLoopback(socket.remoteAddress) || socket.remotePort === undefined || socket.localPort === undefined) return undefined;
-  const local = `:${hexPort(socket.remotePort)}`;
-  const remote = `:${hexPort(socket.localPort)}`;
+  const key = `${hexPort(socket.remotePort)}:${hexPort(socket.localPort)}`;
+  const now = performance.now();
+  // One reading serves a burst of connections: the tables list every socket of the host, and reading them for
+  // each of hundreds of connections a peer opens at once held the event loop for seconds.
+  if (!read || read.tables !== tables || (!read.uids.has(key) && now - read.at >= REREAD_MS) || now - read.at > KEPT_MS) {
+    read = { tables, at: now, uids: ownersOf(tables) };
+  }
+  return read.uids.get(key);
+}
+
+/** How long one reading of the tables answers, and how soon a connection it does not list has them read again. */
+const KEPT_MS = 100;
+const REREAD_MS = 10;
+let read: { tables: string[]; at: number; uids: Map<string, number> } | undefined;
+
+/** 'localport:remoteport' (hex) to the owning uid, for every socket in the tables but those in TIME_WAIT (root's). */
+function ownersOf(tables: string[]): Map<string, number> {
+  const uids = new Map<string, number>();
   for (const table of tables) {
     let text: string;
     try {
@@ -31,11 +47,16 @@ export function loopbackPeerUid(socket: Socket, tables: string[] = TABLES): numb
     // "sl local_address rem_address st tx_queue:rx_queue tr:tm->when retrnsmt uid ..."
     for (const line of text.split('\n')) {
       const f = line.trim().split(/\s+/);
-      if (f.length > 7 && f[1]!.endsWith(local) && f[2]!.endsWith(remote)) return Number(f[7]);
+      if (f.length <= 7 || f[3] === TIME_WAIT) continue;
+      const key = `${f[1]!.slice(f[1]!.lastIndexOf(':') + 1)}:${f[2]!.slice(f[2]!.lastIndexOf(':') + 1)}`;
+      if (!uids.has(key)) uids.set(key, Number(f[7]));
     }
   }
-  return undefined;
+  return uids;
 }
+
+/** A closed connection's leftover, listed with uid 0: taken for the peer's, it made a user's connection root's. */
+const TIME_WAIT = '06';
 
 function hexPort(port: number): string {
   return port.toString(16).toUpperCase().padStart(4, '0');
