@@ -126,7 +126,7 @@ export class Catalog {
         case 'file': {
           if (this.#files.has(r.id)) break;
           // Kept as it was journaled: a restart never recomputes a checksum it knows (I1).
-          this.#newRecord(r.id, BigInt(r.u), { ...r, checksum: r.c, detector: r.det });
+          this.#newRecord(r.id, BigInt(r.u), { ...r, checksum: r.c, detector: r.det, copyOnly: r.keep });
           this.#nextId = Math.max(this.#nextId, r.id + 1);
           break;
         }
@@ -186,7 +186,7 @@ export class Catalog {
   #newRecord(id: number, usertime: bigint, f: NewFile): FileRecord {
     // One bigint per shift, not one per file.
     const shared = this.#book.get(usertime)?.usertime ?? usertime;
-    return this.#files.add(id, shared, f, allPending(this.storageIds.length), this.isOnRamdisk(f.src));
+    return this.#files.add(id, shared, f, allPending(this.storageIds.length), !f.copyOnly && this.isOnRamdisk(f.src));
   }
 
   /** The file's copy state on `storage` (undefined for a storage grimseld does not have). */
@@ -315,7 +315,7 @@ export class Catalog {
     // waiting for our own records covers it.
     if (fresh.length) {
       try {
-        await this.journal.append(...fresh.map(fileLine));
+        await this.journal.append(...fresh.map((rec) => this.#fileLine(rec)));
       } catch (e) {
         // Not on disk, so not taken: the caller is told (furkad delivers them again), and a second delivery must
         // not find them "known" and be told they are safe.
@@ -420,9 +420,13 @@ export class Catalog {
     for (const r of this.#files.values()) if (!this.#unjournaled.has(r.id)) yield* this.#lines(r);
   }
 
+  #fileLine(r: FileRecord): JournalRecord {
+    return fileLine(r, !r.onRamdisk && this.isOnRamdisk(r.src));
+  }
+
   /** A live record's journal lines, read at once (the snapshot is written while it is iterated). */
   #lines(r: FileRecord): JournalRecord[] {
-    const lines = [fileLine(r)];
+    const lines = [this.#fileLine(r)];
     const states = r.states;
     this.storageIds.forEach((s, i) => {
       const st = stateAt(states, i);
@@ -457,8 +461,9 @@ function settledCounts(c: SettledCounts): [number, number, number] {
   return [c[0], c[1], c[2] ?? 0];
 }
 
-function fileLine(r: FileRecord): JournalRecord {
+/** A record's journal line; `copyOnly`: a ramdisk file that is never linked or deleted (an operator's, NewFile.copyOnly). */
+function fileLine(r: FileRecord, copyOnly: boolean): JournalRecord {
   const { checksum, detector } = r;
   return { t: 'file', id: r.id, u: String(r.usertime), src: r.src, rel: r.rel, size: r.size, mtimeMs: r.mtimeMs, ino: r.ino, dev: r.dev,
-    ...(checksum !== undefined ? { c: checksum } : {}), ...(detector !== undefined ? { det: detector } : {}) };
+    ...(checksum !== undefined ? { c: checksum } : {}), ...(detector !== undefined ? { det: detector } : {}), ...(copyOnly ? { keep: true } : {}) };
 }

@@ -19,6 +19,12 @@ export interface NewFile {
   checksum?: string | undefined;
   /** The detector that made it (furkad's id); none for an operator's file. */
   detector?: string | undefined;
+  /**
+   * Copied only: its original is never linked or deleted, though it lies on the ramdisk (G5, G6). An operator's
+   * file (AddFile by a uid other than 0): operators are trusted with which files to copy among those they may
+   * read, not with having root delete them (docs/threat-model.md).
+   */
+  copyOnly?: true | undefined;
 }
 
 /** Thrown on reading a record after it was settled: its row may already hold another file. */

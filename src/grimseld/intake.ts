@@ -50,7 +50,8 @@ async function inspect(p: string, caller?: Caller): Promise<NewFile> {
   const { src, rel } = checkMarkedPath(p);
   if (caller) {
     const seen = statAsCaller(src, caller);
-    return { src, rel, size: seen.size, mtimeMs: seen.mtimeMs, ino: seen.ino, dev: seen.dev };
+    // Copied only: the caller may read it, which says nothing of whether they may delete it (G5, G6).
+    return { src, rel, size: seen.size, mtimeMs: seen.mtimeMs, ino: seen.ino, dev: seen.dev, copyOnly: true };
   }
   const st = await lstat(src).catch(() => undefined);
   if (!st) throw new RejectedPath(`file '${src}' does not exist`);
@@ -146,7 +147,9 @@ export class Intake {
 
   /**
    * An operator's file (G8): must exist and be a regular file; it joins the current shift. A `caller` who is
-   * not root must be able to read it themselves (caller-access.ts), or it is refused with NotReadable.
+   * not root must be able to read it themselves (caller-access.ts), or it is refused with NotReadable; their
+   * file is copied only, never linked or deleted, also on the ramdisk (G5, G6: NewFile.copyOnly). Root's (and
+   * the FIFO's) on the ramdisk are cleaned up like delivered ones.
    */
   async add(p: string, caller?: Caller): Promise<void> {
     const refused = await this.addMany([p], caller);

@@ -9,8 +9,11 @@ import * as path from 'node:path';
 export type JournalRecord =
   /** `counts`: per storage, settled files [copied, failed, verified] (verified absent in journals before I2). */
   | { t: 'shift'; u: string; uid: number; gid: number; counts?: Record<string, SettledCounts> }
-  /** `c`: the checksum the file was delivered with (`xxh128:<hex>`, I1), `det`: its detector; both absent when unknown. */
-  | { t: 'file'; id: number; u: string; src: string; rel: string; size: number; mtimeMs: number; ino: number; dev: number; c?: string; det?: string }
+  /**
+   * `c`: the checksum the file was delivered with (`xxh128:<hex>`, I1), `det`: its detector; both absent when unknown.
+   * `keep`: an operator's file, copied only (NewFile.copyOnly); absent otherwise.
+   */
+  | { t: 'file'; id: number; u: string; src: string; rel: string; size: number; mtimeMs: number; ino: number; dev: number; c?: string; det?: string; keep?: true }
   /** The checksum of a file delivered without one (an operator's), from the first complete read of it (I2). */
   | { t: 'checksum'; id: number; c: string }
   /**

@@ -93,4 +93,35 @@ describe('AddFile by an operator who is not root (G8, S2)', function () {
     await callMethod(await ppu.grimsel(), 'AddFile', `${ppu.work}/x/priv/./sub/secret`);
     await eventually(() => existsSync(internal('sub/secret')), 20_000, "root's file on the internal storage");
   });
+
+  it("copies the ramdisk files an operator adds but never deletes them after the shift, unlike root's (G8, G5, G6)", async () => {
+    // On the ramdisk: root's notes (0644 in a directory of root's) and another user's file, both readable by the
+    // operator, neither deletable by them; and a file root adds, which the shift clean-up does delete.
+    const ram = ppu.ppuRamdisk;
+    mkdirSync(path.join(ram, 'keep'), { recursive: true });
+    writeFileSync(path.join(ram, 'keep/notes.txt'), "root's notes, not part of any shift");
+    chmodSync(path.join(ram, 'keep/notes.txt'), 0o644);
+    mkdirSync(path.join(ram, 'user4242'));
+    writeFileSync(path.join(ram, 'user4242/mine.dat'), "user 4242's file");
+    chownSync(path.join(ram, 'user4242'), 4242, 4242);
+    chownSync(path.join(ram, 'user4242/mine.dat'), 4242, 4242);
+    mkdirSync(path.join(ram, 'roots'));
+    writeFileSync(path.join(ram, 'roots/added.dat'), 'root added this');
+    const rm = await new Promise<number>((resolve) => execFile('setpriv', [`--reuid=${uid}`, `--regid=${OPERATORS}`, '--init-groups', 'rm', '-f',
+      path.join(ram, 'keep/notes.txt')], (err) => resolve(err ? 1 : 0)));
+    assert.equal(rm, 1, "the operator's own rm of root's notes fails");
+    for (const f of ['keep/notes.txt', 'user4242/mine.dat']) {
+      const r = await ppuctlAs('add', `${ram}/./${f}`);
+      assert.equal(r.code, 0, r.stderr);
+    }
+    await callMethod(await ppu.grimsel(), 'AddFile', `${ram}/./roots/added.dat`);
+    await eventually(() => ['keep/notes.txt', 'user4242/mine.dat', 'roots/added.dat'].every((f) => existsSync(internal(f))), 20_000,
+      'the three copies on the internal storage');
+    await ppu.startShift(1000, 1000, []);
+    await eventually(() => !existsSync(path.join(ram, 'roots/added.dat')), 30_000, "root's added original deleted after the shift change (G5)");
+    await ppu.quiescent();
+    assert.equal(readFileSync(path.join(ram, 'keep/notes.txt'), 'utf8'), "root's notes, not part of any shift", "root's notes stay");
+    assert.equal(readFileSync(path.join(ram, 'user4242/mine.dat'), 'utf8'), "user 4242's file", "user 4242's file stays");
+    assert.equal(readFileSync(internal('keep/notes.txt'), 'utf8'), "root's notes, not part of any shift");
+  });
 });
