@@ -3,6 +3,9 @@
 Protocol: after connecting, grimseld sends one JSON object per line: first a greeting
 ``{"hello": "grimseld messages", "version": 1}``, then one ``{"errcode", "shortMessage", "longMessage",
 "time"}`` object per message. The client sends nothing. A client that does not read is disconnected.
+A connection grimseld refuses (a limit reached: 8 per local user or remote address, 64 in all) gets one
+``{"error": "refused: ..."}`` line instead of the greeting, then is closed: connect() raises SubscriptionRefused
+with that reason (timeout 0), or passes it to onDisconnect() and tries again after ``timeout`` seconds.
 
 A connection whose peer vanished without closing it (the PPU powered off, a cable pulled) is noticed by TCP
 keepalive within about a minute (probes after 30 s of silence, every 10 s, 3 unanswered), then reconnected
@@ -36,6 +39,10 @@ LINK_ERROR = 'LINK_ERROR'
 DEL_ERROR = 'DEL_ERROR'
 
 ERROR_CODES = (FILLSTATE_LIMIT, ALMOST_OVERFLOW, DISK_OVERFLOW, COPY_ERROR, LINK_ERROR, DEL_ERROR)
+
+
+class SubscriptionRefused(ConnectionError):
+    """grimseld refused the subscription; the message says why (e.g. too many connections from this user)."""
 
 
 class DAbstractMessageClient(object):
@@ -122,6 +129,8 @@ class DAbstractMessageClient(object):
                         self._deliver(obj['errcode'], obj.get('shortMessage', ''), obj.get('longMessage', ''))
                     elif 'hello' in obj:
                         self.onConnect()
+                    elif 'error' in obj:
+                        raise SubscriptionRefused('grimseld at %s:%d: %s' % (self.host, self.port, obj['error']))
             finally:
                 reader.close()
         finally:

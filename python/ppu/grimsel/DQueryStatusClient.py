@@ -1,7 +1,9 @@
 """grimseld's status over TCP (G9): per shift and storage, pending, copied and failed files.
 
 Protocol: send ``QUERY <n>\\n``; grimseld answers one JSON line, a list of rows (newest shift first) or
-``{"error": "..."}``.
+``{"error": "..."}``. A connection grimseld refuses (a limit reached: 8 per local user or remote address, 64 in
+all) reads ``{"error": "refused: ..."}`` and is closed: queryStatus() raises StatusError with that reason.
+Each user (or remote address) gets 20 answers at once, then 10 a second: requests beyond that wait their turn.
 """
 import json
 import socket
