@@ -6,6 +6,8 @@
 // were a third of the agent's CPU at 100 Hz x 1 MB. The pool keeps a few buffers per size class (powers of two)
 // while files flow, and lets them all go after a while without files.
 
+import { monotonicMs } from '../common/monotonic.js';
+
 const MIN_CLASS = 64 * 1024;
 /** Larger bodies are not pooled (rare, and too much memory to keep), and so not read whole either (file-body.ts). */
 export const MAX_CLASS = 64 * 1024 * 1024;
@@ -25,7 +27,7 @@ export class BodyPool {
   take(size: number): Buffer {
     const cap = sizeClass(size);
     if (cap === undefined) return Buffer.allocUnsafeSlow(size);
-    this.#lastTake = Date.now();
+    this.#lastTake = monotonicMs();
     this.#emptyWhenIdle();
     const ab = this.#free.get(cap)?.pop();
     if (ab) {
@@ -55,7 +57,7 @@ export class BodyPool {
   #emptyWhenIdle(): void {
     if (this.#timer) return;
     const check = (): void => {
-      const idle = Date.now() - this.#lastTake;
+      const idle = monotonicMs() - this.#lastTake;
       if (idle >= IDLE_MS) {
         this.#timer = undefined;
         this.#free.clear();

@@ -11,6 +11,7 @@ import { baseId } from '../common/file-id.js';
 import type { WatchEvent } from './watcher.js';
 import type { DirId } from './watch-check.js';
 import { hasControl } from '../common/paths.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 export { fileId, type Sameness };
 
@@ -384,7 +385,7 @@ export class Catalog {
   scanUnwatched(rels: Buffer[]): void {
     // No event says when a directory below one of these is renamed or removed: no handle of them is kept.
     for (const rel of rels) this.files.forgetDir(rel);
-    this.#scanDirs(rels, Date.now());
+    this.#scanDirs(rels, monotonicMs());
   }
 
   /**
@@ -423,7 +424,7 @@ export class Catalog {
   }
 
   #wait(key: string): void {
-    if (!this.#waiting.has(key)) this.#waiting.set(key, { due: Date.now() + WAITING_CHECK_MS, pause: WAITING_CHECK_MS });
+    if (!this.#waiting.has(key)) this.#waiting.set(key, { due: monotonicMs() + WAITING_CHECK_MS, pause: WAITING_CHECK_MS });
   }
 
   /**
@@ -457,7 +458,7 @@ export class Catalog {
    * only "created" of it, never a close. One still open for writing waits on (an in-place writer's pause).
    * `all`: every waiting file, due or not (a barrier).
    */
-  sweepWaiting(now = Date.now(), all = false): void {
+  sweepWaiting(now = monotonicMs(), all = false): void {
     const due = [...this.#waiting].filter(([, w]) => all || w.due <= now).map(([key]) => key);
     if (due.length === 0) return;
     const found: Array<{ key: string; rel: Buffer; stat: BigIntStats; file: string }> = [];
@@ -496,7 +497,7 @@ export class Catalog {
           this.#newDirs.push(rel);
         }
         this.#scanNewDirs();
-        this.sweepWaiting(Date.now(), true);
+        this.sweepWaiting(monotonicMs(), true);
       }
     } catch (e) {
       // The barrier line comes all the same: furkad would otherwise wait for it, and then go on without.

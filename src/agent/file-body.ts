@@ -98,6 +98,7 @@ export class FileBodies {
     let changed: Pick<Sent, 'ctimeNs' | 'young'> | undefined;
     try {
       const { ctimeNs } = fstatSync(fd, { bigint: true });
+      // Now on the wall clock: the kernel's ctime is on it.
       changed = { ctimeNs, young: BigInt(Date.now()) * 1_000_000n - ctimeNs < (ctimeNs % 1_000_000_000n === 0n ? SECOND_TICK_NS : TICK_NS) };
     } catch { /* nothing kept: its acknowledgement deletes it by its id alone */ }
     /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */

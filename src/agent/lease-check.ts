@@ -88,6 +88,7 @@ while True:
     sys.stdout.write(" ".join(ask(p) for p in line.split()) + "\\n")
     sys.stdout.flush()
 `;
+import { monotonicMs } from '../common/monotonic.js';
 
 /** A caller's question waiting for the end of the turn. */
 interface Gathered {
@@ -149,7 +150,7 @@ export class LeaseCheck {
   /** Whether the root's file system has leases that tell writers, as last looked at. */
   #localRoot(): boolean {
     if (this.#root === undefined) return true;
-    const now = Date.now();
+    const now = monotonicMs();
     if (now >= this.#fsCheckedAt + FS_CHECK_MS) {
       this.#fsCheckedAt = now;
       let fs: { ok: boolean; fsType: string };
@@ -209,7 +210,7 @@ export class LeaseCheck {
       }
     };
     const unknown = (): void => answer(fds.map(() => undefined));
-    if (this.#closed || this.#gaveUp || (!this.#child && Date.now() < this.#pausedUntil) || !this.#localRoot()) return unknown();
+    if (this.#closed || this.#gaveUp || (!this.#child && monotonicMs() < this.#pausedUntil) || !this.#localRoot()) return unknown();
     // A file system mounted below the root may be one whose leases say nothing (NFS): its files are not asked about.
     const on = fds.map((fd) => this.#leasesTell(fd));
     const asked = fds.filter((_, i) => on[i]);
@@ -246,7 +247,7 @@ export class LeaseCheck {
 
   /** Starts the child ahead of the first question (python3 takes a few hundred ms to start on a busy host). */
   prepare(): void {
-    if (this.#child || this.#closed || this.#gaveUp || Date.now() < this.#pausedUntil || !this.#localRoot()) return;
+    if (this.#child || this.#closed || this.#gaveUp || monotonicMs() < this.#pausedUntil || !this.#localRoot()) return;
     try {
       this.#start();
     } catch (e) {
@@ -322,7 +323,7 @@ export class LeaseCheck {
   #died(): void {
     if (++this.#deaths < DEATHS_BEFORE_PAUSE) return;
     this.#deaths = 0;
-    this.#pausedUntil = Date.now() + this.#pauseMs;
+    this.#pausedUntil = monotonicMs() + this.#pauseMs;
     this.#trouble(`${this.#python} ended or hung ${DEATHS_BEFORE_PAUSE} times in a row: not asked for ${this.#pauseMs / 1000} s`);
   }
 

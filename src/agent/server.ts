@@ -12,6 +12,7 @@ import { FileBodies, reply, WHOLE_MAX, type Sent } from './file-body.js';
 import type { LeaseCheck } from './lease-check.js';
 import { filesBeingWritten } from './open-writers.js';
 import type { Removal, TakenAside } from './source-files.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /** 2: bodies pushed behind their announcements to a client that asks for them (`push=N`). */
 export const PROTOCOL = 2;
@@ -153,7 +154,7 @@ export class EventsClient {
    */
   #push(e: FileEntry): boolean {
     if (this.#pushOff || e.size > PUSH_SIZE_MAX || !this.stream.pushAllowed || this.#draining) return false;
-    const now = performance.now();
+    const now = monotonicMs();
     for (const [id, p] of this.#pushed) if (p.sentAt !== undefined && now - p.sentAt > PUSH_HOLD_MS) this.#pushed.delete(id);
     if (this.#pushed.size >= this.pushMax) return false;
     const push: { sentAt: number | undefined } = { sentAt: undefined };
@@ -171,7 +172,7 @@ export class EventsClient {
         pushed.once('close', () => {
           const whole = pushed.rstCode === http2.constants.NGHTTP2_NO_ERROR && Number(pushed.sentHeaders[':status']) === 200;
           if (!whole || pushed.sentTrailers?.['x-furka-unchanged'] !== '1') release();
-          else push.sentAt = performance.now();
+          else push.sentAt = monotonicMs();
         });
         try {
           this.bodies.send(pushed, e);

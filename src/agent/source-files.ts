@@ -13,6 +13,7 @@ import { components, DirFd, UnsafePath } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import { fileKey } from './open-writers.js';
 import { baseId } from '../common/file-id.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /** Whether a file on disk is still the announced one: `same`, `changed` (or not a plain file any more) or `gone`. */
 export type Sameness = 'same' | 'changed' | 'gone';
@@ -197,10 +198,10 @@ export class SourceFiles {
 
   /** Closes the root once it has not been used for ROOT_IDLE_MS. */
   #closeWhenIdle(): void {
-    this.#lastUse = Date.now();
+    this.#lastUse = monotonicMs();
     if (this.#idleTimer) return;
     const check = (): void => {
-      const idle = Date.now() - this.#lastUse;
+      const idle = monotonicMs() - this.#lastUse;
       if (idle >= ROOT_IDLE_MS) {
         this.#idleTimer = undefined;
         this.forgetRoot();

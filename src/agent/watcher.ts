@@ -7,6 +7,7 @@ import type { Logger } from '../common/logger.js';
 import { sleep } from '../common/abort.js';
 import { CsvRecords } from './csv-records.js';
 import type { Component } from '../common/service.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /** What the kernel said about a path below the root (bytes, relative to the root). */
 export type WatchEvent =
@@ -128,10 +129,10 @@ export class Watcher implements Component {
   /** Directories to check (check()), and the timer that will. */
   #toCheck = new Map<DirId, Buffer>();
   #checkTimer: NodeJS.Timeout | undefined;
-  #lastRestart = 0;
+  #lastRestart = -Infinity;
   /** Inotify's limit on watches is reached (LIMIT_MARGIN), when that was last said, and the rescan timer meanwhile. */
   #atLimit = false;
-  #limitSaidAt = 0;
+  #limitSaidAt = -Infinity;
   /** Watches of the running inotifywait at the last check. */
   #watches = 0;
   #pollTimer: NodeJS.Timeout | undefined;
@@ -313,9 +314,9 @@ export class Watcher implements Component {
       if (this.#stopped || this.#atLimit) return;
       this.#prune();
       if (this.#unwatched.size === 0) return;
-      const started = performance.now();
+      const started = monotonicMs();
       this.hooks.unwatched([...this.#unwatched.values()].map((d) => d.rel));
-      this.#lookAgain(Math.max(LOOK_MS, 10 * (performance.now() - started)));
+      this.#lookAgain(Math.max(LOOK_MS, 10 * (monotonicMs() - started)));
     }, delay);
     this.#lookTimer.unref();
   }
@@ -352,7 +353,7 @@ export class Watcher implements Component {
     const max = maxUserWatches();
     if (this.#nearLimit(missing.size)) this.#atLimit = true;
     if (this.#atLimit) {
-      const now = Date.now();
+      const now = monotonicMs();
       if (now - this.#limitSaidAt >= LIMIT_SAY_MS) {
         this.#limitSaidAt = now;
         this.log.error({ unwatched: shown.slice(0, 10), count: shown.length, watches: this.#watches, max_user_watches: max },
@@ -363,12 +364,12 @@ export class Watcher implements Component {
       return;
     }
     if (this.#restartTimer !== undefined) return;
-    const wait = Math.max(0, this.#lastRestart + this.#restartGap - Date.now());
+    const wait = Math.max(0, this.#lastRestart + this.#restartGap - monotonicMs());
     if (wait > 0) this.#poll();
     this.#restartTimer = setTimeout(() => {
       this.#restartTimer = undefined;
       if (this.#stopped || child !== this.#child || !this.#established) return; // a new run checks for itself
-      const now = Date.now();
+      const now = monotonicMs();
       // The gap doubles while runs keep being ended on purpose, back to the first after a calm spell.
       this.#restartGap = now - this.#lastRestart < this.#restartGap + RESTART_CALM_MS ? Math.min(this.#restartGap * 2, RESTART_GAP_MS[1]) : RESTART_GAP_MS[0];
       this.#lastRestart = now;

@@ -2,6 +2,7 @@
 import * as dbus from 'dbus-next';
 import type { Logger } from '../common/logger.js';
 import { ErrorNames } from './errors.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 export type MessageBus = dbus.MessageBus;
 
@@ -129,10 +130,10 @@ export async function ownName(bus: MessageBus, name: string): Promise<void> {
 export async function waitForName(bus: MessageBus, name: string, timeoutMs: number): Promise<boolean> {
   const proxy = await bus.getProxyObject('org.freedesktop.DBus', '/org/freedesktop/DBus');
   const iface = proxy.getInterface('org.freedesktop.DBus');
-  const end = Date.now() + timeoutMs;
+  const end = monotonicMs() + timeoutMs;
   for (;;) {
     if ((await callMethod(iface, 'NameHasOwner', name)) as boolean) return true;
-    if (Date.now() >= end) return false;
+    if (monotonicMs() >= end) return false;
     await new Promise((r) => setTimeout(r, 50));
   }
 }

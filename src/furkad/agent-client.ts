@@ -10,6 +10,7 @@ import { randomBytes } from 'node:crypto';
 import { Checksum } from '../common/checksum.js';
 import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
 import { AgentPushes, BodyReply, discard } from './agent-pushes.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /** A complete file the agent announced: `path` is relative to the detector's source directory. */
 export interface Announced {
@@ -72,7 +73,7 @@ export interface AgentClientEvents {
   /** A name refused before is gone from the detector. */
   unrefused: (path: string, key: string) => void;
   synced: () => void;
-  /** The agent's barrier `id` came on the events stream, read at `at` (performance.now()). */
+  /** The agent's barrier `id` came on the events stream, read at `at` (monotonicMs()). */
   barrier: (id: string, at: number) => void;
   /** The connection or the events stream ended: nothing more is announced until reconnect(). */
   down: (why: string) => void;
@@ -195,7 +196,7 @@ export class AgentClient extends EventEmitter {
             this.emit('synced');
           } else if (ev['t'] === 'barrier') {
             // The time is taken here, in line order: every file line before it was handled before it.
-            this.emit('barrier', String(ev['id']), performance.now());
+            this.emit('barrier', String(ev['id']), monotonicMs());
           }
         }
       });
@@ -400,7 +401,7 @@ export class AgentClient extends EventEmitter {
 
   /**
    * Asks the agent for a barrier and waits for it on the events stream (A5): resolves with the moment it came
-   * (performance.now()), by which every file the agent's kernel said complete before this call has been
+   * (monotonicMs()), by which every file the agent's kernel said complete before this call has been
    * announced. Rejects after `timeoutMs`, when the connection goes down, or when the agent cannot place one
    * (an agent older than barriers answers 404).
    */

@@ -19,6 +19,7 @@ import type { RunContext, RunOutcome, Transport } from './transport.js';
 import { wakeOrAbort } from '../common/abort.js';
 import { availableBytes } from '../common/statfs.js';
 import { noRoomMessage } from './staging-room.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /** Ids in one acknowledgement: its body stays far below the agent's limit on it. */
 const MAX_ACK = 1000;
@@ -159,7 +160,7 @@ export class AgentTransport implements Transport {
 
   /** ms until a waiting file may be fetched: 0 now, Infinity when none is waiting. */
   #untilReady(): number {
-    const now = performance.now();
+    const now = monotonicMs();
     let wait = Infinity;
     for (const w of this.#waiting.values()) {
       if (this.#held.has(w.path)) continue; // #release wakes the loop
@@ -221,7 +222,7 @@ export class AgentTransport implements Transport {
     } catch (e) {
       return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0 };
     }
-    const started = performance.now();
+    const started = monotonicMs();
     // Placements (id and path) set aside for an ended shift: that name of the file is not fetched into this one.
     const aside = new Set([...this.#setAside].map(([key, n]) => placement(n.id, key.slice(key.indexOf('\n') + 1))));
     let transferred = 0;
@@ -242,7 +243,7 @@ export class AgentTransport implements Transport {
      */
     const take = (): Waiting | undefined => {
       if (failure || ctx.signal.aborted || ctx.wantsEnd()) return undefined;
-      const now = performance.now();
+      const now = monotonicMs();
       const extend = now - started < EXTEND_MS && !ctx.othersWaiting();
       for (const w of this.#waiting.values()) {
         if (w.learnedAt > ctx.learnedBy) continue; // the next shift's (a drain run at a shift change, A5)
@@ -509,7 +510,7 @@ export class AgentTransport implements Transport {
    * cannot be taken now, and would keep pushes off for the length of their pause.
    */
   #pushWhileKeepingUp(): void {
-    const now = performance.now();
+    const now = monotonicMs();
     let paused = 0;
     // Over the few damaged files, not the many waiting ones: this runs for every announcement and every take.
     for (const [id, d] of this.#damaged) if (d.notBefore > now && this.#waiting.get(d.path)?.id === id) paused++;
@@ -522,7 +523,7 @@ export class AgentTransport implements Transport {
   #learnedAt(id: string): number {
     const known = this.#learned.get(id);
     if (known !== undefined) return known;
-    const now = performance.now();
+    const now = monotonicMs();
     this.#learned.set(id, now);
     if (this.#learned.size > LEARNED_MAX) this.#learned.delete(this.#learned.keys().next().value as string);
     return now;
@@ -539,7 +540,7 @@ export class AgentTransport implements Transport {
       lost.push({ id, rel });
       const w = this.#parked.get(placement(id, rel));
       this.#parked.delete(placement(id, rel));
-      if (w && !this.#waiting.has(w.path)) this.#waiting.set(w.path, { ...w, learnedAt: performance.now() });
+      if (w && !this.#waiting.has(w.path)) this.#waiting.set(w.path, { ...w, learnedAt: monotonicMs() });
     }
     this.placedStore.dropSetAside(this.id, lost);
     if (lost.length) this.#wake?.();
@@ -705,7 +706,7 @@ export class AgentTransport implements Transport {
   #fetchAgain(w: Waiting): void {
     const d = this.#damaged.get(w.id) ?? { times: 0, notBefore: 0, path: w.path };
     d.times++;
-    d.notBefore = performance.now() + (d.times === 1 ? 0 : Math.min(REFETCH_MS[0] * 2 ** (d.times - 2), REFETCH_MS[1]));
+    d.notBefore = monotonicMs() + (d.times === 1 ? 0 : Math.min(REFETCH_MS[0] * 2 ** (d.times - 2), REFETCH_MS[1]));
     this.#damaged.set(w.id, d);
     // Unless the agent announced a newer version of that path meanwhile.
     if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);

@@ -16,6 +16,7 @@ import type { Component } from '../common/service.js';
 import type { Placed, RunContext, RunOutcome, Transport, Verdict } from './transport.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 import type { DetectorState, DetectorStatus } from '../dbus/furka-interface.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /** What a loop keeps about itself: its DetectorStatus (the bus's), and what only the metrics read. */
 export interface DetectorStats extends Omit<DetectorStatus, 'id'> {
@@ -140,7 +141,7 @@ export class DetectorLoop implements Component {
   #retryTimer: NodeJS.Timeout | undefined;
   #retryMs: number = LEFT_BEHIND_RETRY_MS[0];
   /** When empty directories of ended shifts were last swept (shift-sweep.ts). */
-  #sweptAt = 0;
+  #sweptAt = -Infinity;
 
   constructor(
     readonly id: string,
@@ -170,7 +171,7 @@ export class DetectorLoop implements Component {
   async hold(): Promise<void> {
     // A5: what the transport learns of from now on belongs to the next shift (RunContext.learnedBy)...
     const first = this.#heldAt === Infinity;
-    this.#heldAt = Math.min(this.#heldAt, performance.now());
+    this.#heldAt = Math.min(this.#heldAt, monotonicMs());
     this.#held = true;
     // ...unless it was complete before now: the transport's barrier says by when it had learned of all those.
     if (first) {
@@ -228,7 +229,7 @@ export class DetectorLoop implements Component {
       // waited for; how long at most is the transport's to say. Over rsync a file is learned of when a run lists
       // it, so what the first drain run saw counts. A run ended early (a signal that came with a stop) is run
       // again: what it had not taken is still owed.
-      const seenBy = performance.now();
+      const seenBy = monotonicMs();
       while (this.#lastRun !== 'failed' && !drainSignal.signal.aborted
         && (this.#lastRun === 'ended' || this.transport.pendingSince?.(seenBy, a, this.#heldAt))) {
         await this.#sleep(Math.max(a.config.minpause, 10));
@@ -457,7 +458,7 @@ export class DetectorLoop implements Component {
         continue;
       }
       const moved = await this.#exclusive();
-      if (Date.now() - this.#sweptAt > SWEEP_EVERY_MS && this.#dirReady) {
+      if (monotonicMs() - this.#sweptAt > SWEEP_EVERY_MS && this.#dirReady) {
         this.#current = this.#current.then(() => { this.#sweep(); return 0; });
       }
       // F5: minpause after every run, interrun_pause on top after a run that moved files.
@@ -541,7 +542,7 @@ export class DetectorLoop implements Component {
       this.#failed(e instanceof StagingError ? e.message : `cannot create ${dir.root}: ${(e as Error).message}`, 'retry');
       return 0;
     }
-    const started = performance.now();
+    const started = monotonicMs();
     const release = await this.gate.acquire();
     let outcome: RunOutcome;
     this.#runCut = runCut;
@@ -566,7 +567,7 @@ export class DetectorLoop implements Component {
       if (placed === 0) this.changed.emit();
     }
     if (placed > 0) {
-      this.stats.lastRunUs = Math.round((performance.now() - started) * 1000);
+      this.stats.lastRunUs = Math.round((monotonicMs() - started) * 1000);
       this.stats.runs++;
       this.changed.emit();
     }
@@ -674,7 +675,7 @@ export class DetectorLoop implements Component {
    * every SWEEP_EVERY_MS, always in the loop's chain, so never beside this detector's own placing.
    */
   #sweep(): void {
-    this.#sweptAt = Date.now();
+    this.#sweptAt = monotonicMs();
     const a = this.#assignment;
     const shift = this.#shift;
     if (!a || !shift) return;

@@ -10,6 +10,7 @@ import type { Logger } from '../common/logger.js';
 import type { Outbox } from './outbox.js';
 import { hasNumberedPart } from '../common/numbered-name.js';
 import type { Component } from '../common/service.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 export type HandoverEvent =
   | { kind: 'shift'; usertime: bigint; uid: number; gid: number }
@@ -152,8 +153,8 @@ export class Handover implements Component {
         this.#down = true;
         // On shutdown, give up after a short grace: the outbox keeps them, the next start re-sends them.
         if (signal.aborted) {
-          giveUpAt = Math.min(giveUpAt, Date.now() + STOP_GRACE_MS);
-          if (Date.now() >= giveUpAt) return;
+          giveUpAt = Math.min(giveUpAt, monotonicMs() + STOP_GRACE_MS);
+          if (monotonicMs() >= giveUpAt) return;
         }
         if (owners === this.#owners) await this.#pause(backoff, signal);
         backoff = Math.min(backoff * 2, BACKOFF_MAX_MS);

@@ -79,6 +79,8 @@ async function main(): Promise<number> {
   /** This furkad kept its shift: only then is the file touched (a stale one of a predecessor is not revived). */
   let keptHere = false;
   const kept = readRunningShift(config.state_dir, log);
+  // Wall clock: the span since the furkad before this one last touched the file (its mtime) crosses a restart, and
+  // only the wall clock spans processes; a step of it can only make furkad resume or start the default shift.
   const resume = kept && { shift: kept, whyNot: whyNotResume(kept, defaults, Date.now(),
     config.shift_schedule === undefined ? undefined : (after) => nextBoundary(config.shift_schedule!, after)) };
   const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log, (u) => writeLastShift(config.state_dir, u),

@@ -14,6 +14,7 @@ import { candidateNames } from '../common/numbered-name.js';
 import { tagged } from '../common/checksum.js';
 import { STAGING_NAME } from './shift-sweep.js';
 import { StagingRoom } from './staging-room.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -45,11 +46,11 @@ export class RsyncTransport implements Transport {
   #stillChanging = new Set<string>();
   /**
    * Complete files in staging to place: ones that could not be renamed into place (a planted link, say) are
-   * offered again once `due` (performance.now()), waiting twice as long after each failure up to
+   * offered again once `due` (monotonicMs()), waiting twice as long after each failure up to
    * UNPLACED_RETRY_MS[1], so that one that keeps failing neither floods the log nor spins the loop.
    */
   #unplaced = new Map<string, { due: number; pause: number }>();
-  /** settle_ms: when furkad last saw each detector file change (performance.now()). */
+  /** settle_ms: when furkad last saw each detector file change (monotonicMs()). */
   #unchangedSince = new Map<string, number>();
   /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
   #leftovers = new Set<string>();
@@ -138,7 +139,7 @@ export class RsyncTransport implements Transport {
         result = await runWith(true, ctx.staging, undefined, place);
       }
       await Promise.all(placing);
-      const now = performance.now();
+      const now = monotonicMs();
       const due = [...this.#unplaced].filter(([, u]) => u.due <= now).map(([rel]) => rel);
       const rest = [...new Set([...due, ...result.files])].filter((r) => !offered.has(r));
       const complete = rest.filter((r) => !result.changed.has(r));
@@ -189,7 +190,7 @@ export class RsyncTransport implements Transport {
   /** settle_ms: files seen by `since` are still settling; a drain waits for them, but not beyond settle_ms + 2 s. */
   pendingSince(since: number, a: Assignment): boolean {
     const settle = a.config.settle_ms;
-    return settle > 0 && performance.now() < since + settle + 2000 && [...this.#unchangedSince.values()].some((t) => t <= since);
+    return settle > 0 && monotonicMs() < since + settle + 2000 && [...this.#unchangedSince.values()].some((t) => t <= since);
   }
 
   /** Files the loop set aside for the shift that ended (leaveBehind): no longer this transport's to offer. */
@@ -223,7 +224,7 @@ export class RsyncTransport implements Transport {
 
   /** A file that could not be placed is offered again every run; one placed, or gone from staging, no more. */
   #placed(p: Placed): void {
-    const now = performance.now();
+    const now = monotonicMs();
     for (const rel of p.failed) {
       const pause = Math.min(2 * (this.#unplaced.get(rel)?.pause || UNPLACED_RETRY_MS[0] / 2), UNPLACED_RETRY_MS[1]);
       this.#unplaced.set(rel, { due: now + pause, pause });
@@ -244,7 +245,7 @@ export class RsyncTransport implements Transport {
    */
   async #settledRun(staging: string, settleMs: number, runWith: RunWith, place: (rels: string[]) => void): Promise<RsyncResult> {
     const look = await runWith(false, staging);
-    const now = performance.now();
+    const now = monotonicMs();
     for (const rel of look.sent) this.#unchangedSince.set(rel, now);
     for (const rel of look.files) if (!this.#unchangedSince.has(rel)) this.#unchangedSince.set(rel, now);
     // A listing run removes nothing: what it copied into staging before it failed (the PPU ramdisk full, the
@@ -272,7 +273,7 @@ export class RsyncTransport implements Transport {
     if (settled.length === 0) return { ...look, files: [], sent: [], removed: new Set() };
     const take = { ...(await runWith(true, staging, settled, place)), hidden: look.hidden, overMax: look.overMax, hiding: look.hiding ?? [] };
     for (const rel of settled) if (!take.changed.has(rel)) this.#unchangedSince.delete(rel);
-    for (const rel of take.changed) this.#unchangedSince.set(rel, performance.now());
+    for (const rel of take.changed) this.#unchangedSince.set(rel, monotonicMs());
     return { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes };
   }
 

@@ -37,7 +37,7 @@ export function readLastShift(stateDir: string, log: Logger): bigint {
     log.error({ file, content: text.slice(0, 40) }, 'the last shift\'s id file holds no id; new shift ids follow the clock alone');
     return 0n;
   }
-  const aheadUs = id - BigInt(Date.now()) * 1000n;
+  const aheadUs = id - BigInt(Date.now()) * 1000n; // wall clock: the id is a start time kept across restarts
   if (aheadUs > FAR_AHEAD_US) {
     log.error({ file, usertime: String(id), ahead_days: Number(aheadUs / 86_400_000_000n) },
       'the last shift started more than a day after the time the clock says now (the clock was wrong then, or is now): every new shift\'s id ' +

@@ -123,7 +123,7 @@ export class ShiftManager implements Component {
    * goes on.
    */
   #keep(usertime: bigint): void {
-    const behindS = Number(usertime - BigInt(Date.now()) * 1000n) / 1e6;
+    const behindS = Number(usertime - BigInt(Date.now()) * 1000n) / 1e6; // wall clock: usertime is a time of day
     if (behindS > 1) {
       this.log.warn({ usertime: String(usertime), behind_s: Math.round(behindS) }, 'the clock is behind the start of the last shift: ' +
         'this shift\'s id is set just after that one\'s, so that it counts as the newest (its start time reads that much late)');

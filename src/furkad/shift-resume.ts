@@ -56,7 +56,7 @@ export function keepRunningShift(stateDir: string, shift: Shift, defaults: strin
 
 /** While furkad runs: the kept shift is still running (RESUME_WITHIN_MS). Nothing if there is none. */
 export function touchRunningShift(stateDir: string): void {
-  const now = new Date();
+  const now = new Date(); // wall clock: read back as the file's mtime by the next furkad, a process that knows no other clock
   try {
     utimesSync(path.join(stateDir, FILE), now, now);
   } catch { /* none kept (a write failed, said then) */ }

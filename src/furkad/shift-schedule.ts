@@ -54,7 +54,7 @@ export class ShiftSchedule implements Component {
     // node-cron says it matched) starts one shift.
     let last: number | undefined;
     this.#task = cron.schedule(this.expression, (when?: Date | string) => {
-      const second = Math.floor((when instanceof Date ? when.getTime() : Date.now()) / 1000);
+      const second = Math.floor((when instanceof Date ? when.getTime() : Date.now()) / 1000); // wall clock, as node-cron's
       if (second === last) return;
       last = second;
       this.#plan();
@@ -70,7 +70,8 @@ export class ShiftSchedule implements Component {
   }
 
   #plan(): void {
-    // node-cron fires within the matching second: "after now" from inside it must skip that second.
+    // node-cron fires within the matching second: "after now" from inside it must skip that second. Wall clock:
+    // the schedule is in times of day.
     const now = new Date();
     now.setMilliseconds(999);
     this.#next = nextBoundary(this.expression, now);

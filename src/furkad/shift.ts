@@ -42,7 +42,7 @@ export class ShiftIds {
   #last = 0n;
 
   next(): bigint {
-    const now = BigInt(Date.now()) * 1000n;
+    const now = BigInt(Date.now()) * 1000n; // wall clock: the id is the shift's start time (usertime)
     this.#last = now > this.#last ? now : this.#last + 1n;
     return this.#last;
   }

@@ -2,6 +2,7 @@
 // does for all of them, so that pacing, back-off, shifts, the license gate and the hand-over exist once (F1, F5, F10).
 import type { Assignment, Shift } from './shift.js';
 import type { ShiftDir } from './shift-dir.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /**
  * A run's verdict (lsyncd's table, one place per transport): `ok` carry on; `retry` an outage, back off
@@ -68,7 +69,7 @@ export interface RunContext {
    */
   othersWaiting(): boolean;
   /**
-   * A5: only files the transport learned of (were announced, were seen complete) by this time (performance.now())
+   * A5: only files the transport learned of (were announced, were seen complete) by this time (monotonicMs())
    * belong to this run's shift; Infinity in an ordinary run. A drain run at a shift change gets the moment the
    * change was asked for: what was learned later waits for the next shift.
    */
@@ -137,7 +138,7 @@ export interface Transport {
   wake?(): void;
   standDown?(): void;
   /**
-   * A shift change was asked for (A5): resolves with the moment (performance.now()) by which the transport had
+   * A shift change was asked for (A5): resolves with the moment (monotonicMs()) by which the transport had
    * learned of every file that was complete when this was called, or undefined if it cannot say (then the
    * moment of hold() is the cutoff). Bounded in time by the transport.
    */

@@ -14,6 +14,7 @@ import { execFile } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, openSync, readlinkSync, type Stats } from 'node:fs';
 import { promisify } from 'node:util';
 import { fileAttribute } from '../common/provenance.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 const run = promisify(execFile);
 
@@ -33,7 +34,7 @@ export class NotReadable extends Error {}
  * when the user database does not know the uid: the caller is then refused (fail closed).
  */
 export async function callerOf(uid: number): Promise<Caller> {
-  const now = Date.now();
+  const now = monotonicMs();
   const cached = known.get(uid);
   if (cached && now - cached.at < GROUPS_KEPT_MS) return cached.caller;
   const caller = await lookUp(uid);

@@ -31,6 +31,7 @@ import { StatusServer } from './status-server.js';
 import { MessageServer } from './message-server.js';
 import { MetricsServer } from '../common/metrics-server.js';
 import { initProvenance } from '../common/provenance.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /**
  * Copies run in their own threads (copy-threads.ts); libuv's pool (4 threads by default) serves intake,
@@ -144,7 +145,7 @@ async function main(): Promise<number> {
   // grimseld; one waiting in the kernel on a hung storage is reported and left (why: copy-watch.ts).
   let copiersHealthy = true;
   const watchCopiers = (): void => {
-    const now = Date.now();
+    const now = monotonicMs();
     let healthy = true;
     for (const st of storages) {
       for (const stall of st.stalls(now)) {

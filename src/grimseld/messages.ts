@@ -33,7 +33,7 @@ export class MessageHub {
   }
 
   publish(errcode: MessageCode, shortMessage: string, longMessage: string): void {
-    const msg: Message = { errcode, shortMessage, longMessage, time: Date.now() };
+    const msg: Message = { errcode, shortMessage, longMessage, time: Date.now() }; // wall clock: when it was said, for a reader
     this.log[SEVERITY[errcode]]({ errcode, short: shortMessage }, longMessage);
     for (const listener of this.#events.listeners('message') as Array<(m: Message) => void>) {
       try {

@@ -8,6 +8,7 @@ import { ChecksumMismatch } from './copy-check.js';
 import type { ShiftView } from './shift-book.js';
 import type { MessageHub } from './messages.js';
 import { fillState } from './mounts.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 export class GrimseldMetrics {
   readonly registry = new Registry();
@@ -65,7 +66,7 @@ export class GrimseldMetrics {
 
   /** A job handed to a writer: its copy's time starts. */
   #taken(job: CopyJob): void {
-    this.#started.set(`${job.storage}:${job.id}`, performance.now());
+    this.#started.set(`${job.storage}:${job.id}`, monotonicMs());
   }
 
   /** A job's result: counted, and its time observed. */
@@ -80,7 +81,7 @@ export class GrimseldMetrics {
     } else {
       this.#copies.inc({ storage, outcome: r.outcome });
       if (r.outcome === 'copied') this.#bytes.inc({ storage }, r.job.expect.size);
-      if (started !== undefined) this.#duration.observe({ storage }, (performance.now() - started) / 1000);
+      if (started !== undefined) this.#duration.observe({ storage }, (monotonicMs() - started) / 1000);
     }
   }
 }

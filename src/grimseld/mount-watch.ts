@@ -14,6 +14,7 @@ import { isMountPoint } from './mounts.js';
 import type { MessageHub } from './messages.js';
 import type { StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 export const MOUNT_RECHECK_MS = 1000;
 /** A stat of the mount point that takes longer: the storage does not answer (a hard NFS mount whose server hangs). */
@@ -52,7 +53,7 @@ export class MountWatch {
     private readonly messages: MessageHub,
     private readonly log: Logger,
     private readonly isMounted: (dir: string) => Promise<boolean> = isMountPoint,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonicMs,
     private readonly device: (dir: string) => Promise<number | undefined> = deviceOf,
     private readonly statTimeoutMs = STAT_TIMEOUT_MS,
   ) {}
@@ -117,10 +118,10 @@ export class MountWatch {
    */
   async #deviceNow(mountpoint: string): Promise<number | undefined | typeof HUNG> {
     if (!this.#statting) {
-      this.#statStarted = performance.now();
+      this.#statStarted = monotonicMs();
       this.#statting = this.device(mountpoint).finally(() => { this.#statting = undefined; });
     }
-    const left = this.statTimeoutMs - (performance.now() - this.#statStarted);
+    const left = this.statTimeoutMs - (monotonicMs() - this.#statStarted);
     if (left <= 0) return HUNG;
     const statting = this.#statting;
     let timer: NodeJS.Timeout | undefined;

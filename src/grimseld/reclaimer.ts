@@ -23,6 +23,7 @@ import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub, MessageCode } from './messages.js';
 import { destOf, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 /** fsyncs a directory held open, without holding up the event loop (a journaling disk may take milliseconds). */
 const fsyncFd = promisify(fsync);
@@ -154,7 +155,7 @@ export class Reclaimer {
   }
 
   async #tick(): Promise<void> {
-    if (this.#shiftChanged || (this.#retryAt > 0 && Date.now() >= this.#retryAt)) await this.#cleanEarlierShifts();
+    if (this.#shiftChanged || (this.#retryAt > 0 && monotonicMs() >= this.#retryAt)) await this.#cleanEarlierShifts();
     await this.#guard('ramdisk', this.settings.ramdiskMountpoint);
     if (this.external && this.internal.mountpoint) await this.#guard('internal', this.internal.mountpoint);
   }
@@ -166,7 +167,7 @@ export class Reclaimer {
     const starts = this.#shiftStarts;
     let waiting = false;
     let failed = false;
-    const retryDue = this.#retryAt > 0 && Date.now() >= this.#retryAt;
+    const retryDue = this.#retryAt > 0 && monotonicMs() >= this.#retryAt;
     const failedBefore = this.#failedIds;
     this.#failedIds = new Set();
     // A deletion that needs a storage that is not mounted (G13) waits for it, looked at on every tick, and is said
@@ -216,7 +217,7 @@ export class Reclaimer {
     this.#shiftChanged = waiting;
     if (failed && (retryDue || this.#retryAt === 0)) {
       this.#retryMs = this.#retryMs === 0 ? (this.settings.deleteRetryMs ?? DELETE_RETRY_MS) : Math.min(this.#retryMs * 2, DELETE_RETRY_MAX_MS);
-      this.#retryAt = Date.now() + this.#retryMs;
+      this.#retryAt = monotonicMs() + this.#retryMs;
     } else if (!failed) {
       this.#retryAt = 0;
       this.#retryMs = 0;
@@ -236,7 +237,7 @@ export class Reclaimer {
     // point, four times a second, G13): said once for the storage instead.
     await this.#readMounts();
     const blocked = new Map<StorageInfo, number>();
-    const now = Date.now();
+    const now = monotonicMs();
     let freed = 0;
     for (const rec of this.catalog.originalsOn(where, this.internal.id)) {
       if (!this.catalog.copiedOn(rec, copyHolder.id)) continue;
@@ -276,7 +277,7 @@ export class Reclaimer {
   /** Record `id`'s original is tried again by the fill guard after a pause, the longer the more often it failed. */
   #pauseGuard(id: number, lastMs: number | undefined): void {
     const ms = lastMs === undefined ? (this.settings.deleteRetryMs ?? DELETE_RETRY_MS) : Math.min(lastMs * 2, DELETE_RETRY_MAX_MS);
-    this.#guardPauses.set(id, { at: Date.now() + ms, ms });
+    this.#guardPauses.set(id, { at: monotonicMs() + ms, ms });
   }
 
   /**
@@ -311,7 +312,7 @@ export class Reclaimer {
     const down = new Set<StorageInfo>();
     for (const st of storages) {
       if (!st.mountpoint) continue;
-      const now = Date.now();
+      const now = monotonicMs();
       let checked = this.#mountChecks.get(st.mountpoint);
       if (fresh || !checked || now - checked.at > MOUNT_RECHECK_MS) {
         // A mount table that cannot be read (no descriptor left: EMFILE) cannot tell: as not mounted, nothing is
@@ -333,7 +334,7 @@ export class Reclaimer {
   #sayUnmounted(code: 'LINK_ERROR' | 'DEL_ERROR', storage: StorageInfo, long: () => string): void {
     const key = `${code}\0${storage.id}`;
     const said = this.#unmountedSaid.get(key);
-    const now = Date.now();
+    const now = monotonicMs();
     if (said !== undefined && now - said < UNMOUNTED_REPEAT_MS) return;
     this.#unmountedSaid.set(key, now);
     this.messages.publish(code, storage.mountpoint ?? storage.target, long());

@@ -51,7 +51,7 @@ export class TempSweeper {
     private readonly key: TempKey,
     private readonly maxAgeMs: number,
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = Date.now, // wall clock: compared with file ctimes
   ) {
     this.#targets = new Map(storages.map((s) => [s.id, s.target]));
     copies.onCopy({ reported: (r) => this.#failedIn(r) });
@@ -128,7 +128,8 @@ export class TempSweeper {
             earlier.push(file);
             continue;
           }
-          // ctime, not mtime: the copier gives its temp file the source's mtime, however old.
+          // ctime, not mtime: the copier gives its temp file the source's mtime, however old. Against the wall
+          // clock, as the kernel's ctime is.
           if (this.now() - st.ctimeMs < this.maxAgeMs) {
             left = true;
             continue;

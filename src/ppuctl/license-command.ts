@@ -24,7 +24,7 @@ export function licenseCommand(sub: string | undefined, args: string[], opts: Li
   if (sub === 'issue' && args.length === 0 && opts['private-key'] && opts.mac && opts.holder) {
     let text: string;
     try {
-      text = issueLicense(readFileSync(opts['private-key'], 'utf8'), { holder: opts.holder, mac: opts.mac, issued: new Date().toISOString() });
+      text = issueLicense(readFileSync(opts['private-key'], 'utf8'), { holder: opts.holder, mac: opts.mac, issued: new Date().toISOString() }); // wall clock: a date on the license
     } catch (e) {
       if (e instanceof IssuerKeyError) throw new Error(`--private-key ${opts['private-key']} ${e.message}`);
       throw e;

@@ -18,6 +18,7 @@ import { statusRecord } from '../grimseld/status-server.js';
 import { existsSync } from 'node:fs';
 import { OutputExists, writeNew } from './write-new.js';
 import * as path from 'node:path';
+import { monotonicMs } from '../common/monotonic.js';
 
 const USAGE = `usage: ppuctl COMMAND [options]
 
@@ -429,24 +430,25 @@ async function watchStatus(bus: dbus.MessageBus, n: number, intervalS: number, j
   let last: { at: number; bytes: Map<string, number> } | undefined;
   while (!stopped) {
     let body: string;
+    const shownAt = new Date(); // wall clock: the time of day each refresh shows
     try {
       const status = await queryStatus(bus, n);
       const view = await furkadView(bus);
       // MB/s of each detector since the previous refresh (a new shift restarts its byte count: no rate then).
-      const now = Date.now();
+      const now = monotonicMs();
       const bytes = new Map((view?.detectors ?? []).map((d) => [d.id, d.bytes]));
       const rates = last && new Map([...bytes].flatMap(([id, b]) => {
         const before = last!.bytes.get(id);
         return before === undefined || b < before ? [] : [[id, (b - before) / 1e6 / ((now - last!.at) / 1000)] as [string, number]];
       }));
       last = { at: now, bytes };
-      body = json ? `${JSON.stringify({ time: new Date().toISOString(), ...statusJson(status, view) })}\n`
+      body = json ? `${JSON.stringify({ time: shownAt.toISOString(), ...statusJson(status, view) })}\n`
         : formatStatusTable(status.rows, { progress: true, verified: status.verified }) + formatGrimselLicense(status) + formatFurkad(view, rates ?? new Map());
     } catch (e) {
       if (!unreachable(e) && !(e instanceof NoAnswer)) throw e;
-      body = json ? `${JSON.stringify({ time: new Date().toISOString(), error: absence('grimseld', e) })}\n` : `${absence('grimseld', e)}; retrying\n`;
+      body = json ? `${JSON.stringify({ time: shownAt.toISOString(), error: absence('grimseld', e) })}\n` : `${absence('grimseld', e)}; retrying\n`;
     }
-    const head = json ? '' : `ppuctl status, ${new Date().toLocaleTimeString()} (every ${intervalS} s, Ctrl-C ends)\n\n`;
+    const head = json ? '' : `ppuctl status, ${shownAt.toLocaleTimeString()} (every ${intervalS} s, Ctrl-C ends)\n\n`;
     process.stdout.write(tty && !json ? `\x1b[H\x1b[2J${head}${body}` : `${head}${body}${json ? '' : '\n'}`);
     await Promise.race([stop, sleep(intervalS * 1000)]);
   }
@@ -470,7 +472,7 @@ async function followMessages(bus: dbus.MessageBus, count: number, json: boolean
       if (msg.type !== dbus.MessageType.SIGNAL || !owner || msg.sender !== owner) return;
       if (msg.interface === GRIMSEL_IFACE && msg.member === 'Message' && msg.path === GRIMSEL_PATH) {
         const [code, short, long] = msg.body as [string, string, string];
-        const time = new Date();
+        const time = new Date(); // wall clock: when the message came
         process.stdout.write(json
           ? `${JSON.stringify({ time: time.toISOString(), errcode: code, shortMessage: short, longMessage: long })}\n`
           : `${time.toLocaleTimeString()} ${code} ${short}\n    ${long}\n`);

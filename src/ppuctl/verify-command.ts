@@ -6,6 +6,7 @@ import { closeSync, constants, fstatSync, lstatSync, openSync, readdirSync, real
 import * as path from 'node:path';
 import { ALGORITHM, checksumOfFd, prepareChecksums, tagged } from '../common/checksum.js';
 import { initProvenance, readProvenance } from '../common/provenance.js';
+import { monotonicMs } from '../common/monotonic.js';
 
 export interface VerifyReport {
   checked: number;
@@ -114,7 +115,7 @@ export async function verifyCommand(paths: string[], json: boolean, out = proces
   const report: VerifyReport = { checked: 0, good: 0, bytes: 0, mismatched: [], unrecorded: [], unknownChecksum: [], unreadable: [], skipped: 0, vanished: 0 };
   const tty = !json && err.isTTY;
   const buf = Buffer.allocUnsafe(1 << 20);
-  const started = Date.now();
+  const started = monotonicMs();
   let shown = 0;
   let seen = 0;
   for (const p of roots) {
@@ -124,8 +125,8 @@ export async function verifyCommand(paths: string[], json: boolean, out = proces
       seen++;
       const m = report.mismatched[before];
       if (m && !json) out.write(`MISMATCH ${m.file}\n    recorded ${m.recorded}\n    now      ${m.actual}\n`);
-      if (tty && Date.now() - shown > 200) {
-        shown = Date.now();
+      if (tty && monotonicMs() - shown > 200) {
+        shown = monotonicMs();
         err.write(`\r\x1b[K${seen} files, ${(report.bytes / 1e6).toFixed(0)} MB checked, ${report.mismatched.length} mismatched: ${file.slice(-60)}`);
       }
     }
@@ -133,7 +134,7 @@ export async function verifyCommand(paths: string[], json: boolean, out = proces
   if (tty) err.write('\r\x1b[K');
   const failed = report.mismatched.length + report.unreadable.length + report.unknownChecksum.length;
   if (json) {
-    out.write(`${JSON.stringify({ ...report, seconds: (Date.now() - started) / 1000, ok: failed === 0 }, null, 2)}\n`);
+    out.write(`${JSON.stringify({ ...report, seconds: (monotonicMs() - started) / 1000, ok: failed === 0 }, null, 2)}\n`);
   } else {
     for (const u of report.unreadable) out.write(`UNREADABLE ${u.file}: ${u.error}\n`);
     // JSON quoting: the attribute may hold anything, a control character included.
