@@ -3,6 +3,7 @@ import { compileSchema, ConfigError, loadConfig, loggingProperties, Pattern } fr
 import { isIP } from 'node:net';
 import { AllowList } from './allow.js';
 import { words } from './name-filter.js';
+import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furka-agent.conf';
 export const DEFAULT_PORT = 49372;
@@ -18,6 +19,7 @@ export interface AgentConfig {
   allow: string;
   exclude: string;
   send_timeout: number;
+  key_file: string;
 }
 
 export const agentSchema = {
@@ -31,6 +33,7 @@ export const agentSchema = {
     port: { type: 'integer', minimum: 0, maximum: 65535, default: DEFAULT_PORT, description: 'listen port (HTTP/2, cleartext)' },
     allow: { type: 'string', default: '127.0.0.1 ::1', description: 'space-separated client addresses or CIDR ranges (IPv4, IPv6)' },
     exclude: { type: 'string', default: '', description: "space-separated globs (*, ?) on base names never announced, e.g. a writer's temp names" },
+    key_file: { type: 'string', pattern: Pattern.absolutePath, default: DEFAULT_AGENT_KEY_FILE, description: "file holding the key every request must carry (furkad's agent_key_file holds the same); root's, mode 0600" },
     send_timeout: { type: 'integer', minimum: 1, maximum: 86400, default: 60, description: 'seconds a file body may make no progress (its client not reading) before its stream is reset' },
   },
 } as const;
@@ -59,4 +62,17 @@ export function checkAgentConfig(file: string, config: AgentConfig): AgentConfig
 
 export function loadAgentConfig(file: string): AgentConfig {
   return checkAgentConfig(file, loadConfig(file, validate));
+}
+
+/**
+ * The key of `key_file`, or a ConfigError naming the key (exit 78): an agent without a private key would serve
+ * and delete files for anyone on an allowed host (A1, A4). Not made here when missing: the detector package's
+ * %post makes it, and an agent that made its own would only leave furkad with a key that does not match.
+ */
+export function loadAgentKey(file: string, config: AgentConfig): string {
+  try {
+    return readKeyFile(config.key_file);
+  } catch (e) {
+    throw new ConfigError(file, [`top level (before any section), key 'key_file': ${(e as Error).message}`]);
+  }
 }

@@ -3,13 +3,14 @@
 // READY=1 → run → STOPPING=1 → components stopped in reverse → exit code.
 import { realpathSync, statSync } from 'node:fs';
 import { parseDaemonArgs } from '../common/daemon-args.js';
-import { loadConfigOrExit } from '../common/config-file.js';
+import { configOrExit, loadConfigOrExit } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { Notifier } from '../common/notify.js';
 import { component, Components, runDaemon, stopRequested } from '../common/service.js';
 import { AllowList } from './allow.js';
 import { Catalog } from './catalog.js';
-import { DEFAULT_CONFIG_PATH, loadAgentConfig } from './config.js';
+import { DEFAULT_CONFIG_PATH, loadAgentConfig, loadAgentKey } from './config.js';
+import { KeyCheck } from '../common/shared-key.js';
 import { NameFilter, words } from './name-filter.js';
 import { LeaseCheck } from './lease-check.js';
 import { AgentServer } from './server.js';
@@ -23,8 +24,10 @@ function statusLine(catalog: Catalog, server: AgentServer): string {
 async function main(): Promise<number> {
   const args = parseDaemonArgs('furka-agent', DEFAULT_CONFIG_PATH);
   const config = loadConfigOrExit('furka-agent', args.config, loadAgentConfig);
+  // Every request must carry this key (A1): an agent whose key is missing or readable by others does not start.
+  const key = configOrExit('furka-agent', () => loadAgentKey(args.config, config));
   if (args.check) {
-    process.stdout.write(`${args.config}: configuration is valid (root ${config.root}, port ${config.port})\n`);
+    process.stdout.write(`${args.config}: configuration is valid (root ${config.root}, port ${config.port}, key ${config.key_file})\n`);
     return 0;
   }
   const log = createLogger('furka-agent', config);
@@ -41,7 +44,7 @@ async function main(): Promise<number> {
   const leases = new LeaseCheck({ root, onTrouble: (why) => log.warn({ why }, 'cannot ask the kernel whether a file is still open for writing: ' +
     'files acknowledged meanwhile are checked by a walk of /proc instead (slower), files sent meanwhile not at all') });
   leases.prepare();
-  const server = new AgentServer(catalog, new AllowList(words(config.allow)), log, config.send_timeout * 1000, leases);
+  const server = new AgentServer(catalog, new AllowList(words(config.allow)), new KeyCheck(key), log, config.send_timeout * 1000, leases);
   // Each (re)established watch set is followed by a full rescan: events before it were not seen (A2).
   const watcher = new Watcher(root, {
     event: (e) => catalog.event(e),
@@ -70,7 +73,7 @@ async function main(): Promise<number> {
   const stop = stopRequested();
   if (await components.start(stop)) {
     notifier.ready(statusLine(catalog, server));
-    log.info({ root, address: config.address, port: config.port, allow: config.allow, known: catalog.known }, 'furka-agent ready');
+    log.info({ root, address: config.address, port: config.port, allow: config.allow, keyFile: config.key_file, known: catalog.known }, 'furka-agent ready');
     const statusTimer = setInterval(() => notifier.status(statusLine(catalog, server)), 1000);
     // Files made by link(2) and files changed without a close have no event that completes them (A2).
     const sweepTimer = setInterval(() => {

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
+import type { KeyCheck } from '../common/shared-key.js';
 import type { Announcement, Catalog, FileEntry } from './catalog.js';
 import { validBarrierId } from './barrier.js';
 import { checksumOfFdInPool, isBareChecksum, untagged } from '../common/checksum.js';
@@ -262,6 +263,8 @@ export class EventsClient {
  * descriptors meanwhile (its directory's and its own), so a large acknowledgement goes in slices.
  */
 const ASIDE_AT_ONCE = 64;
+/** Peers refused for their key that are remembered (each logged once); beyond that all are forgotten and logged once again. */
+const KEYLESS_LOGGED_MAX = 1024;
 
 export class AgentServer {
   readonly #server = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB, settings: { maxConcurrentStreams: MAX_STREAMS } });
@@ -269,12 +272,15 @@ export class AgentServer {
   readonly #clients = new Set<EventsClient>();
   /** Addresses refused so far: each is logged once. */
   readonly #refusedPeers = new Set<string>();
+  /** Addresses whose requests came without the key so far: each is logged once. */
+  readonly #keylessPeers = new Set<string>();
   readonly #bodies: FileBodies;
   /** Ends following the catalog's announcements (close()). */
   #unsubscribe: () => void = () => {};
 
   /** `leases`: asks whether a file is still open for writing anywhere, before it is sent as whole and before it is deleted. */
-  constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly log: Logger, sendTimeoutMs: number,
+  /** `key`: what every request must carry (A1); one without it is answered 401 and nothing else. */
+  constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly key: KeyCheck, private readonly log: Logger, sendTimeoutMs: number,
     private readonly leases: LeaseCheck) {
     this.#bodies = new FileBodies(catalog, log, sendTimeoutMs, leases);
     // Checked on the TCP connection, before the HTTP/2 session sends its first frame: a peer not allowed is sent nothing.
@@ -292,6 +298,8 @@ export class AgentServer {
     });
     this.#server.on('stream', (stream, headers) => {
       stream.on('error', (e) => log.debug({ err: e }, 'stream error'));
+      // Before anything else: a request without the key learns nothing, takes nothing, deletes nothing.
+      if (!this.#keyed(stream, headers)) return;
       try {
         this.#route(stream, headers);
       } catch (e) {
@@ -335,6 +343,26 @@ export class AgentServer {
     if (!this.#refusedPeers.has(who)) {
       this.#refusedPeers.add(who);
       this.log.warn({ peer: who }, 'connection from an address not in allow: closed (logged once per address)');
+    }
+    return false;
+  }
+
+  /**
+   * Whether the request carries the key. If not it is answered 401, with a body that says so, and its peer is
+   * logged once: the address alone says only which host, and every local user of an allowed host has it.
+   */
+  #keyed(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
+    if (this.key.accepts(headers.authorization)) return true;
+    const who = stream.session?.socket?.remoteAddress ?? '(unknown)';
+    if (!this.#keylessPeers.has(who)) {
+      if (this.#keylessPeers.size >= KEYLESS_LOGGED_MAX) this.#keylessPeers.clear();
+      this.#keylessPeers.add(who);
+      this.log.warn({ peer: who, path: headers[':path'] }, `a request ${headers.authorization === undefined ? 'without a key' : 'with a wrong key'}: ` +
+        "refused (401); furkad's agent_key_file must hold this agent's key_file (logged once per address)");
+    }
+    if (!stream.destroyed && !stream.closed) {
+      stream.respond({ ':status': 401, 'www-authenticate': 'Bearer realm="furka-agent"', 'content-type': 'application/json' });
+      stream.end(JSON.stringify({ error: "no key or a wrong key: every request must carry the agent's key (authorization: Bearer KEY)" }));
     }
     return false;
   }

@@ -8,6 +8,7 @@ import { unlink } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { Checksum } from '../common/checksum.js';
+import { bearer } from '../common/shared-key.js';
 import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
 import { AgentPushes, BodyReply, discard } from './agent-pushes.js';
 import { monotonicMs } from '../common/monotonic.js';
@@ -93,9 +94,16 @@ export class AgentClient extends EventEmitter {
   #pushesTold = true;
   #telling = false;
 
-  /** `pushes`: how many bodies the agent may push at once behind their announcements (0: every file is requested). */
-  constructor(readonly url: string, readonly source: string, private readonly pushes = 0) {
+  /** `authorization` header of every request: the agent answers 401 to one without its key (A1). */
+  readonly #auth: { authorization: string };
+
+  /**
+   * `key`: the agent's key and the file it was read from (agent_key_file, named when the agent refuses it).
+   * `pushes`: how many bodies the agent may push at once behind their announcements (0: every file is requested).
+   */
+  constructor(readonly url: string, readonly source: string, private readonly key: { value: string; file: string }, private readonly pushes = 0) {
     super();
+    this.#auth = { authorization: bearer(key.value) };
     this.#pushes = new AgentPushes(pushes);
   }
 
@@ -142,7 +150,7 @@ export class AgentClient extends EventEmitter {
       const timer = setTimeout(() => { fail(`no answer from the agent at ${this.url} within ${CONNECT_TIMEOUT_MS} ms`); session.destroy(); }, CONNECT_TIMEOUT_MS);
       session.on('stream', (pushed: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders) => this.#pushes.arrived(pushed, headers));
       const push = this.pushes > 0 ? `&push=${this.pushes}` : '';
-      const events = session.request({ ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}${push}` });
+      const events = session.request({ ...this.#auth, ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}${push}` });
       events.setEncoding('utf8');
       let buffered = '';
       let refusedWith: number | undefined;
@@ -157,7 +165,13 @@ export class AgentClient extends EventEmitter {
         try {
           why = String((JSON.parse(body) as { error?: unknown }).error ?? '');
         } catch { /* not JSON: the status alone */ }
-        fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${refusedWith}${why ? `: ${why}` : ''}`, false);
+        // 401: the key is not the agent's; said as that, not as a refused address or a bad source.
+        if (refusedWith === 401) {
+          fail(`the agent at ${this.url} refused furkad's key (HTTP 401): the key in ${this.key.file} (agent_key_file) does not match ` +
+            "the agent's key_file; copy the detector server's /etc/ppu/furka-agent.key to it (README, Installing)", false);
+        } else {
+          fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${refusedWith}${why ? `: ${why}` : ''}`, false);
+        }
         session.destroy();
       };
       events.on('data', (chunk: string) => {
@@ -223,7 +237,7 @@ export class AgentClient extends EventEmitter {
     const named = this.#rootPath(rel);
     try {
       if (!session || this.#isDown) throw new Error(`not connected to the agent at ${this.url}`);
-      reply ??= new BodyReply(session.request({ ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}&path=${encodeURIComponent(named)}` }), 'response');
+      reply ??= new BodyReply(session.request({ ...this.#auth, ':method': 'GET', ':path': `/v1/file?id=${encodeURIComponent(id)}&path=${encodeURIComponent(named)}` }), 'response');
     } catch (e) {
       if (pushed) discard(pushed.stream);
       closeSync(fd);
@@ -374,7 +388,7 @@ export class AgentClient extends EventEmitter {
     const session = this.#session;
     if (!session || this.#isDown) return Promise.reject(new Error(`not connected to the agent at ${this.url}`));
     return new Promise((resolve, reject) => {
-      const req = session.request({ ':method': 'POST', ':path': '/v1/ack', 'content-type': 'application/json' });
+      const req = session.request({ ...this.#auth, ':method': 'POST', ':path': '/v1/ack', 'content-type': 'application/json' });
       req.setTimeout(REQUEST_TIMEOUT_MS, () => req.close(http2.constants.NGHTTP2_CANCEL));
       let status = 0;
       let body = '';
@@ -434,7 +448,7 @@ export class AgentClient extends EventEmitter {
       timer = setTimeout(() => fail(`the agent at ${this.url} did not pass a barrier within ${timeoutMs} ms`), timeoutMs);
       let req: http2.ClientHttp2Stream;
       try {
-        req = session.request({ ':method': 'POST', ':path': `/v1/barrier?id=${id}` });
+        req = session.request({ ...this.#auth, ':method': 'POST', ':path': `/v1/barrier?id=${id}` });
       } catch (e) {
         fail(`barrier request to ${this.url}: ${(e as Error).message}`);
         return;

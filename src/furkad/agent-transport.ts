@@ -20,6 +20,7 @@ import { wakeOrAbort } from '../common/abort.js';
 import { availableBytes } from '../common/statfs.js';
 import { noRoomMessage } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
+import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 
 /** Ids in one acknowledgement: its body stays far below the agent's limit on it. */
 const MAX_ACK = 1000;
@@ -573,7 +574,9 @@ export class AgentTransport implements Transport {
     this.#saidUnchecked = false;
     // The agent pushes up to as many bodies at once as run() fetches whatever their size: each is claimed by the
     // fetch that takes its file.
-    const client = new AgentClient(url, a.source, IN_FLIGHT);
+    // Read at every connection: a key copied in after a 401 is taken at the next try (A1).
+    const keyFile = a.config.agent_key_file ?? DEFAULT_AGENT_KEY_FILE;
+    const client = new AgentClient(url, a.source, { value: readKeyFile(keyFile), file: keyFile }, IN_FLIGHT);
     // Files announced since this connection opened, by id and by placement (id and path): once the agent has
     // listed everything (synced), a placement whose acknowledgement was never answered and that the agent no
     // longer has under that name (gone, or renamed) counts as answered (one made by id alone, when the agent no

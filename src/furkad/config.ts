@@ -4,6 +4,7 @@ import { validSchedule } from './shift-schedule.js';
 import { nestedTargets } from '../common/paths.js';
 import { confinement } from './shift.js';
 import { realpathSync } from 'node:fs';
+import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
 
@@ -21,6 +22,8 @@ export interface DetectorConfig {
   remove_source: boolean;
   settle_ms: number;
   exclude: string;
+  /** transport = agent: the file holding the agent's key (set to DEFAULT_AGENT_KEY_FILE when not given); unset with rsync. */
+  agent_key_file?: string;
 }
 
 export interface FurkadConfig {
@@ -61,6 +64,7 @@ const detectorSchema = {
     interrun_pause: { type: 'integer', minimum: 0, maximum: 3600000, default: 0, description: 'extra ms after a run that moved files' },
     remove_source: { type: 'boolean', default: true, description: 'remove copied files from the detector ramdisk' },
     settle_ms: { type: 'integer', minimum: 0, maximum: 3600000, description: 'take a file only once it has not changed for this long (a writer that pauses mid-file); default 2000 with remove_source, 0 (off) without; 0 is safe only for writers that rename into place' },
+    agent_key_file: { type: 'string', pattern: Pattern.absolutePath, description: `transport = agent: file holding the agent's key (a copy of the detector server's key_file), root's, mode 0600; default ${DEFAULT_AGENT_KEY_FILE}` },
     exclude: { type: 'string', default: '', description: "rsync patterns (space-separated) of files never pulled, e.g. a writer's temp files" },
   },
 };
@@ -112,6 +116,9 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
       if (!d.remove_source) problems.push(`section [detector.${id}], key 'remove_source': transport = agent always removes a source once placed (the agent deletes it on acknowledgement); leave it out or use transport = rsync`);
       if (problems.length) throw new ConfigError(file, problems);
       d.settle_ms = 0;
+      d.agent_key_file ??= DEFAULT_AGENT_KEY_FILE;
+    } else if (given('agent_key_file')) {
+      throw new ConfigError(file, [`section [detector.${id}], key 'agent_key_file': is for transport = agent; with transport = rsync leave it out`]);
     }
     d.port ??= DEFAULT_PORT[d.transport];
     d.minpause ??= DEFAULT_MINPAUSE[d.transport];
@@ -167,6 +174,25 @@ export function checkFurkadTargets(file: string, config: FurkadConfig): void {
       problems.push(`section [detector.${id}], key 'target': '${d.target}' is replicated from ${allowed}, which leads to / ` +
         '(a symbolic link), and StartShift targets are confined to that directory: an operator could have root place this ' +
         "detector's files anywhere (/etc); name the real directory, with the './' after a directory other than /");
+    }
+  }
+  if (problems.length) throw new ConfigError(file, problems);
+}
+
+/**
+ * At --check and at start, on the machine: the key file of each detector with transport = agent must hold a key
+ * that only root can read (A1); without it every request would be refused, with one others can read anyone
+ * on the PPU could read and delete the detector's files. Read again at every connection (a key copied in
+ * meanwhile is taken without a restart).
+ */
+export function checkAgentKeys(file: string, config: FurkadConfig): void {
+  const problems: string[] = [];
+  for (const [id, d] of Object.entries(config.detector)) {
+    if (d.transport !== 'agent') continue;
+    try {
+      readKeyFile(d.agent_key_file ?? DEFAULT_AGENT_KEY_FILE);
+    } catch (e) {
+      problems.push(`section [detector.${id}], key 'agent_key_file': ${(e as Error).message}`);
     }
   }
   if (problems.length) throw new ConfigError(file, problems);

@@ -8,7 +8,7 @@ import { Notifier } from '../common/notify.js';
 import { Components, runDaemon, stopRequested, together } from '../common/service.js';
 import { BusWatch, connectSystemBus } from '../dbus/bus.js';
 import { FurkaBus } from './furka-bus.js';
-import { checkFurkadTargets, DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
+import { checkAgentKeys, checkFurkadTargets, DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
 import { RsyncTransport } from './rsync-transport.js';
 import { writeNamesFilter } from './rsync-names.js';
@@ -38,6 +38,7 @@ function statusLine(shifts: ShiftManager, loops: readonly DetectorLoop[], handov
 async function main(): Promise<number> {
   const args = parseDaemonArgs('furkad', DEFAULT_CONFIG_PATH);
   const config = loadConfigOrExit('furkad', args.config, loadFurkadConfig);
+  configOrExit('furkad', () => checkAgentKeys(args.config, config));
   if (args.check) {
     process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.detector).length} detectors)\n`);
     return 0;

@@ -42,7 +42,7 @@ describe('agent client: the connection lost in the middle of a file', function (
       const outcomes: string[] = [];
       // Closed at several moments, so that some find the stream paused behind the file's writes.
       for (const ms of [2, 5, 10, 20, 2, 5, 10, 20]) {
-        const client = new AgentClient(`http://127.0.0.1:${port}`, '/');
+        const client = new AgentClient(`http://127.0.0.1:${port}`, '/', { value: 'fake-agent-key-0123', file: 'none' });
         await client.connect();
         const fetching = client.fetch('1', path.join(work, `f-${outcomes.length}`), 'f').then((got) => {
           closeSync(got.fd);
@@ -68,7 +68,7 @@ describe('agent client: the connection lost in the middle of a file', function (
       mkdirSync(staging);
       for (let i = 0; i < 120; i++) writeImage(root, `f${i}.cbf`, 100_000 + ((i * 7919) % 300_000));
       const agent = await startAgent({ root, dir: work });
-      const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/');
+      const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', { value: agent.key, file: agent.keyFile });
       const announced: Array<{ id: string; path: string }> = [];
       client.on('file', (f) => announced.push(f));
       try {
@@ -149,7 +149,7 @@ describe('agent client: pushed bodies (A6)', function () {
     const root = path.join(work, 'root');
     mkdirSync(root);
     const agent = await startAgent({ root, dir: work });
-    const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', 8);
+    const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', { value: agent.key, file: agent.keyFile }, 8);
     const seen: Announced[] = [];
     client.on('file', (f) => seen.push(f));
     try {

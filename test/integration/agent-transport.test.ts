@@ -15,11 +15,18 @@ import { AgentTransport } from '../../src/furkad/agent-transport.js';
 import { AgentPlaced } from '../../src/furkad/agent-placed.js';
 import type { RunContext } from '../../src/furkad/transport.js';
 import type { Logger } from '../../src/common/logger.js';
-import { startAgent, type Agent } from '../fixtures/agent.js';
+import { agentKeyFile, startAgent, type Agent } from '../fixtures/agent.js';
 import { mountTmpfs, unmount } from '../fixtures/tmpfs.js';
 import { tempDir } from '../fixtures/ppu.js';
 import { markFixture } from '../fixtures/processes.js';
 import { eventually } from '../fixtures/files.js';
+
+/** A key file for transports talking to the fake agents below (which take any key): furkad reads it at each connect. */
+let fakeKey: string | undefined;
+function fakeKeyFile(): string {
+  fakeKey ??= agentKeyFile(tempDir('agent-transport-key')).keyFile;
+  return fakeKey;
+}
 
 const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined } as unknown as Logger;
 
@@ -45,7 +52,7 @@ describe('agent transport with a real furka-agent (A4, F10)', function () {
     const placed: string[] = [];
     const t = new AgentTransport('D1', AgentPlaced.open(path.join(work, 'state')), quiet);
     const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/run1' },
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: agent.keyFile }, source: '/run1' },
       shift: { uid: 0, gid: 0 }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
       dir: { root: path.join(work, 'placed') }, // where the transport notes a file is about to go (A4)
       // The loop's part, reduced to what the agent needs: placed (here: taken out of staging), then acknowledged.
@@ -217,7 +224,7 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
     mkdirSync(staging);
     const placed: Array<{ rel: string; checksum: string | undefined; recorded: string | undefined; detector: string | undefined }> = [];
     const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port }, source: '/' },
+      assignment: { config: { remoteIP: '127.0.0.1', port, agent_key_file: fakeKeyFile() }, source: '/' },
       shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
       dir: { root: path.join(work, 'placed') },
       complete: async (rels: string[], checksums?: ReadonlyMap<string, string>) => {
@@ -361,7 +368,7 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     mkdirSync(staging);
     const log = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined } as unknown as Logger;
     const ctx = (place: boolean) => ({
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
       shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
       dir: { root: path.join(work, 'placed') },
       // The first furkad cannot place it (a link planted in the shift's directory, say): it stays in staging.
@@ -423,7 +430,7 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     const store = AgentPlaced.open(state);
     const t = new AgentTransport('D1', store, log);
     const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
       shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
       dir: { root: path.join(work, 'placed') },
       complete: async (rels: string[]) => {
@@ -464,7 +471,7 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     const log = { ...quiet, info: (_o: unknown, msg: string) => { lines.push(msg); } } as unknown as Logger;
     const t = new AgentTransport('D1', store, log);
     const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
       shift: { uid: 0, gid: 0, usertime: 7n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
       learnedBy: Infinity, dir: { root: path.join(work, 'placed') },
       complete: async (rels: string[]) => {
@@ -527,7 +534,7 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     const placed: string[] = [];
     const t = new AgentTransport('D1', store, quiet);
     const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
       shift: { uid: 0, gid: 0, usertime: 6n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
       learnedBy: Infinity, dir: { root: path.join(work, 'placed') },
       complete: async (rels: string[]) => {
@@ -558,7 +565,7 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     const store = AgentPlaced.open(path.join(work, 'state'));
     const t = new AgentTransport('D1', store, quiet);
     const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port }, source: '/' },
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
       shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
       learnedBy: Infinity, dir: { root: path.join(work, 'placed') },
       complete: async (rels: string[]) => {
@@ -655,7 +662,7 @@ describe('agent transport: runs that go on taking announcements (A4, A5)', funct
     const store = AgentPlaced.open(path.join(work, 'state'));
     const t = new AgentTransport('D1', store, quiet);
     const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port }, source: '/' },
+      assignment: { config: { remoteIP: '127.0.0.1', port, agent_key_file: fakeKeyFile() }, source: '/' },
       shift: { uid: 0, gid: 0, usertime: 1n }, staging, signal: new AbortController().signal,
       wantsEnd: () => false, othersWaiting: () => false, learnedBy, dir: { root: final },
       complete: async (rels: string[]) => {

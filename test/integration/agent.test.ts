@@ -52,7 +52,7 @@ describe('furka-agent (A1–A5)', function () {
    */
   const started = async (o: Partial<AgentOptions> = {}, source?: string): Promise<{ ev: EventsReader; agent: Agent; client: AgentClient }> => {
     const a = agent = await startAgent({ root, dir, ...o });
-    const c = client = new AgentClient(a.port);
+    const c = client = new AgentClient(a);
     const ev = c.events(source);
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     return { ev, agent: a, client: c };
@@ -142,7 +142,7 @@ describe('furka-agent (A1–A5)', function () {
     try {
       for (let i = 0; i < 10; i++) {
         agent = await startAgent({ root, dir });
-        client = new AgentClient(agent.port);
+        client = new AgentClient(agent);
         const ev = client.events('/det');
         await ev.waitFor((e) => e.some((x) => x.t === 'synced'), `synced, start ${i + 1}`);
         writeFileSync(hold, '');
@@ -214,7 +214,7 @@ describe('furka-agent (A1–A5)', function () {
     writeFileSync(file, Buffer.alloc(100 * 1024 * 1024, 7)); // sent in pieces: the utime lands while it goes
     await ev.waitFor(() => ev.files('big.cbf').length > 0, 'the first announcement');
     const first = ev.files('big.cbf')[0]!.id!;
-    const req = client.session.request({ ':path': `/v1/file?id=${encodeURIComponent(first)}` });
+    const req = client.session.request({ ...client.auth, ':path': `/v1/file?id=${encodeURIComponent(first)}` });
     let unchanged: string | undefined;
     await new Promise<void>((resolve, reject) => {
       req.on('response', () => utimesSync(file, new Date('2026-01-01T00:00:00Z'), new Date('2026-01-01T00:00:00Z')));
@@ -350,14 +350,14 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
   it('(e2) after a restart every file still there is announced again under the same id (A4)', async () => {
     writeFileSync(path.join(root, 'keep.cbf'), 'x');
     agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
+    client = new AgentClient(agent);
     let ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     const id = ev.files('keep.cbf')[0]!.id;
     client.close();
     await agent.stop();
     agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
+    client = new AgentClient(agent);
     ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     assert.deepEqual(ev.files().map((f) => f.id), [id]);
@@ -372,14 +372,14 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     for (let i = 0; i < 8; i++) writeFileSync(path.join(root, `big${i}.raw`), Buffer.alloc(6 * 1024 * KiB, i));
     writeFileSync(path.join(root, 'small.raw'), 'small');
     agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
+    client = new AgentClient(agent);
     const ev = client.events();
     await ev.waitFor((e) => e.filter((x) => x.t === 'file').length === 9, 'all nine files announced');
     // What bounds the bodies held for one connection instead: the streams a client may have open at once.
     assert.equal(client.session.remoteSettings.maxConcurrentStreams, 64);
     // Eight fetches of 6 MiB that are not read: beyond the stream's window each body waits in the agent.
     const held = ev.files().filter((f) => f.path!.startsWith('big')).map((f) => {
-      const req = client!.session.request({ ':path': `/v1/file?id=${encodeURIComponent(f.id!)}` });
+      const req = client!.session.request({ ...client!.auth, ':path': `/v1/file?id=${encodeURIComponent(f.id!)}` });
       req.on('error', () => undefined);
       req.pause();
       return req;
@@ -417,7 +417,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     agent = await startAgent({ root, dir });
     const pid = agent.proc.child.pid!;
     const peakMb = (): number => Number(/^VmHWM:\s+(\d+) kB/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
-    client = new AgentClient(agent.port);
+    client = new AgentClient(agent);
     const ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     const before = peakMb();
@@ -439,11 +439,11 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     const data = randomBytes(8 * 1024 * KiB);
     writeFileSync(path.join(root, 'stalled.raw'), data);
     agent = await startAgent({ root, dir, extra: { send_timeout: '1' } });
-    client = new AgentClient(agent.port);
+    client = new AgentClient(agent);
     const ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     const id = ev.files('stalled.raw')[0]!.id!;
-    const stalled = client.session.request({ ':path': `/v1/file?id=${encodeURIComponent(id)}` });
+    const stalled = client.session.request({ ...client.auth, ':path': `/v1/file?id=${encodeURIComponent(id)}` });
     stalled.on('error', () => undefined);
     stalled.pause();
     // The connection stays busy meanwhile, as furkad's does (a ping every 5 s, announcements, other bodies):
@@ -467,10 +467,10 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     const data = randomBytes(8 * 1024 * KiB);
     writeFileSync(path.join(root, 'slow.raw'), data);
     agent = await startAgent({ root, dir, extra: { send_timeout: '2' } });
-    client = new AgentClient(agent.port);
+    client = new AgentClient(agent);
     const ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
-    const req = client.session.request({ ':path': `/v1/file?id=${encodeURIComponent(ev.files('slow.raw')[0]!.id!)}` });
+    const req = client.session.request({ ...client.auth, ':path': `/v1/file?id=${encodeURIComponent(ev.files('slow.raw')[0]!.id!)}` });
     const started = Date.now();
     const got = await new Promise<{ body: Buffer; rst: number | undefined }>((resolve) => {
       const parts: Buffer[] = [];
@@ -491,12 +491,12 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
   it('(f) a client not in allow has its connection closed, is sent nothing and deletes nothing (A1)', async () => {
     writeFileSync(path.join(root, 'precious.cbf'), 'x');
     agent = await startAgent({ root, dir, allow: '127.0.0.1 ::1' });
-    const ok = new AgentClient(agent.port);
+    const ok = new AgentClient(agent);
     const ev = ok.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     const id = ev.files('precious.cbf')[0]!.id!;
     ok.close();
-    client = new AgentClient(agent.port, '127.0.0.2');
+    client = new AgentClient(agent, { localAddress: '127.0.0.2' });
     const stranger = client.events();
     await assert.rejects(client.ack([id]));
     await client.closedByPeer;
@@ -633,7 +633,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     } finally {
       if (String(limit) !== hostLimit) writeFileSync(limitFile, hostLimit);
     }
-    client = new AgentClient(agent.port);
+    client = new AgentClient(agent);
     const ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     mkdirSync(path.join(root, 'burst')); // watched first: a new directory's scan would find every file
@@ -697,7 +697,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
   it('(k) pushes the body of each file completed while a client that asks for pushes is connected, behind its line, as many unacknowledged at once as it asked for (A3, A6)', async () => {
     writeFileSync(path.join(root, 'old.cbf'), randomBytes(10 * KiB));
     agent = await startAgent({ root, dir });
-    client = new AgentClient(agent.port);
+    client = new AgentClient(agent);
     assert.equal((await readEvents(client.events('/', 'many'))).status, 400, 'a bad push count');
     // A source that is (or lies below) a link: nothing below it would ever be announced; said, not served empty.
     mkdirSync(path.join(root, 'real'));
@@ -712,7 +712,7 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     await real.waitFor((e) => e.some((x) => x.t === 'synced'), 'the directory itself served');
     real.req.close();
     unlinkSync(path.join(root, 'sl')); // unlink: Node 16's rmSync follows a link to a directory (EISDIR)
-    const plain = new AgentClient(agent.port);
+    const plain = new AgentClient(agent);
     try {
       const without = plain.events();
       const ev = client.events('/', '2');

@@ -83,12 +83,12 @@ describe('furkad over furka-agent: a run directory renamed while it is transferr
             stopped = false;
           }
           if (opts.restart === 'agent') await ppu.killAgent('1MF');
-          else observer = new AgentClient(ppu.agents['1MF']!.port);
+          else observer = new AgentClient(ppu.agents['1MF']!);
           renameSync(path.join(detector, run), path.join(detector, `${run}_bad`));
           if (opts.rewrite) rewritten = rewriteKeepingId(path.join(detector, `${run}_bad`, pending[0]!));
           if (opts.restart === 'agent') {
             await ppu.startAgent('1MF');
-            observer = new AgentClient(ppu.agents['1MF']!.port);
+            observer = new AgentClient(ppu.agents['1MF']!);
           }
           const events = observer!.events('/');
           // The agent has read the rename (its answer to the old names' acknowledgements says they moved).

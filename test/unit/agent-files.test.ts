@@ -17,6 +17,7 @@ import type { Logger } from '../../src/common/logger.js';
 import { AgentClient } from '../fixtures/agent.js';
 import { startFlip } from '../fixtures/flip.js';
 import { freePort } from '../fixtures/net.js';
+import { KeyCheck } from '../../src/common/shared-key.js';
 
 const warnings: string[] = [];
 const quiet = { debug() {}, info() {}, warn: (_o: unknown, msg: string) => { warnings.push(msg); }, error() {} } as unknown as Logger;
@@ -48,10 +49,10 @@ describe('furka-agent: files reached without following links (docs/threat-model.
   const closeName = (fd: number): string => path.basename(readlinkSync(`/proc/self/fd/${fd}`).replace(/ \(deleted\)$/, ''));
   const entries = (): FileEntry[] => [...catalog.listing()].flatMap((a) => (a.t === 'file' ? [a.entry] : []));
   const serve = async (): Promise<AgentClient> => {
-    server = new AgentServer(catalog, new AllowList(['127.0.0.1']), quiet, 60_000, leases);
+    server = new AgentServer(catalog, new AllowList(['127.0.0.1']), new KeyCheck('0123456789abcdef'), quiet, 60_000, leases);
     const port = await freePort();
     await server.listen(port, '127.0.0.1');
-    client = new AgentClient(port);
+    client = new AgentClient({ port, key: '0123456789abcdef' });
     return client;
   };
 

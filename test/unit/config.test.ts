@@ -140,6 +140,12 @@ describe('furkad.conf schema (S3)', () => {
       "section [detector.1MF], key 'remove_source': transport = agent always removes a source once placed (the agent deletes it on acknowledgement); leave it out or use transport = rsync",
     ]);
     assert.match(problems(() => furkad(`${DET}transport = ftp\n`))[0]!, /key 'transport': must be one of rsync, agent, got 'ftp'/);
+    // The agent's key (A1): the shared default path for agent, and refused by name for rsync.
+    assert.equal(agent.agent_key_file, '/etc/ppu/furka-agent.key');
+    assert.equal(furkad(`${DET}transport = agent\nagent_key_file = /etc/ppu/det1.key\n`).detector['1MF']!.agent_key_file, '/etc/ppu/det1.key');
+    assert.deepEqual(problems(() => furkad(`${DET}agent_key_file = /etc/ppu/det1.key\n`)), [
+      "section [detector.1MF], key 'agent_key_file': is for transport = agent; with transport = rsync leave it out",
+    ]);
   });
 
   it("refuses '..' in a detector's target and source, which would leave the configured trees", () => {

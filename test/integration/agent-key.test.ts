@@ -1,0 +1,128 @@
+// furka-agent and furkad share a key (A1, A4): the peer address alone let every local user of an allowed host
+// (the PPU is multi-user) read every image and have the agent delete files never delivered.
+import { strict as assert } from 'node:assert';
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu, FURKAD_BIN, launchOf, iniText, tempDir, type PpuOptions } from '../fixtures/ppu.js';
+import { AgentClient, agentKeyFile, startAgent } from '../fixtures/agent.js';
+import { eventually, sha256File, writeImage } from '../fixtures/files.js';
+import { startProcess } from '../fixtures/processes.js';
+
+type Row = [string, string, string];
+
+describe('furka-agent and furkad share a key (A1, A4)', function () {
+  this.timeout(120_000);
+  const opts: PpuOptions = { prefix: 'ppu-key', transport: 'agent' };
+  let ppu: Ppu;
+  /** furkad's copy of the agent's key (its agent_key_file), wrong at first. */
+  let furkadKey: string;
+  let agentKey: string;
+  before(async () => {
+    ppu = new Ppu(opts);
+    const agentDir = path.join(ppu.work, 'agent-1MF');
+    mkdirSync(agentDir, { recursive: true });
+    agentKey = agentKeyFile(agentDir).key;
+    furkadKey = path.join(ppu.work, 'furkad-agent.key');
+    writeFileSync(furkadKey, `${'0'.repeat(64)}\n`, { mode: 0o600 });
+    opts.detectorConf = { '1MF': { agent_key_file: furkadKey } };
+    await ppu.start();
+  });
+  after(async () => ppu?.stop());
+
+  const row = async (): Promise<Row> => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === '1MF')!;
+
+  it('answers 401 and nothing else to a client without the key or with a wrong one (events, a body, an acknowledgement): the file stays and is delivered once furkad has the key (A1, A4)', async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const image = writeImage(detector, 'run/img_001.cbf', 300_000);
+    const agent = ppu.agents['1MF']!;
+    // furkad with a wrong key: retrying, with a reason that names the key, not the allow list; nothing delivered.
+    await eventually(async () => { const r = await row(); return r[1] === 'retrying' && /key/.test(r[2]); }, 30_000, 'furkad to say its key is refused');
+    const [, , reason] = await row();
+    assert.match(reason, /HTTP 401/);
+    assert.match(reason, new RegExp(`${furkadKey.replace(/[.]/g, '\\.')} \\(agent_key_file\\) does not match`));
+    assert.doesNotMatch(reason, /allow/, 'not an allow-list hint');
+
+    // The agent's own key reads the id, as a rogue client on the PPU can learn it (or guess it).
+    const keyed = new AgentClient(agent);
+    const events = keyed.events('/');
+    await events.waitFor((ev) => ev.some((e) => e.t === 'file' && e.path === 'run/img_001.cbf'), 'the announcement');
+    const id = events.files('run/img_001.cbf')[0]!.id!;
+    keyed.close();
+
+    for (const key of [null, 'f'.repeat(64), `${agentKey}x`]) {
+      const rogue = new AgentClient(agent, { key });
+      try {
+        const ev = rogue.events('/');
+        await eventually(() => ev.ended, 10_000, 'the refused events stream to end');
+        assert.equal(ev.status, 401, `events with key ${String(key)}`);
+        assert.deepEqual(ev.events.filter((e) => e.t !== undefined && e.t !== ''), [], 'no announcement');
+        const body = await rogue.file(id, 'run/img_001.cbf');
+        assert.equal(body.status, 401, `a body with key ${String(key)}`);
+        assert.ok(body.body.length < 1000, 'no image bytes');
+        assert.deepEqual(rogue.pushed, [], 'nothing pushed');
+        const ack = await rogue.ack([id], ['run/img_001.cbf']);
+        assert.equal(ack.status, 401, `an acknowledgement with key ${String(key)}`);
+        assert.equal((ack.body as unknown as { deleted?: unknown }).deleted, undefined, 'nothing deleted');
+      } finally {
+        rogue.close();
+      }
+      assert.ok(existsSync(path.join(detector, image.rel)), `the file is still on the detector after a client with key ${String(key)}`);
+    }
+    // Logged once per peer, with its address (furkad's requests came first, from the same address).
+    await agent.proc.said(/"peer":"127\.0\.0\.1".*with a wrong key: refused \(401\)/);
+    assert.equal(agent.proc.output().match(/refused \(401\)/g)?.length, 1, 'one line for the peer, whatever its requests');
+    assert.equal(existsSync(path.join(ppu.ppuRamdisk, '1mf', '1000_1000', image.rel)), false, 'furkad with the wrong key delivered nothing');
+
+    // The right key copied in: taken at furkad's next try, without a restart.
+    writeFileSync(furkadKey, `${agentKey}\n`, { mode: 0o600 });
+    const placed = path.join(ppu.ppuRamdisk, '1mf', '1000_1000', image.rel);
+    const stored = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000', image.rel);
+    await eventually(() => existsSync(placed) || existsSync(stored), 30_000, 'the file delivered once furkad has the key');
+    assert.equal(sha256File(readFileSync(existsSync(stored) ? stored : placed)), image.sha256);
+    await eventually(() => !existsSync(path.join(detector, image.rel)), 20_000, 'the source deleted on furkad\'s acknowledgement');
+    await eventually(async () => (await row())[1] === 'idle', 20_000, 'the detector idle again');
+  });
+});
+
+describe('key files only root may read (A1)', function () {
+  this.timeout(60_000);
+  let work: string;
+  before(() => { work = tempDir('agent-key-file'); });
+  after(() => rmSync(work, { recursive: true, force: true }));
+
+  it('the agent refuses to start (exit 78, naming key_file) with a key file others may read, or none', async () => {
+    const root = path.join(work, 'root');
+    mkdirSync(root, { recursive: true });
+    const open = path.join(work, 'open');
+    mkdirSync(open);
+    const { keyFile } = agentKeyFile(open);
+    chmodSync(keyFile, 0o644);
+    await assert.rejects(startAgent({ root, dir: open }), (e: Error) => {
+      assert.match(e.message, /exited with 78/);
+      assert.match(e.message, /key 'key_file': .*furka-agent\.key is open to group or others \(mode 0644\).*chmod 0600/);
+      return true;
+    });
+    const missing = path.join(work, 'missing');
+    mkdirSync(missing);
+    await assert.rejects(startAgent({ root, dir: missing, extra: { key_file: path.join(missing, 'none.key') } }), (e: Error) => {
+      assert.match(e.message, /exited with 78/);
+      assert.match(e.message, /key 'key_file': .*none\.key does not exist/);
+      return true;
+    });
+  });
+
+  it('furkad refuses --check and its start (exit 78, naming agent_key_file) with a key file others may read', async () => {
+    const keyFile = path.join(work, 'ppu.key');
+    writeFileSync(keyFile, `${'a'.repeat(64)}\n`, { mode: 0o640 });
+    chmodSync(keyFile, 0o640);
+    const conf = path.join(work, 'furkad.conf');
+    writeFileSync(conf, iniText({ uid: 1000, gid: 1000, state_dir: path.join(work, 'state') },
+      { 'detector.1MF': { transport: 'agent', remoteIP: '127.0.0.1', target: `${work}/ppu/./1mf`, agent_key_file: keyFile } }));
+    const launch = launchOf(FURKAD_BIN);
+    for (const args of [['--check'], []]) {
+      const p = startProcess(process.execPath, [...launch.args, ...args, '--config', conf], { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: 'unix:path=/nonexistent' } });
+      assert.equal(await p.exited, 78, p.output());
+      assert.match(p.output(), /section \[detector\.1MF\], key 'agent_key_file': .*ppu\.key is open to group or others \(mode 0640\)/);
+    }
+  });
+});
