@@ -103,6 +103,11 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
 
     assert.match(await c.ok(['getent', 'group', 'ppu-operators']), /^ppu-operators:/);
     for (const d of ['/var/lib/furka', '/var/lib/grimsel']) assert.ok(lstatSync(c.path(d)).isDirectory(), d);
+    // The detector package's %post made furka-agent's key (A1): root's, 0600; furkad on this host (both packages)
+    // reads it at its default agent_key_file, so the shipped furkad.conf (transport = agent) checks valid.
+    const key = lstatSync(c.path('/etc/ppu/furka-agent.key'));
+    assert.ok(key.isFile() && key.uid === 0 && (key.mode & 0o777) === 0o600, `furka-agent.key: uid ${key.uid}, mode ${(key.mode & 0o777).toString(8)}`);
+    assert.match(readFileSync(c.path('/etc/ppu/furka-agent.key'), 'utf8'), /^[0-9a-f]{64}$/);
     assert.match(await c.ok(['furkad', '--check']), /configuration is valid/);
     assert.match(await c.ok(['grimseld', '--check']), /configuration is valid/);
     assert.match(await c.ok(['furka-agent', '--check']), /configuration is valid/);
@@ -159,9 +164,13 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     assert.equal(await c.unitProperty('furka-agent', 'ActiveState'), 'active');
     await eventually(async () => /files known, \d+ being written; \d+ clients connected/.test(await c.unitProperty('furka-agent', 'StatusText')),
       10_000, "furka-agent's STATUS line");
-    // The events stream stays open: curl ends it after 2 s (exit 28) with what it was sent.
-    const events = await c.run(['curl', '-sN', '--http2-prior-knowledge', '--max-time', '2',
+    // Without the key: 401 and nothing else (A1).
+    const keyless = await c.run(['curl', '-s', '-o', '/dev/null', '-w', '%{http_code}', '--http2-prior-knowledge', '--max-time', '2',
       'http://127.0.0.1:49372/v1/events?source=/agent-check']);
+    assert.equal(keyless.stdout, '401');
+    // With it, as furkad sends it. The events stream stays open: curl ends it after 2 s (exit 28) with what it was sent.
+    const events = await c.run(['sh', '-c', 'curl -sN --http2-prior-knowledge --max-time 2 -H "authorization: Bearer $(cat /etc/ppu/furka-agent.key)" ' +
+      "'http://127.0.0.1:49372/v1/events?source=/agent-check'"]);
     assert.match(events.stdout, /^\{"t":"hello","agent":"furka-agent","protocol":2,"root":"\/ramdisk","source":"\/agent-check"\}\n\{"t":"file","id":"[0-9:]+","path":"img\.cbf","size":6,/);
     // Left running: furkad pulls detector 1MF (/ramdisk/det1) through it below. Nothing was acknowledged, so the
     // check file is still there.
