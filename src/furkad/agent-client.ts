@@ -12,6 +12,7 @@ import { bearer } from '../common/shared-key.js';
 import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
 import { AgentPushes, BodyReply, discard } from './agent-pushes.js';
 import { monotonicMs } from '../common/monotonic.js';
+import { notHttp2 } from './agent-peer.js';
 
 /** A complete file the agent announced: `path` is relative to the detector's source directory. */
 export interface Announced {
@@ -82,6 +83,8 @@ export interface AgentClientEvents {
 
 export class AgentClient extends EventEmitter {
   #session: http2.ClientHttp2Session | undefined;
+  /** The session's socket: destroyed with it when the connection is given up (abandon). */
+  #socket: net.Socket | undefined;
   #ping: NodeJS.Timeout | undefined;
   #isDown = true;
   /** Barriers waited for (passBarrier): close() ends them. */
@@ -115,39 +118,60 @@ export class AgentClient extends EventEmitter {
     return !this.#isDown;
   }
 
-  /** Opens the connection and the events stream; resolves once the agent said hello, rejects if it did not. */
+  /**
+   * Opens the connection and the events stream; resolves once the agent said hello, rejects if it did not, with
+   * what went wrong as far as furkad can tell: no connection made, a connection on which nothing answered, a
+   * peer that closed it without a word (the agent's `allow`), or a peer that is no HTTP/2 server (agent-peer.ts).
+   */
   connect(): Promise<void> {
     this.close();
     return new Promise((resolve, reject) => {
       let answered = false;
-      // Connected, then closed before the agent said hello: the agent refused this PPU (A1).
-      let tcp = false;
-      // `unanswered`: the agent sent no HTTP answer at all (with one, it did not refuse this PPU's address).
-      const fail = (why: string, unanswered = true): void => {
-        if (!answered) {
-          answered = true;
-          reject(new Error(tcp && unanswered ? `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?` : why));
-        }
-        this.#down(why);
-      };
-      // TCP_NODELAY: a small announcement or acknowledgement must not wait for Nagle's timer.
       const { hostname, port } = new URL(this.url);
+      const host = hostname.replace(/^\[|\]$/g, '');
+      // TCP_NODELAY: a small announcement or acknowledgement must not wait for Nagle's timer.
+      const socket = net.connect({ host, port: Number(port), noDelay: true });
+      let tcp = false;
+      socket.once('connect', () => { tcp = true; });
       const session = http2.connect(this.url, {
         settings: { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME },
-        createConnection: () => net.connect({ host: hostname.replace(/^\[|\]$/g, ''), port: Number(port), noDelay: true }),
+        createConnection: () => socket,
       });
       this.#session = session;
+      this.#socket = socket;
       this.#pushesWanted = true;
       this.#pushesTold = true;
       this.#telling = false;
+      // Events of a session given up (timed out, closed, replaced by a newer one) may still come: Node emits
+      // 'connect' on a destroyed session when its socket connects late. They concern that session only.
+      const current = (): boolean => this.#session === session && !session.destroyed;
+      const fail = (why: string, how?: 'timeout' | 'said'): void => {
+        clearTimeout(timer);
+        // Closed by furkad itself (close(): a stop, a run cut short, a newer connection): nothing to tell of the peer.
+        const given = this.#session !== session;
+        if (!given) this.#down(why);
+        if (answered) return;
+        answered = true;
+        // The connection is given up whatever the reason is found to be: its socket too (a connect still
+        // under way would go on retrying its SYN, and a late connection would reach a session that is gone).
+        const bytes = socket.bytesRead;
+        abandon(session, socket);
+        if (given) reject(new Error(`connecting to the agent at ${this.url} was given up`));
+        else if (how === 'said') reject(new Error(why));
+        else void this.#reason(why, { tcp, bytes, timedOut: how === 'timeout', host, port: Number(port) }).then((r) => reject(new Error(r)));
+      };
       session.on('error', (e: Error) => fail(`connection to the agent at ${this.url} failed: ${e.message}`));
       session.on('close', () => fail(`the agent at ${this.url} closed the connection`));
       session.on('goaway', () => fail(`the agent at ${this.url} is going away`));
       session.on('connect', () => {
-        tcp = true;
-        session.setLocalWindowSize(SESSION_WINDOW);
+        if (!current()) return;
+        try {
+          session.setLocalWindowSize(SESSION_WINDOW);
+        } catch (e) {
+          fail(`connection to the agent at ${this.url} failed: ${(e as Error).message}`);
+        }
       });
-      const timer = setTimeout(() => { fail(`no answer from the agent at ${this.url} within ${CONNECT_TIMEOUT_MS} ms`); session.destroy(); }, CONNECT_TIMEOUT_MS);
+      const timer = setTimeout(() => fail(`no answer from the agent at ${this.url} within ${CONNECT_TIMEOUT_MS / 1000} s`, 'timeout'), CONNECT_TIMEOUT_MS);
       session.on('stream', (pushed: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders) => this.#pushes.arrived(pushed, headers));
       const push = this.pushes > 0 ? `&push=${this.pushes}` : '';
       const events = session.request({ ...this.#auth, ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}${push}` });
@@ -168,9 +192,9 @@ export class AgentClient extends EventEmitter {
         // 401: the key is not the agent's; said as that, not as a refused address or a bad source.
         if (refusedWith === 401) {
           fail(`the agent at ${this.url} refused furkad's key (HTTP 401): the key in ${this.key.file} (agent_key_file) does not match ` +
-            "the agent's key_file; copy the detector server's /etc/ppu/furka-agent.key to it (README, Installing)", false);
+            "the agent's key_file; copy the detector server's /etc/ppu/furka-agent.key to it (README, Installing)", 'said');
         } else {
-          fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${refusedWith}${why ? `: ${why}` : ''}`, false);
+          fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${refusedWith}${why ? `: ${why}` : ''}`, 'said');
         }
         session.destroy();
       };
@@ -185,7 +209,7 @@ export class AgentClient extends EventEmitter {
           try {
             ev = JSON.parse(line) as Record<string, unknown>;
           } catch {
-            fail(`the agent at ${this.url} sent a line that is not JSON: ${line.slice(0, 200)}`);
+            fail(`the agent at ${this.url} sent a line that is not JSON: ${line.slice(0, 200)}`, 'said');
             session.destroy();
             return;
           }
@@ -473,29 +497,55 @@ export class AgentClient extends EventEmitter {
     if (this.#ping) clearInterval(this.#ping);
     this.#ping = undefined;
     const s = this.#session;
+    const socket = this.#socket;
     this.#session = undefined;
+    this.#socket = undefined;
     this.#isDown = true;
-    s?.destroy();
+    if (s && socket) abandon(s, socket);
   }
 
-  /** A connection that stops answering pings is a dead one, even if TCP has not noticed. */
+  /**
+   * A connection that stops answering pings is a dead one, even if TCP has not noticed. Only while `session` is
+   * the current one: a ping cancelled by its session's end must not take a newer connection down.
+   */
   #startPings(session: http2.ClientHttp2Session): void {
     let unanswered = false;
+    const lost = (why: string): void => {
+      if (this.#session !== session) return;
+      this.#down(why);
+      if (this.#socket) abandon(session, this.#socket);
+    };
     this.#ping = setInterval(() => {
       if (unanswered) {
-        this.#down(`the agent at ${this.url} stopped answering (no ping reply within ${PING_EVERY_MS} ms)`);
-        session.destroy();
+        lost(`the agent at ${this.url} stopped answering (no ping reply within ${PING_EVERY_MS / 1000} s)`);
         return;
       }
-      unanswered = session.ping((err) => {
-        unanswered = false;
-        if (err) {
-          this.#down(`the agent at ${this.url} stopped answering: ${err.message}`);
-          session.destroy();
-        }
-      });
+      try {
+        unanswered = session.ping((err) => {
+          unanswered = false;
+          if (err) lost(`the agent at ${this.url} stopped answering: ${err.message}`);
+        });
+      } catch (e) {
+        lost(`the connection to the agent at ${this.url} ended: ${(e as Error).message}`);
+      }
     }, PING_EVERY_MS);
     this.#ping.unref();
+  }
+
+  /**
+   * Why a connection attempt failed, as far as furkad can tell (`why`: what Node said): no connection made, a
+   * connection on which nothing answered (a stopped agent, a hung host, a link gone), a peer that closed it
+   * without a word (the agent does so to an address not in its `allow`, A1), or one that answered with
+   * something other than HTTP/2 (looked at again to say what: agent-peer.ts).
+   */
+  async #reason(why: string, c: { tcp: boolean; bytes: number; timedOut: boolean; host: string; port: number }): Promise<string> {
+    if (c.bytes > 0) {
+      const other = await notHttp2(c.host, c.port).catch(() => undefined);
+      return other ? `${why}: not an HTTP/2 server, so not a furka-agent: ${other}` : why;
+    }
+    if (!c.tcp) return c.timedOut ? `${why}: no connection could be made (the detector server is off, or the link to it is down)` : why;
+    if (c.timedOut) return `${why}: the connection was made but nothing answered on it (the agent is stopped or hung, or the link went down)`;
+    return `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?`;
   }
 
   /** Marks the connection down; says so once, and only if it had been up. */
@@ -507,6 +557,15 @@ export class AgentClient extends EventEmitter {
     this.#ping = undefined;
     if (wasUp) this.emit('down', why);
   }
+}
+
+/**
+ * Gives a connection up for good: the session, and its socket, which Node would otherwise leave to end
+ * gracefully (a connect still under way goes on, a half-open link keeps it for TCP's whole timeout).
+ */
+function abandon(session: http2.ClientHttp2Session, socket: net.Socket): void {
+  session.destroy();
+  socket.destroy();
 }
 
 /** Writes all of `pieces` (`total` bytes) at the file's offset: one writev, more only after a short write. */

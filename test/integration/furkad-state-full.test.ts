@@ -1,0 +1,54 @@
+// furkad's state_dir full, with real furka-agents and rsync daemons (F2, F10, A4): furkad stays up, says which
+// directory is full, leaves the files on the detector, and delivers each once when there is room again. Found by
+// a hostile tester: over the agent the placement record's ENOSPC escaped a run and ended furkad, at every restart.
+import { strict as assert } from 'node:assert';
+import { execFileSync } from 'node:child_process';
+import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles } from '../fixtures/files.js';
+import { mountTmpfs } from '../fixtures/tmpfs.js';
+
+for (const transport of ['agent', 'rsync'] as const) {
+  describe(`furkad with a full state_dir (${transport}; F2, F10, A4)`, function () {
+    this.timeout(180_000);
+
+    it('stays up, names its state_dir, keeps the files on the detector and delivers each once when there is room again', async () => {
+      const ppu = new Ppu({ prefix: `ppu-fstate-${transport}`, transport });
+      const state = path.join(ppu.work, 'furkad-state-disk');
+      mountTmpfs(state, 32 * 1024);
+      ppu.opts.furkad = { state_dir: state };
+      await ppu.start();
+      try {
+        await ppu.startShift(4300, 4301, []);
+        const det = ppu.detectorRamdisks['1MF']!;
+        // Fill the state_dir's file system with a file of ours, leaving a few records' room.
+        const filler = path.join(state, 'filler');
+        try {
+          execFileSync('dd', ['if=/dev/zero', `of=${filler}`, 'bs=1024', 'count=64'], { stdio: 'ignore' });
+        } catch {
+          // dd ends with ENOSPC once it is full: that is the point
+        }
+        const names = Array.from({ length: 300 }, (_, i) => `full/f${String(i).padStart(3, '0')}.img`);
+        for (const [i, rel] of names.entries()) {
+          const p = path.join(det, rel);
+          mkdirSync(path.dirname(p), { recursive: true });
+          writeFileSync(p, `image ${i}\n`);
+        }
+        await ppu.furkad!.proc.said(/state_dir/, 30_000);
+        await new Promise((r) => setTimeout(r, 3000)); // several runs against the full state_dir
+        assert.equal(ppu.furkad!.proc.child.exitCode, null, `furkad still runs:\n${ppu.furkad!.proc.output().slice(-3000)}`);
+        assert.doesNotMatch(ppu.furkad!.proc.output(), /^Error: ENOSPC/m, 'no uncaught error');
+        execFileSync('rm', ['-f', filler]);
+        const dir = path.join(ppu.ppuRamdisk, '1mf/4300_4301');
+        await eventually(() => names.every((rel) => existsSync(path.join(dir, rel))), 60_000, 'every file delivered once there is room');
+        await eventually(() => !existsSync(path.join(det, 'full')) || readdirSync(path.join(det, 'full')).length === 0, 30_000,
+          'every source removed');
+        assert.deepEqual(listFiles(dir).filter((f) => f.startsWith('full/')), [...names].sort(), 'each once, no numbered names');
+        assert.equal(ppu.furkad!.proc.child.exitCode, null);
+      } finally {
+        await ppu.stop();
+      }
+    });
+  });
+}
