@@ -121,6 +121,8 @@ export class AgentTransport implements Transport {
   #reacked = new Set<string>();
   #acking = false;
   #lastDown = '';
+  /** Why the connection was lost since the last run ended (unreachable): the loop shows it until a run reports. */
+  #lost: string | undefined;
   /** Files (by id) whose last fetch arrived damaged: how often in a row, and not to be fetched before when (I2). */
   #damaged = new Map<string, { times: number; notBefore: number; path: string }>();
   /** This connection's agent sends no checksum furkad can check against: said once per connection. */
@@ -214,6 +216,8 @@ export class AgentTransport implements Transport {
       return await this.#run(ctx, a);
     } finally {
       ctx.signal.removeEventListener('abort', cut);
+      // Said by this run's outcome from now on (unreachable).
+      this.#lost = undefined;
     }
   }
 
@@ -626,13 +630,19 @@ export class AgentTransport implements Transport {
       if (this.#refused.delete(key)) this.#wake?.();
     });
     client.on('down', (why) => {
+      if (this.#client !== client) return; // a connection given up already: not this detector's state now
       if (why !== this.#lastDown) this.log.warn({ detector: this.id, why }, 'connection to the agent lost; reconnecting');
       this.#lastDown = why;
+      this.#lost = why;
       this.#wake?.();
     });
     this.#client = client;
     await client.connect();
     this.#lastDown = '';
+  }
+
+  unreachable(): string | undefined {
+    return this.#client?.connected ? undefined : this.#lost;
   }
 
   /**

@@ -504,6 +504,7 @@ export class DetectorLoop implements Component {
     const a = this.#assignment;
     const dir = this.#dir;
     if (!shift || !a || !dir) return 0;
+    this.#showUnreachable();
     const staging = stagingDir(a.target, this.id);
     let placed = 0;
     let failure: unknown;
@@ -657,6 +658,18 @@ export class DetectorLoop implements Component {
       }
     }
     return outcomes;
+  }
+
+  /**
+   * A connection the transport lost between runs (S7): `retrying` with its reason from now, while this run
+   * reconnects, not `idle` with no error until the attempt has failed (its connect timeout later).
+   */
+  #showUnreachable(): void {
+    const why = this.transport.unreachable?.();
+    if (why === undefined || (this.stats.state === 'retrying' && this.stats.lastError === why)) return;
+    this.stats.lastError = why;
+    this.stats.state = 'retrying';
+    this.changed.emit();
   }
 
   /** Logs an outage once when it starts (its recovery is logged in #runOnce), then backs off (F10). */

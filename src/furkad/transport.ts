@@ -150,5 +150,11 @@ export interface Transport {
   keptCopyLost?(rels: string[], usertime: bigint): void;
   /** The detector is reachable now (the agent's connection is up), whatever the last run's verdict. */
   connected?(): boolean;
+  /**
+   * Why the detector cannot be reached now, when the transport learned so between runs (the agent's connection
+   * was lost): the loop shows it (`retrying`, with this as lastError) from that moment until a run goes well,
+   * not only once an attempt to reconnect has failed. undefined: nothing known against it.
+   */
+  unreachable?(): string | undefined;
   close?(): Promise<void>;
 }
