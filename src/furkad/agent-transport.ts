@@ -267,10 +267,18 @@ export class AgentTransport implements Transport {
         }
         this.#waiting.delete(w.path);
         this.#pushWhileKeepingUp();
-        if (this.#placedBefore(w)) continue;
-        if (was) {
-          this.#placedRenamed(w, was);
-          continue;
+        try {
+          if (this.#placedBefore(w)) continue;
+          if (was) {
+            this.#placedRenamed(w, was);
+            continue;
+          }
+        } catch (e) {
+          // Its placement record could not be written (a full state_dir): this run fails saying so, and the file
+          // waits for the next, as one whose fetch failed. Thrown on, it would end furkad (and each restart).
+          failure ??= new Error(`cannot note the placement of ${w.path} in furkad's state_dir: ${(e as Error).message}`);
+          if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
+          return undefined;
         }
         if (aside.has(placement(w.id, w.path))) {
           this.#parked.set(placement(w.id, w.path), w);
@@ -306,7 +314,12 @@ export class AgentTransport implements Transport {
             bytes += w.size;
             // Known before complete() returns: the loop calls afterPlaced from inside it.
             this.#placed.set(w.path, { id: w.id, sum: got });
-            this.placedStore.intend(this.id, w.id, ctx.dir.root, w.path, got);
+            try {
+              this.placedStore.intend(this.id, w.id, ctx.dir.root, w.path, got);
+            } catch (e) {
+              // Not the PPU ramdisk's ENOSPC (#named): furkad's own state_dir is what is full.
+              throw new Error(`cannot note the placement of ${w.path} in furkad's state_dir: ${(e as Error).message}`);
+            }
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
             if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placed.delete(w.path);
