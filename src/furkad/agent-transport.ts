@@ -21,6 +21,7 @@ import { availableBytes } from '../common/statfs.js';
 import { noRoomMessage } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
+import { UnplacedFiles } from './agent-unplaced.js';
 
 /** Ids in one acknowledgement: its body stays far below the agent's limit on it. */
 const MAX_ACK = 1000;
@@ -97,6 +98,8 @@ export class AgentTransport implements Transport {
    * placement (id and path): what to fetch again if the copy kept for an ended shift is lost (keptCopyLost).
    */
   #parked = new Map<string, Waiting>();
+  /** Files in staging that could not be placed: offered again by this transport after a growing wait (agent-unplaced.ts). */
+  readonly #unplaced = new UnplacedFiles<Waiting>();
   /**
    * When furkad first learned of each announced id, across announcements again (a rescan) and reconnects: the
    * time that decides its shift (A5), which an announcement made again after a shift change was asked for must
@@ -146,7 +149,7 @@ export class AgentTransport implements Transport {
    * next run reconnects), a damaged file's pause is over, or `signal` aborts.
    */
   async waitForWork(signal: AbortSignal): Promise<void> {
-    const wait = this.#untilReady();
+    const wait = Math.min(this.#untilReady(), this.#unplaced.untilDue());
     if (wait === 0 || !this.#client?.connected) return;
     let timer: NodeJS.Timeout | undefined;
     await wakeOrAbort((wake) => {
@@ -227,6 +230,7 @@ export class AgentTransport implements Transport {
     } catch (e) {
       return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0 };
     }
+    await this.#placeAgain(ctx);
     const started = monotonicMs();
     // Placements (id and path) set aside for an ended shift: that name of the file is not fetched into this one.
     const aside = new Set([...this.#setAside].map(([key, n]) => placement(n.id, key.slice(key.indexOf('\n') + 1))));
@@ -284,6 +288,8 @@ export class AgentTransport implements Transport {
           this.#parked.set(placement(w.id, w.path), w);
           continue;
         }
+        // Fetched again (announced again): what is in staging under its name is replaced, and placed as this.
+        this.#unplaced.drop(w.path);
         return w;
       }
       return undefined;
@@ -323,7 +329,10 @@ export class AgentTransport implements Transport {
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
             if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placed.delete(w.path);
-            if (placed.failed.includes(w.path)) this.#parked.set(placement(w.id, w.path), w);
+            if (placed.failed.includes(w.path)) {
+              this.#parked.set(placement(w.id, w.path), w);
+              this.#unplaced.failed(w);
+            }
           }
         } catch (e) {
           failure ??= await this.#named(e as NodeJS.ErrnoException, ctx, w);
@@ -362,6 +371,56 @@ export class AgentTransport implements Transport {
     });
     if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes };
     return { verdict: 'ok', message: '', transferred, bytes, refused: [...this.#refused.values()] };
+  }
+
+  /**
+   * Staged files the loop could not place, due again (agent-unplaced.ts): offered as they are, never fetched
+   * again. Placed, they are acknowledged (afterPlaced) and their sources go; not yet, they wait twice as long.
+   * One gone from staging meanwhile is fetched again: its source was never acknowledged.
+   */
+  async #placeAgain(ctx: RunContext): Promise<void> {
+    if (ctx.signal.aborted || ctx.wantsEnd()) return;
+    const due: Waiting[] = [];
+    for (const w of this.#unplaced.due()) {
+      if (this.#busy.has(w.path)) continue;
+      // Fetched again since, or let go of (set aside, placed): nothing of this one is left to offer.
+      if (this.#placed.get(w.path)?.id !== w.id) this.#unplaced.drop(w.path);
+      else due.push(w);
+    }
+    if (due.length === 0) return;
+    for (const w of due) {
+      this.#busy.add(w.path);
+      this.#busyIds.set(w.id, w.path);
+    }
+    try {
+      const sums = new Map<string, string>();
+      for (const w of due) {
+        const sum = this.#placed.get(w.path)?.sum;
+        if (sum !== undefined) sums.set(w.path, tagged(sum));
+      }
+      const got = await ctx.complete(due.map((w) => w.path), sums);
+      for (const w of due) {
+        if (got.placed.includes(w.path)) {
+          this.#unplaced.drop(w.path);
+          continue;
+        }
+        // Not placed (or not noted: furkad's state_dir full): still in staging, offered again later.
+        if (!got.gone.includes(w.path)) {
+          this.#unplaced.failed(w);
+          continue;
+        }
+        this.#unplaced.drop(w.path);
+        this.#placed.delete(w.path);
+        this.#parked.delete(placement(w.id, w.path));
+        if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
+      }
+    } finally {
+      for (const w of due) {
+        this.#busy.delete(w.path);
+        this.#busyIds.delete(w.id);
+      }
+      this.#release();
+    }
   }
 
   /** A fetch's error with the file named: a full PPU ramdisk (ENOSPC) says which file did not fit, and how big it is. */
@@ -498,6 +557,7 @@ export class AgentTransport implements Transport {
       if (noted === undefined) continue;
       files.push({ ...noted, rel });
       this.#parked.delete(placement(noted.id, rel));
+      if (setAsideOf === undefined) this.#unplaced.drop(rel);
       this.#learned.delete(noted.id);
     }
     if (files.length === 0) return;
@@ -511,6 +571,7 @@ export class AgentTransport implements Transport {
     for (const rel of rels) {
       const placed = this.#placed.get(rel);
       this.#placed.delete(rel);
+      this.#unplaced.drop(rel);
       if (placed === undefined) continue;
       this.#setAside.set(asideKey(String(usertime), rel), placed);
       noted.push({ ...placed, rel, usertime: String(usertime) });
@@ -585,6 +646,7 @@ export class AgentTransport implements Transport {
     this.#client?.close();
     this.#waiting.clear();
     this.#parked.clear();
+    this.#unplaced.clear();
     this.#damaged.clear();
     this.#held.clear();
     this.#reacked.clear();

@@ -586,7 +586,9 @@ export class DetectorLoop implements Component {
         if (this.#failing.size === 0) this.stats.lastError = said;
         this.changed.emit();
       }
-      this.#setState(outcome.transferred > 0 ? 'transferring' : 'idle');
+      // Files in staging that could not be given their final names are retried (the transport offers them again):
+      // not idle while any waits, its reason in lastError (#promote).
+      this.#setState(this.#failing.size > 0 ? 'retrying' : outcome.transferred > 0 ? 'transferring' : 'idle');
       this.#lastRun = 'ok';
     } else if (runCut.signal.aborted && !loopSignal.aborted) {
       // Ended by a shift change that would not wait longer: not the detector's failure (the drain goes on).
