@@ -22,6 +22,7 @@ import { noRoomMessage } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { UnplacedFiles } from './agent-unplaced.js';
+import { ppuSideOf } from './ppu-side.js';
 
 /** Ids in one acknowledgement: its body stays far below the agent's limit on it. */
 const MAX_ACK = 1000;
@@ -369,7 +370,7 @@ export class AgentTransport implements Transport {
         resolve();
       }
     });
-    if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes };
+    if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes, ...ppuSideOf(failure, ctx.staging) };
     return { verdict: 'ok', message: '', transferred, bytes, refused: [...this.#refused.values()] };
   }
 
@@ -430,7 +431,7 @@ export class AgentTransport implements Transport {
     // Logged when it starts, not at each retry of the same file.
     if (this.#saidNoRoom !== w.path) this.log.warn({ detector: this.id, file: w.path, size: w.size }, message);
     this.#saidNoRoom = w.path;
-    return new Error(`${message} (${e.message})`);
+    return Object.assign(new Error(`${message} (${e.message})`), { code: e.code });
   }
 
   /**

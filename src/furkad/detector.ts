@@ -540,7 +540,7 @@ export class DetectorLoop implements Component {
     try {
       if (!this.#dirReady) await this.#prepare(ctx);
     } catch (e) {
-      this.#failed(e instanceof StagingError ? e.message : `cannot create ${dir.root}: ${(e as Error).message}`, 'retry');
+      this.#failed(e instanceof StagingError ? e.message : `cannot create ${dir.root}: ${(e as Error).message}`, 'retry', e instanceof StagingError ? staging : dir.root);
       return 0;
     }
     const started = monotonicMs();
@@ -558,7 +558,7 @@ export class DetectorLoop implements Component {
     if (failure !== undefined) {
       // Their sources stay (on the detector, or staged) and are offered again after the back-off. Thrown, it
       // ended furkad, and systemd's restart met the same full disk: furkad in a loop, no detector served.
-      this.#failed(`cannot note files for grimseld in furkad's state_dir: ${(failure as Error).message}; they stay where they are and are tried again`, 'retry');
+      this.#failed(`cannot note files for grimseld in furkad's state_dir: ${(failure as Error).message}; they stay where they are and are tried again`, 'retry', "furkad's state_dir");
       return placed;
     }
     // Bytes as they arrive complete, whether or not this run placed them: with settle_ms a file is copied by one
@@ -605,7 +605,7 @@ export class DetectorLoop implements Component {
       }
       this.#lastRun = 'ended';
     } else {
-      this.#failed(outcome.message, outcome.verdict);
+      this.#failed(outcome.message, outcome.verdict, outcome.ppu);
     }
     return outcome.transferred;
   }
@@ -674,9 +674,15 @@ export class DetectorLoop implements Component {
     this.changed.emit();
   }
 
-  /** Logs an outage once when it starts (its recovery is logged in #runOnce), then backs off (F10). */
-  #failed(message: string, verdict: Exclude<Verdict, 'ok'>): void {
-    if (this.#backoff === 0) this.log.error({ detector: this.id, verdict }, `detector unreachable or failing, retrying with back-off: ${message}`);
+  /**
+   * Logs an outage once when it starts (its recovery is logged in #runOnce), then backs off (F10). `ppu`: it is
+   * the PPU's (a full ramdisk, furkad out of descriptors, its state_dir), at that path, and said so: not the detector's.
+   */
+  #failed(message: string, verdict: Exclude<Verdict, 'ok'>, ppu?: string): void {
+    if (this.#backoff === 0) {
+      if (ppu !== undefined) this.log.error({ detector: this.id, verdict, ppu }, `failing on the PPU (${ppu}), not at the detector; retrying with back-off: ${message}`);
+      else this.log.error({ detector: this.id, verdict }, `detector unreachable or failing, retrying with back-off: ${message}`);
+    }
     this.stats.lastError = message;
     this.#dirReady = false;
     this.#lastRun = 'failed';

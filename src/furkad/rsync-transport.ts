@@ -9,6 +9,7 @@ import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { Placed, RunContext, RunOutcome, Transport } from './transport.js';
 import { StagedProvenance } from './staged-provenance.js';
+import { ppuSideOfRsync } from './ppu-side.js';
 import { fitName } from '../common/name-max.js';
 import { candidateNames } from '../common/numbered-name.js';
 import { tagged } from '../common/checksum.js';
@@ -162,6 +163,7 @@ export class RsyncTransport implements Transport {
     return {
       verdict,
       message: verdict === 'ok' ? '' : `rsync exit ${result.code}: ${full ?? result.stderr.split('\n').filter(Boolean).pop() ?? ''}`,
+      ...(verdict === 'ok' ? {} : ppuSideOfRsync(result.stderr, result.noRoom !== undefined, landing)),
       transferred: result.transferred,
       bytes: result.bytes,
       refused: [...this.#refused, ...this.#deep.refused],

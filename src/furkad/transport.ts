@@ -15,6 +15,8 @@ export interface RunOutcome {
   verdict: Verdict;
   /** Why, for the log and the `Detectors` property ('' when ok). */
   message: string;
+  /** The run failed on the PPU's side, not at the detector (its ramdisk full, furkad out of descriptors): where (ppu-side.ts). */
+  ppu?: string;
   /** Files and bytes this run moved off the detector. `transferred > 0` earns interrun_pause (F5) and the
    *  `transferring` state. Files placed are counted by the loop itself, as it places them. */
   transferred: number;

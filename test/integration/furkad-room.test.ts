@@ -56,6 +56,9 @@ for (const { transport, settleMs, name } of CASES) {
         await eventually(() => !existsSync(onDetector('S/b-small.img')), 20_000, "the small file's source removed");
         await eventually(async () => (await row())[2].includes('S/a-huge.img'), 20_000, 'lastError naming the file that does not fit');
         await ppu.furkad!.proc.said(/S\/a-huge\.img \(33554432 bytes\) does not fit in the \d+ bytes free on the PPU ramdisk/);
+        // The failed run is said to be the PPU's, where, not the detector's (F10).
+        await ppu.furkad!.proc.said(new RegExp(`failing on the PPU \\(${ppu.ppuRamdisk}/1mf/\\.furkad-staging/1MF\\), not at the detector`));
+        assert.ok(!/detector unreachable or failing/.test(ppu.furkad!.proc.output()), 'a full PPU ramdisk is not called the detector unreachable');
         // Files arriving later go on too (F10: nothing stuck behind it).
         deliver(ppu, 'T3', { 'a.img': 'later\n' });
         await eventually(() => existsSync(placed('T3/a.img')), 30_000, 'a file written later delivered (F10)');

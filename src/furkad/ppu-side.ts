@@ -1,0 +1,20 @@
+// Whether a failed run failed on the PPU's side (its ramdisk full or read-only, furkad out of file descriptors)
+// rather than at the detector: the loop says which (F10), so that an operator looks at the PPU, not the detector.
+
+/** errno codes of the PPU's own resources: a disk full, over quota or read-only; furkad out of descriptors. */
+const PPU_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE', 'ENFILE']);
+
+/** The same, as rsync's receiver (furkad's side) reports them; lines of its sender are the detector's. */
+const PPU_SAYS = /No space left on device|Disk quota exceeded|Read-only file system|Too many open files/;
+
+/** `{ ppu: where }` if error `e` is one of the PPU's own resources, for a RunOutcome; {} otherwise. */
+export function ppuSideOf(e: unknown, where: string): { ppu?: string } {
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  return typeof code === 'string' && PPU_CODES.has(code) ? { ppu: where } : {};
+}
+
+/** `{ ppu: where }` if rsync's messages say the receiving side (the PPU) ran out of a resource; {} otherwise. */
+export function ppuSideOfRsync(stderr: string, noRoom: boolean, where: string): { ppu?: string } {
+  if (noRoom) return { ppu: where };
+  return stderr.split('\n').some((l) => !l.includes('[sender]') && PPU_SAYS.test(l)) ? { ppu: where } : {};
+}
