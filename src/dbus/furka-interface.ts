@@ -44,6 +44,8 @@ export interface FurkaService {
   detectors(): DetectorRow[];
   /** Licensed (parallel detectors) or not (one transfer at a time), and why. */
   license(): [boolean, string];
+  /** Files placed and not yet taken by grimseld, and why the last hand-over failed ('' = none). */
+  handover(): [bigint, string];
 }
 
 /** Detector figures change with every run; watchers get at most one PropertiesChanged per this interval. */
@@ -79,6 +81,10 @@ export class FurkaInterface extends dbus.interface.Interface {
 
   get License(): [boolean, string] {
     return this.service.license();
+  }
+
+  get Handover(): [bigint, string] {
+    return this.service.handover();
   }
 
   /** Tells property watchers (busctl monitor, ppuctl) that the shift changed. */
@@ -119,5 +125,8 @@ FurkaInterface.configureMembers({
     Detectors: { signature: 'a(sssttt)', access: dbus.interface.ACCESS_READ },
     // Licensed (detectors in parallel) or not (one transfer at a time), and the reason.
     License: { signature: '(bs)', access: dbus.interface.ACCESS_READ },
+    // Files placed and not yet taken by grimseld (its journal noted them), and why the last hand-over failed
+    // ('' = none). Read when asked (ppuctl status), not signalled: it changes with every batch.
+    Handover: { signature: '(ts)', access: dbus.interface.ACCESS_READ },
   },
 });

@@ -6,6 +6,7 @@ import { detectorRow, FURKA_METHODS, FurkaInterface } from '../dbus/furka-interf
 import type { LicenseCheck } from '../common/license.js';
 import type { Component } from '../common/service.js';
 import type { DetectorLoop } from './detector.js';
+import type { Handover } from './handover.js';
 import type { ShiftManager } from './shift-manager.js';
 import type { ShiftSchedule } from './shift-schedule.js';
 
@@ -20,6 +21,7 @@ export class FurkaBus implements Component {
     private readonly loops: readonly DetectorLoop[],
     private readonly schedule: ShiftSchedule | undefined,
     license: LicenseCheck,
+    handover: Pick<Handover, 'pending' | 'lastError'>,
   ) {
     this.#iface = new FurkaInterface(FURKA_IFACE, {
       startShift: (uid, gid, detectors) => shifts.startShift(uid, gid, detectors),
@@ -27,6 +29,7 @@ export class FurkaBus implements Component {
       nextShift: () => BigInt(schedule?.next?.getTime() ?? 0) * 1000n,
       detectors: () => loops.map((l) => detectorRow({ id: l.id, ...l.stats })),
       license: () => [license.valid, license.reason],
+      handover: () => [BigInt(handover.pending), handover.lastError],
     });
   }
 

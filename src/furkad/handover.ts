@@ -36,6 +36,8 @@ export class Handover implements Component {
   #wake: (() => void) | undefined;
   #pending = 0;
   #down = false;
+  /** Why the last hand-over failed, until one goes through ('' = none): shown in the Handover property. */
+  #lastError = '';
   #idle: Array<() => void> = [];
   #intake: ClientInterface | undefined;
   /** Ends the call in flight (grimseld changed hands: its answer will never come). */
@@ -67,6 +69,11 @@ export class Handover implements Component {
   /** Number of file paths not yet acknowledged by grimseld. */
   get pending(): number {
     return this.#pending;
+  }
+
+  /** grimseld's (or the bus's) answer to the last hand-over that failed, until one goes through; '' = none. */
+  get lastError(): string {
+    return this.#lastError;
   }
 
   shiftStarted(usertime: bigint, uid: number, gid: number): void {
@@ -147,10 +154,12 @@ export class Handover implements Component {
         }
         if (this.#down) this.log.info('grimseld reachable again; hand-over resumed');
         this.#down = false;
+        this.#lastError = '';
         backoff = BACKOFF_MIN_MS;
       } catch (e) {
         if (!this.#down) this.log.error({ err: (e as Error).message }, 'cannot hand over to grimseld; keeping files until it answers');
         this.#down = true;
+        this.#lastError = (e as Error).message;
         // On shutdown, give up after a short grace: the outbox keeps them, the next start re-sends them.
         if (signal.aborted) {
           giveUpAt = Math.min(giveUpAt, monotonicMs() + STOP_GRACE_MS);

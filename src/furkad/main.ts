@@ -97,7 +97,7 @@ async function main(): Promise<number> {
   // once grimseld can be told, the first shift once they run (F6); a stop meanwhile cancels the start.
   const components = new Components([
     metrics,
-    new FurkaBus(bus, shifts, loops, schedule, license),
+    new FurkaBus(bus, shifts, loops, schedule, license, handover),
     handover,
     together('detector loops', loops),
     shifts,

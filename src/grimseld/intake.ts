@@ -9,6 +9,7 @@ import type { MessageHub } from './messages.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 import { untagged } from '../common/checksum.js';
 import { NotReadable, statAsCaller, type Caller } from './caller-access.js';
+import type { StateDirRoom } from './state-room.js';
 
 /** How many added paths are checked at once. */
 const INSPECT_AT_ONCE = 64;
@@ -79,10 +80,17 @@ export class Intake {
     private readonly onShift: (usertime: bigint) => void,
     /** Files were delivered for a shift that is not the newest one (G5). */
     private readonly onEarlierShift: () => void = () => undefined,
+    /** Says a full state_dir (state-room.ts); without it, the journal's error goes to the caller as it is. */
+    private readonly room?: StateDirRoom,
   ) {}
 
+  /** A journal write (state-room.ts): a full state_dir said once, and named to the caller; `wrote`: see writing(). */
+  #journaled<T>(write: () => Promise<T>, wrote = true): Promise<T> {
+    return this.room ? this.room.writing(write, wrote) : write();
+  }
+
   async shiftStarted(usertime: bigint, uid: number, gid: number): Promise<void> {
-    if (await this.catalog.shift(usertime, uid, gid)) {
+    if (await this.#journaled(() => this.catalog.shift(usertime, uid, gid), false)) {
       this.log.info({ usertime: String(usertime), uid, gid }, 'shift started');
       this.#reportedOutside.clear();
       this.onShift(usertime);
@@ -109,7 +117,7 @@ export class Intake {
     // and the status could let it go again while the files were looked at.
     await this.shiftStarted(usertime, uid, gid);
     this.#reportOutside(files);
-    this.dispatcher.submit(await this.catalog.accept(usertime, files));
+    this.dispatcher.submit(await this.#journaled(() => this.catalog.accept(usertime, files), files.length > 0));
     if (files.length > 0 && usertime !== this.catalog.currentShift?.usertime) this.onEarlierShift();
   }
 
@@ -187,7 +195,7 @@ export class Intake {
     // clean-up (G5, G6) link or delete it once the first is copied, and the second copy would then fail.
     const renamed = new Map<NewFile, string>();
     if (files.length) {
-      this.dispatcher.submit(await this.catalog.accept(this.catalog.currentShift!.usertime, files, (f, takenAs) => renamed.set(f, takenAs)));
+      this.dispatcher.submit(await this.#journaled(() => this.catalog.accept(this.catalog.currentShift!.usertime, files, (f, takenAs) => renamed.set(f, takenAs))));
     }
     files.forEach((f, i) => {
       const takenAs = renamed.get(f);

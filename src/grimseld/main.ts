@@ -25,6 +25,7 @@ import { FileFifo } from './fifo.js';
 import { TempSweeper } from './temp-sweep.js';
 import { loadTempKey } from './temp-names.js';
 import { Intake, RejectedPath } from './intake.js';
+import { StateDirRoom } from './state-room.js';
 import { callerOf, NotReadable } from './caller-access.js';
 import { MessageHub } from './messages.js';
 import { StatusServer } from './status-server.js';
@@ -96,7 +97,8 @@ async function main(): Promise<number> {
     intervalMs: 250,
     tempKey,
   }, messages, log);
-  const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted(), () => reclaimer.earlierShiftDelivered());
+  const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted(), () => reclaimer.earlierShiftDelivered(),
+    new StateDirRoom(config.state_dir, messages, log));
   const fifo = new FileFifo(config.fifo, (paths) => intake.addMany(paths), log);
   const statusServer = new StatusServer(book, log);
   const messageServer = new MessageServer(messages, log);

@@ -333,6 +333,8 @@ interface FurkadView {
   detectors?: DetectorRecord[];
   license?: { licensed: boolean; reason: string };
   nextShift?: Date;
+  /** Files placed and not yet taken by grimseld, and why the last hand-over failed ('' = none); absent from an older furkad. */
+  handover?: { awaiting: number; error: string };
 }
 
 /**
@@ -356,6 +358,8 @@ async function furkadView(bus: dbus.MessageBus): Promise<FurkadView | undefined>
   if (lic) view.license = { licensed: lic[0], reason: lic[1] };
   const next = all['NextShift']?.value as bigint | undefined;
   if (next) view.nextShift = new Date(Number(next / 1000n));
+  const handover = all['Handover']?.value as [bigint, string] | undefined;
+  if (handover) view.handover = { awaiting: Number(handover[0]), error: handover[1] };
   return view;
 }
 
@@ -367,6 +371,12 @@ function formatFurkad(view: FurkadView | undefined, rates?: Map<string, number>)
   if (view.detectors) parts.push(formatDetectorTable(view.detectors, rates));
   if (view.license) parts.push(`license: ${view.license.licensed ? 'valid' : 'none (one transfer at a time)'}${view.license.reason ? ` - ${view.license.reason}` : ''}\n`);
   if (view.nextShift) parts.push(`next scheduled shift change: ${view.nextShift.toLocaleString()}\n`);
+  // Placed files grimseld has not taken (yet): its counts above do not have them.
+  const h = view.handover;
+  if (h && (h.awaiting > 0 || h.error)) {
+    parts.push(`waiting to be handed over to grimseld (not in its counts): ${h.awaiting} ${h.awaiting === 1 ? 'file' : 'files'}` +
+      `${h.error ? `; the last hand-over failed: ${h.error}` : ''}\n`);
+  }
   return parts.length ? `\n${parts.join('\n')}` : '';
 }
 
