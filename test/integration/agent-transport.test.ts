@@ -196,6 +196,20 @@ function answerAck(s: http2.ServerHttp2Stream, acked: string[], sums?: Map<strin
 }
 
 /** Hooks for tests that hash and write provenance: hashers ready, a fresh work directory for each test. */
+/** A run's context whose loop places every file at once (noting it in `placed`) and hands it back to `t`. */
+function placingContext(t: AgentTransport, port: number, usertime: bigint, placed: string[], staging: string, work: string): RunContext {
+  return {
+    assignment: { config: { remoteIP: '127.0.0.1', port, agent_key_file: fakeKeyFile() }, source: '/' },
+    shift: { uid: 0, gid: 0, usertime }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
+    learnedBy: Infinity, dir: { root: path.join(work, 'placed') },
+    complete: async (rels: string[]) => {
+      placed.push(...rels);
+      t.afterPlaced(rels);
+      return { placed: rels, failed: [], gone: [] };
+    },
+  } as unknown as RunContext;
+}
+
 function freshWork(prefix: string, set: (dir: string) => void): void {
   let dir = '';
   before(async () => {
@@ -470,16 +484,7 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     const lines: string[] = [];
     const log = { ...quiet, info: (_o: unknown, msg: string) => { lines.push(msg); } } as unknown as Logger;
     const t = new AgentTransport('D1', store, log);
-    const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
-      shift: { uid: 0, gid: 0, usertime: 7n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
-      learnedBy: Infinity, dir: { root: path.join(work, 'placed') },
-      complete: async (rels: string[]) => {
-        placed.push(...rels);
-        t.afterPlaced(rels);
-        return { placed: rels, failed: [], gone: [] };
-      },
-    } as unknown as RunContext;
+    const ctx = placingContext(t, agent.port, 7n, placed, staging, work);
     return { agent, store, placed, lines, t, ctx, hex };
   }
 
@@ -533,16 +538,7 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     const store = AgentPlaced.open(state);
     const placed: string[] = [];
     const t = new AgentTransport('D1', store, quiet);
-    const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
-      shift: { uid: 0, gid: 0, usertime: 6n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
-      learnedBy: Infinity, dir: { root: path.join(work, 'placed') },
-      complete: async (rels: string[]) => {
-        placed.push(...rels);
-        t.afterPlaced(rels);
-        return { placed: rels, failed: [], gone: [] };
-      },
-    } as unknown as RunContext;
+    const ctx = placingContext(t, agent.port, 6n, placed, staging, work);
     try {
       await eventually(async () => { await t.run(ctx); return agent.requests.acked.includes(base); }, 10_000, 'the base id acknowledged');
       assert.equal(agent.requests.file.get(base), undefined, 'not fetched again');
