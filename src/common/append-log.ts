@@ -1,5 +1,5 @@
 // Append-only JSON-lines files in a daemon's state directory (grimseld's journal, furkad's outbox).
-import { fstatSync, ftruncateSync, mkdirSync, readFileSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 
@@ -53,6 +53,79 @@ export async function appendLines(fh: FileHandle, text: string, then?: () => Pro
     }
     throw e;
   }
+}
+
+/**
+ * A log of a daemon's own records that is written synchronously (furkad's outbox and placement records): appended
+ * to, and rewritten from the records that still matter (`live`, from its owner's memory) when the file system is
+ * full, since most of what such a log holds is over (acknowledged). Records are taken in memory first, then
+ * written: a write that failed leaves the file `behind`, and the next write rewrites it whole (the records missed
+ * included), so the file catches up by itself once there is room again, without a restart or a timer.
+ */
+export class RewritableLog {
+  #fd: number;
+  /** A write failed since the last one that succeeded: the file lacks records that memory has. */
+  #behind = false;
+
+  /** `live()`: every record that still matters, as whole lines; what the file is rewritten to. */
+  constructor(readonly file: string, private readonly live: () => string) {
+    this.#fd = openSync(file, 'a');
+  }
+
+  get size(): number {
+    return fstatSync(this.#fd).size;
+  }
+
+  /**
+   * Appends `text` (whole lines, already taken in memory, so part of `live()`); a file behind, or one that does
+   * not fit, is rewritten from `live()` instead. Throws the file system's error if neither fits (the file is left
+   * as it was, and behind).
+   */
+  append(text: string): void {
+    if (!this.#behind) {
+      try {
+        appendLinesSync(this.#fd, text);
+        return;
+      } catch (e) {
+        if (!noRoom(e)) throw e;
+      }
+    }
+    this.rewrite();
+  }
+
+  /**
+   * Replaces the file by `live()`: through a new file renamed over it, so that it is whole at any instant; on a
+   * file system too full for even that (a new file needs a block of its own), in place: cut to nothing, then
+   * written again, which frees the space first (only a process killed between those two calls would lose the
+   * records; these logs outlive the process, not the machine).
+   */
+  rewrite(): void {
+    this.#behind = true;
+    const text = this.live();
+    const next = `${this.file}.new`;
+    try {
+      writeFileSync(next, text, { mode: fstatSync(this.#fd).mode & 0o777 });
+      renameSync(next, this.file);
+      closeSync(this.#fd);
+      this.#fd = openSync(this.file, 'a');
+    } catch (e) {
+      rmSync(next, { force: true });
+      if (!noRoom(e)) throw e;
+      ftruncateSync(this.#fd, 0);
+      appendLinesSync(this.#fd, text);
+    }
+    this.#behind = false;
+  }
+
+  close(): void {
+    closeSync(this.#fd);
+  }
+}
+
+/** A full file system (or quota): what a rewrite of the log's live records may cure. */
+function noRoom(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOSPC' || code === 'EDQUOT';
 }
 
 function cutBack(e: Error, truncate: () => void): never {

@@ -1,9 +1,9 @@
 // Which agent files furkad has placed but not yet seen acknowledged (A4): after a crash or a lost
 // connection the agent announces them again, and furkad acknowledges them instead of placing them twice.
 // One file for all detectors; no fsync, like the outbox: it must outlive the process, and the PPU ramdisk it
-// describes does not outlive the machine.
-import { closeSync, fstatSync, ftruncateSync, openSync } from 'node:fs';
-import { appendLinesSync, readAppendLog } from '../common/append-log.js';
+// describes does not outlive the machine. Records are taken in memory first: one the full state_dir refused is
+// written with the next write that fits (RewritableLog), which rewrites the file from what is still open.
+import { readAppendLog, RewritableLog } from '../common/append-log.js';
 import { isBareChecksum } from '../common/checksum.js';
 
 /**
@@ -47,11 +47,11 @@ export interface Intent {
   sum?: string;
 }
 
-/** Truncate the file once nothing is open and it has grown past this. */
+/** Rewrite the file from what is still open once it has grown past this. */
 const COMPACT_BYTES = 1 << 20;
 
 export class AgentPlaced {
-  #fd: number;
+  readonly #log: RewritableLog;
   /**
    * Per detector: files placed, acknowledgement not yet answered, by placement (placement: id and the path it was
    * placed as; a placement by a furkad that did not note the path is under its id alone, rel null). One file
@@ -78,8 +78,8 @@ export class AgentPlaced {
    */
   #openNames = new Map<string, Map<string, Set<string>>>();
 
-  private constructor(fd: number, open: Map<string, Map<string, Open>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
-    this.#fd = fd;
+  private constructor(file: string, open: Map<string, Map<string, Open>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
+    this.#log = new RewritableLog(file, () => this.#live().map((l) => `${JSON.stringify(l)}\n`).join(''));
     this.#open = open;
     this.#intents = intents;
     this.#aside = aside;
@@ -151,7 +151,7 @@ export class AgentPlaced {
           }
       }
     }
-    return new AgentPlaced(openSync(file, 'a'), open, intents, aside);
+    return new AgentPlaced(file, open, intents, aside);
   }
 
   /** Notes files (id, path) the loop set aside for an ended shift (see #aside); their intents are over. */
@@ -224,7 +224,13 @@ export class AgentPlaced {
     const meant = this.#intents.get(detector) ?? new Map<string, Intent>();
     this.#intents.set(detector, meant);
     meant.set(placement(id, rel), withSum({ dir, rel }, sum));
-    this.#write([withSum({ t: 'i', d: detector, id, dir, rel }, sum)]);
+    try {
+      this.#write([withSum({ t: 'i', d: detector, id, dir, rel }, sum)]);
+    } catch (e) {
+      // Not noted: the file is not placed now, and its intent is not to be kept.
+      meant.delete(placement(id, rel));
+      throw e;
+    }
   }
 
   /** Where `id` was about to be placed as `rel` when furkad last stopped, if it never got further. */
@@ -275,8 +281,8 @@ export class AgentPlaced {
       for (const [key, p] of open) if (gone.has(p.id)) end(key);
     }
     if (known.length === 0) return;
-    if ([...this.#open.values(), ...this.#intents.values(), ...this.#aside.values()].every((s) => s.size === 0) && fstatSync(this.#fd).size > COMPACT_BYTES) {
-      ftruncateSync(this.#fd, 0);
+    if (this.#log.size > COMPACT_BYTES) {
+      this.#log.rewrite();
       return;
     }
     this.#write(known);
@@ -288,11 +294,27 @@ export class AgentPlaced {
   }
 
   #write(lines: Line[]): void {
-    appendLinesSync(this.#fd, lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+    this.#log.append(lines.map((l) => `${JSON.stringify(l)}\n`).join(''));
+  }
+
+  /**
+   * Every record still open, as lines that replay (open()) to the same maps: placements first (a placement line
+   * ends the intents and set-asides of its key), then set-asides (which end intents), then intents.
+   */
+  #live(): Line[] {
+    const lines: Line[] = [];
+    for (const [d, ids] of this.#open) {
+      for (const p of ids.values()) lines.push(p.rel === null ? { t: 'p', d, id: p.id } : withSum({ t: 'p', d, id: p.id, rel: p.rel }, p.sum));
+    }
+    for (const [d, kept] of this.#aside) for (const f of kept.values()) lines.push(withSum({ t: 's', d, id: f.id, rel: f.rel, u: f.usertime }, f.sum));
+    for (const [d, meant] of this.#intents) {
+      for (const [key, i] of meant) lines.push(withSum({ t: 'i', d, id: key.slice(0, key.indexOf('\n')), dir: i.dir, rel: i.rel }, i.sum));
+    }
+    return lines;
   }
 
   close(): void {
-    closeSync(this.#fd);
+    this.#log.close();
   }
 }
 

@@ -1,9 +1,11 @@
 // furkad's hand-over outbox: files about to be placed are noted here before they get their final names,
 // and acknowledged once grimseld has taken them, so a furkad killed in between re-sends them at its next
 // start instead of leaving them on the ramdisk, never copied (F6, G12).
-// No fsync: the files themselves live on a tmpfs, so the outbox only has to outlive the process.
-import { closeSync, openSync, ftruncateSync, fstatSync, lstatSync } from 'node:fs';
-import { appendLinesSync, readAppendLog } from '../common/append-log.js';
+// No fsync: the files themselves live on a tmpfs, so the outbox only has to outlive the process. A full state_dir
+// refuses a note (the files are not placed, and tried again); once there is room the file catches up by itself
+// (RewritableLog).
+import { lstatSync } from 'node:fs';
+import { readAppendLog, RewritableLog } from '../common/append-log.js';
 import * as path from 'node:path';
 import { splitMarked, unmark } from '../common/paths.js';
 import { DirFd, splitRel } from '../common/dir-fd.js';
@@ -28,24 +30,26 @@ export interface Unacked {
  */
 type Line = { t: 'd'; id: number; u: string; uid: number; gid: number; paths: string[]; c?: string[]; det?: string[]; p?: true } | { t: 'a'; id: number };
 
-/** Truncate the file once nothing is open and it has grown past this. */
+/** Rewrite the file from the notes still open once it has grown past this (most of it is acknowledged by then). */
 const COMPACT_BYTES = 1 << 20;
 
 export class Outbox {
-  #fd: number;
-  #open = new Set<number>();
+  readonly #log: RewritableLog;
+  /** The notes not yet acknowledged, by id: their latest lines (what a rewrite of the file keeps). */
+  #open: Map<number, Line>;
   #nextId: number;
 
-  private constructor(fd: number, open: Set<number>, nextId: number) {
-    this.#fd = fd;
+  private constructor(file: string, open: Map<number, Line>, nextId: number) {
     this.#open = open;
     this.#nextId = nextId;
+    this.#log = new RewritableLog(file, () => [...this.#open.values()].map((l) => `${JSON.stringify(l)}\n`).join(''));
   }
 
   /** Opens `dir/outbox.jsonl` and returns what was noted and never acknowledged. */
   static open(dir: string): { outbox: Outbox; unacked: Unacked[] } {
     const { file, lines } = readAppendLog(dir, 'outbox.jsonl');
     const noted = new Map<number, Unacked>();
+    const open = new Map<number, Line>();
     let maxId = 0;
     for (const raw of lines) {
       let line: Line;
@@ -58,18 +62,29 @@ export class Outbox {
       if (line.t === 'd') {
         const files = line.paths.map((p, i): DeliveredFile => [p, line.c?.[i] ?? '', line.det?.[i] ?? '']);
         noted.set(line.id, { id: line.id, usertime: BigInt(line.u), uid: line.uid, gid: line.gid, files, placed: line.p === true });
+        open.set(line.id, line);
+      } else {
+        noted.delete(line.id);
+        open.delete(line.id);
       }
-      else noted.delete(line.id);
     }
-    const fd = openSync(file, 'a');
-    return { outbox: new Outbox(fd, new Set(noted.keys()), maxId + 1), unacked: [...noted.values()] };
+    return { outbox: new Outbox(file, open, maxId + 1), unacked: [...noted.values()] };
   }
 
-  /** Notes files about to be placed; returns the id to acknowledge them by. */
+  /**
+   * Notes files about to be placed; returns the id to acknowledge them by. Throws if the note cannot be written
+   * (a full state_dir): then they must not be placed yet.
+   */
   note(usertime: bigint, uid: number, gid: number, files: DeliveredFile[]): number {
     const id = this.#nextId++;
-    this.#write({ t: 'd', id, u: String(usertime), uid, gid, ...columns(files) });
-    this.#open.add(id);
+    const line: Line = { t: 'd', id, u: String(usertime), uid, gid, ...columns(files) };
+    this.#open.set(id, line);
+    try {
+      this.#write(line);
+    } catch (e) {
+      this.#open.delete(id);
+      throw e;
+    }
     return id;
   }
 
@@ -78,26 +93,31 @@ export class Outbox {
    * another file (shift-dir.ts): a furkad killed before grimseld took them hands over those, not the names
    * that hold the other files.
    */
+  /** Taken at once; written, or (a full state_dir: thrown) with the next write that fits. */
   placed(id: number, usertime: bigint, uid: number, gid: number, files: DeliveredFile[]): void {
-    if (this.#open.has(id)) this.#write({ t: 'd', id, u: String(usertime), uid, gid, ...columns(files), p: true });
+    if (!this.#open.has(id)) return;
+    const line: Line = { t: 'd', id, u: String(usertime), uid, gid, ...columns(files), p: true };
+    this.#open.set(id, line);
+    this.#write(line);
   }
 
+  /** Taken at once; written, or (a full state_dir: thrown) with the next write that fits. */
   ack(ids: number[]): void {
     const known = ids.filter((id) => this.#open.delete(id));
     if (known.length === 0) return;
-    if (this.#open.size === 0 && fstatSync(this.#fd).size > COMPACT_BYTES) {
-      ftruncateSync(this.#fd, 0);
+    if (this.#log.size > COMPACT_BYTES) {
+      this.#log.rewrite();
       return;
     }
-    for (const id of known) this.#write({ t: 'a', id });
+    this.#log.append(known.map((id) => `${JSON.stringify({ t: 'a', id })}\n`).join(''));
   }
 
   #write(line: Line): void {
-    appendLinesSync(this.#fd, `${JSON.stringify(line)}\n`);
+    this.#log.append(`${JSON.stringify(line)}\n`);
   }
 
   close(): void {
-    closeSync(this.#fd);
+    this.#log.close();
   }
 }
 

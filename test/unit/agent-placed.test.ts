@@ -26,6 +26,25 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     b.close();
   });
 
+  it('rewritten from what is still open (a grown file, as a full state_dir does), replays to the same records (A4, F10)', () => {
+    const a = AgentPlaced.open(dir);
+    a.placed('1MF', [{ id: '1:10:5', rel: 'a.cbf', sum: 'ab'.repeat(16) }, { id: '2:20:6', rel: 'run/b.cbf' }]);
+    a.intend('1MF', '3:30:7', '/ram/1mf/10_10', 'c.cbf', 'cd'.repeat(16));
+    a.setAside('2MF', [{ id: '4:40:8', rel: 'd.cbf', usertime: '1700000000000000' }]);
+    // Enough answered placements to pass the size at which the file is rewritten from what is open.
+    const many = Array.from({ length: 6000 }, (_, i) => ({ id: `9:${i}:1`, rel: `many/${'x'.repeat(120)}${i}.cbf` }));
+    a.placed('1MF', many);
+    a.answered('1MF', many.map((f) => f.id), many.map((f) => f.rel));
+    a.close();
+    assert.ok(statSync(path.join(dir, 'agent-placed.jsonl')).size < 4096, 'rewritten to what is open');
+    const b = AgentPlaced.open(dir);
+    assert.deepEqual(b.placements('1MF'), [{ id: '1:10:5', rel: 'a.cbf', sum: 'ab'.repeat(16) }, { id: '2:20:6', rel: 'run/b.cbf' }]);
+    assert.equal(b.sumOf('1MF', '1:10:5', 'a.cbf'), 'ab'.repeat(16));
+    assert.deepEqual(b.intent('1MF', '3:30:7', 'c.cbf'), { dir: '/ram/1mf/10_10', rel: 'c.cbf', sum: 'cd'.repeat(16) });
+    assert.deepEqual(b.setAsideFiles('2MF'), [{ id: '4:40:8', rel: 'd.cbf', usertime: '1700000000000000' }]);
+    b.close();
+  });
+
   it('tells a file placed under one name from the same file announced under another (renamed or linked since)', () => {
     const a = AgentPlaced.open(dir);
     a.placed('1MF', [{ id: '3:10:5', rel: 'run/img.tmp' }]);

@@ -27,6 +27,18 @@ describe('hand-over outbox (F6, G12)', () => {
     b.outbox.close();
   });
 
+  it('rewritten from the open notes once grown (as a full state_dir does), keeps exactly those (F10, G12)', () => {
+    const a = Outbox.open(dir);
+    const open = a.outbox.note(10n, 500, 501, [['/r/./1mf/u/a.cbf', SUM_A, '1MF']]);
+    a.outbox.placed(open, 10n, 500, 501, [['/r/./1mf/u/a.cbf.~1~', SUM_A, '1MF']]);
+    for (let i = 0; i < 4000; i++) a.outbox.ack([a.outbox.note(11n, 600, 601, [[`/r/./1mf/v/${'x'.repeat(200)}${i}.cbf`, SUM_B, '1MF']])]);
+    a.outbox.close();
+    assert.ok(readFileSync(path.join(dir, 'outbox.jsonl'), 'utf8').length < 600_000, 'rewritten to the open note once past 1 MB');
+    const b = Outbox.open(dir);
+    assert.deepEqual(b.unacked, [{ id: open, usertime: 10n, uid: 500, gid: 501, files: [['/r/./1mf/u/a.cbf.~1~', SUM_A, '1MF']], placed: true }]);
+    b.outbox.close();
+  });
+
   it('reads a note written before checksums were kept as files without them (I1)', () => {
     writeFileSync(path.join(dir, 'outbox.jsonl'), '{"t":"d","id":4,"u":"10","uid":500,"gid":501,"paths":["/r/./1mf/u/a.cbf","/r/./1mf/u/b.cbf"]}\n');
     const { outbox, unacked } = Outbox.open(dir);
