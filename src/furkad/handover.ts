@@ -46,6 +46,8 @@ export class Handover implements Component {
   #nudge: (() => void) | undefined;
   /** Counts grimseld's new owners: one that came while an attempt failed means no pause before the next. */
   #owners = 0;
+  /** A write to the outbox failed (furkad's state_dir full) and none has succeeded since (#record). */
+  #stateFull = false;
   /** Ends the sending started by start(). */
   readonly #stop = new AbortController();
   #running: Promise<void> = Promise.resolve();
@@ -90,9 +92,9 @@ export class Handover implements Component {
     const ids = id === undefined ? [] : [id];
     // A file placed beside another under a numbered name, or into a numbered directory (a file holds the
     // directory's name): the note must name it, not the other file.
-    if (id !== undefined && files.some(([p]) => hasNumberedPart(p))) this.outbox.placed(id, usertime, uid, gid, files);
+    if (id !== undefined && files.some(([p]) => hasNumberedPart(p))) this.#record(() => this.outbox.placed(id, usertime, uid, gid, files));
     if (files.length === 0) {
-      this.outbox.ack(ids);
+      this.#record(() => this.outbox.ack(ids));
       return;
     }
     this.#pending += files.length;
@@ -109,6 +111,26 @@ export class Handover implements Component {
     if (!owner) return;
     this.#owners++;
     this.#nudge?.();
+  }
+
+  /**
+   * Writes to the outbox what is already true (files placed, or taken by grimseld): a full state_dir does not
+   * undo it, nor is it grimseld's failure. The outbox holds it in memory and writes it with its next write that
+   * fits (RewritableLog); said once until a write succeeds again. Should furkad stop before then, its next start
+   * hands those files over again, and grimseld takes each once.
+   */
+  #record(write: () => void): void {
+    try {
+      write();
+      if (this.#stateFull) this.log.info("furkad's state_dir takes the hand-over outbox again");
+      this.#stateFull = false;
+    } catch (e) {
+      if (!this.#stateFull) {
+        this.log.error({ err: (e as Error).message }, "cannot write the hand-over outbox in furkad's state_dir (full?); " +
+          'the hand-over goes on, and the outbox is written with its next write that fits');
+      }
+      this.#stateFull = true;
+    }
   }
 
   /** Resolves once every queued event has been acknowledged. */
@@ -150,7 +172,8 @@ export class Handover implements Component {
         this.#queue.shift();
         if (ev.kind === 'files') {
           this.#pending -= ev.files.length;
-          this.outbox.ack(ev.ids);
+          // Taken by grimseld: noted so, or with the next outbox write that fits. Not a failure to hand over.
+          this.#record(() => this.outbox.ack(ev.ids));
         }
         if (this.#down) this.log.info('grimseld reachable again; hand-over resumed');
         this.#down = false;
