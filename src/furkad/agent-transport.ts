@@ -24,6 +24,8 @@ import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { UnplacedFiles } from './agent-unplaced.js';
 import { ppuSideOf } from './ppu-side.js';
 
+/** An acknowledgement that failed on a connection still up is sent again after a pause doubling from the first to the last (ms). */
+const ACK_RETRY_MS = [1000, 30_000] as const;
 /** Ids in one acknowledgement: its body stays far below the agent's limit on it. */
 const MAX_ACK = 1000;
 /**
@@ -124,6 +126,10 @@ export class AgentTransport implements Transport {
   #acksOut = new Set<string>();
   #reacked = new Set<string>();
   #acking = false;
+  /** Pause before an acknowledgement that failed on a connection still up is sent again (#ack); 0 after one succeeded. */
+  #ackRetryMs = 0;
+  /** A placement record could not be written (furkad's state_dir full), and none has been since (#record). */
+  #stateFull = false;
   #lastDown = '';
   /** Why the connection was lost since the last run ended (unreachable): the loop shows it until a run reports. */
   #lost: string | undefined;
@@ -330,6 +336,9 @@ export class AgentTransport implements Transport {
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
             if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placed.delete(w.path);
+            // Not noted for grimseld (a full state_dir; the run fails): it waits again, as one whose fetch failed.
+            // Nothing else would announce it again on this connection.
+            if (![...placed.placed, ...placed.failed, ...placed.gone].includes(w.path) && !this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
             if (placed.failed.includes(w.path)) {
               this.#parked.set(placement(w.id, w.path), w);
               this.#unplaced.failed(w);
@@ -562,8 +571,27 @@ export class AgentTransport implements Transport {
       this.#learned.delete(noted.id);
     }
     if (files.length === 0) return;
-    this.placedStore.placed(this.id, files);
+    // Placed and noted for grimseld: acknowledged whether or not the placement record fits now. The intent on
+    // disk already tells a restarted furkad that they were placed; the record follows with the next write.
+    this.#record(() => this.placedStore.placed(this.id, files));
     this.#ack(files);
+  }
+
+  /**
+   * Writes a placement record of what is already true (placed, or deleted by the agent): a full state_dir is
+   * said once, not taken for the agent's failure; the record is written with the next one that fits (RewritableLog).
+   */
+  #record(write: () => void): void {
+    try {
+      write();
+      this.#stateFull = false;
+    } catch (e) {
+      if (!this.#stateFull) {
+        this.log.error({ detector: this.id, err: (e as Error).message }, "cannot write agent placement records in furkad's state_dir (full?); " +
+          'they are written with the next that fits');
+      }
+      this.#stateFull = true;
+    }
   }
 
   /** Files the loop set aside for the shift that ended: their sources stay announced, but are not fetched again. */
@@ -829,14 +857,24 @@ export class AgentTransport implements Transport {
             const left = (f: Placed): boolean => f.sum !== undefined && (reasons.get(f.id) === 'moved' || reasons.get(f.id) === 'gone');
             for (const f of batch) if (left(f)) this.#nameLeft(f);
             const done = batch.filter((f) => said.has(f.id) && !(left(f) && reasons.get(f.id) === 'moved'));
-            this.placedStore.answered(this.id, done.map((f) => f.id), done.map((f) => f.rel));
+            this.#ackRetryMs = 0;
+            this.#record(() => this.placedStore.answered(this.id, done.map((f) => f.id), done.map((f) => f.rel)));
             for (const k of answer.kept) {
               if (k.reason === 'gone' || (k.reason === 'moved' && this.#leftName.has(k.id))) continue;
               this.log.warn({ detector: this.id, id: k.id, reason: k.reason }, KEPT_SAYS[k.reason] ?? KEPT_SAYS['changed']!);
             }
           } catch (e) {
-            // Kept in the placed store: acknowledged again when the agent announces it after reconnecting.
-            this.log.warn({ detector: this.id, err: (e as Error).message, files: batch.length }, 'acknowledgement to the agent failed; it is repeated after reconnecting');
+            // Kept in the placed store. On a connection still up nothing announces the files again: sent again
+            // after a pause (doubling, ACK_RETRY_MS). A lost connection's files are acknowledged again when the
+            // agent announces them after reconnecting.
+            const client = this.#client;
+            if (client?.connected) {
+              this.#ackRetryMs = Math.min(Math.max(this.#ackRetryMs * 2, ACK_RETRY_MS[0]), ACK_RETRY_MS[1]);
+              this.log.warn({ detector: this.id, err: (e as Error).message, files: batch.length }, `acknowledgement to the agent failed; sent again in ${this.#ackRetryMs} ms`);
+              setTimeout(() => { if (this.#client === client && client.connected) this.#ack(batch); }, this.#ackRetryMs).unref();
+            } else {
+              this.log.warn({ detector: this.id, err: (e as Error).message, files: batch.length }, 'acknowledgement to the agent failed; it is repeated after reconnecting');
+            }
           } finally {
             for (const f of batch) this.#acksOut.delete(placement(f.id, f.rel));
             this.#release();
