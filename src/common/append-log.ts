@@ -110,7 +110,8 @@ export class RewritableLog {
       this.#fd = openSync(this.file, 'a');
     } catch (e) {
       rmSync(next, { force: true });
-      if (!noRoom(e)) throw e;
+      // In place only what surely fits in the room it frees: never cut a file to write one that does not fit.
+      if (!noRoom(e) || Buffer.byteLength(text) > fstatSync(this.#fd).size) throw e;
       ftruncateSync(this.#fd, 0);
       appendLinesSync(this.#fd, text);
     }

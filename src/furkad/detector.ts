@@ -510,14 +510,22 @@ export class DetectorLoop implements Component {
     let failure: unknown;
     // Files offered while a batch is being placed go together as the next one: one outbox line and one
     // hand-over per batch, not per file. A failure to note them (a full state_dir) fails the run when it ends.
-    const batches = new Batches<Offer>(async (batch) => {
+    const handOver = async (batch: Offer[]): Promise<void> => {
       try {
         placed += await this.#handOver(shift, a, batch, staging, dir);
       } catch (e) {
-        failure ??= e;
+        // A note too big for the room left in the state_dir: halves are noted (and placed) in the room there is.
+        if (e instanceof NotNoted && batch.length > 1 && failure === undefined) {
+          const half = Math.ceil(batch.length / 2);
+          await handOver(batch.slice(0, half));
+          await handOver(batch.slice(half));
+          return;
+        }
+        failure ??= e instanceof NotNoted ? e.cause : e;
         batch.forEach((o) => o.done('unnoted'));
       }
-    });
+    };
+    const batches = new Batches<Offer>(handOver);
     // A drain out of time, or a loop stopping, ends the run (nothing more is started); so does hold() (#runCut).
     const loopSignal = this.#drainSignal ?? this.#signal;
     if (loopSignal.aborted) return 0;
@@ -619,7 +627,12 @@ export class DetectorLoop implements Component {
     if (offers.length === 0) return 0;
     const marked = (o: Offer, rel = o.rel): DeliveredFile => [deliveredPath(a.target, shift.usrdir, rel), o.checksum, this.id];
     // Noted before anything gets its final name: a furkad killed after placing re-sends them at its next start.
-    const noted = this.handover.intend(shift.usertime, shift.uid, shift.gid, offers.map((o) => marked(o)));
+    let noted: number | undefined;
+    try {
+      noted = this.handover.intend(shift.usertime, shift.uid, shift.gid, offers.map((o) => marked(o)));
+    } catch (e) {
+      throw new NotNoted(e);
+    }
     const names = new Map<string, string>();
     const outcomes = staging && dir ? await this.#promote(staging, dir, offers, names) : offers.map(() => 'placed' as const);
     const placedOffers = offers.filter((_, i) => outcomes[i] === 'placed');
@@ -733,6 +746,13 @@ export class DetectorLoop implements Component {
     await checkStagingRoot(top, 'must exist', this.log);
     if (!(await lstat(ctx.staging)).isDirectory()) throw new Error(`${ctx.staging} is not a directory`);
     await this.transport.adoptLeftovers?.(ctx);
+  }
+}
+
+/** The outbox note of files about to be placed could not be written (`cause`): nothing of them was done. */
+class NotNoted extends Error {
+  constructor(readonly cause: unknown) {
+    super((cause as Error).message);
   }
 }
 
