@@ -1,6 +1,7 @@
 // furkad's state_dir full, with real furka-agents and rsync daemons (F2, F10, A4): furkad stays up, says which
-// directory is full, and loses no file. Found by a hostile tester: over the agent the placement record's ENOSPC
-// escaped a run and ended furkad, at every restart.
+// directory is full, and loses no file; once there is room again it resumes by itself, without a restart. Found by a
+// hostile tester: over the agent the placement record's ENOSPC escaped a run and ended furkad, at every restart; and
+// after room was freed nothing more moved until furkad was restarted.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, writeFileSync } from 'node:fs';
@@ -13,7 +14,7 @@ for (const transport of ['agent', 'rsync'] as const) {
   describe(`furkad with a full state_dir (${transport}; F2, F10, A4)`, function () {
     this.timeout(180_000);
 
-    it('stays up, names its state_dir and loses no file', async () => {
+    it('stays up, names its state_dir, loses no file, and resumes by itself once there is room again (F10, F2, A4)', async () => {
       const ppu = new Ppu({ prefix: `ppu-fstate-${transport}`, transport });
       const state = path.join(ppu.work, 'furkad-state-disk');
       mountTmpfs(state, 32 * 1024);
@@ -43,6 +44,23 @@ for (const transport of ['agent', 'rsync'] as const) {
         const onPpu = listFiles(ppu.ppuRamdisk);
         const lost = names.filter((rel) => !existsSync(path.join(det, rel)) && !onPpu.some((f) => f.endsWith(`/${rel}`)));
         assert.deepEqual(lost, [], 'no file lost');
+
+        // Room again: furkad resumes by itself, no restart. Every file placed once under its name, its source
+        // removed from the detector, nothing left in staging, handed over to grimseld, the error cleared.
+        execFileSync('rm', ['-f', filler]);
+        const usr = path.join(ppu.ppuRamdisk, '1mf', '4300_4301');
+        await eventually(() => names.every((rel) => existsSync(path.join(usr, rel))), 60_000,
+          `every file placed after room was freed:\n${ppu.furkad!.proc.output().slice(-3000)}`);
+        await eventually(() => listFiles(det).length === 0, 60_000, 'every source removed from the detector');
+        assert.deepEqual(listFiles(usr), [...names].sort(), 'each file placed once');
+        await eventually(() => listFiles(path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging')).length === 0, 30_000, 'nothing left in staging');
+        await eventually(async () => (await ppu.queryStatus(-1)).some((r) => r[1] === 4300 && r[5] === 300n && r[4] === 0n), 60_000,
+          'grimseld to have copied all 300, nothing pending');
+        await eventually(async () => (await ppu.furkaProperty<Array<[string, string, string]>>('Detectors')).find((r) => r[0] === '1MF')![2] === '', 30_000,
+          'lastError cleared');
+        // What was full is named as furkad's own state_dir, never blamed on grimseld.
+        assert.doesNotMatch(ppu.furkad!.proc.output(), /keeping files until it answers/, 'grimseld not blamed for a full state_dir');
+        assert.equal(ppu.furkad!.proc.child.exitCode, null, 'furkad still runs');
       } finally {
         await ppu.stop();
       }
