@@ -149,6 +149,9 @@ export class RsyncTransport implements Transport {
       place(complete);
       await Promise.all(placing);
     }
+    // A run furkad ended for making no progress may have been killed before rsync removed its temp file: what is
+    // there is a partial copy of a file still on the detector (the sender removes a source only once it arrived).
+    if (result.stalled && a.config.remove_source) await this.#clearTempDir(rsyncTempDir(ctx.staging));
     const verdict = classifyExit(result.code, result.stderr);
     // The file that did not fit is named, and the next runs leave such files on the detector; the rest go on.
     const full = result.noRoom ? await this.#room.full(landing, result.noRoom.rel, result.noRoom.size) : undefined;
@@ -162,7 +165,8 @@ export class RsyncTransport implements Transport {
     if (result.strays.length > 0 && a.config.remove_source) (await this.#rescueNames(ctx.staging)).forEach((rel) => this.#offer(rel));
     return {
       verdict,
-      message: verdict === 'ok' ? '' : `rsync exit ${result.code}: ${full ?? result.stderr.split('\n').filter(Boolean).pop() ?? ''}`,
+      message: verdict === 'ok' ? '' : result.stalled ? this.#stalledMessage(result.stderr)
+        : `rsync exit ${result.code}: ${full ?? result.stderr.split('\n').filter(Boolean).pop() ?? ''}`,
       ...(verdict === 'ok' ? {} : ppuSideOfRsync(result.stderr, result.noRoom !== undefined, landing)),
       transferred: result.transferred,
       bytes: result.bytes,
@@ -171,6 +175,14 @@ export class RsyncTransport implements Transport {
       // rsync's own code for SIGTERM, SIGINT, SIGHUP; runRsync gives it to a process killed by a signal too.
       ...(verdict !== 'ok' && result.code === 20 ? { interrupted: true } : {}),
     };
+  }
+
+  /** Why a run furkad ended for making no progress was ended, and what rsync said meanwhile, if anything. */
+  #stalledMessage(stderr: string): string {
+    // Not rsync's own closing lines: they only tell of furkad's SIGTERM.
+    const said = stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('rsync error: ')).slice(0, 2).join('; ');
+    return `rsync run ended by furkad: nothing received from the detector's rsync daemon for ${this.settings.timeoutS} s ` +
+      `(rsync_timeout_s); the file being received stays on the detector and is taken again${said === '' ? '' : ` (rsync said: ${said})`}`;
   }
 
   /** The pause before the next run: its rsync process is started now, waiting at its gate until the run is due. */

@@ -1,6 +1,7 @@
 // One rsync client run against a detector's rsync daemon: arguments, output parsing, exit-code policy.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { watchTail } from './rsync-tail.js';
+import { childrenOf, watchStall } from './rsync-stall.js';
 import { deliverable, NAMES_FILTER } from './rsync-names.js';
 
 export interface RsyncRun {
@@ -68,6 +69,8 @@ export interface RsyncResult {
   noRoom?: { rel?: string; size?: number };
   /** The client was ended in its idle tail (see rsync-tail.ts) rather than waited for. */
   tailCut?: boolean;
+  /** furkad ended the run: nothing moved for timeoutS (rsync-stall.ts). Its code is then 30, rsync's own for a timeout. */
+  stalled?: boolean;
   /** The client's process id (for logs and tests: a run started ahead keeps its pid). */
   pid?: number;
   stderr: string;
@@ -367,6 +370,17 @@ export class RsyncLauncher {
   }
 }
 
+/** How long a run ended for making no progress has to exit on SIGTERM before it is killed. */
+const STALL_KILL_GRACE_MS = 5000;
+
+function killQuietly(pid: number): void {
+  try {
+    process.kill(pid, 'SIGKILL');
+  } catch {
+    // gone already
+  }
+}
+
 /** Whether `child` and its pipes keep the event loop running (a run does; a process started ahead does not). */
 function keepAlive(child: ChildProcess, yes: boolean): void {
   for (const s of [child, child.stdin, child.stdout, child.stderr] as Array<{ ref?(): void; unref?(): void } | null>) {
@@ -405,10 +419,23 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
     const parser = new OutputParser(onRemoved);
     const err: Buffer[] = [];
     child.stdout?.setEncoding('latin1');
-    child.stdout?.on('data', (s: string) => parser.push(s));
-    child.stderr?.on('data', (b: Buffer) => err.push(b));
+    // Ended when nothing moves for timeoutS: rsync's own --timeout misses a daemon gone silent mid-file (rsync-stall.ts).
+    // SIGTERM lets rsync remove its temp file; one that cannot even exit is killed, its receiver too.
+    let stalled = false;
+    let hardKill: NodeJS.Timeout | undefined;
+    const stall = child.pid === undefined ? undefined : watchStall(child.pid, run.timeoutS * 1000, () => {
+      stalled = true;
+      child.kill('SIGTERM');
+      hardKill = setTimeout(() => {
+        for (const pid of child.pid === undefined ? [] : childrenOf(child.pid)) killQuietly(pid);
+        child.kill('SIGKILL');
+      }, STALL_KILL_GRACE_MS);
+    });
+    child.stdout?.on('data', (s: string) => { stall?.progress(); parser.push(s); });
+    child.stderr?.on('data', (b: Buffer) => { stall?.progress(); err.push(b); });
     child.on('error', (e) => {
       signal?.removeEventListener('abort', abort);
+      stall?.stop();
       resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), removed: new Set(), hidden: [], strays: [], overMax: [], stderr: e.message });
     });
     // A clean run (nothing on stderr) whose receiver has exited has moved and reported everything: its
@@ -425,8 +452,10 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
     child.on('close', (code, sig) => {
       signal?.removeEventListener('abort', abort);
       stopWatching();
+      stall?.stop();
+      clearTimeout(hardKill);
       const tailCut = cutShort && sig === 'SIGKILL';
-      const exit = tailCut ? 0 : code ?? (sig ? 20 : 1);
+      const exit = stalled ? 30 : tailCut ? 0 : code ?? (sig ? 20 : 1);
       parser.end();
       const inFlight = parser.inFlight;
       parser.endWith(exit);
@@ -436,6 +465,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       const noRoom = exit !== 0 && NO_SPACE.test(stderr) ? (inFlight && !parser.sent.includes(inFlight.name) ? { rel: inFlight.name, size: inFlight.size } : {}) : undefined;
       resolve({ code: exit, files: parser.files, sent: parser.sent, transferred: parser.sent.length,
         bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, hiding: parser.hiding, strays: parser.strays, overMax: parser.overMax, changed: changedSources(stderr), tailCut,
+        ...(stalled ? { stalled } : {}),
         ...(noRoom ? { noRoom } : {}), ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });

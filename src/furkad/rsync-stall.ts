@@ -1,0 +1,64 @@
+// A run that has stopped moving: furkad's own watch over an rsync client, since rsync's --timeout misses a
+// detector daemon that goes silent in the middle of a file (F10, F1).
+//
+// Why rsync's own timeout does not fire (rsync 3.1 up to 3.5, io.c check_timeout): on the pulling side only the
+// generator judges timeouts, never the receiver, and it counts its own writes as I/O. While the receiver waits
+// for data that does not come, the generator sends the sender a keep-alive every timeout/2 s; the socket's
+// send buffer takes those few bytes whether or not the peer reads them, so each one counts as I/O and the
+// generator never times out. The run then waits until TCP gives up (many minutes) or the link returns.
+//
+// Progress is what the client and its receiver read (/proc/PID/io rchar): bytes from the socket, and from
+// basis files. It moves with every chunk of a huge file, however slowly it comes, and not at all while the
+// daemon is silent (the generator's keep-alives are writes). The client's output counts too.
+import { readFileSync } from 'node:fs';
+
+export interface StallWatch {
+  /** Something came from the run (output): progress. */
+  progress(): void;
+  stop(): void;
+}
+
+/** The children of `pid` (rsync's client runs one thread; its receiver is its only child). */
+export function childrenOf(pid: number): number[] {
+  try {
+    return readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').trim().split(/\s+/).filter(Boolean).map(Number);
+  } catch {
+    return [];
+  }
+}
+
+/** Bytes `pid` has read so far, or undefined if the kernel does not say (no /proc/PID/io, or gone). */
+function bytesRead(pid: number): number | undefined {
+  try {
+    const m = /^rchar: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'latin1'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Watches the rsync client `pid` and calls `onStall` once if, for `timeoutMs`, neither it nor its children read
+ * a byte and `progress()` was not called. Where the kernel keeps no read counts (no /proc/PID/io), only output
+ * and the receiver starting or ending count, so a silent run is still ended, and so is one receiving a single
+ * file for longer than that (see README).
+ */
+export function watchStall(pid: number, timeoutMs: number, onStall: () => void, intervalMs = Math.max(50, Math.min(1000, timeoutMs / 4))): StallWatch {
+  let last: string | undefined;
+  let since = performance.now();
+  const sample = (): string => [pid, ...childrenOf(pid)].map((p) => `${p}:${bytesRead(p) ?? '-'}`).join(' ');
+  const timer = setInterval(() => {
+    const now = sample();
+    if (now !== last) {
+      last = now;
+      since = performance.now();
+      return;
+    }
+    if (performance.now() - since < timeoutMs) return;
+    stop();
+    onStall();
+  }, intervalMs);
+  timer.unref(); // the run's own process keeps furkad running, never this watch
+  const stop = (): void => clearInterval(timer);
+  return { progress: () => { since = performance.now(); }, stop };
+}
