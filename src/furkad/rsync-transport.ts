@@ -2,7 +2,7 @@
 // staging, complete files offered to the loop the moment the daemon reports their sources removed (F1, F2, F9).
 import { lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
-import { classifyExit, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
+import { classifyExit, errorCause, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
 import { deliverable, escapeName } from './rsync-names.js';
 import { DeepDirs, DEEP_MAX } from './rsync-depth.js';
 import type { Logger } from '../common/logger.js';
@@ -166,7 +166,7 @@ export class RsyncTransport implements Transport {
     return {
       verdict,
       message: verdict === 'ok' ? '' : result.stalled ? this.#stalledMessage(result.stderr)
-        : `rsync exit ${result.code}: ${full ?? result.stderr.split('\n').filter(Boolean).pop() ?? ''}`,
+        : `rsync exit ${result.code}: ${full ?? errorCause(result.stderr)}`,
       ...(verdict === 'ok' ? {} : ppuSideOfRsync(result.stderr, result.noRoom !== undefined, landing)),
       transferred: result.transferred,
       bytes: result.bytes,
@@ -180,7 +180,7 @@ export class RsyncTransport implements Transport {
   /** Why a run furkad ended for making no progress was ended, and what rsync said meanwhile, if anything. */
   #stalledMessage(stderr: string): string {
     // Not rsync's own closing lines: they only tell of furkad's SIGTERM.
-    const said = stderr.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('rsync error: ')).slice(0, 2).join('; ');
+    const said = errorCause(stderr).replace(/^rsync error: .*/, '');
     return `rsync run ended by furkad: nothing received from the detector's rsync daemon for ${this.settings.timeoutS} s ` +
       `(rsync_timeout_s); the file being received stays on the detector and is taken again${said === '' ? '' : ` (rsync said: ${said})`}`;
   }

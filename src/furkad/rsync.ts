@@ -106,6 +106,26 @@ export function classifyExit(code: number, stderr = ''): Verdict {
   return EXIT_POLICY[code] ?? 'retry';
 }
 
+/** rsync's closing line, `rsync error: <what> (code N) at file.c(L) [Who=V]`: which exit, never why. */
+const SUMMARY = /^rsync error: (.*) \(code \d+\) at \S+(?: \[.*\])?$/;
+/** How many of rsync's lines on the cause a message shows: an exit 23 may have one per file. */
+const CAUSE_LINES = 2;
+
+/**
+ * What a failed run's stderr says about why: rsync's own lines before its closing summary (`@ERROR: Unknown
+ * module …`, `rsync: getaddrinfo: …: Name or service not known`, `rsync: [Receiver] failed to connect to …`),
+ * the first few of them, and the summary's words for the exit. Only the summary when there is nothing else.
+ */
+export function errorCause(stderr: string): string {
+  const lines = [...new Set(stderr.split('\n').map((l) => l.trim()).filter((l) => l !== ''))];
+  const summaries = lines.map((l) => SUMMARY.exec(l)).filter((m): m is RegExpExecArray => m !== null);
+  const causes = lines.filter((l) => !SUMMARY.test(l));
+  if (causes.length === 0) return lines[lines.length - 1] ?? '';
+  const more = causes.length > CAUSE_LINES ? ` (and ${causes.length - CAUSE_LINES} more)` : '';
+  const what = summaries.length > 0 ? ` (${summaries[summaries.length - 1]?.[1] ?? ''})` : '';
+  return `${causes.slice(0, CAUSE_LINES).join('; ')}${more}${what}`;
+}
+
 /** rsync's sender refuses --remove-source-files for a file whose size or mtime moved during the run. */
 const CHANGED = /^ERROR: Skipping sender remove for changed file: (.*)$/;
 
