@@ -6,9 +6,10 @@ import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../fixtures/ppu.js';
-import { eventually, listFiles, writeImage } from '../fixtures/files.js';
+import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
 import { markFixture } from '../fixtures/processes.js';
 import { startRsyncDaemon, type RsyncDaemon } from '../fixtures/rsync-daemon.js';
+import { SilentProxy } from '../fixtures/silent-proxy.js';
 import { runRsync, RsyncLauncher, type RsyncRun } from '../../src/furkad/rsync.js';
 import { writeNamesFilter } from '../../src/furkad/rsync-names.js';
 
@@ -99,6 +100,52 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
     assert.deepEqual(r.hidden.map(key).sort(), invalid.map((b) => key(Buffer.concat([Buffer.from('names/'), b]))).sort(), 'each reported hidden');
     assert.deepEqual(r.strays, []);
     rmSync(path.join(detector, 'names'), { recursive: true });
+  });
+
+  // rsync's --timeout does not fire when the daemon goes silent mid-file (rsync-stall.ts): furkad ends such a run.
+  it('ends a run whose daemon goes silent in the middle of a file, the file left on the detector and no partial copy kept (F10)', async () => {
+    const proxy = await SilentProxy.start(() => daemon.port);
+    try {
+      const big = writeImage(detector, 'silent/big.bin', 8 << 20);
+      const tempDir = path.join(work, `temp-${Date.now()}`);
+      mkdirSync(tempDir);
+      proxy.silenceAfter = 1 << 20;
+      // 5 s: at 2, rsync's own timeout races its keep-alives and sometimes fires (rsync-stall.ts says why it does not at 30).
+      const r = await runRsync({ ...run, port: proxy.port, tempDir, timeoutS: 5 });
+      assert.equal(proxy.silenced, 1, 'the link went silent in the middle of the file');
+      assert.equal(r.stalled, true, r.stderr);
+      assert.equal(r.code, 30, 'a timeout, as rsync would have said');
+      assert.deepEqual([r.files, r.sent, [...r.removed]], [[], [], []], 'the file being received is no file of the run');
+      assert.deepEqual(listFiles(detector).filter((f) => f.startsWith('silent/')), ['silent/big.bin'], 'the source stays on the detector');
+      assert.deepEqual(readdirSync(tempDir), [], 'the partial copy is gone');
+      assert.deepEqual(listFiles(run.dest), []);
+      proxy.release();
+      const again = await runRsync({ ...run, port: proxy.port, tempDir, timeoutS: 2 });
+      assert.equal(again.code, 0, again.stderr);
+      assert.deepEqual([...again.removed], ['silent/big.bin'], 'taken by the next run once the link is back');
+      assert.equal(sha256File(readFileSync(path.join(run.dest, 'silent/big.bin'))), big.sha256, 'intact');
+    } finally {
+      proxy.release();
+      await proxy.stop();
+      rmSync(path.join(detector, 'silent'), { recursive: true, force: true });
+    }
+  });
+
+  it('never ends a run that keeps receiving one large file, however slowly (F10)', async () => {
+    const proxy = await SilentProxy.start(() => daemon.port);
+    try {
+      // About 7 s for the file at 320 KiB/s, a piece every 100 ms: far longer than the 2 s timeout, in pieces far shorter.
+      const big = writeImage(detector, 'slow/big.bin', 2 << 20);
+      proxy.trickle = 32 << 10;
+      const r = await runRsync({ ...run, port: proxy.port, timeoutS: 2 });
+      assert.equal(r.code, 0, r.stderr);
+      assert.notEqual(r.stalled, true);
+      assert.deepEqual([...r.removed], ['slow/big.bin']);
+      assert.equal(sha256File(readFileSync(path.join(run.dest, 'slow/big.bin'))), big.sha256, 'intact');
+    } finally {
+      await proxy.stop();
+      rmSync(path.join(detector, 'slow'), { recursive: true, force: true });
+    }
   });
 
   // A run started ahead, in the pause before it (F5, F9). Whether a run happened is read from the detector:
