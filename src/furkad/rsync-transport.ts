@@ -181,8 +181,8 @@ export class RsyncTransport implements Transport {
   #stalledMessage(stderr: string): string {
     // Not rsync's own closing lines: they only tell of furkad's SIGTERM.
     const said = errorCause(stderr).replace(/^rsync error: .*/, '');
-    return `rsync run ended by furkad: nothing received from the detector's rsync daemon for ${this.settings.timeoutS} s ` +
-      `(rsync_timeout_s); the file being received stays on the detector and is taken again${said === '' ? '' : ` (rsync said: ${said})`}`;
+    return `rsync exit 30: nothing received from the detector's rsync daemon for ${this.settings.timeoutS} s (rsync_timeout_s), ` +
+      `run ended by furkad; the file being received stays on the detector and is taken again${said === '' ? '' : ` (rsync said: ${said})`}`;
   }
 
   /** The pause before the next run: its rsync process is started now, waiting at its gate until the run is due. */
