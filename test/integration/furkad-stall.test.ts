@@ -37,8 +37,8 @@ describe('furkad and a detector link gone silent mid-file (F1, F8, F10)', functi
     const big = writeImage(ppu.detectorRamdisks['2MF']!, 'run/big.bin', 16 << 20);
     await eventually(() => proxy.silenced > 0, 30_000, "2MF's link to go silent in the middle of the file");
     await eventually(async () => (await detectors()).some((r) => r[0] === '2MF' && r[1] === 'retrying' &&
-      /nothing received from the detector's rsync daemon for 5 s \(rsync_timeout_s\)/.test(r[2])), 30_000, '2MF retrying, saying why');
-    await ppu.furkad!.proc.said(/"detector":"2MF".*detector unreachable or failing, retrying with back-off: rsync run ended by furkad: nothing received/);
+      /^rsync exit 30: nothing received from the detector's rsync daemon for 5 s \(rsync_timeout_s\), run ended by furkad/.test(r[2])), 30_000, '2MF retrying, saying why');
+    await ppu.furkad!.proc.said(/"detector":"2MF".*detector unreachable or failing, retrying with back-off: rsync exit 30: nothing received from the detector's rsync daemon/);
 
     // The link stays silent (each retry goes silent again); the healthy detector is served meanwhile.
     const names: string[] = [];
