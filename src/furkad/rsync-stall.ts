@@ -19,12 +19,19 @@ export interface StallWatch {
 }
 
 /** The children of `pid` (rsync's client runs one thread; its receiver is its only child). */
-export function childrenOf(pid: number): number[] {
+function childrenOf(pid: number): number[] {
   try {
     return readFileSync(`/proc/${pid}/task/${pid}/children`, 'latin1').trim().split(/\s+/).filter(Boolean).map(Number);
   } catch {
     return [];
   }
+}
+
+/** `pid` and every process below it: a wrapper given as rsync_path has the client, and its receiver, below it. */
+export function descendantsOf(pid: number): number[] {
+  const all = [pid];
+  for (let i = 0; i < all.length && all.length < 64; i++) all.push(...childrenOf(all[i]!));
+  return all;
 }
 
 /** Bytes `pid` has read so far, or undefined if the kernel does not say (no /proc/PID/io, or gone). */
@@ -38,7 +45,7 @@ function bytesRead(pid: number): number | undefined {
 }
 
 /**
- * Watches the rsync client `pid` and calls `onStall` once if, for `timeoutMs`, neither it nor its children read
+ * Watches the rsync client `pid` and calls `onStall` once if, for `timeoutMs`, neither it nor a process below it reads
  * a byte and `progress()` was not called. Where the kernel keeps no read counts (no /proc/PID/io), only output
  * and the receiver starting or ending count, so a silent run is still ended, and so is one receiving a single
  * file for longer than that (see README).
@@ -46,7 +53,7 @@ function bytesRead(pid: number): number | undefined {
 export function watchStall(pid: number, timeoutMs: number, onStall: () => void, intervalMs = Math.max(50, Math.min(1000, timeoutMs / 4))): StallWatch {
   let last: string | undefined;
   let since = performance.now();
-  const sample = (): string => [pid, ...childrenOf(pid)].map((p) => `${p}:${bytesRead(p) ?? '-'}`).join(' ');
+  const sample = (): string => descendantsOf(pid).map((p) => `${p}:${bytesRead(p) ?? '-'}`).join(' ');
   const timer = setInterval(() => {
     const now = sample();
     if (now !== last) {

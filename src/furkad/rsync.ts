@@ -1,7 +1,7 @@
 // One rsync client run against a detector's rsync daemon: arguments, output parsing, exit-code policy.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { watchTail } from './rsync-tail.js';
-import { childrenOf, watchStall } from './rsync-stall.js';
+import { descendantsOf, watchStall } from './rsync-stall.js';
 import { deliverable, NAMES_FILTER } from './rsync-names.js';
 
 export interface RsyncRun {
@@ -447,7 +447,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       stalled = true;
       child.kill('SIGTERM');
       hardKill = setTimeout(() => {
-        for (const pid of child.pid === undefined ? [] : childrenOf(child.pid)) killQuietly(pid);
+        for (const pid of child.pid === undefined ? [] : descendantsOf(child.pid).slice(1)) killQuietly(pid);
         child.kill('SIGKILL');
       }, STALL_KILL_GRACE_MS);
     });
