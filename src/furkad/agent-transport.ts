@@ -271,7 +271,14 @@ export class AgentTransport implements Transport {
           refused = true;
           return undefined;
         }
-        const was = this.#otherName(w);
+        let was: Placed | 'wait' | undefined;
+        try {
+          // It may settle an intent of the other name (writes to state_dir): a full one fails the run, as below.
+          was = this.#otherName(w);
+        } catch (e) {
+          failure ??= new Error(`cannot note the placement of ${w.path} in furkad's state_dir: ${(e as Error).message}`);
+          return undefined;
+        }
         if (was === 'wait') {
           this.#held.add(w.path);
           continue;
@@ -496,6 +503,11 @@ export class AgentTransport implements Transport {
   #otherName(w: Waiting): Placed | 'wait' | undefined {
     const busy = this.#busyIds.get(w.id);
     if (busy !== undefined && busy !== w.path) return 'wait';
+    // Fetched under another name and waiting in staging to be placed (#unplaced): that placement comes first, and
+    // its acknowledgement's answer (moved, or deleted for a hard link) then decides this name, as above.
+    if (this.#unplaced.size > 0) {
+      for (const [other, noted] of this.#placed) if (noted.id === w.id && other !== w.path && this.#unplaced.has(other)) return 'wait';
+    }
     const left = this.#leftName.get(w.id);
     if (left && left.rel !== w.path) return left;
     const { placed, meant } = this.placedStore.otherNames(this.id, w.id, w.path);
