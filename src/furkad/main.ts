@@ -38,7 +38,18 @@ function statusLine(shifts: ShiftManager, loops: readonly DetectorLoop[], handov
 async function main(): Promise<number> {
   const args = parseDaemonArgs('furkad', DEFAULT_CONFIG_PATH);
   const config = loadConfigOrExit('furkad', args.config, loadFurkadConfig);
-  configOrExit('furkad', () => checkAgentKeys(args.config, config));
+  // A key file missing or open to others is a configuration error for --check; at start it fails only its own
+  // detectors (read again at every connection: retrying with the reason until it is right), so that a PPU
+  // upgraded before its key was copied still serves its other detectors, rsync ones included. Logged below.
+  let keyProblems: string | undefined;
+  if (args.check) configOrExit('furkad', () => checkAgentKeys(args.config, config));
+  else {
+    try {
+      checkAgentKeys(args.config, config);
+    } catch (e) {
+      keyProblems = (e as Error).message;
+    }
+  }
   if (args.check) {
     process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.detector).length} detectors)\n`);
     return 0;
@@ -46,6 +57,7 @@ async function main(): Promise<number> {
   configOrExit('furkad', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   configOrExit('furkad', () => checkFurkadTargets(args.config, config));
   const log = createLogger('furkad', config);
+  if (keyProblems) log.error({ problems: keyProblems }, 'agent key file not usable: those detectors retry until it is (README, Installing); the others go on');
   const notifier = new Notifier(log);
 
   // Hashers made ahead and the attribute module loaded: the first files wait for neither (I1, I3).

@@ -111,7 +111,7 @@ describe('key files only root may read (A1)', function () {
     });
   });
 
-  it('furkad refuses --check and its start (exit 78, naming agent_key_file) with a key file others may read', async () => {
+  it('furkad --check refuses a key file others may read (exit 78, naming agent_key_file); at start only that detector waits for it, an rsync detector beside it delivers (A1, F1)', async () => {
     const keyFile = path.join(work, 'ppu.key');
     writeFileSync(keyFile, `${'a'.repeat(64)}\n`, { mode: 0o640 });
     chmodSync(keyFile, 0o640);
@@ -119,10 +119,27 @@ describe('key files only root may read (A1)', function () {
     writeFileSync(conf, iniText({ uid: 1000, gid: 1000, state_dir: path.join(work, 'state') },
       { 'detector.1MF': { transport: 'agent', remoteIP: '127.0.0.1', target: `${work}/ppu/./1mf`, agent_key_file: keyFile } }));
     const launch = launchOf(FURKAD_BIN);
-    for (const args of [['--check'], []]) {
-      const p = startProcess(process.execPath, [...launch.args, ...args, '--config', conf], { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: 'unix:path=/nonexistent' } });
-      assert.equal(await p.exited, 78, p.output());
-      assert.match(p.output(), /section \[detector\.1MF\], key 'agent_key_file': .*ppu\.key is open to group or others \(mode 0640\)/);
+    const check = startProcess(process.execPath, [...launch.args, '--check', '--config', conf], { env: { ...process.env, ...launch.env } });
+    assert.equal(await check.exited, 78, check.output());
+    assert.match(check.output(), /section \[detector\.1MF\], key 'agent_key_file': .*ppu\.key is open to group or others \(mode 0640\)/);
+    // A PPU upgraded before the key was copied (or with a key left open): its rsync detectors go on.
+    const two = new Ppu({ prefix: 'ppu-key-two', detectors: ['1MF', '2MF'], transport: { '1MF': 'agent', '2MF': 'rsync' },
+      detectorConf: { '1MF': { agent_key_file: keyFile } } });
+    await two.start();
+    try {
+      await two.startShift(4400, 4401, []);
+      const f = writeImage(two.detectorRamdisks['2MF']!, 'r/a.cbf', 2000);
+      await eventually(() => existsSync(path.join(two.ppuRamdisk, '2mf/4400_4401/r/a.cbf')), 30_000, 'the rsync detector delivers');
+      assert.equal(sha256File(readFileSync(path.join(two.ppuRamdisk, '2mf/4400_4401/r/a.cbf'))), f.sha256);
+      const rows = await two.furkaProperty<Row[]>('Detectors');
+      const one = rows.find((r) => r[0] === '1MF')!;
+      await eventually(async () => { const r = (await two.furkaProperty<Row[]>('Detectors')).find((x) => x[0] === '1MF')!; return r[1] === 'retrying' && /ppu\.key is open to group or others/.test(r[2]); },
+        30_000, `the agent detector retrying, naming its key file (was ${String(one)})`);
+      await two.furkad!.proc.said(/agent key file not usable/);
+      writeImage(two.detectorRamdisks['1MF']!, 'r/b.cbf', 2000);
+      assert.ok(!existsSync(path.join(two.ppuRamdisk, '1mf/4400_4401/r/b.cbf')), 'nothing fetched without a usable key');
+    } finally {
+      await two.stop();
     }
   });
 });
