@@ -50,7 +50,7 @@ describe('furkad and an agent it cannot reach, or that stops answering (F10, F1,
     // furkad reaches the agent through the relay, held from the start: SYNs to it are dropped (no connection).
     relay = await HeldRelay.start(upstream);
     await relay.hold();
-    ppu = new Ppu({ prefix: 'ppu-agent-link', transport: 'agent', detectorConf: { '1MF': { port: relay.port } } });
+    ppu = new Ppu({ prefix: 'ppu-agent-link', transport: 'agent', detectorConf: { '1MF': { port: relay.port } }, testPeers: ['1MF'] });
     await ppu.start();
     agent = await ppu.startAgent('1MF');
     writeFileSync(upstream, String(agent.port));
@@ -140,7 +140,7 @@ describe('furkad shows each wrong peer at a detector\'s remoteIP and port for wh
     const ports: Record<string, number> = { HTTP1: http1, SSH: ssh, RSYNCD: rsyncd.port, SILENT: silent, NOISE: noise, REFUSING: refusing.port };
     ppu = new Ppu({
       prefix: 'ppu-agent-peers', transport: 'agent', detectors: Object.keys(ports),
-      detectorConf: Object.fromEntries(Object.entries(ports).map(([id, port]) => [id, { port }])),
+      detectorConf: Object.fromEntries(Object.entries(ports).map(([id, port]) => [id, { port }])), testPeers: Object.keys(ports),
     });
     await ppu.start();
   });
