@@ -5,6 +5,7 @@ import { nestedTargets } from '../common/paths.js';
 import { confinement } from './shift.js';
 import { realpathSync } from 'node:fs';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
+import { DEFAULT_RSYNC_PASSWORD_FILE, DEFAULT_RSYNC_USER, rsyncLogin } from './rsync-auth.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
 
@@ -24,6 +25,9 @@ export interface DetectorConfig {
   exclude: string;
   /** transport = agent: the file holding the agent's key (set to DEFAULT_AGENT_KEY_FILE when not given); unset with rsync. */
   agent_key_file?: string;
+  /** transport = rsync: who furkad logs in to the daemon as, and the file holding the password (rsync-auth.ts has the defaults). */
+  rsync_user?: string;
+  rsync_password_file?: string;
 }
 
 export interface FurkadConfig {
@@ -65,6 +69,8 @@ const detectorSchema = {
     remove_source: { type: 'boolean', default: true, description: 'remove copied files from the detector ramdisk' },
     settle_ms: { type: 'integer', minimum: 0, maximum: 3600000, description: 'take a file only once it has not changed for this long (a writer that pauses mid-file); default 2000 with remove_source, 0 (off) without; 0 is safe only for writers that rename into place' },
     agent_key_file: { type: 'string', pattern: Pattern.absolutePath, description: `transport = agent: file holding the agent's key (a copy of the detector server's key_file), root's, mode 0600; default ${DEFAULT_AGENT_KEY_FILE}` },
+    rsync_user: { type: 'string', pattern: '^[A-Za-z0-9_][A-Za-z0-9_.-]*$', description: `transport = rsync: user furkad logs in to the daemon as (its 'auth users'); default ${DEFAULT_RSYNC_USER}` },
+    rsync_password_file: { type: 'string', pattern: Pattern.absolutePath, description: `transport = rsync: file holding that user's password (the detector server's key: the shipped daemon's secrets are made from it), root's, mode 0600; default ${DEFAULT_RSYNC_PASSWORD_FILE}, used only if it exists (a daemon without 'auth users' asks for none)` },
     exclude: { type: 'string', default: '', description: "rsync patterns (space-separated) of files never pulled, e.g. a writer's temp files" },
   },
 };
@@ -111,7 +117,7 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
     if (d.transport === 'agent') {
       // The agent learns completeness from the kernel and deletes on acknowledgement: nothing to settle,
       // nothing to exclude here (the agent has its own exclude), and a source always goes once placed.
-      const problems = (['settle_ms', 'exclude', 'module'] as const).filter((k) => given(k) && !(k === 'module' && d.module === 'ramdisk') && !(k === 'exclude' && d.exclude === ''))
+      const problems = (['settle_ms', 'exclude', 'module', 'rsync_user', 'rsync_password_file'] as const).filter((k) => given(k) && !(k === 'module' && d.module === 'ramdisk') && !(k === 'exclude' && d.exclude === ''))
         .map((k) => `section [detector.${id}], key '${k}': is for transport = rsync; with transport = agent ${k === 'exclude' ? "set 'exclude' in the agent's furka-agent.conf" : 'leave it out'}`);
       if (!d.remove_source) problems.push(`section [detector.${id}], key 'remove_source': transport = agent always removes a source once placed (the agent deletes it on acknowledgement); leave it out or use transport = rsync`);
       if (problems.length) throw new ConfigError(file, problems);
@@ -182,17 +188,19 @@ export function checkFurkadTargets(file: string, config: FurkadConfig): void {
 /**
  * At --check and at start, on the machine: the key file of each detector with transport = agent must hold a key
  * that only root can read (A1); without it every request would be refused, with one others can read anyone
- * on the PPU could read and delete the detector's files. Read again at every connection (a key copied in
- * meanwhile is taken without a restart).
+ * on the PPU could read and delete the detector's files. The same for an rsync detector's password file, which
+ * only needs to exist when `rsync_password_file` names it (rsync-auth.ts). Read again at every connection or
+ * run (a key copied in meanwhile is taken without a restart).
  */
-export function checkAgentKeys(file: string, config: FurkadConfig): void {
+export function checkKeyFiles(file: string, config: FurkadConfig): void {
   const problems: string[] = [];
   for (const [id, d] of Object.entries(config.detector)) {
-    if (d.transport !== 'agent') continue;
     try {
-      readKeyFile(d.agent_key_file ?? DEFAULT_AGENT_KEY_FILE);
+      if (d.transport === 'agent') readKeyFile(d.agent_key_file ?? DEFAULT_AGENT_KEY_FILE);
+      else rsyncLogin(d);
     } catch (e) {
-      problems.push(`section [detector.${id}], key 'agent_key_file': ${(e as Error).message}`);
+      const key = d.transport === 'agent' ? "key 'agent_key_file': " : "key 'rsync_password_file': ";
+      problems.push(`section [detector.${id}], ${key}${(e as Error).message.replace(/^rsync_password_file: /, '')}`);
     }
   }
   if (problems.length) throw new ConfigError(file, problems);

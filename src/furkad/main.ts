@@ -8,7 +8,7 @@ import { Notifier } from '../common/notify.js';
 import { Components, runDaemon, stopRequested, together } from '../common/service.js';
 import { BusWatch, connectSystemBus } from '../dbus/bus.js';
 import { FurkaBus } from './furka-bus.js';
-import { checkAgentKeys, checkFurkadTargets, DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
+import { checkKeyFiles, checkFurkadTargets, DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
 import { DetectorLoop } from './detector.js';
 import { RsyncTransport } from './rsync-transport.js';
 import { writeNamesFilter } from './rsync-names.js';
@@ -38,14 +38,14 @@ function statusLine(shifts: ShiftManager, loops: readonly DetectorLoop[], handov
 async function main(): Promise<number> {
   const args = parseDaemonArgs('furkad', DEFAULT_CONFIG_PATH);
   const config = loadConfigOrExit('furkad', args.config, loadFurkadConfig);
-  // A key file missing or open to others is a configuration error for --check; at start it fails only its own
+  // A key or password file missing or open to others is a configuration error for --check; at start it fails only its own
   // detectors (read again at every connection: retrying with the reason until it is right), so that a PPU
   // upgraded before its key was copied still serves its other detectors, rsync ones included. Logged below.
   let keyProblems: string | undefined;
-  if (args.check) configOrExit('furkad', () => checkAgentKeys(args.config, config));
+  if (args.check) configOrExit('furkad', () => checkKeyFiles(args.config, config));
   else {
     try {
-      checkAgentKeys(args.config, config);
+      checkKeyFiles(args.config, config);
     } catch (e) {
       keyProblems = (e as Error).message;
     }
@@ -57,7 +57,7 @@ async function main(): Promise<number> {
   configOrExit('furkad', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   configOrExit('furkad', () => checkFurkadTargets(args.config, config));
   const log = createLogger('furkad', config);
-  if (keyProblems) log.error({ problems: keyProblems }, 'agent key file not usable: those detectors retry until it is (README, Installing); the others go on');
+  if (keyProblems) log.error({ problems: keyProblems }, 'key or password file not usable: those detectors retry until it is (README, Installing); the others go on');
   const notifier = new Notifier(log);
 
   // Hashers made ahead and the attribute module loaded: the first files wait for neither (I1, I3).

@@ -16,6 +16,7 @@ import { tagged } from '../common/checksum.js';
 import { STAGING_NAME } from './shift-sweep.js';
 import { StagingRoom } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
+import { authAdvice, DEFAULT_RSYNC_PASSWORD_FILE, rsyncLogin, type RsyncLogin } from './rsync-auth.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -85,12 +86,22 @@ export class RsyncTransport implements Transport {
     // Every place a file lands with its relative path: a directory too long for one of them is never taken.
     const budget = DeepDirs.budget(a.config.remove_source ? [ctx.staging, ctx.dir.root] : [ctx.dir.root]);
     const filters = this.#deep.rules(budget);
+    // Read for every run: a password copied in after a refusal is taken at the next try.
+    let login: RsyncLogin;
+    try {
+      login = rsyncLogin(a.config);
+    } catch (e) {
+      const ppu = a.config.rsync_password_file ?? DEFAULT_RSYNC_PASSWORD_FILE;
+      return { verdict: 'retry', message: (e as Error).message, ppu, transferred: 0, bytes: 0, refused: [...this.#refused, ...this.#deep.refused] };
+    }
     const runWith: RunWith = (removeSource, dest, only, onRemoved) => this.#run({
       rsync: this.settings.rsync,
       host: a.config.remoteIP,
       port: a.config.port,
       module: a.config.module,
       source: a.source,
+      user: login.user,
+      password: login.password,
       dest,
       uid: ctx.shift.uid,
       gid: ctx.shift.gid,
@@ -166,7 +177,7 @@ export class RsyncTransport implements Transport {
     return {
       verdict,
       message: verdict === 'ok' ? '' : result.stalled ? this.#stalledMessage(result.stderr)
-        : `rsync exit ${result.code}: ${full ?? errorCause(result.stderr)}`,
+        : `rsync exit ${result.code}: ${full ?? authAdvice(result.stderr, login) ?? errorCause(result.stderr)}`,
       ...(verdict === 'ok' ? {} : ppuSideOfRsync(result.stderr, result.noRoom !== undefined, landing)),
       transferred: result.transferred,
       bytes: result.bytes,

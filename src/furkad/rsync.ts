@@ -10,6 +10,12 @@ export interface RsyncRun {
   port: number;
   module: string;
   source: string;
+  /**
+   * Who logs in to the daemon (rsync-auth.ts): the user is in the URL, the password in the client's environment
+   * (RSYNC_PASSWORD: only the process's owner can read it; empty when there is none, so that rsync never prompts).
+   */
+  user?: string;
+  password?: string;
   /** Real (unmarked) destination directory, created beforehand. */
   dest: string;
   uid: number;
@@ -188,7 +194,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     `--timeout=${run.timeoutS}`,
     // -ii lists unchanged files too: a file left by an earlier, interrupted run is still handed over.
     '-ii', '--out-format=%i %l %n',
-    `rsync://${run.host.includes(':') ? `[${run.host}]` : run.host}:${run.port}/${src}`,
+    `rsync://${run.user === undefined ? '' : `${run.user}@`}${run.host.includes(':') ? `[${run.host}]` : run.host}:${run.port}/${src}`,
     `${run.dest.replace(/\/*$/, '/')}`,
   ];
 }
@@ -333,15 +339,20 @@ function idsOf(run: RsyncRun): { uid: number; gid: number } | undefined {
   return run.asShift ? { uid: run.uid, gid: run.gid } : undefined;
 }
 
-/** A run's command line and whose process it is, as one string (no argument can hold a NUL). */
+/** A run's command line, whose process it is and its password, as one string (no argument can hold a NUL). */
 function keyOf(argv: string[], run: RsyncRun): string {
   const ids = idsOf(run);
-  return [...argv, ids ? `${ids.uid}:${ids.gid}` : 'root'].join('\0');
+  return [...argv, ids ? `${ids.uid}:${ids.gid}` : 'root', run.password ?? ''].join('\0');
 }
 
-/** Starts the gate shell; with `ids` as that uid/gid (libuv drops the supplementary groups then). */
-function gated(argv: string[], ids?: { uid: number; gid: number }): ChildProcess {
-  return spawn('/bin/sh', ['-c', GATE, ...argv], { stdio: ['pipe', 'pipe', 'pipe'], ...(ids ?? {}) });
+/**
+ * Starts the gate shell for `run`; as the shift's uid/gid when it runs as the shift (libuv drops the
+ * supplementary groups then). Its environment carries the password: never on the command line, which
+ * everyone can read; the environment only the process's owner can (docs/threat-model.md says who that is).
+ */
+function gated(argv: string[], run: RsyncRun): ChildProcess {
+  const env = { ...process.env, RSYNC_PASSWORD: run.password ?? '' };
+  return spawn('/bin/sh', ['-c', GATE, ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env, ...(idsOf(run) ?? {}) });
 }
 
 /** One detector's next rsync run, started ahead and waiting at its gate until it is due. */
@@ -361,7 +372,7 @@ export class RsyncLauncher {
     this.discard();
     let child: ChildProcess;
     try {
-      child = gated(argv, idsOf(run));
+      child = gated(argv, run);
     } catch {
       return; // nothing started ahead: launch() starts the run then, and reports what goes wrong
     }
@@ -380,7 +391,7 @@ export class RsyncLauncher {
       return ahead.child;
     }
     if (ahead) release(ahead.child, false);
-    return gated(argv, idsOf(run));
+    return gated(argv, run);
   }
 
   /** Lets a process started ahead go without running rsync (its shell reads end of input and exits). */

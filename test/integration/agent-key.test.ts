@@ -135,7 +135,7 @@ describe('key files only root may read (A1)', function () {
       const one = rows.find((r) => r[0] === '1MF')!;
       await eventually(async () => { const r = (await two.furkaProperty<Row[]>('Detectors')).find((x) => x[0] === '1MF')!; return r[1] === 'retrying' && /ppu\.key is open to group or others/.test(r[2]); },
         30_000, `the agent detector retrying, naming its key file (was ${String(one)})`);
-      await two.furkad!.proc.said(/agent key file not usable/);
+      await two.furkad!.proc.said(/key or password file not usable/);
       writeImage(two.detectorRamdisks['1MF']!, 'r/b.cbf', 2000);
       assert.ok(!existsSync(path.join(two.ppuRamdisk, '1mf/4400_4401/r/b.cbf')), 'nothing fetched without a usable key');
     } finally {

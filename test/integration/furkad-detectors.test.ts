@@ -68,7 +68,7 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
     assert.match(during[2], /^rsync exit \d+: /, 'with the rsync error');
     assert.ok(seen.some((rows) => rows.some((r) => r[0] === '2MF' && r[1] === 'retrying')), 'PropertiesChanged told watchers');
 
-    ppu.rsyncd['2MF'] = await startRsyncDaemon(ppu.detectorRamdisks['2MF']!, ppu.work, port2);
+    ppu.rsyncd['2MF'] = await startRsyncDaemon(ppu.detectorRamdisks['2MF']!, ppu.work, port2, { password: ppu.rsyncKey.key });
     markFixture(ppu.rsyncd['2MF'].proc);
     await eventually(() => listFiles(usr2).length === names.length, 30_000, "2MF's files after its daemon restarted");
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[5] === BigInt(2 * names.length) && r[4] === 0n),
@@ -147,7 +147,7 @@ describe('furkad: independent detectors, recovery, complete files (F1, F2, F10)'
       sockets.forEach((s) => s.destroy());
       await new Promise<void>((r) => hole.close(() => r()));
     }
-    ppu.rsyncd['2MF'] = await startRsyncDaemon(ppu.detectorRamdisks['2MF']!, ppu.work, port2);
+    ppu.rsyncd['2MF'] = await startRsyncDaemon(ppu.detectorRamdisks['2MF']!, ppu.work, port2, { password: ppu.rsyncKey.key });
     markFixture(ppu.rsyncd['2MF'].proc);
     const usr2 = path.join(ppu.ppuRamdisk, '2mf', '520_521');
     await eventually(() => listFiles(usr2).length === names.length, 30_000, "2MF's files once it answers again");

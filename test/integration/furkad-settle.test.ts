@@ -228,7 +228,7 @@ describe("furkad with a detector daemon that does not report removals (F2)", fun
     // The daemon restarted with an rsyncd.conf that lacks 'max verbosity = 2' (an older detector package).
     const port = ppu.rsyncd['1MF']!.port;
     await ppu.rsyncd['1MF']!.stop();
-    ppu.rsyncd['1MF'] = await startRsyncDaemon(ppu.detectorRamdisks['1MF']!, ppu.work, port, { reportRemovals: false });
+    ppu.rsyncd['1MF'] = await startRsyncDaemon(ppu.detectorRamdisks['1MF']!, ppu.work, port, { reportRemovals: false, password: ppu.rsyncKey.key });
     markFixture(ppu.rsyncd['1MF'].proc);
   });
   after(async () => {

@@ -26,13 +26,14 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
     work = tempDir('rsync-run');
     detector = path.join(work, 'detector');
     mkdirSync(detector);
-    daemon = await startRsyncDaemon(detector, work);
+    // Asking for a password, as the shipped daemon does: every run here logs in (a run started ahead too).
+    daemon = await startRsyncDaemon(detector, work, undefined, { password: 'run-test-password-0123456789' });
     markFixture(daemon.proc);
   });
   beforeEach(() => {
     const dest = path.join(work, `dest-${Date.now()}`);
     mkdirSync(dest);
-    run = { rsync: 'rsync', host: '127.0.0.1', port: daemon.port, module: 'ramdisk', source: '/', dest, uid: 0, gid: 0,
+    run = { rsync: 'rsync', host: '127.0.0.1', port: daemon.port, module: 'ramdisk', source: '/', dest, uid: 0, gid: 0, user: 'furkad', password: daemon.password!,
       removeSource: true, exclude: [], namesFilter: writeNamesFilter(work), timeoutS: 10 };
   });
   after(async () => {

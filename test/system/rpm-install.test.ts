@@ -121,7 +121,7 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     }
   });
 
-  it('runs the detector-side rsync daemon unit on a tmpfs /ramdisk, serving module ramdisk on port 49371', async () => {
+  it('runs the detector-side rsync daemon unit on a tmpfs /ramdisk, serving module ramdisk on port 49371 to furkad with the key only', async () => {
     // One container plays both machines: the detector ramdisk is /ramdisk (as shipped), furkad pulls from
     // its subdirectories det1/det2 and delivers below /ramdisk/ppu, which no detector source includes.
     await c.ok(['sh', '-c', 'mkdir -p /ramdisk /data && mount -t tmpfs -o size=256m ppu-ramdisk /ramdisk && ' +
@@ -147,7 +147,18 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     // A slow pull keeps one connection's process alive while its root is read.
     await c.ok(['sh', '-c', 'head -c 8000000 /dev/zero > /ramdisk/chroot-check.bin']);
     const main = await c.unitProperty('ppu-detector-rsyncd', 'MainPID');
-    const pull = c.run(['rsync', '--bwlimit=1000', 'rsync://127.0.0.1:49371/ramdisk/chroot-check.bin', '/tmp/chroot-check.bin']);
+    // Module ramdisk asks for user furkad and the detector server's key (the unit writes its secrets from
+    // /etc/ppu/furka-agent.key): without it a local user gets nothing and deletes nothing (F1, S6).
+    const secrets = lstatSync(c.path('/run/ppu-detector-rsyncd/secrets'));
+    assert.ok(secrets.isFile() && secrets.uid === 0 && (secrets.mode & 0o777) === 0o600, `secrets: uid ${secrets.uid}, mode ${(secrets.mode & 0o777).toString(8)}`);
+    assert.equal(readFileSync(c.path('/run/ppu-detector-rsyncd/secrets'), 'utf8'), `furkad:${readFileSync(c.path('/etc/ppu/furka-agent.key'), 'utf8').trim()}\n`);
+    for (const who of ['', 'furkad@']) {
+      const anonymous = await c.run(['sh', '-c', `RSYNC_PASSWORD= rsync --remove-source-files rsync://${who}127.0.0.1:49371/ramdisk/chroot-check.bin /tmp/stolen.bin </dev/null`]);
+      assert.equal(anonymous.code, 5, anonymous.stderr);
+      assert.match(anonymous.stderr, /@ERROR: auth failed on module ramdisk/);
+    }
+    assert.ok(existsSync(c.path('/ramdisk/chroot-check.bin')) && !existsSync(c.path('/tmp/stolen.bin')), 'nothing pulled, nothing deleted without the key');
+    const pull = c.run(['sh', '-c', 'RSYNC_PASSWORD=$(cat /etc/ppu/furka-agent.key) rsync --bwlimit=1000 rsync://furkad@127.0.0.1:49371/ramdisk/chroot-check.bin /tmp/chroot-check.bin']);
     let roots: string[] = [];
     await eventually(async () => {
       roots = (await c.run(['sh', '-c', `for p in $(pgrep -P ${main}); do readlink /proc/$p/root; done`])).stdout.split('\n').filter(Boolean);
@@ -377,13 +388,15 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     // Stopped before the new release's files replace the old ones (a running grimseld loads copy threads from
     // them), started again at the end of the transaction.
     assert.match(upgrade.stdout + upgrade.stderr, /ppu-movers: stopping furka-agent furkad grimseld for the upgrade; they start again when it is done/);
-    // A detector's rsyncd.conf edited before the chroot was shipped (the global setting kept, module ramdisk's
-    // own turning it off): kept as it is, and the upgrade says so (test/unit/rpm-scriptlets.test.ts: which files).
+    // A detector's rsyncd.conf edited before the chroot and the login were shipped (the global setting kept,
+    // module ramdisk's own turning it off; no auth users): kept as it is, and the upgrade says both
+    // (test/unit/rpm-scriptlets.test.ts: which files).
     const rsyncd = c.path('/etc/ppu/rsyncd.conf');
-    writeFileSync(rsyncd, readFileSync(rsyncd, 'utf8').replace(/^\[ramdisk\]$/m, '[ramdisk]\nUse  Chroot=No'));
+    writeFileSync(rsyncd, readFileSync(rsyncd, 'utf8').replace(/^\[ramdisk\]$/m, '[ramdisk]\nUse  Chroot=No').replace(/^(auth users|secrets file) = .*\n/mg, ''));
     const alone = await c.run(['rpm', '-Uvh', '--nodeps', detector!]);
     assert.equal(alone.code, 0, alone.stdout + alone.stderr);
     assert.match(alone.stdout + alone.stderr, /rsyncd\.conf \(kept as you edited it; .*\) does not chroot module ramdisk/);
+    assert.match(alone.stdout + alone.stderr, /rsyncd\.conf \(kept as you edited it; .*\) asks no password for module ramdisk: any local user of an allowed host can pull the images/);
     assert.match(readFileSync(rsyncd, 'utf8'), /^Use {2}Chroot=No$/m);
     assert.equal((await c.ok(['rpm', '-q', 'ppu-movers-common', 'ppu-movers', 'ppu-movers-detector'])).trim().split('\n').join(' '),
       `ppu-movers-common-${VERSION}-2.x86_64 ppu-movers-${VERSION}-2.x86_64 ppu-movers-detector-${VERSION}-2.x86_64`);

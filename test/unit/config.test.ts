@@ -1,10 +1,11 @@
 // S3: INI configs validated against one JSON Schema per daemon; errors name file, section, key, problem.
 import { strict as assert } from 'node:assert';
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
-import { checkFurkadConfig, checkFurkadTargets, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { checkFurkadConfig, checkFurkadTargets, checkKeyFiles, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { authAdvice, rsyncLogin } from '../../src/furkad/rsync-auth.js';
 import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../../src/grimseld/config.js';
 
 const ETC = path.resolve(__dirname, '../../../etc/ppu');
@@ -116,6 +117,38 @@ describe('furkad.conf schema (S3)', () => {
   it('names a boolean that is not yes or no', () => {
     assert.deepEqual(problems(() => furkad(`${DET}remove_source = maybe\n`)),
       ["section [detector.1MF], key 'remove_source': must be yes or no, got 'maybe'"]);
+  });
+
+  it("takes an rsync detector's login (rsync_user, rsync_password_file), refuses it for the agent and an unusable password file by name (F1, S6)", () => {
+    const d = furkad(`${DET}rsync_user = beamline_7\nrsync_password_file = /etc/ppu/det1.key\n`).detector['1MF']!;
+    assert.deepEqual([d.rsync_user, d.rsync_password_file], ['beamline_7', '/etc/ppu/det1.key']);
+    assert.match(problems(() => furkad(`${DET}rsync_user = me@host\n`))[0]!, /section \[detector\.1MF\], key 'rsync_user': /);
+    assert.deepEqual(problems(() => furkad(`${DET}transport = agent\nrsync_user = furkad\nrsync_password_file = /k\n`)), [
+      "section [detector.1MF], key 'rsync_user': is for transport = rsync; with transport = agent leave it out",
+      "section [detector.1MF], key 'rsync_password_file': is for transport = rsync; with transport = agent leave it out",
+    ]);
+    // On the machine (--check, and each run): a file named must exist; one others can read is refused.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'rsync-login-'));
+    try {
+      const open = path.join(dir, 'open.key');
+      writeFileSync(open, 'a1b2c3d4e5f60718293a4b5c6d7e8f90', { mode: 0o644 });
+      chmodSync(open, 0o644);
+      const conf = (file: string): FurkadConfig => furkad(`${DET}rsync_password_file = ${file}\n`);
+      const check = (file: string): string[] => problems(() => checkKeyFiles('/etc/ppu/furkad.conf', conf(file)));
+      assert.match(check(path.join(dir, 'none.key'))[0]!, /^section \[detector\.1MF\], key 'rsync_password_file': \S+none\.key does not exist/);
+      assert.match(check(open)[0]!, /^section \[detector\.1MF\], key 'rsync_password_file': \S+open\.key is open to group or others \(mode 0644\)/);
+      chmodSync(open, 0o600);
+      checkKeyFiles('/etc/ppu/furkad.conf', conf(open));
+      assert.deepEqual(rsyncLogin({ rsync_password_file: open }), { user: 'furkad', password: 'a1b2c3d4e5f60718293a4b5c6d7e8f90', file: open, missing: false });
+      // The daemon's refusal, explained: whose password, from which file, and where it must come from.
+      const refused = '@ERROR: auth failed on module ramdisk\nrsync error: error starting client-server protocol (code 5) at main.c(1954)\n';
+      assert.match(authAdvice(refused, { user: 'furkad', password: '', file: '/etc/ppu/furka-agent.key', missing: true })!,
+        /asks for a password for module ramdisk and refused furkad's: furkad had no password to give: \/etc\/ppu\/furka-agent\.key \(rsync_password_file\) does not exist; copy the detector server's key/);
+      assert.match(authAdvice(refused, rsyncLogin({ rsync_password_file: open }))!, /the password in \S+open\.key \(rsync_password_file\) is not the daemon's for user 'furkad'/);
+      assert.equal(authAdvice('@ERROR: Unknown module ramdisk\n', rsyncLogin({ rsync_password_file: open })), undefined);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('takes settle_ms (default 2000, the safe one; 0 without remove_source) and refuses it with remove_source = no, naming both keys (F2)', () => {

@@ -1,51 +1,83 @@
-// The detector package's upgrade check of a kept rsyncd.conf (F1, S1): scripts/rsyncd-chroot-check.sh, which
-// rpm/ppu-movers.spec's %post detector runs, says "not chrooted" exactly when rsync would not chroot module
-// ramdisk. The system tier runs the scriptlet itself on one such file.
+// The detector package's scripts (F1, S6): scripts/rsyncd-setting.sh, with which rpm/ppu-movers.spec's %post
+// detector tells a kept rsyncd.conf that does not chroot module ramdisk or asks no password for it, reads each
+// setting as rsync would; scripts/rsyncd-secrets.sh, which ppu-detector-rsyncd.service runs before each start,
+// writes the daemon's secrets from the detector server's key, or refuses a key others could read. The system
+// tier runs the scriptlet itself on one kept file, and the unit with its secrets.
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
 const REPO = path.join(__dirname, '../../..');
-const CHECK = path.join(REPO, 'scripts/rsyncd-chroot-check.sh');
+const SETTING = path.join(REPO, 'scripts/rsyncd-setting.sh');
+const SECRETS = path.join(REPO, 'scripts/rsyncd-secrets.sh');
+const SPEC = (): string => readFileSync(path.join(REPO, 'rpm/ppu-movers.spec'), 'utf8');
 
-describe('the detector upgrade check of a kept rsyncd.conf', () => {
+describe('the detector package scripts', () => {
   let dir: string;
   before(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'rsyncd-check-')); });
   after(() => rmSync(dir, { recursive: true, force: true }));
 
-  /** Whether the scriptlet warns about `conf`. */
-  const warns = (conf: string): boolean => {
+  /** What rsyncd-setting.sh says module ramdisk's `key` is in `conf`. */
+  const setting = (conf: string, key: string): string => {
     const file = path.join(dir, 'rsyncd.conf');
     writeFileSync(file, conf);
-    try {
-      execFileSync('sh', [CHECK, file]);
-      return true;
-    } catch {
-      return false;
-    }
+    return execFileSync('sh', [SETTING, file, key], { encoding: 'utf8' }).replace(/\n$/, '');
   };
+  /** Whether %post's chroot check warns about `conf`. */
+  const unchrooted = (conf: string): boolean => ['no', 'false', '0'].includes(setting(conf, 'use chroot').toLowerCase());
 
-  it('is what %post detector runs, from the installed tree', () => {
-    assert.match(readFileSync(path.join(REPO, 'rpm/ppu-movers.spec'), 'utf8'), /sh %\{appdir\}\/scripts\/rsyncd-chroot-check\.sh %\{_sysconfdir\}\/ppu\/rsyncd\.conf/);
+  it('are what %post detector and the rsync daemon unit run, from the installed tree', () => {
+    assert.match(SPEC(), /sh %\{appdir\}\/scripts\/rsyncd-setting\.sh %\{_sysconfdir\}\/ppu\/rsyncd\.conf 'use chroot'/);
+    assert.match(SPEC(), /sh %\{appdir\}\/scripts\/rsyncd-setting\.sh %\{_sysconfdir\}\/ppu\/rsyncd\.conf 'auth users'/);
+    assert.match(SPEC(), /install -D -m 0755 scripts\/rsyncd-secrets\.sh %\{buildroot\}%\{_libexecdir\}\/ppu-movers\/rsyncd-secrets/);
+    const unit = readFileSync(path.join(REPO, 'units/ppu-detector-rsyncd.service'), 'utf8');
+    const conf = readFileSync(path.join(REPO, 'etc/ppu/rsyncd.conf'), 'utf8');
+    const secrets = /^secrets file = (\S+)$/m.exec(conf)?.[1];
+    assert.ok(secrets, 'the shipped rsyncd.conf names a secrets file');
+    assert.match(unit, new RegExp(`^ExecStartPre=/usr/libexec/ppu-movers/rsyncd-secrets /etc/ppu/furka-agent\\.key ${secrets}$`, 'm'));
+    assert.match(unit, new RegExp(`^RuntimeDirectory=${path.basename(path.dirname(secrets))}$`, 'm'));
   });
 
-  it('is quiet on the shipped file, on a file without the setting (rsync then chroots) and on a module that turns it on', () => {
-    assert.equal(warns(readFileSync(path.join(REPO, 'etc/ppu/rsyncd.conf'), 'utf8')), false);
-    assert.equal(warns('[ramdisk]\npath = /ramdisk\n'), false);
-    assert.equal(warns('use chroot = no\n[ramdisk]\nuse chroot = yes\n'), false);
-    assert.equal(warns('# use chroot = no\n[ramdisk]\n'), false);
+  it('find the shipped file chrooted and asking for furkad, and a file without the settings chrooted and asking nobody', () => {
+    const shipped = readFileSync(path.join(REPO, 'etc/ppu/rsyncd.conf'), 'utf8');
+    assert.equal(unchrooted(shipped), false);
+    assert.equal(setting(shipped, 'auth users'), 'furkad');
+    assert.equal(unchrooted('[ramdisk]\npath = /ramdisk\n'), false);
+    assert.equal(setting('[ramdisk]\npath = /ramdisk\n', 'auth users'), '');
+    assert.equal(unchrooted('use chroot = no\n[ramdisk]\nuse chroot = yes\n'), false);
+    assert.equal(unchrooted('# use chroot = no\n[ramdisk]\n'), false);
   });
 
-  it("warns where module ramdisk is not chrooted, in any spelling rsync accepts", () => {
-    assert.equal(warns('use chroot = no\n[ramdisk]\npath = /ramdisk\n'), true);
-    assert.equal(warns('use chroot = yes\n[ramdisk]\nuse chroot = no\n'), true, "the module's own setting");
-    assert.equal(warns('use chroot = yes\nuse chroot = no\n[ramdisk]\n'), true, 'the last one wins');
-    assert.equal(warns('use chroot = no\n[other]\nuse chroot = yes\n[ramdisk]\n'), true, "another module's setting");
-    assert.equal(warns('Use\tChroot=No\r\n[ramdisk]\r\n'), true);
-    assert.equal(warns('usechroot = false\n[ramdisk]\n'), true);
-    assert.equal(warns('[global]\nuse chroot = 0\n[ramdisk]\n'), true);
-    assert.equal(warns('use chroot = no'), true, 'a last line without its newline');
+  it("read module ramdisk's setting in any spelling rsync accepts", () => {
+    assert.equal(unchrooted('use chroot = no\n[ramdisk]\npath = /ramdisk\n'), true);
+    assert.equal(unchrooted('use chroot = yes\n[ramdisk]\nuse chroot = no\n'), true, "the module's own setting");
+    assert.equal(unchrooted('use chroot = yes\nuse chroot = no\n[ramdisk]\n'), true, 'the last one wins');
+    assert.equal(unchrooted('use chroot = no\n[other]\nuse chroot = yes\n[ramdisk]\n'), true, "another module's setting");
+    assert.equal(unchrooted('Use\tChroot=No\r\n[ramdisk]\r\n'), true);
+    assert.equal(unchrooted('usechroot = false\n[ramdisk]\n'), true);
+    assert.equal(unchrooted('[global]\nuse chroot = 0\n[ramdisk]\n'), true);
+    assert.equal(unchrooted('use chroot = no'), true, 'a last line without its newline');
+    assert.equal(setting('Auth Users = furkad\n[ramdisk]\n', 'auth users'), 'furkad', 'the global one');
+    assert.equal(setting('auth users = furkad\n[ramdisk]\nauth users =\n', 'auth users'), '', "the module's empty one beats the global one");
+    assert.equal(setting('[other]\nauth users = furkad\n[ramdisk]\n', 'auth users'), '', "another module's");
+  });
+
+  it("write the daemon's secrets from the key, root's and 0600, and refuse a key others can read, naming it", () => {
+    const key = path.join(dir, 'furka-agent.key');
+    const out = path.join(dir, 'secrets');
+    writeFileSync(key, 'a1b2c3d4e5f60718293a4b5c6d7e8f90\n', { mode: 0o600 });
+    chmodSync(key, 0o600);
+    execFileSync('sh', [SECRETS, key, out]);
+    assert.equal(readFileSync(out, 'utf8'), 'furkad:a1b2c3d4e5f60718293a4b5c6d7e8f90\n');
+    assert.equal(statSync(out).mode & 0o777, 0o600);
+    chmodSync(key, 0o644);
+    const open = spawnSync('sh', [SECRETS, key, out], { encoding: 'utf8' });
+    assert.notEqual(open.status, 0);
+    assert.match(open.stderr, new RegExp(`${key} must be root's and open to nobody else`));
+    const missing = spawnSync('sh', [SECRETS, path.join(dir, 'none.key'), out], { encoding: 'utf8' });
+    assert.notEqual(missing.status, 0);
+    assert.match(missing.stderr, /none\.key does not exist/);
   });
 });

@@ -17,6 +17,13 @@ describe('rsync client run (F1-F3)', () => {
     assert.ok(!a.some((x) => /^--(links|devices|specials)$|^-[a-zA-Z]*a/.test(x)), 'no symlinks or special files (F1)');
   });
 
+  it('logs in as the user in the URL, never with the password on the command line (F1, S6)', () => {
+    const a = rsyncArgs({ ...run, user: 'furkad', password: 'secret-key-0123456789' });
+    assert.equal(a[a.length - 2], 'rsync://furkad@10.0.0.1:49371/ramdisk/');
+    assert.equal(rsyncArgs({ ...run, user: 'furkad', host: 'fe80::1' }).at(-2), 'rsync://furkad@[fe80::1]:49371/ramdisk/');
+    assert.ok(!a.some((x) => x.includes('secret-key')), 'the password travels in the environment only');
+  });
+
   it('joins a source below the module, keeps remove_source = no and passes excludes', () => {
     const a = rsyncArgs({ ...run, source: '/det1/', removeSource: false, host: 'fe80::1', exclude: ['*.tmp', '.*'] });
     assert.ok(a.includes('--exclude=*.tmp') && a.includes('--exclude=.*'));
