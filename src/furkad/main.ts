@@ -9,6 +9,7 @@ import { Components, runDaemon, stopRequested, together } from '../common/servic
 import { BusWatch, connectSystemBus } from '../dbus/bus.js';
 import { FurkaBus } from './furka-bus.js';
 import { checkKeyFiles, checkFurkadTargets, DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
+import { passwordsShiftsCanRead } from './rsync-auth.js';
 import { DetectorLoop } from './detector.js';
 import { RsyncTransport } from './rsync-transport.js';
 import { writeNamesFilter } from './rsync-names.js';
@@ -58,6 +59,11 @@ async function main(): Promise<number> {
   configOrExit('furkad', () => checkFurkadTargets(args.config, config));
   const log = createLogger('furkad', config);
   if (keyProblems) log.error({ problems: keyProblems }, 'key or password file not usable: those detectors retry until it is (README, Installing); the others go on');
+  const readable = passwordsShiftsCanRead(config.detector);
+  if (readable.length > 0) {
+    log.warn({ detectors: readable }, 'remove_source = no runs rsync as the shift\'s user, who can read its rsync password from that process: give such a ' +
+      'detector a daemon user of its own (rsync_user, rsync_password_file) whose module is read only = yes (docs/threat-model.md)');
+  }
   const notifier = new Notifier(log);
 
   // Hashers made ahead and the attribute module loaded: the first files wait for neither (I1, I3).

@@ -54,3 +54,19 @@ export function authAdvice(stderr: string, login: RsyncLogin): string | undefine
     `copy the detector server's key (/etc/ppu/furka-agent.key there, from which the shipped daemon makes its secrets) to ` +
     `${login.file} on the PPU, root's, mode 0600 (README, Installing)`;
 }
+
+/**
+ * Detectors whose rsync runs as the shift's user (remove_source = no) with a password: that user can read it from
+ * the run's process (docs/threat-model.md). Said at start, once, so that the administrator gives such a detector
+ * a daemon user of its own whose module is read-only.
+ */
+export function passwordsShiftsCanRead(detectors: Record<string, DetectorConfig>): string[] {
+  return Object.entries(detectors).filter(([, d]) => {
+    if (d.transport !== 'rsync' || d.remove_source) return false;
+    try {
+      return rsyncLogin(d).password !== '';
+    } catch {
+      return false;
+    }
+  }).map(([id]) => id);
+}

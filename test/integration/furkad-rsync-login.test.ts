@@ -35,6 +35,10 @@ describe("furkad logs in to the detector's rsync daemon (F1, S6)", function () {
     assert.equal(sha256File(readFileSync(placed('2MF', two.rel))), two.sha256);
     assert.equal(statSync(placed('2MF', two.rel)).uid, 4600);
     assert.ok(!existsSync(path.join(ppu.detectorRamdisks['1MF']!, one.rel)), "1MF's source removed once placed");
+    // The shift's user can read what its own process holds: said at start, for 2MF only.
+    await ppu.furkad!.proc.said(/remove_source = no runs rsync as the shift's user, who can read its rsync password/);
+    const warning = ppu.furkad!.proc.output().split('\n').find((l) => /who can read its rsync password/.test(l))!;
+    assert.match(warning, /"detectors":\["2MF"\]/);
 
     // What any user of the PPU could do before: list, pull and remove. Refused, with or without a guess.
     const bait = writeImage(ppu.detectorRamdisks['2MF']!, 'run/img_002.cbf', 1000);
