@@ -285,6 +285,17 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     assert.deepEqual((JSON.parse(py) as Array<{ uid: number; copied: number }>).map((r) => [r.uid, r.copied]), [[500, 2]]);
   });
 
+  it('keeps agent files completed before a stop of furkad, grimseld and furka-agent together (an upgrade) in the shift that ran: furkad stops first (A5, S6)', async () => {
+    await c.ok(['busctl', 'call', FURKA_NAME, FURKA_PATH, FURKA_IFACE, 'StartShift', 'uua(sss)',
+      '500', '501', '2', '1MF', '', '/ramdisk/ppu/1mf', '2MF', '', '/ramdisk/ppu/2mf']);
+    const files = Array.from({ length: 20 }, (_, i) => writeImage(detectorDir('1'), `stop/img_${String(i).padStart(2, '0')}.cbf`, 4_000_000));
+    // What the upgrade's %pre common runs: one stop job for all three, ordered by the units alone.
+    await c.ok(['systemctl', 'stop', 'furkad.service', 'grimseld.service', 'furka-agent.service']);
+    await c.ok(['systemctl', 'start', 'furka-agent.service', 'grimseld.service', 'furkad.service']);
+    await copiedTo('/data/500_501', files, 500);
+    assert.ok(!existsSync(c.path(`/data/${DEFAULT_UID}_${DEFAULT_GID}/stop`)), "nothing completed before the stop in the restarted furkad's default shift");
+  });
+
   it("says why grimseld cannot add an operator's file below /tmp (its unit's PrivateTmp), and adds the next one (S7)", async () => {
     await c.ok(['sh', '-c', 'echo beam lost > /tmp/note.txt && mkdir -p /ramdisk/ppu/notes && echo beam back > /ramdisk/ppu/notes/back.txt']);
     const r = await c.run(['ppuctl', 'add', '/tmp/note.txt', '/ramdisk/ppu/./notes/back.txt']);
