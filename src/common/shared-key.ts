@@ -15,19 +15,27 @@ const KEY_CHARS = /^[\x21-\x7e]+$/;
 /** How a key file is made, for messages (what the detector package's %post runs). */
 export const MAKE_KEY = "(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \\n' > FILE)";
 
+/** Whose key a file holds: the detector server's own ('own': made there), or the PPU's copy of it ('copy'). */
+export type KeyRole = 'own' | 'copy';
+
 /**
- * The key in `file`, or throws an Error whose message says what is wrong with the file: missing, not a regular
+ * The key in `file`, or throws an Error whose message says what is wrong with the file (and, when it is missing,
+ * how to make it, or for a copy where to copy it from): missing, not a regular
  * file, readable or writable by group or others, owned by another user than this process's, or not a key
  * (fewer than 16 visible ASCII characters; surrounding white space and a final newline are ignored).
  */
-export function readKeyFile(file: string): string {
+export function readKeyFile(file: string, role: KeyRole = 'own'): string {
   let fd: number;
   try {
     // O_NOFOLLOW: a link in the key's place is refused, not followed to whatever it names.
     fd = openSync(file, constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new Error(`${file} does not exist; make it with ${MAKE_KEY.replace('FILE', file)} (README, Installing)`);
+    if (code === 'ENOENT') {
+      throw new Error(role === 'copy'
+        ? `${file} does not exist; copy the detector server's key (${DEFAULT_AGENT_KEY_FILE} there) to it, root's, mode 0600: a key made here would not match (README, Install)`
+        : `${file} does not exist; make it with ${MAKE_KEY.replace('FILE', file)} (README, Install)`);
+    }
     if (code === 'ELOOP') throw new Error(`${file} is a symbolic link: the key must be a regular file`);
     throw new Error(`cannot read ${file}: ${(e as Error).message}`);
   }

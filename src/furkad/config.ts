@@ -124,7 +124,8 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
       d.settle_ms = 0;
       d.agent_key_file ??= DEFAULT_AGENT_KEY_FILE;
     } else if (given('agent_key_file')) {
-      throw new ConfigError(file, [`section [detector.${id}], key 'agent_key_file': is for transport = agent; with transport = rsync leave it out`]);
+      throw new ConfigError(file, [`section [detector.${id}], key 'agent_key_file': is for transport = agent; with transport = rsync the ` +
+        "detector server's key goes in rsync_password_file"]);
     }
     d.port ??= DEFAULT_PORT[d.transport];
     d.minpause ??= DEFAULT_MINPAUSE[d.transport];
@@ -196,7 +197,7 @@ export function checkKeyFiles(file: string, config: FurkadConfig): void {
   const problems: string[] = [];
   for (const [id, d] of Object.entries(config.detector)) {
     try {
-      if (d.transport === 'agent') readKeyFile(d.agent_key_file ?? DEFAULT_AGENT_KEY_FILE);
+      if (d.transport === 'agent') readKeyFile(d.agent_key_file ?? DEFAULT_AGENT_KEY_FILE, 'copy');
       else rsyncLogin(d);
     } catch (e) {
       const key = d.transport === 'agent' ? "key 'agent_key_file': " : "key 'rsync_password_file': ";

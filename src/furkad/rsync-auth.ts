@@ -31,7 +31,7 @@ export function rsyncLogin(d: Pick<DetectorConfig, 'rsync_user' | 'rsync_passwor
   const file = d.rsync_password_file ?? DEFAULT_RSYNC_PASSWORD_FILE;
   if (d.rsync_password_file === undefined && !existsSync(file)) return { user, password: '', file, missing: true };
   try {
-    return { user, password: readKeyFile(file), file, missing: false };
+    return { user, password: readKeyFile(file, 'copy'), file, missing: false };
   } catch (e) {
     throw new Error(`rsync_password_file: ${(e as Error).message}`);
   }
@@ -51,8 +51,9 @@ export function authAdvice(stderr: string, login: RsyncLogin): string | undefine
     ? `furkad had no password to give: ${login.file} (rsync_password_file) does not exist`
     : `the password in ${login.file} (rsync_password_file) is not the daemon's for user '${login.user}' (rsync_user)`;
   return `the detector's rsync daemon asks for a password for module ${m[1]!} and refused furkad's: ${given}; ` +
-    `copy the detector server's key (/etc/ppu/furka-agent.key there, from which the shipped daemon makes its secrets) to ` +
-    `${login.file} on the PPU, root's, mode 0600 (README, Installing)`;
+    `copy the detector server's key (/etc/ppu/furka-agent.key there, from which the shipped daemon makes its secrets when it ` +
+    'starts: after a new key there, restart ppu-detector-rsyncd) to ' +
+    `${login.file} on the PPU, root's, mode 0600 (README, Install)`;
 }
 
 /**

@@ -135,7 +135,7 @@ describe('furkad.conf schema (S3)', () => {
       chmodSync(open, 0o644);
       const conf = (file: string): FurkadConfig => furkad(`${DET}rsync_password_file = ${file}\n`);
       const check = (file: string): string[] => problems(() => checkKeyFiles('/etc/ppu/furkad.conf', conf(file)));
-      assert.match(check(path.join(dir, 'none.key'))[0]!, /^section \[detector\.1MF\], key 'rsync_password_file': \S+none\.key does not exist/);
+      assert.match(check(path.join(dir, 'none.key'))[0]!, /^section \[detector\.1MF\], key 'rsync_password_file': \S+none\.key does not exist; copy the detector server's key \(\/etc\/ppu\/furka-agent\.key there\)/);
       assert.match(check(open)[0]!, /^section \[detector\.1MF\], key 'rsync_password_file': \S+open\.key is open to group or others \(mode 0644\)/);
       chmodSync(open, 0o600);
       checkKeyFiles('/etc/ppu/furkad.conf', conf(open));
@@ -177,7 +177,7 @@ describe('furkad.conf schema (S3)', () => {
     assert.equal(agent.agent_key_file, '/etc/ppu/furka-agent.key');
     assert.equal(furkad(`${DET}transport = agent\nagent_key_file = /etc/ppu/det1.key\n`).detector['1MF']!.agent_key_file, '/etc/ppu/det1.key');
     assert.deepEqual(problems(() => furkad(`${DET}agent_key_file = /etc/ppu/det1.key\n`)), [
-      "section [detector.1MF], key 'agent_key_file': is for transport = agent; with transport = rsync leave it out",
+      "section [detector.1MF], key 'agent_key_file': is for transport = agent; with transport = rsync the detector server's key goes in rsync_password_file",
     ]);
   });
 
