@@ -692,7 +692,8 @@ export class DetectorLoop implements Component {
    * the PPU's (a full ramdisk, furkad out of descriptors, its state_dir), at that path, and said so: not the detector's.
    */
   #failed(message: string, verdict: Exclude<Verdict, 'ok'>, ppu?: string): void {
-    if (this.#backoff === 0) {
+    // The first failure, and then each new reason (a key fixed halfway: its next problem), not every retry.
+    if (this.#backoff === 0 || message !== this.stats.lastError) {
       if (ppu !== undefined) this.log.error({ detector: this.id, verdict, ppu }, `failing on the PPU (${ppu}), not at the detector; retrying with back-off: ${message}`);
       else this.log.error({ detector: this.id, verdict }, `detector unreachable or failing, retrying with back-off: ${message}`);
     }

@@ -18,6 +18,8 @@ export class FakeTransport implements Transport {
   incoming: string[] = [];
   /** One verdict per run, in order; `ok` once used up. */
   verdicts: Verdict[] = [];
+  /** One per failed run, in order, beside `verdicts`: its message (`fake <verdict>` once used up). */
+  messages: string[] = [];
   /** One per run, in order, beside `verdicts`: the run's process was ended by a signal (RunOutcome.interrupted). */
   interrupted: boolean[] = [];
   /** What the loop made of each offer. */
@@ -51,7 +53,7 @@ export class FakeTransport implements Transport {
       }
       const verdict = this.verdicts.shift() ?? 'ok';
       const interrupted = this.interrupted.shift() ?? false;
-      return { verdict, message: verdict === 'ok' ? '' : `fake ${verdict}`, transferred: files.length, bytes: 10 * files.length, ...(interrupted ? { interrupted } : {}) };
+      return { verdict, message: verdict === 'ok' ? '' : this.messages.shift() ?? `fake ${verdict}`, transferred: files.length, bytes: 10 * files.length, ...(interrupted ? { interrupted } : {}) };
     } finally {
       this.active.now--;
     }
