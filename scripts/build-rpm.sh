@@ -5,7 +5,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-release=1
+# The release: the number of commits up to HEAD, so that the packages of a later commit upgrade (rpm -U, yum
+# update) those of an earlier one; 1 outside a git checkout. --release N sets it.
+release=$(git rev-list --count HEAD 2>/dev/null || echo 1)
 out=build/rpm
 while [ $# -gt 0 ]; do
   case "$1" in
