@@ -11,7 +11,7 @@ out=$2
 user=${3:-furkad}
 make="(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \\n' > $key)"
 if [ -L "$key" ] || [ ! -f "$key" ]; then
-  printf '%s\n' "rsyncd-secrets: $key does not exist or is not a regular file: the detector package makes it at install; make it with $make, then copy it to the PPU (README, Installing)" >&2
+  printf '%s\n' "rsyncd-secrets: $key does not exist or is not a regular file: the detector package makes it at install; make it with $make, then copy it to the PPU (README, Install)" >&2
   exit 1
 fi
 if [ -n "$(find "$key" -prune \( ! -user 0 -o -perm -g=r -o -perm -o=r -o -perm -g=w -o -perm -o=w \) -print)" ]; then

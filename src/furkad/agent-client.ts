@@ -192,7 +192,7 @@ export class AgentClient extends EventEmitter {
         // 401: the key is not the agent's; said as that, not as a refused address or a bad source.
         if (refusedWith === 401) {
           fail(`the agent at ${this.url} refused furkad's key (HTTP 401): the key in ${this.key.file} (agent_key_file) does not match ` +
-            "the agent's key_file; copy the detector server's /etc/ppu/furka-agent.key to it (README, Installing)", 'said');
+            "the agent's key_file; copy the detector server's /etc/ppu/furka-agent.key to it (README, Install)", 'said');
         } else {
           fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${refusedWith}${why ? `: ${why}` : ''}`, 'said');
         }

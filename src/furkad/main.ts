@@ -58,7 +58,7 @@ async function main(): Promise<number> {
   configOrExit('furkad', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   configOrExit('furkad', () => checkFurkadTargets(args.config, config));
   const log = createLogger('furkad', config);
-  if (keyProblems) log.error({ problems: keyProblems }, 'key or password file not usable: those detectors retry until it is (README, Installing); the others go on');
+  if (keyProblems) log.error({ problems: keyProblems }, 'key or password file not usable: those detectors retry until it is (README, Install); the others go on');
   const readable = passwordsShiftsCanRead(config.detector);
   if (readable.length > 0) {
     log.warn({ detectors: readable }, 'remove_source = no runs rsync as the shift\'s user, who can read its rsync password from that process: give such a ' +
