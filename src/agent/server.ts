@@ -1,6 +1,6 @@
 // The agent's HTTP/2 server: events, file bodies and acknowledgements, exactly as docs/agent-protocol.md says (A1, A3, A4).
 import * as http2 from 'node:http2';
-import { lstatSync } from 'node:fs';
+import { lstatSync, statSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
@@ -76,6 +76,25 @@ export function linkOnTheWay(root: string, source: string): string | undefined {
     if (!st) return undefined; // not there (yet): watched once it is made
     if (st.isSymbolicLink()) return rel;
   }
+  return undefined;
+}
+
+/**
+ * Why `source` (below `root`, '' the root) cannot be served, or undefined if it is a directory. A source that is
+ * not there was served empty for ever, the detector shown idle: furkad is told (404), shows it, and asks again
+ * until it is made.
+ */
+export function sourceMissing(root: string, source: string): string | undefined {
+  if (source === '') return undefined;
+  const where = `below the agent's root ${root} on this detector server`;
+  let st;
+  try {
+    st = statSync(path.join(root, source), { throwIfNoEntry: false });
+  } catch (e) {
+    return `source /${source}: no such directory ${where} (${(e as NodeJS.ErrnoException).code ?? (e as Error).message}: a part of it is a file)`;
+  }
+  if (!st) return `source /${source}: no such directory ${where}; furkad asks again until it is made`;
+  if (!st.isDirectory()) return `source /${source}: not a directory ${where}`;
   return undefined;
 }
 
@@ -397,6 +416,8 @@ export class AgentServer {
       return reply(stream, 400, { error: `source /${source}: /${linked} is a symbolic link; the agent serves the directories below its root ` +
         'as they are, so nothing would ever be sent for it: set the source to the directory the link leads to' });
     }
+    const missing = sourceMissing(this.catalog.root, source);
+    if (missing !== undefined) return reply(stream, 404, { error: missing });
     stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
     const client = new EventsClient(stream, source, push, this.#bodies, this.log);
     client.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: PROTOCOL, root: this.catalog.root, source: `/${source}` })}\n`);

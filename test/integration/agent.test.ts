@@ -83,6 +83,7 @@ describe('furka-agent (A1–A5)', function () {
   });
 
   it('(c) files in a new subdirectory, written at once after its creation, are all announced (A2)', async () => {
+    mkdirSync(path.join(root, 'run1')); // the source is there (one that is not is refused: test (c1))
     const { ev } = await started({}, '/run1');
     const expected: string[] = [];
     for (const sub of ['a', 'b/c/d', 'e']) {
@@ -96,6 +97,24 @@ describe('furka-agent (A1–A5)', function () {
     await ev.waitFor(() => expected.every((p) => ev.files(p).some((f) => f.size === 10 * KiB)), 'all 30 files with their size');
     assert.equal(ev.events[0]!['source'], '/run1');
     assert.ok(!ev.files().some((f) => f.path!.includes('elsewhere')), 'a file outside the source is not announced to it');
+  });
+
+  it('(c1) a source that is not there, or is a file, is refused (404, naming it), not served empty; served once it is made (A3, F1)', async () => {
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent);
+    writeFileSync(path.join(root, 'plain.cbf'), 'x');
+    for (const [source, said] of [['/run9', /^source \/run9: no such directory below the agent's root .* on this detector server/],
+      ['/plain.cbf', /^source \/plain\.cbf: not a directory/], ['/plain.cbf/x', /^source \/plain\.cbf\/x: no such directory/]] as const) {
+      const ev = client.events(source);
+      await ev.waitFor(() => ev.ended, `the refusal of ${source}`);
+      assert.equal(ev.status, 404, source);
+      assert.match(String((ev.events[0] as { error?: string } | undefined)?.error), said);
+    }
+    mkdirSync(path.join(root, 'run9'));
+    writeFileSync(path.join(root, 'run9', 'img.cbf'), 'y');
+    const ev = client.events('/run9');
+    await ev.waitFor(() => ev.files('img.cbf').length === 1, 'the file of the source once made');
+    assert.equal(ev.status, 200);
   });
 
   it('(c2) a new directory whose first files are renamed in while its watch is set up stays watched: later files in it are announced too (A2)', async () => {

@@ -161,6 +161,25 @@ describe('furkad over furka-agent (A2–A5)', function () {
     }
   });
 
+  it('shows a source missing on the detector as the agent\'s refusal naming it, in Detectors, and takes its files by itself once it is made (F1, F6)', async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    await ppu.startShift(698, 699, [['1MF', '/later/run', '']]);
+    try {
+      const row = async (): Promise<[string, string, string]> => (await ppu.furkaProperty<Array<[string, string, string]>>('Detectors')).find((r) => r[0] === '1MF')!;
+      await eventually(async () => { const r = await row(); return r[1] === 'retrying' && /HTTP 404/.test(r[2]); }, 20_000, 'the detector retrying with the reason');
+      const [, , said] = await row();
+      assert.match(said, new RegExp(`^the agent at http://127\\.0\\.0\\.1:${ppu.agents['1MF']!.port} refused the events stream of '/later/run': HTTP 404: ` +
+        "source /later/run: no such directory below the agent's root .* on this detector server"));
+      // Made on the detector: taken without another StartShift.
+      const f = writeImage(detector, 'later/run/img_1.cbf', 5000);
+      await eventually(() => existsSync(path.join(usr(698, 699), 'img_1.cbf')), 30_000, 'the file of the source once made');
+      assert.equal(sha256File(readFileSync(path.join(usr(698, 699), 'img_1.cbf'))), f.sha256);
+      await eventually(async () => (await row())[2] === '', 20_000, 'lastError cleared');
+    } finally {
+      await ppu.startShift(698, 699);
+    }
+  });
+
   it('puts every file completed before StartShift in the old shift and every file completed after it in the new one, at 200 files a second (A5)', async () => {
     // 5 ms a file: runs that go on taking announcements are at work when the call comes.
     await streamAcrossShiftChange(ppu, { from: [620, 621], to: [630, 631], everyMs: 5, bytes: 50_000, prefix: 's', minEachSide: 50 });
