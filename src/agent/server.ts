@@ -14,6 +14,7 @@ import type { LeaseCheck } from './lease-check.js';
 import { filesBeingWritten } from './open-writers.js';
 import type { Removal, TakenAside } from './source-files.js';
 import { monotonicMs } from '../common/monotonic.js';
+import { peerName, SourceHolders, type Holder } from './source-holders.js';
 
 /** 2: bodies pushed behind their announcements to a client that asks for them (`push=N`). */
 export const PROTOCOL = 2;
@@ -96,6 +97,12 @@ export function sourceMissing(root: string, source: string): string | undefined 
   if (!st) return `source /${source}: no such directory ${where}; furkad asks again until it is made`;
   if (!st.isDirectory()) return `source /${source}: not a directory ${where}`;
   return undefined;
+}
+
+/** `observe` of /v1/events: whether the client only watches (holds no source), or undefined if not 0 or 1. */
+export function parseObserve(raw: string | null): boolean | undefined {
+  if (raw === null || raw === '0') return false;
+  return raw === '1' ? true : undefined;
 }
 
 /** `push` of /v1/events: how many bodies the client takes pushed at once (0 if absent), or undefined if not a number. */
@@ -289,6 +296,8 @@ export class AgentServer {
   readonly #server = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB, settings: { maxConcurrentStreams: MAX_STREAMS } });
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #clients = new Set<EventsClient>();
+  /** Which events client holds which source: one furkad per source at a time (source-holders.ts). */
+  readonly #holders: SourceHolders;
   /** Addresses refused so far: each is logged once. */
   readonly #refusedPeers = new Set<string>();
   /** Addresses whose requests came without the key so far: each is logged once. */
@@ -302,6 +311,7 @@ export class AgentServer {
   constructor(private readonly catalog: Catalog, private readonly allow: AllowList, private readonly key: KeyCheck, private readonly log: Logger, sendTimeoutMs: number,
     private readonly leases: LeaseCheck) {
     this.#bodies = new FileBodies(catalog, log, sendTimeoutMs, leases);
+    this.#holders = new SourceHolders(log);
     // Checked on the TCP connection, before the HTTP/2 session sends its first frame: a peer not allowed is sent nothing.
     this.#server.prependListener('connection', (socket: Socket) => {
       if (!this.#allowed(socket.remoteAddress)) socket.destroy();
@@ -390,7 +400,12 @@ export class AgentServer {
     const method = headers[':method'];
     const url = new URL(headers[':path'] ?? '/', 'http://agent');
     const routes: Record<string, [string, () => void]> = {
-      '/v1/events': ['GET', () => this.#events(stream, url)],
+      '/v1/events': ['GET', () => {
+        this.#events(stream, url).catch((e: Error) => {
+          this.log.error({ err: e }, 'events request failed');
+          reply(stream, 500, { error: e.message });
+        });
+      }],
       '/v1/file': ['GET', () => this.#file(stream, url)],
       '/v1/ack': ['POST', () => this.#ack(stream)],
       '/v1/barrier': ['POST', () => this.#barrier(stream, url)],
@@ -405,11 +420,13 @@ export class AgentServer {
     route[1]();
   }
 
-  #events(stream: http2.ServerHttp2Stream, url: URL): void {
+  async #events(stream: http2.ServerHttp2Stream, url: URL): Promise<void> {
     const source = parseSource(url.searchParams.get('source'));
     if (source === undefined) return reply(stream, 400, { error: "bad source: a directory below the root, without '..'" });
     const push = parsePush(url.searchParams.get('push'));
     if (push === undefined) return reply(stream, 400, { error: 'bad push: the number of bodies to push at once, 0 to 999' });
+    const observe = parseObserve(url.searchParams.get('observe'));
+    if (observe === undefined) return reply(stream, 400, { error: 'bad observe: 1 (only watch, hold no source) or 0' });
     const linked = linkOnTheWay(this.catalog.root, source);
     if (linked !== undefined) {
       // The agent reaches files from its root without following links: nothing below a link is ever announced.
@@ -418,6 +435,14 @@ export class AgentServer {
     }
     const missing = sourceMissing(this.catalog.root, source);
     if (missing !== undefined) return reply(stream, 404, { error: missing });
+    // One furkad per source: two would each be sent every file, and whichever acknowledged first had it deleted
+    // from under the other (A4). A client that only watches (observe=1: curl, a test) holds nothing.
+    if (!observe) {
+      const claim = await this.#holders.claim(source, stream);
+      if ('gone' in claim) return;
+      if (!claim.granted) return this.#held(stream, source, claim.holder);
+    }
+    if (stream.destroyed || stream.closed) return;
     stream.respond({ ':status': 200, 'content-type': 'application/x-ndjson' });
     const client = new EventsClient(stream, source, push, this.#bodies, this.log);
     client.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: PROTOCOL, root: this.catalog.root, source: `/${source}` })}\n`);
@@ -426,7 +451,19 @@ export class AgentServer {
     this.#clients.add(client);
     client.list(this.catalog.listing(), { t: 'synced' });
     stream.on('close', () => this.#clients.delete(client));
-    this.log.info({ source: `/${source}`, clients: this.#clients.size }, 'events client connected');
+    const socket = stream.session?.socket;
+    this.log.info({ source: `/${source}`, peer: peerName({ address: socket?.remoteAddress ?? '(unknown)', port: socket?.remotePort ?? 0 }),
+      ...(observe ? { observe } : {}), clients: this.#clients.size }, 'events client connected');
+  }
+
+  /** 409 for an events request whose source overlaps one a live client holds: the body names that client. */
+  #held(stream: http2.ServerHttp2Stream, source: string, h: Holder): void {
+    const same = h.source === source ? '' : ` (it holds /${h.source}, which overlaps)`;
+    reply(stream, 409, {
+      error: `source /${source} is held by another events client, ${peerName(h)}${same}, since ${h.since}, which answers: ` +
+        'one furkad per source at a time, so that no file goes to two PPUs; served once that client is gone',
+      holder: { address: h.address, port: h.port, source: `/${h.source}`, since: h.since },
+    });
   }
 
   #file(stream: http2.ServerHttp2Stream, url: URL): void {

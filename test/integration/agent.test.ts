@@ -733,7 +733,8 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     unlinkSync(path.join(root, 'sl')); // unlink: Node 16's rmSync follows a link to a directory (EISDIR)
     const plain = new AgentClient(agent);
     try {
-      const without = plain.events();
+      // A second client on the same source only watches (observe): one furkad per source holds it.
+      const without = plain.events('/', undefined, { observe: true });
       const ev = client.events('/', '2');
       await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
       await without.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced, the client without pushes');

@@ -90,7 +90,8 @@ describe('furkad over furka-agent: a run directory renamed while it is transferr
             await ppu.startAgent('1MF');
             observer = new AgentClient(ppu.agents['1MF']!);
           }
-          const events = observer!.events('/');
+          // Only watching: furkad holds the source (A4).
+          const events = observer!.events('/', undefined, { observe: true });
           // The agent has read the rename (its answer to the old names' acknowledgements says they moved).
           await events.waitFor((ev) => pending.every((name) => ev.some((e) => e.t === 'file' && e.path === `${run}_bad/${name}`)),
             'the agent to announce the placed files under their new names', 20_000);

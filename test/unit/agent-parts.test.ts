@@ -1,11 +1,12 @@
 // furka-agent's pure parts: the allow list, the exclude glob, inotifywait's CSV and event classes, barrier names,
-// the pool of body buffers (A1, A2, A5, A6).
+// the pool of body buffers, which sources overlap (A1–A6).
 import { strict as assert } from 'node:assert';
 import { AllowList, addressBits, parseRange } from '../../src/agent/allow.js';
 import { globMatch, NameFilter } from '../../src/agent/name-filter.js';
 import { CsvRecords, parseRecord } from '../../src/agent/csv-records.js';
 import { classify, INOTIFY_EVENTS, recordKind } from '../../src/agent/watcher.js';
-import { parseSource } from '../../src/agent/server.js';
+import { parseObserve, parseSource } from '../../src/agent/server.js';
+import { overlaps } from '../../src/agent/source-holders.js';
 import { barrierName, barrierOf, validBarrierId } from '../../src/agent/barrier.js';
 import { BodyPool } from '../../src/agent/body-pool.js';
 
@@ -173,5 +174,22 @@ describe('furka-agent body buffers (A6)', () => {
     assert.equal(huge.length, 65 * 1024 * 1024);
     pool.give(huge);
     assert.equal(pool.freeBytes, 16 * 1024 * 1024, 'bodies over 64 MiB are not pooled');
+  });
+});
+
+describe('furka-agent sources held by one client each (A4)', () => {
+  it('overlap: the root overlaps every source; a source overlaps itself and what lies below it, not a sibling sharing a prefix', () => {
+    assert.ok(overlaps('', 'run1') && overlaps('run1', ''));
+    assert.ok(overlaps('run1', 'run1'));
+    assert.ok(overlaps('run1', 'run1/a/b') && overlaps('run1/a/b', 'run1'));
+    assert.ok(!overlaps('run1', 'run10'), '/run10 is not below /run1');
+    assert.ok(!overlaps('run1/a', 'run1/b'));
+  });
+
+  it('observe is 1 or 0, absent meaning 0', () => {
+    assert.equal(parseObserve(null), false);
+    assert.equal(parseObserve('0'), false);
+    assert.equal(parseObserve('1'), true);
+    assert.equal(parseObserve('yes'), undefined);
   });
 });
