@@ -186,13 +186,22 @@ export class AgentClient extends EventEmitter {
       const refusal = (body: string): void => {
         clearTimeout(timer);
         let why = '';
+        let holder: { address?: unknown; port?: unknown; source?: unknown } | undefined;
         try {
-          why = String((JSON.parse(body) as { error?: unknown }).error ?? '');
+          const parsed = JSON.parse(body) as { error?: unknown; holder?: typeof holder };
+          why = String(parsed.error ?? '');
+          holder = typeof parsed.holder === 'object' && parsed.holder !== null ? parsed.holder : undefined;
         } catch { /* not JSON: the status alone */ }
         // 401: the key is not the agent's; said as that, not as a refused address or a bad source.
         if (refusedWith === 401) {
           fail(`the agent at ${this.url} refused furkad's key (HTTP 401): the key in ${this.key.file} (agent_key_file) does not match ` +
             "the agent's key_file; copy the detector server's /etc/ppu/furka-agent.key to it (README, Install)", 'said');
+        } else if (refusedWith === 409 && holder?.address !== undefined) {
+          // Another furkad holds this source (or one overlapping it): said as that, naming it, and asked again
+          // with the loop's back-off, so that this one takes over once the other is gone (A4, F1).
+          const held = holder.source !== undefined && holder.source !== this.source ? ` (it holds '${String(holder.source)}', which overlaps)` : '';
+          fail(`the agent at ${this.url} serves '${this.source}' to another furkad, at ${String(holder.address)} port ${String(holder.port)}${held}: ` +
+            'one PPU per detector source; taken over once that one is gone (stop the other furkad, or give one of them another source)', 'said');
         } else {
           fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${refusedWith}${why ? `: ${why}` : ''}`, 'said');
         }
