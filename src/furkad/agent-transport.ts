@@ -235,7 +235,8 @@ export class AgentTransport implements Transport {
     try {
       await this.#connected(a);
     } catch (e) {
-      return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0 };
+      const ppu = (e as { ppu?: string }).ppu;
+      return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0, ...(ppu === undefined ? {} : { ppu }) };
     }
     await this.#placeAgain(ctx);
     const started = monotonicMs();
@@ -696,7 +697,13 @@ export class AgentTransport implements Transport {
     // fetch that takes its file.
     // Read at every connection: a key copied in after a 401 is taken at the next try (A1).
     const keyFile = a.config.agent_key_file ?? DEFAULT_AGENT_KEY_FILE;
-    const client = new AgentClient(url, a.source, { value: readKeyFile(keyFile, 'copy'), file: keyFile }, IN_FLIGHT);
+    let key: string;
+    try {
+      key = readKeyFile(keyFile, 'copy');
+    } catch (e) {
+      throw Object.assign(e as Error, { ppu: keyFile }); // the PPU's own file, not the detector (#run)
+    }
+    const client = new AgentClient(url, a.source, { value: key, file: keyFile }, IN_FLIGHT);
     // Files announced since this connection opened, by id and by placement (id and path): once the agent has
     // listed everything (synced), a placement whose acknowledgement was never answered and that the agent no
     // longer has under that name (gone, or renamed) counts as answered (one made by id alone, when the agent no

@@ -692,8 +692,9 @@ export class DetectorLoop implements Component {
    * the PPU's (a full ramdisk, furkad out of descriptors, its state_dir), at that path, and said so: not the detector's.
    */
   #failed(message: string, verdict: Exclude<Verdict, 'ok'>, ppu?: string): void {
-    // The first failure, and then each new reason (a key fixed halfway: its next problem), not every retry.
-    if (this.#backoff === 0 || message !== this.stats.lastError) {
+    // The first failure, and then each new reason of one on the PPU's side (a key fixed halfway: its next
+    // problem), not every retry; a detector's reasons may alternate (rsync exit 30, 35) and are said once.
+    if (this.#backoff === 0 || (ppu !== undefined && message !== this.stats.lastError)) {
       if (ppu !== undefined) this.log.error({ detector: this.id, verdict, ppu }, `failing on the PPU (${ppu}), not at the detector; retrying with back-off: ${message}`);
       else this.log.error({ detector: this.id, verdict }, `detector unreachable or failing, retrying with back-off: ${message}`);
     }
