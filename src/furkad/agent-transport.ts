@@ -21,7 +21,7 @@ import { availableBytes } from '../common/statfs.js';
 import { noRoomMessage } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
-import { UnplacedFiles } from './agent-unplaced.js';
+import { UnplacedFiles } from './unplaced-files.js';
 import { ppuSideOf } from './ppu-side.js';
 
 /** An acknowledgement that failed on a connection still up is sent again after a pause doubling from the first to the last (ms). */
@@ -101,7 +101,7 @@ export class AgentTransport implements Transport {
    * placement (id and path): what to fetch again if the copy kept for an ended shift is lost (keptCopyLost).
    */
   #parked = new Map<string, Waiting>();
-  /** Files in staging that could not be placed: offered again by this transport after a growing wait (agent-unplaced.ts). */
+  /** Files in staging that could not be placed: offered again by this transport after a growing wait (unplaced-files.ts). */
   readonly #unplaced = new UnplacedFiles<Waiting>();
   /**
    * When furkad first learned of each announced id, across announcements again (a rescan) and reconnects: the
@@ -392,7 +392,7 @@ export class AgentTransport implements Transport {
   }
 
   /**
-   * Staged files the loop could not place, due again (agent-unplaced.ts): offered as they are, never fetched
+   * Staged files the loop could not place, due again (unplaced-files.ts): offered as they are, never fetched
    * again. Placed, they are acknowledged (afterPlaced) and their sources go; not yet, they wait twice as long.
    * One gone from staging meanwhile is fetched again: its source was never acknowledged.
    */

@@ -17,6 +17,7 @@ import { STAGING_NAME } from './shift-sweep.js';
 import { StagingRoom } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { authAdvice, DEFAULT_RSYNC_PASSWORD_FILE, rsyncLogin, type RsyncLogin } from './rsync-auth.js';
+import { UnplacedFiles } from './unplaced-files.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -37,9 +38,6 @@ function joinRaw(dir: Buffer, name: Buffer): Buffer {
 /** One rsync run of the current assignment: with or without removal, into `dest`, optionally limited to `only`. */
 type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => Promise<RsyncResult>;
 
-/** The first and the longest wait before a staged file that could not be placed is offered again. */
-const UNPLACED_RETRY_MS = [250, 30_000] as const;
-
 /** Names furka-agent gives files of its own below its root (src/agent/barrier.ts, source-files.ts). */
 const AGENT_NAMES = '.furka-agent-*';
 
@@ -47,11 +45,10 @@ export class RsyncTransport implements Transport {
   /** Files left in staging because their source was changing; usually none. */
   #stillChanging = new Set<string>();
   /**
-   * Complete files in staging to place: ones that could not be renamed into place (a planted link, say) are
-   * offered again once `due` (monotonicMs()), waiting twice as long after each failure up to
-   * UNPLACED_RETRY_MS[1], so that one that keeps failing neither floods the log nor spins the loop.
+   * Complete files in staging to place, by relative path: ones that could not be renamed into place (a planted
+   * link, say) are offered again after a growing wait (unplaced-files.ts).
    */
-  #unplaced = new Map<string, { due: number; pause: number }>();
+  readonly #unplaced = new UnplacedFiles<{ path: string }>();
   /** settle_ms: when furkad last saw each detector file change (monotonicMs()). */
   #unchangedSince = new Map<string, number>();
   /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
@@ -151,8 +148,7 @@ export class RsyncTransport implements Transport {
         result = await runWith(true, ctx.staging, undefined, place);
       }
       await Promise.all(placing);
-      const now = monotonicMs();
-      const due = [...this.#unplaced].filter(([, u]) => u.due <= now).map(([rel]) => rel);
+      const due = this.#unplaced.due().map((u) => u.path);
       const rest = [...new Set([...due, ...result.files])].filter((r) => !offered.has(r));
       const complete = rest.filter((r) => !result.changed.has(r));
       result.changed.forEach((r) => this.#stillChanging.add(r));
@@ -221,7 +217,7 @@ export class RsyncTransport implements Transport {
   /** Files the loop set aside for the shift that ended (leaveBehind): no longer this transport's to offer. */
   forget(rels: string[]): void {
     for (const rel of rels) {
-      this.#unplaced.delete(rel);
+      this.#unplaced.drop(rel);
       this.#stillChanging.delete(rel);
       this.#leftovers.delete(rel);
     }
@@ -250,16 +246,13 @@ export class RsyncTransport implements Transport {
   /** A file that could not be placed is offered again every run; one placed, or gone from staging, no more. */
   #placed(p: Placed): void {
     const now = monotonicMs();
-    for (const rel of p.failed) {
-      const pause = Math.min(2 * (this.#unplaced.get(rel)?.pause || UNPLACED_RETRY_MS[0] / 2), UNPLACED_RETRY_MS[1]);
-      this.#unplaced.set(rel, { due: now + pause, pause });
-    }
-    for (const rel of [...p.placed, ...p.gone]) this.#unplaced.delete(rel);
+    for (const rel of p.failed) this.#unplaced.failed({ path: rel }, now);
+    for (const rel of [...p.placed, ...p.gone]) this.#unplaced.drop(rel);
   }
 
   /** A complete file in staging, to be placed with the next run. */
   #offer(rel: string): void {
-    if (!this.#unplaced.has(rel)) this.#unplaced.set(rel, { due: 0, pause: 0 });
+    this.#unplaced.offer({ path: rel });
   }
 
   /**
