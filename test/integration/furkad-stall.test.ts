@@ -25,7 +25,7 @@ describe('furkad and a detector link gone silent mid-file (F1, F8, F10)', functi
   after(async () => {
     proxy?.release();
     await ppu?.stop();
-    await proxy?.stop();
+    await proxy?.close();
   });
 
   const detectors = (): Promise<Row[]> => ppu.furkaProperty<Row[]>('Detectors');

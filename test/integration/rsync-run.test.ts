@@ -127,7 +127,7 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
       assert.equal(sha256File(readFileSync(path.join(run.dest, 'silent/big.bin'))), big.sha256, 'intact');
     } finally {
       proxy.release();
-      await proxy.stop();
+      await proxy.close();
       rmSync(path.join(detector, 'silent'), { recursive: true, force: true });
     }
   });
@@ -144,7 +144,7 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
       assert.deepEqual([...r.removed], ['slow/big.bin']);
       assert.equal(sha256File(readFileSync(path.join(run.dest, 'slow/big.bin'))), big.sha256, 'intact');
     } finally {
-      await proxy.stop();
+      await proxy.close();
       rmSync(path.join(detector, 'slow'), { recursive: true, force: true });
     }
   });
