@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { existsSync, lstatSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { collectMessages, Ppu } from '../fixtures/ppu.js';
+import { collectMessages, messagesAfterGrimseldKilled, Ppu } from '../fixtures/ppu.js';
 import { eventually, sha256File, writeImage } from '../fixtures/files.js';
 
 /** sha256 of a regular file, or '' when there is none (a directory there, or nothing). */
@@ -104,9 +104,7 @@ describe('a directory whose name a file holds is numbered, never waited for (F1,
 
     // Where each copy went is journaled: after a SIGKILL the next shift change finds the external copy in
     // Y.~1~ and cleans the internal one up (G5), no DEL_ERROR.
-    await ppu.killGrimseld();
-    await ppu.startGrimseld();
-    const after = await collectMessages(ppu);
+    const after = await messagesAfterGrimseldKilled(ppu);
     try {
       await ppu.startShift(500, 501);
       for (const id of ids) {

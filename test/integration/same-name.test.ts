@@ -6,7 +6,7 @@ import { strict as assert } from 'node:assert';
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { callMethod } from '../../src/dbus/bus.js';
-import { collectMessages, Ppu } from '../fixtures/ppu.js';
+import { collectMessages, messagesAfterGrimseldKilled, Ppu } from '../fixtures/ppu.js';
 import { eventually, sha256File, writeImage } from '../fixtures/files.js';
 
 /** sha256 of a file, or '' when there is none. */
@@ -58,9 +58,7 @@ describe('a different file under a name already taken is kept beside it, never o
 
     // The numbered name is journaled: after a SIGKILL the next shift change checks the right copy before it
     // deletes the original (G5, G12), and the counts stay.
-    await ppu.killGrimseld();
-    await ppu.startGrimseld();
-    const after = await collectMessages(ppu);
+    const after = await messagesAfterGrimseldKilled(ppu);
     try {
       await eventually(async () => (await internalCounts()).slice(0, 2).join(' ') === '0/1/0 0/1/0', 20_000, 'counts after a restart');
       await ppu.startShift(500, 501);

@@ -95,6 +95,19 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     return { first, second, stop, running };
   }
 
+  /** Detector 1MF's loop over a fake transport with the shift manager over it; what both log, and the transport's events, recorded. */
+  function loopInShifts(options: { sleep?: typeof sleep } = {}): {
+    events: string[]; handover: FakeHandover; t: FakeTransport; lines: string[]; loop: DetectorLoop; shifts: ShiftManager;
+  } {
+    const events: string[] = [];
+    const handover = new FakeHandover(events);
+    const t = new FakeTransport(events);
+    const { log, lines } = recordingLog();
+    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), log, options);
+    const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, log);
+    return { events, handover, t, lines, loop, shifts };
+  }
+
   it('pauses minpause after every run and interrun_pause on top only after a run that moved files (F5)', async () => {
     const pauses: number[] = [];
     const t = new FakeTransport();
@@ -308,15 +321,11 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
   });
 
   it('puts files completed before a shift change in the old shift and later ones in the new, waiting for what the transport still owes (F6)', async () => {
-    const events: string[] = [];
-    const handover = new FakeHandover(events);
-    const t = new FakeTransport(events);
     // Real pauses, and a flag saying the loop is in one: a file pushed then is taken by no run already under way.
     let pausing = false;
-    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), recordingLog().log, {
+    const { events, handover, t, loop, shifts } = loopInShifts({
       sleep: async (ms, signal) => { pausing = true; await sleep(ms, signal); pausing = false; },
     });
-    const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, recordingLog().log);
     // Files that "settle" one per run: the drain must run until none is left from before the change.
     let owed: string[] = [];
     t.pendingSince = () => owed.length > 0;
@@ -354,11 +363,7 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
 
   for (const passes of [true, false]) {
     it(`takes the cutoff of a shift change from the transport's barrier${passes ? '' : ', or from the call when there is none'}: what it learned of before the barrier passed stays in the old shift (A5)`, async () => {
-      const events: string[] = [];
-      const handover = new FakeHandover(events);
-      const t = new FakeTransport(events);
-      const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), recordingLog().log, { sleep: recordingSleep([]) });
-      const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, recordingLog().log);
+      const { t, loop, shifts } = loopInShifts({ sleep: recordingSleep([]) });
       // The barrier passes a while after the call: files completed before the call were still being announced.
       let barrierAt = 0;
       let asked = 0;
@@ -385,14 +390,8 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
 
   for (const connected of [true, false]) {
     it(`after a failed run, drains a detector that is ${connected ? 'still connected, so what it owes stays in the old shift' : 'away no further: the change does not wait for it'} (A5, F6, F10)`, async () => {
-      const events: string[] = [];
-      const handover = new FakeHandover(events);
-      const t = new FakeTransport(events);
       // The back-off is long (as if real): the shift change comes while the loop waits it out.
-      const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), recordingLog().log, {
-        sleep: (ms, signal) => sleep(ms >= 100 ? 5000 : ms, signal),
-      });
-      const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, recordingLog().log);
+      const { handover, t, loop, shifts } = loopInShifts({ sleep: (ms, signal) => sleep(ms >= 100 ? 5000 : ms, signal) });
       // Announced before the change, not taken by the run that failed (a fetch cut short): the transport owes it.
       let owed: string[] = [];
       t.pendingSince = () => owed.length > 0;
@@ -419,14 +418,8 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
   }
 
   it('at a stop, drains a detector backing off after a failed run too: what it owes stays in the shift that ran, not the next furkad\'s default one (A5, F6)', async () => {
-    const events: string[] = [];
-    const handover = new FakeHandover(events);
-    const t = new FakeTransport(events);
+    const { handover, t, loop, shifts } = loopInShifts({ sleep: (ms, signal) => sleep(ms >= 100 ? 5000 : ms, signal) });
     t.connected = () => false;
-    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), recordingLog().log, {
-      sleep: (ms, signal) => sleep(ms >= 100 ? 5000 : ms, signal),
-    });
-    const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, recordingLog().log);
     const { first, stop, running } = await inFirstShift(loop, shifts, t);
     t.verdicts = ['retry'];
     const failedAt = t.runs;
@@ -440,12 +433,7 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
   });
 
   it('takes a run that a signal not its own ended during a stop for no failure: no back-off, no error, and the drain takes what it left (A5, F6)', async () => {
-    const events: string[] = [];
-    const handover = new FakeHandover(events);
-    const t = new FakeTransport(events);
-    const { log, lines } = recordingLog();
-    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), log);
-    const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, log);
+    const { handover, t, lines, loop, shifts } = loopInShifts();
     const { first, stop, running } = await inFirstShift(loop, shifts, t);
     // The run in flight when the stop comes ends as rsync does on the stop's SIGTERM to the whole group (exit 20).
     let inFlight = true;
@@ -473,12 +461,7 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
   });
 
   it("sets aside what the old shift could not place, never places it in the new shift's directory, and later places it in its own (F6)", async () => {
-    const events: string[] = [];
-    const handover = new FakeHandover(events);
-    const t = new FakeTransport(events);
-    const { log, lines } = recordingLog();
-    const loop = new DetectorLoop('1MF', t, handover, new TransferGate(Infinity), log);
-    const shifts = new ShiftManager({} as FurkadConfig, new Map([['1MF', loop]]), handover, log);
+    const { handover, t, lines, loop, shifts } = loopInShifts();
     const stop = new AbortController();
     const running = loop.run(stop.signal);
     const a = assignment({ minpause: 2 });
