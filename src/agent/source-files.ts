@@ -7,7 +7,7 @@
 // here resolves the root (the administrator's, trusted) and then each component with O_NOFOLLOW
 // (common/dir-fd.ts), and acts on one entry of the directory it has open.
 import { randomBytes } from 'node:crypto';
-import { closeSync, constants, fstatSync, linkSync, renameSync, unlinkSync, type BigIntStats } from 'node:fs';
+import { closeSync, constants, fstatSync, type BigIntStats } from 'node:fs';
 import * as path from 'node:path';
 import { components, DirFd, UnsafePath } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
@@ -317,7 +317,7 @@ export class SourceFiles {
           let aside = names[0]!;
           for (;;) {
             try {
-              renameSync(dir.at(name), dir.at(aside));
+              dir.rename(dir.at(name), aside);
               break;
             } catch (e) {
               const code = (e as NodeJS.ErrnoException).code;
@@ -364,7 +364,7 @@ export class SourceFiles {
   finishAside(t: TakenAside, written: boolean, rewritten = false): Removal {
     try {
       if (!written && !rewritten && isFileOf(fstatSync(t.fd, { bigint: true }), t.id)) {
-        unlinkSync(t.dir.at(t.aside));
+        t.dir.unlink(t.aside);
         return { outcome: 'deleted' };
       }
       const back = putBack(t.dir, t.aside, t.name);
@@ -482,17 +482,17 @@ function restored(rel: string, back: string): { restoredAs?: string } {
 function putBack(dir: DirFd, aside: string, name: string): string {
   for (const candidate of candidateNames(name)) {
     try {
-      linkSync(dir.at(aside), dir.at(candidate));
+      dir.link(dir.at(aside), candidate);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? '';
       if (code === 'EEXIST') continue;
       if (!NO_HARD_LINKS.has(code)) throw new Error(`a file renamed over ${dir.show(name)} while it was being deleted is kept as ${dir.show(aside)}: ${(e as Error).message}`);
       // No hard links here: check, then rename (a window of microseconds).
       if (dir.lstat(candidate)) continue;
-      renameSync(dir.at(aside), dir.at(candidate));
+      dir.rename(dir.at(aside), candidate);
       return candidate;
     }
-    unlinkSync(dir.at(aside));
+    dir.unlink(aside);
     return candidate;
   }
   throw new Error(`a file renamed over ${dir.show(name)} while it was being deleted is kept as ${dir.show(aside)}: all numbered names are taken`);

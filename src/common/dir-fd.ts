@@ -12,7 +12,8 @@
 //
 // This needs /proc, which every systemd machine has; it is checked once, loudly. No native code, so the
 // same JavaScript runs on Node 16 (CentOS 7) and 20.
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, statSync, type BigIntStats, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readdirSync, renameSync, rmdirSync, statSync, unlinkSync,
+  type BigIntStats, type Dirent, type Stats } from 'node:fs';
 
 const DIR_FLAGS = constants.O_RDONLY | constants.O_DIRECTORY | constants.O_NOFOLLOW;
 
@@ -73,15 +74,15 @@ export type DirVisit = (dir: DirFd, st: Stats, made: boolean, i: number) => void
  */
 export type TrustLink = (dir: DirFd, link: Stats) => boolean;
 
-/** What each open DirFd's descriptor shows as (readablePaths); an entry lives as long as its handle is open. */
+/** What each open DirFd's descriptor shows as (readable); an entry lives as long as its handle is open. */
 const shownByFd = new Map<number, string>();
 
 /**
  * `e` with every `/proc/self/fd/N` of a DirFd still open in its message and path replaced by the directory as
  * a person would write it: an error such as "ENOSPC … mkdir '/proc/self/fd/35/ops'" names the storage's
- * directory instead, in logs and COPY_ERROR messages. Call it before the handles are closed.
+ * directory instead, in logs, lastError and COPY_ERROR messages. Only while the handles are open: see readable.
  */
-export function readablePaths<E>(e: E): E {
+function readablePaths<E>(e: E): E {
   if (!(e instanceof Error)) return e;
   const swap = (text: string): string => text.replace(/\/proc\/self\/fd\/(\d+)/g, (all, fd: string) => shownByFd.get(Number(fd)) ?? all);
   e.message = swap(e.message);
@@ -91,7 +92,25 @@ export function readablePaths<E>(e: E): E {
   return e;
 }
 
-/** One open directory. Close it (or use DirFd.with) when done: it holds a file descriptor. */
+/**
+ * The result of `call`, a call on at() paths; what it throws, or rejects with, names directories as a person would
+ * (readablePaths), while the handles it went through are still open. Every call DirFd makes on such a path goes
+ * through this, so that placing, copying and cleaning up say where, in furkad's, grimseld's and furka-agent's errors alike.
+ */
+function readable<T>(call: () => T): T {
+  let out: T;
+  try {
+    out = call();
+  } catch (e) {
+    throw readablePaths(e);
+  }
+  return (out instanceof Promise ? out.catch((e: unknown) => { throw readablePaths(e); }) : out) as T;
+}
+
+/**
+ * One open directory. Close it (or use DirFd.with) when done: it holds a file descriptor. A call on one of its
+ * entries that it has no method for (an asynchronous one) is made on at() inside DirFd.with, for its errors.
+ */
 export class DirFd {
   #fd: number;
 
@@ -128,11 +147,14 @@ export class DirFd {
     }
   }
 
-  /** Runs `fn` with `dir` open and closes it afterwards, also when `fn` throws or rejects. */
+  /**
+   * Runs `fn` with `dir` open and closes it afterwards, also when `fn` throws or rejects; what it throws names
+   * directories as a person would (readable), `dir` and any other still open.
+   */
   static with<T>(dir: DirFd, fn: (d: DirFd) => T): T {
     let out: T;
     try {
-      out = fn(dir);
+      out = readable(() => fn(dir));
     } catch (e) {
       dir.close();
       throw e;
@@ -171,6 +193,10 @@ export class DirFd {
    * `trust` accepts is followed instead (see TrustLink).
    */
   child(name: string | Buffer, trust?: TrustLink): DirFd {
+    return readable(() => this.#child(name, trust));
+  }
+
+  #child(name: string | Buffer, trust?: TrustLink): DirFd {
     try {
       return new DirFd(openSync(this.at(name), DIR_FLAGS), this.show(name));
     } catch (e) {
@@ -205,16 +231,14 @@ export class DirFd {
         next = cur.child(part, trust);
       } catch (e) {
         if (!make || (e as NodeJS.ErrnoException).code !== 'ENOENT') {
-          readablePaths(e);
           if (cur !== this) cur.close();
           throw e;
         }
         try {
-          mkdirSync(cur.at(part), { mode: 0o755 });
+          cur.mkdir(part);
           made = true;
         } catch (m) {
           if ((m as NodeJS.ErrnoException).code !== 'EEXIST') {
-            readablePaths(m);
             if (cur !== this) cur.close();
             throw m;
           }
@@ -237,32 +261,60 @@ export class DirFd {
         }
       }
     });
-    return cur === this ? new DirFd(openSync(`/proc/self/fd/${this.fd}`, constants.O_RDONLY | constants.O_DIRECTORY), this.shown) : cur;
+    return cur === this ? readable(() => new DirFd(openSync(`/proc/self/fd/${this.fd}`, constants.O_RDONLY | constants.O_DIRECTORY), this.shown)) : cur;
   }
 
   /** lstat of entry `name`; undefined when there is none. */
   lstat(name: string | Buffer): Stats | undefined {
-    return lstatSync(this.at(name), { throwIfNoEntry: false });
+    return readable(() => lstatSync(this.at(name), { throwIfNoEntry: false }));
   }
 
   /** lstat of entry `name` with nanosecond times and 64-bit inode numbers; undefined when there is none. */
   lstatBig(name: string | Buffer): BigIntStats | undefined {
-    return lstatSync(this.at(name), { bigint: true, throwIfNoEntry: false });
+    return readable(() => lstatSync(this.at(name), { bigint: true, throwIfNoEntry: false }));
   }
 
   /** The names in this directory (the one open, wherever it is now), as bytes: any name a writer made. */
   list(): Buffer[] {
-    return readdirSync(`/proc/self/fd/${this.fd}`, { encoding: 'buffer' });
+    return readable(() => readdirSync(`/proc/self/fd/${this.fd}`, { encoding: 'buffer' }));
   }
 
   /** The names in this directory as strings (names that are not UTF-8 come out mangled: for our own names only). */
   names(): string[] {
-    return readdirSync(`/proc/self/fd/${this.fd}`);
+    return readable(() => readdirSync(`/proc/self/fd/${this.fd}`));
+  }
+
+  /** The entries of this directory with their types, names as strings (for our own names, as names()). */
+  entries(): Dirent[] {
+    return readable(() => readdirSync(`/proc/self/fd/${this.fd}`, { withFileTypes: true }));
   }
 
   /** Opens file `name` of this directory with `flags` | O_NOFOLLOW (a link there fails with ELOOP). */
   openFile(name: string | Buffer, flags: number, mode = 0o600): number {
-    return openSync(this.at(name), flags | constants.O_NOFOLLOW, mode);
+    return readable(() => openSync(this.at(name), flags | constants.O_NOFOLLOW, mode));
+  }
+
+  /** link(2) of `existing` (a path, or another entry's at()) as entry `name`: never over one there (EEXIST). */
+  link(existing: string | Buffer, name: string | Buffer): void {
+    readable(() => linkSync(existing, this.at(name)));
+  }
+
+  /** rename(2) of `from` (a path, or another entry's at()) to entry `name`: replaces what is there, never through a link. */
+  rename(from: string | Buffer, name: string | Buffer): void {
+    readable(() => renameSync(from, this.at(name)));
+  }
+
+  unlink(name: string | Buffer): void {
+    readable(() => unlinkSync(this.at(name)));
+  }
+
+  /** A directory `name` here (mode 0755 less the umask by default). */
+  mkdir(name: string | Buffer, mode = 0o755): void {
+    readable(() => mkdirSync(this.at(name), { mode }));
+  }
+
+  rmdir(name: string | Buffer): void {
+    readable(() => rmdirSync(this.at(name)));
   }
 
   close(): void {

@@ -7,9 +7,9 @@
 // that is a directory or free, on the ramdisk and on every storage alike, so each makes the same choice from
 // what it holds, and every later file of `Y/` joins it there. A symbolic link on the way is still refused
 // (dir-fd.ts): that is a user's doing to be said, not a name to go around.
-import { fstatSync, mkdirSync, type Stats } from 'node:fs';
+import { fstatSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { components, DirFd, readablePaths, UnsafePath, type DirVisit } from './dir-fd.js';
+import { components, DirFd, UnsafePath, type DirVisit } from './dir-fd.js';
 import { candidateNames } from './numbered-name.js';
 
 /** A directory reached by walkNumbered and the path it has below the directory walked from (numbered where it had to be). */
@@ -37,7 +37,7 @@ export function walkNumbered(top: DirFd, rel: string, make: boolean, visit?: Dir
     });
   } catch (e) {
     if (cur !== top) cur.close();
-    throw readablePaths(e);
+    throw e;
   }
   return { dir: cur === top ? top.walk('') : cur, rel: taken.join('/') };
 }
@@ -57,7 +57,7 @@ function enter(dir: DirFd, part: string, make: boolean): { dir: DirFd; name: str
       if (st === undefined) {
         if (!make) throw Object.assign(new Error(`${dir.show(name)} does not exist`), { code: 'ENOENT' });
         try {
-          mkdirSync(dir.at(name), { mode: 0o755 });
+          dir.mkdir(name);
         } catch (e) {
           if ((e as NodeJS.ErrnoException).code === 'EEXIST') continue;
           throw e;

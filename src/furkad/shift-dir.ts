@@ -1,7 +1,7 @@
 // A shift's directory below one target (F3, F4): created owned by the shift, never through a planted symlink, and
 // every directory in it reached one component at a time and acted on through its open handle (docs/threat-model.md).
 import { sameSizeAndMtime } from '../common/file-times.js';
-import { closeSync, constants, fchmodSync, fchownSync, fstatSync, linkSync, lstatSync, mkdirSync, openSync, readSync, renameSync, unlinkSync, type Stats } from 'node:fs';
+import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { DirFd, splitRel } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
@@ -132,20 +132,21 @@ export class ShiftDir {
    */
   async place(staged: string | StagedFile, rel: string): Promise<string> {
     const [dirRel, base] = splitRel(rel);
-    const held = typeof staged === 'string' ? undefined : openStaged(staged);
-    const from = held ? held.dir.at(held.name) : staged as string;
+    if (typeof staged === 'string') return this.#placeFrom(staged, rel, dirRel, base);
+    // Held until placed: what fails names the staged file's directory as it is (DirFd.with).
+    const held = openStaged(staged);
+    return DirFd.with(held.dir, (d) => this.#placeFrom(d.at(held.name), rel, dirRel, base));
+  }
+
+  #placeFrom(staged: string, rel: string, dirRel: string, base: string): string {
+    const u = this.#dir ??= this.#open();
     try {
-      const u = this.#dir ??= this.#open();
-      try {
-        return this.#placeIn(u, from, rel, dirRel, base);
-      } catch (e) {
-        // The shift's directory itself was deleted (by root: its user cannot): made again, and tried once more.
-        if (fstatSync(u.fd).nlink !== 0) throw e;
-        this.close();
-        return this.#placeIn(this.#dir = this.#open(), from, rel, dirRel, base);
-      }
-    } finally {
-      held?.dir.close();
+      return this.#placeIn(u, staged, rel, dirRel, base);
+    } catch (e) {
+      // The shift's directory itself was deleted (by root: its user cannot): made again, and tried once more.
+      if (fstatSync(u.fd).nlink !== 0) throw e;
+      this.close();
+      return this.#placeIn(this.#dir = this.#open(), staged, rel, dirRel, base);
     }
   }
 
@@ -227,7 +228,7 @@ export class ShiftDir {
   /** Gives `staged` the name `name` in `dir` if it is free (true); false when something is there. */
   #take(staged: string, dir: DirFd, name: string): boolean {
     try {
-      linkSync(staged, dir.at(name));
+      dir.link(staged, name);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? '';
       if (code === 'EEXIST') return false;
@@ -235,7 +236,7 @@ export class ShiftDir {
       // No hard links here: check, then rename (a window of microseconds, see NO_HARD_LINKS). Still in the
       // open directory: a link planted in the window is replaced, never followed.
       if (dir.lstat(name)) return false;
-      renameSync(staged, dir.at(name));
+      dir.rename(staged, name);
       return true;
     }
     unlinkSync(staged);

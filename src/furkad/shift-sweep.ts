@@ -6,7 +6,7 @@
 // (common/dir-fd.ts), since users own their usrdirs; and the sweep runs in the detector's loop, never beside
 // this detector's own placing. A directory the current shift uses is never touched, nor staging, nor a
 // directory owned by root (the target's shared parents of a usrdir such as `users/` of `users/$UID`).
-import { readdirSync, rmdirSync, fstatSync } from 'node:fs';
+import { fstatSync } from 'node:fs';
 import { DirFd } from '../common/dir-fd.js';
 
 /** furkad's own directory below each target (staging, files set aside): never swept. */
@@ -53,7 +53,7 @@ const MAX_DEPTH = 64;
 function sweep(dir: DirFd, keep: string[], result: SweepResult, depth: number): boolean {
   let entries;
   try {
-    entries = readdirSync(`/proc/self/fd/${dir.fd}`, { withFileTypes: true });
+    entries = dir.entries();
   } catch (e) {
     result.errors.push(`${dir.show()}: ${(e as Error).message}`);
     return false;
@@ -77,7 +77,7 @@ function sweep(dir: DirFd, keep: string[], result: SweepResult, depth: number): 
     });
     if (!removable) continue;
     try {
-      rmdirSync(dir.at(e.name));
+      dir.rmdir(e.name);
       result.removed++;
       left--;
     } catch (err) {

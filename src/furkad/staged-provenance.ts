@@ -54,17 +54,14 @@ export class StagedProvenance {
    */
   async checksumOf(staging: string, shift: Shift, rel: string): Promise<string | undefined> {
     let fh;
-    let held: { dir: DirFd; name: string } | undefined;
     try {
-      held = DirFd.openParent(staging, rel);
+      const held = DirFd.openParent(staging, rel);
       if (!held) return undefined;
       // Staging is root's alone: nothing in it is a user's; O_NOFOLLOW all the same.
-      fh = await open(held.dir.at(held.name), constants.O_RDONLY | constants.O_NOFOLLOW);
+      fh = await DirFd.with(held.dir, (d) => open(d.at(held.name), constants.O_RDONLY | constants.O_NOFOLLOW));
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.#unreadable(staging, rel, e as Error);
       return undefined;
-    } finally {
-      held?.dir.close();
     }
     try {
       const hex = await checksumOfHandle(fh);

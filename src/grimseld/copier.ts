@@ -16,11 +16,11 @@
 // fsync waits for anything, so one blocking call after another in one thread, as cp makes them, costs half
 // the CPU of a trip through libuv's pool and back to the event loop for each (BENCHMARKS.md). Files waiting in
 // numbers are copied a batch at a time (copyMany), and the directories of a batch are walked once each.
-import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, linkSync, readSync, renameSync, unlinkSync, writeSync } from 'node:fs';
+import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, readSync, writeSync } from 'node:fs';
 import { cutToStep, sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond } from '../common/file-times.js';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
-import { readablePaths, splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
+import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import type { NumberedDir } from '../common/numbered-dirs.js';
 import { isOwnTempOf, tempName, type TempKey } from './temp-names.js';
@@ -166,9 +166,9 @@ export function copyMany(jobs: CopyWork[], base: string, opts: CopyOptions, prog
   }
 }
 
-/** `e` as an Error naming directories as a person would (readablePaths: called while the batch's directories are open). */
+/** `e` as an Error (DirFd's own name directories as a person would). */
 function asError(e: unknown): Error {
-  return readablePaths(e instanceof Error ? e : new Error(String(e)));
+  return e instanceof Error ? e : new Error(String(e));
 }
 
 /**
@@ -415,7 +415,7 @@ function commit(w: Written, verify: boolean, progress: Progress): CopyResult {
 /** Gives the temp file `tmp` of `dir` the name `name` there if nothing has it (true), never replacing anything. */
 function takeName(dir: DirFd, tmp: string, name: string): boolean {
   try {
-    linkSync(dir.at(tmp), dir.at(name));
+    dir.link(dir.at(tmp), name);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code ?? '';
     if (code === 'EEXIST') return false;
@@ -423,10 +423,10 @@ function takeName(dir: DirFd, tmp: string, name: string): boolean {
     // A storage without hard links (vfat, exFAT, some network file systems): check, then rename. Two
     // writers committing one destination within the same microseconds could still meet there.
     if (dir.lstat(name) !== undefined) return false;
-    renameSync(dir.at(tmp), dir.at(name));
+    dir.rename(dir.at(tmp), name);
     return true;
   }
-  unlinkSync(dir.at(tmp));
+  dir.unlink(tmp);
   return true;
 }
 
@@ -444,7 +444,7 @@ function discard(w: Written): void {
   if (!w.made) return;
   w.made = false;
   try {
-    unlinkSync(w.dir.at(w.tmp));
+    w.dir.unlink(w.tmp);
   } catch {
     // already gone
   }
@@ -507,7 +507,7 @@ function sweepStale(dir: DirFd, name: string, key: TempKey): void {
   for (const n of names) {
     if (!isOwnTempOf(key, n, name)) continue;
     try {
-      unlinkSync(dir.at(n));
+      dir.unlink(n);
     } catch {
       // gone meanwhile
     }

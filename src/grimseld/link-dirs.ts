@@ -14,7 +14,7 @@
 // reached from the root without following links (common/dir-fd.ts); removing a link loses no data: its copy
 // stays. The check and the unlink follow each other at once, without giving way to other work: the user may
 // rename a file of theirs over the name in between, a window of microseconds (docs/threat-model.md).
-import { closeSync, constants, fstatSync, readlinkSync, unlinkSync } from 'node:fs';
+import { closeSync, constants, fstatSync, readlinkSync } from 'node:fs';
 import { opendir } from 'node:fs/promises';
 import { readProvenance } from '../common/provenance.js';
 import * as path from 'node:path';
@@ -120,7 +120,7 @@ export async function sweepLinkDir(root: string, d: LinkDir, beforeUs: bigint, c
       const shift = copyShift(text, copyRoots);
       if (shift !== undefined ? shift >= beforeUs : st.ctimeMs >= before) continue;
       try {
-        unlinkSync(at);
+        dir.unlink(e.name);
         removed++;
       } catch (u) {
         if ((u as NodeJS.ErrnoException).code !== 'ENOENT') throw u; // gone meanwhile (G5 removed its record's link): fine

@@ -536,11 +536,7 @@ export class Reclaimer {
       await this.#gone(rec, where);
       return false;
     }
-    try {
-      return await act(held.dir, held.name);
-    } finally {
-      held.dir.close();
-    }
+    return DirFd.with(held.dir, (d) => act(d, held.name));
   }
 
 }

@@ -3,7 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { existsSync, linkSync, lstatSync, mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
-import { execFileSync } from 'node:child_process';
+import { fillInodes, mountTmpfs, unmount } from '../fixtures/tmpfs.js';
 import * as path from 'node:path';
 import { components, DirFd, splitRel, UnsafePath } from '../../src/common/dir-fd.js';
 
@@ -106,17 +106,10 @@ describe('directory handles (DirFd)', () => {
 
 describe('errors of directory handles name the directory (readablePaths)', () => {
   it("names the directory a mkdir failed in, not '/proc/self/fd/N' (a full storage's COPY_ERROR said that)", function () {
-    const root = mkdtempSync(path.join(os.tmpdir(), 'dirfd-full-'));
     // A file system without free inodes: the first mkdir below its root fails with ENOSPC.
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=2', 'tmpfs', root]);
+    const root = mountTmpfs(mkdtempSync(path.join(os.tmpdir(), 'dirfd-full-')), 1 << 20, { inodes: 2 });
     try {
-      for (let i = 0; ; i++) {
-        try {
-          mkdirSync(path.join(root, `fill${i}`));
-        } catch {
-          break;
-        }
-      }
+      fillInodes(root);
       const top = DirFd.open(root);
       try {
         assert.throws(() => top.walk('shift/run', true), (e: NodeJS.ErrnoException) => {
@@ -129,7 +122,7 @@ describe('errors of directory handles name the directory (readablePaths)', () =>
         top.close();
       }
     } finally {
-      execFileSync('umount', ['-l', root]);
+      unmount(root);
       rmSync(root, { recursive: true, force: true });
     }
   });

@@ -8,6 +8,7 @@ import { ShiftDir } from '../../src/furkad/shift-dir.js';
 import { initProvenance, writeProvenance } from '../../src/common/provenance.js';
 import type { Logger } from '../../src/common/logger.js';
 import { startFlip } from '../fixtures/flip.js';
+import { fillInodes, mountTmpfs, unmount } from '../fixtures/tmpfs.js';
 
 describe('placing a file in the shift directory (F2)', () => {
   let work: string;
@@ -189,6 +190,28 @@ describe('placing a file in the shift directory (F2)', () => {
     rmSync(u, { recursive: true });
     assert.equal(await dir.place(stage('c.img', 'C'), 'c.img'), 'c.img');
     assert.equal(readFileSync(final('c.img'), 'utf8'), 'C');
+  });
+
+  it('names the directories of a placing that failed as they are, not /proc/self/fd/N (a PPU ramdisk out of inodes: lastError, F10)', async () => {
+    const ramdisk = mountTmpfs(path.join(work, 'ramdisk'), 1 << 20, { inodes: 64 });
+    const onRamdisk = new ShiftDir(path.join(ramdisk, 'target'), '500_501', process.getuid!(), process.getgid!(), log);
+    try {
+      await onRamdisk.prepare();
+      const held = path.join(ramdisk, 'staging');
+      mkdirSync(held);
+      writeFileSync(path.join(held, 'x.img'), 'X');
+      fillInodes(ramdisk);
+      // Staged below a held directory (as the loop places), linked into the held shift directory: both named.
+      await assert.rejects(onRamdisk.place({ root: held, rel: 'x.img' }, 'x.img'), (e: NodeJS.ErrnoException) => {
+        assert.equal(e.code, 'ENOSPC');
+        assert.doesNotMatch(e.message, /\/proc\/self\/fd/);
+        assert.ok(e.message.includes(`'${path.join(held, 'x.img')}' -> '${path.join(ramdisk, 'target', '500_501', 'x.img')}'`), e.message);
+        return true;
+      });
+    } finally {
+      onRamdisk.close();
+      unmount(ramdisk);
+    }
   });
 
   it("reaches a target an operator asked for below the configured one from there, never through a user's link on the way (S2)", async () => {
