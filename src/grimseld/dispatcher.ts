@@ -16,6 +16,7 @@ import { CopyQueue } from './copy-queue.js';
 import { MountWatch, MOUNT_RECHECK_MS } from './mount-watch.js';
 import { destOf, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
+import { SaidOnce } from '../common/said-once.js';
 import * as path from 'node:path';
 
 const RETRY_MIN_MS = 1000;
@@ -91,11 +92,11 @@ export class Dispatcher implements CopyEvents {
   #listeners = new Set<CopyListener>();
   #attempts = new Map<string, number>();
   /** Failures announced as checksum mismatches, by `id:storage`: a mismatch after another failure is said too. */
-  #mismatchSaid = new Set<string>();
+  readonly #mismatchSaid = new SaidOnce();
   /** Files and storages whose damaged source was said (once: the places are tried again after each backoff). */
-  #damagedSaid = new Set<string>();
+  readonly #damagedSaid = new SaidOnce();
   /** Storages whose coarse times (copies' mtimes cut to a step) were said: once each. */
-  #coarseSaid = new Set<string>();
+  readonly #coarseSaid = new SaidOnce();
   /**
    * Files without a checksum (an operator's) whose first complete read is under way on one storage, and the
    * storages waiting for it: the checksum that read finds becomes the file's, and every other copy is checked
@@ -103,7 +104,7 @@ export class Dispatcher implements CopyEvents {
    */
   #firstRead = new Map<number, Set<string>>();
   /** Storages whose copies' attribute namespace was said (copy-provenance.ts): once each. */
-  #attributesSaid = new Set<string>();
+  readonly #attributesSaid = new SaidOnce();
   /**
    * Files whose original or copy a writer found gone or changed while another copy was there (#recordResult),
    * and where: read from the next one (#readFrom). In memory only: after a restart the first read that finds one
@@ -326,8 +327,8 @@ export class Dispatcher implements CopyEvents {
     }
     if (!(r.outcome instanceof Error)) {
       this.#attempts.delete(key);
-      this.#mismatchSaid.delete(key);
-      this.#damagedSaid.delete(key);
+      this.#mismatchSaid.forget(key);
+      this.#damagedSaid.forget(key);
       const wanted = r.job.dest;
       // A numbered name (NAME.~1~), or a numbered directory on the way (Y.~1~/NAME) where a file holds Y there.
       const rel = r.dest === wanted ? undefined : path.relative(storage.target, r.dest);
@@ -338,8 +339,7 @@ export class Dispatcher implements CopyEvents {
       const clamped = r.result?.mtimeClamped;
       if (clamped?.stepMs !== undefined) {
         // Every copy there is cut so: said once per storage and run, not for each file.
-        if (!this.#coarseSaid.has(storage.id)) {
-          this.#coarseSaid.add(storage.id);
+        if (this.#coarseSaid.due(storage.id)) {
           this.log.warn({ storage: storage.id, step_ms: clamped.stepMs, src: r.job.src, mtime_ns: clamped.wanted, stored_mtime_ns: clamped.stored },
             `storage ${storage.id}: its file system keeps mtimes in steps of ${clamped.stepMs} ms only (exFAT 10 ms, ext3 1 s, FAT 2 s), ` +
             'so its copies get their originals\' mtimes cut down to that, as cp -p gives them; they count as copied');
@@ -374,8 +374,7 @@ export class Dispatcher implements CopyEvents {
       if (next !== undefined) {
         this.#unreadable.set(rec.id, skip);
         // Said once per file and storage (the places are tried again after each backoff when none was right).
-        if (badBytes && !this.#damagedSaid.has(key)) {
-          this.#damagedSaid.add(key);
+        if (badBytes && this.#damagedSaid.due(key)) {
           this.messages.publish('COPY_ERROR', `${r.job.src}:${r.dest}`, `copy of ${r.job.src} to storage ${r.job.storage} (${r.dest}): ` +
             `${(r.outcome as Error).message}; read from the ${next === 'original' ? 'original' : `${next} copy`} instead`);
         } else {
@@ -399,15 +398,14 @@ export class Dispatcher implements CopyEvents {
     // Every file's failure is announced once (its retries are not): a full disk costs one message per
     // file that could not be written, not one per retry. A checksum mismatch is announced also when an
     // earlier failure of the file was something else.
-    const mismatch = r.outcome instanceof ChecksumMismatch;
+    const newMismatch = r.outcome instanceof ChecksumMismatch && this.#mismatchSaid.due(key);
     // A failure given up after retries is said again: the first message promised a retry.
-    if (n === 1 || permanent || (mismatch && !this.#mismatchSaid.has(key))) this.#copyError(r, permanent);
+    if (n === 1 || permanent || newMismatch) this.#copyError(r, permanent);
     else this.log.debug({ storage: storage.id, src: r.job.src, attempt: n }, (r.outcome as Error).message);
-    if (mismatch) this.#mismatchSaid.add(key);
     if (permanent) {
       this.#attempts.delete(key);
-      this.#mismatchSaid.delete(key);
-      this.#damagedSaid.delete(key);
+      this.#mismatchSaid.forget(key);
+      this.#damagedSaid.forget(key);
       return;
     }
     this.#retryLater(rec, storage.id, retryDelayMs(n));
@@ -443,8 +441,7 @@ export class Dispatcher implements CopyEvents {
    */
   #sayAttributes(r: CopyReport, storage: StorageInfo): void {
     const a = r.result?.attributes;
-    if (a === undefined || this.#attributesSaid.has(storage.id)) return;
-    this.#attributesSaid.add(storage.id);
+    if (a === undefined || !this.#attributesSaid.due(storage.id)) return;
     const s = { storage: storage.id, target: storage.target };
     if (a === 'none') {
       this.log.warn(s, `storage ${storage.id}: its file system takes no extended attributes (neither user.* nor trusted.*): copies are made ` +

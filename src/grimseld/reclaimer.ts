@@ -24,6 +24,7 @@ import type { MessageHub, MessageCode } from './messages.js';
 import { destOf, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
 import { monotonicMs } from '../common/monotonic.js';
+import { SaidOnce } from '../common/said-once.js';
 
 /** fsyncs a directory held open, without holding up the event loop (a journaling disk may take milliseconds). */
 const fsyncFd = promisify(fsync);
@@ -102,8 +103,8 @@ export class Reclaimer {
   #guardPauses = new Map<number, { at: number; ms: number }>();
   /** Mount points as last read (at most once a second): each guard tick and clean-up asks. */
   #mountChecks = new Map<string, { ok: boolean; at: number; why: string }>();
-  /** When each storage's 'not mounted' was last said, per code (one message per storage, not one per file). */
-  #unmountedSaid = new Map<string, number>();
+  /** Each storage's 'not mounted', per code: one message per storage, not one per file, again every UNMOUNTED_REPEAT_MS. */
+  readonly #unmountedSaid = new SaidOnce(UNMOUNTED_REPEAT_MS);
 
   constructor(
     private readonly catalog: Catalog,
@@ -332,11 +333,7 @@ export class Reclaimer {
    * point (G10, G13), repeated every UNMOUNTED_REPEAT_MS while it stays so; `long` is built only when it is said.
    */
   #sayUnmounted(code: 'LINK_ERROR' | 'DEL_ERROR', storage: StorageInfo, long: () => string): void {
-    const key = `${code}\0${storage.id}`;
-    const said = this.#unmountedSaid.get(key);
-    const now = monotonicMs();
-    if (said !== undefined && now - said < UNMOUNTED_REPEAT_MS) return;
-    this.#unmountedSaid.set(key, now);
+    if (!this.#unmountedSaid.due(`${code}\0${storage.id}`)) return;
     this.messages.publish(code, storage.mountpoint ?? storage.target, long());
   }
 
@@ -351,7 +348,7 @@ export class Reclaimer {
   /** `storage` is found mounted: a later unmount is said at once again. */
   #mountedAgain(storage: StorageInfo): void {
     for (const code of ['LINK_ERROR', 'DEL_ERROR'] as const) {
-      if (this.#unmountedSaid.delete(`${code}\0${storage.id}`)) this.log.info({ storage: storage.id, mountpoint: storage.mountpoint }, 'storage mounted again; the reclaimer goes on with it');
+      if (this.#unmountedSaid.forget(`${code}\0${storage.id}`)) this.log.info({ storage: storage.id, mountpoint: storage.mountpoint }, 'storage mounted again; the reclaimer goes on with it');
     }
   }
 
