@@ -31,7 +31,7 @@ describe('furka-agent serves each source to one events client at a time (A3, A4)
   afterEach(async () => {
     for (const c of clients) c.close();
     clients = [];
-    await proxy?.stop();
+    await proxy?.close();
     proxy = undefined;
   });
   after(async () => {

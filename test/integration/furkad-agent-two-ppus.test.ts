@@ -82,7 +82,7 @@ describe('a furkad whose connection to the agent died without a word (A3, F10)',
   });
   after(async () => {
     await ppu?.stop();
-    await proxy?.stop();
+    await proxy?.close();
   });
 
   it('reconnects and is served although the agent still holds its old connection open: that one no longer answers, so it is closed', async () => {
