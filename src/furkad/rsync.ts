@@ -27,6 +27,11 @@ export interface RsyncRun {
   exclude: string[];
   /** Further filter rules, in order, after `exclude`: rsync-depth.ts's, hiding directories too deep to take. */
   filters?: Array<['include' | 'exclude', string]>;
+  /**
+   * Files (relative to the source) never pulled, before any other rule: ones placed whose sources the daemon could
+   * not remove (rsync-removal.ts). Given on stdin (--exclude-from=-), so not with `only` or `asShift`, which use it.
+   */
+  skip?: string[];
   /** The filter file of names furkad cannot hand over (rsync-names.ts): never pulled, never removed. */
   namesFilter: string;
   /**
@@ -186,6 +191,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     ...(run.maxSize === undefined ? [] : [`--max-size=${Math.max(1, Math.floor(run.maxSize))}`]),
     ...(run.only ? ['--files-from=-', '--from0'] : []),
     `--exclude-from=${run.asShift ? '-' : run.namesFilter}`,
+    ...(run.skip && run.skip.length > 0 ? ['--exclude-from=-'] : []),
     ...run.exclude.map((p) => `--exclude=${p}`),
     ...(run.filters ?? []).map(([kind, p]) => `--${kind}=${p}`),
     ...(run.tempDir ? [`--temp-dir=${run.tempDir}`] : []),
@@ -213,13 +219,23 @@ const NO_SPACE = /No space left on device \(28\)/;
 /** The pattern is never the one with spaces: furkad's have none, and `exclude` is split at spaces. */
 const HIDING = /^\[sender\] hiding (file|directory) (.*) because of pattern (.*)$/;
 
+/**
+ * The --exclude-from=- list of a run's `skip`: each file anchored at the source, one a line (a name furkad takes
+ * has no newline). rsync reads `\` as an escape only in a pattern with a wildcard character: then every one of
+ * those and `\` are escaped, otherwise the name is matched as it is.
+ */
+export function skipList(run: RsyncRun): Buffer {
+  const pattern = (rel: string): string => /[*?[]/.test(rel) ? rel.replace(/[*?[\\]/g, (c) => `\\${c}`) : rel;
+  return Buffer.from((run.skip ?? []).map((rel) => `/${pattern(rel)}\n`).join(''), 'utf8');
+}
+
 /** rsync names are byte strings: escapes decoded, as bytes. */
 function nameBytes(raw: string): Buffer {
   return Buffer.from(unescapeName(raw), 'latin1');
 }
 
-/** A name as bytes read as UTF-8 (see deliverable: furkad takes no other). */
-function decodeName(raw: string): string {
+/** A name as rsync prints it, as bytes read as UTF-8 (see deliverable: furkad takes no other). */
+export function decodeName(raw: string): string {
   return nameBytes(raw).toString('utf8');
 }
 
@@ -331,6 +347,7 @@ const GATE = 'IFS= read -r _ || exit 0; exec "$0" "$@"';
 /** The client's command line for `run` (what a process started ahead is compared by). */
 function argvOf(run: RsyncRun): string[] {
   if (run.asShift && run.only) throw new Error('a run as the shift takes its names filter on stdin: no --files-from there');
+  if (run.skip && run.skip.length > 0 && (run.asShift || run.only)) throw new Error('a run that skips files takes them on stdin: not as the shift, nor with --files-from');
   return [run.rsync, ...rsyncArgs(run)];
 }
 
@@ -443,7 +460,7 @@ function release(child: ChildProcess, go: boolean, input?: Buffer): void {
 export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names: string[]) => void, launcher = new RsyncLauncher()): Promise<RsyncResult> {
   return new Promise((resolve) => {
     const child = launcher.launch(run);
-    release(child, true, run.only ? onlyList(run) : run.asShift ? NAMES_FILTER : undefined);
+    release(child, true, run.only ? onlyList(run) : run.asShift ? NAMES_FILTER : run.skip && run.skip.length > 0 ? skipList(run) : undefined);
     const abort = (): void => { child.kill('SIGTERM'); };
     signal?.addEventListener('abort', abort, { once: true });
     if (signal?.aborted) abort();

@@ -103,6 +103,19 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
     rmSync(path.join(detector, 'names'), { recursive: true });
   });
 
+  it('leaves exactly the files it is told to skip on the detector, whatever their names (rsync-removal.ts, F2)', async () => {
+    // Names with rsync's wildcard characters and its escape, spaces, a leading '#' or ';' (comments in a filter file).
+    const skip = ['skip/a*b?[1].img', 'skip/back\\slash.img', 'skip/both\\*.img', 'skip/sp ace .img', 'skip/#hash.img', 'skip/;semi.img', 'skip/deep/er.img'];
+    // Ones the patterns must not match as wildcards would: each is taken.
+    const take = ['skip/aXbY1.img', 'skip/a*bY[1].img', 'skip/backXslash.img', 'skip/both\\X.img', 'skip/sp ace.img', 'skip/er.img', 'other/deep/er.img'];
+    for (const rel of [...skip, ...take]) writeImage(detector, rel, 100);
+    const r = await runRsync({ ...run, skip });
+    assert.equal(r.code, 0, r.stderr);
+    assert.deepEqual(listFiles(detector), [...skip].sort(), 'the skipped ones left on the detector, no other');
+    assert.deepEqual(listFiles(run.dest), [...take].sort(), 'every other one pulled');
+    rmSync(path.join(detector, 'skip'), { recursive: true });
+  });
+
   // rsync's --timeout does not fire when the daemon goes silent mid-file (rsync-stall.ts): furkad ends such a run.
   it('ends a run whose daemon goes silent in the middle of a file, the file left on the detector and no partial copy kept (F10)', async () => {
     const proxy = await SilentProxy.start(() => daemon.port);
