@@ -1,5 +1,6 @@
 // The rsync transport: one stock rsync client run per loop run against the detector's rsync daemon, into
 // staging, complete files offered to the loop the moment the daemon reports their sources removed (F1, F2, F9).
+// A daemon that cannot remove sources is rsync-removal.ts's (F10).
 import { lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyExit, errorCause, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
@@ -18,6 +19,7 @@ import { StagingRoom } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { authAdvice, DEFAULT_RSYNC_PASSWORD_FILE, rsyncLogin, type RsyncLogin } from './rsync-auth.js';
 import { UnplacedFiles } from './unplaced-files.js';
+import { besidesRemoval, failuresIn, RsyncRemoval, type RemovalNews } from './rsync-removal.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -69,14 +71,21 @@ export class RsyncTransport implements Transport {
   readonly #room: StagingRoom;
   /** Checksums are taken one batch at a time, in the order the batches complete (one read buffer). */
   #checksumming: Promise<unknown> = Promise.resolve();
+  /** Whether the daemon removes sources, and the files placed whose sources it could not remove (rsync-removal.ts). */
+  readonly #removal: RsyncRemoval;
+  /** The current assignment's source, for #removal's records (a file's path below the module). */
+  #source = '';
 
-  constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number; namesFilter: string }, private readonly log: Logger) {
+  /** `keptFile`: where the files placed whose sources the daemon could not remove are kept (state_dir). */
+  constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number; namesFilter: string; keptFile?: string }, private readonly log: Logger) {
     this.#provenance = new StagedProvenance(id, log);
     this.#room = new StagingRoom(id, log);
+    this.#removal = new RsyncRemoval(id, log, settings.keptFile);
   }
 
   async run(ctx: RunContext): Promise<RunOutcome> {
     const a = ctx.assignment;
+    this.#source = a.source;
     // Where files land (staging, or the shift's directory itself): its free space limits them after one did not fit.
     const landing = a.config.remove_source ? ctx.staging : ctx.dir.root;
     const maxSize = await this.#room.limit(landing);
@@ -112,7 +121,8 @@ export class RsyncTransport implements Transport {
       // staging itself (docs/threat-model.md).
       exclude: [...a.config.exclude.split(/\s+/).filter(Boolean), AGENT_NAMES, STAGING_NAME],
       // A limited run takes only files a listing run of these rules found (its --files-from names are not anchored alike).
-      ...(only ? {} : { filters }),
+      // Files placed whose sources the daemon could not remove are not pulled again while it cannot.
+      ...(only ? {} : { filters, skip: a.config.remove_source ? this.#removal.skipped(a.source) : [] }),
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       ...(maxSize === undefined ? {} : { maxSize }),
@@ -120,6 +130,8 @@ export class RsyncTransport implements Transport {
     }, ctx.signal, onRemoved);
 
     let result: RsyncResult;
+    /** What the runs that asked the daemon to remove sources taught (rsync-removal.ts). */
+    let removal: RemovalNews = 'untold';
     if (!a.config.remove_source) {
       // Without remove_source there is no changed-source check to wait for, so no staging either: rsync
       // names each file itself. Every run lists every file still on both sides: only new ones are news.
@@ -131,21 +143,43 @@ export class RsyncTransport implements Transport {
       // an earlier run could not place) is placed then, unless its source changed while it was sent.
       const offered = new Set<string>();
       const placing: Array<Promise<void>> = [];
-      const place = (rels: string[]): void => {
+      // `failed`: files whose sources the daemon could not remove (complete: it found them unchanged first).
+      const place = (rels: string[], failed: ReadonlySet<string> = new Set()): void => {
         if (rels.length === 0) return;
         for (const rel of rels) {
           offered.add(rel);
           this.#stillChanging.delete(rel);
         }
+        // A file placed before, pulled again while its source stays, is not placed again.
+        const fresh = this.#removal.sortOut(ctx.staging, a.source, rels, failed).catch(() => rels);
         // Each file's checksum from what arrived, and its provenance, before it gets its final name (I1, I3).
-        const sums = this.#checksumming.then(() => this.#checksums(ctx, rels)).catch(() => new Map<string, string>());
+        const sums = this.#checksumming.then(async () => this.#checksums(ctx, await fresh)).catch(() => new Map<string, string>());
         this.#checksumming = sums;
-        placing.push(sums.then((s) => ctx.complete(rels, s)).then((p) => this.#placed(p)));
+        placing.push(Promise.all([fresh, sums]).then(([f, s]) => ctx.complete(f, s)).then((p) => this.#placed(p)));
       };
-      if (a.config.settle_ms > 0) {
-        result = await this.#settledRun(ctx.staging, a.config.settle_ms, runWith, place);
+      // The daemon refused to remove at the last try: it is asked again with no file, and nothing is copied
+      // (into staging, where the PPU's fill guard cannot free it) until it takes --remove-source-files.
+      const asked = this.#removal.refused ? await runWith(true, ctx.staging, []) : undefined;
+      if (asked) removal = this.#removal.learn(asked, a.config.module);
+      if (asked && removal !== 'removed') {
+        result = asked;
+      } else if (a.config.settle_ms > 0) {
+        const settled = await this.#settledRun(ctx.staging, a.config.settle_ms, runWith, place);
+        result = settled.result;
+        if (settled.took) removal = this.#removal.learn(result, a.config.module);
       } else {
+        const again = this.#removal.pulledAgain(a.source);
         result = await runWith(true, ctx.staging, undefined, place);
+        result = { ...result, bytes: Math.max(0, result.bytes - again(result.sent)) };
+        // Before learn(): a run that hid the kept files (the daemon could not remove) lists none of them.
+        if (classifyExit(result.code, result.stderr) === 'ok') this.#removal.listed(a.source, [...result.files, ...result.overMax]);
+        removal = this.#removal.learn(result, a.config.module);
+      }
+      // A run that went well but gave the daemon nothing to remove while it cannot: it is asked to remove one kept
+      // file again, so that the detector is up again once the daemon can, without waiting for a new file.
+      const went = besidesRemoval(result.code, result.stderr);
+      if (removal === 'untold' && this.#removal.failing !== undefined && !this.#removal.refused && classifyExit(went.code, went.stderr) === 'ok') {
+        await this.#probeRemoval(ctx, runWith, a.config.module);
       }
       await Promise.all(placing);
       const due = this.#unplaced.due().map((u) => u.path);
@@ -153,28 +187,34 @@ export class RsyncTransport implements Transport {
       const complete = rest.filter((r) => !result.changed.has(r));
       result.changed.forEach((r) => this.#stillChanging.add(r));
       if (result.removed.size === 0 && result.code === 0 && result.files.some((r) => !result.changed.has(r))) this.#warnNoRemovalReports();
-      place(complete);
+      place(complete, removal === 'failed' ? new Set(failuresIn(result.stderr).keys()) : new Set());
       await Promise.all(placing);
     }
     // A run furkad ended for making no progress may have been killed before rsync removed its temp file: what is
     // there is a partial copy of a file still on the detector (the sender removes a source only once it arrived).
     if (result.stalled && a.config.remove_source) await this.#clearTempDir(rsyncTempDir(ctx.staging));
-    const verdict = classifyExit(result.code, result.stderr);
+    // The run as it went besides removing: removal failures alone leave it ok, and the detector down for them.
+    const rest = besidesRemoval(result.code, result.stderr);
+    const ran = classifyExit(rest.code, rest.stderr);
+    const cannotRemove = a.config.remove_source ? this.#removal.failing : undefined;
+    const byRemoval = cannotRemove !== undefined && (ran === 'ok' || removal === 'refused');
+    const verdict = byRemoval ? 'fatal' : ran;
     // The file that did not fit is named, and the next runs leave such files on the detector; the rest go on.
     const full = result.noRoom ? await this.#room.full(landing, result.noRoom.rel, result.noRoom.size) : undefined;
-    if (verdict === 'ok') this.#room.ran(result.overMax, maxSize);
-    if (verdict === 'ok' && a.config.remove_source) await this.#dropAbandoned(ctx.staging, result);
-    if (verdict === 'ok') {
+    if (ran === 'ok') this.#room.ran(result.overMax, maxSize);
+    if (ran === 'ok' && a.config.remove_source) await this.#dropAbandoned(ctx.staging, result);
+    if (ran === 'ok') {
       this.#noteRefused(result.hidden);
       this.#noteDeep(result.hiding ?? [], budget);
     }
     // Only a daemon that ignored the names filter sends such names: what it removed is renamed and placed.
     if (result.strays.length > 0 && a.config.remove_source) (await this.#rescueNames(ctx.staging)).forEach((rel) => this.#offer(rel));
+    this.#removal.save();
     return {
       verdict,
-      message: verdict === 'ok' ? '' : result.stalled ? this.#stalledMessage(result.stderr)
+      message: verdict === 'ok' ? '' : byRemoval ? cannotRemove : result.stalled ? this.#stalledMessage(result.stderr)
         : `rsync exit ${result.code}: ${full ?? authAdvice(result.stderr, login) ?? errorCause(result.stderr)}`,
-      ...(verdict === 'ok' ? {} : ppuSideOfRsync(result.stderr, result.noRoom !== undefined, landing)),
+      ...(verdict === 'ok' || byRemoval ? {} : ppuSideOfRsync(result.stderr, result.noRoom !== undefined, landing)),
       transferred: result.transferred,
       bytes: result.bytes,
       refused: [...this.#refused, ...this.#deep.refused],
@@ -216,6 +256,7 @@ export class RsyncTransport implements Transport {
 
   /** Files the loop set aside for the shift that ended (leaveBehind): no longer this transport's to offer. */
   forget(rels: string[]): void {
+    this.#removal.setAside(this.#source, rels);
     for (const rel of rels) {
       this.#unplaced.drop(rel);
       this.#stillChanging.delete(rel);
@@ -245,6 +286,8 @@ export class RsyncTransport implements Transport {
 
   /** A file that could not be placed is offered again every run; one placed, or gone from staging, no more. */
   #placed(p: Placed): void {
+    this.#removal.placed(this.#source, p.placed);
+    this.#removal.gone(this.#source, p.gone);
     const now = monotonicMs();
     for (const rel of p.failed) this.#unplaced.failed({ path: rel }, now);
     for (const rel of [...p.placed, ...p.gone]) this.#unplaced.drop(rel);
@@ -261,8 +304,11 @@ export class RsyncTransport implements Transport {
    * unchanged for settle_ms, by a second run over just those files. The time is furkad's own, so the two
    * servers' clocks do not matter.
    */
-  async #settledRun(staging: string, settleMs: number, runWith: RunWith, place: (rels: string[]) => void): Promise<RsyncResult> {
-    const look = await runWith(false, staging);
+  async #settledRun(staging: string, settleMs: number, runWith: RunWith, place: (rels: string[]) => void): Promise<{ result: RsyncResult; took: boolean }> {
+    // Files placed before, pulled again to have their sources removed now, are not counted again.
+    const again = this.#removal.pulledAgain(this.#source);
+    const pulled = await runWith(false, staging);
+    const look = { ...pulled, bytes: Math.max(0, pulled.bytes - again(pulled.sent)) };
     const now = monotonicMs();
     for (const rel of look.sent) this.#unchangedSince.set(rel, now);
     for (const rel of look.files) if (!this.#unchangedSince.has(rel)) this.#unchangedSince.set(rel, now);
@@ -274,8 +320,9 @@ export class RsyncTransport implements Transport {
     if (classifyExit(look.code, look.stderr) !== 'ok') {
       // Listed: its source is on the detector, so it is no leftover of a killed furkad's removal either.
       for (const rel of look.files) this.#leftovers.delete(rel);
-      return { ...look, files: [], sent: [], removed: new Set(), changed: new Set(), strays: [] };
+      return { result: { ...look, files: [], sent: [], removed: new Set(), changed: new Set(), strays: [] }, took: false };
     }
+    this.#removal.listed(this.#source, [...look.files, ...look.overMax]);
     const listed = new Set(look.files);
     for (const rel of this.#unchangedSince.keys()) {
       if (listed.has(rel)) continue;
@@ -288,11 +335,25 @@ export class RsyncTransport implements Transport {
     this.#leftovers.clear();
     const settled = [...this.#unchangedSince].filter(([, since]) => now - since >= settleMs).map(([rel]) => rel);
     // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
-    if (settled.length === 0) return { ...look, files: [], sent: [], removed: new Set() };
+    if (settled.length === 0) return { result: { ...look, files: [], sent: [], removed: new Set() }, took: false };
     const take = { ...(await runWith(true, staging, settled, place)), hidden: look.hidden, overMax: look.overMax, hiding: look.hiding ?? [] };
     for (const rel of settled) if (!take.changed.has(rel)) this.#unchangedSince.delete(rel);
     for (const rel of take.changed) this.#unchangedSince.set(rel, monotonicMs());
-    return { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes };
+    return { result: { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes }, took: true };
+  }
+
+  /**
+   * While the daemon cannot remove sources, a run that gave it none to remove asks it to remove the smallest file
+   * placed whose source stayed: once it can again, the detector is up without waiting for a new file, and the others
+   * are taken off it. What arrives is not placed again; its bytes are not counted.
+   */
+  async #probeRemoval(ctx: RunContext, runWith: RunWith, module: string): Promise<void> {
+    const rel = this.#removal.probe(ctx.assignment.source);
+    if (rel === undefined) return;
+    const asked = await runWith(true, ctx.staging, [rel]);
+    const news = this.#removal.learn(asked, module);
+    const rewritten = await this.#removal.probed(ctx.staging, ctx.assignment.source, rel, asked, news);
+    if (rewritten !== undefined) this.#offer(rewritten);
   }
 
   /**
