@@ -43,6 +43,11 @@ export interface RsyncRun {
   /** Where rsync keeps a file while it is being received (not in dest: a killed run's temp file is then told
    *  apart from a complete file by where it is, not by its name). Same file system as dest. */
   tempDir?: string;
+  /**
+   * Where a file unchanged since an earlier run's copy is found (rsync's --link-dest): hard-linked into dest from
+   * there instead of sent again, its source removed all the same (settle mode: rsync-settling.ts). Absolute.
+   */
+  linkDest?: string;
   /** Files larger than this many bytes are left on the detector (rsync's --max-size), each named in `overMax`:
    *  set while the PPU ramdisk has had no room for one (staging-room.ts). */
   maxSize?: number;
@@ -195,6 +200,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     ...run.exclude.map((p) => `--exclude=${p}`),
     ...(run.filters ?? []).map(([kind, p]) => `--${kind}=${p}`),
     ...(run.tempDir ? [`--temp-dir=${run.tempDir}`] : []),
+    ...(run.linkDest ? [`--link-dest=${run.linkDest}`] : []),
     '--sockopts=TCP_NODELAY',
     `--contimeout=${Math.min(run.timeoutS, 10)}`,
     `--timeout=${run.timeoutS}`,

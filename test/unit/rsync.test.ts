@@ -50,6 +50,17 @@ describe('rsync client run (F1-F3)', () => {
     assert.equal(r.bytes, 1027);
   });
 
+  it('settle mode takes a file already copied by linking that copy into staging, listing it as one of the run\'s files (F2)', () => {
+    const a = rsyncArgs({ ...run, only: ['x/a.cbf'], linkDest: '/rd/1mf/.furkad-staging/.settling/1MF' });
+    assert.ok(a.includes('--link-dest=/rd/1mf/.furkad-staging/.settling/1MF'));
+    assert.ok(!rsyncArgs(run).some((x) => x.startsWith('--link-dest')), 'not otherwise');
+    // What rsync 3.x prints for a file linked from --link-dest and for one copied from it (attributes differed).
+    const r = parseOutput(['sender removed x/a.cbf', 'hf          50000 x/a.cbf', 'cf          7 x/b.cbf', ''].join('\n'));
+    assert.deepEqual(r.files, ['x/a.cbf', 'x/b.cbf']);
+    assert.deepEqual(r.sent, [], 'nothing sent again');
+    assert.deepEqual([...r.removed], ['x/a.cbf']);
+  });
+
   it('after the PPU ramdisk had no room, limits files to its free space and says which it leaves (F1, F10)', () => {
     const a = rsyncArgs({ ...run, maxSize: 16_000_000 });
     assert.ok(a.includes('--max-size=16000000'));
