@@ -20,6 +20,7 @@ import { monotonicMs } from '../common/monotonic.js';
 import { authAdvice, DEFAULT_RSYNC_PASSWORD_FILE, rsyncLogin, type RsyncLogin } from './rsync-auth.js';
 import { UnplacedFiles } from './unplaced-files.js';
 import { besidesRemoval, failuresIn, RsyncRemoval, type RemovalNews } from './rsync-removal.js';
+import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsync-settling.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -37,14 +38,17 @@ function joinRaw(dir: Buffer, name: Buffer): Buffer {
   return Buffer.concat([dir, Buffer.from('/'), name]);
 }
 
-/** One rsync run of the current assignment: with or without removal, into `dest`, optionally limited to `only`. */
-type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void) => Promise<RsyncResult>;
+/**
+ * One rsync run of the current assignment: with or without removal, into `dest`, optionally limited to `only`,
+ * linking files unchanged since their copy in `linkDest` from there.
+ */
+type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void, linkDest?: string) => Promise<RsyncResult>;
 
 /** Names furka-agent gives files of its own below its root (src/agent/barrier.ts, source-files.ts). */
 const AGENT_NAMES = '.furka-agent-*';
 
 export class RsyncTransport implements Transport {
-  /** Files left in staging because their source was changing; usually none. */
+  /** Files left in staging (settle_ms: among the copies settling) because their source was changing; usually none. */
   #stillChanging = new Set<string>();
   /**
    * Complete files in staging to place, by relative path: ones that could not be renamed into place (a planted
@@ -55,7 +59,7 @@ export class RsyncTransport implements Transport {
   #unchangedSince = new Map<string, number>();
   /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
   #leftovers = new Set<string>();
-  /** The staging directory the settling copies above are in (a shift may give the detector another target). */
+  /** The staging directory the settling copies above belong to (a shift may give the detector another target). */
   #staging: string | undefined;
   /** Files the detector has whose names furkad cannot hand over, as shown (escapeName): left there, reported. */
   #refused = new Set<string>();
@@ -90,7 +94,8 @@ export class RsyncTransport implements Transport {
     const landing = a.config.remove_source ? ctx.staging : ctx.dir.root;
     const maxSize = await this.#room.limit(landing);
     // Every place a file lands with its relative path: a directory too long for one of them is never taken.
-    const budget = DeepDirs.budget(a.config.remove_source ? [ctx.staging, ctx.dir.root] : [ctx.dir.root]);
+    const settling = a.config.settle_ms > 0 ? [settlingDir(ctx.staging)] : [];
+    const budget = DeepDirs.budget(a.config.remove_source ? [ctx.staging, ...settling, ctx.dir.root] : [ctx.dir.root]);
     const filters = this.#deep.rules(budget);
     // Read for every run: a password copied in after a refusal is taken at the next try.
     let login: RsyncLogin;
@@ -100,7 +105,7 @@ export class RsyncTransport implements Transport {
       const ppu = a.config.rsync_password_file ?? DEFAULT_RSYNC_PASSWORD_FILE;
       return { verdict: 'retry', message: (e as Error).message, ppu, transferred: 0, bytes: 0, refused: [...this.#refused, ...this.#deep.refused] };
     }
-    const runWith: RunWith = (removeSource, dest, only, onRemoved) => this.#run({
+    const runWith: RunWith = (removeSource, dest, only, onRemoved, linkDest) => this.#run({
       rsync: this.settings.rsync,
       host: a.config.remoteIP,
       port: a.config.port,
@@ -125,6 +130,7 @@ export class RsyncTransport implements Transport {
       ...(only ? {} : { filters, skip: a.config.remove_source ? this.#removal.skipped(a.source) : [] }),
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
+      ...(linkDest ? { linkDest } : {}),
       ...(maxSize === undefined ? {} : { maxSize }),
       timeoutS: this.settings.timeoutS,
     }, ctx.signal, onRemoved);
@@ -202,7 +208,7 @@ export class RsyncTransport implements Transport {
     // The file that did not fit is named, and the next runs leave such files on the detector; the rest go on.
     const full = result.noRoom ? await this.#room.full(landing, result.noRoom.rel, result.noRoom.size) : undefined;
     if (ran === 'ok') this.#room.ran(result.overMax, maxSize);
-    if (ran === 'ok' && a.config.remove_source) await this.#dropAbandoned(ctx.staging, result);
+    if (ran === 'ok' && a.config.remove_source) await this.#dropAbandoned(a.config.settle_ms > 0 ? settlingDir(ctx.staging) : ctx.staging, result);
     if (ran === 'ok') {
       this.#noteRefused(result.hidden);
       this.#noteDeep(result.hiding ?? [], budget);
@@ -299,27 +305,30 @@ export class RsyncTransport implements Transport {
   }
 
   /**
-   * settle_ms (F2, for writers that pause in the middle of a file): a first run copies into staging and
-   * removes nothing; a file is taken (removed from the detector, placed) only once furkad has seen it
-   * unchanged for settle_ms, by a second run over just those files. The time is furkad's own, so the two
-   * servers' clocks do not matter.
+   * settle_ms (F2, for writers that pause in the middle of a file): a first run copies beside staging
+   * (rsync-settling.ts) and removes nothing; a file is taken (removed from the detector, placed) only once
+   * furkad has seen it unchanged for settle_ms, by a second run over just those files into staging, which
+   * links the copy made (nothing is sent twice). The time is furkad's own, so the two servers' clocks do not
+   * matter. Only the second run writes into staging: whatever furkad is killed in, staging holds no copy of
+   * a file never known complete.
    */
   async #settledRun(staging: string, settleMs: number, runWith: RunWith, place: (rels: string[]) => void): Promise<{ result: RsyncResult; took: boolean }> {
+    const settling = settlingDir(staging);
     // Files placed before, pulled again to have their sources removed now, are not counted again.
     const again = this.#removal.pulledAgain(this.#source);
-    const pulled = await runWith(false, staging);
+    const pulled = await runWith(false, settling);
     const look = { ...pulled, bytes: Math.max(0, pulled.bytes - again(pulled.sent)) };
     const now = monotonicMs();
     for (const rel of look.sent) this.#unchangedSince.set(rel, now);
     for (const rel of look.files) if (!this.#unchangedSince.has(rel)) this.#unchangedSince.set(rel, now);
-    // A listing run removes nothing: what it copied into staging before it failed (the PPU ramdisk full, the
+    // A listing run removes nothing: what it copied beside staging before it failed (the PPU ramdisk full, the
     // daemon gone) has its source still on the detector, perhaps still being written, or a writer's temp name.
     // None of it is placed at the run's end; it is settling like any file seen (so neither taken for a
     // leftover of a killed furkad when staging is prepared again, nor kept once its source is gone), and the
     // next runs take what settles, once. Only files an earlier run could not place are placed now.
     if (classifyExit(look.code, look.stderr) !== 'ok') {
       // Listed: its source is on the detector, so it is no leftover of a killed furkad's removal either.
-      for (const rel of look.files) this.#leftovers.delete(rel);
+      await this.#settleAgain(staging, look.files.filter((rel) => this.#leftovers.has(rel)));
       return { result: { ...look, files: [], sent: [], removed: new Set(), changed: new Set(), strays: [] }, took: false };
     }
     this.#removal.listed(this.#source, [...look.files, ...look.overMax]);
@@ -332,13 +341,28 @@ export class RsyncTransport implements Transport {
     }
     // Left in staging by a furkad killed between removal and placing: complete, their source is gone.
     for (const rel of this.#leftovers) if (!listed.has(rel)) this.#offer(rel);
+    await this.#settleAgain(staging, [...this.#leftovers].filter((rel) => listed.has(rel)));
     this.#leftovers.clear();
     const settled = [...this.#unchangedSince].filter(([, since]) => now - since >= settleMs).map(([rel]) => rel);
     // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
     if (settled.length === 0) return { result: { ...look, files: [], sent: [], removed: new Set() }, took: false };
-    const take = { ...(await runWith(true, staging, settled, place)), hidden: look.hidden, overMax: look.overMax, hiding: look.hiding ?? [] };
-    for (const rel of settled) if (!take.changed.has(rel)) this.#unchangedSince.delete(rel);
-    for (const rel of take.changed) this.#unchangedSince.set(rel, monotonicMs());
+    const taken = (rels: string[]): void => {
+      for (const rel of rels) dropCopy(settling, rel);
+      place(rels);
+    };
+    const take = { ...(await runWith(true, staging, settled, taken, settling)), hidden: look.hidden, overMax: look.overMax, hiding: look.hiding ?? [] };
+    // In staging now, complete: its copy is no longer needed. One the run did not take (its source gone meanwhile,
+    // the run failed) stays settling: the next first run drops it or has it taken again.
+    for (const rel of new Set([...take.files, ...take.removed])) {
+      if (take.changed.has(rel)) continue;
+      this.#unchangedSince.delete(rel);
+      dropCopy(settling, rel);
+    }
+    // Its source changed while it was sent and stays on the detector: what arrived settles again, out of staging.
+    for (const rel of take.changed) {
+      this.#unchangedSince.set(rel, monotonicMs());
+      await backToSettling(staging, settling, rel);
+    }
     return { result: { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes }, took: true };
   }
 
@@ -354,6 +378,19 @@ export class RsyncTransport implements Transport {
     const news = this.#removal.learn(asked, module);
     const rewritten = await this.#removal.probed(ctx.staging, ctx.assignment.source, rel, asked, news);
     if (rewritten !== undefined) this.#offer(rewritten);
+  }
+
+  /**
+   * Files found in staging when it was prepared whose source a first run lists on the detector: taken by a run
+   * the daemon had not yet removed them for when furkad was stopped, or what a removing run received of a source
+   * that changed meanwhile. Not known complete: dropped there, they settle again from their copy beside staging.
+   */
+  async #settleAgain(staging: string, rels: string[]): Promise<void> {
+    for (const rel of rels) {
+      this.#leftovers.delete(rel);
+      await unlink(path.join(staging, rel)).catch(() => undefined);
+    }
+    if (rels.length > 0) this.log.info({ detector: this.id, files: rels.length }, 'files found in staging whose source is still on the detector dropped there; they are taken once they settle');
   }
 
   /**
@@ -391,14 +428,17 @@ export class RsyncTransport implements Transport {
       'missing in its rsyncd.conf): files get their final names only when each run ends, which adds latency');
   }
 
-  /** A file left in staging while still changing whose source is gone from the detector (its writer deleted it) would stay in staging for ever. */
-  async #dropAbandoned(staging: string, result: RsyncResult): Promise<void> {
+  /**
+   * A file left in `dir` (staging, or settle_ms: among the copies settling) while still changing whose source is
+   * gone from the detector (its writer deleted or renamed it) would stay there for ever.
+   */
+  async #dropAbandoned(dir: string, result: RsyncResult): Promise<void> {
     if (this.#stillChanging.size === 0) return;
     const listed = new Set(result.files);
     for (const rel of this.#stillChanging) {
       if (listed.has(rel) || this.#unchangedSince.has(rel)) continue;
       this.#stillChanging.delete(rel);
-      await unlink(path.join(staging, rel)).catch(() => undefined);
+      await unlink(path.join(dir, rel)).catch(() => undefined);
       this.log.warn({ detector: this.id, file: rel }, 'a file that was still changing vanished from the detector; its partial copy is dropped');
     }
   }
@@ -406,13 +446,15 @@ export class RsyncTransport implements Transport {
   /**
    * Files found in staging when it is (re)prepared were transferred by a run whose promotion never
    * happened (furkad was killed in between, the source already removed on the detector): they are placed
-   * by the next run like any unplaced file, unless that run finds their source still changing (F2).
-   * Without this they would sit in a hidden directory for ever, never copied.
+   * by the next run like any unplaced file, unless that run finds their source still on the detector (F2).
+   * Without this they would sit in a hidden directory for ever, never copied. Copies of files still settling
+   * that no run of this furkad made are an earlier one's: never known complete, they are dropped.
    */
   async adoptLeftovers(ctx: RunContext): Promise<void> {
     const staging = ctx.staging;
     await this.#leaveStaging(staging);
     await this.#clearTempDir(rsyncTempDir(staging));
+    await this.#dropEarlierCopies(staging);
     await this.#rescueNames(staging);
     const found: string[] = [];
     const walk = async (dir: string): Promise<void> => {
@@ -435,6 +477,20 @@ export class RsyncTransport implements Transport {
   }
 
   /**
+   * Copies an earlier furkad's first runs made of files still settling (settle_ms) when it was stopped or
+   * killed: their writers may have deleted them or renamed them away since, so they are never placed; a source
+   * still on the detector is copied again and settles anew (F2). Named in the log.
+   */
+  async #dropEarlierCopies(staging: string): Promise<void> {
+    const known = (rel: string): boolean => this.#unchangedSince.has(rel) || this.#stillChanging.has(rel);
+    const dropped = await dropUnknownCopies(settlingDir(staging), staging, known);
+    if (dropped.length === 0) return;
+    this.log.warn({ detector: this.id, count: dropped.length, files: dropped.slice(0, 20) },
+      'copies of files still settling when furkad stopped dropped from staging: never known complete, never placed; ' +
+      'a source still on the detector is copied again');
+  }
+
+  /**
    * A shift that gives the detector another target gives it another staging directory. The copies still settling
    * in the one it leaves (settle_ms: their sources are on the detector, perhaps still being written) are dropped
    * there, and settle again in the new one from the start. Left there, they were taken for a killed furkad's
@@ -451,6 +507,7 @@ export class RsyncTransport implements Transport {
       if (this.#unplaced.has(rel)) continue;
       await unlink(path.join(left, rel)).catch(() => undefined);
     }
+    await rm(settlingDir(left), { recursive: true, force: true });
     this.#unchangedSince.clear();
     this.#stillChanging.clear();
     this.#leftovers.clear();

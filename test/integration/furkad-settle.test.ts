@@ -153,8 +153,8 @@ describe('furkad with its default settings: writers that pause mid-file lose not
     await ppu.startShift(524, 525);
     const det = ppu.detectorRamdisks['1MF']!;
     const file = writeImage(det, 'groupterm/before_stop.cbf', 100_000);
-    // Listed by a run (copied into staging), still settling (settle_ms: 2000 by default): furkad knows it is complete.
-    const staged = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF', file.rel);
+    // Listed by a run (copied beside staging), still settling (settle_ms: 2000 by default): furkad knows it is complete.
+    const staged = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '.settling', '1MF', file.rel);
     await eventually(() => existsSync(staged), 20_000, 'the file seen by furkad, settling');
     assert.equal(await ppu.furkad!.proc.stop(30_000, 'group'), 0, 'a clean stop (SIGTERM to furkad and its rsync runs)');
     const said = ppu.furkad!.proc.output();
@@ -207,7 +207,8 @@ describe('furkad with its default settings: writers that pause mid-file lose not
       assert.deepEqual(listFiles(usr), ['half.cbf', 'run/img_1.cbf'], 'no temp name, no NAME.~1~');
       assert.equal(statSync(path.join(usr, 'half.cbf')).size, 2 * 65536, 'the whole file');
       assert.equal(sha256File(readFileSync(path.join(usr, 'run/img_1.cbf'))), temp.sha256);
-      const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF');
+      // Staging, and the copies settling beside it.
+      const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging');
       await eventually(() => listFiles(staging).length === 0, 20_000, 'the copy of the temp name dropped from staging once its source was gone');
     } finally {
       rmSync(flag, { force: true });
