@@ -31,16 +31,17 @@ async function filesBelow(dir: string): Promise<string[]> {
 /**
  * Drops the copies below `settling` no run of this furkad made (`known` says which it did): an earlier furkad's,
  * stopped or killed while they settled. Returns the ones dropped that were only copies: not those also in
- * `staging`, which are the second links of files a removing run took (--link-dest), complete there.
+ * `staging`, which are the second links of files a removing run took (--link-dest), complete there. `create`:
+ * makes `settling` (root's alone) for the first runs to come.
  */
-export async function dropUnknownCopies(settling: string, staging: string, known: (rel: string) => boolean): Promise<string[]> {
+export async function dropUnknownCopies(settling: string, staging: string, known: (rel: string) => boolean, create: boolean): Promise<string[]> {
   const dropped: string[] = [];
   for (const rel of await filesBelow(settling)) {
     if (known(rel)) continue;
     await rm(path.join(settling, rel), { force: true });
     if (!(await lstat(path.join(staging, rel)).catch(() => undefined))) dropped.push(rel);
   }
-  await mkdir(settling, { recursive: true, mode: 0o700 });
+  if (create) await mkdir(settling, { recursive: true, mode: 0o700 });
   return dropped;
 }
 

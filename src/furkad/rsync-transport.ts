@@ -454,7 +454,7 @@ export class RsyncTransport implements Transport {
     const staging = ctx.staging;
     await this.#leaveStaging(staging);
     await this.#clearTempDir(rsyncTempDir(staging));
-    await this.#dropEarlierCopies(staging);
+    await this.#dropEarlierCopies(staging, ctx.assignment.config.settle_ms > 0);
     await this.#rescueNames(staging);
     const found: string[] = [];
     const walk = async (dir: string): Promise<void> => {
@@ -481,9 +481,9 @@ export class RsyncTransport implements Transport {
    * killed: their writers may have deleted them or renamed them away since, so they are never placed; a source
    * still on the detector is copied again and settles anew (F2). Named in the log.
    */
-  async #dropEarlierCopies(staging: string): Promise<void> {
+  async #dropEarlierCopies(staging: string, settles: boolean): Promise<void> {
     const known = (rel: string): boolean => this.#unchangedSince.has(rel) || this.#stillChanging.has(rel);
-    const dropped = await dropUnknownCopies(settlingDir(staging), staging, known);
+    const dropped = await dropUnknownCopies(settlingDir(staging), staging, known, settles);
     if (dropped.length === 0) return;
     this.log.warn({ detector: this.id, count: dropped.length, files: dropped.slice(0, 20) },
       'copies of files still settling when furkad stopped dropped from staging: never known complete, never placed; ' +
