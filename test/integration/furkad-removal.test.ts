@@ -4,7 +4,7 @@
 import { strict as assert } from 'node:assert';
 import { readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Ppu } from '../fixtures/ppu.js';
+import { Ppu, type PpuOptions } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { freePort } from '../fixtures/net.js';
 import { sample } from '../fixtures/metrics.js';
@@ -46,6 +46,13 @@ function staged(ppu: Ppu): string[] {
   return listFiles(path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF'));
 }
 
+/** A Ppu with `opts` and furkad's metrics on a free port, and where they are read. */
+async function withMetrics(opts: PpuOptions): Promise<{ ppu: Ppu; metricsUrl: string }> {
+  const port = await freePort();
+  const ppu = await new Ppu({ ...opts, furkad: { metrics_address: '127.0.0.1', metrics_port: port } }).start();
+  return { ppu, metricsUrl: `http://127.0.0.1:${port}/metrics` };
+}
+
 describe('furkad: a detector daemon that cannot remove sources (module without uid = root, F2, F10)', function () {
   this.timeout(300_000);
   let ppu: Ppu;
@@ -54,11 +61,8 @@ describe('furkad: a detector daemon that cannot remove sources (module without u
   const usr = (): string => path.join(ppu.ppuRamdisk, '1mf', '560_561');
 
   before(async () => {
-    const port = await freePort();
-    metricsUrl = `http://127.0.0.1:${port}/metrics`;
     // furkad's defaults (settle_ms 2000, remove_source yes); the daemon runs as nobody, as a vendor's module may.
-    ppu = await new Ppu({ prefix: 'ppu-removal', writerRenames: false, rsyncd: { '1MF': { asRoot: false } },
-      furkad: { metrics_address: '127.0.0.1', metrics_port: port } }).start();
+    ({ ppu, metricsUrl } = await withMetrics({ prefix: 'ppu-removal', writerRenames: false, rsyncd: { '1MF': { asRoot: false } } }));
   });
   after(async () => {
     await ppu?.stop();
@@ -132,10 +136,7 @@ describe('furkad: a detector daemon that refuses --remove-source-files (refuse o
   let metricsUrl: string;
 
   before(async () => {
-    const port = await freePort();
-    metricsUrl = `http://127.0.0.1:${port}/metrics`;
-    ppu = await new Ppu({ prefix: 'ppu-refuse', writerRenames: false, rsyncd: { '1MF': { refuseOptions: 'delete* checksum compress' } },
-      furkad: { metrics_address: '127.0.0.1', metrics_port: port } }).start();
+    ({ ppu, metricsUrl } = await withMetrics({ prefix: 'ppu-refuse', writerRenames: false, rsyncd: { '1MF': { refuseOptions: 'delete* checksum compress' } } }));
   });
   after(async () => {
     await ppu?.stop();
@@ -180,10 +181,8 @@ describe('furkad with settle_ms = 0: a detector daemon that cannot remove source
   let metricsUrl: string;
 
   before(async () => {
-    const port = await freePort();
-    metricsUrl = `http://127.0.0.1:${port}/metrics`;
     // A writer that renames into place: one run per cycle, taking and removing at once.
-    ppu = await new Ppu({ prefix: 'ppu-removal0', rsyncd: { '1MF': { asRoot: false } }, furkad: { metrics_address: '127.0.0.1', metrics_port: port } }).start();
+    ({ ppu, metricsUrl } = await withMetrics({ prefix: 'ppu-removal0', rsyncd: { '1MF': { asRoot: false } } }));
   });
   after(async () => {
     await ppu?.stop();

@@ -94,10 +94,7 @@ describe('furkad restarted while files settle (settle_ms, F2)', function () {
     const wrapper = path.join(ppu.work, 'killing-rsync');
     writeFileSync(wrapper, `#!/bin/sh\ncase " $* " in *" --remove-source-files "*) [ -e '${flag}' ] && { rsync "$@" >/dev/null 2>&1; rm -f '${flag}'; kill -9 $PPID; exit 0; };; esac\nexec rsync "$@"\n`);
     chmodSync(wrapper, 0o755);
-    await ppu.killFurkad();
-    ppu.opts.furkad = { ...ppu.opts.furkad, rsync_path: wrapper };
-    ppu.writeConfigs();
-    await ppu.startFurkad();
+    await ppu.restartFurkadWith({ rsync_path: wrapper });
     try {
       writeFileSync(flag, '');
       const f = writeImage(det, 'taken/img_0001.cbf', 80_000);
@@ -115,10 +112,7 @@ describe('furkad restarted while files settle (settle_ms, F2)', function () {
       assert.deepEqual(listFiles(path.join(usr(), 'taken')), ['img_0001.cbf'], 'placed once');
     } finally {
       rmSync(flag, { force: true });
-      await ppu.killFurkad();
-      ppu.opts.furkad = { ...ppu.opts.furkad, rsync_path: 'rsync' };
-      ppu.writeConfigs();
-      await ppu.startFurkad();
+      await ppu.restartFurkadWith({ rsync_path: 'rsync' });
     }
   });
 });

@@ -179,10 +179,7 @@ describe('furkad with its default settings: writers that pause mid-file lose not
       `rsync "$@"; rc=$?\n[ -e '${flag}' ] && { echo 'rsync error: simulated failure after copying (code 11)' >&2; exit 11; }\nexit $rc\n`);
     chmodSync(wrapper, 0o755);
     writeFileSync(flag, '');
-    await ppu.killFurkad();
-    ppu.opts.furkad = { ...ppu.opts.furkad, rsync_path: wrapper };
-    ppu.writeConfigs();
-    await ppu.startFurkad();
+    await ppu.restartFurkadWith({ rsync_path: wrapper });
     try {
       await ppu.startShift(522, 523);
       const detector = ppu.detectorRamdisks['1MF']!;
@@ -212,10 +209,7 @@ describe('furkad with its default settings: writers that pause mid-file lose not
       await eventually(() => listFiles(staging).length === 0, 20_000, 'the copy of the temp name dropped from staging once its source was gone');
     } finally {
       rmSync(flag, { force: true });
-      await ppu.killFurkad();
-      ppu.opts.furkad = { ...ppu.opts.furkad, rsync_path: 'rsync' };
-      ppu.writeConfigs();
-      await ppu.startFurkad();
+      await ppu.restartFurkadWith({ rsync_path: 'rsync' });
     }
   });
 });
