@@ -5,6 +5,7 @@ import { realpathSync, statSync } from 'node:fs';
 import { parseDaemonArgs } from '../common/daemon-args.js';
 import { configOrExit, loadConfigOrExit } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
+import { checkLogfile, logfileNote, openLogfile } from '../common/logfile-config.js';
 import { Notifier } from '../common/notify.js';
 import { component, Components, runDaemon, stopRequested } from '../common/service.js';
 import { AllowList } from './allow.js';
@@ -27,10 +28,13 @@ async function main(): Promise<number> {
   // Every request must carry this key (A1): an agent whose key is missing or readable by others does not start.
   const key = configOrExit('furka-agent', () => loadAgentKey(args.config, config));
   if (args.check) {
+    configOrExit('furka-agent', () => checkLogfile(args.config, config));
+    const note = logfileNote('furka-agent', config);
+    if (note) process.stderr.write(`furka-agent: ${args.config}: ${note}\n`);
     process.stdout.write(`${args.config}: configuration is valid (root ${config.root}, port ${config.port}, key ${config.key_file})\n`);
     return 0;
   }
-  const log = createLogger('furka-agent', config);
+  const log = createLogger('furka-agent', config, configOrExit('furka-agent', () => openLogfile(args.config, config)));
   const notifier = new Notifier(log);
   // Paths are compared with what the kernel reports and with real paths: the root as it really is.
   if (!statSync(config.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`root ${config.root}: not a directory`);

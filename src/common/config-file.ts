@@ -294,7 +294,7 @@ export function readConfigText(file: string): string {
 }
 
 /** What a file is, for messages ('not a regular file' for what has no name here). */
-function fileKind(st: Stats): string {
+export function fileKind(st: Stats): string {
   return st.isFile() ? 'a regular file' : st.isDirectory() ? 'a directory' : st.isSymbolicLink() ? 'a symbolic link'
     : st.isFIFO() ? 'a FIFO' : st.isSocket() ? 'a socket' : st.isCharacterDevice() ? 'a character device'
       : st.isBlockDevice() ? 'a block device' : 'not a regular file';

@@ -1,7 +1,7 @@
 // Structured logging (S4): pino to stdout, which systemd hands to the journal.
 import { fstatSync } from 'node:fs';
 import pino, { type Logger } from 'pino';
-import { rotatingDestination } from './log-rotation.js';
+import { RotatingLog } from './log-rotation.js';
 
 export type { Logger };
 
@@ -13,14 +13,39 @@ export interface LogSettings {
 }
 
 /**
- * Creates the daemon's logger. Without `logfile` logs go to stdout (the journal under
- * systemd); with it, to that file, rotated by size (S4).
+ * Creates the daemon's logger. Without `logfile` logs go to stdout (the journal under systemd); with it, to
+ * that file, rotated by size (S4): `file` when the start opened it already (config-file.ts openLogfile). A log
+ * file that cannot be written, then or later (disk full, remounted read-only, a rotation failing), never ends
+ * the daemon: from then on its lines go to stderr (the journal), and that is said there once.
  */
-export function createLogger(name: string, settings: LogSettings = {}): Logger {
+export function createLogger(name: string, settings: LogSettings = {}, file?: RotatingLog): Logger {
   const level = process.env['LOG_LEVEL'] ?? settings.log_level ?? 'info';
-  if (settings.logfile) return pino({ name, level, base: { daemon: name } }, rotatingDestination({ ...settings, logfile: settings.logfile }));
-  const out = pino.destination({ fd: 1, sync: false });
-  return pino({ name, level, base: { daemon: name } }, stdoutIsJournal() ? { write: (line: string) => out.write(withPriority(line)) } : out);
+  const options = { name, level, base: { daemon: name } };
+  if (!settings.logfile) {
+    const out = pino.destination({ fd: 1, sync: false });
+    return pino(options, stdoutIsJournal() ? { write: (line: string) => out.write(withPriority(line)) } : out);
+  }
+  const logfile = settings.logfile;
+  let log = file;
+  let failure: unknown;
+  try {
+    log ??= new RotatingLog({ ...settings, logfile });
+  } catch (e) {
+    failure = e;
+  }
+  const journal = { write: (line: string) => { process.stderr.write(isJournalStream(2) ? withPriority(line) : line); } };
+  let told = false;
+  const write = (line: string): void => {
+    if (log?.write(line)) return;
+    if (!told) {
+      told = true;
+      const err = log?.failure ?? failure;
+      pino(options, journal).warn({ logfile, err }, `logfile ${logfile}: cannot write ${log?.current ?? 'it'} ` +
+        `(${err instanceof Error ? err.message : String(err)}): logging to the journal (stderr) instead until ${name} restarts`);
+    }
+    journal.write(line);
+  };
+  return pino(options, { write });
 }
 
 /**

@@ -4,6 +4,7 @@
 import { parseDaemonArgs } from '../common/daemon-args.js';
 import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
+import { checkLogfile, logfileNote, openLogfile } from '../common/logfile-config.js';
 import { Notifier } from '../common/notify.js';
 import { Components, runDaemon, stopRequested, together } from '../common/service.js';
 import { BusWatch, connectSystemBus } from '../dbus/bus.js';
@@ -53,12 +54,15 @@ async function main(): Promise<number> {
     }
   }
   if (args.check) {
+    configOrExit('furkad', () => checkLogfile(args.config, config));
+    const note = logfileNote('furkad', config);
+    if (note) process.stderr.write(`furkad: ${args.config}: ${note}\n`);
     process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.detector).length} detectors)\n`);
     return 0;
   }
   configOrExit('furkad', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   configOrExit('furkad', () => checkFurkadTargets(args.config, config));
-  const log = createLogger('furkad', config);
+  const log = createLogger('furkad', config, configOrExit('furkad', () => openLogfile(args.config, config)));
   if (keyProblems) log.error({ problems: keyProblems }, 'key or password file not usable: those detectors retry until it is (README, Install); the others go on');
   const readable = passwordsShiftsCanRead(config.detector);
   if (readable.length > 0) {

@@ -5,6 +5,7 @@
 import { parseDaemonArgs } from '../common/daemon-args.js';
 import { configOrExit, loadConfigOrExit, prepareDirectory, prepareFifo } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
+import { checkLogfile, logfileNote, openLogfile } from '../common/logfile-config.js';
 import { Notifier } from '../common/notify.js';
 import { BusWatch, connectSystemBus, exportInterface, ownName } from '../dbus/bus.js';
 import { GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
@@ -50,12 +51,15 @@ async function main(): Promise<number> {
   const args = parseDaemonArgs('grimseld', DEFAULT_CONFIG_PATH);
   const config = loadConfigOrExit('grimseld', args.config, loadGrimseldConfig);
   if (args.check) {
+    configOrExit('grimseld', () => checkLogfile(args.config, config));
+    const note = logfileNote('grimseld', config);
+    if (note) process.stderr.write(`grimseld: ${args.config}: ${note}\n`);
     process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.storage).length} storages)\n`);
     return 0;
   }
   configOrExit('grimseld', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
   configOrExit('grimseld', () => prepareFifo(args.config, 'fifo', config.fifo));
-  const log = createLogger('grimseld', config);
+  const log = createLogger('grimseld', config, configOrExit('grimseld', () => openLogfile(args.config, config)));
   const notifier = new Notifier(log);
 
   // G14: without a valid license key every storage gets one writer.

@@ -12,6 +12,7 @@ import { detectorRecord, formatDetectorTable, formatStatusTable, verifiedKey, ty
 import type { VerifiedRow } from '../dbus/grimsel-interface.js';
 import type { DetectorRow } from '../dbus/furka-interface.js';
 import { importVendorConfig } from './vendor-import.js';
+import { checkLogfile, logfileNote } from '../common/logfile-config.js';
 import { licenseCommand } from './license-command.js';
 import { verifyCommand, VerifyUsage } from './verify-command.js';
 import { statusRecord } from '../grimseld/status-server.js';
@@ -261,18 +262,23 @@ function configKind(file: string): 'grimseld' | 'furkad' {
 
 function configCheck(files: string[], json: boolean): number {
   const results = files.map((file) => {
+    const kind = configKind(file);
     try {
-      const c = configKind(file) === 'grimseld' ? loadGrimseldConfig(file) : loadFurkadConfig(file);
+      const c = kind === 'grimseld' ? loadGrimseldConfig(file) : loadFurkadConfig(file);
+      // On this machine, as the daemon's --check: a log directory it could not write would stop its start.
+      checkLogfile(file, c);
       const what = 'detector' in c ? `${Object.keys(c.detector).length} detectors` : `${Object.keys(c.storage).length} storages`;
-      return { file, valid: true, summary: what, problems: [] as string[] };
+      const note = logfileNote(kind, c);
+      return { file, valid: true, summary: what, problems: [] as string[], notes: note ? [note] : [] };
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
-      return { file, valid: false, summary: e.message, problems: e.problems };
+      return { file, valid: false, summary: e.message, problems: e.problems, notes: [] as string[] };
     }
   });
   process.stdout.write(json
-    ? `${JSON.stringify(results.map(({ file, valid, problems }) => ({ file, valid, problems })), null, 2)}\n`
+    ? `${JSON.stringify(results.map(({ file, valid, problems, notes }) => ({ file, valid, problems, notes })), null, 2)}\n`
     : results.map((r) => (r.valid ? `${r.file}: valid (${r.summary})\n` : `${r.summary}\n`)).join(''));
+  if (!json) process.stderr.write(results.flatMap((r) => r.notes.map((n) => `ppuctl: ${r.file}: ${n}\n`)).join(''));
   return results.every((r) => r.valid) ? 0 : 1;
 }
 

@@ -7,6 +7,8 @@ import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, launchOf, tempDir } from '..
 import { startProcess } from '../fixtures/processes.js';
 import { startBus } from '../fixtures/bus-daemon.js';
 import { createServer } from 'node:net';
+import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
+import { AGENT_BIN, agentKeyFile } from '../fixtures/agent.js';
 
 function start(bin: string, config: string): Promise<{ code: number; stderr: string }> {
   return run(bin, '--config', config);
@@ -23,7 +25,10 @@ function run(bin: string, ...args: string[]): Promise<{ code: number; stdout: st
 describe('daemon start with a bad configuration (S3)', function () {
   this.timeout(30_000);
   const dir = tempDir('badconf');
-  after(() => rmSync(dir, { recursive: true, force: true }));
+  after(() => {
+    unmountAll();
+    rmSync(dir, { recursive: true, force: true });
+  });
 
   it('furkad exits 78 naming file, section and key of an unknown key and a wrong type', async () => {
     const file = path.join(dir, 'furkad.conf');
@@ -166,6 +171,33 @@ describe('daemon start with a bad configuration (S3)', function () {
       held.close();
       await bus.stop();
     }
+  });
+
+  it('all three daemons: --check, start and ppuctl config check refuse a logfile in a read-only directory, naming key, path and error (S3, S4)', async () => {
+    // What a vendor's 'logfile /var/log/furka_dectris.log' meets under the shipped units (ProtectSystem=strict).
+    const ro = mountTmpfs(path.join(dir, 'ro-log'), 1 << 20, { readOnly: true });
+    const logfile = `${ro}/furka_dectris.log`;
+    const furkad = path.join(dir, 'log-furkad.conf');
+    writeFileSync(furkad, `logfile = ${logfile}\nstate_dir = ${dir}/log-state\nlicensekey = ${dir}/none.key\n` +
+      `[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/ramdisk/./1mf\n`);
+    const grimseld = path.join(dir, 'log-grimseld.conf');
+    writeFileSync(grimseld, `logfile = ${logfile}\nstate_dir = ${dir}/log-state-g\nlicensekey = ${dir}/none.key\nfifo = ${dir}/log-run/files\n` +
+      `ramdisk_mountpoint = ${dir}/ramdisk\ntarget = ${dir}/ramdisk\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/log-data\n`);
+    const agent = path.join(dir, 'log-agent.conf');
+    mkdirSync(path.join(dir, 'agent-root'), { recursive: true });
+    writeFileSync(agent, `logfile = ${logfile}\nroot = ${dir}/agent-root\naddress = 127.0.0.1\nport = 0\nkey_file = ${agentKeyFile(dir).keyFile}\n`);
+    const expected = `top level (before any section), key 'logfile': cannot write '${logfile}' in '${ro}': EROFS: read-only file system`;
+    for (const [bin, file] of [[FURKAD_BIN, furkad], [GRIMSELD_BIN, grimseld], [AGENT_BIN, agent]] as const) {
+      for (const r of [await run(bin, '--check', '--config', file), await start(bin, file)]) {
+        assert.equal(r.code, 78, `${bin}: ${r.stderr}`);
+        assert.ok(r.stderr.includes(expected), r.stderr);
+        assert.ok(r.stderr.includes('the shipped units let the daemons write logs only below /var/log/ppu'), r.stderr);
+        assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+      }
+    }
+    const check = await run(PPUCTL_BIN, 'config', 'check', furkad, grimseld);
+    assert.equal(check.code, 1);
+    assert.equal(check.stdout.split('\n').filter((l) => l.includes(expected)).length, 2, check.stdout);
   });
 
   it('a missing file is named too', async () => {

@@ -1,7 +1,10 @@
 // Log lines and the journal (S4): under systemd, with stdout the journal's stream, each line carries its
 // priority, so `journalctl -p err` finds the errors (found by a hostile tester: every line was stored as info).
 import { strict as assert } from 'node:assert';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { RotatingLog } from '../../src/common/log-rotation.js';
 import * as path from 'node:path';
 
 const LOGGER = path.resolve(__dirname, '../../src/common/logger.js');
@@ -49,5 +52,38 @@ describe('log lines in the journal (S4)', () => {
     };
     assert.deepEqual(failed(true), ['<3>furkad: /etc/ppu/furkad.conf: invalid configuration:', "<3>  section [detector.1MF], key 'remoteIp': unknown key"]);
     assert.deepEqual(failed(false), ['furkad: /etc/ppu/furkad.conf: invalid configuration:', "  section [detector.1MF], key 'remoteIp': unknown key"]);
+  });
+});
+
+describe('log file (S4)', () => {
+  let dir: string;
+  beforeEach(() => { dir = mkdtempSync(path.join(tmpdir(), 'logfile-')); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('goes on with the numbering of its own files only, and keeps the newest logfile_max_number, those of earlier runs too', () => {
+    for (const n of [1, 2, 3]) writeFileSync(path.join(dir, `furkad.log.${n}`), 'x'.repeat(100));
+    writeFileSync(path.join(dir, 'grimseld.log.9'), 'another daemon in the same directory\n');
+    const log = new RotatingLog({ logfile: path.join(dir, 'furkad.log'), logfile_max_size: 100, logfile_max_number: 2 });
+    assert.equal(log.current, path.join(dir, 'furkad.log.4'), 'furkad.log.3 is full: the next one, not grimseld.log.9 + 1');
+    assert.ok(log.write(`${'y'.repeat(120)}\n`));
+    log.close();
+    assert.deepEqual(readdirSync(dir).sort(), ['furkad.log.4', 'furkad.log.5', 'grimseld.log.9']);
+  });
+
+  it('that cannot be written any more never ends the daemon: its lines go to stderr, said there once (S3, S4)', () => {
+    // Writes to /dev/full fail with ENOSPC, as on a full disk.
+    symlinkSync('/dev/full', path.join(dir, 'furkad.log.1'));
+    const script = `
+      const log = require(${JSON.stringify(LOGGER)}).createLogger('furkad', { logfile: ${JSON.stringify(path.join(dir, 'furkad.log'))} });
+      log.info('first'); log.warn('second');
+      setTimeout(() => { log.info('third'); process.stdout.write('still running\\n'); }, 50);`;
+    const r = spawnSync(process.execPath, ['-e', script], { encoding: 'utf8', env: { ...process.env, JOURNAL_STREAM: '' } });
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'still running\n');
+    const lines = r.stderr.trim().split('\n').map((l) => JSON.parse(l) as { msg: string; level: number });
+    assert.equal(lines.length, 4, r.stderr);
+    assert.match(lines[0]!.msg, /^logfile .*furkad\.log: cannot write .*furkad\.log\.1 \(ENOSPC: no space left on device, write\): logging to the journal \(stderr\) instead until furkad restarts$/);
+    assert.equal(lines[0]!.level, 40);
+    assert.deepEqual(lines.slice(1).map((l) => l.msg), ['first', 'second', 'third']);
   });
 });
