@@ -6,6 +6,7 @@ import { confinement } from './shift.js';
 import { realpathSync } from 'node:fs';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { DEFAULT_RSYNC_PASSWORD_FILE, DEFAULT_RSYNC_USER, rsyncLogin } from './rsync-auth.js';
+import { sourcePatternProblem } from './rsync.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
 
@@ -126,6 +127,9 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
     } else if (given('agent_key_file')) {
       throw new ConfigError(file, [`section [detector.${id}], key 'agent_key_file': is for transport = agent; with transport = rsync the ` +
         "detector server's key goes in rsync_password_file"]);
+    } else {
+      const pattern = sourcePatternProblem(d.source);
+      if (pattern) throw new ConfigError(file, [`section [detector.${id}], key 'source': ${pattern}`]);
     }
     d.port ??= DEFAULT_PORT[d.transport];
     d.minpause ??= DEFAULT_MINPAUSE[d.transport];

@@ -161,6 +161,20 @@ export function changedSources(stderr: string): Set<string> {
   return out;
 }
 
+/**
+ * Why `source` cannot be asked of an rsync daemon, or undefined. The daemon expands '*', '?' and '[' in the path
+ * it is asked for as a pattern: '/run?' next to a directory 'run1' pulled run1's files too, and every later run
+ * failed on them (the settle run's --files-from names are taken literally). A backslash escapes them only in
+ * some paths and daemon versions (a '\\' without a pattern character stays two characters), so such a source
+ * is refused instead of escaped.
+ */
+export function sourcePatternProblem(source: string): string | undefined {
+  const c = /[*?[]/.exec(source)?.[0];
+  if (c === undefined) return undefined;
+  return `'${source}' holds '${c}', which the detector's rsync daemon expands as a pattern ('*', '?' and '[' are refused): ` +
+    'it would pull every directory that matches, and fail each run; rename the directory on the detector server, or use transport = agent';
+}
+
 /** The source directory below the module, without slashes at either end ('' for the module itself). */
 function sourceDir(run: RsyncRun): string {
   return run.source.replace(/^\/+|\/+$/g, '');

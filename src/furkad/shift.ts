@@ -5,6 +5,7 @@ import { STAGING_NAME } from './shift-sweep.js';
 import * as path from 'node:path';
 import { expandUsrdir, hasControl, isSafeRelative, markTarget, nestedTargets, splitMarked, unmark } from '../common/paths.js';
 import { NAME_MAX } from '../common/name-max.js';
+import { sourcePatternProblem } from './rsync.js';
 
 export interface Assignment {
   id: string;
@@ -105,6 +106,8 @@ export function planShift(
     if (source && source.split('/').includes('..')) {
       throw new ShiftRequestError('InvalidArgs', `source of detector '${id}' must not contain '..', got '${source}'`);
     }
+    const pattern = source && cfg.transport === 'rsync' ? sourcePatternProblem(source) : undefined;
+    if (pattern) throw new ShiftRequestError('InvalidArgs', `source of detector '${id}': ${pattern}`);
     return { id, config: cfg, source: source || cfg.source, target: markTarget(target || cfg.target) };
   });
   const usrdir = expandUsrdir(config.usrdir, uid, gid);

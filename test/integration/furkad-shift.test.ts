@@ -105,6 +105,8 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
     await refused(start(700, 701, [['1MF', '', '/no/such/dir/./1mf']]), 'org.ppu.Error.NotFound', /\/no\/such\/dir is not an existing directory/);
     await refused(start(700, 701, [['1MF', '', 'rel/./1mf']]), 'org.ppu.Error.InvalidArgs', /must be an absolute path/);
     await refused(start(700, 701, [['9MF', '', '']]), 'org.ppu.Error.UnknownDetector', /unknown detector '9MF'/);
+    // The rsync daemon would expand it as a pattern and pull other directories too (F1).
+    await refused(start(700, 701, [['1MF', '/run?', '']]), 'org.ppu.Error.InvalidArgs', /^source of detector '1MF': '\/run\?' holds '\?', which the detector's rsync daemon expands as a pattern/);
     assert.deepEqual(await furkaProperty<[bigint, number, number]>(ppu, 'Shift'), before, 'the running shift is untouched');
     writeImage(ppu.detectorRamdisks['1MF']!, 'still/serving.cbf', 100);
     await eventually(() => existsSync(path.join(ppu.ppuRamdisk, '1mf', `${before[1]}_${before[2]}`, 'still/serving.cbf')), 20_000,

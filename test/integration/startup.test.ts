@@ -200,6 +200,15 @@ describe('daemon start with a bad configuration (S3)', function () {
     assert.equal(check.stdout.split('\n').filter((l) => l.includes(expected)).length, 2, check.stdout);
   });
 
+  it("furkad --check and start exit 78 naming an rsync source the daemon would expand as a pattern (F1, S3)", async () => {
+    const file = path.join(dir, 'glob-source.conf');
+    writeFileSync(file, `state_dir = ${dir}/state\nlicensekey = ${dir}/none.key\n[detector.1MF]\nremoteIP = 127.0.0.1\nsource = /run?\ntarget = ${dir}/ramdisk/./1mf\n`);
+    for (const r of [await run(FURKAD_BIN, '--check', '--config', file), await start(FURKAD_BIN, file)]) {
+      assert.equal(r.code, 78, r.stderr);
+      assert.ok(r.stderr.includes("section [detector.1MF], key 'source': '/run?' holds '?', which the detector's rsync daemon expands as a pattern"), r.stderr);
+    }
+  });
+
   it('a missing file is named too', async () => {
     const r = await start(GRIMSELD_BIN, path.join(dir, 'nope.conf'));
     assert.equal(r.code, 78);

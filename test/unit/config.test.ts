@@ -189,6 +189,18 @@ describe('furkad.conf schema (S3)', () => {
     assert.equal(furkad('[detector.1MF]\nremoteIP = h\ntarget = /ramdisk/./1mf..x\nsource = /run..1\n').detector['1MF']!.source, '/run..1');
   });
 
+  it("refuses '*', '?' and '[' in an rsync detector's source, which the rsync daemon would expand as a pattern (F1, S3)", () => {
+    for (const [source, c] of [['/run?', '?'], ['/images/*', '*'], ['/x[1]', '[']]) {
+      assert.deepEqual(problems(() => furkad(`[detector.1MF]\nremoteIP = h\ntarget = /ramdisk/./1mf\nsource = ${source}\n`)), [
+        `section [detector.1MF], key 'source': '${source}' holds '${c}', which the detector's rsync daemon expands as a pattern ` +
+        "('*', '?' and '[' are refused): it would pull every directory that matches, and fail each run; rename the directory on the " +
+        'detector server, or use transport = agent']);
+    }
+    assert.equal(furkad('[detector.1MF]\nremoteIP = h\ntarget = /ramdisk/./1mf\nsource = /run]1\\x\n').detector['1MF']!.source, '/run]1\\x');
+    assert.equal(furkad('[detector.1MF]\ntransport = agent\nremoteIP = h\ntarget = /ramdisk/./1mf\nsource = /run?\n').detector['1MF']!.source, '/run?',
+      'the agent takes the directory as it is named');
+  });
+
   it('refuses a relative target and an out-of-range port, reporting both at once', () => {
     const p = problems(() => furkad('[detector.1MF]\nremoteIP = a\ntarget = ramdisk\nport = 70000\n'));
     assert.equal(p.length, 2);

@@ -59,6 +59,14 @@ describe('shift planning (F4, F6)', () => {
     assert.match(reason(() => planShift(config, 0, 2, [])), /^NotAllowed: .*allow_root_shift = no/);
   });
 
+  it("refuses '*', '?' and '[' in an rsync detector's StartShift source, naming it; the agent's takes them (F1, S2)", () => {
+    assert.match(reason(() => planShift(local, 1, 2, [['1MF', '/run?', '']])),
+      /^InvalidArgs: source of detector '1MF': '\/run\?' holds '\?', which the detector's rsync daemon expands as a pattern/);
+    assert.match(reason(() => planShift(local, 1, 2, [['2MF', '/r[12]', '']])), /^InvalidArgs: source of detector '2MF': '\/r\[12\]' holds '\['/);
+    const agent = parseConfig<FurkadConfig>('furkad.conf', `[detector.1MF]\ntransport = agent\nremoteIP = a\ntarget = ${ramdisk}/./1mf\n`, validateFurkadConfig);
+    assert.equal(planShift(agent, 1, 2, [['1MF', '/run?', '']]).detectors[0]!.source, '/run?');
+  });
+
   it('refuses a control character in a target or source: grimseld would never copy what is placed there (F1, G2)', () => {
     assert.match(reason(() => planShift(local, 1, 2, [['1MF', '', `${ramdisk}/./nl\nx`]])), /^InvalidArgs: target of detector '1MF' holds a control character: ".*nl\\nx"/);
     assert.match(reason(() => planShift(local, 1, 2, [['1MF', '/d\u0001', '']])), /^InvalidArgs: source of detector '1MF' holds a control character/);
