@@ -271,12 +271,12 @@ export function loadConfig<T>(file: string, validate: ValidateFunction<T>): T {
 }
 
 /**
- * The text of a configuration file, which must be a regular file (a link to one is followed): a FIFO would block
+ * The bytes of a configuration file, which must be a regular file (a link to one is followed): a FIFO would block
  * `--check`, a start or `ppuctl config check` until someone writes to it, and /dev/zero would be read without end.
  * Checked with stat before opening (a device is not even opened) and with fstat on the descriptor, opened
  * O_NONBLOCK, so a file swapped in between cannot block either. Every problem is a ConfigError naming the file.
  */
-export function readConfigText(file: string): string {
+export function readConfigBytes(file: string): Buffer {
   let fd: number | undefined;
   try {
     const early = statSync(file);
@@ -284,13 +284,59 @@ export function readConfigText(file: string): string {
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
     const late = fstatSync(fd);
     if (!late.isFile()) throw new ConfigError(file, [`cannot read the file: it is ${fileKind(late)}, not a regular file`]);
-    return readFileSync(fd, 'utf8');
+    return readFileSync(fd);
   } catch (e) {
     if (e instanceof ConfigError) throw e;
     throw new ConfigError(file, [`cannot read the file: ${(e as Error).message}`]);
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+
+/**
+ * The text of a configuration file (readConfigBytes), which must be UTF-8: decoding would turn a Latin-1 'Ä' in a
+ * path into U+FFFD, and the daemon would use a path nobody wrote. The lines that are not are named.
+ */
+export function readConfigText(file: string): string {
+  const bytes = readConfigBytes(file);
+  const text = bytes.toString('utf8');
+  if (Buffer.from(text, 'utf8').equals(bytes)) return text;
+  throw new ConfigError(file, splitLines(bytes).flatMap((line, i) => {
+    const bad = firstInvalidByte(line);
+    return bad === undefined ? [] : [`line ${i + 1}: not valid UTF-8 (the byte 0x${bad.toString(16)}); save the file as UTF-8`];
+  }));
+}
+
+/** The lines of `bytes` (LF or CRLF), each without its line end. */
+export function splitLines(bytes: Buffer): Buffer[] {
+  const lines: Buffer[] = [];
+  for (let start = 0; start <= bytes.length;) {
+    let end = bytes.indexOf(0x0a, start);
+    if (end === -1) end = bytes.length;
+    lines.push(bytes.subarray(start, end > start && bytes[end - 1] === 0x0d ? end - 1 : end));
+    start = end + 1;
+  }
+  return lines;
+}
+
+/** The first byte of `bytes` that is not part of valid UTF-8, or undefined when all of it is. */
+export function firstInvalidByte(bytes: Buffer): number | undefined {
+  const i = invalidUtf8At(bytes);
+  return i === -1 ? undefined : bytes[i];
+}
+
+/** Where the first byte of `bytes` that is not part of valid UTF-8 is; -1 when all of it is. */
+export function invalidUtf8At(bytes: Buffer): number {
+  if (Buffer.from(bytes.toString('utf8'), 'utf8').equals(bytes)) return -1;
+  for (let i = 0; i < bytes.length; i++) {
+    if (bytes[i]! < 0x80) continue;
+    const len = bytes[i]! >= 0xf0 ? 4 : bytes[i]! >= 0xe0 ? 3 : bytes[i]! >= 0xc0 ? 2 : 1;
+    const seq = bytes.subarray(i, i + len);
+    // A sequence that decodes to something else than itself (U+FFFD, two of them) is not UTF-8.
+    if (len === 1 || !Buffer.from(seq.toString('utf8'), 'utf8').equals(seq)) return i;
+    i += len - 1;
+  }
+  return -1;
 }
 
 /** What a file is, for messages ('not a regular file' for what has no name here). */

@@ -5,7 +5,7 @@ import { parseArgs } from 'node:util';
 import * as dbus from 'dbus-next';
 import { BusAddressError, busFailure, CallTimeout, callMethod, connectSystemBus, watchNameOwner, within } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH } from '../dbus/names.js';
-import { ConfigError, readConfigText } from '../common/config-file.js';
+import { ConfigError, readConfigBytes, readConfigText } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
 import { detectorRecord, formatDetectorTable, formatStatusTable, verifiedKey, type DetectorRecord, type StatusRow, type VerifiedCounts } from './status-table.js';
@@ -283,15 +283,16 @@ function configCheck(files: string[], json: boolean): number {
 }
 
 function configImport(file: string, out: string | undefined, json: boolean): number {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = readConfigText(file);
+    // Bytes, not text: a line that is not UTF-8 is refused by number instead of decoded into another path.
+    bytes = readConfigBytes(file);
   } catch (e) {
     if (!(e instanceof ConfigError)) throw e;
     process.stderr.write(`ppuctl: ${file}: ${e.problems[0]!.replace(/ENOENT: .*/, 'it does not exist')}\n`);
     return 1;
   }
-  const r = importVendorConfig(file, text);
+  const r = importVendorConfig(file, bytes);
   if (out !== undefined) {
     // Never overwrite: the target is usually a live /etc/ppu file (a usage error, as before anything is written).
     try {
@@ -302,11 +303,15 @@ function configImport(file: string, out: string | undefined, json: boolean): num
     }
   }
   if (json) {
-    process.stdout.write(`${JSON.stringify({ kind: r.kind, mapped: r.mapped, problems: r.problems, ...(out === undefined ? { ini: r.ini } : { written: out }) }, null, 2)}\n`);
+    process.stdout.write(`${JSON.stringify({ kind: r.kind, mapped: r.mapped, problems: r.problems, notes: r.notes,
+      ...(out === undefined ? { ini: r.ini } : { written: out }) }, null, 2)}\n`);
   } else {
     if (out === undefined) process.stdout.write(r.ini);
-    process.stderr.write(`ppuctl: ${file}: ${r.mapped} settings converted to ${r.kind}.conf${out === undefined ? '' : ` (${out})`}` +
-      (r.problems.length ? `; ${r.problems.length} problems:\n  ${r.problems.join('\n  ')}\n` : ', nothing left out\n'));
+    const head = `ppuctl: ${file}: ${r.mapped} settings converted to ${r.kind}.conf${out === undefined ? '' : ` (${out})`}`;
+    const lines = [r.problems.length ? `${head}; ${r.problems.length} problems:` : `${head}, nothing left out`, ...r.problems.map((p) => `  ${p}`)];
+    // Values changed to mean what the vendor's meant: carried over, but worth a look.
+    if (r.notes.length) lines.push(`${r.notes.length} changed on the way:`, ...r.notes.map((n) => `  ${n}`));
+    process.stderr.write(`${lines.join('\n')}\n`);
   }
   return r.problems.length ? 1 : 0;
 }

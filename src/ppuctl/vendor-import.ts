@@ -2,7 +2,9 @@
 // `detectorID X` / `storageID X`) into our INI (S3), reporting every line it cannot map.
 import * as path from 'node:path';
 import * as ini from 'ini';
-import { ConfigError, parseConfig } from '../common/config-file.js';
+import { ConfigError, invalidUtf8At, parseConfig, splitLines } from '../common/config-file.js';
+import { SHIPPED_LOG_DIR } from '../common/logfile-config.js';
+import { atOrBelow } from '../common/paths.js';
 import { checkFurkadConfig, validateFurkadConfig } from '../furkad/config.js';
 import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../grimseld/config.js';
 
@@ -16,23 +18,25 @@ export interface VendorImport {
   mapped: number;
   /** Everything not carried over or not valid, one sentence each, naming the vendor line. */
   problems: string[];
+  /** Values carried over changed, to mean what the vendor's did (quotes taken off, a log file moved), naming the line. */
+  notes: string[];
 }
 
-type ValueKind = 'text' | 'bool' | 'storageType';
+type ValueKind = 'text' | 'bool' | 'storageType' | 'logfile';
 
 /** Policy as a table: which vendor keys exist where, and how their values are read. Names are unchanged. */
 const KEYS: Record<VendorKind, { section: string; opener: string; top: Record<string, ValueKind>; inSection: Record<string, ValueKind> }> = {
   furkad: {
     section: 'detector',
     opener: 'detectorid',
-    top: { logfile: 'text', logfile_max_number: 'text', logfile_max_size: 'text', uid: 'text', gid: 'text', usrdir: 'text', licensekey: 'text' },
+    top: { logfile: 'logfile', logfile_max_number: 'text', logfile_max_size: 'text', uid: 'text', gid: 'text', usrdir: 'text', licensekey: 'text' },
     inSection: { remoteIP: 'text', source: 'text', target: 'text', minpause: 'text', interrun_pause: 'text', port: 'text', module: 'text' },
   },
   grimseld: {
     section: 'storage',
     opener: 'storageid',
     top: {
-      logfile: 'text', logfile_max_number: 'text', logfile_max_size: 'text', target: 'text', ramdisk_mountpoint: 'text',
+      logfile: 'logfile', logfile_max_number: 'text', logfile_max_size: 'text', target: 'text', ramdisk_mountpoint: 'text',
       licensekey: 'text', create_links: 'bool', preserve_uid: 'bool', preserve_gid: 'bool', status_port: 'text',
       message_port: 'text', history_max_entries: 'text', fillstate_limit: 'text',
     },
@@ -58,28 +62,70 @@ function known(table: Record<string, ValueKind>, key: string): [string, ValueKin
   return Object.entries(table).find(([k]) => k.toLowerCase() === key.toLowerCase());
 }
 
-function convertValue(kind: ValueKind, value: string): string | undefined {
+/** A value as our file takes it, with a note when it had to change to mean the same; undefined when it cannot be. */
+function convertValue(kind: ValueKind, value: string, daemon: VendorKind): { value: string; note?: string } | undefined {
   switch (kind) {
     case 'bool':
-      if (TRUE_WORDS.includes(value.toLowerCase())) return 'yes';
-      if (FALSE_WORDS.includes(value.toLowerCase())) return 'no';
+      if (TRUE_WORDS.includes(value.toLowerCase())) return { value: 'yes' };
+      if (FALSE_WORDS.includes(value.toLowerCase())) return { value: 'no' };
       return undefined;
     case 'storageType':
-      return ['INTERNAL', 'EXTERNAL', 'OPTIONAL'].includes(value.toUpperCase()) ? value.toUpperCase() : undefined;
+      return ['INTERNAL', 'EXTERNAL', 'OPTIONAL'].includes(value.toUpperCase()) ? { value: value.toUpperCase() } : undefined;
+    case 'logfile': {
+      // The shipped units let the daemons write logs only there: the vendor's /var/log/furka_dectris.log would
+      // stop the daemon at its start (exit 78).
+      if (!path.isAbsolute(value) || atOrBelow(value, SHIPPED_LOG_DIR)) return { value };
+      const moved = path.posix.join(SHIPPED_LOG_DIR, path.basename(value));
+      return { value: moved, note: `logfile '${value}' is written as '${moved}': the shipped ${daemon} unit lets it write logs only below ` +
+        `${SHIPPED_LOG_DIR} (ProtectSystem=strict), and would not start with the vendor's path; leave logfile out to log to the journal` };
+    }
     default:
-      return value;
+      return { value };
   }
 }
 
-/** Strips a comment: `#` at the start of a line or after white space (paths may contain `#`). */
-function stripComment(line: string): string {
-  const m = /(^|\s)[#;]/.exec(line);
-  return (m ? line.slice(0, m.index) : line).trim();
+/** Where a comment starts: `#` or `;` at the start of a line or after white space (paths may contain `#`); -1 for none. */
+function commentStart(line: string): number {
+  return /(^|\s)[#;]/.exec(line)?.index ?? -1;
 }
 
-export function importVendorConfig(file: string, text: string, kind: VendorKind = vendorKind(file, text)): VendorImport {
+/**
+ * A value written in quotes, taken off as the vendor's reader takes them ('usrdir "$UID_$GID"' is the directory
+ * $UID_$GID, not one named with quotes): one pair of matching quotes around it. A quote at one end only is no
+ * pair: an error, as its meaning is not known.
+ */
+function unquote(value: string): { value: string; quoted: boolean } | { unmatched: string } {
+  const first = value[0];
+  const last = value[value.length - 1];
+  const isQuote = (c: string | undefined): boolean => c === '"' || c === "'";
+  if (value.length >= 2 && isQuote(first) && first === last) return { value: value.slice(1, -1), quoted: true };
+  if (isQuote(first)) return { unmatched: first! };
+  if (isQuote(last)) return { unmatched: last! };
+  return { value, quoted: false };
+}
+
+/** A line for messages: bytes that are not UTF-8 shown as \\xNN, not as U+FFFD. */
+function showLine(bytes: Buffer): string {
+  let out = '';
+  for (let rest = bytes; ;) {
+    const at = invalidUtf8At(rest);
+    if (at === -1) return out + rest.toString('utf8');
+    out += `${rest.subarray(0, at).toString('utf8')}\\x${rest[at]!.toString(16)}`;
+    rest = rest.subarray(at + 1);
+  }
+}
+
+/**
+ * Converts a vendor file. `text` as read, bytes preferably: a line that is not UTF-8 is then refused by number
+ * (decoded, a Latin-1 'Ä' would have become U+FFFD, and the path another one).
+ */
+export function importVendorConfig(file: string, text: string | Buffer, kind?: VendorKind): VendorImport {
+  const lines = typeof text === 'string' ? text.split(/\r?\n/).map((l) => Buffer.from(l, 'utf8')) : splitLines(text);
+  kind ??= vendorKind(file, typeof text === 'string' ? text : text.toString('utf8'));
   const spec = KEYS[kind];
+  const opener = spec.opener === 'detectorid' ? 'detectorID' : 'storageID';
   const problems: string[] = [];
+  const notes: string[] = [];
   const top = new Map<string, string>();
   const sections = new Map<string, Map<string, string>>();
   const unconverted: string[] = [];
@@ -92,17 +138,51 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
     unconverted.push(`# not converted (line ${n}, ${why}): ${raw.trim()}`);
   };
 
-  text.split(/\r?\n/).forEach((raw, i) => {
+  lines.forEach((bytes, i) => {
     const n = i + 1;
-    const line = stripComment(raw);
+    const lossy = bytes.toString('utf8');
+    const badAt = invalidUtf8At(bytes);
+    const raw = badAt === -1 ? lossy : showLine(bytes);
+    const cut = commentStart(raw);
+    const line = (cut === -1 ? raw : raw.slice(0, cut)).trim();
     if (!line) return;
     const m = /^(\S+)(?:\s*=\s*|\s+)?(.*)$/.exec(line)!;
     const key = m[1]!;
-    const value = (m[2] ?? '').trim();
+    const given = (m[2] ?? '').trim();
+    /** Why the value cannot be carried over as the vendor meant it, or undefined. */
+    const unsure = (): string | undefined => {
+      // Bytes that are no UTF-8 before a comment (the comment itself is dropped anyway).
+      const lossyCut = commentStart(lossy);
+      if (badAt !== -1 && (lossyCut === -1 ? lossy : lossy.slice(0, lossyCut)).includes('\ufffd')) {
+        return `not valid UTF-8 (the byte 0x${bytes[badAt]!.toString(16)}): ${kind}.conf is UTF-8 and cannot name it; if the vendor file is ` +
+          'Latin-1 text, convert it first (iconv -f LATIN1 -t UTF-8); a directory whose name holds that byte must be renamed';
+      }
+      if (cut > 0) {
+        const rest = raw.slice(cut).trim();
+        return `'${rest[0]!}' after a space would end the value here (read as '${given}', dropping '${rest}'); whether that is a ` +
+          'comment or part of the value is not known: remove the comment, or the space before it';
+      }
+      return undefined;
+    };
+    /** The value without one pair of quotes around it (noted), or undefined when a quote has no partner (skipped). */
+    const unquoted = (): string | undefined => {
+      const q = unquote(given);
+      if ('unmatched' in q) {
+        skip(n, raw, `the value has a ${q.unmatched} at one end only; write it without quotes or with a pair around it`);
+        return undefined;
+      }
+      if (q.quoted) notes.push(`line ${n}: the quotes around ${given} were taken off: '${key}' is ${q.value === '' ? 'empty' : `'${q.value}'`}`);
+      return q.value;
+    };
     if (key.toLowerCase() === spec.opener) {
-      if (!value) return skip(n, raw, `${key} without a name`);
+      if (!given) return skip(n, raw, `${key} without a name`);
+      // The section is opened even so: the lines after it are its own, not kept in the one before.
+      const why = unsure();
+      if (why) problems.push(`line ${n}: '${raw.trim()}': ${why}`);
+      const value = unquoted();
+      if (value === undefined) return;
       const id = value.replace(/[^A-Za-z0-9_-]/g, '_');
-      if (id !== value) problems.push(`line ${n}: ${spec.section} '${value}' is named '${id}' (section names allow only letters, digits, _ and -)`);
+      if (id !== value && !why) problems.push(`line ${n}: ${spec.section} '${value}' is named '${id}' (section names allow only letters, digits, _ and -)`);
       if (sections.has(id)) problems.push(`line ${n}: ${spec.section} '${id}' appears twice; its keys are merged, the later value wins`);
       current = sections.get(id) ?? new Map();
       sections.set(id, current);
@@ -113,27 +193,33 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
     const atTop = known(spec.top, key);
     const entry = inSection ?? (current ? undefined : atTop);
     if (!entry) {
-      if (current && atTop) return skip(n, raw, `'${key}' is a global setting but stands inside ${spec.section} '${currentName}'; move it above the first ${spec.opener === 'detectorid' ? 'detectorID' : 'storageID'}`);
-      if (!current && known(spec.inSection, key)) return skip(n, raw, `'${key}' belongs to a ${spec.section} but stands before any ${spec.opener === 'detectorid' ? 'detectorID' : 'storageID'} line`);
+      if (current && atTop) return skip(n, raw, `'${key}' is a global setting but stands inside ${spec.section} '${currentName}'; move it above the first ${opener}`);
+      if (!current && known(spec.inSection, key)) return skip(n, raw, `'${key}' belongs to a ${spec.section} but stands before any ${opener} line`);
       return skip(n, raw, `unknown key '${key}', nothing in ${kind}.conf corresponds to it`);
     }
-    if (!value) return skip(n, raw, `'${key}' has no value`);
+    if (!given) return skip(n, raw, `'${key}' has no value`);
+    const why = unsure();
+    if (why) return skip(n, raw, why);
+    const value = unquoted();
+    if (value === undefined) return;
     const [name, valueKind] = entry;
-    const converted = convertValue(valueKind, value);
+    const converted = convertValue(valueKind, value, kind!);
     if (converted === undefined) return skip(n, raw, `'${value}' is not a valid value for '${name}'`);
+    if (converted.note) notes.push(`line ${n}: ${converted.note}`);
     const into = current ?? top;
     if (into.has(name)) problems.push(`line ${n}: '${name}' is set twice${current ? ` in ${spec.section} '${currentName}'` : ''}; the later value wins`);
-    into.set(name, converted);
+    into.set(name, converted.value);
     mapped++;
   });
 
-  if (sections.size === 0) problems.push(`no ${spec.opener === 'detectorid' ? 'detectorID' : 'storageID'} section: ${kind}.conf needs at least one [${spec.section}.ID]`);
+  if (sections.size === 0) problems.push(`no ${opener} section: ${kind}.conf needs at least one [${spec.section}.ID]`);
 
   // Through ini's own escaping: a vendor path holding '#' or ';' (target /data/run#1) is written as the value
   // it is, not as a comment that would cut it.
   const kv = (m: Map<string, string>): string[] => [...m].map(([k, v]) => `${k} = ${ini.safe(v)}`);
   const written = [
     `# ${kind}.conf converted by 'ppuctl config import' from ${file}`,
+    ...notes.map((note) => `# changed on the way, ${note}`),
     ...kv(top),
     // The vendor's detector servers run the stock rsync daemon, not furka-agent.
     ...[...sections].flatMap(([id, keys]) => ['', `[${spec.section}.${id}]`, ...(kind === 'furkad' ? ['transport = rsync'] : []), ...kv(keys)]),
@@ -150,5 +236,5 @@ export function importVendorConfig(file: string, text: string, kind: VendorKind 
     if (!(e instanceof ConfigError)) throw e;
     problems.push(...e.problems.map((p) => `the converted file is not valid: ${p}`));
   }
-  return { kind, ini: written, mapped, problems };
+  return { kind, ini: written, mapped, problems, notes };
 }

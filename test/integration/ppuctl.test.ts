@@ -212,6 +212,38 @@ describe('ppuctl (S7)', function () {
     noStack(r);
   });
 
+  it("config import takes quotes off and moves the log file, saying so; refuses a Latin-1 byte and a ' #' that would cut a value, by line (S3, S4)", async () => {
+    const dir = tempDir('ppuctl-import-quotes');
+    const vendor = path.join(dir, 'furka_dectris.conf');
+    writeFileSync(vendor, `logfile /var/log/furka_dectris.log\nusrdir "$UID_$GID"\ndetectorID 1MF\nremoteIP '10.10.10.11'\nsource '/images'\n` +
+      'target /ramdisk/./1mf\n');
+    const out = path.join(dir, 'furkad.conf');
+    const r = await run('config', 'import', vendor, '-o', out);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /5 settings converted to furkad\.conf .*, nothing left out\n4 changed on the way:\n/);
+    assert.ok(r.stderr.includes("  line 1: logfile '/var/log/furka_dectris.log' is written as '/var/log/ppu/furka_dectris.log'"), r.stderr);
+    assert.ok(r.stderr.includes(`  line 2: the quotes around "$UID_$GID" were taken off: 'usrdir' is '$UID_$GID'`), r.stderr);
+    const text = readFileSync(out, 'utf8');
+    assert.match(text, /^usrdir = \$UID_\$GID$/m);
+    assert.match(text, /^remoteIP = 10\.10\.10\.11$/m);
+    assert.match(text, /^source = \/images$/m);
+    assert.match(text, /^logfile = \/var\/log\/ppu\/furka_dectris\.log$/m);
+    const check = await run('config', 'check', out);
+    assert.equal(check.code, 0, check.stdout);
+
+    const bad = path.join(dir, 'bad_furka_dectris.conf');
+    writeFileSync(bad, Buffer.concat([Buffer.from('detectorID 1MF\nremoteIP 10.10.10.11\nsource /Bilder'), Buffer.from([0xc4]),
+      Buffer.from('\ntarget /ramdisk/./run #1\n')]));
+    const b = await run('config', 'import', bad);
+    assert.equal(b.code, 1, b.stderr);
+    assert.doesNotMatch(b.stderr, /nothing left out/);
+    assert.ok(b.stderr.includes("line 3: 'source /Bilder\\xc4': not valid UTF-8 (the byte 0xc4)"), b.stderr);
+    assert.ok(b.stderr.includes("line 4: 'target /ramdisk/./run #1': '#' after a space would end the value here (read as '/ramdisk/./run', dropping '#1')"), b.stderr);
+    assert.doesNotMatch(b.stdout, /\ufffd|^target = \/ramdisk\/\.\/run$/m);
+    noStack(b);
+    rmSync(dir, { recursive: true, force: true });
+  });
+
   it('config import converts vendor files that config check then accepts; --json reports the same', async () => {
     const dir = tempDir('ppuctl-import');
     const furkad = path.join(dir, 'furkad.conf');
@@ -225,7 +257,7 @@ describe('ppuctl (S7)', function () {
     assert.equal(check.code, 0, check.stdout);
     assert.match(check.stdout, /furkad\.conf: valid \(3 detectors\)\n.*grimseld\.conf: valid \(3 storages\)/);
     const checkJson = JSON.parse((await run('config', 'check', '--json', furkad)).stdout) as unknown;
-    assert.deepEqual(checkJson, [{ file: furkad, valid: true, problems: [] }]);
+    assert.deepEqual(checkJson, [{ file: furkad, valid: true, problems: [], notes: [] }]);
     // Never overwrites: the target is usually a live /etc/ppu file.
     const again = await run('config', 'import', path.join(VENDOR, 'furka_dectris.conf'), '-o', furkad);
     assert.equal(again.code, 2);

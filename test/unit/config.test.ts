@@ -4,7 +4,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, w
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
-import { checkFurkadConfig, checkFurkadTargets, checkKeyFiles, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { checkFurkadConfig, checkFurkadTargets, checkKeyFiles, loadFurkadConfig, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
 import { authAdvice, rsyncLogin } from '../../src/furkad/rsync-auth.js';
 import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../../src/grimseld/config.js';
 
@@ -199,6 +199,22 @@ describe('furkad.conf schema (S3)', () => {
     assert.equal(furkad('[detector.1MF]\nremoteIP = h\ntarget = /ramdisk/./1mf\nsource = /run]1\\x\n').detector['1MF']!.source, '/run]1\\x');
     assert.equal(furkad('[detector.1MF]\ntransport = agent\nremoteIP = h\ntarget = /ramdisk/./1mf\nsource = /run?\n').detector['1MF']!.source, '/run?',
       'the agent takes the directory as it is named');
+  });
+
+  it('refuses a file that is not UTF-8, naming each line, instead of reading a Latin-1 byte as U+FFFD (S3)', () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'conf-latin1-'));
+    try {
+      const file = path.join(dir, 'furkad.conf');
+      writeFileSync(file, Buffer.concat([Buffer.from('# Pr\xfcfstand\n[detector.1MF]\nremoteIP = h\nsource = /Bilder', 'latin1'), Buffer.from([0xc4]),
+        Buffer.from('\ntarget = /ramdisk/./1mf\n')]));
+      assert.throws(() => loadFurkadConfig(file), (e: unknown) => e instanceof ConfigError &&
+        JSON.stringify(e.problems) === JSON.stringify(['line 1: not valid UTF-8 (the byte 0xfc); save the file as UTF-8',
+          'line 4: not valid UTF-8 (the byte 0xc4); save the file as UTF-8']));
+      writeFileSync(file, '# Prüfstand\n[detector.1MF]\nremoteIP = h\nsource = /Bilder\u00c4\ntarget = /ramdisk/./1mf\n');
+      assert.equal(loadFurkadConfig(file).detector['1MF']!.source, '/Bilder\u00c4', 'the same in UTF-8 is read');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses a relative target and an out-of-range port, reporting both at once', () => {

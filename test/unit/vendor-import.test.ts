@@ -20,7 +20,7 @@ describe('vendor config import (S3)', () => {
     assert.equal(r.mapped, keyLines(text) - 3, 'every line but the three detectorID lines is a key carried over');
     const c = parseConfig<FurkadConfig>('converted', r.ini, validateFurkadConfig);
     assert.deepEqual([c.uid, c.gid, c.usrdir, c.licensekey, c.logfile, c.logfile_max_number, c.logfile_max_size],
-      [500, 500, '$UID_$GID', '/var/lib/furka/license.key', '/var/log/furka_dectris.log', 5, 20971520]);
+      [500, 500, '$UID_$GID', '/var/lib/furka/license.key', '/var/log/ppu/furka_dectris.log', 5, 20971520]);
     assert.deepEqual(Object.keys(c.detector), ['1MF', '2MF', '3MF']);
     assert.deepEqual(c.detector['2MF'], { ...c.detector['2MF'], remoteIP: '10.10.10.12', source: '/', target: '/ramdisk/./2mf', minpause: 20, interrun_pause: 5 });
     assert.equal(c.detector['3MF']!.source, '/images');
@@ -63,6 +63,55 @@ describe('vendor config import (S3)', () => {
     assert.deepEqual(r.problems, []);
     const c = parseConfig<FurkadConfig>('converted', r.ini, validateFurkadConfig);
     assert.equal(c.detector['2MF']!.target, '/ramdisk/./2mf#run;1');
+  });
+
+  it('writes the vendor logfile into /var/log/ppu, the one log directory the shipped units can write, and says so (S3, S4)', () => {
+    const [file, text] = vendorFile('furka_dectris.conf');
+    const r = importVendorConfig(file, text);
+    assert.deepEqual(r.notes, ["line 2: logfile '/var/log/furka_dectris.log' is written as '/var/log/ppu/furka_dectris.log': the shipped furkad " +
+      "unit lets it write logs only below /var/log/ppu (ProtectSystem=strict), and would not start with the vendor's path; leave logfile out to log to the journal"]);
+    assert.match(r.ini, /^# changed on the way, line 2: logfile /m);
+    const g = importVendorConfig('/etc/grimsel_dectris.conf', 'logfile /var/log/ppu/grimsel.log\nstorageID internal\ntype INTERNAL\ntarget /data\n');
+    assert.deepEqual([g.notes, g.problems], [[], []], 'one there already stays');
+    assert.match(g.ini, /^logfile = \/var\/log\/ppu\/grimsel\.log$/m);
+  });
+
+  it('takes off one pair of quotes around a value, as the vendor reads it, and says so; a quote at one end only is refused (S3)', () => {
+    const text = ['usrdir "$UID_$GID"', 'detectorID "1MF"', "remoteIP '10.10.10.11'", "source '/images'", 'target /ramdisk/./1mf',
+      'detectorID 2MF', 'remoteIP 10.10.10.12', 'target /ramdisk/./2mf', "source /it's", 'minpause "10'].join('\n');
+    const r = importVendorConfig('/etc/furka_dectris.conf', text);
+    assert.deepEqual(r.notes, [
+      `line 1: the quotes around "$UID_$GID" were taken off: 'usrdir' is '$UID_$GID'`,
+      `line 2: the quotes around "1MF" were taken off: 'detectorID' is '1MF'`,
+      "line 3: the quotes around '10.10.10.11' were taken off: 'remoteIP' is '10.10.10.11'",
+      "line 4: the quotes around '/images' were taken off: 'source' is '/images'",
+    ]);
+    assert.deepEqual(r.problems, [`line 10: 'minpause "10': the value has a " at one end only; write it without quotes or with a pair around it`]);
+    const c = parseConfig<FurkadConfig>('converted', r.ini, validateFurkadConfig);
+    assert.deepEqual([c.usrdir, c.detector['1MF']!.remoteIP, c.detector['1MF']!.source, c.detector['2MF']!.source],
+      ['$UID_$GID', '10.10.10.11', '/images', "/it's"]);
+  });
+
+  it("refuses, by line, a value that is not UTF-8 and one that ' #' or ' ;' would cut, instead of changing it (S3)", () => {
+    const [file, text] = vendorFile('furka_dectris.conf');
+    const bytes = Buffer.from(text.replace('source /images', 'source /Bilder\u0000').replace('target /ramdisk/./2mf', 'target /ramdisk/./run #1')
+      .replace('minpause 20', 'minpause 20 ; ms'), 'utf8');
+    bytes[bytes.indexOf(0)] = 0xc4; // Latin-1 'Ä'
+    const r = importVendorConfig(file, bytes);
+    const lineOf = (s: string): number => text.split('\n').findIndex((l) => l.startsWith(s)) + 1;
+    assert.deepEqual(r.problems.slice(0, 3), [
+      `line ${lineOf('target /ramdisk/./2mf')}: 'target /ramdisk/./run #1': '#' after a space would end the value here (read as ` +
+        "'/ramdisk/./run', dropping '#1'); whether that is a comment or part of the value is not known: remove the comment, or the space before it",
+      `line ${lineOf('minpause 20')}: 'minpause 20 ; ms': ';' after a space would end the value here (read as '20', dropping '; ms'); ` +
+        'whether that is a comment or part of the value is not known: remove the comment, or the space before it',
+      `line ${lineOf('source /images')}: 'source /Bilder\\xc4': not valid UTF-8 (the byte 0xc4): furkad.conf is UTF-8 and cannot name it; ` +
+        'if the vendor file is Latin-1 text, convert it first (iconv -f LATIN1 -t UTF-8); a directory whose name holds that byte must be renamed',
+    ]);
+    assert.doesNotMatch(r.ini, /\ufffd/, 'no U+FFFD in place of the byte');
+    assert.doesNotMatch(r.ini, /^target = \/ramdisk\/\.\/run$/m, 'no shortened path');
+    // A comment on a line of its own, or a byte that is no UTF-8 inside a comment, is no problem.
+    const fine = Buffer.concat([Buffer.from('# Pr'), Buffer.from([0xfc]), Buffer.from('fstand\nuid 500 \ngid 500\ndetectorID 1MF\nremoteIP h\ntarget /ramdisk/./1mf\n')]);
+    assert.deepEqual(importVendorConfig(file, fine).problems, []);
   });
 
   it('reports, line by line, what it cannot map, and keeps those lines as comments', () => {
