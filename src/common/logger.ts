@@ -14,7 +14,7 @@ export interface LogSettings {
 
 /**
  * Creates the daemon's logger. Without `logfile` logs go to stdout (the journal under systemd); with it, to
- * that file, rotated by size (S4): `file` when the start opened it already (config-file.ts openLogfile). A log
+ * that file, rotated by size (S4): `file` when the start opened it already (logfile-config.ts openLogfile). A log
  * file that cannot be written, then or later (disk full, remounted read-only, a rotation failing), never ends
  * the daemon: from then on its lines go to stderr (the journal), and that is said there once.
  */
