@@ -26,24 +26,26 @@ export function createLogger(name: string, settings: LogSettings = {}, file?: Ro
     return pino(options, stdoutIsJournal() ? { write: (line: string) => out.write(withPriority(line)) } : out);
   }
   const logfile = settings.logfile;
+  const journal = (line: string): void => { process.stderr.write(isJournalStream(2) ? withPriority(line) : line); };
+  let told = false;
+  /** Lines the file did not take go to the journal, after one line that says why. */
+  const divert = (err: unknown, lines: string[]): void => {
+    if (!told) {
+      told = true;
+      pino(options, { write: journal }).warn({ logfile, err }, `logfile ${logfile}: cannot write ${log?.current ?? 'it'} ` +
+        `(${err instanceof Error ? err.message : String(err)}): logging to the journal (stderr) instead until ${name} restarts`);
+    }
+    lines.forEach(journal);
+  };
   let log = file;
-  let failure: unknown;
   try {
     log ??= new RotatingLog({ ...settings, logfile });
   } catch (e) {
-    failure = e;
+    divert(e, []);
   }
-  const journal = { write: (line: string) => { process.stderr.write(isJournalStream(2) ? withPriority(line) : line); } };
-  let told = false;
+  log?.onFailure(divert);
   const write = (line: string): void => {
-    if (log?.write(line)) return;
-    if (!told) {
-      told = true;
-      const err = log?.failure ?? failure;
-      pino(options, journal).warn({ logfile, err }, `logfile ${logfile}: cannot write ${log?.current ?? 'it'} ` +
-        `(${err instanceof Error ? err.message : String(err)}): logging to the journal (stderr) instead until ${name} restarts`);
-    }
-    journal.write(line);
+    if (!log?.write(line)) divert(log?.failure, [line]);
   };
   return pino(options, { write });
 }

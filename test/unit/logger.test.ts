@@ -2,7 +2,7 @@
 // priority, so `journalctl -p err` finds the errors (found by a hostile tester: every line was stored as info).
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { RotatingLog } from '../../src/common/log-rotation.js';
 import * as path from 'node:path';
@@ -60,14 +60,27 @@ describe('log file (S4)', () => {
   beforeEach(() => { dir = mkdtempSync(path.join(tmpdir(), 'logfile-')); });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
-  it('goes on with the numbering of its own files only, and keeps the newest logfile_max_number, those of earlier runs too', () => {
+  it('goes on with the numbering of its own files only, and keeps the newest logfile_max_number, those of earlier runs too', async () => {
     for (const n of [1, 2, 3]) writeFileSync(path.join(dir, `furkad.log.${n}`), 'x'.repeat(100));
     writeFileSync(path.join(dir, 'grimseld.log.9'), 'another daemon in the same directory\n');
     const log = new RotatingLog({ logfile: path.join(dir, 'furkad.log'), logfile_max_size: 100, logfile_max_number: 2 });
     assert.equal(log.current, path.join(dir, 'furkad.log.4'), 'furkad.log.3 is full: the next one, not grimseld.log.9 + 1');
     assert.ok(log.write(`${'y'.repeat(120)}\n`));
+    await log.idle();
     log.close();
     assert.deepEqual(readdirSync(dir).sort(), ['furkad.log.4', 'furkad.log.5', 'grimseld.log.9']);
+  });
+
+  it('writes every line in order across its rotations, none split between two files', async () => {
+    const log = new RotatingLog({ logfile: path.join(dir, 'grimseld.log'), logfile_max_size: 100, logfile_max_number: 3 });
+    for (let i = 0; i < 50; i++) log.write(`line ${String(i).padStart(2, '0')} ${'x'.repeat(20)}\n`);
+    await log.idle();
+    log.close();
+    const files = readdirSync(dir).sort((a, b) => Number(a.split('.').pop()) - Number(b.split('.').pop()));
+    assert.equal(files.length, 3, files.join(' '));
+    const lines = files.flatMap((f) => readFileSync(path.join(dir, f), 'utf8').split('\n').filter(Boolean));
+    assert.ok(lines.every((l) => /^line \d\d x{20}$/.test(l)), 'whole lines only');
+    assert.deepEqual(lines.map((l) => Number(l.slice(5, 7))), lines.map((_, i) => 50 - lines.length + i), 'the newest, in order');
   });
 
   it('that cannot be written any more never ends the daemon: its lines go to stderr, said there once (S3, S4)', () => {
