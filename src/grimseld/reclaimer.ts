@@ -45,7 +45,17 @@ export interface ReclaimSettings {
   deleteRetryMs?: number;
   /** The key of grimseld's temp names (temp-names.ts), also of the link temp names; a key of its own if unset. */
   tempKey?: TempKey;
+  /** How long one tick's share of a shift-change clean-up may take (ms) before the fill guards run; CLEAN_SLICE_MS if unset. */
+  cleanSliceMs?: number;
 }
+
+/**
+ * A shift-change clean-up of many files (one directory fsync each: a few to some dozen a second while copies run)
+ * goes on over several ticks, this long each, with the fill guards between them: run to its end first, it left the
+ * ramdisk full for over a minute after a shift of 14 000 files (no links, no alarm, the detector blocked), and held
+ * up a stop past TimeoutStopSec (G5–G7, S1).
+ */
+const CLEAN_SLICE_MS = 200;
 
 const DELETE_RETRY_MS = 30_000;
 /** The longest pause between two tries of a clean-up that keeps failing (see deleteRetryMs). */
@@ -189,12 +199,24 @@ export class Reclaimer {
       if (failedBefore.has(rec.id) && !retryDue) {
         this.#failedIds.add(rec.id);
         failed = true;
-      } else if (!(await this.#remove(rec, where)) && !blockedBy(rec, where)) { // unmounted meanwhile: waits for it
+        return;
+      }
+      tried++;
+      if (!(await this.#remove(rec, where)) && !blockedBy(rec, where)) { // unmounted meanwhile: waits for it
         this.#failedIds.add(rec.id);
         failed = true;
       }
     };
+    const slice = this.settings.cleanSliceMs ?? CLEAN_SLICE_MS;
+    const sliceEnds = monotonicMs() + slice;
+    /** Deletions tried in this tick: at least one; the rest at the next tick, after the fill guards. */
+    let tried = 0;
+    let cut = false;
     for (const rec of this.catalog.ofShiftsBefore(current)) {
+      if (tried > 0 && (slice === 0 || monotonicMs() >= sliceEnds)) {
+        cut = true;
+        break;
+      }
       if (rec.onRamdisk && rec.ramdisk !== 'deleted' && rec.ramdisk !== 'gone') {
         if (!this.catalog.copiedOn(rec, this.internal.id)) waiting = true;
         else if (!blockedBy(rec, 'ramdisk')) await remove(rec, 'ramdisk');
@@ -208,6 +230,13 @@ export class Reclaimer {
     for (const [st, n] of blocked) {
       this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint} ${this.#downWhy(st)}; ${n} originals of ended shifts ` +
         `whose copies are checked on it, or which lie on it, are not deleted until it is mounted again (G5)`);
+    }
+    if (cut) {
+      // Not through: the next tick goes on (from the start: what was done here is skipped quickly), and a deletion
+      // that failed before and was not tried again keeps its pause.
+      for (const id of failedBefore) this.#failedIds.add(id);
+      if (starts === this.#shiftStarts) this.#shiftChanged = true;
+      return;
     }
     this.#links.sweep(current); // in the background: the fill guards go on meanwhile
     // A shift that started meanwhile made the shift before it an earlier one too: its start set the mark and reset
@@ -239,6 +268,7 @@ export class Reclaimer {
     await this.#readMounts();
     const blocked = new Map<StorageInfo, number>();
     const now = monotonicMs();
+    const current = this.catalog.currentShift?.usertime;
     let freed = 0;
     for (const rec of this.catalog.originalsOn(where, this.internal.id)) {
       if (!this.catalog.copiedOn(rec, copyHolder.id)) continue;
@@ -248,7 +278,11 @@ export class Reclaimer {
       // G7 always links (the internal disk is the user's data); G6 as configured. Read before: the record
       // may be settled by it.
       const size = rec.size;
-      const linked = !down && (links ? await this.#link(rec, where, copyHolder) : await this.#remove(rec, where));
+      // An ended shift's original, which its clean-up (G5) deletes anyway, is deleted here too, not linked: while a
+      // long clean-up goes on over several ticks, a link made now would outlive it (the sweep keeps links made since
+      // the shift change) in a directory of a shift that has ended.
+      const ended = current !== undefined && rec.usertime < current;
+      const linked = !down && (links && !ended ? await this.#link(rec, where, copyHolder) : await this.#remove(rec, where));
       if (!linked) {
         // A failure re-reads the mount table: a storage unmounted since the last reading holds up the rest of this round too.
         down ??= this.#downFor(rec, where);

@@ -12,7 +12,7 @@ import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog, type FileRecord, type NewFile } from '../../src/grimseld/catalog.js';
 import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
-import { Reclaimer } from '../../src/grimseld/reclaimer.js';
+import { Reclaimer, type ReclaimSettings } from '../../src/grimseld/reclaimer.js';
 import { linkTempName } from '../../src/grimseld/temp-names.js';
 
 /** grimseld's temp-name key, as loadTempKey gives it. */
@@ -76,13 +76,13 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
   }
 
   /** A reclaimer (not started) for `catalog`, with the messages it publishes. */
-  function reclaimerOf(catalog: Catalog, createLinks: boolean, fillLimitPercent: number): { reclaimer: Reclaimer; messages: Message[] } {
+  function reclaimerOf(catalog: Catalog, createLinks: boolean, fillLimitPercent: number, extra: Partial<ReclaimSettings> = {}): { reclaimer: Reclaimer; messages: Message[] } {
     const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: path.join(root, 'internal'), mountpoint: undefined, writers: 1 };
     const hub = new MessageHub(log);
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
     const reclaimer = new Reclaimer(catalog, internal, undefined, {
-      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5, deleteRetryMs: 1000, tempKey: KEY,
+      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks, fillLimitPercent, intervalMs: 5, deleteRetryMs: 1000, tempKey: KEY, ...extra,
     }, hub, log);
     return { reclaimer, messages };
   }
@@ -200,6 +200,36 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.deepEqual(readdirSync(run).sort(), ['g_new', 'mine'], "the ended shift's links removed, no other entry");
     assert.deepEqual(readdirSync(path.dirname(copyOf('x'))).sort(), ['g_000', 'g_001', 'g_new'], 'every copy kept');
     assert.deepEqual(messages, []);
+  });
+
+  it("runs the fill guard between slices of a shift change's clean-up, not only once it is through (G5, G6, S1)", async function () {
+    // Found by a hostile tester: after a shift of 14 000 files the clean-up ran for over a minute before the guard,
+    // and the ramdisk stayed full (no links, no alarm, the detector blocked); a stop waited for it past TimeoutStopSec.
+    if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
+    const { catalog, recs } = await world(20, true, 101);
+    await catalog.shift(2n, 600, 601);
+    const rel = '1mf/v/run12/n_000';
+    for (const base of [ramdisk, path.join(root, 'internal')]) mkdirSync(path.dirname(path.join(base, rel)), { recursive: true });
+    write(path.join(ramdisk, rel), 'a frame of the new shift');
+    write(path.join(root, 'internal', rel), 'a frame of the new shift');
+    const st = statSync(path.join(ramdisk, rel));
+    const [fresh] = await catalog.accept(2n, [{ src: path.join(ramdisk, rel), rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }]);
+    await catalog.setCopy(fresh!, 'internal', 'copied');
+    // One deletion per clean-up slice: the guard runs after the first.
+    const { reclaimer, messages } = reclaimerOf(catalog, true, 1, { cleanSliceMs: 0 });
+    const rels = recs.map((r) => r.rel); // read now: a settled record holds no path
+    const left = (): number => rels.filter((r) => lstatSync(path.join(ramdisk, r), { throwIfNoEntry: false }) !== undefined).length;
+    let leftAtAlarm = -1;
+    const push = messages.push.bind(messages);
+    messages.push = (...m: Message[]): number => {
+      if (leftAtAlarm < 0 && m.some((x) => x.errcode === 'FILLSTATE_LIMIT')) leftAtAlarm = left(); // as the guard starts
+      return push(...m);
+    };
+    reclaimer.shiftStarted();
+    await runUntil(reclaimer, () => lstatSync(path.join(ramdisk, rel)).isSymbolicLink() && left() === 0, 5000);
+    assert.ok(leftAtAlarm > 0, `the guard ran while the ended shift was still being cleaned up (${leftAtAlarm} of 20 left)`);
+    assert.equal(left(), 0, "the ended shift's originals all gone, none left behind as a link");
+    assert.equal(readlinkSync(path.join(ramdisk, rel)), path.join(root, 'internal', rel), "the new shift's original linked to its copy");
   });
 
   it('removes at the next shift a link a grimseld killed before its record said so left (G5, G6, G12)', async function () {
