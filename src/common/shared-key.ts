@@ -15,11 +15,18 @@ const KEY_CHARS = /^[\x21-\x7e]+$/;
 /** How a key file is made, for messages (what the detector package's %post runs). */
 export const MAKE_KEY = "(umask 077; od -An -tx1 -N32 /dev/urandom | tr -d ' \\n' > FILE)";
 
+/** What is wrong with a key file: `file` is the file, on this machine (a PPU's copy is the PPU's own problem). */
+export class KeyFileError extends Error {
+  constructor(readonly file: string, message: string) {
+    super(message);
+  }
+}
+
 /** Whose key a file holds: the detector server's own ('own': made there), or the PPU's copy of it ('copy'). */
 export type KeyRole = 'own' | 'copy';
 
 /**
- * The key in `file`, or throws an Error whose message says what is wrong with the file (and, when it is missing,
+ * The key in `file`, or throws a KeyFileError whose message says what is wrong with the file (and, when it is missing,
  * how to make it, or for a copy where to copy it from): missing, not a regular
  * file, readable or writable by group or others, owned by another user than this process's, or not a key
  * (fewer than 16 visible ASCII characters; surrounding white space and a final newline are ignored).
@@ -32,25 +39,25 @@ export function readKeyFile(file: string, role: KeyRole = 'own'): string {
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
     if (code === 'ENOENT') {
-      throw new Error(role === 'copy'
+      throw new KeyFileError(file, role === 'copy'
         ? `${file} does not exist; copy the detector server's key (${DEFAULT_AGENT_KEY_FILE} there) to it, root's, mode 0600: a key made here would not match (README, Install)`
         : `${file} does not exist; make it with ${MAKE_KEY.replace('FILE', file)} (README, Install)`);
     }
-    if (code === 'ELOOP') throw new Error(`${file} is a symbolic link: the key must be a regular file`);
-    throw new Error(`cannot read ${file}: ${(e as Error).message}`);
+    if (code === 'ELOOP') throw new KeyFileError(file, `${file} is a symbolic link: the key must be a regular file`);
+    throw new KeyFileError(file, `cannot read ${file}: ${(e as Error).message}`);
   }
   try {
     const st = fstatSync(fd);
-    if (!st.isFile()) throw new Error(`${file} is not a regular file`);
+    if (!st.isFile()) throw new KeyFileError(file, `${file} is not a regular file`);
     const me = process.geteuid?.() ?? 0;
-    if (st.uid !== me && st.uid !== 0) throw new Error(`${file} is owned by uid ${st.uid}: it must be root's (chown root: ${file})`);
+    if (st.uid !== me && st.uid !== 0) throw new KeyFileError(file, `${file} is owned by uid ${st.uid}: it must be root's (chown root: ${file})`);
     if ((st.mode & 0o077) !== 0) {
-      throw new Error(`${file} is open to group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): ` +
+      throw new KeyFileError(file, `${file} is open to group or others (mode ${(st.mode & 0o777).toString(8).padStart(4, '0')}): ` +
         `anyone who reads it can read and delete the detector's files; chmod 0600 ${file}`);
     }
     const key = readFileSync(fd, 'latin1').trim();
     if (key.length < KEY_MIN || !KEY_CHARS.test(key)) {
-      throw new Error(`${file} holds no key: it must be one line of at least ${KEY_MIN} visible ASCII characters, e.g. made with ${MAKE_KEY.replace('FILE', file)}`);
+      throw new KeyFileError(file, `${file} holds no key: it must be one line of at least ${KEY_MIN} visible ASCII characters, e.g. made with ${MAKE_KEY.replace('FILE', file)}`);
     }
     return key;
   } finally {

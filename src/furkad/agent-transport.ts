@@ -22,7 +22,7 @@ import { noRoomMessage } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { UnplacedFiles } from './unplaced-files.js';
-import { ppuSideOf } from './ppu-side.js';
+import { keyFileOutcome, ppuSideOf } from './ppu-side.js';
 
 /** An acknowledgement that failed on a connection still up is sent again after a pause doubling from the first to the last (ms). */
 const ACK_RETRY_MS = [1000, 30_000] as const;
@@ -235,8 +235,7 @@ export class AgentTransport implements Transport {
     try {
       await this.#connected(a);
     } catch (e) {
-      const ppu = (e as { ppu?: string }).ppu;
-      return { verdict: 'retry', message: (e as Error).message, transferred: 0, bytes: 0, ...(ppu === undefined ? {} : { ppu }) };
+      return { verdict: 'retry', ...keyFileOutcome('agent_key_file', e), transferred: 0, bytes: 0 };
     }
     await this.#placeAgain(ctx);
     const started = monotonicMs();
@@ -697,12 +696,7 @@ export class AgentTransport implements Transport {
     // fetch that takes its file.
     // Read at every connection: a key copied in after a 401 is taken at the next try (A1).
     const keyFile = a.config.agent_key_file ?? DEFAULT_AGENT_KEY_FILE;
-    let key: string;
-    try {
-      key = readKeyFile(keyFile, 'copy');
-    } catch (e) {
-      throw Object.assign(e as Error, { ppu: keyFile }); // the PPU's own file, not the detector (#run)
-    }
+    const key = readKeyFile(keyFile, 'copy'); // a KeyFileError: the PPU's own file, not the detector (#run)
     const client = new AgentClient(url, a.source, { value: key, file: keyFile }, IN_FLIGHT);
     // Files announced since this connection opened, by id and by placement (id and path): once the agent has
     // listed everything (synced), a placement whose acknowledgement was never answered and that the agent no

@@ -205,7 +205,7 @@ export function checkKeyFiles(file: string, config: FurkadConfig): void {
       else rsyncLogin(d);
     } catch (e) {
       const key = d.transport === 'agent' ? "key 'agent_key_file': " : "key 'rsync_password_file': ";
-      problems.push(`section [detector.${id}], ${key}${(e as Error).message.replace(/^rsync_password_file: /, '')}`);
+      problems.push(`section [detector.${id}], ${key}${(e as Error).message}`);
     }
   }
   if (problems.length) throw new ConfigError(file, problems);

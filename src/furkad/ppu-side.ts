@@ -1,5 +1,6 @@
 // Whether a failed run failed on the PPU's side (its ramdisk full or read-only, furkad out of file descriptors)
 // rather than at the detector: the loop says which (F10), so that an operator looks at the PPU, not the detector.
+import { KeyFileError } from '../common/shared-key.js';
 
 /** errno codes of the PPU's own resources: a disk full, over quota or read-only; furkad out of descriptors. */
 const PPU_CODES = new Set(['ENOSPC', 'EDQUOT', 'EROFS', 'EMFILE', 'ENFILE']);
@@ -17,4 +18,13 @@ export function ppuSideOf(e: unknown, where: string): { ppu?: string } {
 export function ppuSideOfRsync(stderr: string, noRoom: boolean, where: string): { ppu?: string } {
   if (noRoom) return { ppu: where };
   return stderr.split('\n').some((l) => !l.includes('[sender]') && PPU_SAYS.test(l)) ? { ppu: where } : {};
+}
+
+/**
+ * A run that could not read the PPU's copy of the detector server's key (config key `key`): its words, naming the
+ * key, and the file as the PPU's side (the PPU's own file, not the detector). Any other error: its message only.
+ */
+export function keyFileOutcome(key: string, e: unknown): { message: string; ppu?: string } {
+  if (e instanceof KeyFileError) return { message: `${key}: ${e.message}`, ppu: e.file };
+  return { message: (e as Error).message };
 }

@@ -24,17 +24,13 @@ export interface RsyncLogin {
  * The login of a detector's next run, read again for every run (a key copied in is taken at the next try).
  * The default password file may be missing: a vendor's daemon without `auth users` asks for no password, and
  * rsync sends none then. One named in `rsync_password_file` must be there. A file others can read, or that
- * holds no key, is refused either way (anyone on the PPU could log in with it): throws an Error saying so.
+ * holds no key, is refused either way (anyone on the PPU could log in with it): throws a KeyFileError saying so.
  */
 export function rsyncLogin(d: Pick<DetectorConfig, 'rsync_user' | 'rsync_password_file'>): RsyncLogin {
   const user = d.rsync_user ?? DEFAULT_RSYNC_USER;
   const file = d.rsync_password_file ?? DEFAULT_RSYNC_PASSWORD_FILE;
   if (d.rsync_password_file === undefined && !existsSync(file)) return { user, password: '', file, missing: true };
-  try {
-    return { user, password: readKeyFile(file, 'copy'), file, missing: false };
-  } catch (e) {
-    throw new Error(`rsync_password_file: ${(e as Error).message}`);
-  }
+  return { user, password: readKeyFile(file, 'copy'), file, missing: false };
 }
 
 /** rsync's line when the daemon refused the user or password (or was given none). */

@@ -10,14 +10,14 @@ import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { Placed, RunContext, RunOutcome, Transport } from './transport.js';
 import { StagedProvenance } from './staged-provenance.js';
-import { ppuSideOfRsync } from './ppu-side.js';
+import { keyFileOutcome, ppuSideOfRsync } from './ppu-side.js';
 import { fitName } from '../common/name-max.js';
 import { candidateNames } from '../common/numbered-name.js';
 import { tagged } from '../common/checksum.js';
 import { STAGING_NAME } from './shift-sweep.js';
 import { StagingRoom } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
-import { authAdvice, DEFAULT_RSYNC_PASSWORD_FILE, rsyncLogin, type RsyncLogin } from './rsync-auth.js';
+import { authAdvice, rsyncLogin, type RsyncLogin } from './rsync-auth.js';
 import { UnplacedFiles } from './unplaced-files.js';
 import { besidesRemoval, failuresIn, RsyncRemoval, type RemovalNews } from './rsync-removal.js';
 import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsync-settling.js';
@@ -102,8 +102,7 @@ export class RsyncTransport implements Transport {
     try {
       login = rsyncLogin(a.config);
     } catch (e) {
-      const ppu = a.config.rsync_password_file ?? DEFAULT_RSYNC_PASSWORD_FILE;
-      return { verdict: 'retry', message: (e as Error).message, ppu, transferred: 0, bytes: 0, refused: [...this.#refused, ...this.#deep.refused] };
+      return { verdict: 'retry', ...keyFileOutcome('rsync_password_file', e), transferred: 0, bytes: 0, refused: [...this.#refused, ...this.#deep.refused] };
     }
     const runWith: RunWith = (removeSource, dest, only, onRemoved, linkDest) => this.#run({
       rsync: this.settings.rsync,

@@ -133,7 +133,7 @@ describe('key files only root may read (A1)', function () {
       assert.equal(sha256File(readFileSync(path.join(two.ppuRamdisk, '2mf/4400_4401/r/a.cbf'))), f.sha256);
       const rows = await two.furkaProperty<Row[]>('Detectors');
       const one = rows.find((r) => r[0] === '1MF')!;
-      await eventually(async () => { const r = (await two.furkaProperty<Row[]>('Detectors')).find((x) => x[0] === '1MF')!; return r[1] === 'retrying' && /ppu\.key is open to group or others/.test(r[2]); },
+      await eventually(async () => { const r = (await two.furkaProperty<Row[]>('Detectors')).find((x) => x[0] === '1MF')!; return r[1] === 'retrying' && /^agent_key_file: \S+ppu\.key is open to group or others/.test(r[2]); },
         30_000, `the agent detector retrying, naming its key file (was ${String(one)})`);
       await two.furkad!.proc.said(/key or password file not usable/);
       writeImage(two.detectorRamdisks['1MF']!, 'r/b.cbf', 2000);

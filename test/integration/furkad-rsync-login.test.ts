@@ -69,7 +69,7 @@ describe("furkad logs in to the detector's rsync daemon (F1, S6)", function () {
       // A key others can read is never given to rsync: named, with what to do.
       writeFileSync(keyFile, `${key}\n`);
       chmodSync(keyFile, 0o644);
-      await eventually(async () => /is open to group or others \(mode 0644\)/.test((await row('1MF'))[2]), 30_000, 'the open key named');
+      await eventually(async () => /rsync_password_file: \S+ is open to group or others \(mode 0644\)/.test((await row('1MF'))[2]), 30_000, 'the open key named');
       assert.ok(!existsSync(placed('1MF', waiting.rel)), 'not pulled with a key open to others');
       chmodSync(keyFile, 0o600);
       await eventually(() => existsSync(placed('1MF', waiting.rel)), 60_000, 'the file once the key is right, without a restart');

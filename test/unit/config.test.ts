@@ -5,6 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
 import { checkFurkadConfig, checkFurkadTargets, checkKeyFiles, loadFurkadConfig, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { keyFileOutcome } from '../../src/furkad/ppu-side.js';
 import { authAdvice, rsyncLogin } from '../../src/furkad/rsync-auth.js';
 import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../../src/grimseld/config.js';
 
@@ -137,6 +138,11 @@ describe('furkad.conf schema (S3)', () => {
       const check = (file: string): string[] => problems(() => checkKeyFiles('/etc/ppu/furkad.conf', conf(file)));
       assert.match(check(path.join(dir, 'none.key'))[0]!, /^section \[detector\.1MF\], key 'rsync_password_file': \S+none\.key does not exist; copy the detector server's key \(\/etc\/ppu\/furka-agent\.key there\)/);
       assert.match(check(open)[0]!, /^section \[detector\.1MF\], key 'rsync_password_file': \S+open\.key is open to group or others \(mode 0644\)/);
+      // A run: the Detectors reason names the config key, and the file is the PPU's side, not the detector's (F10).
+      const run = (() => { try { rsyncLogin({ rsync_password_file: open }); return undefined; } catch (e) { return keyFileOutcome('rsync_password_file', e); } })();
+      assert.match(run!.message, /^rsync_password_file: \S+open\.key is open to group or others/);
+      assert.equal(run!.ppu, open);
+      assert.deepEqual(keyFileOutcome('agent_key_file', new Error('connect ECONNREFUSED')), { message: 'connect ECONNREFUSED' });
       chmodSync(open, 0o600);
       checkKeyFiles('/etc/ppu/furkad.conf', conf(open));
       assert.deepEqual(rsyncLogin({ rsync_password_file: open }), { user: 'furkad', password: 'a1b2c3d4e5f60718293a4b5c6d7e8f90', file: open, missing: false });
