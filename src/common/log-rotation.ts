@@ -12,6 +12,18 @@ export interface RotationSettings {
   logfile_max_number?: number;
 }
 
+/** Every log file of this process not given up: a daemon that ends on an error waits for their lines (logsWritten). */
+const openLogs = new Set<RotatingLog>();
+
+/**
+ * Resolves once every line written so far to every open log file is in its file, or after `withinMs` (a hung disk
+ * does not keep a failing daemon from ending; the timer does not hold the process either).
+ */
+export function logsWritten(withinMs: number): Promise<void> {
+  const all = Promise.all([...openLogs].map((l) => l.idle()));
+  return Promise.race([all, new Promise((resolve) => setTimeout(resolve, withinMs).unref())]).then(() => undefined);
+}
+
 /** Told once when the file is given up: why, and the lines that did not reach it (in order; a line may be in it in part). */
 export type LogFailure = (err: Error, unwritten: string[]) => void;
 
@@ -53,6 +65,7 @@ export class RotatingLog {
     this.#number = Math.max(1, ...this.#numbers());
     this.#open();
     if (this.#size >= this.#maxSize) this.#next();
+    openLogs.add(this);
   }
 
   /** The file being written. */
@@ -126,6 +139,7 @@ export class RotatingLog {
   #fail(e: unknown): void {
     if (this.failure) return;
     this.failure = e instanceof Error ? e : new Error(String(e));
+    openLogs.delete(this);
     const unwritten = [...(this.#inFlight ?? []), ...this.#queue];
     this.#inFlight = undefined;
     this.#queue = [];

@@ -1,6 +1,7 @@
 // The shape the daemons share: run main, start and stop its components, wait for SIGTERM/SIGINT, exit with a
 // code systemd understands.
 import { setMaxListeners } from 'node:events';
+import { logsWritten } from './log-rotation.js';
 import { isJournalStream, type Logger } from './logger.js';
 
 /** Resolves on the first SIGTERM or SIGINT. */
@@ -11,7 +12,8 @@ export function stopRequested(): Promise<NodeJS.Signals> {
 }
 
 /**
- * Runs a daemon's main; an unexpected failure is one line on stderr and exit code 1, never a stack dump. Once
+ * Runs a daemon's main; an unexpected failure is one line on stderr and exit code 1, never a stack dump (once
+ * the lines logged before it are in the log file, for at most 2 s). Once
  * main has stopped everything, the process ends when its event loop is empty (the logs flushed); what still
  * holds it after `graceMs` (a stat of a hung NFS mount in libuv's pool, which nothing can cancel) does not
  * keep it from exiting, so that a stop does not wait for systemd's SIGKILL.
@@ -26,7 +28,11 @@ export function runDaemon(name: string, main: () => Promise<number>, graceMs = 5
       // An error's line is an error in the journal; one that marks itself a configuration error (a bus address
       // that is none) ends with EX_CONFIG, which the units do not restart.
       process.stderr.write(`${isJournalStream(2) ? '<3>' : ''}${name}: ${e instanceof Error ? e.message : String(e)}\n`);
-      process.exit((e as { exitCode?: unknown } | undefined)?.exitCode === 78 ? 78 : 1);
+      const code = (e as { exitCode?: unknown } | undefined)?.exitCode === 78 ? 78 : 1;
+      process.exitCode = code;
+      // What was logged before the error (why the stop failed, what was still open) is still on its way to a log
+      // file: ended at once, the process would drop it.
+      void logsWritten(2000).then(() => process.exit(code));
     },
   );
 }
