@@ -7,6 +7,28 @@ import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
 
+/** SIGKILLs furkad at random moments 100-500 ms apart and starts it again: ten times, and on while `busy()`. */
+async function killFurkadWhile(ppu: Ppu, busy: () => boolean): Promise<void> {
+  for (let kills = 0; kills < 10 || busy(); kills++) {
+    await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
+    await ppu.killFurkad();
+    await ppu.startFurkad();
+  }
+}
+
+/**
+ * Waits until every file of `written` is on the internal storage (shift 1000) and nothing is pending; asserts each
+ * is whole and the detector ramdisk drained. Returns the shift's directory on the internal storage.
+ */
+async function allStoredWhole(ppu: Ppu, written: Array<{ rel: string; sha256: string }>): Promise<string> {
+  const root = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000');
+  await eventually(() => written.every((f) => listFiles(root).includes(f.rel)), 120_000, 'every file on the internal storage');
+  for (const f of written) assert.equal(sha256File(readFileSync(path.join(root, f.rel))), f.sha256, `${f.rel} whole`);
+  assert.deepEqual(listFiles(ppu.detectorRamdisks['1MF']!), [], 'the detector ramdisk is drained');
+  await eventually(async () => (await ppu.queryStatus(-1)).every((r) => r[4] === 0n), 60_000, 'nothing pending');
+  return root;
+}
+
 describe('furkad chaos: SIGKILL during a stream', function () {
   this.timeout(300_000);
   let ppu: Ppu;
@@ -56,19 +78,9 @@ describe('furkad chaos: SIGKILL during a stream', function () {
       }
       writing = false;
     })();
-    let kills = 0;
-    while (kills < 10 || writing) {
-      await new Promise((r) => setTimeout(r, 100 + Math.random() * 400));
-      await ppu.killFurkad();
-      kills++;
-      await ppu.startFurkad();
-    }
+    await killFurkadWhile(ppu, () => writing);
     await writer;
-    const root = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000');
-    await eventually(() => written.every((f) => listFiles(root).includes(f.rel)), 120_000, 'every image on the internal storage');
-    for (const f of written) assert.equal(sha256File(readFileSync(path.join(root, f.rel))), f.sha256, `${f.rel} complete`);
-    assert.deepEqual(listFiles(detector), [], 'the detector ramdisk is drained');
-    await eventually(async () => (await ppu.queryStatus(-1)).every((r) => r[4] === 0n), 60_000, 'nothing pending');
+    await allStoredWhole(ppu, written);
     const copied = (await ppu.queryStatus(-1)).reduce((n, r) => n + Number(r[5]), 0);
     assert.equal(copied - copiedBefore, written.length, 'each image counted once');
   });
@@ -117,19 +129,9 @@ describe('furkad chaos: SIGKILL while files settle (settle_ms, F2)', function ()
       }
       writing = false;
     })();
-    let kills = 0;
-    while (kills < 10 || writing) {
-      await sleep(100 + Math.random() * 400);
-      await ppu.killFurkad();
-      kills++;
-      await ppu.startFurkad();
-    }
+    await killFurkadWhile(ppu, () => writing);
     await writer;
-    const root = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000');
-    await eventually(() => written.every((f) => listFiles(root).includes(f.rel)), 120_000, 'every renamed file on the internal storage');
-    for (const f of written) assert.equal(sha256File(readFileSync(path.join(root, f.rel))), f.sha256, `${f.rel} whole`);
-    assert.deepEqual(listFiles(detector), [], 'the detector ramdisk is drained');
-    await eventually(async () => (await ppu.queryStatus(-1)).every((r) => r[4] === 0n), 60_000, 'nothing pending');
+    const root = await allStoredWhole(ppu, written);
     const expected = written.map((f) => f.rel).sort();
     assert.deepEqual(listFiles(root), expected, 'nothing else stored: no temp name, no aborted file, no NAME.~1~');
     assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf', '1000_1000')).filter((f) => !expected.includes(f)), [], 'nor placed');
