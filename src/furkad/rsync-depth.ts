@@ -13,6 +13,7 @@
 // subdirectories hidden at the first depth below it that could be too long, and so on down. A tree of deep but
 // short names so costs one run per step down, and nothing is ever taken that furkad cannot place.
 import { NAME_MAX } from '../common/name-max.js';
+import { nameInPattern } from './rsync-names.js';
 
 /**
  * Directories whose full path on the PPU (staging, or the shift's directory, whichever is longer) is this long
@@ -23,11 +24,6 @@ export const DEEP_MAX = 4096 - 258;
 
 /** Directories shown (found short enough at a hidden depth) that are kept; more are learned again as they come. */
 const SHOWN_MAX = 64;
-
-/** rsync's wildcard characters, escaped (a pattern that holds one is matched as a wildcard pattern, `\` escaping). */
-function escapePattern(rel: string): string {
-  return rel.replace(/[*?[\\]/g, (c) => `\\${c}`);
-}
 
 /** The depth (components) below which a directory starting with `used` bytes of path may become `budget` bytes long. */
 function firstDeepDepth(used: number, budget: number): number {
@@ -67,10 +63,9 @@ export class DeepDirs {
     const shown = [...this.#shown].sort((a, b) => depth(b[0]) - depth(a[0]));
     this.#hiding = [];
     for (const [rel, bytes] of shown) {
-      const base = `/${escapePattern(rel)}/`;
       const j = firstDeepDepth(bytes, budget);
-      const pattern = `${base}${'*/'.repeat(j)}`;
-      out.push(['include', base], ['exclude', pattern]);
+      const pattern = `/${nameInPattern(rel, true)}/${'*/'.repeat(j)}`;
+      out.push(['include', `/${nameInPattern(rel, false)}/`], ['exclude', pattern]);
       this.#hiding.push({ below: rel, depth: depth(rel) + j, pattern });
     }
     const k = firstDeepDepth(0, budget);

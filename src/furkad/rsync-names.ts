@@ -8,6 +8,16 @@ import { writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { hasControl, utf8Text } from '../common/paths.js';
 
+/**
+ * A name (or relative path) matched as it is by an rsync filter pattern, in a pattern that holds wildcards of its
+ * own (`wild`) or not. rsync reads `\` as an escape only in a pattern that holds a wildcard (`*`, `?`, `[`): there
+ * every wildcard character of the name and every `\` is escaped; in one without, the name is literal, a `\` in
+ * it included (escaped, it would match a name with two).
+ */
+export function nameInPattern(rel: string, wild: boolean): string {
+  return wild || /[*?[]/.test(rel) ? rel.replace(/[*?[\\]/g, (c) => `\\${c}`) : rel;
+}
+
 /** One rsync wildmatch bracket expression of a byte range (bytes, not characters: rsync compares bytes). */
 const range = (lo: number, hi: number): Buffer => Buffer.from([0x5b, lo, 0x2d, hi, 0x5d]); // [lo-hi]
 const bytes = (...parts: Array<Buffer | string | number>): Buffer =>

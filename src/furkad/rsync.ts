@@ -2,7 +2,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { watchTail } from './rsync-tail.js';
 import { descendantsOf, watchStall } from './rsync-stall.js';
-import { deliverable, NAMES_FILTER } from './rsync-names.js';
+import { deliverable, nameInPattern, NAMES_FILTER } from './rsync-names.js';
 
 export interface RsyncRun {
   rsync: string;
@@ -241,12 +241,10 @@ const HIDING = /^\[sender\] hiding (file|directory) (.*) because of pattern (.*)
 
 /**
  * The --exclude-from=- list of a run's `skip`: each file anchored at the source, one a line (a name furkad takes
- * has no newline). rsync reads `\` as an escape only in a pattern with a wildcard character: then every one of
- * those and `\` are escaped, otherwise the name is matched as it is.
+ * has no newline), matched as it is (nameInPattern).
  */
 export function skipList(run: RsyncRun): Buffer {
-  const pattern = (rel: string): string => /[*?[]/.test(rel) ? rel.replace(/[*?[\\]/g, (c) => `\\${c}`) : rel;
-  return Buffer.from((run.skip ?? []).map((rel) => `/${pattern(rel)}\n`).join(''), 'utf8');
+  return Buffer.from((run.skip ?? []).map((rel) => `/${nameInPattern(rel, false)}\n`).join(''), 'utf8');
 }
 
 /** rsync names are byte strings: escapes decoded, as bytes. */
