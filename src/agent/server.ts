@@ -51,6 +51,11 @@ const PUSH_MAX = 16;
 /** Only files read whole are pushed (file-body.ts): one sent in pieces waits for its request. */
 const PUSH_SIZE_MAX = BigInt(WHOLE_MAX);
 const PUSH_HOLD_MS = 3000;
+/**
+ * How often the sources of live events clients are looked at: one deleted (or replaced by a file) while served
+ * ends its stream with the reason, as the 404 of a request for it would say, instead of being served empty.
+ */
+const SOURCE_CHECK_MS = 2000;
 /** Largest /v1/ack body accepted (about 200 000 ids). */
 const ACK_BODY_MAX = 16 * 1024 * 1024;
 
@@ -305,6 +310,7 @@ export class AgentServer {
   readonly #bodies: FileBodies;
   /** Ends following the catalog's announcements (close()). */
   #unsubscribe: () => void = () => {};
+  #sourceCheck: NodeJS.Timeout | undefined;
 
   /** `leases`: asks whether a file is still open for writing anywhere, before it is sent as whole and before it is deleted. */
   /** `key`: what every request must carry (A1); one without it is answered 401 and nothing else. */
@@ -348,6 +354,7 @@ export class AgentServer {
       this.#server.listen(port, address, () => {
         this.#server.off('error', reject);
         this.#unsubscribe = this.catalog.announced.on((a) => this.announce(a));
+        this.#sourceCheck = setInterval(() => this.#endGoneSources(), SOURCE_CHECK_MS).unref();
         resolve();
       });
     });
@@ -358,7 +365,24 @@ export class AgentServer {
     for (const c of this.#clients) c.send(a);
   }
 
+  /**
+   * Ends the stream of every events client whose source is no longer a directory (deleted on the detector, a run
+   * directory taken away): a `gone` line says why, so that furkad shows it and asks again (404 until it is made
+   * again) instead of showing the detector idle while its files go elsewhere.
+   */
+  #endGoneSources(): void {
+    for (const c of this.#clients) {
+      const missing = sourceMissing(this.catalog.root, c.source);
+      if (missing === undefined || c.stream.destroyed || c.stream.closed) continue;
+      this.log.warn({ source: `/${c.source}` }, `${missing}: its events stream is ended`);
+      this.#clients.delete(c);
+      c.write(`${JSON.stringify({ t: 'gone', error: missing })}\n`);
+      c.stream.end();
+    }
+  }
+
   close(): Promise<void> {
+    clearInterval(this.#sourceCheck);
     this.#unsubscribe();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());

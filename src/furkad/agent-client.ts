@@ -178,6 +178,8 @@ export class AgentClient extends EventEmitter {
       events.setEncoding('utf8');
       let buffered = '';
       let refusedWith: number | undefined;
+      /** The agent's last line when it ended the stream because the source was taken away ('gone'). */
+      let gone: string | undefined;
       events.on('response', (headers) => {
         const status = headers[':status'];
         if (status !== 200) refusedWith = Number(status);
@@ -241,13 +243,17 @@ export class AgentClient extends EventEmitter {
             this.emit('unrefused', String(ev['path']), String(ev['bytes'] ?? ev['path']));
           } else if (ev['t'] === 'synced') {
             this.emit('synced');
+          } else if (ev['t'] === 'gone') {
+            // The source was taken away on the detector: the stream ends after this line; said as the agent's words.
+            gone = String(ev['error']);
           } else if (ev['t'] === 'barrier') {
             // The time is taken here, in line order: every file line before it was handled before it.
             this.emit('barrier', String(ev['id']), monotonicMs());
           }
         }
       });
-      events.on('end', () => (refusedWith !== undefined ? refusal(buffered.slice(0, 2000)) : fail(`the agent at ${this.url} ended the events stream`)));
+      events.on('end', () => (refusedWith !== undefined ? refusal(buffered.slice(0, 2000))
+        : fail(`the agent at ${this.url} ended the events stream${gone === undefined ? '' : ` of '${this.source}': ${gone}`}`, gone === undefined ? undefined : 'said')));
       events.on('error', (e: Error) => fail(`events stream from ${this.url}: ${e.message}`));
     });
   }

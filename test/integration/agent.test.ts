@@ -115,6 +115,12 @@ describe('furka-agent (A1–A5)', function () {
     const ev = client.events('/run9');
     await ev.waitFor(() => ev.files('img.cbf').length === 1, 'the file of the source once made');
     assert.equal(ev.status, 200);
+    // Taken away while served: the stream ends with the reason, not served empty for ever.
+    rmSync(path.join(root, 'run9'), { recursive: true });
+    await ev.waitFor(() => ev.ended, 'the stream of a source taken away ended');
+    const last = ev.events[ev.events.length - 1] as { t?: string; error?: string };
+    assert.equal(last.t, 'gone');
+    assert.match(String(last.error), /^source \/run9: no such directory below the agent's root/);
   });
 
   it('(c2) a new directory whose first files are renamed in while its watch is set up stays watched: later files in it are announced too (A2)', async () => {

@@ -1,7 +1,7 @@
 // furkad over furka-agent (transport = agent): files arrive once, whole, the moment their writers finish them,
 // whatever the writer's pattern; nothing is lost or left behind when the agent or furkad is killed (A2–A5).
 import { strict as assert } from 'node:assert';
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { launchOf, Ppu } from '../fixtures/ppu.js';
 import { AGENT_BIN, inotifywaitOf } from '../fixtures/agent.js';
@@ -177,6 +177,26 @@ describe('furkad over furka-agent (A2–A5)', function () {
       await eventually(async () => (await row())[2] === '', 20_000, 'lastError cleared');
     } finally {
       await ppu.startShift(698, 699);
+    }
+  });
+
+  it('shows a source taken away on the detector while served as retrying, naming it, not idle; takes its files once it is made again (F1, F6)', async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    mkdirSync(path.join(detector, 'run5'), { recursive: true });
+    await ppu.startShift(696, 697, [['1MF', '/run5', '']]);
+    try {
+      const row = async (): Promise<[string, string, string]> => (await ppu.furkaProperty<Array<[string, string, string]>>('Detectors')).find((r) => r[0] === '1MF')!;
+      const first = writeImage(detector, 'run5/img_1.cbf', 5000);
+      await eventually(() => existsSync(path.join(usr(696, 697), first.rel.slice('run5/'.length))), 30_000, 'a first file of the source');
+      rmSync(path.join(detector, 'run5'), { recursive: true });
+      await eventually(async () => { const r = await row(); return r[1] === 'retrying' && /source \/run5: no such directory below the agent's root/.test(r[2]); },
+        20_000, 'the detector retrying, the reason named');
+      const again = writeImage(detector, 'run5/img_2.cbf', 5000);
+      await eventually(() => existsSync(path.join(usr(696, 697), 'img_2.cbf')), 30_000, 'the file of the source made again');
+      assert.equal(sha256File(readFileSync(path.join(usr(696, 697), 'img_2.cbf'))), again.sha256);
+      await eventually(async () => (await row())[2] === '', 20_000, 'lastError cleared');
+    } finally {
+      await ppu.startShift(696, 697);
     }
   });
 
