@@ -90,7 +90,9 @@ describe('license keys (F8)', () => {
     assert.ok(checkLicense(odd, { publicKey, netDir }).valid, 'any printable holder validates');
   });
 
-  it('ppuctl license issue writes a key that ppuctl license check accepts, and check says why another is refused', () => {
+  it('ppuctl license issue writes a key that ppuctl license check accepts, and check says why another is refused', function () {
+    // Six ppuctl processes, each a Node start: seconds apiece on a loaded host (a hang guard, not a speed check).
+    this.timeout(60_000);
     const pem = path.join(dir, 'issuer.pem');
     writeFileSync(pem, issuer.privatePem);
     const ppuctl = (...args: string[]) => spawnSync(process.execPath, [PPUCTL_BIN, 'license', ...args],
