@@ -183,20 +183,20 @@ describe('furkad over furka-agent (A2–A5)', function () {
   it('shows a source taken away on the detector while served as retrying, naming it, not idle; takes its files once it is made again (F1, F6)', async () => {
     const detector = ppu.detectorRamdisks['1MF']!;
     mkdirSync(path.join(detector, 'run5'), { recursive: true });
-    await ppu.startShift(696, 697, [['1MF', '/run5', '']]);
+    await ppu.startShift(686, 687, [['1MF', '/run5', '']]);
     try {
       const row = async (): Promise<[string, string, string]> => (await ppu.furkaProperty<Array<[string, string, string]>>('Detectors')).find((r) => r[0] === '1MF')!;
       const first = writeImage(detector, 'run5/img_1.cbf', 5000);
-      await eventually(() => existsSync(path.join(usr(696, 697), first.rel.slice('run5/'.length))), 30_000, 'a first file of the source');
+      await eventually(() => existsSync(path.join(usr(686, 687), first.rel.slice('run5/'.length))), 30_000, 'a first file of the source');
       rmSync(path.join(detector, 'run5'), { recursive: true });
       await eventually(async () => { const r = await row(); return r[1] === 'retrying' && /source \/run5: no such directory below the agent's root/.test(r[2]); },
         20_000, 'the detector retrying, the reason named');
       const again = writeImage(detector, 'run5/img_2.cbf', 5000);
-      await eventually(() => existsSync(path.join(usr(696, 697), 'img_2.cbf')), 30_000, 'the file of the source made again');
-      assert.equal(sha256File(readFileSync(path.join(usr(696, 697), 'img_2.cbf'))), again.sha256);
+      await eventually(() => existsSync(path.join(usr(686, 687), 'img_2.cbf')), 30_000, 'the file of the source made again');
+      assert.equal(sha256File(readFileSync(path.join(usr(686, 687), 'img_2.cbf'))), again.sha256);
       await eventually(async () => (await row())[2] === '', 20_000, 'lastError cleared');
     } finally {
-      await ppu.startShift(696, 697);
+      await ppu.startShift(686, 687);
     }
   });
 
