@@ -8,6 +8,7 @@ import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMS
 import { ConfigError, readConfigBytes, readConfigText } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
+import { visible } from './terminal-text.js';
 import { detectorRecord, formatDetectorTable, formatStatusTable, verifiedKey, type DetectorRecord, type StatusRow, type VerifiedCounts } from './status-table.js';
 import type { VerifiedRow } from '../dbus/grimsel-interface.js';
 import type { DetectorRow } from '../dbus/furka-interface.js';
@@ -377,16 +378,16 @@ async function furkadView(bus: dbus.MessageBus): Promise<FurkadView | undefined>
 /** The furkad part of `status`: detectors, license, next scheduled shift; `rates` in MB/s when watching. */
 function formatFurkad(view: FurkadView | undefined, rates?: Map<string, number>): string {
   if (!view) return '\nfurkad: not running (or not on this bus)\n';
-  if (view.silent) return `\nfurkad: ${view.silent.replace(/^furkad /, '')}\n`;
+  if (view.silent) return `\nfurkad: ${visible(view.silent.replace(/^furkad /, ''))}\n`;
   const parts: string[] = [];
   if (view.detectors) parts.push(formatDetectorTable(view.detectors, rates));
-  if (view.license) parts.push(`license: ${view.license.licensed ? 'valid' : 'none (one transfer at a time)'}${view.license.reason ? ` - ${view.license.reason}` : ''}\n`);
+  if (view.license) parts.push(`license: ${view.license.licensed ? 'valid' : 'none (one transfer at a time)'}${view.license.reason ? ` - ${visible(view.license.reason)}` : ''}\n`);
   if (view.nextShift) parts.push(`next scheduled shift change: ${view.nextShift.toLocaleString()}\n`);
   // Placed files grimseld has not taken (yet): its counts above do not have them.
   const h = view.handover;
   if (h && (h.awaiting > 0 || h.error)) {
     parts.push(`waiting to be handed over to grimseld (not in its counts): ${h.awaiting} ${h.awaiting === 1 ? 'file' : 'files'}` +
-      `${h.error ? `; the last hand-over failed: ${h.error}` : ''}\n`);
+      `${h.error ? `; the last hand-over failed: ${visible(h.error)}` : ''}\n`);
   }
   return parts.length ? `\n${parts.join('\n')}` : '';
 }
@@ -438,7 +439,7 @@ async function grimselLicense(bus: dbus.MessageBus): Promise<GrimselStatus['lice
 function formatGrimselLicense(s: GrimselStatus): string {
   if (!s.license) return '';
   return `
-grimseld license: ${s.license.licensed ? 'valid' : 'none (one writer per storage)'}${s.license.reason ? ` - ${s.license.reason}` : ''}
+grimseld license: ${s.license.licensed ? 'valid' : 'none (one writer per storage)'}${s.license.reason ? ` - ${visible(s.license.reason)}` : ''}
 `;
 }
 
@@ -496,7 +497,7 @@ async function followMessages(bus: dbus.MessageBus, count: number, json: boolean
         const time = new Date(); // wall clock: when the message came
         process.stdout.write(json
           ? `${JSON.stringify({ time: time.toISOString(), errcode: code, shortMessage: short, longMessage: long })}\n`
-          : `${time.toLocaleTimeString()} ${code} ${short}\n    ${long}\n`);
+          : `${time.toLocaleTimeString()} ${visible(code)} ${visible(short)}\n    ${visible(long)}\n`);
         if (++seen >= count) resolve(0);
       }
     });
@@ -621,7 +622,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
               throw e;
             }
             // Refused, or failed for this file alone: said, and the next one is added.
-            process.stderr.write(`ppuctl: ${f}: ${e.text}${unseen(f, e.text)}\n`);
+            process.stderr.write(`ppuctl: ${visible(f)}: ${visible(e.text)}${unseen(f, e.text)}\n`);
             bad++;
           }
         }
@@ -671,7 +672,7 @@ run(process.argv.slice(2)).then(
       // Which daemon, where the bus says whose name it was (org.ppu.Furka: furkad, org.ppu.Grimsel: grimseld).
       const named = /org\.ppu\.(Furka|Grimsel)\b/.exec(e.text ?? '')?.[1];
       const daemon = named === 'Furka' ? 'furkad' : named === 'Grimsel' ? 'grimseld' : 'the daemon';
-      process.stderr.write(`ppuctl: ${gone ? `${daemon} is not running (or not on this bus)` : denied ? 'access denied (run as root or an operator)' : e.text}\n`);
+      process.stderr.write(`ppuctl: ${gone ? `${daemon} is not running (or not on this bus)` : denied ? 'access denied (run as root or an operator)' : visible(e.text)}\n`);
       process.exitCode = gone ? 3 : 1;
     } else {
       const msg = (e as Error).message ?? String(e);

@@ -3,6 +3,7 @@
 
 import type { StatusRow } from '../dbus/grimsel-interface.js';
 import { detectorStatus, type DetectorRow, type DetectorStatus } from '../dbus/furka-interface.js';
+import { visible } from './terminal-text.js';
 
 export type { StatusRow };
 
@@ -34,7 +35,9 @@ export function detectorRecord(row: DetectorRow): DetectorRecord {
 }
 
 /** Renders rows under a header, right-aligning the columns in `right`. */
-function table(head: string[], body: string[][], right: (i: number) => boolean): string {
+function table(head: string[], rows: string[][], right: (i: number) => boolean): string {
+  // Every value printed as text a terminal shows, never acts on (a file name in a reason, say).
+  const body = rows.map((r) => r.map(visible));
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i]!.length)));
   const line = (cells: string[]) => cells.map((c, i) => (right(i) ? c.padStart(widths[i]!) : c.padEnd(widths[i]!))).join(' | ').trimEnd();
   return [line(head), widths.map((w) => '-'.repeat(w)).join('-+-'), ...body.map(line)].join('\n') + '\n';

@@ -7,6 +7,7 @@ import * as path from 'node:path';
 import { ALGORITHM, checksumOfFd, prepareChecksums, tagged } from '../common/checksum.js';
 import { initProvenance, readProvenance } from '../common/provenance.js';
 import { monotonicMs } from '../common/monotonic.js';
+import { visible } from './terminal-text.js';
 
 export interface VerifyReport {
   checked: number;
@@ -124,10 +125,10 @@ export async function verifyCommand(paths: string[], json: boolean, out = proces
       await verifyFile(file, report, buf);
       seen++;
       const m = report.mismatched[before];
-      if (m && !json) out.write(`MISMATCH ${m.file}\n    recorded ${m.recorded}\n    now      ${m.actual}\n`);
+      if (m && !json) out.write(`MISMATCH ${visible(m.file)}\n    recorded ${m.recorded}\n    now      ${m.actual}\n`);
       if (tty && monotonicMs() - shown > 200) {
         shown = monotonicMs();
-        err.write(`\r\x1b[K${seen} files, ${(report.bytes / 1e6).toFixed(0)} MB checked, ${report.mismatched.length} mismatched: ${file.slice(-60)}`);
+        err.write(`\r\x1b[K${seen} files, ${(report.bytes / 1e6).toFixed(0)} MB checked, ${report.mismatched.length} mismatched: ${visible(file.slice(-60))}`);
       }
     }
   }
@@ -136,10 +137,10 @@ export async function verifyCommand(paths: string[], json: boolean, out = proces
   if (json) {
     out.write(`${JSON.stringify({ ...report, seconds: (monotonicMs() - started) / 1000, ok: failed === 0 }, null, 2)}\n`);
   } else {
-    for (const u of report.unreadable) out.write(`UNREADABLE ${u.file}: ${u.error}\n`);
+    for (const u of report.unreadable) out.write(`UNREADABLE ${visible(u.file)}: ${visible(u.error)}\n`);
     // JSON quoting: the attribute may hold anything, a control character included.
-    for (const u of report.unknownChecksum) out.write(`UNKNOWN CHECKSUM ${u.file}: recorded ${JSON.stringify(u.recorded.slice(0, 100))}, ${u.why}\n`);
-    for (const u of report.unrecorded) out.write(`NO CHECKSUM ${u}\n`);
+    for (const u of report.unknownChecksum) out.write(`UNKNOWN CHECKSUM ${visible(u.file)}: recorded ${JSON.stringify(u.recorded.slice(0, 100))}, ${u.why}\n`);
+    for (const u of report.unrecorded) out.write(`NO CHECKSUM ${visible(u)}\n`);
     out.write(`${report.checked} files with a checksum checked (${(report.bytes / 1e6).toFixed(1)} MB): ${report.good} good, `
       + `${report.mismatched.length} mismatched; ${report.unrecorded.length} without a checksum, `
       + `${report.unknownChecksum.length ? `${report.unknownChecksum.length} with an unknown or malformed checksum, ` : ''}${report.unreadable.length} unreadable, `
