@@ -1,6 +1,7 @@
 // org.ppu.Grimsel1: grimseld's public bus interface, declared once with real types (S2, G8, G9, G10, I2).
 // Members: QueryStatus(i nusers) → a(tuusttt) (G9, as the spec fixes it); QueryVerified(i nusers) → a(tuust),
-// the copies verified against the file's checksum, per row of QueryStatus (I2); AddFile(s) (G8); properties
+// the copies verified against the file's checksum, per row of QueryStatus (I2); QueryStatusVerified(i nusers) →
+// a(tuustttt), both of one moment (what ppuctl reads); AddFile(s) (G8); properties
 // StatusPort, MessagePort, License, Storages; signal Message(sss) (G10).
 import * as dbus from 'dbus-next';
 import { DBusError } from 'dbus-next';
@@ -16,9 +17,17 @@ export type StatusRow = [bigint, number, number, string, bigint, bigint, bigint]
  */
 export type VerifiedRow = [bigint, number, number, string, bigint];
 
+/**
+ * One row of QueryStatusVerified: a row of QueryStatus with its verified copies last, all counted at one moment, so
+ * that verified ≤ copied in every row. Two calls (QueryStatus, then QueryVerified) count at two moments: during a
+ * stream a row could show more verified copies than copied ones.
+ */
+export type StatusVerifiedRow = [bigint, number, number, string, bigint, bigint, bigint, bigint];
+
 export interface GrimselService {
   queryStatus(nusers: number): StatusRow[];
   queryVerified(nusers: number): VerifiedRow[];
+  queryStatusVerified(nusers: number): StatusVerifiedRow[];
   /** G8: `callerUid` is who called, as the bus daemon says (exportInterface's withCaller): not root, then checked. */
   addFile(path: string, callerUid: number): Promise<void>;
   /** TCP ports actually bound (G9, G10): with port 0 in the config only the daemon knows them. */
@@ -45,6 +54,13 @@ export class GrimselInterface extends dbus.interface.Interface {
     return named(() => {
       if (nusers < -1) throw invalidArgs(`nusers must be -1 (all) or a count, got ${nusers}`);
       return this.service.queryVerified(nusers);
+    });
+  }
+
+  QueryStatusVerified(nusers: number): Promise<StatusVerifiedRow[]> {
+    return named(() => {
+      if (nusers < -1) throw invalidArgs(`nusers must be -1 (all) or a count, got ${nusers}`);
+      return this.service.queryStatusVerified(nusers);
     });
   }
 
@@ -84,6 +100,8 @@ export const GRIMSEL_METHODS = {
   QueryStatus: { inSignature: 'i', outSignature: 'a(tuusttt)' },
   // Per shift x storage: start, uid, gid, storage, copies verified against the file's checksum (I2); as QueryStatus.
   QueryVerified: { inSignature: 'i', outSignature: 'a(tuust)' },
+  // Both of one moment: QueryStatus's row, then its verified copies (verified <= copied in each row).
+  QueryStatusVerified: { inSignature: 'i', outSignature: 'a(tuustttt)' },
   AddFile: { inSignature: 's', outSignature: '' },
 } as const;
 

@@ -118,6 +118,7 @@ async function main(): Promise<number> {
   const iface = new GrimselInterface(GRIMSEL_IFACE, {
     queryStatus: (n) => book.query(n),
     queryVerified: (n) => book.queryVerified(n),
+    queryStatusVerified: (n) => book.queryStatusVerified(n),
     tcpPorts: () => ({ status: statusServer.port, message: messageServer.port }),
     license: () => license,
     storages: () => storageList.map((st) => [st.id, st.type, st.target, st.writers]),

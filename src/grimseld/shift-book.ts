@@ -3,7 +3,7 @@
 // (pending, or failed and to be tried again): their counts would otherwise be lost. A read model of the catalog:
 // only the catalog writes it (catalog.ts, which makes it and moves its counts as it records each change);
 // everyone else reads it as a ShiftView (catalog.shifts).
-import type { StatusRow, VerifiedRow } from '../dbus/grimsel-interface.js';
+import type { StatusRow, StatusVerifiedRow, VerifiedRow } from '../dbus/grimsel-interface.js';
 
 export interface Counts {
   pending: number;
@@ -26,7 +26,7 @@ export interface ShiftEntry {
 }
 
 /** What the status (D-Bus, TCP, metrics, the notify line) reads of the shift book. */
-export type ShiftView = Pick<ShiftBook, 'current' | 'get' | 'query' | 'queryVerified'>;
+export type ShiftView = Pick<ShiftBook, 'current' | 'get' | 'query' | 'queryVerified' | 'queryStatusVerified'>;
 
 export class ShiftBook {
   /** Oldest first; the last one is the current shift. */
@@ -117,6 +117,13 @@ export class ShiftBook {
   queryVerified(n: number): VerifiedRow[] {
     const shifts = [...this.#shifts].reverse().slice(0, n < 0 ? undefined : n);
     return shifts.flatMap((s) => [...s.counts].map(([id, c]): VerifiedRow => [s.usertime, s.uid, s.gid, id, BigInt(c.verified)]));
+  }
+
+  /** As query(), each row with its verified copies last, read in one go (QueryStatusVerified): verified ≤ copied. */
+  queryStatusVerified(n: number): StatusVerifiedRow[] {
+    const shifts = [...this.#shifts].reverse().slice(0, n < 0 ? undefined : n);
+    return shifts.flatMap((s) => [...s.counts].map(([id, c]): StatusVerifiedRow =>
+      [s.usertime, s.uid, s.gid, id, BigInt(c.pending), BigInt(c.copied), BigInt(c.failed), BigInt(c.verified)]));
   }
 
   /** Keeps the last history_max_entries shifts, and of the older ones those with files still to be copied. */

@@ -10,7 +10,7 @@ import { loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
 import { visible } from './terminal-text.js';
 import { detectorRecord, formatDetectorTable, formatStatusTable, verifiedKey, type DetectorRecord, type StatusRow, type VerifiedCounts } from './status-table.js';
-import type { VerifiedRow } from '../dbus/grimsel-interface.js';
+import type { StatusVerifiedRow, VerifiedRow } from '../dbus/grimsel-interface.js';
 import type { DetectorRow } from '../dbus/furka-interface.js';
 import { importVendorConfig } from './vendor-import.js';
 import { checkLogfile, logfileNote } from '../common/logfile-config.js';
@@ -413,14 +413,26 @@ interface GrimselStatus {
   license?: { licensed: boolean; reason: string } | undefined;
 }
 
-/** QueryStatus, and QueryVerified where grimseld has it (one that predates I2 does not: no column then). */
+/**
+ * The counts and the verified copies of one moment: QueryStatusVerified, one call (I2, G9). A grimseld without it
+ * is asked QueryVerified first and QueryStatus after it, so that each row's copied count, read later, is at least
+ * its verified one (copies only ever become verified after they are copied); asked the other way round, a row
+ * showed more verified copies than copied ones during a stream (found by a tester). One that predates I2 has
+ * neither: no column then.
+ */
 async function queryStatus(bus: dbus.MessageBus, n: number): Promise<GrimselStatus> {
   const grimsel = await iface(bus, GRIMSEL_NAME, GRIMSEL_PATH, GRIMSEL_IFACE);
+  const has = (member: string) => typeof (grimsel as unknown as Record<string, unknown>)[member] === 'function';
+  const byRow = (verified: VerifiedRow[]): VerifiedCounts => new Map(verified.map(([u, , , storage, v]) => [verifiedKey(u, storage), v]));
+  if (has('QueryStatusVerified')) {
+    const both = (await ask('grimseld', grimsel, 'QueryStatusVerified', [n])) as StatusVerifiedRow[];
+    const license = await grimselLicense(bus);
+    return { rows: both.map((r) => r.slice(0, 7) as StatusRow), verified: byRow(both.map(([u, uid, gid, storage, , , , v]) => [u, uid, gid, storage, v])), license };
+  }
+  const verified = has('QueryVerified') ? (await ask('grimseld', grimsel, 'QueryVerified', [n])) as VerifiedRow[] : undefined;
   const rows = (await ask('grimseld', grimsel, 'QueryStatus', [n])) as StatusRow[];
   const license = await grimselLicense(bus);
-  if (typeof (grimsel as unknown as Record<string, unknown>)['QueryVerified'] !== 'function') return { rows, verified: undefined, license };
-  const verified = (await ask('grimseld', grimsel, 'QueryVerified', [n])) as VerifiedRow[];
-  return { rows, verified: new Map(verified.map(([u, , , storage, v]) => [verifiedKey(u, storage), v])), license };
+  return { rows, verified: verified && byRow(verified), license };
 }
 
 /** grimseld's License property; undefined from a grimseld without it. */

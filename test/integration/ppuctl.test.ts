@@ -346,3 +346,46 @@ describe('ppuctl without the daemons (S7)', function () {
     assert.match(missing.stderr, /no-such\.pem/);
   });
 });
+
+describe('ppuctl status during a stream (I2, G9)', function () {
+  this.timeout(240_000);
+
+  it('never shows a row with more verified copies than copied ones, refresh after refresh of a live stream', async () => {
+    // Found by a tester: `ppuctl status` read QueryStatus, then the license, then QueryVerified, three moments; copies
+    // made and verified in between showed as Verified > Copied.
+    const ppu = new Ppu({ prefix: 'ppuctl-stream' });
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 2 },
+      'storage.backup': { type: 'OPTIONAL', target: path.join(ppu.storageRoot, 'backup'), n_copy_processes: 2 },
+    };
+    await ppu.start();
+    try {
+      await ppu.startShift(900, 901, []);
+      const watch = startProcess(process.execPath, [PPUCTL_BIN, 'status', '--watch', '--json', '--interval', '0.1', '-n', '1'],
+        { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: ppu.bus.address } });
+      let out = ''; // every refresh (the process's own record keeps only the last 200 kB)
+      watch.child.stdout!.on('data', (b: Buffer) => { out += b.toString(); });
+      type Refresh = { status: Array<{ storage: string; copied: number }>; verified: Array<{ storage: string; verified: number }> };
+      const refreshes = (): Refresh[] => out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Refresh);
+      const n = 1500;
+      for (let i = 0; i < n; i++) writeImage(ppu.detectorRamdisks['1MF']!, `stream/img${String(i).padStart(4, '0')}.cbf`, 2000);
+      await eventually(async () => (await ppu.queryStatus(1)).every((r) => r[5] === BigInt(n)), 180_000, 'the stream copied to both storages');
+      const seen = refreshes().length;
+      await eventually(() => refreshes().length > seen, 30_000, 'a refresh after the stream');
+      watch.kill('SIGTERM');
+      assert.equal(await watch.exited, 0, watch.output());
+      const all = refreshes();
+      const during = all.filter((r) => r.status.some((row) => row.copied > 0 && row.copied < n));
+      assert.ok(during.length >= 3, `refreshes while the stream was copied: ${during.length} of ${all.length}`);
+      for (const r of all) {
+        for (const row of r.status) {
+          const v = r.verified.find((x) => x.storage === row.storage)!;
+          assert.ok(v.verified <= row.copied, `storage ${row.storage}: ${v.verified} verified > ${row.copied} copied in one refresh`);
+        }
+      }
+      assert.ok(all[all.length - 1]!.verified.every((v) => v.verified === n), 'every copy verified in the end');
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
