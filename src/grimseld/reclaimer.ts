@@ -257,15 +257,17 @@ export class Reclaimer {
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */
   async #guard(where: Where, mountpoint: string): Promise<void> {
     let fill = await fillState(mountpoint);
+    // Over the limit, the mount points are read before an alarm is said, afresh when one is about to be: its text
+    // tells what can be freed, and nothing can while the storage the copies are checked on is away (#freeing).
+    const down = fill.percent >= this.settings.fillLimitPercent ? await this.#readMounts(undefined, this.#alarmDue(mountpoint, fill.percent)) : undefined;
     // The internal guard's bare mount point: the fill is the root file system's, and no original is there (G13).
-    if (where === 'internal' && fill.percent >= this.settings.fillLimitPercent && (await this.#readMounts()).has(this.internal)) return;
+    if (where === 'internal' && down?.has(this.internal)) return;
     this.#alarm(where, mountpoint, fill.percent);
     if (fill.percent < this.settings.fillLimitPercent) return;
     const copyHolder = where === 'ramdisk' ? this.internal : this.external!;
     const links = where === 'internal' || this.settings.createLinks;
     // An original whose copy is on a storage that is not mounted is not tried (each would fail on the bare mount
-    // point, four times a second, G13): said once for the storage instead.
-    await this.#readMounts();
+    // point, four times a second, G13): said once for the storage instead (the mount points were read above).
     const blocked = new Map<StorageInfo, number>();
     const now = monotonicMs();
     const current = this.catalog.currentShift?.usertime;
@@ -391,6 +393,12 @@ export class Reclaimer {
    * gone back below the limit less a margin. The long message says what is freed and how many files can be
    * now: none while their copies wait (a full or unmounted storage), which it names.
    */
+  /** Whether #alarm would say something for `mountpoint` at `percent` now. */
+  #alarmDue(mountpoint: string, percent: number): boolean {
+    const raised = this.#raised.get(mountpoint);
+    return ALARMS.some((a) => percent >= a.atPercent(this.settings.fillLimitPercent) && !raised?.has(a.code));
+  }
+
   #alarm(where: Where, mountpoint: string, percent: number): void {
     let raised = this.#raised.get(mountpoint);
     if (!raised) this.#raised.set(mountpoint, (raised = new Set()));
@@ -409,16 +417,34 @@ export class Reclaimer {
     }
   }
 
-  /** What the guard of `where` frees, and how many files it can free now (for the alarm's long message). */
+  /**
+   * What the guard of `where` frees, and how many files it can free now (for the alarm's long message): the copied
+   * originals it can link or delete now, and those it cannot while the storage their copy is checked on is not
+   * mounted (G13), which it names, with what happens to them then.
+   */
   #freeing(where: Where): string {
     const holder = where === 'ramdisk' ? this.internal : this.external!;
     const links = where === 'internal' || this.settings.createLinks;
     let n = 0;
-    for (const rec of this.catalog.originalsOn(where, this.internal.id)) if (this.catalog.copiedOn(rec, holder.id)) n++;
+    const waiting = new Map<StorageInfo, number>();
+    for (const rec of this.catalog.originalsOn(where, this.internal.id)) {
+      if (!this.catalog.copiedOn(rec, holder.id)) continue;
+      const down = this.#downFor(rec, where);
+      if (down) waiting.set(down, (waiting.get(down) ?? 0) + 1);
+      else n++;
+    }
     const how = links ? `replaced by links to their copies there` : 'deleted';
-    return n > 0 ? `files already copied to storage ${holder.id} are being ${how} (${n} now)`
-      : `no file here is copied to storage ${holder.id} yet, so nothing can be ${links ? 'replaced by a link' : 'deleted'} ` +
-        `until copies are made there (is storage ${holder.id} full, failing or not mounted?)`;
+    const parts: string[] = [];
+    if (n > 0) parts.push(`files already copied to storage ${holder.id} are being ${how} (${n} now)`);
+    for (const [st, m] of waiting) {
+      parts.push(`storage ${st.id}: ${st.mountpoint} ${this.#downWhy(st)}, so none of the ${m} files here copied to it can be ` +
+        `${links ? 'replaced by a link' : 'deleted'} now (each copy is checked there first, and a link to it would dangle): ` +
+        `they stay here as they are, nothing is freed for them, and the guard goes on by itself once ${st.mountpoint} is mounted ` +
+        `again (a ${links ? 'LINK_ERROR' : 'DEL_ERROR'} naming it says so every minute meanwhile)`);
+    }
+    if (parts.length > 0) return parts.join('; ');
+    return `no file here is copied to storage ${holder.id} yet, so nothing can be ${links ? 'replaced by a link' : 'deleted'} ` +
+      `until copies are made there (is storage ${holder.id} full, failing or not mounted?)`;
   }
 
   /** Where the original of `rec` on `where` is: the trusted directory it is walked from, the path below it, and for messages. */

@@ -367,6 +367,12 @@ describe('ramdisk overflow guard (G6) with the internal disk unmounted (G13)', f
       assert.equal(links.length, 1, `one LINK_ERROR for the storage: ${links.length}: ${JSON.stringify(links.slice(0, 2))}`);
       assert.equal(links[0]![1], internalMnt, 'naming the mount point');
       assert.match(links[0]![2], new RegExp(`${internalMnt} is not mounted; .* 200 originals`));
+      // The alarm says what the guard does while the disk is away (nothing can be linked), not that files "are being
+      // replaced by links" (found by a tester, G6, G10).
+      const alarm = msgs.messages.find(([code]) => code === 'FILLSTATE_LIMIT')!;
+      assert.doesNotMatch(alarm[2], /are being replaced/, alarm[2]);
+      assert.match(alarm[2], new RegExp(`storage internal: ${internalMnt} is not mounted, so none of the 200 files here copied to it can be ` +
+        `replaced by a link now .*they stay here as they are, nothing is freed for them, and the guard goes on by itself once ${internalMnt} is mounted again`), alarm[2]);
       const dir = path.join(ppu.ppuRamdisk, '1mf/1800_1801');
       for (const f of files) assert.ok(lstatSync(path.join(dir, f.rel)).isFile(), `${f.rel} left alone`);
     } finally {
