@@ -223,6 +223,11 @@ export class Catalog {
     return i === undefined || doneOn(rec.states, i);
   }
 
+  /** Copied to every storage, or failed there for good: no copy of it is still to be made anywhere. */
+  doneEverywhere(rec: FileRecord): boolean {
+    return doneEverywhere(rec.states, this.storageIds.length);
+  }
+
   /** How many records are live (not settled). */
   get size(): number {
     return this.#files.size;

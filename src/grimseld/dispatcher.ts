@@ -17,6 +17,7 @@ import { MountWatch, MOUNT_RECHECK_MS } from './mount-watch.js';
 import { destOf, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
 import { SaidOnce } from '../common/said-once.js';
+import { SourceWaits } from './source-waits.js';
 import * as path from 'node:path';
 
 const RETRY_MIN_MS = 1000;
@@ -114,6 +115,8 @@ export class Dispatcher implements CopyEvents {
   /** Retries waiting for their time, by what cancels each. */
   #retries = new Set<() => void>();
   readonly #later: Later;
+  /** Copies whose file is left only on a storage that is not mounted: they wait for it (source-waits.ts). */
+  readonly #sourceWaits: SourceWaits;
 
   constructor(
     private readonly catalog: Catalog,
@@ -127,6 +130,7 @@ export class Dispatcher implements CopyEvents {
     this.#lanes = new Map(storages.map((s) => [s.id, { storage: s, queue: new CopyQueue(), mount: mountWatch(s), active: 0 }]));
     this.#internal = storages.find((s) => s.type === 'INTERNAL')!;
     this.#external = storages.find((s) => s.type === 'EXTERNAL');
+    this.#sourceWaits = new SourceWaits(messages, log, this.#later, (dest, id) => this.#lanes.get(dest)?.queue.push(id, true));
   }
 
   onCopy(listener: CopyListener): () => void {
@@ -218,6 +222,12 @@ export class Dispatcher implements CopyEvents {
     const lane = this.#lanes.get(storage);
     const rec = this.catalog.record(id);
     if (!lane || !rec || this.catalog.doneOn(rec, storage)) return undefined;
+    const from = this.#readFrom(rec, lane.storage);
+    // Only a copy on a storage found not mounted is left to read: the copy waits for that storage (G13).
+    if (from !== 'original' && this.#mountOf(from).foundDown) {
+      this.#waitForSource(from, lane.storage, id);
+      return undefined;
+    }
     const checksum = rec.checksum === undefined ? undefined : untagged(rec.checksum);
     if (checksum === undefined) {
       // A first read is under way elsewhere: this storage waits for its checksum (queued again then).
@@ -234,7 +244,6 @@ export class Dispatcher implements CopyEvents {
     // I3: what every copy carries besides its checksum.
     const check = { checksum, provenance: { ...(shift ? { shift } : {}), ...(detector !== undefined ? { detector } : {}) } };
     const dest = destOf(lane.storage, rel);
-    const from = this.#readFrom(rec, lane.storage);
     if (from === 'original') {
       return { id, storage, src: rec.src, from, root: this.catalog.sourceRoot(rec), rel, dest,
         expect: { size: rec.size, mtimeMs: rec.mtimeMs, ino: rec.ino, dev: rec.dev }, sweep, ...check };
@@ -248,16 +257,36 @@ export class Dispatcher implements CopyEvents {
   /**
    * Where a copy on `storage` reads the file: the INTERNAL storage always from the original; the others from the
    * first of the original, the internal copy and (for an OPTIONAL storage) the external copy that is there as
-   * far as the catalog knows and that no writer found gone or changed since (#unreadable). So an OPTIONAL
-   * storage unmounted over a shift change still gets the files whose original and internal copy went meanwhile
-   * (G5 with an EXTERNAL storage; G7 links internal copies away), once it is mounted again (G13).
+   * far as the catalog knows and that no writer found gone or changed since (#unreadable), one on a storage
+   * found mounted before one found not. So an OPTIONAL storage unmounted over a shift change still gets the files
+   * whose original and internal copy went meanwhile (G7 links internal copies away), once it is mounted again
+   * (G13), and reads the internal copy while the EXTERNAL disk is away.
    */
   #readFrom(rec: FileRecord, storage: StorageInfo): ReadFrom {
     if (storage.type === 'INTERNAL') return 'original';
     const there = this.#readable(rec, storage);
     const skip = this.#unreadable.get(rec.id);
+    const usable = there.filter((f) => !skip?.has(f));
     // None left that no writer found gone: the first there is (the found gone may have been a storage not mounted).
-    return there.find((f) => !skip?.has(f)) ?? there[0] ?? 'internal';
+    return usable.find((f) => f === 'original' || !this.#mountOf(f).foundDown) ?? usable[0] ?? there[0] ?? 'internal';
+  }
+
+  /** The mount watch of the storage that holds copy `from`. */
+  #mountOf(from: Exclude<ReadFrom, 'original'>): MountWatch {
+    return this.#lanes.get(from === 'internal' ? this.#internal.id : this.#external!.id)!.mount;
+  }
+
+  /** Whether the storage that holds copy `from` is not mounted now (its mount table read at most once a second). */
+  async #sourceDown(from: Exclude<ReadFrom, 'original'>): Promise<boolean> {
+    const lane = this.#lanes.get(from === 'internal' ? this.#internal.id : this.#external!.id)!;
+    if (!lane.storage.mountpoint) return false;
+    return !(await lane.mount.ok(() => lane.queue.length + lane.active));
+  }
+
+  /** The copy of file `id` on `dest` waits until the storage holding copy `from` is mounted again. */
+  #waitForSource(from: Exclude<ReadFrom, 'original'>, dest: StorageInfo, id: number): void {
+    const lane = this.#lanes.get(from === 'internal' ? this.#internal.id : this.#external!.id)!;
+    this.#sourceWaits.wait(lane.storage, () => lane.mount.ok(() => lane.queue.length + lane.active), dest, id);
   }
 
   /** The places a copy on `storage` could read the file from, as the catalog knows them, in the order #readFrom tries them. */
@@ -359,6 +388,13 @@ export class Dispatcher implements CopyEvents {
       this.#retryLater(rec, storage.id, MOUNT_RECHECK_MS);
       return;
     }
+    // A copy read back from a storage that is not mounted (any more): it waits for that storage, pending and said
+    // once as that, not failed for ever with the bare ENOENT of its target (G13).
+    const from = r.job.from;
+    if (from !== 'original' && (await this.#sourceDown(from))) {
+      this.#waitForSource(from, storage, rec.id);
+      return;
+    }
     // A source found gone or changed, read for a storage other than INTERNAL: where a copy of the file is still
     // there, the next attempt reads that at once, and nothing failed. That is grimseld's own doing most of the
     // time: the reclaimer deletes an original, or replaces it by a link, once its internal copy exists (G5,
@@ -458,6 +494,7 @@ export class Dispatcher implements CopyEvents {
   }
 
   stop(): void {
+    this.#sourceWaits.stop();
     this.#firstRead.clear();
     this.#unreadable.clear();
     for (const cancel of this.#retries) cancel();

@@ -66,6 +66,14 @@ export class MountWatch {
     return this.storage.mountpoint && this.#checked?.ok ? this.#device : undefined;
   }
 
+  /**
+   * Whether the last check found the storage not mounted (or not answering, or not to be checked): copies that must
+   * read their file from it wait for it (dispatcher.ts). False without a mount point and before any check.
+   */
+  get foundDown(): boolean {
+    return this.storage.mountpoint !== undefined && this.#checked?.ok === false;
+  }
+
   /** Whether the storage may be written to now; `queued`: files waiting for it (said in the message). */
   ok(queued: () => number): Promise<boolean> {
     const { mountpoint } = this.storage;

@@ -171,7 +171,10 @@ export class Reclaimer {
     if (this.external && this.internal.mountpoint) await this.#guard('internal', this.internal.mountpoint);
   }
 
-  /** G5: ramdisk originals (and their links) of earlier shifts, and with EXTERNAL their internal copies. */
+  /**
+   * G5: ramdisk originals (and their links) of earlier shifts, and with EXTERNAL their internal copies once the
+   * external copy exists and no other storage still needs them to read (README, "Choices where the spec is silent").
+   */
   async #cleanEarlierShifts(): Promise<void> {
     const current = this.catalog.currentShift?.usertime;
     if (current === undefined) return;
@@ -223,7 +226,10 @@ export class Reclaimer {
       }
       if (!this.catalog.isLive(rec)) continue; // settled by the removal: nothing left to clean
       if (this.external && rec.internal === 'present' && (!rec.onRamdisk || rec.ramdisk === 'deleted' || rec.ramdisk === 'gone')) {
-        if (!this.catalog.copiedOn(rec, this.external.id) || !this.catalog.copiedOn(rec, this.internal.id)) waiting = true;
+        // Once its original went, the internal copy is what an OPTIONAL storage still to be copied reads: it stays until
+        // every storage has its copy (or gave up for good), else that copy would read the EXTERNAL disk, and wait
+        // while it is away (taken home, say) however long it is.
+        if (!this.catalog.copiedOn(rec, this.external.id) || !this.catalog.copiedOn(rec, this.internal.id) || !this.catalog.doneEverywhere(rec)) waiting = true;
         else if (!blockedBy(rec, 'internal')) await remove(rec, 'internal');
       }
     }

@@ -215,17 +215,26 @@ describe('shift change cleanup (G5)', function () {
     }
   });
 
-  it('an OPTIONAL storage not mounted over the change gets the earlier shift\'s files from the external copy once mounted (G5, G13)', async () => {
+  it('keeps the internal copies an OPTIONAL storage not mounted over the change still needs: it gets every file once mounted, with the EXTERNAL disk taken home meanwhile (G5, G12, G13)', async () => {
+    // Found by a tester: G5 deleted the internal copies once the external ones existed, so the OPTIONAL storage could
+    // only read the external disk; taken home, its copies failed for ever with "ENOENT ... open '<external>/data'".
     const ppu = new Ppu({ prefix: 'ppu-g5o' });
-    const mnt = path.join(ppu.work, 'mnt', 'usb');
-    mkdirSync(mnt, { recursive: true });
+    const usb = path.join(ppu.work, 'mnt', 'usb');
+    mkdirSync(usb, { recursive: true });
+    const ext = path.join(ppu.work, 'mnt', 'ext');
+    const image = path.join(ppu.work, 'ext.img'); // a disk of its own: it keeps its files while it is away
+    writeFileSync(image, '');
+    execFileSync('truncate', ['-s', '32M', image]);
+    execFileSync('mkfs.ext4', ['-q', '-F', image]);
+    mountImage(image, ext);
     ppu.opts.storages = {
       'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 2 },
-      'storage.external': { type: 'EXTERNAL', target: path.join(ppu.storageRoot, 'external'), n_copy_processes: 2 },
-      'storage.usb': { type: 'OPTIONAL', target: path.join(mnt, 'data'), mountpoint: mnt, n_copy_processes: 1 },
+      'storage.external': { type: 'EXTERNAL', target: path.join(ext, 'data'), mountpoint: ext, n_copy_processes: 2 },
+      'storage.usb': { type: 'OPTIONAL', target: path.join(usb, 'data'), mountpoint: usb, n_copy_processes: 1 },
     };
     await ppu.start();
     try {
+      const msgs = await collectMessages(ppu);
       await ppu.startShift(1600, 1601, []);
       const old = stream(ppu, 'a', 6, 40_000);
       await eventually(async () => {
@@ -233,12 +242,31 @@ describe('shift change cleanup (G5)', function () {
         return rows.filter((r) => r[3] !== 'usb').every((r) => r[5] === 6n) && rows.find((r) => r[3] === 'usb')?.[4] === 6n;
       }, 60_000, 'internal and external copies, the usb storage pending');
       await ppu.startShift(1700, 1701, []);
-      // Both the ramdisk originals and the internal copies go (G5): only the external disk holds the files now.
-      await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal/1mf/1600_1601')).length === 0 &&
-        listFiles(path.join(ppu.ppuRamdisk, '1mf/1600_1601')).length === 0, 20_000, 'earlier shift gone from ramdisk and internal');
-      mountTmpfs(mnt, 16 * MB);
-      await copiedAll(ppu, 1600, 6, 3);
-      for (const f of old) assert.equal(sha256File(readFileSync(path.join(mnt, 'data/1mf/1600_1601', f.rel))), f.sha256, 'copied from the external copy');
+      await eventually(() => listFiles(path.join(ppu.ppuRamdisk, '1mf/1600_1601')).length === 0, 20_000, "the earlier shift's originals gone from the ramdisk");
+      // The administrator takes the external disk home (a plain umount, tried again while a copy holds it).
+      await eventually(() => {
+        try {
+          unmount(ext, { lazy: false });
+          return true;
+        } catch {
+          return false;
+        }
+      }, 20_000, 'the external disk unmounted');
+      mountTmpfs(usb, 16 * MB);
+      await eventually(async () => (await ppu.queryStatus(-1)).find((r) => r[1] === 1600 && r[3] === 'usb')?.[5] === 6n, 60_000,
+        'the usb storage copied, from the internal copies kept for it');
+      for (const f of old) {
+        assert.equal(sha256File(readFileSync(path.join(usb, 'data/1mf/1600_1601', f.rel))), f.sha256, f.rel);
+        assert.ok(existsSync(path.join(ppu.storageRoot, 'internal/1mf/1600_1601', f.rel)), `${f.rel}: internal copy kept while the external disk is away`);
+      }
+      assert.deepEqual(msgs.messages.filter(([code, , long]) => code === 'COPY_ERROR' && /ENOENT/.test(long)), [], 'no copy failed on the missing disk');
+      // The external disk back: G5 goes on, the internal copies of the ended shift go now that no storage needs them.
+      mountImage(image, ext);
+      await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal/1mf/1600_1601')).length === 0, 30_000,
+        "the ended shift's internal copies deleted once every storage has its copy");
+      for (const f of old) assert.equal(sha256File(readFileSync(path.join(ext, 'data/1mf/1600_1601', f.rel))), f.sha256, 'external copy kept');
+      assert.ok((await ppu.queryStatus(-1)).filter((r) => r[1] === 1600).every((r) => r[5] === 6n && r[4] === 0n && r[6] === 0n), 'all copied, none failed');
+      msgs.stop();
     } finally {
       await ppu.stop();
     }

@@ -474,3 +474,104 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
     assert.match(messages.find((m) => m.errcode === 'COPY_ERROR')!.longMessage, /retried until it succeeds/);
   });
 });
+
+describe('the dispatcher when the only copy left to read is on a storage that is not mounted (G5, G7, G13)', () => {
+  let root: string;
+  let journal: Journal;
+  let catalog: Catalog;
+  let messages: Message[];
+  let looks: Array<{ ms: number; fn: () => void }>;
+  let mounted: boolean;
+  let dispatcher: Dispatcher;
+  let stop: AbortController;
+  const quiet = pino({ level: 'silent' });
+  // The EXTERNAL disk is one an administrator takes home; the OPTIONAL one is a backup disk.
+  const storages: StorageInfo[] = [
+    { id: 'internal', type: 'INTERNAL', target: '/st/internal', mountpoint: undefined, writers: 1 },
+    { id: 'external', type: 'EXTERNAL', target: '/mnt/ext/data', mountpoint: '/mnt/ext', writers: 1 },
+    { id: 'usb', type: 'OPTIONAL', target: '/st/usb', mountpoint: undefined, writers: 1 },
+  ];
+
+  beforeEach(async () => {
+    ({ root, journal, catalog } = await openCatalog(storages.map((s) => s.id), true));
+    const hub = new MessageHub(quiet);
+    messages = [];
+    hub.subscribe((m) => messages.push(m));
+    mounted = true;
+    let clock = 0;
+    looks = [];
+    dispatcher = new Dispatcher(catalog, storages, hub, quiet, {
+      mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001), async () => (mounted ? 7 : 1)),
+      later: (ms, fn) => { looks.push({ ms, fn }); return () => undefined; },
+    });
+    stop = new AbortController();
+  });
+  afterEach(() => closeAll(stop, dispatcher, journal, root));
+
+  const settle = (): Promise<void> => new Promise((r) => setTimeout(r, 50));
+  /** A file copied to internal and external whose original went and whose internal copy G7 replaced by a link. */
+  const onlyExternal = async (i: number): Promise<FileRecord> => {
+    const [rec] = await catalog.accept(5n, [{ src: `/ramdisk/1mf/u/f${i}.cbf`, rel: `1mf/u/f${i}.cbf`, size: 10, mtimeMs: 1000, ino: 100 + i, dev: 1, checksum: `xxh128:${A}` }]);
+    await catalog.setCopy(rec!, 'internal', 'copied');
+    await catalog.setCopy(rec!, 'external', 'copied');
+    await catalog.setOrigin(rec!, 'ramdisk', 'deleted');
+    await catalog.setOrigin(rec!, 'internal', 'linked');
+    dispatcher.submit([rec!]);
+    return rec!;
+  };
+  const waitsFor = (): Message[] => messages.filter((m) => m.errcode === 'COPY_ERROR' && m.shortMessage === '/mnt/ext/data:/st/usb');
+
+  it('keeps the copy pending and says it waits for the EXTERNAL storage, instead of failing it for ever with a bare ENOENT; copies it once that is mounted again', async () => {
+    const rec = await onlyExternal(0);
+    const feed = dispatcher.feed('usb');
+    const [job] = await feed.next(stop.signal);
+    assert.deepEqual([job!.from, job!.src], ['external', '/mnt/ext/data/1mf/u/f0.cbf']);
+    // The external disk was taken home meanwhile: the copy thread cannot open its target.
+    mounted = false;
+    feed.done([{ job: job!, dest: job!.dest, outcome: new Error("ENOENT: no such file or directory, open '/mnt/ext/data'") }]);
+    await settle();
+    assert.equal(catalog.stateOn(rec, 'usb'), 'pending', 'not failed');
+    assert.deepEqual(messages.filter((m) => /ENOENT/.test(m.longMessage)), [], 'no bare ENOENT said');
+    // Another such file is not handed out at all while the disk is known to be away: it waits with the first.
+    const second = await onlyExternal(1);
+    assert.deepEqual(await feed.next(stop.signal), [], 'nothing handed out');
+    assert.deepEqual(dispatcher.waiting('usb'), [], 'taken from the queue, and waiting for the external storage');
+    // Still away at the first look, a second later: said, with how many wait.
+    const look = looks.shift()!;
+    assert.equal(look.ms, 1000);
+    look.fn();
+    await settle();
+    const said = waitsFor();
+    assert.equal(said.length, 1, JSON.stringify(messages));
+    assert.match(said[0]!.longMessage, /^storage usb: 2 file\(s\) wait for storage external \(EXTERNAL\), which holds the only copy of them left to read .*\/mnt\/ext is not mounted.* they stay pending, nothing failed, and are copied to usb as soon as \/mnt\/ext is mounted again$/);
+    // Still away at the next look: waiting, said again only after a minute.
+    assert.deepEqual(looks.map((l) => l.ms), [1000], 'looked at again a second later');
+    looks.shift()!.fn();
+    await settle();
+    assert.equal(waitsFor().length, 1, 'said once, not at every look');
+    assert.deepEqual(looks.map((l) => l.ms), [1000], 'and again');
+    // Mounted again: both are handed back to the usb writers and read from the external copy.
+    mounted = true;
+    looks.shift()!.fn();
+    await settle();
+    const jobs = await feed.next(stop.signal);
+    assert.deepEqual(jobs.map((j) => [j.id, j.from]).sort(), [[rec.id, 'external'], [second.id, 'external']].sort());
+    feed.done(jobs.map((j) => ({ job: j, dest: j.dest, outcome: 'copied' as const, result: { outcome: 'copied' as const, dest: j.dest, verified: true } })));
+    await settle();
+    assert.equal(catalog.record(rec.id), undefined, 'copied everywhere: settled');
+    assert.equal(catalog.record(second.id), undefined);
+    assert.equal(catalog.shifts.query(-1).find((r) => r[3] === 'usb')![6], 0n, 'never counted failed');
+  });
+
+  it('reads the internal copy, where it is still there, while the EXTERNAL storage is away', async () => {
+    const [rec] = await catalog.accept(5n, [{ src: '/ramdisk/1mf/u/g.cbf', rel: '1mf/u/g.cbf', size: 10, mtimeMs: 1000, ino: 200, dev: 1, checksum: `xxh128:${A}` }]);
+    await catalog.setCopy(rec!, 'internal', 'copied');
+    await catalog.setCopy(rec!, 'external', 'copied');
+    await catalog.setOrigin(rec!, 'ramdisk', 'deleted');
+    mounted = false;
+    dispatcher.submit([rec!]);
+    const [job] = await dispatcher.feed('usb').next(stop.signal);
+    assert.deepEqual([job!.from, job!.src], ['internal', '/st/internal/1mf/u/g.cbf']);
+    assert.deepEqual(waitsFor(), []);
+  });
+});
