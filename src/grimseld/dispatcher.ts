@@ -271,21 +271,26 @@ export class Dispatcher implements CopyEvents {
     return usable.find((f) => f === 'original' || !this.#mountOf(f).foundDown) ?? usable[0] ?? there[0] ?? 'internal';
   }
 
+  /** The lane of the storage that holds copy `from`. */
+  #laneOf(from: Exclude<ReadFrom, 'original'>): Lane {
+    return this.#lanes.get(from === 'internal' ? this.#internal.id : this.#external!.id)!;
+  }
+
   /** The mount watch of the storage that holds copy `from`. */
   #mountOf(from: Exclude<ReadFrom, 'original'>): MountWatch {
-    return this.#lanes.get(from === 'internal' ? this.#internal.id : this.#external!.id)!.mount;
+    return this.#laneOf(from).mount;
   }
 
   /** Whether the storage that holds copy `from` is not mounted now (its mount table read at most once a second). */
   async #sourceDown(from: Exclude<ReadFrom, 'original'>): Promise<boolean> {
-    const lane = this.#lanes.get(from === 'internal' ? this.#internal.id : this.#external!.id)!;
+    const lane = this.#laneOf(from);
     if (!lane.storage.mountpoint) return false;
     return !(await lane.mount.ok(() => lane.queue.length + lane.active));
   }
 
   /** The copy of file `id` on `dest` waits until the storage holding copy `from` is mounted again. */
   #waitForSource(from: Exclude<ReadFrom, 'original'>, dest: StorageInfo, id: number): void {
-    const lane = this.#lanes.get(from === 'internal' ? this.#internal.id : this.#external!.id)!;
+    const lane = this.#laneOf(from);
     this.#sourceWaits.wait(lane.storage, () => lane.mount.ok(() => lane.queue.length + lane.active), dest, id);
   }
 
