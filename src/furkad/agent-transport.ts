@@ -87,8 +87,11 @@ export class AgentTransport implements Transport {
   /** Files the loop set aside for an ended shift (forget), by asideKey: acknowledged once it places them, never fetched again. */
   #setAside = new Map<string, Noted>();
   #wake: (() => void) | undefined;
-  /** While a run lasts: starts another worker for a file announced meanwhile (run). */
-  #more: (() => void) | undefined;
+  /**
+   * While a run lasts: starts another worker for a file announced meanwhile (run), given when furkad learned of
+   * it, or for whatever may have become takeable (no argument).
+   */
+  #more: ((learnedAt?: number) => void) | undefined;
   /** Ids to acknowledge, sent together by the one acknowledgement in flight (#ack). */
   #toAck: Placed[] = [];
   /**
@@ -257,10 +260,12 @@ export class AgentTransport implements Transport {
      * run goes on taking those as they come, without the round of a new run, unless another detector waits
      * for the licence's single slot (F8). A damaged file waits out its pause (I2).
      */
+    /** Whether the run still takes files announced after it started (see take). */
+    const extends_ = (now: number): boolean => now - started < EXTEND_MS && !ctx.othersWaiting();
     const take = (): Waiting | undefined => {
       if (failure || ctx.signal.aborted || ctx.wantsEnd()) return undefined;
       const now = monotonicMs();
-      const extend = now - started < EXTEND_MS && !ctx.othersWaiting();
+      const extend = extends_(now);
       for (const w of this.#waiting.values()) {
         if (w.learnedAt > ctx.learnedBy) continue; // the next shift's (a drain run at a shift change, A5)
         if (w.learnedAt > started && !extend) continue;
@@ -366,7 +371,10 @@ export class AgentTransport implements Transport {
     // Up to IN_FLIGHT_MAX workers; one more is started for an announcement that comes while fewer are at work.
     await new Promise<void>((resolve) => {
       let active = 0;
-      const more = (): void => {
+      const more = (learnedAt?: number): void => {
+        // A file announced once this run no longer takes new ones: the next run takes it. Started for it, a
+        // worker's take() would walk every waiting file to find nothing, once per announcement of a burst.
+        if (learnedAt !== undefined && learnedAt > started && !extends_(monotonicMs())) return;
         while (active < IN_FLIGHT_MAX && (active < IN_FLIGHT || fetchingBytes < IN_FLIGHT_BYTES) && this.#untilReady() === 0 && !failure) {
           active++;
           const before = fetching;
@@ -719,10 +727,11 @@ export class AgentTransport implements Transport {
       }
       listed.add(f.id);
       listed.add(placement(f.id, f.path));
-      this.#waiting.set(f.path, { ...f, learnedAt: this.#learnedAt(f.id) });
+      const learnedAt = this.#learnedAt(f.id);
+      this.#waiting.set(f.path, { ...f, learnedAt });
       this.#pushWhileKeepingUp();
       this.#wake?.();
-      this.#more?.();
+      this.#more?.(learnedAt);
     });
     client.once('synced', () => {
       // A rewrite's placement (INO:SIZE:MTIME_NS:N) whose file a restarted agent lists under its base id again
