@@ -29,14 +29,18 @@ export function readAppendLog(dir: string, name: string): { file: string; lines:
 // the part already stored is cut off again: the file keeps ending with a complete line, so the next append does
 // not glue onto a torn one.
 
-/** Appends `text` (whole lines) to the log open as `fd`: all of it, or nothing and an error. */
-export function appendLinesSync(fd: number, text: string): void {
-  const at = fstatSync(fd).size;
+/**
+ * Appends `text` (whole lines) to the log open as `fd`, `at` bytes long now (read from the file if not given): all
+ * of it, or nothing and an error. Returns the log's length after it.
+ */
+export function appendLinesSync(fd: number, text: string, at = fstatSync(fd).size): number {
+  const bytes = Buffer.from(text);
   try {
-    writeFileSync(fd, text);
+    writeFileSync(fd, bytes);
   } catch (e) {
     cutBack(e as Error, () => ftruncateSync(fd, at));
   }
+  return at + bytes.length;
 }
 
 /** As appendLinesSync, on a FileHandle; `then` (an fdatasync) counts as part of the write. */
@@ -66,6 +70,11 @@ export class RewritableLog {
   #fd: number;
   /** A write failed since the last one that succeeded: the file lacks records that memory has. */
   #behind = false;
+  /**
+   * The file's length, kept from its appends (this process alone writes it): two fstat(2) calls less for each
+   * record, several per file furkad places (#13). Undefined after a failure or a rewrite: read from the file.
+   */
+  #size: number | undefined;
 
   /** `live()`: every record that still matters, as whole lines; what the file is rewritten to. */
   constructor(readonly file: string, private readonly live: () => string) {
@@ -73,7 +82,7 @@ export class RewritableLog {
   }
 
   get size(): number {
-    return fstatSync(this.#fd).size;
+    return this.#size ??= fstatSync(this.#fd).size;
   }
 
   /**
@@ -84,9 +93,10 @@ export class RewritableLog {
   append(text: string): void {
     if (!this.#behind) {
       try {
-        appendLinesSync(this.#fd, text);
+        this.#size = appendLinesSync(this.#fd, text, this.size);
         return;
       } catch (e) {
+        this.#size = undefined;
         if (!noRoom(e)) throw e;
       }
     }
@@ -101,6 +111,7 @@ export class RewritableLog {
    */
   rewrite(): void {
     this.#behind = true;
+    this.#size = undefined;
     const text = this.live();
     const next = `${this.file}.new`;
     try {
