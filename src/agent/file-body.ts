@@ -88,19 +88,19 @@ export class FileBodies {
     if (this.catalog.rewritten(entry)) return reply(stream, 410, NOT_THE_FILE);
     // Opened in its directory as reached from the root without following links, and only if it is still the
     // announced file: a directory swapped for a link to /etc never makes root send what is there (docs/threat-model.md).
-    const fd = this.catalog.files.open(entry.path, entry.id);
-    if (fd === undefined) {
+    const opened = this.catalog.files.open(entry.path, entry.id);
+    if (opened === undefined) {
       // Gone, or changed since it was announced: a change without a close (a bare utime) says nothing more.
       this.catalog.suspect(entry.path);
       return reply(stream, 410, NOT_THE_FILE);
     }
-    // When it last changed (ctime: no writer can set it), and whether that was within a tick of now.
-    let changed: Pick<Sent, 'ctimeNs' | 'young'> | undefined;
-    try {
-      const { ctimeNs } = fstatSync(fd, { bigint: true });
-      // Now on the wall clock: the kernel's ctime is on it.
-      changed = { ctimeNs, young: BigInt(Date.now()) * 1_000_000n - ctimeNs < (ctimeNs % 1_000_000_000n === 0n ? SECOND_TICK_NS : TICK_NS) };
-    } catch { /* nothing kept: its acknowledgement deletes it by its id alone */ }
+    const fd = opened.fd;
+    // When it last changed (ctime: no writer can set it; from the fstat of the file opened), and whether that
+    // was within a tick of now.
+    const { ctimeNs } = opened.stat;
+    // Now on the wall clock: the kernel's ctime is on it.
+    const young = BigInt(Date.now()) * 1_000_000n - ctimeNs < (ctimeNs % 1_000_000_000n === 0n ? SECOND_TICK_NS : TICK_NS);
+    const changed: Pick<Sent, 'ctimeNs' | 'young'> = { ctimeNs, young };
     /** Still the announced file: the open descriptor's identity, and the name's (F2, A4). */
     const same = (): boolean => {
       try {

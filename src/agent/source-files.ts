@@ -258,16 +258,16 @@ export class SourceFiles {
   /**
    * Opens `rel` for reading if it is still the file `id`; undefined if not. O_NOFOLLOW on the name in its
    * open directory, O_NONBLOCK so that a FIFO swapped in cannot hang the agent, and fstat of what was opened
-   * checked again: only ever the announced regular file is read.
+   * checked again: only ever the announced regular file is read. Returns the descriptor and that fstat.
    */
-  open(rel: string, id: string): number | undefined {
+  open(rel: string, id: string): { fd: number; stat: BigIntStats } | undefined {
     try {
       return this.#within(rel, (dir, name) => {
         const st = dir.lstatBig(name);
         if (!st?.isFile() || !isFileOf(st, id)) return undefined;
         const fd = dir.openFile(name, constants.O_RDONLY | constants.O_NONBLOCK);
         const now = fstatSync(fd, { bigint: true });
-        if (now.isFile() && isFileOf(now, id)) return fd;
+        if (now.isFile() && isFileOf(now, id)) return { fd, stat: now };
         closeSync(fd);
         return undefined;
       });
@@ -445,8 +445,13 @@ export class SourceFiles {
   }
 }
 
+/** A path of ASCII characters only, whose bytes are its characters. */
+const ASCII = /^[\x00-\x7f]*$/;
+
 /** A directory path's key in the kept handles: its components' bytes (latin1), '/' between (so 'a//b' is 'a/b'). */
 function dirKey(rel: string | Buffer): string {
+  // Nearly every path is ASCII: its components are their own latin1 bytes, without a Buffer for each look-up.
+  if (typeof rel === 'string' && ASCII.test(rel)) return components(rel).join('/');
   return components(typeof rel === 'string' ? Buffer.from(rel) : rel).map((c) => c.toString('latin1')).join('/');
 }
 

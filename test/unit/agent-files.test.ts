@@ -2,7 +2,7 @@
 // or renaming a new file over an acknowledged one, never makes the agent send, delete or lose the wrong file.
 // The server runs in this process on a loopback port; there is no inotifywait, the catalog is filled by rescans.
 import { strict as assert } from 'node:assert';
-import { chmodSync, closeSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync, writeSync, unlinkSync, existsSync } from 'node:fs';
+import { chmodSync, closeSync, linkSync, lstatSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, utimesSync, writeFileSync, writeSync, unlinkSync, existsSync, fstatSync } from 'node:fs';
 import { spawn } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -12,7 +12,7 @@ import { NameFilter } from '../../src/agent/name-filter.js';
 import { LeaseCheck } from '../../src/agent/lease-check.js';
 import * as openWriters from '../../src/agent/open-writers.js';
 import { AgentServer } from '../../src/agent/server.js';
-import { fileId, SourceFiles } from '../../src/agent/source-files.js';
+import { fileId, isFileOf, SourceFiles } from '../../src/agent/source-files.js';
 import type { Logger } from '../../src/common/logger.js';
 import { AgentClient } from '../fixtures/agent.js';
 import { startFlip } from '../fixtures/flip.js';
@@ -558,7 +558,7 @@ describe('furka-agent: the root held open only while files flow (A6)', () => {
       const files = new SourceFiles(root, () => true);
       const a = files.lstat('run/sub/a.cbf')!;
       assert.ok(files.lstat('run//sub/b.cbf'));
-      const fd = files.open('run/sub/a.cbf', fileId(a))!;
+      const fd = files.open('run/sub/a.cbf', fileId(a))!.fd;
       closeSync(fd);
       assert.equal(holders(sub), 1, 'one kept handle for the directory, whatever the spelling of its path');
       assert.equal(holders(path.join(root, 'run')), 0, 'none for the directories on the way');
@@ -568,6 +568,32 @@ describe('furka-agent: the root held open only while files flow (A6)', () => {
       assert.equal(holders(sub), 1);
       files.forgetRoot(); // as at a rescan, and when idle for a second (above)
       assert.equal(holders(sub), 0, 'closed with the root');
+    } finally {
+      rmSync(root, { recursive: true, force: true });
+    }
+  });
+
+  it('opens a file to send with its fstat handed over (its ctime is read from it: no second fstat, #13), in kept directories of any name', () => {
+    const root = mkdtempSync(path.join(os.tmpdir(), 'agent-root-'));
+    try {
+      const dir = path.join(root, 'rün', 'ß');
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(path.join(dir, 'a.cbf'), 'A');
+      const files = new SourceFiles(root, () => true);
+      const a = files.lstat('rün/ß/a.cbf')!;
+      const opened = files.open('rün//ß/a.cbf', fileId(a))!;
+      try {
+        assert.equal(opened.stat.ino, a.ino);
+        assert.equal(opened.stat.ctimeNs, a.ctimeNs);
+        assert.ok(isFileOf(fstatSync(opened.fd, { bigint: true }), fileId(a)));
+      } finally {
+        closeSync(opened.fd);
+      }
+      assert.ok(files.lstat(Buffer.from('rün/ß/a.cbf')));
+      assert.equal(holdersOf(dir), 1, 'one kept handle, whether the path came as text or as bytes');
+      files.forgetDir('rün');
+      assert.equal(holdersOf(dir), 0);
+      files.forgetRoot();
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
