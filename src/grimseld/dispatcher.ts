@@ -393,6 +393,14 @@ export class Dispatcher implements CopyEvents {
       this.#retryLater(rec, storage.id, MOUNT_RECHECK_MS);
       return;
     }
+    // The storage is read-only (remounted so since its last look, G13): nothing failed for the file, the storage
+    // takes nothing. Said once for the storage (its mount watch), not for each file; the file waits, pending, and
+    // is copied once the storage is writable again. An EROFS the storage does not confirm is a failure like any.
+    if ((r.outcome as NodeJS.ErrnoException).code === 'EROFS' && (await this.#lanes.get(storage.id)!.mount.readOnlyNow())) {
+      this.log.debug({ storage: storage.id, src: r.job.src }, 'storage read-only under a copy; it waits until it is writable');
+      this.#retryLater(rec, storage.id, MOUNT_RECHECK_MS);
+      return;
+    }
     // A copy read back from a storage that is not mounted (any more): it waits for that storage, pending and said
     // once as that, not failed for ever with the bare ENOENT of its target (G13).
     const from = r.job.from;

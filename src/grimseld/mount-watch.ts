@@ -9,7 +9,14 @@
 // fails as busy until it is done (`umount -l` detaches it, and the batch's copies still land on that disk).
 // What neither sees: a bind mount of a directory of the same file system (same device), which the next
 // reading of the table finds.
-import { stat } from 'node:fs/promises';
+// A storage found mounted is also asked whether it is writable (access W_OK, at each reading of the table): one
+// mounted or remounted read-only (`mount -o remount,ro`, or ext4's errors=remount-ro) is said like an unmounted one,
+// once and then at the same pace, its files kept pending, not failed one by one; a copy that still meets EROFS
+// (read-only since the last look; or a storage without a mount point, looked at only then) is handled the same way
+// (readOnlyNow). Writable again, copying resumes by itself.
+import { constants } from 'node:fs';
+import { access, stat } from 'node:fs/promises';
+import * as path from 'node:path';
 import { isMountPoint } from './mounts.js';
 import type { MessageHub } from './messages.js';
 import type { StorageInfo } from './storage-info.js';
@@ -23,6 +30,26 @@ const HUNG = Symbol('hung');
 /** While a storage's mount point is missing, the error is repeated this often (sooner while files wait for it). */
 const UNMOUNTED_REPEAT_MS = 60_000;
 const UNMOUNTED_REPEAT_BUSY_MS = 10_000;
+/** Why a storage found mounted is not written to: its file system takes no writes. */
+export const READ_ONLY = 'is read-only (mounted read-only, or remounted so, as a file system does after an error)';
+
+/**
+ * Whether the file system `dirs[0]` is on takes no writes (EROFS from access W_OK, which writes nothing), asked of the
+ * first of `dirs` that exists. Any other answer is "writable": a copy then says for itself what is wrong.
+ */
+export async function readOnly(dirs: string[]): Promise<boolean> {
+  for (const dir of dirs) {
+    try {
+      await access(dir, constants.W_OK);
+      return false;
+    } catch (e) {
+      const code = (e as NodeJS.ErrnoException).code;
+      if (code === 'EROFS') return true;
+      if (code !== 'ENOENT') return false;
+    }
+  }
+  return false;
+}
 
 /**
  * The device of the file system `dir` is on (undefined if it cannot be stat'ed). In libuv's thread pool: a
@@ -40,8 +67,11 @@ export class MountWatch {
   #checked: { ok: boolean; at: number } | undefined;
   /** The mount point's device when last found mounted. */
   #device: number | undefined;
-  /** When the missing mount point was last said; undefined while it is mounted. */
+  /** When the missing mount point (or the read-only storage) was last said, and why; undefined while it is writable. */
   #saidAt: number | undefined;
+  #saidWhy = '';
+  /** A copy met EROFS, or the last look found the storage read-only: looked at again before anything is written. */
+  #readOnly = false;
   /** The check under way: the storage's writers share it. */
   #pending: Promise<boolean> | undefined;
   /** The stat under way: never a second one while it hangs (each would hold a thread of libuv's pool for good). */
@@ -77,9 +107,44 @@ export class MountWatch {
   /** Whether the storage may be written to now; `queued`: files waiting for it (said in the message). */
   ok(queued: () => number): Promise<boolean> {
     const { mountpoint } = this.storage;
-    if (!mountpoint) return Promise.resolve(true);
-    this.#pending ??= this.#check(mountpoint, queued).finally(() => { this.#pending = undefined; });
+    if (!mountpoint && !this.#readOnly) return Promise.resolve(true);
+    this.#pending ??= (mountpoint ? this.#check(mountpoint, queued) : this.#checkWritable(queued)).finally(() => { this.#pending = undefined; });
     return this.#pending;
+  }
+
+  /**
+   * A copy to the storage failed with EROFS: whether the storage is read-only now (then it is said once, not the
+   * file, and nothing is written to it until it is writable again), or only that copy met it.
+   */
+  async readOnlyNow(): Promise<boolean> {
+    if (!(await readOnly(this.#writeProbes()))) return false;
+    this.#readOnly = true;
+    this.#checked = undefined;
+    return true;
+  }
+
+  /** Where writability is asked: the target, or the mount point (or the nearest directory up) while it has none. */
+  #writeProbes(): string[] {
+    const { target, mountpoint } = this.storage;
+    const up: string[] = [];
+    for (let d = target; ; d = path.dirname(d)) {
+      up.push(d);
+      if (d === mountpoint || path.dirname(d) === d) break;
+    }
+    return up;
+  }
+
+  /** A storage without a mount point, after a copy met EROFS: writable again? Asked at most once a second. */
+  async #checkWritable(queued: () => number): Promise<boolean> {
+    const checked = this.#checked;
+    if (checked && this.now() - checked.at <= MOUNT_RECHECK_MS) return checked.ok;
+    return this.#writable(queued);
+  }
+
+  /** The verdict on a storage found mounted (or without a mount point): whether its file system takes writes. */
+  async #writable(queued: () => number): Promise<boolean> {
+    this.#readOnly = await readOnly(this.#writeProbes());
+    return this.#verdict(!this.#readOnly, queued, READ_ONLY);
   }
 
   async #check(mountpoint: string, queued: () => number): Promise<boolean> {
@@ -110,7 +175,8 @@ export class MountWatch {
       return false;
     }
     this.#device = mounted ? before : undefined;
-    return this.#verdict(mounted && before !== undefined, queued, 'is not mounted');
+    if (!mounted || before === undefined) return this.#verdict(false, queued, 'is not mounted');
+    return this.#writable(queued);
   }
 
   #verdict(ok: boolean, queued: () => number, why: string): boolean {
@@ -146,16 +212,21 @@ export class MountWatch {
     if (mounted) {
       if (this.#saidAt !== undefined) {
         this.#saidAt = undefined;
-        this.log.info({ storage: id, mountpoint }, 'storage mounted again; copying resumes');
+        this.log.info({ storage: id, mountpoint }, `storage ${this.#saidWhy === READ_ONLY ? 'writable' : 'mounted'} again; copying resumes`);
       }
       return;
     }
     const now = this.now();
     const repeat = queued > 0 ? UNMOUNTED_REPEAT_BUSY_MS : UNMOUNTED_REPEAT_MS;
-    if (this.#saidAt === undefined || now - this.#saidAt >= repeat) {
+    // Once per storage and cause, repeated at the pace above; a new cause (read-only, then unmounted) at once.
+    if (this.#saidAt === undefined || why !== this.#saidWhy || now - this.#saidAt >= repeat) {
       this.#saidAt = now;
-      this.messages.publish('COPY_ERROR', `${mountpoint}:${target}`,
-        `storage ${id}: ${mountpoint} ${why}; nothing is written to ${target} and its ${queued} files stay pending until it is mounted${why === 'is not mounted' ? '' : why === 'does not answer' ? ' and answers' : ' and that can be checked'}`);
+      this.#saidWhy = why;
+      const until = why === READ_ONLY ? 'it is writable again'
+        : `it is mounted${why === 'is not mounted' ? '' : why === 'does not answer' ? ' and answers' : ' and that can be checked'}`;
+      const where = mountpoint ?? target;
+      this.messages.publish('COPY_ERROR', `${where}:${target}`,
+        `storage ${id}: ${where} ${why}; nothing is written to ${target} and its ${queued} files stay pending until ${until}`);
     }
   }
 }

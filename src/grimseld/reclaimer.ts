@@ -17,7 +17,7 @@ import { DirFd } from '../common/dir-fd.js';
 import { LinkSweeper } from './link-dirs.js';
 import { sameFile } from './copier.js';
 import { fillState, isMountPoint } from './mounts.js';
-import { MOUNT_RECHECK_MS } from './mount-watch.js';
+import { MOUNT_RECHECK_MS, READ_ONLY, readOnly } from './mount-watch.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub, MessageCode } from './messages.js';
@@ -115,6 +115,11 @@ export class Reclaimer {
   #mountChecks = new Map<string, { ok: boolean; at: number; why: string }>();
   /** Each storage's 'not mounted', per code: one message per storage, not one per file, again every UNMOUNTED_REPEAT_MS. */
   readonly #unmountedSaid = new SaidOnce(UNMOUNTED_REPEAT_MS);
+  /**
+   * The internal storage found read-only (a deletion or link there met EROFS), and when that was last looked at:
+   * its originals wait, said once like an unmounted storage, and it is asked again at most once a second (G5, G7).
+   */
+  readonly #readOnly = new Map<StorageInfo, number>();
 
   constructor(
     private readonly catalog: Catalog,
@@ -205,10 +210,10 @@ export class Reclaimer {
         return;
       }
       tried++;
-      if (!(await this.#remove(rec, where)) && !blockedBy(rec, where)) { // unmounted meanwhile: waits for it
-        this.#failedIds.add(rec.id);
-        failed = true;
-      }
+      if (await this.#remove(rec, where)) return;
+      if (blockedBy(rec, where)) return; // unmounted or read-only meanwhile: waits for it
+      this.#failedIds.add(rec.id);
+      failed = true;
     };
     const slice = this.settings.cleanSliceMs ?? CLEAN_SLICE_MS;
     const sliceEnds = monotonicMs() + slice;
@@ -234,8 +239,9 @@ export class Reclaimer {
       }
     }
     for (const [st, n] of blocked) {
-      this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint} ${this.#downWhy(st)}; ${n} originals of ended shifts ` +
-        `whose copies are checked on it, or which lie on it, are not deleted until it is mounted again (G5)`);
+      const ro = this.#readOnly.has(st);
+      this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint ?? st.target} ${this.#downWhy(st)}; ${n} originals of ended shifts ` +
+        `${ro ? 'which lie on it' : 'whose copies are checked on it, or which lie on it,'} are not deleted until it is ${ro ? 'writable' : 'mounted'} again (G5)`);
     }
     if (cut) {
       // Not through: the next tick goes on (from the start: what was done here is skipped quickly), and a deletion
@@ -308,9 +314,10 @@ export class Reclaimer {
       }
     }
     for (const [st, n] of blocked) {
-      this.#sayUnmounted(links ? 'LINK_ERROR' : 'DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint} ${this.#downWhy(st)}; ` +
+      const ro = this.#readOnly.has(st);
+      this.#sayUnmounted(links ? 'LINK_ERROR' : 'DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint ?? st.target} ${this.#downWhy(st)}; ` +
         `${mountpoint} is ${fill.percent.toFixed(1)}% full (limit ${this.settings.fillLimitPercent}%), and ${n} originals there whose ` +
-        `copies are checked on it are not ${links ? 'replaced by links to their copies' : 'deleted'} until it is mounted again`);
+        `copies are checked on it are not ${links ? 'replaced by links to their copies' : 'deleted'} until it is ${ro ? 'writable' : 'mounted'} again`);
     }
     fill = await fillState(mountpoint);
     this.#alarm(where, mountpoint, fill.percent);
@@ -337,14 +344,21 @@ export class Reclaimer {
     return rec.internal === 'linked' ? [this.internal] : [this.internal, ...(this.external ? [this.external] : [])];
   }
 
-  /** Why `st` counts as down at the last reading of its mount point: not mounted, or the table could not be read. */
+  /** Why `st` counts as down at the last reading of its mount point: not mounted, the table could not be read, read-only. */
   #downWhy(st: StorageInfo): string {
-    return (st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.why) || 'is not mounted';
+    const check = st.mountpoint !== undefined ? this.#mountChecks.get(st.mountpoint) : undefined;
+    if (check?.ok !== false && this.#readOnly.has(st)) return READ_ONLY;
+    return check?.why || 'is not mounted';
   }
 
-  /** The first storage that the work on the original of `rec` at `where` needs and that was not mounted at the last reading. */
+  /**
+   * The first storage that the work on the original of `rec` at `where` needs and that was not mounted at the last
+   * reading; or, for an original on the internal storage (deleted there, or replaced by a link), that storage while
+   * it is read-only. An original on the ramdisk only reads its internal copy: a read-only internal disk holds it up not.
+   */
   #downFor(rec: FileRecord, where: Where): StorageInfo | undefined {
-    return this.#needs(rec, where).find((st) => st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.ok === false);
+    return this.#needs(rec, where).find((st) => (st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.ok === false) ||
+      (where === 'internal' && st === this.internal && this.#readOnly.has(st)));
   }
 
   /**
@@ -367,6 +381,17 @@ export class Reclaimer {
       }
       if (!checked.ok) down.add(st);
     }
+    // A storage found read-only is asked again at most once a second (access W_OK writes nothing).
+    for (const [st, at] of this.#readOnly) {
+      const now = monotonicMs();
+      if (now - at <= MOUNT_RECHECK_MS) continue;
+      if (await readOnly([st.target, ...(st.mountpoint ? [st.mountpoint] : [])])) {
+        this.#readOnly.set(st, now);
+      } else {
+        this.#readOnly.delete(st);
+        this.#mountedAgain(st, 'writable');
+      }
+    }
     return down;
   }
 
@@ -375,7 +400,8 @@ export class Reclaimer {
    * point (G10, G13), repeated every UNMOUNTED_REPEAT_MS while it stays so; `long` is built only when it is said.
    */
   #sayUnmounted(code: 'LINK_ERROR' | 'DEL_ERROR', storage: StorageInfo, long: () => string): void {
-    if (!this.#unmountedSaid.due(`${code}\0${storage.id}`)) return;
+    // Once per storage and cause: read-only, then unmounted (or the other way round) is said at once.
+    if (!this.#unmountedSaid.due(`${code}\0${storage.id}\0${this.#readOnly.has(storage) ? 'ro' : ''}`)) return;
     this.messages.publish(code, storage.mountpoint ?? storage.target, long());
   }
 
@@ -387,11 +413,25 @@ export class Reclaimer {
     return (await this.#readMounts(this.#needs(rec, where), true)).size > 0;
   }
 
-  /** `storage` is found mounted: a later unmount is said at once again. */
-  #mountedAgain(storage: StorageInfo): void {
+  /** `storage` is found mounted (or writable): a later unmount (or read-only) is said at once again. */
+  #mountedAgain(storage: StorageInfo, what: 'mounted' | 'writable' = 'mounted'): void {
     for (const code of ['LINK_ERROR', 'DEL_ERROR'] as const) {
-      if (this.#unmountedSaid.forget(`${code}\0${storage.id}`)) this.log.info({ storage: storage.id, mountpoint: storage.mountpoint }, 'storage mounted again; the reclaimer goes on with it');
+      if (this.#unmountedSaid.forget(`${code}\0${storage.id}\0${what === 'writable' ? 'ro' : ''}`)) {
+        this.log.info({ storage: storage.id, mountpoint: storage.mountpoint }, `storage ${what} again; the reclaimer goes on with it`);
+      }
     }
+  }
+
+  /**
+   * Whether a failure of the work on the original of `rec` at `where` is the internal storage being read-only (EROFS
+   * there, confirmed): then it waits, said once for the storage by the caller, not for each file (G5, G7).
+   */
+  async #readOnlyMeanwhile(e: unknown, where: Where): Promise<boolean> {
+    if (where !== 'internal' || (e as NodeJS.ErrnoException).code !== 'EROFS') return false;
+    const st = this.internal;
+    if (!(await readOnly([st.target, ...(st.mountpoint ? [st.mountpoint] : [])]))) return false;
+    this.#readOnly.set(st, monotonicMs());
+    return true;
   }
 
   /**
@@ -540,6 +580,7 @@ export class Reclaimer {
       return done;
     } catch (e) {
       if (await this.#unmountedMeanwhile(rec, where)) return false;
+      if (await this.#readOnlyMeanwhile(e, where)) return false;
       this.messages.publish('LINK_ERROR', file, `cannot replace ${file} by a link to ${copy}: ${(e as Error).message}`);
       return false;
     }
@@ -569,6 +610,7 @@ export class Reclaimer {
       return done;
     } catch (e) {
       if (await this.#unmountedMeanwhile(rec, where)) return false;
+      if (await this.#readOnlyMeanwhile(e, where)) return false;
       this.messages.publish('DEL_ERROR', file, `cannot delete ${file}: ${(e as Error).message}`);
       return false;
     }
