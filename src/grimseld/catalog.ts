@@ -62,6 +62,8 @@ export class Catalog {
   readonly #ramdiskRoot: string;
   /** Where the fill guards made links, per shift, until the shift-change clean-up swept them (G5-G7). */
   readonly #linkDirs = new LinkDirs();
+  /** The mark of the disk each storage's copies are on, by storage id (storage-marks.ts). */
+  readonly #marks = new Map<string, string>();
 
   /** Counts per shift and storage: written here only, read by everyone else as `shifts`. */
   readonly #book: ShiftBook;
@@ -144,6 +146,17 @@ export class Catalog {
           if (r.t === 'copied' && r.rel !== undefined) this.#placeAs(rec, r.s, r.rel);
           break;
         }
+        case 'lost': {
+          const rec = this.#files.get(r.id);
+          const i = this.#index.get(r.s);
+          if (!rec || i === undefined) break;
+          this.#files.setStates(rec, withState(rec.states, i, 'pending'));
+          this.#placedAs.get(rec.id)?.delete(r.s);
+          break;
+        }
+        case 'mark':
+          this.#marks.set(r.s, r.mark);
+          break;
         case 'ramdisk': {
           const rec = this.#files.get(r.id);
           if (rec) this.#files.setOrigin(rec, 'ramdisk', r.state);
@@ -366,6 +379,46 @@ export class Catalog {
     this.#settleIfDone(rec);
   }
 
+  /**
+   * The copies of `recs` on `storage` are not there any more (the disk was swapped, storage-marks.ts): each is
+   * pending there again, counted so, journaled together. A record not copied there (any more) is left as it is.
+   */
+  async setLost(recs: FileRecord[], storage: string): Promise<void> {
+    const i = this.#index.get(storage);
+    if (i === undefined) return;
+    const lost = recs.filter((rec) => this.isLive(rec) && stateAt(rec.states, i) === 'copied');
+    if (lost.length === 0) return;
+    await this.journal.append(...lost.map((rec) => ({ t: 'lost', id: rec.id, s: storage } as const)));
+    for (const rec of lost) {
+      if (!this.isLive(rec) || stateAt(rec.states, i) !== 'copied') continue;
+      const wasDone = doneEverywhere(rec.states, this.storageIds.length);
+      this.#book.count(rec.usertime, storage, 'copied', 'pending');
+      if (verifiedOn(rec.states, i)) this.#book.verified(rec.usertime, storage, -1);
+      this.#files.setStates(rec, withState(rec.states, i, 'pending'));
+      if (wasDone) this.#book.opened(rec.usertime, 1);
+      this.#placedAs.get(rec.id)?.delete(storage);
+    }
+  }
+
+  /** Live records copied to `storage` (as far as the catalog knows), in id order. */
+  *copiesOn(storage: string): Generator<FileRecord> {
+    const i = this.#index.get(storage);
+    if (i === undefined) return;
+    for (const rec of this.#files.values()) if (stateAt(rec.states, i) === 'copied') yield rec;
+  }
+
+  /** The mark of the disk `storage`'s copies are on (storage-marks.ts); undefined before the first. */
+  markOf(storage: string): string | undefined {
+    return this.#marks.get(storage);
+  }
+
+  /** `storage`'s copies are on the disk marked `mark` from now on (journaled). */
+  async setMark(storage: string, mark: string): Promise<void> {
+    if (this.#marks.get(storage) === mark) return;
+    await this.journal.append({ t: 'mark', s: storage, mark });
+    this.#marks.set(storage, mark);
+  }
+
   async setOrigin(rec: FileRecord, where: 'ramdisk' | 'internal', state: Exclude<Origin, 'present'>): Promise<void> {
     await this.journal.append({ t: where, id: rec.id, state });
     if (!this.isLive(rec)) return; // settled meanwhile: nothing left to clean up
@@ -420,6 +473,7 @@ export class Catalog {
       const perStorage = this.#settled.get(u);
       yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
+    for (const [s, mark] of this.#marks) yield { t: 'mark', s, mark };
     for (const [u, d] of this.#linkDirs.entries()) yield { t: 'linkdir', u: String(u), w: d.where, d: d.dir, to: d.to };
     // Not a record whose own line is still on its way: if that write fails, the record is taken back.
     for (const r of this.#files.values()) if (!this.#unjournaled.has(r.id)) yield* this.#lines(r);
@@ -449,7 +503,7 @@ export class Catalog {
 
   /** Rewrites the journal once it holds far more lines than the live state needs. */
   async compactIfWorthIt(): Promise<boolean> {
-    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size + this.#linkDirs.size;
+    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size + this.#linkDirs.size + this.#marks.size;
     if (this.journal.lines < 10_000 || this.journal.lines < 4 * live) return false;
     await this.journal.compact(() => this.snapshot());
     return true;

@@ -41,6 +41,11 @@ export interface CopyJob {
    * (mount-watch.ts); the copy thread writes only while the mount point still has it. Undefined: no mount point.
    */
   mount?: MountedAt;
+  /**
+   * How many times the storage's disk was found swapped before this job was handed out (storage-marks.ts): a
+   * copy reported after a swap was made on the disk taken away, and is not counted (the dispatcher's own).
+   */
+  disk?: number;
 }
 
 /** What the copier reads of a job (copier.ts): everything but whose result it is. */

@@ -84,6 +84,8 @@ interface Lane {
   mount: MountWatch;
   /** Jobs handed to its writers and not reported yet. */
   active: number;
+  /** Swaps of its disk seen so far (diskSwapped): a job handed out before the last one is not counted. */
+  disk: number;
 }
 
 export class Dispatcher implements CopyEvents {
@@ -127,7 +129,7 @@ export class Dispatcher implements CopyEvents {
   ) {
     const mountWatch = seams.mountWatch ?? ((s: StorageInfo) => new MountWatch(s, messages, log));
     this.#later = seams.later ?? later;
-    this.#lanes = new Map(storages.map((s) => [s.id, { storage: s, queue: new CopyQueue(), mount: mountWatch(s), active: 0 }]));
+    this.#lanes = new Map(storages.map((s) => [s.id, { storage: s, queue: new CopyQueue(), mount: mountWatch(s), active: 0, disk: 0 }]));
     this.#internal = storages.find((s) => s.type === 'INTERNAL')!;
     this.#external = storages.find((s) => s.type === 'EXTERNAL');
     this.#sourceWaits = new SourceWaits(messages, log, this.#later, (dest, id) => this.#lanes.get(dest)?.queue.push(id, true));
@@ -148,6 +150,32 @@ export class Dispatcher implements CopyEvents {
   /** After a restart: queues every copy the journal says is still to make (an earlier attempt may have died mid-copy). */
   resume(): void {
     for (const lane of this.#lanes.values()) for (const rec of this.catalog.pendingOn(lane.storage.id)) lane.queue.push(rec.id, true);
+  }
+
+  /**
+   * The disk of `storage` is another one than its copies were made on (storage-marks.ts): a copy handed out
+   * before now and reported later went to the disk taken away, and is made again instead of counted.
+   */
+  diskSwapped(storage: string): void {
+    const lane = this.#lanes.get(storage);
+    if (lane) lane.disk++;
+  }
+
+  /**
+   * Whether the copy of `rec` on `storage` can be made again, were it lost with its disk (storage-marks.ts):
+   * the INTERNAL storage's is read from the original, which must still be there; another storage's from the
+   * first place #readFrom finds (the original, the internal copy, the external copy).
+   */
+  canCopyAgain(rec: FileRecord, storage: string): boolean {
+    const lane = this.#lanes.get(storage);
+    if (!lane) return false;
+    if (lane.storage.type === 'INTERNAL') return rec.ramdisk === 'present';
+    return this.#readable(rec, lane.storage).length > 0;
+  }
+
+  /** Queues the copy of `rec` on `storage` again: it was lost with its disk, and the catalog has it pending. */
+  copyAgain(rec: FileRecord, storage: string): void {
+    this.#lanes.get(storage)?.queue.push(rec.id, true);
   }
 
   /** Files waiting for `storage` or being copied there. */
@@ -183,7 +211,10 @@ export class Dispatcher implements CopyEvents {
     }
     const jobs = this.#takeBatch(lane);
     const point = lane.storage.mountpoint;
-    if (point && device !== undefined) for (const job of jobs) job.mount = { point, device };
+    for (const job of jobs) {
+      if (point && device !== undefined) job.mount = { point, device };
+      job.disk = lane.disk;
+    }
     lane.active += jobs.length;
     for (const job of jobs) for (const l of this.#listeners) l.taken?.(job);
     return jobs;
@@ -348,8 +379,16 @@ export class Dispatcher implements CopyEvents {
   async #recordResult(r: CopyReport): Promise<void> {
     const rec = this.catalog.record(r.job.id);
     if (!rec) return;
-    const storage = this.#lanes.get(r.job.storage)?.storage;
-    if (!storage) return;
+    const lane = this.#lanes.get(r.job.storage);
+    if (!lane) return;
+    const { storage } = lane;
+    if (r.job.disk !== undefined && r.job.disk !== lane.disk) {
+      // Made on the disk that was swapped away since it was handed out (a lazy unmount lets a batch finish there):
+      // not counted, made again on the disk there now (or found there, identical, and counted then).
+      this.log.debug({ storage: storage.id, src: r.job.src }, 'copy made before its storage\'s disk was swapped; made again');
+      if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, storage.id)) lane.queue.push(rec.id, true);
+      return;
+    }
     const key = `${rec.id}:${storage.id}`;
     if (r.result) this.#sayAttributes(r, storage);
     const made = r.result?.checksum;
@@ -369,6 +408,12 @@ export class Dispatcher implements CopyEvents {
       // A file without a checksum gets the one of its first complete read, journaled with this copy (I2).
       await this.catalog.setCopy(rec, storage.id, 'copied', { rel, verified: r.result?.verified === true,
         checksum: r.job.checksum === undefined && made !== undefined ? tagged(made) : undefined });
+      if (r.job.disk !== undefined && r.job.disk !== lane.disk) {
+        // The disk was found swapped while this result was journaled: the copy may be on the one taken away.
+        await this.catalog.setLost([rec], storage.id);
+        if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, storage.id)) lane.queue.push(rec.id, true);
+        return;
+      }
       if (rel !== undefined) this.#besideAnother(r, wanted);
       const clamped = r.result?.mtimeClamped;
       if (clamped?.stepMs !== undefined) {
@@ -396,7 +441,7 @@ export class Dispatcher implements CopyEvents {
     // The storage is read-only (remounted so since its last look, G13): nothing failed for the file, the storage
     // takes nothing. Said once for the storage (its mount watch), not for each file; the file waits, pending, and
     // is copied once the storage is writable again. An EROFS the storage does not confirm is a failure like any.
-    if ((r.outcome as NodeJS.ErrnoException).code === 'EROFS' && (await this.#lanes.get(storage.id)!.mount.readOnlyNow())) {
+    if ((r.outcome as NodeJS.ErrnoException).code === 'EROFS' && (await lane.mount.readOnlyNow())) {
       this.log.debug({ storage: storage.id, src: r.job.src }, 'storage read-only under a copy; it waits until it is writable');
       this.#retryLater(rec, storage.id, MOUNT_RECHECK_MS);
       return;
@@ -429,7 +474,7 @@ export class Dispatcher implements CopyEvents {
         } else {
           this.log.debug({ storage: storage.id, src: r.job.src, next, why: (r.outcome as Error).message }, 'source of a copy gone, changed or damaged; read from another copy');
         }
-        this.#lanes.get(storage.id)!.queue.push(rec.id, true);
+        lane.queue.push(rec.id, true);
         return;
       }
       this.#unreadable.delete(rec.id);

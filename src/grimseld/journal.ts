@@ -22,6 +22,13 @@ export type JournalRecord =
    */
   | { t: 'copied'; id: number; s: string; rel?: string; verified?: true }
   | { t: 'failed'; id: number; s: string; permanent: boolean }
+  /**
+   * The copy on storage `s` is not there any more: the disk at its mount point is another one than the copy was
+   * made on (storage-marks.ts). Pending there again; journals before it have none.
+   */
+  | { t: 'lost'; id: number; s: string }
+  /** Storage `s`'s copies are on the disk whose mark (storage-marks.ts) is `mark`. */
+  | { t: 'mark'; s: string; mark: string }
   | { t: 'ramdisk'; id: number; state: 'linked' | 'deleted' | 'gone' }
   | { t: 'internal'; id: number; state: 'linked' | 'deleted' | 'gone' }
   /** A fill guard made links in directory `d` below the ramdisk or internal root for shift `u` (link-dirs.ts). */

@@ -22,6 +22,7 @@ import type { CopyOptions } from './copier.js';
 import { Catalog } from './catalog.js';
 import { Dispatcher } from './dispatcher.js';
 import { Reclaimer } from './reclaimer.js';
+import { StorageMarks } from './storage-marks.js';
 import { FileFifo } from './fifo.js';
 import { TempSweeper } from './temp-sweep.js';
 import { loadTempKey } from './temp-names.js';
@@ -91,6 +92,8 @@ async function main(): Promise<number> {
     return { preserveUid: own?.preserve_uid ?? config.preserve_uid, preserveGid: own?.preserve_gid ?? config.preserve_gid, verifyCopies: config.verify_copies, tempKey };
   };
   const storages = storageList.map((info) => new Storage(info, copyOptions(info.id), dispatcher.feed(info.id)));
+  // G5, G13: a storage's disk swapped for another (an empty one) is noticed by its mark, and the copies it took are made again.
+  const marks = new StorageMarks(catalog, dispatcher, storageList, messages, log);
   // G3, G12: temp files of copies that will never be renamed are swept from the storages' roots and failed copies' directories.
   const temps = new TempSweeper(storageList, dispatcher, tempKey, config.temp_max_age_s * 1000, log);
   const reclaimer = new Reclaimer(catalog, storageList.find((s) => s.type === 'INTERNAL')!, storageList.find((s) => s.type === 'EXTERNAL'), {
@@ -100,6 +103,7 @@ async function main(): Promise<number> {
     fillLimitPercent: config.fillstate_limit,
     intervalMs: 250,
     tempKey,
+    diskCheck: (st) => marks.check(st),
   }, messages, log);
   const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted(), () => reclaimer.earlierShiftDelivered(),
     new StateDirRoom(config.state_dir, messages, log));
@@ -177,6 +181,7 @@ async function main(): Promise<number> {
       if (replayed) log.info({ journaled: replayed, live: catalog.size }, 'journal replayed; unfinished copies resumed');
     }, () => dispatcher.stop()),
     loopComponent('storages', (signal) => Promise.all(storages.map((s) => s.run(signal)))),
+    loopComponent('storage marks', (signal) => marks.run(signal)),
     loopComponent('temp sweeper', (signal) => temps.run(signal, Math.min(config.temp_max_age_s, 600) * 1000)),
     loopComponent('reclaimer', (signal) => reclaimer.run(signal)),
     timerComponent('journal compaction', 10_000, () => {

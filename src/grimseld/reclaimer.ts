@@ -47,6 +47,12 @@ export interface ReclaimSettings {
   tempKey?: TempKey;
   /** How long one tick's share of a shift-change clean-up may take (ms) before the fill guards run; CLEAN_SLICE_MS if unset. */
   cleanSliceMs?: number;
+  /**
+   * Looks whether a storage's disk is still the one its copies were made on (storage-marks.ts), asked when a copy an
+   * original is checked against is missing: with its disk swapped, the copy is pending again and the original waits for
+   * it, said once for the storage instead of a DEL_ERROR or LINK_ERROR for each file. Unset: not looked at.
+   */
+  diskCheck?: (storage: StorageInfo) => Promise<unknown>;
 }
 
 /**
@@ -212,6 +218,10 @@ export class Reclaimer {
       tried++;
       if (await this.#remove(rec, where)) return;
       if (blockedBy(rec, where)) return; // unmounted or read-only meanwhile: waits for it
+      if (this.#copyPending(rec, where)) { // its copy went with its disk: waits for the new copy
+        waiting = true;
+        return;
+      }
       this.#failedIds.add(rec.id);
       failed = true;
     };
@@ -226,7 +236,7 @@ export class Reclaimer {
         break;
       }
       if (rec.onRamdisk && rec.ramdisk !== 'deleted' && rec.ramdisk !== 'gone') {
-        if (!this.catalog.copiedOn(rec, this.internal.id)) waiting = true;
+        if (!this.catalog.copiedOn(rec, this.internal.id) || this.#copyPending(rec, 'ramdisk')) waiting = true;
         else if (!blockedBy(rec, 'ramdisk')) await remove(rec, 'ramdisk');
       }
       if (!this.catalog.isLive(rec)) continue; // settled by the removal: nothing left to clean
@@ -301,7 +311,8 @@ export class Reclaimer {
         // A failure re-reads the mount table: a storage unmounted since the last reading holds up the rest of this round too.
         down ??= this.#downFor(rec, where);
         if (down) blocked.set(down, (blocked.get(down) ?? 0) + 1);
-        else if (this.catalog.isLive(rec)) this.#pauseGuard(rec.id, pause?.ms); // left alone without an error: settled
+        // Left alone without an error: settled, or its copy went with its disk (pending again, not tried till copied).
+        else if (this.catalog.isLive(rec) && !this.#copyPending(rec, where)) this.#pauseGuard(rec.id, pause?.ms);
         continue;
       }
       this.#guardPauses.delete(rec.id);
@@ -359,6 +370,22 @@ export class Reclaimer {
   #downFor(rec: FileRecord, where: Where): StorageInfo | undefined {
     return this.#needs(rec, where).find((st) => (st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.ok === false) ||
       (where === 'internal' && st === this.internal && this.#readOnly.has(st)));
+  }
+
+  /** The storage whose copy the deletion or linking of the original of `rec` at `where` is checked against (#copyComplete). */
+  #holderOf(rec: FileRecord, where: Where): StorageInfo | undefined {
+    if (where === 'internal') return this.external;
+    return rec.internal === 'linked' && this.external ? this.external : this.internal;
+  }
+
+  /**
+   * Whether the copy the original of `rec` at `where` is checked against is no longer recorded as made: it went
+   * with its disk (storage-marks.ts) and is pending again, so the original waits for the new one, without an error.
+   */
+  #copyPending(rec: FileRecord, where: Where): boolean {
+    if (!this.catalog.isLive(rec) || rec[where] === 'linked') return false;
+    const holder = this.#holderOf(rec, where);
+    return holder !== undefined && !this.catalog.copiedOn(rec, holder.id);
   }
 
   /**
@@ -432,6 +459,17 @@ export class Reclaimer {
     if (!(await readOnly([st.target, ...(st.mountpoint ? [st.mountpoint] : [])]))) return false;
     this.#readOnly.set(st, monotonicMs());
     return true;
+  }
+
+  /**
+   * Whether the copy the work on the original of `rec` at `where` was checked against went with its disk: its
+   * storage's disk is looked at (settings.diskCheck), and the copy is pending again if it was swapped.
+   */
+  async #copyWentWithItsDisk(rec: FileRecord, where: Where): Promise<boolean> {
+    const holder = this.catalog.isLive(rec) && rec[where] !== 'linked' ? this.#holderOf(rec, where) : undefined;
+    if (!holder || !this.settings.diskCheck) return false;
+    await this.settings.diskCheck(holder);
+    return this.#copyPending(rec, where);
   }
 
   /**
@@ -581,6 +619,7 @@ export class Reclaimer {
     } catch (e) {
       if (await this.#unmountedMeanwhile(rec, where)) return false;
       if (await this.#readOnlyMeanwhile(e, where)) return false;
+      if (await this.#copyWentWithItsDisk(rec, where)) return false;
       this.messages.publish('LINK_ERROR', file, `cannot replace ${file} by a link to ${copy}: ${(e as Error).message}`);
       return false;
     }
@@ -611,6 +650,7 @@ export class Reclaimer {
     } catch (e) {
       if (await this.#unmountedMeanwhile(rec, where)) return false;
       if (await this.#readOnlyMeanwhile(e, where)) return false;
+      if (await this.#copyWentWithItsDisk(rec, where)) return false;
       this.messages.publish('DEL_ERROR', file, `cannot delete ${file}: ${(e as Error).message}`);
       return false;
     }

@@ -8,6 +8,7 @@ import { ALGORITHM, checksumOfFd, prepareChecksums, tagged } from '../common/che
 import { initProvenance, readProvenance } from '../common/provenance.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { visible } from './terminal-text.js';
+import { MARK_FILE } from '../grimseld/storage-marks.js';
 
 export interface VerifyReport {
   checked: number;
@@ -85,6 +86,10 @@ async function verifyFile(file: string, report: VerifyReport, buf: Buffer): Prom
       return;
     }
     const recorded = readProvenance(fd);
+    if (!recorded && path.basename(file) === MARK_FILE) { // grimseld's mark of a storage's disk, no image
+      report.skipped++;
+      return;
+    }
     if (!recorded) {
       report.unrecorded.push(file);
       return;

@@ -178,7 +178,7 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     // 40 waiting, 2 writers: up to 16 (BATCH_FILES) at once, one writer's share of what waits beyond the first.
     assert.equal(first.length, 16);
     assert.deepEqual(first[0], { id: recs[0]!.id, storage: 'internal', src: '/ramdisk/1mf/u/f0.cbf', from: 'original', root: '/ramdisk', rel: '1mf/u/f0.cbf',
-      dest: '/st/internal/1mf/u/f0.cbf', expect: { size: 10, mtimeMs: 1000, ino: 100, dev: 1 }, sweep: false, checksum: A, provenance: { shift: { startUs: 5n, uid: 500, gid: 501 } } });
+      dest: '/st/internal/1mf/u/f0.cbf', expect: { size: 10, mtimeMs: 1000, ino: 100, dev: 1 }, sweep: false, checksum: A, provenance: { shift: { startUs: 5n, uid: 500, gid: 501 } }, disk: 0 });
     assert.equal(dispatcher.queued('internal'), 40, 'those handed out count as queued until reported');
     feed.done(first.map(copied));
     await settle();
