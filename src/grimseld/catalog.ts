@@ -48,6 +48,11 @@ export class Catalog {
   readonly #files = new RecordStore();
   /** Counts of records already resolved and dropped, per shift: [copied, failed, verified]; they live on in the snapshot. */
   #settled = new Map<bigint, Map<string, [number, number, number]>>();
+  /**
+   * Delivered files intake refused (not a regular file, gone, a link on the way), by shift and marked path: each
+   * counts as failed on every storage (G9). By path, so that one furkad hands over again is counted once.
+   */
+  #refused = new Map<bigint, Set<string>>();
   /** Records taken whose journal line is not yet on disk: left out of a snapshot (their write may still fail). */
   #unjournaled = new Set<number>();
   #nextId = 1;
@@ -173,10 +178,16 @@ export class Catalog {
         case 'linkdirs-swept':
           this.#linkDirs.drop(BigInt(r.u));
           break;
+        case 'refused':
+          this.#noteRefused(BigInt(r.u), r.src);
+          break;
       }
     }
     for (const [u, perStorage] of this.#settled) {
       for (const [s, [copied, failed, verified]] of perStorage) this.#book.add(u, s, { pending: 0, copied, failed, verified });
+    }
+    for (const [u, paths] of this.#refused) {
+      for (const s of this.storageIds) this.#book.add(u, s, { pending: 0, copied: 0, failed: paths.size, verified: 0 });
     }
     for (const rec of this.#files.values()) {
       this.storageIds.forEach((s, i) => {
@@ -349,6 +360,32 @@ export class Catalog {
   }
 
   /**
+   * Counts delivered files that intake refused as failed on every storage of shift `usertime` (G9), by their
+   * marked paths: journaled, so they stay counted after a restart; a path already counted for the shift (furkad
+   * hands a delivery over again when its answer was lost) is not counted again. Returns the paths counted now.
+   */
+  async refuse(usertime: bigint, paths: string[]): Promise<string[]> {
+    const fresh = [...new Set(paths)].filter((p) => !this.#refused.get(usertime)?.has(p));
+    if (!fresh.length) return [];
+    await this.journal.append(...fresh.map((src): JournalRecord => ({ t: 'refused', u: String(usertime), src })));
+    // Counted by the call that noted it first: two at once with the same path count it once.
+    return fresh.filter((src) => {
+      if (!this.#noteRefused(usertime, src)) return false;
+      for (const s of this.storageIds) this.#book.count(usertime, s, undefined, 'failed');
+      return true;
+    });
+  }
+
+  /** Notes a refused file of shift `u`; false when it was noted already. */
+  #noteRefused(u: bigint, src: string): boolean {
+    let paths = this.#refused.get(u);
+    if (!paths) this.#refused.set(u, (paths = new Set()));
+    if (paths.has(src)) return false;
+    paths.add(src);
+    return true;
+  }
+
+  /**
    * Records a copy result (CopyNote): where the copy is when not under the file's own path, whether it was
    * verified, and for a file without a checksum the one its first read found; journaled together, so a
    * restart keeps them (the checksum's line first: a copy verified against it is never replayed without it).
@@ -475,6 +512,7 @@ export class Catalog {
     }
     for (const [s, mark] of this.#marks) yield { t: 'mark', s, mark };
     for (const [u, d] of this.#linkDirs.entries()) yield { t: 'linkdir', u: String(u), w: d.where, d: d.dir, to: d.to };
+    for (const [u, paths] of this.#refused) if (this.#book.get(u)) for (const src of paths) yield { t: 'refused', u: String(u), src };
     // Not a record whose own line is still on its way: if that write fails, the record is taken back.
     for (const r of this.#files.values()) if (!this.#unjournaled.has(r.id)) yield* this.#lines(r);
   }
@@ -503,15 +541,18 @@ export class Catalog {
 
   /** Rewrites the journal once it holds far more lines than the live state needs. */
   async compactIfWorthIt(): Promise<boolean> {
-    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size + this.#linkDirs.size + this.#marks.size;
+    let refused = 0;
+    for (const paths of this.#refused.values()) refused += paths.size;
+    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size + this.#linkDirs.size + this.#marks.size + refused;
     if (this.journal.lines < 10_000 || this.journal.lines < 4 * live) return false;
     await this.journal.compact(() => this.snapshot());
     return true;
   }
 
-  /** Forgets settled counts of shifts that left the history. */
+  /** Forgets settled counts and refused files of shifts that left the history. */
   pruneSettled(): void {
     for (const u of this.#settled.keys()) if (!this.#book.get(u)) this.#settled.delete(u);
+    for (const u of this.#refused.keys()) if (!this.#book.get(u)) this.#refused.delete(u);
   }
 }
 

@@ -189,6 +189,11 @@ export class Dispatcher implements CopyEvents {
     return this.#lanes.get(storage)?.queue.ids() ?? [];
   }
 
+  /** Where the copy of `rel` goes on each storage (G4), by storage id: what a COPY_ERROR of a file not taken names. */
+  destinations(rel: string): Array<[storage: string, dest: string]> {
+    return [...this.#lanes.values()].map((l) => [l.storage.id, destOf(l.storage, rel)]);
+  }
+
   /** What the writers of `storage` copy. */
   feed(storage: string): JobFeed {
     const lane = this.#lanes.get(storage);

@@ -103,22 +103,44 @@ export class Intake {
    */
   async delivered(usertime: bigint, uid: number, gid: number, delivered: DeliveredFile[]): Promise<void> {
     const files: NewFile[] = [];
+    const refused: Refusal[] = [];
     for (const [p, checksum, detector] of delivered) {
       try {
         files.push({ ...await inspect(p), ...this.#provenance(p, checksum, detector) });
       } catch (e) {
-        // Its source is already gone from the detector: say it to subscribers too (G10), not only in the log.
-        const why = `delivered file refused, it will not be copied: ${(e as Error).message}`;
-        this.log.error({ path: p }, why);
-        this.messages.publish('COPY_ERROR', `${p}:`, `${p}: ${why}`);
+        refused.push({ path: p, reason: (e as Error).message });
       }
     }
     // The shift right before its files are counted: an earlier shift the status had let go is begun again here,
     // and the status could let it go again while the files were looked at.
     await this.shiftStarted(usertime, uid, gid);
+    await this.#refuse(usertime, refused);
     this.#reportOutside(files);
     this.dispatcher.submit(await this.#journaled(() => this.catalog.accept(usertime, files), files.length > 0));
     if (files.length > 0 && usertime !== this.catalog.currentShift?.usertime) this.onEarlierShift();
+  }
+
+  /**
+   * Delivered files refused at the door: their sources are already gone from the detector, so each is counted
+   * failed on every storage of its shift (G9; journaled, once per path however often furkad hands it over) and
+   * said to subscribers (G10) as a failed copy is, once per storage, short message `src:dest`.
+   */
+  async #refuse(usertime: bigint, refused: Refusal[]): Promise<void> {
+    if (!refused.length) return;
+    for (const { path: p, reason } of refused) this.log.error({ path: p }, `delivered file refused, it will not be copied: ${reason}`);
+    const counted = new Set(await this.#journaled(() => this.catalog.refuse(usertime, refused.map((r) => r.path))));
+    for (const { path: p, reason } of refused) {
+      if (!counted.has(p)) continue;
+      // A path refused before it was split (no './' part to replicate known) is named as it came, without a destination.
+      let named: { src: string; rel?: string } = { src: p };
+      try {
+        named = checkMarkedPath(p);
+      } catch { /* named as it came */ }
+      for (const [storage, dest] of named.rel === undefined ? [['', '']] : this.dispatcher.destinations(named.rel)) {
+        this.messages.publish('COPY_ERROR', `${named.src}:${dest}`, `copy of ${named.src}${storage ? ` to storage ${storage} (${dest})` : ''} ` +
+          `will not be made: the delivered file was refused (${reason}); counted failed, not retried`);
+      }
+    }
   }
 
   /**

@@ -34,7 +34,9 @@ export type JournalRecord =
   /** A fill guard made links in directory `d` below the ramdisk or internal root for shift `u` (link-dirs.ts). */
   | { t: 'linkdir'; u: string; w: 'ramdisk' | 'internal'; d: string; to: string }
   /** Shift `u`'s link directories were swept (G5): none of them is to be swept again. */
-  | { t: 'linkdirs-swept'; u: string };
+  | { t: 'linkdirs-swept'; u: string }
+  /** A file furkad delivered for shift `u` as `src` (its marked path) that intake refused: failed on every storage (G9). */
+  | { t: 'refused'; u: string; src: string };
 
 /** Settled files of a shift on one storage: copied, failed, and of the copied ones verified (absent: 0). */
 export type SettledCounts = [number, number] | [number, number, number];

@@ -2,6 +2,7 @@
 // and a path that names no file is refused by name before anything is stored.
 import { strict as assert } from 'node:assert';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { checkMarkedPath, Intake, RejectedPath } from '../../src/grimseld/intake.js';
@@ -38,7 +39,7 @@ describe('operators\' files and a shift change (G8)', () => {
       paths.forEach((p) => writeFileSync(p, 'x'));
       const book = { current: { usertime: 1n } };
       const accepted: Array<{ usertime: bigint; files: number }> = [];
-      const catalog = { get currentShift() { return book.current; }, accept: async (usertime: bigint, files: unknown[]) => { accepted.push({ usertime, files: files.length }); return []; } };
+      const catalog = { get currentShift() { return book.current; }, sourceRootOf: () => dir, accept: async (usertime: bigint, files: unknown[]) => { accepted.push({ usertime, files: files.length }); return []; } };
       const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
       const intake = new Intake(catalog as unknown as Catalog, { submit: () => undefined } as unknown as Dispatcher,
         { publish: () => undefined } as unknown as MessageHub, quiet as unknown as Logger, () => undefined);
@@ -58,7 +59,8 @@ describe("furkad's deliveries with their checksums (I1)", () => {
     try {
       for (const f of ['a', 'b', 'c']) writeFileSync(path.join(dir, `${f}.cbf`), f);
       const accepted: NewFile[] = [];
-      const catalog = { shift: async () => undefined, isOnRamdisk: () => true, accept: async (_u: bigint, files: NewFile[]) => { accepted.push(...files); return []; } };
+      const catalog = { shift: async () => undefined, isOnRamdisk: () => true, sourceRootOf: () => dir, refuse: async () => [],
+        accept: async (_u: bigint, files: NewFile[]) => { accepted.push(...files); return []; } };
       const warnings: string[] = [];
       const log = { info: () => undefined, warn: (_o: unknown, m: string) => warnings.push(m), error: () => undefined, debug: () => undefined };
       const intake = new Intake(catalog as unknown as Catalog, { submit: () => undefined } as unknown as Dispatcher,
@@ -72,19 +74,43 @@ describe("furkad's deliveries with their checksums (I1)", () => {
     }
   });
 
-  it('tells subscribers of a delivered file it refuses (G10): its source is gone from the detector already', async () => {
+  it('tells subscribers of a delivered file it refuses (G10), and has it counted failed (G9): its source is gone from the detector already', async () => {
     const dir = mkdtempSync(path.join(os.tmpdir(), 'intake-'));
     try {
       writeFileSync(path.join(dir, 'nl\nx.cbf'), 'x');
-      const catalog = { shift: async () => undefined, isOnRamdisk: () => true, accept: async () => [] };
+      const refused: string[] = [];
+      const catalog = { shift: async () => undefined, isOnRamdisk: () => true, sourceRootOf: () => dir, accept: async () => [],
+        refuse: async (_u: bigint, paths: string[]) => { refused.push(...paths); return paths; } };
       const published: string[][] = [];
       const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
-      const intake = new Intake(catalog as unknown as Catalog, { submit: () => undefined } as unknown as Dispatcher,
+      const intake = new Intake(catalog as unknown as Catalog, { submit: () => undefined, destinations: () => [['internal', '/data/x']] } as unknown as Dispatcher,
         { publish: (...m: string[]) => published.push(m) } as unknown as MessageHub, quiet as unknown as Logger, () => undefined);
       await intake.delivered(1n, 500, 501, [[`${dir}/./nl\nx.cbf`, '', '1MF']]);
+      assert.deepEqual(refused, [`${dir}/./nl\nx.cbf`]);
       assert.equal(published.length, 1);
-      assert.deepEqual(published[0]!.slice(0, 2), ['COPY_ERROR', `${dir}/./nl\nx.cbf:`]);
-      assert.match(published[0]![2]!, /will not be copied: .*control character/);
+      assert.deepEqual(published[0]!.slice(0, 2), ['COPY_ERROR', `${dir}/./nl\nx.cbf:`], 'no part to replicate known: named as it came');
+      assert.match(published[0]![2]!, /will not be made: the delivered file was refused \(.*control character/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('says a delivered file refused as a failed copy is said, once per storage, short message src:dest, and not again when handed over again (G9, G10)', async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'intake-'));
+    try {
+      execFileSync('mkfifo', [path.join(dir, 'fifo.cbf')]);
+      const counted = new Set<string>();
+      const catalog = { shift: async () => undefined, isOnRamdisk: () => true, sourceRootOf: () => dir, accept: async () => [],
+        refuse: async (_u: bigint, paths: string[]) => paths.filter((p) => !counted.has(p) && counted.add(p)) };
+      const published: string[][] = [];
+      const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
+      const destinations = (rel: string) => [['internal', `/data/${rel}`], ['external', `/ext/${rel}`]];
+      const intake = new Intake(catalog as unknown as Catalog, { submit: () => undefined, destinations } as unknown as Dispatcher,
+        { publish: (...m: string[]) => published.push(m) } as unknown as MessageHub, quiet as unknown as Logger, () => undefined);
+      await intake.delivered(1n, 500, 501, [[`${dir}/./u/../fifo.cbf`, '', '1MF']]);
+      await intake.delivered(1n, 500, 501, [[`${dir}/./u/../fifo.cbf`, '', '1MF']]);
+      assert.deepEqual(published.map((m) => m.slice(0, 2)), [['COPY_ERROR', `${dir}/fifo.cbf:/data/fifo.cbf`], ['COPY_ERROR', `${dir}/fifo.cbf:/ext/fifo.cbf`]]);
+      assert.match(published[1]![2]!, /^copy of .*fifo\.cbf to storage external \(\/ext\/fifo\.cbf\) will not be made: .*not a regular file.*; counted failed, not retried$/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }

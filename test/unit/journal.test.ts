@@ -243,4 +243,26 @@ describe('journal and catalog (G12)', () => {
     assert.equal(c.catalog.markOf('extra'), 'b'.repeat(32), 'the mark kept by the snapshot');
     await c.journal.close();
   });
+
+  it('counts a delivered file intake refused as failed on every storage of its shift, once per path, across replay and compaction (G9, G12)', async () => {
+    const a = await openCatalog(dir);
+    await a.catalog.shift(5n, 500, 501);
+    await a.catalog.accept(5n, [file(1)]);
+    assert.deepEqual(await a.catalog.refuse(5n, ['/ramdisk/./1mf/u/fifo.cbf', '/ramdisk/./1mf/u/gone.cbf', '/ramdisk/./1mf/u/fifo.cbf']),
+      ['/ramdisk/./1mf/u/fifo.cbf', '/ramdisk/./1mf/u/gone.cbf']);
+    // furkad hands the same delivery over again (its answer was lost): nothing counted twice.
+    assert.deepEqual(await a.catalog.refuse(5n, ['/ramdisk/./1mf/u/gone.cbf']), []);
+    const counts = (book: ShiftView) => book.query(-1).map((r) => [r[3], Number(r[4]), Number(r[5]), Number(r[6])]);
+    const want = [['internal', 1, 0, 2], ['extra', 1, 0, 2]];
+    assert.deepEqual(counts(a.book), want);
+    await a.journal.close();
+    const b = await openCatalog(dir);
+    assert.deepEqual(counts(b.book), want, 'replayed');
+    assert.deepEqual(await b.catalog.refuse(5n, ['/ramdisk/./1mf/u/fifo.cbf']), [], 'known after a restart too');
+    await b.journal.compact(() => b.catalog.snapshot());
+    await b.journal.close();
+    const c = await openCatalog(dir);
+    assert.deepEqual(counts(c.book), want, 'kept by the snapshot');
+    await c.journal.close();
+  });
 });
