@@ -112,9 +112,12 @@ export class Catalog {
    * own directory: only the file itself is then opened without following links.
    */
   sourceRoot(rec: FileRecord): string {
-    const src = rec.src;
+    return this.sourceRootOf(rec.src, rec.rel);
+  }
+
+  /** sourceRoot() of a file not taken yet: intake looks at it from there, as the copier will read it. */
+  sourceRootOf(src: string, rel: string): string {
     if (this.isOnRamdisk(src)) return this.#ramdiskRoot;
-    const rel = rec.rel;
     const at = src.length - rel.length;
     return at > 0 && src[at - 1] === '/' && src.endsWith(rel) ? src.slice(0, at) : src.slice(0, src.lastIndexOf('/') + 1);
   }

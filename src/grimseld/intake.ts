@@ -1,6 +1,8 @@
 // Where files enter grimseld: furkad's deliveries and operators' additions (G2, G8). Checks first,
 // then journals, then queues: when a caller is answered, the files are grimseld's responsibility (G12).
-import { lstat } from 'node:fs/promises';
+import type { Stats } from 'node:fs';
+import * as path from 'node:path';
+import { DirFd, UnsafePath } from '../common/dir-fd.js';
 import { hasControl, isSafeRelative, splitMarked, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
 import type { Catalog, NewFile } from './catalog.js';
@@ -39,26 +41,50 @@ export function checkMarkedPath(p: string): { src: string; rel: string } {
   return { src: unmark(p), rel };
 }
 
+/** Where a file not taken yet is reached from without following links (Catalog.sourceRootOf). */
+type RootOf = (src: string, rel: string) => string;
+
 /**
- * A checked path plus what the file is now (lstat: a symbolic link is not a file to copy). A first filter
- * only: the path is looked up by name, and a user who owns a directory on it can change it right after
- * (docs/threat-model.md). What makes a copy, a link or a deletion safe is done when the file is used: its directory
- * reached without following links and the file checked to be this one (its inode) on the handle used
- * (copier.ts, reclaimer.ts). For a `caller` who is not root, the file is what that caller could read
- * (caller-access.ts), and its inode the one checked: the copier copies that inode or nothing.
+ * A checked path plus what the file is now: found as the copier will open it (copier.ts), from the trusted
+ * directory `rootOf` gives (the ramdisk `target` for a file on the ramdisk) one directory at a time without
+ * following a link, and looked at (lstat) in the directory held, so a symbolic link there is not a file to copy.
+ * A link or a file anywhere on the way is refused without a look behind it: its root-only directory would
+ * otherwise tell the shift's user, through the answer (a message anyone can read), which names it holds, and
+ * the journal would record another file than theirs (docs/threat-model.md). A first filter only: a user who owns
+ * a directory on the way can change it right after; the copy, link or deletion checks again on the handle it
+ * uses that the file is this one (its inode: copier.ts, reclaimer.ts). For a `caller` who is not root, the
+ * file is what that caller could read (caller-access.ts), and its inode the one checked: the copier copies
+ * that inode or nothing.
  */
-async function inspect(p: string, caller?: Caller): Promise<NewFile> {
+async function inspect(p: string, rootOf: RootOf, caller?: Caller): Promise<NewFile> {
   const { src, rel } = checkMarkedPath(p);
   if (caller) {
     const seen = statAsCaller(src, caller);
     // Copied only: the caller may read it, which says nothing of whether they may delete it (G5, G6).
     return { src, rel, size: seen.size, mtimeMs: seen.mtimeMs, ino: seen.ino, dev: seen.dev, copyOnly: true };
   }
-  const st = await lstat(src).catch(() => undefined);
+  const st = lookAt(rootOf(src, rel), src);
   if (!st) throw new RejectedPath(`file '${src}' does not exist`);
   if (st.isSymbolicLink()) throw new RejectedPath(`'${src}' is a symbolic link, not a regular file`);
   if (!st.isFile()) throw new RejectedPath(`'${src}' is not a regular file`);
   return { src, rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
+}
+
+/** lstat of `src` reached from `root` without following links (see inspect); undefined when it or a directory on the way is missing. */
+function lookAt(root: string, src: string): Stats | undefined {
+  let held: { dir: DirFd; name: string } | undefined;
+  try {
+    held = DirFd.openParent(root, path.relative(root, src));
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined; // the root itself: nothing below it either
+    if (e instanceof UnsafePath) {
+      throw new RejectedPath(`'${src}': its path holds a symbolic link or a file where a directory should be, never followed (${e.message})`);
+    }
+    throw new RejectedPath(`'${src}' cannot be looked at: ${(e as Error).message}`);
+  }
+  if (!held) return undefined;
+  const { name } = held;
+  return DirFd.with(held.dir, (d) => d.lstat(name));
 }
 
 /** A path addMany() did not take, and why; `notReadable` when the caller may not read it (caller-access.ts). */
@@ -71,6 +97,8 @@ export interface Refusal {
 export class Intake {
   /** Directories outside the ramdisk directory that deliveries came from, reported once per shift each. */
   #reportedOutside = new Set<string>();
+  /** Where a file is looked at from (inspect): as the copier reads it. */
+  readonly #rootOf: RootOf = (src, rel) => this.catalog.sourceRootOf(src, rel);
 
   constructor(
     private readonly catalog: Catalog,
@@ -106,7 +134,7 @@ export class Intake {
     const refused: Refusal[] = [];
     for (const [p, checksum, detector] of delivered) {
       try {
-        files.push({ ...await inspect(p), ...this.#provenance(p, checksum, detector) });
+        files.push({ ...await inspect(p, this.#rootOf), ...this.#provenance(p, checksum, detector) });
       } catch (e) {
         refused.push({ path: p, reason: (e as Error).message });
       }
@@ -198,7 +226,7 @@ export class Intake {
     // lstat a few at a time: a long list need not wait for each one in turn.
     for (let i = 0; i < paths.length; i += INSPECT_AT_ONCE) {
       const part = paths.slice(i, i + INSPECT_AT_ONCE);
-      const seen = await Promise.allSettled(part.map((p) => inspect(p, caller)));
+      const seen = await Promise.allSettled(part.map((p) => inspect(p, this.#rootOf, caller)));
       seen.forEach((r, j) => {
         if (r.status === 'fulfilled') {
           files.push(r.value);

@@ -76,6 +76,36 @@ describe("grimseld's intake of files the shift's user tampered with (G2, G3, G9,
     await ppu?.stop();
   });
 
+  it("refuses a file whose directory the user swapped for a link to a root-only one, telling nothing of what is there (G3, threat model)", async () => {
+    // The report's attack: two of the names exist in the root-only directory (a file, a directory), one does not.
+    // Looked up through the link, the answers differed ("does not exist", "is not a regular file", the root file
+    // taken and journaled with its size and inode), and anyone reading the message port learnt which names root has.
+    const names = ['id_rsa.cbf', 'authorized_keys.cbf', 'absent.cbf'];
+    const secret = rootOnly('root-only', names);
+    assert.ok(asNobody('mkdir', path.join(u, 'o2')));
+    for (const n of names) userFile(`o2/${n}`, `the user's ${n}\n`);
+    assert.ok(asNobody('mv', path.join(u, 'o2'), path.join(u, 'o2.real')) && asNobody('ln', '-s', secret, path.join(u, 'o2')), 'the user swaps o2');
+    const before = copyErrors().length;
+    await deliver(names.map((n) => `o2/${n}`));
+    await eventually(() => copyErrors().length >= before + 2 * names.length, 10_000, 'a COPY_ERROR per file and storage');
+
+    const said = copyErrors().slice(before);
+    for (const [, , long] of said) assert.match(long, /its path holds a symbolic link/);
+    const anonymous = new Set(said.map(([, short, long]) => names.reduce((t, n) => t.split(n).join('NAME'), `${short} ${long}`.split(dests('')[0]!).join('DEST'))));
+    assert.equal(anonymous.size, 2, `one answer per storage whatever lies behind the link:\n${[...anonymous].join('\n')}`);
+    assert.deepEqual(said.map((m) => m[1]).sort(), names.flatMap((n) => dests(`o2/${n}`).map((d) => `${path.join(u, 'o2', n)}:${d}`)).sort(),
+      'short message src:dest, as for any copy');
+
+    // Nothing of the root-only directory in the journal: no record of its file's inode or size, nor of these paths.
+    const rootIno = statSync(path.join(secret, names[0]!)).ino;
+    const journal = readFileSync(path.join(ppu.work, 'state', 'journal.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Record<string, unknown>);
+    assert.deepEqual(journal.filter((l) => l['ino'] === rootIno || (l['t'] === 'file' && String(l['src']).includes('/o2/'))), []);
+    // Counted, not lost from sight (G9): failed on both storages, nothing pending.
+    assert.deepEqual(await counts(), { internal: [0, 0, 3], external: [0, 0, 3] });
+    noRootBytes();
+    assert.ok(asNobody('rm', path.join(u, 'o2')) && asNobody('mv', path.join(u, 'o2.real'), path.join(u, 'o2')), 'the user puts o2 back');
+  });
+
   it("counts a delivered file replaced by a FIFO or a link, or moved away, as failed on every storage, across a restart and a hand-over sent again (G9, G12)", async () => {
     const start = await counts();
     assert.ok(asNobody('mkdir', path.join(u, 'c')));
@@ -106,5 +136,27 @@ describe("grimseld's intake of files the shift's user tampered with (G2, G3, G9,
     await deliver(batch);
     assert.deepEqual(await counts(), plus([0, 1, 4]), 'after the same hand-over again');
     assert.deepEqual(copyErrors(), [], 'nothing said again');
+  });
+
+  it("copies a file taken before its directory was swapped for a link once the user puts the directory back (G3, G12)", async () => {
+    // The INTERNAL storage unmounted: the file waits, pending; meanwhile the user swaps its directory for a link to a
+    // root-only one holding a file of its name. The copy made once the storage is back refuses the link (retried,
+    // never failed for good), and copies the user's file once the directory is back.
+    unmount(internalMnt());
+    assert.ok(asNobody('mkdir', path.join(u, 'o3')));
+    userFile('o3/x.cbf', "the user's x\n");
+    const start = await counts();
+    await deliver(['o3/x.cbf']);
+    await eventually(async () => (await counts())['external']![1] === start['external']![1] + 1, 20_000, 'the external copy');
+    const secret = rootOnly('root-only-3', ['x.cbf', 'y.cbf']);
+    assert.ok(asNobody('mv', path.join(u, 'o3'), path.join(u, 'o3.real')) && asNobody('ln', '-s', secret, path.join(u, 'o3')), 'the user swaps o3');
+    const before = copyErrors().length;
+    mountTmpfs(internalMnt(), 16 * MB);
+    await eventually(() => copyErrors().slice(before).some((m) => m[1].endsWith('o3/x.cbf') && /symbolic link/.test(m[2])), 20_000, 'the copy refusing the link');
+    assert.ok(asNobody('rm', path.join(u, 'o3')) && asNobody('mv', path.join(u, 'o3.real'), path.join(u, 'o3')), 'the user puts o3 back');
+    await eventually(async () => (await counts())['internal']![1] === start['internal']![1] + 1, 30_000, 'the internal copy once o3 is back');
+    assert.equal(readFileSync(dests('o3/x.cbf')[0]!, 'utf8'), "the user's x\n");
+    assert.deepEqual(await counts(), { internal: [0, start['internal']![1] + 1, start['internal']![2]], external: [0, start['external']![1] + 1, start['external']![2]] });
+    noRootBytes();
   });
 });

@@ -1,7 +1,7 @@
 // What grimseld takes at the door (G8): a checked path gives the file's real path and the part to replicate,
 // and a path that names no file is refused by name before anything is stored.
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -111,6 +111,42 @@ describe("furkad's deliveries with their checksums (I1)", () => {
       await intake.delivered(1n, 500, 501, [[`${dir}/./u/../fifo.cbf`, '', '1MF']]);
       assert.deepEqual(published.map((m) => m.slice(0, 2)), [['COPY_ERROR', `${dir}/fifo.cbf:/data/fifo.cbf`], ['COPY_ERROR', `${dir}/fifo.cbf:/ext/fifo.cbf`]]);
       assert.match(published[1]![2]!, /^copy of .*fifo\.cbf to storage external \(\/ext\/fifo\.cbf\) will not be made: .*not a regular file.*; counted failed, not retried$/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+});
+
+describe('a delivered file looked at as the copier reads it (G2, G3, docs/threat-model.md)', () => {
+  it("refuses a path through a link the same way whatever lies behind it: no name of a directory the user may not search is told, none journaled", async () => {
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'intake-'));
+    try {
+      // The shift's directory o2 swapped for a link to a root-only directory holding a file, and a directory, of
+      // two of the delivered names; the third name is not there.
+      const secret = path.join(dir, 'secret');
+      mkdirSync(secret, { mode: 0o700 });
+      writeFileSync(path.join(secret, 'id_rsa.cbf'), 'root only');
+      mkdirSync(path.join(secret, 'keys.cbf'));
+      mkdirSync(path.join(dir, 'u', 'o2.real'), { recursive: true });
+      for (const n of ['id_rsa.cbf', 'keys.cbf', 'gone.cbf']) writeFileSync(path.join(dir, 'u', 'o2.real', n), 'the user\'s');
+      symlinkSync(secret, path.join(dir, 'u', 'o2'));
+      const accepted: NewFile[] = [];
+      const catalog = { shift: async () => undefined, isOnRamdisk: () => true, sourceRootOf: () => dir, refuse: async (_u: bigint, paths: string[]) => paths,
+        currentShift: { usertime: 1n }, accept: async (_u: bigint, files: NewFile[]) => { accepted.push(...files); return []; } };
+      const published: string[][] = [];
+      const quiet = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined };
+      const intake = new Intake(catalog as unknown as Catalog, { submit: () => undefined, destinations: (rel: string) => [['internal', `/data/${rel}`]] } as unknown as Dispatcher,
+        { publish: (...m: string[]) => published.push(m) } as unknown as MessageHub, quiet as unknown as Logger, () => undefined);
+      const names = ['id_rsa.cbf', 'keys.cbf', 'gone.cbf'];
+      await intake.delivered(1n, 500, 501, names.map((n) => [`${dir}/./u/o2/${n}`, '', '1MF']));
+      assert.deepEqual(accepted, [], 'nothing taken, so nothing of the root-only file journaled');
+      assert.equal(published.length, 3);
+      const said = published.map((m, i) => m[2]!.split(names[i]!).join('NAME'));
+      assert.deepEqual(new Set(said).size, 1, `one answer whatever lies behind the link: ${said.join(' | ')}`);
+      assert.match(said[0]!, /its path holds a symbolic link/);
+      // Root's own AddFile (and the FIFO) are looked at so too.
+      const refused = await intake.addMany([`${dir}/./u/o2/id_rsa.cbf`]).catch((e: Error) => [{ path: '', reason: e.message }]);
+      assert.match(refused[0]?.reason ?? '', /its path holds a symbolic link/);
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
