@@ -3,7 +3,8 @@
 import { sameSizeAndMtime } from '../common/file-times.js';
 import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, openSync, readSync, unlinkSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { DirFd, splitRel } from '../common/dir-fd.js';
+import { DirFd, splitRel, type DirVisit, type TrustLink } from '../common/dir-fd.js';
+import { moveAside, sayMovedAside, type MovedAside } from './foreign-entries.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import { takenDirOf, walkNumbered } from '../common/numbered-dirs.js';
 import type { Logger } from '../common/logger.js';
@@ -30,6 +31,8 @@ export class ShiftDir {
    * below it are the user's and are opened again for every file, never kept.
    */
   #dir: DirFd | undefined;
+  /** No usrdir: the shift's files go straight into the target. */
+  readonly #usrdirEmpty: boolean;
 
   /**
    * `target` is the real (unmarked) directory, `usrdir` the expanded one ('' = none); `replicatedFrom` the part of
@@ -41,6 +44,7 @@ export class ShiftDir {
   constructor(readonly target: string, usrdir: string, readonly uid: number, readonly gid: number, private readonly log?: Logger,
     private readonly replicatedFrom?: string, private readonly confinedTo?: string) {
     this.root = path.join(target, usrdir);
+    this.#usrdirEmpty = names(usrdir).length === 0;
   }
 
   /**
@@ -48,7 +52,8 @@ export class ShiftDir {
    * Only the usrdir's last component is the shift's: the target and the usrdir's parents are shared by every
    * shift and stay root's, without group or other write, or the user of the first shift could make and delete
    * the directories of later ones (and grimseld mirrors these owners on the storages). One found owned by a
-   * user is given back to root.
+   * user, or writable by others, is given back to root, and what anyone put in it meanwhile is moved aside
+   * (#rootOwned); a user's link or file at a name furkad needs there is moved aside too (#clearWay).
    */
   async prepare(): Promise<void> {
     this.close();
@@ -69,20 +74,40 @@ export class ShiftDir {
   #open(): DirFd {
     const r = this.replicatedFrom;
     const from = r !== undefined && (isBelow(this.target, r) || path.relative(r, this.target) === '') ? r : this.target;
-    const between = path.relative(from, this.target);
+    const between = names(path.relative(from, this.target));
+    const parents = names(path.relative(this.target, this.root));
+    const last = parents.pop();
+    // Which shared directory holds the shift's directory (-1: `from`, the target; with usrdir empty the target,
+    // where the shift's own files are).
+    const holder = between.length + parents.length - 1;
+    const shared = (at: number) => (i: number): DirVisit => (d, st, made) => this.#rootOwned(d, st, made, at + i === holder);
     let target = this.#openTrusted(from);
     try {
-      if (between === '') this.#rootOwned(target, fstatSync(target.fd), false);
+      if (between.length === 0) this.#rootOwned(target, fstatSync(target.fd), false, holder === -1);
     } catch (e) {
       target.close();
       throw e;
     }
-    if (between !== '') target = DirFd.with(target, (top) => top.walk(between, true, (d, st, made) => this.#rootOwned(d, st, made), rootsLink));
-    const parts = path.relative(this.target, this.root).split('/').filter((p) => p !== '' && p !== '.');
-    const last = parts.pop();
-    if (last === undefined) return target;
-    const parent = DirFd.with(target, (t) => t.walk(parts.join('/'), true, (d, st, made) => this.#rootOwned(d, st, made)));
-    return DirFd.with(parent, (p) => p.walk(last, true, (d, st, made) => this.#shiftOwned(d, st, made)));
+    target = this.#walk(target, between, shared(0), rootsLink);
+    const parent = this.#walk(target, parents, shared(between.length));
+    if (last === undefined) return parent;
+    return this.#walk(parent, [last], () => (d, st, made) => this.#shiftOwned(d, st, made));
+  }
+
+  /**
+   * Directory `parts` below `top` (closed on the way), made where missing, one component at a time: before each
+   * is entered, a link or file of a user's in its place is moved aside (#clearWay); `visit(i)` is then called
+   * for the i-th directory, open. `top` itself when `parts` is empty.
+   */
+  #walk(top: DirFd, parts: string[], visit: (i: number) => DirVisit | undefined, trust?: TrustLink): DirFd {
+    let cur = top;
+    parts.forEach((name, i) => {
+      cur = DirFd.with(cur, (d) => {
+        this.#clearWay(d, name);
+        return d.walk(name, true, visit(i), trust);
+      });
+    });
+    return cur;
   }
 
   /**
@@ -95,27 +120,72 @@ export class ShiftDir {
     const base = this.confinedTo;
     if (base !== undefined && isBelow(dir, base)) {
       mkdirSync(base, { recursive: true });
-      return DirFd.with(DirFd.open(base), (b) => b.walk(path.relative(base, dir), true, undefined, rootsLink));
+      return this.#walk(DirFd.open(base), names(path.relative(base, dir)), () => undefined, rootsLink);
     }
     mkdirSync(dir, { recursive: true });
     return DirFd.open(dir);
   }
 
   /**
-   * Makes sure a directory all shifts share is root's and writable by root only, on the open handle: the user
-   * who owned it can neither swap it meanwhile nor, once it is root's, rename anything in it any more.
+   * A name furkad needs as a directory in `dir` holds something of a user's that is not a directory (a link, a
+   * file): moved aside, so that furkad makes its own there, when `dir` is one only root can change (or a sticky
+   * one of root's, such as a 1777 ramdisk, where the name is furkad's configured target). Anywhere else (a
+   * user's own directory) it stays and is refused, as a link always is.
    */
-  #rootOwned(d: DirFd, st: Stats, made: boolean): void {
+  #clearWay(dir: DirFd, name: string): void {
+    const st = dir.lstat(name);
+    if (!st || st.isDirectory() || st.uid === 0) return;
+    const d = fstatSync(dir.fd);
+    if (d.uid !== 0 || ((d.mode & 0o022) !== 0 && (d.mode & 0o1000) === 0)) return;
+    sayMovedAside(this.log, dir.show(), [moveAside(dir, Buffer.from(name), st)],
+      `${dir.show(name)}, where furkad needs a directory of its own, is a user's ${st.isSymbolicLink() ? 'symbolic link' : 'file'}`);
+  }
+
+  /**
+   * Makes sure a directory all shifts share is root's and writable by root only, on the open handle: the user
+   * who owned it can neither swap it meanwhile nor, once it is root's, rename anything in it any more. Anything
+   * may have been put into it while it was not (a user who made the target first on a 1777 ramdisk, with the
+   * shift directories, staging, links named like later shifts' directories in it): every entry not root's is
+   * moved aside, except the shift's own directory when it is the shift's (`holdsShift`: `dir` holds it).
+   */
+  #rootOwned(d: DirFd, st: Stats, made: boolean, holdsShift = false): void {
     if (made || (st.uid === 0 && st.gid === 0 && (st.mode & 0o022) === 0)) return;
     this.log?.warn({ dir: d.show(), uid: st.uid, gid: st.gid, mode: (st.mode & 0o7777).toString(8) },
       `${d.show()} is shared by every shift but was not root's alone: given back to root, without group and other write`);
     fchownSync(d.fd, 0, 0);
-    if ((st.mode & 0o022) !== 0) fchmodSync(d.fd, st.mode & 0o7755);
+    // Looked at again once root's: its owner could have changed the mode until the chown.
+    const now = fstatSync(d.fd);
+    if ((now.mode & 0o022) !== 0) fchmodSync(d.fd, now.mode & 0o7755);
+    const last = path.basename(this.root);
+    const moved: MovedAside[] = [];
+    for (const name of d.list()) {
+      const e = d.lstat(name);
+      if (!e || e.uid === 0) continue;
+      // The shift's own: its directory, or with usrdir empty what it has in the target (no other user can make
+      // an entry theirs).
+      const shifts = holdsShift && e.uid === this.uid && e.gid === this.gid && (this.#usrdirEmpty || (e.isDirectory() && name.toString() === last));
+      if (!shifts) moved.push(moveAside(d, name, e));
+    }
+    sayMovedAside(this.log, d.show(), moved, `${d.show()} was open to others until furkad gave it back to root: what is in it that is ` +
+      "neither root's nor the shift's own directory");
   }
 
-  /** A directory this shift made, or one of an earlier shift of the same name, belongs to the shift. */
+  /**
+   * A directory this shift made, or one of an earlier shift of the same name, belongs to the shift. One another
+   * user had (left from when the directory above it was open, or an earlier shift's of another user with the
+   * same usrdir) is given the shift's owner and then no group or other write, so that it never stays a
+   * directory its former owner, or anyone, can change the shift's files in; its mode is the shift user's
+   * business only once it is theirs.
+   */
   #shiftOwned(d: DirFd, st: Stats, made: boolean): void {
-    if (made || st.uid !== this.uid || st.gid !== this.gid) fchownSync(d.fd, this.uid, this.gid);
+    if (!made && st.uid === this.uid && st.gid === this.gid) return;
+    fchownSync(d.fd, this.uid, this.gid);
+    if (made || st.uid === this.uid) return;
+    const now = fstatSync(d.fd);
+    if ((now.mode & 0o022) === 0) return;
+    fchmodSync(d.fd, now.mode & 0o7755);
+    this.log?.warn({ dir: d.show(), uid: st.uid, gid: st.gid, mode: (now.mode & 0o7777).toString(8) },
+      `${d.show()} was uid ${st.uid}'s and writable by ${(now.mode & 0o002) !== 0 ? 'everyone' : 'its group'}: given to the shift (${this.uid}:${this.gid}) without group and other write`);
   }
 
   /**
@@ -349,6 +419,11 @@ function sameBytes(a: number, b: number, size: number): boolean {
     if (!x.subarray(0, n).equals(y.subarray(0, n))) return false;
   }
   return true;
+}
+
+/** The components of relative path `rel` ('' and '.' left out). */
+function names(rel: string): string[] {
+  return rel.split('/').filter((p) => p !== '' && p !== '.');
 }
 
 /** `p` is below `base` (not `base` itself). */

@@ -122,9 +122,106 @@ describe('placing a file in the shift directory (F2)', () => {
     assert.deepEqual(owner('imgdir/1mf'), [0, 0, '755']);
     assert.deepEqual(owner('imgdir/1mf/users'), [0, 0, '755']);
     assert.deepEqual(owner('imgdir/1mf/users/500_501').slice(0, 2), [500, 501]);
-    assert.equal(warnings.length, 3, 'each given back said once');
+    // What the user had in imgdir while it was theirs is moved aside, their 1mf and users with it: furkad made its own.
+    assert.deepEqual(owner('imgdir/1mf.moved-aside-uid65534'), [65534, 65534, '777']);
+    assert.ok(lstatSync(path.join(ramdisk, 'imgdir/1mf.moved-aside-uid65534/users')).isDirectory());
+    assert.equal(warnings.length, 2, 'given back, and moved aside: each said once');
+    assert.match(warnings[1]!, /imgdir was open to others until furkad gave it back to root: .*moved aside \(kept, never used by furkad\): 1mf \(directory of uid 65534\) -> .*imgdir\/1mf\.moved-aside-uid65534$/);
     await shared.prepare();
-    assert.equal(warnings.length, 3, 'nothing to say the second time');
+    assert.equal(warnings.length, 2, 'nothing to say the second time');
+  });
+
+  it("moves aside what a user put into a target they made first, keeping the shift's own directory and root's entries (F4)", async () => {
+    // A 1777 ramdisk after boot: user 65534 made the target and filled it before furkad first prepared it.
+    const ramdisk = path.join(work, 'ramdisk');
+    mkdirSync(ramdisk, { mode: 0o755 });
+    chmodSync(ramdisk, 0o1777);
+    const t = path.join(ramdisk, 'r');
+    for (const d of ['r', 'r/500_501/run1', 'r/.furkad-staging', 'r/540_541']) mkdirSync(path.join(ramdisk, d), { recursive: true, mode: 0o777 });
+    writeFileSync(path.join(t, '500_501/run1/x.img'), 'fake');
+    symlinkSync('/etc', path.join(t, '600_601'));
+    for (const d of ['r', 'r/500_501', 'r/500_501/run1', 'r/500_501/run1/x.img', 'r/.furkad-staging', 'r/540_541']) chownSync(path.join(ramdisk, d), 65534, 65534);
+    lchownSync(path.join(t, '600_601'), 65534, 65534);
+    mkdirSync(path.join(t, '700_701'), { mode: 0o755 }); // the shift's own (700:701): kept
+    chownSync(path.join(t, '700_701'), 700, 701);
+    mkdirSync(path.join(t, 'other-detector'), { mode: 0o755 }); // root's: kept
+    const shared = new ShiftDir(t, '700_701', 700, 701, log, ramdisk);
+    try {
+      await shared.prepare();
+      assert.equal(await shared.place(stage('run1/x.img', 'real'), 'run1/x.img'), 'run1/x.img');
+      assert.equal(readFileSync(path.join(t, '700_701/run1/x.img'), 'utf8'), 'real');
+      assert.deepEqual(readdirSync(t).sort(), ['.furkad-staging.moved-aside-uid65534', '500_501.moved-aside-uid65534', '540_541.moved-aside-uid65534',
+        '600_601.moved-aside-uid65534', '700_701', 'other-detector']);
+      assert.equal(readFileSync(path.join(t, '500_501.moved-aside-uid65534/run1/x.img'), 'utf8'), 'fake', 'kept as it was');
+      assert.ok(lstatSync(path.join(t, '600_601.moved-aside-uid65534')).isSymbolicLink());
+      const st = lstatSync(t);
+      assert.deepEqual([st.uid, st.gid, (st.mode & 0o7777).toString(8)], [0, 0, '755']);
+      const said = warnings.filter((w) => /moved aside/.test(w));
+      assert.equal(said.length, 1, 'said once, in one line');
+      assert.match(said[0]!, /4 entries moved aside.*500_501 \(directory of uid 65534\) -> .*500_501\.moved-aside-uid65534.*600_601 \(symbolic link of uid 65534\)/);
+      // The shift 500:501 later finds no leftover of the user's in its place.
+      const later = new ShiftDir(t, '500_501', 500, 501, log, ramdisk);
+      await later.prepare();
+      assert.equal(await later.place(stage('run1/x.img', 'real 500'), 'run1/x.img'), 'run1/x.img');
+      later.close();
+      const u = lstatSync(path.join(t, '500_501'));
+      assert.deepEqual([u.uid, u.gid, (u.mode & 0o7777).toString(8)], [500, 501, '755']);
+    } finally {
+      shared.close();
+    }
+  });
+
+  it("gives a shift directory, and one below it, that another user had the shift's owner and no group or other write (F4)", async () => {
+    // Left from when the target was open (taken back by an earlier furkad, which left what was in it).
+    const t = path.join(work, 'target');
+    const u = path.join(t, '500_501');
+    mkdirSync(path.join(u, 'run1'), { recursive: true });
+    for (const d of [u, path.join(u, 'run1')]) {
+      chownSync(d, 65534, 65534);
+      chmodSync(d, 0o777);
+    }
+    mkdirSync(path.join(u, 'mine'), { mode: 0o755 });
+    chownSync(path.join(u, 'mine'), 500, 600); // the shift user's own, another group of theirs
+    chmodSync(path.join(u, 'mine'), 0o2775);
+    const shift = new ShiftDir(t, '500_501', 500, 501, log);
+    const owner = (p: string): [number, number, string] => {
+      const st = lstatSync(p);
+      return [st.uid, st.gid, (st.mode & 0o7777).toString(8)];
+    };
+    try {
+      await shift.prepare();
+      assert.deepEqual(owner(u), [500, 501, '755']);
+      await shift.place(stage('run1/a.img', 'A'), 'run1/a.img');
+      assert.deepEqual(owner(path.join(u, 'run1')), [500, 501, '755']);
+      await shift.place(stage('mine/b.img', 'B'), 'mine/b.img');
+      assert.deepEqual(owner(path.join(u, 'mine')), [500, 501, '2775'], "the shift user's own directory keeps its mode");
+      assert.equal(warnings.filter((w) => /was uid 65534's and writable by everyone: given to the shift \(500:501\) without group and other write/.test(w)).length, 2);
+    } finally {
+      shift.close();
+    }
+  });
+
+  it("moves aside a user's link or file where furkad makes a shift directory in a target only root can change (F4)", async () => {
+    const t = path.join(work, 'target');
+    symlinkSync('/etc', path.join(t, '540_541'));
+    lchownSync(path.join(t, '540_541'), 65534, 65534);
+    writeFileSync(path.join(t, '550_551'), 'x');
+    chownSync(path.join(t, '550_551'), 65534, 65534);
+    for (const [uid, gid] of [[540, 541], [550, 551]] as const) {
+      const shift = new ShiftDir(t, `${uid}_${gid}`, uid, gid, log);
+      try {
+        await shift.prepare();
+        assert.equal(await shift.place(stage('a.img', 'A'), 'a.img'), 'a.img');
+      } finally {
+        shift.close();
+      }
+      const st = lstatSync(path.join(t, `${uid}_${gid}`));
+      assert.ok(st.isDirectory());
+      assert.deepEqual([st.uid, st.gid], [uid, gid]);
+    }
+    assert.ok(lstatSync(path.join(t, '540_541.moved-aside-uid65534')).isSymbolicLink());
+    assert.equal(readFileSync(path.join(t, '550_551.moved-aside-uid65534'), 'utf8'), 'x');
+    assert.ok(!existsSync('/etc/a.img'));
   });
 
   it('places files only in the directory it holds while its user swaps it for a link to a root directory, in a loop (docs/threat-model.md)', async function () {
@@ -156,23 +253,49 @@ describe('placing a file in the shift directory (F2)', () => {
     assert.ok(placed > 0);
   });
 
-  it("follows a link on the way to the target only when it is root's in a directory only root can change", async () => {
+  it("follows a link on the way to the target only when it is root's in a directory only root can change; a user's there is moved aside", async () => {
     const ramdisk = path.join(work, 'ramdisk');
     const elsewhere = path.join(work, 'elsewhere');
     mkdirSync(ramdisk, { mode: 0o755 });
     mkdirSync(elsewhere, { mode: 0o755 });
     const link = path.join(ramdisk, 'imgdir');
     symlinkSync(elsewhere, link);
-    lchownSync(link, 65534, 65534); // a user's
+    lchownSync(link, 65534, 65534); // a user's, left from when the ramdisk was open
+    const shared = new ShiftDir(path.join(ramdisk, 'imgdir/1mf'), 'users/500_501', 500, 501, log, ramdisk);
+    try {
+      await shared.prepare();
+      assert.equal(await shared.place(stage('x.img', 'A'), 'x.img'), 'x.img');
+      assert.deepEqual(readdirSync(elsewhere), [], 'nothing made through the link');
+      assert.ok(lstatSync(path.join(ramdisk, 'imgdir.moved-aside-uid65534')).isSymbolicLink(), 'the link moved aside, as it was');
+      assert.equal(readFileSync(path.join(ramdisk, 'imgdir/1mf/users/500_501/x.img'), 'utf8'), 'A');
+      assert.match(warnings.join('\n'), /imgdir, where furkad needs a directory of its own, is a user's symbolic link: moved aside/);
+      // The administrator's own link is followed.
+      shared.close();
+      rmSync(path.join(ramdisk, 'imgdir'), { recursive: true });
+      symlinkSync(elsewhere, link);
+      await shared.prepare();
+      assert.equal(await shared.place(stage('y.img', 'B'), 'y.img'), 'y.img');
+      assert.equal(readFileSync(path.join(elsewhere, '1mf/users/500_501/y.img'), 'utf8'), 'B');
+    } finally {
+      shared.close();
+    }
+  });
+
+  it("refuses a user's link on the way to the target in a directory its user can change, and moves nothing there", async () => {
+    const ramdisk = path.join(work, 'ramdisk');
+    const elsewhere = path.join(work, 'elsewhere');
+    mkdirSync(ramdisk, { mode: 0o755 });
+    chownSync(ramdisk, 65534, 65534);
+    mkdirSync(elsewhere, { mode: 0o755 });
+    const link = path.join(ramdisk, 'imgdir');
+    symlinkSync(elsewhere, link);
+    lchownSync(link, 65534, 65534);
     const shared = new ShiftDir(path.join(ramdisk, 'imgdir/1mf'), 'users/500_501', 500, 501, log, ramdisk);
     try {
       await assert.rejects(shared.prepare(), /refusing to follow .*ramdisk\/imgdir: it is a symbolic link/);
       await assert.rejects(shared.place(stage('x.img', 'A'), 'x.img'), /refusing to follow/);
       assert.deepEqual(readdirSync(elsewhere), [], 'nothing made through the link');
-      lchownSync(link, 0, 0); // the administrator's
-      await shared.prepare();
-      assert.equal(await shared.place(stage('x.img', 'A'), 'x.img'), 'x.img');
-      assert.equal(readFileSync(path.join(elsewhere, '1mf/users/500_501/x.img'), 'utf8'), 'A');
+      assert.deepEqual(readdirSync(ramdisk), ['imgdir']);
     } finally {
       shared.close();
     }
