@@ -9,6 +9,8 @@ import type { Handover } from './handover.js';
 import { confinement, type Assignment, type Shift } from './shift.js';
 import type { TransferGate } from './transfer-gate.js';
 import { ShiftDir, stagedExists } from './shift-dir.js';
+import { DirFd } from '../common/dir-fd.js';
+import { moveAside, onlyRootChanges, sayMovedAside } from './foreign-entries.js';
 import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
 import { Topic } from '../common/topic.js';
@@ -743,6 +745,7 @@ export class DetectorLoop implements Component {
   /** Staging, and what an earlier run left in it (the transport's). */
   async #prepareStaging(ctx: RunContext): Promise<void> {
     const top = path.dirname(ctx.staging);
+    clearStagingRoot(top, this.log);
     await checkStagingRoot(top, 'missing is fine', this.log);
     await mkdir(ctx.staging, { recursive: true, mode: 0o700 });
     await checkStagingRoot(top, 'must exist', this.log);
@@ -762,10 +765,29 @@ class NotNoted extends Error {
 class StagingError extends Error {}
 
 /**
+ * A `.furkad-staging` of a user's (a directory, a link, a file), left from when the target was theirs, is moved
+ * aside so that furkad makes its own; refused, it stopped the detector until someone removed it. ShiftDir.prepare
+ * moves such entries aside when it gives a target back to root; this finds one in a target an earlier furkad
+ * took back. Never used: what is in it is not furkad's to place.
+ */
+function clearStagingRoot(top: string, log: Logger): void {
+  const me = process.getuid?.() ?? 0;
+  DirFd.with(DirFd.open(path.dirname(top)), (target) => {
+    const st = target.lstat(STAGING_NAME);
+    // Its own (root's: a link the administrator made, say) is refused below, as is anything in a target others
+    // can write (it cannot be furkad's alone).
+    if (!st || st.uid === me || st.uid === 0 || !onlyRootChanges(target)) return;
+    const what = st.isSymbolicLink() ? 'a symbolic link' : st.isDirectory() ? `uid ${st.uid}'s directory` : 'not a directory';
+    sayMovedAside(log, target.show(), [moveAside(target, Buffer.from(STAGING_NAME), st)], `${top} is ${what}, not furkad's own staging`);
+  });
+}
+
+/**
  * Staging's paths are used as they are: `<target>/.furkad-staging` is furkad's, 0700, in a target that is root's
  * (ShiftDir.prepare), so no user reaches anything below it (rsync gives a detector's directory there the shift's
- * owner, harmlessly). A link or another's directory in its place can only be left from when the target was a
- * user's: refused with a message naming it, never written through; group or other access is taken away.
+ * owner, harmlessly). A user's in its place, left from when the target was theirs, was moved aside just before
+ * (clearStagingRoot); one of root's that is not a directory (a link the administrator made) is refused with a
+ * message naming it, never written through; group or other access is taken away.
  */
 async function checkStagingRoot(top: string, missing: 'missing is fine' | 'must exist', log: Logger): Promise<void> {
   const st = await lstat(top).catch((e: NodeJS.ErrnoException) => {

@@ -1,7 +1,7 @@
 // The detector loop's policy against a fake transport: pacing (F5), back-off and recovery (F10), shift changes
 // (F6), the license gate (F8) and the hand-over order (F2, A4), with no rsync and no wall-clock assertions.
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DetectorLoop, leftBehindDir, NOT_IN_SHIFT, stagingDir, type LoopHandover } from '../../src/furkad/detector.js';
@@ -211,7 +211,33 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.ok(said[0]!.includes('does not exist') && said[1]!.includes('is open to group or others'));
   });
 
-  it("never writes through a staging directory that is not furkad's own (a link left from when the target was a user's; docs/threat-model.md)", async () => {
+  it("moves aside a staging directory or link of a user's (left from when the target was theirs) and makes its own (docs/threat-model.md)", async () => {
+    const elsewhere = path.join(root, 'elsewhere');
+    mkdirSync(elsewhere);
+    mkdirSync(path.join(root, '1mf'), { mode: 0o755 });
+    const staging = path.join(root, '1mf', '.furkad-staging');
+    symlinkSync(elsewhere, staging);
+    lchownSync(staging, 65534, 65534);
+    const t = new FakeTransport();
+    t.incoming = ['a.img'];
+    const stop = new AbortController();
+    const { log, lines } = recordingLog();
+    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), new TransferGate(Infinity), log, { sleep: recordingSleep([]) });
+    const a = assignment();
+    const running = loop.run(stop.signal);
+    loop.assign(shift([a]), a);
+    loop.release();
+    await until('a run', () => t.runs >= 1);
+    stop.abort();
+    await running;
+    assert.deepEqual(readdirSync(elsewhere), []);
+    assert.ok(lstatSync(path.join(root, '1mf', '.furkad-staging.moved-aside-uid65534')).isSymbolicLink());
+    const st = lstatSync(staging);
+    assert.ok(st.isDirectory() && st.uid === 0 && (st.mode & 0o077) === 0);
+    assert.ok(lines.some((l) => l.includes("is a symbolic link, not furkad's own staging: moved aside")), lines.join('\n'));
+  });
+
+  it("never writes through a staging directory that is not furkad's own (a link of root's in its place; docs/threat-model.md)", async () => {
     const elsewhere = path.join(root, 'elsewhere');
     mkdirSync(elsewhere);
     mkdirSync(path.join(root, '1mf'));
