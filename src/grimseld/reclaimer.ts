@@ -36,11 +36,10 @@ export interface ReclaimSettings {
   fillLimitPercent: number;
   intervalMs: number;
   /**
-   * After a shift-change clean-up in which some original could not be deleted (a DEL_ERROR: a directory a user
-   * swapped for a link, a file made immutable), the clean-up runs again after this pause (ms), doubling up to
-   * DELETE_RETRY_MAX_MS while it keeps failing, not only at the next shift change (G5). Default 30 s. A fill guard's
-   * link or deletion that failed (a LINK_ERROR or DEL_ERROR for that file) waits as long before that file is tried
-   * again, doubling the same way (G6, G7).
+   * An original the shift-change clean-up could not delete (a DEL_ERROR: a directory a user swapped for a link, a
+   * file made immutable) is tried again after this pause (ms), doubling up to DELETE_RETRY_MAX_MS while it keeps
+   * failing, not only at the next shift change (G5). Default 30 s. A fill guard's link or deletion that failed (a
+   * LINK_ERROR or DEL_ERROR for that file) waits the same pause, the file's own, kept by both (G6, G7).
    */
   deleteRetryMs?: number;
   /** The key of grimseld's temp names (temp-names.ts), also of the link temp names; a key of its own if unset. */
@@ -107,16 +106,16 @@ export class Reclaimer {
   #shiftChanged = true;
   /** Shift starts so far: a clean-up that a shift start overtook does not clear the mark that start set. */
   #shiftStarts = 0;
-  /** When the clean-up of earlier shifts is tried again after a failed deletion (0: not waiting), and the pause after it. */
+  /** When the clean-up of earlier shifts runs again for a deletion whose pause is over (0: none waits for one). */
   #retryAt = 0;
-  #retryMs = 0;
   /** The fill guards' links of ended shifts, removed in the background (link-dirs.ts). */
   readonly #links: LinkSweeper;
   readonly #tempKey: TempKey;
-  /** Records whose deletion failed at the last try: skipped until #retryAt. */
-  #failedIds = new Set<number>();
-  /** Records whose link or deletion by a fill guard failed: each skipped until `at`, its pause doubling (G6, G7). */
-  #guardPauses = new Map<number, { at: number; ms: number }>();
+  /**
+   * Records whose link or deletion failed (by a fill guard or the clean-up): each skipped by both until `at`, its pause
+   * doubling while it keeps failing (G5, G6, G7). Kept per file, so a clean-up cut into slices tries each once per pause.
+   */
+  #pauses = new Map<number, { at: number; ms: number }>();
   /** Mount points as last read (at most once a second): each guard tick and clean-up asks. */
   #mountChecks = new Map<string, { ok: boolean; at: number; why: string }>();
   /** Each storage's 'not mounted', per code: one message per storage, not one per file, again every UNMOUNTED_REPEAT_MS. */
@@ -146,9 +145,9 @@ export class Reclaimer {
   shiftStarted(): void {
     this.#shiftStarts++;
     this.#shiftChanged = true;
+    // A shift change is a try for every deletion that failed: each is tried at once, its pause doubling after that.
     this.#retryAt = 0;
-    this.#retryMs = 0;
-    this.#failedIds.clear();
+    for (const pause of this.#pauses.values()) pause.at = 0;
   }
 
   /**
@@ -191,10 +190,9 @@ export class Reclaimer {
     if (current === undefined) return;
     const starts = this.#shiftStarts;
     let waiting = false;
-    let failed = false;
-    const retryDue = this.#retryAt > 0 && monotonicMs() >= this.#retryAt;
-    const failedBefore = this.#failedIds;
-    this.#failedIds = new Set();
+    /** The end of the earliest pause of a deletion left for it (0: none). */
+    let nextTry = 0;
+    const waitFor = (at: number): void => { nextTry = nextTry === 0 ? at : Math.min(nextTry, at); };
     // A deletion that needs a storage that is not mounted (G13) waits for it, looked at on every tick, and is said
     // once for the storage: tried, each would fail on the bare mount point with a DEL_ERROR of its own.
     await this.#readMounts();
@@ -207,23 +205,25 @@ export class Reclaimer {
       }
       return down !== undefined;
     };
-    // A deletion that failed is tried again only when its pause is over, also while this runs on every tick
-    // for files that wait for their copies.
+    // A deletion that failed is tried again only when its own pause is over, also while this runs on every tick
+    // for files that wait for their copies, and while it goes on over several slices.
     const remove = async (rec: FileRecord, where: Where): Promise<void> => {
-      if (failedBefore.has(rec.id) && !retryDue) {
-        this.#failedIds.add(rec.id);
-        failed = true;
+      const pause = this.#pauses.get(rec.id);
+      if (pause && monotonicMs() < pause.at) {
+        waitFor(pause.at);
         return;
       }
       tried++;
-      if (await this.#remove(rec, where)) return;
+      if (await this.#remove(rec, where)) {
+        this.#pauses.delete(rec.id);
+        return;
+      }
       if (blockedBy(rec, where)) return; // unmounted or read-only meanwhile: waits for it
       if (this.#copyPending(rec, where)) { // its copy went with its disk: waits for the new copy
         waiting = true;
         return;
       }
-      this.#failedIds.add(rec.id);
-      failed = true;
+      if (this.catalog.isLive(rec)) waitFor(this.#pause(rec.id, pause?.ms));
     };
     const slice = this.settings.cleanSliceMs ?? CLEAN_SLICE_MS;
     const sliceEnds = monotonicMs() + slice;
@@ -254,9 +254,8 @@ export class Reclaimer {
         `${ro ? 'which lie on it' : 'whose copies are checked on it, or which lie on it,'} are not deleted until it is ${ro ? 'writable' : 'mounted'} again (G5)`);
     }
     if (cut) {
-      // Not through: the next tick goes on (from the start: what was done here is skipped quickly), and a deletion
-      // that failed before and was not tried again keeps its pause.
-      for (const id of failedBefore) this.#failedIds.add(id);
+      // Not through: the next tick goes on (from the start: what was done here is skipped quickly, a deletion that
+      // failed too, until its pause is over).
       if (starts === this.#shiftStarts) this.#shiftChanged = true;
       return;
     }
@@ -267,13 +266,8 @@ export class Reclaimer {
     // Files still waiting for copies are looked at again on every tick; a deletion that failed is tried again
     // after a pause that grows while it keeps failing (one DEL_ERROR per try, not four a second).
     this.#shiftChanged = waiting;
-    if (failed && (retryDue || this.#retryAt === 0)) {
-      this.#retryMs = this.#retryMs === 0 ? (this.settings.deleteRetryMs ?? DELETE_RETRY_MS) : Math.min(this.#retryMs * 2, DELETE_RETRY_MAX_MS);
-      this.#retryAt = monotonicMs() + this.#retryMs;
-    } else if (!failed) {
-      this.#retryAt = 0;
-      this.#retryMs = 0;
-    }
+    this.#retryAt = nextTry;
+    for (const id of this.#pauses.keys()) if (!this.catalog.record(id)) this.#pauses.delete(id); // settled meanwhile
   }
 
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */
@@ -297,7 +291,7 @@ export class Reclaimer {
     for (const rec of this.catalog.originalsOn(where, this.internal.id)) {
       if (!this.catalog.copiedOn(rec, copyHolder.id)) continue;
       let down = this.#downFor(rec, where);
-      const pause = this.#guardPauses.get(rec.id);
+      const pause = this.#pauses.get(rec.id);
       if (!down && pause && now < pause.at) continue; // failed at its last try: one LINK_ERROR or DEL_ERROR per try, not per tick
       // G7 always links (the internal disk is the user's data); G6 as configured. Read before: the record
       // may be settled by it.
@@ -312,10 +306,10 @@ export class Reclaimer {
         down ??= this.#downFor(rec, where);
         if (down) blocked.set(down, (blocked.get(down) ?? 0) + 1);
         // Left alone without an error: settled, or its copy went with its disk (pending again, not tried till copied).
-        else if (this.catalog.isLive(rec) && !this.#copyPending(rec, where)) this.#pauseGuard(rec.id, pause?.ms);
+        else if (this.catalog.isLive(rec) && !this.#copyPending(rec, where)) this.#pause(rec.id, pause?.ms);
         continue;
       }
-      this.#guardPauses.delete(rec.id);
+      this.#pauses.delete(rec.id);
       freed += size;
       // Re-read the fill state every few MB freed rather than after every file.
       if (freed >= fill.totalBytes / 200) {
@@ -332,13 +326,18 @@ export class Reclaimer {
     }
     fill = await fillState(mountpoint);
     this.#alarm(where, mountpoint, fill.percent);
-    for (const id of this.#guardPauses.keys()) if (!this.catalog.record(id)) this.#guardPauses.delete(id); // settled meanwhile
+    for (const id of this.#pauses.keys()) if (!this.catalog.record(id)) this.#pauses.delete(id); // settled meanwhile
   }
 
-  /** Record `id`'s original is tried again by the fill guard after a pause, the longer the more often it failed. */
-  #pauseGuard(id: number, lastMs: number | undefined): void {
+  /**
+   * Record `id`'s original is tried again (by a fill guard or the clean-up) after a pause, the longer the more often
+   * it failed; returns when.
+   */
+  #pause(id: number, lastMs: number | undefined): number {
     const ms = lastMs === undefined ? (this.settings.deleteRetryMs ?? DELETE_RETRY_MS) : Math.min(lastMs * 2, DELETE_RETRY_MAX_MS);
-    this.#guardPauses.set(id, { at: monotonicMs() + ms, ms });
+    const at = monotonicMs() + ms;
+    this.#pauses.set(id, { at, ms });
+    return at;
   }
 
   /**

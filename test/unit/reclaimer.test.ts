@@ -311,6 +311,28 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.deepEqual(harmed(3), []);
   });
 
+  it('tries a failed deletion again only after its pause also while the clean-up is cut into slices, one DEL_ERROR per file and try (G5)', async () => {
+    // Found by a hostile tester: once the pause was over, a clean-up cut by its slice left it over, and every tick
+    // tried the failing files again from the start (87 719 DEL_ERRORs in a beamtime, one every 0.5 s for a file).
+    const { catalog, recs } = await swappedAtShiftChange();
+    const { reclaimer, messages } = reclaimerOf(catalog, false, 101, { cleanSliceMs: 0 }); // one deletion per slice
+    reclaimer.shiftStarted();
+    const stop = new AbortController();
+    const running = reclaimer.run(stop.signal);
+    const perFile = (): number[] => recs.map((r) => messages.filter((m) => m.shortMessage === r.src).length);
+    try {
+      for (const end = Date.now() + 8000; messages.length < 6 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+      assert.deepEqual(perFile(), [2, 2, 2], `the first try and the one after the pause (1 s), each file once: ${JSON.stringify(perFile())}`);
+      await new Promise((r) => setTimeout(r, 500)); // some 100 ticks, inside the next pause (2 s)
+      assert.deepEqual(perFile(), [2, 2, 2], 'nothing more before the next pause is over');
+    } finally {
+      stop.abort();
+      await running;
+    }
+    assert.ok(messages.every((m) => m.errcode === 'DEL_ERROR'));
+    assert.deepEqual(harmed(3), []);
+  });
+
   it("at a shift change deletes earlier shifts' originals that have their internal copy, the others once they have it, never the current shift's (G5)", async () => {
     const { catalog, reclaimer, recs } = await world(2, false, 101);
     const take = async (usertime: bigint, name: string, copied: boolean): Promise<FileRecord> => {
