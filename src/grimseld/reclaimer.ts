@@ -235,12 +235,12 @@ export class Reclaimer {
         cut = true;
         break;
       }
-      if (rec.onRamdisk && rec.ramdisk !== 'deleted' && rec.ramdisk !== 'gone') {
+      if (this.#onRamdisk(rec)) {
         if (!this.catalog.copiedOn(rec, this.internal.id) || this.#copyPending(rec, 'ramdisk')) waiting = true;
         else if (!blockedBy(rec, 'ramdisk')) await remove(rec, 'ramdisk');
       }
       if (!this.catalog.isLive(rec)) continue; // settled by the removal: nothing left to clean
-      if (this.external && rec.internal === 'present' && (!rec.onRamdisk || rec.ramdisk === 'deleted' || rec.ramdisk === 'gone')) {
+      if (this.external && rec.internal === 'present' && !this.#onRamdisk(rec)) {
         // Once its original went, the internal copy is what an OPTIONAL storage still to be copied reads: it stays until
         // every storage has its copy (or gave up for good), else that copy would read the EXTERNAL disk, and wait
         // while it is away (taken home, say) however long it is.
@@ -300,6 +300,9 @@ export class Reclaimer {
       // long clean-up goes on over several ticks, a link made now would outlive it (the sweep keeps links made since
       // the shift change) in a directory of a shift that has ended.
       const ended = current !== undefined && rec.usertime < current;
+      // Its internal copy is what its original on the ramdisk (or the link that replaced it) is checked against, or
+      // points to, until the clean-up has deleted that: removed first, the original would stay for good (G5).
+      if (ended && where === 'internal' && this.#onRamdisk(rec)) continue;
       const linked = !down && (links && !ended ? await this.#link(rec, where, copyHolder) : await this.#remove(rec, where));
       if (!linked) {
         // A failure re-reads the mount table: a storage unmounted since the last reading holds up the rest of this round too.
@@ -327,6 +330,11 @@ export class Reclaimer {
     fill = await fillState(mountpoint);
     this.#alarm(where, mountpoint, fill.percent);
     for (const id of this.#pauses.keys()) if (!this.catalog.record(id)) this.#pauses.delete(id); // settled meanwhile
+  }
+
+  /** Whether the original of `rec` (or the link that replaced it) is still on the ramdisk: its internal copy is needed. */
+  #onRamdisk(rec: FileRecord): boolean {
+    return rec.onRamdisk && rec.ramdisk !== 'deleted' && rec.ramdisk !== 'gone';
   }
 
   /**
@@ -510,8 +518,10 @@ export class Reclaimer {
     const links = where === 'internal' || this.settings.createLinks;
     let n = 0;
     const waiting = new Map<StorageInfo, number>();
+    const current = this.catalog.currentShift?.usertime;
     for (const rec of this.catalog.originalsOn(where, this.internal.id)) {
       if (!this.catalog.copiedOn(rec, holder.id)) continue;
+      if (where === 'internal' && current !== undefined && rec.usertime < current && this.#onRamdisk(rec)) continue; // left for the clean-up (#guard)
       const down = this.#downFor(rec, where);
       if (down) waiting.set(down, (waiting.get(down) ?? 0) + 1);
       else n++;

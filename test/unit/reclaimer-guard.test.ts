@@ -146,6 +146,28 @@ describe('the reclaimer while a storage it needs is not mounted, or a file canno
     assert.ok(recs.every((r) => r.internal === 'present'), 'no internal copy touched');
   });
 
+  it("G7 leaves an ended shift's internal copy while its ramdisk original still needs it; the clean-up deletes both (G5, G7)", async () => {
+    // Found by a hostile tester: the internal guard deleted the internal copies of an ended shift while its clean-up
+    // (cut into slices) had not yet deleted their originals on the ramdisk, which then stayed for good, each deletion
+    // refused with "its copy ... is missing".
+    const ramdisk = mountTmpfs(path.join(root, 'ramdisk'), 4 * MB);
+    const internalAt = mountTmpfs(path.join(root, 'internal'), 4 * MB);
+    const external = path.join(root, 'external');
+    const catalog = await catalogOf(['internal', 'external'], ramdisk);
+    const recs = await deliver(catalog, ramdisk, 20, { internal: path.join(internalAt, 'data'), external });
+    const srcs = recs.map((r) => r.src); // a settled record is no longer readable
+    writeFileSync(path.join(internalAt, 'filler'), Buffer.alloc(3 * MB, 1)); // the internal disk over its limit
+    const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: path.join(internalAt, 'data'), mountpoint: internalAt, writers: 1 };
+    const ext: StorageInfo = { id: 'external', type: 'EXTERNAL', target: external, mountpoint: undefined, writers: 1 };
+    const { reclaimer, messages } = reclaimerOf(catalog, internal, ext, { ramdiskRoot: ramdisk, ramdiskMountpoint: ramdisk, cleanSliceMs: 0 });
+    await catalog.shift(2n, 600, 601);
+    reclaimer.shiftStarted();
+    await runFor(reclaimer, 5000, () => recs.every((r) => !catalog.isLive(r)));
+    assert.deepEqual(codes(messages, 'DEL_ERROR'), []);
+    assert.deepEqual(srcs.filter((s) => existsSync(s)), [], 'every original of the ended shift deleted from the ramdisk');
+    assert.ok(recs.every((r) => !catalog.isLive(r)), 'every record settled');
+  });
+
   it('G5 with the internal disk unmounted at a shift change: one DEL_ERROR naming the mount point, not one per file and try', async () => {
     const ramdisk = mountTmpfs(path.join(root, 'ramdisk'), 4 * MB);
     const disk = path.join(root, 'disk');
