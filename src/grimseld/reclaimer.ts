@@ -44,7 +44,10 @@ export interface ReclaimSettings {
   deleteRetryMs?: number;
   /** The key of grimseld's temp names (temp-names.ts), also of the link temp names; a key of its own if unset. */
   tempKey?: TempKey;
-  /** How long one tick's share of a shift-change clean-up may take (ms) before the fill guards run; CLEAN_SLICE_MS if unset. */
+  /**
+   * How long one tick's share of a shift-change clean-up, or of a fill guard's round, may take (ms) before the next
+   * of them runs; CLEAN_SLICE_MS if unset.
+   */
   cleanSliceMs?: number;
   /**
    * Looks whether a storage's disk is still the one its copies were made on (storage-marks.ts), asked when a copy an
@@ -61,6 +64,9 @@ export interface ReclaimSettings {
  * up a stop past TimeoutStopSec (G5–G7, S1).
  */
 const CLEAN_SLICE_MS = 200;
+// The fill guards' rounds are cut the same way (a link is a journal entry and a directory fsync, so a round over
+// 7 000 links took a minute): run to its end first, the ramdisk guard's round left the internal disk over its limit
+// with nothing linked until it filled up (ENOSPC), and the ramdisk's own alarms unsaid while it filled (G6, G7, G10).
 
 const DELETE_RETRY_MS = 30_000;
 /** The longest pause between two tries of a clean-up that keeps failing (see deleteRetryMs). */
@@ -288,7 +294,12 @@ export class Reclaimer {
     const now = monotonicMs();
     const current = this.catalog.currentShift?.usertime;
     let freed = 0;
+    const slice = this.settings.cleanSliceMs ?? CLEAN_SLICE_MS;
+    const sliceEnds = monotonicMs() + slice;
+    let tried = 0;
     for (const rec of this.catalog.originalsOn(where, this.internal.id)) {
+      // The rest at the next tick, after the other guard (and the clean-up): it goes on from the oldest left.
+      if (tried > 0 && (slice === 0 || monotonicMs() >= sliceEnds)) break;
       if (!this.catalog.copiedOn(rec, copyHolder.id)) continue;
       let down = this.#downFor(rec, where);
       const pause = this.#pauses.get(rec.id);
@@ -303,6 +314,7 @@ export class Reclaimer {
       // Its internal copy is what its original on the ramdisk (or the link that replaced it) is checked against, or
       // points to, until the clean-up has deleted that: removed first, the original would stay for good (G5).
       if (ended && where === 'internal' && this.#onRamdisk(rec)) continue;
+      if (!down) tried++;
       const linked = !down && (links && !ended ? await this.#link(rec, where, copyHolder) : await this.#remove(rec, where));
       if (!linked) {
         // A failure re-reads the mount table: a storage unmounted since the last reading holds up the rest of this round too.
@@ -318,6 +330,9 @@ export class Reclaimer {
       if (freed >= fill.totalBytes / 200) {
         freed = 0;
         fill = await fillState(mountpoint);
+        // Filling faster than it is freed: said while the round goes on, with the mount points read afresh (#freeing).
+        if (this.#alarmDue(mountpoint, fill.percent)) await this.#readMounts(undefined, true);
+        this.#alarm(where, mountpoint, fill.percent);
         if (fill.percent < this.settings.fillLimitPercent) break;
       }
     }

@@ -168,6 +168,49 @@ describe('the reclaimer while a storage it needs is not mounted, or a file canno
     assert.ok(recs.every((r) => !catalog.isLive(r)), 'every record settled');
   });
 
+  it("G7 and the ramdisk's alarms go on while the ramdisk guard works through a long round, not only after it (G6, G7, G10)", async () => {
+    // Found by a hostile tester: the internal guard waited for the ramdisk guard's whole round (one journal entry
+    // per link, 7 296 links), the internal disk filled to 100 % meanwhile, and the ramdisk's ALMOST_OVERFLOW was not
+    // said although it stood at 97-99.8 % for 34 s.
+    const ramdisk = mountTmpfs(path.join(root, 'ramdisk'), 4 * MB);
+    const internalAt = mountTmpfs(path.join(root, 'internal'), 4 * MB);
+    const external = path.join(root, 'external');
+    const catalog = await catalogOf(['internal', 'external'], ramdisk);
+    const recs = await deliver(catalog, ramdisk, 100, { internal: path.join(internalAt, 'data'), external });
+    writeFileSync(path.join(ramdisk, 'filler'), Buffer.alloc(Math.round(2.4 * MB), 1)); // over the limit (50 %): a link frees little
+    writeFileSync(path.join(internalAt, 'filler'), Buffer.alloc(3 * MB, 1)); // the internal disk over it too
+    const present = (): number => recs.filter((r) => catalog.isLive(r) && r.ramdisk === 'present').length;
+    // Each ramdisk link journaled slowly (a busy disk); after the first few the detector fills the ramdisk up to 97 %.
+    let ramdiskLinks = 0;
+    const noteLinkDir = catalog.noteLinkDir.bind(catalog);
+    catalog.noteLinkDir = async (u, d) => {
+      if (d.where === 'ramdisk') {
+        if (++ramdiskLinks === 5) writeFileSync(path.join(ramdisk, 'more'), Buffer.alloc(Math.round(1.1 * MB), 2));
+        await sleep(20);
+      }
+      await noteLinkDir(u, d);
+    };
+    let leftAtInternalLink = -1;
+    const setOrigin = catalog.setOrigin.bind(catalog);
+    catalog.setOrigin = async (rec, where, state) => {
+      if (where === 'internal' && state === 'linked' && leftAtInternalLink < 0) leftAtInternalLink = present();
+      await setOrigin(rec, where, state);
+    };
+    const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: path.join(internalAt, 'data'), mountpoint: internalAt, writers: 1 };
+    const ext: StorageInfo = { id: 'external', type: 'EXTERNAL', target: external, mountpoint: undefined, writers: 1 };
+    const { reclaimer, messages } = reclaimerOf(catalog, internal, ext, { ramdiskRoot: ramdisk, ramdiskMountpoint: ramdisk });
+    let leftAtAlarm = -1;
+    const push = messages.push.bind(messages);
+    messages.push = (...m: Message[]): number => {
+      if (leftAtAlarm < 0 && m.some((x) => x.errcode === 'ALMOST_OVERFLOW' && x.shortMessage === ramdisk)) leftAtAlarm = present();
+      return push(...m);
+    };
+    await runFor(reclaimer, 15_000, () => present() === 0 && leftAtInternalLink >= 0 && leftAtAlarm >= 0);
+    assert.ok(leftAtInternalLink > 0, `the internal guard linked while the ramdisk guard's round went on (${leftAtInternalLink} of 100 left)`);
+    assert.ok(leftAtAlarm > 0, `the ramdisk's ALMOST_OVERFLOW said while the round went on (${leftAtAlarm} of 100 left)`);
+    assert.equal(present(), 0, 'every ramdisk original linked in the end');
+  });
+
   it('G5 with the internal disk unmounted at a shift change: one DEL_ERROR naming the mount point, not one per file and try', async () => {
     const ramdisk = mountTmpfs(path.join(root, 'ramdisk'), 4 * MB);
     const disk = path.join(root, 'disk');
