@@ -61,12 +61,11 @@ export interface ReclaimSettings {
  * A shift-change clean-up of many files (one directory fsync each: a few to some dozen a second while copies run)
  * goes on over several ticks, this long each, with the fill guards between them: run to its end first, it left the
  * ramdisk full for over a minute after a shift of 14 000 files (no links, no alarm, the detector blocked), and held
- * up a stop past TimeoutStopSec (G5–G7, S1).
+ * up a stop past TimeoutStopSec (G5–G7, S1). The fill guards' rounds are cut the same way (a link is a journal entry
+ * and a directory fsync): the ramdisk guard's round of 7 000 links, run to its end first, left the internal disk over its
+ * limit with nothing linked until it was full (ENOSPC), and the ramdisk's own alarms unsaid meanwhile (G6, G7, G10).
  */
 const CLEAN_SLICE_MS = 200;
-// The fill guards' rounds are cut the same way (a link is a journal entry and a directory fsync, so a round over
-// 7 000 links took a minute): run to its end first, the ramdisk guard's round left the internal disk over its limit
-// with nothing linked until it filled up (ENOSPC), and the ramdisk's own alarms unsaid while it filled (G6, G7, G10).
 
 const DELETE_RETRY_MS = 30_000;
 /** The longest pause between two tries of a clean-up that keeps failing (see deleteRetryMs). */
