@@ -14,7 +14,7 @@ import { baseId } from '../common/file-id.js';
 import { StagedProvenance } from './staged-provenance.js';
 import { placement, withSum, type AgentPlaced, type Placed, type SetAside } from './agent-placed.js';
 import type { Logger } from '../common/logger.js';
-import type { Assignment } from './shift.js';
+import type { Assignment, Shift } from './shift.js';
 import type { RunContext, RunOutcome, Transport } from './transport.js';
 import { wakeOrAbort } from '../common/abort.js';
 import { availableBytes } from '../common/statfs.js';
@@ -112,6 +112,12 @@ export class AgentTransport implements Transport {
    * not move into the next shift. Forgotten once the file is placed; the oldest go beyond LEARNED_MAX.
    */
   #learned = new Map<string, number>();
+  /**
+   * Ids learned of before a shift change that its drain did not take (a full PPU ramdisk, the drain out of time),
+   * with the ended shift they belong to (owe(), A5): fetched with its owner and set aside for it, never placed in
+   * a later one. Forgotten as #learned is.
+   */
+  #owed = new Map<string, Shift>();
   /** Directories below staging known to exist (#fetchOne). */
   #stagingDirs = new Set<string>();
   /** Ids being fetched or placed, each with the name it was taken under (#otherName). */
@@ -320,9 +326,12 @@ export class AgentTransport implements Transport {
         fetching++;
         fetchingBytes += w.size;
         try {
+          // Learned of before a shift change its drain could not finish: that ended shift's, with its owner (A5).
+          const owedTo = this.#owed.get(w.id);
+          const owed = owedTo !== undefined && owedTo.usertime !== ctx.shift.usertime ? owedTo : undefined;
           let got: string | undefined | typeof DAMAGED;
           try {
-            got = await this.#fetchOne(ctx, w);
+            got = await this.#fetchOne(ctx, w, owed);
           } finally {
             fetching--;
             fetchingBytes -= w.size;
@@ -334,6 +343,14 @@ export class AgentTransport implements Transport {
           if (got === DAMAGED) {
             damagedHere.add(w.id);
             this.#fetchAgain(w);
+          } else if (got !== undefined && owed) {
+            // Not this shift's bytes (Detectors counts files and bytes per shift), as the left-behind retry counts none.
+            transferred++;
+            if (await this.#setAsideOwed(ctx, w, got, owed)) aside.add(placement(w.id, w.path));
+            else {
+              failure ??= new Error(`cannot set ${w.path} aside for the earlier shift it belongs to (${owed.uid}:${owed.gid}); it is fetched again`);
+              if (!this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
+            }
           } else if (got !== undefined) {
             transferred++;
             bytes += w.size;
@@ -556,6 +573,7 @@ export class AgentTransport implements Transport {
     }
     this.#leftName.delete(w.id);
     this.#learned.delete(w.id);
+    this.#owed.delete(w.id);
     this.log.info({ detector: this.id, file: w.path, placedAs: was.rel, id: w.id },
       'a file renamed on the detector after it was placed is not placed again: it stays under the name it was placed as, and its source is deleted under its new name');
     this.#ack([now]);
@@ -589,6 +607,7 @@ export class AgentTransport implements Transport {
       this.#parked.delete(placement(noted.id, rel));
       if (setAsideOf === undefined) this.#unplaced.drop(rel);
       this.#learned.delete(noted.id);
+      this.#owed.delete(noted.id);
     }
     if (files.length === 0) return;
     // Placed and noted for grimseld: acknowledged whether or not the placement record fits now. The intent on
@@ -612,6 +631,38 @@ export class AgentTransport implements Transport {
       }
       this.#stateFull = true;
     }
+  }
+
+  /**
+   * A shift change is over for `shift`: every file learned of by `learnedBy` and not taken is that shift's
+   * whenever it is fetched (A5), unless owed to an earlier one already. Returns how many of them wait now.
+   */
+  owe(learnedBy: number, shift: Shift): number {
+    for (const [id, at] of this.#learned) if (at <= learnedBy && !this.#owed.has(id)) this.#owed.set(id, shift);
+    // Those waiting now, for the log (the others come back when the agent announces them again: a reconnect).
+    let n = 0;
+    for (const w of this.#waiting.values()) if (this.#owed.get(w.id) === shift) n++;
+    return n;
+  }
+
+  /**
+   * `w`, fetched into staging for the ended shift `owed` it is owed to (with its owner and provenance), is set
+   * aside for that shift by the loop (ctx.setAside), placed into its directory and handed over with it, then
+   * acknowledged (afterPlaced with its usertime), as files set aside at the change are (forget). False: it is
+   * still in staging, and was not set aside.
+   */
+  async #setAsideOwed(ctx: RunContext, w: Waiting, sum: string, owed: Shift): Promise<boolean> {
+    const moved = await ctx.setAside(owed.usertime, [w.path]);
+    if (!moved.includes(w.path)) {
+      await unlink(path.join(ctx.staging, w.path)).catch(() => undefined);
+      return false;
+    }
+    const noted = withSum({ id: w.id }, sum);
+    this.#setAside.set(asideKey(String(owed.usertime), w.path), noted);
+    this.#parked.set(placement(w.id, w.path), w);
+    // Kept across a restart: the agent's next announcement must neither place it into the new shift nor be forgotten.
+    this.#record(() => this.placedStore.setAside(this.id, [{ ...noted, rel: w.path, usertime: String(owed.usertime) }]));
+    return true;
   }
 
   /** Files the loop set aside for the shift that ended: their sources stay announced, but are not fetched again. */
@@ -653,7 +704,11 @@ export class AgentTransport implements Transport {
     if (known !== undefined) return known;
     const now = monotonicMs();
     this.#learned.set(id, now);
-    if (this.#learned.size > LEARNED_MAX) this.#learned.delete(this.#learned.keys().next().value as string);
+    if (this.#learned.size > LEARNED_MAX) {
+      const oldest = this.#learned.keys().next().value as string;
+      this.#learned.delete(oldest);
+      this.#owed.delete(oldest);
+    }
     return now;
   }
 
@@ -776,7 +831,7 @@ export class AgentTransport implements Transport {
    * shift's owner, the source's mtime and its provenance (I3). Returns its checksum (hex); undefined if it is
    * not to be placed (changed or gone at the source), DAMAGED if it arrived other than sent.
    */
-  async #fetchOne(ctx: RunContext, w: Waiting): Promise<string | undefined | typeof DAMAGED> {
+  async #fetchOne(ctx: RunContext, w: Waiting, shift = ctx.shift): Promise<string | undefined | typeof DAMAGED> {
     const staged = path.join(ctx.staging, w.path);
     const dir = path.dirname(staged);
     // A directory of staging made once, not once per file: a recursive mkdir costs as much as placing a
@@ -825,10 +880,10 @@ export class AgentTransport implements Transport {
       }
       this.#damaged.delete(w.id);
       fchmodSync(fd, w.mode & 0o755);
-      fchownSync(fd, ctx.shift.uid, ctx.shift.gid);
+      fchownSync(fd, shift.uid, shift.gid);
       // The detector's mtime to the microsecond, before 1970 too (common/file-times.ts); the ramdisk's tmpfs keeps any.
       setFileTimes(fd, w.mtimeNs, w.mtimeNs);
-      this.#provenance.write(fd, got.checksum, ctx.shift, w.path);
+      this.#provenance.write(fd, got.checksum, shift, w.path);
       keep = true;
     } finally {
       closeSync(fd);

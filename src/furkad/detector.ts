@@ -73,6 +73,8 @@ const HOLD_CUT_MS = 5_000;
 const SWEEP_EVERY_MS = 60_000;
 
 const LEFT_BEHIND_RETRY_MS = [1000, 10_000] as const;
+/** Ended shifts whose owed files (Transport.owe) are still set aside for them when fetched: far more than a beamtime's. */
+const OWED_SHIFTS_MAX = 1000;
 
 /** Files of an earlier shift, complete, that wait to be placed into that shift's directory (F6, G12). */
 interface LeftBehind {
@@ -142,6 +144,13 @@ export class DetectorLoop implements Component {
   #leftBehind: LeftBehind[] = [];
   #retryTimer: NodeJS.Timeout | undefined;
   #retryMs: number = LEFT_BEHIND_RETRY_MS[0];
+  /**
+   * Ended shifts the transport still owes files to (Transport.owe: learned of before the change, not taken by the
+   * drain), by usertime: where such files are set aside once fetched (RunContext.setAside). And the chain that
+   * sets them aside one batch at a time (a run's fetches complete concurrently).
+   */
+  #owedShifts = new Map<bigint, { shift: LeftBehind['shift']; target: string; configuredTarget: string }>();
+  #asideChain: Promise<unknown> = Promise.resolve();
   /** When empty directories of ended shifts were last swept (shift-sweep.ts). */
   #sweptAt = -Infinity;
 
@@ -241,9 +250,12 @@ export class DetectorLoop implements Component {
       if (this.#lastRun === 'failed' || deadline.signal.aborted) {
         // Out of time first: a run the deadline ended counts as failed too, with rsync's word for the signal.
         const why = deadline.signal.aborted ? `the drain ran out of time (${DRAIN_MAX_MS / 1000} s)` : `the detector failed (${this.stats.lastError})`;
-        const where = at === 'stop' ? "the shift the next furkad starts (the configured default one, F6)" : 'the new shift';
+        // At a change, a transport that can say which files it owes the ending shift (owe(), the agent's) keeps them
+        // that shift's (leaveBehind); over rsync a file is learned of only as a run takes it.
+        const where = at === 'stop' ? 'go to the shift the next furkad starts (the configured default one, F6)'
+          : this.transport.owe ? "stay the ending shift's: fetched later into its directory, with its owner (A5)" : 'go to the new shift';
         this.log.warn({ detector: this.id, at }, `${why} at the ${at === 'stop' ? 'stop' : 'shift change'}: files completed on it ` +
-          `before then that furkad had not taken yet stay on the detector and go to ${where}`);
+          `before then that furkad had not taken yet stay on the detector and ${where}`);
       }
     } finally {
       clearTimeout(timer);
@@ -266,6 +278,20 @@ export class DetectorLoop implements Component {
     const dir = this.#dir;
     const rels = [...this.#failing];
     this.#failing.clear();
+    // What the transport learned of before the change and the drain did not take (a full PPU ramdisk, the drain
+    // out of time, the detector away) is the ending shift's too, whenever it is fetched (A5): set aside for it then.
+    if (shift && a && this.transport.owe) {
+      // Known before owe(): a file it owes may be announced again (a reconnect) only later.
+      this.#owedShifts.set(shift.usertime, { shift: { usertime: shift.usertime, uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir },
+        target: a.target, configuredTarget: a.config.target });
+      if (this.#owedShifts.size > OWED_SHIFTS_MAX) this.#owedShifts.delete(this.#owedShifts.keys().next().value as bigint);
+      const owed = this.transport.owe(this.#heldAt, shift);
+      if (owed > 0) {
+        this.log.warn({ detector: this.id, files: owed, uid: shift.uid, gid: shift.gid, usertime: String(shift.usertime) },
+          `${owed} ${owed === 1 ? 'file' : 'files'} announced before the shift change could not be taken yet: they stay the ending shift's, ` +
+          "fetched later into that shift's directory with its owner (never the new one's)");
+      }
+    }
     if (!shift || !a || !dir || rels.length === 0) return;
     const staging = stagingDir(a.target, this.id);
     const root = leftBehindDir(a.target, this.id, shift.usertime);
@@ -298,6 +324,50 @@ export class DetectorLoop implements Component {
     this.#retryMs = LEFT_BEHIND_RETRY_MS[0];
     this.#sayLeftBehind('');
     this.#scheduleRetry();
+  }
+
+  /**
+   * RunContext.setAside: files fetched into staging for the ended shift `usertime` (owed to it) go where
+   * leaveBehind() keeps that shift's files, and are placed into its directory in the background, soon (A5).
+   */
+  async #setAside(usertime: bigint, staging: string, rels: string[]): Promise<string[]> {
+    const owed = this.#owedShifts.get(usertime);
+    if (!owed || rels.length === 0) return [];
+    const step = this.#asideChain.then(async () => {
+      const root = leftBehindDir(owed.target, this.id, usertime);
+      let lb = this.#leftBehind.find((l) => l.root === root);
+      if (!lb) {
+        const dir = new ShiftDir(unmark(owed.target), owed.shift.usrdir, owed.shift.uid, owed.shift.gid, this.log,
+          splitMarked(owed.target).root, confinement(owed.configuredTarget));
+        lb = { shift: owed.shift, target: owed.target, dir, root, rels: new Set(), error: 'fetched after its shift ended' };
+        // Whose they are is written first: a furkad killed meanwhile finds it beside them (adoptLeftBehind).
+        await mkdir(root, { recursive: true, mode: 0o700 });
+        await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...owed.shift, usertime: String(usertime), target: owed.target }), { mode: 0o600 });
+        this.#leftBehind.push(lb);
+      }
+      const moved: string[] = [];
+      for (const rel of rels) {
+        try {
+          await mkdir(path.dirname(path.join(root, 'files', rel)), { recursive: true, mode: 0o700 });
+          await rename(path.join(staging, rel), path.join(root, 'files', rel));
+          lb.rels.add(rel);
+          moved.push(rel);
+        } catch (e) {
+          this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, 'a file of an earlier shift cannot be set aside for it; it stays in staging');
+        }
+      }
+      return moved;
+    });
+    this.#asideChain = step.catch(() => undefined);
+    const moved = await step;
+    if (moved.length > 0) {
+      // Placed by the next retry, at the shortest wait: not up to LEFT_BEHIND_RETRY_MS[1] behind an older one's.
+      if (this.#retryTimer) clearTimeout(this.#retryTimer);
+      this.#retryTimer = undefined;
+      this.#retryMs = LEFT_BEHIND_RETRY_MS[0];
+      this.#scheduleRetry();
+    }
+    return moved;
   }
 
   /** What lastError says while files of earlier shifts wait ('' = none). */
@@ -539,6 +609,7 @@ export class DetectorLoop implements Component {
       othersWaiting: () => this.gate.contended,
       learnedBy: this.#draining ? this.#heldAt : Infinity,
       complete: (rels, checksums) => offer(batches, rels, checksums),
+      setAside: (usertime, rels) => this.#setAside(usertime, staging, rels),
       completeInPlace: async (rels) => {
         try {
           placed += await this.#handOver(shift, a, rels.map((rel) => ({ rel, checksum: '', done: () => {} })));

@@ -86,6 +86,13 @@ export interface RunContext {
   /** These files were written under their final names by the transport itself (rsync without remove_source):
    *  they are only noted and handed over. */
   completeInPlace(rels: string[]): Promise<void>;
+  /**
+   * These files are complete in `staging` but belong to the ended shift `usertime` (owed to it: see
+   * Transport.owe), given that shift's owner: the loop sets them aside for it, as leaveBehind() does, places them
+   * into that shift's directory in the background and hands them over with that shift, never this one (A5); then
+   * `afterPlaced(rels, usertime)`. Resolves with the ones set aside (the others are still in staging).
+   */
+  setAside(usertime: bigint, rels: string[]): Promise<string[]>;
 }
 
 /**
@@ -118,6 +125,9 @@ export interface RunContext {
  * | after the drain: files the old shift could not place | `forget(rels, usertime)`: set aside for that shift;  |
  * | are set aside by the loop, retried for that shift    | never offer them again (they are placed by the loop, |
  * |                                                      | then `afterPlaced(rels, usertime)`).                 |
+ * | after the drain: what it learned of before the change| `owe(learnedBy, shift)`: those files are the old     |
+ * | and did not take (the drain failed or ran out of     | shift's; fetched later with its owner and given to   |
+ * | time) stays the old shift's (A5)                     | `ctx.setAside(usertime, rels)`, never `complete()`.  |
  * | released after the change: the next run at once,     | `wake()`: end a waitForWork now (the new             |
  * | without waiting for work announced by the old one    | assignment may need another connection: its source)  |
  * | a set-aside file's kept copy is gone before placing  | `keptCopyLost(rels, usertime)`: its source may be    |
@@ -148,6 +158,12 @@ export interface Transport {
   /** `learnedBy`: the drain runs' RunContext.learnedBy; what was learned of after it is not owed. */
   pendingSince?(since: number, assignment: Assignment, learnedBy: number): boolean;
   forget?(rels: string[], usertime: bigint): void;
+  /**
+   * A shift change (or stop) is over for the ending shift `shift` (A5): files the transport learned of by
+   * `learnedBy` (the drain's cutoff) and has not taken are that shift's, whenever they are fetched; each later run
+   * hands them to `ctx.setAside(shift.usertime, …)` with that shift's owner. Returns how many of them wait now.
+   */
+  owe?(learnedBy: number, shift: Shift): number;
   /** Files set aside (forget) whose kept copy is gone before it was placed: their sources may be taken again. */
   keptCopyLost?(rels: string[], usertime: bigint): void;
   /** The detector is reachable now (the agent's connection is up), whatever the last run's verdict. */

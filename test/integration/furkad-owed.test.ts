@@ -1,0 +1,59 @@
+// A shift change while the PPU ramdisk is full, with a real furka-agent, furkad and grimseld (A5, F6): images the
+// agent announced before StartShift that the drain could not fetch (no room) stay the old shift's. Found by a
+// hostile tester (session 25): 20 MB PPU ramdisk, INTERNAL not mounted so nothing is freed, 40 x 1 MB images,
+// StartShift to another user, then INTERNAL mounted: the images that had not fit went to the new user's
+// directory, owned by the new user.
+import { strict as assert } from 'node:assert';
+import { lstatSync, readdirSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles, writeImage } from '../fixtures/files.js';
+import { mountTmpfs } from '../fixtures/tmpfs.js';
+
+const MB = 1024 * 1024;
+
+describe('furkad over the agent: a shift change while the PPU ramdisk is full (A5, F6)', function () {
+  this.timeout(240_000);
+
+  it("places every image announced before StartShift into the old shift's directory, owned by its user, once there is room (A5)", async () => {
+    const ppu = new Ppu({ prefix: 'ppu-owed', transport: 'agent', ramdiskBytes: 20 * MB });
+    const internal = path.join(ppu.storageRoot, 'internal');
+    // A mountpoint that is not mounted: nothing is copied, so nothing on the PPU ramdisk is freed (G13).
+    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
+    await ppu.start();
+    try {
+      await ppu.startShift(500, 501, []);
+      const root = ppu.detectorRamdisks['1MF']!;
+      const images = Array.from({ length: 40 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
+      // The ramdisk is full: a fetch found no room (the rest wait on the detector, announced).
+      await ppu.furkad!.proc.said(/does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
+      await ppu.startShift(600, 600, []);
+      await ppu.furkad!.proc.said(/files announced before the shift change could not be taken yet: they stay the ending shift's/, 10_000);
+      // Room again: INTERNAL mounted, copies made, originals of the old shift deleted (G5).
+      mountTmpfs(internal, 200 * MB);
+      const where = (rel: string): string[] => ['500_501', '600_600'].filter((u) => {
+        try {
+          lstatSync(path.join(internal, '1mf', u, rel));
+          return true;
+        } catch {
+          return false;
+        }
+      });
+      await eventually(() => images.every((rel) => where(rel).length > 0), 120_000, 'every image copied to INTERNAL');
+      const misplaced = images.filter((rel) => where(rel).join() !== '500_501');
+      assert.deepEqual(misplaced, [], "images written before StartShift that went elsewhere than the old shift's directory (A5)");
+      for (const rel of images) {
+        const st = lstatSync(path.join(internal, '1mf/500_501', rel));
+        assert.deepEqual([st.uid, st.gid], [500, 501], `${rel} owned by the old shift's user`);
+      }
+      assert.deepEqual(listFiles(path.join(internal, '1mf')).filter((f) => f.startsWith('600_600/')), [], "nothing in the new user's directory");
+      await eventually(() => readdirSync(path.join(root, 'run1')).length === 0, 30_000, 'every source acknowledged and deleted on the detector (A4)');
+      // grimseld heard of them with the old shift: it counts 40 copied for 500:501, none for 600:600.
+      const rows = await ppu.queryStatus(-1);
+      const copied = (uid: number): number => rows.filter((r) => r[1] === uid).reduce((n, r) => n + Number(r[5]), 0);
+      assert.deepEqual([copied(500), copied(600)], [40, 0], `copied per shift in grimseld's status: ${rows.map((r) => `${r[1]}:${r[2]} ${r[5]}`).join(', ')}`);
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
