@@ -10,9 +10,22 @@ import { isBareChecksum } from '../common/checksum.js';
  * 'i': about to be placed (intend); 'p': placed (as `rel`; lines of an older furkad have none); 'a':
  * acknowledgement answered (for the placement as `rel` only, if it has one); 'di': intent dropped; 's': set
  * aside for an ended shift as `rel` (setAside), until placed; 'ds': set-aside dropped. An older furkad wrote
- * 'a' without `rel` for all of the last three: such a line ends everything of its id, as it did then.
+ * 'a' without `rel` for all of the last three: such a line ends everything of its id, as it did then. 'os': an
+ * ended shift files are owed to (`u` its usertime, `o` whose and where); 'o': the file `id` is owed to shift `u`
+ * (owe); 'do': no longer (gone from the detector). A set-aside or placement of the id ends it too.
  */
-type Line = { t: 'p' | 'a' | 'i' | 's' | 'di' | 'ds'; d: string; id: string; dir?: string; rel?: string; u?: string; sum?: string };
+type Line = { t: 'p' | 'a' | 'i' | 's' | 'di' | 'ds' | 'o' | 'os' | 'do'; d: string; id: string; dir?: string; rel?: string; u?: string; sum?: string; o?: OwedRecord };
+
+/** An ended shift that files are owed to (Transport.owe), as kept: its usertime as a decimal string. */
+export interface OwedRecord {
+  usertime: string;
+  uid: number;
+  gid: number;
+  usrdir: string;
+  /** The marked target the shift's detector delivered below, and the detector's configured target. */
+  target: string;
+  configuredTarget: string;
+}
 
 /** A file set aside for an ended shift: its id, its path, and that shift's usertime (decimal). */
 export interface SetAside {
@@ -71,6 +84,13 @@ export class AgentPlaced {
    * forget to acknowledge them once they are placed for theirs (A4, A5, F6).
    */
   #aside: Map<string, Map<string, SetAside>>;
+  /**
+   * Per detector: files (by id) learned of before a shift change that its drain did not take, with the usertime
+   * of the ended shift they belong to (A5), and those shifts by usertime. A furkad restarted meanwhile still
+   * fetches them for that shift, not its own.
+   */
+  #owed: Map<string, Map<string, string>>;
+  #owedShifts: Map<string, Map<string, OwedRecord>>;
 
   /**
    * Per detector: the names each id has open placements under (#open, by id): a file announced under a new name
@@ -78,11 +98,14 @@ export class AgentPlaced {
    */
   #openNames = new Map<string, Map<string, Set<string>>>();
 
-  private constructor(file: string, open: Map<string, Map<string, Open>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>) {
+  private constructor(file: string, open: Map<string, Map<string, Open>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>,
+    owed: Map<string, Map<string, string>>, owedShifts: Map<string, Map<string, OwedRecord>>) {
     this.#log = new RewritableLog(file, () => this.#live().map((l) => `${JSON.stringify(l)}\n`).join(''));
     this.#open = open;
     this.#intents = intents;
     this.#aside = aside;
+    this.#owed = owed;
+    this.#owedShifts = owedShifts;
     for (const [d, ids] of open) for (const p of ids.values()) if (p.rel !== null) this.#named(d, p.id, p.rel, true);
   }
 
@@ -91,6 +114,8 @@ export class AgentPlaced {
     const open = new Map<string, Map<string, Open>>();
     const intents = new Map<string, Map<string, Intent>>();
     const aside = new Map<string, Map<string, SetAside>>();
+    const owed = new Map<string, Map<string, string>>();
+    const owedShifts = new Map<string, Map<string, OwedRecord>>();
     const of = <V>(m: Map<string, Map<string, V>>, d: string): Map<string, V> => {
       const inner = m.get(d) ?? new Map<string, V>();
       m.set(d, inner);
@@ -106,6 +131,7 @@ export class AgentPlaced {
       const ids = of(open, line.d);
       const meant = of(intents, line.d);
       const kept = of(aside, line.d);
+      const owes = of(owed, line.d);
       const rel = typeof line.rel === 'string' ? line.rel : undefined;
       // A checksum that is not one (a damaged line) is not sent: the agent would refuse the acknowledgement.
       if (line.sum !== undefined && (typeof line.sum !== 'string' || !isBareChecksum(line.sum))) delete line.sum;
@@ -118,9 +144,20 @@ export class AgentPlaced {
           if (key !== undefined) {
             kept.set(key, withSum({ id: line.id, rel: rel!, usertime: line.u ?? '' }, line.sum));
             meant.delete(key);
+            owes.delete(line.id);
           }
           break;
+        case 'os':
+          if (typeof line.u === 'string' && isOwedRecord(line.o)) of(owedShifts, line.d).set(line.u, line.o);
+          break;
+        case 'o':
+          if (typeof line.u === 'string') owes.set(line.id, line.u);
+          break;
+        case 'do':
+          owes.delete(line.id);
+          break;
         case 'p':
+          owes.delete(line.id);
           if (key !== undefined) {
             ids.set(key, withSum({ id: line.id, rel: rel! }, line.sum));
             meant.delete(key);
@@ -151,10 +188,10 @@ export class AgentPlaced {
           }
       }
     }
-    return new AgentPlaced(file, open, intents, aside);
+    return new AgentPlaced(file, open, intents, aside, owed, owedShifts);
   }
 
-  /** Notes files (id, path) the loop set aside for an ended shift (see #aside); their intents are over. */
+  /** Notes files (id, path) the loop set aside for an ended shift (see #aside); their intents are over, and they are owed no more. */
   setAside(detector: string, files: SetAside[]): void {
     if (files.length === 0) return;
     const kept = this.#aside.get(detector) ?? new Map<string, SetAside>();
@@ -162,6 +199,7 @@ export class AgentPlaced {
     for (const f of files) {
       kept.set(placement(f.id, f.rel), f);
       this.#intents.get(detector)?.delete(placement(f.id, f.rel));
+      this.#owed.get(detector)?.delete(f.id);
     }
     this.#write(files.map((f) => withSum({ t: 's', d: detector, id: f.id, rel: f.rel, u: f.usertime }, f.sum)));
   }
@@ -233,6 +271,41 @@ export class AgentPlaced {
     }
   }
 
+  /** Notes `ids` as owed to the ended shift `shift` (see #owed). */
+  owe(detector: string, shift: OwedRecord, ids: string[]): void {
+    if (ids.length === 0) return;
+    const shifts = this.#owedShifts.get(detector) ?? new Map<string, OwedRecord>();
+    this.#owedShifts.set(detector, shifts);
+    const owes = this.#owed.get(detector) ?? new Map<string, string>();
+    this.#owed.set(detector, owes);
+    const lines: Line[] = [];
+    if (!shifts.has(shift.usertime)) lines.push({ t: 'os', d: detector, id: '', u: shift.usertime, o: shift });
+    shifts.set(shift.usertime, shift);
+    for (const id of ids) {
+      owes.set(id, shift.usertime);
+      lines.push({ t: 'o', d: detector, id, u: shift.usertime });
+    }
+    this.#write(lines);
+  }
+
+  /** Files owed to ended shifts (see #owed), each with its shift. */
+  owedFiles(detector: string): Array<{ id: string; shift: OwedRecord }> {
+    const shifts = this.#owedShifts.get(detector);
+    const out: Array<{ id: string; shift: OwedRecord }> = [];
+    for (const [id, u] of this.#owed.get(detector) ?? []) {
+      const shift = shifts?.get(u);
+      if (shift) out.push({ id, shift });
+    }
+    return out;
+  }
+
+  /** Files owed no more (gone from the detector). */
+  dropOwed(detector: string, ids: string[]): void {
+    const owes = this.#owed.get(detector);
+    const gone = ids.filter((id) => owes?.delete(id));
+    if (gone.length > 0) this.#write(gone.map((id) => ({ t: 'do', d: detector, id })));
+  }
+
   /** Where `id` was about to be placed as `rel` when furkad last stopped, if it never got further. */
   intent(detector: string, id: string, rel: string): Intent | undefined {
     return this.#intents.get(detector)?.get(placement(id, rel));
@@ -250,11 +323,13 @@ export class AgentPlaced {
     this.#open.set(detector, open);
     const meant = this.#intents.get(detector);
     const kept = this.#aside.get(detector);
+    const owes = this.#owed.get(detector);
     for (const { id, rel, sum } of files) {
       open.set(placement(id, rel), withSum({ id, rel }, sum));
       this.#named(detector, id, rel, true);
       meant?.delete(placement(id, rel));
       kept?.delete(placement(id, rel));
+      owes?.delete(id);
     }
     this.#write(files.map(({ id, rel, sum }) => withSum({ t: 'p', d: detector, id, rel }, sum)));
   }
@@ -310,6 +385,16 @@ export class AgentPlaced {
     for (const [d, meant] of this.#intents) {
       for (const [key, i] of meant) lines.push(withSum({ t: 'i', d, id: key.slice(0, key.indexOf('\n')), dir: i.dir, rel: i.rel }, i.sum));
     }
+    // Owed files last (a placement or set-aside line ends them), each shift they name before them.
+    for (const [d, owes] of this.#owed) {
+      const shifts = this.#owedShifts.get(d);
+      const named = new Set(owes.values());
+      for (const u of named) {
+        const o = shifts?.get(u);
+        if (o) lines.push({ t: 'os', d, id: '', u, o });
+      }
+      for (const [id, u] of owes) if (shifts?.has(u)) lines.push({ t: 'o', d, id, u });
+    }
     return lines;
   }
 
@@ -324,6 +409,13 @@ export class AgentPlaced {
  */
 export function placement(id: string, rel: string): string {
   return `${id}\n${rel}`;
+}
+
+/** A shift record as written by owe(): anything else (a damaged line) is not taken. */
+function isOwedRecord(o: unknown): o is OwedRecord {
+  const r = o as OwedRecord | undefined;
+  return typeof r === 'object' && r !== null && typeof r.usertime === 'string' && /^\d+$/.test(r.usertime) && Number.isInteger(r.uid) && Number.isInteger(r.gid)
+    && typeof r.usrdir === 'string' && typeof r.target === 'string' && typeof r.configuredTarget === 'string';
 }
 
 /** Removes every placement of `id` from `m` (its named placements, and the id alone: a placement without a name). */

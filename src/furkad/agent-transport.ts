@@ -14,8 +14,8 @@ import { baseId } from '../common/file-id.js';
 import { StagedProvenance } from './staged-provenance.js';
 import { placement, withSum, type AgentPlaced, type Placed, type SetAside } from './agent-placed.js';
 import type { Logger } from '../common/logger.js';
-import type { Assignment, Shift } from './shift.js';
-import type { RunContext, RunOutcome, Transport } from './transport.js';
+import type { Assignment } from './shift.js';
+import type { OwedShift, RunContext, RunOutcome, Transport } from './transport.js';
 import { wakeOrAbort } from '../common/abort.js';
 import { availableBytes } from '../common/statfs.js';
 import { noRoomMessage } from './staging-room.js';
@@ -115,9 +115,10 @@ export class AgentTransport implements Transport {
   /**
    * Ids learned of before a shift change that its drain did not take (a full PPU ramdisk, the drain out of time),
    * with the ended shift they belong to (owe(), A5): fetched with its owner and set aside for it, never placed in
-   * a later one. Forgotten as #learned is.
+   * a later one. Kept in agent-placed.jsonl for those waiting at the change: a furkad started later fetches them for
+   * that shift too. Forgotten as #learned is, and when the agent no longer lists them.
    */
-  #owed = new Map<string, Shift>();
+  #owed = new Map<string, OwedShift>();
   /** Directories below staging known to exist (#fetchOne). */
   #stagingDirs = new Set<string>();
   /** Ids being fetched or placed, each with the name it was taken under (#otherName). */
@@ -158,6 +159,13 @@ export class AgentTransport implements Transport {
     this.#provenance = new StagedProvenance(id, log);
     // Set aside by an earlier furkad: still not to be fetched, and acknowledged once the loop places them.
     for (const f of placedStore.setAsideFiles(id)) this.#setAside.set(asideKey(f.usertime, f.rel), withSum({ id: f.id }, f.sum));
+    // Owed to an ended shift at a change before a restart: still that shift's (A5).
+    const shifts = new Map<string, OwedShift>();
+    for (const { id: fileId, shift } of placedStore.owedFiles(id)) {
+      let owed = shifts.get(shift.usertime);
+      if (!owed) shifts.set(shift.usertime, (owed = { ...shift, usertime: BigInt(shift.usertime) }));
+      this.#owed.set(fileId, owed);
+    }
   }
 
   /**
@@ -637,12 +645,14 @@ export class AgentTransport implements Transport {
    * A shift change is over for `shift`: every file learned of by `learnedBy` and not taken is that shift's
    * whenever it is fetched (A5), unless owed to an earlier one already. Returns how many of them wait now.
    */
-  owe(learnedBy: number, shift: Shift): number {
+  owe(learnedBy: number, shift: OwedShift): number {
     for (const [id, at] of this.#learned) if (at <= learnedBy && !this.#owed.has(id)) this.#owed.set(id, shift);
-    // Those waiting now, for the log (the others come back when the agent announces them again: a reconnect).
-    let n = 0;
-    for (const w of this.#waiting.values()) if (this.#owed.get(w.id) === shift) n++;
-    return n;
+    // Those waiting now are noted for a furkad started later (the others, learned before a lost connection, come
+    // back when the agent announces them again), and counted for the log.
+    const waiting: string[] = [];
+    for (const w of this.#waiting.values()) if (this.#owed.get(w.id) === shift) waiting.push(w.id);
+    this.#record(() => this.placedStore.owe(this.id, { ...shift, usertime: String(shift.usertime) }, waiting));
+    return waiting.length;
   }
 
   /**
@@ -651,8 +661,8 @@ export class AgentTransport implements Transport {
    * acknowledged (afterPlaced with its usertime), as files set aside at the change are (forget). False: it is
    * still in staging, and was not set aside.
    */
-  async #setAsideOwed(ctx: RunContext, w: Waiting, sum: string, owed: Shift): Promise<boolean> {
-    const moved = await ctx.setAside(owed.usertime, [w.path]);
+  async #setAsideOwed(ctx: RunContext, w: Waiting, sum: string, owed: OwedShift): Promise<boolean> {
+    const moved = await ctx.setAside(owed, [w.path]);
     if (!moved.includes(w.path)) {
       await unlink(path.join(ctx.staging, w.path)).catch(() => undefined);
       return false;
@@ -797,6 +807,10 @@ export class AgentTransport implements Transport {
       const renamed = (p: { id: string; rel: string | null }): boolean => p.rel !== null && listed.has(p.id);
       const stale = this.placedStore.placements(this.id).filter((p) => !listed.has(p.rel === null ? p.id : placement(p.id, p.rel)) && !relisted(p) && !renamed(p));
       if (stale.length) this.placedStore.answered(this.id, stale.map((p) => p.id), stale.map((p) => p.rel ?? ''));
+      // A file owed to an ended shift that the agent no longer has (deleted on the detector) is owed no more.
+      const gone = [...this.#owed.keys()].filter((fileId) => !listed.has(fileId));
+      for (const fileId of gone) this.#owed.delete(fileId);
+      if (gone.length) this.#record(() => this.placedStore.dropOwed(this.id, gone));
       // Set-aside notes stay although the listing lacks them: an agent whose root was unmounted, or a file open
       // for writing, lists nothing of them, and the same id announced later must not go to another shift.
     });
@@ -831,7 +845,7 @@ export class AgentTransport implements Transport {
    * shift's owner, the source's mtime and its provenance (I3). Returns its checksum (hex); undefined if it is
    * not to be placed (changed or gone at the source), DAMAGED if it arrived other than sent.
    */
-  async #fetchOne(ctx: RunContext, w: Waiting, shift = ctx.shift): Promise<string | undefined | typeof DAMAGED> {
+  async #fetchOne(ctx: RunContext, w: Waiting, shift: Pick<OwedShift, 'usertime' | 'uid' | 'gid'> = ctx.shift): Promise<string | undefined | typeof DAMAGED> {
     const staged = path.join(ctx.staging, w.path);
     const dir = path.dirname(staged);
     // A directory of staging made once, not once per file: a recursive mkdir costs as much as placing a

@@ -15,7 +15,7 @@ import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
 import { Topic } from '../common/topic.js';
 import type { Component } from '../common/service.js';
-import type { Placed, RunContext, RunOutcome, Transport, Verdict } from './transport.js';
+import type { OwedShift, Placed, RunContext, RunOutcome, Transport, Verdict } from './transport.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 import type { DetectorState, DetectorStatus } from '../dbus/furka-interface.js';
 import { monotonicMs } from '../common/monotonic.js';
@@ -73,8 +73,6 @@ const HOLD_CUT_MS = 5_000;
 const SWEEP_EVERY_MS = 60_000;
 
 const LEFT_BEHIND_RETRY_MS = [1000, 10_000] as const;
-/** Ended shifts whose owed files (Transport.owe) are still set aside for them when fetched: far more than a beamtime's. */
-const OWED_SHIFTS_MAX = 1000;
 
 /** Files of an earlier shift, complete, that wait to be placed into that shift's directory (F6, G12). */
 interface LeftBehind {
@@ -144,12 +142,7 @@ export class DetectorLoop implements Component {
   #leftBehind: LeftBehind[] = [];
   #retryTimer: NodeJS.Timeout | undefined;
   #retryMs: number = LEFT_BEHIND_RETRY_MS[0];
-  /**
-   * Ended shifts the transport still owes files to (Transport.owe: learned of before the change, not taken by the
-   * drain), by usertime: where such files are set aside once fetched (RunContext.setAside). And the chain that
-   * sets them aside one batch at a time (a run's fetches complete concurrently).
-   */
-  #owedShifts = new Map<bigint, { shift: LeftBehind['shift']; target: string; configuredTarget: string }>();
+  /** Sets files owed to ended shifts aside (RunContext.setAside) one batch at a time: a run's fetches complete concurrently. */
   #asideChain: Promise<unknown> = Promise.resolve();
   /** When empty directories of ended shifts were last swept (shift-sweep.ts). */
   #sweptAt = -Infinity;
@@ -272,7 +265,7 @@ export class DetectorLoop implements Component {
    * the background for that shift's directory, handed over with that shift once placed. The shift change
    * itself never waits for them (F6).
    */
-  async leaveBehind(): Promise<void> {
+  async leaveBehind(at: 'change' | 'stop' = 'change'): Promise<void> {
     const shift = this.#shift;
     const a = this.#assignment;
     const dir = this.#dir;
@@ -280,12 +273,10 @@ export class DetectorLoop implements Component {
     this.#failing.clear();
     // What the transport learned of before the change and the drain did not take (a full PPU ramdisk, the drain
     // out of time, the detector away) is the ending shift's too, whenever it is fetched (A5): set aside for it then.
-    if (shift && a && this.transport.owe) {
-      // Known before owe(): a file it owes may be announced again (a reconnect) only later.
-      this.#owedShifts.set(shift.usertime, { shift: { usertime: shift.usertime, uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir },
+    // Not at a stop: what a stop could not drain goes to the next furkad's default shift (F6, README).
+    if (at === 'change' && shift && a && this.transport.owe) {
+      const owed = this.transport.owe(this.#heldAt, { usertime: shift.usertime, uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,
         target: a.target, configuredTarget: a.config.target });
-      if (this.#owedShifts.size > OWED_SHIFTS_MAX) this.#owedShifts.delete(this.#owedShifts.keys().next().value as bigint);
-      const owed = this.transport.owe(this.#heldAt, shift);
       if (owed > 0) {
         this.log.warn({ detector: this.id, files: owed, uid: shift.uid, gid: shift.gid, usertime: String(shift.usertime) },
           `${owed} ${owed === 1 ? 'file' : 'files'} announced before the shift change could not be taken yet: they stay the ending shift's, ` +
@@ -327,22 +318,22 @@ export class DetectorLoop implements Component {
   }
 
   /**
-   * RunContext.setAside: files fetched into staging for the ended shift `usertime` (owed to it) go where
+   * RunContext.setAside: files fetched into staging for the ended shift `owed` (owed to it) go where
    * leaveBehind() keeps that shift's files, and are placed into its directory in the background, soon (A5).
+   * `owed` comes from this furkad's shift change or from its own state_dir (root's, like the outbox).
    */
-  async #setAside(usertime: bigint, staging: string, rels: string[]): Promise<string[]> {
-    const owed = this.#owedShifts.get(usertime);
-    if (!owed || rels.length === 0) return [];
+  async #setAside(owed: OwedShift, staging: string, rels: string[]): Promise<string[]> {
+    if (rels.length === 0) return [];
     const step = this.#asideChain.then(async () => {
-      const root = leftBehindDir(owed.target, this.id, usertime);
+      const root = leftBehindDir(owed.target, this.id, owed.usertime);
       let lb = this.#leftBehind.find((l) => l.root === root);
       if (!lb) {
-        const dir = new ShiftDir(unmark(owed.target), owed.shift.usrdir, owed.shift.uid, owed.shift.gid, this.log,
-          splitMarked(owed.target).root, confinement(owed.configuredTarget));
-        lb = { shift: owed.shift, target: owed.target, dir, root, rels: new Set(), error: 'fetched after its shift ended' };
+        const shift = { usertime: owed.usertime, uid: owed.uid, gid: owed.gid, usrdir: owed.usrdir };
+        const dir = new ShiftDir(unmark(owed.target), owed.usrdir, owed.uid, owed.gid, this.log, splitMarked(owed.target).root, confinement(owed.configuredTarget));
+        lb = { shift, target: owed.target, dir, root, rels: new Set(), error: 'fetched after its shift ended' };
         // Whose they are is written first: a furkad killed meanwhile finds it beside them (adoptLeftBehind).
         await mkdir(root, { recursive: true, mode: 0o700 });
-        await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...owed.shift, usertime: String(usertime), target: owed.target }), { mode: 0o600 });
+        await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...shift, usertime: String(owed.usertime), target: owed.target }), { mode: 0o600 });
         this.#leftBehind.push(lb);
       }
       const moved: string[] = [];
@@ -609,7 +600,7 @@ export class DetectorLoop implements Component {
       othersWaiting: () => this.gate.contended,
       learnedBy: this.#draining ? this.#heldAt : Infinity,
       complete: (rels, checksums) => offer(batches, rels, checksums),
-      setAside: (usertime, rels) => this.#setAside(usertime, staging, rels),
+      setAside: (owed, rels) => this.#setAside(owed, staging, rels),
       completeInPlace: async (rels) => {
         try {
           placed += await this.#handOver(shift, a, rels.map((rel) => ({ rel, checksum: '', done: () => {} })));

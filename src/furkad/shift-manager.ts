@@ -87,7 +87,7 @@ export class ShiftManager implements Component {
       try {
         await Promise.all(all.map((l) => l.hold()));
         await Promise.all(all.map((l) => l.drain('stop')));
-        await Promise.all(all.map((l) => l.leaveBehind()));
+        await Promise.all(all.map((l) => l.leaveBehind('stop')));
       } catch (e) {
         this.log.error({ err: (e as Error).message }, 'placing the files of the running shift at the stop failed; the next furkad takes them into its shift');
       }

@@ -26,7 +26,7 @@ export class StagedProvenance {
    * takes no attributes is said once (the checksum still reaches grimseld's journal), any other failure once
    * per process with the file; the file is placed all the same (G12).
    */
-  write(fd: number, checksum: string, shift: Shift, rel: string): void {
+  write(fd: number, checksum: string, shift: Pick<Shift, 'usertime' | 'uid' | 'gid'>, rel: string): void {
     let ns: Namespace | undefined;
     try {
       ns = writeProvenance(fd, { checksum, shift: { startUs: shift.usertime, uid: shift.uid, gid: shift.gid }, detector: this.detector }, this.#namespace);

@@ -36,6 +36,20 @@ export interface RunOutcome {
   interrupted?: boolean;
 }
 
+/**
+ * An ended shift a transport owes files to (owe()): whose they are and where its detector delivered, so that a
+ * file fetched later, also by a furkad started since, is set aside for it (RunContext.setAside).
+ */
+export interface OwedShift {
+  usertime: bigint;
+  uid: number;
+  gid: number;
+  usrdir: string;
+  /** The marked target its assignment delivered below, and the detector's configured target (confinement). */
+  target: string;
+  configuredTarget: string;
+}
+
 /** What became of the files offered to `complete()`; a file in none of the lists was not noted (the run fails). */
 export interface Placed {
   /** Under their final names, noted in the outbox and queued for grimseld. */
@@ -87,12 +101,12 @@ export interface RunContext {
    *  they are only noted and handed over. */
   completeInPlace(rels: string[]): Promise<void>;
   /**
-   * These files are complete in `staging` but belong to the ended shift `usertime` (owed to it: see
+   * These files are complete in `staging` but belong to the ended shift `shift` (owed to it: see
    * Transport.owe), given that shift's owner: the loop sets them aside for it, as leaveBehind() does, places them
    * into that shift's directory in the background and hands them over with that shift, never this one (A5); then
    * `afterPlaced(rels, usertime)`. Resolves with the ones set aside (the others are still in staging).
    */
-  setAside(usertime: bigint, rels: string[]): Promise<string[]>;
+  setAside(shift: OwedShift, rels: string[]): Promise<string[]>;
 }
 
 /**
@@ -127,7 +141,7 @@ export interface RunContext {
  * |                                                      | then `afterPlaced(rels, usertime)`).                 |
  * | after the drain: what it learned of before the change| `owe(learnedBy, shift)`: those files are the old     |
  * | and did not take (the drain failed or ran out of     | shift's; fetched later with its owner and given to   |
- * | time) stays the old shift's (A5)                     | `ctx.setAside(usertime, rels)`, never `complete()`.  |
+ * | time) stays the old shift's (A5)                     | `ctx.setAside(shift, rels)`, never `complete()`.     |
  * | released after the change: the next run at once,     | `wake()`: end a waitForWork now (the new             |
  * | without waiting for work announced by the old one    | assignment may need another connection: its source)  |
  * | a set-aside file's kept copy is gone before placing  | `keptCopyLost(rels, usertime)`: its source may be    |
@@ -161,9 +175,10 @@ export interface Transport {
   /**
    * A shift change (or stop) is over for the ending shift `shift` (A5): files the transport learned of by
    * `learnedBy` (the drain's cutoff) and has not taken are that shift's, whenever they are fetched; each later run
-   * hands them to `ctx.setAside(shift.usertime, …)` with that shift's owner. Returns how many of them wait now.
+   * hands them to `ctx.setAside(shift, …)` with that shift's owner, also after a restart of furkad. Returns how
+   * many of them wait now.
    */
-  owe?(learnedBy: number, shift: Shift): number;
+  owe?(learnedBy: number, shift: OwedShift): number;
   /** Files set aside (forget) whose kept copy is gone before it was placed: their sources may be taken again. */
   keptCopyLost?(rels: string[], usertime: bigint): void;
   /** The detector is reachable now (the agent's connection is up), whatever the last run's verdict. */

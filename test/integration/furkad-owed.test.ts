@@ -12,10 +12,17 @@ import { mountTmpfs } from '../fixtures/tmpfs.js';
 
 const MB = 1024 * 1024;
 
-describe('furkad over the agent: a shift change while the PPU ramdisk is full (A5, F6)', function () {
+/** What happens to furkad between the shift change and the room coming back. */
+const CASES = [
+  { restart: 'none', name: 'furkad running on' },
+  { restart: 'stop', name: 'furkad restarted meanwhile (systemctl restart: the default shift)' },
+  { restart: 'kill', name: 'furkad killed meanwhile (its shift goes on)' },
+] as const;
+
+for (const { restart, name } of CASES) describe(`furkad over the agent: a shift change while the PPU ramdisk is full (${name}; A5, F6)`, function () {
   this.timeout(240_000);
 
-  it("places every image announced before StartShift into the old shift's directory, owned by its user, once there is room (A5)", async () => {
+  it(`places every image announced before StartShift into the old shift's directory, owned by its user, once there is room (${name}; A5)`, async () => {
     const ppu = new Ppu({ prefix: 'ppu-owed', transport: 'agent', ramdiskBytes: 20 * MB });
     const internal = path.join(ppu.storageRoot, 'internal');
     // A mountpoint that is not mounted: nothing is copied, so nothing on the PPU ramdisk is freed (G13).
@@ -29,6 +36,14 @@ describe('furkad over the agent: a shift change while the PPU ramdisk is full (A
       await ppu.furkad!.proc.said(/does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
       await ppu.startShift(600, 600, []);
       await ppu.furkad!.proc.said(/files announced before the shift change could not be taken yet: they stay the ending shift's/, 10_000);
+      // A furkad started since knows them as the old shift's too (agent-placed.jsonl).
+      if (restart === 'stop') {
+        assert.equal(await ppu.furkad!.proc.stop(30_000), 0, 'a clean stop');
+        await ppu.startFurkad();
+      } else if (restart === 'kill') {
+        await ppu.killFurkad();
+        await ppu.startFurkad();
+      }
       // Room again: INTERNAL mounted, copies made, originals of the old shift deleted (G5).
       mountTmpfs(internal, 200 * MB);
       const where = (rel: string): string[] => ['500_501', '600_600'].filter((u) => {

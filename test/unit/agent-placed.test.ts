@@ -178,6 +178,29 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     c.close();
   });
 
+  it('remembers files owed to an ended shift across a restart and a rewrite, until set aside, placed or dropped (A5)', () => {
+    const shift = { usertime: '1700000000000000', uid: 500, gid: 501, usrdir: '500_501', target: '/ram/./1mf', configuredTarget: '/ram/./1mf' };
+    const a = AgentPlaced.open(dir);
+    a.owe('1MF', shift, ['1:1:1', '2:2:2', '3:3:3', '4:4:4']);
+    a.setAside('1MF', [{ id: '1:1:1', rel: 'run/a.cbf', usertime: shift.usertime }]); // fetched and set aside for it
+    a.placed('1MF', [{ id: '2:2:2', rel: 'run/b.cbf' }]);
+    a.dropOwed('1MF', ['3:3:3']); // gone from the detector
+    assert.deepEqual(a.owedFiles('1MF'), [{ id: '4:4:4', shift }]);
+    a.close();
+    const b = AgentPlaced.open(dir);
+    assert.deepEqual(b.owedFiles('1MF'), [{ id: '4:4:4', shift }]);
+    assert.deepEqual(b.owedFiles('2MF'), [], 'per detector');
+    // Rewritten from what is open (the file grew large): still owed, with its shift.
+    const many = Array.from({ length: 6000 }, (_, i) => ({ id: `9:${i}:1`, rel: `many/${'x'.repeat(120)}${i}.cbf` }));
+    b.placed('1MF', many);
+    b.answered('1MF', many.map((f) => f.id), many.map((f) => f.rel));
+    b.close();
+    assert.ok(statSync(path.join(dir, 'agent-placed.jsonl')).size < 4096, 'rewritten to what is open');
+    const c = AgentPlaced.open(dir);
+    assert.deepEqual(c.owedFiles('1MF'), [{ id: '4:4:4', shift }]);
+    c.close();
+  });
+
   it('finds a placed file by size and mtime under its name or a numbered one, never through a link', () => {
     const u = path.join(dir, 'u');
     mkdirSync(path.join(u, 'run'), { recursive: true });
