@@ -18,6 +18,8 @@ const INSPECT_AT_ONCE = 64;
 
 /** A path refused at the door: the message names the path and the reason. */
 export class RejectedPath extends Error {}
+/** A file that could not be looked at for a reason of grimseld's own (out of descriptors): not refused, asked again. */
+class NotNow extends Error {}
 
 /** Half a UTF-16 surrogate pair on its own: no file name, and not storable as UTF-8 (path-table.ts). */
 const LONE_SURROGATE = /\p{Cs}/u;
@@ -70,6 +72,9 @@ async function inspect(p: string, rootOf: RootOf, caller?: Caller): Promise<NewF
   return { src, rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
 }
 
+/** Errors of looking at a file that say nothing of the file: the look is tried again, not the file refused. */
+const TRANSIENT = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EINTR', 'EIO']);
+
 /** lstat of `src` reached from `root` without following links (see inspect); undefined when it or a directory on the way is missing. */
 function lookAt(root: string, src: string): Stats | undefined {
   let held: { dir: DirFd; name: string } | undefined;
@@ -80,6 +85,9 @@ function lookAt(root: string, src: string): Stats | undefined {
     if (e instanceof UnsafePath) {
       throw new RejectedPath(`'${src}': its path holds a symbolic link or a file where a directory should be, never followed (${e.message})`);
     }
+    // grimseld out of descriptors or memory, an I/O error: nothing is known of the file yet, and it is not refused
+    // for that (counted failed, never copied); the delivery fails and furkad hands it over again (G12).
+    if (TRANSIENT.has((e as NodeJS.ErrnoException).code ?? '')) throw new NotNow(`cannot look at '${src}' now: ${(e as Error).message}`);
     throw new RejectedPath(`'${src}' cannot be looked at: ${(e as Error).message}`);
   }
   if (!held) return undefined;
@@ -136,6 +144,8 @@ export class Intake {
       try {
         files.push({ ...await inspect(p, this.#rootOf), ...this.#provenance(p, checksum, detector) });
       } catch (e) {
+        // Not a verdict on the file (lookAt: out of descriptors): the whole delivery fails, furkad hands it over again.
+        if (e instanceof NotNow) throw e;
         refused.push({ path: p, reason: (e as Error).message });
       }
     }
