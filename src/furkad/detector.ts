@@ -287,21 +287,9 @@ export class DetectorLoop implements Component {
     const staging = stagingDir(a.target, this.id);
     const root = leftBehindDir(a.target, this.id, shift.usertime);
     const lb: LeftBehind = { shift: { usertime: shift.usertime, uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir }, target: a.target, dir, root, rels: new Set(), error: this.stats.lastError };
-    // Whose they are is written first: a furkad killed meanwhile finds it beside them (adoptLeftBehind).
-    await mkdir(root, { recursive: true, mode: 0o700 });
-    await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(shift.usertime), target: a.target }), { mode: 0o600 });
-    for (const rel of rels) {
-      try {
-        await mkdir(path.dirname(path.join(root, 'files', rel)), { recursive: true, mode: 0o700 });
-        await rename(path.join(staging, rel), path.join(root, 'files', rel));
-        lb.rels.add(rel);
-      } catch (e) {
-        // Gone from staging: nothing to keep. Anything else: it stays in staging, named in the log.
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT') {
-          this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, 'a file of the ending shift cannot be set aside; it stays in staging');
-        }
-      }
-    }
+    await this.#keepFor(lb);
+    // Gone from staging: nothing to keep, and nothing to say.
+    await this.#moveInto(lb, staging, rels, 'a file of the ending shift cannot be set aside; it stays in staging', true);
     // Only what was really set aside: a file that stayed in staging is still this transport's to offer.
     this.transport.forget?.([...lb.rels], shift.usertime);
     if (lb.rels.size === 0) {
@@ -331,23 +319,10 @@ export class DetectorLoop implements Component {
         const shift = { usertime: owed.usertime, uid: owed.uid, gid: owed.gid, usrdir: owed.usrdir };
         const dir = new ShiftDir(unmark(owed.target), owed.usrdir, owed.uid, owed.gid, this.log, splitMarked(owed.target).root, confinement(owed.configuredTarget));
         lb = { shift, target: owed.target, dir, root, rels: new Set(), error: 'fetched after its shift ended' };
-        // Whose they are is written first: a furkad killed meanwhile finds it beside them (adoptLeftBehind).
-        await mkdir(root, { recursive: true, mode: 0o700 });
-        await writeFile(path.join(root, 'shift.json'), JSON.stringify({ ...shift, usertime: String(owed.usertime), target: owed.target }), { mode: 0o600 });
+        await this.#keepFor(lb);
         this.#leftBehind.push(lb);
       }
-      const moved: string[] = [];
-      for (const rel of rels) {
-        try {
-          await mkdir(path.dirname(path.join(root, 'files', rel)), { recursive: true, mode: 0o700 });
-          await rename(path.join(staging, rel), path.join(root, 'files', rel));
-          lb.rels.add(rel);
-          moved.push(rel);
-        } catch (e) {
-          this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, 'a file of an earlier shift cannot be set aside for it; it stays in staging');
-        }
-      }
-      return moved;
+      return this.#moveInto(lb, staging, rels, 'a file of an earlier shift cannot be set aside for it; it stays in staging', false);
     });
     this.#asideChain = step.catch(() => undefined);
     const moved = await step;
@@ -357,6 +332,32 @@ export class DetectorLoop implements Component {
       this.#retryTimer = undefined;
       this.#retryMs = LEFT_BEHIND_RETRY_MS[0];
       this.#scheduleRetry();
+    }
+    return moved;
+  }
+
+  /** Makes `lb`'s directory, whose it is written first (shift.json): a furkad killed meanwhile finds it beside its files (adoptLeftBehind). */
+  async #keepFor(lb: LeftBehind): Promise<void> {
+    await mkdir(lb.root, { recursive: true, mode: 0o700 });
+    await writeFile(path.join(lb.root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(lb.shift.usertime), target: lb.target }), { mode: 0o600 });
+  }
+
+  /**
+   * Moves `rels` from `staging` into `lb`'s files and returns those moved. One that cannot be moved stays in staging,
+   * named in the log with `failed`, unless it is gone from staging and `quietIfGone`.
+   */
+  async #moveInto(lb: LeftBehind, staging: string, rels: string[], failed: string, quietIfGone: boolean): Promise<string[]> {
+    const moved: string[] = [];
+    for (const rel of rels) {
+      try {
+        await mkdir(path.dirname(path.join(lb.root, 'files', rel)), { recursive: true, mode: 0o700 });
+        await rename(path.join(staging, rel), path.join(lb.root, 'files', rel));
+        lb.rels.add(rel);
+        moved.push(rel);
+      } catch (e) {
+        if (quietIfGone && (e as NodeJS.ErrnoException).code === 'ENOENT') continue;
+        this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, failed);
+      }
     }
     return moved;
   }
