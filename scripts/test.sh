@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test tier in order and closes with one line adding them up. A tier that cannot run
-# (no tests found, a tool missing) fails the whole run: nothing is skipped quietly.
+# (no tests found, a tool missing) fails the whole run: nothing is skipped quietly. Failed tests are
+# named after the total, so the tail of a CI log says which.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 TIERS=(${TEST_TIERS:-unit integration node16 system})
@@ -25,6 +26,9 @@ import json, sys
 rows = [json.loads(l) for l in open(sys.argv[1]) if l.strip()]
 p = sum(r["passed"] for r in rows); f = sum(r["failed"] for r in rows); s = sum(r["skipped"] for r in rows)
 print(f"total: {p} passed, {f} failed, {s} skipped")
+for r in rows:
+    for t in r.get("failures", []):
+        print(f"failed in {r['tier']}: {t}")
 PY
 rm -f "$summary"
 exit $rc
