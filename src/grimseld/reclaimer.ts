@@ -184,6 +184,8 @@ export class Reclaimer {
     if (this.#shiftChanged || (this.#retryAt > 0 && monotonicMs() >= this.#retryAt)) await this.#cleanEarlierShifts();
     await this.#guard('ramdisk', this.settings.ramdiskMountpoint);
     if (this.external && this.internal.mountpoint) await this.#guard('internal', this.internal.mountpoint);
+    // The pauses of deletions that failed, for records settled meanwhile (by either guard or the clean-up), go.
+    for (const id of this.#pauses.keys()) if (!this.catalog.record(id)) this.#pauses.delete(id);
   }
 
   /**
@@ -272,7 +274,6 @@ export class Reclaimer {
     // after a pause that grows while it keeps failing (one DEL_ERROR per try, not four a second).
     this.#shiftChanged = waiting;
     this.#retryAt = nextTry;
-    for (const id of this.#pauses.keys()) if (!this.catalog.record(id)) this.#pauses.delete(id); // settled meanwhile
   }
 
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */
@@ -343,7 +344,6 @@ export class Reclaimer {
     }
     fill = await fillState(mountpoint);
     this.#alarm(where, mountpoint, fill.percent);
-    for (const id of this.#pauses.keys()) if (!this.catalog.record(id)) this.#pauses.delete(id); // settled meanwhile
   }
 
   /** Whether the original of `rec` (or the link that replaced it) is still on the ramdisk: its internal copy is needed. */
