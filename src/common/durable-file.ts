@@ -1,5 +1,6 @@
 // Small state files that must survive a crash or a power cut whole: the old content or the new, never a mix.
-import { closeSync, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { open, rename, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 
 /** Writes `text` to `file`: a new file, flushed, renamed over the old one, the rename flushed. */
@@ -21,5 +22,42 @@ export function writeDurably(file: string, text: string, mode = 0o644): void {
     fsyncSync(dir);
   } finally {
     closeSync(dir);
+  }
+}
+
+export interface DurableWriteOptions {
+  mode?: number;
+  /** What the side file's name adds to the file's (default ".tmp"). */
+  suffix?: string;
+  /** Asked after the side file is flushed: a rejection leaves the old file standing and removes the side file. */
+  beforeRename?: () => Promise<void>;
+}
+
+/**
+ * writeDurably for a directory others may write in too: the side file is made afresh, never through a link or over
+ * one someone else made, and `beforeRename` can check that the directory is still the one meant.
+ */
+export async function writeDurablyAsync(file: string, text: string, options: DurableWriteOptions = {}): Promise<void> {
+  const tmp = `${file}${options.suffix ?? '.tmp'}`;
+  await unlink(tmp).catch(() => undefined);
+  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, options.mode ?? 0o644);
+  try {
+    try {
+      await fh.writeFile(text);
+      await fh.sync();
+    } finally {
+      await fh.close();
+    }
+    await options.beforeRename?.();
+  } catch (e) {
+    await unlink(tmp).catch(() => undefined);
+    throw e;
+  }
+  await rename(tmp, file);
+  const dir = await open(path.dirname(file), constants.O_RDONLY | constants.O_DIRECTORY);
+  try {
+    await dir.sync();
+  } finally {
+    await dir.close();
   }
 }

@@ -11,9 +11,10 @@
 // A disk the mark cannot be written to (read-only) is looked at again only when its target changes (device, inode).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, rename, stat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, open, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { sleep } from '../common/abort.js';
+import { writeDurablyAsync } from '../common/durable-file.js';
 import type { Logger } from '../common/logger.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { SaidOnce } from '../common/said-once.js';
@@ -63,29 +64,16 @@ export async function readMark(target: string): Promise<string | 'none'> {
  */
 export async function writeMark(target: string, mark: string, storage: string, stillThere: () => Promise<boolean>): Promise<void> {
   await mkdir(target, { recursive: true, mode: 0o755 });
-  const tmp = path.join(target, `${MARK_FILE}.new`);
-  await unlink(tmp).catch(() => undefined);
-  const fh = await open(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, 0o644);
-  try {
-    await fh.writeFile(`${MARK_HEAD}\n${mark}\n` +
-      `grimseld marks the disk its copies of storage ${storage} are on with this file. Without it (or with another mark),\n` +
-      'grimseld takes the disk for another one: it looks for every copy it still needs here and copies again those\n' +
-      'that are not (README, "A storage whose disk is swapped").\n');
-    await fh.sync();
-  } finally {
-    await fh.close();
-  }
-  if (!(await stillThere())) {
-    await unlink(tmp).catch(() => undefined);
-    throw new Error(`${target} is not on the disk found mounted any more`);
-  }
-  await rename(tmp, path.join(target, MARK_FILE));
-  const dir = await open(target, constants.O_RDONLY | constants.O_DIRECTORY);
-  try {
-    await dir.sync();
-  } finally {
-    await dir.close();
-  }
+  const text = `${MARK_HEAD}\n${mark}\n` +
+    `grimseld marks the disk its copies of storage ${storage} are on with this file. Without it (or with another mark),\n` +
+    'grimseld takes the disk for another one: it looks for every copy it still needs here and copies again those\n' +
+    'that are not (README, "A storage whose disk is swapped").\n';
+  await writeDurablyAsync(path.join(target, MARK_FILE), text, {
+    suffix: '.new',
+    beforeRename: async () => {
+      if (!(await stillThere())) throw new Error(`${target} is not on the disk found mounted any more`);
+    },
+  });
 }
 
 /** The device and inode of `dir` ('none' when it is not there): what tells an unmarked target from another. */
