@@ -32,6 +32,20 @@ async function openCatalog(storages: string[], hasExternal: boolean): Promise<{ 
   return { root, journal: opened.journal, catalog };
 }
 
+/**
+ * A Dispatcher whose storages' mount points answer as `mounted()` says, on a clock that moves a second per check;
+ * the retries and looks it schedules are put into `later` instead of run.
+ */
+function withFakeMounts(catalog: Catalog, storages: StorageInfo[], hub: MessageHub, mounted: () => boolean,
+  later: Array<{ ms: number; fn: () => void }>): Dispatcher {
+  const quiet = pino({ level: 'silent' });
+  let clock = 0;
+  return new Dispatcher(catalog, storages, hub, quiet, {
+    mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted(), () => (clock += 1001), async () => (mounted() ? 7 : 1)),
+    later: (ms, fn) => { later.push({ ms, fn }); return () => undefined; },
+  });
+}
+
 async function closeAll(stop: AbortController, dispatcher: Dispatcher, journal: Journal, root: string): Promise<void> {
   stop.abort();
   dispatcher.stop();
@@ -154,13 +168,8 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     messages = [];
     hub.subscribe((m) => messages.push(m));
     mounted = true;
-    // The usb storage's mount point answers as `mounted` says, on a clock that moves a second per check.
-    let clock = 0;
     scheduled = [];
-    dispatcher = new Dispatcher(catalog, storages, hub, quiet, {
-      mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001), async () => (mounted ? 7 : 1)),
-      later: (ms, fn) => { scheduled.push({ ms, fn }); return () => undefined; },
-    });
+    dispatcher = withFakeMounts(catalog, storages, hub, () => mounted, scheduled); // the usb storage's mount point
     stop = new AbortController();
   });
   afterEach(() => closeAll(stop, dispatcher, journal, root));
@@ -498,12 +507,8 @@ describe('the dispatcher when the only copy left to read is on a storage that is
     messages = [];
     hub.subscribe((m) => messages.push(m));
     mounted = true;
-    let clock = 0;
     looks = [];
-    dispatcher = new Dispatcher(catalog, storages, hub, quiet, {
-      mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted, () => (clock += 1001), async () => (mounted ? 7 : 1)),
-      later: (ms, fn) => { looks.push({ ms, fn }); return () => undefined; },
-    });
+    dispatcher = withFakeMounts(catalog, storages, hub, () => mounted, looks);
     stop = new AbortController();
   });
   afterEach(() => closeAll(stop, dispatcher, journal, root));
