@@ -53,14 +53,20 @@ describe('an EXTERNAL disk swapped for an empty one while grimseld runs (G3, G5,
   const swapSaid = (messages: Array<[string, string, string]>) => messages.filter(([code, short, long]) => code === 'COPY_ERROR' &&
     short === `${mnt}:${mnt}/data` && /is not the one grimseld copied to/.test(long));
 
-  it('says once that the disk is another, counts the shift\'s files pending there again and copies them to it; a restart says nothing new', async () => {
-    await ppu.startShift(2100, 2101, []);
-    const files = stream(ppu, 'a', 10, 40_000);
-    await copiedAll(ppu, 2100, 10, 2);
+  /** Shift `uid` (gid uid + 1) streams `n` files into `dir`, each copied to both storages; then the user's disk is swapped for an empty one. */
+  const streamThenSwap = async (uid: number, dir: string, n: number) => {
+    await ppu.startShift(uid, uid + 1, []);
+    const files = stream(ppu, dir, n, 40_000);
+    await copiedAll(ppu, uid, n, 2);
     const msgs = await collectMessages(ppu);
-    // The user takes their disk away and puts an empty one in its place.
     unmount(mnt);
     mountImage(newDisk(path.join(ppu.work, 'second.img')), mnt);
+    return { files, msgs };
+  };
+
+  it('says once that the disk is another, counts the shift\'s files pending there again and copies them to it; a restart says nothing new', async () => {
+    // The user takes their disk away and puts an empty one in its place.
+    const { files, msgs } = await streamThenSwap(2100, 'a', 10);
     await eventually(() => files.every((f) => existsSync(path.join(mnt, 'data/1mf/2100_2101', f.rel))), 60_000, 'the shift\'s files copied to the new disk');
     for (const f of files) assert.equal(sha256File(readFileSync(path.join(mnt, 'data/1mf/2100_2101', f.rel))), f.sha256, `${f.rel} on the new disk`);
     await copiedAll(ppu, 2100, 10, 2);
@@ -80,12 +86,7 @@ describe('an EXTERNAL disk swapped for an empty one while grimseld runs (G3, G5,
   });
 
   it('swapped just before a shift change: the earlier shift\'s internal copies go only once copied to the new disk, with no DEL_ERROR (G5)', async () => {
-    await ppu.startShift(2300, 2301, []);
-    const old = stream(ppu, 'a', 12, 40_000);
-    await copiedAll(ppu, 2300, 12, 2);
-    const msgs = await collectMessages(ppu);
-    unmount(mnt);
-    mountImage(newDisk(path.join(ppu.work, 'second.img')), mnt);
+    const { files: old, msgs } = await streamThenSwap(2300, 'a', 12);
     await ppu.startShift(2400, 2401, []);
     const fresh = stream(ppu, 'b', 3, 40_000);
     await copiedAll(ppu, 2400, 3, 2);
