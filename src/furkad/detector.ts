@@ -481,6 +481,14 @@ export class DetectorLoop implements Component {
     this.#scheduleRetry();
   }
 
+  /** What the furkad before this one (ended by a crash) counted for shift `usertime`: added, if this loop serves that shift. */
+  countEarlier(usertime: bigint, counts: { files: number; bytes: number }): void {
+    if (this.#shift?.usertime !== usertime || !this.#assignment) return;
+    this.stats.files += counts.files;
+    this.stats.bytes += counts.bytes;
+    this.changed.emit();
+  }
+
   /** Serves `assignment` of `shift` from now on (undefined: this detector is idle in that shift). */
   assign(shift: Shift, assignment: Assignment | undefined): void {
     // The old shift's directory handle: files set aside for it (leaveBehind) open it again when retried.

@@ -23,6 +23,7 @@ import { Outbox, placedFiles } from './outbox.js';
 import { ShiftManager } from './shift-manager.js';
 import { planShift, shiftIds } from './shift.js';
 import { readLastShift, writeLastShift } from './shift-floor.js';
+import { ShiftCounts } from './shift-counts.js';
 import { defaultsOf, forgetRunningShift, keepRunningShift, readRunningShift, touchRunningShift, TOUCH_EVERY_MS, whyNotResume } from './shift-resume.js';
 import { nextBoundary, ShiftSchedule } from './shift-schedule.js';
 import { FurkadMetrics } from './metrics.js';
@@ -130,10 +131,17 @@ async function main(): Promise<number> {
   // The kept shift is still running (shift-resume.ts).
   const touch = setInterval(() => { if (keptHere) touchRunningShift(config.state_dir); }, TOUCH_EVERY_MS);
   touch.unref();
+  // Each detector's count of the running shift's files goes on across a crash (shift-counts.ts).
+  const counts = new ShiftCounts(config.state_dir, log);
   if (await components.start(stop)) {
+    if (kept) for (const [id, c] of counts.read(kept.usertime)) loops.find((l) => l.id === id)?.countEarlier(kept.usertime, c);
     notifier.ready(statusLine(shifts, loops, handover) + licenseNote);
     log.info({ detectors: loops.map((l) => l.id) }, 'furkad ready');
-    const statusTimer = setInterval(() => notifier.status(statusLine(shifts, loops, handover, schedule) + licenseNote), 1000);
+    const statusTimer = setInterval(() => {
+      notifier.status(statusLine(shifts, loops, handover, schedule) + licenseNote);
+      const running = shifts.shift;
+      if (keptHere && !stopAsked && running) counts.keep(running.usertime, loops.map((l) => [l.id, { files: l.stats.files, bytes: l.stats.bytes }]));
+    }, 1000);
     await stop;
     clearInterval(statusTimer);
   }

@@ -1,7 +1,7 @@
 // furkad's shifts: a change in the middle of a stream, refused requests, planted symlinks, and its log
 // file rotation; runs without a license key, so in single-thread mode (F4, F6, F8, S4).
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readdirSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { burstAcrossStop, freezeAcrossShiftAndStop, streamAcrossShiftChange } from '../fixtures/shift-split.js';
@@ -67,17 +67,29 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
     await freezeAcrossShiftAndStop(ppu, { freeze: () => process.kill(-group(), 'SIGSTOP'), thaw: () => process.kill(-group(), 'SIGCONT'), count: 300, bytes: 100_000 });
   });
 
-  it('goes on with the shift it ran after it was killed (a crash), and starts the default one after a clean stop (F6, A5)', async () => {
+  it('goes on with the shift it ran after it was killed (a crash), counting its files on, and starts the default one after a clean stop (F6, A5)', async () => {
     await ppu.startShift(540, 541, [['1MF', '', '']]);
     const [usertime] = await furkaProperty<[bigint, number, number]>(ppu, 'Shift');
     const det = ppu.detectorRamdisks['1MF']!;
     const own = path.join(ppu.ppuRamdisk, '1mf', '540_541');
+    const counted = async (): Promise<[bigint, bigint]> => {
+      const row = (await furkaProperty<Row[]>(ppu, 'Detectors')).find((r) => r[0] === '1MF')!;
+      return [row[3], row[4]];
+    };
+    const before = [writeImage(det, 'crash/before-1.cbf', 10_000), writeImage(det, 'crash/before-2.cbf', 10_000)];
+    await eventually(() => before.every((f) => existsSync(path.join(own, f.rel))), 20_000, 'the files before the crash placed');
+    await eventually(async () => (await counted())[0] === 2n, 10_000, 'the files before the crash counted');
+    const keptCounts = path.join(ppu.work, 'furkad-state', 'running-shift-counts.json');
+    await eventually(() => existsSync(keptCounts) && /"1MF":\{"files":2,/.test(readFileSync(keptCounts, 'utf8')), 10_000, 'the count kept in state_dir');
     await ppu.killFurkad();
     const during = writeImage(det, 'crash/during.cbf', 10_000); // written while no furkad ran
     await ppu.startFurkad(); // as systemd does after a crash (Restart=on-failure)
     assert.deepEqual(await furkaProperty<[bigint, number, number]>(ppu, 'Shift'), [usertime, 540, 541], 'the same shift, id and owner');
     const after = writeImage(det, 'crash/after.cbf', 10_000);
     await eventually(() => existsSync(path.join(own, during.rel)) && existsSync(path.join(own, after.rel)), 20_000, 'both in the shift that ran');
+    // Detectors counts the shift's files on: the two before the crash and the two since, not the two since alone.
+    await eventually(async () => (await counted())[0] === 4n, 10_000, 'the shift\'s count going on across the crash');
+    assert.ok((await counted())[1] >= 40_000n, `its bytes too: ${(await counted())[1]}`);
     assert.equal(statSync(path.join(own, after.rel)).uid, 540, 'owned by it (F3)');
     assert.equal((await ppu.queryStatus(1))[0]![0], usertime, 'grimseld counts them in that shift too');
     assert.equal(await ppu.furkad!.proc.stop(30_000, 'leader'), 0);
