@@ -38,7 +38,8 @@ export function peerName(p: { address: string; port: number }): string {
 }
 
 /**
- * The holders of sources. A claim is decided one at a time (two clients asking at once cannot both be served),
+ * The holders of sources. Claims of overlapping sources are decided one at a time (two clients asking at once
+ * cannot both be served),
  * against every holder of an overlapping source on another connection: one that answers a ping keeps its
  * source and the claim is refused; one that does not is taken as dead, its connection closed, and the claim is
  * served. Two streams on one connection are one client (never refused for each other). No identity a client
@@ -48,7 +49,8 @@ export function peerName(p: { address: string; port: number }): string {
  */
 export class SourceHolders {
   readonly #holders = new Set<Holder>();
-  #queue: Promise<unknown> = Promise.resolve();
+  /** Claims not yet decided, each with its settling: a claim waits only for earlier ones of an overlapping source. */
+  readonly #deciding = new Set<{ source: string; decided: Promise<unknown> }>();
 
   constructor(private readonly log: Logger, private readonly probeMs = PROBE_MS) {}
 
@@ -58,8 +60,13 @@ export class SourceHolders {
 
   /** Claims `source` for the events `stream`; once granted, it is held until the stream closes. */
   claim(source: string, stream: http2.ServerHttp2Stream): Promise<Claim> {
-    const next = this.#queue.then(() => this.#claim(source, stream));
-    this.#queue = next.catch(() => undefined);
+    // Two claims of overlapping sources are decided one after the other; a claim of another source is not held up
+    // by one that waits for a silent holder's ping (PROBE_MS).
+    const earlier = [...this.#deciding].filter((d) => overlaps(d.source, source)).map((d) => d.decided);
+    const next = Promise.all(earlier).then(() => this.#claim(source, stream));
+    const entry = { source, decided: next.catch(() => undefined) };
+    this.#deciding.add(entry);
+    void entry.decided.then(() => this.#deciding.delete(entry));
     return next;
   }
 
@@ -69,6 +76,8 @@ export class SourceHolders {
     const peer = { address: socket?.remoteAddress ?? '(unknown)', port: socket?.remotePort ?? 0 };
     for (const h of [...this.#holders]) {
       if (!overlaps(h.source, source) || h.session === session) continue;
+      this.log.info({ holder: peerName(h), held: `/${h.source}`, peer: peerName(peer), source: `/${source}` },
+        `an events client asked for a source another one holds: is that one still there? (a ping, up to ${this.probeMs} ms)`);
       if (await answers(h.session, this.probeMs)) {
         const key = `${peer.address} ${source}`;
         if (!h.refusedLogged.has(key)) {

@@ -99,4 +99,20 @@ describe('furka-agent serves each source to one events client at a time (A3, A4)
     await agent.proc.said(/did not answer a ping within 3000 ms: its connection is taken as dead and closed/);
     assert.equal(staleEvents.files('y.cbf').length, 0, 'the silent link delivered nothing');
   });
+  it('decides a claim of another source at once while a claim waits for a silent holder\'s ping (A3)', async () => {
+    proxy = await SilentProxy.start(() => agent.port);
+    const stale = open({}, proxy.port);
+    await synced(stale.events('/ab'), 'the client behind the proxy');
+    proxy.silenceAfter = 0;
+    writeFileSync(path.join(root, 'ab', 'z.cbf'), 'z');
+    await eventually(() => proxy!.silenced === 1, 10_000, 'the link to the holder silent');
+    const order: string[] = [];
+    const fresh = open().events('/ab'); // waits for the silent holder's ping (3 s)
+    await agent.proc.said(/"source":"\/ab".*is that one still there/, 5_000);
+    const other = open().events('/a'); // another source: nobody holds it
+    await Promise.all([synced(fresh, 'the new client of /ab').then(() => order.push('/ab')),
+      synced(other, 'the client of /a').then(() => order.push('/a'))]);
+    assert.deepEqual(order, ['/a', '/ab'], 'the client of /a served before the ping of /ab\'s silent holder gave up, not after it');
+    assert.equal(fresh.files('z.cbf').length, 1);
+  });
 });
