@@ -121,6 +121,13 @@ export class Reclaimer {
    * doubling while it keeps failing (G5, G6, G7). Kept per file, so a clean-up cut into slices tries each once per pause.
    */
   #pauses = new Map<number, { at: number; ms: number }>();
+  /**
+   * The clean-up's deletions that wait for a storage (unmounted or read-only), per storage, over a whole pass however
+   * many slices it takes: said once the pass is through, with all of them counted, each once.
+   */
+  readonly #blockedInPass = new Map<StorageInfo, Set<number>>();
+  /** The same for each fill guard's round (G6, G7), over the ticks it takes. */
+  readonly #blockedInRound = new Map<Where, Map<StorageInfo, Set<number>>>();
   /** Mount points as last read (at most once a second): each guard tick and clean-up asks. */
   #mountChecks = new Map<string, { ok: boolean; at: number; why: string }>();
   /** Each storage's 'not mounted', per code: one message per storage, not one per file, again every UNMOUNTED_REPEAT_MS. */
@@ -203,11 +210,12 @@ export class Reclaimer {
     // A deletion that needs a storage that is not mounted (G13) waits for it, looked at on every tick, and is said
     // once for the storage: tried, each would fail on the bare mount point with a DEL_ERROR of its own.
     await this.#readMounts();
-    const blocked = new Map<StorageInfo, number>();
+    const blocked = this.#blockedInPass;
     const blockedBy = (rec: FileRecord, where: Where): boolean => {
       const down = this.#downFor(rec, where);
       if (down) {
-        blocked.set(down, (blocked.get(down) ?? 0) + 1);
+        const ids = blocked.get(down) ?? new Set<number>();
+        blocked.set(down, ids.add(rec.id));
         waiting = true;
       }
       return down !== undefined;
@@ -255,17 +263,18 @@ export class Reclaimer {
         else if (!blockedBy(rec, 'internal')) await remove(rec, 'internal');
       }
     }
-    for (const [st, n] of blocked) {
-      const ro = this.#readOnly.has(st);
-      this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint ?? st.target} ${this.#downWhy(st)}; ${n} originals of ended shifts ` +
-        `${ro ? 'which lie on it' : 'whose copies are checked on it, or which lie on it,'} are not deleted until it is ${ro ? 'writable' : 'mounted'} again (G5)`);
-    }
     if (cut) {
       // Not through: the next tick goes on (from the start: what was done here is skipped quickly, a deletion that
       // failed too, until its pause is over).
       if (starts === this.#shiftStarts) this.#shiftChanged = true;
       return;
     }
+    for (const [st, ids] of blocked) {
+      const ro = this.#readOnly.has(st);
+      this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint ?? st.target} ${this.#downWhy(st)}; ${ids.size} originals of ended shifts ` +
+        `${ro ? 'which lie on it' : 'whose copies are checked on it, or which lie on it,'} are not deleted until it is ${ro ? 'writable' : 'mounted'} again (G5)`);
+    }
+    blocked.clear();
     this.#links.sweep(current); // in the background: the fill guards go on meanwhile
     // A shift that started meanwhile made the shift before it an earlier one too: its start set the mark and reset
     // the retry state; deletions that failed after it keep their pause.
@@ -285,21 +294,29 @@ export class Reclaimer {
     // The internal guard's bare mount point: the fill is the root file system's, and no original is there (G13).
     if (where === 'internal' && down?.has(this.internal)) return;
     this.#alarm(where, mountpoint, fill.percent);
-    if (fill.percent < this.settings.fillLimitPercent) return;
+    const blocked = this.#blockedInRound.get(where) ?? new Map<StorageInfo, Set<number>>();
+    this.#blockedInRound.set(where, blocked);
+    if (fill.percent < this.settings.fillLimitPercent) {
+      blocked.clear();
+      return;
+    }
     const copyHolder = where === 'ramdisk' ? this.internal : this.external!;
     const links = where === 'internal' || this.settings.createLinks;
     // An original whose copy is on a storage that is not mounted is not tried (each would fail on the bare mount
     // point, four times a second, G13): said once for the storage instead (the mount points were read above).
-    const blocked = new Map<StorageInfo, number>();
     const now = monotonicMs();
     const current = this.catalog.currentShift?.usertime;
     let freed = 0;
     const slice = this.settings.cleanSliceMs ?? CLEAN_SLICE_MS;
     const sliceEnds = monotonicMs() + slice;
     let tried = 0;
+    let cut = false;
     for (const rec of this.catalog.originalsOn(where, this.internal.id)) {
       // The rest at the next tick, after the other guard (and the clean-up): it goes on from the oldest left.
-      if (tried > 0 && (slice === 0 || monotonicMs() >= sliceEnds)) break;
+      if (tried > 0 && (slice === 0 || monotonicMs() >= sliceEnds)) {
+        cut = true;
+        break;
+      }
       if (!this.catalog.copiedOn(rec, copyHolder.id)) continue;
       let down = this.#downFor(rec, where);
       const pause = this.#pauses.get(rec.id);
@@ -319,7 +336,7 @@ export class Reclaimer {
       if (!linked) {
         // A failure re-reads the mount table: a storage unmounted since the last reading holds up the rest of this round too.
         down ??= this.#downFor(rec, where);
-        if (down) blocked.set(down, (blocked.get(down) ?? 0) + 1);
+        if (down) blocked.set(down, (blocked.get(down) ?? new Set<number>()).add(rec.id));
         // Left alone without an error: settled, or its copy went with its disk (pending again, not tried till copied).
         else if (this.catalog.isLive(rec) && !this.#copyPending(rec, where)) this.#pause(rec.id, pause?.ms);
         continue;
@@ -336,12 +353,15 @@ export class Reclaimer {
         if (fill.percent < this.settings.fillLimitPercent) break;
       }
     }
-    for (const [st, n] of blocked) {
+    // Said once the round is through, with what waits in all its slices (each original once).
+    for (const [st, ids] of cut ? [] : blocked) {
       const ro = this.#readOnly.has(st);
+      const n = ids.size;
       this.#sayUnmounted(links ? 'LINK_ERROR' : 'DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint ?? st.target} ${this.#downWhy(st)}; ` +
         `${mountpoint} is ${fill.percent.toFixed(1)}% full (limit ${this.settings.fillLimitPercent}%), and ${n} originals there whose ` +
         `copies are checked on it are not ${links ? 'replaced by links to their copies' : 'deleted'} until it is ${ro ? 'writable' : 'mounted'} again`);
     }
+    if (!cut) blocked.clear();
     fill = await fillState(mountpoint);
     this.#alarm(where, mountpoint, fill.percent);
   }

@@ -146,6 +146,29 @@ describe('the reclaimer while a storage it needs is not mounted, or a file canno
     assert.ok(recs.every((r) => r.internal === 'present'), 'no internal copy touched');
   });
 
+  it('G6 counts every original that waits for an unmounted storage in its one LINK_ERROR, however many slices the round takes', async () => {
+    const ramdisk = mountTmpfs(path.join(root, 'ramdisk'), 4 * MB);
+    const internalAt = path.join(root, 'internal');
+    const externalAt = path.join(root, 'external');
+    bind(path.join(root, 'extdisk'), externalAt);
+    const catalog = await catalogOf(['internal', 'external'], ramdisk);
+    const recs = await deliver(catalog, ramdisk, 10, { internal: path.join(internalAt, 'data'), external: path.join(externalAt, 'data') });
+    // Every other file's internal copy was replaced by a link to its external copy (G7): its original is checked
+    // against the external disk, which is taken away; the others are linked, one per slice.
+    for (const rec of recs.filter((_, i) => i % 2 === 0)) await catalog.setOrigin(rec, 'internal', 'linked');
+    writeFileSync(path.join(ramdisk, 'filler'), Buffer.alloc(3 * MB, 1));
+    const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: path.join(internalAt, 'data'), mountpoint: undefined, writers: 1 };
+    const external: StorageInfo = { id: 'external', type: 'EXTERNAL', target: path.join(externalAt, 'data'), mountpoint: externalAt, writers: 1 };
+    const { reclaimer, messages } = reclaimerOf(catalog, internal, external, { ramdiskRoot: ramdisk, ramdiskMountpoint: ramdisk, cleanSliceMs: 0 });
+    unbind(externalAt);
+    const linked = recs.filter((_, i) => i % 2 === 1);
+    await runFor(reclaimer, 10_000, () => linked.every((r) => r.ramdisk === 'linked') && codes(messages, 'LINK_ERROR').length > 0);
+    assert.ok(linked.every((r) => r.ramdisk === 'linked'), 'the originals whose copy is at hand linked');
+    const errors = codes(messages, 'LINK_ERROR');
+    assert.equal(errors.length, 1, JSON.stringify(errors));
+    assert.match(errors[0]!.longMessage, new RegExp(`storage external: ${externalAt} is not mounted; .*, and 5 originals there `));
+  });
+
   it("G7 leaves an ended shift's internal copy while its ramdisk original still needs it; the clean-up deletes both (G5, G7)", async () => {
     // Found by a hostile tester: the internal guard deleted the internal copies of an ended shift while its clean-up
     // (cut into slices) had not yet deleted their originals on the ramdisk, which then stayed for good, each deletion

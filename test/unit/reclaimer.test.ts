@@ -424,6 +424,61 @@ describe('the shift-change clean-up while the internal disk is not mounted (G5, 
     rmSync(root, { recursive: true, force: true });
   });
 
+  it('counts every deletion that waits for an unmounted storage in its one DEL_ERROR, however many slices the clean-up takes (G5, G13)', async () => {
+    const ramdisk = path.join(root, 'ramdisk');
+    const run = path.join(ramdisk, '1mf/u/run11');
+    const internalAt = path.join(root, 'internal');
+    const externalAt = path.join(root, 'external-disk'); // its mount point, with nothing mounted
+    for (const d of [run, path.join(internalAt, '1mf/u/run11'), externalAt]) mkdirSync(d, { recursive: true });
+    const write = (p: string, text: string): void => {
+      writeFileSync(p, text);
+      utimesSync(p, WHEN, WHEN);
+    };
+    const opened = await Journal.open(path.join(root, 'state'));
+    journal = opened.journal;
+    const catalog = new Catalog(opened.journal, { storages: ['internal', 'external'], historyMaxEntries: 50, ramdiskRoot: ramdisk, hasExternal: true });
+    catalog.replay(opened.records);
+    await catalog.shift(1n, 500, 501);
+    // In turn: an internal copy whose original went (its deletion checks the external copy, so it waits for that
+    // disk), and an original on the ramdisk (deleted: one deletion per slice cuts the clean-up after it; its internal
+    // copy then waits too).
+    for (let i = 0; i < 6; i++) {
+      const rel = `1mf/u/run11/h_${i}`;
+      write(path.join(internalAt, rel), `frame ${i}`);
+      if (i % 2 === 1) write(path.join(ramdisk, rel), `frame ${i}`);
+      const st = statSync(path.join(i % 2 === 1 ? ramdisk : internalAt, rel));
+      const [rec] = await catalog.accept(1n, [{ src: path.join(ramdisk, rel), rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }]);
+      await catalog.setCopy(rec!, 'internal', 'copied');
+      await catalog.setCopy(rec!, 'external', 'copied');
+      if (i % 2 === 0) await catalog.setOrigin(rec!, 'ramdisk', 'deleted');
+    }
+    const internal: StorageInfo = { id: 'internal', type: 'INTERNAL', target: internalAt, mountpoint: undefined, writers: 1 };
+    const external: StorageInfo = { id: 'external', type: 'EXTERNAL', target: path.join(externalAt, 'data'), mountpoint: externalAt, writers: 1 };
+    const hub = new MessageHub(log);
+    const messages: Message[] = [];
+    hub.subscribe((m) => messages.push(m));
+    const reclaimer = new Reclaimer(catalog, internal, external, {
+      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks: false, fillLimitPercent: 101, intervalMs: 5, tempKey: KEY, cleanSliceMs: 0,
+    }, hub, log);
+    await catalog.shift(2n, 600, 601);
+    reclaimer.shiftStarted();
+    const stop = new AbortController();
+    const running = reclaimer.run(stop.signal);
+    try {
+      for (const end = Date.now() + 10_000; !(readdirSync(run).length === 0 && messages.some((m) => m.errcode === 'DEL_ERROR')) && Date.now() < end;) {
+        await new Promise((r) => setTimeout(r, 10));
+      }
+    } finally {
+      stop.abort();
+      await running;
+    }
+    assert.deepEqual(readdirSync(run), [], 'the ramdisk originals deleted');
+    const said = messages.filter((m) => m.errcode === 'DEL_ERROR');
+    assert.equal(said.length, 1, JSON.stringify(said));
+    assert.match(said[0]!.longMessage, new RegExp(`${externalAt} is not mounted.*; 6 originals of ended shifts `));
+    assert.equal(readdirSync(path.join(internalAt, '1mf/u/run11')).length, 6, 'no internal copy deleted');
+  });
+
   it("leaves an earlier shift's internal copy for when the disk is back, instead of forgetting it on the bare mount point", async () => {
     // Found by a hostile tester: with the ramdisk original linked (G6), G5 went straight to the internal copy,
     // found no directory on the bare mount point, noted the copy gone, and it stayed on the disk for good.
