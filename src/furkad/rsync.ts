@@ -51,6 +51,9 @@ export interface RsyncRun {
   /** Files larger than this many bytes are left on the detector (rsync's --max-size), each named in `overMax`:
    *  set while the PPU ramdisk has had no room for one (staging-room.ts). */
   maxSize?: number;
+  /** Compares only (rsync's --dry-run): each file is listed as it would be moved, `>f` for one that differs
+   *  from what `dest` has (counted in `sent`, though nothing is), `.f` for one the same; nothing moves. */
+  dryRun?: boolean;
   timeoutS: number;
 }
 
@@ -196,6 +199,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     '--recursive', // no --links/--devices/--specials: only regular files are copied (F1)
     '--times', // mtimes of the source (F3)
     '--prune-empty-dirs',
+    ...(run.dryRun ? ['--dry-run'] : []),
     // The shift owns it all (F3): given by root, or made by the shift's own process.
     ...(run.asShift ? [] : ['--owner', '--group', '--numeric-ids', `--chown=${run.uid}:${run.gid}`]),
     // rsync keeps a source that changed meanwhile (F2). --info=remove1 has the daemon say 'sender removed

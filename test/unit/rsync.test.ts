@@ -72,6 +72,17 @@ describe('rsync client run (F1-F3)', () => {
     assert.deepEqual(r.files, ['S/b-small.img']);
   });
 
+  it('compares copies made already without moving anything: --dry-run, a changed one listed as sent (F2, F10)', () => {
+    const a = rsyncArgs({ ...run, removeSource: false, only: ['N/f1.img', 'N/f2.img'], dryRun: true });
+    assert.ok(a.includes('--dry-run'));
+    assert.ok(!a.includes('--remove-source-files'));
+    assert.ok(!rsyncArgs(run).includes('--dry-run'), 'not otherwise');
+    // What rsync prints with --dry-run -ii for a file the same as its copy, and for one whose mtime moved since.
+    const r = parseOutput(['.f          1048576 N/f1.img', '>f..t...... 1048576 N/f2.img', ''].join('\n'));
+    assert.deepEqual(r.files, ['N/f1.img', 'N/f2.img']);
+    assert.deepEqual(r.sent, ['N/f2.img']);
+  });
+
   it('does not count the file a failed run was receiving: it never arrived (F1, F10)', () => {
     // rsync says a file before its data comes (an --out-format without %b); exit 11: the PPU ramdisk was full.
     const out = ['>f+++++++++ 3 S/a0.img', 'sender removed S/a0.img', '>f+++++++++ 33554432 S/a-huge.img', ''].join('\n');
