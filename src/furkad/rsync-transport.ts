@@ -42,7 +42,18 @@ function joinRaw(dir: Buffer, name: Buffer): Buffer {
  * One rsync run of the current assignment: with or without removal, into `dest`, optionally limited to `only`,
  * linking files unchanged since their copy in `linkDest` from there.
  */
-type RunWith = (removeSource: boolean, dest: string, only?: string[], onRemoved?: (names: string[]) => void, linkDest?: string) => Promise<RsyncResult>;
+interface RunHow {
+  removeSource: boolean;
+  dest: string;
+  only?: string[];
+  onRemoved?: (names: string[]) => void;
+  linkDest?: string;
+  /** Compares only (rsync's --dry-run): what `sent` names differs from its copy in `dest`; nothing moves. */
+  dryRun?: boolean;
+  /** Its files have copies on the PPU already (settle mode's, linked or compared): no --max-size, they take no more room. */
+  copied?: boolean;
+}
+type RunWith = (how: RunHow) => Promise<RsyncResult>;
 
 /** Names furka-agent gives files of its own below its root (src/agent/barrier.ts, source-files.ts). */
 const AGENT_NAMES = '.furka-agent-*';
@@ -104,7 +115,7 @@ export class RsyncTransport implements Transport {
     } catch (e) {
       return { verdict: 'retry', ...keyFileOutcome('rsync_password_file', e), transferred: 0, bytes: 0, refused: [...this.#refused, ...this.#deep.refused] };
     }
-    const runWith: RunWith = (removeSource, dest, only, onRemoved, linkDest) => this.#run({
+    const runWith: RunWith = ({ removeSource, dest, only, onRemoved, linkDest, dryRun, copied }) => this.#run({
       rsync: this.settings.rsync,
       host: a.config.remoteIP,
       port: a.config.port,
@@ -130,7 +141,8 @@ export class RsyncTransport implements Transport {
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       ...(linkDest ? { linkDest } : {}),
-      ...(maxSize === undefined ? {} : { maxSize }),
+      ...(maxSize === undefined || copied ? {} : { maxSize }),
+      ...(dryRun ? { dryRun } : {}),
       timeoutS: this.settings.timeoutS,
     }, ctx.signal, onRemoved);
 
@@ -140,7 +152,7 @@ export class RsyncTransport implements Transport {
     if (!a.config.remove_source) {
       // Without remove_source there is no changed-source check to wait for, so no staging either: rsync
       // names each file itself. Every run lists every file still on both sides: only new ones are news.
-      result = await runWith(false, ctx.dir.root);
+      result = await runWith({ removeSource: false, dest: ctx.dir.root });
       await ctx.completeInPlace(result.sent);
     } else {
       // Each file the daemon reports removed is complete in staging: it is placed and handed over while
@@ -164,7 +176,7 @@ export class RsyncTransport implements Transport {
       };
       // The daemon refused to remove at the last try: it is asked again with no file, and nothing is copied
       // (into staging, where the PPU's fill guard cannot free it) until it takes --remove-source-files.
-      const asked = this.#removal.refused ? await runWith(true, ctx.staging, []) : undefined;
+      const asked = this.#removal.refused ? await runWith({ removeSource: true, dest: ctx.staging, only: [] }) : undefined;
       if (asked) removal = this.#removal.learn(asked, a.config.module);
       if (asked && removal !== 'removed') {
         result = asked;
@@ -174,7 +186,7 @@ export class RsyncTransport implements Transport {
         if (settled.took) removal = this.#removal.learn(result, a.config.module);
       } else {
         const again = this.#removal.pulledAgain(a.source);
-        result = await runWith(true, ctx.staging, undefined, place);
+        result = await runWith({ removeSource: true, dest: ctx.staging, onRemoved: place });
         result = { ...result, bytes: Math.max(0, result.bytes - again(result.sent)) };
         // Before learn(): a run that hid the kept files (the daemon could not remove) lists none of them.
         if (classifyExit(result.code, result.stderr) === 'ok') this.#removal.listed(a.source, [...result.files, ...result.overMax]);
@@ -315,7 +327,7 @@ export class RsyncTransport implements Transport {
     const settling = settlingDir(staging);
     // Files placed before, pulled again to have their sources removed now, are not counted again.
     const again = this.#removal.pulledAgain(this.#source);
-    const pulled = await runWith(false, settling);
+    const pulled = await this.#lookAtCopies(settling, await runWith({ removeSource: false, dest: settling }), runWith);
     const look = { ...pulled, bytes: Math.max(0, pulled.bytes - again(pulled.sent)) };
     const now = monotonicMs();
     for (const rel of look.sent) this.#unchangedSince.set(rel, now);
@@ -331,7 +343,9 @@ export class RsyncTransport implements Transport {
       return { result: { ...look, files: [], sent: [], removed: new Set(), changed: new Set(), strays: [] }, took: false };
     }
     this.#removal.listed(this.#source, [...look.files, ...look.overMax]);
-    const listed = new Set(look.files);
+    // A file left over --max-size is on the detector all the same: neither gone, nor a leftover whose source is gone.
+    const seen = new Set(look.files);
+    const listed = new Set([...look.files, ...look.overMax]);
     for (const rel of this.#unchangedSince.keys()) {
       if (listed.has(rel)) continue;
       // Gone from the detector without furkad removing it: its writer deleted or renamed it.
@@ -342,14 +356,15 @@ export class RsyncTransport implements Transport {
     for (const rel of this.#leftovers) if (!listed.has(rel)) this.#offer(rel);
     await this.#settleAgain(staging, [...this.#leftovers].filter((rel) => listed.has(rel)));
     this.#leftovers.clear();
-    const settled = [...this.#unchangedSince].filter(([, since]) => now - since >= settleMs).map(([rel]) => rel);
+    // Only what this run saw unchanged: a copy over --max-size that #lookAtCopies could not compare is not known unchanged.
+    const settled = [...this.#unchangedSince].filter(([rel, since]) => seen.has(rel) && now - since >= settleMs).map(([rel]) => rel);
     // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
     if (settled.length === 0) return { result: { ...look, files: [], sent: [], removed: new Set() }, took: false };
     const taken = (rels: string[]): void => {
       for (const rel of rels) dropCopy(settling, rel);
       place(rels);
     };
-    const take = { ...(await runWith(true, staging, settled, taken, settling)), hidden: look.hidden, overMax: look.overMax, hiding: look.hiding ?? [] };
+    const take = { ...(await runWith({ removeSource: true, dest: staging, only: settled, onRemoved: taken, linkDest: settling, copied: true })), hidden: look.hidden, overMax: look.overMax, hiding: look.hiding ?? [] };
     // In staging now, complete: its copy is no longer needed. One the run did not take (its source gone meanwhile,
     // the run failed) stays settling: the next first run drops it or has it taken again.
     for (const rel of new Set([...take.files, ...take.removed])) {
@@ -366,6 +381,33 @@ export class RsyncTransport implements Transport {
   }
 
   /**
+   * A listing run under --max-size (the PPU ramdisk short of room: staging-room.ts) leaves every file over it
+   * unlooked at, the copies an earlier run made beside staging among them. Those need no more room: a run that only
+   * compares (--dry-run, no limit) looks at them, so that they settle and are taken (linked, not sent again), and
+   * are neither taken for gone from the detector nor pulled again. Found by a hostile tester: with 2.5 MB free and
+   * five 1 MB files, the two copied were dropped as "vanished" and pulled again, run after run, and none was
+   * delivered. A copy whose source changed since is dropped: that file waits on the detector with the others.
+   */
+  async #lookAtCopies(settling: string, pulled: RsyncResult, runWith: RunWith): Promise<RsyncResult> {
+    if (pulled.overMax.length === 0 || classifyExit(pulled.code, pulled.stderr) !== 'ok') return pulled;
+    const copied: string[] = [];
+    for (const rel of pulled.overMax) {
+      if (this.#unchangedSince.has(rel) && (await lstat(path.join(settling, rel)).catch(() => undefined))?.isFile()) copied.push(rel);
+    }
+    if (copied.length === 0) return pulled;
+    const compared = await runWith({ removeSource: false, dest: settling, only: copied, dryRun: true, copied: true });
+    // Not compared (the daemon gone, a source gone meanwhile): the cycle fails as its listing run would have.
+    if (classifyExit(compared.code, compared.stderr) !== 'ok') return { ...pulled, code: compared.code, stderr: compared.stderr };
+    const changed = new Set(compared.sent);
+    for (const rel of changed) {
+      this.#unchangedSince.delete(rel);
+      dropCopy(settling, rel);
+    }
+    const same = new Set(compared.files.filter((rel) => !changed.has(rel)));
+    return { ...pulled, files: [...pulled.files, ...same], overMax: pulled.overMax.filter((rel) => !same.has(rel)) };
+  }
+
+  /**
    * While the daemon cannot remove sources, a run that gave it none to remove asks it to remove the smallest file
    * placed whose source stayed: once it can again, the detector is up without waiting for a new file, and the others
    * are taken off it. What arrives is not placed again; its bytes are not counted.
@@ -373,7 +415,7 @@ export class RsyncTransport implements Transport {
   async #probeRemoval(ctx: RunContext, runWith: RunWith, module: string): Promise<void> {
     const rel = this.#removal.probe(ctx.assignment.source);
     if (rel === undefined) return;
-    const asked = await runWith(true, ctx.staging, [rel]);
+    const asked = await runWith({ removeSource: true, dest: ctx.staging, only: [rel] });
     const news = this.#removal.learn(asked, module);
     const rewritten = await this.#removal.probed(ctx.staging, ctx.assignment.source, rel, asked, news);
     if (rewritten !== undefined) this.#offer(rewritten);
@@ -433,7 +475,8 @@ export class RsyncTransport implements Transport {
    */
   async #dropAbandoned(dir: string, result: RsyncResult): Promise<void> {
     if (this.#stillChanging.size === 0) return;
-    const listed = new Set(result.files);
+    // Left over --max-size (no room on the PPU) is still on the detector.
+    const listed = new Set([...result.files, ...result.overMax]);
     for (const rel of this.#stillChanging) {
       if (listed.has(rel) || this.#unchangedSince.has(rel)) continue;
       this.#stillChanging.delete(rel);

@@ -4,7 +4,8 @@
 // `--max-size` with the free space at their start: the files that fit go on, the ones that do not wait on the
 // detector (their sources kept), each named, and are taken by themselves once there is room. A run that leaves
 // nothing behind lifts the limit. Per file, not cumulative: files that fit one by one but not together fail a
-// run again, after the ones before them were placed, so every run still moves something.
+// run again, after the ones before them were placed, so every run still moves something. Settle mode's copies made
+// before the limit (beside staging) take no more room: they are compared without it, and taken (rsync-transport.ts).
 import { availableBytes } from '../common/statfs.js';
 import type { Logger } from '../common/logger.js';
 

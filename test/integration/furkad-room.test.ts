@@ -3,12 +3,17 @@
 // named in the log and in lastError, and is delivered by itself once there is room; the byte count counts only
 // what arrived. Found by a hostile tester: over rsync it failed every run, and every file sorting after it stayed
 // on the detector for good, while the byte count grew by its size with every failed run.
+// And a PPU ramdisk with room for some files but not all of them (a nearly full one): the ones that fit are
+// delivered, each pulled once, the others wait named. Found by a hostile tester: with settle_ms, the copies the
+// first run made were taken for vanished from the detector, dropped and pulled again, run after run, and none of
+// the files was delivered.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, renameSync, truncateSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually } from '../fixtures/files.js';
+import { availableBytes } from '../../src/common/statfs.js';
 
 const MB = 1024 * 1024;
 
@@ -79,6 +84,75 @@ for (const { transport, settleMs, name } of CASES) {
         r = await row();
         assert.equal(r[3], 3n, String(r));
         assert.equal(r[4], BigInt(32 * MB + 12), `bytes of the three files: ${String(r)}`);
+      } finally {
+        await ppu.stop();
+      }
+    });
+  });
+}
+
+/**
+ * What the detector's rsync daemon has sent so far (its log's `sent N bytes` line of each run): how many runs, how
+ * many bytes, and how many runs sent file data (more than a listing's few kB).
+ */
+function daemonSent(ppu: Ppu): { runs: number; bytes: number; withData: number } {
+  const log = readFileSync(ppu.rsyncd['1MF']!.logFile, 'utf8');
+  const sent = [...log.matchAll(/ sent (\d+) bytes /g)].map((m) => Number(m[1]));
+  return { runs: sent.length, bytes: sent.reduce((a, b) => a + b, 0), withData: sent.filter((n) => n > 64 * 1024).length };
+}
+
+// 2000: settle_ms's default with remove_source.
+for (const settleMs of [0, 2000]) {
+  describe(`furkad: a nearly full PPU ramdisk, room for some of the files (rsync, settle_ms ${settleMs}; F1, F2, F10, S4)`, function () {
+    this.timeout(180_000);
+
+    it(`delivers the files that fit, each pulled once, the others wait on the detector, named, and come once there is room (settle_ms ${settleMs})`, async () => {
+      // The fill guard never links (fillstate_limit 100): the room the test leaves is all there is.
+      const ppu = await new Ppu({ prefix: 'ppu-nearfull', transport: 'rsync', ramdiskBytes: 16 * MB,
+        detectorConf: { '1MF': { settle_ms: settleMs } }, grimseld: { fillstate_limit: 100 } }).start();
+      try {
+        await ppu.startShift(4242, 4243, []);
+        const placed = (rel: string): string => path.join(ppu.ppuRamdisk, '1mf/4242_4243', rel);
+        const onDetector = (rel: string): string => path.join(ppu.detectorRamdisks['1MF']!, rel);
+        const row = async (): Promise<Row> => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === '1MF')!;
+        // 2.5 MB left on the PPU ramdisk, taken by a file no one delivered: room for two of the five 1 MB files.
+        const filler = path.join(ppu.ppuRamdisk, 'filler');
+        writeFileSync(filler, Buffer.alloc(await availableBytes(ppu.ppuRamdisk) - 2.5 * MB));
+        const files = ['N/f1.img', 'N/f2.img', 'N/f3.img', 'N/f4.img', 'N/f5.img'];
+        deliver(ppu, 'N', Object.fromEntries(files.map((rel) => [rel.slice(2), MB])));
+
+        await eventually(() => files.slice(0, 2).every((rel) => existsSync(placed(rel))), 30_000, 'the two files that fit delivered (F1)');
+        await eventually(async () => /3 files wait on the detector until the PPU ramdisk has room/.test((await row())[2]), 20_000,
+          'lastError saying that the other three wait for room');
+        // Runs go on at their pace meanwhile (each lists the files waiting): the daemon sends no file again.
+        const before = daemonSent(ppu);
+        await eventually(() => daemonSent(ppu).runs >= before.runs + 20, 60_000, 'twenty more runs of furkad');
+        const after = daemonSent(ppu);
+        // One run sent file data: the one that ran out of room (its sender streams ahead of the receiver, so it may
+        // have sent all five files' bytes). The files it left are not pulled again while there is no room.
+        assert.equal(after.withData, 1, `${after.withData} of the daemon's ${after.runs} runs sent file data (${after.bytes} bytes in all): ` +
+          'the same files pulled over and over');
+        assert.ok(after.bytes - before.bytes < 64 * 1024, `the daemon sent ${after.bytes - before.bytes} bytes in the last ${after.runs - before.runs} runs: only listings`);
+        for (const rel of files.slice(0, 2)) assert.ok(!existsSync(onDetector(rel)), `${rel}'s source removed once delivered`);
+        for (const rel of files.slice(2)) {
+          assert.ok(existsSync(onDetector(rel)), `${rel} waits on the detector, its source kept`);
+          assert.ok(!existsSync(placed(rel)), `${rel} not delivered while there is no room`);
+        }
+        assert.doesNotMatch(ppu.furkad!.proc.output(), /vanished from the detector/, 'no file that is still on the detector is said to have vanished from it');
+        let r = await row();
+        await eventually(async () => { r = await row(); return r[3] === 2n && r[4] === BigInt(2 * MB); }, 10_000,
+          'Detectors to count the two files delivered and their bytes, once')
+          .catch((e: Error) => { throw new Error(`${e.message}; the row: ${String(r)}`); });
+
+        // Room again: the three that waited are delivered, and lastError clears.
+        rmSync(filler);
+        await eventually(() => files.every((rel) => existsSync(placed(rel))), 60_000, 'all five files delivered once there is room');
+        await eventually(() => files.every((rel) => !existsSync(onDetector(rel))), 20_000, 'their sources removed');
+        await eventually(async () => (await row())[2] === '', 20_000, 'lastError cleared');
+        await eventually(async () => { r = await row(); return r[3] === 5n && r[4] === BigInt(5 * MB); }, 10_000,
+          'Detectors to count five files and their bytes, each once')
+          .catch((e: Error) => { throw new Error(`${e.message}; the row: ${String(r)}`); });
+        assert.doesNotMatch(ppu.furkad!.proc.output(), /vanished from the detector/);
       } finally {
         await ppu.stop();
       }
