@@ -12,7 +12,7 @@
 // counted once; once it can, they are pulled once more, their sources removed and the copies dropped. They are kept
 // in state_dir, so that a furkad restarted meanwhile does not deliver them again (into another shift) either.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
-import { lstat, unlink } from 'node:fs/promises';
+import { lstat, mkdir, rename, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { sameSizeAndMtime } from '../common/file-times.js';
@@ -21,6 +21,18 @@ import { classifyExit, decodeName, type RsyncResult } from './rsync.js';
 /** Where a detector's files delivered whose sources stayed on it are kept: in furkad's state_dir, one file per detector. */
 export function rsyncKeptFile(stateDir: string, id: string): string {
   return path.join(stateDir, `rsync-kept-${encodeURIComponent(id)}.json`);
+}
+
+/**
+ * Where the probe (probe(), probed()) receives the kept file it asks the daemon to remove: beside staging, never in
+ * it, as rsync's temp files and settle mode's copies are. Staging holds only complete files to place; the probe's copy
+ * is one to drop, made every retry while the daemon cannot remove. In staging it was there during each probe run, seen
+ * there by anyone looking (furkad-removal.test.ts did, now and then), and taken for a file to place by a furkad killed
+ * meanwhile. Its path is 7 bytes longer than in staging: a kept file within 7 bytes of PATH_MAX cannot be probed (the
+ * run fails, nothing is lost; a new file's run tells furkad the daemon removes again all the same).
+ */
+export function probeDir(staging: string): string {
+  return path.join(path.dirname(staging), '.probe', path.basename(staging));
 }
 
 /** The sender's line for a source it sent, found unchanged and could not unlink (the reason without its errno). */
@@ -267,11 +279,11 @@ export class RsyncRemoval {
   }
 
   /**
-   * What a run that asked for the kept file `rel` alone (probe()) brought into `staging`: the copy is dropped, and
-   * so is the record when its source is gone. Returns a file to place: one of that name that is not the file placed
-   * (rewritten on the detector) and whose source the daemon removed.
+   * What a run that asked for the kept file `rel` alone (probe()) brought into `dir` (probeDir(staging)): the copy is
+   * dropped, and so is the record when its source is gone. Returns a file to place, moved into `staging`: one of that
+   * name that is not the file placed (rewritten on the detector) and whose source the daemon removed.
    */
-  async probed(staging: string, source: string, rel: string, result: Pick<RsyncResult, 'files' | 'stderr'>, news: RemovalNews): Promise<string | undefined> {
+  async probed(dir: string, staging: string, source: string, rel: string, result: Pick<RsyncResult, 'files' | 'stderr'>, news: RemovalNews): Promise<string | undefined> {
     const key = keyOf(source, rel);
     const kept = this.#kept.get(key);
     if (!result.files.includes(rel)) {
@@ -279,13 +291,18 @@ export class RsyncRemoval {
       if ([...result.stderr.matchAll(new RegExp(GONE, 'g'))].some((m) => m[1]?.endsWith(`/${rel}`) || m[1] === rel)) this.#forgetKept(key);
       return undefined;
     }
-    const st = await lstat(path.join(staging, rel)).catch(() => undefined);
+    const st = await lstat(path.join(dir, rel)).catch(() => undefined);
     const same = kept !== undefined && st !== undefined && sameSizeAndMtime(kept, st);
     if (news === 'removed') this.#forgetKept(key);
-    if (!same && news === 'removed' && st) return rel;
+    if (!same && news === 'removed' && st) {
+      // Complete, its source gone: into staging, to be placed (as a removing run puts a file there).
+      await mkdir(path.dirname(path.join(staging, rel)), { recursive: true, mode: 0o700 });
+      await rename(path.join(dir, rel), path.join(staging, rel));
+      return rel;
+    }
     // Another file of that name still on the detector: no longer hidden, it settles and is taken like any other.
     if (!same) this.#forgetKept(key);
-    await unlink(path.join(staging, rel)).catch(() => undefined);
+    await unlink(path.join(dir, rel)).catch(() => undefined);
     return undefined;
   }
 }

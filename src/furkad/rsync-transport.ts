@@ -19,7 +19,7 @@ import { StagingRoom } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { authAdvice, rsyncLogin, type RsyncLogin } from './rsync-auth.js';
 import { UnplacedFiles } from './unplaced-files.js';
-import { besidesRemoval, failuresIn, RsyncRemoval, type RemovalNews } from './rsync-removal.js';
+import { besidesRemoval, failuresIn, probeDir, RsyncRemoval, type RemovalNews } from './rsync-removal.js';
 import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsync-settling.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
@@ -415,10 +415,37 @@ export class RsyncTransport implements Transport {
   async #probeRemoval(ctx: RunContext, runWith: RunWith, module: string): Promise<void> {
     const rel = this.#removal.probe(ctx.assignment.source);
     if (rel === undefined) return;
-    const asked = await runWith({ removeSource: true, dest: ctx.staging, only: [rel] });
+    // Received beside staging (probeDir): staging holds only files to place, and this copy is most likely dropped.
+    // A copy a probe that did not end left there is overwritten, as it was in staging (see #returnProbeCopies).
+    const dir = probeDir(ctx.staging);
+    await mkdir(dir, { recursive: true, mode: 0o700 });
+    const asked = await runWith({ removeSource: true, dest: dir, only: [rel] });
     const news = this.#removal.learn(asked, module);
-    const rewritten = await this.#removal.probed(ctx.staging, ctx.assignment.source, rel, asked, news);
+    const rewritten = await this.#removal.probed(dir, ctx.staging, ctx.assignment.source, rel, asked, news);
     if (rewritten !== undefined) this.#offer(rewritten);
+  }
+
+  /**
+   * A copy left in the probe's directory (probeDir) by a probe that did not end (furkad killed between the daemon's
+   * removal and probed(), a run whose output was cut) may be a file whose source the daemon removed: at start it is
+   * moved into staging, where the probe used to receive it, and sorted out there with the other files found in
+   * staging (a kept one dropped, not placed again: RsyncRemoval.sortOut; one whose source is listed settles again).
+   */
+  async #returnProbeCopies(staging: string): Promise<void> {
+    const dir = probeDir(staging);
+    const walk = async (rel: string): Promise<void> => {
+      for (const e of await readdir(path.join(dir, rel), { withFileTypes: true }).catch(() => [])) {
+        const r = path.join(rel, e.name);
+        if (e.isDirectory()) {
+          await walk(r);
+        } else if (e.isFile()) {
+          await mkdir(path.dirname(path.join(staging, r)), { recursive: true, mode: 0o700 });
+          await rename(path.join(dir, r), path.join(staging, r));
+        }
+      }
+    };
+    await walk('');
+    await rm(dir, { recursive: true, force: true });
   }
 
   /**
@@ -496,6 +523,7 @@ export class RsyncTransport implements Transport {
     const staging = ctx.staging;
     await this.#leaveStaging(staging);
     await this.#clearTempDir(rsyncTempDir(staging));
+    await this.#returnProbeCopies(staging);
     await this.#dropEarlierCopies(staging, ctx.assignment.config.settle_ms > 0);
     await this.#rescueNames(staging);
     const found: string[] = [];

@@ -8,6 +8,7 @@ import { Ppu, type PpuOptions } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { freePort } from '../fixtures/net.js';
 import { sample } from '../fixtures/metrics.js';
+import { startProcess, type Managed } from '../fixtures/processes.js';
 
 type Row = [string, string, string, bigint, bigint, bigint];
 
@@ -46,6 +47,21 @@ function staged(ppu: Ppu): string[] {
   return listFiles(path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF'));
 }
 
+/**
+ * Watches 1MF's staging for files arriving there (rsync puts a received file in place by a rename): every one from
+ * now until the returned function is called. The retries' probe of the daemon (a kept file asked for again) used to
+ * receive its copy there and drop it at once: looked at between its arrival and its drop, staging held it.
+ */
+async function watchStaging(ppu: Ppu): Promise<() => Promise<string[]>> {
+  const dir = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF');
+  const w: Managed = startProcess('inotifywait', ['-m', '-r', '-e', 'create', '-e', 'moved_to', '--format', 'EVENT %e %w%f', dir]);
+  await w.said(/Watches established/, 20_000);
+  return async () => {
+    await w.stop();
+    return w.output().split('\n').filter((l) => l.startsWith('EVENT ') && !l.includes('ISDIR'));
+  };
+}
+
 /** A Ppu with `opts` and furkad's metrics on a free port, and where they are read. */
 async function withMetrics(opts: PpuOptions): Promise<{ ppu: Ppu; metricsUrl: string }> {
   const port = await freePort();
@@ -75,7 +91,10 @@ describe('furkad: a detector daemon that cannot remove sources (module without u
     const names = files.map((f) => f.rel).sort();
     await eventually(() => listFiles(usr()).length >= files.length, 60_000, 'the ten files delivered');
     await eventually(async () => (await look(ppu, metricsUrl)).lastError !== '', 60_000, 'an error shown');
+    const arrived = await watchStaging(ppu);
     const seen = await watchRuns(ppu, metricsUrl, 4);
+    // Each retry is a listing run and a probe of the daemon: neither puts anything into staging, even for a moment.
+    assert.deepEqual(await arrived(), [], 'nothing copied again into staging while the daemon cannot remove');
     for (const s of seen) {
       assert.equal(s.state, 'down', `steady, never idle between retries: ${JSON.stringify(s, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`);
       assert.match(s.lastError, /^the detector's rsync daemon cannot remove sources: sender failed to remove run\/img_\d+\.cbf: Permission denied.*; give module ramdisk uid = root \(README\)/);

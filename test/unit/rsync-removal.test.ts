@@ -5,7 +5,7 @@ import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync }
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
-import { besidesRemoval, RsyncRemoval } from '../../src/furkad/rsync-removal.js';
+import { besidesRemoval, probeDir, RsyncRemoval } from '../../src/furkad/rsync-removal.js';
 import { classifyExit } from '../../src/furkad/rsync.js';
 
 const quiet = pino({ level: 'silent' });
@@ -136,26 +136,45 @@ describe('a detector daemon that cannot remove sources (F2, F10)', () => {
     assert.equal(existsSync(path.join(staging, 'state', 'rsync-kept-1MF.json.tmp')), false);
   });
 
-  it('asks for one kept file and drops what arrives; forgets one gone from the detector', async () => {
+  it('asks for one kept file beside staging and drops what arrives; forgets one gone from the detector; places one rewritten', async () => {
     const r = new RsyncRemoval('1MF', quiet);
     stage('a.img', 10);
     stage('b.img', 10);
-    r.learn(run(failed(['a.img', 'b.img']), 23, ['a.img', 'b.img']), 'ramdisk');
-    await r.sortOut(staging, '', ['a.img', 'b.img'], new Set(['a.img', 'b.img']));
-    r.placed('', ['a.img', 'b.img']);
-    stage('a.img', 10);
+    stage('c.img', 10);
+    r.learn(run(failed(['a.img', 'b.img', 'c.img']), 23, ['a.img', 'b.img', 'c.img']), 'ramdisk');
+    await r.sortOut(staging, '', ['a.img', 'b.img', 'c.img'], new Set(['a.img', 'b.img', 'c.img']));
+    r.placed('', ['a.img', 'b.img', 'c.img']);
+    for (const rel of ['a.img', 'b.img', 'c.img']) rmSync(path.join(staging, rel));
+    // The probe receives beside staging, never in it (probeDir).
+    const probe = probeDir(path.join(staging, 'stage', '1MF'));
+    assert.equal(path.dirname(path.dirname(probe)), path.join(staging, 'stage'), 'beside the detector\'s staging directory');
+    const dest = path.join(staging, 'stage', '1MF');
+    mkdirSync(probe, { recursive: true });
+    const arrive = (rel: string, size: number, mtime = new Date('2024-05-01T10:00:00Z')): void => {
+      writeFileSync(path.join(probe, rel), Buffer.alloc(size, 7));
+      utimesSync(path.join(probe, rel), mtime, mtime);
+    };
+    arrive('a.img', 10);
     const still = run(failed(['a.img']), 23, ['a.img']);
-    assert.equal(await r.probed(staging, '', 'a.img', still, r.learn(still, 'ramdisk')), undefined);
-    assert.equal(existsSync(path.join(staging, 'a.img')), false, 'dropped');
-    assert.deepEqual(r.skipped('').sort(), ['a.img', 'b.img'], 'still kept');
+    assert.equal(await r.probed(probe, dest, '', 'a.img', still, r.learn(still, 'ramdisk')), undefined);
+    assert.equal(existsSync(path.join(probe, 'a.img')), false, 'dropped');
+    assert.equal(existsSync(path.join(dest, 'a.img')), false, 'never in staging');
+    assert.deepEqual(r.skipped('').sort(), ['a.img', 'b.img', 'c.img'], 'still kept');
     const gone = run('rsync: [sender] link_stat "/a.img" (in ramdisk) failed: No such file or directory (2)\n' +
       'rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [generator=3.2.7]', 23);
-    assert.equal(await r.probed(staging, '', 'a.img', gone, r.learn(gone, 'ramdisk')), undefined);
-    assert.deepEqual(r.skipped(''), ['b.img'], 'forgotten once gone from the detector');
-    stage('b.img', 10);
+    assert.equal(await r.probed(probe, dest, '', 'a.img', gone, r.learn(gone, 'ramdisk')), undefined);
+    assert.deepEqual(r.skipped('').sort(), ['b.img', 'c.img'], 'forgotten once gone from the detector');
+    arrive('b.img', 10);
     const removed = run('', 0, ['b.img']);
-    assert.equal(await r.probed(staging, '', 'b.img', removed, r.learn(removed, 'ramdisk')), undefined);
+    assert.equal(await r.probed(probe, dest, '', 'b.img', removed, r.learn(removed, 'ramdisk')), undefined);
     assert.equal(r.failing, undefined, 'up again');
-    assert.equal(r.probe(''), undefined, 'its source removed: nothing kept');
+    assert.equal(existsSync(path.join(dest, 'b.img')), false, 'the file placed before: not placed again');
+    // Another file of that name, its source removed: moved into staging, to be placed.
+    arrive('c.img', 12);
+    const rewritten = run('', 0, ['c.img']);
+    assert.equal(await r.probed(probe, dest, '', 'c.img', rewritten, r.learn(rewritten, 'ramdisk')), 'c.img');
+    assert.equal(existsSync(path.join(dest, 'c.img')), true, 'in staging');
+    assert.equal(existsSync(path.join(probe, 'c.img')), false);
+    assert.equal(r.probe(''), undefined, 'their sources removed: nothing kept');
   });
 });
