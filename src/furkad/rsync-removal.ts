@@ -27,8 +27,7 @@ export function rsyncKeptFile(stateDir: string, id: string): string {
  * Where the probe (probe(), probed()) receives the kept file it asks the daemon to remove: beside staging, never in
  * it, as rsync's temp files and settle mode's copies are. Staging holds only complete files to place; the probe's copy
  * is one to drop, made every retry while the daemon cannot remove. In staging it was there during each probe run, seen
- * there by anyone looking (furkad-removal.test.ts did, now and then), and taken for a file to place by a furkad killed
- * meanwhile. Its path is 7 bytes longer than in staging: a kept file within 7 bytes of PATH_MAX cannot be probed (the
+ * there by anyone looking (furkad-removal.test.ts did, now and then). Its path is 7 bytes longer than in staging: a kept file within 7 bytes of PATH_MAX cannot be probed (the
  * run fails, nothing is lost; a new file's run tells furkad the daemon removes again all the same).
  */
 export function probeDir(staging: string): string {
