@@ -1,6 +1,6 @@
 // One detector's loop, whatever its transport: run, place complete files, hand over, pause; its own back-off,
 // never waiting on another detector (F1, F2, F5, F10). How files leave the detector is the transport's (transport.ts).
-import { chmod, lstat, mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
 import * as path from 'node:path';
 import { deliveredPath, splitMarked, unmark } from '../common/paths.js';
 import { anySignal, sleep, wakeOrAbort } from '../common/abort.js';
@@ -243,8 +243,8 @@ export class DetectorLoop implements Component {
       if (this.#lastRun === 'failed' || deadline.signal.aborted) {
         // Out of time first: a run the deadline ended counts as failed too, with rsync's word for the signal.
         const why = deadline.signal.aborted ? `the drain ran out of time (${DRAIN_MAX_MS / 1000} s)` : `the detector failed (${this.stats.lastError})`;
-        // At a change, a transport that can say which files it owes the ending shift (owe(), the agent's) keeps them
-        // that shift's (leaveBehind); over rsync a file is learned of only as a run takes it.
+        // At a change, a transport that can say which files it owes the ending shift (owe(): the agent's announced
+        // files, rsync's listed or settling ones) keeps them that shift's (leaveBehind).
         const where = at === 'stop' ? 'go to the shift the next furkad starts (the configured default one, F6)'
           : this.transport.owe ? "stay the ending shift's: fetched later into its directory, with its owner (A5)" : 'go to the new shift';
         this.log.warn({ detector: this.id, at }, `${why} at the ${at === 'stop' ? 'stop' : 'shift change'}: files completed on it ` +
@@ -279,7 +279,7 @@ export class DetectorLoop implements Component {
         target: a.target, configuredTarget: a.config.target });
       if (owed > 0) {
         this.log.warn({ detector: this.id, files: owed, uid: shift.uid, gid: shift.gid, usertime: String(shift.usertime) },
-          `${owed} ${owed === 1 ? 'file' : 'files'} announced before the shift change could not be taken yet: they stay the ending shift's, ` +
+          `${owed} ${owed === 1 ? 'file' : 'files'} known before the shift change could not be taken yet: they stay the ending shift's, ` +
           "fetched later into that shift's directory with its owner (never the new one's)");
       }
     }
@@ -311,7 +311,6 @@ export class DetectorLoop implements Component {
    * `owed` comes from this furkad's shift change or from its own state_dir (root's, like the outbox).
    */
   async #setAside(owed: OwedShift, staging: string, rels: string[]): Promise<string[]> {
-    if (rels.length === 0) return [];
     const step = this.#asideChain.then(async () => {
       const root = leftBehindDir(owed.target, this.id, owed.usertime);
       let lb = this.#leftBehind.find((l) => l.root === root);
@@ -322,6 +321,8 @@ export class DetectorLoop implements Component {
         await this.#keepFor(lb);
         this.#leftBehind.push(lb);
       }
+      // None: that shift's keeping place made ready only (see RunContext.setAside).
+      if (rels.length === 0) return [];
       return this.#moveInto(lb, staging, rels, 'a file of an earlier shift cannot be set aside for it; it stays in staging', false);
     });
     this.#asideChain = step.catch(() => undefined);
@@ -339,7 +340,17 @@ export class DetectorLoop implements Component {
   /** Makes `lb`'s directory, whose it is written first (shift.json): a furkad killed meanwhile finds it beside its files (adoptLeftBehind). */
   async #keepFor(lb: LeftBehind): Promise<void> {
     await mkdir(lb.root, { recursive: true, mode: 0o700 });
-    await writeFile(path.join(lb.root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(lb.shift.usertime), target: lb.target }), { mode: 0o600 });
+    // Whole or not at all: one cut short (no room on a full PPU ramdisk) would be refused by every later furkad.
+    const tmp = path.join(lb.root, 'shift.json.tmp');
+    try {
+      await writeFile(tmp, JSON.stringify({ ...lb.shift, usertime: String(lb.shift.usertime), target: lb.target }), { mode: 0o600 });
+      await rename(tmp, path.join(lb.root, 'shift.json'));
+    } catch (e) {
+      await rm(tmp, { force: true });
+      // Nothing kept there yet: no directory left behind that no furkad could take up.
+      await rmdir(lb.root).catch(() => undefined);
+      throw e;
+    }
   }
 
   /**

@@ -14,6 +14,7 @@ import { passwordsShiftsCanRead } from './rsync-auth.js';
 import { DetectorLoop } from './detector.js';
 import { RsyncTransport } from './rsync-transport.js';
 import { rsyncKeptFile } from './rsync-removal.js';
+import { rsyncOwedFile } from './rsync-owed.js';
 import { writeNamesFilter } from './rsync-names.js';
 import { AgentTransport } from './agent-transport.js';
 import { AgentPlaced } from './agent-placed.js';
@@ -92,7 +93,8 @@ async function main(): Promise<number> {
   const namesFilter = writeNamesFilter(config.state_dir);
   const loops = Object.entries(config.detector).map(([id, d]) => {
     const transport: Transport = d.transport === 'agent' ? new AgentTransport(id, agentPlaced, log)
-      : new RsyncTransport(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s, namesFilter, keptFile: rsyncKeptFile(config.state_dir, id) }, log);
+      : new RsyncTransport(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s, namesFilter, keptFile: rsyncKeptFile(config.state_dir, id),
+        owedFile: rsyncOwedFile(config.state_dir, id) }, log);
     return new DetectorLoop(id, transport, handover, gate, log);
   });
   // Every new shift's id after the last one's, whatever the clock says now (shift-floor.ts).

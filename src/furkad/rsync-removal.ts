@@ -312,13 +312,13 @@ function trimmed(source: string): string {
 }
 
 /** A file's path below the module. */
-function keyOf(source: string, rel: string): string {
+export function keyOf(source: string, rel: string): string {
   const dir = trimmed(source);
   return dir === '' ? rel : `${dir}/${rel}`;
 }
 
 /** A path below the module as a path below `source`, if it is below it. */
-function below(source: string, key: string): string | undefined {
+export function below(source: string, key: string): string | undefined {
   const dir = trimmed(source);
   if (dir === '') return key;
   return key.startsWith(`${dir}/`) ? key.slice(dir.length + 1) : undefined;

@@ -1,14 +1,14 @@
 // The rsync transport: one stock rsync client run per loop run against the detector's rsync daemon, into
 // staging, complete files offered to the loop the moment the daemon reports their sources removed (F1, F2, F9).
 // A daemon that cannot remove sources is rsync-removal.ts's (F10).
-import { lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
+import { lchown, lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyExit, errorCause, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
 import { deliverable, escapeName } from './rsync-names.js';
 import { DeepDirs, DEEP_MAX } from './rsync-depth.js';
 import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
-import type { Placed, RunContext, RunOutcome, Transport } from './transport.js';
+import type { OwedShift, Placed, RunContext, RunOutcome, Transport } from './transport.js';
 import { StagedProvenance } from './staged-provenance.js';
 import { keyFileOutcome, ppuSideOfRsync } from './ppu-side.js';
 import { fitName } from '../common/name-max.js';
@@ -21,6 +21,7 @@ import { authAdvice, rsyncLogin, type RsyncLogin } from './rsync-auth.js';
 import { UnplacedFiles } from './unplaced-files.js';
 import { besidesRemoval, failuresIn, probeDir, RsyncRemoval, type RemovalNews } from './rsync-removal.js';
 import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsync-settling.js';
+import { RsyncOwed } from './rsync-owed.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -88,14 +89,21 @@ export class RsyncTransport implements Transport {
   #checksumming: Promise<unknown> = Promise.resolve();
   /** Whether the daemon removes sources, and the files placed whose sources it could not remove (rsync-removal.ts). */
   readonly #removal: RsyncRemoval;
+  /** Files the runs learned of and left on the detector, and the ended shifts they are owed to (rsync-owed.ts, A5). */
+  readonly #owed: RsyncOwed;
   /** The current assignment's source, for #removal's records (a file's path below the module). */
   #source = '';
 
-  /** `keptFile`: where the files placed whose sources the daemon could not remove are kept (state_dir). */
-  constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number; namesFilter: string; keptFile?: string }, private readonly log: Logger) {
+  /**
+   * `keptFile`: where the files placed whose sources the daemon could not remove are kept (state_dir); `owedFile`:
+   * where the files owed to ended shifts are (state_dir).
+   */
+  constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number; namesFilter: string; keptFile?: string; owedFile?: string },
+    private readonly log: Logger) {
     this.#provenance = new StagedProvenance(id, log);
     this.#room = new StagingRoom(id, log);
     this.#removal = new RsyncRemoval(id, log, settings.keptFile);
+    this.#owed = new RsyncOwed(id, log, settings.owedFile);
   }
 
   async run(ctx: RunContext): Promise<RunOutcome> {
@@ -115,6 +123,13 @@ export class RsyncTransport implements Transport {
     } catch (e) {
       return { verdict: 'retry', ...keyFileOutcome('rsync_password_file', e), transferred: 0, bytes: 0, refused: [...this.#refused, ...this.#deep.refused] };
     }
+    // Files owed to an ended shift are taken only once the place they are set aside in is ready (its record written):
+    // taken onto a full PPU ramdisk without it, they could be set aside nowhere, and would fill it for good (A5).
+    const unready = a.config.remove_source ? await this.#unreadyOwed(ctx) : [];
+    // Not listed for being left out, not for being gone from the detector; with settle_ms they are listed and settle,
+    // and only the take run leaves them out (#settledRun).
+    const leftOut = new Set(unready);
+    const kept = (rel: string): boolean => this.#unplaced.has(rel) || leftOut.has(rel);
     const runWith: RunWith = ({ removeSource, dest, only, onRemoved, linkDest, dryRun, copied }) => this.#run({
       rsync: this.settings.rsync,
       host: a.config.remoteIP,
@@ -137,7 +152,7 @@ export class RsyncTransport implements Transport {
       exclude: [...a.config.exclude.split(/\s+/).filter(Boolean), AGENT_NAMES, STAGING_NAME],
       // A limited run takes only files a listing run of these rules found (its --files-from names are not anchored alike).
       // Files placed whose sources the daemon could not remove are not pulled again while it cannot.
-      ...(only ? {} : { filters, skip: a.config.remove_source ? this.#removal.skipped(a.source) : [] }),
+      ...(only ? {} : { filters, skip: a.config.remove_source ? [...this.#removal.skipped(a.source), ...(a.config.settle_ms > 0 ? [] : unready)] : [] }),
       namesFilter: this.settings.namesFilter,
       ...(a.config.remove_source ? { tempDir: rsyncTempDir(ctx.staging) } : {}),
       ...(linkDest ? { linkDest } : {}),
@@ -169,10 +184,15 @@ export class RsyncTransport implements Transport {
         }
         // A file placed before, pulled again while its source stays, is not placed again.
         const fresh = this.#removal.sortOut(ctx.staging, a.source, rels, failed).catch(() => rels);
+        // One furkad knew of before a shift change and could not take then is that ended shift's (A5): set aside for it.
+        const sorted = fresh.then((f) => this.#byShift(ctx, f));
         // Each file's checksum from what arrived, and its provenance, before it gets its final name (I1, I3).
-        const sums = this.#checksumming.then(async () => this.#checksums(ctx, await fresh)).catch(() => new Map<string, string>());
+        const sums = this.#checksumming.then(async () => this.#checksums(ctx, (await sorted).own)).catch(() => new Map<string, string>());
         this.#checksumming = sums;
-        placing.push(Promise.all([fresh, sums]).then(([f, s]) => ctx.complete(f, s)).then((p) => this.#placed(p)));
+        placing.push(Promise.all([sorted, sums]).then(([f, s]) => ctx.complete(f.own, s)).then((p) => this.#placed(p)));
+        placing.push(sorted.then(async (f) => {
+          for (const [owed, owedRels] of f.owed) await this.#setAsideOwed(ctx, owed, owedRels);
+        }));
       };
       // The daemon refused to remove at the last try: it is asked again with no file, and nothing is copied
       // (into staging, where the PPU's fill guard cannot free it) until it takes --remove-source-files.
@@ -181,7 +201,7 @@ export class RsyncTransport implements Transport {
       if (asked && removal !== 'removed') {
         result = asked;
       } else if (a.config.settle_ms > 0) {
-        const settled = await this.#settledRun(ctx.staging, a.config.settle_ms, runWith, place);
+        const settled = await this.#settledRun(ctx.staging, a.config.settle_ms, runWith, place, leftOut);
         result = settled.result;
         if (settled.took) removal = this.#removal.learn(result, a.config.module);
       } else {
@@ -189,7 +209,10 @@ export class RsyncTransport implements Transport {
         result = await runWith({ removeSource: true, dest: ctx.staging, onRemoved: place });
         result = { ...result, bytes: Math.max(0, result.bytes - again(result.sent)) };
         // Before learn(): a run that hid the kept files (the daemon could not remove) lists none of them.
-        if (classifyExit(result.code, result.stderr) === 'ok') this.#removal.listed(a.source, [...result.files, ...result.overMax]);
+        if (classifyExit(result.code, result.stderr) === 'ok') {
+          this.#removal.listed(a.source, [...result.files, ...result.overMax]);
+          this.#owed.listed(a.source, [...result.files, ...result.overMax], kept);
+        }
         removal = this.#removal.learn(result, a.config.module);
       }
       // A run that went well but gave the daemon nothing to remove while it cannot: it is asked to remove one kept
@@ -206,6 +229,9 @@ export class RsyncTransport implements Transport {
       if (result.removed.size === 0 && result.code === 0 && result.files.some((r) => !result.changed.has(r))) this.#warnNoRemovalReports();
       place(complete, removal === 'failed' ? new Set(failuresIn(result.stderr).keys()) : new Set());
       await Promise.all(placing);
+      // Known complete and left on the detector (no room for it: --max-size, the file a run failed on) or, with
+      // settle_ms, settling: the current shift's if taken in it, the ending one's after a shift change (A5).
+      this.#owed.learned(a.source, [...result.overMax, ...(result.noRoom?.rel !== undefined ? [result.noRoom.rel] : []), ...this.#unchangedSince.keys()]);
     }
     // A run furkad ended for making no progress may have been killed before rsync removed its temp file: what is
     // there is a partial copy of a file still on the detector (the sender removes a source only once it arrived).
@@ -218,7 +244,8 @@ export class RsyncTransport implements Transport {
     const verdict = byRemoval ? 'fatal' : ran;
     // The file that did not fit is named, and the next runs leave such files on the detector; the rest go on.
     const full = result.noRoom ? await this.#room.full(landing, result.noRoom.rel, result.noRoom.size) : undefined;
-    if (ran === 'ok') this.#room.ran(result.overMax, maxSize);
+    // Files owed to an ended shift left on the detector (unready) wait for room too: the limit stays meanwhile.
+    if (ran === 'ok' && unready.length === 0) this.#room.ran(result.overMax, maxSize);
     if (ran === 'ok' && a.config.remove_source) await this.#dropAbandoned(a.config.settle_ms > 0 ? settlingDir(ctx.staging) : ctx.staging, result);
     if (ran === 'ok') {
       this.#noteRefused(result.hidden);
@@ -227,6 +254,7 @@ export class RsyncTransport implements Transport {
     // Only a daemon that ignored the names filter sends such names: what it removed is renamed and placed.
     if (result.strays.length > 0 && a.config.remove_source) (await this.#rescueNames(ctx.staging)).forEach((rel) => this.#offer(rel));
     this.#removal.save();
+    this.#owed.save();
     return {
       verdict,
       message: verdict === 'ok' ? '' : byRemoval ? cannotRemove : result.stalled ? this.#stalledMessage(result.stderr)
@@ -271,9 +299,18 @@ export class RsyncTransport implements Transport {
     return settle > 0 && monotonicMs() < since + settle + 2000 && [...this.#unchangedSince.values()].some((t) => t <= since);
   }
 
+  /**
+   * A shift change is over for `shift`: every file a run of it (its drain's included) learned of and did not take is
+   * that shift's whenever a later run takes it, also after a restart (rsync-owed.ts, A5). Returns how many.
+   */
+  owe(_learnedBy: number, shift: OwedShift): number {
+    return this.#owed.owe(shift);
+  }
+
   /** Files the loop set aside for the shift that ended (leaveBehind): no longer this transport's to offer. */
   forget(rels: string[]): void {
     this.#removal.setAside(this.#source, rels);
+    this.#owed.taken(this.#source, rels);
     for (const rel of rels) {
       this.#unplaced.drop(rel);
       this.#stillChanging.delete(rel);
@@ -301,8 +338,78 @@ export class RsyncTransport implements Transport {
     return sums;
   }
 
+  /**
+   * The files owed to ended shifts whose keeping place cannot be made ready now (no room for its record on the PPU
+   * ramdisk): left on the detector by this run. Made ready once, it stays so while files are set aside there.
+   */
+  async #unreadyOwed(ctx: RunContext): Promise<string[]> {
+    const unready: string[] = [];
+    for (const [owed, rels] of this.#owed.owedBelow(this.#source, ctx.shift.usertime)) {
+      if (await ctx.setAside(owed, []).then(() => true, () => false)) continue;
+      unready.push(...rels);
+    }
+    return unready;
+  }
+
+  /**
+   * Files taken into staging, sorted: the current shift's own, and those owed to an ended shift (rsync-owed.ts), by
+   * that shift (A5).
+   */
+  #byShift(ctx: RunContext, rels: string[]): { own: string[]; owed: Map<OwedShift, string[]> } {
+    const own: string[] = [];
+    const owed = new Map<OwedShift, string[]>();
+    for (const rel of rels) {
+      const to = this.#owed.owedTo(this.#source, rel, ctx.shift.usertime);
+      if (to === undefined) own.push(rel);
+      else owed.set(to, [...(owed.get(to) ?? []), rel]);
+    }
+    return { own, owed };
+  }
+
+  /**
+   * Files in staging owed to the ended shift `owed`: given its owner and provenance (received as the current shift's)
+   * and set aside for it by the loop, which places them into its directory and hands them over with it (A5). One
+   * that cannot be is offered again, and set aside then; never placed in the current shift.
+   */
+  async #setAsideOwed(ctx: RunContext, owed: OwedShift, rels: string[]): Promise<void> {
+    const ready: string[] = [];
+    for (const rel of rels) {
+      try {
+        // Staging is root's alone, the staged file rsync's own regular file: lchown all the same.
+        await lchown(path.join(ctx.staging, rel), owed.uid, owed.gid);
+        // In the checksums' turn (one read buffer), as the current shift's files are (#checksums).
+        const sum = this.#checksumming.then(() => this.#provenance.checksumOf(ctx.staging, owed, rel));
+        this.#checksumming = sum.catch(() => undefined);
+        await sum;
+        ready.push(rel);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code === 'ENOENT') {
+          this.#placed({ placed: [], failed: [], gone: [rel] });
+          continue;
+        }
+        this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, "cannot give a file owed to an earlier shift that shift's owner; it is tried again");
+        this.#placed({ placed: [], failed: [rel], gone: [] });
+      }
+    }
+    // Not set aside (no room for its record on a full PPU ramdisk, say): still in staging, offered again.
+    const moved = new Set(await ctx.setAside(owed, ready).catch((e: Error) => {
+      this.log.warn({ detector: this.id, files: ready.length, err: e.message }, 'files owed to an earlier shift cannot be set aside for it yet; they are tried again');
+      return [] as string[];
+    }));
+    if (moved.size > 0) {
+      this.#removal.setAside(this.#source, [...moved]);
+      this.log.info({ detector: this.id, files: moved.size, uid: owed.uid, gid: owed.gid, usertime: String(owed.usertime) },
+        "files furkad knew of before a shift change, taken now, set aside for that ended shift: placed into its directory with its owner");
+    }
+    const left = ready.filter((rel) => !moved.has(rel));
+    this.#owed.taken(this.#source, moved);
+    for (const rel of moved) this.#unplaced.drop(rel);
+    if (left.length > 0) this.#placed({ placed: [], failed: left, gone: [] });
+  }
+
   /** A file that could not be placed is offered again every run; one placed, or gone from staging, no more. */
   #placed(p: Placed): void {
+    this.#owed.taken(this.#source, [...p.placed, ...p.gone]);
     this.#removal.placed(this.#source, p.placed);
     this.#removal.gone(this.#source, p.gone);
     const now = monotonicMs();
@@ -323,7 +430,7 @@ export class RsyncTransport implements Transport {
    * matter. Only the second run writes into staging: whatever furkad is killed in, staging holds no copy of
    * a file never known complete.
    */
-  async #settledRun(staging: string, settleMs: number, runWith: RunWith, place: (rels: string[]) => void): Promise<{ result: RsyncResult; took: boolean }> {
+  async #settledRun(staging: string, settleMs: number, runWith: RunWith, place: (rels: string[]) => void, unready: ReadonlySet<string>): Promise<{ result: RsyncResult; took: boolean }> {
     const settling = settlingDir(staging);
     // Files placed before, pulled again to have their sources removed now, are not counted again.
     const again = this.#removal.pulledAgain(this.#source);
@@ -343,6 +450,7 @@ export class RsyncTransport implements Transport {
       return { result: { ...look, files: [], sent: [], removed: new Set(), changed: new Set(), strays: [] }, took: false };
     }
     this.#removal.listed(this.#source, [...look.files, ...look.overMax]);
+    this.#owed.listed(this.#source, [...look.files, ...look.overMax], (rel) => this.#unplaced.has(rel));
     // A file left over --max-size is on the detector all the same: neither gone, nor a leftover whose source is gone.
     const seen = new Set(look.files);
     const listed = new Set([...look.files, ...look.overMax]);
@@ -357,7 +465,7 @@ export class RsyncTransport implements Transport {
     await this.#settleAgain(staging, [...this.#leftovers].filter((rel) => listed.has(rel)));
     this.#leftovers.clear();
     // Only what this run saw unchanged: a copy over --max-size that #lookAtCopies could not compare is not known unchanged.
-    const settled = [...this.#unchangedSince].filter(([rel, since]) => seen.has(rel) && now - since >= settleMs).map(([rel]) => rel);
+    const settled = [...this.#unchangedSince].filter(([rel, since]) => seen.has(rel) && now - since >= settleMs && !unready.has(rel)).map(([rel]) => rel);
     // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
     if (settled.length === 0) return { result: { ...look, files: [], sent: [], removed: new Set() }, took: false };
     const taken = (rels: string[]): void => {

@@ -52,7 +52,7 @@ export class StagedProvenance {
    * (hex); undefined when it is gone (the loop finds it so) or cannot be read (said once; placed without one).
    * Opened through its directory, so that any depth is read.
    */
-  async checksumOf(staging: string, shift: Shift, rel: string): Promise<string | undefined> {
+  async checksumOf(staging: string, shift: Pick<Shift, 'usertime' | 'uid' | 'gid'>, rel: string): Promise<string | undefined> {
     let fh;
     try {
       const held = DirFd.openParent(staging, rel);

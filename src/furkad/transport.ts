@@ -104,7 +104,9 @@ export interface RunContext {
    * These files are complete in `staging` but belong to the ended shift `shift` (owed to it: see
    * Transport.owe), given that shift's owner: the loop sets them aside for it, as leaveBehind() does, places them
    * into that shift's directory in the background and hands them over with that shift, never this one (A5); then
-   * `afterPlaced(rels, usertime)`. Resolves with the ones set aside (the others are still in staging).
+   * `afterPlaced(rels, usertime)`. Resolves with the ones set aside (the others are still in staging). With no
+   * `rels`, only makes the place where that shift's files are kept ready (its record written there), so that files
+   * taken later need no new room on a full PPU ramdisk to be set aside; rejects when it cannot (no room).
    */
   setAside(shift: OwedShift, rels: string[]): Promise<string[]>;
 }

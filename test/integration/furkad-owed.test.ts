@@ -1,10 +1,10 @@
-// A shift change while the PPU ramdisk is full, with a real furka-agent, furkad and grimseld (A5, F6): images the
-// agent announced before StartShift that the drain could not fetch (no room) stay the old shift's. Found by a
-// hostile tester (session 25): 20 MB PPU ramdisk, INTERNAL not mounted so nothing is freed, 40 x 1 MB images,
-// StartShift to another user, then INTERNAL mounted: the images that had not fit went to the new user's
-// directory, owned by the new user.
+// A shift change while the PPU ramdisk is full, with a real furka-agent or rsync daemon, furkad and grimseld (A5,
+// F6): images furkad learned of before StartShift (the agent announced them, an rsync run listed them) that the
+// drain could not take (no room) stay the old shift's. Found by a hostile tester (session 25): 20 MB PPU ramdisk,
+// INTERNAL not mounted so nothing is freed, 40 x 1 MB images, StartShift to another user, then INTERNAL mounted:
+// the images that had not fit went to the new user's directory, owned by the new user.
 import { strict as assert } from 'node:assert';
-import { lstatSync, readdirSync } from 'node:fs';
+import { existsSync, lstatSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
@@ -13,17 +13,23 @@ import { mountTmpfs } from '../fixtures/tmpfs.js';
 const MB = 1024 * 1024;
 
 /** What happens to furkad between the shift change and the room coming back. */
-const CASES = [
+const RESTARTS = [
   { restart: 'none', name: 'furkad running on' },
   { restart: 'stop', name: 'furkad restarted meanwhile (systemctl restart: the default shift)' },
   { restart: 'kill', name: 'furkad killed meanwhile (its shift goes on)' },
 ] as const;
+/** How furkad learns of a file: the agent announces it; an rsync run lists it (left on the detector by --max-size). */
+const TRANSPORTS = [
+  { transport: 'agent', via: 'the agent' },
+  { transport: 'rsync', via: 'rsync' },
+] as const;
+const CASES = TRANSPORTS.flatMap((t) => RESTARTS.map((r) => ({ ...t, ...r })));
 
-for (const { restart, name } of CASES) describe(`furkad over the agent: a shift change while the PPU ramdisk is full (${name}; A5, F6)`, function () {
+for (const { transport, via, restart, name } of CASES) describe(`furkad over ${via}: a shift change while the PPU ramdisk is full (${name}; A5, F6)`, function () {
   this.timeout(240_000);
 
-  it(`places every image announced before StartShift into the old shift's directory, owned by its user, once there is room (${name}; A5)`, async () => {
-    const ppu = new Ppu({ prefix: 'ppu-owed', transport: 'agent', ramdiskBytes: 20 * MB });
+  it(`places every image known before StartShift into the old shift's directory, owned by its user, once there is room (${name}; A5)`, async () => {
+    const ppu = new Ppu({ prefix: 'ppu-owed', transport, ramdiskBytes: 20 * MB });
     const internal = path.join(ppu.storageRoot, 'internal');
     // A mountpoint that is not mounted: nothing is copied, so nothing on the PPU ramdisk is freed (G13).
     ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
@@ -32,10 +38,13 @@ for (const { restart, name } of CASES) describe(`furkad over the agent: a shift 
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;
       const images = Array.from({ length: 40 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
-      // The ramdisk is full: a fetch found no room (the rest wait on the detector, announced).
+      // The ramdisk is full: a fetch found no room, a run did not fit (the rest wait on the detector, known).
       await ppu.furkad!.proc.said(/does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
+      // Over rsync furkad learns of a file as a run lists it: the run after the one that failed lists the rest, left on
+      // the detector for their size (--max-size), the last one named too.
+      if (transport === 'rsync') await ppu.furkad!.proc.said(/img_039\.cbf does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
       await ppu.startShift(600, 600, []);
-      await ppu.furkad!.proc.said(/files announced before the shift change could not be taken yet: they stay the ending shift's/, 10_000);
+      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
       // A furkad started since knows them as the old shift's too (agent-placed.jsonl).
       if (restart === 'stop') {
         assert.equal(await ppu.furkad!.proc.stop(30_000), 0, 'a clean stop');
@@ -67,6 +76,36 @@ for (const { restart, name } of CASES) describe(`furkad over the agent: a shift 
       const rows = await ppu.queryStatus(-1);
       const copied = (uid: number): number => rows.filter((r) => r[1] === uid).reduce((n, r) => n + Number(r[5]), 0);
       assert.deepEqual([copied(500), copied(600)], [40, 0], `copied per shift in grimseld's status: ${rows.map((r) => `${r[1]}:${r[2]} ${r[5]}`).join(', ')}`);
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
+
+describe('furkad over rsync, settle_ms: a shift change whose drain runs out of time while files settle (A5, F6)', function () {
+  this.timeout(180_000);
+
+  it("places the files settling at StartShift into the old shift's directory, owned by its user, once settled; the change waits no longer than its drain (A5)", async () => {
+    // Longer than a drain waits (10 s): the files written before StartShift are still settling when the drain gives up.
+    const ppu = new Ppu({ prefix: 'ppu-owed-settle', transport: 'rsync', detectorConf: { '1MF': { settle_ms: 15_000 } } });
+    await ppu.start();
+    try {
+      await ppu.startShift(500, 501, []);
+      const root = ppu.detectorRamdisks['1MF']!;
+      const images = Array.from({ length: 5 }, (_, i) => writeImage(root, `run1/img_${i}.cbf`, 64 * 1024).rel);
+      // furkad has learned of them: copies settle beside staging on the PPU.
+      const settling = path.join(ppu.ppuRamdisk, '1mf/.furkad-staging/.settling/1MF');
+      await eventually(() => images.every((rel) => { try { return lstatSync(path.join(settling, rel)).size === 64 * 1024; } catch { return false; } }), 30_000, 'copies settling');
+      await ppu.startShift(600, 600, []);
+      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 10_000);
+      const internal = path.join(ppu.storageRoot, 'internal');
+      const copied = (rel: string): boolean => listFiles(path.join(internal, '1mf')).some((f) => f.endsWith(`/${rel}`));
+      await eventually(() => existsSync(path.join(internal, '1mf')) && images.every(copied), 90_000, 'every image copied to INTERNAL');
+      for (const rel of images) {
+        const st = lstatSync(path.join(internal, '1mf/500_501', rel));
+        assert.deepEqual([st.uid, st.gid], [500, 501], `${rel} in the old shift's directory, owned by its user`);
+      }
+      assert.deepEqual(listFiles(path.join(internal, '1mf')).filter((f) => f.startsWith('600_600/')), [], "nothing in the new user's directory");
     } finally {
       await ppu.stop();
     }

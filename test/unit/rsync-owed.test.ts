@@ -1,0 +1,74 @@
+// Files an rsync detector's runs knew of and left on the detector, owed to the shift that ended meanwhile (rsync-owed.ts,
+// A5, F6). The real daemons' side: test/integration/furkad-owed.test.ts.
+import { strict as assert } from 'node:assert';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import pino from 'pino';
+import { RsyncOwed, rsyncOwedFile } from '../../src/furkad/rsync-owed.js';
+import type { OwedShift } from '../../src/furkad/transport.js';
+
+const quiet = pino({ level: 'silent' });
+const shift = (usertime: bigint, uid: number): OwedShift => ({ usertime, uid, gid: uid, usrdir: `${uid}_${uid}`, target: '/ppu/./1mf', configuredTarget: '/ppu/./1mf' });
+
+describe('files an rsync run knew of before a shift change (A5)', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'owed-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("owes what was known and not taken to the ending shift, not a later one, and not to the shift it is taken in", () => {
+    const o = new RsyncOwed('1MF', quiet);
+    const first = shift(100n, 500);
+    o.learned('data', ['run/a.cbf', 'run/b.cbf', 'run/c.cbf']);
+    o.taken('data', ['run/c.cbf']);
+    assert.equal(o.owe(first), 2);
+    assert.equal(o.owedTo('data', 'run/a.cbf', 200n), first);
+    assert.equal(o.owedTo('data', 'run/c.cbf', 200n), undefined, 'taken in its own shift');
+    assert.equal(o.owedTo('data', 'run/a.cbf', 100n), undefined, "its own shift's runs place it as theirs");
+    // The next change owes newly known files to its own ending shift; the earlier ones stay the first shift's.
+    o.learned('data', ['run/a.cbf', 'run/d.cbf']);
+    assert.equal(o.owe(shift(200n, 600)), 1);
+    assert.equal(o.owedTo('data', 'run/a.cbf', 300n)?.uid, 500);
+    assert.equal(o.owedTo('data', 'run/d.cbf', 300n)?.uid, 600);
+    // The same path below the module, whatever source a shift names.
+    assert.equal(o.owedTo('', 'data/run/a.cbf', 300n)?.uid, 500);
+    assert.deepEqual([...o.owedBelow('data', 300n)].map(([s, rels]) => [s.uid, rels]), [[500, ['run/a.cbf', 'run/b.cbf']], [600, ['run/d.cbf']]]);
+    assert.deepEqual([...o.owedBelow('data', 100n)].map(([s, rels]) => [s.uid, rels]), [[600, ['run/d.cbf']]], "none of the current shift's own");
+  });
+
+  it('forgets what a full listing no longer names (deleted on the detector), and what was set aside', () => {
+    const o = new RsyncOwed('1MF', quiet);
+    o.learned('data', ['a', 'b', 'c']);
+    o.owe(shift(100n, 500));
+    o.listed('data', ['a', 'c'], () => false);
+    o.listed('other', [], () => false);
+    // Taken into staging by the run, not set aside yet: its source is gone from the detector, but it is still owed.
+    o.listed('data', ['c'], (rel) => rel === 'a');
+    o.taken('data', ['c']);
+    assert.deepEqual(['a', 'b', 'c'].map((r) => o.owedTo('data', r, 200n)?.uid), [500, undefined, undefined]);
+  });
+
+  it('keeps what is owed in state_dir from owe() on: a furkad started later sets it aside for the same shift', () => {
+    const file = rsyncOwedFile(dir, '1MF');
+    const o = new RsyncOwed('1MF', quiet, file);
+    o.learned('data', ['a', 'b']);
+    o.owe(shift(100n, 500));
+    const again = new RsyncOwed('1MF', quiet, file);
+    assert.deepEqual(again.owedTo('data', 'a', 200n), shift(100n, 500));
+    again.taken('data', ['a']);
+    again.save();
+    assert.equal(new RsyncOwed('1MF', quiet, file).owedTo('data', 'a', 200n), undefined, 'set aside: owed no more');
+    assert.equal(new RsyncOwed('1MF', quiet, file).owedTo('data', 'b', 200n)?.uid, 500);
+    assert.match(readFileSync(file, 'utf8'), /"usertime":"100"/);
+  });
+
+  it('takes nothing from a damaged file', () => {
+    const file = rsyncOwedFile(dir, '1MF');
+    writeFileSync(file, JSON.stringify({ shifts: [{ usertime: 'x', uid: 1 }], owed: [['a', 'x'], 'b'] }));
+    assert.equal(new RsyncOwed('1MF', quiet, file).owedTo('', 'a', 1n), undefined);
+    writeFileSync(file, '{');
+    assert.equal(new RsyncOwed('1MF', quiet, file).owedTo('', 'a', 1n), undefined);
+  });
+});
