@@ -121,12 +121,33 @@ const COARSE_STEPS_MS = [10, 1000, 2000] as const;
  * The step (ms) in which a coarse file system kept `copyMs` for `originalMs`: the copy's time a whole number of
  * steps, and the original's within the step after it. Undefined: no such cut.
  */
-export function cutToStep(originalMs: number, copyMs: number): number | undefined {
-  for (const step of COARSE_STEPS_MS) {
+export function cutToStep(originalMs: number, copyMs: number, steps: readonly number[] = COARSE_STEPS_MS): number | undefined {
+  for (const step of steps) {
     const d = originalMs - copyMs;
     if (copyMs % step === 0 && d >= 0 && d < step) return step;
   }
   return undefined;
+}
+
+/**
+ * The step (ms) of the coarse file system the open file `fd` is on, which stored `storedNs` when given the mtime
+ * `mtimeNs` (setFileTimes): cutToStep where one step fits. An original within 10 ms after a whole second fits
+ * several (exFAT and ext3 both cut it to that second), and one in the first second after an even one fits both
+ * whole and even seconds: one file cannot tell them apart, and the first step that fit was said (an ext3 disk
+ * taken for exFAT about once in a hundred, a FAT one for ext3 every other time). The file system is asked then:
+ * `fd` is given a time 5 ms below the next even second, which each step cuts to another time, then its own again.
+ */
+export function coarseStep(fd: number, atimeNs: bigint, mtimeNs: bigint, storedNs: bigint): number | undefined {
+  const wantMs = Number(toMicrosecond(mtimeNs) / US) / 1000;
+  const storedMs = Number(storedNs / US) / 1000;
+  const fitting = COARSE_STEPS_MS.filter((step) => cutToStep(wantMs, storedMs, [step]) !== undefined);
+  if (fitting.length <= 1) return fitting[0];
+  const evenSecondNs = BigInt(Math.floor(storedMs / 2000) * 2000) * 1_000_000n;
+  const probeNs = evenSecondNs + 1_995_000_000n; // 10 ms: +1990; a second: +1000; two: +0 (away from any edge)
+  const probed = setFileTimes(fd, atimeNs, probeNs);
+  const again = setFileTimes(fd, atimeNs, mtimeNs);
+  if (again !== storedNs) throw new Error(`mtime stored as ${again} ns, not as ${storedNs} ns as before`);
+  return cutToStep(Number(probeNs / US) / 1000, Number(probed / US) / 1000, fitting);
 }
 
 /**

@@ -17,7 +17,7 @@
 // the CPU of a trip through libuv's pool and back to the event loop for each (BENCHMARKS.md). Files waiting in
 // numbers are copied a batch at a time (copyMany), and the directories of a batch are walked once each.
 import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, readSync, writeSync } from 'node:fs';
-import { cutToStep, sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond } from '../common/file-times.js';
+import { coarseStep, sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond } from '../common/file-times.js';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
 import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
@@ -274,7 +274,7 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
  * 1970 as well). A time the storage's file system cannot store is clamped by the kernel to the edge of its range:
  * such a copy is taken (G3's measure knows the clamp, so its original is cleaned up at the shift change, G5) and
  * returned for the dispatcher to say. So is a time a file system with coarse times cut down to its step (exFAT,
- * ext3, FAT: cutToStep), as `cp -p` gets there. Any other time than the one set is not a faithful copy: an
+ * ext3, FAT: coarseStep), as `cp -p` gets there. Any other time than the one set is not a faithful copy: an
  * error, retried, the original kept, with what the file system made of the time.
  */
 function keepTimes(fd: number, source: Source, src: string, dest: string): CopyResult['mtimeClamped'] {
@@ -282,7 +282,7 @@ function keepTimes(fd: number, source: Source, src: string, dest: string): CopyR
   if (storeableMtime(source.mtimeNs, stored)) return undefined;
   const wanted = toMicrosecond(source.mtimeNs);
   const asMs = (ns: bigint): number => Number(ns / 1000n) / 1000;
-  const stepMs = cutToStep(asMs(wanted), asMs(stored));
+  const stepMs = coarseStep(fd, source.atimeNs, source.mtimeNs, stored);
   if (stepMs !== undefined) return { wanted: String(wanted), stored: String(stored), stepMs };
   const says = `the file system of ${dest} cannot store the mtime of ${src}, ${shownTime(wanted)}: it kept ${shownTime(stored)}`;
   if (!sameSizeAndMtime({ size: 0, mtimeMs: asMs(wanted) }, { size: 0, mtimeMs: asMs(stored) })) {
