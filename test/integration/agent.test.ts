@@ -487,27 +487,31 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
   });
 
   it('(e6) a client that reads a body slowly, for longer than send_timeout in all, gets all of it: only a stall is cut off (A3)', async () => {
-    // 8 MiB read one 16 KiB frame every 5 ms: ~2.6 s in all against a send_timeout of 2 s, while the agent sees
-    // its 1 MiB slices taken at least every 3 MiB (~1 s).
-    const data = randomBytes(8 * 1024 * KiB);
+    // 16 MiB read at 3 MiB a second: ~5.3 s in all against a send_timeout of 4 s, while the agent sees its 1 MiB
+    // slices taken at least every 3 MiB (~1 s). Paced by the clock, not by a pause after each frame: on a busy
+    // machine each pause ran late, the pauses added up, and 3 MiB took longer than send_timeout (a stall).
+    const data = randomBytes(16 * 1024 * KiB);
     writeFileSync(path.join(root, 'slow.raw'), data);
-    agent = await startAgent({ root, dir, extra: { send_timeout: '2' } });
+    agent = await startAgent({ root, dir, extra: { send_timeout: '4' } });
     client = new AgentClient(agent);
     const ev = client.events();
     await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
     const req = client.session.request({ ...client.auth, ':path': `/v1/file?id=${encodeURIComponent(ev.files('slow.raw')[0]!.id!)}` });
     const started = Date.now();
+    const bytesPerMs = 3 * 1024 * KiB / 1000;
     const got = await new Promise<{ body: Buffer; rst: number | undefined }>((resolve) => {
       const parts: Buffer[] = [];
+      let read = 0;
       req.on('data', (b: Buffer) => {
         parts.push(b);
+        read += b.length;
         req.pause();
-        setTimeout(() => req.resume(), 5);
+        setTimeout(() => req.resume(), Math.max(0, started + read / bytesPerMs - Date.now()));
       });
       req.on('error', () => undefined);
       req.on('close', () => resolve({ body: Buffer.concat(parts), rst: req.rstCode }));
     });
-    assert.ok(Date.now() - started > 2200, 'the read took longer than send_timeout (else this test proves nothing)');
+    assert.ok(Date.now() - started > 4400, 'the read took longer than send_timeout (else this test proves nothing)');
     assert.equal(got.rst, 0, 'not reset');
     assert.ok(got.body.equals(data), 'every byte, in order');
     assert.doesNotMatch(agent.proc.output(), /send_timeout/);
