@@ -222,7 +222,10 @@ describe('furkad over furka-agent (A2–A5)', function () {
       late = writeImage(detector, 'barrier/late.cbf', 10_000);
       change = ppu.startShift(650, 651);
       void change.then(() => { returned = true; }, () => undefined);
-      await pause(500);
+      // Held until the agent has made the call's mark, no longer: furkad waits 2 s at most for the barrier
+      // (BARRIER_MAX_MS), and a fixed 500 ms here left too little of that to a busy machine (load 20+), which
+      // then put the late file in the new shift.
+      await eventually(() => readdirSync(detector).some((n) => n.startsWith('.furka-agent-barrier-')), 20_000, "the agent's barrier mark for the call");
       assert.ok(!returned, 'StartShift waits for the barrier');
     } finally {
       process.kill(watcher, 'SIGCONT');
