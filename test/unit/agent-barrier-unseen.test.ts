@@ -107,15 +107,22 @@ describe('furka-agent: a barrier comes after every file complete before it, watc
       const shown = watcher.unwatched().map(String);
       return shown.includes('run') && !shown.includes('');
     });
-    for (let i = 0; i < 5; i++) {
+    // Five barriers with no new run, and no rescan, in between: the barrier looked into the directory itself. The
+    // run that left it unwatched is ended a second after the check (and run again, 3 s late, to leave it so again):
+    // a barrier a new run's rescan passed proves nothing and is not counted. Five in a row within that second were
+    // asked for before, which a busy machine (load 18) did not manage: "3 !== 2" runs.
+    let clean = 0;
+    for (let i = 0; clean < 5; i++) {
+      assert.ok(i < 50, `five barriers with no new run in between (${clean} of ${i})`);
+      const runsBefore = runs;
       // Complete, then at once a shift change's barrier: nothing in the kernel's stream stands for the file.
       write(`run/img_${i}.cbf`);
       catalog.placeBarrier(`b${i}`);
       await until(`barrier b${i}`, () => at(`barrier b${i}`) >= 0);
       const file = at(`run/img_${i}.cbf`);
       assert.ok(file >= 0 && file < at(`barrier b${i}`), `run/img_${i}.cbf announced before barrier b${i}: ${JSON.stringify(said.map(shown))}`);
+      if (runs === runsBefore) clean++;
     }
-    assert.equal(runs, 2, 'no new run, and no rescan, in between: the barrier looked into the directory itself');
   });
 
   it('announces a file of a directory inotifywait could not watch without waiting for it to be run again (A1)', async () => {
