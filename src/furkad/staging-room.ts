@@ -49,8 +49,9 @@ export class StagingRoom {
       if (this.#waiting.has(rel)) continue;
       this.log.warn({ detector: this.id, file: rel, free: limit }, noRoomMessage(rel, undefined, limit));
     }
-    const left = [...this.#waiting].filter((rel) => !over.includes(rel));
-    this.#waiting = new Set(over);
+    const now = new Set(over); // a Set: tens of thousands may wait behind a full ramdisk, and a list's includes() is per file
+    const left = [...this.#waiting].filter((rel) => !now.has(rel));
+    this.#waiting = now;
     if (over.length > 0) return;
     this.#limited = false;
     this.log.info({ detector: this.id, files: left }, 'the PPU ramdisk has room again: files that waited on the detector for it are taken');
