@@ -8,10 +8,10 @@
 // take is owed to that shift (owe()): a later run that takes it gives it that shift's owner and provenance and sets it
 // aside for it (RunContext.setAside), never placing it in the new one. What is owed is written to state_dir at once,
 // so that a furkad restarted or killed before the file is taken still sets it aside for its shift.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import type { OwedShift } from './transport.js';
+import { JsonStateFile } from './json-state.js';
 import { below, keyOf } from './rsync-removal.js';
 
 /** Where a detector's files owed to ended shifts are written: in furkad's state_dir, one file per detector. */
@@ -30,32 +30,28 @@ export class RsyncOwed {
   #known = new Set<string>();
   /** Paths below the module owed to an ended shift, with that shift. */
   #owed = new Map<string, OwedShift>();
-  /** #owed changed since it was last written to `file`. */
-  #dirty = false;
-  #saidUnwritable = false;
+  /** Where #owed is kept across a restart. */
+  readonly #state: JsonStateFile;
 
   /** `file`: where the owed files are written (state_dir), and read from at start; none: in memory only. */
-  constructor(private readonly id: string, private readonly log: Logger, private readonly file?: string) {
-    if (file === undefined) return;
-    try {
-      const saved = JSON.parse(readFileSync(file, 'utf8')) as { shifts?: unknown; owed?: unknown };
-      const shifts = new Map<string, OwedShift>();
-      for (const r of Array.isArray(saved.shifts) ? saved.shifts as unknown[] : []) {
-        if (isRecord(r)) shifts.set(r.usertime, { ...r, usertime: BigInt(r.usertime) });
-      }
-      for (const e of Array.isArray(saved.owed) ? saved.owed as unknown[] : []) {
-        if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') continue;
-        const shift = shifts.get(e[1]);
-        if (!shift) continue;
-        this.#owed.set(e[0], shift);
-        this.#known.add(e[0]);
-      }
-      if (this.#owed.size > 0) {
-        this.log.warn({ detector: id, files: this.#owed.size, file }, 'files an earlier furkad knew of before a shift change and could not take: ' +
-          "they stay that ended shift's, set aside for it when taken");
-      }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ detector: id, file, err: (e as Error).message }, 'cannot read the files owed to ended shifts; ignored');
+  constructor(private readonly id: string, private readonly log: Logger, file?: string) {
+    this.#state = new JsonStateFile(file, id, 'the files owed to ended shifts', log);
+    const saved = this.#state.read() as { shifts?: unknown; owed?: unknown } | undefined;
+    if (typeof saved !== 'object' || saved === null) return;
+    const shifts = new Map<string, OwedShift>();
+    for (const r of Array.isArray(saved.shifts) ? saved.shifts as unknown[] : []) {
+      if (isRecord(r)) shifts.set(r.usertime, { ...r, usertime: BigInt(r.usertime) });
+    }
+    for (const e of Array.isArray(saved.owed) ? saved.owed as unknown[] : []) {
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') continue;
+      const shift = shifts.get(e[1]);
+      if (!shift) continue;
+      this.#owed.set(e[0], shift);
+      this.#known.add(e[0]);
+    }
+    if (this.#owed.size > 0) {
+      this.log.warn({ detector: id, files: this.#owed.size, file }, 'files an earlier furkad knew of before a shift change and could not take: ' +
+        "they stay that ended shift's, set aside for it when taken");
     }
   }
 
@@ -112,14 +108,14 @@ export class RsyncOwed {
       this.#owed.set(key, shift);
       n++;
     }
-    if (n > 0) this.#dirty = true;
+    if (n > 0) this.#state.changed();
     this.save();
     return n;
   }
 
   #forget(key: string): void {
     this.#known.delete(key);
-    if (this.#owed.delete(key)) this.#dirty = true;
+    if (this.#owed.delete(key)) this.#state.changed();
   }
 
   /**
@@ -127,24 +123,17 @@ export class RsyncOwed {
    * state_dir) is said once and tried again after the next run; meanwhile they are known in memory.
    */
   save(): void {
-    if (!this.#dirty || this.file === undefined) return;
-    try {
+    this.#state.save(() => {
       const shifts = new Map<bigint, OwedShift>();
       for (const s of this.#owed.values()) shifts.set(s.usertime, s);
-      const tmp = `${this.file}.tmp`;
-      writeFileSync(tmp, JSON.stringify({
+      return {
         detector: this.id,
         shifts: [...shifts.values()].map((s): OwedRecord => ({ ...s, usertime: String(s.usertime) })),
         owed: [...this.#owed].map(([key, s]) => [key, String(s.usertime)]),
-      }), { mode: 0o600 });
-      renameSync(tmp, this.file);
-      this.#dirty = false;
-      this.#saidUnwritable = false;
-    } catch (e) {
-      if (!this.#saidUnwritable) this.log.warn({ detector: this.id, file: this.file, err: (e as Error).message }, 'cannot write the files owed to ended shifts; tried again after the next run');
-      this.#saidUnwritable = true;
-    }
+      };
+    });
   }
+
 }
 
 /** A shift record as written by save(): anything else (a damaged file) is not taken. */

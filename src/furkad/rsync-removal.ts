@@ -11,12 +11,12 @@
 // stayed ("kept" here) are hidden from the runs while the daemon cannot remove them, so each is pulled, placed and
 // counted once; once it can, they are pulled once more, their sources removed and the copies dropped. They are kept
 // in state_dir, so that a furkad restarted meanwhile does not deliver them again (into another shift) either.
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { lstat, mkdir, rename, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { sameSizeAndMtime } from '../common/file-times.js';
 import { classifyExit, decodeName, type RsyncResult } from './rsync.js';
+import { JsonStateFile } from './json-state.js';
 
 /** Where a detector's files delivered whose sources stayed on it are kept: in furkad's state_dir, one file per detector. */
 export function rsyncKeptFile(stateDir: string, id: string): string {
@@ -102,25 +102,21 @@ export class RsyncRemoval {
   #kept = new Map<string, Kept>();
   /** Complete in staging, their sources not removed, not yet placed (could not be, so far): kept once placed. */
   #pending = new Map<string, Kept>();
-  /** #kept changed since it was last written to `file`. */
-  #dirty = false;
-  #saidUnwritable = false;
+  /** Where #kept is kept across a restart. */
+  readonly #state: JsonStateFile;
 
   /** `file`: where the kept files are written (state_dir), and read from at start; none: in memory only. */
-  constructor(private readonly id: string, private readonly log: Logger, private readonly file?: string) {
-    if (file === undefined) return;
-    try {
-      const saved = JSON.parse(readFileSync(file, 'utf8')) as { kept?: unknown };
-      for (const e of Array.isArray(saved.kept) ? saved.kept as unknown[] : []) {
-        if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || typeof e[2] !== 'number') continue;
-        this.#kept.set(e[0], { size: e[1], mtimeMs: e[2] });
-      }
-      if (this.#kept.size > 0) {
-        this.log.warn({ detector: id, files: this.#kept.size, file }, 'files delivered whose sources the detector\'s rsync daemon could not remove: ' +
-          'not delivered again when pulled to be removed');
-      }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') this.log.error({ detector: id, file, err: (e as Error).message }, 'cannot read the files kept on the detector; ignored');
+  constructor(private readonly id: string, private readonly log: Logger, file?: string) {
+    this.#state = new JsonStateFile(file, id, 'the files kept on the detector', log);
+    const saved = this.#state.read() as { kept?: unknown } | undefined;
+    if (typeof saved !== 'object' || saved === null) return;
+    for (const e of Array.isArray(saved.kept) ? saved.kept as unknown[] : []) {
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'number' || typeof e[2] !== 'number') continue;
+      this.#kept.set(e[0], { size: e[1], mtimeMs: e[2] });
+    }
+    if (this.#kept.size > 0) {
+      this.log.warn({ detector: id, files: this.#kept.size, file }, 'files delivered whose sources the detector\'s rsync daemon could not remove: ' +
+        'not delivered again when pulled to be removed');
     }
   }
 
@@ -129,18 +125,9 @@ export class RsyncRemoval {
    * is said once and tried again after the next run; meanwhile they are known in memory.
    */
   save(): void {
-    if (!this.#dirty || this.file === undefined) return;
-    try {
-      const tmp = `${this.file}.tmp`;
-      writeFileSync(tmp, JSON.stringify({ detector: this.id, kept: [...this.#kept].map(([key, k]) => [key, k.size, k.mtimeMs]) }), { mode: 0o600 });
-      renameSync(tmp, this.file);
-      this.#dirty = false;
-      this.#saidUnwritable = false;
-    } catch (e) {
-      if (!this.#saidUnwritable) this.log.warn({ detector: this.id, file: this.file, err: (e as Error).message }, 'cannot write the files kept on the detector; tried again after the next run');
-      this.#saidUnwritable = true;
-    }
+    this.#state.save(() => ({ detector: this.id, kept: [...this.#kept].map(([key, k]) => [key, k.size, k.mtimeMs]) }));
   }
+
 
   /** Why the daemon cannot remove sources, for lastError: undefined while it can. */
   get failing(): string | undefined {
@@ -249,12 +236,12 @@ export class RsyncRemoval {
       if (!p) continue;
       this.#pending.delete(key);
       this.#kept.set(key, p);
-      this.#dirty = true;
+      this.#state.changed();
     }
   }
 
   #forgetKept(key: string): void {
-    if (this.#kept.delete(key)) this.#dirty = true;
+    if (this.#kept.delete(key)) this.#state.changed();
   }
 
   /**
