@@ -72,9 +72,14 @@ for (const { transport, via, restart, name } of CASES) describe(`furkad over ${v
       }
       assert.deepEqual(listFiles(path.join(internal, '1mf')).filter((f) => f.startsWith('600_600/')), [], "nothing in the new user's directory");
       await eventually(() => readdirSync(path.join(root, 'run1')).length === 0, 30_000, 'every source acknowledged and deleted on the detector (A4)');
-      // grimseld heard of them with the old shift: it counts 40 copied for 500:501, none for 600:600.
-      const rows = await ppu.queryStatus(-1);
+      // grimseld heard of them with the old shift: it counts 40 copied for 500:501, none for 600:600 (a copy is
+      // counted just after it is renamed into place, so the last one may be seen on the disk a moment before).
+      let rows = await ppu.queryStatus(-1);
       const copied = (uid: number): number => rows.filter((r) => r[1] === uid).reduce((n, r) => n + Number(r[5]), 0);
+      await eventually(async () => {
+        rows = await ppu.queryStatus(-1);
+        return copied(500) + copied(600) >= 40;
+      }, 30_000, 'grimseld to count the 40 copies');
       assert.deepEqual([copied(500), copied(600)], [40, 0], `copied per shift in grimseld's status: ${rows.map((r) => `${r[1]}:${r[2]} ${r[5]}`).join(', ')}`);
     } finally {
       await ppu.stop();
