@@ -49,6 +49,13 @@ export class Catalog {
   /** Counts of records already resolved and dropped, per shift: [copied, failed, verified]; they live on in the snapshot. */
   #settled = new Map<bigint, Map<string, [number, number, number]>>();
   /**
+   * Shifts the status let go (history_max_entries) whose counts are kept, settled and refused files, so that one
+   * furkad delivers late files for is shown again with them (G9): uid and gid, for the snapshot. The last
+   * history_max_entries let go (pruneSettled): a shift let go longer ago comes back with its late files only.
+   */
+  readonly #letGo = new Map<bigint, [number, number]>();
+  readonly #keepLetGo: number;
+  /**
    * Delivered files intake refused (not a regular file, gone, a link on the way), by shift and marked path: each
    * counts as failed on every storage (G9). By path, so that one furkad hands over again is counted once.
    */
@@ -78,7 +85,8 @@ export class Catalog {
   constructor(private readonly journal: Journal, settings: CatalogSettings) {
     this.storageIds = settings.storages;
     this.hasExternal = settings.hasExternal;
-    this.#book = new ShiftBook(settings.storages, settings.historyMaxEntries);
+    this.#book = new ShiftBook(settings.storages, settings.historyMaxEntries, (e) => this.#letGo.set(e.usertime, [e.uid, e.gid]));
+    this.#keepLetGo = settings.historyMaxEntries;
     this.#index = new Map(settings.storages.map((s, i) => [s, i]));
     this.#ramdiskRoot = settings.ramdiskRoot;
     this.#ramdiskPrefix = `${settings.ramdiskRoot.replace(/\/+$/, '')}/`;
@@ -186,22 +194,29 @@ export class Catalog {
           break;
       }
     }
-    for (const [u, perStorage] of this.#settled) {
-      for (const [s, [copied, failed, verified]] of perStorage) this.#book.add(u, s, { pending: 0, copied, failed, verified });
-    }
-    for (const [u, paths] of this.#refused) {
-      for (const s of this.storageIds) this.#book.add(u, s, { pending: 0, copied: 0, failed: paths.size, verified: 0 });
-    }
+    for (const u of new Set([...this.#settled.keys(), ...this.#refused.keys()])) this.#countKept(u);
     for (const rec of this.#files.values()) {
-      this.storageIds.forEach((s, i) => {
-        this.#book.count(rec.usertime, s, undefined, stateAt(rec.states, i));
-        if (verifiedOn(rec.states, i)) this.#book.verified(rec.usertime, s, 1);
-      });
-      if (!doneEverywhere(rec.states, this.storageIds.length)) this.#book.opened(rec.usertime, 1);
+      this.#countLive(rec);
       this.#settleIfDone(rec);
     }
     this.#book.trim();
     return n;
+  }
+
+  /** Adds shift `u`'s settled and refused files to its counts in the book (replay; a shift begun again). */
+  #countKept(u: bigint): void {
+    for (const [s, [copied, failed, verified]] of this.#settled.get(u) ?? []) this.#book.add(u, s, { pending: 0, copied, failed, verified });
+    const refused = this.#refused.get(u)?.size ?? 0;
+    if (refused) for (const s of this.storageIds) this.#book.add(u, s, { pending: 0, copied: 0, failed: refused, verified: 0 });
+  }
+
+  /** Adds a live record to its shift's counts in the book, as its states are (replay; a shift begun again). */
+  #countLive(rec: FileRecord): void {
+    this.storageIds.forEach((s, i) => {
+      this.#book.count(rec.usertime, s, undefined, stateAt(rec.states, i));
+      if (verifiedOn(rec.states, i)) this.#book.verified(rec.usertime, s, 1);
+    });
+    if (!doneEverywhere(rec.states, this.storageIds.length)) this.#book.opened(rec.usertime, 1);
   }
 
   #untake(rec: FileRecord): void {
@@ -311,9 +326,15 @@ export class Catalog {
     await this.journal.append({ t: 'shift', u: String(usertime), uid, gid });
     if (this.#book.get(usertime)) return false;
     this.#book.begin(usertime, uid, gid);
-    // An earlier shift the status had let go (history_max_entries) whose late files furkad delivers now: counted
-    // under it again until they are copied, and no shift start (G9).
-    if (current && usertime < current.usertime) return false;
+    // An earlier shift the status had let go (history_max_entries) whose late files furkad delivers now: shown
+    // again until they are copied, with what it counted before (its files settled, refused or still live), and no
+    // shift start (G9).
+    if (current && usertime < current.usertime) {
+      this.#letGo.delete(usertime);
+      this.#countKept(usertime);
+      for (const rec of this.#files.values()) if (rec.usertime === usertime) this.#countLive(rec);
+      return false;
+    }
     this.#book.trim();
     return true;
   }
@@ -509,13 +530,15 @@ export class Catalog {
 
   /** The journal as it would be written afresh: settled counts per shift, then the live records. */
   *snapshot(): Generator<JournalRecord> {
-    for (const [u, uid, gid] of this.#book.shiftsOldestFirst()) {
+    // The shifts let go whose counts are kept too: replayed, they are let go again at its end (and kept so).
+    const letGo = [...this.#letGo].filter(([u]) => !this.#book.get(u)).map(([u, [uid, gid]]): [bigint, number, number] => [u, uid, gid]);
+    for (const [u, uid, gid] of [...letGo, ...this.#book.shiftsOldestFirst()]) {
       const perStorage = this.#settled.get(u);
       yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
     for (const [s, mark] of this.#marks) yield { t: 'mark', s, mark };
     for (const [u, d] of this.#linkDirs.entries()) yield { t: 'linkdir', u: String(u), w: d.where, d: d.dir, to: d.to };
-    for (const [u, paths] of this.#refused) if (this.#book.get(u)) for (const src of paths) yield { t: 'refused', u: String(u), src };
+    for (const [u, paths] of this.#refused) if (this.#book.get(u) || this.#letGo.has(u)) for (const src of paths) yield { t: 'refused', u: String(u), src };
     // Not a record whose own line is still on its way: if that write fails, the record is taken back.
     for (const r of this.#files.values()) if (!this.#unjournaled.has(r.id)) yield* this.#lines(r);
   }
@@ -546,16 +569,23 @@ export class Catalog {
   async compactIfWorthIt(): Promise<boolean> {
     let refused = 0;
     for (const paths of this.#refused.values()) refused += paths.size;
-    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size + this.#linkDirs.size + this.#marks.size + refused;
+    const live = this.#files.size * (1 + this.storageIds.length) + this.#book.size + this.#letGo.size + this.#linkDirs.size + this.#marks.size + refused;
     if (this.journal.lines < 10_000 || this.journal.lines < 4 * live) return false;
     await this.journal.compact(() => this.snapshot());
     return true;
   }
 
-  /** Forgets settled counts and refused files of shifts that left the history. */
+  /**
+   * Forgets settled counts and refused files of shifts that left the history, but for the last
+   * history_max_entries of them (by start): one of those furkad delivers late files for is shown with all it
+   * counted (G9). Bounded, in memory and in the snapshot, whatever the number of shifts.
+   */
   pruneSettled(): void {
-    for (const u of this.#settled.keys()) if (!this.#book.get(u)) this.#settled.delete(u);
-    for (const u of this.#refused.keys()) if (!this.#book.get(u)) this.#refused.delete(u);
+    for (const u of this.#letGo.keys()) if (this.#book.get(u)) this.#letGo.delete(u);
+    const newestFirst = [...this.#letGo.keys()].sort((a, b) => (a > b ? -1 : a < b ? 1 : 0));
+    for (const u of newestFirst.slice(this.#keepLetGo)) this.#letGo.delete(u);
+    for (const u of this.#settled.keys()) if (!this.#book.get(u) && !this.#letGo.has(u)) this.#settled.delete(u);
+    for (const u of this.#refused.keys()) if (!this.#book.get(u) && !this.#letGo.has(u)) this.#refused.delete(u);
   }
 }
 

@@ -1,6 +1,7 @@
 // Per shift and storage: pending, copied, failed (G9), and how many of the copies were verified (I2, I5).
 // The last history_max_entries shifts are kept, and an older one as long as files of it are still to be copied
-// (pending, or failed and to be tried again): their counts would otherwise be lost. A read model of the catalog:
+// (pending, or failed and to be tried again): their counts would otherwise be lost. A shift let go is told to the
+// catalog, which keeps its counts a while for late files (catalog.ts, pruneSettled). A read model of the catalog:
 // only the catalog writes it (catalog.ts, which makes it and moves its counts as it records each change);
 // everyone else reads it as a ShiftView (catalog.shifts).
 import type { StatusRow, StatusVerifiedRow, VerifiedRow } from '../dbus/grimsel-interface.js';
@@ -32,7 +33,9 @@ export class ShiftBook {
   /** Oldest first; the last one is the current shift. */
   #shifts: ShiftEntry[] = [];
 
-  constructor(private readonly storageIds: string[], private readonly maxEntries: number) {}
+  /** `dropped`: told of each shift trim() lets go, with its owner (the catalog keeps its counts a while, G9). */
+  constructor(private readonly storageIds: string[], private readonly maxEntries: number,
+    private readonly dropped: (s: ShiftEntry) => void = () => undefined) {}
 
   get current(): ShiftEntry | undefined {
     return this.#shifts[this.#shifts.length - 1];
@@ -130,6 +133,9 @@ export class ShiftBook {
   trim(): void {
     const older = this.#shifts.length - this.maxEntries;
     if (older <= 0) return;
-    this.#shifts = this.#shifts.filter((s, i) => i >= older || s.open > 0);
+    const gone = new Set(this.#shifts.filter((s, i) => i < older && s.open <= 0));
+    if (!gone.size) return;
+    this.#shifts = this.#shifts.filter((s) => !gone.has(s));
+    for (const s of gone) this.dropped(s);
   }
 }
