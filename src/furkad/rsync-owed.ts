@@ -23,11 +23,13 @@ export function rsyncOwedFile(stateDir: string, id: string): string {
 const KNOWN_MAX = 200_000;
 
 /** An ended shift as written: its usertime as a decimal string. */
-type OwedRecord = Omit<OwedShift, 'usertime'> & { usertime: string };
+type OwedRecord = Omit<OwedShift, 'usertime'> & { usertime: string; endedMs?: number | undefined };
 
 export class RsyncOwed {
   /** Paths below the module the runs learned of and have not taken (not owed to anyone yet, or owed: see #owed). */
   #known = new Set<string>();
+  /** When each ended shift with files owed to it ended (wall clock, ms): a file written after that is not its. */
+  #endedMs = new Map<bigint, number>();
   /** Paths below the module owed to an ended shift, with that shift. */
   #owed = new Map<string, OwedShift>();
   /** Where #owed is kept across a restart. */
@@ -40,7 +42,10 @@ export class RsyncOwed {
     if (typeof saved !== 'object' || saved === null) return;
     const shifts = new Map<string, OwedShift>();
     for (const r of Array.isArray(saved.shifts) ? saved.shifts as unknown[] : []) {
-      if (isRecord(r)) shifts.set(r.usertime, { ...r, usertime: BigInt(r.usertime) });
+      if (!isRecord(r)) continue;
+      const { endedMs, ...shift } = r;
+      shifts.set(r.usertime, { ...shift, usertime: BigInt(r.usertime) });
+      if (typeof endedMs === 'number' && Number.isFinite(endedMs)) this.#endedMs.set(BigInt(r.usertime), endedMs);
     }
     for (const e of Array.isArray(saved.owed) ? saved.owed as unknown[] : []) {
       if (!Array.isArray(e) || typeof e[0] !== 'string' || typeof e[1] !== 'string') continue;
@@ -89,19 +94,34 @@ export class RsyncOwed {
     for (const [key, shift] of this.#owed) {
       const rel = below(source, key);
       if (rel === undefined || shift.usertime === current) continue;
-      out.set(shift, [...(out.get(shift) ?? []), rel]);
+      const rels = out.get(shift);
+      if (rels) rels.push(rel);
+      else out.set(shift, [rel]);
     }
     return out;
   }
 
-  /** The ended shift `rel` below `source` is owed to, unless it is `current`'s own. */
-  owedTo(source: string, rel: string, current: bigint): OwedShift | undefined {
-    const owed = this.#owed.get(keyOf(source, rel));
-    return owed && owed.usertime !== current ? owed : undefined;
+  /**
+   * The ended shift `rel` below `source` is owed to, unless it is `current`'s own, or the file taken under that name
+   * was last written (`mtimeMs`, as rsync kept it) after that shift ended: another file, written since under the
+   * owed one's name (rewritten, or renamed over it), completed in a later shift and not the ended one's (A5).
+   */
+  owedTo(source: string, rel: string, current: bigint, mtimeMs?: number): OwedShift | undefined {
+    const key = keyOf(source, rel);
+    const owed = this.#owed.get(key);
+    if (!owed || owed.usertime === current) return undefined;
+    const ended = this.#endedMs.get(owed.usertime);
+    if (mtimeMs !== undefined && ended !== undefined && mtimeMs > ended) {
+      this.#forget(key);
+      return undefined;
+    }
+    return owed;
   }
 
   /** A shift change is over for `shift`: every file known and not owed to an earlier shift is owed to it. Returns how many; written at once. */
-  owe(shift: OwedShift): number {
+  // endedMs, wall clock: compared with the mtimes the detector's clock gave its files (kept in step by the time-sync timer).
+  owe(shift: OwedShift, endedMs = Date.now()): number {
+    if (!this.#endedMs.has(shift.usertime)) this.#endedMs.set(shift.usertime, endedMs);
     let n = 0;
     for (const key of this.#known) {
       if (this.#owed.has(key)) continue;
@@ -128,7 +148,7 @@ export class RsyncOwed {
       for (const s of this.#owed.values()) shifts.set(s.usertime, s);
       return {
         detector: this.id,
-        shifts: [...shifts.values()].map((s): OwedRecord => ({ ...s, usertime: String(s.usertime) })),
+        shifts: [...shifts.values()].map((s): OwedRecord => ({ ...s, usertime: String(s.usertime), endedMs: this.#endedMs.get(s.usertime) })),
         owed: [...this.#owed].map(([key, s]) => [key, String(s.usertime)]),
       };
     });

@@ -1,6 +1,7 @@
 // The rsync transport: one stock rsync client run per loop run against the detector's rsync daemon, into
 // staging, complete files offered to the loop the moment the daemon reports their sources removed (F1, F2, F9).
 // A daemon that cannot remove sources is rsync-removal.ts's (F10).
+import { lstatSync } from 'node:fs';
 import { lchown, lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { classifyExit, errorCause, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
@@ -69,6 +70,8 @@ export class RsyncTransport implements Transport {
   readonly #unplaced = new UnplacedFiles<{ path: string }>();
   /** settle_ms: when furkad last saw each detector file change (monotonicMs()). */
   #unchangedSince = new Map<string, number>();
+  /** Bytes of files set aside for ended shifts not yet taken off the count of the shift that received them (Detectors). */
+  #owedBytes = { shift: 0n, bytes: 0 };
   /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
   #leftovers = new Set<string>();
   /** The staging directory the settling copies above belong to (a shift may give the detector another target). */
@@ -175,6 +178,8 @@ export class RsyncTransport implements Transport {
       // an earlier run could not place) is placed then, unless its source changed while it was sent.
       const offered = new Set<string>();
       const placing: Array<Promise<void>> = [];
+      /** Bytes of the files set aside for ended shifts: not the current shift's (Detectors counts per shift). */
+      let owedBytes = 0;
       // `failed`: files whose sources the daemon could not remove (complete: it found them unchanged first).
       const place = (rels: string[], failed: ReadonlySet<string> = new Set()): void => {
         if (rels.length === 0) return;
@@ -191,7 +196,7 @@ export class RsyncTransport implements Transport {
         this.#checksumming = sums;
         placing.push(Promise.all([sorted, sums]).then(([f, s]) => ctx.complete(f.own, s)).then((p) => this.#placed(p)));
         placing.push(sorted.then(async (f) => {
-          for (const [owed, owedRels] of f.owed) await this.#setAsideOwed(ctx, owed, owedRels);
+          for (const [owed, owedRels] of f.owed) owedBytes += await this.#setAsideOwed(ctx, owed, owedRels);
         }));
       };
       // The daemon refused to remove at the last try: it is asked again with no file, and nothing is copied
@@ -232,6 +237,14 @@ export class RsyncTransport implements Transport {
       // Known complete and left on the detector (no room for it: --max-size, the file a run failed on) or, with
       // settle_ms, settling: the current shift's if taken in it, the ending one's after a shift change (A5).
       this.#owed.learned(a.source, [...result.overMax, ...(result.noRoom?.rel !== undefined ? [result.noRoom.rel] : []), ...this.#unchangedSince.keys()]);
+      // Received by this shift's runs and set aside for an ended one: off this shift's count, also when set aside by a
+      // later run than the one that received them (no room for their record then). With settle_ms they were received
+      // (copied to settle, and counted) before the shift change, in the ended shift: nothing to take off.
+      const aside = a.config.settle_ms > 0 ? 0 : owedBytes;
+      const carry = this.#owedBytes.shift === ctx.shift.usertime ? this.#owedBytes.bytes : 0;
+      const off = Math.min(result.bytes, carry + aside);
+      this.#owedBytes = { shift: ctx.shift.usertime, bytes: carry + aside - off };
+      result = { ...result, bytes: result.bytes - off };
     }
     // A run furkad ended for making no progress may have been killed before rsync removed its temp file: what is
     // there is a partial copy of a file still on the detector (the sender removes a source only once it arrived).
@@ -359,9 +372,14 @@ export class RsyncTransport implements Transport {
     const own: string[] = [];
     const owed = new Map<OwedShift, string[]>();
     for (const rel of rels) {
-      const to = this.#owed.owedTo(this.#source, rel, ctx.shift.usertime);
+      let mtimeMs: number | undefined;
+      try {
+        mtimeMs = lstatSync(path.join(ctx.staging, rel)).mtimeMs;
+      } catch { /* gone from staging: whoever it was owed to, nothing is set aside */ }
+      const to = this.#owed.owedTo(this.#source, rel, ctx.shift.usertime, mtimeMs);
       if (to === undefined) own.push(rel);
-      else owed.set(to, [...(owed.get(to) ?? []), rel]);
+      else if (owed.has(to)) owed.get(to)!.push(rel);
+      else owed.set(to, [rel]);
     }
     return { own, owed };
   }
@@ -371,11 +389,13 @@ export class RsyncTransport implements Transport {
    * and set aside for it by the loop, which places them into its directory and hands them over with it (A5). One
    * that cannot be is offered again, and set aside then; never placed in the current shift.
    */
-  async #setAsideOwed(ctx: RunContext, owed: OwedShift, rels: string[]): Promise<void> {
+  async #setAsideOwed(ctx: RunContext, owed: OwedShift, rels: string[]): Promise<number> {
     const ready: string[] = [];
+    const sizes = new Map<string, number>();
     for (const rel of rels) {
       try {
         // Staging is root's alone, the staged file rsync's own regular file: lchown all the same.
+        sizes.set(rel, (await lstat(path.join(ctx.staging, rel))).size);
         await lchown(path.join(ctx.staging, rel), owed.uid, owed.gid);
         // In the checksums' turn (one read buffer), as the current shift's files are (#checksums).
         const sum = this.#checksumming.then(() => this.#provenance.checksumOf(ctx.staging, owed, rel));
@@ -405,6 +425,7 @@ export class RsyncTransport implements Transport {
     this.#owed.taken(this.#source, moved);
     for (const rel of moved) this.#unplaced.drop(rel);
     if (left.length > 0) this.#placed({ placed: [], failed: left, gone: [] });
+    return [...moved].reduce((n, rel) => n + (sizes.get(rel) ?? 0), 0);
   }
 
   /** A file that could not be placed is offered again every run; one placed, or gone from staging, no more. */

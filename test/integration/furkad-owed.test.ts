@@ -116,3 +116,42 @@ describe('furkad over rsync, settle_ms: a shift change whose drain runs out of t
     }
   });
 });
+
+describe('furkad over rsync: a file written under an owed name after the shift change (A5)', function () {
+  this.timeout(240_000);
+
+  it("is the new shift's (it was completed in it), while the files known before the change stay the old shift's", async () => {
+    // Found by a reviewer: the owed name was enough, and the new user's image went to the old user's directory.
+    const ppu = new Ppu({ prefix: 'ppu-owed-new', transport: 'rsync', ramdiskBytes: 20 * MB });
+    const internal = path.join(ppu.storageRoot, 'internal');
+    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
+    await ppu.start();
+    try {
+      await ppu.startShift(500, 501, []);
+      const root = ppu.detectorRamdisks['1MF']!;
+      const images = Array.from({ length: 25 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
+      await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
+      await ppu.startShift(600, 600, []);
+      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      // The new user's detector writes an image under the name of one still owed (temp name, rename; written now).
+      const fresh = writeImage(root, 'run1/img_024.cbf', 512 * 1024, new Date());
+      mountTmpfs(internal, 200 * MB);
+      const at = (u: string, rel: string): boolean => existsSync(path.join(internal, '1mf', u, rel));
+      await eventually(() => images.every((rel) => at('500_501', rel) || at('600_600', rel)), 120_000, 'every image copied to INTERNAL');
+      await eventually(() => readdirSync(path.join(root, 'run1')).length === 0, 30_000, 'every source taken off the detector');
+      const old = images.filter((rel) => rel !== fresh.rel);
+      assert.deepEqual(old.filter((rel) => !at('500_501', rel) || at('600_600', rel)), [], "the images known before the change in the old shift's directory only");
+      assert.ok(at('600_600', fresh.rel) && !at('500_501', fresh.rel), "the image written after the change in the new shift's directory only");
+      const st = lstatSync(path.join(internal, '1mf/600_600', fresh.rel));
+      assert.deepEqual([st.size, st.uid], [fresh.size, 600], 'the new image, owned by the new user');
+      // Detectors counts the new shift's own: one file, and its bytes, not the 24 MB set aside for the old shift (rsync's
+      // bytes are counted as runs receive them: a 1 MB image received by a run that then failed for want of room can
+      // count once more).
+      const row = (await ppu.furkaProperty<Array<[string, string, string, bigint, bigint]>>('Detectors')).find((r) => r[0] === '1MF')!;
+      assert.equal(row[3], 1n, "the new shift's file count");
+      assert.ok(row[4] >= BigInt(fresh.size) && row[4] <= BigInt(fresh.size + MB), `the new shift's bytes: ${row[4]}`);
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
