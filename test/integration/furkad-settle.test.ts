@@ -206,13 +206,14 @@ describe('furkad with its default settings: writers that pause mid-file lose not
       writeFileSync(path.join(detector, 'half.cbf'), Buffer.alloc(2 * 65536, 1));
       renameSync(path.join(detector, temp.rel), path.join(detector, 'run/img_1.cbf'));
       unlinkSync(flag);
-      await eventually(() => listFiles(usr).length === 2 && listFiles(detector).length === 0, 20_000, 'both files, once');
+      // Within the back-off the failed runs built up (up to its 10 s cap), a run, and a settle: 60 s on a busy machine.
+      await eventually(() => listFiles(usr).length === 2 && listFiles(detector).length === 0, 60_000, 'both files, once');
       assert.deepEqual(listFiles(usr), ['half.cbf', 'run/img_1.cbf'], 'no temp name, no NAME.~1~');
       assert.equal(statSync(path.join(usr, 'half.cbf')).size, 2 * 65536, 'the whole file');
       assert.equal(sha256File(readFileSync(path.join(usr, 'run/img_1.cbf'))), temp.sha256);
       // Staging, and the copies settling beside it.
       const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging');
-      await eventually(() => listFiles(staging).length === 0, 20_000, 'the copy of the temp name dropped from staging once its source was gone');
+      await eventually(() => listFiles(staging).length === 0, 60_000, 'the copy of the temp name dropped from staging once its source was gone');
     } finally {
       rmSync(flag, { force: true });
       await ppu.restartFurkadWith({ rsync_path: 'rsync' });
