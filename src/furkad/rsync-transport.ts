@@ -23,6 +23,7 @@ import { UnplacedFiles } from './unplaced-files.js';
 import { besidesRemoval, failuresIn, probeDir, RsyncRemoval, type RemovalNews } from './rsync-removal.js';
 import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsync-settling.js';
 import { RsyncOwed } from './rsync-owed.js';
+import { removeEmptiedParents, removeEmptyStagingDirs } from './staging-dirs.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -234,6 +235,9 @@ export class RsyncTransport implements Transport {
       if (result.removed.size === 0 && result.code === 0 && result.files.some((r) => !result.changed.has(r))) this.#warnNoRemovalReports();
       place(complete, removal === 'failed' ? new Set(failuresIn(result.stderr).keys()) : new Set());
       await Promise.all(placing);
+      // Placing renamed the files out of staging, and rsync has exited: the directories it made there for them go
+      // too, once empty (staging-dirs.ts); else staging kept an empty copy of every source directory ever pulled.
+      await this.#removeEmptied(ctx.staging, offered);
       // Known complete and left on the detector (no room for it: --max-size, the file a run failed on) or, with
       // settle_ms, settling: the current shift's if taken in it, the ending one's after a shift change (A5).
       this.#owed.learned(a.source, [...result.overMax, ...(result.noRoom?.rel !== undefined ? [result.noRoom.rel] : []), ...this.#unchangedSince.keys()]);
@@ -280,6 +284,15 @@ export class RsyncTransport implements Transport {
       // rsync's own code for SIGTERM, SIGINT, SIGHUP; runRsync gives it to a process killed by a signal too.
       ...(verdict !== 'ok' && result.code === 20 ? { interrupted: true } : {}),
     };
+  }
+
+  /** The directories of `rels` in `staging` that placing emptied, removed; a failure is logged, never the run's. */
+  async #removeEmptied(staging: string, rels: Iterable<string>): Promise<void> {
+    try {
+      await removeEmptiedParents(staging, rels);
+    } catch (e) {
+      this.log.warn({ detector: this.id, err: e }, 'cannot remove the directories placing emptied in staging; tried again when staging is next prepared');
+    }
   }
 
   /** Why a run furkad ended for making no progress was ended, and what rsync said meanwhile, if anything. */
@@ -655,6 +668,13 @@ export class RsyncTransport implements Transport {
     await this.#returnProbeCopies(staging);
     await this.#dropEarlierCopies(staging, ctx.assignment.config.settle_ms > 0);
     await this.#rescueNames(staging);
+    // Directories an earlier furkad's placing (or a shift change setting files aside) emptied: no run is in flight.
+    try {
+      const swept = removeEmptyStagingDirs(staging);
+      if (swept > 0) this.log.info({ detector: this.id, directories: swept }, 'empty directories removed from staging');
+    } catch (e) {
+      this.log.warn({ detector: this.id, err: e }, 'cannot remove the empty directories in staging; tried again when staging is next prepared');
+    }
     const found: string[] = [];
     const walk = async (dir: string): Promise<void> => {
       for (const e of await readdir(dir, { withFileTypes: true })) {
