@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { DirFd } from '../common/dir-fd.js';
 import { LinkSweeper } from './link-dirs.js';
+import { dirsOf, EmptiedDirs } from './emptied-dirs.js';
 import { sameFile } from './copier.js';
 import { fillState, isMountPoint } from './mounts.js';
 import { MOUNT_RECHECK_MS, READ_ONLY, readOnly } from './mount-watch.js';
@@ -137,6 +138,8 @@ export class Reclaimer {
    * its originals wait, said once like an unmounted storage, and it is asked again at most once a second (G5, G7).
    */
   readonly #readOnly = new Map<StorageInfo, number>();
+  /** With EXTERNAL: the internal directories whose ended shift's copies G5 deleted, removed once empty. */
+  readonly #emptied = new EmptiedDirs();
 
   constructor(
     private readonly catalog: Catalog,
@@ -276,6 +279,7 @@ export class Reclaimer {
     }
     blocked.clear();
     this.#links.sweep(current); // in the background: the fill guards go on meanwhile
+    this.#removeEmptiedDirs();
     // A shift that started meanwhile made the shift before it an earlier one too: its start set the mark and reset
     // the retry state; deletions that failed after it keep their pause.
     if (starts !== this.#shiftStarts) return;
@@ -283,6 +287,28 @@ export class Reclaimer {
     // after a pause that grows while it keeps failing (one DEL_ERROR per try, not four a second).
     this.#shiftChanged = waiting;
     this.#retryAt = nextTry;
+  }
+
+  /**
+   * The internal directories the deletions of ended shifts' copies emptied go, the shift's own (its user's) ones, up to
+   * the shift's directory (G5; emptied-dirs.ts). Not while the internal disk is unmounted or read-only; never one a
+   * copy still to be made there goes into.
+   */
+  #removeEmptiedDirs(): void {
+    if (this.#emptied.size === 0 || this.#cannotWrite(this.internal)) return;
+    const busy = dirsOf([...this.catalog.pendingOn(this.internal.id)].map((rec) => this.catalog.relOn(rec, this.internal.id)));
+    try {
+      const { removed, errors } = this.#emptied.remove(this.internal.target, busy, this.#shiftStarts);
+      if (removed > 0) this.log.info({ storage: this.internal.id, removed }, 'removed the directories of ended shifts emptied on the internal storage');
+      if (errors.length > 0) this.log.warn({ storage: this.internal.id, errors: errors.slice(0, 10) }, 'cannot look at some emptied directories of ended shifts; they stay');
+    } catch (e) {
+      this.log.warn({ err: e, storage: this.internal.id }, 'cannot remove the emptied directories of ended shifts; tried again at the next clean-up');
+    }
+  }
+
+  /** Whether `st` was not mounted at the last reading of its mount point, or is read-only. */
+  #cannotWrite(st: StorageInfo): boolean {
+    return (st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.ok !== true) || this.#readOnly.has(st);
   }
 
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */
@@ -688,6 +714,8 @@ export class Reclaimer {
         await unlink(dir.at(linkTempName(this.#tempKey, name, rec.id))).catch(() => {}); // a killed link's leftover, as in #link
         return true;
       });
+      // An internal copy goes only once its shift has ended (G5, and G7's deletions of ended shifts' copies).
+      if (done && where === 'internal' && this.external) this.#emptied.note(place.rel);
       if (done) await this.catalog.setOrigin(rec, where, 'deleted');
       return done;
     } catch (e) {

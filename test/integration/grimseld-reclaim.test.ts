@@ -178,6 +178,45 @@ describe('shift change cleanup (G5)', function () {
     }
   });
 
+  it("with an EXTERNAL storage also removes the internal directories of the earlier shift it emptied, but not its user's nor the shared ones (G5)", async () => {
+    // Found by a long-run tester: after 211 shift changes 566 of 720 directories on the internal disk were empty.
+    const ppu = new Ppu({ prefix: 'ppu-g5d' });
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 2 },
+      'storage.external': { type: 'EXTERNAL', target: path.join(ppu.storageRoot, 'external'), n_copy_processes: 2 },
+    };
+    await ppu.start();
+    try {
+      const internal = path.join(ppu.storageRoot, 'internal', '1mf');
+      await ppu.startShift(1310, 1311);
+      const old = [...stream(ppu, 'run_1/sub', 4, 20_000), ...stream(ppu, 'run_2', 4, 20_000), ...stream(ppu, 'run_3/a/b', 2, 20_000)];
+      await copiedAll(ppu, 1310, old.length, 2);
+      // The shift's user keeps a note of theirs beside the copies of run_2.
+      const note = path.join(internal, '1310_1311', 'run_2', 'notes.txt');
+      writeFileSync(note, 'mine');
+      lchownSync(note, 1310, 1311);
+      await ppu.startShift(1400, 1401);
+      const fresh = stream(ppu, 'run_1/sub', 3, 20_000);
+      await copiedAll(ppu, 1400, fresh.length, 2);
+      await eventually(() => !existsSync(path.join(internal, '1310_1311', 'run_1')) && !existsSync(path.join(internal, '1310_1311', 'run_3')),
+        20_000, "the emptied directories of the earlier shift gone");
+      assert.deepEqual(leaves(path.join(internal, '1310_1311')), ['run_2/notes.txt'], "the user's note and its directory stay, nothing else");
+      assert.deepEqual(readdirSync(internal).sort(), ['1310_1311', '1400_1401'], 'the shared per-detector directory stays');
+      for (const f of old) assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'external/1mf/1310_1311', f.rel))), f.sha256, 'external copy kept');
+      for (const f of fresh) assert.ok(existsSync(path.join(internal, '1400_1401', f.rel)), 'current shift internal kept');
+      // Once the note goes, a later shift change takes the shift's directory too.
+      rmSync(note);
+      await ppu.startShift(1500, 1501);
+      const later = stream(ppu, 'run_9', 2, 20_000);
+      await copiedAll(ppu, 1500, later.length, 2);
+      await eventually(() => readdirSync(internal).sort().join() === '1500_1501', 20_000,
+        "only the current shift's directory left in the per-detector one");
+      assert.ok(existsSync(path.join(ppu.storageRoot, 'internal')), 'the storage target stays');
+    } finally {
+      await ppu.stop();
+    }
+  });
+
   it('with an EXTERNAL disk that keeps whole seconds only (ext3-like, a real ext4 of 128-byte inodes): copies counted with their mtimes cut to the second, said once, and the earlier shift cleaned up (G3, G5)', async () => {
     const ppu = new Ppu({ prefix: 'ppu-g5s' });
     const mnt = path.join(ppu.work, 'mnt', 'ext3');
