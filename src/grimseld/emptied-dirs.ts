@@ -28,14 +28,29 @@ export class EmptiedDirs {
   /** Directories below the target (relative) a deletion emptied, perhaps, and how often they were found not empty. */
   readonly #dirs = new Map<string, Tries | undefined>();
 
+  /** Noted since the last remove(). */
+  #fresh = false;
+  /** The epoch of the last remove(). */
+  #epoch: number | undefined;
+
   /** The copy at `rel` (below the target) was deleted: its directory may be empty now. */
   note(rel: string): void {
     const dir = path.posix.dirname(rel);
-    if (dir !== '.' && dir !== '' && !this.#dirs.has(dir)) this.#dirs.set(dir, undefined);
+    if (dir === '.' || dir === '' || this.#dirs.has(dir)) return;
+    this.#dirs.set(dir, undefined);
+    this.#fresh = true;
   }
 
   get size(): number {
     return this.#dirs.size;
+  }
+
+  /**
+   * Whether remove() has anything to try at `epoch`: a directory noted since the last, or ones kept from an earlier
+   * epoch. A clean-up that waits for copies passes on every tick; it need not look at the same directories each time.
+   */
+  due(epoch: number): boolean {
+    return this.#dirs.size > 0 && (this.#fresh || this.#epoch !== epoch);
   }
 
   /**
@@ -50,6 +65,8 @@ export class EmptiedDirs {
     const result = { removed: 0, errors: [] as string[] };
     if (this.#dirs.size === 0) return result;
     const top = DirFd.open(root); // a missing target (not mounted) throws: tried at the next pass
+    this.#fresh = false;
+    this.#epoch = epoch;
     try {
       const deepestFirst = [...this.#dirs.keys()].sort((a, b) => b.split('/').length - a.split('/').length);
       for (const dir of deepestFirst) {

@@ -295,7 +295,7 @@ export class Reclaimer {
    * copy still to be made there goes into.
    */
   #removeEmptiedDirs(): void {
-    if (this.#emptied.size === 0 || this.#cannotWrite(this.internal)) return;
+    if (!this.#emptied.due(this.#shiftStarts) || this.#cannotWrite(this.internal)) return;
     const busy = dirsOf([...this.catalog.pendingOn(this.internal.id)].map((rec) => this.catalog.relOn(rec, this.internal.id)));
     try {
       const { removed, errors } = this.#emptied.remove(this.internal.target, busy, this.#shiftStarts);

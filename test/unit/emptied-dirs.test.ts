@@ -44,8 +44,13 @@ describe('removing the internal directories of ended shifts G5 emptied', () => {
       assert.equal(e.remove(target, new Set(), epoch).removed, 0);
       assert.equal(e.size, 1, `still noted at epoch ${epoch}`);
     }
+    assert.equal(e.due(2), false, 'nothing new at the same shift change: not looked at again on every tick');
+    assert.equal(e.due(3), true, 'looked at again at the next shift change');
     assert.equal(e.remove(target, new Set(), 3).removed, 0);
     assert.equal(e.size, 0, 'let go after three shift changes');
+    assert.equal(e.due(4), false);
+    e.note('1mf/500_501/run2/b.cbf');
+    assert.equal(e.due(3), true, 'a directory noted since');
     assert.equal(existsSync(path.join(target, '1mf/500_501/run1/notes.txt')), true);
   });
 
