@@ -18,7 +18,7 @@ import type { Assignment } from './shift.js';
 import type { OwedShift, RunContext, RunOutcome, Transport } from './transport.js';
 import { wakeOrAbort } from '../common/abort.js';
 import { availableBytes } from '../common/statfs.js';
-import { noRoomMessage } from './staging-room.js';
+import { noRoomMessage, RoomNotice } from './room-notice.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { UnplacedFiles } from './unplaced-files.js';
@@ -147,8 +147,8 @@ export class AgentTransport implements Transport {
   #damaged = new Map<string, { times: number; notBefore: number; path: string }>();
   /** This connection's agent sends no checksum furkad can check against: said once per connection. */
   #saidUnchecked = false;
-  /** The last file a fetch found no room for on the PPU ramdisk (logged once while it retries). */
-  #saidNoRoom: string | undefined;
+  /** What the log says of files a fetch found no room for on the PPU ramdisk: each once until a run goes through (S4). */
+  readonly #noRoom: RoomNotice;
   readonly #provenance: StagedProvenance;
 
   constructor(
@@ -157,6 +157,7 @@ export class AgentTransport implements Transport {
     private readonly log: Logger,
   ) {
     this.#provenance = new StagedProvenance(id, log);
+    this.#noRoom = new RoomNotice(id, log);
     // Set aside by an earlier furkad: still not to be fetched, and acknowledged once the loop places them.
     for (const f of placedStore.setAsideFiles(id)) this.#setAside.set(asideKey(f.usertime, f.rel), withSum({ id: f.id }, f.sum));
     // Owed to an ended shift at a change before a restart: still that shift's (A5).
@@ -419,7 +420,13 @@ export class AgentTransport implements Transport {
         resolve();
       }
     });
-    if (failure) return { verdict: 'retry', message: failure.message, transferred, bytes, ...ppuSideOf(failure, ctx.staging) };
+    this.#noRoom.say();
+    if (failure) {
+      return { verdict: 'retry', message: failure.message, transferred, bytes, ...ppuSideOf(failure, ctx.staging),
+        ...((failure as NodeJS.ErrnoException).code === 'ENOSPC' ? { noRoom: true } : {}) };
+    }
+    // Every fetch found room: a file that does not fit later is news again.
+    this.#noRoom.clear();
     return { verdict: 'ok', message: '', transferred, bytes, refused: [...this.#refused.values()] };
   }
 
@@ -476,10 +483,10 @@ export class AgentTransport implements Transport {
   /** A fetch's error with the file named: a full PPU ramdisk (ENOSPC) says which file did not fit, and how big it is. */
   async #named(e: NodeJS.ErrnoException, ctx: RunContext, w: Waiting): Promise<Error> {
     if (e.code !== 'ENOSPC') return e;
-    const message = noRoomMessage(w.path, w.size, await availableBytes(ctx.staging).catch(() => undefined));
-    // Logged when it starts, not at each retry of the same file.
-    if (this.#saidNoRoom !== w.path) this.log.warn({ detector: this.id, file: w.path, size: w.size }, message);
-    this.#saidNoRoom = w.path;
+    const free = await availableBytes(ctx.staging).catch(() => undefined);
+    // Logged when it starts (at the run's end, with the other workers' files that failed alike), not at each retry.
+    this.#noRoom.found([w.path], free, w.size);
+    const message = noRoomMessage(w.path, w.size, free);
     return Object.assign(new Error(`${message} (${e.message})`), { code: e.code });
   }
 

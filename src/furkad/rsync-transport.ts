@@ -277,6 +277,7 @@ export class RsyncTransport implements Transport {
       message: verdict === 'ok' ? '' : byRemoval ? cannotRemove : result.stalled ? this.#stalledMessage(result.stderr)
         : `rsync exit ${result.code}: ${full ?? authAdvice(result.stderr, login) ?? errorCause(result.stderr)}`,
       ...(verdict === 'ok' || byRemoval ? {} : ppuSideOfRsync(result.stderr, result.noRoom !== undefined, landing)),
+      ...(verdict !== 'ok' && !byRemoval && result.noRoom ? { noRoom: true } : {}),
       transferred: result.transferred,
       bytes: result.bytes,
       refused: [...this.#refused, ...this.#deep.refused],

@@ -17,6 +17,8 @@ export interface RunOutcome {
   message: string;
   /** The run failed on the PPU's side, not at the detector (its ramdisk full, furkad out of descriptors): where (ppu-side.ts). */
   ppu?: string;
+  /** It failed for want of room on the PPU ramdisk for a file: which file changes from run to run, the outage does not. */
+  noRoom?: true;
   /** Files and bytes this run moved off the detector. `transferred > 0` earns interrun_pause (F5) and the
    *  `transferring` state. Files placed are counted by the loop itself, as it places them. */
   transferred: number;

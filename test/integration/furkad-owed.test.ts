@@ -41,8 +41,10 @@ for (const { transport, via, restart, name } of CASES) describe(`furkad over ${v
       // The ramdisk is full: a fetch found no room, a run did not fit (the rest wait on the detector, known).
       await ppu.furkad!.proc.said(/does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
       // Over rsync furkad learns of a file as a run lists it: the run after the one that failed lists the rest, left on
-      // the detector for their size (--max-size), the last one named too.
-      if (transport === 'rsync') await ppu.furkad!.proc.said(/img_039\.cbf does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
+      // the detector for their size (--max-size), the last one named too: by itself, or in the line of the files the run left.
+      if (transport === 'rsync') {
+        await ppu.furkad!.proc.said(/img_039\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_039\.cbf/, 60_000);
+      }
       await ppu.startShift(600, 600, []);
       await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
       // A furkad started since knows them as the old shift's too (agent-placed.jsonl).
