@@ -129,6 +129,8 @@ export class DetectorLoop implements Component {
    * after HOLD_CUT_MS, or a signal that came with a stop): then the drain takes what it left.
    */
   #lastRun: 'ok' | 'failed' | 'ended' = 'ok';
+  /** The last failed run failed for want of room on the PPU ramdisk (#failed: said once whichever file). */
+  #noRoom = false;
   /** The shift change (#holds) whose runs ended by a signal not furkad's were said in the log (once each). */
   #saidSignalled = 0;
   /** Files that could not be given their final names: each is logged once, and lastError stays while any is left. */
@@ -697,7 +699,7 @@ export class DetectorLoop implements Component {
       }
       this.#lastRun = 'ended';
     } else {
-      this.#failed(outcome.message, outcome.verdict, outcome.ppu);
+      this.#failed(outcome.message, outcome.verdict, outcome.ppu, outcome.noRoom);
     }
     return outcome.transferred;
   }
@@ -775,10 +777,13 @@ export class DetectorLoop implements Component {
    * Logs an outage once when it starts (its recovery is logged in #runOnce), then backs off (F10). `ppu`: it is
    * the PPU's (a full ramdisk, furkad out of descriptors, its state_dir), at that path, and said so: not the detector's.
    */
-  #failed(message: string, verdict: Exclude<Verdict, 'ok'>, ppu?: string): void {
+  #failed(message: string, verdict: Exclude<Verdict, 'ok'>, ppu?: string, noRoom?: true): void {
     // The first failure, and then each new reason of one on the PPU's side (a key fixed halfway: its next
-    // problem), not every retry; a detector's reasons may alternate (rsync exit 30, 35) and are said once.
-    if (this.#backoff === 0 || (ppu !== undefined && message !== this.stats.lastError)) {
+    // problem), not every retry; a detector's reasons may alternate (rsync exit 30, 35) and are said once. No room
+    // for a file is one reason whichever file (behind a full ramdisk each run fails on another: room-notice.ts names them).
+    const news = message !== this.stats.lastError && !(noRoom === true && this.#noRoom);
+    this.#noRoom = noRoom === true;
+    if (this.#backoff === 0 || (ppu !== undefined && news)) {
       if (ppu !== undefined) this.log.error({ detector: this.id, verdict, ppu }, `failing on the PPU (${ppu}), not at the detector; retrying with back-off: ${message}`);
       else this.log.error({ detector: this.id, verdict }, `detector unreachable or failing, retrying with back-off: ${message}`);
     }

@@ -34,6 +34,7 @@ for (const { transport, via, restart, name } of CASES) describe(`furkad over ${v
     // A mountpoint that is not mounted: nothing is copied, so nothing on the PPU ramdisk is freed (G13).
     ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
     await ppu.start();
+    const started = performance.now();
     try {
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;
@@ -55,6 +56,11 @@ for (const { transport, via, restart, name } of CASES) describe(`furkad over ${v
         await ppu.killFurkad();
         await ppu.startFurkad();
       }
+      // Said in a few lines, not one per file nor per run or fetch that found no room (S4; one per file filled three
+      // 2 MB log files in a second behind a backlog of 50 000): the files at most three times at once, then once per
+      // 30 s; the outage once (failing on the PPU), whichever file a run failed on; the shift change once.
+      const said = ppu.furkad!.proc.output().split('\n').filter((l) => /do(es)? not fit in the/.test(l));
+      assert.ok(said.length <= 5 + (performance.now() - started) / 30_000, `${said.length} lines of files that do not fit:\n${said.join('\n')}`);
       // Room again: INTERNAL mounted, copies made, originals of the old shift deleted (G5).
       mountTmpfs(internal, 200 * MB);
       const where = (rel: string): string[] => ['500_501', '600_600'].filter((u) => {
@@ -96,6 +102,7 @@ describe('furkad over rsync, settle_ms: a shift change whose drain runs out of t
     // Longer than a drain waits (10 s): the files written before StartShift are still settling when the drain gives up.
     const ppu = new Ppu({ prefix: 'ppu-owed-settle', transport: 'rsync', detectorConf: { '1MF': { settle_ms: 15_000 } } });
     await ppu.start();
+    const started = performance.now();
     try {
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;

@@ -211,6 +211,32 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.ok(said[0]!.includes('does not exist') && said[1]!.includes('is open to group or others'));
   });
 
+  it('logs an outage for want of room on the PPU ramdisk once, not once per run failing on another file (F10, S4)', async () => {
+    const { log, lines } = recordingLog();
+    const t = new FakeTransport();
+    t.ppu = '/ppu/1mf/.furkad-staging/1MF';
+    t.noRoom = true;
+    // Behind a full ramdisk each run fails on another file (the agent's workers, rsync's files that fit one by one).
+    t.verdicts = Array.from({ length: 8 }, () => 'retry' as const);
+    t.messages = Array.from({ length: 8 }, (_, i) => `run1/img_00${i}.cbf (1048576 bytes) does not fit in the 0 bytes free on the PPU ramdisk`);
+    const stop = new AbortController();
+    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), new TransferGate(Infinity), log, { sleep: recordingSleep([]) });
+    let lastError = '';
+    t.duringRun = () => {
+      lastError = loop.stats.lastError;
+      if (t.runs === 9) stop.abort();
+    };
+    const a = assignment();
+    const running = loop.run(stop.signal);
+    loop.assign(shift([a]), a);
+    loop.release();
+    await running;
+    const said = lines.filter((l) => l.includes('retrying with back-off'));
+    assert.equal(said.length, 1, said.join('\n'));
+    assert.ok(said[0]!.includes('run1/img_000.cbf'));
+    assert.match(lastError, /run1\/img_007\.cbf/, 'lastError names the file the last run failed on');
+  });
+
   it("moves aside a staging directory or link of a user's (left from when the target was theirs) and makes its own (docs/threat-model.md)", async () => {
     const elsewhere = path.join(root, 'elsewhere');
     mkdirSync(elsewhere);

@@ -22,6 +22,8 @@ export class FakeTransport implements Transport {
   messages: string[] = [];
   /** Failed runs fail on the PPU's side, at this path (RunOutcome.ppu). */
   ppu?: string;
+  /** Failed runs fail for want of room on the PPU ramdisk (RunOutcome.noRoom). */
+  noRoom = false;
   /** One per run, in order, beside `verdicts`: the run's process was ended by a signal (RunOutcome.interrupted). */
   interrupted: boolean[] = [];
   /** What the loop made of each offer. */
@@ -55,7 +57,7 @@ export class FakeTransport implements Transport {
       }
       const verdict = this.verdicts.shift() ?? 'ok';
       const interrupted = this.interrupted.shift() ?? false;
-      return { verdict, message: verdict === 'ok' ? '' : this.messages.shift() ?? `fake ${verdict}`, ...(verdict !== 'ok' && this.ppu !== undefined ? { ppu: this.ppu } : {}), transferred: files.length, bytes: 10 * files.length, ...(interrupted ? { interrupted } : {}) };
+      return { verdict, message: verdict === 'ok' ? '' : this.messages.shift() ?? `fake ${verdict}`, ...(verdict !== 'ok' && this.ppu !== undefined ? { ppu: this.ppu } : {}), ...(verdict !== 'ok' && this.noRoom ? { noRoom: true as const } : {}), transferred: files.length, bytes: 10 * files.length, ...(interrupted ? { interrupted } : {}) };
     } finally {
       this.active.now--;
     }
