@@ -139,7 +139,7 @@ describe('furkad over rsync: a file written under an owed name after the shift c
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;
       const images = Array.from({ length: 25 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
-      await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
+      await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_024\.cbf/, 60_000);
       await ppu.startShift(600, 600, []);
       await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
       // The new user's detector writes an image under the name of one still owed (temp name, rename; written now).
