@@ -192,20 +192,29 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.equal(loop.stats.lastError, '', 'the error is cleared on recovery');
   });
 
+  /** Runs a loop of `t`, serving one detector, until `t` has made `runs` runs; `each` looks at the loop in every run. */
+  async function runUntil(t: FakeTransport, log: Logger, runs: number, each: (loop: DetectorLoop) => void = () => undefined): Promise<DetectorLoop> {
+    const stop = new AbortController();
+    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), new TransferGate(Infinity), log, { sleep: recordingSleep([]) });
+    t.duringRun = () => {
+      each(loop);
+      if (t.runs === runs) stop.abort();
+    };
+    const a = assignment();
+    const running = loop.run(stop.signal);
+    loop.assign(shift([a]), a);
+    loop.release();
+    await running;
+    return loop;
+  }
+
   it("logs each new reason of an outage on the PPU's side, not each retry: a key fixed halfway shows its next problem in the journal too (F10)", async () => {
     const { log, lines } = recordingLog();
     const t = new FakeTransport();
     t.ppu = '/etc/ppu/key.pem';
     t.verdicts = ['retry', 'retry', 'retry', 'retry', 'ok'];
     t.messages = ['key.pem does not exist', 'key.pem does not exist', 'key.pem is open to group or others', 'key.pem is open to group or others'];
-    const stop = new AbortController();
-    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), new TransferGate(Infinity), log, { sleep: recordingSleep([]) });
-    t.duringRun = () => { if (t.runs === 5) stop.abort(); };
-    const a = assignment();
-    const running = loop.run(stop.signal);
-    loop.assign(shift([a]), a);
-    loop.release();
-    await running;
+    await runUntil(t, log, 5);
     const said = lines.filter((l) => l.includes('retrying with back-off'));
     assert.equal(said.length, 2, said.join('\n'));
     assert.ok(said[0]!.includes('does not exist') && said[1]!.includes('is open to group or others'));
@@ -219,18 +228,8 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     // Behind a full ramdisk each run fails on another file (the agent's workers, rsync's files that fit one by one).
     t.verdicts = Array.from({ length: 8 }, () => 'retry' as const);
     t.messages = Array.from({ length: 8 }, (_, i) => `run1/img_00${i}.cbf (1048576 bytes) does not fit in the 0 bytes free on the PPU ramdisk`);
-    const stop = new AbortController();
-    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), new TransferGate(Infinity), log, { sleep: recordingSleep([]) });
     let lastError = '';
-    t.duringRun = () => {
-      lastError = loop.stats.lastError;
-      if (t.runs === 9) stop.abort();
-    };
-    const a = assignment();
-    const running = loop.run(stop.signal);
-    loop.assign(shift([a]), a);
-    loop.release();
-    await running;
+    await runUntil(t, log, 9, (loop) => { lastError = loop.stats.lastError; });
     const said = lines.filter((l) => l.includes('retrying with back-off'));
     assert.equal(said.length, 1, said.join('\n'));
     assert.ok(said[0]!.includes('run1/img_000.cbf'));
