@@ -98,3 +98,11 @@ export function nestedTargets(targets: Array<[string, string]>): Array<[string, 
   return pairs;
 }
 
+/** The directories (relative, as `rels` are) holding `rels`, and their parents: each once. */
+export function dirsOf(rels: Iterable<string>): Set<string> {
+  const dirs = new Set<string>();
+  for (const rel of rels) {
+    for (let d = path.posix.dirname(rel); d !== '.' && d !== '/' && d !== '' && !dirs.has(d); d = path.posix.dirname(d)) dirs.add(d);
+  }
+  return dirs;
+}

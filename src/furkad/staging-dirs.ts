@@ -12,6 +12,7 @@
 import { rmdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { DirFd } from '../common/dir-fd.js';
+import { dirsOf } from '../common/paths.js';
 
 /** Deeper than any path furkad takes (rsync-depth.ts keeps a file's path within PATH_MAX): never reached. */
 const MAX_DEPTH = 2048;
@@ -40,10 +41,7 @@ export function removeEmptyStagingDirs(staging: string): number {
  * many. A directory still holding a file (one that could not be placed, waiting for room) stays, and its parents.
  */
 export async function removeEmptiedParents(staging: string, rels: Iterable<string>): Promise<number> {
-  const dirs = new Set<string>();
-  for (const rel of rels) {
-    for (let d = path.posix.dirname(rel); d !== '.' && d !== '/' && d !== '' && !dirs.has(d); d = path.posix.dirname(d)) dirs.add(d);
-  }
+  const dirs = dirsOf(rels);
   let removed = 0;
   // Deepest first, so that a parent is looked at once its children are gone. A directory rsync made is a real one
   // of root's in staging: rmdir never follows a final link, and no one but root makes anything here.

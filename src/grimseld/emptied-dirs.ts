@@ -126,12 +126,3 @@ export class EmptiedDirs {
     }
   }
 }
-
-/** The directories (below the storage's target) holding `rels` and their parents: kept while copies are made there. */
-export function dirsOf(rels: Iterable<string>): Set<string> {
-  const dirs = new Set<string>();
-  for (const rel of rels) {
-    for (let d = path.posix.dirname(rel); d !== '.' && d !== '' && !dirs.has(d); d = path.posix.dirname(d)) dirs.add(d);
-  }
-  return dirs;
-}

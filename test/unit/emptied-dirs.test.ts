@@ -4,7 +4,8 @@ import { strict as assert } from 'node:assert';
 import { chownSync, existsSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { dirsOf, EmptiedDirs } from '../../src/grimseld/emptied-dirs.js';
+import { EmptiedDirs } from '../../src/grimseld/emptied-dirs.js';
+import { dirsOf } from '../../src/common/paths.js';
 
 describe('removing the internal directories of ended shifts G5 emptied', () => {
   let target: string;
