@@ -75,6 +75,8 @@ export class RewritableLog {
    * record, several per file furkad places (#13). Undefined after a failure or a rewrite: read from the file.
    */
   #size: number | undefined;
+  /** What the last rewrite left in the file (its live records then): see grown(). */
+  #rewrittenTo = 0;
 
   /** `live()`: every record that still matters, as whole lines; what the file is rewritten to. */
   constructor(readonly file: string, private readonly live: () => string) {
@@ -83,6 +85,15 @@ export class RewritableLog {
 
   get size(): number {
     return this.#size ??= fstatSync(this.#fd).size;
+  }
+
+  /**
+   * The file has grown past `floor` and to twice what its last rewrite left: time to rewrite it from `live()`.
+   * Twice, not a fixed size: with more live records than `floor` (a backlog of acknowledgements owed), a fixed
+   * size would rewrite the whole file on every record; so a rewrite costs at most what the appends since cost.
+   */
+  grown(floor: number): boolean {
+    return this.size > Math.max(floor, 2 * this.#rewrittenTo);
   }
 
   /**
@@ -113,6 +124,7 @@ export class RewritableLog {
     this.#behind = true;
     this.#size = undefined;
     const text = this.live();
+    this.#rewrittenTo = Buffer.byteLength(text);
     const next = `${this.file}.new`;
     try {
       writeFileSync(next, text, { mode: fstatSync(this.#fd).mode & 0o777 });

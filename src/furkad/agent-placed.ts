@@ -356,7 +356,7 @@ export class AgentPlaced {
       for (const [key, p] of open) if (gone.has(p.id)) end(key);
     }
     if (known.length === 0) return;
-    if (this.#log.size > COMPACT_BYTES) {
+    if (this.#log.grown(COMPACT_BYTES)) {
       this.#log.rewrite();
       return;
     }

@@ -105,7 +105,7 @@ export class Outbox {
   ack(ids: number[]): void {
     const known = ids.filter((id) => this.#open.delete(id));
     if (known.length === 0) return;
-    if (this.#log.size > COMPACT_BYTES) {
+    if (this.#log.grown(COMPACT_BYTES)) {
       this.#log.rewrite();
       return;
     }

@@ -45,6 +45,28 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     b.close();
   });
 
+  it('with more than 1 MB of placements open (acknowledgements owed by an agent away), answers them one by one without rewriting the file each time (A4)', () => {
+    const a = AgentPlaced.open(dir);
+    const many = Array.from({ length: 12_000 }, (_, i) => ({ id: `9:${i}:1`, rel: `many/${'x'.repeat(60)}${i}.cbf` }));
+    a.placed('1MF', many);
+    const file = path.join(dir, 'agent-placed.jsonl');
+    assert.ok(statSync(file).size > 1 << 20, 'a backlog past 1 MB');
+    let rewrites = 0;
+    let ino = statSync(file).ino;
+    for (const f of many.slice(0, 300)) {
+      a.answered('1MF', [f.id], [f.rel]);
+      if (statSync(file).ino !== ino) rewrites++;
+      ino = statSync(file).ino;
+    }
+    a.close();
+    assert.ok(rewrites <= 1, `the file rewritten ${rewrites} times for 300 answers`);
+    const b = AgentPlaced.open(dir);
+    assert.equal(b.placements('1MF').length, many.length - 300, 'exactly the placements still open');
+    assert.equal(b.has('1MF', many[0]!.id, many[0]!.rel), false);
+    assert.equal(b.has('1MF', many[300]!.id, many[300]!.rel), true);
+    b.close();
+  });
+
   it('tells a file placed under one name from the same file announced under another (renamed or linked since)', () => {
     const a = AgentPlaced.open(dir);
     a.placed('1MF', [{ id: '3:10:5', rel: 'run/img.tmp' }]);
