@@ -322,6 +322,9 @@ export class DetectorLoop implements Component {
         lb = { shift, target: owed.target, dir, root, rels: new Set(), error: 'fetched after its shift ended' };
         await this.#keepFor(lb);
         this.#leftBehind.push(lb);
+        // Removed by a retry once nothing is owed to that shift any more (the owed files renamed or removed on the
+        // detector before they were taken): not left in staging for ever.
+        this.#scheduleRetry();
       }
       // None: that shift's keeping place made ready only (see RunContext.setAside).
       if (rels.length === 0) return [];
@@ -434,7 +437,8 @@ export class DetectorLoop implements Component {
       }
       // Not kept open between tries: it is opened again (and its directory made again if need be) by the next.
       lb.dir.close();
-      if (lb.rels.size === 0) {
+      // Kept while the transport still owes files to that shift: made ready for them (#setAside with none).
+      if (lb.rels.size === 0 && !this.transport.owes?.(lb.shift.usertime)) {
         this.#leftBehind.splice(this.#leftBehind.indexOf(lb), 1);
         await rm(lb.root, { recursive: true, force: true });
       }

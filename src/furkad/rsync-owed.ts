@@ -101,6 +101,12 @@ export class RsyncOwed {
     return out;
   }
 
+  /** Any file (below any source) is still owed to the ended shift `usertime`. */
+  owes(usertime: bigint): boolean {
+    for (const shift of this.#owed.values()) if (shift.usertime === usertime) return true;
+    return false;
+  }
+
   /**
    * The ended shift `rel` below `source` is owed to, unless it is `current`'s own, or the file taken under that name
    * was last written (`mtimeMs`, as rsync kept it) after that shift ended: another file, written since under the

@@ -334,6 +334,10 @@ export class RsyncTransport implements Transport {
     return this.#owed.owe(shift);
   }
 
+  owes(usertime: bigint): boolean {
+    return this.#owed.owes(usertime);
+  }
+
   /** Files the loop set aside for the shift that ended (leaveBehind): no longer this transport's to offer. */
   forget(rels: string[]): void {
     this.#removal.setAside(this.#source, rels);

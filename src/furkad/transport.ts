@@ -185,6 +185,11 @@ export interface Transport {
   owe?(learnedBy: number, shift: OwedShift): number;
   /** Files set aside (forget) whose kept copy is gone before it was placed: their sources may be taken again. */
   keptCopyLost?(rels: string[], usertime: bigint): void;
+  /**
+   * Files are still owed to the ended shift `usertime` (see owe) and not yet set aside: its keeping place, made
+   * ready for them (RunContext.setAside with none), is kept while this says so, and removed once it says not.
+   */
+  owes?(usertime: bigint): boolean;
   /** The detector is reachable now (the agent's connection is up), whatever the last run's verdict. */
   connected?(): boolean;
   /**

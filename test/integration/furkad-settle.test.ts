@@ -106,7 +106,10 @@ describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
     await eventually(() => {
       first ??= where.find((w) => existsSync(path.join(ppu.ppuRamdisk, w)));
       return first !== undefined && !existsSync(path.join(det, 'move/f1.cbf'));
-    }, 20_000, 'f1 delivered, in the old shift or the new one');
+    }, 20_000, 'f1 delivered, in the old shift or the new one').catch((e: Error) => {
+      const said = ppu.furkad!.proc.output().split('\n').filter((l) => /f1|owed|aside|held|shift/.test(l)).slice(-40).join('\n');
+      throw new Error(`${e.message}; on the ramdisk: ${listFiles(ppu.ppuRamdisk).filter((f) => f.includes('f1')).join(', ')}; furkad said:\n${said}`);
+    });
     await ppu.startShift(542, 543);
     writeImage(det, 'move/f2.cbf', 20_000);
     await eventually(() => existsSync(path.join(ppu.ppuRamdisk, '1mf', '542_543', 'move', 'f2.cbf')), 20_000, 'a file of the later shift delivered');
@@ -213,7 +216,8 @@ describe('furkad with its default settings: writers that pause mid-file lose not
       assert.equal(sha256File(readFileSync(path.join(usr, 'run/img_1.cbf'))), temp.sha256);
       // Staging, and the copies settling beside it.
       const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging');
-      await eventually(() => listFiles(staging).length === 0, 60_000, 'the copy of the temp name dropped from staging once its source was gone');
+      await eventually(() => listFiles(staging).length === 0, 60_000, 'the copy of the temp name dropped from staging once its source was gone')
+        .catch((e: Error) => { throw new Error(`${e.message}; still in staging: ${listFiles(staging).join(', ')}`); });
     } finally {
       rmSync(flag, { force: true });
       await ppu.restartFurkadWith({ rsync_path: 'rsync' });

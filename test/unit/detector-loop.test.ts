@@ -545,6 +545,35 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     assert.equal(loop.stats.lastError, '', 'cleared once placed');
   });
 
+  it('removes the keeping place made ready for files owed to an ended shift once none are owed any more, not before (A5)', async function () {
+    this.timeout(30_000);
+    // Found by CI: owed files renamed on the detector before they were taken left `.held/<shift>/shift.json` in staging.
+    const { t, loop, shifts } = loopInShifts();
+    let owes = true;
+    Object.assign(t, { owes: () => owes });
+    const stop = new AbortController();
+    const running = loop.run(stop.signal);
+    const a = assignment({ minpause: 2 });
+    const [first, second] = [shift([a]), shift([a])];
+    await shifts.begin(first);
+    await shifts.begin(second);
+    const owed = { usertime: first.usertime, uid, gid, usrdir: first.usrdir, target: a.target, configuredTarget: a.config.target };
+    let readied = false;
+    t.duringRun = async (ctx) => {
+      if (readied) return;
+      readied = true;
+      assert.deepEqual(await ctx.setAside(owed, []), []);
+    };
+    const kept = leftBehindDir(a.target, '1MF', first.usertime);
+    await until('the keeping place made ready', () => existsSync(path.join(kept, 'shift.json')));
+    await sleep(2500); // retries at 1 s, then 2 s
+    assert.ok(existsSync(path.join(kept, 'shift.json')), 'kept while files are owed to that shift');
+    owes = false;
+    await until('the keeping place removed', () => !existsSync(kept), 15_000);
+    stop.abort();
+    await running;
+  });
+
   it('never runs two detectors at once through a gate of one, and does without one (F8)', async () => {
     for (const limit of [1, Infinity]) {
       const active = { now: 0, most: 0 };
