@@ -1,6 +1,6 @@
 // One detector's loop, whatever its transport: run, place complete files, hand over, pause; its own back-off,
 // never waiting on another detector (F1, F2, F5, F10). How files leave the detector is the transport's (transport.ts).
-import { chmod, lstat, mkdir, readdir, readFile, rename, rm, rmdir, writeFile } from 'node:fs/promises';
+import { chmod, lstat, mkdir, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import * as path from 'node:path';
 import { deliveredPath, splitMarked, unmark } from '../common/paths.js';
 import { anySignal, sleep, wakeOrAbort } from '../common/abort.js';
@@ -10,6 +10,7 @@ import { confinement, type Assignment, type Shift } from './shift.js';
 import type { TransferGate } from './transfer-gate.js';
 import { ShiftDir, stagedExists } from './shift-dir.js';
 import { DirFd } from '../common/dir-fd.js';
+import { writeDurablyAsync } from '../common/durable-file.js';
 import { moveAside, onlyRootChanges, sayMovedAside } from './foreign-entries.js';
 import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
@@ -346,12 +347,9 @@ export class DetectorLoop implements Component {
   async #keepFor(lb: LeftBehind): Promise<void> {
     await mkdir(lb.root, { recursive: true, mode: 0o700 });
     // Whole or not at all: one cut short (no room on a full PPU ramdisk) would be refused by every later furkad.
-    const tmp = path.join(lb.root, 'shift.json.tmp');
     try {
-      await writeFile(tmp, JSON.stringify({ ...lb.shift, usertime: String(lb.shift.usertime), target: lb.target }), { mode: 0o600 });
-      await rename(tmp, path.join(lb.root, 'shift.json'));
+      await writeDurablyAsync(path.join(lb.root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(lb.shift.usertime), target: lb.target }), { mode: 0o600 });
     } catch (e) {
-      await rm(tmp, { force: true });
       // Nothing kept there yet: no directory left behind that no furkad could take up.
       await rmdir(lb.root).catch(() => undefined);
       throw e;
