@@ -317,6 +317,17 @@ export class DirFd {
     readable(() => rmdirSync(this.at(name)));
   }
 
+  /** rmdir(), unless the directory is not empty (any more), gone, or something else in its place: then false. */
+  rmdirIfEmpty(name: string | Buffer): boolean {
+    try {
+      this.rmdir(name);
+      return true;
+    } catch (e) {
+      if (leftAsIs(e)) return false;
+      throw e;
+    }
+  }
+
   close(): void {
     if (this.#fd >= 0) {
       shownByFd.delete(this.#fd);
@@ -332,4 +343,10 @@ export function splitRel(rel: string): [string, string] {
   const name = parts.pop();
   if (name === undefined) throw new UnsafePath(`${JSON.stringify(rel)} names no file`);
   return [parts.join('/'), name];
+}
+
+/** An rmdir(2) error that leaves the directory as it is, and says nothing worth telling: not empty, gone, not a directory. */
+export function leftAsIs(e: unknown): boolean {
+  const code = (e as NodeJS.ErrnoException).code;
+  return code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOENT' || code === 'ENOTDIR';
 }

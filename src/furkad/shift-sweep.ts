@@ -77,13 +77,12 @@ function sweep(dir: DirFd, keep: string[], result: SweepResult, depth: number): 
     });
     if (!removable) continue;
     try {
-      dir.rmdir(e.name);
-      result.removed++;
-      left--;
+      if (dir.rmdirIfEmpty(e.name)) {
+        result.removed++;
+        left--;
+      }
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      // Not empty any more, gone, or swapped for something else meanwhile: left as it is.
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOENT' && code !== 'ENOTDIR') result.errors.push(`${dir.show(e.name)}: ${(err as Error).message}`);
+      result.errors.push(`${dir.show(e.name)}: ${(err as Error).message}`);
     }
   }
   return left === 0;

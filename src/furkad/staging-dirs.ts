@@ -11,7 +11,7 @@
 // alone (0700, docs/threat-model.md); it is walked through held handles without following links regardless.
 import { rmdir } from 'node:fs/promises';
 import * as path from 'node:path';
-import { DirFd } from '../common/dir-fd.js';
+import { DirFd, leftAsIs } from '../common/dir-fd.js';
 import { dirsOf } from '../common/paths.js';
 
 /** Deeper than any path furkad takes (rsync-depth.ts keeps a file's path within PATH_MAX): never reached. */
@@ -50,8 +50,7 @@ export async function removeEmptiedParents(staging: string, rels: Iterable<strin
       await rmdir(path.join(staging, d));
       removed++;
     } catch (e) {
-      const code = (e as NodeJS.ErrnoException).code;
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOENT' && code !== 'ENOTDIR') throw e;
+      if (!leftAsIs(e)) throw e;
     }
   }
   return removed;
@@ -71,14 +70,9 @@ function emptyBelow(dir: DirFd, removed: { n: number }, depth: number): boolean 
       continue;
     }
     if (!DirFd.with(child, (c) => emptyBelow(c, removed, depth + 1))) continue;
-    try {
-      dir.rmdir(e.name);
+    if (dir.rmdirIfEmpty(e.name)) {
       removed.n++;
       left--;
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      // Not empty any more, gone, or something else in its place: left as it is.
-      if (code !== 'ENOTEMPTY' && code !== 'EEXIST' && code !== 'ENOENT' && code !== 'ENOTDIR') throw err;
     }
   }
   return left === 0;

@@ -13,7 +13,7 @@
 // directory in a directory of their own, which they could do themselves (docs/threat-model.md).
 import { fstatSync } from 'node:fs';
 import * as path from 'node:path';
-import { DirFd, UnsafePath } from '../common/dir-fd.js';
+import { DirFd, leftAsIs, UnsafePath } from '../common/dir-fd.js';
 
 /** A directory found not empty at this many shift changes' clean-ups is let go: the user keeps something there. */
 const TRIES = 3;
@@ -116,7 +116,7 @@ export class EmptiedDirs {
         } catch (e) {
           const code = (e as NodeJS.ErrnoException).code;
           if (code === 'ENOTEMPTY' || code === 'EEXIST') return i === parts.length;
-          if (code !== 'ENOENT' && code !== 'ENOTDIR') result.errors.push(`${d.show()}: ${(e as Error).message}`);
+          if (!leftAsIs(e)) result.errors.push(`${d.show()}: ${(e as Error).message}`);
           return false;
         }
       }
