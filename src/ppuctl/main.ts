@@ -194,10 +194,21 @@ function onlyAccepted(positionals: string[], values: Record<string, unknown>): v
   if (stray) usage(`${key}: option ${optionName(stray)} does not apply here`);
 }
 
+/** An option that takes one value given more than once is bad usage: `-u 500:501 -u 600:600` would start 600:600 unsaid. */
+function givenOnce(tokens: Array<{ kind: string; name?: string }>, multiple: (name: string) => boolean): void {
+  const seen = new Set<string>();
+  for (const t of tokens) {
+    if (t.kind !== 'option' || t.name === undefined || multiple(t.name)) continue;
+    if (seen.has(t.name)) usage(`option ${optionName(t.name)} given more than once`);
+    seen.add(t.name);
+  }
+}
+
 async function run(argv: string[]): Promise<number> {
-  const { values, positionals } = asUsage(() => parseArgs({
+  const { values, positionals, tokens } = asUsage(() => parseArgs({
     args: negativeValues(argv),
     allowPositionals: true,
+    tokens: true,
     options: {
       n: { type: 'string', short: 'n' },
       json: { type: 'boolean' },
@@ -212,6 +223,7 @@ async function run(argv: string[]): Promise<number> {
       help: { type: 'boolean', short: 'h' },
     },
   }));
+  givenOnce(tokens, (name) => name === 'd');
   const [cmd, sub, ...rest] = positionals;
   if (values.help || !cmd) {
     process.stdout.write(USAGE);

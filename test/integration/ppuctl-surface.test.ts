@@ -125,6 +125,9 @@ describe('ppuctl refuses what it would otherwise ignore or misread (S7)', functi
     await usageError(['messages', '--json', '-o', 'x'], /^ppuctl: messages: option -o does not apply here\n/);
     await usageError(['license', 'check', 'a.key', 'b.key'], /^ppuctl: license check: unexpected argument 'b\.key'\n/);
     await usageError(['verify', '--private-key', 'k.pem', '/data'], /^ppuctl: verify: option --private-key does not apply here\n/);
+    // The last one would win, unsaid: the shift of the wrong user started (found by a hostile tester).
+    await usageError(['shift', 'start', '-u', '500:501', '-u', '600:600'], /^ppuctl: option -u given more than once\n/);
+    await usageError(['status', '-n', '2', '-n3'], /^ppuctl: option -n given more than once\n/);
   });
 
   it('a DBUS_SYSTEM_BUS_ADDRESS that is no address is said in plain words (exit 3)', async () => {
