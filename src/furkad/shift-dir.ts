@@ -5,6 +5,7 @@ import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkd
 import * as path from 'node:path';
 import { DirFd, splitRel, type DirVisit, type TrustLink } from '../common/dir-fd.js';
 import { moveAside, sayMovedAside, type MovedAside } from './foreign-entries.js';
+import { STAGING_NAME } from './shift-sweep.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import { takenDirOf, walkNumbered } from '../common/numbered-dirs.js';
 import type { Logger } from '../common/logger.js';
@@ -91,7 +92,15 @@ export class ShiftDir {
     target = this.#walk(target, between, shared(0), rootsLink);
     const parent = this.#walk(target, parents, shared(between.length));
     if (last === undefined) return parent;
-    return this.#walk(parent, [last], () => (d, st, made) => this.#shiftOwned(d, st, made));
+    return this.#walk(parent, [last], () => (d, st, made) => {
+      // The target of an earlier shift (a target named like a shift's directory, `.../1mf/960_960`, and now the
+      // default target's shift 960:960): root's staging and other shifts' directories are in it, and would be
+      // the user's to rename once it is theirs.
+      if (!made && d.lstat(STAGING_NAME)?.uid === 0) {
+        throw new Error(`${d.show()} holds furkad's ${STAGING_NAME}: it is (or was) a detector's target, not given to a shift; choose another target or usrdir`);
+      }
+      this.#shiftOwned(d, st, made);
+    });
   }
 
   /**

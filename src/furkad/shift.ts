@@ -114,6 +114,16 @@ export function planShift(
   if (usrdir !== '' && !isSafeRelative(usrdir)) {
     throw new ShiftRequestError('InvalidArgs', `usrdir '${config.usrdir}' expands to '${usrdir}', which leaves the target`);
   }
+  for (const d of usrdir === '' ? [] : detectors) {
+    // A shift's directory that is (or was) a target itself: `.../1mf/960_960` served as a target once, and now shift
+    // 960:960 of the target `.../1mf`. It would be given to the user, with furkad's staging and other shifts'
+    // directories in it, for them to rename.
+    const staging = lstatSync(path.join(unmark(d.target), usrdir, STAGING_NAME), { throwIfNoEntry: false });
+    if (staging?.uid === 0) {
+      throw new ShiftRequestError('NotAllowed', `detector '${d.id}': the shift's directory ${path.join(unmark(d.target), usrdir)} holds ` +
+        `furkad's ${STAGING_NAME}: it is (or was) a detector's target, and is not given to a user; choose another target`);
+    }
+  }
   if (usrdir === '') {
     // Against the targets of this shift and those of the configured detectors it leaves out (their staging stays).
     const served = new Set(detectors.map((d) => d.id));

@@ -104,6 +104,16 @@ describe('placing a file in the shift directory (F2)', () => {
     assert.ok(lstatSync(final('s/z.img')).isSymbolicLink());
   });
 
+  it("never gives a user a shift directory that holds furkad's staging (an earlier target), and changes nothing there (threat model)", async () => {
+    const t = path.join(work, 'ramdisk', '1mf');
+    mkdirSync(path.join(t, '960_960', '.furkad-staging', '1MF'), { recursive: true, mode: 0o700 });
+    mkdirSync(path.join(t, '960_960', '500_501'));
+    const dir = new ShiftDir(t, '960_960', 960, 960, log, path.join(work, 'ramdisk'));
+    await assert.rejects(dir.prepare(), /960_960 holds furkad's \.furkad-staging: it is \(or was\) a detector's target, not given to a shift/);
+    dir.close();
+    assert.equal(lstatSync(path.join(t, '960_960')).uid, 0, 'still root\'s');
+  });
+
   it("keeps the target, the directories above it up to its './' and the usrdir's parents root's; only the usrdir is the shift's (F4)", async () => {
     // As a first user of an earlier version left them: theirs and writable by all.
     const ramdisk = path.join(work, 'ramdisk');

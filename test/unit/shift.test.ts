@@ -144,6 +144,18 @@ describe('shift planning (F4, F6)', () => {
     for (const t of [`${ramdisk}/./users/new`, `${ramdisk}/users/./x`]) assert.doesNotThrow(() => planShift(local, 1, 2, [['1MF', '', t]]), t);
   });
 
+  it("refuses a shift whose directory is an earlier shift's target, holding furkad's staging (threat model)", () => {
+    // Found by a hostile tester: target .../1mf/960_960 served shift 500:501; then shift 960:960 of the configured
+    // target .../1mf was given .../1mf/960_960, staging and 500_501's directory in it, for uid 960 to rename.
+    mkdirSync(path.join(ramdisk, '1mf', '960_960', '.furkad-staging', '1MF'), { recursive: true, mode: 0o700 });
+    mkdirSync(path.join(ramdisk, '1mf', '960_960', '500_501'));
+    assert.doesNotThrow(() => planShift(local, 500, 501, [['1MF', '', `${ramdisk}/./1mf/960_960`]]), 'as a target, as before');
+    assert.match(reason(() => planShift(local, 960, 960, [['1MF', '', '']])),
+      new RegExp(`^NotAllowed: detector '1MF': the shift's directory ${ramdisk}/1mf/960_960 holds furkad's \\.furkad-staging`));
+    assert.equal(statSync(path.join(ramdisk, '1mf', '960_960')).uid, 0, 'nothing changed');
+    assert.doesNotThrow(() => planShift(local, 961, 961, [['1MF', '', '']]));
+  });
+
   it("refuses every StartShift target of a detector whose configured target is replicated from '/', written so or through a link (S2, F6)", () => {
     // Configurations the check refuses (config.test.ts), as a furkad started before that check would hold them.
     for (const t of ['/./ramdisk/1mf', '//./ramdisk/1mf', '/.', '/']) {
