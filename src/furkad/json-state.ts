@@ -1,6 +1,6 @@
 // A detector's small JSON state file in state_dir, read once at start and written whole when it changed: the files
-// placed whose sources the rsync daemon could not remove (rsync-removal.ts), the files owed to ended shifts
-// (rsync-owed.ts). One that cannot be written (a full state_dir) is said once and tried again at the next save;
+// placed whose sources the rsync daemon could not remove (rsync-removal.ts), the files left on the detector and
+// those owed to ended shifts (rsync-owed.ts). One that cannot be written (a full state_dir) is said once and tried again at the next save;
 // meanwhile what it holds is known in memory.
 import { readFileSync, renameSync, writeFileSync } from 'node:fs';
 import type { Logger } from '../common/logger.js';

@@ -7,14 +7,18 @@
 // runs (its drain's included: every one of those files was complete before StartShift returned) knew of and did not
 // take is owed to that shift (owe()): a later run that takes it gives it that shift's owner and provenance and sets it
 // aside for it (RunContext.setAside), never placing it in the new one. What is owed is written to state_dir at once,
-// so that a furkad restarted or killed before the file is taken still sets it aside for its shift.
+// so that a furkad restarted or killed before the file is taken still sets it aside for its shift. What is known and
+// not owed yet is written with it after each run that changed it, with the shift its runs ran in: a furkad killed
+// and started again goes on with that shift (shift-resume.ts), and a StartShift that comes before its runs have
+// listed the detector again owes those files to it too. A furkad that starts another shift (a clean stop before,
+// F6) drops them: what a stop could not drain goes to the next default shift.
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import type { OwedShift } from './transport.js';
 import { JsonStateFile } from './json-state.js';
 import { below, keyOf } from './rsync-removal.js';
 
-/** Where a detector's files owed to ended shifts are written: in furkad's state_dir, one file per detector. */
+/** Where a detector's files left on the detector and owed to ended shifts are written: in furkad's state_dir, one file per detector. */
 export function rsyncOwedFile(stateDir: string, id: string): string {
   return path.join(stateDir, `rsync-owed-${encodeURIComponent(id)}.json`);
 }
@@ -28,6 +32,13 @@ type OwedRecord = Omit<OwedShift, 'usertime'> & { usertime: string; endedMs?: nu
 export class RsyncOwed {
   /** Paths below the module the runs learned of and have not taken (not owed to anyone yet, or owed: see #owed). */
   #known = new Set<string>();
+  /** The shift the runs run in (runsIn()): the known files not owed yet were learned in it. */
+  #runsIn: bigint | undefined;
+  /**
+   * Known and not owed when an earlier furkad wrote the file, and the shift its runs learned them in: this furkad's
+   * until its first run or shift change says whether it goes on with that shift (then they are known) or not.
+   */
+  #inherited: { shift: bigint; keys: string[] } | undefined;
   /** When each ended shift with files owed to it ended (wall clock, ms): a file written after that is not its. */
   #endedMs = new Map<bigint, number>();
   /** Paths below the module owed to an ended shift, with that shift. */
@@ -35,10 +46,10 @@ export class RsyncOwed {
   /** Where #owed is kept across a restart. */
   readonly #state: JsonStateFile;
 
-  /** `file`: where the owed files are written (state_dir), and read from at start; none: in memory only. */
+  /** `file`: where the known and owed files are written (state_dir), and read from at start; none: in memory only. */
   constructor(private readonly id: string, private readonly log: Logger, file?: string) {
-    this.#state = new JsonStateFile(file, id, 'the files owed to ended shifts', log);
-    const saved = this.#state.read() as { shifts?: unknown; owed?: unknown } | undefined;
+    this.#state = new JsonStateFile(file, id, 'the files left on the detector and those owed to ended shifts', log);
+    const saved = this.#state.read() as { shifts?: unknown; owed?: unknown; known?: unknown; knownIn?: unknown } | undefined;
     if (typeof saved !== 'object' || saved === null) return;
     const shifts = new Map<string, OwedShift>();
     for (const r of Array.isArray(saved.shifts) ? saved.shifts as unknown[] : []) {
@@ -58,15 +69,45 @@ export class RsyncOwed {
       this.log.warn({ detector: id, files: this.#owed.size, file }, 'files an earlier furkad knew of before a shift change and could not take: ' +
         "they stay that ended shift's, set aside for it when taken");
     }
+    if (typeof saved.knownIn === 'string' && /^\d{1,19}$/.test(saved.knownIn) && Array.isArray(saved.known)) {
+      const keys = (saved.known as unknown[]).filter((k): k is string => typeof k === 'string' && !this.#owed.has(k)).slice(-KNOWN_MAX);
+      if (keys.length > 0) this.#inherited = { shift: BigInt(saved.knownIn), keys };
+    }
+  }
+
+  /**
+   * The runs from now on are shift `usertime`'s. The first call of a furkad settles what an earlier one knew and had
+   * not owed: known still if this is the shift it ran (a furkad killed goes on with it), else dropped (F6).
+   */
+  runsIn(usertime: bigint): void {
+    this.#runsIn = usertime;
+    this.#inherit(usertime);
   }
 
   /** A run learned of `rels` below `source` and left them on the detector (or settling): known from now on. */
   learned(source: string, rels: Iterable<string>): void {
-    for (const rel of rels) {
-      const key = keyOf(source, rel);
-      if (this.#known.has(key)) continue;
-      this.#known.add(key);
-      if (this.#known.size > KNOWN_MAX) this.#forget(this.#known.values().next().value as string);
+    for (const rel of rels) this.#know(keyOf(source, rel));
+  }
+
+  #know(key: string): void {
+    if (this.#known.has(key)) return;
+    this.#known.add(key);
+    this.#state.changed();
+    if (this.#known.size > KNOWN_MAX) this.#forget(this.#known.values().next().value as string);
+  }
+
+  /** See #inherited: what the earlier furkad knew in `shift` is known if `current` is that shift, else dropped. */
+  #inherit(current: bigint): void {
+    const inherited = this.#inherited;
+    if (!inherited) return;
+    this.#inherited = undefined;
+    if (inherited.shift === current) {
+      for (const key of inherited.keys) this.#know(key);
+      this.log.info({ detector: this.id, files: inherited.keys.length, usertime: String(current) },
+        'files the furkad before this one had listed and left on the detector in the shift that goes on: known as that shift\'s');
+    } else {
+      // Written without them at the next save: a later furkad going on with `current` must not take them up either.
+      this.#state.changed();
     }
   }
 
@@ -127,6 +168,8 @@ export class RsyncOwed {
   /** A shift change is over for `shift`: every file known and not owed to an earlier shift is owed to it. Returns how many; written at once. */
   // endedMs, wall clock: compared with the mtimes the detector's clock gave its files (kept in step by the time-sync timer).
   owe(shift: OwedShift, endedMs = Date.now()): number {
+    // A StartShift before this furkad's first run: an earlier furkad's known files are the ending shift's if it ran it.
+    this.#inherit(shift.usertime);
     if (!this.#endedMs.has(shift.usertime)) this.#endedMs.set(shift.usertime, endedMs);
     let n = 0;
     for (const key of this.#known) {
@@ -140,22 +183,28 @@ export class RsyncOwed {
   }
 
   #forget(key: string): void {
-    this.#known.delete(key);
-    if (this.#owed.delete(key)) this.#state.changed();
+    const owed = this.#owed.delete(key);
+    if (this.#known.delete(key) || owed) this.#state.changed();
   }
 
   /**
-   * Writes the owed files to `file` if they changed (at owe(), after each run). One that cannot be written (a full
-   * state_dir) is said once and tried again after the next run; meanwhile they are known in memory.
+   * Writes the owed files, and the known ones not owed yet with the shift they were learned in, to `file` if they
+   * changed (at owe(), after each run). One that cannot be written (a full state_dir) is said once and tried again
+   * after the next run; meanwhile they are known in memory.
    */
   save(): void {
     this.#state.save(() => {
       const shifts = new Map<bigint, OwedShift>();
       for (const s of this.#owed.values()) shifts.set(s.usertime, s);
+      const known = [...this.#known].filter((key) => !this.#owed.has(key));
+      // Not settled yet (no run nor change since the start): kept as read, for the furkad after this one to settle.
+      const pending = this.#inherited;
       return {
         detector: this.id,
         shifts: [...shifts.values()].map((s): OwedRecord => ({ ...s, usertime: String(s.usertime), endedMs: this.#endedMs.get(s.usertime) })),
         owed: [...this.#owed].map(([key, s]) => [key, String(s.usertime)]),
+        ...(pending ? { knownIn: String(pending.shift), known: pending.keys }
+          : known.length > 0 && this.#runsIn !== undefined ? { knownIn: String(this.#runsIn), known } : {}),
       };
     });
   }

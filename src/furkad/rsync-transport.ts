@@ -100,7 +100,7 @@ export class RsyncTransport implements Transport {
 
   /**
    * `keptFile`: where the files placed whose sources the daemon could not remove are kept (state_dir); `owedFile`:
-   * where the files owed to ended shifts are (state_dir).
+   * where the files left on the detector and those owed to ended shifts are (state_dir).
    */
   constructor(readonly id: string, private readonly settings: { rsync: string; timeoutS: number; namesFilter: string; keptFile?: string; owedFile?: string },
     private readonly log: Logger) {
@@ -113,6 +113,7 @@ export class RsyncTransport implements Transport {
   async run(ctx: RunContext): Promise<RunOutcome> {
     const a = ctx.assignment;
     this.#source = a.source;
+    this.#owed.runsIn(ctx.shift.usertime);
     // Where files land (staging, or the shift's directory itself): its free space limits them after one did not fit.
     const landing = a.config.remove_source ? ctx.staging : ctx.dir.root;
     const maxSize = await this.#room.limit(landing);
@@ -241,6 +242,8 @@ export class RsyncTransport implements Transport {
       // Known complete and left on the detector (no room for it: --max-size, the file a run failed on) or, with
       // settle_ms, settling: the current shift's if taken in it, the ending one's after a shift change (A5).
       this.#owed.learned(a.source, [...result.overMax, ...(result.noRoom?.rel !== undefined ? [result.noRoom.rel] : []), ...this.#unchangedSince.keys()]);
+      // Written before the files left on the detector are said: a furkad killed after the line knows them when started again.
+      this.#owed.save();
       // Received by this shift's runs and set aside for an ended one: off this shift's count, also when set aside by a
       // later run than the one that received them (no room for their record then). With settle_ms they were received
       // (copied to settle, and counted) before the shift change, in the ended shift: nothing to take off.

@@ -1,7 +1,7 @@
 // Files an rsync detector's runs knew of and left on the detector, owed to the shift that ended meanwhile (rsync-owed.ts,
 // A5, F6). The real daemons' side: test/integration/furkad-owed.test.ts.
 import { strict as assert } from 'node:assert';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -64,12 +64,76 @@ describe('files an rsync run knew of before a shift change (A5)', () => {
     assert.match(readFileSync(file, 'utf8'), /"usertime":"100"/);
   });
 
+  it("keeps what is known and not owed yet across a kill: a furkad going on with that shift owes it at the next change, a run first or not (A5)", () => {
+    const file = rsyncOwedFile(dir, '1MF');
+    const o = new RsyncOwed('1MF', quiet, file);
+    o.runsIn(100n);
+    o.learned('data', ['run/a.cbf', 'run/b.cbf']);
+    o.save();
+    // Killed here. Started again, going on with shift 100, a StartShift comes before any run.
+    const again = new RsyncOwed('1MF', quiet, file);
+    assert.equal(again.owe(shift(100n, 500)), 2);
+    assert.equal(again.owedTo('data', 'run/a.cbf', 200n)?.uid, 500);
+    assert.equal(new RsyncOwed('1MF', quiet, file).owedTo('data', 'run/b.cbf', 200n)?.uid, 500, 'owed from then on, also after a further restart');
+    // Or its first run comes first: it lists the detector, which no longer has one of them (renamed or deleted there).
+    rmSync(file);
+    o.learned('data', ['run/c.cbf']);
+    o.save();
+    const ran = new RsyncOwed('1MF', quiet, file);
+    ran.runsIn(100n);
+    ran.listed('data', ['run/a.cbf', 'run/c.cbf'], () => false);
+    assert.equal(ran.owe(shift(100n, 500)), 2);
+    assert.deepEqual(['run/a.cbf', 'run/b.cbf', 'run/c.cbf'].map((r) => ran.owedTo('data', r, 200n)?.uid), [500, undefined, 500]);
+  });
+
+  it('drops what an earlier furkad knew in another shift than the one this furkad runs (a clean stop before: the default shift, F6)', () => {
+    const file = rsyncOwedFile(dir, '1MF');
+    const o = new RsyncOwed('1MF', quiet, file);
+    o.runsIn(100n);
+    o.learned('data', ['a', 'b']);
+    o.save();
+    // A StartShift before the first run of a furkad that started the default shift 150.
+    const next = new RsyncOwed('1MF', quiet, file);
+    assert.equal(next.owe(shift(150n, 700)), 0);
+    assert.equal(next.owedTo('data', 'a', 200n), undefined);
+    // Or its first run in it: the same, and written so: a furkad after it going on with 100 (a stale file) takes none either.
+    o.learned('data', ['c']);
+    o.save();
+    const run = new RsyncOwed('1MF', quiet, file);
+    run.runsIn(150n);
+    run.save();
+    assert.equal(new RsyncOwed('1MF', quiet, file).owe(shift(100n, 500)), 0);
+  });
+
+  it('writes the known files only when they changed, not after every run that lists the same ones', () => {
+    const file = rsyncOwedFile(dir, '1MF');
+    const o = new RsyncOwed('1MF', quiet, file);
+    o.runsIn(100n);
+    o.learned('data', ['a', 'b']);
+    o.save();
+    rmSync(file);
+    o.runsIn(100n);
+    o.learned('data', ['a', 'b']);
+    o.listed('data', ['a', 'b'], () => false);
+    o.save();
+    assert.equal(existsSync(file), false, 'nothing changed: not written');
+    o.taken('data', ['a']);
+    o.save();
+    assert.deepEqual(JSON.parse(readFileSync(file, 'utf8')).known, ['data/b']);
+  });
+
   it('takes nothing from a damaged file', () => {
     const file = rsyncOwedFile(dir, '1MF');
     writeFileSync(file, JSON.stringify({ shifts: [{ usertime: 'x', uid: 1 }], owed: [['a', 'x'], 'b'] }));
     assert.equal(new RsyncOwed('1MF', quiet, file).owedTo('', 'a', 1n), undefined);
     writeFileSync(file, '{');
     assert.equal(new RsyncOwed('1MF', quiet, file).owedTo('', 'a', 1n), undefined);
+    writeFileSync(file, JSON.stringify({ knownIn: '1x', known: ['a'] }));
+    assert.equal(new RsyncOwed('1MF', quiet, file).owe(shift(1n, 500)), 0);
+    writeFileSync(file, JSON.stringify({ knownIn: '1', known: [3, 'b'] }));
+    const o = new RsyncOwed('1MF', quiet, file);
+    assert.equal(o.owe(shift(1n, 500)), 1);
+    assert.equal(o.owedTo('', 'b', 2n)?.uid, 500);
   });
   it('gives a file written under an owed name after that shift ended to the shift it is taken in, also after a restart, and 20 000 owed files quickly (A5)', () => {
     const file = rsyncOwedFile(dir, '1MF');
