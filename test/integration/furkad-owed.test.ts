@@ -25,6 +25,40 @@ const TRANSPORTS = [
 ] as const;
 const CASES = TRANSPORTS.flatMap((t) => RESTARTS.map((r) => ({ ...t, ...r })));
 
+/**
+ * Once there is room: every one of `images` (written under the old shift, 500:501) copied to INTERNAL into the old
+ * shift's directory alone, owned by its user, nothing in the new one's (600:600), the sources deleted on the
+ * detector, and grimseld counting them all for the old shift.
+ */
+async function expectOldShiftOnly(ppu: Ppu, internal: string, root: string, images: string[]): Promise<void> {
+  const where = (rel: string): string[] => ['500_501', '600_600'].filter((u) => {
+    try {
+      lstatSync(path.join(internal, '1mf', u, rel));
+      return true;
+    } catch {
+      return false;
+    }
+  });
+  await eventually(() => images.every((rel) => where(rel).length > 0), 120_000, 'every image copied to INTERNAL');
+  const misplaced = images.filter((rel) => where(rel).join() !== '500_501');
+  assert.deepEqual(misplaced, [], "images written before StartShift that went elsewhere than the old shift's directory (A5)");
+  for (const rel of images) {
+    const st = lstatSync(path.join(internal, '1mf/500_501', rel));
+    assert.deepEqual([st.uid, st.gid], [500, 501], `${rel} owned by the old shift's user`);
+  }
+  assert.deepEqual(listFiles(path.join(internal, '1mf')).filter((f) => f.startsWith('600_600/')), [], "nothing in the new user's directory");
+  await eventually(() => readdirSync(path.join(root, 'run1')).length === 0, 30_000, 'every source acknowledged and deleted on the detector (A4)');
+  // grimseld heard of them with the old shift: it counts 40 copied for 500:501, none for 600:600 (a copy is
+  // counted just after it is renamed into place, so the last one may be seen on the disk a moment before).
+  let rows = await ppu.queryStatus(-1);
+  const copied = (uid: number): number => rows.filter((r) => r[1] === uid).reduce((n, r) => n + Number(r[5]), 0);
+  await eventually(async () => {
+    rows = await ppu.queryStatus(-1);
+    return copied(500) + copied(600) >= 40;
+  }, 30_000, 'grimseld to count the 40 copies');
+  assert.deepEqual([copied(500), copied(600)], [40, 0], `copied per shift in grimseld's status: ${rows.map((r) => `${r[1]}:${r[2]} ${r[5]}`).join(', ')}`);
+}
+
 for (const { transport, via, restart, name } of CASES) describe(`furkad over ${via}: a shift change while the PPU ramdisk is full (${name}; A5, F6)`, function () {
   this.timeout(240_000);
 
@@ -63,32 +97,40 @@ for (const { transport, via, restart, name } of CASES) describe(`furkad over ${v
       assert.ok(said.length <= 5 + (performance.now() - started) / 30_000, `${said.length} lines of files that do not fit:\n${said.join('\n')}`);
       // Room again: INTERNAL mounted, copies made, originals of the old shift deleted (G5).
       mountTmpfs(internal, 200 * MB);
-      const where = (rel: string): string[] => ['500_501', '600_600'].filter((u) => {
-        try {
-          lstatSync(path.join(internal, '1mf', u, rel));
-          return true;
-        } catch {
-          return false;
-        }
-      });
-      await eventually(() => images.every((rel) => where(rel).length > 0), 120_000, 'every image copied to INTERNAL');
-      const misplaced = images.filter((rel) => where(rel).join() !== '500_501');
-      assert.deepEqual(misplaced, [], "images written before StartShift that went elsewhere than the old shift's directory (A5)");
-      for (const rel of images) {
-        const st = lstatSync(path.join(internal, '1mf/500_501', rel));
-        assert.deepEqual([st.uid, st.gid], [500, 501], `${rel} owned by the old shift's user`);
-      }
-      assert.deepEqual(listFiles(path.join(internal, '1mf')).filter((f) => f.startsWith('600_600/')), [], "nothing in the new user's directory");
-      await eventually(() => readdirSync(path.join(root, 'run1')).length === 0, 30_000, 'every source acknowledged and deleted on the detector (A4)');
-      // grimseld heard of them with the old shift: it counts 40 copied for 500:501, none for 600:600 (a copy is
-      // counted just after it is renamed into place, so the last one may be seen on the disk a moment before).
-      let rows = await ppu.queryStatus(-1);
-      const copied = (uid: number): number => rows.filter((r) => r[1] === uid).reduce((n, r) => n + Number(r[5]), 0);
-      await eventually(async () => {
-        rows = await ppu.queryStatus(-1);
-        return copied(500) + copied(600) >= 40;
-      }, 30_000, 'grimseld to count the 40 copies');
-      assert.deepEqual([copied(500), copied(600)], [40, 0], `copied per shift in grimseld's status: ${rows.map((r) => `${r[1]}:${r[2]} ${r[5]}`).join(', ')}`);
+      await expectOldShiftOnly(ppu, internal, root, images);
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
+
+describe('furkad over rsync killed while files wait on the detector, StartShift at once after the restart (A5, F6)', function () {
+  this.timeout(240_000);
+
+  it("places the files the killed furkad had listed and left on the detector into the old shift's directory, owned by its user, none in the new one's (A5)", async () => {
+    // Found by a reviewer: the dead furkad's knowledge of them was in memory only, so a StartShift that came before the
+    // restarted furkad's runs had listed the detector again owed them to nobody, and the new user got the old user's images.
+    const ppu = new Ppu({ prefix: 'ppu-owed-kill', transport: 'rsync', ramdiskBytes: 20 * MB });
+    const internal = path.join(ppu.storageRoot, 'internal');
+    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
+    await ppu.start();
+    try {
+      await ppu.startShift(500, 501, []);
+      const root = ppu.detectorRamdisks['1MF']!;
+      const images = Array.from({ length: 40 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
+      // Every image listed: the ones that did not fit are left on the detector, the last one named.
+      await ppu.furkad!.proc.said(/img_039\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_039\.cbf/, 60_000);
+      // The detector's daemon away across the restart, so that no run of the new furkad lists the detector before the
+      // StartShift, as when it comes within the seconds before the first runs do (here whatever the timing).
+      await ppu.killRsyncd('1MF');
+      await ppu.killFurkad();
+      await ppu.startFurkad();
+      const [, uid] = await ppu.furkaProperty<[bigint, number, number]>('Shift');
+      assert.equal(uid, 500, 'the killed furkad\'s shift goes on');
+      await ppu.startShift(600, 600, []);
+      await ppu.startRsyncd('1MF');
+      mountTmpfs(internal, 200 * MB);
+      await expectOldShiftOnly(ppu, internal, root, images);
     } finally {
       await ppu.stop();
     }
