@@ -12,6 +12,7 @@ import { ShiftDir, stagedExists } from './shift-dir.js';
 import { DirFd } from '../common/dir-fd.js';
 import { writeDurablyAsync } from '../common/durable-file.js';
 import { moveAside, onlyRootChanges, sayMovedAside } from './foreign-entries.js';
+import { clearTemp, moveAcross } from './cross-device-move.js';
 import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
 import { Topic } from '../common/topic.js';
@@ -56,6 +57,8 @@ export function leftBehindDir(target: string, id: string, usertime: bigint): str
 
 /** On disk since the first furkad that set files aside: a furkad started later finds them there (never renamed). */
 const LEFT_BEHIND_NAME = '.held';
+/** Beside a keeping place's `files/`: copies from another file system being made (cross-device-move.ts). */
+const COPYING_NAME = 'copying';
 /** lastError of a detector the current shift does not serve (StartShift named other detectors only). */
 export const NOT_IN_SHIFT = 'not served in this shift (StartShift named other detectors): files written on it stay on the detector';
 /** How long a detector waits for work after a run that moved files before it shows as idle. */
@@ -147,6 +150,8 @@ export class DetectorLoop implements Component {
   #retryMs: number = LEFT_BEHIND_RETRY_MS[0];
   /** Sets files owed to ended shifts aside (RunContext.setAside) one batch at a time: a run's fetches complete concurrently. */
   #asideChain: Promise<unknown> = Promise.resolve();
+  /** Files (keeping place and path) that could not be set aside, said in the log (#moveInto): each once until it is. */
+  #saidAside = new Set<string>();
   /** When empty directories of ended shifts were last swept (shift-sweep.ts). */
   #sweptAt = -Infinity;
 
@@ -322,6 +327,11 @@ export class DetectorLoop implements Component {
         const dir = new ShiftDir(unmark(owed.target), owed.usrdir, owed.uid, owed.gid, this.log, splitMarked(owed.target).root, confinement(owed.configuredTarget));
         lb = { shift, target: owed.target, dir, root, rels: new Set(), error: 'fetched after its shift ended' };
         await this.#keepFor(lb);
+        // What an earlier furkad kept there and did not place (killed meanwhile): placed with the rest. On the
+        // current target #adoptLeftBehind takes it up; this one may be another (the ended shift's own target).
+        // A copy from another file system it was making is made again (its staged file is still there).
+        for (const rel of await keptFiles(root)) lb.rels.add(rel);
+        await clearTemp(path.join(root, COPYING_NAME));
         this.#leftBehind.push(lb);
         // Removed by a retry once nothing is owed to that shift any more (the owed files renamed or removed on the
         // detector before they were taken): not left in staging for ever.
@@ -363,14 +373,27 @@ export class DetectorLoop implements Component {
   async #moveInto(lb: LeftBehind, staging: string, rels: string[], failed: string, quietIfGone: boolean): Promise<string[]> {
     const moved: string[] = [];
     for (const rel of rels) {
+      const said = `${lb.root}\n${rel}`;
       try {
-        await mkdir(path.dirname(path.join(lb.root, 'files', rel)), { recursive: true, mode: 0o700 });
-        await rename(path.join(staging, rel), path.join(lb.root, 'files', rel));
+        const dest = path.join(lb.root, 'files', rel);
+        await mkdir(path.dirname(dest), { recursive: true, mode: 0o700 });
+        await rename(path.join(staging, rel), dest).catch((e: NodeJS.ErrnoException) => {
+          // The ended shift's target is on another file system than this one's staging (its shift targeted
+          // another mount): copied there whole, then the staged file removed (cross-device-move.ts, A5).
+          if (e.code !== 'EXDEV') throw e;
+          return moveAcross(path.join(staging, rel), dest, path.join(lb.root, COPYING_NAME));
+        });
         lb.rels.add(rel);
         moved.push(rel);
+        this.#saidAside.delete(said);
       } catch (e) {
         if (quietIfGone && (e as NodeJS.ErrnoException).code === 'ENOENT') continue;
-        this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, failed);
+        // Once per file until it is moved: one tried again every run (no room for its copy on the ended shift's
+        // full target, say) would fill the log.
+        if (this.#saidAside.has(said)) continue;
+        if (this.#saidAside.size >= 1000) this.#saidAside.clear();
+        this.#saidAside.add(said);
+        this.log.error({ detector: this.id, file: rel, err: (e as Error).message }, `${failed} (said once per file)`);
       }
     }
     return moved;
@@ -476,14 +499,8 @@ export class DetectorLoop implements Component {
         if (typeof meta.target !== 'string' || path.resolve(unmark(meta.target)) !== path.resolve(target)) {
           throw new Error(`its shift.json names another target (${String(meta.target)}), not ${target}`);
         }
-        const rels: string[] = [];
-        const walk = async (dir: string): Promise<void> => {
-          for (const e of await readdir(dir, { withFileTypes: true })) {
-            if (e.isDirectory()) await walk(path.join(dir, e.name));
-            else if (e.isFile()) rels.push(path.relative(path.join(root, 'files'), path.join(dir, e.name)));
-          }
-        };
-        await walk(path.join(root, 'files'));
+        const rels = await keptFiles(root, 'must exist');
+        await clearTemp(path.join(root, COPYING_NAME));
         const shift = { usertime: BigInt(meta.usertime), uid: meta.uid, gid: meta.gid, usrdir: meta.usrdir };
         const dir = new ShiftDir(unmark(meta.target), meta.usrdir, meta.uid, meta.gid, this.log, splitMarked(meta.target).root,
           confinement(configuredTarget));
@@ -841,6 +858,29 @@ export class DetectorLoop implements Component {
     if (!(await lstat(ctx.staging)).isDirectory()) throw new Error(`${ctx.staging} is not a directory`);
     await this.transport.adoptLeftovers?.(ctx);
   }
+}
+
+/**
+ * The files kept in the keeping place `root` (leftBehindDir), by their paths below `files/`; none when it has no
+ * `files/` yet, unless it `must exist` (an earlier furkad's keeping place whose files/ is gone is said).
+ */
+async function keptFiles(root: string, files: 'must exist' | 'may be missing' = 'may be missing'): Promise<string[]> {
+  const rels: string[] = [];
+  const walk = async (dir: string): Promise<void> => {
+    let entries;
+    try {
+      entries = await readdir(dir, { withFileTypes: true });
+    } catch (e) {
+      if (files === 'may be missing' && dir === path.join(root, 'files') && (e as NodeJS.ErrnoException).code === 'ENOENT') return;
+      throw e;
+    }
+    for (const e of entries) {
+      if (e.isDirectory()) await walk(path.join(dir, e.name));
+      else if (e.isFile()) rels.push(path.relative(path.join(root, 'files'), path.join(dir, e.name)));
+    }
+  };
+  await walk(path.join(root, 'files'));
+  return rels;
 }
 
 /** The outbox note of files about to be placed could not be written (`cause`): nothing of them was done. */
