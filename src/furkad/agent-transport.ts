@@ -669,7 +669,13 @@ export class AgentTransport implements Transport {
    * still in staging, and was not set aside.
    */
   async #setAsideOwed(ctx: RunContext, w: Waiting, sum: string, owed: OwedShift): Promise<boolean> {
-    const moved = await ctx.setAside(owed, [w.path]);
+    // Not set aside (its keeping place could not even be made: no room for its record on the old target): the copy
+    // goes, its source stays on the detector and is fetched again. Left in staging, it would stay there for good
+    // if no later shift targeted this target again (the ended shift's target may be another one).
+    const moved = await ctx.setAside(owed, [w.path]).catch(async (e: Error) => {
+      await unlink(path.join(ctx.staging, w.path)).catch(() => undefined);
+      throw e;
+    });
     if (!moved.includes(w.path)) {
       await unlink(path.join(ctx.staging, w.path)).catch(() => undefined);
       return false;

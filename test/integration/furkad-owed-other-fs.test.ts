@@ -15,7 +15,11 @@ import { initProvenance, readProvenance } from '../../src/common/provenance.js';
 const MB = 1024 * 1024;
 const IMAGES = 30;
 
-for (const transport of ['rsync', 'agent'] as const) describe(`furkad over ${transport}: files owed to an ended shift whose target is on another file system (A5)`, function () {
+/** What happens to furkad while the old target is full and the files wait in the new target's staging (or on the detector). */
+const RESTARTS = ['none', 'kill', 'stop'] as const;
+const CASES = (['rsync', 'agent'] as const).flatMap((transport) => RESTARTS.map((restart) => ({ transport, restart })));
+
+for (const { transport, restart } of CASES) describe(`furkad over ${transport}: files owed to an ended shift whose target is on another file system (A5; furkad ${restart === 'none' ? 'running on' : restart === 'kill' ? 'killed meanwhile' : 'restarted meanwhile'})`, function () {
   this.timeout(240_000);
 
   before(async () => {
@@ -44,6 +48,16 @@ for (const transport of ['rsync', 'agent'] as const) describe(`furkad over ${tra
       }
       await ppu.startShift(600, 600, [['1MF', '', `${second}/./1mf`]]);
       await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      // They wait on the detector while the old target has no room even for the record of its keeping place. A furkad
+      // killed meanwhile (its shift goes on) or stopped and started (the configured default shift, a third file system:
+      // the work directory's) still gives them to the old shift, across file systems.
+      if (restart === 'kill') {
+        await ppu.killFurkad();
+        await ppu.startFurkad();
+      } else if (restart === 'stop') {
+        assert.equal(await ppu.furkad!.proc.stop(30_000), 0, 'a clean stop');
+        await ppu.startFurkad();
+      }
       // Room again on the first target: INTERNAL mounted, copies made, the old shift's originals deleted (G5).
       mountTmpfs(internal, 200 * MB);
       const at = (u: string, rel: string): boolean => existsSync(path.join(internal, '1mf', u, rel));
@@ -72,8 +86,10 @@ for (const transport of ['rsync', 'agent'] as const) describe(`furkad over ${tra
       }, 30_000, `grimseld to count the ${IMAGES} copies`);
       assert.deepEqual([copied(500), copied(600)], [IMAGES, 0], 'copied per shift in grimseld\'s status');
       // Nothing left in either target's staging or keeping places.
-      await eventually(() => listFiles(path.join(second, '1mf/.furkad-staging')).length === 0, 30_000, "the new target's staging empty");
-      await eventually(() => listFiles(path.join(first, '1mf/.furkad-staging')).length === 0, 30_000, "the old target's keeping place empty");
+      for (const [where, what] of [[second, "the new target's staging"], [first, "the old target's keeping place"]] as const) {
+        const left = (): string[] => listFiles(path.join(where, '1mf/.furkad-staging'));
+        await eventually(() => left().length === 0, 30_000, `${what} empty`).catch((e: Error) => { throw new Error(`${e.message}: ${left().join(', ')}`); });
+      }
     } finally {
       await ppu.stop();
     }
