@@ -58,7 +58,11 @@ export type CopyOutcome = 'copied' | 'identical';
 export interface CopyResult {
   outcome: CopyOutcome;
   dest: string;
-  /** Hex digits of the bytes copied (a copy made): the file's checksum, or for a file without one, that of the bytes read from the source. */
+  /**
+   * Hex digits of the bytes copied (a copy made): the file's checksum, or for a file without one, that of the
+   * bytes read from the source. For a file without one found copied there already, that of its source as read to
+   * tell its copy from another file of its size and mtime (identicalAt).
+   */
   checksum?: string;
   /** The copy was read back (or, found there already, read) and had the file's checksum (I2). */
   verified: boolean;
@@ -113,8 +117,8 @@ interface Written {
 
 /**
  * Copies `src` (below the trusted `root`, and still `expect`) to `dest` below the storage target `base`.
- * A destination with the source's size and mtime is left as it is; one holding a different file too, and
- * the copy goes beside it under a numbered name (CopyResult).
+ * A destination that is this file's copy (its size, mtime and checksum: identicalAt) is left as it is; one
+ * holding a different file too, and the copy goes beside it under a numbered name (CopyResult).
  */
 export function copyAtomic(src: string, root: string, dest: string, base: string, opts: CopyOptions, expect: Identity, sweep = false): CopyResult {
   const [outcome] = copyMany([{ src, root, dest, expect, sweep }], base, opts);
@@ -232,11 +236,17 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
     const at = into.rel === dirRel ? path.dirname(job.dest) : path.join(base, into.rel);
     // First: a killed attempt may have left its temp name next to a copy it had already linked into place.
     if (job.sweep) sweepStale(dir, name, opts.tempKey);
-    const there = identicalAt(dir, name, s, job.checksum, verify, progress);
+    // A file without a checksum (an operator's, or furkad's delivered without one) is hashed here only when a file
+    // of its size and mtime is there already: size and mtime alone do not make that its copy (G3, G12, I2).
+    let read: string | undefined;
+    const checksum = (): string => job.checksum ?? (read ??= checksumOfSource(source, job, progress));
+    const there = identicalAt(dir, name, s, checksum, verify, progress);
     if (there !== undefined) {
       closeSync(source.fd);
-      return { outcome: 'identical', dest: path.join(at, there.name), verified: there.verified };
+      return { outcome: 'identical', dest: path.join(at, there.name), verified: there.verified, ...(read !== undefined ? { checksum: read } : {}) };
     }
+    // Hashed already: the copy is checked against that, as against a checksum it was delivered with.
+    const known = job.checksum ?? read;
     w = { job, base, checksum: '', verified: false, attributes: undefined, source, dir, at, name,
       tmp: tempName(opts.tempKey, name), made: false, fd: undefined };
     // EXCL and NOFOLLOW: a planted name is never written through (nor removed: `made` stays false).
@@ -250,15 +260,15 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
     // prove nothing more (whatever the source held when it was read, the copy holds it now). Otherwise the
     // source is hashed as it is read; a file without a checksum gets the one of this read (the dispatcher makes
     // it the file's).
-    const readBack = verify && job.checksum !== undefined;
-    const read = copyData(source.fd, job.src, w.fd, s.size, progress, !readBack);
-    if (read !== undefined && job.checksum !== undefined && read !== job.checksum) {
+    const readBack = verify && known !== undefined;
+    const copied = copyData(source.fd, job.src, w.fd, s.size, progress, !readBack);
+    if (copied !== undefined && known !== undefined && copied !== known) {
       // A writer that rewrote the file meanwhile changed its mtime or size: that is a changed source (not
       // retried, as before checksums). The same size and mtime with other bytes is what only the checksum sees.
       if (!isDelivered(fstatSync(source.fd), job.expect)) throw new SourceChanged(`${job.src} changed while it was copied`);
-      throw ChecksumMismatch.source(job.src, job.checksum, read);
+      throw ChecksumMismatch.source(job.src, known, copied);
     }
-    w.checksum = (job.checksum ?? read)!;
+    w.checksum = (known ?? copied)!;
     w.mtimeClamped = keepTimes(w.fd, source, job.src, job.dest);
     if (opts.preserveUid || opts.preserveGid) fchownSync(w.fd, owner[0], owner[1]);
     return w;
@@ -305,9 +315,10 @@ function shownTime(ns: bigint): string {
  * /sys file whose size is a guess (4096 for /sys/kernel/uevent_seqnum, a few bytes to read), has none, every
  * call returns 0 and the loop spins at 100 % CPU for ever, holding its copy thread and so every later file of
  * the storage. Here the end of the data before `size` is a changed source, and no more than `size` bytes are
- * read, so a growing source cannot keep a copy going either (it then fails the check in commit()).
+ * read, so a growing source cannot keep a copy going either (it then fails the check in commit()). Without `out`,
+ * the bytes are only hashed (checksumOfSource).
  */
-function copyData(fd: number, src: string, out: number, size: number, progress: Progress, hash: boolean): string | undefined {
+function copyData(fd: number, src: string, out: number | undefined, size: number, progress: Progress, hash: boolean): string | undefined {
   chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
   const buf = chunk;
   // Each piece is hashed (`hash`) as it is read, before it is written: what is checked is what was read (I2).
@@ -317,7 +328,7 @@ function copyData(fd: number, src: string, out: number, size: number, progress: 
       const got = readSync(fd, buf, 0, Math.min(CHUNK_BYTES, size - at), at);
       if (got === 0) throw new SourceChanged(`${src} ended after ${at} of its ${size} bytes: it is not the delivered file any more`);
       sum?.update(buf.subarray(0, got));
-      for (let done = 0; done < got;) {
+      for (let done = 0; out !== undefined && done < got;) {
         const n = writeSync(out, buf, done, got - done, at + done);
         if (n <= 0) throw new Error(`writing a copy of ${src} made no progress`);
         done += n;
@@ -401,8 +412,9 @@ function commit(w: Written, verify: boolean, progress: Progress): CopyResult {
     if (there === undefined) {
       if (takeName(w.dir, w.tmp, name)) return made(shown); // removed meanwhile: free again
     } else if (there.isFile() && sameFile(there, expect)) {
-      // Another attempt at this file got there first: that copy is taken if it is this file (I2).
-      const same = sameCopy(w.dir, name, w.job.checksum, verify, progress);
+      // Another attempt at this file got there first: that copy is taken if it is this file (I2), by the checksum
+      // of the bytes just copied for a file delivered without one.
+      const same = sameCopy(w.dir, name, w.checksum, verify, progress);
       if (same !== undefined) {
         discard(w);
         return { outcome: 'identical', dest: shown, verified: same.verified };
@@ -451,17 +463,18 @@ function discard(w: Written): void {
 }
 
 /**
- * Where in `dir` a regular file with the size and mtime of `s` already is: `name`, or the numbered name an
- * earlier attempt gave it beside a different file (killed before its result was journaled); undefined when
- * there is none, and there is something to copy. Looks no further than the first free name.
+ * Where in `dir` a copy of the file (`s`: its size and mtime; `checksum`: asked only once one of those is found,
+ * and the file's) already is: `name`, or the numbered name an earlier attempt gave it beside a different file
+ * (killed before its result was journaled); undefined when there is none, and there is something to copy.
+ * Looks no further than the first free name.
  */
-function identicalAt(dir: DirFd, name: string, s: Pick<Stats, 'size' | 'mtimeMs'>, checksum: string | undefined, verify: boolean,
+function identicalAt(dir: DirFd, name: string, s: Pick<Stats, 'size' | 'mtimeMs'>, checksum: () => string, verify: boolean,
   progress: Progress): { name: string; verified: boolean } | undefined {
   for (const n of candidateNames(name)) {
     const existing = dir.lstat(n);
     if (existing === undefined) return undefined;
     if (!existing.isFile() || !sameFile(existing, s)) continue;
-    const same = sameCopy(dir, n, checksum, verify, progress);
+    const same = sameCopy(dir, n, checksum(), verify, progress);
     if (same) return { name: n, ...same };
   }
   return undefined;
@@ -469,12 +482,14 @@ function identicalAt(dir: DirFd, name: string, s: Pick<Stats, 'size' | 'mtimeMs'
 
 /**
  * Whether the regular file `name` of `dir`, of the size and mtime of the file being copied, is a copy of it
- * (I2): with the file's checksum known, not when the checksum recorded on it (I3) is another one, and with
- * `verify`, only when its bytes have that checksum (then `verified`). Without a checksum to go by, size and
- * mtime decide, as G3 says. Undefined: another file, which keeps its name (the copy takes a numbered one).
+ * (I2): never when the checksum recorded on it (I3) is another one than the file's `checksum`; with that one
+ * recorded, a copy grimseld made of it (a resume after a kill), and with `verify` only when its bytes have it
+ * too (then `verified`). A file with no checksum recorded (another's, or on a storage that takes no attributes)
+ * is a copy only when its bytes have it. Size and mtime alone never decide: a different file of the same size
+ * and mtime (a name, length and time used again) taken for the copy lost the file once its original was
+ * cleaned up (G3, G12). Undefined: another file, which keeps its name (the copy takes a numbered one).
  */
-function sameCopy(dir: DirFd, name: string, checksum: string | undefined, verify: boolean, progress: Progress): { verified: boolean } | undefined {
-  if (checksum === undefined) return { verified: false };
+function sameCopy(dir: DirFd, name: string, checksum: string, verify: boolean, progress: Progress): { verified: boolean } | undefined {
   let fd: number;
   try {
     fd = dir.openFile(name, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
@@ -485,12 +500,22 @@ function sameCopy(dir: DirFd, name: string, checksum: string | undefined, verify
     if (!fstatSync(fd).isFile()) return undefined;
     const recorded = readProvenance(fd);
     if (recorded?.checksum && recorded.checksum !== checksum) return undefined;
-    if (!verify) return { verified: false };
+    if (!verify && recorded?.checksum) return { verified: false };
     chunk ??= Buffer.allocUnsafeSlow(CHUNK_BYTES);
     return checksumOfCopy(fd, chunk, progress) === checksum ? { verified: true } : undefined;
   } finally {
     closeSync(fd);
   }
+}
+
+/**
+ * The checksum of the `s.size` bytes of the source `job` delivered (a file without a checksum of its own), read
+ * through its open descriptor; a source that ends early or is not the delivered file after the read is changed.
+ */
+function checksumOfSource(source: Source, job: CopyWork, progress: Progress): string {
+  const hex = copyData(source.fd, job.src, undefined, source.st.size, progress, true)!;
+  if (!isDelivered(fstatSync(source.fd), job.expect)) throw new SourceChanged(`${job.src} changed while it was read`);
+  return hex;
 }
 
 /**

@@ -176,8 +176,52 @@ describe('copies checked against the checksum and stamped with their provenance 
     const again = result(copyMany([{ ...job, sweep: true }], storage, opts)[0]);
     assert.deepEqual([again.outcome, again.dest, again.verified], ['identical', `${job.dest}.~1~`, true], 'the right copy is found, read and taken');
     const unchecked = result(copyMany([{ ...job, checksum: undefined }], storage, opts)[0]);
-    assert.deepEqual([unchecked.outcome, unchecked.dest, unchecked.verified], ['identical', job.dest, false], 'without a checksum, size and mtime decide (G3)');
+    // Without a checksum (an operator's file), size and mtime do not decide: the file is read, and the copy found is its own,
+    // not the other file of its size and mtime, whose original would otherwise be cleaned up with no copy anywhere (G3, G12).
+    assert.deepEqual([unchecked.outcome, unchecked.dest, unchecked.verified, unchecked.checksum], ['identical', `${job.dest}.~1~`, true, sum],
+      'without a checksum, the read of the file finds its copy, and its checksum becomes the file\'s');
     assert.equal(xxhsum(`${job.dest}.~1~`), sum);
+  });
+
+  // Found by a hostile tester: a second version of an operator's file (or one furkad delivered without a checksum), of
+  // the same name, size and mtime, was counted copied onto the first one's copy without a byte read; its original was
+  // then cleaned up (G5, G6), and the new bytes were nowhere (G3, G12).
+  for (const verifyCopies of [true, false]) {
+    it(`reads a file without a checksum before taking a file of its size and mtime there for its copy: another version goes beside it (verify_copies = ${verifyCopies ? 'yes' : 'no'})`, () => {
+      const one = image('v.cbf', 4096, false);
+      const first = result(copyMany([one.job], storage, { ...opts, verifyCopies })[0]);
+      assert.deepEqual([first.outcome, first.dest, first.checksum], ['copied', one.job.dest, one.sum]);
+      // Version TWO: a new file of the same name, size and mtime.
+      const two = image('v.cbf', 4096, false);
+      const r = result(copyMany([two.job], storage, { ...opts, verifyCopies })[0]);
+      assert.deepEqual([r.outcome, r.dest, r.checksum], ['copied', `${one.job.dest}.~1~`, two.sum], 'copied beside the first version, with its own checksum');
+      assert.equal(xxhsum(one.job.dest), one.sum, 'the first version kept');
+      assert.equal(xxhsum(`${one.job.dest}.~1~`), two.sum, 'the second version copied');
+      // Delivered again (a retry, a resume after a kill): its own copy is found, read, and not made a third time.
+      const again = result(copyMany([{ ...two.job, sweep: true }], storage, { ...opts, verifyCopies })[0]);
+      assert.deepEqual([again.outcome, again.dest, again.checksum], ['identical', `${one.job.dest}.~1~`, two.sum], 'its own copy found');
+      assert.equal(existsSync(`${one.job.dest}.~2~`), false, 'copied once');
+    });
+  }
+
+  it('reads the bytes of a file of the same size and mtime on a storage without attributes (ramfs) before taking it for the copy of a file without a checksum', () => {
+    const ramfs = path.join(root, 'ramfs-same');
+    mkdirSync(ramfs);
+    execFileSync('mount', ['-t', 'ramfs', 'ramfs', ramfs]);
+    try {
+      const base = path.join(ramfs, 'data');
+      const dest = path.join(base, 'run', 'w.cbf');
+      const one = image('w.cbf', 5000, false);
+      assert.equal(result(copyMany([{ ...one.job, dest }], base, { ...opts, verifyCopies: false })[0]).outcome, 'copied');
+      const two = image('w.cbf', 5000, false);
+      const r = result(copyMany([{ ...two.job, dest }], base, { ...opts, verifyCopies: false })[0]);
+      assert.deepEqual([r.outcome, r.dest], ['copied', `${dest}.~1~`], 'nothing recorded on the copy: its bytes tell');
+      assert.deepEqual([xxhsum(dest), xxhsum(`${dest}.~1~`)], [one.sum, two.sum]);
+      const again = result(copyMany([{ ...two.job, dest }], base, { ...opts, verifyCopies: false })[0]);
+      assert.deepEqual([again.outcome, again.dest], ['identical', `${dest}.~1~`]);
+    } finally {
+      execFileSync('umount', ['-l', ramfs]);
+    }
   });
 
   it('copies to a storage whose file system takes no extended attributes (ramfs), and says so', () => {
