@@ -13,7 +13,7 @@ import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub } from './messages.js';
 import type { CopyJob, CopyReport, ReadFrom } from './copy-job.js';
 import { CopyQueue } from './copy-queue.js';
-import { MountWatch, MOUNT_RECHECK_MS } from './mount-watch.js';
+import { MountWatch, MOUNT_RECHECK_MS, type Owed } from './mount-watch.js';
 import { destOf, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
 import { SaidOnce } from '../common/said-once.js';
@@ -204,7 +204,7 @@ export class Dispatcher implements CopyEvents {
   async #next(lane: Lane, signal: AbortSignal): Promise<CopyJob[]> {
     // G13: a configured mount point must be mounted before anything is written, and each copy is written only
     // onto the file system found mounted there (an unmount since is seen by the copy thread: copy-dirs.ts).
-    const mounted = await lane.mount.ok(() => lane.queue.length + lane.active);
+    const mounted = await this.#mountOk(lane);
     const device = lane.mount.mountedDevice;
     if (!mounted || (lane.storage.mountpoint && device === undefined)) {
       await sleep(MOUNT_RECHECK_MS, signal);
@@ -312,6 +312,18 @@ export class Dispatcher implements CopyEvents {
     return this.#lanes.get(from === 'internal' ? this.#internal.id : this.#external!.id)!;
   }
 
+  /** Whether `lane`'s storage may be written to now (mount-watch.ts), saying what it owes when it may not. */
+  #mountOk(lane: Lane): Promise<boolean> {
+    return lane.mount.ok(() => lane.queue.length + lane.active, () => this.#owed(lane.storage.id));
+  }
+
+  /** The files still to copy to `storage`, pending and counted failed (retried), as QueryStatus counts them. */
+  #owed(storage: string): Owed {
+    const owed = { pending: 0, failed: 0 };
+    for (const rec of this.catalog.pendingOn(storage)) owed[this.catalog.stateOn(rec, storage) === 'failed' ? 'failed' : 'pending']++;
+    return owed;
+  }
+
   /** The mount watch of the storage that holds copy `from`. */
   #mountOf(from: Exclude<ReadFrom, 'original'>): MountWatch {
     return this.#laneOf(from).mount;
@@ -321,13 +333,13 @@ export class Dispatcher implements CopyEvents {
   async #sourceDown(from: Exclude<ReadFrom, 'original'>): Promise<boolean> {
     const lane = this.#laneOf(from);
     if (!lane.storage.mountpoint) return false;
-    return !(await lane.mount.ok(() => lane.queue.length + lane.active));
+    return !(await this.#mountOk(lane));
   }
 
   /** The copy of file `id` on `dest` waits until the storage holding copy `from` is mounted again. */
   #waitForSource(from: Exclude<ReadFrom, 'original'>, dest: StorageInfo, id: number): void {
     const lane = this.#laneOf(from);
-    this.#sourceWaits.wait(lane.storage, () => lane.mount.ok(() => lane.queue.length + lane.active), dest, id);
+    this.#sourceWaits.wait(lane.storage, () => this.#mountOk(lane), dest, id);
   }
 
   /** The places a copy on `storage` could read the file from, as the catalog knows them, in the order #readFrom tries them. */

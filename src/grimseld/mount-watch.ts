@@ -14,6 +14,8 @@
 // once and then at the same pace, its files kept pending, not failed one by one; a copy that still meets EROFS
 // (read-only since the last look; or a storage without a mount point, looked at only then) is handled the same way
 // (readOnlyNow). Writable again, copying resumes by itself.
+// The message counts the storage's files as QueryStatus does: those counted failed before (a full disk, which is
+// what remounts ext4 read-only) stay failed, and are named so, retried once the storage takes writes again.
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import * as path from 'node:path';
@@ -63,6 +65,15 @@ async function deviceOf(dir: string): Promise<number | undefined> {
   }
 }
 
+/**
+ * The storage's files still to copy, as QueryStatus counts them: pending, and counted failed (an earlier copy of
+ * them failed; retried, not failed for good). What a message about the storage says waits.
+ */
+export interface Owed {
+  pending: number;
+  failed: number;
+}
+
 export class MountWatch {
   #checked: { ok: boolean; at: number } | undefined;
   /** The mount point's device when last found mounted. */
@@ -77,6 +88,8 @@ export class MountWatch {
   /** The stat under way: never a second one while it hangs (each would hold a thread of libuv's pool for good). */
   #statting: Promise<number | undefined> | undefined;
   #statStarted = 0;
+  /** What the storage owes, asked only when it is said (ok()). */
+  #owed: (() => Owed) | undefined;
 
   constructor(
     private readonly storage: StorageInfo,
@@ -104,9 +117,13 @@ export class MountWatch {
     return this.storage.mountpoint !== undefined && this.#checked?.ok === false;
   }
 
-  /** Whether the storage may be written to now; `queued`: files waiting for it (said in the message). */
-  ok(queued: () => number): Promise<boolean> {
+  /**
+   * Whether the storage may be written to now; `queued`: files waiting for it (the pace of the message, and what
+   * it says without `owed`); `owed`: the storage's files still to copy, as QueryStatus counts them (said so).
+   */
+  ok(queued: () => number, owed?: () => Owed): Promise<boolean> {
     const { mountpoint } = this.storage;
+    this.#owed = owed;
     if (!mountpoint && !this.#readOnly) return Promise.resolve(true);
     this.#pending ??= (mountpoint ? this.#check(mountpoint, queued) : this.#checkWritable(queued)).finally(() => { this.#pending = undefined; });
     return this.#pending;
@@ -225,8 +242,17 @@ export class MountWatch {
       const until = why === READ_ONLY ? 'it is writable again'
         : `it is mounted${why === 'is not mounted' ? '' : why === 'does not answer' ? ' and answers' : ' and that can be checked'}`;
       const where = mountpoint ?? target;
-      this.messages.publish('COPY_ERROR', `${where}:${target}`,
-        `storage ${id}: ${where} ${why}; nothing is written to ${target} and its ${queued} files stay pending until ${until}`);
+      this.messages.publish('COPY_ERROR', `${where}:${target}`, `storage ${id}: ${where} ${why}; nothing is written to ${target} and ${owedText(this.#owed?.() ?? { pending: queued, failed: 0 }, until)}`);
     }
   }
+}
+
+/**
+ * What waits for a storage that takes nothing now, in QueryStatus's words: files counted failed before (a full
+ * disk, say) are not called pending: they are retried once it takes writes again, and counted copied then.
+ */
+function owedText({ pending, failed }: Owed, until: string): string {
+  if (failed === 0) return `its ${pending} files stay pending until ${until}`;
+  return `its ${pending + failed} files wait until ${until}: ${pending} pending, and ${failed} counted failed ` +
+    '(an earlier copy of them failed, as QueryStatus shows; each is tried again then)';
 }

@@ -81,4 +81,37 @@ describe('an INTERNAL disk remounted read-only while grimseld runs (G5, G10, G13
       await ppu.stop();
     }
   });
+
+  // Found by a hostile tester: files counted failed (ENOSPC) before the disk went read-only were said to "stay
+  // pending" while QueryStatus counted them failed for as long as it stayed so. They are said as QueryStatus counts them.
+  it('says the files counted failed on a full disk, then remounted read-only, as counted failed, as QueryStatus shows them, and copies them once writable (G9, G13)', async () => {
+    const ppu = new Ppu({ prefix: 'ppu-ro-full' });
+    const internalMnt = mountTmpfs(path.join(ppu.work, 'internal-disk'), 1 * MB);
+    const target = path.join(internalMnt, 'data');
+    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target, mountpoint: internalMnt, n_copy_processes: 1 } };
+    await ppu.start();
+    try {
+      await ppu.startShift(3300, 3301, []);
+      const msgs = await collectMessages(ppu);
+      const files = stream(ppu, 'c', 3, 400_000); // 1.2 MB for a 1 MB disk: two fit
+      await eventually(async () => {
+        const r = await row(ppu, 3300, 'internal');
+        return r?.[4] === 0n && r[5] === 2n && r[6] === 1n;
+      }, 30_000, 'two copied, one counted failed: the disk is full');
+      execFileSync('mount', ['-o', 'remount,ro', internalMnt]);
+      const isStorage = ([code, short]: [string, string, string]): boolean => code === 'COPY_ERROR' && short === `${internalMnt}:${target}`;
+      await eventually(() => msgs.messages.some(isStorage), 30_000, 'the read-only storage said');
+      const said = msgs.messages.find(isStorage)!;
+      const r = await row(ppu, 3300, 'internal');
+      assert.deepEqual([r?.[4], r?.[6]], [0n, 1n], 'QueryStatus: none pending, one failed');
+      assert.match(said[2], new RegExp(`^storage internal: ${internalMnt} is read-only .*; nothing is written to ${target} and its 1 files wait until it is ` +
+        'writable again: 0 pending, and 1 counted failed \\(an earlier copy of them failed, as QueryStatus shows; each is tried again then\\)$'));
+      msgs.stop();
+      execFileSync('mount', ['-o', 'remount,rw,size=8m', internalMnt]);
+      await copiedAll(ppu, 3300, 3, 1);
+      for (const f of files) assert.equal(sha256File(readFileSync(path.join(target, '1mf/3300_3301', f.rel))), f.sha256);
+    } finally {
+      await ppu.stop();
+    }
+  });
 });

@@ -28,6 +28,13 @@ describe('the mount watch of a storage (G13)', () => {
     assert.equal(await watch.ok(() => 0), true);
   });
 
+  it('says the files waiting as QueryStatus counts them: those counted failed before as counted failed, not pending (G9, G13)', async () => {
+    const { watch, messages } = setup();
+    assert.equal(await watch.ok(() => 3, () => ({ pending: 1, failed: 2 })), false);
+    assert.equal(messages[0]!.longMessage, 'storage usb: /mnt/usb is not mounted; nothing is written to /mnt/usb/data and its 3 files wait until it is mounted: ' +
+      '1 pending, and 2 counted failed (an earlier copy of them failed, as QueryStatus shows; each is tried again then)');
+  });
+
   it('checks at most once a second, says a missing mount point with the files waiting, and repeats it sooner while files wait', async () => {
     const { watch, messages, checks, clock } = setup();
     assert.equal(await watch.ok(() => 3), false);
