@@ -61,7 +61,23 @@ function busAddressProblem(entry: string): string | undefined {
 }
 
 export function connectSystemBus(): MessageBus {
-  return dbus.sessionBus({ busAddress: systemBusAddress() });
+  return dropAfterEnd(dbus.sessionBus({ busAddress: systemBusAddress() }));
+}
+
+/**
+ * Messages sent once the connection has ended (the daemon's own disconnect at its stop, or the bus daemon gone)
+ * are dropped: nobody could receive them, and dbus-next throws from send() then. It sends by itself too: the answer
+ * to a call that came in meanwhile (a status poller's property read or QueryStatus, queued before the bus daemon
+ * saw the end), a PropertiesChanged from a timer. Thrown there, the error was uncaught and ended the daemon with
+ * exit code 1 in the middle of its stop, on a SIGTERM that should have ended it with 0.
+ */
+function dropAfterEnd(bus: MessageBus): MessageBus {
+  const stream = (bus as unknown as { _connection?: { stream?: { writable?: boolean } } })._connection?.stream;
+  const send = bus.send.bind(bus);
+  bus.send = (msg: dbus.Message): void => {
+    if (stream?.writable !== false) send(msg);
+  };
+  return bus;
 }
 
 /** Rejects when the connection fails (no bus socket, bus gone): race a client's calls against it. */
