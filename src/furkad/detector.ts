@@ -21,6 +21,7 @@ import type { OwedShift, Placed, RunContext, RunOutcome, Transport, Verdict } fr
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 import type { DetectorState, DetectorStatus } from '../dbus/furka-interface.js';
 import { monotonicMs } from '../common/monotonic.js';
+import { originOf, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
 
 /** What a loop keeps about itself: its DetectorStatus (the bus's), and what only the metrics read. */
 export interface DetectorStats extends Omit<DetectorStatus, 'id'> {
@@ -154,6 +155,12 @@ export class DetectorLoop implements Component {
   #saidAside = new Set<string>();
   /** When empty directories of ended shifts were last swept (shift-sweep.ts). */
   #sweptAt = -Infinity;
+  /** Where it keeps files, recorded for a furkad started with a changed furkad.conf (detector-places.ts). */
+  readonly #places: Pick<DetectorPlaces, 'note'> | undefined;
+  /** Places of detectors furkad.conf no longer names so (config-change.ts) whose set-aside files this loop takes up at start. */
+  #takeUp: DetectorPlace[] = [];
+  /** Files of such a detector that no configured detector can take (config-change.ts): said while nothing else is. */
+  #stranded = '';
 
   constructor(
     readonly id: string,
@@ -162,15 +169,40 @@ export class DetectorLoop implements Component {
     private readonly gate: TransferGate,
     private readonly log: Logger,
     /** Tests pass a sleep that records the pause and returns at once. */
-    options: { sleep?: typeof sleep } = {},
+    options: { sleep?: typeof sleep; places?: Pick<DetectorPlaces, 'note'> } = {},
   ) {
     this.#sleep = options.sleep ?? sleep;
+    this.#places = options.places;
     this.name = `detector ${id}`;
   }
 
   /** Runs the loop (run()) until stop(): it serves nothing until a shift assigns it a detector. */
   start(): void {
     this.#running = this.run(this.#stop.signal);
+    // In the loop's chain, before its first run: files an earlier furkad set aside under a detector name or target
+    // furkad.conf no longer has are placed for their shifts like this detector's own (A5).
+    const places = this.#takeUp;
+    this.#takeUp = [];
+    if (places.length > 0) {
+      this.#current = this.#current.then(async () => {
+        for (const p of places) await this.#adoptLeftBehind(p.target, p.configuredTarget, p.id);
+        return 0;
+      });
+    }
+  }
+
+  /** Files set aside at `p`, a place of a detector furkad.conf no longer serves so, are this loop's to place (before start()). */
+  takeUp(p: DetectorPlace): void {
+    this.#takeUp.push(p);
+  }
+
+  /** Files of a detector furkad.conf no longer serves so that no loop can take (config-change.ts): said in lastError while nothing else is. */
+  strand(note: string): void {
+    this.#stranded = note;
+    if (this.stats.lastError === '') {
+      this.stats.lastError = note;
+      this.changed.emit();
+    }
   }
 
   /** Ends the loop: the run in flight finishes, its files handed over, and the transport is closed. */
@@ -472,19 +504,20 @@ export class DetectorLoop implements Component {
     const after = this.#leftBehindNote();
     if (after !== before && this.#failing.size === 0 && this.#backoff === 0 && this.stats.refused === 0) {
       // A detector this shift does not serve keeps saying so once the earlier shift's files are placed.
-      this.stats.lastError = after || (this.#shift && !this.#assignment ? NOT_IN_SHIFT : '');
+      this.stats.lastError = after || (this.#shift && !this.#assignment ? NOT_IN_SHIFT : this.#stranded);
       this.changed.emit();
     }
   }
 
   /**
    * Files an earlier furkad set aside (leftBehind) below this target are taken up again: their shift.json
-   * says whose they are. Only what is not already being retried.
+   * says whose they are. Only what is not already being retried. `id`: the detector they were set aside for,
+   * this one or one furkad.conf no longer serves so (takeUp; `configuredTarget` then its configured target).
    */
-  async #adoptLeftBehind(target: string, configuredTarget: string): Promise<void> {
-    const aside = path.dirname(leftBehindDir(target, this.id, 0n));
+  async #adoptLeftBehind(target: string, configuredTarget: string, id = this.id): Promise<void> {
+    const aside = path.dirname(leftBehindDir(target, id, 0n));
     for (const name of await readdir(aside).catch(() => [] as string[])) {
-      if (!name.endsWith(`-${this.id}`)) continue;
+      if (!name.endsWith(`-${id}`)) continue;
       const root = path.join(aside, name);
       if (this.#leftBehind.some((lb) => lb.root === root)) continue;
       try {
@@ -505,7 +538,8 @@ export class DetectorLoop implements Component {
         const dir = new ShiftDir(unmark(meta.target), meta.usrdir, meta.uid, meta.gid, this.log, splitMarked(meta.target).root,
           confinement(configuredTarget));
         this.#leftBehind.push({ shift, target: meta.target, dir, root, rels: new Set(rels), error: 'kept by an earlier furkad' });
-        this.log.warn({ detector: this.id, files: rels.length, uid: meta.uid, gid: meta.gid, kept: root }, 'files of an earlier shift set aside by an earlier furkad: tried again for their shift');
+        this.log.warn({ detector: this.id, ...(id === this.id ? {} : { setAsideFor: id }), files: rels.length, uid: meta.uid, gid: meta.gid, kept: root },
+          `files of an earlier shift set aside by an earlier furkad${id === this.id ? '' : ` for detector ${id} (furkad.conf changed since)`}: tried again for their shift`);
       } catch (e) {
         this.log.error({ detector: this.id, kept: root, err: (e as Error).message }, 'files of an earlier shift are kept here but cannot be taken up; see its shift.json');
       }
@@ -693,7 +727,7 @@ export class DetectorLoop implements Component {
       const note = refused.length === 0 ? '' : `${refused.length} ${refused.length === 1 ? 'file' : 'files'} left on the detector: ` +
         `furkad cannot hand over their names (not UTF-8, with control characters, or furkad's own ${STAGING_NAME}) or paths ` +
         `(in a directory too deep for PATH_MAX, shown with a trailing '/'), e.g. '${refused[0]}'; rename or move them there`;
-      const said = note || outcome.note || this.#leftBehindNote();
+      const said = note || outcome.note || this.#leftBehindNote() || this.#stranded;
       if (refused.length !== this.stats.refused || (this.#failing.size === 0 && this.stats.lastError !== said)) {
         this.stats.refused = refused.length;
         if (this.#failing.size === 0) this.stats.lastError = said;
@@ -835,6 +869,9 @@ export class DetectorLoop implements Component {
 
   /** The shift's directory, and staging when files are taken off the detector (remove_source); then the transport's leftovers. */
   async #prepare(ctx: RunContext): Promise<void> {
+    const a = ctx.assignment;
+    // Before anything is kept there: a furkad started with a changed furkad.conf looks here too (config-change.ts).
+    this.#places?.note({ id: this.id, transport: a.config.transport, target: a.target, configuredTarget: a.config.target, origin: originOf(a.config) });
     await ctx.dir.prepare();
     await this.#adoptLeftBehind(ctx.assignment.target, ctx.assignment.config.target);
     this.#sweep();
