@@ -363,6 +363,44 @@ export class AgentPlaced {
     this.#write(known);
   }
 
+  /** Where it is kept (state_dir). */
+  get file(): string {
+    return this.#log.file;
+  }
+
+  /** Detectors anything is kept for: placements unanswered, intents, set-asides, owed files. */
+  detectors(): string[] {
+    const ids = new Set<string>();
+    for (const m of [this.#open, this.#intents, this.#aside, this.#owed] as Array<Map<string, Map<string, unknown>>>) {
+      for (const [d, inner] of m) if (inner.size > 0) ids.add(d);
+    }
+    return [...ids];
+  }
+
+  /** How much is kept for `detector`, and the ended shifts its owed files belong to (config-change.ts says it). */
+  kept(detector: string): { open: number; aside: number; owed: number; shifts: OwedRecord[] } {
+    const owes = this.#owed.get(detector) ?? new Map<string, string>();
+    const named = new Set(owes.values());
+    const shifts = [...(this.#owedShifts.get(detector) ?? new Map<string, OwedRecord>())].filter(([u]) => named.has(u)).map(([, o]) => o);
+    return { open: this.#open.get(detector)?.size ?? 0, aside: this.#aside.get(detector)?.size ?? 0, owed: owes.size, shifts };
+  }
+
+  /**
+   * Everything kept for detector `from` is `to`'s from now on: the same agent under another name in furkad.conf
+   * (config-change.ts), whose files keep their ids. Called before any transport reads it; the file is rewritten.
+   */
+  rename(from: string, to: string): void {
+    for (const m of [this.#open, this.#intents, this.#aside, this.#owed, this.#owedShifts, this.#openNames] as Array<Map<string, Map<string, unknown>>>) {
+      const old = m.get(from);
+      if (!old) continue;
+      const into = m.get(to) ?? new Map<string, unknown>();
+      for (const [k, v] of old) if (!into.has(k)) into.set(k, v);
+      m.set(to, into);
+      m.delete(from);
+    }
+    this.#log.rewrite();
+  }
+
   /** The placements of `detector` whose acknowledgement is not yet answered (rel null: placed by id alone). */
   placements(detector: string): Array<{ id: string; rel: string | null }> {
     return [...(this.#open.get(detector)?.values() ?? [])];

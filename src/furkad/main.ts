@@ -18,6 +18,8 @@ import { rsyncOwedFile } from './rsync-owed.js';
 import { writeNamesFilter } from './rsync-names.js';
 import { AgentTransport } from './agent-transport.js';
 import { AgentPlaced } from './agent-placed.js';
+import { DetectorPlaces } from './detector-places.js';
+import { CHANGE_ADVICE, takeUpOwed, takeUpPlaces } from './config-change.js';
 import type { Transport } from './transport.js';
 import { Handover } from './handover.js';
 import { Outbox, placedFiles } from './outbox.js';
@@ -90,13 +92,22 @@ async function main(): Promise<number> {
   const gate = new TransferGate(license.valid ? Infinity : 1);
   // Each detector's transport is the only part that knows how its files leave the detector server (F1, A3).
   const agentPlaced = AgentPlaced.open(config.state_dir);
+  // Where detectors keep files, and what furkad.conf no longer serves as it was (a detector renamed, its target or
+  // transport changed): taken over by the detector now serving the same detector server or target, or said (A5).
+  const places = DetectorPlaces.open(config.state_dir, log);
+  takeUpOwed(config.state_dir, config.detector, places, agentPlaced, log);
   const namesFilter = writeNamesFilter(config.state_dir);
   const loops = Object.entries(config.detector).map(([id, d]) => {
     const transport: Transport = d.transport === 'agent' ? new AgentTransport(id, agentPlaced, log)
       : new RsyncTransport(id, { rsync: config.rsync_path, timeoutS: config.rsync_timeout_s, namesFilter, keptFile: rsyncKeptFile(config.state_dir, id),
         owedFile: rsyncOwedFile(config.state_dir, id) }, log);
-    return new DetectorLoop(id, transport, handover, gate, log);
+    return new DetectorLoop(id, transport, handover, gate, log, { places });
   });
+  try {
+    takeUpPlaces(config.detector, places, loops, log);
+  } catch (e) {
+    log.error({ err: (e as Error).message }, `cannot look for files kept by detectors furkad.conf no longer has as they were; ${CHANGE_ADVICE}`);
+  }
   // Every new shift's id after the last one's, whatever the clock says now (shift-floor.ts).
   shiftIds.after(readLastShift(config.state_dir, log));
   // The shift a furkad that did not stop cleanly ran goes on, unless it is stale (shift-resume.ts).

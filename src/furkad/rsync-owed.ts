@@ -12,6 +12,8 @@
 // and started again goes on with that shift (shift-resume.ts), and a StartShift that comes before its runs have
 // listed the detector again owes those files to it too. A furkad that starts another shift (a clean stop before,
 // F6) drops them: what a stop could not drain goes to the next default shift.
+import { readFileSync, unlinkSync } from 'node:fs';
+import { writeDurably } from '../common/durable-file.js';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import type { OwedShift } from './transport.js';
@@ -217,4 +219,35 @@ function isRecord(o: unknown): o is OwedRecord {
   return typeof r === 'object' && r !== null && typeof r.usertime === 'string' && /^\d+$/.test(r.usertime)
     && Number.isInteger(r.uid) && Number.isInteger(r.gid) && typeof r.usrdir === 'string'
     && typeof r.target === 'string' && typeof r.configuredTarget === 'string';
+}
+
+/** What an owed file (rsyncOwedFile) holds, as written: how many files, and the ended shifts they are owed to. */
+export function readOwedFile(file: string): { owed: unknown[][]; shifts: OwedRecord[] } {
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { shifts?: unknown; owed?: unknown };
+  const shifts = (Array.isArray(saved.shifts) ? saved.shifts as unknown[] : []).filter(isRecord);
+  const owed = (Array.isArray(saved.owed) ? saved.owed as unknown[] : []).filter((e): e is unknown[] => Array.isArray(e) && typeof e[0] === 'string');
+  return { owed, shifts: shifts.filter((s) => owed.some((e) => e[1] === s.usertime)) };
+}
+
+/**
+ * The files owed in `from` are `to`'s detector's from now on (the same rsync daemon and module under another name
+ * in furkad.conf): added to `to` (a file of its own wins for the same path), written whole, then `from` removed.
+ * Called before the detector's RsyncOwed reads `to`. Returns how many were taken.
+ */
+export function inheritOwedFile(from: string, to: string, id: string): number {
+  const old = readOwedFile(from);
+  let mine: { owed: unknown[][]; shifts: OwedRecord[] } = { owed: [], shifts: [] };
+  try {
+    mine = readOwedFile(to);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+  }
+  const paths = new Set(mine.owed.map((e) => e[0]));
+  const owed = [...mine.owed, ...old.owed.filter((e) => !paths.has(e[0]))];
+  const shifts = [...mine.shifts, ...old.shifts.filter((s) => !mine.shifts.some((m) => m.usertime === s.usertime))];
+  // The files known and not owed yet (known, knownIn) are not carried over: the renamed detector's first run
+  // lists them again (only a StartShift before that run, after a SIGKILL and a furkad.conf change, misses them).
+  writeDurably(to, JSON.stringify({ detector: id, shifts, owed }), 0o600);
+  unlinkSync(from);
+  return owed.length - mine.owed.length;
 }
