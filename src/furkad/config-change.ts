@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { markTarget, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
 import type { DetectorConfig } from './config.js';
-import { originOf, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
+import { originOf, sameAs, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
 import { inheritOwedFile, readOwedFile, rsyncOwedFile } from './rsync-owed.js';
 import type { AgentPlaced } from './agent-placed.js';
 import { STAGING_NAME } from './shift-sweep.js';
@@ -24,6 +24,7 @@ const STRANDED_NAME = '.stranded';
 export interface ChangeLoop {
   readonly id: string;
   takeUp(p: DetectorPlace): void;
+  takeStaged(dir: string, from: string): void;
   strand(note: string): void;
 }
 
@@ -120,20 +121,21 @@ export function takeUpPlaces(detectors: Record<string, DetectorConfig>, places: 
     const taker = sameTarget.find((l) => detectors[l.id]!.transport === p.transport) ?? sameTarget[0] ?? loops.find((l) => l.id === p.id) ?? loops[0]!;
     if (held.length > 0) taker.takeUp(p);
     if (staged.length === 0) continue;
+    // The detector now configured under this id and target has used this staging since (its place recorded): its own.
+    if (ownedNow && places.all.some((q) => q !== p && q.id === p.id && sameAs(q, detectors[p.id]))) continue;
     if (p.transport === 'agent') {
-      // The agent keeps a file until furkad acknowledges it placed: nothing here is the only copy.
-      if (!ownedNow) rmSync(staging, { recursive: true, force: true });
+      // The agent keeps a file until furkad acknowledges it placed: nothing here is the only copy, and a copy cut
+      // short must never be placed as complete by an rsync detector now under this id and target.
+      rmSync(staging, { recursive: true, force: true });
       continue;
     }
-    const heir = sameTarget.find((l) => detectors[l.id]!.transport === 'rsync' && detectors[l.id]!.remove_source && l.id !== p.id);
+    // Placed, as staged leftovers are (F6), by the rsync detector now on this target, else by the same detector
+    // under its new target (same file system only: a rename, never a copy), when it next prepares its staging.
+    const stages = (l: ChangeLoop): boolean => detectors[l.id]!.transport === 'rsync' && detectors[l.id]!.remove_source;
+    const heir = sameTarget.find((l) => stages(l) && l.id !== p.id) ?? (ownedNow ? undefined : loops.find((l) => l.id === p.id && stages(l)));
     if (heir) {
-      const moved = moveEntries(staging, path.join(top, heir.id));
-      if (moved.left === 0) {
-        rmdirSync(staging);
-        log.warn({ detector: heir.id, was: p.id, files: staged.length, staging },
-          `files taken off detector ${p.id}, no longer in furkad.conf, were left in its staging: detector ${heir.id} (the same target) places them with its next run`);
-        continue;
-      }
+      heir.takeStaged(staging, p.id);
+      continue;
     }
     // A detector now configured under this id and target clears this staging as its own (an agent's): moved aside first.
     let where = staging;
@@ -143,8 +145,10 @@ export function takeUpPlaces(detectors: Record<string, DetectorConfig>, places: 
       mkdirSync(path.dirname(where), { recursive: true, mode: 0o700 });
       renameSync(staging, where);
     }
+    // The same detector under another target: it takes them only in a shift that gives it this target again.
+    const later = !ownedNow && detectors[p.id]?.transport === 'rsync' ? `detector ${p.id} takes them only in a shift that gives it this target again (StartShift); otherwise ` : 'no detector takes them; ';
     const note = `${staged.length} ${staged.length === 1 ? 'file' : 'files'} taken off detector ${p.id} (no longer in furkad.conf as it was) wait in ${where}: ` +
-      `no detector takes them; move them into their shift's directory by hand, or ${CHANGE_ADVICE.slice(CHANGE_ADVICE.indexOf('restore'))}`;
+      `${later}move them into their shift's directory by hand, or ${CHANGE_ADVICE.slice(CHANGE_ADVICE.indexOf('restore'))}`;
     log.error({ detector: p.id, files: staged.length, staging: where, e_g: staged.slice(0, 3) }, note);
     taker.strand(note);
   }
@@ -181,7 +185,7 @@ function filesBelow(dir: string): string[] {
 }
 
 /** Moves what is in `from` into `to` (made, 0700), merging directories; a name taken in `to` stays. Returns how many stayed. */
-function moveEntries(from: string, to: string): { left: number } {
+export function moveEntries(from: string, to: string): { left: number } {
   mkdirSync(to, { recursive: true, mode: 0o700 });
   let left = 0;
   for (const e of readdirSync(from, { withFileTypes: true })) {

@@ -22,6 +22,7 @@ import type { DeliveredFile } from '../dbus/intake-interface.js';
 import type { DetectorState, DetectorStatus } from '../dbus/furka-interface.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { originOf, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
+import { moveEntries } from './config-change.js';
 
 /** What a loop keeps about itself: its DetectorStatus (the bus's), and what only the metrics read. */
 export interface DetectorStats extends Omit<DetectorStatus, 'id'> {
@@ -159,6 +160,8 @@ export class DetectorLoop implements Component {
   readonly #places: Pick<DetectorPlaces, 'note'> | undefined;
   /** Places of detectors furkad.conf no longer names so (config-change.ts) whose set-aside files this loop takes up at start. */
   #takeUp: DetectorPlace[] = [];
+  /** Staging directories of such detectors whose files this loop places, moved into its own staging when it prepares that. */
+  #stagedFrom: Array<{ dir: string; from: string }> = [];
   /** Files of such a detector that no configured detector can take (config-change.ts): said while nothing else is. */
   #stranded = '';
 
@@ -194,6 +197,14 @@ export class DetectorLoop implements Component {
   /** Files set aside at `p`, a place of a detector furkad.conf no longer serves so, are this loop's to place (before start()). */
   takeUp(p: DetectorPlace): void {
     this.#takeUp.push(p);
+  }
+
+  /**
+   * Files taken off detector `from` (furkad.conf no longer serves it so) left in its staging `dir`: moved into this
+   * loop's staging when it next prepares it, and placed with its next run as any staged leftovers (F2, F6).
+   */
+  takeStaged(dir: string, from: string): void {
+    this.#stagedFrom.push({ dir, from });
   }
 
   /** Files of a detector furkad.conf no longer serves so that no loop can take (config-change.ts): said in lastError while nothing else is. */
@@ -893,6 +904,18 @@ export class DetectorLoop implements Component {
     await mkdir(ctx.staging, { recursive: true, mode: 0o700 });
     await checkStagingRoot(top, 'must exist', this.log);
     if (!(await lstat(ctx.staging)).isDirectory()) throw new Error(`${ctx.staging} is not a directory`);
+    for (const { dir, from } of this.#stagedFrom.splice(0)) {
+      try {
+        const { left } = moveEntries(dir, ctx.staging);
+        if (left === 0) await rmdir(dir);
+        this.log.warn({ detector: this.id, was: from, staging: dir, left }, `files taken off detector ${from}, no longer in furkad.conf as it was, were left in its ` +
+          `staging: detector ${this.id} (${from === this.id ? 'its new target' : 'the same target'}) places them with its next run` +
+          (left === 0 ? '' : `; ${left} entries stay there, their names taken in ${ctx.staging}: move them by hand`));
+      } catch (e) {
+        this.log.error({ detector: this.id, was: from, staging: dir, err: (e as Error).message }, `cannot move the files detector ${from} left in its staging into ` +
+          `${ctx.staging}; they stay there: move them into their shift's directory by hand`);
+      }
+    }
     await this.transport.adoptLeftovers?.(ctx);
   }
 }
