@@ -49,8 +49,8 @@ async function fileWaitingInStaging(ppu: Ppu): Promise<{ udir: string; link: str
 describe('furkad.conf changed across a restart, files in flight (A5, F2, F6)', function () {
   this.timeout(240_000);
 
-  it('images owed to the ended shift stay its own after the detector is renamed (same rsync daemon and module)', async () => {
-    const ppu = new Ppu({ prefix: 'ppu-cc-owed', transport: 'rsync', ramdiskBytes: 20 * MB });
+  for (const transport of ['rsync', 'agent'] as const) it(`images owed to the ended shift stay its own after the detector is renamed (same ${transport === 'rsync' ? 'rsync daemon and module' : 'furka-agent'})`, async () => {
+    const ppu = new Ppu({ prefix: `ppu-cc-owed-${transport}`, transport, ramdiskBytes: 20 * MB });
     const internal = path.join(ppu.storageRoot, 'internal');
     // Not mounted: nothing is copied, so the PPU ramdisk stays full (G13).
     ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
@@ -59,13 +59,15 @@ describe('furkad.conf changed across a restart, files in flight (A5, F2, F6)', f
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;
       const images = Array.from({ length: 25 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
-      await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_024\.cbf/, 60_000);
+      if (transport === 'agent') await ppu.furkad!.proc.said(/does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
+      else await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_024\.cbf/, 60_000);
       await ppu.startShift(600, 600, []);
       await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
       assert.equal(await ppu.furkad!.proc.stop(30_000), 0);
       editConf(ppu, 'rename');
       await ppu.startFurkad();
-      await ppu.furkad!.proc.said(/files owed to ended shifts by detector 1MF, no longer in furkad.conf, are detector EIGER's/, 20_000);
+      await ppu.furkad!.proc.said(transport === 'rsync' ? /files owed to ended shifts by detector 1MF, no longer in furkad.conf, are detector EIGER's/
+        : /what detector 1MF, no longer in furkad.conf, had placed, set aside or owed to ended shifts is detector EIGER's/, 20_000);
       mountTmpfs(internal, 200 * MB);
       const where = (rel: string): string[] => ['500_501', '600_600', '1000_1000'].filter((u) => existsSync(path.join(internal, '1mf', u, rel)));
       await eventually(() => images.every((rel) => where(rel).length > 0), 120_000, 'every image copied');
@@ -98,21 +100,23 @@ describe('furkad.conf changed across a restart, files in flight (A5, F2, F6)', f
     });
   }
 
-  it('files a killed furkad left in staging are placed after the detector is renamed (same target)', async () => {
-    const ppu = new Ppu({ prefix: 'ppu-cc-staged', transport: 'rsync' });
-    await ppu.start();
-    try {
-      const { link } = await fileWaitingInStaging(ppu);
-      await ppu.killFurkad();
-      editConf(ppu, 'rename');
-      unlinkSync(link);
-      await ppu.startFurkad();
-      await ppu.furkad!.proc.said(/files taken off detector 1MF, no longer in furkad.conf, were left in its staging: detector EIGER/, 20_000);
-      await eventually(() => listFiles(ppu.storageRoot).some((f) => f.endsWith('a.cbf')), 30_000, 'the staged file delivered');
-    } finally {
-      await ppu.stop();
-    }
-  });
+  for (const change of ['rename', 'target'] as const) {
+    it(`files a killed furkad left in staging are placed after the detector's ${change === 'rename' ? 'section is renamed (same target)' : 'target is changed'}`, async () => {
+      const ppu = new Ppu({ prefix: `ppu-cc-staged-${change}`, transport: 'rsync' });
+      await ppu.start();
+      try {
+        const { link } = await fileWaitingInStaging(ppu);
+        await ppu.killFurkad();
+        editConf(ppu, change);
+        unlinkSync(link);
+        await ppu.startFurkad();
+        await ppu.furkad!.proc.said(new RegExp(`files taken off detector 1MF, no longer in furkad.conf as it was, were left in its staging: detector ${change === 'rename' ? 'EIGER \\(the same target' : '1MF \\(its new target'}`), 20_000);
+        await eventually(() => listFiles(ppu.storageRoot).some((f) => f.endsWith('a.cbf')), 30_000, 'the staged file delivered');
+      } finally {
+        await ppu.stop();
+      }
+    });
+  }
 
   it('a transport changed rsync -> agent: owed files are said at start, files set aside are placed for their shift', async () => {
     const ppu = new Ppu({ prefix: 'ppu-cc-transport', transport: 'rsync', ramdiskBytes: 20 * MB });
