@@ -9,7 +9,7 @@ import { markTarget, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
 import type { DetectorConfig } from './config.js';
 import { originOf, sameAs, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
-import { inheritOwedFile, readOwedFile, rsyncOwedFile } from './rsync-owed.js';
+import { inheritOwedFile, readOwedFile, rsyncOwedFile, rsyncOwedId } from './rsync-owed.js';
 import type { AgentPlaced } from './agent-placed.js';
 import { STAGING_NAME } from './shift-sweep.js';
 
@@ -43,15 +43,8 @@ export function takeUpOwed(stateDir: string, detectors: Record<string, DetectorC
     return origins.size === 1 ? [...origins][0] : undefined;
   };
   for (const name of readdirSync(stateDir)) {
-    const m = /^rsync-owed-(.+)\.json$/.exec(name);
-    if (!m) continue;
-    let id: string;
-    try {
-      id = decodeURIComponent(m[1]!);
-    } catch {
-      continue;
-    }
-    if (detectors[id]?.transport === 'rsync') continue;
+    const id = rsyncOwedId(name);
+    if (id === undefined || detectors[id]?.transport === 'rsync') continue;
     const file = path.join(stateDir, name);
     try {
       const { owed, shifts } = readOwedFile(file);

@@ -1,7 +1,8 @@
 // Where furkad's detectors keep files on the PPU (staging, files set aside for ended shifts) and which detector
 // server they came from, recorded in state_dir (root's) so that a furkad started with a changed furkad.conf (a
 // detector renamed, its target or transport changed, its section replaced) still finds them (A5, F2, F6).
-import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
+import { writeDurably } from '../common/durable-file.js';
 import * as path from 'node:path';
 import { markTarget, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
@@ -71,9 +72,7 @@ export class DetectorPlaces {
 
   #save(): void {
     try {
-      const tmp = `${this.file}.tmp`;
-      writeFileSync(tmp, JSON.stringify({ places: this.#places }), { mode: 0o600 });
-      renameSync(tmp, this.file);
+      writeDurably(this.file, JSON.stringify({ places: this.#places }), 0o600);
       this.#saidUnwritable = false;
     } catch (e) {
       // Not fatal: only a later furkad with a changed furkad.conf needs it, and then says what it cannot find.

@@ -25,6 +25,16 @@ export function rsyncOwedFile(stateDir: string, id: string): string {
   return path.join(stateDir, `rsync-owed-${encodeURIComponent(id)}.json`);
 }
 
+/** The detector id a file name in state_dir is rsyncOwedFile() of, or undefined for any other name. */
+export function rsyncOwedId(name: string): string | undefined {
+  const m = /^rsync-owed-(.+)\.json$/.exec(name);
+  try {
+    return m ? decodeURIComponent(m[1]!) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 /** Files known and not taken that are remembered (by path below the module): far more than a detector ramdisk holds. */
 const KNOWN_MAX = 200_000;
 
