@@ -64,6 +64,12 @@ export interface Hiding {
   dir: boolean;
 }
 
+/** What a run's listing said of a file on the detector: its size and mtime (whole seconds, UTC: `%M` at TZ=UTC0). */
+export interface Listing {
+  size: number;
+  mtimeS: number;
+}
+
 export interface RsyncResult {
   code: number;
   /** Regular files now on the PPU, relative to `dest`: transferred ones and ones already there. */
@@ -84,6 +90,11 @@ export interface RsyncResult {
   strays: Buffer[];
   /** Files left on the detector for being larger than `maxSize`, as shown (names decoded as in `files`). */
   overMax: string[];
+  /**
+   * What the run listed of each file it itemized (size and mtime as the detector has them): those of `files`, and the
+   * one it failed on (noRoom), which is no file of the run.
+   */
+  listing?: Map<string, Listing>;
   /** The run failed for lack of room on the PPU (ENOSPC): the file it was receiving then, and its size, if any. */
   noRoom?: { rel?: string; size?: number };
   /** The client was ended in its idle tail (see rsync-tail.ts) rather than waited for. */
@@ -222,8 +233,9 @@ export function rsyncArgs(run: RsyncRun): string[] {
     '--sockopts=TCP_NODELAY',
     `--contimeout=${Math.min(run.timeoutS, 10)}`,
     `--timeout=${run.timeoutS}`,
-    // -ii lists unchanged files too: a file left by an earlier, interrupted run is still handed over.
-    '-ii', '--out-format=%i %l %n',
+    // -ii lists unchanged files too: a file left by an earlier, interrupted run is still handed over. %M: the file's
+    // mtime on the detector, in whole seconds (UTC: gated() sets TZ), what furkad knows a file it leaves there by.
+    '-ii', '--out-format=%i %l %M %n',
     `rsync://${run.user === undefined ? '' : `${run.user}@`}${run.host.includes(':') ? `[${run.host}]` : run.host}:${run.port}/${src}`,
     `${run.dest.replace(/\/*$/, '/')}`,
   ];
@@ -234,7 +246,8 @@ export function unescapeName(name: string): string {
   return name.replace(/\\#([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
-const ITEM = /^([<>ch.*])f(.{9}) (\d+) (.*)$/;
+/** `%i %l %M %n`; the mtime is optional for lines of an older furkad's format (`%i %l %n`). */
+const ITEM = /^([<>ch.*])f(.{9}) (\d+) (?:(\d{4})\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d) )?(.*)$/;
 const REMOVED = /^sender removed (.*)$/;
 /** The client's SKIP1 line for a file over --max-size (3.3 and later add the sizes in brackets). */
 const OVER_MAX = /^(.*) is over max-size(?: \(\d+ > \d+\))?$/;
@@ -273,6 +286,7 @@ export class OutputParser {
   readonly hiding: Hiding[] = [];
   readonly strays: Buffer[] = [];
   readonly overMax: string[] = [];
+  readonly listing = new Map<string, Listing>();
   bytes = 0;
   /** The last file the receiver began to receive: complete once it begins the next, or the run ends well. */
   inFlight: { name: string; size: number } | undefined;
@@ -306,9 +320,13 @@ export class OutputParser {
         continue;
       }
       const m = ITEM.exec(line);
-      if (!m || !this.#deliverable(m[4] ?? '')) continue;
-      const name = decodeName(m[4] ?? '');
+      if (!m || !this.#deliverable(m[10] ?? '')) continue;
+      const name = decodeName(m[10] ?? '');
       this.files.push(name);
+      if (m[4] !== undefined) {
+        const [y, mo, d, h, mi, sec] = m.slice(4, 10).map(Number) as [number, number, number, number, number, number];
+        this.listing.set(name, { size: Number(m[3]), mtimeS: Date.UTC(y, mo - 1, d, h, mi, sec) / 1000 });
+      }
       if (m[1] === '>') {
         // Said before its data comes (an --out-format without %b): complete only once the receiver goes on.
         this.sent.push(name);
@@ -352,11 +370,11 @@ export class OutputParser {
 }
 
 /** Picks the regular files out of a whole run's output (see OutputParser). */
-export function parseOutput(stdout: string, code = 0): { files: string[]; sent: string[]; removed: Set<string>; hidden: Buffer[]; strays: Buffer[]; overMax: string[]; transferred: number; bytes: number } {
+export function parseOutput(stdout: string, code = 0): { files: string[]; sent: string[]; removed: Set<string>; hidden: Buffer[]; strays: Buffer[]; overMax: string[]; listing: Map<string, Listing>; transferred: number; bytes: number } {
   const p = new OutputParser();
   p.push(stdout);
   p.endWith(code);
-  return { files: p.files, sent: p.sent, removed: p.removed, hidden: p.hidden, strays: p.strays, overMax: p.overMax, transferred: p.sent.length, bytes: p.bytes };
+  return { files: p.files, sent: p.sent, removed: p.removed, hidden: p.hidden, strays: p.strays, overMax: p.overMax, listing: p.listing, transferred: p.sent.length, bytes: p.bytes };
 }
 
 /**
@@ -390,7 +408,8 @@ function keyOf(argv: string[], run: RsyncRun): string {
  * everyone can read; the environment only the process's owner can (docs/threat-model.md says who that is).
  */
 function gated(argv: string[], run: RsyncRun): ChildProcess {
-  const env = { ...process.env, RSYNC_PASSWORD: run.password ?? '' };
+  // TZ: the mtimes of the out-format (%M) in UTC, read back as such whatever the PPU's zone (no DST fold).
+  const env = { ...process.env, RSYNC_PASSWORD: run.password ?? '', TZ: 'UTC0' };
   return spawn('/bin/sh', ['-c', GATE, ...argv], { stdio: ['pipe', 'pipe', 'pipe'], env, ...(idsOf(run) ?? {}) });
 }
 
@@ -534,7 +553,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       // the last line, which is the exit's), as furkad's own name for it.
       const noRoom = exit !== 0 && NO_SPACE.test(stderr) ? (inFlight && !parser.sent.includes(inFlight.name) ? { rel: inFlight.name, size: inFlight.size } : {}) : undefined;
       resolve({ code: exit, files: parser.files, sent: parser.sent, transferred: parser.sent.length,
-        bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, hiding: parser.hiding, strays: parser.strays, overMax: parser.overMax, changed: changedSources(stderr), tailCut,
+        bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, hiding: parser.hiding, strays: parser.strays, overMax: parser.overMax, listing: parser.listing, changed: changedSources(stderr), tailCut,
         ...(stalled ? { stalled } : {}),
         ...(noRoom ? { noRoom } : {}), ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });

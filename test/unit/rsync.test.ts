@@ -72,6 +72,16 @@ describe('rsync client run (F1-F3)', () => {
     assert.deepEqual(r.files, ['S/b-small.img']);
   });
 
+  it('reads the size and mtime the detector has of each file listed, in UTC seconds, also of one over --max-size listed by a dry run (A5)', () => {
+    assert.ok(rsyncArgs(run).includes('--out-format=%i %l %M %n'));
+    const r = parseOutput(['>f+++++++++ 6 2030/01/02-03:04:05 S/2030/01/02-03:04:05 x.img', '.f          7 1970/01/01-00:00:00 S/b.img',
+      'S/c.img is over max-size (9 > 8)', '>f+++++++++ 5 S/old-format.img', ''].join('\n'));
+    assert.deepEqual(r.files, ['S/2030/01/02-03:04:05 x.img', 'S/b.img', 'S/old-format.img']);
+    assert.deepEqual([...r.listing], [['S/2030/01/02-03:04:05 x.img', { size: 6, mtimeS: Date.UTC(2030, 0, 2, 3, 4, 5) / 1000 }], ['S/b.img', { size: 7, mtimeS: 0 }]]);
+    const failed = parseOutput('>f+++++++++ 33554432 2030/01/02-03:04:05 S/a-huge.img\n', 11);
+    assert.deepEqual([failed.files, [...failed.listing.keys()]], [[], ['S/a-huge.img']], 'the file a failed run was receiving: listed, not received');
+  });
+
   it('compares copies made already without moving anything: --dry-run, a changed one listed as sent (F2, F10)', () => {
     const a = rsyncArgs({ ...run, removeSource: false, only: ['N/f1.img', 'N/f2.img'], dryRun: true });
     assert.ok(a.includes('--dry-run'));
