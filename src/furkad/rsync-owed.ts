@@ -12,11 +12,19 @@
 // and started again goes on with that shift (shift-resume.ts), and a StartShift that comes before its runs have
 // listed the detector again owes those files to it too. A furkad that starts another shift (a clean stop before,
 // F6) drops them: what a stop could not drain goes to the next default shift.
+//
+// Which file is owed is known by what the last listing before the change said of it (Listing: its size and mtime, as
+// the detector has them), never by a clock: a file taken later under an owed name is the ended shift's only if it is
+// the same (size and mtime as staged: rsync -t keeps the mtime; compared in whole seconds, as rsync lists them);
+// else it was written since, in a later shift. The detector's clock is not the PPU's (stepped hourly by the time-sync
+// timer, drifting between steps): compared with when the shift ended on the PPU, files written before the change
+// with the detector ahead went to the new shift, and one written after it with the detector behind to the old one.
 import { readFileSync, unlinkSync } from 'node:fs';
 import { writeDurably } from '../common/durable-file.js';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import type { OwedShift } from './transport.js';
+import type { Listing } from './rsync.js';
 import { JsonStateFile } from './json-state.js';
 import { below, keyOf } from './rsync-removal.js';
 
@@ -38,6 +46,12 @@ export function rsyncOwedId(name: string): string | undefined {
 /** Files known and not taken that are remembered (by path below the module): far more than a detector ramdisk holds. */
 const KNOWN_MAX = 200_000;
 
+/** A file staged by a later run: its size and mtime (ms) there, as rsync -t kept it. */
+export interface Staged {
+  size: number;
+  mtimeMs: number;
+}
+
 /** An ended shift as written: its usertime as a decimal string. */
 type OwedRecord = Omit<OwedShift, 'usertime'> & { usertime: string; endedMs?: number | undefined };
 
@@ -51,7 +65,12 @@ export class RsyncOwed {
    * until its first run or shift change says whether it goes on with that shift (then they are known) or not.
    */
   #inherited: { shift: bigint; keys: string[] } | undefined;
-  /** When each ended shift with files owed to it ended (wall clock, ms): a file written after that is not its. */
+  /** What the last listing that left each known file said of it; frozen once the file is owed. */
+  #listing = new Map<string, Listing>();
+  /**
+   * When each ended shift with files owed to it ended (PPU wall clock, ms): only for an owed file with no listing (owed
+   * by a furkad before listings were kept), which is judged by its mtime against it, as that furkad did.
+   */
   #endedMs = new Map<bigint, number>();
   /** Paths below the module owed to an ended shift, with that shift. */
   #owed = new Map<string, OwedShift>();
@@ -61,7 +80,7 @@ export class RsyncOwed {
   /** `file`: where the known and owed files are written (state_dir), and read from at start; none: in memory only. */
   constructor(private readonly id: string, private readonly log: Logger, file?: string) {
     this.#state = new JsonStateFile(file, id, 'the files left on the detector and those owed to ended shifts', log);
-    const saved = this.#state.read() as { shifts?: unknown; owed?: unknown; known?: unknown; knownIn?: unknown } | undefined;
+    const saved = this.#state.read() as { shifts?: unknown; owed?: unknown; known?: unknown; knownIn?: unknown; listed?: unknown } | undefined;
     if (typeof saved !== 'object' || saved === null) return;
     const shifts = new Map<string, OwedShift>();
     for (const r of Array.isArray(saved.shifts) ? saved.shifts as unknown[] : []) {
@@ -85,6 +104,13 @@ export class RsyncOwed {
       const keys = (saved.known as unknown[]).filter((k): k is string => typeof k === 'string' && !this.#owed.has(k)).slice(-KNOWN_MAX);
       if (keys.length > 0) this.#inherited = { shift: BigInt(saved.knownIn), keys };
     }
+    // What was listed of the owed and inherited files: [path, size, mtime s]; none in a file of a furkad before 2026-12.
+    const kept = new Set(this.#inherited?.keys ?? []);
+    for (const e of Array.isArray(saved.listed) ? saved.listed as unknown[] : []) {
+      if (!Array.isArray(e) || typeof e[0] !== 'string' || !(this.#owed.has(e[0]) || kept.has(e[0]))) continue;
+      const listed = { size: e[1] as unknown, mtimeS: e[2] as unknown };
+      if (isListing(listed)) this.#listing.set(e[0], listed);
+    }
   }
 
   /**
@@ -96,9 +122,29 @@ export class RsyncOwed {
     this.#inherit(usertime);
   }
 
-  /** A run learned of `rels` below `source` and left them on the detector (or settling): known from now on. */
-  learned(source: string, rels: Iterable<string>): void {
-    for (const rel of rels) this.#know(keyOf(source, rel));
+  /**
+   * A run learned of `rels` below `source` and left them on the detector (or settling): known from now on, as
+   * `listing` says they are (the latest listing counts until the file is owed; one not listed keeps what was).
+   */
+  learned(source: string, rels: Iterable<string>, listing: (rel: string) => Listing | undefined = () => undefined): void {
+    for (const rel of rels) {
+      const key = keyOf(source, rel);
+      const listed = listing(rel);
+      if (listed && !this.#owed.has(key)) this.#listed(key, listed);
+      this.#know(key);
+    }
+  }
+
+  #listed(key: string, listed: Listing): void {
+    const was = this.#listing.get(key);
+    if (was?.size === listed.size && was.mtimeS === listed.mtimeS) return;
+    this.#listing.set(key, listed);
+    this.#state.changed();
+  }
+
+  /** Whether what a listing says of `rel` below `source` counts: not once it is owed (what was listed before the change counts). */
+  listens(source: string, rel: string): boolean {
+    return !this.#owed.has(keyOf(source, rel));
   }
 
   #know(key: string): void {
@@ -119,6 +165,7 @@ export class RsyncOwed {
         'files the furkad before this one had listed and left on the detector in the shift that goes on: known as that shift\'s');
     } else {
       // Written without them at the next save: a later furkad going on with `current` must not take them up either.
+      for (const key of inherited.keys) if (!this.#known.has(key)) this.#listing.delete(key);
       this.#state.changed();
     }
   }
@@ -162,23 +209,28 @@ export class RsyncOwed {
 
   /**
    * The ended shift `rel` below `source` is owed to, unless it is `current`'s own, or the file taken under that name
-   * was last written (`mtimeMs`, as rsync kept it) after that shift ended: another file, written since under the
-   * owed one's name (rewritten, or renamed over it), completed in a later shift and not the ended one's (A5).
+   * (`staged`: as rsync -t kept it) is not the one listed before the change (another size or mtime): another file,
+   * written since under the owed one's name (rewritten, or renamed over it), completed in a later shift and not the
+   * ended one's (A5). Whatever the two servers' clocks say. Owed with no listing (an older furkad's state): the file's
+   * mtime against when the shift ended, as that furkad judged it.
    */
-  owedTo(source: string, rel: string, current: bigint, mtimeMs?: number): OwedShift | undefined {
+  owedTo(source: string, rel: string, current: bigint, staged?: Staged): OwedShift | undefined {
     const key = keyOf(source, rel);
     const owed = this.#owed.get(key);
     if (!owed || owed.usertime === current) return undefined;
+    // Gone from staging: whoever it was owed to, nothing is set aside.
+    if (staged === undefined) return owed;
+    const listed = this.#listing.get(key);
     const ended = this.#endedMs.get(owed.usertime);
-    if (mtimeMs !== undefined && ended !== undefined && mtimeMs > ended) {
-      this.#forget(key);
-      return undefined;
-    }
-    return owed;
+    const same = listed ? staged.size === listed.size && Math.floor(staged.mtimeMs / 1000) === listed.mtimeS
+      : ended === undefined || staged.mtimeMs <= ended;
+    if (same) return owed;
+    this.#forget(key);
+    return undefined;
   }
 
   /** A shift change is over for `shift`: every file known and not owed to an earlier shift is owed to it. Returns how many; written at once. */
-  // endedMs, wall clock: compared with the mtimes the detector's clock gave its files (kept in step by the time-sync timer).
+  // endedMs (PPU wall clock) is kept only for files with no listing (owedTo).
   owe(shift: OwedShift, endedMs = Date.now()): number {
     // A StartShift before this furkad's first run: an earlier furkad's known files are the ending shift's if it ran it.
     this.#inherit(shift.usertime);
@@ -196,6 +248,7 @@ export class RsyncOwed {
 
   #forget(key: string): void {
     const owed = this.#owed.delete(key);
+    this.#listing.delete(key);
     if (this.#known.delete(key) || owed) this.#state.changed();
   }
 
@@ -217,10 +270,18 @@ export class RsyncOwed {
         owed: [...this.#owed].map(([key, s]) => [key, String(s.usertime)]),
         ...(pending ? { knownIn: String(pending.shift), known: pending.keys }
           : known.length > 0 && this.#runsIn !== undefined ? { knownIn: String(this.#runsIn), known } : {}),
+        // What was listed of them (rsync-owed.ts's head): [path, size, mtime s].
+        listed: [...this.#listing].map(([key, l]) => [key, l.size, l.mtimeS]),
       };
     });
   }
 
+}
+
+/** A listing as written by save(): anything else is none (the file is judged as an older furkad's). */
+function isListing(o: unknown): o is Listing {
+  const l = o as Listing | undefined;
+  return typeof l === 'object' && l !== null && Number.isSafeInteger(l.size) && l.size >= 0 && Number.isSafeInteger(l.mtimeS);
 }
 
 /** A shift record as written by save(): anything else (a damaged file) is not taken. */
@@ -232,11 +293,13 @@ function isRecord(o: unknown): o is OwedRecord {
 }
 
 /** What an owed file (rsyncOwedFile) holds, as written: how many files, and the ended shifts they are owed to. */
-export function readOwedFile(file: string): { owed: unknown[][]; shifts: OwedRecord[] } {
-  const saved = JSON.parse(readFileSync(file, 'utf8')) as { shifts?: unknown; owed?: unknown };
+export function readOwedFile(file: string): { owed: unknown[][]; shifts: OwedRecord[]; listed: unknown[][] } {
+  const saved = JSON.parse(readFileSync(file, 'utf8')) as { shifts?: unknown; owed?: unknown; listed?: unknown };
   const shifts = (Array.isArray(saved.shifts) ? saved.shifts as unknown[] : []).filter(isRecord);
   const owed = (Array.isArray(saved.owed) ? saved.owed as unknown[] : []).filter((e): e is unknown[] => Array.isArray(e) && typeof e[0] === 'string');
-  return { owed, shifts: shifts.filter((s) => owed.some((e) => e[1] === s.usertime)) };
+  const paths = new Set(owed.map((e) => e[0]));
+  const listed = (Array.isArray(saved.listed) ? saved.listed as unknown[] : []).filter((e): e is unknown[] => Array.isArray(e) && paths.has(e[0]));
+  return { owed, shifts: shifts.filter((s) => owed.some((e) => e[1] === s.usertime)), listed };
 }
 
 /**
@@ -246,7 +309,7 @@ export function readOwedFile(file: string): { owed: unknown[][]; shifts: OwedRec
  */
 export function inheritOwedFile(from: string, to: string, id: string): number {
   const old = readOwedFile(from);
-  let mine: { owed: unknown[][]; shifts: OwedRecord[] } = { owed: [], shifts: [] };
+  let mine: ReturnType<typeof readOwedFile> = { owed: [], shifts: [], listed: [] };
   try {
     mine = readOwedFile(to);
   } catch (e) {
@@ -255,9 +318,11 @@ export function inheritOwedFile(from: string, to: string, id: string): number {
   const paths = new Set(mine.owed.map((e) => e[0]));
   const owed = [...mine.owed, ...old.owed.filter((e) => !paths.has(e[0]))];
   const shifts = [...mine.shifts, ...old.shifts.filter((s) => !mine.shifts.some((m) => m.usertime === s.usertime))];
+  // What the listing before the change said of each owed file goes with it: by that alone it is told from one written since.
+  const listed = [...mine.listed, ...old.listed.filter((e) => !paths.has(e[0]))];
   // The files known and not owed yet (known, knownIn) are not carried over: the renamed detector's first run
   // lists them again (only a StartShift before that run, after a SIGKILL and a furkad.conf change, misses them).
-  writeDurably(to, JSON.stringify({ detector: id, shifts, owed }), 0o600);
+  writeDurably(to, JSON.stringify({ detector: id, shifts, owed, listed }), 0o600);
   unlinkSync(from);
   return owed.length - mine.owed.length;
 }

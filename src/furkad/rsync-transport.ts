@@ -4,7 +4,7 @@
 import { lstatSync } from 'node:fs';
 import { lchown, lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
-import { classifyExit, errorCause, runRsync, RsyncLauncher, type RsyncRun, type RsyncResult } from './rsync.js';
+import { classifyExit, errorCause, runRsync, RsyncLauncher, type Listing, type RsyncRun, type RsyncResult } from './rsync.js';
 import { deliverable, escapeName } from './rsync-names.js';
 import { DeepDirs, DEEP_MAX } from './rsync-depth.js';
 import type { Logger } from '../common/logger.js';
@@ -22,7 +22,7 @@ import { authAdvice, rsyncLogin, type RsyncLogin } from './rsync-auth.js';
 import { UnplacedFiles } from './unplaced-files.js';
 import { besidesRemoval, failuresIn, probeDir, RsyncRemoval, type RemovalNews } from './rsync-removal.js';
 import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsync-settling.js';
-import { RsyncOwed } from './rsync-owed.js';
+import { RsyncOwed, type Staged } from './rsync-owed.js';
 import { removeEmptiedParents, removeEmptyStagingDirs } from './staging-dirs.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
@@ -241,7 +241,10 @@ export class RsyncTransport implements Transport {
       await this.#removeEmptied(ctx.staging, offered);
       // Known complete and left on the detector (no room for it: --max-size, the file a run failed on) or, with
       // settle_ms, settling: the current shift's if taken in it, the ending one's after a shift change (A5).
-      this.#owed.learned(a.source, [...result.overMax, ...(result.noRoom?.rel !== undefined ? [result.noRoom.rel] : []), ...this.#unchangedSince.keys()]);
+      // Known as listed (size, mtime): a file taken later under its name is the ending shift's only if it is that one.
+      const listing = await this.#listingOf(result, runWith, a.config.settle_ms > 0 ? settlingDir(ctx.staging) : ctx.staging);
+      this.#owed.learned(a.source, [...result.overMax, ...(result.noRoom?.rel !== undefined ? [result.noRoom.rel] : []), ...this.#unchangedSince.keys()],
+        (rel) => listing.get(rel));
       // Written before the files left on the detector are said: a furkad killed after the line knows them when started again.
       this.#owed.save();
       // Received by this shift's runs and set aside for an ended one: off this shift's count, also when set aside by a
@@ -393,11 +396,12 @@ export class RsyncTransport implements Transport {
     const own: string[] = [];
     const owed = new Map<OwedShift, string[]>();
     for (const rel of rels) {
-      let mtimeMs: number | undefined;
+      let staged: Staged | undefined;
       try {
-        mtimeMs = lstatSync(path.join(ctx.staging, rel)).mtimeMs;
+        const st = lstatSync(path.join(ctx.staging, rel));
+        staged = { size: st.size, mtimeMs: st.mtimeMs };
       } catch { /* gone from staging: whoever it was owed to, nothing is set aside */ }
-      const to = this.#owed.owedTo(this.#source, rel, ctx.shift.usertime, mtimeMs);
+      const to = this.#owed.owedTo(this.#source, rel, ctx.shift.usertime, staged);
       if (to === undefined) own.push(rel);
       else if (owed.has(to)) owed.get(to)!.push(rel);
       else owed.set(to, [rel]);
@@ -527,7 +531,24 @@ export class RsyncTransport implements Transport {
       this.#unchangedSince.set(rel, monotonicMs());
       await backToSettling(staging, settling, rel);
     }
-    return { result: { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes }, took: true };
+    return { result: { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes,
+      listing: new Map([...(look.listing ?? []), ...(take.listing ?? [])]) }, took: true };
+  }
+
+  /**
+   * What the detector has of the files a run listed (its itemize lines) and of those it left over --max-size, which it
+   * did not itemize: those are listed by a run that only compares (--dry-run, no limit, just them) into `dest`, but
+   * for files owed already (their listing before the change counts, not a later one: thousands of them may wait behind
+   * a full ramdisk). None for them if that run fails: they are known without a listing then (rsync-owed.ts).
+   */
+  async #listingOf(result: RsyncResult, runWith: RunWith, dest: string): Promise<Map<string, Listing>> {
+    const listing = new Map(result.listing ?? []);
+    const over = result.overMax.filter((rel) => !listing.has(rel) && this.#owed.listens(this.#source, rel));
+    if (over.length === 0) return listing;
+    const compared = await runWith({ removeSource: false, dest, only: over, dryRun: true, copied: true });
+    if (classifyExit(compared.code, compared.stderr) !== 'ok') return listing;
+    for (const [rel, l] of compared.listing ?? []) listing.set(rel, l);
+    return listing;
   }
 
   /**
@@ -554,7 +575,8 @@ export class RsyncTransport implements Transport {
       dropCopy(settling, rel);
     }
     const same = new Set(compared.files.filter((rel) => !changed.has(rel)));
-    return { ...pulled, files: [...pulled.files, ...same], overMax: pulled.overMax.filter((rel) => !same.has(rel)) };
+    return { ...pulled, files: [...pulled.files, ...same], overMax: pulled.overMax.filter((rel) => !same.has(rel)),
+      listing: new Map([...(pulled.listing ?? []), ...(compared.listing ?? [])]) };
   }
 
   /**

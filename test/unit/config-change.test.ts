@@ -34,7 +34,8 @@ describe('owed files of a detector furkad.conf no longer serves so (A5)', () => 
   /** State as a furkad serving rsync detector 1MF left it: a.cbf and b.cbf owed to shift 100 (uid 500). */
   function owedBy1MF(port: number): DetectorPlaces {
     const o = new RsyncOwed('1MF', quiet, rsyncOwedFile(dir, '1MF'));
-    o.learned('', ['run/a.cbf', 'run/b.cbf']);
+    // As the listing before the change had them: 10 bytes, mtime 1000 s (the detector's clock).
+    o.learned('', ['run/a.cbf', 'run/b.cbf'], () => ({ size: 10, mtimeS: 1000 }));
     o.owe(shift(100n, 500));
     const places = DetectorPlaces.open(dir, quiet);
     places.note({ id: '1MF', transport: 'rsync', target: '/ppu/./1mf', configuredTarget: '/ppu/./1mf', origin: originOf(detector('rsync', port)) });
@@ -50,6 +51,17 @@ describe('owed files of a detector furkad.conf no longer serves so (A5)', () => 
     const eiger = new RsyncOwed('EIGER', quiet, rsyncOwedFile(dir, 'EIGER'));
     assert.equal(eiger.owedTo('', 'run/a.cbf', 200n)?.uid, 500);
     assert.equal(eiger.owedTo('', 'run/b.cbf', 200n)?.uid, 500);
+  });
+
+  it('are told from a file written since under the same name by what was listed, not by a clock, after the rename', () => {
+    const places = owedBy1MF(873);
+    const agentPlaced = AgentPlaced.open(dir);
+    takeUpOwed(dir, { EIGER: detector('rsync', 873) }, places, agentPlaced, quiet);
+    agentPlaced.close();
+    const eiger = new RsyncOwed('EIGER', quiet, rsyncOwedFile(dir, 'EIGER'));
+    assert.equal(eiger.owedTo('', 'run/a.cbf', 200n, { size: 10, mtimeMs: 1000_400 })?.uid, 500, 'the file listed before the change');
+    // Rewritten since (another size), with an mtime long before the shift ended by the PPU's clock (detector behind).
+    assert.equal(eiger.owedTo('', 'run/b.cbf', 200n, { size: 11, mtimeMs: 1000_400 }), undefined, "a new file: not the ended shift's");
   });
 
   it('are said as an error naming the file, the count and the shift when no detector serves that daemon any more, or the transport changed', () => {

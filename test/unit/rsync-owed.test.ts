@@ -135,15 +135,48 @@ describe('files an rsync run knew of before a shift change (A5)', () => {
     assert.equal(o.owe(shift(1n, 500)), 1);
     assert.equal(o.owedTo('', 'b', 2n)?.uid, 500);
   });
-  it('gives a file written under an owed name after that shift ended to the shift it is taken in, also after a restart, and 20 000 owed files quickly (A5)', () => {
+  it('gives a file written under an owed name after that shift ended to the shift it is taken in, whatever the detector\'s clock, also after a restart (A5)', () => {
     const file = rsyncOwedFile(dir, '1MF');
     const o = new RsyncOwed('1MF', quiet, file);
-    o.learned('data', ['run/a.cbf', 'run/b.cbf']);
+    // Listed before the change with the detector's clock far ahead of the PPU's (mtimes after the change, PPU time).
+    const listed = { 'run/a.cbf': { size: 1000, mtimeS: 90 }, 'run/b.cbf': { size: 1000, mtimeS: 91 }, 'run/c.cbf': { size: 1000, mtimeS: 92 } };
+    o.learned('data', ['run/a.cbf', 'run/b.cbf', 'run/c.cbf'], (rel) => listed[rel as keyof typeof listed]);
     o.owe(shift(100n, 500), 50_000);
+    // Listed again after the change (still left on the detector), rewritten meanwhile: what was listed before counts.
+    o.learned('data', ['run/c.cbf'], () => ({ size: 1000, mtimeS: 40 }));
     const again = new RsyncOwed('1MF', quiet, file); // a furkad started since
-    assert.equal(again.owedTo('data', 'run/a.cbf', 200n, 49_990)?.uid, 500, 'last written before the change: the ended shift\'s');
-    assert.equal(again.owedTo('data', 'run/b.cbf', 200n, 50_010), undefined, 'written after it (a new file under that name): not the ended shift\'s');
-    assert.equal(again.owedTo('data', 'run/b.cbf', 200n, 49_990), undefined, 'and owed no more');
+    assert.equal(again.owedTo('data', 'run/a.cbf', 200n, { size: 1000, mtimeMs: 90_999.5 })?.uid, 500, 'the file listed before the change (its mtime in whole seconds): the ended shift\'s');
+    // Written after the change with the detector's clock behind (mtime before the change, PPU time), same size.
+    assert.equal(again.owedTo('data', 'run/b.cbf', 200n, { size: 1000, mtimeMs: 40_000 }), undefined, 'another mtime: a new file under that name, not the ended shift\'s');
+    assert.equal(again.owedTo('data', 'run/b.cbf', 200n, { size: 1000, mtimeMs: 91_000 }), undefined, 'and owed no more');
+    assert.equal(again.owedTo('data', 'run/c.cbf', 200n, { size: 999, mtimeMs: 92_000 }), undefined, 'another size: not the ended shift\'s');
+    assert.equal(o.owedTo('data', 'run/c.cbf', 200n, { size: 1000, mtimeMs: 40_000 }), undefined, 'a listing after the change changes nothing');
+    assert.deepEqual([o.listens('data', 'run/a.cbf'), o.listens('data', 'run/x.cbf')], [false, true], 'not listed again once owed');
+    assert.equal(o.owedTo('data', 'run/a.cbf', 200n)?.uid, 500, 'gone from staging: still owed');
+  });
+
+  it('keeps what was listed of the files left on the detector for a furkad killed and started again, owed at a StartShift before its first run (A5)', () => {
+    const file = rsyncOwedFile(dir, '1MF');
+    const o = new RsyncOwed('1MF', quiet, file);
+    o.runsIn(100n);
+    o.learned('data', ['run/a.cbf', 'run/b.cbf'], () => ({ size: 1000, mtimeS: 90 }));
+    o.save();
+    const again = new RsyncOwed('1MF', quiet, file); // killed, started again with shift 100; StartShift at once
+    assert.equal(again.owe(shift(100n, 500), 50_000), 2);
+    assert.equal(again.owedTo('data', 'run/a.cbf', 200n, { size: 1000, mtimeMs: 90_500 })?.uid, 500, 'the file listed: the ended shift\'s, its mtime after the change');
+    assert.equal(again.owedTo('data', 'run/b.cbf', 200n, { size: 1000, mtimeMs: 40_000 }), undefined, 'another written since: not');
+  });
+
+  it('judges a file owed by an earlier furkad, which kept no listing, by its mtime against when the shift ended (A5)', () => {
+    const file = rsyncOwedFile(dir, '1MF');
+    const s = { ...shift(100n, 500), usertime: '100', endedMs: 50_000 };
+    writeFileSync(file, JSON.stringify({ detector: '1MF', shifts: [s], owed: [['data/run/a.cbf', '100'], ['data/run/b.cbf', '100']] }));
+    const o = new RsyncOwed('1MF', quiet, file);
+    assert.equal(o.owedTo('data', 'run/a.cbf', 200n, { size: 1, mtimeMs: 49_990 })?.uid, 500, 'last written before the change');
+    assert.equal(o.owedTo('data', 'run/b.cbf', 200n, { size: 1, mtimeMs: 50_010 }), undefined, 'written after it');
+  });
+
+  it('owes 20 000 files quickly (A5)', () => {
     // Tens of thousands owed behind a full ramdisk: looked up at every run, so never once per file over all of them.
     const many = new RsyncOwed('2MF', quiet);
     const rels = Array.from({ length: 20_000 }, (_, i) => `run/f${i}.cbf`);

@@ -1,0 +1,123 @@
+// Files furkad knew of before a shift change and took after it, with the detector's clock not the PPU's (A5, F3): the
+// hourly time-sync timer steps the clocks, they drift between steps, and by minutes when it is off. Found by a hostile
+// tester: furkad told a file owed to the ended shift from one written since by its mtime (the detector's clock) against
+// when the shift ended (the PPU's). Detector ahead: images written before StartShift went to the new user's directory,
+// owned by the new user; behind: the new user's image written after StartShift under an owed name went to the old
+// user's. (The other owed tests date every image an hour back, where either clock gives the same answer.)
+import { strict as assert } from 'node:assert';
+import { createHash } from 'node:crypto';
+import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles, writeImage } from '../fixtures/files.js';
+import { mountTmpfs } from '../fixtures/tmpfs.js';
+
+const MB = 1024 * 1024;
+
+/** A PPU whose ramdisk (20 MB) fills up: INTERNAL is not mounted, so nothing copied off it is freed (G13). */
+async function fullPpu(prefix: string): Promise<{ ppu: Ppu; internal: string }> {
+  const ppu = new Ppu({ prefix, transport: 'rsync', ramdiskBytes: 20 * MB });
+  const internal = path.join(ppu.storageRoot, 'internal');
+  ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
+  await ppu.start();
+  return { ppu, internal };
+}
+
+/** 25 images of 1 MB written by the detector with mtimes `skewMs` off the PPU's clock; the last one left on it, known. */
+async function imagesLeftOn(ppu: Ppu, skewMs: number): Promise<{ root: string; images: string[] }> {
+  const root = ppu.detectorRamdisks['1MF']!;
+  const images = Array.from({ length: 25 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB, new Date(Date.now() + skewMs)).rel);
+  await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_024\.cbf/, 60_000);
+  return { root, images };
+}
+
+const where = (internal: string, rel: string): string[] => ['500_501', '600_600'].filter((u) => existsSync(path.join(internal, '1mf', u, rel)));
+
+/** How far ahead the detector's clock is, and whether furkad is killed and started again after the change (what was listed read from state_dir). */
+const AHEAD = [{ aheadS: 30, kill: false }, { aheadS: 120, kill: true }];
+
+for (const { aheadS, kill } of AHEAD) describe(`furkad over rsync: a shift change while the PPU ramdisk is full, the detector's clock ${aheadS} s ahead${kill ? ', furkad killed after the change' : ''} (A5, F3)`, function () {
+  this.timeout(240_000);
+
+  it("places every image known before StartShift into the old shift's directory, owned by its user, though their mtimes are after the change", async () => {
+    const { ppu, internal } = await fullPpu(`ppu-owed-ahead${aheadS}`);
+    try {
+      await ppu.startShift(500, 501, []);
+      const { root, images } = await imagesLeftOn(ppu, aheadS * 1000);
+      await ppu.startShift(600, 600, []);
+      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      if (kill) {
+        await ppu.killFurkad();
+        await ppu.startFurkad();
+      }
+      mountTmpfs(internal, 200 * MB);
+      await eventually(() => images.every((rel) => where(internal, rel).length > 0), 120_000, 'every image copied to INTERNAL');
+      assert.deepEqual(images.filter((rel) => where(internal, rel).join() !== '500_501'), [], "images written before StartShift elsewhere than the old shift's directory");
+      for (const rel of images) {
+        const st = lstatSync(path.join(internal, '1mf/500_501', rel));
+        assert.deepEqual([st.uid, st.gid], [500, 501], `${rel} owned by the old shift's user`);
+      }
+      await eventually(() => readdirSync(path.join(root, 'run1')).length === 0, 30_000, 'every source taken off the detector');
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
+
+describe("furkad over rsync: the new user's image written under an owed name after the shift change, the detector's clock 30 s behind (A5, F3)", function () {
+  this.timeout(240_000);
+
+  it("is the new shift's, though its mtime is before the change and its size that of the owed one; the others stay the old shift's", async () => {
+    const { ppu, internal } = await fullPpu('ppu-owed-behind');
+    try {
+      await ppu.startShift(500, 501, []);
+      const { root, images } = await imagesLeftOn(ppu, -30_000);
+      const owedMtime = lstatSync(path.join(root, 'run1/img_024.cbf')).mtimeMs;
+      await ppu.startShift(600, 600, []);
+      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      // Written now by a detector 30 s behind: dated before the change on the PPU's clock, seconds after the owed one.
+      await eventually(() => Date.now() - 30_000 >= owedMtime + 2000, 10_000, 'two seconds since the owed image was written');
+      const fresh = writeImage(root, 'run1/img_024.cbf', MB, new Date(Date.now() - 30_000));
+      mountTmpfs(internal, 200 * MB);
+      await eventually(() => images.every((rel) => where(internal, rel).length > 0), 120_000, 'every image copied to INTERNAL');
+      await eventually(() => readdirSync(path.join(root, 'run1')).length === 0, 30_000, 'every source taken off the detector');
+      assert.deepEqual(where(internal, fresh.rel), ['600_600'], "the image written after the change in the new shift's directory only");
+      const copy = path.join(internal, '1mf/600_600', fresh.rel);
+      assert.equal(createHash('sha256').update(readFileSync(copy)).digest('hex'), fresh.sha256, 'the new image');
+      assert.equal(lstatSync(copy).uid, 600, 'owned by the new user');
+      const old = images.filter((rel) => rel !== fresh.rel);
+      assert.deepEqual(old.filter((rel) => where(internal, rel).join() !== '500_501'), [], "the images known before the change in the old shift's directory only");
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
+
+describe("furkad over rsync, settle_ms: files settling at StartShift, the detector's clock 20 s ahead (A5, F3)", function () {
+  this.timeout(180_000);
+
+  it("places them into the old shift's directory, owned by its user, once settled", async () => {
+    // Longer than a drain waits (10 s): the files are still settling when the drain gives up, taken after the change.
+    const ppu = new Ppu({ prefix: 'ppu-owed-settle-ahead', transport: 'rsync', detectorConf: { '1MF': { settle_ms: 15_000 } } });
+    await ppu.start();
+    try {
+      await ppu.startShift(500, 501, []);
+      const root = ppu.detectorRamdisks['1MF']!;
+      const images = Array.from({ length: 5 }, (_, i) => writeImage(root, `run1/img_${i}.cbf`, 64 * 1024, new Date(Date.now() + 20_000)).rel);
+      const settling = path.join(ppu.ppuRamdisk, '1mf/.furkad-staging/.settling/1MF');
+      await eventually(() => images.every((rel) => { try { return lstatSync(path.join(settling, rel)).size === 64 * 1024; } catch { return false; } }), 30_000, 'copies settling');
+      await ppu.startShift(600, 600, []);
+      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 10_000);
+      const internal = path.join(ppu.storageRoot, 'internal');
+      await eventually(() => images.every((rel) => where(internal, rel).length > 0), 90_000, 'every image copied to INTERNAL');
+      assert.deepEqual(images.filter((rel) => where(internal, rel).join() !== '500_501'), [], "images settling at StartShift elsewhere than the old shift's directory");
+      for (const rel of images) {
+        const st = lstatSync(path.join(internal, '1mf/500_501', rel));
+        assert.deepEqual([st.uid, st.gid], [500, 501], `${rel} in the old shift's directory, owned by its user`);
+      }
+      assert.deepEqual(listFiles(path.join(internal, '1mf')).filter((f) => f.startsWith('600_600/')), [], "nothing in the new user's directory");
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
