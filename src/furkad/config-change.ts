@@ -3,7 +3,7 @@
 // files taken off the detector and left in staging. Each goes to the detector that now serves the same detector
 // server or target, or is named in the log and in the Detectors status: never silently stranded, never placed in
 // another shift than its own (A5, F2, F6). Runs once at start, before any transport reads its state.
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, unlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { markTarget, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
@@ -12,6 +12,7 @@ import { originOf, sameAs, type DetectorPlace, type DetectorPlaces } from './det
 import { inheritOwedFile, readOwedFile, rsyncOwedFile, rsyncOwedId } from './rsync-owed.js';
 import type { AgentPlaced } from './agent-placed.js';
 import { STAGING_NAME } from './shift-sweep.js';
+import { filesBelow } from './files-below.js';
 
 /** What to do, said with every file furkad cannot take after such a change. */
 export const CHANGE_ADVICE = 'rename a detector, or change its target or transport, only when ppuctl status shows nothing owed or held for it ' +
@@ -94,7 +95,7 @@ export function takeUpOwed(stateDir: string, detectors: Record<string, DetectorC
  * of the way of an agent detector that would clear that staging. An agent's staging holds nothing the agent does
  * not still have: cleared, as the agent transport clears its own.
  */
-export function takeUpPlaces(detectors: Record<string, DetectorConfig>, places: DetectorPlaces, loops: readonly ChangeLoop[], log: Logger): void {
+export async function takeUpPlaces(detectors: Record<string, DetectorConfig>, places: DetectorPlaces, loops: readonly ChangeLoop[], log: Logger): Promise<void> {
   if (loops.length === 0) return;
   const targetOf = (id: string): string | undefined => detectors[id] && unmark(markTarget(detectors[id]!.target));
   for (const p of places.earlier(detectors)) {
@@ -102,7 +103,7 @@ export function takeUpPlaces(detectors: Record<string, DetectorConfig>, places: 
     const top = path.join(target, STAGING_NAME);
     const held = namesIn(path.join(top, '.held')).filter((n) => n.endsWith(`-${p.id}`));
     const staging = path.join(top, p.id);
-    const staged = filesBelow(staging);
+    const staged = await filesBelow(staging);
     const ownedNow = detectors[p.id] !== undefined && targetOf(p.id) === target;
     if (held.length === 0 && staged.length === 0) {
       // Empty directories only: nothing to take, and no detector's staging now.
@@ -155,26 +156,6 @@ function namesIn(dir: string): string[] {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return [];
     throw e;
   }
-}
-
-/** Regular files below `dir` (relative), none if it is missing. */
-function filesBelow(dir: string): string[] {
-  const out: string[] = [];
-  const walk = (d: string): void => {
-    let entries;
-    try {
-      entries = readdirSync(d, { withFileTypes: true });
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT' || (e as NodeJS.ErrnoException).code === 'ENOTDIR') return;
-      throw e;
-    }
-    for (const e of entries) {
-      if (e.isDirectory()) walk(path.join(d, e.name));
-      else if (e.isFile()) out.push(path.relative(dir, path.join(d, e.name)));
-    }
-  };
-  if (existsSync(dir) && lstatSync(dir).isDirectory()) walk(dir);
-  return out;
 }
 
 /** Moves what is in `from` into `to` (made, 0700), merging directories; a name taken in `to` stays. Returns how many stayed. */

@@ -23,6 +23,7 @@ import type { DetectorState, DetectorStatus } from '../dbus/furka-interface.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { originOf, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
 import { moveEntries } from './config-change.js';
+import { filesBelow } from './files-below.js';
 
 /** What a loop keeps about itself: its DetectorStatus (the bus's), and what only the metrics read. */
 export interface DetectorStats extends Omit<DetectorStatus, 'id'> {
@@ -925,22 +926,7 @@ export class DetectorLoop implements Component {
  * `files/` yet, unless it `must exist` (an earlier furkad's keeping place whose files/ is gone is said).
  */
 async function keptFiles(root: string, files: 'must exist' | 'may be missing' = 'may be missing'): Promise<string[]> {
-  const rels: string[] = [];
-  const walk = async (dir: string): Promise<void> => {
-    let entries;
-    try {
-      entries = await readdir(dir, { withFileTypes: true });
-    } catch (e) {
-      if (files === 'may be missing' && dir === path.join(root, 'files') && (e as NodeJS.ErrnoException).code === 'ENOENT') return;
-      throw e;
-    }
-    for (const e of entries) {
-      if (e.isDirectory()) await walk(path.join(dir, e.name));
-      else if (e.isFile()) rels.push(path.relative(path.join(root, 'files'), path.join(dir, e.name)));
-    }
-  };
-  await walk(path.join(root, 'files'));
-  return rels;
+  return filesBelow(path.join(root, 'files'), { missing: files === 'must exist' ? 'throw' : 'none' });
 }
 
 /** The outbox note of files about to be placed could not be written (`cause`): nothing of them was done. */

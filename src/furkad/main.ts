@@ -104,7 +104,7 @@ async function main(): Promise<number> {
     return new DetectorLoop(id, transport, handover, gate, log, { places });
   });
   try {
-    takeUpPlaces(config.detector, places, loops, log);
+    await takeUpPlaces(config.detector, places, loops, log);
   } catch (e) {
     log.error({ err: (e as Error).message }, `cannot look for files kept by detectors furkad.conf no longer has as they were; ${CHANGE_ADVICE}`);
   }

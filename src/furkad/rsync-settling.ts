@@ -4,28 +4,14 @@
 // a file in place before the daemon removes its source), so a furkad stopped or killed at any moment finds in
 // staging only complete files (taken, perhaps not yet placed: they are placed), and here only copies (dropped: a
 // source still on the detector is copied again).
-import { readdir, rename, rm, mkdir, lstat } from 'node:fs/promises';
+import { rename, rm, mkdir, lstat } from 'node:fs/promises';
 import { rmSync } from 'node:fs';
 import * as path from 'node:path';
+import { filesBelow } from './files-below.js';
 
 /** The copies of files still settling of the detector whose staging is `staging`: `<target>/.furkad-staging/.settling/<id>`. */
 export function settlingDir(staging: string): string {
   return path.join(path.dirname(staging), '.settling', path.basename(staging));
-}
-
-/** Regular files below `dir`, relative to it; none when it is missing. */
-async function filesBelow(dir: string): Promise<string[]> {
-  const found: string[] = [];
-  const walk = async (sub: string): Promise<void> => {
-    const entries = await readdir(path.join(dir, sub), { withFileTypes: true }).catch(() => []);
-    for (const e of entries) {
-      const rel = path.join(sub, e.name);
-      if (e.isDirectory()) await walk(rel);
-      else found.push(rel);
-    }
-  };
-  await walk('');
-  return found;
 }
 
 /**

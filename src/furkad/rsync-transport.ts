@@ -24,6 +24,7 @@ import { besidesRemoval, failuresIn, probeDir, RsyncRemoval, type RemovalNews } 
 import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsync-settling.js';
 import { RsyncOwed, type Staged } from './rsync-owed.js';
 import { removeEmptiedParents, removeEmptyStagingDirs } from './staging-dirs.js';
+import { filesBelow } from './files-below.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
@@ -605,18 +606,10 @@ export class RsyncTransport implements Transport {
    */
   async #returnProbeCopies(staging: string): Promise<void> {
     const dir = probeDir(staging);
-    const walk = async (rel: string): Promise<void> => {
-      for (const e of await readdir(path.join(dir, rel), { withFileTypes: true }).catch(() => [])) {
-        const r = path.join(rel, e.name);
-        if (e.isDirectory()) {
-          await walk(r);
-        } else if (e.isFile()) {
-          await mkdir(path.dirname(path.join(staging, r)), { recursive: true, mode: 0o700 });
-          await rename(path.join(dir, r), path.join(staging, r));
-        }
-      }
-    };
-    await walk('');
+    for (const r of await filesBelow(dir)) {
+      await mkdir(path.dirname(path.join(staging, r)), { recursive: true, mode: 0o700 });
+      await rename(path.join(dir, r), path.join(staging, r));
+    }
     await rm(dir, { recursive: true, force: true });
   }
 
@@ -705,15 +698,7 @@ export class RsyncTransport implements Transport {
     } catch (e) {
       this.log.warn({ detector: this.id, err: e }, 'cannot remove the empty directories in staging; tried again when staging is next prepared');
     }
-    const found: string[] = [];
-    const walk = async (dir: string): Promise<void> => {
-      for (const e of await readdir(dir, { withFileTypes: true })) {
-        const full = path.join(dir, e.name);
-        if (e.isDirectory()) await walk(full);
-        else if (e.isFile() && !(await this.#oldTempFile(full, e.name))) found.push(path.relative(staging, full));
-      }
-    };
-    await walk(staging);
+    const found = await filesBelow(staging, { missing: 'throw', keep: async (full, name) => !(await this.#oldTempFile(full, name)) });
     const fresh = found.filter((rel) => !this.#unplaced.has(rel) && !this.#stillChanging.has(rel) && !this.#unchangedSince.has(rel));
     if (fresh.length === 0) return;
     // With settle_ms most of staging is files still settling, source present: the next run sorts them out.
