@@ -2,7 +2,7 @@
 // over one HTTP/2 connection into staging, placed by the loop, and acknowledged so the agent deletes their
 // sources (A2–A5, docs/agent-protocol.md). No polling: a run starts when something was announced.
 import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
-import { closeSync, constants, fchmodSync, fchownSync, openSync } from 'node:fs';
+import { closeSync, fchmodSync, fchownSync } from 'node:fs';
 import { setFileTimes } from '../common/file-times.js';
 import * as path from 'node:path';
 import { AgentClient, FileGone, type Announced } from './agent-client.js';

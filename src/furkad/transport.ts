@@ -2,7 +2,6 @@
 // does for all of them, so that pacing, back-off, shifts, the license gate and the hand-over exist once (F1, F5, F10).
 import type { Assignment, Shift } from './shift.js';
 import type { ShiftDir } from './shift-dir.js';
-import { monotonicMs } from '../common/monotonic.js';
 
 /**
  * A run's verdict (lsyncd's table, one place per transport): `ok` carry on; `retry` an outage, back off

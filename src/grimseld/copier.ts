@@ -27,7 +27,7 @@ import { isOwnTempOf, tempName, type TempKey } from './temp-names.js';
 import { depthOf, HeldDirs, ownersAsSource, ownerVisit, type SourceDir } from './copy-dirs.js';
 import { isDelivered, openSource, sameFile, SourceChanged, type Identity, type Source } from './copy-source.js';
 import { Checksum } from '../common/checksum.js';
-import { readProvenance, type Provenance } from '../common/provenance.js';
+import { readProvenance } from '../common/provenance.js';
 import { ChecksumMismatch, checksumOfCopy } from './copy-check.js';
 import { stampCopy, type Attributes } from './copy-provenance.js';
 import type { CopyWork } from './copy-job.js';

@@ -370,7 +370,7 @@ describe('furkad over furka-agent with usrdir empty: a detector user and furkad\
     assert.equal(await ppu.furkad!.proc.stop(30_000, 'leader'), 0);
     await ppu.startFurkad();
     await ppu.startShift(504, 505);
-    const c = writeImage(ppu.detectorRamdisks['1MF']!, 'c.cbf', 5_000);
+    writeImage(ppu.detectorRamdisks['1MF']!, 'c.cbf', 5_000);
     await eventually(() => existsSync(path.join(target, 'c.cbf')), 20_000, 'the detector served');
     await pause(1500); // left-behind files are tried 1 s after they are taken up
     assert.ok(!existsSync(outside), 'nothing made where a record furkad did not write says');

@@ -144,7 +144,6 @@ describe('furkad over rsync, settle_ms: a shift change whose drain runs out of t
     // Longer than a drain waits (10 s): the files written before StartShift are still settling when the drain gives up.
     const ppu = new Ppu({ prefix: 'ppu-owed-settle', transport: 'rsync', detectorConf: { '1MF': { settle_ms: 15_000 } } });
     await ppu.start();
-    const started = performance.now();
     try {
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;

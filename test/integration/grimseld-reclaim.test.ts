@@ -242,7 +242,7 @@ describe('shift change cleanup (G5)', function () {
       }
       await ppu.grimseld!.proc.said(/storage external: its file system keeps mtimes in steps of 1000 ms only/);
       await ppu.startShift(1600, 1601, []);
-      const fresh = stream(ppu, 'b', 4, 40_000);
+      stream(ppu, 'b', 4, 40_000);
       await copiedAll(ppu, 1600, 4, 2);
       await eventually(() => listFiles(path.join(ppu.storageRoot, 'internal/1mf/1500_1501')).length === 0 &&
         listFiles(path.join(ppu.ppuRamdisk, '1mf/1500_1501')).length === 0, 20_000, 'the earlier shift gone from ramdisk and internal');

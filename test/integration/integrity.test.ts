@@ -14,7 +14,7 @@ import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, rm
 import * as path from 'node:path';
 import { sample } from '../fixtures/metrics.js';
 import { collectMessages, Ppu, PPUCTL_BIN, tempDir } from '../fixtures/ppu.js';
-import { eventually, listFiles, placeImage, sha256File, writeImage } from '../fixtures/files.js';
+import { eventually, listFiles, placeImage, sha256File } from '../fixtures/files.js';
 import { freePort } from '../fixtures/net.js';
 import { FlipProxy, MARKER } from '../fixtures/flip-proxy.js';
 import { callMethod } from '../../src/dbus/bus.js';

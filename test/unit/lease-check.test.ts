@@ -4,7 +4,7 @@
 // case (one that is missing, one that hangs, one that dies).
 import { strict as assert } from 'node:assert';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { chmodSync, closeSync, existsSync, linkSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, closeSync, linkSync, mkdtempSync, openSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { deviceTypes, fsTypeOf, LeaseCheck, leasesTellOn, leasesTellWriters } from '../../src/agent/lease-check.js';
