@@ -9,8 +9,8 @@ import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { mountTmpfs } from '../fixtures/tmpfs.js';
+import { MB, fillingPpu, saidNoRoomFor, saidOwed, writeImages } from '../fixtures/full-ppu.js';
 
-const MB = 1024 * 1024;
 type Row = [string, string, string, bigint, bigint, bigint];
 
 /** The first line furkad logged that matches `re`, once it has. */
@@ -50,19 +50,14 @@ describe('furkad.conf changed across a restart, files in flight (A5, F2, F6)', f
   this.timeout(240_000);
 
   for (const transport of ['rsync', 'agent'] as const) it(`images owed to the ended shift stay its own after the detector is renamed (same ${transport === 'rsync' ? 'rsync daemon and module' : 'furka-agent'})`, async () => {
-    const ppu = new Ppu({ prefix: `ppu-cc-owed-${transport}`, transport, ramdiskBytes: 20 * MB });
-    const internal = path.join(ppu.storageRoot, 'internal');
-    // Not mounted: nothing is copied, so the PPU ramdisk stays full (G13).
-    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
+    const { ppu, internal } = fillingPpu({ prefix: `ppu-cc-owed-${transport}`, transport });
     await ppu.start();
     try {
       await ppu.startShift(500, 501, []);
-      const root = ppu.detectorRamdisks['1MF']!;
-      const images = Array.from({ length: 25 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
-      if (transport === 'agent') await ppu.furkad!.proc.said(/does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
-      else await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_024\.cbf/, 60_000);
+      const images = writeImages(ppu, 25).map((f) => f.rel);
+      await saidNoRoomFor(ppu, transport === 'rsync' ? 'img_024.cbf' : undefined);
       await ppu.startShift(600, 600, []);
-      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      await saidOwed(ppu);
       assert.equal(await ppu.furkad!.proc.stop(30_000), 0);
       editConf(ppu, 'rename');
       await ppu.startFurkad();
@@ -119,17 +114,14 @@ describe('furkad.conf changed across a restart, files in flight (A5, F2, F6)', f
   }
 
   it('a transport changed rsync -> agent: owed files are said at start, files set aside are placed for their shift', async () => {
-    const ppu = new Ppu({ prefix: 'ppu-cc-transport', transport: 'rsync', ramdiskBytes: 20 * MB });
-    const internal = path.join(ppu.storageRoot, 'internal');
-    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
+    const { ppu } = fillingPpu({ prefix: 'ppu-cc-transport', transport: 'rsync' });
     await ppu.start();
     try {
       const { link } = await fileWaitingInStaging(ppu);
-      const root = ppu.detectorRamdisks['1MF']!;
-      Array.from({ length: 25 }, (_, i) => writeImage(root, `run2/img_${String(i).padStart(3, '0')}.cbf`, MB));
-      await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_024\.cbf/, 60_000);
+      writeImages(ppu, 25, 'run2');
+      await saidNoRoomFor(ppu, 'img_024.cbf');
       await ppu.startShift(600, 600, []);
-      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      await saidOwed(ppu);
       await eventually(() => listFiles(path.join(ppu.ppuRamdisk, '1mf/.furkad-staging/.held')).some((f) => f.endsWith('a.cbf')), 20_000, 'a.cbf set aside');
       await ppu.killFurkad();
       ppu.opts.transport = 'agent';

@@ -11,23 +11,21 @@ import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { mountTmpfs } from '../fixtures/tmpfs.js';
+import { MB, fillingPpu, saidNoRoomFor, saidOwed, writeImages } from '../fixtures/full-ppu.js';
 
-const MB = 1024 * 1024;
 
-/** A PPU whose ramdisk (20 MB) fills up: INTERNAL is not mounted, so nothing copied off it is freed (G13). */
+/** A PPU whose ramdisk (20 MB) fills up and stays full (full-ppu.ts), started. */
 async function fullPpu(prefix: string): Promise<{ ppu: Ppu; internal: string }> {
-  const ppu = new Ppu({ prefix, transport: 'rsync', ramdiskBytes: 20 * MB });
-  const internal = path.join(ppu.storageRoot, 'internal');
-  ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
-  await ppu.start();
-  return { ppu, internal };
+  const full = fillingPpu({ prefix, transport: 'rsync' });
+  await full.ppu.start();
+  return full;
 }
 
 /** 25 images of 1 MB written by the detector with mtimes `skewMs` off the PPU's clock; the last one left on it, known. */
 async function imagesLeftOn(ppu: Ppu, skewMs: number): Promise<{ root: string; images: string[] }> {
   const root = ppu.detectorRamdisks['1MF']!;
-  const images = Array.from({ length: 25 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB, new Date(Date.now() + skewMs)).rel);
-  await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_024\.cbf/, 60_000);
+  const images = writeImages(ppu, 25, 'run1', () => new Date(Date.now() + skewMs)).map((f) => f.rel);
+  await saidNoRoomFor(ppu, 'img_024.cbf');
   return { root, images };
 }
 
@@ -45,7 +43,7 @@ for (const { aheadS, kill } of AHEAD) describe(`furkad over rsync: a shift chang
       await ppu.startShift(500, 501, []);
       const { root, images } = await imagesLeftOn(ppu, aheadS * 1000);
       await ppu.startShift(600, 600, []);
-      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      await saidOwed(ppu);
       if (kill) {
         await ppu.killFurkad();
         await ppu.startFurkad();
@@ -74,7 +72,7 @@ describe("furkad over rsync: the new user's image written under an owed name aft
       const { root, images } = await imagesLeftOn(ppu, -30_000);
       const owedMtime = lstatSync(path.join(root, 'run1/img_024.cbf')).mtimeMs;
       await ppu.startShift(600, 600, []);
-      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      await saidOwed(ppu);
       // Written now by a detector 30 s behind: dated before the change on the PPU's clock, seconds after the owed one.
       await eventually(() => Date.now() - 30_000 >= owedMtime + 2000, 10_000, 'two seconds since the owed image was written');
       const fresh = writeImage(root, 'run1/img_024.cbf', MB, new Date(Date.now() - 30_000));

@@ -8,11 +8,11 @@ import { closeSync, existsSync, lstatSync, openSync, readdirSync, readFileSync }
 import { createHash } from 'node:crypto';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
-import { eventually, listFiles, writeImage } from '../fixtures/files.js';
+import { eventually, listFiles } from '../fixtures/files.js';
 import { mountTmpfs } from '../fixtures/tmpfs.js';
+import { MB, saidNoRoomFor, saidOwed, writeImages } from '../fixtures/full-ppu.js';
 import { initProvenance, readProvenance } from '../../src/common/provenance.js';
 
-const MB = 1024 * 1024;
 const IMAGES = 30;
 
 /** What happens to furkad while the old target is full and the files wait in the new target's staging (or on the detector). */
@@ -39,15 +39,12 @@ for (const { transport, restart } of CASES) describe(`furkad over ${transport}: 
       await ppu.startShift(500, 501, [['1MF', '', `${first}/./1mf`]]);
       const [usertime] = await ppu.furkaProperty<[bigint, number, number]>('Shift');
       const root = ppu.detectorRamdisks['1MF']!;
-      const images = Array.from({ length: IMAGES }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB));
-      const last = images[IMAGES - 1]!.rel.replace(/^run1\//, '').replace('.', '\\.');
-      await ppu.furkad!.proc.said(/does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
+      const images = writeImages(ppu, IMAGES);
+      await saidNoRoomFor(ppu);
       // Over rsync furkad learns of a file as a run lists it: the last one listed too before the change.
-      if (transport === 'rsync') {
-        await ppu.furkad!.proc.said(new RegExp(`${last} does not fit in the \\d+ bytes free on the PPU ramdisk|files do not fit in the \\d+ bytes free on the PPU ramdisk: [^"]*${last}`), 60_000);
-      }
+      if (transport === 'rsync') await saidNoRoomFor(ppu, path.basename(images[IMAGES - 1]!.rel));
       await ppu.startShift(600, 600, [['1MF', '', `${second}/./1mf`]]);
-      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      await saidOwed(ppu);
       // They wait on the detector while the old target has no room even for the record of its keeping place. A furkad
       // killed meanwhile (its shift goes on) or stopped and started (the configured default shift, a third file system:
       // the work directory's) still gives them to the old shift, across file systems.

@@ -9,8 +9,8 @@ import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { mountTmpfs } from '../fixtures/tmpfs.js';
+import { MB, fillingPpu, saidNoRoomFor, saidOwed, writeImages } from '../fixtures/full-ppu.js';
 
-const MB = 1024 * 1024;
 
 /** What happens to furkad between the shift change and the room coming back. */
 const RESTARTS = [
@@ -63,25 +63,22 @@ for (const { transport, via, restart, name } of CASES) describe(`furkad over ${v
   this.timeout(240_000);
 
   it(`places every image known before StartShift into the old shift's directory, owned by its user, once there is room (${name}; A5)`, async () => {
-    const ppu = new Ppu({ prefix: 'ppu-owed', transport, ramdiskBytes: 20 * MB });
-    const internal = path.join(ppu.storageRoot, 'internal');
-    // A mountpoint that is not mounted: nothing is copied, so nothing on the PPU ramdisk is freed (G13).
-    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
+    const { ppu, internal } = fillingPpu({ prefix: 'ppu-owed', transport });
     await ppu.start();
     const started = performance.now();
     try {
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;
-      const images = Array.from({ length: 40 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
+      const images = writeImages(ppu, 40).map((f) => f.rel);
       // The ramdisk is full: a fetch found no room, a run did not fit (the rest wait on the detector, known).
-      await ppu.furkad!.proc.said(/does not fit in the \d+ bytes free on the PPU ramdisk/, 60_000);
+      await saidNoRoomFor(ppu);
       // Over rsync furkad learns of a file as a run lists it: the run after the one that failed lists the rest, left on
       // the detector for their size (--max-size), the last one named too: by itself, or in the line of the files the run left.
       if (transport === 'rsync') {
-        await ppu.furkad!.proc.said(/img_039\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_039\.cbf/, 60_000);
+        await saidNoRoomFor(ppu, 'img_039.cbf');
       }
       await ppu.startShift(600, 600, []);
-      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      await saidOwed(ppu);
       // A furkad started since knows them as the old shift's too (agent-placed.jsonl).
       if (restart === 'stop') {
         assert.equal(await ppu.furkad!.proc.stop(30_000), 0, 'a clean stop');
@@ -110,16 +107,14 @@ describe('furkad over rsync killed while files wait on the detector, StartShift 
   it("places the files the killed furkad had listed and left on the detector into the old shift's directory, owned by its user, none in the new one's (A5)", async () => {
     // Found by a reviewer: the dead furkad's knowledge of them was in memory only, so a StartShift that came before the
     // restarted furkad's runs had listed the detector again owed them to nobody, and the new user got the old user's images.
-    const ppu = new Ppu({ prefix: 'ppu-owed-kill', transport: 'rsync', ramdiskBytes: 20 * MB });
-    const internal = path.join(ppu.storageRoot, 'internal');
-    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
+    const { ppu, internal } = fillingPpu({ prefix: 'ppu-owed-kill', transport: 'rsync' });
     await ppu.start();
     try {
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;
-      const images = Array.from({ length: 40 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
+      const images = writeImages(ppu, 40).map((f) => f.rel);
       // Every image listed: the ones that did not fit are left on the detector, the last one named.
-      await ppu.furkad!.proc.said(/img_039\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_039\.cbf/, 60_000);
+      await saidNoRoomFor(ppu, 'img_039.cbf');
       // The detector's daemon away across the restart, so that no run of the new furkad lists the detector before the
       // StartShift, as when it comes within the seconds before the first runs do (here whatever the timing).
       await ppu.killRsyncd('1MF');
@@ -172,17 +167,15 @@ describe('furkad over rsync: a file written under an owed name after the shift c
 
   it("is the new shift's (it was completed in it), while the files known before the change stay the old shift's", async () => {
     // Found by a reviewer: the owed name was enough, and the new user's image went to the old user's directory.
-    const ppu = new Ppu({ prefix: 'ppu-owed-new', transport: 'rsync', ramdiskBytes: 20 * MB });
-    const internal = path.join(ppu.storageRoot, 'internal');
-    ppu.opts.storages = { 'storage.internal': { type: 'INTERNAL', target: internal, mountpoint: internal, n_copy_processes: 4 } };
+    const { ppu, internal } = fillingPpu({ prefix: 'ppu-owed-new', transport: 'rsync' });
     await ppu.start();
     try {
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;
-      const images = Array.from({ length: 25 }, (_, i) => writeImage(root, `run1/img_${String(i).padStart(3, '0')}.cbf`, MB).rel);
-      await ppu.furkad!.proc.said(/img_024\.cbf does not fit in the \d+ bytes free on the PPU ramdisk|files do not fit in the \d+ bytes free on the PPU ramdisk: [^"]*img_024\.cbf/, 60_000);
+      const images = writeImages(ppu, 25).map((f) => f.rel);
+      await saidNoRoomFor(ppu, 'img_024.cbf');
       await ppu.startShift(600, 600, []);
-      await ppu.furkad!.proc.said(/files known before the shift change could not be taken yet: they stay the ending shift's/, 30_000);
+      await saidOwed(ppu);
       // The new user's detector writes an image under the name of one still owed (temp name, rename; written now).
       const fresh = writeImage(root, 'run1/img_024.cbf', 512 * 1024, new Date());
       mountTmpfs(internal, 200 * MB);
