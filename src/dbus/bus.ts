@@ -61,7 +61,14 @@ function busAddressProblem(entry: string): string | undefined {
 }
 
 export function connectSystemBus(): MessageBus {
-  return dropAfterEnd(dbus.sessionBus({ busAddress: systemBusAddress() }));
+  return endAware(dbus.sessionBus({ busAddress: systemBusAddress() }));
+}
+
+/** A call made on, or waiting on, a connection that has ended (the bus daemon gone, or the daemon's own disconnect). */
+export class BusEnded extends Error {
+  constructor() {
+    super('the bus connection has ended: no answer can come');
+  }
 }
 
 /**
@@ -70,12 +77,37 @@ export function connectSystemBus(): MessageBus {
  * to a call that came in meanwhile (a status poller's property read or QueryStatus, queued before the bus daemon
  * saw the end), a PropertiesChanged from a timer. Thrown there, the error was uncaught and ended the daemon with
  * exit code 1 in the middle of its stop, on a SIGTERM that should have ended it with 0.
+ *
+ * A call waiting for its answer when the connection ends is rejected then (BusEnded), and so is one made after:
+ * dbus-next would keep it waiting for ever, and the caller's deadline (20 s for furkad's hand-over to grimseld)
+ * stretched a stop during which the bus went away past systemd's TimeoutStopSec, and the daemon was killed.
  */
-function dropAfterEnd(bus: MessageBus): MessageBus {
-  const stream = (bus as unknown as { _connection?: { stream?: { writable?: boolean } } })._connection?.stream;
+function endAware(bus: MessageBus): MessageBus {
+  const connection = (bus as unknown as { _connection?: { stream?: { writable?: boolean; once?(ev: string, f: () => void): void }; once(ev: string, f: () => void): void } })._connection;
+  const stream = connection?.stream;
+  let ended = false;
+  const waiting = new Set<(e: Error) => void>();
+  const end = (): void => {
+    ended = true;
+    for (const reject of waiting) reject(new BusEnded());
+    waiting.clear();
+  };
+  // The end the bus daemon sent, or the socket closed (an error of the stream; not an error of one message, which
+  // dbus-next reports on the same 'error' event and which leaves the connection open).
+  connection?.once('end', end);
+  stream?.once?.('close', end);
+  const over = (): boolean => ended || stream?.writable === false;
   const send = bus.send.bind(bus);
   bus.send = (msg: dbus.Message): void => {
-    if (stream?.writable !== false) send(msg);
+    if (!over()) send(msg);
+  };
+  const call = bus.call.bind(bus);
+  bus.call = (msg: dbus.Message): Promise<dbus.Message | null> => {
+    if (over()) return Promise.reject(new BusEnded());
+    return new Promise((resolve, reject) => {
+      waiting.add(reject);
+      call(msg).then(resolve, reject).finally(() => waiting.delete(reject));
+    });
   };
   return bus;
 }

@@ -2,7 +2,7 @@
 // Nothing is dropped: while grimseld is away, events wait here and are re-sent when it returns. No call waits
 // for ever: each has a deadline, and a change of grimseld's bus owner ends the wait for the old one at once.
 import type { ClientInterface } from 'dbus-next';
-import { callMethod, watchNameOwner, within, type MessageBus } from '../dbus/bus.js';
+import { BusEnded, callMethod, watchNameOwner, within, type MessageBus } from '../dbus/bus.js';
 import type { DeliveredFile } from '../dbus/intake-interface.js';
 import { GRIMSEL_NAME, GRIMSEL_PATH, INTAKE_IFACE } from '../dbus/names.js';
 import { wakeOrAbort } from '../common/abort.js';
@@ -183,7 +183,9 @@ export class Handover implements Component {
         if (!this.#down) this.log.error({ err: (e as Error).message }, 'cannot hand over to grimseld; keeping files until it answers');
         this.#down = true;
         this.#lastError = (e as Error).message;
-        // On shutdown, give up after a short grace: the outbox keeps them, the next start re-sends them.
+        // On shutdown, give up after a short grace (at once without a bus: no retry can reach grimseld): the outbox
+        // keeps them, the next start re-sends them.
+        if (signal.aborted && e instanceof BusEnded) return;
         if (signal.aborted) {
           giveUpAt = Math.min(giveUpAt, monotonicMs() + STOP_GRACE_MS);
           if (monotonicMs() >= giveUpAt) return;

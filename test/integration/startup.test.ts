@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, launchOf, tempDir } from '../fixtures/ppu.js';
 import { startProcess } from '../fixtures/processes.js';
 import { startBus } from '../fixtures/bus-daemon.js';
+import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { createServer } from 'node:net';
 import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
 import { AGENT_BIN, agentKeyFile } from '../fixtures/agent.js';
@@ -218,6 +219,29 @@ describe('daemon start with a bad configuration (S3)', function () {
 
 describe('daemons without their bus (S1)', function () {
   this.timeout(120_000);
+
+  it("furkad gives up a hand-over waiting for grimseld's answer at once when the bus daemon ends under it, not after the call's 20 s deadline (S1, F10)", async () => {
+    // Found as a planner's note: a stop during which the bus went away waited out the deadline (stops of 24-40 s,
+    // past the unit's TimeoutStopSec, then SIGKILL). The file stays in the outbox, handed over at the next start.
+    const ppu = await new Ppu({ prefix: 'ppu-busgone-call' }).start();
+    const grimseld = ppu.grimseld!.proc.child.pid!;
+    try {
+      process.kill(grimseld, 'SIGSTOP'); // its answer to Delivered never comes
+      writeImage(ppu.detectorRamdisks['1MF']!, 'run/a.cbf', 4096);
+      await eventually(() => listFiles(path.join(ppu.ppuRamdisk, '1mf')).some((p) => p.endsWith('/run/a.cbf')), 20_000, 'a.cbf placed on the PPU');
+      await new Promise((r) => setTimeout(r, 500)); // the Delivered call sent (it is sent as the file is placed)
+      // Killed, as a crashed bus daemon: no word that grimseld's name is gone (that would end the wait by itself).
+      process.kill(ppu.bus.proc.child.pid!, 'SIGKILL');
+      assert.equal(await ppu.furkad!.proc.exited, 1, ppu.furkad!.proc.output().slice(-2000));
+      const out = ppu.furkad!.proc.output();
+      assert.match(out, /"err":"the bus connection has ended[^"]*","msg":"cannot hand over to grimseld/, out.slice(-3000));
+      assert.doesNotMatch(out, /no answer within/);
+    } finally {
+      process.kill(grimseld, 'SIGCONT');
+      ppu.furkad = undefined;
+      await ppu.stop();
+    }
+  });
 
   it('both exit with 1, so that systemd starts them again, when the bus daemon ends under them, and not 0 when there is none at start', async () => {
     const ppu = await new Ppu({ prefix: 'ppu-busgone' }).start();
