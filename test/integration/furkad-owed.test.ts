@@ -132,17 +132,19 @@ describe('furkad over rsync killed while files wait on the detector, StartShift 
   });
 });
 
-describe('furkad over rsync, settle_ms: a shift change whose drain runs out of time while files settle (A5, F6)', function () {
+/** The detector's clock as the PPU's, and 20 s ahead: which files settling at the change are owed is known by their listing, not by a clock. */
+for (const aheadS of [0, 20]) describe(`furkad over rsync, settle_ms: a shift change whose drain runs out of time while files settle${aheadS ? `, the detector's clock ${aheadS} s ahead` : ''} (A5, F3, F6)`, function () {
   this.timeout(180_000);
 
-  it("places the files settling at StartShift into the old shift's directory, owned by its user, once settled; the change waits no longer than its drain (A5)", async () => {
+  it("places the files settling at StartShift into the old shift's directory alone, owned by its user, once settled; the change waits no longer than its drain (A5)", async () => {
     // Longer than a drain waits (10 s): the files written before StartShift are still settling when the drain gives up.
     const ppu = new Ppu({ prefix: 'ppu-owed-settle', transport: 'rsync', detectorConf: { '1MF': { settle_ms: 15_000 } } });
     await ppu.start();
     try {
       await ppu.startShift(500, 501, []);
       const root = ppu.detectorRamdisks['1MF']!;
-      const images = Array.from({ length: 5 }, (_, i) => writeImage(root, `run1/img_${i}.cbf`, 64 * 1024).rel);
+      const mtime = aheadS ? new Date(Date.now() + aheadS * 1000) : undefined;
+      const images = Array.from({ length: 5 }, (_, i) => writeImage(root, `run1/img_${i}.cbf`, 64 * 1024, mtime).rel);
       // furkad has learned of them: copies settle beside staging on the PPU.
       const settling = path.join(ppu.ppuRamdisk, '1mf/.furkad-staging/.settling/1MF');
       await eventually(() => images.every((rel) => { try { return lstatSync(path.join(settling, rel)).size === 64 * 1024; } catch { return false; } }), 30_000, 'copies settling');
