@@ -189,12 +189,14 @@ describe('furkad over rsync: a file written under an owed name after the shift c
       assert.ok(at('600_600', fresh.rel) && !at('500_501', fresh.rel), "the image written after the change in the new shift's directory only");
       const st = lstatSync(path.join(internal, '1mf/600_600', fresh.rel));
       assert.deepEqual([st.size, st.uid], [fresh.size, 600], 'the new image, owned by the new user');
-      // Detectors counts the new shift's own: one file, and its bytes, not the 24 MB set aside for the old shift (rsync's
-      // bytes are counted as runs receive them: a 1 MB image received by a run that then failed for want of room can
-      // count once more).
+      // Detectors counts the new shift's own: one file, and its bytes, not the 24 MB set aside for the old shift. rsync's
+      // bytes are counted as runs receive them, and those of owed files taken off by the run that sets them aside, as
+      // far as that run received bytes (the rest off later runs of the shift): the 4 owed images taken after the
+      // change, in as many runs as a loaded host makes, can still count at the end (2 of them in 1 of 3 runs alongside
+      // another test). The file count is exact.
       const row = (await ppu.furkaProperty<Array<[string, string, string, bigint, bigint]>>('Detectors')).find((r) => r[0] === '1MF')!;
       assert.equal(row[3], 1n, "the new shift's file count");
-      assert.ok(row[4] >= BigInt(fresh.size) && row[4] <= BigInt(fresh.size + MB), `the new shift's bytes: ${row[4]}`);
+      assert.ok(row[4] >= BigInt(fresh.size) && row[4] <= BigInt(fresh.size + 4 * MB), `the new shift's bytes: ${row[4]}`);
     } finally {
       await ppu.stop();
     }
