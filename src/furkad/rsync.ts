@@ -241,13 +241,31 @@ export function rsyncArgs(run: RsyncRun): string[] {
   ];
 }
 
+/** `%M` as rsync prints it at TZ=UTC0 (YYYY/MM/DD-hh:mm:ss), in whole seconds; undefined for a token cut short. */
+function utcSeconds(token: string): number | undefined {
+  const t = MTIME.exec(token);
+  if (!t) return undefined;
+  const [y, mo, d, h, mi, sec] = t.slice(1, 7).map(Number) as [number, number, number, number, number, number];
+  const at = new Date(0);
+  // Not Date.UTC: it reads years 0-99 as 1900-1999.
+  at.setUTCFullYear(y, mo - 1, d);
+  at.setUTCHours(h, mi, sec, 0);
+  return at.getTime() / 1000;
+}
+
 /** rsync prints non-printable bytes of names as \#ooo (octal). */
 export function unescapeName(name: string): string {
   return name.replace(/\\#([0-7]{3})/g, (_, oct: string) => String.fromCharCode(parseInt(oct, 8)));
 }
 
-/** `%i %l %M %n`; the mtime is optional for lines of an older furkad's format (`%i %l %n`). */
-const ITEM = /^([<>ch.*])f(.{9}) (\d+) (?:(\d{4})\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d) )?(.*)$/;
+/**
+ * `%i %l %M %n`; the mtime is optional for lines of an older furkad's format (`%i %l %n`). rsync prints `%M` in a
+ * buffer of its own: a year of other than four digits (10000, -999: a detector user's `touch -d`, a broken clock)
+ * comes out longer or cut short, so any such token is taken as the mtime, never as part of the name (MTIME says
+ * whether it is one furkad can read).
+ */
+const ITEM = /^([<>ch.*])f(.{9}) (\d+) (?:(-?\d+\/\d+\/\d+-\d+:\d+(?::\d*)?) )?(.*)$/;
+const MTIME = /^(-?\d+)\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d)$/;
 const REMOVED = /^sender removed (.*)$/;
 /** The client's SKIP1 line for a file over --max-size (3.3 and later add the sizes in brackets). */
 const OVER_MAX = /^(.*) is over max-size(?: \(\d+ > \d+\))?$/;
@@ -320,13 +338,11 @@ export class OutputParser {
         continue;
       }
       const m = ITEM.exec(line);
-      if (!m || !this.#deliverable(m[10] ?? '')) continue;
-      const name = decodeName(m[10] ?? '');
+      if (!m || !this.#deliverable(m[5] ?? '')) continue;
+      const name = decodeName(m[5] ?? '');
       this.files.push(name);
-      if (m[4] !== undefined) {
-        const [y, mo, d, h, mi, sec] = m.slice(4, 10).map(Number) as [number, number, number, number, number, number];
-        this.listing.set(name, { size: Number(m[3]), mtimeS: Date.UTC(y, mo - 1, d, h, mi, sec) / 1000 });
-      }
+      const mtimeS = m[4] === undefined ? undefined : utcSeconds(m[4]);
+      if (mtimeS !== undefined) this.listing.set(name, { size: Number(m[3]), mtimeS });
       if (m[1] === '>') {
         // Said before its data comes (an --out-format without %b): complete only once the receiver goes on.
         this.sent.push(name);

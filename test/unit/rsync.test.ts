@@ -82,6 +82,19 @@ describe('rsync client run (F1-F3)', () => {
     assert.deepEqual([failed.files, [...failed.listing.keys()]], [[], ['S/a-huge.img']], 'the file a failed run was receiving: listed, not received');
   });
 
+  it('reads the name of a file whose mtime rsync prints longer or cut short (a year of 10000, -999), knowing no mtime of it; reads years before 100 as such (A5, F1)', () => {
+    // Taken for part of the name, such a file was pulled and its source removed, and it stayed in staging unplaced.
+    const r = parseOutput(['>f+++++++++ 6 10000/01/01-00:00:0 run1/odd.cbf', '>f+++++++++ 7 -999/06/01-00:00:00 run1/old.cbf',
+      '>f+++++++++ 8 0050/03/04-05:06:07 run1/y50.cbf', ''].join('\n'));
+    assert.deepEqual(r.files, ['run1/odd.cbf', 'run1/old.cbf', 'run1/y50.cbf']);
+    const y50 = new Date(0);
+    y50.setUTCFullYear(50, 2, 4);
+    y50.setUTCHours(5, 6, 7, 0);
+    assert.deepEqual(r.listing.get('run1/y50.cbf'), { size: 8, mtimeS: y50.getTime() / 1000 }, 'the year 50, not 1950');
+    assert.equal(r.listing.get('run1/odd.cbf'), undefined, 'cut short: no mtime known');
+    assert.equal(r.listing.get('run1/old.cbf')?.size, 7);
+  });
+
   it('compares copies made already without moving anything: --dry-run, a changed one listed as sent (F2, F10)', () => {
     const a = rsyncArgs({ ...run, removeSource: false, only: ['N/f1.img', 'N/f2.img'], dryRun: true });
     assert.ok(a.includes('--dry-run'));
