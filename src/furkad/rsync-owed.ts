@@ -46,10 +46,15 @@ export function rsyncOwedId(name: string): string | undefined {
 /** Files known and not taken that are remembered (by path below the module): far more than a detector ramdisk holds. */
 const KNOWN_MAX = 200_000;
 
-/** A file staged by a later run: its size and mtime (ms) there, as rsync -t kept it. */
+/** A file staged by a later run: its size and mtime there, as rsync -t kept it. */
 export interface Staged {
   size: number;
   mtimeMs: number;
+  /**
+   * The mtime in whole seconds, exact (from the nanoseconds: a double's mtimeMs rounds an mtime within ~100 ns of the
+   * next second up to it, and the file listed before the change was taken for another); from mtimeMs when not given.
+   */
+  mtimeS?: number;
 }
 
 /** An ended shift as written: its usertime as a decimal string. */
@@ -68,8 +73,10 @@ export class RsyncOwed {
   /** What the last listing that left each known file said of it; frozen once the file is owed. */
   #listing = new Map<string, Listing>();
   /**
-   * When each ended shift with files owed to it ended (PPU wall clock, ms): only for an owed file with no listing (owed
-   * by a furkad before listings were kept), which is judged by its mtime against it, as that furkad did.
+   * When each ended shift with files owed to it ended (PPU wall clock, ms), as a furkad before listings were kept
+   * wrote it: an owed file of its state, with no listing, is judged by its mtime against it, as that furkad did. This
+   * furkad writes none: a file it owes with no listing (the run that was to list it failed, or rsync printed its
+   * mtime in a form furkad cannot read) is the ended shift's under its name, never judged by a clock.
    */
   #endedMs = new Map<bigint, number>();
   /** Paths below the module owed to an ended shift, with that shift. */
@@ -222,7 +229,7 @@ export class RsyncOwed {
     if (staged === undefined) return owed;
     const listed = this.#listing.get(key);
     const ended = this.#endedMs.get(owed.usertime);
-    const same = listed ? staged.size === listed.size && Math.floor(staged.mtimeMs / 1000) === listed.mtimeS
+    const same = listed ? staged.size === listed.size && (staged.mtimeS ?? Math.floor(staged.mtimeMs / 1000)) === listed.mtimeS
       : ended === undefined || staged.mtimeMs <= ended;
     if (same) return owed;
     this.#forget(key);
@@ -230,11 +237,9 @@ export class RsyncOwed {
   }
 
   /** A shift change is over for `shift`: every file known and not owed to an earlier shift is owed to it. Returns how many; written at once. */
-  // endedMs (PPU wall clock) is kept only for files with no listing (owedTo).
-  owe(shift: OwedShift, endedMs = Date.now()): number {
+  owe(shift: OwedShift): number {
     // A StartShift before this furkad's first run: an earlier furkad's known files are the ending shift's if it ran it.
     this.#inherit(shift.usertime);
-    if (!this.#endedMs.has(shift.usertime)) this.#endedMs.set(shift.usertime, endedMs);
     let n = 0;
     for (const key of this.#known) {
       if (this.#owed.has(key)) continue;

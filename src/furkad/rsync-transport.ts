@@ -74,6 +74,8 @@ export class RsyncTransport implements Transport {
   #unchangedSince = new Map<string, number>();
   /** Bytes of files set aside for ended shifts not yet taken off the count of the shift that received them (Detectors). */
   #owedBytes = { shift: 0n, bytes: 0 };
+  /** The run that lists the files left over --max-size failed, said once until one succeeds (#listingOf). */
+  #saidUnlisted = false;
   /** settle_ms: files found in staging at start; placed if the detector no longer has them (see #settledRun). */
   #leftovers = new Set<string>();
   /** The staging directory the settling copies above belong to (a shift may give the detector another target). */
@@ -399,8 +401,10 @@ export class RsyncTransport implements Transport {
     for (const rel of rels) {
       let staged: Staged | undefined;
       try {
-        const st = lstatSync(path.join(ctx.staging, rel));
-        staged = { size: st.size, mtimeMs: st.mtimeMs };
+        const st = lstatSync(path.join(ctx.staging, rel), { bigint: true });
+        const s = st.mtimeNs / 1_000_000_000n;
+        // Whole seconds as rsync lists them: rounded down, also before 1970 (BigInt division rounds towards zero).
+        staged = { size: Number(st.size), mtimeMs: Number(st.mtimeMs), mtimeS: Number(st.mtimeNs < 0n && s * 1_000_000_000n !== st.mtimeNs ? s - 1n : s) };
       } catch { /* gone from staging: whoever it was owed to, nothing is set aside */ }
       const to = this.#owed.owedTo(this.#source, rel, ctx.shift.usertime, staged);
       if (to === undefined) own.push(rel);
@@ -547,7 +551,18 @@ export class RsyncTransport implements Transport {
     const over = result.overMax.filter((rel) => !listing.has(rel) && this.#owed.listens(this.#source, rel));
     if (over.length === 0) return listing;
     const compared = await runWith({ removeSource: false, dest, only: over, dryRun: true, copied: true });
-    if (classifyExit(compared.code, compared.stderr) !== 'ok') return listing;
+    if (classifyExit(compared.code, compared.stderr) !== 'ok') {
+      // Tried again by the next run. A shift change before it owes them by name: the ending shift's when taken,
+      // unless one is listed otherwise later (rsync-owed.ts).
+      if (!this.#saidUnlisted) {
+        this.log.warn({ detector: this.id, files: over.length, e_g: over.slice(0, 3), err: errorCause(compared.stderr) || `rsync exit ${compared.code}` },
+          'cannot list the size and mtime of the files left on the detector for want of room (rsync --dry-run failed); tried again ' +
+          "with the next run; a shift change before then gives them to the ending shift by their names alone");
+        this.#saidUnlisted = true;
+      }
+      return listing;
+    }
+    this.#saidUnlisted = false;
     for (const [rel, l] of compared.listing ?? []) listing.set(rel, l);
     return listing;
   }

@@ -7,45 +7,74 @@
 // settling at the change with the detector ahead: furkad-owed.test.ts.)
 import { strict as assert } from 'node:assert';
 import { createHash } from 'node:crypto';
-import { existsSync, lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
+import type { RsyncDaemonOptions } from '../fixtures/rsync-daemon.js';
 import { eventually, writeImage } from '../fixtures/files.js';
 import { mountTmpfs } from '../fixtures/tmpfs.js';
 import { MB, fillingPpu, saidNoRoomFor, saidOwed, writeImages } from '../fixtures/full-ppu.js';
 
 
-/** A PPU whose ramdisk (20 MB) fills up and stays full (full-ppu.ts), started. */
-async function fullPpu(prefix: string): Promise<{ ppu: Ppu; internal: string }> {
-  const full = fillingPpu({ prefix, transport: 'rsync' });
+/** A PPU whose ramdisk (20 MB) fills up and stays full (full-ppu.ts), started; `rsyncd`: how the detector's daemon differs. */
+async function fullPpu(prefix: string, rsyncd?: RsyncDaemonOptions): Promise<{ ppu: Ppu; internal: string }> {
+  const full = fillingPpu({ prefix, transport: 'rsync', ...(rsyncd ? { rsyncd: { '1MF': rsyncd } } : {}) });
   await full.ppu.start();
   return full;
 }
 
-/** 25 images of 1 MB written by the detector with mtimes `skewMs` off the PPU's clock; the last one left on it, known. */
-async function imagesLeftOn(ppu: Ppu, skewMs: number): Promise<{ root: string; images: string[] }> {
+/**
+ * 25 images of 1 MB written by the detector with mtimes `skewMs` off the PPU's clock (or, `lastNs`, an hour back at
+ * 999 999 999 ns into a second: what `touch -d @S.999999999` sets, and Node's ms cannot); the last one left on it, known.
+ */
+async function imagesLeftOn(ppu: Ppu, skewMs: number, lastNs = false): Promise<{ root: string; images: string[] }> {
   const root = ppu.detectorRamdisks['1MF']!;
-  const images = writeImages(ppu, 25, 'run1', () => new Date(Date.now() + skewMs)).map((f) => f.rel);
+  let images: string[];
+  if (lastNs) {
+    const sec = Math.floor(Date.now() / 1000) - 3600;
+    mkdirSync(path.join(root, 'run1'), { recursive: true });
+    images = Array.from({ length: 25 }, (_, i) => {
+      const rel = `run1/img_${String(i).padStart(3, '0')}.cbf`;
+      const tmp = path.join(root, `run1/.img_${i}.writing`);
+      writeFileSync(tmp, randomBytes(MB));
+      execFileSync('touch', ['-d', `@${sec}.999999999`, tmp]);
+      renameSync(tmp, path.join(root, rel));
+      return rel;
+    });
+  } else {
+    images = writeImages(ppu, 25, 'run1', () => new Date(Date.now() + skewMs)).map((f) => f.rel);
+  }
   await saidNoRoomFor(ppu, 'img_024.cbf');
   return { root, images };
 }
 
 const where = (internal: string, rel: string): string[] => ['500_501', '600_600'].filter((u) => existsSync(path.join(internal, '1mf', u, rel)));
 
-/** How far ahead the detector's clock is, and whether furkad is killed and started again after the change (what was listed read from state_dir). */
-const AHEAD = [{ aheadS: 30, kill: false }, { aheadS: 120, kill: true }];
+/** The detector's clock, its daemon, and whether furkad is killed and started again after the change (what was listed read from state_dir). */
+const CASES = [
+  { name: "the detector's clock 30 s ahead", aheadS: 30 },
+  { name: "the detector's clock 120 s ahead, furkad killed after the change", aheadS: 120, kill: true },
+  // Found by a reviewer: compared as a double's ms, such an mtime was the next second, and not the file listed.
+  { name: 'the clocks in step, every mtime 1 ns before a whole second', aheadS: 0, lastNs: true },
+  // Found by a reviewer: without the run that lists the files left over --max-size, the mtime was compared with the
+  // PPU's clock again, silently. Now they are the ending shift's by name, and furkad says it could not list them.
+  { name: "the detector's clock 30 s ahead, its daemon refusing --dry-run", aheadS: 30, rsyncd: { refuseOptions: 'dry-run' } },
+];
 
-for (const { aheadS, kill } of AHEAD) describe(`furkad over rsync: a shift change while the PPU ramdisk is full, the detector's clock ${aheadS} s ahead${kill ? ', furkad killed after the change' : ''} (A5, F3)`, function () {
+for (const c of CASES) describe(`furkad over rsync: a shift change while the PPU ramdisk is full, ${c.name} (A5, F3)`, function () {
   this.timeout(240_000);
 
-  it("places every image known before StartShift into the old shift's directory, owned by its user, though their mtimes are after the change", async () => {
-    const { ppu, internal } = await fullPpu(`ppu-owed-ahead${aheadS}`);
+  it("places every image known before StartShift into the old shift's directory, owned by its user, whatever their mtimes say against the PPU's clock", async () => {
+    const { ppu, internal } = await fullPpu(`ppu-owed-clock${c.aheadS}`, c.rsyncd);
     try {
       await ppu.startShift(500, 501, []);
-      const { root, images } = await imagesLeftOn(ppu, aheadS * 1000);
+      const { root, images } = await imagesLeftOn(ppu, c.aheadS * 1000, c.lastNs);
+      if (c.rsyncd) await ppu.furkad!.proc.said(/cannot list the size and mtime of the files left on the detector/, 30_000);
       await ppu.startShift(600, 600, []);
       await saidOwed(ppu);
-      if (kill) {
+      if (c.kill) {
         await ppu.killFurkad();
         await ppu.startFurkad();
       }

@@ -141,7 +141,7 @@ describe('files an rsync run knew of before a shift change (A5)', () => {
     // Listed before the change with the detector's clock far ahead of the PPU's (mtimes after the change, PPU time).
     const listed = { 'run/a.cbf': { size: 1000, mtimeS: 90 }, 'run/b.cbf': { size: 1000, mtimeS: 91 }, 'run/c.cbf': { size: 1000, mtimeS: 92 } };
     o.learned('data', ['run/a.cbf', 'run/b.cbf', 'run/c.cbf'], (rel) => listed[rel as keyof typeof listed]);
-    o.owe(shift(100n, 500), 50_000);
+    o.owe(shift(100n, 500));
     // Listed again after the change (still left on the detector), rewritten meanwhile: what was listed before counts.
     o.learned('data', ['run/c.cbf'], () => ({ size: 1000, mtimeS: 40 }));
     const again = new RsyncOwed('1MF', quiet, file); // a furkad started since
@@ -162,7 +162,7 @@ describe('files an rsync run knew of before a shift change (A5)', () => {
     o.learned('data', ['run/a.cbf', 'run/b.cbf'], () => ({ size: 1000, mtimeS: 90 }));
     o.save();
     const again = new RsyncOwed('1MF', quiet, file); // killed, started again with shift 100; StartShift at once
-    assert.equal(again.owe(shift(100n, 500), 50_000), 2);
+    assert.equal(again.owe(shift(100n, 500)), 2);
     assert.equal(again.owedTo('data', 'run/a.cbf', 200n, { size: 1000, mtimeMs: 90_500 })?.uid, 500, 'the file listed: the ended shift\'s, its mtime after the change');
     assert.equal(again.owedTo('data', 'run/b.cbf', 200n, { size: 1000, mtimeMs: 40_000 }), undefined, 'another written since: not');
   });
@@ -174,6 +174,25 @@ describe('files an rsync run knew of before a shift change (A5)', () => {
     const o = new RsyncOwed('1MF', quiet, file);
     assert.equal(o.owedTo('data', 'run/a.cbf', 200n, { size: 1, mtimeMs: 49_990 })?.uid, 500, 'last written before the change');
     assert.equal(o.owedTo('data', 'run/b.cbf', 200n, { size: 1, mtimeMs: 50_010 }), undefined, 'written after it');
+  });
+
+  it('compares the exact whole second of the staged mtime: one within 100 ns of the next second is still the file listed (A5)', () => {
+    const o = new RsyncOwed('1MF', quiet);
+    o.learned('data', ['run/a.cbf'], () => ({ size: 1000, mtimeS: 1_796_370_000 }));
+    o.owe(shift(100n, 500));
+    // mtime 1796370000.999999999 s: as a double in ms it is 1796370001000, the next second.
+    assert.equal(o.owedTo('data', 'run/a.cbf', 200n, { size: 1000, mtimeMs: 1_796_370_001_000, mtimeS: 1_796_370_000 })?.uid, 500);
+  });
+
+  it('owes a file with no listing (the run that was to list it failed) by its name to the ended shift, whatever its mtime says against the PPU clock (A5)', () => {
+    const file = rsyncOwedFile(dir, '1MF');
+    const o = new RsyncOwed('1MF', quiet, file);
+    o.learned('data', ['run/a.cbf']);
+    o.owe(shift(100n, 500));
+    // The detector's clock an hour ahead of the PPU's: no clock decides it.
+    const ahead = { size: 1000, mtimeMs: Date.now() + 3_600_000 };
+    assert.equal(o.owedTo('data', 'run/a.cbf', 200n, ahead)?.uid, 500);
+    assert.equal(new RsyncOwed('1MF', quiet, file).owedTo('data', 'run/a.cbf', 200n, ahead)?.uid, 500, 'also for a furkad started since');
   });
 
   it('owes 20 000 files quickly (A5)', () => {
