@@ -172,7 +172,7 @@ export class Watcher implements Component {
         let walks = 0;
         let pause: number = VANISHED_PAUSE_MS[0];
         while (!this.#stopped) {
-          const { established, code, vanished, onPurpose } = await this.#runOnce(() => {
+          const { established, code, vanished, onPurpose, said } = await this.#runOnce(() => {
             if (first) { first = false; resolve(); }
           });
           if (this.#stopped) return;
@@ -197,8 +197,9 @@ export class Watcher implements Component {
           walks = 0;
           pause = VANISHED_PAUSE_MS[0];
           if (first) {
-            reject(new Error(`inotifywait on ${this.root} ended before its watches were in place (${code}); ` +
-              'is inotify-tools installed and the root a directory?'));
+            // Its own words first (a limit of the kernel's, say): the guess only when it said nothing.
+            reject(new Error(`inotifywait on ${this.root} ended before its watches were in place (${code})` +
+              (said ? `: ${said}` : '; is inotify-tools installed and the root a directory?')));
             return;
           }
           if (established) backoff = BACKOFF_MIN_MS;
@@ -433,7 +434,7 @@ export class Watcher implements Component {
    * One run of inotifywait until it ends; `vanished`: the line in which it gave up its walk (VANISHED);
    * `onPurpose`: ended by #restart.
    */
-  #runOnce(onFirstEstablished: () => void): Promise<{ established: boolean; code: string; vanished?: string; onPurpose: boolean }> {
+  #runOnce(onFirstEstablished: () => void): Promise<{ established: boolean; code: string; vanished?: string; onPurpose: boolean; said?: string }> {
     return new Promise((resolve) => {
       // Directories too deep to watch are left out ('@DIR'): inotifywait would give up its whole walk at the first
       // (scanner.ts DEEP_MAX). Listed on its standard input (--fromfile -), as bytes: as arguments, a few hundred
@@ -488,6 +489,8 @@ export class Watcher implements Component {
         for (const record of csv.push(chunk)) this.#record(record);
       });
       let errText = '';
+      /** Its other lines on stderr (the last 500 characters): why a run that never had its watches ended. */
+      let said: string | undefined;
       // latin1: a path in a line keeps its bytes (UTF-8 or not); shown as UTF-8.
       child.stderr!.setEncoding('latin1');
       child.stderr!.on('data', (text: string) => {
@@ -508,6 +511,7 @@ export class Watcher implements Component {
           } else if (line && !line.startsWith('Setting up watches')) {
             // Other reasons (the watch limit, a directory it may not read) are left to the check (check()).
             if (WATCH_LIMIT.test(line)) this.#atLimit = true;
+            said = (said === undefined ? line : `${said} ${line}`).slice(-500);
             this.log.warn({ inotifywait: line }, 'inotifywait says');
           }
         }
@@ -519,7 +523,7 @@ export class Watcher implements Component {
         if (child === this.#child) this.#established = false;
         const onPurpose = this.#endedOnPurpose === child;
         if (onPurpose) this.#endedOnPurpose = undefined;
-        resolve({ established, code, onPurpose, ...(vanished ? { vanished } : {}) });
+        resolve({ established, code, onPurpose, ...(vanished ? { vanished } : {}), ...(said ? { said } : {}) });
       };
       child.on('error', (e) => finish(e.message));
       child.on('close', (code, sig) => finish(sig ? `signal ${sig}` : `exit ${code}`));

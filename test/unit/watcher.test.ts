@@ -148,3 +148,26 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     assert.ok(lines.some((l) => l.includes("inotify's limit on watches is reached") && l.includes('fs.inotify.max_user_watches')), lines.join(''));
   });
 });
+
+describe('the watcher at start, when inotifywait cannot run (A1)', () => {
+  it("says inotifywait's own words when it ends before its watches are in place, not a guess at the cause", async () => {
+    const work = mkdtempSync(path.join(os.tmpdir(), 'watcher-'));
+    try {
+      mkdirSync(path.join(work, 'root'));
+      // As inotifywait says it with every inotify instance of the user taken (fs.inotify.max_user_instances).
+      writeFileSync(path.join(work, 'fake'), '#!/bin/sh\necho "Couldn\'t initialize inotify: Too many open files" >&2\n' +
+        'echo "Try increasing the value of /proc/sys/fs/inotify/max_user_instances" >&2\nexit 1\n');
+      chmodSync(path.join(work, 'fake'), 0o755);
+      const w = new Watcher(path.join(work, 'root'), { event: () => undefined, established: () => undefined, rescan: () => undefined, unwatched: () => undefined },
+        pino({ level: 'silent' }), path.join(work, 'fake'));
+      await assert.rejects(w.start(), (e: Error) => {
+        assert.match(e.message, /ended before its watches were in place \(exit 1\): Couldn't initialize inotify: Too many open files Try increasing the value of \/proc\/sys\/fs\/inotify\/max_user_instances$/);
+        assert.doesNotMatch(e.message, /is inotify-tools installed/);
+        return true;
+      });
+      w.stop();
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
