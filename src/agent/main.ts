@@ -18,8 +18,9 @@ import { AgentServer } from './server.js';
 import { Watcher } from './watcher.js';
 import { prepareChecksums } from '../common/checksum.js';
 
-function statusLine(catalog: Catalog, server: AgentServer): string {
-  return `${catalog.known} files known, ${catalog.waiting} being written; ${server.clients} clients connected`;
+function statusLine(catalog: Catalog, server: AgentServer, watcher?: Watcher): string {
+  const degraded = watcher?.degraded;
+  return `${catalog.known} files known, ${catalog.waiting} being written; ${server.clients} clients connected${degraded ? `; ${degraded}` : ''}`;
 }
 
 async function main(): Promise<number> {
@@ -78,7 +79,7 @@ async function main(): Promise<number> {
   if (await components.start(stop)) {
     notifier.ready(statusLine(catalog, server));
     log.info({ root, address: config.address, port: config.port, allow: config.allow, keyFile: config.key_file, known: catalog.known }, 'furka-agent ready');
-    const statusTimer = setInterval(() => notifier.status(statusLine(catalog, server)), 1000);
+    const statusTimer = setInterval(() => notifier.status(statusLine(catalog, server, watcher)), 1000);
     // Files made by link(2) and files changed without a close have no event that completes them (A2).
     const sweepTimer = setInterval(() => {
       try {

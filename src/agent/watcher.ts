@@ -270,6 +270,11 @@ export class Watcher implements Component {
     return this.#established && !this.#atLimit && this.#toCheck.size === 0 && this.#unchecked.size === 0 && this.#unwatched.size === 0;
   }
 
+  /** Why some files are found by rescans rather than at once, for the agent's STATUS= line; '' while none is. */
+  get degraded(): string {
+    return this.#atLimit ? `inotify's watch limit reached: new directories rescanned every ${this.pollMs / 1000} s (raise fs.inotify.max_user_watches)` : '';
+  }
+
   /**
    * Directories whose watch is not known to be in place: walked by a scan and not checked yet (or not
    * checkable), or found missing (until a new run's walk). A barrier looks into them first (A5).

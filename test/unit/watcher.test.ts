@@ -146,6 +146,8 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     await until('a rescan', () => counts.rescans >= 1, 10_000);
     assert.equal(runCount(), 1, 'inotifywait is left running');
     assert.ok(lines.some((l) => l.includes("inotify's limit on watches is reached") && l.includes('fs.inotify.max_user_watches')), lines.join(''));
+    // Not in the log alone: the agent's STATUS= line (systemctl status furka-agent) says it while it lasts.
+    assert.match(watcher!.degraded, /watch limit reached: new directories rescanned every 0\.3 s \(raise fs\.inotify\.max_user_watches\)/);
   });
 });
 
