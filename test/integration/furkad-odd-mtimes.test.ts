@@ -14,8 +14,11 @@ const MB = 1024 * 1024;
 describe('furkad over rsync: files whose mtime rsync prints longer or cut short (F1, F2)', function () {
   this.timeout(120_000);
 
-  it("places them in the running shift's directory like any other, from a daemon that does not report removals", async () => {
-    const ppu = new Ppu({ prefix: 'ppu-odd-mtime', transport: 'rsync', detectorRamdiskBytes: 50 * MB, rsyncd: { '1MF': { reportRemovals: false } } });
+  for (const { settleMs, daemon } of [{ settleMs: 0, daemon: 'from a daemon that does not report removals' }, { settleMs: 1000, daemon: 'with settle_ms = 1000' }]) it(`places them in the running shift's directory like any other, ${daemon}`, async () => {
+    // Both ramdisks tmpfs, as on the beamline: ext4 cannot keep such an mtime (it clamps it to 1901 or 2446), and a copy
+    // settling there would never match its source (settle_ms compares them: known, not mended, README).
+    const ppu = new Ppu({ prefix: 'ppu-odd-mtime', transport: 'rsync', detectorRamdiskBytes: 50 * MB, ramdiskBytes: 50 * MB,
+      ...(settleMs ? { detectorConf: { '1MF': { settle_ms: settleMs } } } : { rsyncd: { '1MF': { reportRemovals: false } } }) });
     await ppu.start();
     try {
       await ppu.startShift(500, 501, []);
