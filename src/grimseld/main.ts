@@ -150,7 +150,7 @@ async function main(): Promise<number> {
       const c = s?.counts.get(st.id);
       return `${st.id}: ${c?.pending ?? 0} pending, ${c?.copied ?? 0} copied, ${c?.failed ?? 0} failed`;
     }).join('; ');
-    return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${per}${license.valid ? '' : '; unlicensed: one writer per storage'}`;
+    return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${per}${license.valid ? '' : `; unlicensed, one writer per storage: ${license.reason}`}`;
   };
   // S1, G12: a copy thread that spins without copying stops the watchdog's pings, and systemd restarts
   // grimseld; one waiting in the kernel on a hung storage is reported and left (why: copy-watch.ts).

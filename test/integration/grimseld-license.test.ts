@@ -1,8 +1,10 @@
 // G14: grimseld reads its license key; without a valid one every storage uses one writer.
 import { strict as assert } from 'node:assert';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as os from 'node:os';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
+import { startProcess } from '../fixtures/processes.js';
 import { testIssuer } from '../fixtures/license.js';
 import { GRIMSEL_IFACE } from '../../src/dbus/names.js';
 import { callMethod } from '../../src/dbus/bus.js';
@@ -17,13 +19,13 @@ describe('grimseld license (G14)', function () {
   this.timeout(120_000);
 
   async function withKey(prepare: (keyFile: string, issuer: ReturnType<typeof testIssuer>) => void,
-    check: (license: [boolean, string], writers: number[]) => void): Promise<void> {
+    check: (license: [boolean, string], writers: number[], ppu: Ppu) => void | Promise<void>, env: NodeJS.ProcessEnv = {}): Promise<void> {
     const ppu = new Ppu({ prefix: 'ppu-g14' });
     const keyFile = path.join(ppu.work, 'grimsel-license.key');
     const issuer = testIssuer(ppu.work);
     prepare(keyFile, issuer);
     ppu.opts.grimseld = { licensekey: keyFile };
-    ppu.opts.grimseldEnv = issuer.env;
+    ppu.opts.grimseldEnv = { ...issuer.env, ...env };
     ppu.opts.storages = {
       'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 6 },
       'storage.extra': { type: 'OPTIONAL', target: path.join(ppu.storageRoot, 'extra'), n_copy_processes: 3 },
@@ -31,7 +33,7 @@ describe('grimseld license (G14)', function () {
     await ppu.start();
     try {
       const storages = await property<Array<[string, string, string, number]>>(ppu, 'Storages');
-      check(await property<[boolean, string]>(ppu, 'License'), storages.map((s) => s[3]));
+      await check(await property<[boolean, string]>(ppu, 'License'), storages.map((s) => s[3]), ppu);
     } finally {
       await ppu.stop();
     }
@@ -69,5 +71,31 @@ describe('grimseld license (G14)', function () {
       assert.equal(valid, false);
       assert.match(reason, /bound to 02:00:00:00:00:01/);
     });
+  });
+
+  it("says the reason in systemd's STATUS line too, as in the log and License (G14)", async () => {
+    // A notify socket as systemd's: each datagram grimseld sends, one per line.
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'g14-notify-'));
+    const sock = path.join(dir, 'notify');
+    const listener = startProcess('python3', ['-u', '-c', `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print('bound')
+while True:
+    print(s.recv(65536).decode().replace('\\n', ' | '))
+`, sock]);
+    try {
+      await listener.said(/^bound$/m);
+      await withKey(() => {}, async ([valid, reason], writers) => {
+        assert.equal(valid, false);
+        assert.deepEqual(writers, [1, 1]);
+        await listener.said(/STATUS=.*unlicensed, one writer per storage: no license key at .*grimsel-license\.key/);
+        assert.ok(listener.output().includes(reason), `the STATUS line carries the License reason '${reason}':\n${listener.output()}`);
+      }, { NOTIFY_SOCKET: sock });
+    } finally {
+      await listener.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
