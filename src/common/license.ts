@@ -34,8 +34,10 @@ export interface LicenseCheck {
 }
 
 export interface CheckOptions {
-  /** PEM public key; default: $PPU_LICENSE_PUBLIC_KEY's file, else the built-in key. */
+  /** PEM public key; default: publicKeyFile's, else $PPU_LICENSE_PUBLIC_KEY's file, else the built-in key. */
   publicKey?: string;
+  /** A PEM public key file: the daemons' `license_public_key` setting. */
+  publicKeyFile?: string | undefined;
   /** Where interfaces are listed (default /sys/class/net). */
   netDir?: string;
 }
@@ -87,27 +89,73 @@ export function issueLicense(privateKeyPem: string, fields: LicenseFields): stri
     ...FIELDS.map((k) => `${k} = ${f[k]}`), `signature = ${signature}`, ''].join('\n');
 }
 
+/** One network interface as a key can see it: its address, and why a key cannot be bound to it (if so). */
+export interface InterfaceAddress {
+  name: string;
+  /** Normalized address, or undefined when it has none of six bytes (loopback, tun, ip tunnels). */
+  mac?: string;
+  /** Why a key cannot be bound to this address; undefined for a permanent hardware address. */
+  leftOut?: string;
+}
+
+/** /sys/class/net/IF/addr_assign_type: only 0 is the address the hardware came with (linux/netdevice.h). */
+const ASSIGN_TYPES: Record<string, string> = {
+  '1': 'random address, made when the interface was created (addr_assign_type 1): another one after a reboot',
+  '2': 'address taken over from another interface (addr_assign_type 2), not its own',
+  '3': 'address set at run time (addr_assign_type 3), not the one the hardware came with',
+};
+
+function readTrimmed(file: string): string | undefined {
+  try { return readFileSync(file, 'utf8').trim(); } catch { return undefined; }
+}
+
 /**
- * Every hardware address of this machine: current addresses of all interfaces (down ones included,
- * whatever they are named now) and permanent addresses of bonded ones, whose current address is the bond's.
+ * Every interface of this machine with its address and, for one a key cannot be bound to, why (F8, G14). A key
+ * binds to a permanent hardware address (addr_assign_type 0): down or renamed interfaces count, and so does a
+ * bonded interface's permanent address (bonding_slave/perm_hwaddr), whose current address is the bond's. A
+ * random address (ifb, bridges, veth, anything created at run time) or one set at run time is left out: a key
+ * issued for it would lapse at the next boot, dropping the PPU into single-thread mode unannounced.
  */
-export function hardwareAddresses(netDir = '/sys/class/net'): Set<string> {
-  const found = new Set<string>();
+export function interfaceAddresses(netDir = '/sys/class/net'): InterfaceAddress[] {
   let names: string[] = [];
-  try { names = readdirSync(netDir); } catch { return found; }
+  try { names = readdirSync(netDir).sort(); } catch { return []; }
+  const out: InterfaceAddress[] = [];
   for (const name of names) {
-    for (const file of ['address', 'bonding_slave/perm_hwaddr']) {
-      try {
-        const mac = normalizeMac(readFileSync(path.join(netDir, name, file), 'utf8'));
-        if (MAC.test(mac) && mac !== '00:00:00:00:00:00') found.add(mac);
-      } catch { /* not every interface has both */ }
+    const dir = path.join(netDir, name);
+    const raw = readTrimmed(path.join(dir, 'address'));
+    const mac = raw === undefined ? undefined : normalizeMac(raw);
+    const perm = readTrimmed(path.join(dir, 'bonding_slave', 'perm_hwaddr'));
+    if (perm !== undefined && MAC.test(normalizeMac(perm))) {
+      out.push({ name, mac: normalizeMac(perm) });
+      if (mac !== undefined && mac !== normalizeMac(perm) && MAC.test(mac)) out.push({ name, mac, leftOut: "the bond's address, not this interface's own" });
+      continue;
     }
+    if (mac === undefined || !MAC.test(mac) || mac === '00:00:00:00:00:00') {
+      out.push({ name, leftOut: readTrimmed(path.join(dir, 'type')) === '772' ? 'loopback, no hardware address' : 'no hardware address' });
+      continue;
+    }
+    const type = readTrimmed(path.join(dir, 'addr_assign_type'));
+    if (type === '0') out.push({ name, mac });
+    else out.push({ name, mac, leftOut: ASSIGN_TYPES[type ?? ''] ?? `not known to be permanent (addr_assign_type ${type ?? 'unreadable'})` });
   }
-  return found;
+  return out;
+}
+
+/** The permanent hardware addresses of this machine: those a key can be bound to. */
+export function hardwareAddresses(netDir = '/sys/class/net'): Set<string> {
+  return new Set(interfaceAddresses(netDir).filter((i) => !i.leftOut).map((i) => i.mac!));
+}
+
+/**
+ * The file whose public key verifies keys: the daemon's `license_public_key`, else $PPU_LICENSE_PUBLIC_KEY,
+ * else none (the built-in key). ppuctl resolves it the same way from the daemons' config files.
+ */
+export function verificationKeyFile(configured: string | undefined): string | undefined {
+  return configured ?? (process.env[PUBLIC_KEY_ENV] || undefined);
 }
 
 function publicKey(opts: CheckOptions): KeyObject {
-  const file = process.env[PUBLIC_KEY_ENV];
+  const file = verificationKeyFile(opts.publicKeyFile);
   const pem = opts.publicKey ?? (file ? readFileSync(file, 'utf8') : BUILT_IN_PUBLIC_KEY);
   return createPublicKey(pem);
 }
@@ -179,8 +227,12 @@ export function checkLicense(file: string, opts: CheckOptions = {}): LicenseChec
     return { valid: false, reason: `cannot verify ${file}: ${(e as Error).message}`, fields };
   }
   if (!ok) return { valid: false, reason: `${file} has a bad signature (edited, or issued with another key)`, fields };
-  if (!hardwareAddresses(opts.netDir).has(fields.mac)) {
-    return { valid: false, reason: `${file} is bound to ${fields.mac}, which no network interface of this machine has`, fields };
+  const interfaces = interfaceAddresses(opts.netDir);
+  if (!interfaces.some((i) => !i.leftOut && i.mac === fields.mac)) {
+    const temporary = interfaces.find((i) => i.mac === fields.mac);
+    return { valid: false, fields, reason: temporary
+      ? `${file} is bound to ${fields.mac}, which here is only ${temporary.name}'s ${temporary.leftOut}; a key binds to a permanent hardware address`
+      : `${file} is bound to ${fields.mac}, which no network interface of this machine has` };
   }
   return { valid: true, reason: `licensed to ${fields.holder} (${fields.mac})`, fields };
 }

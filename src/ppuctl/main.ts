@@ -42,9 +42,13 @@ const USAGE = `usage: ppuctl COMMAND [options]
   verify PATH... [--json]                  re-read stored images (files or directories, links not followed)
                                            and compare each with the checksum recorded on it; exit 0 all
                                            good, 1 a mismatch, an unreadable file or checksum, 2 bad usage
-  license check [FILE]                     verify a license key here (default /var/lib/furka/license.key);
-                                           exit 0 valid, 1 invalid with the reason
-  license addresses                        hardware addresses a key can be bound to on this machine
+  license check [FILE] [--furkad-config C] [--grimseld-config C]
+                                           verify a license key here as the daemons do (their licensekey
+                                           and license_public_key from /etc/ppu/furkad.conf and
+                                           grimseld.conf; without FILE each daemon's own key, a line
+                                           each); exit 0 valid, 1 invalid with the reason
+  license addresses                        permanent hardware addresses a key can be bound to here, each
+                                           with its interface; those left out follow as '#' lines, why
   license issue --private-key PEM --mac ADDRESS --holder NAME [-o OUT]
                                            sign a key (the issuer's side)
 
@@ -170,7 +174,7 @@ const ACCEPTS: Record<string, { options: string[]; words: number }> = {
   'config check': { options: ['json'], words: Infinity },
   'config import': { options: ['o', 'json'], words: 1 },
   'verify': { options: ['json'], words: Infinity },
-  'license check': { options: [], words: 1 },
+  'license check': { options: ['furkad-config', 'grimseld-config'], words: 1 },
   'license addresses': { options: [], words: 0 },
   'license issue': { options: ['private-key', 'mac', 'holder', 'o'], words: 0 },
 };
@@ -220,6 +224,8 @@ async function run(argv: string[]): Promise<number> {
       'private-key': { type: 'string' },
       mac: { type: 'string' },
       holder: { type: 'string' },
+      'furkad-config': { type: 'string' },
+      'grimseld-config': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   }));
@@ -231,7 +237,7 @@ async function run(argv: string[]): Promise<number> {
   }
   onlyAccepted(positionals, values);
   if (cmd === 'license') {
-    return licenseCommand(sub, rest, values) ?? usage('license check [FILE] | license addresses | license issue --private-key PEM --mac ADDRESS --holder NAME [-o OUT]');
+    return licenseCommand(sub, rest, values) ?? usage('license check [FILE] [--furkad-config C] [--grimseld-config C] | license addresses | license issue --private-key PEM --mac ADDRESS --holder NAME [-o OUT]');
   }
   if (cmd === 'verify') {
     const paths = [sub, ...rest].filter((p): p is string => !!p);
