@@ -41,6 +41,8 @@ export interface FurkadConfig {
   usrdir: string;
   allow_root_shift: boolean;
   licensekey: string;
+  /** PEM public key file verifying license keys (F8); unset: $PPU_LICENSE_PUBLIC_KEY, else the built-in key. */
+  license_public_key?: string;
   state_dir: string;
   rsync_path: string;
   rsync_timeout_s: number;
@@ -89,6 +91,7 @@ export const furkadSchema = {
     allow_root_shift: { type: 'boolean', default: false, description: 'accept uid 0 or gid 0 for a shift (files owned by root)' },
     state_dir: { type: 'string', pattern: Pattern.absolutePath, default: '/var/lib/furka', description: 'hand-over outbox (outbox.jsonl)' },
     licensekey: { type: 'string', pattern: Pattern.absolutePath, default: '/var/lib/furka/license.key', description: 'license key file (F8); missing or invalid = one transfer at a time' },
+    license_public_key: { type: 'string', pattern: Pattern.absolutePath, description: 'PEM public key that verifies license keys (a distributor issuing their own); unset = $PPU_LICENSE_PUBLIC_KEY, else the built-in key' },
     rsync_path: { type: 'string', default: 'rsync', description: 'rsync client binary' },
     rsync_timeout_s: { type: 'integer', minimum: 1, maximum: 3600, default: 30, description: 'I/O timeout of one run' },
     shift_schedule: { type: 'string', description: 'cron expression (local time): start a shift with uid/gid at each boundary; unset = never' },

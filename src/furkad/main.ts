@@ -85,7 +85,7 @@ async function main(): Promise<number> {
   for (const u of unacked) handover.delivered(u.usertime, u.uid, u.gid, placedFiles(u), u.id);
   if (unacked.length) log.warn({ batches: unacked.length }, 'handing over files an earlier furkad placed but could not hand over');
   // F8: without a valid key every detector loop passes one shared gate, one transfer at a time.
-  const license = checkLicense(config.licensekey);
+  const license = checkLicense(config.licensekey, { publicKeyFile: config.license_public_key });
   if (license.valid) log.info({ license: license.reason }, 'license valid: detectors are served in parallel');
   else log.warn({ license: license.reason }, 'no valid license: single-thread mode, one transfer at a time');
   const licenseNote = license.valid ? '' : `; single-thread mode: ${license.reason}`;

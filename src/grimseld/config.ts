@@ -26,6 +26,8 @@ export interface GrimseldConfig {
   target: string;
   ramdisk_mountpoint: string;
   licensekey: string;
+  /** PEM public key file verifying license keys (G14); unset: $PPU_LICENSE_PUBLIC_KEY, else the built-in key. */
+  license_public_key?: string;
   create_links: boolean;
   preserve_uid: boolean;
   preserve_gid: boolean;
@@ -71,6 +73,7 @@ export const grimseldSchema = {
     target: { ...absolute, default: '/ramdisk', description: 'PPU ramdisk directory files are delivered to' },
     ramdisk_mountpoint: { ...absolute, default: '/ramdisk' },
     licensekey: { ...absolute, default: '/var/lib/grimsel/license.key' },
+    license_public_key: { ...absolute, description: 'PEM public key that verifies license keys (a distributor issuing their own); unset = $PPU_LICENSE_PUBLIC_KEY, else the built-in key' },
     create_links: { type: 'boolean', default: true },
     preserve_uid: { type: 'boolean', default: true },
     preserve_gid: { type: 'boolean', default: true },

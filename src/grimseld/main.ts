@@ -64,7 +64,7 @@ async function main(): Promise<number> {
   const notifier = new Notifier(log);
 
   // G14: without a valid license key every storage gets one writer.
-  const license = checkLicense(config.licensekey);
+  const license = checkLicense(config.licensekey, { publicKeyFile: config.license_public_key });
   if (!license.valid) log.warn({ licensekey: config.licensekey }, `no valid license, one writer per storage: ${license.reason}`);
   const storageList = storageInfos(config.storage, (s: StorageConfig) => (license.valid ? s.n_copy_processes : 1));
   sizeThreadPool(storageList);
