@@ -3,7 +3,7 @@
 // 0 ok, 1 the daemon refused or failed, 2 bad usage, 3 daemon not reachable.
 import { parseArgs } from 'node:util';
 import * as dbus from 'dbus-next';
-import { BusAddressError, busFailure, CallTimeout, callMethod, connectSystemBus, watchNameOwner, within } from '../dbus/bus.js';
+import { BusAddressError, BusEnded, busFailure, busLost, CallTimeout, callMethod, connectSystemBus, watchNameOwner, within } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH } from '../dbus/names.js';
 import { ConfigError, readConfigBytes, readConfigText } from '../common/config-file.js';
 import { loadFurkadConfig } from '../furkad/config.js';
@@ -519,7 +519,9 @@ async function followMessages(bus: dbus.MessageBus, count: number, json: boolean
   // to this connection by its unique name, and a forged DISK_OVERFLOW must not reach an operator's script.
   let owner = '';
   let ownerChanged = false;
-  const done = new Promise<number>((resolve) => {
+  const done = new Promise<number>((resolve, reject) => {
+    // The bus gone (its daemon restarted or killed): no message can come any more, said and exit 3, not a quiet 0.
+    void busLost(bus).then(() => reject(new BusEnded()));
     bus.on('message', (msg: dbus.Message) => {
       if (msg.type !== dbus.MessageType.SIGNAL || !owner || msg.sender !== owner) return;
       if (msg.interface === GRIMSEL_IFACE && msg.member === 'Message' && msg.path === GRIMSEL_PATH) {
@@ -689,6 +691,9 @@ run(process.argv.slice(2)).then(
       process.exitCode = 3;
     } else if (e instanceof NoAnswer) {
       process.stderr.write(`ppuctl: ${e.message}\n`);
+      process.exitCode = 3;
+    } else if (e instanceof BusEnded) {
+      process.stderr.write(`ppuctl: lost the bus (${e.message})\n`);
       process.exitCode = 3;
     } else if (e instanceof UsageError) {
       process.stderr.write(`ppuctl: ${e.message}\n\n${USAGE}`);

@@ -389,3 +389,34 @@ describe('ppuctl status during a stream (I2, G9)', function () {
     }
   });
 });
+
+describe('ppuctl when the bus goes away under it (S7)', function () {
+  this.timeout(120_000);
+
+  it('messages and status --watch end with exit 3 and say the bus was lost, not a quiet 0 (or 1)', async () => {
+    // Found by a hostile tester: `ppuctl messages` printed "grimseld left the bus" and exited 0, which a supervisor
+    // or a pipeline takes for a clean end (and stops alerting); `status --watch` exited 1.
+    const ppu = await new Ppu({ prefix: 'ppu-ctl-busgone' }).start();
+    const spawn = (...args: string[]) => startProcess(process.execPath, [PPUCTL_BIN, ...args], { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: ppu.bus.address } });
+    const messages = spawn('messages');
+    const watch = spawn('status', '--watch', '--interval', '0.5');
+    try {
+      await eventually(() => /following grimseld messages/.test(messages.output()), 30_000, 'subscribed');
+      await eventually(() => /^ppuctl status, /m.test(watch.output()), 30_000, 'a first table');
+      process.kill(ppu.bus.proc.child.pid!, 'SIGKILL');
+      const ended = (p: typeof messages): Promise<number | null | string> => Promise.race([p.exited, new Promise<string>((r) => setTimeout(() => r('still running after 20 s'), 20_000))]);
+      const [m, w] = await Promise.all([ended(messages), ended(watch)]);
+      assert.equal(m, 3, messages.output());
+      assert.equal(w, 3, watch.output().slice(-2000));
+      for (const out of [messages.output(), watch.output()]) assert.match(out, /ppuctl: lost the bus \(the bus connection has ended/);
+    } finally {
+      await messages.stop();
+      await watch.stop();
+      // Both daemons end by themselves without their bus (exit 1): stopped once they have.
+      await Promise.all([ppu.furkad!.proc.stop(), ppu.grimseld!.proc.stop()]);
+      ppu.furkad = undefined;
+      ppu.grimseld = undefined;
+      await ppu.stop();
+    }
+  });
+});
