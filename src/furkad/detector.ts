@@ -702,8 +702,9 @@ export class DetectorLoop implements Component {
       this.#failed(e instanceof StagingError ? e.message : `cannot create ${dir.root}: ${(e as Error).message}`, 'retry', e instanceof StagingError ? staging : dir.root);
       return 0;
     }
-    const started = monotonicMs();
     const release = await this.gate.acquire();
+    // Last run is the run's own duration (README), not the time it waited for the slot (F8).
+    const started = monotonicMs();
     let outcome: RunOutcome;
     this.#runCut = runCut;
     try {

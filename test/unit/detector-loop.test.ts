@@ -598,4 +598,28 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
       else assert.equal(active.most, 2, 'licensed: both at once (this test can see an overlap)');
     }
   });
+
+  it('counts Last run from the moment the run got the slot, not while it waited for it (F8)', async () => {
+    const gate = new TransferGate(1);
+    const t = new FakeTransport();
+    const stop = new AbortController();
+    const loop = new DetectorLoop('1MF', t, new FakeHandover([]), gate, recordingLog().log, { sleep: recordingSleep([]) });
+    const a = assignment({ minpause: 0 });
+    // Another detector's run holds the slot for a while.
+    const other = await gate.acquire();
+    const heldAt = Date.now();
+    t.incoming.push('f.cbf');
+    t.duringRun = () => { if (t.runs > 1) stop.abort(); };
+    const running = loop.run(stop.signal);
+    loop.assign(shift([a]), a);
+    loop.release();
+    await sleep(1000);
+    const heldMs = Date.now() - heldAt;
+    other();
+    await until('the run placed its file', () => loop.stats.runs === 1);
+    stop.abort();
+    await running;
+    // The run itself takes a few ms; the wait, most of heldMs.
+    assert.ok(loop.stats.lastRunUs < heldMs * 1000 / 2, `Last run ${loop.stats.lastRunUs} µs leaves out the ${heldMs} ms spent waiting for the slot`);
+  });
 });
