@@ -506,6 +506,42 @@ export class AgentClient extends EventEmitter {
     });
   }
 
+  /**
+   * Whether the agent answers a ping within the connect timeout (single-thread mode asks before a run takes the
+   * license's one transfer slot, F8): undefined if it does, else why not; a connection that did not answer is
+   * given up as one that stopped answering pings is (the next run connects anew).
+   */
+  answers(): Promise<string | undefined> {
+    const session = this.#session;
+    if (!session || this.#isDown) return Promise.resolve(`not connected to the agent at ${this.url}`);
+    return new Promise((resolve) => {
+      let timer: NodeJS.Timeout | undefined;
+      const lost = (why: string): void => {
+        clearTimeout(timer);
+        if (this.#session === session) {
+          this.#down(why);
+          if (this.#socket) abandon(session, this.#socket);
+        }
+        resolve(why);
+      };
+      timer = setTimeout(() => lost(`the agent at ${this.url} does not answer (no ping reply within ${CONNECT_TIMEOUT_MS / 1000} s)`), CONNECT_TIMEOUT_MS);
+      try {
+        const sent = session.ping((err) => {
+          if (err) return lost(`the agent at ${this.url} stopped answering: ${err.message}`);
+          clearTimeout(timer);
+          resolve(undefined);
+        });
+        // Pings still unanswered by the dozen: the periodic check gives the connection up; the run finds out.
+        if (!sent) {
+          clearTimeout(timer);
+          resolve(undefined);
+        }
+      } catch (e) {
+        lost(`the connection to the agent at ${this.url} ended: ${(e as Error).message}`);
+      }
+    });
+  }
+
   close(): void {
     for (const fail of [...this.#barriers]) fail(`the connection to the agent at ${this.url} was closed`);
     this.#pushes.clear();

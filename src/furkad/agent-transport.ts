@@ -249,6 +249,30 @@ export class AgentTransport implements Transport {
     }
   }
 
+  /**
+   * Single-thread mode (F8), before the run takes the one transfer slot: the connection made (within the connect
+   * timeout) and answering a ping. An agent that stopped answering (a frozen detector server) is retried with
+   * back-off without ever holding the slot, and said so (`retrying`, why).
+   */
+  async answers(ctx: RunContext): Promise<RunOutcome | undefined> {
+    const cut = (): void => this.#client?.close();
+    ctx.signal.addEventListener('abort', cut, { once: true });
+    let why: string | undefined;
+    try {
+      await this.#connected(ctx.assignment);
+      why = await this.#client?.answers();
+    } catch (e) {
+      this.#lost = undefined;
+      return { verdict: 'retry', ...keyFileOutcome('agent_key_file', e), transferred: 0, bytes: 0 };
+    } finally {
+      ctx.signal.removeEventListener('abort', cut);
+    }
+    // Cut short (a stop, a shift change that stopped waiting) it is no answer either: a run would connect anew.
+    if (why === undefined) return undefined;
+    this.#lost = undefined;
+    return { verdict: 'retry', message: why, transferred: 0, bytes: 0 };
+  }
+
   async #run(ctx: RunContext, a: Assignment): Promise<RunOutcome> {
     try {
       await this.#connected(a);

@@ -702,18 +702,32 @@ export class DetectorLoop implements Component {
       this.#failed(e instanceof StagingError ? e.message : `cannot create ${dir.root}: ${(e as Error).message}`, 'retry', e instanceof StagingError ? staging : dir.root);
       return 0;
     }
-    const release = await this.gate.acquire();
-    // Last run is the run's own duration (README), not the time it waited for the slot (F8).
-    const started = monotonicMs();
     let outcome: RunOutcome;
+    let started = 0;
     this.#runCut = runCut;
     try {
-      outcome = await this.transport.run(ctx);
-      await batches.drained();
+      // Without a license (F8) the one transfer slot is taken only once the detector has answered: one that
+      // accepts a connection and then says nothing (a frozen daemon or agent) would hold every other detector up
+      // for as long as it does not answer. Its failure comes back as a run's, without the slot.
+      // One that stops answering after it answered (while this run waited for the slot, say) holds the slot for
+      // the connect timeout at most: the transport ends a run that gets no greeting (rsync.ts) or no ping reply.
+      const unanswered = this.gate.limit < Infinity ? await this.transport.answers?.(ctx) : undefined;
+      if (unanswered) {
+        outcome = unanswered;
+      } else {
+        const release = await this.gate.acquire();
+        // Last run is the run's own duration (README), not the time it waited for the slot.
+        started = monotonicMs();
+        try {
+          outcome = await this.transport.run(ctx);
+          await batches.drained();
+        } finally {
+          release();
+        }
+      }
     } finally {
       this.#runCut = undefined;
       signal.dispose();
-      release();
     }
     if (failure !== undefined) {
       // Their sources stay (on the detector, or staged) and are offered again after the back-off. Thrown, it

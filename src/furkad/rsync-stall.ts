@@ -69,3 +69,33 @@ export function watchStall(pid: number, timeoutMs: number, onStall: () => void, 
   const stop = (): void => clearInterval(timer);
   return { progress: () => { since = performance.now(); }, stop };
 }
+
+/** Write system calls `pid` has made so far, or undefined if the kernel does not say. */
+function writesMade(pid: number): number | undefined {
+  try {
+    const m = /^syscw: (\d+)$/m.exec(readFileSync(`/proc/${pid}/io`, 'latin1'));
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Calls `onSilent` if, `ms` after the rsync client `pid` was released, its daemon has not greeted it: a daemon that
+ * accepted the connection and says nothing (stopped, hung), which rsync's --contimeout (the TCP connect only) does
+ * not cover. Told by the client's writes: its own greeting is its one write until the daemon's comes, then it names
+ * the module at once. Called while `pid` still waits at its gate (the shell that execs rsync, which writes nothing),
+ * so that what was written before (the spawn's own) is left out. Anything else that writes in the process tree (a
+ * wrapper as rsync_path), or no counts from the kernel, and nothing is ever called: watchStall alone watches the run.
+ */
+export function watchGreeting(pid: number, ms: number, onSilent: () => void): () => void {
+  const before = writesMade(pid);
+  const timer = setTimeout(() => {
+    const writes = descendantsOf(pid).map(writesMade);
+    if (before === undefined || writes.some((w) => w === undefined)) return;
+    if ((writes as number[]).reduce((a, b) => a + b, 0) - before <= 1) onSilent();
+  }, ms);
+  timer.unref();
+  return () => clearTimeout(timer);
+}
+

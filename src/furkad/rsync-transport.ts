@@ -24,6 +24,7 @@ import { besidesRemoval, failuresIn, probeDir, RsyncRemoval, type RemovalNews } 
 import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsync-settling.js';
 import { RsyncOwed, type Staged } from './rsync-owed.js';
 import { removeEmptiedParents, removeEmptyStagingDirs } from './staging-dirs.js';
+import { connectTimeoutS, daemonGreets } from './rsync-greeting.js';
 import { filesBelow } from './files-below.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
@@ -283,7 +284,7 @@ export class RsyncTransport implements Transport {
     this.#owed.save();
     return {
       verdict,
-      message: verdict === 'ok' ? '' : byRemoval ? cannotRemove : result.stalled ? this.#stalledMessage(result.stderr)
+      message: verdict === 'ok' ? '' : byRemoval ? cannotRemove : result.ungreeted ? this.#ungreetedMessage(ctx.assignment) : result.stalled ? this.#stalledMessage(result.stderr)
         : `rsync exit ${result.code}: ${full ?? authAdvice(result.stderr, login) ?? errorCause(result.stderr)}`,
       ...(verdict === 'ok' || byRemoval ? {} : ppuSideOfRsync(result.stderr, result.noRoom !== undefined, landing)),
       ...(verdict !== 'ok' && !byRemoval && result.noRoom ? { noRoom: true } : {}),
@@ -305,12 +306,36 @@ export class RsyncTransport implements Transport {
     }
   }
 
+  /** Why a run furkad ended for want of the daemon's greeting was ended (rsync-stall.ts watchGreeting). */
+  #ungreetedMessage(a: Assignment): string {
+    const { remoteIP: host, port } = a.config;
+    return `rsync exit 30: the detector's rsync daemon at ${host.includes(':') ? `[${host}]` : host}:${port} accepted the connection but sent no ` +
+      `greeting within ${connectTimeoutS(this.settings.timeoutS)} s (stopped or hung?), run ended by furkad`;
+  }
+
   /** Why a run furkad ended for making no progress was ended, and what rsync said meanwhile, if anything. */
   #stalledMessage(stderr: string): string {
     // Not rsync's own closing lines: they only tell of furkad's SIGTERM.
     const said = errorCause(stderr).replace(/^rsync error: .*/, '');
     return `rsync exit 30: nothing received from the detector's rsync daemon for ${this.settings.timeoutS} s (rsync_timeout_s), ` +
       `run ended by furkad; the file being received stays on the detector and is taken again${said === '' ? '' : ` (rsync said: ${said})`}`;
+  }
+
+  /**
+   * Single-thread mode (F8), before the run takes the one transfer slot: the daemon's greeting within the connect
+   * timeout. One that accepts the connection and says nothing (rsync's --contimeout does not cover that) or takes
+   * none is retried with back-off without holding the slot (rsync-greeting.ts).
+   */
+  async answers(ctx: RunContext): Promise<RunOutcome | undefined> {
+    const { remoteIP: host, port } = ctx.assignment.config;
+    const s = connectTimeoutS(this.settings.timeoutS);
+    const how = await daemonGreets(host, port, s * 1000, ctx.signal);
+    if (how === 'greeted' || how === 'failed') return undefined;
+    const at = `the detector's rsync daemon at ${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const message = how === 'silent'
+      ? `${at} accepted the connection but sent no greeting within ${s} s (stopped or hung?); retrying, without taking the single transfer slot meanwhile`
+      : `no connection to ${at} within ${s} s; retrying, without taking the single transfer slot meanwhile`;
+    return { verdict: 'retry', message, transferred: 0, bytes: 0 };
   }
 
   /** The pause before the next run: its rsync process is started now, waiting at its gate until the run is due. */

@@ -1,7 +1,8 @@
 // One rsync client run against a detector's rsync daemon: arguments, output parsing, exit-code policy.
+import { connectTimeoutS } from './rsync-greeting.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { watchTail } from './rsync-tail.js';
-import { descendantsOf, watchStall } from './rsync-stall.js';
+import { descendantsOf, watchGreeting, watchStall } from './rsync-stall.js';
 import { deliverable, nameInPattern, NAMES_FILTER } from './rsync-names.js';
 
 export interface RsyncRun {
@@ -101,6 +102,8 @@ export interface RsyncResult {
   tailCut?: boolean;
   /** furkad ended the run: nothing moved for timeoutS (rsync-stall.ts). Its code is then 30, rsync's own for a timeout. */
   stalled?: boolean;
+  /** furkad ended the run: its daemon took the connection and sent no greeting within the connect timeout (also `stalled`). */
+  ungreeted?: boolean;
   /** The client's process id (for logs and tests: a run started ahead keeps its pid). */
   pid?: number;
   stderr: string;
@@ -231,7 +234,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     ...(run.tempDir ? [`--temp-dir=${run.tempDir}`] : []),
     ...(run.linkDest ? [`--link-dest=${run.linkDest}`] : []),
     '--sockopts=TCP_NODELAY',
-    `--contimeout=${Math.min(run.timeoutS, 10)}`,
+    `--contimeout=${connectTimeoutS(run.timeoutS)}`,
     `--timeout=${run.timeoutS}`,
     // -ii lists unchanged files too: a file left by an earlier, interrupted run is still handed over. %M: the file's
     // mtime on the detector, in whole seconds (UTC: gated() sets TZ), what furkad knows a file it leaves there by.
@@ -477,6 +480,8 @@ export class RsyncLauncher {
 
 /** How long a run ended for making no progress has to exit on SIGTERM before it is killed. */
 const STALL_KILL_GRACE_MS = 5000;
+/** Beyond --contimeout before a run without the daemon's greeting is ended: rsync's own timeout says it first, if it can. */
+const GREETING_GRACE_MS = 500;
 
 function killQuietly(pid: number): void {
   try {
@@ -517,6 +522,16 @@ function release(child: ChildProcess, go: boolean, input?: Buffer): void {
 export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names: string[]) => void, launcher = new RsyncLauncher()): Promise<RsyncResult> {
   return new Promise((resolve) => {
     const child = launcher.launch(run);
+    let stalled = false;
+    // A daemon that took the connection and never greets: ended after the connect timeout, as one that takes none
+    // is by --contimeout, not after timeoutS (in single-thread mode the run holds every other detector up, F8).
+    // Watched from before the gate opens (rsync-stall.ts).
+    let ungreeted = false;
+    const unwatchGreeting = child.pid === undefined ? () => undefined : watchGreeting(child.pid, connectTimeoutS(run.timeoutS) * 1000 + GREETING_GRACE_MS, () => {
+      ungreeted = true;
+      stalled = true;
+      end();
+    });
     release(child, true, run.only ? onlyList(run) : run.asShift ? NAMES_FILTER : run.skip && run.skip.length > 0 ? skipList(run) : undefined);
     const abort = (): void => { child.kill('SIGTERM'); };
     signal?.addEventListener('abort', abort, { once: true });
@@ -526,20 +541,24 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
     child.stdout?.setEncoding('latin1');
     // Ended when nothing moves for timeoutS: rsync's own --timeout misses a daemon gone silent mid-file (rsync-stall.ts).
     // SIGTERM lets rsync remove its temp file; one that cannot even exit is killed, its receiver too.
-    let stalled = false;
     let hardKill: NodeJS.Timeout | undefined;
-    const stall = child.pid === undefined ? undefined : watchStall(child.pid, run.timeoutS * 1000, () => {
-      stalled = true;
+    const end = (): void => {
+      if (hardKill) return;
       child.kill('SIGTERM');
       hardKill = setTimeout(() => {
         for (const pid of child.pid === undefined ? [] : descendantsOf(child.pid).slice(1)) killQuietly(pid);
         child.kill('SIGKILL');
       }, STALL_KILL_GRACE_MS);
+    };
+    const stall = child.pid === undefined ? undefined : watchStall(child.pid, run.timeoutS * 1000, () => {
+      stalled = true;
+      end();
     });
     child.stdout?.on('data', (s: string) => { stall?.progress(); parser.push(s); });
     child.stderr?.on('data', (b: Buffer) => { stall?.progress(); err.push(b); });
     child.on('error', (e) => {
       signal?.removeEventListener('abort', abort);
+      unwatchGreeting();
       stall?.stop();
       resolve({ code: 127, files: [], sent: [], transferred: 0, bytes: 0, changed: new Set(), removed: new Set(), hidden: [], strays: [], overMax: [], stderr: e.message });
     });
@@ -558,6 +577,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       signal?.removeEventListener('abort', abort);
       stopWatching();
       stall?.stop();
+      unwatchGreeting();
       clearTimeout(hardKill);
       const tailCut = cutShort && sig === 'SIGKILL';
       const exit = stalled ? 30 : tailCut ? 0 : code ?? (sig ? 20 : 1);
@@ -570,7 +590,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       const noRoom = exit !== 0 && NO_SPACE.test(stderr) ? (inFlight && !parser.sent.includes(inFlight.name) ? { rel: inFlight.name, size: inFlight.size } : {}) : undefined;
       resolve({ code: exit, files: parser.files, sent: parser.sent, transferred: parser.sent.length,
         bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, hiding: parser.hiding, strays: parser.strays, overMax: parser.overMax, listing: parser.listing, changed: changedSources(stderr), tailCut,
-        ...(stalled ? { stalled } : {}),
+        ...(stalled ? { stalled } : {}), ...(ungreeted ? { ungreeted } : {}),
         ...(noRoom ? { noRoom } : {}), ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });

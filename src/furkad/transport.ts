@@ -122,6 +122,8 @@ export interface RunContext {
  * |                                                      | is away: a run reports that as `retry`.              |
  * | shift dir and staging made (first run of a shift,    | `adoptLeftovers(ctx)`: sort out what an interrupted  |
  * | again after every failed run)                        | run left in staging.                                 |
+ * | single-thread mode (F8), before the license gate;    | `answers(ctx)`: show within the connect timeout      |
+ * | if not, its outcome is the run's (no slot taken)     | that the detector answers (greeting, ping)           |
  * | license gate passed (F8): `run(ctx)`                 | bring files into `ctx.staging`; call `complete()`    |
  * |                                                      | for each the moment it is known complete; resolve    |
  * |                                                      | with counts and a verdict. Never rejects for an      |
@@ -155,6 +157,14 @@ export interface RunContext {
  */
 export interface Transport {
   run(ctx: RunContext): Promise<RunOutcome>;
+  /**
+   * Single-thread mode only (F8), before the run takes the one transfer slot: resolves undefined once the detector
+   * has shown that it answers (the rsync daemon's greeting, the agent's connection up and answering a ping), within
+   * the connect timeout, and moves no file. Otherwise with the outcome of a run that failed for it (`retry`, why):
+   * the loop then backs off without ever holding the slot, so a detector that does not answer cannot hold the
+   * others up. Reasons it can tell no better than the run itself (a refused connection, say) are left to the run.
+   */
+  answers?(ctx: RunContext): Promise<RunOutcome | undefined>;
   prepare?(signal: AbortSignal): Promise<void>;
   adoptLeftovers?(ctx: RunContext): Promise<void>;
   /** `setAsideOf`: the usertime of the ended shift whose set-aside files (see forget) the loop placed now. */

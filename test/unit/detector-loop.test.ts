@@ -599,6 +599,38 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     }
   });
 
+  it('without a license, never gives the slot to a detector that does not answer, and says why (F8, F10)', async () => {
+    for (const limit of [1, Infinity]) {
+      const gate = new TransferGate(limit);
+      const stop = new AbortController();
+      const [silent, healthy] = ['1MF', '2MF'].map((id) => {
+        const t = new FakeTransport();
+        return { t, loop: new DetectorLoop(id, t, new FakeHandover([]), gate, recordingLog().log, { sleep: recordingSleep([]) }), a: assignment({ minpause: 0 }, id) };
+      }) as [{ t: FakeTransport; loop: DetectorLoop; a: Assignment }, { t: FakeTransport; loop: DetectorLoop; a: Assignment }];
+      let asked = 0;
+      silent.t.answers = async () => {
+        asked++;
+        return { verdict: 'retry', message: 'sent no greeting within 10 s', transferred: 0, bytes: 0 };
+      };
+      const running = [silent, healthy].map(({ loop }) => loop.run(stop.signal));
+      const s = shift([silent.a, healthy.a]);
+      for (const { loop, a } of [silent, healthy]) {
+        loop.assign(s, a);
+        loop.release();
+      }
+      await until('runs of the healthy detector', () => healthy.t.runs >= 5 && (limit === Infinity || asked >= 3));
+      if (limit === 1) {
+        assert.equal(silent.t.runs, 0, 'no run, so no slot, for a detector that does not answer');
+        assert.equal(silent.loop.stats.state, 'retrying');
+        assert.equal(silent.loop.stats.lastError, 'sent no greeting within 10 s');
+      } else {
+        assert.equal(asked, 0, 'licensed: nothing asked before a run');
+      }
+      stop.abort();
+      await Promise.all(running);
+    }
+  });
+
   it('counts Last run from the moment the run got the slot, not while it waited for it (F8)', async () => {
     const gate = new TransferGate(1);
     const t = new FakeTransport();

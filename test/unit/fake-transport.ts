@@ -33,6 +33,7 @@ export class FakeTransport implements Transport {
   waitForWork?: (signal: AbortSignal) => Promise<void>;
   pendingSince?: (since: number, assignment: Assignment, learnedBy: number) => boolean;
   connected?: () => boolean;
+  answers?: (ctx: RunContext) => Promise<RunOutcome | undefined>;
   barrier?: () => Promise<number | undefined>;
 
   /** `events` is shared with the fake hand-over, so their order can be read across both. */
