@@ -127,6 +127,11 @@ export class Catalog {
    * are directory handles kept between operations (source-files.ts). Not known until said.
    */
   allWatched: () => boolean = () => false;
+  /**
+   * Makes sure the root watched is the root as it is now (Watcher.checkRoot, main.ts): one replaced by a mount is
+   * watched anew, and the rescan after that finds what is in it. Asked before a barrier's mark is placed (A5).
+   */
+  checkRoot: () => void = () => undefined;
 
   constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
     this.files = new SourceFiles(root, () => this.allWatched());
@@ -171,6 +176,10 @@ export class Catalog {
    * or missing root): then no barrier line comes.
    */
   placeBarrier(id: string): void {
+    // A root replaced under the agent (a file system mounted on it) that no check has found yet: its old watches
+    // would pass the mark (made through a handle on the old root) without a word of the new root's files. Watched
+    // anew first, the mark is in the new root, and the rescan after the new walk finds it after every file there.
+    this.checkRoot();
     this.files.createMark(barrierName(id));
   }
 

@@ -55,6 +55,9 @@ async function main(): Promise<number> {
     event: (e) => catalog.event(e),
     established: () => catalog.rescan(),
     rescan: () => catalog.rescan(),
+    // A file system mounted on the root or unmounted from it: the old root's handles are let go at once (the
+    // rescan after the new run's walk does the rest).
+    rootReplaced: () => catalog.files.forgetRoot(),
     unwatched: (dirs) => {
       try {
         catalog.scanUnwatched(dirs);
@@ -69,6 +72,8 @@ async function main(): Promise<number> {
   catalog.walked.on((dirs) => watcher.check(dirs));
   catalog.unwatched = () => watcher.unwatched();
   catalog.allWatched = () => watcher.everyDirWatched();
+  // A barrier's mark goes into the root as it is now, watched: one replaced under the agent is watched anew first.
+  catalog.checkRoot = () => { watcher.checkRoot(true); };
 
   // Started in this order, stopped in reverse: clients are served once the catalog knows what is there.
   const components = new Components([

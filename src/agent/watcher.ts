@@ -21,18 +21,27 @@ export type WatchEvent =
   | { kind: 'overflow' };
 
 /**
+ * What one record of inotifywait means: an event for the catalog, or `unmounted`: the file system a watch was on
+ * was unmounted, and the watch is gone with it (handled by the watcher itself, Watcher.#unmounted).
+ */
+export type RecordKind = WatchEvent['kind'] | 'unmounted';
+
+/**
  * q_overflow must be asked for: inotifywait prints only events in its -e list, and without it the kernel's word
  * that its queue overflowed (events dropped) never reached the agent, so no rescan came and the files whose
  * events were dropped stayed on the detector until a restart (found 2026-12-01 with a writer at ~20 000 renames
- * a second on tmpfs).
+ * a second on tmpfs). unmount too: each watch on a file system that is unmounted ends with it (the kernel says
+ * UNMOUNT whatever the mask, but inotifywait prints only what it was asked for), the root's among them when its
+ * ramdisk is unmounted to mount a fresh one: the run then watched nothing and said nothing, and no file written
+ * afterwards was announced until a restart (found by a hostile tester).
  */
-export const INOTIFY_EVENTS = 'close_write,moved_to,moved_from,create,delete,delete_self,move_self,q_overflow';
+export const INOTIFY_EVENTS = 'close_write,moved_to,moved_from,create,delete,delete_self,move_self,q_overflow,unmount';
 
 /**
  * What one CSV record of inotifywait says. An overflow belongs to no watch, so it has no directory: inotifywait
  * writes it as just "Q_OVERFLOW," (two fields).
  */
-export function recordKind(fields: Buffer[]): WatchEvent['kind'] | undefined {
+export function recordKind(fields: Buffer[]): RecordKind | undefined {
   if (fields.length === 2 && fields[0]!.toString('latin1') === 'Q_OVERFLOW') return 'overflow';
   const events = fields[1];
   if (!fields[0] || !events) return undefined;
@@ -40,8 +49,9 @@ export function recordKind(fields: Buffer[]): WatchEvent['kind'] | undefined {
 }
 
 /** Event-name set of one CSV record → what it means to the agent; unlisted combinations mean nothing. */
-export function classify(events: Set<string>): WatchEvent['kind'] | undefined {
+export function classify(events: Set<string>): RecordKind | undefined {
   if (events.has('Q_OVERFLOW')) return 'overflow';
+  if (events.has('UNMOUNT')) return 'unmounted';
   if (events.has('DELETE_SELF') || events.has('MOVE_SELF')) return 'root-gone';
   const dir = events.has('ISDIR');
   if (events.has('CREATE') || events.has('MOVED_TO')) {
@@ -61,6 +71,8 @@ export interface WatcherHooks {
   rescan(): void;
   /** These directories (below the root) have no watch: look for new files in them now. */
   unwatched(dirs: Buffer[]): void;
+  /** The root is another directory now (a file system mounted on it or unmounted): let go of handles on the old one. */
+  rootReplaced?(): void;
 }
 
 const BACKOFF_MIN_MS = 100;
@@ -110,6 +122,14 @@ const LOOK_MS = 100;
  * to this many; beyond, the barrier walks the whole tree.
  */
 const UNCHECKED_MAX = 10_000;
+/**
+ * The root's identity (device and inode) is compared with that of the directory the running inotifywait was
+ * started on this often (ms): a file system mounted on the root, over the one watched or after it was unmounted,
+ * raises no event on the old watches, and nothing written on it would ever be seen (checkRoot).
+ */
+const ROOT_CHECK_MS = 1000;
+/** UNMOUNT records come one per watch on the file system: looked into once, this long (ms) after the first. */
+const UNMOUNT_SETTLE_MS = 50;
 /** Bytes of excluded paths passed as arguments at most (the kernel takes some 2 MB of arguments in all). */
 const ARGS_MAX = 256 * 1024;
 
@@ -147,6 +167,10 @@ export class Watcher implements Component {
   #lookTimer: NodeJS.Timeout | undefined;
   /** Directories walked whose watch could not be checked, until a new run's walk (latin1 path -> path). */
   #unchecked = new Map<string, Buffer>();
+  /** The root's identity when the running inotifywait was started on it, the timer comparing, and one after UNMOUNT. */
+  #rootId: DirId | undefined;
+  #rootTimer: NodeJS.Timeout | undefined;
+  #unmountTimer: NodeJS.Timeout | undefined;
   #stopped = false;
   /** Aborted by stop(): ends the pauses between runs at once. */
   readonly #stopping = new AbortController();
@@ -162,6 +186,8 @@ export class Watcher implements Component {
    * aborted before then (a stop during start) ends the wait: stop() follows.
    */
   start(signal?: AbortSignal): Promise<void> {
+    this.#rootTimer ??= setInterval(() => this.checkRoot(), ROOT_CHECK_MS);
+    this.#rootTimer.unref();
     return new Promise((resolve, reject) => {
       let first = true;
       signal?.addEventListener('abort', () => {
@@ -221,7 +247,70 @@ export class Watcher implements Component {
     clearTimeout(this.#checkTimer);
     clearTimeout(this.#pollTimer);
     clearTimeout(this.#lookTimer);
+    clearInterval(this.#rootTimer);
+    clearTimeout(this.#unmountTimer);
     this.#child?.kill('SIGTERM');
+  }
+
+  /**
+   * Whether the root was found to be another directory than the one the running inotifywait watches (device and
+   * inode; the root is a real path): a file system was mounted on it, over the running one or after that was
+   * unmounted (what detector software does between experiments). The old watches see nothing of the new one,
+   * and say nothing either. Then that is said, hooks.rootReplaced() lets go of handles on the old root, and
+   * inotifywait is run again at once on the new one: the rescan after its walk finds what was written there
+   * meanwhile. Asked every ROOT_CHECK_MS, after an UNMOUNT, and by a barrier before its mark is placed (A5).
+   * A run not established yet is left alone: it watches the root as it found it, and is checked once it is.
+   * `againstWatches`: also whether the root is still in the run's list of watches (watch-check.ts): a tmpfs
+   * unmounted and a fresh one mounted has the same device and inode as the old one had (the kernel hands the
+   * freed device number out again, and a tmpfs's root is inode 1), so only the watch, gone with the old one,
+   * tells them apart; read after an UNMOUNT and for a barrier only (it costs some µs per watch).
+   */
+  checkRoot(againstWatches = false): boolean {
+    const child = this.#child;
+    if (this.#stopped || !child || !this.#established || this.#endedOnPurpose === child) return false;
+    const now = this.#currentRootId();
+    if (now === undefined) return false; // gone: a DELETE_SELF says so (root-gone)
+    const moved = now !== this.#rootId;
+    if (!moved && !(againstWatches && !this.#rootWatched(child, now))) return false;
+    this.log.warn({ root: this.root, watched: this.#rootId, now, found: moved ? 'another directory (device:inode)' : 'its watch gone with the file system unmounted' },
+      'the root is no longer the directory inotifywait watches (a file system was mounted on it or unmounted from it): watching the new one, then rescanning');
+    this.hooks.rootReplaced?.();
+    this.#endedOnPurpose = child;
+    this.#established = false;
+    child.kill('SIGTERM');
+    return true;
+  }
+
+  /** Whether `child`'s list of watches holds the root, of identity `id`; true when the list cannot be read. */
+  #rootWatched(child: ChildProcess, id: DirId): boolean {
+    try {
+      return child.pid === undefined || watchedDirs(child.pid).has(id, Buffer.from(this.root));
+    } catch {
+      return true; // said by check() when it lasts; a rescan's check covers the root too
+    }
+  }
+
+  /** The root's identity now (it is followed if a link), or undefined if it cannot be had. */
+  #currentRootId(): DirId | undefined {
+    try {
+      return dirId(statSync(this.root, { bigint: true }));
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * A file system the run watched was unmounted: its watches are gone. The root's own: checkRoot() runs the
+   * watch again on what is there now. One below the root: a rescan walks what is there now, and its check
+   * finds the directories without a watch (check()).
+   */
+  #unmounted(): void {
+    this.#unmountTimer ??= setTimeout(() => {
+      this.#unmountTimer = undefined;
+      if (this.#stopped) return;
+      if (!this.checkRoot(true)) this.hooks.rescan();
+    }, UNMOUNT_SETTLE_MS);
+    this.#unmountTimer.unref();
   }
 
   /**
@@ -459,6 +548,8 @@ export class Watcher implements Component {
         byName.add(arg);
       }
       const args = ['-m', '-r', '--csv', '-e', INOTIFY_EVENTS, ...(listed.length > 0 ? ['--fromfile', '-'] : []), this.root, ...byName];
+      // Taken before the walk: a root replaced meanwhile is found by the next checkRoot(), and watched again.
+      this.#rootId = this.#currentRootId();
       let child: ChildProcess;
       try {
         child = spawn(this.command, args, { stdio: [listed.length > 0 ? 'pipe' : 'ignore', 'pipe', 'pipe'] });
@@ -541,6 +632,10 @@ export class Watcher implements Component {
     if (kind === undefined || !dir) return;
     if (kind === 'overflow') {
       this.hooks.event({ kind });
+      return;
+    }
+    if (kind === 'unmounted') {
+      this.#unmounted();
       return;
     }
     if (kind === 'root-gone') {

@@ -103,6 +103,11 @@ describe("inotifywait's CSV (A2)", () => {
     assert.ok(INOTIFY_EVENTS.split(',').includes('q_overflow'));
   });
 
+  it('asks inotifywait for UNMOUNT: the end of every watch on a file system unmounted, the root\'s too (A2)', () => {
+    assert.ok(INOTIFY_EVENTS.split(',').includes('unmount'));
+    assert.equal(recordKind(parseRecord(b('/r/,"UNMOUNT,ISDIR",'))), 'unmounted');
+  });
+
   it('event sets map to what the agent does', () => {
     const c = (s: string) => classify(new Set(s.split(',')));
     assert.equal(c('CLOSE_WRITE,CLOSE'), 'complete');
@@ -116,6 +121,7 @@ describe("inotifywait's CSV (A2)", () => {
     assert.equal(c('MOVED_FROM,ISDIR'), 'dir-gone');
     assert.equal(c('Q_OVERFLOW'), 'overflow');
     assert.equal(c('DELETE_SELF'), 'root-gone');
+    assert.equal(c('UNMOUNT,ISDIR'), 'unmounted');
     assert.equal(c('IGNORED'), undefined);
   });
 });

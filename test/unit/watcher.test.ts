@@ -9,6 +9,7 @@ import * as path from 'node:path';
 import pino from 'pino';
 import { Watcher } from '../../src/agent/watcher.js';
 import { dirId, type DirId } from '../../src/agent/watch-check.js';
+import { mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
 
 /**
  * Appends a line to RUNS each start (from a shell, before python3 starts: python's start takes a few hundred
@@ -171,5 +172,71 @@ describe('the watcher at start, when inotifywait cannot run (A1)', () => {
     } finally {
       rmSync(work, { recursive: true, force: true });
     }
+  });
+});
+
+describe('the watcher follows its root to a file system mounted on it while it runs (A2, A5)', function () {
+  this.timeout(60_000);
+  let work: string;
+  let root: string;
+  let watcher: Watcher | undefined;
+  const lines: string[] = [];
+  const log = pino({ level: 'info' }, { write: (l: string) => { lines.push(l); } });
+  beforeEach(() => {
+    work = mkdtempSync(path.join(os.tmpdir(), 'watcher-mount-'));
+    root = path.join(work, 'root');
+    mkdirSync(root);
+    lines.length = 0;
+  });
+  afterEach(() => {
+    watcher?.stop();
+    watcher = undefined;
+    unmountAll();
+    rmSync(work, { recursive: true, force: true });
+  });
+  const until = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
+    for (const end = Date.now() + ms; !ok();) {
+      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; log: ${lines.join('')}`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+  };
+
+  /** A watcher over a real inotifywait; what it reports is counted, and the paths of completed files kept. */
+  async function start(): Promise<{ established: number; replaced: number; complete: string[] }> {
+    const counts = { established: 0, replaced: 0, complete: [] as string[] };
+    watcher = new Watcher(root, {
+      event: (e) => { if (e.kind === 'complete') counts.complete.push(e.rel.toString()); },
+      established: () => { counts.established++; },
+      rescan: () => undefined,
+      unwatched: () => undefined,
+      rootReplaced: () => { counts.replaced++; },
+    }, log);
+    await watcher.start();
+    await until('the first run in place', () => counts.established === 1, 10_000);
+    return counts;
+  }
+
+  it('a tmpfs mounted over the running root: found by a check (a barrier asks for one), said, and watched anew', async () => {
+    const counts = await start();
+    assert.equal(watcher!.checkRoot(), false, 'the root it watches');
+    mountTmpfs(root, 1 << 20);
+    assert.equal(watcher!.checkRoot(), true, 'another directory now');
+    assert.equal(counts.replaced, 1, 'handles on the old root let go');
+    assert.ok(lines.some((l) => l.includes('the root is no longer the directory inotifywait watches')), lines.join(''));
+    await until('a new run in place', () => counts.established === 2, 10_000);
+    writeFileSync(path.join(root, 'after.cbf'), 'x');
+    await until('the file written on the new tmpfs reported', () => counts.complete.includes('after.cbf'), 10_000);
+  });
+
+  it('the root\'s tmpfs unmounted and a fresh one mounted: watched anew without being asked, and files written on it reported', async () => {
+    mountTmpfs(root, 1 << 20);
+    const counts = await start();
+    unmount(root);
+    mountTmpfs(root, 1 << 20);
+    // The fresh tmpfs has the old one's device number and root inode: only the watch, gone with the old one, tells.
+    await until('the new tmpfs watched', () => counts.replaced >= 1 && counts.established >= 2, 10_000);
+    assert.ok(lines.some((l) => l.includes('the root is no longer the directory inotifywait watches')), lines.join(''));
+    writeFileSync(path.join(root, 'after.cbf'), 'x');
+    await until('the file written on the fresh tmpfs reported', () => counts.complete.includes('after.cbf'), 10_000);
   });
 });
