@@ -99,6 +99,11 @@ export class Catalog {
    */
   #closesAs = new Map<string, string>();
   /**
+   * Names (latin1) a file still being written was put back under by rename(2) (stillWritten): the MOVED_TO that
+   * rename makes is not its writer's close, which comes under that name later.
+   */
+  #movedBack = new Set<string>();
+  /**
    * Entries a scan announced complete (not the kernel's word): the close that completed each may still be on
    * its way, and is not a rewrite (#consider).
    */
@@ -307,8 +312,9 @@ export class Catalog {
         }
       } else if (done.outcome === 'restored') {
         restored = true;
-        // Put back with link(2), which the kernel reports as "created" only: taken as complete then.
-        this.restored(done.as);
+        // Put back with link(2), which the kernel reports as "created" only: taken as complete then. By rename(2)
+        // its MOVED_TO does (and the rescan that follows finds it).
+        if (!done.renamed) this.restored(done.as);
         this.log.warn({ path: shown, restoredAs: done.as }, 'a file an earlier agent took aside by mistake while deleting an acknowledged one is put back');
       } else if (++leftForAPerson <= ASIDES_SAID) {
         this.log.warn({ path: shown }, 'a file set aside for deletion by an agent that was killed, whose name does not say which file it was: ' +
@@ -335,6 +341,7 @@ export class Catalog {
         this.#waiting.clear();
         this.#newDirs.length = 0;
         this.#closesAs.clear();
+        this.#movedBack.clear();
         return;
       case 'created':
         if (this.#restored.delete(e.rel.toString('latin1'))) return this.#complete(e.rel);
@@ -349,6 +356,8 @@ export class Catalog {
           this.log.info({ path: Buffer.from(putBack, 'latin1').toString('utf8') }, 'the writer of a file kept after its acknowledgement closed it: announced again');
           return this.#complete(Buffer.from(putBack, 'latin1'));
         }
+        // The rename that put back a file its writer still holds: it waits for that writer (sweepWaiting, its close).
+        if (!e.closed && this.#movedBack.delete(e.rel.toString('latin1'))) return this.#wait(e.rel.toString('latin1'));
         const barrier = barrierOf(e.rel);
         if (barrier !== undefined) return this.#passBarrier(barrier);
         return this.#complete(e.rel, e.closed === true);
@@ -449,9 +458,14 @@ export class Catalog {
    * descriptor has more to put in it. Forgotten, so that its next close announces it again even if nothing
    * changed, and looked at by sweepWaiting() meanwhile.
    */
-  stillWritten(entry: FileEntry, putBack?: { aside: string; as: string }): void {
+  stillWritten(entry: FileEntry, putBack?: { aside: string; as: string }, renamedBackAs?: string): void {
     this.forget(entry);
     this.suspect(entry.path);
+    if (renamedBackAs !== undefined) {
+      this.suspect(renamedBackAs);
+      this.#movedBack.add(keyOf(renamedBackAs));
+      if (this.#movedBack.size > PAST_MAX) this.#movedBack.delete(this.#movedBack.values().next().value as string);
+    }
     if (putBack) {
       // Taken aside and put back with link(2): its writer's descriptor still names the aside name, and the
       // kernel reports that writer's close under it.

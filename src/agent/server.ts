@@ -665,20 +665,24 @@ export class AgentServer {
 
   /** What one acknowledged file's removal came to, for the catalog, the log and the answer. */
   #removed(r: Removal, entry: FileEntry, id: string, asideRel: string | undefined, deleted: string[], kept: { id: string; reason: string }[]): void {
-    const { outcome, restoredAs } = r;
+    const { outcome, restoredAs, renamed } = r;
     if (outcome === 'deleted' || outcome === 'gone') this.catalog.forget(entry);
     if (outcome === 'deleted') deleted.push(id);
     else kept.push({ id, reason: outcome });
     if (outcome === 'written') {
       // A writer with a second descriptor still has it open: not deleted, its close announces it again.
-      this.catalog.stillWritten(entry, asideRel !== undefined ? { aside: asideRel, as: restoredAs ?? entry.path } : undefined);
+      // Put back with link(2), its writer's close comes under the aside name; by rename(2), under its own.
+      this.catalog.stillWritten(entry, asideRel !== undefined && !renamed ? { aside: asideRel, as: restoredAs ?? entry.path } : undefined, renamed ? restoredAs : undefined);
       this.log.warn({ path: entry.path, ...(restoredAs !== entry.path ? { restoredAs } : {}) },
         'an acknowledged file is still open for writing: kept, and announced again once its writer closes it');
       return;
     }
     // Changed since it was sent: announced again once complete, also when no event says so (a bare utime).
     if (outcome === 'changed') this.catalog.suspect(entry.path);
-    if (restoredAs !== undefined && asideRel !== undefined) {
+    // Put back by rename(2): its MOVED_TO announces it, and no later "created" of that name is to be taken for it.
+    if (restoredAs !== undefined && renamed) {
+      this.log.warn({ path: entry.path, restoredAs }, 'an acknowledged file changed while it was being deleted, or another took its name: kept, put back by rename (no room for a link), announced again');
+    } else if (restoredAs !== undefined && asideRel !== undefined) {
       // Written to while the question was out, and closed since (its close was reported under the aside name):
       // put back, and announced again at the "created" its put-back makes.
       this.catalog.restored(restoredAs);

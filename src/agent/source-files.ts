@@ -21,10 +21,13 @@ export type Sameness = 'same' | 'changed' | 'gone';
 /**
  * What became of an acknowledged file: deleted, changed or gone meanwhile, or `written` (some process still
  * writes it: kept). `restoredAs`: a file taken by mistake and put back beside a newer one (see takeAside).
+ * `renamed`: put back by rename(2), not link(2) (putBack): the kernel reports that as the file's MOVED_TO
+ * (complete), and its writer's close under the name it was put back as.
  */
 export interface Removal {
   outcome: 'deleted' | 'written' | Exclude<Sameness, 'same'>;
   restoredAs?: string;
+  renamed?: true;
 }
 
 /**
@@ -104,7 +107,7 @@ function parseAside(base: string): { id: string; name?: string } | undefined {
 export type AsideRecovery =
   | { outcome: 'deleted' }
   /** `written`: the acknowledged file itself, put back because some process still writes it. */
-  | { outcome: 'restored'; as: string; written?: boolean }
+  | { outcome: 'restored'; as: string; written?: boolean; renamed?: true }
   | { outcome: 'unknown' };
 
 /** Whether root-relative `rel` has such a name: only an agent killed in that moment leaves one behind. */
@@ -340,8 +343,7 @@ export class SourceFiles {
             putBack(dir, aside, name as string);
             throw e;
           }
-          const back = putBack(dir, aside, name as string);
-          return closing(dir, { outcome: 'changed', ...restored(rel, back) });
+          return closing(dir, { outcome: 'changed', ...restored(rel, putBackHow(dir, aside, name as string)) });
         } catch (e) {
           dir.close();
           throw e;
@@ -367,8 +369,7 @@ export class SourceFiles {
         t.dir.unlink(t.aside);
         return { outcome: 'deleted' };
       }
-      const back = putBack(t.dir, t.aside, t.name);
-      return { outcome: written ? 'written' : 'changed', ...restored(t.rel, back) };
+      return { outcome: written ? 'written' : 'changed', ...restored(t.rel, putBackHow(t.dir, t.aside, t.name)) };
     } finally {
       closeSync(t.fd);
       t.dir.close();
@@ -402,8 +403,9 @@ export class SourceFiles {
     const name = said.name;
     return this.#within(relText, (dir, n) => {
       if (!dir.lstatBig(n)?.isFile()) return { outcome: 'unknown' };
-      const back = putBack(dir, n as string, name);
-      return { outcome: 'restored', as: path.join(dirRel.toString('utf8'), back), ...(removal.outcome === 'written' ? { written: true } : {}) };
+      const back = putBackHow(dir, n as string, name);
+      return { outcome: 'restored', as: path.join(dirRel.toString('utf8'), back.as), ...(removal.outcome === 'written' ? { written: true } : {}),
+        ...(back.renamed ? { renamed: true } : {}) };
     });
   }
 
@@ -475,30 +477,53 @@ function openTaken(dir: DirFd, aside: string, st: BigIntStats): number | undefin
   return undefined;
 }
 
-/** `restoredAs` when a file put back under `rel`'s directory got another name than `rel`'s own. */
-function restored(rel: string, back: string): { restoredAs?: string } {
-  return { restoredAs: path.join(split(rel)[0] as string, back) };
+/** `restoredAs`: the name (below the root) a file put back in `rel`'s directory got; `renamed` if by rename(2). */
+function restored(rel: string, back: { as: string; renamed: boolean }): { restoredAs?: string; renamed?: true } {
+  return { restoredAs: path.join(split(rel)[0] as string, back.as), ...(back.renamed ? { renamed: true as const } : {}) };
 }
+
+/**
+ * link(2) errors of a file system that has hard links but no room for one now: tmpfs counts each link against
+ * its inodes (nr_inodes), so a ramdisk out of inodes fails it with ENOSPC; a quota, EDQUOT; a file at its
+ * file system's limit on links, EMLINK. rename(2) needs none of that.
+ */
+const NO_ROOM_FOR_LINK: ReadonlySet<string> = new Set(['ENOSPC', 'EDQUOT', 'EMLINK']);
 
 /**
  * Gives the file at `aside` its name `name` again, or the first free NAME.~N~ if a newer file took that
  * meanwhile (numbered-name.ts, as furkad does); returns the name it got.
  */
 function putBack(dir: DirFd, aside: string, name: string): string {
+  return putBackHow(dir, aside, name).as;
+}
+
+/**
+ * putBack(), saying how: with link(2), which never replaces a file, then the aside name unlinked; where the
+ * file system has no hard links, or no room for one now (NO_ROOM_FOR_LINK: an acknowledged file whose writer
+ * still held it stayed under its hidden name, never announced, on a ramdisk out of inodes; found by a hostile
+ * tester), by rename(2) to a name checked to be free (a window of microseconds), `renamed`.
+ */
+function putBackHow(dir: DirFd, aside: string, name: string): { as: string; renamed: boolean } {
   for (const candidate of candidateNames(name)) {
     try {
       dir.link(dir.at(aside), candidate);
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code ?? '';
       if (code === 'EEXIST') continue;
-      if (!NO_HARD_LINKS.has(code)) throw new Error(`a file renamed over ${dir.show(name)} while it was being deleted is kept as ${dir.show(aside)}: ${(e as Error).message}`);
-      // No hard links here: check, then rename (a window of microseconds).
+      if (!NO_HARD_LINKS.has(code) && !NO_ROOM_FOR_LINK.has(code)) {
+        throw new Error(`cannot give ${dir.show(aside)} its name ${dir.show(name)} back: ${(e as Error).message}; it stays under that hidden name`);
+      }
+      // Check, then rename (a window of microseconds).
       if (dir.lstat(candidate)) continue;
-      dir.rename(dir.at(aside), candidate);
-      return candidate;
+      try {
+        dir.rename(dir.at(aside), candidate);
+      } catch (e2) {
+        throw new Error(`cannot give ${dir.show(aside)} its name ${dir.show(name)} back: ${(e as Error).message} (link), ${(e2 as Error).message} (rename); it stays under that hidden name`);
+      }
+      return { as: candidate, renamed: true };
     }
     dir.unlink(aside);
-    return candidate;
+    return { as: candidate, renamed: false };
   }
-  throw new Error(`a file renamed over ${dir.show(name)} while it was being deleted is kept as ${dir.show(aside)}: all numbered names are taken`);
+  throw new Error(`cannot give ${dir.show(aside)} its name ${dir.show(name)} back: all numbered names are taken; it stays under that hidden name`);
 }

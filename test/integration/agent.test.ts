@@ -8,7 +8,7 @@ import { AGENT_BIN, AgentClient, inotifywaitOf, startAgent, type Agent, type Age
 import { launchOf, tempDir } from '../fixtures/ppu.js';
 import { startProcess } from '../fixtures/processes.js';
 import { eventually } from '../fixtures/files.js';
-import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
+import { fillInodes, mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 const KiB = 1024;
@@ -370,6 +370,63 @@ sys.exit(3 if gone else 0)`, path.join(root, 'two.cbf'), go]);
     assert.deepEqual((await client.ack([whole.id!])).body, { deleted: [whole.id], kept: [] });
     assert.deepEqual(readdirSync(root), []);
     rmSync(go);
+  });
+
+  it('(e7b) on a ramdisk out of inodes, an acknowledged file its writer reopened is put back under its name (by rename: a link needs an inode) and announced again whole at the writer\'s close (A4, F1)', async () => {
+    const small = mountTmpfs(path.join(dir, 'few-inodes'), 4 * 1024 * 1024, { inodes: 200 });
+    mkdirSync(path.join(small, 'r'));
+    const go = path.join(dir, 'go-append');
+    let writer: ReturnType<typeof startProcess> | undefined;
+    try {
+      const a = agent = await startAgent({ root: small, dir });
+      const c = client = new AgentClient(a);
+      const ev = c.events();
+      await ev.waitFor((e) => e.some((x) => x.t === 'synced'), 'synced');
+      writer = startProcess('python3', ['-c', `import os, sys, time
+with open(sys.argv[1], "wb") as f: f.write(b"A" * 5000)
+time.sleep(1)
+second = open(sys.argv[1], "ab")
+print("holding", flush=True)
+while not os.path.exists(sys.argv[2]): time.sleep(0.02)
+second.write(b"B" * 3000); second.flush()
+gone = os.fstat(second.fileno()).st_nlink == 0
+second.close()
+sys.exit(3 if gone else 0)`, path.join(small, 'r', 'img.cbf'), go]);
+      await ev.waitFor(() => ev.files('r/img.cbf').length > 0, 'the announcement at the first close');
+      const first = ev.files('r/img.cbf')[0]!;
+      assert.equal(first.size, 5000);
+      await writer.said(/holding/, 10_000);
+      // Every inode left taken, under a hidden directory the agent announces nothing of.
+      mkdirSync(path.join(small, '.fill'));
+      fillInodes(path.join(small, '.fill'));
+      assert.deepEqual((await c.ack([first.id!])).body, { deleted: [], kept: [{ id: first.id, reason: 'written' }] });
+      assert.deepEqual(readdirSync(path.join(small, 'r')), ['img.cbf'], 'under its own name, nothing under a hidden one');
+      rmSync(path.join(small, '.fill'), { recursive: true });
+      // The kernel reports the put-back rename (MOVED_TO), and the agent looks at waiting files (at 1 s): none of
+      // that is the writer's close.
+      await sleep(1500);
+      assert.equal(ev.files('r/img.cbf').length, 1, 'not announced again while its writer still has it open');
+      writeFileSync(go, '');
+      assert.equal(await writer.exited, 0, `deleted under its writer: ${writer.output()}`);
+      await ev.waitFor(() => ev.files('r/img.cbf').some((f) => f.size === 8000), 'the whole file announced again at its writer\'s close');
+      const whole = ev.files('r/img.cbf').find((f) => f.size === 8000)!;
+      const got = await c.file(whole.id!);
+      assert.equal(got.body.length, 8000);
+      assert.deepEqual((await c.ack([whole.id!])).body, { deleted: [whole.id], kept: [] });
+      assert.deepEqual(readdirSync(path.join(small, 'r')), []);
+      assert.doesNotMatch(a.proc.output(), /renamed over/, 'no word of a rename over it: there was none');
+    } finally {
+      client?.close();
+      client = undefined;
+      await agent?.stop();
+      agent = undefined;
+      if (writer && writer.child.exitCode === null) {
+        writer.child.kill('SIGKILL');
+        await writer.exited.catch(() => undefined);
+      }
+      rmSync(go, { force: true });
+      unmount(path.join(dir, 'few-inodes'));
+    }
   });
 
   it('(e2) after a restart every file still there is announced again under the same id (A4)', async () => {

@@ -18,6 +18,7 @@ import { AgentClient } from '../fixtures/agent.js';
 import { startFlip } from '../fixtures/flip.js';
 import { freePort } from '../fixtures/net.js';
 import { KeyCheck } from '../../src/common/shared-key.js';
+import { fillInodes, mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
 
 const warnings: string[] = [];
 const quiet = { debug() {}, info() {}, warn: (_o: unknown, msg: string) => { warnings.push(msg); }, error() {} } as unknown as Logger;
@@ -597,5 +598,41 @@ describe('furka-agent: the root held open only while files flow (A6)', () => {
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe('furka-agent: an acknowledged file still being written, put back on a ramdisk out of inodes (A4, F1)', function () {
+  this.timeout(30_000);
+  let work: string;
+  before(() => { work = mkdtempSync(path.join(os.tmpdir(), 'agent-noinodes-')); });
+  after(() => {
+    unmountAll();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('is put back under its own name by rename (a link needs an inode there is none of), the same file, nothing left under the hidden name', () => {
+    const root = mountTmpfs(path.join(work, 'ramdisk'), 1 << 20, { inodes: 50 });
+    mkdirSync(path.join(root, 'r'));
+    const file = path.join(root, 'r', 'img.cbf');
+    writeFileSync(file, Buffer.alloc(5000, 1));
+    const st = lstatSync(file, { bigint: true });
+    // The writer reopens it for appending and holds it; then every inode left is taken.
+    const writer = openSync(file, 'a');
+    try {
+      fillInodes(path.join(root, 'r'));
+      assert.throws(() => linkSync(file, path.join(root, 'r', 'probe')), /ENOSPC/, 'no inode left for a link');
+      const files = new SourceFiles(root);
+      const t = files.takeAside('r/img.cbf', fileId(st));
+      assert.ok('fd' in t, 'taken aside');
+      const r = files.finishAside(t, true); // its writer still has it open
+      assert.equal(r.outcome, 'written');
+      assert.equal(r.restoredAs, 'r/img.cbf', 'under its own name');
+      assert.equal(lstatSync(file, { bigint: true }).ino, st.ino, 'the same file');
+      assert.deepEqual(readdirSync(path.join(root, 'r')).filter((n) => n.startsWith('.furka-agent')), [], 'nothing under a hidden name');
+      writeSync(writer, Buffer.alloc(3000, 2));
+    } finally {
+      closeSync(writer);
+    }
+    assert.equal(readFileSync(file).length, 8000, 'the writer appended to it where it is');
   });
 });
