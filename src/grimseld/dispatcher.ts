@@ -503,16 +503,20 @@ export class Dispatcher implements CopyEvents {
     // strength of a bad copy (I2).
     const permanent = r.outcome instanceof SourceChanged && r.job.from === 'original' && rec.ramdisk === 'present' &&
       (storage.type === 'INTERNAL' || this.catalog.doneOn(rec, this.#internal.id));
-    await this.catalog.setCopy(rec, storage.id, 'failed', { permanent });
     const n = (this.#attempts.get(key) ?? 0) + 1;
     this.#attempts.set(key, n);
+    // A first attempt of this run on a copy the journal already has failed: a retry of a failure announced by
+    // an earlier run of grimseld (journaled before it was said), not news. Without this every restart said
+    // each still-failing file again (3050 COPY_ERRORs per restart, found by a hostile tester, G10).
+    const failedBefore = n === 1 && this.catalog.stateOn(rec, storage.id) === 'failed';
+    await this.catalog.setCopy(rec, storage.id, 'failed', { permanent });
     // Every file's failure is announced once (its retries are not): a full disk costs one message per
     // file that could not be written, not one per retry. A checksum mismatch is announced also when an
     // earlier failure of the file was something else.
     const newMismatch = r.outcome instanceof ChecksumMismatch && this.#mismatchSaid.due(key);
     // A failure given up after retries is said again: the first message promised a retry.
-    if (n === 1 || permanent || newMismatch) this.#copyError(r, permanent);
-    else this.log.debug({ storage: storage.id, src: r.job.src, attempt: n }, (r.outcome as Error).message);
+    if ((n === 1 && !failedBefore) || permanent || newMismatch) this.#copyError(r, permanent);
+    else this.log.debug({ storage: storage.id, src: r.job.src, attempt: n, failedBefore }, (r.outcome as Error).message);
     if (permanent) {
       this.#attempts.delete(key);
       this.#mismatchSaid.forget(key);
