@@ -11,6 +11,14 @@ import { Watcher } from '../../src/agent/watcher.js';
 import { dirId, type DirId } from '../../src/agent/watch-check.js';
 import { mountTmpfs, unmount, unmountAll } from '../fixtures/tmpfs.js';
 
+/** Waits until OK holds; on time-out names WHAT and shows the watcher's log LINES. */
+async function until(lines: string[], what: string, ok: () => boolean, ms: number): Promise<void> {
+  for (const end = Date.now() + ms; !ok();) {
+    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; log: ${lines.join('')}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
 /**
  * Appends a line to RUNS each start (from a shell, before python3 starts: python's start takes a few hundred
  * ms on a busy host, and varies), then runs FAKE_PY.
@@ -68,12 +76,6 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
   };
   const dirsOf = (...rels: string[]): Map<DirId, Buffer> =>
     new Map(rels.map((r) => [dirId(statSync(path.join(root, r), { bigint: true })), Buffer.from(r)]));
-  const until = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
-    for (const end = Date.now() + ms; !ok();) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; log: ${lines.join('')}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
 
   async function start(pollMs?: number): Promise<{ established: number; rescans: number; looks: string[][] }> {
     process.env['RUNS'] = runs;
@@ -95,16 +97,16 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     assert.equal(runCount(), 1, 'the root is watched: nothing to do');
     assert.equal(watcher!.everyDirWatched(), true, 'every directory checked and watched (source-files.ts keeps handles)');
     watcher!.check(dirsOf('', 'run', 'run/sub'));
-    await until('a second run', () => runCount() === 2 && counts.established === 2, 15_000);
+    await until(lines, 'a second run', () => runCount() === 2 && counts.established === 2, 15_000);
     assert.ok(lines.some((l) => l.includes('inotifywait does not watch every directory') && l.includes('/run/sub')), lines.join(''));
     assert.ok(!lines.some((l) => /"level":50/.test(l)), 'a run ended on purpose is no error');
     // The second run skips them too (the fake always does): the next runs wait for the gap, 1 s and then 2 s.
     watcher!.check(dirsOf('run'));
     // Until the watcher has read that the run's watches are in place, a check is dropped (the rescan that
     // follows every run checks again): the next check waits for that, not only for the run.
-    await until('a third run', () => runCount() === 3 && counts.established === 3, 15_000);
+    await until(lines, 'a third run', () => runCount() === 3 && counts.established === 3, 15_000);
     watcher!.check(dirsOf('run'));
-    await until('a fourth run', () => runCount() === 4, 15_000);
+    await until(lines, 'a fourth run', () => runCount() === 4, 15_000);
     const t = runTimes();
     // 1 s, then 2 s (less a margin for the moment the shell of each run got to write its line).
     assert.ok(t[2]! - t[1]! >= 800, `1 s at least between the second and third runs: ${t[2]! - t[1]!} ms`);
@@ -116,12 +118,12 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
     watcher!.check(dirsOf('run'));
     assert.deepEqual(watcher!.unwatched().map(String), ['run'], 'walked and not checked yet: not known to be watched');
     assert.equal(watcher!.everyDirWatched(), false);
-    await until('three looks into it', () => counts.looks.filter((l) => l.includes('run')).length >= 3, 15_000);
+    await until(lines, 'three looks into it', () => counts.looks.filter((l) => l.includes('run')).length >= 3, 15_000);
     assert.equal(watcher!.everyDirWatched(), false, 'checked and found unwatched');
     assert.equal(counts.looks[0]!.join(), 'run', 'the directory found unwatched, and nothing else');
     assert.ok(watcher!.unwatched().some((d) => String(d) === 'run'), 'still not watched: a barrier looks into it');
     // The new run's walk is what the agent's rescan checks again; until then nothing is known to be unwatched.
-    await until('a second run', () => runCount() === 2 && counts.established === 2, 15_000);
+    await until(lines, 'a second run', () => runCount() === 2 && counts.established === 2, 15_000);
     assert.deepEqual(watcher!.unwatched(), []);
     assert.equal(watcher!.everyDirWatched(), true);
     const looks = counts.looks.length;
@@ -132,8 +134,8 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
   it('takes inotifywait at its word that it could not watch a new directory: looks into it and runs inotifywait again (A1, A5)', async () => {
     process.env['SAY'] = `Couldn't watch new directory ${root}/run/: No such file or directory`;
     const counts = await start();
-    await until('a look into it', () => counts.looks.some((l) => l.includes('run')), 10_000);
-    await until('a second run', () => runCount() >= 2, 15_000);
+    await until(lines, 'a look into it', () => counts.looks.some((l) => l.includes('run')), 10_000);
+    await until(lines, 'a second run', () => runCount() >= 2, 15_000);
     assert.ok(lines.some((l) => l.includes('inotifywait does not watch every directory') && l.includes('/run')), lines.join(''));
     assert.ok(!lines.some((l) => l.includes('inotifywait says')), 'a lost race of its own, not a warning of its words');
   });
@@ -141,10 +143,10 @@ describe('the watcher checks that inotifywait watches every directory a scan wal
   it('at the watch limit, finds the files of an unwatched directory by rescans instead of running inotifywait again', async () => {
     process.env['SAY'] = `Couldn't watch new directory ${root}/run/: No space left on device`;
     const counts = await start(300);
-    await until('the message read', () => lines.some((l) => l.includes('No space left on device')), 10_000);
+    await until(lines, 'the message read', () => lines.some((l) => l.includes('No space left on device')), 10_000);
     assert.equal(watcher!.everyDirWatched(), false, 'at the limit: a directory may have no watch');
     watcher!.check(dirsOf('run'));
-    await until('a rescan', () => counts.rescans >= 1, 10_000);
+    await until(lines, 'a rescan', () => counts.rescans >= 1, 10_000);
     assert.equal(runCount(), 1, 'inotifywait is left running');
     assert.ok(lines.some((l) => l.includes("inotify's limit on watches is reached") && l.includes('fs.inotify.max_user_watches')), lines.join(''));
     // Not in the log alone: the agent's STATUS= line (systemctl status furka-agent) says it while it lasts.
@@ -194,12 +196,6 @@ describe('the watcher follows its root to a file system mounted on it while it r
     unmountAll();
     rmSync(work, { recursive: true, force: true });
   });
-  const until = async (what: string, ok: () => boolean, ms: number): Promise<void> => {
-    for (const end = Date.now() + ms; !ok();) {
-      if (Date.now() > end) throw new Error(`timed out waiting for ${what}; log: ${lines.join('')}`);
-      await new Promise((r) => setTimeout(r, 20));
-    }
-  };
 
   /** A watcher over a real inotifywait; what it reports is counted, and the paths of completed files kept. */
   async function start(): Promise<{ established: number; replaced: number; complete: string[] }> {
@@ -212,7 +208,7 @@ describe('the watcher follows its root to a file system mounted on it while it r
       rootReplaced: () => { counts.replaced++; },
     }, log);
     await watcher.start();
-    await until('the first run in place', () => counts.established === 1, 10_000);
+    await until(lines, 'the first run in place', () => counts.established === 1, 10_000);
     return counts;
   }
 
@@ -223,9 +219,9 @@ describe('the watcher follows its root to a file system mounted on it while it r
     assert.equal(watcher!.checkRoot(), true, 'another directory now');
     assert.equal(counts.replaced, 1, 'handles on the old root let go');
     assert.ok(lines.some((l) => l.includes('the root is no longer the directory inotifywait watches')), lines.join(''));
-    await until('a new run in place', () => counts.established === 2, 10_000);
+    await until(lines, 'a new run in place', () => counts.established === 2, 10_000);
     writeFileSync(path.join(root, 'after.cbf'), 'x');
-    await until('the file written on the new tmpfs reported', () => counts.complete.includes('after.cbf'), 10_000);
+    await until(lines, 'the file written on the new tmpfs reported', () => counts.complete.includes('after.cbf'), 10_000);
   });
 
   it('the root\'s tmpfs unmounted and a fresh one mounted: watched anew without being asked, and files written on it reported', async () => {
@@ -234,9 +230,9 @@ describe('the watcher follows its root to a file system mounted on it while it r
     unmount(root);
     mountTmpfs(root, 1 << 20);
     // The fresh tmpfs has the old one's device number and root inode: only the watch, gone with the old one, tells.
-    await until('the new tmpfs watched', () => counts.replaced >= 1 && counts.established >= 2, 10_000);
+    await until(lines, 'the new tmpfs watched', () => counts.replaced >= 1 && counts.established >= 2, 10_000);
     assert.ok(lines.some((l) => l.includes('the root is no longer the directory inotifywait watches')), lines.join(''));
     writeFileSync(path.join(root, 'after.cbf'), 'x');
-    await until('the file written on the fresh tmpfs reported', () => counts.complete.includes('after.cbf'), 10_000);
+    await until(lines, 'the file written on the fresh tmpfs reported', () => counts.complete.includes('after.cbf'), 10_000);
   });
 });
