@@ -5,7 +5,7 @@
 // tier runs the scriptlet itself on one kept file, and the unit with its secrets.
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -79,5 +79,73 @@ describe('the detector package scripts', () => {
     const missing = spawnSync('sh', [SECRETS, path.join(dir, 'none.key'), out], { encoding: 'utf8' });
     assert.notEqual(missing.status, 0);
     assert.match(missing.stderr, /none\.key does not exist/);
+  });
+});
+
+// %posttrans common starts again what %pre common stopped for an upgrade (S6, S1, A5). Run here with a stand-in
+// systemctl that records its calls, and the marker directory moved to a temp dir; the system tier runs it for real.
+describe("the upgrade's %posttrans common", () => {
+  let dir: string;
+  beforeEach(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'posttrans-')); });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Runs the scriptlet with markers for `running`; the stand-in systemctl fails to start the units in `failing`. */
+  const posttrans = (running: string[], failing: string[] = []): { calls: string[]; stderr: string; markers: boolean } => {
+    const body = /^%posttrans common\n([\s\S]*?)\n(?=%[a-z])/m.exec(SPEC())?.[1];
+    assert.ok(body, 'the spec has a %posttrans common');
+    const markers = path.join(dir, 'ppu-movers-upgrade');
+    mkdirSync(markers);
+    for (const u of running) writeFileSync(path.join(markers, u), '');
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(path.join(bin, 'systemctl'), [
+      '#!/bin/sh',
+      'echo "$*" >> "$LOG"',
+      'case "$1" in',
+      '  start) shift; rc=0; for u in "$@"; do case " $FAILING " in *" ${u%.service} "*) rc=1 ;; *) echo "$u" >> "$ACTIVE" ;; esac; done; exit $rc ;;',
+      '  -q) [ "$2" = is-active ] && grep -qx "$3" "$ACTIVE" 2>/dev/null; exit $? ;;',
+      'esac',
+      'exit 0',
+      '',
+    ].join('\n'));
+    chmodSync(path.join(bin, 'systemctl'), 0o755);
+    const log = path.join(dir, 'calls');
+    const r = spawnSync('sh', ['-c', body.split('/run/ppu-movers-upgrade').join(markers)], {
+      encoding: 'utf8',
+      env: { PATH: `${bin}:/usr/bin:/bin`, LOG: log, ACTIVE: path.join(dir, 'active'), FAILING: failing.join(' ') },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    return { calls: existsSync(log) ? readFileSync(log, 'utf8').trim().split('\n') : [], stderr: r.stderr, markers: existsSync(markers) };
+  };
+  /** The index of the first `systemctl start` call that starts `unit`. */
+  const startedIn = (calls: string[], unit: string): number =>
+    calls.findIndex((c) => c.startsWith('start ') && c.split(' ').includes(`${unit}.service`));
+
+  it('starts furka-agent and grimseld no later than furkad, in one job that the units order (furkad after both), as on a host with both packages', () => {
+    const furkadUnit = readFileSync(path.join(REPO, 'units/furkad.service'), 'utf8');
+    assert.match(furkadUnit, /^After=furka-agent\.service$/m);
+    assert.match(furkadUnit, /^After=grimseld\.service$/m);
+    const { calls, stderr, markers } = posttrans(['furkad', 'grimseld', 'furka-agent']);
+    const agent = startedIn(calls, 'furka-agent');
+    const grimseld = startedIn(calls, 'grimseld');
+    const furkad = startedIn(calls, 'furkad');
+    assert.ok(agent >= 0 && grimseld >= 0 && furkad >= 0, `all three started: ${calls.join(' | ')}`);
+    // Before, each was started alone in the order grimseld, furkad, furka-agent: furkad found no agent and logged
+    // the detector unreachable, with back-off, at every upgrade.
+    assert.ok(agent <= furkad, `furka-agent started with or before furkad: ${calls.join(' | ')}`);
+    assert.ok(grimseld <= furkad, `grimseld started with or before furkad: ${calls.join(' | ')}`);
+    assert.ok(calls.indexOf('daemon-reload') >= 0 && calls.indexOf('daemon-reload') < furkad, 'units reloaded before the start');
+    assert.equal(stderr, '');
+    assert.equal(markers, false, 'the marker directory is removed');
+  });
+
+  it('starts only what ran before the upgrade, and names each unit that did not come up again', () => {
+    const alone = posttrans(['grimseld']);
+    assert.deepEqual(alone.calls.filter((c) => c.startsWith('start ')), ['start grimseld.service']);
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    const failed = posttrans(['furkad', 'grimseld', 'furka-agent'], ['furkad']);
+    assert.match(failed.stderr, /^ppu-movers: furkad did not start again after the upgrade: see 'systemctl status furkad'/m);
+    assert.doesNotMatch(failed.stderr, /(grimseld|furka-agent) did not start again/);
   });
 });
