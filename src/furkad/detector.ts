@@ -122,6 +122,8 @@ export class DetectorLoop implements Component {
   #draining = false;
   /** While drain() runs: aborted at its deadline or at the loop's stop; its runs' signal. */
   #drainSignal: AbortSignal | undefined;
+  /** What the drain under way is for: a stop's run ended by its bound is furkad's doing, not the detector's failure. */
+  #drainAt: 'change' | 'stop' = 'change';
   /** Ends the run in flight (hold(), after HOLD_CUT_MS). */
   #runCut: AbortController | undefined;
   /** Shift changes so far, and the transport's barrier for the one under way (hold()). */
@@ -272,6 +274,7 @@ export class DetectorLoop implements Component {
     // Runs of the drain take only what the transport learned of before the shift change was asked for (hold):
     // RunContext.learnedBy.
     this.#draining = true;
+    this.#drainAt = at;
     // The whole drain ends DRAIN_MAX_MS after it began, whatever its runs wait for: their signal aborts then (an
     // agent that stopped answering has its connection closed; what it still owes goes to the next shift, and
     // is sent again, A4). A shift change or a stop must never wait on the old shift for long (F6).
@@ -778,6 +781,12 @@ export class DetectorLoop implements Component {
           'its whole process group signalled, as systemctl kill does): not counted as a detector failure; the drain takes what it left');
       }
       this.#lastRun = 'ended';
+    } else if (this.#drainAt === 'stop' && this.#drainSignal === loopSignal && loopSignal.aborted) {
+      // Ended by furkad itself at a stop: the drain's bound (DRAIN_MAX_MS) passed with this run in flight (a large
+      // file on a slow link). Not the detector's failure, and not logged as one (an error saying the detector was
+      // unreachable, at every upgrade or reboot during such a transfer): drain() says, once, what stays on the
+      // detector for the next furkad. It still ends the drain.
+      this.#lastRun = 'failed';
     } else {
       this.#failed(outcome.message, outcome.verdict, outcome.ppu, outcome.noRoom);
     }

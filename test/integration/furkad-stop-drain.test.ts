@@ -1,0 +1,50 @@
+// furkad stopped while a large file is in flight on a slow link, as an upgrade's %pre common, a reboot or
+// `systemctl stop furkad` do (S1, S6, A5, F10): the stop's drain ends that run at its bound, which is furkad's
+// doing, not the detector's failure. Before, each such stop logged an error saying the detector was unreachable or
+// failing (rsync's "received SIGUSR1"), found by a hostile tester upgrading the RPMs during a transfer.
+import { strict as assert } from 'node:assert';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
+
+describe('furkad stopped with a large file in flight (S1, S6, A5, F10)', function () {
+  this.timeout(300_000);
+  let ppu: Ppu;
+
+  before(async () => {
+    ppu = await new Ppu({ prefix: 'ppu-stop-drain' }).start();
+  });
+  after(async () => ppu?.stop());
+
+  it('ends the run at the drain bound without logging the detector unreachable, and the next furkad delivers the file once', async () => {
+    // rsync slowed down to 1 MB/s: a 40 MB file is still in flight when the stop's 10 s drain ends.
+    const slow = path.join(ppu.work, 'slow-rsync');
+    writeFileSync(slow, '#!/bin/sh\nexec rsync --bwlimit=1000 "$@"\n');
+    chmodSync(slow, 0o755);
+    await ppu.restartFurkadWith({ rsync_path: slow });
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging');
+    const big = writeImage(detector, 'slow/big.img', 40_000_000);
+    await eventually(() => listFiles(staging).some((f) => /(^|\/)\.?big\.img\.[A-Za-z0-9]{6}$/.test(f)), 30_000,
+      'an rsync temp file of big.img (the transfer in flight)');
+    // SIGTERM to furkad alone, as systemd's KillMode=mixed sends it.
+    const furkad = ppu.furkad!;
+    const code = await furkad.proc.stop(60_000, 'leader');
+    ppu.furkad = undefined;
+    const out = furkad.proc.output();
+    assert.equal(code, 0, out.slice(-3000));
+    assert.match(out, /the drain ran out of time \(10 s\) at the stop/);
+    assert.doesNotMatch(out, /detector unreachable or failing/, 'no detector failure logged for the run the stop ended');
+    assert.ok(existsSync(path.join(detector, big.rel)), 'the file stays on the detector');
+
+    ppu.opts.furkad = { ...ppu.opts.furkad, rsync_path: 'rsync' };
+    ppu.writeConfigs();
+    await ppu.startFurkad();
+    const placed = path.join(ppu.ppuRamdisk, '1mf', '1000_1000', big.rel);
+    await eventually(() => existsSync(placed), 60_000, 'big.img delivered by the next furkad');
+    assert.equal(sha256File(readFileSync(placed)), big.sha256);
+    await eventually(() => !existsSync(path.join(detector, big.rel)), 30_000, 'its source removed from the detector');
+    assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf', '1000_1000')).filter((f) => f.includes('big.img')), [big.rel], 'delivered once');
+  });
+});
