@@ -115,6 +115,10 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
       assert.equal((await c.run(['systemctl', 'is-enabled', unit])).stdout.trim(), 'disabled', `${unit} enabled by the install`);
       assert.equal((await c.run(['systemctl', 'is-active', unit])).stdout.trim(), 'inactive', `${unit} started by the install`);
     }
+    // Only what the daemons load ships (S6): not dbus-next's unbuilt optional usocket with node-gyp, whose Python 3
+    // scripts CentOS 7's rpmbuild would byte-compile with Python 2.
+    const shipped = (await c.ok(['find', '/usr/lib64/ppu-movers/node_modules', '-name', '*.py', '-o', '-name', 'node-gyp', '-o', '-name', 'usocket'])).trim();
+    assert.equal(shipped, '', `files the daemons never load, shipped:\n${shipped}`);
     for (const unit of ['grimseld', 'furkad', 'furka-agent']) {
       const doc = (await c.unitProperty(unit, 'Documentation')).replace(/^file:/, '');
       assert.ok(existsSync(c.path(doc)), `${unit}'s Documentation= ${doc} is installed`);
