@@ -3,8 +3,21 @@
 // One file for all detectors; no fsync, like the outbox: it must outlive the process, and the PPU ramdisk it
 // describes does not outlive the machine. Records are taken in memory first: one the full state_dir refused is
 // written with the next write that fits (RewritableLog), which rewrites the file from what is still open.
+import { readFileSync } from 'node:fs';
 import { readAppendLog, RewritableLog } from '../common/append-log.js';
 import { isBareChecksum } from '../common/checksum.js';
+
+/**
+ * The kernel's id of this boot ('' if it cannot be read). A placement record written in another boot describes a
+ * file on the PPU ramdisk (a tmpfs) that went with that boot: a power cut or a reboot of the PPU.
+ */
+export function currentBootId(file = '/proc/sys/kernel/random/boot_id'): string {
+  try {
+    return readFileSync(file, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
 
 /**
  * 'i': about to be placed (intend); 'p': placed (as `rel`; lines of an older furkad have none); 'a':
@@ -12,9 +25,11 @@ import { isBareChecksum } from '../common/checksum.js';
  * aside for an ended shift as `rel` (setAside), until placed; 'ds': set-aside dropped. An older furkad wrote
  * 'a' without `rel` for all of the last three: such a line ends everything of its id, as it did then. 'os': an
  * ended shift files are owed to (`u` its usertime, `o` whose and where); 'o': the file `id` is owed to shift `u`
- * (owe); 'do': no longer (gone from the detector). A set-aside or placement of the id ends it too.
+ * (owe); 'do': no longer (gone from the detector). A set-aside or placement of the id ends it too. 'b': the lines
+ * after it were written in the PPU's boot `id` (a furkad before it wrote none); one of another boot than the line
+ * before it ends every placement before it (their files were on the ramdisk of a boot that is over).
  */
-type Line = { t: 'p' | 'a' | 'i' | 's' | 'di' | 'ds' | 'o' | 'os' | 'do'; d: string; id: string; dir?: string; rel?: string; u?: string; sum?: string; o?: OwedRecord };
+type Line = { t: 'p' | 'a' | 'i' | 's' | 'di' | 'ds' | 'o' | 'os' | 'do' | 'b'; d: string; id: string; dir?: string; rel?: string; u?: string; sum?: string; o?: OwedRecord };
 
 /** An ended shift that files are owed to (Transport.owe), as kept: its usertime as a decimal string. */
 export interface OwedRecord {
@@ -98,8 +113,18 @@ export class AgentPlaced {
    */
   #openNames = new Map<string, Map<string, Set<string>>>();
 
+  /** The PPU's boot the records are written in ('' unknown). */
+  readonly #boot: string;
+  /**
+   * Placements whose acknowledgement was unanswered when the PPU went down (a power cut, a reboot), per detector:
+   * dropped at this start, since their files went with the PPU ramdisk; the agent still has them and sends them
+   * again. Empty when the records are of this boot (a furkad restarted without the PPU) or no boot is known.
+   */
+  readonly droppedAtBoot = new Map<string, number>();
+
   private constructor(file: string, open: Map<string, Map<string, Open>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>,
-    owed: Map<string, Map<string, string>>, owedShifts: Map<string, Map<string, OwedRecord>>) {
+    owed: Map<string, Map<string, string>>, owedShifts: Map<string, Map<string, OwedRecord>>, boot: string) {
+    this.#boot = boot;
     this.#log = new RewritableLog(file, () => this.#live().map((l) => `${JSON.stringify(l)}\n`).join(''));
     this.#open = open;
     this.#intents = intents;
@@ -109,8 +134,11 @@ export class AgentPlaced {
     for (const [d, ids] of open) for (const p of ids.values()) if (p.rel !== null) this.#named(d, p.id, p.rel, true);
   }
 
-  static open(dir: string): AgentPlaced {
+  /** `boot`: the PPU's boot now (currentBootId(); a test gives its own). */
+  static open(dir: string, boot = currentBootId()): AgentPlaced {
     const { file, lines } = readAppendLog(dir, 'agent-placed.jsonl');
+    /** The boot of the lines read so far (undefined: none said, a furkad before 'b' lines, or an empty file). */
+    let linesBoot: string | undefined;
     const open = new Map<string, Map<string, Open>>();
     const intents = new Map<string, Map<string, Intent>>();
     const aside = new Map<string, Map<string, SetAside>>();
@@ -127,6 +155,12 @@ export class AgentPlaced {
         line = JSON.parse(raw) as Line;
       } catch {
         continue; // a damaged line: at worst one file is placed a second time under its name (same bytes)
+      }
+      if (line.t === 'b') {
+        // Written at a start in a boot other than the lines before it: their placements went with that boot's ramdisk.
+        if (linesBoot !== undefined && typeof line.id === 'string' && line.id !== linesBoot) open.clear();
+        if (typeof line.id === 'string') linesBoot = line.id;
+        continue;
       }
       const ids = of(open, line.d);
       const meant = of(intents, line.d);
@@ -188,7 +222,16 @@ export class AgentPlaced {
           }
       }
     }
-    return new AgentPlaced(file, open, intents, aside, owed, owedShifts);
+    const dropped = new Map<string, number>();
+    if (boot !== '' && linesBoot !== undefined && linesBoot !== boot) {
+      for (const [d, ids] of open) if (ids.size > 0) dropped.set(d, ids.size);
+      open.clear();
+    }
+    const store = new AgentPlaced(file, open, intents, aside, owed, owedShifts, boot);
+    for (const [d, n] of dropped) store.droppedAtBoot.set(d, n);
+    // Said in the file before any record of this boot: a later start replays the drop above at this line.
+    if (boot !== '' && linesBoot !== boot) store.#write([{ t: 'b', d: '', id: boot }]);
+    return store;
   }
 
   /** Notes files (id, path) the loop set aside for an ended shift (see #aside); their intents are over, and they are owed no more. */
@@ -415,7 +458,7 @@ export class AgentPlaced {
    * ends the intents and set-asides of its key), then set-asides (which end intents), then intents.
    */
   #live(): Line[] {
-    const lines: Line[] = [];
+    const lines: Line[] = this.#boot === '' ? [] : [{ t: 'b', d: '', id: this.#boot }];
     for (const [d, ids] of this.#open) {
       for (const p of ids.values()) lines.push(p.rel === null ? { t: 'p', d, id: p.id } : withSum({ t: 'p', d, id: p.id, rel: p.rel }, p.sum));
     }

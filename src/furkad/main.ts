@@ -92,6 +92,10 @@ async function main(): Promise<number> {
   const gate = new TransferGate(license.valid ? Infinity : 1);
   // Each detector's transport is the only part that knows how its files leave the detector server (F1, A3).
   const agentPlaced = AgentPlaced.open(config.state_dir);
+  for (const [detector, n] of agentPlaced.droppedAtBoot) {
+    log.warn({ detector, files: n, file: agentPlaced.file }, 'the PPU restarted since furkad placed these files (a power cut or a reboot): ' +
+      'their copies on the PPU ramdisk went with it, so they are not acknowledged to the agent as placed; those still on the detector are fetched again (A4)');
+  }
   // Where detectors keep files, and what furkad.conf no longer serves as it was (a detector renamed, its target or
   // transport changed): taken over by the detector now serving the same detector server or target, or said (A5).
   const places = DetectorPlaces.open(config.state_dir, log);

@@ -1,7 +1,7 @@
 // furkad's record of agent files placed but not yet acknowledged: it survives a restart, so a file announced
 // again is acknowledged, not placed twice (A4).
 import { strict as assert } from 'node:assert';
-import { appendFileSync, mkdirSync, mkdtempSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { AgentPlaced } from '../../src/furkad/agent-placed.js';
@@ -23,6 +23,49 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     assert.equal(b.has('1MF', '2:20:6', 'run/b.cbf'), true);
     assert.equal(b.has('2MF', '1:10:5', 'a.cbf'), true, 'the same id on another detector is another file');
     assert.deepEqual(b.placements('1MF'), [{ id: '2:20:6', rel: 'run/b.cbf' }]);
+    b.close();
+  });
+
+  // A power cut or reboot of the PPU takes its ramdisk (a tmpfs) and every file placed there; a placement record
+  // that outlived it on /var (written back before the cut) must not make furkad acknowledge the file to the agent
+  // as placed: the agent would delete the only copy left, the one on the detector (A4, F2, G12).
+  it('drops placements written in an earlier boot of the PPU, so the agent sends those files again (A4, F2, G12)', () => {
+    const a = AgentPlaced.open(dir, 'boot-1');
+    a.placed('1MF', [{ id: '1:10:5', rel: 'a.cbf', sum: 'ab'.repeat(16) }]);
+    a.intend('1MF', '3:30:7', '/ram/1mf/10_10', 'c.cbf');
+    a.owe('1MF', { usertime: '1700000000000000', uid: 10, gid: 10, usrdir: '10_10', target: '/ram/./1mf', configuredTarget: '/ram/./1mf' }, ['5:50:9']);
+    a.close();
+    const same = AgentPlaced.open(dir, 'boot-1');
+    assert.equal(same.has('1MF', '1:10:5', 'a.cbf'), true, 'a furkad restarted in the same boot keeps its placements');
+    assert.equal(same.droppedAtBoot.size, 0);
+    same.close();
+    const b = AgentPlaced.open(dir, 'boot-2');
+    assert.equal(b.has('1MF', '1:10:5', 'a.cbf'), false, 'its file went with the PPU ramdisk: not acknowledged as placed');
+    assert.deepEqual([...b.droppedAtBoot], [['1MF', 1]]);
+    // Intents are checked against the ramdisk anyway; owed files stay their ended shift's.
+    assert.deepEqual(b.intent('1MF', '3:30:7', 'c.cbf'), { dir: '/ram/1mf/10_10', rel: 'c.cbf' });
+    assert.deepEqual(b.owedFiles('1MF').map((o) => o.id), ['5:50:9']);
+    b.placed('1MF', [{ id: '2:20:6', rel: 'b.cbf' }]);
+    b.close();
+    const c = AgentPlaced.open(dir, 'boot-2');
+    assert.equal(c.has('1MF', '1:10:5', 'a.cbf'), false, 'still dropped at the next start of the same boot');
+    assert.equal(c.has('1MF', '2:20:6', 'b.cbf'), true, "this boot's placement kept");
+    assert.equal(c.droppedAtBoot.size, 0, 'said once, at the start that found the new boot');
+    c.rename('gone', 'gone-too'); // rewrites the file from what is open
+    c.close();
+    const d = AgentPlaced.open(dir, 'boot-2');
+    assert.equal(d.has('1MF', '2:20:6', 'b.cbf'), true, 'a rewritten file keeps its boot');
+    assert.equal(d.droppedAtBoot.size, 0);
+    d.close();
+  });
+
+  it('keeps the placements of a file written before boots were noted (an older furkad), and notes the boot from then on', () => {
+    writeFileSync(path.join(dir, 'agent-placed.jsonl'), `${JSON.stringify({ t: 'p', d: '1MF', id: '1:10:5', rel: 'a.cbf' })}\n`);
+    const a = AgentPlaced.open(dir, 'boot-1');
+    assert.equal(a.has('1MF', '1:10:5', 'a.cbf'), true, 'no boot known: kept, as before');
+    a.close();
+    const b = AgentPlaced.open(dir, 'boot-2');
+    assert.equal(b.has('1MF', '1:10:5', 'a.cbf'), false);
     b.close();
   });
 
@@ -110,7 +153,8 @@ describe('agent files placed, not yet acknowledged (A4)', () => {
     const ids = Array.from({ length: 30_000 }, (_, i) => `${i}:1:1`);
     b.placed('1MF', ids.map((id) => ({ id, rel: `f${id}` })));
     b.answered('1MF', [...ids, '9:9:9']);
-    assert.equal(statSync(path.join(dir, 'agent-placed.jsonl')).size, 0);
+    // Nothing but the line naming the PPU's boot is left.
+    assert.deepEqual(readFileSync(path.join(dir, 'agent-placed.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => (JSON.parse(l) as { t: string }).t), ['b']);
     b.close();
   });
   it('remembers where a file was about to be placed until it is noted placed or found not to be (killed in between)', () => {
