@@ -463,6 +463,38 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     }
   });
 
+  it('fetches again a file placed in an earlier boot of the PPU whose acknowledgement was unanswered: its copy went with the ramdisk (A4, F2, G12)', async () => {
+    const agent = await fakeAgent({ x: randomBytes(20_000) }, { checksum: 'right', damage: () => false });
+    const state = path.join(work, 'state');
+    const staging = path.join(work, 'staging');
+    mkdirSync(staging);
+    // A furkad placed x as x.cbf; the PPU lost power before the agent answered the acknowledgement. The record is on
+    // /var, the placed file was on the PPU ramdisk (a tmpfs): after the restart it is not there.
+    const before = AgentPlaced.open(state, 'boot-before-the-cut');
+    before.placed('D1', [{ id: 'x', rel: 'x.cbf' }]);
+    before.close();
+    const log = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined } as unknown as Logger;
+    const store = AgentPlaced.open(state, 'boot-after-the-cut');
+    const t = new AgentTransport('D1', store, log);
+    const ctx = {
+      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
+      shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
+      dir: { root: path.join(work, 'placed') },
+      complete: async (rels: string[]) => {
+        t.afterPlaced(rels);
+        return { placed: rels, failed: [], gone: [] };
+      },
+    } as unknown as RunContext;
+    try {
+      await eventually(async () => { await t.run(ctx); return agent.requests.acked.includes('x'); }, 10_000, 'x acknowledged');
+      assert.equal(agent.requests.file.get('x'), 1, 'fetched before it was acknowledged: the agent deletes its source only once it is placed again');
+    } finally {
+      await t.close();
+      store.close();
+      await agent.close();
+    }
+  });
+
   /**
    * A furkad killed after placing x as old.cbf (with the checksum of what it placed), before the agent answered;
    * the agent lists the file as x.cbf now, and answers the acknowledgement of old.cbf with `oldName`.
