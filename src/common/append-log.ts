@@ -6,9 +6,9 @@ import * as path from 'node:path';
 /**
  * Reads `dir/name` for replay (the directory is created, a missing file reads as empty). A torn last
  * line (the process died mid-write) is cut off the file first: it would otherwise glue onto the next
- * record appended, or sit in the middle of the file later. Returns the complete lines.
+ * record appended, or sit in the middle of the file later. Returns the complete lines, and the text cut ('' none).
  */
-export function readAppendLog(dir: string, name: string): { file: string; lines: string[] } {
+export function readAppendLog(dir: string, name: string): { file: string; lines: string[]; torn: string } {
   mkdirSync(dir, { recursive: true, mode: 0o750 });
   const file = path.join(dir, name);
   let text = '';
@@ -19,7 +19,8 @@ export function readAppendLog(dir: string, name: string): { file: string; lines:
   }
   const complete = text.slice(0, text.lastIndexOf('\n') + 1);
   if (complete.length !== text.length) truncateSync(file, Buffer.byteLength(complete));
-  return { file, lines: complete.split('\n').filter(Boolean) };
+  // What was cut (NUL bytes of a power cut's unwritten blocks left out), for a caller to say.
+  return { file, lines: complete.split('\n').filter(Boolean), torn: text.slice(complete.length).replace(/\0+/g, '') };
 }
 
 // Appending lines. One write(2) to a nearly full file system may store only part of the text and report no

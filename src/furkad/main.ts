@@ -80,7 +80,14 @@ async function main(): Promise<number> {
   const bus = connectSystemBus();
   const busWatch = new BusWatch(bus, log);
   // Files an earlier furkad placed but never saw grimseld take go first, in their own (earlier) shift.
-  const { outbox, unacked } = Outbox.open(config.state_dir);
+  const { outbox, unacked, torn, damaged } = Outbox.open(config.state_dir);
+  if (torn || damaged) {
+    // A torn note: furkad (or the PPU) stopped while writing it. Its files, if they were placed, are on the PPU ramdisk
+    // and grimseld does not know them: said, with what is left of the note (their paths), never dropped unsaid (F2, G12).
+    log.error({ file: `${config.state_dir}/outbox.jsonl`, torn: torn.slice(0, 2000), tornBytes: Buffer.byteLength(torn), damagedLines: damaged },
+      'the hand-over outbox ends in a torn note or holds damaged lines (a power cut while it was written?): they were dropped; files they named that are on ' +
+      'the PPU ramdisk are not handed to grimseld by furkad: hand them over with ppuctl add');
+  }
   const handover = new Handover(bus, log, outbox);
   for (const u of unacked) handover.delivered(u.usertime, u.uid, u.gid, placedFiles(u), u.id);
   if (unacked.length) log.warn({ batches: unacked.length }, 'handing over files an earlier furkad placed but could not hand over');

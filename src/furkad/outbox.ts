@@ -46,8 +46,13 @@ export class Outbox {
   }
 
   /** Opens `dir/outbox.jsonl` and returns what was noted and never acknowledged. */
-  static open(dir: string): { outbox: Outbox; unacked: Unacked[] } {
-    const { file, lines } = readAppendLog(dir, 'outbox.jsonl');
+  /**
+   * `torn`: the text of a last note cut off mid-write ('' none: a power cut of the PPU leaves one), `damaged`: lines
+   * that are no note (skipped): the files they named are not handed over by this start, and the caller says so.
+   */
+  static open(dir: string): { outbox: Outbox; unacked: Unacked[]; torn: string; damaged: number } {
+    const { file, lines, torn } = readAppendLog(dir, 'outbox.jsonl');
+    let damaged = 0;
     const noted = new Map<number, Unacked>();
     const open = new Map<number, Line>();
     let maxId = 0;
@@ -56,7 +61,8 @@ export class Outbox {
       try {
         line = JSON.parse(raw) as Line;
       } catch {
-        continue; // a damaged note is skipped, as before; the torn tail is already cut
+        damaged++; // skipped, and said by the caller; the torn tail is already cut
+        continue;
       }
       maxId = Math.max(maxId, line.id);
       if (line.t === 'd') {
@@ -68,7 +74,7 @@ export class Outbox {
         open.delete(line.id);
       }
     }
-    return { outbox: new Outbox(file, open, maxId + 1), unacked: [...noted.values()] };
+    return { outbox: new Outbox(file, open, maxId + 1), unacked: [...noted.values()], torn, damaged };
   }
 
   /**

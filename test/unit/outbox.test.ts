@@ -77,6 +77,23 @@ describe('hand-over outbox (F6, G12)', () => {
     assert.ok(readFileSync(path.join(dir, 'outbox.jsonl'), 'utf8').endsWith('\n'));
   });
 
+  // A power cut of the PPU can leave the last note torn, followed by NUL bytes (blocks allocated, never written).
+  // It stood for files furkad may have placed: dropped, but returned for the caller to say (with the paths it
+  // still holds), never dropped unsaid; so are damaged lines (F2, G12).
+  it('returns the text of a torn last note (NUL bytes left out) and counts damaged lines, for furkad to say (F2, G12)', () => {
+    const a = Outbox.open(dir);
+    a.outbox.note(10n, 1, 1, [bare('/r/./a')]);
+    a.outbox.close();
+    assert.equal(a.torn, '');
+    assert.equal(a.damaged, 0);
+    appendFileSync(path.join(dir, 'outbox.jsonl'), Buffer.concat([Buffer.from('not json\n{"t":"d","id":9,"u":"1","paths":["/r/./1mf/u/b.c'), Buffer.alloc(300)]));
+    const b = Outbox.open(dir);
+    assert.equal(b.unacked.length, 1);
+    assert.equal(b.torn, '{"t":"d","id":9,"u":"1","paths":["/r/./1mf/u/b.c');
+    assert.equal(b.damaged, 1);
+    b.outbox.close();
+  });
+
   it('hands over the names files were placed under: a numbered name written down, or found beside the noted one (F2, G12)', () => {
     const ram = path.join(dir, 'ramdisk', 'u');
     mkdirSync(ram, { recursive: true });
