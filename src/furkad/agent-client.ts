@@ -13,6 +13,7 @@ import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
 import { AgentPushes, BodyReply, discard } from './agent-pushes.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { notHttp2 } from './agent-peer.js';
+import { hostLookup } from './host-lookup.js';
 
 /** A complete file the agent announced: `path` is relative to the detector's source directory. */
 export interface Announced {
@@ -130,9 +131,14 @@ export class AgentClient extends EventEmitter {
       const { hostname, port } = new URL(this.url);
       const host = hostname.replace(/^\[|\]$/g, '');
       // TCP_NODELAY: a small announcement or acknowledgement must not wait for Nagle's timer.
-      const socket = net.connect({ host, port: Number(port), noDelay: true });
+      // A name is looked up outside the process, bounded (host-lookup.ts): a DNS server that does not answer holds up
+      // this detector only, says so, and never keeps a stopping furkad.
+      const socket = net.connect({ host, port: Number(port), noDelay: true, lookup: hostLookup });
       let tcp = false;
       socket.once('connect', () => { tcp = true; });
+      // A name that did not resolve is the reason, whichever of the session's streams fails first with it.
+      let unresolved: string | undefined;
+      socket.once('lookup', (e: Error | null) => { if (e) unresolved = `cannot connect to the agent at ${this.url}: ${e.message}`; });
       const session = http2.connect(this.url, {
         settings: { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME },
         createConnection: () => socket,
@@ -145,7 +151,8 @@ export class AgentClient extends EventEmitter {
       // Events of a session given up (timed out, closed, replaced by a newer one) may still come: Node emits
       // 'connect' on a destroyed session when its socket connects late. They concern that session only.
       const current = (): boolean => this.#session === session && !session.destroyed;
-      const fail = (why: string, how?: 'timeout' | 'said'): void => {
+      const fail = (said: string, how?: 'timeout' | 'said'): void => {
+        const why = unresolved ?? said;
         clearTimeout(timer);
         // Closed by furkad itself (close(): a stop, a run cut short, a newer connection): nothing to tell of the peer.
         const given = this.#session !== session;

@@ -2,6 +2,7 @@
 // server): told by the first bytes it sends on a connection of its own, so that Detectors names the wrong peer
 // (an SSH server, the rsync daemon, an HTTP/1 server) instead of guessing at the agent's `allow` (A1, S7).
 import * as net from 'node:net';
+import { hostLookup } from './host-lookup.js';
 
 /** How long the look at the peer may take: it runs only after a connection failed, never on a working one. */
 const LOOK_MS = 2000;
@@ -23,7 +24,7 @@ export async function notHttp2(host: string, port: number): Promise<string | und
 function firstBytes(host: string, port: number): Promise<Buffer> {
   return new Promise((resolve) => {
     let got = Buffer.alloc(0);
-    const socket = net.connect({ host, port });
+    const socket = net.connect({ host, port, lookup: hostLookup });
     const done = (): void => {
       clearTimeout(timer);
       socket.destroy();

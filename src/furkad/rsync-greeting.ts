@@ -3,6 +3,7 @@
 // is not noticed by rsync's --contimeout, which covers the TCP connect only: the run would hold the slot for
 // rsync_timeout_s and more, and every other detector with it.
 import * as net from 'node:net';
+import { hostLookup } from './host-lookup.js';
 
 /** rsync's --contimeout for a run (rsyncArgs), and the probe's bound. */
 export function connectTimeoutS(timeoutS: number): number {
@@ -18,7 +19,7 @@ export function connectTimeoutS(timeoutS: number): number {
 export function daemonGreets(host: string, port: number, ms: number, signal: AbortSignal): Promise<'greeted' | 'silent' | 'unconnected' | 'failed'> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve('failed');
-    const socket = net.connect({ host, port });
+    const socket = net.connect({ host, port, lookup: hostLookup });
     let connected = false;
     const done = (how: 'greeted' | 'silent' | 'unconnected' | 'failed'): void => {
       clearTimeout(timer);
