@@ -16,12 +16,12 @@ export function connectTimeoutS(timeoutS: number): number {
  * connected and nothing came within `ms`; `'unconnected'` when no connection was made within `ms`; `'failed'` for
  * anything else (refused, reset, closed unanswered, aborted): the run meets it too and says better what it is.
  */
-export function daemonGreets(host: string, port: number, ms: number, signal: AbortSignal): Promise<'greeted' | 'silent' | 'unconnected' | 'failed'> {
+export function daemonGreets(host: string, port: number, ms: number, signal: AbortSignal): Promise<'greeted' | 'silent' | 'unconnected' | 'failed' | { unresolved: string }> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve('failed');
     const socket = net.connect({ host, port, lookup: hostLookup });
     let connected = false;
-    const done = (how: 'greeted' | 'silent' | 'unconnected' | 'failed'): void => {
+    const done = (how: 'greeted' | 'silent' | 'unconnected' | 'failed' | { unresolved: string }): void => {
       clearTimeout(timer);
       signal.removeEventListener('abort', aborted);
       socket.destroy();
@@ -31,6 +31,9 @@ export function daemonGreets(host: string, port: number, ms: number, signal: Abo
     const timer = setTimeout(() => done(connected ? 'silent' : 'unconnected'), ms);
     signal.addEventListener('abort', aborted, { once: true });
     socket.once('connect', () => { connected = true; });
+    // A name that does not resolve (or whose DNS servers do not answer): the run's rsync would wait for it too,
+    // holding the slot, so it is said as such (host-lookup.ts).
+    socket.once('lookup', (e: Error | null) => { if (e) done({ unresolved: e.message }); });
     socket.once('data', () => done('greeted'));
     socket.once('error', () => done('failed'));
     socket.once('close', () => done('failed'));

@@ -4,6 +4,7 @@
 import { lstatSync } from 'node:fs';
 import { lchown, lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
+import { isIP } from 'node:net';
 import { classifyExit, errorCause, runRsync, RsyncLauncher, type Listing, type RsyncRun, type RsyncResult } from './rsync.js';
 import { deliverable, escapeName } from './rsync-names.js';
 import { DeepDirs, DEEP_MAX } from './rsync-depth.js';
@@ -25,10 +26,13 @@ import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsyn
 import { RsyncOwed, type Staged } from './rsync-owed.js';
 import { removeEmptiedParents, removeEmptyStagingDirs } from './staging-dirs.js';
 import { connectTimeoutS, daemonGreets } from './rsync-greeting.js';
+import { lookUpHost } from './host-lookup.js';
 import { filesBelow } from './files-below.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
 const RSYNC_TEMP = /^\..+\.[A-Za-z0-9]{6}$/;
+/** How long a run that got no greeting asks again for a detector server's name: short, as rsync already waited. */
+const NAME_CHECK_MS = 3000;
 
 /**
  * Where rsync receives files into staging (--temp-dir): beside the detectors' staging directories, so that
@@ -284,7 +288,7 @@ export class RsyncTransport implements Transport {
     this.#owed.save();
     return {
       verdict,
-      message: verdict === 'ok' ? '' : byRemoval ? cannotRemove : result.ungreeted ? this.#ungreetedMessage(ctx.assignment) : result.stalled ? this.#stalledMessage(result.stderr)
+      message: verdict === 'ok' ? '' : byRemoval ? cannotRemove : result.ungreeted ? await this.#ungreetedMessage(ctx.assignment) : result.stalled ? this.#stalledMessage(result.stderr)
         : `rsync exit ${result.code}: ${full ?? authAdvice(result.stderr, login) ?? errorCause(result.stderr)}`,
       ...(verdict === 'ok' || byRemoval ? {} : ppuSideOfRsync(result.stderr, result.noRoom !== undefined, landing)),
       ...(verdict !== 'ok' && !byRemoval && result.noRoom ? { noRoom: true } : {}),
@@ -307,8 +311,14 @@ export class RsyncTransport implements Transport {
   }
 
   /** Why a run furkad ended for want of the daemon's greeting was ended (rsync-stall.ts watchGreeting). */
-  #ungreetedMessage(a: Assignment): string {
+  async #ungreetedMessage(a: Assignment): Promise<string> {
     const { remoteIP: host, port } = a.config;
+    // rsync looks a name up itself, and one whose DNS servers do not answer looks to this watch like a daemon that
+    // said nothing: asked again (bounded), a name that still does not resolve is the reason (host-lookup.ts).
+    if (isIP(host) === 0) {
+      const unresolved = await lookUpHost(host, NAME_CHECK_MS).then(() => undefined, (e: Error) => e.message);
+      if (unresolved !== undefined) return `rsync exit 30: ${unresolved} (rsync waited for it; run ended by furkad)`;
+    }
     return `rsync exit 30: the detector's rsync daemon at ${host.includes(':') ? `[${host}]` : host}:${port} accepted the connection but sent no ` +
       `greeting within ${connectTimeoutS(this.settings.timeoutS)} s (stopped or hung?), run ended by furkad`;
   }
@@ -332,7 +342,8 @@ export class RsyncTransport implements Transport {
     const how = await daemonGreets(host, port, s * 1000, ctx.signal);
     if (how === 'greeted' || how === 'failed') return undefined;
     const at = `the detector's rsync daemon at ${host.includes(':') ? `[${host}]` : host}:${port}`;
-    const message = how === 'silent'
+    const message = typeof how === 'object' ? `${how.unresolved}; retrying, without taking the single transfer slot meanwhile`
+      : how === 'silent'
       ? `${at} accepted the connection but sent no greeting within ${s} s (stopped or hung?); retrying, without taking the single transfer slot meanwhile`
       : `no connection to ${at} within ${s} s; retrying, without taking the single transfer slot meanwhile`;
     return { verdict: 'retry', message, transferred: 0, bytes: 0 };

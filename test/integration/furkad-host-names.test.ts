@@ -4,41 +4,53 @@
 // so, and never a stop of furkad (F1, F10, S1).
 import { strict as assert } from 'node:assert';
 import * as dgram from 'node:dgram';
-import { writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu, tempDir } from '../fixtures/ppu.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 
 type Row = [string, string, string, bigint, bigint, bigint];
 
+/**
+ * A DNS server that takes every query and never answers (one not listening would refuse at once: ICMP), and the
+ * command that runs furkad in a mount namespace of its own whose /etc/resolv.conf names it and whose /etc/hosts is
+ * `hosts`: each lookup of a name not in it takes the C library 5 x 30 s before it gives up.
+ */
+async function silentDns(hosts: string): Promise<{ socket: dgram.Socket; wrap: string[]; dir: string }> {
+  const dir = tempDir('ppu-names');
+  const hostsFile = path.join(dir, 'hosts');
+  const resolvFile = path.join(dir, 'resolv.conf');
+  const server = `127.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}.53`;
+  const socket = dgram.createSocket('udp4');
+  await new Promise<void>((resolve, reject) => { socket.once('error', reject); socket.bind(53, server, resolve); });
+  writeFileSync(resolvFile, `nameserver ${server}\noptions timeout:30 attempts:5\n`);
+  writeFileSync(hostsFile, `127.0.0.1 localhost\n${hosts}`);
+  return { socket, dir, wrap: ['unshare', '-m', 'sh', '-c', `mount --bind ${hostsFile} /etc/hosts && mount --bind ${resolvFile} /etc/resolv.conf && exec "$0" "$@"`] };
+}
+
 describe('furkad with detector servers given by name, some whose DNS server does not answer (F1, F10)', function () {
   this.timeout(300_000);
   let ppu: Ppu;
   let silent: dgram.Socket;
-  const names = tempDir('ppu-names');
-  const hostsFile = path.join(names, 'hosts');
-  const resolvFile = path.join(names, 'resolv.conf');
+  let names: string;
 
   before(async () => {
-    // A DNS server that takes every query and never answers (one not listening would refuse at once: ICMP).
-    const server = `127.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}.53`;
-    silent = dgram.createSocket('udp4');
-    await new Promise<void>((resolve, reject) => { silent.once('error', reject); silent.bind(53, server, resolve); });
-    // Each lookup of a name it is asked for takes the C library 5 x 30 s before it gives up.
-    writeFileSync(resolvFile, `nameserver ${server}\noptions timeout:30 attempts:5\n`);
-    writeFileSync(hostsFile, '127.0.0.1 localhost\n127.0.0.1 det-d.beamline.test\n');
+    const dns = await silentDns('127.0.0.1 det-d.beamline.test\n');
+    silent = dns.socket;
+    names = dns.dir;
     ppu = await new Ppu({
       prefix: 'ppu-names',
       // The hanging ones first: their lookups are asked for before det-d's.
       detectors: ['H1', 'H2', 'D'],
       transport: 'agent',
       detectorConf: { H1: { remoteIP: 'det-h1.beamline.test' }, H2: { remoteIP: 'det-h2.beamline.test' }, D: { remoteIP: 'det-d.beamline.test' } },
-      furkadWrap: ['unshare', '-m', 'sh', '-c', `mount --bind ${hostsFile} /etc/hosts && mount --bind ${resolvFile} /etc/resolv.conf && exec "$0" "$@"`],
+      furkadWrap: dns.wrap,
     }).start();
   });
   after(async () => {
     await ppu?.stop();
     silent?.close();
+    if (names) rmSync(names, { recursive: true, force: true });
   });
 
   const row = async (id: string): Promise<Row> => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)!;
@@ -71,5 +83,49 @@ describe('furkad with detector servers given by name, some whose DNS server does
     const code = await Promise.race([furkad.exited, new Promise((r) => setTimeout(() => r('still running'), 45_000))]);
     assert.equal(code, 0, furkad.output().slice(-3000));
     ppu.furkad = undefined;
+  });
+});
+
+describe('furkad without a license and an rsync detector server whose name does not resolve in time (F1, F8, F10)', function () {
+  this.timeout(300_000);
+  let ppu: Ppu;
+  let silent: dgram.Socket;
+  let names: string;
+
+  before(async () => {
+    const dns = await silentDns('');
+    silent = dns.socket;
+    names = dns.dir;
+    ppu = await new Ppu({
+      prefix: 'ppu-names-rsync',
+      detectors: ['R1', 'B', 'A'],
+      transport: { A: 'agent' },
+      detectorConf: { R1: { remoteIP: 'det-r1.beamline.test' } },
+      furkadWrap: dns.wrap,
+    }).start();
+  });
+  after(async () => {
+    await ppu?.stop();
+    silent?.close();
+    if (names) rmSync(names, { recursive: true, force: true });
+  });
+
+  const row = async (id: string): Promise<Row> => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)!;
+  const usr = (id: string): string => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000');
+
+  it('says the name was not resolved, and keeps serving the others one transfer at a time (F1, F8)', async () => {
+    const [licensed] = await ppu.furkaProperty<[boolean, string]>('License');
+    assert.equal(licensed, false, 'single-thread mode: one transfer at a time across detectors');
+    await eventually(async () => (await row('R1'))[1] === 'retrying', 60_000, 'R1 retrying');
+    // Before: "no connection to the detector's rsync daemon at det-r1.beamline.test:PORT within 10 s".
+    await eventually(async () => /the name 'det-r1\.beamline\.test' was not resolved within 8 s/.test((await row('R1'))[2]), 60_000,
+      "R1's reason naming its name");
+    assert.match((await row('R1'))[2], /retrying, without taking the single transfer slot meanwhile$/);
+    for (let i = 0; i < 4; i++) {
+      for (const id of ['B', 'A']) {
+        writeImage(ppu.detectorRamdisks[id]!, `r/img_${i}.cbf`, 20_000);
+        await eventually(() => listFiles(usr(id)).includes(`r/img_${i}.cbf`), 30_000, `${id}'s r/img_${i}.cbf while R1's name hangs`);
+      }
+    }
   });
 });
