@@ -4,6 +4,7 @@ import { validSchedule } from './shift-schedule.js';
 import { nestedTargets } from '../common/paths.js';
 import { confinement } from './shift.js';
 import { realpathSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { DEFAULT_RSYNC_PASSWORD_FILE, DEFAULT_RSYNC_USER, rsyncLogin } from './rsync-auth.js';
 import { sourcePatternProblem } from './rsync.js';
@@ -114,10 +115,36 @@ const DEFAULT_MINPAUSE: Record<TransportName, number> = { rsync: 10, agent: 0 };
 
 const validate = compileSchema<FurkadConfig>(furkadSchema as unknown as Record<string, unknown>);
 
+/** A host name as resolvers take it: labels of letters, digits, '-' and '_' (not first), dots between. */
+const HOST_NAME = /^(?=.{1,253}\.?$)[A-Za-z0-9_][A-Za-z0-9_-]{0,62}(\.[A-Za-z0-9_][A-Za-z0-9_-]{0,62})*\.?$/;
+
+/**
+ * Why `remoteIP` can reach no detector server, or undefined: an address or a host name is taken. Before, '[::1]'
+ * (an IPv6 address as in a URL), '10.10.10.11:49372' or a link-local address with a zone for the agent passed the
+ * check and the start, and the detector then stayed `retrying` for ever with "Invalid URL" (S3, F10).
+ */
+export function remoteIPProblem(value: string, transport: TransportName): string | undefined {
+  const v6 = /^\[(.*)\]$/.exec(value);
+  if (v6 && isIP(v6[1]!) === 6) return `'${value}': write an IPv6 address without brackets (${v6[1]}); the port goes in key 'port'`;
+  if (isIP(value) === 6 && value.includes('%') && transport === 'agent') {
+    return `'${value}': an IPv6 address with a zone (%${value.split('%')[1]}) cannot be used with transport = agent; ` +
+      "give the detector server an address without one (a global or fd00::/8 address), or a host name";
+  }
+  if (isIP(value) !== 0) return undefined;
+  if (/^[\d.]+$/.test(value)) return `'${value}' is not an IPv4 address`;
+  if (!HOST_NAME.test(value)) {
+    return `'${value}' is neither an IP address nor a host name (an address such as 10.10.10.11 or fd00::11, or a name such as ` +
+      "det1.beamline; the port goes in key 'port')";
+  }
+  return undefined;
+}
+
 /** What the schema cannot say: defaults that depend on the transport and remove_source; no root shift unless allowed; the schedule must be a cron expression. */
 export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadConfig {
   for (const [id, d] of Object.entries(config.detector)) {
     const given = (key: keyof DetectorConfig): boolean => (d[key] as unknown) !== undefined;
+    const host = remoteIPProblem(d.remoteIP, d.transport);
+    if (host) throw new ConfigError(file, [`section [detector.${id}], key 'remoteIP': ${host}`]);
     if (d.transport === 'agent') {
       // The agent learns completeness from the kernel and deletes on acknowledgement: nothing to settle,
       // nothing to exclude here (the agent has its own exclude), and a source always goes once placed.

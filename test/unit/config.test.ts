@@ -55,6 +55,21 @@ describe('furkad.conf schema (S3)', () => {
     assert.deepEqual(Object.keys(c.detector), ['1MF', '2MF']);
   });
 
+  // Before, each of these passed the check and the start, and the detector stayed `retrying` for ever ("Invalid URL").
+  it("refuses a remoteIP that is neither an address nor a host name, naming the key (S3, F10)", () => {
+    const det = (ip: string, transport = 'rsync'): string => `[detector.1MF]\ntransport = ${transport}\nremoteIP = ${ip}\ntarget = /ramdisk/./1mf\n`;
+    assert.deepEqual(problems(() => furkad(det('[::1]', 'agent'))),
+      ["section [detector.1MF], key 'remoteIP': '[::1]': write an IPv6 address without brackets (::1); the port goes in key 'port'"]);
+    assert.match(problems(() => furkad(det('[fd00::11]')))[0]!, /key 'remoteIP': '\[fd00::11\]': write an IPv6 address without brackets \(fd00::11\)/);
+    assert.match(problems(() => furkad(det('10.10.10.11:49372')))[0]!, /key 'remoteIP': '10\.10\.10\.11:49372' is neither an IP address nor a host name/);
+    assert.match(problems(() => furkad(det('rsync://det1')))[0]!, /key 'remoteIP': 'rsync:\/\/det1' is neither/);
+    assert.match(problems(() => furkad(det('10.10.10.256')))[0]!, /key 'remoteIP': '10\.10\.10\.256' is not an IPv4 address/);
+    assert.match(problems(() => furkad(det('fe80::1%eth0', 'agent')))[0]!, /key 'remoteIP': 'fe80::1%eth0': an IPv6 address with a zone \(%eth0\) cannot be used with transport = agent/);
+    for (const ok of ['10.10.10.11', '::1', 'fd00::11', 'det1', 'det-1.beamline.example', 'det_1.local.', '::ffff:10.0.0.1']) {
+      assert.equal(furkad(det(ok, 'agent')).detector['1MF']!.remoteIP, ok);
+    }
+  });
+
   it('names an unknown top-level key', () => {
     assert.deepEqual(problems(() => furkad(`usrdirr = x\n${DET}`)),
       ["top level (before any section), key 'usrdirr': unknown key (if this is not a typo, it is not supported here)"]);
