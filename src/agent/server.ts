@@ -323,7 +323,11 @@ export class AgentServer {
       if (!this.#allowed(socket.remoteAddress)) socket.destroy();
     });
     this.#server.on('session', (session) => {
-      if (!this.#allowed(session.socket?.remoteAddress)) {
+      // A connection refused above (destroyed, and logged with its address) still brings its session, whose socket
+      // has no address any more (nor does one its peer closed at once): no second line for it, which said
+      // "(unknown)" as the peer of every refused connection.
+      const address = session.socket?.remoteAddress;
+      if (address === undefined || !this.#allowed(address)) {
         session.destroy();
         return;
       }

@@ -590,6 +590,9 @@ sys.exit(3 if gone else 0)`, path.join(small, 'r', 'img.cbf'), go]);
     assert.equal(stranger.status, 0, 'no response at all');
     assert.ok(existsSync(path.join(root, 'precious.cbf')));
     await agent.proc.said(/"peer":"127\.0\.0\.2".*not in allow/);
+    // One line for the refused connection, naming its address; not a second one for "(unknown)".
+    await new Promise((r) => setTimeout(r, 500));
+    assert.doesNotMatch(agent.proc.output(), /"peer":"\(unknown\)".*not in allow/);
   });
 
   it('(g) an unknown configuration key: exit 78 naming it (S3)', async () => {
