@@ -721,10 +721,14 @@ export class DetectorLoop implements Component {
         const release = await this.gate.acquire();
         // Last run is the run's own duration (README), not the time it waited for the slot.
         started = monotonicMs();
+        // A run still going after IDLE_AFTER_MS is moving something (a 2 GB HDF5 data file takes a minute, its
+        // checksum seconds): shown as transferring, not as the idle its last run left (Detectors, ppuctl status).
+        const busy = setTimeout(() => { if (this.stats.state === 'idle') this.#setState('transferring'); }, IDLE_AFTER_MS);
         try {
           outcome = await this.transport.run(ctx);
           await batches.drained();
         } finally {
+          clearTimeout(busy);
           release();
         }
       }
