@@ -113,6 +113,11 @@ export class AgentTransport implements Transport {
    */
   #learned = new Map<string, number>();
   /**
+   * The connection's listing is in (the agent said `synced`). Until then, after a reconnect (a fetch in flight cut
+   * short by a stop or shift change closes the connection), files learned of before are not yet waiting again.
+   */
+  #synced = false;
+  /**
    * Ids learned of before a shift change that its drain did not take (a full PPU ramdisk, the drain out of time),
    * with the ended shift they belong to (owe(), A5): fetched with its owner and set aside for it, never placed in
    * a later one. Kept in agent-placed.jsonl for those waiting at the change: a furkad started later fetches them for
@@ -231,6 +236,10 @@ export class AgentTransport implements Transport {
     // that is the next shift's, not something the drain should wait for (A5).
     const by = Math.min(since, learnedBy);
     for (const w of this.#waiting.values()) if (w.learnedAt <= by) return true;
+    // Connected again and the agent still listing: a file learned of by then and not placed since (one whose
+    // fetch the stop or change cut short, a 2 GB HDF5 file, say) is announced again in a moment. Without this
+    // the drain ended before it came, and a stop gave it to the next furkad's default shift, unsaid (A5, F6).
+    if (this.#client?.connected && !this.#synced) for (const at of this.#learned.values()) if (at <= by) return true;
     return false;
   }
 
@@ -814,6 +823,7 @@ export class AgentTransport implements Transport {
     // longer has the id). Otherwise it would stay "placed" for ever, and a later file that happened to get the
     // same id and name would be acknowledged (deleted) instead of fetched (A4).
     const listed = new Set<string>();
+    this.#synced = false;
     client.on('file', (f) => {
       // furkad's own name anywhere in the path: with usrdir empty such a file would be placed into furkad's
       // staging itself (docs/threat-model.md): never taken, left on the detector and reported like a name furkad
@@ -836,6 +846,7 @@ export class AgentTransport implements Transport {
       this.#more?.(learnedAt);
     });
     client.once('synced', () => {
+      if (this.#client === client) this.#synced = true;
       // A rewrite's placement (INO:SIZE:MTIME_NS:N) whose file a restarted agent lists under its base id again
       // (it counts rewrites only while it runs) is not stale: #placedBefore takes it for that announcement.
       const relisted = (p: { id: string; rel: string | null }): boolean => p.rel !== null && baseId(p.id) !== p.id && listed.has(placement(baseId(p.id), p.rel));

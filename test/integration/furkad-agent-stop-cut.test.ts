@@ -5,11 +5,11 @@
 // that shift, or, if it cannot in time, says that it goes to the next furkad's default shift (F6, README). Before,
 // the drain ended before the agent's listing came back, and the file went to the default shift unsaid.
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, statSync } from 'node:fs';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
-import { eventually, sha256File, writeImage } from '../fixtures/files.js';
+import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
 import { LoopbackRelay } from '../fixtures/loopback-relay.js';
 
 const MB = 1024 * 1024;
@@ -129,5 +129,36 @@ describe('furkad while a large file is fetched from the agent: its status, and a
     await eventually(() => existsSync(placed), 60_000, 'the file placed');
     await ppu.quiescent(1000, 60_000);
     assert.equal(sha256File(readFileSync(placed)), big.sha256);
+  });
+
+  it('places a file whose fetch the stop cut short in the shift that ran, or says it goes to the default shift; never silently in another user\'s (A5, F6)', async () => {
+    await ppu.startShift(770, 771);
+    const detector = ppu.detectorRamdisks['1MF']!;
+    // Over the 64 MiB the agent reads whole: sent in pieces, as an HDF5 data file is.
+    relay.stallAfter(2 * MB);
+    const big = writeImage(detector, 'scan_0001/data_000001.h5', 80 * MB + 123);
+    await eventually(() => relay.stalled, 30_000, 'the fetch to be under way and stalled');
+    const staged = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF', big.rel);
+    await eventually(() => existsSync(staged), 30_000, 'the file being fetched into staging');
+    // systemctl stop: SIGTERM to furkad alone (KillMode=mixed), SIGKILL after TimeoutStopSec=30s.
+    assert.equal(await ppu.furkad!.proc.stop(30_000, 'leader'), 0, 'a clean stop within TimeoutStopSec');
+    const said = ppu.furkad!.proc.output();
+    const stopping = said.slice(said.lastIndexOf('"msg":"stopping"'));
+    await ppu.startFurkad();
+    const ran = path.join(ppu.storageRoot, 'internal', '1mf', '770_771', big.rel);
+    const other = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000', big.rel);
+    await eventually(() => existsSync(ran) || existsSync(other), 60_000, 'the file stored');
+    await ppu.quiescent(1000, 60_000);
+    const stored = existsSync(ran) ? ran : other;
+    assert.equal(sha256File(readFileSync(stored)), big.sha256, 'whole, byte for byte');
+    if (stored === other) {
+      assert.match(stopping, /"level":40.*files completed on it before then that furkad had not taken yet stay on the detector and go to the shift the next furkad starts/,
+        'a file completed in the shift that ran and given to the default shift is said so at the stop');
+    } else {
+      assert.deepEqual([statSync(ran).uid, statSync(ran).gid], [770, 771], 'owned by the shift that ran (F3)');
+      assert.ok(!existsSync(other), 'once');
+    }
+    assert.deepEqual(listFiles(detector), [], 'its source taken from the detector');
+    assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging')), [], 'nothing left in staging');
   });
 });
