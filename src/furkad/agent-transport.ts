@@ -38,6 +38,8 @@ const MAX_ACK = 1000;
 const IN_FLIGHT = 8;
 const IN_FLIGHT_MAX = 24;
 const IN_FLIGHT_BYTES = 16 * 1024 * 1024;
+/** Files from this size on are fetched only when the PPU ramdisk has room for them (#roomFor). */
+const ROOM_LOOK_BYTES = 8 * 1024 * 1024;
 /**
  * How long a run goes on taking files announced after it started. Bounded, so that the loop's other work
  * between runs (files of an ended shift tried again, the sweep, the status) is never held up for long.
@@ -373,6 +375,7 @@ export class AgentTransport implements Transport {
           const owed = owedTo !== undefined && owedTo.usertime !== ctx.shift.usertime ? owedTo : undefined;
           let got: string | undefined | typeof DAMAGED;
           try {
+            await this.#roomFor(ctx, w);
             got = await this.#fetchOne(ctx, w, owed);
           } finally {
             fetching--;
@@ -511,6 +514,18 @@ export class AgentTransport implements Transport {
       }
       this.#release();
     }
+  }
+
+  /**
+   * A large file is fetched only if the PPU ramdisk has room for it now: else the fetch would fill the ramdisk to
+   * its last byte before failing, and again at each retry, under every other writer there (other detectors, online
+   * processing, grimseld's fill guard). The bound rsync's runs get from --max-size; a small file's fetch is tried
+   * as it is (a look at the free space per file would cost more than such a failure). Fails as ENOSPC would.
+   */
+  async #roomFor(ctx: RunContext, w: Waiting): Promise<void> {
+    if (w.size < ROOM_LOOK_BYTES) return;
+    const free = await availableBytes(ctx.staging).catch(() => Infinity);
+    if (free < w.size) throw Object.assign(new Error(`ENOSPC: ${w.size} bytes, ${free} free`), { code: 'ENOSPC' });
   }
 
   /** A fetch's error with the file named: a full PPU ramdisk (ENOSPC) says which file did not fit, and how big it is. */

@@ -75,6 +75,12 @@ for (const { transport, settleMs, name } of CASES) {
           "Detectors to count two files delivered, and the bytes of those two only, not the big file's for every attempt")
           .catch((e: Error) => { throw new Error(`${e.message}; the row: ${String(r)}`); });
         assert.match(r[2], /S\/a-huge\.img/, 'still named while it waits');
+        if (transport === 'agent') {
+          // Never started (found by a hostile tester): each try of a fetch wrote until the PPU ramdisk was full, under
+          // every other writer there, and again at each retry. furkad's writes are the two small files and its records.
+          const written = Number(/^wchar: (\d+)$/m.exec(readFileSync(`/proc/${ppu.furkad!.proc.child.pid}/io`, 'utf8'))![1]);
+          assert.ok(written < 4 * MB, `furkad wrote ${written} bytes while the big file did not fit: its fetch was tried (G6)`);
+        }
 
         // Room again: the big file is delivered by itself, and lastError clears.
         execFileSync('mount', ['-o', 'remount,size=64M', ppu.ppuRamdisk]);
