@@ -195,7 +195,6 @@ function answerAck(s: http2.ServerHttp2Stream, acked: string[], sums?: Map<strin
   });
 }
 
-/** Hooks for tests that hash and write provenance: hashers ready, a fresh work directory for each test. */
 /** A run's context whose loop places every file at once (noting it in `placed`) and hands it back to `t`. */
 function placingContext(t: AgentTransport, port: number, usertime: bigint, placed: string[], staging: string, work: string): RunContext {
   return {
@@ -210,6 +209,7 @@ function placingContext(t: AgentTransport, port: number, usertime: bigint, place
   } as unknown as RunContext;
 }
 
+/** Hooks for tests that hash and write provenance: hashers ready, a fresh work directory for each test. */
 function freshWork(prefix: string, set: (dir: string) => void): void {
   let dir = '';
   before(async () => {
@@ -440,18 +440,9 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     const before = AgentPlaced.open(state);
     before.placed('D1', [{ id: 'x', rel: 'old.cbf' }]);
     before.close();
-    const log = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined } as unknown as Logger;
     const store = AgentPlaced.open(state);
-    const t = new AgentTransport('D1', store, log);
-    const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
-      shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
-      dir: { root: path.join(work, 'placed') },
-      complete: async (rels: string[]) => {
-        t.afterPlaced(rels);
-        return { placed: rels, failed: [], gone: [] };
-      },
-    } as unknown as RunContext;
+    const t = new AgentTransport('D1', store, quiet);
+    const ctx = placingContext(t, agent.port, 5n, [], staging, work);
     try {
       await eventually(async () => { await t.run(ctx); return agent.requests.ackedAs.includes('x x.cbf'); }, 10_000, 'x.cbf fetched, placed and acknowledged');
       assert.equal(agent.requests.file.get('x'), 1, 'the new name fetched: the old placement does not stand for it');
@@ -473,18 +464,9 @@ describe('agent transport: a file set aside for a shift that ended (A4, A5, F6)'
     const before = AgentPlaced.open(state, 'boot-before-the-cut');
     before.placed('D1', [{ id: 'x', rel: 'x.cbf' }]);
     before.close();
-    const log = { info: () => undefined, warn: () => undefined, error: () => undefined, debug: () => undefined } as unknown as Logger;
     const store = AgentPlaced.open(state, 'boot-after-the-cut');
-    const t = new AgentTransport('D1', store, log);
-    const ctx = {
-      assignment: { config: { remoteIP: '127.0.0.1', port: agent.port, agent_key_file: fakeKeyFile() }, source: '/' },
-      shift: { uid: 0, gid: 0, usertime: 5n }, staging, signal: new AbortController().signal, wantsEnd: () => false, othersWaiting: () => false,
-      dir: { root: path.join(work, 'placed') },
-      complete: async (rels: string[]) => {
-        t.afterPlaced(rels);
-        return { placed: rels, failed: [], gone: [] };
-      },
-    } as unknown as RunContext;
+    const t = new AgentTransport('D1', store, quiet);
+    const ctx = placingContext(t, agent.port, 5n, [], staging, work);
     try {
       await eventually(async () => { await t.run(ctx); return agent.requests.acked.includes('x'); }, 10_000, 'x acknowledged');
       assert.equal(agent.requests.file.get('x'), 1, 'fetched before it was acknowledged: the agent deletes its source only once it is placed again');

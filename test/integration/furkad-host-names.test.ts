@@ -28,35 +28,46 @@ async function silentDns(hosts: string): Promise<{ socket: dgram.Socket; wrap: s
   return { socket, dir, wrap: ['unshare', '-m', 'sh', '-c', `mount --bind ${hostsFile} /etc/hosts && mount --bind ${resolvFile} /etc/resolv.conf && exec "$0" "$@"`] };
 }
 
-describe('furkad with detector servers given by name, some whose DNS server does not answer (F1, F10)', function () {
-  this.timeout(300_000);
+/**
+ * A PPU whose furkad runs behind silentDns(hosts) (before), stopped with its DNS server and files (after); the
+ * helpers every test here uses: a detector's Detectors row, and where its files of shift 1000:1000 go.
+ */
+function ppuBehindSilentDns(hosts: string, options: ConstructorParameters<typeof Ppu>[0]): {
+  ppu: () => Ppu; row: (id: string) => Promise<Row>; usr: (id: string) => string;
+} {
   let ppu: Ppu;
-  let silent: dgram.Socket;
-  let names: string;
-
+  let silent: dgram.Socket | undefined;
+  let names: string | undefined;
   before(async () => {
-    const dns = await silentDns('127.0.0.1 det-d.beamline.test\n');
+    const dns = await silentDns(hosts);
     silent = dns.socket;
     names = dns.dir;
-    ppu = await new Ppu({
-      prefix: 'ppu-names',
-      // The hanging ones first: their lookups are asked for before det-d's.
-      detectors: ['H1', 'H2', 'D'],
-      transport: 'agent',
-      detectorConf: { H1: { remoteIP: 'det-h1.beamline.test' }, H2: { remoteIP: 'det-h2.beamline.test' }, D: { remoteIP: 'det-d.beamline.test' } },
-      furkadWrap: dns.wrap,
-    }).start();
+    ppu = await new Ppu({ ...options, furkadWrap: dns.wrap }).start();
   });
   after(async () => {
     await ppu?.stop();
     silent?.close();
     if (names) rmSync(names, { recursive: true, force: true });
   });
+  return {
+    ppu: () => ppu,
+    row: async (id) => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)!,
+    usr: (id) => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000'),
+  };
+}
 
-  const row = async (id: string): Promise<Row> => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)!;
-  const usr = (id: string): string => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000');
+describe('furkad with detector servers given by name, some whose DNS server does not answer (F1, F10)', function () {
+  this.timeout(300_000);
+  const { ppu: ppuOf, row, usr } = ppuBehindSilentDns('127.0.0.1 det-d.beamline.test\n', {
+    prefix: 'ppu-names',
+    // The hanging ones first: their lookups are asked for before det-d's.
+    detectors: ['H1', 'H2', 'D'],
+    transport: 'agent',
+    detectorConf: { H1: { remoteIP: 'det-h1.beamline.test' }, H2: { remoteIP: 'det-h2.beamline.test' }, D: { remoteIP: 'det-d.beamline.test' } },
+  });
 
   it('delivers the files of the detector whose name is in /etc/hosts, also after its agent restarted (F1, F10)', async () => {
+    const ppu = ppuOf();
     writeImage(ppu.detectorRamdisks['D']!, 'run/a.cbf', 20_000);
     // Before: its lookup queued behind the two that hung (libuv runs two at once), a minute each, again and again.
     await eventually(() => listFiles(usr('D')).includes('run/a.cbf'), 40_000, "D's first file while two other names hang");
@@ -76,6 +87,7 @@ describe('furkad with detector servers given by name, some whose DNS server does
   });
 
   it('stops at SIGTERM without waiting for the lookups its DNS server never answers (S1)', async () => {
+    const ppu = ppuOf();
     const furkad = ppu.furkad!.proc;
     furkad.kill('SIGTERM');
     // Before, the lookups in flight (5 x 30 s each) kept the process after it said "stopped", past the unit's
@@ -88,32 +100,15 @@ describe('furkad with detector servers given by name, some whose DNS server does
 
 describe('furkad without a license and an rsync detector server whose name does not resolve in time (F1, F8, F10)', function () {
   this.timeout(300_000);
-  let ppu: Ppu;
-  let silent: dgram.Socket;
-  let names: string;
-
-  before(async () => {
-    const dns = await silentDns('');
-    silent = dns.socket;
-    names = dns.dir;
-    ppu = await new Ppu({
-      prefix: 'ppu-names-rsync',
-      detectors: ['R1', 'B', 'A'],
-      transport: { A: 'agent' },
-      detectorConf: { R1: { remoteIP: 'det-r1.beamline.test' } },
-      furkadWrap: dns.wrap,
-    }).start();
+  const { ppu: ppuOf, row, usr } = ppuBehindSilentDns('', {
+    prefix: 'ppu-names-rsync',
+    detectors: ['R1', 'B', 'A'],
+    transport: { A: 'agent' },
+    detectorConf: { R1: { remoteIP: 'det-r1.beamline.test' } },
   });
-  after(async () => {
-    await ppu?.stop();
-    silent?.close();
-    if (names) rmSync(names, { recursive: true, force: true });
-  });
-
-  const row = async (id: string): Promise<Row> => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)!;
-  const usr = (id: string): string => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000');
 
   it('says the name was not resolved, and keeps serving the others one transfer at a time (F1, F8)', async () => {
+    const ppu = ppuOf();
     const [licensed] = await ppu.furkaProperty<[boolean, string]>('License');
     assert.equal(licensed, false, 'single-thread mode: one transfer at a time across detectors');
     await eventually(async () => (await row('R1'))[1] === 'retrying', 60_000, 'R1 retrying');
