@@ -139,6 +139,8 @@ export class EventsClient {
    * agent or of Node (it never happened in tests), and pushing on would meet it again for every file.
    */
   #pushOff = false;
+  /** Whether the client takes pushes now (`POST /v1/push`): off while it is behind, on again once it caught up. */
+  #pushWanted = true;
 
   constructor(readonly stream: http2.ServerHttp2Stream, readonly source: string, private readonly pushMax: number,
     private readonly bodies: FileBodies, private readonly log: Logger) {}
@@ -185,7 +187,7 @@ export class EventsClient {
    * throws, once anything listens for 'frameError': nothing here may.
    */
   #push(e: FileEntry): boolean {
-    if (this.#pushOff || e.size > PUSH_SIZE_MAX || !this.stream.pushAllowed || this.#draining) return false;
+    if (this.#pushOff || !this.#pushWanted || e.size > PUSH_SIZE_MAX || !this.stream.pushAllowed || this.#draining) return false;
     const now = monotonicMs();
     for (const [id, p] of this.#pushed) if (p.sentAt !== undefined && now - p.sentAt > PUSH_HOLD_MS) this.#pushed.delete(id);
     if (this.#pushed.size >= this.pushMax) return false;
@@ -219,6 +221,11 @@ export class EventsClient {
     }
     this.#pushed.set(e.id, push);
     return true;
+  }
+
+  /** The client says whether it takes pushes now (`POST /v1/push?on=`). */
+  wantsPushes(on: boolean): void {
+    this.#pushWanted = on;
   }
 
   /** The client acknowledged `ids`: pushes of them no longer count. */
@@ -437,6 +444,7 @@ export class AgentServer {
       '/v1/file': ['GET', () => this.#file(stream, url)],
       '/v1/ack': ['POST', () => this.#ack(stream)],
       '/v1/barrier': ['POST', () => this.#barrier(stream, url)],
+      '/v1/push': ['POST', () => this.#pushWish(stream, url)],
     };
     const route = routes[url.pathname];
     if (!route) return reply(stream, 404, { error: 'no such resource' });
@@ -508,6 +516,18 @@ export class AgentServer {
    * events stream once all files completed before this request are announced there. 503 if the mark cannot be
    * made: then no such line comes.
    */
+  /**
+   * `POST /v1/push?on=0|1`: whether the client takes pushes now, for its events streams on this connection. Asked
+   * of a request, not of HTTP/2's SETTINGS_ENABLE_PUSH: a promise already queued when that setting goes off fails,
+   * and Node 20 ends the whole connection at such a failure.
+   */
+  #pushWish(stream: http2.ServerHttp2Stream, url: URL): void {
+    const on = url.searchParams.get('on');
+    if (on !== '0' && on !== '1') return reply(stream, 400, { error: 'bad on: 1 (push bodies) or 0 (announce only)' });
+    for (const c of this.#clients) if (c.stream.session === stream.session) c.wantsPushes(on === '1');
+    stream.respond({ ':status': 204 }, { endStream: true });
+  }
+
   #barrier(stream: http2.ServerHttp2Stream, url: URL): void {
     const id = url.searchParams.get('id') ?? '';
     if (!validBarrierId(id)) return reply(stream, 400, { error: 'bad id: 1 to 64 of A-Z a-z 0-9 - _' });

@@ -94,7 +94,7 @@ export class AgentClient extends EventEmitter {
   readonly #pushes: AgentPushes;
   /** Whether furkad wants pushes now (takePushes); a new connection starts with them on. */
   #pushesWanted = true;
-  /** What the agent was last told about pushes, and whether that SETTINGS frame awaits its acknowledgement. */
+  /** What the agent was last told about pushes, and whether that request awaits its answer. */
   #pushesTold = true;
   #telling = false;
 
@@ -395,8 +395,12 @@ export class AgentClient extends EventEmitter {
   }
 
   /**
-   * Tells the agent whether to push bodies now (HTTP/2's SETTINGS_ENABLE_PUSH, which the agent reads before each
-   * push): off while furkad is behind, where a pushed body would wait behind older files and be cancelled unread.
+   * Tells the agent whether to push bodies now (`POST /v1/push?on=0|1`, which the agent reads before each push):
+   * off while furkad is behind, where a pushed body would wait behind older files and be cancelled unread.
+   * Not HTTP/2's SETTINGS_ENABLE_PUSH, which it was: a promise the agent's nghttp2 had queued when that setting
+   * went off failed to be sent, and Node 20 closes the whole session at such a frame error (found by a
+   * long-run tester: the connection ended every 1-2 minutes under load, each time said as a detector failure).
+   * Pushes already promised when the agent reads the request still come, and are taken or cancelled as ever.
    */
   takePushes(on: boolean): void {
     if (this.pushes === 0) return;
@@ -404,26 +408,28 @@ export class AgentClient extends EventEmitter {
     this.#tellPushes();
   }
 
-  /**
-   * Sends the agent what takePushes last wanted, one SETTINGS frame at a time: Node ends a session with more
-   * than 10 unacknowledged (ERR_HTTP2_MAX_PENDING_SETTINGS_ACK), which a detector hovering around the
-   * threshold could otherwise reach.
-   */
+  /** Sends the agent what takePushes last wanted, one request at a time: the last word is the one that counts. */
   #tellPushes(): void {
     const session = this.#session;
     if (this.#telling || this.#pushesWanted === this.#pushesTold || !session || session.destroyed) return;
     const on = this.#pushesWanted;
+    let req: http2.ClientHttp2Stream;
     try {
-      session.settings({ enablePush: on }, () => {
-        if (this.#session !== session) return;
-        this.#telling = false;
-        this.#tellPushes();
-      });
+      req = session.request({ ...this.#auth, ':method': 'POST', ':path': `/v1/push?on=${on ? 1 : 0}` });
     } catch {
       return; // the session is ending: the next one starts with pushes on
     }
     this.#telling = true;
     this.#pushesTold = on;
+    // An agent before this request answers 404 and goes on pushing: furkad takes or cancels what comes, as above.
+    req.on('error', () => undefined);
+    req.resume();
+    req.on('close', () => {
+      if (this.#session !== session) return;
+      this.#telling = false;
+      this.#tellPushes();
+    });
+    req.end();
   }
 
   /**

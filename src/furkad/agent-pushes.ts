@@ -63,8 +63,8 @@ export class AgentPushes {
    * Ids whose line said `push` and whose pushed stream has not been seen yet: a fetch of one waits for it, but
    * only to the end of this turn of the event loop. The agent sends a file's PUSH_PROMISE before its line, so
    * by the time the line is read the promise has been read too; Node only tells of the pushed stream on the
-   * next tick. A promise that was not read by then was never made to this client: nghttp2 refuses the ones
-   * that come after furkad turned pushes off (takePushes), and the agent may have failed to make it.
+   * next tick. A promise that was not read by then was never made to this client: the agent may have failed to
+   * make it.
    */
   readonly #promised = new Map<string, NodeJS.Immediate>();
   readonly #waiters = new Map<string, (r: BodyReply | undefined) => void>();
