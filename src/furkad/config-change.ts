@@ -3,12 +3,13 @@
 // files taken off the detector and left in staging. Each goes to the detector that now serves the same detector
 // server or target, or is named in the log and in the Detectors status: never silently stranded, never placed in
 // another shift than its own (A5, F2, F6). Runs once at start, before any transport reads its state.
-import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { markTarget, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
 import type { DetectorConfig } from './config.js';
 import { originOf, sameAs, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
+import { removeStateFile } from './json-state.js';
 import { inheritOwedFile, readOwedFile, rsyncOwedFile, rsyncOwedId } from './rsync-owed.js';
 import type { AgentPlaced } from './agent-placed.js';
 import { STAGING_NAME } from './shift-sweep.js';
@@ -50,7 +51,7 @@ export function takeUpOwed(stateDir: string, detectors: Record<string, DetectorC
     try {
       const { owed, shifts } = readOwedFile(file);
       if (owed.length === 0) {
-        unlinkSync(file);
+        removeStateFile(file);
         continue;
       }
       const heir = heirOf(id, 'rsync', originWas(id, 'rsync'));

@@ -19,13 +19,13 @@
 // else it was written since, in a later shift. The detector's clock is not the PPU's (stepped hourly by the time-sync
 // timer, drifting between steps): compared with when the shift ended on the PPU, files written before the change
 // with the detector ahead went to the new shift, and one written after it with the detector behind to the old one.
-import { readFileSync, unlinkSync } from 'node:fs';
+
 import { writeDurably } from '../common/durable-file.js';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import type { OwedShift } from './transport.js';
 import type { Listing } from './rsync.js';
-import { JsonStateFile } from './json-state.js';
+import { JsonStateFile, flushedCopy, readStateFile, removeStateFile } from './json-state.js';
 import { below, keyOf } from './rsync-removal.js';
 
 /** Where a detector's files left on the detector and owed to ended shifts are written: in furkad's state_dir, one file per detector. */
@@ -251,6 +251,11 @@ export class RsyncOwed {
     return n;
   }
 
+  /** Resolves once what save() wrote is flushed to disk (json-state.ts). */
+  flushed(): Promise<void> {
+    return this.#state.flushed();
+  }
+
   #forget(key: string): void {
     const owed = this.#owed.delete(key);
     this.#listing.delete(key);
@@ -299,7 +304,7 @@ function isRecord(o: unknown): o is OwedRecord {
 
 /** What an owed file (rsyncOwedFile) holds, as written: how many files, and the ended shifts they are owed to. */
 export function readOwedFile(file: string): { owed: unknown[][]; shifts: OwedRecord[]; listed: unknown[][] } {
-  const saved = JSON.parse(readFileSync(file, 'utf8')) as { shifts?: unknown; owed?: unknown; listed?: unknown };
+  const saved = readStateFile(file).content as { shifts?: unknown; owed?: unknown; listed?: unknown };
   const shifts = (Array.isArray(saved.shifts) ? saved.shifts as unknown[] : []).filter(isRecord);
   const owed = (Array.isArray(saved.owed) ? saved.owed as unknown[] : []).filter((e): e is unknown[] => Array.isArray(e) && typeof e[0] === 'string');
   const paths = new Set(owed.map((e) => e[0]));
@@ -327,7 +332,9 @@ export function inheritOwedFile(from: string, to: string, id: string): number {
   const listed = [...mine.listed, ...old.listed.filter((e) => !paths.has(e[0]))];
   // The files known and not owed yet (known, knownIn) are not carried over: the renamed detector's first run
   // lists them again (only a StartShift before that run, after a SIGKILL and a furkad.conf change, misses them).
-  writeDurably(to, JSON.stringify({ detector: id, shifts, owed, listed }), 0o600);
-  unlinkSync(from);
+  const text = JSON.stringify({ detector: id, shifts, owed, listed });
+  writeDurably(to, text, 0o600);
+  writeDurably(flushedCopy(to), text, 0o600); // not an older copy of `to`'s own beside it (json-state.ts)
+  removeStateFile(from);
   return owed.length - mine.owed.length;
 }

@@ -128,6 +128,11 @@ export class RsyncRemoval {
     this.#state.save(() => ({ detector: this.id, kept: [...this.#kept].map(([key, k]) => [key, k.size, k.mtimeMs]) }));
   }
 
+  /** Resolves once what save() wrote is flushed to disk (json-state.ts). */
+  flushed(): Promise<void> {
+    return this.#state.flushed();
+  }
+
 
   /** Why the daemon cannot remove sources, for lastError: undefined while it can. */
   get failing(): string | undefined {

@@ -360,9 +360,10 @@ export class RsyncTransport implements Transport {
     this.#launcher.discard();
   }
 
-  close(): Promise<void> {
+  /** What the last runs wrote to state_dir is flushed to disk before the stop ends (json-state.ts). */
+  async close(): Promise<void> {
     this.#launcher.discard();
-    return Promise.resolve();
+    await Promise.all([this.#owed.flushed(), this.#removal.flushed()]);
   }
 
   /** settle_ms: files seen by `since` are still settling; a drain waits for them, but not beyond settle_ms + 2 s. */

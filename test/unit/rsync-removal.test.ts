@@ -1,7 +1,7 @@
 // A detector daemon that cannot remove sources: what furkad makes of rsync's words, and which files it places,
 // hides and drops (rsync-removal.ts, F2, F10). The real daemon's side: test/integration/furkad-removal.test.ts.
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
@@ -134,6 +134,9 @@ describe('a detector daemon that cannot remove sources (F2, F10)', () => {
     fixed.save();
     assert.equal(new RsyncRemoval('1MF', quiet, file).probe('det'), 'a.img', 'b.img, not listed by a full listing, forgotten');
     assert.equal(existsSync(path.join(staging, 'state', 'rsync-kept-1MF.json.tmp')), false);
+    // And a copy flushed to disk beside it, for a power cut to leave whole (json-state.ts).
+    await fixed.flushed();
+    assert.deepEqual(JSON.parse(readFileSync(`${file}.flushed`, 'utf8')), JSON.parse(readFileSync(file, 'utf8')));
   });
 
   it('asks for one kept file beside staging and drops what arrives; forgets one gone from the detector; places one rewritten', async () => {
