@@ -17,8 +17,9 @@ fi
 # xxhash: xxhsum, the reference the checksum tests compare with (and what a facility checks copies with);
 # lsyncd, gnuplot-nox: the benchmarks' lsyncd baseline and latency plot (npm run bench);
 # btrfs-progs: mkfs.btrfs, for the agent's watch check on a btrfs detector ramdisk (test/unit/watch-check.test.ts).
+# strace: which records reach the disk, read from the system calls (test/unit/owed-records-flushed.test.ts).
 PACKAGES=(rsync inotify-tools dbus dbus-daemon systemd libsystemd-dev systemd-container rpm rpmlint attr ntpsec-ntpdate
-          python3 make g++ pkg-config xxhash lsyncd gnuplot-nox btrfs-progs)
+          python3 make g++ pkg-config xxhash lsyncd gnuplot-nox btrfs-progs strace)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,5 +1,5 @@
 // Append-only JSON-lines files in a daemon's state directory (grimseld's journal, furkad's outbox).
-import { closeSync, fstatSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
+import { closeSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
 import * as path from 'node:path';
 
@@ -79,9 +79,22 @@ export class RewritableLog {
   /** What the last rewrite left in the file (its live records then): see grown(). */
   #rewrittenTo = 0;
 
-  /** `live()`: every record that still matters, as whole lines; what the file is rewritten to. */
-  constructor(readonly file: string, private readonly live: () => string) {
+  /**
+   * `live()`: every record that still matters, as whole lines; what the file is rewritten to. `durable()`: whether
+   * those records must outlive the machine now (see sync()): a rewrite is then flushed before and after its rename.
+   */
+  constructor(readonly file: string, private readonly live: () => string, private readonly durable: () => boolean = () => false) {
     this.#fd = openSync(file, 'a');
+  }
+
+  /**
+   * Flushes what was appended so far to the disk. These logs need not outlive the machine as a rule (what they
+   * describe lies on a tmpfs), but a record of something that does (a file on the detector owed to an ended shift)
+   * is flushed once written: else a power cut soon after could lose it, or (a rewrite renamed over the file and
+   * never flushed, which XFS may bring back empty) everything with it.
+   */
+  sync(): void {
+    fdatasyncSync(this.#fd);
   }
 
   get size(): number {
@@ -127,17 +140,33 @@ export class RewritableLog {
     const text = this.live();
     this.#rewrittenTo = Buffer.byteLength(text);
     const next = `${this.file}.new`;
+    const durable = this.durable();
     try {
-      writeFileSync(next, text, { mode: fstatSync(this.#fd).mode & 0o777 });
+      const fd = openSync(next, 'w', fstatSync(this.#fd).mode & 0o777);
+      try {
+        writeFileSync(fd, text);
+        if (durable) fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
       renameSync(next, this.file);
       closeSync(this.#fd);
       this.#fd = openSync(this.file, 'a');
+      if (durable) {
+        const dir = openSync(path.dirname(this.file), 'r');
+        try {
+          fsyncSync(dir);
+        } finally {
+          closeSync(dir);
+        }
+      }
     } catch (e) {
       rmSync(next, { force: true });
       // In place only what surely fits in the room it frees: never cut a file to write one that does not fit.
       if (!noRoom(e) || Buffer.byteLength(text) > fstatSync(this.#fd).size) throw e;
       ftruncateSync(this.#fd, 0);
       appendLinesSync(this.#fd, text);
+      if (durable) this.sync();
     }
     this.#behind = false;
   }

@@ -1,7 +1,7 @@
 // Which agent files furkad has placed but not yet seen acknowledged (A4): after a crash or a lost
 // connection the agent announces them again, and furkad acknowledges them instead of placing them twice.
 // One file for all detectors; no fsync, like the outbox: it must outlive the process, and the PPU ramdisk it
-// describes does not outlive the machine. Records are taken in memory first: one the full state_dir refused is
+// describes does not outlive the machine; only the records of files owed to ended shifts (on the detector) are flushed. Records are taken in memory first: one the full state_dir refused is
 // written with the next write that fits (RewritableLog), which rewrites the file from what is still open.
 import { readFileSync } from 'node:fs';
 import { readAppendLog, RewritableLog } from '../common/append-log.js';
@@ -125,7 +125,9 @@ export class AgentPlaced {
   private constructor(file: string, open: Map<string, Map<string, Open>>, intents: Map<string, Map<string, Intent>>, aside: Map<string, Map<string, SetAside>>,
     owed: Map<string, Map<string, string>>, owedShifts: Map<string, Map<string, OwedRecord>>, boot: string) {
     this.#boot = boot;
-    this.#log = new RewritableLog(file, () => this.#live().map((l) => `${JSON.stringify(l)}\n`).join(''));
+    // Owed files are on the detector, which a power cut of the PPU does not empty: their records are flushed.
+    this.#log = new RewritableLog(file, () => this.#live().map((l) => `${JSON.stringify(l)}\n`).join(''),
+      () => [...this.#owed.values()].some((owes) => owes.size > 0));
     this.#open = open;
     this.#intents = intents;
     this.#aside = aside;
@@ -329,6 +331,9 @@ export class AgentPlaced {
       lines.push({ t: 'o', d: detector, id, u: shift.usertime });
     }
     this.#write(lines);
+    // Unlike the placements (their files are on the PPU ramdisk, gone with a power cut as well), these files stay
+    // on the detector: a record lost with a power cut would give them to the next shift's user (A5).
+    this.#log.sync();
   }
 
   /** Files owed to ended shifts (see #owed), each with its shift. */
