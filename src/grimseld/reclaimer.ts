@@ -51,6 +51,8 @@ export interface ReclaimSettings {
    * of them runs; CLEAN_SLICE_MS if unset.
    */
   cleanSliceMs?: number;
+  /** How many originals a shift-change clean-up deletes at once; CLEAN_IN_FLIGHT if unset (bench/clean-up.ts compares). */
+  cleanInFlight?: number;
   /**
    * Looks whether a storage's disk is still the one its copies were made on (storage-marks.ts), asked when a copy an
    * original is checked against is missing: with its disk swapped, the copy is pending again and the original waits for
@@ -68,6 +70,8 @@ export interface ReclaimSettings {
  * limit with nothing linked until it was full (ENOSPC), and the ramdisk's own alarms unsaid meanwhile (G6, G7, G10).
  */
 const CLEAN_SLICE_MS = 200;
+/** How many originals a shift-change clean-up deletes at once (see #cleanEarlierShifts). */
+const CLEAN_IN_FLIGHT = 16;
 
 const DELETE_RETRY_MS = 30_000;
 /** The longest pause between two tries of a clean-up that keeps failing (see deleteRetryMs). */
@@ -244,21 +248,13 @@ export class Reclaimer {
       }
       if (this.catalog.isLive(rec)) waitFor(this.#pause(rec.id, pause?.ms));
     };
-    const slice = this.settings.cleanSliceMs ?? CLEAN_SLICE_MS;
-    const sliceEnds = monotonicMs() + slice;
-    /** Deletions tried in this tick: at least one; the rest at the next tick, after the fill guards. */
-    let tried = 0;
-    let cut = false;
-    for (const rec of this.catalog.ofShiftsBefore(current)) {
-      if (tried > 0 && (slice === 0 || monotonicMs() >= sliceEnds)) {
-        cut = true;
-        break;
-      }
+    /** The clean-up of one record: its original on the ramdisk, then its internal copy where EXTERNAL has one. */
+    const clean = async (rec: FileRecord): Promise<void> => {
       if (this.#onRamdisk(rec)) {
         if (!this.catalog.copiedOn(rec, this.internal.id) || this.#copyPending(rec, 'ramdisk')) waiting = true;
         else if (!blockedBy(rec, 'ramdisk')) await remove(rec, 'ramdisk');
       }
-      if (!this.catalog.isLive(rec)) continue; // settled by the removal: nothing left to clean
+      if (!this.catalog.isLive(rec)) return; // settled by the removal: nothing left to clean
       if (this.external && rec.internal === 'present' && !this.#onRamdisk(rec)) {
         // Once its original went, the internal copy is what an OPTIONAL storage still to be copied reads: it stays until
         // every storage has its copy (or gave up for good), else that copy would read the EXTERNAL disk, and wait
@@ -266,7 +262,27 @@ export class Reclaimer {
         if (!this.catalog.copiedOn(rec, this.external.id) || !this.catalog.copiedOn(rec, this.internal.id) || !this.catalog.doneEverywhere(rec)) waiting = true;
         else if (!blockedBy(rec, 'internal')) await remove(rec, 'internal');
       }
+    };
+    const slice = this.settings.cleanSliceMs ?? CLEAN_SLICE_MS;
+    const sliceEnds = monotonicMs() + slice;
+    /** Deletions tried in this tick: at least one; the rest at the next tick, after the fill guards. */
+    let tried = 0;
+    let cut = false;
+    // Several records at once (CLEAN_IN_FLIGHT): each deletion waits for its copy's directory fsync and its journal
+    // line's fdatasync, and one after the other that was a few dozen deletions a second while copies ran, fewer than
+    // a busy detector delivers (tens of thousands of an ended shift's originals stayed on the ramdisk). At once, the
+    // journal writes their lines in one batch (group commit) and the disk shares its commits among the fsyncs.
+    const inFlight = new Set<Promise<void>>();
+    for (const rec of this.catalog.ofShiftsBefore(current)) {
+      if (tried > 0 && (slice === 0 || monotonicMs() >= sliceEnds)) {
+        cut = true;
+        break;
+      }
+      const one: Promise<void> = clean(rec).finally(() => inFlight.delete(one));
+      inFlight.add(one);
+      if (inFlight.size >= (this.settings.cleanInFlight ?? CLEAN_IN_FLIGHT)) await Promise.race(inFlight);
     }
+    await Promise.all(inFlight);
     if (cut) {
       // Not through: the next tick goes on (from the start: what was done here is skipped quickly, a deletion that
       // failed too, until its pause is over).
