@@ -8,8 +8,9 @@
 // flushed may come back from a power cut as an empty file (XFS, CentOS 7's default, flushes nothing at such a
 // rename; ext4 only with auto_da_alloc), and it is written after nearly every run, so a power cut would nearly always
 // find it empty: the files owed to an ended shift would go to the next user. So, second, a copy beside it is written
-// in the background, flushed before and after its rename (common/durable-file.ts), at most one at a time, the
-// newest content each time; read() takes that copy where the file itself cannot be read.
+// in the background, flushed before and after its rename (common/durable-file.ts), at most one at a time and one a
+// second (four fsyncs a run, 30 runs a second, would keep a PPU's system disk busy), the newest content each time;
+// read() takes that copy where the file itself cannot be read, which a power cut leaves at most a second behind.
 import { readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { writeDurablyAsync } from '../common/durable-file.js';
 import type { Logger } from '../common/logger.js';
@@ -43,6 +44,9 @@ export function removeStateFile(file: string): void {
   rmSync(flushedCopy(file), { force: true });
 }
 
+/** The least time between two flushed copies of one file (ms). */
+const FLUSH_PAUSE_MS = 1000;
+
 export class JsonStateFile {
   #dirty = false;
   #saidUnwritable = false;
@@ -50,6 +54,9 @@ export class JsonStateFile {
   /** The newest content written in place and not yet flushed to the copy. */
   #toFlush: string | undefined;
   #flushing: Promise<void> | undefined;
+  /** Ends the pause after a flushed copy at once (flushed() was asked: a stop waits for it). */
+  #hurry: (() => void) | undefined;
+  #hurried = false;
 
   /** `file`: none keeps everything in memory only; `what`: what it holds, for the log ("the files kept on the detector"). */
   constructor(readonly file: string | undefined, private readonly detector: string, private readonly what: string, private readonly log: Logger) {}
@@ -94,9 +101,12 @@ export class JsonStateFile {
     this.#flushing ??= this.#flush(this.file);
   }
 
-  /** Resolves once what save() wrote is flushed to disk too, or could not be (said). */
+  /** Resolves once what save() wrote is flushed to disk too, or could not be (said), without the pause between copies. */
   flushed(): Promise<void> {
-    return this.#flushing ?? Promise.resolve();
+    if (this.#flushing === undefined) return Promise.resolve();
+    this.#hurried = true;
+    this.#hurry?.();
+    return this.#flushing;
   }
 
   async #flush(file: string): Promise<void> {
@@ -113,7 +123,19 @@ export class JsonStateFile {
         }
         this.#saidUnflushed = true;
       }
+      if (!this.#hurried) {
+        await new Promise<void>((resolve) => {
+          const pause = setTimeout(resolve, FLUSH_PAUSE_MS);
+          pause.unref();
+          this.#hurry = () => {
+            clearTimeout(pause);
+            resolve();
+          };
+        });
+        this.#hurry = undefined;
+      }
     }
     this.#flushing = undefined;
+    this.#hurried = false;
   }
 }
