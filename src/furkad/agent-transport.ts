@@ -409,7 +409,17 @@ export class AgentTransport implements Transport {
             }
             const placed = await ctx.complete([w.path], new Map([[w.path, tagged(got)]]));
             // One that could not be placed keeps its id: the loop may place it later (leaveBehind), then acknowledge it.
-            if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) this.#placed.delete(w.path);
+            if (!placed.placed.includes(w.path) && !placed.failed.includes(w.path)) {
+              this.#placed.delete(w.path);
+              // Nor its intent: it is fetched again, with an intent of its own. Kept, the intents of a state_dir too
+              // full to note files for grimseld piled up with every run, until they alone filled the room freed
+              // there, and nothing was placed any more (a record that fails to be written is dropped all the same).
+              try {
+                this.placedStore.dropIntent(this.id, w.id, w.path);
+              } catch {
+                // dropped in memory: what is written next (a rewrite from what is live) leaves it out
+              }
+            }
             // Not noted for grimseld (a full state_dir; the run fails): it waits again, as one whose fetch failed.
             // Nothing else would announce it again on this connection.
             if (![...placed.placed, ...placed.failed, ...placed.gone].includes(w.path) && !this.#waiting.has(w.path)) this.#waiting.set(w.path, w);
