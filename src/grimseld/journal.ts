@@ -73,7 +73,9 @@ export class Journal {
       try {
         return JSON.parse(lines[i]!) as JournalRecord;
       } catch (e) {
-        throw new Error(`${file}: line ${i + 1} is corrupt (${(e as Error).message}); refusing to guess. Move the file away to start empty.`);
+        throw new Error(`${file}: line ${i + 1} is corrupt (${(e as Error).message}); refusing to guess. Move the file away to start empty: ` +
+          `the delivered files on the ramdisk it held that are not copied yet are then named in an error half a minute after the start, ` +
+          `with the command that hands them over (README: How grimseld never loses a file).`);
       }
     };
     for (let i = 0; i < lines.length; i++) parse(i); // refuse a corrupt journal before anything is opened

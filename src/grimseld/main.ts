@@ -27,6 +27,7 @@ import { FileFifo } from './fifo.js';
 import { TempSweeper } from './temp-sweep.js';
 import { loadTempKey } from './temp-names.js';
 import { Intake, RejectedPath } from './intake.js';
+import { UnjournaledFiles } from './unjournaled.js';
 import { StateDirRoom } from './state-room.js';
 import { callerOf, NotReadable } from './caller-access.js';
 import { MessageHub } from './messages.js';
@@ -47,6 +48,12 @@ function sizeThreadPool(storages: StorageInfo[]): void {
   const writers = storages.reduce((n, s) => n + s.writers, 0);
   process.env['UV_THREADPOOL_SIZE'] ??= String(Math.min(writers + 3, 1024));
 }
+
+/**
+ * How long after start grimseld first looks for delivered files its journal does not hold, and gives each one
+ * found before naming it (unjournaled.ts): furkad hands over its outbox when grimseld appears or it starts itself.
+ */
+const UNJOURNALED_SETTLE_MS = 30_000;
 
 async function main(): Promise<number> {
   const args = parseDaemonArgs('grimseld', DEFAULT_CONFIG_PATH);
@@ -107,6 +114,10 @@ async function main(): Promise<number> {
   }, messages, log);
   const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted(), () => reclaimer.earlierShiftDelivered(),
     new StateDirRoom(config.state_dir, messages, log));
+  // G12: files furkad delivered that the journal lost (moved away, emptied, restored) are named, not forgotten.
+  const unjournaled = new UnjournaledFiles(catalog, log, {
+    ramdiskRoot: config.target, stateDir: config.state_dir, fifo: config.fifo, tempKey, settleMs: UNJOURNALED_SETTLE_MS,
+  });
   const fifo = new FileFifo(config.fifo, (paths) => intake.addMany(paths), log);
   const statusServer = new StatusServer(book, log);
   const messageServer = new MessageServer(messages, log);
@@ -202,6 +213,7 @@ async function main(): Promise<number> {
     component('message server', () => messageServer.start(config.message_port, config.message_address), () => messageServer.stop()),
     metricsServer && component('metrics server', () => metricsServer.listen(config.metrics_port, config.metrics_address!), () => metricsServer.close()),
     component('bus name', () => ownName(bus, GRIMSEL_NAME), () => undefined),
+    loopComponent('ramdisk check', (signal) => unjournaled.run(signal)),
     timerComponent('status', 1000, () => {
       watchCopiers();
       notifier.status(statusLine());

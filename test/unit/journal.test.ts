@@ -90,7 +90,7 @@ describe('journal and catalog (G12)', () => {
     const lines = readFileSync(j, 'utf8').split('\n');
     lines.splice(1, 0, 'garbage');
     writeFileSync(j, lines.join('\n'));
-    await assert.rejects(() => Journal.open(dir), /line 2 is corrupt.*refusing to guess/);
+    await assert.rejects(() => Journal.open(dir), /line 2 is corrupt.*refusing to guess. Move the file away.*the command that hands them over/);
   });
 
   it('compacts to a snapshot that replays to the same state, settled files included', async () => {
