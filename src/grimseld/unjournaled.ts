@@ -5,7 +5,7 @@
 // and named, with the command that hands them over: grimseld does not take them in itself, because the part to
 // replicate (the './' in furkad's detector target, G4) is not on the file, and a guessed one would put the copies
 // under another path than furkad's own hand-over of the same file would (README: How grimseld never loses a file).
-import { closeSync, constants, fstatSync } from 'node:fs';
+import { closeSync, constants, fstatSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import { sleep } from '../common/abort.js';
 import { DirFd } from '../common/dir-fd.js';
@@ -63,8 +63,13 @@ export class UnjournaledFiles {
         if (signal.aborted) return [];
       }
       const still = found.filter((f) => !this.#known(f) && this.#stillThere(f));
-      if (still.length) this.#say(still.map((f) => f.src));
-      else this.log.debug({ root: this.settings.ramdiskRoot }, 'every file on the ramdisk that furkad delivered is in the journal');
+      if (still.length) {
+        this.#say(still.map((f) => f.src));
+      } else {
+        // A list an earlier start left names nothing to hand over any more.
+        rmSync(path.join(this.settings.stateDir, UNJOURNALED_LIST), { force: true });
+        this.log.debug({ root: this.settings.ramdiskRoot }, 'every file on the ramdisk that furkad delivered is in the journal');
+      }
       return still.map((f) => f.src);
     } catch (e) {
       this.log.error({ err: e }, 'cannot look for files on the ramdisk that the journal does not hold');
@@ -183,7 +188,7 @@ export class UnjournaledFiles {
       listed = false;
       this.log.error({ err: e, file: list }, 'cannot write the list of files on the ramdisk that the journal does not hold');
     }
-    const command = `sed 's|^${root}/|${root}/./|' ${list} > ${this.settings.fifo}`;
+    const command = handOverCommand(root, list, this.settings.fifo);
     this.log.error({ count: paths.length, files: paths.slice(0, SAMPLE), ...(listed ? { list } : {}), command },
       `${paths.length} files on the ramdisk that furkad delivered are not in the journal (moved away, emptied or restored ` +
       `from a backup?): grimseld does not copy them until they are handed over again, and a ramdisk (tmpfs) loses them at ` +
@@ -193,4 +198,27 @@ export class UnjournaledFiles {
       `Files are added to the current shift: if grimseld has none yet, wait for furkad's next file or restart furkad first ` +
       `(README: How grimseld never loses a file).`);
   }
+}
+
+/**
+ * The shell command that writes the paths listed in `list` (one a line, each below `root`) to grimseld's FIFO, each
+ * with the './' right after `root`: any characters in the three paths are taken literally.
+ */
+export function handOverCommand(root: string, list: string, fifo: string): string {
+  return `sed ${shellWord(`s|^${sedPattern(`${root}/`)}|${sedReplacement(`${root}/./`)}|`)} ${shellWord(list)} > ${shellWord(fifo)}`;
+}
+
+/** `w` as one word of a POSIX shell command: bare when it holds nothing the shell reads, else single-quoted. */
+function shellWord(w: string): string {
+  return /^[\w./:=@%+,-]+$/.test(w) ? w : `'${w.replace(/'/g, `'\\''`)}'`;
+}
+
+/** `text` as a sed basic regular expression matching it literally, `|` the delimiter. */
+function sedPattern(text: string): string {
+  return text.replace(/[\\|.*[\]^$]/g, '\\$&');
+}
+
+/** `text` as a sed replacement giving it literally, `|` the delimiter. */
+function sedReplacement(text: string): string {
+  return text.replace(/[\\|&]/g, '\\$&');
 }

@@ -100,5 +100,6 @@ describe('files on the ramdisk that furkad delivered and the journal lost (G12, 
     await eventually(async () => (await internalRow())?.[5] === 9n, 60_000, "furkad's outbox handed over and copied");
     await ppu.grimseld!.proc.said(/every file on the ramdisk that furkad delivered is in the journal/, 90_000);
     assert.doesNotMatch(grimseldSaid(), /not in the journal/, 'nothing said: nothing was lost');
+    assert.ok(!existsSync(path.join(ppu.work, 'state', 'not-in-journal.txt')), 'the list of the earlier start is gone: nothing in it to hand over');
   });
 });
