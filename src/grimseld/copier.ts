@@ -20,7 +20,7 @@ import { constants, closeSync, fchmodSync, fchownSync, fstatSync, fsyncSync, rea
 import { coarseStep, sameSizeAndMtime, setFileTimes, storeableMtime, toMicrosecond } from '../common/file-times.js';
 import type { Stats } from 'node:fs';
 import * as path from 'node:path';
-import { splitRel, UnsafePath, type DirFd } from '../common/dir-fd.js';
+import { DirFd, splitRel, UnsafePath } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import type { NumberedDir } from '../common/numbered-dirs.js';
 import { isOwnTempOf, tempName, type TempKey } from './temp-names.js';
@@ -208,7 +208,17 @@ function openJobSource(job: CopyWork, dirs: HeldDirs): { source: Source; held: S
 
 /** Checks the source and the directory, and writes the data, owner, mode and mtime to a temp name. */
 function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, dirs: HeldDirs, progress: Progress): Written | CopyResult {
-  const { source, held } = openJobSource(job, dirs);
+  let opened: { source: Source; held: SourceDir };
+  try {
+    opened = openJobSource(job, dirs);
+  } catch (e) {
+    // Gone or another file now: its copy may be there all the same, made by a grimseld whose journal was lost since
+    // (a state_dir restored from a backup, G12). Taken only when its bytes have the file's checksum (I2).
+    const there = e instanceof SourceChanged ? copiedBefore(job, base, progress) : undefined;
+    if (there) return there;
+    throw e;
+  }
+  const { source, held } = opened;
   const s = source.st;
   let w: Written | undefined;
   try {
@@ -505,6 +515,32 @@ function sameCopy(dir: DirFd, name: string, checksum: string, verify: boolean, p
     return checksumOfCopy(fd, chunk, progress) === checksum ? { verified: true } : undefined;
   } finally {
     closeSync(fd);
+  }
+}
+
+/**
+ * A copy of `job`'s file at its destination below `base` (or a numbered name beside it), found without its source:
+ * only for a file with a checksum, and only when the copy's bytes have it (read back whatever `verify_copies` says),
+ * so that a file whose original is gone is counted copied, not failed, when its copy is there and whole. Reached
+ * without following links and without making a directory; undefined when there is none or it cannot be looked at.
+ */
+function copiedBefore(job: CopyWork, base: string, progress: Progress): CopyResult | undefined {
+  if (job.checksum === undefined) return undefined;
+  let held: { dir: DirFd; name: string } | undefined;
+  try {
+    held = DirFd.openParent(base, below(base, job.dest));
+  } catch {
+    return undefined;
+  }
+  if (!held) return undefined;
+  const { name } = held;
+  try {
+    return DirFd.with(held.dir, (dir) => {
+      const there = identicalAt(dir, name, job.expect, () => job.checksum!, true, progress);
+      return there && { outcome: 'identical' as const, dest: path.join(path.dirname(job.dest), there.name), verified: there.verified };
+    });
+  } catch {
+    return undefined;
   }
 }
 

@@ -7,7 +7,7 @@
 // the INTERNAL storage a loop-mounted ext4 disk that is unmounted for a while so that files stay pending (G13).
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, renameSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
@@ -101,5 +101,31 @@ describe('files on the ramdisk that furkad delivered and the journal lost (G12, 
     await ppu.grimseld!.proc.said(/every file on the ramdisk that furkad delivered is in the journal/, 90_000);
     assert.doesNotMatch(grimseldSaid(), /not in the journal/, 'nothing said: nothing was lost');
     assert.ok(!existsSync(path.join(ppu.work, 'state', 'not-in-journal.txt')), 'the list of the earlier start is gone: nothing in it to hand over');
+  });
+
+  it('a state_dir restored from a backup that has files pending whose copies were made and originals cleaned up since: counted copied, not failed (G12, G9)', async () => {
+    const state = path.join(ppu.work, 'state');
+    unmount(mnt);
+    const later = stream('e', 2);
+    await eventually(async () => (await internalRow())?.[4] === 2n, 60_000, 'two files pending');
+    const backup = path.join(ppu.work, 'journal.backup');
+    copyFileSync(path.join(state, 'journal.jsonl'), backup);
+    mountImage(image, mnt);
+    await eventually(async () => (await internalRow())?.[4] === 0n, 60_000, 'the two copied');
+    const { 0: shift, 5: copiedThen } = (await internalRow())!;
+    // The next shift: the ended one's originals are cleaned up once their copies are there (G5).
+    await ppu.startShift(1000, 1000);
+    await eventually(() => later.every((f) => !existsSync(path.join(ppu.ppuRamdisk, '1mf', '1000_1000', f.rel))), 60_000, 'the originals cleaned up');
+    await ppu.grimseld!.stop();
+    copyFileSync(backup, path.join(state, 'journal.jsonl'));
+    await ppu.startGrimseld();
+    await eventually(async () => {
+      const r = (await ppu.queryStatus(-1)).find((x) => x[0] === shift && x[3] === 'internal');
+      return r !== undefined && r[4] === 0n;
+    }, 60_000, 'the restored pending files settled');
+    const r = (await ppu.queryStatus(-1)).find((x) => x[0] === shift && x[3] === 'internal')!;
+    assert.deepEqual([r[5], r[6]], [copiedThen, 0n], 'counted copied as they are (before: failed, "is gone; not retried")');
+    assert.doesNotMatch(grimseldSaid(), /is gone/, 'no COPY_ERROR for a copy that is there');
+    for (const f of later) assert.equal(sha256File(readFileSync(copiesOf(f.rel))), f.sha256, `${f.rel}: its copy is whole`);
   });
 });
