@@ -110,7 +110,8 @@ export class UnjournaledFiles {
       return []; // not there (not mounted): nothing on it to lose, and the fill guard says it
     }
     const found: Found[] = [];
-    const stack: Array<{ dir: DirFd; shown: string }> = [{ dir: top, shown: this.settings.ramdiskRoot.replace(/\/+$/, '') }];
+    // Named as intake names a delivered file (unmark: normalized), so that the catalog finds the ones it holds.
+    const stack: Array<{ dir: DirFd; shown: string }> = [{ dir: top, shown: path.normalize(this.settings.ramdiskRoot).replace(/\/+$/, '') }];
     let looked = 0;
     try {
       while (stack.length) {
@@ -179,7 +180,7 @@ export class UnjournaledFiles {
 
   /** One error for all of them: how many, a few of them, where the list is and the command that hands them over. */
   #say(paths: string[]): void {
-    const root = this.settings.ramdiskRoot.replace(/\/+$/, '');
+    const root = path.normalize(this.settings.ramdiskRoot).replace(/\/+$/, '');
     const list = path.join(this.settings.stateDir, UNJOURNALED_LIST);
     let listed = true;
     try {
