@@ -224,6 +224,8 @@ describe('furkad with settle_ms = 0: a detector daemon that cannot remove source
     await ppu.startRsyncd('1MF');
     await eventually(() => listFiles(det).length === 0, 60_000, 'the sources removed');
     await eventually(async () => (await look(ppu, metricsUrl)).state === 'idle', 60_000, 'the detector up');
+    // A file counted again would be placed again (NAME.~1~ beside it): named here first.
+    assert.deepEqual(listFiles(usr), files.map((f) => f.rel).sort(), 'nothing placed again once the sources could be removed');
     const s = await look(ppu, metricsUrl);
     assert.deepEqual([s.lastError, s.failing, s.files, s.filesTotal, s.bytes], ['', 0, 6n, 6, 180_000n], 'nothing counted again');
     assert.deepEqual(listFiles(usr), files.map((f) => f.rel).sort(), 'nothing delivered again');
