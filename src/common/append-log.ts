@@ -1,6 +1,7 @@
 // Append-only JSON-lines files in a daemon's state directory (grimseld's journal, furkad's outbox).
 import { closeSync, fdatasyncSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, truncateSync, writeFileSync } from 'node:fs';
 import type { FileHandle } from 'node:fs/promises';
+import { fsyncDirOf } from './durable-file.js';
 import * as path from 'node:path';
 
 /**
@@ -152,14 +153,7 @@ export class RewritableLog {
       renameSync(next, this.file);
       closeSync(this.#fd);
       this.#fd = openSync(this.file, 'a');
-      if (durable) {
-        const dir = openSync(path.dirname(this.file), 'r');
-        try {
-          fsyncSync(dir);
-        } finally {
-          closeSync(dir);
-        }
-      }
+      if (durable) fsyncDirOf(this.file);
     } catch (e) {
       rmSync(next, { force: true });
       // In place only what surely fits in the room it frees: never cut a file to write one that does not fit.

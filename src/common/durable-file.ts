@@ -17,6 +17,11 @@ export function writeDurably(file: string, text: string, mode = 0o644): void {
   }
   closeSync(fd);
   renameSync(tmp, file);
+  fsyncDirOf(file);
+}
+
+/** Flushes the directory `file` is in: a rename into it is on disk once this returns. */
+export function fsyncDirOf(file: string): void {
   const dir = openSync(path.dirname(file), 'r');
   try {
     fsyncSync(dir);
