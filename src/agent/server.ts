@@ -516,18 +516,6 @@ export class AgentServer {
    * events stream once all files completed before this request are announced there. 503 if the mark cannot be
    * made: then no such line comes.
    */
-  /**
-   * `POST /v1/push?on=0|1`: whether the client takes pushes now, for its events streams on this connection. Asked
-   * of a request, not of HTTP/2's SETTINGS_ENABLE_PUSH: a promise already queued when that setting goes off fails,
-   * and Node 20 ends the whole connection at such a failure.
-   */
-  #pushWish(stream: http2.ServerHttp2Stream, url: URL): void {
-    const on = url.searchParams.get('on');
-    if (on !== '0' && on !== '1') return reply(stream, 400, { error: 'bad on: 1 (push bodies) or 0 (announce only)' });
-    for (const c of this.#clients) if (c.stream.session === stream.session) c.wantsPushes(on === '1');
-    stream.respond({ ':status': 204 }, { endStream: true });
-  }
-
   #barrier(stream: http2.ServerHttp2Stream, url: URL): void {
     const id = url.searchParams.get('id') ?? '';
     if (!validBarrierId(id)) return reply(stream, 400, { error: 'bad id: 1 to 64 of A-Z a-z 0-9 - _' });
@@ -538,6 +526,18 @@ export class AgentServer {
       return reply(stream, 503, { error: `cannot place a barrier mark in the root: ${(e as Error).message}` });
     }
     reply(stream, 200, { id });
+  }
+
+  /**
+   * `POST /v1/push?on=0|1`: whether the client takes pushes now, for its events streams on this connection. Asked
+   * of a request, not of HTTP/2's SETTINGS_ENABLE_PUSH: a promise already queued when that setting goes off fails,
+   * and Node 20 ends the whole connection at such a failure.
+   */
+  #pushWish(stream: http2.ServerHttp2Stream, url: URL): void {
+    const on = url.searchParams.get('on');
+    if (on !== '0' && on !== '1') return reply(stream, 400, { error: 'bad on: 1 (push bodies) or 0 (announce only)' });
+    for (const c of this.#clients) if (c.stream.session === stream.session) c.wantsPushes(on === '1');
+    stream.respond({ ':status': 204 }, { endStream: true });
   }
 
   #ack(stream: http2.ServerHttp2Stream): void {

@@ -45,10 +45,10 @@ export class Outbox {
     this.#log = new RewritableLog(file, () => [...this.#open.values()].map((l) => `${JSON.stringify(l)}\n`).join(''));
   }
 
-  /** Opens `dir/outbox.jsonl` and returns what was noted and never acknowledged. */
   /**
-   * `torn`: the text of a last note cut off mid-write ('' none: a power cut of the PPU leaves one), `damaged`: lines
-   * that are no note (skipped): the files they named are not handed over by this start, and the caller says so.
+   * Opens `dir/outbox.jsonl` and returns what was noted and never acknowledged. `torn`: the text of a last note
+   * cut off mid-write ('' none: a power cut of the PPU leaves one), `damaged`: lines that are no note (skipped):
+   * the files they named are not handed over by this start, and the caller says so.
    */
   static open(dir: string): { outbox: Outbox; unacked: Unacked[]; torn: string; damaged: number } {
     const { file, lines, torn } = readAppendLog(dir, 'outbox.jsonl');

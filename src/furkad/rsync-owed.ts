@@ -19,7 +19,6 @@
 // else it was written since, in a later shift. The detector's clock is not the PPU's (stepped hourly by the time-sync
 // timer, drifting between steps): compared with when the shift ended on the PPU, files written before the change
 // with the detector ahead went to the new shift, and one written after it with the detector behind to the old one.
-
 import { writeDurably } from '../common/durable-file.js';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
