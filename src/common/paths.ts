@@ -1,6 +1,9 @@
 // The './' marker (F7, G4) and usrdir templating (F4): pure path arithmetic, no I/O.
 import * as path from 'node:path';
 
+/** furkad's own directory below each detector target (staging, files set aside): never swept, never a delivered file's. */
+export const STAGING_NAME = '.furkad-staging';
+
 /** A file path split at its './' marker: `root` is not replicated, `rel` is. */
 export interface MarkedPath {
   root: string;

@@ -8,9 +8,10 @@
 // directory owned by root (the target's shared parents of a usrdir such as `users/` of `users/$UID`).
 import { fstatSync } from 'node:fs';
 import { DirFd } from '../common/dir-fd.js';
+import { STAGING_NAME } from '../common/paths.js';
 
-/** furkad's own directory below each target (staging, files set aside): never swept. */
-export const STAGING_NAME = '.furkad-staging';
+/** furkad's own directory below each target (staging, files set aside): never swept. Also grimseld's to pass by. */
+export { STAGING_NAME };
 
 /**
  * Whether detector path `rel` (relative to its source) has furkad's staging name as any of its directories:

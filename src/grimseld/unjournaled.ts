@@ -11,13 +11,11 @@ import { sleep } from '../common/abort.js';
 import { DirFd } from '../common/dir-fd.js';
 import { writeDurably } from '../common/durable-file.js';
 import type { Logger } from '../common/logger.js';
-import { hasControl } from '../common/paths.js';
+import { hasControl, STAGING_NAME } from '../common/paths.js';
 import { readProvenance } from '../common/provenance.js';
 import type { Catalog } from './catalog.js';
 import { isOwnTemp, type TempKey } from './temp-names.js';
 
-/** furkad's own directory below each detector target (src/furkad/shift-sweep.ts): staged files, not delivered yet. */
-const STAGING_NAME = '.furkad-staging';
 /** The list of the files found, in state_dir: one path a line, for the command the error names. */
 export const UNJOURNALED_LIST = 'not-in-journal.txt';
 /** Paths named in the log line itself. */
