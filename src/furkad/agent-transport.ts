@@ -23,6 +23,7 @@ import { monotonicMs } from '../common/monotonic.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { UnplacedFiles } from './unplaced-files.js';
 import { keyFileOutcome, ppuSideOf } from './ppu-side.js';
+import { hostPort } from './host-lookup.js';
 
 /** An acknowledgement that failed on a connection still up is sent again after a pause doubling from the first to the last (ms). */
 const ACK_RETRY_MS = [1000, 30_000] as const;
@@ -826,7 +827,7 @@ export class AgentTransport implements Transport {
    * by run() only (runs never overlap), so an agent that is away is an outage with back-off, not a crash.
    */
   async #connected(a: Assignment): Promise<void> {
-    const url = `http://${a.config.remoteIP.includes(':') ? `[${a.config.remoteIP}]` : a.config.remoteIP}:${a.config.port}`;
+    const url = `http://${hostPort(a.config.remoteIP, a.config.port)}`;
     if (this.#client?.connected && this.#client.url === url && this.#client.source === a.source) return;
     this.#client?.close();
     this.#waiting.clear();

@@ -75,3 +75,8 @@ export function hostLookup(
     else callback(null, list[0]!.address, list[0]!.family);
   }, (e: Error) => callback(e, ''));
 }
+
+/** `host:port` as a URL and a message write it: an IPv6 address in brackets. */
+export function hostPort(host: string, port: number): string {
+  return `${host.includes(':') ? `[${host}]` : host}:${port}`;
+}

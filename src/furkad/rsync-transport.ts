@@ -26,7 +26,7 @@ import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsyn
 import { RsyncOwed, type Staged } from './rsync-owed.js';
 import { removeEmptiedParents, removeEmptyStagingDirs } from './staging-dirs.js';
 import { connectTimeoutS, daemonGreets } from './rsync-greeting.js';
-import { lookUpHost } from './host-lookup.js';
+import { hostPort, lookUpHost } from './host-lookup.js';
 import { filesBelow } from './files-below.js';
 
 /** rsync's temp names: `.<name>.` plus six random characters. */
@@ -319,7 +319,7 @@ export class RsyncTransport implements Transport {
       const unresolved = await lookUpHost(host, NAME_CHECK_MS).then(() => undefined, (e: Error) => e.message);
       if (unresolved !== undefined) return `rsync exit 30: ${unresolved} (rsync waited for it; run ended by furkad)`;
     }
-    return `rsync exit 30: the detector's rsync daemon at ${host.includes(':') ? `[${host}]` : host}:${port} accepted the connection but sent no ` +
+    return `rsync exit 30: the detector's rsync daemon at ${hostPort(host, port)} accepted the connection but sent no ` +
       `greeting within ${connectTimeoutS(this.settings.timeoutS)} s (stopped or hung?), run ended by furkad`;
   }
 
@@ -341,7 +341,7 @@ export class RsyncTransport implements Transport {
     const s = connectTimeoutS(this.settings.timeoutS);
     const how = await daemonGreets(host, port, s * 1000, ctx.signal);
     if (how === 'greeted' || how === 'failed') return undefined;
-    const at = `the detector's rsync daemon at ${host.includes(':') ? `[${host}]` : host}:${port}`;
+    const at = `the detector's rsync daemon at ${hostPort(host, port)}`;
     const message = typeof how === 'object' ? `${how.unresolved}; retrying, without taking the single transfer slot meanwhile`
       : how === 'silent'
       ? `${at} accepted the connection but sent no greeting within ${s} s (stopped or hung?); retrying, without taking the single transfer slot meanwhile`

@@ -4,6 +4,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import { watchTail } from './rsync-tail.js';
 import { descendantsOf, watchGreeting, watchStall } from './rsync-stall.js';
 import { deliverable, nameInPattern, NAMES_FILTER } from './rsync-names.js';
+import { hostPort } from './host-lookup.js';
 
 export interface RsyncRun {
   rsync: string;
@@ -239,7 +240,7 @@ export function rsyncArgs(run: RsyncRun): string[] {
     // -ii lists unchanged files too: a file left by an earlier, interrupted run is still handed over. %M: the file's
     // mtime on the detector, in whole seconds (UTC: gated() sets TZ), what furkad knows a file it leaves there by.
     '-ii', '--out-format=%i %l %M %n',
-    `rsync://${run.user === undefined ? '' : `${run.user}@`}${run.host.includes(':') ? `[${run.host}]` : run.host}:${run.port}/${src}`,
+    `rsync://${run.user === undefined ? '' : `${run.user}@`}${hostPort(run.host, run.port)}/${src}`,
     `${run.dest.replace(/\/*$/, '/')}`,
   ];
 }
