@@ -641,28 +641,13 @@ export class RsyncTransport implements Transport {
     const rel = this.#removal.probe(ctx.assignment.source);
     if (rel === undefined) return;
     // Received beside staging (probeDir): staging holds only files to place, and this copy is most likely dropped.
-    // A copy a probe that did not end left there is overwritten, as it was in staging (see #returnProbeCopies).
+    // A copy a probe that did not end left there is overwritten, or sorted out when staging is prepared (returnCopies).
     const dir = probeDir(ctx.staging);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     const asked = await runWith({ removeSource: true, dest: dir, only: [rel] });
     const news = this.#removal.learn(asked, module);
     const rewritten = await this.#removal.probed(dir, ctx.staging, ctx.assignment.source, rel, asked, news);
     if (rewritten !== undefined) this.#offer(rewritten);
-  }
-
-  /**
-   * A copy left in the probe's directory (probeDir) by a probe that did not end (furkad killed between the daemon's
-   * removal and probed(), a run whose output was cut) may be a file whose source the daemon removed: at start it is
-   * moved into staging, where the probe used to receive it, and sorted out there with the other files found in
-   * staging (a kept one dropped, not placed again: RsyncRemoval.sortOut; one whose source is listed settles again).
-   */
-  async #returnProbeCopies(staging: string): Promise<void> {
-    const dir = probeDir(staging);
-    for (const r of await filesBelow(dir)) {
-      await mkdir(path.dirname(path.join(staging, r)), { recursive: true, mode: 0o700 });
-      await rename(path.join(dir, r), path.join(staging, r));
-    }
-    await rm(dir, { recursive: true, force: true });
   }
 
   /**
@@ -740,7 +725,8 @@ export class RsyncTransport implements Transport {
     const staging = ctx.staging;
     await this.#leaveStaging(staging);
     await this.#clearTempDir(rsyncTempDir(staging));
-    await this.#returnProbeCopies(staging);
+    // What a probe that did not end left beside staging: copies of files placed before dropped, others into staging.
+    await this.#removal.returnCopies(probeDir(staging), staging, ctx.assignment.source);
     await this.#dropEarlierCopies(staging, ctx.assignment.config.settle_ms > 0);
     await this.#rescueNames(staging);
     // Directories an earlier furkad's placing (or a shift change setting files aside) emptied: no run is in flight.

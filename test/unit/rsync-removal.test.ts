@@ -180,4 +180,36 @@ describe('a detector daemon that cannot remove sources (F2, F10)', () => {
     assert.equal(existsSync(path.join(probe, 'c.img')), false);
     assert.equal(r.probe(''), undefined, 'their sources removed: nothing kept');
   });
+
+  it('drops what a probe cut short left of a file placed, keeping its record; moves another version into staging', async () => {
+    const r = new RsyncRemoval('1MF', quiet);
+    for (const rel of ['a.img', 'b.img', 'c.img']) stage(rel, 10);
+    r.learn(run(failed(['a.img', 'b.img', 'c.img']), 23, ['a.img', 'b.img', 'c.img']), 'ramdisk');
+    await r.sortOut(staging, '', ['a.img', 'b.img', 'c.img'], new Set(['a.img', 'b.img', 'c.img']));
+    r.placed('', ['a.img', 'b.img', 'c.img']);
+    for (const rel of ['a.img', 'b.img', 'c.img']) rmSync(path.join(staging, rel));
+    const dest = path.join(staging, 'stage', '1MF');
+    const probe = probeDir(dest);
+    mkdirSync(path.join(probe, 'sub'), { recursive: true });
+    const arrive = (rel: string, size: number): void => {
+      writeFileSync(path.join(probe, rel), Buffer.alloc(size, 7));
+      utimesSync(path.join(probe, rel), new Date('2024-05-01T10:00:00Z'), new Date('2024-05-01T10:00:00Z'));
+    };
+    // The daemon stopped while it sent a.img back: no itemized line, the file received all the same.
+    arrive('a.img', 10);
+    const cut = run('rsync: connection unexpectedly closed (0 bytes received so far) [receiver]', 12);
+    assert.equal(await r.probed(probe, dest, '', 'a.img', cut, r.learn(cut, 'ramdisk')), undefined);
+    assert.equal(existsSync(path.join(probe, 'a.img')), false, 'the file placed: dropped at once');
+    // furkad killed before probed(): what the probes received, sorted out when staging is prepared.
+    arrive('b.img', 10);
+    arrive('c.img', 12);
+    arrive('sub/d.img', 10);
+    assert.deepEqual((await r.returnCopies(probe, dest, '')).sort(), ['c.img', 'sub/d.img'], 'another version of c.img, and a file never kept');
+    assert.equal(existsSync(path.join(dest, 'b.img')), false, 'b.img as placed: not into staging, where it was placed again');
+    assert.equal(readFileSync(path.join(dest, 'c.img')).length, 12, 'the other version of c.img, to be placed (its source may be gone)');
+    assert.equal(existsSync(path.join(dest, 'sub', 'd.img')), true);
+    assert.equal(existsSync(probe), false, 'the probe\'s directory gone');
+    assert.deepEqual(r.skipped('').sort(), ['a.img', 'b.img', 'c.img'], 'their records kept: a listing or probe tells whether their sources are gone');
+    assert.deepEqual(await r.returnCopies(probe, dest, ''), [], 'nothing left, no directory: nothing to do');
+  });
 });
