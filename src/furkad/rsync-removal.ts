@@ -303,23 +303,32 @@ export class RsyncRemoval {
 
   /**
    * What a probe that did not end (furkad killed between the daemon's removal and probed(), a run cut short) left in
-   * its directory `dir` (probeDir), sorted out when staging is prepared. A copy of a kept file as it was placed is
-   * dropped, its record kept: whether its source is gone, a later listing or probe tells (listed(), probed()).
-   * Moved into `staging` to be placed instead, that copy was placed a second time once a probe meanwhile had the
-   * daemon remove its source and forgot the record (furkad-removal.test.ts, now and then: 7 files counted for 6).
-   * Any other copy may be a version whose source the daemon removed: moved into `staging`, where the files found
-   * are placed (rsync-transport.ts adoptLeftovers). Returns the files moved.
+   * its directory `dir` (probeDir), sorted out when staging is prepared: copies of files placed are dropped
+   * (unplaced()), any other copy is moved into `staging`, where the files found are placed (its source may be gone:
+   * rsync-transport.ts adoptLeftovers). Moved there as well, a copy of a file placed was placed a second time once a
+   * probe meanwhile had the daemon remove its source and forgot the record (furkad-removal.test.ts, now and then: 7
+   * files counted for 6). Returns the files moved.
    */
   async returnCopies(dir: string, staging: string, source: string): Promise<string[]> {
-    const moved: string[] = [];
-    for (const rel of await filesBelow(dir)) {
-      if (await this.#dropIfKept(dir, source, rel)) continue;
+    const moved = await this.unplaced(dir, source, await filesBelow(dir));
+    for (const rel of moved) {
       await mkdir(path.dirname(path.join(staging, rel)), { recursive: true, mode: 0o700 });
       await rename(path.join(dir, rel), path.join(staging, rel));
-      moved.push(rel);
     }
     await rm(dir, { recursive: true, force: true });
     return moved;
+  }
+
+  /**
+   * Of files `rels` found in `dir` (staging, or the probe's) that no run of this furkad is placing, those that are
+   * not a kept file as placed (size, mtime). The others were delivered already: dropped, their records kept, since
+   * whether their sources are gone a later listing or probe tells (listed(), probed()). A run killed after it
+   * received one leaves it there, and sortOut() would forget it as pulled to be removed when it is not.
+   */
+  async unplaced(dir: string, source: string, rels: string[]): Promise<string[]> {
+    const rest: string[] = [];
+    for (const rel of rels) if (!(await this.#dropIfKept(dir, source, rel))) rest.push(rel);
+    return rest;
   }
 
   /** Drops `rel` in `dir` if it is a kept file as placed (delivered already); whether it did. */

@@ -737,7 +737,9 @@ export class RsyncTransport implements Transport {
       this.log.warn({ detector: this.id, err: e }, 'cannot remove the empty directories in staging; tried again when staging is next prepared');
     }
     const found = await filesBelow(staging, { missing: 'throw', keep: async (full, name) => !(await this.#oldTempFile(full, name)) });
-    const fresh = found.filter((rel) => !this.#unplaced.has(rel) && !this.#stillChanging.has(rel) && !this.#unchangedSince.has(rel));
+    const unknown = found.filter((rel) => !this.#unplaced.has(rel) && !this.#stillChanging.has(rel) && !this.#unchangedSince.has(rel));
+    // A file placed before whose source stayed (the daemon could not remove it), pulled again: not placed again.
+    const fresh = await this.#removal.unplaced(staging, ctx.assignment.source, unknown);
     if (fresh.length === 0) return;
     // With settle_ms most of staging is files still settling, source present: the next run sorts them out.
     if (ctx.assignment.config.settle_ms > 0) {

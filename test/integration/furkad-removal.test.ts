@@ -221,16 +221,19 @@ describe('furkad with settle_ms = 0: a detector daemon that cannot remove source
       assert.deepEqual([s.failing, s.files, s.filesTotal, s.bytes], [1, 6n, 6, 180_000n], 'counted once, pulled once');
     }
     assert.deepEqual(listFiles(usr), files.map((f) => f.rel).sort(), 'placed once each');
-    // What a probe cut short (the daemon stopped while it sent a kept file back) leaves beside staging: a file as
-    // placed. It was placed and counted a second time (7 files for 6 after the daemon's restart, now and then). Here
-    // one the next probes do not ask for (they ask for img_0 here): none of them overwrites and drops it first.
-    const probeCopy = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '.probe', '1MF', files[5]!.rel);
-    mkdirSync(path.dirname(probeCopy), { recursive: true, mode: 0o700 });
-    execFileSync('cp', ['--preserve=timestamps', path.join(det, files[5]!.rel), probeCopy]);
-    for (const s of await watchRuns(ppu, metricsUrl, 6)) {
-      assert.deepEqual([s.state, s.files, s.bytes], ['down', 6n, 180_000n], 'a copy a probe left not placed again, its record kept');
+    // What a probe cut short (the daemon stopped while it sent a kept file back) leaves beside staging, and a run
+    // killed with furkad after it received one in staging: a file as placed. Each was placed and counted a second
+    // time (7 files for 6 after the daemon's restart, now and then). Here files the next probes do not ask for (they
+    // ask for img_0 here): none of them overwrites and drops the copy first.
+    const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging');
+    for (const [dir, f] of [[path.join(staging, '.probe', '1MF'), files[5]!], [path.join(staging, '1MF'), files[4]!]] as const) {
+      mkdirSync(path.dirname(path.join(dir, f.rel)), { recursive: true, mode: 0o700 });
+      execFileSync('cp', ['--preserve=timestamps', path.join(det, f.rel), path.join(dir, f.rel)]);
     }
-    assert.deepEqual(listFiles(usr), files.map((f) => f.rel).sort(), 'placed once each, the probe\'s copy too');
+    for (const s of await watchRuns(ppu, metricsUrl, 6)) {
+      assert.deepEqual([s.state, s.files, s.bytes], ['down', 6n, 180_000n], 'the copies left not placed again, their records kept');
+    }
+    assert.deepEqual(listFiles(usr), files.map((f) => f.rel).sort(), 'placed once each, the copies left too');
     await ppu.rsyncd['1MF']!.stop();
     await ppu.startRsyncd('1MF');
     await eventually(() => listFiles(det).length === 0, 60_000, 'the sources removed');

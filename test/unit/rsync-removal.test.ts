@@ -181,7 +181,7 @@ describe('a detector daemon that cannot remove sources (F2, F10)', () => {
     assert.equal(r.probe(''), undefined, 'their sources removed: nothing kept');
   });
 
-  it('drops what a probe cut short left of a file placed, keeping its record; moves another version into staging', async () => {
+  it('drops what a probe cut short or a killed run left of a file placed, keeping its record; moves another version into staging', async () => {
     const r = new RsyncRemoval('1MF', quiet);
     for (const rel of ['a.img', 'b.img', 'c.img']) stage(rel, 10);
     r.learn(run(failed(['a.img', 'b.img', 'c.img']), 23, ['a.img', 'b.img', 'c.img']), 'ramdisk');
@@ -211,5 +211,11 @@ describe('a detector daemon that cannot remove sources (F2, F10)', () => {
     assert.equal(existsSync(probe), false, 'the probe\'s directory gone');
     assert.deepEqual(r.skipped('').sort(), ['a.img', 'b.img', 'c.img'], 'their records kept: a listing or probe tells whether their sources are gone');
     assert.deepEqual(await r.returnCopies(probe, dest, ''), [], 'nothing left, no directory: nothing to do');
+    // Found in staging (a run killed with furkad after it received them): the file placed dropped, the rest placed.
+    writeFileSync(path.join(dest, 'a.img'), Buffer.alloc(10, 7));
+    utimesSync(path.join(dest, 'a.img'), new Date('2024-05-01T10:00:00Z'), new Date('2024-05-01T10:00:00Z'));
+    assert.deepEqual(await r.unplaced(dest, '', ['a.img', 'c.img', 'sub/d.img']), ['c.img', 'sub/d.img']);
+    assert.equal(existsSync(path.join(dest, 'a.img')), false, 'a.img as placed: dropped');
+    assert.deepEqual(r.skipped('').sort(), ['a.img', 'b.img', 'c.img'], 'its record kept');
   });
 });
