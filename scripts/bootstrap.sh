@@ -18,8 +18,9 @@ fi
 # lsyncd, gnuplot-nox: the benchmarks' lsyncd baseline and latency plot (npm run bench);
 # btrfs-progs: mkfs.btrfs, for the agent's watch check on a btrfs detector ramdisk (test/unit/watch-check.test.ts).
 # strace: which records reach the disk, read from the system calls (test/unit/owed-records-flushed.test.ts).
+# bindfs: a FUSE storage that hangs when stopped with SIGSTOP, as a hard NFS mount whose server hangs (grimseld-hung-storage.test.ts).
 PACKAGES=(rsync inotify-tools dbus dbus-daemon systemd libsystemd-dev systemd-container rpm rpmlint attr ntpsec-ntpdate
-          python3 make g++ pkg-config xxhash lsyncd gnuplot-nox btrfs-progs strace)
+          python3 make g++ pkg-config xxhash lsyncd gnuplot-nox btrfs-progs strace bindfs)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -28,7 +28,7 @@ import { monotonicMs } from '../common/monotonic.js';
 export const MOUNT_RECHECK_MS = 1000;
 /** A stat of the mount point that takes longer: the storage does not answer (a hard NFS mount whose server hangs). */
 const STAT_TIMEOUT_MS = 5000;
-const HUNG = Symbol('hung');
+export const HUNG = Symbol('hung');
 /** While a storage's mount point is missing, the error is repeated this often (sooner while files wait for it). */
 const UNMOUNTED_REPEAT_MS = 60_000;
 const UNMOUNTED_REPEAT_BUSY_MS = 10_000;
@@ -74,6 +74,42 @@ export interface Owed {
   failed: number;
 }
 
+/**
+ * A storage mount point's stat, one at a time and bounded: the reclaimer asks it too before it works on a storage
+ * (its checks of copies there are synchronous, on the event loop: a hung storage reached so held up all of grimseld).
+ */
+export class MountPointProbe {
+  /** The stat under way: never a second one while it hangs (each would hold a thread of libuv's pool for good). */
+  #statting: Promise<number | undefined> | undefined;
+  #statStarted = 0;
+
+  constructor(
+    private readonly device: (dir: string) => Promise<number | undefined> = deviceOf,
+    private readonly timeoutMs = STAT_TIMEOUT_MS,
+  ) {}
+
+  /**
+   * The mount point's device now; HUNG when its stat has not come back within timeoutMs of its start (a
+   * stat out longer than that already is HUNG at once: the storage's writers do not wait 5 s at every look).
+   */
+  async deviceNow(mountpoint: string): Promise<number | undefined | typeof HUNG> {
+    if (!this.#statting) {
+      this.#statStarted = monotonicMs();
+      this.#statting = this.device(mountpoint).finally(() => { this.#statting = undefined; });
+    }
+    const left = this.timeoutMs - (monotonicMs() - this.#statStarted);
+    if (left <= 0) return HUNG;
+    const statting = this.#statting;
+    let timer: NodeJS.Timeout | undefined;
+    const hung = new Promise<typeof HUNG>((resolve) => { timer = setTimeout(() => resolve(HUNG), left); });
+    try {
+      return await Promise.race([statting, hung]);
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+}
+
 export class MountWatch {
   #checked: { ok: boolean; at: number } | undefined;
   /** The mount point's device when last found mounted. */
@@ -85,9 +121,8 @@ export class MountWatch {
   #readOnly = false;
   /** The check under way: the storage's writers share it. */
   #pending: Promise<boolean> | undefined;
-  /** The stat under way: never a second one while it hangs (each would hold a thread of libuv's pool for good). */
-  #statting: Promise<number | undefined> | undefined;
-  #statStarted = 0;
+  /** The mount point's stat, bounded (MountPointProbe). */
+  readonly #probe: MountPointProbe;
   /** What the storage owes, asked only when it is said (ok()). */
   #owed: (() => Owed) | undefined;
 
@@ -97,9 +132,11 @@ export class MountWatch {
     private readonly log: Logger,
     private readonly isMounted: (dir: string) => Promise<boolean> = isMountPoint,
     private readonly now: () => number = monotonicMs,
-    private readonly device: (dir: string) => Promise<number | undefined> = deviceOf,
-    private readonly statTimeoutMs = STAT_TIMEOUT_MS,
-  ) {}
+    device: (dir: string) => Promise<number | undefined> = deviceOf,
+    statTimeoutMs = STAT_TIMEOUT_MS,
+  ) {
+    this.#probe = new MountPointProbe(device, statTimeoutMs);
+  }
 
   /**
    * The device of the file system mounted at the storage's mount point, as the last check that found it mounted
@@ -203,25 +240,8 @@ export class MountWatch {
     return ok;
   }
 
-  /**
-   * The mount point's device now; HUNG when its stat has not come back within statTimeoutMs of its start (a
-   * stat out longer than that already is HUNG at once: the storage's writers do not wait 5 s at every look).
-   */
-  async #deviceNow(mountpoint: string): Promise<number | undefined | typeof HUNG> {
-    if (!this.#statting) {
-      this.#statStarted = monotonicMs();
-      this.#statting = this.device(mountpoint).finally(() => { this.#statting = undefined; });
-    }
-    const left = this.statTimeoutMs - (monotonicMs() - this.#statStarted);
-    if (left <= 0) return HUNG;
-    const statting = this.#statting;
-    let timer: NodeJS.Timeout | undefined;
-    const hung = new Promise<typeof HUNG>((resolve) => { timer = setTimeout(() => resolve(HUNG), left); });
-    try {
-      return await Promise.race([statting, hung]);
-    } finally {
-      clearTimeout(timer);
-    }
+  #deviceNow(mountpoint: string): Promise<number | undefined | typeof HUNG> {
+    return this.#probe.deviceNow(mountpoint);
   }
 
   #said(mounted: boolean, queued: number, why: string): void {

@@ -1,0 +1,94 @@
+// An EXTERNAL storage that stops answering (a hard NFS mount whose server hangs; here a FUSE mount, bindfs, stopped
+// with SIGSTOP) while the internal disk is over its fill limit: the internal guard (G7) must not reach into it, or
+// grimseld stops altogether (G6, G7, G9, G13).
+import { strict as assert } from 'node:assert';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { mkdirSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { collectMessages, Ppu } from '../fixtures/ppu.js';
+import { eventually, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
+import { mountTmpfs } from '../fixtures/tmpfs.js';
+import { startProcess, type Managed } from '../fixtures/processes.js';
+
+const MB = 1024 * 1024;
+
+/** A bindfs view of `source` at `at`, in the foreground (its pid is the FUSE server's), until it is unmounted. */
+async function bindfs(source: string, at: string): Promise<Managed> {
+  const proc = startProcess('bindfs', ['-f', '--no-allow-other', source, at]);
+  await eventually(() => spawnSync('mountpoint', ['-q', at]).status === 0, 10_000, `bindfs mounted at ${at}`);
+  return proc;
+}
+
+/** QueryStatus, or undefined when grimseld has not answered within `ms`. */
+async function statusWithin(ppu: Ppu, ms: number): Promise<Array<[bigint, number, number, string, bigint, bigint, bigint]> | undefined> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([ppu.queryStatus(-1), new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), ms); })]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+describe('a storage that does not answer (G6, G7, G13)', function () {
+  this.timeout(180_000);
+
+  it('an EXTERNAL storage that hangs while the internal disk is over its limit: grimseld keeps answering, copying to the internal disk and guarding the ramdisk; the internal copies wait for it, said once; all arrive once it answers', async () => {
+    const ppu = new Ppu({ prefix: 'ppu-hung', ramdiskBytes: 16 * MB, grimseld: { fillstate_limit: 50, create_links: 'yes' } });
+    const internal = path.join(ppu.storageRoot, 'internal');
+    const external = path.join(ppu.storageRoot, 'external');
+    const back = path.join(ppu.work, 'external-disk');
+    mkdirSync(back, { recursive: true });
+    mkdirSync(external, { recursive: true });
+    mountTmpfs(internal, 40 * MB);
+    mkdirSync(path.join(internal, 'data'));
+    mkdirSync(path.join(back, 'data'));
+    const fuse = await bindfs(back, external);
+    let stopped = false;
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(internal, 'data'), mountpoint: internal, n_copy_processes: 2 },
+      'storage.external': { type: 'EXTERNAL', target: path.join(external, 'data'), mountpoint: external, n_copy_processes: 2 },
+    };
+    try {
+      await ppu.start();
+      const msgs = await collectMessages(ppu);
+      await ppu.startShift(1500, 1501, []);
+      const root = ppu.detectorRamdisks['1MF']!;
+      const files: WrittenFile[] = [];
+      const write = (from: number, to: number): void => {
+        for (let i = from; i < to; i++) files.push(writeImage(root, `run/f${String(i).padStart(3, '0')}.cbf`, MB));
+      };
+      const counts = async (storage: string): Promise<[bigint, bigint, bigint] | undefined> => {
+        const row = (await statusWithin(ppu, 10_000))?.find((r) => r[1] === 1500 && r[3] === storage);
+        return row && [row[4], row[5], row[6]];
+      };
+      write(0, 10);
+      await eventually(async () => (await counts('external'))?.[1] === 10n && (await counts('internal'))?.[1] === 10n, 30_000, '10 files copied to both storages');
+      fuse.kill('SIGSTOP');
+      stopped = true;
+      // Past the kernel's cache of the FUSE mount's attributes (1 s): a stat from it still answers. (A guard that reads
+      // the mount point within that second can still reach the storage, and hang: the checks are synchronous.)
+      await new Promise((r) => setTimeout(r, 3000));
+      // 30 MB on a 40 MB internal disk of limit 50 %: its guard would link copies to the external disk, which hangs.
+      write(10, 30);
+      await eventually(async () => (await counts('internal'))?.[1] === 30n, 60_000, 'the internal copies made while the external disk hangs');
+      await eventually(() => msgs.messages.some(([code, short, long]) => code === 'LINK_ERROR' && short === external && /does not answer/.test(long)),
+        30_000, 'one LINK_ERROR naming the external mount point as not answering');
+      // grimseld still answers: the status (its call has 10 s) and the ramdisk guard (links to the internal copies).
+      for (let i = 0; i < 5; i++) {
+        assert.ok(await statusWithin(ppu, 10_000), 'QueryStatus answered while the external storage hangs');
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+      assert.deepEqual((await counts('external'))?.slice(0, 2), [20n, 10n], 'the external copies wait, pending');
+      fuse.kill('SIGCONT');
+      stopped = false;
+      await eventually(async () => (await counts('external'))?.join() === '0,30,0', 60_000, 'every file copied to the external disk once it answers');
+      for (const f of files) assert.equal(sha256File(readFileSync(path.join(back, 'data/1mf/1500_1501', f.rel))), f.sha256, `external copy of ${f.rel}`);
+      msgs.stop();
+    } finally {
+      if (stopped) fuse.kill('SIGCONT');
+      try { execFileSync('umount', ['-l', external]); } catch { /* gone with its server */ }
+      await fuse.stop();
+      await ppu.stop();
+    }
+  });
+});
