@@ -8,6 +8,7 @@ import { DirFd } from '../common/dir-fd.js';
 import { sleep } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import { isMountPoint } from './mounts.js';
+import { HUNG, MountPointProbe } from './mount-watch.js';
 import type { CopyReport } from './copy-job.js';
 import type { CopyEvents } from './dispatcher.js';
 import type { StorageInfo } from './storage-info.js';
@@ -44,6 +45,13 @@ export class TempSweeper {
   /** Unkeyed temp names (temp-names.ts) already named in the log, by full path. */
   readonly #named = new Set<string>();
 
+  /**
+   * Each mount point's bounded stat (mount-watch.ts): a storage that does not answer (a hard NFS mount whose server
+   * hangs) is left alone like an unmounted one. The sweep opens and reads its directories synchronously (DirFd): on a
+   * hung storage that held up all of grimseld, its event loop waiting in the kernel.
+   */
+  readonly #probes = new Map<string, MountPointProbe>();
+
   /** Notes, from `copies`, the directory of every failed copy for the next sweep; removes only names made with `key`. */
   constructor(
     private readonly storages: StorageInfo[],
@@ -70,11 +78,16 @@ export class TempSweeper {
     const removed: string[] = [];
     const unkeyed: string[] = [];
     const dirs = new Map<string, SweepDir>();
+    /** The targets of storages not mounted or not answering: neither their roots nor their suspects are swept now. */
+    const away = new Set<string>();
     for (const s of this.storages) {
-      if (s.mountpoint && !(await isMountPoint(s.mountpoint))) continue;
+      if (s.mountpoint && !(await this.#answers(s.mountpoint) && await isMountPoint(s.mountpoint))) {
+        away.add(s.target);
+        continue;
+      }
       dirs.set(s.target, { target: s.target, rel: '' });
     }
-    for (const [p, d] of [...this.#suspects]) dirs.set(p, d);
+    for (const [p, d] of [...this.#suspects]) if (!away.has(d.target)) dirs.set(p, d);
     for (const [p, d] of dirs) {
       const { gone, left, earlier } = await this.#sweepDir(d);
       removed.push(...gone);
@@ -93,6 +106,13 @@ export class TempSweeper {
         `left ${news.length} file(s) named like copy temp files of a grimseld release before keyed temp names: a user's file may be named so, and only an operator can tell; remove those that are leftovers by hand`);
     }
     return removed;
+  }
+
+  /** Whether the stat of `mountpoint` comes back (within MountPointProbe's bound). */
+  async #answers(mountpoint: string): Promise<boolean> {
+    let probe = this.#probes.get(mountpoint);
+    if (!probe) this.#probes.set(mountpoint, (probe = new MountPointProbe()));
+    return (await probe.deviceNow(mountpoint)) !== HUNG;
   }
 
   async #sweepDir({ target, rel }: SweepDir): Promise<{ gone: string[]; left: boolean; earlier: string[] }> {

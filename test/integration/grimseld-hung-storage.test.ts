@@ -91,4 +91,47 @@ describe('a storage that does not answer (G6, G7, G13)', function () {
       await ppu.stop();
     }
   });
+
+  it('the temp-file sweep leaves an EXTERNAL storage that hangs alone, also the directories where its copies failed: grimseld keeps answering (G3, G13)', async () => {
+    // Swept every 10 s (temp_max_age_s): the storage root, and the directory where copies failed on a full disk.
+    const ppu = new Ppu({ prefix: 'ppu-hung-sweep', ramdiskBytes: 64 * MB, grimseld: { temp_max_age_s: 10 } });
+    const internal = path.join(ppu.storageRoot, 'internal');
+    const external = path.join(ppu.storageRoot, 'external');
+    const back = path.join(ppu.work, 'external-disk');
+    mkdirSync(external, { recursive: true });
+    mountTmpfs(internal, 100 * MB);
+    mountTmpfs(back, 6 * MB);
+    mkdirSync(path.join(internal, 'data'));
+    mkdirSync(path.join(back, 'data'));
+    const fuse = await bindfs(back, external);
+    let stopped = false;
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(internal, 'data'), mountpoint: internal, n_copy_processes: 2 },
+      'storage.external': { type: 'EXTERNAL', target: path.join(external, 'data'), mountpoint: external, n_copy_processes: 2 },
+    };
+    try {
+      await ppu.start();
+      await ppu.startShift(1500, 1501, []);
+      for (let i = 0; i < 10; i++) writeImage(ppu.detectorRamdisks['1MF']!, `run/f${i}.cbf`, MB);
+      const external10 = async (failed: boolean): Promise<boolean> => {
+        const row = (await statusWithin(ppu, 10_000))?.find((r) => r[1] === 1500 && r[3] === 'external');
+        return row !== undefined && row[4] === 0n && (failed ? row[6] > 0n : row[5] === 10n);
+      };
+      await eventually(() => external10(true), 30_000, 'copies to the full external disk failed');
+      execFileSync('mount', ['-o', `remount,size=${100 * MB}`, back]);
+      await eventually(() => external10(false), 60_000, 'every file copied once there is room');
+      fuse.kill('SIGSTOP');
+      stopped = true;
+      // Over two sweeps' time.
+      for (let i = 0; i < 25; i++) {
+        assert.ok(await statusWithin(ppu, 10_000), `QueryStatus answered ${i} s after the external storage hung`);
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    } finally {
+      if (stopped) fuse.kill('SIGCONT');
+      try { execFileSync('umount', ['-l', external]); } catch { /* gone with its server */ }
+      await fuse.stop();
+      await ppu.stop();
+    }
+  });
 });
