@@ -301,7 +301,7 @@ export class Reclaimer {
     for (const [st, ids] of blocked) {
       const ro = this.#readOnly.has(st);
       this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint ?? st.target} ${this.#downWhy(st)}; ${ids.size} originals of ended shifts ` +
-        `${ro ? 'which lie on it' : 'whose copies are checked on it, or which lie on it,'} are not deleted until it is ${ro ? 'writable' : 'mounted'} again (G5)`);
+        `${ro ? 'which lie on it' : 'whose copies are checked on it, or which lie on it,'} are not deleted until it is ${this.#backWhen(st)} (G5)`);
     }
     blocked.clear();
     this.#links.sweep(current); // in the background: the fill guards go on meanwhile
@@ -407,11 +407,10 @@ export class Reclaimer {
     }
     // Said once the round is through, with what waits in all its slices (each original once).
     for (const [st, ids] of cut ? [] : blocked) {
-      const ro = this.#readOnly.has(st);
       const n = ids.size;
       this.#sayUnmounted(links ? 'LINK_ERROR' : 'DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint ?? st.target} ${this.#downWhy(st)}; ` +
         `${mountpoint} is ${fill.percent.toFixed(1)}% full (limit ${this.settings.fillLimitPercent}%), and ${n} originals there whose ` +
-        `copies are checked on it are not ${links ? 'replaced by links to their copies' : 'deleted'} until it is ${ro ? 'writable' : 'mounted'} again`);
+        `copies are checked on it are not ${links ? 'replaced by links to their copies' : 'deleted'} until it is ${this.#backWhen(st)}`);
     }
     if (!cut) blocked.clear();
     fill = await fillState(mountpoint);
@@ -446,6 +445,12 @@ export class Reclaimer {
       return rec.internal === 'linked' && this.external ? [this.external] : [this.internal];
     }
     return rec.internal === 'linked' ? [this.internal] : [this.internal, ...(this.external ? [this.external] : [])];
+  }
+
+  /** What `st` must be again for the originals that wait for it (the end of its message). */
+  #backWhen(st: StorageInfo): string {
+    if (this.#readOnly.has(st)) return 'writable again';
+    return this.#downWhy(st) === 'does not answer' ? 'mounted again and answers' : 'mounted again';
   }
 
   /** Why `st` counts as down at the last reading of its mount point: not mounted, the table could not be read, read-only. */

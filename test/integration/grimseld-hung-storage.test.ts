@@ -71,7 +71,7 @@ describe('a storage that does not answer (G6, G7, G13)', function () {
       // 30 MB on a 40 MB internal disk of limit 50 %: its guard would link copies to the external disk, which hangs.
       write(10, 30);
       await eventually(async () => (await counts('internal'))?.[1] === 30n, 60_000, 'the internal copies made while the external disk hangs');
-      await eventually(() => msgs.messages.some(([code, short, long]) => code === 'LINK_ERROR' && short === external && /does not answer/.test(long)),
+      await eventually(() => msgs.messages.some(([code, short, long]) => code === 'LINK_ERROR' && short === external && /does not answer; .* until it is mounted again and answers$/.test(long)),
         30_000, 'one LINK_ERROR naming the external mount point as not answering');
       // grimseld still answers: the status (its call has 10 s) and the ramdisk guard (links to the internal copies).
       for (let i = 0; i < 5; i++) {
