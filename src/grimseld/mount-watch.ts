@@ -110,6 +110,20 @@ export class MountPointProbe {
   }
 }
 
+/** grimseld's probes, one per mount point: a hung storage holds one of libuv's threads with its stat, not one per part that asks. */
+const probes = new Map<string, MountPointProbe>();
+
+/**
+ * The probe of `mountpoint` that the copies' mount watch, the fill guards and the temp-file sweep share. Each of
+ * them with its own, a hung storage held three of libuv's threads (writers + 3 in all: main.ts), and two such
+ * storages all of them, the journal's fsyncs among them.
+ */
+export function sharedProbe(mountpoint: string): MountPointProbe {
+  let probe = probes.get(mountpoint);
+  if (!probe) probes.set(mountpoint, (probe = new MountPointProbe()));
+  return probe;
+}
+
 export class MountWatch {
   #checked: { ok: boolean; at: number } | undefined;
   /** The mount point's device when last found mounted. */
@@ -132,10 +146,11 @@ export class MountWatch {
     private readonly log: Logger,
     private readonly isMounted: (dir: string) => Promise<boolean> = isMountPoint,
     private readonly now: () => number = monotonicMs,
-    device: (dir: string) => Promise<number | undefined> = deviceOf,
+    /** A test's stat of the mount point; none: grimseld's shared probe (sharedProbe). */
+    device?: (dir: string) => Promise<number | undefined>,
     statTimeoutMs = STAT_TIMEOUT_MS,
   ) {
-    this.#probe = new MountPointProbe(device, statTimeoutMs);
+    this.#probe = device || storage.mountpoint === undefined ? new MountPointProbe(device, statTimeoutMs) : sharedProbe(storage.mountpoint);
   }
 
   /**

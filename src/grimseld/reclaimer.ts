@@ -19,7 +19,7 @@ import { EmptiedDirs } from './emptied-dirs.js';
 import { dirsOf } from '../common/paths.js';
 import { sameFile } from './copier.js';
 import { fillState, isMountPoint } from './mounts.js';
-import { HUNG, MOUNT_RECHECK_MS, MountPointProbe, READ_ONLY, readOnly } from './mount-watch.js';
+import { HUNG, MOUNT_RECHECK_MS, READ_ONLY, readOnly, sharedProbe } from './mount-watch.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub, MessageCode } from './messages.js';
@@ -136,13 +136,6 @@ export class Reclaimer {
   readonly #blockedInRound = new Map<Where, Map<StorageInfo, Set<number>>>();
   /** Mount points as last read (at most once a second): each guard tick and clean-up asks. */
   #mountChecks = new Map<string, { ok: boolean; at: number; why: string }>();
-  /**
-   * Each mount point's bounded stat, asked before its mount table entry (G13): a storage that does not answer (a hard
-   * NFS mount whose server hangs) counts as not mounted. The copies on it are checked with synchronous opens (DirFd), on
-   * the event loop: reached while it hung, they held up all of grimseld (no status, no copies to the other storages,
-   * and the ramdisk guard stopped while the ramdisk filled).
-   */
-  readonly #probes = new Map<string, MountPointProbe>();
   /** Each storage's 'not mounted', per code: one message per storage, not one per file, again every UNMOUNTED_REPEAT_MS. */
   readonly #unmountedSaid = new SaidOnce(UNMOUNTED_REPEAT_MS);
   /**
@@ -161,8 +154,6 @@ export class Reclaimer {
     private readonly messages: MessageHub,
     private readonly log: Logger,
     private readonly isMounted: (dir: string) => Promise<boolean> = isMountPoint,
-    /** The device of a mount point (a stat, off the event loop); MountPointProbe's default unless a test gives one. */
-    private readonly device?: (dir: string) => Promise<number | undefined>,
   ) {
     this.#tempKey = settings.tempKey ?? randomBytes(32);
     this.#links = new LinkSweeper(catalog, { ramdisk: settings.ramdiskRoot, internal: internal.target }, messages, log,
@@ -499,9 +490,10 @@ export class Reclaimer {
       if (fresh || !checked || now - checked.at > MOUNT_RECHECK_MS) {
         // A mount table that cannot be read (no descriptor left: EMFILE) cannot tell: as not mounted, nothing is
         // linked or deleted there for this look, and it is read again at the next.
-        let probe = this.#probes.get(st.mountpoint);
-        if (!probe) this.#probes.set(st.mountpoint, (probe = new MountPointProbe(this.device)));
-        checked = await probe.deviceNow(st.mountpoint) === HUNG ? { ok: false, at: now, why: 'does not answer' }
+        // Its bounded stat first (G13): a storage that does not answer (a hard NFS mount whose server hangs) counts as not
+        // mounted. The copies on it are checked with synchronous opens (DirFd), on the event loop: reached while it hung,
+        // they held up all of grimseld (no status, no copies to the other storages, the ramdisk guard stopped while it filled).
+        checked = await sharedProbe(st.mountpoint).deviceNow(st.mountpoint) === HUNG ? { ok: false, at: now, why: 'does not answer' }
           : await this.isMounted(st.mountpoint).then((ok) => ({ ok, at: now, why: 'is not mounted' }),
             (e: unknown) => ({ ok: false, at: now, why: `cannot be checked (${(e as Error).message})` }));
         this.#mountChecks.set(st.mountpoint, checked);

@@ -8,7 +8,7 @@ import { DirFd } from '../common/dir-fd.js';
 import { sleep } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import { isMountPoint } from './mounts.js';
-import { HUNG, MountPointProbe } from './mount-watch.js';
+import { HUNG, sharedProbe } from './mount-watch.js';
 import type { CopyReport } from './copy-job.js';
 import type { CopyEvents } from './dispatcher.js';
 import type { StorageInfo } from './storage-info.js';
@@ -44,13 +44,6 @@ export class TempSweeper {
 
   /** Unkeyed temp names (temp-names.ts) already named in the log, by full path. */
   readonly #named = new Set<string>();
-
-  /**
-   * Each mount point's bounded stat (mount-watch.ts): a storage that does not answer (a hard NFS mount whose server
-   * hangs) is left alone like an unmounted one. The sweep opens and reads its directories synchronously (DirFd): on a
-   * hung storage that held up all of grimseld, its event loop waiting in the kernel.
-   */
-  readonly #probes = new Map<string, MountPointProbe>();
 
   /** Notes, from `copies`, the directory of every failed copy for the next sweep; removes only names made with `key`. */
   constructor(
@@ -108,11 +101,13 @@ export class TempSweeper {
     return removed;
   }
 
-  /** Whether the stat of `mountpoint` comes back (within MountPointProbe's bound). */
+  /**
+   * Whether the stat of `mountpoint` comes back (within MountPointProbe's bound): a storage that does not answer (a hard
+   * NFS mount whose server hangs) is left alone like an unmounted one. The sweep opens and reads directories
+   * synchronously (DirFd): on a hung storage that held up all of grimseld, its event loop waiting in the kernel.
+   */
   async #answers(mountpoint: string): Promise<boolean> {
-    let probe = this.#probes.get(mountpoint);
-    if (!probe) this.#probes.set(mountpoint, (probe = new MountPointProbe()));
-    return (await probe.deviceNow(mountpoint)) !== HUNG;
+    return (await sharedProbe(mountpoint).deviceNow(mountpoint)) !== HUNG;
   }
 
   async #sweepDir({ target, rel }: SweepDir): Promise<{ gone: string[]; left: boolean; earlier: string[] }> {
