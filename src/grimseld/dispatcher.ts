@@ -214,6 +214,7 @@ export class Dispatcher implements CopyEvents {
       await lane.queue.wait(signal);
       return [];
     }
+    await this.#checkSources(lane);
     const jobs = this.#takeBatch(lane);
     const point = lane.storage.mountpoint;
     for (const job of jobs) {
@@ -223,6 +224,18 @@ export class Dispatcher implements CopyEvents {
     lane.active += jobs.length;
     for (const job of jobs) for (const l of this.#listeners) l.taken?.(job);
     return jobs;
+  }
+
+  /**
+   * The storages whose copies `lane` may read (G13): looked at now too (at most once a second, one stat otherwise),
+   * so that no batch is handed a copy on one that stopped answering or was unmounted since. Their own lanes look only
+   * while they have files to write: an OPTIONAL storage took copies on an EXTERNAL disk that hung after its last look,
+   * its copy threads waited in the kernel, and the files with a source on the PPU waited behind them, as long as it hung.
+   */
+  async #checkSources(lane: Lane): Promise<void> {
+    if (lane.storage.type === 'INTERNAL') return;
+    const sources = lane.storage.type === 'OPTIONAL' && this.#external ? [this.#internal, this.#external] : [this.#internal];
+    for (const s of sources) if (s.mountpoint !== undefined) await this.#mountOk(this.#lanes.get(s.id)!);
   }
 
   /** The next jobs for one writer (see BATCH_FILES); empty when none of those taken is left to do. */

@@ -92,6 +92,69 @@ describe('a storage that does not answer (G6, G7, G13)', function () {
     }
   });
 
+  it('an OPTIONAL storage mounted while the EXTERNAL disk hangs gets the files it can read on the PPU at once, and the ones only the EXTERNAL disk holds once it answers (G1, G13)', async () => {
+    // create_links = no, limit 50 % of a 20 MB internal disk: the internal guard links some internal copies to their
+    // external ones, and the ramdisk guard deletes originals (copied): those files are read from the EXTERNAL disk.
+    const ppu = new Ppu({ prefix: 'ppu-hung-opt', ramdiskBytes: 16 * MB, grimseld: { fillstate_limit: 50, create_links: 'no' } });
+    const internal = path.join(ppu.storageRoot, 'internal');
+    const external = path.join(ppu.storageRoot, 'external');
+    const optional = path.join(ppu.storageRoot, 'optional');
+    const back = path.join(ppu.work, 'external-disk');
+    for (const d of [back, external, optional]) mkdirSync(d, { recursive: true });
+    mountTmpfs(internal, 20 * MB);
+    mkdirSync(path.join(internal, 'data'));
+    mkdirSync(path.join(back, 'data'));
+    const fuse = await bindfs(back, external);
+    let stopped = false;
+    ppu.opts.storages = {
+      'storage.internal': { type: 'INTERNAL', target: path.join(internal, 'data'), mountpoint: internal, n_copy_processes: 2 },
+      'storage.external': { type: 'EXTERNAL', target: path.join(external, 'data'), mountpoint: external, n_copy_processes: 2 },
+      'storage.optional': { type: 'OPTIONAL', target: path.join(optional, 'data'), mountpoint: optional, n_copy_processes: 1 },
+    };
+    try {
+      await ppu.start();
+      await ppu.startShift(1500, 1501, []);
+      const files: WrittenFile[] = [];
+      for (let i = 0; i < 16; i++) {
+        files.push(writeImage(ppu.detectorRamdisks['1MF']!, `run/f${String(i).padStart(3, '0')}.cbf`, MB));
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      const row = async (storage: string): Promise<[bigint, bigint, bigint] | undefined> => {
+        const r = (await statusWithin(ppu, 10_000))?.find((x) => x[1] === 1500 && x[3] === storage);
+        return r && [r[4], r[5], r[6]];
+      };
+      await eventually(async () => (await row('external'))?.join() === '0,16,0' && (await row('internal'))?.join() === '0,16,0', 60_000, 'all copied to both disks');
+      const shiftDir = (root: string): string => path.join(root, '1mf', '1500_1501');
+      // Read only from the EXTERNAL disk: no original on the ramdisk, the internal copy a link to the external one.
+      const onPpu = (f: WrittenFile): boolean => {
+        const original = spawnSync('test', ['-f', path.join(shiftDir(ppu.ppuRamdisk), f.rel)]).status === 0;
+        const internalCopy = spawnSync('test', ['!', '-L', path.join(shiftDir(path.join(internal, 'data')), f.rel)]).status === 0;
+        return original || internalCopy;
+      };
+      await eventually(() => files.filter((f) => !onPpu(f)).length > 0, 30_000, 'some files held on the EXTERNAL disk alone');
+      fuse.kill('SIGSTOP');
+      stopped = true;
+      await new Promise((r) => setTimeout(r, 3000)); // past the FUSE mount's attribute cache (1 s)
+      const local = files.filter(onPpu);
+      const remote = files.filter((f) => !onPpu(f));
+      mountTmpfs(optional, 100 * MB);
+      mkdirSync(path.join(optional, 'data'));
+      await eventually(async () => (await row('optional'))?.[1] === BigInt(local.length), 60_000,
+        `the ${local.length} files with a copy on the PPU copied to the OPTIONAL disk while the EXTERNAL one hangs`);
+      for (const f of local) assert.equal(sha256File(readFileSync(path.join(shiftDir(path.join(optional, 'data')), f.rel))), f.sha256, f.rel);
+      assert.equal((await row('optional'))?.[0], BigInt(remote.length), 'the others pending');
+      fuse.kill('SIGCONT');
+      stopped = false;
+      await eventually(async () => (await row('optional'))?.join() === '0,16,0', 60_000, 'all 16 on the OPTIONAL disk once the EXTERNAL one answers');
+      for (const f of files) assert.equal(sha256File(readFileSync(path.join(shiftDir(path.join(optional, 'data')), f.rel))), f.sha256, f.rel);
+    } finally {
+      if (stopped) fuse.kill('SIGCONT');
+      try { execFileSync('umount', ['-l', external]); } catch { /* gone with its server */ }
+      await fuse.stop();
+      await ppu.stop();
+    }
+  });
+
   it('the temp-file sweep leaves an EXTERNAL storage that hangs alone, also the directories where its copies failed: grimseld keeps answering (G3, G13)', async () => {
     // Swept every 10 s (temp_max_age_s): the storage root, and the directory where copies failed on a full disk.
     const ppu = new Ppu({ prefix: 'ppu-hung-sweep', ramdiskBytes: 64 * MB, grimseld: { temp_max_age_s: 10 } });
