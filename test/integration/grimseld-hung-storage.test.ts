@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdirSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { collectMessages, Ppu } from '../fixtures/ppu.js';
+import { collectMessages, Ppu, type PpuOptions } from '../fixtures/ppu.js';
 import { eventually, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { mountTmpfs } from '../fixtures/tmpfs.js';
 import { startProcess, type Managed } from '../fixtures/processes.js';
@@ -29,48 +29,85 @@ async function statusWithin(ppu: Ppu, ms: number): Promise<Array<[bigint, number
   }
 }
 
+/** Pending, copied and failed on `storage` in shift 1500, or undefined when grimseld has not answered within 10 s. */
+async function counts(ppu: Ppu, storage: string): Promise<[bigint, bigint, bigint] | undefined> {
+  const row = (await statusWithin(ppu, 10_000))?.find((r) => r[1] === 1500 && r[3] === storage);
+  return row && [row[4], row[5], row[6]];
+}
+
+interface Storages {
+  ppu: Ppu;
+  internal: string;
+  external: string;
+  optional: string;
+  /** What the EXTERNAL storage shows: bindfs's source directory. */
+  back: string;
+  /** Stops the FUSE server (SIGSTOP): the EXTERNAL storage no longer answers. */
+  hang(): void;
+  /** Lets it go on (SIGCONT). */
+  answer(): void;
+}
+
+/**
+ * Runs `body` with a Ppu (`opts`) started and shift 1500:1501 begun, whose INTERNAL storage is a tmpfs of
+ * `internalMb`, whose EXTERNAL storage is a bindfs view of a directory (a tmpfs of `backMb` if given) and, with
+ * `optional`, an OPTIONAL storage not mounted yet; takes it all down after, the FUSE server let go first.
+ */
+async function withStorages(opts: PpuOptions, sizes: { internalMb: number; backMb?: number; optional?: boolean }, body: (s: Storages) => Promise<void>): Promise<void> {
+  const ppu = new Ppu(opts);
+  const internal = path.join(ppu.storageRoot, 'internal');
+  const external = path.join(ppu.storageRoot, 'external');
+  const optional = path.join(ppu.storageRoot, 'optional');
+  const back = path.join(ppu.work, 'external-disk');
+  for (const d of [back, external, optional]) mkdirSync(d, { recursive: true });
+  mountTmpfs(internal, sizes.internalMb * MB);
+  if (sizes.backMb !== undefined) mountTmpfs(back, sizes.backMb * MB);
+  mkdirSync(path.join(internal, 'data'));
+  mkdirSync(path.join(back, 'data'));
+  const fuse = await bindfs(back, external);
+  let stopped = false;
+  ppu.opts.storages = {
+    'storage.internal': { type: 'INTERNAL', target: path.join(internal, 'data'), mountpoint: internal, n_copy_processes: 2 },
+    'storage.external': { type: 'EXTERNAL', target: path.join(external, 'data'), mountpoint: external, n_copy_processes: 2 },
+    ...(sizes.optional ? { 'storage.optional': { type: 'OPTIONAL', target: path.join(optional, 'data'), mountpoint: optional, n_copy_processes: 1 } } : {}),
+  };
+  try {
+    await ppu.start();
+    await ppu.startShift(1500, 1501, []);
+    await body({
+      ppu, internal, external, optional, back,
+      hang: () => { fuse.kill('SIGSTOP'); stopped = true; },
+      answer: () => { fuse.kill('SIGCONT'); stopped = false; },
+    });
+  } finally {
+    if (stopped) fuse.kill('SIGCONT');
+    try { execFileSync('umount', ['-l', external]); } catch { /* gone with its server */ }
+    await fuse.stop();
+    await ppu.stop();
+  }
+}
+
 describe('a storage that does not answer (G6, G7, G13)', function () {
   this.timeout(180_000);
 
   it('an EXTERNAL storage that hangs while the internal disk is over its limit: grimseld keeps answering, copying to the internal disk and guarding the ramdisk; the internal copies wait for it, said once; all arrive once it answers', async () => {
-    const ppu = new Ppu({ prefix: 'ppu-hung', ramdiskBytes: 16 * MB, grimseld: { fillstate_limit: 50, create_links: 'yes' } });
-    const internal = path.join(ppu.storageRoot, 'internal');
-    const external = path.join(ppu.storageRoot, 'external');
-    const back = path.join(ppu.work, 'external-disk');
-    mkdirSync(back, { recursive: true });
-    mkdirSync(external, { recursive: true });
-    mountTmpfs(internal, 40 * MB);
-    mkdirSync(path.join(internal, 'data'));
-    mkdirSync(path.join(back, 'data'));
-    const fuse = await bindfs(back, external);
-    let stopped = false;
-    ppu.opts.storages = {
-      'storage.internal': { type: 'INTERNAL', target: path.join(internal, 'data'), mountpoint: internal, n_copy_processes: 2 },
-      'storage.external': { type: 'EXTERNAL', target: path.join(external, 'data'), mountpoint: external, n_copy_processes: 2 },
-    };
-    try {
-      await ppu.start();
+    const opts = { prefix: 'ppu-hung', ramdiskBytes: 16 * MB, grimseld: { fillstate_limit: 50, create_links: 'yes' } };
+    await withStorages(opts, { internalMb: 40 }, async ({ ppu, external, back, hang, answer }) => {
       const msgs = await collectMessages(ppu);
-      await ppu.startShift(1500, 1501, []);
       const root = ppu.detectorRamdisks['1MF']!;
       const files: WrittenFile[] = [];
       const write = (from: number, to: number): void => {
         for (let i = from; i < to; i++) files.push(writeImage(root, `run/f${String(i).padStart(3, '0')}.cbf`, MB));
       };
-      const counts = async (storage: string): Promise<[bigint, bigint, bigint] | undefined> => {
-        const row = (await statusWithin(ppu, 10_000))?.find((r) => r[1] === 1500 && r[3] === storage);
-        return row && [row[4], row[5], row[6]];
-      };
       write(0, 10);
-      await eventually(async () => (await counts('external'))?.[1] === 10n && (await counts('internal'))?.[1] === 10n, 30_000, '10 files copied to both storages');
-      fuse.kill('SIGSTOP');
-      stopped = true;
+      await eventually(async () => (await counts(ppu, 'external'))?.[1] === 10n && (await counts(ppu, 'internal'))?.[1] === 10n, 30_000, '10 files copied to both storages');
+      hang();
       // Past the kernel's cache of the FUSE mount's attributes (1 s): a stat from it still answers. (A guard that reads
       // the mount point within that second can still reach the storage, and hang: the checks are synchronous.)
       await new Promise((r) => setTimeout(r, 3000));
       // 30 MB on a 40 MB internal disk of limit 50 %: its guard would link copies to the external disk, which hangs.
       write(10, 30);
-      await eventually(async () => (await counts('internal'))?.[1] === 30n, 60_000, 'the internal copies made while the external disk hangs');
+      await eventually(async () => (await counts(ppu, 'internal'))?.[1] === 30n, 60_000, 'the internal copies made while the external disk hangs');
       await eventually(() => msgs.messages.some(([code, short, long]) => code === 'LINK_ERROR' && short === external && /does not answer; .* until it is mounted again and answers$/.test(long)),
         30_000, 'one LINK_ERROR naming the external mount point as not answering');
       // grimseld still answers: the status (its call has 10 s) and the ramdisk guard (links to the internal copies).
@@ -78,52 +115,25 @@ describe('a storage that does not answer (G6, G7, G13)', function () {
         assert.ok(await statusWithin(ppu, 10_000), 'QueryStatus answered while the external storage hangs');
         await new Promise((r) => setTimeout(r, 1000));
       }
-      assert.deepEqual((await counts('external'))?.slice(0, 2), [20n, 10n], 'the external copies wait, pending');
-      fuse.kill('SIGCONT');
-      stopped = false;
-      await eventually(async () => (await counts('external'))?.join() === '0,30,0', 60_000, 'every file copied to the external disk once it answers');
+      assert.deepEqual((await counts(ppu, 'external'))?.slice(0, 2), [20n, 10n], 'the external copies wait, pending');
+      answer();
+      await eventually(async () => (await counts(ppu, 'external'))?.join() === '0,30,0', 60_000, 'every file copied to the external disk once it answers');
       for (const f of files) assert.equal(sha256File(readFileSync(path.join(back, 'data/1mf/1500_1501', f.rel))), f.sha256, `external copy of ${f.rel}`);
       msgs.stop();
-    } finally {
-      if (stopped) fuse.kill('SIGCONT');
-      try { execFileSync('umount', ['-l', external]); } catch { /* gone with its server */ }
-      await fuse.stop();
-      await ppu.stop();
-    }
+    });
   });
 
   it('an OPTIONAL storage mounted while the EXTERNAL disk hangs gets the files it can read on the PPU at once, and the ones only the EXTERNAL disk holds once it answers (G1, G13)', async () => {
     // create_links = no, limit 50 % of a 20 MB internal disk: the internal guard links some internal copies to their
     // external ones, and the ramdisk guard deletes originals (copied): those files are read from the EXTERNAL disk.
-    const ppu = new Ppu({ prefix: 'ppu-hung-opt', ramdiskBytes: 16 * MB, grimseld: { fillstate_limit: 50, create_links: 'no' } });
-    const internal = path.join(ppu.storageRoot, 'internal');
-    const external = path.join(ppu.storageRoot, 'external');
-    const optional = path.join(ppu.storageRoot, 'optional');
-    const back = path.join(ppu.work, 'external-disk');
-    for (const d of [back, external, optional]) mkdirSync(d, { recursive: true });
-    mountTmpfs(internal, 20 * MB);
-    mkdirSync(path.join(internal, 'data'));
-    mkdirSync(path.join(back, 'data'));
-    const fuse = await bindfs(back, external);
-    let stopped = false;
-    ppu.opts.storages = {
-      'storage.internal': { type: 'INTERNAL', target: path.join(internal, 'data'), mountpoint: internal, n_copy_processes: 2 },
-      'storage.external': { type: 'EXTERNAL', target: path.join(external, 'data'), mountpoint: external, n_copy_processes: 2 },
-      'storage.optional': { type: 'OPTIONAL', target: path.join(optional, 'data'), mountpoint: optional, n_copy_processes: 1 },
-    };
-    try {
-      await ppu.start();
-      await ppu.startShift(1500, 1501, []);
+    const opts = { prefix: 'ppu-hung-opt', ramdiskBytes: 16 * MB, grimseld: { fillstate_limit: 50, create_links: 'no' } };
+    await withStorages(opts, { internalMb: 20, optional: true }, async ({ ppu, internal, optional, hang, answer }) => {
       const files: WrittenFile[] = [];
       for (let i = 0; i < 16; i++) {
         files.push(writeImage(ppu.detectorRamdisks['1MF']!, `run/f${String(i).padStart(3, '0')}.cbf`, MB));
         await new Promise((r) => setTimeout(r, 100));
       }
-      const row = async (storage: string): Promise<[bigint, bigint, bigint] | undefined> => {
-        const r = (await statusWithin(ppu, 10_000))?.find((x) => x[1] === 1500 && x[3] === storage);
-        return r && [r[4], r[5], r[6]];
-      };
-      await eventually(async () => (await row('external'))?.join() === '0,16,0' && (await row('internal'))?.join() === '0,16,0', 60_000, 'all copied to both disks');
+      await eventually(async () => (await counts(ppu, 'external'))?.join() === '0,16,0' && (await counts(ppu, 'internal'))?.join() === '0,16,0', 60_000, 'all copied to both disks');
       const shiftDir = (root: string): string => path.join(root, '1mf', '1500_1501');
       // Read only from the EXTERNAL disk: no original on the ramdisk, the internal copy a link to the external one.
       const onPpu = (f: WrittenFile): boolean => {
@@ -132,69 +142,40 @@ describe('a storage that does not answer (G6, G7, G13)', function () {
         return original || internalCopy;
       };
       await eventually(() => files.filter((f) => !onPpu(f)).length > 0, 30_000, 'some files held on the EXTERNAL disk alone');
-      fuse.kill('SIGSTOP');
-      stopped = true;
+      hang();
       await new Promise((r) => setTimeout(r, 3000)); // past the FUSE mount's attribute cache (1 s)
       const local = files.filter(onPpu);
       const remote = files.filter((f) => !onPpu(f));
       mountTmpfs(optional, 100 * MB);
       mkdirSync(path.join(optional, 'data'));
-      await eventually(async () => (await row('optional'))?.[1] === BigInt(local.length), 60_000,
+      await eventually(async () => (await counts(ppu, 'optional'))?.[1] === BigInt(local.length), 60_000,
         `the ${local.length} files with a copy on the PPU copied to the OPTIONAL disk while the EXTERNAL one hangs`);
       for (const f of local) assert.equal(sha256File(readFileSync(path.join(shiftDir(path.join(optional, 'data')), f.rel))), f.sha256, f.rel);
-      assert.equal((await row('optional'))?.[0], BigInt(remote.length), 'the others pending');
-      fuse.kill('SIGCONT');
-      stopped = false;
-      await eventually(async () => (await row('optional'))?.join() === '0,16,0', 60_000, 'all 16 on the OPTIONAL disk once the EXTERNAL one answers');
+      assert.equal((await counts(ppu, 'optional'))?.[0], BigInt(remote.length), 'the others pending');
+      answer();
+      await eventually(async () => (await counts(ppu, 'optional'))?.join() === '0,16,0', 60_000, 'all 16 on the OPTIONAL disk once the EXTERNAL one answers');
       for (const f of files) assert.equal(sha256File(readFileSync(path.join(shiftDir(path.join(optional, 'data')), f.rel))), f.sha256, f.rel);
-    } finally {
-      if (stopped) fuse.kill('SIGCONT');
-      try { execFileSync('umount', ['-l', external]); } catch { /* gone with its server */ }
-      await fuse.stop();
-      await ppu.stop();
-    }
+    });
   });
 
   it('the temp-file sweep leaves an EXTERNAL storage that hangs alone, also the directories where its copies failed: grimseld keeps answering (G3, G13)', async () => {
     // Swept every 10 s (temp_max_age_s): the storage root, and the directory where copies failed on a full disk.
-    const ppu = new Ppu({ prefix: 'ppu-hung-sweep', ramdiskBytes: 64 * MB, grimseld: { temp_max_age_s: 10 } });
-    const internal = path.join(ppu.storageRoot, 'internal');
-    const external = path.join(ppu.storageRoot, 'external');
-    const back = path.join(ppu.work, 'external-disk');
-    mkdirSync(external, { recursive: true });
-    mountTmpfs(internal, 100 * MB);
-    mountTmpfs(back, 6 * MB);
-    mkdirSync(path.join(internal, 'data'));
-    mkdirSync(path.join(back, 'data'));
-    const fuse = await bindfs(back, external);
-    let stopped = false;
-    ppu.opts.storages = {
-      'storage.internal': { type: 'INTERNAL', target: path.join(internal, 'data'), mountpoint: internal, n_copy_processes: 2 },
-      'storage.external': { type: 'EXTERNAL', target: path.join(external, 'data'), mountpoint: external, n_copy_processes: 2 },
-    };
-    try {
-      await ppu.start();
-      await ppu.startShift(1500, 1501, []);
+    const opts = { prefix: 'ppu-hung-sweep', ramdiskBytes: 64 * MB, grimseld: { temp_max_age_s: 10 } };
+    await withStorages(opts, { internalMb: 100, backMb: 6 }, async ({ ppu, back, hang }) => {
       for (let i = 0; i < 10; i++) writeImage(ppu.detectorRamdisks['1MF']!, `run/f${i}.cbf`, MB);
       const external10 = async (failed: boolean): Promise<boolean> => {
-        const row = (await statusWithin(ppu, 10_000))?.find((r) => r[1] === 1500 && r[3] === 'external');
-        return row !== undefined && row[4] === 0n && (failed ? row[6] > 0n : row[5] === 10n);
+        const row = await counts(ppu, 'external');
+        return row !== undefined && row[0] === 0n && (failed ? row[2] > 0n : row[1] === 10n);
       };
       await eventually(() => external10(true), 30_000, 'copies to the full external disk failed');
       execFileSync('mount', ['-o', `remount,size=${100 * MB}`, back]);
       await eventually(() => external10(false), 60_000, 'every file copied once there is room');
-      fuse.kill('SIGSTOP');
-      stopped = true;
+      hang();
       // Over two sweeps' time.
       for (let i = 0; i < 25; i++) {
         assert.ok(await statusWithin(ppu, 10_000), `QueryStatus answered ${i} s after the external storage hung`);
         await new Promise((r) => setTimeout(r, 1000));
       }
-    } finally {
-      if (stopped) fuse.kill('SIGCONT');
-      try { execFileSync('umount', ['-l', external]); } catch { /* gone with its server */ }
-      await fuse.stop();
-      await ppu.stop();
-    }
+    });
   });
 });
