@@ -7,7 +7,7 @@ import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, launchOf, tempDir } from '..
 import { startProcess } from '../fixtures/processes.js';
 import { startBus } from '../fixtures/bus-daemon.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
-import { createServer } from 'node:net';
+import { createServer, type AddressInfo } from 'node:net';
 import { mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
 import { AGENT_BIN, agentKeyFile } from '../fixtures/agent.js';
 
@@ -153,20 +153,23 @@ describe('daemon start with a bad configuration (S3)', function () {
 
   it('grimseld that cannot listen at start says why in one line: no "write after end" stack, no "lost the system bus" (S1)', async () => {
     const bus = await startBus(dir);
+    // A port the kernel picks as free: a fixed one (46840, in Linux's ephemeral range) was taken once by another
+    // connection of the host, and the test's own listen failed (CI, Node 16 tier).
     const held = createServer();
-    await new Promise<void>((resolve) => held.listen(46840, '127.0.0.1', resolve));
     try {
+      await new Promise<void>((resolve, reject) => held.once('error', reject).listen(0, '127.0.0.1', resolve));
+      const port = (held.address() as AddressInfo).port;
       mkdirSync(path.join(dir, 'ramdisk'), { recursive: true });
       const file = path.join(dir, 'busy-grimseld.conf');
       writeFileSync(file, `ramdisk_mountpoint = ${dir}/ramdisk\ntarget = ${dir}/ramdisk\nfifo = ${dir}/busy-files\nstate_dir = ${dir}/bstate\n` +
-        `licensekey = ${dir}/none.key\nstatus_port = 46840\nmessage_port = 0\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/bdata\n`);
+        `licensekey = ${dir}/none.key\nstatus_port = ${port}\nmessage_port = 0\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/bdata\n`);
       const launch = launchOf(GRIMSELD_BIN);
       const r = await new Promise<{ code: number; out: string }>((resolve) => {
         execFile(process.execPath, [...launch.args, '--config', file], { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: bus.address }, timeout: 20_000 },
           (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, out: stdout + stderr }));
       });
       assert.equal(r.code, 1, r.out);
-      assert.ok(r.out.includes('grimseld: cannot listen for status clients on 127.0.0.1:46840: the port is in use'), r.out);
+      assert.ok(r.out.includes(`grimseld: cannot listen for status clients on 127.0.0.1:${port}: the port is in use`), r.out);
       assert.doesNotMatch(r.out, /write after end|ERR_STREAM|lost the system bus|"stack"/);
     } finally {
       held.close();
