@@ -5,14 +5,13 @@
 // another shift than its own (A5, F2, F6). Runs once at start, before any transport reads its state.
 import { lstatSync, mkdirSync, readdirSync, renameSync, rmSync, rmdirSync } from 'node:fs';
 import * as path from 'node:path';
-import { markTarget, unmark } from '../common/paths.js';
+import { markTarget, STAGING_NAME, unmark } from '../common/paths.js';
 import type { Logger } from '../common/logger.js';
 import type { DetectorConfig } from './config.js';
 import { originOf, sameAs, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
 import { removeStateFile } from './json-state.js';
 import { inheritOwedFile, readOwedFile, rsyncOwedFile, rsyncOwedId } from './rsync-owed.js';
 import type { AgentPlaced } from './agent-placed.js';
-import { STAGING_NAME } from './shift-sweep.js';
 import { filesBelow } from './files-below.js';
 
 /** What to do, said with every file furkad cannot take after such a change. */

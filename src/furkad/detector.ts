@@ -2,7 +2,7 @@
 // never waiting on another detector (F1, F2, F5, F10). How files leave the detector is the transport's (transport.ts).
 import { chmod, lstat, mkdir, readdir, readFile, rename, rm, rmdir } from 'node:fs/promises';
 import * as path from 'node:path';
-import { deliveredPath, splitMarked, unmark } from '../common/paths.js';
+import { deliveredPath, splitMarked, STAGING_NAME, unmark } from '../common/paths.js';
 import { anySignal, sleep, wakeOrAbort } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import type { Handover } from './handover.js';
@@ -13,7 +13,7 @@ import { DirFd } from '../common/dir-fd.js';
 import { writeDurablyAsync } from '../common/durable-file.js';
 import { moveAside, onlyRootChanges, sayMovedAside } from './foreign-entries.js';
 import { clearTemp, moveAcross } from './cross-device-move.js';
-import { STAGING_NAME, sweepEndedShifts } from './shift-sweep.js';
+import { sweepEndedShifts } from './shift-sweep.js';
 import { Batches } from '../common/batches.js';
 import { Topic } from '../common/topic.js';
 import type { Component } from '../common/service.js';

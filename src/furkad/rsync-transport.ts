@@ -16,7 +16,7 @@ import { keyFileOutcome, ppuSideOfRsync } from './ppu-side.js';
 import { fitName } from '../common/name-max.js';
 import { candidateNames } from '../common/numbered-name.js';
 import { tagged } from '../common/checksum.js';
-import { STAGING_NAME } from './shift-sweep.js';
+import { STAGING_NAME } from '../common/paths.js';
 import { StagingRoom } from './staging-room.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { authAdvice, rsyncLogin, type RsyncLogin } from './rsync-auth.js';

@@ -5,7 +5,7 @@ import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkd
 import * as path from 'node:path';
 import { DirFd, splitRel, type DirVisit, type TrustLink } from '../common/dir-fd.js';
 import { moveAside, sayMovedAside, type MovedAside } from './foreign-entries.js';
-import { STAGING_NAME } from './shift-sweep.js';
+import { STAGING_NAME } from '../common/paths.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import { takenDirOf, walkNumbered } from '../common/numbered-dirs.js';
 import type { Logger } from '../common/logger.js';

@@ -10,9 +10,6 @@ import { fstatSync } from 'node:fs';
 import { DirFd } from '../common/dir-fd.js';
 import { STAGING_NAME } from '../common/paths.js';
 
-/** furkad's own directory below each target (staging, files set aside): never swept. Also grimseld's to pass by. */
-export { STAGING_NAME };
-
 /**
  * Whether detector path `rel` (relative to its source) has furkad's staging name as any of its directories:
  * placed with usrdir empty, it would land in furkad's own staging (a record of set-aside files, another file's

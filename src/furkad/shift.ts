@@ -1,9 +1,8 @@
 // A user shift as furkad serves it: who owns the files and which detectors go where (F4, F6, F7).
 import type { DetectorConfig, FurkadConfig } from './config.js';
 import { lstatSync, realpathSync, statSync } from 'node:fs';
-import { STAGING_NAME } from './shift-sweep.js';
 import * as path from 'node:path';
-import { expandUsrdir, hasControl, isSafeRelative, markTarget, nestedTargets, splitMarked, unmark } from '../common/paths.js';
+import { expandUsrdir, hasControl, isSafeRelative, markTarget, nestedTargets, splitMarked, STAGING_NAME, unmark } from '../common/paths.js';
 import { NAME_MAX } from '../common/name-max.js';
 import { sourcePatternProblem } from './rsync.js';
 
