@@ -75,8 +75,9 @@ export interface Owed {
 }
 
 /**
- * A storage mount point's stat, one at a time and bounded: the reclaimer asks it too before it works on a storage
- * (its checks of copies there are synchronous, on the event loop: a hung storage reached so held up all of grimseld).
+ * A storage mount point's stat, one at a time and bounded: the fill guards and the temp-file sweep ask it too before
+ * they work on a storage (answers()): their reads there are synchronous, on the event loop, and a hung storage
+ * reached so held up all of grimseld.
  */
 export class MountPointProbe {
   /** The stat under way: never a second one while it hangs (each would hold a thread of libuv's pool for good). */
@@ -122,6 +123,11 @@ export function sharedProbe(mountpoint: string): MountPointProbe {
   let probe = probes.get(mountpoint);
   if (!probe) probes.set(mountpoint, (probe = new MountPointProbe()));
   return probe;
+}
+
+/** Whether the stat of `mountpoint` comes back within the bound (sharedProbe): false for a hung NFS or FUSE server. */
+export async function answers(mountpoint: string): Promise<boolean> {
+  return (await sharedProbe(mountpoint).deviceNow(mountpoint)) !== HUNG;
 }
 
 export class MountWatch {

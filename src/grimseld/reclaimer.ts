@@ -19,7 +19,7 @@ import { EmptiedDirs } from './emptied-dirs.js';
 import { dirsOf } from '../common/paths.js';
 import { sameFile } from './copier.js';
 import { fillState, isMountPoint } from './mounts.js';
-import { HUNG, MOUNT_RECHECK_MS, READ_ONLY, readOnly, sharedProbe } from './mount-watch.js';
+import { answers, MOUNT_RECHECK_MS, READ_ONLY, readOnly } from './mount-watch.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub, MessageCode } from './messages.js';
@@ -493,7 +493,7 @@ export class Reclaimer {
         // Its bounded stat first (G13): a storage that does not answer (a hard NFS mount whose server hangs) counts as not
         // mounted. The copies on it are checked with synchronous opens (DirFd), on the event loop: reached while it hung,
         // they held up all of grimseld (no status, no copies to the other storages, the ramdisk guard stopped while it filled).
-        checked = await sharedProbe(st.mountpoint).deviceNow(st.mountpoint) === HUNG ? { ok: false, at: now, why: 'does not answer' }
+        checked = !(await answers(st.mountpoint)) ? { ok: false, at: now, why: 'does not answer' }
           : await this.isMounted(st.mountpoint).then((ok) => ({ ok, at: now, why: 'is not mounted' }),
             (e: unknown) => ({ ok: false, at: now, why: `cannot be checked (${(e as Error).message})` }));
         this.#mountChecks.set(st.mountpoint, checked);

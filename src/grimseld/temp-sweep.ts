@@ -8,7 +8,7 @@ import { DirFd } from '../common/dir-fd.js';
 import { sleep } from '../common/abort.js';
 import type { Logger } from '../common/logger.js';
 import { isMountPoint } from './mounts.js';
-import { HUNG, sharedProbe } from './mount-watch.js';
+import { answers } from './mount-watch.js';
 import type { CopyReport } from './copy-job.js';
 import type { CopyEvents } from './dispatcher.js';
 import type { StorageInfo } from './storage-info.js';
@@ -74,7 +74,9 @@ export class TempSweeper {
     /** The targets of storages not mounted or not answering: neither their roots nor their suspects are swept now. */
     const away = new Set<string>();
     for (const s of this.storages) {
-      if (s.mountpoint && !(await this.#answers(s.mountpoint) && await isMountPoint(s.mountpoint))) {
+      // A storage that does not answer (a hard NFS mount whose server hangs) is left alone like an unmounted one: the
+      // sweep opens and reads directories synchronously (DirFd), and on a hung storage that held up all of grimseld.
+      if (s.mountpoint && !(await answers(s.mountpoint) && await isMountPoint(s.mountpoint))) {
         away.add(s.target);
         continue;
       }
@@ -99,15 +101,6 @@ export class TempSweeper {
         `left ${news.length} file(s) named like copy temp files of a grimseld release before keyed temp names: a user's file may be named so, and only an operator can tell; remove those that are leftovers by hand`);
     }
     return removed;
-  }
-
-  /**
-   * Whether the stat of `mountpoint` comes back (within MountPointProbe's bound): a storage that does not answer (a hard
-   * NFS mount whose server hangs) is left alone like an unmounted one. The sweep opens and reads directories
-   * synchronously (DirFd): on a hung storage that held up all of grimseld, its event loop waiting in the kernel.
-   */
-  async #answers(mountpoint: string): Promise<boolean> {
-    return (await sharedProbe(mountpoint).deviceNow(mountpoint)) !== HUNG;
   }
 
   async #sweepDir({ target, rel }: SweepDir): Promise<{ gone: string[]; left: boolean; earlier: string[] }> {
