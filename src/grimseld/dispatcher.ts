@@ -234,8 +234,11 @@ export class Dispatcher implements CopyEvents {
    */
   async #checkSources(lane: Lane): Promise<void> {
     if (lane.storage.type === 'INTERNAL') return;
-    const sources = lane.storage.type === 'OPTIONAL' && this.#external ? [this.#internal, this.#external] : [this.#internal];
-    for (const s of sources) if (s.mountpoint !== undefined) await this.#mountOk(this.#lanes.get(s.id)!);
+    const sources: Array<Exclude<ReadFrom, 'original'>> = lane.storage.type === 'OPTIONAL' && this.#external ? ['internal', 'external'] : ['internal'];
+    for (const from of sources) {
+      const source = this.#laneOf(from);
+      if (source.storage.mountpoint !== undefined) await this.#mountOk(source);
+    }
   }
 
   /** The next jobs for one writer (see BATCH_FILES); empty when none of those taken is left to do. */
