@@ -22,10 +22,12 @@ describe('a detector daemon that cannot remove sources (F2, F10)', () => {
   });
   afterEach(() => rmSync(staging, { recursive: true, force: true }));
 
-  const stage = (rel: string, size: number, mtime = new Date('2024-05-01T10:00:00Z')): void => {
-    writeFileSync(path.join(staging, rel), Buffer.alloc(size, 7));
-    utimesSync(path.join(staging, rel), mtime, mtime);
+  /** A file of `size` bytes at `dir/rel`, as rsync leaves one: with the detector's mtime. */
+  const put = (dir: string, rel: string, size: number, mtime = new Date('2024-05-01T10:00:00Z')): void => {
+    writeFileSync(path.join(dir, rel), Buffer.alloc(size, 7));
+    utimesSync(path.join(dir, rel), mtime, mtime);
   };
+  const stage = (rel: string, size: number, mtime?: Date): void => put(staging, rel, size, mtime);
 
   it('takes a run whose only trouble was removing for one that went well, and any other trouble for itself', () => {
     assert.equal(classifyExit(23, failed(['a.img'])), 'retry', "rsync's own verdict");
@@ -153,10 +155,7 @@ describe('a detector daemon that cannot remove sources (F2, F10)', () => {
     assert.equal(path.dirname(path.dirname(probe)), path.join(staging, 'stage'), 'beside the detector\'s staging directory');
     const dest = path.join(staging, 'stage', '1MF');
     mkdirSync(probe, { recursive: true });
-    const arrive = (rel: string, size: number, mtime = new Date('2024-05-01T10:00:00Z')): void => {
-      writeFileSync(path.join(probe, rel), Buffer.alloc(size, 7));
-      utimesSync(path.join(probe, rel), mtime, mtime);
-    };
+    const arrive = (rel: string, size: number, mtime?: Date): void => put(probe, rel, size, mtime);
     arrive('a.img', 10);
     const still = run(failed(['a.img']), 23, ['a.img']);
     assert.equal(await r.probed(probe, dest, '', 'a.img', still, r.learn(still, 'ramdisk')), undefined);
@@ -191,10 +190,7 @@ describe('a detector daemon that cannot remove sources (F2, F10)', () => {
     const dest = path.join(staging, 'stage', '1MF');
     const probe = probeDir(dest);
     mkdirSync(path.join(probe, 'sub'), { recursive: true });
-    const arrive = (rel: string, size: number): void => {
-      writeFileSync(path.join(probe, rel), Buffer.alloc(size, 7));
-      utimesSync(path.join(probe, rel), new Date('2024-05-01T10:00:00Z'), new Date('2024-05-01T10:00:00Z'));
-    };
+    const arrive = (rel: string, size: number): void => put(probe, rel, size);
     // The daemon stopped while it sent a.img back: no itemized line, the file received all the same.
     arrive('a.img', 10);
     const cut = run('rsync: connection unexpectedly closed (0 bytes received so far) [receiver]', 12);
@@ -212,8 +208,7 @@ describe('a detector daemon that cannot remove sources (F2, F10)', () => {
     assert.deepEqual(r.skipped('').sort(), ['a.img', 'b.img', 'c.img'], 'their records kept: a listing or probe tells whether their sources are gone');
     assert.deepEqual(await r.returnCopies(probe, dest, ''), [], 'nothing left, no directory: nothing to do');
     // Found in staging (a run killed with furkad after it received them): the file placed dropped, the rest placed.
-    writeFileSync(path.join(dest, 'a.img'), Buffer.alloc(10, 7));
-    utimesSync(path.join(dest, 'a.img'), new Date('2024-05-01T10:00:00Z'), new Date('2024-05-01T10:00:00Z'));
+    put(dest, 'a.img', 10);
     assert.deepEqual(await r.unplaced(dest, '', ['a.img', 'c.img', 'sub/d.img']), ['c.img', 'sub/d.img']);
     assert.equal(existsSync(path.join(dest, 'a.img')), false, 'a.img as placed: dropped');
     assert.deepEqual(r.skipped('').sort(), ['a.img', 'b.img', 'c.img'], 'its record kept');
