@@ -25,7 +25,7 @@ for addon in sd-notify fs-xattr; do
 done
 cd "$copy"
 "$node16" -e "require('sd-notify'); import('fs-xattr').catch((e) => { console.error(e); process.exit(1); })"
-INTEGRATION=(agent agent-transport data-path furkad-agent furkad-shift furkad-detectors grimseld-copy grimseld-storages integrity hostile-user startup ppuctl)
+INTEGRATION=(agent agent-transport data-path furkad-agent furkad-host-addresses furkad-shift furkad-detectors grimseld-copy grimseld-storages integrity hostile-user startup ppuctl)
 files=()
 for f in "${INTEGRATION[@]}"; do files+=("dist/test/integration/$f.test.js"); done
 "$node16" node_modules/mocha/bin/mocha.js --config test/.mocharc.json --timeout 120000 'dist/test/unit/**/*.test.js' "${files[@]}"

@@ -13,7 +13,7 @@ import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
 import { AgentPushes, BodyReply, discard } from './agent-pushes.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { notHttp2 } from './agent-peer.js';
-import { hostLookup } from './host-lookup.js';
+import { addressOrder, hostLookup } from './host-lookup.js';
 
 /** A complete file the agent announced: `path` is relative to the detector's source directory. */
 export interface Announced {
@@ -138,7 +138,12 @@ export class AgentClient extends EventEmitter {
       socket.once('connect', () => { tcp = true; });
       // A name that did not resolve is the reason, whichever of the session's streams fails first with it.
       let unresolved: string | undefined;
-      socket.once('lookup', (e: Error | null) => { if (e) unresolved = `cannot connect to the agent at ${this.url}: ${e.message}`; });
+      /** The address a name gave, for addressOrder: Node 16 connects to that one alone. */
+      let looked: string | undefined;
+      socket.once('lookup', (e: Error | null, address?: string) => {
+        if (e) unresolved = `cannot connect to the agent at ${this.url}: ${e.message}`;
+        else looked = address;
+      });
       const session = http2.connect(this.url, {
         settings: { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME },
         createConnection: () => socket,
@@ -165,7 +170,13 @@ export class AgentClient extends EventEmitter {
         abandon(session, socket);
         if (given) reject(new Error(`connecting to the agent at ${this.url} was given up`));
         else if (how === 'said') reject(new Error(why));
-        else void this.#reason(why, { tcp, bytes, timedOut: how === 'timeout', host, port: Number(port) }).then((r) => reject(new Error(r)));
+        else {
+          void this.#reason(why, { tcp, bytes, timedOut: how === 'timeout', host, port: Number(port) }).then((r) => {
+            // After the reason, which looks at the same address: the name's next one is tried next time.
+            if (!tcp && looked !== undefined && net.isIP(host) === 0) addressOrder.notReached(host, looked);
+            reject(new Error(r));
+          });
+        }
       };
       session.on('error', (e: Error) => fail(`connection to the agent at ${this.url} failed: ${e.message}`));
       session.on('close', () => fail(`the agent at ${this.url} closed the connection`));

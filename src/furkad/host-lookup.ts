@@ -59,8 +59,39 @@ export function addressesOf(out: string): LookupAddress[] {
 }
 
 /**
- * net.connect's `lookup` option: lookUpHost in the shape Node asks for, one address (Node 16) or all of them
- * (`all`, Node 20's autoSelectFamily). Node calls it only for a name, never for an address.
+ * Which of a name's addresses is answered first when Node asks for one only (Node 16, CentOS 7's: it has no
+ * autoSelectFamily and connects to that one alone). Always the first, as before, a detector server whose name has
+ * an IPv6 address before its IPv4 one while its agent listens on IPv4 only (the shipped `address = 0.0.0.0`) was
+ * never reached. So the address after one that could not be reached comes first at the next attempt (the
+ * detector's back-off paces them), and one that was reached stays first.
+ */
+export class AddressOrder {
+  /** Per name: the address to try first, and the addresses it had at its last lookup. */
+  readonly #first = new Map<string, string>();
+  readonly #last = new Map<string, LookupAddress[]>();
+
+  /** `list` from the address to try first on, round to the one before it. */
+  order(name: string, list: LookupAddress[]): LookupAddress[] {
+    this.#last.set(name, list);
+    const at = list.findIndex((a) => a.address === this.#first.get(name));
+    return at <= 0 ? list : [...list.slice(at), ...list.slice(0, at)];
+  }
+
+  /** No connection could be made to `address`, given for `name`: the next of its addresses is tried first. */
+  notReached(name: string, address: string): void {
+    const list = this.#last.get(name) ?? [];
+    const at = list.findIndex((a) => a.address === address);
+    if (at >= 0 && list.length > 1) this.#first.set(name, list[(at + 1) % list.length]!.address);
+  }
+}
+
+/** The order furkad's connections take their addresses in (hostLookup), told by agent-client.ts. */
+export const addressOrder = new AddressOrder();
+
+/**
+ * net.connect's `lookup` option: lookUpHost in the shape Node asks for, one address (Node 16: addressOrder's
+ * first) or all of them (`all`, Node 20's autoSelectFamily, which tries them in turn itself). Node calls it only
+ * for a name, never for an address.
  */
 export function hostLookup(
   hostname: string,
@@ -72,7 +103,10 @@ export function hostLookup(
     const list = family === 4 || family === 6 ? all.filter((a) => a.family === family) : all;
     if (list.length === 0) callback(new Error(`the name '${hostname}' has no IPv${family} address`), '');
     else if (options.all) callback(null, list);
-    else callback(null, list[0]!.address, list[0]!.family);
+    else {
+      const [first] = addressOrder.order(hostname, list);
+      callback(null, first!.address, first!.family);
+    }
   }, (e: Error) => callback(e, ''));
 }
 

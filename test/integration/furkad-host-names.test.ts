@@ -3,58 +3,8 @@
 // DNS server never answers, one in /etc/hosts. The names that hang hold up their own detectors only, each saying
 // so, and never a stop of furkad (F1, F10, S1).
 import { strict as assert } from 'node:assert';
-import * as dgram from 'node:dgram';
-import { rmSync, writeFileSync } from 'node:fs';
-import * as path from 'node:path';
-import { Ppu, tempDir } from '../fixtures/ppu.js';
+import { ppuBehindSilentDns } from '../fixtures/private-names.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
-
-type Row = [string, string, string, bigint, bigint, bigint];
-
-/**
- * A DNS server that takes every query and never answers (one not listening would refuse at once: ICMP), and the
- * command that runs furkad in a mount namespace of its own whose /etc/resolv.conf names it and whose /etc/hosts is
- * `hosts`: each lookup of a name not in it takes the C library 5 x 30 s before it gives up.
- */
-async function silentDns(hosts: string): Promise<{ socket: dgram.Socket; wrap: string[]; dir: string }> {
-  const dir = tempDir('ppu-names');
-  const hostsFile = path.join(dir, 'hosts');
-  const resolvFile = path.join(dir, 'resolv.conf');
-  const server = `127.${1 + Math.floor(Math.random() * 250)}.${1 + Math.floor(Math.random() * 250)}.53`;
-  const socket = dgram.createSocket('udp4');
-  await new Promise<void>((resolve, reject) => { socket.once('error', reject); socket.bind(53, server, resolve); });
-  writeFileSync(resolvFile, `nameserver ${server}\noptions timeout:30 attempts:5\n`);
-  writeFileSync(hostsFile, `127.0.0.1 localhost\n${hosts}`);
-  return { socket, dir, wrap: ['unshare', '-m', 'sh', '-c', `mount --bind ${hostsFile} /etc/hosts && mount --bind ${resolvFile} /etc/resolv.conf && exec "$0" "$@"`] };
-}
-
-/**
- * A PPU whose furkad runs behind silentDns(hosts) (before), stopped with its DNS server and files (after); the
- * helpers every test here uses: a detector's Detectors row, and where its files of shift 1000:1000 go.
- */
-function ppuBehindSilentDns(hosts: string, options: ConstructorParameters<typeof Ppu>[0]): {
-  ppu: () => Ppu; row: (id: string) => Promise<Row>; usr: (id: string) => string;
-} {
-  let ppu: Ppu;
-  let silent: dgram.Socket | undefined;
-  let names: string | undefined;
-  before(async () => {
-    const dns = await silentDns(hosts);
-    silent = dns.socket;
-    names = dns.dir;
-    ppu = await new Ppu({ ...options, furkadWrap: dns.wrap }).start();
-  });
-  after(async () => {
-    await ppu?.stop();
-    silent?.close();
-    if (names) rmSync(names, { recursive: true, force: true });
-  });
-  return {
-    ppu: () => ppu,
-    row: async (id) => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)!,
-    usr: (id) => path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000'),
-  };
-}
 
 describe('furkad with detector servers given by name, some whose DNS server does not answer (F1, F10)', function () {
   this.timeout(300_000);
