@@ -46,6 +46,8 @@ export class Handover implements Component {
   #nudge: (() => void) | undefined;
   /** Counts grimseld's new owners: one that came while an attempt failed means no pause before the next. */
   #owners = 0;
+  /** The shift last started (shiftStarted): told to every new owner of grimseld's name. */
+  #shift: { usertime: bigint; uid: number; gid: number } | undefined;
   /** A write to the outbox failed (furkad's state_dir full) and none has succeeded since (#record). */
   #stateFull = false;
   /** Ends the sending started by start(). */
@@ -79,6 +81,7 @@ export class Handover implements Component {
   }
 
   shiftStarted(usertime: bigint, uid: number, gid: number): void {
+    this.#shift = { usertime, uid, gid };
     this.#push({ kind: 'shift', usertime, uid, gid });
   }
 
@@ -110,6 +113,10 @@ export class Handover implements Component {
     this.#inFlight?.abort(new Error(owner ? 'grimseld restarted' : 'grimseld left the bus'));
     if (!owner) return;
     this.#owners++;
+    // A grimseld whose journal was lost (moved away, emptied) knows no shift: told the current one again at once,
+    // not only with furkad's next file, so that an operator's files (AddFile, the FIFO) are taken meanwhile too.
+    // One it knows is a no-op to it. Not while a shift start is still queued: that one is told anyway.
+    if (this.#shift && !this.#queue.some((ev) => ev.kind === 'shift')) this.#push({ kind: 'shift', ...this.#shift });
     this.#nudge?.();
   }
 

@@ -78,14 +78,17 @@ describe('files on the ramdisk that furkad delivered and the journal lost (G12, 
     assert.deepEqual(listed, [...copied, ...pending].map((f) => path.join(ppu.ppuRamdisk, '1mf', '1000_1000', f.rel)).sort(), 'the list names all six');
     assert.ok(pending.every((f) => !existsSync(copiesOf(f.rel))), 'the pending ones are not copied yet');
 
-    // grimseld learns the shift again from furkad's next file; then the administrator runs the command it gave.
-    stream('c', 1);
-    await eventually(async () => (await internalRow())?.[5] === 1n, 60_000, "furkad's next file copied");
+    // grimseld learns the shift again from furkad as soon as it is back on the bus, with no file of furkad's to
+    // bring it (before, only with furkad's next file: until then the command's files were refused, "no shift has
+    // started yet"); then the administrator runs the command it gave.
+    await eventually(async () => (await internalRow()) !== undefined, 30_000, "grimseld's status showing furkad's shift again");
     execFileSync('sh', ['-c', said.command]);
     await eventually(async () => {
       const r = await internalRow();
-      return r?.[4] === 0n && r[5] === 7n;
+      return r?.[4] === 0n && r[5] === 6n;
     }, 60_000, 'the six handed over and counted copied');
+    stream('c', 1);
+    await eventually(async () => (await internalRow())?.[5] === 7n, 60_000, "furkad's next file copied");
     for (const f of pending) assert.equal(sha256File(readFileSync(copiesOf(f.rel))), f.sha256, `${f.rel} copied whole`);
     assert.deepEqual(copied.map((f) => statSync(copiesOf(f.rel)).ino), inodes, 'the files copied before are not copied again');
     assert.equal((await internalRow())?.[6], 0n, 'none failed');

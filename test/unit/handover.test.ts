@@ -19,7 +19,7 @@ class FakeGrimseld {
   constructor(private readonly answers: boolean) {}
   getInterface(): unknown {
     const call = (what: string) => (...args: unknown[]): Promise<void> => {
-      this.calls.push(what === 'Delivered' ? `Delivered ${(args[3] as string[][]).map((f) => f.join(' ')).join(',')}` : what);
+      this.calls.push(what === 'Delivered' ? `Delivered ${(args[3] as string[][]).map((f) => f.join(' ')).join(',')}` : `${what} ${args.join(' ')}`);
       return this.answers ? Promise.resolve() : new Promise(() => undefined);
     };
     return { ShiftStarted: call('ShiftStarted'), Delivered: call('Delivered') };
@@ -65,9 +65,36 @@ describe('hand-over to grimseld (G12, F10)', () => {
     current = next;
     handover.grimseldChanged(':1.9');
     await until('the queue re-sent to the new grimseld', () => next.calls.length === 2);
-    assert.deepEqual(next.calls, ['ShiftStarted', 'Delivered /r/./a xxh128:00112233445566778899aabbccddeeff 1MF'], 'in order, nothing skipped, with checksum and detector');
+    assert.deepEqual(next.calls, ['ShiftStarted 1 500 501', 'Delivered /r/./a xxh128:00112233445566778899aabbccddeeff 1MF'], 'in order, nothing skipped, with checksum and detector');
     await handover.drained();
     assert.equal(handover.pending, 0);
+    ctl.abort();
+    await running;
+  });
+
+  it('tells each new grimseld the current shift again, with nothing to deliver (a journal lost knows none)', async () => {
+    const first = new FakeGrimseld(true);
+    const next = new FakeGrimseld(false);
+    let current = first;
+    const handover = new Handover(fakeBus(() => current), quiet, outbox, 3_600_000);
+    const ctl = new AbortController();
+    const running = handover.run(ctl.signal);
+    handover.grimseldChanged(':1.5');
+    handover.shiftStarted(1n, 500, 501);
+    handover.shiftStarted(2n, 600, 601);
+    await handover.drained();
+    assert.deepEqual(first.calls, ['ShiftStarted 1 500 501', 'ShiftStarted 2 600 601']);
+    current = next;
+    handover.grimseldChanged(':1.9');
+    await until('the shift told to the new grimseld', () => next.calls.length === 1);
+    // While that call hangs, two more owner changes: still one shift start queued, not three.
+    handover.grimseldChanged(':1.10');
+    handover.grimseldChanged(':1.11');
+    current = first;
+    handover.grimseldChanged(':1.12');
+    await handover.drained();
+    assert.deepEqual(next.calls, ['ShiftStarted 2 600 601'], 'the current shift, not the first');
+    assert.deepEqual(first.calls.slice(2), ['ShiftStarted 2 600 601'], 'once to the last owner, not once per change');
     ctl.abort();
     await running;
   });
