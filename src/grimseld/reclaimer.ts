@@ -111,6 +111,21 @@ function targetMissing<T>(storage: StorageInfo, open: () => T): T {
   }
 }
 
+/** A fill guard's mount point that does not exist (a ramdisk not made yet): said as that, in one line. */
+class NoMountPoint extends Error {}
+
+/** The fill of `mountpoint`, or NoMountPoint naming the key that gives it when there is no such directory. */
+async function fillOf(mountpoint: string, key: string): Promise<Awaited<ReturnType<typeof fillState>>> {
+  try {
+    return await fillState(mountpoint);
+  } catch (e) {
+    // ENOENT from Node's statfs; Node 16's helper (python3) and `stat -f` say it in words.
+    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && !/No such file or directory/.test((e as Error).message)) throw e;
+    throw new NoMountPoint(`${key} '${mountpoint}' does not exist: the fill guard watches nothing there, and links or deletes ` +
+      'no file to make room, until it does (make the directory and mount the file system on it)');
+  }
+}
+
 export class Reclaimer {
   #raised = new Map<string, Set<MessageCode>>();
   /** Earlier shifts may have originals to clean (set at a shift start and while some wait for copies). */
@@ -183,11 +198,15 @@ export class Reclaimer {
     while (!signal.aborted) {
       try {
         await this.#tick();
+        if (lastError !== '') this.log.info({ failed: lastError }, 'reclaiming space works again');
         lastError = '';
       } catch (e) {
         // Logged once per distinct problem (a ramdisk not mounted yet would otherwise log 4 times a second).
         const msg = (e as Error).message;
-        if (msg !== lastError) this.log.error({ err: e }, 'reclaiming space failed');
+        if (msg !== lastError) {
+          if (e instanceof NoMountPoint) this.log.error(`reclaiming space failed: ${msg}`);
+          else this.log.error({ err: e }, 'reclaiming space failed');
+        }
         lastError = msg;
       }
       await sleep(this.settings.intervalMs, signal);
@@ -330,7 +349,7 @@ export class Reclaimer {
 
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */
   async #guard(where: Where, mountpoint: string): Promise<void> {
-    let fill = await fillState(mountpoint);
+    let fill = await fillOf(mountpoint, where === 'ramdisk' ? 'ramdisk_mountpoint' : `storage.${this.internal.id}'s mountpoint`);
     // Over the limit, the mount points are read before an alarm is said, afresh when one is about to be: its text
     // tells what can be freed, and nothing can while the storage the copies are checked on is away (#freeing).
     const down = fill.percent >= this.settings.fillLimitPercent ? await this.#readMounts(undefined, this.#alarmDue(mountpoint, fill.percent)) : undefined;

@@ -177,6 +177,28 @@ describe('daemon start with a bad configuration (S3)', function () {
     }
   });
 
+  it('grimseld whose ramdisk_mountpoint does not exist yet says so in one line naming the key, and when it does (G6, S3)', async () => {
+    const bus = await startBus(dir);
+    const ramdisk = path.join(dir, 'late-ramdisk');
+    const file = path.join(dir, 'late-grimseld.conf');
+    writeFileSync(file, `ramdisk_mountpoint = ${ramdisk}\ntarget = ${ramdisk}\nfifo = ${dir}/late-files\nstate_dir = ${dir}/lstate\n` +
+      `licensekey = ${dir}/none.key\nstatus_port = 0\nmessage_port = 0\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/ldata\n`);
+    const launch = launchOf(GRIMSELD_BIN);
+    const grimseld = startProcess(process.execPath, [...launch.args, '--config', file], { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: bus.address } });
+    try {
+      await grimseld.said(/grimseld ready/, 20_000);
+      // Before: "reclaiming space failed" with the bare "ENOENT: no such file or directory, statfs" and its stack.
+      await grimseld.said(new RegExp(`reclaiming space failed: ramdisk_mountpoint '${ramdisk}' does not exist: the fill guard`), 10_000);
+      assert.doesNotMatch(grimseld.output(), /"stack"/);
+      mkdirSync(ramdisk);
+      await grimseld.said(/reclaiming space works again/, 10_000);
+      assert.equal(grimseld.output().split('\n').filter((l) => l.includes('reclaiming space failed')).length, 1, 'said once, not four times a second');
+    } finally {
+      await grimseld.stop();
+      await bus.stop();
+    }
+  });
+
   it('all three daemons: --check, start and ppuctl config check refuse a logfile in a read-only directory, naming key, path and error (S3, S4)', async () => {
     // What a vendor's 'logfile /var/log/furka_dectris.log' meets under the shipped units (ProtectSystem=strict).
     const ro = mountTmpfs(path.join(dir, 'ro-log'), 1 << 20, { readOnly: true });
