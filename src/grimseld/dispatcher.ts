@@ -235,10 +235,7 @@ export class Dispatcher implements CopyEvents {
   async #checkSources(lane: Lane): Promise<void> {
     if (lane.storage.type === 'INTERNAL') return;
     const sources: Array<Exclude<ReadFrom, 'original'>> = lane.storage.type === 'OPTIONAL' && this.#external ? ['internal', 'external'] : ['internal'];
-    for (const from of sources) {
-      const source = this.#laneOf(from);
-      if (source.storage.mountpoint !== undefined) await this.#mountOk(source);
-    }
+    for (const from of sources) await this.#mountOk(this.#laneOf(from));
   }
 
   /** The next jobs for one writer (see BATCH_FILES); empty when none of those taken is left to do. */
@@ -347,15 +344,22 @@ export class Dispatcher implements CopyEvents {
 
   /** Whether the storage that holds copy `from` is not mounted now (its mount table read at most once a second). */
   async #sourceDown(from: Exclude<ReadFrom, 'original'>): Promise<boolean> {
-    const lane = this.#laneOf(from);
-    if (!lane.storage.mountpoint) return false;
-    return !(await this.#mountOk(lane));
+    return !(await this.#sourceUp(this.#laneOf(from)));
+  }
+
+  /**
+   * Whether copies may be read from the storage of `lane`: mounted (and writable, as its writers need it), or,
+   * without a mount point, answering (one that is read-only still serves its copies).
+   */
+  async #sourceUp(lane: Lane): Promise<boolean> {
+    const ok = await this.#mountOk(lane);
+    return lane.storage.mountpoint !== undefined ? ok : !lane.mount.foundDown;
   }
 
   /** The copy of file `id` on `dest` waits until the storage holding copy `from` is mounted again. */
   #waitForSource(from: Exclude<ReadFrom, 'original'>, dest: StorageInfo, id: number): void {
     const lane = this.#laneOf(from);
-    this.#sourceWaits.wait(lane.storage, () => this.#mountOk(lane), dest, id);
+    this.#sourceWaits.wait(lane.storage, () => this.#sourceUp(lane), dest, id);
   }
 
   /** The places a copy on `storage` could read the file from, as the catalog knows them, in the order #readFrom tries them. */

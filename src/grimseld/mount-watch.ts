@@ -21,7 +21,7 @@ import { access, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isMountPoint } from './mounts.js';
 import type { MessageHub } from './messages.js';
-import type { StorageInfo } from './storage-info.js';
+import { probedAt, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
 import { monotonicMs } from '../common/monotonic.js';
 
@@ -33,6 +33,8 @@ export const HUNG = Symbol('hung');
 const UNMOUNTED_REPEAT_MS = 60_000;
 const UNMOUNTED_REPEAT_BUSY_MS = 10_000;
 /** Why a storage found mounted is not written to: its file system takes no writes. */
+/** Why a storage whose bounded stat did not come back counts as down. */
+export const DOES_NOT_ANSWER = 'does not answer';
 export const READ_ONLY = 'is read-only (mounted read-only, or remounted so, as a file system does after an error)';
 
 /**
@@ -131,7 +133,8 @@ export async function answers(mountpoint: string): Promise<boolean> {
 }
 
 export class MountWatch {
-  #checked: { ok: boolean; at: number } | undefined;
+  /** The last verdict (`why` it was not ok). */
+  #checked: { ok: boolean; at: number; why?: string } | undefined;
   /** The mount point's device when last found mounted. */
   #device: number | undefined;
   /** When the missing mount point (or the read-only storage) was last said, and why; undefined while it is writable. */
@@ -156,7 +159,7 @@ export class MountWatch {
     device?: (dir: string) => Promise<number | undefined>,
     statTimeoutMs = STAT_TIMEOUT_MS,
   ) {
-    this.#probe = device || storage.mountpoint === undefined ? new MountPointProbe(device, statTimeoutMs) : sharedProbe(storage.mountpoint);
+    this.#probe = device ? new MountPointProbe(device, statTimeoutMs) : sharedProbe(probedAt(storage));
   }
 
   /**
@@ -172,7 +175,7 @@ export class MountWatch {
    * read their file from it wait for it (dispatcher.ts). False without a mount point and before any check.
    */
   get foundDown(): boolean {
-    return this.storage.mountpoint !== undefined && this.#checked?.ok === false;
+    return this.#checked?.ok === false && (this.storage.mountpoint !== undefined || this.#checked.why === DOES_NOT_ANSWER);
   }
 
   /**
@@ -182,8 +185,7 @@ export class MountWatch {
   ok(queued: () => number, owed?: () => Owed): Promise<boolean> {
     const { mountpoint } = this.storage;
     this.#owed = owed;
-    if (!mountpoint && !this.#readOnly) return Promise.resolve(true);
-    this.#pending ??= (mountpoint ? this.#check(mountpoint, queued) : this.#checkWritable(queued)).finally(() => { this.#pending = undefined; });
+    this.#pending ??= (mountpoint ? this.#check(mountpoint, queued) : this.#checkAnswers(queued)).finally(() => { this.#pending = undefined; });
     return this.#pending;
   }
 
@@ -209,6 +211,18 @@ export class MountWatch {
     return up;
   }
 
+  /**
+   * A storage without a mount point: its target's bounded stat (a hard NFS mount whose server hangs does not answer:
+   * nothing is written to it, and copies that read from it wait, as for one with a mount point); after a copy met
+   * EROFS, writable again?
+   */
+  async #checkAnswers(queued: () => number): Promise<boolean> {
+    if ((await this.#deviceNow(this.storage.target)) === HUNG) return this.#verdict(false, queued, DOES_NOT_ANSWER);
+    if (this.#readOnly) return this.#checkWritable(queued);
+    if (this.#checked?.ok === false) return this.#verdict(true, queued, '');
+    return true;
+  }
+
   /** A storage without a mount point, after a copy met EROFS: writable again? Asked at most once a second. */
   async #checkWritable(queued: () => number): Promise<boolean> {
     const checked = this.#checked;
@@ -229,11 +243,11 @@ export class MountWatch {
       if (!checked.ok) return false;
       const device = await this.#deviceNow(mountpoint);
       if (device === this.#device) return true;
-      if (device === HUNG) return this.#verdict(false, queued, 'does not answer');
+      if (device === HUNG) return this.#verdict(false, queued, DOES_NOT_ANSWER);
       // Another device than when found mounted: the mount table is read again now.
     }
     const before = await this.#deviceNow(mountpoint);
-    if (before === HUNG) return this.#verdict(false, queued, 'does not answer');
+    if (before === HUNG) return this.#verdict(false, queued, DOES_NOT_ANSWER);
     let mounted: boolean;
     try {
       mounted = await this.isMounted(mountpoint);
@@ -243,7 +257,7 @@ export class MountWatch {
       return this.#verdict(false, queued, `cannot be checked (${(e as Error).message})`);
     }
     const after = await this.#deviceNow(mountpoint);
-    if (after === HUNG) return this.#verdict(false, queued, 'does not answer');
+    if (after === HUNG) return this.#verdict(false, queued, DOES_NOT_ANSWER);
     if (after !== before) {
       // Mounted or unmounted while the table was read: nothing written, nothing said, looked at again next time.
       this.#checked = undefined;
@@ -256,7 +270,7 @@ export class MountWatch {
 
   #verdict(ok: boolean, queued: () => number, why: string): boolean {
     // From when the verdict is known: after a stat that hung 5 s, the next look is a second later, not at once.
-    this.#checked = { ok, at: this.now() };
+    this.#checked = { ok, at: this.now(), why };
     this.#said(ok, queued(), why);
     return ok;
   }
@@ -270,7 +284,8 @@ export class MountWatch {
     if (mounted) {
       if (this.#saidAt !== undefined) {
         this.#saidAt = undefined;
-        this.log.info({ storage: id, mountpoint }, `storage ${this.#saidWhy === READ_ONLY ? 'writable' : 'mounted'} again; copying resumes`);
+        const again = this.#saidWhy === READ_ONLY ? 'writable again' : mountpoint ? 'mounted again' : 'answering again';
+        this.log.info({ storage: id, mountpoint }, `storage ${again}; copying resumes`);
       }
       return;
     }
@@ -280,8 +295,8 @@ export class MountWatch {
     if (this.#saidAt === undefined || why !== this.#saidWhy || now - this.#saidAt >= repeat) {
       this.#saidAt = now;
       this.#saidWhy = why;
-      const until = why === READ_ONLY ? 'it is writable again'
-        : `it is mounted${why === 'is not mounted' ? '' : why === 'does not answer' ? ' and answers' : ' and that can be checked'}`;
+      const until = why === READ_ONLY ? 'it is writable again' : !mountpoint ? 'it answers again'
+        : `it is mounted${why === 'is not mounted' ? '' : why === DOES_NOT_ANSWER ? ' and answers' : ' and that can be checked'}`;
       const where = mountpoint ?? target;
       this.messages.publish('COPY_ERROR', `${where}:${target}`, `storage ${id}: ${where} ${why}; nothing is written to ${target} and ${owedText(this.#owed?.() ?? { pending: queued, failed: 0 }, until)}`);
     }

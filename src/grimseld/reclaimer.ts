@@ -19,11 +19,11 @@ import { EmptiedDirs } from './emptied-dirs.js';
 import { dirsOf } from '../common/paths.js';
 import { sameFile } from './copier.js';
 import { fillState, isMountPoint } from './mounts.js';
-import { answers, MOUNT_RECHECK_MS, READ_ONLY, readOnly } from './mount-watch.js';
+import { answers, DOES_NOT_ANSWER, MOUNT_RECHECK_MS, READ_ONLY, readOnly } from './mount-watch.js';
 import { sleep } from '../common/abort.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { MessageHub, MessageCode } from './messages.js';
-import { destOf, type StorageInfo } from './storage-info.js';
+import { destOf, probedAt, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { SaidOnce } from '../common/said-once.js';
@@ -310,7 +310,7 @@ export class Reclaimer {
     }
     for (const [st, ids] of blocked) {
       const ro = this.#readOnly.has(st);
-      this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint ?? st.target} ${this.#downWhy(st)}; ${ids.size} originals of ended shifts ` +
+      this.#sayUnmounted('DEL_ERROR', st, () => `storage ${st.id}: ${probedAt(st)} ${this.#downWhy(st)}; ${ids.size} originals of ended shifts ` +
         `${ro ? 'which lie on it' : 'whose copies are checked on it, or which lie on it,'} are not deleted until it is ${this.#backWhen(st)} (G5)`);
     }
     blocked.clear();
@@ -342,9 +342,11 @@ export class Reclaimer {
     }
   }
 
-  /** Whether `st` was not mounted at the last reading of its mount point, or is read-only. */
+  /** Whether `st` was not mounted (or did not answer) at the last reading of its mount point, or is read-only. */
   #cannotWrite(st: StorageInfo): boolean {
-    return (st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.ok !== true) || this.#readOnly.has(st);
+    const ok = this.#mountChecks.get(probedAt(st))?.ok;
+    // One with a mount point counts as down until a reading found it mounted; one without, once a stat hung.
+    return (st.mountpoint !== undefined ? ok !== true : ok === false) || this.#readOnly.has(st);
   }
 
   /** G6 / G7: above the fill limit, oldest first, originals whose copy exists are linked to it (or deleted). */
@@ -418,7 +420,7 @@ export class Reclaimer {
     // Said once the round is through, with what waits in all its slices (each original once).
     for (const [st, ids] of cut ? [] : blocked) {
       const n = ids.size;
-      this.#sayUnmounted(links ? 'LINK_ERROR' : 'DEL_ERROR', st, () => `storage ${st.id}: ${st.mountpoint ?? st.target} ${this.#downWhy(st)}; ` +
+      this.#sayUnmounted(links ? 'LINK_ERROR' : 'DEL_ERROR', st, () => `storage ${st.id}: ${probedAt(st)} ${this.#downWhy(st)}; ` +
         `${mountpoint} is ${fill.percent.toFixed(1)}% full (limit ${this.settings.fillLimitPercent}%), and ${n} originals there whose ` +
         `copies are checked on it are not ${links ? 'replaced by links to their copies' : 'deleted'} until it is ${this.#backWhen(st)}`);
     }
@@ -460,12 +462,13 @@ export class Reclaimer {
   /** What `st` must be again for the originals that wait for it (the end of its message). */
   #backWhen(st: StorageInfo): string {
     if (this.#readOnly.has(st)) return 'writable again';
-    return this.#downWhy(st) === 'does not answer' ? 'mounted again and answers' : 'mounted again';
+    if (this.#downWhy(st) !== DOES_NOT_ANSWER) return 'mounted again';
+    return st.mountpoint !== undefined ? 'mounted again and answers' : 'answering again';
   }
 
   /** Why `st` counts as down at the last reading of its mount point: not mounted, the table could not be read, read-only. */
   #downWhy(st: StorageInfo): string {
-    const check = st.mountpoint !== undefined ? this.#mountChecks.get(st.mountpoint) : undefined;
+    const check = this.#mountChecks.get(probedAt(st));
     if (check?.ok !== false && this.#readOnly.has(st)) return READ_ONLY;
     return check?.why || 'is not mounted';
   }
@@ -476,7 +479,7 @@ export class Reclaimer {
    * it is read-only. An original on the ramdisk only reads its internal copy: a read-only internal disk holds it up not.
    */
   #downFor(rec: FileRecord, where: Where): StorageInfo | undefined {
-    return this.#needs(rec, where).find((st) => (st.mountpoint !== undefined && this.#mountChecks.get(st.mountpoint)?.ok === false) ||
+    return this.#needs(rec, where).find((st) => this.#mountChecks.get(probedAt(st))?.ok === false ||
       (where === 'internal' && st === this.internal && this.#readOnly.has(st)));
   }
 
@@ -503,20 +506,22 @@ export class Reclaimer {
   async #readMounts(storages = [this.internal, ...(this.external ? [this.external] : [])], fresh = false): Promise<Set<StorageInfo>> {
     const down = new Set<StorageInfo>();
     for (const st of storages) {
-      if (!st.mountpoint) continue;
+      const at = probedAt(st);
       const now = monotonicMs();
-      let checked = this.#mountChecks.get(st.mountpoint);
+      let checked = this.#mountChecks.get(at);
       if (fresh || !checked || now - checked.at > MOUNT_RECHECK_MS) {
         // A mount table that cannot be read (no descriptor left: EMFILE) cannot tell: as not mounted, nothing is
         // linked or deleted there for this look, and it is read again at the next.
         // Its bounded stat first (G13): a storage that does not answer (a hard NFS mount whose server hangs) counts as not
         // mounted. The copies on it are checked with synchronous opens (DirFd), on the event loop: reached while it hung,
         // they held up all of grimseld (no status, no copies to the other storages, the ramdisk guard stopped while it filled).
-        checked = !(await answers(st.mountpoint)) ? { ok: false, at: now, why: 'does not answer' }
-          : await this.isMounted(st.mountpoint).then((ok) => ({ ok, at: now, why: 'is not mounted' }),
-            (e: unknown) => ({ ok: false, at: now, why: `cannot be checked (${(e as Error).message})` }));
-        this.#mountChecks.set(st.mountpoint, checked);
-        if (checked.ok) this.#mountedAgain(st);
+        // One without a mount point is only asked whether it answers (its target's stat, bounded the same way).
+        checked = !(await answers(at)) ? { ok: false, at: now, why: DOES_NOT_ANSWER }
+          : !st.mountpoint ? { ok: true, at: now, why: '' }
+            : await this.isMounted(st.mountpoint).then((ok) => ({ ok, at: now, why: 'is not mounted' }),
+              (e: unknown) => ({ ok: false, at: now, why: `cannot be checked (${(e as Error).message})` }));
+        this.#mountChecks.set(at, checked);
+        if (checked.ok) this.#mountedAgain(st, st.mountpoint !== undefined ? 'mounted' : 'answering');
       }
       if (!checked.ok) down.add(st);
     }
@@ -541,7 +546,7 @@ export class Reclaimer {
   #sayUnmounted(code: 'LINK_ERROR' | 'DEL_ERROR', storage: StorageInfo, long: () => string): void {
     // Once per storage and cause: read-only, then unmounted (or the other way round) is said at once.
     if (!this.#unmountedSaid.due(`${code}\0${storage.id}\0${this.#readOnly.has(storage) ? 'ro' : ''}`)) return;
-    this.messages.publish(code, storage.mountpoint ?? storage.target, long());
+    this.messages.publish(code, probedAt(storage), long());
   }
 
   /**
@@ -553,7 +558,7 @@ export class Reclaimer {
   }
 
   /** `storage` is found mounted (or writable): a later unmount (or read-only) is said at once again. */
-  #mountedAgain(storage: StorageInfo, what: 'mounted' | 'writable' = 'mounted'): void {
+  #mountedAgain(storage: StorageInfo, what: 'mounted' | 'answering' | 'writable'): void {
     for (const code of ['LINK_ERROR', 'DEL_ERROR'] as const) {
       if (this.#unmountedSaid.forget(`${code}\0${storage.id}\0${what === 'writable' ? 'ro' : ''}`)) {
         this.log.info({ storage: storage.id, mountpoint: storage.mountpoint }, `storage ${what} again; the reclaimer goes on with it`);
@@ -635,10 +640,10 @@ export class Reclaimer {
     const parts: string[] = [];
     if (n > 0) parts.push(`files already copied to storage ${holder.id} are being ${how} (${n} now)`);
     for (const [st, m] of waiting) {
-      parts.push(`storage ${st.id}: ${st.mountpoint} ${this.#downWhy(st)}, so none of the ${m} files here copied to it can be ` +
+      parts.push(`storage ${st.id}: ${probedAt(st)} ${this.#downWhy(st)}, so none of the ${m} files here copied to it can be ` +
         `${links ? 'replaced by a link' : 'deleted'} now (each copy is checked there first, and a link to it would dangle): ` +
-        `they stay here as they are, nothing is freed for them, and the guard goes on by itself once ${st.mountpoint} is mounted ` +
-        `again (a ${links ? 'LINK_ERROR' : 'DEL_ERROR'} naming it says so every minute meanwhile)`);
+        `they stay here as they are, nothing is freed for them, and the guard goes on by itself once ${probedAt(st)} is ` +
+        `${this.#backWhen(st)} (a ${links ? 'LINK_ERROR' : 'DEL_ERROR'} naming it says so every minute meanwhile)`);
     }
     if (parts.length > 0) return parts.join('; ');
     return `no file here is copied to storage ${holder.id} yet, so nothing can be ${links ? 'replaced by a link' : 'deleted'} ` +

@@ -13,6 +13,14 @@ export interface StorageInfo {
   readonly writers: number;
 }
 
+/**
+ * The directory whose bounded stat tells whether the storage answers (G13): its mount point, or its target when it
+ * has none (a hung NFS server then holds up that storage only, as it does one with a mount point).
+ */
+export function probedAt(storage: Pick<StorageInfo, 'mountpoint' | 'target'>): string {
+  return storage.mountpoint ?? storage.target;
+}
+
 /** The configured storages, each with its number of writers. */
 export function storageInfos(storages: Record<string, StorageConfig>, writersOf: (s: StorageConfig) => number): StorageInfo[] {
   return Object.entries(storages).map(([id, s]) => ({ id, type: s.type, target: s.target, mountpoint: s.mountpoint, writers: writersOf(s) }));

@@ -11,7 +11,7 @@ import { isMountPoint } from './mounts.js';
 import { answers } from './mount-watch.js';
 import type { CopyReport } from './copy-job.js';
 import type { CopyEvents } from './dispatcher.js';
-import type { StorageInfo } from './storage-info.js';
+import { probedAt, type StorageInfo } from './storage-info.js';
 import { isOwnTemp, isUnkeyedTemp, type TempKey } from './temp-names.js';
 
 /** Directories remembered because a copy failed there; more are not kept (the roots are always swept). */
@@ -76,7 +76,7 @@ export class TempSweeper {
     for (const s of this.storages) {
       // A storage that does not answer (a hard NFS mount whose server hangs) is left alone like an unmounted one: the
       // sweep opens and reads directories synchronously (DirFd), and on a hung storage that held up all of grimseld.
-      if (s.mountpoint && !(await answers(s.mountpoint) && await isMountPoint(s.mountpoint))) {
+      if (!(await answers(probedAt(s))) || (s.mountpoint && !(await isMountPoint(s.mountpoint)))) {
         away.add(s.target);
         continue;
       }

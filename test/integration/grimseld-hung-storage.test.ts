@@ -50,10 +50,12 @@ interface Storages {
 
 /**
  * Runs `body` with a Ppu (`opts`) started and shift 1500:1501 begun, whose INTERNAL storage is a tmpfs of
- * `internalMb`, whose EXTERNAL storage is a bindfs view of a directory (a tmpfs of `backMb` if given) and, with
+ * `internalMb`, whose EXTERNAL storage is a bindfs view of a directory (a tmpfs of `backMb` if given; its
+ * `mountpoint` key left out with `externalMountpoint: false`) and, with
  * `optional`, an OPTIONAL storage not mounted yet; takes it all down after, the FUSE server let go first.
  */
-async function withStorages(opts: PpuOptions, sizes: { internalMb: number; backMb?: number; optional?: boolean }, body: (s: Storages) => Promise<void>): Promise<void> {
+async function withStorages(opts: PpuOptions, sizes: { internalMb: number; backMb?: number; optional?: boolean; externalMountpoint?: boolean },
+  body: (s: Storages) => Promise<void>): Promise<void> {
   const ppu = new Ppu(opts);
   const internal = path.join(ppu.storageRoot, 'internal');
   const external = path.join(ppu.storageRoot, 'external');
@@ -68,7 +70,7 @@ async function withStorages(opts: PpuOptions, sizes: { internalMb: number; backM
   let stopped = false;
   ppu.opts.storages = {
     'storage.internal': { type: 'INTERNAL', target: path.join(internal, 'data'), mountpoint: internal, n_copy_processes: 2 },
-    'storage.external': { type: 'EXTERNAL', target: path.join(external, 'data'), mountpoint: external, n_copy_processes: 2 },
+    'storage.external': { type: 'EXTERNAL', target: path.join(external, 'data'), ...(sizes.externalMountpoint === false ? {} : { mountpoint: external }), n_copy_processes: 2 },
     ...(sizes.optional ? { 'storage.optional': { type: 'OPTIONAL', target: path.join(optional, 'data'), mountpoint: optional, n_copy_processes: 1 } } : {}),
   };
   try {
@@ -87,40 +89,56 @@ async function withStorages(opts: PpuOptions, sizes: { internalMb: number; backM
   }
 }
 
+/**
+ * The EXTERNAL storage (with its `mountpoint` key or without) hangs while the internal disk is over its limit: grimseld
+ * keeps answering, copying to the internal disk and guarding the ramdisk; the internal copies wait for it, said once
+ * (the LINK_ERROR names `said` and ends with `until`); all arrive once it answers.
+ */
+async function hangWhileInternalFull(mountpoint: boolean): Promise<void> {
+  const opts = { prefix: mountpoint ? 'ppu-hung' : 'ppu-hung-nomp', ramdiskBytes: 16 * MB, grimseld: { fillstate_limit: 50, create_links: 'yes' } };
+  await withStorages(opts, { internalMb: 40, externalMountpoint: mountpoint }, async ({ ppu, external, back, hang, answer }) => {
+    const msgs = await collectMessages(ppu);
+    const root = ppu.detectorRamdisks['1MF']!;
+    const files: WrittenFile[] = [];
+    const write = (from: number, to: number): void => {
+      for (let i = from; i < to; i++) files.push(writeImage(root, `run/f${String(i).padStart(3, '0')}.cbf`, MB));
+    };
+    write(0, 10);
+    await eventually(async () => (await counts(ppu, 'external'))?.[1] === 10n && (await counts(ppu, 'internal'))?.[1] === 10n, 30_000, '10 files copied to both storages');
+    hang();
+    // Past the kernel's cache of the FUSE mount's attributes (1 s): a stat from it still answers. (A guard that reads
+    // the mount point within that second can still reach the storage, and hang: the checks are synchronous.)
+    await new Promise((r) => setTimeout(r, 3000));
+    // 30 MB on a 40 MB internal disk of limit 50 %: its guard would link copies to the external disk, which hangs.
+    write(10, 30);
+    await eventually(async () => (await counts(ppu, 'internal'))?.[1] === 30n, 60_000, 'the internal copies made while the external disk hangs');
+    const said = mountpoint ? external : path.join(external, 'data');
+    const until = mountpoint ? 'mounted again and answers' : 'answering again';
+    await eventually(() => msgs.messages.some(([code, short, long]) => code === 'LINK_ERROR' && short === said && long.endsWith(`until it is ${until}`) &&
+      long.includes(`${said} does not answer; `)), 30_000, `one LINK_ERROR naming ${said} as not answering`);
+    // grimseld still answers: the status (its call has 10 s) and the ramdisk guard (links to the internal copies).
+    for (let i = 0; i < 5; i++) {
+      assert.ok(await statusWithin(ppu, 10_000), 'QueryStatus answered while the external storage hangs');
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+    assert.deepEqual((await counts(ppu, 'external'))?.slice(0, 2), [20n, 10n], 'the external copies wait, pending');
+    answer();
+    await eventually(async () => (await counts(ppu, 'external'))?.join() === '0,30,0', 60_000, 'every file copied to the external disk once it answers');
+    for (const f of files) assert.equal(sha256File(readFileSync(path.join(back, 'data/1mf/1500_1501', f.rel))), f.sha256, `external copy of ${f.rel}`);
+    msgs.stop();
+  });
+}
+
 describe('a storage that does not answer (G6, G7, G13)', function () {
   this.timeout(180_000);
 
   it('an EXTERNAL storage that hangs while the internal disk is over its limit: grimseld keeps answering, copying to the internal disk and guarding the ramdisk; the internal copies wait for it, said once; all arrive once it answers', async () => {
-    const opts = { prefix: 'ppu-hung', ramdiskBytes: 16 * MB, grimseld: { fillstate_limit: 50, create_links: 'yes' } };
-    await withStorages(opts, { internalMb: 40 }, async ({ ppu, external, back, hang, answer }) => {
-      const msgs = await collectMessages(ppu);
-      const root = ppu.detectorRamdisks['1MF']!;
-      const files: WrittenFile[] = [];
-      const write = (from: number, to: number): void => {
-        for (let i = from; i < to; i++) files.push(writeImage(root, `run/f${String(i).padStart(3, '0')}.cbf`, MB));
-      };
-      write(0, 10);
-      await eventually(async () => (await counts(ppu, 'external'))?.[1] === 10n && (await counts(ppu, 'internal'))?.[1] === 10n, 30_000, '10 files copied to both storages');
-      hang();
-      // Past the kernel's cache of the FUSE mount's attributes (1 s): a stat from it still answers. (A guard that reads
-      // the mount point within that second can still reach the storage, and hang: the checks are synchronous.)
-      await new Promise((r) => setTimeout(r, 3000));
-      // 30 MB on a 40 MB internal disk of limit 50 %: its guard would link copies to the external disk, which hangs.
-      write(10, 30);
-      await eventually(async () => (await counts(ppu, 'internal'))?.[1] === 30n, 60_000, 'the internal copies made while the external disk hangs');
-      await eventually(() => msgs.messages.some(([code, short, long]) => code === 'LINK_ERROR' && short === external && /does not answer; .* until it is mounted again and answers$/.test(long)),
-        30_000, 'one LINK_ERROR naming the external mount point as not answering');
-      // grimseld still answers: the status (its call has 10 s) and the ramdisk guard (links to the internal copies).
-      for (let i = 0; i < 5; i++) {
-        assert.ok(await statusWithin(ppu, 10_000), 'QueryStatus answered while the external storage hangs');
-        await new Promise((r) => setTimeout(r, 1000));
-      }
-      assert.deepEqual((await counts(ppu, 'external'))?.slice(0, 2), [20n, 10n], 'the external copies wait, pending');
-      answer();
-      await eventually(async () => (await counts(ppu, 'external'))?.join() === '0,30,0', 60_000, 'every file copied to the external disk once it answers');
-      for (const f of files) assert.equal(sha256File(readFileSync(path.join(back, 'data/1mf/1500_1501', f.rel))), f.sha256, `external copy of ${f.rel}`);
-      msgs.stop();
-    });
+    await hangWhileInternalFull(true);
+  });
+
+  it('the same with an EXTERNAL storage configured without a mount point: its target is asked whether it answers (G13)', async () => {
+    // Before, a storage without `mountpoint` was never asked: the internal guard's checks of its copies hung grimseld.
+    await hangWhileInternalFull(false);
   });
 
   it('an OPTIONAL storage mounted while the EXTERNAL disk hangs gets the files it can read on the PPU at once, and the ones only the EXTERNAL disk holds once it answers (G1, G13)', async () => {

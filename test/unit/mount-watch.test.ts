@@ -21,11 +21,34 @@ describe('the mount watch of a storage (G13)', () => {
     return { watch, messages, logged, checks: () => n, clock, mounted };
   };
 
-  it('needs no check without a mount point', async () => {
+  it('needs no mount check without a mount point', async () => {
     const hub = new MessageHub(pino({ level: 'silent' }));
     const watch = new MountWatch({ id: 'i', type: 'INTERNAL', target: '/i', mountpoint: undefined, writers: 1 }, hub, pino({ level: 'silent' }),
       async () => { throw new Error('not asked'); });
     assert.equal(await watch.ok(() => 0), true);
+  });
+
+  it('without a mount point, says a target whose stat hangs does not answer, writes nothing, and goes on once it answers', async () => {
+    const logged: string[] = [];
+    const log = pino({ level: 'info' }, { write: (line: string) => { logged.push(String((JSON.parse(line) as { msg: string }).msg)); } });
+    const hub = new MessageHub(log);
+    const messages: Message[] = [];
+    hub.subscribe((m) => messages.push(m));
+    let answer: ((dev: number) => void) | undefined;
+    const statted: string[] = [];
+    const watch = new MountWatch({ id: 'nfs', type: 'EXTERNAL', target: '/nfs/data', mountpoint: undefined, writers: 2 }, hub, log,
+      async () => { throw new Error('no mount table without a mount point'); }, () => 0,
+      (dir) => { statted.push(dir); return answer ? Promise.resolve(7) : new Promise<number>((resolve) => { answer = resolve; }); }, 50);
+    assert.equal(await watch.ok(() => 2), false);
+    assert.equal(watch.foundDown, true, 'copies that read from it wait');
+    assert.match(messages[0]!.longMessage, /^storage nfs: \/nfs\/data does not answer; nothing is written to \/nfs\/data and its 2 files stay pending until it answers again$/);
+    assert.deepEqual(statted, ['/nfs/data'], 'its target is what is asked');
+    answer!(7); // the server is back: the hung stat returns
+    await new Promise((r) => setImmediate(r));
+    assert.equal(await watch.ok(() => 2), true);
+    assert.equal(watch.foundDown, false);
+    assert.ok(logged.includes('storage answering again; copying resumes'), logged.join('\n'));
+    assert.equal(messages.length, 1, 'said once');
   });
 
   it('says the files waiting as QueryStatus counts them: those counted failed before as counted failed, not pending (G9, G13)', async () => {
