@@ -83,18 +83,31 @@ export function ownersAsSource(src: SourceDir, destDepth: number, file: Stats, o
  */
 export class NotMounted extends Error {}
 
-/** A storage's mount point and the device found mounted there (CopyJob.mount). */
+/**
+ * What is at a storage's mount point: the device and the inode of the directory seen there. The inode tells a bind
+ * mount of a directory from the bare mount point beneath it on the same file system (the same device), which the
+ * device alone did not: after a `umount -l` of such a bind, copies went on into the bare directory (G13).
+ */
+export type MountId = string;
+
+/** The MountId of a stat of a mount point. */
+export function mountIdOf(st: Pick<Stats, 'dev' | 'ino'>): MountId {
+  return `${st.dev}:${st.ino}`;
+}
+
+/** A storage's mount point and what was found mounted there (CopyJob.mount). */
 export interface MountedAt {
   point: string;
-  device: number;
+  device: MountId;
 }
 
 /** Throws NotMounted unless `mount` (when given) still has its device: stat'ed now, by name. */
 function stillMounted(mount: MountedAt | undefined, what: string): void {
   if (!mount) return;
-  const dev = statSync(mount.point, { throwIfNoEntry: false })?.dev;
-  if (dev !== mount.device) {
-    throw new NotMounted(`${mount.point} is no longer the file system found mounted there (device ${mount.device}, now ${dev ?? 'gone'}): ` +
+  const st = statSync(mount.point, { throwIfNoEntry: false });
+  const now = st && mountIdOf(st);
+  if (now !== mount.device) {
+    throw new NotMounted(`${mount.point} is no longer the file system found mounted there (device:inode ${mount.device}, now ${now ?? 'gone'}): ` +
       `unmounted since? nothing written to ${what}`);
   }
 }

@@ -1,14 +1,14 @@
 // Whether a storage's mount point is mounted (G13), checked at most once a second, and said when it is not:
 // a COPY_ERROR, repeated every minute (every 10 s while files wait for it), and a log line when it is back. A mount
 // table that cannot be read (EMFILE) is "cannot tell": nothing written, said the same way, read again next time.
-// Between two readings of the mount table, each batch first compares the mount point's device with the one it
-// had when found mounted (one stat, off the event loop): a storage unmounted within the second is seen before
-// the next batch. An unmount between that stat and the copy thread's open is seen by the copy thread: each job
-// carries the mount point and its device (`mountedDevice`), and the thread opens the storage target only while
-// the mount point still has it (copy-dirs.ts); the target is then held open for the batch, so a plain umount
-// fails as busy until it is done (`umount -l` detaches it, and the batch's copies still land on that disk).
-// What neither sees: a bind mount of a directory of the same file system (same device), which the next
-// reading of the table finds.
+// Between two readings of the mount table, each batch first compares what is at the mount point (its device and
+// inode: MountId) with what was there when found mounted (one stat, off the event loop): a storage unmounted within
+// the second is seen before the next batch. An unmount between that stat and the copy thread's open is seen by the
+// copy thread: each job carries the mount point and its MountId (`mountedDevice`), and the thread opens the storage
+// target only while the mount point still has it (copy-dirs.ts); the target is then held open for the batch, so a
+// plain umount fails as busy until it is done (`umount -l` detaches it, and the batch's copies still land on that
+// disk). The inode is what tells a bind mount of a directory of the same file system (the same device) from the
+// bare mount point beneath it.
 // A storage found mounted is also asked whether it is writable (access W_OK, at each reading of the table): one
 // mounted or remounted read-only (`mount -o remount,ro`, or ext4's errors=remount-ro) is said like an unmounted one,
 // once and then at the same pace, its files kept pending, not failed one by one; a copy that still meets EROFS
@@ -20,6 +20,7 @@ import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isMountPoint } from './mounts.js';
+import { mountIdOf, type MountId } from './copy-dirs.js';
 import type { MessageHub } from './messages.js';
 import { probedAt, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
@@ -56,12 +57,12 @@ export async function readOnly(dirs: string[]): Promise<boolean> {
 }
 
 /**
- * The device of the file system `dir` is on (undefined if it cannot be stat'ed). In libuv's thread pool: a
+ * What is at `dir` (MountId: device and inode; undefined if it cannot be stat'ed). In libuv's thread pool: a
  * stat of a hung NFS mount blocks a pool thread (main.ts sizes the pool for it), never the event loop.
  */
-async function deviceOf(dir: string): Promise<number | undefined> {
+async function deviceOf(dir: string): Promise<MountId | undefined> {
   try {
-    return (await stat(dir)).dev;
+    return mountIdOf(await stat(dir));
   } catch {
     return undefined;
   }
@@ -83,11 +84,11 @@ export interface Owed {
  */
 export class MountPointProbe {
   /** The stat under way: never a second one while it hangs (each would hold a thread of libuv's pool for good). */
-  #statting: Promise<number | undefined> | undefined;
+  #statting: Promise<MountId | undefined> | undefined;
   #statStarted = 0;
 
   constructor(
-    private readonly device: (dir: string) => Promise<number | undefined> = deviceOf,
+    private readonly device: (dir: string) => Promise<MountId | undefined> = deviceOf,
     private readonly timeoutMs = STAT_TIMEOUT_MS,
   ) {}
 
@@ -95,7 +96,7 @@ export class MountPointProbe {
    * The mount point's device now; HUNG when its stat has not come back within timeoutMs of its start (a
    * stat out longer than that already is HUNG at once: the storage's writers do not wait 5 s at every look).
    */
-  async deviceNow(mountpoint: string): Promise<number | undefined | typeof HUNG> {
+  async deviceNow(mountpoint: string): Promise<MountId | undefined | typeof HUNG> {
     if (!this.#statting) {
       this.#statStarted = monotonicMs();
       this.#statting = this.device(mountpoint).finally(() => { this.#statting = undefined; });
@@ -136,7 +137,7 @@ export class MountWatch {
   /** The last verdict (`why` it was not ok). */
   #checked: { ok: boolean; at: number; why?: string } | undefined;
   /** The mount point's device when last found mounted. */
-  #device: number | undefined;
+  #device: MountId | undefined;
   /** When the missing mount point (or the read-only storage) was last said, and why; undefined while it is writable. */
   #saidAt: number | undefined;
   #saidWhy = '';
@@ -156,7 +157,7 @@ export class MountWatch {
     private readonly isMounted: (dir: string) => Promise<boolean> = isMountPoint,
     private readonly now: () => number = monotonicMs,
     /** A test's stat of the mount point; none: grimseld's shared probe (sharedProbe). */
-    device?: (dir: string) => Promise<number | undefined>,
+    device?: (dir: string) => Promise<MountId | undefined>,
     statTimeoutMs = STAT_TIMEOUT_MS,
   ) {
     this.#probe = device ? new MountPointProbe(device, statTimeoutMs) : sharedProbe(probedAt(storage));
@@ -166,7 +167,7 @@ export class MountWatch {
    * The device of the file system mounted at the storage's mount point, as the last check that found it mounted
    * saw it; undefined without a mount point or while it is not mounted. The copy thread writes only onto it.
    */
-  get mountedDevice(): number | undefined {
+  get mountedDevice(): MountId | undefined {
     return this.storage.mountpoint && this.#checked?.ok ? this.#device : undefined;
   }
 
@@ -275,7 +276,7 @@ export class MountWatch {
     return ok;
   }
 
-  #deviceNow(mountpoint: string): Promise<number | undefined | typeof HUNG> {
+  #deviceNow(mountpoint: string): Promise<MountId | undefined | typeof HUNG> {
     return this.#probe.deviceNow(mountpoint);
   }
 

@@ -15,7 +15,7 @@ import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
 import { NODE_READS_PRE_1970 } from '../fixtures/files.js';
-import { NotMounted } from '../../src/grimseld/copy-dirs.js';
+import { mountIdOf, NotMounted, type MountId } from '../../src/grimseld/copy-dirs.js';
 import { tempPrefix } from '../../src/common/name-max.js';
 import { SUFFIX_HEX, tempName } from '../../src/grimseld/temp-names.js';
 import type { Stats } from 'node:fs';
@@ -406,13 +406,13 @@ describe('a storage unmounted between the mount check and the copy (G13)', () =>
     rmSync(root, { recursive: true, force: true });
   });
   /** The job the dispatcher hands out once its check found `point` mounted as `device`. */
-  const job = (target: string, point: string, device: number): CopyJob => ({ src: path.join(ramdisk, 'u/a.img'), root: ramdisk,
+  const job = (target: string, point: string, device: MountId): CopyJob => ({ src: path.join(ramdisk, 'u/a.img'), root: ramdisk,
     dest: path.join(target, 'u/a.img'), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev }, sweep: false,
     mount: { point, device } });
 
   it('writes nothing onto the bare mount point, whether the target is left there or missing, and copies once it is mounted again', () => {
     const mnt = mountTmpfs(path.join(root, 'usb'), 1 << 20);
-    const device = statSync(mnt).dev;
+    const device = mountIdOf(statSync(mnt));
     unmount(mnt);
     // The target left on the bare mount point (made there once by hand, say), and a missing one.
     mkdirSync(path.join(mnt, 'data'));
@@ -425,16 +425,42 @@ describe('a storage unmounted between the mount check and the copy (G13)', () =>
     // Mounted again (another device number now): the device the check then finds is the one the job carries.
     mountTmpfs(mnt, 1 << 20);
     const target = path.join(mnt, 'data');
-    const [r] = copyMany([job(target, mnt, statSync(mnt).dev)], target, opts);
+    const [r] = copyMany([job(target, mnt, mountIdOf(statSync(mnt)))], target, opts);
     assert.equal(r instanceof Error ? r.message : r!.outcome, 'copied');
     assert.equal(readFileSync(path.join(mnt, 'data/u/a.img'), 'utf8'), 'image a');
+  });
+
+  it('writes nothing onto the bare mount point of a bind of a directory of the same file system, unmounted with umount -l (G13)', () => {
+    // The device is the same before and after: only the directory seen there (its inode) tells the bind from the bare
+    // mount point. Before, copies went on into the bare directory, hidden once the bind was back.
+    const disk = mountTmpfs(path.join(root, 'same-fs'), 1 << 20);
+    const real = path.join(disk, 'real');
+    const mnt = path.join(disk, 'mnt');
+    mkdirSync(path.join(real, 'data'), { recursive: true });
+    mkdirSync(mnt);
+    execFileSync('mount', ['--bind', real, mnt]);
+    const found = mountIdOf(statSync(mnt));
+    execFileSync('umount', ['-l', mnt]);
+    assert.equal(statSync(mnt).dev, statSync(real).dev, 'the same device');
+    const target = path.join(mnt, 'data');
+    const [r] = copyMany([job(target, mnt, found)], target, opts);
+    assert.ok(r instanceof NotMounted && /nothing written/.test(r.message), String(r));
+    assert.deepEqual(readdirSync(mnt), [], 'nothing made on the bare mount point');
+    execFileSync('mount', ['--bind', real, mnt]);
+    try {
+      const [again] = copyMany([job(target, mnt, mountIdOf(statSync(mnt)))], target, opts);
+      assert.equal(again instanceof Error ? again.message : again!.outcome, 'copied');
+      assert.equal(readFileSync(path.join(real, 'data/u/a.img'), 'utf8'), 'image a');
+    } finally {
+      execFileSync('umount', [mnt]);
+    }
   });
 
   it('copies into a target that is a file system of its own below the mount point (a subvolume, a second disk)', () => {
     const mnt = mountTmpfs(path.join(root, 'data'), 1 << 20);
     const images = mountTmpfs(path.join(mnt, 'images'), 1 << 20);
     assert.notEqual(statSync(images).dev, statSync(mnt).dev);
-    const [r] = copyMany([job(images, mnt, statSync(mnt).dev)], images, opts);
+    const [r] = copyMany([job(images, mnt, mountIdOf(statSync(mnt)))], images, opts);
     assert.equal(r instanceof Error ? r.message : r!.outcome, 'copied');
     assert.equal(readFileSync(path.join(images, 'u/a.img'), 'utf8'), 'image a');
   });

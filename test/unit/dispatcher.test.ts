@@ -41,7 +41,7 @@ function withFakeMounts(catalog: Catalog, storages: StorageInfo[], hub: MessageH
   const quiet = pino({ level: 'silent' });
   let clock = 0;
   return new Dispatcher(catalog, storages, hub, quiet, {
-    mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted(), () => (clock += 1001), async () => (mounted() ? 7 : 1)),
+    mountWatch: (s) => new MountWatch(s, hub, quiet, async () => mounted(), () => (clock += 1001), async () => (mounted() ? '7:2' : '1:2')),
     later: (ms, fn) => { later.push({ ms, fn }); return () => undefined; },
   });
 }
@@ -248,7 +248,7 @@ describe('the dispatcher planning copies for the storages (G1, G12, G13)', () =>
     const jobs = await feed.next(stop.signal);
     assert.equal(jobs.length, 2, 'both files, to its one writer');
     // The copy thread writes them only onto the file system the check found mounted (copy-dirs.ts).
-    assert.deepEqual(jobs.map((j) => j.mount), [{ point: '/mnt/usb', device: 7 }, { point: '/mnt/usb', device: 7 }], 'each job carries the mounted device');
+    assert.deepEqual(jobs.map((j) => j.mount), [{ point: '/mnt/usb', device: '7:2' }, { point: '/mnt/usb', device: '7:2' }], 'each job carries the mounted device');
     assert.equal(dispatcher.queued('internal'), 2, 'the other storage is not held back');
     const internal = await dispatcher.feed('internal').next(stop.signal);
     assert.ok(internal.every((j) => j.mount === undefined), 'a storage without a mount point has no device to check');

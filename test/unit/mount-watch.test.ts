@@ -17,7 +17,7 @@ describe('the mount watch of a storage (G13)', () => {
     const mounted = { ok: false, dev: 1 };
     let n = 0;
     const watch = new MountWatch({ id: 'usb', type: 'OPTIONAL', target: '/mnt/usb/data', mountpoint: '/mnt/usb', writers: 1 }, hub, log,
-      async () => { n++; return mounted.ok; }, () => clock.now, async () => (mounted.ok ? mounted.dev : 1));
+      async () => { n++; return mounted.ok; }, () => clock.now, async () => (mounted.ok ? `${mounted.dev}:2` : '1:2'));
     return { watch, messages, logged, checks: () => n, clock, mounted };
   };
 
@@ -34,16 +34,16 @@ describe('the mount watch of a storage (G13)', () => {
     const hub = new MessageHub(log);
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
-    let answer: ((dev: number) => void) | undefined;
+    let answer: ((id: string) => void) | undefined;
     const statted: string[] = [];
     const watch = new MountWatch({ id: 'nfs', type: 'EXTERNAL', target: '/nfs/data', mountpoint: undefined, writers: 2 }, hub, log,
       async () => { throw new Error('no mount table without a mount point'); }, () => 0,
-      (dir) => { statted.push(dir); return answer ? Promise.resolve(7) : new Promise<number>((resolve) => { answer = resolve; }); }, 50);
+      (dir) => { statted.push(dir); return answer ? Promise.resolve('7:2') : new Promise<string>((resolve) => { answer = resolve; }); }, 50);
     assert.equal(await watch.ok(() => 2), false);
     assert.equal(watch.foundDown, true, 'copies that read from it wait');
     assert.match(messages[0]!.longMessage, /^storage nfs: \/nfs\/data does not answer; nothing is written to \/nfs\/data and its 2 files stay pending until it answers again$/);
     assert.deepEqual(statted, ['/nfs/data'], 'its target is what is asked');
-    answer!(7); // the server is back: the hung stat returns
+    answer!('7:2'); // the server is back: the hung stat returns
     await new Promise((r) => setImmediate(r));
     assert.equal(await watch.ok(() => 2), true);
     assert.equal(watch.foundDown, false);
@@ -122,7 +122,7 @@ describe('the mount watch of a storage (G13)', () => {
     const hub = new MessageHub(pino({ level: 'silent' }));
     const messages: Message[] = [];
     hub.subscribe((m) => messages.push(m));
-    const devices = [7, 8, 8, 8, 8];
+    const devices = ['7:2', '8:2', '8:2', '8:2', '8:2'];
     let reads = 0;
     const watch = new MountWatch({ id: 'usb', type: 'OPTIONAL', target: '/mnt/usb/data', mountpoint: '/mnt/usb', writers: 1 }, hub,
       pino({ level: 'silent' }), async () => { reads++; return true; }, () => 0, async () => devices.shift());
@@ -138,7 +138,7 @@ describe('the mount watch of a storage (G13)', () => {
     let release!: () => void;
     const hung = new Promise<void>((r) => { release = r; });
     const watch = new MountWatch({ id: 'nfs', type: 'EXTERNAL', target: '/mnt/nfs/data', mountpoint: '/mnt/nfs', writers: 4 }, hub,
-      pino({ level: 'silent' }), async () => true, () => 0, async () => { stats++; await hung; return 9; });
+      pino({ level: 'silent' }), async () => true, () => 0, async () => { stats++; await hung; return '9:2'; });
     const asked = [watch.ok(() => 0), watch.ok(() => 0), watch.ok(() => 0), watch.ok(() => 0)];
     await new Promise((r) => setTimeout(r, 20));
     assert.equal(stats, 1, 'one stat in flight, however long it hangs');
@@ -153,7 +153,7 @@ describe('the mount watch of a storage (G13)', () => {
     let stats = 0;
     let clock = 0;
     const watch = new MountWatch({ id: 'nfs', type: 'EXTERNAL', target: '/mnt/nfs/data', mountpoint: '/mnt/nfs', writers: 4 }, hub,
-      pino({ level: 'silent' }), async () => true, () => (clock += 1001), () => { stats++; return new Promise<number>(() => undefined); }, 50);
+      pino({ level: 'silent' }), async () => true, () => (clock += 1001), () => { stats++; return new Promise<string>(() => undefined); }, 50);
     assert.equal(await watch.ok(() => 3), false);
     assert.match(messages[0]!.longMessage, /\/mnt\/nfs does not answer; nothing is written to \/mnt\/nfs\/data and its 3 files stay pending until it is mounted and answers/);
     assert.equal(await watch.ok(() => 3), false);
