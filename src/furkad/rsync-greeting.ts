@@ -3,7 +3,7 @@
 // is not noticed by rsync's --contimeout, which covers the TCP connect only: the run would hold the slot for
 // rsync_timeout_s and more, and every other detector with it.
 import * as net from 'node:net';
-import { hostLookup } from './host-lookup.js';
+import { addressOrder, hostLookup } from './host-lookup.js';
 
 /** rsync's --contimeout for a run (rsyncArgs), and the probe's bound. */
 export function connectTimeoutS(timeoutS: number): number {
@@ -21,8 +21,11 @@ export function daemonGreets(host: string, port: number, ms: number, signal: Abo
     if (signal.aborted) return resolve('failed');
     const socket = net.connect({ host, port, lookup: hostLookup });
     let connected = false;
+    /** The address a name gave (Node 16 connects to that one alone): the name's next one is asked next time if none was made. */
+    let looked: string | undefined;
     const done = (how: 'greeted' | 'silent' | 'unconnected' | 'failed' | { unresolved: string }): void => {
       clearTimeout(timer);
+      if (!connected && !signal.aborted && looked !== undefined && net.isIP(host) === 0 && typeof how === 'string') addressOrder.notReached(host, looked);
       signal.removeEventListener('abort', aborted);
       socket.destroy();
       resolve(how);
@@ -33,7 +36,10 @@ export function daemonGreets(host: string, port: number, ms: number, signal: Abo
     socket.once('connect', () => { connected = true; });
     // A name that does not resolve (or whose DNS servers do not answer): the run's rsync would wait for it too,
     // holding the slot, so it is said as such (host-lookup.ts).
-    socket.once('lookup', (e: Error | null) => { if (e) done({ unresolved: e.message }); });
+    socket.once('lookup', (e: Error | null, address?: string) => {
+      if (e) done({ unresolved: e.message });
+      else looked = address;
+    });
     socket.once('data', () => done('greeted'));
     socket.once('error', () => done('failed'));
     socket.once('close', () => done('failed'));
