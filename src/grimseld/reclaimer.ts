@@ -119,10 +119,13 @@ async function fillOf(mountpoint: string, key: string): Promise<Awaited<ReturnTy
   try {
     return await fillState(mountpoint);
   } catch (e) {
-    // ENOENT from Node's statfs; Node 16's helper (python3) and `stat -f` say it in words.
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && !/No such file or directory/.test((e as Error).message)) throw e;
-    throw new NoMountPoint(`${key} '${mountpoint}' does not exist: the fill guard watches nothing there, and links or deletes ` +
-      'no file to make room, until it does (make the directory and mount the file system on it)');
+    // Told by the directory itself, not by the error's words: Node 16's statfs helper that died says "No such file or
+    // directory" of its python3 too. A stat that hung said so already; nothing more is asked of it.
+    const gone = (e as NodeJS.ErrnoException).code === 'ENOENT' ||
+      (!/no answer/.test((e as Error).message) && (await lstat(mountpoint).then(() => false, (l: NodeJS.ErrnoException) => l.code === 'ENOENT')));
+    if (!gone) throw e;
+    throw new NoMountPoint(`${key} '${mountpoint}' does not exist: its fill guard watches nothing there, and links or deletes ` +
+      'no file there to make room, until it does (make the directory and mount the file system on it)');
   }
 }
 
@@ -216,10 +219,15 @@ export class Reclaimer {
 
   async #tick(): Promise<void> {
     if (this.#shiftChanged || (this.#retryAt > 0 && monotonicMs() >= this.#retryAt)) await this.#cleanEarlierShifts();
-    await this.#guard('ramdisk', this.settings.ramdiskMountpoint);
+    // A ramdisk mount point not there yet stops its own guard, not the internal disk's: said after that one ran.
+    const ramdisk = await this.#guard('ramdisk', this.settings.ramdiskMountpoint).then(() => undefined, (e: unknown) => {
+      if (e instanceof NoMountPoint) return e;
+      throw e;
+    });
     if (this.external && this.internal.mountpoint) await this.#guard('internal', this.internal.mountpoint);
     // The pauses of deletions that failed, for records settled meanwhile (by either guard or the clean-up), go.
     for (const id of this.#pauses.keys()) if (!this.catalog.record(id)) this.#pauses.delete(id);
+    if (ramdisk) throw ramdisk;
   }
 
   /**

@@ -188,7 +188,7 @@ describe('daemon start with a bad configuration (S3)', function () {
     try {
       await grimseld.said(/grimseld ready/, 20_000);
       // Before: "reclaiming space failed" with the bare "ENOENT: no such file or directory, statfs" and its stack.
-      await grimseld.said(new RegExp(`reclaiming space failed: ramdisk_mountpoint '${ramdisk}' does not exist: the fill guard`), 10_000);
+      await grimseld.said(new RegExp(`reclaiming space failed: ramdisk_mountpoint '${ramdisk}' does not exist: its fill guard`), 10_000);
       assert.doesNotMatch(grimseld.output(), /"stack"/);
       mkdirSync(ramdisk);
       await grimseld.said(/reclaiming space works again/, 10_000);
