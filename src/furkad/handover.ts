@@ -115,8 +115,13 @@ export class Handover implements Component {
     this.#owners++;
     // A grimseld whose journal was lost (moved away, emptied) knows no shift: told the current one again at once,
     // not only with furkad's next file, so that an operator's files (AddFile, the FIFO) are taken meanwhile too.
-    // One it knows is a no-op to it. Not while a shift start is still queued: that one is told anyway.
-    if (this.#shift && !this.#queue.some((ev) => ev.kind === 'shift')) this.#push({ kind: 'shift', ...this.#shift });
+    // One it knows is a no-op to it. Not while a shift start is still queued: that one is told anyway. Right after
+    // the head (which may be in flight, and is taken off the queue once answered): files of an earlier shift still
+    // queued would otherwise make that shift grimseld's current one until they are through.
+    if (this.#shift && !this.#queue.some((ev) => ev.kind === 'shift')) {
+      this.#queue.splice(Math.min(1, this.#queue.length), 0, { kind: 'shift', ...this.#shift });
+      this.#wake?.();
+    }
     this.#nudge?.();
   }
 

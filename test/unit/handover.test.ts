@@ -16,7 +16,7 @@ const quiet = { info: () => undefined, warn: () => undefined, error: () => undef
 /** A grimseld process as furkad's proxy sees it: answers each call, or never (stopped, hung). */
 class FakeGrimseld {
   calls: string[] = [];
-  constructor(private readonly answers: boolean) {}
+  constructor(public answers: boolean) {}
   getInterface(): unknown {
     const call = (what: string) => (...args: unknown[]): Promise<void> => {
       this.calls.push(what === 'Delivered' ? `Delivered ${(args[3] as string[][]).map((f) => f.join(' ')).join(',')}` : `${what} ${args.join(' ')}`);
@@ -95,6 +95,35 @@ describe('hand-over to grimseld (G12, F10)', () => {
     await handover.drained();
     assert.deepEqual(next.calls, ['ShiftStarted 2 600 601'], 'the current shift, not the first');
     assert.deepEqual(first.calls.slice(2), ['ShiftStarted 2 600 601'], 'once to the last owner, not once per change');
+    ctl.abort();
+    await running;
+  });
+
+  it("tells a new grimseld the current shift before the files of an earlier shift still queued, after the call in flight", async () => {
+    const hung = new FakeGrimseld(false);
+    const next = new FakeGrimseld(true);
+    let current = hung;
+    const handover = new Handover(fakeBus(() => current), quiet, outbox, 3_600_000);
+    const ctl = new AbortController();
+    const running = handover.run(ctl.signal);
+    handover.shiftStarted(1n, 500, 501);
+    handover.shiftStarted(2n, 600, 601);
+    await until('the first shift start in flight', () => hung.calls.length === 1);
+    current = next;
+    handover.grimseldChanged(':1.9'); // a shift start is still queued: nothing added
+    await handover.drained();
+    // Files of shift 1 set aside at the change and delivered late, while grimseld hangs.
+    next.answers = false;
+    const last = new FakeGrimseld(true);
+    handover.delivered(1n, 500, 501, [['/r/./late1', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
+    handover.delivered(1n, 500, 501, [['/r/./late2', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
+    await until('a late file in flight', () => next.calls.length === 3);
+    current = last;
+    handover.grimseldChanged(':1.10');
+    await handover.drained();
+    assert.deepEqual(next.calls.slice(0, 2), ['ShiftStarted 1 500 501', 'ShiftStarted 2 600 601']);
+    assert.deepEqual(last.calls.map((c) => c.split(' xxh128')[0]), ['Delivered /r/./late1', 'ShiftStarted 2 600 601', 'Delivered /r/./late2'],
+      'the head again (it was in flight), then the current shift, then the rest');
     ctl.abort();
     await running;
   });
