@@ -86,6 +86,18 @@ const VANISHED = /^Couldn't watch .*: No such file or directory$/;
 const VANISHED_PAUSE_MS = [10, 1000] as const;
 /** One warning per this many first walks lost in a row. */
 const VANISHED_LOG_EVERY = 50;
+/**
+ * How inotify-tools 3.14 (EPEL 7: what CentOS 7 has) ends at a record that belongs to no watch it knows: the
+ * kernel's word that its event queue overflowed (wd -1; q_overflow must be asked for, INOTIFY_EVENTS), and events
+ * still queued for a directory just moved out of the tree. Its --csv output writes the record's directory without
+ * looking whether it has one; later versions write an empty field. The restart and its rescan find every file, as
+ * after any end: said as what it most likely was (a warning), not as a failure with a signal to chase (found
+ * 2026-12-04 with 3.14 built from its source: "inotifywait ended … signal SIGSEGV" at each overflow, and the
+ * agent's own word of the overflow never said; the same for a run directory moved out of the root with events
+ * of it still queued).
+ */
+const CRASHED = 'signal SIGSEGV';
+const CRASHED_SAY = 'inotifywait crashed (inotify-tools 3.14 does at a kernel event queue overflow, events dropped, or a directory moved out of the tree): restarting it, then rescanning';
 /** Directories walked by scans are checked this long after (check()). */
 const CHECK_DELAY_MS = 250;
 /** Checks in a row that could not read the kernel's list before that is said. */
@@ -229,7 +241,11 @@ export class Watcher implements Component {
             return;
           }
           if (established) backoff = BACKOFF_MIN_MS;
-          this.log.error({ exit: code, retryInMs: backoff }, 'inotifywait ended; restarting it, then rescanning');
+          if (established && code === CRASHED) {
+            this.log.warn({ exit: code, retryInMs: backoff }, CRASHED_SAY);
+          } else {
+            this.log.error({ exit: code, retryInMs: backoff }, 'inotifywait ended; restarting it, then rescanning');
+          }
           // Without watches (a walk that keeps failing: the watch limit, say), files are found by rescans meanwhile.
           if (!established) this.hooks.rescan();
           await sleep(backoff, this.#stopping.signal);
