@@ -14,10 +14,17 @@ export function ppuSideOf(e: unknown, where: string): { ppu?: string } {
   return typeof code === 'string' && PPU_CODES.has(code) ? { ppu: where } : {};
 }
 
+/**
+ * A line of the daemon's (the detector's) sender: rsync 3.2 and later put `[sender]` in each; rsync before 3.2
+ * (CentOS 7's 3.1.2, a vendor's old daemon) does not in most (`rsync: send_files failed to open "f1" (in data):
+ * Too many open files (24)`), but names each of its files with the module it is in, which the receiver never does.
+ */
+const DETECTORS = /\[sender\]|" \(in [^)]*\)/;
+
 /** `{ ppu: where }` if rsync's messages say the receiving side (the PPU) ran out of a resource; {} otherwise. */
 export function ppuSideOfRsync(stderr: string, noRoom: boolean, where: string): { ppu?: string } {
   if (noRoom) return { ppu: where };
-  return stderr.split('\n').some((l) => !l.includes('[sender]') && PPU_SAYS.test(l)) ? { ppu: where } : {};
+  return stderr.split('\n').some((l) => !DETECTORS.test(l) && PPU_SAYS.test(l)) ? { ppu: where } : {};
 }
 
 /**
