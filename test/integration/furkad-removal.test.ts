@@ -8,7 +8,7 @@ import * as path from 'node:path';
 import { Ppu, type PpuOptions } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { freePort } from '../fixtures/net.js';
-import { sample } from '../fixtures/metrics.js';
+import { sample, scrape } from '../fixtures/metrics.js';
 import { startProcess, type Managed } from '../fixtures/processes.js';
 
 type Row = [string, string, string, bigint, bigint, bigint];
@@ -16,7 +16,7 @@ type Row = [string, string, string, bigint, bigint, bigint];
 /** What an operator sees of detector 1MF: its Detectors row and furkad's metrics. */
 async function look(ppu: Ppu, metricsUrl: string): Promise<{ state: string; lastError: string; files: bigint; bytes: bigint; failing: number; filesTotal: number }> {
   const row = (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === '1MF')!;
-  const text = await (await fetch(metricsUrl)).text();
+  const text = await scrape(metricsUrl);
   return {
     state: row[1], lastError: row[2], files: row[3], bytes: row[4],
     failing: sample(text, 'furkad_detector_failing{detector="1MF"}') ?? -1,

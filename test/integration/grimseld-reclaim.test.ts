@@ -1,11 +1,11 @@
 // Space on the ramdisk and the internal disk (G5, G6, G7): originals go only once their copy is
 // complete; oldest first; never a file not yet copied.
 import { strict as assert } from 'node:assert';
-import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, lchownSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import * as path from 'node:path';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
-import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
+import { eventually, listFiles, NODE_READS_PRE_1970, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
 import { mountImage, mountTmpfs, unmount } from '../fixtures/tmpfs.js';
 import { toMicrosecond } from '../../src/common/file-times.js';
 
@@ -75,7 +75,8 @@ describe('shift change cleanup (G5)', function () {
   });
 
   for (const transport of ['rsync', 'agent'] as const) {
-    it(`delivers and copies files of before 1970 with their mtimes, and deletes their originals at the shift change (${transport}; F3, G3, G5)`, async () => {
+    it(`delivers and copies files of before 1970 with their mtimes, and deletes their originals at the shift change (${transport}; F3, G3, G5)`, async function () {
+      if (!NODE_READS_PRE_1970) this.skip(); // Node 16 misreads such times (README, "Times"): not handled there
       // The testers' files: their copies got the time of the copy (Node takes a negative number of seconds for
       // "now"), and at every shift change each original got "DEL_ERROR … its copy … is not complete", for ever.
       const ppu = await new Ppu({ prefix: `ppu-pre1970-${transport}`, transport, ramdiskBytes: 16 * MB }).start();
@@ -125,7 +126,7 @@ describe('shift change cleanup (G5)', function () {
       lchownSync(runX, 960, 960);
       const late = stream(ppu, 'runX', 3, 20_000);
       await ppu.startShift(961, 961, []); // the three are held for shift 960 (README: a shift change never waits…)
-      rmSync(runX);
+      unlinkSync(runX); // the link itself (Node 16's rmSync refuses a link to a directory: EISDIR)
       await copiedAll(ppu, 960, 3, 1);
       for (const f of late) assert.equal(sha256File(readFileSync(path.join(ppu.storageRoot, 'internal/1mf/960_960', f.rel))), f.sha256);
       await eventually(() => listFiles(path.join(ppu.ppuRamdisk, '1mf/960_960')).length === 0, 20_000,
