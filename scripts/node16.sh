@@ -24,6 +24,10 @@ for addon in sd-notify fs-xattr; do
     || { cat "$copy/gyp-$addon.log" >&2; echo "node16: cannot build $addon for Node $VERSION" >&2; exit 1; }
 done
 cd "$copy"
+# The RPM's %build runs `npm run build` with the build host's node, on CentOS 7 Node 16: the build script runs
+# under it here (typescript 7's bin/tsc is an extensionless ES module, which Node 16 refuses to load).
+PATH="$(dirname "$node16"):$copy/node_modules/.bin:$PATH" sh -c "$("$node16" -p 'require("./package.json").scripts.build')" \
+  || { echo "node16: npm run build fails under Node $VERSION (the RPM's %build on CentOS 7)" >&2; exit 1; }
 "$node16" -e "require('sd-notify'); import('fs-xattr').catch((e) => { console.error(e); process.exit(1); })"
 INTEGRATION=(agent agent-transport data-path furkad-agent furkad-host-addresses furkad-shift furkad-detectors grimseld-copy grimseld-storages integrity hostile-user startup ppuctl)
 files=()
