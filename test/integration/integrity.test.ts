@@ -9,10 +9,9 @@
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { get } from 'node:http';
 import { closeSync, existsSync, lstatSync, mkdirSync, openSync, readFileSync, rmSync, statSync, utimesSync, writeFileSync, writeSync } from 'node:fs';
 import * as path from 'node:path';
-import { sample } from '../fixtures/metrics.js';
+import { sample, scrape } from '../fixtures/metrics.js';
 import { collectMessages, Ppu, PPUCTL_BIN, tempDir } from '../fixtures/ppu.js';
 import { eventually, listFiles, placeImage, sha256File } from '../fixtures/files.js';
 import { freePort } from '../fixtures/net.js';
@@ -214,17 +213,6 @@ function grimseldLog(ppu: Ppu, msg: RegExp): Array<Record<string, unknown>> {
     .map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => msg.test(String(l['msg'])));
 }
 
-function metricsText(url: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    get(url, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => { body += c; });
-      res.on('end', () => resolve(body));
-    }).on('error', reject);
-  });
-}
-
 
 describe('integrity on the way out: verified copies with their provenance on every storage (I2, I3, I4, G5, G6, G10)', function () {
   this.timeout(300_000);
@@ -298,7 +286,7 @@ describe('integrity on the way out: verified copies with their provenance on eve
     assert.equal(bare.length, 1, 'said once for the storage without attributes');
     assert.equal(bare[0]!['storage'], 'bare');
     assert.equal(grimseldLog(ppu, /copies carry their checksum, shift and detector as user\.ppu\.\* attributes/).length, 2, 'internal and backup, once each');
-    const text = await metricsText(metricsUrl);
+    const text = await scrape(metricsUrl);
     for (const s of STORAGES) assert.ok((sample(text, `grimseld_verified_files{storage="${s}"}`) ?? 0) >= 6, `metric for ${s}`);
     // ppuctl status: the classic columns, then Verified; --json with the verified list.
     const table = await ppuctl('status', '-n', '1');
@@ -360,7 +348,7 @@ describe('integrity on the way out: verified copies with their provenance on eve
     assert.equal(msgs.messages.filter(([code, short]) => code === 'COPY_ERROR' && short.startsWith(`${original}:`)).length, STORAGES.length,
       'each storage says it once, not at every retry');
     assert.deepEqual((await rowsOf(820)).get('internal'), { pending: 0n, copied: 0n, failed: 1n, verified: 0n }, 'still not counted after retries');
-    const text = await metricsText(metricsUrl);
+    const text = await scrape(metricsUrl);
     assert.ok((sample(text, 'grimseld_checksum_mismatches_total{storage="internal",at="source"}') ?? 0) >= 2, 'each retry refused again');
     // Put right again (the detector's bytes): the next retry copies it, and then G5 may take the original.
     const fd = openSync(original, 'r+');

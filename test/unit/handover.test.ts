@@ -50,67 +50,67 @@ describe('hand-over to grimseld (G12, F10)', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  /**
+   * A hand-over running against `first`, with a deadline far beyond the test (only an owner change may end a wait);
+   * `to` gives grimseld's bus name to another process, `stop` ends the run.
+   */
+  const running = (first: FakeGrimseld): { handover: Handover; to: (g: FakeGrimseld, owner: string) => void; stop: () => Promise<void> } => {
+    let current = first;
+    const handover = new Handover(fakeBus(() => current), quiet, outbox, 3_600_000);
+    const ctl = new AbortController();
+    const done = handover.run(ctl.signal);
+    return {
+      handover,
+      to: (g, owner) => { current = g; handover.grimseldChanged(owner); },
+      stop: async () => { ctl.abort(); await done; },
+    };
+  };
+
   it('abandons a call to a grimseld that left the bus and sends it to the next one at once', async () => {
     const hung = new FakeGrimseld(false);
     const next = new FakeGrimseld(true);
-    let current = hung;
-    // A deadline far beyond the test: only the owner change may end the wait.
-    const handover = new Handover(fakeBus(() => current), quiet, outbox, 3_600_000);
-    const ctl = new AbortController();
-    const running = handover.run(ctl.signal);
+    const { handover, to, stop } = running(hung);
     handover.shiftStarted(1n, 500, 501);
     handover.delivered(1n, 500, 501, [['/r/./a', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
     await until('the first call', () => hung.calls.length === 1);
-    handover.grimseldChanged('');
-    current = next;
-    handover.grimseldChanged(':1.9');
+    to(hung, '');
+    to(next, ':1.9');
     await until('the queue re-sent to the new grimseld', () => next.calls.length === 2);
     assert.deepEqual(next.calls, ['ShiftStarted 1 500 501', 'Delivered /r/./a xxh128:00112233445566778899aabbccddeeff 1MF'], 'in order, nothing skipped, with checksum and detector');
     await handover.drained();
     assert.equal(handover.pending, 0);
-    ctl.abort();
-    await running;
+    await stop();
   });
 
   it('tells each new grimseld the current shift again, with nothing to deliver (a journal lost knows none)', async () => {
     const first = new FakeGrimseld(true);
     const next = new FakeGrimseld(false);
-    let current = first;
-    const handover = new Handover(fakeBus(() => current), quiet, outbox, 3_600_000);
-    const ctl = new AbortController();
-    const running = handover.run(ctl.signal);
-    handover.grimseldChanged(':1.5');
+    const { handover, to, stop } = running(first);
+    to(first, ':1.5');
     handover.shiftStarted(1n, 500, 501);
     handover.shiftStarted(2n, 600, 601);
     await handover.drained();
     assert.deepEqual(first.calls, ['ShiftStarted 1 500 501', 'ShiftStarted 2 600 601']);
-    current = next;
-    handover.grimseldChanged(':1.9');
+    to(next, ':1.9');
     await until('the shift told to the new grimseld', () => next.calls.length === 1);
     // While that call hangs, two more owner changes: still one shift start queued, not three.
-    handover.grimseldChanged(':1.10');
-    handover.grimseldChanged(':1.11');
-    current = first;
-    handover.grimseldChanged(':1.12');
+    to(next, ':1.10');
+    to(next, ':1.11');
+    to(first, ':1.12');
     await handover.drained();
     assert.deepEqual(next.calls, ['ShiftStarted 2 600 601'], 'the current shift, not the first');
     assert.deepEqual(first.calls.slice(2), ['ShiftStarted 2 600 601'], 'once to the last owner, not once per change');
-    ctl.abort();
-    await running;
+    await stop();
   });
 
   it("tells a new grimseld the current shift before the files of an earlier shift still queued, after the call in flight", async () => {
     const hung = new FakeGrimseld(false);
     const next = new FakeGrimseld(true);
-    let current = hung;
-    const handover = new Handover(fakeBus(() => current), quiet, outbox, 3_600_000);
-    const ctl = new AbortController();
-    const running = handover.run(ctl.signal);
+    const { handover, to, stop } = running(hung);
     handover.shiftStarted(1n, 500, 501);
     handover.shiftStarted(2n, 600, 601);
     await until('the first shift start in flight', () => hung.calls.length === 1);
-    current = next;
-    handover.grimseldChanged(':1.9'); // a shift start is still queued: nothing added
+    to(next, ':1.9'); // a shift start is still queued: nothing added
     await handover.drained();
     // Files of shift 1 set aside at the change and delivered late, while grimseld hangs.
     next.answers = false;
@@ -118,14 +118,12 @@ describe('hand-over to grimseld (G12, F10)', () => {
     handover.delivered(1n, 500, 501, [['/r/./late1', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
     handover.delivered(1n, 500, 501, [['/r/./late2', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
     await until('a late file in flight', () => next.calls.length === 3);
-    current = last;
-    handover.grimseldChanged(':1.10');
+    to(last, ':1.10');
     await handover.drained();
     assert.deepEqual(next.calls.slice(0, 2), ['ShiftStarted 1 500 501', 'ShiftStarted 2 600 601']);
     assert.deepEqual(last.calls.map((c) => c.split(' xxh128')[0]), ['Delivered /r/./late1', 'ShiftStarted 2 600 601', 'Delivered /r/./late2'],
       'the head again (it was in flight), then the current shift, then the rest');
-    ctl.abort();
-    await running;
+    await stop();
   });
 
   it('gives up on a call that is never answered and tries again (a stopped grimseld keeps its name)', async () => {
