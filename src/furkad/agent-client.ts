@@ -13,7 +13,7 @@ import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
 import { AgentPushes, BodyReply, discard } from './agent-pushes.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { notHttp2 } from './agent-peer.js';
-import { addressOrder, hostLookup } from './host-lookup.js';
+import { followAddress, hostLookup } from './host-lookup.js';
 
 /** A complete file the agent announced: `path` is relative to the detector's source directory. */
 export interface Announced {
@@ -138,12 +138,10 @@ export class AgentClient extends EventEmitter {
       socket.once('connect', () => { tcp = true; });
       // A name that did not resolve is the reason, whichever of the session's streams fails first with it.
       let unresolved: string | undefined;
-      /** The address a name gave, for addressOrder: Node 16 connects to that one alone. */
-      let looked: string | undefined;
-      socket.once('lookup', (e: Error | null, address?: string) => {
+      socket.once('lookup', (e: Error | null) => {
         if (e) unresolved = `cannot connect to the agent at ${this.url}: ${e.message}`;
-        else looked = address;
       });
+      const notReached = followAddress(socket, host);
       const session = http2.connect(this.url, {
         settings: { initialWindowSize: STREAM_WINDOW, maxFrameSize: MAX_FRAME },
         createConnection: () => socket,
@@ -173,7 +171,7 @@ export class AgentClient extends EventEmitter {
         else {
           void this.#reason(why, { tcp, bytes, timedOut: how === 'timeout', host, port: Number(port) }).then((r) => {
             // After the reason, which looks at the same address: the name's next one is tried next time.
-            if (!tcp && looked !== undefined && net.isIP(host) === 0) addressOrder.notReached(host, looked);
+            if (!tcp) notReached();
             reject(new Error(r));
           });
         }

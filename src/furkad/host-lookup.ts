@@ -12,6 +12,7 @@
 // An address (`remoteIP = 10.10.10.11`, `::1`) is never looked up: Node connects to it as it is.
 import { spawn } from 'node:child_process';
 import { lookup as dnsLookup, type LookupAddress, type LookupOptions } from 'node:dns';
+import type { Socket } from 'node:net';
 
 /** How long one lookup may take; below the agent connection's 10 s, so that its reason is the lookup's own. */
 export const LOOKUP_TIMEOUT_MS = 8000;
@@ -85,8 +86,19 @@ export class AddressOrder {
   }
 }
 
-/** The order furkad's connections take their addresses in (hostLookup), told by agent-client.ts. */
+/** The order furkad's connections take their addresses in (hostLookup), told through followAddress. */
 export const addressOrder = new AddressOrder();
+
+/**
+ * Follows the address `socket` was given for `host` (Node 16 connects to that one alone). The function returned is
+ * called when no connection could be made: the name's next address is tried first next time. It does nothing for an
+ * address, which is never looked up, or for a name Node tried every address of itself (Node 20).
+ */
+export function followAddress(socket: Socket, host: string): () => void {
+  let looked: string | undefined;
+  socket.once('lookup', (e: Error | null, address?: string) => { if (!e) looked = address; });
+  return () => { if (looked !== undefined) addressOrder.notReached(host, looked); };
+}
 
 /**
  * net.connect's `lookup` option: lookUpHost in the shape Node asks for, one address (Node 16: addressOrder's

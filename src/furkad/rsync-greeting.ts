@@ -3,7 +3,7 @@
 // is not noticed by rsync's --contimeout, which covers the TCP connect only: the run would hold the slot for
 // rsync_timeout_s and more, and every other detector with it.
 import * as net from 'node:net';
-import { addressOrder, hostLookup } from './host-lookup.js';
+import { followAddress, hostLookup } from './host-lookup.js';
 
 /** rsync's --contimeout for a run (rsyncArgs), and the probe's bound. */
 export function connectTimeoutS(timeoutS: number): number {
@@ -21,11 +21,10 @@ export function daemonGreets(host: string, port: number, ms: number, signal: Abo
     if (signal.aborted) return resolve('failed');
     const socket = net.connect({ host, port, lookup: hostLookup });
     let connected = false;
-    /** The address a name gave (Node 16 connects to that one alone): the name's next one is asked next time if none was made. */
-    let looked: string | undefined;
+    const notReached = followAddress(socket, host);
     const done = (how: 'greeted' | 'silent' | 'unconnected' | 'failed' | { unresolved: string }): void => {
       clearTimeout(timer);
-      if (!connected && !signal.aborted && looked !== undefined && net.isIP(host) === 0 && typeof how === 'string') addressOrder.notReached(host, looked);
+      if (!connected && !signal.aborted && typeof how === 'string') notReached();
       signal.removeEventListener('abort', aborted);
       socket.destroy();
       resolve(how);
@@ -36,9 +35,8 @@ export function daemonGreets(host: string, port: number, ms: number, signal: Abo
     socket.once('connect', () => { connected = true; });
     // A name that does not resolve (or whose DNS servers do not answer): the run's rsync would wait for it too,
     // holding the slot, so it is said as such (host-lookup.ts).
-    socket.once('lookup', (e: Error | null, address?: string) => {
+    socket.once('lookup', (e: Error | null) => {
       if (e) done({ unresolved: e.message });
-      else looked = address;
     });
     socket.once('data', () => done('greeted'));
     socket.once('error', () => done('failed'));
