@@ -268,9 +268,12 @@ export class AgentClient extends EventEmitter {
           }
         }
       });
-      events.on('end', () => (refusedWith !== undefined ? refusal(buffered.slice(0, 2000))
+      // A stream that never left (no connection was made) is cancelled before the session fails with the reason
+      // (connect ECONNREFUSED): its end (Node 16 ends it first) and its error say less, and the session's own
+      // error or close follows them.
+      events.on('end', () => (!tcp ? undefined : refusedWith !== undefined ? refusal(buffered.slice(0, 2000))
         : fail(`the agent at ${this.url} ended the events stream${gone === undefined ? '' : ` of '${this.source}': ${gone}`}`, gone === undefined ? undefined : 'said')));
-      events.on('error', (e: Error) => fail(`events stream from ${this.url}: ${e.message}`));
+      events.on('error', (e: Error) => (tcp ? fail(`events stream from ${this.url}: ${e.message}`) : undefined));
     });
   }
 
@@ -616,7 +619,8 @@ export class AgentClient extends EventEmitter {
       const other = await notHttp2(c.host, c.port).catch(() => undefined);
       return other ? `${why}: not an HTTP/2 server, so not a furka-agent: ${other}` : why;
     }
-    if (!c.tcp) return c.timedOut ? `${why}: no connection could be made (the detector server is off, or the link to it is down)` : why;
+    if (!c.tcp && c.timedOut) return `${why}: no connection could be made (the detector server is off, or the link to it is down)`;
+    if (!c.tcp) return /\bECONNREFUSED\b/.test(why) ? `${why}: nothing listens on port ${c.port} there (furka-agent is not running, or port is not the agent's)` : why;
     if (c.timedOut) return `${why}: the connection was made but nothing answered on it (the agent is stopped or hung, or the link went down)`;
     return `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?`;
   }

@@ -292,6 +292,24 @@ describe('furkad over furka-agent (A2–A5)', function () {
     await eventually(async () => (await ppu.queryStatus(-1)).every((r) => r[4] === 0n), 60_000, 'nothing pending');
   });
 
+  it('shows an agent that is not running as retrying, saying nothing listens on its port, and takes its files once it runs again (F10)', async () => {
+    await ppu.startShift(730, 731);
+    await ppu.killAgent('1MF');
+    try {
+      let rows: Array<[string, string, string]> = [];
+      // Before, under Node 16 (CentOS 7's): "the agent at URL ended the events stream", as if the agent had been reached.
+      await eventually(async () => {
+        rows = await ppu.furkaProperty<Array<[string, string, string]>>('Detectors');
+        return rows.some((r) => r[0] === '1MF' && r[1] === 'retrying' &&
+          /connect ECONNREFUSED 127\.0\.0\.1:\d+: nothing listens on port \d+ there \(furka-agent is not running, or port is not the agent's\)$/.test(r[2]));
+      }, 30_000, "furkad's Detectors to say nothing listens").catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(rows, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`); });
+    } finally {
+      await ppu.startAgent('1MF');
+    }
+    const f = writeImage(ppu.detectorRamdisks['1MF']!, 'restarted/back.cbf', 10_000);
+    await eventually(() => listFiles(usr(730, 731)).includes(f.rel), 30_000, 'its file once the agent runs again');
+  });
+
   it('shows an agent that refuses furkad as such, and takes nothing while refused', async () => {
     await ppu.killAgent('1MF');
     const agent = ppu.agents['1MF']!;
