@@ -29,7 +29,7 @@ cd "$copy"
 PATH="$(dirname "$node16"):$copy/node_modules/.bin:$PATH" sh -c "$("$node16" -p 'require("./package.json").scripts.build')" \
   || { echo "node16: npm run build fails under Node $VERSION (the RPM's %build on CentOS 7)" >&2; exit 1; }
 "$node16" -e "require('sd-notify'); import('fs-xattr').catch((e) => { console.error(e); process.exit(1); })"
-INTEGRATION=(agent agent-transport data-path furkad-agent furkad-host-addresses furkad-shift furkad-detectors grimseld-copy grimseld-storages integrity hostile-user startup ppuctl)
+INTEGRATION=(agent agent-client agent-transport data-path furkad-agent furkad-host-addresses furkad-shift furkad-detectors grimseld-copy grimseld-storages integrity hostile-user startup ppuctl)
 files=()
 for f in "${INTEGRATION[@]}"; do files+=("dist/test/integration/$f.test.js"); done
 "$node16" node_modules/mocha/bin/mocha.js --config test/.mocharc.json --timeout 120000 'dist/test/unit/**/*.test.js' "${files[@]}"

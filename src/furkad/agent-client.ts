@@ -268,12 +268,15 @@ export class AgentClient extends EventEmitter {
           }
         }
       });
-      // A stream that never left (no connection was made) is cancelled before the session fails with the reason
-      // (connect ECONNREFUSED): its end (Node 16 ends it first) and its error say less, and the session's own
-      // error or close follows them.
-      events.on('end', () => (!tcp ? undefined : refusedWith !== undefined ? refusal(buffered.slice(0, 2000))
+      // A stream cancelled with its connection (refused, reset, closed: Node 16 ends it first, before the errors
+      // that say why) did not end by the agent's word: the stream's error, or the session's error or close, which
+      // follow, give the reason. Unless furkad gave the session up itself: Node 16 may emit nothing more for one
+      // that never connected, and the attempt must end now (a stop, a shift change).
+      const withConnection = (): boolean => this.#session === session &&
+        (!tcp || (events.rstCode !== undefined && events.rstCode !== http2.constants.NGHTTP2_NO_ERROR));
+      events.on('end', () => (withConnection() ? undefined : refusedWith !== undefined ? refusal(buffered.slice(0, 2000))
         : fail(`the agent at ${this.url} ended the events stream${gone === undefined ? '' : ` of '${this.source}': ${gone}`}`, gone === undefined ? undefined : 'said')));
-      events.on('error', (e: Error) => (tcp ? fail(`events stream from ${this.url}: ${e.message}`) : undefined));
+      events.on('error', (e: Error) => (this.#session === session && !tcp ? undefined : fail(`events stream from ${this.url}: ${e.message}`)));
     });
   }
 
@@ -463,6 +466,8 @@ export class AgentClient extends EventEmitter {
       // As in fetch: a stream closed without its end (the connection gone) is no answer.
       req.on('close', () => { if (!req.readableEnded) reject(new Error(`the agent at ${this.url} closed the connection before answering an acknowledgement`)); });
       req.on('end', () => {
+        // No status: the stream was cut with its connection (Node 16 ends it before its error), no answer at all.
+        if (status === 0) return reject(new Error(`the agent at ${this.url} closed the connection before answering an acknowledgement`));
         if (status !== 200) return reject(new Error(`the agent answered HTTP ${status} to an acknowledgement: ${body.slice(0, 200)}`));
         try {
           resolve(JSON.parse(body) as { deleted: string[]; kept: Array<{ id: string; reason: string }> });

@@ -8,6 +8,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { AgentClient, type Announced } from '../../src/furkad/agent-client.js';
 import { AgentPushes } from '../../src/furkad/agent-pushes.js';
+import type * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { startAgent } from '../fixtures/agent.js';
 import { writeImage } from '../fixtures/files.js';
@@ -94,6 +95,63 @@ describe('agent client: the connection lost in the middle of a file', function (
       }
     }
     assert.deepEqual(stuck, []);
+  });
+});
+
+describe('agent client: what it says when the connection fails, under Node 16 as under Node 20 (F10)', function () {
+  this.timeout(60_000);
+  const key = { value: 'fake-agent-key-0123', file: 'none' };
+
+  /** An agent that says hello on the events stream and hands each other request to `other`. */
+  async function fakeAgent(other: (s: http2.ServerHttp2Stream) => void = () => undefined): Promise<{ port: number; sockets: net.Socket[]; close(): void }> {
+    const server = http2.createServer();
+    const sockets: net.Socket[] = [];
+    server.on('connection', (c: net.Socket) => sockets.push(c));
+    server.on('session', (se) => se.on('error', () => undefined));
+    server.on('stream', (s, h) => {
+      s.on('error', () => undefined);
+      if (!String(h[':path']).startsWith('/v1/events')) return other(s);
+      s.respond({ ':status': 200 });
+      s.write('{"t":"hello"}\n');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    return { port: (server.address() as AddressInfo).port, sockets, close: () => server.close() };
+  }
+
+  it('says a connection reset is one, not that the agent ended its events stream (Node 16 ends the stream first)', async () => {
+    const agent = await fakeAgent();
+    const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', key);
+    try {
+      await client.connect();
+      const down = new Promise<string>((r) => client.once('down', r));
+      agent.sockets[0]!.resetAndDestroy();
+      const why = await down;
+      assert.doesNotMatch(why, /ended the events stream/);
+      assert.match(why, /ECONNRESET/);
+    } finally {
+      client.close();
+      agent.close();
+    }
+  });
+
+  it('says an acknowledgement the agent closed the connection on got no answer, not "HTTP 0"', async () => {
+    const agent = await fakeAgent((s) => s.session?.destroy());
+    const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', key);
+    try {
+      await client.connect();
+      await assert.rejects(client.ack([{ id: '1', rel: 'f.cbf' }]), /closed the connection before answering an acknowledgement/);
+    } finally {
+      client.close();
+      agent.close();
+    }
+  });
+
+  it('gives an attempt up at once when closed before its connection was made (a stop, a shift change), not after the 10 s deadline', async () => {
+    // A name is looked up in a process of its own (host-lookup.ts): closed while that runs, no connection made yet.
+    const client = new AgentClient('http://localhost:1', '/', key);
+    const attempt = client.connect();
+    client.close();
+    assert.match(await settledWithin(attempt, 3000), /^rejected connecting to the agent at http:\/\/localhost:1 was given up/);
   });
 });
 
