@@ -176,7 +176,7 @@ export class AgentClient extends EventEmitter {
           });
         }
       };
-      session.on('error', (e: Error) => fail(`connection to the agent at ${this.url} failed: ${e.message}`));
+      session.on('error', (e: Error) => fail(`connection to the agent at ${this.url} failed: ${wordsOf(e)}`));
       session.on('close', () => fail(`the agent at ${this.url} closed the connection`));
       session.on('goaway', () => fail(`the agent at ${this.url} is going away`));
       session.on('connect', () => {
@@ -625,7 +625,11 @@ export class AgentClient extends EventEmitter {
       return other ? `${why}: not an HTTP/2 server, so not a furka-agent: ${other}` : why;
     }
     if (!c.tcp && c.timedOut) return `${why}: no connection could be made (the detector server is off, or the link to it is down)`;
-    if (!c.tcp) return /\bECONNREFUSED\b/.test(why) ? `${why}: nothing listens on port ${c.port} there (furka-agent is not running, or port is not the agent's)` : why;
+    const refused = why.match(/\bconnect E[A-Z]+\b/g) ?? [];
+    if (!c.tcp && refused.length > 0 && refused.every((r) => r === 'connect ECONNREFUSED')) {
+      return `${why}: nothing listens on port ${c.port} there (furka-agent is not running, or port is not the agent's)`;
+    }
+    if (!c.tcp) return why;
     if (c.timedOut) return `${why}: the connection was made but nothing answered on it (the agent is stopped or hung, or the link went down)`;
     return `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?`;
   }
@@ -639,6 +643,12 @@ export class AgentClient extends EventEmitter {
     this.#ping = undefined;
     if (wasUp) this.emit('down', why);
   }
+}
+
+/** An error's words. Node 20's AggregateError (no address of a name could be reached) has none of its own. */
+function wordsOf(e: Error): string {
+  if (e.message !== '' || !(e instanceof AggregateError)) return e.message;
+  return (e.errors as unknown[]).map((x) => (x instanceof Error ? x.message : String(x))).join('; ');
 }
 
 /**

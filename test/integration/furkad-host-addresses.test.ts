@@ -28,6 +28,10 @@ describe('furkad with a detector server whose name has an address its agent does
       throw new Error(`${e.message}; its Detectors row: ${JSON.stringify((await row('M')).slice(0, 3))}`);
     });
     await ppu.killAgent('M');
+    // Nothing listens at either address now: said as such (under Node 20, which tries both, the error has no words of
+    // its own, and before 2026-12-05 the reason was "connection to the agent at … failed: " and nothing more).
+    await eventually(async () => /connect ECONNREFUSED .*: nothing listens on port \d+ there \(furka-agent is not running/.test((await row('M'))[2]), 30_000,
+      'M said to have nothing listening').catch(async (e: Error) => { throw new Error(`${e.message}: ${JSON.stringify((await row('M')).slice(0, 3))}`); });
     await ppu.startAgent('M');
     writeImage(ppu.detectorRamdisks['M']!, 'run/b.cbf', 20_000);
     await eventually(() => listFiles(usr('M')).includes('run/b.cbf'), 40_000, "M's file after its agent restarted");
