@@ -271,9 +271,10 @@ export class AgentClient extends EventEmitter {
       // A stream cancelled with its connection (refused, reset, closed: Node 16 ends it first, before the errors
       // that say why) did not end by the agent's word: the stream's error, or the session's error or close, which
       // follow, give the reason. Unless furkad gave the session up itself: Node 16 may emit nothing more for one
-      // that never connected, and the attempt must end now (a stop, a shift change).
+      // that never connected, and the attempt must end now (a stop, a shift change). A stream reset alone, its
+      // session still up, is said here: nothing else would follow it (the pings are still answered).
       const withConnection = (): boolean => this.#session === session &&
-        (!tcp || (events.rstCode !== undefined && events.rstCode !== http2.constants.NGHTTP2_NO_ERROR));
+        (!tcp || (events.rstCode !== undefined && events.rstCode !== http2.constants.NGHTTP2_NO_ERROR && (session.closed || session.destroyed)));
       events.on('end', () => (withConnection() ? undefined : refusedWith !== undefined ? refusal(buffered.slice(0, 2000))
         : fail(`the agent at ${this.url} ended the events stream${gone === undefined ? '' : ` of '${this.source}': ${gone}`}`, gone === undefined ? undefined : 'said')));
       events.on('error', (e: Error) => (this.#session === session && !tcp ? undefined : fail(`events stream from ${this.url}: ${e.message}`)));

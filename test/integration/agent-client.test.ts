@@ -103,9 +103,10 @@ describe('agent client: what it says when the connection fails, under Node 16 as
   const key = { value: 'fake-agent-key-0123', file: 'none' };
 
   /** An agent that says hello on the events stream and hands each other request to `other`. */
-  async function fakeAgent(other: (s: http2.ServerHttp2Stream) => void = () => undefined): Promise<{ port: number; sockets: net.Socket[]; close(): void }> {
+  async function fakeAgent(other: (s: http2.ServerHttp2Stream) => void = () => undefined): Promise<{ port: number; sockets: net.Socket[]; events: http2.ServerHttp2Stream[]; close(): void }> {
     const server = http2.createServer();
     const sockets: net.Socket[] = [];
+    const events: http2.ServerHttp2Stream[] = [];
     server.on('connection', (c: net.Socket) => sockets.push(c));
     server.on('session', (se) => se.on('error', () => undefined));
     server.on('stream', (s, h) => {
@@ -113,9 +114,10 @@ describe('agent client: what it says when the connection fails, under Node 16 as
       if (!String(h[':path']).startsWith('/v1/events')) return other(s);
       s.respond({ ':status': 200 });
       s.write('{"t":"hello"}\n');
+      events.push(s);
     });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-    return { port: (server.address() as AddressInfo).port, sockets, close: () => server.close() };
+    return { port: (server.address() as AddressInfo).port, sockets, events, close: () => server.close() };
   }
 
   it('says a connection reset is one, not that the agent ended its events stream (Node 16 ends the stream first)', async () => {
@@ -128,6 +130,25 @@ describe('agent client: what it says when the connection fails, under Node 16 as
       const why = await down;
       assert.doesNotMatch(why, /ended the events stream/);
       assert.match(why, /ECONNRESET/);
+    } finally {
+      client.close();
+      agent.close();
+    }
+  });
+
+  it('goes down when the agent resets the events stream alone (CANCEL), its connection still up: it would otherwise wait for ever, announced nothing', async () => {
+    const agent = await fakeAgent();
+    const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', key);
+    try {
+      await client.connect();
+      const down = new Promise<string>((r) => client.once('down', r));
+      // RST_STREAM alone, no END_STREAM before it, as another HTTP/2 server or a proxy may send: Node's own close()
+      // ends the stream first, so the frame is sent through the stream's handle (a Node internal, in 16 and 20).
+      const ev = agent.events[0]! as unknown as Record<symbol, { rstStream(code: number): void } | undefined>;
+      const handle = Object.getOwnPropertySymbols(ev).find((k) => k.description === 'kHandle');
+      assert.ok(handle && ev[handle], "the server stream's handle, to send RST_STREAM alone");
+      ev[handle]!.rstStream(http2.constants.NGHTTP2_CANCEL);
+      assert.match(await settledWithin(down, 5000), /^resolved "the agent at http:\/\/127\.0\.0\.1:\d+ ended the events stream"$/);
     } finally {
       client.close();
       agent.close();
