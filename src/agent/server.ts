@@ -286,6 +286,20 @@ export class EventsClient {
     }
   }
 
+  /**
+   * Ends the stream with `text` as its last line, behind every line queued for a client that is behind (its
+   * 'drain' would not come once the stream ended): the queue, at most CLIENT_BACKLOG_MAX, is handed to the stream
+   * at once. The rest of a listing being sent is dropped: the client asks again, and lists again.
+   */
+  end(text: string): void {
+    this.#listing = undefined;
+    if (this.stream.destroyed || this.stream.closed) return;
+    const queued = this.#queue.join('');
+    this.#queue = [];
+    this.#queuedBytes = 0;
+    this.stream.end(queued + text);
+  }
+
   #flush(): void {
     this.#draining = false;
     const text = this.#queue.join('');
@@ -387,8 +401,7 @@ export class AgentServer {
       if (missing === undefined || c.stream.destroyed || c.stream.closed) continue;
       this.log.warn({ source: `/${c.source}` }, `${missing}: its events stream is ended`);
       this.#clients.delete(c);
-      c.write(`${JSON.stringify({ t: 'gone', error: missing })}\n`);
-      c.stream.end();
+      c.end(`${JSON.stringify({ t: 'gone', error: missing })}\n`);
     }
   }
 

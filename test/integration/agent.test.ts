@@ -123,6 +123,26 @@ describe('furka-agent (A1–A5)', function () {
     assert.match(String(last.error), /^source \/run9: no such directory below the agent's root/);
   });
 
+  it('(c1b) a client that is behind when its source is taken away still gets the reason as the last line (F10)', async () => {
+    // The listing of 3000 files is more than the stream's window and the agent's buffer: the agent waits for the
+    // client to read on. The reason was queued behind that wait and the stream ended at once, so it never went out.
+    mkdirSync(path.join(root, 'run8'));
+    for (let i = 0; i < 3000; i++) writeFileSync(path.join(root, 'run8', `img_${String(i).padStart(5, '0')}.cbf`), '');
+    agent = await startAgent({ root, dir });
+    client = new AgentClient(agent);
+    const ev = client.events('/run8');
+    ev.req.pause();
+    await sleep(500);
+    rmSync(path.join(root, 'run8'), { recursive: true });
+    await agent.proc.said(/its events stream is ended/, 10_000);
+    ev.req.resume();
+    await ev.waitFor(() => ev.ended, 'the end of the stream');
+    const last = ev.events[ev.events.length - 1] as { t?: string; error?: string };
+    assert.ok(ev.files().length < 3000, `the client was behind (${ev.files().length} files listed)`);
+    assert.equal(last.t, 'gone', JSON.stringify(last));
+    assert.match(String(last.error), /^source \/run8: no such directory below the agent's root/);
+  });
+
   it('(c2) a new directory whose first files are renamed in while its watch is set up stays watched: later files in it are announced too (A2)', async () => {
     // inotifywait gives up a new directory when an entry it listed is gone before it looks at it (the writer's
     // temp name, renamed meanwhile), and skips such a subdirectory of a new one without a word: a camserver run
