@@ -387,13 +387,19 @@ export class AgentClient extends EventEmitter {
           fail(new Error(`fetching ${id} was cut off: the connection closed before the file's end`));
           return;
         }
+        // The agent ends every 200 body with its trailers (its word on the file, and the checksum); a body
+        // without them was cut off: Node can end it as if whole when furkad destroyed the session itself.
+        const trailers = reply.trailers;
+        if (trailers['x-furka-unchanged'] === undefined) {
+          fail(new Error(`fetching ${id} was cut off: the body ended without the agent's trailers`));
+          return;
+        }
         try {
           flush();
         } catch (e) {
           fail(e as Error);
           return;
         }
-        const trailers = reply.trailers;
         const unchanged = trailers['x-furka-unchanged'] === '1';
         const sent: SentChecksum = sentChecksum(trailers);
         // The descriptor goes to the caller with the answer: one open less per file than opening it again.

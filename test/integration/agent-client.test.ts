@@ -54,7 +54,8 @@ describe('agent client: the connection lost in the middle of a file', function (
         outcomes.push(await settledWithin(fetching, 3000));
       }
       assert.deepEqual(outcomes.filter((o) => o === 'pending'), [], `every fetch ended: ${outcomes.join('; ')}`);
-      assert.deepEqual(outcomes.filter((o) => o.includes('"unchanged":true')), [], 'none taken for a whole file');
+      // Not one taken for a file, whole or changed at the source: each was cut off, and says so.
+      assert.deepEqual(outcomes.filter((o) => !o.startsWith('rejected ')), [], `none resolved: ${outcomes.join('; ')}`);
     } finally {
       server.close();
     }
