@@ -470,11 +470,12 @@ export class AgentClient extends EventEmitter {
       req.on('response', (h) => { status = Number(h[':status']); });
       req.on('data', (s: string) => { body += s; });
       req.on('error', reject);
+      const unanswered = (): void => reject(new Error(`the agent at ${this.url} closed the connection before answering an acknowledgement`));
       // As in fetch: a stream closed without its end (the connection gone) is no answer.
-      req.on('close', () => { if (!req.readableEnded) reject(new Error(`the agent at ${this.url} closed the connection before answering an acknowledgement`)); });
+      req.on('close', () => { if (!req.readableEnded) unanswered(); });
       req.on('end', () => {
         // No status: the stream was cut with its connection (Node 16 ends it before its error), no answer at all.
-        if (status === 0) return reject(new Error(`the agent at ${this.url} closed the connection before answering an acknowledgement`));
+        if (status === 0) return unanswered();
         if (status !== 200) return reject(new Error(`the agent answered HTTP ${status} to an acknowledgement: ${body.slice(0, 200)}`));
         try {
           resolve(JSON.parse(body) as { deleted: string[]; kept: Array<{ id: string; reason: string }> });
@@ -631,12 +632,14 @@ export class AgentClient extends EventEmitter {
       const other = await notHttp2(c.host, c.port).catch(() => undefined);
       return other ? `${why}: not an HTTP/2 server, so not a furka-agent: ${other}` : why;
     }
-    if (!c.tcp && c.timedOut) return `${why}: no connection could be made (the detector server is off, or the link to it is down)`;
-    const refused = why.match(/\bconnect E[A-Z]+\b/g) ?? [];
-    if (!c.tcp && refused.length > 0 && refused.every((r) => r === 'connect ECONNREFUSED')) {
-      return `${why}: nothing listens on port ${c.port} there (furka-agent is not running, or port is not the agent's)`;
+    if (!c.tcp) {
+      if (c.timedOut) return `${why}: no connection could be made (the detector server is off, or the link to it is down)`;
+      const refused = why.match(/\bconnect E[A-Z]+\b/g) ?? [];
+      if (refused.length > 0 && refused.every((r) => r === 'connect ECONNREFUSED')) {
+        return `${why}: nothing listens on port ${c.port} there (furka-agent is not running, or port is not the agent's)`;
+      }
+      return why;
     }
-    if (!c.tcp) return why;
     if (c.timedOut) return `${why}: the connection was made but nothing answered on it (the agent is stopped or hung, or the link went down)`;
     return `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?`;
   }
