@@ -121,27 +121,32 @@ describe('agent client: what it says when the connection fails, under Node 16 as
     return { port: (server.address() as AddressInfo).port, sockets, events, close: () => server.close() };
   }
 
-  it('says a connection reset is one, not that the agent ended its events stream (Node 16 ends the stream first)', async () => {
-    const agent = await fakeAgent();
+  /** Runs `body` with a client connected to a fake agent (`other` as fakeAgent's); closes both after. */
+  async function withClient(other: ((s: http2.ServerHttp2Stream) => void) | undefined,
+    body: (client: AgentClient, agent: Awaited<ReturnType<typeof fakeAgent>>) => Promise<void>): Promise<void> {
+    const agent = await fakeAgent(other);
     const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', key);
     try {
       await client.connect();
+      await body(client, agent);
+    } finally {
+      client.close();
+      agent.close();
+    }
+  }
+
+  it('says a connection reset is one, not that the agent ended its events stream (Node 16 ends the stream first)', async () => {
+    await withClient(undefined, async (client, agent) => {
       const down = new Promise<string>((r) => client.once('down', r));
       agent.sockets[0]!.resetAndDestroy();
       const why = await down;
       assert.doesNotMatch(why, /ended the events stream/);
       assert.match(why, /ECONNRESET/);
-    } finally {
-      client.close();
-      agent.close();
-    }
+    });
   });
 
   it('goes down when the agent resets the events stream alone (CANCEL), its connection still up: it would otherwise wait for ever, announced nothing', async () => {
-    const agent = await fakeAgent();
-    const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', key);
-    try {
-      await client.connect();
+    await withClient(undefined, async (client, agent) => {
       const down = new Promise<string>((r) => client.once('down', r));
       // RST_STREAM alone, no END_STREAM before it, as another HTTP/2 server or a proxy may send: Node's own close()
       // ends the stream first, so the frame is sent through the stream's handle (a Node internal, in 16 and 20).
@@ -150,22 +155,13 @@ describe('agent client: what it says when the connection fails, under Node 16 as
       assert.ok(handle && ev[handle], "the server stream's handle, to send RST_STREAM alone");
       ev[handle]!.rstStream(http2.constants.NGHTTP2_CANCEL);
       assert.match(await settledWithin(down, 5000), /^resolved "the agent at http:\/\/127\.0\.0\.1:\d+ ended the events stream"$/);
-    } finally {
-      client.close();
-      agent.close();
-    }
+    });
   });
 
   it('says an acknowledgement the agent closed the connection on got no answer, not "HTTP 0"', async () => {
-    const agent = await fakeAgent((s) => s.session?.destroy());
-    const client = new AgentClient(`http://127.0.0.1:${agent.port}`, '/', key);
-    try {
-      await client.connect();
+    await withClient((s) => s.session?.destroy(), async (client) => {
       await assert.rejects(client.ack([{ id: '1', rel: 'f.cbf' }]), /closed the connection before answering an acknowledgement/);
-    } finally {
-      client.close();
-      agent.close();
-    }
+    });
   });
 
   it('gives an attempt up at once when closed before its connection was made (a stop, a shift change), not after the 10 s deadline', async () => {

@@ -22,6 +22,14 @@ describe('furkad over furka-agent (A2–A5)', function () {
 
   const usr = (uid: number, gid: number) => path.join(ppu.ppuRamdisk, '1mf', `${uid}_${gid}`);
   const stored = (uid: number, gid: number) => path.join(ppu.storageRoot, 'internal', '1mf', `${uid}_${gid}`);
+  /** Waits until furkad's Detectors shows `id` retrying with a reason matching `reason`; a timeout names the rows seen. */
+  const retryingSays = async (id: string, reason: RegExp, what: string): Promise<void> => {
+    let rows: Array<[string, string, string]> = [];
+    await eventually(async () => {
+      rows = await ppu.furkaProperty<Array<[string, string, string]>>('Detectors');
+      return rows.some((r) => r[0] === id && r[1] === 'retrying' && reason.test(r[2]));
+    }, 30_000, what).catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(rows, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`); });
+  };
 
   it('delivers an in-place writer\'s file once, whole, after its close, and renaming writers\' files under their final names only', async () => {
     await ppu.startShift(610, 611);
@@ -296,13 +304,9 @@ describe('furkad over furka-agent (A2–A5)', function () {
     await ppu.startShift(730, 731);
     await ppu.killAgent('1MF');
     try {
-      let rows: Array<[string, string, string]> = [];
       // Before, under Node 16 (CentOS 7's): "the agent at URL ended the events stream", as if the agent had been reached.
-      await eventually(async () => {
-        rows = await ppu.furkaProperty<Array<[string, string, string]>>('Detectors');
-        return rows.some((r) => r[0] === '1MF' && r[1] === 'retrying' &&
-          /connect ECONNREFUSED 127\.0\.0\.1:\d+: nothing listens on port \d+ there \(furka-agent is not running, or port is not the agent's\)$/.test(r[2]));
-      }, 30_000, "furkad's Detectors to say nothing listens").catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(rows, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`); });
+      await retryingSays('1MF', /connect ECONNREFUSED 127\.0\.0\.1:\d+: nothing listens on port \d+ there \(furka-agent is not running, or port is not the agent's\)$/,
+        "furkad's Detectors to say nothing listens");
     } finally {
       await ppu.startAgent('1MF');
     }
@@ -319,11 +323,7 @@ describe('furkad over furka-agent (A2–A5)', function () {
     const refusing = startProcess(process.execPath, [...launch.args, '--config', agent.config], { env: { ...process.env, ...launch.env } });
     try {
       const f = writeImage(ppu.detectorRamdisks['1MF']!, 'refused/kept.cbf', 10_000);
-      let rows: Array<[string, string, string]> = [];
-      await eventually(async () => {
-        rows = await ppu.furkaProperty<Array<[string, string, string]>>('Detectors');
-        return rows.some((r) => r[0] === '1MF' && r[1] === 'retrying' && /allow/.test(r[2]));
-      }, 30_000, "furkad's Detectors to show the refusal").catch((e: Error) => { throw new Error(`${e.message}: ${JSON.stringify(rows, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`); });
+      await retryingSays('1MF', /allow/, "furkad's Detectors to show the refusal");
       assert.ok(existsSync(path.join(ppu.detectorRamdisks['1MF']!, f.rel)), 'the file stays on the detector');
     } finally {
       await refusing.stop();
