@@ -88,6 +88,8 @@ export class AgentClient extends EventEmitter {
   #socket: net.Socket | undefined;
   #ping: NodeJS.Timeout | undefined;
   #isDown = true;
+  /** Why the last connection was given up (#down, close): what a body it cut off is said with. */
+  #downWhy: string | undefined;
   /** Barriers waited for (passBarrier): close() ends them. */
   readonly #barriers = new Set<(why: string) => void>();
   /** Bodies the agent pushed, until their fetches claim them. */
@@ -244,6 +246,7 @@ export class AgentClient extends EventEmitter {
             clearTimeout(timer);
             answered = true;
             this.#isDown = false;
+            this.#downWhy = undefined;
             this.#startPings(session);
             resolve();
           } else if (ev['t'] === 'file') {
@@ -376,22 +379,24 @@ export class AgentClient extends EventEmitter {
         }
       });
       req.on('error', (e: Error) => fail(e));
+      // Said with why furkad gave the connection up where it did (a ping unanswered, a stop), not as the agent's doing.
+      const cutOff = (how: string): void => fail(new Error(`fetching ${id} was cut off: ${this.#isDown ? this.#downWhy ?? how : how}`));
       const closed = (): void => {
         if (failed) return;
         if (req.rstCode !== undefined && req.rstCode !== http2.constants.NGHTTP2_NO_ERROR) {
-          fail(new Error(`fetching ${id} was cut off (code ${req.rstCode})`));
+          cutOff(`reset (code ${req.rstCode})`);
           return;
         }
         // A session destroyed mid-body can close the stream with code 0 and neither 'end' nor 'error'.
         if (!req.readableEnded) {
-          fail(new Error(`fetching ${id} was cut off: the connection closed before the file's end`));
+          cutOff("the connection closed before the file's end");
           return;
         }
         // The agent ends every 200 body with its trailers (its word on the file, and the checksum); a body
-        // without them was cut off: Node can end it as if whole when furkad destroyed the session itself.
+        // without them was cut off: Node ends it as if whole when furkad destroyed the session itself.
         const trailers = reply.trailers;
         if (trailers['x-furka-unchanged'] === undefined) {
-          fail(new Error(`fetching ${id} was cut off: the body ended without the agent's trailers`));
+          cutOff("the body ended without the agent's trailers");
           return;
         }
         try {
@@ -581,6 +586,7 @@ export class AgentClient extends EventEmitter {
   }
 
   close(): void {
+    this.#downWhy ??= `the connection to the agent at ${this.url} was closed`;
     for (const fail of [...this.#barriers]) fail(`the connection to the agent at ${this.url} was closed`);
     this.#pushes.clear();
     if (this.#ping) clearInterval(this.#ping);
@@ -648,6 +654,7 @@ export class AgentClient extends EventEmitter {
   #down(why: string): void {
     const wasUp = !this.#isDown;
     this.#isDown = true;
+    this.#downWhy ??= why;
     this.#pushes.clear();
     if (this.#ping) clearInterval(this.#ping);
     this.#ping = undefined;

@@ -12,6 +12,7 @@ import type * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
 import { startAgent } from '../fixtures/agent.js';
 import { writeImage } from '../fixtures/files.js';
+import { SilentProxy } from '../fixtures/silent-proxy.js';
 
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
@@ -162,6 +163,30 @@ describe('agent client: what it says when the connection fails, under Node 16 as
     await withClient((s) => s.session?.destroy(), async (client) => {
       await assert.rejects(client.ack([{ id: '1', rel: 'f.cbf' }]), /closed the connection before answering an acknowledgement/);
     });
+  });
+
+  it('says a body cut off by a connection it gave up (its pings unanswered) with why it gave it up, not as a body the agent ended without trailers', async () => {
+    // A body that comes a piece every 50 ms and never ends, through a link that goes silent both ways.
+    const agent = await fakeAgent((s) => {
+      s.respond({ ':status': 200 });
+      const t = setInterval(() => (s.destroyed || s.closed ? clearInterval(t) : s.write(Buffer.alloc(16 << 10))), 50);
+    });
+    const proxy = await SilentProxy.start(() => agent.port);
+    const work = mkdtempSync(path.join(os.tmpdir(), 'agent-client-'));
+    const client = new AgentClient(`http://127.0.0.1:${proxy.port}`, '/', key);
+    try {
+      await client.connect();
+      const fetching = client.fetch('1', path.join(work, 'f'), 'f').then((got) => closeSync(got.fd));
+      await pause(300);
+      proxy.silenceAfter = 0;
+      assert.match(await settledWithin(fetching, 20_000),
+        /^rejected fetching 1 was cut off: the agent at http:\/\/127\.0\.0\.1:\d+ stopped answering \(no ping reply within 5 s\)$/);
+    } finally {
+      client.close();
+      await proxy.close();
+      agent.close();
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 
   it('gives an attempt up at once when closed before its connection was made (a stop, a shift change), not after the 10 s deadline', async () => {

@@ -103,4 +103,34 @@ describe('a furkad whose connection to the agent died without a word (A3, F10)',
     assert.doesNotMatch(furkad.output(), /to another furkad/, 'never refused for its own old connection');
     await eventually(() => listFiles(detector).length === 0, 20_000, 'its source deleted');
   });
+
+  it('shows a file cut off mid-body by the dead link as the agent\'s silence, never as a bad body, and delivers it whole over the new connection (F10, A4)', async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const furkad = ppu.furkad!.proc;
+    const mark = furkad.output().length;
+    const silencedBefore = proxy.silenced;
+    // The link slows to at most 640 kB/s, so that the 4 MB body is on its way when the link goes silent.
+    proxy.trickle = 64 * 1024;
+    const big = writeImage(detector, 'b/big.cbf', 4 * 1024 * 1024);
+    await new Promise((r) => setTimeout(r, 1500));
+    proxy.silenceAfter = 0;
+    await eventually(() => proxy.silenced > silencedBefore, 20_000, 'the link silent');
+    proxy.silenceAfter = undefined; // new connections pass at full speed; the silent one stays silent
+    proxy.trickle = undefined;
+    assert.ok(!existsSync(placed(ppu, big)), 'the file was on its way when the link went silent');
+    // What Detectors shows from the link's loss until the file is delivered.
+    const seen = new Set<string>();
+    await eventually(async () => {
+      const r = (await ppu.furkaProperty<Array<[string, string, string]>>('Detectors')).find((x) => x[0] === '1MF')!;
+      if (r[2] !== '') seen.add(r[2]);
+      return existsSync(placed(ppu, big));
+    }, 60_000, 'the file delivered over the new connection')
+      .catch((e: Error) => { throw new Error(`${e.message}; shown: ${[...seen].join(' | ')}; furkad said:\n${furkad.output().slice(mark).slice(-6000)}`); });
+    // Never "…was cut off: the body ended without the agent's trailers", as if the agent had sent a bad body (agent-client.test).
+    const failing = furkad.output().slice(mark).split('\n').filter((l) => /detector unreachable or failing/.test(l));
+    assert.deepEqual([...seen, ...failing].filter((w) => !/the agent at http:\/\/127\.0\.0\.1:\d+ stopped answering/.test(w) || /trailers/.test(w)), [],
+      `every reason shown names the agent's silence: ${[...seen].join(' | ')}`);
+    assert.ok(seen.size > 0, 'the outage was shown');
+    assert.equal(sha256File(readFileSync(placed(ppu, big))), big.sha256);
+  });
 });
