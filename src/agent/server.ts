@@ -269,7 +269,7 @@ export class EventsClient {
   }
 
   write(text: string): void {
-    if (this.stream.destroyed || this.stream.closed) return;
+    if (this.stream.destroyed || this.stream.closed || this.stream.writableEnded) return;
     if (this.#draining) {
       this.#queue.push(text);
       this.#queuedBytes += text.length;

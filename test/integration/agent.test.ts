@@ -132,7 +132,8 @@ describe('furka-agent (A1–A5)', function () {
     client = new AgentClient(agent);
     const ev = client.events('/run8');
     ev.req.pause();
-    await sleep(500);
+    await ev.waitFor(() => ev.status === 200, 'the stream served'); // its headers come while it is paused
+    await sleep(300); // the listing on its way, up to what the stream takes
     rmSync(path.join(root, 'run8'), { recursive: true });
     await agent.proc.said(/its events stream is ended/, 10_000);
     ev.req.resume();
