@@ -1,5 +1,4 @@
 // Reads a daemon's INI file and validates it against that daemon's JSON Schema (S3).
-import { execFileSync } from 'node:child_process';
 import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, statSync, type Stats } from 'node:fs';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
@@ -387,31 +386,6 @@ export function prepareDirectory(file: string, key: string, dir: string): void {
         : `${where}: '${dir}' cannot be a directory: '${cur}' is ${fileKind(st)}`]);
     }
     throw new ConfigError(file, [`${where}: cannot create '${dir}': ${(e as Error).message}`]);
-  }
-}
-
-/**
- * Creates the operators' FIFO a top-level key names (grimseld's `fifo`, G8; root only: mode 0600) unless it exists.
- * A path that holds something else, or where none can be made (/proc/files), is a configuration error naming
- * the key, not a "Command failed: mkfifo" from deep inside the start (exit 1). Run at start only, as
- * prepareDirectory.
- */
-export function prepareFifo(file: string, key: string, fifo: string): void {
-  const where = `${TOP}, key '${key}'`;
-  let st = lstatSync(fifo, { throwIfNoEntry: false });
-  if (st === undefined) {
-    try {
-      mkdirSync(path.dirname(fifo), { recursive: true, mode: 0o755 });
-      execFileSync('mkfifo', ['-m', '0600', fifo], { stdio: ['ignore', 'ignore', 'pipe'] });
-    } catch (e) {
-      const why = String((e as { stderr?: Buffer }).stderr ?? '').trim().replace(/^mkfifo: (cannot create fifo '.*': )?/, '') || (e as Error).message;
-      throw new ConfigError(file, [`${where}: cannot create the FIFO '${fifo}': ${why}`]);
-    }
-    st = lstatSync(fifo);
-  }
-  if (!st.isFIFO()) {
-    throw new ConfigError(file, [`${where}: '${fifo}' exists and is ${fileKind(st)}, not a FIFO; ` +
-      'grimseld does not take it over: configure another path or remove it']);
   }
 }
 

@@ -1,6 +1,6 @@
 // The operators' FIFO (G8): `echo /some_dir/./path/to/file > /run/grimseld/files`, one path per line.
 import { execFile } from 'node:child_process';
-import { constants, openSync, lstatSync, mkdirSync, readSync } from 'node:fs';
+import { closeSync, constants, fstatSync, openSync, lstatSync, mkdirSync, readSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { promisify } from 'node:util';
 import * as path from 'node:path';
@@ -105,7 +105,13 @@ export class FileFifo {
     }
     if (!st.isFIFO()) throw new Error(`${this.file} exists and is not a FIFO; refusing to use it (configure another 'fifo' path or remove it)`);
     // Read-write and non-blocking: the open does not wait for a writer, and writers closing is no EOF.
-    const fd = openSync(this.file, constants.O_RDWR | constants.O_NONBLOCK);
+    const fd = openSync(this.file, constants.O_RDWR | constants.O_NONBLOCK | constants.O_NOFOLLOW);
+    // What was opened is what prepareFifo made root's, not another user's put in its place since (fifo-place.ts).
+    const opened = fstatSync(fd);
+    if (!opened.isFIFO() || opened.uid !== (process.getuid?.() ?? 0)) {
+      closeSync(fd);
+      throw new Error(`${this.file} is not root's FIFO any more (uid ${opened.uid}); refusing to read it`);
+    }
     this.#socket = new Socket({ fd, readable: true, writable: false });
     const lines = new LineSplitter((bytes) => {
       const line = utf8Text(bytes);

@@ -3,7 +3,8 @@
 // copy → STOPPING=1 → components stopped in reverse. Who owns what, and how a copy flows: docs/grimseld-design.md.
 // Run through its launcher, which sets its memory tuning (src/common/launch-profile.ts).
 import { parseDaemonArgs } from '../common/daemon-args.js';
-import { configOrExit, loadConfigOrExit, prepareDirectory, prepareFifo } from '../common/config-file.js';
+import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
+import { prepareFifo } from './fifo-place.js';
 import { createLogger } from '../common/logger.js';
 import { checkLogfile, logfileNote, openLogfile } from '../common/logfile-config.js';
 import { Notifier } from '../common/notify.js';
@@ -66,8 +67,9 @@ async function main(): Promise<number> {
     return 0;
   }
   configOrExit('grimseld', () => prepareDirectory(args.config, 'state_dir', config.state_dir));
-  configOrExit('grimseld', () => prepareFifo(args.config, 'fifo', config.fifo));
+  const fifoNote = configOrExit('grimseld', () => prepareFifo(args.config, 'fifo', config.fifo));
   const log = createLogger('grimseld', config, configOrExit('grimseld', () => openLogfile(args.config, config)));
+  if (fifoNote !== undefined) log.warn({ fifo: config.fifo }, fifoNote);
   const notifier = new Notifier(log);
 
   // G14: without a valid license key every storage gets one writer.

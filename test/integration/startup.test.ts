@@ -1,7 +1,7 @@
 // A daemon with a bad configuration refuses to start and says what is wrong (S3).
 import { strict as assert } from 'node:assert';
-import { execFile } from 'node:child_process';
-import { mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { execFile, execFileSync } from 'node:child_process';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, launchOf, tempDir } from '../fixtures/ppu.js';
 import { startProcess } from '../fixtures/processes.js';
@@ -149,6 +149,44 @@ describe('daemon start with a bad configuration (S3)', function () {
     assert.equal(p.code, 78, p.stderr);
     assert.ok(p.stderr.includes("key 'fifo': cannot create the FIFO '/proc/files': "), p.stderr);
     assert.doesNotMatch(p.stderr, /Command failed/);
+  });
+
+  it("grimseld reads only root's FIFO: another user's at its path is replaced, a directory others could put theirs in is refused (G8, docs/threat-model.md)", async () => {
+    // A user's FIFO read by root let that user have root copy files they may not read (found by a hostile tester).
+    const file = path.join(dir, 'fifo-owner-grimseld.conf');
+    const conf = (fifo: string) => `fifo = ${fifo}\nstate_dir = ${dir}/ostate\nlicensekey = ${dir}/none.key\nstatus_port = 0\nmessage_port = 0\n` +
+      `[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\n`;
+    // Sticky and open to all, as /ramdisk: a user put theirs there before grimseld started.
+    const sticky = path.join(dir, 'sticky');
+    mkdirSync(sticky);
+    chmodSync(sticky, 0o1777);
+    const planted = path.join(sticky, 'files');
+    execFileSync('mkfifo', ['-m', '0666', planted]);
+    chownSync(planted, 65534, 65534);
+    writeFileSync(file, conf(planted));
+    const r = await run(GRIMSELD_BIN, '--config', file); // then ends for want of a bus
+    const st = lstatSync(planted);
+    assert.ok(st.isFIFO(), 'a FIFO there');
+    assert.equal(st.uid, 0, `root's now: ${r.stdout}${r.stderr}`);
+    assert.equal(st.mode & 0o777, 0o600);
+    assert.match(r.stdout + r.stderr, /was a FIFO of uid 65534, not root's: replaced by root's own/);
+    // Open to all and not sticky: anyone could swap the FIFO at any time.
+    const open = path.join(dir, 'open');
+    mkdirSync(open);
+    chmodSync(open, 0o777);
+    writeFileSync(file, conf(path.join(open, 'files')));
+    const o = await start(GRIMSELD_BIN, file);
+    assert.equal(o.code, 78, o.stderr);
+    assert.ok(o.stderr.includes(`key 'fifo': '${open}/files': '${open}' may be written by anyone (mode 0777) and is not sticky: another user could put their own FIFO there`), o.stderr);
+    // A user's own directory, on the way.
+    const theirs = path.join(dir, 'theirs');
+    mkdirSync(path.join(theirs, 'run'), { recursive: true });
+    chownSync(theirs, 65534, 65534);
+    writeFileSync(file, conf(path.join(theirs, 'run', 'files')));
+    const t = await start(GRIMSELD_BIN, file);
+    assert.equal(t.code, 78, t.stderr);
+    assert.ok(t.stderr.includes(`'${theirs}' is owned by uid 65534`), t.stderr);
+    assert.ok(!existsSync(path.join(theirs, 'run', 'files')), 'no FIFO made there');
   });
 
   it('grimseld that cannot listen at start says why in one line: no "write after end" stack, no "lost the system bus" (S1)', async () => {
