@@ -5,7 +5,7 @@ import { closeSync, constants, fchmodSync, fchownSync, fstatSync, lstatSync, mkd
 import * as path from 'node:path';
 import { DirFd, splitRel, type DirVisit, type TrustLink } from '../common/dir-fd.js';
 import { moveAside, sayMovedAside, type MovedAside } from './foreign-entries.js';
-import { STAGING_NAME } from '../common/paths.js';
+import { claimProblem } from './shift-dir-claim.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import { takenDirOf, walkNumbered } from '../common/numbered-dirs.js';
 import type { Logger } from '../common/logger.js';
@@ -96,9 +96,8 @@ export class ShiftDir {
       // The target of an earlier shift (a target named like a shift's directory, `.../1mf/960_960`, and now the
       // default target's shift 960:960): root's staging and other shifts' directories are in it, and would be
       // the user's to rename once it is theirs.
-      if (!made && d.lstat(STAGING_NAME)?.uid === 0) {
-        throw new Error(`${d.show()} holds furkad's ${STAGING_NAME}: it is (or was) a detector's target, not given to a shift; choose another target or usrdir`);
-      }
+      const why = made ? undefined : claimProblem(st, d.names(), (n) => d.lstat(n));
+      if (why !== undefined) throw new Error(`${d.show()} ${why}, not given to a shift; choose another target or usrdir`);
       this.#shiftOwned(d, st, made);
     });
   }

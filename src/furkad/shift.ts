@@ -1,6 +1,7 @@
 // A user shift as furkad serves it: who owns the files and which detectors go where (F4, F6, F7).
 import type { DetectorConfig, FurkadConfig } from './config.js';
-import { lstatSync, realpathSync, statSync } from 'node:fs';
+import { lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
+import { claimProblem } from './shift-dir-claim.js';
 import * as path from 'node:path';
 import { expandUsrdir, hasControl, isSafeRelative, markTarget, nestedTargets, splitMarked, STAGING_NAME, unmark } from '../common/paths.js';
 import { NAME_MAX } from '../common/name-max.js';
@@ -114,13 +115,14 @@ export function planShift(
     throw new ShiftRequestError('InvalidArgs', `usrdir '${config.usrdir}' expands to '${usrdir}', which leaves the target`);
   }
   for (const d of usrdir === '' ? [] : detectors) {
-    // A shift's directory that is (or was) a target itself: `.../1mf/960_960` served as a target once, and now shift
-    // 960:960 of the target `.../1mf`. It would be given to the user, with furkad's staging and other shifts'
-    // directories in it, for them to rename.
-    const staging = lstatSync(path.join(unmark(d.target), usrdir, STAGING_NAME), { throwIfNoEntry: false });
-    if (staging?.uid === 0) {
-      throw new ShiftRequestError('NotAllowed', `detector '${d.id}': the shift's directory ${path.join(unmark(d.target), usrdir)} holds ` +
-        `furkad's ${STAGING_NAME}: it is (or was) a detector's target, and is not given to a user; choose another target`);
+    // A shift's directory that is (or was) a target itself, or lies on the way to one (claimProblem): it would be
+    // given to the user, with furkad's staging and other shifts' directories in it, for them to rename.
+    const dir = path.join(unmark(d.target), usrdir);
+    const st = lstatSync(dir, { throwIfNoEntry: false });
+    const entries = st?.isDirectory() ? readdirOrNone(dir) : [];
+    const why = st?.isDirectory() ? claimProblem(st, entries, (n) => lstatSync(path.join(dir, n), { throwIfNoEntry: false })) : undefined;
+    if (why !== undefined) {
+      throw new ShiftRequestError('NotAllowed', `detector '${d.id}': the shift's directory ${dir} ${why}, and is not given to a user; choose another target`);
     }
   }
   if (usrdir === '') {
@@ -237,5 +239,14 @@ function isDirectory(p: string): boolean {
     return statSync(p).isDirectory();
   } catch {
     return false;
+  }
+}
+
+/** The names in `dir`; none if it went meanwhile (ShiftDir looks again when it opens it). */
+function readdirOrNone(dir: string): string[] {
+  try {
+    return readdirSync(dir);
+  } catch {
+    return [];
   }
 }

@@ -114,6 +114,16 @@ describe('placing a file in the shift directory (F2)', () => {
     assert.equal(lstatSync(path.join(t, '960_960')).uid, 0, 'still root\'s');
   });
 
+  it("never gives a user a shift directory furkad made, root's, on the way to another target, with root's directories in it (threat model)", async () => {
+    const t = path.join(work, 'ramdisk', '1mf');
+    mkdirSync(path.join(t, '53403_100', 'run1', '.furkad-staging'), { recursive: true, mode: 0o700 });
+    mkdirSync(path.join(t, '53403_100', 'run1', '99999_100'));
+    const dir = new ShiftDir(t, '53403_100', 53403, 100, log, path.join(work, 'ramdisk'));
+    await assert.rejects(dir.prepare(), /53403_100 is root's and holds root's directory 'run1': furkad made it on the way to a detector's target, not given to a shift/);
+    dir.close();
+    assert.equal(lstatSync(path.join(t, '53403_100')).uid, 0, 'still root\'s');
+  });
+
   it("keeps the target, the directories above it up to its './' and the usrdir's parents root's; only the usrdir is the shift's (F4)", async () => {
     // As a first user of an earlier version left them: theirs and writable by all.
     const ramdisk = path.join(work, 'ramdisk');

@@ -156,6 +156,25 @@ describe('shift planning (F4, F6)', () => {
     assert.doesNotThrow(() => planShift(local, 961, 961, [['1MF', '', '']]));
   });
 
+  it("refuses a shift whose directory furkad made on the way to another shift's target, root's with root's directories in it; gives an empty one (threat model)", () => {
+    // Found by a hostile tester: an operator named the target .../1mf/53403_100/run1 while 53403_100 did not exist;
+    // furkad made both root's, staging and shift 99999's files below. Shift 53403:100 then got 53403_100, and
+    // its user moved run1 aside: shift 99999's files were never copied.
+    mkdirSync(path.join(ramdisk, '1mf', '53403_100', 'run1', '.furkad-staging', '1MF'), { recursive: true, mode: 0o700 });
+    mkdirSync(path.join(ramdisk, '1mf', '53403_100', 'run1', '99999_100'));
+    assert.match(reason(() => planShift(local, 53403, 100, [['1MF', '', '']])),
+      new RegExp(`^NotAllowed: detector '1MF': the shift's directory ${ramdisk}/1mf/53403_100 is root's and holds root's directory 'run1': ` +
+        "furkad made it on the way to a detector's target, and is not given to a user"));
+    assert.equal(statSync(path.join(ramdisk, '1mf', '53403_100')).uid, 0, 'nothing changed');
+    // Root's and empty (made, and a stop before it was given), or the user's own with their directories: given.
+    mkdirSync(path.join(ramdisk, '1mf', '600_600'));
+    assert.doesNotThrow(() => planShift(local, 600, 600, [['1MF', '', '']]));
+    mkdirSync(path.join(ramdisk, '1mf', '601_601', 'run'), { recursive: true });
+    chownSync(path.join(ramdisk, '1mf', '601_601', 'run'), 601, 601);
+    chownSync(path.join(ramdisk, '1mf', '601_601'), 601, 601);
+    assert.doesNotThrow(() => planShift(local, 601, 601, [['1MF', '', '']]));
+  });
+
   it("refuses every StartShift target of a detector whose configured target is replicated from '/', written so or through a link (S2, F6)", () => {
     // Configurations the check refuses (config.test.ts), as a furkad started before that check would hold them.
     for (const t of ['/./ramdisk/1mf', '//./ramdisk/1mf', '/.', '/']) {
