@@ -548,8 +548,7 @@ export class Catalog {
   }
 
   #skips(rel: Buffer): boolean {
-    const slash = rel.lastIndexOf(0x2f);
-    return this.filter.skips(rel.subarray(slash + 1).toString('utf8'));
+    return this.filter.skipsPath(rel.toString('utf8'));
   }
 
   #drop(key: string): void {

@@ -1,4 +1,4 @@
-// Which file names the agent never announces: hidden (temp) names and the `exclude` globs, on the base name.
+// Which files the agent never announces: hidden (temp) names and the `exclude` globs, on each name in the path.
 
 /**
  * Matches a shell-style glob against a whole name: `*` any run of characters (also none), `?` one
@@ -48,5 +48,15 @@ export class NameFilter {
    */
   skips(baseName: string): boolean {
     return baseName.startsWith('.') || this.#patterns.some((p) => globMatch(p, baseName));
+  }
+
+  /**
+   * True for a path (below the root) with such a name anywhere in it, as rsync's `exclude` takes a pattern
+   * without a slash: a writer that fills a hidden directory and renames it (`.run7.tmp` to `run7`) gets its
+   * files announced once, under the final name, when the directory is renamed (a directory moved in is
+   * scanned). Found by a hostile tester: files closed before the rename were delivered below `.run7.tmp`.
+   */
+  skipsPath(rel: string): boolean {
+    return rel.split('/').some((name) => name !== '' && this.skips(name));
   }
 }

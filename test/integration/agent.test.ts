@@ -82,6 +82,21 @@ describe('furka-agent (A1–A5)', function () {
     assert.ok(ev.files().every((f) => f.size === 100 * KiB));
   });
 
+  it('(b1) a writer that fills a hidden directory and renames it gets each file announced once, under the final name; an excluded directory is never announced (A2)', async () => {
+    // Found by a hostile tester: files closed before the rename were delivered below `.run7.tmp`, the rest below `run7`.
+    const { ev } = await started({ exclude: 'scratch*' });
+    mkdirSync(path.join(root, 't', '.run7.tmp'), { recursive: true });
+    for (let i = 0; i < 30; i++) writeFileSync(path.join(root, 't', '.run7.tmp', `img${String(i).padStart(3, '0')}`), randomBytes(30 * KiB));
+    mkdirSync(path.join(root, 'scratch1'));
+    writeFileSync(path.join(root, 'scratch1', 'data.cbf'), 'scratch');
+    await sleep(300); // the writer finishing its run: the files are closed, seen and passed over
+    renameSync(path.join(root, 't', '.run7.tmp'), path.join(root, 't', 'run7'));
+    await ev.waitFor(() => ev.files().length >= 30, '30 announcements');
+    await sleep(300);
+    const paths = ev.files().map((f) => f.path!);
+    assert.deepEqual([...paths].sort(), Array.from({ length: 30 }, (_, i) => `t/run7/img${String(i).padStart(3, '0')}`), JSON.stringify(paths));
+  });
+
   it('(c) files in a new subdirectory, written at once after its creation, are all announced (A2)', async () => {
     mkdirSync(path.join(root, 'run1')); // the source is there (one that is not is refused: test (c1))
     const { ev } = await started({}, '/run1');

@@ -72,6 +72,15 @@ describe('furka-agent exclude globs and hidden names (A2)', () => {
     assert.ok(!f.skips('img.cbf'));
     assert.ok(!new NameFilter('').skips('img.cbf'));
   });
+
+  it('a path is passed over when any name in it is: a hidden or excluded directory, with all below it', () => {
+    const f = new NameFilter('scratch*');
+    assert.ok(f.skipsPath('t/.run7.tmp/img000'));
+    assert.ok(f.skipsPath('scratch1/deep/data.cbf'));
+    assert.ok(f.skipsPath('run/.img.cbf.XyZ12'));
+    assert.ok(!f.skipsPath('t/run7/img000'));
+    assert.ok(!f.skipsPath('run.1/img.cbf'), 'a dot inside a name is no temp name');
+  });
 });
 
 describe("inotifywait's CSV (A2)", () => {
