@@ -284,6 +284,27 @@ describe('agent transport: checksums on arrival (I1, I2, I3)', function () {
     }
   });
 
+  it("never fetches a file an agent announces below furkad's staging name, and reports it (docs/threat-model.md)", async () => {
+    // The shipped agent announces nothing below a hidden directory; another or older agent may, and with usrdir
+    // empty such a file would be placed into furkad's staging itself.
+    const files = { '.furkad-staging/D1/a': randomBytes(1000), 'run/.furkad-staging/D2/z': randomBytes(1000), b: randomBytes(1000) };
+    const agent = await fakeAgent(files, { checksum: 'right', damage: () => false });
+    const { t, ctx, placed, lines } = transportFor(agent.port);
+    try {
+      await t.run(ctx);
+      await eventually(async () => { await t.run(ctx); return placed.length === 1; }, 10_000, 'the ordinary file placed');
+      assert.deepEqual(placed.map((p) => p.rel), ['b.cbf']);
+      assert.deepEqual([...agent.requests.file.keys()], ['b'], 'only the ordinary file fetched');
+      await eventually(() => agent.requests.acked.length > 0, 10_000, 'the acknowledgement');
+      assert.deepEqual(agent.requests.acked, ['b'], 'and only it acknowledged (deleted)');
+      assert.deepEqual(lines.filter((l) => /named as furkad's own directory/.test(l.msg)).map((l) => l.obj['file']).sort(),
+        ['.furkad-staging/D1/a.cbf', 'run/.furkad-staging/D2/z.cbf']);
+    } finally {
+      await t.close();
+      await agent.close();
+    }
+  });
+
   it('drops a file that arrived damaged, never acknowledges it, fetches it again at once on the same connection, then after a pause (I2, A4)', async () => {
     const files = { c: randomBytes(300_000) };
     let damaged = 2;
