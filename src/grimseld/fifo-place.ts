@@ -1,28 +1,40 @@
 // Where the operators' FIFO lives (G8): made root's, in a directory no one else can put another FIFO in.
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, realpathSync, statSync, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, realpathSync, type Stats, unlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, fileKind } from '../common/config-file.js';
 
 const TOP = 'top level (before any section)';
 
+/** Why another user could change what `p` (lstat'ed as `st`) is or holds; undefined if only root can. */
+function othersMayChange(p: string, st: Stats): string | undefined {
+  const me = process.getuid?.() ?? 0;
+  if (st.uid !== 0 && st.uid !== me) return `'${p}' is owned by uid ${st.uid}`;
+  if (st.isSymbolicLink()) return undefined; // its own bits mean nothing; where it leads is looked at too
+  const writable = st.mode & 0o022;
+  if (writable === 0 || (st.mode & 0o1000) !== 0) return undefined;
+  const who = writable & 0o002 ? 'anyone' : 'its group, or users an ACL names';
+  return `'${p}' may be written by ${who} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}) and is not sticky`;
+}
+
+/** Each existing path from '/' down to `p`, as written (no link followed). */
+function prefixes(p: string): string[] {
+  const parts = path.resolve(p).split('/').filter(Boolean);
+  return Array.from({ length: parts.length + 1 }, (_, i) => `/${parts.slice(0, i).join('/')}`);
+}
+
 /**
- * Why another user could put their own FIFO at a path in `dir`: a directory on its way (links followed) that is
- * not root's, or that group or others may write and is not sticky (/tmp and /ramdisk are sticky: no one there
- * removes or renames root's entries). Undefined if none.
+ * Why another user could put their own FIFO at a path in `dir`: a directory or link on its way, as written or
+ * where its links lead, that is not root's, or a directory that group or others may write and is not sticky
+ * (/tmp and /ramdisk are sticky: no one there removes or renames root's entries). Only the part that exists is
+ * looked at. Undefined if none.
  */
 export function openToOthers(dir: string): string | undefined {
-  const me = process.getuid?.() ?? 0;
-  const real = realpathSync(dir);
-  const parts = real.split('/').filter(Boolean);
-  for (let i = 0; i <= parts.length; i++) {
-    const cur = `/${parts.slice(0, i).join('/')}`;
-    const st = statSync(cur);
-    if (st.uid !== 0 && st.uid !== me) return `'${cur}' is owned by uid ${st.uid}`;
-    const writable = st.mode & 0o022;
-    if (writable !== 0 && (st.mode & 0o1000) === 0) {
-      return `'${cur}' may be written by ${writable & 0o002 ? 'anyone' : 'its group'} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}) and is not sticky`;
-    }
+  const existing = prefixes(dir).filter((p) => lstatSync(p, { throwIfNoEntry: false }) !== undefined);
+  const deepest = existing[existing.length - 1]!;
+  for (const p of [...existing, ...prefixes(realpathSync(deepest))]) {
+    const why = othersMayChange(p, lstatSync(p));
+    if (why !== undefined) return why;
   }
   return undefined;
 }
@@ -38,9 +50,9 @@ export function openToOthers(dir: string): string | undefined {
  */
 export function prepareFifo(file: string, key: string, fifo: string): string | undefined {
   const where = `${TOP}, key '${key}'`;
-  const cannot = (e: unknown): ConfigError => {
+  const cannot = (e: unknown, what = 'create'): ConfigError => {
     const why = String((e as { stderr?: Buffer }).stderr ?? '').trim().replace(/^mkfifo: (cannot create fifo '.*': )?/, '') || (e as Error).message;
-    return new ConfigError(file, [`${where}: cannot create the FIFO '${fifo}': ${why}`]);
+    return new ConfigError(file, [`${where}: cannot ${what} the FIFO '${fifo}': ${why}`]);
   };
   const make = (): void => {
     try {
@@ -49,16 +61,20 @@ export function prepareFifo(file: string, key: string, fifo: string): string | u
       throw cannot(e);
     }
   };
+  const refuseUnsafe = (): void => {
+    const unsafe = openToOthers(path.dirname(fifo));
+    if (unsafe === undefined) return;
+    throw new ConfigError(file, [`${where}: '${fifo}': ${unsafe}: another user could put their own FIFO there and have grimseld ` +
+      'copy any file as root; use a directory only root may write (the default is /run/grimseld/files)']);
+  };
+  // Before anything is made there (nothing of root's left in a user's directory), and again once made.
+  refuseUnsafe();
   try {
     mkdirSync(path.dirname(fifo), { recursive: true, mode: 0o755 });
   } catch (e) {
     throw cannot(e);
   }
-  const unsafe = openToOthers(path.dirname(fifo));
-  if (unsafe !== undefined) {
-    throw new ConfigError(file, [`${where}: '${fifo}': ${unsafe}: another user could put their own FIFO there and have grimseld ` +
-      'copy any file as root; use a directory only root may write (the default is /run/grimseld/files)']);
-  }
+  refuseUnsafe();
   const st = lstatSync(fifo, { throwIfNoEntry: false });
   if (st === undefined) {
     make();
@@ -69,7 +85,11 @@ export function prepareFifo(file: string, key: string, fifo: string): string | u
       'grimseld does not take it over: configure another path or remove it']);
   }
   if (st.uid === (process.getuid?.() ?? 0)) return undefined;
-  unlinkSync(fifo);
+  try {
+    unlinkSync(fifo);
+  } catch (e) {
+    throw cannot(e, `replace another user's (uid ${st.uid})`);
+  }
   make();
   return `'${fifo}' was a FIFO of uid ${st.uid}, not root's: replaced by root's own (mode 0600), so that only root, and whom the ` +
     'administrator lets write it, can add files through it';

@@ -1,7 +1,7 @@
 // A daemon with a bad configuration refuses to start and says what is wrong (S3).
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, launchOf, tempDir } from '../fixtures/ppu.js';
 import { startProcess } from '../fixtures/processes.js';
@@ -182,11 +182,21 @@ describe('daemon start with a bad configuration (S3)', function () {
     const theirs = path.join(dir, 'theirs');
     mkdirSync(path.join(theirs, 'run'), { recursive: true });
     chownSync(theirs, 65534, 65534);
-    writeFileSync(file, conf(path.join(theirs, 'run', 'files')));
+    writeFileSync(file, conf(path.join(theirs, 'run', 'deeper', 'files')));
     const t = await start(GRIMSELD_BIN, file);
     assert.equal(t.code, 78, t.stderr);
     assert.ok(t.stderr.includes(`'${theirs}' is owned by uid 65534`), t.stderr);
-    assert.ok(!existsSync(path.join(theirs, 'run', 'files')), 'no FIFO made there');
+    assert.ok(!existsSync(path.join(theirs, 'run', 'deeper')), 'nothing made there');
+    // A user's link on the way (in the sticky directory), though it leads to a directory of root's: they could
+    // point it elsewhere later.
+    const safe = path.join(dir, 'safe');
+    mkdirSync(safe);
+    symlinkSync(safe, path.join(sticky, 'ctl'));
+    lchownSync(path.join(sticky, 'ctl'), 65534, 65534);
+    writeFileSync(file, conf(path.join(sticky, 'ctl', 'files')));
+    const l = await start(GRIMSELD_BIN, file);
+    assert.equal(l.code, 78, l.stderr);
+    assert.ok(l.stderr.includes(`'${sticky}/ctl' is owned by uid 65534`), l.stderr);
   });
 
   it('grimseld that cannot listen at start says why in one line: no "write after end" stack, no "lost the system bus" (S1)', async () => {
