@@ -96,7 +96,7 @@ export class ShiftDir {
       // The target of an earlier shift (a target named like a shift's directory, `.../1mf/960_960`, and now the
       // default target's shift 960:960): root's staging and other shifts' directories are in it, and would be
       // the user's to rename once it is theirs.
-      const why = made ? undefined : claimProblem(st, d.names(), (n) => d.lstat(n));
+      const why = made ? undefined : claimProblem(st, this.uid, d.names(), (n) => d.lstat(n));
       if (why !== undefined) throw new Error(`${d.show()} ${why}, not given to a shift; choose another target or usrdir`);
       this.#shiftOwned(d, st, made);
     });

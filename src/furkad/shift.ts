@@ -120,7 +120,7 @@ export function planShift(
     const dir = path.join(unmark(d.target), usrdir);
     const st = lstatSync(dir, { throwIfNoEntry: false });
     const entries = st?.isDirectory() ? readdirOrNone(dir) : [];
-    const why = st?.isDirectory() ? claimProblem(st, entries, (n) => lstatSync(path.join(dir, n), { throwIfNoEntry: false })) : undefined;
+    const why = st?.isDirectory() ? claimProblem(st, uid, entries, (n) => lstatSync(path.join(dir, n), { throwIfNoEntry: false })) : undefined;
     if (why !== undefined) {
       throw new ShiftRequestError('NotAllowed', `detector '${d.id}': the shift's directory ${dir} ${why}, and is not given to a user; choose another target`);
     }

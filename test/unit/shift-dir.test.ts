@@ -119,9 +119,20 @@ describe('placing a file in the shift directory (F2)', () => {
     mkdirSync(path.join(t, '53403_100', 'run1', '.furkad-staging'), { recursive: true, mode: 0o700 });
     mkdirSync(path.join(t, '53403_100', 'run1', '99999_100'));
     const dir = new ShiftDir(t, '53403_100', 53403, 100, log, path.join(work, 'ramdisk'));
-    await assert.rejects(dir.prepare(), /53403_100 is root's and holds root's directory 'run1': furkad made it on the way to a detector's target, not given to a shift/);
+    await assert.rejects(dir.prepare(), /53403_100 is root's and holds 'run1' of root, not of this shift: furkad made it on the way to a detector's target, not given to a shift/);
     dir.close();
     assert.equal(lstatSync(path.join(t, '53403_100')).uid, 0, 'still root\'s');
+  });
+
+  it('gives a root shift (allow_root_shift) its own directory again after a restart, its directories root\'s as all its files (review h4)', async () => {
+    const t = path.join(work, 'ramdisk', '1mf');
+    const first = new ShiftDir(t, '0_0', 0, 0, log, path.join(work, 'ramdisk'));
+    await first.prepare();
+    assert.equal(await first.place(stage('r/x.img', 'X'), 'run1/x.img'), 'run1/x.img');
+    first.close();
+    const again = new ShiftDir(t, '0_0', 0, 0, log, path.join(work, 'ramdisk'));
+    await again.prepare();
+    again.close();
   });
 
   it("keeps the target, the directories above it up to its './' and the usrdir's parents root's; only the usrdir is the shift's (F4)", async () => {

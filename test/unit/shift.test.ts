@@ -156,16 +156,21 @@ describe('shift planning (F4, F6)', () => {
     assert.doesNotThrow(() => planShift(local, 961, 961, [['1MF', '', '']]));
   });
 
-  it("refuses a shift whose directory furkad made on the way to another shift's target, root's with root's directories in it; gives an empty one (threat model)", () => {
+  it("refuses a shift whose directory furkad made on the way to another shift's target, root's with what is not the shift's in it; gives an empty one (threat model)", () => {
     // Found by a hostile tester: an operator named the target .../1mf/53403_100/run1 while 53403_100 did not exist;
     // furkad made both root's, staging and shift 99999's files below. Shift 53403:100 then got 53403_100, and
     // its user moved run1 aside: shift 99999's files were never copied.
     mkdirSync(path.join(ramdisk, '1mf', '53403_100', 'run1', '.furkad-staging', '1MF'), { recursive: true, mode: 0o700 });
     mkdirSync(path.join(ramdisk, '1mf', '53403_100', 'run1', '99999_100'));
     assert.match(reason(() => planShift(local, 53403, 100, [['1MF', '', '']])),
-      new RegExp(`^NotAllowed: detector '1MF': the shift's directory ${ramdisk}/1mf/53403_100 is root's and holds root's directory 'run1': ` +
+      new RegExp(`^NotAllowed: detector '1MF': the shift's directory ${ramdisk}/1mf/53403_100 is root's and holds 'run1' of root, not of this shift: ` +
         "furkad made it on the way to a detector's target, and is not given to a user"));
     assert.equal(statSync(path.join(ramdisk, '1mf', '53403_100')).uid, 0, 'nothing changed');
+    // The target was that directory itself, with no staging in it (rsync, remove_source = no): another shift's
+    // directory, that user's, is in it (found by review h4).
+    mkdirSync(path.join(ramdisk, '1mf', '53404_100', '99999_100'), { recursive: true });
+    chownSync(path.join(ramdisk, '1mf', '53404_100', '99999_100'), 99999, 100);
+    assert.match(reason(() => planShift(local, 53404, 100, [['1MF', '', '']])), /53404_100 is root's and holds '99999_100' of uid 99999, not of this shift/);
     // Root's and empty (made, and a stop before it was given), or the user's own with their directories: given.
     mkdirSync(path.join(ramdisk, '1mf', '600_600'));
     assert.doesNotThrow(() => planShift(local, 600, 600, [['1MF', '', '']]));
