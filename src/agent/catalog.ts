@@ -138,7 +138,7 @@ export class Catalog {
    */
   checkRoot: () => void = () => undefined;
 
-  constructor(readonly root: string, private readonly filter: NameFilter, private readonly log: Logger) {
+  constructor(readonly root: string, readonly filter: NameFilter, private readonly log: Logger) {
     this.files = new SourceFiles(root, () => this.allWatched());
   }
 

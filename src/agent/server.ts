@@ -482,6 +482,11 @@ export class AgentServer {
       return reply(stream, 400, { error: `source /${source}: /${linked} is a symbolic link; the agent serves the directories below its root ` +
         'as they are, so nothing would ever be sent for it: set the source to the directory the link leads to' });
     }
+    if (this.catalog.filter.skipsPath(source)) {
+      // Nothing below a hidden or excluded directory is ever announced (a writer's temp directory: name-filter.ts).
+      return reply(stream, 400, { error: `source /${source}: a directory on its way starts with '.' or matches the agent's exclude, ` +
+        'and the agent never sends files below such a directory (a writer\'s temp directory): set the source to a directory outside it' });
+    }
     const missing = sourceMissing(this.catalog.root, source);
     if (missing !== undefined) return reply(stream, 404, { error: missing });
     // One furkad per source: two would each be sent every file, and whichever acknowledged first had it deleted

@@ -97,6 +97,21 @@ describe('furka-agent (A1–A5)', function () {
     assert.deepEqual([...paths].sort(), Array.from({ length: 30 }, (_, i) => `t/run7/img${String(i).padStart(3, '0')}`), JSON.stringify(paths));
   });
 
+  it('(b2) a source below a hidden or excluded directory is refused, naming why, not served empty for ever (A2, F10)', async () => {
+    // Found by review h4: served with hello and synced, then nothing, its files left on the detector unsaid.
+    agent = await startAgent({ root, dir, exclude: 'scratch*' });
+    client = new AgentClient(agent);
+    for (const source of ['/.hid/run', '/scratch1']) {
+      mkdirSync(path.join(root, source), { recursive: true });
+      writeFileSync(path.join(root, source, 'f.cbf'), 'x');
+      const ev = client.events(source);
+      await ev.waitFor(() => ev.ended, `the refusal of ${source}`);
+      assert.equal(ev.status, 400, source);
+      assert.match(String((ev.events[0] as { error?: string } | undefined)?.error),
+        new RegExp(`^source ${source.replace('.', '\\.')}: a directory on its way starts with '\\.' or matches the agent's exclude`), source);
+    }
+  });
+
   it('(c) files in a new subdirectory, written at once after its creation, are all announced (A2)', async () => {
     mkdirSync(path.join(root, 'run1')); // the source is there (one that is not is refused: test (c1))
     const { ev } = await started({}, '/run1');
