@@ -1,6 +1,6 @@
 // Where the operators' FIFO lives (G8): made root's, in a directory no one else can put another FIFO in.
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, realpathSync, type Stats, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, readlinkSync, type Stats, unlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, fileKind } from '../common/config-file.js';
 
@@ -17,24 +17,44 @@ function othersMayChange(p: string, st: Stats): string | undefined {
   return `'${p}' may be written by ${who} (mode ${(st.mode & 0o7777).toString(8).padStart(4, '0')}) and is not sticky`;
 }
 
-/** Each existing path from '/' down to `p`, as written (no link followed). */
-function prefixes(p: string): string[] {
-  const parts = path.resolve(p).split('/').filter(Boolean);
-  return Array.from({ length: parts.length + 1 }, (_, i) => `/${parts.slice(0, i).join('/')}`);
-}
+/** Links followed on one path at most, as the kernel's own limit (ELOOP). */
+const LINKS_MAX = 40;
 
 /**
- * Why another user could put their own FIFO at a path in `dir`: a directory or link on its way, as written or
- * where its links lead, that is not root's, or a directory that group or others may write and is not sticky
- * (/tmp and /ramdisk are sticky: no one there removes or renames root's entries). Only the part that exists is
- * looked at. Undefined if none.
+ * Why another user could put their own FIFO at a path in `dir`: a directory or link on its way that is not
+ * root's, or a directory that group or others may write and is not sticky (/tmp and /ramdisk are sticky: no one
+ * there removes or renames root's entries). The path is walked as the kernel walks it, one name at a time: each
+ * link's own owner looked at, then its target walked the same way from where the link lies, and `..` taken
+ * after the links before it (path.resolve would drop `link/..` as text; a link to a user's link would be passed
+ * over by realpath). Only the part that exists is looked at: mkdir makes the rest, root's. Undefined if none.
  */
 export function openToOthers(dir: string): string | undefined {
-  const existing = prefixes(dir).filter((p) => lstatSync(p, { throwIfNoEntry: false }) !== undefined);
-  const deepest = existing[existing.length - 1]!;
-  for (const p of [...existing, ...prefixes(realpathSync(deepest))]) {
-    const why = othersMayChange(p, lstatSync(p));
+  const root = lstatSync('/');
+  const top = othersMayChange('/', root);
+  if (top !== undefined) return top;
+  const todo = dir.split('/').filter((n) => n !== '');
+  let at = '/';
+  let links = 0;
+  while (todo.length > 0) {
+    const name = todo.shift()!;
+    if (name === '.') continue;
+    if (name === '..') {
+      at = path.dirname(at); // looked at on the way down already
+      continue;
+    }
+    const next = path.join(at, name);
+    const st = lstatSync(next, { throwIfNoEntry: false });
+    if (st === undefined) return undefined;
+    const why = othersMayChange(next, st);
     if (why !== undefined) return why;
+    if (!st.isSymbolicLink()) {
+      at = next;
+      continue;
+    }
+    if (++links > LINKS_MAX) throw new Error(`too many symbolic links on the way to '${dir}'`);
+    const target = readlinkSync(next);
+    todo.unshift(...target.split('/').filter((n) => n !== ''));
+    if (target.startsWith('/')) at = '/';
   }
   return undefined;
 }
@@ -62,7 +82,12 @@ export function prepareFifo(file: string, key: string, fifo: string): string | u
     }
   };
   const refuseUnsafe = (): void => {
-    const unsafe = openToOthers(path.dirname(fifo));
+    let unsafe: string | undefined;
+    try {
+      unsafe = openToOthers(path.dirname(fifo));
+    } catch (e) {
+      throw cannot(e); // a file on the way (ENOTDIR), a loop of links: nothing can be made there
+    }
     if (unsafe === undefined) return;
     throw new ConfigError(file, [`${where}: '${fifo}': ${unsafe}: another user could put their own FIFO there and have grimseld ` +
       'copy any file as root; use a directory only root may write (the default is /run/grimseld/files)']);

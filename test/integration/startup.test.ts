@@ -197,6 +197,20 @@ describe('daemon start with a bad configuration (S3)', function () {
     const l = await start(GRIMSELD_BIN, file);
     assert.equal(l.code, 78, l.stderr);
     assert.ok(l.stderr.includes(`'${sticky}/ctl' is owned by uid 65534`), l.stderr);
+    // Walked as the kernel walks it (review h5): a user's link before '..', and one that a root's link leads to.
+    const rootLink = path.join(safe, 'root-link');
+    symlinkSync(path.join(sticky, 'ctl'), rootLink);
+    for (const fifo of [`${sticky}/ctl/../files`, path.join(rootLink, 'files')]) {
+      writeFileSync(file, conf(fifo));
+      const w = await start(GRIMSELD_BIN, file);
+      assert.equal(w.code, 78, w.stderr);
+      assert.ok(w.stderr.includes(`'${sticky}/ctl' is owned by uid 65534`), w.stderr);
+    }
+    // A file on the way: a configuration error naming the key, not exit 1.
+    writeFileSync(file, conf(path.join(dir, 'not-a-fifo', 'x', 'files')));
+    const f = await start(GRIMSELD_BIN, file);
+    assert.equal(f.code, 78, f.stderr);
+    assert.ok(f.stderr.includes(`key 'fifo': cannot create the FIFO '${dir}/not-a-fifo/x/files': ENOTDIR`), f.stderr);
   });
 
   it('grimseld that cannot listen at start says why in one line: no "write after end" stack, no "lost the system bus" (S1)', async () => {
