@@ -111,6 +111,8 @@ describe('files on the ramdisk that furkad delivered and the journal lost (G12, 
     unmount(mnt);
     const later = stream('e', 2);
     await eventually(async () => (await internalRow())?.[4] === 2n, 60_000, 'two files pending');
+    // Counted pending as they come; the backup must hold them (a run in CI took it before their lines were written).
+    await eventually(() => later.every((f) => readFileSync(path.join(state, 'journal.jsonl'), 'utf8').includes(f.rel)), 60_000, 'both in the journal');
     const backup = path.join(ppu.work, 'journal.backup');
     copyFileSync(path.join(state, 'journal.jsonl'), backup);
     mountImage(image, mnt);
