@@ -169,7 +169,7 @@ export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
   });
 }
 
-const TOP = 'top level (before any section)';
+export const TOP = 'top level (before any section)';
 
 /**
  * What `ini.parse` would hide, found on the raw text with ini's own line grammar: a key given twice (ini keeps

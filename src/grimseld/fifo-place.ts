@@ -2,9 +2,7 @@
 import { execFileSync } from 'node:child_process';
 import { lstatSync, mkdirSync, readlinkSync, type Stats, unlinkSync } from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError, fileKind } from '../common/config-file.js';
-
-const TOP = 'top level (before any section)';
+import { ConfigError, fileKind, TOP } from '../common/config-file.js';
 
 /** Why another user could change what `p` (lstat'ed as `st`) is or holds; undefined if only root can. */
 function othersMayChange(p: string, st: Stats): string | undefined {
