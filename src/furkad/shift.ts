@@ -119,8 +119,7 @@ export function planShift(
     // given to the user, with furkad's staging and other shifts' directories in it, for them to rename.
     const dir = path.join(unmark(d.target), usrdir);
     const st = lstatSync(dir, { throwIfNoEntry: false });
-    const entries = st?.isDirectory() ? readdirOrNone(dir) : [];
-    const why = st?.isDirectory() ? claimProblem(st, uid, entries, (n) => lstatSync(path.join(dir, n), { throwIfNoEntry: false })) : undefined;
+    const why = st?.isDirectory() ? claimProblem(st, uid, readdirOrNone(dir), (n) => lstatSync(path.join(dir, n), { throwIfNoEntry: false })) : undefined;
     if (why !== undefined) {
       throw new ShiftRequestError('NotAllowed', `detector '${d.id}': the shift's directory ${dir} ${why}, and is not given to a user; choose another target`);
     }
