@@ -264,9 +264,9 @@ export class RsyncTransport implements Transport {
       this.#owedBytes = { shift: ctx.shift.usertime, bytes: carry + aside - off };
       result = { ...result, bytes: result.bytes - off };
     }
-    // A run furkad ended for making no progress may have been killed before rsync removed its temp file: what is
-    // there is a partial copy of a file still on the detector (the sender removes a source only once it arrived).
-    if (result.stalled && a.config.remove_source) await this.#clearTempDir(rsyncTempDir(ctx.staging));
+    // A run furkad ended for making no progress, or killed when it did not exit on its signal, may have left its
+    // temp file: a partial copy of a file still on the detector (the sender removes a source only once it arrived).
+    if ((result.stalled || result.killed) && a.config.remove_source) await this.#clearTempDir(rsyncTempDir(ctx.staging));
     // The run as it went besides removing: removal failures alone leave it ok, and the detector down for them.
     const rest = besidesRemoval(result.code, result.stderr);
     const ran = classifyExit(rest.code, rest.stderr);

@@ -105,6 +105,8 @@ export interface RsyncResult {
   stalled?: boolean;
   /** furkad ended the run: its daemon took the connection and sent no greeting within the connect timeout (also `stalled`). */
   ungreeted?: boolean;
+  /** The client did not exit on SIGTERM within its grace and was killed with its receiver: its temp file may be left. */
+  killed?: boolean;
   /** The client's process id (for logs and tests: a run started ahead keeps its pid). */
   pid?: number;
   stderr: string;
@@ -481,6 +483,12 @@ export class RsyncLauncher {
 
 /** How long a run ended for making no progress has to exit on SIGTERM before it is killed. */
 const STALL_KILL_GRACE_MS = 5000;
+/**
+ * How long a run ended by its signal (a shift change that stops waiting, a drain out of time, a stop) has to exit on
+ * SIGTERM before it is killed: rsync takes well under a second; the shift change waits for it, and busctl gives up
+ * after 25 s (F6).
+ */
+const ABORT_KILL_GRACE_MS = 2000;
 /** Beyond --contimeout before a run without the daemon's greeting is ended: rsync's own timeout says it first, if it can. */
 const GREETING_GRACE_MS = 500;
 
@@ -517,8 +525,8 @@ function release(child: ChildProcess, go: boolean, input?: Buffer): void {
 
 /**
  * Runs rsync once, through `launcher` (a run it prepared starts at once); resolves with what it moved.
- * `onRemoved` hears of each file the daemon removed while the run goes on. Aborting kills the run (rsync
- * removes its temp file).
+ * `onRemoved` hears of each file the daemon removed while the run goes on. Aborting ends the run: SIGTERM (rsync
+ * removes its temp file), SIGKILL to it and its receiver if it has not exited ABORT_KILL_GRACE_MS later.
  */
 export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names: string[]) => void, launcher = new RsyncLauncher()): Promise<RsyncResult> {
   return new Promise((resolve) => {
@@ -531,29 +539,32 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
     const unwatchGreeting = child.pid === undefined ? () => undefined : watchGreeting(child.pid, connectTimeoutS(run.timeoutS) * 1000 + GREETING_GRACE_MS, () => {
       ungreeted = true;
       stalled = true;
-      end();
+      end(STALL_KILL_GRACE_MS);
     });
     release(child, true, run.only ? onlyList(run) : run.asShift ? NAMES_FILTER : run.skip && run.skip.length > 0 ? skipList(run) : undefined);
-    const abort = (): void => { child.kill('SIGTERM'); };
+    // SIGTERM lets rsync remove its temp file; one that cannot even exit within `graceMs` is killed, its receiver too
+    // (whoever waits for the run, a shift change or a stop, waits that long at most).
+    let hardKill: NodeJS.Timeout | undefined;
+    let killed = false;
+    const end = (graceMs: number): void => {
+      if (hardKill) return;
+      child.kill('SIGTERM');
+      hardKill = setTimeout(() => {
+        killed = true;
+        for (const pid of child.pid === undefined ? [] : descendantsOf(child.pid).slice(1)) killQuietly(pid);
+        child.kill('SIGKILL');
+      }, graceMs);
+    };
+    const abort = (): void => end(ABORT_KILL_GRACE_MS);
     signal?.addEventListener('abort', abort, { once: true });
     if (signal?.aborted) abort();
     const parser = new OutputParser(onRemoved);
     const err: Buffer[] = [];
     child.stdout?.setEncoding('latin1');
     // Ended when nothing moves for timeoutS: rsync's own --timeout misses a daemon gone silent mid-file (rsync-stall.ts).
-    // SIGTERM lets rsync remove its temp file; one that cannot even exit is killed, its receiver too.
-    let hardKill: NodeJS.Timeout | undefined;
-    const end = (): void => {
-      if (hardKill) return;
-      child.kill('SIGTERM');
-      hardKill = setTimeout(() => {
-        for (const pid of child.pid === undefined ? [] : descendantsOf(child.pid).slice(1)) killQuietly(pid);
-        child.kill('SIGKILL');
-      }, STALL_KILL_GRACE_MS);
-    };
     const stall = child.pid === undefined ? undefined : watchStall(child.pid, run.timeoutS * 1000, () => {
       stalled = true;
-      end();
+      end(STALL_KILL_GRACE_MS);
     });
     child.stdout?.on('data', (s: string) => { stall?.progress(); parser.push(s); });
     child.stderr?.on('data', (b: Buffer) => { stall?.progress(); err.push(b); });
@@ -591,7 +602,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       const noRoom = exit !== 0 && NO_SPACE.test(stderr) ? (inFlight && !parser.sent.includes(inFlight.name) ? { rel: inFlight.name, size: inFlight.size } : {}) : undefined;
       resolve({ code: exit, files: parser.files, sent: parser.sent, transferred: parser.sent.length,
         bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, hiding: parser.hiding, strays: parser.strays, overMax: parser.overMax, listing: parser.listing, changed: changedSources(stderr), tailCut,
-        ...(stalled ? { stalled } : {}), ...(ungreeted ? { ungreeted } : {}),
+        ...(stalled ? { stalled } : {}), ...(ungreeted ? { ungreeted } : {}), ...(killed ? { killed } : {}),
         ...(noRoom ? { noRoom } : {}), ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });
