@@ -3,6 +3,7 @@ import { DBusError } from 'dbus-next';
 import type { FurkadConfig } from './config.js';
 import type { DetectorLoop } from './detector.js';
 import type { Handover } from './handover.js';
+import { ChangeTimer } from './change-timer.js';
 import { planShift, ShiftRequestError, type Shift } from './shift.js';
 import type { RunningShift } from './shift-resume.js';
 import { ErrorNames } from '../dbus/errors.js';
@@ -12,6 +13,11 @@ import { Topic } from '../common/topic.js';
 
 /** What a shift change asks of each detector loop (fakes in unit tests). */
 export type ShiftLoop = Pick<DetectorLoop, 'id' | 'hold' | 'drain' | 'leaveBehind' | 'assign' | 'release'>;
+
+/** The steps of a shift change or a stop, as ChangeTimer says them. */
+const HOLD = 'waiting for the runs in flight';
+const DRAIN = "the ending shift's last runs";
+const LEAVE = 'setting aside what they could not place';
 
 export class ShiftManager implements Component {
   #shift: Shift | undefined;
@@ -38,6 +44,8 @@ export class ShiftManager implements Component {
     private readonly running: { keep(shift: Shift): void; forget(): void } = { keep: () => undefined, forget: () => undefined },
     /** The shift of a furkad that ended other than cleanly, and why it is not to go on ('' = it is; shift-resume.ts). */
     private readonly resume?: { shift: RunningShift; whyNot: string },
+    /** Times each change (a fake clock in unit tests). */
+    private readonly newTimer: () => ChangeTimer = () => new ChangeTimer(),
   ) {}
 
   /**
@@ -84,13 +92,16 @@ export class ShiftManager implements Component {
     const step = this.#chain.then(async () => {
       if (!this.#shift) return;
       const all = [...this.loops.values()];
+      const timer = this.newTimer();
       try {
-        await Promise.all(all.map((l) => l.hold()));
-        await Promise.all(all.map((l) => l.drain('stop')));
-        await Promise.all(all.map((l) => l.leaveBehind('stop')));
+        await timer.each(HOLD, all, (l) => l.hold());
+        await timer.each(DRAIN, all, (l) => l.drain('stop'));
+        await timer.each(LEAVE, all, (l) => l.leaveBehind('stop'));
       } catch (e) {
         this.log.error({ err: (e as Error).message }, 'placing the files of the running shift at the stop failed; the next furkad takes them into its shift');
       }
+      // systemd kills furkad TimeoutStopSec (30 s) after the stop began: said before that, with what it waited for.
+      if (timer.slow) this.log.warn({ took_ms: timer.ms, waited: timer.describe() }, `placing the running shift's files at the stop took ${Math.round(timer.ms / 1000)} s`);
     });
     this.#chain = step.catch(() => {});
     await step;
@@ -143,11 +154,12 @@ export class ShiftManager implements Component {
       // The first shift never replaces one a StartShift began meanwhile.
       if (first && this.#shift) return;
       const all = [...this.loops.values()];
+      const timer = this.newTimer();
       try {
-        await Promise.all(all.map((l) => l.hold()));
-        if (this.#shift) await Promise.all(all.map((l) => l.drain()));
+        await timer.each(HOLD, all, (l) => l.hold());
+        if (this.#shift) await timer.each(DRAIN, all, (l) => l.drain());
         // What the old shift could not place stays the old shift's, set aside and retried in the background.
-        await Promise.all(all.map((l) => l.leaveBehind()));
+        await timer.each(LEAVE, all, (l) => l.leaveBehind());
         // Kept before grimseld hears of it: a furkad killed in between goes on with it, and grimseld hears again.
         try {
           this.running.keep(shift);
@@ -162,7 +174,11 @@ export class ShiftManager implements Component {
         for (const loop of all) loop.assign(shift, shift.detectors.find((d) => d.id === loop.id));
         this.#shift = shift;
         this.log.info({ usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,
-          detectors: shift.detectors.map((d) => `${d.id}:${d.source}->${d.target}`) }, 'shift started');
+          detectors: shift.detectors.map((d) => `${d.id}:${d.source}->${d.target}`), took_ms: timer.ms }, 'shift started');
+        if (timer.slow) {
+          this.log.warn({ uid: shift.uid, gid: shift.gid, took_ms: timer.ms, waited: timer.describe() }, `the shift change took ${Math.round(timer.ms / 1000)} s, ` +
+            'waiting for the detectors named (busctl gives up on a StartShift after 25 s and says it timed out, but the shift starts all the same)');
+        }
       } catch (e) {
         this.log.error({ err: (e as Error).message, uid: shift.uid, gid: shift.gid }, 'the shift change failed; the detectors go on in the shift they had');
         throw e;

@@ -6,6 +6,7 @@ import { DBusError } from 'dbus-next';
 import { parseConfig } from '../../src/common/config-file.js';
 import { validateFurkadConfig } from '../../src/furkad/config.js';
 import { ShiftManager, type ShiftLoop } from '../../src/furkad/shift-manager.js';
+import { ChangeTimer, SLOW_CHANGE_MS } from '../../src/furkad/change-timer.js';
 import { planShift, type Assignment, type Shift } from '../../src/furkad/shift.js';
 import type { Logger } from '../../src/common/logger.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -311,5 +312,55 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
     } finally {
       rmSync(root, { recursive: true, force: true });
     }
+  });
+});
+
+describe('how long a shift change took, said when busctl may have given up on it (F6)', () => {
+  /** A clock the fake loops move on: `clock.ms` advanced by a step that "takes" that long. */
+  const clock = { ms: 0 };
+  const now = (): number => clock.ms;
+
+  it('names each step, how long it took and the detector that was last, and counts as slow only beyond SLOW_CHANGE_MS', async () => {
+    clock.ms = 1000;
+    const timer = new ChangeTimer(now);
+    const took: Record<string, number> = { '1MF': 2000, '2MF': 7100 };
+    await timer.each('waiting for the runs in flight', [{ id: '1MF' }, { id: '2MF' }], async (l) => {
+      await new Promise((r) => setTimeout(r, took[l.id]! / 1000));
+      clock.ms = Math.max(clock.ms, 1000 + took[l.id]!);
+    });
+    await timer.each('the last runs', [{ id: '1MF' }], async () => { clock.ms += 10_000; });
+    assert.equal(timer.describe(), 'waiting for the runs in flight 7.1 s (2MF), the last runs 10.0 s (1MF)');
+    assert.equal(timer.ms, 17_100);
+    assert.equal(timer.slow, true, `beyond ${SLOW_CHANGE_MS} ms`);
+    clock.ms = 0;
+    const quick = new ChangeTimer(now);
+    clock.ms = SLOW_CHANGE_MS;
+    assert.equal(quick.slow, false, 'at SLOW_CHANGE_MS exactly');
+  });
+
+  it('logs a warning naming what a slow change waited for, and the time with every shift started; none for a quick change', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const started: Array<Record<string, unknown>> = [];
+    const log = { ...quiet, warn: (o: Record<string, unknown>, msg: string) => { warnings.push({ ...o, msg }); },
+      info: (o: Record<string, unknown>, msg: string) => { if (msg === 'shift started') started.push(o); } } as unknown as Logger;
+    const events: string[] = [];
+    const loops = new Map(['1MF', '2MF'].map((id) => [id, new FakeLoop(id, events)]));
+    const shifts = new ShiftManager(config, loops, { shiftStarted: () => undefined }, log, undefined, undefined, undefined, () => new ChangeTimer(now));
+    clock.ms = 0;
+    await shifts.start();
+    assert.deepEqual(warnings, [], 'the first shift, at once');
+    // The second change: 1MF's run in flight ends 16 s after the call.
+    const gate = deferred();
+    loops.get('1MF')!.holdGate = gate.promise;
+    const before = events.length;
+    const call = shifts.startShift(500, 501, []);
+    while (!events.slice(before).includes('hold 2MF')) await new Promise((r) => setImmediate(r));
+    clock.ms += 16_000;
+    gate.resolve();
+    await call;
+    assert.deepEqual(started.map((o) => o['took_ms']), [0, 16_000]);
+    assert.equal(warnings.length, 1, JSON.stringify(warnings));
+    assert.equal(warnings[0]!['waited'], 'waiting for the runs in flight 16.0 s (1MF), the ending shift\'s last runs 0.0 s (2MF), setting aside what they could not place 0.0 s (2MF)');
+    assert.match(String(warnings[0]!['msg']), /^the shift change took 16 s, waiting for the detectors named \(busctl .* the shift starts all the same\)$/);
   });
 });
