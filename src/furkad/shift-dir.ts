@@ -93,9 +93,9 @@ export class ShiftDir {
     const parent = this.#walk(target, parents, shared(between.length));
     if (last === undefined) return parent;
     return this.#walk(parent, [last], () => (d, st, made) => {
-      // The target of an earlier shift (a target named like a shift's directory, `.../1mf/960_960`, and now the
-      // default target's shift 960:960): root's staging and other shifts' directories are in it, and would be
-      // the user's to rename once it is theirs.
+      // Given to the shift only if everything in it is already the shift's (shift-dir-claim.ts): a directory named
+      // like a shift's that was another shift's target (`.../1mf/960_960`, now the default target's shift 960:960)
+      // holds root's staging and other shifts' files, which would be the user's to rename once it is theirs.
       const why = made ? undefined : claimProblem(st, this.uid, d.names(), (n) => d.lstat(n));
       if (why !== undefined) throw new Error(`${d.show()} ${why}, not given to a shift; choose another target or usrdir`);
       this.#shiftOwned(d, st, made);

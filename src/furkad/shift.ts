@@ -1,8 +1,8 @@
 // A user shift as furkad serves it: who owns the files and which detectors go where (F4, F6, F7).
 import type { DetectorConfig, FurkadConfig } from './config.js';
 import { lstatSync, readdirSync, realpathSync, statSync } from 'node:fs';
-import { claimProblem } from './shift-dir-claim.js';
 import * as path from 'node:path';
+import { claimProblem } from './shift-dir-claim.js';
 import { expandUsrdir, hasControl, isSafeRelative, markTarget, nestedTargets, splitMarked, STAGING_NAME, unmark } from '../common/paths.js';
 import { NAME_MAX } from '../common/name-max.js';
 import { sourcePatternProblem } from './rsync.js';
