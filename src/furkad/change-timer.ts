@@ -41,7 +41,7 @@ export class ChangeTimer {
     return this.ms > SLOW_CHANGE_MS;
   }
 
-  /** Each step with its time and its slowest detector: `holding the runs in flight 7.1 s (1MF), …`. */
+  /** Each step with its time and its slowest detector: `waiting for the runs in flight 7.1 s (1MF), …`. */
   describe(): string {
     return this.#steps.map((s) => `${s.what} ${(s.ms / 1000).toFixed(1)} s${s.slowest ? ` (${s.slowest})` : ''}`).join(', ');
   }
