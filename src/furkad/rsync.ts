@@ -56,6 +56,11 @@ export interface RsyncRun {
   /** Compares only (rsync's --dry-run): each file is listed as it would be moved, `>f` for one that differs
    *  from what `dest` has (counted in `sent`, though nothing is), `.f` for one the same; nothing moves. */
   dryRun?: boolean;
+  /**
+   * Compares mtimes to the nanosecond (rsync's --modify-window=-1; rsync 3.1.3 and later, earlier ones compare whole
+   * seconds all the same): only where `dest`'s file system keeps them (mtime-precision.ts).
+   */
+  exactTimes?: boolean;
   timeoutS: number;
 }
 
@@ -215,6 +220,8 @@ export function rsyncArgs(run: RsyncRun): string[] {
   return [
     '--recursive', // no --links/--devices/--specials: only regular files are copied (F1)
     '--times', // mtimes of the source (F3)
+    // A file rewritten at the same size within the second it was copied in is sent again, not taken for the copy.
+    ...(run.exactTimes ? ['--modify-window=-1'] : []),
     '--prune-empty-dirs',
     ...(run.dryRun ? ['--dry-run'] : []),
     // The shift owns it all (F3): given by root, or made by the shift's own process.

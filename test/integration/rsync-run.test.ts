@@ -3,7 +3,7 @@
 // started ahead, held until it is due.
 import { strict as assert } from 'node:assert';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
@@ -169,6 +169,41 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
       proxy.release();
       await proxy.close();
       rmSync(path.join(detector, 'deaf'), { recursive: true, force: true });
+    }
+  });
+
+  it('with exactTimes, sends again a file rewritten at the same size within the same second; without, rsync takes it for its copy (F2)', async () => {
+    const rel = 'same-second/img.cbf';
+    const src = path.join(detector, rel);
+    const second = Math.floor(Date.now() / 1000) - 60;
+    const write = (fill: number, fraction: number): void => {
+      mkdirSync(path.dirname(src), { recursive: true });
+      writeFileSync(src, Buffer.alloc(100_000, fill));
+      utimesSync(src, second + fraction, second + fraction);
+    };
+    try {
+      for (const exactTimes of [false, true]) {
+        const dest = path.join(work, `same-second-${exactTimes}`);
+        mkdirSync(dest);
+        write(1, 0.1);
+        const first = await runRsync({ ...run, dest, removeSource: false, exactTimes });
+        assert.deepEqual(first.sent, [rel], first.stderr);
+        // The writer's header, written 0.5 s later: same size, same whole second.
+        write(2, 0.6);
+        const second_ = await runRsync({ ...run, dest, removeSource: false, exactTimes });
+        assert.equal(second_.code, 0, second_.stderr);
+        const copy = readFileSync(path.join(dest, rel));
+        if (exactTimes) {
+          assert.deepEqual(second_.sent, [rel], 'sent again');
+          assert.equal(copy[0], 2, 'the copy is the rewritten file');
+        } else {
+          // What furkad ran into before (rsync's quick check to the second): kept to show the option matters.
+          assert.deepEqual(second_.sent, [], 'rsync to the second sees nothing changed');
+          assert.equal(copy[0], 1);
+        }
+      }
+    } finally {
+      rmSync(path.join(detector, 'same-second'), { recursive: true, force: true });
     }
   });
 
