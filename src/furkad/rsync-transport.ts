@@ -526,6 +526,9 @@ export class RsyncTransport implements Transport {
     const settling = settlingDir(staging);
     // Files placed before, pulled again to have their sources removed now, are not counted again.
     const again = this.#removal.pulledAgain(this.#source);
+    // What this run lists is the detector as it was when the run began (rsync builds its file list first): a file
+    // counts as unchanged up to then, not up to the run's end, which a large file being copied puts seconds later.
+    const listedAt = monotonicMs();
     const pulled = await this.#lookAtCopies(settling, await runWith({ removeSource: false, dest: settling }), runWith);
     const look = { ...pulled, bytes: Math.max(0, pulled.bytes - again(pulled.sent)) };
     const now = monotonicMs();
@@ -557,7 +560,7 @@ export class RsyncTransport implements Transport {
     await this.#settleAgain(staging, [...this.#leftovers].filter((rel) => listed.has(rel)));
     this.#leftovers.clear();
     // Only what this run saw unchanged: a copy over --max-size that #lookAtCopies could not compare is not known unchanged.
-    const settled = [...this.#unchangedSince].filter(([rel, since]) => seen.has(rel) && now - since >= settleMs && !unready.has(rel)).map(([rel]) => rel);
+    const settled = [...this.#unchangedSince].filter(([rel, since]) => seen.has(rel) && listedAt - since >= settleMs && !unready.has(rel)).map(([rel]) => rel);
     // Only what the second run took counts as listed: nothing else may be placed at the end of this one.
     if (settled.length === 0) return { result: { ...look, files: [], sent: [], removed: new Set() }, took: false };
     const taken = (rels: string[]): void => {

@@ -1,7 +1,7 @@
 // furkad against writers rsync's own changed-source check cannot see, and against a detector daemon that
 // does not report removals (F2, F9).
 import { strict as assert } from 'node:assert';
-import { chmodSync, existsSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, chmodSync, existsSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, unlinkSync, utimesSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, sizesWhile, writeImage } from '../fixtures/files.js';
@@ -55,6 +55,27 @@ describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
     assert.equal(row[3], 30n);
     assert.ok(row[4] >= 30n * 50_000n, `bytes counted: ${row[4]}`);
     assert.ok(!ppu.furkad!.proc.output().includes('does not report removed files'), 'the shipped daemon settings report removals');
+  });
+
+  it('places the rewritten file, not the copy settling, when the writer rewrites it at the same size within the same second (a header written last, F2)', async () => {
+    await ppu.startShift(538, 539);
+    const rel = 'header/img.cbf';
+    const src = path.join(ppu.detectorRamdisks['1MF']!, rel);
+    const settling = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '.settling', '1MF', rel);
+    const second = Math.floor(Date.now() / 1000) - 60;
+    mkdirSync(path.dirname(src), { recursive: true });
+    writeFileSync(src, Buffer.alloc(200_000, 1));
+    utimesSync(src, second + 0.1, second + 0.1);
+    await eventually(() => existsSync(settling) && Math.abs(statSync(settling).mtimeMs - (second + 0.1) * 1000) < 1, 20_000, 'the first version copied to settle');
+    // The final version, renamed into place 0.5 s later by the writer's clock: same size, same whole second.
+    const final = Buffer.alloc(200_000, 2);
+    const temp = path.join(ppu.work, 'header-final.tmp');
+    writeFileSync(temp, final);
+    utimesSync(temp, second + 0.6, second + 0.6);
+    renameSync(temp, src);
+    const dest = path.join(ppu.ppuRamdisk, '1mf', '538_539', rel);
+    await eventually(() => existsSync(dest) && !existsSync(src), 20_000, 'the file placed, its source removed');
+    assert.equal(sha256File(readFileSync(dest)), sha256File(final), 'the final version, not the first one');
   });
 
   it('waits at a shift change for files written before it to settle, so they land in the old shift (F6)', async () => {
@@ -255,5 +276,51 @@ describe("furkad with a detector daemon that does not report removals (F2)", fun
     const warnings = ppu.furkad!.proc.output().split('\n').filter((l) => l.includes('does not report removed files'));
     assert.equal(warnings.length, 1, 'one warning naming the missing rsyncd.conf setting');
     assert.match(warnings[0]!, /max verbosity = 2/);
+  });
+});
+
+describe('furkad: settle_ms counts from when a run listed the detector, not from when it ended (F2)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+  let marker: string;
+
+  before(async () => {
+    ppu = new Ppu({ prefix: 'ppu-settle-late', detectorConf: { '1MF': { settle_ms: 2000 } } });
+    // A run whose end comes long after its listing, as one copying a large file does: a full listing run that finds
+    // the marker (which it takes away) ends 3 s after rsync is done.
+    marker = path.join(ppu.work, 'slow-next-listing');
+    const wrapper = path.join(ppu.work, 'rsync-slow-listing');
+    writeFileSync(wrapper, `#!/bin/sh\nrsync "$@"\nrc=$?\ncase " $* " in *" --remove-source-files "*|*" --dry-run "*|*" --files-from=-"*) exit $rc;; esac\n` +
+      `if rm '${marker}' 2>/dev/null; then sleep 3; fi\nexit $rc\n`);
+    chmodSync(wrapper, 0o755);
+    ppu.opts.furkad = { rsync_path: wrapper };
+    await ppu.start();
+  });
+  after(async () => {
+    await ppu?.stop();
+  });
+
+  it('never takes a file its writer changed after a long run listed it: delivered whole, once, though every pause is shorter than settle_ms', async () => {
+    await ppu.startShift(542, 543);
+    const rel = 'late/img.cbf';
+    const src = path.join(ppu.detectorRamdisks['1MF']!, rel);
+    const settling = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '.settling', '1MF', rel);
+    const part = (i: number): Buffer => Buffer.alloc(100_000, i + 1);
+    mkdirSync(path.dirname(src), { recursive: true });
+    writeFileSync(src, part(0));
+    await eventually(() => existsSync(settling), 20_000, 'the first part copied to settle');
+    writeFileSync(marker, '');
+    await eventually(() => !existsSync(marker), 20_000, 'a listing run done with rsync, ending 3 s later');
+    // Written after that run listed the detector, each 1.4 s after the one before: the writer never pauses for settle_ms.
+    for (let i = 1; i < 6; i++) {
+      if (i > 1) await sleep(1400);
+      appendFileSync(src, part(i));
+    }
+    const whole = Buffer.concat(Array.from({ length: 6 }, (_, i) => part(i)));
+    const usr = path.join(ppu.ppuRamdisk, '1mf', '542_543');
+    await eventually(() => !existsSync(src) && listFiles(usr).length > 0, 20_000, 'the file placed, its source removed');
+    await sleep(2500);
+    assert.deepEqual(listFiles(usr), [rel], 'one file, not a part of it and then the rest under a numbered name');
+    assert.equal(sha256File(readFileSync(path.join(usr, rel))), sha256File(whole), 'all six parts');
   });
 });
