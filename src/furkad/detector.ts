@@ -126,6 +126,8 @@ export class DetectorLoop implements Component {
   #drainAt: 'change' | 'stop' = 'change';
   /** Ends the run in flight (hold(), after HOLD_CUT_MS). */
   #runCut: AbortController | undefined;
+  /** hold() has waited HOLD_CUT_MS: a run that starts while it still waits is ended at once (the loop was preparing, say). */
+  #cutDue = false;
   /** Shift changes so far, and the transport's barrier for the one under way (hold()). */
   #holds = 0;
   #barrierPassed: Promise<void> = Promise.resolve();
@@ -239,11 +241,15 @@ export class DetectorLoop implements Component {
     // The run in flight is asked to end soon (wantsEnd): what it has not taken is left for the drain runs. One
     // that does not end by itself soon is ended (HOLD_CUT_MS).
     this.#ending = true;
-    const cut = setTimeout(() => this.#runCut?.abort(), HOLD_CUT_MS);
+    const cut = setTimeout(() => {
+      this.#cutDue = true;
+      this.#runCut?.abort();
+    }, HOLD_CUT_MS);
     try {
       await Promise.all([this.#current, this.#barrierPassed]);
     } finally {
       clearTimeout(cut);
+      this.#cutDue = false;
       this.#ending = false;
     }
   }
@@ -708,6 +714,7 @@ export class DetectorLoop implements Component {
     let outcome: RunOutcome;
     let started = 0;
     this.#runCut = runCut;
+    if (this.#cutDue) runCut.abort();
     try {
       // Without a license (F8) the one transfer slot is taken only once the detector has answered: one that
       // accepts a connection and then says nothing (a frozen daemon or agent) would hold every other detector up

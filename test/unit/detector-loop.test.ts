@@ -468,6 +468,37 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     });
   }
 
+  it('ends a run that starts after a shift change has waited 5 s for the loop (it was preparing staging then), not only one in flight at that moment (F6)', async function () {
+    this.timeout(30_000);
+    const { t, loop, shifts } = loopInShifts();
+    let releasePrepare!: () => void;
+    const preparing = new Promise<void>((r) => { releasePrepare = r; });
+    let inPrepare = false;
+    t.adoptLeftovers = async () => { inPrepare = true; await preparing; };
+    // The first run ends only when it is ended (a detector that stopped answering); the drain's runs end at once.
+    let blocked = false;
+    t.duringRun = (ctx) => {
+      if (blocked) return undefined;
+      blocked = true;
+      return new Promise<void>((r) => {
+        if (ctx.signal.aborted) r();
+        ctx.signal.addEventListener('abort', () => r(), { once: true });
+      });
+    };
+    const stop = new AbortController();
+    const running = loop.run(stop.signal);
+    const a = assignment({ minpause: 2 });
+    await shifts.begin(shift([a]));
+    await until('the first run preparing staging', () => inPrepare);
+    const change = shifts.begin(shift([a]));
+    await sleep(5500);
+    releasePrepare();
+    await change;
+    assert.equal(blocked, true, 'the run that started after 5 s was ended, and the change went on');
+    stop.abort();
+    await running;
+  });
+
   it('at a stop, drains a detector backing off after a failed run too: what it owes stays in the shift that ran, not the next furkad\'s default one (A5, F6)', async () => {
     const { handover, t, loop, shifts } = loopInShifts({ sleep: (ms, signal) => sleep(ms >= 100 ? 5000 : ms, signal) });
     t.connected = () => false;

@@ -35,6 +35,7 @@ export class FakeTransport implements Transport {
   connected?: () => boolean;
   answers?: (ctx: RunContext) => Promise<RunOutcome | undefined>;
   barrier?: () => Promise<number | undefined>;
+  adoptLeftovers?: (ctx: RunContext) => Promise<void>;
 
   /** `events` is shared with the fake hand-over, so their order can be read across both. */
   constructor(readonly events: string[] = [], active?: { now: number; most: number }) {
