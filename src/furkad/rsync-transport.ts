@@ -305,12 +305,15 @@ export class RsyncTransport implements Transport {
     };
   }
 
-  /** The directories of `rels` in `staging` that placing emptied, removed; a failure is logged, never the run's. */
-  async #removeEmptied(staging: string, rels: Iterable<string>): Promise<void> {
+  /**
+   * The directories of `rels` in `dir` (staging, or `.settling`) that placing or dropping copies emptied, removed; a
+   * failure is logged, never the run's.
+   */
+  async #removeEmptied(dir: string, rels: Iterable<string>): Promise<void> {
     try {
-      await removeEmptiedParents(staging, rels);
+      await removeEmptiedParents(dir, rels);
     } catch (e) {
-      this.log.warn({ detector: this.id, err: e }, 'cannot remove the directories placing emptied in staging; tried again when staging is next prepared');
+      this.log.warn({ detector: this.id, dir, err: e }, 'cannot remove the directories placing emptied; tried again when staging is next prepared');
     }
   }
 
@@ -580,6 +583,9 @@ export class RsyncTransport implements Transport {
       this.#unchangedSince.set(rel, monotonicMs());
       await backToSettling(staging, settling, rel);
     }
+    // The directories the first runs made for the copies taken, once empty: else `.settling` kept an empty copy of
+    // every source directory ever pulled, with its mode, on the PPU ramdisk for good.
+    await this.#removeEmptied(settling, settled);
     return { result: { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes,
       listing: new Map([...(look.listing ?? []), ...(take.listing ?? [])]) }, took: true };
   }
@@ -717,6 +723,7 @@ export class RsyncTransport implements Transport {
       if (listed.has(rel) || this.#unchangedSince.has(rel)) continue;
       this.#stillChanging.delete(rel);
       await unlink(path.join(dir, rel)).catch(() => undefined);
+      await this.#removeEmptied(dir, [rel]);
       this.log.warn({ detector: this.id, file: rel }, 'a file that was still changing vanished from the detector; its partial copy is dropped');
     }
   }
@@ -764,11 +771,17 @@ export class RsyncTransport implements Transport {
    */
   async #dropEarlierCopies(staging: string, settles: boolean): Promise<void> {
     const known = (rel: string): boolean => this.#unchangedSince.has(rel) || this.#stillChanging.has(rel);
-    const dropped = await dropUnknownCopies(settlingDir(staging), staging, known, settles);
+    const settling = settlingDir(staging);
+    const dropped = await dropUnknownCopies(settling, staging, known, settles);
+    try {
+      removeEmptyStagingDirs(settling);
+    } catch (e) {
+      this.log.warn({ detector: this.id, dir: settling, err: e }, 'cannot remove the empty directories of copies settling; tried again when staging is next prepared');
+    }
     if (dropped.length === 0) return;
     this.log.warn({ detector: this.id, count: dropped.length, files: dropped.slice(0, 20) },
-      'copies of files still settling when furkad stopped dropped from staging: never known complete, never placed; ' +
-      'a source still on the detector is copied again');
+      `copies of files still settling that this furkad does not know dropped from ${settling} (an earlier furkad's, or a failed ` +
+      "run's): never known complete, never placed; a source still on the detector is copied again");
   }
 
   /**

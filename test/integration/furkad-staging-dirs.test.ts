@@ -29,6 +29,8 @@ for (const settleMs of [0, 500]) {
     it('removes the directories placing emptied in staging, and the empty ones an earlier furkad left, but no file', async () => {
       await ppu.startShift(560, 561);
       const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF');
+      // With settle_ms the first runs copy beside staging: their directories go once the copies are taken, too.
+      const settling = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '.settling', '1MF');
       const usr = path.join(ppu.ppuRamdisk, '1mf', '560_561');
       const det = ppu.detectorRamdisks['1MF']!;
       const names: string[] = [];
@@ -43,6 +45,7 @@ for (const settleMs of [0, 500]) {
       await ppu.quiescent();
       assert.deepEqual(listFiles(staging), [], 'every file placed');
       assert.deepEqual(dirsBelow(staging), [], 'no directory left in staging');
+      assert.deepEqual(dirsBelow(settling), [], 'none left among the copies settling');
       assert.ok(existsSync(staging), 'staging itself stays');
       assert.deepEqual(listFiles(det), [], 'every source removed');
 
@@ -50,6 +53,7 @@ for (const settleMs of [0, 500]) {
       // restart, the file's directory stays until it is placed.
       await ppu.killFurkad();
       for (let run = 7; run <= 9; run++) mkdirSync(path.join(staging, `run_${String(run).padStart(4, '0')}`, 'a', 'b'), { recursive: true });
+      if (settleMs > 0) mkdirSync(path.join(settling, 'run_0011', 'a'), { recursive: true });
       mkdirSync(path.join(staging, 'kept'), { recursive: true });
       writeFileSync(path.join(staging, 'kept', 'left.cbf'), 'x');
       // Killed, furkad goes on with the shift it ran (F6).
@@ -59,6 +63,7 @@ for (const settleMs of [0, 500]) {
       await eventually(() => existsSync(path.join(usr, 'run_0010', 'img.cbf')), 20_000, 'a new file placed');
       await ppu.quiescent();
       assert.deepEqual(dirsBelow(staging), [], 'no directory left in staging after the restart either');
+      assert.deepEqual(dirsBelow(settling), [], 'nor among the copies settling');
     });
   });
 }
