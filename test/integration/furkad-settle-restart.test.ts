@@ -50,7 +50,7 @@ describe('furkad restarted while files settle (settle_ms, F2)', function () {
     assert.deepEqual(listFiles(usr()).filter((f) => !f.startsWith('later/')), ['img_5.cbf'], 'neither the aborted file nor the half temp file placed');
     assert.deepEqual(listFiles(internal()).filter((f) => !f.startsWith('later/')), ['img_5.cbf'], 'nor copied');
     assert.deepEqual([...inStaging('aborted_0001.cbf'), ...inStaging('.img_5.cbf.tmp')], [], 'their copies dropped from staging');
-    await ppu.furkad!.proc.said(/"files":\[[^\]\n]*"aborted_0001\.cbf"[^\n]*copies of files still settling when furkad stopped dropped/, 5_000);
+    await ppu.furkad!.proc.said(/"files":\[[^\]\n]*"aborted_0001\.cbf"[^\n]*copies of files still settling that this furkad does not know dropped/, 5_000);
   });
 
   it('SIGTERM (systemctl restart) while a writer still writes a temp file and renames it after the stop: only the whole file is delivered', async () => {
