@@ -345,12 +345,13 @@ export class OutputParser {
         removed.push(name);
         continue;
       }
-      const o = OVER_MAX.exec(line);
+      // An item line first: a file named `… is over max-size` is itemized as any other (a SKIP1 line has no `%i`).
+      const m = ITEM.exec(line);
+      const o = m ? undefined : OVER_MAX.exec(line);
       if (o) {
         if (this.#deliverable(o[1] ?? '')) this.overMax.push(decodeName(o[1] ?? ''));
         continue;
       }
-      const m = ITEM.exec(line);
       if (!m || !this.#deliverable(m[5] ?? '')) continue;
       const name = decodeName(m[5] ?? '');
       this.files.push(name);

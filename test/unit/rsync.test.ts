@@ -70,6 +70,9 @@ describe('rsync client run (F1-F3)', () => {
     const r = parseOutput(['S/a-huge.img is over max-size', 'S/caf\\#303\\#251.img is over max-size (9 > 8)', '>f+++++++++ 6 S/b-small.img', ''].join('\n'));
     assert.deepEqual(r.overMax, ['S/a-huge.img', 'S/café.img']);
     assert.deepEqual(r.files, ['S/b-small.img']);
+    // A file so named is itemized, not left over --max-size (found by a hostile tester: it stayed on the detector).
+    const named = parseOutput('>f+++++++++ 777 2026/12/05-09:00:00 S/foo is over max-size\n.f          5 S/bar is over max-size (9 > 8)\n');
+    assert.deepEqual([named.files, named.overMax], [['S/foo is over max-size', 'S/bar is over max-size (9 > 8)'], []]);
   });
 
   it('reads the size and mtime the detector has of each file listed, in UTC seconds, also of one over --max-size listed by a dry run (A5)', () => {
