@@ -5,7 +5,7 @@ import { lstatSync } from 'node:fs';
 import { lchown, lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isIP } from 'node:net';
-import { classifyExit, errorCause, runRsync, RsyncLauncher, type Listing, type RsyncRun, type RsyncResult } from './rsync.js';
+import { besidesGone, classifyExit, errorCause, runRsync, RsyncLauncher, type Listing, type RsyncRun, type RsyncResult } from './rsync.js';
 import { deliverable, escapeName } from './rsync-names.js';
 import { DeepDirs, DEEP_MAX } from './rsync-depth.js';
 import type { Logger } from '../common/logger.js';
@@ -570,7 +570,11 @@ export class RsyncTransport implements Transport {
       for (const rel of rels) dropCopy(settling, rel);
       place(rels);
     };
-    const take = { ...(await runWith({ removeSource: true, dest: staging, only: settled, onRemoved: taken, linkDest: settling, copied: true })), hidden: look.hidden, overMax: look.overMax, hiding: look.hiding ?? [] };
+    const took = await runWith({ removeSource: true, dest: staging, only: settled, onRemoved: taken, linkDest: settling, copied: true });
+    // Files gone from the detector since the listing (their directory renamed, say): the next listing shows them
+    // under their new names, or not at all; their copies are dropped then (#dropAbandoned). No outage.
+    const { code, stderr } = besidesGone(took.code, took.stderr, settled.length);
+    const take = { ...took, code, stderr, hidden: look.hidden, overMax: look.overMax, hiding: look.hiding ?? [] };
     // In staging now, complete: its copy is no longer needed. One the run did not take (its source gone meanwhile,
     // the run failed) stays settling: the next first run drops it or has it taken again.
     for (const rel of new Set([...take.files, ...take.removed])) {
@@ -719,13 +723,18 @@ export class RsyncTransport implements Transport {
     if (this.#stillChanging.size === 0) return;
     // Left over --max-size (no room on the PPU) is still on the detector.
     const listed = new Set([...result.files, ...result.overMax]);
+    const gone: string[] = [];
     for (const rel of this.#stillChanging) {
       if (listed.has(rel) || this.#unchangedSince.has(rel)) continue;
       this.#stillChanging.delete(rel);
       await unlink(path.join(dir, rel)).catch(() => undefined);
-      await this.#removeEmptied(dir, [rel]);
-      this.log.warn({ detector: this.id, file: rel }, 'a file that was still changing vanished from the detector; its partial copy is dropped');
+      gone.push(rel);
     }
+    if (gone.length === 0) return;
+    await this.#removeEmptied(dir, gone);
+    // One line for them all: a directory renamed on the detector is hundreds of files.
+    this.log.warn({ detector: this.id, count: gone.length, files: gone.slice(0, 20) }, 'files vanished from the detector before furkad took them ' +
+      '(their writer deleted or renamed them there): the copies furkad had made are dropped; under a new name they are taken as new files');
   }
 
   /**

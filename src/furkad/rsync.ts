@@ -176,6 +176,28 @@ function onlyChangedSources(stderr: string): boolean {
   return errors.length > 0 && errors.every((l) => CHANGED.test(l));
 }
 
+/** A limited run's (--files-from) word for a file it was given that is gone from the detector (renamed or deleted there). */
+const GONE = /^rsync: (?:\[sender\] )?link_stat ".*" \(in [^)]*\) failed: No such file or directory \(2\)$/;
+/** rsync's closing line of an exit 23. */
+const NOT_ALL = /^rsync error: some files\/attrs were not transferred/;
+
+/**
+ * A limited run (settle mode's take run: the files a listing run found settled) without its lines on files gone
+ * from the detector since that listing: a writer renamed their directory (`scan_001` to `scan_001_bad`) or deleted
+ * them. Not the detector's failure, as a full run's vanished files are not (rsync's exit 24): exit 24 when nothing
+ * else went wrong, or when every one of the `asked` names is gone (the sender then ends the connection at once, and
+ * the receiver says "Connection reset by peer": the run had nothing to do); else the exit and the other lines, to be
+ * judged on those. `gone`: how many such lines.
+ */
+export function besidesGone(code: number, stderr: string, asked: number): { code: number; stderr: string; gone: number } {
+  const lines = stderr.split('\n').filter((l) => l.trim() !== '');
+  const rest = lines.filter((l) => !GONE.test(l.trim()));
+  const gone = lines.length - rest.length;
+  if (code !== 23 || gone === 0) return { code, stderr, gone: 0 };
+  if (gone >= asked || rest.every((l) => NOT_ALL.test(l.trim()))) return { code: 24, stderr: '', gone };
+  return { code, stderr: rest.join('\n'), gone };
+}
+
 /** Names of the files rsync kept on the detector because they changed while sent (decoded as in parseOutput). */
 export function changedSources(stderr: string): Set<string> {
   const out = new Set<string>();

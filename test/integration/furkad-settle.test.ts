@@ -324,3 +324,46 @@ describe('furkad: settle_ms counts from when a run listed the detector, not from
     assert.equal(sha256File(readFileSync(path.join(usr, rel))), sha256File(whole), 'all six parts');
   });
 });
+
+describe('furkad: a directory renamed on the detector while its files settle (F2, F10)', function () {
+  this.timeout(120_000);
+  let ppu: Ppu;
+  let marker: string;
+
+  before(async () => {
+    ppu = new Ppu({ prefix: 'ppu-settle-mv', detectorConf: { '1MF': { settle_ms: 1000 } } });
+    // The writer renames the directory just as the run that takes its settled files starts: that run's names are gone.
+    marker = path.join(ppu.work, 'rename-at-next-take');
+    const det = path.join(ppu.work, 'detector-1MF', 'ramdisk');
+    const wrapper = path.join(ppu.work, 'rsync-renaming');
+    writeFileSync(wrapper, `#!/bin/sh\ncase " $* " in *" --files-from=-"*) if rm '${marker}' 2>/dev/null; then mv '${det}/scan_001' '${det}/scan_001_bad'; fi;; esac\nexec rsync "$@"\n`);
+    chmodSync(wrapper, 0o755);
+    ppu.opts.furkad = { rsync_path: wrapper };
+    await ppu.start();
+  });
+  after(async () => {
+    await ppu?.stop();
+  });
+
+  it('delivers each file once under its new name, says so in one line, and takes it for no outage of the detector', async () => {
+    await ppu.startShift(544, 545);
+    const det = ppu.detectorRamdisks['1MF']!;
+    const settling = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '.settling', '1MF');
+    const names = Array.from({ length: 5 }, (_, i) => `img_${i}.cbf`);
+    const sums = new Map(names.map((n) => [n, writeImage(det, `scan_001/${n}`, 30_000).sha256]));
+    await eventually(() => names.every((n) => existsSync(path.join(settling, 'scan_001', n))), 20_000, 'every file copied to settle');
+    writeFileSync(marker, '');
+    const usr = path.join(ppu.ppuRamdisk, '1mf', '544_545');
+    await eventually(() => !existsSync(marker) && listFiles(usr).length === names.length && listFiles(det).length === 0, 20_000, 'every file placed, the detector emptied');
+    assert.deepEqual(listFiles(usr), names.map((n) => `scan_001_bad/${n}`), 'under the new name only, each once');
+    for (const n of names) assert.equal(sha256File(readFileSync(path.join(usr, 'scan_001_bad', n))), sums.get(n), n);
+    await ppu.quiescent();
+    const said = ppu.furkad!.proc.output().split('\n');
+    assert.deepEqual(said.filter((l) => l.includes('"level":50')), [], 'no error: the detector did not fail');
+    const vanished = said.filter((l) => l.includes('files vanished from the detector before furkad took them'));
+    assert.equal(vanished.length, 1, `one line for the five copies dropped:\n${vanished.join('\n')}`);
+    assert.match(vanished[0]!, /"count":5,/);
+    const row = (await ppu.furkaProperty<Array<[string, string, string, bigint, bigint, bigint]>>('Detectors')).find((r) => r[0] === '1MF')!;
+    assert.deepEqual([row[1], row[2]], ['idle', ''], 'idle, no reason');
+  });
+});

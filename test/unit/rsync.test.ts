@@ -1,6 +1,6 @@
 // furkad's use of the rsync client: arguments, output parsing and the exit-code policy (F1-F3, F10).
 import { strict as assert } from 'node:assert';
-import { classifyExit, onlyList, OutputParser, parseOutput, rsyncArgs } from '../../src/furkad/rsync.js';
+import { besidesGone, classifyExit, onlyList, OutputParser, parseOutput, rsyncArgs } from '../../src/furkad/rsync.js';
 import { deliverable, escapeName, NAMES_FILTER } from '../../src/furkad/rsync-names.js';
 
 describe('rsync client run (F1-F3)', () => {
@@ -173,6 +173,24 @@ describe('rsync client run (F1-F3)', () => {
     for (const c of [5, 10, 12, 23, 30, 35]) assert.equal(classifyExit(c), 'retry', `exit ${c}`);
     assert.equal(classifyExit(1), 'fatal');
     assert.equal(classifyExit(99), 'retry', 'unknown codes are retried, never dropped');
+  });
+
+  it('takes files a limited run was given that are gone from the detector (a directory renamed there) for vanished ones, not for a failure (F2, F10)', () => {
+    const gone = 'rsync: [sender] link_stat "/scan_001/f_00.img" (in ramdisk) failed: No such file or directory (2)';
+    const summary = 'rsync error: some files/attrs were not transferred (see previous errors) (code 23) at main.c(1338) [generator=3.2.7]';
+    assert.deepEqual(besidesGone(23, [gone, gone.replace('f_00', 'f_01'), summary].join('\n'), 3), { code: 24, stderr: '', gone: 2 });
+    assert.deepEqual(besidesGone(23, `${gone.replace('[sender] ', '')}\n${summary}`, 2).code, 24, 'rsync 3.1 says it without [sender]');
+    // Every name gone: the sender ends the connection at once (rsync 3.5), the run had nothing to do.
+    const reset = 'rsync: [Receiver] read error: Connection reset by peer (104)';
+    assert.deepEqual(besidesGone(23, [gone, summary, reset].join('\n'), 1), { code: 24, stderr: '', gone: 1 });
+    assert.equal(besidesGone(23, [gone, summary, reset].join('\n'), 2).code, 23, 'a reset while another file was to come is a failure');
+    const changed = 'ERROR: Skipping sender remove for changed file: scan_001/f_02.img';
+    const mixed = besidesGone(23, [gone, changed, summary].join('\n'), 2);
+    assert.deepEqual(mixed, { code: 23, stderr: `${changed}\n${summary}`, gone: 1 });
+    assert.equal(classifyExit(mixed.code, mixed.stderr), 'ok', 'judged on what is left: a changed source');
+    const denied = 'rsync: [sender] send_files failed to open "/a.img" (in ramdisk): Permission denied (13)';
+    assert.equal(classifyExit(besidesGone(23, [gone, denied, summary].join('\n'), 2).code), 'retry', 'anything else still fails the run');
+    assert.deepEqual(besidesGone(23, denied, 1), { code: 23, stderr: denied, gone: 0 });
   });
 });
 
