@@ -11,6 +11,19 @@ import { inPlaceWriter } from '../fixtures/writers.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/**
+ * A PPU with settle_ms `settleMs` whose furkad runs rsync through a shell wrapper (rsync_path): `script(work)` gives
+ * its body, which ends by running rsync. Not started.
+ */
+function wrappedPpu(prefix: string, settleMs: number, script: (work: string) => string): Ppu {
+  const ppu = new Ppu({ prefix, detectorConf: { '1MF': { settle_ms: settleMs } } });
+  const wrapper = path.join(ppu.work, `${prefix}-rsync`);
+  writeFileSync(wrapper, `#!/bin/sh\n${script(ppu.work)}`);
+  chmodSync(wrapper, 0o755);
+  ppu.opts.furkad = { rsync_path: wrapper };
+  return ppu;
+}
+
 
 describe('furkad: a writer that pauses mid-file (settle_ms, F2)', function () {
   this.timeout(120_000);
@@ -285,15 +298,13 @@ describe('furkad: settle_ms counts from when a run listed the detector, not from
   let marker: string;
 
   before(async () => {
-    ppu = new Ppu({ prefix: 'ppu-settle-late', detectorConf: { '1MF': { settle_ms: 2000 } } });
     // A run whose end comes long after its listing, as one copying a large file does: a full listing run that finds
     // the marker (which it takes away) ends 3 s after rsync is done.
-    marker = path.join(ppu.work, 'slow-next-listing');
-    const wrapper = path.join(ppu.work, 'rsync-slow-listing');
-    writeFileSync(wrapper, `#!/bin/sh\nrsync "$@"\nrc=$?\ncase " $* " in *" --remove-source-files "*|*" --dry-run "*|*" --files-from=-"*) exit $rc;; esac\n` +
-      `if rm '${marker}' 2>/dev/null; then sleep 3; fi\nexit $rc\n`);
-    chmodSync(wrapper, 0o755);
-    ppu.opts.furkad = { rsync_path: wrapper };
+    ppu = wrappedPpu('ppu-settle-late', 2000, (work) => {
+      marker = path.join(work, 'slow-next-listing');
+      return `rsync "$@"\nrc=$?\ncase " $* " in *" --remove-source-files "*|*" --dry-run "*|*" --files-from=-"*) exit $rc;; esac\n` +
+        `if rm '${marker}' 2>/dev/null; then sleep 3; fi\nexit $rc\n`;
+    });
     await ppu.start();
   });
   after(async () => {
@@ -331,14 +342,12 @@ describe('furkad: a directory renamed on the detector while its files settle (F2
   let marker: string;
 
   before(async () => {
-    ppu = new Ppu({ prefix: 'ppu-settle-mv', detectorConf: { '1MF': { settle_ms: 1000 } } });
     // The writer renames the directory just as the run that takes its settled files starts: that run's names are gone.
-    marker = path.join(ppu.work, 'rename-at-next-take');
-    const det = path.join(ppu.work, 'detector-1MF', 'ramdisk');
-    const wrapper = path.join(ppu.work, 'rsync-renaming');
-    writeFileSync(wrapper, `#!/bin/sh\ncase " $* " in *" --files-from=-"*) if rm '${marker}' 2>/dev/null; then mv '${det}/scan_001' '${det}/scan_001_bad'; fi;; esac\nexec rsync "$@"\n`);
-    chmodSync(wrapper, 0o755);
-    ppu.opts.furkad = { rsync_path: wrapper };
+    ppu = wrappedPpu('ppu-settle-mv', 1000, (work) => {
+      marker = path.join(work, 'rename-at-next-take');
+      const det = path.join(work, 'detector-1MF', 'ramdisk');
+      return `case " $* " in *" --files-from=-"*) if rm '${marker}' 2>/dev/null; then mv '${det}/scan_001' '${det}/scan_001_bad'; fi;; esac\nexec rsync "$@"\n`;
+    });
     await ppu.start();
   });
   after(async () => {
