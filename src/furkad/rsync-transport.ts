@@ -26,7 +26,7 @@ import { backToSettling, dropCopy, dropUnknownCopies, settlingDir } from './rsyn
 import { RsyncOwed, type Staged } from './rsync-owed.js';
 import { removeEmptiedParents, removeEmptyStagingDirs } from './staging-dirs.js';
 import { connectTimeoutS, daemonGreets } from './rsync-greeting.js';
-import { keepsSubsecondTimes } from './mtime-precision.js';
+import { keepsNanoseconds, rsyncComparesNanoseconds } from './mtime-precision.js';
 import { hostPort, lookUpHost } from './host-lookup.js';
 import { filesBelow } from './files-below.js';
 
@@ -174,7 +174,7 @@ export class RsyncTransport implements Transport {
       ...(dryRun ? { dryRun } : {}),
       // Runs into staging and its settling copies only (remove_source): root's own file system, probed in rsync's temp
       // dir beside them (root's, 0700, emptied whenever staging is prepared), never in a directory a user can write.
-      ...(a.config.remove_source && keepsSubsecondTimes(rsyncTempDir(ctx.staging)) ? { exactTimes: true } : {}),
+      ...(a.config.remove_source && rsyncComparesNanoseconds(this.settings.rsync) && keepsNanoseconds(rsyncTempDir(ctx.staging)) ? { exactTimes: true } : {}),
       timeoutS: this.settings.timeoutS,
     }, ctx.signal, onRemoved);
 

@@ -7,7 +7,7 @@ import { mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { tempDir } from '../fixtures/ppu.js';
 import { mountImage, mountTmpfs, unmountAll } from '../fixtures/tmpfs.js';
-import { keepsSubsecondTimes } from '../../src/furkad/mtime-precision.js';
+import { keepsNanoseconds } from '../../src/furkad/mtime-precision.js';
 
 describe('furkad: which file systems keep sub-second mtimes (F2)', function () {
   this.timeout(60_000);
@@ -21,7 +21,7 @@ describe('furkad: which file systems keep sub-second mtimes (F2)', function () {
     rmSync(work, { recursive: true, force: true });
   });
 
-  it('says yes for a tmpfs and no for an ext4 of 128-byte inodes, and leaves nothing of its probe behind', () => {
+  it('says yes for a tmpfs and no for an ext4 of 128-byte inodes (whole seconds), and leaves nothing of its probe behind', () => {
     const ramdisk = path.join(mountTmpfs(path.join(work, 'tmpfs'), 4 << 20), 'temp');
     mkdirSync(ramdisk);
     const image = path.join(work, 'ext3.img');
@@ -30,9 +30,9 @@ describe('furkad: which file systems keep sub-second mtimes (F2)', function () {
     execFileSync('mkfs.ext4', ['-q', '-F', '-I', '128', image]);
     const coarse = path.join(mountImage(image, path.join(work, 'ext3')), 'temp');
     mkdirSync(coarse);
-    assert.equal(keepsSubsecondTimes(ramdisk), true, 'tmpfs');
-    assert.equal(keepsSubsecondTimes(coarse), false, 'ext4 with 128-byte inodes');
+    assert.equal(keepsNanoseconds(ramdisk), true, 'tmpfs');
+    assert.equal(keepsNanoseconds(coarse), false, 'ext4 with 128-byte inodes');
     assert.deepEqual([readdirSync(ramdisk), readdirSync(coarse)], [[], []], 'no probe left');
-    assert.equal(keepsSubsecondTimes(path.join(work, 'no-such-dir')), false, 'a directory that is not there');
+    assert.equal(keepsNanoseconds(path.join(work, 'no-such-dir')), false, 'a directory that is not there');
   });
 });
