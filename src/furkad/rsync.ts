@@ -1,6 +1,7 @@
 // One rsync client run against a detector's rsync daemon: arguments, output parsing, exit-code policy.
 import { connectTimeoutS } from './rsync-greeting.js';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { watchTail } from './rsync-tail.js';
 import { descendantsOf, watchGreeting, watchStall } from './rsync-stall.js';
 import { deliverable, nameInPattern, NAMES_FILTER } from './rsync-names.js';
@@ -57,8 +58,8 @@ export interface RsyncRun {
    *  from what `dest` has (counted in `sent`, though nothing is), `.f` for one the same; nothing moves. */
   dryRun?: boolean;
   /**
-   * Compares mtimes to the nanosecond (rsync's --modify-window=-1; rsync 3.1.3 and later, earlier ones compare whole
-   * seconds all the same): only where `dest`'s file system keeps them (mtime-precision.ts).
+   * Compares mtimes to the nanosecond (rsync's --modify-window=-1): only with rsync 3.1.3 and later (3.1.2 takes any
+   * two times for the same with -1) and where `dest`'s file system keeps every nanosecond (mtime-precision.ts).
    */
   exactTimes?: boolean;
   timeoutS: number;
@@ -522,11 +523,20 @@ const ABORT_KILL_GRACE_MS = 2000;
 /** Beyond --contimeout before a run without the daemon's greeting is ended: rsync's own timeout says it first, if it can. */
 const GREETING_GRACE_MS = 500;
 
-function killQuietly(pid: number): void {
+function signalQuietly(pid: number, signal: NodeJS.Signals): void {
   try {
-    process.kill(pid, 'SIGKILL');
+    process.kill(pid, signal);
   } catch {
     // gone already
+  }
+}
+
+/** Whether process `pid` is there and not a zombie (exited, waiting to be reaped). */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z /s.test(readFileSync(`/proc/${pid}/stat`, 'latin1'));
+  } catch {
+    return false;
   }
 }
 
@@ -578,11 +588,18 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
     let killed = false;
     const end = (graceMs: number): void => {
       if (hardKill) return;
+      // The whole tree as it is now, each signalled: a wrapper (rsync_path) that does not exec rsync dies of SIGTERM
+      // and would leave the client and its receiver running on their own, holding the run's pipes open.
+      const tree = child.pid === undefined ? [] : descendantsOf(child.pid);
       child.kill('SIGTERM');
+      for (const pid of tree.slice(1)) signalQuietly(pid, 'SIGTERM');
       hardKill = setTimeout(() => {
-        killed = true;
-        for (const pid of child.pid === undefined ? [] : descendantsOf(child.pid).slice(1)) killQuietly(pid);
-        child.kill('SIGKILL');
+        const left = new Set([...tree, ...(child.pid === undefined ? [] : descendantsOf(child.pid))]);
+        for (const pid of left) {
+          if (!running(pid)) continue;
+          killed = true;
+          signalQuietly(pid, 'SIGKILL');
+        }
       }, graceMs);
     };
     const abort = (): void => end(ABORT_KILL_GRACE_MS);

@@ -145,32 +145,35 @@ describe('one rsync run against a real detector daemon (F2, F5, F9)', function (
     }
   });
 
-  it('kills a run its signal ended that does not exit on SIGTERM, its receiver too, long before rsync_timeout_s: a shift change waits for it (F6)', async () => {
-    const proxy = await SilentProxy.start(() => daemon.port);
-    // A wrapper given as rsync_path that ignores SIGTERM: furkad signals it, not the rsync below it.
-    const wrapper = path.join(work, 'deaf-rsync');
-    writeFileSync(wrapper, `#!/bin/sh\ntrap '' TERM\nrsync "$@"\n`);
-    chmodSync(wrapper, 0o755);
-    try {
-      writeImage(detector, 'deaf/big.bin', 8 << 20);
-      proxy.silenceAfter = 1 << 20;
-      const cut = new AbortController();
-      const running = runRsync({ ...run, port: proxy.port, rsync: wrapper, timeoutS: 30 }, cut.signal);
-      await eventually(() => proxy.silenced === 1, 20_000, 'the link silent in the middle of the file');
-      cut.abort();
-      const r = await running;
-      assert.equal(r.killed, true, 'killed, since SIGTERM did not end it');
-      assert.notEqual(r.stalled, true, 'ended for its signal, not after rsync_timeout_s without progress');
-      assert.deepEqual(r.sent, [], 'nothing of the file it was receiving counts as sent');
-      assert.deepEqual(listFiles(detector).filter((f) => f.startsWith('deaf/')), ['deaf/big.bin'], 'the source stays on the detector');
-      const rsyncs = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(`127.0.0.1:${proxy.port}`));
-      assert.deepEqual(rsyncs, [], 'neither the client nor its receiver left running');
-    } finally {
-      proxy.release();
-      await proxy.close();
-      rmSync(path.join(detector, 'deaf'), { recursive: true, force: true });
-    }
-  });
+  // A wrapper given as rsync_path that ignores SIGTERM and has more to do after rsync (killed once its grace is
+  // over), and one that does not exec rsync (SIGTERM would end it alone and leave rsync running, holding the pipes).
+  for (const [kind, body, killed] of [['ignores SIGTERM', `trap '' TERM\nrsync "$@"\nsleep 30\n`, true], ['does not exec rsync', 'rsync "$@"\n', false]] as const) {
+    it(`ends a run its signal ended, rsync below a wrapper that ${kind} included, long before rsync_timeout_s: a shift change waits for it (F6)`, async () => {
+      const proxy = await SilentProxy.start(() => daemon.port);
+      const wrapper = path.join(work, `wrapper-${killed}`);
+      writeFileSync(wrapper, `#!/bin/sh\n${body}`);
+      chmodSync(wrapper, 0o755);
+      try {
+        writeImage(detector, 'deaf/big.bin', 8 << 20);
+        proxy.silenceAfter = 1 << 20;
+        const cut = new AbortController();
+        const running = runRsync({ ...run, port: proxy.port, rsync: wrapper, timeoutS: 30 }, cut.signal);
+        await eventually(() => proxy.silenced === 1, 20_000, 'the link silent in the middle of the file');
+        cut.abort();
+        const r = await running;
+        if (killed) assert.equal(r.killed, true, 'killed, since SIGTERM did not end it');
+        assert.notEqual(r.stalled, true, 'ended for its signal, not after rsync_timeout_s without progress');
+        assert.deepEqual(r.sent, [], 'nothing of the file it was receiving counts as sent');
+        assert.deepEqual(listFiles(detector).filter((f) => f.startsWith('deaf/')), ['deaf/big.bin'], 'the source stays on the detector');
+        const rsyncs = execFileSync('ps', ['-eo', 'pid,args'], { encoding: 'utf8' }).split('\n').filter((l) => l.includes(`127.0.0.1:${proxy.port}`));
+        assert.deepEqual(rsyncs, [], 'neither the client nor its receiver left running');
+      } finally {
+        proxy.release();
+        await proxy.close();
+        rmSync(path.join(detector, 'deaf'), { recursive: true, force: true });
+      }
+    });
+  }
 
   it('with exactTimes, sends again a file rewritten at the same size within the same second; without, rsync takes it for its copy (F2)', async () => {
     const rel = 'same-second/img.cbf';
