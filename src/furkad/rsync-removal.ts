@@ -15,7 +15,7 @@ import { lstat, mkdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import type { Logger } from '../common/logger.js';
 import { sameSizeAndMtime } from '../common/file-times.js';
-import { classifyExit, decodeName, type RsyncResult } from './rsync.js';
+import { classifyExit, decodeName, NOT_ALL, type RsyncResult } from './rsync.js';
 import { JsonStateFile } from './json-state.js';
 import { filesBelow } from './files-below.js';
 
@@ -45,8 +45,6 @@ const REFUSALS: Array<[RegExp, (module: string) => string]> = [
 ];
 /** A file the sender was asked for by name that is not there (a run limited to `only`). */
 const GONE = /link_stat "(.*)" (?:\(in .*\) )?failed: No such file or directory/;
-/** rsync's closing line of a run that left something out (exit 23). */
-const PARTIAL = /^rsync error: some files\/attrs were not transferred/;
 
 /** What to change for a file the module's user could not unlink, by the reason rsync gives. */
 function adviceFor(reason: string, module: string): string {
@@ -60,7 +58,7 @@ export function besidesRemoval(code: number, stderr: string): { code: number; st
   const lines = stderr.split('\n').filter((l) => l.trim() !== '');
   const rest = lines.filter((l) => !FAILED.test(l.trim()));
   // Nothing but removal failures (and rsync's summary of them): the run itself went well.
-  if (code === 23 && rest.length < lines.length && rest.every((l) => PARTIAL.test(l))) return { code: 0, stderr: '' };
+  if (code === 23 && rest.length < lines.length && rest.every((l) => NOT_ALL.test(l))) return { code: 0, stderr: '' };
   return { code, stderr: rest.join('\n') };
 }
 

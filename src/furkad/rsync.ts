@@ -171,16 +171,17 @@ export function errorCause(stderr: string): string {
 /** rsync's sender refuses --remove-source-files for a file whose size or mtime moved during the run. */
 const CHANGED = /^ERROR: Skipping sender remove for changed file: (.*)$/;
 
+/** rsync's closing line of an exit 23. */
+export const NOT_ALL = /^rsync error: some files\/attrs were not transferred/;
+
 function onlyChangedSources(stderr: string): boolean {
   const lines = stderr.split('\n').filter((l) => l.trim() !== '');
-  const errors = lines.filter((l) => !/^rsync error: some files\/attrs were not transferred/.test(l));
+  const errors = lines.filter((l) => !NOT_ALL.test(l));
   return errors.length > 0 && errors.every((l) => CHANGED.test(l));
 }
 
 /** A limited run's (--files-from) word for a file it was given that is gone from the detector (renamed or deleted there). */
 const GONE = /^rsync: (?:\[sender\] )?link_stat ".*" \(in [^)]*\) failed: No such file or directory \(2\)$/;
-/** rsync's closing line of an exit 23. */
-const NOT_ALL = /^rsync error: some files\/attrs were not transferred/;
 
 /**
  * A limited run (settle mode's take run: the files a listing run found settled) without its lines on files gone
@@ -565,8 +566,8 @@ function release(child: ChildProcess, go: boolean, input?: Buffer): void {
 
 /**
  * Runs rsync once, through `launcher` (a run it prepared starts at once); resolves with what it moved.
- * `onRemoved` hears of each file the daemon removed while the run goes on. Aborting ends the run: SIGTERM (rsync
- * removes its temp file), SIGKILL to it and its receiver if it has not exited ABORT_KILL_GRACE_MS later.
+ * `onRemoved` hears of each file the daemon removed while the run goes on. Aborting ends the run: SIGTERM to each of
+ * its processes (rsync removes its temp file), SIGKILL to those still running ABORT_KILL_GRACE_MS later.
  */
 export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names: string[]) => void, launcher = new RsyncLauncher()): Promise<RsyncResult> {
   return new Promise((resolve) => {
