@@ -792,11 +792,13 @@ export class DetectorLoop implements Component {
           'its whole process group signalled, as systemctl kill does): not counted as a detector failure; the drain takes what it left');
       }
       this.#lastRun = 'ended';
-    } else if (this.#drainAt === 'stop' && this.#drainSignal === loopSignal && loopSignal.aborted) {
-      // Ended by furkad itself at a stop: the drain's bound (DRAIN_MAX_MS) passed with this run in flight (a large
-      // file on a slow link). Not the detector's failure, and not logged as one (an error saying the detector was
-      // unreachable, at every upgrade or reboot during such a transfer): drain() says, once, what stays on the
-      // detector for the next furkad. It still ends the drain.
+    } else if (this.#drainSignal === loopSignal && loopSignal.aborted && (this.#drainAt === 'stop' || !this.#signal.aborted)) {
+      // Ended by furkad itself: the drain's bound (DRAIN_MAX_MS) passed with this run in flight (a large file on a
+      // slow link), at a stop or a shift change. Not the detector's failure, and neither logged as one (an error
+      // saying the detector was unreachable, at every upgrade, reboot or shift change during such a transfer) nor
+      // backed off: drain() says, once, what stays on the detector and whose it is, and the next run (of the next
+      // shift, or of the next furkad) fetches it at once; a detector that really froze fails that run by its own
+      // watch (rsync's --timeout, the agent's pings). It still ends the drain.
       this.#lastRun = 'failed';
     } else {
       this.#failed(outcome.message, outcome.verdict, outcome.ppu, outcome.noRoom);

@@ -251,11 +251,12 @@ export class RsyncTransport implements Transport {
       // Placing renamed the files out of staging, and rsync has exited: the directories it made there for them go
       // too, once empty (staging-dirs.ts); else staging kept an empty copy of every source directory ever pulled.
       await this.#removeEmptied(ctx.staging, offered);
-      // Known complete and left on the detector (no room for it: --max-size, the file a run failed on) or, with
+      // Known complete and left on the detector (no room for it: --max-size, the file a run failed on or was cut in) or, with
       // settle_ms, settling: the current shift's if taken in it, the ending one's after a shift change (A5).
       // Known as listed (size, mtime): a file taken later under its name is the ending shift's only if it is that one.
       const listing = await this.#listingOf(result, runWith, a.config.settle_ms > 0 ? settlingDir(ctx.staging) : ctx.staging);
-      this.#owed.learned(a.source, [...result.overMax, ...(result.noRoom?.rel !== undefined ? [result.noRoom.rel] : []), ...this.#unchangedSince.keys()],
+      // And the file a run ended by a shift change's cut or drain bound was receiving: listed before the change (A5).
+      this.#owed.learned(a.source, [...result.overMax, ...(result.unfinished !== undefined ? [result.unfinished] : []), ...this.#unchangedSince.keys()],
         (rel) => listing.get(rel));
       // Written before the files left on the detector are said: a furkad killed after the line knows them when started again.
       this.#owed.save();

@@ -103,6 +103,11 @@ export interface RsyncResult {
    * one it failed on (noRoom), which is no file of the run.
    */
   listing?: Map<string, Listing>;
+  /**
+   * The file the receiver was receiving when the run ended without going through its list (furkad's signal at a
+   * shift change or stop, a stall, no room): listed (in `listing`) and left on the detector, no file of the run.
+   */
+  unfinished?: string;
   /** The run failed for lack of room on the PPU (ENOSPC): the file it was receiving then, and its size, if any. */
   noRoom?: { rel?: string; size?: number };
   /** The client was ended in its idle tail (see rsync-tail.ts) rather than waited for. */
@@ -647,11 +652,12 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       const stderr = Buffer.concat(err).toString('latin1');
       // The file being received when the PPU ran out of room: the one rsync names in its message (not always
       // the last line, which is the exit's), as furkad's own name for it.
-      const noRoom = exit !== 0 && NO_SPACE.test(stderr) ? (inFlight && !parser.sent.includes(inFlight.name) ? { rel: inFlight.name, size: inFlight.size } : {}) : undefined;
+      const unfinished = inFlight && !parser.sent.includes(inFlight.name) ? inFlight : undefined;
+      const noRoom = exit !== 0 && NO_SPACE.test(stderr) ? (unfinished ? { rel: unfinished.name, size: unfinished.size } : {}) : undefined;
       resolve({ code: exit, files: parser.files, sent: parser.sent, transferred: parser.sent.length,
         bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, hiding: parser.hiding, strays: parser.strays, overMax: parser.overMax, listing: parser.listing, changed: changedSources(stderr), tailCut,
         ...(stalled ? { stalled } : {}), ...(ungreeted ? { ungreeted } : {}), ...(killed ? { killed } : {}),
-        ...(noRoom ? { noRoom } : {}), ...(child.pid === undefined ? {} : { pid: child.pid }),
+        ...(noRoom ? { noRoom } : {}), ...(unfinished ? { unfinished: unfinished.name } : {}), ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });
     });
   });

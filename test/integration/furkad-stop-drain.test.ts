@@ -11,17 +11,18 @@ import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files
 describe('furkad stopped with a large file in flight (S1, S6, A5, F10)', function () {
   this.timeout(300_000);
   let ppu: Ppu;
+  /** rsync slowed down to 1 MB/s: a 40 MB file is still in flight when a 10 s drain ends. */
+  let slow: string;
 
   before(async () => {
     ppu = await new Ppu({ prefix: 'ppu-stop-drain' }).start();
+    slow = path.join(ppu.work, 'slow-rsync');
+    writeFileSync(slow, '#!/bin/sh\nexec rsync --bwlimit=1000 "$@"\n');
+    chmodSync(slow, 0o755);
   });
   after(async () => ppu?.stop());
 
   it('ends the run at the drain bound without logging the detector unreachable, and the next furkad delivers the file once', async () => {
-    // rsync slowed down to 1 MB/s: a 40 MB file is still in flight when the stop's 10 s drain ends.
-    const slow = path.join(ppu.work, 'slow-rsync');
-    writeFileSync(slow, '#!/bin/sh\nexec rsync --bwlimit=1000 "$@"\n');
-    chmodSync(slow, 0o755);
     await ppu.restartFurkadWith({ rsync_path: slow });
     const detector = ppu.detectorRamdisks['1MF']!;
     const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging');
@@ -46,5 +47,27 @@ describe('furkad stopped with a large file in flight (S1, S6, A5, F10)', functio
     assert.equal(sha256File(readFileSync(placed)), big.sha256);
     await eventually(() => !existsSync(path.join(detector, big.rel)), 30_000, 'its source removed from the detector');
     assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf', '1000_1000')).filter((f) => f.includes('big.img')), [big.rel], 'delivered once');
+  });
+
+  it("ends the run at a shift change's drain bound without logging the detector unreachable, and delivers the file once, to the ending shift", async () => {
+    // The same slow link at a shift change: the change's drain ends the run after 10 s. That is furkad's doing too,
+    // so no error saying the detector is unreachable, and no back-off (found by a hostile tester, session 35 h1).
+    await ppu.restartFurkadWith({ rsync_path: slow });
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging');
+    const big = writeImage(detector, 'slow/big-at-change.img', 40_000_000);
+    await eventually(() => listFiles(staging).some((f) => /(^|\/)\.?big-at-change\.img\.[A-Za-z0-9]{6}$/.test(f)), 30_000,
+      'an rsync temp file of big-at-change.img (the transfer in flight)');
+    const mark = ppu.furkad!.proc.output().length;
+    await ppu.startShift(1700, 1701);
+    const out = (): string => ppu.furkad!.proc.output().slice(mark);
+    assert.match(out(), /the drain ran out of time \(10 s\) at the shift change/);
+    const ended = path.join(ppu.ppuRamdisk, '1mf', '1000_1000');
+    await eventually(() => existsSync(path.join(ended, big.rel)), 120_000, "big-at-change.img delivered into the ending shift's directory")
+      .catch((e: Error) => { throw new Error(`${e.message}; PPU ramdisk: ${listFiles(path.join(ppu.ppuRamdisk, '1mf')).join(' ')}; furkad said:\n${out().slice(-6000)}`); });
+    assert.equal(sha256File(readFileSync(path.join(ended, big.rel))), big.sha256);
+    await eventually(() => !existsSync(path.join(detector, big.rel)), 30_000, 'its source removed from the detector');
+    assert.doesNotMatch(out(), /detector unreachable or failing/, 'no detector failure logged for the run the change ended');
+    assert.ok(!listFiles(path.join(ppu.ppuRamdisk, '1mf')).some((f) => f.includes('1700_1701') && f.includes('big-at-change')), 'not in the new shift');
   });
 });
