@@ -24,6 +24,7 @@ import { Catalog } from './catalog.js';
 import { Dispatcher } from './dispatcher.js';
 import { Reclaimer } from './reclaimer.js';
 import { StorageMarks } from './storage-marks.js';
+import { LostCopies } from './lost-copies.js';
 import { FileFifo } from './fifo.js';
 import { TempSweeper } from './temp-sweep.js';
 import { loadTempKey } from './temp-names.js';
@@ -103,6 +104,8 @@ async function main(): Promise<number> {
   const storages = storageList.map((info) => new Storage(info, copyOptions(info.id), dispatcher.feed(info.id)));
   // G5, G13: a storage's disk swapped for another (an empty one) is noticed by its mark, and the copies it took are made again.
   const marks = new StorageMarks(catalog, dispatcher, storageList, messages, log);
+  // G5, G7: a copy gone from the same disk (its user moved or deleted it) is made again before its original goes.
+  const lostCopies = new LostCopies(catalog, dispatcher, messages, log);
   // G3, G12: temp files of copies that will never be renamed are swept from the storages' roots and failed copies' directories.
   const temps = new TempSweeper(storageList, dispatcher, tempKey, config.temp_max_age_s * 1000, log);
   const reclaimer = new Reclaimer(catalog, storageList.find((s) => s.type === 'INTERNAL')!, storageList.find((s) => s.type === 'EXTERNAL'), {
@@ -113,6 +116,7 @@ async function main(): Promise<number> {
     intervalMs: 250,
     tempKey,
     diskCheck: (st) => marks.check(st),
+    copyGone: (rec, st) => lostCopies.copyAgainIfGone(rec, st),
   }, messages, log);
   const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted(), () => reclaimer.earlierShiftDelivered(),
     new StateDirRoom(config.state_dir, messages, log));

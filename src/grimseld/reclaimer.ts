@@ -59,6 +59,11 @@ export interface ReclaimSettings {
    * it, said once for the storage instead of a DEL_ERROR or LINK_ERROR for each file. Unset: not looked at.
    */
   diskCheck?: (storage: StorageInfo) => Promise<unknown>;
+  /**
+   * Whether the copy of a record on a storage is gone from it (its disk the same one: moved or deleted there) and is
+   * to be made again (lost-copies.ts), asked after diskCheck; true: it is pending again. Unset: not asked.
+   */
+  copyGone?: (rec: FileRecord, storage: StorageInfo) => Promise<boolean>;
 }
 
 /**
@@ -587,14 +592,16 @@ export class Reclaimer {
   }
 
   /**
-   * Whether the copy the work on the original of `rec` at `where` was checked against went with its disk: its
-   * storage's disk is looked at (settings.diskCheck), and the copy is pending again if it was swapped.
+   * Whether the copy the work on the original of `rec` at `where` was checked against is gone and to be made again:
+   * with its disk (its storage's disk is looked at, settings.diskCheck), or alone from the same disk (moved or
+   * deleted there, settings.copyGone); it is pending again then, and the original waits for it without an error.
    */
   async #copyWentWithItsDisk(rec: FileRecord, where: Where): Promise<boolean> {
     const holder = this.catalog.isLive(rec) && rec[where] !== 'linked' ? this.#holderOf(rec, where) : undefined;
-    if (!holder || !this.settings.diskCheck) return false;
-    await this.settings.diskCheck(holder);
-    return this.#copyPending(rec, where);
+    if (!holder) return false;
+    if (this.settings.diskCheck) await this.settings.diskCheck(holder);
+    if (this.#copyPending(rec, where)) return true;
+    return (await this.settings.copyGone?.(rec, holder)) === true && this.#copyPending(rec, where);
   }
 
   /**
