@@ -10,8 +10,9 @@ import { fileId, isAsideName, SourceFiles, type Sameness } from './source-files.
 import { baseId } from '../common/file-id.js';
 import type { WatchEvent } from './watcher.js';
 import type { DirId } from './watch-check.js';
-import { hasControl } from '../common/paths.js';
+import { hasControl, STAGING_NAME } from '../common/paths.js';
 import { monotonicMs } from '../common/monotonic.js';
+import { FurkadTargets } from './furkad-targets.js';
 
 export { fileId, type Sameness };
 
@@ -117,6 +118,8 @@ export class Catalog {
   #newDirsTimer: NodeJS.Immediate | undefined;
   /** The files on disk, reached without following links (docs/threat-model.md): the server reads and deletes through it too. */
   readonly files: SourceFiles;
+  /** Directories a furkad on this host places into: nothing below them is announced (furkad-targets.ts). */
+  readonly #furkadTargets: FurkadTargets;
 
   /** Raised for every announcement, to be passed to the clients whose source covers it. */
   readonly announced = new Topic<Announcement>();
@@ -140,6 +143,11 @@ export class Catalog {
 
   constructor(readonly root: string, readonly filter: NameFilter, private readonly log: Logger) {
     this.files = new SourceFiles(root, () => this.allWatched());
+    this.#furkadTargets = new FurkadTargets((dir) => this.files.lstat(dir === '' ? STAGING_NAME : `${dir}/${STAGING_NAME}`)?.isDirectory() === true, (dir) => {
+      this.log.warn({ dir: Buffer.from(dir, 'latin1').toString('utf8') || '.' }, `not announcing anything below ${dir === '' ? 'the root' : Buffer.from(dir, 'latin1').toString('utf8')}: ` +
+        `it is a furkad's target (it holds ${STAGING_NAME}), where a furkad on this host places the files it fetched; announced, each would ` +
+        "be fetched again and placed one level deeper, for ever. Give this agent a root that holds the detector's files alone (README, test box)");
+    });
   }
 
   get known(): number { return this.#byPath.size; }
@@ -242,6 +250,7 @@ export class Catalog {
     // It walks every directory: new ones waiting to be looked into are among them.
     this.#newDirs.length = 0;
     this.files.forgetRoot();
+    this.#furkadTargets.clear();
     this.#restored.clear();
     let dirs = new Map<DirId, Buffer>();
     const deep: Buffer[] = [];
@@ -365,6 +374,8 @@ export class Catalog {
       case 'dir-new':
         // A directory moved onto an empty one of the same name replaces it with no other event.
         this.files.forgetDir(e.rel);
+        this.#furkadTargets.dirGone(e.rel);
+        this.#furkadTargets.dirNew(e.rel);
         // Files made in it before inotifywait's watch on it existed have no events: looked for after this
         // turn of the loop, together with every other directory that came meanwhile (one walk of /proc for all).
         this.#newDirs.push(e.rel);
@@ -375,6 +386,7 @@ export class Catalog {
         return;
       case 'dir-gone': {
         this.files.forgetDir(e.rel);
+        this.#furkadTargets.dirGone(e.rel);
         const prefix = `${e.rel.toString('latin1')}/`;
         for (const key of [...this.#byPath.keys(), ...this.#refused.keys(), ...this.#waiting.keys()]) {
           if (key.startsWith(prefix)) this.#drop(key);
@@ -548,7 +560,7 @@ export class Catalog {
   }
 
   #skips(rel: Buffer): boolean {
-    return this.filter.skipsPath(rel.toString('utf8'));
+    return this.filter.skipsPath(rel.toString('utf8')) || this.#furkadTargets.contains(rel);
   }
 
   #drop(key: string): void {

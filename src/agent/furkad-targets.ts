@@ -1,0 +1,71 @@
+// Directories below the root that are a furkad's targets: they hold furkad's staging directory (`.furkad-staging`),
+// so what is in them is what a furkad on this host fetched and placed, never a detector's image. A host with both
+// packages (a test box, or a PPU that is also a detector server) whose agent root holds furkad's target, as the
+// shipped configs do (root /ramdisk, target /ramdisk/./1mf), had each delivered file announced again, fetched again
+// and placed one level deeper, for ever (found by a tester, session 36). Nothing below such a directory is announced.
+// Looked at once per directory (one lstat, cached until the directory goes or the tree is walked anew), and told
+// by the kernel's event when furkad makes its staging directory in one already known: no system call per file.
+import { STAGING_NAME } from '../common/paths.js';
+
+export class FurkadTargets {
+  /** Directories looked at (relative to the root, as latin1 keys; '' is the root): whether each is a furkad target. */
+  readonly #known = new Map<string, boolean>();
+
+  /**
+   * `holdsStaging`: whether the directory `dir` (below the root) holds a directory STAGING_NAME now.
+   * `found`: told of each target the first time it is found (to be said once).
+   */
+  constructor(private readonly holdsStaging: (dir: string) => boolean, private readonly found: (dir: string) => void) {}
+
+  /** Whether the path `rel` (below the root, a file's or a directory's) lies in a furkad target. */
+  contains(rel: Buffer | string): boolean {
+    const key = typeof rel === 'string' ? rel : rel.toString('latin1');
+    if (this.#is('')) return true;
+    for (let slash = key.indexOf('/'); slash > 0; slash = key.indexOf('/', slash + 1)) {
+      if (this.#is(key.slice(0, slash))) return true;
+    }
+    return false;
+  }
+
+  /** The kernel said directory `rel` came: if it is furkad's staging, its parent is a target now. */
+  dirNew(rel: Buffer): void {
+    const key = rel.toString('latin1');
+    const slash = key.lastIndexOf('/');
+    if (key.slice(slash + 1) !== STAGING_NAME) return;
+    this.#set(slash < 0 ? '' : key.slice(0, slash), true);
+  }
+
+  /** Directory `rel` went (or a directory was moved onto it): it and what was below it are looked at anew. */
+  dirGone(rel: Buffer): void {
+    const key = rel.toString('latin1');
+    const slash = key.lastIndexOf('/');
+    // furkad's staging gone: its parent is looked at again (a target no more, perhaps).
+    if (key.slice(slash + 1) === STAGING_NAME) this.#known.delete(slash < 0 ? '' : key.slice(0, slash));
+    const prefix = `${key}/`;
+    for (const dir of [...this.#known.keys()]) if (dir === key || dir.startsWith(prefix)) this.#known.delete(dir);
+  }
+
+  /** The tree is walked anew (a rescan): every directory is looked at again. */
+  clear(): void {
+    this.#known.clear();
+  }
+
+  #is(dir: string): boolean {
+    const known = this.#known.get(dir);
+    if (known !== undefined) return known;
+    let holds = false;
+    try {
+      holds = this.holdsStaging(dir);
+    } catch { /* not looked at: not taken for a target, asked again next time */
+      return false;
+    }
+    this.#set(dir, holds);
+    return holds;
+  }
+
+  #set(dir: string, holds: boolean): void {
+    const was = this.#known.get(dir);
+    this.#known.set(dir, holds);
+    if (holds && was !== true) this.found(dir);
+  }
+}
