@@ -201,8 +201,8 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
 }
 
 /**
- * At start, on the machine (`--check` and ppuctl check files for other machines): a target whose confinement is
- * a link to '/' is as unconfined as one written with '/' (S2, F6). One that does not exist yet is left to
+ * On the machine, at `--check`, `ppuctl config check` and start: a target whose confinement is a link to '/' is as
+ * unconfined as one written with '/' (S2, F6). One that does not exist (yet, or on this machine) is left to
  * StartShift, which resolves it again at every request.
  */
 export function checkFurkadTargets(file: string, config: FurkadConfig): void {
@@ -221,7 +221,7 @@ export function checkFurkadTargets(file: string, config: FurkadConfig): void {
 }
 
 /**
- * At --check and at start, on the machine: the key file of each detector with transport = agent must hold a key
+ * At --check, `ppuctl config check` and at start, on the machine: the key file of each detector with transport = agent must hold a key
  * that only root can read (A1); without it every request would be refused, with one others can read anyone
  * on the PPU could read and delete the detector's files. The same for an rsync detector's password file, which
  * only needs to exist when `rsync_password_file` names it (rsync-auth.ts). Read again at every connection or

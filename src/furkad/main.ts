@@ -59,6 +59,7 @@ async function main(): Promise<number> {
   }
   if (args.check) {
     configOrExit('furkad', () => checkLogfile(args.config, config));
+    configOrExit('furkad', () => checkFurkadTargets(args.config, config));
     const note = logfileNote('furkad', config);
     if (note) process.stderr.write(`furkad: ${args.config}: ${note}\n`);
     process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.detector).length} detectors)\n`);

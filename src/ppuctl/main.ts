@@ -6,7 +6,7 @@ import * as dbus from 'dbus-next';
 import { BusAddressError, BusEnded, busFailure, busLost, CallTimeout, callMethod, connectSystemBus, watchNameOwner, within } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH } from '../dbus/names.js';
 import { ConfigError, readConfigBytes, readConfigText } from '../common/config-file.js';
-import { loadFurkadConfig } from '../furkad/config.js';
+import { checkFurkadTargets, checkKeyFiles, loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
 import { visible } from './terminal-text.js';
 import { detectorRecord, formatDetectorTable, formatStatusTable, verifiedKey, type DetectorRecord, type StatusRow, type VerifiedCounts } from './status-table.js';
@@ -284,8 +284,11 @@ function configCheck(files: string[], json: boolean): number {
     const kind = configKind(file);
     try {
       const c = kind === 'grimseld' ? loadGrimseldConfig(file) : loadFurkadConfig(file);
-      // On this machine, as the daemon's --check: a log directory it could not write would stop its start.
+      // On this machine, as the daemon's --check, in its order: a key file missing or open to others (its detectors
+      // would wait for it), a log directory it could not write, a target through a link to / (either stops its start).
+      if ('detector' in c) checkKeyFiles(file, c);
       checkLogfile(file, c);
+      if ('detector' in c) checkFurkadTargets(file, c);
       const what = 'detector' in c ? `${Object.keys(c.detector).length} detectors` : `${Object.keys(c.storage).length} storages`;
       const note = logfileNote(kind, c);
       return { file, valid: true, summary: what, problems: [] as string[], notes: note ? [note] : [] };

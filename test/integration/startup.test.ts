@@ -94,9 +94,27 @@ describe('daemon start with a bad configuration (S3)', function () {
     assert.ok(check.stdout.includes(problem), check.stdout);
     symlinkSync('/', path.join(dir, 'toroot'));
     writeFileSync(file, `state_dir = ${dir}/state\nlicensekey = ${dir}/none.key\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/toroot/./1mf\n`);
-    const linked = await start(FURKAD_BIN, file);
-    assert.equal(linked.code, 78, linked.stderr);
-    assert.ok(linked.stderr.includes(`section [detector.1MF], key 'target': '${dir}/toroot/./1mf' is replicated from ${dir}/toroot, which leads to /`), linked.stderr);
+    const linkedProblem = `section [detector.1MF], key 'target': '${dir}/toroot/./1mf' is replicated from ${dir}/toroot, which leads to /`;
+    for (const linked of [await run(FURKAD_BIN, '--check', '--config', file), await start(FURKAD_BIN, file)]) {
+      assert.equal(linked.code, 78, linked.stderr);
+      assert.ok(linked.stderr.includes(linkedProblem), linked.stderr);
+    }
+    const linkedCheck = await run(PPUCTL_BIN, 'config', 'check', file);
+    assert.equal(linkedCheck.code, 1, linkedCheck.stdout);
+    assert.ok(linkedCheck.stdout.includes(linkedProblem), linkedCheck.stdout);
+  });
+
+  it('furkad --check and ppuctl config check refuse a missing agent_key_file in the same words (A1, S7)', async () => {
+    const file = path.join(dir, 'nokey-furkad.conf');
+    writeFileSync(file, `state_dir = ${dir}/state\nlicensekey = ${dir}/none.key\n[detector.1MF]\ntransport = agent\nremoteIP = 127.0.0.1\n` +
+      `target = ${dir}/ramdisk/./1mf\nagent_key_file = ${dir}/nokey\n`);
+    const f = await run(FURKAD_BIN, '--check', '--config', file);
+    assert.equal(f.code, 78, f.stderr);
+    const problem = f.stderr.split('\n').find((l) => l.startsWith("  section [detector.1MF], key 'agent_key_file': "));
+    assert.ok(problem?.includes(`${dir}/nokey`), f.stderr);
+    const check = await run(PPUCTL_BIN, 'config', 'check', file);
+    assert.equal(check.code, 1, check.stdout);
+    assert.ok(check.stdout.split('\n').includes(problem!), `${check.stdout}\nwanted: ${problem!}`);
   });
 
   it("both daemons exit 78 naming an integer key given as ini's true/false or a JavaScript number form (S3)", async () => {
