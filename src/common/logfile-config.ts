@@ -1,10 +1,11 @@
 // The `logfile` key checked on the machine (S3, S4): a log file the daemon cannot write is a configuration error
 // naming the key, at --check and at start, not a crash of the logger once the daemon runs.
-import { accessSync, constants, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, realpathSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, fileKind } from './config-file.js';
 import type { LogSettings } from './logger.js';
 import { RotatingLog } from './log-rotation.js';
+import { mountOf, mountsOf, readMountinfo } from './mounts.js';
 import { atOrBelow } from './paths.js';
 
 /** The one directory the shipped units let the daemons write logs in (LogsDirectory=ppu, ProtectSystem=strict). */
@@ -43,10 +44,45 @@ function directoryProblem(logfile: string): string | undefined {
   }
 }
 
-/** At --check and in `ppuctl config check`: the log file's directory must be writable here. */
+/** The directories PrivateTmp=yes gives a service of its own. */
+const PRIVATE_TMP_DIRS = ['/tmp', '/var/tmp'];
+
+/**
+ * Why a log file in real directory `dir` would be lost, or undefined: there it is writable under the shipped units
+ * too, but PrivateTmp=yes gives the service a /tmp and /var/tmp of its own, which systemd removes when it stops
+ * (mountinfo shows each as a bind mount of a systemd-private-… directory's tmp), so the log went with them.
+ */
+export function privateTmpProblem(logfile: string, dir: string, mountinfo: string): string | undefined {
+  const m = mountOf(dir, mountsOf(mountinfo));
+  if (!m || !/\/systemd-private-[^/]+\/tmp$/.test(m.root)) return undefined;
+  return `'${logfile}' lies in ${m.at}, which this service has to itself (PrivateTmp=yes) and systemd removes when it stops: the log would be lost with it`;
+}
+
+/** `logfile`'s directory as a real path: that of the nearest part of it that exists, with the rest. */
+function realDirectory(logfile: string): string {
+  const rest: string[] = [];
+  for (let dir = path.dirname(logfile); ; dir = path.dirname(dir)) {
+    try {
+      return path.join(realpathSync.native(dir), ...rest);
+    } catch {
+      if (dir === '/') return path.dirname(logfile);
+      rest.unshift(path.basename(dir));
+    }
+  }
+}
+
+/**
+ * At --check, in `ppuctl config check` and at start: the log file's directory must be writable here, and not a
+ * private /tmp the log would be lost with.
+ */
 export function checkLogfile(file: string, settings: LogSettings): void {
   if (settings.logfile === undefined) return;
-  const problem = directoryProblem(settings.logfile);
+  let problem = directoryProblem(settings.logfile);
+  if (!problem) {
+    let mountinfo = '';
+    try { mountinfo = readMountinfo(); } catch { /* no /proc: no private /tmp to tell */ }
+    problem = privateTmpProblem(settings.logfile, realDirectory(settings.logfile), mountinfo);
+  }
   if (problem) throw new ConfigError(file, [`${WHERE}: ${problem}${unitHint(settings.logfile)}`]);
 }
 
@@ -70,6 +106,11 @@ export function openLogfile(file: string, settings: LogSettings): RotatingLog | 
  */
 export function logfileNote(daemon: string, settings: LogSettings): string | undefined {
   if (settings.logfile === undefined || atOrBelow(settings.logfile, SHIPPED_LOG_DIR)) return undefined;
+  const tmp = PRIVATE_TMP_DIRS.find((d) => atOrBelow(settings.logfile!, d));
+  if (tmp) {
+    return `note: logfile '${settings.logfile}' lies in ${tmp}, which the shipped ${daemon} unit gives ${daemon} to itself (PrivateTmp=yes) and ` +
+      `systemd removes when it stops: started by that unit, ${daemon} would refuse it (exit 78); use ${SHIPPED_LOG_DIR}`;
+  }
   return `note: logfile '${settings.logfile}' lies outside ${SHIPPED_LOG_DIR}, the one log directory the shipped ${daemon} unit ` +
     `lets it write (ProtectSystem=strict): started by that unit, ${daemon} would refuse it (exit 78) unless a drop-in adds ReadWritePaths= for it`;
 }
