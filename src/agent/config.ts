@@ -1,5 +1,6 @@
 // furka-agent.conf: its JSON Schema (one, compiled once) and its typed form (A1, S3).
-import { compileSchema, ConfigError, loadConfig, loggingProperties, Pattern } from '../common/config-file.js';
+import { compileSchema, ConfigError, fileKind, loadConfig, loggingProperties, Pattern } from '../common/config-file.js';
+import { statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { AllowList } from './allow.js';
 import { words } from './name-filter.js';
@@ -74,5 +75,24 @@ export function loadAgentKey(file: string, config: AgentConfig): string {
     return readKeyFile(config.key_file);
   } catch (e) {
     throw new ConfigError(file, [`top level (before any section), key 'key_file': ${(e as Error).message}`]);
+  }
+}
+
+/**
+ * At --check and at start, on the machine: `root` must be a directory (followed if a link; the agent serves its real
+ * path). One missing is a typo or a ramdisk directory never made, which starting again does not cure: a
+ * ConfigError naming the key (exit 78, not restarted). A ramdisk mounted on it later is taken while the agent runs.
+ */
+export function checkAgentRoot(file: string, config: AgentConfig): void {
+  let problem: string | undefined;
+  try {
+    const st = statSync(config.root);
+    if (!st.isDirectory()) problem = `'${config.root}' is ${fileKind(st)}, not a directory`;
+  } catch (e) {
+    problem = (e as NodeJS.ErrnoException).code === 'ENOENT' ? `'${config.root}' does not exist` : `cannot use '${config.root}': ${(e as Error).message}`;
+  }
+  if (problem) {
+    throw new ConfigError(file, [`top level (before any section), key 'root': ${problem} (the directory served: the detector ramdisk's ` +
+      'mount point, made before the agent starts; a ramdisk mounted on it later is taken as it comes)']);
   }
 }

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // furka-agent's service contract: arguments → config → components (watches and first scan, listener) started →
 // READY=1 → run → STOPPING=1 → components stopped in reverse → exit code.
-import { realpathSync, statSync } from 'node:fs';
+import { realpathSync } from 'node:fs';
 import { parseDaemonArgs } from '../common/daemon-args.js';
 import { configOrExit, loadConfigOrExit } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
@@ -10,7 +10,7 @@ import { Notifier } from '../common/notify.js';
 import { component, Components, runDaemon, stopRequested } from '../common/service.js';
 import { AllowList } from './allow.js';
 import { Catalog } from './catalog.js';
-import { DEFAULT_CONFIG_PATH, loadAgentConfig, loadAgentKey } from './config.js';
+import { checkAgentRoot, DEFAULT_CONFIG_PATH, loadAgentConfig, loadAgentKey } from './config.js';
 import { KeyCheck } from '../common/shared-key.js';
 import { NameFilter, words } from './name-filter.js';
 import { LeaseCheck } from './lease-check.js';
@@ -28,6 +28,7 @@ async function main(): Promise<number> {
   const config = loadConfigOrExit('furka-agent', args.config, loadAgentConfig);
   // Every request must carry this key (A1): an agent whose key is missing or readable by others does not start.
   const key = configOrExit('furka-agent', () => loadAgentKey(args.config, config));
+  configOrExit('furka-agent', () => checkAgentRoot(args.config, config));
   if (args.check) {
     configOrExit('furka-agent', () => checkLogfile(args.config, config));
     const note = logfileNote('furka-agent', config);
@@ -38,7 +39,6 @@ async function main(): Promise<number> {
   const log = createLogger('furka-agent', config, configOrExit('furka-agent', () => openLogfile(args.config, config)));
   const notifier = new Notifier(log);
   // Paths are compared with what the kernel reports and with real paths: the root as it really is.
-  if (!statSync(config.root, { throwIfNoEntry: false })?.isDirectory()) throw new Error(`root ${config.root}: not a directory`);
   const root = realpathSync.native(config.root);
 
   // Hashers made ahead: the first files sent do not wait for WebAssembly to compile (I1).

@@ -2,6 +2,7 @@
 // endpoints): listen, know the real port, bound the connections in all and per peer, tell a refused client why
 // in the service's own form, close every connection on stop.
 import { createServer, type Server, type Socket } from 'node:net';
+import { ConfigError } from './config-file.js';
 import { loopbackPeerUid } from './peer-owner.js';
 
 /** Most a peer may leave unread before it is cut off: a client that never reads must not grow our memory. */
@@ -128,8 +129,10 @@ export class TcpListener {
   listen(port: number, address: string): Promise<number> {
     return new Promise((resolve, reject) => {
       const failed = (e: NodeJS.ErrnoException): void => {
-        const why = e.code === 'EADDRINUSE' ? 'the port is in use (is another daemon running on it?)' : e.message;
-        reject(new Error(`cannot listen for ${this.what} clients on ${address}:${port}: ${why}`));
+        const why = e.code === 'EADDRINUSE' ? 'the port is in use (is another daemon running on it?)'
+          : e.code === 'EACCES' && port > 0 && port < 1024 ? `${e.message} (a port below 1024 needs CAP_NET_BIND_SERVICE, which ` +
+            'the shipped units do not give: take one from 1024 up)' : e.message;
+        reject(Object.assign(new Error(`cannot listen for ${this.what} clients on ${address}:${port}: ${why}`), { code: e.code }));
       };
       this.#server.once('error', failed);
       this.#server.listen(port, address, () => {
@@ -172,4 +175,24 @@ export function writeLineOrCut(socket: Socket, line: string, maxUnread: number):
   }
   socket.write(`${line}\n`);
   return 'sent';
+}
+
+/** A ConfigError thrown once the daemon has started components: runDaemon ends it with EX_CONFIG as configOrExit would. */
+export class ListenConfigError extends ConfigError {
+  readonly exitCode = 78;
+}
+
+/**
+ * Runs `listen` for the port of top-level key `key` of config `file`. A port the kernel refuses us (EACCES: below
+ * 1024 without CAP_NET_BIND_SERVICE) is a configuration error naming the key, exit 78, which the units do not
+ * restart: starting again never cures it. A port in use or an address not up yet stays a failure (exit 1,
+ * restarted), since the next start may find it free or up.
+ */
+export async function listenConfigured<T>(file: string, key: string, listen: () => Promise<T>): Promise<T> {
+  try {
+    return await listen();
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EACCES') throw e;
+    throw new ListenConfigError(file, [`top level (before any section), key '${key}': ${(e as Error).message}`]);
+  }
 }

@@ -6,7 +6,8 @@ import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/conf
 import { createLogger } from '../common/logger.js';
 import { checkLogfile, logfileNote, openLogfile } from '../common/logfile-config.js';
 import { Notifier } from '../common/notify.js';
-import { Components, runDaemon, stopRequested, together } from '../common/service.js';
+import { component, Components, runDaemon, stopRequested, together } from '../common/service.js';
+import { listenConfigured } from '../common/tcp-listener.js';
 import { BusWatch, connectSystemBus } from '../dbus/bus.js';
 import { FurkaBus } from './furka-bus.js';
 import { checkKeyFiles, checkFurkadTargets, DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
@@ -145,7 +146,7 @@ async function main(): Promise<number> {
   // Started in this order, stopped in reverse: the bus name once the interface is there, the detectors
   // once grimseld can be told, the first shift once they run (F6); a stop meanwhile cancels the start.
   const components = new Components([
-    metrics,
+    metrics && component(metrics.name, () => listenConfigured(args.config, 'metrics_port', () => metrics.start()), () => metrics.stop()),
     new FurkaBus(bus, shifts, loops, schedule, license, handover),
     handover,
     together('detector loops', loops),

@@ -17,6 +17,7 @@ import { DBusError } from 'dbus-next';
 import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './config.js';
 import { storageInfos, type StorageInfo } from './storage-info.js';
 import { component, Components, loopComponent, runDaemon, stopRequested, timerComponent } from '../common/service.js';
+import { listenConfigured } from '../common/tcp-listener.js';
 import { checkLicense } from '../common/license.js';
 import { Storage } from './storage.js';
 import type { CopyOptions } from './copier.js';
@@ -215,9 +216,12 @@ async function main(): Promise<number> {
       busWatch.stopping();
       bus.disconnect();
     }),
-    component('status server', () => statusServer.start(config.status_port, config.status_address), () => statusServer.stop()),
-    component('message server', () => messageServer.start(config.message_port, config.message_address), () => messageServer.stop()),
-    metricsServer && component('metrics server', () => metricsServer.listen(config.metrics_port, config.metrics_address!), () => metricsServer.close()),
+    component('status server', () => listenConfigured(args.config, 'status_port', () => statusServer.start(config.status_port, config.status_address)),
+      () => statusServer.stop()),
+    component('message server', () => listenConfigured(args.config, 'message_port', () => messageServer.start(config.message_port, config.message_address)),
+      () => messageServer.stop()),
+    metricsServer && component('metrics server', () => listenConfigured(args.config, 'metrics_port', () => metricsServer.listen(config.metrics_port, config.metrics_address!)),
+      () => metricsServer.close()),
     component('bus name', () => ownName(bus, GRIMSEL_NAME), () => undefined),
     loopComponent('ramdisk check', (signal) => unjournaled.run(signal)),
     timerComponent('status', 1000, () => {

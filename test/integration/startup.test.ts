@@ -315,6 +315,42 @@ describe('daemon start with a bad configuration (S3)', function () {
     }
   });
 
+  it("furka-agent --check and start exit 78 naming a root that does not exist or is no directory, not exit 1 and restarted (A1, S3)", async () => {
+    const file = path.join(dir, 'root-agent.conf');
+    writeFileSync(path.join(dir, 'plain-root'), '');
+    for (const [root, why] of [[`${dir}/nonexist`, 'does not exist'], [`${dir}/plain-root`, 'is a regular file, not a directory']] as const) {
+      writeFileSync(file, `root = ${root}\naddress = 127.0.0.1\nport = 0\nkey_file = ${agentKeyFile(dir).keyFile}\n`);
+      for (const r of [await run(AGENT_BIN, '--check', '--config', file), await start(AGENT_BIN, file)]) {
+        assert.equal(r.code, 78, r.stderr);
+        assert.ok(r.stderr.includes(`furka-agent: ${file}: invalid configuration:\n  top level (before any section), key 'root': '${root}' ${why}`), r.stderr);
+      }
+    }
+  });
+
+  it('grimseld refused a status port below 1024 (no CAP_NET_BIND_SERVICE) exits 78 naming status_port, not 1 and restarted (G9, S3)', async function () {
+    if (process.getuid?.() !== 0 || !existsSync('/usr/bin/setpriv')) this.skip();
+    const bus = await startBus(dir);
+    try {
+      mkdirSync(path.join(dir, 'ramdisk'), { recursive: true });
+      const file = path.join(dir, 'low-port-grimseld.conf');
+      writeFileSync(file, `ramdisk_mountpoint = ${dir}/ramdisk\ntarget = ${dir}/ramdisk\nfifo = ${dir}/low-files\nstate_dir = ${dir}/lowstate\n` +
+        `licensekey = ${dir}/none.key\nstatus_port = 1\nmessage_port = 0\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/lowdata\n`);
+      const launch = launchOf(GRIMSELD_BIN);
+      // As under the shipped unit, whose CapabilityBoundingSet leaves out CAP_NET_BIND_SERVICE.
+      const r = await new Promise<{ code: number; out: string }>((resolve) => {
+        execFile('/usr/bin/setpriv', ['--bounding-set', '-net_bind_service', '--inh-caps', '-net_bind_service', '--', process.execPath, ...launch.args, '--config', file],
+          { env: { ...process.env, ...launch.env, DBUS_SYSTEM_BUS_ADDRESS: bus.address }, timeout: 20_000 },
+          (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code) : 0, out: stdout + stderr }));
+      });
+      assert.equal(r.code, 78, r.out);
+      assert.ok(r.out.includes(`grimseld: ${file}: invalid configuration:\n  top level (before any section), key 'status_port': cannot listen for status ` +
+        'clients on 127.0.0.1:1: listen EACCES: permission denied 127.0.0.1:1 (a port below 1024 needs CAP_NET_BIND_SERVICE'), r.out);
+      assert.doesNotMatch(r.out, /lost the system bus|"stack"/);
+    } finally {
+      await bus.stop();
+    }
+  });
+
   it('a missing file is named too', async () => {
     const r = await start(GRIMSELD_BIN, path.join(dir, 'nope.conf'));
     assert.equal(r.code, 78);
