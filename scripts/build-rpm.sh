@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds both RPMs (S6) from the working tree into build/rpm/: ppu-movers (PPU) and
-# ppu-movers-detector (detector server). `npm run rpm`, or: scripts/build-rpm.sh [--release N] [--out DIR]
+# Builds the three RPMs (S6) from the working tree into build/rpm/: ppu-movers (PPU),
+# ppu-movers-detector (detector server) and ppu-movers-common (the compiled tree both run from).
+# `npm run rpm`, or: scripts/build-rpm.sh [--release N] [--out DIR]
 # Build on CentOS 7 x86_64 for production: %build compiles the native modules for the node and libc it finds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
