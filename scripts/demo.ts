@@ -12,20 +12,32 @@ import { sleep } from '../src/common/abort.js';
 
 const run = promisify(execFile);
 
-const { values } = parseArgs({
-  options: {
-    rate: { type: 'string', default: '20' },
-    size: { type: 'string', default: '2' },
-    seconds: { type: 'string', default: '15' },
-    uid: { type: 'string', default: '500' },
-    gid: { type: 'string', default: '501' },
-    transport: { type: 'string', default: 'agent' },
-    help: { type: 'boolean', short: 'h' },
-  },
-});
+const USAGE = 'usage: npm run demo -- [--rate HZ] [--size MB] [--seconds S] [--uid N] [--gid N] [--transport agent|rsync]\n';
+
+/** The options, or exit 2 with parseArgs' reason and the usage line: a stray option is bad usage, not a stack trace. */
+function options() {
+  try {
+    return parseArgs({
+      options: {
+        rate: { type: 'string', default: '20' },
+        size: { type: 'string', default: '2' },
+        seconds: { type: 'string', default: '15' },
+        uid: { type: 'string', default: '500' },
+        gid: { type: 'string', default: '501' },
+        transport: { type: 'string', default: 'agent' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    }).values;
+  } catch (e) {
+    if (!String((e as NodeJS.ErrnoException).code).startsWith('ERR_PARSE_ARGS_')) throw e;
+    process.stderr.write(`demo: ${(e as Error).message}\n${USAGE}`);
+    process.exit(2);
+  }
+}
+
+const values = options();
 if (values.help) {
-  process.stdout.write('usage: npm run demo -- [--rate HZ] [--size MB] [--seconds S] [--uid N] [--gid N] [--transport agent|rsync]\n' +
-    '  defaults: 20 Hz, 2 MB images, 15 s, shift 500:501, furka-agent\n');
+  process.stdout.write(`${USAGE}  defaults: 20 Hz, 2 MB images, 15 s, shift 500:501, furka-agent\n`);
   process.exit(0);
 }
 const rate = Number(values.rate);
