@@ -7,6 +7,7 @@
 // swapped disk are (storage-marks.ts); the original goes only once that copy is there.
 import { lstat } from 'node:fs/promises';
 import type { Logger } from '../common/logger.js';
+import { monotonicMs } from '../common/monotonic.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import { sameFile } from './copy-source.js';
 import type { Dispatcher } from './dispatcher.js';
@@ -25,7 +26,7 @@ export class LostCopies {
     private readonly planner: Pick<Dispatcher, 'canCopyAgain' | 'copyAgain'>,
     private readonly messages: MessageHub,
     private readonly log: Logger,
-    private readonly now: () => number = Date.now,
+    private readonly now: () => number = monotonicMs,
   ) {}
 
   /**
