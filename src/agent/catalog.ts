@@ -12,7 +12,7 @@ import type { WatchEvent } from './watcher.js';
 import type { DirId } from './watch-check.js';
 import { hasControl, STAGING_NAME } from '../common/paths.js';
 import { monotonicMs } from '../common/monotonic.js';
-import { FurkadTargets } from './furkad-targets.js';
+import { FurkadTargets, isFurkadStaging } from './furkad-targets.js';
 
 export { fileId, type Sameness };
 
@@ -143,7 +143,7 @@ export class Catalog {
 
   constructor(readonly root: string, readonly filter: NameFilter, private readonly log: Logger) {
     this.files = new SourceFiles(root, () => this.allWatched());
-    this.#furkadTargets = new FurkadTargets((dir) => this.files.lstat(dir === '' ? STAGING_NAME : `${dir}/${STAGING_NAME}`)?.isDirectory() === true, (dir) => {
+    this.#furkadTargets = new FurkadTargets((dir) => isFurkadStaging(this.files.lstat(dir === '' ? STAGING_NAME : `${dir}/${STAGING_NAME}`)), (dir) => {
       this.log.warn({ dir: Buffer.from(dir, 'latin1').toString('utf8') || '.' }, `not announcing anything below ${dir === '' ? 'the root' : Buffer.from(dir, 'latin1').toString('utf8')}: ` +
         `it is a furkad's target (it holds ${STAGING_NAME}), where a furkad on this host places the files it fetched; announced, each would ` +
         "be fetched again and placed one level deeper, for ever. Give this agent a root that holds the detector's files alone (README, test box)");

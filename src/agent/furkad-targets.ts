@@ -4,8 +4,20 @@
 // shipped configs do (root /ramdisk, target /ramdisk/./1mf), had each delivered file announced again, fetched again
 // and placed one level deeper, for ever (found by a tester, session 36). Nothing below such a directory is announced.
 // Looked at once per directory (one lstat, cached until the directory goes or the tree is walked anew), and told
-// by the kernel's event when furkad makes its staging directory in one already known: no system call per file.
+// by the kernel's event when furkad makes its staging directory in one already known: no system call per file. Only a
+// staging directory as furkad makes it counts (isFurkadStaging), so a user cannot hide a directory from furkad so.
+import type { BigIntStats } from 'node:fs';
 import { STAGING_NAME } from '../common/paths.js';
+
+/**
+ * Whether `st` is a furkad's staging directory: root's (or this process's owner's, as furkad runs as the agent does)
+ * and closed to group and others, as furkad keeps it (detector.ts checkStagingRoot). A user cannot make one: a
+ * `.furkad-staging` a detector's user made (in the root, say) hides nothing from furkad.
+ */
+export function isFurkadStaging(st: BigIntStats | undefined): boolean {
+  if (!st?.isDirectory() || (st.mode & 0o077n) !== 0n) return false;
+  return st.uid === 0n || st.uid === BigInt(process.getuid?.() ?? 0);
+}
 
 export class FurkadTargets {
   /** Directories looked at (relative to the root, as latin1 keys; '' is the root): whether each is a furkad target. */
@@ -27,12 +39,11 @@ export class FurkadTargets {
     return false;
   }
 
-  /** The kernel said directory `rel` came: if it is furkad's staging, its parent is a target now. */
+  /** The kernel said directory `rel` came: if it is named as furkad's staging, its parent is looked at again. */
   dirNew(rel: Buffer): void {
     const key = rel.toString('latin1');
     const slash = key.lastIndexOf('/');
-    if (key.slice(slash + 1) !== STAGING_NAME) return;
-    this.#set(slash < 0 ? '' : key.slice(0, slash), true);
+    if (key.slice(slash + 1) === STAGING_NAME) this.#known.delete(slash < 0 ? '' : key.slice(0, slash));
   }
 
   /** Directory `rel` went (or a directory was moved onto it): it and what was below it are looked at anew. */

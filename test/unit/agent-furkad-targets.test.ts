@@ -29,6 +29,7 @@ describe('furka-agent: nothing below a furkad target is announced (a test box wi
     t.contains(Buffer.from('ppu/1000_1000/other.cbf'));
     assert.equal(looked.length, before, 'looked at once per directory');
     // furkad makes its staging in a directory already looked at: the kernel's event says so.
+    holding.add('run');
     t.dirNew(Buffer.from('run/.furkad-staging'));
     assert.equal(t.contains(Buffer.from('run/a.cbf')), true);
     assert.deepEqual(found, ['ppu', 'run']);
@@ -52,8 +53,10 @@ describe('furka-agent: nothing below a furkad target is announced (a test box wi
       work = mkdtempSync(path.join(os.tmpdir(), 'agent-targets-'));
       root = path.join(work, 'ramdisk');
       // furkad started first: its target and staging are there before the agent.
-      mkdirSync(path.join(root, '1mf', '.furkad-staging', '1MF'), { recursive: true });
+      mkdirSync(path.join(root, '1mf', '.furkad-staging', '1MF'), { recursive: true, mode: 0o700 });
       mkdirSync(path.join(root, 'run'));
+      // A detector user's look-alike in the root, open to others as a user's is (furkad's is root's, 0700): no target.
+      mkdirSync(path.join(root, '.furkad-staging'), { mode: 0o755 });
       said = [];
       warnings = [];
       const log = { debug() {}, info() {}, warn: (_o: unknown, msg: string) => { warnings.push(msg); }, error() {} } as unknown as Logger;
@@ -84,7 +87,7 @@ describe('furka-agent: nothing below a furkad target is announced (a test box wi
     /** furkad's placing: written in its staging, renamed into the shift's directory. */
     const place = (target: string, rel: string): void => {
       const staged = path.join(root, target, '.furkad-staging', '1MF', path.basename(rel));
-      mkdirSync(path.dirname(staged), { recursive: true });
+      mkdirSync(path.dirname(staged), { recursive: true, mode: 0o700 });
       writeFileSync(staged, `placed ${rel}`);
       mkdirSync(path.dirname(path.join(root, target, rel)), { recursive: true });
       renameSync(staged, path.join(root, target, rel));
