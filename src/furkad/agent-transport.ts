@@ -23,6 +23,7 @@ import { noRoomMessage, RoomNotice } from './room-notice.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { UnplacedFiles } from './unplaced-files.js';
+import { removeEmptiedParents } from './staging-dirs.js';
 import { keyFileOutcome, ppuSideOf } from './ppu-side.js';
 import { hostPort } from './host-lookup.js';
 
@@ -304,6 +305,8 @@ export class AgentTransport implements Transport {
     /** Files being fetched by this run's workers, and their announced bytes. */
     let fetching = 0;
     let fetchingBytes = 0;
+    /** The paths this run's workers took: their directories in staging go once the run's fetches have ended. */
+    const fetched: string[] = [];
     /** A worker ended because the bytes were spent: more are started once some are free again. */
     let refused = false;
     /**
@@ -367,6 +370,7 @@ export class AgentTransport implements Transport {
     };
     const worker = async (): Promise<void> => {
       for (let w = take(); w; w = take()) {
+        fetched.push(w.path);
         this.#busy.add(w.path);
         this.#busyIds.set(w.id, w.path);
         fetching++;
@@ -469,6 +473,9 @@ export class AgentTransport implements Transport {
       }
     });
     this.#noRoom.say();
+    // Every fetch of the run has ended: the directories placing emptied in staging go (else staging kept an empty
+    // one of every run directory delivered until the next shift change or restart; found by a hostile tester).
+    await this.#removeEmptied(ctx.staging, fetched);
     if (failure) {
       return { verdict: 'retry', message: failure.message, transferred, bytes, ...ppuSideOf(failure, ctx.staging),
         ...((failure as NodeJS.ErrnoException).code === 'ENOSPC' ? { noRoom: true } : {}) };
@@ -913,6 +920,16 @@ export class AgentTransport implements Transport {
 
   unreachable(): string | undefined {
     return this.#client?.connected ? undefined : this.#lost;
+  }
+
+  /** The directories of `rels` in staging that placing emptied, removed (staging-dirs.ts); a failure is logged, never the run's. */
+  async #removeEmptied(staging: string, rels: string[]): Promise<void> {
+    if (rels.length === 0) return;
+    try {
+      await removeEmptiedParents(staging, rels, (dir) => this.#stagingDirs.delete(dir));
+    } catch (e) {
+      this.log.warn({ detector: this.id, dir: staging, err: e }, 'cannot remove the directories placing emptied; tried again when staging is next prepared');
+    }
   }
 
   /**

@@ -1,12 +1,13 @@
-// Empty directories in an rsync detector's staging (`<target>/.furkad-staging/<ID>/`), left behind by placing (F1, F2).
+// Empty directories in a detector's staging (`<target>/.furkad-staging/<ID>/`), left behind by placing (F1, F2).
 //
-// rsync receives a file into staging under its source's relative path, making that path's directories there;
+// rsync (and the agent transport's fetches) receive a file into staging under its source's relative path, making that path's directories there;
 // placing then renames the file out of staging into the shift's directory, and nothing removed the directory it
 // left. So staging kept an empty copy of every source directory ever pulled (a `run_NNNN` per dataset: hundreds
 // a day, and across restarts), each a directory entry and an inode on the PPU ramdisk for good.
 //
 // Called between runs only: the detector's loop runs one transport run at a time, and the run has placed every
-// file it offered and its rsync has exited before run() returns, so nothing is receiving into staging then. rmdir(2)
+// file it offered and its rsync has exited (the agent's: its fetches have ended) before run() returns, so nothing is
+// receiving into staging then. rmdir(2)
 // removes only an empty directory all the same (a file there keeps it, and with it its parents). Staging is root's
 // alone (0700, docs/threat-model.md); it is walked through held handles without following links regardless.
 import { rmdir } from 'node:fs/promises';
@@ -40,7 +41,7 @@ export function removeEmptyStagingDirs(staging: string): number {
  * placing emptied it, and its parents with it up to staging (never staging itself), deepest first; returns how
  * many. A directory still holding a file (one that could not be placed, waiting for room) stays, and its parents.
  */
-export async function removeEmptiedParents(staging: string, rels: Iterable<string>): Promise<number> {
+export async function removeEmptiedParents(staging: string, rels: Iterable<string>, onRemoved?: (dir: string) => void): Promise<number> {
   const dirs = dirsOf(rels);
   let removed = 0;
   // Deepest first, so that a parent is looked at once its children are gone. A directory rsync made is a real one
@@ -49,6 +50,7 @@ export async function removeEmptiedParents(staging: string, rels: Iterable<strin
     try {
       await rmdir(path.join(staging, d));
       removed++;
+      onRemoved?.(path.join(staging, d));
     } catch (e) {
       if (!leftAsIs(e)) throw e;
     }

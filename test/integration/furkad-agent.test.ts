@@ -61,6 +61,10 @@ describe('furkad over furka-agent (A2–A5)', function () {
     assert.deepEqual(listFiles(usr(610, 611)).filter((f) => path.basename(f).startsWith('.')), [], 'never a temp name on the PPU');
     await eventually(async () => (await ppu.queryStatus(1)).some((r) => r[1] === 610 && r[5] === 22n && r[4] === 0n), 30_000, 'grimseld to copy all 22 once');
     await eventually(() => listFiles(detector).length === 0, 10_000, 'every source deleted by the agent once placed');
+    // Nor an empty directory left in staging for each run directory delivered (it stayed until the next shift change).
+    const staging = path.join(ppu.ppuRamdisk, '1mf', '.furkad-staging', '1MF');
+    await eventually(() => readdirSync(staging).length === 0, 10_000, 'staging emptied of the directories placing emptied')
+      .catch((e: Error) => { throw new Error(`${e.message}: ${readdirSync(staging).join(', ')}`); });
   });
 
   it('delivers a file whose writer closes one descriptor (a header) and writes the rest through another once, whole, never deleting it under the writer (A2, A4)', async () => {
