@@ -17,7 +17,7 @@ import { checkLogfile, logfileNote } from '../common/logfile-config.js';
 import { licenseCommand } from './license-command.js';
 import { verifyCommand, VerifyUsage } from './verify-command.js';
 import { statusRecord } from '../grimseld/status-server.js';
-import { existsSync } from 'node:fs';
+import { unseen } from './unseen-hint.js';
 import { OutputExists, writeNew } from './write-new.js';
 import * as path from 'node:path';
 import { monotonicMs } from '../common/monotonic.js';
@@ -550,17 +550,6 @@ async function followMessages(bus: dbus.MessageBus, count: number, json: boolean
   await ask('the bus', daemon, 'AddMatch', [`type='signal',sender='${GRIMSEL_NAME}',path='${GRIMSEL_PATH}',interface='${GRIMSEL_IFACE}',member='Message'`]);
   process.stderr.write('ppuctl: following grimseld messages (Ctrl-C ends)\n');
   return done;
-}
-
-/** Where grimseld's unit (PrivateTmp=yes, ProtectHome=yes) gives it a directory of its own or none: ppuctl sees another. */
-const HIDDEN_FROM_GRIMSELD = ['/tmp/', '/var/tmp/', '/home/', '/root/', '/run/user/'];
-
-/** A hint when grimseld found no file where ppuctl's caller has one: a directory the unit hides from it. */
-function unseen(file: string, answer: string): string {
-  const hidden = HIDDEN_FROM_GRIMSELD.find((d) => path.resolve(file).startsWith(d));
-  if (!hidden || !/does not exist/.test(answer) || !existsSync(file)) return '';
-  return ` (grimseld's unit has PrivateTmp=yes and ProtectHome=yes: it does not see your files below ${hidden}; ` +
-    'put them on the ramdisk or a storage, e.g. below /data, and add them from there)';
 }
 
 type Action = (bus: dbus.MessageBus) => Promise<number>;
