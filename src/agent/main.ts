@@ -7,9 +7,10 @@ import { configOrExit, loadConfigOrExit } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { checkLogfile, logfileNote, openLogfile } from '../common/logfile-config.js';
 import { Notifier } from '../common/notify.js';
-import { component, Components, runDaemon, stopRequested } from '../common/service.js';
+import { component, Components, runDaemon, stopRequested, timerComponent } from '../common/service.js';
 import { AllowList } from './allow.js';
 import { Catalog } from './catalog.js';
+import { RootLink, ROOT_LINK_CHECK_MS } from './root-link.js';
 import { checkAgentRoot, DEFAULT_CONFIG_PATH, loadAgentConfig, loadAgentKey } from './config.js';
 import { KeyCheck } from '../common/shared-key.js';
 import { NameFilter, words } from './name-filter.js';
@@ -40,6 +41,7 @@ async function main(): Promise<number> {
   const notifier = new Notifier(log);
   // Paths are compared with what the kernel reports and with real paths: the root as it really is.
   const root = realpathSync.native(config.root);
+  const rootLink = new RootLink(config.root, root, log);
 
   // Hashers made ahead: the first files sent do not wait for WebAssembly to compile (I1).
   await prepareChecksums(2);
@@ -79,6 +81,7 @@ async function main(): Promise<number> {
   const components = new Components([
     watcher,
     component(`listener on ${config.address}:${config.port}`, () => server.listen(config.port, config.address), () => server.close()),
+    timerComponent('root link check', ROOT_LINK_CHECK_MS, () => rootLink.check()),
   ], log);
   const stop = stopRequested();
   if (await components.start(stop)) {
