@@ -33,10 +33,11 @@ export const HUNG = Symbol('hung');
 /** While a storage's mount point is missing, the error is repeated this often (sooner while files wait for it). */
 const UNMOUNTED_REPEAT_MS = 60_000;
 const UNMOUNTED_REPEAT_BUSY_MS = 10_000;
-/** Why a storage found mounted is not written to: its file system takes no writes. */
 /** Why a storage whose bounded stat did not come back counts as down. */
 export const DOES_NOT_ANSWER = 'does not answer';
-export const READ_ONLY = 'is read-only (mounted read-only, or remounted so, as a file system does after an error)';
+/** Why a storage found mounted is not written to: its file system takes no writes. */
+export const READ_ONLY = 'is read-only (mounted read-only, or remounted so, as a file system does after an error; or, under the shipped unit, a ' +
+  'directory made after grimseld started, which its ReadWritePaths= did not take: restart grimseld then)';
 
 /**
  * Whether the file system `dirs[0]` is on takes no writes (EROFS from access W_OK, which writes nothing), asked of the
