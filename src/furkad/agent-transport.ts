@@ -24,6 +24,7 @@ import { monotonicMs } from '../common/monotonic.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { UnplacedFiles } from './unplaced-files.js';
 import { removeEmptiedParents } from './staging-dirs.js';
+import { escapeName } from './rsync-names.js';
 import { keyFileOutcome, ppuSideOf } from './ppu-side.js';
 import { hostPort } from './host-lookup.js';
 
@@ -900,7 +901,9 @@ export class AgentTransport implements Transport {
     this.#refused.clear();
     client.on('refused', (p, reason, key) => {
       if (!this.#refused.has(key)) this.log.error({ detector: this.id, file: p, reason }, 'the agent will not send a file; it stays on the detector');
-      this.#refused.set(key, p);
+      // Shown from its bytes (the agent's key is their hex), as rsync shows such a name (`\#351`), not with U+FFFD
+      // in place of each byte that is not UTF-8, which names no file an administrator can find (found by a tester).
+      this.#refused.set(key, /^(?:[0-9a-f]{2})+$/.test(key) ? escapeName(Buffer.from(key, 'hex')) : p);
       this.#wake?.();
     });
     client.on('unrefused', (_p, key) => {
