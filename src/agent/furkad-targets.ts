@@ -14,9 +14,13 @@ import { STAGING_NAME } from '../common/paths.js';
  * and closed to group and others, as furkad keeps it (detector.ts checkStagingRoot). A user cannot make one: a
  * `.furkad-staging` a detector's user made (in the root, say) hides nothing from furkad.
  */
-export function isFurkadStaging(st: BigIntStats | undefined): boolean {
-  if (!st?.isDirectory() || (st.mode & 0o077n) !== 0n) return false;
-  return st.uid === 0n || st.uid === BigInt(process.getuid?.() ?? 0);
+export function isFurkadStaging(st: BigIntStats | undefined): boolean | undefined {
+  if (!st?.isDirectory()) return false;
+  // Root's but open to others: furkad closes it when it prepares staging (checkStagingRoot), a change the kernel's
+  // events do not tell (no ATTRIB watched). Looked at again each time, not taken for "no target" for good.
+  const ours = st.uid === 0n || st.uid === BigInt(process.getuid?.() ?? 0);
+  if ((st.mode & 0o077n) !== 0n) return ours ? undefined : false;
+  return ours;
 }
 
 export class FurkadTargets {
@@ -24,10 +28,11 @@ export class FurkadTargets {
   readonly #known = new Map<string, boolean>();
 
   /**
-   * `holdsStaging`: whether the directory `dir` (below the root) holds a directory STAGING_NAME now.
-   * `found`: told of each target the first time it is found (to be said once).
+   * `holdsStaging`: whether the directory `dir` (below the root) holds a staging directory of furkad's now;
+   * undefined: not yet, to be looked at again each time (not cached). `found`: told of each target the first time
+   * it is found (to be said once).
    */
-  constructor(private readonly holdsStaging: (dir: string) => boolean, private readonly found: (dir: string) => void) {}
+  constructor(private readonly holdsStaging: (dir: string) => boolean | undefined, private readonly found: (dir: string) => void) {}
 
   /** Whether the path `rel` (below the root, a file's or a directory's) lies in a furkad target. */
   contains(rel: Buffer | string): boolean {
@@ -64,12 +69,13 @@ export class FurkadTargets {
   #is(dir: string): boolean {
     const known = this.#known.get(dir);
     if (known !== undefined) return known;
-    let holds = false;
+    let holds: boolean | undefined;
     try {
       holds = this.holdsStaging(dir);
     } catch { /* not looked at: not taken for a target, asked again next time */
       return false;
     }
+    if (holds === undefined) return false;
     this.#set(dir, holds);
     return holds;
   }
