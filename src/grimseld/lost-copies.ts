@@ -17,9 +17,17 @@ import { destOf, type StorageInfo } from './storage-info.js';
 /** How often a storage's gone copies are said (a COPY_ERROR), with how many were found since it was last said. */
 const SAY_EVERY_MS = 60_000;
 
+interface Unsaid {
+  n: number;
+  /** The first copy found gone since the last message. */
+  first?: string | undefined;
+  saidAt: number;
+  timer?: NodeJS.Timeout | undefined;
+}
+
 export class LostCopies {
-  /** Per storage: gone copies found and not said yet, and when it was last said. */
-  readonly #unsaid = new Map<string, { n: number; saidAt: number }>();
+  /** Per storage: gone copies found and not said yet, when it was last said, and the timer that says them. */
+  readonly #unsaid = new Map<string, Unsaid>();
 
   constructor(
     private readonly catalog: Catalog,
@@ -27,6 +35,7 @@ export class LostCopies {
     private readonly messages: MessageHub,
     private readonly log: Logger,
     private readonly now: () => number = monotonicMs,
+    private readonly sayEveryMs = SAY_EVERY_MS,
   ) {}
 
   /**
@@ -58,18 +67,34 @@ export class LostCopies {
     }
   }
 
-  /** One COPY_ERROR for the storage at most every SAY_EVERY_MS, naming the first copy found gone since the last. */
+  /**
+   * One COPY_ERROR for the storage at most every sayEveryMs, counting the copies found gone since the last and
+   * naming the first of them: at once if the last was that long ago, else when that time has passed.
+   */
   #say(st: StorageInfo, at: string): void {
-    const u = this.#unsaid.get(st.id) ?? { n: 0, saidAt: -Infinity };
+    let u = this.#unsaid.get(st.id);
+    if (!u) this.#unsaid.set(st.id, (u = { n: 0, saidAt: -Infinity }));
     u.n++;
-    this.#unsaid.set(st.id, u);
-    const now = this.now();
-    if (now - u.saidAt < SAY_EVERY_MS) return;
-    this.messages.publish('COPY_ERROR', at,
-      `storage ${st.id}: ${u.n === 1 ? `the copy ${at} is` : `${u.n} copies (${at} among them) are`} not there any more ` +
+    u.first ??= at;
+    const wait = u.saidAt + this.sayEveryMs - this.now();
+    if (wait <= 0) this.#publish(st, u);
+    else if (!u.timer) {
+      const due = u;
+      u.timer = setTimeout(() => this.#publish(st, due), wait);
+      u.timer.unref();
+    }
+  }
+
+  #publish(st: StorageInfo, u: Unsaid): void {
+    clearTimeout(u.timer);
+    u.timer = undefined;
+    if (u.n === 0 || u.first === undefined) return;
+    this.messages.publish('COPY_ERROR', u.first,
+      `storage ${st.id}: ${u.n === 1 ? `the copy ${u.first} is` : `${u.n} copies (${u.first} among them) are`} not there any more ` +
       `(moved, changed or deleted on the storage, or its target changed in grimseld.conf?): copied to it again from the ` +
       'original, which stays until that copy is made (G5); said at most once a minute for the storage');
     u.n = 0;
-    u.saidAt = now;
+    u.first = undefined;
+    u.saidAt = this.now();
   }
 }
