@@ -92,7 +92,11 @@ export function checkAgentRoot(file: string, config: AgentConfig): void {
     problem = (e as NodeJS.ErrnoException).code === 'ENOENT' ? `'${config.root}' does not exist` : `cannot use '${config.root}': ${(e as Error).message}`;
   }
   if (problem) {
+    // Where the shipped unit gives the agent a directory of its own (PrivateTmp=yes) or none (ProtectHome=yes): a root
+    // an administrator's shell shows is missing there (found by a review).
+    const hidden = ['/tmp', '/var/tmp', '/home', '/root', '/run/user'].find((d) => config.root === d || config.root.startsWith(`${d}/`));
+    const unit = hidden ? `; the shipped unit (PrivateTmp=yes, ProtectHome=yes) hides what is below ${hidden} from the agent: serve a directory below /ramdisk` : '';
     throw new ConfigError(file, [`top level (before any section), key 'root': ${problem} (the directory served: the detector ramdisk's ` +
-      'mount point, made before the agent starts; a ramdisk mounted on it later is taken as it comes)']);
+      `mount point, made before the agent starts; a ramdisk mounted on it later is taken as it comes${unit})`]);
   }
 }
