@@ -9,10 +9,10 @@ import { strict as assert } from 'node:assert';
 import { chmodSync, linkSync, mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Catalog, type Announcement } from '../../src/agent/catalog.js';
-import { NameFilter } from '../../src/agent/name-filter.js';
-import { Watcher } from '../../src/agent/watcher.js';
+import type { Catalog, Announcement } from '../../src/agent/catalog.js';
+import type { Watcher } from '../../src/agent/watcher.js';
 import type { Logger } from '../../src/common/logger.js';
+import { watchedCatalog } from '../fixtures/watched-catalog.js';
 
 /** The root's own events in inotifywait's CSV; of each new directory, inotifywait's words that it could not watch it. */
 const FAKE_PY = `import ctypes, os, struct, sys
@@ -65,17 +65,7 @@ describe('furka-agent: a barrier comes after every file complete before it, watc
     said = [];
     runs = 0;
     // Wired as the agent's main.ts does.
-    catalog = new Catalog(root, new NameFilter(''), quiet);
-    catalog.announced.on((a) => said.push(a));
-    watcher = new Watcher(root, {
-      event: (e) => catalog.event(e),
-      established: () => { runs++; catalog.rescan(); },
-      rescan: () => catalog.rescan(),
-      unwatched: (dirs) => catalog.scanUnwatched(dirs),
-    }, quiet, path.join(work, 'fake'));
-    catalog.walked.on((dirs) => watcher.check(dirs));
-    catalog.unwatched = () => watcher.unwatched();
-    await watcher.start();
+    ({ catalog, watcher } = await watchedCatalog(root, quiet, { command: path.join(work, 'fake'), announced: (a) => said.push(a), established: () => { runs++; } }));
   });
   afterEach(() => {
     watcher.stop();

@@ -6,11 +6,11 @@ import { strict as assert } from 'node:assert';
 import { mkdirSync, mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { Catalog, type Announcement } from '../../src/agent/catalog.js';
+import type { Announcement } from '../../src/agent/catalog.js';
 import { FurkadTargets } from '../../src/agent/furkad-targets.js';
-import { NameFilter } from '../../src/agent/name-filter.js';
-import { Watcher } from '../../src/agent/watcher.js';
+import type { Watcher } from '../../src/agent/watcher.js';
 import type { Logger } from '../../src/common/logger.js';
+import { watchedCatalog } from '../fixtures/watched-catalog.js';
 
 describe('furka-agent: nothing below a furkad target is announced (a test box with both packages)', function () {
   this.timeout(30_000);
@@ -67,17 +67,7 @@ describe('furka-agent: nothing below a furkad target is announced (a test box wi
       said = [];
       warnings = [];
       const log = { debug() {}, info() {}, warn: (_o: unknown, msg: string) => { warnings.push(msg); }, error() {} } as unknown as Logger;
-      const catalog = new Catalog(root, new NameFilter(''), log);
-      catalog.announced.on((a) => said.push(a));
-      watcher = new Watcher(root, {
-        event: (e) => catalog.event(e),
-        established: () => catalog.rescan(),
-        rescan: () => catalog.rescan(),
-        unwatched: (dirs) => catalog.scanUnwatched(dirs),
-      }, log);
-      catalog.walked.on((dirs) => watcher.check(dirs));
-      catalog.unwatched = () => watcher.unwatched();
-      await watcher.start();
+      ({ watcher } = await watchedCatalog(root, log, { announced: (a) => said.push(a) }));
     });
     afterEach(() => {
       watcher.stop();
