@@ -380,7 +380,12 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
       /Access denied/);
   });
 
-  it('lists the time-sync timer in systemctl list-timers once enabled', async () => {
+  it('refuses to set the clock from no address (the shipped timesync.conf), saying so; lists the timer once enabled', async () => {
+    // Shipped empty (h3 of session 36: it was a guessed 192.168.0.1, enabled by Debian's presets).
+    assert.match(readFileSync(c.path('/etc/ppu/timesync.conf'), 'utf8'), /^PPU_ADDRESS=$/m);
+    const started = await c.run(['systemctl', 'start', 'ppu-timesync.service']);
+    assert.notEqual(started.code, 0, 'the service fails without an address');
+    assert.match(await c.ok(['journalctl', '-u', 'ppu-timesync.service', '--no-pager']), /PPU_ADDRESS is not set in \/etc\/ppu\/timesync\.conf/);
     writeFileSync(c.path('/etc/ppu/timesync.conf'), 'PPU_ADDRESS=127.0.0.1\n');
     await c.ok(['systemctl', 'enable', '--now', 'ppu-timesync.timer']);
     assert.match(await c.ok(['systemctl', 'list-timers', '--all', '--no-pager']), /ppu-timesync\.timer\s+ppu-timesync\.service/);
