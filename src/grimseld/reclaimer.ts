@@ -596,7 +596,7 @@ export class Reclaimer {
    * with its disk (its storage's disk is looked at, settings.diskCheck), or alone from the same disk (moved or
    * deleted there, settings.copyGone); it is pending again then, and the original waits for it without an error.
    */
-  async #copyWentWithItsDisk(rec: FileRecord, where: Where): Promise<boolean> {
+  async #copyToBeMadeAgain(rec: FileRecord, where: Where): Promise<boolean> {
     const holder = this.catalog.isLive(rec) && rec[where] !== 'linked' ? this.#holderOf(rec, where) : undefined;
     if (!holder) return false;
     if (this.settings.diskCheck) await this.settings.diskCheck(holder);
@@ -753,7 +753,7 @@ export class Reclaimer {
     } catch (e) {
       if (await this.#unmountedMeanwhile(rec, where)) return false;
       if (await this.#readOnlyMeanwhile(e, where)) return false;
-      if (await this.#copyWentWithItsDisk(rec, where)) return false;
+      if (await this.#copyToBeMadeAgain(rec, where)) return false;
       this.messages.publish('LINK_ERROR', file, `cannot replace ${file} by a link to ${copy}: ${(e as Error).message}`);
       return false;
     }
@@ -786,7 +786,7 @@ export class Reclaimer {
     } catch (e) {
       if (await this.#unmountedMeanwhile(rec, where)) return false;
       if (await this.#readOnlyMeanwhile(e, where)) return false;
-      if (await this.#copyWentWithItsDisk(rec, where)) return false;
+      if (await this.#copyToBeMadeAgain(rec, where)) return false;
       this.messages.publish('DEL_ERROR', file, `cannot delete ${file}: ${(e as Error).message}`);
       return false;
     }
