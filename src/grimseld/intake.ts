@@ -62,6 +62,11 @@ async function inspect(p: string, rootOf: RootOf, caller?: Caller): Promise<NewF
   const { src, rel } = checkMarkedPath(p);
   if (caller) {
     const seen = statAsCaller(src, caller);
+    // And reached as the copier reaches it, from the part before './' without following a link: one on the way (the
+    // caller's own `link -> real`) was taken, then refused by every copy, counted failed for good (found by a hostile
+    // tester). Looked at only once the caller is known to reach the file: nothing it could not see is told.
+    const st = lookAt(rootOf(src, rel), src);
+    if (!st || st.ino !== seen.ino || st.dev !== seen.dev) throw new RejectedPath(`'${src}' changed while it was looked at; add it again`);
     // Copied only: the caller may read it, which says nothing of whether they may delete it (G5, G6).
     return { src, rel, size: seen.size, mtimeMs: seen.mtimeMs, ino: seen.ino, dev: seen.dev, copyOnly: true };
   }

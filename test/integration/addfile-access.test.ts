@@ -2,7 +2,7 @@
 // bus carrying the shipped policy, adds through ppuctl only files they could read themselves; root adds any.
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu, PPUCTL_BIN } from '../fixtures/ppu.js';
 import { eventually, listFiles } from '../fixtures/files.js';
@@ -87,6 +87,23 @@ describe('AddFile by an operator who is not root (G8, S2)', function () {
     assert.equal(r.code, 0, r.stderr);
     await eventually(() => existsSync(internal('run/log.txt')), 20_000, 'the operator\'s file on the internal storage');
     assert.equal(readFileSync(internal('run/log.txt'), 'utf8'), 'team notes');
+  });
+
+  it("refuses a path with a link after './', as the copier would, instead of taking it and failing it for good; takes it written without the link", async () => {
+    const z = path.join(ppu.work, 'z');
+    mkdirSync(path.join(z, 'real'), { recursive: true, mode: 0o755 });
+    writeFileSync(path.join(z, 'real/f.img'), 'data');
+    chmodSync(path.join(z, 'real/f.img'), 0o644);
+    symlinkSync('real', path.join(z, 'link'));
+    const before = await ppu.queryStatus(1);
+    const r = await ppuctlAs('add', `${z}/./link/f.img`);
+    assert.equal(r.code, 1, r.stderr);
+    assert.match(r.stderr, /its path holds a symbolic link or a file where a directory should be, never followed/);
+    await ppu.quiescent();
+    assert.deepEqual(await ppu.queryStatus(1), before, 'nothing pending, copied or failed');
+    const ok = await ppuctlAs('add', `${z}/./real/f.img`);
+    assert.equal(ok.code, 0, ok.stderr);
+    await eventually(() => existsSync(internal('real/f.img')), 20_000, 'the file added without the link');
   });
 
   it('lets root add the file the operator may not', async () => {
