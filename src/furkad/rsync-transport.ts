@@ -62,8 +62,13 @@ interface RunHow {
   dryRun?: boolean;
   /** Its files have copies on the PPU already (settle mode's, linked or compared): no --max-size, they take no more room. */
   copied?: boolean;
+  /** Ends the run instead of the run context's signal (a listing after that one ended it: #listCut). */
+  signal?: AbortSignal;
 }
 type RunWith = (how: RunHow) => Promise<RsyncResult>;
+
+/** How long the listing after a drain run its bound ended may take (#listCut). */
+const CUT_LISTING_MS = 3000;
 
 /** Names furka-agent gives files of its own below its root (src/agent/barrier.ts, source-files.ts). */
 const AGENT_NAMES = '.furka-agent-*';
@@ -144,7 +149,7 @@ export class RsyncTransport implements Transport {
     // and only the take run leaves them out (#settledRun).
     const leftOut = new Set(unready);
     const kept = (rel: string): boolean => this.#unplaced.has(rel) || leftOut.has(rel);
-    const runWith: RunWith = ({ removeSource, dest, only, onRemoved, linkDest, dryRun, copied }) => this.#run({
+    const runWith: RunWith = ({ removeSource, dest, only, onRemoved, linkDest, dryRun, copied, signal }) => this.#run({
       rsync: this.settings.rsync,
       host: a.config.remoteIP,
       port: a.config.port,
@@ -176,7 +181,7 @@ export class RsyncTransport implements Transport {
       // dir beside them (root's, 0700, emptied whenever staging is prepared), never in a directory a user can write.
       ...(a.config.remove_source && rsyncComparesNanoseconds(this.settings.rsync) && keepsNanoseconds(rsyncTempDir(ctx.staging)) ? { exactTimes: true } : {}),
       timeoutS: this.settings.timeoutS,
-    }, ctx.signal, onRemoved);
+    }, signal ?? ctx.signal, onRemoved);
 
     let result: RsyncResult;
     /** What the runs that asked the daemon to remove sources taught (rsync-removal.ts). */
@@ -254,7 +259,11 @@ export class RsyncTransport implements Transport {
       // Known complete and left on the detector (no room for it: --max-size, the file a run failed on or was cut in) or, with
       // settle_ms, settling: the current shift's if taken in it, the ending one's after a shift change (A5).
       // Known as listed (size, mtime): a file taken later under its name is the ending shift's only if it is that one.
-      const listing = await this.#listingOf(result, runWith, a.config.settle_ms > 0 ? settlingDir(ctx.staging) : ctx.staging);
+      const listedIn = a.config.settle_ms > 0 ? settlingDir(ctx.staging) : ctx.staging;
+      // A drain run its bound ended at a shift change (a large file on a slow link): the files behind it in rsync's
+      // list were learned of by the run too, and are the ending shift's (A5), listed now (bounded).
+      if (ctx.signal.aborted && Number.isFinite(ctx.learnedBy)) await this.#listCut(runWith, listedIn);
+      const listing = await this.#listingOf(result, runWith, listedIn);
       // And the file a run ended by a shift change's cut or drain bound was receiving: listed before the change (A5).
       this.#owed.learned(a.source, [...result.overMax, ...(result.unfinished !== undefined ? [result.unfinished] : []), ...this.#unchangedSince.keys()],
         (rel) => listing.get(rel));
@@ -593,6 +602,30 @@ export class RsyncTransport implements Transport {
     await this.#removeEmptied(settling, settled);
     return { result: { ...take, transferred: take.transferred + look.transferred, bytes: take.bytes + look.bytes,
       listing: new Map([...(look.listing ?? []), ...(take.listing ?? [])]) }, took: true };
+  }
+
+  /**
+   * After a drain run its bound ended: the run had the detector's whole file list, but itemizes a file only as its data
+   * begins, so only the one it was receiving was known (`unfinished`), and every file behind it went to the next shift
+   * although the log said they stayed the ending one's (found by a hostile tester: 58 files closed before StartShift,
+   * behind a 100 MB one on a 10 MB/s link). What the detector holds now is listed (--dry-run, at most
+   * CUT_LISTING_MS, so the change stays under busctl's 25 s) and known: owed to the ending shift by owe().
+   * A file completed between the run's start and this listing goes with them, as one the run listed would have.
+   */
+  async #listCut(runWith: RunWith, dest: string): Promise<void> {
+    const bound = new AbortController();
+    const timer = setTimeout(() => bound.abort(), CUT_LISTING_MS);
+    try {
+      const look = await runWith({ removeSource: false, dest, dryRun: true, copied: true, signal: bound.signal });
+      if (classifyExit(look.code, look.stderr) !== 'ok') {
+        this.log.warn({ detector: this.id, err: errorCause(look.stderr) || `rsync exit ${look.code}` }, 'cannot list the detector after the ' +
+          "drain's run was ended: only the file it was receiving stays the ending shift's; the others it had not taken go to the next shift");
+        return;
+      }
+      this.#owed.learned(this.#source, look.files, (rel) => look.listing?.get(rel));
+    } finally {
+      clearTimeout(timer);
+    }
   }
 
   /**

@@ -3,7 +3,7 @@
 // doing, not the detector's failure. Before, each such stop logged an error saying the detector was unreachable or
 // failing (rsync's "received SIGUSR1"), found by a hostile tester upgrading the RPMs during a transfer.
 import { strict as assert } from 'node:assert';
-import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
@@ -58,6 +58,9 @@ describe('furkad stopped with a large file in flight (S1, S6, A5, F10)', functio
     const big = writeImage(detector, 'slow/big-at-change.img', 40_000_000);
     await eventually(() => listFiles(staging).some((f) => /(^|\/)\.?big-at-change\.img\.[A-Za-z0-9]{6}$/.test(f)), 30_000,
       'an rsync temp file of big-at-change.img (the transfer in flight)');
+    // Small files completed before the call, behind the large one in rsync's list (sorted by name): the drain's run
+    // lists them, but its bound ends it in the large file (found by a hostile tester: they went to the new shift).
+    const small = Array.from({ length: 5 }, (_, i) => writeImage(detector, `slow/zz-small-${i}.img`, 10_000));
     const mark = ppu.furkad!.proc.output().length;
     await ppu.startShift(1700, 1701);
     const out = (): string => ppu.furkad!.proc.output().slice(mark);
@@ -69,5 +72,11 @@ describe('furkad stopped with a large file in flight (S1, S6, A5, F10)', functio
     await eventually(() => !existsSync(path.join(detector, big.rel)), 30_000, 'its source removed from the detector');
     assert.doesNotMatch(out(), /detector unreachable or failing/, 'no detector failure logged for the run the change ended');
     assert.ok(!listFiles(path.join(ppu.ppuRamdisk, '1mf')).some((f) => f.includes('1700_1701') && f.includes('big-at-change')), 'not in the new shift');
+    for (const f of small) {
+      await eventually(() => existsSync(path.join(ended, f.rel)), 30_000, `${f.rel}, completed before the call, in the ending shift's directory`)
+        .catch((e: Error) => { throw new Error(`${e.message}; PPU ramdisk: ${listFiles(path.join(ppu.ppuRamdisk, '1mf')).join(' ')}`); });
+      assert.equal(statSync(path.join(ended, f.rel)).uid, 1000, `${f.rel} owned by the ending shift`);
+    }
+    assert.ok(!listFiles(path.join(ppu.ppuRamdisk, '1mf')).some((f) => f.includes('1700_1701') && f.includes('zz-small')), 'none in the new shift');
   });
 });
