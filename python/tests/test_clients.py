@@ -322,6 +322,75 @@ class MessageClientRobustnessTest(unittest.TestCase):
             server.close()
             self.assertIn('not grimseld', str(raised.exception), bad)
 
+    def test_query_status_gives_up_on_an_answer_that_never_ends_its_line(self):
+        # A service that streams without a newline (found by a tester: the caller's memory grew by 500 MB in 8 s).
+        server = socket.socket()
+        server.bind(('127.0.0.1', 0))
+        server.listen(1)
+
+        def serve():
+            conn, _ = server.accept()
+            try:
+                while True:
+                    conn.sendall(b'x' * 65536)
+            except OSError:
+                pass
+            finally:
+                conn.close()
+        t = threading.Thread(target=serve)
+        t.daemon = True
+        t.start()
+        limit = DQueryStatusClient.MAX_LINE
+        DQueryStatusClient.MAX_LINE = 1 << 20
+        try:
+            with self.assertRaises(DQueryStatusClient.StatusError) as raised:
+                DQueryStatusClient.DQueryStatusClient('127.0.0.1', server.getsockname()[1], 5).queryStatus(1)
+        finally:
+            DQueryStatusClient.MAX_LINE = limit
+            server.close()
+        self.assertIn('a line of over', str(raised.exception))
+
+    def test_a_service_that_says_nothing_fails_the_connection_after_the_greeting_timeout(self):
+        # The status port given by mistake, or a stopped grimseld: no greeting ever comes (found by a tester).
+        server = socket.socket()
+        server.bind(('127.0.0.1', 0))
+        server.listen(5)
+        held = []
+
+        def serve():
+            while True:
+                try:
+                    conn, _ = server.accept()
+                except OSError:
+                    return
+                held.append(conn)
+        t = threading.Thread(target=serve)
+        t.daemon = True
+        t.start()
+        reasons = []
+
+        class Client(DAbstractMessageClient.DAbstractMessageClient):
+            def processMessage(self, errcode, shortMessage, longMessage):
+                pass
+
+        client = Client('127.0.0.1', server.getsockname()[1], timeout=0.05)
+
+        def on_disconnect(reason):
+            reasons.append(reason)
+            client.stop()
+        client.onDisconnect = on_disconnect
+        timeout = DAbstractMessageClient.GREETING_TIMEOUT
+        DAbstractMessageClient.GREETING_TIMEOUT = 0.5
+        try:
+            client.connect()  # returns through stop(), once the silent connection failed
+        finally:
+            DAbstractMessageClient.GREETING_TIMEOUT = timeout
+            server.close()
+            for conn in held:
+                conn.close()
+        self.assertEqual(len(reasons), 1, reasons)
+        self.assertIn('said nothing within', reasons[0])
+
 
 if __name__ == '__main__':
     unittest.main()

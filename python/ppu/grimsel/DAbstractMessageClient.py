@@ -25,6 +25,11 @@ KEEPALIVE = (30, 10, 3)
 
 DEFAULT_PORT = 47198
 
+# The longest message line read, and how long grimseld's greeting may take: a service on the port that streams
+# without a newline, or says nothing (the status port by mistake, a stopped grimseld), is a failed connection.
+MAX_LINE = 16 * 1024 * 1024
+GREETING_TIMEOUT = 10.0
+
 #: The ramdisk (short message: its mount point) passed fillstate_limit; old copied files are reclaimed.
 FILLSTATE_LIMIT = 'FILLSTATE_LIMIT'
 #: A mount point is nearly full (short message: the mount point).
@@ -106,7 +111,7 @@ class DAbstractMessageClient(object):
 
     def _receive(self):
         sock = socket.create_connection((self.host, self.port), 10)
-        sock.settimeout(None)
+        sock.settimeout(GREETING_TIMEOUT)
         _keepalive(sock)
         self._sock = sock
         try:
@@ -114,8 +119,16 @@ class DAbstractMessageClient(object):
                 return
             reader = sock.makefile('r', encoding='utf-8', newline='\n')
             try:
-                for line in reader:
+                while True:
+                    try:
+                        line = reader.readline(MAX_LINE)
+                    except socket.timeout:
+                        raise ValueError('%s:%d said nothing within %g s of the connection: not grimseld\'s message service, '
+                                         'or grimseld does not answer' % (self.host, self.port, GREETING_TIMEOUT))
                     if not line.endswith('\n'):
+                        if len(line) >= MAX_LINE:
+                            raise ValueError('%s:%d sent a line of over %d bytes: not grimseld\'s message service?'
+                                             % (self.host, self.port, MAX_LINE))
                         break
                     try:
                         obj = json.loads(line)
@@ -128,6 +141,7 @@ class DAbstractMessageClient(object):
                     if 'errcode' in obj:
                         self._deliver(obj['errcode'], obj.get('shortMessage', ''), obj.get('longMessage', ''))
                     elif 'hello' in obj:
+                        sock.settimeout(None)  # greeted: messages may be hours apart
                         self.onConnect()
                     elif 'error' in obj:
                         raise SubscriptionRefused('grimseld at %s:%d: %s' % (self.host, self.port, obj['error']))

@@ -13,6 +13,10 @@ DEFAULT_PORT = 47199
 #: The keys of every row queryStatus() returns.
 KEYS = ('usertime', 'uid', 'gid', 'storage', 'pending', 'copied', 'failed')
 
+# The longest answer line read (grimseld's are a few hundred bytes a shift and storage): a service that streams
+# without a newline fails the query, instead of filling the caller's memory for as long as it streams.
+MAX_LINE = 16 * 1024 * 1024
+
 
 class StatusError(Exception):
     """grimseld refused the request or answered something that is not a status."""
@@ -43,7 +47,7 @@ class DQueryStatusClient(object):
             sock.sendall(('QUERY %d\n' % nusers).encode('ascii'))
             reader = sock.makefile('r', encoding='utf-8', newline='\n')
             try:
-                line = reader.readline()
+                line = reader.readline(MAX_LINE)
             except ValueError:  # not UTF-8: not grimseld
                 raise StatusError('%s:%d answered something that is not UTF-8: not grimseld\'s status service?' % (self.host, self.port))
             finally:
@@ -51,6 +55,8 @@ class DQueryStatusClient(object):
         finally:
             sock.close()
         if not line.endswith('\n'):
+            if len(line) >= MAX_LINE:
+                raise StatusError('%s:%d answered a line of over %d bytes: not grimseld\'s status service?' % (self.host, self.port, MAX_LINE))
             raise StatusError('grimseld at %s:%d closed the connection without an answer' % (self.host, self.port))
         return _rows(line, self.host, self.port)
 
