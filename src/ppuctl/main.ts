@@ -562,7 +562,8 @@ type Values = {
 function plan(cmd: string, sub: string | undefined, rest: string[], values: Values): Action {
   switch (cmd) {
     case 'status': {
-      const n = values.n === undefined ? -1 : Number(values.n);
+      // Decimal digits only, as the TCP status port takes them: Number() also reads '1e3', '0x10', ' 1' and '' (0).
+      const n = values.n === undefined ? -1 : /^-?\d+$/.test(values.n) ? Number(values.n) : NaN;
       if (!Number.isInteger(n) || n < -1 || n > INT32_MAX) usage(`-n wants a number of shifts (-1 for all, up to ${INT32_MAX}), got '${values.n}'`);
       if (values.watch) {
         const interval = values.interval === undefined ? 2 : Number(values.interval);
@@ -590,7 +591,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
       };
     }
     case 'messages': {
-      const count = values.n === undefined ? Infinity : Number(values.n);
+      const count = values.n === undefined ? Infinity : /^\d+$/.test(values.n) ? Number(values.n) : NaN;
       if (count !== Infinity && count > INT32_MAX) usage(`-n wants a number of messages (up to ${INT32_MAX}), got '${values.n}'`);
       if (!(Number.isInteger(count) && count > 0) && count !== Infinity) usage(`-n wants a number of messages, got '${values.n}'`);
       if (sub) usage(`messages takes no arguments, got '${sub}'`);

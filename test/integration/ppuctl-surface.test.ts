@@ -130,6 +130,14 @@ describe('ppuctl refuses what it would otherwise ignore or misread (S7)', functi
     await usageError(['status', '-n', '2', '-n3'], /^ppuctl: option -n given more than once\n/);
   });
 
+  it('a count that is not decimal digits is bad usage, as the TCP status port has it (exit 2)', async () => {
+    // Number() read them: 1e3 as 1000, 0x10 as 16, '' as 0 shifts shown without a word (found by a hostile tester).
+    for (const n of ['1e3', '0x10', ' 1', '']) {
+      await usageError(['status', '-n', n], new RegExp(`^ppuctl: -n wants a number of shifts \\(-1 for all, up to \\d+\\), got '${n.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}'\n`));
+      await usageError(['messages', '-n', n], /^ppuctl: -n wants a number of messages, got /);
+    }
+  });
+
   it('a DBUS_SYSTEM_BUS_ADDRESS that is no address is said in plain words (exit 3)', async () => {
     for (const [address, why] of [['garbage', "'garbage' is not TRANSPORT:KEY=VALUE,..."], [';', "';' holds no address"],
       ['tcp:host=127.0.0.1,port=abc', "'tcp:host=127.0.0.1,port=abc' wants port=1..65535"], ['unix:', "'unix:' names no path="]]) {
