@@ -1,6 +1,7 @@
 // furka-agent.conf: its JSON Schema (one, compiled once) and its typed form (A1, S3).
 import { compileSchema, ConfigError, fileKind, loadConfig, loggingProperties, Pattern } from '../common/config-file.js';
 import { statSync } from 'node:fs';
+import { hiddenByUnits } from '../common/paths.js';
 import { isIP } from 'node:net';
 import { AllowList } from './allow.js';
 import { words } from './name-filter.js';
@@ -94,7 +95,7 @@ export function checkAgentRoot(file: string, config: AgentConfig): void {
   if (problem) {
     // Where the shipped unit gives the agent a directory of its own (PrivateTmp=yes) or none (ProtectHome=yes): a root
     // an administrator's shell shows is missing there (found by a review).
-    const hidden = ['/tmp', '/var/tmp', '/home', '/root', '/run/user'].find((d) => config.root === d || config.root.startsWith(`${d}/`));
+    const hidden = hiddenByUnits(config.root);
     const unit = hidden ? `; the shipped unit (PrivateTmp=yes, ProtectHome=yes) hides what is below ${hidden} from the agent: serve a directory below /ramdisk` : '';
     throw new ConfigError(file, [`top level (before any section), key 'root': ${problem} (the directory served: the detector ramdisk's ` +
       `mount point, made before the agent starts; a ramdisk mounted on it later is taken as it comes${unit})`]);

@@ -83,6 +83,14 @@ export function expandUsrdir(template: string, uid: number, gid: number): string
 }
 
 /** Whether `inner` is `outer` or lies below it, as paths (no file system access: ppuctl checks files for other machines too). */
+/** Where the shipped units (PrivateTmp=yes, ProtectHome=yes) give a daemon a directory of its own, or none. */
+const HIDDEN_BY_UNITS = ['/tmp', '/var/tmp', '/home', '/root', '/run/user'];
+
+/** Which of those `p` (absolute) lies at or below, if any: there a daemon does not see what an administrator's shell does. */
+export function hiddenByUnits(p: string): string | undefined {
+  return HIDDEN_BY_UNITS.find((d) => atOrBelow(p, d));
+}
+
 export function atOrBelow(inner: string, outer: string): boolean {
   const rel = path.posix.relative(path.posix.normalize(outer), path.posix.normalize(inner));
   return rel === '' || (!rel.startsWith('..') && !path.posix.isAbsolute(rel));

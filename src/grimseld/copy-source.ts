@@ -5,6 +5,7 @@
 // lets nobody read what they could not read before.
 import { sameCopyOf } from '../common/file-times.js';
 import { closeSync, constants, fstatSync, type Stats } from 'node:fs';
+import { lstat } from 'node:fs/promises';
 import type { DirFd } from '../common/dir-fd.js';
 
 /**
@@ -27,6 +28,19 @@ export class SourceChanged extends Error {}
  * coarse times keeps the original's mtime cut to its step.
  */
 export const sameFile = sameCopyOf;
+
+/**
+ * Whether a copy of the file `id` describes is at `at`: a regular file of its size and mtime, looked up by path (this
+ * decides only what is copied again; deleting or linking an original checks its copy without following links).
+ * Missing (ENOENT, ENOTDIR): false; any other failure is thrown.
+ */
+export async function copyIsAt(at: string, id: Identity): Promise<boolean> {
+  const copy = await lstat(at).catch((e: NodeJS.ErrnoException) => {
+    if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return undefined;
+    throw e;
+  });
+  return copy?.isFile() === true && sameFile(copy, id);
+}
 
 /**
  * Whether `st` is the file `id` describes. With its inode known, that inode: a hard link to another file

@@ -5,11 +5,10 @@
 // DEL_ERROR: the oldest files of the ramdisk, never freed, until it filled (found by a hostile tester, session 36).
 // Now such a copy is pending again and made again from the original (or another copy), as copies lost with a
 // swapped disk are (storage-marks.ts); the original goes only once that copy is there.
-import { lstat } from 'node:fs/promises';
 import type { Logger } from '../common/logger.js';
 import { monotonicMs } from '../common/monotonic.js';
 import type { Catalog, FileRecord } from './catalog.js';
-import { sameFile } from './copy-source.js';
+import { copyIsAt } from './copy-source.js';
 import type { Dispatcher } from './dispatcher.js';
 import type { MessageHub } from './messages.js';
 import { destOf, type StorageInfo } from './storage-info.js';
@@ -49,12 +48,7 @@ export class LostCopies {
       // An internal copy the guard linked or deleted (G7) is not expected there.
       if (st.type === 'INTERNAL' && rec.internal !== 'present') return false;
       const at = destOf(st, this.catalog.relOn(rec, st.id));
-      // By path: this decides only what is copied again; the reclaimer still checks a copy without following links.
-      const copy = await lstat(at).catch((e: NodeJS.ErrnoException) => {
-        if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return undefined;
-        throw e;
-      });
-      if (copy?.isFile() && sameFile(copy, rec)) return false;
+      if (await copyIsAt(at, rec)) return false;
       if (!this.planner.canCopyAgain(rec, st.id)) return false;
       await this.catalog.setLost([rec], st.id);
       if (!this.catalog.isLive(rec) || this.catalog.copiedOn(rec, st.id)) return false;

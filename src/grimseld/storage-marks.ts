@@ -11,7 +11,7 @@
 // A disk the mark cannot be written to (read-only) is looked at again only when its target changes (device, inode).
 import { randomBytes } from 'node:crypto';
 import { constants } from 'node:fs';
-import { lstat, mkdir, open, stat } from 'node:fs/promises';
+import { mkdir, open, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { sleep } from '../common/abort.js';
 import { writeDurablyAsync } from '../common/durable-file.js';
@@ -20,7 +20,7 @@ import { monotonicMs } from '../common/monotonic.js';
 import { SaidOnce } from '../common/said-once.js';
 import type { Catalog, FileRecord } from './catalog.js';
 import type { Dispatcher } from './dispatcher.js';
-import { sameFile } from './copy-source.js';
+import { copyIsAt } from './copy-source.js';
 import type { MessageHub } from './messages.js';
 import { isMountPoint } from './mounts.js';
 import { MOUNT_RECHECK_MS } from './mount-watch.js';
@@ -191,11 +191,7 @@ export class StorageMarks {
     const gone: FileRecord[] = [];
     for (let i = 0; i < wanted.length; i += LOOK_BATCH) {
       await Promise.all(wanted.slice(i, i + LOOK_BATCH).map(async (w) => {
-        const copy = await lstat(w.at).catch((e: NodeJS.ErrnoException) => {
-          if (e.code === 'ENOENT' || e.code === 'ENOTDIR') return undefined;
-          throw e;
-        });
-        if (!copy?.isFile() || !sameFile(copy, w)) gone.push(w.rec);
+        if (!(await copyIsAt(w.at, w))) gone.push(w.rec);
       }));
     }
     return gone;
