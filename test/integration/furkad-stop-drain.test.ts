@@ -65,18 +65,21 @@ describe('furkad stopped with a large file in flight (S1, S6, A5, F10)', functio
     await ppu.startShift(1700, 1701);
     const out = (): string => ppu.furkad!.proc.output().slice(mark);
     assert.match(out(), /the drain ran out of time \(10 s\) at the shift change/);
-    const ended = path.join(ppu.ppuRamdisk, '1mf', '1000_1000');
-    await eventually(() => existsSync(path.join(ended, big.rel)), 120_000, "big-at-change.img delivered into the ending shift's directory")
-      .catch((e: Error) => { throw new Error(`${e.message}; PPU ramdisk: ${listFiles(path.join(ppu.ppuRamdisk, '1mf')).join(' ')}; furkad said:\n${out().slice(-6000)}`); });
-    assert.equal(sha256File(readFileSync(path.join(ended, big.rel))), big.sha256);
+    // Placed into the ended shift's directory, each file is deleted from the ramdisk once copied (G5): look in both.
+    const ended = (rel: string): string | undefined => ppu.deliveredAt(path.join('1mf', '1000_1000', rel));
+    const onPpu = (): string => `PPU ramdisk: ${listFiles(path.join(ppu.ppuRamdisk, '1mf')).join(' ')}; internal storage: ${listFiles(path.join(ppu.storageRoot, 'internal')).join(' ')}`;
+    await eventually(() => ended(big.rel) !== undefined, 120_000, "big-at-change.img delivered into the ending shift's directory")
+      .catch((e: Error) => { throw new Error(`${e.message}; ${onPpu()}; furkad said:\n${out().slice(-6000)}`); });
+    assert.equal(sha256File(readFileSync(ended(big.rel)!)), big.sha256);
     await eventually(() => !existsSync(path.join(detector, big.rel)), 30_000, 'its source removed from the detector');
     assert.doesNotMatch(out(), /detector unreachable or failing/, 'no detector failure logged for the run the change ended');
-    assert.ok(!listFiles(path.join(ppu.ppuRamdisk, '1mf')).some((f) => f.includes('1700_1701') && f.includes('big-at-change')), 'not in the new shift');
     for (const f of small) {
-      await eventually(() => existsSync(path.join(ended, f.rel)), 30_000, `${f.rel}, completed before the call, in the ending shift's directory`)
-        .catch((e: Error) => { throw new Error(`${e.message}; PPU ramdisk: ${listFiles(path.join(ppu.ppuRamdisk, '1mf')).join(' ')}`); });
-      assert.equal(statSync(path.join(ended, f.rel)).uid, 1000, `${f.rel} owned by the ending shift`);
+      await eventually(() => ended(f.rel) !== undefined, 30_000, `${f.rel}, completed before the call, in the ending shift's directory`)
+        .catch((e: Error) => { throw new Error(`${e.message}; ${onPpu()}; furkad said:\n${out().slice(-6000)}`); });
+      assert.equal(statSync(ended(f.rel)!).uid, 1000, `${f.rel} owned by the ending shift`);
     }
-    assert.ok(!listFiles(path.join(ppu.ppuRamdisk, '1mf')).some((f) => f.includes('1700_1701') && f.includes('zz-small')), 'none in the new shift');
+    const inNewShift = [path.join(ppu.ppuRamdisk, '1mf'), path.join(ppu.storageRoot, 'internal', '1mf')].flatMap((d) => listFiles(d))
+      .filter((f) => f.includes('1700_1701') && /zz-small|big-at-change/.test(f));
+    assert.deepEqual(inNewShift, [], 'none in the new shift, on the ramdisk or the storage');
   });
 });
