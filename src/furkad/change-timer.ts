@@ -32,6 +32,17 @@ export class ChangeTimer {
     this.#steps.push({ what, ms: this.now() - start, slowest });
   }
 
+  /** Notes the wait since the change was asked for as a step (one waiting for the change before it), if it was one. */
+  waited(what: string): void {
+    const ms = this.now() - this.#began;
+    if (ms >= 100) this.#steps.push({ what, ms, slowest: '' });
+  }
+
+  /** What is left of `budgetMs` since the change was asked for (negative once it is spent). */
+  left(budgetMs: number): number {
+    return budgetMs - (this.now() - this.#began);
+  }
+
   /** Milliseconds since the change began. */
   get ms(): number {
     return Math.round(this.now() - this.#began);

@@ -68,13 +68,13 @@ export const NOT_IN_SHIFT = 'not served in this shift (StartShift named other de
 const IDLE_AFTER_MS = 1000;
 
 /** A shift change (or a stop) waits at most this long for files the transport still owes the old shift (F6, A5). */
-const DRAIN_MAX_MS = 10_000;
+export const DRAIN_MAX_MS = 10_000;
 /**
  * A shift change (or a stop) waits this long for the run in flight to end by itself, then ends it: an rsync
  * run against a frozen daemon waits out its I/O timeout (30 s, up to an hour), an agent's fetches their pings.
  * What it had not finished is the drain's to take (not a failure: no back-off).
  */
-const HOLD_CUT_MS = 5_000;
+export const HOLD_CUT_MS = 5_000;
 /** Left-behind files are tried again after this long, doubling to the most. */
 /** How often empty directories of ended shifts are swept from the target, besides each shift's first run. */
 const SWEEP_EVERY_MS = 60_000;
@@ -124,6 +124,8 @@ export class DetectorLoop implements Component {
   #drainSignal: AbortSignal | undefined;
   /** What the drain under way is for: a stop's run ended by its bound is furkad's doing, not the detector's failure. */
   #drainAt: 'change' | 'stop' = 'change';
+  /** How long the last hold() let the run in flight go on before it ended it (said in the log). */
+  #cutAfterMs = HOLD_CUT_MS;
   /** Ends the run in flight (hold(), after HOLD_CUT_MS). */
   #runCut: AbortController | undefined;
   /** hold() has waited HOLD_CUT_MS: a run that starts while it still waits is ended at once (the loop was preparing, say). */
@@ -227,8 +229,11 @@ export class DetectorLoop implements Component {
     await this.#running;
   }
 
-  /** Stops starting new runs and waits for the one in flight; its files are handed over by then. */
-  async hold(): Promise<void> {
+  /**
+   * Stops starting new runs and waits for the one in flight; its files are handed over by then. One still in
+   * flight after `cutMs` (at most HOLD_CUT_MS: a change that waited its turn has less) is ended.
+   */
+  async hold(cutMs = HOLD_CUT_MS): Promise<void> {
     // A5: what the transport learns of from now on belongs to the next shift (RunContext.learnedBy)...
     const first = this.#heldAt === Infinity;
     this.#heldAt = Math.min(this.#heldAt, monotonicMs());
@@ -244,7 +249,7 @@ export class DetectorLoop implements Component {
     const cut = setTimeout(() => {
       this.#cutDue = true;
       this.#runCut?.abort();
-    }, HOLD_CUT_MS);
+    }, this.#cutAfterMs = Math.min(cutMs, HOLD_CUT_MS));
     try {
       await Promise.all([this.#current, this.#barrierPassed]);
     } finally {
@@ -265,9 +270,10 @@ export class DetectorLoop implements Component {
 
   /**
    * One more run in the current shift, so that files written before a shift change (`change`) or a stop
-   * (`stop`) land in it (F6, A5).
+   * (`stop`) land in it (F6, A5). It ends after `boundMs` at most (DRAIN_MAX_MS: a change that waited its turn has
+   * less); what it did not take then is the ending shift's still, if the transport can say what it owes (owe()).
    */
-  async drain(at: 'change' | 'stop' = 'change'): Promise<void> {
+  async drain(at: 'change' | 'stop' = 'change', boundMs = DRAIN_MAX_MS): Promise<void> {
     const a = this.#assignment;
     if (!a) return;
     // At a shift change, a detector backing off after a failed run is not tried again for the old shift (it may
@@ -285,7 +291,8 @@ export class DetectorLoop implements Component {
     // agent that stopped answering has its connection closed; what it still owes goes to the next shift, and
     // is sent again, A4). A shift change or a stop must never wait on the old shift for long (F6).
     const deadline = new AbortController();
-    const timer = setTimeout(() => deadline.abort(), DRAIN_MAX_MS);
+    const bound = Math.min(boundMs, DRAIN_MAX_MS);
+    const timer = setTimeout(() => deadline.abort(), bound);
     const drainSignal = anySignal([this.#signal, deadline.signal]);
     this.#drainSignal = drainSignal.signal;
     try {
@@ -303,7 +310,7 @@ export class DetectorLoop implements Component {
       // Said where the administrator looks: such files are not lost, but they go to another shift than theirs.
       if (this.#lastRun === 'failed' || deadline.signal.aborted) {
         // Out of time first: a run the deadline ended counts as failed too, with rsync's word for the signal.
-        const why = deadline.signal.aborted ? `the drain ran out of time (${DRAIN_MAX_MS / 1000} s)` : `the detector failed (${this.stats.lastError})`;
+        const why = deadline.signal.aborted ? `the drain ran out of time (${+(bound / 1000).toFixed(1)} s)` : `the detector failed (${this.stats.lastError})`;
         // At a change, a transport that can say which files it owes the ending shift (owe(): the agent's announced
         // files, rsync's listed or settling ones) keeps them that shift's (leaveBehind).
         const where = at === 'stop' ? 'go to the shift the next furkad starts (the configured default one, F6)'
@@ -780,7 +787,7 @@ export class DetectorLoop implements Component {
       this.#lastRun = 'ok';
     } else if (runCut.signal.aborted && !loopSignal.aborted) {
       // Ended by a shift change that would not wait longer: not the detector's failure (the drain goes on).
-      this.log.info({ detector: this.id, err: outcome.message }, `the run in flight was ended after ${HOLD_CUT_MS} ms for a shift change or stop`);
+      this.log.info({ detector: this.id, err: outcome.message }, `the run in flight was ended after ${this.#cutAfterMs} ms for a shift change or stop`);
       this.#lastRun = 'ended';
     } else if (outcome.interrupted && this.#held && !loopSignal.aborted) {
       // Ended by a signal furkad did not send while a shift change or stop holds the loop: one that came with

@@ -1,7 +1,7 @@
 // Owns the current shift and changes it: hold every detector, drain the old shift, announce, go (F6).
 import { DBusError } from 'dbus-next';
 import type { FurkadConfig } from './config.js';
-import type { DetectorLoop } from './detector.js';
+import { DRAIN_MAX_MS, HOLD_CUT_MS, type DetectorLoop } from './detector.js';
 import type { Handover } from './handover.js';
 import { ChangeTimer } from './change-timer.js';
 import { planShift, ShiftRequestError, type Shift } from './shift.js';
@@ -18,6 +18,32 @@ export type ShiftLoop = Pick<DetectorLoop, 'id' | 'hold' | 'drain' | 'leaveBehin
 const HOLD = 'waiting for the runs in flight';
 const DRAIN = "the ending shift's last runs";
 const LEAVE = 'setting aside what they could not place';
+const QUEUED = 'waiting for the shift change before it';
+
+/**
+ * A shift change keeps within this from its call (busctl gives up on a StartShift after 25 s, F6): one that
+ * waited for the change before it (calls in quick succession, each of which may wait for a large file on a slow
+ * link) cuts its run in flight and ends its drain sooner. What its drain does not take stays the ending shift's
+ * all the same: the transport says what it owes that shift (owe(), A5), rsync by listing the detector once more,
+ * in up to OWE_RESERVE_MS, which is kept back for it.
+ */
+export const CHANGE_BUDGET_MS = 20_000;
+const OWE_RESERVE_MS = 3_000;
+/** The least a change that spent its budget waiting still gives the run in flight, and the drain. */
+const MIN_CUT_MS = 500;
+const MIN_DRAIN_MS = 1_000;
+
+const clamp = (ms: number, lo: number, hi: number): number => Math.max(lo, Math.min(hi, Math.round(ms)));
+
+/** How long a change with `leftMs` of its budget left lets the run in flight go on (hold's cut). */
+export function holdCutMs(leftMs: number): number {
+  return clamp(leftMs - DRAIN_MAX_MS - OWE_RESERVE_MS, MIN_CUT_MS, HOLD_CUT_MS);
+}
+
+/** How long a change with `leftMs` of its budget left lets the drain go on. */
+export function drainBoundMs(leftMs: number): number {
+  return clamp(leftMs - OWE_RESERVE_MS, MIN_DRAIN_MS, DRAIN_MAX_MS);
+}
 
 export class ShiftManager implements Component {
   #shift: Shift | undefined;
@@ -149,15 +175,20 @@ export class ShiftManager implements Component {
 
   /** Switches to `shift`: files written before this call land in the old shift, later ones in the new. */
   begin(shift: Shift, first = false): Promise<void> {
+    // Timed from the call, as busctl times it: a change queued behind another has less left (CHANGE_BUDGET_MS).
+    const timer = this.newTimer();
     const step = this.#chain.then(async () => {
       if (this.#stopping) throw new DBusError(ErrorNames.Failed, 'furkad is stopping: the shift change was not made; start the shift again once it runs');
       // The first shift never replaces one a StartShift began meanwhile.
       if (first && this.#shift) return;
       const all = [...this.loops.values()];
-      const timer = this.newTimer();
+      timer.waited(QUEUED);
       try {
-        await timer.each(HOLD, all, (l) => l.hold());
-        if (this.#shift) await timer.each(DRAIN, all, (l) => l.drain());
+        await timer.each(HOLD, all, (l) => l.hold(holdCutMs(timer.left(CHANGE_BUDGET_MS))));
+        if (this.#shift) {
+          const bound = drainBoundMs(timer.left(CHANGE_BUDGET_MS));
+          await timer.each(DRAIN, all, (l) => l.drain('change', bound));
+        }
         // What the old shift could not place stays the old shift's, set aside and retried in the background.
         await timer.each(LEAVE, all, (l) => l.leaveBehind());
         // Kept before grimseld hears of it: a furkad killed in between goes on with it, and grimseld hears again.

@@ -5,7 +5,7 @@ import { strict as assert } from 'node:assert';
 import { DBusError } from 'dbus-next';
 import { parseConfig } from '../../src/common/config-file.js';
 import { validateFurkadConfig } from '../../src/furkad/config.js';
-import { ShiftManager, type ShiftLoop } from '../../src/furkad/shift-manager.js';
+import { CHANGE_BUDGET_MS, drainBoundMs, holdCutMs, ShiftManager, type ShiftLoop } from '../../src/furkad/shift-manager.js';
 import { ChangeTimer, SLOW_CHANGE_MS } from '../../src/furkad/change-timer.js';
 import { planShift, type Assignment, type Shift } from '../../src/furkad/shift.js';
 import type { Logger } from '../../src/common/logger.js';
@@ -13,7 +13,7 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { defaultsOf, forgetRunningShift, keepRunningShift, readRunningShift, whyNotResume, type RunningShift } from '../../src/furkad/shift-resume.js';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { DetectorLoop, type LoopHandover } from '../../src/furkad/detector.js';
+import { DetectorLoop, DRAIN_MAX_MS, HOLD_CUT_MS, type LoopHandover } from '../../src/furkad/detector.js';
 import { TransferGate } from '../../src/furkad/transfer-gate.js';
 import { together } from '../../src/common/service.js';
 import type { DeliveredFile } from '../../src/dbus/intake-interface.js';
@@ -38,13 +38,21 @@ class FakeLoop implements ShiftLoop {
   serving = '';
   /** A test makes hold() wait on this, to see that nothing goes on before every loop is held. */
   holdGate: Promise<void> = Promise.resolve();
+  /** The cut each hold() was given, and the bound each drain() (ms). */
+  readonly cuts: Array<number | undefined> = [];
+  readonly bounds: Array<number | undefined> = [];
   constructor(readonly id: string, private readonly events: string[]) {}
-  async hold(): Promise<void> {
+  async hold(cutMs?: number): Promise<void> {
+    this.cuts.push(cutMs);
     this.events.push(`hold ${this.id}`);
     await this.holdGate;
     this.events.push(`held ${this.id}`);
   }
-  async drain(): Promise<void> {
+  /** Called in each drain() (a test moves its clock there). */
+  onDrain: () => void = () => undefined;
+  async drain(_at?: 'change' | 'stop', boundMs?: number): Promise<void> {
+    this.bounds.push(boundMs);
+    this.onDrain();
     this.events.push(`drain ${this.id}`);
     await Promise.resolve();
   }
@@ -362,5 +370,47 @@ describe('how long a shift change took, said when busctl may have given up on it
     assert.equal(warnings.length, 1, JSON.stringify(warnings));
     assert.equal(warnings[0]!['waited'], 'waiting for the runs in flight 16.0 s (1MF), the ending shift\'s last runs 0.0 s (2MF), setting aside what they could not place 0.0 s (2MF)');
     assert.match(String(warnings[0]!['msg']), /^the shift change took 16 s, waiting for the detectors named \(busctl .* the shift starts all the same\)$/);
+  });
+
+  it('gives a lone change the full cut and drain, and one that waited its turn for another less, so each call ends within busctl\'s 25 s', () => {
+    // A lone change: the run in flight HOLD_CUT_MS, then (even after a whole cut) the drain DRAIN_MAX_MS.
+    assert.equal(holdCutMs(CHANGE_BUDGET_MS), HOLD_CUT_MS);
+    assert.equal(drainBoundMs(CHANGE_BUDGET_MS - HOLD_CUT_MS - 200), DRAIN_MAX_MS);
+    // Queued for 17.5 s behind a change that waited for a large file: the least of each, then the transport's listing.
+    assert.equal(holdCutMs(CHANGE_BUDGET_MS - 17_500), 500);
+    assert.equal(drainBoundMs(CHANGE_BUDGET_MS - 18_000), 1000);
+    assert.equal(drainBoundMs(-5000), 1000, 'a budget spent still drains a little: a cut drain run lets rsync list what it owes');
+    // In between, what is left less the listing's 3 s.
+    assert.equal(drainBoundMs(CHANGE_BUDGET_MS - 12_000), 5000);
+  });
+
+  it('times a change queued behind another from its call: shorter steps for it, and the wait named in the warning (h5 F-2)', async () => {
+    const warnings: Array<Record<string, unknown>> = [];
+    const log = { ...quiet, warn: (o: Record<string, unknown>, msg: string) => { warnings.push({ ...o, msg }); } } as unknown as Logger;
+    const events: string[] = [];
+    const loops = new Map(['1MF', '2MF'].map((id) => [id, new FakeLoop(id, events)]));
+    const shifts = new ShiftManager(config, loops, { shiftStarted: () => undefined }, log, undefined, undefined, undefined, () => new ChangeTimer(now));
+    clock.ms = 0;
+    await shifts.start();
+    const one = loops.get('1MF')!;
+    one.cuts.length = 0;
+    // The first call waits 6 s for 1MF's run in flight and 10 s for its drain (a large file on a slow link); the
+    // second is asked for meanwhile.
+    one.onDrain = () => { if (one.bounds.length === 1) clock.ms += 10_000; };
+    const gate = deferred();
+    one.holdGate = gate.promise;
+    const before = events.length;
+    const first = shifts.startShift(500, 501, []);
+    while (!events.slice(before).includes('hold 2MF')) await new Promise((r) => setImmediate(r));
+    const second = shifts.startShift(600, 601, []);
+    clock.ms += 6_000;
+    gate.resolve();
+    await first;
+    one.holdGate = Promise.resolve();
+    await second;
+    assert.deepEqual(one.cuts, [HOLD_CUT_MS, 500], 'the second cuts its run in flight after the least');
+    assert.deepEqual(one.bounds, [DRAIN_MAX_MS, 1000], 'and drains for the least');
+    assert.equal(warnings.length, 2, JSON.stringify(warnings));
+    assert.match(String(warnings[1]!['waited']), /^waiting for the shift change before it 16\.0 s, waiting for the runs in flight 0\.0 s/);
   });
 });
