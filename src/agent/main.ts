@@ -13,6 +13,7 @@ import { Catalog } from './catalog.js';
 import { RootLink, ROOT_LINK_CHECK_MS } from './root-link.js';
 import { checkAgentRoot, DEFAULT_CONFIG_PATH, loadAgentConfig, loadAgentKey } from './config.js';
 import { KeyCheck } from '../common/shared-key.js';
+import { EventRetry } from './event-retry.js';
 import { NameFilter, words } from './name-filter.js';
 import { LeaseCheck } from './lease-check.js';
 import { AgentServer } from './server.js';
@@ -52,11 +53,13 @@ async function main(): Promise<number> {
     'files acknowledged meanwhile are checked by a walk of /proc instead (slower), files sent meanwhile not at all') });
   leases.prepare();
   const server = new AgentServer(catalog, new AllowList(words(config.allow)), new KeyCheck(key), log, config.send_timeout * 1000, leases);
+  // An event or rescan that fails (out of descriptors) is said and followed by a rescan, not the process's end.
+  const retry = new EventRetry(() => catalog.rescan(), log);
   // Each (re)established watch set is followed by a full rescan: events before it were not seen (A2).
   const watcher = new Watcher(root, {
-    event: (e) => catalog.event(e),
-    established: () => catalog.rescan(),
-    rescan: () => catalog.rescan(),
+    event: (e) => retry.run(`a file event (${e.kind})`, () => catalog.event(e)),
+    established: () => retry.rescanNow('the rescan after watches were set up'),
+    rescan: () => retry.rescanNow('a rescan'),
     // A file system mounted on the root or unmounted from it: the old root's handles are let go at once (the
     // rescan after the new run's walk does the rest).
     rootReplaced: () => catalog.files.forgetRoot(),
@@ -100,6 +103,7 @@ async function main(): Promise<number> {
     clearInterval(statusTimer);
     clearInterval(sweepTimer);
   }
+  retry.close();
 
   log.info('stopping');
   notifier.stopping();

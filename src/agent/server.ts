@@ -15,6 +15,7 @@ import { filesBeingWritten } from './open-writers.js';
 import type { Removal, TakenAside } from './source-files.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { peerName, SourceHolders, type Holder } from './source-holders.js';
+import { KeylessSessions, KEYLESS_MS } from './keyless-sessions.js';
 
 /** 2: bodies pushed behind their announcements to a client that asks for them (`push=N`). */
 export const PROTOCOL = 2;
@@ -328,6 +329,10 @@ export class AgentServer {
   readonly #refusedPeers = new Set<string>();
   /** Addresses whose requests came without the key so far: each is logged once. */
   readonly #keylessPeers = new Set<string>();
+  /** Connections that have not carried the key yet: bounded in number and time (keyless-sessions.ts). */
+  readonly #keyless: KeylessSessions<http2.ServerHttp2Session>;
+  /** Addresses whose connections were closed for carrying no key: each is logged once for each reason. */
+  readonly #closedPeers = new Set<string>();
   readonly #bodies: FileBodies;
   /** Ends following the catalog's announcements (close()). */
   #unsubscribe: () => void = () => {};
@@ -339,6 +344,14 @@ export class AgentServer {
     private readonly leases: LeaseCheck) {
     this.#bodies = new FileBodies(catalog, log, sendTimeoutMs, leases);
     this.#holders = new SourceHolders(log);
+    this.#keyless = new KeylessSessions((session, why) => {
+      const who = session.socket?.remoteAddress ?? '(unknown)';
+      if (this.#closedPeers.has(`${why} ${who}`)) return;
+      if (this.#closedPeers.size >= KEYLESS_LOGGED_MAX) this.#closedPeers.clear();
+      this.#closedPeers.add(`${why} ${who}`);
+      log.warn({ peer: who }, why === 'timeout' ? `closed a connection that sent no request with the key within ${KEYLESS_MS / 1000} s (logged once per address)`
+        : 'closed the oldest of too many connections waiting to send a request with the key (logged once per address)');
+    });
     // Checked on the TCP connection, before the HTTP/2 session sends its first frame: a peer not allowed is sent nothing.
     this.#server.prependListener('connection', (socket: Socket) => {
       if (!this.#allowed(socket.remoteAddress)) socket.destroy();
@@ -353,7 +366,11 @@ export class AgentServer {
         return;
       }
       this.#sessions.add(session);
-      session.on('close', () => this.#sessions.delete(session));
+      this.#keyless.add(session);
+      session.on('close', () => {
+        this.#sessions.delete(session);
+        this.#keyless.gone(session);
+      });
       session.on('error', (e) => log.debug({ err: e }, 'session error'));
     });
     this.#server.on('stream', (stream, headers) => {
@@ -429,7 +446,10 @@ export class AgentServer {
    * logged once: the address alone says only which host, and every local user of an allowed host has it.
    */
   #keyed(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
-    if (this.key.accepts(headers.authorization)) return true;
+    if (this.key.accepts(headers.authorization)) {
+      if (stream.session) this.#keyless.keyed(stream.session as http2.ServerHttp2Session);
+      return true;
+    }
     const who = stream.session?.socket?.remoteAddress ?? '(unknown)';
     if (!this.#keylessPeers.has(who)) {
       if (this.#keylessPeers.size >= KEYLESS_LOGGED_MAX) this.#keylessPeers.clear();

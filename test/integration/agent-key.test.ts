@@ -2,6 +2,7 @@
 // (the PPU is multi-user) read every image and have the agent delete files never delivered.
 import { strict as assert } from 'node:assert';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { Ppu, FURKAD_BIN, launchOf, iniText, tempDir, type PpuOptions } from '../fixtures/ppu.js';
 import { AgentClient, agentKeyFile, startAgent } from '../fixtures/agent.js';
@@ -82,6 +83,32 @@ describe('furka-agent and furkad share a key (A1, A4)', function () {
     await eventually(() => !existsSync(path.join(detector, image.rel)), 20_000, 'the source deleted on furkad\'s acknowledgement');
     await eventually(async () => (await row())[1] === 'idle', 20_000, 'the detector idle again');
   });
+
+  it('closes connections that send no request with the key, the oldest beyond 32 at once, the rest after 10 s: a local user cannot use up its descriptors, and furkad delivers meanwhile (A1)', async () => {
+    // A local user of the PPU opened idle connections until the agent ran out of descriptors; the next file event
+    // ended it (found by a hostile tester). furkad has the key (as at the end of the case above).
+    writeFileSync(furkadKey, `${agentKey}\n`, { mode: 0o600 });
+    const agent = ppu.agents['1MF']!;
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const idle = await Promise.all(Array.from({ length: 100 }, () => new Promise<{ closed: boolean }>((resolve, reject) => {
+      const state = { closed: false };
+      const socket = net.connect(agent.port, '127.0.0.1', () => resolve(state));
+      socket.on('error', reject);
+      socket.on('close', () => { state.closed = true; });
+      socket.resume();
+      sockets.push(socket);
+    })));
+    await eventually(() => idle.filter((c) => !c.closed).length <= 32, 5000, 'at most 32 connections without the key left open');
+    await agent.proc.said(/closed the oldest of too many connections waiting to send a request with the key/);
+    const image = writeImage(detector, 'crowd/img_001.cbf', 100_000);
+    const placed = path.join(ppu.ppuRamdisk, '1mf', '1000_1000', image.rel);
+    const stored = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000', image.rel);
+    await eventually(() => existsSync(placed) || existsSync(stored), 20_000, 'a file delivered by furkad, whose keyed connection stays');
+    await eventually(() => idle.every((c) => c.closed), 20_000, 'the connections without the key closed after 10 s');
+    await agent.proc.said(/closed a connection that sent no request with the key within 10 s/);
+  });
+  const sockets: net.Socket[] = [];
+  afterEach(() => { for (const s of sockets.splice(0)) s.destroy(); });
 });
 
 describe('key files only root may read (A1)', function () {
