@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import type { Socket } from 'node:net';
 import type { Logger } from '../common/logger.js';
 import type { AllowList } from './allow.js';
-import type { KeyCheck } from '../common/shared-key.js';
+import { validNonce, type KeyCheck } from '../common/shared-key.js';
 import type { Announcement, Catalog, FileEntry } from './catalog.js';
 import { validBarrierId } from './barrier.js';
 import { checksumOfFdInPool, isBareChecksum, untagged } from '../common/checksum.js';
@@ -18,7 +18,7 @@ import { peerName, SourceHolders, type Holder } from './source-holders.js';
 import { KeylessSessions, KEYLESS_MS } from './keyless-sessions.js';
 
 /** 2: bodies pushed behind their announcements to a client that asks for them (`push=N`). */
-export const PROTOCOL = 2;
+export const PROTOCOL = 3;
 
 /** Bytes of lines queued for one events client that does not read before it is cut off (it reconnects and is sent the listing). */
 const CLIENT_BACKLOG_MAX = 64 * 1024 * 1024;
@@ -329,6 +329,8 @@ export class AgentServer {
   readonly #refusedPeers = new Set<string>();
   /** Addresses whose requests came without the key so far: each is logged once. */
   readonly #keylessPeers = new Set<string>();
+  /** The proof each connection's requests must carry, once its client's challenge was answered (#hello). */
+  readonly #proofs = new WeakMap<http2.Http2Session, string>();
   /** Connections that have not carried the key yet: bounded in number and time (keyless-sessions.ts). */
   readonly #keyless: KeylessSessions<http2.ServerHttp2Session>;
   /** Addresses whose connections were closed for carrying no key: each is logged once for each reason. */
@@ -375,6 +377,8 @@ export class AgentServer {
     });
     this.#server.on('stream', (stream, headers) => {
       stream.on('error', (e) => log.debug({ err: e }, 'stream error'));
+      // The key challenge is the one request answered without the key: its answer proves the agent holds it.
+      if (this.#hello(stream, headers)) return;
       // Before anything else: a request without the key learns nothing, takes nothing, deletes nothing.
       if (!this.#keyed(stream, headers)) return;
       try {
@@ -442,11 +446,32 @@ export class AgentServer {
   }
 
   /**
+   * `GET /v1/hello?nonce=FURKAD_NONCE`, furkad's challenge at each connection (shared-key.ts, keyProofs): answered
+   * with the agent's own challenge and its proof that it holds the key, and the connection's later requests may then
+   * prove the key (`authorization: Furka-Proof PROOF`) instead of carrying it. Whether the request was this one.
+   */
+  #hello(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
+    const url = new URL(headers[':path'] ?? '/', 'http://agent');
+    if (url.pathname !== '/v1/hello') return false;
+    const nonce = url.searchParams.get('nonce');
+    if (headers[':method'] !== 'GET') {
+      reply(stream, 405, { error: 'GET only' });
+    } else if (!validNonce(nonce)) {
+      reply(stream, 400, { error: 'nonce must be 32 to 128 lowercase hex digits' });
+    } else if (stream.session) {
+      const answer = this.key.answer(nonce);
+      this.#proofs.set(stream.session, answer.expect);
+      reply(stream, 200, { t: 'hello', agent: 'furka-agent', protocol: PROTOCOL, nonce: answer.nonce, proof: answer.proof });
+    }
+    return true;
+  }
+
+  /**
    * Whether the request carries the key. If not it is answered 401, with a body that says so, and its peer is
    * logged once: the address alone says only which host, and every local user of an allowed host has it.
    */
   #keyed(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
-    if (this.key.accepts(headers.authorization)) {
+    if (this.key.accepts(headers.authorization, stream.session ? this.#proofs.get(stream.session) : undefined)) {
       if (stream.session) this.#keyless.keyed(stream.session as http2.ServerHttp2Session);
       return true;
     }

@@ -1,7 +1,10 @@
-// The key furka-agent and furkad share (A1): read from a file only root may read, sent by furkad with every
-// request as `authorization: Bearer KEY`, compared by the agent in constant time. Without it, any local user of
-// an allowed host could read every image and have the agent delete files never delivered.
-import { createHash, timingSafeEqual } from 'node:crypto';
+// The key furka-agent and furkad share (A1): read from a file only root may read. Without it, any local user of
+// an allowed host could read every image and have the agent delete files never delivered. furkad never sends it:
+// at each connection both prove they hold it (a challenge each way, keyChallenge below), so a program that took
+// the agent's port (any local user of the detector server can bind 49372 while the agent is down) learns nothing
+// and cannot feed furkad files. A request may also carry the key itself (`authorization: Bearer KEY`: curl, and
+// furkads before 2026-12-05), compared by the agent in constant time.
+import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readFileSync } from 'node:fs';
 
 /** Where both sides look when nothing else is configured: one host running both (the demo) needs no setting. */
@@ -70,17 +73,59 @@ export function bearer(key: string): string {
   return `Bearer ${key}`;
 }
 
+/** The `authorization` scheme of a request that proves the key without carrying it (keyChallenge). */
+export const PROOF_SCHEME = 'Furka-Proof';
+
+/** A challenge: 32 random bytes in hex. */
+export function newNonce(): string {
+  return randomBytes(32).toString('hex');
+}
+
+/** Whether `s` may be a challenge: 32 to 128 hex digits (both sides' own are 64). */
+export function validNonce(s: unknown): s is string {
+  return typeof s === 'string' && /^[0-9a-f]{32,128}$/.test(s);
+}
+
+/**
+ * The two proofs of one connection's challenges: furkad sends `furkadNonce` (GET /v1/hello), the agent answers with
+ * its own `agentNonce` and `agent`, which only a holder of the key can make; furkad then proves itself with
+ * `furkad` on every request of that connection. Each is an HMAC-SHA256 under the key of both challenges, labelled
+ * by who makes it, so that neither side's proof can be passed off as the other's, nor one connection's in another
+ * (the agent's challenge is new for each).
+ */
+export function keyProofs(key: string, furkadNonce: string, agentNonce: string): { agent: string; furkad: string } {
+  const mac = (who: string): string => createHmac('sha256', Buffer.from(key, 'latin1')).update(`${who}\n${furkadNonce}\n${agentNonce}`).digest('hex');
+  return { agent: mac('furka-agent'), furkad: mac('furkad') };
+}
+
+/** Whether `a` and `b` are the same, in time that depends on neither (both hashed first: equal lengths). */
+export function sameSecret(a: string, b: string): boolean {
+  const h = (x: string): Buffer => createHash('sha256').update(x, 'latin1').digest();
+  return timingSafeEqual(h(a), h(b));
+}
+
 /** Compares what a request carries with the key, in time that depends on neither (both hashed first: equal lengths). */
 export class KeyCheck {
-  readonly #digest: Buffer;
+  readonly #bearer: string;
 
-  constructor(key: string) {
-    this.#digest = createHash('sha256').update(bearer(key), 'latin1').digest();
+  constructor(private readonly key: string) {
+    this.#bearer = bearer(key);
   }
 
-  /** Whether `authorization` (the header, possibly absent) carries the key. */
-  accepts(authorization: string | string[] | undefined): boolean {
+  /**
+   * Whether `authorization` (the header, possibly absent) carries the key, or proves it for the connection whose
+   * challenge was answered with `proof` (the `furkad` of keyProofs; none before one was answered).
+   */
+  accepts(authorization: string | string[] | undefined, proof?: string): boolean {
     const given = typeof authorization === 'string' ? authorization : '';
-    return timingSafeEqual(createHash('sha256').update(given, 'latin1').digest(), this.#digest);
+    if (proof !== undefined && given.startsWith(`${PROOF_SCHEME} `)) return sameSecret(given, `${PROOF_SCHEME} ${proof}`);
+    return sameSecret(given, this.#bearer);
+  }
+
+  /** The agent's answer to furkad's challenge `furkadNonce`: its own challenge and proof, and the proof to expect. */
+  answer(furkadNonce: string): { nonce: string; proof: string; expect: string } {
+    const nonce = newNonce();
+    const proofs = keyProofs(this.key, furkadNonce, nonce);
+    return { nonce, proof: proofs.agent, expect: proofs.furkad };
   }
 }

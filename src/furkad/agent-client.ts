@@ -8,7 +8,7 @@ import { unlink } from 'node:fs/promises';
 import { EventEmitter } from 'node:events';
 import { randomBytes } from 'node:crypto';
 import { Checksum } from '../common/checksum.js';
-import { bearer } from '../common/shared-key.js';
+import { keyProofs, newNonce, PROOF_SCHEME, sameSecret, validNonce } from '../common/shared-key.js';
 import { sentChecksum, type SentChecksum } from '../common/checksum-trailer.js';
 import { AgentPushes, BodyReply, discard } from './agent-pushes.js';
 import { monotonicMs } from '../common/monotonic.js';
@@ -54,6 +54,8 @@ const PING_EVERY_MS = 5_000;
  * was 30 s, past busctl's 25 s and systemd's TimeoutStopSec.
  */
 const CONNECT_TIMEOUT_MS = 2 * PING_EVERY_MS;
+/** The most of the key challenge's answer read (a few hundred bytes from an agent). */
+const HELLO_BODY_MAX = 4096;
 /**
  * Flow-control windows: HTTP/2's default 64 KiB per stream would hold a 6 MB image to a trickle of round
  * trips. Large windows let several files stream at full speed on the one connection.
@@ -100,8 +102,11 @@ export class AgentClient extends EventEmitter {
   #pushesTold = true;
   #telling = false;
 
-  /** `authorization` header of every request: the agent answers 401 to one without its key (A1). */
-  readonly #auth: { authorization: string };
+  /**
+   * `authorization` header of every request of the connection: the proof of the key for its challenges (#helloed),
+   * made once the agent proved it holds the key; the agent answers 401 to a request without it (A1).
+   */
+  #auth: { authorization: string } = { authorization: '' };
 
   /**
    * `key`: the agent's key and the file it was read from (agent_key_file, named when the agent refuses it).
@@ -109,7 +114,6 @@ export class AgentClient extends EventEmitter {
    */
   constructor(readonly url: string, readonly source: string, private readonly key: { value: string; file: string }, private readonly pushes = 0) {
     super();
-    this.#auth = { authorization: bearer(key.value) };
     this.#pushes = new AgentPushes(pushes);
   }
 
@@ -191,41 +195,64 @@ export class AgentClient extends EventEmitter {
       });
       const timer = setTimeout(() => fail(`no answer from the agent at ${this.url} within ${CONNECT_TIMEOUT_MS / 1000} s`, 'timeout'), CONNECT_TIMEOUT_MS);
       session.on('stream', (pushed: http2.ClientHttp2Stream, headers: http2.IncomingHttpHeaders) => this.#pushes.arrived(pushed, headers));
-      const push = this.pushes > 0 ? `&push=${this.pushes}` : '';
-      const events = session.request({ ...this.#auth, ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}${push}` });
-      events.setEncoding('utf8');
-      let buffered = '';
-      let refusedWith: number | undefined;
-      /** The agent's last line when it ended the stream because the source was taken away ('gone'). */
-      let gone: string | undefined;
-      events.on('response', (headers) => {
-        const status = headers[':status'];
-        if (status !== 200) refusedWith = Number(status);
-      });
-      // A refusal's body says why (a source that is a link, say): read, then said (Detectors lastError).
-      const refusal = (body: string): void => {
-        clearTimeout(timer);
-        let why = '';
-        let holder: { address?: unknown; port?: unknown; source?: unknown } | undefined;
-        try {
-          const parsed = JSON.parse(body) as { error?: unknown; holder?: typeof holder };
-          why = String(parsed.error ?? '');
-          holder = typeof parsed.holder === 'object' && parsed.holder !== null ? parsed.holder : undefined;
-        } catch { /* not JSON: the status alone */ }
-        // 401: the key is not the agent's; said as that, not as a refused address or a bad source.
-        if (refusedWith === 401) {
-          fail(`the agent at ${this.url} refused furkad's key (HTTP 401): the key in ${this.key.file} (agent_key_file) does not match ` +
-            "the agent's key_file; copy the detector server's /etc/ppu/furka-agent.key to it (README, Install)", 'said');
-        } else if (refusedWith === 409 && holder?.address !== undefined) {
-          // Another furkad holds this source (or one overlapping it): said as that, naming it, and asked again
-          // with the loop's back-off, so that this one takes over once the other is gone (A4, F1).
-          const held = holder.source !== undefined && holder.source !== this.source ? ` (it holds '${String(holder.source)}', which overlaps)` : '';
-          fail(`the agent at ${this.url} serves '${this.source}' to another furkad, at ${String(holder.address)} port ${String(holder.port)}${held}: ` +
-            'one PPU per detector source; taken over once that one is gone (stop the other furkad, or give one of them another source)', 'said');
-        } else {
-          fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${refusedWith}${why ? `: ${why}` : ''}`, 'said');
+      // The key challenge first (shared-key.ts): furkad proves its key without sending it, and only to an agent
+      // that proved it holds it, so a program that took the agent's port learns nothing and feeds furkad nothing.
+      const nonce = newNonce();
+      const hello = session.request({ ':method': 'GET', ':path': `/v1/hello?nonce=${nonce}` });
+      hello.setEncoding('utf8');
+      let helloStatus = 0;
+      let helloBody = '';
+      hello.on('response', (headers) => { helloStatus = Number(headers[':status']); });
+      hello.on('data', (chunk: string) => { if (helloBody.length < HELLO_BODY_MAX) helloBody += chunk; });
+      // Ended without an answer (the connection refused or reset): the session's errors say why.
+      hello.on('end', () => {
+        if (!current() || answered || helloStatus === 0) return;
+        const auth = this.#helloed(helloStatus, helloBody, nonce);
+        if (typeof auth === 'string') {
+          fail(auth, 'said');
+          session.destroy();
+          return;
         }
-        session.destroy();
+        this.#auth = auth;
+        openEvents();
+      });
+      hello.on('error', (e: Error) => (this.#session === session && !tcp ? undefined : fail(`the key challenge to the agent at ${this.url}: ${e.message}`)));
+      const openEvents = (): void => {
+        const push = this.pushes > 0 ? `&push=${this.pushes}` : '';
+        const events = session.request({ ...this.#auth, ':method': 'GET', ':path': `/v1/events?source=${encodeURIComponent(this.source)}${push}` });
+        events.setEncoding('utf8');
+        let buffered = '';
+        let refusedWith: number | undefined;
+        /** The agent's last line when it ended the stream because the source was taken away ('gone'). */
+        let gone: string | undefined;
+        events.on('response', (headers) => {
+          const status = headers[':status'];
+          if (status !== 200) refusedWith = Number(status);
+        });
+        // A refusal's body says why (a source that is a link, say): read, then said (Detectors lastError).
+        const refusal = (body: string): void => {
+          clearTimeout(timer);
+          let why = '';
+          let holder: { address?: unknown; port?: unknown; source?: unknown } | undefined;
+          try {
+            const parsed = JSON.parse(body) as { error?: unknown; holder?: typeof holder };
+            why = String(parsed.error ?? '');
+            holder = typeof parsed.holder === 'object' && parsed.holder !== null ? parsed.holder : undefined;
+          } catch { /* not JSON: the status alone */ }
+          // 401: the key is not the agent's; said as that, not as a refused address or a bad source.
+          if (refusedWith === 401) {
+            fail(`the agent at ${this.url} refused furkad's key (HTTP 401): the key in ${this.key.file} (agent_key_file) does not match ` +
+              "the agent's key_file; copy the detector server's /etc/ppu/furka-agent.key to it (README, Install)", 'said');
+          } else if (refusedWith === 409 && holder?.address !== undefined) {
+            // Another furkad holds this source (or one overlapping it): said as that, naming it, and asked again
+            // with the loop's back-off, so that this one takes over once the other is gone (A4, F1).
+            const held = holder.source !== undefined && holder.source !== this.source ? ` (it holds '${String(holder.source)}', which overlaps)` : '';
+            fail(`the agent at ${this.url} serves '${this.source}' to another furkad, at ${String(holder.address)} port ${String(holder.port)}${held}: ` +
+              'one PPU per detector source; taken over once that one is gone (stop the other furkad, or give one of them another source)', 'said');
+          } else {
+            fail(`the agent at ${this.url} refused the events stream of '${this.source}': HTTP ${refusedWith}${why ? `: ${why}` : ''}`, 'said');
+          }
+          session.destroy();
       };
       events.on('data', (chunk: string) => {
         buffered += chunk;
@@ -281,7 +308,33 @@ export class AgentClient extends EventEmitter {
       events.on('end', () => (withConnection() ? undefined : refusedWith !== undefined ? refusal(buffered.slice(0, 2000))
         : fail(`the agent at ${this.url} ended the events stream${gone === undefined ? '' : ` of '${this.source}': ${gone}`}`, gone === undefined ? undefined : 'said')));
       events.on('error', (e: Error) => (this.#session === session && !tcp ? undefined : fail(`events stream from ${this.url}: ${e.message}`)));
+      };
     });
+  }
+
+  /**
+   * The agent's answer to furkad's challenge `nonce`: the header that proves furkad's key on this connection, or,
+   * if the agent did not prove it holds the key, why not (said in Detectors). An agent from before 2026-12-05
+   * answers 401 (it wants the key itself, which furkad no longer sends).
+   */
+  #helloed(status: number, body: string, nonce: string): { authorization: string } | string {
+    const url = this.url;
+    if (status === 401) {
+      return `the agent at ${url} does not answer furkad's key challenge (HTTP 401): it is a furka-agent from before 2026-12-05, or no furka-agent; ` +
+        'upgrade furka-agent on the detector server (furkad no longer sends its key, which a program that took the agent\'s port could read)';
+    }
+    if (status !== 200) return `the agent at ${url} answered furkad's key challenge with HTTP ${status}: no furka-agent of 2026-12-05 or later listens there`;
+    let answer: { nonce?: unknown; proof?: unknown } = {};
+    try {
+      answer = JSON.parse(body) as typeof answer;
+    } catch { /* said below */ }
+    if (!validNonce(answer.nonce) || typeof answer.proof !== 'string') return `the agent at ${url} answered furkad's key challenge with no challenge and proof of its own: no furka-agent listens there`;
+    const proofs = keyProofs(this.key.value, nonce, answer.nonce);
+    if (!sameSecret(answer.proof, proofs.agent)) {
+      return `the agent at ${url} did not prove it holds furkad's key: the key in ${this.key.file} (agent_key_file) does not match the agent's key_file ` +
+        "(or a program other than furka-agent took its port); copy the detector server's /etc/ppu/furka-agent.key to it (README, Install)";
+    }
+    return { authorization: `${PROOF_SCHEME} ${proofs.furkad}` };
   }
 
   /**

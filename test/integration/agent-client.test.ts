@@ -10,7 +10,7 @@ import { AgentClient, type Announced } from '../../src/furkad/agent-client.js';
 import { AgentPushes } from '../../src/furkad/agent-pushes.js';
 import type * as net from 'node:net';
 import type { AddressInfo } from 'node:net';
-import { startAgent } from '../fixtures/agent.js';
+import { answerChallenge, startAgent } from '../fixtures/agent.js';
 import { writeImage } from '../fixtures/files.js';
 import { SilentProxy } from '../fixtures/silent-proxy.js';
 
@@ -34,6 +34,7 @@ describe('agent client: the connection lost in the middle of a file', function (
     // An agent that says hello and then sends 8 MB of a file without ever ending it.
     const server = http2.createServer();
     server.on('stream', (s, h) => {
+      if (answerChallenge(s, h, 'fake-agent-key-0123')) return;
       s.respond({ ':status': 200 });
       if (String(h[':path']).startsWith('/v1/events')) s.write('{"t":"hello"}\n');
       else s.write(Buffer.alloc(8 << 20));
@@ -113,6 +114,7 @@ describe('agent client: what it says when the connection fails, under Node 16 as
     server.on('session', (se) => se.on('error', () => undefined));
     server.on('stream', (s, h) => {
       s.on('error', () => undefined);
+      if (answerChallenge(s, h, key.value)) return;
       if (!String(h[':path']).startsWith('/v1/events')) return other(s);
       s.respond({ ':status': 200 });
       s.write('{"t":"hello"}\n');

@@ -2,6 +2,7 @@
 // (the PPU is multi-user) read every image and have the agent delete files never delivered.
 import { strict as assert } from 'node:assert';
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import * as http2 from 'node:http2';
 import * as net from 'node:net';
 import * as path from 'node:path';
 import { Ppu, FURKAD_BIN, launchOf, iniText, tempDir, type PpuOptions } from '../fixtures/ppu.js';
@@ -39,7 +40,7 @@ describe('furka-agent and furkad share a key (A1, A4)', function () {
     // furkad with a wrong key: retrying, with a reason that names the key, not the allow list; nothing delivered.
     await eventually(async () => { const r = await row(); return r[1] === 'retrying' && /key/.test(r[2]); }, 30_000, 'furkad to say its key is refused');
     const [, , reason] = await row();
-    assert.match(reason, /HTTP 401/);
+    assert.match(reason, /did not prove it holds furkad's key/);
     assert.match(reason, new RegExp(`${furkadKey.replace(/[.]/g, '\\.')} \\(agent_key_file\\) does not match`));
     assert.doesNotMatch(reason, /allow/, 'not an allow-list hint');
 
@@ -69,8 +70,9 @@ describe('furka-agent and furkad share a key (A1, A4)', function () {
       }
       assert.ok(existsSync(path.join(detector, image.rel)), `the file is still on the detector after a client with key ${String(key)}`);
     }
-    // Logged once per peer, with its address (furkad's requests came first, from the same address).
-    await agent.proc.said(/"peer":"127\.0\.0\.1".*with a wrong key: refused \(401\)/);
+    // Logged once per peer, with its address (the keyless client came first; furkad, whose key does not match,
+    // sent no request needing it: the agent did not answer its challenge with a proof of furkad's key).
+    await agent.proc.said(/"peer":"127\.0\.0\.1".*without a key: refused \(401\)/);
     assert.equal(agent.proc.output().match(/refused \(401\)/g)?.length, 1, 'one line for the peer, whatever its requests');
     assert.equal(existsSync(path.join(ppu.ppuRamdisk, '1mf', '1000_1000', image.rel)), false, 'furkad with the wrong key delivered nothing');
 
@@ -107,6 +109,49 @@ describe('furka-agent and furkad share a key (A1, A4)', function () {
     await eventually(() => idle.every((c) => c.closed), 20_000, 'the connections without the key closed after 10 s');
     await agent.proc.said(/closed a connection that sent no request with the key within 10 s/);
   });
+  it("sends its key to nothing on the agent's port: a program that took the port while the agent was down learns nothing and feeds furkad nothing (A1)", async () => {
+    // Any local user of the detector server can bind the agent's port (49372) while the agent is down (restarted,
+    // upgraded): furkad sent it the key in clear at its next connection (found by a hostile tester).
+    writeFileSync(furkadKey, `${agentKey}\n`, { mode: 0o600 });
+    const agent = ppu.agents['1MF']!;
+    await ppu.killAgent('1MF');
+    const heard: string[] = [];
+    const squatter = http2.createServer();
+    const open: http2.ServerHttp2Session[] = [];
+    squatter.on('session', (session) => open.push(session));
+    squatter.on('stream', (stream, headers) => {
+      heard.push(JSON.stringify(headers));
+      stream.on('error', () => undefined);
+      const url = new URL(String(headers[':path']), 'http://x');
+      if (url.pathname === '/v1/hello') {
+        // As an agent would answer, but with a proof it cannot make without the key.
+        stream.respond({ ':status': 200, 'content-type': 'application/json' });
+        stream.end(JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: 3, nonce: 'a'.repeat(64), proof: 'b'.repeat(64) }));
+      } else {
+        stream.respond({ ':status': 200 });
+        stream.write(`${JSON.stringify({ t: 'hello', agent: 'furka-agent', protocol: 3, root: '/ramdisk', source: '/' })}\n`);
+        stream.write(`${JSON.stringify({ t: 'file', id: '1:6:1', path: 'forged.cbf', size: 6, mtime_ns: '1', mode: 0o644 })}\n`);
+      }
+    });
+    await new Promise<void>((resolve) => squatter.listen(agent.port, '127.0.0.1', resolve));
+    try {
+      await eventually(async () => /did not prove it holds furkad's key/.test((await row())[2]), 30_000, 'furkad to say the peer did not prove the key');
+      assert.ok(heard.length > 0, 'furkad did connect to the squatter');
+      assert.ok(heard.every((h) => !h.includes(agentKey)), `the key sent to the squatter: ${heard.join('\n')}`);
+      assert.ok(heard.every((h) => JSON.parse(h)[':path'].startsWith('/v1/hello?nonce=')), `only the challenge asked of it: ${heard.join('\n')}`);
+      assert.equal(existsSync(path.join(ppu.ppuRamdisk, '1mf', '1000_1000', 'forged.cbf')), false, 'nothing taken from it');
+    } finally {
+      for (const session of open) session.destroy();
+      await new Promise((resolve) => squatter.close(resolve));
+    }
+    // The real agent back on its port: furkad proves its key to it and delivers.
+    await ppu.startAgent('1MF');
+    const image = writeImage(ppu.detectorRamdisks['1MF']!, 'after/img_001.cbf', 50_000);
+    const placed = path.join(ppu.ppuRamdisk, '1mf', '1000_1000', image.rel);
+    const stored = path.join(ppu.storageRoot, 'internal', '1mf', '1000_1000', image.rel);
+    await eventually(() => existsSync(placed) || existsSync(stored), 30_000, 'a file delivered once the agent is back');
+  });
+
   const sockets: net.Socket[] = [];
   afterEach(() => { for (const s of sockets.splice(0)) s.destroy(); });
 });

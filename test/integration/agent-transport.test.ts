@@ -15,13 +15,13 @@ import { AgentTransport } from '../../src/furkad/agent-transport.js';
 import { AgentPlaced } from '../../src/furkad/agent-placed.js';
 import type { RunContext } from '../../src/furkad/transport.js';
 import type { Logger } from '../../src/common/logger.js';
-import { agentKeyFile, startAgent, type Agent } from '../fixtures/agent.js';
+import { agentKeyFile, answerChallenge, keyIn, startAgent, type Agent } from '../fixtures/agent.js';
 import { mountTmpfs, unmount } from '../fixtures/tmpfs.js';
 import { tempDir } from '../fixtures/ppu.js';
 import { markFixture } from '../fixtures/processes.js';
 import { eventually } from '../fixtures/files.js';
 
-/** A key file for transports talking to the fake agents below (which take any key): furkad reads it at each connect. */
+/** A key file for transports talking to the fake agents below (which answer its challenge, and take any proof): furkad reads it at each connect. */
 let fakeKey: string | undefined;
 function fakeKeyFile(): string {
   fakeKey ??= agentKeyFile(tempDir('agent-transport-key')).keyFile;
@@ -136,6 +136,7 @@ async function fakeAgent(files: Record<string, Buffer>, answer: {
   });
   server.on('stream', (s, h) => {
     s.on('error', () => undefined); // furkad closing its connection mid-answer
+    if (answerChallenge(s, h, keyIn(fakeKeyFile()))) return;
     const url = new URL(String(h[':path']), 'http://agent');
     if (url.pathname === '/v1/events') {
       requests.events++;
@@ -650,6 +651,7 @@ async function slowAgent(files: Record<string, Buffer>, onFetch: (id: string, n:
   const server = http2.createServer();
   server.on('stream', (s, h) => {
     s.on('error', () => undefined);
+    if (answerChallenge(s, h, keyIn(fakeKeyFile()))) return;
     const url = new URL(String(h[':path']), 'http://agent');
     if (url.pathname === '/v1/events') {
       events = s;

@@ -192,7 +192,7 @@ describe('RPMs in a booted systemd container (S1, S2, S5, S6)', function () {
     // With it, as furkad sends it. The events stream stays open: curl ends it after 2 s (exit 28) with what it was sent.
     const events = await c.run(['sh', '-c', 'curl -sN --http2-prior-knowledge --max-time 2 -H "authorization: Bearer $(cat /etc/ppu/furka-agent.key)" ' +
       "'http://127.0.0.1:49372/v1/events?source=/agent-check'"]);
-    assert.match(events.stdout, /^\{"t":"hello","agent":"furka-agent","protocol":2,"root":"\/ramdisk","source":"\/agent-check"\}\n\{"t":"file","id":"[0-9:]+","path":"img\.cbf","size":6,/);
+    assert.match(events.stdout, /^\{"t":"hello","agent":"furka-agent","protocol":3,"root":"\/ramdisk","source":"\/agent-check"\}\n\{"t":"file","id":"[0-9:]+","path":"img\.cbf","size":6,/);
     // Left running: furkad pulls detector 1MF (/ramdisk/det1) through it below. Nothing was acknowledged, so the
     // check file is still there.
     await c.ok(['rm', '-r', '/ramdisk/agent-check']);
