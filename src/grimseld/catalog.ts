@@ -544,7 +544,8 @@ export class Catalog {
   }
 
   #fileLine(r: FileRecord): JournalRecord {
-    return fileLine(r, !r.onRamdisk && this.isOnRamdisk(r.src));
+    // Also off the ramdisk: the copier checks an operator's directories after a restart too (copy-dirs.ts).
+    return fileLine(r, r.copyOnly === true);
   }
 
   /** A live record's journal lines, read at once (the snapshot is written while it is iterated). */
@@ -594,7 +595,7 @@ function settledCounts(c: SettledCounts): [number, number, number] {
   return [c[0], c[1], c[2] ?? 0];
 }
 
-/** A record's journal line; `copyOnly`: a ramdisk file that is never linked or deleted (an operator's, NewFile.copyOnly). */
+/** A record's journal line; `copyOnly`: an operator's file, never linked or deleted (NewFile.copyOnly). */
 function fileLine(r: FileRecord, copyOnly: boolean): JournalRecord {
   const { checksum, detector } = r;
   return { t: 'file', id: r.id, u: String(r.usertime), src: r.src, rel: r.rel, size: r.size, mtimeMs: r.mtimeMs, ino: r.ino, dev: r.dev,

@@ -24,7 +24,7 @@ import { DirFd, splitRel, UnsafePath } from '../common/dir-fd.js';
 import { candidateNames, NO_HARD_LINKS } from '../common/numbered-name.js';
 import type { NumberedDir } from '../common/numbered-dirs.js';
 import { isOwnTempOf, tempName, type TempKey } from './temp-names.js';
-import { depthOf, HeldDirs, ownersAsSource, ownerVisit, type SourceDir } from './copy-dirs.js';
+import { depthOf, HeldDirs, ownersAsSource, ownerVisit, RefusedDir, type SourceDir } from './copy-dirs.js';
 import { isDelivered, openSource, sameFile, SourceChanged, type Identity, type Source } from './copy-source.js';
 import { Checksum } from '../common/checksum.js';
 import { readProvenance } from '../common/provenance.js';
@@ -232,12 +232,24 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
     let into: NumberedDir;
     if (opts.preserveUid || opts.preserveGid) {
       const key = `${base}\0${dirRel}\0${s.uid}:${s.gid}`;
-      const give = ownerVisit(ownersAsSource(held, depthOf(dirRel), s, owner));
-      const known = ownedDirs.has(key);
-      into = dirs.storage(base, dirRel, known ? (d, st, made, i) => { if (made) give(d, st, made, i); } : give, `${s.uid}:${s.gid}`, job.mount);
-      if (!known) {
+      const give = ownerVisit(ownersAsSource(held, depthOf(dirRel), s, owner), job.byOperator);
+      // An operator's copy looks at every directory each time (operators add few files): none is changed for it.
+      const known = !job.byOperator && ownedDirs.has(key);
+      into = dirs.storage(base, dirRel, known ? (d, st, made, i) => { if (made) give(d, st, made, i); } : give,
+        `${s.uid}:${s.gid}${job.byOperator ? ':op' : ''}`, job.mount);
+      if (!known && !job.byOperator) {
         if (ownedDirs.size >= OWNED_DIRS_MAX) ownedDirs.clear();
         ownedDirs.add(key);
+      }
+      // And a user's file an operator adds goes only into a directory of that user's: not into a shared one of
+      // root's (`1mf/`, the storage's target itself), where its name could be a later shift's directory or image,
+      // or grimseld's own mark (storage-marks.ts). One below the `./` that is theirs is made theirs (G3).
+      if (job.byOperator && owner[0] > 0) {
+        const at = fstatSync(into.dir.fd);
+        if (at.uid !== owner[0]) {
+          throw new RefusedDir(`${into.dir.show()} is ${at.uid === 0 ? 'root' : `uid ${at.uid}`}'s, and the file uid ${owner[0]}'s: an operator's ` +
+            "AddFile puts a user's file only into a directory of that user's, such as one of theirs after the './' (/home/u/./run1/f.img)");
+        }
       }
     } else {
       into = dirs.storage(base, dirRel, undefined, '', job.mount);

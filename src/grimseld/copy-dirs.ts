@@ -27,8 +27,14 @@ export type DirOwnerOf = (index: number) => [number, number] | { uid: number } |
  * per-detector directory and other users' directories on the storage, to empty or rename; and a directory a
  * user made first would hold the copies of the shift it is named after. fchown and fchmod act on the
  * directory held, so nothing swapped in meanwhile can receive them.
+ *
+ * `byOperator`: the copy of a file an operator added (AddFile by a uid other than 0). Its tree is theirs to
+ * shape, so a directory found there that is a user's is never changed (RefusedDir instead of taking it for
+ * root): an operator's `AddFile /tmp/op/./1mf/1001_1001/run1/img_00001.cbf` made user 1001's storage directories
+ * root's `0755`, locking 1001 out of them, and put the operator's file where 1001's image was to go (hostile
+ * tester h6). One found of the file's owner is left as it is, its group too.
  */
-export function ownerVisit(ownerOf: DirOwnerOf): DirVisit {
+export function ownerVisit(ownerOf: DirOwnerOf, byOperator = false): DirVisit {
   return (dir, st, made, i) => {
     const owner = ownerOf(i);
     // Found the user's whose the source side's is: theirs it stays (taking it would lock them out of their data).
@@ -40,11 +46,16 @@ export function ownerVisit(ownerOf: DirOwnerOf): DirVisit {
       // Made now, or found already the file owner's (its group aside: the shift's group is given back): no
       // directory of someone else's changes hands.
       if (made || (uid !== -1 && st.uid === uid)) {
+        if (!made && byOperator) return;
         fchownSync(dir.fd, uid, gid);
         return;
       }
     }
     if (st.uid === 0 && st.gid === 0 && (st.mode & 0o022) === 0) return;
+    if (byOperator && st.uid !== 0) {
+      throw new RefusedDir(`${dir.show()} is uid ${st.uid}'s, not the owner's of the directory it stands for in the added path: ` +
+        "an operator's AddFile neither takes a user's directory on a storage nor writes into it");
+    }
     fchownSync(dir.fd, 0, 0);
     if ((st.mode & 0o022) !== 0) fchmodSync(dir.fd, st.mode & 0o7755);
   };
@@ -76,6 +87,12 @@ export function ownersAsSource(src: SourceDir, destDepth: number, file: Stats, o
     return st.uid === file.uid && st.gid === file.gid ? owner : { uid: st.uid };
   };
 }
+
+/**
+ * A directory on a storage that an operator's copy may not go into (ownerVisit, `byOperator`; copier.ts): another
+ * user's, or a shared one of root's for a user's file. The copy fails for good and nothing there is changed.
+ */
+export class RefusedDir extends Error {}
 
 /**
  * The storage's mount point no longer has the device the check before the batch found mounted there (G13):

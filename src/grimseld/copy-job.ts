@@ -42,6 +42,11 @@ export interface CopyJob {
    */
   mount?: MountedAt;
   /**
+   * An operator's file (FileRecord.copyOnly): its copy changes no directory of a user's on the storage and goes
+   * into none that is not its owner's (copy-dirs.ts, ownerVisit; RefusedDir otherwise).
+   */
+  byOperator?: true;
+  /**
    * How many times the storage's disk was found swapped before this job was handed out (storage-marks.ts): a
    * copy reported after a swap was made on the disk taken away, and is not counted (the dispatcher's own).
    */
@@ -49,7 +54,7 @@ export interface CopyJob {
 }
 
 /** What the copier reads of a job (copier.ts): everything but whose result it is. */
-export type CopyWork = Pick<CopyJob, 'src' | 'root' | 'dest' | 'expect' | 'sweep' | 'checksum' | 'provenance' | 'mount'>;
+export type CopyWork = Pick<CopyJob, 'src' | 'root' | 'dest' | 'expect' | 'sweep' | 'checksum' | 'provenance' | 'mount' | 'byOperator'>;
 
 /** A job's result, reported once. */
 export interface CopyReport {

@@ -12,7 +12,7 @@ import type { MismatchAt } from './copy-check.js';
 import type { CopyWork } from './copy-job.js';
 import { CopyWatch, type CopyVerdict } from './copy-watch.js';
 import { UnsafePath } from '../common/dir-fd.js';
-import { NotMounted } from './copy-dirs.js';
+import { NotMounted, RefusedDir } from './copy-dirs.js';
 
 export interface CopyThreadData {
   base: string;
@@ -55,14 +55,15 @@ function threadCpuMs(tid: number): number | undefined {
 /** What became of one copy, as it crosses from the thread (an Error's class does not cross by itself). */
 export type CopyReply =
   | CopyResult
-  | { error: { kind: 'SourceChanged' | 'UnsafePath' | 'NotMounted' | 'Error'; message: string; code: string | undefined } }
+  | { error: { kind: 'SourceChanged' | 'UnsafePath' | 'NotMounted' | 'RefusedDir' | 'Error'; message: string; code: string | undefined } }
   | { error: { kind: 'ChecksumMismatch'; message: string; at: MismatchAt; expected: string; got: string } };
 
 /** One copy's outcome as the thread sends it (replyOf) and as the storage gets it back (outcomeOf). */
 export function replyOf(r: CopyResult | Error): CopyReply {
   if (!(r instanceof Error)) return r;
   if (r instanceof ChecksumMismatch) return { error: { kind: 'ChecksumMismatch', message: r.message, at: r.at, expected: r.expected, got: r.got } };
-  const kind = r instanceof SourceChanged ? 'SourceChanged' : r instanceof UnsafePath ? 'UnsafePath' : r instanceof NotMounted ? 'NotMounted' : 'Error';
+  const kind = r instanceof SourceChanged ? 'SourceChanged' : r instanceof UnsafePath ? 'UnsafePath' : r instanceof NotMounted ? 'NotMounted'
+    : r instanceof RefusedDir ? 'RefusedDir' : 'Error';
   return { error: { kind, message: r.message, code: (r as NodeJS.ErrnoException).code } };
 }
 
@@ -71,7 +72,7 @@ function outcomeOf(r: CopyReply): CopyResult | Error {
   const e = r.error;
   if (e.kind === 'ChecksumMismatch') return new ChecksumMismatch(e.at, e.expected, e.got, e.message);
   const err = e.kind === 'SourceChanged' ? new SourceChanged(e.message) : e.kind === 'UnsafePath' ? new UnsafePath(e.message)
-    : e.kind === 'NotMounted' ? new NotMounted(e.message) : new Error(e.message);
+    : e.kind === 'NotMounted' ? new NotMounted(e.message) : e.kind === 'RefusedDir' ? new RefusedDir(e.message) : new Error(e.message);
   if (e.code !== undefined) (err as NodeJS.ErrnoException).code = e.code;
   return err;
 }

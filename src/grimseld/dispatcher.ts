@@ -5,7 +5,7 @@
 // anything (mount-watch.ts). Each copy is checked against the file's checksum (I2) and carries it (I3).
 // The flow is one way: catalog → Dispatcher → JobFeed → Storage (writers) → JobFeed.done → Dispatcher → catalog.
 import { ChecksumMismatch, SourceChanged } from './copier.js';
-import { NotMounted } from './copy-dirs.js';
+import { NotMounted, RefusedDir } from './copy-dirs.js';
 import { tagged, untagged } from '../common/checksum.js';
 import { sleep } from '../common/abort.js';
 import { takenDirOf } from '../common/numbered-dirs.js';
@@ -291,7 +291,8 @@ export class Dispatcher implements CopyEvents {
     const shift = this.catalog.shiftOf(rec);
     const detector = rec.detector;
     // I3: what every copy carries besides its checksum.
-    const check = { checksum, provenance: { ...(shift ? { shift } : {}), ...(detector !== undefined ? { detector } : {}) } };
+    const check = { checksum, provenance: { ...(shift ? { shift } : {}), ...(detector !== undefined ? { detector } : {}) },
+      ...(rec.copyOnly ? { byOperator: true as const } : {}) };
     const dest = destOf(lane.storage, rel);
     if (from === 'original') {
       return { id, storage, src: rec.src, from, root: this.catalog.sourceRoot(rec), rel, dest,
@@ -520,9 +521,10 @@ export class Dispatcher implements CopyEvents {
     // and the internal copy will not come either (done: its writer changed it before any copy was made); while
     // that copy is under way, retried. A copy read back that is gone (its storage not mounted, say) is retried.
     // A checksum mismatch is retried like any failure: the original stays, never linked nor deleted on the
-    // strength of a bad copy (I2).
-    const permanent = r.outcome instanceof SourceChanged && r.job.from === 'original' && rec.ramdisk === 'present' &&
-      (storage.type === 'INTERNAL' || this.catalog.doneOn(rec, this.#internal.id));
+    // strength of a bad copy (I2). An operator's copy refused a directory of the storage (copy-dirs.ts): that
+    // directory stays as it is, whoever's it is, and so would the refusal.
+    const permanent = r.outcome instanceof RefusedDir || (r.outcome instanceof SourceChanged && r.job.from === 'original' && rec.ramdisk === 'present' &&
+      (storage.type === 'INTERNAL' || this.catalog.doneOn(rec, this.#internal.id)));
     const n = (this.#attempts.get(key) ?? 0) + 1;
     this.#attempts.set(key, n);
     // A first attempt of this run on a copy the journal already has failed: a retry of a failure announced by

@@ -22,7 +22,8 @@ export interface NewFile {
   /**
    * Copied only: its original is never linked or deleted, though it lies on the ramdisk (G5, G6). An operator's
    * file (AddFile by a uid other than 0): operators are trusted with which files to copy among those they may
-   * read, not with having root delete them (docs/threat-model.md).
+   * read, not with having root delete them (docs/threat-model.md). Nor with having root write where they could
+   * not: its copies go into no directory of another user's and change none (copy-dirs.ts, ownerVisit).
    */
   copyOnly?: true | undefined;
 }
@@ -97,6 +98,11 @@ export class FileRecord implements NewFile {
   /** Whether `src` lies on the PPU ramdisk (cleanup and the fill guard may touch it). */
   get onRamdisk(): boolean {
     return this.store.onRamdisk(this);
+  }
+
+  /** An operator's file (NewFile.copyOnly): never linked or deleted, and its copies' directories checked (copy-dirs.ts). */
+  get copyOnly(): true | undefined {
+    return this.store.copyOnly(this) || undefined;
   }
 
   get ramdisk(): Origin {

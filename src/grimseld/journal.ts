@@ -11,7 +11,8 @@ export type JournalRecord =
   | { t: 'shift'; u: string; uid: number; gid: number; counts?: Record<string, SettledCounts> }
   /**
    * `c`: the checksum the file was delivered with (`xxh128:<hex>`, I1), `det`: its detector; both absent when unknown.
-   * `keep`: an operator's file, copied only (NewFile.copyOnly); absent otherwise.
+   * `keep`: an operator's file, copied only (NewFile.copyOnly); absent otherwise (in older journals also on an
+   * operator's file off the ramdisk, whose copies are then made as root's AddFile's).
    */
   | { t: 'file'; id: number; u: string; src: string; rel: string; size: number; mtimeMs: number; ino: number; dev: number; c?: string; det?: string; keep?: true }
   /** The checksum of a file delivered without one (an operator's), from the first complete read of it (I2). */

@@ -24,6 +24,8 @@ const ON_RAMDISK = 1 << 4;
 const LIVE = 1 << 5;
 /** The row's checksum bytes are set. */
 const HAS_CHECKSUM = 1 << 6;
+/** An operator's file (NewFile.copyOnly). */
+const COPY_ONLY = 1 << 7;
 /** XXH3-128: 16 bytes a row. */
 const CHECKSUM_BYTES = 16;
 
@@ -80,7 +82,7 @@ export class RecordStore {
     const sum = f.checksum === undefined ? undefined : untagged(f.checksum);
     if (sum !== undefined) this.#checksums.set(Buffer.from(sum, 'hex'), r * CHECKSUM_BYTES);
     this.#detectors[r] = f.detector ? this.#detectorNumber(f.detector) : 0;
-    this.#bits[r] = LIVE | (onRamdisk ? ON_RAMDISK : 0) | (sum !== undefined ? HAS_CHECKSUM : 0);
+    this.#bits[r] = LIVE | (onRamdisk ? ON_RAMDISK : 0) | (sum !== undefined ? HAS_CHECKSUM : 0) | (f.copyOnly ? COPY_ONLY : 0);
     this.#relAt[r] = relOffset(f.src, f.rel);
     if (this.#relAt[r] === 0) this.#oddRels.set(id, f.rel);
     this.#states[r] = states;
@@ -203,6 +205,10 @@ export class RecordStore {
 
   onRamdisk(rec: FileRecord): boolean {
     return (this.#bits[this.#rowOf(rec)]! & ON_RAMDISK) !== 0;
+  }
+
+  copyOnly(rec: FileRecord): boolean {
+    return (this.#bits[this.#rowOf(rec)]! & COPY_ONLY) !== 0;
   }
 
   origin(rec: FileRecord, where: 'ramdisk' | 'internal'): Origin {

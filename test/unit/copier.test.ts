@@ -9,13 +9,13 @@ import { chmodSync, chownSync, existsSync, lstatSync, linkSync, mkdirSync, mkdte
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { copyMany, sameFile, SourceChanged } from '../../src/grimseld/copier.js';
+import { copyMany, sameFile, SourceChanged, type CopyResult } from '../../src/grimseld/copier.js';
 import { toMicrosecond } from '../../src/common/file-times.js';
 import type { CopyWork as CopyJob } from '../../src/grimseld/copy-job.js';
 import { prepareCopies } from '../../src/grimseld/copy-check.js';
 import { flip } from '../fixtures/flip.js';
 import { NODE_READS_PRE_1970 } from '../fixtures/files.js';
-import { mountIdOf, NotMounted, type MountId } from '../../src/grimseld/copy-dirs.js';
+import { mountIdOf, NotMounted, RefusedDir, type MountId } from '../../src/grimseld/copy-dirs.js';
 import { tempPrefix } from '../../src/common/name-max.js';
 import { SUFFIX_HEX, tempName } from '../../src/grimseld/temp-names.js';
 import type { Stats } from 'node:fs';
@@ -304,6 +304,49 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
     chownSync(path.join(ramdisk, '1mf/700_701'), 700, 701);
     copy(ramdisk, '1mf/700_701/img_01.cbf', [700, 701]);
     assert.equal(uid('1mf/700_701'), 0, 'taken from nobody: root\'s');
+  });
+
+  it("refuses an operator's copy into another user's storage directories or a shared one, and changes nothing there (hostile tester h6)", () => {
+    const ramdisk = path.join(root, 'ramdisk');
+    const storage = path.join(root, 'storage');
+    const copy = (srcRoot: string, rel: string, owner: [number, number], byOperator: boolean): CopyResult | Error => {
+      const src = path.join(srcRoot, rel);
+      mkdirSync(path.dirname(src), { recursive: true });
+      writeFileSync(src, rel);
+      chownSync(src, ...owner);
+      const st = statSync(src);
+      return copyMany([{ src, root: srcRoot, dest: path.join(storage, rel), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev },
+        sweep: false, ...(byOperator ? { byOperator: true as const } : {}) }], storage, { preserveUid: true, preserveGid: true, tempKey })[0]!;
+    };
+    // User 500's shift: its storage directories theirs.
+    mkdirSync(path.join(ramdisk, '1mf/500_501/u1'), { recursive: true });
+    for (const d of ['1mf/500_501', '1mf/500_501/u1']) chownSync(path.join(ramdisk, d), 500, 501);
+    assert.ok(!(copy(ramdisk, '1mf/500_501/u1/img_01.cbf', [500, 501], false) instanceof Error));
+    const mal = path.join(root, 'mal');
+    mkdirSync(path.join(mal, '1mf/500_501/u1'), { recursive: true });
+    mkdirSync(path.join(mal, 'own'), { recursive: true });
+    for (const d of ['1mf', '1mf/500_501', '1mf/500_501/u1', 'own']) chownSync(path.join(mal, d), 65534, 65534);
+    const state = (): string[] => ['1mf', '1mf/500_501', '1mf/500_501/u1'].map((d) => {
+      const st = lstatSync(path.join(storage, d));
+      return `${d} ${st.uid}:${st.gid} ${(st.mode & 0o7777).toString(8)}`;
+    });
+    const before = state();
+    // nobody's tree of the same shape, added by an operator: user 500's directories are neither taken nor written into.
+    const into = copy(mal, '1mf/500_501/u1/img_02.cbf', [65534, 65534], true);
+    assert.ok(into instanceof RefusedDir, String(into));
+    assert.match(into.message, new RegExp(`${path.join(storage, '1mf/500_501')} is uid 500's, not the owner's of the directory it stands for`));
+    // Nor a file of theirs in the shared directory, or in the storage's target beside its mark.
+    const shared = copy(mal, '1mf/img_03.cbf', [65534, 65534], true);
+    assert.ok(shared instanceof RefusedDir && shared.message.startsWith(`${path.join(storage, '1mf')} is root's, and the file uid 65534's`), String(shared));
+    assert.ok(copy(mal, '.grimsel-storage', [65534, 65534], true) instanceof RefusedDir);
+    assert.deepEqual(state(), before, 'nothing there changed');
+    for (const f of ['1mf/500_501/u1/img_02.cbf', '1mf/img_03.cbf', '.grimsel-storage']) assert.equal(existsSync(path.join(storage, f)), false, f);
+    assert.deepEqual(readdirSync(path.join(storage, '1mf/500_501/u1')), ['img_01.cbf'], 'no temp file left either');
+    // A directory of their own is made theirs; user 500's own file, added by an operator, goes into user 500's.
+    assert.ok(!(copy(mal, 'own/notes.txt', [65534, 65534], true) instanceof Error));
+    assert.equal(lstatSync(path.join(storage, 'own')).uid, 65534);
+    assert.ok(!(copy(ramdisk, '1mf/500_501/u1/img_04.cbf', [500, 501], true) instanceof Error));
+    assert.deepEqual(state(), before);
   });
 });
 
