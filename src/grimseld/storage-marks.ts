@@ -49,7 +49,10 @@ export async function readMark(target: string): Promise<string | 'none'> {
   }
   try {
     const st = await fh.stat();
-    if (!st.isFile() || st.size > 4096) return 'none';
+    // Root's only: grimseld writes it as root, and a user's file there (copied by an operator's AddFile of a
+    // file named so, or made in a target someone may write) says nothing of the disk. It counts as no mark, so
+    // the disk is looked at as an unmarked one and grimseld's own mark replaces it.
+    if (!st.isFile() || st.size > 4096 || st.uid !== 0) return 'none';
     const [head, mark] = (await fh.readFile('utf8')).split('\n');
     return head === MARK_HEAD && mark !== undefined && /^[0-9a-f]{32}$/.test(mark) ? mark : 'none';
   } finally {
