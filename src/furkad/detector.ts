@@ -280,8 +280,8 @@ export class DetectorLoop implements Component {
     // be away, and the change must not wait for it), unless its transport says it is still connected and owes
     // files learned before the change (the agent after a fetch cut short): then one drain run, A5. At a stop it
     // is tried regardless, within the same bound: the stop's own SIGTERM may have ended its last run
-    // (`systemctl kill furkad` and KillMode=control-group signal rsync too), and what a stop leaves goes to the
-    // next furkad's default shift (F6), another user's, not back to this one after a pause.
+    // (`systemctl kill furkad` and KillMode=control-group signal rsync too), and what a stop leaves unlearned goes
+    // to the next furkad's default shift (F6), another user's, not back to this one after a pause.
     if (at === 'change' && this.#backoff > 0 && !(this.transport.connected?.() && this.transport.pendingSince?.(this.#heldAt, a, this.#heldAt))) return;
     // Runs of the drain take only what the transport learned of before the shift change was asked for (hold):
     // RunContext.learnedBy.
@@ -311,10 +311,13 @@ export class DetectorLoop implements Component {
       if (this.#lastRun === 'failed' || deadline.signal.aborted) {
         // Out of time first: a run the deadline ended counts as failed too, with rsync's word for the signal.
         const why = deadline.signal.aborted ? `the drain ran out of time (${+(bound / 1000).toFixed(1)} s)` : `the detector failed (${this.stats.lastError})`;
-        // At a change, a transport that can say which files it owes the ending shift (owe(): the agent's announced
-        // files, rsync's listed or settling ones) keeps them that shift's (leaveBehind).
-        const where = at === 'stop' ? 'go to the shift the next furkad starts (the configured default one, F6)'
-          : this.transport.owe ? "stay the ending shift's: fetched later into its directory, with its owner (A5)" : 'go to the new shift';
+        // A transport that can say which files it owes the ending shift (owe(): the agent's announced files,
+        // rsync's listed or settling ones) keeps them that shift's (leaveBehind), at a stop too: fetched by the next
+        // furkad. What it did not learn of (a detector away) goes to the next shift.
+        const where = !this.transport.owe ? (at === 'stop' ? 'go to the shift the next furkad starts (the configured default one, F6)' : 'go to the new shift')
+          : at === 'stop' ? "those it knew of stay the running shift's: fetched by the next furkad into its directory, with its owner (A5); " +
+            'any it did not know of go to the shift the next furkad starts (the configured default one, F6)'
+          : "stay the ending shift's: fetched later into its directory, with its owner (A5)";
         this.log.warn({ detector: this.id, at }, `${why} at the ${at === 'stop' ? 'stop' : 'shift change'}: files completed on it ` +
           `before then that furkad had not taken yet stay on the detector and ${where}`);
       }
@@ -341,14 +344,17 @@ export class DetectorLoop implements Component {
     this.#failing.clear();
     // What the transport learned of before the change and the drain did not take (a full PPU ramdisk, the drain
     // out of time, the detector away) is the ending shift's too, whenever it is fetched (A5): set aside for it then.
-    // Not at a stop: what a stop could not drain goes to the next furkad's default shift (F6, README).
-    if (at === 'change' && shift && a && this.transport.owe) {
+    // At a stop as well, by the next furkad (the records are kept in state_dir): a stop while the PPU ramdisk was
+    // full gave everything the running shift had learned of to the next furkad's default shift, another user's
+    // (found by a hostile tester: a whole shift's images). What it did not learn of is the next shift's (F6).
+    if (shift && a && this.transport.owe) {
       const owed = this.transport.owe(this.#heldAt, { usertime: shift.usertime, uid: shift.uid, gid: shift.gid, usrdir: shift.usrdir,
         target: a.target, configuredTarget: a.config.target });
       if (owed > 0) {
         this.log.warn({ detector: this.id, files: owed, uid: shift.uid, gid: shift.gid, usertime: String(shift.usertime) },
-          `${owed} ${owed === 1 ? 'file' : 'files'} known before the shift change could not be taken yet: they stay the ending shift's, ` +
-          "fetched later into that shift's directory with its owner (never the new one's)");
+          `${owed} ${owed === 1 ? 'file' : 'files'} known before the ${at === 'stop' ? 'stop' : 'shift change'} could not be taken yet: ` +
+          (at === 'stop' ? "they stay the running shift's, fetched by the next furkad into that shift's directory with its owner (never the default shift's)"
+            : "they stay the ending shift's, fetched later into that shift's directory with its owner (never the new one's)"));
       }
     }
     if (!shift || !a || !dir || rels.length === 0) return;

@@ -108,9 +108,11 @@ export class ShiftManager implements Component {
    * placed is set aside for it (leaveBehind), for the next furkad to place there. Without this, the next
    * furkad's default shift (F6) took every file announced but not yet placed, owner and directory included.
    * Unlike a change, a detector backing off is drained too, and a run the stop's signal ended (`systemctl kill`
-   * signals rsync as well) is no failure (DetectorLoop.drain). What even that cannot take (a detector away, the
-   * bound passed) goes to the next furkad's default shift, said in the log: a stop asked for always gives the
-   * default shift (F6, shift-resume.ts). Shift changes not begun by then are refused: the loops stop next.
+   * signals rsync as well) is no failure (DetectorLoop.drain). What even that cannot take but the transport had
+   * learned of (the PPU ramdisk full, the bound passed) stays this shift's, owed to it for the next furkad as at a
+   * change (owe()); only what it never learned of (a detector away) goes to the next furkad's default shift, said
+   * in the log: a stop asked for always starts the default shift (F6, shift-resume.ts). Shift changes not begun
+   * by then are refused: the loops stop next.
    */
   async stop(): Promise<void> {
     // Changes asked for before the stop but not begun yet are refused too: each could take as long as the stop.

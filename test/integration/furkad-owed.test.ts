@@ -30,8 +30,8 @@ const CASES = TRANSPORTS.flatMap((t) => RESTARTS.map((r) => ({ ...t, ...r })));
  * shift's directory alone, owned by its user, nothing in the new one's (600:600), the sources deleted on the
  * detector, and grimseld counting them all for the old shift.
  */
-async function expectOldShiftOnly(ppu: Ppu, internal: string, root: string, images: string[]): Promise<void> {
-  const where = (rel: string): string[] => ['500_501', '600_600'].filter((u) => {
+async function expectOldShiftOnly(ppu: Ppu, internal: string, root: string, images: string[], next = { dir: '600_600', uid: 600 }): Promise<void> {
+  const where = (rel: string): string[] => ['500_501', next.dir].filter((u) => {
     try {
       lstatSync(path.join(internal, '1mf', u, rel));
       return true;
@@ -46,7 +46,7 @@ async function expectOldShiftOnly(ppu: Ppu, internal: string, root: string, imag
     const st = lstatSync(path.join(internal, '1mf/500_501', rel));
     assert.deepEqual([st.uid, st.gid], [500, 501], `${rel} owned by the old shift's user`);
   }
-  assert.deepEqual(listFiles(path.join(internal, '1mf')).filter((f) => f.startsWith('600_600/')), [], "nothing in the new user's directory");
+  assert.deepEqual(listFiles(path.join(internal, '1mf')).filter((f) => f.startsWith(`${next.dir}/`)), [], "nothing in the new user's directory");
   await eventually(() => readdirSync(path.join(root, 'run1')).length === 0, 30_000, 'every source acknowledged and deleted on the detector (A4)');
   // grimseld heard of them with the old shift: it counts 40 copied for 500:501, none for 600:600 (a copy is
   // counted just after it is renamed into place, so the last one may be seen on the disk a moment before).
@@ -54,9 +54,9 @@ async function expectOldShiftOnly(ppu: Ppu, internal: string, root: string, imag
   const copied = (uid: number): number => rows.filter((r) => r[1] === uid).reduce((n, r) => n + Number(r[5]), 0);
   await eventually(async () => {
     rows = await ppu.queryStatus(-1);
-    return copied(500) + copied(600) >= 40;
+    return copied(500) + copied(next.uid) >= 40;
   }, 30_000, 'grimseld to count the 40 copies');
-  assert.deepEqual([copied(500), copied(600)], [40, 0], `copied per shift in grimseld's status: ${rows.map((r) => `${r[1]}:${r[2]} ${r[5]}`).join(', ')}`);
+  assert.deepEqual([copied(500), copied(next.uid)], [40, 0], `copied per shift in grimseld's status: ${rows.map((r) => `${r[1]}:${r[2]} ${r[5]}`).join(', ')}`);
 }
 
 for (const { transport, via, restart, name } of CASES) describe(`furkad over ${via}: a shift change while the PPU ramdisk is full (${name}; A5, F6)`, function () {
@@ -95,6 +95,34 @@ for (const { transport, via, restart, name } of CASES) describe(`furkad over ${v
       // Room again: INTERNAL mounted, copies made, originals of the old shift deleted (G5).
       mountTmpfs(internal, 200 * MB);
       await expectOldShiftOnly(ppu, internal, root, images);
+    } finally {
+      await ppu.stop();
+    }
+  });
+});
+
+for (const { transport, via } of TRANSPORTS) describe(`furkad over ${via} stopped while the PPU ramdisk is full (systemctl restart; A5, F6)`, function () {
+  this.timeout(240_000);
+
+  it("places every image known before the stop into the running shift's directory, owned by its user, not into the default shift the next furkad starts (A5)", async () => {
+    // Found by a hostile tester (session 37): the stop gave every file the running shift had learned of and could not
+    // place (the PPU ramdisk full: grimseld's back-pressure at a high frame rate) to the next furkad's default shift,
+    // another user's; in one run a whole shift's images.
+    const { ppu, internal } = fillingPpu({ prefix: `ppu-owed-stop-${transport}`, transport });
+    await ppu.start();
+    try {
+      await ppu.startShift(500, 501, []);
+      const root = ppu.detectorRamdisks['1MF']!;
+      const images = writeImages(ppu, 40).map((f) => f.rel);
+      await saidNoRoomFor(ppu);
+      if (transport === 'rsync') await saidNoRoomFor(ppu, 'img_039.cbf');
+      assert.equal(await ppu.furkad!.proc.stop(30_000), 0, 'a clean stop');
+      assert.match(ppu.furkad!.proc.output(), /files known before the stop could not be taken yet: they stay the running shift's/);
+      await ppu.startFurkad();
+      const [, uid] = await ppu.furkaProperty<[bigint, number, number]>('Shift');
+      assert.equal(uid, 1000, 'the next furkad starts the configured default shift (F6)');
+      mountTmpfs(internal, 200 * MB);
+      await expectOldShiftOnly(ppu, internal, root, images, { dir: '1000_1000', uid: 1000 });
     } finally {
       await ppu.stop();
     }
