@@ -1,6 +1,6 @@
 // furkad.conf: its JSON Schema (one, compiled once) and its typed form (S3).
 import { compileSchema, ConfigError, listenAddressProblem, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
-import { validSchedule } from './shift-schedule.js';
+import { scheduleProblem } from './shift-schedule.js';
 import { nestedTargets } from '../common/paths.js';
 import { confinement } from './shift.js';
 import { realpathSync } from 'node:fs';
@@ -193,9 +193,10 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
   }
   const address = listenAddressProblem('metrics_address', config.metrics_address);
   if (address) throw new ConfigError(file, [address]);
-  if (config.shift_schedule !== undefined && !validSchedule(config.shift_schedule)) {
+  const schedule = config.shift_schedule === undefined ? undefined : scheduleProblem(config.shift_schedule);
+  if (schedule !== undefined) {
     throw new ConfigError(file, [`top level (before any section), key 'shift_schedule': must be a cron expression ` +
-      `('minute hour day-of-month month day-of-week', optionally seconds first), got '${config.shift_schedule}'`]);
+      `('minute hour day-of-month month day-of-week', optionally seconds first), got '${config.shift_schedule}': ${schedule}`]);
   }
   return config;
 }

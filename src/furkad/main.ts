@@ -63,7 +63,8 @@ async function main(): Promise<number> {
     configOrExit('furkad', () => checkFurkadTargets(args.config, config));
     const note = logfileNote('furkad', config);
     if (note) process.stderr.write(`furkad: ${args.config}: ${note}\n`);
-    process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.detector).length} detectors)\n`);
+    const n = Object.keys(config.detector).length;
+    process.stdout.write(`${args.config}: configuration is valid (${n} ${n === 1 ? 'detector' : 'detectors'})\n`);
     return 0;
   }
   configOrExit('furkad', () => prepareDirectory(args.config, 'state_dir', config.state_dir));

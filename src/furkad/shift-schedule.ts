@@ -11,6 +11,28 @@ export function validSchedule(expr: string): boolean {
   return cron.validate(expr);
 }
 
+const FIELDS = [['second', '0-59'], ['minute', '0-59'], ['hour', '0-23'], ['day of month', '1-31'], ['month', '1-12 or jan-dec'],
+  ['day of week', '0-7 or sun-sat']] as const;
+
+/**
+ * Which field of a schedule node-cron refuses, and the value in it (`hour 24`): `cron.validate` only says no, and
+ * `0 8,16,24 * * *` was refused with the whole expression. Each field is tried alone, the others '*'.
+ */
+export function scheduleProblem(expr: string): string | undefined {
+  if (validSchedule(expr)) return undefined;
+  const fields = expr.trim().split(/\s+/);
+  if (fields.length !== 5 && fields.length !== 6) return `it has ${fields.length} fields, not 5 (or 6 with seconds first)`;
+  const names = fields.length === 6 ? FIELDS : FIELDS.slice(1);
+  for (let i = 0; i < fields.length; i++) {
+    const alone = (v: string) => validSchedule(fields.map((f, j) => (j === i ? v : '*')).join(' '));
+    if (alone(fields[i]!)) continue;
+    const [name, range] = names[i]!;
+    const bad = fields[i]!.split(',').find((v) => !alone(v)) ?? fields[i]!;
+    return `the ${name} field takes ${range}, '*', a range (a-b) or a step (*/n), not '${bad}'`;
+  }
+  return undefined;
+}
+
 /**
  * The first boundary strictly after `after`, within a year and a day; undefined if there is none (31 February).
  * Uses node-cron's own normalisation, so it names the instant node-cron fires at.

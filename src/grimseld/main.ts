@@ -65,7 +65,8 @@ async function main(): Promise<number> {
     configOrExit('grimseld', () => checkLogfile(args.config, config));
     const note = logfileNote('grimseld', config);
     if (note) process.stderr.write(`grimseld: ${args.config}: ${note}\n`);
-    process.stdout.write(`${args.config}: configuration is valid (${Object.keys(config.storage).length} storages)\n`);
+    const n = Object.keys(config.storage).length;
+    process.stdout.write(`${args.config}: configuration is valid (${n} ${n === 1 ? 'storage' : 'storages'})\n`);
     return 0;
   }
   configOrExit('grimseld', () => prepareDirectory(args.config, 'state_dir', config.state_dir));

@@ -289,7 +289,8 @@ function configCheck(files: string[], json: boolean): number {
       if ('detector' in c) checkKeyFiles(file, c);
       checkLogfile(file, c);
       if ('detector' in c) checkFurkadTargets(file, c);
-      const what = 'detector' in c ? `${Object.keys(c.detector).length} detectors` : `${Object.keys(c.storage).length} storages`;
+      const [n, noun] = 'detector' in c ? [Object.keys(c.detector).length, 'detector'] : [Object.keys(c.storage).length, 'storage'];
+      const what = `${n} ${n === 1 ? noun : `${noun}s`}`;
       const note = logfileNote(kind, c);
       return { file, valid: true, summary: what, problems: [] as string[], notes: note ? [note] : [] };
     } catch (e) {

@@ -117,6 +117,19 @@ describe('daemon start with a bad configuration (S3)', function () {
     assert.ok(check.stdout.split('\n').includes(problem!), `${check.stdout}\nwanted: ${problem!}`);
   });
 
+  it('--check and ppuctl config check count one detector or storage in the singular', async () => {
+    const f = path.join(dir, 'one-furkad.conf');
+    writeFileSync(f, `state_dir = ${dir}/state\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/ramdisk/./1mf\n`);
+    const g = path.join(dir, 'one-grimseld.conf');
+    writeFileSync(g, `[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\n`);
+    const fc = await run(FURKAD_BIN, '--check', '--config', f);
+    assert.equal(fc.stdout, `${f}: configuration is valid (1 detector)\n`, fc.stderr);
+    const gc = await run(GRIMSELD_BIN, '--check', '--config', g);
+    assert.equal(gc.stdout, `${g}: configuration is valid (1 storage)\n`, gc.stderr);
+    const check = await run(PPUCTL_BIN, 'config', 'check', f, g);
+    assert.equal(check.stdout, `${f}: valid (1 detector)\n${g}: valid (1 storage)\n`, check.stderr);
+  });
+
   it("both daemons exit 78 naming an integer key given as ini's true/false or a JavaScript number form (S3)", async () => {
     const g = path.join(dir, 'int-grimseld.conf');
     writeFileSync(g, `fillstate_limit = true\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\nn_copy_processes = 0x10\n`);

@@ -2,7 +2,7 @@
 import { strict as assert } from 'node:assert';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
 import { checkFurkadConfig, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
-import { nextBoundary, validSchedule } from '../../src/furkad/shift-schedule.js';
+import { nextBoundary, scheduleProblem, validSchedule } from '../../src/furkad/shift-schedule.js';
 
 const at = (s: string): Date => new Date(s); // local time, as cron schedules are
 const next = (expr: string, after: string): string | undefined => {
@@ -33,6 +33,15 @@ describe('shift schedule (S3)', () => {
     const c = parseConfig<FurkadConfig>('/etc/ppu/furkad.conf', text, validateFurkadConfig);
     assert.throws(() => checkFurkadConfig('/etc/ppu/furkad.conf', c), (e: unknown) => e instanceof ConfigError &&
       /\/etc\/ppu\/furkad\.conf: .*key 'shift_schedule': must be a cron expression .*got 'at dawn'/s.test(e.message));
+    // The field and the value node-cron refuses, not only the whole expression.
+    const hour = parseConfig<FurkadConfig>('f', text.replace('at dawn', '0 8,16,24 * * *'), validateFurkadConfig);
+    assert.throws(() => checkFurkadConfig('f', hour), (e: unknown) => e instanceof ConfigError &&
+      e.message.includes("got '0 8,16,24 * * *': the hour field takes 0-23, '*', a range (a-b) or a step (*/n), not '24'"));
+    assert.equal(scheduleProblem('every day at 8'), 'it has 4 fields, not 5 (or 6 with seconds first)');
+    assert.match(scheduleProblem('61 * * * * *') ?? '', /^the second field .* not '61'$/);
+    assert.match(scheduleProblem('0 8 * 13 *') ?? '', /^the month field takes 1-12 or jan-dec, .* not '13'$/);
+    assert.match(scheduleProblem('0,soon 8 * * *') ?? '', /^the minute field .* not 'soon'$/);
+    assert.equal(scheduleProblem('0 8,16,0 * * *'), undefined);
     const ok = parseConfig<FurkadConfig>('f', text.replace('at dawn', '0 8,16,0 * * *'), validateFurkadConfig);
     assert.equal(checkFurkadConfig('f', ok).shift_schedule, '0 8,16,0 * * *');
   });
