@@ -140,7 +140,7 @@ const PATTERN_WORDS: Record<string, string> = {
 
 /** Turns ajv errors into lines naming section, key, the problem and the offending value. */
 export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
-  return errors.map((err) => {
+  return errors.flatMap((err) => {
     const { section, key } = locate(err);
     const parts = [...(section ? section.split('.') : []), key];
     const value = valueAt(data, parts);
@@ -149,8 +149,9 @@ export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
     const params = err.params as Record<string, unknown>;
     switch (err.keyword) {
       case 'additionalProperties':
-        if (value && typeof value === 'object') {
-          return `section [${[...parts].join('.')}]: unknown section (if this is not a typo, it is not supported here)`;
+        if (value && typeof value === 'object' && !Array.isArray(value)) {
+          return writtenSections(parts.join('.'), value as Record<string, unknown>)
+            .map((name) => `section [${name}]: unknown section (if this is not a typo, it is not supported here)`);
         }
         return `${where}: unknown key (if this is not a typo, it is not supported here)`;
       case 'required':
@@ -170,6 +171,17 @@ export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
 }
 
 export const TOP = 'top level (before any section)';
+
+/**
+ * The sections as written that ini nested below `name`: [detectors.a] is { detectors: { a: {…} } }, and naming
+ * only the outer object said [detectors], a section nobody wrote. A name holding keys (or nothing) was written.
+ */
+function writtenSections(name: string, value: Record<string, unknown>): string[] {
+  const entries = Object.entries(value);
+  const nested = entries.filter(([, v]) => v !== null && typeof v === 'object' && !Array.isArray(v));
+  const own = nested.length < entries.length || entries.length === 0 ? [name] : [];
+  return [...own, ...nested.flatMap(([k, v]) => writtenSections(`${name}.${k}`, v as Record<string, unknown>))];
+}
 
 /**
  * What `ini.parse` would hide, found on the raw text with ini's own line grammar: a key given twice (ini keeps

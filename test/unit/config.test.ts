@@ -121,8 +121,11 @@ describe('furkad.conf schema (S3)', () => {
       /section \[detector\.1MF\], key 'target': must be an absolute path without '\.\.' or control characters/);
   });
 
-  it('names an unknown section', () => {
-    assert.match(problems(() => furkad(`${DET}[detectors.X]\nremoteIP = a\n`))[0]!, /^section \[detectors\]: unknown section/);
+  it('names an unknown section as written, not by the object ini nested it in', () => {
+    assert.match(problems(() => furkad(`${DET}[detectors.X]\nremoteIP = a\n`))[0]!, /^section \[detectors\.X\]: unknown section/);
+    // A grimseld section in furkad.conf: the one the administrator wrote, each of them, and a plain one as it is.
+    assert.deepEqual(problems(() => furkad(`${DET}[storage.extra]\ntype = OPTIONAL\n[storage.more]\n[extra]\nx = 1\n`)).map((p) => p.split(':')[0]),
+      ['section [extra]', 'section [storage.extra]', 'section [storage.more]']);
   });
 
   it('names a wrong type with the value the file had', () => {
