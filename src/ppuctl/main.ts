@@ -8,6 +8,7 @@ import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMS
 import { ConfigError, readConfigBytes, readConfigText } from '../common/config-file.js';
 import { checkFurkadTargets, checkKeyFiles, loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
+import { checkAgentRoot, loadAgentConfig, loadAgentKey } from '../agent/config.js';
 import { visible } from './terminal-text.js';
 import { detectorRecord, formatDetectorTable, formatStatusTable, verifiedKey, type DetectorRecord, type StatusRow, type VerifiedCounts } from './status-table.js';
 import type { StatusVerifiedRow, VerifiedRow } from '../dbus/grimsel-interface.js';
@@ -35,7 +36,7 @@ const USAGE = `usage: ppuctl COMMAND [options]
   add FILE...                              copy operator files (mark what to replicate with /./)
   messages [-n COUNT] [--json]             follow grimseld's messages (code, short, long) until Ctrl-C
                                            or COUNT messages
-  config check FILE... [--json]            validate furkad.conf / grimseld.conf files
+  config check FILE... [--json]            validate furkad.conf / grimseld.conf / furka-agent.conf
   config import VENDOR_FILE [-o OUT] [--json]
                                            convert furka_dectris.conf / grimsel_dectris.conf to our INI
                                            (stdout or OUT); lines it cannot map are reported, exit 1
@@ -266,33 +267,54 @@ async function run(argv: string[]): Promise<number> {
 }
 
 /**
- * Which daemon a config file is for: by its sections ([storage.*] is grimseld's, [detector.*] furkad's),
- * then by its name; a file name alone (g3.conf) says nothing and must not pick the wrong schema.
+ * Which daemon a config file is for: by its name first (furkad.conf, grimseld.conf, furka-agent.conf and names
+ * holding them), as the daemon reading it is what a name says: a furkad.conf with a stray [storage.x] section was
+ * checked as a grimseld.conf, said with problems furkad --check never gives. A name that says nothing (g3.conf)
+ * is decided by the sections, [storage.*] grimseld's, [detector.*] furkad's; a file holding both is checked as one.
  */
-function configKind(file: string): 'grimseld' | 'furkad' {
+function configKind(file: string): 'grimseld' | 'furkad' | 'furka-agent' {
+  const name = path.basename(file);
+  if (/grimsel/.test(name)) return 'grimseld';
+  if (/agent/.test(name)) return 'furka-agent';
+  if (/furka/.test(name)) return 'furkad';
   let text = '';
   try {
     text = readConfigText(file);
   } catch { /* the loader names the unreadable file (a FIFO, say, which readFileSync would wait on for ever) */ }
   if (/^\s*\[\s*storage\./m.test(text)) return 'grimseld';
-  if (/^\s*\[\s*detector\./m.test(text)) return 'furkad';
-  return /grimsel/.test(path.basename(file)) ? 'grimseld' : 'furkad';
+  return 'furkad';
+}
+
+/** One file as its daemon's --check takes it, with what that prints after 'valid'; a ConfigError names the problems. */
+function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { summary: string; note: string | undefined } {
+  const count = (n: number, noun: string) => `${n} ${n === 1 ? noun : `${noun}s`}`;
+  if (kind === 'furka-agent') {
+    // In furka-agent --check's order: the key, the root, the log directory.
+    const c = loadAgentConfig(file);
+    loadAgentKey(file, c);
+    checkAgentRoot(file, c);
+    checkLogfile(file, c);
+    return { summary: `root ${c.root}, port ${c.port}, key ${c.key_file}`, note: logfileNote(kind, c) };
+  }
+  if (kind === 'grimseld') {
+    const c = loadGrimseldConfig(file);
+    checkLogfile(file, c);
+    return { summary: count(Object.keys(c.storage).length, 'storage'), note: logfileNote(kind, c) };
+  }
+  // On this machine, as furkad --check, in its order: a key file missing or open to others (its detectors would
+  // wait for it), a log directory it could not write, a target through a link to / (either stops its start).
+  const c = loadFurkadConfig(file);
+  checkKeyFiles(file, c);
+  checkLogfile(file, c);
+  checkFurkadTargets(file, c);
+  return { summary: count(Object.keys(c.detector).length, 'detector'), note: logfileNote(kind, c) };
 }
 
 function configCheck(files: string[], json: boolean): number {
   const results = files.map((file) => {
-    const kind = configKind(file);
     try {
-      const c = kind === 'grimseld' ? loadGrimseldConfig(file) : loadFurkadConfig(file);
-      // On this machine, as the daemon's --check, in its order: a key file missing or open to others (its detectors
-      // would wait for it), a log directory it could not write, a target through a link to / (either stops its start).
-      if ('detector' in c) checkKeyFiles(file, c);
-      checkLogfile(file, c);
-      if ('detector' in c) checkFurkadTargets(file, c);
-      const [n, noun] = 'detector' in c ? [Object.keys(c.detector).length, 'detector'] : [Object.keys(c.storage).length, 'storage'];
-      const what = `${n} ${n === 1 ? noun : `${noun}s`}`;
-      const note = logfileNote(kind, c);
-      return { file, valid: true, summary: what, problems: [] as string[], notes: note ? [note] : [] };
+      const { summary, note } = checkOne(file, configKind(file));
+      return { file, valid: true, summary, problems: [] as string[], notes: note ? [note] : [] };
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       return { file, valid: false, summary: e.message, problems: e.problems, notes: [] as string[] };

@@ -130,6 +130,27 @@ describe('daemon start with a bad configuration (S3)', function () {
     assert.equal(check.stdout, `${f}: valid (1 detector)\n${g}: valid (1 storage)\n`, check.stderr);
   });
 
+  it('ppuctl config check takes a file by its name first: a furkad.conf with a stray [storage.x] as furkad --check does; furka-agent.conf as the agent (S7)', async () => {
+    const kind = path.join(dir, 'kind');
+    mkdirSync(path.join(kind, 'root'), { recursive: true });
+    const f = path.join(kind, 'furkad.conf');
+    writeFileSync(f, `state_dir = ${dir}/state\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/ramdisk/./1mf\n[storage.extra]\ntype = OPTIONAL\n`);
+    const fc = await run(FURKAD_BIN, '--check', '--config', f);
+    assert.equal(fc.code, 78, fc.stderr);
+    const problems = fc.stderr.split('\n').filter((l) => l.startsWith('  '));
+    assert.deepEqual(problems, ['  section [storage.extra]: unknown section (if this is not a typo, it is not supported here)'], fc.stderr);
+    const check = await run(PPUCTL_BIN, 'config', 'check', f);
+    assert.equal(check.code, 1, check.stdout);
+    assert.deepEqual(check.stdout.split('\n').filter((l) => l.startsWith('  ')), problems, check.stdout);
+    const a = path.join(kind, 'furka-agent.conf');
+    writeFileSync(a, `root = ${kind}/root\naddress = 127.0.0.1\nport = 0\nkey_file = ${agentKeyFile(dir).keyFile}\n`);
+    const ac = await run(AGENT_BIN, '--check', '--config', a);
+    assert.equal(ac.code, 0, ac.stderr);
+    const agentCheck = await run(PPUCTL_BIN, 'config', 'check', a);
+    assert.equal(agentCheck.code, 0, agentCheck.stdout);
+    assert.equal(agentCheck.stdout, ac.stdout.replace(': configuration is valid (', ': valid ('));
+  });
+
   it("both daemons exit 78 naming an integer key given as ini's true/false or a JavaScript number form (S3)", async () => {
     const g = path.join(dir, 'int-grimseld.conf');
     writeFileSync(g, `fillstate_limit = true\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\nn_copy_processes = 0x10\n`);
