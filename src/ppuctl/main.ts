@@ -19,7 +19,7 @@ import { licenseCommand } from './license-command.js';
 import { verifyCommand, VerifyUsage } from './verify-command.js';
 import { statusRecord } from '../grimseld/status-server.js';
 import { unseen } from './unseen-hint.js';
-import { OutputExists, writeNew } from './write-new.js';
+import { writeNew } from './write-new.js';
 import * as path from 'node:path';
 import { monotonicMs } from '../common/monotonic.js';
 
@@ -338,15 +338,9 @@ function configImport(file: string, out: string | undefined, json: boolean): num
     return 1;
   }
   const r = importVendorConfig(file, bytes);
-  if (out !== undefined) {
-    // Never overwrite: the target is usually a live /etc/ppu file (a usage error, as before anything is written).
-    try {
-      writeNew(out, r.ini, 0o644);
-    } catch (e) {
-      if (e instanceof OutputExists) usage(e.message);
-      throw e;
-    }
-  }
+  // Never overwrite: the target is usually a live /etc/ppu file. One that exists is a refusal (exit 1, one line), not
+  // bad usage: the README's own example named /etc/ppu/furkad.conf, which the package ships.
+  if (out !== undefined) writeNew(out, r.ini, 0o644);
   if (json) {
     process.stdout.write(`${JSON.stringify({ kind: r.kind, mapped: r.mapped, problems: r.problems, notes: r.notes,
       ...(out === undefined ? { ini: r.ini } : { written: out }) }, null, 2)}\n`);

@@ -13,7 +13,8 @@ export function writeNew(file: string, text: string, mode: number): void {
   try {
     fd = openSync(file, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW, mode);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new OutputExists(`-o ${file}: the file exists (or is a link); remove it first or name another`);
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') throw new OutputExists(`-o ${file}: the file exists (or is a link) and is never replaced: ` +
+      'name a new file, review it, then move it into place');
     throw new Error(`-o ${file}: cannot create it: ${(e as Error).message}`);
   }
   try {

@@ -259,9 +259,11 @@ describe('ppuctl (S7)', function () {
     const checkJson = JSON.parse((await run('config', 'check', '--json', furkad)).stdout) as unknown;
     assert.deepEqual(checkJson, [{ file: furkad, valid: true, problems: [], notes: [] }]);
     // Never overwrites: the target is usually a live /etc/ppu file.
+    // A refusal (exit 1, one line saying what to do), not bad usage (2, with the usage text).
     const again = await run('config', 'import', path.join(VENDOR, 'furka_dectris.conf'), '-o', furkad);
-    assert.equal(again.code, 2);
-    assert.match(again.stderr, /exists/);
+    assert.equal(again.code, 1);
+    assert.equal(again.stderr, `ppuctl: -o ${furkad}: the file exists (or is a link) and is never replaced: name a new file, review it, then move it into place\n`);
+    assert.equal(again.stdout, '');
 
     const odd = path.join(dir, 'grimsel_dectris.conf');
     const vendorText = readFileSync(path.join(VENDOR, 'grimsel_dectris.conf'), 'utf8');
