@@ -115,6 +115,9 @@ function showLine(bytes: Buffer): string {
   }
 }
 
+/** A converted value and the vendor line it came from. */
+interface Setting { value: string; n: number; raw: string }
+
 /**
  * Converts a vendor file. `text` as read, bytes preferably: a line that is not UTF-8 is then refused by number
  * (decoded, a Latin-1 'Ä' would have become U+FFFD, and the path another one).
@@ -126,10 +129,13 @@ export function importVendorConfig(file: string, text: string | Buffer, kind?: V
   const opener = spec.opener === 'detectorid' ? 'detectorID' : 'storageID';
   const problems: string[] = [];
   const notes: string[] = [];
-  const top = new Map<string, string>();
-  const sections = new Map<string, Map<string, string>>();
+  // Each value with the line it came from: a value set again keeps the one it replaces as a comment.
+  const top = new Map<string, Setting>();
+  const sections = new Map<string, Map<string, Setting>>();
+  /** The vendor's names of each section, with their lines: two that reduce to one ID are one section. */
+  const vendorNames = new Map<string, { value: string; n: number }[]>();
   const unconverted: string[] = [];
-  let current: Map<string, string> | undefined;
+  let current: Map<string, Setting> | undefined;
   let currentName = '';
   let mapped = 0;
 
@@ -183,7 +189,13 @@ export function importVendorConfig(file: string, text: string | Buffer, kind?: V
       if (value === undefined) return;
       const id = value.replace(/[^A-Za-z0-9_-]/g, '_');
       if (id !== value && !why) problems.push(`line ${n}: ${spec.section} '${value}' is named '${id}' (section names allow only letters, digits, _ and -)`);
-      if (sections.has(id)) problems.push(`line ${n}: ${spec.section} '${id}' appears twice; its keys are merged, the later value wins`);
+      const earlier = vendorNames.get(id) ?? [];
+      const other = earlier.find((e) => e.value !== value);
+      if (other) {
+        problems.push(`line ${n}: ${spec.section} '${value}' and ${spec.section} '${other.value}' (line ${other.n}) are both named '${id}'; ` +
+          `their keys are merged, the later value wins (each replaced line is kept as not converted): rename one in the vendor file`);
+      } else if (earlier.length) problems.push(`line ${n}: ${spec.section} '${id}' appears twice; its keys are merged, the later value wins`);
+      vendorNames.set(id, [...earlier, { value, n }]);
       current = sections.get(id) ?? new Map();
       sections.set(id, current);
       currentName = id;
@@ -207,8 +219,14 @@ export function importVendorConfig(file: string, text: string | Buffer, kind?: V
     if (converted === undefined) return skip(n, raw, `'${value}' is not a valid value for '${name}'`);
     if (converted.note) notes.push(`line ${n}: ${converted.note}`);
     const into = current ?? top;
-    if (into.has(name)) problems.push(`line ${n}: '${name}' is set twice${current ? ` in ${spec.section} '${currentName}'` : ''}; the later value wins`);
-    into.set(name, converted.value);
+    const replaced = into.get(name);
+    if (replaced) {
+      const names = [...new Set((current ? vendorNames.get(currentName) ?? [] : []).map((e) => e.value))];
+      const from = names.length > 1 ? ` (vendor ${spec.section}s ${names.map((v) => `'${v}'`).join(' and ')})` : '';
+      problems.push(`line ${n}: '${name}' is set twice${current ? ` in ${spec.section} '${currentName}'${from}` : ''}; the later value wins`);
+      unconverted.push(`# not converted (line ${replaced.n}, replaced by line ${n}): ${replaced.raw}`);
+    }
+    into.set(name, { value: converted.value, n, raw: raw.trim() });
     mapped++;
   });
 
@@ -216,7 +234,7 @@ export function importVendorConfig(file: string, text: string | Buffer, kind?: V
 
   // Through ini's own escaping: a vendor path holding '#' or ';' (target /data/run#1) is written as the value
   // it is, not as a comment that would cut it.
-  const kv = (m: Map<string, string>): string[] => [...m].map(([k, v]) => `${k} = ${ini.safe(v)}`);
+  const kv = (m: Map<string, Setting>): string[] => [...m].map(([k, v]) => `${k} = ${ini.safe(v.value)}`);
   const written = [
     `# ${kind}.conf converted by 'ppuctl config import' from ${file}`,
     ...notes.map((note) => `# changed on the way, ${note}`),

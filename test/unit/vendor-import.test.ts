@@ -145,6 +145,26 @@ describe('vendor config import (S3)', () => {
     assert.equal(c.detector['PILATUS_6M']!.remoteIP, '10.0.0.3');
   });
 
+  it('says which vendor IDs reduce to one section name, and keeps each line a later one replaced as not converted (S3)', () => {
+    const text = ['detectorID 1MF.a', 'remoteIP 10.0.0.1', 'target /ramdisk/./a', 'detectorID 1MF_a', 'remoteIP 10.0.0.2',
+      'target /ramdisk/./b', 'detectorID 2MF', 'remoteIP 10.0.0.3', 'target /ramdisk/./c', 'detectorID 2MF', 'minpause 5'].join('\n');
+    const r = importVendorConfig('/etc/furka_dectris.conf', text);
+    assert.deepEqual(r.problems, [
+      "line 1: detector '1MF.a' is named '1MF_a' (section names allow only letters, digits, _ and -)",
+      "line 4: detector '1MF_a' and detector '1MF.a' (line 1) are both named '1MF_a'; their keys are merged, the later value wins " +
+        '(each replaced line is kept as not converted): rename one in the vendor file',
+      "line 5: 'remoteIP' is set twice in detector '1MF_a' (vendor detectors '1MF.a' and '1MF_a'); the later value wins",
+      "line 6: 'target' is set twice in detector '1MF_a' (vendor detectors '1MF.a' and '1MF_a'); the later value wins",
+      "line 10: detector '2MF' appears twice; its keys are merged, the later value wins",
+    ]);
+    // The first server's address and target are not lost without a word: kept in the output, commented.
+    assert.match(r.ini, /^# not converted \(line 2, replaced by line 5\): remoteIP 10\.0\.0\.1$/m);
+    assert.match(r.ini, /^# not converted \(line 3, replaced by line 6\): target \/ramdisk\/\.\/a$/m);
+    const c = parseConfig<FurkadConfig>('converted', r.ini, validateFurkadConfig);
+    assert.equal(c.detector['1MF_a']!.remoteIP, '10.0.0.2');
+    assert.equal(c.detector['2MF']!.minpause, 5);
+  });
+
   it('rejects values that cannot be converted and reports a result the daemon would refuse', () => {
     const text = 'create_links maybe\nstorageID a\ntype SPARE\ntarget /a\nstorageID b\ntype EXTERNAL\ntarget relative/path\n';
     const r = importVendorConfig('/etc/grimsel_dectris.conf', text);
