@@ -566,6 +566,7 @@ export class DetectorLoop implements Component {
         if (typeof meta.target !== 'string' || path.resolve(unmark(meta.target)) !== path.resolve(target)) {
           throw new Error(`its shift.json names another target (${String(meta.target)}), not ${target}`);
         }
+        if (await this.#dropUnfilled(root)) continue;
         const rels = await keptFiles(root, 'must exist');
         await clearTemp(path.join(root, COPYING_NAME));
         const shift = { usertime: BigInt(meta.usertime), uid: meta.uid, gid: meta.gid, usrdir: meta.usrdir };
@@ -579,6 +580,26 @@ export class DetectorLoop implements Component {
       }
     }
     this.#scheduleRetry();
+  }
+
+  /**
+   * A keeping place without `files/` holds nothing: made ready at a shift change (#keepFor) for files owed to the
+   * ending shift, and the furkad was killed before one was moved in. Removed without a word (true), where it was
+   * said at every start as files kept that cannot be taken up (ENOENT …/files). In the set-aside chain: a
+   * #setAside making it ready again meanwhile keeps it. Anything else in it (not furkad's) leaves it to be said.
+   */
+  async #dropUnfilled(root: string): Promise<boolean> {
+    if (await lstat(path.join(root, 'files')).then(() => true, (e: NodeJS.ErrnoException) => e.code !== 'ENOENT')) return false;
+    const step = this.#asideChain.then(async () => {
+      if (this.#leftBehind.some((lb) => lb.root === root)) return true;
+      if ((await readdir(root)).some((n) => n !== 'shift.json' && n !== COPYING_NAME)) return false;
+      await clearTemp(path.join(root, COPYING_NAME));
+      await rm(path.join(root, 'shift.json'), { force: true });
+      await rmdir(root);
+      return true;
+    });
+    this.#asideChain = step.catch(() => undefined);
+    return step;
   }
 
   /** What the furkad before this one (ended by a crash) counted for shift `usertime`: added, if this loop serves that shift. */

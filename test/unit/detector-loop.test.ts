@@ -1,7 +1,7 @@
 // The detector loop's policy against a fake transport: pacing (F5), back-off and recovery (F10), shift changes
 // (F6), the license gate (F8) and the hand-over order (F2, A4), with no rsync and no wall-clock assertions.
 import { strict as assert } from 'node:assert';
-import { existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, unlinkSync } from 'node:fs';
+import { chmodSync, existsSync, lchownSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DetectorLoop, leftBehindDir, NOT_IN_SHIFT, stagingDir, type LoopHandover } from '../../src/furkad/detector.js';
@@ -603,6 +603,24 @@ describe('detector loop policy, against a fake transport (F2, F5, F6, F8, F10)',
     await until('the keeping place removed', () => !existsSync(kept), 15_000);
     stop.abort();
     await running;
+  });
+
+  it('removes without a word a keeping place an earlier furkad made ready and never filled (shift.json, no files/) (A5)', async () => {
+    // A SIGKILL right after a shift change: #keepFor wrote shift.json before any owed file was moved in.
+    const { t, lines, loop, shifts } = loopInShifts();
+    const a = assignment({ minpause: 2 });
+    const kept = leftBehindDir(a.target, '1MF', 99n);
+    mkdirSync(kept, { recursive: true, mode: 0o700 });
+    for (const d of [path.dirname(kept), path.dirname(path.dirname(kept))]) chmodSync(d, 0o700);
+    writeFileSync(path.join(kept, 'shift.json'), JSON.stringify({ usertime: '99', uid, gid, usrdir: 'u99', target: a.target }), { mode: 0o600 });
+    const stop = new AbortController();
+    const running = loop.run(stop.signal);
+    await shifts.begin(shift([a]));
+    await until('a run in the shift', () => t.runs > 0);
+    stop.abort();
+    await running;
+    assert.ok(!existsSync(kept), 'removed: it held nothing');
+    assert.deepEqual(lines.filter((l) => l.startsWith('error') || /earlier shift/.test(l)), [], 'nothing said of it');
   });
 
   it('never runs two detectors at once through a gate of one, and does without one (F8)', async () => {
