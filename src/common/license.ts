@@ -2,6 +2,7 @@
 import { createPrivateKey, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { closeSync, constants, fstatSync, openSync, readdirSync, readFileSync, readSync, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
+import { ConfigError } from './config-file.js';
 
 /**
  * The project's verification key. Its private half stays with whoever issues keys; a distributor who
@@ -173,9 +174,9 @@ function kindOf(st: Stats): string {
 }
 
 /** Why `st` cannot be a key file, or undefined when it may be one. */
-function refusal(file: string, st: Stats): string | undefined {
+function refusal(file: string, st: Stats, what: string): string | undefined {
   if (!st.isFile()) return `${file} is ${kindOf(st)}, not a regular file`;
-  if (st.size > MAX_KEY_BYTES) return `${file} is ${st.size} bytes, too large for a license key (at most ${MAX_KEY_BYTES})`;
+  if (st.size > MAX_KEY_BYTES) return `${file} is ${st.size} bytes, too large for a ${what} (at most ${MAX_KEY_BYTES})`;
   return undefined;
 }
 
@@ -186,25 +187,51 @@ function refusal(file: string, st: Stats): string | undefined {
  * no device is even opened) and again with fstat on the descriptor, opened O_NONBLOCK, so a file swapped in
  * between cannot block or flood the read either.
  */
-function readKey(file: string): { text: string } | { reason: string } {
+function readKey(file: string, what = 'license key'): { text: string } | { reason: string } {
   let fd: number | undefined;
   try {
-    const early = refusal(file, statSync(file));
+    const early = refusal(file, statSync(file), what);
     if (early) return { reason: early };
     fd = openSync(file, constants.O_RDONLY | constants.O_NONBLOCK);
-    const late = refusal(file, fstatSync(fd));
+    const late = refusal(file, fstatSync(fd), what);
     if (late) return { reason: late };
     const buf = Buffer.alloc(MAX_KEY_BYTES + 1);
     let n = 0;
     for (let got = -1; got !== 0 && n < buf.length;) n += (got = readSync(fd, buf, n, buf.length - n, null));
-    if (n > MAX_KEY_BYTES) return { reason: `${file} grew beyond ${MAX_KEY_BYTES} bytes while read, too large for a license key` };
+    if (n > MAX_KEY_BYTES) return { reason: `${file} grew beyond ${MAX_KEY_BYTES} bytes while read, too large for a ${what}` };
     return { text: buf.toString('utf8', 0, n) };
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    return { reason: code === 'ENOENT' ? `no license key at ${file}` : `cannot read ${file}: ${(e as Error).message}` };
+    return { reason: code === 'ENOENT' ? `no ${what} at ${file}` : `cannot read ${file}: ${(e as Error).message}` };
   } finally {
     if (fd !== undefined) closeSync(fd);
   }
+}
+
+/**
+ * At --check and `ppuctl config check`: a `license_public_key` that is no readable PEM public key, said for the
+ * key. Not at start: a daemon without it runs unlicensed (one transfer at a time, one writer per storage) and
+ * says why; --check and config check passed it, and the daemon then ran unlicensed without a word before.
+ */
+export function licensePublicKeyProblem(configured: string | undefined): string | undefined {
+  if (configured === undefined) return undefined;
+  const read = readKey(configured, 'public key');
+  let problem = 'reason' in read ? read.reason : undefined;
+  if (!('reason' in read)) {
+    try {
+      createPublicKey(read.text);
+    } catch (e) {
+      problem = `${configured} is not a PEM public key (${(e as Error).message})`;
+    }
+  }
+  return problem && `top level (before any section), key 'license_public_key': ${problem}; no license key can be verified ` +
+    'with it, and the daemon would run unlicensed';
+}
+
+/** licensePublicKeyProblem as a ConfigError naming `file`: --check exits 78, `ppuctl config check` 1, in the same words. */
+export function checkLicensePublicKey(file: string, config: { license_public_key?: string }): void {
+  const problem = licensePublicKeyProblem(config.license_public_key);
+  if (problem) throw new ConfigError(file, [problem]);
 }
 
 /** Reads and checks a key file; never throws and never blocks: every problem becomes a `reason`. */

@@ -32,7 +32,7 @@ import { defaultsOf, forgetRunningShift, keepRunningShift, readRunningShift, tou
 import { nextBoundary, ShiftSchedule } from './shift-schedule.js';
 import { FurkadMetrics } from './metrics.js';
 import { TransferGate } from './transfer-gate.js';
-import { checkLicense } from '../common/license.js';
+import { checkLicense, checkLicensePublicKey } from '../common/license.js';
 import { prepareChecksums } from '../common/checksum.js';
 import { initProvenance } from '../common/provenance.js';
 
@@ -61,6 +61,7 @@ async function main(): Promise<number> {
   if (args.check) {
     configOrExit('furkad', () => checkLogfile(args.config, config));
     configOrExit('furkad', () => checkFurkadTargets(args.config, config));
+    configOrExit('furkad', () => checkLicensePublicKey(args.config, config));
     const note = logfileNote('furkad', config);
     if (note) process.stderr.write(`furkad: ${args.config}: ${note}\n`);
     const n = Object.keys(config.detector).length;

@@ -18,7 +18,7 @@ import { DEFAULT_CONFIG_PATH, loadGrimseldConfig, type StorageConfig } from './c
 import { storageInfos, type StorageInfo } from './storage-info.js';
 import { component, Components, loopComponent, runDaemon, stopRequested, timerComponent } from '../common/service.js';
 import { listenConfigured } from '../common/tcp-listener.js';
-import { checkLicense } from '../common/license.js';
+import { checkLicense, checkLicensePublicKey } from '../common/license.js';
 import { Storage } from './storage.js';
 import type { CopyOptions } from './copier.js';
 import { Catalog } from './catalog.js';
@@ -63,6 +63,7 @@ async function main(): Promise<number> {
   const config = loadConfigOrExit('grimseld', args.config, loadGrimseldConfig);
   if (args.check) {
     configOrExit('grimseld', () => checkLogfile(args.config, config));
+    configOrExit('grimseld', () => checkLicensePublicKey(args.config, config));
     const note = logfileNote('grimseld', config);
     if (note) process.stderr.write(`grimseld: ${args.config}: ${note}\n`);
     const n = Object.keys(config.storage).length;

@@ -15,6 +15,7 @@ import type { StatusVerifiedRow, VerifiedRow } from '../dbus/grimsel-interface.j
 import type { DetectorRow } from '../dbus/furka-interface.js';
 import { importVendorConfig } from './vendor-import.js';
 import { checkLogfile, logfileNote } from '../common/logfile-config.js';
+import { checkLicensePublicKey } from '../common/license.js';
 import { licenseCommand } from './license-command.js';
 import { verifyCommand, VerifyUsage } from './verify-command.js';
 import { statusRecord } from '../grimseld/status-server.js';
@@ -299,6 +300,7 @@ function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { 
   if (kind === 'grimseld') {
     const c = loadGrimseldConfig(file);
     checkLogfile(file, c);
+    checkLicensePublicKey(file, c);
     return { summary: count(Object.keys(c.storage).length, 'storage'), note: logfileNote(kind, c) };
   }
   // On this machine, as furkad --check, in its order: a key file missing or open to others (its detectors would
@@ -307,6 +309,7 @@ function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { 
   checkKeyFiles(file, c);
   checkLogfile(file, c);
   checkFurkadTargets(file, c);
+  checkLicensePublicKey(file, c);
   return { summary: count(Object.keys(c.detector).length, 'detector'), note: logfileNote(kind, c) };
 }
 

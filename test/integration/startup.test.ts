@@ -1,6 +1,7 @@
 // A daemon with a bad configuration refuses to start and says what is wrong (S3).
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
 import { chmodSync, chownSync, existsSync, lchownSync, lstatSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, launchOf, tempDir } from '../fixtures/ppu.js';
@@ -149,6 +150,32 @@ describe('daemon start with a bad configuration (S3)', function () {
     const agentCheck = await run(PPUCTL_BIN, 'config', 'check', a);
     assert.equal(agentCheck.code, 0, agentCheck.stdout);
     assert.equal(agentCheck.stdout, ac.stdout.replace(': configuration is valid (', ': valid ('));
+  });
+
+  it('--check and ppuctl config check refuse a license_public_key that is missing or no public key, in the same words (F8, G14)', async () => {
+    const pem = path.join(dir, 'issuer.pem');
+    writeFileSync(pem, generateKeyPairSync('ed25519').publicKey.export({ type: 'spki', format: 'pem' }));
+    writeFileSync(path.join(dir, 'garbage.pem'), 'not a key\n');
+    const f = path.join(dir, 'pub-furkad.conf');
+    const g = path.join(dir, 'pub-grimseld.conf');
+    for (const [key, why] of [[`${dir}/nonexist.pem`, `no public key at ${dir}/nonexist.pem`],
+      [`${dir}/garbage.pem`, `${dir}/garbage.pem is not a PEM public key`], [pem, undefined]] as const) {
+      writeFileSync(f, `state_dir = ${dir}/state\nlicense_public_key = ${key}\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/ramdisk/./1mf\n`);
+      writeFileSync(g, `license_public_key = ${key}\n[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\n`);
+      const check = await run(PPUCTL_BIN, 'config', 'check', f, g);
+      for (const [bin, file] of [[FURKAD_BIN, f], [GRIMSELD_BIN, g]] as const) {
+        const r = await run(bin, '--check', '--config', file);
+        if (why === undefined) {
+          assert.equal(r.code, 0, r.stderr);
+          continue;
+        }
+        assert.equal(r.code, 78, r.stderr);
+        const problem = r.stderr.split('\n').find((l) => l.startsWith("  top level (before any section), key 'license_public_key': "));
+        assert.ok(problem?.includes(why) && problem.endsWith('no license key can be verified with it, and the daemon would run unlicensed'), r.stderr);
+        assert.ok(check.stdout.split('\n').includes(problem!), `${check.stdout}\nwanted: ${problem!}`);
+      }
+      assert.equal(check.code, why === undefined ? 0 : 1, check.stdout);
+    }
   });
 
   it("both daemons exit 78 naming an integer key given as ini's true/false or a JavaScript number form (S3)", async () => {
