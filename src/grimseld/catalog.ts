@@ -76,6 +76,8 @@ export class Catalog {
   readonly #linkDirs = new LinkDirs();
   /** The mark of the disk each storage's copies are on, by storage id (storage-marks.ts). */
   readonly #marks = new Map<string, string>();
+  /** Where each storage's mark was written: its target then (journals before 2026-12-05 have none). */
+  readonly #markTargets = new Map<string, string>();
 
   /** Counts per shift and storage: written here only, read by everyone else as `shifts`. */
   readonly #book: ShiftBook;
@@ -172,6 +174,8 @@ export class Catalog {
         }
         case 'mark':
           this.#marks.set(r.s, r.mark);
+          if (r.target === undefined) this.#markTargets.delete(r.s);
+          else this.#markTargets.set(r.s, r.target);
           break;
         case 'ramdisk': {
           const rec = this.#files.get(r.id);
@@ -473,11 +477,17 @@ export class Catalog {
     return this.#marks.get(storage);
   }
 
-  /** `storage`'s copies are on the disk marked `mark` from now on (journaled). */
-  async setMark(storage: string, mark: string): Promise<void> {
-    if (this.#marks.get(storage) === mark) return;
-    await this.journal.append({ t: 'mark', s: storage, mark });
+  /** The target `storage`'s mark was written in (storage-marks.ts); undefined before the first or when not journaled. */
+  markTargetOf(storage: string): string | undefined {
+    return this.#markTargets.get(storage);
+  }
+
+  /** `storage`'s copies are on the disk marked `mark`, written in `target`, from now on (journaled). */
+  async setMark(storage: string, mark: string, target: string): Promise<void> {
+    if (this.#marks.get(storage) === mark && this.#markTargets.get(storage) === target) return;
+    await this.journal.append({ t: 'mark', s: storage, mark, target });
     this.#marks.set(storage, mark);
+    this.#markTargets.set(storage, target);
   }
 
   async setOrigin(rec: FileRecord, where: 'ramdisk' | 'internal', state: Exclude<Origin, 'present'>): Promise<void> {
@@ -536,7 +546,10 @@ export class Catalog {
       const perStorage = this.#settled.get(u);
       yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
-    for (const [s, mark] of this.#marks) yield { t: 'mark', s, mark };
+    for (const [s, mark] of this.#marks) {
+      const target = this.#markTargets.get(s);
+      yield { t: 'mark', s, mark, ...(target === undefined ? {} : { target }) };
+    }
     for (const [u, d] of this.#linkDirs.entries()) yield { t: 'linkdir', u: String(u), w: d.where, d: d.dir, to: d.to };
     for (const [u, paths] of this.#refused) if (this.#book.get(u) || this.#letGo.has(u)) for (const src of paths) yield { t: 'refused', u: String(u), src };
     // Not a record whose own line is still on its way: if that write fails, the record is taken back.

@@ -28,8 +28,11 @@ export type JournalRecord =
    * made on (storage-marks.ts). Pending there again; journals before it have none.
    */
   | { t: 'lost'; id: number; s: string }
-  /** Storage `s`'s copies are on the disk whose mark (storage-marks.ts) is `mark`. */
-  | { t: 'mark'; s: string; mark: string }
+  /**
+   * Storage `s`'s copies are on the disk whose mark (storage-marks.ts) is `mark`, written in `target` (the storage's
+   * target then: a target changed in grimseld.conf is told from another disk by it; journals before it have none).
+   */
+  | { t: 'mark'; s: string; mark: string; target?: string }
   | { t: 'ramdisk'; id: number; state: 'linked' | 'deleted' | 'gone' }
   | { t: 'internal'; id: number; state: 'linked' | 'deleted' | 'gone' }
   /** A fill guard made links in directory `d` below the ramdisk or internal root for shift `u` (link-dirs.ts). */

@@ -147,6 +147,8 @@ export class StorageMarks {
     const found = await readMark(st.target);
     if (found !== 'none' && found === expected) {
       this.#unmarked.delete(st.id);
+      // A journal from before targets were kept learns this one (a target change is then told from another disk).
+      if (this.catalog.markTargetOf(st.id) !== st.target) await this.catalog.setMark(st.id, found, st.target);
       return false;
     }
     // Only a disk found mounted is looked at: the bare mount point has neither mark nor copies (G13), and nothing
@@ -173,7 +175,8 @@ export class StorageMarks {
     const again = gone.filter((rec) => this.catalog.isLive(rec) && this.planner.canCopyAgain(rec, st.id));
     await this.catalog.setLost(again, st.id);
     for (const rec of again) if (this.catalog.isLive(rec) && !this.catalog.copiedOn(rec, st.id)) this.planner.copyAgain(rec, st.id);
-    this.#say(st, mountpoint, expected, found, looked, gone.length, again.length);
+    const movedFrom = expected === undefined ? undefined : await this.#markedBefore(st, mountpoint, expected);
+    this.#say(st, mountpoint, expected, found, looked, gone.length, again.length, movedFrom);
     await this.#mark(st, expected, found, target, mounted);
     return gone.length > 0;
   }
@@ -200,6 +203,25 @@ export class StorageMarks {
     return gone;
   }
 
+  /**
+   * The target `st`'s copies were made in when it is not its target now but holds the disk's mark there (its target
+   * changed in grimseld.conf, the disk the same), else undefined. That target as journaled with the mark; for a
+   * journal without it, the directories above the target up to the mount point, where a target made deeper was.
+   */
+  async #markedBefore(st: StorageInfo, mountpoint: string, expected: string): Promise<string | undefined> {
+    const journaled = this.catalog.markTargetOf(st.id);
+    const candidates = journaled !== undefined ? [journaled] : [];
+    for (let d = st.target; journaled === undefined && d !== mountpoint && d !== path.dirname(d);) {
+      d = path.dirname(d);
+      candidates.push(d);
+    }
+    for (const dir of candidates) {
+      const onDisk = !path.relative(mountpoint, dir).startsWith('..');
+      if (dir !== st.target && onDisk && (await readMark(dir).catch(() => 'none')) === expected) return dir;
+    }
+    return undefined;
+  }
+
   /** Marks the disk at `st` (a new mark where it has none, else the one it has) and journals it; says once if it cannot. */
   async #mark(st: StorageInfo, expected: string | undefined, found: string | 'none', target: string, mounted: () => Promise<boolean>): Promise<void> {
     let mark = found;
@@ -218,7 +240,7 @@ export class StorageMarks {
     }
     this.#unmarked.delete(st.id);
     this.#cannotMarkSaid.forget(st.id);
-    await this.catalog.setMark(st.id, mark);
+    await this.catalog.setMark(st.id, mark, st.target);
     if (expected === undefined) this.log.info({ storage: st.id, mark }, `storage ${st.id}: the disk at ${st.mountpoint} is marked (${path.join(st.target, MARK_FILE)}); another disk mounted there is noticed`);
   }
 
@@ -226,20 +248,26 @@ export class StorageMarks {
    * Says what was found: copies gone, once, as a COPY_ERROR for the storage (its short message as for an unmounted
    * one: mount point and target), with what grimseld does about them; another disk that holds every copy needed, in the log.
    */
-  #say(st: StorageInfo, mountpoint: string, expected: string | undefined, found: string | 'none', looked: number, gone: number, again: number): void {
+  #say(st: StorageInfo, mountpoint: string, expected: string | undefined, found: string | 'none', looked: number, gone: number, again: number,
+    movedFrom: string | undefined): void {
     const why = found === 'none' ? `it has no mark ${MARK_FILE} in ${st.target}` : `its mark ${found} is another disk's`;
-    const swapped = expected !== undefined;
+    const swapped = expected !== undefined && movedFrom === undefined;
+    // The same disk, its mark in the target the copies were made in: the target changed in grimseld.conf.
+    const moved = movedFrom === undefined ? '' : `its target changed in grimseld.conf: the disk at ${mountpoint} is the one grimseld copied to ` +
+      `(its mark is in ${movedFrom}, the target its copies were made in), and ${st.target} is new to it`;
     if (gone === 0) {
-      if (swapped) {
-        this.log.warn({ storage: st.id }, `storage ${st.id}: the disk at ${mountpoint} is not marked as the one grimseld copied to (${why}); ` +
+      if (swapped || moved) {
+        this.log.warn({ storage: st.id }, `storage ${st.id}: ${moved || `the disk at ${mountpoint} is not marked as the one grimseld copied to (${why})`}; ` +
           `all ${looked} copies grimseld still needs are on it, and it is marked as that one now`);
       }
       return;
     }
     const stranded = gone - again;
     this.messages.publish('COPY_ERROR', `${mountpoint}:${st.target}`,
-      `storage ${st.id}: ${swapped ? `the disk at ${mountpoint} is not the one grimseld copied to (${why}): ` : ''}` +
-      `${gone} of the ${looked} copies grimseld made in ${st.target} and still holds the originals of are not there; ` +
+      `storage ${st.id}: ${moved ? `${moved}: ` : swapped ? `the disk at ${mountpoint} is not the one grimseld copied to (${why}): ` : ''}` +
+      (moved
+        ? `${gone} of the ${looked} copies grimseld made in ${movedFrom!} and still holds the originals of are not in ${st.target}; `
+        : `${gone} of the ${looked} copies grimseld made in ${st.target} and still holds the originals of are not there; `) +
       `${again === gone ? 'all' : again} are copied to it again, and no original is deleted or linked on the strength of a copy that is gone (G5)` +
       (stranded > 0 ? `; ${stranded} cannot be, no other copy of them being left on the PPU: they stay counted as copied` : ''));
   }

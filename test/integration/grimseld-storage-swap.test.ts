@@ -85,6 +85,25 @@ describe('an EXTERNAL disk swapped for an empty one while grimseld runs (G3, G5,
     assert.equal(listFiles(path.join(mnt, 'data/1mf/2100_2101')).length, 11, 'each file once on the new disk');
   });
 
+  it('its target changed in grimseld.conf, the disk the same: said as that, not as another disk, and the copies made in the new target (G9)', async () => {
+    // Found by tester h8: /mnt/usb/data -> /mnt/usb/data/v2 was said as a disk without a mark, of "copies made in" v2, where none was.
+    await ppu.startShift(2500, 2501, []);
+    const files = stream(ppu, 'a', 4, 40_000);
+    await copiedAll(ppu, 2500, 4, 2);
+    await ppu.killGrimseld();
+    ppu.opts.storages!['storage.external']!['target'] = path.join(mnt, 'data/v2');
+    ppu.writeConfigs();
+    await ppu.startGrimseld();
+    await eventually(() => files.every((f) => existsSync(path.join(mnt, 'data/v2/1mf/2500_2501', f.rel))), 60_000, 'the files copied into the new target');
+    await copiedAll(ppu, 2500, 4, 2);
+    const said = ppu.grimseld!.proc.output();
+    assert.ok(said.includes(`storage external: its target changed in grimseld.conf: the disk at ${mnt} is the one grimseld copied to (its mark is in ` +
+      `${mnt}/data, the target its copies were made in), and ${mnt}/data/v2 is new to it: 4 of the 4 copies grimseld made in ${mnt}/data and ` +
+      `still holds the originals of are not in ${mnt}/data/v2; all are copied to it again`), said);
+    assert.doesNotMatch(said, /is not the one grimseld copied to/);
+    assert.ok(existsSync(path.join(mnt, 'data/v2/.grimsel-storage')), 'the new target marked');
+  });
+
   it('swapped just before a shift change: the earlier shift\'s internal copies go only once copied to the new disk, with no DEL_ERROR (G5)', async () => {
     const { files: old, msgs } = await streamThenSwap(2300, 'a', 12);
     await ppu.startShift(2400, 2401, []);

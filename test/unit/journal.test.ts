@@ -220,12 +220,12 @@ describe('journal and catalog (G12)', () => {
     for (const r of recs) await a.catalog.setCopy(r, 'internal', 'copied');
     await a.catalog.setCopy(recs[0]!, 'extra', 'copied', { verified: true, rel: '1mf/u/f1.cbf.~1~' });
     await a.catalog.setCopy(recs[1]!, 'extra', 'copied', { verified: true });
-    await a.catalog.setMark('extra', 'a'.repeat(32));
+    await a.catalog.setMark('extra', 'a'.repeat(32), '/mnt/x');
     const counts = (book: ShiftView) => book.query(-1).map((r) => [r[3], Number(r[4]), Number(r[5]), Number(r[6])]);
     assert.deepEqual(counts(a.book), [['internal', 0, 3, 0], ['extra', 1, 2, 0]]);
     // The disk is swapped: the two copies on it went; the third file was never copied there.
     await a.catalog.setLost(recs, 'extra');
-    await a.catalog.setMark('extra', 'b'.repeat(32));
+    await a.catalog.setMark('extra', 'b'.repeat(32), '/mnt/x/v2');
     assert.deepEqual(counts(a.book), [['internal', 0, 3, 0], ['extra', 3, 0, 0]], 'pending again, not copied');
     assert.deepEqual(a.book.queryVerified(-1).map((r) => [r[3], Number(r[4])]), [['internal', 0], ['extra', 0]], 'no longer verified either');
     assert.equal(a.catalog.relOn(recs[0]!, 'extra'), '1mf/u/f1.cbf', 'the numbered name went with the disk');
@@ -235,12 +235,14 @@ describe('journal and catalog (G12)', () => {
     const b = await openCatalog(dir);
     assert.deepEqual(counts(b.book), [['internal', 0, 3, 0], ['extra', 3, 0, 0]], 'replayed');
     assert.equal(b.catalog.markOf('extra'), 'b'.repeat(32));
+    assert.equal(b.catalog.markTargetOf('extra'), '/mnt/x/v2', 'and the target it was written in');
     assert.equal(b.catalog.relOn(b.catalog.latestAt('/ramdisk/1mf/u/f1.cbf')!, 'extra'), '1mf/u/f1.cbf');
     await b.journal.compact(() => b.catalog.snapshot());
     await b.journal.close();
     const c = await openCatalog(dir);
     assert.deepEqual(counts(c.book), [['internal', 0, 3, 0], ['extra', 3, 0, 0]], 'kept by the snapshot');
     assert.equal(c.catalog.markOf('extra'), 'b'.repeat(32), 'the mark kept by the snapshot');
+    assert.equal(c.catalog.markTargetOf('extra'), '/mnt/x/v2', 'with its target');
     await c.journal.close();
   });
 
