@@ -19,6 +19,7 @@ import type { Logger } from '../common/logger.js';
 import { SaidOnce } from '../common/said-once.js';
 import { SourceWaits } from './source-waits.js';
 import * as path from 'node:path';
+import { lstat } from 'node:fs/promises';
 
 const RETRY_MIN_MS = 1000;
 const RETRY_MAX_MS = 60_000;
@@ -108,6 +109,8 @@ export class Dispatcher implements CopyEvents {
   #firstRead = new Map<number, Set<string>>();
   /** Storages whose copies' attribute namespace was said (copy-provenance.ts): once each. */
   readonly #attributesSaid = new SaidOnce();
+  /** Storages said to have copies waiting for internal copies not at the internal storage's target: once each and run. */
+  readonly #noInternalSaid = new SaidOnce();
   /**
    * Files whose original or copy a writer found gone or changed while another copy was there (#recordResult),
    * and where: read from the next one (#readFrom). In memory only: after a restart the first read that finds one
@@ -531,13 +534,21 @@ export class Dispatcher implements CopyEvents {
     // an earlier run of grimseld (journaled before it was said), not news. Without this every restart said
     // each still-failing file again (3050 COPY_ERRORs per restart, found by a hostile tester, G10).
     const failedBefore = n === 1 && this.catalog.stateOn(rec, storage.id) === 'failed';
+    // Read from an internal copy not at the internal storage's target, the original gone (G5): every file of the
+    // shifts before a target change there, for a storage added or renamed since. Each said as 'retried until it
+    // succeeds', they were one COPY_ERROR per file that no retry could make good.
+    const noInternal = !permanent && r.job.from === 'internal' && rec.ramdisk !== 'present' &&
+      (await lstat(r.job.src).then(() => false, (e: NodeJS.ErrnoException) => e.code === 'ENOENT' || e.code === 'ENOTDIR'));
     await this.catalog.setCopy(rec, storage.id, 'failed', { permanent });
     // Every file's failure is announced once (its retries are not): a full disk costs one message per
     // file that could not be written, not one per retry. A checksum mismatch is announced also when an
     // earlier failure of the file was something else.
     const newMismatch = r.outcome instanceof ChecksumMismatch && this.#mismatchSaid.due(key);
     // A failure given up after retries is said again: the first message promised a retry.
-    if ((n === 1 && !failedBefore) || permanent || newMismatch) this.#copyError(r, permanent);
+    if (noInternal) {
+      if (this.#noInternalSaid.due(storage.id)) this.#sayNoInternal(r, storage);
+      else this.log.debug({ storage: storage.id, src: r.job.src, attempt: n }, (r.outcome as Error).message);
+    } else if ((n === 1 && !failedBefore) || permanent || newMismatch) this.#copyError(r, permanent);
     else this.log.debug({ storage: storage.id, src: r.job.src, attempt: n, failedBefore }, (r.outcome as Error).message);
     if (permanent) {
       this.#attempts.delete(key);
@@ -586,6 +597,20 @@ export class Dispatcher implements CopyEvents {
     } else {
       this.log.info(s, `storage ${storage.id}: copies carry their checksum, shift and detector as ${a}.ppu.* attributes`);
     }
+  }
+
+  /**
+   * Said once for `storage` (not per file): its copies read from internal copies that are not at the internal
+   * storage's target, their originals gone. What they wait for, and that they are tried again (retryLater).
+   */
+  #sayNoInternal(r: CopyReport, storage: StorageInfo): void {
+    const internal = this.#internal;
+    this.messages.publish('COPY_ERROR', `${internal.target}:${storage.target}`,
+      `storage ${storage.id}: copies of files whose ramdisk original is gone are made from their internal copy, and ${r.job.src} ` +
+      `(this storage's copy ${r.dest}) is not in the internal storage's target ${internal.target}: moved or deleted there, or storage ` +
+      `${internal.id}'s target changed in grimseld.conf (its copies made before are below the old target)? Every such copy counts ` +
+      'failed, said here once for this storage, and is tried again at least once a minute: it is made once its internal copy is ' +
+      `at that path again (the old target back in grimseld.conf, or the copies moved into ${internal.target})`);
   }
 
   #copyError(r: CopyReport, permanent: boolean): void {

@@ -480,7 +480,16 @@ describe('the dispatcher reading a copy from wherever the file still is (G5, G6,
     assert.equal(catalog.stateOn(rec, 'external'), 'failed');
     assert.equal(catalog.doneOn(rec, 'external'), false, 'not for good');
     assert.deepEqual(scheduled, [1000]);
-    assert.match(messages.find((m) => m.errcode === 'COPY_ERROR')!.longMessage, /retried until it succeeds/);
+    // Said for the storage, once, with what it waits for (not 'retried until it succeeds' for each such file).
+    assert.match(messages.find((m) => m.errcode === 'COPY_ERROR')!.longMessage, /^storage external: .*\/st\/internal\/1mf\/u\/f\.cbf .* is not in the internal storage's target \/st\/internal: .*tried again at least once a minute/);
+    const [other] = await catalog.accept(5n, [{ ...file, src: '/ramdisk/1mf/u/f2.cbf', rel: '1mf/u/f2.cbf', ino: 101 }]);
+    dispatcher.submit([other!]);
+    await catalog.setCopy(other!, 'internal', 'copied');
+    await catalog.setOrigin(other!, 'ramdisk', 'deleted');
+    await report(await take('external'), new SourceChanged('/st/internal/1mf/u/f2.cbf is gone'));
+    assert.equal(catalog.stateOn(other!, 'external'), 'failed');
+    assert.deepEqual(scheduled, [1000, 1000], 'retried too');
+    assert.equal(messages.filter((m) => m.errcode === 'COPY_ERROR').length, 1, 'not said again for the next file');
   });
 });
 
