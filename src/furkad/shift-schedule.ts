@@ -19,9 +19,10 @@ const FIELDS = [['second', '0-59'], ['minute', '0-59'], ['hour', '0-23'], ['day 
  * `0 8,16,24 * * *` was refused with the whole expression. Each field is tried alone, the others '*'.
  */
 export function scheduleProblem(expr: string): string | undefined {
-  if (validSchedule(expr)) return undefined;
+  // Counted first: node-cron 3 checks only the first six fields, so it took a seventh (a year, say) and ignored it.
   const fields = expr.trim().split(/\s+/);
   if (fields.length !== 5 && fields.length !== 6) return `it has ${fields.length} fields, not 5 (or 6 with seconds first)`;
+  if (validSchedule(expr)) return undefined;
   const names = fields.length === 6 ? FIELDS : FIELDS.slice(1);
   for (let i = 0; i < fields.length; i++) {
     const alone = (v: string) => validSchedule(fields.map((f, j) => (j === i ? v : '*')).join(' '));

@@ -38,6 +38,8 @@ describe('shift schedule (S3)', () => {
     assert.throws(() => checkFurkadConfig('f', hour), (e: unknown) => e instanceof ConfigError &&
       e.message.includes("got '0 8,16,24 * * *': the hour field takes 0-23, '*', a range (a-b) or a step (*/n), not '24'"));
     assert.equal(scheduleProblem('every day at 8'), 'it has 4 fields, not 5 (or 6 with seconds first)');
+    // node-cron 3 itself checks the first six only, and would run this one ignoring its seventh (a year).
+    assert.equal(scheduleProblem('0 0 8 * * * 2027'), 'it has 7 fields, not 5 (or 6 with seconds first)');
     assert.match(scheduleProblem('61 * * * * *') ?? '', /^the second field .* not '61'$/);
     assert.match(scheduleProblem('0 8 * 13 *') ?? '', /^the month field takes 1-12 or jan-dec, .* not '13'$/);
     assert.match(scheduleProblem('0,soon 8 * * *') ?? '', /^the minute field .* not 'soon'$/);
