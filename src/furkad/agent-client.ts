@@ -204,9 +204,17 @@ export class AgentClient extends EventEmitter {
       let helloBody = '';
       hello.on('response', (headers) => { helloStatus = Number(headers[':status']); });
       hello.on('data', (chunk: string) => { if (helloBody.length < HELLO_BODY_MAX) helloBody += chunk; });
-      // Ended without an answer (the connection refused or reset): the session's errors say why.
+      // Ended with its connection (refused, reset, closed; Node 16 ends the stream first): the session's errors,
+      // which follow, say why. Ended otherwise without an answer (reset alone, or furkad gave the session up: Node
+      // 16 may emit nothing more for it, and the attempt must end now, at a stop or a shift change): said here.
+      const helloWithConnection = (): boolean => this.#session === session &&
+        (!tcp || (hello.rstCode !== undefined && hello.rstCode !== http2.constants.NGHTTP2_NO_ERROR && (session.closed || session.destroyed)));
       hello.on('end', () => {
-        if (!current() || answered || helloStatus === 0) return;
+        if (answered || helloWithConnection()) return;
+        if (!current() || helloStatus === 0) {
+          fail(`the agent at ${this.url} ended furkad's key challenge unanswered`);
+          return;
+        }
         const auth = this.#helloed(helloStatus, helloBody, nonce);
         if (typeof auth === 'string') {
           fail(auth, 'said');

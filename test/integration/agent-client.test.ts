@@ -198,6 +198,23 @@ describe('agent client: what it says when the connection fails, under Node 16 as
     client.close();
     assert.match(await settledWithin(attempt, 3000), /^rejected connecting to the agent at http:\/\/localhost:1 was given up/);
   });
+
+  it('gives an attempt up at once when closed while the agent has not answered its key challenge, not after the 10 s deadline', async () => {
+    // An agent whose event loop is busy (a large rescan) or a link gone silent after the first exchange: Node 16
+    // emits nothing more for the session furkad gave up, and the attempt waited out the deadline (found by r2).
+    const server = http2.createServer();
+    server.on('stream', (s) => s.on('error', () => undefined)); // never answered
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const client = new AgentClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, '/', key);
+      const attempt = client.connect();
+      await pause(300);
+      client.close();
+      assert.match(await settledWithin(attempt, 3000), /^rejected connecting to the agent at http:\/\/127\.0\.0\.1:\d+ was given up/);
+    } finally {
+      server.close();
+    }
+  });
 });
 
 describe('agent client: pushed bodies (A6)', function () {
