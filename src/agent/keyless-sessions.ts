@@ -3,10 +3,14 @@
 // of file descriptors, and the next file event ended it (found by a hostile tester; under systemd it came back and
 // was taken down again, while files piled up on the detector). A connection gets KEYLESS_MS to send a request with
 // the key; of those still waiting, the oldest is closed when more than KEYLESS_MAX wait. A connection that carried
-// the key (furkad's) is never closed for this: keyless ones cannot crowd it out.
+// the key (furkad's) is never closed for this: keyless ones cannot crowd it out. furkad's own new connection is
+// keyless for a round trip or two (its key challenge, then its first keyed request): KEYLESS_MAX is large enough
+// that a flood of new connections cannot make it the oldest in that time (with 32, a local user's flood from the
+// PPU closed one of furkad's attempts in 10 to 20, found by a reviewer), and small enough to keep the agent's
+// descriptors and memory bounded.
 
 /** How many connections may wait for their first keyed request at once. */
-export const KEYLESS_MAX = 32;
+export const KEYLESS_MAX = 256;
 /** How long a connection may go without a keyed request before it is closed. */
 export const KEYLESS_MS = 10_000;
 
