@@ -31,6 +31,7 @@ import { readProvenance } from '../common/provenance.js';
 import { ChecksumMismatch, checksumOfCopy } from './copy-check.js';
 import { stampCopy, type Attributes } from './copy-provenance.js';
 import type { CopyWork } from './copy-job.js';
+import { MARK_FILE } from './storage-marks.js';
 
 export { sameFile, SourceChanged, ChecksumMismatch, type Identity };
 
@@ -229,6 +230,12 @@ function write(job: CopyWork, base: string, opts: CopyOptions, verify: boolean, 
     // once per thread, directory and file owner, those made whenever they are made.
     // A name on the way held by a file gives the directory a numbered name (common/numbered-dirs.ts): `at` is
     // where the copy's directory is below `base`, and the copy's name is reported there.
+    // Never grimseld's own mark (storage-marks.ts) from an operator, whoever owns the file and whatever the owner
+    // options: with preserve_uid and preserve_gid off every copy is root's, as the mark is, so a planted one would
+    // pass for grimseld's (found by a reviewer).
+    if (job.byOperator && dirRel === '' && name === MARK_FILE) {
+      throw new RefusedDir(`${path.join(base, name)} is grimseld's own mark of the storage's disk: an operator's AddFile never puts a file there`);
+    }
     let into: NumberedDir;
     if (opts.preserveUid || opts.preserveGid) {
       const key = `${base}\0${dirRel}\0${s.uid}:${s.gid}`;

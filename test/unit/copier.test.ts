@@ -348,6 +348,28 @@ describe("the owners of a copy's directories with preserve_uid/gid (G3, G4)", ()
     assert.ok(!(copy(ramdisk, '1mf/500_501/u1/img_04.cbf', [500, 501], true) instanceof Error));
     assert.deepEqual(state(), before);
   });
+
+  it("refuses grimseld's own mark from an operator with the owner options off too, where every copy is root's as the mark is (r2)", () => {
+    const mal = path.join(root, 'mal2');
+    const storage = path.join(root, 'storage2');
+    mkdirSync(mal, { recursive: true });
+    mkdirSync(storage, { recursive: true });
+    const copy = (rel: string, owner: [number, number], byOperator: boolean): CopyResult | Error => {
+      const src = path.join(mal, rel);
+      writeFileSync(src, `${rel} of the operator`);
+      chownSync(src, ...owner);
+      const st = statSync(src);
+      return copyMany([{ src, root: mal, dest: path.join(storage, rel), expect: { size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev },
+        sweep: false, ...(byOperator ? { byOperator: true as const } : {}) }], storage, { preserveUid: false, preserveGid: false, tempKey })[0]!;
+    };
+    for (const owner of [[65534, 65534], [0, 0]] as Array<[number, number]>) {
+      const refused = copy('.grimsel-storage', owner, true);
+      assert.ok(refused instanceof RefusedDir && /grimseld's own mark/.test(refused.message), String(refused));
+      assert.equal(existsSync(path.join(storage, '.grimsel-storage')), false);
+    }
+    // Another name there is the operator's to add (root's as every copy with the options off).
+    assert.ok(!(copy('notes.txt', [65534, 65534], true) instanceof Error));
+  });
 });
 
 describe('a time the storage cannot store (G3, G5)', function () {
