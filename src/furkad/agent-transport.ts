@@ -126,8 +126,8 @@ export class AgentTransport implements Transport {
   /**
    * Ids learned of before a shift change that its drain did not take (a full PPU ramdisk, the drain out of time),
    * with the ended shift they belong to (owe(), A5): fetched with its owner and set aside for it, never placed in
-   * a later one. Kept in agent-placed.jsonl for those waiting at the change: a furkad started later fetches them for
-   * that shift too. Forgotten as #learned is, and when the agent no longer lists them.
+   * a later one. Kept in agent-placed.jsonl (all of them, whether waiting or learned before a lost connection): a
+   * furkad started later fetches them for that shift too. Forgotten as #learned is, and when the agent no longer lists them.
    */
   #owed = new Map<string, OwedShift>();
   /** Directories below staging known to exist (#fetchOne). */
@@ -722,12 +722,14 @@ export class AgentTransport implements Transport {
    */
   owe(learnedBy: number, shift: OwedShift): number {
     for (const [id, at] of this.#learned) if (at <= learnedBy && !this.#owed.has(id)) this.#owed.set(id, shift);
-    // Those waiting now are noted for a furkad started later (the others, learned before a lost connection, come
-    // back when the agent announces them again), and counted for the log.
-    const waiting: string[] = [];
-    for (const w of this.#waiting.values()) if (this.#owed.get(w.id) === shift) waiting.push(w.id);
-    this.#record(() => this.placedStore.owe(this.id, { ...shift, usertime: String(shift.usertime) }, waiting));
-    return waiting.length;
+    // All of them are noted for a furkad started later and counted for the log: those waiting now, and those learned
+    // before a lost connection that come back when the agent announces them again. Noting the waiting ones alone
+    // left the others in memory only, and a stop (or a kill) while the agent was away gave them to the next
+    // furkad's shift (found by a reviewer). A noted id the agent no longer lists is dropped at its next listing.
+    const owed: string[] = [];
+    for (const [id, s] of this.#owed) if (s === shift) owed.push(id);
+    this.#record(() => this.placedStore.owe(this.id, { ...shift, usertime: String(shift.usertime) }, owed));
+    return owed.length;
   }
 
   /**
