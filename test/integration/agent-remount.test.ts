@@ -3,7 +3,7 @@
 // between experiments). Every file written on the new one arrives, whole, once, in the running shift; a
 // StartShift right after the change finds the files written on it before the call (A2, A5, F1).
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
@@ -23,12 +23,17 @@ describe('furka-agent and a file system mounted on its root while it runs (A2, A
   const detector = () => ppu.detectorRamdisks['1MF']!;
   const agentLog = () => ppu.agents['1MF']!.proc.output();
 
-  /** Waits until each of `files` is on the PPU in the shift of `uid`/`gid`, and checks its bytes. */
+  /**
+   * Waits until each of `files` is on the PPU in the shift of `uid`/`gid`, and checks its bytes: on the ramdisk, or
+   * already on the internal storage (placed into an ended shift's directory, a file is deleted from the ramdisk
+   * as soon as it is copied, G5, which on a loaded machine can come between two looks: a fresh-clone CI run).
+   */
   async function arrived(uid: number, gid: number, files: WrittenFile[]): Promise<void> {
-    const missing = () => files.filter((f) => !existsSync(path.join(usr(uid, gid), f.rel))).map((f) => f.rel);
+    const at = (f: WrittenFile): string | undefined => ppu.deliveredAt(path.join('1mf', `${uid}_${gid}`, f.rel));
+    const missing = () => files.filter((f) => at(f) === undefined).map((f) => f.rel);
     await eventually(() => missing().length === 0, 60_000, `${files.length} files on the PPU in shift ${uid}`)
       .catch((e: Error) => { throw new Error(`${e.message}; missing ${missing().join(', ')}; the agent's log ends:\n${agentLog().slice(-3000)}`); });
-    for (const f of files) assert.equal(sha256File(readFileSync(path.join(usr(uid, gid), f.rel))), f.sha256, `${f.rel} whole`);
+    for (const f of files) assert.equal(sha256File(ppu.readDelivered(path.join('1mf', `${uid}_${gid}`, f.rel))), f.sha256, `${f.rel} whole`);
   }
 
   /** A few files in new subdirectories of the detector ramdisk, as a run writes them. */

@@ -3,7 +3,7 @@
 // doing, not the detector's failure. Before, each such stop logged an error saying the detector was unreachable or
 // failing (rsync's "received SIGUSR1"), found by a hostile tester upgrading the RPMs during a transfer.
 import { strict as assert } from 'node:assert';
-import { chmodSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage } from '../fixtures/files.js';
@@ -71,13 +71,13 @@ describe('furkad stopped with a large file in flight (S1, S6, A5, F10)', functio
     const onPpu = (): string => `PPU ramdisk: ${listFiles(path.join(ppu.ppuRamdisk, '1mf')).join(' ')}; internal storage: ${listFiles(path.join(ppu.storageRoot, 'internal')).join(' ')}`;
     await eventually(() => ended(big.rel) !== undefined, 120_000, "big-at-change.img delivered into the ending shift's directory")
       .catch((e: Error) => { throw new Error(`${e.message}; ${onPpu()}; furkad said:\n${out().slice(-6000)}`); });
-    assert.equal(sha256File(readFileSync(ended(big.rel)!)), big.sha256);
+    assert.equal(sha256File(ppu.readDelivered(path.join('1mf', '1000_1000', big.rel))), big.sha256);
     await eventually(() => !existsSync(path.join(detector, big.rel)), 30_000, 'its source removed from the detector');
     assert.doesNotMatch(out(), /detector unreachable or failing/, 'no detector failure logged for the run the change ended');
     for (const f of small) {
       await eventually(() => ended(f.rel) !== undefined, 30_000, `${f.rel}, completed before the call, in the ending shift's directory`)
         .catch((e: Error) => { throw new Error(`${e.message}; ${onPpu()}; furkad said:\n${out().slice(-6000)}`); });
-      assert.equal(statSync(ended(f.rel)!).uid, 1000, `${f.rel} owned by the ending shift`);
+      assert.equal(ppu.statDelivered(path.join('1mf', '1000_1000', f.rel)).uid, 1000, `${f.rel} owned by the ending shift`);
     }
     const inNewShift = [path.join(ppu.ppuRamdisk, '1mf'), path.join(ppu.storageRoot, 'internal', '1mf')].flatMap((d) => listFiles(d))
       .filter((f) => f.includes('1700_1701') && /zz-small|big-at-change/.test(f));
@@ -110,9 +110,9 @@ describe('furkad stopped with a large file in flight (S1, S6, A5, F10)', functio
     for (const f of [big, ...small]) {
       await eventually(() => ended(f.rel) !== undefined, 120_000, `${f.rel}, completed before the calls, in shift 1710's directory`)
         .catch((e: Error) => { throw new Error(`${e.message}; PPU ramdisk: ${listFiles(path.join(ppu.ppuRamdisk, '1mf')).join(' ')}; internal: ${listFiles(path.join(ppu.storageRoot, 'internal', '1mf')).join(' ')}`); });
-      assert.equal(statSync(ended(f.rel)!).uid, 1710, `${f.rel} owned by shift 1710`);
+      assert.equal(ppu.statDelivered(path.join('1mf', '1710_1711', f.rel)).uid, 1710, `${f.rel} owned by shift 1710`);
     }
-    assert.equal(sha256File(readFileSync(ended(big.rel)!)), big.sha256);
+    assert.equal(sha256File(ppu.readDelivered(path.join('1mf', '1710_1711', big.rel))), big.sha256);
     const elsewhere = [path.join(ppu.ppuRamdisk, '1mf'), path.join(ppu.storageRoot, 'internal', '1mf')].flatMap((d) => listFiles(d))
       .filter((f) => /big-queued|zz-before/.test(f) && !f.includes('1710_1711'));
     assert.deepEqual(elsewhere, [], 'none in a later shift');
