@@ -753,7 +753,10 @@ sys.exit(3 if gone else 0)`, path.join(small, 'r', 'img.cbf'), go]);
     process.kill(watcher, 'SIGKILL');
     writeFileSync(path.join(root, 'while-down.cbf'), 'x');
     await ev.waitFor(() => ev.files('while-down.cbf').length > 0, 'the file written while inotifywait was down');
-    assert.equal(ev.events.filter((e) => e.t === 'synced').length, 2, 'the rescan ends with synced');
+    // Its synced line comes after the rescan's listing, which the client may still be reading (a fresh-clone CI
+    // run under Node 16 looked a moment too early): waited for, then counted.
+    await ev.waitFor((e) => e.filter((x) => x.t === 'synced').length >= 2, 'the rescan\'s synced line', 10_000);
+    assert.equal(ev.events.filter((e) => e.t === 'synced').length, 2, 'the rescan ends with synced, once');
     assert.notEqual(inotifywaitOf(pid), watcher, 'a new inotifywait');
     writeFileSync(path.join(root, 'after.cbf'), 'y');
     await ev.waitFor(() => ev.files('after.cbf').length > 0, 'events flowing again');
@@ -793,7 +796,10 @@ sys.exit(3 if gone else 0)`, path.join(small, 'r', 'img.cbf'), go]);
     // inotify-tools 3.14 (CentOS 7) dies of the overflow record instead of writing it: the restart's rescan
     // finds the files all the same, and the agent says what the crash most likely was (watcher.ts CRASHED).
     await agent.proc.said(/kernel event queue overflowed: rescanning|inotifywait crashed \(inotify-tools 3\.14 does at a kernel event queue overflow/);
-    assert.equal(ev.events.filter((e) => e.t === 'synced').length, 2, 'the rescan ends with synced');
+    // Its synced line comes after the rescan's listing, which the client may still be reading (a fresh-clone CI
+    // run under Node 16 looked a moment too early): waited for, then counted.
+    await ev.waitFor((e) => e.filter((x) => x.t === 'synced').length >= 2, 'the rescan\'s synced line', 10_000);
+    assert.equal(ev.events.filter((e) => e.t === 'synced').length, 2, 'the rescan ends with synced, once');
   });
 
   it('(j) a barrier line comes after every file completed before it was asked for, even when inotifywait was held up meanwhile; its mark is never announced and goes (A5)', async () => {
