@@ -2,25 +2,18 @@
 // bus carrying the shipped policy, adds through ppuctl only files they could read themselves; root adds any.
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu, PPUCTL_BIN } from '../fixtures/ppu.js';
+import { shippedPolicies } from '../fixtures/bus-policy.js';
 import { eventually, listFiles } from '../fixtures/files.js';
 import { callMethod } from '../../src/dbus/bus.js';
 
-const POLICY_DIR = path.resolve(__dirname, '../../../etc/dbus-1/system.d');
 const TAG = `${process.pid % 100000}`;
 const OPERATORS = `ppuop${TAG}`;
 const SHARED = `ppush${TAG}`;
 const USER = `ppuopu${TAG}`;
 
-/** The shipped policy files, with their operators group replaced by this test's own. */
-function shippedPolicies(): string {
-  return readdirSync(POLICY_DIR).filter((f) => f.endsWith('.conf')).map((f) => {
-    const xml = readFileSync(path.join(POLICY_DIR, f), 'utf8');
-    return xml.slice(xml.indexOf('<busconfig>') + '<busconfig>'.length, xml.lastIndexOf('</busconfig>'));
-  }).join('\n').replace(/group="ppu-operators"/g, `group="${OPERATORS}"`);
-}
 
 describe('AddFile by an operator who is not root (G8, S2)', function () {
   this.timeout(120_000);
@@ -41,7 +34,7 @@ describe('AddFile by an operator who is not root (G8, S2)', function () {
     execFileSync('useradd', ['--no-create-home', '--no-user-group', '-g', OPERATORS, '-G', SHARED, USER]);
     uid = Number(execFileSync('id', ['-u', USER]).toString());
     sharedGid = Number(execFileSync('getent', ['group', SHARED]).toString().split(':')[2]);
-    ppu = new Ppu({ prefix: 'ppu-addfile-access', busPolicyXml: shippedPolicies() });
+    ppu = new Ppu({ prefix: 'ppu-addfile-access', busPolicyXml: shippedPolicies(OPERATORS) });
     await ppu.start();
     const x = path.join(ppu.work, 'x');
     // Root's: a directory only root may search, holding a file anyone could read by its mode.

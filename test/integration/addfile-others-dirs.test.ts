@@ -4,24 +4,17 @@
 // the operator's file under the name the victim's next image took; now such a copy is refused and nothing changes.
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync } from 'node:fs';
+import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, readdirSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu, PPUCTL_BIN } from '../fixtures/ppu.js';
+import { shippedPolicies } from '../fixtures/bus-policy.js';
 import { eventually, writeImage } from '../fixtures/files.js';
 
-const POLICY_DIR = path.resolve(__dirname, '../../../etc/dbus-1/system.d');
 const TAG = `${process.pid % 100000}`;
 const OPERATORS = `ppuop${TAG}`;
 const VICTIM = `ppuvic${TAG}`;
 const OPERATOR = `ppuopr${TAG}`;
 
-/** The shipped policy files, with their operators group replaced by this test's own. */
-function shippedPolicies(): string {
-  return readdirSync(POLICY_DIR).filter((f) => f.endsWith('.conf')).map((f) => {
-    const xml = readFileSync(path.join(POLICY_DIR, f), 'utf8');
-    return xml.slice(xml.indexOf('<busconfig>') + '<busconfig>'.length, xml.lastIndexOf('</busconfig>'));
-  }).join('\n').replace(/group="ppu-operators"/g, `group="${OPERATORS}"`);
-}
 
 const idOf = (user: string, flag: '-u' | '-g'): number => Number(execFileSync('id', [flag, user]).toString());
 
@@ -53,7 +46,7 @@ describe("an operator's AddFile of a tree shaped like another user's shift (G3, 
     execFileSync('useradd', ['--no-create-home', '--user-group', VICTIM]);
     execFileSync('useradd', ['--no-create-home', '--no-user-group', '-g', OPERATORS, OPERATOR]);
     [vu, vg, ou] = [idOf(VICTIM, '-u'), idOf(VICTIM, '-g'), idOf(OPERATOR, '-u')];
-    ppu = new Ppu({ prefix: 'ppu-addfile-others', busPolicyXml: shippedPolicies(), uid: vu, gid: vg });
+    ppu = new Ppu({ prefix: 'ppu-addfile-others', busPolicyXml: shippedPolicies(OPERATORS), uid: vu, gid: vg });
     // mkdtemp makes it 0700: the users must reach their trees and the storage, as on a PPU.
     chmodSync(ppu.work, 0o755);
     await ppu.start();

@@ -2,19 +2,11 @@
 // state changes are refused in plain words, reading status works.
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
-import { chmodSync, readdirSync, readFileSync } from 'node:fs';
-import * as path from 'node:path';
+import { chmodSync } from 'node:fs';
 import { Ppu, PPUCTL_BIN } from '../fixtures/ppu.js';
+import { shippedPolicies } from '../fixtures/bus-policy.js';
 
-const POLICY_DIR = path.resolve(__dirname, '../../../etc/dbus-1/system.d');
 
-/** The <policy> elements of the shipped policy files, to be added to the test bus's configuration. */
-function shippedPolicies(): string {
-  return readdirSync(POLICY_DIR).filter((f) => f.endsWith('.conf')).map((f) => {
-    const xml = readFileSync(path.join(POLICY_DIR, f), 'utf8');
-    return xml.slice(xml.indexOf('<busconfig>') + '<busconfig>'.length, xml.lastIndexOf('</busconfig>'));
-  }).join('\n');
-}
 
 function ppuctlAs(uid: number, address: string, ...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
