@@ -319,6 +319,23 @@ const ASIDE_AT_ONCE = 64;
 /** Peers refused for their key that are remembered (each logged once); beyond that all are forgotten and logged once again. */
 const KEYLESS_LOGGED_MAX = 1024;
 
+/** The request's path as a URL, or undefined when it is none ('//[' makes URL throw). */
+function parsedPath(p: string | undefined): URL | undefined {
+  try {
+    return new URL(p ?? '/', 'http://agent');
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether `key` is new to `said` (a bounded set of what was logged: emptied at KEYLESS_LOGGED_MAX); noted if so. */
+function firstTime(said: Set<string>, key: string): boolean {
+  if (said.has(key)) return false;
+  if (said.size >= KEYLESS_LOGGED_MAX) said.clear();
+  said.add(key);
+  return true;
+}
+
 export class AgentServer {
   readonly #server = http2.createServer({ maxSessionMemory: SESSION_MEMORY_MB, settings: { maxConcurrentStreams: MAX_STREAMS } });
   readonly #sessions = new Set<http2.ServerHttp2Session>();
@@ -348,9 +365,7 @@ export class AgentServer {
     this.#holders = new SourceHolders(log);
     this.#keyless = new KeylessSessions((session, why) => {
       const who = session.socket?.remoteAddress ?? '(unknown)';
-      if (this.#closedPeers.has(`${why} ${who}`)) return;
-      if (this.#closedPeers.size >= KEYLESS_LOGGED_MAX) this.#closedPeers.clear();
-      this.#closedPeers.add(`${why} ${who}`);
+      if (!firstTime(this.#closedPeers, `${why} ${who}`)) return;
       log.warn({ peer: who }, why === 'timeout' ? `closed a connection that sent no request with the key within ${KEYLESS_MS / 1000} s (logged once per address)`
         : 'closed the oldest of too many connections waiting to send a request with the key (logged once per address)');
     });
@@ -377,12 +392,19 @@ export class AgentServer {
     });
     this.#server.on('stream', (stream, headers) => {
       stream.on('error', (e) => log.debug({ err: e }, 'stream error'));
+      // Parsed once, and never thrown out of this handler: a path URL cannot parse ('//[') ended the agent, sent by
+      // anyone an allowed address, without the key, once the key challenge was looked for before the key.
+      const url = parsedPath(headers[':path']);
       // The key challenge is the one request answered without the key: its answer proves the agent holds it.
-      if (this.#hello(stream, headers)) return;
+      if (url && this.#hello(stream, headers, url)) return;
       // Before anything else: a request without the key learns nothing, takes nothing, deletes nothing.
       if (!this.#keyed(stream, headers)) return;
+      if (!url) {
+        reply(stream, 400, { error: 'not a path' });
+        return;
+      }
       try {
-        this.#route(stream, headers);
+        this.#route(stream, headers, url);
       } catch (e) {
         log.error({ err: e }, 'request failed');
         reply(stream, 500, { error: String((e as Error).message) });
@@ -450,8 +472,7 @@ export class AgentServer {
    * with the agent's own challenge and its proof that it holds the key, and the connection's later requests may then
    * prove the key (`authorization: Furka-Proof PROOF`) instead of carrying it. Whether the request was this one.
    */
-  #hello(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): boolean {
-    const url = new URL(headers[':path'] ?? '/', 'http://agent');
+  #hello(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, url: URL): boolean {
     if (url.pathname !== '/v1/hello') return false;
     const nonce = url.searchParams.get('nonce');
     if (headers[':method'] !== 'GET') {
@@ -476,9 +497,7 @@ export class AgentServer {
       return true;
     }
     const who = stream.session?.socket?.remoteAddress ?? '(unknown)';
-    if (!this.#keylessPeers.has(who)) {
-      if (this.#keylessPeers.size >= KEYLESS_LOGGED_MAX) this.#keylessPeers.clear();
-      this.#keylessPeers.add(who);
+    if (firstTime(this.#keylessPeers, who)) {
       this.log.warn({ peer: who, path: headers[':path'] }, `a request ${headers.authorization === undefined ? 'without a key' : 'with a wrong key'}: ` +
         "refused (401); furkad's agent_key_file must hold this agent's key_file (logged once per address)");
     }
@@ -489,9 +508,8 @@ export class AgentServer {
     return false;
   }
 
-  #route(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+  #route(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, url: URL): void {
     const method = headers[':method'];
-    const url = new URL(headers[':path'] ?? '/', 'http://agent');
     const routes: Record<string, [string, () => void]> = {
       '/v1/events': ['GET', () => {
         this.#events(stream, url).catch((e: Error) => {

@@ -152,6 +152,21 @@ describe('furka-agent and furkad share a key (A1, A4)', function () {
     await eventually(() => existsSync(placed) || existsSync(stored), 30_000, 'a file delivered once the agent is back');
   });
 
+  it('answers a path that is no URL (//[) with 401 without the key and 400 with it, and goes on: it ended the agent (A1)', async () => {
+    const agent = ppu.agents['1MF']!;
+    const status = (auth: Record<string, string>): Promise<number> => new Promise((resolve, reject) => {
+      const session = http2.connect(`http://127.0.0.1:${agent.port}`);
+      session.on('error', reject);
+      const req = session.request({ ':method': 'GET', ':path': '//[', ...auth });
+      req.on('response', (h) => { resolve(Number(h[':status'])); session.close(); });
+      req.on('error', reject);
+      req.end();
+    });
+    assert.equal(await status({}), 401);
+    assert.equal(await status({ authorization: `Bearer ${agentKey}` }), 400);
+    assert.equal(agent.proc.child.exitCode, null, 'the agent still runs');
+  });
+
   const sockets: net.Socket[] = [];
   afterEach(() => { for (const s of sockets.splice(0)) s.destroy(); });
 });
