@@ -316,8 +316,11 @@ export class EventsClient {
  * descriptors meanwhile (its directory's and its own), so a large acknowledgement goes in slices.
  */
 const ASIDE_AT_ONCE = 64;
-/** Peers refused for their key that are remembered (each logged once); beyond that all are forgotten and logged once again. */
-const KEYLESS_LOGGED_MAX = 1024;
+/**
+ * Peers remembered as logged, per reason (each logged once): beyond that all are forgotten and logged once again.
+ * Bounded, as the addresses are the peers' choice (an IPv6 prefix has more than the agent has memory).
+ */
+const LOGGED_PEERS_MAX = 1024;
 
 /** The request's path as a URL, or undefined when it is none ('//[' makes URL throw). */
 function parsedPath(p: string | undefined): URL | undefined {
@@ -328,10 +331,10 @@ function parsedPath(p: string | undefined): URL | undefined {
   }
 }
 
-/** Whether `key` is new to `said` (a bounded set of what was logged: emptied at KEYLESS_LOGGED_MAX); noted if so. */
+/** Whether `key` is new to `said` (a bounded set of what was logged: emptied at LOGGED_PEERS_MAX); noted if so. */
 function firstTime(said: Set<string>, key: string): boolean {
   if (said.has(key)) return false;
-  if (said.size >= KEYLESS_LOGGED_MAX) said.clear();
+  if (said.size >= LOGGED_PEERS_MAX) said.clear();
   said.add(key);
   return true;
 }
@@ -342,7 +345,7 @@ export class AgentServer {
   readonly #clients = new Set<EventsClient>();
   /** Which events client holds which source: one furkad per source at a time (source-holders.ts). */
   readonly #holders: SourceHolders;
-  /** Addresses refused so far: each is logged once. */
+  /** Addresses not allowed, as logged so far: each is logged once (firstTime). */
   readonly #refusedPeers = new Set<string>();
   /** Addresses whose requests came without the key so far: each is logged once. */
   readonly #keylessPeers = new Set<string>();
@@ -460,10 +463,7 @@ export class AgentServer {
   #allowed(address: string | undefined): boolean {
     if (this.allow.allows(address)) return true;
     const who = address ?? '(unknown)';
-    if (!this.#refusedPeers.has(who)) {
-      this.#refusedPeers.add(who);
-      this.log.warn({ peer: who }, 'connection from an address not in allow: closed (logged once per address)');
-    }
+    if (firstTime(this.#refusedPeers, who)) this.log.warn({ peer: who }, 'connection from an address not in allow: closed (logged once per address)');
     return false;
   }
 

@@ -3,6 +3,7 @@ import { strict as assert } from 'node:assert';
 import { execFile, execFileSync } from 'node:child_process';
 import { existsSync, linkSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, unlinkSync, utimesSync, writeFileSync, appendFileSync, symlinkSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
+import * as net from 'node:net';
 import * as path from 'node:path';
 import { AGENT_BIN, AgentClient, inotifywaitOf, startAgent, type Agent, type AgentOptions, type EventsReader } from '../fixtures/agent.js';
 import { launchOf, tempDir } from '../fixtures/ppu.js';
@@ -644,6 +645,31 @@ sys.exit(3 if gone else 0)`, path.join(small, 'r', 'img.cbf'), go]);
     // One line for the refused connection, naming its address; not a second one for "(unknown)".
     await new Promise((r) => setTimeout(r, 500));
     assert.doesNotMatch(agent.proc.output(), /"peer":"\(unknown\)".*not in allow/);
+  });
+
+  it('(f2) logs each address not in allow once, and remembers a bounded number of them: a peer with many addresses cannot grow the agent without end (A1)', async () => {
+    agent = await startAgent({ root, dir, allow: '127.0.0.1' });
+    // Plain TCP connections from addresses of 127/8 the agent does not allow: it closes each at once.
+    const knock = (from: string): Promise<void> => new Promise((resolve) => {
+      const s = net.connect({ host: '127.0.0.1', port: agent!.port, localAddress: from });
+      s.on('error', () => resolve());
+      s.on('close', () => resolve());
+      s.resume();
+    });
+    const lines = (from: string): number => agent!.proc.output().split('\n')
+      .filter((l) => l.includes(`"peer":"${from}"`) && l.includes('not in allow')).length;
+    await knock('127.0.0.3');
+    await knock('127.0.0.3');
+    await agent.proc.said(/"peer":"127\.0\.0\.3".*not in allow/);
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(lines('127.0.0.3'), 1, 'one line for two connections from one address');
+    // More addresses than it remembers (1024): the first is forgotten, and logged once more when it comes again.
+    for (let i = 0; i < 1100; i += 50) {
+      await Promise.all(Array.from({ length: 50 }, (_, j) => knock(`127.0.${10 + Math.floor((i + j) / 250)}.${1 + ((i + j) % 250)}`)));
+    }
+    await knock('127.0.0.3');
+    await eventually(() => lines('127.0.0.3') === 2, 5000, '127.0.0.3 logged again once forgotten');
+    assert.equal(lines('127.0.0.3'), 2);
   });
 
   it('(g) an unknown configuration key: exit 78 naming it (S3)', async () => {
