@@ -79,6 +79,13 @@ export class Catalog {
   /** Where each storage's mark was written: its target then (journals before 2026-12-05 have none). */
   readonly #markTargets = new Map<string, string>();
 
+  /**
+   * Storages the journal knows (a disk mark, copies, counts) that the configuration no longer names, each with how many of the
+   * files held at the replay are not known to have a copy there (its copied lines go at the first compaction
+   * without it) (replay; said once at start, main.ts).
+   */
+  #unconfigured: Array<{ storage: string; uncopied: number }> = [];
+
   /** Counts per shift and storage: written here only, read by everyone else as `shifts`. */
   readonly #book: ShiftBook;
   private readonly storageIds: string[];
@@ -102,6 +109,15 @@ export class Catalog {
     const { journal, records } = await Journal.open(stateDir);
     const catalog = new Catalog(journal, settings);
     return { catalog, journal, replayed: catalog.replay(records) };
+  }
+
+  /**
+   * Storages the journal knows (a disk mark, copies, counts) that the configuration no longer names, with how many
+   * of the files held at the replay are not known to have a copy there: no copy goes there now, and the status
+   * has no row for them.
+   */
+  get unconfigured(): ReadonlyArray<{ storage: string; uncopied: number }> {
+    return this.#unconfigured;
   }
 
   /** The counts per shift and storage (G9, I5), as the status reads them. */
@@ -135,6 +151,9 @@ export class Catalog {
   /** Rebuilds state from journal records (idempotent: a record seen twice changes nothing); returns how many. */
   replay(records: Iterable<JournalRecord>): number {
     let n = 0;
+    /** Per storage not configured: the files copied there (copied lines not taken back by a lost line). */
+    const copiedOnGone = new Map<string, Set<number>>();
+    const onGone = (st: string): Set<number> => copiedOnGone.get(st) ?? copiedOnGone.set(st, new Set()).get(st)!;
     for (const r of records) {
       n++;
       switch (r.t) {
@@ -159,6 +178,8 @@ export class Catalog {
         case 'failed': {
           const rec = this.#files.get(r.id);
           const i = this.#index.get(r.s);
+          if (i === undefined) onGone(r.s);
+          if (rec && i === undefined && r.t === 'copied') onGone(r.s).add(r.id);
           if (!rec || i === undefined) break;
           this.#files.setStates(rec, withState(rec.states, i, r.t, r.t === 'failed' ? r.permanent : r.verified === true));
           if (r.t === 'copied' && r.rel !== undefined) this.#placeAs(rec, r.s, r.rel);
@@ -167,6 +188,7 @@ export class Catalog {
         case 'lost': {
           const rec = this.#files.get(r.id);
           const i = this.#index.get(r.s);
+          if (i === undefined) copiedOnGone.get(r.s)?.delete(r.id);
           if (!rec || i === undefined) break;
           this.#files.setStates(rec, withState(rec.states, i, 'pending'));
           this.#placedAs.get(rec.id)?.delete(r.s);
@@ -198,6 +220,16 @@ export class Catalog {
           break;
       }
     }
+    // Counted before the records done on every configured storage are let go below.
+    // Known by its disk's mark, its copies, or the counts of the shifts it had (a storage without a mountpoint has no mark).
+    const known = new Set([...this.#marks.keys(), ...copiedOnGone.keys()]);
+    for (const perStorage of this.#settled.values()) for (const st of perStorage.keys()) known.add(st);
+    this.#unconfigured = [...known].filter((st) => !this.#index.has(st)).map((storage) => {
+      const copied = copiedOnGone.get(storage);
+      let uncopied = 0;
+      for (const rec of this.#files.values()) if (!copied?.has(rec.id)) uncopied++;
+      return { storage, uncopied };
+    });
     for (const u of new Set([...this.#settled.keys(), ...this.#refused.keys()])) this.#countKept(u);
     for (const rec of this.#files.values()) {
       this.#countLive(rec);

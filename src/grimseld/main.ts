@@ -96,6 +96,15 @@ async function main(): Promise<number> {
     ramdiskRoot: config.target,
     hasExternal: storageList.some((s) => s.type === 'EXTERNAL'),
   });
+  // A storage section removed: its rows leave the status, so its going is said here, once per start while files
+  // held had no copy there (found by hostile tester h8).
+  for (const { storage, uncopied } of catalog.unconfigured) {
+    if (uncopied === 0) continue;
+    log.warn({ storage, uncopied }, `storage '${storage}' is in grimseld's journal but no longer in the configuration: ` +
+      `nothing is copied there now and the status shows no counts for it. ${uncopied} of the files grimseld held at this start are not ` +
+      `known to have a copy there: they are copied there if its section is restored while grimseld still holds them (until their ramdisk ` +
+      `originals are cleaned up, G5: after their shift, or as the ramdisk fills)`);
+  }
   const book = catalog.shifts;
   const dispatcher = new Dispatcher(catalog, storageList, messages, log);
   // G3, G12: copy temp names carry a MAC under this key, kept in state_dir, and only such names are ever swept.

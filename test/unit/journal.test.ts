@@ -1,7 +1,7 @@
 // The write-ahead journal and the catalog replayed from it (G9, G12): torn tails, idempotent replay,
 // compaction, and counts derived from states.
 import { strict as assert } from 'node:assert';
-import { appendFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Journal } from '../../src/grimseld/journal.js';
@@ -11,9 +11,9 @@ import type { ShiftView } from '../../src/grimseld/shift-book.js';
 
 const file = (n: number): NewFile => ({ src: `/ramdisk/1mf/u/f${n}.cbf`, rel: `1mf/u/f${n}.cbf`, size: 100 + n, mtimeMs: 1000 + n, ino: 10 + n, dev: 1 });
 
-async function openCatalog(dir: string): Promise<{ journal: Journal; catalog: Catalog; book: ShiftView }> {
+async function openCatalog(dir: string, storages = ['internal', 'extra']): Promise<{ journal: Journal; catalog: Catalog; book: ShiftView }> {
   const { journal, records } = await Journal.open(dir);
-  const catalog = new Catalog(journal, { storages: ['internal', 'extra'], historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
+  const catalog = new Catalog(journal, { storages, historyMaxEntries: 50, ramdiskRoot: '/ramdisk', hasExternal: false });
   const book = catalog.shifts;
   catalog.replay(records);
   return { journal, catalog, book };
@@ -243,6 +243,36 @@ describe('journal and catalog (G12)', () => {
     assert.deepEqual(counts(c.book), [['internal', 0, 3, 0], ['extra', 3, 0, 0]], 'kept by the snapshot');
     assert.equal(c.catalog.markOf('extra'), 'b'.repeat(32), 'the mark kept by the snapshot');
     assert.equal(c.catalog.markTargetOf('extra'), '/mnt/x/v2', 'with its target');
+    await c.journal.close();
+  });
+
+  it('names a storage whose section was removed, with how many files held have no copy there, which a restored section copies there', async () => {
+    const a = await openCatalog(dir);
+    await a.catalog.shift(5n, 500, 501);
+    const recs = await a.catalog.accept(5n, [file(1), file(2), file(3)]);
+    await a.catalog.setMark('extra', 'a'.repeat(32), '/mnt/x');
+    await a.catalog.setCopy(recs[0]!, 'extra', 'copied');
+    await a.catalog.setCopy(recs[1]!, 'extra', 'copied');
+    await a.catalog.setLost([recs[1]!], 'extra');
+    await a.catalog.setCopy(recs[2]!, 'internal', 'copied');
+    assert.deepEqual(a.catalog.unconfigured, [], 'every storage configured');
+    await a.journal.close();
+    // Known by its copies alone too (a storage without a mountpoint has no mark).
+    const d = path.join(dir, 'unmarked');
+    mkdirSync(d);
+    writeFileSync(path.join(d, 'journal.jsonl'), readFileSync(path.join(dir, 'journal.jsonl'), 'utf8').split('\n').filter((l) => !l.includes('"t":"mark"')).join('\n'));
+    const u = await openCatalog(d, ['internal']);
+    assert.deepEqual(u.catalog.unconfigured, [{ storage: 'extra', uncopied: 2 }]);
+    await u.journal.close();
+    // The section of 'extra' is removed: f2 (its copy lost) and f3 were never copied there.
+    const b = await openCatalog(dir, ['internal']);
+    assert.deepEqual(b.catalog.unconfigured, [{ storage: 'extra', uncopied: 2 }]);
+    assert.equal(b.book.query(-1).map((r) => r[3]).join(), 'internal', 'its row left the status');
+    await b.journal.close();
+    // Restored while grimseld still holds them (their ramdisk originals not cleaned up): copied there (f2 again).
+    const c = await openCatalog(dir);
+    assert.deepEqual(c.catalog.unconfigured, []);
+    assert.deepEqual(['f1', 'f2', 'f3'].map((f) => c.catalog.stateOn(c.catalog.latestAt(`/ramdisk/1mf/u/${f}.cbf`)!, 'extra')), ['copied', 'pending', 'pending']);
     await c.journal.close();
   });
 
