@@ -131,7 +131,7 @@ async function main(): Promise<number> {
     copyGone: (rec, st) => lostCopies.copyAgainIfGone(rec, st),
   }, messages, log);
   const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted(), () => reclaimer.earlierShiftDelivered(),
-    new StateDirRoom(config.state_dir, messages, log));
+    new StateDirRoom(config.state_dir, messages, log), storageList.every((info) => copyOptions(info.id).preserveUid));
   // G12: files furkad delivered that the journal lost (moved away, emptied, restored) are named, not forgotten.
   const unjournaled = new UnjournaledFiles(catalog, log, {
     ramdiskRoot: config.target, stateDir: config.state_dir, fifo: config.fifo, tempKey, settleMs: UNJOURNALED_SETTLE_MS,
