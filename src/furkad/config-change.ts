@@ -13,6 +13,7 @@ import { removeStateFile } from './json-state.js';
 import { inheritOwedFile, readOwedFile, rsyncOwedFile, rsyncOwedId } from './rsync-owed.js';
 import type { AgentPlaced } from './agent-placed.js';
 import { filesBelow } from './files-below.js';
+import { settlingDir } from './rsync-settling.js';
 
 /** What to do, said with every file furkad cannot take after such a change. */
 export const CHANGE_ADVICE = 'rename a detector, or change its target or transport, only when ppuctl status shows nothing owed or held for it ' +
@@ -105,6 +106,18 @@ export async function takeUpPlaces(detectors: Record<string, DetectorConfig>, pl
     const staging = path.join(top, p.id);
     const staged = await filesBelow(staging);
     const ownedNow = detectors[p.id] !== undefined && targetOf(p.id) === target;
+    // Copies a first run made of files still settling (rsync-settling.ts) are copies only, their sources still on
+    // the detector, which the detector serving it now copies again: kept, they took room on the PPU ramdisk until
+    // this place was served again (found by tester h8). Those also in staging are complete there (a second link).
+    const settling = settlingDir(staging);
+    if (!ownedNow && p.transport === 'rsync') {
+      const copies = await filesBelow(settling);
+      rmSync(settling, { recursive: true, force: true });
+      if (copies.length > 0) {
+        log.info({ detector: p.id, dir: settling, files: copies.length, e_g: copies.slice(0, 3) },
+          'copies of files still settling for a detector no longer in furkad.conf as it was dropped: their sources stay on the detector, copied again by a detector that serves it');
+      }
+    }
     if (held.length === 0 && staged.length === 0) {
       // Empty directories only: nothing to take, and no detector's staging now.
       if (!ownedNow) rmSync(staging, { recursive: true, force: true });

@@ -4,7 +4,7 @@
 // to the new furkad's default shift, files set aside for it (.held) and files left in staging by a killed furkad were
 // stranded for good, and nothing was logged.
 import { strict as assert } from 'node:assert';
-import { existsSync, readFileSync, readdirSync, symlinkSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, existsSync, readFileSync, readdirSync, statSync, symlinkSync, mkdirSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
@@ -112,6 +112,38 @@ describe('furkad.conf changed across a restart, files in flight (A5, F2, F6)', f
       }
     });
   }
+
+  it("copies of files still settling under the detector's old target are dropped when its target changes, and the file is delivered once, whole, to the new one (F2, tester h8)", async () => {
+    // furkad's defaults (settle_ms = 2000): a file whose writer keeps appending stays a copy in .settling.
+    const ppu = new Ppu({ prefix: 'ppu-cc-settling', transport: 'rsync', writerRenames: false });
+    await ppu.start();
+    let writing: NodeJS.Timeout | undefined;
+    try {
+      const det = ppu.detectorRamdisks['1MF']!;
+      const file = path.join(det, 'slow.cbf');
+      writeFileSync(file, Buffer.alloc(10_000, 1));
+      writing = setInterval(() => appendFileSync(file, Buffer.alloc(1000, 2)), 300);
+      const settling = path.join(ppu.ppuRamdisk, '1mf/.furkad-staging/.settling/1MF');
+      await eventually(() => listFiles(settling).includes('slow.cbf'), 20_000, 'a copy of the growing file in .settling');
+      assert.equal(await ppu.furkad!.proc.stop(30_000), 0);
+      editConf(ppu, 'target');
+      await ppu.startFurkad();
+      await ppu.furkad!.proc.said(/"dir":"[^"]*\.settling\/1MF","files":1.*copies of files still settling for a detector no longer in furkad.conf as it was dropped/, 20_000);
+      assert.equal(existsSync(settling), false, 'the old target keeps no copy');
+      clearInterval(writing);
+      writing = undefined;
+      const size = statSync(file).size;
+      const placed = path.join(ppu.ppuRamdisk, '1mfnew/1000_1000/slow.cbf');
+      const copy = path.join(ppu.storageRoot, 'internal/1mfnew/1000_1000/slow.cbf');
+      await eventually(() => [placed, copy].some((f) => existsSync(f)), 30_000, 'delivered to the new target');
+      await ppu.quiescent();
+      assert.equal(statSync(existsSync(placed) ? placed : copy).size, size, 'whole');
+      assert.deepEqual(listFiles(ppu.storageRoot).filter((f) => f.endsWith('slow.cbf')), ['internal/1mfnew/1000_1000/slow.cbf'], 'once');
+    } finally {
+      if (writing) clearInterval(writing);
+      await ppu.stop();
+    }
+  });
 
   it('a transport changed rsync -> agent: owed files are said at start, files set aside are placed for their shift', async () => {
     const { ppu } = fillingPpu({ prefix: 'ppu-cc-transport', transport: 'rsync' });
