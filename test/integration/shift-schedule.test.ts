@@ -3,10 +3,11 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync } from 'node:fs';
+import { existsSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import type * as dbus from 'dbus-next';
-import { PPUCTL_BIN, Ppu } from '../fixtures/ppu.js';
+import { PPUCTL_BIN, Ppu, tempDir } from '../fixtures/ppu.js';
+import { SkewedClock } from '../fixtures/clock-skew.js';
 import { eventually, writeImage } from '../fixtures/files.js';
 import { callMethod } from '../../src/dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH } from '../../src/dbus/names.js';
@@ -56,5 +57,57 @@ describe('scheduled shift rotation', function () {
     assert.ok(Date.parse(String(show['nextShift'])) % 10_000 === 0, `nextShift on a boundary: ${String(show['nextShift'])}`);
     const status = (await run(process.execPath, [PPUCTL_BIN, 'status', '-n', '1'], { env })).stdout;
     assert.match(status, /\nnext scheduled shift change: .+\n$/);
+  });
+});
+
+describe("scheduled shift rotation across steps of the PPU's wall clock (ntpdate, date -s)", function () {
+  this.timeout(120_000);
+  const shim = tempDir('clock-shim-schedule');
+  let ppu: Ppu;
+  let clock: SkewedClock;
+  let skewS = 0;
+  const prop = async <T>(name: string): Promise<T> => {
+    const props = (await ppu.client.getProxyObject(FURKA_NAME, FURKA_PATH)).getInterface('org.freedesktop.DBus.Properties');
+    return ((await callMethod(props, 'Get', FURKA_IFACE, name)) as dbus.Variant<T>).value;
+  };
+  /** furkad's wall clock, in µs (NextShift's unit). */
+  const furkadNowUs = (): bigint => BigInt(Date.now() + skewS * 1000) * 1000n;
+  const step = (seconds: number): void => {
+    skewS += seconds;
+    clock.set(skewS);
+  };
+
+  before(async () => {
+    clock = new SkewedClock(shim); // fails (never skips) without gcc
+    ppu = await new Ppu({ prefix: 'ppu-schedule-step', uid: 1200, gid: 1201, furkad: { shift_schedule: '*/20 * * * * *' }, furkadEnv: clock.env }).start();
+  });
+  after(async () => {
+    await ppu?.stop();
+    rmSync(shim, { recursive: true, force: true });
+  });
+
+  it('starts the scheduled shift once when the clock steps forward across a boundary, and not again when it steps back over it (tester h9)', async () => {
+    // An operator's shift, with a boundary 8-16 s ahead.
+    await eventually(async () => {
+      const ahead = (await prop<bigint>('NextShift')) - furkadNowUs();
+      return ahead > 8_000_000n && ahead < 16_000_000n;
+    }, 30_000, 'a boundary 8-16 s ahead');
+    await ppu.startShift(900, 901, []);
+    const boundary = await prop<bigint>('NextShift');
+    // 3 s before it, ntpdate steps the clock 10 s forward: 7 s past it.
+    await eventually(async () => boundary - furkadNowUs() < 3_000_000n, 20_000, 'the boundary 3 s ahead');
+    step(10);
+    await eventually(async () => (await prop<[bigint, number, number]>('Shift'))[1] === 1200, 5_000, 'the scheduled shift, at once');
+    const scheduled = await prop<[bigint, number, number]>('Shift');
+    const next = await prop<bigint>('NextShift');
+    assert.ok(next > furkadNowUs(), `the next change lies ahead again: ${next}`);
+    assert.equal(next - boundary, 20_000_000n, 'the boundary after the one passed');
+    // Stepped back over the boundary (10 s): that boundary does not come a second time.
+    step(-10);
+    await new Promise((r) => setTimeout(r, 4000));
+    assert.deepEqual(await prop<[bigint, number, number]>('Shift'), scheduled, 'no second scheduled shift');
+    assert.equal(await prop<bigint>('NextShift'), next);
+    const changes = ppu.furkad!.proc.output().split('\n').filter((l) => l.includes('"msg":"scheduled shift change"'));
+    assert.equal(changes.length, 1, changes.join('\n'));
   });
 });

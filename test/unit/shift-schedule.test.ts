@@ -25,6 +25,23 @@ describe('shift schedule (S3)', () => {
     assert.equal(next('0 0 31 2 *', '2026-11-24T14:00:00'), undefined, '31 February never comes');
   });
 
+  it('gives one boundary a day across the ends of summer time, and a 29 February years ahead (tester h9)', () => {
+    const tz = process.env['TZ'];
+    process.env['TZ'] = 'Europe/Zurich'; // Node reads TZ again when it changes (tzdata is in every Debian)
+    try {
+      const iso = (expr: string, after: string): string | undefined => nextBoundary(expr, new Date(after))?.toISOString();
+      // 25 October 2026: 02:30 comes twice (CEST 00:30Z, then CET 01:30Z); only the first is a boundary.
+      assert.equal(iso('0 30 2 * * *', '2026-10-24T23:00:00Z'), '2026-10-25T00:30:00.000Z');
+      assert.equal(iso('0 30 2 * * *', '2026-10-25T00:30:00.500Z'), '2026-10-26T01:30:00.000Z', 'not 02:30 again an hour later');
+      // 29 March 2026: 02:30 does not exist; the boundary is at 03:30 CEST, not skipped.
+      assert.equal(iso('0 30 2 * * *', '2026-03-28T23:00:00Z'), '2026-03-29T01:30:00.000Z');
+    } finally {
+      if (tz === undefined) delete process.env['TZ'];
+      else process.env['TZ'] = tz;
+    }
+    assert.equal(next('0 0 0 29 2 *', '2028-03-01T00:00:00'), '2032-02-29T00:00:00', 'four years ahead');
+  });
+
   it('accepts cron expressions and refuses anything else, naming the key', () => {
     assert.ok(validSchedule('0 8,16,0 * * *'));
     assert.ok(!validSchedule('every day at 8'));
