@@ -28,7 +28,7 @@ import { ShiftManager } from './shift-manager.js';
 import { planShift, shiftIds } from './shift.js';
 import { readLastShift, writeLastShift } from './shift-floor.js';
 import { ShiftCounts } from './shift-counts.js';
-import { defaultsOf, forgetRunningShift, keepRunningShift, readRunningShift, touchRunningShift, TOUCH_EVERY_MS, whyNotResume } from './shift-resume.js';
+import { defaultsOf, forgetRunningShift, keepRunningShift, readRunningShift, resumeClock, touchRunningShift, TOUCH_EVERY_MS, whyNotResume } from './shift-resume.js';
 import { nextBoundary, ShiftSchedule } from './shift-schedule.js';
 import { FurkadMetrics } from './metrics.js';
 import { TransferGate } from './transfer-gate.js';
@@ -132,9 +132,9 @@ async function main(): Promise<number> {
   /** This furkad kept its shift: only then is the file touched (a stale one of a predecessor is not revived). */
   let keptHere = false;
   const kept = readRunningShift(config.state_dir, log);
-  // Wall clock: the span since the furkad before this one last touched the file (its mtime) crosses a restart, and
-  // only the wall clock spans processes; a step of it can only make furkad resume or start the default shift.
-  const resume = kept && { shift: kept, whyNot: whyNotResume(kept, defaults, Date.now(),
+  // The span since the furkad before this one last touched the file is read by the time since the boot, which
+  // spans processes and which no step of the wall clock moves (shift-resume.ts).
+  const resume = kept && { shift: kept, whyNot: whyNotResume(kept, defaults, resumeClock(),
     config.shift_schedule === undefined ? undefined : (after) => nextBoundary(config.shift_schedule!, after)) };
   const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log, (u) => writeLastShift(config.state_dir, u),
     { keep: (s) => { if (!stopAsked) { keepRunningShift(config.state_dir, s, defaults); keptHere = true; } }, forget: () => forgetRunningShift(config.state_dir, log) }, resume);

@@ -32,8 +32,42 @@ export interface RunningShift {
   requested: Array<[string, string, string]>;
   /** The configured default shift then (uid, gid, usrdir): changed since, the administrator wants the new one. */
   defaults: string;
-  /** When a furkad running it last touched the file (ms since the epoch). */
+  /**
+   * The PPU's boot it was kept in (the kernel's boot_id); undefined in a file of a furkad before 2026-12-05, whose
+   * touches were by the wall clock.
+   */
+  boot?: string | undefined;
+  /**
+   * When a furkad running it last touched the file (its mtime): ms since that boot (CLOCK_MONOTONIC, which no step
+   * of the wall clock moves), or since the epoch without `boot`.
+   */
   touchedMs: number;
+}
+
+/** How the resuming furkad reads the time: the wall clock (the schedule), and the boot and time since it (the touch). */
+export interface ResumeClock {
+  wallMs: number;
+  boot: string;
+  sinceBootMs: number;
+}
+
+/** This boot of the PPU: a shift kept in another one ended with it (a power cut, a reboot). '' if unreadable. */
+export function bootId(): string {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** ms since this boot by CLOCK_MONOTONIC: every process of the boot reads it alike, and ntpdate does not step it. */
+export function sinceBootMs(): number {
+  return Number(process.hrtime.bigint() / 1_000_000n);
+}
+
+/** The clock of this moment, for whyNotResume. */
+export function resumeClock(): ResumeClock {
+  return { wallMs: Date.now(), boot: bootId(), sinceBootMs: sinceBootMs() };
 }
 
 /** The configured default shift, as kept with a running one. */
@@ -44,21 +78,28 @@ export function defaultsOf(config: { uid: number; gid: number; usrdir: string })
 export function keepRunningShift(stateDir: string, shift: Shift, defaults: string): void {
   const file = path.join(stateDir, FILE);
   const text = `${JSON.stringify({
-    usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, requested: shift.requested ?? [], defaults,
+    usertime: String(shift.usertime), uid: shift.uid, gid: shift.gid, requested: shift.requested ?? [], defaults, boot: bootId(),
   })}\n`;
   // Kept already (a furkad going on with the shift the one before it ran): nothing to write, so a full state_dir
   // does not make it forget the shift, which the next start after a crash would then replace by the default.
+  let same = false;
   try {
-    if (readFileSync(file, 'utf8') === text) return;
+    same = readFileSync(file, 'utf8') === text;
   } catch { /* none kept */ }
-  writeDurably(file, text);
+  if (!same) writeDurably(file, text);
+  // Touched at once: a new file's mtime is the wall clock's, not the time since the boot.
+  touchRunningShift(stateDir);
 }
 
-/** While furkad runs: the kept shift is still running (RESUME_WITHIN_MS). Nothing if there is none. */
+/**
+ * While furkad runs: the kept shift is still running (RESUME_WITHIN_MS). Nothing if there is none. The file's
+ * mtime is the time since the boot (a date in January 1970), not the wall clock: a step of that between this touch
+ * and the next furkad's start (ntpdate, an RTC behind at boot) made a furkad killed a moment before start the
+ * default shift, or one that ended hours ago go on with its shift (found by hostile tester h9).
+ */
 export function touchRunningShift(stateDir: string): void {
-  const now = new Date(); // wall clock: read back as the file's mtime by the next furkad, a process that knows no other clock
   try {
-    utimesSync(path.join(stateDir, FILE), now, now);
+    utimesSync(path.join(stateDir, FILE), new Date(), new Date(sinceBootMs()));
   } catch { /* none kept (a write failed, said then) */ }
 }
 
@@ -75,11 +116,14 @@ export function forgetRunningShift(stateDir: string, log: Logger): void {
  * Why `kept` is not to go on ('' = it is): it ended too long ago, the configured defaults changed since, or a
  * scheduled rotation (`nextBoundary` after its start) has come and gone meanwhile.
  */
-export function whyNotResume(kept: RunningShift, defaults: string, nowMs: number, nextBoundary?: (after: Date) => Date | undefined): string {
-  if (nowMs - kept.touchedMs > RESUME_WITHIN_MS) return `the furkad that ran it ended more than ${RESUME_WITHIN_MS / 1000} s ago`;
+export function whyNotResume(kept: RunningShift, defaults: string, now: ResumeClock, nextBoundary?: (after: Date) => Date | undefined): string {
+  if (kept.boot !== undefined && kept.boot !== now.boot) return 'the PPU was restarted since the furkad that ran it ended';
+  // A file of a furkad before 2026-12-05: touched by the wall clock.
+  const age = kept.boot === undefined ? now.wallMs - kept.touchedMs : now.sinceBootMs - kept.touchedMs;
+  if (age > RESUME_WITHIN_MS || age < 0) return `the furkad that ran it ended more than ${RESUME_WITHIN_MS / 1000} s ago`;
   if (kept.defaults !== defaults) return 'the configured default shift (uid, gid, usrdir) changed since';
   const boundary = nextBoundary?.(new Date(Number(kept.usertime / 1000n)));
-  if (boundary && boundary.getTime() <= nowMs) return `a scheduled shift change (shift_schedule) came meanwhile, at ${boundary.toISOString()}`;
+  if (boundary && boundary.getTime() <= now.wallMs) return `a scheduled shift change (shift_schedule) came meanwhile, at ${boundary.toISOString()}`;
   return '';
 }
 
@@ -94,12 +138,13 @@ export function readRunningShift(stateDir: string, log: Logger): RunningShift | 
     return undefined;
   }
   try {
-    const j = JSON.parse(text) as { usertime: unknown; uid: unknown; gid: unknown; requested: unknown; defaults: unknown };
+    const j = JSON.parse(text) as { usertime: unknown; uid: unknown; gid: unknown; requested: unknown; defaults: unknown; boot: unknown };
     const triple = (r: unknown): r is [string, string, string] => Array.isArray(r) && r.length === 3 && r.every((x) => typeof x === 'string');
     if (typeof j.usertime !== 'string' || !/^\d{1,19}$/.test(j.usertime) || !Number.isInteger(j.uid) || !Number.isInteger(j.gid)
-      || !Array.isArray(j.requested) || !j.requested.every(triple) || typeof j.defaults !== 'string') throw new Error('unexpected content');
+      || !Array.isArray(j.requested) || !j.requested.every(triple) || typeof j.defaults !== 'string'
+      || (j.boot !== undefined && typeof j.boot !== 'string')) throw new Error('unexpected content');
     return { usertime: BigInt(j.usertime), uid: j.uid as number, gid: j.gid as number, requested: j.requested as Array<[string, string, string]>,
-      defaults: j.defaults, touchedMs: statSync(file).mtimeMs };
+      defaults: j.defaults, boot: j.boot as string | undefined, touchedMs: statSync(file).mtimeMs };
   } catch (e) {
     log.error({ file, err: (e as Error).message, content: text.slice(0, 80) }, 'the shift the last furkad ran is not readable; starting the configured default shift');
     return undefined;

@@ -1,9 +1,10 @@
 // furkad's shifts: a change in the middle of a stream, refused requests, planted symlinks, and its log
 // file rotation; runs without a license key, so in single-thread mode (F4, F6, F8, S4).
 import { strict as assert } from 'node:assert';
-import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, rmSync, statSync, symlinkSync, unlinkSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
-import { Ppu } from '../fixtures/ppu.js';
+import { Ppu, tempDir } from '../fixtures/ppu.js';
+import { SkewedClock } from '../fixtures/clock-skew.js';
 import { burstAcrossStop, freezeAcrossShiftAndStop, streamAcrossShiftChange } from '../fixtures/shift-split.js';
 import { eventually, listFiles, writeImage } from '../fixtures/files.js';
 import { callMethod } from '../../src/dbus/bus.js';
@@ -180,6 +181,34 @@ describe('furkad: shifts, usrdir safety, license missing, log rotation (F4, F6, 
 
 describe('furkad restarted after the clock was set back (F6, G5)', function () {
   this.timeout(120_000);
+
+  it("goes on with the shift it ran after a crash whatever steps the PPU's wall clock took meanwhile (ntpdate, date -s; tester h9)", async () => {
+    const shim = tempDir('clock-shim-resume');
+    const clock = new SkewedClock(shim); // fails (never skips) without gcc
+    const stepped = new Ppu({ prefix: 'ppu-resume-step', uid: 1300, gid: 1301, furkadEnv: clock.env });
+    await stepped.start();
+    try {
+      await stepped.startShift(900, 901, []);
+      const ran = await furkaProperty<[bigint, number, number]>(stepped, 'Shift');
+      assert.ok(existsSync(path.join(stepped.work, 'furkad-state', 'running-shift.json')), 'the shift kept');
+      // Stepped 2 min forward, then killed at once: it ended a moment ago, not 2 min ago.
+      clock.set(120);
+      await stepped.killFurkad();
+      await stepped.startFurkad();
+      assert.deepEqual(await furkaProperty<[bigint, number, number]>(stepped, 'Shift'), ran, 'the same shift after a step forward');
+      // Stepped 3 h back, killed again: still the same shift, files in its directory.
+      clock.set(-3 * 3600);
+      await stepped.killFurkad();
+      await stepped.startFurkad();
+      assert.deepEqual(await furkaProperty<[bigint, number, number]>(stepped, 'Shift'), ran, 'the same shift after a step back');
+      const f = writeImage(stepped.detectorRamdisks['1MF']!, 'stepped/a.cbf', 1000);
+      await eventually(() => existsSync(path.join(stepped.ppuRamdisk, '1mf/900_901', f.rel)) ||
+        existsSync(path.join(stepped.storageRoot, 'internal/1mf/900_901', f.rel)), 20_000, 'a file in the shift that ran');
+    } finally {
+      await stepped.stop();
+      rmSync(shim, { recursive: true, force: true });
+    }
+  });
 
   it('starts its shift after the last one it started, so grimseld keeps the new shift\'s ramdisk files for the online processing', async () => {
     const ppu = new Ppu({ prefix: 'ppu-clock', uid: 1300, gid: 1301 });

@@ -10,7 +10,7 @@ import { ChangeTimer, SLOW_CHANGE_MS } from '../../src/furkad/change-timer.js';
 import { planShift, type Assignment, type Shift } from '../../src/furkad/shift.js';
 import type { Logger } from '../../src/common/logger.js';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { defaultsOf, forgetRunningShift, keepRunningShift, readRunningShift, whyNotResume, type RunningShift } from '../../src/furkad/shift-resume.js';
+import { bootId, defaultsOf, forgetRunningShift, keepRunningShift, readRunningShift, resumeClock, sinceBootMs, whyNotResume, type RunningShift } from '../../src/furkad/shift-resume.js';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { DetectorLoop, DRAIN_MAX_MS, HOLD_CUT_MS, type LoopHandover } from '../../src/furkad/detector.js';
@@ -201,23 +201,32 @@ describe('shift manager, against fake loops and a fake hand-over (F6)', () => {
       const ran = planShift(config, 500, 501, [['2MF', '', '']]);
       keepRunningShift(dir, ran, defaults);
       const kept = readRunningShift(dir, quiet)!;
-      assert.deepEqual({ ...kept, touchedMs: 0 }, { usertime: ran.usertime, uid: 500, gid: 501, requested: [['2MF', '', '']], defaults, touchedMs: 0 });
-      assert.ok(Math.abs(kept.touchedMs - Date.now()) < 5000);
+      assert.deepEqual({ ...kept, touchedMs: 0 }, { usertime: ran.usertime, uid: 500, gid: 501, requested: [['2MF', '', '']], defaults, boot: bootId(), touchedMs: 0 });
+      assert.ok(bootId().length > 0, 'the boot is known');
+      assert.ok(Math.abs(kept.touchedMs - sinceBootMs()) < 5000, 'touched by the time since the boot, not the wall clock');
       const manager = (resume: { shift: RunningShift; whyNot: string }) => {
         const loops = new Map(['1MF', '2MF'].map((id) => [id, new FakeLoop(id, [])]));
         return { loops, shifts: new ShiftManager(config, loops, { shiftStarted: () => undefined }, quiet, undefined, undefined, resume) };
       };
-      const now = Date.now();
-      assert.equal(whyNotResume(kept, defaults, now), '');
+      const clock = resumeClock();
+      const now = clock.wallMs;
+      assert.equal(whyNotResume(kept, defaults, clock), '');
       const { loops, shifts } = manager({ shift: kept, whyNot: '' });
       await shifts.start();
       assert.equal(shifts.shift!.usertime, ran.usertime, 'the same shift');
       assert.equal(loops.get('1MF')!.serving, '-', 'the request as it was: 1MF not served');
       // Stale: ended long ago, defaults changed, a scheduled rotation passed: the default shift.
-      assert.match(whyNotResume({ ...kept, touchedMs: now - 120_000 }, defaults, now), /ended more than 60 s ago/);
-      assert.match(whyNotResume(kept, `${config.uid}:${config.gid}:other`, now), /default shift .* changed/);
-      assert.match(whyNotResume(kept, defaults, now, () => new Date(now - 1000)), /scheduled shift change/);
-      assert.equal(whyNotResume(kept, defaults, now, () => new Date(now + 60_000)), '');
+      assert.match(whyNotResume({ ...kept, touchedMs: clock.sinceBootMs - 120_000 }, defaults, clock), /ended more than 60 s ago/);
+      assert.match(whyNotResume(kept, `${config.uid}:${config.gid}:other`, clock), /default shift .* changed/);
+      assert.match(whyNotResume(kept, defaults, clock, () => new Date(now - 1000)), /scheduled shift change/);
+      assert.equal(whyNotResume(kept, defaults, clock, () => new Date(now + 60_000)), '');
+      // The wall clock stepped (ntpdate, an RTC behind at boot) says nothing of when that furkad ended (tester h9).
+      assert.equal(whyNotResume(kept, defaults, { ...clock, wallMs: now + 120_000 }), '', 'stepped forward, ended a moment ago: resumed');
+      assert.equal(whyNotResume(kept, defaults, { ...clock, wallMs: now - 3 * 3600_000 }), '', 'stepped back, ended a moment ago: resumed');
+      assert.match(whyNotResume(kept, defaults, { ...clock, boot: 'another' }), /PPU was restarted since/, 'another boot: never');
+      // A file of a furkad before 2026-12-05 (no boot): its mtime is the wall clock, as then.
+      assert.equal(whyNotResume({ ...kept, boot: undefined, touchedMs: now - 5000 }, defaults, clock), '');
+      assert.match(whyNotResume({ ...kept, boot: undefined, touchedMs: now - 120_000 }, defaults, clock), /ended more than 60 s ago/);
       const stale = manager({ shift: kept, whyNot: 'the furkad that ran it ended more than 60 s ago' });
       await stale.shifts.start();
       assert.deepEqual([stale.shifts.shift!.uid, stale.shifts.shift!.detectors.length], [config.uid, 2], 'stale: the default shift');
