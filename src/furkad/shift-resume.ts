@@ -67,6 +67,7 @@ export function sinceBootMs(): number {
 
 /** The clock of this moment, for whyNotResume. */
 export function resumeClock(): ResumeClock {
+  // wall clock: for the schedule's boundaries, which are times of day
   return { wallMs: Date.now(), boot: bootId(), sinceBootMs: sinceBootMs() };
 }
 
@@ -99,6 +100,7 @@ export function keepRunningShift(stateDir: string, shift: Shift, defaults: strin
  */
 export function touchRunningShift(stateDir: string): void {
   try {
+    // wall clock for the atime only (nothing reads it); the mtime is the time since the boot
     utimesSync(path.join(stateDir, FILE), new Date(), new Date(sinceBootMs()));
   } catch { /* none kept (a write failed, said then) */ }
 }

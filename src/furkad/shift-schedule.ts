@@ -87,7 +87,7 @@ export class ShiftSchedule implements Component {
    * normalises the expression (scheduleProblem, nextBoundary).
    */
   start(): void {
-    this.#plan(new Date());
+    this.#plan(new Date()); // wall clock: the schedule is in times of day
     this.#arm();
   }
 
@@ -98,6 +98,7 @@ export class ShiftSchedule implements Component {
 
   #arm(): void {
     if (!this.#next) return; // none within the years nextBoundary looks at (said by #plan)
+    // wall clock: how far the planned time of day is; looked at again within a second whatever it says
     const wait = Math.min(Math.max(this.#next.getTime() - Date.now(), 0), CHECK_EVERY_MS);
     this.#timer = setTimeout(() => this.#check(), wait);
     this.#timer.unref();
