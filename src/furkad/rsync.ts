@@ -90,6 +90,11 @@ export interface RsyncResult {
   changed: Set<string>;
   /** Files the detector's daemon reported removed (`sender removed`): unchanged while sent, so complete (F2). */
   removed: Set<string>;
+  /**
+   * Files whose source the daemon found gone when it came to remove it (`sender file already removed`): renamed or
+   * deleted on the detector after they were sent whole.
+   */
+  vanished?: Set<string>;
   /** Paths (raw bytes) the daemon reported hiding: the names filter's, and `exclude`'s (needs 'max verbosity = 2'). */
   hidden: Buffer[];
   /** Each hiding report with the pattern that hid it (decoded as UTF-8) and whether it was a directory. */
@@ -309,6 +314,8 @@ export function unescapeName(name: string): string {
 const ITEM = /^([<>ch.*])f(.{9}) (\d+) (?:(-?\d+\/\d+\/\d+-\d+:\d+(?::\d*)?) )?(.*)$/;
 const MTIME = /^(-?\d+)\/(\d\d)\/(\d\d)-(\d\d):(\d\d):(\d\d)$/;
 const REMOVED = /^sender removed (.*)$/;
+/** rsync's sender (successful_send) when the source it is to remove is gone (ENOENT): renamed or deleted since it was sent. */
+const ALREADY_REMOVED = /^sender file already removed: (.*)$/;
 /** The client's SKIP1 line for a file over --max-size (3.3 and later add the sizes in brackets). */
 const OVER_MAX = /^(.*) is over max-size(?: \(\d+ > \d+\))?$/;
 /** The receiver's word for a full file system (write, mkstemp, rename …); ENOSPC is 28 on Linux. */
@@ -342,6 +349,7 @@ export class OutputParser {
   readonly files: string[] = [];
   readonly sent: string[] = [];
   readonly removed = new Set<string>();
+  readonly vanished = new Set<string>();
   readonly hidden: Buffer[] = [];
   readonly hiding: Hiding[] = [];
   readonly strays: Buffer[] = [];
@@ -364,6 +372,11 @@ export class OutputParser {
       if (h) {
         this.hidden.push(nameBytes(h[2] ?? ''));
         this.hiding.push({ name: decodeName(h[2] ?? ''), pattern: decodeName(h[3] ?? ''), dir: h[1] === 'directory' });
+        continue;
+      }
+      const gone = ALREADY_REMOVED.exec(line);
+      if (gone) {
+        if (this.#deliverable(gone[1] ?? '')) this.vanished.add(decodeName(gone[1] ?? ''));
         continue;
       }
       const r = REMOVED.exec(line);
@@ -655,7 +668,7 @@ export function runRsync(run: RsyncRun, signal?: AbortSignal, onRemoved?: (names
       const unfinished = inFlight && !parser.sent.includes(inFlight.name) ? inFlight : undefined;
       const noRoom = exit !== 0 && NO_SPACE.test(stderr) ? (unfinished ? { rel: unfinished.name, size: unfinished.size } : {}) : undefined;
       resolve({ code: exit, files: parser.files, sent: parser.sent, transferred: parser.sent.length,
-        bytes: parser.bytes, removed: parser.removed, hidden: parser.hidden, hiding: parser.hiding, strays: parser.strays, overMax: parser.overMax, listing: parser.listing, changed: changedSources(stderr), tailCut,
+        bytes: parser.bytes, removed: parser.removed, vanished: parser.vanished, hidden: parser.hidden, hiding: parser.hiding, strays: parser.strays, overMax: parser.overMax, listing: parser.listing, changed: changedSources(stderr), tailCut,
         ...(stalled ? { stalled } : {}), ...(ungreeted ? { ungreeted } : {}), ...(killed ? { killed } : {}),
         ...(noRoom ? { noRoom } : {}), ...(unfinished ? { unfinished: unfinished.name } : {}), ...(child.pid === undefined ? {} : { pid: child.pid }),
         stderr: Buffer.from(stderr, 'latin1').toString('utf8').trim() });

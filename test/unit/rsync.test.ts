@@ -156,6 +156,18 @@ describe('rsync client run (F1-F3)', () => {
     assert.equal(p.bytes, 30);
   });
 
+  it("tells a source the daemon found gone when it came to remove it (renamed or deleted after it was sent) from a removal, and from a daemon that reports none (tester h10)", () => {
+    const batches: string[][] = [];
+    const p = new OutputParser((names) => batches.push(names));
+    p.push('>f+++++++++ 10 scan_001/img_1.cbf\n>f+++++++++ 20 scan_001/img_2.cbf\nsender removed scan_001/img_1.cbf\n');
+    p.push('sender file already removed: scan_001/img_2.cbf\n');
+    p.end();
+    assert.deepEqual(batches, [['scan_001/img_1.cbf']], 'not handed over as removed');
+    assert.deepEqual([...p.removed], ['scan_001/img_1.cbf']);
+    assert.deepEqual([...p.vanished], ['scan_001/img_2.cbf']);
+    assert.deepEqual(p.files, ['scan_001/img_1.cbf', 'scan_001/img_2.cbf'], 'no file of its own: the line is not an item');
+  });
+
   it('asks the daemon to report removals, and limits a run to given files through the module root with /./', () => {
     assert.ok(rsyncArgs(run).includes('--info=NONE,NAME1,REMOVE1'));
     assert.ok(rsyncArgs({ ...run, removeSource: false }).includes('--info=NONE,NAME1'), 'nothing to report without removal');
