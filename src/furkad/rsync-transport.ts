@@ -5,7 +5,7 @@ import { lstatSync } from 'node:fs';
 import { lchown, lstat, mkdir, readdir, rename, rm, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isIP } from 'node:net';
-import { besidesGone, classifyExit, errorCause, runRsync, RsyncLauncher, type Listing, type RsyncRun, type RsyncResult } from './rsync.js';
+import { besidesGone, classifyExit, errorCause, runRsync, RsyncLauncher, type Hiding, type Listing, type RsyncRun, type RsyncResult } from './rsync.js';
 import { deliverable, escapeName } from './rsync-names.js';
 import { DeepDirs, DEEP_MAX } from './rsync-depth.js';
 import type { Logger } from '../common/logger.js';
@@ -300,7 +300,7 @@ export class RsyncTransport implements Transport {
     if (ran === 'ok' && unready.length === 0) this.#room.ran(result.overMax, maxSize);
     if (ran === 'ok' && a.config.remove_source) await this.#dropAbandoned(a.config.settle_ms > 0 ? settlingDir(ctx.staging) : ctx.staging, result);
     if (ran === 'ok') {
-      this.#noteRefused(result.hidden);
+      this.#noteRefused(result.hidden, result.hiding ?? []);
       this.#noteDeep(result.hiding ?? [], budget);
     }
     // Only a daemon that ignored the names filter sends such names: what it removed is renamed and placed.
@@ -730,12 +730,24 @@ export class RsyncTransport implements Transport {
    * the detector, all of them reported with every run (the loop shows them in lastError). Hidden by `exclude`
    * (a writer's temp files) is not news.
    */
-  #noteRefused(hidden: Buffer[]): void {
+  #noteRefused(hidden: Buffer[], hiding: Hiding[]): void {
     const now = new Set(hidden.filter((h) => !deliverable(h)).map(escapeName));
     for (const name of now) {
       if (this.#refused.has(name)) continue;
       this.log.error({ detector: this.id, file: name }, 'a file on the detector has a name furkad cannot hand over (not UTF-8, or ' +
         'with control characters; shown with such bytes as \\#ooo): it is left there, neither copied nor removed; rename it on the detector');
+    }
+    // furkad's own staging name, anywhere in the tree: excluded from every run, so said here as the agent transport
+    // says it; before, such a file stayed there without a word (found by hostile tester h10). The agent's names
+    // (AGENT_NAMES) are its own state where it runs beside the rsync daemon: not the operator's to rename.
+    for (const h of hiding) {
+      if (h.pattern !== STAGING_NAME) continue;
+      const name = `${h.name}${h.dir ? '/' : ''}`;
+      if (!this.#refused.has(name)) {
+        this.log.error({ detector: this.id, [h.dir ? 'dir' : 'file']: name }, `a ${h.dir ? 'directory' : 'file'} on the detector is named ` +
+          `${STAGING_NAME}, which furkad keeps for its own use: it is left there with what is in it, neither copied nor removed; rename it on the detector`);
+      }
+      now.add(name);
     }
     this.#refused = now;
   }

@@ -163,6 +163,22 @@ describe('furkad and odd file names (F1, F2, G12)', function () {
   });
 
   for (const id of ['1MF', '2MF']) {
+    it(`${id}: leaves a directory named like furkad's staging on the detector and says so, until it is renamed (tester h10)`, async () => {
+      const detector = ppu.detectorRamdisks[id]!;
+      const usr = path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000');
+      const f = writeImage(detector, 'odd/sub/.furkad-staging/f.cbf', 1000);
+      const shown = 'odd/sub/.furkad-staging/';
+      await ppu.furkad!.proc.said(new RegExp(`"detector":"${id}","dir":"${shown.replace(/\./g, '\\.')}".*named \\.furkad-staging, which furkad keeps for its own use`), 20_000);
+      await eventually(async () => /^1 file left on the detector/.test((await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)![2]), 10_000, 'said in Detectors');
+      assert.ok(existsSync(path.join(detector, f.rel)), 'left there');
+      renameSync(path.join(detector, 'odd/sub/.furkad-staging'), path.join(detector, 'odd/sub/renamed'));
+      await eventually(() => existsSync(path.join(usr, 'odd/sub/renamed/f.cbf')) || existsSync(path.join(ppu.storageRoot, 'internal', id.toLowerCase(), '1000_1000', 'odd/sub/renamed/f.cbf')),
+        30_000, 'taken once renamed');
+      await eventually(async () => (await ppu.furkaProperty<Row[]>('Detectors')).find((r) => r[0] === id)![2] === '', 10_000, 'lastError cleared');
+      const said = ppu.furkad!.proc.output().split('\n').filter((l) => l.includes(`"dir":"${shown}"`) && l.includes(`"detector":"${id}"`));
+      assert.equal(said.length, 1, 'logged once while it was there');
+    });
+
     it(`${id}: a file in a directory too deep for PATH_MAX is never pulled: left on the detector and reported; deep but short trees are taken; moved up, it is taken and the report clears (F1, F2, F10)`, async () => {
       const detector = ppu.detectorRamdisks[id]!;
       const usr = path.join(ppu.ppuRamdisk, id.toLowerCase(), '1000_1000');
