@@ -58,13 +58,13 @@ type RootOf = (src: string, rel: string) => string;
  * file is what that caller could read (caller-access.ts), and its inode the one checked: the copier copies
  * that inode or nothing.
  */
-async function inspect(p: string, rootOf: RootOf, caller?: Caller, ownersKept = false): Promise<NewFile> {
+async function inspect(p: string, rootOf: RootOf, caller?: Caller, needsOwnDir: NeedsOwnDir = async () => false): Promise<NewFile> {
   const { src, rel } = checkMarkedPath(p);
   if (caller) {
     const seen = statAsCaller(src, caller);
     // A user's file with nothing of its path replicated would be copied straight into each storage's target, which
     // every shift shares: with owners kept, each copy would fail for good (copier.ts), said only as COPY_ERRORs.
-    if (ownersKept && seen.uid !== 0 && !rel.includes('/')) {
+    if (seen.uid !== 0 && !rel.includes('/') && await needsOwnDir(seen.uid)) {
       throw new RejectedPath(`'${src}' is uid ${seen.uid}'s, and nothing of its path is replicated (no directory after its './', or no './'): ` +
         "its copy would go straight into each storage's target, which every shift shares, and an operator's AddFile puts a user's file " +
         "only into a directory of that user's. Put the './' before a directory of theirs (/home/u/./run1/f.img)");
@@ -83,6 +83,9 @@ async function inspect(p: string, rootOf: RootOf, caller?: Caller, ownersKept = 
   if (!st.isFile()) throw new RejectedPath(`'${src}' is not a regular file`);
   return { src, rel, size: st.size, mtimeMs: st.mtimeMs, ino: st.ino, dev: st.dev };
 }
+
+/** See Intake's `needsOwnDir`. */
+export type NeedsOwnDir = (uid: number) => Promise<boolean>;
 
 /** Errors of looking at a file that say nothing of the file: the look is tried again, not the file refused. */
 const TRANSIENT = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EINTR', 'EIO']);
@@ -130,8 +133,11 @@ export class Intake {
     private readonly onEarlierShift: () => void = () => undefined,
     /** Says a full state_dir (state-room.ts); without it, the journal's error goes to the caller as it is. */
     private readonly room?: StateDirRoom,
-    /** Every storage keeps owners (preserve_uid): an operator's user file is copied only into a directory of that user's. */
-    private readonly ownersKept = false,
+    /**
+     * Whether every storage would refuse an operator's file of user `uid` straight in its target (it keeps owners,
+     * and its target is not that user's; copier.ts): such an AddFile is refused at once.
+     */
+    private readonly needsOwnDir?: NeedsOwnDir,
   ) {}
 
   /** A journal write (state-room.ts): a full state_dir said once, and named to the caller; `wrote`: see writing(). */
@@ -250,7 +256,7 @@ export class Intake {
     // lstat a few at a time: a long list need not wait for each one in turn.
     for (let i = 0; i < paths.length; i += INSPECT_AT_ONCE) {
       const part = paths.slice(i, i + INSPECT_AT_ONCE);
-      const seen = await Promise.allSettled(part.map((p) => inspect(p, this.#rootOf, caller, this.ownersKept)));
+      const seen = await Promise.allSettled(part.map((p) => inspect(p, this.#rootOf, caller, this.needsOwnDir)));
       seen.forEach((r, j) => {
         if (r.status === 'fulfilled') {
           files.push(r.value);

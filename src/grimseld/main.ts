@@ -30,6 +30,7 @@ import { FileFifo } from './fifo.js';
 import { TempSweeper } from './temp-sweep.js';
 import { loadTempKey } from './temp-names.js';
 import { Intake, RejectedPath } from './intake.js';
+import { everyTargetRefuses } from './copy-dirs.js';
 import { UnjournaledFiles } from './unjournaled.js';
 import { StateDirRoom } from './state-room.js';
 import { callerOf, NotReadable } from './caller-access.js';
@@ -131,7 +132,7 @@ async function main(): Promise<number> {
     copyGone: (rec, st) => lostCopies.copyAgainIfGone(rec, st),
   }, messages, log);
   const intake = new Intake(catalog, dispatcher, messages, log, () => reclaimer.shiftStarted(), () => reclaimer.earlierShiftDelivered(),
-    new StateDirRoom(config.state_dir, messages, log), storageList.every((info) => copyOptions(info.id).preserveUid));
+    new StateDirRoom(config.state_dir, messages, log), (uid) => everyTargetRefuses(storageList, (id) => copyOptions(id).preserveUid, uid));
   // G12: files furkad delivered that the journal lost (moved away, emptied, restored) are named, not forgotten.
   const unjournaled = new UnjournaledFiles(catalog, log, {
     ramdiskRoot: config.target, stateDir: config.state_dir, fifo: config.fifo, tempKey, settleMs: UNJOURNALED_SETTLE_MS,
