@@ -134,13 +134,16 @@ async function main(): Promise<number> {
   const kept = readRunningShift(config.state_dir, log);
   // The span since the furkad before this one last touched the file is read by the time since the boot, which
   // spans processes and which no step of the wall clock moves (shift-resume.ts).
-  const resume = kept && { shift: kept, whyNot: whyNotResume(kept, defaults, resumeClock(),
+  const resumedAt = resumeClock();
+  const resume = kept && { shift: kept, whyNot: whyNotResume(kept, defaults, resumedAt,
     config.shift_schedule === undefined ? undefined : (after) => nextBoundary(config.shift_schedule!, after)) };
   const shifts = new ShiftManager(config, new Map(loops.map((l) => [l.id, l])), handover, log, (u) => writeLastShift(config.state_dir, u),
     { keep: (s) => { if (!stopAsked) { keepRunningShift(config.state_dir, s, defaults); keptHere = true; } }, forget: () => forgetRunningShift(config.state_dir, log) }, resume);
   // Scheduled rotation: a shift with the configured defaults at every boundary, like a restart.
   const schedule = config.shift_schedule === undefined ? undefined
-    : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log);
+    : new ShiftSchedule(config.shift_schedule, () => shifts.begin(planShift(config, config.uid, config.gid)), log,
+      // A shift resumed: a boundary after the check that let it go on is due at once (r3).
+      resume && resume.whyNot === '' ? resumedAt.wallMs : undefined);
   // Optional Prometheus endpoint, read from the detector loops when scraped.
   const metrics = config.metrics_address === undefined ? undefined
     : new FurkadMetrics(loops, () => handover.pending, { address: config.metrics_address, port: config.metrics_port }, log);

@@ -67,11 +67,17 @@ const CHECK_EVERY_MS = 1000;
 export class ShiftSchedule implements Component {
   #timer: NodeJS.Timeout | undefined;
   #next: Date | undefined;
+  #planned = false;
+  /** The wall clock when `next` was last planned: a clock found earlier than this went back (#check). */
+  #lookedAt = 0;
+  /** The boundary fired last (ms since the epoch): a clock gone back never plans one before it again. */
+  #fired = -Infinity;
   /** Raised whenever `next` changes. */
   readonly nextChanged = new Topic();
   readonly name = 'shift schedule';
 
-  constructor(readonly expression: string, private readonly rotate: () => Promise<void>, private readonly log: Logger) {}
+  /** `from`: plan from this moment (wall clock, ms) instead of the start, if earlier (a resumed shift's check). */
+  constructor(readonly expression: string, private readonly rotate: () => Promise<void>, private readonly log: Logger, private readonly from?: number) {}
 
   /** The next scheduled shift change. */
   get next(): Date | undefined {
@@ -87,7 +93,9 @@ export class ShiftSchedule implements Component {
    * normalises the expression (scheduleProblem, nextBoundary).
    */
   start(): void {
-    this.#plan(new Date()); // wall clock: the schedule is in times of day
+    const now = Date.now(); // wall clock: the schedule is in times of day
+    // From the moment a crashed furkad's shift was found to go on (main.ts), if one was: a boundary since is due now.
+    this.#plan(Math.min(this.from ?? now, now), now);
     this.#arm();
   }
 
@@ -109,16 +117,29 @@ export class ShiftSchedule implements Component {
     const due = this.#next;
     if (due && now >= due.getTime()) {
       // One shift however many boundaries a step of the clock (or a stalled process) passed; the next is the first
-      // after now. A step back does not bring a boundary fired already back: the next stays the one planned.
-      this.#plan(new Date(Math.max(now, due.getTime())));
+      // after now. A step back does not bring a boundary fired already back.
+      this.#fired = due.getTime();
+      this.#plan(Math.max(now, due.getTime()), now);
       this.log.info({ schedule: this.expression, boundary: due.toISOString(), late_ms: now - due.getTime() }, 'scheduled shift change');
-      this.rotate().catch((e: unknown) => this.log.error({ err: e }, 'scheduled shift change failed'));
+      // A rotation that throws before it is a promise (planShift refusing the defaults) is said like one that
+      // fails later: the shift running goes on, and so does furkad (an uncaught throw here ended it).
+      Promise.resolve().then(() => this.rotate()).catch((e: unknown) => this.log.error({ err: e }, 'scheduled shift change failed: the running shift goes on'));
+    } else if (now < this.#lookedAt) {
+      // The clock went back past the moment the plan was made (it was ahead: an RTC read in the wrong zone, a date -s
+      // corrected): the boundaries from now to the one planned would be skipped. Planned again from now, never from
+      // before the boundary fired last, which does not come twice (found by reviewer r3).
+      this.#plan(Math.max(now, this.#fired), now);
     }
     this.#arm();
   }
 
-  #plan(after: Date): void {
-    this.#next = nextBoundary(this.expression, after);
+  /** Plans the first boundary after `afterMs`; `lookedAt`: the wall clock then, to notice it going back. */
+  #plan(afterMs: number, lookedAt: number): void {
+    this.#lookedAt = lookedAt;
+    const next = nextBoundary(this.expression, new Date(afterMs));
+    if (next?.getTime() === this.#next?.getTime() && this.#planned) return;
+    this.#planned = true;
+    this.#next = next;
     this.log.info({ next: this.#next?.toISOString() ?? 'never' }, 'next scheduled shift change');
     this.nextChanged.emit();
   }

@@ -3,7 +3,7 @@
 import { strict as assert } from 'node:assert';
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-import { existsSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, rmSync } from 'node:fs';
 import * as path from 'node:path';
 import type * as dbus from 'dbus-next';
 import { PPUCTL_BIN, Ppu, tempDir } from '../fixtures/ppu.js';
@@ -49,6 +49,20 @@ describe('scheduled shift rotation', function () {
     writeImage(ppu.detectorRamdisks['1MF']!, 'after/one.cbf', 1000);
     await eventually(() => existsSync(path.join(ppu.storageRoot, 'internal/1mf/1200_1201/after/one.cbf')) ||
       existsSync(path.join(ppu.ppuRamdisk, '1mf/1200_1201/after/one.cbf')), 30_000, 'a file in the scheduled shift');
+  });
+
+  it("keeps furkad and the running shift when a scheduled change is refused (the defaults' directory holds a .furkad-staging), and changes at the next boundary once it can (reviewer r3)", async () => {
+    const before = await prop<[bigint, number, number]>('Shift');
+    const planted = path.join(ppu.ppuRamdisk, '1mf', '1200_1201', '.furkad-staging');
+    mkdirSync(planted, { recursive: true });
+    try {
+      await ppu.furkad!.proc.said(/scheduled shift change failed: the running shift goes on/, 15_000);
+      assert.equal(ppu.furkad!.proc.child.exitCode, null, 'furkad runs on');
+      assert.deepEqual(await prop<[bigint, number, number]>('Shift'), before, 'the running shift goes on');
+    } finally {
+      rmSync(planted, { recursive: true, force: true });
+    }
+    await eventually(async () => (await prop<[bigint, number, number]>('Shift'))[0] > before[0], 15_000, 'the next boundary changes the shift');
   });
 
   it('ppuctl shift show and status name the next scheduled change', async () => {
@@ -109,5 +123,21 @@ describe("scheduled shift rotation across steps of the PPU's wall clock (ntpdate
     assert.equal(await prop<bigint>('NextShift'), next);
     const changes = ppu.furkad!.proc.output().split('\n').filter((l) => l.includes('"msg":"scheduled shift change"'));
     assert.equal(changes.length, 1, changes.join('\n'));
+  });
+
+  it('plans again when the clock, ahead when furkad started, is stepped back: the boundaries in between are not skipped (reviewer r3)', async () => {
+    // furkad (re)started while the clock is a minute ahead (an RTC read in the wrong zone, a date -s).
+    assert.equal(await ppu.furkad!.proc.stop(30_000), 0);
+    step(60);
+    await ppu.startFurkad();
+    await eventually(async () => (await prop<bigint>('NextShift')) > furkadNowUs(), 5_000, 'planned from the clock ahead');
+    const ahead = await prop<[bigint, number, number]>('Shift');
+    // Corrected by ntpdate: the next change is the first boundary after the right time, not a minute later.
+    step(-60);
+    await eventually(async () => {
+      const left = (await prop<bigint>('NextShift')) - furkadNowUs();
+      return left > 0n && left <= 20_000_000n;
+    }, 5_000, 'the next boundary within 20 s of the corrected clock');
+    await eventually(async () => (await prop<[bigint, number, number]>('Shift'))[0] !== ahead[0], 25_000, 'a scheduled shift at that boundary');
   });
 });
