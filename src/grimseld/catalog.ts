@@ -80,7 +80,7 @@ export class Catalog {
   readonly #markTargets = new Map<string, string>();
 
   /**
-   * Storages the journal knows (a disk mark, copies, counts) that the configuration no longer names, each with how many of the
+   * Storages the journal knows (a disk mark, copies) that the configuration no longer names, each with how many of the
    * files held at the replay are not known to have a copy there (its copied lines go at the first compaction
    * without it) (replay; said once at start, main.ts).
    */
@@ -112,7 +112,7 @@ export class Catalog {
   }
 
   /**
-   * Storages the journal knows (a disk mark, copies, counts) that the configuration no longer names, with how many
+   * Storages the journal knows (a disk mark, copies) that the configuration no longer names, until the next compaction, with how many
    * of the files held at the replay are not known to have a copy there: no copy goes there now, and the status
    * has no row for them.
    */
@@ -221,9 +221,9 @@ export class Catalog {
       }
     }
     // Counted before the records done on every configured storage are let go below.
-    // Known by its disk's mark, its copies, or the counts of the shifts it had (a storage without a mountpoint has no mark).
+    // Known by its disk's mark or its copies (a storage without a mountpoint has no mark). Neither outlives the next
+    // compaction (snapshot), so a storage retired for good is said at the starts before it only (reviewer r3).
     const known = new Set([...this.#marks.keys(), ...copiedOnGone.keys()]);
-    for (const perStorage of this.#settled.values()) for (const st of perStorage.keys()) known.add(st);
     this.#unconfigured = [...known].filter((st) => !this.#index.has(st)).map((storage) => {
       const copied = copiedOnGone.get(storage);
       let uncopied = 0;
@@ -579,6 +579,8 @@ export class Catalog {
       yield { t: 'shift', u: String(u), uid, gid, ...(perStorage ? { counts: Object.fromEntries(perStorage) } : {}) };
     }
     for (const [s, mark] of this.#marks) {
+      // A storage no longer configured is forgotten: configured again, its disk's mark is taken as found (storage-marks.ts).
+      if (!this.#index.has(s)) continue;
       const target = this.#markTargets.get(s);
       yield { t: 'mark', s, mark, ...(target === undefined ? {} : { target }) };
     }

@@ -269,6 +269,16 @@ describe('journal and catalog (G12)', () => {
     assert.deepEqual(b.catalog.unconfigured, [{ storage: 'extra', uncopied: 2 }]);
     assert.equal(b.book.query(-1).map((r) => r[3]).join(), 'internal', 'its row left the status');
     await b.journal.close();
+    // Said at the starts before the next compaction only: a storage retired for good is not said for ever.
+    const snap = path.join(dir, 'compacted');
+    mkdirSync(snap);
+    writeFileSync(path.join(snap, 'journal.jsonl'), readFileSync(path.join(dir, 'journal.jsonl')));
+    const k = await openCatalog(snap, ['internal']);
+    await k.journal.compact(() => k.catalog.snapshot());
+    await k.journal.close();
+    const k2 = await openCatalog(snap, ['internal']);
+    assert.deepEqual(k2.catalog.unconfigured, [], 'forgotten once compacted');
+    await k2.journal.close();
     // Restored while grimseld still holds them (their ramdisk originals not cleaned up): copied there (f2 again).
     const c = await openCatalog(dir);
     assert.deepEqual(c.catalog.unconfigured, []);
