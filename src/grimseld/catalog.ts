@@ -178,9 +178,12 @@ export class Catalog {
         case 'failed': {
           const rec = this.#files.get(r.id);
           const i = this.#index.get(r.s);
-          if (i === undefined) onGone(r.s);
-          if (rec && i === undefined && r.t === 'copied') onGone(r.s).add(r.id);
-          if (!rec || i === undefined) break;
+          if (i === undefined) {
+            const copied = onGone(r.s);
+            if (rec && r.t === 'copied') copied.add(r.id);
+            break;
+          }
+          if (!rec) break;
           this.#files.setStates(rec, withState(rec.states, i, r.t, r.t === 'failed' ? r.permanent : r.verified === true));
           if (r.t === 'copied' && r.rel !== undefined) this.#placeAs(rec, r.s, r.rel);
           break;
@@ -220,8 +223,8 @@ export class Catalog {
           break;
       }
     }
-    // Counted before the records done on every configured storage are let go below.
-    // Known by its disk's mark or its copies (a storage without a mountpoint has no mark). Neither outlives the next
+    // Counted before the records done on every configured storage are let go below. Known by its disk's mark or its
+    // copies (a storage without a mountpoint has no mark). Neither outlives the next
     // compaction (snapshot), so a storage retired for good is said at the starts before it only (reviewer r3).
     const known = new Set([...this.#marks.keys(), ...copiedOnGone.keys()]);
     this.#unconfigured = [...known].filter((st) => !this.#index.has(st)).map((storage) => {

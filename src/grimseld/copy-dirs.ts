@@ -4,7 +4,6 @@
 // directory of theirs for a link after it was opened changes nothing about where the copies go: the handle
 // is the directory, wherever it is now. The storage directories get their owners through the handle too.
 import { fchmodSync, fchownSync, fstatSync, lstatSync, mkdirSync, statSync, type Stats } from 'node:fs';
-import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { components, DirFd, type DirVisit } from '../common/dir-fd.js';
 import { walkNumbered, type NumberedDir } from '../common/numbered-dirs.js';
@@ -60,26 +59,6 @@ export function ownerVisit(ownerOf: DirOwnerOf, byOperator = false): DirVisit {
     fchownSync(dir.fd, 0, 0);
     if ((st.mode & 0o022) !== 0) fchmodSync(dir.fd, st.mode & 0o7755);
   };
-}
-
-/** How long intake waits for a storage target's stat (everyTargetRefuses): one that hangs (NFS) decides nothing. */
-const TARGET_LOOK_MS = 1000;
-
-/**
- * Whether every storage would refuse an operator's copy of user `uid`'s file straight into its target (the copier's
- * rule below: owners kept, and the target not that user's), so that intake refuses the AddFile at once. A target
- * missing, or not answering within a second, counts as not refusing: the file is taken, and its copies decide.
- */
-export async function everyTargetRefuses(storages: ReadonlyArray<{ id: string; target: string }>, keepsUid: (id: string) => boolean, uid: number): Promise<boolean> {
-  const refuses = await Promise.all(storages.map(async (s) => {
-    if (!keepsUid(s.id)) return false;
-    let timer: NodeJS.Timeout | undefined;
-    const late = new Promise<undefined>((resolve) => { timer = setTimeout(resolve, TARGET_LOOK_MS, undefined); });
-    const st = await Promise.race([stat(s.target).catch(() => undefined), late]);
-    clearTimeout(timer);
-    return st !== undefined && st.uid !== uid;
-  }));
-  return refuses.every(Boolean);
 }
 
 /** A source directory held for a batch, with the stats of the directories from the trusted root to it. */

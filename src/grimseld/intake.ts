@@ -1,6 +1,7 @@
 // Where files enter grimseld: furkad's deliveries and operators' additions (G2, G8). Checks first,
 // then journals, then queues: when a caller is answered, the files are grimseld's responsibility (G12).
 import type { Stats } from 'node:fs';
+import { stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { DirFd, UnsafePath } from '../common/dir-fd.js';
 import { hasControl, isSafeRelative, splitMarked, unmark } from '../common/paths.js';
@@ -12,6 +13,8 @@ import type { DeliveredFile } from '../dbus/intake-interface.js';
 import { untagged } from '../common/checksum.js';
 import { NotReadable, statAsCaller, type Caller } from './caller-access.js';
 import type { StateDirRoom } from './state-room.js';
+import { answers } from './mount-watch.js';
+import { probedAt, type StorageInfo } from './storage-info.js';
 
 /** How many added paths are checked at once. */
 const INSPECT_AT_ONCE = 64;
@@ -86,6 +89,23 @@ async function inspect(p: string, rootOf: RootOf, caller?: Caller, needsOwnDir: 
 
 /** See Intake's `needsOwnDir`. */
 export type NeedsOwnDir = (uid: number) => Promise<boolean>;
+
+/**
+ * Whether every storage would refuse an operator's copy of user `uid`'s file straight into its target (the copier's
+ * rule: owners kept, and the target not that user's; copy-dirs.ts), so that the AddFile is refused at once. A target
+ * missing, or on a storage whose mount point does not answer (the probe the fill guards share, so that a hung NFS
+ * server holds one of libuv's threads, not one per AddFile), counts as not refusing: the file is taken, and its
+ * copies decide.
+ */
+export async function everyTargetRefuses(storages: ReadonlyArray<Pick<StorageInfo, 'id' | 'target' | 'mountpoint'>>, keepsUid: (id: string) => boolean,
+  uid: number): Promise<boolean> {
+  const refuses = await Promise.all(storages.map(async (s) => {
+    if (!keepsUid(s.id) || !(await answers(probedAt(s)))) return false;
+    const st = await stat(s.target).catch(() => undefined);
+    return st !== undefined && st.uid !== uid;
+  }));
+  return refuses.every(Boolean);
+}
 
 /** Errors of looking at a file that say nothing of the file: the look is tried again, not the file refused. */
 const TRANSIENT = new Set(['EMFILE', 'ENFILE', 'ENOMEM', 'EAGAIN', 'EINTR', 'EIO']);

@@ -6,7 +6,7 @@ import { chmodSync, chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, re
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { UnsafePath } from '../../src/common/dir-fd.js';
-import { everyTargetRefuses, HeldDirs, ownerVisit } from '../../src/grimseld/copy-dirs.js';
+import { HeldDirs, ownerVisit } from '../../src/grimseld/copy-dirs.js';
 
 describe('directories of a batch of copies (G3, G4)', () => {
   let root: string;
@@ -93,21 +93,6 @@ describe('directories of a batch of copies (G3, G4)', () => {
     assert.deepEqual(owner('1mf/500_501/run'), [500, 501, '755'], 'found already the shift\'s: kept');
     symlinkSync(root, path.join(base, 'l'));
     assert.throws(() => new HeldDirs(false).storage(base, 'l/x', ownerVisit(() => undefined)), /symbolic link/);
-  });
-
-  it("refuses an operator's user file straight into the targets only when every storage would (owners kept, the target not that user's; reviewer r3)", async () => {
-    const a = path.join(root, 'a');
-    const b = path.join(root, 'b');
-    mkdirSync(a);
-    mkdirSync(b);
-    const storages = [{ id: 'a', target: a }, { id: 'b', target: b }];
-    const keeps = (): boolean => true;
-    assert.equal(await everyTargetRefuses(storages, keeps, 1002), true, "both root's, owners kept: refused");
-    chownSync(b, 1002, 1002);
-    assert.equal(await everyTargetRefuses(storages, keeps, 1002), false, "b is the user's own disk: taken, its copy goes there");
-    assert.equal(await everyTargetRefuses(storages, keeps, 1003), true, "another user's file: refused");
-    assert.equal(await everyTargetRefuses(storages, (id) => id === 'b', 1003), false, 'a keeps no owners: taken');
-    assert.equal(await everyTargetRefuses([{ id: 'c', target: path.join(root, 'missing') }], keeps, 1002), false, 'a target missing decides nothing');
   });
 
   it('tells the stats of the source directories from the trusted root up', () => {

@@ -1,11 +1,11 @@
 // What grimseld takes at the door (G8): a checked path gives the file's real path and the part to replicate,
 // and a path that names no file is refused by name before anything is stored.
 import { strict as assert } from 'node:assert';
-import { mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { chownSync, mkdirSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
-import { checkMarkedPath, Intake, RejectedPath } from '../../src/grimseld/intake.js';
+import { checkMarkedPath, everyTargetRefuses, Intake, RejectedPath } from '../../src/grimseld/intake.js';
 import type { Catalog, NewFile } from '../../src/grimseld/catalog.js';
 import type { Dispatcher } from '../../src/grimseld/dispatcher.js';
 import type { Logger } from '../../src/common/logger.js';
@@ -150,5 +150,26 @@ describe('a delivered file looked at as the copier reads it (G2, G3, docs/threat
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe("an operator's user file with nothing of its path replicated (G3, G8)", () => {
+  let root: string;
+  beforeEach(() => { root = mkdtempSync(path.join(os.tmpdir(), 'targets-')); });
+  afterEach(() => rmSync(root, { recursive: true, force: true }));
+
+  it("refuses an operator's user file straight into the targets only when every storage would (owners kept, the target not that user's; reviewer r3)", async () => {
+    const a = path.join(root, 'a');
+    const b = path.join(root, 'b');
+    mkdirSync(a);
+    mkdirSync(b);
+    const storages = [{ id: 'a', target: a, mountpoint: undefined }, { id: 'b', target: b, mountpoint: undefined }];
+    const keeps = (): boolean => true;
+    assert.equal(await everyTargetRefuses(storages, keeps, 1002), true, "both root's, owners kept: refused");
+    chownSync(b, 1002, 1002);
+    assert.equal(await everyTargetRefuses(storages, keeps, 1002), false, "b is the user's own disk: taken, its copy goes there");
+    assert.equal(await everyTargetRefuses(storages, keeps, 1003), true, "another user's file: refused");
+    assert.equal(await everyTargetRefuses(storages, (id) => id === 'b', 1003), false, 'a keeps no owners: taken');
+    assert.equal(await everyTargetRefuses([{ id: 'c', target: path.join(root, 'missing'), mountpoint: undefined }], keeps, 1002), false, 'a target missing decides nothing');
   });
 });
