@@ -8,13 +8,16 @@
 //
 // The sweep removes only what such a link is: a symbolic link named N that reads `${to}/N` (or the numbered
 // name its copy got there), whose copy belongs to an earlier shift than the current one (its provenance, I3,
-// the shift furkad delivered it in) or, where the copy records none, that was made before the current shift
-// started (its ctime, which no user can set). So a later shift of the same user, writing into the same
-// directory, keeps its own links, and a user's own links (anything else) are left alone (G2). The directory is
-// reached from the root without following links (common/dir-fd.ts); removing a link loses no data: its copy
-// stays. The check and the unlink follow each other at once, without giving way to other work: the user may
-// rename a file of theirs over the name in between, a window of microseconds (docs/threat-model.md).
-import { closeSync, constants, fstatSync, readlinkSync } from 'node:fs';
+// the shift furkad delivered it in) or, where the copy records none, whose own mtime, which the guard sets to
+// its shift's start, is before the current shift's start. Not its ctime: the wall clock may have been stepped
+// back since the current shift began, and its links would look older than it. The link's owner can set its
+// mtime (`touch -h`), and so keep or lose only links of their own, as they can remove or make them anyway. So a
+// later shift of the same user, writing into the same directory, keeps its own links, and a user's own links
+// (anything else) are left alone (G2). The directory is reached from the root without following links
+// (common/dir-fd.ts); removing a link loses no data: its copy stays. The check and the unlink follow each other
+// at once, without giving way to other work: the user may rename a file of theirs over the name in between, a
+// window of microseconds (docs/threat-model.md).
+import { closeSync, constants, fstatSync, readlinkSync, type BigIntStats } from 'node:fs';
 import { opendir } from 'node:fs/promises';
 import { readProvenance } from '../common/provenance.js';
 import * as path from 'node:path';
@@ -83,6 +86,20 @@ export function isGuardLink(d: LinkDir, name: string, text: string): boolean {
   return n !== null && numberedName(name, Number(n[1])) === base;
 }
 
+/** Shift start `u` (µs since the epoch) as the seconds a fill guard's link gets for its own mtime (reclaimer.ts). */
+export function shiftSeconds(u: bigint): number {
+  return Number(u) / 1e6;
+}
+
+/**
+ * The shift start (µs) a fill guard's link was given as its own mtime (shiftSeconds): to the nearest µs, which the
+ * seconds passed as a double (some 0.2 µs apart at today's dates) still tell apart. A link made by a release
+ * before that has the time it was made, as its ctime says.
+ */
+function linkShift(st: BigIntStats): bigint {
+  return (st.mtimeNs + 500n) / 1000n;
+}
+
 /**
  * Removes the fill guards' links in `d` (below `root`) made before `beforeUs` (µs since the epoch); returns how
  * many. A directory that is gone, or that a user replaced by a link or a file, has nothing of ours left to
@@ -100,14 +117,13 @@ export async function sweepLinkDir(root: string, d: LinkDir, beforeUs: bigint, c
   } finally {
     top.close();
   }
-  const before = Number(beforeUs) / 1000;
   let removed = 0;
   try {
     // Iterated in batches: a directory of 100 000 links does not hold up grimseld's event loop.
     for await (const e of await opendir(`/proc/self/fd/${dir.fd}`)) {
       if (!e.isSymbolicLink()) continue;
       const at = dir.at(e.name) as string;
-      const st = dir.lstat(e.name);
+      const st = dir.lstatBig(e.name);
       if (!st?.isSymbolicLink()) continue;
       let text: string;
       try {
@@ -116,9 +132,8 @@ export async function sweepLinkDir(root: string, d: LinkDir, beforeUs: bigint, c
         continue;
       }
       if (!isGuardLink(d, e.name, text)) continue;
-      // Whose the copy is, as it says (the link's ctime where it says nothing): never a link of the current shift.
-      const shift = copyShift(text, copyRoots);
-      if (shift !== undefined ? shift >= beforeUs : st.ctimeMs >= before) continue;
+      // Whose the copy is, as it says, or else as the link's own mtime says: never a link of the current shift.
+      if ((copyShift(text, copyRoots) ?? linkShift(st)) >= beforeUs) continue;
       try {
         dir.unlink(e.name);
         removed++;

@@ -10,11 +10,11 @@
 import { randomBytes } from 'node:crypto';
 import { linkTempName, type TempKey } from './temp-names.js';
 import { fsync } from 'node:fs';
-import { lstat, readlink, rename, symlink, unlink, lchown } from 'node:fs/promises';
+import { lstat, lutimes, readlink, rename, symlink, unlink, lchown } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { DirFd } from '../common/dir-fd.js';
-import { LinkSweeper } from './link-dirs.js';
+import { LinkSweeper, shiftSeconds } from './link-dirs.js';
 import { EmptiedDirs } from './emptied-dirs.js';
 import { dirsOf } from '../common/paths.js';
 import { sameFile } from './copier.js';
@@ -740,6 +740,9 @@ export class Reclaimer {
         // is ever touched here (symlink, lchown and rename never follow a final link).
         await symlink(copy, dir.at(tmp));
         try {
+          // The link's own mtime is its shift's start: what the sweep at the shift's end goes by where the copy
+          // records no shift (link-dirs.ts), whatever steps the wall clock took since (a ctime would not do).
+          await lutimes(dir.at(tmp), shiftSeconds(rec.usertime), shiftSeconds(rec.usertime));
           await lchown(dir.at(tmp), owner.uid, owner.gid);
           await rename(dir.at(tmp), dir.at(name)); // atomic: readers see the file or the link, never nothing
         } catch (e) {

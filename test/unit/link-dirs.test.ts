@@ -1,12 +1,12 @@
 // Which links the shift-change clean-up takes for a fill guard's (G5, G6; link-dirs.ts): only those that read
 // exactly as one of its own would, so that a user's own links stay (G2).
 import { strict as assert } from 'node:assert';
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lutimesSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
-import { isGuardLink, LinkSweeper, type LinkDir } from '../../src/grimseld/link-dirs.js';
+import { isGuardLink, LinkSweeper, shiftSeconds, type LinkDir } from '../../src/grimseld/link-dirs.js';
 import { Journal } from '../../src/grimseld/journal.js';
 import { Catalog } from '../../src/grimseld/catalog.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
@@ -99,6 +99,26 @@ describe("the sweep of an ended shift's links (G5)", () => {
     for (const end = Date.now() + 3000; catalog.linkDirsBefore(u2).length > 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
     await sweeper.stop();
     assert.deepEqual(readdirSync(path.join(root, 'ramdisk', 'run')).sort(), ['current.cbf', 'g7-current.cbf'], "the ended shift's links gone, the current one's kept");
+  });
+
+  it("where the copy records no shift, goes by the link's own mtime (its shift's start, as the guard sets it), not by the clock: the current shift's links stay after the clock was stepped back", async () => {
+    const now = BigInt(Date.now()) * 1000n;
+    // The current shift began an hour ahead of the clock as it reads now (stepped back since): every link made
+    // since is older by its ctime than the shift's start. The shifts' starts have µs digits, as StartShift's do.
+    const u1 = now - 7_200_000_123n;
+    const u2 = now + 3_600_000_457n;
+    const { catalog, sweeper } = await world(u1, u2);
+    const run = path.join(root, 'ramdisk', 'run');
+    for (const [name, shift] of [['old.cbf', u1], ['a-µs-before.cbf', u2 - 1n], ['current.cbf', u2], ['current-too.cbf', u2 + 1n]] as const) {
+      // A storage without extended attributes: the copy says nothing of its shift.
+      writeFileSync(path.join(root, 'internal', 'run', name), name);
+      symlinkSync(path.join(root, 'internal', 'run', name), path.join(run, name));
+      lutimesSync(path.join(run, name), shiftSeconds(shift), shiftSeconds(shift));
+    }
+    sweeper.sweep(u2);
+    for (const end = Date.now() + 3000; catalog.linkDirsBefore(u2).length > 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
+    await sweeper.stop();
+    assert.deepEqual(readdirSync(run).sort(), ['current-too.cbf', 'current.cbf'], "the ended shifts' links gone (to the µs), the current one's kept");
   });
 
   it('waits out its pause after a failure however often the clean-up asks (one DEL_ERROR per try)', async () => {

@@ -136,11 +136,15 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
   it('replaces the original by a link in the directory it checked (G6)', async function () {
     if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
     const { catalog, reclaimer, recs } = await world(1, true, 1);
+    const shift = recs[0]!.usertime;
     swapWhenCopyLooked(catalog, 2); // the first asks for the link's text
     await runUntil(reclaimer, () => !catalog.isLive(recs[0]!), 5000); // linked, and so settled
     assert.deepEqual(harmed(1), [], 'the victim\'s file is not replaced by a link');
     assert.ok(lstatSync(path.join(`${run}.real`, 'g_000')).isSymbolicLink(), 'the original is replaced where it was');
     assert.equal(readFileSync(path.join(`${run}.real`, 'g_000'), 'utf8'), 'user frame 0');
+    // The link's own mtime is its shift's start, to the µs: what the sweep at the shift's end goes by (link-dirs.ts).
+    const linked = lstatSync(path.join(`${run}.real`, 'g_000'), { bigint: true });
+    assert.equal((linked.mtimeNs + 500n) / 1000n, shift, "the link's mtime is its shift's start");
   });
 
   it('removes the temp link a grimseld killed between symlink and rename left, when it links the file again or deletes it (G6, G5, G12)', async function () {
