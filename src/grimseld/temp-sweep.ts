@@ -12,7 +12,7 @@ import { answers } from './mount-watch.js';
 import type { CopyReport } from './copy-job.js';
 import type { CopyEvents } from './dispatcher.js';
 import { probedAt, type StorageInfo } from './storage-info.js';
-import { isOwnTemp, isUnkeyedTemp, type TempKey } from './temp-names.js';
+import { isOwnTemp, isOwnTempOf, isUnkeyedTemp, type TempKey } from './temp-names.js';
 
 /** Directories remembered because a copy failed there; more are not kept (the roots are always swept). */
 const MAX_SUSPECTS = 4096;
@@ -26,8 +26,10 @@ const MAX_NAMED = 4096;
  * for ever, most visibly in a storage's root (files added without `./` land there). This sweeps, at start and
  * then periodically, each storage's root and every directory where a copy failed since, removing temp files
  * nothing has changed for `maxAgeMs`: a copy in progress changes its temp file with every chunk, so only
- * the flush of a batch (seconds) stands between its last change and its rename. Never recursive: a storage
- * tree holds every shift's files, and walking it would cost the disks more than any leftover. Only names
+ * the flush of a batch (seconds) stands between its last change and its rename, and a temp file of a name being
+ * copied now is left whatever its age says (the wall clock may have been stepped forward, an NFS server may
+ * stall). Never recursive: a storage tree holds every shift's files, and walking it would cost the disks more
+ * than any leftover. Only names
  * made with grimseld's key are removed (temp-names.ts): a user's file of any name, copied there, never is.
  */
 /** A directory to sweep: a storage's target and the path below it ('' for the target itself). */
@@ -45,6 +47,9 @@ export class TempSweeper {
   /** Unkeyed temp names (temp-names.ts) already named in the log, by full path. */
   readonly #named = new Set<string>();
 
+  /** The final names of the copies handed to a writer and not reported yet, with how many of each. */
+  readonly #copying = new Map<string, number>();
+
   /** Notes, from `copies`, the directory of every failed copy for the next sweep; removes only names made with `key`. */
   constructor(
     private readonly storages: StorageInfo[],
@@ -55,7 +60,27 @@ export class TempSweeper {
     private readonly now: () => number = Date.now, // wall clock: compared with file ctimes
   ) {
     this.#targets = new Map(storages.map((s) => [s.id, s.target]));
-    copies.onCopy({ reported: (r) => this.#failedIn(r) });
+    copies.onCopy({
+      taken: (job) => this.#copying.set(path.basename(job.dest), (this.#copying.get(path.basename(job.dest)) ?? 0) + 1),
+      reported: (r) => {
+        const name = path.basename(r.job.dest);
+        const n = this.#copying.get(name) ?? 0;
+        if (n > 1) this.#copying.set(name, n - 1);
+        else this.#copying.delete(name);
+        this.#failedIn(r);
+      },
+    });
+  }
+
+  /**
+   * Whether temp name `entry` may be a running copy's: one of a final name being copied now. Such a file is left
+   * whatever its age says: a copy's writes keep its ctime young by the wall clock only while that clock is not
+   * stepped forward (by more than `maxAgeMs`: then every running copy's temp file looked stale, and its removal
+   * failed the copy at its rename).
+   */
+  #running(entry: string): boolean {
+    for (const name of this.#copying.keys()) if (isOwnTempOf(this.key, entry, name)) return true;
+    return false;
   }
 
   #failedIn(r: CopyReport): void {
@@ -138,7 +163,7 @@ export class TempSweeper {
           }
           // ctime, not mtime: the copier gives its temp file the source's mtime, however old. Against the wall
           // clock, as the kernel's ctime is.
-          if (this.now() - st.ctimeMs < this.maxAgeMs) {
+          if (this.now() - st.ctimeMs < this.maxAgeMs || this.#running(name)) {
             left = true;
             continue;
           }

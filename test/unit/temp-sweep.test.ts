@@ -49,6 +49,28 @@ describe('stale temp files on the storages (G3, G12)', () => {
     assert.deepEqual(await sweeper.sweep(), [path.join(run, temp)]);
   });
 
+  it('leaves the temp file of a copy still running however old the clock makes it look (a step forward), and removes it once that copy is reported', async () => {
+    const target = path.join(root, 'storage');
+    mkdirSync(target);
+    const key = randomBytes(32);
+    const running = tempName(key, 'slow.img');
+    const stale = tempName(key, 'killed.img');
+    for (const n of [running, stale]) writeFileSync(path.join(target, n), 'part of a copy');
+    const storage: StorageInfo = { id: 'st', type: 'INTERNAL', target, mountpoint: undefined, writers: 1 };
+    let observed: CopyListener = {};
+    // The wall clock was stepped an hour forward since the copy last wrote its temp file.
+    const sweeper = new TempSweeper([storage], { onCopy: (l) => { observed = l; return () => undefined; } }, key, 60_000, silent, () => Date.now() + 3_600_000);
+    const job = { id: 1, storage: 'st', from: 'original' as const, src: '/r/slow.img', root: '/r', rel: 'slow.img', dest: path.join(target, 'slow.img'),
+      expect: { size: 1, mtimeMs: 1 }, sweep: false };
+    observed.taken!(job);
+    observed.taken!(job); // taken again (a retry) before the first one's report: still running after one report
+    assert.deepEqual(await sweeper.sweep(), [path.join(target, stale)], "only the killed copy's temp file");
+    observed.reported!({ job, dest: job.dest, outcome: new Error('failed') });
+    assert.deepEqual(await sweeper.sweep(), [], 'one of the two still runs');
+    observed.reported!({ job, dest: job.dest, outcome: new Error('failed') });
+    assert.deepEqual(await sweeper.sweep(), [path.join(target, running)], 'a leftover once no copy of that name runs');
+  });
+
   it("never removes a user's file named like a temp file, copied to the storage, while a stale temp file grimseld made goes (G12)", async () => {
     await prepareCopies();
     const ramdisk = path.join(root, 'ramdisk');
