@@ -1,14 +1,18 @@
 // Small state files that must survive a crash or a power cut whole: the old content or the new, never a mix.
-import { closeSync, constants, fsyncSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, constants, fsyncSync, futimesSync, openSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { open, rename, unlink } from 'node:fs/promises';
 import * as path from 'node:path';
 
-/** Writes `text` to `file`: a new file, flushed, renamed over the old one, the rename flushed. */
-export function writeDurably(file: string, text: string, mode = 0o644): void {
+/**
+ * Writes `text` to `file`: a new file, flushed, renamed over the old one, the rename flushed. With `mtime`, the file
+ * has that mtime from the moment it has its name.
+ */
+export function writeDurably(file: string, text: string, mode = 0o644, mtime?: Date): void {
   const tmp = `${file}.tmp`;
   const fd = openSync(tmp, 'w', mode);
   try {
     writeFileSync(fd, text); // all of it or an error: a bare write() may store a part (append-log.ts)
+    if (mtime) futimesSync(fd, new Date(), mtime);
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);

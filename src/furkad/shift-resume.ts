@@ -87,9 +87,10 @@ export function keepRunningShift(stateDir: string, shift: Shift, defaults: strin
   try {
     same = readFileSync(file, 'utf8') === text;
   } catch { /* none kept */ }
-  if (!same) writeDurably(file, text);
-  // Touched at once: a new file's mtime is the wall clock's, not the time since the boot.
-  touchRunningShift(stateDir);
+  // A new file has the time since the boot as its mtime from the start: a furkad killed right after its rename
+  // (before a touch) left a file whose wall-clock mtime read as a furkad that ended decades ago.
+  if (!same) writeDurably(file, text, 0o644, new Date(sinceBootMs()));
+  else touchRunningShift(stateDir);
 }
 
 /**
