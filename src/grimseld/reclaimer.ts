@@ -741,8 +741,9 @@ export class Reclaimer {
         await symlink(copy, dir.at(tmp));
         try {
           // The link's own mtime is its shift's start: what the sweep at the shift's end goes by where the copy
-          // records no shift (link-dirs.ts), whatever steps the wall clock took since (a ctime would not do).
-          await lutimes(dir.at(tmp), shiftSeconds(rec.usertime), shiftSeconds(rec.usertime));
+          // records no shift (link-dirs.ts), whatever steps the wall clock took since (a ctime would not do). A
+          // file system that cannot set a link's times keeps the time it was made, which serves but for a step.
+          await lutimes(dir.at(tmp), shiftSeconds(rec.usertime), shiftSeconds(rec.usertime)).catch(() => undefined);
           await lchown(dir.at(tmp), owner.uid, owner.gid);
           await rename(dir.at(tmp), dir.at(name)); // atomic: readers see the file or the link, never nothing
         } catch (e) {
