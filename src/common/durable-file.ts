@@ -12,7 +12,7 @@ export function writeDurably(file: string, text: string, mode = 0o644, mtime?: D
   const fd = openSync(tmp, 'w', mode);
   try {
     writeFileSync(fd, text); // all of it or an error: a bare write() may store a part (append-log.ts)
-    if (mtime) futimesSync(fd, new Date(), mtime);
+    if (mtime) futimesSync(fd, new Date(), mtime); // wall clock for the atime only (nothing reads it)
     fsyncSync(fd);
   } catch (e) {
     closeSync(fd);
