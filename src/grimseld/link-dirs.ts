@@ -86,18 +86,23 @@ export function isGuardLink(d: LinkDir, name: string, text: string): boolean {
   return n !== null && numberedName(name, Number(n[1])) === base;
 }
 
-/** Shift start `u` (µs since the epoch) as the seconds a fill guard's link gets for its own mtime (reclaimer.ts). */
+/**
+ * The mtime a fill guard's link gets (reclaimer.ts): shift start `u` (µs since the epoch) rounded up to a whole
+ * second. Whole seconds pass through libuv and the kernel exactly (a double of today's seconds with µs digits is
+ * cut down to the µs below about every other time), and every file system that holds links keeps them (ext4 with
+ * 128-byte inodes keeps whole seconds only). Rounded up, so that a link of the current shift never reads as
+ * older than its start; a link of a shift that ended within the same second reads as the current one's and stays.
+ */
 export function shiftSeconds(u: bigint): number {
-  return Number(u) / 1e6;
+  return Number((u + 999_999n) / 1_000_000n);
 }
 
 /**
- * The shift start (µs) a fill guard's link was given as its own mtime (shiftSeconds): to the nearest µs, which the
- * seconds passed as a double (some 0.2 µs apart at today's dates) still tell apart. A link made by a release
- * before that has the time it was made, as its ctime says.
+ * What a fill guard's link says of its shift (µs): its own mtime, shiftSeconds of its shift's start. A link made by
+ * a release before that has the time it was made.
  */
 function linkShift(st: BigIntStats): bigint {
-  return (st.mtimeNs + 500n) / 1000n;
+  return st.mtimeNs / 1000n;
 }
 
 /**

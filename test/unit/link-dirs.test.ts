@@ -1,7 +1,7 @@
 // Which links the shift-change clean-up takes for a fill guard's (G5, G6; link-dirs.ts): only those that read
 // exactly as one of its own would, so that a user's own links stay (G2).
 import { strict as assert } from 'node:assert';
-import { lutimesSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { lstatSync, lutimesSync, mkdirSync, mkdtempSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -109,16 +109,19 @@ describe("the sweep of an ended shift's links (G5)", () => {
     const u2 = now + 3_600_000_457n;
     const { catalog, sweeper } = await world(u1, u2);
     const run = path.join(root, 'ramdisk', 'run');
-    for (const [name, shift] of [['old.cbf', u1], ['a-µs-before.cbf', u2 - 1n], ['current.cbf', u2], ['current-too.cbf', u2 + 1n]] as const) {
+    for (const [name, shift] of [['old.cbf', u1], ['a-second-before.cbf', u2 - 1_000_000n], ['current.cbf', u2], ['current-too.cbf', u2 + 1n]] as const) {
       // A storage without extended attributes: the copy says nothing of its shift.
       writeFileSync(path.join(root, 'internal', 'run', name), name);
       symlinkSync(path.join(root, 'internal', 'run', name), path.join(run, name));
       lutimesSync(path.join(run, name), shiftSeconds(shift), shiftSeconds(shift));
     }
+    // Whole seconds, rounded up: the kernel keeps them as given, on any file system that holds links.
+    assert.equal(lstatSync(path.join(run, 'current.cbf'), { bigint: true }).mtimeNs, BigInt(shiftSeconds(u2)) * 1_000_000_000n);
+    assert.ok(BigInt(shiftSeconds(u2)) * 1_000_000n >= u2, 'never before its shift began');
     sweeper.sweep(u2);
     for (const end = Date.now() + 3000; catalog.linkDirsBefore(u2).length > 0 && Date.now() < end;) await new Promise((r) => setTimeout(r, 10));
     await sweeper.stop();
-    assert.deepEqual(readdirSync(run).sort(), ['current-too.cbf', 'current.cbf'], "the ended shifts' links gone (to the µs), the current one's kept");
+    assert.deepEqual(readdirSync(run).sort(), ['current-too.cbf', 'current.cbf'], "the ended shifts' links gone, the current one's kept");
   });
 
   it('waits out its pause after a failure however often the clean-up asks (one DEL_ERROR per try)', async () => {

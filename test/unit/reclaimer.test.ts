@@ -17,7 +17,7 @@ import { linkTempName } from '../../src/grimseld/temp-names.js';
 
 /** grimseld's temp-name key, as loadTempKey gives it. */
 const KEY = Buffer.alloc(32, 7);
-import { LinkSweeper } from '../../src/grimseld/link-dirs.js';
+import { LinkSweeper, shiftSeconds } from '../../src/grimseld/link-dirs.js';
 import { fillState } from '../../src/grimseld/mounts.js';
 import { flip } from '../fixtures/flip.js';
 
@@ -142,9 +142,10 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.deepEqual(harmed(1), [], 'the victim\'s file is not replaced by a link');
     assert.ok(lstatSync(path.join(`${run}.real`, 'g_000')).isSymbolicLink(), 'the original is replaced where it was');
     assert.equal(readFileSync(path.join(`${run}.real`, 'g_000'), 'utf8'), 'user frame 0');
-    // The link's own mtime is its shift's start, to the µs: what the sweep at the shift's end goes by (link-dirs.ts).
+    // The link's own mtime is its shift's start (the whole second at or after it): what the sweep at the shift's
+    // end goes by (link-dirs.ts).
     const linked = lstatSync(path.join(`${run}.real`, 'g_000'), { bigint: true });
-    assert.equal((linked.mtimeNs + 500n) / 1000n, shift, "the link's mtime is its shift's start");
+    assert.equal(linked.mtimeNs, BigInt(shiftSeconds(shift)) * 1_000_000_000n, "the link's mtime is its shift's start");
   });
 
   it('removes the temp link a grimseld killed between symlink and rename left, when it links the file again or deletes it (G6, G5, G12)', async function () {
