@@ -5,7 +5,7 @@
 // tier runs the scriptlet itself on one kept file, and the unit with its secrets.
 import { strict as assert } from 'node:assert';
 import { execFileSync, spawnSync } from 'node:child_process';
-import { chmodSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 
@@ -137,6 +137,34 @@ describe("the upgrade's %posttrans common", () => {
     assert.ok(calls.indexOf('daemon-reload') >= 0 && calls.indexOf('daemon-reload') < furkad, 'units reloaded before the start');
     assert.equal(stderr, '');
     assert.equal(markers, false, 'the marker directory is removed');
+  });
+
+  it('notes for the start after the upgrade every unit it stops that was running or starting, a crashed one waiting to restart among them (S6)', () => {
+    const body = /^%pre common\n([\s\S]*?)\n(?=%[a-z])/m.exec(SPEC())?.[1];
+    assert.ok(body, 'the spec has a %pre common');
+    const markers = path.join(dir, 'ppu-movers-upgrade');
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin);
+    // systemctl is-active as systemd answers it: the state, exit 0 only for active. furkad was SIGKILLed a moment
+    // ago and waits out RestartSec (activating, auto-restart); furka-agent is stopped; grimseld runs.
+    writeFileSync(path.join(bin, 'systemctl'), [
+      '#!/bin/sh',
+      'echo "$*" >> "$LOG"',
+      '[ "$1" = -q ] && shift',
+      'if [ "$1" = is-active ]; then',
+      '  case "$2" in furkad.service) echo activating; exit 3 ;; grimseld.service) echo active; exit 0 ;; *) echo inactive; exit 3 ;; esac',
+      'fi',
+      'exit 0',
+      '',
+    ].join('\n'));
+    chmodSync(path.join(bin, 'systemctl'), 0o755);
+    const log = path.join(dir, 'calls');
+    const r = spawnSync('sh', ['-c', body.split('/run/ppu-movers-upgrade').join(markers), 'pre', '2'], {
+      encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin`, LOG: log },
+    });
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readdirSync(markers).sort(), ['furkad', 'grimseld'], 'started again after the upgrade: the crashed furkad too');
+    assert.ok(readFileSync(log, 'utf8').split('\n').some((c) => c.startsWith('stop ') && c.includes('furkad.service')), 'all stopped for the upgrade');
   });
 
   it('starts only what ran before the upgrade, and names each unit that did not come up again', () => {
