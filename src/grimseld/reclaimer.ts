@@ -15,6 +15,7 @@ import * as path from 'node:path';
 import { promisify } from 'node:util';
 import { DirFd } from '../common/dir-fd.js';
 import { LinkSweeper, shiftSeconds } from './link-dirs.js';
+import { openLinkRoom, roomName } from './link-room.js';
 import { EmptiedDirs } from './emptied-dirs.js';
 import { dirsOf } from '../common/paths.js';
 import { sameFile } from './copier.js';
@@ -144,6 +145,8 @@ export class Reclaimer {
   #retryAt = 0;
   /** The fill guards' links of ended shifts, removed in the background (link-dirs.ts). */
   readonly #links: LinkSweeper;
+  /** Roots without a usable link room, and directories on another file system than theirs, as logged (link-room.ts). */
+  readonly #roomless = new SaidOnce();
   readonly #tempKey: TempKey;
   /**
    * Records whose link or deletion failed (by a fill guard or the clean-up): each skipped by both until `at`, its pause
@@ -733,23 +736,10 @@ export class Reclaimer {
         const owner = await this.#verify(rec, where, holder, dir, name);
         if (!owner) return false;
         const tmp = linkTempName(this.#tempKey, name, rec.id);
-        // A link of this name left by a grimseld killed before its rename goes first (else it would stay, and
-        // dangle once the copy it names is gone).
+        // A link of this name left by a grimseld of a release before the link room (link-room.ts), killed before
+        // its rename, goes first (else it would stay, and dangle once the copy it names is gone).
         await unlink(dir.at(tmp)).catch(() => {});
-        // The link's text is the copy's path; only the link itself, made and renamed in the held directory,
-        // is ever touched here (symlink, lchown and rename never follow a final link).
-        await symlink(copy, dir.at(tmp));
-        try {
-          // The link's own mtime is its shift's start: what the sweep at the shift's end goes by where the copy
-          // records no shift (link-dirs.ts), whatever steps the wall clock took since (a ctime would not do). A
-          // file system that cannot set a link's times keeps the time it was made, which serves but for a step.
-          await lutimes(dir.at(tmp), shiftSeconds(rec.usertime), shiftSeconds(rec.usertime)).catch(() => undefined);
-          await lchown(dir.at(tmp), owner.uid, owner.gid);
-          await rename(dir.at(tmp), dir.at(name)); // atomic: readers see the file or the link, never nothing
-        } catch (e) {
-          await unlink(dir.at(tmp)).catch(() => {});
-          throw e;
-        }
+        await this.#makeLink(copy, place.root, rec, owner, dir, name, tmp);
         return true;
       });
       if (done) await this.catalog.setOrigin(rec, where, 'linked');
@@ -760,6 +750,47 @@ export class Reclaimer {
       if (await this.#copyToBeMadeAgain(rec, where)) return false;
       this.messages.publish('LINK_ERROR', file, `cannot replace ${file} by a link to ${copy}: ${(e as Error).message}`);
       return false;
+    }
+  }
+
+  /**
+   * Replaces entry `name` of the held `dir` by a link reading `copy`, owned as `owner` and with its shift's start as
+   * its mtime (link-dirs.ts), made and given both in the link room below `root` (link-room.ts) and renamed into
+   * place: atomic, readers see the file or the link, never nothing. Only where the room cannot be had or is on
+   * another file system than `dir` (a mount below the root) is the link made in `dir` under `tmp`, and then
+   * neither owned nor timed: either, asked for a name in a directory the user may write in, could be turned on a
+   * hard link to another file of theirs put in its place.
+   */
+  async #makeLink(copy: string, root: string, rec: FileRecord, owner: { uid: number; gid: number }, dir: DirFd, name: string, tmp: string): Promise<void> {
+    let room: DirFd | undefined;
+    try {
+      room = openLinkRoom(root);
+    } catch (e) {
+      if (this.#roomless.due(root)) this.log.warn({ root, err: (e as Error).message }, 'fill guard links are made where the originals are, owned by root, with the time they are made');
+    }
+    if (room) {
+      const made = room.at(roomName(rec.id));
+      try {
+        await symlink(copy, made);
+        // A file system that cannot set a link's times keeps the time it was made, which serves but for a step.
+        await lutimes(made, shiftSeconds(rec.usertime), shiftSeconds(rec.usertime)).catch(() => undefined);
+        await lchown(made, owner.uid, owner.gid);
+        await rename(made, dir.at(name));
+        return;
+      } catch (e) {
+        await unlink(made).catch(() => {});
+        if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
+        if (this.#roomless.due(dir.show())) this.log.warn({ dir: dir.show(), room: room.show() }, 'fill guard links in this directory, on another file system than their link room, are made there, owned by root, with the time they are made');
+      } finally {
+        room.close();
+      }
+    }
+    await symlink(copy, dir.at(tmp));
+    try {
+      await rename(dir.at(tmp), dir.at(name));
+    } catch (e) {
+      await unlink(dir.at(tmp)).catch(() => {});
+      throw e;
     }
   }
 

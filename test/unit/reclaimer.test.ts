@@ -3,7 +3,7 @@
 // through a link the user put in its place meanwhile. The swaps come at a known step (while the copy is
 // checked, after the original was) and from the issue's loop.
 import { strict as assert } from 'node:assert';
-import { existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, writeFileSync, unlinkSync } from 'node:fs';
+import { chownSync, existsSync, lstatSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, statSync, symlinkSync, utimesSync, watch, writeFileSync, unlinkSync } from 'node:fs';
 import { execFileSync } from 'node:child_process';
 import * as os from 'node:os';
 import * as path from 'node:path';
@@ -14,6 +14,7 @@ import type { StorageInfo } from '../../src/grimseld/storage-info.js';
 import { MessageHub, type Message } from '../../src/grimseld/messages.js';
 import { Reclaimer, type ReclaimSettings } from '../../src/grimseld/reclaimer.js';
 import { linkTempName } from '../../src/grimseld/temp-names.js';
+import { LINK_ROOM } from '../../src/grimseld/link-room.js';
 
 /** grimseld's temp-name key, as loadTempKey gives it. */
 const KEY = Buffer.alloc(32, 7);
@@ -146,6 +147,56 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     // end goes by (link-dirs.ts).
     const linked = lstatSync(path.join(`${run}.real`, 'g_000'), { bigint: true });
     assert.equal(linked.mtimeNs, BigInt(shiftSeconds(shift)) * 1_000_000_000n, "the link's mtime is its shift's start");
+  });
+
+  it("makes each link in its own room, owned and timed there, so that nothing but the original's name shows in the user's directory (G6, docs/threat-model.md)", async function () {
+    if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
+    const { catalog, reclaimer, recs } = await world(3, true, 1);
+    const srcs = recs.map((r) => r.src);
+    for (const f of srcs) chownSync(f, 1500, 1501);
+    // Left in the room by a grimseld killed mid-link: removed before the first link of this one.
+    mkdirSync(path.join(ramdisk, LINK_ROOM), { mode: 0o700 });
+    symlinkSync('/nowhere', path.join(ramdisk, LINK_ROOM, '7.0123456789ab'));
+    const seen = new Set<string>();
+    // Before 2026-12-06 each link was made under a temp name here and chowned by that name: the user could rename
+    // a hard link of another file of theirs over it first, and root gave that file to them (reviewer r4).
+    const watcher = watch(run, (_e, name) => { if (name) seen.add(String(name)); });
+    try {
+      await runUntil(reclaimer, () => recs.every((r) => !catalog.isLive(r)), 5000);
+      await new Promise((r) => setTimeout(r, 200)); // the last events
+    } finally {
+      watcher.close();
+    }
+    for (const f of srcs) {
+      const st = lstatSync(f, { bigint: true });
+      assert.ok(st.isSymbolicLink(), `${f} linked`);
+      assert.deepEqual([st.uid, st.gid, st.mtimeNs], [1500n, 1501n, BigInt(shiftSeconds(1n)) * 1_000_000_000n], "the original's owner, its shift's start");
+    }
+    assert.deepEqual([...seen].sort(), ['g_000', 'g_001', 'g_002'], "no other name in the user's directory");
+    assert.equal(statSync(path.join(ramdisk, LINK_ROOM)).mode & 0o777, 0o700);
+    assert.deepEqual(readdirSync(path.join(ramdisk, LINK_ROOM)), [], 'the room empty, the killed one\'s leftover too');
+  });
+
+  it("makes the link where the original is, neither owned nor timed, where its directory is on another file system than the room (G6)", async function () {
+    if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
+    const below = path.join(ramdisk, '1mf/u');
+    rmSync(below, { recursive: true });
+    mkdirSync(below);
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'reclaimer-below', below]);
+    try {
+      mkdirSync(run);
+      const { catalog, reclaimer, recs } = await world(1, true, 1);
+      const src = recs[0]!.src;
+      chownSync(src, 1500, 1501);
+      await runUntil(reclaimer, () => !catalog.isLive(recs[0]!), 5000);
+      const st = lstatSync(src);
+      assert.ok(st.isSymbolicLink(), 'linked all the same');
+      assert.equal(st.uid, 0, "root's: a chown by name in the user's directory is what the room is for");
+      assert.equal(readFileSync(src, 'utf8'), 'user frame 0');
+      assert.deepEqual(readdirSync(run), ['g_000'], 'no temp name left');
+    } finally {
+      execFileSync('umount', ['-l', below]);
+    }
   });
 
   it('removes the temp link a grimseld killed between symlink and rename left, when it links the file again or deletes it (G6, G5, G12)', async function () {
