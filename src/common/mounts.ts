@@ -21,6 +21,9 @@ export interface Mount {
   /** The file system's device (st_dev as Node gives it: the superblock's, not a btrfs subvolume's). */
   dev: number;
   type: string;
+  /** Read-only as this mount shows it (its own `ro`), and as its file system is (the superblock's `ro`). */
+  readOnly: boolean;
+  fsReadOnly: boolean;
 }
 
 export const readMountinfo = (): string => readFileSync('/proc/self/mountinfo', 'utf8');
@@ -34,7 +37,9 @@ export function mountsOf(mountinfo: string): Mount[] {
     const dash = f.indexOf('-', 6);
     const mm = /^(\d+):(\d+)$/.exec(f[2] ?? '');
     if (f.length < 5 || dash < 0 || !mm) continue;
-    mounts.push({ id: Number(f[0]), parent: Number(f[1]), at: unescape(f[4]!), root: unescape(f[3]!), dev: makedev(Number(mm[1]), Number(mm[2])), type: f[dash + 1] ?? '' });
+    const ro = (options: string | undefined): boolean => (options ?? '').split(',').includes('ro');
+    mounts.push({ id: Number(f[0]), parent: Number(f[1]), at: unescape(f[4]!), root: unescape(f[3]!), dev: makedev(Number(mm[1]), Number(mm[2])), type: f[dash + 1] ?? '',
+      readOnly: ro(f[5]), fsReadOnly: ro(f[dash + 3]) });
   }
   return mounts;
 }

@@ -17,7 +17,7 @@
 // The message counts the storage's files as QueryStatus does: those counted failed before (a full disk, which is
 // what remounts ext4 read-only) stay failed, and are named so, retried once the storage takes writes again.
 import { constants } from 'node:fs';
-import { access, stat } from 'node:fs/promises';
+import { access, readFile, realpath, stat } from 'node:fs/promises';
 import * as path from 'node:path';
 import { isMountPoint } from './mounts.js';
 import { mountIdOf, type MountId } from './copy-dirs.js';
@@ -25,6 +25,7 @@ import type { MessageHub } from './messages.js';
 import { probedAt, type StorageInfo } from './storage-info.js';
 import type { Logger } from '../common/logger.js';
 import { monotonicMs } from '../common/monotonic.js';
+import { mountOf, mountsOf } from '../common/mounts.js';
 
 export const MOUNT_RECHECK_MS = 1000;
 /** A stat of the mount point that takes longer: the storage does not answer (a hard NFS mount whose server hangs). */
@@ -38,6 +39,38 @@ export const DOES_NOT_ANSWER = 'does not answer';
 /** Why a storage found mounted is not written to: its file system takes no writes. */
 export const READ_ONLY = 'is read-only (mounted read-only, or remounted so, as a file system does after an error; or, under the shipped unit, a ' +
   'directory made after grimseld started, which its ReadWritePaths= did not take: restart grimseld then)';
+
+/**
+ * The storage is read-only as grimseld sees it, its file system not: a mount is read-only in grimseld's view alone.
+ * The shipped unit's ProtectSystem=strict gives grimseld a mount namespace of its own, where a mount keeps the
+ * read-only flag it had when grimseld started: made writable again since (`mount -o remount,rw`), it stays
+ * read-only for grimseld (found by hostile tester h11 across an upgrade's restart). So does a directory made after
+ * the start, which its ReadWritePaths= did not take.
+ */
+export const READ_ONLY_HERE = "is read-only for grimseld alone: its file system takes writes, but grimseld's unit (ProtectSystem=strict) " +
+  'keeps each mount as it was when grimseld started (read-only then, or a directory made since that its ReadWritePaths= did not take): ' +
+  'restart grimseld (furkad restarts with it and starts the default shift)';
+
+/** Whether `why` says the storage takes no writes (READ_ONLY, READ_ONLY_HERE). */
+export const isReadOnlyWhy = (why: string | undefined): boolean => why === READ_ONLY || why === READ_ONLY_HERE;
+
+/**
+ * Whether the mount holding the first of `dirs` that exists is read-only as this process sees it while its file
+ * system is not (READ_ONLY_HERE); false where that cannot be told.
+ */
+export async function readOnlyHereAlone(dirs: string[], mountinfo = (): Promise<string> => readFile('/proc/self/mountinfo', 'utf8')): Promise<boolean> {
+  for (const dir of dirs) {
+    const real = await realpath(dir).catch(() => undefined);
+    if (real === undefined) continue;
+    try {
+      const m = mountOf(real, mountsOf(await mountinfo()));
+      return m !== undefined && m.readOnly && !m.fsReadOnly;
+    } catch {
+      return false;
+    }
+  }
+  return false;
+}
 
 /**
  * Whether the file system `dirs[0]` is on takes no writes (EROFS from access W_OK, which writes nothing), asked of the
@@ -235,7 +268,8 @@ export class MountWatch {
   /** The verdict on a storage found mounted (or without a mount point): whether its file system takes writes. */
   async #writable(queued: () => number): Promise<boolean> {
     this.#readOnly = await readOnly(this.#writeProbes());
-    return this.#verdict(!this.#readOnly, queued, READ_ONLY);
+    const why = this.#readOnly && (await readOnlyHereAlone(this.#writeProbes())) ? READ_ONLY_HERE : READ_ONLY;
+    return this.#verdict(!this.#readOnly, queued, why);
   }
 
   async #check(mountpoint: string, queued: () => number): Promise<boolean> {
@@ -286,7 +320,7 @@ export class MountWatch {
     if (mounted) {
       if (this.#saidAt !== undefined) {
         this.#saidAt = undefined;
-        const again = this.#saidWhy === READ_ONLY ? 'writable again' : mountpoint ? 'mounted again' : 'answering again';
+        const again = isReadOnlyWhy(this.#saidWhy) ? 'writable again' : mountpoint ? 'mounted again' : 'answering again';
         this.log.info({ storage: id, mountpoint }, `storage ${again}; copying resumes`);
       }
       return;
@@ -297,7 +331,7 @@ export class MountWatch {
     if (this.#saidAt === undefined || why !== this.#saidWhy || now - this.#saidAt >= repeat) {
       this.#saidAt = now;
       this.#saidWhy = why;
-      const until = why === READ_ONLY ? 'it is writable again' : !mountpoint ? 'it answers again'
+      const until = isReadOnlyWhy(why) ? 'it is writable again' : !mountpoint ? 'it answers again'
         : `it is mounted${why === 'is not mounted' ? '' : why === DOES_NOT_ANSWER ? ' and answers' : ' and that can be checked'}`;
       const where = mountpoint ?? target;
       this.messages.publish('COPY_ERROR', `${where}:${target}`, `storage ${id}: ${where} ${why}; nothing is written to ${target} and ${owedText(this.#owed?.() ?? { pending: queued, failed: 0 }, until)}`);
