@@ -128,6 +128,17 @@ function checkRamdiskRules(config: GrimseldConfig): string[] {
 }
 
 /**
+ * G13: a storage's target must be its mountpoint or lie below it. Otherwise the check that the disk is mounted
+ * looks at one place and the copies go to another: with a typo in either key every copy went to the root file
+ * system, counted copied, while the disk's mount was checked (found by hostile tester h12).
+ */
+function checkMountpoints(config: GrimseldConfig): string[] {
+  return Object.entries(config.storage).filter(([, s]) => s.mountpoint !== undefined && !atOrBelow(s.target, s.mountpoint)).map(([id, s]) =>
+    `section [storage.${id}], key 'target': a storage's target must be its mountpoint or lie below it, got target = '${s.target}' and ` +
+    `mountpoint = '${s.mountpoint!}': grimseld would check that one is mounted and write to the other (one of the two keys is wrong)`);
+}
+
+/**
  * Places that must not share files (G3, G5, G12): a storage whose target is the ramdisk directory, lies in it
  * or holds it would have originals count as copies (and a shift change delete the only ones); a storage on
  * the ramdisk's file system fills the ramdisk; two storages on one tree overwrite each other's copies; a
@@ -186,7 +197,7 @@ function checkAddresses(config: GrimseldConfig): string[] {
 }
 
 export function parseGrimseldConfigObject(file: string, config: GrimseldConfig): GrimseldConfig {
-  const problems = [...checkStorageRules(config), ...checkRamdiskRules(config), ...checkOverlaps(config), ...checkAddresses(config), ...checkPorts(config)];
+  const problems = [...checkStorageRules(config), ...checkRamdiskRules(config), ...checkMountpoints(config), ...checkOverlaps(config), ...checkAddresses(config), ...checkPorts(config)];
   if (problems.length) throw new ConfigError(file, problems);
   return config;
 }

@@ -382,6 +382,15 @@ describe('grimseld.conf schema (S3, G1)', () => {
     assert.equal(grimseld(`ramdisk_mountpoint = /\n${INT}`).ramdisk_mountpoint, '/', 'so is a ramdisk directory on the root file system');
   });
 
+  it('refuses a storage whose target is not its mountpoint or below it, naming both keys (G13)', () => {
+    assert.deepEqual(problems(() => grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /plaindir/store\nmountpoint = /data\n')),
+      ["section [storage.internal], key 'target': a storage's target must be its mountpoint or lie below it, got target = '/plaindir/store' " +
+       "and mountpoint = '/data': grimseld would check that one is mounted and write to the other (one of the two keys is wrong)"]);
+    assert.equal(problems(() => grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data2\nmountpoint = /data\n')).length, 1, 'a sibling with the same prefix');
+    assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/grimsel\nmountpoint = /data\n').storage['internal']!.mountpoint, '/data');
+    assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data\nmountpoint = /data/\n').storage['internal']!.target, '/data', 'the mount point itself');
+  });
+
   it('refuses storages, ramdisk and journal that share a directory tree, naming each pair (G3, G5, G12)', () => {
     const storage = (id: string, type: string, target: string) => `[storage.${id}]\ntype = ${type}\ntarget = ${target}\n`;
     const refusedWith = (text: string): string[] => problems(() => grimseld(text)).map((p) => p.replace(/: the ramdisk, each storage.*$/, ''));
