@@ -378,26 +378,33 @@ export function configOrExit<T>(daemon: string, fn: () => T): T {
 /**
  * Creates a directory a top-level key names (state_dir) unless it exists. One that cannot be (the path or a
  * parent is a file, no permission) is a configuration error naming the key, not an "EEXIST ... mkdir" from
- * deep inside the start (exit 1, no key). Run at start only: `--check` and ppuctl check files for other machines.
+ * deep inside the start (exit 1, no key). `--check` and ppuctl make nothing: they ask checkDirectory.
  */
 export function prepareDirectory(file: string, key: string, dir: string): void {
   try {
     mkdirSync(dir, { recursive: true, mode: 0o750 });
     return;
   } catch (e) {
-    const where = `${TOP}, key '${key}'`;
-    // The first component on the way that exists and is no directory: the one the administrator must fix.
-    const parts = path.resolve(dir).split('/').slice(1);
-    for (let i = 1; i <= parts.length; i++) {
-      const cur = `/${parts.slice(0, i).join('/')}`;
-      let st: Stats;
-      try { st = lstatSync(cur); } catch { break; }
-      if (st.isDirectory() || (st.isSymbolicLink() && isDirectory(cur))) continue;
-      throw new ConfigError(file, [cur === path.resolve(dir)
-        ? `${where}: '${dir}' is ${fileKind(st)}, not a directory`
-        : `${where}: '${dir}' cannot be a directory: '${cur}' is ${fileKind(st)}`]);
-    }
-    throw new ConfigError(file, [`${where}: cannot create '${dir}': ${(e as Error).message}`]);
+    checkDirectory(file, key, dir);
+    throw new ConfigError(file, [`${TOP}, key '${key}': cannot create '${dir}': ${(e as Error).message}`]);
+  }
+}
+
+/**
+ * What `--check` can tell of directory `dir` without making it: a configuration error naming the first component on
+ * the way that exists and is no directory (the one the administrator must fix), as the start would say.
+ */
+export function checkDirectory(file: string, key: string, dir: string): void {
+  const where = `${TOP}, key '${key}'`;
+  const parts = path.resolve(dir).split('/').slice(1);
+  for (let i = 1; i <= parts.length; i++) {
+    const cur = `/${parts.slice(0, i).join('/')}`;
+    let st: Stats;
+    try { st = lstatSync(cur); } catch { break; }
+    if (st.isDirectory() || (st.isSymbolicLink() && isDirectory(cur))) continue;
+    throw new ConfigError(file, [cur === path.resolve(dir)
+      ? `${where}: '${dir}' is ${fileKind(st)}, not a directory`
+      : `${where}: '${dir}' cannot be a directory: '${cur}' is ${fileKind(st)}`]);
   }
 }
 

@@ -2,7 +2,7 @@
 // furkad's service contract: arguments → config → components (metrics, bus name, hand-over, detector loops,
 // first shift, schedule) started → READY=1 → run → STOPPING=1 → components stopped in reverse → exit code.
 import { parseDaemonArgs } from '../common/daemon-args.js';
-import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
+import { checkDirectory, configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { createLogger } from '../common/logger.js';
 import { checkLogfile, logfileNote, openLogfile } from '../common/logfile-config.js';
 import { Notifier } from '../common/notify.js';
@@ -62,6 +62,7 @@ async function main(): Promise<number> {
     configOrExit('furkad', () => checkLogfile(args.config, config));
     configOrExit('furkad', () => checkFurkadTargets(args.config, config));
     configOrExit('furkad', () => checkLicensePublicKey(args.config, config));
+    configOrExit('furkad', () => checkDirectory(args.config, 'state_dir', config.state_dir));
     const note = logfileNote('furkad', config);
     if (note) process.stderr.write(`furkad: ${args.config}: ${note}\n`);
     const n = Object.keys(config.detector).length;

@@ -1,6 +1,6 @@
 // Where the operators' FIFO lives (G8): made root's, in a directory no one else can put another FIFO in.
 import { execFileSync } from 'node:child_process';
-import { lstatSync, mkdirSync, readlinkSync, type Stats, unlinkSync } from 'node:fs';
+import { lstatSync, mkdirSync, readlinkSync, statSync, type Stats, unlinkSync } from 'node:fs';
 import * as path from 'node:path';
 import { ConfigError, fileKind, TOP } from '../common/config-file.js';
 
@@ -58,13 +58,42 @@ export function openToOthers(dir: string): string | undefined {
 }
 
 /**
+ * What `--check` can tell of the FIFO `key` names without making anything: a directory another user could put their
+ * own FIFO in, a path on the way that is no directory, or something other than a FIFO at the path, each the
+ * configuration error the start would give.
+ */
+export function checkFifo(file: string, key: string, fifo: string): void {
+  const where = `${TOP}, key '${key}'`;
+  let unsafe: string | undefined;
+  try {
+    unsafe = openToOthers(path.dirname(fifo));
+  } catch (e) {
+    throw new ConfigError(file, [`${where}: cannot create the FIFO '${fifo}': ${(e as Error).message}`]);
+  }
+  if (unsafe !== undefined) {
+    throw new ConfigError(file, [`${where}: '${fifo}': ${unsafe}: another user could put their own FIFO there and have grimseld ` +
+      'copy any file as root; use a directory only root may write (the default is /run/grimseld/files)']);
+  }
+  for (let at = path.dirname(path.resolve(fifo)); ; at = path.dirname(at)) {
+    const st = statSync(at, { throwIfNoEntry: false });
+    if (st !== undefined && !st.isDirectory()) throw new ConfigError(file, [`${where}: cannot create the FIFO '${fifo}': '${at}' is ${fileKind(st)}, not a directory`]);
+    if (st !== undefined || at === '/') break;
+  }
+  const st = lstatSync(fifo, { throwIfNoEntry: false });
+  if (st !== undefined && !st.isFIFO()) {
+    throw new ConfigError(file, [`${where}: '${fifo}' exists and is ${fileKind(st)}, not a FIFO; ` +
+      'grimseld does not take it over: configure another path or remove it']);
+  }
+}
+
+/**
  * Makes the FIFO `key` names (root's, mode 0600) unless root's is there. A path that holds something else, or
  * where none can be made (/proc/files), is a configuration error naming the key, not a "Command failed:
  * mkfifo" from deep inside the start (exit 1). So is a directory another user could put their own FIFO in:
  * grimseld reads whatever FIFO is there, as root, and a user's would let that user have root copy files they
  * may not read (found by a hostile tester, a `fifo` in /ramdisk). A FIFO of another owner in a safe directory
  * (sticky: made before grimseld made its own) is replaced by root's: a FIFO holds nothing. Returns what to
- * log about that. Run at start only, as prepareDirectory.
+ * log about that. `--check` and ppuctl make nothing: they ask checkFifo.
  */
 export function prepareFifo(file: string, key: string, fifo: string): string | undefined {
   const where = `${TOP}, key '${key}'`;
@@ -91,7 +120,7 @@ export function prepareFifo(file: string, key: string, fifo: string): string | u
       'copy any file as root; use a directory only root may write (the default is /run/grimseld/files)']);
   };
   // Before anything is made there (nothing of root's left in a user's directory), and again once made.
-  refuseUnsafe();
+  checkFifo(file, key, fifo);
   try {
     mkdirSync(path.dirname(fifo), { recursive: true, mode: 0o755 });
   } catch (e) {

@@ -3,8 +3,8 @@
 // copy → STOPPING=1 → components stopped in reverse. Who owns what, and how a copy flows: docs/grimseld-design.md.
 // Run through its launcher, which sets its memory tuning (src/common/launch-profile.ts).
 import { parseDaemonArgs } from '../common/daemon-args.js';
-import { configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
-import { prepareFifo } from './fifo-place.js';
+import { checkDirectory, configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
+import { checkFifo, prepareFifo } from './fifo-place.js';
 import { createLogger } from '../common/logger.js';
 import { checkLogfile, logfileNote, openLogfile } from '../common/logfile-config.js';
 import { Notifier } from '../common/notify.js';
@@ -64,6 +64,8 @@ async function main(): Promise<number> {
   if (args.check) {
     configOrExit('grimseld', () => checkLogfile(args.config, config));
     configOrExit('grimseld', () => checkLicensePublicKey(args.config, config));
+    configOrExit('grimseld', () => checkDirectory(args.config, 'state_dir', config.state_dir));
+    configOrExit('grimseld', () => checkFifo(args.config, 'fifo', config.fifo));
     const note = logfileNote('grimseld', config);
     if (note) process.stderr.write(`grimseld: ${args.config}: ${note}\n`);
     const n = Object.keys(config.storage).length;

@@ -5,7 +5,8 @@ import { parseArgs } from 'node:util';
 import * as dbus from 'dbus-next';
 import { BusAddressError, BusEnded, busFailure, busLost, CallTimeout, callMethod, connectSystemBus, watchNameOwner, within } from '../dbus/bus.js';
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH } from '../dbus/names.js';
-import { ConfigError, readConfigBytes, readConfigText } from '../common/config-file.js';
+import { checkDirectory, ConfigError, readConfigBytes, readConfigText } from '../common/config-file.js';
+import { checkFifo } from '../grimseld/fifo-place.js';
 import { checkFurkadTargets, checkKeyFiles, loadFurkadConfig } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
 import { checkAgentRoot, loadAgentConfig, loadAgentKey } from '../agent/config.js';
@@ -301,6 +302,8 @@ function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { 
     const c = loadGrimseldConfig(file);
     checkLogfile(file, c);
     checkLicensePublicKey(file, c);
+    checkDirectory(file, 'state_dir', c.state_dir);
+    checkFifo(file, 'fifo', c.fifo);
     return { summary: count(Object.keys(c.storage).length, 'storage'), note: logfileNote(kind, c) };
   }
   // On this machine, as furkad --check, in its order: a key file missing or open to others (its detectors would
@@ -310,6 +313,7 @@ function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { 
   checkLogfile(file, c);
   checkFurkadTargets(file, c);
   checkLicensePublicKey(file, c);
+  checkDirectory(file, 'state_dir', c.state_dir);
   return { summary: count(Object.keys(c.detector).length, 'detector'), note: logfileNote(kind, c) };
 }
 

@@ -65,21 +65,30 @@ describe('daemon start with a bad configuration (S3)', function () {
       [`top level (before any section), ${expected}`.slice(0, 60)], `the one problem, nothing from furkad's schema:\n${check.stdout}`);
   });
 
-  it('both daemons exit 78 naming state_dir when it is a regular file or lies below one, not "EEXIST ... mkdir"', async () => {
+  it('both daemons exit 78 naming state_dir when it is a regular file or lies below one, not "EEXIST ... mkdir"; --check and ppuctl say so too', async () => {
     const plain = path.join(dir, 'plain-file');
     writeFileSync(plain, 'not a directory\n');
     const furkad = path.join(dir, 'state-furkad.conf');
     writeFileSync(furkad, `state_dir = ${plain}\nlicensekey = ${dir}/none.key\n[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = ${dir}/ramdisk/./1mf\n`);
-    const f = await start(FURKAD_BIN, furkad);
-    assert.equal(f.code, 78, f.stderr);
-    assert.ok(f.stderr.includes(`furkad: ${furkad}: invalid configuration:\n  top level (before any section), key 'state_dir': ` +
-      `'${plain}' is a regular file, not a directory`), f.stderr);
+    // Before 2026-12-06 --check and ppuctl said "valid" for what stops the start (hostile tester h12).
+    for (const f of [await start(FURKAD_BIN, furkad), await run(FURKAD_BIN, '--check', '--config', furkad)]) {
+      assert.equal(f.code, 78, f.stderr);
+      assert.ok(f.stderr.includes(`furkad: ${furkad}: invalid configuration:\n  top level (before any section), key 'state_dir': ` +
+        `'${plain}' is a regular file, not a directory`), f.stderr);
+    }
+    const fc = await run(PPUCTL_BIN, 'config', 'check', furkad);
+    assert.equal(fc.code, 1, fc.stdout);
+    assert.match(fc.stdout, /key 'state_dir': '.*' is a regular file, not a directory/);
     const grimseld = path.join(dir, 'state-grimseld.conf');
     writeFileSync(grimseld, `state_dir = ${plain}/journal\nlicensekey = ${dir}/none.key\nfifo = ${dir}/run/files\n` +
       `[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\n`);
-    const g = await start(GRIMSELD_BIN, grimseld);
-    assert.equal(g.code, 78, g.stderr);
-    assert.ok(g.stderr.includes(`key 'state_dir': '${plain}/journal' cannot be a directory: '${plain}' is a regular file`), g.stderr);
+    for (const g of [await start(GRIMSELD_BIN, grimseld), await run(GRIMSELD_BIN, '--check', '--config', grimseld)]) {
+      assert.equal(g.code, 78, g.stderr);
+      assert.ok(g.stderr.includes(`key 'state_dir': '${plain}/journal' cannot be a directory: '${plain}' is a regular file`), g.stderr);
+    }
+    const gc = await run(PPUCTL_BIN, 'config', 'check', grimseld);
+    assert.equal(gc.code, 1, gc.stdout);
+    assert.match(gc.stdout, /key 'state_dir': '.*' cannot be a directory/);
   });
 
   it("furkad --check and start exit 78 naming a target replicated from '/', written so or through a link (S2, F6)", async () => {
@@ -219,10 +228,14 @@ describe('daemon start with a bad configuration (S3)', function () {
     const conf = (fifo: string) => `fifo = ${fifo}\nstate_dir = ${dir}/gstate\nlicensekey = ${dir}/none.key\nstatus_port = 0\nmessage_port = 0\n` +
       `[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data\n`;
     writeFileSync(file, conf(plain));
-    const r = await start(GRIMSELD_BIN, file);
-    assert.equal(r.code, 78, r.stderr);
-    assert.ok(r.stderr.includes(`grimseld: ${file}: invalid configuration:\n  top level (before any section), key 'fifo': '${plain}' exists and is ` +
-      'a regular file, not a FIFO'), r.stderr);
+    for (const r of [await start(GRIMSELD_BIN, file), await run(GRIMSELD_BIN, '--check', '--config', file)]) {
+      assert.equal(r.code, 78, r.stderr);
+      assert.ok(r.stderr.includes(`grimseld: ${file}: invalid configuration:\n  top level (before any section), key 'fifo': '${plain}' exists and is ` +
+        'a regular file, not a FIFO'), r.stderr);
+    }
+    const c = await run(PPUCTL_BIN, 'config', 'check', file);
+    assert.equal(c.code, 1, c.stdout);
+    assert.match(c.stdout, /key 'fifo': '.*' exists and is a regular file, not a FIFO/);
     writeFileSync(file, conf('/proc/files'));
     const p = await start(GRIMSELD_BIN, file);
     assert.equal(p.code, 78, p.stderr);
@@ -262,9 +275,10 @@ describe('daemon start with a bad configuration (S3)', function () {
     mkdirSync(path.join(theirs, 'run'), { recursive: true });
     chownSync(theirs, 65534, 65534);
     writeFileSync(file, conf(path.join(theirs, 'run', 'deeper', 'files')));
-    const t = await start(GRIMSELD_BIN, file);
-    assert.equal(t.code, 78, t.stderr);
-    assert.ok(t.stderr.includes(`'${theirs}' is owned by uid 65534`), t.stderr);
+    for (const t of [await start(GRIMSELD_BIN, file), await run(GRIMSELD_BIN, '--check', '--config', file)]) {
+      assert.equal(t.code, 78, t.stderr);
+      assert.ok(t.stderr.includes(`'${theirs}' is owned by uid 65534`), t.stderr);
+    }
     assert.ok(!existsSync(path.join(theirs, 'run', 'deeper')), 'nothing made there');
     // A user's link on the way (in the sticky directory), though it leads to a directory of root's: they could
     // point it elsewhere later.
