@@ -1,7 +1,7 @@
 // furkad.conf: its JSON Schema (one, compiled once) and its typed form (S3).
 import { compileSchema, ConfigError, listenAddressProblem, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
 import { scheduleProblem } from './shift-schedule.js';
-import { nestedTargets } from '../common/paths.js';
+import { expandUsrdir, nestedTargets } from '../common/paths.js';
 import { confinement } from './shift.js';
 import { realpathSync } from 'node:fs';
 import { isIP } from 'node:net';
@@ -247,3 +247,18 @@ export function loadFurkadConfig(file: string): FurkadConfig {
 }
 
 export { validate as validateFurkadConfig };
+
+/**
+ * A usrdir that is the same for every shift (neither `$UID` nor `$GID` in it) is allowed, and dangerous: each new
+ * shift's user gets that one directory, with the files earlier shifts left there not yet copied, which they can
+ * then delete or rename (found by hostile tester h12). Said by --check, ppuctl config check and at start.
+ * Undefined for the default and any usrdir that tells shifts apart, or an empty one (documented on its own).
+ */
+export function usrdirNote(config: FurkadConfig): string | undefined {
+  const u = config.usrdir;
+  if (u === '' || expandUsrdir(u, 1, 1) !== expandUsrdir(u, 2, 2)) return undefined;
+  const lower = /\$\{?(uid|gid)\b/i.test(u) ? ' ($UID and $GID are expanded in capitals only)' : '';
+  return `usrdir '${u}' is the same directory for every shift${lower}: each new shift's user is given it, and can delete or rename ` +
+    "the files earlier shifts left there that grimseld has not copied yet; put $UID or $GID in it where successive users must not reach each other's files";
+}
+

@@ -10,7 +10,7 @@ import { component, Components, runDaemon, stopRequested, together } from '../co
 import { listenConfigured } from '../common/tcp-listener.js';
 import { BusWatch, connectSystemBus } from '../dbus/bus.js';
 import { FurkaBus } from './furka-bus.js';
-import { checkKeyFiles, checkFurkadTargets, DEFAULT_CONFIG_PATH, loadFurkadConfig } from './config.js';
+import { checkKeyFiles, checkFurkadTargets, DEFAULT_CONFIG_PATH, loadFurkadConfig, usrdirNote } from './config.js';
 import { passwordsShiftsCanRead } from './rsync-auth.js';
 import { DetectorLoop } from './detector.js';
 import { RsyncTransport } from './rsync-transport.js';
@@ -63,8 +63,7 @@ async function main(): Promise<number> {
     configOrExit('furkad', () => checkFurkadTargets(args.config, config));
     configOrExit('furkad', () => checkLicensePublicKey(args.config, config));
     configOrExit('furkad', () => checkDirectory(args.config, 'state_dir', config.state_dir));
-    const note = logfileNote('furkad', config);
-    if (note) process.stderr.write(`furkad: ${args.config}: ${note}\n`);
+    for (const note of [logfileNote('furkad', config), usrdirNote(config)]) if (note) process.stderr.write(`furkad: ${args.config}: ${note}\n`);
     const n = Object.keys(config.detector).length;
     process.stdout.write(`${args.config}: configuration is valid (${n} ${n === 1 ? 'detector' : 'detectors'})\n`);
     return 0;
@@ -73,6 +72,8 @@ async function main(): Promise<number> {
   configOrExit('furkad', () => checkFurkadTargets(args.config, config));
   const log = createLogger('furkad', config, configOrExit('furkad', () => openLogfile(args.config, config)));
   if (keyProblems) log.error({ problems: keyProblems }, 'key or password file not usable: those detectors retry until it is (README, Install); the others go on');
+  const sameDir = usrdirNote(config);
+  if (sameDir) log.warn({ usrdir: config.usrdir }, sameDir);
   const readable = passwordsShiftsCanRead(config.detector);
   if (readable.length > 0) {
     log.warn({ detectors: readable }, 'remove_source = no runs rsync as the shift\'s user, who can read its rsync password from that process: give such a ' +

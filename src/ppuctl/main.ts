@@ -7,7 +7,7 @@ import { BusAddressError, BusEnded, busFailure, busLost, CallTimeout, callMethod
 import { FURKA_IFACE, FURKA_NAME, FURKA_PATH, GRIMSEL_IFACE, GRIMSEL_NAME, GRIMSEL_PATH } from '../dbus/names.js';
 import { checkDirectory, ConfigError, readConfigBytes, readConfigText } from '../common/config-file.js';
 import { checkFifo } from '../grimseld/fifo-place.js';
-import { checkFurkadTargets, checkKeyFiles, loadFurkadConfig } from '../furkad/config.js';
+import { checkFurkadTargets, checkKeyFiles, loadFurkadConfig, usrdirNote } from '../furkad/config.js';
 import { loadGrimseldConfig } from '../grimseld/config.js';
 import { checkAgentRoot, loadAgentConfig, loadAgentKey } from '../agent/config.js';
 import { visible } from './terminal-text.js';
@@ -314,14 +314,14 @@ function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { 
   checkFurkadTargets(file, c);
   checkLicensePublicKey(file, c);
   checkDirectory(file, 'state_dir', c.state_dir);
-  return { summary: count(Object.keys(c.detector).length, 'detector'), note: logfileNote(kind, c) };
+  return { summary: count(Object.keys(c.detector).length, 'detector'), note: [logfileNote(kind, c), usrdirNote(c)].filter((n) => n !== undefined).join('\n') || undefined };
 }
 
 function configCheck(files: string[], json: boolean): number {
   const results = files.map((file) => {
     try {
       const { summary, note } = checkOne(file, configKind(file));
-      return { file, valid: true, summary, problems: [] as string[], notes: note ? [note] : [] };
+      return { file, valid: true, summary, problems: [] as string[], notes: note ? note.split('\n') : [] };
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       return { file, valid: false, summary: e.message, problems: e.problems, notes: [] as string[] };

@@ -4,7 +4,7 @@ import { chmodSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, w
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { ConfigError, parseConfig } from '../../src/common/config-file.js';
-import { checkFurkadConfig, checkFurkadTargets, checkKeyFiles, loadFurkadConfig, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
+import { checkFurkadConfig, checkFurkadTargets, checkKeyFiles, loadFurkadConfig, usrdirNote, validateFurkadConfig, type FurkadConfig } from '../../src/furkad/config.js';
 import { keyFileOutcome } from '../../src/furkad/ppu-side.js';
 import { authAdvice, rsyncLogin } from '../../src/furkad/rsync-auth.js';
 import { grimseldValidator, parseGrimseldConfigObject, type GrimseldConfig } from '../../src/grimseld/config.js';
@@ -68,6 +68,15 @@ describe('furkad.conf schema (S3)', () => {
     for (const ok of ['10.10.10.11', '::1', 'fd00::11', 'det1', 'det-1.beamline.example', 'det_1.local.', '::ffff:10.0.0.1']) {
       assert.equal(furkad(det(ok, 'agent')).detector['1MF']!.remoteIP, ok);
     }
+  });
+
+  it("notes a usrdir that is the same for every shift, where the next shift's user reaches the last one's files (F4; hostile tester h12)", () => {
+    const det = '[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = /ramdisk/./1mf\n';
+    assert.equal(usrdirNote(furkad(det)), undefined, 'the default, $UID_$GID');
+    assert.equal(usrdirNote(furkad(`usrdir = users/$GID\n${det}`)), undefined);
+    assert.equal(usrdirNote(furkad(`usrdir = \n${det}`)), undefined, 'empty: documented on its own');
+    assert.match(usrdirNote(furkad(`usrdir = shared\n${det}`))!, /^usrdir 'shared' is the same directory for every shift: each new shift's user is given it/);
+    assert.match(usrdirNote(furkad(`usrdir = u_$uid\n${det}`))!, /\(\$UID and \$GID are expanded in capitals only\)/);
   });
 
   it('names an unknown top-level key', () => {
