@@ -4,7 +4,7 @@ import { statSync } from 'node:fs';
 import { hiddenByUnits } from '../common/paths.js';
 import { isIP } from 'node:net';
 import { AllowList } from './allow.js';
-import { words } from './name-filter.js';
+import { excludeProblem, words } from './name-filter.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furka-agent.conf';
@@ -58,6 +58,8 @@ export function checkAgentConfig(file: string, config: AgentConfig): AgentConfig
       problems.push(`top level (before any section), key 'allow': ${(e as Error).message}`);
     }
   }
+  const exclude = excludeProblem(config.exclude);
+  if (exclude) problems.push(`top level (before any section), key 'exclude': ${exclude}`);
   if (problems.length) throw new ConfigError(file, problems);
   return config;
 }

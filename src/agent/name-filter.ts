@@ -30,6 +30,17 @@ export function globMatch(pattern: string, name: string): boolean {
   return pi === p.length;
 }
 
+/**
+ * Why an `exclude` value is wrong, or undefined: a pattern that ends with a comma (`*.tmp, *.part`) is one of a
+ * list written with commas, which would match nothing of what was meant (`*.tmp,`), and the writer's temp files
+ * would be sent under their temp names (hostile tester h12). Patterns are separated by spaces.
+ */
+export function excludeProblem(value: string): string | undefined {
+  const comma = words(value).find((w) => w.endsWith(','));
+  if (comma === undefined) return undefined;
+  return `'${comma}' ends with a comma: patterns are separated by spaces, as in '${words(value).map((w) => w.replace(/,+$/, '')).filter((w) => w !== '').join(' ')}'`;
+}
+
 /** Splits a space-separated config value into its words. */
 export function words(value: string): string[] {
   return value.split(/\s+/).filter((w) => w !== '');

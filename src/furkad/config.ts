@@ -8,6 +8,7 @@ import { isIP } from 'node:net';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
 import { DEFAULT_RSYNC_PASSWORD_FILE, DEFAULT_RSYNC_USER, rsyncLogin } from './rsync-auth.js';
 import { sourcePatternProblem } from './rsync.js';
+import { excludeProblem } from '../agent/name-filter.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/furkad.conf';
 
@@ -145,6 +146,8 @@ export function checkFurkadConfig(file: string, config: FurkadConfig): FurkadCon
     const given = (key: keyof DetectorConfig): boolean => (d[key] as unknown) !== undefined;
     const host = remoteIPProblem(d.remoteIP, d.transport);
     if (host) throw new ConfigError(file, [`section [detector.${id}], key 'remoteIP': ${host}`]);
+    const exclude = excludeProblem(d.exclude ?? '');
+    if (exclude) throw new ConfigError(file, [`section [detector.${id}], key 'exclude': ${exclude}`]);
     if (d.transport === 'agent') {
       // The agent learns completeness from the kernel and deletes on acknowledgement: nothing to settle,
       // nothing to exclude here (the agent has its own exclude), and a source always goes once placed.

@@ -2,7 +2,10 @@
 // the pool of body buffers, which sources overlap (A1–A6).
 import { strict as assert } from 'node:assert';
 import { AllowList, addressBits, parseRange } from '../../src/agent/allow.js';
-import { globMatch, NameFilter } from '../../src/agent/name-filter.js';
+import { excludeProblem, globMatch, NameFilter } from '../../src/agent/name-filter.js';
+import { checkAgentConfig, type AgentConfig } from '../../src/agent/config.js';
+import { checkFurkadConfig, validateFurkadConfig } from '../../src/furkad/config.js';
+import { parseConfig } from '../../src/common/config-file.js';
 import { CsvRecords, parseRecord } from '../../src/agent/csv-records.js';
 import { classify, INOTIFY_EVENTS, recordKind } from '../../src/agent/watcher.js';
 import { parseObserve, parseSource } from '../../src/agent/server.js';
@@ -71,6 +74,17 @@ describe('furka-agent exclude globs and hidden names (A2)', () => {
     assert.ok(f.skips('img.cbf~'));
     assert.ok(!f.skips('img.cbf'));
     assert.ok(!new NameFilter('').skips('img.cbf'));
+  });
+
+  it("refuses a list written with commas, naming the pattern and the list as it should be, in the agent's and furkad's exclude (hostile tester h12)", () => {
+    assert.equal(excludeProblem('*.tmp *.part'), undefined);
+    assert.equal(excludeProblem(''), undefined);
+    assert.equal(excludeProblem('*.tmp, *.part'), "'*.tmp,' ends with a comma: patterns are separated by spaces, as in '*.tmp *.part'");
+    assert.throws(() => checkAgentConfig('/etc/ppu/furka-agent.conf', { exclude: '*.tmp, *.part', address: '0.0.0.0', allow: '127.0.0.1' } as AgentConfig),
+      /key 'exclude': '\*\.tmp,' ends with a comma/);
+    assert.throws(() => checkFurkadConfig('/etc/ppu/furkad.conf', parseConfig('/etc/ppu/furkad.conf',
+      '[detector.1MF]\nremoteIP = 127.0.0.1\ntransport = rsync\nexclude = .*.tmp, *.part\ntarget = /ramdisk/./1mf\n', validateFurkadConfig)),
+    /section \[detector\.1MF\], key 'exclude': '\.\*\.tmp,' ends with a comma/);
   });
 
   it('a path is passed over when any name in it is: a hidden or excluded directory, with all below it', () => {
