@@ -102,6 +102,23 @@ export class FurkaInterface extends dbus.interface.Interface {
     this.#detectorsTimer.unref();
   }
 
+  /**
+   * The introspection dbus-next builds, with what it cannot declare: Handover is read when asked, never signalled
+   * (EmitsChangedSignal=false), and License is fixed for the run (const). Without, busctl introspect showed both
+   * as emits-change, and a proxy that caches properties (GDBus) would show an old Handover for ever.
+   */
+  $introspect(): unknown {
+    type Xml = { property?: Array<{ $: { name: string }; annotation?: Array<{ $: { name: string; value: string } }> }> };
+    // Not in dbus-next's types: what its service asks each interface for (lib/service/interface.js).
+    const base = (dbus.interface.Interface.prototype as unknown as { $introspect(this: unknown): Xml }).$introspect;
+    const xml = base.call(this);
+    for (const p of xml.property ?? []) {
+      const emits = p.$.name === 'Handover' ? 'false' : p.$.name === 'License' ? 'const' : undefined;
+      if (emits) p.annotation = [{ $: { name: 'org.freedesktop.DBus.Property.EmitsChangedSignal', value: emits } }];
+    }
+    return xml;
+  }
+
   /** Stops a pending signal (shutdown). */
   close(): void {
     if (this.#detectorsTimer) clearTimeout(this.#detectorsTimer);
