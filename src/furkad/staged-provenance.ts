@@ -48,7 +48,7 @@ export class StagedProvenance {
   }
 
   /**
-   * Reads the staged file `rel` below `staging` whole, writes its provenance onto it and returns its checksum
+   * Reads the staged file `rel` below `staging` whole, gives it the shift's owner, writes its provenance onto it and returns its checksum
    * (hex); undefined when it is gone (the loop finds it so) or cannot be read (said once; placed without one).
    * Opened through its directory, so that any depth is read.
    */
@@ -65,6 +65,11 @@ export class StagedProvenance {
     }
     try {
       const hex = await checksumOfHandle(fh);
+      // The shift's owner, through the open file: one an earlier furkad left in staging (killed between the removal
+      // and the placing, its shift not resumed) was rsync's for that shift's user, and went into this shift's
+      // directory still theirs (found by hostile tester h11).
+      const st = await fh.stat();
+      if (st.uid !== shift.uid || st.gid !== shift.gid) await fh.chown(shift.uid, shift.gid);
       this.write(fh.fd, hex, shift, rel);
       this.#saidUnreadable.delete(rel);
       return hex;
