@@ -421,9 +421,15 @@ export class AgentServer {
   /** Listens on address:port, and from then on passes the catalog's announcements to the clients. */
   listen(port: number, address: string): Promise<void> {
     return new Promise((resolve, reject) => {
-      this.#server.once('error', reject);
+      // Said as grimseld and furkad say it (common/tcp-listener.ts), not as a bare "listen EADDRINUSE" (h12).
+      const failed = (e: NodeJS.ErrnoException): void => {
+        const why = e.code === 'EADDRINUSE' ? 'the port is in use (is another furka-agent, or another daemon, running on it?)'
+          : e.code === 'EACCES' && port > 0 && port < 1024 ? `${e.message} (a port below 1024 needs CAP_NET_BIND_SERVICE)` : e.message;
+        reject(Object.assign(new Error(`cannot listen on ${address}:${port}: ${why}`), { code: e.code }));
+      };
+      this.#server.once('error', failed);
       this.#server.listen(port, address, () => {
-        this.#server.off('error', reject);
+        this.#server.off('error', failed);
         this.#unsubscribe = this.catalog.announced.on((a) => this.announce(a));
         this.#sourceCheck = setInterval(() => this.#endGoneSources(), SOURCE_CHECK_MS).unref();
         resolve();

@@ -69,7 +69,7 @@ const MAX_ID = 2 ** 32 - 2;
 
 function parseUidGid(s: string | undefined): [number, number] {
   const m = /^(\d+):(\d+)$/.exec(s ?? '');
-  if (!m) usage(`-u wants UID:GID (numbers), got '${s ?? ''}'`);
+  if (!m) usage(s === undefined ? 'shift start needs -u UID:GID, the new shift\'s owner (e.g. -u 500:501)' : `-u wants UID:GID (numbers), got '${s}'`);
   const ids = [Number(m[1]), Number(m[2])] as [number, number];
   // D-Bus carries them as uint32, and 4294967295 is (uid_t)-1, no one's id: refused here, named, not by the marshaller.
   if (ids.some((id) => id > MAX_ID)) usage(`-u wants UID:GID, each 0 to ${MAX_ID}, got '${s}'`);
@@ -645,7 +645,7 @@ function plan(cmd: string, sub: string | undefined, rest: string[], values: Valu
           return 0;
         };
       }
-      return usage('shift start|show');
+      return usage(`shift wants start or show${sub ? `, got '${sub}' (a shift ends when the next one starts: ppuctl shift start)` : ''}`);
     case 'add': {
       const files = [sub, ...rest].filter((f): f is string => !!f).map((f) => (f.startsWith('/') ? f : `${process.cwd()}/${f}`));
       if (files.length === 0) usage('add FILE...');
