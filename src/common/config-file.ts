@@ -139,7 +139,7 @@ const PATTERN_WORDS: Record<string, string> = {
 };
 
 /** Turns ajv errors into lines naming section, key, the problem and the offending value. */
-export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
+export function describeErrors(errors: ErrorObject[], data: unknown, topKeys: ReadonlySet<string> = new Set()): string[] {
   return errors.flatMap((err) => {
     const { section, key } = locate(err);
     const parts = [...(section ? section.split('.') : []), key];
@@ -153,6 +153,8 @@ export function describeErrors(errors: ErrorObject[], data: unknown): string[] {
           return writtenSections(parts.join('.'), value as Record<string, unknown>)
             .map((name) => `section [${name}]: unknown section (if this is not a typo, it is not supported here)`);
         }
+        // A top-level key written after a section header belongs to that section in INI (h12: usrdir below [detector.1MF]).
+        if (section && topKeys.has(key)) return `${where}: not a key of a section: '${key}' is a top-level key, so it goes before the first [section]`;
         return `${where}: unknown key (if this is not a typo, it is not supported here)`;
       case 'required':
         return value === undefined && (key === 'detector' || key === 'storage') && !section
@@ -273,7 +275,8 @@ export function parseConfig<T>(file: string, text: string, validate: ValidateFun
   normaliseBooleans(raw, validate.schema as Schema);
   const original = JSON.parse(JSON.stringify(raw)) as unknown; // ajv coerces in place; report what the file said
   guardIntegers(raw, validate.schema as Schema);
-  if (!validate(raw)) throw new ConfigError(file, describeErrors(validate.errors ?? [], original));
+  const topKeys = new Set(Object.keys((validate.schema as { properties?: Record<string, unknown> }).properties ?? {}));
+  if (!validate(raw)) throw new ConfigError(file, describeErrors(validate.errors ?? [], original, topKeys));
   return raw as T;
 }
 

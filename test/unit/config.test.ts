@@ -79,6 +79,12 @@ describe('furkad.conf schema (S3)', () => {
     assert.match(usrdirNote(furkad(`usrdir = u_$uid\n${det}`))!, /\(\$UID and \$GID are expanded in capitals only\)/);
   });
 
+  it('says a top-level key written below a section header goes before the first section (hostile tester h12)', () => {
+    assert.deepEqual(problems(() => furkad('[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = /ramdisk/./1mf\nusrdir = x$UID\n')),
+      ["section [detector.1MF], key 'usrdir': not a key of a section: 'usrdir' is a top-level key, so it goes before the first [section]"]);
+    assert.match(problems(() => furkad('[detector.1MF]\nremoteIP = 127.0.0.1\ntarget = /ramdisk/./1mf\nusrdri = x\n'))[0]!, /key 'usrdri': unknown key/);
+  });
+
   it('names an unknown top-level key', () => {
     assert.deepEqual(problems(() => furkad(`usrdirr = x\n${DET}`)),
       ["top level (before any section), key 'usrdirr': unknown key (if this is not a typo, it is not supported here)"]);
