@@ -21,7 +21,7 @@ const FIELDS = [['second', '0-59'], ['minute', '0-59'], ['hour', '0-23'], ['day 
 export function scheduleProblem(expr: string): string | undefined {
   // Counted first: node-cron 3 checks only the first six fields, so it took a seventh (a year, say) and ignored it.
   const fields = expr.trim().split(/\s+/);
-  if (fields.length !== 5 && fields.length !== 6) return `it has ${fields.length} fields, not 5 (or 6 with seconds first)`;
+  if (fields.length !== 5 && fields.length !== 6) return `it has ${fields.length} ${fields.length === 1 ? 'field' : 'fields'}, not 5 (or 6 with seconds first)`;
   if (validSchedule(expr)) return undefined;
   const names = fields.length === 6 ? FIELDS : FIELDS.slice(1);
   for (let i = 0; i < fields.length; i++) {

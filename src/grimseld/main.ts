@@ -5,6 +5,7 @@
 import { parseDaemonArgs } from '../common/daemon-args.js';
 import { checkDirectory, configOrExit, loadConfigOrExit, prepareDirectory } from '../common/config-file.js';
 import { checkFifo, prepareFifo } from './fifo-place.js';
+import { isMountPoint } from './mounts.js';
 import { createLogger } from '../common/logger.js';
 import { checkLogfile, logfileNote, openLogfile } from '../common/logfile-config.js';
 import { Notifier } from '../common/notify.js';
@@ -122,6 +123,12 @@ async function main(): Promise<number> {
   const lostCopies = new LostCopies(catalog, dispatcher, messages, log);
   // G3, G12: temp files of copies that will never be renamed are swept from the storages' roots and failed copies' directories.
   const temps = new TempSweeper(storageList, dispatcher, tempKey, config.temp_max_age_s * 1000, log);
+  // G6: the fill state is the ramdisk's only if a file system of its own is mounted there (h12: a plain directory
+  // went unsaid, and the guard watched the root file system's fill instead).
+  if (!(await isMountPoint(config.ramdisk_mountpoint).catch(() => true))) {
+    log.warn({ ramdisk_mountpoint: config.ramdisk_mountpoint }, `ramdisk_mountpoint ${config.ramdisk_mountpoint} is not a mount point: the fill guard (G6) ` +
+      'watches the file system it lies on, not a ramdisk of its own; mount the ramdisk there, or name its mount point');
+  }
   const reclaimer = new Reclaimer(catalog, storageList.find((s) => s.type === 'INTERNAL')!, storageList.find((s) => s.type === 'EXTERNAL'), {
     ramdiskRoot: config.target,
     ramdiskMountpoint: config.ramdisk_mountpoint,
