@@ -31,14 +31,16 @@ export function globMatch(pattern: string, name: string): boolean {
 }
 
 /**
- * Why an `exclude` value is wrong, or undefined: a pattern that ends with a comma (`*.tmp, *.part`) is one of a
- * list written with commas, which would match nothing of what was meant (`*.tmp,`), and the writer's temp files
- * would be sent under their temp names (hostile tester h12). Patterns are separated by spaces.
+ * Why an `exclude` value is wrong, or undefined: a list written with commas (`*.tmp, *.part`, `*.tmp,*.part`) makes
+ * patterns that match nothing of what was meant (`*.tmp,`), and the writer's temp files would be sent under their
+ * temp names (hostile tester h12). Patterns are separated by spaces; a comma inside a name (`scan,1.*`) is kept.
  */
 export function excludeProblem(value: string): string | undefined {
-  const comma = words(value).find((w) => w.endsWith(','));
+  // A comma at either end of a pattern, or before the start of another glob (`*.tmp,*.part`): a list (reviewer r5).
+  const comma = words(value).find((w) => w.endsWith(',') || w.startsWith(',') || /,[*?.]/.test(w));
   if (comma === undefined) return undefined;
-  return `'${comma}' ends with a comma: patterns are separated by spaces, as in '${words(value).map((w) => w.replace(/,+$/, '')).filter((w) => w !== '').join(' ')}'`;
+  const meant = words(value).flatMap((w) => w.split(/,(?=[*?.])|^,+|,+$/)).filter((w) => w !== '').join(' ');
+  return `'${comma}' holds a comma between patterns: they are separated by spaces, as in '${meant}'`;
 }
 
 /** Splits a space-separated config value into its words. */

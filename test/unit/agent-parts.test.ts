@@ -79,12 +79,15 @@ describe('furka-agent exclude globs and hidden names (A2)', () => {
   it("refuses a list written with commas, naming the pattern and the list as it should be, in the agent's and furkad's exclude (hostile tester h12)", () => {
     assert.equal(excludeProblem('*.tmp *.part'), undefined);
     assert.equal(excludeProblem(''), undefined);
-    assert.equal(excludeProblem('*.tmp, *.part'), "'*.tmp,' ends with a comma: patterns are separated by spaces, as in '*.tmp *.part'");
+    assert.equal(excludeProblem('*.tmp, *.part'), "'*.tmp,' holds a comma between patterns: they are separated by spaces, as in '*.tmp *.part'");
+    assert.equal(excludeProblem('*.tmp,*.part'), "'*.tmp,*.part' holds a comma between patterns: they are separated by spaces, as in '*.tmp *.part'");
+    assert.equal(excludeProblem('*.tmp ,*.part'), "',*.part' holds a comma between patterns: they are separated by spaces, as in '*.tmp *.part'");
+    assert.equal(excludeProblem('scan,1.* .*.tmp'), undefined, 'a comma inside a name');
     assert.throws(() => checkAgentConfig('/etc/ppu/furka-agent.conf', { exclude: '*.tmp, *.part', address: '0.0.0.0', allow: '127.0.0.1' } as AgentConfig),
-      /key 'exclude': '\*\.tmp,' ends with a comma/);
+      /key 'exclude': '\*\.tmp,' holds a comma/);
     assert.throws(() => checkFurkadConfig('/etc/ppu/furkad.conf', parseConfig('/etc/ppu/furkad.conf',
       '[detector.1MF]\nremoteIP = 127.0.0.1\ntransport = rsync\nexclude = .*.tmp, *.part\ntarget = /ramdisk/./1mf\n', validateFurkadConfig)),
-    /section \[detector\.1MF\], key 'exclude': '\.\*\.tmp,' ends with a comma/);
+    /section \[detector\.1MF\], key 'exclude': '\.\*\.tmp,' holds a comma/);
   });
 
   it('a path is passed over when any name in it is: a hidden or excluded directory, with all below it', () => {

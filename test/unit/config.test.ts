@@ -404,6 +404,17 @@ describe('grimseld.conf schema (S3, G1)', () => {
     assert.equal(problems(() => grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data2\nmountpoint = /data\n')).length, 1, 'a sibling with the same prefix');
     assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data/grimsel\nmountpoint = /data\n').storage['internal']!.mountpoint, '/data');
     assert.equal(grimseld('[storage.internal]\ntype = INTERNAL\ntarget = /data\nmountpoint = /data/\n').storage['internal']!.target, '/data', 'the mount point itself');
+    // A target reached through a link to the disk's mount point (/data -> /mnt/raid0): taken as the real paths say (r5).
+    const dir = mkdtempSync(path.join(os.tmpdir(), 'mountpoint-link-'));
+    try {
+      mkdirSync(path.join(dir, 'mnt', 'raid0'), { recursive: true });
+      symlinkSync(path.join(dir, 'mnt', 'raid0'), path.join(dir, 'data'));
+      const conf = `[storage.internal]\ntype = INTERNAL\ntarget = ${dir}/data/internal\nmountpoint = ${dir}/mnt/raid0\n`;
+      assert.equal(grimseld(conf).storage['internal']!.mountpoint, `${dir}/mnt/raid0`);
+      assert.equal(problems(() => grimseld(conf.replace('/mnt/raid0', '/mnt/raid1'))).length, 1, 'another disk');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('refuses storages, ramdisk and journal that share a directory tree, naming each pair (G3, G5, G12)', () => {
