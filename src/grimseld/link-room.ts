@@ -10,7 +10,7 @@
 // but a hard link is the file itself (found by reviewer r4, in 1867 of 2000 tries).
 import { randomBytes } from 'node:crypto';
 import { fstatSync } from 'node:fs';
-import { DirFd } from '../common/dir-fd.js';
+import { DirFd, UnsafePath } from '../common/dir-fd.js';
 
 export const LINK_ROOM = '.grimsel-links';
 
@@ -18,34 +18,50 @@ export const LINK_ROOM = '.grimsel-links';
 const emptied = new Set<string>();
 
 /**
- * The link room below `root` (a configured, trusted directory), made if missing and held (close it). Throws when
- * it cannot be made or is not grimseld's alone (another owner, group or others may enter): the caller then makes
- * the link where the original is, without giving it an owner or time.
+ * The link room below `root` (a configured, trusted directory), made if missing and held (close it). Something else
+ * under its name (a user's directory, file or link, made first on a `1777` ramdisk root) is renamed aside, said in
+ * `aside`, and the room made anew: left, it would turn the room off for good (reviewer r5). Throws when the room
+ * cannot be had all the same: the caller then makes the link where the original is, without giving it an owner or
+ * time.
  */
-export function openLinkRoom(root: string): DirFd {
+export function openLinkRoom(root: string, aside: (was: string, now: string) => void = () => undefined): DirFd {
   const top = DirFd.open(root);
-  let room: DirFd;
+  let room: DirFd | undefined;
   try {
-    try {
-      top.mkdir(LINK_ROOM, 0o700);
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+    for (let attempt = 0; room === undefined; attempt++) {
+      try {
+        top.mkdir(LINK_ROOM, 0o700);
+      } catch (e) {
+        if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+      }
+      let held: DirFd | undefined;
+      try {
+        held = top.walk(LINK_ROOM); // never through a link
+        const st = fstatSync(held.fd);
+        if (st.uid === process.getuid!() && (st.mode & 0o077) === 0) {
+          room = held;
+          break;
+        }
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        if (!(e instanceof UnsafePath) && code !== 'ENOTDIR' && code !== 'ELOOP') throw e;
+      }
+      held?.close();
+      if (attempt > 0) throw new Error(`${root}/${LINK_ROOM} is not grimseld's alone, and could not be made so`);
+      const now = `${LINK_ROOM}.not-grimseld.${randomBytes(4).toString('hex')}`;
+      top.rename(top.at(LINK_ROOM), now);
+      aside(`${root}/${LINK_ROOM}`, `${root}/${now}`);
     }
-    room = top.walk(LINK_ROOM); // never through a link
   } finally {
     top.close();
   }
-  const st = fstatSync(room.fd);
-  if (st.uid !== process.getuid!() || (st.mode & 0o077) !== 0) {
-    room.close();
-    throw new Error(`${root}/${LINK_ROOM} is not grimseld's alone (uid ${st.uid}, mode ${(st.mode & 0o7777).toString(8)})`);
-  }
   if (!emptied.has(root)) {
-    // Left by a grimseld killed between the symlink and the rename: links only grimseld could have made.
+    // Left by a grimseld killed between the symlink and the rename: links only grimseld could have made. Nothing
+    // else is removed (a file copied there by a replicated path named so, say).
     for (const name of room.names()) {
       try {
-        room.unlink(name);
-      } catch { /* a directory someone made there as root: not ours to remove */ }
+        if (room.lstat(name)?.isSymbolicLink()) room.unlink(name);
+      } catch { /* gone meanwhile */ }
     }
     emptied.add(root);
   }

@@ -9,7 +9,7 @@
 // directory of their own, which they could do themselves.
 import { randomBytes } from 'node:crypto';
 import { linkTempName, type TempKey } from './temp-names.js';
-import { fsync } from 'node:fs';
+import { fstatSync, fsync } from 'node:fs';
 import { lstat, lutimes, readlink, rename, symlink, unlink, lchown } from 'node:fs/promises';
 import * as path from 'node:path';
 import { promisify } from 'node:util';
@@ -764,7 +764,7 @@ export class Reclaimer {
   async #makeLink(copy: string, root: string, rec: FileRecord, owner: { uid: number; gid: number }, dir: DirFd, name: string, tmp: string): Promise<void> {
     let room: DirFd | undefined;
     try {
-      room = openLinkRoom(root);
+      room = openLinkRoom(root, (was, now) => this.log.warn({ was, now }, `${was} was not grimseld's (made by someone else first): renamed to ${now}, and grimseld's own link room made`));
     } catch (e) {
       if (this.#roomless.due(root)) this.log.warn({ root, err: (e as Error).message }, 'fill guard links are made where the originals are, owned by root, with the time they are made');
     }
@@ -780,7 +780,8 @@ export class Reclaimer {
       } catch (e) {
         await unlink(made).catch(() => {});
         if ((e as NodeJS.ErrnoException).code !== 'EXDEV') throw e;
-        if (this.#roomless.due(dir.show())) this.log.warn({ dir: dir.show(), room: room.show() }, 'fill guard links in this directory, on another file system than their link room, are made there, owned by root, with the time they are made');
+        // Once per file system (not per directory: run directories may each be a mount of their own).
+        if (this.#roomless.due(`dev ${fstatSync(dir.fd).dev}`)) this.log.warn({ dir: dir.show(), room: room.show() }, 'fill guard links in directories on this file system, another than their link room\'s, are made beside their originals, owned by root, with the time they are made');
       } finally {
         room.close();
       }
