@@ -54,17 +54,31 @@ export const READ_ONLY_HERE = "is read-only for grimseld alone: its file system 
 /** Whether `why` says the storage takes no writes (READ_ONLY, READ_ONLY_HERE). */
 export const isReadOnlyWhy = (why: string | undefined): boolean => why === READ_ONLY || why === READ_ONLY_HERE;
 
+/** The mount tables readOnlyHereAlone compares: this process's, and init's (the host's, outside any unit's namespace). */
+export interface MountViews {
+  own(): Promise<string>;
+  init(): Promise<string>;
+}
+
+const procViews: MountViews = {
+  own: () => readFile('/proc/self/mountinfo', 'utf8'),
+  init: () => readFile('/proc/1/mountinfo', 'utf8'),
+};
+
 /**
- * Whether the mount holding the first of `dirs` that exists is read-only as this process sees it while its file
- * system is not (READ_ONLY_HERE); false where that cannot be told.
+ * Whether the mount holding the first of `dirs` that exists is read-only as this process sees it while init sees it
+ * writable (READ_ONLY_HERE); false where that cannot be told, or where init sees it read-only too (an
+ * administrator's read-only bind, grimseld run outside its unit: restarting would not help; reviewer r5).
  */
-export async function readOnlyHereAlone(dirs: string[], mountinfo = (): Promise<string> => readFile('/proc/self/mountinfo', 'utf8')): Promise<boolean> {
+export async function readOnlyHereAlone(dirs: string[], views: MountViews = procViews): Promise<boolean> {
   for (const dir of dirs) {
     const real = await realpath(dir).catch(() => undefined);
     if (real === undefined) continue;
     try {
-      const m = mountOf(real, mountsOf(await mountinfo()));
-      return m !== undefined && m.readOnly && !m.fsReadOnly;
+      const own = mountOf(real, mountsOf(await views.own()));
+      if (own === undefined || !own.readOnly || own.fsReadOnly) return false;
+      const init = mountOf(real, mountsOf(await views.init()));
+      return init !== undefined && !init.readOnly;
     } catch {
       return false;
     }
