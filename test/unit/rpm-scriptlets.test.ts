@@ -152,18 +152,23 @@ describe("the upgrade's %posttrans common", () => {
       'echo "$*" >> "$LOG"',
       '[ "$1" = -q ] && shift',
       'if [ "$1" = is-active ]; then',
-      '  case "$2" in furkad.service) echo activating; exit 3 ;; grimseld.service) echo active; exit 0 ;; *) echo inactive; exit 3 ;; esac',
+      '  case "$2" in furkad.service) echo activating; exit 3 ;; grimseld.service) echo active; exit 0 ;; furka-agent.service) echo "$AGENT"; exit 3 ;; esac',
       'fi',
       'exit 0',
       '',
     ].join('\n'));
     chmodSync(path.join(bin, 'systemctl'), 0o755);
     const log = path.join(dir, 'calls');
-    const r = spawnSync('sh', ['-c', body.split('/run/ppu-movers-upgrade').join(markers), 'pre', '2'], {
-      encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin`, LOG: log },
-    });
-    assert.equal(r.status, 0, r.stderr);
-    assert.deepEqual(readdirSync(markers).sort(), ['furkad', 'grimseld'], 'started again after the upgrade: the crashed furkad too');
+    const pre = (agent: string): string[] => {
+      rmSync(markers, { recursive: true, force: true });
+      const r = spawnSync('sh', ['-c', body.split('/run/ppu-movers-upgrade').join(markers), 'pre', '2'], {
+        encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin`, LOG: log, AGENT: agent },
+      });
+      assert.equal(r.status, 0, r.stderr);
+      return readdirSync(markers).sort();
+    };
+    assert.deepEqual(pre('inactive'), ['furkad', 'grimseld'], 'started again after the upgrade: the crashed furkad too; not the agent an administrator stopped');
+    assert.deepEqual(pre('failed'), ['furka-agent', 'furkad', 'grimseld'], 'and one its start limit stopped (a crash loop)');
     assert.ok(readFileSync(log, 'utf8').split('\n').some((c) => c.startsWith('stop ') && c.includes('furkad.service')), 'all stopped for the upgrade');
   });
 
