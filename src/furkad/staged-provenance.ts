@@ -16,6 +16,7 @@ export class StagedProvenance {
   #namespace: Namespace = 'user';
   #saidRefused = false;
   #saidFailed = false;
+  #saidChown = false;
   /** Staged files said unreadable, each said once until it is read (a file retried every run must not flood the log). */
   #saidUnreadable = new Set<string>();
 
@@ -68,9 +69,14 @@ export class StagedProvenance {
       // The shift's owner, through the open file: one an earlier furkad left in staging (killed between the removal
       // and the placing, its shift not resumed) was rsync's for that shift's user, and went into this shift's
       // directory still theirs (found by hostile tester h11).
-      const st = await fh.stat();
-      if (st.uid !== shift.uid || st.gid !== shift.gid) await fh.chown(shift.uid, shift.gid);
       this.write(fh.fd, hex, shift, rel);
+      const st = await fh.stat();
+      if (st.uid !== shift.uid || st.gid !== shift.gid) {
+        await fh.chown(shift.uid, shift.gid).catch((e: Error) => {
+          if (!this.#saidChown) this.log.error({ detector: this.detector, file: rel, err: e.message }, "cannot give a staged file its shift's owner; it is placed as it is (said once)");
+          this.#saidChown = true;
+        });
+      }
       this.#saidUnreadable.delete(rel);
       return hex;
     } catch (e) {

@@ -74,12 +74,14 @@ export function checkFifo(file: string, key: string, fifo: string): void {
     throw new ConfigError(file, [`${where}: '${fifo}': ${unsafe}: another user could put their own FIFO there and have grimseld ` +
       'copy any file as root; use a directory only root may write (the default is /run/grimseld/files)']);
   }
+  // What cannot be looked at (ppuctl run by a user, a directory closed to them) is not judged: the start will.
+  const look = <T>(f: () => T): T | undefined => { try { return f(); } catch { return undefined; } };
   for (let at = path.dirname(path.resolve(fifo)); ; at = path.dirname(at)) {
-    const st = statSync(at, { throwIfNoEntry: false });
+    const st = look(() => statSync(at, { throwIfNoEntry: false }));
     if (st !== undefined && !st.isDirectory()) throw new ConfigError(file, [`${where}: cannot create the FIFO '${fifo}': '${at}' is ${fileKind(st)}, not a directory`]);
     if (st !== undefined || at === '/') break;
   }
-  const st = lstatSync(fifo, { throwIfNoEntry: false });
+  const st = look(() => lstatSync(fifo, { throwIfNoEntry: false }));
   if (st !== undefined && !st.isFIFO()) {
     throw new ConfigError(file, [`${where}: '${fifo}' exists and is ${fileKind(st)}, not a FIFO; ` +
       'grimseld does not take it over: configure another path or remove it']);
