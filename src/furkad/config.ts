@@ -262,6 +262,6 @@ export function usrdirNote(config: FurkadConfig): string | undefined {
   if (u === '' || expandUsrdir(u, 1, 1) !== expandUsrdir(u, 2, 2)) return undefined;
   const lower = /\$\{?(uid|gid)\b/i.test(u) ? ' ($UID and $GID are expanded in capitals only)' : '';
   return `usrdir '${u}' is the same directory for every shift${lower}: each new shift's user is given it, and can delete or rename ` +
-    "the files earlier shifts left there that grimseld has not copied yet; put $UID or $GID in it where successive users must not reach each other's files";
+    "the files earlier shifts left there that grimseld has not copied yet; put $UID in it where successive users must not reach each other's files ($GID alone still gives one directory to users of one group)";
 }
 
