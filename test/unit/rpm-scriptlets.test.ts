@@ -89,28 +89,35 @@ describe("the upgrade's %posttrans common", () => {
   beforeEach(() => { dir = mkdtempSync(path.join(os.tmpdir(), 'posttrans-')); });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
 
+  /** Scriptlet `name` of the spec, its marker directory moved into the test's directory. */
+  const scriptlet = (name: string): string => {
+    const body = new RegExp(`^%${name}\\n([\\s\\S]*?)\\n(?=%[a-z])`, 'm').exec(SPEC())?.[1];
+    assert.ok(body, `the spec has a %${name}`);
+    return body.split('/run/ppu-movers-upgrade').join(path.join(dir, 'ppu-movers-upgrade'));
+  };
+  /** A stand-in systemctl that logs each call to $LOG and then runs `lines` (sh); its directory, for PATH. */
+  const standIn = (lines: string[]): string => {
+    const bin = path.join(dir, 'bin');
+    mkdirSync(bin);
+    writeFileSync(path.join(bin, 'systemctl'), ['#!/bin/sh', 'echo "$*" >> "$LOG"', ...lines, 'exit 0', ''].join('\n'));
+    chmodSync(path.join(bin, 'systemctl'), 0o755);
+    return bin;
+  };
+
   /** Runs the scriptlet with markers for `running`; the stand-in systemctl fails to start the units in `failing`. */
   const posttrans = (running: string[], failing: string[] = []): { calls: string[]; stderr: string; markers: boolean } => {
-    const body = /^%posttrans common\n([\s\S]*?)\n(?=%[a-z])/m.exec(SPEC())?.[1];
-    assert.ok(body, 'the spec has a %posttrans common');
+    const body = scriptlet('posttrans common');
     const markers = path.join(dir, 'ppu-movers-upgrade');
     mkdirSync(markers);
     for (const u of running) writeFileSync(path.join(markers, u), '');
-    const bin = path.join(dir, 'bin');
-    mkdirSync(bin);
-    writeFileSync(path.join(bin, 'systemctl'), [
-      '#!/bin/sh',
-      'echo "$*" >> "$LOG"',
+    const bin = standIn([
       'case "$1" in',
       '  start) shift; rc=0; for u in "$@"; do case " $FAILING " in *" ${u%.service} "*) rc=1 ;; *) echo "$u" >> "$ACTIVE" ;; esac; done; exit $rc ;;',
       '  -q) [ "$2" = is-active ] && grep -qx "$3" "$ACTIVE" 2>/dev/null; exit $? ;;',
       'esac',
-      'exit 0',
-      '',
-    ].join('\n'));
-    chmodSync(path.join(bin, 'systemctl'), 0o755);
+    ]);
     const log = path.join(dir, 'calls');
-    const r = spawnSync('sh', ['-c', body.split('/run/ppu-movers-upgrade').join(markers)], {
+    const r = spawnSync('sh', ['-c', body], {
       encoding: 'utf8',
       env: { PATH: `${bin}:/usr/bin:/bin`, LOG: log, ACTIVE: path.join(dir, 'active'), FAILING: failing.join(' ') },
     });
@@ -140,28 +147,20 @@ describe("the upgrade's %posttrans common", () => {
   });
 
   it('notes for the start after the upgrade every unit it stops that was running or starting, a crashed one waiting to restart among them (S6)', () => {
-    const body = /^%pre common\n([\s\S]*?)\n(?=%[a-z])/m.exec(SPEC())?.[1];
-    assert.ok(body, 'the spec has a %pre common');
+    const body = scriptlet('pre common');
     const markers = path.join(dir, 'ppu-movers-upgrade');
-    const bin = path.join(dir, 'bin');
-    mkdirSync(bin);
     // systemctl is-active as systemd answers it: the state, exit 0 only for active. furkad was SIGKILLed a moment
-    // ago and waits out RestartSec (activating, auto-restart); furka-agent is stopped; grimseld runs.
-    writeFileSync(path.join(bin, 'systemctl'), [
-      '#!/bin/sh',
-      'echo "$*" >> "$LOG"',
+    // ago and waits out RestartSec (activating, auto-restart); grimseld runs; furka-agent as $AGENT says.
+    const bin = standIn([
       '[ "$1" = -q ] && shift',
       'if [ "$1" = is-active ]; then',
       '  case "$2" in furkad.service) echo activating; exit 3 ;; grimseld.service) echo active; exit 0 ;; furka-agent.service) echo "$AGENT"; exit 3 ;; esac',
       'fi',
-      'exit 0',
-      '',
-    ].join('\n'));
-    chmodSync(path.join(bin, 'systemctl'), 0o755);
+    ]);
     const log = path.join(dir, 'calls');
     const pre = (agent: string): string[] => {
       rmSync(markers, { recursive: true, force: true });
-      const r = spawnSync('sh', ['-c', body.split('/run/ppu-movers-upgrade').join(markers), 'pre', '2'], {
+      const r = spawnSync('sh', ['-c', body, 'pre', '2'], {
         encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin`, LOG: log, AGENT: agent },
       });
       assert.equal(r.status, 0, r.stderr);
