@@ -754,7 +754,9 @@ sys.exit(3 if gone else 0)`, path.join(small, 'r', 'img.cbf'), go]);
     deep('deep2');
     mkdirSync(path.join(root, 'run'));
     writeFileSync(path.join(root, 'run', 'later.cbf'), 'y');
-    await ev.waitFor(() => refusedUnder('deep2') && ev.files('run/later.cbf').length > 0, 'the second deep tree refused, a later file announced');
+    // Up to 30 s: the agent walks 21 levels of 200-byte names and its rescan; on a loaded 2-core host 10 s was not
+    // always enough (a session's local run beside two other test tiers).
+    await ev.waitFor(() => refusedUnder('deep2') && ev.files('run/later.cbf').length > 0, 'the second deep tree refused, a later file announced', 30_000);
     await sleep(1500); // the watch check's look at the new directories (CONFIRM_MS)
     mkdirSync(path.join(root, 'run2'));
     writeFileSync(path.join(root, 'run2', 'last.cbf'), 'z');
