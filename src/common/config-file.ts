@@ -1,5 +1,5 @@
 // Reads a daemon's INI file and validates it against that daemon's JSON Schema (S3).
-import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, statSync, type Stats } from 'node:fs';
+import { closeSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readFileSync, realpathSync, statSync, type Stats } from 'node:fs';
 import { isIP } from 'node:net';
 import * as path from 'node:path';
 import * as ini from 'ini';
@@ -408,6 +408,23 @@ export function checkDirectory(file: string, key: string, dir: string): void {
     throw new ConfigError(file, [cur === path.resolve(dir)
       ? `${where}: '${dir}' is ${fileKind(st)}, not a directory`
       : `${where}: '${dir}' cannot be a directory: '${cur}' is ${fileKind(st)}`]);
+  }
+}
+
+/**
+ * `p` as a real path as far as it exists: the real path of its nearest part that exists, with the rest as written
+ * (a directory a start makes later); `p` itself where not even that can be resolved. For the checks that compare
+ * configured paths as the machine has them (a log file's directory, a storage's target and mount point).
+ */
+export function realPathAsFar(p: string): string {
+  const rest: string[] = [];
+  for (let dir = p; ; dir = path.dirname(dir)) {
+    try {
+      return path.join(realpathSync.native(dir), ...rest);
+    } catch {
+      if (dir === '/') return p;
+      rest.unshift(path.basename(dir));
+    }
   }
 }
 

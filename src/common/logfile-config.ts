@@ -1,8 +1,8 @@
 // The `logfile` key checked on the machine (S3, S4): a log file the daemon cannot write is a configuration error
 // naming the key, at --check and at start, not a crash of the logger once the daemon runs.
-import { accessSync, constants, realpathSync, statSync, type Stats } from 'node:fs';
+import { accessSync, constants, statSync, type Stats } from 'node:fs';
 import * as path from 'node:path';
-import { ConfigError, fileKind } from './config-file.js';
+import { ConfigError, fileKind, realPathAsFar } from './config-file.js';
 import type { LogSettings } from './logger.js';
 import { RotatingLog } from './log-rotation.js';
 import { mountOf, mountsOf, readMountinfo } from './mounts.js';
@@ -58,19 +58,6 @@ export function privateTmpProblem(logfile: string, dir: string, mountinfo: strin
   return `'${logfile}' lies in ${m.at}, which this service has to itself (PrivateTmp=yes) and systemd removes when it stops: the log would be lost with it`;
 }
 
-/** `logfile`'s directory as a real path: that of the nearest part of it that exists, with the rest. */
-function realDirectory(logfile: string): string {
-  const rest: string[] = [];
-  for (let dir = path.dirname(logfile); ; dir = path.dirname(dir)) {
-    try {
-      return path.join(realpathSync.native(dir), ...rest);
-    } catch {
-      if (dir === '/') return path.dirname(logfile);
-      rest.unshift(path.basename(dir));
-    }
-  }
-}
-
 /**
  * At --check, in `ppuctl config check` and at start: the log file's directory must be writable here, and not a
  * private /tmp the log would be lost with.
@@ -81,7 +68,7 @@ export function checkLogfile(file: string, settings: LogSettings): void {
   if (!problem) {
     let mountinfo = '';
     try { mountinfo = readMountinfo(); } catch { /* no /proc: no private /tmp to tell */ }
-    problem = privateTmpProblem(settings.logfile, realDirectory(settings.logfile), mountinfo);
+    problem = privateTmpProblem(settings.logfile, realPathAsFar(path.dirname(settings.logfile)), mountinfo);
   }
   if (problem) throw new ConfigError(file, [`${WHERE}: ${problem}${unitHint(settings.logfile)}`]);
 }

@@ -1,8 +1,7 @@
 // grimseld.conf: its JSON Schema (one, compiled once a run), the storage rules a schema cannot say, and its typed form (S3, G1).
 import * as path from 'node:path';
-import { realpathSync } from 'node:fs';
 import type { ValidateFunction } from 'ajv';
-import { compileSchema, ConfigError, listenAddressProblem, loadConfig, loggingProperties, metricsProperties, Pattern, sectionsOf } from '../common/config-file.js';
+import { compileSchema, ConfigError, listenAddressProblem, loadConfig, loggingProperties, metricsProperties, Pattern, realPathAsFar, sectionsOf } from '../common/config-file.js';
 import { atOrBelow } from '../common/paths.js';
 
 export const DEFAULT_CONFIG_PATH = '/etc/ppu/grimseld.conf';
@@ -134,23 +133,10 @@ function checkRamdiskRules(config: GrimseldConfig): string[] {
  * system, counted copied, while the disk's mount was checked (found by hostile tester h12).
  */
 function checkMountpoints(config: GrimseldConfig): string[] {
-  // As written, or as real paths where both exist here: a target reached through a link (/data -> /mnt/raid0) with
-  // the mount point written as the link leads (reviewer r5).
-  // The real path of the nearest directory up that exists, with the rest as written (a target made at first copy).
-  const real = (p: string): string | undefined => {
-    for (let at = p, rest = ''; ; rest = path.posix.join(path.posix.basename(at), rest), at = path.posix.dirname(at)) {
-      try {
-        return path.posix.join(realpathSync(at), rest);
-      } catch {
-        if (at === '/') return undefined;
-      }
-    }
-  };
-  const below = (target: string, mountpoint: string): boolean => {
-    if (atOrBelow(target, mountpoint)) return true;
-    const [t, m] = [real(target), real(mountpoint)];
-    return t !== undefined && m !== undefined && atOrBelow(t, m);
-  };
+  // As written, or as real paths as far as they exist here: a target reached through a link (/data -> /mnt/raid0)
+  // with the mount point written as the link leads (reviewer r5).
+  const below = (target: string, mountpoint: string): boolean =>
+    atOrBelow(target, mountpoint) || atOrBelow(realPathAsFar(target), realPathAsFar(mountpoint));
   return Object.entries(config.storage).filter(([, s]) => s.mountpoint !== undefined && !below(s.target, s.mountpoint)).map(([id, s]) =>
     `section [storage.${id}], key 'target': a storage's target must be its mountpoint or lie below it, got target = '${s.target}' and ` +
     `mountpoint = '${s.mountpoint!}': grimseld would check that one is mounted and write to the other (one of the two keys is wrong)`);
