@@ -58,22 +58,29 @@ export function openToOthers(dir: string): string | undefined {
 }
 
 /**
- * What `--check` can tell of the FIFO `key` names without making anything: a directory another user could put their
- * own FIFO in, a path on the way that is no directory, or something other than a FIFO at the path, each the
- * configuration error the start would give.
+ * Refuses a FIFO path whose directory another user could put their own FIFO in, or where none can be made (a file on
+ * the way, a loop of links): before anything is made there, and again once it is.
  */
-export function checkFifo(file: string, key: string, fifo: string): void {
-  const where = `${TOP}, key '${key}'`;
+function refuseUnsafe(file: string, where: string, fifo: string): void {
   let unsafe: string | undefined;
   try {
     unsafe = openToOthers(path.dirname(fifo));
   } catch (e) {
     throw new ConfigError(file, [`${where}: cannot create the FIFO '${fifo}': ${(e as Error).message}`]);
   }
-  if (unsafe !== undefined) {
-    throw new ConfigError(file, [`${where}: '${fifo}': ${unsafe}: another user could put their own FIFO there and have grimseld ` +
-      'copy any file as root; use a directory only root may write (the default is /run/grimseld/files)']);
-  }
+  if (unsafe === undefined) return;
+  throw new ConfigError(file, [`${where}: '${fifo}': ${unsafe}: another user could put their own FIFO there and have grimseld ` +
+    'copy any file as root; use a directory only root may write (the default is /run/grimseld/files)']);
+}
+
+/**
+ * What `--check` can tell of the FIFO `key` names without making anything: a directory another user could put their
+ * own FIFO in, a path on the way that is no directory, or something other than a FIFO at the path, each the
+ * configuration error the start would give.
+ */
+export function checkFifo(file: string, key: string, fifo: string): void {
+  const where = `${TOP}, key '${key}'`;
+  refuseUnsafe(file, where, fifo);
   // What cannot be looked at (ppuctl run by a user, a directory closed to them) is not judged: the start will.
   const look = <T>(f: () => T): T | undefined => { try { return f(); } catch { return undefined; } };
   for (let at = path.dirname(path.resolve(fifo)); ; at = path.dirname(at)) {
@@ -110,17 +117,6 @@ export function prepareFifo(file: string, key: string, fifo: string): string | u
       throw cannot(e);
     }
   };
-  const refuseUnsafe = (): void => {
-    let unsafe: string | undefined;
-    try {
-      unsafe = openToOthers(path.dirname(fifo));
-    } catch (e) {
-      throw cannot(e); // a file on the way (ENOTDIR), a loop of links: nothing can be made there
-    }
-    if (unsafe === undefined) return;
-    throw new ConfigError(file, [`${where}: '${fifo}': ${unsafe}: another user could put their own FIFO there and have grimseld ` +
-      'copy any file as root; use a directory only root may write (the default is /run/grimseld/files)']);
-  };
   // Before anything is made there (nothing of root's left in a user's directory), and again once made.
   checkFifo(file, key, fifo);
   try {
@@ -128,7 +124,7 @@ export function prepareFifo(file: string, key: string, fifo: string): string | u
   } catch (e) {
     throw cannot(e);
   }
-  refuseUnsafe();
+  refuseUnsafe(file, where, fifo);
   const st = lstatSync(fifo, { throwIfNoEntry: false });
   if (st === undefined) {
     make();
