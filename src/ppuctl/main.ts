@@ -288,7 +288,7 @@ function configKind(file: string): 'grimseld' | 'furkad' | 'furka-agent' {
 }
 
 /** One file as its daemon's --check takes it, with what that prints after 'valid'; a ConfigError names the problems. */
-function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { summary: string; note: string | undefined } {
+function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { summary: string; notes: Array<string | undefined> } {
   const count = (n: number, noun: string) => `${n} ${n === 1 ? noun : `${noun}s`}`;
   if (kind === 'furka-agent') {
     // In furka-agent --check's order: the key, the root, the log directory.
@@ -296,7 +296,7 @@ function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { 
     loadAgentKey(file, c);
     checkAgentRoot(file, c);
     checkLogfile(file, c);
-    return { summary: `root ${c.root}, port ${c.port}, key ${c.key_file}`, note: logfileNote(kind, c) };
+    return { summary: `root ${c.root}, port ${c.port}, key ${c.key_file}`, notes: [logfileNote(kind, c)] };
   }
   if (kind === 'grimseld') {
     const c = loadGrimseldConfig(file);
@@ -304,7 +304,7 @@ function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { 
     checkLicensePublicKey(file, c);
     checkDirectory(file, 'state_dir', c.state_dir);
     checkFifo(file, 'fifo', c.fifo);
-    return { summary: count(Object.keys(c.storage).length, 'storage'), note: logfileNote(kind, c) };
+    return { summary: count(Object.keys(c.storage).length, 'storage'), notes: [logfileNote(kind, c)] };
   }
   // On this machine, as furkad --check, in its order: a key file missing or open to others (its detectors would
   // wait for it), a log directory it could not write, a target through a link to / (either stops its start).
@@ -314,14 +314,14 @@ function checkOne(file: string, kind: 'grimseld' | 'furkad' | 'furka-agent'): { 
   checkFurkadTargets(file, c);
   checkLicensePublicKey(file, c);
   checkDirectory(file, 'state_dir', c.state_dir);
-  return { summary: count(Object.keys(c.detector).length, 'detector'), note: [logfileNote(kind, c), usrdirNote(c)].filter((n) => n !== undefined).join('\n') || undefined };
+  return { summary: count(Object.keys(c.detector).length, 'detector'), notes: [logfileNote(kind, c), usrdirNote(c)] };
 }
 
 function configCheck(files: string[], json: boolean): number {
   const results = files.map((file) => {
     try {
-      const { summary, note } = checkOne(file, configKind(file));
-      return { file, valid: true, summary, problems: [] as string[], notes: note ? note.split('\n') : [] };
+      const { summary, notes } = checkOne(file, configKind(file));
+      return { file, valid: true, summary, problems: [] as string[], notes: notes.filter((n): n is string => n !== undefined) };
     } catch (e) {
       if (!(e instanceof ConfigError)) throw e;
       return { file, valid: false, summary: e.message, problems: e.problems, notes: [] as string[] };
