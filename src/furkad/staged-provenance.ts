@@ -66,10 +66,10 @@ export class StagedProvenance {
     }
     try {
       const hex = await checksumOfHandle(fh);
+      this.write(fh.fd, hex, shift, rel);
       // The shift's owner, through the open file: one an earlier furkad left in staging (killed between the removal
       // and the placing, its shift not resumed) was rsync's for that shift's user, and went into this shift's
       // directory still theirs (found by hostile tester h11).
-      this.write(fh.fd, hex, shift, rel);
       const st = await fh.stat();
       if (st.uid !== shift.uid || st.gid !== shift.gid) {
         await fh.chown(shift.uid, shift.gid).catch((e: Error) => {
