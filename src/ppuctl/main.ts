@@ -23,6 +23,7 @@ import { statusRecord } from '../grimseld/status-server.js';
 import { unseen } from './unseen-hint.js';
 import { writeNew } from './write-new.js';
 import * as path from 'node:path';
+import * as os from 'node:os';
 import { monotonicMs } from '../common/monotonic.js';
 
 const USAGE = `usage: ppuctl COMMAND [options]
@@ -261,7 +262,7 @@ async function run(argv: string[]): Promise<number> {
   const action = plan(cmd, sub, rest, values);
   const bus = connectSystemBus();
   try {
-    return await Promise.race([action(bus), busFailure(bus)]);
+    return await Promise.race([action(bus), busFailure(bus).catch((e: Error) => { throw refusedAtConnect(bus, e); })]);
   } finally {
     ended.abort(new Error('ppuctl is ending'));
     bus.disconnect();
@@ -269,10 +270,30 @@ async function run(argv: string[]): Promise<number> {
 }
 
 /**
+ * The bus closed the socket before it gave ppuctl a name (before the Hello answer): the bus daemon refused the
+ * connection, most often at authentication. dbus-daemon refuses a uid it cannot look up (no passwd entry), and
+ * dbus-next then reports only the failed write ("write EPIPE").
+ */
+export class BusRefused extends Error {}
+
+function refusedAtConnect(bus: dbus.MessageBus, e: Error): Error {
+  const code = (e as NodeJS.ErrnoException).code;
+  if ((bus as unknown as { name?: string | null }).name || (code !== 'EPIPE' && code !== 'ECONNRESET')) return e;
+  const uid = process.getuid?.();
+  let user = '';
+  try {
+    if (uid !== undefined) user = os.userInfo().username;
+  } catch { /* no passwd entry: the likeliest reason */ }
+  return new BusRefused(`the bus refused the connection at authentication (${e.message})`
+    + (uid !== undefined && !user ? `: uid ${uid} has no user entry (passwd), and dbus-daemon refuses such a uid` : ''));
+}
+
+/**
  * Which daemon a config file is for: by its name first (furkad.conf, grimseld.conf, furka-agent.conf and names
  * holding them), as the daemon reading it is what a name says: a furkad.conf with a stray [storage.x] section was
  * checked as a grimseld.conf, said with problems furkad --check never gives. A name that says nothing (g3.conf)
- * is decided by the sections, [storage.*] grimseld's, [detector.*] furkad's; a file holding both is checked as one.
+ * is decided by the sections, [storage.*] grimseld's, [detector.*] furkad's (a file holding both is checked as
+ * grimseld's), and without either by the top-level keys only furka-agent takes (root, allow, ...).
  */
 function configKind(file: string): 'grimseld' | 'furkad' | 'furka-agent' {
   const name = path.basename(file);
@@ -284,6 +305,10 @@ function configKind(file: string): 'grimseld' | 'furkad' | 'furka-agent' {
     text = readConfigText(file);
   } catch { /* the loader names the unreadable file (a FIFO, say, which readFileSync would wait on for ever) */ }
   if (/^\s*\[\s*storage\./m.test(text)) return 'grimseld';
+  if (/^\s*\[\s*detector\./m.test(text)) return 'furkad';
+  // No section of either: keys only furka-agent takes, above any section, make it the agent's (a detector.conf).
+  const top = text.split(/^\s*\[/m)[0]!;
+  if (/^\s*(root|address|port|allow|key_file|send_timeout)\s*=/m.test(top)) return 'furka-agent';
   return 'furkad';
 }
 
@@ -707,6 +732,9 @@ run(process.argv.slice(2)).then(
       process.stderr.write(`ppuctl: cannot reach the bus: ${e.message}\n`);
       process.exitCode = 3;
     } else if (e instanceof NoAnswer) {
+      process.stderr.write(`ppuctl: ${e.message}\n`);
+      process.exitCode = 3;
+    } else if (e instanceof BusRefused) {
       process.stderr.write(`ppuctl: ${e.message}\n`);
       process.exitCode = 3;
     } else if (e instanceof BusEnded) {

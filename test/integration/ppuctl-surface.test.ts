@@ -2,9 +2,10 @@
 import { strict as assert } from 'node:assert';
 import { execFile, execFileSync, spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { FURKAD_BIN, GRIMSELD_BIN, PPUCTL_BIN, Ppu, tempDir } from '../fixtures/ppu.js';
+import { startBus } from '../fixtures/bus-daemon.js';
 
 interface Run { code: number; stdout: string; stderr: string; ms: number }
 
@@ -215,6 +216,40 @@ describe('ppuctl refuses what it would otherwise ignore or misread (S7)', functi
         assert.match(r.stderr, new RegExp(`^\\w+: ${fifo}: invalid configuration:\n  cannot read the file: it is a FIFO, not a regular file\n$`));
       }
     } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a file whose name says no daemon is checked as the agent\'s when it holds only the agent\'s keys (detector.conf)', async () => {
+    const dir = tempDir('ppuctl-kind');
+    const file = path.join(dir, 'detector.conf');
+    // furkad would say "unknown key 'allow'": the agent's own check names what is wrong with the address.
+    writeFileSync(file, 'root = /ramdisk\nallow = 10.0.0.0/99\n');
+    try {
+      const check = await ppuctl(['config', 'check', file], NO_BUS);
+      assert.equal(check.code, 1, check.stdout);
+      assert.match(check.stdout, /allow/);
+      assert.doesNotMatch(check.stdout, /unknown key/, check.stdout);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('a uid the bus refuses (no passwd entry) is told so, exit 3, not "write EPIPE"', async function () {
+    const dir = tempDir('ppuctl-nouser');
+    chmodSync(dir, 0o755);
+    const bus = await startBus(dir);
+    try {
+      // 4242424 has no passwd entry on a test machine; dbus-daemon closes the socket at authentication.
+      assert.throws(() => execFileSync('id', ['4242424'], { stdio: 'pipe' }));
+      const r = await new Promise<Run>((resolve) => {
+        execFile(process.execPath, [PPUCTL_BIN, 'shift', 'show'], { env: { ...process.env, DBUS_SYSTEM_BUS_ADDRESS: bus.address }, uid: 4242424, gid: 4242424, timeout: 30_000 },
+          (err, stdout, stderr) => resolve({ code: err ? Number((err as { code?: number }).code ?? -1) : 0, stdout, stderr, ms: 0 }));
+      });
+      assert.equal(r.code, 3, r.stderr);
+      assert.match(r.stderr, /^ppuctl: the bus refused the connection at authentication \(.*\): uid 4242424 has no user entry/);
+    } finally {
+      await bus.stop();
       rmSync(dir, { recursive: true, force: true });
     }
   });
