@@ -30,6 +30,18 @@ const BACKOFF_MAX_MS = 1000;
 /** On shutdown, queued events are tried this long more; what is left stays in the outbox for the next start. */
 const STOP_GRACE_MS = 3000;
 
+/**
+ * A failed hand-over in an administrator's words: the bus's "name ... was not provided by any .service files"
+ * (ServiceUnknown) and NameHasNoOwner mean grimseld is not on the bus; other errors are said as they are.
+ */
+export function failureText(e: unknown): string {
+  const type = (e as { type?: unknown }).type;
+  if (typeof type === 'string' && /\.(ServiceUnknown|NameHasNoOwner)$/.test(type)) {
+    return `grimseld is not running (nobody owns ${GRIMSEL_NAME} on the bus)`;
+  }
+  return (e as Error).message ?? String(e);
+}
+
 export class Handover implements Component {
   readonly name = 'hand-over to grimseld';
   #queue: HandoverEvent[] = [];
@@ -192,9 +204,10 @@ export class Handover implements Component {
         this.#lastError = '';
         backoff = BACKOFF_MIN_MS;
       } catch (e) {
-        if (!this.#down) this.log.error({ err: (e as Error).message }, 'cannot hand over to grimseld; keeping files until it answers');
+        const why = failureText(e);
+        if (!this.#down) this.log.error({ err: why }, 'cannot hand over to grimseld; keeping files until it answers');
         this.#down = true;
-        this.#lastError = (e as Error).message;
+        this.#lastError = why;
         // On shutdown, give up after a short grace (at once without a bus: no retry can reach grimseld): the outbox
         // keeps them, the next start re-sends them.
         if (signal.aborted && e instanceof BusEnded) return;

@@ -155,6 +155,22 @@ describe('hand-over to grimseld (G12, F10)', () => {
     await running;
   });
 
+  it("says a grimseld that is not on the bus in those words, not as the bus's \"not provided by any .service files\"", async () => {
+    const lines: string[] = [];
+    const log = { ...quiet, error: (o: { err: string }, msg: string) => { lines.push(`${msg}: ${o.err}`); } } as unknown as Logger;
+    const absent = new dbus.DBusError('org.freedesktop.DBus.Error.ServiceUnknown', `The name ${GRIMSEL_NAME} was not provided by any .service files`);
+    const bus = { getProxyObject: () => Promise.reject(absent) } as unknown as MessageBus;
+    const handover = new Handover(bus, log, outbox, 1000);
+    const ctl = new AbortController();
+    const running = handover.run(ctl.signal);
+    handover.delivered(1n, 500, 501, [['/r/./a', 'xxh128:00112233445566778899aabbccddeeff', '1MF']]);
+    await until('a failed attempt', () => handover.lastError !== '');
+    assert.equal(handover.lastError, `grimseld is not running (nobody owns ${GRIMSEL_NAME} on the bus)`);
+    assert.deepEqual(lines, [`cannot hand over to grimseld; keeping files until it answers: ${handover.lastError}`]);
+    ctl.abort();
+    await running;
+  });
+
   it('as a component: follows grimseld\'s bus name once started, re-sends at once to a new owner, and stop ends it', async () => {
     const hung = new FakeGrimseld(false);
     const next = new FakeGrimseld(true);
