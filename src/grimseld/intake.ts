@@ -15,6 +15,8 @@ import { NotReadable, statAsCaller, type Caller } from './caller-access.js';
 import type { StateDirRoom } from './state-room.js';
 import { answers } from './mount-watch.js';
 import { probedAt, type StorageInfo } from './storage-info.js';
+import { LINK_ROOM } from './link-room.js';
+import { MARK_FILE } from './storage-marks.js';
 
 /** How many added paths are checked at once. */
 const INSPECT_AT_ONCE = 64;
@@ -43,6 +45,13 @@ export function checkMarkedPath(p: string): { src: string; rel: string } {
   if (p.endsWith('/..')) throw new RejectedPath(`path '${p}' ends in '..': it names a directory, not a file`);
   const { rel } = splitMarked(p);
   if (!isSafeRelative(rel)) throw new RejectedPath(`path '${p}': the part after './' must stay below it ('${rel}')`);
+  // Each storage's target holds grimseld's own link room and disk mark under these names: a copy replicated under
+  // one would go into the room (whose directory, with owners kept, would be given the file's owner) or over the mark.
+  const first = rel.split('/')[0]!;
+  if (first === LINK_ROOM || first === MARK_FILE) {
+    throw new RejectedPath(`path '${p}': '${first}' right after './' is a name grimseld keeps for itself in each storage's target ` +
+      `(${first === LINK_ROOM ? 'its link room' : "its mark of the storage's disk"}); rename it, or put the './' before a directory above it`);
+  }
   return { src: unmark(p), rel };
 }
 

@@ -25,6 +25,16 @@ describe('checked paths (G8)', () => {
     assert.throws(() => checkMarkedPath('/x/./a/..'), (e: unknown) => e instanceof RejectedPath && /ends in '\.\.'/.test(e.message));
   });
 
+  it("refuses a replicated path that begins with grimseld's own names in a storage's target (link room, disk mark)", () => {
+    for (const p of ['/ramdisk/./.grimsel-links/x.cbf', '/ramdisk/./.grimsel-links/a/b.cbf', '/ramdisk/./.grimsel-storage', '/d/.grimsel-storage']) {
+      assert.throws(() => checkMarkedPath(p), (e: unknown) => e instanceof RejectedPath && /is a name grimseld keeps for itself in each storage's target/.test(e.message), p);
+    }
+    // Deeper down, or a longer name, is any file's.
+    assert.equal(checkMarkedPath('/ramdisk/./500_501/.grimsel-links/x.cbf').rel, '500_501/.grimsel-links/x.cbf');
+    assert.equal(checkMarkedPath('/ramdisk/./.grimsel-links2/x.cbf').rel, '.grimsel-links2/x.cbf');
+    assert.equal(checkMarkedPath('/ramdisk/.grimsel-links/./x.cbf').rel, 'x.cbf');
+  });
+
   it('refuses half a surrogate pair, which no file name holds (BENCHMARKS.md: paths are kept as UTF-8)', () => {
     assert.throws(() => checkMarkedPath('/ramdisk/./a\ud800b.cbf'), (e: unknown) => e instanceof RejectedPath && /not valid Unicode/.test(e.message));
     assert.throws(() => checkMarkedPath('/ramdisk/./a\udc00.cbf'), RejectedPath);
