@@ -147,6 +147,9 @@ export class Reclaimer {
   readonly #links: LinkSweeper;
   /** Roots without a usable link room, and directories on another file system than theirs, as logged (link-room.ts). */
   readonly #roomless = new SaidOnce();
+  /** The link room's name taken by someone else: said at most once a minute per root, with the count since. */
+  readonly #asideSaid = new SaidOnce(60_000);
+  readonly #asideCount = new Map<string, number>();
   readonly #tempKey: TempKey;
   /**
    * Records whose link or deletion failed (by a fill guard or the clean-up): each skipped by both until `at`, its pause
@@ -764,7 +767,15 @@ export class Reclaimer {
   async #makeLink(copy: string, root: string, rec: FileRecord, owner: { uid: number; gid: number }, dir: DirFd, name: string, tmp: string): Promise<void> {
     let room: DirFd | undefined;
     try {
-      room = openLinkRoom(root, (was, now) => this.log.warn({ was, now }, `${was} was not grimseld's (made by someone else first): renamed to ${now}, and grimseld's own link room made`));
+      room = openLinkRoom(root, (was, now) => {
+        // A user who keeps making the name again (on a 1777 root) gets a line a minute, with how many, not one each time.
+        const times = (this.#asideCount.get(root) ?? 0) + 1;
+        this.#asideCount.set(root, times);
+        if (!this.#asideSaid.due(root)) return;
+        this.#asideCount.delete(root);
+        this.log.warn({ was, now, times }, `${was} was not grimseld's (made by someone else first): renamed to ${now}, and grimseld's own link room made` +
+          (times > 1 ? ` (${times} times since this was last said)` : ''));
+      });
     } catch (e) {
       if (this.#roomless.due(root)) this.log.warn({ root, err: (e as Error).message }, 'fill guard links are made where the originals are, owned by root, with the time they are made');
     }

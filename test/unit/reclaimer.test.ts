@@ -177,6 +177,33 @@ describe('the reclaimer while the user swaps their directories (G5, G6, docs/thr
     assert.deepEqual(readdirSync(path.join(ramdisk, LINK_ROOM)), [], 'the room empty, the killed one\'s leftover too');
   });
 
+  it("says a link room a user keeps making first once a minute with a count, not once for each time (G6, G10)", async function () {
+    if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
+    const { catalog, recs } = await world(4, true, 1);
+    const srcs = recs.map((r) => r.src);
+    const lines: Array<{ msg: string; times?: number }> = [];
+    const captured = pino({ level: 'warn' }, { write: (l: string) => { lines.push(JSON.parse(l) as { msg: string }); } });
+    const reclaimer = new Reclaimer(catalog, { id: 'internal', type: 'INTERNAL', target: path.join(root, 'internal'), mountpoint: undefined, writers: 1 }, undefined, {
+      ramdiskRoot: ramdisk, ramdiskMountpoint: root, createLinks: true, fillLimitPercent: 1, intervalMs: 5, deleteRetryMs: 1000, tempKey: KEY,
+    }, new MessageHub(log), captured);
+    // Before each link the user has put a directory of theirs where the room was (a 1777 ramdisk root).
+    const room = path.join(ramdisk, LINK_ROOM);
+    const relOn = catalog.relOn.bind(catalog);
+    let n = 0;
+    catalog.relOn = (rec, storage) => {
+      if (existsSync(room)) renameSync(room, `${room}.was.${n++}`);
+      mkdirSync(room);
+      chownSync(room, 1500, 1501);
+      return relOn(rec, storage);
+    };
+    await runUntil(reclaimer, () => recs.every((r) => !catalog.isLive(r)), 5000);
+    assert.ok(srcs.every((f) => lstatSync(f).isSymbolicLink()), 'every original linked all the same');
+    const asides = readdirSync(ramdisk).filter((e) => e.startsWith(`${LINK_ROOM}.not-grimseld.`));
+    assert.ok(asides.length >= 4, `each of the user's directories renamed aside (${asides.length})`);
+    const said = lines.filter((l) => /was not grimseld's/.test(l.msg));
+    assert.equal(said.length, 1, `one line, not ${said.length}`);
+  });
+
   it("makes the link where the original is, neither owned nor timed, where its directory is on another file system than the room (G6)", async function () {
     if ((await fillState(root)).percent < 1) this.skip(); // the guard must see its limit reached
     const below = path.join(ramdisk, '1mf/u');
