@@ -121,8 +121,11 @@ export class FileFifo {
           'FIFO line discarded: not valid UTF-8, and grimseld takes paths in UTF-8 only; nothing of it was added; rename the file and write its new path');
         return;
       }
-      const p = line.trim();
-      if (!p) return;
+      // Taken as written, up to the newline, but for whitespace before the leading '/' and a '\r' a Windows editor
+      // left (no name furkad delivers holds a control character): a name may end in a space, and trimmed, the line
+      // named another file, `img ` taken for `img`, which was copied in its place (hostile tester h14).
+      const p = line.replace(/^[ \t]+(?=\/)/, '').replace(/\r$/, '');
+      if (!p.trim()) return;
       // In the order written; lines that arrive while a batch is taken in form the next batch, so that a
       // burst (`cat list > fifo`) is journaled with one fsync per batch, not one per line (BENCHMARKS.md).
       this.#batches.push(p);

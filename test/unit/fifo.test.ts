@@ -51,6 +51,18 @@ describe('grimseld FIFO lines (G8)', () => {
     assert.match(warn.bytes!, /6c6174e92e747874$/);
   });
 
+  it("takes a path as written up to its newline: a name's trailing space kept, only a leading indent, a CR and blank lines dropped", async () => {
+    const added: string[] = [];
+    const fifo = new FileFifo(path.join(dir, 'files'), async (paths) => { added.push(...paths); return []; }, pino({ level: 'silent' }));
+    await fifo.open();
+    // Trimmed, `img ` was taken for `img`, another file, copied in its place (hostile tester h14).
+    writeFileSync(fifo.file, '/op/./d/img \n  /op/./d/indented\n\n   \n/op/./d/crlf\r\n/op/./d/\u00a0nbsp\u00a0\n');
+    const deadline = Date.now() + 8000;
+    while (added.length < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    await fifo.close();
+    assert.deepEqual(added, ['/op/./d/img ', '/op/./d/indented', '/op/./d/crlf', '/op/./d/\u00a0nbsp\u00a0']);
+  });
+
   it('takes the paths still in the pipe when it closes (an echo just before a stop), and names a line cut short', async () => {
     const added: string[] = [];
     const logged: Array<{ msg: string; start?: string }> = [];
