@@ -152,13 +152,30 @@ export class TcpListener {
     return this.#sockets.size;
   }
 
-  /** Stops accepting and drops every connection. */
-  close(): Promise<void> {
-    for (const s of [...this.#sockets, ...this.#refusing]) s.destroy();
-    return new Promise((resolve) => {
+  /**
+   * Stops accepting and drops every connection. With `lingerMs`, each connection is ended instead, so that what was
+   * written to it last (a message published while the daemon stops) still reaches its peer, and dropped only if it
+   * has not closed within that time (a peer that does not read).
+   */
+  async close(lingerMs = 0): Promise<void> {
+    const closed = new Promise<void>((resolve) => {
       if (!this.#server.listening) return resolve();
       this.#server.close(() => resolve());
     });
+    for (const s of this.#refusing) s.destroy();
+    const open = [...this.#sockets];
+    if (lingerMs > 0 && open.length) {
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, lingerMs);
+        let left = open.length;
+        for (const s of open) {
+          s.once('close', () => { if (--left === 0) { clearTimeout(timer); resolve(); } });
+          s.end();
+        }
+      });
+    }
+    for (const s of open) s.destroy();
+    return closed;
   }
 }
 

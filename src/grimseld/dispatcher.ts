@@ -119,6 +119,8 @@ export class Dispatcher implements CopyEvents {
   #unreadable = new Map<number, Set<ReadFrom>>();
   /** Retries waiting for their time, by what cancels each. */
   #retries = new Set<() => void>();
+  /** Copy results being journaled and told (#done): a stop waits for them (recorded()). */
+  readonly #recording = new Set<Promise<void>>();
   readonly #later: Later;
   /** Copies whose file is left only on a storage that is not mounted: they wait for it (source-waits.ts). */
   readonly #sourceWaits: SourceWaits;
@@ -262,8 +264,19 @@ export class Dispatcher implements CopyEvents {
     lane.active -= reports.length;
     for (const r of reports) {
       for (const l of this.#listeners) l.reported?.(r);
-      void this.report(r);
+      const recording = this.report(r);
+      this.#recording.add(recording);
+      void recording.finally(() => this.#recording.delete(recording));
     }
+  }
+
+  /**
+   * Resolves once every copy result reported so far is journaled, counted and told (COPY_ERROR): a stop waits for
+   * this after the storages' last batches, before it closes the bus and the message server (main.ts). Without it,
+   * the results of the last batch were journaled and told after them, or not at all when the process had ended.
+   */
+  async recorded(): Promise<void> {
+    while (this.#recording.size) await Promise.all([...this.#recording]);
   }
 
   /**

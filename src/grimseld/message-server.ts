@@ -35,8 +35,9 @@ export class MessageServer {
     return this.#listener.connections;
   }
 
+  /** Subscribers get what was published up to now (at most 1 s for one that does not read), then the end. */
   stop(): Promise<void> {
-    return this.#listener.close();
+    return this.#listener.close(1000);
   }
 
   #subscribe(socket: Socket): void {
