@@ -188,7 +188,17 @@ async function main(): Promise<number> {
       const c = s?.counts.get(st.id);
       return `${st.id}: ${c?.pending ?? 0} pending, ${c?.copied ?? 0} copied, ${c?.failed ?? 0} failed`;
     }).join('; ');
-    return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${per}${license.valid ? '' : `; unlicensed, one writer per storage: ${license.reason}`}`;
+    // Files of ended shifts still pending or failed: without this, `systemctl status` looked clean right after a
+    // shift change while the ended shift's copies were failing (hostile tester h14).
+    let pending = 0n;
+    let failed = 0n;
+    for (const row of book.query(-1)) {
+      if (row[0] === s?.usertime) continue;
+      pending += row[4];
+      failed += row[6];
+    }
+    const earlier = pending || failed ? `; earlier shifts: ${pending} pending, ${failed} failed` : '';
+    return `shift ${s ? `${s.uid}:${s.gid}` : '-'}; ${per}${earlier}${license.valid ? '' : `; unlicensed, one writer per storage: ${license.reason}`}`;
   };
   // S1, G12: a copy thread that spins without copying stops the watchdog's pings, and systemd restarts
   // grimseld; one waiting in the kernel on a hung storage is reported and left (why: copy-watch.ts).

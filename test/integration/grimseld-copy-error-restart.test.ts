@@ -6,6 +6,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, writeImage } from '../fixtures/files.js';
+import { markFixture, startProcess, type Managed } from '../fixtures/processes.js';
 
 /** The COPY_ERROR log lines (every message is logged as it is published) of the grimseld running now, by short message. */
 function copyErrors(ppu: Ppu): string[] {
@@ -17,8 +18,22 @@ describe('COPY_ERROR of a failing copy across grimseld restarts (G10)', function
   this.timeout(240_000);
   const N = 40;
   let ppu: Ppu;
+  /** systemd's notify socket as grimseld sees it: each datagram a line. */
+  let notify: Managed;
   before(async () => {
     ppu = new Ppu({ prefix: 'ppu-copyerr-restart' });
+    mkdirSync(ppu.work, { recursive: true });
+    const sock = path.join(ppu.work, 'notify');
+    notify = markFixture(startProcess('python3', ['-u', '-c', `
+import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(sys.argv[1])
+print('bound')
+while True:
+    print(s.recv(65536).decode().replace('\\n', ' | '))
+`, sock]));
+    await notify.said(/^bound$/m);
+    ppu.opts.grimseldEnv = { NOTIFY_SOCKET: sock };
     // Every copy to the OPTIONAL storage fails (ENOTDIR): its target lies below a regular file.
     const plain = path.join(ppu.work, 'plainfile');
     mkdirSync(ppu.work, { recursive: true });
@@ -31,7 +46,10 @@ describe('COPY_ERROR of a failing copy across grimseld restarts (G10)', function
     };
     await ppu.start();
   });
-  after(async () => ppu?.stop());
+  after(async () => {
+    await ppu?.stop();
+    await notify?.stop();
+  });
 
   const oldOnes = (shorts: string[]): string[] => shorts.filter((s) => /\/old\/f\d+\.cbf:/.test(s));
 
@@ -67,5 +85,12 @@ describe('COPY_ERROR of a failing copy across grimseld restarts (G10)', function
       assert.equal(copyErrors(ppu).filter((s) => s.includes(`/${fresh}:`)).length, 1, 'the new file once');
       signals.stop();
     }
+  });
+
+  it("says an ended shift's failing files in systemd's STATUS line, not only the running shift's (G9)", async () => {
+    await ppu.startShift(800, 801, []);
+    // Before 2026-12-06 the line held the running shift alone: `systemctl status` looked clean (hostile tester h14).
+    await eventually(() => new RegExp(`STATUS=shift 800:801; [^|]*; earlier shifts: \\d+ pending, [1-9]\\d* failed`).test(notify.output()), 20_000,
+      `the ended shift's failures in the STATUS line:\n${notify.output().split('\n').slice(-3).join('\n')}`);
   });
 });
