@@ -182,7 +182,7 @@ describe('agent client: what it says when the connection fails, under Node 16 as
       await pause(300);
       proxy.silenceAfter = 0;
       assert.match(await settledWithin(fetching, 20_000),
-        /^rejected fetching 1 was cut off: the agent at http:\/\/127\.0\.0\.1:\d+ stopped answering \(no ping reply within 5 s\)$/);
+        /^rejected fetching 1 was cut off: the agent at http:\/\/127\.0\.0\.1:\d+ stopped answering \(no ping reply, and nothing received, within 5 s\)$/);
     } finally {
       client.close();
       await proxy.close();

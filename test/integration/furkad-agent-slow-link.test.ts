@@ -1,0 +1,50 @@
+// furkad and a furka-agent behind a link slower than the files come (A3, F10): the connection is kept while bytes
+// arrive, and the files get through at the link's speed. Before 2026-12-06 a ping's answer, queued behind the
+// bodies the agent had sent before it, came later than 5 s: furkad took the link for dead every 10 s, cut the body in
+// flight and fetched it again, and almost nothing got through (hostile tester h13: 4 files a minute at 5 Mbit/s).
+import { strict as assert } from 'node:assert';
+import { existsSync, readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { Ppu } from '../fixtures/ppu.js';
+import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
+import { SilentProxy } from '../fixtures/silent-proxy.js';
+
+const placed = (ppu: Ppu, f: WrittenFile): string => path.join(ppu.ppuRamdisk, '1mf', '1000_1000', f.rel);
+
+describe('furkad and an agent behind a slow link (A3, F10)', function () {
+  this.timeout(300_000);
+  let ppu: Ppu;
+  let proxy: SilentProxy;
+  before(async () => {
+    let port: number | undefined;
+    proxy = await SilentProxy.start(() => {
+      if (port === undefined) throw new Error('no agent yet');
+      return port;
+    });
+    ppu = new Ppu({ prefix: 'ppu-slow-link', transport: 'agent', testPeers: ['1MF'], detectorConf: { '1MF': { port: proxy.port } } });
+    await ppu.start();
+    port = (await ppu.startAgent('1MF')).port;
+  });
+  after(async () => {
+    await ppu?.stop();
+    await proxy?.close();
+  });
+
+  it('keeps the connection while bodies trickle in behind a ping, and delivers every file once, whole', async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const warm = writeImage(detector, 'warm/w.cbf', 5000);
+    await eventually(() => existsSync(placed(ppu, warm)), 30_000, 'furkad connected through the link');
+    const mark = ppu.furkad!.proc.output().length;
+    // 320 kB/s from the agent: the 8 bodies it pushes ahead (4 MB) take 12 s, so a ping sent behind them waits as long.
+    proxy.trickle = 32 * 1024;
+    const files = Array.from({ length: 12 }, (_, i) => writeImage(detector, `run/img_${String(i).padStart(2, '0')}.cbf`, 512 * 1024 + i));
+    await eventually(() => files.every((f) => existsSync(placed(ppu, f)) && readFileSync(placed(ppu, f)).length === f.size), 120_000, 'every file on the PPU at the link\'s speed')
+      .catch((e: Error) => { throw new Error(`${e.message}; furkad said:\n${ppu.furkad!.proc.output().slice(mark).slice(-4000)}`); });
+    proxy.trickle = undefined;
+    for (const f of files) assert.equal(sha256File(readFileSync(placed(ppu, f))), f.sha256, f.rel);
+    await eventually(() => listFiles(detector).length === 0, 30_000, 'every source deleted');
+    const said = ppu.furkad!.proc.output().slice(mark);
+    assert.doesNotMatch(said, /connection to the agent lost|was cut off/, `the slow connection was never taken for a dead one:\n${said.split('\n').filter((l) => /lost|cut off/.test(l)).join('\n')}`);
+    assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf')).filter((f) => /\.~\d+~$/.test(f)), [], 'no file placed twice');
+  });
+});
