@@ -8,8 +8,12 @@
 // generator never times out. The run then waits until TCP gives up (many minutes) or the link returns.
 //
 // Progress is what the client and its receiver read (/proc/PID/io rchar): bytes from the socket, and from
-// basis files. It moves with every chunk of a huge file, however slowly it comes, and not at all while the
-// daemon is silent (the generator's keep-alives are writes). The client's output counts too.
+// basis files. It moves with every chunk of a huge file, however slowly it comes. While the daemon is silent it
+// moves by a few bytes only: the generator's keep-alives to the sender are writes, but the client and its
+// receiver each read a 4-byte message over their own pipe every timeout/2 s; counted as progress, those kept a run
+// whose daemon had gone silent waiting for ever (hostile tester h15: a PPU ramdisk out of inodes, the daemon
+// silent after "building file list"). So only MIN_PROGRESS_BYTES or more within the timeout count, or a process
+// of the run starting or ending. The client's output counts too.
 import { readFileSync } from 'node:fs';
 
 export interface StallWatch {
@@ -34,6 +38,13 @@ export function descendantsOf(pid: number): number[] {
   return all;
 }
 
+/**
+ * The fewest bytes a run's processes must read within the timeout to count as moving: far above the keep-alives of a
+ * silent daemon (4 bytes per process every timeout/2 s), far below any file list entry or data block a working run
+ * reads in that time.
+ */
+export const MIN_PROGRESS_BYTES = 512;
+
 /** Bytes `pid` has read so far, or undefined if the kernel does not say (no /proc/PID/io, or gone). */
 function bytesRead(pid: number): number | undefined {
   try {
@@ -45,19 +56,23 @@ function bytesRead(pid: number): number | undefined {
 }
 
 /**
- * Watches the rsync client `pid` and calls `onStall` once if, for `timeoutMs`, neither it nor a process below it reads
- * a byte and `progress()` was not called. Where the kernel keeps no read counts (no /proc/PID/io), only output
+ * Watches the rsync client `pid` and calls `onStall` once if, for `timeoutMs`, it and the processes below it read fewer
+ * than MIN_PROGRESS_BYTES together, none of them starts or ends, and `progress()` is not called. Where the kernel keeps no read counts (no /proc/PID/io), only output
  * and the receiver starting or ending count, so a silent run is still ended, and so is one receiving a single
  * file for longer than that (see README).
  */
 export function watchStall(pid: number, timeoutMs: number, onStall: () => void, intervalMs = Math.max(50, Math.min(1000, timeoutMs / 4))): StallWatch {
-  let last: string | undefined;
+  /** The run's processes, and the bytes they had read, when it last made progress. */
+  let pids: string | undefined;
+  let base = 0;
   let since = performance.now();
-  const sample = (): string => descendantsOf(pid).map((p) => `${p}:${bytesRead(p) ?? '-'}`).join(' ');
   const timer = setInterval(() => {
-    const now = sample();
-    if (now !== last) {
-      last = now;
+    const now = descendantsOf(pid);
+    const read = now.reduce((n, p) => n + (bytesRead(p) ?? 0), 0);
+    const these = now.join(' ');
+    if (these !== pids || read - base >= MIN_PROGRESS_BYTES) {
+      pids = these;
+      base = read;
       since = performance.now();
       return;
     }
