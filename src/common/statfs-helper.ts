@@ -15,6 +15,9 @@ export interface FsBlocks {
   bfree: number;
   bavail: number;
   bsize: number;
+  /** Inodes in all and free; 0 in all where the file system does not count them (btrfs); undefined if not asked. */
+  files?: number | undefined;
+  ffree?: number | undefined;
 }
 
 /** Longest a query may go unanswered (a hung network mount) before it fails. */
@@ -23,7 +26,7 @@ const QUERY_TIMEOUT_MS = 10_000;
 const DEATHS_BEFORE_FALLBACK = 3;
 
 /**
- * One JSON object {"id", "dir"} per line in; one {"id", "ok": [blocks, bfree, bavail, frsize]} or {"id", "err"}
+ * One JSON object {"id", "dir"} per line in; one {"id", "ok": [blocks, bfree, bavail, frsize, files, ffree]} or {"id", "err"}
  * per line out, in the order the answers come. f_frsize is the unit of the counts (`stat -f`'s %S).
  */
 const SCRIPT = `
@@ -32,7 +35,7 @@ lock = threading.Lock()
 def answer(qid, d):
     try:
         s = os.statvfs(d)
-        a = {"id": qid, "ok": [s.f_blocks, s.f_bfree, s.f_bavail, s.f_frsize]}
+        a = {"id": qid, "ok": [s.f_blocks, s.f_bfree, s.f_bavail, s.f_frsize, s.f_files, s.f_ffree]}
     except Exception as e:
         a = {"id": qid, "err": str(e)}
     line = json.dumps(a) + "\\n"
@@ -152,8 +155,8 @@ export class StatfsHelper {
     this.#forget(asked);
     for (const w of asked.waiters) {
       if (a.ok) {
-        const [blocks, bfree, bavail, bsize] = a.ok as [number, number, number, number];
-        w.resolve({ blocks, bfree, bavail, bsize });
+        const [blocks, bfree, bavail, bsize, files, ffree] = a.ok as [number, number, number, number, number?, number?];
+        w.resolve({ blocks, bfree, bavail, bsize, files, ffree });
       } else {
         w.reject(new Error(`statfs ${asked.dir}: ${a.err ?? 'no answer'}`));
       }
@@ -186,15 +189,16 @@ export class StatfsHelper {
 
 /**
  * statfs(2) through `stat -f` (GNU coreutils, also CentOS 7's 8.22), one process per query: only where python3
- * cannot be started or keeps dying. %b total, %f free, %a available to non-root, %S the size those blocks count in.
+ * cannot be started or keeps dying. %b total, %f free, %a available to non-root, %S the size those blocks count in,
+ * %c and %d the inodes in all and free.
  */
 export function statfsByCommand(dir: string): Promise<FsBlocks> {
   return new Promise((resolve, reject) => {
-    execFile('stat', ['-f', '-c', '%b %f %a %S', '--', dir], { timeout: QUERY_TIMEOUT_MS }, (err, stdout) => {
+    execFile('stat', ['-f', '-c', '%b %f %a %S %c %d', '--', dir], { timeout: QUERY_TIMEOUT_MS }, (err, stdout) => {
       if (err) return reject(new Error(`stat -f ${dir}: ${err.message.trim()}`));
-      const [blocks, bfree, bavail, bsize] = stdout.trim().split(' ').map(Number);
-      if (![blocks, bfree, bavail, bsize].every((n) => Number.isFinite(n))) return reject(new Error(`stat -f ${dir}: cannot read '${stdout.trim()}'`));
-      resolve({ blocks: blocks!, bfree: bfree!, bavail: bavail!, bsize: bsize! });
+      const [blocks, bfree, bavail, bsize, files, ffree] = stdout.trim().split(' ').map(Number);
+      if (![blocks, bfree, bavail, bsize, files, ffree].every((n) => Number.isFinite(n))) return reject(new Error(`stat -f ${dir}: cannot read '${stdout.trim()}'`));
+      resolve({ blocks: blocks!, bfree: bfree!, bavail: bavail!, bsize: bsize!, files: files!, ffree: ffree! });
     });
   });
 }

@@ -17,3 +17,10 @@ export async function availableBytes(dir: string): Promise<number> {
   const s = await statfsOf(dir);
   return s.bavail * s.bsize;
 }
+
+/** Inodes free and in all on the file system of `dir`; undefined where it does not count them (btrfs) or cannot say. */
+export async function inodesOf(dir: string): Promise<{ free: number; total: number } | undefined> {
+  const s = await statfsOf(dir).catch(() => undefined);
+  if (!s || !s.files || s.ffree === undefined) return undefined;
+  return { free: s.ffree, total: s.files };
+}

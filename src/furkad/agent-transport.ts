@@ -1,7 +1,7 @@
 // The agent transport: files the detector's furka-agent announces as complete (the kernel said so) are fetched
 // over one HTTP/2 connection into staging, placed by the loop, and acknowledged so the agent deletes their
 // sources (A2–A5, docs/agent-protocol.md). No polling: a run starts when something was announced.
-import { mkdir, readdir, rm, unlink } from 'node:fs/promises';
+import { readdir, rm, unlink } from 'node:fs/promises';
 import { closeSync, fchmodSync, fchownSync } from 'node:fs';
 import { setFileTimes } from '../common/file-times.js';
 import * as path from 'node:path';
@@ -18,7 +18,8 @@ import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { OwedShift, RunContext, RunOutcome, Transport } from './transport.js';
 import { wakeOrAbort } from '../common/abort.js';
-import { availableBytes } from '../common/statfs.js';
+import { availableBytes, inodesOf } from '../common/statfs.js';
+import { makeDirs } from '../common/make-dirs.js';
 import { noRoomMessage, RoomNotice } from './room-notice.js';
 import { monotonicMs } from '../common/monotonic.js';
 import { DEFAULT_AGENT_KEY_FILE, readKeyFile } from '../common/shared-key.js';
@@ -554,7 +555,7 @@ export class AgentTransport implements Transport {
     const free = await availableBytes(ctx.staging).catch(() => undefined);
     // Logged when it starts (at the run's end, with the other workers' files that failed alike), not at each retry.
     this.#noRoom.found([w.path], free, w.size);
-    const message = noRoomMessage(w.path, w.size, free);
+    const message = noRoomMessage(w.path, w.size, free, await inodesOf(ctx.staging));
     return Object.assign(new Error(`${message} (${e.message})`), { code: e.code });
   }
 
@@ -948,14 +949,14 @@ export class AgentTransport implements Transport {
     // A directory of staging made once, not once per file: a recursive mkdir costs as much as placing a
     // small file. One that went since (adoptLeftovers, an operator) is made again on ENOENT.
     if (!this.#stagingDirs.has(dir)) {
-      await mkdir(dir, { recursive: true, mode: 0o700 });
+      await makeDirs(dir, 0o700);
       this.#stagingDirs.add(dir);
     }
     let got;
     try {
       got = await this.#client!.fetch(w.id, staged, w.path).catch(async (e: NodeJS.ErrnoException) => {
         if (e.code === 'EEXIST') await unlink(staged);
-        else if (e.code === 'ENOENT') await mkdir(dir, { recursive: true, mode: 0o700 });
+        else if (e.code === 'ENOENT') await makeDirs(dir, 0o700);
         else throw e;
         return this.#client!.fetch(w.id, staged, w.path);
       });

@@ -24,6 +24,9 @@ import { monotonicMs } from '../common/monotonic.js';
 import { originOf, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
 import { moveEntries } from './config-change.js';
 import { filesBelow } from './files-below.js';
+import { availableBytes, inodesOf } from '../common/statfs.js';
+import { makeDirs } from '../common/make-dirs.js';
+import { outOfInodes } from './room-notice.js';
 
 /** What a loop keeps about itself: its DetectorStatus (the bus's), and what only the metrics read. */
 export interface DetectorStats extends Omit<DetectorStatus, 'id'> {
@@ -421,15 +424,33 @@ export class DetectorLoop implements Component {
 
   /** Makes `lb`'s directory, whose it is written first (shift.json): a furkad killed meanwhile finds it beside its files (adoptLeftBehind). */
   async #keepFor(lb: LeftBehind): Promise<void> {
-    await mkdir(lb.root, { recursive: true, mode: 0o700 });
+    try {
+      await makeDirs(lb.root, 0o700);
+    } catch (e) {
+      throw await this.#noRoomToKeep(e as NodeJS.ErrnoException, lb);
+    }
     // Whole or not at all: one cut short (no room on a full PPU ramdisk) would be refused by every later furkad.
     try {
       await writeDurablyAsync(path.join(lb.root, 'shift.json'), JSON.stringify({ ...lb.shift, usertime: String(lb.shift.usertime), target: lb.target }), { mode: 0o600 });
     } catch (e) {
       // Nothing kept there yet: no directory left behind that no furkad could take up.
       await rmdir(lb.root).catch(() => undefined);
-      throw e;
+      throw await this.#noRoomToKeep(e as NodeJS.ErrnoException, lb);
     }
+  }
+
+  /**
+   * `e`, or, where the PPU ramdisk has no room (ENOSPC), what is short, in words: it stops a shift change, and
+   * "ENOENT: mkdir …/.held" (Node's recursive mkdir; makeDirs says ENOSPC) sent the administrator looking for a
+   * missing directory on a ramdisk out of inodes (hostile tester h15).
+   */
+  async #noRoomToKeep(e: NodeJS.ErrnoException, lb: LeftBehind): Promise<Error> {
+    if (e.code !== 'ENOSPC') return e;
+    const on = splitMarked(lb.target).root;
+    const [free, inodes] = await Promise.all([availableBytes(on).catch(() => undefined), inodesOf(on)]);
+    const short = inodes?.free === 0 ? outOfInodes(free, inodes.total) : free !== undefined && free < 65536 ? `the PPU ramdisk is full (${free} bytes free)` : undefined;
+    if (!short) return e;
+    return new Error(`cannot keep files of an ended shift of detector ${this.id} apart in ${lb.root} (${e.message}): ${short}; make room there`);
   }
 
   /**

@@ -14,10 +14,20 @@ const LINE_EVERY_MS = 30_000;
 /** Names kept as said past this (and twice the files waiting) are forgotten but for those still waiting. */
 const SAID_KEPT = 10_000;
 
-/** What furkad says of a file that does not fit (log, lastError, the failed run's message): both transports. */
-export function noRoomMessage(rel: string, size: number | undefined, free: number | undefined): string {
+/**
+ * What furkad says of a file that does not fit (log, lastError, the failed run's message): both transports. A ramdisk
+ * out of inodes (`inodes` free 0) is said as such: "does not fit in the 500 MB free" sent the administrator to `df -h`,
+ * which showed plenty of room (hostile tester h15).
+ */
+export function noRoomMessage(rel: string, size: number | undefined, free: number | undefined, inodes?: { free: number; total: number }): string {
   const sized = size === undefined ? '' : ` (${size} bytes)`;
+  if (inodes?.free === 0) return `${rel}${sized} cannot be placed: ${outOfInodes(free, inodes.total)}: it stays on the detector until there is room`;
   return `${rel}${sized} does not fit in ${roomOf(free)} on the PPU ramdisk: it stays on the detector until there is room, other files go on`;
+}
+
+/** A PPU ramdisk out of inodes, with `free` bytes free, in words. */
+export function outOfInodes(free: number | undefined, total: number): string {
+  return `the PPU ramdisk is out of inodes (0 of ${total} free, see df -i${free === undefined ? '' : `; ${free} bytes are free`})`;
 }
 
 function roomOf(free: number | undefined): string {

@@ -7,9 +7,9 @@
 // nothing behind lifts the limit. Per file, not cumulative: files that fit one by one but not together fail a
 // run again, after the ones before them were placed, so every run still moves something. Settle mode's copies made
 // before the limit (beside staging) take no more room: they are compared without it, and taken (rsync-transport.ts).
-import { availableBytes } from '../common/statfs.js';
+import { availableBytes, inodesOf } from '../common/statfs.js';
 import type { Logger } from '../common/logger.js';
-import { fewNames, namedFew, noRoomMessage, RoomNotice } from './room-notice.js';
+import { fewNames, namedFew, noRoomMessage, outOfInodes, RoomNotice } from './room-notice.js';
 
 export class StagingRoom {
   /** Set by a run that failed for lack of room; cleared by a limited run that left nothing behind. */
@@ -34,10 +34,13 @@ export class StagingRoom {
   async full(dir: string, rel: string | undefined, size: number | undefined): Promise<string> {
     this.#limited = true;
     const free = await availableBytes(dir).catch(() => undefined);
-    if (rel === undefined) return `the PPU ramdisk has no room left (${free ?? '?'} bytes free): files stay on the detector until there is room`;
+    const inodes = await inodesOf(dir);
+    if (rel === undefined) {
+      return `${inodes?.free === 0 ? outOfInodes(free, inodes.total) : `the PPU ramdisk has no room left (${free ?? '?'} bytes free)`}: files stay on the detector until there is room`;
+    }
     this.#waiting.add(rel);
     this.#notice.waiting([rel], free, size);
-    return noRoomMessage(rel, size, free);
+    return noRoomMessage(rel, size, free, inodes);
   }
 
   /** A limited run ended well, leaving `over` on the detector for being larger than the free space. */
