@@ -47,4 +47,20 @@ describe('furkad and an agent behind a slow link (A3, F10)', function () {
     assert.doesNotMatch(said, /connection to the agent lost|was cut off/, `the slow connection was never taken for a dead one:\n${said.split('\n').filter((l) => /lost|cut off/.test(l)).join('\n')}`);
     assert.deepEqual(listFiles(path.join(ppu.ppuRamdisk, '1mf')).filter((f) => /\.~\d+~$/.test(f)), [], 'no file placed twice');
   });
+
+  it('lets the agent stop at SIGTERM while its connection is silent with bodies queued on it, well before systemd would kill it', async () => {
+    const detector = ppu.detectorRamdisks['1MF']!;
+    const agent = ppu.agents['1MF']!;
+    const warm = writeImage(detector, 'warm2/w.cbf', 5000);
+    await eventually(() => existsSync(placed(ppu, warm)), 30_000, 'furkad connected through the link');
+    // The link drops everything from now on, its ends open (no FIN, no RST): what the agent sends queues up.
+    proxy.silenceAfter = 0;
+    for (let i = 0; i < 6; i++) writeImage(detector, `stuck/img_${i}.cbf`, 4 << 20);
+    await eventually(() => proxy.silenced > 0, 20_000, 'the link silent');
+    await new Promise((r) => setTimeout(r, 2000)); // the agent's pushes queued behind the silent link
+    // 8 s: the unit's TimeoutStopSec is 10. Before 2026-12-06 the stop waited for the link (hostile tester h13: 70 s).
+    const code = await agent.proc.stop(8000, 'leader');
+    assert.equal(code, 0, `furka-agent exited by itself, not killed:\n${agent.proc.output().slice(-2000)}`);
+    proxy.release();
+  });
 });
