@@ -737,7 +737,10 @@ export class AgentClient extends EventEmitter {
       return why;
     }
     if (c.timedOut) return `${why}: the connection was made but nothing answered on it (the agent is stopped or hung, or the link went down)`;
-    return `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'?`;
+    // Or the agent is out of file descriptors: the kernel completes the connection, and Node closes what it cannot accept
+    // (hostile tester h15, under a low LimitNOFILE); its log says so every second.
+    return `${why}; it accepted the connection and closed it unanswered: is this PPU's address in the agent's 'allow'? ` +
+      "(or the agent is out of file descriptors: see its log)";
   }
 
   /** Marks the connection down; says so once, and only if it had been up. */
