@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
-import { SilentProxy } from '../fixtures/silent-proxy.js';
+import type { SilentProxy } from '../fixtures/silent-proxy.js';
+import { ppuBehindLink } from '../fixtures/agent-link.js';
 
 const placed = (ppu: Ppu, f: WrittenFile): string => path.join(ppu.ppuRamdisk, '1mf', '1000_1000', f.rel);
 
@@ -16,14 +17,7 @@ describe('furkad and an agent behind a slow link (A3, F10)', function () {
   let ppu: Ppu;
   let proxy: SilentProxy;
   before(async () => {
-    let port: number | undefined;
-    proxy = await SilentProxy.start(() => {
-      if (port === undefined) throw new Error('no agent yet');
-      return port;
-    });
-    ppu = new Ppu({ prefix: 'ppu-slow-link', transport: 'agent', testPeers: ['1MF'], detectorConf: { '1MF': { port: proxy.port } } });
-    await ppu.start();
-    port = (await ppu.startAgent('1MF')).port;
+    ({ ppu, proxy } = await ppuBehindLink('ppu-slow-link'));
   });
   after(async () => {
     await ppu?.stop();

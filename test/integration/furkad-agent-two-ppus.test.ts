@@ -6,7 +6,8 @@ import { existsSync, readFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
 import { eventually, listFiles, sha256File, writeImage, type WrittenFile } from '../fixtures/files.js';
-import { SilentProxy } from '../fixtures/silent-proxy.js';
+import type { SilentProxy } from '../fixtures/silent-proxy.js';
+import { ppuBehindLink } from '../fixtures/agent-link.js';
 
 type Row = [string, string, string, bigint, bigint, bigint];
 
@@ -71,14 +72,7 @@ describe('a furkad whose connection to the agent died without a word (A3, F10)',
   let proxy: SilentProxy;
   before(async () => {
     // furkad reaches the agent through a link that can drop every packet (no FIN, no RST).
-    let port: number | undefined;
-    proxy = await SilentProxy.start(() => {
-      if (port === undefined) throw new Error('no agent yet');
-      return port;
-    });
-    ppu = new Ppu({ prefix: 'ppu-two-silent', transport: 'agent', testPeers: ['1MF'], detectorConf: { '1MF': { port: proxy.port } } });
-    await ppu.start();
-    port = (await ppu.startAgent('1MF')).port;
+    ({ ppu, proxy } = await ppuBehindLink('ppu-two-silent'));
   });
   after(async () => {
     await ppu?.stop();
