@@ -262,7 +262,7 @@ async function run(argv: string[]): Promise<number> {
   const action = plan(cmd, sub, rest, values);
   const bus = connectSystemBus();
   try {
-    return await Promise.race([action(bus), busFailure(bus).catch((e: Error) => { throw refusedAtConnect(bus, e); })]);
+    return await Promise.race([action(bus), busFailure(bus)]).catch((e: Error) => { throw refusedAtConnect(bus, e); });
   } finally {
     ended.abort(new Error('ppuctl is ending'));
     bus.disconnect();
@@ -308,7 +308,8 @@ function configKind(file: string): 'grimseld' | 'furkad' | 'furka-agent' {
   if (/^\s*\[\s*detector\./m.test(text)) return 'furkad';
   // No section of either: keys only furka-agent takes, above any section, make it the agent's (a detector.conf).
   const top = text.split(/^\s*\[/m)[0]!;
-  if (/^\s*(root|address|port|allow|key_file|send_timeout)\s*=/m.test(top)) return 'furka-agent';
+  // Commented out too, as the shipped furka-agent.conf has them all: a copy of it is still the agent's.
+  if (/^\s*(root|address|port|allow|key_file|send_timeout)\s*=/m.test(top) || /^\s*[#;]\s*(root|allow|key_file|send_timeout)\s*=/m.test(top)) return 'furka-agent';
   return 'furkad';
 }
 

@@ -29,8 +29,8 @@ describe('messages of copies that end while grimseld stops (G10)', function () {
   before(async () => {
     ppu = new Ppu({ prefix: 'ppu-stop-messages' });
     small = path.join(ppu.work, 'small');
-    // Room for half the file: its copy fails with ENOSPC once 256 MB are written, some time after it began.
-    mountTmpfs(small, 256 << 20);
+    // Room for two thirds of the file: its copy fails with ENOSPC once 512 MB are written, some time after it began.
+    mountTmpfs(small, 512 << 20);
     ppu.opts.storages = {
       'storage.internal': { type: 'INTERNAL', target: path.join(ppu.storageRoot, 'internal'), n_copy_processes: 1 },
       'storage.small': { type: 'OPTIONAL', target: path.join(small, 'data'), mountpoint: small, n_copy_processes: 1 },
@@ -47,16 +47,21 @@ describe('messages of copies that end while grimseld stops (G10)', function () {
     mkdirSync(dir, { recursive: true });
     const fd = openSync(path.join(dir, 'f.bin'), 'w');
     const mb = Buffer.alloc(1 << 20, 0x5a);
-    for (let i = 0; i < 512; i++) writeSync(fd, mb);
+    for (let i = 0; i < 768; i++) writeSync(fd, mb);
     closeSync(fd);
     await callMethod(await ppu.grimsel(), 'AddFile', `${ppu.ppuRamdisk}/./big/f.bin`);
     // The copy to the small storage is under way: stop grimseld now, before it runs out of room.
     await eventually(() => largest(path.join(small, 'data')) > 0, 30_000, 'the copy begun on the small storage');
-    assert.ok(largest(path.join(small, 'data')) < 200 << 20, 'SIGTERM came while the copy was still being written');
+    assert.ok(largest(path.join(small, 'data')) < 400 << 20, 'SIGTERM came while the copy was still being written');
     const stopped = ppu.grimseld!;
     await stopped.stop();
     ppu.grimseld = undefined;
-    const log = stopped.proc.output().split('\n').filter((l) => l.length > 0).slice(-25).join('\n');
+    const lines = stopped.proc.output().split('\n');
+    const log = lines.filter((l) => l.length > 0).slice(-25).join('\n');
+    // The failure came after the stop began: else this test would not test the stop.
+    const stopping = lines.findIndex((l) => /"msg":"stopping"/.test(l));
+    const failedAt = lines.findIndex((l) => l.includes('"errcode":"COPY_ERROR"') && l.includes('/big/f.bin'));
+    assert.ok(stopping >= 0 && failedAt > stopping, `the copy failed after SIGTERM:\n${log}`);
     const isOurs = (short: string): boolean => short.includes('/big/f.bin:') && short.includes(small);
     await eventually(() => tcp.closed, 10_000, 'the message server closing the subscriber at the stop');
     const overTcp = tcp.lines.filter((l) => !Array.isArray(l) && l['errcode'] === 'COPY_ERROR' && isOurs(String(l['shortMessage'])));
