@@ -46,7 +46,8 @@ export function checkMarkedPath(p: string): { src: string; rel: string } {
   const { rel } = splitMarked(p);
   if (!isSafeRelative(rel)) throw new RejectedPath(`path '${p}': the part after './' must stay below it ('${rel}')`);
   // Each storage's target holds grimseld's own link room and disk mark under these names: a copy replicated under
-  // one would go into the room (whose directory, with owners kept, would be given the file's owner) or over the mark.
+  // one would go into the room (or make it, where it is missing, the file owner's: grimseld then renames it aside,
+  // copies and all) or over the mark.
   const first = rel.split('/')[0]!;
   if (first === LINK_ROOM || first === MARK_FILE) {
     throw new RejectedPath(`path '${p}': '${first}' right after './' is a name grimseld keeps for itself in each storage's target ` +
