@@ -87,11 +87,16 @@ describe("an operator's AddFile of a tree shaped like another user's shift (G3, 
       assert.equal(r.code, 0, r.stderr);
     }
     // A file of theirs with nothing of its path replicated would go straight into the storage's target: refused at
-    // once, naming why (it was taken and then failed on every storage), a mark of theirs among such files.
-    for (const p of [`${t}/./.grimsel-storage`, `${t}/mine/notes.txt`]) {
+    // once, naming why (it was taken and then failed on every storage). A mark of theirs there is refused by its name
+    // first: grimseld keeps it for itself in every storage's target (since 2026-12-06).
+    const refusals: Array<[string, RegExp]> = [
+      [`${t}/./.grimsel-storage`, /'\.grimsel-storage' right after '\.\/' is a name grimseld keeps for itself in each storage's target/],
+      [`${t}/mine/notes.txt`, new RegExp(`is uid ${ou}'s, and nothing of its path is replicated .*Put the '\\./' before a directory of theirs`)],
+    ];
+    for (const [p, why] of refusals) {
       const r = await ppuctlAs('add', p);
       assert.notEqual(r.code, 0, `${p} refused`);
-      assert.match(r.stderr, new RegExp(`is uid ${ou}'s, and nothing of its path is replicated .*Put the '\\./' before a directory of theirs`), r.stderr);
+      assert.match(r.stderr, why, r.stderr);
     }
     await eventually(() => existsSync(storage('mine/notes.txt')), 30_000, "the operator's file in a directory of their own");
     await ppu.quiescent();
