@@ -33,9 +33,10 @@ function rawFiles(root: string, rel: Buffer = Buffer.alloc(0)): Buffer[] {
   try { names = readdirSync(dir, { encoding: 'buffer' }); } catch { return out; }
   for (const n of names) {
     const r = rel.length ? Buffer.concat([rel, Buffer.from('/'), n]) : n;
-    const st = lstatSync(raw(root, r));
-    if (st.isDirectory()) out.push(...rawFiles(root, r));
-    else if (st.isFile()) out.push(r);
+    // Gone meanwhile: furkad removes emptied directories of staging while this walks it (seen once in CI, in settle mode).
+    const st = lstatSync(raw(root, r), { throwIfNoEntry: false });
+    if (st?.isDirectory()) out.push(...rawFiles(root, r));
+    else if (st?.isFile()) out.push(r);
   }
   return out;
 }
