@@ -18,9 +18,15 @@ export async function availableBytes(dir: string): Promise<number> {
   return s.bavail * s.bsize;
 }
 
-/** Inodes free and in all on the file system of `dir`; undefined where it does not count them (btrfs) or cannot say. */
-export async function inodesOf(dir: string): Promise<{ free: number; total: number } | undefined> {
+/** What is free on a file system: bytes (as availableBytes) and inodes (undefined where it does not count them: btrfs). */
+export interface Room {
+  bytes: number;
+  inodes: { free: number; total: number } | undefined;
+}
+
+/** The room on the file system of `dir`, from one statfs; undefined if it cannot be had (a hung mount, gone). */
+export async function roomOf(dir: string): Promise<Room | undefined> {
   const s = await statfsOf(dir).catch(() => undefined);
-  if (!s || !s.files || s.ffree === undefined) return undefined;
-  return { free: s.ffree, total: s.files };
+  if (!s) return undefined;
+  return { bytes: s.bavail * s.bsize, inodes: s.files && s.ffree !== undefined ? { free: s.ffree, total: s.files } : undefined };
 }

@@ -18,7 +18,7 @@ import type { Logger } from '../common/logger.js';
 import type { Assignment } from './shift.js';
 import type { OwedShift, RunContext, RunOutcome, Transport } from './transport.js';
 import { wakeOrAbort } from '../common/abort.js';
-import { availableBytes, inodesOf } from '../common/statfs.js';
+import { availableBytes, roomOf } from '../common/statfs.js';
 import { makeDirs } from '../common/make-dirs.js';
 import { noRoomMessage, RoomNotice } from './room-notice.js';
 import { monotonicMs } from '../common/monotonic.js';
@@ -552,10 +552,11 @@ export class AgentTransport implements Transport {
   /** A fetch's error with the file named: a full PPU ramdisk (ENOSPC) says which file did not fit, and how big it is. */
   async #named(e: NodeJS.ErrnoException, ctx: RunContext, w: Waiting): Promise<Error> {
     if (e.code !== 'ENOSPC') return e;
-    const free = await availableBytes(ctx.staging).catch(() => undefined);
+    const room = await roomOf(ctx.staging);
+    const free = room?.bytes;
     // Logged when it starts (at the run's end, with the other workers' files that failed alike), not at each retry.
     this.#noRoom.found([w.path], free, w.size);
-    const message = noRoomMessage(w.path, w.size, free, await inodesOf(ctx.staging));
+    const message = noRoomMessage(w.path, w.size, free, room?.inodes);
     return Object.assign(new Error(`${message} (${e.message})`), { code: e.code });
   }
 

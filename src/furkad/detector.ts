@@ -24,7 +24,7 @@ import { monotonicMs } from '../common/monotonic.js';
 import { originOf, type DetectorPlace, type DetectorPlaces } from './detector-places.js';
 import { moveEntries } from './config-change.js';
 import { filesBelow } from './files-below.js';
-import { availableBytes, inodesOf } from '../common/statfs.js';
+import { roomOf } from '../common/statfs.js';
 import { makeDirs } from '../common/make-dirs.js';
 import { outOfInodes } from './room-notice.js';
 
@@ -447,7 +447,9 @@ export class DetectorLoop implements Component {
   async #noRoomToKeep(e: NodeJS.ErrnoException, lb: LeftBehind): Promise<Error> {
     if (e.code !== 'ENOSPC') return e;
     const on = splitMarked(lb.target).root;
-    const [free, inodes] = await Promise.all([availableBytes(on).catch(() => undefined), inodesOf(on)]);
+    const room = await roomOf(on);
+    const free = room?.bytes;
+    const inodes = room?.inodes;
     const short = inodes?.free === 0 ? outOfInodes(free, inodes.total) : free !== undefined && free < 65536 ? `the PPU ramdisk is full (${free} bytes free)` : undefined;
     if (!short) return e;
     return new Error(`cannot keep files of an ended shift of detector ${this.id} apart in ${lb.root} (${e.message}): ${short}; make room there`);

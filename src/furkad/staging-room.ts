@@ -7,7 +7,7 @@
 // nothing behind lifts the limit. Per file, not cumulative: files that fit one by one but not together fail a
 // run again, after the ones before them were placed, so every run still moves something. Settle mode's copies made
 // before the limit (beside staging) take no more room: they are compared without it, and taken (rsync-transport.ts).
-import { availableBytes, inodesOf } from '../common/statfs.js';
+import { availableBytes, roomOf } from '../common/statfs.js';
 import type { Logger } from '../common/logger.js';
 import { fewNames, namedFew, noRoomMessage, outOfInodes, RoomNotice } from './room-notice.js';
 
@@ -33,8 +33,9 @@ export class StagingRoom {
   /** A run failed for lack of room on `dir`'s file system, receiving `rel` (if known): its message. */
   async full(dir: string, rel: string | undefined, size: number | undefined): Promise<string> {
     this.#limited = true;
-    const free = await availableBytes(dir).catch(() => undefined);
-    const inodes = await inodesOf(dir);
+    const room = await roomOf(dir);
+    const free = room?.bytes;
+    const inodes = room?.inodes;
     if (rel === undefined) {
       return `${inodes?.free === 0 ? outOfInodes(free, inodes.total) : `the PPU ramdisk has no room left (${free ?? '?'} bytes free)`}: files stay on the detector until there is room`;
     }
