@@ -6,7 +6,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import * as path from 'node:path';
 import { collectMessages, Ppu } from '../fixtures/ppu.js';
 import { eventually, writeImage } from '../fixtures/files.js';
-import { markFixture, startProcess, type Managed } from '../fixtures/processes.js';
+import { markFixture, type Managed } from '../fixtures/processes.js';
+import { startNotifySocket } from '../fixtures/notify-socket.js';
 
 /** The COPY_ERROR log lines (every message is logged as it is published) of the grimseld running now, by short message. */
 function copyErrors(ppu: Ppu): string[] {
@@ -24,15 +25,7 @@ describe('COPY_ERROR of a failing copy across grimseld restarts (G10)', function
     ppu = new Ppu({ prefix: 'ppu-copyerr-restart' });
     mkdirSync(ppu.work, { recursive: true });
     const sock = path.join(ppu.work, 'notify');
-    notify = markFixture(startProcess('python3', ['-u', '-c', `
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print('bound')
-while True:
-    print(s.recv(65536).decode().replace('\\n', ' | '))
-`, sock]));
-    await notify.said(/^bound$/m);
+    notify = markFixture(await startNotifySocket(sock));
     ppu.opts.grimseldEnv = { NOTIFY_SOCKET: sock };
     // Every copy to the OPTIONAL storage fails (ENOTDIR): its target lies below a regular file.
     const plain = path.join(ppu.work, 'plainfile');

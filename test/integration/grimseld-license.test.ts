@@ -4,7 +4,7 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { Ppu } from '../fixtures/ppu.js';
-import { startProcess } from '../fixtures/processes.js';
+import { startNotifySocket } from '../fixtures/notify-socket.js';
 import { testIssuer } from '../fixtures/license.js';
 import { GRIMSEL_IFACE } from '../../src/dbus/names.js';
 import { callMethod } from '../../src/dbus/bus.js';
@@ -74,19 +74,11 @@ describe('grimseld license (G14)', function () {
   });
 
   it("says the reason in systemd's STATUS line too, as in the log and License (G14)", async () => {
-    // A notify socket as systemd's: each datagram grimseld sends, one per line.
     const dir = mkdtempSync(path.join(os.tmpdir(), 'g14-notify-'));
     const sock = path.join(dir, 'notify');
-    const listener = startProcess('python3', ['-u', '-c', `
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-s.bind(sys.argv[1])
-print('bound')
-while True:
-    print(s.recv(65536).decode().replace('\\n', ' | '))
-`, sock]);
+    // systemd's notify socket: each datagram grimseld sends, one per line.
+    const listener = await startNotifySocket(sock).catch((e: unknown) => { rmSync(dir, { recursive: true, force: true }); throw e; });
     try {
-      await listener.said(/^bound$/m);
       await withKey(() => {}, async ([valid, reason], writers) => {
         assert.equal(valid, false);
         assert.deepEqual(writers, [1, 1]);
